@@ -1,0 +1,31 @@
+# Two commands: `make run` and `make test`. Each builds .venv from the pinned
+# requirements the first time (and again when a requirements file changes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export FLASK_APP := app
+
+.PHONY: run test test-postgres test-browser bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	exec $(PY) -m hookstream_ui.runner
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(VENV)/.dev-installed
+	TEST_DATABASE=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

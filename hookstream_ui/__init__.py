@@ -1,0 +1,81 @@
+"""hookstream: a self-hosted data-sync hub. `create_app()` builds the Flask app."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+
+from flask import Flask, g, request
+from htmx_flask import Htmx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .config import instance_path, load_config
+from .extensions import csrf, db, login_manager, migrate
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    instance = instance_path()
+    app = Flask(
+        __name__, instance_path=str(instance),
+        template_folder="../templates", static_folder="../static",
+    )
+    app.config.update(load_config(instance))
+    if overrides:
+        app.config.update(overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    Htmx(app)
+
+    from . import auth  # noqa: F401  (user loader and unauthorized handler)
+    from .api import v1
+    from .api.errors import register_error_handlers
+    from .auth.views import bp as auth_bp
+    from .cli import register_cli
+    from .dashboard import bp as dashboard_bp
+    from .health import bp as health_bp
+    from .templating import register_filters
+
+    csrf.exempt(v1)  # the API checks CSRF itself, only for session-cookie calls
+    app.register_blueprint(v1)
+    app.register_blueprint(health_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(dashboard_bp)
+    register_error_handlers(app)
+    register_cli(app)
+    register_filters(app)
+
+    @app.before_request
+    def _request_id():
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(8)}"
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith(("/v1/", "/api/", "/static/")):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    # WAL lets the web server and workers read while one writes; FKs make cascades real.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()

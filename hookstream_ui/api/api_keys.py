@@ -1,0 +1,34 @@
+"""/v1/auth/api-keys — managed only from a signed-in session (SPEC §3)."""
+from __future__ import annotations
+
+from flask import jsonify
+
+from ..services import api_keys as svc
+from . import schemas, v1
+from .openapi import endpoint, json_body
+from .serializers import api_key_json
+
+TAG = "api-keys"
+KEYS = "API keys"
+
+
+@endpoint(v1, "/auth/api-keys", "POST", summary="Create an API key (shown once)", tag=TAG,
+          body=schemas.ApiKeyCreate, responses={201: schemas.ApiKeyEnvelope},
+          role="admin", session_only=KEYS)
+def create_api_key(principal):
+    key, raw = svc.create_key(principal.env, json_body().get("name"), principal.user)
+    return jsonify(api_key=api_key_json(key, raw)), 201
+
+
+@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys", tag=TAG,
+          responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
+def list_api_keys(principal):
+    keys = svc.list_keys(principal)
+    return jsonify(api_keys=[api_key_json(k) for k in keys], cursor=None, has_more=False)
+
+
+@endpoint(v1, "/auth/api-keys/<key_id>", "DELETE", summary="Revoke an API key", tag=TAG,
+          responses={200: schemas.Deleted, 404: schemas.Error}, role="admin", session_only=KEYS)
+def revoke_api_key(principal, key_id):
+    key = svc.revoke_key(principal, key_id)
+    return jsonify(id=key.id, deleted=True)

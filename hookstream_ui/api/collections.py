@@ -1,0 +1,62 @@
+"""/v1/collections — seeds 000, 001, 002."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..services import collections as svc
+from . import schemas, v1
+from .openapi import endpoint, json_body
+from .serializers import collection_json
+
+TAG = "collections"
+LIST_QUERY = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    "cursor": {"type": "string"},
+    "status": {"type": "string"},
+    "source_id": {"type": "string"},
+    "search": {"type": "string"},
+}
+
+
+@endpoint(v1, "/collections", "POST", summary="Create a collection", tag=TAG,
+          body=svc.CollectionCreate, responses={201: schemas.CollectionEnvelope,
+                                                404: schemas.Error, 409: schemas.Error})
+def create_collection(principal):
+    collection = svc.create_collection(principal, json_body())
+    return jsonify(collection=collection_json(collection)), 201
+
+
+@endpoint(v1, "/collections", "GET", summary="List collections", tag=TAG, query=LIST_QUERY,
+          responses={200: schemas.CollectionList})
+def list_collections(principal):
+    args = request.args
+    page = svc.list_collections(
+        principal, cursor=args.get("cursor"), limit=args.get("limit"),
+        status=args.get("status"), source_id=args.get("source_id"), search=args.get("search"),
+    )
+    return jsonify(collections=[collection_json(c) for c in page.items], cursor=page.cursor,
+                   has_more=page.has_more)
+
+
+@endpoint(v1, "/collections/<ident>", "GET", summary="Get a collection by id or slug", tag=TAG,
+          responses={200: schemas.CollectionEnvelope, 404: schemas.Error})
+def get_collection(principal, ident):
+    return jsonify(collection=collection_json(svc.get_collection_or_404(principal, ident)))
+
+
+@endpoint(v1, "/collections/<ident>", "PATCH", summary="Change a collection", tag=TAG,
+          body=svc.CollectionUpdate, responses={200: schemas.CollectionEnvelope,
+                                                404: schemas.Error, 409: schemas.Error})
+def update_collection(principal, ident):
+    collection = svc.get_collection_or_404(principal, ident)
+    collection = svc.update_collection(principal, collection, json_body())
+    return jsonify(collection=collection_json(collection))
+
+
+@endpoint(v1, "/collections/<ident>", "DELETE", summary="Delete a collection and its records",
+          tag=TAG, responses={200: schemas.Deleted, 404: schemas.Error})
+def delete_collection(principal, ident):
+    collection = svc.get_collection_or_404(principal, ident)
+    collection_id = collection.id
+    svc.delete_collection(principal, collection)
+    return jsonify(id=collection_id, deleted=True)

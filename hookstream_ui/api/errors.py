@@ -1,0 +1,76 @@
+"""JSON errors for both API families, decided by path in one place.
+
+`/v1`: {"error", "code", "status", "request_id"} (SPEC §5.1).
+`/api/v1`: {"success": false, "error": <code>, "message"} (seed 003).
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from ..auth import is_api_request
+from ..errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error",
+    503: "unavailable",
+}
+
+
+def json_error(status: int, message: str, code: str | None = None, errors: dict | None = None):
+    code = code or CODES.get(status, "error")
+    if request.path.startswith("/api/"):
+        body = {"success": False, "error": code, "message": message}
+    else:
+        body = {"error": message, "code": code, "status": status,
+                "request_id": g.get("request_id")}
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+def _http_error(exc: HTTPException):
+    if not is_api_request():
+        if exc.code is None or exc.code < 400 or exc.response is not None:
+            return exc
+        message = exc.description if exc.code in (403, 404) else ""
+        return render_template("errors/error.html", code=exc.code, title=exc.name,
+                               message=message), exc.code
+    message = exc.description if exc.description and exc.code != 405 else exc.name
+    if exc.code == 404 and message.startswith("The requested URL"):
+        message = "No such endpoint"
+    if exc.code == 413:
+        message = f"Request body is larger than the limit of {request.max_content_length} bytes"
+    response, status = json_error(exc.code or 500, message)
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response, status
+
+
+def _validation_error(exc: ValidationFailed):
+    if not is_api_request():
+        return exc.message, exc.status
+    return json_error(exc.status, exc.message, exc.code, exc.errors)
+
+
+def _unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    # Log the type and request id only: exception text may quote secrets or payloads.
+    log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
+              request.path, g.get("request_id"), exc_info=not is_api_request())
+    if not is_api_request():
+        raise exc
+    return json_error(500, "Internal error; quote the request_id when reporting it")
+
+
+def register_error_handlers(app) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ValidationFailed, _validation_error)
+    app.register_error_handler(Exception, _unexpected)

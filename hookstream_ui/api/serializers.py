@@ -1,0 +1,37 @@
+"""Model → JSON dicts. The only place response fields are named."""
+from __future__ import annotations
+
+from ..models import ApiKey, Collection, User, db, isoformat
+
+
+def collection_json(c: Collection) -> dict:
+    return {
+        "id": c.id, "org_id": c.org_id, "env_id": c.env_id, "name": c.name,
+        "slug": c.slug, "readable_id": c.slug,
+        "source_id": c.source_id, "source_name": c.source.name if c.source else None,
+        "stream": c.stream, "primary_key_path": c.primary_key_path,
+        "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
+        "description": c.description, "status": c.status, "record_count": c.record_count or 0,
+        "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
+        "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,
+        "backfill_progress": c.backfill_progress, "backfill_total": c.backfill_total,
+        "backfill_cursor": c.backfill_cursor,
+        "backfill_started_at": isoformat(c.backfill_started_at),
+        "backfill_completed_at": isoformat(c.backfill_completed_at),
+        "backfill_error": c.backfill_error,
+        "created_by_email": c.created_by.email if c.created_by else None,
+        "modified_by_email": c.modified_by.email if c.modified_by else None,
+    }
+
+
+def api_key_json(k: ApiKey, raw: str | None = None) -> dict:
+    creator = db.session.get(User, k.created_by_id) if k.created_by_id else None
+    data = {
+        "id": k.id, "name": k.name, "prefix": k.prefix, "env_id": k.env_id,
+        "created_at": isoformat(k.created_at), "last_used_at": isoformat(k.last_used_at),
+        "request_count": k.request_count or 0,
+        "created_by_email": creator.email if creator else None,
+    }
+    if raw is not None:
+        data["key"] = raw
+    return data

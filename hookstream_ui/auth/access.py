@@ -1,0 +1,69 @@
+"""Authentication and authorization decisions, made here and nowhere else.
+
+API paths always answer 401/403 in JSON; dashboard paths redirect to sign-in.
+"""
+from __future__ import annotations
+
+from flask import abort, g, redirect, request, url_for
+from flask_wtf.csrf import CSRFError
+
+from ..extensions import csrf, login_manager
+from .principal import Principal, principal_for_key, principal_for_session
+
+API_PREFIXES = ("/v1/", "/api/")
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def is_api_request() -> bool:
+    return request.path.startswith(API_PREFIXES) or request.path == "/v1"
+
+
+def presented_api_key() -> str | None:
+    if request.headers.get("X-API-Key"):
+        return request.headers["X-API-Key"].strip()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def authenticate_api_request() -> Principal:
+    """The caller of an API endpoint, by API key or by session cookie (with CSRF)."""
+    from ..services.api_keys import authenticate_key
+
+    raw = presented_api_key()
+    if raw is not None:
+        key = authenticate_key(raw)
+        if key is None:
+            abort(401, description="Invalid or revoked API key")
+        principal = principal_for_key(key)
+    else:
+        principal = principal_for_session()
+        if principal is None:
+            abort(401, description="Authentication required: send X-API-Key or "
+                                   "Authorization: Bearer <key>, or sign in")
+        if request.method not in SAFE_METHODS:
+            try:
+                csrf.protect()
+            except CSRFError:
+                abort(403, description="CSRF token missing or invalid: send the page's "
+                                       "csrf-token in the X-CSRFToken header")
+    g.principal = principal
+    return principal
+
+
+def require_role(principal: Principal, role: str) -> None:
+    if not principal.can(role):
+        abort(403, description=f"This needs the {role} role or higher; you are {principal.role}")
+
+
+def require_session(principal: Principal, what: str) -> None:
+    if not principal.via_session:
+        abort(403, description=f"{what} can only be managed from a signed-in session")
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    if is_api_request():
+        abort(401, description="Authentication required")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

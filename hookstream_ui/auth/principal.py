@@ -1,0 +1,75 @@
+"""Who is calling, in which org and environment, with which role.
+
+Every scoped query reads `g.principal`; it is built once per request from either an
+API key or the signed-in session, so the two paths cannot scope differently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g, session
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..models import ApiKey, Environment, Membership, Org, User, db, role_at_least
+
+# API keys can do what an org admin can, but never manage keys or the team from a script
+# unless an endpoint says so.
+API_KEY_ROLE = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    org: Org
+    env: Environment
+    role: str
+    user: User | None = None
+    api_key: ApiKey | None = None
+
+    @property
+    def via_session(self) -> bool:
+        return self.api_key is None
+
+    @property
+    def email(self) -> str | None:
+        return self.user.email if self.user else None
+
+    @property
+    def user_id(self) -> str | None:
+        return self.user.id if self.user else None
+
+    def can(self, role: str) -> bool:
+        return role_at_least(self.role, role)
+
+
+def principal_for_key(key: ApiKey) -> Principal:
+    env = key.environment
+    return Principal(org=env.org, env=env, role=API_KEY_ROLE, api_key=key)
+
+
+def principal_for_session() -> Principal | None:
+    """The signed-in user's current org and environment, kept in the session."""
+    if not current_user.is_authenticated:
+        return None
+    memberships = db.session.scalars(
+        select(Membership).where(Membership.user_id == current_user.id).order_by(Membership.created_at)
+    ).all()
+    if not memberships:
+        return None
+    membership = next((m for m in memberships if m.org_id == session.get("org_id")), memberships[0])
+    org: Org = membership.org
+    env = None
+    if session.get("env_id"):
+        env = db.session.scalar(
+            select(Environment).where(Environment.id == session["env_id"], Environment.org_id == org.id)
+        )
+    if env is None:
+        env = org.environments[0]
+    session["org_id"], session["env_id"] = org.id, env.id
+    return Principal(org=org, env=env, role=membership.role, user=current_user._get_current_object())
+
+
+def current_principal() -> Principal | None:
+    if "principal" not in g:
+        g.principal = principal_for_session()
+    return g.principal

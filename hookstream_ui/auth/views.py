@@ -1,0 +1,75 @@
+"""Sign-up, sign-in and sign-out pages."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..errors import ValidationFailed
+from ..forms import FormState
+from ..services import accounts
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(default: str) -> str:
+    target = request.args.get("next") or request.form.get("next") or ""
+    parts = urlsplit(target)
+    # Only same-site paths: an open redirect after sign-in is a phishing tool.
+    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
+        return target
+    return default
+
+
+def _start_session(user) -> None:
+    session.clear()
+    login_user(user, remember=False)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.overview"))
+    if accounts.is_empty_instance():
+        return redirect(url_for("auth.signup"))
+    form = FormState.from_request("email", secret=("password",))
+    if request.method == "POST":
+        try:
+            user = accounts.authenticate(request.form.get("email", ""), request.form.get("password", ""))
+        except ValidationFailed as exc:
+            return render_template("auth/login.html", form=form.fail(exc)), exc.status
+        _start_session(user)
+        return redirect(_safe_next(url_for("dashboard.overview")))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.overview"))
+    first = accounts.is_empty_instance()
+    open_signup = first or current_app.config["ALLOW_SIGNUP"]
+    form = FormState.from_request("email", secret=("password", "password_confirm"))
+    if request.method == "POST" and open_signup:
+        try:
+            if request.form.get("password") != request.form.get("password_confirm"):
+                raise ValidationFailed({"password_confirm": "does not match the password"})
+            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""))
+        except ValidationFailed as exc:
+            return render_template("auth/signup.html", form=form.fail(exc), first=first,
+                                   open_signup=open_signup), exc.status
+        _start_session(user)
+        flash("Welcome to hookstream. Create your first collection to get started.", "success")
+        return redirect(url_for("dashboard.overview"))
+    status = 200 if open_signup else 403
+    return render_template("auth/signup.html", form=form, first=first, open_signup=open_signup), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,70 @@
+"""Headless set-up and process commands: `flask create-user`, `create-api-key`, `worker`."""
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from .errors import ValidationFailed
+from .models import Environment, Membership, User, db
+
+
+def _fail(exc: ValidationFailed):
+    raise click.ClickException(exc.message)
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("create-user")
+    @click.argument("email")
+    @click.option("--password", required=True, help="At least 10 characters.")
+    @click.option("--admin", is_flag=True, help="Make the user an instance admin.")
+    @click.option("--org", "org_slug", help="Join this org (as member) instead of getting a new one.")
+    @click.option("--role", default="member", type=click.Choice(["owner", "admin", "member", "viewer"]),
+                  help="Role in --org.")
+    def create_user_command(email, password, admin, org_slug, role):
+        """Create a user; without --org they own a new org with a `production` project."""
+        from .services.accounts import create_user
+
+        try:
+            user = create_user(email, password, admin=admin, org_slug=org_slug, role=role)
+        except ValidationFailed as exc:
+            _fail(exc)
+        org = user.memberships[0].org
+        click.echo(f"created {user.email} ({user.id}) in org {org.slug}")
+
+    @app.cli.command("create-api-key")
+    @click.argument("email")
+    @click.option("--name", required=True)
+    @click.option("--env", "env_slug", default="production", show_default=True,
+                  help="Project (environment) slug in the user's first org.")
+    def create_api_key_command(email, name, env_slug):
+        """Create an API key for EMAIL's org and print it once."""
+        from .services.api_keys import create_key
+
+        user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise click.ClickException(f"no user {email}")
+        membership = db.session.scalar(
+            select(Membership).where(Membership.user_id == user.id).order_by(Membership.created_at)
+        )
+        if membership is None:
+            raise click.ClickException(f"{email} belongs to no org")
+        env = db.session.scalar(
+            select(Environment).where(Environment.org_id == membership.org_id,
+                                      Environment.slug == env_slug)
+        )
+        if env is None:
+            raise click.ClickException(f"no project {env_slug!r} in org {membership.org.slug}")
+        try:
+            _, raw = create_key(env, name, user)
+        except ValidationFailed as exc:
+            _fail(exc)
+        click.echo(raw)
+
+    @app.cli.command("worker")
+    @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+    def worker_command(burst):
+        """Run one RQ worker on this instance's queues."""
+        from .sync.worker import run_worker
+
+        run_worker(current_app._get_current_object(), burst=burst)

@@ -1,0 +1,74 @@
+"""Configuration from the environment, with instance-local defaults.
+
+Everything a deployment sets is an environment variable; the embedded default needs
+none of them. Secrets that are not given are generated once and kept under the
+instance folder with mode 0600, so a restart keeps sessions and encrypted credentials.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+TRUTHY = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in TRUTHY
+
+
+def instance_path() -> Path:
+    path = Path(os.environ.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _kept_secret(path: Path, make) -> str:
+    """Read a generated secret, creating it atomically with 0600 the first time."""
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value.encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return value
+
+
+def load_config(instance: Path) -> dict:
+    secret_key = os.environ.get("SECRET_KEY") or _kept_secret(
+        instance / "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    # Comma-separated Fernet keys, newest first (MultiFernet order).
+    encryption_keys = os.environ.get("CREDENTIALS_KEYS") or _kept_secret(
+        instance / "credentials.key", lambda: Fernet.generate_key().decode()
+    )
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'hookstream.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+    return {
+        "SECRET_KEY": secret_key,
+        "CREDENTIALS_KEYS": [k.strip() for k in encryption_keys.split(",") if k.strip()],
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Unset means the embedded server `make run` starts on a socket in the instance folder.
+        "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
+        "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),
+        "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
+        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_BODY_BYTES", 1024 * 1024)),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+    }

@@ -1,0 +1,53 @@
+"""Settings: API keys and the account's password."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user
+
+from ..auth import current_principal, require_role
+from ..errors import ValidationFailed
+from ..forms import FormState
+from ..services import accounts, api_keys
+from . import bp
+
+
+@bp.route("/settings/api-keys", methods=["GET", "POST"])
+def api_keys_page():
+    principal = current_principal()
+    require_role(principal, "admin")
+    form, new_key, status = FormState.from_request("name"), None, 200
+    if request.method == "POST":
+        try:
+            key, raw = api_keys.create_key(principal.env, request.form.get("name"), principal.user)
+            new_key = {"key": raw, "name": key.name}
+            form = FormState()
+        except ValidationFailed as exc:
+            form.fail(exc)
+            status = exc.status
+    return render_template("dashboard/settings/api_keys.html", keys=api_keys.list_keys(principal),
+                           form=form, new_key=new_key), status
+
+
+@bp.post("/settings/api-keys/<key_id>/revoke")
+def api_key_revoke(key_id):
+    principal = current_principal()
+    require_role(principal, "admin")
+    key = api_keys.revoke_key(principal, key_id)
+    flash(f"API key “{key.name}” revoked. Calls using it now get 401.", "success")
+    return redirect(url_for("dashboard.api_keys_page"))
+
+
+@bp.route("/settings/account", methods=["GET", "POST"])
+def account_page():
+    form = FormState()
+    if request.method == "POST":
+        try:
+            accounts.change_password(current_user, request.form.get("current_password", ""),
+                                     request.form.get("new_password", ""))
+        except ValidationFailed as exc:
+            return render_template("dashboard/settings/account.html", form=form.fail(exc)), 400
+        # This browser stays signed in with the new session token; all others are out.
+        login_user(current_user._get_current_object())
+        flash("Password changed. Every other session has been signed out.", "success")
+        return redirect(url_for("dashboard.account_page"))
+    return render_template("dashboard/settings/account.html", form=form)

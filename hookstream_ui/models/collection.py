@@ -1,0 +1,48 @@
+"""A queryable table of records keyed by a JSONPath primary key."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Timestamps, db, new_id
+from .source import SourceConnection
+from .user import User
+
+STATUSES = ("NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR")
+
+
+class Collection(Timestamps, db.Model):
+    __tablename__ = "collections"
+    __table_args__ = (UniqueConstraint("env_id", "slug"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("col"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    slug: Mapped[str] = mapped_column(String(80))
+    source_id: Mapped[str | None] = mapped_column(
+        ForeignKey("source_connections.id", ondelete="SET NULL"), index=True
+    )
+    stream: Mapped[str | None] = mapped_column(String(200))
+    primary_key_path: Mapped[str] = mapped_column(String(500))
+    timestamp_path: Mapped[str | None] = mapped_column(String(500))
+    event_type_field: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="NEEDS_SOURCE")
+    record_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_status: Mapped[str | None] = mapped_column(String(20))
+    backfill_progress: Mapped[int | None] = mapped_column(Integer)
+    backfill_total: Mapped[int | None] = mapped_column(Integer)
+    backfill_cursor: Mapped[str | None] = mapped_column(Text)
+    backfill_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_error: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    modified_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    source: Mapped[SourceConnection | None] = relationship(lazy="joined")
+    created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id], lazy="joined")
+    modified_by: Mapped[User | None] = relationship(foreign_keys=[modified_by_id], lazy="joined")

@@ -1,0 +1,148 @@
+"""`make run`: one command that starts everything on one machine.
+
+Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
+(gunicorn) and RQ worker processes, restarting any worker that dies. SIGINT or SIGTERM
+stops every child, workers and web first, Redis last. Children get their own session, so
+a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
+they die with the runner even if it is SIGKILLed.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .config import instance_path
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_SECONDS = 10
+
+
+def _child_setup() -> None:
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the orderly shutdown below still stops the children
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.instance = instance_path()
+        self.host = os.environ.get("HOST", "127.0.0.1")
+        self.port = int(os.environ.get("PORT", "5000"))
+        self.worker_count = max(1, int(os.environ.get("WORKERS", "2")))
+        self.web_workers = max(1, int(os.environ.get("WEB_CONCURRENCY", "2")))
+        self.env = dict(os.environ, INSTANCE_PATH=str(self.instance), FLASK_APP="app")
+        # The embedded default talks to sources on this machine (SPEC §4).
+        self.env.setdefault("ALLOW_PRIVATE_NETWORKS", "1")
+        self.redis: subprocess.Popen | None = None
+        self.web: subprocess.Popen | None = None
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.stopping = False
+
+    def spawn(self, args: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(args, env=self.env, preexec_fn=_child_setup)
+
+    def flask(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "flask", "--app", "app", *args]
+
+    def start(self) -> None:
+        subprocess.run(self.flask("db", "upgrade"), env=self.env, check=True)
+        if not os.environ.get("REDIS_URL"):
+            from . import embedded_redis
+
+            self.redis, url = embedded_redis.start(
+                self.instance / "redis", {"preexec_fn": _child_setup, "env": self.env})
+            self.env["REDIS_URL"] = url
+        self.web = self.spawn([
+            sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
+            "--workers", str(self.web_workers), "--threads", "8", "--worker-class", "gthread",
+            "--graceful-timeout", "5", "--access-logfile", "-", "app:app",
+        ])
+        for slot in range(self.worker_count):
+            self.workers[slot] = self.spawn(self.flask("worker"))
+        self.wait_until_serving()
+        print(f"\n  hookstream is running at http://{self.host}:{self.port}\n"
+              f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n", flush=True)
+
+    def wait_until_serving(self) -> None:
+        url = f"http://{self.host}:{self.port}/healthz"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.stopping:
+            if self.web.poll() is not None:
+                raise RuntimeError("the web server exited while starting")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                return
+            except urllib.error.HTTPError:
+                return  # it answers; 503 only means workers are still registering
+            except OSError:
+                time.sleep(0.2)
+        if self.stopping:
+            return
+        raise RuntimeError(f"nothing answered at {url} within 60 s")
+
+    def supervise(self) -> int:
+        while not self.stopping:
+            time.sleep(0.5)
+            if self.stopping:
+                break
+            if self.web.poll() is not None:
+                print(f"web server exited ({self.web.returncode}); stopping", file=sys.stderr)
+                return 1
+            if self.redis is not None and self.redis.poll() is not None:
+                print(f"redis exited ({self.redis.returncode}); stopping", file=sys.stderr)
+                return 1
+            for slot, proc in list(self.workers.items()):
+                if proc.poll() is not None and not self.stopping:
+                    print(f"worker {proc.pid} exited ({proc.returncode}); restarting", file=sys.stderr)
+                    self.workers[slot] = self.spawn(self.flask("worker"))
+        return 0
+
+    def stop(self) -> None:
+        self.stopping = True
+        tiers = [[self.web, *self.workers.values()], [self.redis]]
+        for tier in tiers:
+            procs = [p for p in tier if p is not None and p.poll() is None]
+            for proc in procs:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            for proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
+def main() -> int:
+    runner = Runner()
+
+    def on_signal(signum, _frame):
+        runner.stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 1
+    try:
+        runner.start()
+        code = runner.supervise()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"hookstream could not start: {exc}", file=sys.stderr)
+    finally:
+        runner.stop()
+    print("hookstream stopped.", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

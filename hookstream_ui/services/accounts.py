@@ -1,0 +1,101 @@
+"""Users, their orgs and sign-in."""
+from __future__ import annotations
+
+import re
+import secrets
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import func, select
+
+from ..errors import ValidationFailed
+from ..models import Environment, Membership, Org, User, db, utcnow
+
+MIN_PASSWORD = 10
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email or "", check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValidationFailed({"email": str(exc)}) from None
+
+
+def check_password_strength(password: str, field: str = "password") -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
+
+
+def slugify(text: str, fallback: str = "org") -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:40].strip("-")
+    return slug or fallback
+
+
+def create_org(name: str, owner: User | None = None, slug: str | None = None) -> Org:
+    """An org always starts with a `production` environment."""
+    slug = slugify(slug or name)
+    if db.session.scalar(select(Org.id).where(Org.slug == slug)):
+        slug = f"{slug}-{secrets.token_hex(3)}"
+    org = Org(name=name, slug=slug)
+    org.environments.append(Environment(name="production", slug="production"))
+    db.session.add(org)
+    if owner is not None:
+        db.session.add(Membership(org=org, user=owner, role="owner"))
+    return org
+
+
+def is_empty_instance() -> bool:
+    return db.session.scalar(select(func.count(User.id))) == 0
+
+
+def create_user(email: str, password: str, *, admin: bool = False, org_slug: str | None = None,
+                role: str = "member") -> User:
+    """A user joins `org_slug` with `role`, or else gets an org of their own as owner."""
+    email = normalise_email(email)
+    check_password_strength(password)
+    if db.session.scalar(select(User.id).where(User.email == email)):
+        raise ValidationFailed({"email": "is already registered"}, status=409, code="conflict")
+    user = User(email=email, is_instance_admin=admin)
+    user.set_password(password)
+    db.session.add(user)
+    if org_slug:
+        org = db.session.scalar(select(Org).where(Org.slug == org_slug))
+        if org is None:
+            raise ValidationFailed({"org": f"no org with slug {org_slug!r}"}, status=404, code="not_found")
+        db.session.add(Membership(org=org, user=user, role=role))
+    else:
+        create_org(f"{email.split('@')[0]}'s org", owner=user)
+    db.session.commit()
+    return user
+
+
+def sign_up(email: str, password: str) -> User:
+    """The first person on an empty instance becomes its admin; after that, only if allowed."""
+    first = is_empty_instance()
+    if not first and not current_app.config["ALLOW_SIGNUP"]:
+        raise ValidationFailed(
+            {"email": "Sign-up is closed on this instance; ask an admin for an invitation."},
+            status=403, code="signup_closed",
+        )
+    return create_user(email, password, admin=first)
+
+
+def authenticate(email: str, password: str) -> User:
+    """The user, or a ValidationFailed that does not reveal which half was wrong."""
+    user = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    if user is None or not user.check_password(password or ""):
+        raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
+                               code="unauthorized")
+    if not user.is_active:
+        raise ValidationFailed({"email": "This account is disabled."}, status=403, code="forbidden")
+    user.last_sign_in_at = utcnow()
+    db.session.commit()
+    return user
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    if not user.check_password(current or ""):
+        raise ValidationFailed({"current_password": "is incorrect"})
+    check_password_strength(new, "new_password")
+    user.set_password(new)  # rotates session_token: every other session ends
+    db.session.commit()

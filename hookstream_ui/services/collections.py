@@ -1,0 +1,231 @@
+"""Collections: create, list, read, change and delete, scoped to the caller's environment."""
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+from flask import abort
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from ..auth.principal import Principal
+from ..errors import ValidationFailed
+from ..models import Collection, SourceConnection, db
+from . import jsonpaths
+from .accounts import slugify
+from .pagination import Page, paginate
+
+SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _blank_to_none(value):
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+class _CollectionFields(BaseModel):
+    """Rules shared by create and update; every message names its field."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: str | None = None
+    slug: str | None = None
+    source_id: str | None = None
+    stream: str | None = None
+    primary_key_path: str | None = None
+    timestamp_path: str | None = None
+    event_type_field: str | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data):
+        if isinstance(data, dict) and "readable_id" in data and "slug" not in data:
+            data = {**data, "slug": data["readable_id"]}
+        return data
+
+    @field_validator("slug", "source_id", "stream", "timestamp_path", "event_type_field",
+                     "description", mode="before")
+    @classmethod
+    def _optional(cls, value):
+        return _blank_to_none(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value):
+        if value is not None and not 4 <= len(value) <= 64:
+            raise ValueError("must be 4 to 64 characters")
+        return value
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value):
+        if value is not None and (len(value) > 64 or not SLUG_RE.match(value)):
+            raise ValueError("must be lowercase letters, digits and single hyphens "
+                             "(e.g. finance-data), at most 64 characters")
+        return value
+
+    @field_validator("primary_key_path", "timestamp_path", "event_type_field")
+    @classmethod
+    def _path(cls, value):
+        return None if value is None else jsonpaths.normalise(value)
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value):
+        if value is not None and len(value) > 2000:
+            raise ValueError("must be at most 2000 characters")
+        return value
+
+
+class CollectionCreate(_CollectionFields):
+    name: str
+    primary_key_path: str
+
+
+class CollectionUpdate(_CollectionFields):
+    status: str | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value):
+        if value is not None and value not in ("ACTIVE", "PAUSED"):
+            raise ValueError("can be set to ACTIVE or PAUSED")
+        return value
+
+    @field_validator("name", "primary_key_path", mode="before")
+    @classmethod
+    def _not_null(cls, value):
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+
+def _validated(model: type[BaseModel], payload) -> BaseModel:
+    if not isinstance(payload, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from None
+
+
+def generated_slug(name: str) -> str:
+    suffix = "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(6))
+    return f"{slugify(name, 'collection')[:57].strip('-')}-{suffix}"
+
+
+def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
+    source = db.session.scalar(
+        select(SourceConnection).where(
+            SourceConnection.id == source_id,
+            SourceConnection.org_id == principal.org.id,
+            SourceConnection.env_id == principal.env.id,
+        )
+    )
+    if source is None:
+        raise ValidationFailed({"source_id": "Source not found"}, status=404, code="not_found",
+                               message="Source not found")
+    return source
+
+
+def slug_taken(principal: Principal, slug: str, exclude_id: str | None = None) -> bool:
+    query = select(Collection.id).where(Collection.env_id == principal.env.id, Collection.slug == slug)
+    if exclude_id:
+        query = query.where(Collection.id != exclude_id)
+    return db.session.scalar(query) is not None
+
+
+def _slug_conflict(slug: str) -> ValidationFailed:
+    return ValidationFailed({"slug": f"{slug!r} is already taken in this project"}, status=409,
+                            code="conflict")
+
+
+def _commit_or_conflict(slug: str) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # Two creates raced for one slug; the unique constraint decided.
+        db.session.rollback()
+        raise _slug_conflict(slug) from None
+
+
+def create_collection(principal: Principal, payload) -> Collection:
+    data: CollectionCreate = _validated(CollectionCreate, payload)
+    source = _source_in_env(principal, data.source_id) if data.source_id else None
+    slug = data.slug or generated_slug(data.name)
+    if slug_taken(principal, slug):
+        raise _slug_conflict(slug)
+    collection = Collection(
+        org_id=principal.org.id, env_id=principal.env.id, name=data.name, slug=slug,
+        source=source, stream=data.stream, primary_key_path=data.primary_key_path,
+        timestamp_path=data.timestamp_path, event_type_field=data.event_type_field,
+        description=data.description, status="ACTIVE" if source else "NEEDS_SOURCE",
+        record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
+    )
+    db.session.add(collection)
+    _commit_or_conflict(slug)
+    return collection
+
+
+def update_collection(principal: Principal, collection: Collection, payload) -> Collection:
+    data: CollectionUpdate = _validated(CollectionUpdate, payload)
+    given = data.model_fields_set
+    if "slug" in given and data.slug is None:
+        raise ValidationFailed({"slug": "cannot be empty"})
+    if "slug" in given and slug_taken(principal, data.slug, exclude_id=collection.id):
+        raise _slug_conflict(data.slug)
+    if "source_id" in given:
+        collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
+    for field in ("name", "slug", "stream", "primary_key_path", "timestamp_path",
+                  "event_type_field", "description"):
+        if field in given:
+            setattr(collection, field, getattr(data, field))
+    if collection.source is None:
+        if data.status == "ACTIVE":
+            raise ValidationFailed({"status": "cannot be ACTIVE without a source"})
+        collection.status = "PAUSED" if data.status == "PAUSED" else "NEEDS_SOURCE"
+    elif data.status:
+        collection.status = data.status
+    elif collection.status == "NEEDS_SOURCE":
+        collection.status = "ACTIVE"
+    collection.modified_by_id = principal.user_id
+    _commit_or_conflict(collection.slug)
+    return collection
+
+
+def scoped_collections(principal: Principal):
+    return select(Collection).where(
+        Collection.org_id == principal.org.id, Collection.env_id == principal.env.id
+    )
+
+
+def list_collections(principal: Principal, *, cursor=None, limit=None, status=None,
+                     source_id=None, search=None) -> Page:
+    query = scoped_collections(principal)
+    if status:
+        query = query.where(Collection.status == status)
+    if source_id:
+        query = query.where(Collection.source_id == source_id)
+    if search:
+        like = f"%{search.strip()}%"
+        query = query.where(or_(Collection.name.ilike(like), Collection.slug.ilike(like)))
+    return paginate(query, Collection, cursor, limit)
+
+
+def get_collection_or_404(principal: Principal, ident: str) -> Collection:
+    collection = db.session.scalar(
+        scoped_collections(principal).where(or_(Collection.id == ident, Collection.slug == ident))
+    )
+    if collection is None:
+        abort(404, description="Collection not found")
+    return collection
+
+
+def delete_collection(principal: Principal, collection: Collection) -> None:
+    db.session.delete(collection)
+    db.session.commit()

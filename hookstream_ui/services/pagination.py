@@ -1,0 +1,64 @@
+"""Keyset (cursor) pagination, newest first, on (created_at, id)."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, or_
+
+from ..errors import ValidationFailed
+from ..models.base import as_utc, db
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+@dataclass
+class Page:
+    items: list
+    cursor: str | None
+    has_more: bool
+
+
+def parse_limit(value, default: int = DEFAULT_LIMIT) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise ValidationFailed({"limit": f"must be an integer from 1 to {MAX_LIMIT}"}) from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed({"limit": f"must be an integer from 1 to {MAX_LIMIT}"})
+    return limit
+
+
+def _encode(created_at: datetime, ident: str) -> str:
+    raw = json.dumps([as_utc(created_at).isoformat(), ident]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, ident = json.loads(raw)
+        return datetime.fromisoformat(stamp), str(ident)
+    except Exception:
+        raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
+
+
+def paginate(query: Select, model, cursor: str | None, limit) -> Page:
+    limit = parse_limit(limit)
+    if cursor:
+        stamp, ident = _decode(cursor)
+        query = query.where(
+            or_(model.created_at < stamp, and_(model.created_at == stamp, model.id < ident))
+        )
+    rows = db.session.scalars(
+        query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    ).all()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode(rows[-1].created_at, rows[-1].id) if has_more else None
+    return Page(rows, next_cursor, has_more)

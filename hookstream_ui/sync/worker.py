@@ -1,0 +1,31 @@
+"""The RQ worker process. Jobs take ids only and run inside an app context."""
+from __future__ import annotations
+
+from flask import Flask
+from rq import Queue, Worker
+
+from ..extensions import get_redis
+
+QUEUES = ("high", "default", "low")
+
+
+def queue(name: str = "default") -> Queue:
+    return Queue(name, connection=get_redis())
+
+
+class AppWorker(Worker):
+    """Pushes the Flask app context around each job, so jobs can use db.session."""
+
+    flask_app: Flask | None = None
+
+    def perform_job(self, job, queue):
+        with self.flask_app.app_context():
+            return super().perform_job(job, queue)
+
+
+def run_worker(app: Flask, burst: bool = False) -> None:
+    with app.app_context():
+        connection = get_redis()
+        AppWorker.flask_app = app
+        worker = AppWorker([Queue(q, connection=connection) for q in QUEUES], connection=connection)
+        worker.work(burst=burst, with_scheduler=False)

@@ -1,0 +1,23 @@
+// Small progressive enhancements; every page works without them.
+document.addEventListener("change", (e) => {
+  if (e.target.matches("[data-autosubmit]")) e.target.form.requestSubmit();
+});
+document.addEventListener("submit", (e) => {
+  const msg = e.target.getAttribute("data-confirm");
+  if (msg && !window.confirm(msg)) e.preventDefault();
+});
+document.addEventListener("click", (e) => {
+  const copy = e.target.closest("[data-copy]");
+  if (copy) {
+    const el = document.querySelector(copy.getAttribute("data-copy"));
+    navigator.clipboard?.writeText(el.textContent.trim()).then(() => {
+      copy.textContent = "Copied";
+      setTimeout(() => (copy.textContent = "Copy"), 1500);
+    });
+  }
+  const toggle = e.target.closest("[data-toggle-nav]");
+  if (toggle) {
+    const open = document.body.classList.toggle("nav-open");
+    toggle.setAttribute("aria-expanded", String(open));
+  }
+});
