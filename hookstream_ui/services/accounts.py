@@ -55,13 +55,15 @@ def create_user(email: str, password: str, *, admin: bool = False, org_slug: str
     check_password_strength(password)
     if db.session.scalar(select(User.id).where(User.email == email)):
         raise ValidationFailed({"email": "is already registered"}, status=409, code="conflict")
-    user = User(email=email, is_instance_admin=admin)
-    user.set_password(password)
-    db.session.add(user)
+    org = None
     if org_slug:
         org = db.session.scalar(select(Org).where(Org.slug == org_slug))
         if org is None:
             raise ValidationFailed({"org": f"no org with slug {org_slug!r}"}, status=404, code="not_found")
+    user = User(email=email, is_instance_admin=admin)
+    user.set_password(password)
+    db.session.add(user)
+    if org is not None:
         db.session.add(Membership(org=org, user=user, role=role))
     else:
         create_org(f"{email.split('@')[0]}'s org", owner=user)

@@ -1,0 +1,157 @@
+"""Sign-up, sign-in, sign-out, password changes and the CLI."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hookstream_ui.models import ApiKey, Membership, User, db
+from hookstream_ui.services.api_keys import hash_key
+from tests.helpers import CSRF_META, PASSWORD, csrf_token, login, make_user, org_of
+
+
+def signup(client, email, password=PASSWORD, confirm=None):
+    token = CSRF_META.search(client.get("/signup").get_data(as_text=True)).group(1)
+    return client.post("/signup", data={"email": email, "password": password,
+                                        "password_confirm": confirm or password, "csrf_token": token})
+
+
+def test_empty_instance_sends_login_to_signup(client):
+    r = client.get("/login")
+    assert r.status_code == 302 and r.location.endswith("/signup")
+    assert "Set up hookstream" in client.get("/signup").get_data(as_text=True)
+
+
+def test_first_signup_becomes_instance_admin_with_org_and_production(client, ctx):
+    r = signup(client, "First@Example.com")
+    assert r.status_code == 302 and r.location.endswith("/")
+    user = db.session.scalar(select(User).where(User.email == "first@example.com"))
+    assert user.is_instance_admin
+    membership = db.session.scalar(select(Membership).where(Membership.user_id == user.id))
+    assert membership.role == "owner"
+    assert [e.slug for e in membership.org.environments] == ["production"]
+    assert membership.org.id.startswith("org_") and len(membership.org.id) == 36
+    assert membership.org.environments[0].id.startswith("env_")
+    assert client.get("/").status_code == 200
+
+
+def test_later_signups_refused_unless_allowed(client, app, ctx, monkeypatch):
+    make_user("first@example.com")
+    page = client.get("/signup")
+    assert page.status_code == 403 and "Sign-up is closed" in page.get_data(as_text=True)
+    r = signup(client, "second@example.com")
+    assert r.status_code == 403
+    assert db.session.scalar(select(User).where(User.email == "second@example.com")) is None
+    monkeypatch.setitem(app.config, "ALLOW_SIGNUP", True)
+    assert signup(client, "second@example.com").status_code == 302
+    second = db.session.scalar(select(User).where(User.email == "second@example.com"))
+    assert not second.is_instance_admin
+    assert org_of(second).id != org_of(db.session.scalar(select(User).where(User.email == "first@example.com"))).id
+
+
+def test_signup_errors_are_shown_beside_fields_and_keep_the_email(client, ctx):
+    r = signup(client, "not-an-email")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 400 and 'id="e-email"' in body and 'value="not-an-email"' in body
+    r = signup(client, "ok@example.com", password="short")
+    assert r.status_code == 400 and "at least 10 characters" in r.get_data(as_text=True)
+    r = signup(client, "ok@example.com", confirm="different-password")
+    assert r.status_code == 400 and "does not match" in r.get_data(as_text=True)
+    assert "different-password" not in r.get_data(as_text=True)  # secrets are never echoed
+    assert db.session.scalar(select(User)) is None
+
+
+def test_sign_in_wrong_password_and_sign_out(client, ctx):
+    make_user("ann@example.com")
+    token = CSRF_META.search(client.get("/login").get_data(as_text=True)).group(1)
+    r = client.post("/login", data={"email": "ann@example.com", "password": "wrong-password", "csrf_token": token})
+    assert r.status_code == 401 and "Email or password is incorrect" in r.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+    token = login(client, "ann@example.com")
+    assert client.get("/").status_code == 200
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/").location.startswith("/login")
+
+
+def test_forms_need_csrf(client, ctx):
+    make_user("ann@example.com")
+    r = client.post("/login", data={"email": "ann@example.com", "password": PASSWORD})
+    assert r.status_code == 400
+    assert client.get("/").status_code == 302
+
+
+def test_login_redirects_only_to_local_paths(client, ctx):
+    make_user("ann@example.com")
+    for target, expected in [("/collections", "/collections"), ("https://evil.example/", "/"),
+                             ("//evil.example/x", "/")]:
+        c = client.application.test_client()
+        token = CSRF_META.search(c.get("/login").get_data(as_text=True)).group(1)
+        r = c.post(f"/login?next={target}", data={"email": "ann@example.com", "password": PASSWORD,
+                                                 "csrf_token": token})
+        assert r.location == expected
+
+
+def test_dashboard_requires_sign_in_but_api_answers_json_401(client):
+    r = client.get("/collections")
+    assert r.status_code == 302 and "/login?next=/collections" in r.location
+    r = client.get("/v1/collections")
+    assert r.status_code == 401 and r.is_json and r.json["code"] == "unauthorized"
+
+
+def test_disabled_user_cannot_sign_in(client, ctx):
+    from hookstream_ui.models import utcnow
+    user = make_user("ann@example.com")
+    user.disabled_at = utcnow()
+    db.session.commit()
+    token = CSRF_META.search(client.get("/login").get_data(as_text=True)).group(1)
+    r = client.post("/login", data={"email": "ann@example.com", "password": PASSWORD, "csrf_token": token})
+    assert r.status_code == 403 and "disabled" in r.get_data(as_text=True)
+
+
+def test_password_change_ends_other_sessions(app, ctx):
+    make_user("ann@example.com")
+    laptop, phone = app.test_client(), app.test_client()
+    token = login(laptop, "ann@example.com")
+    login(phone, "ann@example.com")
+    assert phone.get("/v1/collections").status_code == 200
+    r = laptop.post("/settings/account", data={"current_password": "nope-nope-nope", "new_password": "brand-new-password",
+                                               "csrf_token": token})
+    assert r.status_code == 400 and "is incorrect" in r.get_data(as_text=True)
+    r = laptop.post("/settings/account", data={"current_password": PASSWORD, "new_password": "brand-new-password",
+                                               "csrf_token": token})
+    assert r.status_code == 302
+    assert laptop.get("/").status_code == 200  # the browser that changed it stays in
+    assert phone.get("/").status_code == 302  # every other session is out
+    assert phone.get("/v1/collections").status_code == 401
+    login(app.test_client(), "ann@example.com", "brand-new-password")
+
+
+def test_cli_create_user_and_api_key(app, client, ctx):
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["create-user", "ops@example.com", "--password", "long-enough-pw", "--admin"])
+    assert r.exit_code == 0, r.output
+    ops = db.session.scalar(select(User).where(User.email == "ops@example.com"))
+    assert ops.is_instance_admin
+    org = org_of(ops)
+    assert [e.slug for e in org.environments] == ["production"]
+
+    r = runner.invoke(args=["create-user", "dev@example.com", "--password", "long-enough-pw",
+                            "--org", org.slug])
+    assert r.exit_code == 0, r.output
+    dev = db.session.scalar(select(User).where(User.email == "dev@example.com"))
+    assert org_of(dev).id == org.id and not dev.is_instance_admin
+
+    r = runner.invoke(args=["create-user", "dev@example.com", "--password", "long-enough-pw"])
+    assert r.exit_code != 0 and "already registered" in r.output
+    r = runner.invoke(args=["create-user", "x@example.com", "--password", "short"])
+    assert r.exit_code != 0 and "at least 10" in r.output
+    r = runner.invoke(args=["create-user", "y@example.com", "--password", "long-enough-pw", "--org", "nope"])
+    assert r.exit_code != 0 and db.session.scalar(select(User).where(User.email == "y@example.com")) is None
+
+    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "deploy"])
+    assert r.exit_code == 0, r.output
+    raw = r.output.strip()
+    assert raw.startswith("hs_live_")
+    stored = db.session.scalar(select(ApiKey).where(ApiKey.name == "deploy"))
+    assert stored.key_hash == hash_key(raw) and raw not in (stored.prefix, stored.key_hash)
+    assert client.get("/v1/collections", headers={"X-API-Key": raw}).status_code == 200
+    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "x", "--env", "staging"])
+    assert r.exit_code != 0 and "no project" in r.output
