@@ -23,7 +23,7 @@ PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 10
 
 
-def _child_setup() -> None:
+def child_setup() -> None:
     os.setsid()
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -47,7 +47,7 @@ class Runner:
         self.stopping = False
 
     def spawn(self, args: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(args, env=self.env, preexec_fn=_child_setup)
+        return subprocess.Popen(args, env=self.env, preexec_fn=child_setup)
 
     def flask(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "flask", "--app", "app", *args]
@@ -58,12 +58,12 @@ class Runner:
             from . import embedded_redis
 
             self.redis, url = embedded_redis.start(
-                self.instance / "redis", {"preexec_fn": _child_setup, "env": self.env})
+                self.instance / "redis", {"preexec_fn": child_setup, "env": self.env})
             self.env["REDIS_URL"] = url
         self.web = self.spawn([
             sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.web_workers), "--threads", "8", "--worker-class", "gthread",
-            "--graceful-timeout", "5", "--access-logfile", "-", "app:app",
+            "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-", "app:app",
         ])
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))

@@ -17,10 +17,6 @@ from tests.contract import ContractClient
 
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "browser: drives /usr/bin/chromium through Playwright")
-    config.addinivalue_line("markers", "slow: starts `make run` or other whole processes")
-
 
 @pytest.fixture(scope="session")
 def tmp_root(tmp_path_factory) -> Path:
@@ -30,8 +26,10 @@ def tmp_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def redis_url(tmp_root):
     from hookstream_ui import embedded_redis
+    from hookstream_ui.runner import child_setup
 
-    proc, url = embedded_redis.start(tmp_root / "redis")
+    # child_setup ties the server's life to this process, even if pytest is killed.
+    proc, url = embedded_redis.start(tmp_root / "redis", {"preexec_fn": child_setup})
     yield url
     proc.terminate()
     try:

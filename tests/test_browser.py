@@ -1,0 +1,130 @@
+"""Browser tests: Playwright driving Debian's /usr/bin/chromium against a live server.
+
+Skipped when chromium is absent, unless REQUIRE_BROWSER=1 (as in CI), where that fails.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def live_server(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+def no_horizontal_overflow(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def test_sign_up_create_list_delete_a_collection(browser, live_server):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+
+    page.goto(live_server + "/")
+    expect(page).to_have_url(re.compile(r"/signup$"))
+    page.fill("#f-email", "first@example.com")
+    page.fill("#f-password", "a-long-password")
+    page.fill("#f-password_confirm", "a-long-password")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Overview")
+
+    page.click("text=New collection")
+    page.fill("#f-name", "abc")
+    page.fill("#f-description", "Customers from the shop")
+    page.click("button:has-text('Create collection')")
+    expect(page.locator("#e-name")).to_have_text("must be 4 to 64 characters")
+    expect(page.locator("#f-name")).to_have_value("abc")
+    expect(page.locator("#f-description")).to_have_value("Customers from the shop")
+
+    page.fill("#f-name", "")
+    page.type("#f-name", "Shop customers")
+    expect(page.locator("#slug-preview [data-slug]")).to_have_text(re.compile(r"^shop-customers-[a-z0-9]{6}$"))
+    page.fill("#f-slug", "shop-customers")
+    expect(page.locator("#slug-preview")).to_contain_text("is available")
+    page.fill("#f-primary_key_path", "data.id")
+    page.screenshot(path=str(ARTIFACTS / "new-collection-1280.png"), full_page=True)
+    page.click("button:has-text('Create collection')")
+    expect(page.locator("h1")).to_contain_text("Shop customers")
+    expect(page.locator(".flash-success")).to_contain_text("created")
+    expect(page.locator("dd.mono").nth(1)).to_have_text("$.data.id")
+
+    page.click("nav >> text=Collections")
+    row = page.locator("#collections-table tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Shop customers")
+    expect(row).to_contain_text("Needs Source")
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(ARTIFACTS / "collections-1280.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    assert no_horizontal_overflow(page), "the collections page scrolls sideways at 390 px"
+    expect(page.locator(".nav")).to_be_hidden()
+    page.click("[data-toggle-nav]")
+    expect(page.locator(".nav")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "collections-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.click("text=Shop customers")
+    page.click("a:has-text('Delete')")
+    page.fill("#f-confirm_slug", "shop-customers")
+    page.click("button:has-text('Delete collection')")
+    expect(page.locator(".flash-success")).to_contain_text("deleted")
+    expect(page.locator(".empty")).to_contain_text("No collections yet")
+    context.close()
+
+
+def test_pages_fit_a_phone(browser, live_server, app):
+    from tests.helpers import PASSWORD, make_user
+
+    with app.app_context():
+        make_user("phone@example.com")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(live_server + "/login")
+    assert no_horizontal_overflow(page)
+    page.fill("#f-email", "phone@example.com")
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+    for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account"):
+        page.goto(live_server + path)
+        assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
+    page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)
+    context.close()

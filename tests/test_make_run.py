@@ -1,0 +1,144 @@
+"""`make run` smoke test: start it for real, see a live worker, stop it, leave nothing behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+class MakeRun:
+    def __init__(self, instance: Path, log: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FLASK_APP")}
+        env.update(PORT=str(self.port), INSTANCE_PATH=str(instance), WORKERS="2", WEB_CONCURRENCY="1")
+        self.log_path = log
+        self.log = open(log, "ab")
+        # Its own session, like a terminal's foreground job: Ctrl-C goes to the whole group.
+        self.proc = subprocess.Popen(["make", "-s", "run", f"VENV={sys.prefix}"], cwd=ROOT, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        body = {}
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"make run exited early:\n{self.output()}"
+            try:
+                status, body = get(f"{self.base}/healthz")
+                if status == 200 and body["workers"]["live"] >= 1:
+                    return body
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"no healthy /healthz within {timeout}s: {body}\n{self.output()}")
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.proc.pid).children(recursive=True)
+
+    def workers(self) -> list[psutil.Process]:
+        found = []
+        for p in self.descendants():
+            try:
+                if "worker" in p.cmdline() and "flask" in " ".join(p.cmdline()):
+                    found.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    def stop(self, sig=signal.SIGINT, timeout: float = 40) -> None:
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        finally:
+            self.log.close()
+
+
+def assert_all_gone(processes: list[psutil.Process]) -> None:
+    deadline = time.monotonic() + 10
+    alive = processes
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.2)
+    assert not alive, f"processes survived the stop: {[(p.pid, p.cmdline()) for p in alive]}"
+
+
+def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
+    instance = tmp_path / "instance"
+    run = MakeRun(instance, tmp_path / "run1.log")
+    try:
+        health = run.wait_healthy()
+        assert health["database"]["backend"] == "sqlite" and health["redis"]["ok"]
+        assert f"http://127.0.0.1:{run.port}" in run.output()
+        children = run.descendants()
+        names = " ".join(" ".join(p.cmdline()) for p in children)
+        assert "redis-server" in names and "gunicorn" in names
+
+        # A worker that dies is replaced.
+        victim = run.workers()[0]
+        victim.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            pids = {p.pid for p in run.workers()}
+            if len(pids) == 2 and victim.pid not in pids:
+                break
+            time.sleep(0.3)
+        assert victim.pid not in pids and len(pids) == 2, run.output()
+        children = run.descendants()
+    finally:
+        run.stop(signal.SIGINT)
+    assert_all_gone(children)
+    assert "hookstream stopped." in run.output()
+    secret = (instance / "secret_key").read_text()
+    assert (instance / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert (instance / "credentials.key").stat().st_mode & 0o777 == 0o600
+
+    # Headless set-up against the same instance, then a second start reuses its data.
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["INSTANCE_PATH"] = str(instance)
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    subprocess.run(flask + ["create-user", "ops@example.com", "--password", "long-enough-pw"], cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    key = subprocess.run(flask + ["create-api-key", "ops@example.com", "--name", "smoke"], cwd=ROOT, env=env,
+                         check=True, capture_output=True, text=True).stdout.strip()
+
+    again = MakeRun(instance, tmp_path / "run2.log")
+    try:
+        again.wait_healthy()
+        status, body = get(f"{again.base}/v1/collections", {"X-API-Key": key})
+        assert status == 200 and body["collections"] == []
+        children = again.descendants()
+    finally:
+        again.stop(signal.SIGTERM)
+    assert_all_gone(children)
+    assert (instance / "secret_key").read_text() == secret
