@@ -1,7 +1,7 @@
 """Model → JSON dicts. The only place response fields are named."""
 from __future__ import annotations
 
-from ..models import ApiKey, Collection, User, db, isoformat
+from ..models import ApiKey, Collection, isoformat
 
 
 def collection_json(c: Collection) -> dict:
@@ -25,12 +25,11 @@ def collection_json(c: Collection) -> dict:
 
 
 def api_key_json(k: ApiKey, raw: str | None = None) -> dict:
-    creator = db.session.get(User, k.created_by_id) if k.created_by_id else None
     data = {
         "id": k.id, "name": k.name, "prefix": k.prefix, "env_id": k.env_id,
         "created_at": isoformat(k.created_at), "last_used_at": isoformat(k.last_used_at),
         "request_count": k.request_count or 0,
-        "created_by_email": creator.email if creator else None,
+        "created_by_email": k.created_by.email if k.created_by else None,
     }
     if raw is not None:
         data["key"] = raw

@@ -65,7 +65,9 @@ def principal_for_session() -> Principal | None:
         )
     if env is None:
         env = org.environments[0]
-    session["org_id"], session["env_id"] = org.id, env.id
+    # Only write when it changed, so ordinary requests do not re-issue the cookie.
+    if (session.get("org_id"), session.get("env_id")) != (org.id, env.id):
+        session["org_id"], session["env_id"] = org.id, env.id
     return Principal(org=org, env=env, role=membership.role, user=current_user._get_current_object())
 
 

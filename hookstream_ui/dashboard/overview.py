@@ -1,7 +1,7 @@
 """Overview and the project switcher."""
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
 from ..auth import current_principal
@@ -40,4 +40,5 @@ def switch_project():
     if env is None:
         abort(404)
     session["env_id"] = env.id
+    flash(f"Switched to the {env.name} project.", "info")
     return redirect(url_for("dashboard.overview"))

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Timestamps, db, new_id
 from .tenancy import Environment
+from .user import User  # noqa: F401  (relationship target)
 
 
 class ApiKey(Timestamps, db.Model):
@@ -25,3 +26,4 @@ class ApiKey(Timestamps, db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     environment: Mapped[Environment] = relationship()
+    created_by: Mapped["User | None"] = relationship(lazy="joined")
