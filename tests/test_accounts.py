@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from hookstream_ui.models import ApiKey, Membership, User, db
 from hookstream_ui.services.api_keys import hash_key
-from tests.helpers import CSRF_META, PASSWORD, csrf_token, login, make_user, org_of
+from tests.helpers import CSRF_META, PASSWORD, login, make_user, org_of
 
 
 def signup(client, email, password=PASSWORD, confirm=None):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from hookstream_ui.models import ApiKey, db
+from hookstream_ui.models import ApiKey, User, db
 from tests.helpers import login, make_key, make_user, org_of, production
 
 
@@ -123,3 +123,33 @@ def test_api_keys_page_shows_the_key_once(app, ctx):
     r = client.post(f"/settings/api-keys/{stored.id}/revoke", data={"csrf_token": token})
     assert r.status_code == 302
     assert app.test_client().get("/v1/collections", headers={"X-API-Key": raw}).status_code == 401
+
+
+def test_usage_is_counted_even_when_redis_is_down(app, monkeypatch, tmp_path, ctx):
+    owner = make_user("owner@example.com")
+    raw = make_key(production(org_of(owner)), "ops")
+    monkeypatch.setitem(app.config, "REDIS_URL", f"unix://{tmp_path}/gone.sock")
+    app.extensions.pop("hookstream_redis", None)
+    try:
+        api = app.test_client()
+        assert api.get("/v1/collections", headers={"X-API-Key": raw}).status_code == 200
+        assert api.get("/v1/collections", headers={"X-API-Key": raw}).status_code == 200
+    finally:
+        app.extensions.pop("hookstream_redis", None)
+    db.session.expire_all()
+    key = db.session.scalar(select(ApiKey).where(ApiKey.name == "ops"))
+    assert key.request_count == 2 and key.last_used_at is not None
+
+
+def test_usage_counts_from_concurrent_requests_are_exact(app, ctx):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, _ = session_client(app)
+    owner_env = production(org_of(db.session.scalar(select(User).where(User.email == "owner@example.com"))))
+    raw = make_key(owner_env, "busy")
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: app.test_client().get("/v1/collections", headers={"X-API-Key": raw}).status_code,
+                              range(80)))
+    assert codes == [200] * 80
+    busy = next(k for k in client.get("/v1/auth/api-keys").json["api_keys"] if k["name"] == "busy")
+    assert busy["request_count"] == 80

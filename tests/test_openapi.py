@@ -27,7 +27,7 @@ def test_every_json_route_is_documented(app, client):
 
 def test_schemas_are_valid_json_schema(client):
     doc = client.get("/v1/openapi.json").json
-    for name, schema in doc["components"]["schemas"].items():
+    for _name, schema in doc["components"]["schemas"].items():
         Draft202012Validator.check_schema(schema)
     for path, item in doc["paths"].items():
         for method, op in item.items():

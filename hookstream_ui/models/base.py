@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -32,6 +32,13 @@ def isoformat(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class EnvScoped:
+    """Belongs to exactly one org and environment; every query filters on both."""
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+
+
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(
@@ -39,4 +46,4 @@ class Timestamps:
     )
 
 
-__all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "Timestamps"]
+__all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "EnvScoped", "Timestamps"]

@@ -6,20 +6,18 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Timestamps, db, new_id
+from .base import EnvScoped, Timestamps, db, new_id
 from .source import SourceConnection
 from .user import User
 
 STATUSES = ("NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR")
 
 
-class Collection(Timestamps, db.Model):
+class Collection(EnvScoped, Timestamps, db.Model):
     __tablename__ = "collections"
     __table_args__ = (UniqueConstraint("env_id", "slug"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("col"))
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
-    env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     slug: Mapped[str] = mapped_column(String(80))
     source_id: Mapped[str | None] = mapped_column(

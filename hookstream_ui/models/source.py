@@ -6,15 +6,13 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Timestamps, db, new_id
+from .base import EnvScoped, Timestamps, db, new_id
 
 
-class SourceConnection(Timestamps, db.Model):
+class SourceConnection(EnvScoped, Timestamps, db.Model):
     __tablename__ = "source_connections"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sc"))
-    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
-    env_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     short_name: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(120))
     status: Mapped[str] = mapped_column(String(20), default="pending")

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from datetime import datetime, timezone
 
+import redis
 from flask import abort
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import joinedload
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
+from ..extensions import get_redis
 from ..models import ApiKey, Environment, User, db, utcnow
 
 KEY_PREFIX = "hs_live_"
@@ -37,6 +42,7 @@ def create_key(env: Environment, name, created_by: User | None) -> tuple[ApiKey,
 
 
 def list_keys(principal: Principal) -> list[ApiKey]:
+    fold_usage(principal)
     return db.session.scalars(
         select(ApiKey)
         .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
@@ -66,14 +72,56 @@ def authenticate_key(raw: str) -> ApiKey | None:
     """The live key for `raw`, with its usage counted; None for unknown or revoked keys."""
     if not raw or not raw.startswith(KEY_PREFIX):
         return None
-    digest = hash_key(raw)
-    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
-    if key is None or key.revoked_at is not None:
-        return None
-    # One UPDATE, so concurrent requests cannot lose counts.
-    db.session.execute(
-        update(ApiKey).where(ApiKey.id == key.id)
-        .values(request_count=ApiKey.request_count + 1, last_used_at=utcnow())
+    key = db.session.scalar(
+        select(ApiKey)
+        .options(joinedload(ApiKey.environment).joinedload(Environment.org))
+        .where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
     )
-    db.session.commit()
+    if key is not None:
+        record_usage(key.id)
     return key
+
+
+# Usage is counted in Redis, one pipelined round trip per request, and folded into the
+# rows when keys are listed: a database write per API call would serialise every request
+# on SQLite's single writer. If Redis is down, the row is updated directly instead.
+USAGE_HASH = "hookstream:api-key-usage"
+
+
+def record_usage(key_id: str) -> None:
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hincrby(USAGE_HASH, f"{key_id}:n", 1)
+        pipe.hset(USAGE_HASH, f"{key_id}:t", time.time())
+        pipe.execute()
+    except redis.RedisError:
+        _add_usage(key_id, 1, utcnow())
+        db.session.commit()
+
+
+def _add_usage(key_id: str, count: int, last_used: datetime) -> None:
+    db.session.execute(
+        update(ApiKey).where(ApiKey.id == key_id)
+        .values(request_count=ApiKey.request_count + count,
+                last_used_at=case((ApiKey.last_used_at > last_used, ApiKey.last_used_at), else_=last_used))
+    )
+
+
+def fold_usage(principal: Principal) -> None:
+    """Move the Redis counters of this environment's keys into their rows."""
+    ids = db.session.scalars(select(ApiKey.id).where(ApiKey.env_id == principal.env.id)).all()
+    if not ids:
+        return
+    try:
+        pipe = get_redis().pipeline(transaction=True)  # read-and-clear atomically
+        for key_id in ids:
+            pipe.hget(USAGE_HASH, f"{key_id}:n").hget(USAGE_HASH, f"{key_id}:t")
+            pipe.hdel(USAGE_HASH, f"{key_id}:n", f"{key_id}:t")
+        replies = pipe.execute()
+    except redis.RedisError:
+        return  # counts stay in Redis until it is back
+    for index, key_id in enumerate(ids):
+        count, stamp = replies[3 * index], replies[3 * index + 1]
+        if count:
+            _add_usage(key_id, int(count), datetime.fromtimestamp(float(stamp), timezone.utc))
+    db.session.commit()

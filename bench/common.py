@@ -1,0 +1,91 @@
+"""Shared bench plumbing: a temporary instance served by gunicorn, as in production."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))]
+
+
+def database_url(kind: str, tmp: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.db'}"
+    import pgserver
+
+    server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
+    return server.get_uri()
+
+
+class Instance:
+    """Migrated database, embedded Redis and gunicorn on a free port."""
+
+    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2):
+        from hookstream_ui import embedded_redis
+
+        self.redis, redis_url = embedded_redis.start(tmp / "redis")
+        self.env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url,
+                        REDIS_URL=redis_url, FLASK_APP="app")
+        self.flask([ "db", "upgrade"])
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(web_workers),
+             "-k", "gthread", "--threads", "8", "--no-control-socket", "app:app"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.base + "/v1/openapi.json", timeout=2)
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not start")
+
+    def flask(self, args: list[str]) -> str:
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    def stop(self) -> None:
+        self.web.terminate()
+        self.web.wait(20)
+        self.redis.terminate()
+        self.redis.wait(20)
+
+
+def save(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
