@@ -36,6 +36,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     from . import auth  # noqa: F401  (user loader and unauthorized handler)
     from .api import v1
+    from .api.sources import sources_v1
     from .api.errors import register_error_handlers
     from .auth.views import bp as auth_bp
     from .cli import register_cli
@@ -43,8 +44,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .health import bp as health_bp
     from .templating import register_filters
 
-    csrf.exempt(v1)  # the API checks CSRF itself, only for session-cookie calls
-    app.register_blueprint(v1)
+    for api in (v1, sources_v1):
+        csrf.exempt(api)  # the API checks CSRF itself, only for session-cookie calls
+        app.register_blueprint(api)
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)

@@ -66,6 +66,9 @@ def load_config(instance: Path) -> dict:
         "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),
         "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
         "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_BODY_BYTES", 1024 * 1024)),
+        "MAX_UPLOAD_BYTES": int(os.environ.get("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)),
+        # Base of URLs shown to users (ingest URLs); empty means the request's own host.
+        "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),

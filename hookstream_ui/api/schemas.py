@@ -101,3 +101,132 @@ class ApiKeyList(Strict):
 
 class ApiKeyCreate(BaseModel):
     name: str
+
+
+# --- Sources API (/api/v1, seed 003) -------------------------------------------------
+
+class FieldOption(Strict):
+    value: str
+    label: str
+
+
+class FieldDecl(Strict):
+    name: str
+    type: Literal["string", "number", "password", "boolean", "select", "text", "url"]
+    required: bool
+    label: str
+    description: str | None
+    default: str | int | float | bool | None
+    options: list[FieldOption] | None
+    placeholder: str | None
+
+
+class SourceSummary(Strict):
+    id: str
+    name: str
+    shortName: str
+    description: str
+    authMethods: list[str]
+    labels: list[str]
+    supportsContinuous: bool
+
+
+class SourceDetail(SourceSummary):
+    authFields: list[FieldDecl]
+    configFields: list[FieldDecl]
+
+
+class SourceList(Strict):
+    success: Literal[True]
+    sources: list[SourceSummary]
+
+
+class SourceDetailEnvelope(Strict):
+    success: Literal[True]
+    source: SourceDetail
+
+
+class SourceConnection(Strict):
+    id: str
+    name: str
+    shortName: str
+    status: Literal["pending", "connected", "error", "syncing"]
+    collectionIds: list[str]
+    credentials: dict
+    config: dict
+    ingestUrl: str | None
+    lastTestedAt: str | None
+    lastTestMessage: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class SourceConnectionEnvelope(Strict):
+    success: Literal[True]
+    sourceConnection: SourceConnection
+
+
+class SourceConnectionList(Strict):
+    success: Literal[True]
+    sourceConnections: list[SourceConnection]
+
+
+class TestOutcome(Strict):
+    success: bool
+    status: Literal["connected", "failed"]
+    message: str
+
+
+class StreamItem(Strict):
+    name: str
+    label: str
+
+
+class StreamList(Strict):
+    success: Literal[True]
+    streams: list[StreamItem]
+
+
+class SourceDeleted(Strict):
+    success: Literal[True]
+    id: str
+    deleted: Literal[True]
+    dataDeleted: bool
+
+
+class DataCleared(Strict):
+    success: Literal[True]
+    id: str
+    recordsDeleted: int
+
+
+class UploadedFile(Strict):
+    id: str
+    filename: str
+    format: str
+    size: int
+    sha256: str | None
+    createdAt: str
+
+
+class UploadEnvelope(Strict):
+    success: Literal[True]
+    file: UploadedFile
+
+
+class SourceConnectionCreate(BaseModel):
+    """Validated against the source type's authFields and configFields, not this shape alone."""
+
+    sourceShortName: str
+    name: str
+    collectionId: str | None = None
+    credentials: dict = {}
+    config: dict = {}
+
+
+class CredentialsUpdate(BaseModel):
+    credentials: dict
+
+
+class ConfigUpdate(BaseModel):
+    config: dict

@@ -2,11 +2,14 @@
 from .api_key import ApiKey
 from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
+from .record import Record
 from .source import SourceConnection
+from .source_file import CHUNK_SIZE, SourceFile, SourceFileChunk
 from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
-    "ApiKey", "Collection", "Environment", "Membership", "Org", "SourceConnection", "User",
+    "ApiKey", "CHUNK_SIZE", "Collection", "Environment", "Membership", "Org", "Record",
+    "SourceConnection", "SourceFile", "SourceFileChunk", "User",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

@@ -20,4 +20,5 @@ class SourceConnection(EnvScoped, Timestamps, db.Model):
     credentials_encrypted: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_test_message: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -1,0 +1,124 @@
+"""/api/v1 — the Sources API of seed 003: catalog and source connections."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from ..models import isoformat
+from ..services import sources as svc
+from ..sources import REGISTRY, source_type_or_404
+from . import schemas
+from .openapi import endpoint, json_body
+
+sources_v1 = Blueprint("api_sources", __name__, url_prefix="/api/v1")
+TAG = "sources"
+E = schemas.SourcesError
+
+
+def connection_json(source) -> dict:
+    return {
+        "id": source.id, "name": source.name, "shortName": source.short_name, "status": source.status,
+        "collectionIds": [c.id for c in svc.bound_collections(source)],
+        "credentials": svc.masked_credentials(source), "config": dict(source.config or {}),
+        "ingestUrl": svc.ingest_url(source), "lastTestedAt": isoformat(source.last_tested_at),
+        "lastTestMessage": source.last_test_message,
+        "createdAt": isoformat(source.created_at), "updatedAt": isoformat(source.updated_at),
+    }
+
+
+def _section(body: dict, key: str):
+    """PUT bodies may wrap the object (`{"credentials": {...}}`) or be the object itself."""
+    return body[key] if isinstance(body.get(key), dict) else body
+
+
+@endpoint(sources_v1, "/sources", "GET", summary="List source types", tag=TAG, responses={200: schemas.SourceList})
+def list_source_types(principal):
+    return jsonify(success=True, sources=[t.summary() for t in REGISTRY.values()])
+
+
+@endpoint(sources_v1, "/sources/<short_name>", "GET", summary="A source type with its fields", tag=TAG,
+          responses={200: schemas.SourceDetailEnvelope, 404: E})
+def get_source_type(principal, short_name):
+    return jsonify(success=True, source=source_type_or_404(short_name).detail())
+
+
+@endpoint(sources_v1, "/source-connections", "POST", summary="Create a source connection", tag=TAG,
+          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E})
+def create_connection(principal):
+    source = svc.create_source(principal, json_body())
+    return jsonify(success=True, sourceConnection=connection_json(source)), 201
+
+
+@endpoint(sources_v1, "/source-connections", "GET", summary="List source connections", tag=TAG,
+          query={"collectionId": {"type": "string"}}, responses={200: schemas.SourceConnectionList, 404: E})
+def list_connections(principal):
+    sources = svc.list_sources(principal, request.args.get("collectionId"))
+    return jsonify(success=True, sourceConnections=[connection_json(s) for s in sources])
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>", "GET", summary="Get a source connection", tag=TAG,
+          responses={200: schemas.SourceConnectionEnvelope, 404: E})
+def get_connection(principal, source_id):
+    return jsonify(success=True, sourceConnection=connection_json(svc.get_source_or_404(principal, source_id)))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/test", "POST", summary="Test a source connection",
+          tag=TAG, responses={200: schemas.TestOutcome, 404: E})
+def test_connection(principal, source_id):
+    result = svc.test_source(principal, svc.get_source_or_404(principal, source_id))
+    return jsonify(success=result.ok, status="connected" if result.ok else "failed", message=result.message)
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/streams", "GET", summary="Streams a collection can pick",
+          tag=TAG, responses={200: schemas.StreamList, 404: E, 502: E})
+def list_connection_streams(principal, source_id):
+    return jsonify(success=True, streams=svc.list_streams(principal, svc.get_source_or_404(principal, source_id)))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/credentials", "PUT", summary="Replace credentials",
+          tag=TAG, body=schemas.CredentialsUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
+def put_credentials(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    svc.update_source(principal, source, credentials=_section(json_body(), "credentials"))
+    return jsonify(success=True, sourceConnection=connection_json(source))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/config", "PUT", summary="Replace configuration",
+          tag=TAG, body=schemas.ConfigUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
+def put_config(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    svc.update_source(principal, source, config=_section(json_body(), "config"))
+    return jsonify(success=True, sourceConnection=connection_json(source))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>", "DELETE", summary="Delete a source connection",
+          tag=TAG, query={"deleteData": {"type": "boolean", "default": False}},
+          responses={200: schemas.SourceDeleted, 404: E, 409: E})
+def delete_connection(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    delete_data = svc.parse_bool_param(request.args.get("deleteData"), "deleteData")
+    svc.delete_source(principal, source, delete_data)
+    return jsonify(success=True, id=source_id, deleted=True, dataDeleted=delete_data)
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/data", "DELETE", summary="Clear a source's records",
+          tag=TAG, responses={200: schemas.DataCleared, 404: E, 409: E})
+def clear_connection_data(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    return jsonify(success=True, id=source.id, recordsDeleted=svc.clear_data(principal, source))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/files", "POST", summary="Upload a file (file sources)",
+          tag=TAG, query={"filename": {"type": "string"}, "format": {"type": "string"}},
+          responses={201: schemas.UploadEnvelope, 404: E, 413: E})
+def upload_file(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+    upload = request.files.get("file")
+    if upload is not None:
+        stored = svc.store_file(principal, source, upload.filename, upload.stream, request.form.get("format"))
+    else:  # a raw body: curl --data-binary @orders.csv '...?filename=orders.csv'
+        stored = svc.store_file(principal, source, request.args.get("filename", "upload"), request.stream,
+                                request.args.get("format"))
+    return jsonify(success=True, file={
+        "id": stored.id, "filename": stored.filename, "format": stored.format, "size": stored.size,
+        "sha256": stored.sha256, "createdAt": isoformat(stored.created_at)}), 201

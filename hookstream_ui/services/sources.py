@@ -1,0 +1,257 @@
+"""Source connections: create, test, edit, delete — validated against each type's declaration."""
+from __future__ import annotations
+
+import hashlib
+
+from flask import abort, current_app, has_request_context, request
+from sqlalchemy import delete, func, select, update
+
+from ..auth.principal import Principal
+from ..errors import ValidationFailed
+from ..models import (CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db,
+                      utcnow)
+from ..sources import Connection, SourceType, TestResult, source_type
+from ..sources import fields as field_rules
+from ..sources import secrets
+from .collections import get_collection_or_404
+
+NAME_MAX = 120
+
+
+def ingest_url(source: SourceConnection) -> str | None:
+    if source.short_name != "webhook":
+        return None
+    base = current_app.config.get("PUBLIC_URL") or (request.host_url if has_request_context() else "")
+    return f"{base.rstrip('/')}/v1/ingest/{source.id}"
+
+
+def type_of(source: SourceConnection) -> SourceType:
+    return source_type(source.short_name)
+
+
+def credentials_of(source: SourceConnection) -> dict:
+    return secrets.decrypt(source.credentials_encrypted)
+
+
+def connection_for(source: SourceConnection) -> Connection:
+    latest = db.session.scalar(select(SourceFile.id).where(SourceFile.source_id == source.id)
+                               .order_by(SourceFile.created_at.desc(), SourceFile.id.desc()).limit(1))
+    return Connection(id=source.id, credentials=credentials_of(source), config=dict(source.config or {}),
+                      ingest_url=ingest_url(source), latest_file_id=latest)
+
+
+def masked_credentials(source: SourceConnection) -> dict:
+    return field_rules.masked(type_of(source).auth_fields, credentials_of(source))
+
+
+def _clean(kind: SourceType, credentials, config, existing_credentials=None) -> tuple[dict, dict]:
+    """Both halves validated; credential errors are `invalid_credentials`, the rest `validation_error`."""
+    errors, creds, conf = {}, {}, {}
+    try:
+        creds = field_rules.validate(kind.auth_fields, credentials if credentials is not None else {},
+                                     existing_credentials, code="invalid_credentials")
+    except ValidationFailed as exc:
+        errors.update({("credentials" if k == "body" else k): v for k, v in exc.errors.items()})
+    cred_failed = bool(errors)
+    try:
+        conf = field_rules.validate(kind.config_fields, config if config is not None else {})
+    except ValidationFailed as exc:
+        errors.update({("config" if k == "body" else k): v for k, v in exc.errors.items()})
+    if not errors:
+        cross = kind.check(creds, conf)
+        auth_names = {f.name for f in kind.auth_fields}
+        cred_failed = any(name in auth_names for name in cross)
+        errors.update(cross)
+    if errors:
+        raise ValidationFailed(errors, code="invalid_credentials" if cred_failed else "validation_error")
+    return creds, conf
+
+
+def _name(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed({"name": "is required" if not value else "must be a string"})
+    if len(value.strip()) > NAME_MAX:
+        raise ValidationFailed({"name": f"must be at most {NAME_MAX} characters"})
+    return value.strip()
+
+
+def create_source(principal: Principal, payload) -> SourceConnection:
+    if not isinstance(payload, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    short = payload.get("sourceShortName")
+    kind = source_type(short) if isinstance(short, str) else None
+    if kind is None:
+        from ..sources import REGISTRY
+        raise ValidationFailed({"sourceShortName": "is required" if not short else
+                                "must be one of: " + ", ".join(sorted(REGISTRY))})
+    name = _name(payload.get("name"))
+    creds, conf = _clean(kind, payload.get("credentials"), payload.get("config"))
+    collection = None
+    if payload.get("collectionId"):
+        if not isinstance(payload["collectionId"], str):
+            raise ValidationFailed({"collectionId": "must be a string"})
+        collection = get_collection_or_404(principal, payload["collectionId"])
+    source = SourceConnection(
+        org_id=principal.org.id, env_id=principal.env.id, short_name=kind.short_name, name=name,
+        status="pending", credentials_encrypted=secrets.encrypt(creds), config=conf,
+        created_by_id=principal.user_id,
+    )
+    db.session.add(source)
+    if collection is not None:
+        collection.source = source
+        if collection.status == "NEEDS_SOURCE":
+            collection.status = "ACTIVE"
+        collection.modified_by_id = principal.user_id
+    db.session.commit()
+    return source
+
+
+def update_source(principal: Principal, source: SourceConnection, *, name=None, credentials=None,
+                  config=None) -> SourceConnection:
+    """Change what is given. Secrets sent back as the mask keep their stored value."""
+    kind = type_of(source)
+    new_name = _name(name) if name is not None else source.name
+    stored = credentials_of(source)
+    creds, conf = _clean(kind, credentials if credentials is not None else field_rules.masked(kind.auth_fields, stored),
+                         config if config is not None else dict(source.config or {}), stored)
+    source.name = new_name
+    if creds != stored:
+        source.credentials_encrypted = secrets.encrypt(creds)
+        source.status = "pending"  # new credentials are untested
+    source.config = conf
+    db.session.commit()
+    return source
+
+
+def test_source(principal: Principal, source: SourceConnection) -> TestResult:
+    conn = connection_for(source)
+    kind = type_of(source)
+    try:
+        result = kind.test(conn)
+    except Exception as exc:  # a source type's bug must not leak a traceback or a secret
+        current_app.logger.warning("test of %s (%s) raised %s", source.id, source.short_name, type(exc).__name__)
+        result = TestResult(False, f"Unexpected error while testing: {type(exc).__name__}")
+    # The source's own message may quote what we sent; never let a secret through.
+    result.message = secrets.scrub(result.message, field_rules.secrets_of(kind.auth_fields, conn.credentials))
+    source.status = "connected" if result.ok else "error"
+    source.last_tested_at = utcnow()
+    source.last_test_message = result.message
+    db.session.commit()
+    return result
+
+
+def test_unsaved(principal: Principal, short_name: str, credentials, config, existing: SourceConnection | None = None):
+    """Test what a form holds before it is saved (the connect form's Test button)."""
+    kind = source_type(short_name)
+    stored = credentials_of(existing) if existing else None
+    creds, conf = _clean(kind, credentials, config, stored)
+    conn = Connection(id=existing.id if existing else "unsaved", credentials=creds, config=conf,
+                      ingest_url=ingest_url(existing) if existing else None,
+                      latest_file_id=connection_for(existing).latest_file_id if existing else None)
+    try:
+        result = kind.test(conn)
+    except Exception as exc:
+        current_app.logger.warning("unsaved %s test raised %s", short_name, type(exc).__name__)
+        result = TestResult(False, f"Unexpected error while testing: {type(exc).__name__}")
+    result.message = secrets.scrub(result.message, field_rules.secrets_of(kind.auth_fields, creds))
+    return result
+
+
+def list_streams(principal: Principal, source: SourceConnection) -> list[dict]:
+    from ..sources import SourceError
+
+    try:
+        return type_of(source).list_streams(connection_for(source))
+    except SourceError as exc:
+        raise ValidationFailed({"source": secrets.scrub(str(exc), field_rules.secrets_of(
+            type_of(source).auth_fields, credentials_of(source)))}, status=502, code="source_unreachable",
+            message=str(exc)) from None
+
+
+def scoped_sources(principal: Principal):
+    return select(SourceConnection).where(SourceConnection.org_id == principal.org.id,
+                                          SourceConnection.env_id == principal.env.id)
+
+
+def list_sources(principal: Principal, collection_id: str | None = None) -> list[SourceConnection]:
+    query = scoped_sources(principal)
+    if collection_id:
+        collection = get_collection_or_404(principal, collection_id)
+        query = query.where(SourceConnection.id == collection.source_id)
+    return db.session.scalars(query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())).all()
+
+
+def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
+    source = db.session.scalar(scoped_sources(principal).where(SourceConnection.id == source_id))
+    if source is None:
+        abort(404, description="Source connection not found")
+    return source
+
+
+def bound_collections(source: SourceConnection) -> list[Collection]:
+    return db.session.scalars(select(Collection).where(Collection.source_id == source.id,
+                                                       Collection.env_id == source.env_id)).all()
+
+
+def clear_data(principal: Principal, source: SourceConnection) -> int:
+    """Delete every record the source put into its collections; the collections stay."""
+    ids = [c.id for c in bound_collections(source)]
+    if not ids:
+        return 0
+    deleted = db.session.execute(delete(Record).where(Record.collection_id.in_(ids),
+                                                      Record.env_id == source.env_id)).rowcount
+    db.session.execute(update(Collection).where(Collection.id.in_(ids)).values(record_count=0))
+    db.session.commit()
+    return deleted
+
+
+def delete_source(principal: Principal, source: SourceConnection, delete_data: bool) -> None:
+    if delete_data:
+        clear_data(principal, source)
+    for collection in bound_collections(source):
+        collection.source_id = None
+        if collection.status != "PAUSED":
+            collection.status = "NEEDS_SOURCE"
+    db.session.delete(source)
+    db.session.commit()
+
+
+def parse_bool_param(value, name: str, default: bool = False) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ValidationFailed({name: "must be true or false"})
+
+
+def store_file(principal: Principal, source: SourceConnection, filename: str, stream, fmt: str | None = None) -> SourceFile:
+    """Save an upload chunk by chunk, hashing as it goes; never the whole file in memory."""
+    if source.short_name != "file":
+        raise ValidationFailed({"file": "only file sources take uploads"})
+    filename = (filename or "upload").rsplit("/", 1)[-1][:255] or "upload"
+    stored = SourceFile(org_id=source.org_id, env_id=source.env_id, source_id=source.id, filename=filename,
+                        format=fmt or (source.config or {}).get("format") or "auto", size=0)
+    db.session.add(stored)
+    db.session.flush()
+    digest, size, seq = hashlib.sha256(), 0, 0
+    while True:
+        chunk = stream.read(CHUNK_SIZE)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+        db.session.add(SourceFileChunk(file_id=stored.id, seq=seq, data=chunk))
+        db.session.flush()
+        seq += 1
+    if size == 0:
+        db.session.rollback()
+        raise ValidationFailed({"file": "is empty"})
+    stored.size, stored.sha256 = size, digest.hexdigest()
+    db.session.commit()
+    return stored
+
+
+def count_files(source: SourceConnection) -> int:
+    return db.session.scalar(select(func.count(SourceFile.id)).where(SourceFile.source_id == source.id))

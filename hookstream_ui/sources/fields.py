@@ -1,0 +1,128 @@
+"""Field declarations of source types, and the one validator the API and the forms share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..errors import ValidationFailed
+
+FIELD_TYPES = ("string", "number", "password", "boolean", "select", "text", "url")
+# What every page and response shows instead of a stored secret (seed 004's mask).
+MASK = "***********"
+TRUE_WORDS = {"true", "on", "1", "yes"}
+FALSE_WORDS = {"false", "off", "0", "no", ""}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    label: str
+    required: bool = False
+    description: str = ""
+    default: object = None
+    options: tuple = ()
+    placeholder: str = ""
+    max_length: int = field(default=2000, compare=False)
+
+    def __post_init__(self):
+        assert self.type in FIELD_TYPES, self.type
+        assert self.type != "select" or self.options, f"{self.name}: a select needs options"
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "password"
+
+    def option_values(self) -> list[str]:
+        return [o[0] if isinstance(o, tuple) else o for o in self.options]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "type": self.type, "required": self.required, "label": self.label,
+            "description": self.description or None, "default": self.default,
+            "options": [{"value": o[0], "label": o[1]} if isinstance(o, tuple) else {"value": o, "label": o}
+                        for o in self.options] or None,
+            "placeholder": self.placeholder or None,
+        }
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _coerce(f: Field, value):
+    """The clean value, or raise ValueError with the message shown beside the field."""
+    if f.type == "number":
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ValueError("must be a number") from None
+            return int(number) if number.is_integer() else number
+        raise ValueError("must be a number")
+    if f.type == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
+        raise ValueError("must be true or false")
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    value = value if f.type in ("password", "text") else value.strip()
+    if len(value) > f.max_length:
+        raise ValueError(f"must be at most {f.max_length} characters")
+    if f.type == "select" and value not in f.option_values():
+        raise ValueError("must be one of: " + ", ".join(f.option_values()))
+    if f.type == "url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
+             code: str = "validation_error", partial: bool = False) -> dict:
+    """Clean `given` against `fields`. Unknown keys are dropped; a password sent back as
+    the mask keeps its stored value. With `partial`, absent fields keep `existing`."""
+    if not isinstance(given, dict):
+        raise ValidationFailed({"body": "must be a JSON object"}, code=code)
+    existing = existing or {}
+    clean, errors = {}, {}
+    for f in fields:
+        present = f.name in given
+        value = given.get(f.name)
+        if f.secret and value == MASK:
+            if existing.get(f.name):
+                clean[f.name] = existing[f.name]
+                continue
+            present, value = False, None
+        if not present and partial and f.name in existing:
+            clean[f.name] = existing[f.name]
+            continue
+        if _blank(value) and not (f.type == "boolean" and present and value == ""):
+            if f.default is not None:
+                clean[f.name] = f.default
+            elif f.required:
+                errors[f.name] = "is required"
+            continue
+        try:
+            clean[f.name] = _coerce(f, value)
+        except ValueError as exc:
+            errors[f.name] = str(exc)
+    if errors:
+        raise ValidationFailed(errors, code=code)
+    return clean
+
+
+def masked(fields: tuple[Field, ...], values: dict) -> dict:
+    """`values` as a page or response may show them: every secret replaced by the mask."""
+    return {f.name: (MASK if f.secret and values.get(f.name) else values.get(f.name))
+            for f in fields if f.name in values}
+
+
+def secrets_of(fields: tuple[Field, ...], values: dict) -> list[str]:
+    return [str(values[f.name]) for f in fields if f.secret and values.get(f.name)]

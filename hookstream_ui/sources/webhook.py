@@ -1,0 +1,71 @@
+"""Inbound webhooks: events pushed to /v1/ingest/<source_id>."""
+from __future__ import annotations
+
+import ipaddress
+
+from .base import Connection, SourceType, TestResult, register
+from .fields import Field
+
+VERIFICATION_TYPES = (
+    ("none", "No verification"), ("hmac_sha256", "HMAC-SHA256"), ("hmac_sha1", "HMAC-SHA1"),
+    ("stripe", "Stripe signature"), ("github", "GitHub (X-Hub-Signature-256)"),
+    ("standard_webhooks", "Standard Webhooks"),
+)
+
+
+def parse_cidrs(text: str | None) -> list:
+    """CIDRs or addresses, one per line or comma-separated; ValueError names the bad one."""
+    networks = []
+    for item in (text or "").replace(",", "\n").splitlines():
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR range") from None
+    return networks
+
+
+@register
+class Webhook(SourceType):
+    short_name = "webhook"
+    name = "Webhook"
+    description = "Receive events pushed over HTTP; each one is stored, verified and applied instantly."
+    auth_methods = ("signature", "none")
+    labels = ("push", "realtime")
+    supports_continuous = True
+    pull = False
+    auth_fields = (
+        Field("verification_type", "select", "Signature verification", default="none",
+              options=VERIFICATION_TYPES, description="How hookstream checks that an event is genuine."),
+        Field("signing_secret", "password", "Signing secret",
+              description="Shared secret of the sender. Required unless verification is off."),
+        Field("signature_header", "string", "Signature header", placeholder="X-Signature",
+              description="For HMAC: the header carrying the signature (default X-Signature)."),
+    )
+    config_fields = (
+        Field("dedup_key", "string", "Deduplication key", placeholder="Idempotency-Key or $.id",
+              description="A header name or a JSONPath into the body. Empty: the payload hash."),
+        Field("dedup_window_seconds", "number", "Deduplication window (seconds)", default=300),
+        Field("ip_allowlist", "text", "IP allowlist", placeholder="203.0.113.0/24",
+              description="Only these addresses or CIDR ranges may send. One per line."),
+        Field("ip_denylist", "text", "IP denylist", description="These may never send. One per line."),
+    )
+
+    def check(self, credentials, config):
+        errors = {}
+        if credentials.get("verification_type", "none") != "none" and not credentials.get("signing_secret"):
+            errors["signing_secret"] = "is required when signature verification is on"
+        window = config.get("dedup_window_seconds")
+        if window is not None and not 0 <= window <= 7 * 86400:
+            errors["dedup_window_seconds"] = "must be between 0 and 604800 (7 days)"
+        for name in ("ip_allowlist", "ip_denylist"):
+            try:
+                parse_cidrs(config.get(name))
+            except ValueError as exc:
+                errors[name] = str(exc)
+        return errors
+
+    def test(self, conn: Connection) -> TestResult:
+        return TestResult(True, f"Ready: send events to {conn.ingest_url}")
