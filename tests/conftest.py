@@ -108,3 +108,21 @@ def client(app):
 def ctx(app):
     with app.app_context():
         yield
+
+
+@pytest.fixture(scope="session")
+def pg_source(tmp_root):
+    from tests.fixture_servers import PostgresSource
+
+    server = PostgresSource(tmp_root / "pg-source")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http_fixture():
+    from tests.fixture_servers import HttpFixture
+
+    server = HttpFixture()
+    yield server
+    server.stop()

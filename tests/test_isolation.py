@@ -31,10 +31,14 @@ def two_tenants(app, ctx):
     }
 
 
+# Path parameters that name shared catalog entries, not tenant data.
+GLOBAL_PARAMS = {"short_name"}
+
+
 def scoped_routes(app):
     for rule in app.url_map.iter_rules():
         doc = getattr(app.view_functions[rule.endpoint], DOC_ATTR, None)
-        if doc and not doc["public"] and rule.arguments:
+        if doc and not doc["public"] and rule.arguments - GLOBAL_PARAMS:
             yield rule, doc["method"].upper()
 
 

@@ -1,7 +1,6 @@
 """Uploaded CSV, NDJSON or JSON-array files; each upload is one sync."""
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -87,7 +86,7 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict]:
                 if None in row:
                     raise ValueError(f"row {reader.line_num} has more values than the header has columns")
                 yield row
-    except (UnicodeDecodeError, codecs.CodecRegistryError):
+    except UnicodeDecodeError:
         raise ValueError("the file is not UTF-8 text") from None
     except csv.Error as exc:
         raise ValueError(f"CSV error: {exc}") from None

@@ -1,0 +1,125 @@
+"""Real servers for source tests: a password-protected PostgreSQL on TCP (pgserver's own
+binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and Stripe's
+documented list and error formats."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
+REST_TOKEN = "rest-canary-Token-42"
+STRIPE_KEY = "sk_test_canaryStripeKey42"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PostgresSource:
+    def __init__(self, root: Path):
+        from pgserver._commands import POSTGRES_BIN_PATH
+        from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
+        self.bin = Path(POSTGRES_BIN_PATH)
+        self.user = None
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:  # postgres refuses to run as root
+            ensure_user_exists("pgserver")
+            self.user = "pgserver"
+            shutil.chown(root, "pgserver")
+            ensure_prefix_permissions(root)
+        (root / "pw").write_text(PG_PASSWORD)
+        if self.user:
+            shutil.chown(root / "pw", "pgserver")
+        self.run("initdb", "-D", str(root / "db"), "-U", PG_USER, "--auth-host=scram-sha-256",
+                 "--auth-local=trust", f"--pwfile={root / 'pw'}", "-E", "UTF8")
+        self.port = free_port()
+        self.run("pg_ctl", "-D", str(root / "db"), "-l", str(root / "log"), "-w", "-o",
+                 f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1", "start")
+        self.sql("CREATE TABLE customers (id integer PRIMARY KEY, email text, updated_at timestamptz DEFAULT now());"
+                 "INSERT INTO customers (id, email) VALUES (1, 'a@example.com'), (2, 'b@example.com');"
+                 "CREATE SCHEMA sales; CREATE TABLE sales.orders (id integer PRIMARY KEY);")
+
+    def run(self, tool: str, *args: str) -> str:
+        return subprocess.run([str(self.bin / tool), *args], check=True, capture_output=True, text=True,
+                              user=self.user, cwd=self.root).stdout
+
+    def sql(self, statement: str) -> str:
+        return self.run("psql", "-h", str(self.root), "-p", str(self.port), "-U", PG_USER, "-d", "postgres",
+                        "-v", "ON_ERROR_STOP=1", "-c", statement)
+
+    def credentials(self, **changes) -> dict:
+        return {"host": "127.0.0.1", "port": self.port, "database": "postgres", "username": PG_USER,
+                "password": PG_PASSWORD, "sslmode": "disable", **changes}
+
+    def stop(self) -> None:
+        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-m", "immediate", "stop"],
+                       capture_output=True, user=self.user, cwd=self.root)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _json(self, status: int, body) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        auth = self.headers.get("Authorization", "")
+        if url.path.startswith("/v1/"):  # Stripe
+            if auth != f"Bearer {STRIPE_KEY}":
+                given = auth.removeprefix("Bearer ")
+                # Stripe quotes the key it got (masked); this one quotes it whole, to prove we scrub.
+                return self._json(401, {"error": {"type": "invalid_request_error",
+                                                  "message": f"Invalid API Key provided: {given}"}})
+            limit = int(query.get("limit", ["10"])[0])
+            data = [{"id": f"cus_{i}", "object": "customer", "livemode": False} for i in range(limit)]
+            return self._json(200, {"object": "list", "url": url.path, "has_more": False, "data": data})
+        if url.path == "/slow":
+            time.sleep(7)
+            return self._json(200, {"data": []})
+        if url.path == "/html":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            return self.wfile.write(b"<html>hello</html>")
+        if auth != f"Bearer {REST_TOKEN}":
+            return self._json(401, {"message": "bad token"})
+        if url.path == "/orders":
+            return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
+        return self._json(404, {"message": "no such path"})
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients that time out on /slow on purpose leave broken pipes behind
+
+
+class HttpFixture:
+    def __init__(self):
+        self.server = _QuietServer(("127.0.0.1", 0), _Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
