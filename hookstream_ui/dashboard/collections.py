@@ -47,7 +47,7 @@ def collection_new():
     require_role(principal, "member")
     if request.method == "GET":
         return _form_page("dashboard/collections/new.html",
-                          FormState({"primary_key_path": "$.id"}))
+                          FormState({"primary_key_path": "$.id", "source_id": request.args.get("source_id", "")}))
     form = FormState.from_request(*FIELDS)
     try:
         collection = svc.create_collection(principal, dict(form.values))

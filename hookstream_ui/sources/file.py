@@ -79,6 +79,11 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict]:
                 yield item
         else:
             delimiter = (config.get("delimiter") or ",")[:1]
+            if config.get("has_header") is False:
+                rows = csv.reader(text, delimiter=delimiter)
+                for row in rows:
+                    yield {f"column_{i}": value for i, value in enumerate(row, start=1)}
+                return
             reader = csv.DictReader(text, delimiter=delimiter)
             if not reader.fieldnames:
                 raise ValueError("the CSV file has no header row")
@@ -102,6 +107,8 @@ class File(SourceType):
     config_fields = (
         Field("format", "select", "Format", default="auto", options=FORMATS),
         Field("delimiter", "string", "CSV delimiter", default=",", max_length=1),
+        Field("has_header", "boolean", "First CSV row is a header", default=True,
+              description="Off: columns are named column_1, column_2, …"),
     )
 
     def test(self, conn: Connection) -> TestResult:

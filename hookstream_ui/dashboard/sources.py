@@ -1,0 +1,206 @@
+"""Source pages: list, catalog, the connect form generated from each type's fields,
+inline Test connection, detail, edit, upload, clear data and delete."""
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+
+from ..auth import current_principal, require_role
+from ..errors import ValidationFailed
+from ..forms import FormState
+from ..services import sources as svc
+from ..sources import MASK, REGISTRY, source_type_or_404
+from . import bp
+
+
+def _submitted(kind) -> tuple[str, dict, dict]:
+    """Name, credentials and config as typed; an unchecked checkbox is false."""
+    def section(prefix, fields):
+        values = {}
+        for f in fields:
+            raw = request.form.get(f"{prefix}.{f.name}")
+            values[f.name] = ("false" if raw is None else raw) if f.type == "boolean" else raw
+        return values
+
+    return (request.form.get("name", ""), section("credentials", kind.auth_fields),
+            section("config", kind.config_fields))
+
+
+def _form_state(kind, name, credentials, config, keep_secrets: bool) -> FormState:
+    """What the form shows again: typed values, and secrets only as the mask of a stored one."""
+    values = {"name": name}
+    for f in kind.auth_fields:
+        value = credentials.get(f.name)
+        if f.secret:
+            value = MASK if keep_secrets and value == MASK else ""
+        values[f"credentials.{f.name}"] = value
+    values.update({f"config.{f.name}": config.get(f.name) for f in kind.config_fields})
+    return FormState(values)
+
+
+def _field_errors(kind, exc: ValidationFailed) -> dict:
+    """Service errors name plain fields; the form's inputs are prefixed by section."""
+    auth = {f.name for f in kind.auth_fields}
+    config = {f.name for f in kind.config_fields}
+    errors = {}
+    for name, message in exc.errors.items():
+        if name in auth:
+            errors[f"credentials.{name}"] = message
+        if name in config:
+            errors[f"config.{name}"] = message
+        if name not in auth | config:
+            errors[name] = message
+    return errors
+
+
+def _defaults(kind) -> FormState:
+    values = {f"credentials.{f.name}": f.default for f in kind.auth_fields}
+    values.update({f"config.{f.name}": f.default for f in kind.config_fields})
+    return FormState(values)
+
+
+@bp.get("/sources")
+def sources_list():
+    principal = current_principal()
+    return render_template("dashboard/sources/list.html", sources=svc.list_sources(principal),
+                           types=REGISTRY, bound=svc.bound_collections)
+
+
+@bp.get("/sources/catalog")
+def source_catalog():
+    return render_template("dashboard/sources/catalog.html", types=list(REGISTRY.values()))
+
+
+@bp.route("/sources/new/<short_name>", methods=["GET", "POST"])
+def source_new(short_name):
+    principal = current_principal()
+    require_role(principal, "member")
+    kind = source_type_or_404(short_name)
+    if request.method == "GET":
+        return render_template("dashboard/sources/connect.html", kind=kind, form=_defaults(kind), source=None)
+    name, credentials, config = _submitted(kind)
+    try:
+        source = svc.create_source(principal, {"sourceShortName": kind.short_name, "name": name,
+                                               "credentials": credentials, "config": config})
+    except ValidationFailed as exc:
+        form = _form_state(kind, name, credentials, config, keep_secrets=False)
+        form.errors = _field_errors(kind, exc)
+        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=None), exc.status
+    flash(f"Source “{source.name}” connected.", "success")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id))
+
+
+@bp.post("/sources/test-form/<short_name>")
+def source_test_form(short_name):
+    """htmx: test what the connect or edit form holds, without saving it."""
+    principal = current_principal()
+    require_role(principal, "member")
+    kind = source_type_or_404(short_name)
+    existing = svc.get_source_or_404(principal, request.form["source_id"]) if request.form.get("source_id") else None
+    _, credentials, config = _submitted(kind)
+    try:
+        result = svc.test_unsaved(principal, kind.short_name, credentials, config, existing)
+    except ValidationFailed as exc:
+        return render_template("dashboard/sources/_test_result.html", ok=False,
+                               message="Fix the highlighted fields first: " + exc.message)
+    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message)
+
+
+@bp.get("/sources/<source_id>")
+def source_detail(source_id):
+    principal = current_principal()
+    source = svc.get_source_or_404(principal, source_id)
+    return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source),
+                           credentials=svc.masked_credentials(source), collections=svc.bound_collections(source),
+                           ingest_url=svc.ingest_url(source), file_count=svc.count_files(source))
+
+
+@bp.post("/sources/<source_id>/test")
+def source_test(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    result = svc.test_source(principal, svc.get_source_or_404(principal, source_id))
+    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message)
+
+
+@bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])
+def source_edit(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    source = svc.get_source_or_404(principal, source_id)
+    kind = svc.type_of(source)
+    if request.method == "GET":
+        form = _form_state(kind, source.name, svc.masked_credentials(source), source.config or {}, keep_secrets=True)
+        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=source)
+    name, credentials, config = _submitted(kind)
+    try:
+        svc.update_source(principal, source, name=name, credentials=credentials, config=config)
+    except ValidationFailed as exc:
+        form = _form_state(kind, name, credentials, config, keep_secrets=True)
+        form.errors = _field_errors(kind, exc)
+        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=source), exc.status
+    flash("Source saved.", "success")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id))
+
+
+@bp.post("/sources/<source_id>/upload")
+def source_upload(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    source = svc.get_source_or_404(principal, source_id)
+    request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        flash("Choose a file to upload.", "error")
+    else:
+        try:
+            stored = svc.store_file(principal, source, upload.filename, upload.stream)
+            flash(f"Uploaded {stored.filename} ({stored.size:,} bytes).", "success")
+        except ValidationFailed as exc:
+            flash(exc.message, "error")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id))
+
+
+@bp.route("/sources/<source_id>/clear", methods=["GET", "POST"])
+def source_clear(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    source = svc.get_source_or_404(principal, source_id)
+    if request.method == "GET":
+        return render_template("dashboard/sources/confirm.html", source=source, action="clear",
+                               collections=svc.bound_collections(source))
+    count = svc.clear_data(principal, source)
+    flash(f"Deleted {count:,} records from {source.name}'s collections.", "success")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id))
+
+
+@bp.route("/sources/<source_id>/delete", methods=["GET", "POST"])
+def source_delete(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    source = svc.get_source_or_404(principal, source_id)
+    if request.method == "GET":
+        return render_template("dashboard/sources/confirm.html", source=source, action="delete",
+                               collections=svc.bound_collections(source))
+    if request.form.get("confirm_name", "").strip() != source.name:
+        flash("Type the source's name to confirm.", "error")
+        return redirect(url_for("dashboard.source_delete", source_id=source.id))
+    name = source.name
+    svc.delete_source(principal, source, delete_data=request.form.get("delete_data") == "true")
+    flash(f"Source “{name}” deleted.", "success")
+    return redirect(url_for("dashboard.sources_list"))
+
+
+@bp.get("/collections/_streams")
+def collection_streams():
+    """htmx partial for the collection form: the streams of the chosen source."""
+    principal = current_principal()
+    source_id = request.args.get("source_id")
+    streams, error = [], None
+    if source_id:
+        source = svc.get_source_or_404(principal, source_id)
+        try:
+            streams = svc.list_streams(principal, source)
+        except ValidationFailed as exc:
+            error = exc.message
+    return render_template("dashboard/collections/_streams.html", streams=streams, error=error,
+                           current=request.args.get("stream", ""))
