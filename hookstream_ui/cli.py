@@ -61,6 +61,22 @@ def register_cli(app: Flask) -> None:
             _fail(exc)
         click.echo(raw)
 
+    @app.cli.command("rotate-credentials-key")
+    @click.option("--generate", is_flag=True,
+                  help="Make a new key first (instance-file keys only; with CREDENTIALS_KEYS, "
+                       "put the new key first in the variable yourself).")
+    def rotate_credentials_key_command(generate):
+        """Re-encrypt every stored credential with the newest key."""
+        from .services.credential_keys import generate_instance_key, rotate_all
+
+        if generate:
+            try:
+                generate_instance_key(current_app._get_current_object())
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+        count = rotate_all()
+        click.echo(f"re-encrypted {count} source connection(s) with the newest key")
+
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
     def worker_command(burst):

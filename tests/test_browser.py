@@ -128,3 +128,59 @@ def test_pages_fit_a_phone(browser, live_server, app):
         assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)
     context.close()
+
+
+def test_connect_postgresql_from_the_catalog(browser, live_server, app, pg_source):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.sources import MASK
+    from tests.helpers import PASSWORD, make_user
+
+    with app.app_context():
+        make_user("data@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server + "/login")
+    page.fill("#f-email", "data@example.com")
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+
+    page.click("nav >> text=Sources")
+    page.click("text=Connect a source")
+    page.click("[data-type=postgresql] >> text=Connect PostgreSQL")
+    creds = pg_source.credentials()
+    page.fill("#f-name", "Customer DB")
+    page.fill("[id='f-credentials.host']", creds["host"])
+    page.fill("[id='f-credentials.port']", str(creds["port"]))
+    page.fill("[id='f-credentials.database']", creds["database"])
+    page.fill("[id='f-credentials.username']", creds["username"])
+    page.fill("[id='f-credentials.password']", creds["password"])
+    page.select_option("[id='f-credentials.sslmode']", "disable")
+    page.fill("[id='f-config.table']", "customers")
+    page.click("#test-connection")
+    expect(page.locator("#test-result .test-result")).to_have_attribute("data-ok", "true")
+    expect(page.locator("#test-result")).to_contain_text("public.customers is readable")
+    page.screenshot(path=str(ARTIFACTS / "connect-postgresql-1280.png"), full_page=True)
+    page.click("button:has-text('Connect source')")
+
+    expect(page.locator("h1")).to_contain_text("Customer DB")
+    expect(page.locator("dl.kv").first).to_contain_text(MASK)
+    assert creds["password"] not in page.content()
+    page.click("nav >> text=Sources")
+    expect(page.locator("#sources-table tbody tr")).to_contain_text("Customer DB")
+
+    page.click("text=Customer DB")
+    page.click("a:has-text('Edit')")
+    expect(page.locator("[id='f-credentials.password']")).to_have_value(MASK)
+    page.fill("#f-name", "Customer DB (prod)")
+    page.click("button:has-text('Save')")
+    expect(page.locator("h1")).to_contain_text("Customer DB (prod)")
+    expect(page.locator("#source-status")).to_have_text("Pending")  # never tested since it was saved
+    page.click("button:has-text('Test connection')")
+    expect(page.locator("#test-result .test-result")).to_have_attribute("data-ok", "true")
+    expect(page.locator("#source-status")).to_have_text("Connected")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page), "the source page scrolls sideways at 390 px"
+    page.screenshot(path=str(ARTIFACTS / "source-detail-390.png"), full_page=True)
+    context.close()

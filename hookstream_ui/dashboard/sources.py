@@ -118,8 +118,11 @@ def source_detail(source_id):
 def source_test(source_id):
     principal = current_principal()
     require_role(principal, "member")
-    result = svc.test_source(principal, svc.get_source_or_404(principal, source_id))
-    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message)
+    source = svc.get_source_or_404(principal, source_id)
+    result = svc.test_source(principal, source)
+    # The status badge in the page header is swapped out-of-band, so it agrees with the result.
+    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
+                           status=source.status)
 
 
 @bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])

@@ -1,0 +1,118 @@
+"""Source pages beyond the connect form: detail, upload, streams, clear, delete, roles."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, Record, SourceConnection, SourceFile, db
+from tests.helpers import login, make_user, org_of
+
+
+@pytest.fixture
+def signed_in(app, ctx):
+    user = make_user("owner@example.com")
+    client = app.test_client()
+    return client, login(client, "owner@example.com"), org_of(user)
+
+
+def connect(client, token, short, name="Src", **fields):
+    data = {"csrf_token": token, "name": name, **fields}
+    r = client.post(f"/sources/new/{short}", data=data)
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return r.location.rsplit("/", 1)[-1]
+
+
+def test_webhook_detail_shows_ingest_url_copy_and_curl(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert f"http://localhost/v1/ingest/{sid}" in page
+    assert 'data-copy="#ingest-url"' in page and f"curl -X POST http://localhost/v1/ingest/{sid}" in page
+
+
+def test_upload_from_the_dashboard(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto", "config.has_header": "true"})
+    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(b"a,b\n1,2\n"), "x.csv")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 302
+    assert "Uploaded x.csv (8 bytes)" in client.get(r.location).get_data(as_text=True)
+    assert db.session.scalar(select(SourceFile.filename)) == "x.csv"
+    r = client.post(f"/sources/{sid}/test", data={"csrf_token": token})
+    assert 'data-ok="true"' in r.get_data(as_text=True) and 'id="source-status"' in r.get_data(as_text=True)
+
+
+def test_unchecked_checkbox_means_false(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "csv"})  # has_header not sent
+    assert db.session.get(SourceConnection, sid).config["has_header"] is False
+
+
+def test_streams_partial_for_the_collection_form(signed_in, pg_source):
+    client, token, _ = signed_in
+    creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
+    sid = connect(client, token, "postgresql", **creds)
+    html = client.get(f"/collections/_streams?source_id={sid}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert '<select id="f-stream"' in html and 'value="customers"' in html and 'value="sales.orders"' in html
+    hook = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    html = client.get(f"/collections/_streams?source_id={hook}").get_data(as_text=True)
+    assert '<input id="f-stream"' in html
+    r = client.post("/collections/new", data={"csrf_token": token, "name": "Customers", "slug": "customers",
+                                              "primary_key_path": "id", "source_id": sid, "stream": "customers"})
+    assert r.status_code == 302
+    c = db.session.scalar(select(Collection))
+    assert (c.source_id, c.stream, c.status) == (sid, "customers", "ACTIVE")
+
+
+def test_clear_and_delete_behind_confirmation(signed_in):
+    client, token, org = signed_in
+    sid = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    client.post("/collections/new", data={"csrf_token": token, "name": "Events", "slug": "events",
+                                          "primary_key_path": "id", "source_id": sid})
+    c = db.session.scalar(select(Collection))
+    db.session.add(Record(org_id=c.org_id, env_id=c.env_id, collection_id=c.id, record_key="1", data={}))
+    c.record_count = 1
+    db.session.commit()
+    assert "1 records" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
+    assert client.post(f"/sources/{sid}/clear", data={"csrf_token": token}).status_code == 302
+    assert db.session.scalar(select(Record)) is None
+    assert "Type <code>Hook</code>" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
+    r = client.post(f"/sources/{sid}/delete", data={"csrf_token": token, "confirm_name": "nope"})
+    assert r.status_code == 302 and db.session.get(SourceConnection, sid) is not None
+    r = client.post(f"/sources/{sid}/delete", data={"csrf_token": token, "confirm_name": "Hook", "delete_data": "false"})
+    assert r.location.endswith("/sources")
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid) is None
+    assert db.session.get(Collection, c.id).status == "NEEDS_SOURCE"
+
+
+def test_viewer_sees_sources_but_cannot_change_them(app, signed_in):
+    client, token, org = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    make_user("viewer@example.com", org=org, role="viewer")
+    viewer = app.test_client()
+    vtoken = login(viewer, "viewer@example.com")
+    page = viewer.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "Edit</a>" not in page and "Danger zone" not in page
+    assert "Connect PostgreSQL" not in viewer.get("/sources/catalog").get_data(as_text=True)
+    for path in (f"/sources/{sid}/edit", "/sources/new/webhook", f"/sources/{sid}/delete"):
+        assert viewer.get(path).status_code == 403, path
+    assert viewer.post(f"/sources/{sid}/test", data={"csrf_token": vtoken}).status_code == 403
+    r = viewer.post("/api/v1/source-connections", json={"sourceShortName": "webhook", "name": "x"},
+                    headers={"X-CSRFToken": vtoken})
+    assert r.status_code == 403 and r.json == {"success": False, "error": "forbidden",
+                                               "message": "This needs the member role or higher; you are viewer"}
+
+
+def test_other_tenants_source_pages_are_404(app, signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    make_user("stranger@example.com")
+    stranger = app.test_client()
+    stoken = login(stranger, "stranger@example.com")
+    for path in (f"/sources/{sid}", f"/sources/{sid}/edit", f"/sources/{sid}/clear", f"/sources/{sid}/delete",
+                 f"/collections/_streams?source_id={sid}"):
+        assert stranger.get(path).status_code == 404, path
+    assert stranger.post(f"/sources/{sid}/test", data={"csrf_token": stoken}).status_code == 404
