@@ -275,3 +275,29 @@ def test_other_environment_connection_is_404_and_cannot_bind(client, key, ctx):
     r = client.post("/v1/collections", json={"name": "Steal", "primary_key_path": "$.id", "source_id": sid},
                     headers={"X-API-Key": staging_key})
     assert r.status_code == 404
+
+
+@pytest.fixture
+def silent_port():
+    """A TCP port that accepts connections and never says a word."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_postgresql_timeout(client, key, pg_source, silent_port):
+    sid = pg_conn(client, key, pg_source, port=silent_port)
+    t = api(client, "POST", f"/source-connections/{sid}/test", key).json
+    assert t["success"] is False and t["message"] == f"Timed out connecting to 127.0.0.1:{silent_port} after 4 s"
+
+
+def test_rest_api_tls_error_and_closed_port(client, key, http_fixture):
+    tls = create(client, key, "rest_api", {"base_url": http_fixture.base.replace("http://", "https://")}).json
+    t = api(client, "POST", f"/source-connections/{tls['sourceConnection']['id']}/test", key).json
+    assert t["success"] is False and t["message"].startswith("TLS error talking to 127.0.0.1:"), t
+    closed = create(client, key, "rest_api", {"base_url": f"http://127.0.0.1:{free_port()}"}).json
+    t = api(client, "POST", f"/source-connections/{closed['sourceConnection']['id']}/test", key).json
+    assert t["success"] is False and t["message"].startswith("Connection refused by 127.0.0.1:"), t
