@@ -11,7 +11,7 @@ API_PREFIXES = ("/v1/", "/api/")
 
 
 class ContractViolation(AssertionError):
-    pass
+    """A response that /v1/openapi.json does not describe."""
 
 
 def _matches(template: str, path: str) -> bool:

@@ -1,6 +1,7 @@
 """What a source type declares, and the registry that holds one instance of each."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,8 +31,9 @@ class Connection:
     latest_file_id: str | None = None
 
 
-class SourceType:
-    """Subclass, fill in the declaration, decorate with @register. Nothing else to wire."""
+class SourceType(ABC):
+    """Subclass, fill in the declaration, decorate with @register. Nothing else to wire.
+    A type without `test` cannot be instantiated, so it cannot register."""
 
     short_name: ClassVar[str]
     name: ClassVar[str]
@@ -48,8 +50,9 @@ class SourceType:
         """Rules across fields, after each field is valid on its own: {field: message}."""
         return {}
 
+    @abstractmethod
     def test(self, conn: Connection) -> TestResult:
-        raise NotImplementedError  # every registered type overrides it; see test_catalog
+        """Really reach the source with these credentials; say why not in the user's terms."""
 
     def list_streams(self, conn: Connection) -> list[dict]:
         """[{name, label}] a collection can pick as its `stream`."""
