@@ -77,6 +77,14 @@ def register_cli(app: Flask) -> None:
         count = rotate_all()
         click.echo(f"re-encrypted {count} source connection(s) with the newest key")
 
+    @app.cli.command("scheduler")
+    @click.option("--interval", default=1.0, show_default=True, help="Seconds between ticks.")
+    def scheduler_command(interval):
+        """Enqueue due syncs and resume runs whose worker died (one leader at a time)."""
+        from .sync.scheduler import run_forever
+
+        run_forever(current_app._get_current_object(), interval)
+
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
     def worker_command(burst):

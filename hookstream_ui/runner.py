@@ -1,7 +1,7 @@
 """`make run`: one command that starts everything on one machine.
 
 Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
-(gunicorn) and RQ worker processes, restarting any worker that dies. SIGINT or SIGTERM
+(gunicorn), RQ worker processes and the scheduler, restarting any worker that dies. SIGINT or SIGTERM
 stops every child, workers and web first, Redis last. Children get their own session, so
 a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
 they die with the runner even if it is SIGKILLed.
@@ -43,6 +43,7 @@ class Runner:
         self.redis: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.workers: dict[int, subprocess.Popen] = {}
+        self.scheduler: subprocess.Popen | None = None
         self.stopping = False
 
     def spawn(self, args: list[str]) -> subprocess.Popen:
@@ -66,6 +67,7 @@ class Runner:
         ])
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))
+        self.scheduler = self.spawn(self.flask("scheduler"))
         self.wait_until_serving()
         print(f"\n  hookstream is running at http://{self.host}:{self.port}\n"
               f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n", flush=True)
@@ -102,11 +104,14 @@ class Runner:
                 if proc.poll() is not None and not self.stopping:
                     print(f"worker {proc.pid} exited ({proc.returncode}); restarting", file=sys.stderr)
                     self.workers[slot] = self.spawn(self.flask("worker"))
+            if self.scheduler.poll() is not None and not self.stopping:
+                print(f"scheduler exited ({self.scheduler.returncode}); restarting", file=sys.stderr)
+                self.scheduler = self.spawn(self.flask("scheduler"))
         return 0
 
     def stop(self) -> None:
         self.stopping = True
-        tiers = [[self.web, *self.workers.values()], [self.redis]]
+        tiers = [[self.web, self.scheduler, *self.workers.values()], [self.redis]]
         for tier in tiers:
             procs = [p for p in tier if p is not None and p.poll() is None]
             for proc in procs:

@@ -21,10 +21,15 @@ def two_tenants(app, ctx):
     client = app.test_client()
     client.post("/v1/collections", json={"name": "Alice users", "slug": "alice-users", "source_id": a_source.id,
                                          "primary_key_path": "$.id"}, headers={"X-API-Key": a_raw})
+    from hookstream_ui.models import SyncRun, db
+    a_run = SyncRun(org_id=a_env.org_id, env_id=a_env.id, source_id=a_source.id, status="completed", cursor={},
+                    skip_reasons={})
+    db.session.add(a_run)
+    db.session.commit()
     bob = make_user("bob@example.com")
     b_env = production(org_of(bob))
     return {
-        "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id},
+        "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id, "run_id": a_run.id},
         "a_raw": a_raw,
         "b_raw": make_key(b_env),
         "a_staging_raw": make_key(add_env(org_of(alice), "staging")),

@@ -230,3 +230,46 @@ class CredentialsUpdate(BaseModel):
 
 class ConfigUpdate(BaseModel):
     config: dict
+
+
+class SyncRun(Strict):
+    id: str
+    sourceConnectionId: str
+    status: Literal["pending", "running", "completed", "failed", "cancelling", "cancelled"]
+    trigger: Literal["manual", "schedule", "backfill", "upload"]
+    mode: Literal["full", "incremental"]
+    recordsInserted: int
+    recordsUpdated: int
+    recordsDeleted: int
+    recordsSkipped: int
+    skipReasons: dict[str, int]
+    progress: int
+    total: int | None
+    rate: float | None
+    etaSeconds: float | None
+    cursor: dict
+    error: str | None
+    attempt: int
+    createdAt: str
+    startedAt: str | None
+    finishedAt: str | None
+
+
+class RunStarted(Strict):
+    success: Literal[True]
+    syncId: str
+    status: Literal["started"]
+
+
+class RunEnvelope(Strict):
+    success: Literal[True]
+    run: SyncRun
+
+
+class RunList(Strict):
+    success: Literal[True]
+    runs: list[SyncRun]
+
+
+class RunRequest(BaseModel):
+    full: bool = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from ..models import isoformat
+from ..errors import ValidationFailed
+from ..services import runs as run_svc
 from ..services import sources as svc
 from ..sources import REGISTRY, source_type_or_404
 from . import schemas
@@ -122,3 +124,50 @@ def upload_file(principal, source_id):
     return jsonify(success=True, file={
         "id": stored.id, "filename": stored.filename, "format": stored.format, "size": stored.size,
         "sha256": stored.sha256, "createdAt": isoformat(stored.created_at)}), 201
+
+
+def run_json(run) -> dict:
+    rate, eta = run_svc.rate_and_eta(run)
+    return {
+        "id": run.id, "sourceConnectionId": run.source_id, "status": run.status, "trigger": run.trigger,
+        "mode": run.mode, "recordsInserted": run.records_inserted or 0, "recordsUpdated": run.records_updated or 0,
+        "recordsDeleted": run.records_deleted or 0, "recordsSkipped": run.records_skipped or 0,
+        "skipReasons": dict(run.skip_reasons or {}), "progress": run.progress or 0, "total": run.total,
+        "rate": round(rate, 1) if rate else None, "etaSeconds": round(eta, 1) if eta else None,
+        "cursor": dict(run.cursor or {}), "error": run.error, "attempt": run.attempt or 0,
+        "createdAt": isoformat(run.created_at), "startedAt": isoformat(run.started_at),
+        "finishedAt": isoformat(run.finished_at),
+    }
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/run", "POST", summary="Start a sync run", tag=TAG,
+          body=schemas.RunRequest, responses={200: schemas.RunStarted, 404: E, 409: E})
+def run_connection(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    full = json_body().get("full", False)
+    if not isinstance(full, bool):
+        raise ValidationFailed({"full": "must be true or false"})
+    run = run_svc.start_run(source, trigger="manual", full=True if full else None)
+    return jsonify(success=True, syncId=run.id, status="started")
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/runs", "GET", summary="Runs of a source connection",
+          tag=TAG, responses={200: schemas.RunList, 404: E})
+def list_runs(principal, source_id):
+    source = svc.get_source_or_404(principal, source_id)
+    return jsonify(success=True, runs=[run_json(r) for r in run_svc.runs_of(source)])
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/runs/<run_id>", "GET", summary="One sync run",
+          tag=TAG, responses={200: schemas.RunEnvelope, 404: E})
+def get_run(principal, source_id, run_id):
+    source = svc.get_source_or_404(principal, source_id)
+    return jsonify(success=True, run=run_json(run_svc.get_run_or_404(principal, source, run_id)))
+
+
+@endpoint(sources_v1, "/source-connections/<source_id>/runs/<run_id>/cancel", "POST", summary="Cancel a run",
+          tag=TAG, responses={200: schemas.RunEnvelope, 404: E})
+def cancel_run(principal, source_id, run_id):
+    source = svc.get_source_or_404(principal, source_id)
+    run = run_svc.cancel_run(run_svc.get_run_or_404(principal, source, run_id))
+    return jsonify(success=True, run=run_json(run))

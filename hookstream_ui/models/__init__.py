@@ -4,12 +4,13 @@ from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
 from .record import Record
 from .source import SourceConnection
+from .sync_run import ACTIVE_STATUSES, FINAL_STATUSES, SyncRun
 from .source_file import CHUNK_SIZE, SourceFile, SourceFileChunk
 from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
     "ApiKey", "CHUNK_SIZE", "Collection", "Environment", "Membership", "Org", "Record",
-    "SourceConnection", "SourceFile", "SourceFileChunk", "User",
+    "SourceConnection", "SourceFile", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import EnvScoped, Timestamps, db, new_id
@@ -38,6 +38,8 @@ class Collection(EnvScoped, Timestamps, db.Model):
     backfill_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_error: Mapped[str | None] = mapped_column(Text)
+    # Incremental position of the stream read into this collection (e.g. max updated_at).
+    sync_state: Mapped[dict | None] = mapped_column(JSON)
     created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     modified_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 

@@ -21,3 +21,5 @@ class Record(EnvScoped, Timestamps, db.Model):
     event_type: Mapped[str | None] = mapped_column(String(200))
     source_event_id: Mapped[str | None] = mapped_column(String(200))
     source_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The run that last saw this key on a full read; rows a full read did not see are gone.
+    seen_run_id: Mapped[str | None] = mapped_column(String(40))

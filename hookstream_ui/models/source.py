@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import EnvScoped, Timestamps, db, new_id
@@ -22,3 +22,18 @@ class SourceConnection(EnvScoped, Timestamps, db.Model):
     last_tested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_test_message: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    # Schedule and health (the /v1/syncs view of a connection, seed 004).
+    sync_status: Mapped[str] = mapped_column(String(20), default="active")
+    sync_frequency: Mapped[str | None] = mapped_column(String(20))
+    rate_limit: Mapped[dict | None] = mapped_column(JSON)
+    max_age_days: Mapped[int | None] = mapped_column(Integer)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    health_status: Mapped[str] = mapped_column(String(20), default="healthy")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    initial_backfill_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_metadata: Mapped[dict | None] = mapped_column(JSON)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    stream_id: Mapped[str | None] = mapped_column(String(200))

@@ -30,3 +30,39 @@ def first_value(path: str, document):
     """The first match of `path` in `document`, or None."""
     matches = compile_path(path).find(document)
     return matches[0].value if matches else None
+
+
+_MISSING = object()
+
+
+@lru_cache(maxsize=1024)
+def getter(path: str):
+    """A function document -> first value at `path` (None when absent).
+
+    Plain chains like `$.data.object.id` become dict lookups, which is what every hot path
+    (ingest, backfill) uses; anything else falls back to jsonpath-ng.
+    """
+    from jsonpath_ng.jsonpath import Child, Fields, Root
+
+    node, keys = compile_path(path), []
+    while isinstance(node, Child) and isinstance(node.right, Fields) and len(node.right.fields) == 1:
+        keys.append(node.right.fields[0])
+        node = node.left
+    if isinstance(node, Root):
+        keys.reverse()
+
+        def lookup(document):
+            value = document
+            for key in keys:
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(key, _MISSING)
+                if value is _MISSING:
+                    return None
+            return value
+
+        return lookup
+    if isinstance(node, Fields) and not keys and len(node.fields) == 1:
+        field = node.fields[0]
+        return lambda document: document.get(field) if isinstance(document, dict) else None
+    return lambda document: first_value(path, document)

@@ -109,6 +109,10 @@ def create_source(principal: Principal, payload) -> SourceConnection:
 def update_source(principal: Principal, source: SourceConnection, *, name=None, credentials=None,
                   config=None) -> SourceConnection:
     """Change what is given. Secrets sent back as the mask keep their stored value."""
+    from .runs import ensure_idle
+
+    if credentials is not None or config is not None:
+        ensure_idle(source)  # a run must not see its credentials or config change under it
     kind = type_of(source)
     new_name = _name(name) if name is not None else source.name
     stored = credentials_of(source)
@@ -195,6 +199,9 @@ def bound_collections(source: SourceConnection) -> list[Collection]:
 
 def clear_data(principal: Principal, source: SourceConnection) -> int:
     """Delete every record the source put into its collections; the collections stay."""
+    from .runs import ensure_idle
+
+    ensure_idle(source)
     ids = [c.id for c in bound_collections(source)]
     if not ids:
         return 0
@@ -206,6 +213,9 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
 
 
 def delete_source(principal: Principal, source: SourceConnection, delete_data: bool) -> None:
+    from .runs import ensure_idle
+
+    ensure_idle(source)
     if delete_data:
         clear_data(principal, source)
     for collection in bound_collections(source):

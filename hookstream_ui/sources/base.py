@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from flask import abort
@@ -31,6 +31,27 @@ class Connection:
     latest_file_id: str | None = None
 
 
+@dataclass
+class Batch:
+    """One batch of a stream read; the engine commits its records and checkpoint together."""
+
+    items: list  # of services.upsert.Incoming
+    checkpoint: dict  # where to resume after this batch
+    total: int | None = None  # records in the whole read, when the source can say
+    state: dict | None = None  # the collection's new incremental position, when it moves
+    rejected: list = field(default_factory=list)  # reasons for rows that could not be read
+
+
+@dataclass
+class ReadContext:
+    """What the engine lends a reader: throttling, the run's file, the age cutoff."""
+
+    throttle: object = lambda: None
+    file_id: str | None = None
+    not_before: object = None  # datetime or None (max_age_days)
+    batch_size: int = 1000
+
+
 class SourceType(ABC):
     """Subclass, fill in the declaration, decorate with @register. Nothing else to wire.
     A type without `test` cannot be instantiated, so it cannot register."""
@@ -57,6 +78,12 @@ class SourceType(ABC):
     def list_streams(self, conn: Connection) -> list[dict]:
         """[{name, label}] a collection can pick as its `stream`."""
         return []
+
+    def read(self, conn: Connection, stream: str | None, state: dict | None, checkpoint: dict,
+             full: bool, ctx: ReadContext):
+        """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads
+        everything; otherwise only what changed since `state`. Push types never read."""
+        raise SourceError(f"{self.name} sources receive events; they have nothing to read")
 
     def summary(self) -> dict:
         return {

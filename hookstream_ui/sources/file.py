@@ -11,7 +11,8 @@ import ijson
 from sqlalchemy import select
 
 from ..models import SourceFile, SourceFileChunk, db
-from .base import Connection, SourceType, TestResult, register
+from ..services.upsert import Incoming
+from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
 FORMATS = (("auto", "Detect from the file name"), ("csv", "CSV"), ("ndjson", "NDJSON (one JSON object per line)"),
@@ -51,16 +52,19 @@ class ChunkReader(io.RawIOBase):
         return n
 
 
-def iter_records(stored: SourceFile, config: dict) -> Iterator[dict]:
-    """Records of an uploaded file, streamed; ValueError says where a file is malformed."""
+class Malformed(str):
+    """A row that could not be read; the text says which and why. The rest still applies."""
+
+
+def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]:
+    """Records of an uploaded file, streamed. A bad row is yielded as Malformed and reading
+    goes on; a file that cannot be read at all raises ValueError."""
     raw = io.BufferedReader(ChunkReader(stored.id), buffer_size=64 * 1024)
     fmt = detect_format(stored.filename, stored.format)
     if fmt == "json":
         try:
-            for item in ijson.items(raw, "item", use_float=True):
-                if not isinstance(item, dict):
-                    raise ValueError("the JSON array must hold objects")
-                yield item
+            for number, item in enumerate(ijson.items(raw, "item", use_float=True), start=1):
+                yield item if isinstance(item, dict) else Malformed(f"item {number} is not a JSON object")
         except ijson.JSONError as exc:
             raise ValueError(f"not a valid JSON array: {exc}") from None
         return
@@ -73,10 +77,9 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict]:
                 try:
                     item = json.loads(line)
                 except ValueError:
-                    raise ValueError(f"line {number} is not valid JSON") from None
-                if not isinstance(item, dict):
-                    raise ValueError(f"line {number} is not a JSON object")
-                yield item
+                    yield Malformed(f"line {number} is not valid JSON")
+                    continue
+                yield item if isinstance(item, dict) else Malformed(f"line {number} is not a JSON object")
         else:
             delimiter = (config.get("delimiter") or ",")[:1]
             if config.get("has_header") is False:
@@ -89,7 +92,8 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict]:
                 raise ValueError("the CSV file has no header row")
             for row in reader:
                 if None in row:
-                    raise ValueError(f"row {reader.line_num} has more values than the header has columns")
+                    yield Malformed(f"line {reader.line_num} has more values than the header has columns")
+                    continue
                 yield row
     except UnicodeDecodeError:
         raise ValueError("the file is not UTF-8 text") from None
@@ -119,6 +123,9 @@ class File(SourceType):
             sample = list(islice(iter_records(stored, conn.config), 100))
         except ValueError as exc:
             return TestResult(False, f"{stored.filename}: {exc}")
+        bad = next((row for row in sample if isinstance(row, Malformed)), None)
+        if bad is not None:
+            return TestResult(False, f"{stored.filename}: {bad}")
         if not sample:
             return TestResult(False, f"{stored.filename} holds no records")
         columns = sorted({key for row in sample for key in row})
@@ -128,3 +135,27 @@ class File(SourceType):
 
     def list_streams(self, conn: Connection) -> list[dict]:
         return [{"name": "uploads", "label": "Uploaded files"}]
+
+    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+        """The run's file, streamed in batches; resuming skips the rows already applied."""
+        file_id = ctx.file_id or conn.latest_file_id
+        stored = db.session.get(SourceFile, file_id) if file_id else None
+        if stored is None:
+            raise SourceError("No file to read: upload one first")
+        done_rows = checkpoint.get("rows", 0)
+        rows, items, malformed = 0, [], []
+        try:
+            for row in iter_records(stored, conn.config):
+                rows += 1
+                if rows <= done_rows:
+                    continue
+                if isinstance(row, Malformed):
+                    malformed.append(str(row))
+                else:
+                    items.append(Incoming(row))
+                if len(items) + len(malformed) >= ctx.batch_size:
+                    yield Batch(items, {"rows": rows}, rejected=malformed)
+                    items, malformed = [], []
+        except ValueError as exc:
+            raise SourceError(f"{stored.filename}: {exc}") from None
+        yield Batch(items, {"rows": rows, "done": True}, rejected=malformed)

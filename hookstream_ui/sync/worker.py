@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from rq import Queue, Worker
 
-from ..extensions import get_redis
+from ..extensions import db, get_redis
 
 QUEUES = ("high", "default", "low")
 
@@ -20,6 +20,8 @@ class AppWorker(Worker):
 
     def perform_job(self, job, queue):
         with self.flask_app.app_context():
+            # RQ runs each job in a forked work horse: never share the parent's sockets.
+            db.engine.dispose(close=False)
             return super().perform_job(job, queue)
 
 
@@ -28,4 +30,5 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         connection = get_redis()
         AppWorker.flask_app = app
         worker = AppWorker([Queue(q, connection=connection) for q in QUEUES], connection=connection)
-        worker.work(burst=burst, with_scheduler=False)
+        # with_scheduler: RQ moves delayed jobs (retry backoff) onto the queue when due.
+        worker.work(burst=burst, with_scheduler=True)

@@ -1,0 +1,113 @@
+"""Sync runs: start (one active per connection), list, read, cancel; and health."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import abort
+from sqlalchemy import select
+
+from ..auth.principal import Principal
+from ..errors import ValidationFailed
+from ..models import ACTIVE_STATUSES, SourceConnection, SyncRun, db, utcnow
+from ..models.base import as_utc
+
+RUN_TIMEOUT_SECONDS = 24 * 3600
+FAILURES_FOR_ERROR = 3
+
+
+def active_run(source: SourceConnection) -> SyncRun | None:
+    return db.session.scalar(select(SyncRun).where(SyncRun.source_id == source.id,
+                                                   SyncRun.status.in_(ACTIVE_STATUSES)).limit(1))
+
+
+def ensure_idle(source: SourceConnection) -> None:
+    if active_run(source) is not None:
+        raise ValidationFailed({"source": "a sync run is in progress"}, status=409, code="sync_in_progress",
+                               message="A sync is running for this source; wait for it or cancel it first")
+
+
+def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool | None = None,
+              file_id: str | None = None) -> SyncRun:
+    """Create the run row and enqueue its job (ids only). 409 while another run is active."""
+    from ..sources import source_type
+    from ..sync.jobs import enqueue_run
+
+    if not source_type(source.short_name).pull:
+        raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
+                               code="not_runnable")
+    ensure_idle(source)
+    if full is None:
+        # The first run of a source is its backfill; later ones are incremental.
+        full = source.initial_backfill_completed_at is None
+    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, trigger=trigger,
+                  mode="full" if full else "incremental", status="pending", cursor={}, skip_reasons={},
+                  file_id=file_id, claim_token=secrets.token_hex(8))
+    db.session.add(run)
+    db.session.commit()
+    enqueue_run(run)
+    return run
+
+
+def runs_of(source: SourceConnection, limit: int = 50) -> list[SyncRun]:
+    return db.session.scalars(select(SyncRun).where(SyncRun.source_id == source.id)
+                              .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)).all()
+
+
+def get_run_or_404(principal: Principal, source: SourceConnection, run_id: str) -> SyncRun:
+    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.source_id == source.id,
+                                                  SyncRun.env_id == principal.env.id))
+    if run is None:
+        abort(404, description="Sync run not found")
+    return run
+
+
+def scoped_run_or_404(principal: Principal, run_id: str) -> SyncRun:
+    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.org_id == principal.org.id,
+                                                  SyncRun.env_id == principal.env.id))
+    if run is None:
+        abort(404, description="Sync run not found")
+    return run
+
+
+def cancel_run(run: SyncRun) -> SyncRun:
+    """Cooperative: a pending run stops at once, a running one after its current batch."""
+    if run.status == "pending":
+        run.status, run.finished_at = "cancelled", utcnow()
+    elif run.status == "running":
+        run.status = "cancelling"
+    db.session.commit()
+    return run
+
+
+def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
+    """Records per second so far, and seconds left when the total is known."""
+    if not run.started_at or not run.progress:
+        return None, None
+    end = as_utc(run.finished_at) or utcnow()
+    elapsed = max((end - as_utc(run.started_at)).total_seconds(), 0.001)
+    rate = run.progress / elapsed
+    eta = (run.total - run.progress) / rate if run.total and run.total > run.progress and not run.final else None
+    return rate, eta
+
+
+def record_outcome(source: SourceConnection, run: SyncRun) -> None:
+    """Health follows the last runs: healthy, degraded after a failure, error after several."""
+    now = utcnow()
+    if run.status == "completed":
+        source.consecutive_failures = 0
+        source.health_status, source.last_error, source.last_success_at = "healthy", None, now
+        if run.mode == "full" and source.initial_backfill_completed_at is None:
+            source.initial_backfill_completed_at = now
+    elif run.status == "failed":
+        source.consecutive_failures = (source.consecutive_failures or 0) + 1
+        source.last_error = run.error
+        source.health_status = "error" if source.consecutive_failures >= FAILURES_FOR_ERROR else "degraded"
+    if source.sync_frequency and source.sync_status == "active":
+        from ..sync.schedule import next_run_after
+
+        source.next_run_at = next_run_after(source.sync_frequency, now)
+
+
+def stale_before(now=None, seconds: int = 30):
+    return (now or utcnow()) - timedelta(seconds=seconds)

@@ -1,0 +1,225 @@
+"""The sync job. RQ passes the run id only; the run row holds everything else.
+
+Each batch's upserts, counts and checkpoint commit in one transaction, so a run killed
+at any point resumes from its last checkpoint with nothing lost and nothing counted
+twice. A heartbeat thread proves the run is alive; the scheduler resumes runs whose
+heartbeat stopped. A resumed run gets a new claim token, so an old executor that wakes up
+stops before writing.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from ..extensions import db
+from ..models import Collection, SyncRun, utcnow
+from ..services import upsert
+from ..services.sources import bound_collections, connection_for, type_of
+from ..sources import SourceError
+from ..sources import fields as field_rules
+from ..sources import secrets as credential_secrets
+from ..sources.base import ReadContext
+from .ratelimit import RateLimiter
+from .worker import queue
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5
+MAX_ATTEMPTS = 4
+BACKOFF_SECONDS = (5, 30, 120)
+
+
+class Superseded(Exception):
+    """Another executor owns this run now (it was resumed elsewhere)."""
+
+
+class Cancelled(Exception):
+    pass
+
+
+def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
+    q = queue("default")
+    kwargs = dict(job_id=f"run-{run.id}-{run.claim_token}", job_timeout=24 * 3600, result_ttl=3600,
+                  failure_ttl=7 * 86400, description=f"sync run {run.id}")
+    if delay:
+        q.enqueue_in(delay, run_sync, run.id, run.claim_token, **kwargs)
+    else:
+        q.enqueue(run_sync, run.id, run.claim_token, **kwargs)
+
+
+class Heartbeat(threading.Thread):
+    """Touches heartbeat_at every few seconds from its own connection while the run works."""
+
+    def __init__(self, app, run_id: str, token: str):
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.app, self.run_id, self.token = app, run_id, token
+        self.stopped = threading.Event()
+
+    def run(self):
+        with self.app.app_context():
+            while not self.stopped.wait(HEARTBEAT_SECONDS):
+                with db.engine.begin() as conn:
+                    conn.execute(update(SyncRun).where(SyncRun.id == self.run_id, SyncRun.claim_token == self.token)
+                                 .values(heartbeat_at=utcnow()))
+
+    def stop(self):
+        self.stopped.set()
+
+
+def run_sync(run_id: str, token: str) -> str:
+    run = db.session.get(SyncRun, run_id)
+    if run is None or run.final or run.claim_token != token:
+        return "skipped"
+    if run.status == "cancelling":
+        _finish(run, "cancelled")
+        return "cancelled"
+    source = run.source
+    run.status, run.heartbeat_at = "running", utcnow()
+    run.started_at = run.started_at or utcnow()
+    run.error = None
+    for collection in bound_collections(source):
+        collection.status = "SYNCING"
+    db.session.commit()
+    heartbeat = Heartbeat(current_app._get_current_object(), run.id, token)
+    heartbeat.start()
+    try:
+        _execute(run, token)
+        _finish(run, "completed")
+        return "completed"
+    except Cancelled:
+        _finish(run, "cancelled")
+        return "cancelled"
+    except Superseded:
+        db.session.rollback()
+        return "superseded"
+    except Exception as exc:  # any failure: record it, then retry or give up
+        db.session.rollback()
+        _fail(db.session.get(SyncRun, run_id), exc)
+        return "failed"
+    finally:
+        heartbeat.stop()
+
+
+def _execute(run: SyncRun, token: str) -> None:
+    source = run.source
+    kind = type_of(source)
+    conn = connection_for(source)
+    limits = source.rate_limit or {}
+    limiter = RateLimiter(source.id, limits.get("allowed_requests"), limits.get("interval"),
+                          limits.get("max_concurrent_requests") or 0)
+    not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
+    ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before)
+    full = run.mode == "full"
+    collections = sorted(bound_collections(source), key=lambda c: c.id)
+    if not collections:
+        raise SourceError("No collection is bound to this source; create one from the source's page")
+    for collection in collections:
+        checkpoint = dict((run.cursor or {}).get(collection.id) or {})
+        if checkpoint.get("done") and checkpoint.get("finalised"):
+            continue
+        if not checkpoint.get("done"):
+            for batch in kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx):
+                _guard(run.id, token)
+                outcome = upsert.apply(collection, batch.items, seen_run_id=run.id if full else None,
+                                       not_before=not_before)
+                for reason in batch.rejected:
+                    outcome.skip(f"malformed row: {reason}")
+                position = {**batch.checkpoint, "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
+                            "total": batch.total}
+                checkpoint = position
+                _count(run, outcome, collection.id, position)
+                if batch.state is not None:
+                    collection.sync_state = batch.state
+                _backfill_progress(collection, run, position)
+                db.session.commit()  # records, counts and checkpoint: one transaction
+        _guard(run.id, token)
+        removed = upsert.remove_unseen(collection, run.id) if full and kind.short_name != "file" else 0
+        if not_before is not None:
+            removed += upsert.remove_older_than(collection, not_before)
+        run.records_deleted = (run.records_deleted or 0) + removed
+        collection.last_sync_at = utcnow()
+        run.cursor = {**(run.cursor or {}), collection.id: {**checkpoint, "done": True, "finalised": True}}
+        db.session.commit()
+
+
+def _guard(run_id: str, token: str) -> None:
+    """Between batches: stop if the run was cancelled or taken over."""
+    status, current = db.session.execute(
+        select(SyncRun.status, SyncRun.claim_token).where(SyncRun.id == run_id)).one()
+    if current != token:
+        raise Superseded()
+    if status == "cancelling":
+        raise Cancelled()
+
+
+def _count(run: SyncRun, outcome: upsert.Outcome, collection_id: str, position: dict) -> None:
+    run.records_inserted = (run.records_inserted or 0) + outcome.inserted
+    run.records_updated = (run.records_updated or 0) + outcome.updated
+    run.records_deleted = (run.records_deleted or 0) + outcome.deleted
+    run.records_skipped = (run.records_skipped or 0) + outcome.skipped
+    if outcome.reasons:
+        reasons = dict(run.skip_reasons or {})
+        for reason, n in outcome.reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + n
+        run.skip_reasons = dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:50])
+    cursor = {**(run.cursor or {}), collection_id: position}
+    run.cursor = cursor
+    run.progress = sum(c.get("read", 0) for c in cursor.values())
+    totals = [c.get("total") for c in cursor.values()]
+    run.total = sum(totals) if totals and all(t is not None for t in totals) else None
+    run.heartbeat_at = utcnow()
+
+
+def _backfill_progress(collection: Collection, run: SyncRun, position: dict) -> None:
+    if run.mode != "full":
+        return
+    collection.backfill_status = "running"
+    collection.backfill_started_at = collection.backfill_started_at or run.started_at
+    collection.backfill_progress = position.get("read")
+    collection.backfill_total = position.get("total")
+    collection.backfill_cursor = None
+    collection.backfill_error = None
+
+
+def _finish(run: SyncRun, status: str) -> None:
+    from ..services.runs import record_outcome
+
+    run.status, run.finished_at = status, utcnow()
+    source = run.source
+    for collection in bound_collections(source):
+        collection.status = "ACTIVE" if collection.status in ("SYNCING", "ERROR") else collection.status
+        if run.mode == "full" and status == "completed":
+            collection.backfill_status, collection.backfill_completed_at = "completed", utcnow()
+    record_outcome(source, run)
+    db.session.commit()
+
+
+def _fail(run: SyncRun, exc: Exception) -> None:
+    from ..services.runs import record_outcome
+
+    source = run.source
+    message = str(exc) if isinstance(exc, SourceError) else f"Unexpected error: {type(exc).__name__}"
+    # The source's text may quote what we sent it.
+    message = credential_secrets.scrub(message, field_rules.secrets_of(type_of(source).auth_fields,
+                                                                       connection_for(source).credentials))
+    if not isinstance(exc, SourceError):
+        log.warning("run %s failed with %s", run.id, type(exc).__name__, exc_info=True)
+    run.attempt = (run.attempt or 0) + 1
+    run.error = message
+    if run.attempt < MAX_ATTEMPTS and not isinstance(exc, Cancelled):
+        run.status = "pending"
+        run.claim_token = secrets.token_hex(8)
+        db.session.commit()
+        enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
+        return
+    run.status, run.finished_at = "failed", utcnow()
+    for collection in bound_collections(source):
+        collection.status = "ERROR"
+        if run.mode == "full":
+            collection.backfill_status, collection.backfill_error = "failed", message
+    record_outcome(source, run)
+    db.session.commit()

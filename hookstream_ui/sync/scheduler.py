@@ -1,0 +1,111 @@
+"""The scheduler: enqueues due runs, resumes runs whose worker died, re-enqueues lost jobs.
+
+Exactly one is active at a time (a Redis lease), so it is safe to start one per machine;
+`make run` starts one and production runs `flask scheduler`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import time
+from datetime import timedelta
+
+from rq.job import Job
+from sqlalchemy import or_, select
+
+from ..extensions import db, get_redis
+from ..models import SourceConnection, SyncRun, utcnow
+from ..services import runs
+from ..errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+LEASE_KEY = "hookstream:scheduler:leader"
+LEASE_SECONDS = 15
+STALE_SECONDS = 30
+LOST_JOB_SECONDS = 30
+
+
+def resume_stale(now=None) -> list[str]:
+    """Running runs whose heartbeat stopped (worker killed): resume from their checkpoint."""
+    from .jobs import enqueue_run
+
+    now = now or utcnow()
+    stale = db.session.scalars(select(SyncRun).where(
+        SyncRun.status.in_(("running", "cancelling")),
+        or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < now - timedelta(seconds=STALE_SECONDS)))).all()
+    resumed = []
+    for run in stale:
+        if run.status == "cancelling":
+            run.status, run.finished_at = "cancelled", now
+            continue
+        run.status, run.claim_token, run.heartbeat_at = "pending", secrets.token_hex(8), now
+        resumed.append(run)
+    db.session.commit()
+    for run in resumed:
+        log.warning("run %s lost its worker; resuming from its checkpoint", run.id)
+        enqueue_run(run)
+    return [r.id for r in resumed]
+
+
+def requeue_lost(now=None) -> list[str]:
+    """Pending runs whose job is gone from Redis (e.g. Redis was flushed) go back on the queue."""
+    from .jobs import enqueue_run
+
+    now = now or utcnow()
+    pending = db.session.scalars(select(SyncRun).where(
+        SyncRun.status == "pending", SyncRun.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
+    lost = [run for run in pending
+            if not Job.exists(f"run-{run.id}-{run.claim_token}", connection=get_redis())]
+    for run in lost:
+        enqueue_run(run)
+    return [r.id for r in lost]
+
+
+def enqueue_due(now=None) -> list[str]:
+    now = now or utcnow()
+    due = db.session.scalars(select(SourceConnection).where(
+        SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None),
+        or_(SourceConnection.next_run_at.is_(None), SourceConnection.next_run_at <= now))).all()
+    started = []
+    for source in due:
+        if runs.active_run(source) is not None:
+            continue
+        try:
+            run = runs.start_run(source, trigger="schedule")
+        except ValidationFailed:
+            continue
+        # Until this run finishes and sets the real next time, do not pick it again.
+        source.next_run_at = now + timedelta(days=3650)
+        db.session.commit()
+        started.append(run.id)
+    return started
+
+
+def tick() -> dict:
+    return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due()}
+
+
+def run_forever(app, interval: float = 1.0) -> None:
+    me = f"{os.uname().nodename}:{os.getpid()}"
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    with app.app_context():
+        redis = get_redis()
+        log.info("scheduler %s started", me)
+        while not stopping:
+            leader = redis.set(LEASE_KEY, me, nx=True, ex=LEASE_SECONDS) or redis.get(LEASE_KEY) == me.encode()
+            if leader:
+                redis.expire(LEASE_KEY, LEASE_SECONDS)
+                try:
+                    tick()
+                except Exception:  # keep scheduling; the next tick tries again
+                    db.session.rollback()
+                    log.exception("scheduler tick failed")
+                finally:
+                    db.session.remove()
+            time.sleep(interval)
+        if redis.get(LEASE_KEY) == me.encode():
+            redis.delete(LEASE_KEY)
