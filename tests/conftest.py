@@ -126,3 +126,30 @@ def http_fixture():
     server = HttpFixture()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def workers(app, database_url, redis_url, tmp_root):
+    """Start real `flask worker` processes on the test database and Redis; stop them after."""
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
+               INSTANCE_PATH=str(tmp_root / "instance"), ALLOW_PRIVATE_NETWORKS="1")
+    procs = []
+
+    def start(n: int = 1):
+        for _ in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=root,
+                                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_root / "worker.log", "ab")))
+        return procs[-n:]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -129,15 +129,16 @@ class PostgreSQL(SourceType):
                 yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint)
 
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint):
-        """Keyset pagination on the primary key: each batch resumes after the last key."""
+        """Keyset pagination on the primary key: each batch resumes after the last key.
+        It also finds the high-water mark (largest cursor, and the last key holding it)
+        where the incremental reads that follow begin."""
         total = pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
         after = checkpoint.get("after")
-        high = checkpoint.get("max_cursor")
+        high, high_pk = checkpoint.get("max_cursor"), checkpoint.get("max_cursor_pk")
         order = sql.SQL(" ORDER BY {} LIMIT %s").format(sql.Identifier(pk))
         while True:
             if after is None:
-                query = sql.SQL("SELECT * FROM {}").format(relation) + order
-                rows = pg.execute(query, [READ_BATCH]).fetchall()
+                rows = pg.execute(sql.SQL("SELECT * FROM {}").format(relation) + order, [READ_BATCH]).fetchall()
             else:
                 query = sql.SQL("SELECT * FROM {} WHERE {} > %s").format(relation, sql.Identifier(pk)) + order
                 rows = pg.execute(query, [after, READ_BATCH]).fetchall()
@@ -145,17 +146,23 @@ class PostgreSQL(SourceType):
                 break
             items = []
             for row in rows:
-                at = row.get(cursor_col) if cursor_col else None
-                if at is not None and (high is None or _greater(at, high)):
-                    high = at
-                items.append(Incoming(json_safe(row), parse_time(at) if cursor_col else None))
+                data = json_safe(row)
+                if cursor_col:
+                    at = data.get(cursor_col)
+                    # JSON forms compare correctly: numbers as numbers, one column's ISO
+                    # timestamps (same zone) as strings; keys arrive ascending.
+                    if at is not None and (high is None or at >= high):
+                        high, high_pk = at, data.get(pk)
+                    items.append(Incoming(data, parse_time(row.get(cursor_col))))
+                else:
+                    items.append(Incoming(data))
             after = json_safe(rows[-1][pk])
-            high = json_safe(high)
-            yield Batch(items, {"after": after, "max_cursor": high}, total=total)
+            yield Batch(items, {"after": after, "max_cursor": high, "max_cursor_pk": high_pk}, total=total)
             if len(rows) < READ_BATCH:
                 break
-        state = {"cursor": high, "pk": None} if cursor_col else None
-        yield Batch([], {"after": after, "max_cursor": high, "done": True}, total=total, state=state)
+        state = {"cursor": high, "pk": high_pk} if cursor_col else None
+        yield Batch([], {"after": after, "max_cursor": high, "max_cursor_pk": high_pk, "done": True},
+                    total=total, state=state)
 
     def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint):
         """Rows whose cursor moved past the stored position, in (cursor, key) order."""
@@ -187,10 +194,3 @@ def split_stream(stream: str, default_schema: str) -> tuple[str, str]:
         schema, table = stream.split(".", 1)
         return schema, table
     return default_schema, stream
-
-
-def _greater(value, than) -> bool:
-    try:
-        return value > than
-    except TypeError:  # the stored high-water mark is JSON (a string); compare like with like
-        return json_safe(value) > than

@@ -1,0 +1,24 @@
+"""Helpers for sync tests: start runs through the API and wait on the run row."""
+from __future__ import annotations
+
+import time
+
+from hookstream_ui.models import SyncRun, db
+
+
+def start(client, key, sid, full=False):
+    r = client.post(f"/api/v1/source-connections/{sid}/run", json={"full": full}, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.json
+    assert r.json["status"] == "started" and r.json["syncId"].startswith("sync_")
+    return r.json["syncId"]
+
+
+def wait_for(run_id, statuses=("completed", "failed", "cancelled"), timeout=90) -> SyncRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        run = db.session.get(SyncRun, run_id)
+        if run.status in statuses:
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} is {run.status} after {timeout}s (error: {run.error})")
