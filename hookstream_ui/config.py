@@ -66,6 +66,7 @@ def load_config(instance: Path) -> dict:
         "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),
         "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
         "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_BODY_BYTES", 1024 * 1024)),
+        "SYNC_BATCH_SIZE": int(os.environ.get("SYNC_BATCH_SIZE", 5000)),
         "MAX_UPLOAD_BYTES": int(os.environ.get("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)),
         # Base of URLs shown to users (ingest URLs); empty means the request's own host.
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),

@@ -138,10 +138,12 @@ def workers(app, database_url, redis_url, tmp_root):
                INSTANCE_PATH=str(tmp_root / "instance"), ALLOW_PRIVATE_NETWORKS="1")
     procs = []
 
-    def start(n: int = 1):
+    def start(n: int = 1, **extra_env):
         for _ in range(n):
+            # Own session: a test can SIGKILL a worker together with its work horse.
             procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=root,
-                                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_root / "worker.log", "ab")))
+                                          env={**env, **extra_env}, stdout=subprocess.DEVNULL,
+                                          stderr=open(tmp_root / "worker.log", "ab"), start_new_session=True))
         return procs[-n:]
 
     yield start

@@ -68,3 +68,71 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
     assert len(data) == ROWS + 2 and "8" not in data
     assert db.session.get(Collection, cid).record_count == ROWS + 2
     assert db.session.scalar(select(func.count()).select_from(Record)) == ROWS + 2
+
+
+def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_source):
+    import os
+    import signal
+    import time
+
+    from hookstream_ui.models import SyncRun, utcnow
+    from hookstream_ui.sync.scheduler import resume_stale
+
+    key, sid, cid = synced
+    [worker] = workers(1, SYNC_BATCH_SIZE="200")
+    run_id = start(client, key, sid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        run = db.session.get(SyncRun, run_id)
+        if run.progress >= 2000:
+            break
+        time.sleep(0.02)
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-run
+    worker.wait(10)
+    db.session.expire_all()
+    run = db.session.get(SyncRun, run_id)
+    assert run.status == "running" and 0 < run.progress < ROWS, (run.status, run.progress)
+    checkpointed = run.progress
+
+    # The scheduler notices the silent heartbeat (30 s; here we ask as if a minute passed).
+    from datetime import timedelta
+    assert resume_stale(utcnow() + timedelta(seconds=60)) == [run_id]
+    workers(1, SYNC_BATCH_SIZE="200")
+    run = wait_for(run_id)
+    assert run.status == "completed", run.error
+    assert run.records_inserted == ROWS and run.records_updated == 0, "counts doubled on resume"
+    assert run.progress == ROWS and run.progress > checkpointed
+    data = records(cid)
+    assert len(data) == ROWS and data[str(ROWS)]["name"] == f"name {ROWS}"
+    assert db.session.get(Collection, cid).record_count == ROWS
+
+
+def test_cancel_and_409_while_running(client, synced, workers):
+    import time
+
+    from hookstream_ui.models import SyncRun
+
+    key, sid, cid = synced
+    workers(1, SYNC_BATCH_SIZE="100")
+    run_id = start(client, key, sid)
+    h = {"X-API-Key": key}
+    r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h)
+    assert r.status_code == 409 and r.json["error"] == "sync_in_progress"
+    for method, path, body in [("put", "/config", {"config": {"table": "big"}}), ("put", "/credentials", {"credentials": {}}),
+                               ("delete", "/data", None), ("delete", "", None)]:
+        r = client.open(f"/api/v1/source-connections/{sid}{path}", method=method.upper(), json=body, headers=h)
+        assert r.status_code == 409 and r.json["error"] == "sync_in_progress", (method, path, r.json)
+    while db.session.get(SyncRun, run_id).progress < 500:
+        time.sleep(0.02)
+        db.session.expire_all()
+    cancel_at = time.monotonic()
+    r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", headers=h)
+    assert r.status_code == 200 and r.json["run"]["status"] in ("cancelling", "cancelled")
+    run = wait_for(run_id, timeout=10)
+    assert run.status == "cancelled" and time.monotonic() - cancel_at < 5
+    assert run.progress < ROWS
+    r = client.get(f"/api/v1/source-connections/{sid}/runs/{run_id}", headers=h)
+    assert r.json["run"]["status"] == "cancelled" and r.json["run"]["finishedAt"]
+    runs = client.get(f"/api/v1/source-connections/{sid}/runs", headers=h).json["runs"]
+    assert [x["id"] for x in runs] == [run_id]

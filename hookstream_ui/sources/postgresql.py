@@ -12,7 +12,6 @@ from .fields import Field
 from .netguard import CONNECT_TIMEOUT, resolve
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-READ_BATCH = 5000
 
 
 def explain(exc: psycopg.Error, host: str, port: int) -> str:
@@ -124,11 +123,11 @@ class PostgreSQL(SourceType):
         with connect(conn.credentials) as pg:
             pg.row_factory = dict_row
             if full or not state or state.get("cursor") is None or not cursor_col:
-                yield from self._backfill(pg, relation, pk, cursor_col, checkpoint)
+                yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx.batch_size)
             else:
-                yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint)
+                yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx.batch_size)
 
-    def _backfill(self, pg, relation, pk, cursor_col, checkpoint):
+    def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
         """Keyset pagination on the primary key: each batch resumes after the last key.
         It also finds the high-water mark (largest cursor, and the last key holding it)
         where the incremental reads that follow begin."""
@@ -138,10 +137,10 @@ class PostgreSQL(SourceType):
         order = sql.SQL(" ORDER BY {} LIMIT %s").format(sql.Identifier(pk))
         while True:
             if after is None:
-                rows = pg.execute(sql.SQL("SELECT * FROM {}").format(relation) + order, [READ_BATCH]).fetchall()
+                rows = pg.execute(sql.SQL("SELECT * FROM {}").format(relation) + order, [size]).fetchall()
             else:
                 query = sql.SQL("SELECT * FROM {} WHERE {} > %s").format(relation, sql.Identifier(pk)) + order
-                rows = pg.execute(query, [after, READ_BATCH]).fetchall()
+                rows = pg.execute(query, [after, size]).fetchall()
             if not rows:
                 break
             items = []
@@ -158,13 +157,13 @@ class PostgreSQL(SourceType):
                     items.append(Incoming(data))
             after = json_safe(rows[-1][pk])
             yield Batch(items, {"after": after, "max_cursor": high, "max_cursor_pk": high_pk}, total=total)
-            if len(rows) < READ_BATCH:
+            if len(rows) < size:
                 break
         state = {"cursor": high, "pk": high_pk} if cursor_col else None
         yield Batch([], {"after": after, "max_cursor": high, "max_cursor_pk": high_pk, "done": True},
                     total=total, state=state)
 
-    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint):
+    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size):
         """Rows whose cursor moved past the stored position, in (cursor, key) order."""
         position = checkpoint.get("position") or [state["cursor"], state.get("pk")]
         order = sql.SQL(" ORDER BY {}, {} LIMIT %s").format(sql.Identifier(cursor_col), sql.Identifier(pk))
@@ -178,13 +177,13 @@ class PostgreSQL(SourceType):
                     c=sql.Identifier(cursor_col), k=sql.Identifier(pk))
                 params = [cursor_value, cursor_value, last_pk]
             query = sql.SQL("SELECT * FROM {} WHERE ").format(relation) + where + order
-            rows = pg.execute(query, [*params, READ_BATCH]).fetchall()
+            rows = pg.execute(query, [*params, size]).fetchall()
             if not rows:
                 break
             items = [Incoming(json_safe(row), parse_time(row.get(cursor_col))) for row in rows]
             position = [json_safe(rows[-1][cursor_col]), json_safe(rows[-1][pk])]
             yield Batch(items, {"position": position}, state={"cursor": position[0], "pk": position[1]})
-            if len(rows) < READ_BATCH:
+            if len(rows) < size:
                 break
         yield Batch([], {"position": position, "done": True}, state={"cursor": position[0], "pk": position[1]})
 

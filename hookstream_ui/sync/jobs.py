@@ -112,7 +112,8 @@ def _execute(run: SyncRun, token: str) -> None:
     limiter = RateLimiter(source.id, limits.get("allowed_requests"), limits.get("interval"),
                           limits.get("max_concurrent_requests") or 0)
     not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
-    ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before)
+    ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before,
+                      batch_size=current_app.config["SYNC_BATCH_SIZE"])
     full = run.mode == "full"
     collections = sorted(bound_collections(source), key=lambda c: c.id)
     if not collections:
