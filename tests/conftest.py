@@ -155,3 +155,17 @@ def workers(app, database_url, redis_url, tmp_root):
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+BIG_ROWS = 10_000
+
+
+@pytest.fixture
+def table(pg_source):
+    """A 10,000-row source table `big` in the fixture PostgreSQL."""
+    pg_source.sql("DROP TABLE IF EXISTS big; CREATE TABLE big (id integer PRIMARY KEY, name text, "
+                  "amount numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now());"
+                  "INSERT INTO big (id, name, amount) SELECT g, 'name ' || g, g / 100.0 "
+                  f"FROM generate_series(1, {BIG_ROWS}) g;")
+    yield "big"
+    pg_source.sql("DROP TABLE IF EXISTS big")

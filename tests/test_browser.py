@@ -184,3 +184,55 @@ def test_connect_postgresql_from_the_catalog(browser, live_server, app, pg_sourc
     assert no_horizontal_overflow(page), "the source page scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "source-detail-390.png"), full_page=True)
     context.close()
+
+
+def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, table, workers):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import PASSWORD, make_user, org_of, production
+
+    with app.app_context():
+        user = make_user("runner@example.com")
+        org = org_of(user)
+        principal = Principal(org=org, env=production(org), role="owner", user=user)
+        source = source_svc.create_source(principal, {
+            "sourceShortName": "postgresql", "name": "Big table", "credentials": pg_source.credentials(),
+            "config": {"table": table, "cursor_column": "updated_at"}})
+        collection_svc.create_collection(principal, {"name": "Big rows", "slug": "big-rows", "source_id": source.id,
+                                                     "stream": table, "primary_key_path": "$.id"})
+        source_id = source.id
+    workers(1, SYNC_BATCH_SIZE="250")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server + "/login")
+    page.fill("#f-email", "runner@example.com")
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{live_server}/sources/{source_id}")
+    page.click("#run-now")
+    expect(page.locator("h1")).to_have_text("Sync run")
+    page.evaluate("window.__sameDocument = true")
+    polls = []
+    page.on("request", lambda req: polls.append(req.url) if "/_status" in req.url else None)
+
+    expect(page.locator("#run-badge")).to_have_text("Completed", timeout=90_000)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating in place"
+    assert polls, "the status never polled"
+    expect(page.locator(".progress-text")).to_contain_text("10,000 of 10,000")
+    expect(page.locator("[data-count=inserted]")).to_have_text("10,000")
+    expect(page.locator(".progress")).to_have_attribute("aria-valuenow", "100.0")
+    assert page.locator("#run-status").get_attribute("hx-trigger") is None
+    expect(page.locator("#run-status button")).to_have_count(0)  # no Cancel on a finished run
+    settled = len(polls)
+    page.wait_for_timeout(4500)
+    assert len(polls) == settled, "polling continued after the run finished"
+    page.screenshot(path=str(ARTIFACTS / "run-completed-1280.png"), full_page=True)
+
+    page.goto(f"{live_server}/collections/big-rows")
+    expect(page.locator("[data-record-count]")).to_have_text("10,000")
+    context.close()

@@ -8,16 +8,7 @@ from hookstream_ui.models import Collection, Record, db
 from tests.helpers import make_key, make_user, org_of, production
 from tests.sync_helpers import start, wait_for
 
-ROWS = 10_000
-
-
-@pytest.fixture
-def table(pg_source):
-    pg_source.sql("DROP TABLE IF EXISTS big; CREATE TABLE big (id integer PRIMARY KEY, name text, "
-                  "amount numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now());"
-                  f"INSERT INTO big (id, name, amount) SELECT g, 'name ' || g, g / 100.0 FROM generate_series(1, {ROWS}) g;")
-    yield "big"
-    pg_source.sql("DROP TABLE IF EXISTS big")
+from tests.conftest import BIG_ROWS as ROWS
 
 
 @pytest.fixture

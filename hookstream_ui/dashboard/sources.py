@@ -109,7 +109,9 @@ def source_test_form(short_name):
 def source_detail(source_id):
     principal = current_principal()
     source = svc.get_source_or_404(principal, source_id)
-    return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source),
+    from ..services.runs import runs_of
+
+    return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source), runs=runs_of(source, 20),
                            credentials=svc.masked_credentials(source), collections=svc.bound_collections(source),
                            ingest_url=svc.ingest_url(source), file_count=svc.count_files(source))
 

@@ -1,0 +1,87 @@
+"""Run now, run history and the live run page. Partials poll every 2 s while something
+can still change; the final partial drops its trigger and answers 286, which stops htmx."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from ..auth import current_principal, require_role
+from ..errors import ValidationFailed
+from ..services import collections as collection_svc
+from ..services import runs as svc
+from ..services import sources as source_svc
+from . import bp
+
+STOP_POLLING = 286
+
+
+def _live(template: str, final: bool, **context):
+    return render_template(template, **context), (STOP_POLLING if final and request.headers.get("HX-Request") else 200)
+
+
+def _start(source, back: str):
+    try:
+        run = svc.start_run(source, trigger="manual", full=True if request.form.get("full") == "true" else None)
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+        return redirect(back)
+    flash("Sync started.", "success")
+    return redirect(url_for("dashboard.run_detail", run_id=run.id))
+
+
+@bp.post("/sources/<source_id>/run")
+def source_run(source_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    source = source_svc.get_source_or_404(principal, source_id)
+    return _start(source, url_for("dashboard.source_detail", source_id=source.id))
+
+
+@bp.post("/collections/<ident>/run")
+def collection_run(ident):
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    back = url_for("dashboard.collection_detail", ident=collection.slug)
+    if collection.source is None:
+        flash("Connect a source to this collection first.", "error")
+        return redirect(back)
+    return _start(collection.source, back)
+
+
+@bp.get("/sources/<source_id>/_runs")
+def source_runs_partial(source_id):
+    principal = current_principal()
+    source = source_svc.get_source_or_404(principal, source_id)
+    runs = svc.runs_of(source, 20)
+    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source)
+
+
+@bp.get("/runs/<run_id>")
+def run_detail(run_id):
+    run = svc.scoped_run_or_404(current_principal(), run_id)
+    rate, eta = svc.rate_and_eta(run)
+    return render_template("dashboard/runs/detail.html", run=run, rate=rate, eta=eta)
+
+
+@bp.get("/runs/<run_id>/_status")
+def run_status_partial(run_id):
+    run = svc.scoped_run_or_404(current_principal(), run_id)
+    rate, eta = svc.rate_and_eta(run)
+    return _live("dashboard/runs/_status.html", run.final, run=run, rate=rate, eta=eta)
+
+
+@bp.post("/runs/<run_id>/cancel")
+def run_cancel(run_id):
+    principal = current_principal()
+    require_role(principal, "member")
+    run = svc.cancel_run(svc.scoped_run_or_404(principal, run_id))
+    flash("Cancelling: the run stops after its current batch." if run.status == "cancelling" else "Run cancelled.",
+          "info")
+    return redirect(url_for("dashboard.run_detail", run_id=run.id))
+
+
+@bp.get("/collections/<ident>/_live")
+def collection_live_partial(ident):
+    collection = collection_svc.get_collection_or_404(current_principal(), ident)
+    active = svc.active_run(collection.source) if collection.source else None
+    return _live("dashboard/collections/_live.html", active is None, collection=collection, active_run=active)
