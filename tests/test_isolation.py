@@ -22,6 +22,9 @@ def two_tenants(app, ctx):
     client.post("/v1/collections", json={"name": "Alice users", "slug": "alice-users", "source_id": a_source.id,
                                          "primary_key_path": "$.id"}, headers={"X-API-Key": a_raw})
     from hookstream_ui.models import SyncRun, db
+    a_pull = client.post("/api/v1/source-connections", headers={"X-API-Key": a_raw}, json={
+        "sourceShortName": "stripe", "name": "Alice Stripe", "credentials": {"secret_key": "sk_test_alice"}}
+    ).json["sourceConnection"]["id"]
     a_run = SyncRun(org_id=a_env.org_id, env_id=a_env.id, source_id=a_source.id, status="completed", cursor={},
                     skip_reasons={})
     db.session.add(a_run)
@@ -29,7 +32,8 @@ def two_tenants(app, ctx):
     bob = make_user("bob@example.com")
     b_env = production(org_of(bob))
     return {
-        "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id, "run_id": a_run.id},
+        "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id, "run_id": a_run.id,
+                  "sync_id": a_pull},
         "a_raw": a_raw,
         "b_raw": make_key(b_env),
         "a_staging_raw": make_key(add_env(org_of(alice), "staging")),

@@ -273,3 +273,61 @@ class RunList(Strict):
 
 class RunRequest(BaseModel):
     full: bool = False
+
+
+# --- /v1/syncs (seed 004) --------------------------------------------------------------
+
+class SyncHealth(Strict):
+    status: Literal["healthy", "degraded", "error"]
+    last_error: str | None
+    last_success_at: str | None
+    sync_id: str
+
+
+class SyncRateLimit(Strict):
+    allowed_requests: int
+    interval: float
+    max_concurrent_requests: int
+
+
+class OAuthApp(Strict):
+    kind: str
+
+
+class SyncCredential(Strict):
+    id: str
+    provider: str
+    properties: dict
+    oauth_app_id: str | None
+    oauth_app: OAuthApp
+    metadata: dict | None
+    created_at: str
+    updated_at: str
+
+
+class Sync(Strict):
+    id: str
+    provider: str
+    stream_id: str | None
+    name: str
+    status: Literal["active", "disabled"]
+    org_id: str
+    env_id: str
+    health: SyncHealth
+    collection_ids: list[str]
+    rate_limit: SyncRateLimit | None
+    credential_id: str
+    credential: SyncCredential
+    max_age_days: int | None
+    sync_frequency: str | None
+    initial_backfill_completed_at: str | None
+    metadata: dict | None
+    external_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class SyncList(Strict):
+    syncs: list[Sync]
+    cursor: str | None
+    has_more: bool

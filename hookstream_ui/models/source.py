@@ -37,3 +37,7 @@ class SourceConnection(EnvScoped, Timestamps, db.Model):
     sync_metadata: Mapped[dict | None] = mapped_column(JSON)
     external_id: Mapped[str | None] = mapped_column(String(200))
     stream_id: Mapped[str | None] = mapped_column(String(200))
+    # Non-secret parts of a /v1/syncs credential (kind, name, test, oauth_app_id, metadata).
+    credential_meta: Mapped[dict | None] = mapped_column(JSON)
+    # collection_ids as the caller wrote them (e.g. "stripe:customer"), in order.
+    collection_refs: Mapped[list | None] = mapped_column(JSON)

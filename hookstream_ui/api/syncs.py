@@ -1,0 +1,67 @@
+"""/v1/syncs — seed 004. The response is the seed's object itself (no envelope)."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..models import isoformat
+from ..services import syncs as svc
+from . import schemas, v1
+from .openapi import endpoint, json_body
+
+TAG = "syncs"
+
+
+def sync_json(source) -> dict:
+    refs = source.collection_refs or []
+    return {
+        "id": source.id, "provider": source.short_name, "stream_id": source.stream_id, "name": source.name,
+        "status": source.sync_status or "active", "org_id": source.org_id, "env_id": source.env_id,
+        "health": {"status": source.health_status or "healthy", "last_error": source.last_error,
+                   "last_success_at": isoformat(source.last_success_at), "sync_id": source.id},
+        "collection_ids": list(refs), "rate_limit": source.rate_limit, "credential_id": source.id,
+        "credential": {
+            "id": source.id, "provider": source.short_name, "properties": svc.credential_properties(source),
+            "oauth_app_id": (source.credential_meta or {}).get("oauth_app_id"), "oauth_app": {"kind": "hookstream"},
+            "metadata": (source.credential_meta or {}).get("metadata"),
+            "created_at": isoformat(source.created_at), "updated_at": isoformat(source.updated_at)},
+        "max_age_days": source.max_age_days, "sync_frequency": source.sync_frequency,
+        "initial_backfill_completed_at": isoformat(source.initial_backfill_completed_at),
+        "metadata": source.sync_metadata, "external_id": source.external_id,
+        "created_at": isoformat(source.created_at), "updated_at": isoformat(source.updated_at),
+    }
+
+
+@endpoint(v1, "/syncs", "POST", summary="Create a sync", tag=TAG, body=svc.SyncCreate,
+          responses={201: schemas.Sync, 404: schemas.Error})
+def create_sync(principal):
+    return jsonify(sync_json(svc.create_sync(principal, json_body()))), 201
+
+
+@endpoint(v1, "/syncs", "GET", summary="List syncs", tag=TAG, responses={200: schemas.SyncList},
+          query={"limit": {"type": "integer"}, "cursor": {"type": "string"}, "provider": {"type": "string"},
+                 "status": {"type": "string"}, "external_id": {"type": "string"}})
+def list_syncs(principal):
+    a = request.args
+    page = svc.list_syncs(principal, cursor=a.get("cursor"), limit=a.get("limit"), provider=a.get("provider"),
+                          status=a.get("status"), external_id=a.get("external_id"))
+    return jsonify(syncs=[sync_json(s) for s in page.items], cursor=page.cursor, has_more=page.has_more)
+
+
+@endpoint(v1, "/syncs/<sync_id>", "GET", summary="Get a sync", tag=TAG, responses={200: schemas.Sync, 404: schemas.Error})
+def get_sync(principal, sync_id):
+    return jsonify(sync_json(svc.get_sync_or_404(principal, sync_id)))
+
+
+@endpoint(v1, "/syncs/<sync_id>", "PATCH", summary="Change a sync", tag=TAG, body=svc.SyncUpdate,
+          responses={200: schemas.Sync, 404: schemas.Error, 409: schemas.Error})
+def update_sync(principal, sync_id):
+    source = svc.get_sync_or_404(principal, sync_id)
+    return jsonify(sync_json(svc.update_sync(principal, source, json_body())))
+
+
+@endpoint(v1, "/syncs/<sync_id>", "DELETE", summary="Delete a sync (its collections stay)", tag=TAG,
+          responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error})
+def delete_sync(principal, sync_id):
+    source = svc.get_sync_or_404(principal, sync_id)
+    svc.delete_sync(principal, source)
+    return jsonify(id=sync_id, deleted=True)
