@@ -68,6 +68,39 @@ class PostgresSource:
                        capture_output=True, user=self.user, cwd=self.root)
 
 
+class StripeState:
+    """Objects and events the fixture Stripe serves, and the times requests arrived."""
+
+    def __init__(self):
+        self.customers: list[dict] = []
+        self.events: list[dict] = []
+        self.request_times: list[float] = []
+
+    def seed(self, n: int):
+        now = int(time.time())
+        self.customers = [{"id": f"cus_{i:05d}", "object": "customer", "created": now - n + i,
+                           "email": f"c{i}@example.com", "livemode": False} for i in range(n)]
+        self.events, self.request_times = [], []
+
+    def event(self, kind: str, obj: dict):
+        self.events.append({"id": f"evt_{len(self.events):05d}", "object": "event", "type": kind,
+                            "created": int(time.time()) + 1, "data": {"object": obj}})
+
+
+STRIPE = StripeState()
+
+
+def stripe_list(items: list[dict], query: dict) -> dict:
+    """Stripe's list semantics: newest first, `limit`, `starting_after` an id on the previous page."""
+    ordered = sorted(items, key=lambda o: (o["created"], o["id"]), reverse=True)
+    after = query.get("starting_after", [None])[0]
+    if after:
+        ids = [o["id"] for o in ordered]
+        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+    limit = min(int(query.get("limit", ["10"])[0]), 100)
+    return {"object": "list", "has_more": len(ordered) > limit, "data": ordered[:limit]}
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output clean
         pass
@@ -90,9 +123,18 @@ class _Handler(BaseHTTPRequestHandler):
                 # Stripe quotes the key it got (masked); this one quotes it whole, to prove we scrub.
                 return self._json(401, {"error": {"type": "invalid_request_error",
                                                   "message": f"Invalid API Key provided: {given}"}})
-            limit = int(query.get("limit", ["10"])[0])
-            data = [{"id": f"cus_{i}", "object": "customer", "livemode": False} for i in range(limit)]
-            return self._json(200, {"object": "list", "url": url.path, "has_more": False, "data": data})
+            STRIPE.request_times.append(time.time())
+            if url.path == "/v1/customers":
+                if not STRIPE.customers:  # test-connection calls before any data was seeded
+                    return self._json(200, {"object": "list", "has_more": False,
+                                            "data": [{"id": "cus_0", "object": "customer", "livemode": False}]})
+                return self._json(200, {**stripe_list(STRIPE.customers, query), "url": url.path})
+            if url.path == "/v1/events":
+                since = int(query.get("created[gt]", ["0"])[0])
+                prefix = query.get("types[]", ["*"])[0].rstrip("*")
+                chosen = [e for e in STRIPE.events if e["created"] > since and e["type"].startswith(prefix)]
+                return self._json(200, {**stripe_list(chosen, query), "url": url.path})
+            return self._json(200, {"object": "list", "has_more": False, "data": [], "url": url.path})
         if url.path == "/slow":
             time.sleep(7)
             return self._json(200, {"data": []})

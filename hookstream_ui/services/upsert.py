@@ -183,10 +183,10 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         )
         db.session.execute(stmt, writes)
     if deletes:
+        records = Record.__table__  # Core: an executemany DELETE with per-row criteria
         db.session.execute(
-            delete(Record).where(Record.collection_id == collection.id, Record.record_key == bindparam("k"),
-                                 or_(Record.source_event_at.is_(None), Record.source_event_at <= bindparam("at")))
-            .execution_options(synchronize_session=False),
+            records.delete().where(records.c.collection_id == collection.id, records.c.record_key == bindparam("k"),
+                                   or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at"))),
             deletes)
         outcome.deleted += len(deletes)
     if seen_only:

@@ -1,0 +1,138 @@
+"""/v1/syncs against seed 004, and Stripe syncs end to end against the fixture server."""
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, Record, SourceConnection, db
+from tests.fixture_servers import STRIPE, STRIPE_KEY
+from tests.helpers import make_key, make_user, org_of, production
+from tests.sync_helpers import wait_for
+
+# Seed 004's example request, verbatim.
+SEED_REQUEST = {
+    "provider": "stripe",
+    "stream_id": "f0f70b52-5243-489c-879b-a1ae3f02abfd",
+    "name": "Choam Corp - Stripe Production",
+    "collection_ids": ["stripe:customer", "stripe:invoice"],
+    "rate_limit": {"allowed_requests": 100, "interval": 60, "max_concurrent_requests": 0},
+    "credential": {
+        "properties": {"kind": "stripe_oauth2", "secret": "sk_live_7eC39HqLyjWDarjtT1zdp7dc", "test": True,
+                       "name": "Choam Corp - Stripe [Test]"},
+        "oauth_app_id": "8ff58ef0-d376-4ae8-b2e2-9f0206aa65b8",
+        "metadata": {"custom_credential_property": 42},
+    },
+    "metadata": {"custom_property": 42},
+    "external_id": "{YOUR_EXTERNAL_ID}",
+}
+
+
+@pytest.fixture
+def key(ctx):
+    return make_key(production(org_of(make_user("owner@example.com"))))
+
+
+def test_seed_example_verbatim(client, key):
+    r = client.post("/v1/syncs", json=SEED_REQUEST, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 201, r.json
+    sync = r.json
+    assert sync["provider"] == "stripe" and sync["stream_id"] == SEED_REQUEST["stream_id"]
+    assert sync["name"] == SEED_REQUEST["name"] and sync["status"] == "active"
+    assert sync["health"] == {"status": "healthy", "last_error": None, "last_success_at": None, "sync_id": sync["id"]}
+    assert sync["collection_ids"] == ["stripe:customer", "stripe:invoice"]
+    assert sync["rate_limit"] == {"allowed_requests": 100, "interval": 60, "max_concurrent_requests": 0}
+    cred = sync["credential"]
+    assert sync["credential_id"] == cred["id"] and cred["provider"] == "stripe"
+    assert cred["properties"] == {"kind": "stripe_oauth2", "secret": "***********", "test": True,
+                                  "name": "Choam Corp - Stripe [Test]", "api_base": "https://api.stripe.com"}
+    assert cred["oauth_app_id"] == SEED_REQUEST["credential"]["oauth_app_id"]
+    assert cred["metadata"] == {"custom_credential_property": 42} and cred["oauth_app"] == {"kind": "hookstream"}
+    assert sync["metadata"] == {"custom_property": 42} and sync["external_id"] == "{YOUR_EXTERNAL_ID}"
+    assert sync["max_age_days"] is None and sync["sync_frequency"] == "4h"
+    assert sync["initial_backfill_completed_at"] is None
+    assert "sk_live_7eC39HqLyjWDarjtT1zdp7dc" not in r.get_data(as_text=True)
+    made = {c.stream: c for c in db.session.scalars(select(Collection))}
+    assert set(made) == {"customer", "invoice"}
+    assert made["customer"].primary_key_path == "$.id" and made["customer"].source_id == sync["id"]
+    assert made["customer"].slug == "stripe-customer" and made["customer"].status == "ACTIVE"
+
+    h = {"X-API-Key": key}
+    assert client.get(f"/v1/syncs/{sync['id']}", headers=h).json == sync
+    listed = client.get("/v1/syncs", headers=h).json
+    assert [s["id"] for s in listed["syncs"]] == [sync["id"]] and listed["has_more"] is False
+    assert client.get("/v1/syncs?external_id=nope", headers=h).json["syncs"] == []
+
+    r = client.patch(f"/v1/syncs/{sync['id']}", json={"status": "disabled", "sync_frequency": "15m",
+                                                      "collection_ids": ["stripe:customer"]}, headers=h)
+    assert r.status_code == 200 and r.json["status"] == "disabled" and r.json["sync_frequency"] == "15m"
+    assert r.json["collection_ids"] == ["stripe:customer"]
+    db.session.expire_all()
+    assert db.session.scalar(select(Collection).where(Collection.stream == "invoice")).source_id is None
+
+    r = client.delete(f"/v1/syncs/{sync['id']}", headers=h)
+    assert r.json == {"id": sync["id"], "deleted": True}
+    assert client.get(f"/v1/syncs/{sync['id']}", headers=h).status_code == 404
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda b: b.pop("provider"), "provider"),
+    (lambda b: b.update(provider="webhook"), "provider"),
+    (lambda b: b.pop("name"), "name"),
+    (lambda b: b.pop("stream_id"), "stream_id"),
+    (lambda b: b.update(collection_ids=[]), "collection_ids"),
+    (lambda b: b.update(collection_ids=["hubspot:contact"]), "collection_ids"),
+    (lambda b: b.update(collection_ids=["stripe:nonsense"]), "collection_ids"),
+    (lambda b: b.update(sync_frequency="hourly"), "sync_frequency"),
+    (lambda b: b.update(sync_frequency="5s"), "sync_frequency"),
+    (lambda b: b["rate_limit"].update(allowed_requests=0), "rate_limit.allowed_requests"),
+    (lambda b: b.update(max_age_days=-1), "max_age_days"),
+    (lambda b: b.pop("credential"), "credential"),
+    (lambda b: b["credential"]["properties"].update(secret="pk_live_nope"), "secret_key"),
+])
+def test_bad_requests_name_the_field_and_change_nothing(client, key, change, field):
+    body = copy.deepcopy(SEED_REQUEST)
+    change(body)
+    r = client.post("/v1/syncs", json=body, headers={"X-API-Key": key})
+    assert r.status_code == 400, r.json
+    assert field in r.json["errors"], r.json
+    assert db.session.scalar(select(SourceConnection)) is None and db.session.scalar(select(Collection)) is None
+
+
+def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, workers):
+    STRIPE.seed(250)
+    body = {**copy.deepcopy(SEED_REQUEST), "collection_ids": ["stripe:customer"], "sync_frequency": "24h",
+            "rate_limit": {"allowed_requests": 2, "interval": 1, "max_concurrent_requests": 1}}
+    body["credential"]["properties"].update(secret=STRIPE_KEY, api_base=http_fixture.base)
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    from hookstream_ui.sync.scheduler import enqueue_due
+    [run_id] = enqueue_due()  # a new sync is due at once: its backfill
+    workers(1)
+    run = wait_for(run_id)
+    assert run.status == "completed", run.error
+    assert run.records_inserted == 250 and run.trigger == "schedule" and run.mode == "full"
+    coll = db.session.scalar(select(Collection).where(Collection.stream == "customer"))
+    assert coll.record_count == 250
+    # 3 list pages at 2 requests/second, shared through Redis: never 3 in one window.
+    windows = {}
+    for t in STRIPE.request_times:
+        windows[int(t)] = windows.get(int(t), 0) + 1
+    assert max(windows.values()) <= 2 and len(STRIPE.request_times) == 3
+    s = client.get(f"/v1/syncs/{sync['id']}", headers={"X-API-Key": key}).json
+    assert s["initial_backfill_completed_at"] and s["health"]["status"] == "healthy" and s["health"]["last_success_at"]
+    assert enqueue_due() == []  # next run in 24h
+
+    STRIPE.event("customer.updated", {**STRIPE.customers[5], "email": "changed@example.com"})
+    STRIPE.event("customer.deleted", {"id": STRIPE.customers[6]["id"], "object": "customer", "deleted": True})
+    STRIPE.event("customer.created", {"id": "cus_new", "object": "customer", "created": int(time.time()),
+                                      "email": "new@example.com"})
+    r = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers={"X-API-Key": key})
+    run = wait_for(r.json["syncId"])
+    assert run.status == "completed" and run.mode == "incremental", run.error
+    assert (run.records_inserted, run.records_updated, run.records_deleted) == (1, 1, 1)
+    db.session.expire_all()
+    data = {r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == coll.id))}
+    assert len(data) == 250 and data["cus_00005"]["email"] == "changed@example.com" and "cus_00006" not in data
+    assert data["cus_new"]["email"] == "new@example.com"
