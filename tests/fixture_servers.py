@@ -145,9 +145,38 @@ class _Handler(BaseHTTPRequestHandler):
             return self.wfile.write(b"<html>hello</html>")
         if auth != f"Bearer {REST_TOKEN}":
             return self._json(401, {"message": "bad token"})
+        if url.path.startswith("/items/"):
+            return self._items(url.path.rsplit("/", 1)[-1], query)
         if url.path == "/orders":
             return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
         return self._json(404, {"message": "no such path"})
+
+
+REST_ITEMS = [{"id": i, "name": f"item {i}", "updated_at": f"2026-01-01T00:00:{i:02d}Z"} for i in range(1, 24)]
+
+
+def _rest_items(self, style: str, query: dict):
+    """A paginated JSON API in four styles over the same 23 items, with `updated_since`."""
+    items = REST_ITEMS
+    if "updated_since" in query:
+        items = [i for i in items if i["updated_at"] > query["updated_since"][0]]
+    limit = int(query.get("limit", ["5"])[0])
+    if style == "page":
+        page = int(query.get("page", ["1"])[0])
+        return self._json(200, {"data": items[(page - 1) * limit: page * limit]})
+    if style == "offset":
+        offset = int(query.get("offset", ["0"])[0])
+        return self._json(200, {"results": {"items": items[offset: offset + limit]}})
+    start = int(query.get("cursor", query.get("after", ["0"]))[0])
+    chunk = items[start: start + limit]
+    more = start + limit < len(items)
+    if style == "cursor":
+        return self._json(200, {"data": chunk, "next_cursor": str(start + limit) if more else None})
+    return self._json(200, {"data": chunk, "links": {"next": f"/items/link?after={start + limit}&limit={limit}"
+                                                     if more else None}})
+
+
+_Handler._items = _rest_items
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -211,6 +211,7 @@ class UploadedFile(Strict):
 
 class UploadEnvelope(Strict):
     success: Literal[True]
+    syncId: str | None
     file: UploadedFile
 
 

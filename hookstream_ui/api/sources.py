@@ -114,6 +114,7 @@ def clear_connection_data(principal, source_id):
           responses={201: schemas.UploadEnvelope, 404: E, 413: E})
 def upload_file(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
+    run_svc.ensure_idle(source)
     request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
     upload = request.files.get("file")
     if upload is not None:
@@ -121,7 +122,10 @@ def upload_file(principal, source_id):
     else:  # a raw body: curl --data-binary @orders.csv '...?filename=orders.csv'
         stored = svc.store_file(principal, source, request.args.get("filename", "upload"), request.stream,
                                 request.args.get("format"))
-    return jsonify(success=True, file={
+    # Each upload is a sync (SPEC §4); it runs when a collection is bound to read into.
+    run = run_svc.start_run(source, trigger="upload", full=False, file_id=stored.id) \
+        if svc.bound_collections(source) else None
+    return jsonify(success=True, syncId=run.id if run else None, file={
         "id": stored.id, "filename": stored.filename, "format": stored.format, "size": stored.size,
         "sha256": stored.sha256, "createdAt": isoformat(stored.created_at)}), 201
 

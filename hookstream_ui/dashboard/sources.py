@@ -153,16 +153,24 @@ def source_upload(source_id):
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
     request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+    from ..services.runs import ensure_idle, start_run
+
     upload = request.files.get("file")
     if upload is None or not upload.filename:
         flash("Choose a file to upload.", "error")
-    else:
-        try:
-            stored = svc.store_file(principal, source, upload.filename, upload.stream)
-            flash(f"Uploaded {stored.filename} ({stored.size:,} bytes).", "success")
-        except ValidationFailed as exc:
-            flash(exc.message, "error")
-    return redirect(url_for("dashboard.source_detail", source_id=source.id))
+        return redirect(url_for("dashboard.source_detail", source_id=source.id))
+    try:
+        ensure_idle(source)
+        stored = svc.store_file(principal, source, upload.filename, upload.stream)
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("dashboard.source_detail", source_id=source.id))
+    flash(f"Uploaded {stored.filename} ({stored.size:,} bytes).", "success")
+    if not svc.bound_collections(source):
+        flash("Bind a collection to this source to sync the file into it.", "info")
+        return redirect(url_for("dashboard.source_detail", source_id=source.id))
+    run = start_run(source, trigger="upload", full=False, file_id=stored.id)
+    return redirect(url_for("dashboard.run_detail", run_id=run.id))
 
 
 @bp.route("/sources/<source_id>/clear", methods=["GET", "POST"])

@@ -150,9 +150,11 @@ class RestApi(SourceType):
                 raise SourceError(f"{records_path} is not a list of records in the response from {target}")
             items = []
             for record in records:
-                at = parse_time(updated_of(record)) if updated_of and isinstance(record, dict) else None
-                if at is not None and (high is None or at.isoformat() > high):
-                    high = at.isoformat()
+                raw = updated_of(record) if updated_of and isinstance(record, dict) else None
+                at = parse_time(raw)
+                # Keep the API's own spelling of the newest time: it is sent back as `since`.
+                if at is not None and (high is None or at > (parse_time(high) or at)):
+                    high = raw
                 items.append(Incoming(record, at))
             if style in ("page",):
                 position = position + 1
@@ -168,7 +170,9 @@ class RestApi(SourceType):
                 return
 
     def _get(self, url, params, creds):
-        response = http.request("GET", url, params=params, **auth_options(creds))
+        # No `params` at all for a next-link: httpx would replace the link's own query string.
+        extra = {"params": params} if params else {}
+        response = http.request("GET", url, **extra, **auth_options(creds))
         if response.status_code in (401, 403):
             raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})")
         if response.status_code == 429:
