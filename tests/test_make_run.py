@@ -102,7 +102,7 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
         assert f"http://127.0.0.1:{run.port}" in run.output()
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        assert "redis-server" in names and "gunicorn" in names
+        assert "redis-server" in names and "gunicorn" in names and " scheduler" in names
 
         # A worker that dies is replaced.
         victim = run.workers()[0]

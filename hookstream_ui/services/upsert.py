@@ -8,16 +8,19 @@ for one key still end in the newest state. The caller commits (with its checkpoi
 """
 from __future__ import annotations
 
-import json
+import base64
+import decimal
+import os
+import uuid
+from json import dumps
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as dtime
 
 from sqlalchemy import bindparam, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..models import Collection, Record, db, new_id, utcnow
+from ..models import Collection, Record, db, utcnow
 from ..models.base import as_utc
 from . import jsonpaths
 
@@ -93,14 +96,51 @@ def _key_text(value) -> str | None:
     return text if text and len(text) <= 500 else None
 
 
-def _insert(dialect: str):
-    return pg_insert(Record) if dialect == "postgresql" else sqlite_insert(Record)
+COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "event_type", "source_event_id",
+           "source_event_at", "created_at", "updated_at", "seen_run_id")
+_UPSERT = ("INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
+           "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
+           "source_event_at = excluded.source_event_at, updated_at = excluded.updated_at, "
+           "seen_run_id = excluded.seen_run_id "
+           "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at")
+UPSERT_SQL = {
+    "sqlite": _UPSERT.format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
+    "postgresql": _UPSERT.format(cols=", ".join(COLUMNS), marks=", ".join(
+        "%s::jsonb" if c == "data" else "%s" for c in COLUMNS)),
+}
+
+
+def _sqlite_time(value: datetime) -> str:
+    # SQLAlchemy's own SQLite DATETIME storage format (naive UTC, always with microseconds),
+    # so its reads and string comparisons still work; isoformat is the fast way to it.
+    if value.utcoffset():
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _write(rows: list[tuple]) -> None:
+    """One executemany with the driver, inside the session's transaction. SQLAlchemy's
+    per-row parameter processing cost more than the insert itself on large batches."""
+    dialect = db.engine.dialect.name
+    if dialect not in UPSERT_SQL:
+        raise RuntimeError(f"no bulk upsert for {dialect}")
+    cursor = db.session.connection().connection.cursor()
+    try:
+        if dialect == "sqlite":
+            now = _sqlite_time(rows[0][9])  # created_at = updated_at = one `now` per batch
+            rows = [(*r[:8], _sqlite_time(r[8]), now, now, r[11]) for r in rows]
+        cursor.executemany(UPSERT_SQL[dialect], rows)
+    finally:
+        cursor.close()
 
 
 def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
-          received_at: datetime | None = None, not_before: datetime | None = None) -> Outcome:
+          received_at: datetime | None = None, not_before: datetime | None = None,
+          keys_are_new: bool = False) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
-    (max_age_days); `seen_run_id` marks every key a full read saw."""
+    (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
+    backfill reading keys in ascending order into a collection that started empty) skips
+    the lookup of stored versions; the SQL still guards against overwriting newer data."""
     outcome = Outcome()
     now = utcnow()
     received_at = received_at or now
@@ -133,7 +173,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         return outcome
 
     existing: dict[str, datetime | None] = {}
-    keys = list(latest)
+    keys = [] if keys_are_new else list(latest)
     for start in range(0, len(keys), KEY_CHUNK):
         chunk = keys[start:start + KEY_CHUNK]
         existing.update(db.session.execute(
@@ -162,26 +202,14 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             outcome.inserted += 1
         else:
             outcome.updated += 1
-        writes.append({
-            "id": new_id("rec"), "org_id": collection.org_id, "env_id": collection.env_id,
-            "collection_id": collection.id, "record_key": key, "data": item.data,
-            "event_type": str(event_type)[:200] if event_type is not None else None,
-            "source_event_id": item.source_event_id, "source_event_at": at,
-            "created_at": now, "updated_at": now, "seen_run_id": seen_run_id,
-        })
+        writes.append((
+            "rec_" + os.urandom(16).hex(), collection.org_id, collection.env_id, collection.id, key,
+            dumps(item.data), str(event_type)[:200] if event_type is not None else None,
+            item.source_event_id, at, now, now, seen_run_id,
+        ))
 
-    dialect = db.engine.dialect.name
     if writes:
-        stmt = _insert(dialect)
-        excluded = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Record.collection_id, Record.record_key],
-            set_={"data": excluded.data, "event_type": excluded.event_type,
-                  "source_event_id": excluded.source_event_id, "source_event_at": excluded.source_event_at,
-                  "updated_at": excluded.updated_at, "seen_run_id": excluded.seen_run_id},
-            where=or_(Record.source_event_at.is_(None), Record.source_event_at <= excluded.source_event_at),
-        )
-        db.session.execute(stmt, writes)
+        _write(writes)
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
         db.session.execute(
@@ -224,25 +252,39 @@ def _adjust_count(collection: Collection, delta: int) -> None:
                            .execution_options(synchronize_session=False))
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def json_safe(value):
-    """Database and API values (datetimes, decimals, UUIDs, bytes) as JSON-able values."""
-    return json.loads(json.dumps(value, default=_default))
+    """Database and API values (datetimes, decimals, UUIDs, bytes) as JSON-able values,
+    converted in one pass (this runs once per synced value)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): (v if type(v) in _PLAIN else json_safe(v)) for k, v in value.items()}
+    if kind in (list, tuple):
+        return [v if type(v) in _PLAIN else json_safe(v) for v in value]
+    return _convert(value)
 
 
-def _default(value):
-    import base64
-    import decimal
-    import uuid
-    from datetime import date, time, timedelta
+def _decimal(value: decimal.Decimal):
+    return int(value) if value == value.to_integral_value() else float(value)
 
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
+
+_CONVERTERS = {
+    datetime: datetime.isoformat, date: date.isoformat, dtime: dtime.isoformat, decimal.Decimal: _decimal,
+    uuid.UUID: str, timedelta: timedelta.total_seconds,
+    bytes: lambda v: base64.b64encode(v).decode(), memoryview: lambda v: base64.b64encode(bytes(v)).decode(),
+}
+
+
+def _convert(value):
+    converter = _CONVERTERS.get(type(value))
+    if converter is not None:
+        return converter(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [json_safe(v) for v in value]
     return str(value)

@@ -66,6 +66,8 @@ class SourceType(ABC):
     config_fields: ClassVar[tuple[Field, ...]] = ()
     # Pull types are read by the sync engine; push types (webhooks) receive events.
     pull: ClassVar[bool] = True
+    # A full read yields each key once, in ascending key order (keyset pagination).
+    ordered_keys: ClassVar[bool] = False
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         """Rules across fields, after each field is valid on its own: {field: message}."""

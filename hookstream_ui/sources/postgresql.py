@@ -52,6 +52,7 @@ class PostgreSQL(SourceType):
     name = "PostgreSQL"
     description = "Sync a table or view: a keyset-paginated backfill, then incremental reads on a cursor column."
     labels = ("database",)
+    ordered_keys = True
     auth_fields = (
         Field("host", "string", "Host", required=True, placeholder="db.example.com"),
         Field("port", "number", "Port", required=True, default=5432),

@@ -33,6 +33,49 @@ MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (5, 30, 120)
 
 
+_END = object()
+
+
+def read_ahead(app, batches, depth: int = 2):
+    """Iterate `batches` with the next one read in a thread while this one is written.
+    Errors in the reader surface in the caller, in order."""
+    import queue as queue_mod
+
+    pipe: queue_mod.Queue = queue_mod.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        with app.app_context():
+            try:
+                for batch in batches:
+                    while not stop.is_set():
+                        try:
+                            pipe.put(batch, timeout=0.5)
+                            break
+                        except queue_mod.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                pipe.put(_END)
+            except BaseException as exc:  # handed to the consumer, raised there
+                pipe.put(exc)
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=produce, daemon=True, name="read-ahead")
+    thread.start()
+    try:
+        while True:
+            item = pipe.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 class Superseded(Exception):
     """Another executor owns this run now (it was resumed elsewhere)."""
 
@@ -122,15 +165,19 @@ def _execute(run: SyncRun, token: str) -> None:
         checkpoint = dict((run.cursor or {}).get(collection.id) or {})
         if checkpoint.get("done") and checkpoint.get("finalised"):
             continue
+        if not checkpoint:
+            # A backfill into an empty collection reads every key once, in ascending order.
+            checkpoint = {"started_empty": full and kind.ordered_keys and not collection.record_count}
         if not checkpoint.get("done"):
-            for batch in kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx):
+            batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
+            for batch in read_ahead(current_app._get_current_object(), batches):
                 _guard(run.id, token)
                 outcome = upsert.apply(collection, batch.items, seen_run_id=run.id if full else None,
-                                       not_before=not_before)
+                                       not_before=not_before, keys_are_new=checkpoint.get("started_empty", False))
                 for reason in batch.rejected:
                     outcome.skip(f"malformed row: {reason}")
                 position = {**batch.checkpoint, "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
-                            "total": batch.total}
+                            "total": batch.total, "started_empty": checkpoint.get("started_empty", False)}
                 checkpoint = position
                 _count(run, outcome, collection.id, position)
                 if batch.state is not None:

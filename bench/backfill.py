@@ -1,0 +1,196 @@
+"""Backfill throughput: a PostgreSQL table of N rows (~200 bytes each) synced into a new
+collection by a real RQ worker, with the app on SQLite or on PostgreSQL.
+
+    .venv/bin/python bench/backfill.py --db sqlite --rows 1000000
+    .venv/bin/python bench/backfill.py --db postgres --rows 1000000
+
+In the same run it measures the ceiling: the same rows read with the same driver and
+bulk-upserted into the same records table by a bare script. Prints rows/s, the ratio to
+the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, machine, save  # noqa: E402
+
+BATCH = 5000
+
+
+def make_source(tmp: Path, rows: int):
+    import pgserver
+
+    server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
+    server.psql("DROP TABLE IF EXISTS bench_rows; CREATE TABLE bench_rows (id bigint PRIMARY KEY, name text, "
+                "email text, amount numeric(12,2), status text, note text, updated_at timestamptz NOT NULL);"
+                f"INSERT INTO bench_rows SELECT g, 'Customer ' || g, 'customer' || g || '@example.com', "
+                "(g % 100000) / 100.0, (ARRAY['active','trialing','past_due'])[1 + g % 3], "
+                "repeat(md5(g::text), 2), now() - (g || ' seconds')::interval "
+                f"FROM generate_series(1, {rows}) g; ANALYZE bench_rows;")
+    return server
+
+
+def rss_sampler(pid_holder: list, peak: list, stop: threading.Event):
+    while not stop.wait(0.05):
+        for pid in list(pid_holder):
+            try:
+                proc = psutil.Process(pid)
+                total = proc.memory_info().rss
+                for child in proc.children(recursive=True):
+                    peak[1] = max(peak[1], child.memory_info().rss)
+                peak[0] = max(peak[0], total)
+            except psutil.NoSuchProcess:
+                pass
+
+
+def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
+    from hookstream_ui import embedded_redis
+
+    redis_proc, redis_url = embedded_redis.start(tmp / "redis")
+    env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url, REDIS_URL=redis_url,
+               ALLOW_PRIVATE_NETWORKS="1", FLASK_APP="app", SYNC_BATCH_SIZE=str(BATCH))
+    os.environ.update({k: env[k] for k in ("INSTANCE_PATH", "DATABASE_URL", "REDIS_URL", "ALLOW_PRIVATE_NETWORKS",
+                                           "SYNC_BATCH_SIZE")})
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    from hookstream_ui import create_app
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models import Collection, SyncRun, db
+    from hookstream_ui.services import accounts, runs
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+
+    app = create_app()
+    worker = None
+    peak = [0, 0]
+    stop = threading.Event()
+    try:
+        with app.app_context():
+            user = accounts.create_user("bench@example.com", "bench-password-1")
+            org = user.memberships[0].org
+            principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
+            source = source_svc.create_source(principal, {
+                "sourceShortName": "postgresql", "name": "bench", "credentials": source_dsn,
+                "config": {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"}})
+            collection = collection_svc.create_collection(principal, {
+                "name": "Bench rows", "source_id": source.id, "stream": "bench_rows", "primary_key_path": "$.id"})
+            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pids = [worker.pid]
+            sampler = threading.Thread(target=rss_sampler, args=(pids, peak, stop), daemon=True)
+            sampler.start()
+            time.sleep(1.5)  # let the worker start before the clock does
+            run = runs.start_run(source, full=True)
+            while True:
+                db.session.expire_all()
+                run = db.session.get(SyncRun, run.id)
+                if run.final:
+                    break
+                time.sleep(0.2)
+            assert run.status == "completed", run.error
+            seconds = (run.finished_at - run.started_at).total_seconds()
+            count = db.session.get(Collection, collection.id).record_count
+            exact = count == rows and run.records_inserted == rows
+    finally:
+        stop.set()
+        if worker:
+            worker.terminate()
+            worker.wait(20)
+        redis_proc.terminate()
+        redis_proc.wait(20)
+    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "exact": exact,
+            "worker_peak_rss_mb": round(max(peak) / 2**20, 1)}
+
+
+def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
+    """Same driver, same rows, same target table, no framework: the most this machine does."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from hookstream_ui.services.upsert import json_safe
+
+    started = time.perf_counter()
+    src = psycopg.connect(host=source_dsn["host"], port=source_dsn["port"], dbname=source_dsn["database"],
+                          user=source_dsn["username"], password=source_dsn["password"], row_factory=dict_row)
+    if db_url.startswith("sqlite"):
+        target = sqlite3.connect(db_url.split("sqlite:///", 1)[1])
+        target.execute("PRAGMA journal_mode=WAL")
+        target.execute("PRAGMA synchronous=NORMAL")
+        sql = ("INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
+               "VALUES (?, 'o', 'e', 'ceiling', ?, ?, '2026-01-01', '2026-01-01') "
+               "ON CONFLICT (collection_id, record_key) DO UPDATE SET data = excluded.data")
+        target.execute("PRAGMA foreign_keys=OFF")
+    else:
+        target = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
+        sql = ("INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
+               "VALUES (%s, 'o', 'e', 'ceiling', %s, %s, now(), now()) "
+               "ON CONFLICT (collection_id, record_key) DO UPDATE SET data = excluded.data")
+        target.execute("SET session_replication_role = replica")  # no FK checks: a bare ceiling
+    after = 0
+    done = 0
+    while True:
+        batch = src.execute("SELECT * FROM bench_rows WHERE id > %s ORDER BY id LIMIT %s", [after, BATCH]).fetchall()
+        if not batch:
+            break
+        params = [(f"c{r['id']}", str(r["id"]), json.dumps(json_safe(r))) for r in batch]
+        if isinstance(target, sqlite3.Connection):
+            target.executemany(sql, params)
+            target.commit()
+        else:
+            with target.cursor() as cur:
+                cur.executemany(sql, params)
+            target.commit()
+        after = batch[-1]["id"]
+        done += len(batch)
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "rows_per_s": round(done / seconds)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = make_source(tmp, args.rows)
+        uri = server.get_uri()
+        from sqlalchemy.engine import make_url
+
+        url = make_url(uri)
+        dsn = {"host": url.query["host"], "port": url.port or 5432, "database": "postgres",
+               "username": url.username or "postgres", "password": "unused-by-trust-auth", "sslmode": "disable"}
+        if args.db == "sqlite":
+            db_url = f"sqlite:///{tmp / 'app.db'}"
+        else:
+            server.psql("DROP DATABASE IF EXISTS bench_app; CREATE DATABASE bench_app;")
+            db_url = url.set(drivername="postgresql+psycopg", database="bench_app").render_as_string(False)
+        result = app_run(tmp, db_url, dsn, args.rows)
+        roof = ceiling(dsn, db_url, args.rows)
+    ratio = result["rows_per_s"] / roof["rows_per_s"]
+    out = {"benchmark": "backfill", "database": args.db, "rows": args.rows, "batch": BATCH, "machine": machine(),
+           "app": result, "ceiling": roof, "ratio_to_ceiling": round(ratio, 3)}
+    path = save(f"backfill-{args.db}", out)
+    print(f"Backfill of {args.rows:,} rows into {args.db} ({out['machine']['cores']} cores):")
+    print(f"  hookstream  {result['rows_per_s']:>9,} rows/s  ({result['seconds']} s, exact: {result['exact']}, "
+          f"worker peak RSS {result['worker_peak_rss_mb']} MB)")
+    print(f"  ceiling     {roof['rows_per_s']:>9,} rows/s  ({roof['seconds']} s)")
+    print(f"  ratio       {ratio:.2f}\n  saved {path}")
+    return 0 if result["exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
