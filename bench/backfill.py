@@ -11,7 +11,6 @@ the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import subprocess
@@ -116,43 +115,48 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
 
 
 def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
-    """Same driver, same rows, same target table, no framework: the most this machine does."""
+    """Same driver, same rows, the same statement into the same table, no framework: the
+    same work the app does for each row (all its columns), and nothing else."""
+    import os as _os
+    from datetime import datetime, timezone
+
     import psycopg
     from psycopg.rows import dict_row
 
-    from hookstream_ui.services.upsert import json_safe
+    from hookstream_ui.services.upsert import UPSERT_SQL
 
     started = time.perf_counter()
     src = psycopg.connect(host=source_dsn["host"], port=source_dsn["port"], dbname=source_dsn["database"],
                           user=source_dsn["username"], password=source_dsn["password"], row_factory=dict_row)
-    if db_url.startswith("sqlite"):
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
         target = sqlite3.connect(db_url.split("sqlite:///", 1)[1])
         target.execute("PRAGMA journal_mode=WAL")
         target.execute("PRAGMA synchronous=NORMAL")
-        sql = ("INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
-               "VALUES (?, 'o', 'e', 'ceiling', ?, ?, '2026-01-01', '2026-01-01') "
-               "ON CONFLICT (collection_id, record_key) DO UPDATE SET data = excluded.data")
         target.execute("PRAGMA foreign_keys=OFF")
     else:
         target = psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://"))
-        sql = ("INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
-               "VALUES (%s, 'o', 'e', 'ceiling', %s, %s, now(), now()) "
-               "ON CONFLICT (collection_id, record_key) DO UPDATE SET data = excluded.data")
         target.execute("SET session_replication_role = replica")  # no FK checks: a bare ceiling
-    after = 0
-    done = 0
+    sql = UPSERT_SQL["sqlite" if sqlite else "postgresql"]
+    after, done = 0, 0
     while True:
-        batch = src.execute("SELECT * FROM bench_rows WHERE id > %s ORDER BY id LIMIT %s", [after, BATCH]).fetchall()
+        batch = src.execute("SELECT t.id, t.updated_at AS c, row_to_json(t)::text AS j FROM bench_rows t "
+                            "WHERE t.id > %s ORDER BY t.id LIMIT %s", [after, BATCH]).fetchall()
         if not batch:
             break
-        params = [(f"c{r['id']}", str(r["id"]), json.dumps(json_safe(r))) for r in batch]
-        if isinstance(target, sqlite3.Connection):
+        now = datetime.now(timezone.utc)
+        if sqlite:
+            stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            params = [("rec_" + _os.urandom(16).hex(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
+                       r["c"].astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
+                       stamp, stamp, None) for r in batch]
             target.executemany(sql, params)
-            target.commit()
         else:
+            params = [("rec_" + _os.urandom(16).hex(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
+                       r["c"], now, now, None) for r in batch]
             with target.cursor() as cur:
                 cur.executemany(sql, params)
-            target.commit()
+        target.commit()
         after = batch[-1]["id"]
         done += len(batch)
     seconds = time.perf_counter() - started

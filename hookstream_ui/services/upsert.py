@@ -12,7 +12,7 @@ import base64
 import decimal
 import os
 import uuid
-from json import dumps
+from json import dumps, loads
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -30,10 +30,20 @@ KEY_CHUNK = 500  # keys per IN (...) lookup; well under SQLite's parameter limit
 
 @dataclass
 class Incoming:
-    data: dict
+    data: dict | None
     event_at: datetime | None = None  # the source's own time for this version, if it has one
     source_event_id: str | None = None
     event_type: str | None = None  # when the source says it (Stripe events), not the record
+    # Fast path: the record as JSON text and its key, when the source already has both
+    # (PostgreSQL's row_to_json); the text is parsed only if a path needs the document.
+    raw: str | None = None
+    key: str | None = None
+    key_path: str | None = None  # the path `key` was taken from; used only if the collection's matches
+
+    def document(self) -> dict:
+        if self.data is None:
+            self.data = loads(self.raw)
+        return self.data
 
 
 @dataclass
@@ -149,19 +159,25 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     time_of = jsonpaths.getter(collection.timestamp_path) if collection.timestamp_path else None
 
     latest: dict[str, tuple] = {}
+    needs_document = bool(type_of or time_of)
     for item in items:
-        if not isinstance(item.data, dict):
-            outcome.skip("not a JSON object")
-            continue
-        key = _key_text(key_of(item.data))
+        known_key = item.key is not None and item.key_path == collection.primary_key_path
+        if known_key and not needs_document:
+            key, doc = _key_text(item.key), None
+        else:
+            doc = item.document()
+            if not isinstance(doc, dict):
+                outcome.skip("not a JSON object")
+                continue
+            key = _key_text(item.key) if known_key else _key_text(key_of(doc))
         if key is None:
             outcome.skip(f"no usable key at {collection.primary_key_path}")
             continue
-        at = (parse_time(time_of(item.data)) if time_of else None) or as_utc(item.event_at) or received_at
+        at = (parse_time(time_of(doc)) if time_of else None) or as_utc(item.event_at) or received_at
         if not_before is not None and at < not_before:
             outcome.skip("older than max_age_days")
             continue
-        event_type = item.event_type or (type_of(item.data) if type_of else None)
+        event_type = item.event_type or (type_of(doc) if type_of else None)
         previous = latest.get(key)
         if previous is not None:
             if at < previous[0]:
@@ -204,7 +220,8 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             outcome.updated += 1
         writes.append((
             "rec_" + os.urandom(16).hex(), collection.org_id, collection.env_id, collection.id, key,
-            dumps(item.data), str(event_type)[:200] if event_type is not None else None,
+            item.raw if item.raw is not None else dumps(item.data),
+            str(event_type)[:200] if event_type is not None else None,
             item.source_event_id, at, now, now, seen_run_id,
         ))
 

@@ -128,6 +128,12 @@ class PostgreSQL(SourceType):
             else:
                 yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx.batch_size)
 
+    def _select(self, relation, pk, cursor_col):
+        """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
+        cursor = sql.Identifier(cursor_col) if cursor_col else sql.SQL("NULL")
+        return sql.SQL("SELECT t.{pk} AS k, t.{c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
+            pk=sql.Identifier(pk), c=cursor, rel=relation)
+
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
         """Keyset pagination on the primary key: each batch resumes after the last key.
         It also finds the high-water mark (largest cursor, and the last key holding it)
@@ -135,28 +141,26 @@ class PostgreSQL(SourceType):
         total = pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
         after = checkpoint.get("after")
         high, high_pk = checkpoint.get("max_cursor"), checkpoint.get("max_cursor_pk")
-        order = sql.SQL(" ORDER BY {} LIMIT %s").format(sql.Identifier(pk))
+        select = self._select(relation, pk, cursor_col)
+        key_path = f"$.{pk}"
+        order = sql.SQL(" ORDER BY t.{} LIMIT %s").format(sql.Identifier(pk))
         while True:
             if after is None:
-                rows = pg.execute(sql.SQL("SELECT * FROM {}").format(relation) + order, [size]).fetchall()
+                rows = pg.execute(select + order, [size]).fetchall()
             else:
-                query = sql.SQL("SELECT * FROM {} WHERE {} > %s").format(relation, sql.Identifier(pk)) + order
-                rows = pg.execute(query, [after, size]).fetchall()
+                where = sql.SQL(" WHERE t.{} > %s").format(sql.Identifier(pk))
+                rows = pg.execute(select + where + order, [after, size]).fetchall()
             if not rows:
                 break
             items = []
             for row in rows:
-                data = json_safe(row)
-                if cursor_col:
-                    at = data.get(cursor_col)
-                    # JSON forms compare correctly: numbers as numbers, one column's ISO
-                    # timestamps (same zone) as strings; keys arrive ascending.
-                    if at is not None and (high is None or at >= high):
-                        high, high_pk = at, data.get(pk)
-                    items.append(Incoming(data, parse_time(row.get(cursor_col))))
-                else:
-                    items.append(Incoming(data))
-            after = json_safe(rows[-1][pk])
+                at = row["c"]
+                if at is not None and (high is None or _after(at, high)):
+                    high, high_pk = at, row["k"]
+                items.append(Incoming(None, parse_time(at) if at is not None else None, raw=row["j"], key=row["k"],
+                                      key_path=key_path))
+            after = json_safe(rows[-1]["k"])
+            high, high_pk = json_safe(high), json_safe(high_pk)
             yield Batch(items, {"after": after, "max_cursor": high, "max_cursor_pk": high_pk}, total=total)
             if len(rows) < size:
                 break
@@ -167,26 +171,34 @@ class PostgreSQL(SourceType):
     def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size):
         """Rows whose cursor moved past the stored position, in (cursor, key) order."""
         position = checkpoint.get("position") or [state["cursor"], state.get("pk")]
-        order = sql.SQL(" ORDER BY {}, {} LIMIT %s").format(sql.Identifier(cursor_col), sql.Identifier(pk))
+        select = self._select(relation, pk, cursor_col)
+        order = sql.SQL(" ORDER BY t.{}, t.{} LIMIT %s").format(sql.Identifier(cursor_col), sql.Identifier(pk))
         while True:
             cursor_value, last_pk = position
             if last_pk is None:
-                where = sql.SQL("{} >= %s").format(sql.Identifier(cursor_col))
+                where = sql.SQL(" WHERE t.{} >= %s").format(sql.Identifier(cursor_col))
                 params = [cursor_value]
             else:
-                where = sql.SQL("({c} > %s OR ({c} = %s AND {k} > %s))").format(
+                where = sql.SQL(" WHERE (t.{c} > %s OR (t.{c} = %s AND t.{k} > %s))").format(
                     c=sql.Identifier(cursor_col), k=sql.Identifier(pk))
                 params = [cursor_value, cursor_value, last_pk]
-            query = sql.SQL("SELECT * FROM {} WHERE ").format(relation) + where + order
-            rows = pg.execute(query, [*params, size]).fetchall()
+            rows = pg.execute(select + where + order, [*params, size]).fetchall()
             if not rows:
                 break
-            items = [Incoming(json_safe(row), parse_time(row.get(cursor_col))) for row in rows]
-            position = [json_safe(rows[-1][cursor_col]), json_safe(rows[-1][pk])]
+            items = [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=f"$.{pk}")
+                     for row in rows]
+            position = [json_safe(rows[-1]["c"]), json_safe(rows[-1]["k"])]
             yield Batch(items, {"position": position}, state={"cursor": position[0], "pk": position[1]})
             if len(rows) < size:
                 break
         yield Batch([], {"position": position, "done": True}, state={"cursor": position[0], "pk": position[1]})
+
+
+def _after(value, high) -> bool:
+    """value > high, where high may be the JSON form kept in a checkpoint (ISO text)."""
+    if isinstance(high, str) and not isinstance(value, str):
+        value = json_safe(value)
+    return value >= high
 
 
 def split_stream(stream: str, default_schema: str) -> tuple[str, str]:

@@ -167,7 +167,9 @@ def _execute(run: SyncRun, token: str) -> None:
             continue
         if not checkpoint:
             # A backfill into an empty collection reads every key once, in ascending order.
-            checkpoint = {"started_empty": full and kind.ordered_keys and not collection.record_count}
+            key_column = f"$.{conn.config.get('primary_key') or 'id'}"
+            checkpoint = {"started_empty": bool(full and kind.ordered_keys and not collection.record_count
+                                                and collection.primary_key_path == key_column)}
         if not checkpoint.get("done"):
             batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
             for batch in read_ahead(current_app._get_current_object(), batches):
