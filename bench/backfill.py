@@ -117,13 +117,12 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
 def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
     """Same driver, same rows, the same statement into the same table, no framework: the
     same work the app does for each row (all its columns), and nothing else."""
-    import os as _os
     from datetime import datetime, timezone
 
     import psycopg
     from psycopg.rows import dict_row
 
-    from hookstream_ui.services.upsert import UPSERT_SQL
+    from hookstream_ui.services.upsert import UPSERT_SQL, new_record_id, pg_bulk_upsert
 
     started = time.perf_counter()
     src = psycopg.connect(host=source_dsn["host"], port=source_dsn["port"], dbname=source_dsn["database"],
@@ -147,15 +146,15 @@ def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
         now = datetime.now(timezone.utc)
         if sqlite:
             stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-            params = [("rec_" + _os.urandom(16).hex(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
+            params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
                        r["c"].astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
                        stamp, stamp, None) for r in batch]
             target.executemany(sql, params)
         else:
-            params = [("rec_" + _os.urandom(16).hex(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
+            params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
                        r["c"], now, now, None) for r in batch]
             with target.cursor() as cur:
-                cur.executemany(sql, params)
+                pg_bulk_upsert(cur, params)  # the app's own best statement shape
         target.commit()
         after = batch[-1]["id"]
         done += len(batch)

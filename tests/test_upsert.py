@@ -81,3 +81,17 @@ def test_receipt_time_when_no_timestamp(collection):
     ("2026-01-01T01:00:00+01:00", T0), ("garbage", None), (None, None), (True, None)])
 def test_parse_time(value, expected):
     assert parse_time(value) == expected
+
+
+def test_max_age_days_cutoff(collection):
+    from hookstream_ui.services.upsert import remove_older_than
+
+    cutoff = T0
+    out = apply(collection, [ev(1, T0 - timedelta(days=1)), ev(2, T0 + timedelta(days=1))], not_before=cutoff)
+    db.session.commit()
+    assert out.inserted == 1 and out.reasons == {"older than max_age_days": 1}
+    apply(collection, [ev(3, T0 + timedelta(hours=1))])
+    db.session.commit()
+    assert remove_older_than(collection, T0 + timedelta(hours=2)) == 1  # key 3 aged out
+    db.session.commit()
+    assert set(stored(collection)) == {"2"} and db.session.get(Collection, collection.id).record_count == 1
