@@ -123,7 +123,8 @@ def test_pages_fit_a_phone(browser, live_server, app):
     page.fill("#f-email", "phone@example.com")
     page.fill("#f-password", PASSWORD)
     page.click("button[type=submit]")
-    for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account"):
+    for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account", "/sources",
+                 "/sources/catalog", "/sources/new/postgresql", "/sources/new/rest_api", "/sources/new/webhook"):
         page.goto(live_server + path)
         assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)
@@ -232,6 +233,10 @@ def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, 
     page.wait_for_timeout(4500)
     assert len(polls) == settled, "polling continued after the run finished"
     page.screenshot(path=str(ARTIFACTS / "run-completed-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page), "the run page scrolls sideways at 390 px"
+    page.screenshot(path=str(ARTIFACTS / "run-completed-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.goto(f"{live_server}/collections/big-rows")
     expect(page.locator("[data-record-count]")).to_have_text("10,000")
