@@ -67,10 +67,13 @@ class MakeRun:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
     def workers(self) -> list[psutil.Process]:
+        """The runner's own `flask worker` children (RQ forks helpers with the same command line)."""
         found = []
         for p in self.descendants():
             try:
-                if "worker" in p.cmdline() and "flask" in " ".join(p.cmdline()):
+                parent = p.parent()
+                if ("worker" in p.cmdline() and "flask" in " ".join(p.cmdline()) and parent is not None
+                        and "hookstream_ui.runner" in " ".join(parent.cmdline())):
                     found.append(p)
             except psutil.NoSuchProcess:
                 pass
