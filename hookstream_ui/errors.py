@@ -44,3 +44,13 @@ class ValidationFailed(Exception):
                 msg = err["msg"][0].lower() + err["msg"][1:]
             errors[field] = msg
         return cls(errors)
+
+
+def validated(model, payload):
+    """`payload` checked against the pydantic `model`, or ValidationFailed naming each field."""
+    if not isinstance(payload, dict):
+        raise ValidationFailed({"body": "must be a JSON object"})
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed.from_pydantic(exc) from None

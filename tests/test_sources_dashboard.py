@@ -116,3 +116,28 @@ def test_other_tenants_source_pages_are_404(app, signed_in):
                  f"/collections/_streams?source_id={sid}"):
         assert stranger.get(path).status_code == 404, path
     assert stranger.post(f"/sources/{sid}/test", data={"csrf_token": stoken}).status_code == 404
+
+
+def test_run_now_from_a_collection_and_its_live_partials(signed_in):
+    from hookstream_ui.models import SyncRun
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "stripe", **{"credentials.secret_key": "sk_test_x",
+                                              "credentials.api_base": "https://api.stripe.com"})
+    client.post("/collections/new", data={"csrf_token": token, "name": "Customers", "slug": "customers",
+                                          "primary_key_path": "id", "source_id": sid, "stream": "customer"})
+    r = client.post("/collections/customers/run", data={"csrf_token": token})
+    run = db.session.scalar(select(SyncRun))
+    assert r.status_code == 302 and r.location.endswith(f"/runs/{run.id}")
+    assert (run.status, run.trigger, run.mode) == ("pending", "manual", "full")
+    live = client.get("/collections/customers/_live", headers={"HX-Request": "true"})
+    assert live.status_code == 200 and 'hx-trigger="every 2s"' in live.get_data(as_text=True)
+    status = client.get(f"/runs/{run.id}/_status", headers={"HX-Request": "true"})
+    assert status.status_code == 200 and 'hx-trigger="every 2s"' in status.get_data(as_text=True)
+    r = client.post("/collections/customers/run", data={"csrf_token": token})  # one active run per source
+    assert "A sync is running" in client.get(r.location).get_data(as_text=True)
+    client.post(f"/runs/{run.id}/cancel", data={"csrf_token": token})
+    final = client.get(f"/runs/{run.id}/_status", headers={"HX-Request": "true"})
+    assert final.status_code == 286 and "hx-trigger" not in final.get_data(as_text=True)
+    live = client.get("/collections/customers/_live", headers={"HX-Request": "true"})
+    assert live.status_code == 286 and "hx-trigger" not in live.get_data(as_text=True)

@@ -6,12 +6,12 @@ import secrets
 import string
 
 from flask import abort
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed
+from ..errors import ValidationFailed, validated
 from ..models import Collection, SourceConnection, db
 from . import jsonpaths
 from .accounts import slugify
@@ -105,13 +105,6 @@ class CollectionUpdate(_CollectionFields):
         return value
 
 
-def _validated(model: type[BaseModel], payload) -> BaseModel:
-    if not isinstance(payload, dict):
-        raise ValidationFailed({"body": "must be a JSON object"})
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise ValidationFailed.from_pydantic(exc) from None
 
 
 def generated_slug(name: str) -> str:
@@ -155,7 +148,7 @@ def _commit_or_conflict(slug: str) -> None:
 
 
 def create_collection(principal: Principal, payload) -> Collection:
-    data: CollectionCreate = _validated(CollectionCreate, payload)
+    data: CollectionCreate = validated(CollectionCreate, payload)
     source = _source_in_env(principal, data.source_id) if data.source_id else None
     slug = data.slug or generated_slug(data.name)
     if slug_taken(principal, slug):
@@ -173,7 +166,7 @@ def create_collection(principal: Principal, payload) -> Collection:
 
 
 def update_collection(principal: Principal, collection: Collection, payload) -> Collection:
-    data: CollectionUpdate = _validated(CollectionUpdate, payload)
+    data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
     if "slug" in given and data.slug is None:
         raise ValidationFailed({"slug": "cannot be empty"})

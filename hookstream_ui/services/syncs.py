@@ -3,11 +3,11 @@ collections it feeds, its schedule, rate limit and health. One row, two views, s
 Sources API and the Syncs API cannot disagree."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed
+from ..errors import ValidationFailed, validated
 from ..models import Collection, SourceConnection, db, utcnow
 from ..sources import REGISTRY, source_type
 from . import collections as collection_svc
@@ -91,13 +91,6 @@ class SyncUpdate(_SyncFields):
         return value
 
 
-def _validated(model, payload):
-    if not isinstance(payload, dict):
-        raise ValidationFailed({"body": "must be a JSON object"})
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        raise ValidationFailed.from_pydantic(exc) from None
 
 
 def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict]:
@@ -153,7 +146,7 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
 
 
 def create_sync(principal: Principal, payload) -> SourceConnection:
-    data: SyncCreate = _validated(SyncCreate, payload)
+    data: SyncCreate = validated(SyncCreate, payload)
     kind = source_type(data.provider)
     if kind is None or not kind.pull:
         pulls = sorted(k for k, t in REGISTRY.items() if t.pull)
@@ -185,7 +178,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
 
 
 def update_sync(principal: Principal, source: SourceConnection, payload) -> SourceConnection:
-    data: SyncUpdate = _validated(SyncUpdate, payload)
+    data: SyncUpdate = validated(SyncUpdate, payload)
     given = data.model_fields_set
     if "credential" in given and data.credential is not None:
         credentials, meta = _credentials_from(source.short_name, data.credential)
