@@ -14,7 +14,8 @@ SEED_FIELDS = {
     "backfill_status", "backfill_progress", "backfill_total", "backfill_cursor",
     "backfill_started_at", "backfill_completed_at", "backfill_error", "source_name",
 }
-EXTRA_FIELDS = {"readable_id", "stream", "timestamp_path", "created_by_email", "modified_by_email"}
+EXTRA_FIELDS = {"readable_id", "stream", "timestamp_path", "created_by_email", "modified_by_email",
+                "delete_event_types"}
 
 
 @pytest.fixture
@@ -284,3 +285,15 @@ def test_session_caller_is_recorded_as_creator_and_modifier(client, ctx):
     assert r.status_code == 201
     assert r.json["collection"]["created_by_email"] == "ann@example.com"
     assert r.json["collection"]["modified_by_email"] == "ann@example.com"
+
+
+def test_delete_event_types(client, tenant):
+    h = auth(tenant["key"])
+    r = post(client, tenant["key"], {"name": "Users", "slug": "users", "primary_key_path": "$.id",
+                                     "delete_event_types": ["user.archived", " purged "]})
+    assert r.status_code == 201 and r.json["collection"]["delete_event_types"] == ["user.archived", "purged"]
+    for bad in (["ok", ""], [5], ["x" * 201], {"a": 1}):
+        r = client.patch("/v1/collections/users", json={"delete_event_types": bad}, headers=h)
+        assert r.status_code == 400 and "delete_event_types" in r.json["errors"], bad
+    r = client.patch("/v1/collections/users", json={"delete_event_types": []}, headers=h)
+    assert r.json["collection"]["delete_event_types"] == []

@@ -95,3 +95,14 @@ def test_max_age_days_cutoff(collection):
     assert remove_older_than(collection, T0 + timedelta(hours=2)) == 1  # key 3 aged out
     db.session.commit()
     assert set(stored(collection)) == {"2"} and db.session.get(Collection, collection.id).record_count == 1
+
+
+def test_the_collections_own_deletion_types(collection):
+    apply(collection, [ev(1, T0), ev(2, T0)])
+    db.session.commit()
+    assert apply(collection, [ev(1, T0 + timedelta(seconds=1), type="user.archived")]).deleted == 0
+    db.session.commit()
+    collection.delete_event_types = ["user.archived"]
+    out = apply(collection, [ev(2, T0 + timedelta(seconds=1), type="user.archived")])
+    db.session.commit()
+    assert out.deleted == 1 and set(stored(collection)) == {"1"}

@@ -42,6 +42,7 @@ class Collection(Strict):
     primary_key_path: str
     timestamp_path: str | None
     event_type_field: str | None
+    delete_event_types: list[str]
     description: str | None
     status: Literal["NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR"]
     record_count: int

@@ -11,6 +11,7 @@ def collection_json(c: Collection) -> dict:
         "source_id": c.source_id, "source_name": c.source.name if c.source else None,
         "stream": c.stream, "primary_key_path": c.primary_key_path,
         "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
+        "delete_event_types": list(c.delete_event_types or []),
         "description": c.description, "status": c.status, "record_count": c.record_count or 0,
         "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,

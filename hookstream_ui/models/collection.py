@@ -27,6 +27,8 @@ class Collection(EnvScoped, Timestamps, db.Model):
     primary_key_path: Mapped[str] = mapped_column(String(500))
     timestamp_path: Mapped[str | None] = mapped_column(String(500))
     event_type_field: Mapped[str | None] = mapped_column(String(500))
+    # Event types that delete the record, besides the built-in ones (`*.deleted`, `delete`…).
+    delete_event_types: Mapped[list | None] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="NEEDS_SOURCE")
     record_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -39,6 +39,7 @@ class _CollectionFields(BaseModel):
     primary_key_path: str | None = None
     timestamp_path: str | None = None
     event_type_field: str | None = None
+    delete_event_types: list[str] | None = None
     description: str | None = None
 
     @model_validator(mode="before")
@@ -73,6 +74,17 @@ class _CollectionFields(BaseModel):
     @classmethod
     def _path(cls, value):
         return None if value is None else jsonpaths.normalise(value)
+
+    @field_validator("delete_event_types", mode="before")
+    @classmethod
+    def _delete_types(cls, value):
+        if isinstance(value, str):  # a form's comma-separated text
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            if len(value) > 50 or any(not isinstance(v, str) or not v.strip() or len(v) > 200 for v in value):
+                raise ValueError("must be at most 50 event type names of 1 to 200 characters")
+            return [v.strip() for v in value] or None
+        return value
 
     @field_validator("description")
     @classmethod
@@ -157,7 +169,7 @@ def create_collection(principal: Principal, payload) -> Collection:
         org_id=principal.org.id, env_id=principal.env.id, name=data.name, slug=slug,
         source=source, stream=data.stream, primary_key_path=data.primary_key_path,
         timestamp_path=data.timestamp_path, event_type_field=data.event_type_field,
-        description=data.description, status="ACTIVE" if source else "NEEDS_SOURCE",
+        delete_event_types=data.delete_event_types, description=data.description, status="ACTIVE" if source else "NEEDS_SOURCE",
         record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
     )
     db.session.add(collection)
@@ -175,7 +187,7 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
     if "source_id" in given:
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
     for field in ("name", "slug", "stream", "primary_key_path", "timestamp_path",
-                  "event_type_field", "description"):
+                  "event_type_field", "delete_event_types", "description"):
         if field in given:
             setattr(collection, field, getattr(data, field))
     if collection.source is None:

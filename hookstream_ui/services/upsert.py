@@ -94,11 +94,12 @@ def parse_time(value) -> datetime | None:
     return None
 
 
-def is_deletion(event_type) -> bool:
+def is_deletion(event_type, own: frozenset = frozenset()) -> bool:
+    """Built-in deletion types, plus the collection's own list (exact names)."""
     if not isinstance(event_type, str):
         return False
     lowered = event_type.lower()
-    return lowered in DELETION_TYPES or lowered.endswith((".deleted", ".removed"))
+    return lowered in DELETION_TYPES or lowered.endswith((".deleted", ".removed")) or event_type in own
 
 
 def _key_text(value) -> str | None:
@@ -228,12 +229,13 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             select(Record.record_key, Record.source_event_at)
             .where(Record.collection_id == collection.id, Record.record_key.in_(chunk))).all())
 
+    own_deletes = frozenset(collection.delete_event_types or ())
     writes, deletes, seen_only = [], [], []
     for key, (at, item, event_type) in latest.items():
         stored = existing.get(key, False)
         stored_at = as_utc(stored) if stored not in (False, None) else None
         newer_stored = stored_at is not None and at < stored_at
-        if is_deletion(event_type):
+        if is_deletion(event_type, own_deletes):
             if stored is False:
                 outcome.skip("delete of a key that is not stored")
             elif newer_stored:

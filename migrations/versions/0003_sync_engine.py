@@ -58,6 +58,7 @@ def upgrade():
 
     with op.batch_alter_table('collections', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sync_state', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('delete_event_types', sa.JSON(), nullable=True))
 
     with op.batch_alter_table('records', schema=None) as batch_op:
         batch_op.add_column(sa.Column('seen_run_id', sa.String(length=40), nullable=True))
@@ -107,6 +108,7 @@ def downgrade():
         batch_op.drop_column('seen_run_id')
 
     with op.batch_alter_table('collections', schema=None) as batch_op:
+        batch_op.drop_column('delete_event_types')
         batch_op.drop_column('sync_state')
 
     with op.batch_alter_table('sync_runs', schema=None) as batch_op:
