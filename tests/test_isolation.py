@@ -22,6 +22,8 @@ def two_tenants(app, ctx):
     client.post("/v1/collections", json={"name": "Alice users", "slug": "alice-users", "source_id": a_source.id,
                                          "primary_key_path": "$.id"}, headers={"X-API-Key": a_raw})
     from hookstream_ui.models import SyncRun, db
+    delivered = client.post(f"/v1/ingest/{a_source.id}", json={"id": "alice-1", "name": "Alice"})
+    assert delivered.status_code == 200, delivered.json
     a_pull = client.post("/api/v1/source-connections", headers={"X-API-Key": a_raw}, json={
         "sourceShortName": "stripe", "name": "Alice Stripe", "credentials": {"secret_key": "sk_test_alice"}}
     ).json["sourceConnection"]["id"]
@@ -33,7 +35,7 @@ def two_tenants(app, ctx):
     b_env = production(org_of(bob))
     return {
         "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id, "run_id": a_run.id,
-                  "sync_id": a_pull},
+                  "sync_id": a_pull, "event_id": delivered.json["event_id"], "key": "alice-1"},
         "a_raw": a_raw,
         "b_raw": make_key(b_env),
         "a_staging_raw": make_key(add_env(org_of(alice), "staging")),

@@ -333,3 +333,69 @@ class SyncList(Strict):
     syncs: list[Sync]
     cursor: str | None
     has_more: bool
+
+
+# --- Ingest, events, records (issue 5) ---------------------------------------------------
+
+class IngestAccepted(Strict):
+    event_id: str
+    source_id: str
+    duplicate: bool | None = None
+    original_event_id: str | None = None
+
+
+class EventSummary(Strict):
+    id: str
+    source_id: str
+    method: str
+    status: Literal["applied", "not_json", "duplicate", "rejected", "failed"]
+    verification: Literal["verified", "skipped", "failed"]
+    verification_error: str | None
+    duplicate: bool
+    duplicate_of: str | None
+    dedup_key: str | None
+    content_type: str | None
+    size: int
+    source_ip: str | None
+    received_at: str
+    error: str | None
+    outcomes: dict
+
+
+class EventDetail(EventSummary):
+    headers: dict
+    query: dict
+    body: str | None
+    body_encoding: str
+
+
+class EventList(Strict):
+    events: list[EventSummary]
+    cursor: str | None
+    has_more: bool
+
+
+class EventEnvelope(Strict):
+    event: EventDetail
+
+
+class RecordOut(Strict):
+    id: str
+    collection_id: str
+    record_key: str
+    data: dict
+    event_type: str | None
+    source_event_id: str | None
+    source_event_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class RecordList(Strict):
+    records: list[RecordOut]
+    has_more: bool
+    next_cursor: str | None
+
+
+class RecordEnvelope(Strict):
+    record: RecordOut

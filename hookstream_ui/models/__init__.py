@@ -2,6 +2,7 @@
 from .api_key import ApiKey
 from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
+from .event import Event
 from .record import Record
 from .source import SourceConnection
 from .sync_run import ACTIVE_STATUSES, FINAL_STATUSES, SyncRun
@@ -10,7 +11,7 @@ from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
-    "ApiKey", "CHUNK_SIZE", "Collection", "Environment", "Membership", "Org", "Record",
+    "ApiKey", "CHUNK_SIZE", "Collection", "Environment", "Event", "Membership", "Org", "Record",
     "SourceConnection", "SourceFile", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

@@ -48,17 +48,15 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
 
 
-def paginate(query: Select, model, cursor: str | None, limit) -> Page:
+def paginate(query: Select, model, cursor: str | None, limit, by: str = "created_at") -> Page:
+    """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair."""
     limit = parse_limit(limit)
+    column = getattr(model, by)
     if cursor:
         stamp, ident = _decode(cursor)
-        query = query.where(
-            or_(model.created_at < stamp, and_(model.created_at == stamp, model.id < ident))
-        )
-    rows = db.session.scalars(
-        query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
-    ).all()
+        query = query.where(or_(column < stamp, and_(column == stamp, model.id < ident)))
+    rows = db.session.scalars(query.order_by(column.desc(), model.id.desc()).limit(limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _encode(rows[-1].created_at, rows[-1].id) if has_more else None
+    next_cursor = _encode(getattr(rows[-1], by), rows[-1].id) if has_more else None
     return Page(rows, next_cursor, has_more)

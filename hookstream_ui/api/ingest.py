@@ -1,0 +1,116 @@
+"""ANY /v1/ingest/<source_id> (no API key), /v1/events, and a collection's records."""
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from ..errors import ValidationFailed
+from ..models import isoformat
+from ..services import collections as collection_svc
+from ..services import ingest as svc
+from ..services import records as record_svc
+from ..services.signatures import SignatureError
+from . import schemas, v1
+from .openapi import endpoint
+
+INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+
+
+def _ingest(source_id):
+    source = svc.webhook_source_or_404(source_id)
+    if not svc.ip_allowed(source, request.remote_addr):
+        from flask import abort
+        abort(403, description="This address may not send to this source")
+    body = request.get_data(cache=False)  # over MAX_BODY_BYTES: 413 before anything is stored
+    try:
+        event, duplicate = svc.receive(
+            source, method=request.method, headers=dict(request.headers), query=request.args.to_dict(flat=True),
+            body=body, content_type=request.content_type, source_ip=request.remote_addr)
+    except SignatureError as exc:
+        raise ValidationFailed({"signature": str(exc)}, status=401, code="invalid_signature",
+                               message=f"Signature verification failed: {exc}") from None
+    answer = {"event_id": event.id, "source_id": source.id}
+    if duplicate:
+        answer.update(duplicate=True, original_event_id=event.duplicate_of)
+    return jsonify(answer), 200
+
+
+for _method in INGEST_METHODS:
+    def _view(principal=None, source_id=None):  # noqa: ARG001 (public: no principal)
+        return _ingest(source_id)
+
+    _view.__name__ = f"ingest_{_method.lower()}"
+    endpoint(v1, "/ingest/<source_id>", _method, summary="Receive a webhook delivery (no API key)", tag="ingest",
+             responses={200: schemas.IngestAccepted, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error,
+                        413: schemas.Error}, public=True)(_view)
+
+
+def event_json(e, full: bool = False) -> dict:
+    data = {
+        "id": e.id, "source_id": e.source_id, "method": e.method, "status": e.status,
+        "verification": e.verification, "verification_error": e.verification_error, "duplicate": e.duplicate,
+        "duplicate_of": e.duplicate_of, "dedup_key": e.dedup_key, "content_type": e.content_type, "size": e.size,
+        "source_ip": e.source_ip, "received_at": isoformat(e.received_at), "error": e.error,
+        "outcomes": dict(e.outcomes or {}),
+    }
+    if full:
+        data.update(headers=dict(e.headers or {}), query=dict(e.query or {}), body=e.body,
+                    body_encoding=e.body_encoding)
+    return data
+
+
+@endpoint(v1, "/events", "GET", summary="Stored webhook events", tag="events", responses={200: schemas.EventList},
+          query={k: {"type": "string"} for k in ("source_id", "status", "verification", "duplicate", "since",
+                                                  "until", "search", "cursor", "limit")})
+def list_events(principal):
+    a = request.args
+    duplicate = a.get("duplicate")
+    if duplicate not in (None, "true", "false"):
+        raise ValidationFailed({"duplicate": "must be true or false"})
+    page = record_svc.list_events(
+        principal, source_id=a.get("source_id"), status=a.get("status"), verification=a.get("verification"),
+        duplicate=None if duplicate is None else duplicate == "true", since=a.get("since"), until=a.get("until"),
+        search=a.get("search"), cursor=a.get("cursor"), limit=a.get("limit"))
+    return jsonify(events=[event_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more)
+
+
+@endpoint(v1, "/events/<event_id>", "GET", summary="One event as received, with its outcomes", tag="events",
+          responses={200: schemas.EventEnvelope, 404: schemas.Error})
+def get_event(principal, event_id):
+    return jsonify(event=event_json(record_svc.get_event_or_404(principal, event_id), full=True))
+
+
+def record_json(r) -> dict:
+    return {"id": r.id, "collection_id": r.collection_id, "record_key": r.record_key, "data": r.data,
+            "event_type": r.event_type, "source_event_id": r.source_event_id,
+            "source_event_at": isoformat(r.source_event_at), "created_at": isoformat(r.created_at),
+            "updated_at": isoformat(r.updated_at)}
+
+
+@endpoint(v1, "/collections/<ident>/records", "GET", summary="Records of a collection", tag="records",
+          responses={200: schemas.RecordList, 404: schemas.Error},
+          query={"search": {"type": "string"}, "event_type": {"type": "string"}, "cursor": {"type": "string"},
+                 "limit": {"type": "integer"}, "filter[<path>]": {"type": "string"}})
+def list_records(principal, ident):
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
+    page = record_svc.list_records(collection, search=request.args.get("search"),
+                                   event_type=request.args.get("event_type"), filters=filters,
+                                   cursor=request.args.get("cursor"), limit=request.args.get("limit"))
+    return jsonify(records=[record_json(r) for r in page.items], has_more=page.has_more, next_cursor=page.cursor)
+
+
+@endpoint(v1, "/collections/<ident>/records/<key>", "GET", summary="One record by key", tag="records",
+          responses={200: schemas.RecordEnvelope, 404: schemas.Error})
+def get_record(principal, ident, key):
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    return jsonify(record=record_json(record_svc.get_record_or_404(collection, key)))
+
+
+@endpoint(v1, "/collections/<ident>/records/<key>", "DELETE", summary="Delete one record", tag="records",
+          responses={200: schemas.Deleted, 404: schemas.Error})
+def delete_record(principal, ident, key):
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    record = record_svc.get_record_or_404(collection, key)
+    record_id = record.id
+    record_svc.delete_record(collection, record)
+    return jsonify(id=record_id, deleted=True)

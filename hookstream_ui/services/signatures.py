@@ -1,0 +1,93 @@
+"""Webhook signature schemes. Every comparison is constant-time (hmac.compare_digest)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+TOLERANCE_SECONDS = 300
+
+
+class SignatureError(Exception):
+    """Why a delivery's signature does not verify; safe to show (it never quotes the secret)."""
+
+
+def _hex_hmac(secret: str, payload: bytes, digest) -> str:
+    return hmac.new(secret.encode(), payload, digest).hexdigest()
+
+
+def _check_time(timestamp: str, now: float) -> None:
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        raise SignatureError("signature timestamp is missing or not a number") from None
+    if abs(now - ts) > TOLERANCE_SECONDS:
+        raise SignatureError("signature timestamp is outside the 5-minute tolerance")
+
+
+def verify_hmac(secret: str, body: bytes, headers, header: str, digest, prefix: str) -> None:
+    given = headers.get(header)
+    if not given:
+        raise SignatureError(f"missing {header} header")
+    given = given.strip()
+    if given.lower().startswith(prefix + "="):
+        given = given[len(prefix) + 1:]
+    if not hmac.compare_digest(given.lower(), _hex_hmac(secret, body, digest)):
+        raise SignatureError(f"{header} does not match the body")
+
+
+def verify_stripe(secret: str, body: bytes, headers, now: float) -> None:
+    header = headers.get("Stripe-Signature")
+    if not header:
+        raise SignatureError("missing Stripe-Signature header")
+    parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    timestamp = next((v for k, v in parts if k.strip() == "t"), None)
+    signatures = [v.strip() for k, v in parts if k.strip() == "v1"]
+    if timestamp is None or not signatures:
+        raise SignatureError("Stripe-Signature has no t= or v1= part")
+    expected = _hex_hmac(secret, f"{timestamp}.".encode() + body, hashlib.sha256)
+    if not any(hmac.compare_digest(sig, expected) for sig in signatures):
+        raise SignatureError("Stripe-Signature does not match the body")
+    _check_time(timestamp, now)
+
+
+def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
+    """Standard Webhooks: HMAC-SHA256 of `id.timestamp.body`, base64, `v1,<sig>` (space-separated)."""
+    msg_id, timestamp, header = (headers.get("webhook-id"), headers.get("webhook-timestamp"),
+                                 headers.get("webhook-signature"))
+    if not (msg_id and timestamp and header):
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    try:
+        key_bytes = base64.b64decode(key)
+    except (ValueError, TypeError):
+        key_bytes = secret.encode()
+    expected = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{timestamp}.".encode() + body,
+                                         hashlib.sha256).digest()).decode()
+    candidates = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
+    if not any(hmac.compare_digest(c, expected) for c in candidates):
+        raise SignatureError("webhook-signature does not match the body")
+    _check_time(timestamp, now)
+
+
+def verify(credentials: dict, body: bytes, headers, now: float | None = None) -> str:
+    """'skipped' when verification is off, 'verified' when it passes; else SignatureError."""
+    kind = credentials.get("verification_type") or "none"
+    now = time.time() if now is None else now
+    secret = credentials.get("signing_secret") or ""
+    if kind == "none":
+        return "skipped"
+    if kind == "hmac_sha256":
+        verify_hmac(secret, body, headers, credentials.get("signature_header") or "X-Signature", hashlib.sha256, "sha256")
+    elif kind == "hmac_sha1":
+        verify_hmac(secret, body, headers, credentials.get("signature_header") or "X-Signature", hashlib.sha1, "sha1")
+    elif kind == "github":
+        verify_hmac(secret, body, headers, "X-Hub-Signature-256", hashlib.sha256, "sha256")
+    elif kind == "stripe":
+        verify_stripe(secret, body, headers, now)
+    elif kind == "standard_webhooks":
+        verify_standard(secret, body, headers, now)
+    else:
+        raise SignatureError(f"unknown verification type {kind!r}")
+    return "verified"
