@@ -13,10 +13,11 @@ import json
 import logging
 
 from flask import abort
+from werkzeug.datastructures import Headers
 from sqlalchemy import select
 
 from ..extensions import get_redis
-from ..models import Collection, Event, SourceConnection, db, utcnow
+from ..models import Collection, Event, SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
 from . import jsonpaths, upsert
 from .signatures import SignatureError, verify
@@ -73,9 +74,10 @@ def _stored_body(body: bytes) -> tuple[str, str]:
 def receive(source: SourceConnection, *, method: str, headers, query: dict, body: bytes,
             content_type: str | None, source_ip: str | None) -> tuple[Event, bool]:
     """Store and apply one delivery. Returns (event, duplicate). Raises SignatureError."""
+    headers = Headers(headers)  # HTTP header names are case-insensitive
     received_at = utcnow()
     text, encoding = _stored_body(body)
-    event = Event(org_id=source.org_id, env_id=source.env_id, source_id=source.id, method=method,
+    event = Event(id=new_id("evt"), org_id=source.org_id, env_id=source.env_id, source_id=source.id, method=method,
                   headers={k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
                   query=query, body=text, body_encoding=encoding, content_type=content_type, size=len(body),
                   source_ip=source_ip, received_at=received_at, outcomes={})
@@ -108,10 +110,10 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
         db.session.add(event)
         db.session.commit()
         return event, False
+    event.status = "applied"  # the row may be flushed while the upserts run
     db.session.add(event)
     try:
         event.outcomes = apply_to_collections(source, event, document, received_at)
-        event.status = "applied"
         db.session.commit()
     except Exception as exc:  # store the event anyway; a backfill can replay it
         db.session.rollback()

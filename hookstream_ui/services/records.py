@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from flask import abort
-from sqlalchemy import String, cast, delete, func, or_, select, update
+from sqlalchemy import String, Text, cast, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
@@ -26,7 +27,7 @@ def _segments(path: str, field: str) -> list[str]:
 def json_text(segments: list[str]):
     """The value at a path inside records.data, as text, on either database."""
     if db.engine.dialect.name == "postgresql":
-        return Record.data.op("#>>")("{" + ",".join(segments) + "}")
+        return Record.data.op("#>>")(cast(segments, ARRAY(Text)))
     return cast(func.json_extract(Record.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 

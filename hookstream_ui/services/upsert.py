@@ -248,10 +248,6 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)
             continue
-        if stored is False:
-            outcome.inserted += 1
-        else:
-            outcome.updated += 1
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key,
             item.raw if item.raw is not None else dumps(item.data),
@@ -261,6 +257,10 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     if writes:
         _write(writes)
+        if keys_are_new:
+            outcome.inserted += len(writes)
+        else:
+            _count_writes(collection, writes, now, outcome)
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
         db.session.execute(
@@ -275,6 +275,27 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
                 .values(seen_run_id=seen_run_id).execution_options(synchronize_session=False))
     _adjust_count(collection, outcome.inserted - outcome.deleted)
     return outcome
+
+
+def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome) -> None:
+    """What the upsert really did, read back in the same transaction. Rows it inserted carry
+    this batch's created_at, rows it updated its updated_at; a row the last-write-wins guard
+    kept (a concurrent writer stored something newer first) carries neither. Exact even when
+    concurrent deliveries race for one key, which a lookup before the write is not."""
+    keys = [w[4] for w in writes]
+    stamps = {}
+    for start in range(0, len(keys), KEY_CHUNK):
+        stamps.update({k: (c, u) for k, c, u in db.session.execute(
+            select(Record.record_key, Record.created_at, Record.updated_at)
+            .where(Record.collection_id == collection.id, Record.record_key.in_(keys[start:start + KEY_CHUNK])))})
+    for key in keys:
+        created, updated = (as_utc(t) if t else None for t in stamps.get(key, (None, None)))
+        if created == now:
+            outcome.inserted += 1
+        elif updated == now:
+            outcome.updated += 1
+        else:
+            outcome.skip("older than the stored version")
 
 
 def remove_unseen(collection: Collection, run_id: str) -> int:

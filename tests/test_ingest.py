@@ -1,0 +1,215 @@
+"""ANY /v1/ingest/<source_id>: verification, dedup, IP rules, limits, and instant apply."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, Event, Record, db
+from tests.helpers import make_key, make_user, org_of, production
+
+SECRET = "whsec_" + base64.b64encode(b"super-secret-signing-key").decode()
+
+
+@pytest.fixture
+def key(ctx):
+    return make_key(production(org_of(make_user("owner@example.com"))))
+
+
+def webhook(client, key, credentials=None, config=None, collection=None):
+    h = {"X-API-Key": key}
+    sid = client.post("/api/v1/source-connections", headers=h, json={
+        "sourceShortName": "webhook", "name": "Hook", "credentials": credentials or {"verification_type": "none"},
+        "config": config or {}}).json["sourceConnection"]["id"]
+    body = {"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.data.id",
+            "event_type_field": "$.type", **(collection or {})}
+    client.post("/v1/collections", headers=h, json=body)
+    return sid
+
+
+def records():
+    db.session.expire_all()
+    return {r.record_key: r.data for r in db.session.scalars(select(Record))}
+
+
+def sign_hmac(body: bytes, digest=hashlib.sha256) -> str:
+    return hmac.new(SECRET.encode(), body, digest).hexdigest()
+
+
+def stripe_header(body: bytes, ts: int | None = None, secret: str = SECRET) -> str:
+    ts = ts or int(time.time())
+    sig = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={sig}"
+
+
+def standard_headers(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict:
+    ts = ts or int(time.time())
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    sig = base64.b64encode(hmac.new(key, f"msg_1.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    return {"webhook-id": "msg_1", "webhook-timestamp": str(ts), "webhook-signature": f"v1,{sig}"}
+
+
+BODY = json.dumps({"type": "order.created", "data": {"id": "o1", "total": 5}}).encode()
+TAMPERED = BODY.replace(b"5", b"6")
+
+SCHEMES = {
+    "hmac_sha256": lambda body, **kw: {"X-Signature": "sha256=" + sign_hmac(body)},
+    "hmac_sha1": lambda body, **kw: {"X-Signature": sign_hmac(body, hashlib.sha1)},
+    "github": lambda body, **kw: {"X-Hub-Signature-256": "sha256=" + sign_hmac(body)},
+    "stripe": lambda body, ts=None, secret=SECRET: {"Stripe-Signature": stripe_header(body, ts, secret)},
+    "standard_webhooks": lambda body, ts=None, secret=SECRET: standard_headers(body, ts, secret),
+}
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_each_verification_scheme(client, key, scheme):
+    sid = webhook(client, key, {"verification_type": scheme, "signing_secret": SECRET})
+    url = f"/v1/ingest/{sid}"
+    ok = client.post(url, data=BODY, headers=SCHEMES[scheme](BODY), content_type="application/json")
+    assert ok.status_code == 200 and ok.json["source_id"] == sid and ok.json["event_id"].startswith("evt_")
+    assert records()["o1"]["data"]["total"] == 5
+
+    tampered = client.post(url, data=TAMPERED, headers=SCHEMES[scheme](BODY), content_type="application/json")
+    assert tampered.status_code == 401 and tampered.json["code"] == "invalid_signature"
+    wrong_secret = {"stripe": lambda: SCHEMES["stripe"](BODY, secret="whsec_d3Jvbmc="),
+                    "standard_webhooks": lambda: SCHEMES["standard_webhooks"](BODY, secret="whsec_d3Jvbmc=")}
+    headers = wrong_secret.get(scheme, lambda: {k: v[:-4] + "beef" for k, v in SCHEMES[scheme](BODY).items()})()
+    assert client.post(url, data=BODY, headers=headers, content_type="application/json").status_code == 401
+    assert client.post(url, data=BODY, content_type="application/json").status_code == 401  # unsigned
+    if scheme in ("stripe", "standard_webhooks"):
+        stale = SCHEMES[scheme](BODY, ts=int(time.time()) - 600)
+        r = client.post(url, data=BODY, headers=stale, content_type="application/json")
+        assert r.status_code == 401 and "tolerance" in r.json["error"]
+    assert records()["o1"]["data"]["total"] == 5  # nothing a bad delivery said was applied
+    rejected = db.session.scalars(select(Event).where(Event.status == "rejected")).all()
+    assert rejected and all(e.verification == "failed" for e in rejected)
+    assert SECRET not in json.dumps([e.verification_error for e in rejected])
+
+
+@pytest.mark.parametrize("config, headers_for", [
+    ({"dedup_key": "Idempotency-Key"}, lambda i: {"Idempotency-Key": "same"}),
+    ({}, lambda i: {"webhook-id": "msg_same"}),
+    ({"dedup_key": "$.data.id"}, lambda i: {}),
+    ({}, lambda i: {}),  # payload hash
+])
+def test_dedup_by_each_key_kind(client, key, config, headers_for):
+    sid = webhook(client, key, config={"dedup_window_seconds": 300, **config})
+    first = client.post(f"/v1/ingest/{sid}", data=BODY, headers=headers_for(0), content_type="application/json")
+    second = client.post(f"/v1/ingest/{sid}", data=BODY, headers=headers_for(1), content_type="application/json")
+    assert first.status_code == second.status_code == 200
+    assert second.json["duplicate"] is True and second.json["original_event_id"] == first.json["event_id"]
+    assert "duplicate" not in first.json
+    events = {e.id: e for e in db.session.scalars(select(Event))}
+    assert events[second.json["event_id"]].status == "duplicate" and events[first.json["event_id"]].status == "applied"
+    assert db.session.get(Collection, db.session.scalar(select(Collection.id))).record_count == 1
+
+
+def test_out_of_order_deletion_and_keyless(client, key):
+    sid = webhook(client, key, collection={"timestamp_path": "$.at"})
+    post = lambda body: client.post(f"/v1/ingest/{sid}", json=body)
+    post({"type": "order.updated", "at": 200, "data": {"id": "o1", "v": "new"}})
+    post({"type": "order.updated", "at": 100, "data": {"id": "o1", "v": "old"}})  # late and older
+    assert records()["o1"]["data"]["v"] == "new"
+    r = post({"type": "order.deleted", "at": 300, "data": {"id": "o1"}})
+    assert "o1" not in records()
+    keyless = post({"type": "ping"})
+    assert keyless.status_code == 200
+    e = db.session.get(Event, keyless.json["event_id"])
+    [outcome] = e.outcomes.values()
+    assert outcome == {"result": "skipped", "reason": "no usable key at $.data.id"}
+    assert db.session.get(Event, r.json["event_id"]).outcomes
+    assert db.session.scalar(select(Collection)).record_count == 0
+
+
+def test_non_json_is_stored_not_applied(client, key):
+    sid = webhook(client, key)
+    r = client.post(f"/v1/ingest/{sid}", data=b"\x00\xffnot json", content_type="application/octet-stream")
+    assert r.status_code == 200
+    event = db.session.get(Event, r.json["event_id"])
+    assert event.status == "not_json" and event.body_encoding == "base64" and records() == {}
+
+
+def test_body_over_the_limit_is_413(client, key, app, monkeypatch):
+    sid = webhook(client, key)
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", 1024)
+    r = client.post(f"/v1/ingest/{sid}", data=b"x" * 2048, content_type="application/json")
+    assert r.status_code == 413 and r.json["code"] == "payload_too_large"
+    assert db.session.scalar(select(Event)) is None
+
+
+def test_ip_allow_and_deny(client, key):
+    denied = webhook(client, key, config={"ip_denylist": "127.0.0.0/8"})
+    r = client.post(f"/v1/ingest/{denied}", json={"data": {"id": 1}})
+    assert r.status_code == 403 and r.json["code"] == "forbidden"
+    db.session.query(Collection).delete()
+    db.session.commit()
+    allowed_elsewhere = webhook(client, key, config={"ip_allowlist": "10.0.0.0/8, 2001:db8::/32"})
+    assert client.post(f"/v1/ingest/{allowed_elsewhere}", json={"data": {"id": 1}}).status_code == 403
+    db.session.query(Collection).delete()
+    db.session.commit()
+    allowed = webhook(client, key, config={"ip_allowlist": "127.0.0.1/32"})
+    assert client.post(f"/v1/ingest/{allowed}", json={"data": {"id": 1}}).status_code == 200
+
+
+def test_unknown_or_non_webhook_source_is_404(client, key):
+    assert client.post("/v1/ingest/sc_nope", json={}).status_code == 404
+    stripe = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}}).json
+    assert client.post(f"/v1/ingest/{stripe['sourceConnection']['id']}", json={}).status_code == 404
+
+
+def test_concurrent_deliveries_for_one_key_end_newest(app, client, key):
+    sid = webhook(client, key, collection={"timestamp_path": "$.at"})
+    bodies = [{"type": "order.updated", "at": 1000 + i, "data": {"id": "hot", "n": i}} for i in range(50)]
+
+    def send(body):
+        return app.test_client().post(f"/v1/ingest/{sid}", json=body).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(send, reversed(bodies))) == {200}
+    assert records()["hot"]["data"]["n"] == 49
+    assert db.session.scalar(select(Collection)).record_count == 1
+
+
+def test_events_and_records_api(client, key):
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    for i in range(30):
+        client.post(f"/v1/ingest/{sid}", json={"type": "order.created" if i % 2 else "order.paid",
+                                               "data": {"id": f"o{i:02d}", "status": "open" if i < 10 else "done",
+                                                        "email": f"user{i}@example.com"}})
+    events = client.get("/v1/events?limit=10", headers=h).json
+    assert len(events["events"]) == 10 and events["has_more"] is True
+    detail = client.get(f"/v1/events/{events['events'][0]['id']}", headers=h).json["event"]
+    assert detail["method"] == "POST" and json.loads(detail["body"])["data"]["id"] == "o29"
+    assert list(detail["outcomes"].values())[0]["result"] == "inserted"
+    assert client.get("/v1/events?verification=skipped&status=applied", headers=h).json["events"]
+    assert client.get("/v1/events?since=garbage", headers=h).status_code == 400
+
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/collections/orders/records", query_string={"limit": 7, **({"cursor": cursor} if cursor else {})},
+                          headers=h).json
+        seen += [r["record_key"] for r in page["records"]]
+        if not page["has_more"]:
+            break
+        cursor = page["next_cursor"]
+    assert sorted(seen) == [f"o{i:02d}" for i in range(30)] and len(seen) == 30
+    by = lambda **q: sorted(r["record_key"] for r in client.get("/v1/collections/orders/records", query_string=q,
+                                                                  headers=h).json["records"])
+    assert by(**{"filter[data.status]": "open"}) == [f"o{i:02d}" for i in range(10)]
+    assert by(event_type="order.paid", **{"filter[data.status]": "open"}) == [f"o{i:02d}" for i in range(0, 10, 2)]
+    assert by(search="user17@") == ["o17"]
+    r = client.get("/v1/collections/orders/records", query_string={"filter[bad path!]": "x"}, headers=h)
+    assert r.status_code == 400 and "filter[bad path!]" in r.json["errors"]
+    one = client.get("/v1/collections/orders/records/o05", headers=h)
+    assert one.status_code == 200 and one.json["record"]["data"]["data"]["email"] == "user5@example.com"
+    assert client.delete("/v1/collections/orders/records/o05", headers=h).json["deleted"] is True
+    assert client.get("/v1/collections/orders/records/o05", headers=h).status_code == 404
+    assert client.get("/v1/collections/orders", headers=h).json["collection"]["record_count"] == 29
