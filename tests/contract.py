@@ -53,6 +53,8 @@ class ContractClient(FlaskClient):
         # Run each request in an empty context, as a real server would: otherwise a test's
         # own app context would be reused and `g` (CSRF token, principal, user) shared
         # between requests.
+        # buffered: a streamed body is consumed inside that context too, as a server would.
+        kwargs.setdefault("buffered", True)
         response = contextvars.Context().run(super().open, *args, **kwargs)
         request = response.request
         path = request.path

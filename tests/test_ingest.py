@@ -213,3 +213,40 @@ def test_events_and_records_api(client, key):
     assert client.delete("/v1/collections/orders/records/o05", headers=h).json["deleted"] is True
     assert client.get("/v1/collections/orders/records/o05", headers=h).status_code == 404
     assert client.get("/v1/collections/orders", headers=h).json["collection"]["record_count"] == 29
+
+
+def test_schema_stats_and_export_round_trip(client, key):
+    import csv
+    import io
+
+    from hookstream_ui.services import records as record_svc
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    original = {}
+    for i in range(25):
+        body = {"type": "order.created", "data": {"id": f"o{i:03d}", "total": i * 1.5, "paid": i % 2 == 0,
+                                                  "tags": ["a", "b"], "note": None if i % 5 else "x,\"quoted\"\nline"}}
+        client.post(f"/v1/ingest/{sid}", json=body)
+        original[f"o{i:03d}"] = body
+    schema = client.get("/v1/collections/orders/schema?sample=10", headers=h).json
+    fields = {f["path"]: f for f in schema["fields"]}
+    assert schema["sampled"] == 10 and fields["$.data.total"]["types"] in (["number"], ["integer", "number"])
+    assert fields["$.data.paid"]["types"] == ["boolean"] and fields["$.data.tags[*]"]["types"] == ["string"]
+    assert fields["$.type"]["presence"] == 1.0 and fields["$.type"]["example"] == "order.created"
+    assert client.get("/v1/collections/orders/schema?sample=501", headers=h).status_code == 400
+    stats = client.get("/v1/collections/orders/stats", headers=h).json
+    assert stats["record_count"] == 25 and stats["events_received_24h"] == 25
+    assert stats["by_event_type"] == [{"event_type": "order.created", "count": 25}]
+
+    record_svc.EXPORT_CHUNK = 7  # several chunks: the export must stitch them exactly
+    try:
+        nd = client.get("/v1/collections/orders/export?format=ndjson", headers=h)
+        assert nd.status_code == 200 and nd.mimetype == "application/x-ndjson"
+        back = {json.loads(line)["record_key"]: json.loads(line)["data"] for line in nd.get_data(as_text=True).splitlines()}
+        assert back == original
+        csv_response = client.get("/v1/collections/orders/export?format=csv", headers=h)
+        rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True))))
+        assert {r["record_key"]: json.loads(r["data"]) for r in rows} == original
+    finally:
+        record_svc.EXPORT_CHUNK = 1000
+    assert client.get("/v1/collections/orders/export?format=xml", headers=h).status_code == 400

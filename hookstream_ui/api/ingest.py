@@ -1,7 +1,7 @@
 """ANY /v1/ingest/<source_id> (no API key), /v1/events, and a collection's records."""
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import Response, jsonify, request, stream_with_context
 
 from ..errors import ValidationFailed
 from ..models import isoformat
@@ -114,3 +114,31 @@ def delete_record(principal, ident, key):
     record_id = record.id
     record_svc.delete_record(collection, record)
     return jsonify(id=record_id, deleted=True)
+
+
+@endpoint(v1, "/collections/<ident>/schema", "GET", summary="Fields inferred from sampled records", tag="records",
+          query={"sample": {"type": "integer", "minimum": 1, "maximum": 500, "default": 200}},
+          responses={200: schemas.CollectionSchema, 404: schemas.Error})
+def collection_schema(principal, ident):
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    return jsonify(record_svc.infer_schema(collection, request.args.get("sample")))
+
+
+@endpoint(v1, "/collections/<ident>/stats", "GET", summary="Counts and activity of a collection", tag="records",
+          responses={200: schemas.CollectionStats, 404: schemas.Error})
+def collection_stats(principal, ident):
+    return jsonify(record_svc.collection_stats(collection_svc.get_collection_or_404(principal, ident)))
+
+
+@endpoint(v1, "/collections/<ident>/export", "GET", summary="All records as NDJSON or CSV (streamed)",
+          tag="records", query={"format": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"}},
+          responses={200: None, 404: schemas.Error})
+def export_collection(principal, ident):
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    fmt = request.args.get("format", "ndjson")
+    if fmt not in ("ndjson", "csv"):
+        raise ValidationFailed({"format": "must be ndjson or csv"})
+    mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
+    body = stream_with_context(record_svc.iter_export(collection.id, fmt))
+    return Response(body, mimetype=mimetype, headers={
+        "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})

@@ -399,3 +399,31 @@ class RecordList(Strict):
 
 class RecordEnvelope(Strict):
     record: RecordOut
+
+
+class SchemaField(Strict):
+    path: str
+    types: list[str]
+    presence: float
+    example: str | int | float | bool | None
+
+
+class CollectionSchema(Strict):
+    sampled: int
+    fields: list[SchemaField]
+
+
+class TypeCount(Strict):
+    event_type: str | None
+    count: int
+
+
+class CollectionStats(Strict):
+    collection_id: str
+    record_count: int
+    records_updated_24h: int
+    events_received_24h: int
+    by_event_type: list[TypeCount]
+    newest_update_at: str | None
+    oldest_update_at: str | None
+    last_sync_at: str | None

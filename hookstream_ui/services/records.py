@@ -10,7 +10,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import Collection, Event, Record, db
+from datetime import timedelta
+
+from ..models import Collection, Event, Record, db, isoformat, utcnow
 from .pagination import Page, paginate
 from .upsert import parse_time
 
@@ -87,3 +89,116 @@ def get_event_or_404(principal: Principal, event_id: str) -> Event:
     if event is None:
         abort(404, description="Event not found")
     return event
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def infer_schema(collection: Collection, sample=None) -> dict:
+    """Paths, types, how often present and an example, from up to 500 recent records."""
+    if sample in (None, ""):
+        sample = 200
+    try:
+        sample = int(sample)
+    except (TypeError, ValueError):
+        raise ValidationFailed({"sample": "must be an integer from 1 to 500"}) from None
+    if not 1 <= sample <= 500:
+        raise ValidationFailed({"sample": "must be an integer from 1 to 500"})
+    rows = db.session.scalars(select(Record.data).where(Record.collection_id == collection.id)
+                              .order_by(Record.updated_at.desc()).limit(sample)).all()
+    fields: dict[str, dict] = {}
+
+    def walk(value, path):
+        entry = fields.setdefault(path, {"path": path, "types": set(), "count": 0, "example": None})
+        entry["types"].add(_kind(value))
+        entry["count"] += 1
+        if entry["example"] is None and value is not None and not isinstance(value, (dict, list)):
+            entry["example"] = value
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(child, f"{path}.{key}")
+        elif isinstance(value, list):
+            for child in value[:20]:
+                walk(child, f"{path}[*]")
+
+    for data in rows:
+        for key, value in (data or {}).items():
+            walk(value, f"$.{key}")
+    n = len(rows)
+    out = [{"path": f["path"], "types": sorted(f["types"]), "presence": round(f["count"] / n, 4) if n else 0,
+            "example": f["example"]} for f in fields.values()]
+    return {"sampled": n, "fields": sorted(out, key=lambda f: f["path"])}
+
+
+def collection_stats(collection: Collection) -> dict:
+    since = utcnow() - timedelta(hours=24)
+    base = select(func.count()).select_from(Record).where(Record.collection_id == collection.id)
+    by_type = db.session.execute(
+        select(Record.event_type, func.count()).where(Record.collection_id == collection.id)
+        .group_by(Record.event_type).order_by(func.count().desc()).limit(10)).all()
+    newest, oldest = db.session.execute(select(func.max(Record.updated_at), func.min(Record.updated_at))
+                                        .where(Record.collection_id == collection.id)).one()
+    events_24h = 0
+    if collection.source_id:
+        events_24h = db.session.scalar(select(func.count()).select_from(Event).where(
+            Event.source_id == collection.source_id, Event.received_at >= since))
+    return {
+        "collection_id": collection.id, "record_count": db.session.scalar(base),
+        "records_updated_24h": db.session.scalar(base.where(Record.updated_at >= since)),
+        "events_received_24h": events_24h,
+        "by_event_type": [{"event_type": t, "count": n} for t, n in by_type],
+        "newest_update_at": isoformat(newest), "oldest_update_at": isoformat(oldest),
+        "last_sync_at": isoformat(collection.last_sync_at),
+    }
+
+
+EXPORT_CHUNK = 1000
+CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at", "data")
+
+
+def iter_export(collection_id: str, fmt: str):
+    """The whole collection, in key order, a chunk at a time: memory stays flat at any size."""
+    import csv
+    import io
+    import json
+
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        yield buffer.getvalue()
+    after = None
+    while True:
+        query = select(Record).where(Record.collection_id == collection_id).order_by(Record.record_key)
+        if after is not None:
+            query = query.where(Record.record_key > after)
+        rows = db.session.scalars(query.limit(EXPORT_CHUNK)).all()
+        if not rows:
+            return
+        if fmt == "ndjson":
+            yield "".join(json.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
+                                      "source_event_id": r.source_event_id,
+                                      "source_event_at": isoformat(r.source_event_at),
+                                      "created_at": isoformat(r.created_at), "updated_at": isoformat(r.updated_at)},
+                                     separators=(",", ":")) + "\n" for r in rows)
+        else:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            for r in rows:
+                writer.writerow([r.record_key, r.event_type or "", r.source_event_id or "",
+                                 isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
+                                 json.dumps(r.data, separators=(",", ":"))])
+            yield buffer.getvalue()
+        after = rows[-1].record_key
+        db.session.expunge_all()  # keep the identity map from growing with the export
