@@ -22,3 +22,19 @@ def wait_for(run_id, statuses=("completed", "failed", "cancelled"), timeout=90) 
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} is {run.status} after {timeout}s (error: {run.error})")
+
+
+def kill_tree(proc) -> None:
+    """SIGKILL a worker and everything it started. RQ puts its work horse in a process group
+    of its own, so killing the worker's group alone would leave the job running."""
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    victims = parent.children(recursive=True) + [parent]
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+    proc.wait(10)

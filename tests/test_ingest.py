@@ -250,3 +250,50 @@ def test_schema_stats_and_export_round_trip(client, key):
     finally:
         record_svc.EXPORT_CHUNK = 1000
     assert client.get("/v1/collections/orders/export?format=xml", headers=h).status_code == 400
+
+
+def test_backfill_replays_stored_events_and_resumes(app, client, key, workers, monkeypatch):
+    from tests.sync_helpers import kill_tree
+
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    for i in range(1200):
+        client.post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{i % 1000:04d}", "n": i}})
+    # A second collection on the same source, created after the events arrived, starts empty.
+    client.post("/v1/collections", headers=h, json={"name": "Late orders", "slug": "late", "source_id": sid,
+                                                    "primary_key_path": "$.data.id"})
+    assert client.get("/v1/collections/late", headers=h).json["collection"]["record_count"] == 0
+    [worker] = workers(1, SYNC_BATCH_SIZE="20")
+    r = client.post("/v1/collections/late/backfill", headers=h)
+    assert r.status_code == 202 and r.json["backfill"]["status"] == "pending" and r.json["backfill"]["total"] == 1200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = client.get("/v1/collections/late/backfill", headers=h).json["backfill"]
+        if state["progress"] and state["progress"] >= 200:
+            break
+        time.sleep(0.005)
+    kill_tree(worker)  # SIGKILL the worker and its work horse, mid-run
+    state = client.get("/v1/collections/late/backfill", headers=h).json["backfill"]
+    assert state["status"] == "running" and 0 < state["progress"] < 1200 and state["cursor"], state
+    r = client.post("/v1/collections/late/backfill", headers=h)
+    assert r.status_code == 409 and r.json["code"] == "backfill_in_progress"  # not yet known to be dead
+    monkeypatch.setitem(app.config, "BACKFILL_STALE_SECONDS", 0)  # as if its silence had lasted
+    r = client.post("/v1/collections/late/backfill", headers=h)
+    assert r.status_code == 202 and r.json["backfill"]["cursor"] == state["cursor"]  # resumes, not restarts
+    assert r.json["backfill"]["progress"] == state["progress"]
+    workers(1, SYNC_BATCH_SIZE="20")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = client.get("/v1/collections/late/backfill", headers=h).json["backfill"]
+        if state["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    assert state["status"] == "completed" and state["progress"] == 1200, state
+    late = client.get("/v1/collections/late", headers=h).json["collection"]
+    assert late["record_count"] == 1000 and late["backfill_completed_at"]
+
+    def exported(slug):
+        lines = client.get(f"/v1/collections/{slug}/export", headers=h).get_data(as_text=True).splitlines()
+        return {json.loads(line)["record_key"]: json.loads(line)["data"]["data"]["n"] for line in lines}
+
+    assert exported("late") == exported("orders") and exported("late")["o0199"] == 1199  # newest event won

@@ -62,8 +62,7 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
 
 
 def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_source):
-    import os
-    import signal
+    from tests.sync_helpers import kill_tree
     import time
 
     from hookstream_ui.models import SyncRun, utcnow
@@ -79,8 +78,7 @@ def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_sourc
         if run.progress >= 2000:
             break
         time.sleep(0.02)
-    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-run
-    worker.wait(10)
+    kill_tree(worker)  # SIGKILL the worker and its work horse, mid-run
     db.session.expire_all()
     run = db.session.get(SyncRun, run_id)
     assert run.status == "running" and 0 < run.progress < ROWS, (run.status, run.progress)

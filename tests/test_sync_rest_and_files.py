@@ -62,10 +62,18 @@ def test_rest_errors_fail_the_run_with_the_reason(client, key, http_fixture, wor
                        {"path": "/items/page", "records_path": "$.data"})
     from hookstream_ui.sync import jobs
     workers(1)
+    import time
+
+    from hookstream_ui.models import SyncRun
     run_id = start(client, key, sid)
-    run = wait_for(run_id, statuses=("pending", "failed"), timeout=30)
-    while run.attempt == 0:
-        run = wait_for(run_id, statuses=("pending", "failed"), timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        run = db.session.get(SyncRun, run_id)
+        if run.attempt:
+            break
+        time.sleep(0.1)
+    assert run.attempt == 1 and run.status == "pending"  # waiting for its backoff
     assert run.error == "The API rejected the credentials (HTTP 401)"
     assert jobs.MAX_ATTEMPTS > 1  # it will retry with backoff; the reason is shown meanwhile
 

@@ -142,3 +142,24 @@ def export_collection(principal, ident):
     body = stream_with_context(record_svc.iter_export(collection.id, fmt))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
+
+
+def backfill_json(c) -> dict:
+    return {"collection_id": c.id, "status": c.backfill_status, "progress": c.backfill_progress,
+            "total": c.backfill_total, "cursor": c.backfill_cursor, "started_at": isoformat(c.backfill_started_at),
+            "completed_at": isoformat(c.backfill_completed_at), "error": c.backfill_error}
+
+
+@endpoint(v1, "/collections/<ident>/backfill", "POST", summary="Start or resume a backfill", tag="records",
+          responses={202: schemas.BackfillEnvelope, 404: schemas.Error, 409: schemas.Error})
+def start_backfill(principal, ident):
+    from ..sync.backfill import start_backfill as start
+
+    collection = start(collection_svc.get_collection_or_404(principal, ident))
+    return jsonify(backfill=backfill_json(collection)), 202
+
+
+@endpoint(v1, "/collections/<ident>/backfill", "GET", summary="Backfill progress", tag="records",
+          responses={200: schemas.BackfillEnvelope, 404: schemas.Error})
+def get_backfill(principal, ident):
+    return jsonify(backfill=backfill_json(collection_svc.get_collection_or_404(principal, ident)))

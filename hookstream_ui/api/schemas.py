@@ -427,3 +427,18 @@ class CollectionStats(Strict):
     newest_update_at: str | None
     oldest_update_at: str | None
     last_sync_at: str | None
+
+
+class Backfill(Strict):
+    collection_id: str
+    status: str | None
+    progress: int | None
+    total: int | None
+    cursor: str | None
+    started_at: str | None
+    completed_at: str | None
+    error: str | None
+
+
+class BackfillEnvelope(Strict):
+    backfill: Backfill
