@@ -19,6 +19,19 @@ def ago(value: datetime | None) -> str:
     return "just now" if seconds < 10 else f"{seconds}s ago"
 
 
+def json_path(document, path: str):
+    """The value at `path` in a record, shown compactly in a table cell."""
+    import json
+
+    from .services.jsonpaths import getter
+
+    value = getter(path)(document)
+    if value is None:
+        return "—"
+    return value if isinstance(value, (str, int, float)) else json.dumps(value)
+
+
 def register_filters(app) -> None:
     app.add_template_filter(isoformat, "iso")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(json_path, "json_path")

@@ -241,3 +241,49 @@ def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, 
     page.goto(f"{live_server}/collections/big-rows")
     expect(page.locator("[data-record-count]")).to_have_text("10,000")
     context.close()
+
+
+def test_webhook_record_appears_without_reload(browser, live_server, app):
+    import json as jsonlib
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import PASSWORD, make_user, org_of, production
+
+    with app.app_context():
+        user = make_user("hooks@example.com")
+        org = org_of(user)
+        principal = Principal(org=org, env=production(org), role="owner", user=user)
+        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Shop hooks",
+                                                      "credentials": {"verification_type": "none"}})
+        collection_svc.create_collection(principal, {"name": "Shop orders", "slug": "shop-orders",
+                                                     "source_id": source.id, "primary_key_path": "$.order.id"})
+        source_id = source.id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server + "/login")
+    page.fill("#f-email", "hooks@example.com")
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(live_server + "/collections/shop-orders")
+    expect(page.locator("#records")).to_contain_text("No records yet")
+    page.evaluate("window.__sameDocument = true")
+
+    body = jsonlib.dumps({"type": "order.paid", "order": {"id": "ord_42", "total": 99}}).encode()
+    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and jsonlib.load(response)["event_id"].startswith("evt_")
+
+    expect(page.locator("#records-table tr[data-key=ord_42]")).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    expect(page.locator("[data-record-count]")).to_have_text("1")  # the counter is live for a webhook too
+    page.screenshot(path=str(ARTIFACTS / "records-live-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page), "the collection page scrolls sideways at 390 px"
+    context.close()

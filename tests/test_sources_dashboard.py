@@ -141,3 +141,28 @@ def test_run_now_from_a_collection_and_its_live_partials(signed_in):
     assert final.status_code == 286 and "hx-trigger" not in final.get_data(as_text=True)
     live = client.get("/collections/customers/_live", headers={"HX-Request": "true"})
     assert live.status_code == 286 and "hx-trigger" not in live.get_data(as_text=True)
+
+
+def test_records_browser_events_pages_and_test_event(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "stripe",
+                                               "credentials.signing_secret": "whsec_test_secret"})
+    client.post("/collections/new", data={"csrf_token": token, "name": "Inbox", "slug": "inbox",
+                                          "primary_key_path": "data.id", "source_id": sid, "event_type_field": "type"})
+    r = client.post(f"/sources/{sid}/test-event", data={"csrf_token": token})
+    assert r.status_code == 302 and "/events/evt_" in r.location  # signed with the stripe scheme, verified
+    page = client.get(r.location).get_data(as_text=True)
+    assert "applied" in page and "inserted" in page and "Hello from hookstream" in page and "verified" in page
+    table = client.get("/collections/inbox/_records", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'hx-trigger="every 2s"' in table and "test.event" in table and 'data-key="test_' in table
+    key = table.split('data-key="', 1)[1].split('"', 1)[0]
+    detail = client.get(f"/collections/inbox/records/{key}").get_data(as_text=True)
+    assert "Hello from hookstream" in detail and "/events/evt_" in detail  # with its history
+    filtered = client.get("/collections/inbox/_records?q=nothing-like-this").get_data(as_text=True)
+    assert "No records match" in filtered and "hx-trigger" not in filtered
+    bad = client.get("/collections/inbox/_records?filter_path=bad path!&filter_value=x").get_data(as_text=True)
+    assert "must be a dot path" in bad
+    events = client.get("/events/_list", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="events-table"' in events and "applied" in events
+    assert client.get("/events").status_code == 200
+    assert "Records" in client.get("/collections/inbox").get_data(as_text=True)

@@ -25,4 +25,4 @@ def _layout_context():
     return {"principal": principal, "collection_statuses": STATUSES}
 
 
-from . import collections, overview, runs, settings, sources  # noqa: E402,F401
+from . import collections, overview, records, runs, settings, sources  # noqa: E402,F401

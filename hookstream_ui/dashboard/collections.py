@@ -80,8 +80,11 @@ def slug_preview():
 
 @bp.get("/collections/<ident>")
 def collection_detail(ident):
+    from ..services.runs import active_run
+
     collection = svc.get_collection_or_404(current_principal(), ident)
-    return render_template("dashboard/collections/detail.html", collection=collection)
+    running = active_run(collection.source) if collection.source else None
+    return render_template("dashboard/collections/detail.html", collection=collection, active_run=running)
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])

@@ -84,4 +84,8 @@ def run_cancel(run_id):
 def collection_live_partial(ident):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     active = svc.active_run(collection.source) if collection.source else None
-    return _live("dashboard/collections/_live.html", active is None, collection=collection, active_run=active)
+    # A webhook's collection can change at any moment: it stays live; a pull source's
+    # collection is live while a run is.
+    live = active is not None or (collection.source is not None and collection.source.short_name == "webhook")
+    return _live("dashboard/collections/_live.html", not live, collection=collection, active_run=active,
+                 live=live)

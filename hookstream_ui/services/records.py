@@ -202,3 +202,33 @@ def iter_export(collection_id: str, fmt: str):
             yield buffer.getvalue()
         after = rows[-1].record_key
         db.session.expunge_all()  # keep the identity map from growing with the export
+
+
+def events_for_record(collection: Collection, record: Record, limit: int = 20) -> list[Event]:
+    """Events of the collection's source that touched this record's key (newest first)."""
+    if not collection.source_id:
+        return []
+    from . import jsonpaths
+
+    key_of = jsonpaths.getter(collection.primary_key_path)
+    recent = db.session.scalars(select(Event).where(Event.source_id == collection.source_id,
+                                                    Event.status == "applied")
+                                .order_by(Event.received_at.desc()).limit(500)).all()
+    found = []
+    for event in recent:
+        try:
+            import json
+            document = json.loads(event.body or "")
+        except ValueError:
+            continue
+        if isinstance(document, dict) and str(key_of(document)) == record.record_key:
+            found.append(event)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def collections_by_id(ids: list[str]) -> dict:
+    if not ids:
+        return {}
+    return {c.id: c for c in db.session.scalars(select(Collection).where(Collection.id.in_(ids)))}

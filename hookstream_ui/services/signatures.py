@@ -91,3 +91,27 @@ def verify(credentials: dict, body: bytes, headers, now: float | None = None) ->
     else:
         raise SignatureError(f"unknown verification type {kind!r}")
     return "verified"
+
+
+def sign(credentials: dict, body: bytes, now: float | None = None) -> dict:
+    """Headers that make `body` verify under these credentials (for "send a test event")."""
+    kind = credentials.get("verification_type") or "none"
+    secret = credentials.get("signing_secret") or ""
+    ts = int(time.time() if now is None else now)
+    if kind in ("hmac_sha256", "hmac_sha1"):
+        digest = hashlib.sha256 if kind == "hmac_sha256" else hashlib.sha1
+        return {credentials.get("signature_header") or "X-Signature": _hex_hmac(secret, body, digest)}
+    if kind == "github":
+        return {"X-Hub-Signature-256": "sha256=" + _hex_hmac(secret, body, hashlib.sha256)}
+    if kind == "stripe":
+        return {"Stripe-Signature": f"t={ts},v1=" + _hex_hmac(secret, f"{ts}.".encode() + body, hashlib.sha256)}
+    if kind == "standard_webhooks":
+        key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+        try:
+            key_bytes = base64.b64decode(key)
+        except (ValueError, TypeError):
+            key_bytes = secret.encode()
+        msg_id = f"msg_test_{ts}"
+        sig = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
+        return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig.decode()}
+    return {}
