@@ -88,6 +88,8 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    from hookstream_ui.models.base import include_object_for
+    conf_args.setdefault("include_object", include_object_for(get_engine().dialect.name))
 
     connectable = get_engine()
 

@@ -297,3 +297,19 @@ def test_backfill_replays_stored_events_and_resumes(app, client, key, workers, m
         return {json.loads(line)["record_key"]: json.loads(line)["data"]["data"]["n"] for line in lines}
 
     assert exported("late") == exported("orders") and exported("late")["o0199"] == 1199  # newest event won
+
+
+def test_field_filters_match_strings_and_numbers(client, key):
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    for i, (status, qty, flag) in enumerate([("open", 1, True), ("open", 2, False), ("done", 1, True)]):
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"k{i}", "status": status, "qty": qty, "flag": flag,
+                                                        "code": "007"}})
+    keys = lambda **q: sorted(r["record_key"] for r in client.get("/v1/collections/orders/records", query_string=q,
+                                                                  headers=h).json["records"])
+    assert keys(**{"filter[data.status]": "open"}) == ["k0", "k1"]
+    assert keys(**{"filter[data.qty]": "1"}) == ["k0", "k2"]
+    assert keys(**{"filter[data.flag]": "true"}) == ["k0", "k2"]
+    assert keys(**{"filter[data.code]": "007"}) == ["k0", "k1", "k2"]
+    assert keys(**{"filter[data.status]": "open", "filter[data.qty]": "2"}) == ["k1"]
+    assert keys(**{"filter[data.missing]": "x"}) == []

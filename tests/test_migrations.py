@@ -8,6 +8,9 @@ from hookstream_ui.extensions import db
 
 
 def test_migrations_match_the_models(app):
+    from hookstream_ui.models.base import include_object_for
+
     with app.app_context(), db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": include_object_for(conn.dialect.name)})
+        diff = compare_metadata(context, db.metadata)
     assert diff == [], f"models and migrations differ; run `flask db migrate`: {diff}"

@@ -47,3 +47,14 @@ class Timestamps:
 
 
 __all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "EnvScoped", "Timestamps"]
+
+
+def include_object_for(dialect_name: str):
+    """Alembic `include_object`: skip schema objects declared for another database only
+    (e.g. the PostgreSQL GIN index), so autogenerate and the drift test agree on both."""
+
+    def include(obj, name, type_, reflected, compare_to):
+        condition = getattr(obj, "_ddl_if", None)
+        return not (condition is not None and condition.dialect and condition.dialect != dialect_name)
+
+    return include

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -12,7 +12,15 @@ from .base import EnvScoped, Timestamps, db, new_id
 
 class Record(EnvScoped, Timestamps, db.Model):
     __tablename__ = "records"
-    __table_args__ = (UniqueConstraint("collection_id", "record_key"),)
+    __table_args__ = (
+        UniqueConstraint("collection_id", "record_key"),
+        # The records browser and API list newest first, a page at a time.
+        Index("ix_records_collection_updated", "collection_id", "updated_at", "id"),
+        Index("ix_records_collection_event_type", "collection_id", "event_type"),
+        # PostgreSQL: field filters are JSONB containment, which this index answers.
+        Index("ix_records_data_gin", "data", postgresql_using="gin",
+              postgresql_ops={"data": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rec"))
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)

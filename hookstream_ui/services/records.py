@@ -33,6 +33,36 @@ def json_text(segments: list[str]):
     return cast(func.json_extract(Record.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 
+def field_equals(segments: list[str], value: str):
+    """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
+    On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
+    import json
+
+    candidates = [value]
+    try:
+        parsed = json.loads(value)
+        if not isinstance(parsed, (dict, list, str)):
+            candidates.append(parsed)  # 42, 4.5, true, null
+    except ValueError:
+        pass
+    if db.engine.dialect.name != "postgresql":
+        text = json_text(segments)
+        spellings = {value}
+        if len(candidates) > 1:
+            typed = candidates[1]
+            # SQLite's json_extract gives true/false as 1/0, and numbers in their own spelling.
+            spellings |= {"1" if typed else "0"} if isinstance(typed, bool) else {json.dumps(typed), str(typed)}
+        return or_(*[text == spelling for spelling in sorted(spellings)])
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    def nest(leaf):
+        for segment in reversed(segments):
+            leaf = {segment: leaf}
+        return leaf
+
+    return or_(*[Record.data.op("@>")(cast(nest(c), JSONB)) for c in candidates])
+
+
 def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
                  cursor=None, limit=None) -> Page:
     query = select(Record).where(Record.collection_id == collection.id)
@@ -43,7 +73,7 @@ def list_records(collection: Collection, *, search=None, event_type=None, filter
     if event_type:
         query = query.where(Record.event_type == event_type)
     for path, value in (filters or {}).items():
-        query = query.where(json_text(_segments(path, f"filter[{path}]")) == value)
+        query = query.where(field_equals(_segments(path, f"filter[{path}]"), value))
     return paginate(query, Record, cursor, limit, by="updated_at")
 
 
