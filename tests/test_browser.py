@@ -45,6 +45,16 @@ def live_server(app):
     thread.join(5)
 
 
+def sign_in(page, live_server: str, email: str) -> None:
+    from tests.helpers import PASSWORD
+
+    page.goto(live_server + "/login")
+    page.fill("#f-email", email)
+    page.fill("#f-password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(live_server + "/")
+
+
 def no_horizontal_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
@@ -135,17 +145,14 @@ def test_connect_postgresql_from_the_catalog(browser, live_server, app, pg_sourc
     from playwright.sync_api import expect
 
     from hookstream_ui.sources import MASK
-    from tests.helpers import PASSWORD, make_user
+    from tests.helpers import make_user
 
     with app.app_context():
         make_user("data@example.com")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    page.goto(live_server + "/login")
-    page.fill("#f-email", "data@example.com")
-    page.fill("#f-password", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, live_server, "data@example.com")
 
     page.click("nav >> text=Sources")
     page.click("text=Connect a source")
@@ -193,7 +200,7 @@ def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, 
     from hookstream_ui.auth.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
-    from tests.helpers import PASSWORD, make_user, org_of, production
+    from tests.helpers import make_user, org_of, production
 
     with app.app_context():
         user = make_user("runner@example.com")
@@ -210,10 +217,7 @@ def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    page.goto(live_server + "/login")
-    page.fill("#f-email", "runner@example.com")
-    page.fill("#f-password", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, live_server, "runner@example.com")
     page.goto(f"{live_server}/sources/{source_id}")
     page.click("#run-now")
     expect(page.locator("h1")).to_have_text("Sync run")
@@ -252,7 +256,7 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     from hookstream_ui.auth.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
-    from tests.helpers import PASSWORD, make_user, org_of, production
+    from tests.helpers import make_user, org_of, production
 
     with app.app_context():
         user = make_user("hooks@example.com")
@@ -266,10 +270,7 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    page.goto(live_server + "/login")
-    page.fill("#f-email", "hooks@example.com")
-    page.fill("#f-password", PASSWORD)
-    page.click("button[type=submit]")
+    sign_in(page, live_server, "hooks@example.com")
     page.goto(live_server + "/collections/shop-orders")
     expect(page.locator("#records")).to_contain_text("No records yet")
     page.evaluate("window.__sameDocument = true")
