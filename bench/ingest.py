@@ -1,0 +1,183 @@
+"""Webhook ingest throughput and latency under gunicorn, and the bare-Flask ceiling.
+
+    .venv/bin/python bench/ingest.py --db sqlite --events 50000
+
+A load process sends signed (HMAC-SHA256) events of about 1 KB, 20% of them updates of
+earlier keys, from 64 keep-alive connections to a webhook source bound to two collections.
+Prints accepted events/s, latency p50/p95/p99 and the visibility lag (how long after its
+answer an event's record is readable: applied before the answer, so it is measured, not
+assumed), checks every event and every key's final state, and saves
+bench/results/ingest-<db>.json. The load generator shares the two cores with the server.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, Instance, database_url, free_port, machine, percentile, save  # noqa: E402
+
+SECRET = "bench-signing-secret"
+CONNECTIONS = 64
+PROCESSES = 4  # load processes; 16 keep-alive connections each
+
+
+def body_for(i: int, keys: int) -> bytes:
+    key = i if i < keys else (i * 7919) % keys  # later events update earlier keys
+    return json.dumps({"type": "order.updated", "seq": i, "data": {"id": f"o{key}", "seq": i,
+                      "pad": "x" * 900}}).encode()
+
+
+def load(port: int, path: str, indexes: list[int], keys: int, signed: bool, out):
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(CONNECTIONS // PROCESSES)]
+    latencies, failures = [], 0
+    for n, i in enumerate(indexes):
+        body = body_for(i, keys)
+        headers = {"Content-Type": "application/json"}
+        if signed:
+            headers["X-Signature"] = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        slot = n % len(conns)
+        start = time.perf_counter()
+        for attempt in range(3):
+            try:
+                conns[slot].request("POST", path, body=body, headers=headers)
+                response = conns[slot].getresponse()
+                response.read()
+                break
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # The server closed an idle keep-alive connection: open a new one and resend.
+                conns[slot].close()
+                conns[slot] = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        latencies.append(time.perf_counter() - start)
+        failures += response.status != 200
+    out.put((latencies, failures))
+
+
+def blast(port: int, path: str, events: int, keys: int, signed: bool) -> dict:
+    # Sends are serial per connection, so round-robin slices keep seq order within a key mostly.
+    slices = [list(range(p, events, PROCESSES)) for p in range(PROCESSES)]
+    out = mp.Queue()
+    procs = [mp.Process(target=load, args=(port, path, s, keys, signed, out)) for s in slices]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    latencies = sorted(x for r in results for x in r[0])
+    return {"events": events, "failures": sum(r[1] for r in results), "seconds": round(elapsed, 2),
+            "events_per_s": round(events / elapsed), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "p95_ms": round(percentile(latencies, 95) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2)}
+
+
+def api(port, key, method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                 headers={"X-API-Key": key, "Content-Type": "application/json"})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read() or b"null")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--events", type=int, default=50_000)
+    args = parser.parse_args()
+    keys = int(args.events * 0.8)
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        db_url = database_url(args.db, tmp)
+        instance = Instance(tmp, db_url, web_workers=2)
+        try:
+            instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
+            key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
+            _, made = api(instance.port, key, "POST", "/api/v1/source-connections", {
+                "sourceShortName": "webhook", "name": "bench",
+                "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},
+                "config": {"dedup_window_seconds": 0}})
+            sid = made["sourceConnection"]["id"]
+            for slug in ("orders-a", "orders-b"):
+                api(instance.port, key, "POST", "/v1/collections", {"name": f"Bench {slug}", "slug": slug,
+                                                                    "source_id": sid, "primary_key_path": "$.data.id",
+                                                                    "timestamp_path": "$.seq"})
+            result = blast(instance.port, f"/v1/ingest/{sid}", args.events, keys, signed=True)
+            # Visibility: a fresh event's record is readable the moment its answer arrives.
+            lags = []
+            for i in range(200):
+                body = json.dumps({"type": "probe", "seq": 10**9 + i, "data": {"id": f"probe{i}"}}).encode()
+                sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                conn = http.client.HTTPConnection("127.0.0.1", instance.port)
+                conn.request("POST", f"/v1/ingest/{sid}", body=body, headers={"X-Signature": sig,
+                                                                              "Content-Type": "application/json"})
+                conn.getresponse().read()
+                answered = time.perf_counter()
+                while api(instance.port, key, "GET", f"/v1/collections/orders-a/records/probe{i}")[0] != 200:
+                    time.sleep(0.001)
+                lags.append(time.perf_counter() - answered)
+            lags.sort()
+            # Exactness: every key present once, holding its newest seq, in both collections.
+            expected = {}
+            for i in range(args.events):
+                k = f"o{i if i < keys else (i * 7919) % keys}"
+                expected[k] = max(expected.get(k, -1), i)
+            exact = True
+            for slug in ("orders-a", "orders-b"):
+                conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
+                conn.request("GET", f"/v1/collections/{slug}/export", headers={"X-API-Key": key})
+                rows = [json.loads(line) for line in conn.getresponse().read().decode().splitlines()]
+                got = {r["record_key"]: r["data"]["seq"] for r in rows if not r["record_key"].startswith("probe")}
+                exact = exact and got == expected
+            _, events_page = api(instance.port, key, "GET", "/v1/events?limit=1")
+        finally:
+            instance.stop()
+
+        env = dict(os.environ, DATABASE_URL=db_url.replace("+psycopg", "+psycopg"))
+        port = free_port()
+        ceiling_server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
+             "8", "--no-control-socket", "--chdir", str(ROOT / "bench"), "ceiling_app:app"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            ceiling = blast(port, "/ingest", args.events, keys, signed=False)
+        finally:
+            ceiling_server.terminate()
+            ceiling_server.wait(20)
+
+    out = {"benchmark": "ingest", "database": args.db, "events": args.events, "connections": CONNECTIONS,
+           "machine": machine(), "hookstream": result, "ceiling": ceiling,
+           "ratio_to_ceiling": round(result["events_per_s"] / ceiling["events_per_s"], 3),
+           "visibility_lag_ms": {"p50": round(percentile(lags, 50) * 1000, 2),
+                                 "p99": round(percentile(lags, 99) * 1000, 2)},
+           "exact": exact and result["failures"] == 0}
+    path = save(f"ingest-{args.db}", out)
+    print(f"Ingest of {args.events:,} signed events into {args.db}, {CONNECTIONS} connections "
+          f"({out['machine']['cores']} cores):")
+    print(f"  hookstream {result['events_per_s']:>7,} events/s  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
+          f"p99 {result['p99_ms']} ms  failures {result['failures']}")
+    print(f"  ceiling    {ceiling['events_per_s']:>7,} events/s  p99 {ceiling['p99_ms']} ms")
+    print(f"  ratio {out['ratio_to_ceiling']}, visibility lag p99 {out['visibility_lag_ms']['p99']} ms, "
+          f"exact: {out['exact']}\n  saved {path}")
+    return 0 if out["exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
