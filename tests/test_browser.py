@@ -134,7 +134,8 @@ def test_pages_fit_a_phone(browser, live_server, app):
     page.fill("#f-password", PASSWORD)
     page.click("button[type=submit]")
     for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account", "/sources",
-                 "/sources/catalog", "/sources/new/postgresql", "/sources/new/rest_api", "/sources/new/webhook"):
+                 "/sources/catalog", "/sources/new/postgresql", "/sources/new/rest_api", "/sources/new/webhook",
+                 "/events"):
         page.goto(live_server + path)
         assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)

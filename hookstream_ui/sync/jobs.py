@@ -81,7 +81,7 @@ class Superseded(Exception):
 
 
 class Cancelled(Exception):
-    pass
+    """The run was asked to stop; raised between batches, after the last commit."""
 
 
 def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
