@@ -62,26 +62,42 @@ class Instance:
         self.base = f"http://127.0.0.1:{self.port}"
         self.web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(web_workers),
-             "-k", "gthread", "--threads", "8", "--no-control-socket", "app:app"],
+             "-k", "gthread", "--threads", os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "app:app"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The ingest writer, as `make run` starts it.
+        self.writer = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,
+                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(self.base + "/v1/openapi.json", timeout=2)
-                return
+                break
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("gunicorn did not start")
+        else:
+            raise RuntimeError("gunicorn did not start")
+        while not redis_client(redis_url).exists("hookstream:ingest:writer"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the ingest writer did not start")
+            time.sleep(0.2)
+        time.sleep(1.1)  # web processes cache the writer's liveness for a second
 
     def flask(self, args: list[str]) -> str:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def stop(self) -> None:
-        self.web.terminate()
-        self.web.wait(20)
+        for proc in (self.web, self.writer):
+            proc.terminate()
+            proc.wait(20)
         self.redis.terminate()
         self.redis.wait(20)
+
+
+def redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
 
 
 def save(name: str, result: dict) -> Path:

@@ -85,6 +85,19 @@ def register_cli(app: Flask) -> None:
 
         run_forever(current_app._get_current_object(), interval)
 
+    @app.cli.command("ingest-writer")
+    def ingest_writer_command():
+        """Write webhook deliveries for the web processes, many per transaction."""
+        import signal
+        import threading
+
+        from .services.group_commit import run_writer_process
+
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        run_writer_process(current_app._get_current_object(), stop)
+
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
     def worker_command(burst):

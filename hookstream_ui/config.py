@@ -60,7 +60,8 @@ def load_config(instance: Path) -> dict:
         "SECRET_KEY": secret_key,
         "CREDENTIALS_KEYS": [k.strip() for k in encryption_keys.split(",") if k.strip()],
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A SQLite file cannot drop a connection; pinging it only costs a query per checkout.
+        "SQLALCHEMY_ENGINE_OPTIONS": {} if database_url.startswith("sqlite") else {"pool_pre_ping": True},
         # Unset means the embedded server `make run` starts on a socket in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
         "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),

@@ -1,7 +1,7 @@
 """`make run`: one command that starts everything on one machine.
 
 Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
-(gunicorn), RQ worker processes and the scheduler, restarting any worker that dies. SIGINT or SIGTERM
+(gunicorn), RQ worker processes, the scheduler and the ingest writer, restarting any worker that dies. SIGINT or SIGTERM
 stops every child, workers and web first, Redis last. Children get their own session, so
 a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
 they die with the runner even if it is SIGKILLed.
@@ -43,7 +43,8 @@ class Runner:
         self.redis: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.workers: dict[int, subprocess.Popen] = {}
-        self.scheduler: subprocess.Popen | None = None
+        # One of each, by `flask` command; the writer's web-side fallback covers its restarts.
+        self.singletons: dict[str, subprocess.Popen] = {}
         self.stopping = False
 
     def spawn(self, args: list[str]) -> subprocess.Popen:
@@ -62,12 +63,14 @@ class Runner:
             self.env["REDIS_URL"] = url
         self.web = self.spawn([
             sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
-            "--workers", str(self.web_workers), "--threads", "8", "--worker-class", "gthread",
+            "--workers", str(self.web_workers), "--threads", os.environ.get("WEB_THREADS", "16"),
+            "--worker-class", "gthread",
             "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-", "app:app",
         ])
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))
-        self.scheduler = self.spawn(self.flask("scheduler"))
+        for command in ("scheduler", "ingest-writer"):
+            self.singletons[command] = self.spawn(self.flask(command))
         self.wait_until_serving()
         print(f"\n  hookstream is running at http://{self.host}:{self.port}\n"
               f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n", flush=True)
@@ -104,14 +107,17 @@ class Runner:
                 if proc.poll() is not None and not self.stopping:
                     print(f"worker {proc.pid} exited ({proc.returncode}); restarting", file=sys.stderr)
                     self.workers[slot] = self.spawn(self.flask("worker"))
-            if self.scheduler.poll() is not None and not self.stopping:
-                print(f"scheduler exited ({self.scheduler.returncode}); restarting", file=sys.stderr)
-                self.scheduler = self.spawn(self.flask("scheduler"))
+            for command, proc in list(self.singletons.items()):
+                if proc.poll() is not None and not self.stopping:
+                    print(f"{command} exited ({proc.returncode}); restarting", file=sys.stderr)
+                    self.singletons[command] = self.spawn(self.flask(command))
         return 0
 
     def stop(self) -> None:
         self.stopping = True
-        tiers = [[self.web, self.scheduler, *self.workers.values()], [self.redis]]
+        # The ingest writer stops after the web server, which may still be waiting on it.
+        tiers = [[self.web, self.singletons.get("scheduler"), *self.workers.values()],
+                 [self.singletons.get("ingest-writer")], [self.redis]]
         for tier in tiers:
             procs = [p for p in tier if p is not None and p.poll() is None]
             for proc in procs:

@@ -130,7 +130,8 @@ def http_fixture():
 
 @pytest.fixture
 def workers(app, database_url, redis_url, tmp_root):
-    """Start real `flask worker` processes on the test database and Redis; stop them after."""
+    """Start real `flask worker` (or another command's) processes on the test database and
+    Redis; stop them after."""
     import sys
 
     root = Path(__file__).resolve().parent.parent
@@ -138,10 +139,10 @@ def workers(app, database_url, redis_url, tmp_root):
                INSTANCE_PATH=str(tmp_root / "instance"), ALLOW_PRIVATE_NETWORKS="1")
     procs = []
 
-    def start(n: int = 1, **extra_env):
+    def start(n: int = 1, command: str = "worker", **extra_env):
         for _ in range(n):
             # Own session: a test can SIGKILL a worker together with its work horse.
-            procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=root,
+            procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", command], cwd=root,
                                           env={**env, **extra_env}, stdout=subprocess.DEVNULL,
                                           stderr=open(tmp_root / "worker.log", "ab"), start_new_session=True))
         return procs[-n:]

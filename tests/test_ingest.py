@@ -177,6 +177,50 @@ def test_concurrent_deliveries_for_one_key_end_newest(app, client, key):
     assert db.session.scalar(select(Collection)).record_count == 1
 
 
+def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, client, key, workers):
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import group_commit
+
+    sid = webhook(client, key, collection={"timestamp_path": "$.at"})
+    redis = get_redis()
+    (writer,) = workers(1, command="ingest-writer")
+    deadline = time.monotonic() + 30
+    while not redis.exists(group_commit.ALIVE):
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
+        time.sleep(0.1)
+    group_commit._alive_cache.clear()
+
+    def send(i):
+        return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "at": i,
+                                                                  "data": {"id": f"o{i % 5}", "n": i}})
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(40)))
+    assert {a.status_code for a in answers} == {200}
+    # Answered means committed: every record is there, newest version, the moment we look.
+    assert {k: v["data"]["n"] for k, v in records().items()} == {f"o{k}": 35 + k for k in range(5)}
+    stats = redis.hgetall(group_commit.STATS)
+    assert int(stats[b"events"]) == 40 and int(stats[b"batches"]) <= 40
+    statuses = {e.id: e.outcomes for e in db.session.scalars(select(Event))}
+    assert len(statuses) == 40 and all(o for o in statuses.values())
+
+    # A delivery whose sender gave up (past its deadline) is dropped, never stored.
+    stale = {"row": {"id": "evt_stale"}, "apply": True, "reply": "hookstream:ingest:reply:evt_stale",
+             "deadline": time.time() - 1}
+    redis.lpush(group_commit.INBOX, json.dumps(stale))
+    while not redis.hget(group_commit.STATS, "expired"):
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.05)
+    assert db.session.get(Event, "evt_stale") is None and not redis.exists(stale["reply"])
+
+    # With the writer gone, web processes write for themselves.
+    writer.terminate()
+    writer.wait(15)
+    assert not redis.exists(group_commit.ALIVE)
+    group_commit._alive_cache.clear()
+    assert send(100).status_code == 200
+    assert records()["o0"]["data"]["n"] == 100 and int(redis.hget(group_commit.STATS, "events")) == 40
+
+
 def test_events_and_records_api(client, key):
     sid = webhook(client, key)
     h = {"X-API-Key": key}

@@ -1,13 +1,14 @@
 """ANY /v1/ingest/<source_id> (no API key), /v1/events, and a collection's records."""
 from __future__ import annotations
 
-from flask import Response, jsonify, request, stream_with_context
+from flask import Response, abort, jsonify, request, stream_with_context
 
 from ..errors import ValidationFailed
 from ..models import isoformat
 from ..services import collections as collection_svc
 from ..services import ingest as svc
 from ..services import records as record_svc
+from ..services.group_commit import Unavailable
 from ..services.signatures import SignatureError
 from . import schemas, v1
 from .openapi import endpoint
@@ -18,18 +19,19 @@ INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 def _ingest(source_id):
     source = svc.webhook_source_or_404(source_id)
     if not svc.ip_allowed(source, request.remote_addr):
-        from flask import abort
         abort(403, description="This address may not send to this source")
     body = request.get_data(cache=False)  # over MAX_BODY_BYTES: 413 before anything is stored
     try:
-        event, duplicate = svc.receive(
+        event = svc.receive(
             source, method=request.method, headers=dict(request.headers), query=request.args.to_dict(flat=True),
             body=body, content_type=request.content_type, source_ip=request.remote_addr)
     except SignatureError as exc:
         raise ValidationFailed({"signature": str(exc)}, status=401, code="invalid_signature",
                                message=f"Signature verification failed: {exc}") from None
+    except Unavailable as exc:
+        abort(503, description=f"{exc}; try again")
     answer = {"event_id": event.id, "source_id": source.id}
-    if duplicate:
+    if event.duplicate:
         answer.update(duplicate=True, original_event_id=event.duplicate_of)
     return jsonify(answer), 200
 
@@ -41,7 +43,7 @@ for _method in INGEST_METHODS:
     _view.__name__ = f"ingest_{_method.lower()}"
     endpoint(v1, "/ingest/<source_id>", _method, summary="Receive a webhook delivery (no API key)", tag="ingest",
              responses={200: schemas.IngestAccepted, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error,
-                        413: schemas.Error}, public=True)(_view)
+                        413: schemas.Error, 503: schemas.Error}, public=True)(_view)
 
 
 def event_json(e, full: bool = False) -> dict:

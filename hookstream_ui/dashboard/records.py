@@ -99,7 +99,7 @@ def source_test_event(source_id):
                        "data": {"id": f"test_{pysecrets.token_hex(4)}", "message": "Hello from hookstream"}}).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "hookstream-test-event",
                **sign(source_svc.credentials_of(source), body)}
-    event, _ = ingest_svc.receive(source, method="POST", headers=headers, query={}, body=body,
+    event = ingest_svc.receive(source, method="POST", headers=headers, query={}, body=body,
                                   content_type="application/json", source_ip=request.remote_addr)
     flash("Test event sent and applied." if event.status == "applied" else f"Test event stored ({event.status}).",
           "success")

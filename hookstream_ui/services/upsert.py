@@ -179,12 +179,15 @@ def _write(rows: list[tuple]) -> None:
 
 def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
           received_at: datetime | None = None, not_before: datetime | None = None,
-          keys_are_new: bool = False) -> Outcome:
+          keys_are_new: bool = False, results: list | None = None) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
     backfill reading keys in ascending order into a collection that started empty) skips
-    the lookup of stored versions; the SQL still guards against overwriting newer data."""
+    the lookup of stored versions; the SQL still guards against overwriting newer data.
+    `results`, a list as long as `items`, receives each item's own (result, reason), for
+    callers that report per delivery (ingest)."""
     outcome = Outcome()
+    note = results.__setitem__ if results is not None else (lambda i, value: None)
     now = utcnow()
     received_at = received_at or now
     key_of = jsonpaths.getter(collection.primary_key_path)
@@ -193,7 +196,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     latest: dict[str, tuple] = {}
     needs_document = bool(type_of or time_of)
-    for item in items:
+    for index, item in enumerate(items):
         known_key = item.key is not None and item.key_path == collection.primary_key_path
         if known_key and not needs_document:
             key, doc = _key_text(item.key), None
@@ -201,23 +204,28 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             doc = item.document()
             if not isinstance(doc, dict):
                 outcome.skip("not a JSON object")
+                note(index, ("skipped", "not a JSON object"))
                 continue
             key = _key_text(item.key) if known_key else _key_text(key_of(doc))
         if key is None:
             outcome.skip(f"no usable key at {collection.primary_key_path}")
+            note(index, ("skipped", f"no usable key at {collection.primary_key_path}"))
             continue
         at = (parse_time(time_of(doc)) if time_of else None) or as_utc(item.event_at) or received_at
         if not_before is not None and at < not_before:
             outcome.skip("older than max_age_days")
+            note(index, ("skipped", "older than max_age_days"))
             continue
         event_type = item.event_type or (type_of(doc) if type_of else None)
         previous = latest.get(key)
         if previous is not None:
             if at < previous[0]:
                 outcome.skip("older than a newer version in the same batch")
+                note(index, ("skipped", "older than a newer version in the same batch"))
                 continue
             outcome.skip("superseded in the same batch")
-        latest[key] = (at, item, event_type)
+            note(previous[3], ("skipped", "superseded in the same batch"))
+        latest[key] = (at, item, event_type, index)
     if not latest:
         return outcome
 
@@ -231,20 +239,24 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     own_deletes = frozenset(collection.delete_event_types or ())
     writes, deletes, seen_only = [], [], []
-    for key, (at, item, event_type) in latest.items():
+    for key, (at, item, event_type, index) in latest.items():
         stored = existing.get(key, False)
         stored_at = as_utc(stored) if stored not in (False, None) else None
         newer_stored = stored_at is not None and at < stored_at
         if is_deletion(event_type, own_deletes):
             if stored is False:
                 outcome.skip("delete of a key that is not stored")
+                note(index, ("skipped", "delete of a key that is not stored"))
             elif newer_stored:
                 outcome.skip("older than the stored version")
+                note(index, ("skipped", "older than the stored version"))
             else:
                 deletes.append({"k": key, "at": at})
+                note(index, ("deleted", None))
             continue
         if newer_stored:
             outcome.skip("older than the stored version")
+            note(index, ("skipped", "older than the stored version"))
             if seen_run_id:
                 seen_only.append(key)
             continue
@@ -259,8 +271,12 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         _write(writes)
         if keys_are_new:
             outcome.inserted += len(writes)
+            if results is not None:
+                for w in writes:
+                    note(latest[w[4]][3], ("inserted", None))
         else:
-            _count_writes(collection, writes, now, outcome)
+            indexes = {key: latest[key][3] for key in (w[4] for w in writes)}
+            _count_writes(collection, writes, now, outcome, lambda key, value: note(indexes[key], value))
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
         db.session.execute(
@@ -277,7 +293,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     return outcome
 
 
-def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome) -> None:
+def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note) -> None:
     """What the upsert really did, read back in the same transaction. Rows it inserted carry
     this batch's created_at, rows it updated its updated_at; a row the last-write-wins guard
     kept (a concurrent writer stored something newer first) carries neither. Exact even when
@@ -292,10 +308,13 @@ def _count_writes(collection: Collection, writes: list[tuple], now: datetime, ou
         created, updated = (as_utc(t) if t else None for t in stamps.get(key, (None, None)))
         if created == now:
             outcome.inserted += 1
+            note(key, ("inserted", None))
         elif updated == now:
             outcome.updated += 1
+            note(key, ("updated", None))
         else:
             outcome.skip("older than the stored version")
+            note(key, ("skipped", "older than the stored version"))
 
 
 def remove_unseen(collection: Collection, run_id: str) -> int:
