@@ -40,11 +40,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .api import v1
     from .api.sources import sources_v1
     from .api.errors import register_error_handlers
+    from .admin import bp as admin_bp
     from .auth.views import bp as auth_bp
     from .cli import register_cli
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
     from .templating import register_filters
+    from .services import audit  # noqa: F401  (registers the audit log's flush hook)
 
     for api in (v1, sources_v1):
         csrf.exempt(api)  # the API checks CSRF itself, only for session-cookie calls
@@ -52,6 +54,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(admin_bp)
     register_error_handlers(app)
     register_cli(app)
     register_filters(app)

@@ -289,3 +289,51 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     page.set_viewport_size({"width": 390, "height": 844})
     assert no_horizontal_overflow(page), "the collection page scrolls sideways at 390 px"
     context.close()
+
+
+def test_owner_invites_a_member_who_joins_in_another_browser(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from tests.helpers import PASSWORD, make_user, org_of, production
+
+    with app.app_context():
+        owner = make_user("boss@example.com")
+        org = org_of(owner)
+        collection_svc.create_collection(Principal(org=org, env=production(org), role="owner", user=owner),
+                                         {"name": "Team customers", "slug": "team-customers",
+                                          "primary_key_path": "$.id"})
+    owner_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = owner_ctx.new_page()
+    page.set_default_timeout(15_000)
+    sign_in(page, live_server, "boss@example.com")
+    page.click("nav >> text=Team")
+    page.fill("#f-email", "newbie@example.com")
+    page.select_option("#f-role", "member")
+    page.click("#invite-form button[type=submit]")
+    link = page.locator("#invite-url").inner_text().strip()
+    assert link.startswith(live_server + "/invitations/")
+    page.screenshot(path=str(ARTIFACTS / "team-invite-1280.png"), full_page=True)
+
+    member_ctx = browser.new_context(viewport={"width": 1280, "height": 900})  # a second browser: no shared cookies
+    other = member_ctx.new_page()
+    other.set_default_timeout(15_000)
+    other.goto(link)
+    expect(other.locator("h1")).to_contain_text("Join")
+    other.fill("#f-password", PASSWORD)
+    other.fill("#f-password_confirm", PASSWORD)
+    other.click("button[type=submit]")
+    expect(other.locator("h1")).to_have_text("Overview")
+    other.click("nav >> text=Collections")
+    expect(other.locator("body")).to_contain_text("Team customers")
+    nav = other.locator("nav.nav")
+    expect(nav.locator("text=API keys")).to_have_count(0)
+    expect(nav.locator("text=Team")).to_have_count(0)
+    expect(nav.locator("text=Audit log")).to_have_count(0)
+    assert other.goto(live_server + "/settings/team").status == 403
+
+    page.reload()
+    expect(page.locator("#members-table")).to_contain_text("newbie@example.com")
+    owner_ctx.close()
+    member_ctx.close()

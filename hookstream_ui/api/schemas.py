@@ -442,3 +442,85 @@ class Backfill(Strict):
 
 class BackfillEnvelope(Strict):
     backfill: Backfill
+
+
+# --- Team: environments, members, invitations, audit log ----------------------------
+
+class EnvironmentOut(Strict):
+    id: str
+    name: str
+    slug: str
+    current: bool
+    created_at: str
+
+
+class EnvironmentEnvelope(Strict):
+    environment: EnvironmentOut
+
+
+class EnvironmentList(Strict):
+    environments: list[EnvironmentOut]
+
+
+class EnvironmentCreate(BaseModel):
+    name: str
+
+
+class Member(Strict):
+    user_id: str
+    email: str
+    role: Literal["owner", "admin", "member", "viewer"]
+    joined_at: str
+
+
+class MemberEnvelope(Strict):
+    member: Member
+
+
+class MemberList(Strict):
+    members: list[Member]
+
+
+class MemberUpdate(BaseModel):
+    role: Literal["owner", "admin", "member", "viewer"]
+
+
+class InvitationOut(Strict):
+    id: str
+    email: str
+    role: Literal["owner", "admin", "member", "viewer"]
+    expires_at: str
+    created_at: str
+    url: str | None = None  # the link to send: only in the answer that creates it
+
+
+class InvitationEnvelope(Strict):
+    invitation: InvitationOut
+
+
+class InvitationList(Strict):
+    invitations: list[InvitationOut]
+
+
+class InvitationCreate(BaseModel):
+    email: str
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+
+
+class AuditEntryOut(Strict):
+    id: str
+    at: str
+    actor: str
+    actor_id: str | None
+    action: str
+    resource_type: str
+    resource_id: str | None
+    env_id: str | None
+    details: dict
+    ip: str | None
+
+
+class AuditLog(Strict):
+    entries: list[AuditEntryOut]
+    cursor: str | None
+    has_more: bool

@@ -5,10 +5,11 @@ API paths always answer 401/403 in JSON; dashboard paths redirect to sign-in.
 from __future__ import annotations
 
 from flask import abort, g, redirect, request, url_for
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
 from ..extensions import csrf, login_manager
-from .principal import Principal, principal_for_key, principal_for_session
+from .principal import Principal, no_org_message, principal_for_key, principal_for_session
 
 API_PREFIXES = ("/v1/", "/api/")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -39,6 +40,8 @@ def authenticate_api_request() -> Principal:
         principal = principal_for_key(key)
     else:
         principal = principal_for_session()
+        if principal is None and current_user.is_authenticated:
+            abort(403, description=no_org_message(current_user))
         if principal is None:
             abort(401, description="Authentication required: send X-API-Key or "
                                    "Authorization: Bearer <key>, or sign in")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import g, session
+from flask import abort, g, session
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -42,8 +42,24 @@ class Principal:
         return role_at_least(self.role, role)
 
 
+def suspended_message(org: Org) -> str:
+    reason = f": {org.suspended_reason}" if org.suspended_reason else ""
+    return f"The organization {org.name} is suspended{reason}"
+
+
+def no_org_message(user: User) -> str:
+    """Why a signed-in user has no org to work in."""
+    suspended = db.session.scalars(select(Org).join(Membership).where(
+        Membership.user_id == user.id, Org.suspended_at.is_not(None))).first()
+    if suspended is not None:
+        return suspended_message(suspended)
+    return "You are not a member of any organization; ask an admin for an invitation"
+
+
 def principal_for_key(key: ApiKey) -> Principal:
     env = key.environment
+    if env.org.suspended_at is not None:
+        abort(403, description=suspended_message(env.org))
     return Principal(org=env.org, env=env, role=API_KEY_ROLE, api_key=key)
 
 
@@ -51,8 +67,10 @@ def principal_for_session() -> Principal | None:
     """The signed-in user's current org and environment, kept in the session."""
     if not current_user.is_authenticated:
         return None
+    # A suspended org is out of reach; its members keep their other orgs.
     memberships = db.session.scalars(
-        select(Membership).where(Membership.user_id == current_user.id).order_by(Membership.created_at)
+        select(Membership).join(Org).where(Membership.user_id == current_user.id, Org.suspended_at.is_(None))
+        .order_by(Membership.created_at)
     ).all()
     if not memberships:
         return None

@@ -8,7 +8,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import ValidationFailed
 from ..forms import FormState
-from ..services import accounts
+from ..models import Org, User, db
+from ..services import accounts, team
+from sqlalchemy import select
 
 bp = Blueprint("auth", __name__)
 
@@ -73,3 +75,33 @@ def logout():
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def accept_invitation(token):
+    """Join an org from an invitation link: as the signed-in invitee, or as a new account."""
+    try:
+        invitation = team.invitation_for(token)
+    except team.InvalidInvitation as exc:
+        return render_template("auth/invitation.html", problem=str(exc)), 410
+    org = db.session.get(Org, invitation.org_id)
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    has_account = db.session.scalar(select(User.id).where(User.email == invitation.email)) is not None
+    form = FormState()
+    if request.method == "POST":
+        try:
+            if user is None and request.form.get("password") != request.form.get("password_confirm"):
+                raise ValidationFailed({"password_confirm": "does not match the password"})
+            joined = team.accept(token, user, request.form.get("password"))
+        except ValidationFailed as exc:
+            return render_template("auth/invitation.html", invitation=invitation, org=org, user=user,
+                                   has_account=has_account, form=form.fail(exc)), exc.status
+        except team.InvalidInvitation as exc:
+            return render_template("auth/invitation.html", problem=str(exc)), 410
+        if user is None:
+            _start_session(joined)
+        session["org_id"], session["env_id"] = org.id, None
+        flash(f"You joined {org.name} as {invitation.role}.", "success")
+        return redirect(url_for("dashboard.overview"))
+    return render_template("auth/invitation.html", invitation=invitation, org=org, user=user,
+                           has_account=has_account, form=form)

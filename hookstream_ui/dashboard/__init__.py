@@ -5,7 +5,9 @@ from flask import Blueprint, g, render_template
 from flask_login import current_user, login_required
 
 from ..auth import current_principal
+from ..auth.principal import no_org_message
 from ..models import STATUSES
+from ..services import team as team_svc
 
 bp = Blueprint("dashboard", __name__)
 
@@ -14,15 +16,16 @@ bp = Blueprint("dashboard", __name__)
 @login_required
 def _signed_in():
     if current_principal() is None:
-        # Signed in but in no org (e.g. removed from their last one).
-        return render_template("dashboard/no_org.html"), 403
+        # Signed in but in no org (removed from their last one, or it was suspended).
+        return render_template("dashboard/no_org.html", reason=no_org_message(current_user)), 403
     return None
 
 
 @bp.app_context_processor
 def _layout_context():
     principal = g.get("principal") if current_user.is_authenticated else None
-    return {"principal": principal, "collection_statuses": STATUSES}
+    orgs = team_svc.orgs_of(current_user) if principal is not None and principal.user is not None else []
+    return {"principal": principal, "collection_statuses": STATUSES, "user_orgs": orgs}
 
 
-from . import collections, overview, records, runs, settings, sources  # noqa: E402,F401
+from . import collections, overview, records, runs, settings, sources, team  # noqa: E402,F401

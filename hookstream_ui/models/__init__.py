@@ -7,11 +7,12 @@ from .record import Record
 from .source import SourceConnection
 from .sync_run import ACTIVE_STATUSES, FINAL_STATUSES, SyncRun
 from .source_file import CHUNK_SIZE, SourceFile, SourceFileChunk
+from .team import AuditEntry, Invitation
 from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
-    "ApiKey", "CHUNK_SIZE", "Collection", "Environment", "Event", "Membership", "Org", "Record",
+    "ApiKey", "AuditEntry", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
     "SourceConnection", "SourceFile", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

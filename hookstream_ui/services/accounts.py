@@ -9,7 +9,9 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..errors import ValidationFailed
+from ..auth.principal import suspended_message
 from ..models import Environment, Membership, Org, User, db, utcnow
+from . import audit
 
 MIN_PASSWORD = 10
 
@@ -79,7 +81,12 @@ def sign_up(email: str, password: str) -> User:
             {"email": "Sign-up is closed on this instance; ask an admin for an invitation."},
             status=403, code="signup_closed",
         )
-    return create_user(email, password, admin=first)
+    user = create_user(email, password, admin=first)
+    org = user.memberships[0].org
+    audit.record("org.create", "org", org.id, actor=audit.actor_for_user(user), org_id=org.id,
+                 details={"name": org.name, "via": "sign-up"})
+    db.session.commit()
+    return user
 
 
 def authenticate(email: str, password: str) -> User:
@@ -90,7 +97,12 @@ def authenticate(email: str, password: str) -> User:
                                code="unauthorized")
     if not user.is_active:
         raise ValidationFailed({"email": "This account is disabled."}, status=403, code="forbidden")
+    orgs = db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all()
+    if orgs and all(org.suspended_at is not None for org in orgs):
+        raise ValidationFailed({"email": suspended_message(orgs[0]) + "."}, status=403, code="org_suspended")
     user.last_sign_in_at = utcnow()
+    for org in orgs or [None]:  # each org's log shows its members' sign-ins
+        audit.record("user.sign_in", "user", user.id, actor=audit.actor_for_user(user), org_id=org.id if org else None)
     db.session.commit()
     return user
 

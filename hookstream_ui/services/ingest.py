@@ -18,7 +18,7 @@ from werkzeug.datastructures import Headers
 from sqlalchemy import select
 
 from ..extensions import get_redis
-from ..models import SourceConnection, db, new_id, utcnow
+from ..models import Org, SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
 from . import group_commit, jsonpaths
 from .signatures import SignatureError, verify
@@ -27,15 +27,17 @@ from .sources import credentials_of
 MASKED_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 DEDUP_HEADERS = ("Idempotency-Key", "webhook-id")
 WEBHOOK_COLUMNS = (SourceConnection.id, SourceConnection.org_id, SourceConnection.env_id, SourceConnection.config,
-                   SourceConnection.credentials_encrypted)
+                   SourceConnection.credentials_encrypted, Org.suspended_at, Org.suspended_reason)
 
 
 def webhook_source_or_404(source_id: str):
     """The columns ingest needs, as a row (an ORM object costs more than the query here)."""
-    source = db.session.execute(select(*WEBHOOK_COLUMNS).where(SourceConnection.id == source_id,
-                                                               SourceConnection.short_name == "webhook")).first()
+    source = db.session.execute(select(*WEBHOOK_COLUMNS).join(Org, Org.id == SourceConnection.org_id).where(
+        SourceConnection.id == source_id, SourceConnection.short_name == "webhook")).first()
     if source is None:
         abort(404, description="No webhook source with that id")
+    if source.suspended_at is not None:
+        abort(403, description=f"The organization is suspended: {source.suspended_reason or 'no reason given'}")
     return source
 
 

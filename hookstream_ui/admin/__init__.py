@@ -1,0 +1,108 @@
+"""/admin: the instance admin's pages (orgs, users, system health). Org roles do not
+reach here: an org owner who is not an instance admin gets 403."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from ..errors import ValidationFailed
+from ..health import system_health
+from ..services import audit
+from ..services import instance_admin as svc
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+@login_required
+def _instance_admin_only():
+    if not current_user.is_instance_admin:
+        abort(403, description="Only instance admins can open /admin")
+    audit.act_as(audit.actor_for_user(current_user))
+
+
+def _attempt(action, message, endpoint: str = "admin.orgs"):
+    """Run a change; flash its outcome (or the reason it was refused) and go back."""
+    try:
+        result = action()
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+    else:
+        flash(message(result), "success")
+    return redirect(url_for(endpoint))
+
+
+@bp.get("/")
+def orgs():
+    return render_template("admin/orgs.html", rows=svc.org_rows())
+
+
+@bp.post("/orgs")
+def org_create():
+    return _attempt(lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
+                    lambda org: f"Organization {org.name} created.")
+
+
+@bp.post("/orgs/<org_id>/rename")
+def org_rename(org_id):
+    return _attempt(lambda: svc.rename_org(org_id, request.form.get("name")), lambda org: f"Renamed to {org.name}.")
+
+
+@bp.post("/orgs/<org_id>/suspend")
+def org_suspend(org_id):
+    return _attempt(lambda: svc.suspend_org(org_id, request.form.get("reason")),
+                    lambda org: f"{org.name} is suspended: its members cannot sign in to it, its API keys and "
+                                f"ingest URLs answer 403. Nothing was deleted.")
+
+
+@bp.post("/orgs/<org_id>/unsuspend")
+def org_unsuspend(org_id):
+    return _attempt(lambda: svc.unsuspend_org(org_id), lambda org: f"{org.name} is active again.")
+
+
+@bp.post("/orgs/<org_id>/delete")
+def org_delete(org_id):
+    return _attempt(lambda: svc.delete_org(org_id, request.form.get("confirm")),
+                    lambda org: f"{org.name} and everything in it were deleted.")
+
+
+@bp.get("/users")
+def users():
+    return render_template("admin/users.html", users=svc.users())
+
+
+@bp.post("/users/<user_id>/<action>")
+def user_action(user_id, action):
+    changes = {"disable": (svc.set_user_disabled, True), "enable": (svc.set_user_disabled, False),
+               "promote": (svc.set_instance_admin, True), "demote": (svc.set_instance_admin, False)}
+    if action not in changes:
+        abort(404)
+    change, value = changes[action]
+    return _attempt(lambda: change(current_user, user_id, value), lambda user: f"{user.email}: {action}d.",
+                    "admin.users")
+
+
+@bp.get("/system")
+def system():
+    return render_template("admin/system.html", health=system_health(), queues=svc.queues(),
+                           failed=svc.failed_jobs())
+
+
+@bp.post("/jobs/<job_id>/<action>")
+def job_action(job_id, action):
+    actions = {"requeue": svc.requeue_job, "delete": svc.delete_job}
+    if action not in actions:
+        abort(404)
+    return _attempt(lambda: actions[action](job_id), lambda _: f"Job {job_id}: {action}d.", "admin.system")
+
+
+@bp.get("/audit-log")
+def audit_log():
+    args = request.args
+    try:
+        page = audit.list_entries(org_id=None, actor=args.get("actor"), action=args.get("action"),
+                                  resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
+                                  cursor=args.get("cursor"), limit=50)
+    except ValidationFailed as exc:
+        abort(400, description=exc.message)
+    return render_template("admin/audit.html", page=page, args=args)

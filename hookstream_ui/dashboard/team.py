@@ -1,0 +1,134 @@
+"""Team, projects (environments), the audit log, and switching or leaving orgs."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, session, url_for
+
+from ..auth import current_principal, require_role
+from ..errors import ValidationFailed
+from ..forms import FormState
+from ..models import ROLES
+from ..services import audit, team
+from . import bp
+
+
+@bp.route("/settings/team", methods=["GET", "POST"])
+def team_page():
+    principal = current_principal()
+    require_role(principal, "admin")
+    form, link, status = FormState.from_request("email", "role"), None, 200
+    if request.method == "POST":
+        try:
+            invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
+            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at}
+            form = FormState()
+        except ValidationFailed as exc:
+            form.fail(exc)
+            status = exc.status
+    return render_template("dashboard/settings/team.html", members=team.list_members(principal),
+                           invitations=team.list_invitations(principal), form=form, link=link,
+                           roles=ROLES if principal.can("owner") else ROLES[1:]), status
+
+
+def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False):
+    """Run a change, flash its outcome (or why it was refused) and go back. `leaving`: the
+    change took the user out of this org (left it, deleted it), so forget it."""
+    try:
+        result = action()
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(back))
+    flash(message(result), "success")
+    if leaving:
+        session.pop("org_id", None)
+        session.pop("env_id", None)
+        return redirect(url_for("dashboard.overview"))
+    return redirect(url_for(back))
+
+
+def _admin():
+    principal = current_principal()
+    require_role(principal, "admin")
+    return principal
+
+
+@bp.post("/settings/team/<user_id>/role")
+def member_role(user_id):
+    principal = _admin()
+    return _attempt(lambda: team.change_role(principal, user_id, request.form.get("role")),
+                    lambda m: f"{m.user.email} is now {m.role}.")
+
+
+@bp.post("/settings/team/<user_id>/remove")
+def member_remove(user_id):
+    principal = _admin()
+    return _attempt(lambda: team.remove_member(principal, user_id),
+                    lambda _: "Member removed.")
+
+
+@bp.post("/settings/team/invitations/<invitation_id>/revoke")
+def invitation_revoke(invitation_id):
+    principal = _admin()
+    return _attempt(lambda: team.revoke_invitation(principal, invitation_id),
+                    lambda i: f"Invitation for {i.email} withdrawn; its link no longer works.") \
+       
+
+
+@bp.post("/settings/leave")
+def leave_org():
+    principal = current_principal()
+    return _attempt(lambda: team.remove_member(principal, principal.user_id),
+                    lambda _: f"You left {principal.org.name}.", "dashboard.account_page", leaving=True)
+
+
+@bp.post("/settings/org/delete")
+def org_delete():
+    principal = current_principal()
+    require_role(principal, "owner")
+    return _attempt(lambda: team.delete_org(principal, request.form.get("confirm")),
+                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True)
+
+
+@bp.post("/switch-org")
+def switch_org():
+    principal = current_principal()
+    org = team.switch_org(principal.user, request.form.get("org_id", ""))
+    flash(f"Switched to {org.name}.", "info")
+    return redirect(url_for("dashboard.overview"))
+
+
+@bp.route("/settings/projects", methods=["GET", "POST"])
+def projects_page():
+    principal = current_principal()
+    require_role(principal, "admin")
+    form, status = FormState.from_request("name"), 200
+    if request.method == "POST":
+        try:
+            env = team.create_environment(principal, request.form.get("name"))
+            flash(f"Project {env.name} created. Switch to it from the sidebar.", "success")
+            return redirect(url_for("dashboard.projects_page"))
+        except ValidationFailed as exc:
+            form.fail(exc)
+            status = exc.status
+    return render_template("dashboard/settings/projects.html", envs=team.list_environments(principal),
+                           form=form), status
+
+
+@bp.post("/settings/projects/<env_id>/rename")
+def project_rename(env_id):
+    principal = _admin()
+    return _attempt(lambda: team.rename_environment(principal, env_id, request.form.get("name")),
+                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page")
+
+
+@bp.get("/settings/audit-log")
+def audit_page():
+    principal = current_principal()
+    require_role(principal, "admin")
+    args = request.args
+    try:
+        page = audit.list_entries(org_id=principal.org.id, actor=args.get("actor"), action=args.get("action"),
+                                  resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
+                                  cursor=args.get("cursor"), limit=50)
+    except ValidationFailed as exc:
+        abort(400, description=exc.message)
+    return render_template("dashboard/settings/audit.html", page=page, args=args)

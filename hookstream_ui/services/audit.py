@@ -1,0 +1,166 @@
+"""The audit log: who created, changed or deleted what, when, and from where.
+
+Recorded in one place, a flush hook on the session, so no service can forget it and the
+entry commits (or rolls back) with the change itself. Only changes made on someone's
+behalf are recorded: a request with a principal, or an actor set for the request or
+command (sign-in, sign-up, accepting an invitation, /admin, the CLI). A worker updating a
+source's health is not an audit event. Values are recorded only for the few fields that
+are never secret (names, roles, statuses); for the rest, just which fields changed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import g, has_app_context, has_request_context, request
+from sqlalchemy import event, inspect, or_, select
+from sqlalchemy.orm import Session
+
+from ..errors import ValidationFailed
+from ..models import ApiKey, AuditEntry, Collection, Environment, Invitation, Membership, Org, SourceConnection, db
+from ..models.base import isoformat, utcnow
+from .pagination import Page, paginate
+from .upsert import parse_time
+
+AUDITED = {Collection: "collection", SourceConnection: "source", ApiKey: "api_key", Membership: "member",
+           Environment: "environment", Org: "org", Invitation: "invitation"}
+# Bookkeeping that changes on its own (counters, health, sync progress): not a change by anyone.
+UNAUDITED_FIELDS = {
+    "updated_at", "last_used_at", "request_count", "record_count", "last_sync_at", "sync_state", "sync_status",
+    "next_run_at", "health_status", "last_error", "last_success_at", "consecutive_failures",
+    "initial_backfill_completed_at", "last_tested_at", "last_test_message", "backfill_status", "backfill_progress",
+    "backfill_total", "backfill_cursor", "backfill_started_at", "backfill_completed_at", "backfill_error",
+    "modified_by_id", "credential_meta",
+}
+SHOWN_VALUES = {"name", "slug", "role", "status", "email", "suspended_reason", "primary_key_path", "sync_frequency",
+                "revoked_at", "suspended_at"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str | None
+    label: str
+
+
+def act_as(actor: Actor) -> None:
+    """Name who is acting for the rest of this request (when there is no principal)."""
+    g.audit_actor = actor
+
+
+def actor_for_user(user) -> Actor:
+    return Actor(user.id, user.email)
+
+
+def _current_actor() -> Actor | None:
+    if not has_app_context():
+        return None
+    if g.get("audit_actor") is not None:
+        return g.audit_actor
+    principal = g.get("principal")
+    if principal is None:
+        return None
+    if principal.api_key is not None:
+        return Actor(principal.api_key.id, f"API key {principal.api_key.name}")
+    return Actor(principal.user.id, principal.user.email)
+
+
+def _ip() -> str | None:
+    return request.remote_addr if has_request_context() else None
+
+
+def _ensure_id(obj) -> str:
+    # New rows get their id at INSERT; the entry needs it now.
+    if obj.id is None:
+        obj.id = type(obj).__table__.c.id.default.arg(None)
+    return obj.id
+
+
+def _scope(obj) -> tuple[str | None, str | None]:
+    if isinstance(obj, Org):
+        return obj.id, None
+    return getattr(obj, "org_id", None), getattr(obj, "env_id", None)
+
+
+def _changes(obj) -> dict:
+    state = inspect(obj)
+    changed, values = [], {}
+    for attr in state.mapper.column_attrs:
+        history = state.attrs[attr.key].history
+        if not history.has_changes() or attr.key in UNAUDITED_FIELDS:
+            continue
+        changed.append(attr.key)
+        if attr.key in SHOWN_VALUES:
+            values[attr.key] = {"from": _plain(history.deleted[0] if history.deleted else None),
+                                "to": _plain(history.added[0] if history.added else None)}
+    return {"changed": changed, **({"values": values} if values else {})}
+
+
+def _plain(value):
+    return isoformat(value) if isinstance(value, datetime) else value
+
+
+def _label(obj) -> dict:
+    return {k: getattr(obj, k) for k in ("name", "slug", "email", "role") if getattr(obj, k, None) is not None}
+
+
+@event.listens_for(Session, "before_flush")
+def _record(session, _context, _instances) -> None:
+    actor = _current_actor()
+    if actor is None:
+        return
+    entries = []
+    for verb, objects in (("create", session.new), ("update", session.dirty), ("delete", session.deleted)):
+        for obj in list(objects):
+            kind = AUDITED.get(type(obj))
+            if kind is None:
+                continue
+            if verb == "update":
+                if not session.is_modified(obj, include_collections=False):
+                    continue
+                details = _changes(obj)
+                if not details["changed"]:
+                    continue
+            else:
+                details = _label(obj)
+            org_id, env_id = _scope(obj)
+            if isinstance(obj, Org) and verb == "delete":
+                org_id = None  # the entry outlives the org (its own entries go with it)
+                details["org_id"] = obj.id
+            if isinstance(obj, Membership):
+                details["user_id"] = obj.user_id
+            entries.append(AuditEntry(org_id=org_id, env_id=env_id, actor_id=actor.id, actor=actor.label[:254],
+                                      action=f"{kind}.{verb}", resource_type=kind, resource_id=_ensure_id(obj),
+                                      details=details, ip=_ip(), at=utcnow()))
+    session.add_all(entries)
+
+
+def record(action: str, resource_type: str, resource_id: str | None, *, actor: Actor, org_id: str | None = None,
+           details: dict | None = None) -> None:
+    """An entry for something that is not a row change (a sign-in). The caller commits."""
+    db.session.add(AuditEntry(org_id=org_id, actor_id=actor.id, actor=actor.label[:254], action=action,
+                              resource_type=resource_type, resource_id=resource_id, details=details or {},
+                              ip=_ip(), at=utcnow()))
+
+
+def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, since=None, until=None,
+                 cursor=None, limit=None) -> Page:
+    """An org's entries (org_id None: every entry, for instance admins). `action` matches
+    exactly or by prefix ("collection." or "collection"); `resource` is a type or an id."""
+    query = select(AuditEntry)
+    if org_id is not None:
+        query = query.where(AuditEntry.org_id == org_id)
+    if actor:
+        query = query.where(or_(AuditEntry.actor_id == actor, AuditEntry.actor.ilike(f"%{actor.strip()}%")))
+    if action:
+        action = action.strip()
+        query = query.where(AuditEntry.action == action if "." in action.rstrip(".")
+                            else AuditEntry.action.startswith(action.rstrip(".") + "."))
+    if resource:
+        query = query.where(or_(AuditEntry.resource_type == resource, AuditEntry.resource_id == resource))
+    for name, value in (("since", since), ("until", until)):
+        if value:
+            moment = parse_time(value)
+            if moment is None:
+                raise ValidationFailed({name: "must be an ISO 8601 time or epoch seconds"})
+            query = query.where(AuditEntry.at >= moment if name == "since" else AuditEntry.at <= moment)
+    return paginate(query, AuditEntry, cursor, limit, by="at")

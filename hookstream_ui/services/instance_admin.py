@@ -1,0 +1,160 @@
+"""What /admin does: every org and user of the instance, suspension, and the job system."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import abort
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+from sqlalchemy import func, select
+
+from ..errors import ValidationFailed
+from ..extensions import get_redis
+from ..models import Collection, Event, Membership, Org, User, db, utcnow
+from ..sync.worker import QUEUES, queue
+from . import accounts
+
+
+def org_rows() -> list[dict]:
+    """Each org with its members, collections, records and events of the last 24 h."""
+    def counts(stmt):
+        return dict(db.session.execute(stmt).all())
+
+    members = counts(select(Membership.org_id, func.count()).group_by(Membership.org_id))
+    collections = counts(select(Collection.org_id, func.count()).group_by(Collection.org_id))
+    records = counts(select(Collection.org_id, func.coalesce(func.sum(Collection.record_count), 0))
+                     .group_by(Collection.org_id))
+    events = counts(select(Event.org_id, func.count()).where(Event.received_at >= utcnow() - timedelta(hours=24))
+                    .group_by(Event.org_id))
+    return [{"org": org, "members": members.get(org.id, 0), "collections": collections.get(org.id, 0),
+             "records": int(records.get(org.id, 0)), "events_24h": events.get(org.id, 0)}
+            for org in db.session.scalars(select(Org).order_by(Org.created_at, Org.id))]
+
+
+def get_org_or_404(org_id: str) -> Org:
+    org = db.session.get(Org, org_id)
+    if org is None:
+        abort(404, description="No such organization")
+    return org
+
+
+def _org_name(value) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 120:
+        raise ValidationFailed({"name": "must be 1 to 120 characters"})
+    return value.strip()
+
+
+def create_org(name, owner_email) -> Org:
+    name = _org_name(name)
+    owner = None
+    if owner_email:
+        owner = db.session.scalar(select(User).where(User.email == accounts.normalise_email(owner_email)))
+        if owner is None:
+            raise ValidationFailed({"owner_email": "no user with that email; invite them from the org instead"})
+    org = accounts.create_org(name, owner=owner)
+    db.session.commit()
+    return org
+
+
+def rename_org(org_id: str, name) -> Org:
+    org = get_org_or_404(org_id)
+    org.name = _org_name(name)
+    db.session.commit()
+    return org
+
+
+def suspend_org(org_id: str, reason) -> Org:
+    org = get_org_or_404(org_id)
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if not 1 <= len(reason) <= 500:
+        raise ValidationFailed({"reason": "say why, in 1 to 500 characters: members see it when they sign in"})
+    org.suspended_at, org.suspended_reason = utcnow(), reason
+    db.session.commit()
+    return org
+
+
+def unsuspend_org(org_id: str) -> Org:
+    org = get_org_or_404(org_id)
+    org.suspended_at, org.suspended_reason = None, None
+    db.session.commit()
+    return org
+
+
+def delete_org(org_id: str, confirm) -> Org:
+    org = get_org_or_404(org_id)
+    if confirm != org.slug:
+        raise ValidationFailed({"confirm": f"type the organization's slug ({org.slug}) to confirm"})
+    db.session.delete(org)
+    db.session.commit()
+    return org
+
+
+def users() -> list[User]:
+    return db.session.scalars(select(User).order_by(User.created_at, User.id)).all()
+
+
+def get_user_or_404(user_id: str) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, description="No such user")
+    return user
+
+
+def set_user_disabled(acting: User, user_id: str, disabled: bool) -> User:
+    user = get_user_or_404(user_id)
+    if user.id == acting.id:
+        raise ValidationFailed({"user_id": "you cannot disable yourself"})
+    user.disabled_at = utcnow() if disabled else None
+    if disabled:
+        user.session_token = accounts.secrets.token_hex(16)  # signs them out everywhere
+    db.session.commit()
+    return user
+
+
+def set_instance_admin(acting: User, user_id: str, admin: bool) -> User:
+    user = get_user_or_404(user_id)
+    if user.id == acting.id and not admin:
+        raise ValidationFailed({"user_id": "you cannot remove your own instance-admin rights"})
+    user.is_instance_admin = admin
+    db.session.commit()
+    return user
+
+
+def queues() -> list[dict]:
+    rows = []
+    for name in QUEUES:
+        q = queue(name)
+        rows.append({"name": name, "queued": q.count, "failed": FailedJobRegistry(queue=q).count})
+    return rows
+
+
+def failed_jobs(limit: int = 50) -> list[dict]:
+    jobs = []
+    for name in QUEUES:
+        registry = FailedJobRegistry(queue=queue(name))
+        for job in Job.fetch_many(registry.get_job_ids(0, limit - 1), connection=get_redis()):
+            if job is not None:
+                result = job.latest_result()
+                lines = (result.exc_string or "").strip().splitlines() if result is not None else []
+                # The exception's own line only: a traceback is for logs, not for a page.
+                jobs.append({"id": job.id, "queue": name, "func": job.func_name, "args": job.args,
+                             "ended_at": job.ended_at, "error": lines[-1][:300] if lines else ""})
+    return jobs
+
+
+def _failed_job_or_404(job_id: str) -> tuple[FailedJobRegistry, str]:
+    for name in QUEUES:
+        registry = FailedJobRegistry(queue=queue(name))
+        if job_id in registry.get_job_ids():
+            return registry, job_id
+    abort(404, description="No failed job with that id")
+
+
+def requeue_job(job_id: str) -> None:
+    registry, job_id = _failed_job_or_404(job_id)
+    registry.requeue(job_id)
+
+
+def delete_job(job_id: str) -> None:
+    registry, job_id = _failed_job_or_404(job_id)
+    registry.remove(job_id, delete_job=True)

@@ -1,0 +1,251 @@
+"""An org's people: members and their roles, invitations, and the org's environments.
+
+Invitation links are signed (itsdangerous, with the app's SECRET_KEY), expire, and work
+once: the link carries the invitation id and a random secret whose SHA-256 is stored, so
+a tampered link fails the signature, and the table alone cannot mint a working one.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import abort, current_app, session, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select
+
+from ..auth.principal import Principal
+from ..errors import ValidationFailed
+from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
+from ..models.base import as_utc
+from . import accounts
+
+INVITATION_DAYS = 7
+
+
+# --- members -----------------------------------------------------------------------------
+
+def list_members(principal: Principal) -> list[Membership]:
+    return db.session.scalars(select(Membership).join(User).where(Membership.org_id == principal.org.id)
+                              .order_by(Membership.created_at, Membership.id)).all()
+
+
+def get_member_or_404(principal: Principal, user_id: str) -> Membership:
+    membership = db.session.scalar(select(Membership).where(Membership.org_id == principal.org.id,
+                                                            Membership.user_id == user_id))
+    if membership is None:
+        abort(404, description="No member with that user id in this organization")
+    return membership
+
+
+def _owners(org_id: str) -> int:
+    return db.session.scalar(select(func.count()).select_from(Membership)
+                             .where(Membership.org_id == org_id, Membership.role == "owner"))
+
+
+def _check_role(value, principal: Principal, field: str = "role") -> str:
+    if value not in ROLES:
+        raise ValidationFailed({field: f"must be one of {', '.join(ROLES)}"})
+    if value == "owner" and not principal.can("owner"):
+        raise ValidationFailed({field: "only an owner can make someone an owner"}, status=403, code="forbidden")
+    return value
+
+
+def change_role(principal: Principal, user_id: str, role) -> Membership:
+    membership = get_member_or_404(principal, user_id)
+    role = _check_role(role, principal)
+    if membership.role == "owner" and role != "owner":
+        if not principal.can("owner"):
+            raise ValidationFailed({"role": "only an owner can change an owner's role"}, status=403, code="forbidden")
+        if _owners(principal.org.id) == 1:
+            raise ValidationFailed({"role": "the last owner cannot be demoted; make someone else owner first"},
+                                   status=409, code="last_owner")
+    membership.role = role
+    db.session.commit()
+    return membership
+
+
+def remove_member(principal: Principal, user_id: str) -> None:
+    """Admins remove others; anyone may leave. Owners are removed only by owners, and the
+    last owner can neither leave nor be removed."""
+    membership = get_member_or_404(principal, user_id)
+    leaving = principal.user_id == user_id
+    if not leaving and not principal.can("admin"):
+        abort(403, description="This needs the admin role or higher")
+    if membership.role == "owner":
+        if not leaving and not principal.can("owner"):
+            raise ValidationFailed({"user_id": "only an owner can remove an owner"}, status=403, code="forbidden")
+        if _owners(principal.org.id) == 1:
+            raise ValidationFailed({"user_id": "the last owner cannot leave; make someone else owner first"},
+                                   status=409, code="last_owner")
+    db.session.delete(membership)
+    db.session.commit()
+
+
+# --- invitations -------------------------------------------------------------------------
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="hookstream-invitation")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
+    """A pending invitation and its link (shown to the inviter, once). Inviting the same
+    address again replaces the earlier link."""
+    errors = {}
+    try:
+        email = accounts.normalise_email(email if isinstance(email, str) else "")
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    try:
+        role = _check_role(role, principal)
+    except ValidationFailed as exc:
+        if exc.status != 400:
+            raise
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationFailed(errors)
+    member = db.session.scalar(select(Membership.id).join(User).where(Membership.org_id == principal.org.id,
+                                                                       User.email == email))
+    if member:
+        raise ValidationFailed({"email": "is already a member of this organization"}, status=409, code="conflict")
+    now = utcnow()
+    for pending in db.session.scalars(select(Invitation).where(
+            Invitation.org_id == principal.org.id, Invitation.email == email,
+            Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))):
+        pending.revoked_at = now
+    secret = secrets.token_urlsafe(24)
+    invitation = Invitation(org_id=principal.org.id, email=email, role=role, token_hash=_hash(secret),
+                            invited_by_id=principal.user_id, expires_at=now + timedelta(days=INVITATION_DAYS))
+    db.session.add(invitation)
+    db.session.flush()
+    token = _serializer().dumps({"id": invitation.id, "secret": secret})
+    db.session.commit()
+    return invitation, url_for("auth.accept_invitation", token=token, _external=True)
+
+
+def list_invitations(principal: Principal) -> list[Invitation]:
+    return db.session.scalars(select(Invitation).where(
+        Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
+        Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+
+
+def revoke_invitation(principal: Principal, invitation_id: str) -> Invitation:
+    invitation = db.session.scalar(select(Invitation).where(Invitation.id == invitation_id,
+                                                            Invitation.org_id == principal.org.id))
+    if invitation is None or invitation.accepted_at or invitation.revoked_at:
+        abort(404, description="No pending invitation with that id")
+    invitation.revoked_at = utcnow()
+    db.session.commit()
+    return invitation
+
+
+class InvalidInvitation(Exception):
+    """The link is tampered with, expired, used or revoked; the message says which."""
+
+
+def invitation_for(token: str) -> Invitation:
+    try:
+        data = _serializer().loads(token, max_age=INVITATION_DAYS * 86400)
+    except SignatureExpired:
+        raise InvalidInvitation("This invitation has expired. Ask for a new one.") from None
+    except BadSignature:
+        raise InvalidInvitation("This invitation link is not valid.") from None
+    invitation = db.session.get(Invitation, str(data.get("id", ""))) if isinstance(data, dict) else None
+    if invitation is None or not secrets.compare_digest(invitation.token_hash, _hash(str(data.get("secret", "")))):
+        raise InvalidInvitation("This invitation link is not valid.")
+    if invitation.accepted_at is not None:
+        raise InvalidInvitation("This invitation has already been used.")
+    if invitation.revoked_at is not None:
+        raise InvalidInvitation("This invitation was withdrawn.")
+    if as_utc(invitation.expires_at) <= utcnow():
+        raise InvalidInvitation("This invitation has expired. Ask for a new one.")
+    return invitation
+
+
+def accept(token: str, user: User | None, password: str | None = None) -> User:
+    """Join the org: as the signed-in `user` (whose email must be the invited one), or as
+    a new account with `password` when nobody has that email yet."""
+    invitation = invitation_for(token)
+    existing = db.session.scalar(select(User).where(User.email == invitation.email))
+    if user is None:
+        if existing is not None:
+            raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
+                                   status=409, code="sign_in_required")
+        accounts.check_password_strength(password)
+        user = User(email=invitation.email)
+        user.set_password(password)
+        db.session.add(user)
+    elif user.email != invitation.email:
+        raise ValidationFailed({"email": f"This invitation is for {invitation.email}; you are signed in as "
+                                         f"{user.email}."}, status=403, code="forbidden")
+    if not db.session.scalar(select(Membership.id).where(Membership.org_id == invitation.org_id,
+                                                         Membership.user_id == user.id)):
+        db.session.add(Membership(org_id=invitation.org_id, user=user, role=invitation.role))
+    db.session.flush()  # a new user gets their id
+    invitation.accepted_at, invitation.accepted_by_id = utcnow(), user.id
+    db.session.commit()
+    return user
+
+
+# --- orgs and environments ---------------------------------------------------------------
+
+def orgs_of(user: User) -> list[Org]:
+    return db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)
+                              .order_by(Membership.created_at)).all()
+
+
+def switch_org(user: User, org_id: str) -> Org:
+    org = db.session.scalar(select(Org).join(Membership).where(Membership.user_id == user.id, Org.id == org_id))
+    if org is None:
+        abort(404, description="You are not a member of that organization")
+    session["org_id"], session["env_id"] = org.id, None
+    return org
+
+
+def _env_name(value) -> str:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
+        raise ValidationFailed({"name": "must be 1 to 80 characters"})
+    return value.strip()
+
+
+def list_environments(principal: Principal) -> list[Environment]:
+    return db.session.scalars(select(Environment).where(Environment.org_id == principal.org.id)
+                              .order_by(Environment.created_at, Environment.id)).all()
+
+
+def create_environment(principal: Principal, name) -> Environment:
+    name = _env_name(name)
+    slug = accounts.slugify(name, "project")
+    if db.session.scalar(select(Environment.id).where(Environment.org_id == principal.org.id,
+                                                      Environment.slug == slug)):
+        raise ValidationFailed({"name": f"a project with the slug {slug!r} exists"}, status=409, code="conflict")
+    env = Environment(org_id=principal.org.id, name=name, slug=slug)
+    db.session.add(env)
+    db.session.commit()
+    return env
+
+
+def get_environment_or_404(principal: Principal, env_id: str) -> Environment:
+    env = db.session.scalar(select(Environment).where(Environment.org_id == principal.org.id,
+                                                      Environment.id == env_id))
+    if env is None:
+        abort(404, description="No project with that id in this organization")
+    return env
+
+
+def rename_environment(principal: Principal, env_id: str, name) -> Environment:
+    env = get_environment_or_404(principal, env_id)
+    env.name = _env_name(name)
+    db.session.commit()
+    return env
+
+
+def delete_org(principal: Principal, confirm) -> None:
+    if confirm != principal.org.slug:
+        raise ValidationFailed({"confirm": f"type the organization's slug ({principal.org.slug}) to confirm"})
+    db.session.delete(principal.org)
+    db.session.commit()
