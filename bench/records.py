@@ -102,12 +102,13 @@ def main() -> int:
             started = time.perf_counter()
             load(instance, args.records)
             load_seconds = time.perf_counter() - started
+            conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)  # the old one idled out
             base = "/v1/collections/customers/records?limit=20"
             first = get(conn, base, key)
             rare = args.records // 2 + 7
             queries = {
                 "newest page": base,
-                "next page (cursor)": f"{base}&cursor={first['cursor']}",
+                "next page (cursor)": f"{base}&cursor={first['next_cursor']}",
                 "filter, 20% match": f"{base}&filter[status]=past_due",
                 "filter, 1 match": f"{base}&filter[email]=user{rare}@example.com",
                 "two filters": f"{base}&filter[country]=NZ&filter[plan]=pro",

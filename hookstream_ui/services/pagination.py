@@ -52,11 +52,18 @@ def paginate(query: Select, model, cursor: str | None, limit, by: str = "created
     """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair."""
     limit = parse_limit(limit)
     column = getattr(model, by)
-    if cursor:
-        stamp, ident = _decode(cursor)
-        query = query.where(or_(column < stamp, and_(column == stamp, model.id < ident)))
+    query = after_cursor(query, model, cursor, by)
     rows = db.session.scalars(query.order_by(column.desc(), model.id.desc()).limit(limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = _encode(getattr(rows[-1], by), rows[-1].id) if has_more else None
     return Page(rows, next_cursor, has_more)
+
+
+def after_cursor(query: Select, model, cursor: str | None, by: str = "created_at") -> Select:
+    """`query` narrowed to the rows after `cursor` in newest-first order."""
+    if not cursor:
+        return query
+    column = getattr(model, by)
+    stamp, ident = _decode(cursor)
+    return query.where(or_(column < stamp, and_(column == stamp, model.id < ident)))

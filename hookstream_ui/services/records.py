@@ -7,13 +7,14 @@ import re
 from flask import abort
 from sqlalchemy import String, Text, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import aliased
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from datetime import timedelta
 
 from ..models import Collection, Event, Record, db, isoformat, utcnow
-from .pagination import Page, paginate
+from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
 
 SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -26,14 +27,14 @@ def _segments(path: str, field: str) -> list[str]:
     return parts
 
 
-def json_text(segments: list[str]):
+def json_text(segments: list[str], entity=Record):
     """The value at a path inside records.data, as text, on either database."""
     if db.engine.dialect.name == "postgresql":
-        return Record.data.op("#>>")(cast(segments, ARRAY(Text)))
-    return cast(func.json_extract(Record.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
+        return entity.data.op("#>>")(cast(segments, ARRAY(Text)))
+    return cast(func.json_extract(entity.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 
-def field_equals(segments: list[str], value: str):
+def field_equals(segments: list[str], value: str, entity=Record):
     """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
     On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
     import json
@@ -46,7 +47,7 @@ def field_equals(segments: list[str], value: str):
     except ValueError:
         pass
     if db.engine.dialect.name != "postgresql":
-        text = json_text(segments)
+        text = json_text(segments, entity)
         spellings = {value}
         if len(candidates) > 1:
             typed = candidates[1]
@@ -60,20 +61,41 @@ def field_equals(segments: list[str], value: str):
             leaf = {segment: leaf}
         return leaf
 
-    return or_(*[Record.data.op("@>")(cast(nest(c), JSONB)) for c in candidates])
+    return or_(*[entity.data.op("@>")(cast(nest(c), JSONB)) for c in candidates])
+
+
+# PostgreSQL: a filtered page is first looked for among this many of the newest records
+# (after the cursor), walked in index order; only if they hold less than a page is the
+# whole collection searched. Its planner otherwise collects every match of a common value
+# through the GIN index and sorts them all. (SQLite already walks the index newest first.)
+WINDOW = 5000
+
+
+def _windowed() -> bool:
+    return db.engine.dialect.name == "postgresql"
 
 
 def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
                  cursor=None, limit=None) -> Page:
-    query = select(Record).where(Record.collection_id == collection.id)
-    if search:
-        like = f"%{search.strip()}%"
-        text = cast(Record.data, String)
-        query = query.where(or_(Record.record_key.ilike(like), text.ilike(like)))
-    if event_type:
-        query = query.where(Record.event_type == event_type)
-    for path, value in (filters or {}).items():
-        query = query.where(field_equals(_segments(path, f"filter[{path}]"), value))
+    def conditions(entity):
+        found = []
+        if search:
+            like = f"%{search.strip()}%"
+            found.append(or_(entity.record_key.ilike(like), cast(entity.data, String).ilike(like)))
+        if event_type:
+            found.append(entity.event_type == event_type)
+        for path, value in (filters or {}).items():
+            found.append(field_equals(_segments(path, f"filter[{path}]"), value, entity))
+        return found
+
+    if conditions(Record) and (collection.record_count or 0) > WINDOW and _windowed():
+        newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
+                                              cursor, by="updated_at")
+                         .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
+        page = paginate(select(newest).where(*conditions(newest)), newest, cursor, limit, by="updated_at")
+        if page.has_more:
+            return page
+    query = select(Record).where(Record.collection_id == collection.id, *conditions(Record))
     return paginate(query, Record, cursor, limit, by="updated_at")
 
 
