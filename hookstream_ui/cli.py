@@ -1,6 +1,8 @@
 """Headless set-up and process commands: `flask create-user`, `create-api-key`, `worker`."""
 from __future__ import annotations
 
+import os
+
 import click
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -11,6 +13,13 @@ from .models import Environment, Membership, User, db
 
 def _fail(exc: ValidationFailed):
     raise click.ClickException(exc.message)
+
+
+def _as_cli() -> None:
+    # Changes made from the command line are audited as such.
+    from .services import audit
+
+    audit.act_as(audit.Actor(None, f"cli ({os.environ.get('USER') or 'unknown user'})"))
 
 
 def register_cli(app: Flask) -> None:
@@ -25,6 +34,7 @@ def register_cli(app: Flask) -> None:
         """Create a user; without --org they own a new org with a `production` project."""
         from .services.accounts import create_user
 
+        _as_cli()
         try:
             user = create_user(email, password, admin=admin, org_slug=org_slug, role=role)
         except ValidationFailed as exc:
@@ -41,6 +51,7 @@ def register_cli(app: Flask) -> None:
         """Create an API key for EMAIL's org and print it once."""
         from .services.api_keys import create_key
 
+        _as_cli()
         user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
         if user is None:
             raise click.ClickException(f"no user {email}")

@@ -358,6 +358,11 @@ def test_admin_users_orgs_and_jobs(app, ctx):
     root.post(f"/admin/users/{other.id}/promote", data={"csrf_token": csrf_token(root)})
     db.session.expire_all()
     assert db.session.get(type(other), other.id).is_instance_admin and other.disabled_at is None
+    promoted = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "user.update",
+                                                          AuditEntry.resource_id == other.id)
+                                 .order_by(AuditEntry.at.desc()))
+    assert promoted.details["values"]["is_instance_admin"] == {"from": False, "to": True}
+    assert promoted.actor == "root@example.com" and "password" not in str(promoted.details)
     selfish = root.post(f"/admin/users/{root_user.id}/disable", data={"csrf_token": csrf_token(root)},
                         follow_redirects=True)
     assert "cannot disable yourself" in selfish.get_data(as_text=True)
@@ -390,3 +395,32 @@ def test_admin_users_orgs_and_jobs(app, ctx):
     root.post(f"/admin/jobs/{job.id}/delete", data={"csrf_token": csrf_token(root)})
     assert job.id not in FailedJobRegistry(queue=q).get_job_ids()
     assert root.post("/admin/jobs/nope/delete", data={"csrf_token": csrf_token(root)}).status_code == 404
+
+
+def test_suspended_orgs_syncs_wait_and_cli_changes_are_audited(app, ctx):
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.sync.scheduler import enqueue_due
+
+    result = app.test_cli_runner().invoke(args=["create-user", "cli-made@example.com", "--password", PASSWORD])
+    assert result.exit_code == 0, result.output
+    org = org_of(_user("cli-made@example.com"))
+    created = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "org.create",
+                                                         AuditEntry.org_id == org.id))
+    assert created is not None and created.actor.startswith("cli")
+
+    env = production(org)
+    source = SourceConnection(org_id=org.id, env_id=env.id, name="Stripe", short_name="stripe", config={},
+                              sync_status="active", sync_frequency="1h")
+    db.session.add(source)
+    org.suspended_at, org.suspended_reason = utcnow(), "testing"
+    db.session.commit()
+    assert enqueue_due() == []
+    org.suspended_at = None
+    db.session.commit()
+    assert len(enqueue_due()) == 1
+
+
+def _user(email):
+    from hookstream_ui.models import User
+
+    return db.session.scalar(select(User).where(User.email == email))

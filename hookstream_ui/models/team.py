@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Timestamps, db, new_id, utcnow
 
@@ -43,3 +43,7 @@ class AuditEntry(db.Model):
     resource_id: Mapped[str | None] = mapped_column(String(60))
     details: Mapped[dict] = mapped_column(JSON, default=dict)
     ip: Mapped[str | None] = mapped_column(String(64))
+
+    # Lets the session insert a new org before the entries that name it; the database
+    # deletes an org's entries with it (passive: nothing is loaded to do so).
+    org = relationship("Org", passive_deletes=True)

@@ -17,23 +17,24 @@ from sqlalchemy import event, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import ValidationFailed
-from ..models import ApiKey, AuditEntry, Collection, Environment, Invitation, Membership, Org, SourceConnection, db
+from ..models import (ApiKey, AuditEntry, Collection, Environment, Invitation, Membership, Org, SourceConnection,
+                      User, db)
 from ..models.base import isoformat, utcnow
 from .pagination import Page, paginate
 from .upsert import parse_time
 
 AUDITED = {Collection: "collection", SourceConnection: "source", ApiKey: "api_key", Membership: "member",
-           Environment: "environment", Org: "org", Invitation: "invitation"}
+           Environment: "environment", Org: "org", Invitation: "invitation", User: "user"}
 # Bookkeeping that changes on its own (counters, health, sync progress): not a change by anyone.
 UNAUDITED_FIELDS = {
     "updated_at", "last_used_at", "request_count", "record_count", "last_sync_at", "sync_state", "sync_status",
     "next_run_at", "health_status", "last_error", "last_success_at", "consecutive_failures",
     "initial_backfill_completed_at", "last_tested_at", "last_test_message", "backfill_status", "backfill_progress",
     "backfill_total", "backfill_cursor", "backfill_started_at", "backfill_completed_at", "backfill_error",
-    "modified_by_id", "credential_meta",
+    "modified_by_id", "credential_meta", "last_sign_in_at", "session_token",
 }
 SHOWN_VALUES = {"name", "slug", "role", "status", "email", "suspended_reason", "primary_key_path", "sync_frequency",
-                "revoked_at", "suspended_at"}
+                "revoked_at", "suspended_at", "disabled_at", "is_instance_admin"}
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,14 @@ def _ensure_id(obj) -> str:
     return obj.id
 
 
-def _scope(obj) -> tuple[str | None, str | None]:
+def _scope(obj) -> tuple[Org | str | None, str | None]:
+    """The entry's org (the object itself when there is one, so that a new org is inserted
+    before its entries) and environment."""
     if isinstance(obj, Org):
-        return obj.id, None
-    return getattr(obj, "org_id", None), getattr(obj, "env_id", None)
+        return obj, None
+    if isinstance(obj, User):
+        return None, None  # instance-wide: instance admins see these
+    return getattr(obj, "org", None) or getattr(obj, "org_id", None), getattr(obj, "env_id", None)
 
 
 def _changes(obj) -> dict:
@@ -122,15 +127,19 @@ def _record(session, _context, _instances) -> None:
                     continue
             else:
                 details = _label(obj)
-            org_id, env_id = _scope(obj)
+            org, env_id = _scope(obj)
             if isinstance(obj, Org) and verb == "delete":
-                org_id = None  # the entry outlives the org (its own entries go with it)
+                org = None  # the entry outlives the org (its own entries go with it)
                 details["org_id"] = obj.id
             if isinstance(obj, Membership):
-                details["user_id"] = obj.user_id
-            entries.append(AuditEntry(org_id=org_id, env_id=env_id, actor_id=actor.id, actor=actor.label[:254],
-                                      action=f"{kind}.{verb}", resource_type=kind, resource_id=_ensure_id(obj),
-                                      details=details, ip=_ip(), at=utcnow()))
+                details["user_id"] = obj.user_id or (_ensure_id(obj.user) if obj.user else None)
+            entry = AuditEntry(env_id=env_id, actor_id=actor.id, actor=actor.label[:254], action=f"{kind}.{verb}",
+                               resource_type=kind, resource_id=_ensure_id(obj), details=details, ip=_ip(), at=utcnow())
+            if isinstance(org, Org):
+                entry.org = org
+            else:
+                entry.org_id = org
+            entries.append(entry)
     session.add_all(entries)
 
 

@@ -16,7 +16,7 @@ from rq.job import Job
 from sqlalchemy import or_, select
 
 from ..extensions import db, get_redis
-from ..models import SourceConnection, SyncRun, utcnow
+from ..models import Org, SourceConnection, SyncRun, utcnow
 from ..services import runs
 from ..errors import ValidationFailed
 
@@ -65,8 +65,10 @@ def requeue_lost(now=None) -> list[str]:
 
 def enqueue_due(now=None) -> list[str]:
     now = now or utcnow()
-    due = db.session.scalars(select(SourceConnection).where(
+    # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
+    due = db.session.scalars(select(SourceConnection).join(Org, Org.id == SourceConnection.org_id).where(
         SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None),
+        Org.suspended_at.is_(None),
         or_(SourceConnection.next_run_at.is_(None), SourceConnection.next_run_at <= now))).all()
     started = []
     for source in due:
