@@ -170,7 +170,8 @@ def main() -> int:
         finally:
             instance.stop()
 
-        env = dict(os.environ, DATABASE_URL=db_url.replace("+psycopg", "+psycopg"))
+        # The bare app uses the same driver (psycopg 3) as hookstream.
+        env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
         port = free_port()
         ceiling_server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
@@ -185,6 +186,8 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.2)
             ceiling = blast(port, "/ingest", args.events, keys, signed=False)
+            if ceiling["failures"]:
+                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison")
         finally:
             ceiling_server.terminate()
             ceiling_server.wait(20)

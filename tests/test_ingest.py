@@ -389,3 +389,24 @@ def test_newest_window_gives_the_same_pages_as_a_full_search(client, key, monkey
     monkeypatch.setattr(record_svc, "WINDOW", 6)
     monkeypatch.setattr(record_svc, "_windowed", lambda: True)  # the PostgreSQL strategy, on either database
     assert all_pages() == full and full
+
+
+def test_backfill_button_starts_a_backfill_shown_live(app, client, key):
+    from tests.helpers import csrf_token, login
+
+    sid = webhook(client, key)
+    client.post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": "o1"}})
+    browser = app.test_client()
+    login(browser, "owner@example.com")
+    page = browser.get("/collections/orders").get_data(as_text=True)
+    assert 'id="backfill-button"' in page
+    r = browser.post("/collections/orders/backfill", data={"csrf_token": csrf_token(browser)})
+    assert r.status_code == 302
+    collection = db.session.scalar(select(Collection))
+    db.session.refresh(collection)
+    assert collection.backfill_status in ("pending", "running") and collection.backfill_total == 1
+    live = browser.get("/collections/orders/_live", headers={"HX-Request": "true"})
+    assert live.status_code == 200 and "Backfill · " in live.get_data(as_text=True) and "every 2s" in live.get_data(as_text=True)
+    again = browser.post("/collections/orders/backfill", data={"csrf_token": csrf_token(browser)},
+                         follow_redirects=True)
+    assert "already" in again.get_data(as_text=True) or "running" in again.get_data(as_text=True)

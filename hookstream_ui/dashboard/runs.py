@@ -48,6 +48,22 @@ def collection_run(ident):
     return _start(collection.source, back)
 
 
+@bp.post("/collections/<ident>/backfill")
+def collection_backfill(ident):
+    """Replay the source's stored events (or re-read a pull source); progress shows live."""
+    from ..sync.backfill import start_backfill
+
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    try:
+        start_backfill(collection)
+        flash("Backfill started: progress shows below.", "success")
+    except ValidationFailed as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
+
+
 @bp.get("/sources/<source_id>/_runs")
 def source_runs_partial(source_id):
     principal = current_principal()
@@ -86,6 +102,7 @@ def collection_live_partial(ident):
     active = svc.active_run(collection.source) if collection.source else None
     # A webhook's collection can change at any moment: it stays live; a pull source's
     # collection is live while a run is.
-    live = active is not None or (collection.source is not None and collection.source.short_name == "webhook")
+    live = (active is not None or collection.backfill_status in ("pending", "running")
+            or (collection.source is not None and collection.source.short_name == "webhook"))
     return _live("dashboard/collections/_live.html", not live, collection=collection, active_run=active,
                  live=live)

@@ -142,6 +142,11 @@ def new_record_id() -> str:
     return f"rec_{time.time_ns():016x}{_random.getrandbits(64):016x}"
 
 
+# Below this many rows (webhook deliveries, small pages) the staging table's four
+# statements cost more than one pipelined INSERT per row.
+PG_COPY_FROM = 200
+
+
 def pg_bulk_upsert(cursor, rows: list[tuple]) -> None:
     cursor.execute(PG_STAGE_SQL)
     with cursor.copy(PG_COPY_SQL) as copy:
@@ -171,6 +176,8 @@ def _write(rows: list[tuple]) -> None:
             now = _sqlite_time(rows[0][9])  # created_at = updated_at = one `now` per batch
             rows = [(*r[:8], _sqlite_time(r[8]), now, now, r[11]) for r in rows]
             cursor.executemany(UPSERT_SQL[dialect], rows)
+        elif len(rows) < PG_COPY_FROM:
+            cursor.executemany(UPSERT_SQL[dialect], rows)  # psycopg pipelines it: one round trip
         else:
             pg_bulk_upsert(cursor, rows)
     finally:
