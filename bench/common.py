@@ -39,12 +39,16 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))]
 
 
+_SERVERS: list = []
+
+
 def database_url(kind: str, tmp: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'bench.db'}"
     import pgserver
 
     server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
+    _SERVERS.append(server)  # it stops when collected: keep it for the whole run (the ceiling too)
     return server.get_uri()
 
 

@@ -175,8 +175,9 @@ def main() -> int:
         port = free_port()
         ceiling_server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
-             "8", "--no-control-socket", "--chdir", str(ROOT / "bench"), "ceiling_app:app"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "--chdir", str(ROOT / "bench"),
+             "ceiling_app:app"],
+            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ceiling.log", "wb"))
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -187,7 +188,8 @@ def main() -> int:
                     time.sleep(0.2)
             ceiling = blast(port, "/ingest", args.events, keys, signed=False)
             if ceiling["failures"]:
-                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison")
+                log = (tmp / "ceiling.log").read_text()[-2000:]
+                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
         finally:
             ceiling_server.terminate()
             ceiling_server.wait(20)

@@ -236,15 +236,23 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     if not latest:
         return outcome
 
+    own_deletes = frozenset(collection.delete_event_types or ())
+    # What is stored matters only to deletions (delete only what exists, and not a newer
+    # version) and to a full read's seen-marks; writes are guarded by the SQL itself, and
+    # what they did is read back afterwards.
     existing: dict[str, datetime | None] = {}
-    keys = [] if keys_are_new else list(latest)
+    if keys_are_new:
+        keys = []
+    elif seen_run_id:
+        keys = list(latest)
+    else:
+        keys = [k for k, (_, _, event_type, _) in latest.items() if is_deletion(event_type, own_deletes)]
     for start in range(0, len(keys), KEY_CHUNK):
         chunk = keys[start:start + KEY_CHUNK]
         existing.update(db.session.execute(
             select(Record.record_key, Record.source_event_at)
             .where(Record.collection_id == collection.id, Record.record_key.in_(chunk))).all())
 
-    own_deletes = frozenset(collection.delete_event_types or ())
     writes, deletes, seen_only = [], [], []
     for key, (at, item, event_type, index) in latest.items():
         stored = existing.get(key, False)
