@@ -9,6 +9,7 @@ import secrets
 from flask import Flask, g, request
 from htmx_flask import Htmx
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.engine import Engine
 
 from .config import instance_path, load_config
@@ -29,6 +30,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every URL at INFO; a user's URL may carry a token in its query string.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    if app.config["TRUSTED_PROXIES"] > 0:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)

@@ -74,6 +74,9 @@ def load_config(instance: Path) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),
+        # How many reverse proxies in front set X-Forwarded-For/-Proto/-Host. 0 trusts none,
+        # so a client cannot spoof its address past the ingest IP rules or into the audit log.
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
     }

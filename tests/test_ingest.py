@@ -157,6 +157,19 @@ def test_ip_allow_and_deny(client, key):
     assert client.post(f"/v1/ingest/{allowed}", json={"data": {"id": 1}}).status_code == 200
 
 
+def test_forwarded_address_is_trusted_only_behind_configured_proxies(client, key):
+    from hookstream_ui import create_app
+
+    sid = webhook(client, key, config={"ip_allowlist": "10.0.0.0/8"})
+    spoofed = {"X-Forwarded-For": "10.1.2.3"}
+    # No trusted proxy (the default): the header is the client's word, and it is ignored.
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": 1}}, headers=spoofed).status_code == 403
+    behind_proxy = create_app({"TESTING": True, "TRUSTED_PROXIES": 1}).test_client()
+    assert behind_proxy.post(f"/v1/ingest/{sid}", json={"data": {"id": 1}}, headers=spoofed).status_code == 200
+    assert behind_proxy.post(f"/v1/ingest/{sid}", json={"data": {"id": 2}},
+                             headers={"X-Forwarded-For": "192.0.2.9"}).status_code == 403
+
+
 def test_unknown_or_non_webhook_source_is_404(client, key):
     assert client.post("/v1/ingest/sc_nope", json={}).status_code == 404
     stripe = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={

@@ -114,3 +114,26 @@ def test_dashboard_hides_other_tenants(app, two_tenants):
     for path in ("/collections/alice-users", "/collections/alice-users/edit", "/collections/alice-users/delete"):
         assert client.get(path).status_code == 404, path
     assert "Alice users" not in client.get("/collections").get_data(as_text=True)
+
+
+def test_dashboard_forms_cannot_reach_another_orgs_team_or_projects(app, two_tenants):
+    from tests.helpers import csrf_token
+
+    make_user("dave@example.com")
+    client = app.test_client()
+    login(client, "dave@example.com")
+    ids = two_tenants["a_ids"]
+    for path, data in ((f"/settings/team/{ids['user_id']}/remove", {}),
+                       (f"/settings/team/{ids['user_id']}/role", {"role": "viewer"}),
+                       (f"/settings/team/invitations/{ids['invitation_id']}/revoke", {}),
+                       (f"/settings/projects/{ids['env_id']}/rename", {"name": "Hijacked"}),
+                       ("/switch-project", {"env_id": ids["env_id"]}),
+                       ("/switch-org", {"org_id": org_of_env(ids["env_id"])})):
+        r = client.post(path, data={**data, "csrf_token": csrf_token(client)})
+        assert r.status_code == 404, (path, r.status_code)
+
+
+def org_of_env(env_id):
+    from hookstream_ui.models import Environment, db
+
+    return db.session.get(Environment, env_id).org_id
