@@ -155,3 +155,28 @@ def test_cli_create_user_and_api_key(app, client, ctx):
     assert client.get("/v1/collections", headers={"X-API-Key": raw}).status_code == 200
     r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "x", "--env", "staging"])
     assert r.exit_code != 0 and "no project" in r.output
+
+
+def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import accounts
+    from tests.helpers import PASSWORD, csrf_token, make_user
+
+    make_user("target@example.com")
+    client = app.test_client()
+
+    def attempt(password):
+        return client.post("/login", data={"email": "target@example.com", "password": password,
+                                           "csrf_token": csrf_token(client, "/login")})
+
+    for _ in range(accounts.SIGN_IN_FAILURES):
+        assert attempt("wrong-password-1").status_code == 401
+    locked = attempt(PASSWORD)  # even the right password, until the window passes
+    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.get_data(as_text=True)
+    other = app.test_client()  # another account from the same address is not locked out yet
+    make_user("bystander@example.com")
+    assert other.post("/login", data={"email": "bystander@example.com", "password": PASSWORD,
+                                      "csrf_token": csrf_token(other, "/login")}).status_code == 302
+    for key in get_redis().scan_iter("hookstream:signin:email:*"):
+        get_redis().delete(key)  # the window has passed
+    assert attempt(PASSWORD).status_code == 302

@@ -38,7 +38,8 @@ def login():
     form = FormState.from_request("email", secret=("password",))
     if request.method == "POST":
         try:
-            user = accounts.authenticate(request.form.get("email", ""), request.form.get("password", ""))
+            user = accounts.authenticate(request.form.get("email", ""), request.form.get("password", ""),
+                                         request.remote_addr)
         except ValidationFailed as exc:
             return render_template("auth/login.html", form=form.fail(exc)), exc.status
         _start_session(user)

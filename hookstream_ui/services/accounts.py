@@ -1,19 +1,24 @@
 """Users, their orgs and sign-in."""
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 import secrets
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
 
 from ..errors import ValidationFailed
+from ..extensions import get_redis
 from ..auth.principal import suspended_message
 from ..models import Environment, Membership, Org, User, db, utcnow
 from . import audit
 
 MIN_PASSWORD = 10
+log = logging.getLogger(__name__)
 
 
 def normalise_email(email: str) -> str:
@@ -89,10 +94,54 @@ def sign_up(email: str, password: str) -> User:
     return user
 
 
-def authenticate(email: str, password: str) -> User:
+# Failed sign-ins allowed per address (and per client IP) before sign-in is refused until
+# the window has passed without another failure: guessing gets a handful of tries.
+SIGN_IN_FAILURES = 10
+SIGN_IN_IP_FAILURES = 50
+SIGN_IN_WINDOW = 15 * 60
+
+
+def _throttle_keys(email: str, ip: str | None) -> list[tuple[str, int]]:
+    keys = [(f"hookstream:signin:email:{hashlib.sha256(email.encode()).hexdigest()}", SIGN_IN_FAILURES)]
+    if ip:
+        keys.append((f"hookstream:signin:ip:{ip}", SIGN_IN_IP_FAILURES))
+    return keys
+
+
+def _throttled(keys) -> int | None:
+    """Seconds until sign-in is allowed again, if it is refused now."""
+    try:
+        redis = get_redis()
+        for key, limit in keys:
+            if int(redis.get(key) or 0) >= limit:
+                return max(1, redis.ttl(key))
+    except RedisError:
+        log.warning("sign-in throttling is off: Redis is unreachable")
+    return None
+
+
+def _count_failure(keys) -> None:
+    try:
+        with get_redis().pipeline() as pipe:
+            for key, _ in keys:
+                pipe.incr(key)
+                pipe.expire(key, SIGN_IN_WINDOW)  # the window runs from the latest failure
+            pipe.execute()
+    except RedisError:
+        pass  # counted nowhere; _throttled has already logged that throttling is off
+
+
+def authenticate(email: str, password: str, ip: str | None = None) -> User:
     """The user, or a ValidationFailed that does not reveal which half was wrong."""
-    user = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    email = (email or "").strip().lower()
+    keys = _throttle_keys(email, ip)
+    wait = _throttled(keys)
+    if wait is not None:
+        raise ValidationFailed({"password": f"Too many failed sign-ins. Try again in {wait // 60 + 1} minutes."},
+                               status=429, code="too_many_attempts")
+    user = db.session.scalar(select(User).where(User.email == email))
     if user is None or not user.check_password(password or ""):
+        _count_failure(keys)
         raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
                                code="unauthorized")
     if not user.is_active:
