@@ -125,7 +125,7 @@ def test_pages_fit_a_phone(browser, live_server, app):
     from tests.helpers import PASSWORD, make_user
 
     with app.app_context():
-        make_user("phone@example.com")
+        make_user("phone@example.com", admin=True)
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
     page.goto(live_server + "/login")
@@ -135,7 +135,8 @@ def test_pages_fit_a_phone(browser, live_server, app):
     page.click("button[type=submit]")
     for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account", "/sources",
                  "/sources/catalog", "/sources/new/postgresql", "/sources/new/rest_api", "/sources/new/webhook",
-                 "/events"):
+                 "/events", "/settings/team", "/settings/projects", "/settings/audit-log", "/admin/",
+                 "/admin/users", "/admin/system", "/admin/audit-log"):
         page.goto(live_server + path)
         assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)
