@@ -26,7 +26,7 @@ from datetime import datetime
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 
 from ..extensions import get_redis
 from ..models import Collection, Event, db
@@ -231,7 +231,7 @@ def _store_failed(delivery: Delivery) -> None:
         row.update(status="failed", error="could not apply the event; a backfill can replay it", outcomes={})
     try:
         _begin()
-        db.session.execute(insert(Event), [row])
+        db.session.execute(Event.__table__.insert(), [row])
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
@@ -259,5 +259,7 @@ def _write(batch: list[Delivery]) -> None:
             for delivery, (result, reason) in zip(mine, results):
                 delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason}
             collection.last_sync_at = max(d.row["received_at"] for d in mine)
-    db.session.execute(insert(Event), [d.row for d in batch])
+    # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
+    # per-row bookkeeping these plain rows do not need.
+    db.session.execute(Event.__table__.insert(), [d.row for d in batch])
     db.session.commit()
