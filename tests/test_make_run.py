@@ -106,6 +106,20 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)
         assert "redis-server" in names and "gunicorn" in names and " scheduler" in names
+        assert " ingest-writer" in names
+
+        # The ingest writer, killed, is replaced (meanwhile web processes write for themselves:
+        # see test_writer_process_takes_over_and_expired_deliveries_are_not_stored).
+        writer = next(p for p in run.descendants() if "ingest-writer" in " ".join(p.cmdline()))
+        writer.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            writers = [p for p in run.descendants() if "ingest-writer" in " ".join(p.cmdline())
+                       and p.pid != writer.pid and p.status() != "zombie"]
+            if writers:
+                break
+            time.sleep(0.3)
+        assert writers, run.output()
 
         # A worker that dies is replaced.
         victim = run.workers()[0]

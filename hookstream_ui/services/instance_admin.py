@@ -1,6 +1,7 @@
 """What /admin does: every org and user of the instance, suspension, and the job system."""
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from flask import abort
@@ -106,7 +107,7 @@ def set_user_disabled(acting: User, user_id: str, disabled: bool) -> User:
         raise ValidationFailed({"user_id": "you cannot disable yourself"})
     user.disabled_at = utcnow() if disabled else None
     if disabled:
-        user.session_token = accounts.secrets.token_hex(16)  # signs them out everywhere
+        user.session_token = secrets.token_hex(16)  # signs them out everywhere
     db.session.commit()
     return user
 
