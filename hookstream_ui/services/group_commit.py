@@ -91,10 +91,11 @@ def _submit_remote(delivery: Delivery) -> dict:
     message = {"row": {**row, "received_at": row["received_at"].isoformat()},
                "apply": delivery.document is not None, "reply": reply,
                "deadline": time.time() + WAIT_SECONDS - 2}
-    redis = get_redis()
     try:
-        redis.lpush(INBOX, json.dumps(message))
-        answer = redis.brpop([reply], timeout=WAIT_SECONDS)
+        with get_redis().pipeline(transaction=False) as pipe:  # one round trip for both
+            pipe.lpush(INBOX, json.dumps(message))
+            pipe.brpop([reply], timeout=WAIT_SECONDS)
+            _, answer = pipe.execute()
     except RedisError as exc:
         raise Unavailable("the event could not be handed to the writer") from exc
     if answer is None:
