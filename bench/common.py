@@ -69,8 +69,9 @@ class Instance:
              "-k", "gthread", "--threads", os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "app:app"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # The ingest writer, as `make run` starts it.
-        self.writer = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,
-                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.writers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,
+                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -91,7 +92,7 @@ class Instance:
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def stop(self) -> None:
-        for proc in (self.web, self.writer):
+        for proc in (self.web, *self.writers):
             proc.terminate()
             proc.wait(20)
         self.redis.terminate()

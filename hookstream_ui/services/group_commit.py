@@ -247,8 +247,9 @@ def _write(batch: list[Delivery]) -> None:
         delivery.row["outcomes"] = {}  # a retry alone starts over
     if applying:
         envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
+        # In id order: concurrent writers then lock the collections' rows in one order.
         collections = db.session.scalars(select(Collection).where(
-            Collection.source_id.in_(list(envs)), Collection.status != "PAUSED")).all()
+            Collection.source_id.in_(list(envs)), Collection.status != "PAUSED").order_by(Collection.id)).all()
         for collection in collections:
             if envs[collection.source_id] != collection.env_id:
                 continue

@@ -283,6 +283,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         ))
 
     if writes:
+        writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
         _write(writes)
         if keys_are_new:
             outcome.inserted += len(writes)
