@@ -164,9 +164,11 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _write(rows: list[tuple]) -> None:
+def _write(rows: list[tuple]) -> dict[str, bool] | None:
     """One executemany with the driver, inside the session's transaction. SQLAlchemy's
-    per-row parameter processing cost more than the insert itself on large batches."""
+    per-row parameter processing cost more than the insert itself on large batches.
+    Where the statement can say what it did (PostgreSQL, small batches), returns each
+    written key and whether it was inserted; keys the last-write-wins guard kept are absent."""
     dialect = db.engine.dialect.name
     if dialect not in UPSERT_SQL:
         raise RuntimeError(f"no bulk upsert for {dialect}")
@@ -177,11 +179,19 @@ def _write(rows: list[tuple]) -> None:
             rows = [(*r[:8], _sqlite_time(r[8]), now, now, r[11]) for r in rows]
             cursor.executemany(UPSERT_SQL[dialect], rows)
         elif len(rows) < PG_COPY_FROM:
-            cursor.executemany(UPSERT_SQL[dialect], rows)  # psycopg pipelines it: one round trip
+            # psycopg pipelines it: one round trip, which also answers what each row did
+            # (xmax = 0 only on a row this statement inserted), so no read-back is needed.
+            cursor.executemany(UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0", rows, returning=True)
+            done = {}
+            while True:
+                done.update(cursor.fetchall())
+                if not cursor.nextset():
+                    return done
         else:
             pg_bulk_upsert(cursor, rows)
     finally:
         cursor.close()
+    return None
 
 
 def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
@@ -284,7 +294,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
-        _write(writes)
+        done = _write(writes)
         if keys_are_new:
             outcome.inserted += len(writes)
             if results is not None:
@@ -292,7 +302,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
                     note(latest[w[4]][3], ("inserted", None))
         else:
             indexes = {key: latest[key][3] for key in (w[4] for w in writes)}
-            _count_writes(collection, writes, now, outcome, lambda key, value: note(indexes[key], value))
+            _count_writes(collection, writes, now, outcome, lambda key, value: note(indexes[key], value), done)
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
         db.session.execute(
@@ -309,17 +319,23 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     return outcome
 
 
-def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note) -> None:
-    """What the upsert really did, read back in the same transaction. Rows it inserted carry
-    this batch's created_at, rows it updated its updated_at; a row the last-write-wins guard
-    kept (a concurrent writer stored something newer first) carries neither. Exact even when
-    concurrent deliveries race for one key, which a lookup before the write is not."""
+def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note,
+                  done: dict[str, bool] | None = None) -> None:
+    """What the upsert really did: as the statement reported it (`done`), or read back in the
+    same transaction. Rows it inserted carry this batch's created_at, rows it updated its
+    updated_at; a row the last-write-wins guard kept (a concurrent writer stored something
+    newer first) carries neither. Exact even when concurrent deliveries race for one key,
+    which a lookup before the write is not."""
     keys = [w[4] for w in writes]
-    stamps = {}
-    for start in range(0, len(keys), KEY_CHUNK):
-        stamps.update({k: (c, u) for k, c, u in db.session.execute(
-            select(Record.record_key, Record.created_at, Record.updated_at)
-            .where(Record.collection_id == collection.id, Record.record_key.in_(keys[start:start + KEY_CHUNK])))})
+    if done is not None:
+        stamps = {k: (now, now) if inserted else (None, now) for k, inserted in done.items()}
+    else:
+        stamps = {}
+        for start in range(0, len(keys), KEY_CHUNK):
+            stamps.update({k: (c, u) for k, c, u in db.session.execute(
+                select(Record.record_key, Record.created_at, Record.updated_at)
+                .where(Record.collection_id == collection.id,
+                       Record.record_key.in_(keys[start:start + KEY_CHUNK])))})
     for key in keys:
         created, updated = (as_utc(t) if t else None for t in stamps.get(key, (None, None)))
         if created == now:
