@@ -3,7 +3,7 @@ body into the same database. Run by bench/ingest.py; not part of hookstream."""
 import os
 
 from flask import Flask, request
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, exc, text
 
 app = Flask(__name__)
 engine = create_engine(os.environ["DATABASE_URL"], pool_size=16)
@@ -16,10 +16,15 @@ if engine.dialect.name == "sqlite":
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
 
-with engine.begin() as conn:
-    conn.execute(text("CREATE TABLE IF NOT EXISTS ceiling_events (id INTEGER PRIMARY KEY, body TEXT)"
-                      if engine.dialect.name == "sqlite" else
-                      "CREATE TABLE IF NOT EXISTS ceiling_events (id bigserial PRIMARY KEY, body text)"))
+try:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS ceiling_events (id INTEGER PRIMARY KEY, body TEXT)"
+                          if engine.dialect.name == "sqlite" else
+                          "CREATE TABLE IF NOT EXISTS ceiling_events (id bigserial PRIMARY KEY, body text)"))
+except exc.IntegrityError:
+    # Both gunicorn workers import this at once, and PostgreSQL's IF NOT EXISTS can still
+    # collide on the catalog: the other worker has created the table.
+    pass
 
 
 @app.post("/ingest")
