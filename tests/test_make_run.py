@@ -66,6 +66,18 @@ class MakeRun:
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children(recursive=True)
 
+    def running(self, command: str) -> list[psutil.Process]:
+        """Live descendants whose command line has `command` (a dead one may linger as a zombie
+        until the runner reaps it; psutil refuses to read its command line)."""
+        found = []
+        for p in self.descendants():
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE and command in " ".join(p.cmdline()):
+                    found.append(p)
+            except psutil.NoSuchProcess:  # ZombieProcess is one of these
+                pass
+        return found
+
     def workers(self) -> list[psutil.Process]:
         """The runner's own `flask worker` children (RQ forks helpers with the same command line)."""
         found = []
@@ -110,12 +122,11 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
 
         # The ingest writer, killed, is replaced (meanwhile web processes write for themselves:
         # see test_writer_process_takes_over_and_expired_deliveries_are_not_stored).
-        writer = next(p for p in run.descendants() if "ingest-writer" in " ".join(p.cmdline()))
+        [writer] = run.running("ingest-writer")
         writer.kill()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            writers = [p for p in run.descendants() if "ingest-writer" in " ".join(p.cmdline())
-                       and p.pid != writer.pid and p.status() != "zombie"]
+            writers = [p for p in run.running("ingest-writer") if p.pid != writer.pid]
             if writers:
                 break
             time.sleep(0.3)
