@@ -20,6 +20,9 @@ from .config import instance_path
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 10
+# gunicorn's default line without the query string (%(U)s is the path alone) and without the
+# referrer: both can carry a secret (an invitation token, a token a webhook sender put in its URL).
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
 
 
 def child_setup() -> None:
@@ -65,7 +68,8 @@ class Runner:
             sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.web_workers), "--threads", os.environ.get("WEB_THREADS", "16"),
             "--worker-class", "gthread",
-            "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-", "app:app",
+            "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-",
+            "--access-logformat", ACCESS_LOG_FORMAT, "app:app",
         ])
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))

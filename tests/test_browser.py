@@ -314,7 +314,7 @@ def test_owner_invites_a_member_who_joins_in_another_browser(browser, live_serve
     page.select_option("#f-role", "member")
     page.click("#invite-form button[type=submit]")
     link = page.locator("#invite-url").inner_text().strip()
-    assert link.startswith(live_server + "/invitations/")
+    assert link.startswith(live_server + "/invitations/accept?token=")
     page.screenshot(path=str(ARTIFACTS / "team-invite-1280.png"), full_page=True)
 
     member_ctx = browser.new_context(viewport={"width": 1280, "height": 900})  # a second browser: no shared cookies

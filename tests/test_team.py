@@ -218,7 +218,8 @@ def test_tampered_expired_and_withdrawn_links_are_refused(app, team):
     tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
     r = client.get(tampered)
     assert r.status_code == 410 and "not valid" in r.get_data(as_text=True)
-    assert client.get("/invitations/not-a-token").status_code == 410
+    assert client.get("/invitations/accept?token=not-a-token").status_code == 410
+    assert client.get("/invitations/accept").status_code == 410
 
     expired = invite("t2@example.com")
     db.session.get(Invitation, expired["id"]).expires_at = utcnow() - timedelta(minutes=1)

@@ -78,9 +78,11 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-@bp.route("/invitations/<token>", methods=["GET", "POST"])
-def accept_invitation(token):
-    """Join an org from an invitation link: as the signed-in invitee, or as a new account."""
+@bp.route("/invitations/accept", methods=["GET", "POST"])
+def accept_invitation():
+    """Join an org from an invitation link: as the signed-in invitee, or as a new account.
+    The token rides in the query string, which the access log leaves out (see runner.py)."""
+    token = request.args.get("token", "")
     try:
         invitation = team.invitation_for(token)
     except team.InvalidInvitation as exc:
