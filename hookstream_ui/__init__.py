@@ -91,3 +91,6 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        from .services.search_index import word_start
+
+        dbapi_connection.create_function("hs_word_start", 2, word_start, deterministic=True)

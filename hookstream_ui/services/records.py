@@ -2,6 +2,7 @@
 or environment, which the caller resolved through the principal."""
 from __future__ import annotations
 
+import json
 import re
 
 from flask import abort
@@ -14,6 +15,7 @@ from ..errors import ValidationFailed
 from datetime import timedelta
 
 from ..models import Collection, Event, Record, db, isoformat, utcnow
+from . import search_index
 from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
 
@@ -37,8 +39,6 @@ def json_text(segments: list[str], entity=Record):
 def field_equals(segments: list[str], value: str, entity=Record):
     """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
     On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
-    import json
-
     candidates = [value]
     try:
         parsed = json.loads(value)
@@ -64,38 +64,60 @@ def field_equals(segments: list[str], value: str, entity=Record):
     return or_(*[entity.data.op("@>")(cast(nest(c), JSONB)) for c in candidates])
 
 
-# PostgreSQL: a filtered page is first looked for among this many of the newest records
-# (after the cursor), walked in index order; only if they hold less than a page is the
-# whole collection searched. Its planner otherwise collects every match of a common value
-# through the GIN index and sorts them all. (SQLite already walks the index newest first.)
+# A filtered page is first looked for among this many of the newest records (after the
+# cursor), walked in index order: a common value fills it at once. Only if they hold less than
+# a page is the whole collection asked, through the word index (a rare value), instead of
+# collecting every match of a common one through it and sorting them all.
 WINDOW = 5000
 
 
-def _windowed() -> bool:
-    return db.engine.dialect.name == "postgresql"
+def _filter_spellings(value: str) -> list[str]:
+    """How a filter value can be written in a record's JSON text (for the word index)."""
+    spellings = [value, json.dumps(value)[1:-1]]
+    try:
+        parsed = json.loads(value)
+        if not isinstance(parsed, (dict, list, str)):
+            spellings.append(json.dumps(parsed))
+    except ValueError:
+        pass
+    return spellings
 
 
 def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
                  cursor=None, limit=None) -> Page:
+    search = (search or "").strip()
+    segments = {path: _segments(path, f"filter[{path}]") for path in filters or {}}
+
     def conditions(entity):
         found = []
         if search:
-            like = f"%{search.strip()}%"
-            found.append(or_(entity.record_key.ilike(like), cast(entity.data, String).ilike(like)))
+            found.append(search_index.contains_words(entity, search))
         if event_type:
             found.append(entity.event_type == event_type)
         for path, value in (filters or {}).items():
-            found.append(field_equals(_segments(path, f"filter[{path}]"), value, entity))
+            found.append(field_equals(segments[path], value, entity))
         return found
 
-    if conditions(Record) and (collection.record_count or 0) > WINDOW and _windowed():
+    if not conditions(Record):
+        return paginate(select(Record).where(Record.collection_id == collection.id), Record, cursor, limit,
+                        by="updated_at")
+    if (collection.record_count or 0) > WINDOW:
         newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
                                               cursor, by="updated_at")
                          .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
         page = paginate(select(newest).where(*conditions(newest)), newest, cursor, limit, by="updated_at")
         if page.has_more:
             return page
-    query = select(Record).where(Record.collection_id == collection.id, *conditions(Record))
+    words = [search_index.search_words(search)] if search else []
+    if db.engine.dialect.name == "sqlite":  # PostgreSQL's GIN index on data already answers filters
+        words += [search_index.value_words(_filter_spellings(v)) for v in (filters or {}).values()]
+    narrowed = search_index.candidates(words)
+    in_collection = Record.collection_id == collection.id
+    if narrowed is not None and db.engine.dialect.name == "sqlite":
+        # Left to itself SQLite walks the collection's newest-first index and tests every row
+        # against the index's answer; hiding the column from it makes it start from that answer.
+        in_collection = Record.collection_id.op("||")("") == collection.id
+    query = select(Record).where(in_collection, *conditions(Record), *([narrowed] if narrowed is not None else []))
     return paginate(query, Record, cursor, limit, by="updated_at")
 
 
@@ -107,6 +129,7 @@ def get_record_or_404(collection: Collection, key: str) -> Record:
 
 
 def delete_record(collection: Collection, record: Record) -> None:
+    search_index.forget(Record.id == record.id)
     db.session.execute(delete(Record).where(Record.id == record.id))
     db.session.execute(update(Collection).where(Collection.id == collection.id)
                        .values(record_count=Collection.record_count - 1))
@@ -223,8 +246,6 @@ def iter_export(collection_id: str, fmt: str):
     """The whole collection, in key order, a chunk at a time: memory stays flat at any size."""
     import csv
     import io
-    import json
-
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -269,7 +290,6 @@ def events_for_record(collection: Collection, record: Record, limit: int = 20) -
     found = []
     for event in recent:
         try:
-            import json
             document = json.loads(event.body or "")
         except ValueError:
             continue

@@ -13,6 +13,7 @@ from ..models import (CHUNK_SIZE, Collection, Record, SourceConnection, SourceFi
 from ..sources import Connection, SourceType, TestResult, source_type
 from ..sources import fields as field_rules
 from ..sources import secrets
+from . import search_index
 from .collections import get_collection_or_404
 
 NAME_MAX = 120
@@ -205,8 +206,9 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     ids = [c.id for c in bound_collections(source)]
     if not ids:
         return 0
-    deleted = db.session.execute(delete(Record).where(Record.collection_id.in_(ids),
-                                                      Record.env_id == source.env_id)).rowcount
+    criteria = (Record.collection_id.in_(ids), Record.env_id == source.env_id)
+    search_index.forget(*criteria)
+    deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
     db.session.execute(update(Collection).where(Collection.id.in_(ids)).values(record_count=0))
     db.session.commit()
     return deleted

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..models import Collection, Record, db, utcnow
 from ..models.base import as_utc
-from . import jsonpaths
+from . import jsonpaths, search_index
 
 _random = random.Random()
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.
@@ -295,6 +295,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
         done = _write(writes)
+        search_index.refresh(collection.id, [w[4] for w in writes])
         if keys_are_new:
             outcome.inserted += len(writes)
             if results is not None:
@@ -305,10 +306,10 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             _count_writes(collection, writes, now, outcome, lambda key, value: note(indexes[key], value), done)
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
-        db.session.execute(
-            records.delete().where(records.c.collection_id == collection.id, records.c.record_key == bindparam("k"),
-                                   or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at"))),
-            deletes)
+        criteria = (records.c.collection_id == collection.id, records.c.record_key == bindparam("k"),
+                    or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at")))
+        search_index.forget(*criteria, params=deletes)
+        db.session.execute(records.delete().where(*criteria), deletes)
         outcome.deleted += len(deletes)
     if seen_only:
         for start in range(0, len(seen_only), KEY_CHUNK):
@@ -351,18 +352,17 @@ def _count_writes(collection: Collection, writes: list[tuple], now: datetime, ou
 
 def remove_unseen(collection: Collection, run_id: str) -> int:
     """After a full read: every record that read did not see is gone from the source."""
-    deleted = db.session.execute(
-        delete(Record).where(Record.collection_id == collection.id,
-                             or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id))
-        .execution_options(synchronize_session=False)).rowcount
+    criteria = (Record.collection_id == collection.id, or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id))
+    search_index.forget(*criteria)
+    deleted = db.session.execute(delete(Record).where(*criteria).execution_options(synchronize_session=False)).rowcount
     _adjust_count(collection, -deleted)
     return deleted
 
 
 def remove_older_than(collection: Collection, cutoff: datetime) -> int:
-    deleted = db.session.execute(
-        delete(Record).where(Record.collection_id == collection.id, Record.source_event_at < cutoff)
-        .execution_options(synchronize_session=False)).rowcount
+    criteria = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
+    search_index.forget(*criteria)
+    deleted = db.session.execute(delete(Record).where(*criteria).execution_options(synchronize_session=False)).rowcount
     _adjust_count(collection, -deleted)
     return deleted
 

@@ -1,0 +1,166 @@
+"""A word index over every record (its key and its JSON text), so that a search or a field
+filter matching a few records in a large collection does not read the whole collection.
+
+Search matches where a word starts: `cus_0042`, `user42@`, `example.com` and `Customer 4`
+find "cus_00420001" / "user42@example.com" / "Customer 42", but `ustomer` finds nothing. The
+index can answer exactly that (a word index cannot find the inside of a word), and every path
+applies the same rule, so an answer never depends on which path found it.
+
+SQLite: an FTS5 table keyed by the records' rowid, written by the upsert engine one statement
+per batch (FTS5 in triggers flushes per row and costs several times more). A record's entry is
+replaced whenever the record is written, so an entry left behind by a deleted record can only
+add a candidate, which the exact check drops; bulk deletions still remove their entries.
+PostgreSQL: a GIN index on a tsvector of the same text, kept by PostgreSQL itself.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import Text, cast, column, delete, event, func, literal_column, or_, select, table
+
+from ..models import Collection, Record, db
+from ..models.tenancy import Org
+
+SQLITE_TABLE = "records_fts"
+SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
+               "SELECT rowid, record_key || ' ' || data FROM records")
+# What PostgreSQL indexes: the key and the JSON text with everything but ASCII letters and
+# digits turned into spaces, so its parser sees plain words (left alone, it keeps an email
+# or a host name as one word, and "example.com" would not find "user@example.com").
+PG_DOCUMENT = ("to_tsvector('simple'::regconfig, regexp_replace(((record_key)::text || ' ' || (data)::text), "
+               "'[^a-zA-Z0-9]+'::text, ' '::text, 'g'::text))")
+
+_SQLITE_WORD = re.compile(r"[^\W_]+")  # FTS5's unicode61: letters and digits
+_PG_WORD = re.compile(r"[a-zA-Z0-9]+")
+_PG_REGEX_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+KEY_CHUNK = 500
+_FTS = table(SQLITE_TABLE, column("rowid"))
+
+
+def _dialect() -> str:
+    return db.engine.dialect.name
+
+
+# --- keeping the SQLite index -------------------------------------------------------------
+
+def refresh(collection_id: str, keys: list[str]) -> None:
+    """Index these records as they are now (called after every write of them)."""
+    if _dialect() != "sqlite" or not keys:
+        return
+    cursor = db.session.connection().connection.cursor()
+    try:
+        for start in range(0, len(keys), KEY_CHUNK):
+            chunk = keys[start:start + KEY_CHUNK]
+            cursor.execute(f"{SQLITE_FILL} WHERE collection_id = ? AND record_key IN ({','.join('?' * len(chunk))})",
+                           [collection_id, *chunk])
+    finally:
+        cursor.close()
+
+
+def forget(*criteria, connection=None, params=None) -> None:
+    """Drop the entries of the records `criteria` select; call just before deleting them
+    (`params`: a list of parameter sets, as for an executemany DELETE)."""
+    if (connection.dialect if connection is not None else db.engine.dialect).name != "sqlite":
+        return
+    statement = delete(_FTS).where(_FTS.c.rowid.in_(
+        select(literal_column("records.rowid")).select_from(Record.__table__).where(*criteria)))
+    (connection if connection is not None else db.session).execute(statement, params)
+
+
+@event.listens_for(Collection, "before_delete")
+def _collection_deleted(_mapper, connection, collection):
+    forget(Record.__table__.c.collection_id == collection.id, connection=connection)
+
+
+@event.listens_for(Org, "before_delete")
+def _org_deleted(_mapper, connection, org):
+    forget(Record.__table__.c.org_id == org.id, connection=connection)
+
+
+# --- asking ---------------------------------------------------------------------------------
+
+def _spellings(term: str) -> set[str]:
+    """`term` as it can appear in the indexed text: as typed (keys, and bodies stored as
+    received) and as JSON writes it inside a string (SQLite stores \\u escapes for non-ASCII)."""
+    return {term, json.dumps(term, ensure_ascii=_dialect() == "sqlite")[1:-1]}
+
+
+def _words(spelling: str, prefix_last: bool) -> list[str]:
+    """The words a match must hold: every word whole, except that the last one may go on
+    (as a prefix) when the spelling ends inside it."""
+    pattern = _SQLITE_WORD if _dialect() == "sqlite" else _PG_WORD
+    found = list(pattern.finditer(spelling.lower()))
+    words = []
+    for i, match in enumerate(found):
+        open_ended = prefix_last and i == len(found) - 1 and match.end() == len(spelling)
+        if _dialect() == "sqlite":
+            words.append(f'"{match.group()}"' + ("*" if open_ended else ""))
+        else:
+            words.append(match.group() + (":*" if open_ended else ""))
+    return words
+
+
+def _any_of(alternatives: list[list[str]]) -> str | None:
+    """OR of ANDs, or None when some alternative has no word (the index cannot narrow it)."""
+    if not alternatives or not all(alternatives):
+        return None
+    both, either = (" AND ", " OR ") if _dialect() == "sqlite" else (" & ", " | ")
+    return either.join("(" + both.join(words) + ")" for words in sorted(alternatives))
+
+
+def search_words(term: str) -> str | None:
+    return _any_of([_words(s, prefix_last=True) for s in _spellings(term)])
+
+
+def value_words(spellings: list[str]) -> str | None:
+    """A field filter's value, in each JSON spelling it may have: whole words only."""
+    return _any_of([_words(s, prefix_last=False) for s in spellings])
+
+
+def candidates(parts: list[str | None]):
+    """A condition on Record narrowing to rows holding the words of every part (each from
+    search_words / value_words); None when no part can narrow."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return None
+    if _dialect() == "sqlite":
+        query = " AND ".join(f"({p})" for p in parts)
+        return literal_column("records.rowid").in_(
+            select(_FTS.c.rowid).where(literal_column(SQLITE_TABLE).op("MATCH")(query)))
+    query = " & ".join(f"({p})" for p in parts)
+    return literal_column(PG_DOCUMENT).op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
+
+
+def word_start(text_value, needle) -> int:
+    """SQLite function hs_word_start: `needle` (lower case) occurs in `text_value` where a
+    word starts, or anywhere when the needle itself starts with a non-word character."""
+    if text_value is None:
+        return 0
+    haystack = str(text_value).lower()
+    anywhere = not needle[:1].isalnum()
+    at = haystack.find(needle)
+    while at >= 0:
+        if anywhere or at == 0 or not haystack[at - 1].isalnum():
+            return 1
+        at = haystack.find(needle, at + 1)
+    return 0
+
+
+def contains_words(entity, term: str):
+    """The exact rule: `term` occurs in the key or the JSON text where a word starts."""
+    data = cast(entity.data, Text)
+    checks = []
+    for spelling, column_ in [(term, entity.record_key)] + [(s, data) for s in sorted(_spellings(term))]:
+        spelling = spelling.lower()
+        if _dialect() == "sqlite":
+            # LIKE first (C, and already blind to ASCII case); its wildcards only widen it.
+            like = column_.like(f"%{spelling}%")
+            checks.append(like & (func.hs_word_start(column_, spelling) == 1))
+            continue
+        like = column_.ilike("%" + spelling.replace("\\", "\\\\") + "%")  # backslash is its escape character
+        if spelling[:1].isascii() and spelling[:1].isalnum():
+            checks.append(like & column_.op("~*")("(^|[^a-zA-Z0-9])" + _PG_REGEX_SPECIAL.sub(r"\\\1", spelling)))
+        else:
+            checks.append(like)
+    return or_(*checks)

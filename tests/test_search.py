@@ -1,0 +1,110 @@
+"""Record search and filters through the word index: where a word starts, on the key or the
+JSON text; the index, the newest-records window and a plain scan always agree; the index
+follows writes and deletions."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from hookstream_ui.extensions import db
+from hookstream_ui.services import records as record_svc
+from tests.test_ingest import key, webhook  # noqa: F401 (a fixture)
+
+PEOPLE = [
+    ("cus_00420001", {"email": "user42@example.com", "name": "Customer 42", "city": "Zürich", "n": 4.5}),
+    ("cus_00420002", {"email": "user420@example.org", "name": "Customer 420", "city": "Auckland", "n": 7}),
+    ("cus_00990003", {"email": "other@sample.net", "name": "Second customer", "city": "Köln", "n": 4.5,
+                      "note": 'says "hi" \\ bye'}),
+]
+
+
+@pytest.fixture
+def people(client, key):
+    sid = webhook(client, key)
+    for record_key, fields in PEOPLE:
+        assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}}).status_code == 200
+    return sid
+
+
+def keys(client, key, **query):
+    response = client.get("/v1/collections/orders/records", query_string={"limit": 100, **query},
+                          headers={"X-API-Key": key})
+    assert response.status_code == 200, response.json
+    return sorted(r["record_key"] for r in response.json["records"])
+
+
+@pytest.fixture(params=["index", "window", "scan"])
+def path(request, monkeypatch):
+    """The same question asked the three ways the service can answer it."""
+    if request.param == "index":
+        monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    elif request.param == "window":
+        monkeypatch.setattr(record_svc, "WINDOW", 1)
+    else:
+        monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+        monkeypatch.setattr(record_svc.search_index, "candidates", lambda words: None)
+    return request.param
+
+
+@pytest.mark.parametrize("term, expected", [
+    ("cus_0042", ["cus_00420001", "cus_00420002"]),   # a key, by its start
+    ("00990003", ["cus_00990003"]),                    # a word inside the key
+    ("user42@", ["cus_00420001"]),
+    ("USER42", ["cus_00420001", "cus_00420002"]),       # any case
+    ("example.com", ["cus_00420001"]),                 # a word in the middle of a value
+    ("@example.com", ["cus_00420001"]),                # starts with a separator: anywhere
+    ("customer 42", ["cus_00420001", "cus_00420002"]),
+    ("ustomer", []),                                   # not where a word starts
+    ("zürich", ["cus_00420001"]),                      # beyond ASCII
+    ("Köln", ["cus_00990003"]),
+    ('"hi"', ["cus_00990003"]),                        # quotes and backslashes as written
+    ("hi\" \\ bye", ["cus_00990003"]),
+    ("4.5", ["cus_00420001", "cus_00990003"]),
+    ("nothing-like-this", []),
+])
+def test_search_matches_where_a_word_starts(client, key, people, path, term, expected):
+    assert keys(client, key, search=term) == expected
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("data.email", "user42@example.com", ["cus_00420001"]),
+    ("data.city", "Zürich", ["cus_00420001"]),
+    ("data.n", "4.5", ["cus_00420001", "cus_00990003"]),
+    ("data.n", "4.50", ["cus_00420001", "cus_00990003"]),
+    ("data.n", "7", ["cus_00420002"]),
+    ("data.note", 'says "hi" \\ bye', ["cus_00990003"]),
+    ("data.name", "Customer", []),                     # a filter is the whole value
+])
+def test_filters_through_the_index(client, key, people, path, field, value, expected):
+    assert keys(client, key, **{f"filter[{field}]": value}) == expected
+
+
+def test_the_index_follows_updates_and_deletions(client, key, people, monkeypatch):
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)  # always through the index
+    h = {"X-API-Key": key}
+    client.post(f"/v1/ingest/{people}", json={"data": {"id": "cus_00420001", "email": "renamed@example.com"}})
+    assert keys(client, key, search="user42@") == []
+    assert keys(client, key, search="renamed") == ["cus_00420001"]
+    assert keys(client, key, **{"filter[data.email]": "renamed@example.com"}) == ["cus_00420001"]
+    assert client.delete("/v1/collections/orders/records/cus_00420001", headers=h).status_code == 200
+    assert keys(client, key, search="renamed") == []
+    if db.engine.dialect.name == "sqlite":
+        # The entries go with their records, and the index is really what answers.
+        count = lambda: db.session.execute(text("SELECT count(*) FROM records_fts")).scalar()
+        assert count() == 2
+        db.session.execute(text("DELETE FROM records_fts"))
+        db.session.commit()
+        assert keys(client, key, search="user420") == []
+        record_svc.search_index.refresh(
+            db.session.execute(text("SELECT collection_id FROM records LIMIT 1")).scalar(),
+            ["cus_00420002", "cus_00990003"])
+        db.session.commit()
+        assert keys(client, key, search="user420") == ["cus_00420002"]
+        assert client.delete("/v1/collections/orders", headers=h).status_code in (200, 204)
+        assert count() == 0
+
+
+def test_search_and_filters_narrow_together(client, key, people, path):
+    assert keys(client, key, search="customer", **{"filter[data.n]": "4.5"}) == ["cus_00420001", "cus_00990003"]
+    assert keys(client, key, search="second", **{"filter[data.n]": "4.5"}) == ["cus_00990003"]
+    assert keys(client, key, search="second", **{"filter[data.n]": "7"}) == []
