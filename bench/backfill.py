@@ -115,13 +115,15 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
 
 
 def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
-    """Same driver, same rows, the same statement into the same table, no framework: the
-    same work the app does for each row (all its columns), and nothing else."""
+    """Same driver, same rows, the same statement into the same table (and, on SQLite, its
+    word index, which is a table there), no framework: the same work the app does for each
+    row (all its columns), and nothing else."""
     from datetime import datetime, timezone
 
     import psycopg
     from psycopg.rows import dict_row
 
+    from hookstream_ui.services.search_index import SQLITE_FILL
     from hookstream_ui.services.upsert import UPSERT_SQL, new_record_id, pg_bulk_upsert
 
     started = time.perf_counter()
@@ -149,7 +151,9 @@ def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
             params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
                        r["c"].astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
                        stamp, stamp, None) for r in batch]
+            before = target.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
             target.executemany(sql, params)
+            target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))  # its word index, as the app keeps it
         else:
             params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
                        r["c"], now, now, None) for r in batch]

@@ -90,7 +90,9 @@ def record_json(r) -> dict:
 
 @endpoint(v1, "/collections/<ident>/records", "GET", summary="Records of a collection", tag="records",
           responses={200: schemas.RecordList, 404: schemas.Error},
-          query={"search": {"type": "string"}, "event_type": {"type": "string"}, "cursor": {"type": "string"},
+          query={"search": {"type": "string", "description": "text in the key or the data, where a word starts "
+                                                             "(cus_0042, user42@, example.com); any case"},
+                 "event_type": {"type": "string"}, "cursor": {"type": "string"},
                  "limit": {"type": "integer"}, "filter[<path>]": {"type": "string"}})
 def list_records(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from sqlalchemy import Text, cast, column, delete, event, func, literal_column, or_, select, table
+from sqlalchemy import Text, cast, column, delete, event, func, literal_column, or_, select, table, text
 
 from ..models import Collection, Record, db
 from ..models.tenancy import Org
@@ -44,12 +44,26 @@ def _dialect() -> str:
 
 # --- keeping the SQLite index -------------------------------------------------------------
 
-def refresh(collection_id: str, keys: list[str]) -> None:
-    """Index these records as they are now (called after every write of them)."""
+def last_rowid() -> int | None:
+    """SQLite: the newest record's rowid, taken before a write of new keys (see refresh)."""
+    if _dialect() != "sqlite":
+        return None
+    return db.session.execute(text("SELECT coalesce(max(rowid), 0) FROM records")).scalar()
+
+
+def refresh(collection_id: str, keys: list[str], inserted_after: int | None = None) -> None:
+    """Index these records as they are now (called after every write of them). When the
+    write was meant to insert them all (`inserted_after`: last_rowid() before it) and did,
+    they are exactly the rows after that rowid (one writer at a time on SQLite), and are
+    read by range instead of looked up key by key."""
     if _dialect() != "sqlite" or not keys:
         return
     cursor = db.session.connection().connection.cursor()
     try:
+        if inserted_after is not None and cursor.execute(
+                "SELECT count(*) FROM records WHERE rowid > ?", (inserted_after,)).fetchone()[0] == len(keys):
+            cursor.execute(f"{SQLITE_FILL} WHERE rowid > ?", (inserted_after,))
+            return
         for start in range(0, len(keys), KEY_CHUNK):
             chunk = keys[start:start + KEY_CHUNK]
             cursor.execute(f"{SQLITE_FILL} WHERE collection_id = ? AND record_key IN ({','.join('?' * len(chunk))})",

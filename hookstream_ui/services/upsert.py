@@ -294,8 +294,9 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
+        fresh_after = search_index.last_rowid() if keys_are_new else None
         done = _write(writes)
-        search_index.refresh(collection.id, [w[4] for w in writes])
+        search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
         if keys_are_new:
             outcome.inserted += len(writes)
             if results is not None:
