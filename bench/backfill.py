@@ -115,15 +115,15 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
 
 
 def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
-    """Same driver, same rows, the same statement into the same table (and, on SQLite, its
-    word index, which is a table there), no framework: the same work the app does for each
-    row (all its columns), and nothing else."""
+    """Same driver, same rows, the same statement into the same table with its word index
+    (SQLite: its FTS5 table; PostgreSQL: the words column), no framework: the same work the
+    app does for each row (all its columns), and nothing else."""
     from datetime import datetime, timezone
 
     import psycopg
     from psycopg.rows import dict_row
 
-    from hookstream_ui.services.search_index import SQLITE_FILL
+    from hookstream_ui.services.search_index import SQLITE_FILL, pg_document
     from hookstream_ui.services.upsert import UPSERT_SQL, new_record_id, pg_bulk_upsert
 
     started = time.perf_counter()
@@ -156,7 +156,7 @@ def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
             target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))  # its word index, as the app keeps it
         else:
             params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
-                       r["c"], now, now, None) for r in batch]
+                       r["c"], now, now, None, pg_document(str(r["id"]), r["j"])) for r in batch]
             with target.cursor() as cur:
                 pg_bulk_upsert(cur, params)  # the app's own best statement shape
         target.commit()

@@ -96,6 +96,8 @@ def _clean(request, app, redis_url):
         with db.engine.begin() as conn:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table.name}"'))
+            if conn.dialect.name == "sqlite":
+                conn.execute(text("DELETE FROM records_fts"))  # the word index is not a model's table
         get_redis().flushdb()
 
 

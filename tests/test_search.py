@@ -128,3 +128,20 @@ def test_bulk_writes_of_new_keys_are_indexed(client, key, people, monkeypatch):
     db.session.commit()
     assert keys(client, key, search="omega") == ["bulk_007", "bulk_999"]
     assert keys(client, key, search="alpha7") == []
+
+
+def test_the_migration_indexes_records_already_stored(app, client, key, people, monkeypatch):
+    from flask_migrate import downgrade, upgrade
+
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    downgrade(revision="0006")
+    try:
+        db.session.execute(text(
+            "INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
+            "SELECT 'rec_old', org_id, env_id, collection_id, 'old_1', :data, created_at, updated_at "
+            "FROM records WHERE record_key = 'cus_00420001'"), {"data": '{"data": {"id": "old_1", "word": "Zebra"}}'})
+        db.session.commit()
+    finally:
+        upgrade()
+    assert keys(client, key, search="zebra") == ["old_1"]
+    assert keys(client, key, search="user42@") == ["cus_00420001"]

@@ -49,9 +49,9 @@ class Timestamps:
 __all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "EnvScoped", "Timestamps"]
 
 
-# The record search index (migration 0007, services/search_index.py) is SQL the ORM cannot
-# declare: an FTS5 table with its shadow tables, a GIN index on an expression.
-UNMODELLED = ("records_fts", "ix_records_search")
+# SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM
+# cannot declare: an FTS5 table and its shadow tables.
+UNMODELLED = ("records_fts",)
 
 
 def include_object_for(dialect_name: str):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import EnvScoped, Timestamps, db, new_id
@@ -20,6 +20,8 @@ class Record(EnvScoped, Timestamps, db.Model):
         # PostgreSQL: field filters are JSONB containment, which this index answers.
         Index("ix_records_data_gin", "data", postgresql_using="gin",
               postgresql_ops={"data": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+        # PostgreSQL: search (services/search_index.py). SQLite keeps its words in records_fts.
+        Index("ix_records_search", "search_words", postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rec"))
@@ -31,3 +33,5 @@ class Record(EnvScoped, Timestamps, db.Model):
     source_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The run that last saw this key on a full read; rows a full read did not see are gone.
     seen_run_id: Mapped[str | None] = mapped_column(String(40))
+    # PostgreSQL: the record's words, written by the upsert engine, never read back.
+    search_words: Mapped[str | None] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"), deferred=True)

@@ -115,24 +115,27 @@ def _key_text(value) -> str | None:
 
 COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "event_type", "source_event_id",
            "source_event_at", "created_at", "updated_at", "seen_run_id")
+# PostgreSQL also stores each record's words (search_index.pg_document) for its word index.
+PG_COLUMNS = (*COLUMNS, "search_words")
 _UPSERT = ("INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
            "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
            "source_event_at = excluded.source_event_at, updated_at = excluded.updated_at, "
-           "seen_run_id = excluded.seen_run_id "
+           "seen_run_id = excluded.seen_run_id{more} "
            "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at")
+_CASTS = {"data": "%s::jsonb", "search_words": "%s::tsvector"}
+_PG_UPSERT = _UPSERT.replace("{more}", ", search_words = excluded.search_words")
 UPSERT_SQL = {
-    "sqlite": _UPSERT.format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
-    "postgresql": _UPSERT.format(cols=", ".join(COLUMNS), marks=", ".join(
-        "%s::jsonb" if c == "data" else "%s" for c in COLUMNS)),
+    "sqlite": _UPSERT.replace("{more}", "").format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
+    "postgresql": _PG_UPSERT.format(cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)),
 }
 # PostgreSQL: COPY a batch into a session-local staging table, then one INSERT ... SELECT.
 # One statement per batch instead of one per row; keys are unique within a batch (apply()
 # keeps the newest version of each), as ON CONFLICT DO UPDATE requires.
 PG_STAGE_SQL = ("CREATE TEMP TABLE IF NOT EXISTS records_stage AS SELECT {cols} FROM records WITH NO DATA"
-                .format(cols=", ".join(COLUMNS)))
-PG_COPY_SQL = "COPY records_stage ({cols}) FROM STDIN".format(cols=", ".join(COLUMNS))
-PG_MERGE_SQL = _UPSERT.replace("VALUES ({marks})", "SELECT {cols} FROM records_stage").format(
-    cols=", ".join(COLUMNS))
+                .format(cols=", ".join(PG_COLUMNS)))
+PG_COPY_SQL = "COPY records_stage ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
+PG_MERGE_SQL = _PG_UPSERT.replace("VALUES ({marks})", "SELECT {cols} FROM records_stage").format(
+    cols=", ".join(PG_COLUMNS))
 
 
 def new_record_id() -> str:
@@ -264,6 +267,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             .where(Record.collection_id == collection.id, Record.record_key.in_(chunk))).all())
 
     writes, deletes, seen_only = [], [], []
+    document = search_index.pg_document if db.engine.dialect.name == "postgresql" else None
     for key, (at, item, event_type, index) in latest.items():
         stored = existing.get(key, False)
         stored_at = as_utc(stored) if stored not in (False, None) else None
@@ -285,11 +289,12 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)
             continue
+        json_text = item.raw if item.raw is not None else dumps(item.data)
         writes.append((
-            new_record_id(), collection.org_id, collection.env_id, collection.id, key,
-            item.raw if item.raw is not None else dumps(item.data),
+            new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
             str(event_type)[:200] if event_type is not None else None,
             item.source_event_id, at, now, now, seen_run_id,
+            document(key, json_text) if document else None,
         ))
 
     if writes:

@@ -1,24 +1,38 @@
-"""record search index: FTS5 table (SQLite), GIN tsvector index (PostgreSQL)
+"""record word index: FTS5 table (SQLite), records.search_words with a GIN index (PostgreSQL)
 
 Revision ID: 0007
 Revises: 0006
 """
+import sqlalchemy as sa
 from alembic import op
-
-# As in hookstream_ui/services/search_index.py when this was written (a migration stays as it ran).
-PG_DOCUMENT = ("to_tsvector('simple'::regconfig, regexp_replace(((record_key)::text || ' ' || (data)::text), "
-               "'[^a-zA-Z0-9]+'::text, ' '::text, 'g'::text))")
-SQLITE_TABLE = "records_fts"
+from sqlalchemy.dialects import postgresql
 
 revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
 
+SQLITE_TABLE = "records_fts"
+
 
 def upgrade():
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute(f"CREATE INDEX ix_records_search ON records USING gin ({PG_DOCUMENT})")
+    op.add_column('records', sa.Column('search_words', sa.Text().with_variant(postgresql.TSVECTOR(), 'postgresql'),
+                                       nullable=True))
+    bind = op.get_bind()
+    if bind.dialect.name == 'postgresql':
+        # The words must be split exactly as the app splits them, so the app's own code does it.
+        from hookstream_ui.services.search_index import pg_document
+
+        after = ''
+        while True:
+            rows = bind.execute(sa.text("SELECT id, record_key, data::text FROM records WHERE id > :after "
+                                        "ORDER BY id LIMIT 5000"), {"after": after}).all()
+            if not rows:
+                break
+            bind.execute(sa.text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id"),
+                         [{"id": i, "words": pg_document(k, d)} for i, k, d in rows])
+            after = rows[-1][0]
+        op.create_index('ix_records_search', 'records', ['search_words'], postgresql_using='gin')
     else:
         op.execute(f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, detail=none, columnsize=0)")
         op.execute(f"INSERT INTO {SQLITE_TABLE}(rowid, body) SELECT rowid, record_key || ' ' || data FROM records")
@@ -29,3 +43,4 @@ def downgrade():
         op.drop_index('ix_records_search', table_name='records')
     else:
         op.execute(f"DROP TABLE IF EXISTS {SQLITE_TABLE}")
+    op.drop_column('records', 'search_words')
