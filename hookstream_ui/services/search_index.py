@@ -31,9 +31,9 @@ SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
 # PostgreSQL: the upsert engine stores each record's words (pg_document) in
 # records.search_words, which a GIN index answers. Splitting the text in Python costs a
 # third of what PostgreSQL's regexp_replace + to_tsvector in an index expression did.
-# Words are split at ASCII punctuation and whitespace; anything else (letters and digits,
-# and every other character) is part of a word, which is what the exact check's regex
-# can say the same way on any server locale.
+# Words are split at ASCII punctuation and at whitespace; every other character is part of
+# a word. The exact check's regex (the same on any server locale) counts only ASCII
+# characters as word boundaries, which can make it stricter than the index, never looser.
 MAX_WORD = 200        # longer words are kept (and asked for) as their first 200 characters
 WORD_BUDGET = 400_000  # bytes of words per record; a tsvector must stay under 1 MB
 OVERFLOW = "~all"     # marks a record with more words than that: always a candidate
