@@ -88,6 +88,16 @@ def register_cli(app: Flask) -> None:
         count = rotate_all()
         click.echo(f"re-encrypted {count} source connection(s) with the newest key")
 
+    @app.cli.command("rebuild-search-index")
+    def rebuild_search_index_command():
+        """Index every record's words again (after records were changed outside hookstream)."""
+        from .extensions import db
+        from .services.search_index import rebuild
+
+        with db.engine.begin() as connection:
+            count = rebuild(connection)
+        click.echo(f"indexed {count} record(s)")
+
     @app.cli.command("scheduler")
     @click.option("--interval", default=1.0, show_default=True, help="Seconds between ticks.")
     def scheduler_command(interval):

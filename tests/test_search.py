@@ -145,3 +145,14 @@ def test_the_migration_indexes_records_already_stored(app, client, key, people, 
         upgrade()
     assert keys(client, key, search="zebra") == ["old_1"]
     assert keys(client, key, search="user42@") == ["cus_00420001"]
+
+
+def test_rebuild_command_restores_a_lost_index(app, client, key, people, monkeypatch):
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    lose = "DELETE FROM records_fts" if db.engine.dialect.name == "sqlite" else "UPDATE records SET search_words = NULL"
+    db.session.execute(text(lose))
+    db.session.commit()
+    assert keys(client, key, search="user42@") == []
+    result = app.test_cli_runner().invoke(args=["rebuild-search-index"])
+    assert result.exit_code == 0 and "indexed 3 record(s)" in result.output, result.output
+    assert keys(client, key, search="user42@") == ["cus_00420001"]

@@ -89,6 +89,23 @@ def forget(*criteria, connection=None, params=None) -> None:
     (connection if connection is not None else db.session).execute(statement, params)
 
 
+def rebuild(connection) -> int:
+    """Index every record again from what is stored (migration 0007, and `flask
+    rebuild-search-index` after records were changed by anything but hookstream)."""
+    if connection.dialect.name == "sqlite":
+        connection.execute(text(f"DELETE FROM {SQLITE_TABLE}"))
+        return connection.execute(text(SQLITE_FILL)).rowcount
+    done, after = 0, ""
+    while True:
+        rows = connection.execute(text("SELECT id, record_key, data::text FROM records WHERE id > :after "
+                                       "ORDER BY id LIMIT 5000"), {"after": after}).all()
+        if not rows:
+            return done
+        connection.execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id"),
+                           [{"id": i, "words": pg_document(k, d)} for i, k, d in rows])
+        done, after = done + len(rows), rows[-1][0]
+
+
 @event.listens_for(Collection, "before_delete")
 def _collection_deleted(_mapper, connection, collection):
     forget(Record.__table__.c.collection_id == collection.id, connection=connection)

@@ -19,23 +19,15 @@ def upgrade():
     op.add_column('records', sa.Column('search_words', sa.Text().with_variant(postgresql.TSVECTOR(), 'postgresql'),
                                        nullable=True))
     bind = op.get_bind()
-    if bind.dialect.name == 'postgresql':
-        # The words must be split exactly as the app splits them, so the app's own code does it.
-        from hookstream_ui.services.search_index import pg_document
+    # The words must be split exactly as queries split them, so the app's own code does it.
+    from hookstream_ui.services.search_index import rebuild
 
-        after = ''
-        while True:
-            rows = bind.execute(sa.text("SELECT id, record_key, data::text FROM records WHERE id > :after "
-                                        "ORDER BY id LIMIT 5000"), {"after": after}).all()
-            if not rows:
-                break
-            bind.execute(sa.text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id"),
-                         [{"id": i, "words": pg_document(k, d)} for i, k, d in rows])
-            after = rows[-1][0]
+    if bind.dialect.name == 'postgresql':
+        rebuild(bind)
         op.create_index('ix_records_search', 'records', ['search_words'], postgresql_using='gin')
     else:
         op.execute(f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, detail=none, columnsize=0)")
-        op.execute(f"INSERT INTO {SQLITE_TABLE}(rowid, body) SELECT rowid, record_key || ' ' || data FROM records")
+        rebuild(bind)
 
 
 def downgrade():
