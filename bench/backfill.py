@@ -3,10 +3,11 @@ collection by a real RQ worker, with the app on SQLite or on PostgreSQL.
 
     .venv/bin/python bench/backfill.py --db sqlite --rows 1000000
     .venv/bin/python bench/backfill.py --db postgres --rows 1000000
+    .venv/bin/python bench/backfill.py --db postgres --no-search-index
 
 In the same run it measures the ceiling: the same rows read with the same driver and
 bulk-upserted into the same records table by a bare script. Prints rows/s, the ratio to
-the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>.json.
+the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>[-no-search-index].json.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def rss_sampler(pid_holder: list, peak: list, stop: threading.Event):
                 pass
 
 
-def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
+def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: bool = True) -> dict:
     from hookstream_ui import embedded_redis
 
     redis_proc, redis_url = embedded_redis.start(tmp / "redis")
@@ -85,7 +86,8 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
                 "sourceShortName": "postgresql", "name": "bench", "credentials": source_dsn,
                 "config": {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"}})
             collection = collection_svc.create_collection(principal, {
-                "name": "Bench rows", "source_id": source.id, "stream": "bench_rows", "primary_key_path": "$.id"})
+                "name": "Bench rows", "source_id": source.id, "stream": "bench_rows", "primary_key_path": "$.id",
+                "search_index": search_index})
             worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             pids = [worker.pid]
@@ -114,7 +116,7 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int) -> dict:
             "worker_peak_rss_mb": round(max(peak) / 2**20, 1)}
 
 
-def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
+def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True) -> dict:
     """Same driver, same rows, the same statement into the same table with its word index
     (SQLite: its FTS5 table; PostgreSQL: the words column), no framework: the same work the
     app does for each row (all its columns), and nothing else."""
@@ -153,10 +155,11 @@ def ceiling(source_dsn: dict, db_url: str, rows: int) -> dict:
                        stamp, stamp, None) for r in batch]
             before = target.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
             target.executemany(sql, params)
-            target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))  # its word index, as the app keeps it
+            if search_index:  # its word index, as the app keeps it
+                target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))
         else:
             params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
-                       r["c"], now, now, None, pg_document(str(r["id"]), r["j"])) for r in batch]
+                       r["c"], now, now, None, pg_document(str(r["id"]), r["j"]) if search_index else None) for r in batch]
             with target.cursor() as cur:
                 pg_bulk_upsert(cur, params)  # the app's own best statement shape
         target.commit()
@@ -170,6 +173,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--no-search-index", action="store_true",
+                        help="create the collection with its word index off (and leave it out of the ceiling)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -185,12 +190,13 @@ def main() -> int:
         else:
             server.psql("DROP DATABASE IF EXISTS bench_app; CREATE DATABASE bench_app;")
             db_url = url.set(drivername="postgresql+psycopg", database="bench_app").render_as_string(False)
-        result = app_run(tmp, db_url, dsn, args.rows)
-        roof = ceiling(dsn, db_url, args.rows)
+        result = app_run(tmp, db_url, dsn, args.rows, not args.no_search_index)
+        roof = ceiling(dsn, db_url, args.rows, not args.no_search_index)
     ratio = result["rows_per_s"] / roof["rows_per_s"]
     out = {"benchmark": "backfill", "database": args.db, "rows": args.rows, "batch": BATCH, "machine": machine(),
+           "search_index": not args.no_search_index,
            "app": result, "ceiling": roof, "ratio_to_ceiling": round(ratio, 3)}
-    path = save(f"backfill-{args.db}", out)
+    path = save(f"backfill-{args.db}" + ("-no-search-index" if args.no_search_index else ""), out)
     print(f"Backfill of {args.rows:,} rows into {args.db} ({out['machine']['cores']} cores):")
     print(f"  hookstream  {result['rows_per_s']:>9,} rows/s  ({result['seconds']} s, exact: {result['exact']}, "
           f"worker peak RSS {result['worker_peak_rss_mb']} MB)")

@@ -15,7 +15,7 @@ SEED_FIELDS = {
     "backfill_started_at", "backfill_completed_at", "backfill_error", "source_name",
 }
 EXTRA_FIELDS = {"readable_id", "stream", "timestamp_path", "created_by_email", "modified_by_email",
-                "delete_event_types"}
+                "delete_event_types", "search_index"}
 
 
 @pytest.fixture

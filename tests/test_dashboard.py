@@ -91,6 +91,13 @@ def test_edit_and_delete_with_confirmation(signed_in):
     assert r.status_code == 302
     detail = client.get("/collections/members").get_data(as_text=True)
     assert "Members" in detail and "Shop webhook" in detail and "Active" in detail
+    assert db.session.scalar(select(Collection)).search_index == "on"  # a form without the field keeps it
+    r = client.post("/collections/members/edit", data=form(token, name="Members", slug="members",
+                                                            source_id=source.id, search_index="off"))
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert db.session.scalar(select(Collection)).search_index == "off"
+    assert 'value="off" selected' in client.get("/collections/members/edit").get_data(as_text=True)
 
     assert "Type <code>members</code>" in client.get("/collections/members/delete").get_data(as_text=True)
     r = client.post("/collections/members/delete", data={"csrf_token": token, "confirm_slug": "wrong"})

@@ -156,3 +156,48 @@ def test_rebuild_command_restores_a_lost_index(app, client, key, people, monkeyp
     result = app.test_cli_runner().invoke(args=["rebuild-search-index"])
     assert result.exit_code == 0 and "indexed 3 record(s)" in result.output, result.output
     assert keys(client, key, search="user42@") == ["cus_00420001"]
+
+
+def test_search_index_can_be_off_and_turned_on_later(app, client, key, workers, monkeypatch):
+    """Off: nothing is indexed and searches read every record (same answers). Turning it on
+    indexes the stored records in a job; until it is done, searches still scan."""
+    import time
+
+    from hookstream_ui.models import Collection
+
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    h = {"X-API-Key": key}
+    sid = webhook(client, key, collection={"search_index": False})
+    made = client.get("/v1/collections/orders", headers=h).json["collection"]
+    assert made["search_index"] == "off"
+    for record_key, fields in PEOPLE:
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}})
+
+    def indexed() -> int:
+        if db.engine.dialect.name == "sqlite":
+            return db.session.execute(text("SELECT count(*) FROM records_fts")).scalar()
+        return db.session.execute(text("SELECT count(*) FROM records WHERE search_words IS NOT NULL")).scalar()
+
+    assert indexed() == 0
+    assert keys(client, key, search="user42@") == ["cus_00420001"]  # a scan
+    bad = client.patch("/v1/collections/orders", headers=h, json={"search_index": "sometimes"})
+    assert bad.status_code == 400 and "search_index" in bad.json["errors"]
+
+    turned = client.patch("/v1/collections/orders", headers=h, json={"search_index": True})
+    assert turned.status_code == 200 and turned.json["collection"]["search_index"] == "building"
+    assert keys(client, key, search="user42@") == ["cus_00420001"]  # still a scan, still right
+    workers(1)
+    deadline = time.monotonic() + 30
+    while client.get("/v1/collections/orders", headers=h).json["collection"]["search_index"] != "on":
+        assert time.monotonic() < deadline, "the index job did not finish"
+        time.sleep(0.2)
+    db.session.expire_all()
+    assert indexed() == 3
+    assert keys(client, key, search="user42@") == ["cus_00420001"]
+    collection = db.session.query(Collection).filter_by(slug="orders").one()
+    assert collection.search_index == "on"
+    # Off again: new records are not indexed, and searches still find them.
+    client.patch("/v1/collections/orders", headers=h, json={"search_index": False})
+    client.post(f"/v1/ingest/{sid}", json={"data": {"id": "cus_new", "email": "fresh@example.com"}})
+    assert keys(client, key, search="fresh@") == ["cus_new"]
+    assert indexed() == 3

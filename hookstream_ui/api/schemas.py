@@ -46,6 +46,7 @@ class Collection(Strict):
     description: str | None
     status: Literal["NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR"]
     record_count: int
+    search_index: Literal["on", "off", "building"]
     last_sync_at: str | None
     created_at: str
     updated_at: str

@@ -13,6 +13,7 @@ def collection_json(c: Collection) -> dict:
         "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
         "delete_event_types": list(c.delete_event_types or []),
         "description": c.description, "status": c.status, "record_count": c.record_count or 0,
+        "search_index": c.search_index,
         "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,
         "backfill_progress": c.backfill_progress, "backfill_total": c.backfill_total,

@@ -12,7 +12,7 @@ from ..services import collections as svc
 from . import bp
 
 FIELDS = ("name", "slug", "source_id", "stream", "primary_key_path", "timestamp_path",
-          "event_type_field", "delete_event_types", "description")
+          "event_type_field", "delete_event_types", "description", "search_index")
 
 
 def _sources(principal):
@@ -94,6 +94,7 @@ def collection_edit(ident):
     collection = svc.get_collection_or_404(principal, ident)
     if request.method == "GET":
         form = FormState({f: getattr(collection, f) or "" for f in FIELDS})
+        form.values["search_index"] = "off" if collection.search_index == "off" else "on"
         form.values["delete_event_types"] = ", ".join(collection.delete_event_types or [])
         return _form_page("dashboard/collections/edit.html", form, collection=collection)
     form = FormState.from_request(*FIELDS)

@@ -32,6 +32,9 @@ class Collection(EnvScoped, Timestamps, db.Model):
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="NEEDS_SOURCE")
     record_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The word index (services/search_index.py): "on", "off", or "building" (records are
+    # written to it, but searches scan until the job that indexes the older ones is done).
+    search_index: Mapped[str] = mapped_column(String(10), default="on", server_default="on")
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_status: Mapped[str | None] = mapped_column(String(20))
     backfill_progress: Mapped[int | None] = mapped_column(Integer)

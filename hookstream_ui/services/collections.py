@@ -41,6 +41,7 @@ class _CollectionFields(BaseModel):
     event_type_field: str | None = None
     delete_event_types: list[str] | None = None
     description: str | None = None
+    search_index: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -50,7 +51,7 @@ class _CollectionFields(BaseModel):
         return data
 
     @field_validator("slug", "source_id", "stream", "timestamp_path", "event_type_field",
-                     "description", mode="before")
+                     "description", "search_index", mode="before")
     @classmethod
     def _optional(cls, value):
         return _blank_to_none(value)
@@ -170,6 +171,7 @@ def create_collection(principal: Principal, payload) -> Collection:
         source=source, stream=data.stream, primary_key_path=data.primary_key_path,
         timestamp_path=data.timestamp_path, event_type_field=data.event_type_field,
         delete_event_types=data.delete_event_types, description=data.description, status="ACTIVE" if source else "NEEDS_SOURCE",
+        search_index="off" if data.search_index is False else "on",
         record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
     )
     db.session.add(collection)
@@ -198,9 +200,25 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
         collection.status = data.status
     elif collection.status == "NEEDS_SOURCE":
         collection.status = "ACTIVE"
+    if "search_index" in given and data.search_index is not None:
+        _switch_search_index(collection, data.search_index)
     collection.modified_by_id = principal.user_id
     _commit_or_conflict(collection.slug)
+    if collection.search_index == "building" and "search_index" in given:
+        from ..sync.worker import queue
+
+        queue("default").enqueue("hookstream_ui.sync.reindex.reindex_collection", collection.id,
+                                 job_timeout=24 * 3600, description=f"search index {collection.id}")
     return collection
+
+
+def _switch_search_index(collection: Collection, on: bool) -> None:
+    """Off: records are no longer indexed and searches scan. On: records written from now
+    are indexed, and a job indexes the ones already stored before searches use the index."""
+    if not on:
+        collection.search_index = "off"
+    elif collection.search_index != "on":  # again while building: the job is idempotent
+        collection.search_index = "building" if collection.record_count else "on"
 
 
 def scoped_collections(principal: Principal):

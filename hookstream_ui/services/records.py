@@ -111,7 +111,7 @@ def list_records(collection: Collection, *, search=None, event_type=None, filter
     words = [search_index.search_words(search)] if search else []
     if db.engine.dialect.name == "sqlite":  # PostgreSQL's GIN index on data already answers filters
         words += [search_index.value_words(_filter_spellings(v)) for v in (filters or {}).values()]
-    narrowed = search_index.candidates(words)
+    narrowed = search_index.candidates(words) if collection.search_index == "on" else None
     in_collection = Record.collection_id == collection.id
     if narrowed is not None and db.engine.dialect.name == "sqlite":
         # Left to itself SQLite walks the collection's newest-first index and tests every row

@@ -106,6 +106,37 @@ def rebuild(connection) -> int:
         done, after = done + len(rows), rows[-1][0]
 
 
+def index_collection(collection_id: str, batch: int = 5000) -> int:
+    """Index a collection's stored records, a committed batch at a time (the job that turns
+    a collection's index on). Writes that land meanwhile index themselves; a record changed
+    between this reading and writing it keeps the words its own write gave it."""
+    done, after = 0, None
+    if _dialect() == "sqlite":
+        forget(Record.collection_id == collection_id)
+        db.session.commit()
+        while True:
+            ids = db.session.execute(text("SELECT rowid FROM records WHERE collection_id = :c AND rowid > :after "
+                                          "ORDER BY rowid LIMIT :n"), {"c": collection_id, "after": after or 0,
+                                                                        "n": batch}).scalars().all()
+            if not ids:
+                return done
+            db.session.execute(text(f"{SQLITE_FILL} WHERE collection_id = :c AND rowid BETWEEN :a AND :b"),
+                               {"c": collection_id, "a": ids[0], "b": ids[-1]})
+            db.session.commit()
+            done, after = done + len(ids), ids[-1]
+    while True:
+        rows = db.session.execute(text("SELECT id, record_key, data::text, updated_at FROM records "
+                                       "WHERE collection_id = :c AND id > :after ORDER BY id LIMIT :n"),
+                                  {"c": collection_id, "after": after or "", "n": batch}).all()
+        if not rows:
+            return done
+        db.session.execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) "
+                                "WHERE id = :id AND updated_at = :seen"),
+                           [{"id": i, "words": pg_document(k, d), "seen": u} for i, k, d, u in rows])
+        db.session.commit()
+        done, after = done + len(rows), rows[-1][0]
+
+
 @event.listens_for(Collection, "before_delete")
 def _collection_deleted(_mapper, connection, collection):
     forget(Record.__table__.c.collection_id == collection.id, connection=connection)

@@ -267,7 +267,8 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             .where(Record.collection_id == collection.id, Record.record_key.in_(chunk))).all())
 
     writes, deletes, seen_only = [], [], []
-    document = search_index.pg_document if db.engine.dialect.name == "postgresql" else None
+    indexed = collection.search_index != "off"
+    document = search_index.pg_document if indexed and db.engine.dialect.name == "postgresql" else None
     for key, (at, item, event_type, index) in latest.items():
         stored = existing.get(key, False)
         stored_at = as_utc(stored) if stored not in (False, None) else None
@@ -299,9 +300,10 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
-        fresh_after = search_index.last_rowid() if keys_are_new else None
+        fresh_after = search_index.last_rowid() if keys_are_new and indexed else None
         done = _write(writes)
-        search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
+        if indexed:
+            search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
         if keys_are_new:
             outcome.inserted += len(writes)
             if results is not None:

@@ -18,6 +18,7 @@ SQLITE_TABLE = "records_fts"
 def upgrade():
     op.add_column('records', sa.Column('search_words', sa.Text().with_variant(postgresql.TSVECTOR(), 'postgresql'),
                                        nullable=True))
+    op.add_column('collections', sa.Column('search_index', sa.String(length=10), server_default='on', nullable=False))
     bind = op.get_bind()
     # The words must be split exactly as queries split them, so the app's own code does it.
     from hookstream_ui.services.search_index import rebuild
@@ -36,3 +37,4 @@ def downgrade():
     else:
         op.execute(f"DROP TABLE IF EXISTS {SQLITE_TABLE}")
     op.drop_column('records', 'search_words')
+    op.drop_column('collections', 'search_index')
