@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -21,7 +21,9 @@ class Record(EnvScoped, Timestamps, db.Model):
         Index("ix_records_data_gin", "data", postgresql_using="gin",
               postgresql_ops={"data": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
         # PostgreSQL: search (services/search_index.py). SQLite keeps its words in records_fts.
-        Index("ix_records_search", "search_words", postgresql_using="gin").ddl_if(dialect="postgresql"),
+        # Partial: records of collections with the index off (NULL words) cost it nothing.
+        Index("ix_records_search", "search_words", postgresql_using="gin",
+              postgresql_where=text("search_words IS NOT NULL")).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rec"))

@@ -25,7 +25,8 @@ def upgrade():
 
     if bind.dialect.name == 'postgresql':
         rebuild(bind)
-        op.create_index('ix_records_search', 'records', ['search_words'], postgresql_using='gin')
+        op.create_index('ix_records_search', 'records', ['search_words'], postgresql_using='gin',
+                        postgresql_where=sa.text('search_words IS NOT NULL'))
     else:
         op.execute(f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, detail=none, columnsize=0)")
         rebuild(bind)
