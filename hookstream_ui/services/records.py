@@ -36,16 +36,20 @@ def json_text(segments: list[str], entity=Record):
     return cast(func.json_extract(entity.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 
+def _filter_values(value: str) -> list:
+    """What a filter value matches: the text itself and, when it reads as a JSON scalar
+    (42, 4.5, true, null), that value too."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return [value]
+    return [value] if isinstance(parsed, (dict, list, str)) else [value, parsed]
+
+
 def field_equals(segments: list[str], value: str, entity=Record):
     """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
     On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
-    candidates = [value]
-    try:
-        parsed = json.loads(value)
-        if not isinstance(parsed, (dict, list, str)):
-            candidates.append(parsed)  # 42, 4.5, true, null
-    except ValueError:
-        pass
+    candidates = _filter_values(value)
     if db.engine.dialect.name != "postgresql":
         text = json_text(segments, entity)
         spellings = {value}
@@ -73,14 +77,7 @@ WINDOW = 5000
 
 def _filter_spellings(value: str) -> list[str]:
     """How a filter value can be written in a record's JSON text (for the word index)."""
-    spellings = [value, json.dumps(value)[1:-1]]
-    try:
-        parsed = json.loads(value)
-        if not isinstance(parsed, (dict, list, str)):
-            spellings.append(json.dumps(parsed))
-    except ValueError:
-        pass
-    return spellings
+    return [value, json.dumps(value)[1:-1], *(json.dumps(typed) for typed in _filter_values(value)[1:])]
 
 
 def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,

@@ -95,45 +95,43 @@ def rebuild(connection) -> int:
     if connection.dialect.name == "sqlite":
         connection.execute(text(f"DELETE FROM {SQLITE_TABLE}"))
         return connection.execute(text(SQLITE_FILL)).rowcount
-    done, after = 0, ""
-    while True:
-        rows = connection.execute(text("SELECT id, record_key, data::text FROM records WHERE id > :after "
-                                       "ORDER BY id LIMIT 5000"), {"after": after}).all()
-        if not rows:
-            return done
-        connection.execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id"),
-                           [{"id": i, "words": pg_document(k, d)} for i, k, d in rows])
-        done, after = done + len(rows), rows[-1][0]
+    return _pg_write_words(connection.execute)
 
 
 def index_collection(collection_id: str, batch: int = 5000) -> int:
     """Index a collection's stored records, a committed batch at a time (the job that turns
-    a collection's index on). Writes that land meanwhile index themselves; a record changed
-    between this reading and writing it keeps the words its own write gave it."""
-    done, after = 0, None
-    if _dialect() == "sqlite":
-        forget(Record.collection_id == collection_id)
-        db.session.commit()
-        while True:
-            ids = db.session.execute(text("SELECT rowid FROM records WHERE collection_id = :c AND rowid > :after "
-                                          "ORDER BY rowid LIMIT :n"), {"c": collection_id, "after": after or 0,
-                                                                        "n": batch}).scalars().all()
-            if not ids:
-                return done
-            db.session.execute(text(f"{SQLITE_FILL} WHERE collection_id = :c AND rowid BETWEEN :a AND :b"),
-                               {"c": collection_id, "a": ids[0], "b": ids[-1]})
-            db.session.commit()
-            done, after = done + len(ids), ids[-1]
+    a collection's index on). Writes that land meanwhile index themselves."""
+    if _dialect() != "sqlite":
+        return _pg_write_words(db.session.execute, collection_id, batch, after_batch=db.session.commit)
+    done, after = 0, 0
+    forget(Record.collection_id == collection_id)
+    db.session.commit()
     while True:
-        rows = db.session.execute(text("SELECT id, record_key, data::text, updated_at FROM records "
-                                       "WHERE collection_id = :c AND id > :after ORDER BY id LIMIT :n"),
-                                  {"c": collection_id, "after": after or "", "n": batch}).all()
+        ids = db.session.execute(text("SELECT rowid FROM records WHERE collection_id = :c AND rowid > :after "
+                                      "ORDER BY rowid LIMIT :n"),
+                                 {"c": collection_id, "after": after, "n": batch}).scalars().all()
+        if not ids:
+            return done
+        db.session.execute(text(f"{SQLITE_FILL} WHERE collection_id = :c AND rowid BETWEEN :a AND :b"),
+                           {"c": collection_id, "a": ids[0], "b": ids[-1]})
+        db.session.commit()
+        done, after = done + len(ids), ids[-1]
+
+
+def _pg_write_words(execute, collection_id: str | None = None, batch: int = 5000, after_batch=None) -> int:
+    """PostgreSQL: store the words of stored records (of one collection, or all), in id order.
+    A record changed between this reading and writing it keeps the words its own write gave."""
+    scope = "AND collection_id = :c " if collection_id else ""
+    done, after = 0, ""
+    while True:
+        rows = execute(text(f"SELECT id, record_key, data::text, updated_at FROM records WHERE id > :after {scope}"
+                            "ORDER BY id LIMIT :n"), {"after": after, "c": collection_id, "n": batch}).all()
         if not rows:
             return done
-        db.session.execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) "
-                                "WHERE id = :id AND updated_at = :seen"),
-                           [{"id": i, "words": pg_document(k, d), "seen": u} for i, k, d, u in rows])
-        db.session.commit()
+        execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id AND updated_at = :seen"),
+                [{"id": i, "words": pg_document(k, d), "seen": u} for i, k, d, u in rows])
+        if after_batch:
+            after_batch()
         done, after = done + len(rows), rows[-1][0]
 
 
