@@ -1,6 +1,7 @@
 """`make run` smoke test: start it for real, see a live worker, stop it, leave nothing behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,12 +55,10 @@ class MakeRun:
         body = {}
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"make run exited early:\n{self.output()}"
-            try:
+            with contextlib.suppress(OSError, ValueError):  # not listening yet, or mid-start
                 status, body = get(f"{self.base}/healthz")
                 if status == 200 and body["workers"]["live"] >= 1:
                     return body
-            except (OSError, ValueError):
-                pass
             time.sleep(0.3)
         raise AssertionError(f"no healthy /healthz within {timeout}s: {body}\n{self.output()}")
 
@@ -71,24 +70,20 @@ class MakeRun:
         until the runner reaps it; psutil refuses to read its command line)."""
         found = []
         for p in self.descendants():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone meanwhile (ZombieProcess is one)
                 if p.status() != psutil.STATUS_ZOMBIE and command in " ".join(p.cmdline()):
                     found.append(p)
-            except psutil.NoSuchProcess:  # ZombieProcess is one of these
-                pass
         return found
 
     def workers(self) -> list[psutil.Process]:
         """The runner's own `flask worker` children (RQ forks helpers with the same command line)."""
         found = []
         for p in self.descendants():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # gone meanwhile
                 parent = p.parent()
                 if ("worker" in p.cmdline() and "flask" in " ".join(p.cmdline()) and parent is not None
                         and "hookstream_ui.runner" in " ".join(parent.cmdline())):
                     found.append(p)
-            except psutil.NoSuchProcess:
-                pass
         return found
 
     def stop(self, sig=signal.SIGINT, timeout: float = 40) -> None:

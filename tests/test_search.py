@@ -182,6 +182,7 @@ def test_search_index_can_be_off_and_turned_on_later(app, client, key, workers, 
     assert keys(client, key, search="user42@") == ["cus_00420001"]  # a scan
     bad = client.patch("/v1/collections/orders", headers=h, json={"search_index": "sometimes"})
     assert bad.status_code == 400 and "search_index" in bad.json["errors"]
+    assert client.get("/v1/collections/orders", headers=h).json["collection"]["search_index"] == "off"
 
     turned = client.patch("/v1/collections/orders", headers=h, json={"search_index": True})
     assert turned.status_code == 200 and turned.json["collection"]["search_index"] == "building"
