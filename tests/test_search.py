@@ -4,7 +4,7 @@ follows writes and deletions."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from hookstream_ui.extensions import db
 from hookstream_ui.services import records as record_svc
@@ -145,6 +145,41 @@ def test_the_migration_indexes_records_already_stored(app, client, key, people, 
         upgrade()
     assert keys(client, key, search="zebra") == ["old_1"]
     assert keys(client, key, search="user42@") == ["cus_00420001"]
+
+
+def test_the_lean_index_migration_keeps_search_right(app, client, key, people, monkeypatch):
+    """0008 rewrites the records table on SQLite, which renumbers rows after a gap; the word
+    index must follow them."""
+    from flask_migrate import downgrade, upgrade
+
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    downgrade(revision="0007")
+    try:
+        first = db.session.execute(text("SELECT record_key FROM records ORDER BY rowid LIMIT 1")
+                                   if db.engine.dialect.name == "sqlite" else
+                                   text("SELECT record_key FROM records ORDER BY id LIMIT 1")).scalar()
+        client.delete(f"/v1/collections/orders/records/{first}", headers={"X-API-Key": key})
+        db.session.commit()
+    finally:
+        upgrade()
+    remaining = [k for k, _ in PEOPLE if k != first]
+    for record_key in remaining:
+        assert keys(client, key, search=record_key) == [record_key]
+    assert keys(client, key, search=first) == []
+    indexes = {ix["name"] for ix in db.inspect(db.engine).get_indexes("records")}
+    assert not indexes & {"ix_records_org_id", "ix_records_env_id", "ix_records_created_at", "ix_records_collection_id"}
+
+
+def test_records_and_their_words_go_with_their_organization(app, client, key, people):
+    """Records carry org and environment without foreign keys: they go through their collection."""
+    from hookstream_ui.models import Org
+
+    org = db.session.scalar(select(Org))
+    db.session.delete(org)
+    db.session.commit()
+    assert db.session.execute(text("SELECT count(*) FROM records")).scalar() == 0
+    if db.engine.dialect.name == "sqlite":
+        assert db.session.execute(text("SELECT count(*) FROM records_fts")).scalar() == 0
 
 
 def test_rebuild_command_restores_a_lost_index(app, client, key, people, monkeypatch):

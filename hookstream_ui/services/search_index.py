@@ -23,7 +23,7 @@ from sqlalchemy import Text, cast, column, delete, event, func, literal_column, 
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from ..models import Collection, Record, db
-from ..models.tenancy import Org
+from ..models.tenancy import Environment, Org
 
 SQLITE_TABLE = "records_fts"
 SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
@@ -141,9 +141,14 @@ def _collection_deleted(_mapper, connection, collection):
     forget(Record.__table__.c.collection_id == collection.id, connection=connection)
 
 
+# The ORM deletes an org's environments before the org itself, and the database takes
+# their collections (and records) with them: each level forgets its records first.
+@event.listens_for(Environment, "before_delete")
 @event.listens_for(Org, "before_delete")
-def _org_deleted(_mapper, connection, org):
-    forget(Record.__table__.c.org_id == org.id, connection=connection)
+def _scope_deleted(_mapper, connection, scope):
+    owner = Collection.env_id if isinstance(scope, Environment) else Collection.org_id
+    forget(Record.__table__.c.collection_id.in_(select(Collection.id).where(owner == scope.id)),
+           connection=connection)
 
 
 def pg_document(key: str, json_text: str) -> str:
