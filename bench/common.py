@@ -87,6 +87,11 @@ class Instance:
             time.sleep(0.2)
         time.sleep(1.1)  # web processes cache the writer's liveness for a second
 
+    def cpu_seconds(self) -> dict:
+        """CPU used so far by each part of the server (to see where a run's time went)."""
+        return {"web": process_cpu(self.web.pid), "writer": sum(process_cpu(w.pid) for w in self.writers),
+                "redis": process_cpu(self.redis.pid)}
+
     def flask(self, args: list[str]) -> str:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout.strip()
@@ -97,6 +102,25 @@ class Instance:
             proc.wait(20)
         self.redis.terminate()
         self.redis.wait(20)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in (proc, *proc.children(recursive=True)):
+            times = p.cpu_times()
+            total += times.user + times.system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def cpu_used(before: dict, after: dict) -> dict:
+    return {k: round(after[k] - before[k], 1) for k in after}
 
 
 def redis_client(url: str):

@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Instance, database_url, free_port, machine, percentile, redis_client, save  # noqa: E402
+from bench.common import (ROOT, Instance, cpu_used, database_url, free_port, machine, percentile,  # noqa: E402
+                          process_cpu, redis_client, save)
 
 SECRET = "bench-signing-secret"
 CONNECTIONS = 64
@@ -62,10 +63,10 @@ async def _connection(port: int, queue: list, requests: list[bytes], latencies: 
                 writer.write(requests[n])
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-                await reader.readexactly(length)
+                answer = await reader.readexactly(length)
                 latencies.append(time.perf_counter() - start)
                 if not head.startswith(b"HTTP/1.1 200"):
-                    failures.append(head.split(b"\r\n", 1)[0])
+                    failures.append(head.split(b"\r\n", 1)[0] + b" " + answer[:300])
                 if re.search(rb"(?i)connection: *close", head):
                     writer.close()
                     writer = None
@@ -85,16 +86,20 @@ def load(port: int, requests: list[bytes], connections: int, out) -> None:
         await asyncio.gather(*(_connection(port, queue, requests, latencies, failures)
                                for _ in range(connections)))
     asyncio.run(run())
-    out.put((latencies, len(failures)))
+    if failures:
+        print("failed:", sorted(set(failures))[:5], file=sys.stderr)
+    spent = os.times()
+    out.put((latencies, len(failures), spent.user + spent.system))
 
 
-def blast(port: int, path: str, events: int, keys: int, signed: bool) -> dict:
+def blast(port: int, path: str, events: int, keys: int, signed: bool, server_cpu=None) -> dict:
     """CONNECTIONS concurrent keep-alive connections from PROCESSES asyncio processes. Requests
     (bodies and signatures) are built before the clock starts, so the generator spends its
     time sending."""
     slices = [[request_bytes(path, i, keys, signed) for i in range(p, events, PROCESSES)] for p in range(PROCESSES)]
     out = mp.Queue()
     procs = [mp.Process(target=load, args=(port, s, CONNECTIONS // PROCESSES, out)) for s in slices]
+    cpu_before = server_cpu() if server_cpu else None
     started = time.perf_counter()
     for p in procs:
         p.start()
@@ -102,10 +107,14 @@ def blast(port: int, path: str, events: int, keys: int, signed: bool) -> dict:
     for p in procs:
         p.join()
     elapsed = time.perf_counter() - started
+    cpu = cpu_used(cpu_before, server_cpu()) if server_cpu else {}
     latencies = sorted(x for r in results for x in r[0])
     return {"events": events, "failures": sum(r[1] for r in results), "seconds": round(elapsed, 2),
             "events_per_s": round(events / elapsed), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-            "p95_ms": round(percentile(latencies, 95) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2)}
+            "p95_ms": round(percentile(latencies, 95) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+            # CPU seconds each part used during the run (two cores give 2 × seconds in all; a
+            # PostgreSQL server's own processes are not counted)
+            "cpu_seconds": {**cpu, "load": round(sum(r[2] for r in results), 1)}}
 
 
 def api(port, key, method, path, body=None):
@@ -125,7 +134,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
         tmp = Path(tmp_name)
         db_url = database_url(args.db, tmp)
-        instance = Instance(tmp, db_url, web_workers=2)
+        instance = Instance(tmp, db_url, web_workers=int(os.environ.get("WEB_CONCURRENCY", "2")))
         try:
             instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
             key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
@@ -138,7 +147,8 @@ def main() -> int:
                 api(instance.port, key, "POST", "/v1/collections", {"name": f"Bench {slug}", "slug": slug,
                                                                     "source_id": sid, "primary_key_path": "$.data.id",
                                                                     "timestamp_path": "$.seq"})
-            result = blast(instance.port, f"/v1/ingest/{sid}", args.events, keys, signed=True)
+            result = blast(instance.port, f"/v1/ingest/{sid}", args.events, keys, signed=True,
+                           server_cpu=instance.cpu_seconds)
             # Visibility: a fresh event's record is readable the moment its answer arrives.
             lags = []
             for i in range(200):
@@ -186,7 +196,8 @@ def main() -> int:
                     break
                 except OSError:
                     time.sleep(0.2)
-            ceiling = blast(port, "/ingest", args.events, keys, signed=False)
+            ceiling = blast(port, "/ingest", args.events, keys, signed=False,
+                            server_cpu=lambda: {"web": process_cpu(ceiling_server.pid)})
             if ceiling["failures"]:
                 log = (tmp / "ceiling.log").read_text()[-2000:]
                 raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
@@ -207,6 +218,7 @@ def main() -> int:
     print(f"  hookstream {result['events_per_s']:>7,} events/s  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
           f"p99 {result['p99_ms']} ms  failures {result['failures']}")
     print(f"  ceiling    {ceiling['events_per_s']:>7,} events/s  p99 {ceiling['p99_ms']} ms")
+    print(f"  CPU seconds: hookstream {result['cpu_seconds']}, ceiling {ceiling['cpu_seconds']}")
     print(f"  ratio {out['ratio_to_ceiling']}, visibility lag p99 {out['visibility_lag_ms']['p99']} ms, "
           f"exact: {out['exact']}\n  writer: {out['writer']}\n  saved {path}")
     return 0 if out["exact"] else 1

@@ -26,7 +26,8 @@ from datetime import datetime
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
 from ..models import Collection, Event, db
@@ -71,6 +72,17 @@ INBOX = "hookstream:ingest:inbox"
 ALIVE = "hookstream:ingest:writer"
 STATS = "hookstream:ingest:stats"
 _alive_cache: dict = {}
+# Every reply of a batch, and the writer's counters, in one command: a pipeline of two
+# commands per delivery cost the writer a sixth of its time.
+ANSWER = """
+for i = 2, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[i + 1])
+  redis.call('EXPIRE', KEYS[i], 60)
+end
+redis.call('HINCRBY', KEYS[1], 'batches', 1)
+redis.call('HINCRBY', KEYS[1], 'events', ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'expired', ARGV[2]) end
+"""
 
 
 def writer_process_alive(app: Flask) -> bool:
@@ -113,8 +125,12 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
     so a 503 always means "not stored"."""
     stop = stop or threading.Event()
     redis = get_redis()
+    answer = redis.register_script(ANSWER)
+    beat = 0.0
     while not stop.is_set():
-        redis.set(ALIVE, os.getpid(), ex=5)
+        if time.monotonic() >= beat:  # a heartbeat, not a round trip per batch
+            redis.set(ALIVE, os.getpid(), ex=5)
+            beat = time.monotonic() + 1
         first = redis.brpop([INBOX], timeout=1)
         if first is None:
             continue
@@ -131,17 +147,9 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
             replies.append(message["reply"])
         if batch:
             _process(app, batch)
-        with redis.pipeline(transaction=False) as pipe:
-            for delivery, reply in zip(batch, replies):
-                row = delivery.row
-                pipe.lpush(reply, json.dumps({"stored": delivery.error is None, "status": row["status"],
-                                              "error": row["error"], "outcomes": row["outcomes"]}))
-                pipe.expire(reply, 60)
-            pipe.hincrby(STATS, "batches", 1)
-            pipe.hincrby(STATS, "events", len(batch))
-            if expired:
-                pipe.hincrby(STATS, "expired", expired)
-            pipe.execute()
+        answer(keys=[STATS, *replies], args=[len(batch), expired, *(json.dumps(
+            {"stored": d.error is None, "status": d.row["status"], "error": d.row["error"],
+             "outcomes": d.row["outcomes"]}) for d in batch)])
     redis.delete(ALIVE)
 
 
@@ -214,7 +222,7 @@ def _begin() -> None:
     # SQLite: take the write lock up front. A transaction that reads first and writes later
     # fails at once (no retry) if another process wrote in between.
     if db.engine.dialect.name == "sqlite":
-        db.session.execute(text("BEGIN IMMEDIATE"))
+        db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _write_alone(delivery: Delivery) -> None:
@@ -248,19 +256,22 @@ def _write(batch: list[Delivery]) -> None:
     if applying:
         envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
         # In id order: concurrent writers then lock the collections' rows in one order.
-        collections = db.session.scalars(select(Collection).where(
+        # Only the collections' own columns: nothing else is needed, and nothing is changed
+        # through the ORM (apply updates count and last_sync_at in one statement).
+        collections = db.session.scalars(select(Collection).options(lazyload("*")).where(
             Collection.source_id.in_(list(envs)), Collection.status != "PAUSED").order_by(Collection.id)).all()
+        # A delivery's own time orders it when the collection has no timestamp path.
+        items = {id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
+                 for d in applying}
         for collection in collections:
             if envs[collection.source_id] != collection.env_id:
                 continue
             mine = [d for d in applying if d.row["source_id"] == collection.source_id]
             results = [("skipped", None)] * len(mine)
-            # A delivery's own time orders it when the collection has no timestamp path.
-            upsert.apply(collection, [upsert.Incoming(d.document, event_at=d.row["received_at"],
-                                                      source_event_id=d.row["id"]) for d in mine], results=results)
+            upsert.apply(collection, [items[id(d)] for d in mine], results=results,
+                         synced_at=max(d.row["received_at"] for d in mine))
             for delivery, (result, reason) in zip(mine, results):
                 delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason}
-            collection.last_sync_at = max(d.row["received_at"] for d in mine)
     # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
     # per-row bookkeeping these plain rows do not need.
     db.session.execute(Event.__table__.insert(), [d.row for d in batch])

@@ -59,6 +59,11 @@ def last_rowid() -> int | None:
     return db.session.execute(text("SELECT coalesce(max(rowid), 0) FROM records")).scalar()
 
 
+def index_rows(cursor, rows: list[tuple[int, str]]) -> None:
+    """SQLite: index records just written, as (rowid, key + " " + JSON text) pairs."""
+    cursor.executemany(f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)", rows)
+
+
 def refresh(collection_id: str, keys: list[str], inserted_after: int | None = None) -> None:
     """Index these records as they are now (called after every write of them). When the
     write was meant to insert them all (`inserted_after`: last_rowid() before it) and did,

@@ -145,9 +145,11 @@ def new_record_id() -> str:
     return f"rec_{time.time_ns():016x}{_random.getrandbits(64):016x}"
 
 
-# Below this many rows (webhook deliveries, small pages) the staging table's four
-# statements cost more than one pipelined INSERT per row.
-PG_COPY_FROM = 200
+# Below this many rows (webhook deliveries, small pages) a statement per row that says what
+# it did beats a bulk statement and a read-back (PostgreSQL: the staging table's four
+# statements cost more than one pipelined INSERT per row).
+RETURNING_UNDER = 200
+SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id"
 
 
 def pg_bulk_upsert(cursor, rows: list[tuple]) -> None:
@@ -167,11 +169,12 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _write(rows: list[tuple]) -> dict[str, bool] | None:
+def _write(rows: list[tuple], index_words: bool = False) -> dict[str, bool] | None:
     """One executemany with the driver, inside the session's transaction. SQLAlchemy's
     per-row parameter processing cost more than the insert itself on large batches.
-    Where the statement can say what it did (PostgreSQL, small batches), returns each
-    written key and whether it was inserted; keys the last-write-wins guard kept are absent."""
+    Where the statement can say what it did (small batches), returns each written key and
+    whether it was inserted; keys the last-write-wins guard kept are absent. SQLite then
+    also indexes the written rows' words (`index_words`) from the values in hand."""
     dialect = db.engine.dialect.name
     if dialect not in UPSERT_SQL:
         raise RuntimeError(f"no bulk upsert for {dialect}")
@@ -180,8 +183,21 @@ def _write(rows: list[tuple]) -> dict[str, bool] | None:
         if dialect == "sqlite":
             now = _sqlite_time(rows[0][9])  # created_at = updated_at = one `now` per batch
             rows = [(*r[:8], _sqlite_time(r[8]), now, now, r[11]) for r in rows]
-            cursor.executemany(UPSERT_SQL[dialect], rows)
-        elif len(rows) < PG_COPY_FROM:
+            if len(rows) >= RETURNING_UNDER:
+                cursor.executemany(UPSERT_SQL[dialect], rows)
+                return None
+            # sqlite3's executemany cannot return rows; a row at a time it can, and saves
+            # reading them back: an updated row keeps its old id, an inserted one has ours.
+            done, words = {}, []
+            for row in rows:
+                written = cursor.execute(SQLITE_RETURNING, row).fetchone()
+                if written is not None:
+                    done[row[4]] = written[1] == row[0]
+                    words.append((written[0], f"{row[4]} {row[5]}"))
+            if index_words:
+                search_index.index_rows(cursor, words)
+            return done
+        if len(rows) < RETURNING_UNDER:
             # psycopg pipelines it: one round trip, which also answers what each row did
             # (xmax = 0 only on a row this statement inserted), so no read-back is needed.
             cursor.executemany(UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0", rows, returning=True)
@@ -190,8 +206,7 @@ def _write(rows: list[tuple]) -> dict[str, bool] | None:
                 done.update(cursor.fetchall())
                 if not cursor.nextset():
                     return done
-        else:
-            pg_bulk_upsert(cursor, rows)
+        pg_bulk_upsert(cursor, rows)
     finally:
         cursor.close()
     return None
@@ -199,13 +214,14 @@ def _write(rows: list[tuple]) -> dict[str, bool] | None:
 
 def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
           received_at: datetime | None = None, not_before: datetime | None = None,
-          keys_are_new: bool = False, results: list | None = None) -> Outcome:
+          keys_are_new: bool = False, results: list | None = None, synced_at: datetime | None = None) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
     backfill reading keys in ascending order into a collection that started empty) skips
     the lookup of stored versions; the SQL still guards against overwriting newer data.
     `results`, a list as long as `items`, receives each item's own (result, reason), for
-    callers that report per delivery (ingest)."""
+    callers that report per delivery (ingest); `synced_at` becomes the collection's
+    last_sync_at, in the statement that adjusts its count."""
     outcome = Outcome()
     note = results.__setitem__ if results is not None else (lambda i, value: None)
     now = utcnow()
@@ -247,6 +263,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             note(previous[3], ("skipped", "superseded in the same batch"))
         latest[key] = (at, item, event_type, index)
     if not latest:
+        _adjust_count(collection, 0, synced_at)
         return outcome
 
     own_deletes = frozenset(collection.delete_event_types or ())
@@ -290,7 +307,9 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)
             continue
-        json_text = item.raw if item.raw is not None else dumps(item.data)
+        if item.raw is None:  # kept: an item applied to several collections is serialised once
+            item.raw = dumps(item.data)
+        json_text = item.raw
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
             str(event_type)[:200] if event_type is not None else None,
@@ -301,8 +320,8 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
         fresh_after = search_index.last_rowid() if keys_are_new and indexed else None
-        done = _write(writes)
-        if indexed:
+        done = _write(writes, index_words=indexed)
+        if indexed and done is None:
             search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
         if keys_are_new:
             outcome.inserted += len(writes)
@@ -324,7 +343,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             db.session.execute(update(Record).where(
                 Record.collection_id == collection.id, Record.record_key.in_(seen_only[start:start + KEY_CHUNK]))
                 .values(seen_run_id=seen_run_id).execution_options(synchronize_session=False))
-    _adjust_count(collection, outcome.inserted - outcome.deleted)
+    _adjust_count(collection, outcome.inserted - outcome.deleted, synced_at)
     return outcome
 
 
@@ -375,12 +394,18 @@ def remove_older_than(collection: Collection, cutoff: datetime) -> int:
     return deleted
 
 
-def _adjust_count(collection: Collection, delta: int) -> None:
+_COLLECTIONS = Collection.__table__
+
+
+def _adjust_count(collection: Collection, delta: int, synced_at: datetime | None = None) -> None:
+    # Core, not the ORM: this runs for every batch of every delivery.
+    values = {"last_sync_at": synced_at} if synced_at is not None else {}
     if delta:
         # An expression, not a read-modify-write: concurrent batches cannot lose counts.
-        db.session.execute(update(Collection).where(Collection.id == collection.id)
-                           .values(record_count=Collection.record_count + delta)
-                           .execution_options(synchronize_session=False))
+        values["record_count"] = _COLLECTIONS.c.record_count + delta
+    if values:
+        db.session.connection().execute(_COLLECTIONS.update().where(_COLLECTIONS.c.id == collection.id)
+                                        .values(**values))
 
 
 _PLAIN = (str, int, float, bool, type(None))
