@@ -424,3 +424,97 @@ def test_backfill_button_starts_a_backfill_shown_live(app, client, key):
     again = browser.post("/collections/orders/backfill", data={"csrf_token": csrf_token(browser)},
                          follow_redirects=True)
     assert "already" in again.get_data(as_text=True) or "running" in again.get_data(as_text=True)
+
+
+# --- remembered sources: a change made by any process is seen by the next delivery ---------
+
+def _change_source(sid, **columns):
+    """Change a source behind this process's back, as another web process or an admin would."""
+    from hookstream_ui.models import SourceConnection
+
+    db.session.execute(SourceConnection.__table__.update().where(SourceConnection.__table__.c.id == sid)
+                       .values(**columns))
+    db.session.commit()
+
+
+def _send_signed(client, sid, body, secret=SECRET, headers=None):
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return client.post(f"/v1/ingest/{sid}", data=body, content_type="application/json",
+                       headers={"X-Signature": sig, **(headers or {})})
+
+
+@pytest.fixture(params=["thread", "writer process"])
+def writer_kind(request, app):
+    """Deliveries written by the web process's own writer thread, or handed to `flask ingest-writer`."""
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import group_commit
+
+    if request.param == "writer process":
+        workers = request.getfixturevalue("workers")
+        (writer,) = workers(1, command="ingest-writer")
+        deadline = time.monotonic() + 30
+        while not get_redis().exists(group_commit.ALIVE):
+            assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
+            time.sleep(0.1)
+    group_commit._alive_cache.clear()
+    yield request.param
+    group_commit._alive_cache.clear()
+
+
+def test_a_new_secret_is_used_by_the_next_delivery(client, key, writer_kind):
+    from hookstream_ui.sources import secrets
+
+    sid = webhook(client, key, {"verification_type": "hmac_sha256", "signing_secret": SECRET})
+    assert _send_signed(client, sid, BODY).status_code == 200  # the source is now remembered
+    _change_source(sid, credentials_encrypted=secrets.encrypt(
+        {"verification_type": "hmac_sha256", "signing_secret": "whsec_the-new-one"}))
+    second = json.dumps({"type": "order.created", "data": {"id": "o2"}}).encode()
+    answer = _send_signed(client, sid, second, secret="whsec_the-new-one")
+    assert answer.status_code == 200, answer.json
+    assert _send_signed(client, sid, BODY).status_code == 401  # the old secret no longer works
+    # Judged by the old secret first, the second delivery was sent back, not stored as rejected.
+    events = sorted((e.status, e.verification) for e in db.session.scalars(select(Event)))
+    assert events == [("applied", "verified"), ("applied", "verified"), ("rejected", "failed")]
+    assert set(records()) == {"o1", "o2"}
+
+
+def test_a_deleted_source_or_suspended_org_refuses_the_next_delivery(client, key, writer_kind):
+    from hookstream_ui.models import Org, SourceConnection
+
+    sid = webhook(client, key)
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "a"}}).status_code == 200
+    org_id = db.session.get(SourceConnection, sid).org_id
+    db.session.execute(Org.__table__.update().where(Org.__table__.c.id == org_id)
+                       .values(suspended_at=db.func.now(), suspended_reason="unpaid"))
+    db.session.commit()
+    refused = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}})
+    assert refused.status_code == 403 and "unpaid" in str(refused.json), refused.json
+    db.session.execute(Org.__table__.update().where(Org.__table__.c.id == org_id).values(suspended_at=None))
+    db.session.commit()
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "c"}}).status_code == 200
+    db.session.execute(Collection.__table__.delete())
+    db.session.execute(SourceConnection.__table__.delete().where(SourceConnection.__table__.c.id == sid))
+    db.session.commit()
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "d"}}).status_code == 404
+    assert db.session.scalar(select(db.func.count()).select_from(Event)) == 0  # went with the source
+
+
+def test_changed_address_rules_apply_to_the_next_delivery(client, key, writer_kind):
+    sid = webhook(client, key, config={"ip_allowlist": "10.0.0.0/8"})
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "a"}}).status_code == 403
+    _change_source(sid, config={"ip_allowlist": "127.0.0.1/32"})
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}}).status_code == 200
+    _change_source(sid, config={"ip_denylist": "127.0.0.0/8"})
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "c"}}).status_code == 403
+    assert set(records()) == {"b"}
+
+
+def test_a_delivery_sent_back_is_not_its_own_duplicate(client, key, writer_kind):
+    sid = webhook(client, key, config={"dedup_window_seconds": 60})
+    once = {"Idempotency-Key": "delivery-1"}
+    assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "a"}}).status_code == 200
+    _change_source(sid, config={"dedup_window_seconds": 60, "ip_denylist": "192.0.2.0/24"})
+    first = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}}, headers=once)
+    assert first.status_code == 200 and "duplicate" not in first.json
+    again = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}}, headers=once)
+    assert again.json["duplicate"] is True and again.json["original_event_id"] == first.json["event_id"]

@@ -17,20 +17,17 @@ INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 
 
 def _ingest(source_id):
-    source = svc.webhook_source_or_404(source_id)
-    if not svc.ip_allowed(source, request.remote_addr):
-        abort(403, description="This address may not send to this source")
-    body = request.get_data(cache=False)  # over MAX_BODY_BYTES: 413 before anything is stored
     try:
-        event = svc.receive(
-            source, method=request.method, headers=dict(request.headers), query=request.args.to_dict(flat=True),
-            body=body, content_type=request.content_type, source_ip=request.remote_addr)
+        event = svc.ingest(
+            source_id, address=request.remote_addr, method=request.method, headers=dict(request.headers),
+            query=request.args.to_dict(flat=True), read_body=lambda: request.get_data(cache=False),
+            content_type=request.content_type)
     except SignatureError as exc:
         raise ValidationFailed({"signature": str(exc)}, status=401, code="invalid_signature",
                                message=f"Signature verification failed: {exc}") from None
     except Unavailable as exc:
         abort(503, description=f"{exc}; try again")
-    answer = {"event_id": event.id, "source_id": source.id}
+    answer = {"event_id": event.id, "source_id": source_id}
     if event.duplicate:
         answer.update(duplicate=True, original_event_id=event.duplicate_of)
     return jsonify(answer), 200

@@ -31,7 +31,7 @@ from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
 from ..models import Collection, Event, db
-from . import upsert
+from . import upsert, webhook_sources
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
@@ -42,12 +42,24 @@ WAIT_SECONDS = 30
 class Delivery:
     row: dict  # the event's columns
     document: dict | None  # applied to the bound collections when set
+    # The source as the delivery was judged by it (webhook_sources.version); if the source
+    # is no longer so when the delivery is written, it is not stored but sent back.
+    source_version: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    stale: bool = False
 
 
 class Unavailable(Exception):
     """The event could not be stored in time; the sender should retry."""
+
+
+class SourceChanged(Exception):
+    """The source changed since the delivery was judged by it; nothing was stored."""
+
+    def __init__(self, event_id: str):
+        super().__init__(event_id)
+        self.event_id = event_id
 
 
 def submit(delivery: Delivery) -> dict:
@@ -58,6 +70,8 @@ def submit(delivery: Delivery) -> dict:
     _local_inbox(app).put(delivery)
     if not delivery.done.wait(WAIT_SECONDS):
         raise Unavailable("the event could not be stored in time")
+    if delivery.stale:
+        raise SourceChanged(delivery.row["id"])
     if delivery.error is not None:
         raise Unavailable("the event could not be stored") from delivery.error
     return delivery.row
@@ -101,7 +115,7 @@ def _submit_remote(delivery: Delivery) -> dict:
     row = delivery.row
     reply = f"hookstream:ingest:reply:{row['id']}"
     message = {"row": {**row, "received_at": row["received_at"].isoformat()},
-               "apply": delivery.document is not None, "reply": reply,
+               "apply": delivery.document is not None, "version": delivery.source_version, "reply": reply,
                "deadline": time.time() + WAIT_SECONDS - 2}
     try:
         with get_redis().pipeline(transaction=False) as pipe:  # one round trip for both
@@ -113,6 +127,8 @@ def _submit_remote(delivery: Delivery) -> dict:
     if answer is None:
         raise Unavailable("the event could not be stored in time")
     result = json.loads(answer[1])
+    if result.pop("stale", False):
+        raise SourceChanged(row["id"])
     if not result.pop("stored"):
         raise Unavailable("the event could not be stored")
     row.update(result)
@@ -143,13 +159,14 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
                 continue
             row = message["row"]
             row["received_at"] = datetime.fromisoformat(row["received_at"])
-            batch.append(Delivery(row, json.loads(row["body"]) if message["apply"] else None))
+            batch.append(Delivery(row, json.loads(row["body"]) if message["apply"] else None,
+                                  message.get("version")))
             replies.append(message["reply"])
         if batch:
             _process(app, batch)
         answer(keys=[STATS, *replies], args=[len(batch), expired, *(json.dumps(
-            {"stored": d.error is None, "status": d.row["status"], "error": d.row["error"],
-             "outcomes": d.row["outcomes"]}) for d in batch)])
+            {"stored": d.error is None and not d.stale, "stale": d.stale, "status": d.row["status"],
+             "error": d.row["error"], "outcomes": d.row["outcomes"]}) for d in batch)])
     redis.delete(ALIVE)
 
 
@@ -234,6 +251,8 @@ def _write_alone(delivery: Delivery) -> None:
 
 
 def _store_failed(delivery: Delivery) -> None:
+    if delivery.stale:  # sent back to be received again, not failed
+        return
     row = delivery.row
     if row["status"] == "applied":
         log.warning("applying event %s of %s failed", row["id"], row["source_id"], exc_info=True)
@@ -249,8 +268,15 @@ def _store_failed(delivery: Delivery) -> None:
 
 
 def _write(batch: list[Delivery]) -> None:
-    applying = [d for d in batch if d.document is not None]
     _begin()
+    judged = {d.row["source_id"] for d in batch if d.source_version}
+    if judged:
+        versions = webhook_sources.current_versions(judged)
+        for delivery in batch:
+            delivery.stale = bool(delivery.source_version) and \
+                versions.get(delivery.row["source_id"]) != delivery.source_version
+        batch = [d for d in batch if not d.stale]
+    applying = [d for d in batch if d.document is not None]
     for delivery in applying:
         delivery.row["outcomes"] = {}  # a retry alone starts over
     if applying:
@@ -274,5 +300,6 @@ def _write(batch: list[Delivery]) -> None:
                 delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason}
     # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
     # per-row bookkeeping these plain rows do not need.
-    db.session.execute(Event.__table__.insert(), [d.row for d in batch])
+    if batch:
+        db.session.execute(Event.__table__.insert(), [d.row for d in batch])
     db.session.commit()

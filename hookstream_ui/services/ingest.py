@@ -15,38 +15,32 @@ from dataclasses import dataclass
 
 from flask import abort
 from werkzeug.datastructures import Headers
-from sqlalchemy import bindparam, select
 
 from ..extensions import get_redis
-from ..models import Org, SourceConnection, db, new_id, utcnow
+from ..models import SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
-from . import group_commit, jsonpaths
+from . import group_commit, jsonpaths, webhook_sources
 from .signatures import SignatureError, verify
 from .sources import credentials_of
 
 MASKED_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 DEDUP_HEADERS = ("Idempotency-Key", "webhook-id")
-_SOURCES, _ORGS = SourceConnection.__table__, Org.__table__
-WEBHOOK_COLUMNS = (_SOURCES.c.id, _SOURCES.c.org_id, _SOURCES.c.env_id, _SOURCES.c.config,
-                   _SOURCES.c.credentials_encrypted, _ORGS.c.suspended_at, _ORGS.c.suspended_reason)
 
 
-# Built once, from tables rather than entities, and run on a plain connection: building and
-# keying this query per delivery, and the ORM session around it, were a fifth of the web
-# processes' time.
-WEBHOOK_SOURCE = select(*WEBHOOK_COLUMNS).join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id).where(
-    _SOURCES.c.id == bindparam("source_id"), _SOURCES.c.short_name == "webhook")
-
-
-def webhook_source_or_404(source_id: str):
-    """The columns ingest needs, as a row (an ORM object costs more than the query here)."""
-    with db.engine.connect() as connection:
-        source = connection.execute(WEBHOOK_SOURCE, {"source_id": source_id}).first()
-    if source is None:
-        abort(404, description="No webhook source with that id")
-    if source.suspended_at is not None:
-        abort(403, description=f"The organization is suspended: {source.suspended_reason or 'no reason given'}")
-    return source
+def accepting_source(source_id: str, address: str | None) -> tuple:
+    """(row, version) of the webhook source, if it takes deliveries from `address`; aborts
+    with 404 or 403 otherwise, decided on a fresh read (see webhook_sources)."""
+    for fresh in (False, True):
+        source, version = webhook_sources.read(source_id, fresh=fresh)
+        if source is None:
+            refusal = (404, "No webhook source with that id")
+        elif source.suspended_at is not None:
+            refusal = (403, f"The organization is suspended: {source.suspended_reason or 'no reason given'}")
+        elif not ip_allowed(source, address):
+            refusal = (403, "This address may not send to this source")
+        else:
+            return source, version
+    abort(refusal[0], description=refusal[1])
 
 
 def ip_allowed(source: SourceConnection, address: str | None) -> bool:
@@ -92,12 +86,36 @@ class Received:
     duplicate_of: str | None
 
 
+ATTEMPTS = 3  # receptions of one delivery whose source changed while it was received
+
+
+def ingest(source_id: str, *, address: str | None, method: str, headers, query: dict, read_body,
+           content_type: str | None) -> Received:
+    """ANY /v1/ingest/<source_id>: accept, store and apply one delivery. `read_body` is
+    called once the source accepts the sender (above MAX_BODY_BYTES it answers 413, before
+    anything is stored). Raises SignatureError (after storing the delivery as rejected)."""
+    body, event_id = None, None
+    for _ in range(ATTEMPTS):
+        source, version = accepting_source(source_id, address)
+        if body is None:
+            body = read_body()
+        try:
+            return receive(source, method=method, headers=headers, query=query, body=body,
+                           content_type=content_type, source_ip=address, version=version, event_id=event_id)
+        except group_commit.SourceChanged as changed:
+            webhook_sources.forget(source_id)
+            event_id = changed.event_id  # the same delivery: its dedup claim is its own
+    raise group_commit.Unavailable("the source kept changing while the event was received")
+
+
 def receive(source: SourceConnection, *, method: str, headers, query: dict, body: bytes,
-            content_type: str | None, source_ip: str | None) -> Received:
-    """Store and apply one delivery. Raises SignatureError (after storing it as rejected)."""
+            content_type: str | None, source_ip: str | None, version: str | None = None,
+            event_id: str | None = None) -> Received:
+    """Store and apply one delivery. Raises SignatureError (after storing it as rejected),
+    and SourceChanged (nothing stored) if `version` is no longer the source's."""
     headers = Headers(headers)  # HTTP header names are case-insensitive
     text, encoding = _stored_body(body)
-    row = {"id": new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source.id,
+    row = {"id": event_id or new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source.id,
            "method": method, "headers": {k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
            "query": query, "body": text, "body_encoding": encoding, "content_type": content_type, "size": len(body),
            "source_ip": source_ip, "received_at": utcnow(), "verification": None, "verification_error": None,
@@ -109,7 +127,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     except SignatureError as exc:
         row.update(verification="failed", verification_error=str(exc), status="rejected")
         db.session.close()
-        group_commit.submit(group_commit.Delivery(row, None))
+        group_commit.submit(group_commit.Delivery(row, None, version))
         raise
     try:
         document = json.loads(body) if body else None
@@ -122,16 +140,17 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
         slot = f"hookstream:dedup:{source.id}:{hashlib.sha256(key.encode()).hexdigest()}"
         # SET NX is atomic: of two concurrent deliveries exactly one claims the key.
         if not get_redis().set(slot, row["id"], nx=True, ex=window):
-            row.update(duplicate=True, status="duplicate",
-                       duplicate_of=(get_redis().get(slot) or b"").decode() or None)
-            document = None
+            holder = (get_redis().get(slot) or b"").decode() or None
+            if holder != row["id"]:  # not this delivery's own claim, from a reception sent back
+                row.update(duplicate=True, status="duplicate", duplicate_of=holder)
+                document = None
     if row["status"] == "applied" and not isinstance(document, dict):
         row.update(status="not_json", error="the body is not a JSON object, so it was stored but not applied")
         document = None
     # Hand this request's connection back before waiting: with many requests waiting on
     # the writer, their idle connections would otherwise starve the writer's pool.
     db.session.close()
-    row = group_commit.submit(group_commit.Delivery(row, document))
+    row = group_commit.submit(group_commit.Delivery(row, document, version))
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
 
 
