@@ -26,7 +26,7 @@ from datetime import datetime
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
@@ -267,6 +267,14 @@ def _store_failed(delivery: Delivery) -> None:
         delivery.error = exc
 
 
+# In id order: concurrent writers then lock the collections' rows in one order. Only the
+# collections' own columns: nothing else is needed, and nothing is changed through the ORM
+# (upsert.apply updates count and last_sync_at in one statement).
+BOUND_COLLECTIONS = select(Collection).options(lazyload("*")).where(
+    Collection.source_id.in_(bindparam("source_ids", expanding=True)), Collection.status != "PAUSED",
+).order_by(Collection.id)
+
+
 def _write(batch: list[Delivery]) -> None:
     _begin()
     judged = {d.row["source_id"] for d in batch if d.source_version}
@@ -281,11 +289,7 @@ def _write(batch: list[Delivery]) -> None:
         delivery.row["outcomes"] = {}  # a retry alone starts over
     if applying:
         envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
-        # In id order: concurrent writers then lock the collections' rows in one order.
-        # Only the collections' own columns: nothing else is needed, and nothing is changed
-        # through the ORM (apply updates count and last_sync_at in one statement).
-        collections = db.session.scalars(select(Collection).options(lazyload("*")).where(
-            Collection.source_id.in_(list(envs)), Collection.status != "PAUSED").order_by(Collection.id)).all()
+        collections = db.session.scalars(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).all()
         # A delivery's own time orders it when the collection has no timestamp path.
         items = {id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
                  for d in applying}
@@ -301,5 +305,5 @@ def _write(batch: list[Delivery]) -> None:
     # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
     # per-row bookkeeping these plain rows do not need.
     if batch:
-        db.session.execute(Event.__table__.insert(), [d.row for d in batch])
+        db.session.connection().execute(Event.__table__.insert(), [d.row for d in batch])
     db.session.commit()

@@ -126,7 +126,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
         row["verification"] = verify(_credentials(source), body, headers)
     except SignatureError as exc:
         row.update(verification="failed", verification_error=str(exc), status="rejected")
-        db.session.close()
+        _release_connection()
         group_commit.submit(group_commit.Delivery(row, None, version))
         raise
     try:
@@ -147,11 +147,17 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     if row["status"] == "applied" and not isinstance(document, dict):
         row.update(status="not_json", error="the body is not a JSON object, so it was stored but not applied")
         document = None
-    # Hand this request's connection back before waiting: with many requests waiting on
-    # the writer, their idle connections would otherwise starve the writer's pool.
-    db.session.close()
+    _release_connection()
     row = group_commit.submit(group_commit.Delivery(row, document, version))
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
+
+
+def _release_connection() -> None:
+    # Hand this request's connection back before waiting: with many requests waiting on the
+    # writer, their idle connections would otherwise starve the writer's pool. (The API's
+    # deliveries never open a session; opening one only to close it was not free.)
+    if db.session.registry.has():
+        db.session.close()
 
 
 def _credentials(source: SourceConnection) -> dict:

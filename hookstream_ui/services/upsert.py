@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from ..models import Collection, Record, db, utcnow
 from ..models.base import as_utc
@@ -395,17 +395,19 @@ def remove_older_than(collection: Collection, cutoff: datetime) -> int:
 
 
 _COLLECTIONS = Collection.__table__
+# Built once (its cache key is memoized on the object): this runs for every batch of every
+# delivery. The count is an expression, not a read-modify-write: concurrent batches cannot
+# lose counts.
+_ADJUST = _COLLECTIONS.update().where(_COLLECTIONS.c.id == bindparam("collection_id")).values(
+    record_count=_COLLECTIONS.c.record_count + bindparam("delta"),
+    last_sync_at=func.coalesce(bindparam("synced_at", type_=_COLLECTIONS.c.last_sync_at.type),
+                               _COLLECTIONS.c.last_sync_at))
 
 
 def _adjust_count(collection: Collection, delta: int, synced_at: datetime | None = None) -> None:
-    # Core, not the ORM: this runs for every batch of every delivery.
-    values = {"last_sync_at": synced_at} if synced_at is not None else {}
-    if delta:
-        # An expression, not a read-modify-write: concurrent batches cannot lose counts.
-        values["record_count"] = _COLLECTIONS.c.record_count + delta
-    if values:
-        db.session.connection().execute(_COLLECTIONS.update().where(_COLLECTIONS.c.id == collection.id)
-                                        .values(**values))
+    if delta or synced_at is not None:
+        db.session.connection().execute(_ADJUST, {"collection_id": collection.id, "delta": delta,
+                                                  "synced_at": synced_at})
 
 
 _PLAIN = (str, int, float, bool, type(None))
