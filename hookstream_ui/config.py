@@ -63,7 +63,7 @@ def load_config(instance: Path) -> dict:
         # A SQLite file cannot drop a connection; pinging it only costs a query per checkout.
         # A connection per request thread stays open: connections made and dropped under
         # load (above the default pool of 5) cost more than the requests they served.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": max(5, int(os.environ.get("WEB_THREADS", 16))),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": max(5, int(os.environ.get("WEB_THREADS", 16))), "max_overflow": 4,
                                       **({} if database_url.startswith("sqlite") else {"pool_pre_ping": True})},
         # Unset means the embedded server `make run` starts on a socket in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
