@@ -237,3 +237,30 @@ def test_search_index_can_be_off_and_turned_on_later(app, client, key, workers, 
     client.post(f"/v1/ingest/{sid}", json={"data": {"id": "cus_new", "email": "fresh@example.com"}})
     assert keys(client, key, search="fresh@") == ["cus_new"]
     assert indexed() == 3
+
+
+def test_a_lost_index_job_is_enqueued_again_by_the_scheduler(app, client, key, workers):
+    """A collection left `building` with no pass waiting or running (Redis flushed, the pass
+    failed, its worker died) gets a new pass from the scheduler, and the index is finished."""
+    import time
+
+    from hookstream_ui.sync import scheduler
+    from hookstream_ui.sync.worker import queue
+
+    h = {"X-API-Key": key}
+    sid = webhook(client, key, collection={"search_index": False})
+    for record_key, fields in PEOPLE:
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}})
+    assert client.patch("/v1/collections/orders", headers=h,
+                        json={"search_index": True}).json["collection"]["search_index"] == "building"
+    collection_id = client.get("/v1/collections/orders", headers=h).json["collection"]["id"]
+    assert scheduler.requeue_lost_indexing() == []  # its pass is waiting
+    queue("default").empty()  # lost
+    assert scheduler.requeue_lost_indexing() == [collection_id]
+    assert scheduler.requeue_lost_indexing() == []
+    workers(1)
+    deadline = time.monotonic() + 30
+    while client.get("/v1/collections/orders", headers=h).json["collection"]["search_index"] != "on":
+        assert time.monotonic() < deadline, "the index job did not finish"
+        time.sleep(0.2)
+    assert keys(client, key, search="user42@") == ["cus_00420001"]

@@ -205,10 +205,9 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
     collection.modified_by_id = principal.user_id
     _commit_or_conflict(collection.slug)
     if collection.search_index == "building" and "search_index" in given:
-        from ..sync.worker import queue
+        from ..sync import reindex
 
-        queue("default").enqueue("hookstream_ui.sync.reindex.reindex_collection", collection.id,
-                                 job_timeout=24 * 3600, description=f"search index {collection.id}")
+        reindex.enqueue(collection.id)
     return collection
 
 

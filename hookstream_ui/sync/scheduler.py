@@ -1,4 +1,5 @@
-"""The scheduler: enqueues due runs, resumes runs whose worker died, re-enqueues lost jobs.
+"""The scheduler: enqueues due runs, resumes runs whose worker died, re-enqueues lost jobs
+(sync runs and search index passes).
 
 Exactly one is active at a time (a Redis lease), so it is safe to start one per machine;
 `make run` starts one and production runs `flask scheduler`.
@@ -16,7 +17,7 @@ from rq.job import Job
 from sqlalchemy import or_, select
 
 from ..extensions import db, get_redis
-from ..models import Org, SourceConnection, SyncRun, utcnow
+from ..models import Collection, Org, SourceConnection, SyncRun, utcnow
 from ..services import runs
 from ..errors import ValidationFailed
 
@@ -63,6 +64,19 @@ def requeue_lost(now=None) -> list[str]:
     return [r.id for r in lost]
 
 
+def requeue_lost_indexing() -> list[str]:
+    """Collections whose word index is still `building` with no pass waiting or running (Redis
+    was flushed, the pass failed, or its worker died): a pass goes back on the queue."""
+    from . import reindex
+
+    building = db.session.scalars(select(Collection.id).where(Collection.search_index == "building")).all()
+    lost = [collection_id for collection_id in building if not reindex.has_live_job(collection_id)]
+    for collection_id in lost:
+        log.warning("the search index of %s has no job building it; enqueuing one", collection_id)
+        reindex.enqueue(collection_id)
+    return lost
+
+
 def enqueue_due(now=None) -> list[str]:
     now = now or utcnow()
     # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
@@ -86,7 +100,8 @@ def enqueue_due(now=None) -> list[str]:
 
 
 def tick() -> dict:
-    return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due()}
+    return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due(),
+            "reindexing": requeue_lost_indexing()}
 
 
 def run_forever(app, interval: float = 1.0) -> None:
