@@ -7,7 +7,9 @@ earlier keys, from 64 keep-alive connections to a webhook source bound to two co
 Prints accepted events/s, latency p50/p95/p99 and the visibility lag (how long after its
 answer an event's record is readable: applied before the answer, so it is measured, not
 assumed), checks every event and every key's final state, and saves
-bench/results/ingest-<db>.json. The load generator shares the two cores with the server.
+bench/results/ingest-<db>.json. The ceiling (a bare Flask app on the same gunicorn that only
+inserts the body into the same database) runs in the same run, in turns with hookstream, a
+fifth of the events each. The load generator shares the two cores with the server.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from bench.common import (ROOT, Instance, cpu_used, database_url, free_port, mac
 SECRET = "bench-signing-secret"
 CONNECTIONS = 64
 PROCESSES = 2  # asyncio load processes, 32 connections each
+ROUNDS = 5  # hookstream and the ceiling take turns, a fifth of the events each time
 
 
 def body_for(i: int, keys: int) -> bytes:
@@ -92,29 +95,54 @@ def load(port: int, requests: list[bytes], connections: int, out) -> None:
     out.put((latencies, len(failures), spent.user + spent.system))
 
 
-def blast(port: int, path: str, events: int, keys: int, signed: bool, server_cpu=None) -> dict:
-    """CONNECTIONS concurrent keep-alive connections from PROCESSES asyncio processes. Requests
-    (bodies and signatures) are built before the clock starts, so the generator spends its
-    time sending."""
-    slices = [[request_bytes(path, i, keys, signed) for i in range(p, events, PROCESSES)] for p in range(PROCESSES)]
+def blast(port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu) -> dict:
+    """Events first..end-1 from CONNECTIONS concurrent keep-alive connections in PROCESSES
+    asyncio processes. Requests (bodies and signatures) are built before the clock starts,
+    so the generator spends its time sending."""
+    slices = [[request_bytes(path, i, keys, signed) for i in range(first + p, end, PROCESSES)]
+              for p in range(PROCESSES)]
     out = mp.Queue()
     procs = [mp.Process(target=load, args=(port, s, CONNECTIONS // PROCESSES, out)) for s in slices]
-    cpu_before = server_cpu() if server_cpu else None
+    cpu_before = server_cpu()
     started = time.perf_counter()
     for p in procs:
         p.start()
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    elapsed = time.perf_counter() - started
-    cpu = cpu_used(cpu_before, server_cpu()) if server_cpu else {}
-    latencies = sorted(x for r in results for x in r[0])
-    return {"events": events, "failures": sum(r[1] for r in results), "seconds": round(elapsed, 2),
-            "events_per_s": round(events / elapsed), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+    return {"events": end - first, "seconds": time.perf_counter() - started,
+            "cpu": {**cpu_used(cpu_before, server_cpu()), "load": sum(r[2] for r in results)},
+            "latencies": [x for r in results for x in r[0]], "failures": sum(r[1] for r in results)}
+
+
+def summary(parts: list[dict]) -> dict:
+    events, seconds = sum(p["events"] for p in parts), sum(p["seconds"] for p in parts)
+    latencies = sorted(x for p in parts for x in p["latencies"])
+    return {"events": events, "failures": sum(p["failures"] for p in parts), "seconds": round(seconds, 2),
+            "events_per_s": round(events / seconds), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
             "p95_ms": round(percentile(latencies, 95) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-            # CPU seconds each part used during the run (two cores give 2 × seconds in all; a
-            # PostgreSQL server's own processes are not counted)
-            "cpu_seconds": {**cpu, "load": round(sum(r[2] for r in results), 1)}}
+            # CPU seconds each part used (two cores give 2 × seconds in all; a PostgreSQL
+            # server's own processes are not counted)
+            "cpu_seconds": {k: round(sum(p["cpu"][k] for p in parts), 1) for k in parts[0]["cpu"]}}
+
+
+def start_ceiling(tmp: Path, db_url: str):
+    """The bare app on the same gunicorn, writing into the same database (psycopg 3 too)."""
+    env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
+         os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "--chdir", str(ROOT / "bench"),
+         "ceiling_app:app"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ceiling.log", "wb"))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, port
 
 
 def api(port, key, method, path, body=None):
@@ -147,8 +175,24 @@ def main() -> int:
                 api(instance.port, key, "POST", "/v1/collections", {"name": f"Bench {slug}", "slug": slug,
                                                                     "source_id": sid, "primary_key_path": "$.data.id",
                                                                     "timestamp_path": "$.seq"})
-            result = blast(instance.port, f"/v1/ingest/{sid}", args.events, keys, signed=True,
-                           server_cpu=instance.cpu_seconds)
+            ceiling_server, ceiling_port = start_ceiling(tmp, db_url)
+            ours, bare = [], []
+            try:
+                # In turns, a slice each: a slow spell of this shared machine then falls on
+                # both, not on whichever ran during it.
+                bounds = [args.events * r // ROUNDS for r in range(ROUNDS + 1)]
+                for first, end in zip(bounds, bounds[1:]):
+                    ours.append(blast(instance.port, f"/v1/ingest/{sid}", first, end, keys, True,
+                                      instance.cpu_seconds))
+                    bare.append(blast(ceiling_port, "/ingest", first, end, keys, False,
+                                      lambda: {"web": process_cpu(ceiling_server.pid)}))
+            finally:
+                ceiling_server.terminate()
+                ceiling_server.wait(20)
+            result, ceiling = summary(ours), summary(bare)
+            if ceiling["failures"]:
+                log = (tmp / "ceiling.log").read_text()[-2000:]
+                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
             # Visibility: a fresh event's record is readable the moment its answer arrives.
             lags = []
             for i in range(200):
@@ -180,32 +224,8 @@ def main() -> int:
         finally:
             instance.stop()
 
-        # The bare app uses the same driver (psycopg 3) as hookstream.
-        env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        port = free_port()
-        ceiling_server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
-             os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "--chdir", str(ROOT / "bench"),
-             "ceiling_app:app"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ceiling.log", "wb"))
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            ceiling = blast(port, "/ingest", args.events, keys, signed=False,
-                            server_cpu=lambda: {"web": process_cpu(ceiling_server.pid)})
-            if ceiling["failures"]:
-                log = (tmp / "ceiling.log").read_text()[-2000:]
-                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
-        finally:
-            ceiling_server.terminate()
-            ceiling_server.wait(20)
-
     out = {"benchmark": "ingest", "database": args.db, "events": args.events, "connections": CONNECTIONS,
+           "rounds": ROUNDS,
            "machine": machine(), "hookstream": result, "ceiling": ceiling,
            "ratio_to_ceiling": round(result["events_per_s"] / ceiling["events_per_s"], 3),
            "visibility_lag_ms": {"p50": round(percentile(lags, 50) * 1000, 2),
