@@ -518,3 +518,30 @@ def test_a_delivery_sent_back_is_not_its_own_duplicate(client, key, writer_kind)
     assert first.status_code == 200 and "duplicate" not in first.json
     again = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}}, headers=once)
     assert again.json["duplicate"] is True and again.json["original_event_id"] == first.json["event_id"]
+
+
+def test_text_searches_take_percent_and_underscore_literally(client, key):
+    """Events, collections and record search: `%` and `_` in a search are text, not SQL wildcards."""
+    h = {"X-API-Key": key}
+    sid = webhook(client, key)
+    for ident, note in (("a", "cus_1 paid"), ("b", "cusx1 paid"), ("c", "50% off"), ("d", "500 off")):
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": ident, "note": note}})
+
+    def events(term):
+        found = client.get("/v1/events", query_string={"search": term}, headers=h).json["events"]
+        return sorted(json.loads(client.get(f"/v1/events/{e['id']}", headers=h).json["event"]["body"])["data"]["id"]
+                      for e in found)
+
+    assert events("cus_1") == ["a"]
+    assert events("50%") == ["c"]
+
+    def records(term):
+        found = client.get("/v1/collections/orders/records", query_string={"search": term}, headers=h).json
+        return sorted(r["record_key"] for r in found["records"])
+
+    assert records("_1") == ["a"] and records("cus_1") == ["a"]  # not "cusx1"
+    assert records("50%") == ["c"]
+    client.post("/v1/collections", headers=h, json={"name": "Plain", "slug": "plain", "primary_key_path": "$.id"})
+    names = lambda term: [c["slug"] for c in client.get("/v1/collections", query_string={"search": term},  # noqa: E731
+                                                        headers=h).json["collections"]]
+    assert names("_") == [] and names("orders") == ["orders"]

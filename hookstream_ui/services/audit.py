@@ -159,7 +159,8 @@ def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, 
     if org_id is not None:
         query = query.where(AuditEntry.org_id == org_id)
     if actor:
-        query = query.where(or_(AuditEntry.actor_id == actor, AuditEntry.actor.ilike(f"%{actor.strip()}%")))
+        query = query.where(or_(AuditEntry.actor_id == actor,
+                                AuditEntry.actor.icontains(actor.strip(), autoescape=True)))
     if action:
         action = action.strip()
         query = query.where(AuditEntry.action == action if "." in action.rstrip(".")

@@ -234,8 +234,9 @@ def list_collections(principal: Principal, *, cursor=None, limit=None, status=No
     if source_id:
         query = query.where(Collection.source_id == source_id)
     if search:
-        like = f"%{search.strip()}%"
-        query = query.where(or_(Collection.name.ilike(like), Collection.slug.ilike(like)))
+        term = search.strip()
+        query = query.where(or_(Collection.name.icontains(term, autoescape=True),
+                                Collection.slug.icontains(term, autoescape=True)))
     return paginate(query, Collection, cursor, limit)
 
 

@@ -151,7 +151,7 @@ def list_events(principal: Principal, *, source_id=None, status=None, verificati
                 raise ValidationFailed({name: "must be an ISO 8601 time or epoch seconds"})
             query = query.where(Event.received_at >= moment if op == "ge" else Event.received_at <= moment)
     if search:
-        query = query.where(Event.body.ilike(f"%{search.strip()}%"))
+        query = query.where(Event.body.icontains(search.strip(), autoescape=True))  # % and _ are text
     return paginate(query, Event, cursor, limit, by="received_at")
 
 

@@ -255,7 +255,7 @@ def contains_words(entity, term: str):
             like = column_.like(f"%{spelling}%")
             checks.append(like & (func.hs_word_start(column_, spelling) == 1))
             continue
-        like = column_.ilike("%" + spelling.replace("\\", "\\\\") + "%")  # backslash is its escape character
+        like = column_.icontains(spelling, autoescape=True)  # % and _ are text here, not wildcards
         if _PG_WORD.match(spelling[:1]):
             checks.append(like & column_.op("~*")(_PG_WORD_START + _PG_REGEX_SPECIAL.sub(r"\\\1", spelling)))
         else:
