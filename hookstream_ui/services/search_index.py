@@ -59,9 +59,11 @@ def last_rowid() -> int | None:
     return db.session.execute(text("SELECT coalesce(max(rowid), 0) FROM records")).scalar()
 
 
-def index_rows(cursor, rows: list[tuple[int, str]]) -> None:
-    """SQLite: index records just written, as (rowid, key + " " + JSON text) pairs."""
-    cursor.executemany(f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)", rows)
+def index_rows(cursor, rows: list[tuple[int, str, str]]) -> None:
+    """SQLite: index records just written, as (rowid, key, JSON text) from the values in
+    hand; the same text SQLITE_FILL reads from the stored rows."""
+    cursor.executemany(f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",
+                       [(rowid, f"{key} {data}") for rowid, key, data in rows])
 
 
 def refresh(collection_id: str, keys: list[str], inserted_after: int | None = None) -> None:

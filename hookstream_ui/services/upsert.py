@@ -193,7 +193,7 @@ def _write(rows: list[tuple], index_words: bool = False) -> dict[str, bool] | No
                 written = cursor.execute(SQLITE_RETURNING, row).fetchone()
                 if written is not None:
                     done[row[4]] = written[1] == row[0]
-                    words.append((written[0], f"{row[4]} {row[5]}"))
+                    words.append((written[0], row[4], row[5]))
             if index_words:
                 search_index.index_rows(cursor, words)
             return done
