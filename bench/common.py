@@ -66,7 +66,8 @@ class Instance:
         self.base = f"http://127.0.0.1:{self.port}"
         self.web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(web_workers),
-             "-k", "gthread", "--threads", os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "app:app"],
+             "-k", os.environ.get("WEB_WORKER_CLASS", "gthread"), "--threads", os.environ.get("WEB_THREADS", "16"),
+             "--no-control-socket", "app:app"],
             cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # The ingest writer, as `make run` starts it.
         self.writers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,

@@ -10,6 +10,9 @@ assumed), checks every event and every key's final state, and saves
 bench/results/ingest-<db>.json. The ceiling (a bare Flask app on the same gunicorn that only
 inserts the body into the same database) runs in the same run, in turns with hookstream, a
 fifth of the events each. The load generator shares the two cores with the server.
+
+Both servers run gunicorn as `make run` does (2 gthread workers × 16 threads); WEB_CONCURRENCY,
+WEB_THREADS and WEB_WORKER_CLASS (e.g. gevent, after `pip install gevent==26.9.0`) change both.
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ SECRET = "bench-signing-secret"
 CONNECTIONS = 64
 PROCESSES = 2  # asyncio load processes, 32 connections each
 ROUNDS = 5  # hookstream and the ceiling take turns, a fifth of the events each time
+SERVER = {"workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
+          "worker_class": os.environ.get("WEB_WORKER_CLASS", "gthread"),
+          "threads": int(os.environ.get("WEB_THREADS", "16"))}
 
 
 def body_for(i: int, keys: int) -> bytes:
@@ -131,9 +137,9 @@ def start_ceiling(tmp: Path, db_url: str):
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread", "--threads",
-         os.environ.get("WEB_THREADS", "16"), "--no-control-socket", "--chdir", str(ROOT / "bench"),
-         "ceiling_app:app"],
+        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(SERVER["workers"]),
+         "-k", SERVER["worker_class"], "--threads", str(SERVER["threads"]),
+         "--no-control-socket", "--chdir", str(ROOT / "bench"), "ceiling_app:app"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ceiling.log", "wb"))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -162,7 +168,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
         tmp = Path(tmp_name)
         db_url = database_url(args.db, tmp)
-        instance = Instance(tmp, db_url, web_workers=int(os.environ.get("WEB_CONCURRENCY", "2")))
+        instance = Instance(tmp, db_url, web_workers=SERVER["workers"])
         try:
             instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
             key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
@@ -225,14 +231,16 @@ def main() -> int:
             instance.stop()
 
     out = {"benchmark": "ingest", "database": args.db, "events": args.events, "connections": CONNECTIONS,
-           "rounds": ROUNDS,
+           "rounds": ROUNDS, "server": SERVER,
            "machine": machine(), "hookstream": result, "ceiling": ceiling,
            "ratio_to_ceiling": round(result["events_per_s"] / ceiling["events_per_s"], 3),
            "visibility_lag_ms": {"p50": round(percentile(lags, 50) * 1000, 2),
                                  "p99": round(percentile(lags, 99) * 1000, 2)},
            "exact": exact and result["failures"] == 0,
            "writer": {**stats, "mean_batch": round(stats.get("events", 0) / max(1, stats.get("batches", 0)), 1)}}
-    path = save(f"ingest-{args.db}", out)
+    # Another server than production's is saved beside, not over, the quoted results.
+    default = SERVER == {"workers": 2, "worker_class": "gthread", "threads": 16}
+    path = save(f"ingest-{args.db}" + ("" if default else "-{workers}x{threads}-{worker_class}".format(**SERVER)), out)
     print(f"Ingest of {args.events:,} signed events into {args.db}, {CONNECTIONS} connections "
           f"({out['machine']['cores']} cores):")
     print(f"  hookstream {result['events_per_s']:>7,} events/s  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "

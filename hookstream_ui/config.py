@@ -67,6 +67,7 @@ def load_config(instance: Path) -> dict:
                                       **({} if database_url.startswith("sqlite") else {"pool_pre_ping": True})},
         # Unset means the embedded server `make run` starts on a socket in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
+        "REDIS_SOCKET_TIMEOUT": 5,  # seconds; a Redis that answers no sooner is treated as down
         "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),
         "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
         "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_BODY_BYTES", 1024 * 1024)),

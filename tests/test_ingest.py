@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import hmac
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -190,18 +192,28 @@ def test_concurrent_deliveries_for_one_key_end_newest(app, client, key):
     assert db.session.scalar(select(Collection)).record_count == 1
 
 
+def _start_writer(workers):
+    """A `flask ingest-writer` process, once it is taking deliveries."""
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import group_commit
+
+    (writer,) = workers(1, command="ingest-writer")
+    deadline = time.monotonic() + 30
+    while not get_redis().exists(group_commit.ALIVE):
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
+        time.sleep(0.1)
+    group_commit._alive_cache.clear()
+    return writer
+
+
 def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, client, key, workers):
     from hookstream_ui.extensions import get_redis
     from hookstream_ui.services import group_commit
 
     sid = webhook(client, key, collection={"timestamp_path": "$.at"})
     redis = get_redis()
-    (writer,) = workers(1, command="ingest-writer")
+    writer = _start_writer(workers)
     deadline = time.monotonic() + 30
-    while not redis.exists(group_commit.ALIVE):
-        assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
-        time.sleep(0.1)
-    group_commit._alive_cache.clear()
 
     def send(i):
         return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "at": i,
@@ -232,6 +244,60 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     group_commit._alive_cache.clear()
     assert send(100).status_code == 200
     assert records()["o0"]["data"]["n"] == 100 and int(redis.hget(group_commit.STATS, "events")) == 40
+
+
+@contextmanager
+def _writer_held():
+    """Keep the ingest writer from finishing its batch, as a slow disk or a long lock would."""
+    if db.engine.dialect.name == "sqlite":
+        with open(db.engine.url.database + ".write-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+            yield
+
+
+@pytest.mark.parametrize("mishap", ["writer slower than the socket timeout", "connections dropped"])
+def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, key, workers, mishap):
+    """A delivery is handed to the writer once: never pushed again by a retry. If the hand-off
+    breaks, a delivery the writer has is answered with its outcome, one still waiting is taken
+    back and answered 503, and nothing else is stored."""
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import group_commit
+
+    sid = webhook(client, key)
+    _start_writer(workers)
+    deadline = time.monotonic() + 30
+    app.config["REDIS_SOCKET_TIMEOUT"] = 0.5
+    for name in [name for name in app.extensions if name.startswith("hookstream_redis")]:
+        del app.extensions[name]  # clients made again with the short timeout
+    redis = get_redis()
+
+    def send(n):
+        return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated",
+                                                                  "data": {"id": f"o{n}", "n": n}})
+    with ThreadPoolExecutor(2) as pool:
+        with _writer_held():
+            taken = pool.submit(send, 1)  # the writer takes it, then waits for the lock
+            time.sleep(1)
+            if mishap == "connections dropped":
+                waiting = pool.submit(send, 2)  # stays in the inbox behind the held batch
+                while not redis.llen(group_commit.INBOX):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                redis.client_kill_filter(_type="normal", skipme=True)
+                time.sleep(0.5)
+            else:
+                time.sleep(1)  # two socket timeouts
+        assert taken.result().status_code == 200
+        if mishap == "connections dropped":
+            refused = waiting.result()
+            assert refused.status_code == 503 and "handed to the writer" in refused.get_json()["error"]
+    assert int(redis.hget(group_commit.STATS, "events")) == 1  # handed over once
+    assert [e.id for e in db.session.scalars(select(Event))] == [taken.result().get_json()["event_id"]]
+    assert list(records()) == ["o1"]
 
 
 def test_events_and_records_api(client, key):
@@ -446,16 +512,10 @@ def _send_signed(client, sid, body, secret=SECRET, headers=None):
 @pytest.fixture(params=["thread", "writer process"])
 def writer_kind(request, app):
     """Deliveries written by the web process's own writer thread, or handed to `flask ingest-writer`."""
-    from hookstream_ui.extensions import get_redis
     from hookstream_ui.services import group_commit
 
     if request.param == "writer process":
-        workers = request.getfixturevalue("workers")
-        (writer,) = workers(1, command="ingest-writer")
-        deadline = time.monotonic() + 30
-        while not get_redis().exists(group_commit.ALIVE):
-            assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
-            time.sleep(0.1)
+        _start_writer(request.getfixturevalue("workers"))
     group_commit._alive_cache.clear()
     yield request.param
     group_commit._alive_cache.clear()

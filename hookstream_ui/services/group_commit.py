@@ -114,16 +114,19 @@ def writer_process_alive(app: Flask) -> bool:
 def _submit_remote(delivery: Delivery) -> dict:
     row = delivery.row
     reply = f"hookstream:ingest:reply:{row['id']}"
-    message = {"row": {**row, "received_at": row["received_at"].isoformat()},
-               "apply": delivery.document is not None, "version": delivery.source_version, "reply": reply,
-               "deadline": time.time() + WAIT_SECONDS - 2}
+    deadline = time.time() + WAIT_SECONDS - 2
+    message = json.dumps({"row": {**row, "received_at": row["received_at"].isoformat()},
+                          "apply": delivery.document is not None, "version": delivery.source_version,
+                          "reply": reply, "deadline": deadline})
+    redis = get_redis(wait=WAIT_SECONDS)
     try:
-        with get_redis().pipeline(transaction=False) as pipe:  # one round trip for both
-            pipe.lpush(INBOX, json.dumps(message))
+        with redis.pipeline(transaction=False) as pipe:  # one round trip for both
+            pipe.lpush(INBOX, message)
             pipe.brpop([reply], timeout=WAIT_SECONDS)
             _, answer = pipe.execute()
     except RedisError as exc:
-        raise Unavailable("the event could not be handed to the writer") from exc
+        log.warning("handing event %s to the writer failed: %s", row["id"], type(exc).__name__)
+        answer = _answer_after_failure(redis, message, reply, deadline)
     if answer is None:
         raise Unavailable("the event could not be stored in time")
     result = json.loads(answer[1])
@@ -133,6 +136,20 @@ def _submit_remote(delivery: Delivery) -> dict:
         raise Unavailable("the event could not be stored")
     row.update(result)
     return row
+
+
+def _answer_after_failure(redis, message: str, reply: str, deadline: float):
+    """The hand-off broke midway, so the writer may have the delivery. Still in the inbox:
+    take it back, and it is not stored. Gone: wait for the writer's answer, which comes before
+    the delivery's deadline or never (the writer drops it unstored). So a 503 still means "not
+    stored", unless Redis stays unreachable: then nobody can tell, and the dedup window is
+    what keeps the sender's retry from being applied twice."""
+    try:
+        if redis.lrem(INBOX, 1, message):
+            raise Unavailable("the event could not be handed to the writer")
+        return redis.brpop([reply], timeout=max(1, round(deadline - time.time()) + 2))
+    except RedisError as exc:
+        raise Unavailable("the event could not be handed to the writer") from exc
 
 
 def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
