@@ -58,6 +58,7 @@ class Instance:
     def __init__(self, tmp: Path, db_url: str, web_workers: int = 2):
         from hookstream_ui import embedded_redis
 
+        self.tmp = tmp
         self.redis, redis_url = embedded_redis.start(tmp / "redis")
         self.env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url,
                         REDIS_URL=redis_url, FLASK_APP="app")
@@ -68,10 +69,10 @@ class Instance:
             [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(web_workers),
              "-k", os.environ.get("WEB_WORKER_CLASS", "gthread"), "--threads", os.environ.get("WEB_THREADS", "16"),
              "--no-control-socket", "app:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "ab"))
         # The ingest writer, as `make run` starts it.
         self.writers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,
-                                         env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         env=self.env, stdout=subprocess.DEVNULL, stderr=open(tmp / "writer.log", "ab"))
                         for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -96,6 +97,12 @@ class Instance:
     def flask(self, args: list[str]) -> str:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout.strip()
+
+    def problems(self) -> list[str]:
+        """The warnings and errors the web and writer processes logged."""
+        return [line for name in ("web.log", "writer.log") if (self.tmp / name).exists()
+                for line in (self.tmp / name).read_text(errors="replace").splitlines()
+                if " WARNING " in line or " ERROR " in line or "Traceback" in line]
 
     def stop(self) -> None:
         for proc in (self.web, *self.writers):

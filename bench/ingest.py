@@ -196,6 +196,8 @@ def main() -> int:
                 ceiling_server.terminate()
                 ceiling_server.wait(20)
             result, ceiling = summary(ours), summary(bare)
+            if result["failures"]:  # what hookstream said about the requests it failed
+                print("\n".join(["logged:", *instance.problems()[-20:]]), file=sys.stderr)
             if ceiling["failures"]:
                 log = (tmp / "ceiling.log").read_text()[-2000:]
                 raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
