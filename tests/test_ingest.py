@@ -260,7 +260,8 @@ def _writer_held():
 
 
 @pytest.mark.parametrize("mishap", ["writer slower than the socket timeout", "connections dropped"])
-def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, key, workers, mishap):
+def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, key, workers, mishap,
+                                                                   monkeypatch):
     """A delivery is handed to the writer once: never pushed again by a retry. If the hand-off
     breaks, a delivery the writer has is answered with its outcome, one still waiting is taken
     back and answered 503, and nothing else is stored."""
@@ -270,10 +271,14 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, 
     sid = webhook(client, key)
     _start_writer(workers)
     deadline = time.monotonic() + 30
-    app.config["REDIS_SOCKET_TIMEOUT"] = 0.5
+    monkeypatch.setitem(app.config, "REDIS_SOCKET_TIMEOUT", 0.5)
+    # Redis clients made again with the short timeout, and the usual ones back afterwards.
     for name in [name for name in app.extensions if name.startswith("hookstream_redis")]:
-        del app.extensions[name]  # clients made again with the short timeout
+        monkeypatch.delitem(app.extensions, name)
     redis = get_redis()
+    monkeypatch.setitem(app.extensions, "hookstream_redis", redis)
+    monkeypatch.setitem(app.extensions, f"hookstream_redis_wait_{group_commit.WAIT_SECONDS}",
+                        get_redis(wait=group_commit.WAIT_SECONDS))
 
     def send(n):
         return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated",
