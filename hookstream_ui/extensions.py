@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from flask import current_app
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -33,16 +31,13 @@ csrf = CSRFProtect()
 
 
 def get_redis(*, wait: float = 0) -> redis.Redis:
-    """One client per app; redis-py pools connections and is thread-safe.
-
-    `wait`: how long the caller's commands may block. Such a client times out only after
-    that wait, and never retries a command by itself: a retried pipeline repeats its writes."""
+    """One client per app; redis-py pools connections and is thread-safe. `wait`: how long
+    the caller's commands may block, so its client's socket timeout outlasts them."""
     name = f"hookstream_redis_wait_{wait}" if wait else "hookstream_redis"
     client = current_app.extensions.get(name)
     if client is None:
-        options = {"retry": Retry(NoBackoff(), 0)} if wait else {}
         client = redis.Redis.from_url(
             current_app.config["REDIS_URL"], socket_timeout=current_app.config["REDIS_SOCKET_TIMEOUT"] + wait,
-            socket_connect_timeout=2, **options)
+            socket_connect_timeout=2)
         current_app.extensions[name] = client
     return client

@@ -120,10 +120,7 @@ def _submit_remote(delivery: Delivery) -> dict:
                           "reply": reply, "deadline": deadline})
     redis = get_redis(wait=WAIT_SECONDS)
     try:
-        with redis.pipeline(transaction=False) as pipe:  # one round trip for both
-            pipe.lpush(INBOX, message)
-            pipe.brpop([reply], timeout=WAIT_SECONDS)
-            _, answer = pipe.execute()
+        answer = _hand_over(redis, message, reply)
     except RedisError as exc:
         log.warning("handing event %s to the writer failed: %s", row["id"], type(exc).__name__)
         answer = _answer_after_failure(redis, message, reply, deadline)
@@ -138,12 +135,34 @@ def _submit_remote(delivery: Delivery) -> dict:
     return row
 
 
+def _hand_over(redis, message: str, reply: str):
+    """Push the delivery and wait for its answer: both commands in one round trip, on a
+    connection of our own rather than through a pipeline, which redis-py would send again
+    after a broken connection, pushing the delivery twice. A connection that cannot be had
+    has sent nothing (the client has retried it); one that breaks later may have delivered."""
+    pool = redis.connection_pool
+    try:
+        connection = pool.get_connection()
+    except RedisError as exc:
+        raise Unavailable("the event could not be handed to the writer") from exc
+    try:
+        connection.send_packed_command(connection.pack_commands(
+            [("LPUSH", INBOX, message), ("BRPOP", reply, WAIT_SECONDS)]))
+        connection.read_response()
+        return connection.read_response()
+    except BaseException:
+        connection.disconnect()  # a reply may still be on its way: never reuse it
+        raise
+    finally:
+        pool.release(connection)
+
+
 def _answer_after_failure(redis, message: str, reply: str, deadline: float):
-    """The hand-off broke midway, so the writer may have the delivery. Still in the inbox:
-    take it back, and it is not stored. Gone: wait for the writer's answer, which comes before
-    the delivery's deadline or never (the writer drops it unstored). So a 503 still means "not
-    stored", unless Redis stays unreachable: then nobody can tell, and the dedup window is
-    what keeps the sender's retry from being applied twice."""
+    """The hand-off broke after sending, so the writer may have the delivery. Still in the
+    inbox (or never pushed): take it back, and it is not stored. Gone: wait for the writer's
+    answer, which comes before the delivery's deadline or never (the writer drops it
+    unstored). So a 503 still means "not stored", unless Redis stays unreachable: then nobody
+    can tell, and the dedup window is what keeps the sender's retry from being applied twice."""
     try:
         if redis.lrem(INBOX, 1, message):
             raise Unavailable("the event could not be handed to the writer")
