@@ -12,7 +12,8 @@ from tests.test_ingest import key, webhook  # noqa: F401 (a fixture)
 
 PEOPLE = [
     ("cus_00420001", {"email": "user42@example.com", "name": "Customer 42", "city": "Zürich", "n": 4.5}),
-    ("cus_00420002", {"email": "user420@example.org", "name": "Customer 420", "city": "Auckland", "n": 7}),
+    ("cus_00420002", {"email": "user420@example.org", "name": "Customer 420", "city": "Auckland", "n": 7,
+                      "team": "ÉQUIPE Ost"}),
     ("cus_00990003", {"email": "other@sample.net", "name": "Second customer", "city": "Köln", "n": 4.5,
                       "note": 'says "hi" \\ bye'}),
 ]
@@ -57,6 +58,8 @@ def path(request, monkeypatch):
     ("ustomer", []),                                   # not where a word starts
     ("zürich", ["cus_00420001"]),                      # beyond ASCII
     ("Köln", ["cus_00990003"]),
+    ("ZÜRICH", ["cus_00420001"]),                      # any case beyond ASCII too
+    ("équipe", ["cus_00420002"]),
     ('"hi"', ["cus_00990003"]),                        # quotes and backslashes as written
     ("hi\" \\ bye", ["cus_00990003"]),
     ("4.5", ["cus_00420001", "cus_00990003"]),

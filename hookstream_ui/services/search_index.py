@@ -178,9 +178,15 @@ def pg_document(key: str, json_text: str) -> str:
 # --- asking ---------------------------------------------------------------------------------
 
 def _spellings(term: str) -> set[str]:
-    """`term` as it can appear in the indexed text: as typed (keys, and bodies stored as
-    received) and as JSON writes it inside a string (SQLite stores \\u escapes for non-ASCII)."""
-    return {term, json.dumps(term, ensure_ascii=_dialect() == "sqlite")[1:-1]}
+    """`term` as it can appear in the indexed text, in lower case: as typed (keys, and bodies
+    stored as received) and as JSON writes it inside a string. SQLite stores \\u escapes for
+    non-ASCII, which lower() cannot fold, so there the term is escaped in lower and in upper
+    case too: a stored word then matches whatever its case (unless it mixes cases beyond ASCII)."""
+    if _dialect() != "sqlite":
+        spellings = {term, json.dumps(term, ensure_ascii=False)[1:-1]}
+    else:
+        spellings = {term, *(json.dumps(cased)[1:-1] for cased in (term, term.lower(), term.upper()))}
+    return {spelling.lower() for spelling in spellings}  # matched in lower case: one check each
 
 
 def _words(spelling: str, prefix_last: bool) -> list[str]:
