@@ -343,6 +343,41 @@ def test_events_and_records_api(client, key):
     assert client.get("/v1/collections/orders", headers=h).json["collection"]["record_count"] == 29
 
 
+@pytest.mark.parametrize("query", ["", "source_id={sid}", "status=failed", "status=applied&source_id={sid}",
+                                   "search=user1", "cursor"])
+def test_every_events_page_is_read_in_list_order_from_an_index(client, key, query):
+    """A page of events never sorts the environment's events: the newest page of a large
+    log would otherwise cost as much as reading it all."""
+    from sqlalchemy import event as sa_event
+
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    for i in range(3):
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"o{i}", "email": f"user{i}@example.com"}})
+    if query == "cursor":
+        query = "limit=1&cursor=" + client.get("/v1/events?limit=1", headers=h).json["cursor"]
+    statements = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        if "FROM events" in statement and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+    sa_event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get(f"/v1/events?{query.format(sid=sid)}", headers=h).status_code == 200
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = statements
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            plan = " | ".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                            parameters))
+            assert "USING INDEX ix_events_" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            connection.exec_driver_sql("SET enable_sort = off")  # only an index can then give the order
+            plan = " | ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "ix_events_" in plan and "Sort" not in plan, plan
+
+
 def test_schema_stats_and_export_round_trip(client, key):
     import csv
     import io
