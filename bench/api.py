@@ -72,8 +72,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp:
         instance = Instance(Path(tmp), database_url(args.db, Path(tmp)))
         try:
-            instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
-            key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
+            key = instance.api_key()
             n = args.requests
             creates = [("POST", "/v1/collections", {"name": f"Bench {i}", "slug": f"bench-{i}",
                                                     "primary_key_path": "$.id"}) for i in range(n)]

@@ -98,6 +98,11 @@ class Instance:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout.strip()
 
+    def api_key(self) -> str:
+        """A new user's API key, made with the CLI as an operator would."""
+        self.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
+        return self.flask(["create-api-key", "bench@example.com", "--name", "bench"])
+
     def problems(self) -> list[str]:
         """The warnings and errors the web and writer processes logged."""
         return [line for name in ("web.log", "writer.log") if (self.tmp / name).exists()

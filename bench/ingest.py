@@ -170,8 +170,7 @@ def main() -> int:
         db_url = database_url(args.db, tmp)
         instance = Instance(tmp, db_url, web_workers=SERVER["workers"])
         try:
-            instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
-            key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
+            key = instance.api_key()
             _, made = api(instance.port, key, "POST", "/api/v1/source-connections", {
                 "sourceShortName": "webhook", "name": "bench",
                 "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},

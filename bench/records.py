@@ -87,7 +87,7 @@ def timed(port: int, key: str, queries: dict[str, str]) -> dict[str, list[float]
     return {name: sorted(values) for name, values in latencies.items()}
 
 
-def settle(instance: Instance) -> None:
+def settle(instance: Instance, table: str = "records") -> None:
     """PostgreSQL: what autovacuum would do within a minute of the load (statistics, the GIN
     indexes' pending entries), done first, so queries are timed in the steady state and not
     while racing the vacuum for the two cores."""
@@ -96,7 +96,7 @@ def settle(instance: Instance) -> None:
         import psycopg
 
         with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE) records")
+            conn.execute(f"VACUUM (ANALYZE) {table}")
 
 
 def main() -> int:
@@ -108,8 +108,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         instance = Instance(tmp, database_url(args.db, tmp), web_workers=2)
         try:
-            instance.flask(["create-user", "bench@example.com", "--password", "bench-password-1"])
-            key = instance.flask(["create-api-key", "bench@example.com", "--name", "bench"])
+            key = instance.api_key()
             conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
             conn.request("POST", "/v1/collections", body=json.dumps({
                 "name": "Customers", "slug": "customers", "primary_key_path": "$.id"}),

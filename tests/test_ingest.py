@@ -634,6 +634,11 @@ def test_text_searches_take_percent_and_underscore_literally(client, key):
 
     assert events("cus_1") == ["a"]
     assert events("50%") == ["c"]
+    # Runs of caseless characters are looked for first (100_ a literal _, "75% " a literal %).
+    client.post(f"/v1/ingest/{sid}", json={"data": {"id": "e", "note": "Ticket T-100_42: 75% OFF"}})
+    client.post(f"/v1/ingest/{sid}", json={"data": {"id": "f", "note": "Ticket T-100x42: 75x OFF"}})
+    assert events("t-100_42") == ["e"] and events("TICKET T-100") == ["e", "f"]
+    assert events("75% off") == ["e"] and events("-100x42: 75x") == ["f"]
 
     def records(term):
         found = client.get("/v1/collections/orders/records", query_string={"search": term}, headers=h).json

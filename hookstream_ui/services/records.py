@@ -6,7 +6,7 @@ import json
 import re
 
 from flask import abort
-from sqlalchemy import String, Text, cast, delete, func, or_, select, update
+from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
@@ -151,8 +151,23 @@ def list_events(principal: Principal, *, source_id=None, status=None, verificati
                 raise ValidationFailed({name: "must be an ISO 8601 time or epoch seconds"})
             query = query.where(Event.received_at >= moment if op == "ge" else Event.received_at <= moment)
     if search:
-        query = query.where(Event.body.icontains(search.strip(), autoescape=True))  # % and _ are text
+        query = query.where(_contains_text(Event.body, search.strip()))
     return paginate(query, Event, cursor, limit, by="received_at")
+
+
+# ASCII without letters: characters every casing of a text spells alike.
+_CASELESS_RUN = re.compile(r"[\x20-\x40\x5b-\x60\x7b-\x7e]{3,}")
+
+
+def _contains_text(column, term: str):
+    """`term` anywhere in `column`, in any case; % and _ are text. Case-insensitive matching
+    reads every row several times slower than a plain LIKE (five times on PostgreSQL), so the
+    longest run of the term's caseless characters (the digits of an id, an @, a date) is
+    first looked for with a plain LIKE: the match implies it, and the slow check then reads
+    only the rows it lets through."""
+    runs = _CASELESS_RUN.findall(term)
+    plain = [column.contains(max(runs, key=len), autoescape=True)] if runs else []
+    return and_(*plain, column.icontains(term, autoescape=True))
 
 
 def get_event_or_404(principal: Principal, event_id: str) -> Event:
