@@ -378,6 +378,33 @@ def test_every_events_page_is_read_in_list_order_from_an_index(client, key, quer
             assert "ix_events_" in plan and "Sort" not in plan, plan
 
 
+def test_events_keep_through_the_index_migration_and_go_with_their_organization(app, client, key):
+    """0009 rewrites the events table on SQLite and drops its org and environment foreign keys:
+    stored events stay listed, and still go (with their sources) when their organization does."""
+    from flask_migrate import downgrade, upgrade
+
+    from hookstream_ui.models import Org
+
+    sid = webhook(client, key)
+    h = {"X-API-Key": key}
+    for i in range(3):
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"o{i}"}})
+    before = [e["id"] for e in client.get("/v1/events", headers=h).json["events"]]
+    downgrade(revision="0008")
+    try:
+        client.post(f"/v1/ingest/{sid}", json={"data": {"id": "o3"}})  # written under the old schema
+    finally:
+        upgrade()
+    after = [e["id"] for e in client.get("/v1/events", headers=h).json["events"]]
+    assert len(after) == 4 and after[1:] == before
+    indexes = {ix["name"] for ix in db.inspect(db.engine).get_indexes("events")}
+    assert {"ix_events_env_received", "ix_events_env_status_received", "ix_events_source_received"} <= indexes
+    assert not indexes & {"ix_events_org_id", "ix_events_env_id", "ix_events_status", "ix_events_source_id"}
+    db.session.delete(db.session.scalar(select(Org)))
+    db.session.commit()
+    assert db.session.execute(select(Event.id)).all() == []
+
+
 def test_schema_stats_and_export_round_trip(client, key):
     import csv
     import io
