@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Flask, current_app
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
@@ -148,7 +148,10 @@ def _hand_over(redis, message: str, reply: str):
     try:
         connection.send_packed_command(connection.pack_commands(
             [("LPUSH", INBOX, message), ("BRPOP", reply, WAIT_SECONDS)]))
-        connection.read_response()
+        try:
+            connection.read_response()
+        except ResponseError as exc:  # Redis refused the push (out of memory…): nothing to wait for
+            raise Unavailable("the event could not be handed to the writer") from exc
         return connection.read_response()
     except BaseException:
         connection.disconnect()  # a reply may still be on its way: never reuse it
