@@ -21,12 +21,21 @@ CREATED_INDEXES = (('ix_events_env_received', ['env_id', 'received_at', 'id']),
 
 
 def upgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        # Built while ingest goes on: a plain CREATE INDEX would hold every delivery until a
+        # large log is indexed. (Outside the migration's transaction, as CONCURRENTLY must be.)
+        with op.get_context().autocommit_block():
+            for name, columns in CREATED_INDEXES:
+                op.create_index(name, 'events', columns, postgresql_concurrently=True, if_not_exists=True)
+        created = ()
+    else:
+        created = CREATED_INDEXES
     with op.batch_alter_table('events') as batch_op:
         for name, _columns in DROPPED_INDEXES:
             batch_op.drop_index(name)
         batch_op.drop_constraint('fk_events_org_id_orgs', type_='foreignkey')
         batch_op.drop_constraint('fk_events_env_id_environments', type_='foreignkey')
-        for name, columns in CREATED_INDEXES:
+        for name, columns in created:
             batch_op.create_index(name, columns)
 
 
