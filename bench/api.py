@@ -13,14 +13,13 @@ import argparse
 import http.client
 import json
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Instance, database_url, machine, percentile, save  # noqa: E402
+from bench.common import machine, percentile, running, save  # noqa: E402
 
 
 def run_phase(port: int, key: str, requests: list[tuple[str, str, dict | None]], concurrency: int) -> dict:
@@ -69,32 +68,27 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp:
-        instance = Instance(Path(tmp), database_url(args.db, Path(tmp)))
-        try:
-            key = instance.api_key()
-            n = args.requests
-            creates = [("POST", "/v1/collections", {"name": f"Bench {i}", "slug": f"bench-{i}",
-                                                    "primary_key_path": "$.id"}) for i in range(n)]
-            lists = [("GET", "/v1/collections?limit=20", None)] * n
-            gets = [("GET", f"/v1/collections/bench-{i}", None) for i in range(n)]
-            phases = {}
-            for name, reqs in (("create", creates), ("list", lists), ("get", gets)):
-                phases[name] = run_phase(instance.port, key, reqs, args.concurrency)
-            # Correctness: every created collection is listed exactly once.
-            seen, cursor = set(), None
-            conn = http.client.HTTPConnection("127.0.0.1", instance.port)
-            while True:
-                conn.request("GET", "/v1/collections?limit=100" + (f"&cursor={cursor}" if cursor else ""),
-                             headers={"X-API-Key": key})
-                page = json.loads(conn.getresponse().read())
-                seen.update(c["slug"] for c in page["collections"])
-                if not page["has_more"]:
-                    break
-                cursor = page["cursor"]
-            exact = seen == {f"bench-{i}" for i in range(n)}
-        finally:
-            instance.stop()
+    with running(args.db) as (instance, key):
+        n = args.requests
+        creates = [("POST", "/v1/collections", {"name": f"Bench {i}", "slug": f"bench-{i}",
+                                                "primary_key_path": "$.id"}) for i in range(n)]
+        lists = [("GET", "/v1/collections?limit=20", None)] * n
+        gets = [("GET", f"/v1/collections/bench-{i}", None) for i in range(n)]
+        phases = {}
+        for name, reqs in (("create", creates), ("list", lists), ("get", gets)):
+            phases[name] = run_phase(instance.port, key, reqs, args.concurrency)
+        # Correctness: every created collection is listed exactly once.
+        seen, cursor = set(), None
+        conn = http.client.HTTPConnection("127.0.0.1", instance.port)
+        while True:
+            conn.request("GET", "/v1/collections?limit=100" + (f"&cursor={cursor}" if cursor else ""),
+                         headers={"X-API-Key": key})
+            page = json.loads(conn.getresponse().read())
+            seen.update(c["slug"] for c in page["collections"])
+            if not page["has_more"]:
+                break
+            cursor = page["cursor"]
+        exact = seen == {f"bench-{i}" for i in range(n)}
 
     result = {"benchmark": "api", "database": args.db, "concurrency": args.concurrency,
               "server": "gunicorn -w 2 -k gthread --threads 8", "machine": machine(),

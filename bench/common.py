@@ -7,8 +7,10 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -115,6 +117,19 @@ class Instance:
             proc.wait(20)
         self.redis.terminate()
         self.redis.wait(20)
+
+
+@contextmanager
+def running(db: str, web_workers: int = 2):
+    """A temporary instance on `db` ("sqlite" or "postgres") and an API key for it; stopped
+    and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        instance = Instance(tmp, database_url(db, tmp), web_workers=web_workers)
+        try:
+            yield instance, instance.api_key()
+        finally:
+            instance.stop()
 
 
 def process_cpu(pid: int) -> float:

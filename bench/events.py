@@ -16,14 +16,13 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Instance, database_url, machine, percentile, save  # noqa: E402
+from bench.common import Instance, machine, percentile, running, save  # noqa: E402
 from bench.ingest import api  # noqa: E402
 from bench.records import get, settle, timed  # noqa: E402
 
@@ -63,38 +62,32 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--events", type=int, default=300_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        instance = Instance(tmp, database_url(args.db, tmp), web_workers=2)
-        try:
-            key = instance.api_key()
-            sources = [api(instance.port, key, "POST", "/api/v1/source-connections", {
-                "sourceShortName": "webhook", "name": f"bench {n}",
-                "credentials": {"verification_type": "none"}})[1]["sourceConnection"]["id"] for n in range(2)]
-            started = time.perf_counter()
-            load(instance, sources, args.events)
-            load_seconds = time.perf_counter() - started
-            settle(instance, "events")
-            conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
-            base = "/v1/events?limit=20"
-            first = get(conn, base, key)
-            rare = args.events // 2 + 7
-            queries = {
-                "newest page": base,
-                "next page (cursor)": f"{base}&cursor={first['cursor']}",
-                "one source": f"{base}&source_id={sources[1]}",
-                "failed": f"{base}&status=failed",
-                "search, 1 match": f"{base}&search=user{rare}@",
-                "search, every event": f"{base}&search=order.updated",
-            }
-            # Every query answers what it should before it is timed.
-            assert len(get(conn, queries["search, 1 match"], key)["events"]) == 1
-            assert all(e["status"] == "failed" for e in get(conn, queries["failed"], key)["events"])
-            results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
-                              "p95_ms": round(percentile(lat, 95) * 1000, 1)}
-                       for name, lat in timed(instance.port, key, queries).items()}
-        finally:
-            instance.stop()
+    with running(args.db) as (instance, key):
+        sources = [api(instance.port, key, "POST", "/api/v1/source-connections", {
+            "sourceShortName": "webhook", "name": f"bench {n}",
+            "credentials": {"verification_type": "none"}})[1]["sourceConnection"]["id"] for n in range(2)]
+        started = time.perf_counter()
+        load(instance, sources, args.events)
+        load_seconds = time.perf_counter() - started
+        settle(instance, "events")
+        conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
+        base = "/v1/events?limit=20"
+        first = get(conn, base, key)
+        rare = args.events // 2 + 7
+        queries = {
+            "newest page": base,
+            "next page (cursor)": f"{base}&cursor={first['cursor']}",
+            "one source": f"{base}&source_id={sources[1]}",
+            "failed": f"{base}&status=failed",
+            "search, 1 match": f"{base}&search=user{rare}@",
+            "search, every event": f"{base}&search=order.updated",
+        }
+        # Every query answers what it should before it is timed.
+        assert len(get(conn, queries["search, 1 match"], key)["events"]) == 1
+        assert all(e["status"] == "failed" for e in get(conn, queries["failed"], key)["events"])
+        results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
+                          "p95_ms": round(percentile(lat, 95) * 1000, 1)}
+                   for name, lat in timed(instance.port, key, queries).items()}
     out = {"benchmark": "events", "database": args.db, "events": args.events, "machine": machine(),
            "load_events_per_s": round(args.events / load_seconds), "queries": results}
     path = save(f"events-{args.db}", out)

@@ -16,14 +16,13 @@ import http.client
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Instance, database_url, machine, percentile, save  # noqa: E402
+from bench.common import Instance, machine, percentile, running, save  # noqa: E402
 
 STATUSES = ("active", "trialing", "past_due", "canceled", "paused")
 COUNTRIES = ("NZ", "DE", "US", "BR", "JP", "FR", "IN", "ZA", "CA", "GB")
@@ -104,45 +103,39 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        instance = Instance(tmp, database_url(args.db, tmp), web_workers=2)
-        try:
-            key = instance.api_key()
-            conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
-            conn.request("POST", "/v1/collections", body=json.dumps({
-                "name": "Customers", "slug": "customers", "primary_key_path": "$.id"}),
-                headers={"X-API-Key": key, "Content-Type": "application/json"})
-            made = conn.getresponse()
-            assert made.status == 201, made.read()
-            made.read()
-            started = time.perf_counter()
-            load(instance, args.records)
-            load_seconds = time.perf_counter() - started
-            conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)  # the old one idled out
-            base = "/v1/collections/customers/records?limit=20"
-            first = get(conn, base, key)
-            rare = args.records // 2 + 7
-            queries = {
-                "newest page": base,
-                "next page (cursor)": f"{base}&cursor={first['next_cursor']}",
-                "filter, 20% match": f"{base}&filter[status]=past_due",
-                "filter, 1 match": f"{base}&filter[email]=user{rare}@example.com",
-                "two filters": f"{base}&filter[country]=NZ&filter[plan]=pro",
-                "search, 1 match": f"{base}&search=user{rare}@",
-                "search, common": f"{base}&search=trialing",
-            }
-            # Every query answers what it should before it is timed.
-            assert len(get(conn, queries["filter, 1 match"], key)["records"]) == 1
-            assert len(get(conn, queries["search, 1 match"], key)["records"]) == 1
-            matched = get(conn, queries["filter, 20% match"], key)["records"]
-            assert matched and all(r["data"]["status"] == "past_due" for r in matched)
-            settle(instance)
-            results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
-                              "p95_ms": round(percentile(lat, 95) * 1000, 1)}
-                       for name, lat in timed(instance.port, key, queries).items()}
-        finally:
-            instance.stop()
+    with running(args.db) as (instance, key):
+        conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
+        conn.request("POST", "/v1/collections", body=json.dumps({
+            "name": "Customers", "slug": "customers", "primary_key_path": "$.id"}),
+            headers={"X-API-Key": key, "Content-Type": "application/json"})
+        made = conn.getresponse()
+        assert made.status == 201, made.read()
+        made.read()
+        started = time.perf_counter()
+        load(instance, args.records)
+        load_seconds = time.perf_counter() - started
+        conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)  # the old one idled out
+        base = "/v1/collections/customers/records?limit=20"
+        first = get(conn, base, key)
+        rare = args.records // 2 + 7
+        queries = {
+            "newest page": base,
+            "next page (cursor)": f"{base}&cursor={first['next_cursor']}",
+            "filter, 20% match": f"{base}&filter[status]=past_due",
+            "filter, 1 match": f"{base}&filter[email]=user{rare}@example.com",
+            "two filters": f"{base}&filter[country]=NZ&filter[plan]=pro",
+            "search, 1 match": f"{base}&search=user{rare}@",
+            "search, common": f"{base}&search=trialing",
+        }
+        # Every query answers what it should before it is timed.
+        assert len(get(conn, queries["filter, 1 match"], key)["records"]) == 1
+        assert len(get(conn, queries["search, 1 match"], key)["records"]) == 1
+        matched = get(conn, queries["filter, 20% match"], key)["records"]
+        assert matched and all(r["data"]["status"] == "past_due" for r in matched)
+        settle(instance)
+        results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
+                          "p95_ms": round(percentile(lat, 95) * 1000, 1)}
+                   for name, lat in timed(instance.port, key, queries).items()}
     out = {"benchmark": "records", "database": args.db, "records": args.records, "machine": machine(),
            "load_rows_per_s": round(args.records / load_seconds), "queries": results,
            "all_p95_under_100ms": all(r["p95_ms"] < 100 for r in results.values())}
