@@ -135,6 +135,9 @@ def _submit_remote(delivery: Delivery) -> dict:
     return row
 
 
+NOT_HANDED = "the event could not be handed to the writer"
+
+
 def _hand_over(redis, message: str, reply: str):
     """Push the delivery and wait for its answer: both commands in one round trip, on a
     connection of our own rather than through a pipeline, which redis-py would send again
@@ -144,14 +147,14 @@ def _hand_over(redis, message: str, reply: str):
     try:
         connection = pool.get_connection()
     except RedisError as exc:
-        raise Unavailable("the event could not be handed to the writer") from exc
+        raise Unavailable(NOT_HANDED) from exc
     try:
         connection.send_packed_command(connection.pack_commands(
             [("LPUSH", INBOX, message), ("BRPOP", reply, WAIT_SECONDS)]))
         try:
             connection.read_response()
         except ResponseError as exc:  # Redis refused the push (out of memory…): nothing to wait for
-            raise Unavailable("the event could not be handed to the writer") from exc
+            raise Unavailable(NOT_HANDED) from exc
         return connection.read_response()
     except BaseException:
         connection.disconnect()  # a reply may still be on its way: never reuse it
@@ -168,10 +171,10 @@ def _answer_after_failure(redis, message: str, reply: str, deadline: float):
     can tell, and the dedup window is what keeps the sender's retry from being applied twice."""
     try:
         if redis.lrem(INBOX, 1, message):
-            raise Unavailable("the event could not be handed to the writer")
+            raise Unavailable(NOT_HANDED)
         return redis.brpop([reply], timeout=max(1, round(deadline - time.time()) + 2))
     except RedisError as exc:
-        raise Unavailable("the event could not be handed to the writer") from exc
+        raise Unavailable(NOT_HANDED) from exc
 
 
 def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
