@@ -22,6 +22,20 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in TRUTHY
 
 
+def env_int(name: str, default: int | None, minimum: int = 0) -> int | None:
+    """An integer setting; a bad value stops the start with a message naming it."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or number < minimum:
+        raise SystemExit(f"{name} must be a whole number of at least {minimum} (got {value!r})")
+    return number
+
+
 def instance_path() -> Path:
     path = Path(os.environ.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
     path.mkdir(parents=True, exist_ok=True)
@@ -63,24 +77,27 @@ def load_config(instance: Path) -> dict:
         # A SQLite file cannot drop a connection; pinging it only costs a query per checkout.
         # A connection per request thread stays open: connections made and dropped under
         # load (above the default pool of 5) cost more than the requests they served.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": max(5, int(os.environ.get("WEB_THREADS", 16))), "max_overflow": 4,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": max(5, env_int("WEB_THREADS", 16, 1)), "max_overflow": 4,
                                       **({} if database_url.startswith("sqlite") else {"pool_pre_ping": True})},
         # Unset means the embedded server `make run` starts on a socket in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
         "REDIS_SOCKET_TIMEOUT": 5,  # seconds; a Redis that answers no sooner is treated as down
         "ALLOW_SIGNUP": env_flag("ALLOW_SIGNUP"),
         "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
-        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_BODY_BYTES", 1024 * 1024)),
-        "SYNC_BATCH_SIZE": int(os.environ.get("SYNC_BATCH_SIZE", 5000)),
-        "MAX_UPLOAD_BYTES": int(os.environ.get("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)),
+        "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 1024 * 1024, 1),
+        "SYNC_BATCH_SIZE": env_int("SYNC_BATCH_SIZE", 5000, 1),
+        "MAX_UPLOAD_BYTES": env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
         # Base of URLs shown to users (ingest URLs); empty means the request's own host.
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
+        # Days a received event is kept (the event log, and what a backfill can replay);
+        # unset or 0 keeps every event.
+        "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),
         # How many reverse proxies in front set X-Forwarded-For/-Proto/-Host. 0 trusts none,
         # so a client cannot spoof its address past the ingest IP rules or into the audit log.
-        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0")),
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
     }

@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 
-from .config import instance_path
+from .config import env_int, instance_path
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 10
@@ -37,9 +37,9 @@ class Runner:
     def __init__(self) -> None:
         self.instance = instance_path()
         self.host = os.environ.get("HOST", "127.0.0.1")
-        self.port = int(os.environ.get("PORT", "5000"))
-        self.worker_count = max(1, int(os.environ.get("WORKERS", "2")))
-        self.web_workers = max(1, int(os.environ.get("WEB_CONCURRENCY", "2")))
+        self.port = env_int("PORT", 5000, 1)
+        self.worker_count = env_int("WORKERS", 2, 1)
+        self.web_workers = env_int("WEB_CONCURRENCY", 2, 1)
         self.env = dict(os.environ, INSTANCE_PATH=str(self.instance), FLASK_APP="app")
         # The embedded default talks to sources on this machine (SPEC §4).
         self.env.setdefault("ALLOW_PRIVATE_NETWORKS", "1")
@@ -66,7 +66,7 @@ class Runner:
             self.env["REDIS_URL"] = url
         self.web = self.spawn([
             sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
-            "--workers", str(self.web_workers), "--threads", os.environ.get("WEB_THREADS", "16"),
+            "--workers", str(self.web_workers), "--threads", str(env_int("WEB_THREADS", 16, 1)),
             "--worker-class", "gthread",
             "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-",
             "--access-logformat", ACCESS_LOG_FORMAT, "app:app",

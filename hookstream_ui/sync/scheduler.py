@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 
 from ..extensions import db, get_redis
 from ..models import Collection, Org, SourceConnection, SyncRun, utcnow
-from ..services import runs
+from ..services import retention, runs
 from ..errors import ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ LEASE_KEY = "hookstream:scheduler:leader"
 LEASE_SECONDS = 15
 STALE_SECONDS = 30
 LOST_JOB_SECONDS = 30
+PRUNE_SECONDS = 600
+PRUNE_LIMIT = 50_000
+_next_prune = [0.0]
 
 
 def resume_stale(now=None) -> list[str]:
@@ -99,9 +102,19 @@ def enqueue_due(now=None) -> list[str]:
     return started
 
 
+def prune_when_due() -> int:
+    """Every ten minutes, events past their retention go, a bounded number per tick (so a
+    large first prune does not hold up scheduling); while some remain, the next tick goes on."""
+    if time.monotonic() < _next_prune[0]:
+        return 0
+    pruned = retention.prune_events(limit=PRUNE_LIMIT)
+    _next_prune[0] = time.monotonic() + (0 if pruned >= PRUNE_LIMIT else PRUNE_SECONDS)
+    return pruned
+
+
 def tick() -> dict:
     return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due(),
-            "reindexing": requeue_lost_indexing()}
+            "reindexing": requeue_lost_indexing(), "pruned_events": prune_when_due()}
 
 
 def run_forever(app, interval: float = 1.0) -> None:
