@@ -15,6 +15,14 @@ document.addEventListener("click", (e) => {
       setTimeout(() => (copy.textContent = "Copy"), 1500);
     });
   }
+  const field = e.target.closest("[data-filter-path]");
+  if (field) {
+    const form = document.querySelector("form.toolbar");
+    form.querySelector("[name=filter_path]").value = field.getAttribute("data-filter-path");
+    const value = form.querySelector("[name=filter_value]");
+    value.scrollIntoView({ block: "center" });
+    value.focus();
+  }
   const toggle = e.target.closest("[data-toggle-nav]");
   if (toggle) {
     const open = document.body.classList.toggle("nav-open");

@@ -286,6 +286,24 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     expect(page.locator("#records-table tr[data-key=ord_42]")).to_be_visible(timeout=10_000)
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     expect(page.locator("[data-record-count]")).to_have_text("1")  # the counter is live for a webhook too
+
+    # The schema panel (read when the page loaded, before any record) refreshes on demand, and
+    # a field of it fills the records filter.
+    body = jsonlib.dumps({"type": "order.paid", "order": {"id": "ord_43", "total": 5}}).encode()
+    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
+    expect(page.locator("#records-table tr[data-key=ord_43]")).to_be_visible(timeout=10_000)
+    page.click("#schema >> xpath=ancestor::section//button[normalize-space()='Refresh']")
+    expect(page.locator("#schema")).to_contain_text("From the 2 most recently updated records")
+    expect(page.locator("#schema-table tr[data-path='$.order.total']")).to_contain_text("100%")
+    page.click("[data-filter-path='order.total']")
+    expect(page.locator("input[name=filter_path]")).to_have_value("order.total")
+    page.keyboard.type("99")
+    page.keyboard.press("Enter")
+    expect(page.locator("#records-table tr[data-key=ord_43]")).to_have_count(0)
+    expect(page.locator("#records-table tr[data-key=ord_42]")).to_be_visible()
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     page.screenshot(path=str(ARTIFACTS / "records-live-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     assert no_horizontal_overflow(page), "the collection page scrolls sideways at 390 px"

@@ -416,6 +416,8 @@ def test_schema_stats_and_export_round_trip(client, key):
     for i in range(25):
         body = {"type": "order.created", "data": {"id": f"o{i:03d}", "total": i * 1.5, "paid": i % 2 == 0,
                                                   "tags": ["a", "b"], "note": None if i % 5 else "x,\"quoted\"\nline"}}
+        if i % 4 == 0:
+            body["data"]["coupon"] = "SAVE"
         client.post(f"/v1/ingest/{sid}", json=body)
         original[f"o{i:03d}"] = body
     schema = client.get("/v1/collections/orders/schema?sample=10", headers=h).json
@@ -423,6 +425,9 @@ def test_schema_stats_and_export_round_trip(client, key):
     assert schema["sampled"] == 10 and fields["$.data.total"]["types"] in (["number"], ["integer", "number"])
     assert fields["$.data.paid"]["types"] == ["boolean"] and fields["$.data.tags[*]"]["types"] == ["string"]
     assert fields["$.type"]["presence"] == 1.0 and fields["$.type"]["example"] == "order.created"
+    # Presence is the share of records holding the path (o015…o024: 16, 20 and 24 have a
+    # coupon), however many items of an array hold it.
+    assert fields["$.data.coupon"]["presence"] == 0.3 and fields["$.data.tags[*]"]["presence"] == 1.0
     assert client.get("/v1/collections/orders/schema?sample=501", headers=h).status_code == 400
     stats = client.get("/v1/collections/orders/stats", headers=h).json
     assert stats["record_count"] == 25 and stats["events_received_24h"] == 25

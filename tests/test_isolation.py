@@ -111,7 +111,8 @@ def test_dashboard_hides_other_tenants(app, two_tenants):
     make_user("carol@example.com")
     client = app.test_client()
     login(client, "carol@example.com")
-    for path in ("/collections/alice-users", "/collections/alice-users/edit", "/collections/alice-users/delete"):
+    for path in ("/collections/alice-users", "/collections/alice-users/edit", "/collections/alice-users/delete",
+                 "/collections/alice-users/_records", "/collections/alice-users/_schema"):
         assert client.get(path).status_code == 404, path
     assert "Alice users" not in client.get("/collections").get_data(as_text=True)
 

@@ -16,6 +16,7 @@ from ..services.signatures import sign
 from . import bp
 
 PREVIEW_COLUMNS = 4
+SCHEMA_ROWS = 100  # a page of fields; the API gives every one
 
 
 def _columns(collection) -> list[str]:
@@ -24,6 +25,15 @@ def _columns(collection) -> list[str]:
     scalar = [f for f in fields if not set(f["types"]) & {"object", "array"} and "[*]" not in f["path"]]
     scalar.sort(key=lambda f: (-f["presence"], f["path"].count("."), f["path"]))
     return [f["path"] for f in scalar[:PREVIEW_COLUMNS]]
+
+
+@bp.get("/collections/<ident>/_schema")
+def schema_partial(ident):
+    collection = collection_svc.get_collection_or_404(current_principal(), ident)
+    schema = record_svc.infer_schema(collection)
+    fields = [{**f, "filterable": record_svc.filterable(f)} for f in schema["fields"]]
+    return render_template("dashboard/records/_schema.html", collection=collection, sampled=schema["sampled"],
+                           fields=fields[:SCHEMA_ROWS], more=max(0, len(fields) - SCHEMA_ROWS))
 
 
 @bp.get("/collections/<ident>/_records")

@@ -29,6 +29,12 @@ def _segments(path: str, field: str) -> list[str]:
     return parts
 
 
+def filterable(field: dict) -> bool:
+    """A schema field that `filter[<path>]` can match: a scalar at a plain dot path."""
+    parts = field["path"].removeprefix("$.").split(".")
+    return not set(field["types"]) & {"object", "array"} and all(SEGMENT.match(p) for p in parts)
+
+
 def json_text(segments: list[str], entity=Record):
     """The value at a path inside records.data, as text, on either database."""
     if db.engine.dialect.name == "postgresql":
@@ -205,11 +211,14 @@ def infer_schema(collection: Collection, sample=None) -> dict:
     rows = db.session.scalars(select(Record.data).where(Record.collection_id == collection.id)
                               .order_by(Record.updated_at.desc()).limit(sample)).all()
     fields: dict[str, dict] = {}
+    seen: set[str] = set()  # paths met in the current record: presence counts records, not items
 
     def walk(value, path):
         entry = fields.setdefault(path, {"path": path, "types": set(), "count": 0, "example": None})
         entry["types"].add(_kind(value))
-        entry["count"] += 1
+        if path not in seen:
+            seen.add(path)
+            entry["count"] += 1
         if entry["example"] is None and value is not None and not isinstance(value, (dict, list)):
             entry["example"] = value
         if isinstance(value, dict):
@@ -220,6 +229,7 @@ def infer_schema(collection: Collection, sample=None) -> dict:
                 walk(child, f"{path}[*]")
 
     for data in rows:
+        seen.clear()
         for key, value in (data or {}).items():
             walk(value, f"$.{key}")
     n = len(rows)
