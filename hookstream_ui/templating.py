@@ -28,7 +28,7 @@ def json_path(document, path: str):
     value = getter(path)(document)
     if value is None:
         return "—"
-    return value if isinstance(value, (str, int, float)) else json.dumps(value)
+    return value if isinstance(value, (str, int, float)) else json.dumps(value, ensure_ascii=False)
 
 
 def register_filters(app) -> None:

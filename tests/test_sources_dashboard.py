@@ -193,3 +193,14 @@ def test_schema_panel_lists_fields_and_offers_the_filterable_ones(signed_in):
     # What a click fills in filters as the records list expects.
     filtered = client.get("/collections/inbox/_records?filter_path=data.coupon&filter_value=5").get_data(as_text=True)
     assert 'data-key="o0"' in filtered and 'data-key="o1"' not in filtered
+
+
+def test_record_and_event_pages_show_text_as_written(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    client.post("/collections/new", data={"csrf_token": token, "name": "Inbox", "slug": "inbox",
+                                          "primary_key_path": "data.id", "source_id": sid})
+    event_id = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "z1", "city": "Zürich"}}).json["event_id"]
+    for page in (client.get("/collections/inbox/records/z1"), client.get(f"/events/{event_id}")):
+        text = page.get_data(as_text=True)
+        assert page.status_code == 200 and "Zürich" in text and "\\u00fc" not in text

@@ -62,7 +62,7 @@ def record_detail(ident, key):
     record = record_svc.get_record_or_404(collection, key)
     history = record_svc.events_for_record(collection, record)
     return render_template("dashboard/records/detail.html", collection=collection, record=record,
-                           pretty=json.dumps(record.data, indent=2, sort_keys=True), history=history)
+                           pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False), history=history)
 
 
 @bp.get("/events")
@@ -89,7 +89,7 @@ def event_detail(event_id):
     body = event.body
     if event.body_encoding == "utf-8":
         try:
-            body = json.dumps(json.loads(event.body), indent=2, sort_keys=True)
+            body = json.dumps(json.loads(event.body), indent=2, sort_keys=True, ensure_ascii=False)
         except (ValueError, TypeError):
             pass
     return render_template("dashboard/events/detail.html", event=event, body=body,
