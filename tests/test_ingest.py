@@ -9,6 +9,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -235,7 +236,8 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     while not redis.hget(group_commit.STATS, "expired"):
         assert time.monotonic() < deadline + 30
         time.sleep(0.05)
-    assert db.session.get(Event, "evt_stale") is None and not redis.exists(stale["reply"])
+    assert db.session.get(Event, "evt_stale") is None  # and its request is told so at once
+    assert json.loads(redis.rpop(stale["reply"])) == {"stored": False, "expired": True}
 
     # With the writer gone, web processes write for themselves.
     writer.terminate()
@@ -244,6 +246,10 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     group_commit._alive_cache.clear()
     assert send(100).status_code == 200
     assert records()["o0"]["data"]["n"] == 100 and int(redis.hget(group_commit.STATS, "events")) == 40
+
+
+def _send_order(app, sid, n):
+    return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{n}", "n": n}})
 
 
 @contextmanager
@@ -277,12 +283,10 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, 
         monkeypatch.delitem(app.extensions, name)
     redis = get_redis()
     monkeypatch.setitem(app.extensions, "hookstream_redis", redis)
-    monkeypatch.setitem(app.extensions, f"hookstream_redis_wait_{group_commit.WAIT_SECONDS}",
-                        get_redis(wait=group_commit.WAIT_SECONDS))
+    wait = group_commit.WAIT_SECONDS + group_commit.TAKEN_WAIT
+    monkeypatch.setitem(app.extensions, f"hookstream_redis_wait_{wait}", get_redis(wait=wait))
 
-    def send(n):
-        return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated",
-                                                                  "data": {"id": f"o{n}", "n": n}})
+    send = partial(_send_order, app, sid)
     with ThreadPoolExecutor(2) as pool:
         with _writer_held():
             taken = pool.submit(send, 1)  # the writer takes it, then waits for the lock
@@ -301,6 +305,38 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, 
             refused = waiting.result()
             assert refused.status_code == 503 and "handed to the writer" in refused.get_json()["error"]
     assert int(redis.hget(group_commit.STATS, "events")) == 1  # handed over once
+    assert [e.id for e in db.session.scalars(select(Event))] == [taken.result().get_json()["event_id"]]
+    assert list(records()) == ["o1"]
+
+
+@pytest.mark.parametrize("writer", ["writer process", "writer thread"])
+def test_a_delivery_the_writer_took_is_answered_with_its_outcome_however_long_it_takes(
+        app, client, key, workers, writer, monkeypatch):
+    """A request whose delivery the writer has taken waits for its outcome beyond the usual
+    wait, so a 503 never hides a stored event; one not taken by then is withdrawn: 503, and
+    it is never stored."""
+    from hookstream_ui.services import group_commit
+
+    sid = webhook(client, key)
+    group_commit._alive_cache.clear()
+    if writer == "writer process":
+        _start_writer(workers)
+    monkeypatch.setattr(group_commit, "WAIT_SECONDS", 2)
+    monkeypatch.setattr(group_commit, "DEADLINE_MARGIN", 0.5)
+    monkeypatch.setattr(group_commit, "TAKEN_WAIT", 20)
+
+    send = partial(_send_order, app, sid)
+    with ThreadPoolExecutor(2) as pool:
+        with _writer_held():
+            taken = pool.submit(send, 1)  # the writer takes it, then waits for the lock
+            time.sleep(0.7)
+            withdrawn = pool.submit(send, 2)  # waits behind it, untaken
+            time.sleep(3.5)  # both requests' usual wait is over
+            assert not taken.done()  # still waiting for the outcome of what the writer took
+            assert withdrawn.done() and withdrawn.result().status_code == 503
+        assert taken.result().status_code == 200
+    time.sleep(0.5)  # the writer is free again: it must not write what was withdrawn
+    db.session.expire_all()
     assert [e.id for e in db.session.scalars(select(Event))] == [taken.result().get_json()["event_id"]]
     assert list(records()) == ["o1"]
 

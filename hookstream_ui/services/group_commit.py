@@ -35,7 +35,12 @@ from . import upsert, webhook_sources
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
-WAIT_SECONDS = 30
+WAIT_SECONDS = 30  # how long a request waits for the writer to answer
+# A delivery not yet taken by then is withdrawn (503: not stored). One the writer has already
+# taken is being written: its request waits up to this much longer for the outcome, so
+# that a 503 still means "not stored".
+TAKEN_WAIT = WAIT_SECONDS
+DEADLINE_MARGIN = 2  # a delivery the writer takes this close to its sender's timeout is refused
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Delivery:
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     stale: bool = False
+    # Writer thread fallback: "waiting" until the writer takes it ("taken") or its request
+    # gives up first ("withdrawn", never written); changed only under _hand_off_lock.
+    state: str = "waiting"
 
 
 class Unavailable(Exception):
@@ -69,7 +77,11 @@ def submit(delivery: Delivery) -> dict:
         return _submit_remote(delivery)
     _local_inbox(app).put(delivery)
     if not delivery.done.wait(WAIT_SECONDS):
-        raise Unavailable("the event could not be stored in time")
+        with _hand_off_lock:
+            taken = delivery.state == "taken"
+            delivery.state = "taken" if taken else "withdrawn"
+        if not taken or not delivery.done.wait(TAKEN_WAIT):
+            raise Unavailable("the event could not be stored in time")
     if delivery.stale:
         raise SourceChanged(delivery.row["id"])
     if delivery.error is not None:
@@ -99,6 +111,9 @@ if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', KEYS[1], 'expired', ARGV[2])
 """
 
 
+EXPIRED_ANSWER = json.dumps({"stored": False, "expired": True})
+
+
 def writer_process_alive(app: Flask) -> bool:
     now = time.monotonic()
     cached = _alive_cache.get(id(app))
@@ -114,23 +129,26 @@ def writer_process_alive(app: Flask) -> bool:
 def _submit_remote(delivery: Delivery) -> dict:
     row = delivery.row
     reply = f"hookstream:ingest:reply:{row['id']}"
-    deadline = time.time() + WAIT_SECONDS - 2
+    started = time.time()
     message = json.dumps({"row": {**row, "received_at": row["received_at"].isoformat()},
                           "apply": delivery.document is not None, "version": delivery.source_version,
-                          "reply": reply, "deadline": deadline})
-    redis = get_redis(wait=WAIT_SECONDS)
+                          "reply": reply, "deadline": started + WAIT_SECONDS - DEADLINE_MARGIN})
+    redis = get_redis(wait=WAIT_SECONDS + TAKEN_WAIT)
     try:
         answer = _hand_over(redis, message, reply)
+        if answer is None:  # not answered in time: withdrawn, or being written
+            answer = _withdraw_or_wait(redis, message, reply, TAKEN_WAIT)
     except RedisError as exc:
         log.warning("handing event %s to the writer failed: %s", row["id"], type(exc).__name__)
-        answer = _answer_after_failure(redis, message, reply, deadline)
+        answer = _withdraw_or_wait(redis, message, reply, started + WAIT_SECONDS + TAKEN_WAIT - time.time())
     if answer is None:
+        log.warning("the writer took event %s but did not answer in time; its outcome is unknown", row["id"])
         raise Unavailable("the event could not be stored in time")
     result = json.loads(answer[1])
     if result.pop("stale", False):
         raise SourceChanged(row["id"])
     if not result.pop("stored"):
-        raise Unavailable("the event could not be stored")
+        raise Unavailable("the event could not be stored" + (" in time" if result.get("expired") else ""))
     row.update(result)
     return row
 
@@ -163,24 +181,26 @@ def _hand_over(redis, message: str, reply: str):
         pool.release(connection)
 
 
-def _answer_after_failure(redis, message: str, reply: str, deadline: float):
-    """The hand-off broke after sending, so the writer may have the delivery. Still in the
-    inbox (or never pushed): take it back, and it is not stored. Gone: wait for the writer's
-    answer, which comes before the delivery's deadline or never (the writer drops it
-    unstored). So a 503 still means "not stored", unless Redis stays unreachable: then nobody
-    can tell, and the dedup window is what keeps the sender's retry from being applied twice."""
+def _withdraw_or_wait(redis, message: str, reply: str, wait: float):
+    """The writer has not answered (in time, or over a hand-off that broke after sending).
+    Still in the inbox (or never pushed): withdraw it, and it is not stored; the writer's RPOP
+    and this LREM are atomic, so it cannot be taken as well. Gone: the writer took it, and
+    answers when written (or refuses it unwritten, past its deadline), so wait. A 503 then
+    still means "not stored", unless the writer stalls beyond this wait too or Redis stays
+    unreachable: then nobody can tell, and the dedup window keeps the sender's retry from
+    being applied twice."""
     try:
         if redis.lrem(INBOX, 1, message):
             raise Unavailable(NOT_HANDED)
-        return redis.brpop([reply], timeout=max(1, round(deadline - time.time()) + 2))
+        return redis.brpop([reply], timeout=max(1, round(wait)))
     except RedisError as exc:
         raise Unavailable(NOT_HANDED) from exc
 
 
 def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
     """The loop of `flask ingest-writer`: take every waiting delivery, write them in one
-    transaction, answer each. Deliveries whose sender has given up are dropped unstored,
-    so a 503 always means "not stored"."""
+    transaction, answer each. Deliveries taken past their deadline are refused unwritten
+    (their senders are about to give up)."""
     stop = stop or threading.Event()
     redis = get_redis()
     answer = redis.register_script(ANSWER)
@@ -193,11 +213,11 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
         if first is None:
             continue
         messages = [first[1], *(redis.rpop(INBOX, MAX_BATCH - 1) or [])]
-        batch, replies, expired = [], [], 0
+        batch, replies, expired = [], [], []
         for raw in messages:
             message = json.loads(raw)
             if message["deadline"] < time.time():
-                expired += 1
+                expired.append(message["reply"])
                 continue
             row = message["row"]
             row["received_at"] = datetime.fromisoformat(row["received_at"])
@@ -206,13 +226,15 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
             replies.append(message["reply"])
         if batch:
             _process(app, batch)
-        answer(keys=[STATS, *replies], args=[len(batch), expired, *(json.dumps(
+        answer(keys=[STATS, *replies, *expired], args=[len(batch), len(expired), *(json.dumps(
             {"stored": d.error is None and not d.stale, "stale": d.stale, "status": d.row["status"],
-             "error": d.row["error"], "outcomes": d.row["outcomes"]}) for d in batch)])
+             "error": d.row["error"], "outcomes": d.row["outcomes"]}) for d in batch),
+            *[EXPIRED_ANSWER] * len(expired)])
     redis.delete(ALIVE)
 
 
 _start_lock = threading.Lock()
+_hand_off_lock = threading.Lock()
 
 
 def _local_inbox(app: Flask) -> queue.SimpleQueue:
@@ -231,13 +253,18 @@ def _local_inbox(app: Flask) -> queue.SimpleQueue:
 
 def _run_thread(app: Flask, inbox: queue.SimpleQueue) -> None:
     while True:
-        batch = [inbox.get()]
-        while len(batch) < MAX_BATCH:
+        waiting = [inbox.get()]
+        while len(waiting) < MAX_BATCH:
             try:
-                batch.append(inbox.get_nowait())
+                waiting.append(inbox.get_nowait())
             except queue.Empty:
                 break
-        _process(app, batch)
+        with _hand_off_lock:  # what its request has withdrawn is not written
+            batch = [d for d in waiting if d.state == "waiting"]
+            for delivery in batch:
+                delivery.state = "taken"
+        if batch:
+            _process(app, batch)
         for delivery in batch:
             delivery.done.set()
 
