@@ -1,6 +1,7 @@
-"""Jinja filters for timestamps."""
+"""Jinja filters for timestamps, durations and record cells."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from .models.base import as_utc, isoformat
@@ -19,19 +20,36 @@ def ago(value: datetime | None) -> str:
     return "just now" if seconds < 10 else f"{seconds}s ago"
 
 
+def duration(seconds: float) -> str:
+    """1.4 s, 12 s, 3 min 5 s, 2 h 10 min."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def compact_json(value) -> str:
+    """JSON as people read it: text as written, not escaped to ASCII (the page escapes HTML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def json_path(document, path: str):
     """The value at `path` in a record, shown compactly in a table cell."""
-    import json
-
     from .services.jsonpaths import getter
 
     value = getter(path)(document)
     if value is None:
         return "—"
-    return value if isinstance(value, (str, int, float)) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, (str, int, float)) else compact_json(value)
 
 
 def register_filters(app) -> None:
     app.add_template_filter(isoformat, "iso")
     app.add_template_filter(ago, "ago")
+    app.add_template_filter(duration, "duration")
     app.add_template_filter(json_path, "json_path")
+    app.add_template_filter(compact_json, "compact_json")

@@ -204,3 +204,28 @@ def test_record_and_event_pages_show_text_as_written(signed_in):
     for page in (client.get("/collections/inbox/records/z1"), client.get(f"/events/{event_id}")):
         text = page.get_data(as_text=True)
         assert page.status_code == 200 and "Zürich" in text and "\\u00fc" not in text
+
+
+def test_run_page_names_its_collections_and_how_long_it_took(signed_in):
+    from datetime import timedelta
+
+    from hookstream_ui.models import SyncRun, utcnow
+    from hookstream_ui.templating import duration
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "stripe", **{"credentials.secret_key": "sk_test_x",
+                                              "credentials.api_base": "https://api.stripe.com"})
+    for name, stream in (("Customers", "customer"), ("Invoices", "invoice")):
+        client.post("/collections/new", data={"csrf_token": token, "name": name, "slug": name.lower(),
+                                              "primary_key_path": "id", "source_id": sid, "stream": stream})
+    run_id = client.post("/collections/customers/run", data={"csrf_token": token}).location.rsplit("/", 1)[-1]
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+    assert 'Into <a href="/collections/customers">Customers</a>, <a href="/collections/invoices">Invoices</a>' in page
+    assert "took" not in page  # not finished
+    run = db.session.get(SyncRun, run_id)
+    run.status, run.started_at, run.finished_at = "completed", utcnow() - timedelta(seconds=65), utcnow()
+    db.session.commit()
+    final = client.get(f"/runs/{run_id}/_status", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "took 1 min 5 s" in final
+    assert [duration(s) for s in (0.42, 9.96, 12.4, 3599.6, 7830)] == ["0.4 s", "10.0 s", "12 s", "1 h 0 min",
+                                                                        "2 h 10 min"]

@@ -31,8 +31,9 @@ def finish(source, status, error=None):
 
 
 def test_health_follows_the_last_runs(source):
-    assert source.health_status == "healthy"
+    assert source.health_status == "healthy" and source.status == "pending"
     finish(source, "failed", "Stripe answered HTTP 500: boom")
+    assert source.status == "pending"  # a failed run says nothing about the connection test
     assert source.health_status == "degraded" and source.last_error == "Stripe answered HTTP 500: boom"
     finish(source, "failed", "again")
     finish(source, "failed", "and again")
@@ -40,6 +41,8 @@ def test_health_follows_the_last_runs(source):
     finish(source, "completed")
     assert source.health_status == "healthy" and source.last_error is None and source.last_success_at
     assert source.initial_backfill_completed_at is not None
+    # The source was read, so it is connected, even though nobody pressed Test.
+    assert source.status == "connected" and source.last_test_message == "Read successfully by a sync run"
 
 
 @pytest.mark.parametrize("value, seconds", [("continuous", 5), ("15m", 900), ("4h", 14400), ("24h", 86400),

@@ -299,6 +299,10 @@ def test_audit_log_records_who_what_when_and_where(app, team):
     assert all(e["actor"] != "member@example.com" for e in theirs)
     page = team["clients"]["admin"][0].get("/settings/audit-log?action=collection.delete").get_data(as_text=True)
     assert "collection.delete" in page and "collection.create" not in page
+    # Details read as written: no \u escapes (the page escapes HTML itself).
+    call(team, "member", "POST", "/v1/collections", {"name": "Kunden's Zürich", "primary_key_path": "$.id"})
+    page = team["clients"]["admin"][0].get("/settings/audit-log?action=collection.create").get_data(as_text=True)
+    assert "Kunden&#39;s Zürich" in page and "\\u00fc" not in page and "\\u0027" not in page
 
 
 # --- suspension --------------------------------------------------------------------------

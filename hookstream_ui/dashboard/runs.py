@@ -76,7 +76,9 @@ def source_runs_partial(source_id):
 def run_detail(run_id):
     run = svc.scoped_run_or_404(current_principal(), run_id)
     rate, eta = svc.rate_and_eta(run)
-    return render_template("dashboard/runs/detail.html", run=run, rate=rate, eta=eta)
+    # Every run reads into all of its source's collections.
+    return render_template("dashboard/runs/detail.html", run=run, rate=rate, eta=eta,
+                           collections=source_svc.bound_collections(run.source))
 
 
 @bp.get("/runs/<run_id>/_status")

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Timestamps, as_utc, db, new_id
 from .source import SourceConnection
 
 ACTIVE_STATUSES = ("pending", "running", "cancelling")
@@ -51,3 +51,10 @@ class SyncRun(EnvScoped, Timestamps, db.Model):
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def seconds(self) -> float | None:
+        """How long a finished run took."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return max((as_utc(self.finished_at) - as_utc(self.started_at)).total_seconds(), 0.0)

@@ -97,6 +97,10 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
     if run.status == "completed":
         source.consecutive_failures = 0
         source.health_status, source.last_error, source.last_success_at = "healthy", None, now
+        if source.status != "connected" and source.short_name != "webhook":
+            # A run that read the source has shown it can be reached, whatever an earlier test said.
+            source.status, source.last_tested_at = "connected", now
+            source.last_test_message = "Read successfully by a sync run"
         if run.mode == "full" and source.initial_backfill_completed_at is None:
             source.initial_backfill_completed_at = now
     elif run.status == "failed":
