@@ -95,6 +95,19 @@ def test_each_verification_scheme(client, key, scheme):
     assert SECRET not in json.dumps([e.verification_error for e in rejected])
 
 
+def test_a_webhook_source_is_connected_once_a_delivery_it_signed_arrives(client, key):
+    sid = webhook(client, key, {"verification_type": "hmac_sha256", "signing_secret": SECRET})
+    url, h = f"/v1/ingest/{sid}", {"X-API-Key": key}
+    assert client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"] == "pending"
+    assert client.post(url, data=BODY, headers={"X-Signature": "0" * 64}, content_type="application/json"
+                       ).status_code == 401
+    assert client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"] == "pending"
+    assert client.post(url, data=BODY, headers=SCHEMES["hmac_sha256"](BODY), content_type="application/json"
+                       ).status_code == 200
+    source = client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]
+    assert source["status"] == "connected"
+
+
 @pytest.mark.parametrize("config, headers_for", [
     ({"dedup_key": "Idempotency-Key"}, lambda i: {"Idempotency-Key": "same"}),
     ({}, lambda i: {"webhook-id": "msg_same"}),

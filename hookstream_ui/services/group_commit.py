@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
-from ..models import Collection, Event, db
+from ..models import Collection, Event, SourceConnection, db, utcnow
 from . import upsert, webhook_sources
 
 log = logging.getLogger(__name__)
@@ -344,6 +344,15 @@ BOUND_COLLECTIONS = select(Collection).options(lazyload("*")).where(
 ).order_by(Collection.id)
 
 
+_SOURCES = SourceConnection.__table__
+# A webhook source is "connected" once a delivery it signed (or one it need not sign) has
+# arrived; until then it is "pending", as a pull source is until a test or a run reads it.
+# Matches no row once it is connected, so it costs a lookup per batch.
+HEARD_FROM = _SOURCES.update().where(
+    _SOURCES.c.id.in_(bindparam("source_ids", expanding=True)), _SOURCES.c.status != "connected",
+).values(status="connected", last_tested_at=bindparam("now"), last_test_message="Received a delivery")
+
+
 def _write(batch: list[Delivery]) -> None:
     _begin()
     judged = {d.row["source_id"] for d in batch if d.source_version}
@@ -375,4 +384,7 @@ def _write(batch: list[Delivery]) -> None:
     # per-row bookkeeping these plain rows do not need.
     if batch:
         db.session.connection().execute(Event.__table__.insert(), [d.row for d in batch])
+        heard = sorted({d.row["source_id"] for d in batch if d.row["verification"] != "failed"})
+        if heard:
+            db.session.connection().execute(HEARD_FROM, {"source_ids": heard, "now": utcnow()})
     db.session.commit()
