@@ -307,6 +307,17 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     page.screenshot(path=str(ARTIFACTS / "records-live-1280.png"), full_page=True)
     page.set_viewport_size({"width": 390, "height": 844})
     assert no_horizontal_overflow(page), "the collection page scrolls sideways at 390 px"
+
+    # The source's page tails its recent events the same way.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server}/sources/{source_id}")
+    expect(page.locator("#events-table tbody tr")).to_have_count(2)
+    page.evaluate("window.__sameDocument = true")
+    urllib.request.urlopen(urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}", data=b'{"order": {"id": "ord_44"}}', method="POST",
+        headers={"Content-Type": "application/json"}), timeout=10).close()
+    expect(page.locator("#events-table tbody tr")).to_have_count(3, timeout=10_000)
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     context.close()
 
 

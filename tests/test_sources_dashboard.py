@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from sqlalchemy import select
@@ -229,3 +230,25 @@ def test_run_page_names_its_collections_and_how_long_it_took(signed_in):
     assert "took 1 min 5 s" in final
     assert [duration(s) for s in (0.42, 9.96, 12.4, 3599.6, 7830)] == ["0.4 s", "10.0 s", "12 s", "1 h 0 min",
                                                                         "2 h 10 min"]
+
+
+def test_webhook_source_page_tails_its_own_recent_events(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "webhook", **{"credentials.verification_type": "none"})
+    other = connect(client, token, "webhook", name="Other", **{"credentials.verification_type": "none"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert f'hx-get="/events/_list?source_id={sid}&amp;recent=1" hx-trigger="load"' in page
+    assert "No events yet. Send one to the ingest URL above" in client.get(
+        f"/events/_list?source_id={sid}&recent=1").get_data(as_text=True)
+    mine = [client.post(f"/v1/ingest/{sid}", json={"n": n}).json["event_id"] for n in range(12)]
+    theirs = client.post(f"/v1/ingest/{other}", json={"n": 99}).json["event_id"]
+    recent = client.get(f"/events/_list?source_id={sid}&recent=1", headers={"HX-Request": "true"}).get_data(
+        as_text=True)
+    shown = re.findall(r'href="/events/(evt_\w+)"', recent)
+    assert shown == mine[::-1][:10] and theirs not in recent  # the ten newest, of this source only
+    assert f'hx-get="/events/_list?source_id={sid}&amp;recent=1" hx-trigger="every 2s"' in recent  # tails live
+    assert f'href="/events?source_id={sid}">All events of this source' in recent and "Older" not in recent
+    # ...which opens the events page on this source.
+    events_page = client.get(f"/events?source_id={sid}").get_data(as_text=True)
+    assert f'<option value="{sid}" selected>' in events_page
+    assert f'hx-get="/events/_list?source_id={sid}" hx-trigger="load"' in events_page

@@ -76,8 +76,10 @@ def events_page():
 def events_partial():
     principal = current_principal()
     args = request.args
+    # `recent`: the few newest of one source, on its page.
     page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
-                                  status=args.get("status") or None, cursor=args.get("cursor") or None, limit=30)
+                                  status=args.get("status") or None, cursor=args.get("cursor") or None,
+                                  limit=10 if args.get("recent") else 30)
     live = not args.get("cursor")
     return render_template("dashboard/events/_table.html", page=page, live=live, args=args,
                            names={s.id: s.name for s in source_svc.list_sources(principal)})
