@@ -87,14 +87,14 @@ def test_the_scheduler_prunes_every_ten_minutes_and_goes_on_while_some_remain(cl
     key = make_key(production(org_of(make_user("owner@example.com"))))
     sid = _hook(client, key)
     ids = _deliveries(client, sid, [12, 11, 10, 1])
-    assert scheduler.tick()["pruned_events"] == 2  # the limit: more may remain
-    assert scheduler.tick()["pruned_events"] == 1  # so the next tick goes on
+    assert scheduler.tick()["pruned"]["events"] == 2  # the limit: more may remain
+    assert scheduler.tick()["pruned"]["events"] == 1  # so the next tick goes on
     assert _stored_ids() == {ids[3]}
     late = _deliveries(client, sid, [9])
-    assert scheduler.tick()["pruned_events"] == 0  # done: not again for ten minutes
+    assert scheduler.tick()["pruned"]["events"] == 0  # done: not again for ten minutes
     assert _stored_ids() == {ids[3], *late}
     scheduler._next_prune[0] = 0.0  # ten minutes later
-    assert scheduler.prune_when_due() == 1
+    assert scheduler.prune_when_due() == {"events": 1, "runs": 0}
     assert _stored_ids() == {ids[3]}
 
 
@@ -113,3 +113,45 @@ def test_a_bad_number_in_the_environment_names_the_variable(tmp_path, monkeypatc
         load_config(tmp_path)
     monkeypatch.setenv("EVENT_RETENTION_DAYS", "30")
     assert load_config(tmp_path)["EVENT_RETENTION_DAYS"] == 30
+
+
+def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_newest_stays(ctx):
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models import SyncRun
+    from hookstream_ui.services import sources as source_svc
+
+    def source(email):
+        user = make_user(email)
+        org = org_of(user)
+        return source_svc.create_source(Principal(org=org, env=production(org), role="owner", user=user), {
+            "sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}})
+
+    now = utcnow()
+    runs = {}
+
+    def run(name, src, minutes_ago, trigger="schedule", status="completed", **counts):
+        at = now - timedelta(minutes=minutes_ago)
+        runs[name] = SyncRun(org_id=src.org_id, env_id=src.env_id, source_id=src.id, trigger=trigger,
+                             status=status, created_at=at, started_at=at, finished_at=at, cursor={},
+                             skip_reasons={}, **counts)
+        db.session.add(runs[name])
+
+    busy, quiet, theirs = source("owner@example.com"), source("quiet@example.com"), source("other@example.com")
+    run("idle", busy, 200)
+    run("idle, counts unset", busy, 190, records_skipped=None)
+    run("changed something", busy, 180, records_inserted=3)
+    run("skipped some", busy, 170, records_skipped=1)
+    run("manual", busy, 160, trigger="manual")
+    run("failed", busy, 150, status="failed")
+    run("idle, within the hour", busy, 30)
+    run("quiet's only run", quiet, 300)
+    run("theirs, idle", theirs, 120)
+    run("theirs, newest", theirs, 90)
+    db.session.commit()
+    ids = {name: r.id for name, r in runs.items()}
+
+    assert retention.prune_idle_runs() == 3
+    db.session.expire_all()
+    kept = set(db.session.scalars(select(SyncRun.id)))
+    assert {name for name, i in ids.items() if i not in kept} == {"idle", "idle, counts unset", "theirs, idle"}
+    assert retention.prune_idle_runs() == 0

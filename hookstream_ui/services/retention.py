@@ -1,9 +1,14 @@
-"""Event retention: received events older than EVENT_RETENTION_DAYS are deleted.
+"""Retention: what the instance stops keeping, deleted by the scheduler a batch at a time.
 
-The event log grows with every delivery, and its search reads it; an instance that keeps
-events for N days keeps both bounded. Records are not touched: they hold the state the
-events produced, and a sync's own `max_age_days` governs them. Deleted a batch per
-transaction, oldest first, so ingest (SQLite's one writer above all) never waits long.
+- Received events older than EVENT_RETENTION_DAYS (unset: kept). The event log grows with
+  every delivery and its search reads it; records are not touched: they hold the state the
+  events produced, and a sync's own `max_age_days` governs them.
+- Scheduled runs that changed nothing, an hour after they finished: a continuous sync makes
+  one every few seconds, and the history is what happened. The newest run of each source
+  stays, whatever it did.
+
+Deleted a batch per transaction, oldest first, so ingest (SQLite's one writer above all)
+never waits long.
 """
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.orm import aliased
 
-from ..models import Event, db, utcnow
+from ..models import Event, SyncRun, db, utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 5000
+IDLE_RUNS_KEPT = timedelta(hours=1)
 
 
 def cutoff(now: datetime | None = None) -> datetime | None:
@@ -30,16 +37,35 @@ def prune_events(now: datetime | None = None, limit: int = 50_000) -> int:
     before = cutoff(now)
     if before is None:
         return 0
+    deleted = _delete_in_batches(Event, select(Event.id).where(Event.received_at < before)
+                                 .order_by(Event.received_at), limit)
+    if deleted:
+        log.info("deleted %d events received before %s (EVENT_RETENTION_DAYS)", deleted, before.isoformat())
+    return deleted
+
+
+def prune_idle_runs(now: datetime | None = None, limit: int = 50_000) -> int:
+    """Delete up to `limit` scheduled runs that inserted, updated, deleted and skipped
+    nothing, finished over an hour ago, each with a newer run of its source."""
+    newer = aliased(SyncRun)
+    idle = select(SyncRun.id).where(
+        SyncRun.trigger == "schedule", SyncRun.status == "completed",
+        SyncRun.finished_at < (now or utcnow()) - IDLE_RUNS_KEPT,
+        *(func.coalesce(count, 0) == 0 for count in (SyncRun.records_inserted, SyncRun.records_updated,
+                                                      SyncRun.records_deleted, SyncRun.records_skipped)),
+        exists().where(newer.source_id == SyncRun.source_id, newer.created_at > SyncRun.created_at),
+    ).order_by(SyncRun.created_at)
+    return _delete_in_batches(SyncRun, idle, limit)
+
+
+def _delete_in_batches(model, oldest_first, limit: int) -> int:
     deleted = 0
     while deleted < limit:
-        oldest = (select(Event.id).where(Event.received_at < before)
-                  .order_by(Event.received_at).limit(min(BATCH, limit - deleted)))
-        gone = db.session.execute(delete(Event).where(Event.id.in_(oldest.scalar_subquery()))
+        ids = oldest_first.limit(min(BATCH, limit - deleted)).scalar_subquery()
+        gone = db.session.execute(delete(model).where(model.id.in_(ids))
                                   .execution_options(synchronize_session=False)).rowcount
         db.session.commit()
         deleted += gone
         if gone < BATCH:
             break
-    if deleted:
-        log.info("deleted %d events received before %s (EVENT_RETENTION_DAYS)", deleted, before.isoformat())
     return deleted

@@ -102,19 +102,20 @@ def enqueue_due(now=None) -> list[str]:
     return started
 
 
-def prune_when_due() -> int:
-    """Every ten minutes, events past their retention go, a bounded number per tick (so a
-    large first prune does not hold up scheduling); while some remain, the next tick goes on."""
+def prune_when_due() -> dict:
+    """Every ten minutes, what is past its retention goes (services/retention.py), a bounded
+    number per tick (so a large first prune does not hold up scheduling); while some
+    remain, the next tick goes on."""
     if time.monotonic() < _next_prune[0]:
-        return 0
-    pruned = retention.prune_events(limit=PRUNE_LIMIT)
-    _next_prune[0] = time.monotonic() + (0 if pruned >= PRUNE_LIMIT else PRUNE_SECONDS)
+        return {"events": 0, "runs": 0}
+    pruned = {"events": retention.prune_events(limit=PRUNE_LIMIT), "runs": retention.prune_idle_runs(limit=PRUNE_LIMIT)}
+    _next_prune[0] = time.monotonic() + (0 if max(pruned.values()) >= PRUNE_LIMIT else PRUNE_SECONDS)
     return pruned
 
 
 def tick() -> dict:
     return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due(),
-            "reindexing": requeue_lost_indexing(), "pruned_events": prune_when_due()}
+            "reindexing": requeue_lost_indexing(), "pruned": prune_when_due()}
 
 
 def run_forever(app, interval: float = 1.0) -> None:
