@@ -161,7 +161,7 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
             params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
                        r["c"], now, now, None, pg_document(str(r["id"]), r["j"]) if search_index else None) for r in batch]
             with target.cursor() as cur:
-                pg_bulk_upsert(cur, params)  # the app's own best statement shape
+                pg_bulk_upsert(cur, params, keys_are_new=True)  # the app's own best statement shape
         target.commit()
         after = batch[-1]["id"]
         done += len(batch)

@@ -106,3 +106,22 @@ def test_the_collections_own_deletion_types(collection):
     out = apply(collection, [ev(2, T0 + timedelta(seconds=1), type="user.archived")])
     db.session.commit()
     assert out.deleted == 1 and set(stored(collection)) == {"1"}
+
+
+def test_a_bulk_batch_of_new_keys_still_lands_when_one_key_is_there_after_all(collection, monkeypatch):
+    """keys_are_new (a backfill into an empty collection) writes a large batch the cheapest
+    way (PostgreSQL: straight COPY into records); a key that is there after all must not fail
+    the batch nor keep its newer version from the last-write-wins rule."""
+    from hookstream_ui.services import upsert
+
+    apply(collection, [ev("k0100", T0 + timedelta(days=1), data={"v": "newer, kept"}),
+                       ev("k0101", T0 - timedelta(days=1), data={"v": "older, replaced"})])
+    db.session.commit()
+    batch = [ev(f"k{i:04d}", T0, data={"v": f"fresh {i}"}) for i in range(upsert.RETURNING_UNDER + 50)]
+    apply(collection, batch, keys_are_new=True)
+    apply(collection, [ev("k9999", T0)])  # the transaction goes on after the fallback
+    db.session.commit()
+    rows = stored(collection)
+    assert len(rows) == upsert.RETURNING_UNDER + 51
+    assert rows["k0100"].data["data"]["v"] == "newer, kept" and rows["k0101"].data["data"]["v"] == "fresh 101"
+    assert rows["k0002"].data["data"]["v"] == "fresh 2" and "k9999" in rows

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 
+from psycopg import errors as pg_errors
 from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from ..models import Collection, Record, db, utcnow
@@ -152,7 +153,25 @@ RETURNING_UNDER = 200
 SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id"
 
 
-def pg_bulk_upsert(cursor, rows: list[tuple]) -> None:
+PG_COPY_NEW_SQL = "COPY records ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
+
+
+def pg_bulk_upsert(cursor, rows: list[tuple], keys_are_new: bool = False) -> None:
+    """`keys_are_new` (a backfill into a collection that started empty): the rows are
+    copied straight into records, a fifth cheaper than staging and merging them; if a key
+    is there after all (written meanwhile by another path), that copy is undone and the
+    batch merged as usual."""
+    if keys_are_new:
+        cursor.execute("SAVEPOINT new_keys")
+        try:
+            with cursor.copy(PG_COPY_NEW_SQL) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except pg_errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT new_keys")
+        else:
+            cursor.execute("RELEASE SAVEPOINT new_keys")
+            return
     cursor.execute(PG_STAGE_SQL)
     with cursor.copy(PG_COPY_SQL) as copy:
         for row in rows:
@@ -169,7 +188,7 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _write(rows: list[tuple], index_words: bool = False) -> dict[str, bool] | None:
+def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = False) -> dict[str, bool] | None:
     """One executemany with the driver, inside the session's transaction. SQLAlchemy's
     per-row parameter processing cost more than the insert itself on large batches.
     Where the statement can say what it did (small batches), returns each written key and
@@ -206,7 +225,7 @@ def _write(rows: list[tuple], index_words: bool = False) -> dict[str, bool] | No
                 done.update(cursor.fetchall())
                 if not cursor.nextset():
                     return done
-        pg_bulk_upsert(cursor, rows)
+        pg_bulk_upsert(cursor, rows, keys_are_new)
     finally:
         cursor.close()
     return None
@@ -320,7 +339,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
         fresh_after = search_index.last_rowid() if keys_are_new and indexed else None
-        done = _write(writes, index_words=indexed)
+        done = _write(writes, index_words=indexed, keys_are_new=keys_are_new)
         if indexed and done is None:
             search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
         if keys_are_new:
