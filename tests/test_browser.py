@@ -318,6 +318,8 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
         headers={"Content-Type": "application/json"}), timeout=10).close()
     expect(page.locator("#events-table tbody tr")).to_have_count(3, timeout=10_000)
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page), "the webhook source page scrolls sideways at 390 px"
     context.close()
 
 
