@@ -93,8 +93,10 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
             for row in reader:
                 if None in row:
                     yield Malformed(f"line {reader.line_num} has more values than the header has columns")
-                    continue
-                yield row
+                elif None in row.values():  # DictReader fills a short row with None
+                    yield Malformed(f"line {reader.line_num} has fewer values than the header has columns")
+                else:
+                    yield row
     except UnicodeDecodeError:
         raise ValueError("the file is not UTF-8 text") from None
     except csv.Error as exc:
