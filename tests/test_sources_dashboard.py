@@ -179,21 +179,24 @@ def test_schema_panel_lists_fields_and_offers_the_filterable_ones(signed_in):
     assert "No records yet" in client.get("/collections/inbox/_schema").get_data(as_text=True)
     for i in range(4):
         data = {"id": f"o{i}", "name": "<b>Ann</b>", "tags": ["a", "b", "c"], "paid": True,
-                **({"coupon": 5} if i == 0 else {})}
+                "nick": "" if i == 3 else "Annie", "blank": "", **({"coupon": 5} if i == 0 else {})}
         assert client.post(f"/v1/ingest/{sid}", json={"data": data}).status_code == 200
     panel = client.get("/collections/inbox/_schema", headers={"HX-Request": "true"}).get_data(as_text=True)
     rows = {row.split('"', 1)[0]: row for row in panel.split('<tr data-path="')[1:]}
     assert "From the 4 most recently updated records" in panel
     assert set(rows) == {"$.data", "$.data.id", "$.data.name", "$.data.tags", "$.data.tags[*]", "$.data.paid",
-                         "$.data.coupon"}
+                         "$.data.coupon", "$.data.nick", "$.data.blank"}
+    assert "Annie" in rows["$.data.nick"] and '""' in rows["$.data.blank"]  # an example says something if it can
     assert "&lt;b&gt;Ann&lt;/b&gt;" in rows["$.data.name"] and "<b>Ann" not in panel  # data is shown, never run
     assert "100%" in rows["$.data.tags[*]"] and "25%" in rows["$.data.coupon"] and "true" in rows["$.data.paid"]
     offered = {path for path, row in rows.items() if "data-filter-path=" in row}
-    assert offered == {"$.data.id", "$.data.name", "$.data.paid", "$.data.coupon"}  # scalars at dot paths
+    assert offered == {"$.data.id", "$.data.name", "$.data.paid", "$.data.coupon", "$.data.nick",
+                       "$.data.blank"}  # scalars at dot paths
     assert 'data-filter-path="data.coupon"' in rows["$.data.coupon"]
     # What a click fills in filters as the records list expects.
     filtered = client.get("/collections/inbox/_records?filter_path=data.coupon&filter_value=5").get_data(as_text=True)
     assert 'data-key="o0"' in filtered and 'data-key="o1"' not in filtered
+    assert "Event type" not in filtered  # no event type field, none on the page: no column of dashes
 
 
 def test_record_and_event_pages_show_text_as_written(signed_in):

@@ -219,8 +219,8 @@ def infer_schema(collection: Collection, sample=None) -> dict:
         if path not in seen:
             seen.add(path)
             entry["count"] += 1
-        if entry["example"] is None and value is not None and not isinstance(value, (dict, list)):
-            entry["example"] = value
+        if entry["example"] in (None, "") and value is not None and not isinstance(value, (dict, list)):
+            entry["example"] = value  # an empty string only until a value says more
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(child, f"{path}.{key}")
