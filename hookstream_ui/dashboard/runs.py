@@ -78,7 +78,7 @@ def run_detail(run_id):
     rate, eta = svc.rate_and_eta(run)
     # Every run reads into all of its source's collections.
     return render_template("dashboard/runs/detail.html", run=run, rate=rate, eta=eta,
-                           collections=source_svc.bound_collections(run.source))
+                           collections=sorted(source_svc.bound_collections(run.source), key=lambda c: c.name))
 
 
 @bp.get("/runs/<run_id>/_status")
