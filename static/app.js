@@ -29,3 +29,15 @@ document.addEventListener("click", (e) => {
     toggle.setAttribute("aria-expanded", String(open));
   }
 });
+
+// A source form's field that matters only for some values of another (auth type,
+// pagination) shows only while that one has them.
+function applyShownWhen() {
+  document.querySelectorAll("[data-shown-when]").forEach((field) => {
+    const control = field.closest("form")?.querySelector(`[name="${field.dataset.shownWhen}"]`);
+    if (control) field.hidden = !field.dataset.shownFor.split(" ").includes(control.value);
+  });
+}
+document.addEventListener("DOMContentLoaded", applyShownWhen);
+document.addEventListener("change", (e) => { if (e.target.matches("select")) applyShownWhen(); });
+document.addEventListener("htmx:afterSwap", applyShownWhen);

@@ -196,6 +196,43 @@ def test_connect_postgresql_from_the_catalog(browser, live_server, app, pg_sourc
     context.close()
 
 
+def test_source_forms_show_the_fields_the_chosen_options_need(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("forms@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, live_server, "forms@example.com")
+    # (page, then per step: the select and its value, fields now shown, fields now hidden)
+    steps = {
+        "rest_api": [(None, {}, {"credentials.token", "credentials.header_name", "credentials.username",
+                                  "config.next_path"}),
+                     (("credentials.auth_type", "basic"), {"credentials.username", "credentials.password"},
+                      {"credentials.token"}),
+                     (("credentials.auth_type", "header"), {"credentials.token", "credentials.header_name"},
+                      {"credentials.username"}),
+                     (("config.pagination", "cursor"), {"config.next_path", "config.page_param"}, set()),
+                     (("config.pagination", "next_link"), set(), {"config.page_param"})],
+        "webhook": [(None, set(), {"credentials.signing_secret"}),
+                    (("credentials.verification_type", "stripe"), {"credentials.signing_secret"},
+                     {"credentials.signature_header"}),
+                    (("credentials.verification_type", "hmac_sha1"), {"credentials.signature_header"}, set())],
+    }
+    for short, script in steps.items():
+        page.goto(f"{live_server}/sources/new/{short}")
+        for choice, visible, hidden in script:
+            if choice:
+                page.select_option(f"[id='f-{choice[0]}']", choice[1])
+            for name in visible:
+                expect(page.locator(f"[id='f-{name}']")).to_be_visible()
+            for name in hidden:
+                expect(page.locator(f"[id='f-{name}']")).to_be_hidden()
+    context.close()
+
+
 def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, table, workers):
     from playwright.sync_api import expect
 

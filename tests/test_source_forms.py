@@ -77,6 +77,17 @@ def owner(app, ctx):
 
 
 @pytest.mark.parametrize("short", sorted(REGISTRY))
+def test_fields_shown_only_for_some_values_name_a_select_of_their_section_and_its_values(short):
+    kind = REGISTRY[short]
+    for fields in (kind.auth_fields, kind.config_fields):
+        selects = {f.name: set(f.option_values()) for f in fields if f.type == "select"}
+        for f in fields:
+            if f.shown_when:
+                other, values = f.shown_when
+                assert other in selects and set(values) <= selects[other] and not f.required, f.name
+
+
+@pytest.mark.parametrize("short", sorted(REGISTRY))
 def test_connect_form_renders_every_declared_field(owner, short):
     client, _, _ = owner
     page = client.get(f"/sources/new/{short}").get_data(as_text=True)

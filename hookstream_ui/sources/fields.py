@@ -24,6 +24,9 @@ class Field:
     options: tuple = ()
     placeholder: str = ""
     max_length: int = field(default=2000, compare=False)
+    # (other field, its values): the form shows this field only while the other has one of
+    # them (static/app.js; without script every field shows). Not part of the API's schema.
+    shown_when: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         assert self.type in FIELD_TYPES, self.type

@@ -40,9 +40,11 @@ class Webhook(SourceType):
         Field("verification_type", "select", "Signature verification", default="none",
               options=VERIFICATION_TYPES, description="How hookstream checks that an event is genuine."),
         Field("signing_secret", "password", "Signing secret",
-              description="Shared secret of the sender. Required unless verification is off."),
+              description="Shared secret of the sender. Required unless verification is off.",
+              shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none"))),
         Field("signature_header", "string", "Signature header", placeholder="X-Signature",
-              description="For HMAC: the header carrying the signature (default X-Signature)."),
+              description="For HMAC: the header carrying the signature (default X-Signature).",
+              shown_when=("verification_type", ("hmac_sha256", "hmac_sha1"))),
     )
     config_fields = (
         Field("dedup_key", "string", "Deduplication key", placeholder="Idempotency-Key or $.id",
