@@ -92,6 +92,7 @@ def test_connect_form_renders_every_declared_field(owner, short):
     client, _, _ = owner
     page = client.get(f"/sources/new/{short}").get_data(as_text=True)
     kind = REGISTRY[short]
+    assert kind.name_example and f'placeholder="{escape(kind.name_example)}"' in page  # a name of its kind
     for section, fields in (("credentials", kind.auth_fields), ("config", kind.config_fields)):
         for f in fields:
             key = f"{section}.{f.name}"

@@ -64,6 +64,7 @@ class SourceType(ABC):
     supports_continuous: ClassVar[bool] = False
     auth_fields: ClassVar[tuple[Field, ...]] = ()
     config_fields: ClassVar[tuple[Field, ...]] = ()
+    name_example: ClassVar[str] = ""  # the connect form's placeholder for the connection's name
     # Pull types are read by the sync engine; push types (webhooks) receive events.
     pull: ClassVar[bool] = True
     # A full read yields each key once, in ascending key order (keyset pagination).

@@ -108,6 +108,7 @@ class File(SourceType):
     short_name = "file"
     name = "File upload"
     description = "Upload CSV, NDJSON or JSON files in the browser or by API; each upload is a sync."
+    name_example = "Monthly export"
     auth_methods = ("none",)
     labels = ("file", "csv", "json")
     config_fields = (

@@ -51,6 +51,7 @@ class PostgreSQL(SourceType):
     short_name = "postgresql"
     name = "PostgreSQL"
     description = "Sync a table or view: a keyset-paginated backfill, then incremental reads on a cursor column."
+    name_example = "Production database"
     labels = ("database",)
     ordered_keys = True
     auth_fields = (

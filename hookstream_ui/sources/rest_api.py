@@ -37,6 +37,7 @@ class RestApi(SourceType):
     short_name = "rest_api"
     name = "REST API"
     description = "Pull records from any paginated JSON API, incrementally when it can filter by update time."
+    name_example = "Billing API"
     auth_methods = ("none", "bearer", "header", "basic")
     labels = ("api", "http")
     auth_fields = (

@@ -22,6 +22,7 @@ class Stripe(SourceType):
     short_name = "stripe"
     name = "Stripe"
     description = "Customers, invoices, charges, subscriptions and more, kept current from Stripe's events."
+    name_example = "Stripe (live)"
     auth_methods = ("api_key",)
     labels = ("payments", "api")
     supports_continuous = True

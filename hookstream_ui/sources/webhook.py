@@ -32,6 +32,7 @@ class Webhook(SourceType):
     short_name = "webhook"
     name = "Webhook"
     description = "Receive events pushed over HTTP; each one is stored, verified and applied instantly."
+    name_example = "Shop orders webhook"
     auth_methods = ("signature", "none")
     labels = ("push", "realtime")
     supports_continuous = True
