@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):
@@ -405,7 +405,7 @@ class RecordEnvelope(Strict):
 class SchemaField(Strict):
     path: str
     types: list[str]
-    presence: float
+    presence: float = Field(description="Share of the sampled records that hold the path (0 to 1)")
     example: str | int | float | bool | None
 
 
