@@ -80,7 +80,8 @@ def test_rest_errors_fail_the_run_with_the_reason(client, key, http_fixture, wor
 
 @pytest.mark.parametrize("filename, content, good, bad_reason", [
     ("people.csv", b"id,name\n1,Ann\n2,Bob,EXTRA\n3,Cy\n", 2, "malformed row: line 3 has more values than the header has columns"),
-    ("short.csv", b"id,name,plan\n1,Ann,pro\n2\n3,Cy,\n", 2, "malformed row: line 3 has fewer values than the header has columns"),
+    ("short.csv", b"id,name,plan\n1,Ann,pro\n2\n3,Cy,\n", 2,
+     "malformed row: line 3 has fewer values than the header has columns"),
     ("people.ndjson", b'{"id": 1}\nnot json\n{"id": 3}\n[1]\n', 2, "malformed row: line 2 is not valid JSON"),
     ("people.json", b'[{"id": 1}, 2, {"id": 3}, {"id": 4}]', 3, "malformed row: item 2 is not a JSON object"),
 ])

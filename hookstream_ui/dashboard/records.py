@@ -62,7 +62,8 @@ def record_detail(ident, key):
     record = record_svc.get_record_or_404(collection, key)
     history = record_svc.events_for_record(collection, record)
     return render_template("dashboard/records/detail.html", collection=collection, record=record,
-                           pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False), history=history)
+                           pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False),
+                           history=history)
 
 
 @bp.get("/events")
