@@ -39,6 +39,9 @@ class PostgresSource:
             self.user = "pgserver"
             shutil.chown(root, "pgserver")
             ensure_prefix_permissions(root)
+            # It also runs the binaries inside this checkout's .venv, which may sit in a folder
+            # only root can enter (mktemp -d): open the way, as pgserver does for its data.
+            ensure_prefix_permissions(self.bin / "initdb")
         (root / "pw").write_text(PG_PASSWORD)
         if self.user:
             shutil.chown(root / "pw", "pgserver")
