@@ -12,6 +12,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 from sqlalchemy.engine import Engine
 
+from . import request_checks
 from .config import instance_path, load_config
 from .extensions import csrf, db, login_manager, migrate
 
@@ -71,6 +72,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     def _request_id():
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(8)}"
+
+    request_checks.register(app)
 
     @app.after_request
     def _headers(response):

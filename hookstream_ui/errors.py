@@ -37,6 +37,8 @@ class ValidationFailed(Exception):
                 continue
             if err["type"] in FIELD_MESSAGES:
                 msg = FIELD_MESSAGES[err["type"]]
+            elif err["type"] == "string_too_long":
+                msg = f"must be at most {err['ctx']['max_length']} characters"
             elif err["type"] == "value_error":
                 # Our own validators raise ValueError("…"); pydantic prefixes it.
                 msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]

@@ -5,6 +5,7 @@ from flask import Response, abort, jsonify, request, stream_with_context
 
 from ..errors import ValidationFailed
 from ..models import isoformat
+from ..request_checks import request_is_payload
 from ..services import collections as collection_svc
 from ..services import ingest as svc
 from ..services import records as record_svc
@@ -38,6 +39,7 @@ for _method in INGEST_METHODS:
         return _ingest(source_id)
 
     _view.__name__ = f"ingest_{_method.lower()}"
+    request_is_payload(_view)
     endpoint(v1, "/ingest/<source_id>", _method, summary="Receive a webhook delivery (no API key)", tag="ingest",
              responses={200: schemas.IngestAccepted, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error,
                         413: schemas.Error, 503: schemas.Error}, public=True)(_view)

@@ -111,7 +111,7 @@ def clear_connection_data(principal, source_id):
 
 @endpoint(sources_v1, "/source-connections/<source_id>/files", "POST", summary="Upload a file (file sources)",
           tag=TAG, query={"filename": {"type": "string"}, "format": {"type": "string"}},
-          responses={201: schemas.UploadEnvelope, 404: E, 413: E})
+          responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E})
 def upload_file(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     run_svc.ensure_idle(source)

@@ -6,6 +6,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
+from ..extensions import csrf
 from ..forms import FormState
 from ..services import sources as svc
 from ..sources import MASK, REGISTRY, source_type_or_404
@@ -147,12 +148,16 @@ def source_edit(source_id):
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
 
 
+# CSRF is checked here, not before every view: its token travels in the body, which may be
+# as large as an upload only once the sender is known to be a member.
+@csrf.exempt
 @bp.post("/sources/<source_id>/upload")
 def source_upload(source_id):
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
     request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
+    csrf.protect()
     from ..services.runs import ensure_idle, start_run
 
     upload = request.files.get("file")

@@ -6,7 +6,7 @@ import secrets
 import string
 
 from flask import abort
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -35,7 +35,7 @@ class _CollectionFields(BaseModel):
     name: str | None = None
     slug: str | None = None
     source_id: str | None = None
-    stream: str | None = None
+    stream: str | None = Field(default=None, max_length=200)
     primary_key_path: str | None = None
     timestamp_path: str | None = None
     event_type_field: str | None = None
@@ -74,6 +74,8 @@ class _CollectionFields(BaseModel):
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
     def _path(cls, value):
+        if value is not None and len(value) > 500:
+            raise ValueError("must be at most 500 characters")
         return None if value is None else jsonpaths.normalise(value)
 
     @field_validator("delete_event_types", mode="before")

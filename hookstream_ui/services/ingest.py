@@ -19,7 +19,7 @@ from werkzeug.datastructures import Headers
 from ..extensions import get_redis
 from ..models import SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
-from . import group_commit, jsonpaths, webhook_sources
+from . import group_commit, jsonpaths, upsert, webhook_sources
 from .signatures import SignatureError, verify
 from .sources import credentials_of
 
@@ -72,10 +72,13 @@ def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
 
 
 def _stored_body(body: bytes) -> tuple[str, str]:
-    try:
-        return body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode(), "base64"
+    # NUL is valid UTF-8, but PostgreSQL cannot store it in text.
+    if b"\x00" not in body:
+        try:
+            return body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(body).decode(), "base64"
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     text, encoding = _stored_body(body)
     row = {"id": event_id or new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source.id,
            "method": method, "headers": {k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
-           "query": query, "body": text, "body_encoding": encoding, "content_type": content_type, "size": len(body),
+           "query": query, "body": text, "body_encoding": encoding, "content_type": (content_type or "")[:200] or None, "size": len(body),
            "source_ip": source_ip, "received_at": utcnow(), "verification": None, "verification_error": None,
            "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
            "outcomes": {}}
@@ -125,7 +128,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     try:
         row["verification"] = verify(_credentials(source), body, headers)
     except SignatureError as exc:
-        row.update(verification="failed", verification_error=str(exc), status="rejected")
+        row.update(verification="failed", verification_error=str(exc)[:300], status="rejected")
         _release_connection()
         group_commit.submit(group_commit.Delivery(row, None, version))
         raise
@@ -134,7 +137,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     except (ValueError, UnicodeDecodeError):
         document = None
     key = _dedup_key(source, headers, body, document)
-    row["dedup_key"] = key[:200]
+    row["dedup_key"] = upsert.without_nul(key)[:200]
     window = int((source.config or {}).get("dedup_window_seconds") or 0)
     if window > 0:
         slot = f"hookstream:dedup:{source.id}:{hashlib.sha256(key.encode()).hexdigest()}"

@@ -13,6 +13,7 @@ from ..models import (CHUNK_SIZE, Collection, Record, SourceConnection, SourceFi
 from ..sources import Connection, SourceType, TestResult, source_type
 from ..sources import fields as field_rules
 from ..sources import secrets
+from ..sources.file import FORMATS
 from . import search_index
 from .collections import get_collection_or_404
 
@@ -242,7 +243,9 @@ def store_file(principal: Principal, source: SourceConnection, filename: str, st
     """Save an upload chunk by chunk, hashing as it goes; never the whole file in memory."""
     if source.short_name != "file":
         raise ValidationFailed({"file": "only file sources take uploads"})
-    filename = (filename or "upload").rsplit("/", 1)[-1][:255] or "upload"
+    if fmt and fmt not in dict(FORMATS):
+        raise ValidationFailed({"format": f"must be one of {', '.join(dict(FORMATS))}"})
+    filename = (filename or "upload").rsplit("/", 1)[-1].replace("\x00", "")[:255] or "upload"
     stored = SourceFile(org_id=source.org_id, env_id=source.env_id, source_id=source.id, filename=filename,
                         format=fmt or (source.config or {}).get("format") or "auto", size=0)
     db.session.add(stored)

@@ -3,6 +3,8 @@ collections it feeds, its schedule, rate limit and health. One row, two views, s
 Sources API and the Syncs API cannot disagree."""
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
@@ -39,15 +41,15 @@ class Credential(BaseModel):
 class _SyncFields(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
     name: str | None = None
-    stream_id: str | None = None
-    collection_ids: list[str] | None = None
+    stream_id: str | None = Field(default=None, max_length=200)
+    collection_ids: list[Annotated[str, Field(max_length=200)]] | None = None
     rate_limit: RateLimit | None = None
     credential: Credential | None = None
     credential_id: str | None = None
     max_age_days: int | None = Field(default=None, gt=0)
     sync_frequency: str | None = None
     metadata: dict | None = None
-    external_id: str | None = None
+    external_id: str | None = Field(default=None, max_length=200)
 
     @field_validator("name")
     @classmethod

@@ -110,8 +110,20 @@ def _key_text(value) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = str(value)
+    text = without_nul(str(value))
     return text if text and len(text) <= 500 else None
+
+
+def without_nul(value):
+    """`value` (JSON) with U+0000 in its text replaced by U+FFFD: PostgreSQL cannot store it
+    in text or JSONB, and both databases keep records alike."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "event_type", "source_event_id",
@@ -328,10 +340,12 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             continue
         if item.raw is None:  # kept: an item applied to several collections is serialised once
             item.raw = dumps(item.data)
+        if "\\u0000" in item.raw:
+            item.raw = dumps(without_nul(loads(item.raw)))
         json_text = item.raw
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
-            str(event_type)[:200] if event_type is not None else None,
+            without_nul(str(event_type))[:200] if event_type is not None else None,
             item.source_event_id, at, now, now, seen_run_id,
             document(key, json_text) if document else None,
         ))

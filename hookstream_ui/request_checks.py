@@ -1,0 +1,58 @@
+"""Checks every request passes before its view runs.
+
+U+0000 has no use in any field, and PostgreSQL cannot store it in text: refused here, by
+name, so that no view or service meets one (JSON bodies: api.openapi.json_body). A path
+parameter holding one names nothing (404). A webhook delivery is exempt: it is stored as
+received.
+"""
+from __future__ import annotations
+
+from flask import abort, current_app, request
+
+from .errors import ValidationFailed
+
+NUL = "\x00"
+PAYLOAD_ATTR = "request_is_payload"
+
+
+def request_is_payload(view):
+    """Mark a view whose request is the payload (a webhook delivery): stored as received."""
+    setattr(view, PAYLOAD_ATTR, True)
+    return view
+
+
+def nul_field(value, path: str = "") -> str | None:
+    """The name of the first field of `value` (a JSON document) holding U+0000, or None."""
+    if isinstance(value, str):
+        return (path or "body") if NUL in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        found = _printable(here) if NUL in str(key) else nul_field(item, here)
+        if found:
+            return found
+    return None
+
+
+def _printable(name: str) -> str:
+    return name.replace(NUL, "\\0")
+
+
+def _refuse_nul():
+    if any(NUL in str(v) for v in (request.view_args or {}).values()):
+        abort(404)
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, PAYLOAD_ATTR, False):
+        return
+    # Multipart bodies are uploads, read by their view once it has raised the body limit.
+    fields = [request.args]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        fields.append(request.form)
+    for multi in fields:
+        for name, value in multi.items(multi=True):
+            if NUL in name or NUL in value:
+                raise ValidationFailed({_printable(name): "must not contain NUL characters"})
+
+
+def register(app) -> None:
+    app.before_request(_refuse_nul)
