@@ -159,11 +159,28 @@ REST_ITEMS = [{"id": i, "name": f"item {i}", "updated_at": f"2026-01-01T00:00:{i
 
 
 def _rest_items(self, style: str, query: dict):
-    """A paginated JSON API in four styles over the same 23 items, with `updated_since`."""
+    """A paginated JSON API in four styles over the same 23 items, with `updated_since`;
+    and APIs that page their own way: `page-capped` serves at most 3 per page whatever was
+    asked and answers 404 past the last page (as Django REST framework does),
+    `page-clamped` ignores the size asked for (4 per page) and serves its last page for any
+    page past it, `cursor-stuck` gives its last page's own cursor as the next one."""
     items = REST_ITEMS
     if "updated_since" in query:
         items = [i for i in items if i["updated_at"] > query["updated_since"][0]]
     limit = int(query.get("limit", ["5"])[0])
+    if style == "page-capped":
+        page, limit = int(query.get("page", ["1"])[0]), min(limit, 3)
+        if page > 1 and (page - 1) * limit >= len(items):
+            return self._json(404, {"detail": "Invalid page."})
+        return self._json(200, {"data": items[(page - 1) * limit: page * limit]})
+    if style == "page-clamped":
+        last = max(1, -(-len(items) // 4))
+        page = min(int(query.get("page", ["1"])[0]), last)
+        return self._json(200, {"data": items[(page - 1) * 4: page * 4]})
+    if style == "cursor-stuck":
+        start = int(query.get("cursor", ["0"])[0])
+        more = start + limit < len(items)
+        return self._json(200, {"data": items[start: start + limit], "next_cursor": str(start + limit if more else start)})
     if style == "page":
         page = int(query.get("page", ["1"])[0])
         return self._json(200, {"data": items[(page - 1) * limit: page * limit]})

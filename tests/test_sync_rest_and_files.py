@@ -41,6 +41,14 @@ def keys_in(cid):
                 "page_size_param": "limit", "page_size": 5, "next_path": "$.next_cursor"}),
     ("next_link", {"path": "/items/link", "records_path": "$.data", "pagination": "next_link",
                    "page_size_param": "limit", "page_size": 5, "next_path": "$.links.next"}),
+    # APIs that page their own way: each must still be read whole, and end.
+    ("page-capped", {"path": "/items/page-capped", "records_path": "$.data", "pagination": "page",
+                     "page_param": "page", "page_size_param": "limit", "page_size": 5}),
+    ("page-clamped", {"path": "/items/page-clamped", "records_path": "$.data", "pagination": "page",
+                      "page_param": "page"}),
+    ("cursor-stuck", {"path": "/items/cursor-stuck", "records_path": "$.data", "pagination": "cursor",
+                      "page_param": "cursor", "page_size_param": "limit", "page_size": 5,
+                      "next_path": "$.next_cursor"}),
 ])
 def test_rest_pagination_styles(client, key, http_fixture, workers, style, config):
     creds = {"base_url": http_fixture.base, "auth_type": "bearer", "token": REST_TOKEN}

@@ -61,6 +61,8 @@ class RestApi(SourceType):
         Field("page_size_param", "string", "Page size parameter", placeholder="limit",
               shown_when=("pagination", ("page", "offset", "cursor", "next_link"))),
         Field("page_size", "number", "Page size", default=100,
+              description="Sent as the page size parameter. Reading ends at an empty page or one shorter "
+                          "than those before it, so an API that caps or ignores it is still read whole.",
               shown_when=("pagination", ("page", "offset", "cursor", "next_link"))),
         Field("next_path", "string", "Next cursor or link JSONPath", placeholder="$.next",
               description="For cursor and next-link pagination.",
@@ -138,6 +140,10 @@ class RestApi(SourceType):
         position = checkpoint.get("position")  # page number, offset, cursor or next URL
         if position is None:
             position = {"page": 1, "offset": 0}.get(style)
+        numbered = style in ("page", "offset")
+        # A numbered page shorter than the longest before it is the last. page_size alone
+        # cannot tell: an API may cap it, or ignore it and use its own.
+        longest, previous, first = 0, None, True
         while True:
             params = {}
             if size_param:
@@ -151,11 +157,12 @@ class RestApi(SourceType):
                 target = urljoin(url, position)
                 params = {}
             ctx.throttle()
-            body = self._get(target, params, creds)
-            matches = jsonpaths.compile_path(records_path).find(body)
-            records = matches[0].value if len(matches) == 1 else [m.value for m in matches]
-            if not isinstance(records, list):
-                raise SourceError(f"{records_path} is not a list of records in the response from {target}")
+            # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
+            body = self._get(target, params, creds, missing_is_end=numbered and not first)
+            records = self._records(body, records_path, target) if body is not None else []
+            if numbered and records and records == previous:
+                records = []  # the last page again, as some APIs answer for any page past it
+            first, previous = False, records
             items = []
             for record in records:
                 raw = updated_of(record) if updated_of and isinstance(record, dict) else None
@@ -169,18 +176,30 @@ class RestApi(SourceType):
             elif style == "offset":
                 position = position + len(records)
             elif style in ("cursor", "next_link"):
-                position = next_of(body) if next_of else None
-            finished = (style == "none" or not records or (style in ("page", "offset") and len(records) < size)
+                following = next_of(body) if next_of else None
+                position = None if following == position else following  # the same page again: the end
+            finished = (style == "none" or not records or (numbered and len(records) < longest)
                         or (style in ("cursor", "next_link") and not position))
+            longest = max(longest, len(records))
             yield Batch(items, {"position": position, "since_high": high, "done": finished or None},
                         state={"since": high} if finished and high else None)
             if finished:
                 return
 
-    def _get(self, url, params, creds):
+    @staticmethod
+    def _records(body, records_path: str, target: str) -> list:
+        matches = jsonpaths.compile_path(records_path).find(body)
+        records = matches[0].value if len(matches) == 1 else [m.value for m in matches]
+        if not isinstance(records, list):
+            raise SourceError(f"{records_path} is not a list of records in the response from {target}")
+        return records
+
+    def _get(self, url, params, creds, missing_is_end=False):
         # No `params` at all for a next-link: httpx would replace the link's own query string.
         extra = {"params": params} if params else {}
         response = http.request("GET", url, **extra, **auth_options(creds))
+        if missing_is_end and response.status_code == 404:
+            return None
         if response.status_code in (401, 403):
             raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})")
         if response.status_code == 429:
