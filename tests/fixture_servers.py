@@ -85,9 +85,9 @@ class StripeState:
                            "email": f"c{i}@example.com", "livemode": False} for i in range(n)]
         self.events, self.request_times = [], []
 
-    def event(self, kind: str, obj: dict):
+    def event(self, kind: str, obj: dict, created: int | None = None):
         self.events.append({"id": f"evt_{len(self.events):05d}", "object": "event", "type": kind,
-                            "created": int(time.time()) + 1, "data": {"object": obj}})
+                            "created": created or int(time.time()) + 1, "data": {"object": obj}})
 
 
 STRIPE = StripeState()
@@ -133,9 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
                                             "data": [{"id": "cus_0", "object": "customer", "livemode": False}]})
                 return self._json(200, {**stripe_list(STRIPE.customers, query), "url": url.path})
             if url.path == "/v1/events":
-                since = int(query.get("created[gt]", ["0"])[0])
+                after = int(query.get("created[gt]", ["-1"])[0])
+                since = int(query.get("created[gte]", [after + 1])[0])
                 prefix = query.get("types[]", ["*"])[0].rstrip("*")
-                chosen = [e for e in STRIPE.events if e["created"] > since and e["type"].startswith(prefix)]
+                chosen = [e for e in STRIPE.events if e["created"] >= since and e["type"].startswith(prefix)]
                 return self._json(200, {**stripe_list(chosen, query), "url": url.path})
             return self._json(200, {"object": "list", "has_more": False, "data": [], "url": url.path})
         if url.path == "/slow":

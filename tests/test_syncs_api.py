@@ -137,3 +137,27 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
     data = {r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == coll.id))}
     assert len(data) == 950 and data["cus_00005"]["email"] == "changed@example.com" and "cus_00006" not in data
     assert data["cus_new"]["email"] == "new@example.com"
+
+    # `created` has whole seconds: an event of the second the last run read up to is still
+    # read, and the ones that run applied are not applied again.
+    last_second = max(e["created"] for e in STRIPE.events)
+    STRIPE.event("customer.updated", {**STRIPE.customers[7], "email": "same-second@example.com"}, created=last_second)
+    run = wait_for(client.post(f"/api/v1/source-connections/{sync['id']}/run", json={},
+                               headers={"X-API-Key": key}).json["syncId"])
+    assert run.status == "completed" and run.mode == "incremental", run.error
+    assert (run.records_inserted, run.records_updated, run.records_deleted) == (0, 1, 0)
+    assert db.session.scalar(select(Record.data).where(Record.record_key == "cus_00007"))["email"] == \
+        "same-second@example.com"
+
+    # Stripe keeps events for 30 days: a sync last read longer ago reads everything again,
+    # which also finds what was deleted meanwhile.
+    STRIPE.customers = [c for c in STRIPE.customers if c["id"] not in ("cus_00006", "cus_00010")]
+    STRIPE.customers.append({"id": "cus_new", "object": "customer", "created": int(time.time()),
+                             "email": "new@example.com"})
+    coll = db.session.get(Collection, coll.id)
+    coll.sync_state = {**coll.sync_state, "events_since": int(time.time()) - 31 * 24 * 3600}
+    db.session.commit()
+    run = wait_for(client.post(f"/api/v1/source-connections/{sync['id']}/run", json={},
+                               headers={"X-API-Key": key}).json["syncId"])
+    assert run.status == "completed" and run.mode == "full", run.error
+    assert run.records_deleted == 1 and db.session.get(Collection, coll.id).record_count == 949

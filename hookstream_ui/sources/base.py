@@ -82,6 +82,11 @@ class SourceType(ABC):
         """[{name, label}] a collection can pick as its `stream`."""
         return []
 
+    def state_expired(self, state: dict | None) -> bool:
+        """True when an incremental read from `state` would miss changes the source no
+        longer keeps: the run then reads everything instead."""
+        return False
+
     def read(self, conn: Connection, stream: str | None, state: dict | None, checkpoint: dict,
              full: bool, ctx: ReadContext):
         """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads

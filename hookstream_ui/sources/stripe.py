@@ -13,6 +13,10 @@ STREAMS = ("customer", "invoice", "charge", "subscription", "product", "price", 
 LIST_PATHS = {"checkout_session": "checkout/sessions"}
 
 
+# Stripe keeps events for 30 days; a day's margin for clocks and a run's own length.
+EVENTS_KEPT_SECONDS = 29 * 24 * 3600
+
+
 def list_path(stream: str) -> str:
     return "/v1/" + LIST_PATHS.get(stream, stream + "s")
 
@@ -74,6 +78,10 @@ class Stripe(SourceType):
         else:
             yield from self._events(base, headers, stream, state, checkpoint, ctx)
 
+    def state_expired(self, state):
+        since = (state or {}).get("events_since")
+        return since is not None and time.time() - since > EVENTS_KEPT_SECONDS
+
     def _get(self, url, headers, params, ctx):
         ctx.throttle()
         response = http.request("GET", url, params=params, headers=headers)
@@ -108,16 +116,19 @@ class Stripe(SourceType):
                 return
 
     def _events(self, base, headers, stream, state, checkpoint, ctx):
-        """Events since the last position, applied oldest first; `*.deleted` removes."""
+        """Events since the last position, applied oldest first; `*.deleted` removes.
+        `created` has whole seconds: events of the last second read are asked for again
+        (more may have come in that second) and the ones already applied are left out."""
         since = state["events_since"]
+        seen = set(state.get("events_seen") or ())
         events, after = [], None
         while True:
-            params = {"limit": 100, "created[gt]": since, "types[]": f"{stream}.*"}
+            params = {"limit": 100, "created[gte]": since, "types[]": f"{stream}.*"}
             if after:
                 params["starting_after"] = after
             page = self._get(base + "/v1/events", headers, params, ctx)
             data = page.get("data") or []
-            events.extend(data)
+            events.extend(e for e in data if e.get("id") not in seen)
             if not page.get("has_more") or not data:
                 break
             after = data[-1]["id"]
@@ -125,4 +136,5 @@ class Stripe(SourceType):
         items = [Incoming(e["data"]["object"], parse_time(e.get("created")), source_event_id=e.get("id"),
                           event_type=e.get("type")) for e in events if isinstance(e.get("data"), dict)]
         newest = max([e.get("created", since) for e in events], default=since)
-        yield Batch(items, {"done": True}, state={"events_since": newest})
+        last_second = {e["id"] for e in events if e.get("created") == newest} | (seen if newest == since else set())
+        yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})

@@ -157,10 +157,13 @@ def _execute(run: SyncRun, token: str) -> None:
     not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
     ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before,
                       batch_size=current_app.config["SYNC_BATCH_SIZE"])
-    full = run.mode == "full"
     collections = sorted(bound_collections(source), key=lambda c: c.id)
     if not collections:
         raise SourceError("No collection is bound to this source; create one from the source's page")
+    if run.mode != "full" and any(kind.state_expired(c.sync_state) for c in collections):
+        run.mode = "full"  # what changed since is gone from the source: read it all again
+        db.session.commit()
+    full = run.mode == "full"
     for collection in collections:
         checkpoint = dict((run.cursor or {}).get(collection.id) or {})
         if checkpoint.get("done") and checkpoint.get("finalised"):
