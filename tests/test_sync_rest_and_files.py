@@ -104,3 +104,15 @@ def test_file_uploads_sync_and_report_malformed_rows(client, key, workers, filen
     assert run.records_inserted == good and run.records_skipped >= 1
     assert bad_reason in run.skip_reasons
     assert len(keys_in(cid)) == good
+
+
+def test_csv_fields_longer_than_csvs_default_limit_are_read(client, key, workers):
+    sid, cid = connect(client, key, "file", config={"format": "auto"})
+    workers(1)
+    long_text = "<p>" + "long description " * 20000 + "</p>"  # 340 KB, csv's default limit is 128 KiB
+    content = f'id,body\n1,"{long_text}"\n2,short\n'.encode()
+    r = client.post(f"/api/v1/source-connections/{sid}/files", headers={"X-API-Key": key},
+                    data={"file": (io.BytesIO(content), "pages.csv")}, content_type="multipart/form-data")
+    run = wait_for(r.json["syncId"])
+    assert run.status == "completed" and run.records_inserted == 2, run.error
+    assert keys_in(cid)["1"]["body"] == long_text

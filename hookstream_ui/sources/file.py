@@ -19,6 +19,12 @@ FORMATS = (("auto", "Detect from the file name"), ("csv", "CSV"), ("ndjson", "ND
            ("json", "JSON array"))
 
 
+# csv's default 128 KiB per field refused whole files for one long text (an HTML body, a
+# description). The limit stays, as what an unclosed quote can make a field grow to.
+# Process-wide: nothing else in hookstream reads CSV.
+csv.field_size_limit(16 * 1024 * 1024)
+
+
 def detect_format(filename: str, declared: str | None) -> str:
     if declared and declared != "auto":
         return declared
