@@ -40,7 +40,7 @@ def _printable(name: str) -> str:
 
 def _refuse_nul():
     if any(NUL in str(v) for v in (request.view_args or {}).values()):
-        abort(404)
+        abort(404, description="Not found: no id or name holds a NUL character")
     view = current_app.view_functions.get(request.endpoint)
     if getattr(view, PAYLOAD_ATTR, False):
         return

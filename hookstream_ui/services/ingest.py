@@ -120,7 +120,8 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     text, encoding = _stored_body(body)
     row = {"id": event_id or new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source.id,
            "method": method, "headers": {k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
-           "query": query, "body": text, "body_encoding": encoding, "content_type": (content_type or "")[:200] or None, "size": len(body),
+           "query": query, "body": text, "body_encoding": encoding, "content_type": (content_type or "")[:200] or None,
+           "size": len(body),
            "source_ip": source_ip, "received_at": utcnow(), "verification": None, "verification_error": None,
            "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
            "outcomes": {}}
