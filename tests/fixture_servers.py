@@ -142,6 +142,14 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/slow":
             time.sleep(7)
             return self._json(200, {"data": []})
+        if url.path == "/echo-auth":  # what credentials arrived, for the redirect tests
+            return self._json(200, {"authorization": auth, "x_api_key": self.headers.get("X-API-Key")})
+        if url.path == "/redirect":  # to ?to=, which may be another origin
+            self.send_response(302)
+            self.send_header("Location", query["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if url.path == "/html":
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -193,6 +201,9 @@ def _rest_items(self, style: str, query: dict):
     more = start + limit < len(items)
     if style == "cursor":
         return self._json(200, {"data": chunk, "next_cursor": str(start + limit) if more else None})
+    if style == "link-away":  # its next link leads to another origin (the same server, named otherwise)
+        return self._json(200, {"data": chunk, "links": {
+            "next": f"http://localhost:{self.server.server_port}/items/link?after={start + limit}&limit={limit}"}})
     return self._json(200, {"data": chunk, "links": {"next": f"/items/link?after={start + limit}&limit={limit}"
                                                      if more else None}})
 

@@ -151,6 +151,29 @@ def test_rest_api_test_connection(client, key, http_fixture):
     check(bearer, {"path": "/nowhere"}, False, "HTTP 404")
 
 
+def test_credentials_go_only_to_the_origin_they_were_given_for(ctx, http_fixture):
+    import httpx
+
+    from hookstream_ui.sources import http
+    from hookstream_ui.sources.base import Connection, ReadContext, SourceError
+
+    other = http_fixture.base.replace("127.0.0.1", "localhost")  # the same server, another origin
+    creds = {"headers": {"Authorization": "Bearer t0ken", "X-API-Key": "k3y"}}
+    same = http.request("GET", f"{http_fixture.base}/redirect?to=/echo-auth", **creds).json()
+    assert same == {"authorization": "Bearer t0ken", "x_api_key": "k3y"}
+    for kwargs in (creds, {"auth": httpx.BasicAuth("user", "secret")}):
+        away = http.request("GET", f"{http_fixture.base}/redirect?to={other}/echo-auth", **kwargs).json()
+        assert away == {"authorization": "", "x_api_key": None}
+    # A REST source's next link to another host is refused, not followed with the token.
+    conn = Connection("sc_test", {"base_url": http_fixture.base, "auth_type": "bearer", "token": REST_TOKEN},
+                      {"path": "/items/link-away", "records_path": "$.data", "pagination": "next_link",
+                       "next_path": "$.links.next", "page_size_param": "limit", "page_size": 5})
+    pages = REGISTRY["rest_api"].read(conn, None, None, {}, True, ReadContext())
+    assert len(next(pages).items) == 5
+    with pytest.raises(SourceError, match=r"next link leads to another host \(localhost:\d+\)"):
+        next(pages)
+
+
 def test_stripe_test_connection(client, key, http_fixture):
     good = create(client, key, "stripe", {"secret_key": STRIPE_KEY, "api_base": http_fixture.base}).json["sourceConnection"]
     t = api(client, "POST", f"/source-connections/{good['id']}/test", key).json

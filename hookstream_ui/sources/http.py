@@ -1,5 +1,6 @@
 """Outbound HTTP for API sources: every host checked by netguard, every call timed out,
-redirects followed only to hosts that pass the same check."""
+redirects followed only to hosts that pass the same check, and credentials sent only to
+the origin they were given for."""
 from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
@@ -16,6 +17,11 @@ TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 def check_url(url: str) -> None:
     parts = urlsplit(url)
     resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+
+
+def origin(url: str) -> tuple:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def request(method: str, url: str, **kwargs) -> httpx.Response:
@@ -41,7 +47,11 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
             except httpx.HTTPError as exc:
                 raise SourceError(f"HTTP error talking to {urlsplit(url).netloc}: {type(exc).__name__}") from None
             if response.is_redirect and "location" in response.headers:
-                url = urljoin(url, response.headers["location"])
+                target = urljoin(url, response.headers["location"])
+                if origin(target) != origin(url):
+                    # As browsers do: another host does not get the token, key or password.
+                    kwargs = {k: v for k, v in kwargs.items() if k not in ("headers", "auth")}
+                url = target
                 continue
             return response
     raise SourceError(f"More than {MAX_REDIRECTS} redirects")

@@ -5,7 +5,7 @@ import httpx
 
 from ..services import jsonpaths
 from . import http
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from ..services.upsert import Incoming, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
@@ -156,6 +156,9 @@ class RestApi(SourceType):
             if style == "next_link" and position is not None:
                 target = urljoin(url, position)
                 params = {}
+                if http.origin(target) != http.origin(url):
+                    raise SourceError(f"The next link leads to another host ({urlsplit(target).netloc}); "
+                                      f"credentials are sent only to {urlsplit(url).netloc}")
             ctx.throttle()
             # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
             body = self._get(target, params, creds, missing_is_end=numbered and not first)
