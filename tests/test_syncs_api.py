@@ -125,6 +125,8 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
     assert s["initial_backfill_completed_at"] and s["health"]["status"] == "healthy" and s["health"]["last_success_at"]
     assert enqueue_due() == []  # next run in 24h
 
+    STRIPE.event("customer.updated", {**STRIPE.customers[5], "email": "first-change@example.com"},
+                 created=int(time.time()))
     STRIPE.event("customer.updated", {**STRIPE.customers[5], "email": "changed@example.com"})
     STRIPE.event("customer.deleted", {"id": STRIPE.customers[6]["id"], "object": "customer", "deleted": True})
     STRIPE.event("customer.created", {"id": "cus_new", "object": "customer", "created": int(time.time()),
@@ -133,6 +135,7 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
     run = wait_for(r.json["syncId"])
     assert run.status == "completed" and run.mode == "incremental", run.error
     assert (run.records_inserted, run.records_updated, run.records_deleted) == (1, 1, 1)
+    assert run.records_skipped == 0  # only each object's newest event is applied
     db.session.expire_all()
     data = {r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == coll.id))}
     assert len(data) == 950 and data["cus_00005"]["email"] == "changed@example.com" and "cus_00006" not in data

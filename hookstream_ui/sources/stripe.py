@@ -121,20 +121,34 @@ class Stripe(SourceType):
         (more may have come in that second) and the ones already applied are left out."""
         since = state["events_since"]
         seen = set(state.get("events_seen") or ())
-        events, after = [], None
+        # Only each object's newest event is kept: it holds the object's final state (or its
+        # deletion), and memory grows with the objects changed, not with their events.
+        newest_of: dict = {}
+        last_second, newest, after = set(), since, None
         while True:
             params = {"limit": 100, "created[gte]": since, "types[]": f"{stream}.*"}
             if after:
                 params["starting_after"] = after
             page = self._get(base + "/v1/events", headers, params, ctx)
             data = page.get("data") or []
-            events.extend(e for e in data if e.get("id") not in seen)
+            for event in data:
+                obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
+                if event.get("id") in seen or not isinstance(obj, dict):
+                    continue
+                created = event.get("created", since)
+                if created > newest:
+                    newest, last_second = created, set()
+                if created == newest:
+                    last_second.add(event["id"])
+                order = (created, event.get("id", ""))
+                if obj.get("id") not in newest_of or order > newest_of[obj.get("id")][0]:
+                    newest_of[obj.get("id")] = (order, event)
             if not page.get("has_more") or not data:
                 break
             after = data[-1]["id"]
-        events.sort(key=lambda e: (e.get("created", 0), e.get("id", "")))
+        events = [event for _, event in sorted(newest_of.values(), key=lambda pair: pair[0])]
         items = [Incoming(e["data"]["object"], parse_time(e.get("created")), source_event_id=e.get("id"),
-                          event_type=e.get("type")) for e in events if isinstance(e.get("data"), dict)]
-        newest = max([e.get("created", since) for e in events], default=since)
-        last_second = {e["id"] for e in events if e.get("created") == newest} | (seen if newest == since else set())
+                          event_type=e.get("type")) for e in events]
+        if newest == since:
+            last_second |= seen
         yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})
