@@ -116,3 +116,17 @@ def test_csv_fields_longer_than_csvs_default_limit_are_read(client, key, workers
     run = wait_for(r.json["syncId"])
     assert run.status == "completed" and run.records_inserted == 2, run.error
     assert keys_in(cid)["1"]["body"] == long_text
+
+
+@pytest.mark.parametrize("filename, content, reason", [
+    ("dump.json", b'\n {"data": [{"id": 1}, {"id": 2}]}', "holds a JSON object, not an array of records"),
+    ("latin1.csv", b"id,name\n1,Jos\xe9\n", "not UTF-8 text"),
+])
+def test_a_file_that_cannot_be_read_fails_its_run_at_once_saying_why(client, key, workers, filename, content, reason):
+    sid, cid = connect(client, key, "file", config={"format": "auto"})
+    workers(1)
+    r = client.post(f"/api/v1/source-connections/{sid}/files", headers={"X-API-Key": key},
+                    data={"file": (io.BytesIO(content), filename)}, content_type="multipart/form-data")
+    run = wait_for(r.json["syncId"], timeout=20)  # not after retries with backoff: trying again cannot help
+    assert run.status == "failed" and run.attempt == 1 and reason in run.error and filename in run.error
+    assert keys_in(cid) == {}

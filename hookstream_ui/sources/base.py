@@ -11,7 +11,13 @@ from .fields import Field
 
 
 class SourceError(Exception):
-    """A failure talking to the source, with a message fit to show the user as it is."""
+    """A failure talking to the source, with a message fit to show the user as it is.
+    `retry=False` when trying again cannot help (a file that cannot be read): the run
+    fails at once instead of after its retries."""
+
+    def __init__(self, message: str, retry: bool = True):
+        super().__init__(message)
+        self.retry = retry
 
 
 @dataclass

@@ -68,6 +68,9 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
     raw = io.BufferedReader(ChunkReader(stored.id), buffer_size=64 * 1024)
     fmt = detect_format(stored.filename, stored.format)
     if fmt == "json":
+        # An object at the top ({"data": [...]}, a common API dump) would read as no records.
+        if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+            raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
         try:
             for number, item in enumerate(ijson.items(raw, "item", use_float=True), start=1):
                 yield item if isinstance(item, dict) else Malformed(f"item {number} is not a JSON object")
@@ -166,5 +169,5 @@ class File(SourceType):
                     yield Batch(items, {"rows": rows}, rejected=malformed)
                     items, malformed = [], []
         except ValueError as exc:
-            raise SourceError(f"{stored.filename}: {exc}") from None
+            raise SourceError(f"{stored.filename}: {exc}", retry=False) from None
         yield Batch(items, {"rows": rows, "done": True}, rejected=malformed)

@@ -263,7 +263,7 @@ def _fail(run: SyncRun, exc: Exception) -> None:
         log.warning("run %s failed with %s", run.id, type(exc).__name__, exc_info=True)
     run.attempt = (run.attempt or 0) + 1
     run.error = message
-    if run.attempt < MAX_ATTEMPTS and not isinstance(exc, Cancelled):
+    if run.attempt < MAX_ATTEMPTS and not isinstance(exc, Cancelled) and getattr(exc, "retry", True):
         run.status = "pending"
         run.claim_token = secrets.token_hex(8)
         db.session.commit()
