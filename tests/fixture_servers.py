@@ -203,7 +203,8 @@ def _rest_items(self, style: str, query: dict):
         return self._json(200, {"data": chunk, "next_cursor": str(start + limit) if more else None})
     if style == "link-away":  # its next link leads to another origin (the same server, named otherwise)
         return self._json(200, {"data": chunk, "links": {
-            "next": f"http://localhost:{self.server.server_port}/items/link?after={start + limit}&limit={limit}"}})
+            "next": f"http://someone:pa55word@localhost:{self.server.server_port}/items/link?after={start + limit}"
+                    f"&limit={limit}"}})
     return self._json(200, {"data": chunk, "links": {"next": f"/items/link?after={start + limit}&limit={limit}"
                                                      if more else None}})
 

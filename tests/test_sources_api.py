@@ -149,6 +149,10 @@ def test_rest_api_test_connection(client, key, http_fixture):
     check(bearer, {"path": "/html"}, False, "did not answer JSON")
     check(bearer, {"path": "/slow"}, False, "did not answer within 5 s")
     check(bearer, {"path": "/nowhere"}, False, "HTTP 404")
+    # A key in the URL's query string is not quoted back
+    r = create(client, key, "rest_api", {**bearer, "base_url": http_fixture.base}, {"path": "/nowhere?api_key=s3cret"})
+    t = api(client, "POST", f"/source-connections/{r.json['sourceConnection']['id']}/test", key).json
+    assert "HTTP 404 for http://127.0.0.1:" in t["message"] and "s3cret" not in t["message"], t
 
 
 def test_credentials_go_only_to_the_origin_they_were_given_for(ctx, http_fixture):
@@ -170,8 +174,9 @@ def test_credentials_go_only_to_the_origin_they_were_given_for(ctx, http_fixture
                        "next_path": "$.links.next", "page_size_param": "limit", "page_size": 5})
     pages = REGISTRY["rest_api"].read(conn, None, None, {}, True, ReadContext())
     assert len(next(pages).items) == 5
-    with pytest.raises(SourceError, match=r"next link leads to another host \(localhost:\d+\)"):
+    with pytest.raises(SourceError, match=r"next link leads to another host \(localhost:\d+\)") as refused:
         next(pages)
+    assert "pa55word" not in str(refused.value)  # the link's user-info is never quoted back
 
 
 def test_stripe_test_connection(client, key, http_fixture):

@@ -8,6 +8,7 @@ accepted event is both stored and visible. If applying fails, the event is still
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -74,10 +75,8 @@ def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
 def _stored_body(body: bytes) -> tuple[str, str]:
     # NUL is valid UTF-8, but PostgreSQL cannot store it in text.
     if b"\x00" not in body:
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             return body.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            pass
     return base64.b64encode(body).decode(), "base64"
 
 

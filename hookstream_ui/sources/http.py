@@ -19,6 +19,18 @@ def check_url(url: str) -> None:
     resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
 
 
+def host(url: str) -> str:
+    """host[:port] of `url` for messages: never its user-info, which can hold a password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def shown(url: str) -> str:
+    """`url` for messages: no user-info, no query string (either can hold a key)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{host(url)}{parts.path}"
+
+
 def origin(url: str) -> tuple:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
@@ -32,20 +44,20 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
             try:
                 response = client.request(method, url, **kwargs)
             except httpx.ConnectTimeout:
-                raise SourceError(f"Timed out connecting to {urlsplit(url).netloc} after {CONNECT_TIMEOUT:.0f} s") from None
+                raise SourceError(f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s") from None
             except httpx.TimeoutException:
-                raise SourceError(f"{urlsplit(url).netloc} did not answer within {READ_TIMEOUT:.0f} s") from None
+                raise SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s") from None
             except httpx.ConnectError as exc:
                 text = str(exc).lower()
                 if "certificate" in text or "ssl" in text or "tls" in text:
-                    raise SourceError(f"TLS error talking to {urlsplit(url).netloc}: {exc}") from None
+                    raise SourceError(f"TLS error talking to {host(url)}: {exc}") from None
                 if "refused" in text:
-                    raise SourceError(f"Connection refused by {urlsplit(url).netloc}") from None
+                    raise SourceError(f"Connection refused by {host(url)}") from None
                 if "name or service" in text or "nodename" in text or "resolve" in text:
                     raise SourceError(f"Host not found: {urlsplit(url).hostname}") from None
-                raise SourceError(f"Could not connect to {urlsplit(url).netloc}: {exc}") from None
+                raise SourceError(f"Could not connect to {host(url)}: {exc}") from None
             except httpx.HTTPError as exc:
-                raise SourceError(f"HTTP error talking to {urlsplit(url).netloc}: {type(exc).__name__}") from None
+                raise SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}") from None
             if response.is_redirect and "location" in response.headers:
                 target = urljoin(url, response.headers["location"])
                 if origin(target) != origin(url):

@@ -5,7 +5,7 @@ import httpx
 
 from ..services import jsonpaths
 from . import http
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from ..services.upsert import Incoming, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
@@ -107,7 +107,7 @@ class RestApi(SourceType):
         if response.status_code in (401, 403):
             return TestResult(False, f"The API rejected the credentials (HTTP {response.status_code})")
         if response.status_code >= 400:
-            return TestResult(False, f"The API answered HTTP {response.status_code} for {url}")
+            return TestResult(False, f"The API answered HTTP {response.status_code} for {http.shown(url)}")
         try:
             body = response.json()
         except ValueError:
@@ -157,8 +157,9 @@ class RestApi(SourceType):
                 target = urljoin(url, position)
                 params = {}
                 if http.origin(target) != http.origin(url):
-                    raise SourceError(f"The next link leads to another host ({urlsplit(target).netloc}); "
-                                      f"credentials are sent only to {urlsplit(url).netloc}")
+                    # Host and port only: a URL's user-info part can hold a password.
+                    raise SourceError(f"The next link leads to another host ({http.host(target)}); "
+                                      f"credentials are sent only to {http.host(url)}")
             ctx.throttle()
             # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
             body = self._get(target, params, creds, missing_is_end=numbered and not first)
@@ -194,7 +195,8 @@ class RestApi(SourceType):
         matches = jsonpaths.compile_path(records_path).find(body)
         records = matches[0].value if len(matches) == 1 else [m.value for m in matches]
         if not isinstance(records, list):
-            raise SourceError(f"{records_path} is not a list of records in the response from {target}")
+            raise SourceError(f"{records_path} is not a list of records in the response from "
+                              f"{http.shown(target)}")
         return records
 
     def _get(self, url, params, creds, missing_is_end=False):
@@ -208,8 +210,8 @@ class RestApi(SourceType):
         if response.status_code == 429:
             raise SourceError("The API is rate limiting us (HTTP 429); the run will retry")
         if response.status_code >= 400:
-            raise SourceError(f"The API answered HTTP {response.status_code} for {url}")
+            raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}")
         try:
             return response.json()
         except ValueError:
-            raise SourceError(f"The API did not answer JSON for {url}") from None
+            raise SourceError(f"The API did not answer JSON for {http.shown(url)}") from None
