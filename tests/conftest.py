@@ -168,7 +168,8 @@ def table(pg_source):
     """A 10,000-row source table `big` in the fixture PostgreSQL."""
     pg_source.sql("DROP TABLE IF EXISTS big; CREATE TABLE big (id integer PRIMARY KEY, name text, "
                   "amount numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now());"
-                  "INSERT INTO big (id, name, amount) SELECT g, 'name ' || g, g / 100.0 "
-                  f"FROM generate_series(1, {BIG_ROWS}) g;")
+                  # one row a second, as a table written over time
+                  "INSERT INTO big (id, name, amount, updated_at) SELECT g, 'name ' || g, g / 100.0, "
+                  f"now() - ({BIG_ROWS} - g) * interval '1 second' FROM generate_series(1, {BIG_ROWS}) g;")
     yield "big"
     pg_source.sql("DROP TABLE IF EXISTS big")

@@ -150,6 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None
+        if url.path == "/unavailable":  # a server having a bad minute
+            return self._json(503, {"message": "try again later"})
         if url.path == "/html":
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -159,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(401, {"message": "bad token"})
         if url.path.startswith("/items/"):
             return self._items(url.path.rsplit("/", 1)[-1], query)
+        if url.path == "/nothing":  # how some APIs say "no records"
+            return self._json(200, {"data": None, "next": None})
         if url.path == "/orders":
             return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
         return self._json(404, {"message": "no such path"})

@@ -13,12 +13,14 @@ def start(client, key, sid, full=False):
     return r.json["syncId"]
 
 
-def wait_for(run_id, statuses=("completed", "failed", "cancelled"), timeout=90) -> SyncRun:
+def wait_for(run_id, statuses=("completed", "failed", "cancelled"), timeout=90, attempted=False) -> SyncRun:
+    """The run once its status is one of `statuses` (and, `attempted`, once it has failed an
+    attempt: a run waiting for its retry is pending again)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         db.session.expire_all()
         run = db.session.get(SyncRun, run_id)
-        if run.status in statuses:
+        if run.status in statuses and (run.attempt or not attempted):
             return run
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} is {run.status} after {timeout}s (error: {run.error})")

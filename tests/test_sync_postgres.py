@@ -125,3 +125,68 @@ def test_cancel_and_409_while_running(client, synced, workers):
     assert r.json["run"]["status"] == "cancelled" and r.json["run"]["finishedAt"]
     runs = client.get(f"/api/v1/source-connections/{sid}/runs", headers=h).json["runs"]
     assert [x["id"] for x in runs] == [run_id]
+
+
+def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, pg_source):
+    """A row committed after rows with later cursor values were read (a transaction's now()
+    is when it began), and a row given the cursor value the last read ended on, are both
+    read by the next run; rows read again unchanged are counted so and not rewritten."""
+    import psycopg
+
+    key, sid, cid = synced
+    workers(1)
+    assert wait_for(start(client, key, sid)).status == "completed"
+    updated_at = {r.record_key: r.updated_at for r in
+                  db.session.scalars(select(Record).where(Record.collection_id == cid))}
+
+    creds = pg_source.credentials()
+    late = psycopg.connect(host=creds["host"], port=creds["port"], dbname=creds["database"], user=creds["username"],
+                           password=creds["password"])
+    try:
+        # Begins first (its now() is earliest), commits after the next run has read past it.
+        late.execute("UPDATE big SET name = 'late', updated_at = now() + interval '5 seconds' WHERE id = 1")
+        pg_source.sql("UPDATE big SET name = 'early', updated_at = now() + interval '6 seconds' WHERE id = 5")
+        run = wait_for(start(client, key, sid))
+        assert run.status == "completed" and run.mode == "incremental", run.error
+        assert run.records_updated == 1 and records(cid)["1"]["name"] == "name 1"
+        late.commit()
+    finally:
+        late.close()
+    # The value the last run ended on, given to a row whose key sorts before the row that had it.
+    pg_source.sql("UPDATE big SET name = 'tie', updated_at = (SELECT updated_at FROM big WHERE id = 5) WHERE id = 3")
+    run = wait_for(start(client, key, sid))
+    assert run.status == "completed" and run.mode == "incremental", run.error
+    data = records(cid)
+    assert (data["1"]["name"], data["5"]["name"], data["3"]["name"]) == ("late", "early", "tie")
+    assert run.records_updated == 2 and run.records_inserted == 0
+    # The re-read window (60 s) read the newest rows again: unchanged, so not rewritten.
+    assert run.records_skipped == run.progress - 2 > 50
+    assert run.skip_reasons == {"unchanged since it was last written": run.records_skipped}
+    db.session.expire_all()
+    after = {r.record_key: r.updated_at for r in db.session.scalars(select(Record).where(Record.collection_id == cid))}
+    assert after[str(ROWS)] == updated_at[str(ROWS)] and after["3"] > updated_at["3"]
+
+
+def test_re_read_window_is_a_checked_setting(client, synced):
+    key, sid, _ = synced
+    h = {"X-API-Key": key}
+    for bad in (-1, "soon", 1.5, 10**9):
+        r = client.put(f"/api/v1/source-connections/{sid}/config", headers=h,
+                       json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": bad}})
+        assert r.status_code == 400 and "cursor_lookback" in r.json["errors"], (bad, r.json)
+    r = client.put(f"/api/v1/source-connections/{sid}/config", headers=h,
+                   json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": 0}})
+    assert r.status_code == 200, r.json
+
+
+def test_a_table_that_is_not_there_fails_the_run_at_once_saying_so(client, synced, workers, pg_source):
+    key, sid, cid = synced
+    workers(1)
+    pg_source.sql("ALTER TABLE big RENAME TO big_renamed")
+    try:
+        run = wait_for(start(client, key, sid), timeout=20)  # not after minutes of retries
+    finally:
+        pg_source.sql("ALTER TABLE big_renamed RENAME TO big")
+    assert (run.status, run.attempt) == ("failed", 1)
+    assert run.error == 'PostgreSQL could not read public.big: relation "public.big" does not exist'
+    assert db.session.get(Collection, cid).status == "ERROR"

@@ -66,24 +66,21 @@ def test_rest_pagination_styles(client, key, http_fixture, workers, style, confi
 
 
 def test_rest_errors_fail_the_run_with_the_reason(client, key, http_fixture, workers):
-    sid, cid = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "bearer", "token": "wrong"},
-                       {"path": "/items/page", "records_path": "$.data"})
+    """Rejected credentials fail the run at once (retrying cannot fix them); a server error
+    is retried with backoff, its reason shown meanwhile."""
     from hookstream_ui.sync import jobs
     workers(1)
-    import time
+    sid, _ = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "bearer", "token": "wrong"},
+                     {"path": "/items/page", "records_path": "$.data"})
+    run = wait_for(start(client, key, sid), timeout=20)
+    assert (run.status, run.attempt, run.error) == ("failed", 1, "The API rejected the credentials (HTTP 401)")
 
-    from hookstream_ui.models import SyncRun
-    run_id = start(client, key, sid)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        run = db.session.get(SyncRun, run_id)
-        if run.attempt:
-            break
-        time.sleep(0.1)
+    sid, _ = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "none"},
+                     {"path": "/unavailable", "records_path": "$.data"})
+    run = wait_for(start(client, key, sid), statuses=("pending", "failed"), timeout=20, attempted=True)
     assert run.attempt == 1 and run.status == "pending"  # waiting for its backoff
-    assert run.error == "The API rejected the credentials (HTTP 401)"
-    assert jobs.MAX_ATTEMPTS > 1  # it will retry with backoff; the reason is shown meanwhile
+    assert run.error == "The API answered HTTP 503 for " + http_fixture.base + "/unavailable"
+    assert jobs.MAX_ATTEMPTS > 1
 
 
 @pytest.mark.parametrize("filename, content, good, bad_reason", [
@@ -129,4 +126,17 @@ def test_a_file_that_cannot_be_read_fails_its_run_at_once_saying_why(client, key
                     data={"file": (io.BytesIO(content), filename)}, content_type="multipart/form-data")
     run = wait_for(r.json["syncId"], timeout=20)  # not after retries with backoff: trying again cannot help
     assert run.status == "failed" and run.attempt == 1 and reason in run.error and filename in run.error
+    assert keys_in(cid) == {}
+
+
+def test_rest_records_path_holding_null_is_no_records(client, key, http_fixture, workers):
+    from tests.fixture_servers import REST_TOKEN
+    sid, cid = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "bearer",
+                                                 "token": REST_TOKEN},
+                       {"path": "/nothing", "records_path": "$.data", "pagination": "next_link", "next_path": "$.next"})
+    r = client.post(f"/api/v1/source-connections/{sid}/test", headers={"X-API-Key": key}, json={})
+    assert r.json["success"] is True and "0 records" in r.json["message"], r.json
+    workers(1)
+    run = wait_for(start(client, key, sid), timeout=30)
+    assert run.status == "completed" and run.progress == 0, run.error
     assert keys_in(cid) == {}

@@ -125,3 +125,20 @@ def test_a_bulk_batch_of_new_keys_still_lands_when_one_key_is_there_after_all(co
     assert len(rows) == upsert.RETURNING_UNDER + 51
     assert rows["k0100"].data["data"]["v"] == "newer, kept" and rows["k0101"].data["data"]["v"] == "fresh 101"
     assert rows["k0002"].data["data"]["v"] == "fresh 2" and "k9999" in rows
+
+
+@pytest.mark.parametrize("size", [1, 250])  # a statement per row that says what it did; a bulk one read back
+def test_a_version_written_again_unchanged_is_not_an_update(collection, size):
+    first = apply(collection, [ev(k, T0, data={"v": "a"}) for k in range(size)])
+    db.session.commit()
+    assert first.inserted == size
+    before = {k: r.updated_at for k, r in stored(collection).items()}
+    out = apply(collection, [ev(k, T0, data={"v": "a"}) for k in range(size)])
+    db.session.commit()
+    assert (out.inserted, out.updated, out.skipped) == (0, 0, size)
+    assert out.reasons == {"unchanged since it was last written": size}
+    assert {k: r.updated_at for k, r in stored(collection).items()} == before
+    # The same time with other data is a change (a source whose clock is coarse).
+    out = apply(collection, [ev(0, T0, data={"v": "b"})])
+    db.session.commit()
+    assert (out.updated, out.skipped) == (1, 0) and stored(collection)["0"].updated_at > before["0"]

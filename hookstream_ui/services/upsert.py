@@ -130,15 +130,22 @@ COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "eve
            "source_event_at", "created_at", "updated_at", "seen_run_id")
 # PostgreSQL also stores each record's words (search_index.pg_document) for its word index.
 PG_COLUMNS = (*COLUMNS, "search_words")
+# A version read again unchanged (re-read windows, full re-reads, a payload sent twice)
+# keeps its updated_at: the records list sorts by it, and the run reports it "unchanged".
+_CHANGED = ("records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type "
+            "OR records.source_event_at IS DISTINCT FROM excluded.source_event_at")
 _UPSERT = ("INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
            "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
-           "source_event_at = excluded.source_event_at, updated_at = excluded.updated_at, "
+           "source_event_at = excluded.source_event_at, "
+           f"updated_at = CASE WHEN {_CHANGED} THEN excluded.updated_at ELSE records.updated_at END, "
            "seen_run_id = excluded.seen_run_id{more} "
            "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at")
 _CASTS = {"data": "%s::jsonb", "search_words": "%s::tsvector"}
 _PG_UPSERT = _UPSERT.replace("{more}", ", search_words = excluded.search_words")
 UPSERT_SQL = {
-    "sqlite": _UPSERT.replace("{more}", "").format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
+    # SQLite spells IS DISTINCT FROM "IS NOT" (the other spelling needs SQLite 3.39).
+    "sqlite": _UPSERT.replace("{more}", "").replace("IS DISTINCT FROM", "IS NOT").format(
+        cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
     "postgresql": _PG_UPSERT.format(cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)),
 }
 # PostgreSQL: COPY a batch into a session-local staging table, then one INSERT ... SELECT.
@@ -162,7 +169,7 @@ def new_record_id() -> str:
 # it did beats a bulk statement and a read-back (PostgreSQL: the staging table's four
 # statements cost more than one pipelined INSERT per row).
 RETURNING_UNDER = 200
-SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id"
+SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id, updated_at"
 
 
 PG_COPY_NEW_SQL = "COPY records ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
@@ -200,12 +207,13 @@ def _sqlite_time(value: datetime) -> str:
     return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = False) -> dict[str, bool] | None:
+def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = False) -> dict[str, str] | None:
     """One executemany with the driver, inside the session's transaction. SQLAlchemy's
     per-row parameter processing cost more than the insert itself on large batches.
-    Where the statement can say what it did (small batches), returns each written key and
-    whether it was inserted; keys the last-write-wins guard kept are absent. SQLite then
-    also indexes the written rows' words (`index_words`) from the values in hand."""
+    Where the statement can say what it did (small batches), returns each written key's
+    result (inserted, updated or unchanged); keys the last-write-wins guard kept are
+    absent. SQLite then also indexes the written rows' words (`index_words`) from the
+    values in hand."""
     dialect = db.engine.dialect.name
     if dialect not in UPSERT_SQL:
         raise RuntimeError(f"no bulk upsert for {dialect}")
@@ -223,7 +231,8 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
             for row in rows:
                 written = cursor.execute(SQLITE_RETURNING, row).fetchone()
                 if written is not None:
-                    done[row[4]] = written[1] == row[0]
+                    done[row[4]] = "inserted" if written[1] == row[0] else \
+                        "updated" if written[2] == now else "unchanged"
                     words.append((written[0], row[4], row[5]))
             if index_words:
                 search_index.index_rows(cursor, words)
@@ -231,10 +240,12 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
         if len(rows) < RETURNING_UNDER:
             # psycopg pipelines it: one round trip, which also answers what each row did
             # (xmax = 0 only on a row this statement inserted), so no read-back is needed.
-            cursor.executemany(UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0", rows, returning=True)
-            done = {}
+            cursor.executemany(UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0, updated_at", rows,
+                               returning=True)
+            done, now = {}, rows[0][10]
             while True:
-                done.update(cursor.fetchall())
+                done.update((key, "inserted" if inserted else "updated" if as_utc(updated) == now else "unchanged")
+                            for key, inserted, updated in cursor.fetchall())
                 if not cursor.nextset():
                     return done
         pg_bulk_upsert(cursor, rows, keys_are_new)
@@ -381,33 +392,44 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
 
 
 def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note,
-                  done: dict[str, bool] | None = None) -> None:
+                  done: dict[str, str] | None = None) -> None:
     """What the upsert really did: as the statement reported it (`done`), or read back in the
-    same transaction. Rows it inserted carry this batch's created_at, rows it updated its
-    updated_at; a row the last-write-wins guard kept (a concurrent writer stored something
-    newer first) carries neither. Exact even when concurrent deliveries race for one key,
-    which a lookup before the write is not."""
+    same transaction. Rows it inserted carry this batch's created_at, rows it changed its
+    updated_at; a row it wrote unchanged keeps its old updated_at but holds our version's
+    time; a row the last-write-wins guard kept (a concurrent writer stored something newer
+    first) holds a later one. Exact even when concurrent deliveries race for one key, which
+    a lookup before the write is not."""
     keys = [w[4] for w in writes]
-    if done is not None:
-        stamps = {k: (now, now) if inserted else (None, now) for k, inserted in done.items()}
-    else:
-        stamps = {}
+    if done is None:
+        done, ours = {}, {w[4]: w[8] for w in writes}
         for start in range(0, len(keys), KEY_CHUNK):
-            stamps.update({k: (c, u) for k, c, u in db.session.execute(
-                select(Record.record_key, Record.created_at, Record.updated_at)
-                .where(Record.collection_id == collection.id,
-                       Record.record_key.in_(keys[start:start + KEY_CHUNK])))})
+            for key, created, updated, at in db.session.execute(
+                    select(Record.record_key, Record.created_at, Record.updated_at, Record.source_event_at)
+                    .where(Record.collection_id == collection.id,
+                           Record.record_key.in_(keys[start:start + KEY_CHUNK]))):
+                if as_utc(created) == now:
+                    done[key] = "inserted"
+                elif as_utc(updated) == now:
+                    done[key] = "updated"
+                elif at is not None and as_utc(at) == as_utc(ours[key]):
+                    done[key] = "unchanged"
     for key in keys:
-        created, updated = (as_utc(t) if t else None for t in stamps.get(key, (None, None)))
-        if created == now:
+        result = done.get(key)
+        if result == "inserted":
             outcome.inserted += 1
             note(key, ("inserted", None))
-        elif updated == now:
+        elif result == "updated":
             outcome.updated += 1
             note(key, ("updated", None))
+        elif result == "unchanged":
+            outcome.skip(UNCHANGED)
+            note(key, ("skipped", UNCHANGED))
         else:
             outcome.skip("older than the stored version")
             note(key, ("skipped", "older than the stored version"))
+
+
+UNCHANGED = "unchanged since it was last written"
 
 
 def remove_unseen(collection: Collection, run_id: str) -> int:

@@ -12,8 +12,9 @@ from .fields import Field
 
 class SourceError(Exception):
     """A failure talking to the source, with a message fit to show the user as it is.
-    `retry=False` when trying again cannot help (a file that cannot be read): the run
-    fails at once instead of after its retries."""
+    `retry=False` when trying again cannot help until someone changes something (a file
+    that cannot be read, credentials the source rejects, a table that is not there): the
+    run fails at once, saying so, instead of after minutes of retries."""
 
     def __init__(self, message: str, retry: bool = True):
         super().__init__(message)
@@ -97,7 +98,7 @@ class SourceType(ABC):
              full: bool, ctx: ReadContext):
         """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads
         everything; otherwise only what changed since `state`. Push types never read."""
-        raise SourceError(f"{self.name} sources receive events; they have nothing to read")
+        raise SourceError(f"{self.name} sources receive events; they have nothing to read", retry=False)
 
     def summary(self) -> dict:
         return {

@@ -153,7 +153,7 @@ class File(SourceType):
         file_id = ctx.file_id or conn.latest_file_id
         stored = db.session.get(SourceFile, file_id) if file_id else None
         if stored is None:
-            raise SourceError("No file to read: upload one first")
+            raise SourceError("No file to read: upload one first", retry=False)
         done_rows = checkpoint.get("rows", 0)
         rows, items, malformed = 0, [], []
         try:

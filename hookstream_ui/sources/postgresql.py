@@ -1,6 +1,8 @@
 """PostgreSQL tables and views, read with psycopg 3."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import psycopg
 from psycopg import sql
 
@@ -12,6 +14,8 @@ from .fields import Field
 from .netguard import CONNECT_TIMEOUT, resolve
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+LOOKBACK = 60
+MAX_LOOKBACK = 7 * 86400
 
 
 def explain(exc: psycopg.Error, host: str, port: int) -> str:
@@ -43,7 +47,18 @@ def connect(creds: dict) -> psycopg.Connection:
     try:
         return psycopg.connect(**params, autocommit=True)
     except psycopg.Error as exc:
-        raise SourceError(explain(exc, host, port)) from None
+        lowered = str(exc).lower()
+        # Wrong password, no such database: retrying cannot help until someone fixes it.
+        final = "authentication failed" in lowered or "no password supplied" in lowered or "does not exist" in lowered
+        raise SourceError(explain(exc, host, port), retry=not final) from None
+
+
+def read_error(exc: psycopg.Error, relation: str) -> SourceError:
+    """A failure mid-read, in PostgreSQL's own words. A lost connection or a timeout may
+    pass; a missing table or column, or a missing permission, stays until someone acts."""
+    text = (exc.diag.message_primary or "").strip() or type(exc).__name__
+    return SourceError(f"PostgreSQL could not read {relation}: {text}",
+                       retry=isinstance(exc, (psycopg.OperationalError, psycopg.InternalError)))
 
 
 @register
@@ -70,13 +85,21 @@ class PostgreSQL(SourceType):
         Field("primary_key", "string", "Primary key column", default="id"),
         Field("cursor_column", "string", "Cursor column", placeholder="updated_at",
               description="A column that grows on every change, for incremental syncs."),
+        Field("cursor_lookback", "number", "Re-read window (seconds)", default=LOOKBACK,
+              description="For a date-time cursor: each incremental read starts this far before the newest value "
+                          "it has seen, so rows committed late are not missed (now() is a transaction's start "
+                          "time). Rows read again unchanged are not rewritten."),
     )
 
     def check(self, credentials, config):
+        errors = {}
         port = credentials.get("port")
         if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
-            return {"port": "must be a whole number from 1 to 65535"}
-        return {}
+            errors["port"] = "must be a whole number from 1 to 65535"
+        lookback = config.get("cursor_lookback")
+        if lookback is not None and not (isinstance(lookback, int) and 0 <= lookback <= MAX_LOOKBACK):
+            errors["cursor_lookback"] = f"must be a whole number of seconds from 0 to {MAX_LOOKBACK}"
+        return errors
 
     def test(self, conn: Connection) -> TestResult:
         try:
@@ -118,16 +141,21 @@ class PostgreSQL(SourceType):
     def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
         schema, table = split_stream(stream or conn.config.get("table") or "", conn.config.get("schema") or "public")
         if not table:
-            raise SourceError("No table to read: set the collection's stream or the source's table")
+            raise SourceError("No table to read: set the collection's stream or the source's table", retry=False)
         pk = conn.config.get("primary_key") or "id"
         cursor_col = conn.config.get("cursor_column") or None
         relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         with connect(conn.credentials) as pg:
             pg.row_factory = dict_row
-            if full or not state or state.get("cursor") is None or not cursor_col:
-                yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx.batch_size)
-            else:
-                yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx.batch_size)
+            try:
+                if full or not state or state.get("cursor") is None or not cursor_col:
+                    yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx.batch_size)
+                else:
+                    lookback = conn.config.get("cursor_lookback")
+                    yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx.batch_size,
+                                                 LOOKBACK if lookback is None else lookback)
+            except psycopg.Error as exc:
+                raise read_error(exc, f"{schema}.{table}") from None
 
     def _select(self, relation, pk, cursor_col):
         """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
@@ -137,11 +165,11 @@ class PostgreSQL(SourceType):
 
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
         """Keyset pagination on the primary key: each batch resumes after the last key.
-        It also finds the high-water mark (largest cursor, and the last key holding it)
-        where the incremental reads that follow begin."""
+        It also finds the high-water mark (the largest cursor) where the incremental
+        reads that follow begin."""
         total = pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
         after = checkpoint.get("after")
-        high, high_pk = checkpoint.get("max_cursor"), checkpoint.get("max_cursor_pk")
+        high = checkpoint.get("max_cursor")
         select = self._select(relation, pk, cursor_col)
         key_path = f"$.{pk}"
         order = sql.SQL(" ORDER BY t.{} LIMIT %s").format(sql.Identifier(pk))
@@ -157,21 +185,26 @@ class PostgreSQL(SourceType):
             for row in rows:
                 at = row["c"]
                 if at is not None and (high is None or _after(at, high)):
-                    high, high_pk = at, row["k"]
+                    high = at
                 items.append(Incoming(None, parse_time(at) if at is not None else None, raw=row["j"], key=row["k"],
                                       key_path=key_path))
             after = json_safe(rows[-1]["k"])
-            high, high_pk = json_safe(high), json_safe(high_pk)
-            yield Batch(items, {"after": after, "max_cursor": high, "max_cursor_pk": high_pk}, total=total)
+            high = json_safe(high)
+            yield Batch(items, {"after": after, "max_cursor": high}, total=total)
             if len(rows) < size:
                 break
-        state = {"cursor": high, "pk": high_pk} if cursor_col else None
-        yield Batch([], {"after": after, "max_cursor": high, "max_cursor_pk": high_pk, "done": True},
+        state = {"cursor": high} if cursor_col else None
+        yield Batch([], {"after": after, "max_cursor": high, "done": True},
                     total=total, state=state)
 
-    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size):
-        """Rows whose cursor moved past the stored position, in (cursor, key) order."""
-        position = checkpoint.get("position") or [state["cursor"], state.get("pk")]
+    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size, lookback):
+        """Rows whose cursor is at or past the newest value read so far, less the re-read
+        window, in (cursor, key) order. At, not past: a coarse cursor (a date, whole
+        seconds) gives rows changed later the value the last read ended on. Less the
+        window: a transaction's now() is when it began, so a row can commit after rows
+        with later values were read."""
+        high = checkpoint.get("high", state["cursor"])
+        position = checkpoint.get("position") or [rewind(state["cursor"], lookback), None]
         select = self._select(relation, pk, cursor_col)
         order = sql.SQL(" ORDER BY t.{}, t.{} LIMIT %s").format(sql.Identifier(cursor_col), sql.Identifier(pk))
         while True:
@@ -188,15 +221,29 @@ class PostgreSQL(SourceType):
                 break
             items = [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=f"$.{pk}")
                      for row in rows]
+            if _after(rows[-1]["c"], high):
+                high = json_safe(rows[-1]["c"])
             position = [json_safe(rows[-1]["c"]), json_safe(rows[-1]["k"])]
-            yield Batch(items, {"position": position}, state={"cursor": position[0], "pk": position[1]})
+            yield Batch(items, {"position": position, "high": high}, state={"cursor": high})
             if len(rows) < size:
                 break
-        yield Batch([], {"position": position, "done": True}, state={"cursor": position[0], "pk": position[1]})
+        yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})
+
+
+def rewind(cursor, seconds: int):
+    """A date-time cursor (as JSON text) `seconds` earlier; any other cursor as it is (a
+    date is re-read whole already, and numbers have no clock to go back on)."""
+    if not seconds or not isinstance(cursor, str) or len(cursor) <= 10:
+        return cursor
+    try:
+        at = datetime.fromisoformat(cursor)
+    except ValueError:
+        return cursor
+    return (at - timedelta(seconds=seconds)).isoformat()
 
 
 def _after(value, high) -> bool:
-    """value > high, where high may be the JSON form kept in a checkpoint (ISO text)."""
+    """value is past high, where high may be the JSON form kept in a checkpoint (ISO text)."""
     if isinstance(high, str) and not isinstance(value, str):
         value = json_safe(value)
     return value >= high

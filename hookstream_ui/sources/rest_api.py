@@ -118,9 +118,9 @@ class RestApi(SourceType):
         if not records:
             return TestResult(False, f"Connected, but the records path {path} matched nothing in the response")
         value = records[0].value if len(records) == 1 else [m.value for m in records]
-        if not isinstance(value, list):
+        if not isinstance(value, list) and value is not None:
             return TestResult(False, f"Connected, but {path} is not a list of records")
-        return TestResult(True, f"Connected: {len(value)} records on the first page")
+        return TestResult(True, f"Connected: {len(value or [])} records on the first page")
 
     def list_streams(self, conn: Connection) -> list[dict]:
         path = conn.config.get("path") or "/"
@@ -159,7 +159,7 @@ class RestApi(SourceType):
                 if http.origin(target) != http.origin(url):
                     # Host and port only: a URL's user-info part can hold a password.
                     raise SourceError(f"The next link leads to another host ({http.host(target)}); "
-                                      f"credentials are sent only to {http.host(url)}")
+                                      f"credentials are sent only to {http.host(url)}", retry=False)
             ctx.throttle()
             # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
             body = self._get(target, params, creds, missing_is_end=numbered and not first)
@@ -194,6 +194,8 @@ class RestApi(SourceType):
     def _records(body, records_path: str, target: str) -> list:
         matches = jsonpaths.compile_path(records_path).find(body)
         records = matches[0].value if len(matches) == 1 else [m.value for m in matches]
+        if records is None:  # `"data": null`, as some APIs say "no records"
+            return []
         if not isinstance(records, list):
             raise SourceError(f"{records_path} is not a list of records in the response from "
                               f"{http.shown(target)}")
@@ -206,11 +208,12 @@ class RestApi(SourceType):
         if missing_is_end and response.status_code == 404:
             return None
         if response.status_code in (401, 403):
-            raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})")
+            raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})", retry=False)
         if response.status_code == 429:
             raise SourceError("The API is rate limiting us (HTTP 429); the run will retry")
-        if response.status_code >= 400:
-            raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}")
+        if response.status_code >= 400:  # 408 and 5xx may pass; other 4xx say the request is wrong
+            raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}",
+                              retry=response.status_code >= 500 or response.status_code == 408)
         try:
             return response.json()
         except ValueError:

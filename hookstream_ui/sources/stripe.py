@@ -70,7 +70,7 @@ class Stripe(SourceType):
     def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
         stream = stream or "customer"
         if stream not in STREAMS:
-            raise SourceError(f"Unknown Stripe stream {stream!r}; one of {', '.join(STREAMS)}")
+            raise SourceError(f"Unknown Stripe stream {stream!r}; one of {', '.join(STREAMS)}", retry=False)
         base = conn.credentials.get("api_base", "https://api.stripe.com").rstrip("/")
         headers = {"Authorization": f"Bearer {conn.credentials.get('secret_key', '')}"}
         if full or not state or "events_since" not in state:
@@ -90,7 +90,10 @@ class Stripe(SourceType):
                 reason = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 reason = f"HTTP {response.status_code}"
-            raise SourceError(f"Stripe answered HTTP {response.status_code}: {reason}")
+            # Stripe's 4xx are final (bad key, no such object) except 409 and 429, its
+            # "try again" answers.
+            raise SourceError(f"Stripe answered HTTP {response.status_code}: {reason}",
+                              retry=not 400 <= response.status_code < 500 or response.status_code in (409, 429))
         return response.json()
 
     def _list(self, base, headers, stream, checkpoint, ctx):

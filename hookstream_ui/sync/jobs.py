@@ -159,7 +159,7 @@ def _execute(run: SyncRun, token: str) -> None:
                       batch_size=current_app.config["SYNC_BATCH_SIZE"])
     collections = sorted(bound_collections(source), key=lambda c: c.id)
     if not collections:
-        raise SourceError("No collection is bound to this source; create one from the source's page")
+        raise SourceError("No collection is bound to this source; create one from the source's page", retry=False)
     if run.mode != "full" and any(kind.state_expired(c.sync_state) for c in collections):
         run.mode = "full"  # what changed since is gone from the source: read it all again
         db.session.commit()
