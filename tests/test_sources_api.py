@@ -334,3 +334,29 @@ def test_rest_api_tls_error_and_closed_port(client, key, http_fixture):
     closed = create(client, key, "rest_api", {"base_url": f"http://127.0.0.1:{free_port()}"}).json
     t = api(client, "POST", f"/source-connections/{closed['sourceConnection']['id']}/test", key).json
     assert t["success"] is False and t["message"].startswith("Connection refused by 127.0.0.1:"), t
+
+
+def test_fields_for_another_choice_are_not_stored(client, key, http_fixture):
+    """A token typed and then another auth type chosen, or a secret left behind when
+    verification is turned off, is dropped: no secret is kept that does not apply."""
+    from hookstream_ui.models import SourceConnection, db
+    from hookstream_ui.services.sources import connection_for
+
+    def stored(sid):
+        db.session.expire_all()
+        return connection_for(db.session.get(SourceConnection, sid)).credentials
+
+    r = create(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "basic", "username": "ann",
+                                         "password": "pw-kept", "token": "abandoned-token"}, {"path": "/orders"})
+    assert r.status_code == 201, r.json
+    sid = r.json["sourceConnection"]["id"]
+    assert "token" not in stored(sid) and stored(sid)["password"] == "pw-kept"
+    assert "token" not in r.json["sourceConnection"]["credentials"]
+    r = api(client, "PUT", f"/source-connections/{sid}/credentials", key,
+            json={"credentials": {"base_url": http_fixture.base, "auth_type": "none", "password": MASK}})
+    assert r.status_code == 200, r.json
+    assert {"username", "password", "token"}.isdisjoint(stored(sid))
+
+    r = create(client, key, "webhook", {"verification_type": "none", "secret": "left-behind"})
+    assert r.status_code == 201, r.json
+    assert "secret" not in stored(r.json["sourceConnection"]["id"])

@@ -25,7 +25,7 @@ class Field:
     placeholder: str = ""
     max_length: int = field(default=2000, compare=False)
     # (other field, its values): the form shows this field only while the other has one of
-    # them (static/app.js; without script every field shows). Not part of the API's schema.
+    # them (static/app.js; without script every field shows), and it is kept only then.
     shown_when: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
@@ -118,6 +118,12 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
             errors[f.name] = str(exc)
     if errors:
         raise ValidationFailed(errors, code=code)
+    # A field for another choice is not kept (a token typed, then basic auth chosen, or a
+    # secret left behind when verification is turned off): nothing is stored that does
+    # not apply, above all no secret the user believes abandoned.
+    for f in fields:
+        if f.shown_when and f.name in clean and clean.get(f.shown_when[0]) not in f.shown_when[1]:
+            del clean[f.name]
     return clean
 
 
