@@ -190,3 +190,22 @@ def test_a_table_that_is_not_there_fails_the_run_at_once_saying_so(client, synce
     assert (run.status, run.attempt) == ("failed", 1)
     assert run.error == 'PostgreSQL could not read public.big: relation "public.big" does not exist'
     assert db.session.get(Collection, cid).status == "ERROR"
+
+
+def test_a_view_too_slow_to_count_is_still_read(client, ctx, workers, pg_source, table):
+    """Counting (for progress) gives up after a moment instead of failing the run; reads
+    are not held to a connection test's few seconds."""
+    pg_source.sql("CREATE OR REPLACE VIEW slow_big AS SELECT id, name FROM big WHERE id <= 6 AND pg_sleep(1) IS NOT NULL")
+    key = make_key(production(org_of(make_user("owner@example.com"))))
+    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "postgresql", "name": "Slow view", "credentials": pg_source.credentials(),
+        "config": {"table": "slow_big", "primary_key": "id"}}).json["sourceConnection"]["id"]
+    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
+        "name": "Slow", "source_id": sid, "primary_key_path": "$.id"}).json["collection"]["id"]
+    workers(1)
+    try:
+        run = wait_for(start(client, key, sid), timeout=60)
+    finally:
+        pg_source.sql("DROP VIEW slow_big")
+    assert run.status == "completed" and run.attempt == 0, run.error
+    assert run.records_inserted == 6 and run.total is None and sorted(records(cid), key=int) == list("123456")

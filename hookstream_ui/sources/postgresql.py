@@ -15,6 +15,10 @@ from .netguard import CONNECT_TIMEOUT, resolve
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LOOKBACK = 60
+# A connection test answers within seconds; a read's statements may take longer on a big
+# table (an incremental read sorts on a cursor column that may have no index).
+READ_STATEMENT_TIMEOUT = "15min"
+COUNT_TIMEOUT_MS = 2000
 MAX_LOOKBACK = 7 * 86400
 
 
@@ -147,6 +151,7 @@ class PostgreSQL(SourceType):
         relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         with connect(conn.credentials) as pg:
             pg.row_factory = dict_row
+            pg.execute(f"SET statement_timeout = '{READ_STATEMENT_TIMEOUT}'")
             try:
                 if full or not state or state.get("cursor") is None or not cursor_col:
                     yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx.batch_size)
@@ -159,15 +164,28 @@ class PostgreSQL(SourceType):
 
     def _select(self, relation, pk, cursor_col):
         """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
-        cursor = sql.Identifier(cursor_col) if cursor_col else sql.SQL("NULL")
-        return sql.SQL("SELECT t.{pk} AS k, t.{c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
+        cursor = sql.SQL("t.{}").format(sql.Identifier(cursor_col)) if cursor_col else sql.SQL("NULL")
+        return sql.SQL("SELECT t.{pk} AS k, {c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
             pk=sql.Identifier(pk), c=cursor, rel=relation)
+
+    @staticmethod
+    def _total(pg, relation) -> int | None:
+        """Rows to read, for progress and ETA. Counting a table of many millions takes
+        minutes; past two seconds PostgreSQL's own estimate will do (a view has none)."""
+        try:
+            with pg.transaction():
+                pg.execute(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
+                return pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
+        except psycopg.errors.QueryCanceled:
+            estimate = pg.execute(sql.SQL("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {}::regclass")
+                                  .format(sql.Literal(relation.as_string(pg)))).fetchone()["n"]
+            return estimate if estimate > 0 else None
 
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
         """Keyset pagination on the primary key: each batch resumes after the last key.
         It also finds the high-water mark (the largest cursor) where the incremental
         reads that follow begin."""
-        total = pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
+        total = self._total(pg, relation)
         after = checkpoint.get("after")
         high = checkpoint.get("max_cursor")
         select = self._select(relation, pk, cursor_col)
