@@ -209,3 +209,34 @@ def test_a_view_too_slow_to_count_is_still_read(client, ctx, workers, pg_source,
         pg_source.sql("DROP VIEW slow_big")
     assert run.status == "completed" and run.attempt == 0, run.error
     assert run.records_inserted == 6 and run.total is None and sorted(records(cid), key=int) == list("123456")
+
+
+def test_odd_names_text_keys_and_a_date_cursor(client, ctx, workers, pg_source):
+    """A schema other than public, names needing quotes, a text key and a date cursor (a
+    coarse one: a row changed later the same day has the value the last read ended on)."""
+    pg_source.sql('CREATE SCHEMA IF NOT EXISTS "Sales Dept"; DROP TABLE IF EXISTS "Sales Dept"."Open Orders";'
+                  'CREATE TABLE "Sales Dept"."Open Orders" ("Order Key" text PRIMARY KEY, "Changed On" date NOT NULL, '
+                  'payload jsonb, tags text[]);'
+                  'INSERT INTO "Sales Dept"."Open Orders" SELECT \'ord-\' || g, current_date - (3 - g % 3), '
+                  '\'{"n": 1}\', ARRAY[\'a\'] FROM generate_series(1, 30) g')
+    key = make_key(production(org_of(make_user("owner@example.com"))))
+    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "postgresql", "name": "Orders", "credentials": pg_source.credentials(),
+        "config": {"schema": "Sales Dept", "table": "Open Orders", "primary_key": "Order Key",
+                   "cursor_column": "Changed On"}}).json["sourceConnection"]["id"]
+    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
+        "name": "Orders", "source_id": sid, "primary_key_path": "$['Order Key']"}).json["collection"]["id"]
+    workers(1)
+    try:
+        run = wait_for(start(client, key, sid))
+        assert run.status == "completed" and run.records_inserted == 30, run.error
+        data = records(cid)
+        assert data["ord-7"]["payload"] == {"n": 1} and data["ord-7"]["tags"] == ["a"]
+        pg_source.sql('UPDATE "Sales Dept"."Open Orders" SET payload = \'{"n": 2}\', "Changed On" = current_date '
+                      'WHERE "Order Key" = \'ord-1\'')  # sorts before every key already read today
+        run = wait_for(start(client, key, sid))
+        assert run.status == "completed" and run.mode == "incremental", run.error
+        assert run.records_updated == 1 and records(cid)["ord-1"]["payload"] == {"n": 2}
+        assert run.progress == 11  # today's rows only: a date cursor is not rewound
+    finally:
+        pg_source.sql('DROP SCHEMA "Sales Dept" CASCADE')

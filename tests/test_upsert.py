@@ -1,7 +1,7 @@
 """The upsert engine's rules, on the real database (SQLite or PostgreSQL)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -78,7 +78,7 @@ def test_receipt_time_when_no_timestamp(collection):
 
 @pytest.mark.parametrize("value, expected", [
     (1767225600, T0), (1767225600000, T0), ("1767225600", T0), ("2026-01-01T00:00:00Z", T0),
-    ("2026-01-01T01:00:00+01:00", T0), ("garbage", None), (None, None), (True, None)])
+    ("2026-01-01T01:00:00+01:00", T0), (date(2026, 1, 1), T0), ("garbage", None), (None, None), (True, None)])
 def test_parse_time(value, expected):
     assert parse_time(value) == expected
 

@@ -74,11 +74,13 @@ class Outcome:
 
 
 def parse_time(value) -> datetime | None:
-    """Epoch seconds (or milliseconds) or ISO 8601, as an aware UTC datetime; else None."""
+    """Epoch seconds (or milliseconds), ISO 8601 or a date, as an aware UTC datetime; else None."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, datetime):
         return as_utc(value)
+    if isinstance(value, date):  # a date cursor: its midnight, so a version read again is the same version
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
         value = float(value)
     if isinstance(value, (int, float)):
