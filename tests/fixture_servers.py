@@ -3,6 +3,7 @@ binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and S
 documented list and error formats."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -78,12 +79,13 @@ class StripeState:
         self.customers: list[dict] = []
         self.events: list[dict] = []
         self.request_times: list[float] = []
+        self.paths: list[str] = []
 
     def seed(self, n: int):
         now = int(time.time())
         self.customers = [{"id": f"cus_{i:05d}", "object": "customer", "created": now - n + i,
                            "email": f"c{i}@example.com", "livemode": False} for i in range(n)]
-        self.events, self.request_times = [], []
+        self.events, self.request_times, self.paths = [], [], []
 
     def event(self, kind: str, obj: dict, created: int | None = None):
         self.events.append({"id": f"evt_{len(self.events):05d}", "object": "event", "type": kind,
@@ -127,6 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(401, {"error": {"type": "invalid_request_error",
                                                   "message": f"Invalid API Key provided: {given}"}})
             STRIPE.request_times.append(time.time())
+            STRIPE.paths.append(url.path)
             if url.path == "/v1/customers":
                 if not STRIPE.customers:  # test-connection calls before any data was seeded
                     return self._json(200, {"object": "list", "has_more": False,
@@ -135,8 +138,11 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/v1/events":
                 after = int(query.get("created[gt]", ["-1"])[0])
                 since = int(query.get("created[gte]", [after + 1])[0])
-                prefix = query.get("types[]", ["*"])[0].rstrip("*")
-                chosen = [e for e in STRIPE.events if e["created"] >= since and e["type"].startswith(prefix)]
+                # As Stripe documents: `type` is a name or a group with a * wildcard; `types[]`
+                # holds exact names only.
+                kind, names = query.get("type", ["*"])[0], query.get("types[]")
+                chosen = [e for e in STRIPE.events if e["created"] >= since and (
+                    e["type"] in names if names else fnmatch.fnmatchcase(e["type"], kind))]
                 return self._json(200, {**stripe_list(chosen, query), "url": url.path})
             return self._json(200, {"object": "list", "has_more": False, "data": [], "url": url.path})
         if url.path == "/slow":

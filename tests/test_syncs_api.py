@@ -164,3 +164,34 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
                                headers={"X-API-Key": key}).json["syncId"])
     assert run.status == "completed" and run.mode == "full", run.error
     assert run.records_deleted == 1 and db.session.get(Collection, coll.id).record_count == 949
+
+
+def test_stripe_events_reach_the_stream_their_object_belongs_to(client, key, http_fixture, workers):
+    """A subscription's events are customer.subscription.*, a dispute's charge.dispute.*:
+    each stream asks for its own, and a parent's events carrying another object
+    (customer.subscription.created under customer.*) do not land among the parent's."""
+    STRIPE.seed(3)
+    body = {**copy.deepcopy(SEED_REQUEST),
+            "collection_ids": ["stripe:customer", "stripe:subscription", "stripe:balance_transaction"]}
+    body["credential"]["properties"].update(secret=STRIPE_KEY, api_base=http_fixture.base)
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    h = {"X-API-Key": key}
+    workers(1)
+    run = wait_for(client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"])
+    assert run.status == "completed" and run.records_inserted == 3, run.error
+
+    STRIPE.event("customer.subscription.created", {"id": "sub_1", "object": "subscription", "customer": "cus_00001",
+                                                   "status": "active", "created": int(time.time())})
+    STRIPE.event("customer.discount.created", {"id": "di_1", "object": "discount", "customer": "cus_00001"})
+    STRIPE.event("customer.updated", {**STRIPE.customers[1], "email": "changed@example.com"})
+    before = len(STRIPE.paths)
+    run = wait_for(client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"])
+    assert run.status == "completed" and run.mode == "incremental", run.error
+    db.session.expire_all()
+    by_stream = {c.stream: {r.record_key: r.data for r in db.session.scalars(
+        select(Record).where(Record.collection_id == c.id))} for c in db.session.scalars(select(Collection))}
+    assert set(by_stream["customer"]) == {"cus_00000", "cus_00001", "cus_00002"}
+    assert by_stream["customer"]["cus_00001"]["email"] == "changed@example.com"
+    assert set(by_stream["subscription"]) == {"sub_1"} and by_stream["subscription"]["sub_1"]["status"] == "active"
+    # Balance transactions have no events: every read lists them (the fixture serves none).
+    assert sorted(STRIPE.paths[before:]) == ["/v1/balance_transactions", "/v1/events", "/v1/events"]

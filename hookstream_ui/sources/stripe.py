@@ -11,6 +11,18 @@ from .fields import Field
 STREAMS = ("customer", "invoice", "charge", "subscription", "product", "price", "payment_intent",
            "refund", "dispute", "payout", "balance_transaction", "coupon", "checkout_session")
 LIST_PATHS = {"checkout_session": "checkout/sessions"}
+# The events that carry each stream's objects: Stripe names some after a parent object
+# (a subscription's are customer.subscription.*). `type` takes one wildcard; `types[]`
+# only exact names.
+EVENT_TYPES = {"subscription": "customer.subscription.*", "dispute": "charge.dispute.*",
+               "checkout_session": "checkout.session.*"}
+# An object's own `object` name. A parent's events also carry other objects
+# (customer.* has customer.subscription.*, customer.discount.*; charge.* has
+# charge.dispute.*): only the stream's own are applied.
+OBJECT_NAMES = {"checkout_session": "checkout.session"}
+# No events at all: every read lists them all (never deleted; what was read again
+# unchanged is not rewritten).
+WITHOUT_EVENTS = {"balance_transaction"}
 
 
 # Stripe keeps events for 30 days; a day's margin for clocks and a run's own length.
@@ -73,7 +85,7 @@ class Stripe(SourceType):
             raise SourceError(f"Unknown Stripe stream {stream!r}; one of {', '.join(STREAMS)}", retry=False)
         base = conn.credentials.get("api_base", "https://api.stripe.com").rstrip("/")
         headers = {"Authorization": f"Bearer {conn.credentials.get('secret_key', '')}"}
-        if full or not state or "events_since" not in state:
+        if full or not state or "events_since" not in state or stream in WITHOUT_EVENTS:
             yield from self._list(base, headers, stream, checkpoint, ctx)
         else:
             yield from self._events(base, headers, stream, state, checkpoint, ctx)
@@ -127,16 +139,18 @@ class Stripe(SourceType):
         # Only each object's newest event is kept: it holds the object's final state (or its
         # deletion), and memory grows with the objects changed, not with their events.
         newest_of: dict = {}
+        kind = OBJECT_NAMES.get(stream, stream)
         last_second, newest, after = set(), since, None
         while True:
-            params = {"limit": 100, "created[gte]": since, "types[]": f"{stream}.*"}
+            params = {"limit": 100, "created[gte]": since, "type": EVENT_TYPES.get(stream, f"{stream}.*")}
             if after:
                 params["starting_after"] = after
             page = self._get(base + "/v1/events", headers, params, ctx)
             data = page.get("data") or []
             for event in data:
                 obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
-                if event.get("id") in seen or not isinstance(obj, dict):
+                if event.get("id") in seen or not isinstance(obj, dict) or \
+                        obj.get("object", kind) != kind:
                     continue
                 created = event.get("created", since)
                 if created > newest:
