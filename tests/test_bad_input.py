@@ -97,6 +97,12 @@ def test_nul_characters_are_refused_by_field_and_change_nothing(client, two_tena
     assert client.get("/v1/collections/alice%00users", headers=key).status_code == 404
     assert db.session.scalar(select(Collection.description)) is None
     assert db.session.scalar(select(func.count(SourceConnection.id))) == 2  # the webhook and the Stripe source
+    # A page says it in the dashboard's own error page, naming the field.
+    login(client, "alice@example.com")
+    r = client.get("/collections/alice-users?q=a%00")
+    assert r.status_code == 400 and r.mimetype == "text/html"
+    assert "<h1>400 · Bad Request</h1>" in r.get_data(as_text=True)
+    assert "q: must not contain NUL characters" in r.get_data(as_text=True)
 
 
 def test_over_long_text_is_refused_by_field(client, two_tenants):

@@ -360,3 +360,15 @@ def test_fields_for_another_choice_are_not_stored(client, key, http_fixture):
     r = create(client, key, "webhook", {"verification_type": "none", "secret": "left-behind"})
     assert r.status_code == 201, r.json
     assert "secret" not in stored(r.json["sourceConnection"]["id"])
+
+
+@pytest.mark.parametrize("name, ok", [("X Api Key", False), ("X-Api-Key:", False), ("X-Api-Key\r\nHost: evil", False),
+                                      ("X-Api-Key", True)])
+def test_api_key_header_name_must_be_a_header_name(client, key, http_fixture, name, ok):
+    from tests.fixture_servers import REST_TOKEN
+    r = create(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "header", "header_name": name,
+                                         "token": REST_TOKEN}, {"path": "/orders"})
+    if ok:
+        assert "header_name" not in (r.json.get("errors") or {}), r.json
+    else:
+        assert r.status_code == 400 and "must be a header name" in r.json["errors"]["header_name"], r.json

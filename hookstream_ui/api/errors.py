@@ -9,6 +9,7 @@ import logging
 
 from flask import g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from ..auth import is_api_request
 from ..errors import ValidationFailed
@@ -54,8 +55,11 @@ def _http_error(exc: HTTPException):
 
 
 def _validation_error(exc: ValidationFailed):
+    # Forms show their own errors beside their fields; this is what reaches a page
+    # otherwise (a field refused before any view ran, for one).
     if not is_api_request():
-        return exc.message, exc.status
+        return render_template("errors/error.html", code=exc.status, title=HTTP_STATUS_CODES.get(exc.status, "Error"),
+                               message=exc.message), exc.status
     return json_error(exc.status, exc.message, exc.code, exc.errors)
 
 

@@ -1,6 +1,8 @@
 """Any paginated JSON API over HTTP."""
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from ..services import jsonpaths
@@ -15,6 +17,10 @@ AUTH_TYPES = (("none", "None"), ("bearer", "Bearer token"), ("header", "API key 
               ("basic", "Basic (username and password)"))
 PAGINATION = (("none", "None (one page)"), ("page", "Page number"), ("offset", "Offset"),
               ("cursor", "Cursor from the response"), ("next_link", "Next-page link in the response"))
+
+
+# RFC 9110's token: what a header name may hold (a space or a colon would break the request).
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
 
 
 def auth_options(creds: dict) -> dict:
@@ -80,6 +86,8 @@ class RestApi(SourceType):
             errors["token"] = f"is required for {kind} authentication"
         if kind == "basic" and not credentials.get("username"):
             errors["username"] = "is required for basic authentication"
+        if kind == "header" and credentials.get("header_name") and not HEADER_NAME.fullmatch(credentials["header_name"]):
+            errors["header_name"] = "must be a header name: letters, digits and - _ . ! # $ % & ' * + ^ ` | ~"
         for name in ("records_path", "next_path", "updated_at_path"):
             if config.get(name):
                 try:
