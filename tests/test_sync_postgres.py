@@ -240,3 +240,30 @@ def test_odd_names_text_keys_and_a_date_cursor(client, ctx, workers, pg_source):
         assert run.progress == 11  # today's rows only: a date cursor is not rewound
     finally:
         pg_source.sql('DROP SCHEMA "Sales Dept" CASCADE')
+
+
+def test_rows_changed_while_the_backfill_runs_are_read_next(client, synced, workers, pg_source):
+    """A row whose key the backfill had passed, changed while it ran, is read by the next
+    run, even when rows read after it carry later cursor values still."""
+    import time
+
+    from hookstream_ui.models import SyncRun
+
+    key, sid, cid = synced
+    workers(1, SYNC_BATCH_SIZE="100")
+    run_id = start(client, key, sid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if db.session.get(SyncRun, run_id).progress >= 1000:
+            break
+        time.sleep(0.01)
+    pg_source.sql("UPDATE big SET name = 'passed', updated_at = now() + interval '1 hour' WHERE id = 5;"
+                  f"UPDATE big SET name = 'ahead', updated_at = now() + interval '2 hours' WHERE id = {ROWS - 10}")
+    db.session.expire_all()
+    assert db.session.get(SyncRun, run_id).progress < ROWS - 10, "the backfill ended before the changes (too fast)"
+    run = wait_for(run_id)
+    assert run.status == "completed" and records(cid)[str(ROWS - 10)]["name"] == "ahead", run.error
+    run = wait_for(start(client, key, sid))
+    assert run.status == "completed" and run.mode == "incremental", run.error
+    assert records(cid)["5"]["name"] == "passed"

@@ -164,9 +164,13 @@ class PostgreSQL(SourceType):
 
     def _select(self, relation, pk, cursor_col):
         """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
-        cursor = sql.SQL("t.{}").format(sql.Identifier(cursor_col)) if cursor_col else sql.SQL("NULL")
+        cursor = self._cursor(cursor_col) if cursor_col else sql.SQL("NULL")
         return sql.SQL("SELECT t.{pk} AS k, {c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
             pk=sql.Identifier(pk), c=cursor, rel=relation)
+
+    @staticmethod
+    def _cursor(cursor_col):
+        return sql.SQL("t.{}").format(sql.Identifier(cursor_col))
 
     @staticmethod
     def _total(pg, relation) -> int | None:
@@ -183,11 +187,16 @@ class PostgreSQL(SourceType):
 
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
         """Keyset pagination on the primary key: each batch resumes after the last key.
-        It also finds the high-water mark (the largest cursor) where the incremental
-        reads that follow begin."""
+        The incremental reads that follow begin at the newest cursor value as the backfill
+        began: a row changed while it ran has a later one, even when its key had already
+        been passed and rows read after it carry later values still."""
         total = self._total(pg, relation)
         after = checkpoint.get("after")
-        high = checkpoint.get("max_cursor")
+        if "max_cursor" in checkpoint or not cursor_col:
+            high = checkpoint.get("max_cursor")
+        else:
+            high = json_safe(pg.execute(sql.SQL("SELECT max({}) AS c FROM {} AS t").format(
+                self._cursor(cursor_col), relation)).fetchone()["c"])
         select = self._select(relation, pk, cursor_col)
         key_path = f"$.{pk}"
         order = sql.SQL(" ORDER BY t.{} LIMIT %s").format(sql.Identifier(pk))
@@ -199,21 +208,14 @@ class PostgreSQL(SourceType):
                 rows = pg.execute(select + where + order, [after, size]).fetchall()
             if not rows:
                 break
-            items = []
-            for row in rows:
-                at = row["c"]
-                if at is not None and (high is None or _after(at, high)):
-                    high = at
-                items.append(Incoming(None, parse_time(at) if at is not None else None, raw=row["j"], key=row["k"],
-                                      key_path=key_path))
+            items = [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=key_path)
+                     for row in rows]
             after = json_safe(rows[-1]["k"])
-            high = json_safe(high)
             yield Batch(items, {"after": after, "max_cursor": high}, total=total)
             if len(rows) < size:
                 break
         state = {"cursor": high} if cursor_col else None
-        yield Batch([], {"after": after, "max_cursor": high, "done": True},
-                    total=total, state=state)
+        yield Batch([], {"after": after, "max_cursor": high, "done": True}, total=total, state=state)
 
     def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size, lookback):
         """Rows whose cursor is at or past the newest value read so far, less the re-read
