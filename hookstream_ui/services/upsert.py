@@ -33,6 +33,7 @@ os.register_at_fork(after_in_child=_random.seed)
 
 DELETION_TYPES = {"deleted", "delete", "removed", "remove"}
 KEY_CHUNK = 500  # keys per IN (...) lookup; well under SQLite's parameter limit
+UNCHANGED = "unchanged since it was last written"  # the skip reason of a version written again as it was
 
 
 @dataclass
@@ -429,9 +430,6 @@ def _count_writes(collection: Collection, writes: list[tuple], now: datetime, ou
         else:
             outcome.skip("older than the stored version")
             note(key, ("skipped", "older than the stored version"))
-
-
-UNCHANGED = "unchanged since it was last written"
 
 
 def remove_unseen(collection: Collection, run_id: str) -> int:

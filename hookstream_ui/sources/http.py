@@ -36,6 +36,13 @@ def origin(url: str) -> tuple:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def may_pass(status: int) -> bool:
+    """Whether an HTTP error answer is worth retrying: the server's trouble (5xx), a timeout
+    (408), a conflict (409, Stripe's "try again") or a rate limit (429). Any other 4xx says
+    the request itself is wrong, and sending it again cannot help."""
+    return status >= 500 or status in (408, 409, 429)
+
+
 def request(method: str, url: str, **kwargs) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:

@@ -219,9 +219,9 @@ class RestApi(SourceType):
             raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})", retry=False)
         if response.status_code == 429:
             raise SourceError("The API is rate limiting us (HTTP 429); the run will retry")
-        if response.status_code >= 400:  # 408 and 5xx may pass; other 4xx say the request is wrong
+        if response.status_code >= 400:
             raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}",
-                              retry=response.status_code >= 500 or response.status_code == 408)
+                              retry=http.may_pass(response.status_code))
         try:
             return response.json()
         except ValueError:

@@ -102,10 +102,8 @@ class Stripe(SourceType):
                 reason = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 reason = f"HTTP {response.status_code}"
-            # Stripe's 4xx are final (bad key, no such object) except 409 and 429, its
-            # "try again" answers.
             raise SourceError(f"Stripe answered HTTP {response.status_code}: {reason}",
-                              retry=not 400 <= response.status_code < 500 or response.status_code in (409, 429))
+                              retry=http.may_pass(response.status_code))
         return response.json()
 
     def _list(self, base, headers, stream, checkpoint, ctx):
