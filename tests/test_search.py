@@ -267,3 +267,20 @@ def test_a_lost_index_job_is_enqueued_again_by_the_scheduler(app, client, key, w
         assert time.monotonic() < deadline, "the index job did not finish"
         time.sleep(0.2)
     assert keys(client, key, search="user42@") == ["cus_00420001"]
+
+
+def test_the_sqlite_word_index_merges_sixteen_segments_at_a_time(app):
+    """Migration 0010: FTS5's default merges (4 segments) cost a backfill a tenth of its time."""
+    from flask_migrate import downgrade, upgrade
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL keeps its words in a GIN index")
+        automerge = lambda: db.session.execute(text("SELECT v FROM records_fts_config WHERE k = 'automerge'")).scalar()
+        assert automerge() == 16
+        downgrade(revision="0009")
+        try:
+            assert automerge() == 4
+        finally:
+            upgrade()
+        assert automerge() == 16

@@ -5,6 +5,7 @@ from flask import Flask
 from rq import Queue, Worker
 
 from ..extensions import db, get_redis
+from ..process import settle_garbage_collector
 
 QUEUES = ("high", "default", "low")
 
@@ -22,6 +23,7 @@ class AppWorker(Worker):
         with self.flask_app.app_context():
             # RQ runs each job in a forked work horse: never share the parent's sockets.
             db.engine.dispose(close=False)
+            settle_garbage_collector()  # again: what the worker built after startup is the horse's too
             return super().perform_job(job, queue)
 
 
