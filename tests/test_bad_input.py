@@ -131,6 +131,24 @@ def test_webhook_deliveries_with_nul_are_stored_and_applied_alike_on_both_databa
     assert long.status_code == 200 and len(db.session.get(Event, long.json["event_id"]).content_type) == 200
 
 
+def test_webhook_deliveries_with_lone_surrogates_are_applied_alike_on_both_databases(client, two_tenants):
+    """JSON may escape half a surrogate pair; PostgreSQL refused such a record (the event
+    failed) and SQLite could not be sent one as a key. Both now keep U+FFFD in its place; a
+    whole pair is a character like any other."""
+    source = two_tenants["a_ids"]["source_id"]
+    db.session.get(SourceConnection, source).config = {"dedup_key": "$.id", "dedup_window_seconds": 60}
+    db.session.commit()
+    body = b'{"id": "s\\ud800", "note": "x\\udfffy \\ud83d\\ude00", "k\\uDBFF": 2}'
+    answer = client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
+    assert answer.status_code == 200
+    event = db.session.get(Event, answer.json["event_id"])
+    assert event.status == "applied" and event.dedup_key == "body:s\ufffd"
+    record = db.session.scalar(select(Record).where(Record.record_key == "s\ufffd"))
+    assert record.data == {"id": "s\ufffd", "note": "x\ufffdy \U0001F600", "k\ufffd": 2}
+    again = client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
+    assert again.status_code == 200 and db.session.get(Event, again.json["event_id"]).status == "duplicate"
+
+
 def test_dashboard_upload_takes_files_beyond_the_request_limit_and_checks_csrf(app, ctx):
     from tests.helpers import make_user
 

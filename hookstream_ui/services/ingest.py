@@ -137,10 +137,10 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     except (ValueError, UnicodeDecodeError):
         document = None
     key = _dedup_key(source, headers, body, document)
-    row["dedup_key"] = upsert.without_nul(key)[:200]
+    row["dedup_key"] = upsert.storable(key)[:200]
     window = int((source.config or {}).get("dedup_window_seconds") or 0)
     if window > 0:
-        slot = f"hookstream:dedup:{source.id}:{hashlib.sha256(key.encode()).hexdigest()}"
+        slot = f"hookstream:dedup:{source.id}:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
         # SET NX is atomic: of two concurrent deliveries exactly one claims the key.
         if not get_redis().set(slot, row["id"], nx=True, ex=window):
             holder = (get_redis().get(slot) or b"").decode() or None

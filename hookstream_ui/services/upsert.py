@@ -12,6 +12,7 @@ import base64
 import decimal
 import os
 import random
+import re
 import time
 import uuid
 from json import dumps, loads
@@ -113,20 +114,37 @@ def _key_text(value) -> str | None:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = without_nul(str(value))
+    text = storable(str(value))
     return text if text and len(text) <= 500 else None
 
 
-def without_nul(value):
-    """`value` (JSON) with U+0000 in its text replaced by U+FFFD: PostgreSQL cannot store it
-    in text or JSONB, and both databases keep records alike."""
+def storable(value):
+    """`value` (JSON) with U+0000 and lone surrogates in its text replaced by U+FFFD.
+    PostgreSQL stores neither in text or JSONB, and a lone surrogate cannot even be sent to
+    SQLite as text; JSON can carry both (as \\u escapes), so both databases keep records
+    alike this way."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+        if value.isascii():  # O(1): most text, and no surrogate is ASCII
+            return value.replace("\x00", "\ufffd") if "\x00" in value else value
+        return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
-        return {without_nul(k): without_nul(v) for k, v in value.items()}
+        return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [without_nul(v) for v in value]
+        return [storable(v) for v in value]
     return value
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In JSON text: an escaped NUL, or an escaped surrogate (a valid pair is fine, but is told
+# apart only by parsing; paired surrogates become one character when parsed).
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def storable_json(text: str) -> str:
+    """JSON text as storable() would write it (parsed again only when it has an escape)."""
+    if "\\u" in text and _UNSTORABLE_ESCAPE.search(text):
+        return dumps(storable(loads(text)))
+    return text
 
 
 COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "event_type", "source_event_id",
@@ -355,12 +373,10 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             continue
         if item.raw is None:  # kept: an item applied to several collections is serialised once
             item.raw = dumps(item.data)
-        if "\\u0000" in item.raw:
-            item.raw = dumps(without_nul(loads(item.raw)))
-        json_text = item.raw
+        json_text = item.raw = storable_json(item.raw)
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
-            without_nul(str(event_type))[:200] if event_type is not None else None,
+            storable(str(event_type))[:200] if event_type is not None else None,
             item.source_event_id, at, now, now, seen_run_id,
             document(key, json_text) if document else None,
         ))
