@@ -1,17 +1,20 @@
 """Checks every request passes before its view runs.
 
 U+0000 has no use in any field, and PostgreSQL cannot store it in text: refused here, by
-name, so that no view or service meets one (JSON bodies: api.openapi.json_body). A path
-parameter holding one names nothing (404). A webhook delivery is exempt: it is stored as
-received.
+name, so that no view or service meets one (JSON bodies, which can also escape half a
+surrogate pair: api.openapi.json_body). A path parameter holding one names nothing (404).
+A webhook delivery is exempt: it is stored as received.
 """
 from __future__ import annotations
+
+import re
 
 from flask import abort, current_app, request
 
 from .errors import ValidationFailed
 
 NUL = "\x00"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 PAYLOAD_ATTR = "request_is_payload"
 
 
@@ -21,21 +24,32 @@ def request_is_payload(view):
     return view
 
 
-def nul_field(value, path: str = "") -> str | None:
-    """The name of the first field of `value` (a JSON document) holding U+0000, or None."""
+def unstorable_field(value, path: str = "") -> tuple[str, str] | None:
+    """The first field of `value` (a JSON document) holding U+0000 or half a surrogate pair
+    (JSON can escape one; no database stores it), as (name, what is wrong); else None."""
     if isinstance(value, str):
-        return (path or "body") if NUL in value else None
+        problem = _unstorable(value)
+        return (path or "body", problem) if problem else None
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
-        found = _printable(here) if NUL in str(key) else nul_field(item, here)
+        problem = _unstorable(key) if isinstance(key, str) else None
+        found = (_printable(here), problem) if problem else unstorable_field(item, here)
         if found:
             return found
     return None
 
 
+def _unstorable(text: str) -> str | None:
+    if NUL in text:
+        return "must not contain NUL characters"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "must not contain unpaired surrogates (\\ud800-\\udfff)"
+    return None
+
+
 def _printable(name: str) -> str:
-    return name.replace(NUL, "\\0")
+    return _SURROGATE.sub("\ufffd", name.replace(NUL, "\\0"))
 
 
 def _refuse_nul():

@@ -115,6 +115,18 @@ def test_over_long_text_is_refused_by_field(client, two_tenants):
     assert db.session.get(SourceConnection, sync).external_id is None
 
 
+def test_unpaired_surrogates_in_json_bodies_are_refused_by_field_and_change_nothing(client, two_tenants):
+    """JSON can escape half a surrogate pair, which neither database can be sent (500)."""
+    key = {"X-API-Key": two_tenants["a_raw"], "Content-Type": "application/json"}
+    r = client.patch("/v1/collections/alice-users", data=b'{"description": "a\\ud800b"}', headers=key)
+    assert r.status_code == 400
+    assert r.json["errors"] == {"description": "must not contain unpaired surrogates (\\ud800-\\udfff)"}
+    r = client.patch("/v1/collections/alice-users", data=b'{"metadata": {"x\\udc00": 1}}', headers=key)
+    assert r.status_code == 400 and list(r.json["errors"]) == ["metadata.x\ufffd"]
+    r = client.patch("/v1/collections/alice-users", data=b'{"description": "ok \\ud83d\\ude00"}', headers=key)
+    assert r.status_code == 200 and r.json["collection"]["description"] == "ok \U0001F600"  # a whole pair is one character
+
+
 def test_webhook_deliveries_with_nul_are_stored_and_applied_alike_on_both_databases(client, two_tenants):
     source = two_tenants["a_ids"]["source_id"]
     answers = [client.post(f"/v1/ingest/{source}?q=%00", data=body, content_type="application/json")

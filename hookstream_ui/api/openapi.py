@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from ..auth import authenticate_api_request, require_role, require_session
 from ..errors import ValidationFailed
-from ..request_checks import nul_field
+from ..request_checks import unstorable_field
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 DOC_ATTR = "_openapi"
@@ -57,9 +57,9 @@ def json_body() -> dict:
                                message="Request body is not valid JSON")
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
-    field = nul_field(data)
-    if field:
-        raise ValidationFailed({field: "must not contain NUL characters"})
+    found = unstorable_field(data)
+    if found:
+        raise ValidationFailed(dict([found]))
     return data
 
 
