@@ -106,8 +106,12 @@ def test_postgresql_test_connection_success_and_each_failure(client, key, pg_sou
     ok = pg_conn(client, key, pg_source, {"table": "customers", "cursor_column": "updated_at"})
     r = api(client, "POST", f"/source-connections/{ok}/test", key)
     assert r.status_code == 200 and r.json["success"] is True and r.json["status"] == "connected"
-    assert "public.customers is readable" in r.json["message"]
+    assert "public.customers is readable" in r.json["message"] and "Note" not in r.json["message"]
     assert api(client, "GET", f"/source-connections/{ok}", key).json["sourceConnection"]["status"] == "connected"
+    # A key column that is not unique still connects, with a note saying what it means.
+    loose = pg_conn(client, key, pg_source, {"table": "customers", "primary_key": "email"})
+    r = api(client, "POST", f"/source-connections/{loose}/test", key)
+    assert r.json["success"] is True and "column 'email' has no primary key or unique index" in r.json["message"]
 
     cases = [
         ({"password": "wrong-password"}, {}, "Authentication failed: wrong username or password"),

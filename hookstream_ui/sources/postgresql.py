@@ -65,6 +65,14 @@ def read_error(exc: psycopg.Error, relation: str) -> SourceError:
                        retry=isinstance(exc, (psycopg.OperationalError, psycopg.InternalError)))
 
 
+# A table whose key column has no primary key or unique index of its own (views cannot say).
+KEY_NOT_UNIQUE = """
+SELECT c.relkind IN ('r', 'p') AND NOT EXISTS (
+    SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+    WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = %s)
+FROM pg_class c WHERE c.oid = %s::regclass"""
+
+
 @register
 class PostgreSQL(SourceType):
     short_name = "postgresql"
@@ -124,7 +132,12 @@ class PostgreSQL(SourceType):
                             "AND table_name=%s AND column_name=%s", [schema, table, column]).fetchone()
                         if not has:
                             return TestResult(False, f"Connected, but {schema}.{table} has no column {column!r}")
-                    return TestResult(True, f"Connected to PostgreSQL {version}; {schema}.{table} is readable")
+                    message = f"Connected to PostgreSQL {version}; {schema}.{table} is readable"
+                    key = conn.config.get("primary_key") or "id"
+                    if pg.execute(KEY_NOT_UNIQUE, [key, f'"{schema}"."{table}"']).fetchone()[0]:
+                        message += (f". Note: column {key!r} has no primary key or unique index of its own, "
+                                    "so rows sharing a value become one record")
+                    return TestResult(True, message)
                 return TestResult(True, f"Connected to PostgreSQL {version}")
         except psycopg.errors.InsufficientPrivilege:
             return TestResult(False, "Connected, but this user may not read that table")
