@@ -3,6 +3,8 @@ JSON text; the index, the newest-records window and a plain scan always agree; t
 follows writes and deletions."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 
@@ -15,7 +17,7 @@ PEOPLE = [
     ("cus_00420002", {"email": "user420@example.org", "name": "Customer 420", "city": "Auckland", "n": 7,
                       "team": "ÉQUIPE Ost"}),
     ("cus_00990003", {"email": "other@sample.net", "name": "Second customer", "city": "Köln", "n": 4.5,
-                      "note": 'says "hi" \\ bye'}),
+                      "note": 'says "hi" \\ bye', "visits": "Москва, Łódź"}),
 ]
 
 
@@ -60,6 +62,10 @@ def path(request, monkeypatch):
     ("Köln", ["cus_00990003"]),
     ("ZÜRICH", ["cus_00420001"]),                      # any case beyond ASCII too
     ("équipe", ["cus_00420002"]),
+    ("москва", ["cus_00990003"]),                      # a capital and small letters beyond ASCII
+    ("МОСКВА", ["cus_00990003"]),
+    ("łódź", ["cus_00990003"]),
+    ("осква", []),
     ('"hi"', ["cus_00990003"]),                        # quotes and backslashes as written
     ("hi\" \\ bye", ["cus_00990003"]),
     ("4.5", ["cus_00420001", "cus_00990003"]),
@@ -148,6 +154,30 @@ def test_the_migration_indexes_records_already_stored(app, client, key, people, 
         upgrade()
     assert keys(client, key, search="zebra") == ["old_1"]
     assert keys(client, key, search="user42@") == ["cus_00420001"]
+
+
+def test_records_stored_with_escapes_are_rewritten_as_written(app, client, key, people, monkeypatch):
+    """Migration 0011: SQLite kept \\u escapes, so a word beyond ASCII was found only in the
+    case it was stored in, and every escape began a word."""
+    from flask_migrate import downgrade, upgrade
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's JSONB keeps no escapes")
+    monkeypatch.setattr(record_svc, "WINDOW", 10**9)
+    downgrade(revision="0010")
+    try:
+        escaped = json.dumps({"id": "cus_00990003", "visits": "Москва, Łódź", "bell": "\x07"})
+        db.session.execute(text("UPDATE records SET data = :d WHERE record_key = 'cus_00990003'"), {"d": escaped})
+        db.session.execute(text("INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
+                                "FROM records WHERE record_key = 'cus_00990003'"))
+        db.session.commit()
+        assert keys(client, key, search="москва") == []
+    finally:
+        upgrade()
+    stored = db.session.execute(text("SELECT data FROM records WHERE record_key = 'cus_00990003'")).scalar()
+    assert "Москва, Łódź" in stored and json.loads(stored)["bell"] == "\x07"
+    assert keys(client, key, search="москва") == ["cus_00990003"]
+    assert keys(client, key, search="осква") == []
 
 
 def test_the_lean_index_migration_keeps_search_right(app, client, key, people, monkeypatch):

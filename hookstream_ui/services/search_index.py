@@ -178,15 +178,10 @@ def pg_document(key: str, json_text: str) -> str:
 # --- asking ---------------------------------------------------------------------------------
 
 def _spellings(term: str) -> set[str]:
-    """`term` as it can appear in the indexed text, in lower case: as typed (keys, and bodies
-    stored as received) and as JSON writes it inside a string. SQLite stores \\u escapes for
-    non-ASCII, which lower() cannot fold, so there the term is escaped in lower and in upper
-    case too: a stored word then matches whatever its case (unless it mixes cases beyond ASCII)."""
-    if _dialect() != "sqlite":
-        spellings = {term, json.dumps(term, ensure_ascii=False)[1:-1]}
-    else:
-        spellings = {term, *(json.dumps(cased)[1:-1] for cased in (term, term.lower(), term.upper()))}
-    return {spelling.lower() for spelling in spellings}  # matched in lower case: one check each
+    """`term` as it can appear in the indexed text, in lower case: as typed (keys, and text
+    without quotes or backslashes) and as JSON writes it inside a string. Records hold their
+    characters as written, not \\u escapes, on both databases (upsert.record_json)."""
+    return {spelling.lower() for spelling in (term, json.dumps(term, ensure_ascii=False)[1:-1])}
 
 
 def _words(spelling: str, prefix_last: bool) -> list[str]:
@@ -259,9 +254,10 @@ def contains_words(entity, term: str):
     for spelling, column_ in [(term, entity.record_key)] + [(s, data) for s in sorted(_spellings(term))]:
         spelling = spelling.lower()
         if _dialect() == "sqlite":
-            # LIKE first (C, and already blind to ASCII case); its wildcards only widen it.
-            like = column_.like(f"%{spelling}%")
-            checks.append(like & (func.hs_word_start(column_, spelling) == 1))
+            # LIKE first (C, and already blind to ASCII case; its wildcards only widen it),
+            # but only for ASCII: it cannot fold the case of other letters.
+            word_start_ = func.hs_word_start(column_, spelling) == 1
+            checks.append(column_.like(f"%{spelling}%") & word_start_ if spelling.isascii() else word_start_)
             continue
         like = column_.icontains(spelling, autoescape=True)  # % and _ are text here, not wildcards
         if _PG_WORD.match(spelling[:1]):

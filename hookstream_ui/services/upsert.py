@@ -140,10 +140,18 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
+def record_json(value) -> str:
+    """A record's JSON text as stored: characters as written, not \\u escapes, so that
+    SQLite's word index and its LIKE see the letters themselves (PostgreSQL's JSONB keeps no
+    escapes either); U+0000 and lone surrogates as storable() leaves them."""
+    return storable_json(dumps(value, ensure_ascii=False))
+
+
 def storable_json(text: str) -> str:
-    """JSON text as storable() would write it (parsed again only when it has an escape)."""
-    if "\\u" in text and _UNSTORABLE_ESCAPE.search(text):
-        return dumps(storable(loads(text)))
+    """JSON text as storable() would write it (parsed again only when it has an escape,
+    or characters that may be half a surrogate pair)."""
+    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or (not text.isascii() and _UNSTORABLE.search(text)):
+        return dumps(storable(loads(text)), ensure_ascii=False)
     return text
 
 
@@ -371,9 +379,8 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)
             continue
-        if item.raw is None:  # kept: an item applied to several collections is serialised once
-            item.raw = dumps(item.data)
-        json_text = item.raw = storable_json(item.raw)
+        # Kept: an item applied to several collections is serialised once.
+        json_text = item.raw = record_json(item.data) if item.raw is None else storable_json(item.raw)
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
             storable(str(event_type))[:200] if event_type is not None else None,
