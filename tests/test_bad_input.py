@@ -161,6 +161,31 @@ def test_webhook_deliveries_with_lone_surrogates_are_applied_alike_on_both_datab
     assert again.status_code == 200 and db.session.get(Event, again.json["event_id"]).status == "duplicate"
 
 
+def nested(levels: int) -> bytes:
+    return b'{"id": "deep", "x": ' * (levels - 1) + b'{"id": "deep"}' + b"}" * (levels - 1)
+
+
+def test_json_nested_past_a_hundred_levels_is_stored_but_not_applied_and_refused_by_the_api(client, two_tenants):
+    """Past Python's recursion limit json.loads raises RecursionError, which no `except
+    ValueError` caught: a webhook, the API and the event page answered 500."""
+    source = two_tenants["a_ids"]["source_id"]
+    bomb = b"[" * 100_000 + b"]" * 100_000
+    answers = [client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
+               for body in (bomb, nested(101), nested(100))]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    events = [db.session.get(Event, a.json["event_id"]) for a in answers]
+    assert [e.status for e in events] == ["not_json", "not_json", "applied"]
+    assert events[1].error == "the body is nested more than 100 levels deep, so it was stored but not applied"
+    assert db.session.scalar(select(Record).where(Record.record_key == "deep")) is not None
+    login(client, "alice@example.com")
+    page = client.get(f"/events/{events[0].id}")
+    assert page.status_code == 200 and "[[[[" in page.get_data(as_text=True)
+    key = {"X-API-Key": two_tenants["a_raw"], "Content-Type": "application/json"}
+    r = client.patch("/v1/collections/alice-users", data=b'{"description": ' + bomb + b"}", headers=key)
+    assert r.status_code == 400 and r.json["errors"] == {"body": "is nested more than 100 levels deep"}
+    assert db.session.scalar(select(Collection.description)) is None
+
+
 def test_dashboard_upload_takes_files_beyond_the_request_limit_and_checks_csrf(app, ctx):
     from tests.helpers import make_user
 

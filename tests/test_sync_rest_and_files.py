@@ -88,7 +88,11 @@ def test_rest_errors_fail_the_run_with_the_reason(client, key, http_fixture, wor
     ("short.csv", b"id,name,plan\n1,Ann,pro\n2\n3,Cy,\n", 2,
      "malformed row: line 3 has fewer values than the header has columns"),
     ("people.ndjson", b'{"id": 1}\nnot json\n{"id": 3}\n[1]\n', 2, "malformed row: line 2 is not valid JSON"),
+    ("deep.ndjson", b'{"id": 1}\n' + b"[" * 100_000 + b"]" * 100_000 + b'\n{"id": 3}\n', 2,
+     "malformed row: line 2 is nested more than 100 levels deep"),
     ("people.json", b'[{"id": 1}, 2, {"id": 3}, {"id": 4}]', 3, "malformed row: item 2 is not a JSON object"),
+    ("deep.json", b'[{"id": 1}, {"id": 2, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b'}, {"id": 3}]', 2,
+     "malformed row: item 2 is nested more than 100 levels deep"),  # ijson.items took gigabytes
 ])
 def test_file_uploads_sync_and_report_malformed_rows(client, key, workers, filename, content, good, bad_reason):
     sid, cid = connect(client, key, "file", config={"format": "auto"})

@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 from ..auth import authenticate_api_request, require_role, require_session
 from ..errors import ValidationFailed
 from ..request_checks import unstorable_field
+from ..services import documents
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 DOC_ATTR = "_openapi"
@@ -51,7 +52,12 @@ def json_body() -> dict:
     """The request's JSON object; `{}` for an empty body so missing fields get named."""
     if not request.get_data(cache=True):
         return {}
-    data = request.get_json(force=True, silent=True)
+    try:
+        data = documents.loads(request.get_data(cache=True))
+    except documents.TooDeep as exc:
+        raise ValidationFailed({"body": str(exc)}) from None
+    except ValueError:
+        data = None
     if data is None:
         raise ValidationFailed({"body": "is not valid JSON"}, code="invalid_json",
                                message="Request body is not valid JSON")

@@ -9,6 +9,7 @@ from flask import flash, redirect, render_template, request, url_for
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..services import collections as collection_svc
+from ..services import documents
 from ..services import ingest as ingest_svc
 from ..services import records as record_svc
 from ..services import sources as source_svc
@@ -92,7 +93,7 @@ def event_detail(event_id):
     body = event.body
     if event.body_encoding == "utf-8":
         try:
-            body = json.dumps(json.loads(event.body), indent=2, sort_keys=True, ensure_ascii=False)
+            body = json.dumps(documents.loads(event.body), indent=2, sort_keys=True, ensure_ascii=False)
         except (ValueError, TypeError):
             pass
     return render_template("dashboard/events/detail.html", event=event, body=body,

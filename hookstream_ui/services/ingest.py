@@ -11,7 +11,6 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
-import json
 from dataclasses import dataclass
 
 from flask import abort
@@ -20,7 +19,7 @@ from werkzeug.datastructures import Headers
 from ..extensions import get_redis
 from ..models import SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
-from . import group_commit, jsonpaths, upsert, webhook_sources
+from . import documents, group_commit, jsonpaths, upsert, webhook_sources
 from .signatures import SignatureError, verify
 from .sources import credentials_of
 
@@ -132,9 +131,12 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
         _release_connection()
         group_commit.submit(group_commit.Delivery(row, None, version))
         raise
+    not_applied = "the body is not a JSON object, so it was stored but not applied"
     try:
-        document = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+        document = documents.loads(body) if body else None
+    except documents.TooDeep as exc:
+        document, not_applied = None, f"the body {exc}, so it was stored but not applied"
+    except ValueError:  # UnicodeDecodeError too
         document = None
     key = _dedup_key(source, headers, body, document)
     row["dedup_key"] = upsert.storable(key)[:200]
@@ -148,7 +150,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
                 row.update(duplicate=True, status="duplicate", duplicate_of=holder)
                 document = None
     if row["status"] == "applied" and not isinstance(document, dict):
-        row.update(status="not_json", error="the body is not a JSON object, so it was stored but not applied")
+        row.update(status="not_json", error=not_applied)
         document = None
     _release_connection()
     row = group_commit.submit(group_commit.Delivery(row, document, version))

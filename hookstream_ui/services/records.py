@@ -15,7 +15,7 @@ from ..errors import ValidationFailed
 from datetime import timedelta
 
 from ..models import Collection, Event, Record, db, isoformat, utcnow
-from . import search_index
+from . import documents, search_index
 from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
 
@@ -312,7 +312,7 @@ def events_for_record(collection: Collection, record: Record, limit: int = 20) -
     found = []
     for event in recent:
         try:
-            document = json.loads(event.body or "")
+            document = documents.loads(event.body or "")
         except ValueError:
             continue
         if isinstance(document, dict) and str(key_of(document)) == record.record_key:

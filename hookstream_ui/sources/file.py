@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from itertools import islice
 
 import ijson
+from ijson.common import ObjectBuilder
 from sqlalchemy import select
 
 from ..models import SourceFile, SourceFileChunk, db
+from ..services import documents
 from ..services.upsert import Incoming
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
@@ -62,6 +63,43 @@ class Malformed(str):
     """A row that could not be read; the text says which and why. The rest still applies."""
 
 
+_OPENS, _CLOSES = {"start_map", "start_array"}, {"end_map", "end_array"}
+
+
+def _array_items(raw) -> Iterator[dict | Malformed]:
+    """The items of a top-level JSON array, one at a time, from ijson's plain events.
+    (ijson.items keeps a path for every level it is inside, which a file of 100,000 `[`
+    turned into gigabytes; an item nested past documents.MAX_DEPTH is not built at all.)"""
+    events = ijson.basic_parse(raw, use_float=True)
+    first = next(events, (None, None))[0]
+    if first != "start_array":
+        raise ValueError("the file is not a JSON array of records: upload [{…}, …] or NDJSON")
+    number = 0
+    for event, value in events:
+        if event == "end_array":
+            for _ in events:  # anything after the array is an error ijson reports
+                pass
+            return
+        number += 1
+        if event not in _OPENS:
+            yield Malformed(f"item {number} is not a JSON object")
+            continue
+        builder, depth = ObjectBuilder(), 1
+        builder.event(event, value)
+        for event, value in events:
+            depth += (event in _OPENS) - (event in _CLOSES)
+            if depth > documents.MAX_DEPTH:
+                builder = None
+            if builder is not None:
+                builder.event(event, value)
+            if depth == 0:
+                break
+        if builder is None:
+            yield Malformed(f"item {number} {documents.TooDeep()}")
+        else:
+            yield builder.value if isinstance(builder.value, dict) else Malformed(f"item {number} is not a JSON object")
+
+
 def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]:
     """Records of an uploaded file, streamed. A bad row is yielded as Malformed and reading
     goes on; a file that cannot be read at all raises ValueError."""
@@ -72,8 +110,7 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
         if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
             raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
         try:
-            for number, item in enumerate(ijson.items(raw, "item", use_float=True), start=1):
-                yield item if isinstance(item, dict) else Malformed(f"item {number} is not a JSON object")
+            yield from _array_items(raw)
         except ijson.JSONError as exc:
             raise ValueError(f"not a valid JSON array: {exc}") from None
         return
@@ -84,7 +121,10 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
                 if not line.strip():
                     continue
                 try:
-                    item = json.loads(line)
+                    item = documents.loads(line)
+                except documents.TooDeep as exc:
+                    yield Malformed(f"line {number} {exc}")
+                    continue
                 except ValueError:
                     yield Malformed(f"line {number} is not valid JSON")
                     continue

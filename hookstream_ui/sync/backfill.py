@@ -7,7 +7,6 @@ an event applied twice leaves the same record.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
@@ -18,7 +17,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import Collection, Event, utcnow
 from ..models.base import as_utc
-from ..services import upsert
+from ..services import documents, upsert
 from .worker import queue
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def replay_events(collection_id: str) -> str:
             items = []
             for event in events:
                 try:
-                    document = json.loads(event.body or "")
+                    document = documents.loads(event.body or "")
                 except ValueError:
                     continue
                 items.append(upsert.Incoming(document, event_at=event.received_at, source_event_id=event.id))
