@@ -7,14 +7,12 @@ A webhook delivery is exempt: it is stored as received.
 """
 from __future__ import annotations
 
-import re
-
 from flask import abort, current_app, request
 
 from .errors import ValidationFailed
+from .services.documents import UNSTORABLE
 
 NUL = "\x00"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 PAYLOAD_ATTR = "request_is_payload"
 
 
@@ -43,13 +41,13 @@ def unstorable_field(value, path: str = "") -> tuple[str, str] | None:
 def _unstorable(text: str) -> str | None:
     if NUL in text:
         return "must not contain NUL characters"
-    if not text.isascii() and _SURROGATE.search(text):
+    if not text.isascii() and UNSTORABLE.search(text):  # no NUL, so half a surrogate pair
         return "must not contain unpaired surrogates (\\ud800-\\udfff)"
     return None
 
 
 def _printable(name: str) -> str:
-    return _SURROGATE.sub("\ufffd", name.replace(NUL, "\\0"))
+    return UNSTORABLE.sub("\ufffd", name.replace(NUL, "\\0"))
 
 
 def _refuse_nul():

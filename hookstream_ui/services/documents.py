@@ -9,8 +9,12 @@ a hundred levels deep.
 from __future__ import annotations
 
 import json
+import re
 
 MAX_DEPTH = 100
+# Characters no database stores as text: U+0000 (PostgreSQL) and half a surrogate pair (not
+# even encodable to send), both of which JSON can carry as \u escapes.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class TooDeep(ValueError):

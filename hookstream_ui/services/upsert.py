@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 
 from ..models import Collection, Record, db, utcnow
 from ..models.base import as_utc
-from . import jsonpaths, search_index
+from . import documents, jsonpaths, search_index
 
 _random = random.Random()
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.
@@ -126,7 +126,7 @@ def storable(value):
     if isinstance(value, str):
         if value.isascii():  # O(1): most text, and no surrogate is ASCII
             return value.replace("\x00", "\ufffd") if "\x00" in value else value
-        return _UNSTORABLE.sub("\ufffd", value)
+        return documents.UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -134,7 +134,6 @@ def storable(value):
     return value
 
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # In JSON text: an escaped NUL, or an escaped surrogate (a valid pair is fine, but is told
 # apart only by parsing; paired surrogates become one character when parsed).
 _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
@@ -150,7 +149,8 @@ def record_json(value) -> str:
 def storable_json(text: str) -> str:
     """JSON text as storable() would write it (parsed again only when it has an escape,
     or characters that may be half a surrogate pair)."""
-    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or (not text.isascii() and _UNSTORABLE.search(text)):
+    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or \
+            (not text.isascii() and documents.UNSTORABLE.search(text)):
         return dumps(storable(loads(text)), ensure_ascii=False)
     return text
 
