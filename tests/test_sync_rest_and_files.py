@@ -122,6 +122,8 @@ def test_csv_fields_longer_than_csvs_default_limit_are_read(client, key, workers
 @pytest.mark.parametrize("filename, content, reason", [
     ("dump.json", b'\n {"data": [{"id": 1}, {"id": 2}]}', "holds a JSON object, not an array of records"),
     ("latin1.csv", b"id,name\n1,Jos\xe9\n", "not UTF-8 text"),
+    ("trailing.json", b'[{"id": 1}] and more', "not a valid JSON array"),  # what follows the array is read too
+    ("text.json", b'"just a string"', "not a JSON array of records"),
 ])
 def test_a_file_that_cannot_be_read_fails_its_run_at_once_saying_why(client, key, workers, filename, content, reason):
     sid, cid = connect(client, key, "file", config={"format": "auto"})

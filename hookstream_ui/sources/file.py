@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
 from collections.abc import Iterator
 from itertools import islice
 
@@ -77,8 +78,7 @@ def _array_items(raw) -> Iterator[dict | Malformed]:
     number = 0
     for event, value in events:
         if event == "end_array":
-            for _ in events:  # anything after the array is an error ijson reports
-                pass
+            deque(events, maxlen=0)  # read to the end: anything after the array is an error ijson reports
             return
         number += 1
         if event not in _OPENS:
