@@ -122,12 +122,21 @@ def pg_source(tmp_root):
 
 
 @pytest.fixture(scope="session")
-def http_fixture():
+def _http_server():
     from tests.fixture_servers import HttpFixture
 
     server = HttpFixture()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def http_fixture(_http_server):
+    """The fixture servers, with Stripe holding nothing (what a test seeds stays its own)."""
+    from tests.fixture_servers import STRIPE
+
+    STRIPE.seed(0)
+    return _http_server
 
 
 @pytest.fixture

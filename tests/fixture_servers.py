@@ -80,12 +80,13 @@ class StripeState:
         self.events: list[dict] = []
         self.request_times: list[float] = []
         self.paths: list[str] = []
+        self.raw_customers: bytes | None = None  # served as the customers list instead, when set
 
     def seed(self, n: int):
         now = int(time.time())
         self.customers = [{"id": f"cus_{i:05d}", "object": "customer", "created": now - n + i,
                            "email": f"c{i}@example.com", "livemode": False} for i in range(n)]
-        self.events, self.request_times, self.paths = [], [], []
+        self.events, self.request_times, self.paths, self.raw_customers = [], [], [], None
 
     def event(self, kind: str, obj: dict, created: int | None = None):
         self.events.append({"id": f"evt_{len(self.events):05d}", "object": "event", "type": kind,
@@ -111,7 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _json(self, status: int, body) -> None:
-        data = json.dumps(body).encode()
+        self._raw(json.dumps(body).encode(), status)
+
+    def _raw(self, data: bytes, status: int = 200) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -131,6 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             STRIPE.request_times.append(time.time())
             STRIPE.paths.append(url.path)
             if url.path == "/v1/customers":
+                if STRIPE.raw_customers is not None:
+                    return self._raw(STRIPE.raw_customers)
                 if not STRIPE.customers:  # test-connection calls before any data was seeded
                     return self._json(200, {"object": "list", "has_more": False,
                                             "data": [{"id": "cus_0", "object": "customer", "livemode": False}]})
@@ -169,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._items(url.path.rsplit("/", 1)[-1], query)
         if url.path == "/nothing":  # how some APIs say "no records"
             return self._json(200, {"data": None, "next": None})
+        if url.path == "/deep":  # records nested past any sane depth (and Python's recursion limit)
+            return self._raw(b'{"data": [{"id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b'}]}')
         if url.path == "/orders":
             return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
         return self._json(404, {"message": "no such path"})

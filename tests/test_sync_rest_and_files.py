@@ -146,3 +146,17 @@ def test_rest_records_path_holding_null_is_no_records(client, key, http_fixture,
     run = wait_for(start(client, key, sid), timeout=30)
     assert run.status == "completed" and run.progress == 0, run.error
     assert keys_in(cid) == {}
+
+
+def test_rest_answer_nested_too_deep_fails_the_run_at_once_saying_why(client, key, http_fixture, workers):
+    """An answer nested past Python's recursion limit raised RecursionError, which failed the
+    run as "Unexpected error: RecursionError" and retried it with backoff, again and again."""
+    sid, cid = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "bearer",
+                                                 "token": REST_TOKEN}, {"path": "/deep", "records_path": "$.data"})
+    r = client.post(f"/api/v1/source-connections/{sid}/test", headers={"X-API-Key": key}, json={})
+    assert (r.json["success"], r.json["message"]) == (False, "The API's answer is nested more than 100 levels deep")
+    workers(1)
+    run = wait_for(start(client, key, sid), timeout=30)
+    assert (run.status, run.attempt) == ("failed", 1)
+    assert run.error == f"The API's answer for {http_fixture.base}/deep is nested more than 100 levels deep"
+    assert keys_in(cid) == {}

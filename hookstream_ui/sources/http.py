@@ -7,6 +7,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ..services import documents
 from .base import SourceError
 from .netguard import CONNECT_TIMEOUT, READ_TIMEOUT, resolve
 
@@ -41,6 +42,24 @@ def may_pass(status: int) -> bool:
     (408), a conflict (409, Stripe's "try again") or a rate limit (429). Any other 4xx says
     the request itself is wrong, and sending it again cannot help."""
     return status >= 500 or status in (408, 409, 429)
+
+
+def json_of(response: httpx.Response):
+    """The answer's JSON. Raises ValueError, also for JSON nested past documents.MAX_DEPTH
+    (documents.TooDeep), where httpx's own json() let a RecursionError through, which failed
+    the run as an unexpected error and retried it with backoff."""
+    return documents.loads(response.content)
+
+
+def answer_json(response: httpx.Response, url: str, speaker: str):
+    """The answer's JSON, or a SourceError saying what `speaker` ("The API", "Stripe") sent
+    instead; one nested too deep will be the same next time, so it is not retried."""
+    try:
+        return json_of(response)
+    except documents.TooDeep as exc:
+        raise SourceError(f"{speaker}'s answer for {shown(url)} {exc}", retry=False) from None
+    except ValueError:
+        raise SourceError(f"{speaker} did not answer JSON for {shown(url)}") from None
 
 
 def request(method: str, url: str, **kwargs) -> httpx.Response:

@@ -5,7 +5,7 @@ import re
 
 import httpx
 
-from ..services import jsonpaths
+from ..services import documents, jsonpaths
 from . import http
 from urllib.parse import urljoin
 
@@ -117,7 +117,9 @@ class RestApi(SourceType):
         if response.status_code >= 400:
             return TestResult(False, f"The API answered HTTP {response.status_code} for {http.shown(url)}")
         try:
-            body = response.json()
+            body = http.json_of(response)
+        except documents.TooDeep as exc:
+            return TestResult(False, f"The API's answer {exc}")
         except ValueError:
             return TestResult(False, f"The API did not answer JSON (Content-Type: "
                                      f"{response.headers.get('content-type', 'none')})")
@@ -222,7 +224,4 @@ class RestApi(SourceType):
         if response.status_code >= 400:
             raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}",
                               retry=http.may_pass(response.status_code))
-        try:
-            return response.json()
-        except ValueError:
-            raise SourceError(f"The API did not answer JSON for {http.shown(url)}") from None
+        return http.answer_json(response, url, "The API")

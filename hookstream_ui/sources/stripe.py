@@ -57,19 +57,25 @@ class Stripe(SourceType):
 
     def test(self, conn: Connection) -> TestResult:
         base = conn.credentials.get("api_base", "https://api.stripe.com").rstrip("/")
+        url = f"{base}/v1/customers"
         try:
-            response = http.request("GET", f"{base}/v1/customers", params={"limit": 1},
+            response = http.request("GET", url, params={"limit": 1},
                                     headers={"Authorization": f"Bearer {conn.credentials.get('secret_key', '')}"})
         except SourceError as exc:
             return TestResult(False, str(exc))
         if response.status_code == 200:
-            livemode = response.json().get("data", [{}])[0].get("livemode") if response.json().get("data") else None
+            try:
+                page = http.answer_json(response, url, "Stripe")
+            except SourceError as exc:
+                return TestResult(False, str(exc))
+            data = page.get("data") if isinstance(page, dict) else None
+            if not isinstance(data, list):
+                return TestResult(False, f"Stripe did not answer a list object for {http.shown(url)}")
+            first = data[0] if data else None
+            livemode = first.get("livemode") if isinstance(first, dict) else None
             mode = {True: " (live mode)", False: " (test mode)"}.get(livemode, "")
             return TestResult(True, f"Connected to Stripe{mode}")
-        try:
-            reason = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            reason = f"HTTP {response.status_code}"
+        reason = _reason(response)
         if response.status_code == 401:
             return TestResult(False, f"Stripe rejected the key: {reason}")
         if response.status_code == 403:
@@ -98,13 +104,12 @@ class Stripe(SourceType):
         ctx.throttle()
         response = http.request("GET", url, params=params, headers=headers)
         if response.status_code != 200:
-            try:
-                reason = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                reason = f"HTTP {response.status_code}"
-            raise SourceError(f"Stripe answered HTTP {response.status_code}: {reason}",
+            raise SourceError(f"Stripe answered HTTP {response.status_code}: {_reason(response)}",
                               retry=http.may_pass(response.status_code))
-        return response.json()
+        page = http.answer_json(response, url, "Stripe")
+        if not isinstance(page, dict):
+            raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object")
+        return page
 
     def _list(self, base, headers, stream, checkpoint, ctx):
         """Every object, newest first, `starting_after` the last id of the previous page."""
@@ -167,3 +172,11 @@ class Stripe(SourceType):
         if newest == since:
             last_second |= seen
         yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})
+
+
+def _reason(response) -> str:
+    """Stripe's own message for an error answer, else its status."""
+    try:
+        return http.json_of(response)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {response.status_code}"
