@@ -97,10 +97,11 @@ class PostgreSQL(SourceType):
         Field("primary_key", "string", "Primary key column", default="id"),
         Field("cursor_column", "string", "Cursor column", placeholder="updated_at",
               description="A column that grows on every change, for incremental syncs."),
-        Field("cursor_lookback", "number", "Re-read window (seconds)", default=LOOKBACK,
-              description="For a date-time cursor: each incremental read starts this far before the newest value "
-                          "it has seen, so rows committed late are not missed (now() is a transaction's start "
-                          "time). Rows read again unchanged are not rewritten."),
+        Field("cursor_lookback", "number", "Re-read window (seconds, or values)", default=LOOKBACK,
+              description="Each incremental read starts this far before the newest cursor value it has seen "
+                          "(seconds for a date-time cursor, values for a numeric one), so rows committed late "
+                          "are not missed: now() is a transaction's start time, and a sequence's numbers are "
+                          "taken before their rows commit. Rows read again unchanged are not rewritten."),
     )
 
     def check(self, credentials, config):
@@ -110,7 +111,7 @@ class PostgreSQL(SourceType):
             errors["port"] = "must be a whole number from 1 to 65535"
         lookback = config.get("cursor_lookback")
         if lookback is not None and not (isinstance(lookback, int) and 0 <= lookback <= MAX_LOOKBACK):
-            errors["cursor_lookback"] = f"must be a whole number of seconds from 0 to {MAX_LOOKBACK}"
+            errors["cursor_lookback"] = f"must be a whole number from 0 to {MAX_LOOKBACK}"
         return errors
 
     def test(self, conn: Connection) -> TestResult:
@@ -263,16 +264,21 @@ class PostgreSQL(SourceType):
         yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})
 
 
-def rewind(cursor, seconds: int):
-    """A date-time cursor (as JSON text) `seconds` earlier; any other cursor as it is (a
-    date is re-read whole already, and numbers have no clock to go back on)."""
-    if not seconds or not isinstance(cursor, str) or len(cursor) <= 10:
+def rewind(cursor, window: int):
+    """The cursor `window` earlier: seconds for a date-time (as JSON text), values for a
+    number (a sequence hands out numbers before their rows commit, so a lower one can commit
+    after a higher one was read). A date is re-read whole already."""
+    if not window:
+        return cursor
+    if isinstance(cursor, (int, float)) and not isinstance(cursor, bool):
+        return cursor - window
+    if not isinstance(cursor, str) or len(cursor) <= 10:
         return cursor
     try:
         at = datetime.fromisoformat(cursor)
     except ValueError:
         return cursor
-    return (at - timedelta(seconds=seconds)).isoformat()
+    return (at - timedelta(seconds=window)).isoformat()
 
 
 def _after(value, high) -> bool:
