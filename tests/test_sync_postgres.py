@@ -28,6 +28,26 @@ def records(cid) -> dict:
     return {r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))}
 
 
+def connect(client, pg_source, name: str, config: dict, key_path: str = "$.id"):
+    """A new owner's API key, a PostgreSQL source with `config`, and a collection of it."""
+    key = make_key(production(org_of(make_user("owner@example.com"))))
+    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "postgresql", "name": name, "credentials": pg_source.credentials(),
+        "config": config}).json["sourceConnection"]["id"]
+    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
+        "name": name, "source_id": sid, "primary_key_path": key_path}).json["collection"]["id"]
+    return key, sid, cid
+
+
+def session_of(pg_source):
+    """A connection of the test's own to the source database (for transactions held open)."""
+    import psycopg
+
+    creds = pg_source.credentials()
+    return psycopg.connect(host=creds["host"], port=creds["port"], dbname=creds["database"], user=creds["username"],
+                           password=creds["password"])
+
+
 def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
     key, sid, cid = synced
     workers(1)
@@ -131,17 +151,13 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     """A row committed after rows with later cursor values were read (a transaction's now()
     is when it began), and a row given the cursor value the last read ended on, are both
     read by the next run; rows read again unchanged are counted so and not rewritten."""
-    import psycopg
-
     key, sid, cid = synced
     workers(1)
     assert wait_for(start(client, key, sid)).status == "completed"
     updated_at = {r.record_key: r.updated_at for r in
                   db.session.scalars(select(Record).where(Record.collection_id == cid))}
 
-    creds = pg_source.credentials()
-    late = psycopg.connect(host=creds["host"], port=creds["port"], dbname=creds["database"], user=creds["username"],
-                           password=creds["password"])
+    late = session_of(pg_source)
     try:
         # Begins first (its now() is earliest), commits after the next run has read past it.
         late.execute("UPDATE big SET name = 'late', updated_at = now() + interval '5 seconds' WHERE id = 1")
@@ -196,12 +212,7 @@ def test_a_view_too_slow_to_count_is_still_read(client, ctx, workers, pg_source,
     """Counting (for progress) gives up after a moment instead of failing the run; reads
     are not held to a connection test's few seconds."""
     pg_source.sql("CREATE OR REPLACE VIEW slow_big AS SELECT id, name FROM big WHERE id <= 6 AND pg_sleep(1) IS NOT NULL")
-    key = make_key(production(org_of(make_user("owner@example.com"))))
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": "Slow view", "credentials": pg_source.credentials(),
-        "config": {"table": "slow_big", "primary_key": "id"}}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
-        "name": "Slow", "source_id": sid, "primary_key_path": "$.id"}).json["collection"]["id"]
+    key, sid, cid = connect(client, pg_source, "Slow view", {"table": "slow_big", "primary_key": "id"})
     workers(1)
     try:
         run = wait_for(start(client, key, sid), timeout=60)
@@ -219,13 +230,9 @@ def test_odd_names_text_keys_and_a_date_cursor(client, ctx, workers, pg_source):
                   'payload jsonb, tags text[]);'
                   'INSERT INTO "Sales Dept"."Open Orders" SELECT \'ord-\' || g, current_date - (3 - g % 3), '
                   '\'{"n": 1}\', ARRAY[\'a\'] FROM generate_series(1, 30) g')
-    key = make_key(production(org_of(make_user("owner@example.com"))))
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": "Orders", "credentials": pg_source.credentials(),
-        "config": {"schema": "Sales Dept", "table": "Open Orders", "primary_key": "Order Key",
-                   "cursor_column": "Changed On"}}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
-        "name": "Orders", "source_id": sid, "primary_key_path": "$['Order Key']"}).json["collection"]["id"]
+    key, sid, cid = connect(client, pg_source, "Orders", {
+        "schema": "Sales Dept", "table": "Open Orders", "primary_key": "Order Key", "cursor_column": "Changed On"},
+        key_path="$['Order Key']")
     workers(1)
     try:
         run = wait_for(start(client, key, sid))
@@ -272,23 +279,14 @@ def test_rows_changed_while_the_backfill_runs_are_read_next(client, synced, work
 def test_a_numeric_cursor_reads_numbers_committed_late(client, ctx, workers, pg_source):
     """A sequence hands out numbers before their rows commit: a row given 21 can commit after
     the row given 22 was read. The re-read window (in values for a number) finds it."""
-    import psycopg
-
     pg_source.sql("DROP TABLE IF EXISTS versioned; DROP SEQUENCE IF EXISTS versioned_v; CREATE SEQUENCE versioned_v;"
                   "CREATE TABLE versioned (id int PRIMARY KEY, name text, "
                   "version bigint NOT NULL DEFAULT nextval('versioned_v'));"
                   "INSERT INTO versioned (id, name) SELECT g, 'name ' || g FROM generate_series(1, 20) g")
-    key = make_key(production(org_of(make_user("owner@example.com"))))
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": "Versioned", "credentials": pg_source.credentials(),
-        "config": {"table": "versioned", "primary_key": "id", "cursor_column": "version",
-                   "cursor_lookback": 5}}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
-        "name": "Versioned", "source_id": sid, "primary_key_path": "$.id"}).json["collection"]["id"]
+    key, sid, cid = connect(client, pg_source, "Versioned", {
+        "table": "versioned", "primary_key": "id", "cursor_column": "version", "cursor_lookback": 5})
     workers(1)
-    creds = pg_source.credentials()
-    late = psycopg.connect(host=creds["host"], port=creds["port"], dbname=creds["database"], user=creds["username"],
-                           password=creds["password"])
+    late = session_of(pg_source)
     try:
         assert wait_for(start(client, key, sid)).status == "completed"
         late.execute("UPDATE versioned SET name = 'late', version = nextval('versioned_v') WHERE id = 1")  # 21
