@@ -303,3 +303,23 @@ def test_a_numeric_cursor_reads_numbers_committed_late(client, ctx, workers, pg_
     finally:
         late.close()
         pg_source.sql("DROP TABLE versioned; DROP SEQUENCE versioned_v")
+
+
+def test_a_row_nested_too_deep_is_skipped_saying_why_and_the_rest_applied(client, ctx, workers, pg_source):
+    """PostgreSQL keeps JSON thousands of levels deep; stored, such a record answered 500 to
+    every read of its collection's records (RecursionError), and froze the records page."""
+    depth = 5000
+    pg_source.sql("DROP TABLE IF EXISTS nested; CREATE TABLE nested (id int PRIMARY KEY, doc jsonb);"
+                  "INSERT INTO nested SELECT g, '{\"n\": 1}' FROM generate_series(1, 3) g;"
+                  f"UPDATE nested SET doc = (repeat('[', {depth}) || repeat(']', {depth}))::jsonb WHERE id = 2")
+    key, sid, cid = connect(client, pg_source, "Nested", {"table": "nested", "primary_key": "id"})
+    workers(1)
+    try:
+        run = wait_for(start(client, key, sid))
+    finally:
+        pg_source.sql("DROP TABLE nested")
+    assert run.status == "completed", run.error
+    assert (run.records_inserted, run.records_skipped) == (2, 1)
+    assert run.skip_reasons == {"nested more than 100 levels deep": 1}
+    r = client.get(f"/v1/collections/{cid}/records", headers={"X-API-Key": key})
+    assert r.status_code == 200 and sorted(x["record_key"] for x in r.json["records"]) == ["1", "3"], r.json

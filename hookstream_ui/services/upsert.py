@@ -34,6 +34,7 @@ os.register_at_fork(after_in_child=_random.seed)
 
 DELETION_TYPES = {"deleted", "delete", "removed", "remove"}
 KEY_CHUNK = 500  # keys per IN (...) lookup; well under SQLite's parameter limit
+TOO_DEEP = str(documents.TooDeep()).removeprefix("is ")
 UNCHANGED = "unchanged since it was last written"  # the skip reason of a version written again as it was
 
 
@@ -376,6 +377,13 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         if newer_stored:
             outcome.skip("older than the stored version")
             note(index, ("skipped", "older than the stored version"))
+            if seen_run_id:
+                seen_only.append(key)
+            continue
+        if item.raw is not None and documents.too_deep(item.raw):
+            # Stored, it would answer every read of the collection with a RecursionError.
+            outcome.skip(TOO_DEEP)
+            note(index, ("skipped", TOO_DEEP))
             if seen_run_id:
                 seen_only.append(key)
             continue
