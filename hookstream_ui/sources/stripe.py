@@ -65,12 +65,9 @@ class Stripe(SourceType):
             return TestResult(False, str(exc))
         if response.status_code == 200:
             try:
-                page = http.answer_json(response, url, "Stripe")
+                data = _list_page(response, url)["data"]
             except SourceError as exc:
                 return TestResult(False, str(exc))
-            data = page.get("data") if isinstance(page, dict) else None
-            if not isinstance(data, list):
-                return TestResult(False, f"Stripe did not answer a list object for {http.shown(url)}")
             first = data[0] if data else None
             livemode = first.get("livemode") if isinstance(first, dict) else None
             mode = {True: " (live mode)", False: " (test mode)"}.get(livemode, "")
@@ -106,10 +103,7 @@ class Stripe(SourceType):
         if response.status_code != 200:
             raise SourceError(f"Stripe answered HTTP {response.status_code}: {_reason(response)}",
                               retry=http.may_pass(response.status_code))
-        page = http.answer_json(response, url, "Stripe")
-        if not isinstance(page, dict):
-            raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object")
-        return page
+        return _list_page(response, url)
 
     def _list(self, base, headers, stream, checkpoint, ctx):
         """Every object, newest first, `starting_after` the last id of the previous page."""
@@ -172,6 +166,14 @@ class Stripe(SourceType):
         if newest == since:
             last_second |= seen
         yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})
+
+
+def _list_page(response, url: str) -> dict:
+    """A 200 answer as the list object every endpoint read here answers with."""
+    page = http.answer_json(response, url, "Stripe")
+    if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+        raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object")
+    return page
 
 
 def _reason(response) -> str:
