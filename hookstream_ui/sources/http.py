@@ -1,10 +1,11 @@
-"""Outbound HTTP for API sources: every host checked by netguard, every call timed out,
-redirects followed only to hosts that pass the same check, and credentials sent only to
-the origin they were given for."""
+"""Outbound HTTP for API sources: every connection dialled to an address netguard checked,
+every call timed out, redirects followed only to hosts that pass the same check, and
+credentials sent only to the origin they were given for."""
 from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from ..services import documents
@@ -15,9 +16,25 @@ MAX_REDIRECTS = 3
 TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
-def check_url(url: str) -> None:
-    parts = urlsplit(url)
-    resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+class GuardedBackend(httpcore.SyncBackend):
+    """Resolves, checks and dials in one step, for every connection (each redirect hop
+    included): a name that answers a public address to the check and a private one to the
+    connect (DNS rebinding) reaches only the address that was checked. TLS and the Host
+    header keep the name."""
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        return super().connect_tcp(resolve(host, port)[0], port, timeout, local_address, socket_options)
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport on the guarded backend. Nothing from the process's environment:
+    no proxy (the target would go unchecked), no .netrc credentials, no certificate bundle
+    other than the default."""
+
+    def __init__(self) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
+                                             network_backend=GuardedBackend())
 
 
 def host(url: str) -> str:
@@ -64,9 +81,9 @@ def answer_json(response: httpx.Response, url: str, speaker: str):
 
 def request(method: str, url: str, **kwargs) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+    with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(),
+                      trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(url)
             try:
                 response = client.request(method, url, **kwargs)
             except httpx.ConnectTimeout:

@@ -1,17 +1,23 @@
 """PostgreSQL tables and views, read with psycopg 3."""
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+import socket
 from datetime import datetime, timedelta
 
 import psycopg
+from flask import current_app
 from psycopg import sql
 
 from psycopg.rows import dict_row
+from sqlalchemy.engine import make_url
 
 from ..services.upsert import Incoming, json_safe, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
-from .netguard import CONNECT_TIMEOUT, resolve
+from .netguard import CONNECT_TIMEOUT, PRIVATE_HINT, allow_private, resolve
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LOOKBACK = 60
@@ -20,6 +26,12 @@ LOOKBACK = 60
 READ_STATEMENT_TIMEOUT = "15min"
 COUNT_TIMEOUT_MS = 2000
 MAX_LOOKBACK = 7 * 86400
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
+SOCKET_PATH = re.compile(r"[@/][^\s,='\\]{0,200}")
+# A path that can never exist (/dev/null is no directory): libpq's password file, client
+# certificate and key settings point here, so none of the process's own is ever used.
+NO_FILE = "/dev/null/none"
+MAX_ADDRESSES = 4  # of a name's answers, tried in turn
 
 
 def explain(exc: psycopg.Error, host: str, port: int) -> str:
@@ -39,15 +51,69 @@ def explain(exc: psycopg.Error, host: str, port: int) -> str:
     return f"Could not connect: {text}"
 
 
+def host_problem(host: str) -> str | None:
+    """Why libpq must not be given `host`, if it must not: libpq takes a comma-separated
+    list (and tries each), and a socket directory reaches whatever server listens on this
+    machine, which no network check can judge. One host name or IP address, or a socket
+    path where private networks are allowed."""
+    if "," in host:
+        return "must be one host (libpq would try each of a comma-separated list)"
+    if host.startswith(("/", "@")):
+        if not allow_private():
+            return "is a unix-socket path: " + PRIVATE_HINT
+        return None if SOCKET_PATH.fullmatch(host) else "is not a usable socket path"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return None if HOSTNAME.fullmatch(host) else "must be a host name or an IP address"
+
+
+def _own_database(address: str | None, port: int) -> bool:
+    """Whether `address` (None: a socket directory) and `port` reach the server holding
+    hookstream's own database: every tenant's data is there, so it is never a source, whatever
+    else is allowed. On this machine one port is one server, by TCP or by socket (whose file
+    is named for the port), so a local endpoint on its port is taken to be it."""
+    url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+    if not url.drivername.startswith("postgresql") or (url.port or 5432) != port:
+        return False
+    own = url.query.get("host") or url.host or "/tmp"
+    own = own[0] if isinstance(own, tuple) else own
+    try:
+        own_addresses = set() if own.startswith("/") else \
+            {info[4][0] for info in socket.getaddrinfo(own, port, type=socket.SOCK_STREAM)}
+    except OSError:
+        own_addresses = set()
+    if address in own_addresses:
+        return True
+    return _local(address) and (own.startswith("/") or any(_local(a) for a in own_addresses))
+
+
+def _local(address: str | None) -> bool:
+    return address is None or ipaddress.ip_address(address.split("%")[0]).is_loopback
+
+
 def connect(creds: dict) -> psycopg.Connection:
-    host, port = creds["host"], int(creds.get("port") or 5432)
+    host, port = str(creds["host"]), int(creds.get("port") or 5432)
+    problem = host_problem(host)
+    if problem:
+        raise SourceError(f"The host {problem}", retry=False)
+    # Every connection setting is given, so that libpq takes none of its own from the
+    # environment or files of the process (a password from ~/.pgpass or PGPASSWORD, a client
+    # certificate, a Kerberos ticket) to a server someone else named.
     params = dict(host=host, port=port, dbname=creds["database"], user=creds["username"],
                   password=creds.get("password") or "", sslmode=creds.get("sslmode") or "prefer",
                   connect_timeout=int(CONNECT_TIMEOUT), application_name="hookstream",
-                  options="-c statement_timeout=5000")
-    if not host.startswith("/"):
-        # Connect to the address we checked, not to a second DNS answer (host stays for TLS).
-        params["hostaddr"] = resolve(host, port)[0]
+                  options="-c statement_timeout=5000", passfile=NO_FILE, sslcert=NO_FILE, sslkey=NO_FILE,
+                  gssencmode="disable")
+    addresses = [None]
+    if not host.startswith(("/", "@")):
+        # Connect to the addresses we checked, not to a second DNS answer (host stays for
+        # TLS); libpq tries them in turn, as it would the name's own answers.
+        addresses = resolve(host, port)[:MAX_ADDRESSES]
+        params.update(host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
+    if any(_own_database(address, port) for address in addresses):
+        raise SourceError("Refusing to connect to hookstream's own database server", retry=False)
     try:
         return psycopg.connect(**params, autocommit=True)
     except psycopg.Error as exc:
@@ -106,6 +172,9 @@ class PostgreSQL(SourceType):
 
     def check(self, credentials, config):
         errors = {}
+        problem = host_problem(credentials.get("host") or "")
+        if problem and credentials.get("host"):
+            errors["host"] = problem
         port = credentials.get("port")
         if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
             errors["port"] = "must be a whole number from 1 to 65535"
