@@ -182,3 +182,20 @@ def table(pg_source):
                   f"now() - ({BIG_ROWS} - g) * interval '1 second' FROM generate_series(1, {BIG_ROWS}) g;")
     yield "big"
     pg_source.sql("DROP TABLE IF EXISTS big")
+
+
+@pytest.fixture(scope="session")
+def _capture_server():
+    from tests.fixture_servers import CaptureServer
+
+    server = CaptureServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def capture(_capture_server):
+    """An attacker's HTTP and PostgreSQL host on 127.0.0.1, with nothing recorded yet."""
+    _capture_server.requests.clear()
+    _capture_server.passwords.clear()
+    return _capture_server

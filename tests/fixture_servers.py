@@ -244,3 +244,82 @@ class HttpFixture:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class CaptureServer:
+    """An attacker's host on 127.0.0.1: records every HTTP request (method, path, headers,
+    body) and answers 200 with an empty list; and, on a second port, speaks just enough of
+    PostgreSQL's protocol to ask for a cleartext password and record it."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.passwords: list[str] = []
+        capture = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _record(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                capture.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                         "body": self.rfile.read(length) if length else b""})
+                data = b'{"object": "list", "data": [], "has_more": false}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = _record  # noqa: N815
+
+        self.http = _QuietServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.http.server_port}"
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.pg = socket.socket()
+        self.pg.bind(("127.0.0.1", 0))
+        self.pg.listen(8)
+        self.pg_port = self.pg.getsockname()[1]
+        threading.Thread(target=self._serve_pg, daemon=True).start()
+
+    def _serve_pg(self):
+        import struct
+
+        while True:
+            try:
+                conn, _ = self.pg.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.settimeout(5)
+                    while True:  # SSLRequest / GSSENCRequest first: say no and read on
+                        length, code = struct.unpack("!ii", conn.recv(8))
+                        conn.recv(max(0, length - 8))
+                        if code in (80877103, 80877104):
+                            conn.sendall(b"N")
+                            continue
+                        break
+                    conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+                    kind, length = conn.recv(1), struct.unpack("!i", conn.recv(4))[0]
+                    if kind == b"p":
+                        self.passwords.append(conn.recv(length - 4).rstrip(b"\0").decode())
+                    message = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
+                    conn.sendall(b"E" + struct.pack("!i", len(message) + 4) + message)
+                except (OSError, struct.error):
+                    pass
+
+    def leaked(self, secret: str) -> bool:
+        """Whether `secret` reached this host: as sent, or inside a Basic authorization."""
+        import base64
+
+        seen = repr(self.requests) + repr(self.passwords)
+        for request in self.requests:
+            scheme, _, value = request["headers"].get("Authorization", "").partition(" ")
+            if scheme.lower() == "basic":
+                seen += base64.b64decode(value + "==").decode(errors="replace")
+        return secret in seen
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.pg.close()

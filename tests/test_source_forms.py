@@ -54,11 +54,17 @@ def test_validation_rules(given, errors):
 
 
 def test_validation_cleans_defaults_and_coerces():
-    clean = validate(FIELDS, {"host": " db ", "secret": "s", "port": "6543", "enabled": "off", "extra": "dropped",
+    clean = validate(FIELDS, {"host": " db ", "secret": "s", "port": "6543", "enabled": "off",
                               "url": "https://x.example/path"})
     assert clean == {"host": "db", "port": 6543, "secret": "s", "enabled": False, "mode": "a",
                      "url": "https://x.example/path"}
     assert validate(FIELDS, {"host": "h", "secret": "s"})["enabled"] is True
+
+
+def test_a_key_that_is_no_field_is_refused_by_name():
+    with pytest.raises(ValidationFailed) as caught:
+        validate(FIELDS, {"host": "h", "secret": "s", "pasword": "typo"})
+    assert caught.value.errors == {"pasword": "is not a field of this source type"}
 
 
 def test_mask_keeps_the_stored_secret_and_is_not_a_value():

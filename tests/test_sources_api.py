@@ -361,9 +361,9 @@ def test_fields_for_another_choice_are_not_stored(client, key, http_fixture):
     assert r.status_code == 200, r.json
     assert {"username", "password", "token"}.isdisjoint(stored(sid))
 
-    r = create(client, key, "webhook", {"verification_type": "none", "secret": "left-behind"})
+    r = create(client, key, "webhook", {"verification_type": "none", "signing_secret": "left-behind"})
     assert r.status_code == 201, r.json
-    assert "secret" not in stored(r.json["sourceConnection"]["id"])
+    assert "signing_secret" not in stored(r.json["sourceConnection"]["id"])
 
 
 @pytest.mark.parametrize("name, ok", [("X Api Key", False), ("X-Api-Key:", False), ("X-Api-Key\r\nHost: evil", False),

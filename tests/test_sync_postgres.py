@@ -128,7 +128,7 @@ def test_cancel_and_409_while_running(client, synced, workers):
     h = {"X-API-Key": key}
     r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h)
     assert r.status_code == 409 and r.json["error"] == "sync_in_progress"
-    for method, path, body in [("put", "/config", {"config": {"table": "big"}}), ("put", "/credentials", {"credentials": {}}),
+    for method, path, body in [("put", "/config", {"config": {"table": "big"}}), ("put", "/credentials", {"credentials": {"port": 5432}}),
                                ("delete", "/data", None), ("delete", "", None)]:
         r = client.open(f"/api/v1/source-connections/{sid}{path}", method=method.upper(), json=body, headers=h)
         assert r.status_code == 409 and r.json["error"] == "sync_in_progress", (method, path, r.json)

@@ -27,9 +27,19 @@ def connection_json(source) -> dict:
     }
 
 
-def _section(body: dict, key: str):
-    """PUT bodies may wrap the object (`{"credentials": {...}}`) or be the object itself."""
-    return body[key] if isinstance(body.get(key), dict) else body
+def _section(body: dict, key: str) -> dict:
+    """A PUT body wraps the fields to change (`{"credentials": {...}}`) or is those fields
+    itself. Anything else is refused by name: a body misread as "no fields" would reset them."""
+    if key in body:
+        if not isinstance(body[key], dict):
+            raise ValidationFailed({key: "must be an object of fields"})
+        extra = sorted(set(body) - {key})
+        if extra:
+            raise ValidationFailed({name: f"is not taken here (send {key} alone)" for name in extra})
+        body = body[key]
+    if not body:
+        raise ValidationFailed({key: "is required: send the fields to change"})
+    return body
 
 
 @endpoint(sources_v1, "/sources", "GET", summary="List source types", tag=TAG, responses={200: schemas.SourceList})
@@ -71,24 +81,24 @@ def test_connection(principal, source_id):
 
 
 @endpoint(sources_v1, "/source-connections/<source_id>/streams", "GET", summary="Streams a collection can pick",
-          tag=TAG, responses={200: schemas.StreamList, 404: E, 502: E})
+          tag=TAG, role="member", responses={200: schemas.StreamList, 404: E, 502: E})
 def list_connection_streams(principal, source_id):
     return jsonify(success=True, streams=svc.list_streams(principal, svc.get_source_or_404(principal, source_id)))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/credentials", "PUT", summary="Replace credentials",
+@endpoint(sources_v1, "/source-connections/<source_id>/credentials", "PUT", summary="Change credentials (the fields given)",
           tag=TAG, body=schemas.CredentialsUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
 def put_credentials(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
-    svc.update_source(principal, source, credentials=_section(json_body(), "credentials"))
+    svc.update_source(principal, source, credentials=_section(json_body(), "credentials"), partial=True)
     return jsonify(success=True, sourceConnection=connection_json(source))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/config", "PUT", summary="Replace configuration",
+@endpoint(sources_v1, "/source-connections/<source_id>/config", "PUT", summary="Change configuration (the fields given)",
           tag=TAG, body=schemas.ConfigUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
 def put_config(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
-    svc.update_source(principal, source, config=_section(json_body(), "config"))
+    svc.update_source(principal, source, config=_section(json_body(), "config"), partial=True)
     return jsonify(success=True, sourceConnection=connection_json(source))
 
 

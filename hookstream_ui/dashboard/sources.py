@@ -210,8 +210,10 @@ def source_delete(source_id):
 
 @bp.get("/collections/_streams")
 def collection_streams():
-    """htmx partial for the collection form: the streams of the chosen source."""
+    """htmx partial for the collection form: the streams of the chosen source. Listing them
+    connects to the source with its stored credentials: members only, as a test is."""
     principal = current_principal()
+    require_role(principal, "member")
     source_id = request.args.get("source_id")
     streams, error = [], None
     if source_id:

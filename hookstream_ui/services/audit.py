@@ -144,11 +144,19 @@ def _record(session, _context, _instances) -> None:
 
 
 def record(action: str, resource_type: str, resource_id: str | None, *, actor: Actor, org_id: str | None = None,
-           details: dict | None = None) -> None:
+           env_id: str | None = None, details: dict | None = None) -> None:
     """An entry for something that is not a row change (a sign-in). The caller commits."""
-    db.session.add(AuditEntry(org_id=org_id, actor_id=actor.id, actor=actor.label[:254], action=action,
-                              resource_type=resource_type, resource_id=resource_id, details=details or {},
-                              ip=_ip(), at=utcnow()))
+    db.session.add(AuditEntry(org_id=org_id, env_id=env_id, actor_id=actor.id, actor=actor.label[:254],
+                              action=action, resource_type=resource_type, resource_id=resource_id,
+                              details=details or {}, ip=_ip(), at=utcnow()))
+
+
+def note(action: str, resource_type: str, resource_id: str | None, *, org_id: str | None,
+         env_id: str | None = None, details: dict | None = None) -> None:
+    """record(), by whoever acts now (nothing when nobody does: a worker). The caller commits."""
+    actor = _current_actor()
+    if actor is not None:
+        record(action, resource_type, resource_id, actor=actor, org_id=org_id, env_id=env_id, details=details)
 
 
 def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, since=None, until=None,

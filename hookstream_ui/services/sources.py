@@ -14,7 +14,7 @@ from ..sources import Connection, SourceType, TestResult, source_type
 from ..sources import fields as field_rules
 from ..sources import secrets
 from ..sources.file import FORMATS
-from . import search_index
+from . import audit, search_index
 from .collections import get_collection_or_404
 
 NAME_MAX = 120
@@ -46,17 +46,22 @@ def masked_credentials(source: SourceConnection) -> dict:
     return field_rules.masked(type_of(source).auth_fields, credentials_of(source))
 
 
-def _clean(kind: SourceType, credentials, config, existing_credentials=None) -> tuple[dict, dict]:
-    """Both halves validated; credential errors are `invalid_credentials`, the rest `validation_error`."""
+def _clean(kind: SourceType, credentials, config, stored: tuple[dict, dict] | None = None,
+           partial: tuple[bool, bool] = (False, False)) -> tuple[dict, dict]:
+    """Both halves validated against what is `stored` (credentials, config); `partial`, for
+    each half, keeps what it leaves out. Credential errors are `invalid_credentials`, the
+    rest `validation_error`."""
     errors, creds, conf = {}, {}, {}
+    stored_creds, stored_conf = stored or ({}, {})
     try:
         creds = field_rules.validate(kind.auth_fields, credentials if credentials is not None else {},
-                                     existing_credentials, code="invalid_credentials")
+                                     stored_creds, code="invalid_credentials", partial=partial[0])
     except ValidationFailed as exc:
         errors.update({("credentials" if k == "body" else k): v for k, v in exc.errors.items()})
     cred_failed = bool(errors)
     try:
-        conf = field_rules.validate(kind.config_fields, config if config is not None else {})
+        conf = field_rules.validate(kind.config_fields, config if config is not None else {}, stored_conf,
+                                    partial=partial[1])
     except ValidationFailed as exc:
         errors.update({("config" if k == "body" else k): v for k, v in exc.errors.items()})
     if not errors:
@@ -109,8 +114,10 @@ def create_source(principal: Principal, payload) -> SourceConnection:
 
 
 def update_source(principal: Principal, source: SourceConnection, *, name=None, credentials=None,
-                  config=None) -> SourceConnection:
-    """Change what is given. Secrets sent back as the mask keep their stored value."""
+                  config=None, partial: bool = False) -> SourceConnection:
+    """Change what is given: a half left out (None) stays as it is, and with `partial` so do
+    the fields a half leaves out. Secrets sent back as the mask keep their stored value while
+    their destination is unchanged."""
     from .runs import ensure_idle
 
     if credentials is not None or config is not None:
@@ -118,8 +125,8 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
     kind = type_of(source)
     new_name = _name(name) if name is not None else source.name
     stored = credentials_of(source)
-    creds, conf = _clean(kind, credentials if credentials is not None else field_rules.masked(kind.auth_fields, stored),
-                         config if config is not None else dict(source.config or {}), stored)
+    creds, conf = _clean(kind, credentials or {}, config or {}, (stored, dict(source.config or {})),
+                         partial=(partial or credentials is None, partial or config is None))
     source.name = new_name
     if creds != stored:
         source.credentials_encrypted = secrets.encrypt(creds)
@@ -129,49 +136,67 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
     return source
 
 
-def test_source(principal: Principal, source: SourceConnection) -> TestResult:
-    conn = connection_for(source)
-    kind = type_of(source)
+def said(kind: SourceType, credentials: dict, text: str) -> str:
+    """What a source said (a test result, an error), as it may be shown or stored: it may
+    quote what was sent, so no secret of these credentials is left in it."""
+    return secrets.scrub(text, field_rules.secrets_of(kind.auth_fields, credentials))
+
+
+def _tested(kind: SourceType, conn: Connection, what: str) -> TestResult:
     try:
         result = kind.test(conn)
     except Exception as exc:  # a source type's bug must not leak a traceback or a secret
-        current_app.logger.warning("test of %s (%s) raised %s", source.id, source.short_name, type(exc).__name__)
+        current_app.logger.warning("%s test raised %s", what, type(exc).__name__)
         result = TestResult(False, f"Unexpected error while testing: {type(exc).__name__}")
-    # The source's own message may quote what we sent; never let a secret through.
-    result.message = secrets.scrub(result.message, field_rules.secrets_of(kind.auth_fields, conn.credentials))
+    result.message = said(kind, conn.credentials, result.message)
+    return result
+
+
+def _audit_test(source: SourceConnection | None, kind: SourceType, used: list[str], result: TestResult,
+                unsaved: bool) -> None:
+    """A test that sends stored secrets somewhere is on the record: who, which, where."""
+    if source is None or not used:
+        return
+    audit.note("source.test", "source", source.id, org_id=source.org_id, env_id=source.env_id,
+               details={"secrets_used": used, "unsaved": unsaved, "connected": result.ok})
+
+
+def test_source(principal: Principal, source: SourceConnection) -> TestResult:
+    conn = connection_for(source)
+    kind = type_of(source)
+    result = _tested(kind, conn, f"{source.id} ({source.short_name})")
     source.status = "connected" if result.ok else "error"
     source.last_tested_at = utcnow()
     source.last_test_message = result.message
+    _audit_test(source, kind, field_rules.borrowed(kind.auth_fields, {}, conn.credentials), result, unsaved=False)
     db.session.commit()
     return result
 
 
 def test_unsaved(principal: Principal, short_name: str, credentials, config, existing: SourceConnection | None = None):
-    """Test what a form holds before it is saved (the connect form's Test button)."""
+    """Test what a form holds before it is saved (the connect form's Test button). A stored
+    secret it borrows goes only where it was given (field_rules.validate), and is audited."""
     kind = source_type(short_name)
-    stored = credentials_of(existing) if existing else None
+    stored = (credentials_of(existing), dict(existing.config or {})) if existing else None
     creds, conf = _clean(kind, credentials, config, stored)
     conn = Connection(id=existing.id if existing else "unsaved", credentials=creds, config=conf,
                       ingest_url=ingest_url(existing) if existing else None,
                       latest_file_id=connection_for(existing).latest_file_id if existing else None)
-    try:
-        result = kind.test(conn)
-    except Exception as exc:
-        current_app.logger.warning("unsaved %s test raised %s", short_name, type(exc).__name__)
-        result = TestResult(False, f"Unexpected error while testing: {type(exc).__name__}")
-    result.message = secrets.scrub(result.message, field_rules.secrets_of(kind.auth_fields, creds))
+    result = _tested(kind, conn, f"unsaved {short_name}")
+    _audit_test(existing, kind, field_rules.borrowed(kind.auth_fields, credentials or {}, creds), result, unsaved=True)
+    db.session.commit()
     return result
 
 
 def list_streams(principal: Principal, source: SourceConnection) -> list[dict]:
     from ..sources import SourceError
 
+    kind = type_of(source)
     try:
-        return type_of(source).list_streams(connection_for(source))
+        return kind.list_streams(connection_for(source))
     except SourceError as exc:
-        raise ValidationFailed({"source": secrets.scrub(str(exc), field_rules.secrets_of(
-            type_of(source).auth_fields, credentials_of(source)))}, status=502, code="source_unreachable",
-            message=str(exc)) from None
+        message = said(kind, credentials_of(source), str(exc))
+        raise ValidationFailed({"source": message}, status=502, code="source_unreachable", message=message) from None
 
 
 def scoped_sources(principal: Principal):

@@ -1,6 +1,7 @@
 """Field declarations of source types, and the one validator the API and the forms share."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -10,6 +11,10 @@ FIELD_TYPES = ("string", "number", "password", "boolean", "select", "text", "url
 # What every page and response shows instead of a stored secret (seed 004's mask).
 MASK = "***********"
 TRUE_WORDS = {"true", "on", "1", "yes"}
+# RFC 9110's token: what a header name may hold (a space, colon or line break would break or
+# split the request).
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
+NOT_A_HEADER_NAME = "must be a header name: letters, digits and - _ . ! # $ % & ' * + ^ ` | ~"
 FALSE_WORDS = {"false", "off", "0", "no", ""}
 
 
@@ -27,6 +32,10 @@ class Field:
     # (other field, its values): the form shows this field only while the other has one of
     # them (static/app.js; without script every field shows), and it is kept only then.
     shown_when: tuple = field(default=(), compare=False)
+    # A secret's destination: the fields that say where it is sent (host and port, base URL,
+    # auth type). A stored secret is kept (sent back as the mask, or left out of a partial
+    # change) only while every one of them is as it was: it only ever goes where it was given.
+    sent_to: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         assert self.type in FIELD_TYPES, self.type
@@ -89,18 +98,21 @@ def _coerce(f: Field, value):
 
 def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
              code: str = "validation_error", partial: bool = False) -> dict:
-    """Clean `given` against `fields`. Unknown keys are dropped; a password sent back as
-    the mask keeps its stored value. With `partial`, absent fields keep `existing`."""
+    """Clean `given` against `fields`. A key that is no field is an error. A secret sent back
+    as the mask (or, with `partial`, left out) keeps its stored value while its destination
+    is unchanged; with `partial`, other absent fields keep `existing` too."""
     if not isinstance(given, dict):
         raise ValidationFailed({"body": "must be a JSON object"}, code=code)
     existing = existing or {}
-    clean, errors = {}, {}
+    known = {f.name: f for f in fields}
+    errors = {name: "is not a field of this source type" for name in given if name not in known}
+    clean, kept = {}, []
     for f in fields:
         present = f.name in given
         value = given.get(f.name)
-        if f.secret and value == MASK:
+        if f.secret and (value == MASK or (partial and not present)):
             if existing.get(f.name):
-                clean[f.name] = existing[f.name]
+                kept.append(f)  # decided below, once its destination's new values are known
                 continue
             present, value = False, None
         if not present and partial and f.name in existing:
@@ -116,15 +128,33 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
             clean[f.name] = _coerce(f, value)
         except ValueError as exc:
             errors[f.name] = str(exc)
+    clean = _applicable(fields, clean)
+    for f in kept:
+        if f.shown_when and clean.get(f.shown_when[0]) not in f.shown_when[1]:
+            continue  # for another choice now: dropped, not sent anywhere
+        moved = [known[d].label for d in f.sent_to if d not in errors and clean.get(d) != existing.get(d)]
+        if moved:
+            errors[f.name] = (f"must be entered again: {', '.join(moved)} changed, and a stored secret "
+                              "is only ever sent where it was given")
+        else:
+            clean[f.name] = existing[f.name]
     if errors:
         raise ValidationFailed(errors, code=code)
-    # A field for another choice is not kept (a token typed, then basic auth chosen, or a
-    # secret left behind when verification is turned off): nothing is stored that does
-    # not apply, above all no secret the user believes abandoned.
-    for f in fields:
-        if f.shown_when and f.name in clean and clean.get(f.shown_when[0]) not in f.shown_when[1]:
-            del clean[f.name]
-    return clean
+    return _applicable(fields, clean)
+
+
+def _applicable(fields: tuple[Field, ...], values: dict) -> dict:
+    """`values` without the fields for another choice (a token typed, then basic auth chosen,
+    or a secret left behind when verification is turned off): nothing is stored that does not
+    apply, above all no secret the user believes abandoned."""
+    when = {f.name: f.shown_when for f in fields}
+    return {name: value for name, value in values.items()
+            if not when[name] or values.get(when[name][0]) in when[name][1]}
+
+
+def borrowed(fields: tuple[Field, ...], given: dict, clean: dict) -> list[str]:
+    """The secrets in `clean` that were not typed but kept from what is stored."""
+    return [f.name for f in fields if f.secret and f.name in clean and given.get(f.name) != clean[f.name]]
 
 
 def masked(fields: tuple[Field, ...], values: dict) -> dict:

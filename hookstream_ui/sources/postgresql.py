@@ -152,7 +152,7 @@ class PostgreSQL(SourceType):
         Field("port", "number", "Port", required=True, default=5432),
         Field("database", "string", "Database", required=True, placeholder="app"),
         Field("username", "string", "Username", required=True, placeholder="readonly"),
-        Field("password", "password", "Password", required=True),
+        Field("password", "password", "Password", required=True, sent_to=("host", "port", "sslmode")),
         Field("sslmode", "select", "SSL mode", default="prefer", options=SSL_MODES,
               description="verify-full checks the server's certificate and name."),
     )

@@ -5,7 +5,10 @@ rotated (`flask rotate-credentials-key`) without downtime.
 """
 from __future__ import annotations
 
+import base64
 import json
+import re
+from urllib.parse import quote, quote_plus
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from flask import current_app
@@ -39,8 +42,20 @@ def rotate(token: str) -> str:
 
 
 def scrub(message: str, secrets: list[str]) -> str:
-    """A message with every secret value cut out, for errors that may quote their input."""
-    for secret in sorted(secrets, key=len, reverse=True):
+    """A message with every secret value cut out, for errors that may quote their input: in
+    any case, with spacing added or taken out, and as URLs, JSON and base64 write it."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
         if secret and len(secret) >= 3:
-            message = message.replace(secret, "•••")
+            for spelling in _spellings(secret):
+                message = _loose(spelling).sub("•••", message)
     return message
+
+
+def _spellings(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1],
+            base64.b64encode(secret.encode()).decode().rstrip("=")}
+
+
+def _loose(spelling: str) -> re.Pattern:
+    """`spelling`, in any case and with any whitespace between its characters."""
+    return re.compile(r"\s*".join(re.escape(c) for c in spelling if not c.isspace()), re.IGNORECASE)

@@ -19,10 +19,8 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import Collection, SyncRun, utcnow
 from ..services import upsert
-from ..services.sources import bound_collections, connection_for, type_of
+from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
-from ..sources import fields as field_rules
-from ..sources import secrets as credential_secrets
 from ..sources.base import ReadContext
 from .ratelimit import RateLimiter
 from .worker import queue
@@ -256,9 +254,7 @@ def _fail(run: SyncRun, exc: Exception) -> None:
 
     source = run.source
     message = str(exc) if isinstance(exc, SourceError) else f"Unexpected error: {type(exc).__name__}"
-    # The source's text may quote what we sent it.
-    message = credential_secrets.scrub(message, field_rules.secrets_of(type_of(source).auth_fields,
-                                                                       connection_for(source).credentials))
+    message = said(type_of(source), credentials_of(source), message)
     if not isinstance(exc, SourceError):
         log.warning("run %s failed with %s", run.id, type(exc).__name__, exc_info=True)
     run.attempt = (run.attempt or 0) + 1
