@@ -701,6 +701,27 @@ def test_a_delivery_sent_back_is_not_its_own_duplicate(client, key, writer_kind)
     assert again.json["duplicate"] is True and again.json["original_event_id"] == first.json["event_id"]
 
 
+def test_a_dedup_key_is_checked_when_set_and_a_bad_stored_one_breaks_nothing(client, key, writer_kind):
+    sid = webhook(client, key, config={"dedup_window_seconds": 60})
+    for bad in ("$[", "$.a[?(", "Not A Header"):
+        r = client.put(f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key},
+                       json={"dedup_key": bad})
+        assert r.status_code == 400 and set(r.json["errors"]) == {"dedup_key"}, r.json
+    assert client.post(f"/v1/ingest/{sid}", json={"id": "e1", "data": {"id": "a"}}).status_code == 200
+    # Stored before it was checked (or written around the check): deliveries still work.
+    _change_source(sid, config={"dedup_window_seconds": 60, "dedup_key": "$["})
+    answer = client.post(f"/v1/ingest/{sid}", json={"id": "e1", "data": {"id": "b"}})
+    assert answer.status_code == 200 and "duplicate" not in answer.json, answer.json
+    # Fixed through the API: this process's remembered copy is replaced before the next delivery.
+    fixed = client.put(f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key},
+                       json={"dedup_key": "$.id"})
+    assert fixed.status_code == 200, fixed.json
+    first = client.post(f"/v1/ingest/{sid}", json={"id": "e2", "data": {"id": "c"}})
+    again = client.post(f"/v1/ingest/{sid}", json={"id": "e2", "data": {"id": "d"}})
+    assert "duplicate" not in first.json and again.json["duplicate"] is True, (first.json, again.json)
+    assert set(records()) == {"a", "b", "c"}
+
+
 def test_text_searches_take_percent_and_underscore_literally(client, key):
     """Events, collections and record search: `%` and `_` in a search are text, not SQL wildcards."""
     h = {"X-API-Key": key}

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import ipaddress
+import logging
 from dataclasses import dataclass
 
 from flask import abort
@@ -23,6 +24,7 @@ from . import documents, group_commit, jsonpaths, upsert, webhook_sources
 from .signatures import SignatureError, verify
 from .sources import credentials_of
 
+log = logging.getLogger(__name__)
 MASKED_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 DEDUP_HEADERS = ("Idempotency-Key", "webhook-id")
 
@@ -46,19 +48,31 @@ def accepting_source(source_id: str, address: str | None) -> tuple:
 def ip_allowed(source: SourceConnection, address: str | None) -> bool:
     config = source.config or {}
     try:
+        deny, allow = parse_cidrs(config.get("ip_denylist")), parse_cidrs(config.get("ip_allowlist"))
+    except ValueError:  # rules stored before they were checked: refuse rather than guess
+        log.warning("source %s has IP rules that cannot be read; refusing its deliveries", source.id)
+        return False
+    try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
     except ValueError:
-        return not config.get("ip_allowlist")
-    if any(ip in net for net in parse_cidrs(config.get("ip_denylist"))):
+        return not allow
+    if any(ip in net for net in deny):
         return False
-    allow = parse_cidrs(config.get("ip_allowlist"))
     return not allow or any(ip in net for net in allow)
+
+
+def _body_value(path: str, document):
+    try:
+        return jsonpaths.getter(path)(document) if isinstance(document, dict) else None
+    except Exception:  # a path stored before paths were checked; the payload hash stands in
+        log.warning("dedup key %r is not a usable JSONPath", path[:100])
+        return None
 
 
 def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
     configured = ((source.config or {}).get("dedup_key") or "").strip()
     if configured.startswith("$"):
-        value = jsonpaths.getter(configured)(document) if isinstance(document, dict) else None
+        value = _body_value(configured, document)
         if value is not None:
             return f"body:{value}"
     elif configured:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from ..services import jsonpaths
 from .base import Connection, SourceType, TestResult, register
-from .fields import Field
+from .fields import HEADER_NAME, NOT_A_HEADER_NAME, Field
 
 VERIFICATION_TYPES = (
     ("none", "No verification"), ("hmac_sha256", "HMAC-SHA256"), ("hmac_sha1", "HMAC-SHA1"),
@@ -60,6 +61,17 @@ class Webhook(SourceType):
         errors = {}
         if credentials.get("verification_type", "none") != "none" and not credentials.get("signing_secret"):
             errors["signing_secret"] = "is required when signature verification is on"
+        header = credentials.get("signature_header")
+        if header and not HEADER_NAME.fullmatch(header):
+            errors["signature_header"] = NOT_A_HEADER_NAME
+        dedup = config.get("dedup_key")
+        if dedup and dedup.startswith("$"):
+            try:
+                config["dedup_key"] = jsonpaths.normalise(dedup)
+            except ValueError as exc:
+                errors["dedup_key"] = str(exc)
+        elif dedup and not HEADER_NAME.fullmatch(dedup):
+            errors["dedup_key"] = "must be a header name, or a JSONPath into the body starting with $"
         window = config.get("dedup_window_seconds")
         if window is not None and not 0 <= window <= 7 * 86400:
             errors["dedup_window_seconds"] = "must be between 0 and 604800 (7 days)"
