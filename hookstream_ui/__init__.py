@@ -7,6 +7,7 @@ import re
 import secrets
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 from htmx_flask import Htmx
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -19,12 +20,25 @@ from .extensions import csrf, db, login_manager, migrate
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+class StandardJSON(DefaultJSONProvider):
+    """Every JSON answer is standard JSON: never NaN or Infinity (services/documents.py)."""
+
+    def dumps(self, obj, **kwargs) -> str:
+        from .services import documents
+
+        kwargs.setdefault("default", self.default)
+        kwargs.setdefault("ensure_ascii", self.ensure_ascii)
+        kwargs.setdefault("sort_keys", self.sort_keys)
+        return documents.dumps(obj, **kwargs)
+
+
 def create_app(overrides: dict | None = None) -> Flask:
     instance = instance_path()
     app = Flask(
         __name__, instance_path=str(instance),
         template_folder="../templates", static_folder="../static",
     )
+    app.json = StandardJSON(app)
     app.config.update(load_config(instance))
     if overrides:
         app.config.update(overrides)

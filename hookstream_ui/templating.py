@@ -1,10 +1,10 @@
 """Jinja filters for timestamps, durations and record cells."""
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 from .models.base import as_utc, isoformat
+from .services import documents
 
 
 def ago(value: datetime | None) -> str:
@@ -34,7 +34,7 @@ def duration(seconds: float) -> str:
 
 def compact_json(value) -> str:
     """JSON as people read it: text as written, not escaped to ASCII (the page escapes HTML)."""
-    return json.dumps(value, ensure_ascii=False)
+    return documents.dumps(value, ensure_ascii=False)
 
 
 def json_path(document, path: str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from collections import Counter
 
+import pytest
+
 from sqlalchemy import func, select
 
 from hookstream_ui.api.openapi import DOC_ATTR
@@ -211,3 +213,75 @@ def test_api_upload_names_an_unknown_format(client, two_tenants):
     r = client.post(f"/api/v1/source-connections/{sid}/files?filename=a.xml&format=xml", data=b"<a/>", headers=key)
     assert r.status_code == 400 and r.json["errors"] == {"format": "must be one of auto, csv, ndjson, json"}
     assert db.session.scalar(select(func.count(SourceFile.id))) == 0
+
+
+def strict_json(text: str):
+    """JSON as every other parser reads it: NaN and Infinity are errors."""
+    import json
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+NON_FINITE = ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"]
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_nan_and_infinity_in_api_bodies_are_refused_by_field(client, two_tenants, number):
+    key = {"X-API-Key": two_tenants["a_raw"], "Content-Type": "application/json"}
+    sync = two_tenants["a_ids"]["sync_id"]
+    cases = [
+        ("PATCH", f"/v1/syncs/{sync}", '{"metadata": {"plan": {"price": %s}}}', "metadata.plan.price"),
+        ("PATCH", f"/v1/syncs/{sync}", '{"rate_limit": {"allowed_requests": 5, "interval": %s}}',
+         "rate_limit.interval"),
+        ("PATCH", f"/v1/syncs/{sync}", '{"credential": {"properties": {"secret": "sk_test_x"}, "metadata": {"n": %s}}}',
+         "credential.metadata.n"),
+        ("PATCH", "/v1/collections/alice-users", '{"description": "x", "extra": [1, %s]}', "extra[1]"),
+        ("PUT", f"/api/v1/source-connections/{sync}/config", '{"config": {"x": %s}}', "config.x"),
+    ]
+    before = client.get(f"/v1/syncs/{sync}", headers=key).json
+    for method, path, body, field in cases:
+        r = client.open(path, method=method, data=body % number, headers=key)
+        assert r.status_code == 400 and set(r.json["errors"]) == {field}, (path, r.json)
+        assert "finite" in r.json["errors"][field]
+        strict_json(r.get_data(as_text=True))
+    assert client.get(f"/v1/syncs/{sync}", headers=key).json == before
+
+
+@pytest.mark.parametrize("number", NON_FINITE)
+def test_nan_in_a_webhook_is_stored_as_received_but_not_applied(client, two_tenants, number):
+    source = two_tenants["a_ids"]["source_id"]
+    body = '{"id": "nan-1", "price": %s}' % number
+    answer = client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
+    assert answer.status_code == 200, answer.json
+    event = db.session.get(Event, answer.json["event_id"])
+    assert event.status == "not_json" and event.body == body
+    assert "NaN or Infinity" in event.error
+    assert db.session.scalar(select(Record).where(Record.record_key == "nan-1")) is None
+    shown = client.get(f"/v1/events/{event.id}", headers={"X-API-Key": two_tenants["a_raw"]})
+    assert strict_json(shown.get_data(as_text=True))["event"]["body"] == body
+
+
+@pytest.mark.parametrize("value", ["1e999", "NaN", "-Infinity", "1e308"])
+def test_filters_on_numbers_no_float_holds_are_text(client, two_tenants, value):
+    r = client.get(f"/v1/collections/alice-users/records?filter[data.price]={value}",
+                   headers={"X-API-Key": two_tenants["a_raw"]})
+    assert r.status_code == 200 and r.json["records"] == [], r.json
+
+
+def test_every_json_answer_is_standard_json(app):
+    with app.app_context():
+        assert strict_json(app.json.dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None,
+                                                                                            "b": [None, 1.5]}
+
+
+@pytest.mark.parametrize("typed", ["nan", "inf", "-Infinity", "1e999"])
+def test_a_number_field_takes_only_finite_numbers(typed):
+    from hookstream_ui.errors import ValidationFailed
+    from hookstream_ui.sources.fields import Field, validate
+
+    with pytest.raises(ValidationFailed) as caught:
+        validate((Field("n", "number", "N"),), {"n": typed})
+    assert caught.value.errors == {"n": "must be a finite number"}

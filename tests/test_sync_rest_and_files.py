@@ -90,6 +90,8 @@ def test_rest_errors_fail_the_run_with_the_reason(client, key, http_fixture, wor
     ("people.ndjson", b'{"id": 1}\nnot json\n{"id": 3}\n[1]\n', 2, "malformed row: line 2 is not valid JSON"),
     ("deep.ndjson", b'{"id": 1}\n' + b"[" * 100_000 + b"]" * 100_000 + b'\n{"id": 3}\n', 2,
      "malformed row: line 2 is nested more than 100 levels deep"),
+    ("nan.ndjson", b'{"id": 1}\n{"id": 2, "x": NaN}\n{"id": 3}\n', 2,
+     "malformed row: line 2 holds NaN or Infinity (or a number too large), which JSON does not allow"),
     ("people.json", b'[{"id": 1}, 2, {"id": 3}, {"id": 4}]', 3, "malformed row: item 2 is not a JSON object"),
     ("deep.json", b'[{"id": 1}, {"id": 2, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b'}, {"id": 3}]', 2,
      "malformed row: item 2 is nested more than 100 levels deep"),  # ijson.items took gigabytes

@@ -56,6 +56,8 @@ def json_body() -> dict:
         data = documents.loads(request.get_data(cache=True))
     except documents.TooDeep as exc:
         raise ValidationFailed({"body": str(exc)}) from None
+    except documents.NotFinite as exc:
+        raise ValidationFailed({exc.path or "body": "must be a finite number (NaN and Infinity are not JSON)"}) from None
     except ValueError:
         data = None
     if data is None:

@@ -148,7 +148,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     not_applied = "the body is not a JSON object, so it was stored but not applied"
     try:
         document = documents.loads(body) if body else None
-    except documents.TooDeep as exc:
+    except documents.Refused as exc:
         document, not_applied = None, f"the body {exc}, so it was stored but not applied"
     except ValueError:  # UnicodeDecodeError too
         document = None

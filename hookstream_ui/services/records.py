@@ -46,7 +46,7 @@ def _filter_values(value: str) -> list:
     """What a filter value matches: the text itself and, when it reads as a JSON scalar
     (42, 4.5, true, null), that value too."""
     try:
-        parsed = json.loads(value)
+        parsed = documents.loads(value)  # 1e999 and NaN are text here: PostgreSQL has no such number
     except ValueError:
         return [value]
     return [value] if isinstance(parsed, (dict, list, str)) else [value, parsed]
@@ -282,7 +282,7 @@ def iter_export(collection_id: str, fmt: str):
         if not rows:
             return
         if fmt == "ndjson":
-            yield "".join(json.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
+            yield "".join(documents.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
                                       "source_event_id": r.source_event_id,
                                       "source_event_at": isoformat(r.source_event_at),
                                       "created_at": isoformat(r.created_at), "updated_at": isoformat(r.updated_at)},
@@ -293,7 +293,7 @@ def iter_export(collection_id: str, fmt: str):
             for r in rows:
                 writer.writerow([r.record_key, r.event_type or "", r.source_event_id or "",
                                  isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
-                                 json.dumps(r.data, separators=(",", ":"))])
+                                 documents.dumps(r.data, separators=(",", ":"))])
             yield buffer.getvalue()
         after = rows[-1].record_key
         db.session.expunge_all()  # keep the identity map from growing with the export

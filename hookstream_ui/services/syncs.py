@@ -25,7 +25,7 @@ FALLBACK_RATE_LIMIT = {"allowed_requests": 10, "interval": 1, "max_concurrent_re
 
 
 class RateLimit(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     allowed_requests: int = Field(gt=0)
     interval: float = Field(gt=0)
     max_concurrent_requests: int = Field(default=0, ge=0)

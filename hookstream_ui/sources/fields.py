@@ -1,6 +1,7 @@
 """Field declarations of source types, and the one validator the API and the forms share."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -67,6 +68,8 @@ def _coerce(f: Field, value):
     if f.type == "number":
         if isinstance(value, bool):
             raise ValueError("must be a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
         if isinstance(value, (int, float)):
             return value
         if isinstance(value, str):
@@ -74,6 +77,8 @@ def _coerce(f: Field, value):
                 number = float(value.strip())
             except ValueError:
                 raise ValueError("must be a number") from None
+            if not math.isfinite(number):
+                raise ValueError("must be a finite number")
             return int(number) if number.is_integer() else number
         raise ValueError("must be a number")
     if f.type == "boolean":

@@ -122,7 +122,7 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
                     continue
                 try:
                     item = documents.loads(line)
-                except documents.TooDeep as exc:
+                except documents.Refused as exc:
                     yield Malformed(f"line {number} {exc}")
                     continue
                 except ValueError:

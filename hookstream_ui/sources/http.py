@@ -73,7 +73,7 @@ def answer_json(response: httpx.Response, url: str, speaker: str):
     instead; one nested too deep will be the same next time, so it is not retried."""
     try:
         return json_of(response)
-    except documents.TooDeep as exc:
+    except documents.Refused as exc:
         raise SourceError(f"{speaker}'s answer for {shown(url)} {exc}", retry=False) from None
     except ValueError:
         raise SourceError(f"{speaker} did not answer JSON for {shown(url)}") from None

@@ -113,7 +113,7 @@ class RestApi(SourceType):
             return TestResult(False, f"The API answered HTTP {response.status_code} for {http.shown(url)}")
         try:
             body = http.json_of(response)
-        except documents.TooDeep as exc:
+        except documents.Refused as exc:
             return TestResult(False, f"The API's answer {exc}")
         except ValueError:
             return TestResult(False, f"The API did not answer JSON (Content-Type: "
