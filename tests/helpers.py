@@ -32,8 +32,13 @@ def add_env(org: Org, slug: str) -> Environment:
     return env
 
 
-def make_key(env: Environment, name: str = "test key") -> str:
-    return api_keys.create_key(env, name, None)[1]
+def make_key(env: Environment, name: str = "test key", owner: User | None = None, role: str = "member") -> str:
+    """A key of `env`, made by `owner` (the org's first owner when not given): a key acts for
+    the person who made it."""
+    if owner is None:
+        owner = db.session.scalars(db.select(User).join(Membership).where(
+            Membership.org_id == env.org_id, Membership.role == "owner").order_by(Membership.created_at)).first()
+    return api_keys.create_key(env, name, owner, role)[1]
 
 
 def make_source(env: Environment, name: str = "Orders webhook", short_name: str = "webhook") -> SourceConnection:

@@ -1,6 +1,7 @@
 """API keys: created in a session, shown once, hashed, counted, revocable; API auth and CSRF."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import ApiKey, User, db
@@ -43,7 +44,7 @@ def test_create_list_revoke_in_a_session(app, ctx):
     r = client.delete(f"/v1/auth/api-keys/{created['id']}", headers={"X-CSRFToken": token})
     assert r.status_code == 200 and r.json == {"id": created["id"], "deleted": True}
     r = api.get("/v1/collections", headers={"X-API-Key": raw})
-    assert r.status_code == 401 and r.json["error"] == "Invalid or revoked API key"
+    assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by an admin"
     assert client.get("/v1/auth/api-keys").json["api_keys"] == []
 
 
@@ -153,3 +154,120 @@ def test_usage_counts_from_concurrent_requests_are_exact(app, ctx):
     assert codes == [200] * 80
     busy = next(k for k in client.get("/v1/auth/api-keys").json["api_keys"] if k["name"] == "busy")
     assert busy["request_count"] == 80
+
+
+# --- a key acts inside its environment, for its owner ------------------------------------
+
+def _org_with_admin(app):
+    """An owner's org with an admin who is signed in; a staging project beside production."""
+    from tests.helpers import add_env
+
+    owner = make_user("owner@example.com")
+    org = org_of(owner)
+    admin = make_user("admin@example.com", org=org, role="admin")
+    client = app.test_client()
+    token = login(client, "admin@example.com")
+    return owner, admin, org, add_env(org, "staging"), client, {"X-CSRFToken": token}
+
+
+def test_a_key_cannot_reach_across_its_org(app, ctx):
+    """A staging key invited an admin, who took over production."""
+    from hookstream_ui.models import Invitation, Membership
+
+    owner, admin, org, staging, _, _ = _org_with_admin(app)
+    raw = make_key(staging, "staging ci", owner=admin)
+    api = app.test_client()
+    h = {"X-API-Key": raw}
+    member_id = owner.id
+    refused = [
+        api.get("/v1/members", headers=h), api.patch(f"/v1/members/{member_id}", json={"role": "viewer"}, headers=h),
+        api.delete(f"/v1/members/{member_id}", headers=h), api.get("/v1/invitations", headers=h),
+        api.post("/v1/invitations", json={"email": "attacker@example.com", "role": "admin"}, headers=h),
+        api.post("/v1/environments", json={"name": "Mine"}, headers=h),
+        api.patch(f"/v1/environments/{production(org).id}", json={"name": "Renamed"}, headers=h),
+        api.get("/v1/audit-log", headers=h), api.get("/v1/auth/api-keys", headers=h),
+    ]
+    for answer in refused:
+        assert answer.status_code == 403 and "signed-in session" in answer.json["error"], answer.json
+    assert db.session.scalar(select(db.func.count()).select_from(Invitation)) == 0
+    assert db.session.scalar(select(Membership.role).where(Membership.user_id == owner.id)) == "owner"
+    envs = api.get("/v1/environments", headers=h).json["environments"]
+    assert [(e["slug"], e["current"]) for e in envs] == [("staging", True)]
+
+
+def test_a_viewer_key_only_reads(app, ctx):
+    owner, admin, org, _, client, session = _org_with_admin(app)
+    r = client.post("/v1/auth/api-keys", json={"name": "dashboards", "role": "viewer"}, headers=session)
+    assert r.status_code == 201 and r.json["api_key"]["role"] == "viewer"
+    h = {"X-API-Key": r.json["api_key"]["key"]}
+    api = app.test_client()
+    assert api.get("/v1/collections", headers=h).status_code == 200
+    made = api.post("/v1/collections", json={"name": "Nope", "primary_key_path": "$.id"}, headers=h)
+    assert made.status_code == 403 and "member role" in made.json["error"]
+    bad = client.post("/v1/auth/api-keys", json={"name": "x", "role": "admin"}, headers=session)
+    assert bad.status_code == 400 and set(bad.json["errors"]) == {"role"}
+
+
+def _works(app, raw) -> tuple[int, str]:
+    answer = app.test_client().get("/v1/collections", headers={"X-API-Key": raw})
+    return answer.status_code, answer.json.get("error", "")
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("remove", "its owner was removed from the organization"),
+    ("leave", "its owner left the organization"),
+    ("demote to viewer", "its owner was made a viewer"),
+    ("disable", "its owner's account was disabled"),
+])
+def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
+    from tests.helpers import csrf_token
+
+    owner, admin, org, staging, client, session = _org_with_admin(app)
+    keys = [make_key(production(org), "prod ci", owner=admin), make_key(staging, "staging ci", owner=admin)]
+    kept = make_key(production(org), "owner's", owner=owner)
+    root = app.test_client()
+    owner_session = app.test_client()
+    login(owner_session, "owner@example.com")
+    headers = {"X-CSRFToken": csrf_token(owner_session)}
+    if change == "remove":
+        assert owner_session.delete(f"/v1/members/{admin.id}", headers=headers).status_code == 200
+    elif change == "leave":
+        assert client.delete(f"/v1/members/{admin.id}", headers=session).status_code == 200
+    elif change == "demote to viewer":
+        r = owner_session.patch(f"/v1/members/{admin.id}", json={"role": "viewer"}, headers=headers)
+        assert r.status_code == 200
+    else:
+        make_user("root@example.com", admin=True)
+        login(root, "root@example.com")
+        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root)})
+    for raw in keys:
+        assert _works(app, raw) == (401, f"This API key no longer works: {reason}")
+    assert _works(app, kept)[0] == 200
+    page = owner_session.get("/settings/api-keys").get_data(as_text=True)
+    ended = page[page.index("Keys that no longer work"):]
+    assert "prod ci" in ended and "admin@example.com" in ended and reason.replace("'", "&#39;") in ended
+
+
+def test_a_demotion_the_key_s_role_allows_keeps_it(app, ctx):
+    from tests.helpers import csrf_token
+
+    owner, admin, org, _, _, _ = _org_with_admin(app)
+    member_key = make_key(production(org), "member key", owner=admin)
+    owner_session = app.test_client()
+    login(owner_session, "owner@example.com")
+    r = owner_session.patch(f"/v1/members/{admin.id}", json={"role": "member"},
+                            headers={"X-CSRFToken": csrf_token(owner_session)})
+    assert r.status_code == 200 and _works(app, member_key)[0] == 200
+
+
+def test_an_owner_changed_around_the_services_ends_the_key_at_its_next_use(app, ctx):
+    from hookstream_ui.models import Membership
+
+    owner, admin, org, _, _, _ = _org_with_admin(app)
+    raw = make_key(production(org), "ci", owner=admin)
+    db.session.execute(Membership.__table__.delete().where(Membership.__table__.c.user_id == admin.id))
+    db.session.commit()
+    assert _works(app, raw) == (401, "This API key no longer works: its owner is no longer a member of the "
+                                     "organization")
+    db.session.expire_all()
+    assert db.session.scalar(select(ApiKey.revoked_at).where(ApiKey.name == "ci")) is not None

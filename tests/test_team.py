@@ -132,17 +132,19 @@ def test_instance_admin_pages_refuse_org_owners(app, team):
 
 def test_environments_api_and_switching(team):
     h = {"X-API-Key": team["key"]}
-    client = team["clients"]["owner"][0]
+    client, session = team["clients"]["owner"]
     envs = client.get("/v1/environments", headers=h).json["environments"]
     assert [(e["slug"], e["current"]) for e in envs] == [("production", True)]
-    r = client.post("/v1/environments", headers=h, json={"name": "Staging"})
+    assert client.post("/v1/environments", headers=h, json={"name": "Staging"}).status_code == 403  # a key: no
+    r = client.post("/v1/environments", headers=session, json={"name": "Staging"})
     assert r.status_code == 201 and r.json["environment"]["slug"] == "staging"
-    assert client.post("/v1/environments", headers=h, json={"name": "staging"}).status_code == 409
-    bad = client.post("/v1/environments", headers=h, json={"name": ""})
+    assert client.post("/v1/environments", headers=session, json={"name": "staging"}).status_code == 409
+    bad = client.post("/v1/environments", headers=session, json={"name": ""})
     assert bad.status_code == 400 and "name" in bad.json["errors"]
     staging = r.json["environment"]["id"]
-    renamed = client.patch(f"/v1/environments/{staging}", headers=h, json={"name": "Staging EU"})
+    renamed = client.patch(f"/v1/environments/{staging}", headers=session, json={"name": "Staging EU"})
     assert renamed.json["environment"]["name"] == "Staging EU"
+    assert [e["slug"] for e in client.get("/v1/environments", headers=h).json["environments"]] == ["production"]
     # Resources stay inside their environment: a collection made in staging is not in production.
     from tests.helpers import csrf_token
 
@@ -294,9 +296,13 @@ def test_audit_log_records_who_what_when_and_where(app, team):
     assert "canary-secret-123" not in str(call(team, "admin", "GET", "/v1/audit-log?limit=100").json)
     assert sid
     # Another org sees none of it.
-    outsider = make_key(production(org_of(make_user("outsider@example.com"))))
-    theirs = client.get("/v1/audit-log", headers={"X-API-Key": outsider}).json["entries"]
-    assert all(e["actor"] != "member@example.com" for e in theirs)
+    make_user("outsider@example.com")
+    outsider = app.test_client()
+    login(outsider, "outsider@example.com")
+    theirs = outsider.get("/v1/audit-log").json["entries"]
+    assert theirs and all(e["actor"] == "outsider@example.com" for e in theirs)
+    # A key, even of this org, does not read the org's audit log.
+    assert client.get("/v1/audit-log", headers={"X-API-Key": team["key"]}).status_code == 403
     page = team["clients"]["admin"][0].get("/settings/audit-log?action=collection.delete").get_data(as_text=True)
     assert "collection.delete" in page and "collection.create" not in page
     # Details read as written: no \u escapes (the page escapes HTML itself).

@@ -16,7 +16,8 @@ KEYS = "API keys"
           body=schemas.ApiKeyCreate, responses={201: schemas.ApiKeyEnvelope},
           role="admin", session_only=KEYS)
 def create_api_key(principal):
-    key, raw = svc.create_key(principal.env, json_body().get("name"), principal.user)
+    body = json_body()
+    key, raw = svc.create_key(principal.env, body.get("name"), principal.user, body.get("role", "member"))
     return jsonify(api_key=api_key_json(key, raw)), 201
 
 

@@ -81,6 +81,7 @@ class ApiKey(Strict):
     name: str
     prefix: str
     env_id: str
+    role: Literal["member", "viewer"]
     created_at: str
     last_used_at: str | None
     request_count: int
@@ -103,6 +104,7 @@ class ApiKeyList(Strict):
 
 class ApiKeyCreate(BaseModel):
     name: str
+    role: Literal["member", "viewer"] = Field("member", description="A viewer key only reads")
 
 
 # --- Sources API (/api/v1, seed 003) -------------------------------------------------

@@ -28,7 +28,7 @@ def collection_json(c: Collection) -> dict:
 
 def api_key_json(k: ApiKey, raw: str | None = None) -> dict:
     data = {
-        "id": k.id, "name": k.name, "prefix": k.prefix, "env_id": k.env_id,
+        "id": k.id, "name": k.name, "prefix": k.prefix, "env_id": k.env_id, "role": k.role,
         "created_at": isoformat(k.created_at), "last_used_at": isoformat(k.last_used_at),
         "request_count": k.request_count or 0,
         "created_by_email": k.created_by.email if k.created_by else None,

@@ -1,4 +1,9 @@
-"""/v1/environments, /v1/members, /v1/invitations and /v1/audit-log (SPEC §3)."""
+"""/v1/environments, /v1/members, /v1/invitations and /v1/audit-log (SPEC §3).
+
+An API key acts inside its own environment: it sees that environment, and nothing here
+that reaches across the org (team, invitations, other projects, the org's audit log),
+which needs a signed-in admin.
+"""
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -33,45 +38,49 @@ def invitation_json(inv, url: str | None = None) -> dict:
             "created_at": isoformat(inv.created_at), "url": url}
 
 
+TEAM = "The team, invitations, projects and the audit log"
+
+
 def audit_json(e) -> dict:
     return {"id": e.id, "at": isoformat(e.at), "actor": e.actor, "actor_id": e.actor_id, "action": e.action,
             "resource_type": e.resource_type, "resource_id": e.resource_id, "env_id": e.env_id,
             "details": dict(e.details or {}), "ip": e.ip}
 
 
-@endpoint(v1, "/environments", "GET", summary="List the org's environments (projects)", tag="team",
-          responses={200: schemas.EnvironmentList})
+@endpoint(v1, "/environments", "GET", summary="List the org's environments (projects); a key sees its own",
+          tag="team", responses={200: schemas.EnvironmentList})
 def list_environments(principal):
-    return jsonify(environments=[environment_json(e, principal) for e in svc.list_environments(principal)])
+    envs = svc.list_environments(principal) if principal.via_session else [principal.env]
+    return jsonify(environments=[environment_json(e, principal) for e in envs])
 
 
-@endpoint(v1, "/environments", "POST", summary="Create an environment", tag="team", role="admin",
+@endpoint(v1, "/environments", "POST", summary="Create an environment", tag="team", role="admin", session_only=TEAM,
           body=schemas.EnvironmentCreate, responses={201: schemas.EnvironmentEnvelope, 409: schemas.Error})
 def create_environment(principal):
     env = svc.create_environment(principal, json_body().get("name"))
     return jsonify(environment=environment_json(env, principal)), 201
 
 
-@endpoint(v1, "/environments/<env_id>", "PATCH", summary="Rename an environment", tag="team", role="admin",
+@endpoint(v1, "/environments/<env_id>", "PATCH", summary="Rename an environment", tag="team", role="admin", session_only=TEAM,
           body=schemas.EnvironmentCreate, responses={200: schemas.EnvironmentEnvelope, 404: schemas.Error})
 def rename_environment(principal, env_id):
     env = svc.rename_environment(principal, env_id, json_body().get("name"))
     return jsonify(environment=environment_json(env, principal))
 
 
-@endpoint(v1, "/members", "GET", summary="List the org's members", tag="team", role="admin",
+@endpoint(v1, "/members", "GET", summary="List the org's members", tag="team", role="admin", session_only=TEAM,
           responses={200: schemas.MemberList})
 def list_members(principal):
     return jsonify(members=[member_json(m) for m in svc.list_members(principal)])
 
 
-@endpoint(v1, "/members/<user_id>", "PATCH", summary="Change a member's role", tag="team", role="admin",
+@endpoint(v1, "/members/<user_id>", "PATCH", summary="Change a member's role", tag="team", role="admin", session_only=TEAM,
           body=schemas.MemberUpdate, responses={200: schemas.MemberEnvelope, 404: schemas.Error, 409: schemas.Error})
 def update_member(principal, user_id):
     return jsonify(member=member_json(svc.change_role(principal, user_id, json_body().get("role"))))
 
 
-@endpoint(v1, "/members/<user_id>", "DELETE", summary="Remove a member", tag="team", role="admin",
+@endpoint(v1, "/members/<user_id>", "DELETE", summary="Remove a member", tag="team", role="admin", session_only=TEAM,
           responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error})
 def remove_member(principal, user_id):
     svc.remove_member(principal, user_id)
@@ -79,27 +88,27 @@ def remove_member(principal, user_id):
 
 
 @endpoint(v1, "/invitations", "POST", summary="Invite someone by email (returns the link to send)", tag="team",
-          role="admin", body=schemas.InvitationCreate, responses={201: schemas.InvitationEnvelope, 409: schemas.Error})
+          role="admin", session_only=TEAM, body=schemas.InvitationCreate, responses={201: schemas.InvitationEnvelope, 409: schemas.Error})
 def create_invitation(principal):
     body = json_body()
     invitation, url = svc.invite(principal, body.get("email"), body.get("role", "member"))
     return jsonify(invitation=invitation_json(invitation, url)), 201
 
 
-@endpoint(v1, "/invitations", "GET", summary="List pending invitations", tag="team", role="admin",
+@endpoint(v1, "/invitations", "GET", summary="List pending invitations", tag="team", role="admin", session_only=TEAM,
           responses={200: schemas.InvitationList})
 def list_invitations(principal):
     return jsonify(invitations=[invitation_json(i) for i in svc.list_invitations(principal)])
 
 
 @endpoint(v1, "/invitations/<invitation_id>", "DELETE", summary="Withdraw an invitation", tag="team",
-          role="admin", responses={200: schemas.Deleted, 404: schemas.Error})
+          role="admin", session_only=TEAM, responses={200: schemas.Deleted, 404: schemas.Error})
 def revoke_invitation(principal, invitation_id):
     svc.revoke_invitation(principal, invitation_id)
     return jsonify(id=invitation_id, deleted=True)
 
 
-@endpoint(v1, "/audit-log", "GET", summary="The org's audit log, newest first", tag="team", role="admin",
+@endpoint(v1, "/audit-log", "GET", summary="The org's audit log, newest first", tag="team", role="admin", session_only=TEAM,
           query=AUDIT_QUERY, responses={200: schemas.AuditLog})
 def audit_log(principal):
     args = request.args

@@ -30,13 +30,14 @@ def presented_api_key() -> str | None:
 
 def authenticate_api_request() -> Principal:
     """The caller of an API endpoint, by API key or by session cookie (with CSRF)."""
-    from ..services.api_keys import authenticate_key
+    from ..services.api_keys import KeyRefused, authenticate_key
 
     raw = presented_api_key()
     if raw is not None:
-        key = authenticate_key(raw)
-        if key is None:
-            abort(401, description="Invalid or revoked API key")
+        try:
+            key = authenticate_key(raw)
+        except KeyRefused as exc:
+            abort(401, description=str(exc))
         principal = principal_for_key(key)
     else:
         principal = principal_for_session()

@@ -13,11 +13,6 @@ from sqlalchemy import select
 
 from ..models import ApiKey, Environment, Membership, Org, User, db, role_at_least
 
-# API keys can do what an org admin can, but never manage keys or the team from a script
-# unless an endpoint says so.
-API_KEY_ROLE = "admin"
-
-
 @dataclass(frozen=True)
 class Principal:
     org: Org
@@ -60,7 +55,7 @@ def principal_for_key(key: ApiKey) -> Principal:
     env = key.environment
     if env.org.suspended_at is not None:
         abort(403, description=suspended_message(env.org))
-    return Principal(org=env.org, env=env, role=API_KEY_ROLE, api_key=key)
+    return Principal(org=env.org, env=env, role=key.role, api_key=key)
 
 
 def principal_for_session() -> Principal | None:

@@ -15,17 +15,18 @@ from . import bp
 def api_keys_page():
     principal = current_principal()
     require_role(principal, "admin")
-    form, new_key, status = FormState.from_request("name"), None, 200
+    form, new_key, status = FormState.from_request("name", "role"), None, 200
     if request.method == "POST":
         try:
-            key, raw = api_keys.create_key(principal.env, request.form.get("name"), principal.user)
+            key, raw = api_keys.create_key(principal.env, request.form.get("name"), principal.user,
+                                           request.form.get("role", "member"))
             new_key = {"key": raw, "name": key.name}
             form = FormState()
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
     return render_template("dashboard/settings/api_keys.html", keys=api_keys.list_keys(principal),
-                           form=form, new_key=new_key), status
+                           ended=api_keys.ended_keys(principal), form=form, new_key=new_key), status
 
 
 @bp.post("/settings/api-keys/<key_id>/revoke")

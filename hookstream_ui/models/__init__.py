@@ -1,5 +1,5 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
-from .api_key import ApiKey
+from .api_key import KEY_ROLES, ApiKey
 from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
 from .event import Event
@@ -12,7 +12,7 @@ from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
-    "ApiKey", "AuditEntry", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
+    "ApiKey", "AuditEntry", "KEY_ROLES", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
     "SourceConnection", "SourceFile", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

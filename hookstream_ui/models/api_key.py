@@ -11,7 +11,14 @@ from .tenancy import Environment
 from .user import User  # noqa: F401  (relationship target)
 
 
+# What a key may do inside its environment: a member's powers, or a viewer's (read only).
+# Team and org administration needs a signed-in admin, never a key.
+KEY_ROLES = ("member", "viewer")
+
+
 class ApiKey(EnvScoped, Timestamps, db.Model):
+    """A key acts for its owner (created_by), at most with its own role, and only while the
+    owner is an active member of the key's org with at least that role."""
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
@@ -22,6 +29,8 @@ class ApiKey(EnvScoped, Timestamps, db.Model):
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     request_count: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    role: Mapped[str] = mapped_column(String(20), default="member", server_default="member")
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))  # why it stopped working
 
     environment: Mapped[Environment] = relationship()
     created_by: Mapped["User | None"] = relationship(lazy="joined")

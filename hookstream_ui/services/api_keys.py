@@ -1,4 +1,10 @@
-"""API keys: `hs_live_<random>`, shown once, stored as a SHA-256 hash."""
+"""API keys: `hs_live_<random>`, shown once, stored as a SHA-256 hash.
+
+A key acts inside its environment with its role (member or viewer), for its owner: it stops
+working when the owner is removed from the org, demoted below the key's role, disabled or
+deleted. The team services end such keys when that happens (revoked, with the reason), and
+every request checks the owner again, so a change made any other way ends them too.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -8,33 +14,42 @@ from datetime import datetime, timezone
 
 import redis
 from flask import abort
-from sqlalchemy import case, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.orm import joinedload
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
-from ..models import ApiKey, Environment, User, db, utcnow
+from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
 
 KEY_PREFIX = "hs_live_"
+ENDED_SHOWN = 20  # ended keys the keys page lists, newest first
+
+
+class KeyRefused(Exception):
+    """The key is unknown or no longer works; the message says which, and why."""
 
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_key(env: Environment, name, created_by: User | None) -> tuple[ApiKey, str]:
+def create_key(env: Environment, name, created_by: User, role="member") -> tuple[ApiKey, str]:
+    errors = {}
     if name is None:
-        raise ValidationFailed({"name": "is required"})
-    if not isinstance(name, str):
-        raise ValidationFailed({"name": "must be a string"})
-    name = name.strip()
-    if not 1 <= len(name) <= 100:
-        raise ValidationFailed({"name": "must be 1 to 100 characters"})
+        errors["name"] = "is required"
+    elif not isinstance(name, str):
+        errors["name"] = "must be a string"
+    elif not 1 <= len(name.strip()) <= 100:
+        errors["name"] = "must be 1 to 100 characters"
+    if role not in KEY_ROLES:
+        errors["role"] = "must be one of: " + ", ".join(KEY_ROLES)
+    if errors:
+        raise ValidationFailed(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
-        org_id=env.org_id, env_id=env.id, name=name, prefix=raw[: len(KEY_PREFIX) + 6],
-        key_hash=hash_key(raw), created_by_id=created_by.id if created_by else None,
+        org_id=env.org_id, env_id=env.id, name=name.strip(), prefix=raw[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(raw), created_by_id=created_by.id, role=role,
     )
     db.session.add(key)
     db.session.commit()
@@ -51,6 +66,14 @@ def list_keys(principal: Principal) -> list[ApiKey]:
     ).all()
 
 
+def ended_keys(principal: Principal) -> list[ApiKey]:
+    """The environment's newest revoked keys, with whose they were and why they ended."""
+    return db.session.scalars(
+        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
+                             ApiKey.revoked_at.is_not(None))
+        .order_by(ApiKey.revoked_at.desc(), ApiKey.id.desc()).limit(ENDED_SHOWN)).all()
+
+
 def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
     key = db.session.scalar(
         select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == principal.org.id,
@@ -63,22 +86,56 @@ def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
 
 def revoke_key(principal: Principal, key_id: str) -> ApiKey:
     key = get_key_or_404(principal, key_id)
-    key.revoked_at = utcnow()
+    key.revoked_at, key.revoked_reason = utcnow(), "revoked by an admin"  # who: the audit log
     db.session.commit()
     return key
 
 
-def authenticate_key(raw: str) -> ApiKey | None:
-    """The live key for `raw`, with its usage counted; None for unknown or revoked keys."""
-    if not raw or not raw.startswith(KEY_PREFIX):
-        return None
-    key = db.session.scalar(
-        select(ApiKey)
+def end_keys_of(user_id: str, reason: str, *, org_id: str | None = None, role: str | None = None) -> int:
+    """Revoke the user's live keys (in one org, or in all) that `role` (their new role) may
+    not hold. The caller commits, with the change that ended them."""
+    keys = db.session.scalars(select(ApiKey).where(
+        ApiKey.created_by_id == user_id, ApiKey.revoked_at.is_(None),
+        *([ApiKey.org_id == org_id] if org_id else []))).all()
+    ended = [k for k in keys if role is None or not role_at_least(role, k.role)]
+    for key in ended:
+        key.revoked_at, key.revoked_reason = utcnow(), reason
+    return len(ended)
+
+
+def _owner_problem(key: ApiKey, owner_role: str | None) -> str | None:
+    """Why the key's owner can no longer hold it, if they cannot."""
+    owner = key.created_by
+    if owner is None:
+        return "its owner's account was deleted"
+    if owner.disabled_at is not None:
+        return "its owner's account is disabled"
+    if owner_role is None:
+        return "its owner is no longer a member of the organization"
+    if not role_at_least(owner_role, key.role):
+        return f"its owner is now a {owner_role}, below the key's {key.role} role"
+    return None
+
+
+def authenticate_key(raw: str) -> ApiKey:
+    """The live key for `raw`, with its usage counted; else KeyRefused saying why."""
+    found = db.session.execute(
+        select(ApiKey, Membership.role)
         .options(joinedload(ApiKey.environment).joinedload(Environment.org))
-        .where(ApiKey.key_hash == hash_key(raw), ApiKey.revoked_at.is_(None))
-    )
-    if key is not None:
-        record_usage(key.id)
+        .outerjoin(Membership, and_(Membership.org_id == ApiKey.org_id, Membership.user_id == ApiKey.created_by_id))
+        .where(ApiKey.key_hash == hash_key(raw or ""))
+    ).first() if (raw or "").startswith(KEY_PREFIX) else None
+    if found is None:
+        raise KeyRefused("Invalid API key")
+    key, owner_role = found
+    if key.revoked_at is None:
+        problem = _owner_problem(key, owner_role)
+        if problem is not None:  # ended some other way (an admin's SQL, a deleted user): end it now
+            key.revoked_at, key.revoked_reason = utcnow(), problem
+            db.session.commit()
+    if key.revoked_at is not None:
+        raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked by an admin'}")
+    record_usage(key.id)
     return key
 
 

@@ -13,7 +13,7 @@ from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..models import Collection, Event, Membership, Org, User, db, utcnow
 from ..sync.worker import QUEUES, queue
-from . import accounts
+from . import accounts, api_keys
 
 
 def org_rows() -> list[dict]:
@@ -108,6 +108,7 @@ def set_user_disabled(acting: User, user_id: str, disabled: bool) -> User:
     user.disabled_at = utcnow() if disabled else None
     if disabled:
         user.session_token = secrets.token_hex(16)  # signs them out everywhere
+        api_keys.end_keys_of(user.id, "its owner's account was disabled")
     db.session.commit()
     return user
 

@@ -18,7 +18,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
-from . import accounts
+from . import accounts, api_keys, locks
 
 INVITATION_DAYS = 7
 
@@ -43,6 +43,18 @@ def _owners(org_id: str) -> int:
                              .where(Membership.org_id == org_id, Membership.role == "owner"))
 
 
+def _lock_owners(principal: Principal, membership: Membership) -> None:
+    """Before a change that can take an owner away: hold the org's owner lock, then read
+    again who is an owner (the acting user included: another change may have just demoted
+    them), so that concurrent changes are judged one after another."""
+    locks.hold(f"owners:{principal.org.id}")
+    db.session.refresh(membership)
+    acting = db.session.scalar(select(Membership.role).where(Membership.org_id == principal.org.id,
+                                                             Membership.user_id == principal.user_id))
+    if membership.user_id != principal.user_id and acting != "owner" and membership.role == "owner":
+        raise ValidationFailed({"user_id": "only an owner can change an owner"}, status=403, code="forbidden")
+
+
 def _check_role(value, principal: Principal, field: str = "role") -> str:
     if value not in ROLES:
         raise ValidationFailed({field: f"must be one of {', '.join(ROLES)}"})
@@ -57,10 +69,12 @@ def change_role(principal: Principal, user_id: str, role) -> Membership:
     if membership.role == "owner" and role != "owner":
         if not principal.can("owner"):
             raise ValidationFailed({"role": "only an owner can change an owner's role"}, status=403, code="forbidden")
-        if _owners(principal.org.id) == 1:
+        _lock_owners(principal, membership)
+        if membership.role == "owner" and _owners(principal.org.id) == 1:
             raise ValidationFailed({"role": "the last owner cannot be demoted; make someone else owner first"},
                                    status=409, code="last_owner")
     membership.role = role
+    api_keys.end_keys_of(membership.user_id, f"its owner was made a {role}", org_id=principal.org.id, role=role)
     db.session.commit()
     return membership
 
@@ -75,9 +89,12 @@ def remove_member(principal: Principal, user_id: str) -> None:
     if membership.role == "owner":
         if not leaving and not principal.can("owner"):
             raise ValidationFailed({"user_id": "only an owner can remove an owner"}, status=403, code="forbidden")
+        _lock_owners(principal, membership)
         if _owners(principal.org.id) == 1:
             raise ValidationFailed({"user_id": "the last owner cannot leave; make someone else owner first"},
                                    status=409, code="last_owner")
+    api_keys.end_keys_of(membership.user_id, "its owner left the organization" if leaving else
+                         "its owner was removed from the organization", org_id=principal.org.id)
     db.session.delete(membership)
     db.session.commit()
 

@@ -1,0 +1,24 @@
+"""Locks for checks that must hold under concurrency: count, then change.
+
+Two owners demoting each other at once each counted two owners before either wrote, and
+left none; two first sign-ups each found the instance empty. Such a check holds a lock
+first, and counts inside it.
+"""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from ..extensions import db
+
+
+def hold(name: str) -> None:
+    """Hold the lock `name` until the session's transaction ends (commit or rollback).
+
+    PostgreSQL: a transaction-level advisory lock. SQLite has one writer at a time: the
+    transaction takes the write lock now (BEGIN IMMEDIATE), before it reads what it counts;
+    one that has already written holds it, and its reads are current."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
+    elif not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
