@@ -15,7 +15,7 @@ from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..auth.principal import suspended_message
 from ..models import Environment, Membership, Org, User, db, utcnow
-from . import audit
+from . import audit, locks
 
 MIN_PASSWORD = 10
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ def create_user(email: str, password: str, *, admin: bool = False, org_slug: str
 
 
 def sign_up(email: str, password: str) -> User:
-    """The first person on an empty instance becomes its admin; after that, only if allowed."""
+    """The first person on an empty instance becomes its admin; after that, only if allowed.
+    Counted under a lock: concurrent first sign-ups made several instance admins."""
+    locks.hold("first-user")
     first = is_empty_instance()
     if not first and not current_app.config["ALLOW_SIGNUP"]:
         raise ValidationFailed(

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from flask import abort, current_app, session, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
@@ -193,17 +194,32 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
             raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
                                    status=409, code="sign_in_required")
         accounts.check_password_strength(password)
-        user = User(email=invitation.email)
-        user.set_password(password)
-        db.session.add(user)
     elif user.email != invitation.email:
         raise ValidationFailed({"email": f"This invitation is for {invitation.email}; you are signed in as "
                                          f"{user.email}."}, status=403, code="forbidden")
+    # Claimed in one statement: of the same link accepted several times at once, exactly one
+    # goes on; the others find it used.
+    now = utcnow()
+    claimed = db.session.execute(update(Invitation).where(
+        Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+        .values(accepted_at=now).execution_options(synchronize_session=False)).rowcount
+    if not claimed:
+        db.session.rollback()
+        raise InvalidInvitation("This invitation has already been used.")
+    if user is None:
+        user = User(email=invitation.email)
+        user.set_password(password)
+        db.session.add(user)
     if not db.session.scalar(select(Membership.id).where(Membership.org_id == invitation.org_id,
                                                          Membership.user_id == user.id)):
         db.session.add(Membership(org_id=invitation.org_id, user=user, role=invitation.role))
-    db.session.flush()  # a new user gets their id
-    invitation.accepted_at, invitation.accepted_by_id = utcnow(), user.id
+    try:
+        db.session.flush()  # a new user gets their id
+    except IntegrityError:  # the same email signed up another way in the meantime
+        db.session.rollback()
+        raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
+                               status=409, code="sign_in_required") from None
+    invitation.accepted_at, invitation.accepted_by_id = now, user.id
     db.session.commit()
     return user
 
