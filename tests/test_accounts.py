@@ -78,10 +78,60 @@ def test_forms_need_csrf(client, ctx):
     assert client.get("/").status_code == 302
 
 
+def _cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def test_sign_out_ends_the_session_on_the_server(app, client, ctx):
+    """The cookie of a signed-out session worked for 31 days."""
+    make_user("ann@example.com")
+    token = login(client, "ann@example.com")
+    copied = _cookie(client)
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/").status_code == 200
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert thief.get("/").status_code == 302 and thief.get("/v1/collections").status_code == 401
+    again = app.test_client()  # signing in again starts a new session; the old cookie stays dead
+    login(again, "ann@example.com")
+    assert again.get("/").status_code == 200 and thief.get("/").status_code == 302
+
+
+def test_a_session_ends_after_its_lifetime(app, client, ctx):
+    from datetime import timedelta
+
+    from hookstream_ui.models import UserSession, utcnow
+
+    make_user("ann@example.com")
+    login(client, "ann@example.com")
+    signed = db.session.scalar(select(UserSession))
+    assert abs(signed.expires_at.replace(tzinfo=None) - (utcnow() + timedelta(hours=7 * 24)).replace(tzinfo=None)) \
+        < timedelta(minutes=1)
+    assert client.get_cookie("session").expires is not None  # the cookie expires with it
+    db.session.execute(UserSession.__table__.update().values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    assert client.get("/").status_code == 302
+
+
+def test_sign_in_checks_a_password_whether_or_not_the_email_exists(client, ctx, monkeypatch):
+    """Answering at once for an unknown email told which emails have accounts."""
+    from hookstream_ui.services import accounts
+
+    make_user("ann@example.com")
+    checked = []
+    real = accounts.check_password_hash
+    monkeypatch.setattr(accounts, "check_password_hash", lambda *a: checked.append(1) or real(*a))
+    token = CSRF_META.search(client.get("/login").get_data(as_text=True)).group(1)
+    r = client.post("/login", data={"email": "nobody@example.com", "password": "whatever-it-is", "csrf_token": token})
+    assert r.status_code == 401 and checked == [1]
+
+
 def test_login_redirects_only_to_local_paths(client, ctx):
     make_user("ann@example.com")
     for target, expected in [("/collections", "/collections"), ("https://evil.example/", "/"),
-                             ("//evil.example/x", "/")]:
+                             ("//evil.example/x", "/"), ("/\\evil.example/x", "/"),
+                             ("/x%0d%0aSet-Cookie:%20a=b", "/"), ("/x%0aLocation:%20//evil", "/"),
+                             ("/collections?q=%E2%9C%93", "/collections?q=%E2%9C%93")]:
         c = client.application.test_client()
         token = CSRF_META.search(c.get("/login").get_data(as_text=True)).group(1)
         r = c.post(f"/login?next={target}", data={"email": "ann@example.com", "password": PASSWORD,
@@ -158,7 +208,6 @@ def test_cli_create_user_and_api_key(app, client, ctx):
 
 
 def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
-    from hookstream_ui.extensions import get_redis
     from hookstream_ui.services import accounts
     from tests.helpers import PASSWORD, csrf_token, make_user
 
@@ -177,6 +226,32 @@ def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
     make_user("bystander@example.com")
     assert other.post("/login", data={"email": "bystander@example.com", "password": PASSWORD,
                                       "csrf_token": csrf_token(other, "/login")}).status_code == 302
-    for key in get_redis().scan_iter("hookstream:signin:email:*"):
-        get_redis().delete(key)  # the window has passed
+    from datetime import timedelta
+
+    from hookstream_ui.models import SignInFailure, db, utcnow
+
+    db.session.execute(SignInFailure.__table__.update().values(  # the window has passed
+        last_failure_at=utcnow() - timedelta(seconds=accounts.SIGN_IN_WINDOW + 1)))
+    db.session.commit()
     assert attempt(PASSWORD).status_code == 302
+
+
+def test_throttling_holds_without_redis(app, ctx, monkeypatch, tmp_path):
+    """With Redis gone, sign-in throttling failed open."""
+    from hookstream_ui.services import accounts
+    from tests.helpers import PASSWORD, csrf_token, make_user
+
+    make_user("target@example.com")
+    client = app.test_client()
+    token = csrf_token(client, "/login")
+    monkeypatch.setitem(app.config, "REDIS_URL", f"unix://{tmp_path}/gone.sock")
+    app.extensions.pop("hookstream_redis", None)
+    try:
+        for _ in range(accounts.SIGN_IN_FAILURES):
+            assert client.post("/login", data={"email": "target@example.com", "password": "wrong-password-1",
+                                               "csrf_token": token}).status_code == 401
+        locked = client.post("/login", data={"email": "target@example.com", "password": PASSWORD,
+                                             "csrf_token": token})
+        assert locked.status_code == 429
+    finally:
+        app.extensions.pop("hookstream_redis", None)

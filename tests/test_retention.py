@@ -155,3 +155,24 @@ def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_n
     kept = set(db.session.scalars(select(SyncRun.id)))
     assert {name for name, i in ids.items() if i not in kept} == {"idle", "idle, counts unset", "theirs, idle"}
     assert retention.prune_idle_runs() == 0
+
+
+def test_ended_sessions_and_old_sign_in_failures_are_pruned(app, ctx):
+    from datetime import timedelta
+
+    from hookstream_ui.models import SignInFailure, UserSession, utcnow
+    from hookstream_ui.services.retention import prune_sign_in_state
+
+    user = make_user("owner@example.com")
+    now = utcnow()
+    db.session.add_all([
+        UserSession(user_id=user.id, expires_at=now - timedelta(days=2)),
+        UserSession(user_id=user.id, expires_at=now + timedelta(days=1), ended_at=now - timedelta(days=2)),
+        UserSession(id="ses_live", user_id=user.id, expires_at=now + timedelta(days=1)),
+        SignInFailure(key="email:old", failures=3, last_failure_at=now - timedelta(hours=1)),
+        SignInFailure(key="email:new", failures=3, last_failure_at=now),
+    ])
+    db.session.commit()
+    assert prune_sign_in_state() == 3
+    assert [s.id for s in db.session.scalars(select(UserSession))] == ["ses_live"]
+    assert [f.key for f in db.session.scalars(select(SignInFailure))] == ["email:new"]

@@ -1,9 +1,8 @@
 """Sign-in, sessions, API keys and roles."""
+from flask import session
 from flask_login import current_user
-from sqlalchemy import select
 
 from ..extensions import login_manager
-from ..models import User, db
 from .access import authenticate_api_request, is_api_request, require_role, require_session
 from .principal import Principal, current_principal
 
@@ -12,13 +11,13 @@ login_manager.login_message_category = "info"
 
 
 @login_manager.user_loader
-def _load_user(session_id: str):
-    # The id carries the user's session token, so a password change ends old sessions.
-    user_id, _, token = session_id.partition(":")
-    user = db.session.scalar(select(User).where(User.id == user_id))
-    if user is None or user.session_token != token:
-        return None
-    return user
+def _load_user(login_id: str):
+    # The id carries the user's session token, so a password change ends old sessions; the
+    # cookie also names its server-side session, which sign-out ends.
+    from ..services.accounts import signed_in_user
+
+    user_id, _, token = login_id.partition(":")
+    return signed_in_user(user_id, token, session.get("sid"))
 
 
 __all__ = [

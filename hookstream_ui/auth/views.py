@@ -17,15 +17,20 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(default: str) -> str:
     target = request.args.get("next") or request.form.get("next") or ""
-    parts = urlsplit(target)
-    # Only same-site paths: an open redirect after sign-in is a phishing tool.
-    if target.startswith("/") and not target.startswith("//") and not parts.netloc:
-        return target
-    return default
+    # Only same-site paths: an open redirect after sign-in is a phishing tool. Browsers read
+    # a backslash as a slash (/\\evil.com is //evil.com), and a line break would split the
+    # Location header.
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or \
+            any(ord(c) < 0x20 or ord(c) == 0x7f for c in target):
+        return default
+    return target if not urlsplit(target).netloc else default
 
 
 def _start_session(user) -> None:
     session.clear()
+    session["sid"] = accounts.open_session(user, request.remote_addr).id
+    db.session.commit()
+    session.permanent = True  # the cookie expires with the session (PERMANENT_SESSION_LIFETIME)
     login_user(user, remember=False)
 
 
@@ -72,6 +77,7 @@ def signup():
 @bp.post("/logout")
 @login_required
 def logout():
+    accounts.end_session(session.get("sid"))
     logout_user()
     session.clear()
     flash("You are signed out.", "info")

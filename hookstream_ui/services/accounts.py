@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import secrets
 
+from datetime import timedelta
+
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from redis.exceptions import RedisError
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import ValidationFailed
-from ..extensions import get_redis
 from ..auth.principal import suspended_message
-from ..models import Environment, Membership, Org, User, db, utcnow
+from ..models import Environment, Membership, Org, SignInFailure, User, UserSession, db, utcnow
+from ..models.base import as_utc
 from . import audit, locks
 
 MIN_PASSWORD = 10
-log = logging.getLogger(__name__)
 
 
 def normalise_email(email: str) -> str:
@@ -101,36 +102,44 @@ def sign_up(email: str, password: str) -> User:
 SIGN_IN_FAILURES = 10
 SIGN_IN_IP_FAILURES = 50
 SIGN_IN_WINDOW = 15 * 60
+# Checked against when the email has no account, so that both answers take as long.
+_NOBODY = generate_password_hash(secrets.token_urlsafe(16))
 
 
 def _throttle_keys(email: str, ip: str | None) -> list[tuple[str, int]]:
-    keys = [(f"hookstream:signin:email:{hashlib.sha256(email.encode()).hexdigest()}", SIGN_IN_FAILURES)]
+    keys = [(f"email:{hashlib.sha256(email.encode()).hexdigest()}", SIGN_IN_FAILURES)]
     if ip:
-        keys.append((f"hookstream:signin:ip:{ip}", SIGN_IN_IP_FAILURES))
+        keys.append((f"ip:{ip[:80]}", SIGN_IN_IP_FAILURES))
     return keys
 
 
 def _throttled(keys) -> int | None:
     """Seconds until sign-in is allowed again, if it is refused now."""
-    try:
-        redis = get_redis()
-        for key, limit in keys:
-            if int(redis.get(key) or 0) >= limit:
-                return max(1, redis.ttl(key))
-    except RedisError:
-        log.warning("sign-in throttling is off: Redis is unreachable")
-    return None
+    limits = dict(keys)
+    now = utcnow()
+    waits = [SIGN_IN_WINDOW - (now - as_utc(row.last_failure_at)).total_seconds()
+             for row in db.session.scalars(select(SignInFailure).where(SignInFailure.key.in_(limits)))
+             if row.failures >= limits[row.key]]
+    waits = [w for w in waits if w > 0]
+    return max(1, int(max(waits))) if waits else None
 
 
 def _count_failure(keys) -> None:
-    try:
-        with get_redis().pipeline() as pipe:
-            for key, _ in keys:
-                pipe.incr(key)
-                pipe.expire(key, SIGN_IN_WINDOW)  # the window runs from the latest failure
-            pipe.execute()
-    except RedisError:
-        pass  # counted nowhere; _throttled has already logged that throttling is off
+    """One more failure for each key, in its own transaction; the count starts again once a
+    window has passed without one (as an expiring counter would)."""
+    now, failures = utcnow(), SignInFailure.__table__
+    stale = now - timedelta(seconds=SIGN_IN_WINDOW)
+    db.session.rollback()
+    for key, _ in keys:
+        bump = failures.update().where(failures.c.key == key).values(
+            failures=case((failures.c.last_failure_at < stale, 1), else_=failures.c.failures + 1), last_failure_at=now)
+        if db.session.execute(bump).rowcount == 0:
+            try:
+                with db.session.begin_nested():
+                    db.session.execute(failures.insert().values(key=key, failures=1, last_failure_at=now))
+            except IntegrityError:  # another failure for the same key got there first
+                db.session.execute(bump)
+    db.session.commit()
 
 
 def authenticate(email: str, password: str, ip: str | None = None) -> User:
@@ -142,6 +151,8 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
         raise ValidationFailed({"password": f"Too many failed sign-ins. Try again in {wait // 60 + 1} minutes."},
                                status=429, code="too_many_attempts")
     user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        check_password_hash(_NOBODY, password or "")
     if user is None or not user.check_password(password or ""):
         _count_failure(keys)
         raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
@@ -156,6 +167,37 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
         audit.record("user.sign_in", "user", user.id, actor=audit.actor_for_user(user), org_id=org.id if org else None)
     db.session.commit()
     return user
+
+
+def session_lifetime() -> timedelta:
+    return timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
+
+
+def open_session(user: User, ip: str | None) -> UserSession:
+    """A signed-in session of `user`, for the cookie to name. The caller commits."""
+    opened = UserSession(user_id=user.id, expires_at=utcnow() + session_lifetime(), ip=(ip or "")[:64] or None)
+    db.session.add(opened)
+    db.session.flush()
+    return opened
+
+
+def signed_in_user(user_id: str, token: str, session_id: str | None) -> User | None:
+    """The user a session cookie names, while its session is live and the user's session
+    token (rotated by a password change or disabling) is the one it was signed in with."""
+    if not session_id:
+        return None
+    user = db.session.scalar(select(User).join(UserSession, UserSession.user_id == User.id).where(
+        User.id == user_id, UserSession.id == session_id, UserSession.ended_at.is_(None),
+        UserSession.expires_at > utcnow()))
+    return user if user is not None and secrets.compare_digest(user.session_token, token) else None
+
+
+def end_session(session_id: str | None) -> None:
+    """Sign-out: the session stops working on the server, whoever holds its cookie."""
+    if session_id:
+        db.session.execute(update(UserSession).where(UserSession.id == session_id, UserSession.ended_at.is_(None))
+                           .values(ended_at=utcnow()))
+        db.session.commit()
 
 
 def change_password(user: User, current: str, new: str) -> None:

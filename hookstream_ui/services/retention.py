@@ -6,6 +6,8 @@
 - Scheduled runs that changed nothing, an hour after they finished: a continuous sync makes
   one every few seconds, and the history is what happened. The newest run of each source
   stays, whatever it did.
+- Signed-in sessions a day after they ended or expired, and failed sign-ins whose window
+  has passed: they no longer let anyone in or keep anyone out.
 
 Deleted a batch per transaction, oldest first, so ingest (SQLite's one writer above all)
 never waits long.
@@ -16,10 +18,10 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from ..models import Event, SyncRun, db, utcnow
+from ..models import Event, SignInFailure, SyncRun, UserSession, db, utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -56,6 +58,18 @@ def prune_idle_runs(now: datetime | None = None, limit: int = 50_000) -> int:
         exists().where(newer.source_id == SyncRun.source_id, newer.created_at > SyncRun.created_at),
     ).order_by(SyncRun.created_at)
     return _delete_in_batches(SyncRun, idle, limit)
+
+
+def prune_sign_in_state(now: datetime | None = None) -> int:
+    from .accounts import SIGN_IN_WINDOW
+
+    now = now or utcnow()
+    gone = db.session.execute(delete(UserSession).where(
+        or_(UserSession.expires_at < now - timedelta(days=1), UserSession.ended_at < now - timedelta(days=1)))).rowcount
+    gone += db.session.execute(delete(SignInFailure).where(
+        SignInFailure.last_failure_at < now - timedelta(seconds=SIGN_IN_WINDOW))).rowcount
+    db.session.commit()
+    return gone
 
 
 def _delete_in_batches(model, oldest_first, limit: int) -> int:

@@ -110,6 +110,7 @@ def prune_when_due() -> dict:
         return {"events": 0, "runs": 0}
     pruned = {"events": retention.prune_events(limit=PRUNE_LIMIT), "runs": retention.prune_idle_runs(limit=PRUNE_LIMIT)}
     _next_prune[0] = time.monotonic() + (0 if max(pruned.values()) >= PRUNE_LIMIT else PRUNE_SECONDS)
+    retention.prune_sign_in_state()
     return pruned
 
 
