@@ -39,7 +39,7 @@ def env_int(name: str, default: int | None, minimum: int = 0) -> int | None:
 
 def instance_path() -> Path:
     path = Path(os.environ.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
@@ -87,7 +87,11 @@ def load_config(instance: Path) -> dict:
         "ALLOW_PRIVATE_NETWORKS": env_flag("ALLOW_PRIVATE_NETWORKS"),
         "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 1024 * 1024, 1),
         "SYNC_BATCH_SIZE": env_int("SYNC_BATCH_SIZE", 5000, 1),
+        "SYNC_BATCH_BYTES": env_int("SYNC_BATCH_BYTES", 16 * 1024 * 1024, 1),
         "MAX_UPLOAD_BYTES": env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
+        # One record, from any source: its JSON size and its fields (services/upsert.RecordLimits).
+        "MAX_RECORD_BYTES": env_int("MAX_RECORD_BYTES", env_int("MAX_BODY_BYTES", 1024 * 1024, 1), 1),
+        "MAX_RECORD_FIELDS": env_int("MAX_RECORD_FIELDS", 10_000, 1),
         # Base of URLs shown to users (ingest URLs); empty means the request's own host.
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
         # Days a received event is kept (the event log, and what a backfill can replay);

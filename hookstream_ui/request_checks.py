@@ -4,10 +4,17 @@ U+0000 has no use in any field, and PostgreSQL cannot store it in text: refused 
 name, so that no view or service meets one (JSON bodies, which can also escape half a
 surrogate pair: api.openapi.json_body). A path parameter holding one names nothing (404).
 A webhook delivery is exempt: it is stored as received.
+
+A body over its limit is a 413 however it is framed: with no Content-Length (chunked),
+werkzeug stops reading at the limit and hands on what it read as if it were the whole body;
+CappedInput reads one byte past the limit to tell.
 """
 from __future__ import annotations
 
-from flask import abort, current_app, request
+import io
+
+from flask import abort, current_app, has_request_context, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ValidationFailed
 from .services.documents import UNSTORABLE
@@ -66,5 +73,42 @@ def _refuse_nul():
                 raise ValidationFailed({_printable(name): "must not contain NUL characters"})
 
 
+class CappedInput(io.RawIOBase):
+    """A request body of unknown length (chunked): reading it past the request's limit, or
+    up to the limit with more behind it, raises RequestEntityTooLarge (413)."""
+
+    def __init__(self, stream, default_limit: int | None):
+        self._stream, self._default, self._read = stream, default_limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _limit(self) -> int | None:
+        return request.max_content_length if has_request_context() else self._default
+
+    def readinto(self, buffer) -> int:
+        data = self._stream.read(len(buffer))
+        self._read += len(data)
+        limit = self._limit()
+        if limit is not None and self._read >= limit and (self._read > limit or self._stream.read(1)):
+            raise RequestEntityTooLarge()
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def capped(app):
+    """WSGI middleware: chunked bodies read through CappedInput, from the first reader on
+    (CSRF's form parsing runs before any view)."""
+    inner = app.wsgi_app
+
+    def wsgi(environ, start_response):
+        if "wsgi.input_terminated" in environ and not environ.get("CONTENT_LENGTH"):
+            environ["wsgi.input"] = CappedInput(environ["wsgi.input"], app.config.get("MAX_CONTENT_LENGTH"))
+        return inner(environ, start_response)
+
+    return wsgi
+
+
 def register(app) -> None:
     app.before_request(_refuse_nul)
+    app.wsgi_app = capped(app)

@@ -1,8 +1,10 @@
 """`make run`: one command that starts everything on one machine.
 
 Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
-(gunicorn), RQ worker processes, the scheduler and the ingest writer, restarting any worker that dies. SIGINT or SIGTERM
-stops every child, workers and web first, Redis last. Children get their own session, so
+(gunicorn), RQ worker processes, the scheduler and the ingest writer, restarting any of them
+that dies, Redis included (on the same socket, from its append-only file). SIGINT or SIGTERM
+stops every child, workers and web first, Redis last. Everything it writes in the instance
+folder is its user's alone (folder 0700, files 0600). Children get their own session, so
 a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
 they die with the runner even if it is SIGKILLed.
 """
@@ -58,12 +60,9 @@ class Runner:
 
     def start(self) -> None:
         subprocess.run(self.flask("db", "upgrade"), env=self.env, check=True)
+        secure(self.instance)
         if not os.environ.get("REDIS_URL"):
-            from . import embedded_redis
-
-            self.redis, url = embedded_redis.start(
-                self.instance / "redis", {"preexec_fn": child_setup, "env": self.env})
-            self.env["REDIS_URL"] = url
+            self.start_redis()
         self.web = self.spawn([
             sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.web_workers), "--threads", str(env_int("WEB_THREADS", 16, 1)),
@@ -78,6 +77,12 @@ class Runner:
         self.wait_until_serving()
         print(f"\n  hookstream is running at http://{self.host}:{self.port}\n"
               f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n", flush=True)
+
+    def start_redis(self) -> None:
+        from . import embedded_redis
+
+        self.redis, url = embedded_redis.start(self.instance / "redis", {"preexec_fn": child_setup, "env": self.env})
+        self.env["REDIS_URL"] = url  # the same socket every time: children reconnect to it
 
     def wait_until_serving(self) -> None:
         url = f"http://{self.host}:{self.port}/healthz"
@@ -104,9 +109,13 @@ class Runner:
             if self.web.poll() is not None:
                 print(f"web server exited ({self.web.returncode}); stopping", file=sys.stderr)
                 return 1
-            if self.redis is not None and self.redis.poll() is not None:
-                print(f"redis exited ({self.redis.returncode}); stopping", file=sys.stderr)
-                return 1
+            if self.redis is not None and self.redis.poll() is not None and not self.stopping:
+                # Meanwhile ingest writes without it, and the rest waits for it (SECURITY.md).
+                print(f"redis exited ({self.redis.returncode}); restarting", file=sys.stderr)
+                try:
+                    self.start_redis()
+                except RuntimeError as exc:
+                    print(f"redis did not start again ({exc}); trying again", file=sys.stderr)
             for slot, proc in list(self.workers.items()):
                 if proc.poll() is not None and not self.stopping:
                     print(f"worker {proc.pid} exited ({proc.returncode}); restarting", file=sys.stderr)
@@ -138,7 +147,18 @@ class Runner:
                     proc.wait()
 
 
+def secure(instance) -> None:
+    """The instance folder and the files in it (the database, its WAL, generated keys, Redis's
+    append-only file) are readable by their owner only."""
+    os.chmod(instance, 0o700)
+    for path in [instance, *[p for p in instance.iterdir() if p.is_dir()]]:
+        for item in path.iterdir():
+            if item.is_file():
+                os.chmod(item, 0o600)
+
+
 def main() -> int:
+    os.umask(0o077)  # for everything this and its children create
     runner = Runner()
 
     def on_signal(signum, _frame):

@@ -199,3 +199,21 @@ def capture(_capture_server):
     _capture_server.requests.clear()
     _capture_server.passwords.clear()
     return _capture_server
+
+
+@pytest.fixture
+def redis_down(app, monkeypatch, tmp_path):
+    """Redis unreachable for the rest of the test (a socket nothing listens on); the usual
+    clients come back afterwards."""
+    monkeypatch.setitem(app.config, "REDIS_URL", f"unix://{tmp_path}/gone.sock")
+    for name in [name for name in app.extensions if name.startswith("hookstream_redis")]:
+        monkeypatch.delitem(app.extensions, name)
+
+    def back():
+        monkeypatch.undo()
+        for name in [name for name in app.extensions if name.startswith("hookstream_redis")]:
+            app.extensions.pop(name)
+
+    yield back
+    for name in [name for name in app.extensions if name.startswith("hookstream_redis")]:
+        app.extensions.pop(name)

@@ -245,7 +245,8 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     # A delivery whose sender gave up (past its deadline) is dropped, never stored.
     stale = {"row": {"id": "evt_stale"}, "apply": True, "reply": "hookstream:ingest:reply:evt_stale",
              "deadline": time.time() - 1}
-    redis.lpush(group_commit.INBOX, json.dumps(stale))
+    redis.lpush(group_commit.INBOX + sid, json.dumps(stale))
+    redis.lpush(group_commit.READY, sid)
     while not redis.hget(group_commit.STATS, "expired"):
         assert time.monotonic() < deadline + 30
         time.sleep(0.05)
@@ -306,7 +307,7 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, 
             time.sleep(1)
             if mishap == "connections dropped":
                 waiting = pool.submit(send, 2)  # stays in the inbox behind the held batch
-                while not redis.llen(group_commit.INBOX):
+                while not redis.llen(group_commit.INBOX + sid):
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
                 redis.client_kill_filter(_type="normal", skipme=True)
@@ -439,9 +440,17 @@ def test_events_keep_through_the_index_migration_and_go_with_their_organization(
     for i in range(3):
         client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"o{i}"}})
     before = [e["id"] for e in client.get("/v1/events", headers=h).json["events"]]
+    from hookstream_ui.models import utcnow
+
     downgrade(revision="0008")
-    try:
-        client.post(f"/v1/ingest/{sid}", json={"data": {"id": "o3"}})  # written under the old schema
+    try:  # an event written under the old schema (in SQL: the app expects the newest one)
+        db.session.execute(Event.__table__.insert().values(
+            id="evt_old", org_id=db.session.get(Collection, db.session.scalar(select(Collection.id))).org_id,
+            env_id=db.session.scalar(select(Collection.env_id)), source_id=sid, method="POST", headers={}, query={},
+            body='{"data": {"id": "o3"}}', body_encoding="utf-8", size=22, received_at=utcnow(),
+            verification="skipped", duplicate=False, status="applied", outcomes={}, created_at=utcnow(),
+            updated_at=utcnow()))
+        db.session.commit()
     finally:
         upgrade()
     after = [e["id"] for e in client.get("/v1/events", headers=h).json["events"]]

@@ -137,14 +137,29 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
                 break
             time.sleep(0.3)
         assert victim.pid not in pids and len(pids) == 2, run.output()
+
+        # Redis that dies is started again (make run exited for good before).
+        [redis] = run.running("redis-server")
+        redis.kill()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            restarted = [p for p in run.running("redis-server") if p.pid != redis.pid]
+            if restarted:
+                break
+            time.sleep(0.3)
+        assert restarted, run.output()
+        assert run.wait_healthy()["redis"]["ok"]
         children = run.descendants()
     finally:
         run.stop(signal.SIGINT)
     assert_all_gone(children)
     assert "hookstream stopped." in run.output()
     secret = (instance / "secret_key").read_text()
-    assert (instance / "secret_key").stat().st_mode & 0o777 == 0o600
-    assert (instance / "credentials.key").stat().st_mode & 0o777 == 0o600
+    # Nobody else on the machine reads the database, its WAL, the keys or Redis's files.
+    assert instance.stat().st_mode & 0o777 == 0o700
+    kept = [p for p in [*instance.iterdir(), *(instance / "redis").rglob("*")] if p.is_file()]
+    assert {p.name for p in kept} >= {"secret_key", "credentials.key", "hookstream.db", "redis.conf"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in kept), [(p, oct(p.stat().st_mode)) for p in kept]
 
     # Headless set-up against the same instance, then a second start reuses its data.
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}

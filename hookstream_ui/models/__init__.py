@@ -2,7 +2,7 @@
 from .api_key import KEY_ROLES, ApiKey
 from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
-from .event import Event
+from .event import DedupClaim, Event, RecordEvent
 from .record import Record
 from .sign_in import SignInFailure, UserSession
 from .source import SourceConnection
@@ -13,7 +13,7 @@ from .tenancy import ROLES, Environment, Membership, Org, role_at_least
 from .user import User
 
 __all__ = [
-    "ApiKey", "AuditEntry", "KEY_ROLES", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
+    "ApiKey", "AuditEntry", "DedupClaim", "RecordEvent", "KEY_ROLES", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
     "SignInFailure", "SourceConnection", "SourceFile", "UserSession", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

@@ -48,3 +48,32 @@ class Event(Timestamps, db.Model):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     outcomes: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class DedupClaim(db.Model):
+    """A delivery's dedup key, held by the stored event that carried it until the window ends.
+    Written in the transaction that stores that event, so a later delivery can only ever be a
+    duplicate of an event that is stored."""
+
+    __tablename__ = "dedup_claims"
+    __table_args__ = (Index("ix_dedup_claims_expires_at", "expires_at"),)
+
+    source_id: Mapped[str] = mapped_column(ForeignKey("source_connections.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecordEvent(db.Model):
+    """Which stored event touched which record key of a collection, and when: the record page
+    looks a record's history up by its key instead of reading event bodies. Rows whose event
+    is gone (retention) no longer show, and the retention pass deletes them too."""
+
+    __tablename__ = "record_events"
+
+    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    record_key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    result: Mapped[str] = mapped_column(String(20))

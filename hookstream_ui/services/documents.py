@@ -122,6 +122,25 @@ def _finite(value):
     return value
 
 
+def fields_over(text: str, limit: int) -> bool:
+    """Whether JSON text holds more than `limit` fields (object members and array items).
+    Every member has a colon and every item but the first of an array a comma, so text with
+    fewer of both (nearly every record) is not parsed to count."""
+    if text.count(":") + text.count(",") <= limit:
+        return False
+    stack, count = [json.loads(text)], 0
+    while stack:
+        node = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            count += 1
+            if count > limit:
+                return True
+            if isinstance(child, (dict, list)):
+                stack.append(child)
+    return False
+
+
 def too_deep(text: str) -> bool:
     """Whether JSON text that is already valid (a database wrote it) nests past MAX_DEPTH;
     parsed only when it has more brackets than that, which nearly no row has."""

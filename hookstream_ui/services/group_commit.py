@@ -10,6 +10,11 @@ If a shared transaction fails, each of its deliveries is retried alone, so one b
 delivery cannot fail the others; one that still cannot be applied is stored as `failed`
 (a backfill can replay it). Only a database that cannot store the event at all fails the
 request.
+
+The writer is shared fairly between sources: each source's deliveries wait in a line of
+their own, and a batch takes from every source that has some waiting, in turns, up to
+SOURCE_BUDGET bytes each (at least one delivery). A flood from one source fills only its
+own line, and another source's delivery is written in the next batch at the latest.
 """
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ import fcntl
 import json
 import logging
 import os
-import queue
 import threading
 import time
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,10 +36,12 @@ from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
 from ..models import Collection, Event, SourceConnection, db, utcnow
-from . import upsert, webhook_sources
+from . import dedup, upsert, webhook_sources
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
+MAX_SOURCES = MAX_BATCH  # sources one batch takes from (any more are first in the next)
+SOURCE_BUDGET = 1024 * 1024  # bytes of deliveries one source may put into one batch
 WAIT_SECONDS = 30  # how long a request waits for the writer to answer
 # A delivery not yet taken by then is withdrawn (503: not stored). One the writer has already
 # taken is being written: its request waits up to this much longer for the outcome, so
@@ -50,6 +57,7 @@ class Delivery:
     # The source as the delivery was judged by it (webhook_sources.version); if the source
     # is no longer so when the delivery is written, it is not stored but sent back.
     source_version: str | None = None
+    dedup: tuple | None = None  # (key hash, window seconds), claimed when it is stored (services/dedup)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     stale: bool = False
@@ -60,6 +68,10 @@ class Delivery:
 
 class Unavailable(Exception):
     """The event could not be stored in time; the sender should retry."""
+
+
+class NotHanded(Unavailable):
+    """Nothing reached the writer process (Redis unreachable): nothing was stored."""
 
 
 class SourceChanged(Exception):
@@ -74,7 +86,10 @@ def submit(delivery: Delivery) -> dict:
     """Store (and apply) one delivery; returns its event row once committed."""
     app = current_app._get_current_object()
     if writer_process_alive(app):
-        return _submit_remote(delivery)
+        try:
+            return _submit_remote(delivery)
+        except NotHanded:  # Redis went away: this process writes for itself, as without a writer
+            _alive_cache[id(app)] = (time.monotonic() + 1.0, False)
     _local_inbox(app).put(delivery)
     if not delivery.done.wait(WAIT_SECONDS):
         with _hand_off_lock:
@@ -94,9 +109,48 @@ def submit(delivery: Delivery) -> dict:
 # each batch ten times slower than the same batch written by a process of its own. Web
 # processes hand deliveries over through Redis; with no writer process alive they fall
 # back to a writer thread of their own, so ingest never depends on it.
-INBOX = "hookstream:ingest:inbox"
+INBOX = "hookstream:ingest:inbox:"  # + source id: one line per source
+READY = "hookstream:ingest:ready"  # sources with deliveries waiting, each once, in turn
 ALIVE = "hookstream:ingest:writer"
 STATS = "hookstream:ingest:stats"
+# A source's line that was empty joins the ready list as the delivery is pushed (one command).
+PUSH = """
+if redis.call('LPUSH', KEYS[1], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+"""
+# A batch, taken in turns: one delivery from each source waiting (the one just popped from
+# the ready list first, up to MAX_SOURCES), round after round, until the batch is full or each
+# source has given its byte budget or all it had; a source with more left goes to the back
+# of the ready list. KEYS[1] ready; ARGV: first source, sources, budget, batch size, prefix.
+TAKE = """
+local sources, spent, open, taken = {ARGV[1]}, {}, {}, {}
+for i = 2, tonumber(ARGV[2]) do
+  local sid = redis.call('RPOP', KEYS[1])
+  if not sid then break end
+  sources[#sources + 1] = sid
+end
+for i = 1, #sources do spent[i], open[i] = 0, true end
+local more = true
+while more and #taken < tonumber(ARGV[4]) do
+  more = false
+  for i, sid in ipairs(sources) do
+    if open[i] and #taken < tonumber(ARGV[4]) then
+      local message = redis.call('RPOP', ARGV[5] .. sid)
+      if message then
+        taken[#taken + 1] = message
+        spent[i] = spent[i] + string.len(message)
+        open[i] = spent[i] < tonumber(ARGV[3])
+        more = more or open[i]
+      else
+        open[i] = false
+      end
+    end
+  end
+end
+for _, sid in ipairs(sources) do
+  if redis.call('LLEN', ARGV[5] .. sid) > 0 then redis.call('LPUSH', KEYS[1], sid) end
+end
+return taken
+"""
 _alive_cache: dict = {}
 # Every reply of a batch, and the writer's counters, in one command: a pipeline of two
 # commands per delivery cost the writer a sixth of its time.
@@ -129,18 +183,22 @@ def writer_process_alive(app: Flask) -> bool:
 def _submit_remote(delivery: Delivery) -> dict:
     row = delivery.row
     reply = f"hookstream:ingest:reply:{row['id']}"
+    line = INBOX + row["source_id"]
     started = time.time()
     message = json.dumps({"row": {**row, "received_at": row["received_at"].isoformat()},
                           "apply": delivery.document is not None, "version": delivery.source_version,
-                          "reply": reply, "deadline": started + WAIT_SECONDS - DEADLINE_MARGIN})
+                          "dedup": delivery.dedup, "reply": reply,
+                          "deadline": started + WAIT_SECONDS - DEADLINE_MARGIN})
     redis = get_redis(wait=WAIT_SECONDS + TAKEN_WAIT)
     try:
-        answer = _hand_over(redis, message, reply)
+        answer = _hand_over(redis, message, reply, line, row["source_id"])
         if answer is None:  # not answered in time: withdrawn, or being written
-            answer = _withdraw_or_wait(redis, message, reply, TAKEN_WAIT)
+            answer = _withdraw_or_wait(redis, message, reply, line, TAKEN_WAIT)
+    except NotHanded:
+        raise
     except RedisError as exc:
         log.warning("handing event %s to the writer failed: %s", row["id"], type(exc).__name__)
-        answer = _withdraw_or_wait(redis, message, reply, started + WAIT_SECONDS + TAKEN_WAIT - time.time())
+        answer = _withdraw_or_wait(redis, message, reply, line, started + WAIT_SECONDS + TAKEN_WAIT - time.time())
     if answer is None:
         log.warning("the writer took event %s but did not answer in time; its outcome is unknown", row["id"])
         raise Unavailable("the event could not be stored in time")
@@ -156,7 +214,7 @@ def _submit_remote(delivery: Delivery) -> dict:
 NOT_HANDED = "the event could not be handed to the writer"
 
 
-def _hand_over(redis, message: str, reply: str):
+def _hand_over(redis, message: str, reply: str, line: str, source_id: str):
     """Push the delivery and wait for its answer: both commands in one round trip, on a
     connection of our own rather than through a pipeline, which redis-py would send again
     after a broken connection, pushing the delivery twice. A connection that cannot be had
@@ -165,14 +223,14 @@ def _hand_over(redis, message: str, reply: str):
     try:
         connection = pool.get_connection()
     except RedisError as exc:
-        raise Unavailable(NOT_HANDED) from exc
+        raise NotHanded(NOT_HANDED) from exc
     try:
         connection.send_packed_command(connection.pack_commands(
-            [("LPUSH", INBOX, message), ("BRPOP", reply, WAIT_SECONDS)]))
+            [("EVAL", PUSH, 2, line, READY, message, source_id), ("BRPOP", reply, WAIT_SECONDS)]))
         try:
             connection.read_response()
         except ResponseError as exc:  # Redis refused the push (out of memory…): nothing to wait for
-            raise Unavailable(NOT_HANDED) from exc
+            raise NotHanded(NOT_HANDED) from exc
         return connection.read_response()
     except BaseException:
         connection.disconnect()  # a reply may still be on its way: never reuse it
@@ -181,7 +239,7 @@ def _hand_over(redis, message: str, reply: str):
         pool.release(connection)
 
 
-def _withdraw_or_wait(redis, message: str, reply: str, wait: float):
+def _withdraw_or_wait(redis, message: str, reply: str, line: str, wait: float):
     """The writer has not answered (in time, or over a hand-off that broke after sending).
     Still in the inbox (or never pushed): withdraw it, and it is not stored; the writer's RPOP
     and this LREM are atomic, so it cannot be taken as well. Gone: the writer took it, and
@@ -190,7 +248,7 @@ def _withdraw_or_wait(redis, message: str, reply: str, wait: float):
     unreachable: then nobody can tell, and the dedup window keeps the sender's retry from
     being applied twice."""
     try:
-        if redis.lrem(INBOX, 1, message):
+        if redis.lrem(line, 1, message):
             raise Unavailable(NOT_HANDED)
         return redis.brpop([reply], timeout=max(1, round(wait)))
     except RedisError as exc:
@@ -203,16 +261,18 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
     (their senders are about to give up)."""
     stop = stop or threading.Event()
     redis = get_redis()
-    answer = redis.register_script(ANSWER)
+    answer, take = redis.register_script(ANSWER), redis.register_script(TAKE)
     beat = 0.0
     while not stop.is_set():
         if time.monotonic() >= beat:  # a heartbeat, not a round trip per batch
             redis.set(ALIVE, os.getpid(), ex=5)
             beat = time.monotonic() + 1
-        first = redis.brpop([INBOX], timeout=1)
-        if first is None:
+        ready = redis.brpop([READY], timeout=1)
+        if ready is None:
             continue
-        messages = [first[1], *(redis.rpop(INBOX, MAX_BATCH - 1) or [])]
+        messages = take(keys=[READY], args=[ready[1], MAX_SOURCES, SOURCE_BUDGET, MAX_BATCH, INBOX])
+        if not messages:
+            continue
         batch, replies, expired = [], [], []
         for raw in messages:
             message = json.loads(raw)
@@ -222,13 +282,14 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
             row = message["row"]
             row["received_at"] = datetime.fromisoformat(row["received_at"])
             batch.append(Delivery(row, json.loads(row["body"]) if message["apply"] else None,
-                                  message.get("version")))
+                                  message.get("version"), tuple(message["dedup"]) if message.get("dedup") else None))
             replies.append(message["reply"])
         if batch:
             _process(app, batch)
         answer(keys=[STATS, *replies, *expired], args=[len(batch), len(expired), *(json.dumps(
             {"stored": d.error is None and not d.stale, "stale": d.stale, "status": d.row["status"],
-             "error": d.row["error"], "outcomes": d.row["outcomes"]}) for d in batch),
+             "error": d.row["error"], "outcomes": d.row["outcomes"], "duplicate": d.row["duplicate"],
+             "duplicate_of": d.row["duplicate_of"]}) for d in batch),
             *[EXPIRED_ANSWER] * len(expired)])
     redis.delete(ALIVE)
 
@@ -237,7 +298,43 @@ _start_lock = threading.Lock()
 _hand_off_lock = threading.Lock()
 
 
-def _local_inbox(app: Flask) -> queue.SimpleQueue:
+class FairInbox:
+    """The writer thread's inbox: a line per source, taken in turn as the writer process's
+    are (TAKE), so that the fallback is as fair as the writer."""
+
+    def __init__(self) -> None:
+        self._lines: OrderedDict[str, deque] = OrderedDict()
+        self._ready = threading.Condition()
+
+    def put(self, delivery: Delivery) -> None:
+        with self._ready:
+            self._lines.setdefault(delivery.row["source_id"], deque()).append(delivery)
+            self._ready.notify()
+
+    def take(self) -> list[Delivery]:
+        """A batch, waiting for the first delivery: taken in turns from the lines, oldest
+        first, as TAKE does; a line with more left goes to the back."""
+        with self._ready:
+            while not self._lines:
+                self._ready.wait()
+            sources = list(self._lines)[:MAX_SOURCES]
+            lines = [self._lines.pop(source_id) for source_id in sources]
+            spent, batch, more = [0] * len(lines), [], True
+            while more and len(batch) < MAX_BATCH:
+                more = False
+                for i, line in enumerate(lines):
+                    if line and spent[i] < SOURCE_BUDGET and len(batch) < MAX_BATCH:
+                        delivery = line.popleft()
+                        batch.append(delivery)
+                        spent[i] += len(delivery.row.get("body") or "")
+                        more = more or (bool(line) and spent[i] < SOURCE_BUDGET)
+            for source_id, line in zip(sources, lines):
+                if line:
+                    self._lines[source_id] = line
+            return batch
+
+
+def _local_inbox(app: Flask) -> FairInbox:
     # One writer thread per app and process: gunicorn forks its workers, and a thread does
     # not survive a fork, so a new process starts its own.
     state = app.extensions.get("group_commit")
@@ -245,20 +342,15 @@ def _local_inbox(app: Flask) -> queue.SimpleQueue:
         with _start_lock:
             state = app.extensions.get("group_commit")
             if state is None or state[0] != os.getpid():
-                inbox = queue.SimpleQueue()
+                inbox = FairInbox()
                 threading.Thread(target=_run_thread, args=(app, inbox), daemon=True, name="ingest-writer").start()
                 state = app.extensions["group_commit"] = (os.getpid(), inbox)
     return state[1]
 
 
-def _run_thread(app: Flask, inbox: queue.SimpleQueue) -> None:
+def _run_thread(app: Flask, inbox: FairInbox) -> None:
     while True:
-        waiting = [inbox.get()]
-        while len(waiting) < MAX_BATCH:
-            try:
-                waiting.append(inbox.get_nowait())
-            except queue.Empty:
-                break
+        waiting = inbox.take()
         with _hand_off_lock:  # what its request has withdrawn is not written
             batch = [d for d in waiting if d.state == "waiting"]
             for delivery in batch:
@@ -362,6 +454,7 @@ def _write(batch: list[Delivery]) -> None:
             delivery.stale = bool(delivery.source_version) and \
                 versions.get(delivery.row["source_id"]) != delivery.source_version
         batch = [d for d in batch if not d.stale]
+    dedup.claim(batch)
     applying = [d for d in batch if d.document is not None]
     for delivery in applying:
         delivery.row["outcomes"] = {}  # a retry alone starts over
@@ -377,9 +470,10 @@ def _write(batch: list[Delivery]) -> None:
             mine = [d for d in applying if d.row["source_id"] == collection.source_id]
             results = [("skipped", None)] * len(mine)
             upsert.apply(collection, [items[id(d)] for d in mine], results=results,
-                         synced_at=max(d.row["received_at"] for d in mine))
-            for delivery, (result, reason) in zip(mine, results):
-                delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason}
+                         synced_at=max(d.row["received_at"] for d in mine), history=True)
+            for delivery, (result, reason, *key) in zip(mine, results):
+                delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason,
+                                                           **({"key": key[0]} if key else {})}
     # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
     # per-row bookkeeping these plain rows do not need.
     if batch:

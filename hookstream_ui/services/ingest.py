@@ -1,9 +1,10 @@
 """Webhook ingest: verify, filter, dedup, store durably, apply to every bound collection.
 
-The event row and its upserts into the bound collections commit in one transaction before
-the answer (shared with the deliveries that arrived with it: see group_commit), so an
-accepted event is both stored and visible. If applying fails, the event is still stored
-(status `failed`) and can be replayed by a backfill.
+The event row, its dedup claim (services/dedup) and its upserts into the bound collections
+commit in one transaction before the answer (shared with the deliveries that arrived with
+it: see group_commit), so an accepted event is both stored and visible. If applying fails,
+the event is still stored (status `failed`) and can be replayed by a backfill. Nothing on
+this path needs Redis: without it, the web process writes for itself.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from flask import abort
 from werkzeug.datastructures import Headers
 
-from ..extensions import get_redis
 from ..models import SourceConnection, db, new_id, utcnow
 from ..sources.webhook import parse_cidrs
 from . import documents, group_commit, jsonpaths, upsert, webhook_sources
@@ -119,7 +119,7 @@ def ingest(source_id: str, *, address: str | None, method: str, headers, query: 
                            content_type=content_type, source_ip=address, version=version, event_id=event_id)
         except group_commit.SourceChanged as changed:
             webhook_sources.forget(source_id)
-            event_id = changed.event_id  # the same delivery: its dedup claim is its own
+            event_id = changed.event_id  # the same delivery, received again, keeps its id
     raise group_commit.Unavailable("the source kept changing while the event was received")
 
 
@@ -155,19 +155,12 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
     key = _dedup_key(source, headers, body, document)
     row["dedup_key"] = upsert.storable(key)[:200]
     window = int((source.config or {}).get("dedup_window_seconds") or 0)
-    if window > 0:
-        slot = f"hookstream:dedup:{source.id}:{hashlib.sha256(key.encode('utf-8', 'surrogatepass')).hexdigest()}"
-        # SET NX is atomic: of two concurrent deliveries exactly one claims the key.
-        if not get_redis().set(slot, row["id"], nx=True, ex=window):
-            holder = (get_redis().get(slot) or b"").decode() or None
-            if holder != row["id"]:  # not this delivery's own claim, from a reception sent back
-                row.update(duplicate=True, status="duplicate", duplicate_of=holder)
-                document = None
-    if row["status"] == "applied" and not isinstance(document, dict):
+    claim = (hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest(), window) if window > 0 else None
+    if not isinstance(document, dict):
         row.update(status="not_json", error=not_applied)
         document = None
     _release_connection()
-    row = group_commit.submit(group_commit.Delivery(row, document, version))
+    row = group_commit.submit(group_commit.Delivery(row, document, version, claim))
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
 
 

@@ -5,6 +5,7 @@ import secrets
 from datetime import timedelta
 
 from flask import abort
+from redis.exceptions import RedisError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import func, select
@@ -123,14 +124,25 @@ def set_instance_admin(acting: User, user_id: str, admin: bool) -> User:
 
 
 def queues() -> list[dict]:
+    """Each queue's depth and failures; none while Redis is unreachable (the health panel says so)."""
     rows = []
-    for name in QUEUES:
-        q = queue(name)
-        rows.append({"name": name, "queued": q.count, "failed": FailedJobRegistry(queue=q).count})
+    try:
+        for name in QUEUES:
+            q = queue(name)
+            rows.append({"name": name, "queued": q.count, "failed": FailedJobRegistry(queue=q).count})
+    except RedisError:
+        return []
     return rows
 
 
 def failed_jobs(limit: int = 50) -> list[dict]:
+    try:
+        return _failed_jobs(limit)
+    except RedisError:
+        return []
+
+
+def _failed_jobs(limit: int) -> list[dict]:
     jobs = []
     for name in QUEUES:
         registry = FailedJobRegistry(queue=queue(name))
@@ -145,10 +157,14 @@ def failed_jobs(limit: int = 50) -> list[dict]:
 
 
 def _failed_job_or_404(job_id: str) -> tuple[FailedJobRegistry, str]:
-    for name in QUEUES:
-        registry = FailedJobRegistry(queue=queue(name))
-        if job_id in registry.get_job_ids():
-            return registry, job_id
+    try:
+        for name in QUEUES:
+            registry = FailedJobRegistry(queue=queue(name))
+            if job_id in registry.get_job_ids():
+                return registry, job_id
+    except RedisError:
+        raise ValidationFailed({"job": "Redis is unreachable; try again once it is back"}, status=503,
+                               code="unavailable") from None
     abort(404, description="No failed job with that id")
 
 

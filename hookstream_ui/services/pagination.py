@@ -48,14 +48,24 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
 
 
-def paginate(query: Select, model, cursor: str | None, limit, by: str = "created_at") -> Page:
-    """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair."""
+def paginate(query: Select, model, cursor: str | None, limit, by: str = "created_at", weigh=None,
+             budget: int = 0) -> Page:
+    """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair.
+    With `weigh` (row -> bytes), a page ends early once its rows pass `budget` bytes (the
+    first row always comes): a page of large rows stays small, and the cursor goes on."""
     limit = parse_limit(limit)
     column = getattr(model, by)
     query = after_cursor(query, model, cursor, by)
     rows = db.session.scalars(query.order_by(column.desc(), model.id.desc()).limit(limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
+    if weigh is not None:
+        total = 0
+        for count, row in enumerate(rows):
+            total += weigh(row)
+            if total > budget and count:
+                rows, has_more = rows[:count], True
+                break
     next_cursor = _encode(getattr(rows[-1], by), rows[-1].id) if has_more else None
     return Page(rows, next_cursor, has_more)
 

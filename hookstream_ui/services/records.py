@@ -14,7 +14,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from datetime import timedelta
 
-from ..models import Collection, Event, Record, db, isoformat, utcnow
+from ..models import Collection, Event, Record, RecordEvent, db, isoformat, utcnow
 from . import documents, search_index
 from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
@@ -79,6 +79,10 @@ def field_equals(segments: list[str], value: str, entity=Record):
 # a page is the whole collection asked, through the word index (a rare value), instead of
 # collecting every match of a common one through it and sorting them all.
 WINDOW = 5000
+# A page of records holds at most about this many bytes of them (at least one record): at
+# the record size limit, 100 records to a page answered hundreds of megabytes.
+PAGE_BYTES = 4 * 1024 * 1024
+EXAMPLE_CHARS = 200  # a schema field's example is cut to this
 
 
 def _filter_spellings(value: str) -> list[str]:
@@ -103,12 +107,13 @@ def list_records(collection: Collection, *, search=None, event_type=None, filter
 
     if not conditions(Record):
         return paginate(select(Record).where(Record.collection_id == collection.id), Record, cursor, limit,
-                        by="updated_at")
+                        by="updated_at", weigh=_weight, budget=PAGE_BYTES)
     if (collection.record_count or 0) > WINDOW:
         newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
                                               cursor, by="updated_at")
                          .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
-        page = paginate(select(newest).where(*conditions(newest)), newest, cursor, limit, by="updated_at")
+        page = paginate(select(newest).where(*conditions(newest)), newest, cursor, limit, by="updated_at",
+                        weigh=_weight, budget=PAGE_BYTES)
         if page.has_more:
             return page
     words = [search_index.search_words(search)] if search else []
@@ -121,7 +126,11 @@ def list_records(collection: Collection, *, search=None, event_type=None, filter
         # against the index's answer; hiding the column from it makes it start from that answer.
         in_collection = Record.collection_id.op("||")("") == collection.id
     query = select(Record).where(in_collection, *conditions(Record), *([narrowed] if narrowed is not None else []))
-    return paginate(query, Record, cursor, limit, by="updated_at")
+    return paginate(query, Record, cursor, limit, by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+
+
+def _weight(record) -> int:
+    return len(documents.dumps(record.data)) + 300
 
 
 def get_record_or_404(collection: Collection, key: str) -> Record:
@@ -220,7 +229,9 @@ def infer_schema(collection: Collection, sample=None) -> dict:
             seen.add(path)
             entry["count"] += 1
         if entry["example"] in (None, "") and value is not None and not isinstance(value, (dict, list)):
-            entry["example"] = value  # an empty string only until a value says more
+            # An empty string only until a value says more; a long one as its beginning.
+            entry["example"] = value[:EXAMPLE_CHARS] + "…" if isinstance(value, str) and \
+                len(value) > EXAMPLE_CHARS else value
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(child, f"{path}.{key}")
@@ -260,7 +271,7 @@ def collection_stats(collection: Collection) -> dict:
     }
 
 
-EXPORT_CHUNK = 1000
+EXPORT_CHUNK = 200  # records in memory at once: at the record size limit, a fifth of a gigabyte
 CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at", "data")
 
 
@@ -300,26 +311,13 @@ def iter_export(collection_id: str, fmt: str):
 
 
 def events_for_record(collection: Collection, record: Record, limit: int = 20) -> list[Event]:
-    """Events of the collection's source that touched this record's key (newest first)."""
-    if not collection.source_id:
-        return []
-    from . import jsonpaths
-
-    key_of = jsonpaths.getter(collection.primary_key_path)
-    recent = db.session.scalars(select(Event).where(Event.source_id == collection.source_id,
-                                                    Event.status == "applied")
-                                .order_by(Event.received_at.desc()).limit(500)).all()
-    found = []
-    for event in recent:
-        try:
-            document = documents.loads(event.body or "")
-        except ValueError:
-            continue
-        if isinstance(document, dict) and str(key_of(document)) == record.record_key:
-            found.append(event)
-            if len(found) >= limit:
-                break
-    return found
+    """The stored events that touched this record's key in this collection, newest first:
+    looked up by the key (record_events), never by reading event bodies."""
+    return db.session.scalars(
+        select(Event).join(RecordEvent, RecordEvent.event_id == Event.id)
+        .where(RecordEvent.collection_id == collection.id, RecordEvent.record_key == record.record_key,
+               Event.env_id == collection.env_id)
+        .order_by(RecordEvent.received_at.desc()).limit(limit)).all()
 
 
 def collections_by_id(ids: list[str]) -> dict:

@@ -6,6 +6,8 @@
 - Scheduled runs that changed nothing, an hour after they finished: a continuous sync makes
   one every few seconds, and the history is what happened. The newest run of each source
   stays, whatever it did.
+- With the events, the record history that names them (record_events).
+- Dedup claims whose window has passed: the next delivery of their key takes them over.
 - Signed-in sessions a day after they ended or expired, and failed sign-ins whose window
   has passed: they no longer let anyone in or keep anyone out.
 
@@ -18,10 +20,10 @@ import logging
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
-from ..models import Event, SignInFailure, SyncRun, UserSession, db, utcnow
+from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db, utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -41,6 +43,7 @@ def prune_events(now: datetime | None = None, limit: int = 50_000) -> int:
         return 0
     deleted = _delete_in_batches(Event, select(Event.id).where(Event.received_at < before)
                                  .order_by(Event.received_at), limit)
+    _delete_keyed(RecordEvent, RecordEvent.received_at < before)
     if deleted:
         log.info("deleted %d events received before %s (EVENT_RETENTION_DAYS)", deleted, before.isoformat())
     return deleted
@@ -58,6 +61,25 @@ def prune_idle_runs(now: datetime | None = None, limit: int = 50_000) -> int:
         exists().where(newer.source_id == SyncRun.source_id, newer.created_at > SyncRun.created_at),
     ).order_by(SyncRun.created_at)
     return _delete_in_batches(SyncRun, idle, limit)
+
+
+def prune_dedup_claims(now: datetime | None = None) -> int:
+    return _delete_keyed(DedupClaim, DedupClaim.expires_at < (now or utcnow()))
+
+
+def _delete_keyed(model, condition) -> int:
+    """Delete the rows `condition` selects, a batch per transaction (tables keyed by several
+    columns: the batch is chosen by key)."""
+    key = tuple_(*model.__table__.primary_key.columns)
+    deleted = 0
+    while True:
+        batch = select(*model.__table__.primary_key.columns).where(condition).limit(BATCH)
+        gone = db.session.execute(delete(model).where(key.in_(batch))
+                                  .execution_options(synchronize_session=False)).rowcount
+        db.session.commit()
+        deleted += gone
+        if gone < BATCH:
+            return deleted
 
 
 def prune_sign_in_state(now: datetime | None = None) -> int:

@@ -32,6 +32,7 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
     """Create the run row and enqueue its job (ids only). 409 while another run is active."""
     from ..sources import source_type
     from ..sync.jobs import enqueue_run
+    from ..sync.worker import enqueue_or_leave
 
     if not source_type(source.short_name).pull:
         raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
@@ -45,7 +46,7 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
                   file_id=file_id, claim_token=secrets.token_hex(8))
     db.session.add(run)
     db.session.commit()
-    enqueue_run(run)
+    enqueue_or_leave(lambda: enqueue_run(run), f"run {run.id}")  # else the scheduler's requeue_lost
     return run
 
 

@@ -26,8 +26,15 @@ from ..models import Collection, Record, db
 from ..models.tenancy import Environment, Org
 
 SQLITE_TABLE = "records_fts"
+# What one record may cost the index is bounded: SQLite indexes the first SQLITE_INDEXED
+# characters of its text, PostgreSQL its first MAX_WORDS distinct words. A record with more
+# is marked (SQLITE_OVERFLOW, OVERFLOW) and is a candidate of every search, which the exact
+# check then decides: a word past the bound is still found, only more slowly.
+SQLITE_INDEXED = 65536
+SQLITE_OVERFLOW = "zzhsoverflowzz"
 SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
-               "SELECT rowid, record_key || ' ' || data FROM records")
+               f"SELECT rowid, record_key || ' ' || CASE WHEN length(data) > {SQLITE_INDEXED} "
+               f"THEN substr(data, 1, {SQLITE_INDEXED}) || ' {SQLITE_OVERFLOW}' ELSE data END FROM records")
 # PostgreSQL: the upsert engine stores each record's words (pg_document) in
 # records.search_words, which a GIN index answers. Split in Python, a write cost about half
 # of what PostgreSQL's regexp_replace + to_tsvector in an index expression added (measured
@@ -37,6 +44,7 @@ SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
 # characters as word boundaries, which can make it stricter than the index, never looser.
 MAX_WORD = 200        # longer words are kept (and asked for) as their first 200 characters
 WORD_BUDGET = 400_000  # bytes of words per record; a tsvector must stay under 1 MB
+MAX_WORDS = 4000      # distinct words per record: each is an entry of the GIN index
 OVERFLOW = "~all"     # marks a record with more words than that: always a candidate
 _SQLITE_WORD = re.compile(r"[^\W_]+")  # FTS5's unicode61: letters and digits
 _PG_WORD = re.compile(r"[^\s\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+")
@@ -63,7 +71,11 @@ def index_rows(cursor, rows: list[tuple[int, str, str]]) -> None:
     """SQLite: index records just written, as (rowid, key, JSON text) from the values in
     hand; the same text SQLITE_FILL reads from the stored rows."""
     cursor.executemany(f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",
-                       [(rowid, f"{key} {data}") for rowid, key, data in rows])
+                       [(rowid, f"{key} {_indexed(data)}") for rowid, key, data in rows])
+
+
+def _indexed(data: str) -> str:
+    return data if len(data) <= SQLITE_INDEXED else f"{data[:SQLITE_INDEXED]} {SQLITE_OVERFLOW}"
 
 
 def refresh(collection_id: str, keys: list[str], inserted_after: int | None = None) -> None:
@@ -168,7 +180,7 @@ def pg_document(key: str, json_text: str) -> str:
         word = word[:MAX_WORD]
         if word not in words:
             size += len(word.encode()) + 2
-            if size > WORD_BUDGET:
+            if size > WORD_BUDGET or len(words) >= MAX_WORDS:
                 words.add(OVERFLOW)
                 break
             words.add(word)
@@ -225,7 +237,7 @@ def candidates(parts: list[str | None]):
     if not parts:
         return None
     if _dialect() == "sqlite":
-        query = " AND ".join(f"({p})" for p in parts)
+        query = "(" + " AND ".join(f"({p})" for p in parts) + f") OR {SQLITE_OVERFLOW}"
         return literal_column("records.rowid").in_(
             select(_FTS.c.rowid).where(literal_column(SQLITE_TABLE).op("MATCH")(query)))
     query = " & ".join(f"({p})" for p in parts)

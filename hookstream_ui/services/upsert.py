@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as dtime
 
+from flask import current_app
 from psycopg import errors as pg_errors
 from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from ..models import Collection, Record, db, utcnow
+from ..models import Collection, Record, RecordEvent, db, utcnow
 from ..models.base import as_utc
 from . import documents, jsonpaths, search_index
 
@@ -49,6 +52,7 @@ class Incoming:
     raw: str | None = None
     key: str | None = None
     key_path: str | None = None  # the path `key` was taken from; used only if the collection's matches
+    refused: str | None = None  # why the source did not send it whole (too large): skipped, but seen
 
     def document(self) -> dict:
         if self.data is None:
@@ -188,6 +192,30 @@ PG_MERGE_SQL = _PG_UPSERT.replace("VALUES ({marks})", "SELECT {cols} FROM record
     cols=", ".join(PG_COLUMNS))
 
 
+@dataclass(frozen=True)
+class RecordLimits:
+    """What one record may be, from every source alike: at most MAX_RECORD_BYTES of JSON (by
+    default the webhook body limit) and MAX_RECORD_FIELDS fields. A larger one is skipped with
+    the reason: it would cost every write, index, page and export that meets it."""
+
+    max_bytes: int
+    max_fields: int
+
+    @classmethod
+    def current(cls) -> "RecordLimits":
+        config = current_app.config
+        return cls(config["MAX_RECORD_BYTES"], config["MAX_RECORD_FIELDS"])
+
+    def refusal(self, json_text: str) -> str | None:
+        # Characters first: a text of at most a quarter of the limit in characters is within
+        # it in bytes, whatever they are (and needs no encoding to say so).
+        if len(json_text) * 4 > self.max_bytes and len(json_text.encode()) > self.max_bytes:
+            return f"larger than the record size limit ({self.max_bytes:,} bytes)"
+        if documents.fields_over(json_text, self.max_fields):
+            return f"more than {self.max_fields:,} fields"
+        return None
+
+
 def new_record_id() -> str:
     """Time-ordered (like ULID/UUIDv7): inserts append to the primary-key index instead of
     landing at random places in it, which keeps large backfills fast. Ids are not secrets
@@ -287,16 +315,21 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
 
 def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
           received_at: datetime | None = None, not_before: datetime | None = None,
-          keys_are_new: bool = False, results: list | None = None, synced_at: datetime | None = None) -> Outcome:
+          keys_are_new: bool = False, results: list | None = None, synced_at: datetime | None = None,
+          history: bool = False) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
     backfill reading keys in ascending order into a collection that started empty) skips
     the lookup of stored versions; the SQL still guards against overwriting newer data.
-    `results`, a list as long as `items`, receives each item's own (result, reason), for
-    callers that report per delivery (ingest); `synced_at` becomes the collection's
-    last_sync_at, in the statement that adjusts its count."""
+    `results`, a list as long as `items`, receives each item's own (result, reason, key),
+    for callers that report per delivery (ingest); `synced_at` becomes the collection's
+    last_sync_at, in the statement that adjusts its count. `history` (items that are stored
+    events: webhooks) notes which event touched which key, for the record page."""
     outcome = Outcome()
+    if results is None and history:
+        results = [None] * len(items)
     note = results.__setitem__ if results is not None else (lambda i, value: None)
+    item_keys: dict[int, str] = {}
     now = utcnow()
     received_at = received_at or now
     key_of = jsonpaths.getter(collection.primary_key_path)
@@ -307,7 +340,11 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     needs_document = bool(type_of or time_of)
     for index, item in enumerate(items):
         known_key = item.key is not None and item.key_path == collection.primary_key_path
-        if known_key and not needs_document:
+        if item.refused is not None and not known_key:  # no document to find its key in
+            outcome.skip(item.refused)
+            note(index, ("skipped", item.refused))
+            continue
+        if known_key and (not needs_document or item.refused is not None):
             key, doc = _key_text(item.key), None
         else:
             doc = item.document()
@@ -320,6 +357,7 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             outcome.skip(f"no usable key at {collection.primary_key_path}")
             note(index, ("skipped", f"no usable key at {collection.primary_key_path}"))
             continue
+        item_keys[index] = key
         at = (parse_time(time_of(doc)) if time_of else None) or as_utc(item.event_at) or received_at
         if not_before is not None and at < not_before:
             outcome.skip("older than max_age_days")
@@ -337,9 +375,11 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
         latest[key] = (at, item, event_type, index)
     if not latest:
         _adjust_count(collection, 0, synced_at)
+        _keyed(collection, items, results, item_keys, received_at, history)
         return outcome
 
     own_deletes = frozenset(collection.delete_event_types or ())
+    limits = RecordLimits.current()
     # What is stored matters only to deletions (delete only what exists, and not a newer
     # version) and to a full read's seen-marks; writes are guarded by the SQL itself, and
     # what they did is read back afterwards.
@@ -380,6 +420,12 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)
             continue
+        if item.refused is not None:
+            outcome.skip(item.refused)
+            note(index, ("skipped", item.refused))
+            if seen_run_id:
+                seen_only.append(key)
+            continue
         if item.raw is not None and documents.too_deep(item.raw):
             # Stored, it would answer every read of the collection with a RecursionError.
             outcome.skip(TOO_DEEP)
@@ -389,6 +435,13 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             continue
         # Kept: an item applied to several collections is serialised once.
         json_text = item.raw = record_json(item.data) if item.raw is None else storable_json(item.raw)
+        too_big = limits.refusal(json_text)
+        if too_big:
+            outcome.skip(too_big)
+            note(index, ("skipped", too_big))
+            if seen_run_id:
+                seen_only.append(key)  # still in the source: an older stored version is not deleted
+            continue
         writes.append((
             new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
             storable(str(event_type))[:200] if event_type is not None else None,
@@ -423,7 +476,25 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
                 Record.collection_id == collection.id, Record.record_key.in_(seen_only[start:start + KEY_CHUNK]))
                 .values(seen_run_id=seen_run_id).execution_options(synchronize_session=False))
     _adjust_count(collection, outcome.inserted - outcome.deleted, synced_at)
+    _keyed(collection, items, results, item_keys, received_at, history)
     return outcome
+
+
+def _keyed(collection: Collection, items: list[Incoming], results: list | None, item_keys: dict,
+           received_at: datetime, history: bool) -> None:
+    """Each result with its key; and, for stored events, which event touched which key."""
+    if results is None:
+        return
+    for index, key in item_keys.items():
+        if results[index] is not None:
+            results[index] = (*results[index][:2], key)
+    touched = [{"collection_id": collection.id, "record_key": key, "event_id": items[index].source_event_id,
+                "received_at": as_utc(items[index].event_at) or received_at, "result": results[index][0]}
+               for index, key in item_keys.items() if history and results[index] and items[index].source_event_id]
+    if touched:
+        table = RecordEvent.__table__
+        insert = (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+        db.session.execute(insert.on_conflict_do_nothing(), touched)
 
 
 def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note,

@@ -57,6 +57,10 @@ class ReadContext:
     file_id: str | None = None
     not_before: object = None  # datetime or None (max_age_days)
     batch_size: int = 1000
+    # A batch is cut at batch_size rows or at about this many bytes of them, whichever comes
+    # first, so that memory follows the batch, not the widest rows.
+    batch_bytes: int = 16 * 1024 * 1024
+    max_record_bytes: int = 1024 * 1024  # a row larger than this is skipped, never held whole
 
 
 class SourceType(ABC):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from itertools import islice
 
 import ijson
+from flask import current_app
 from ijson.common import ObjectBuilder
 from sqlalchemy import select
 
@@ -22,9 +23,9 @@ FORMATS = (("auto", "Detect from the file name"), ("csv", "CSV"), ("ndjson", "ND
 
 
 # csv's default 128 KiB per field refused whole files for one long text (an HTML body, a
-# description). The limit stays, as what an unclosed quote can make a field grow to.
+# description). Each read sets it to the record size limit: a longer field makes its row
+# malformed (the reader goes on with the next one), and no field is held past it.
 # Process-wide: nothing else in hookstream reads CSV.
-csv.field_size_limit(16 * 1024 * 1024)
 
 
 def detect_format(filename: str, declared: str | None) -> str:
@@ -67,10 +68,11 @@ class Malformed(str):
 _OPENS, _CLOSES = {"start_map", "start_array"}, {"end_map", "end_array"}
 
 
-def _array_items(raw) -> Iterator[dict | Malformed]:
+def _array_items(raw, max_bytes: int) -> Iterator[dict | Malformed]:
     """The items of a top-level JSON array, one at a time, from ijson's plain events.
     (ijson.items keeps a path for every level it is inside, which a file of 100,000 `[`
-    turned into gigabytes; an item nested past documents.MAX_DEPTH is not built at all.)"""
+    turned into gigabytes; an item nested past documents.MAX_DEPTH, or larger than
+    `max_bytes` as it is read, is not built at all.)"""
     events = ijson.basic_parse(raw, use_float=True)
     first = next(events, (None, None))[0]
     if first != "start_array":
@@ -84,25 +86,46 @@ def _array_items(raw) -> Iterator[dict | Malformed]:
         if event not in _OPENS:
             yield Malformed(f"item {number} is not a JSON object")
             continue
-        builder, depth = ObjectBuilder(), 1
+        builder, depth, size, problem = ObjectBuilder(), 1, 1, None
         builder.event(event, value)
         for event, value in events:
             depth += (event in _OPENS) - (event in _CLOSES)
+            size += len(value) + 4 if isinstance(value, str) else 8  # about what it takes as JSON
             if depth > documents.MAX_DEPTH:
-                builder = None
+                builder, problem = None, documents.TooDeep()
+            elif size > max_bytes and builder is not None:
+                builder, problem = None, f"is larger than the record size limit ({max_bytes:,} bytes)"
             if builder is not None:
                 builder.event(event, value)
             if depth == 0:
                 break
         if builder is None:
-            yield Malformed(f"item {number} {documents.TooDeep()}")
+            yield Malformed(f"item {number} {problem}")
         else:
             yield builder.value if isinstance(builder.value, dict) else Malformed(f"item {number} is not a JSON object")
 
 
-def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]:
-    """Records of an uploaded file, streamed. A bad row is yielded as Malformed and reading
-    goes on; a file that cannot be read at all raises ValueError."""
+def _lines(text, max_bytes: int) -> Iterator[tuple[int, str | None]]:
+    """(number, line) of a text file, a line longer than `max_bytes` as None: read past in
+    pieces, never held whole."""
+    number = 0
+    while True:
+        line = text.readline(max_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > max_bytes and not line.endswith("\n"):
+            while line and not line.endswith("\n"):
+                line = text.readline(1024 * 1024)
+            yield number, None
+        else:
+            yield number, line
+
+
+def iter_records(stored: SourceFile, config: dict, max_bytes: int = 1024 * 1024) -> Iterator[dict | Malformed]:
+    """Records of an uploaded file, streamed. A bad row (or one larger than `max_bytes`) is
+    yielded as Malformed and reading goes on; a file that cannot be read at all raises
+    ValueError."""
     raw = io.BufferedReader(ChunkReader(stored.id), buffer_size=64 * 1024)
     fmt = detect_format(stored.filename, stored.format)
     if fmt == "json":
@@ -110,14 +133,17 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
         if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
             raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
         try:
-            yield from _array_items(raw)
+            yield from _array_items(raw, max_bytes)
         except ijson.JSONError as exc:
             raise ValueError(f"not a valid JSON array: {exc}") from None
         return
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
     try:
         if fmt == "ndjson":
-            for number, line in enumerate(text, start=1):
+            for number, line in _lines(text, max_bytes):
+                if line is None:
+                    yield Malformed(f"line {number} is larger than the record size limit ({max_bytes:,} bytes)")
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -130,26 +156,46 @@ def iter_records(stored: SourceFile, config: dict) -> Iterator[dict | Malformed]
                     continue
                 yield item if isinstance(item, dict) else Malformed(f"line {number} is not a JSON object")
         else:
-            delimiter = (config.get("delimiter") or ",")[:1]
-            if config.get("has_header") is False:
-                rows = csv.reader(text, delimiter=delimiter)
-                for row in rows:
-                    yield {f"column_{i}": value for i, value in enumerate(row, start=1)}
-                return
-            reader = csv.DictReader(text, delimiter=delimiter)
-            if not reader.fieldnames:
-                raise ValueError("the CSV file has no header row")
-            for row in reader:
-                if None in row:
-                    yield Malformed(f"line {reader.line_num} has more values than the header has columns")
-                elif None in row.values():  # DictReader fills a short row with None
-                    yield Malformed(f"line {reader.line_num} has fewer values than the header has columns")
-                else:
-                    yield row
+            yield from _csv_rows(text, config, max_bytes)
     except UnicodeDecodeError:
         raise ValueError("the file is not UTF-8 text") from None
     except csv.Error as exc:
         raise ValueError(f"CSV error: {exc}") from None
+
+
+def _csv_rows(text, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
+    csv.field_size_limit(max_bytes)
+    delimiter = (config.get("delimiter") or ",")[:1]
+    header = config.get("has_header") is not False
+    reader = csv.DictReader(text, delimiter=delimiter) if header else csv.reader(text, delimiter=delimiter)
+    if header and not reader.fieldnames:
+        raise ValueError("the CSV file has no header row")
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field larger than field limit" not in str(exc):
+                raise
+            # The reader stops inside the row and goes on with the line after it.
+            yield Malformed(f"line {reader.line_num + 1} holds a field larger than the record size limit "
+                            f"({max_bytes:,} bytes)")
+            continue
+        if not header:
+            yield {f"column_{i}": value for i, value in enumerate(row, start=1)}
+        elif None in row:
+            yield Malformed(f"line {reader.line_num} has more values than the header has columns")
+        elif None in row.values():  # DictReader fills a short row with None
+            yield Malformed(f"line {reader.line_num} has fewer values than the header has columns")
+        else:
+            yield row
+
+
+def _size(row: dict) -> int:
+    """About what a row takes as JSON, for cutting batches by bytes (a walk only when nested)."""
+    return sum(len(v) + len(k) + 6 if isinstance(v, str) and isinstance(k, str) else
+               len(documents.dumps(v)) + len(str(k)) + 4 for k, v in row.items())
 
 
 @register
@@ -172,7 +218,7 @@ class File(SourceType):
             return TestResult(False, "No file uploaded yet: upload one on the source page or by API")
         stored = db.session.get(SourceFile, conn.latest_file_id)
         try:
-            sample = list(islice(iter_records(stored, conn.config), 100))
+            sample = list(islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100))
         except ValueError as exc:
             return TestResult(False, f"{stored.filename}: {exc}")
         bad = next((row for row in sample if isinstance(row, Malformed)), None)
@@ -195,9 +241,9 @@ class File(SourceType):
         if stored is None:
             raise SourceError("No file to read: upload one first", retry=False)
         done_rows = checkpoint.get("rows", 0)
-        rows, items, malformed = 0, [], []
+        rows, items, malformed, size = 0, [], [], 0
         try:
-            for row in iter_records(stored, conn.config):
+            for row in iter_records(stored, conn.config, ctx.max_record_bytes):
                 rows += 1
                 if rows <= done_rows:
                     continue
@@ -205,9 +251,10 @@ class File(SourceType):
                     malformed.append(str(row))
                 else:
                     items.append(Incoming(row))
-                if len(items) + len(malformed) >= ctx.batch_size:
+                    size += _size(row)
+                if len(items) + len(malformed) >= ctx.batch_size or size >= ctx.batch_bytes:
                     yield Batch(items, {"rows": rows}, rejected=malformed)
-                    items, malformed = [], []
+                    items, malformed, size = [], [], 0
         except ValueError as exc:
             raise SourceError(f"{stored.filename}: {exc}", retry=False) from None
         yield Batch(items, {"rows": rows, "done": True}, rejected=malformed)

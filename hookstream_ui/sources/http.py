@@ -13,6 +13,10 @@ from .base import SourceError
 from .netguard import CONNECT_TIMEOUT, READ_TIMEOUT, resolve
 
 MAX_REDIRECTS = 3
+# The most one answer may be: a page is held whole while its records are read, and a worker
+# is shared by every tenant's runs.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_UNREAD = (b"content-encoding", b"content-length", b"transfer-encoding")  # of the bytes as sent
 TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 
 
@@ -79,13 +83,34 @@ def answer_json(response: httpx.Response, url: str, speaker: str):
         raise SourceError(f"{speaker} did not answer JSON for {shown(url)}") from None
 
 
+def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.Response | None:
+    """The answer, read up to MAX_ANSWER_BYTES (decoded); None when it is larger."""
+    options = dict(kwargs)
+    auth = options.pop("auth", None)
+    response = client.send(client.build_request(method, url, **options), auth=auth, stream=True)
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            return None
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                return None
+            chunks.append(chunk)
+        return httpx.Response(response.status_code, request=response.request, content=b"".join(chunks),
+                              headers=[(k, v) for k, v in response.headers.raw if k.lower() not in _UNREAD])
+    finally:
+        response.close()
+
+
 def request(method: str, url: str, **kwargs) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(),
                       trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = client.request(method, url, **kwargs)
+                response = _fetch(client, method, url, kwargs)
             except httpx.ConnectTimeout:
                 raise SourceError(f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s") from None
             except httpx.TimeoutException:
@@ -101,6 +126,9 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
                 raise SourceError(f"Could not connect to {host(url)}: {exc}") from None
             except httpx.HTTPError as exc:
                 raise SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}") from None
+            if response is None:
+                raise SourceError(f"{host(url)} answered more than {MAX_ANSWER_BYTES:,} bytes for {shown(url)}; "
+                                  "ask for smaller pages", retry=False)
             if response.is_redirect and "location" in response.headers:
                 target = urljoin(url, response.headers["location"])
                 if origin(target) != origin(url):

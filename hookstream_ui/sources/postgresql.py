@@ -237,10 +237,10 @@ class PostgreSQL(SourceType):
             pg.execute(f"SET statement_timeout = '{READ_STATEMENT_TIMEOUT}'")
             try:
                 if full or not state or state.get("cursor") is None or not cursor_col:
-                    yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx.batch_size)
+                    yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx)
                 else:
                     lookback = conn.config.get("cursor_lookback")
-                    yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx.batch_size,
+                    yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx,
                                                  LOOKBACK if lookback is None else lookback)
             except psycopg.Error as exc:
                 raise read_error(exc, f"{schema}.{table}") from None
@@ -256,6 +256,27 @@ class PostgreSQL(SourceType):
         return sql.SQL("t.{}").format(sql.Identifier(cursor_col))
 
     @staticmethod
+    def _page(pg, query, params, order, ctx: ReadContext) -> tuple[list, bool]:
+        """Up to `ctx.batch_size` rows of `query` (ordered by `order`, limited), cut once they
+        pass `ctx.batch_bytes` (the first row always comes), with a row larger than the record
+        size limit sent without its JSON (j NULL): memory follows the batch, not the widest
+        rows. Returns the rows and whether the query had more than were sent."""
+        page = sql.SQL(
+            "SELECT k, c, CASE WHEN n > %s THEN NULL ELSE j END AS j, n, fetched FROM ("
+            "SELECT k, c, j, n, count(*) OVER () AS fetched, "
+            "sum(n) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) - n AS before FROM ("
+            "SELECT k, c, j, octet_length(j) AS n FROM ({query}) AS q) AS s) AS w "
+            "WHERE before < %s ORDER BY {order}").format(query=query, order=order)
+        rows = pg.execute(page, [ctx.max_record_bytes, *params, ctx.batch_size, ctx.batch_bytes]).fetchall()
+        return rows, bool(rows) and (len(rows) < rows[0]["fetched"] or rows[0]["fetched"] >= ctx.batch_size)
+
+    @staticmethod
+    def _items(rows, key_path: str, ctx: ReadContext) -> list:
+        too_big = f"larger than the record size limit ({ctx.max_record_bytes:,} bytes)"
+        return [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=key_path,
+                         refused=None if row["j"] is not None else too_big) for row in rows]
+
+    @staticmethod
     def _total(pg, relation) -> int | None:
         """Rows to read, for progress and ETA. Counting a table of many millions takes
         minutes; past two seconds PostgreSQL's own estimate will do (a view has none)."""
@@ -268,7 +289,7 @@ class PostgreSQL(SourceType):
                                   .format(sql.Literal(relation.as_string(pg)))).fetchone()["n"]
             return estimate if estimate > 0 else None
 
-    def _backfill(self, pg, relation, pk, cursor_col, checkpoint, size):
+    def _backfill(self, pg, relation, pk, cursor_col, checkpoint, ctx: ReadContext):
         """Keyset pagination on the primary key: each batch resumes after the last key.
         The incremental reads that follow begin at the newest cursor value as the backfill
         began: a row changed while it ran has a later one, even when its key had already
@@ -285,22 +306,20 @@ class PostgreSQL(SourceType):
         order = sql.SQL(" ORDER BY t.{} LIMIT %s").format(sql.Identifier(pk))
         while True:
             if after is None:
-                rows = pg.execute(select + order, [size]).fetchall()
+                rows, more = self._page(pg, select + order, [], sql.SQL("k"), ctx)
             else:
                 where = sql.SQL(" WHERE t.{} > %s").format(sql.Identifier(pk))
-                rows = pg.execute(select + where + order, [after, size]).fetchall()
+                rows, more = self._page(pg, select + where + order, [after], sql.SQL("k"), ctx)
             if not rows:
                 break
-            items = [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=key_path)
-                     for row in rows]
             after = json_safe(rows[-1]["k"])
-            yield Batch(items, {"after": after, "max_cursor": high}, total=total)
-            if len(rows) < size:
+            yield Batch(self._items(rows, key_path, ctx), {"after": after, "max_cursor": high}, total=total)
+            if not more:
                 break
         state = {"cursor": high} if cursor_col else None
         yield Batch([], {"after": after, "max_cursor": high, "done": True}, total=total, state=state)
 
-    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, size, lookback):
+    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, ctx: ReadContext, lookback):
         """Rows whose cursor is at or past the newest value read so far, less the re-read
         window, in (cursor, key) order. At, not past: a coarse cursor (a date, whole
         seconds) gives rows changed later the value the last read ended on. Less the
@@ -319,16 +338,15 @@ class PostgreSQL(SourceType):
                 where = sql.SQL(" WHERE (t.{c} > %s OR (t.{c} = %s AND t.{k} > %s))").format(
                     c=sql.Identifier(cursor_col), k=sql.Identifier(pk))
                 params = [cursor_value, cursor_value, last_pk]
-            rows = pg.execute(select + where + order, [*params, size]).fetchall()
+            rows, more = self._page(pg, select + where + order, params, sql.SQL("c, k"), ctx)
             if not rows:
                 break
-            items = [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=f"$.{pk}")
-                     for row in rows]
             if _after(rows[-1]["c"], high):
                 high = json_safe(rows[-1]["c"])
             position = [json_safe(rows[-1]["c"]), json_safe(rows[-1]["k"])]
-            yield Batch(items, {"position": position, "high": high}, state={"cursor": high})
-            if len(rows) < size:
+            yield Batch(self._items(rows, f"$.{pk}", ctx), {"position": position, "high": high},
+                        state={"cursor": high})
+            if not more:
                 break
         yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})
 

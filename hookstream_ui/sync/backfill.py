@@ -18,10 +18,11 @@ from ..extensions import db
 from ..models import Collection, Event, utcnow
 from ..models.base import as_utc
 from ..services import documents, upsert
-from .worker import queue
+from .worker import enqueue_or_leave, queue
 
 log = logging.getLogger(__name__)
 REPLAYABLE = ("applied", "failed")
+REPLAY_JOB = "backfill-"  # + collection id: the scheduler finds a pending replay without its job
 
 
 def _cursor(event: Event) -> str:
@@ -58,9 +59,14 @@ def start_backfill(collection: Collection):
     collection.backfill_total = db.session.scalar(select(func.count()).select_from(Event).where(
         Event.source_id == collection.source_id, Event.status.in_(REPLAYABLE)))
     db.session.commit()
-    queue("default").enqueue(replay_events, collection.id, job_timeout=24 * 3600,
-                             description=f"backfill {collection.id}")
+    enqueue_replay(collection.id)
     return collection
+
+
+def enqueue_replay(collection_id: str) -> None:
+    enqueue_or_leave(lambda: queue("default").enqueue(
+        replay_events, collection_id, job_id=f"{REPLAY_JOB}{collection_id}", job_timeout=24 * 3600,
+        description=f"backfill {collection_id}"), f"backfill of {collection_id}")
 
 
 def replay_events(collection_id: str) -> str:
@@ -88,7 +94,7 @@ def replay_events(collection_id: str) -> str:
                 except ValueError:
                     continue
                 items.append(upsert.Incoming(document, event_at=event.received_at, source_event_id=event.id))
-            upsert.apply(collection, items)
+            upsert.apply(collection, items, history=True)
             collection.backfill_progress = (collection.backfill_progress or 0) + len(events)
             collection.backfill_cursor = _cursor(events[-1])
             collection.last_sync_at = utcnow()

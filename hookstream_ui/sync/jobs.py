@@ -153,8 +153,10 @@ def _execute(run: SyncRun, token: str) -> None:
     limiter = RateLimiter(source.id, limits.get("allowed_requests"), limits.get("interval"),
                           limits.get("max_concurrent_requests") or 0)
     not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
+    config = current_app.config
     ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before,
-                      batch_size=current_app.config["SYNC_BATCH_SIZE"])
+                      batch_size=config["SYNC_BATCH_SIZE"], batch_bytes=config["SYNC_BATCH_BYTES"],
+                      max_record_bytes=config["MAX_RECORD_BYTES"])
     collections = sorted(bound_collections(source), key=lambda c: c.id)
     if not collections:
         raise SourceError("No collection is bound to this source; create one from the source's page", retry=False)

@@ -14,11 +14,12 @@ from ..services import search_index
 def enqueue(collection_id: str) -> None:
     """Every switch to on enqueues a pass (a pass already running may have missed records
     written while the index was off); each is idempotent."""
-    from .worker import queue
+    from .worker import enqueue_or_leave, queue
 
-    queue("default").enqueue("hookstream_ui.sync.reindex.reindex_collection", collection_id,
-                             job_id=f"{_job_prefix(collection_id)}{secrets.token_hex(4)}", job_timeout=24 * 3600,
-                             description=f"search index {collection_id}")
+    enqueue_or_leave(lambda: queue("default").enqueue(
+        "hookstream_ui.sync.reindex.reindex_collection", collection_id,
+        job_id=f"{_job_prefix(collection_id)}{secrets.token_hex(4)}", job_timeout=24 * 3600,
+        description=f"search index {collection_id}"), f"search index of {collection_id}")
 
 
 def has_live_job(collection_id: str) -> bool:

@@ -13,6 +13,7 @@ import signal
 import time
 from datetime import timedelta
 
+from redis.exceptions import RedisError
 from rq.job import Job
 from sqlalchemy import or_, select
 
@@ -80,6 +81,21 @@ def requeue_lost_indexing() -> list[str]:
     return lost
 
 
+def requeue_lost_backfills(now=None) -> list[str]:
+    """Webhook collections whose replay is pending with no job (Redis was down when it was
+    asked for, or was flushed): the replay goes on the queue."""
+    from .backfill import REPLAY_JOB, enqueue_replay
+
+    now = now or utcnow()
+    pending = db.session.scalars(select(Collection.id).where(
+        Collection.backfill_status == "pending",
+        Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
+    lost = [c for c in pending if not Job.exists(f"{REPLAY_JOB}{c}", connection=get_redis())]
+    for collection_id in lost:
+        enqueue_replay(collection_id)
+    return lost
+
+
 def enqueue_due(now=None) -> list[str]:
     now = now or utcnow()
     # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
@@ -111,12 +127,13 @@ def prune_when_due() -> dict:
     pruned = {"events": retention.prune_events(limit=PRUNE_LIMIT), "runs": retention.prune_idle_runs(limit=PRUNE_LIMIT)}
     _next_prune[0] = time.monotonic() + (0 if max(pruned.values()) >= PRUNE_LIMIT else PRUNE_SECONDS)
     retention.prune_sign_in_state()
+    retention.prune_dedup_claims()
     return pruned
 
 
 def tick() -> dict:
     return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due(),
-            "reindexing": requeue_lost_indexing(), "pruned": prune_when_due()}
+            "reindexing": requeue_lost_indexing(), "backfills": requeue_lost_backfills(), "pruned": prune_when_due()}
 
 
 def run_forever(app, interval: float = 1.0) -> None:
@@ -128,7 +145,12 @@ def run_forever(app, interval: float = 1.0) -> None:
         redis = get_redis()
         log.info("scheduler %s started", me)
         while not stopping:
-            leader = redis.set(LEASE_KEY, me, nx=True, ex=LEASE_SECONDS) or redis.get(LEASE_KEY) == me.encode()
+            try:
+                leader = redis.set(LEASE_KEY, me, nx=True, ex=LEASE_SECONDS) or redis.get(LEASE_KEY) == me.encode()
+            except RedisError:  # waits for Redis (runs, backfills and index passes wait in their rows)
+                log.warning("scheduler: Redis is unreachable; waiting for it")
+                time.sleep(max(interval, 1.0))
+                continue
             if leader:
                 redis.expire(LEASE_KEY, LEASE_SECONDS)
                 try:

@@ -1,0 +1,66 @@
+"""Dedup of webhook deliveries, decided in the transaction that stores them.
+
+A delivery whose dedup key (an Idempotency-Key or webhook-id header, the configured header
+or body path, else the payload's hash) is held by a stored event of its source, within the
+source's window, is a duplicate of that event: stored as such, never applied. The claim is
+a row written with the event it names, so a duplicate is only ever a duplicate of a stored
+event: a delivery that was not stored (a 503, a writer or web process that died) holds
+nothing, and the sender's retry is applied. A claim whose window has passed, or whose event
+is gone, is taken over by the next delivery of its key.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import exists, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..models import DedupClaim, Event, db, utcnow
+
+DEDUPED = ("applied", "not_json")  # what a duplicate can be; a delivery refused by its signature is not
+
+
+def claim(deliveries) -> None:
+    """Claim each delivery's key for its event (group_commit.Delivery, with `dedup` set to
+    (key hash, window seconds)), or mark it a duplicate of the stored event holding it."""
+    first, later = {}, []
+    for delivery in deliveries:
+        if not delivery.dedup or delivery.row["status"] not in DEDUPED:
+            continue
+        key = (delivery.row["source_id"], delivery.dedup[0])
+        if key in first:
+            later.append((key, delivery))
+        else:
+            first[key] = delivery
+    if not first:
+        return
+    claims = DedupClaim.__table__
+    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(claims)
+    statement = insert.values([
+        {"source_id": source_id, "key_hash": key_hash, "event_id": d.row["id"],
+         "expires_at": d.row["received_at"] + timedelta(seconds=d.dedup[1])}
+        for (source_id, key_hash), d in first.items()
+    ]).on_conflict_do_update(
+        index_elements=[claims.c.source_id, claims.c.key_hash],
+        set_={"event_id": insert.excluded.event_id, "expires_at": insert.excluded.expires_at},
+        # Taken over only from a claim that has lapsed or whose event is gone. (A concurrent
+        # writer's claim on PostgreSQL: this waits for its transaction, then reads it.)
+        where=or_(claims.c.expires_at <= utcnow(),
+                  ~exists().where(Event.__table__.c.id == claims.c.event_id)),
+    ).returning(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
+    won = {(row.source_id, row.key_hash): row.event_id for row in db.session.execute(statement)}
+    lost = [key for key, d in first.items() if won.get(key) != d.row["id"]]
+    holders = dict(won)
+    if lost:
+        holders.update({(row.source_id, row.key_hash): row.event_id for row in db.session.execute(
+            select(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
+            .where(tuple_(claims.c.source_id, claims.c.key_hash).in_(lost)))})
+    for key in lost:
+        _duplicate(first[key], holders.get(key))
+    for key, delivery in later:
+        _duplicate(delivery, holders.get(key))
+
+
+def _duplicate(delivery, holder: str | None) -> None:
+    delivery.row.update(duplicate=True, status="duplicate", duplicate_of=holder, error=None)
+    delivery.document = None
