@@ -162,3 +162,24 @@ def test_rest_answer_nested_too_deep_fails_the_run_at_once_saying_why(client, ke
     assert (run.status, run.attempt) == ("failed", 1)
     assert run.error == f"The API's answer for {http_fixture.base}/deep is nested more than 100 levels deep"
     assert keys_in(cid) == {}
+
+
+def test_a_cancel_whose_request_then_times_out_ends_cancelled(client, key, workers, http_fixture):
+    """The run's in-flight request timed out after the cancel: the failure sent it back to
+    pending and it was retried (cancelling, pending, running)."""
+    import time
+
+    from hookstream_ui.models import SyncRun
+
+    sid, _ = connect(client, key, "rest_api", {"base_url": http_fixture.base, "auth_type": "bearer",
+                                               "token": REST_TOKEN}, {"path": "/slow", "records_path": "$.data"})
+    workers(1)
+    run_id = start(client, key, sid)
+    wait_for(run_id, statuses=("running",), timeout=30)  # and now waits on /slow (7 s, past the 5 s timeout)
+    r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", headers={"X-API-Key": key})
+    assert r.json["run"]["status"] == "cancelling"
+    run = wait_for(run_id, timeout=30)
+    assert run.status == "cancelled" and run.attempt == 0, (run.status, run.attempt, run.error)
+    time.sleep(1)
+    db.session.expire_all()
+    assert db.session.get(SyncRun, run_id).status == "cancelled"  # and stays so: no retry was enqueued

@@ -20,5 +20,19 @@ def hold(name: str) -> None:
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
-    elif not connection.connection.dbapi_connection.in_transaction:
+    else:
+        _write_lock(connection)
+
+
+def for_update(model, ident):
+    """The row, read anew and locked until the transaction ends: a state change decided on it
+    (a run's status) cannot be overwritten by one decided at the same time elsewhere."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        _write_lock(connection)
+    return db.session.get(model, ident, with_for_update=True, populate_existing=True)
+
+
+def _write_lock(connection) -> None:
+    if not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -72,7 +72,11 @@ def scoped_run_or_404(principal: Principal, run_id: str) -> SyncRun:
 
 
 def cancel_run(run: SyncRun) -> SyncRun:
-    """Cooperative: a pending run stops at once, a running one after its current batch."""
+    """Cooperative: a pending run stops at once, a running one after its current batch.
+    Decided on the row as it is now (its worker may be changing it at this moment)."""
+    from . import locks
+
+    run = locks.for_update(SyncRun, run.id)
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
     elif run.status == "running":

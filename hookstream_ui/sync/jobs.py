@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Collection, SyncRun, utcnow
-from ..services import upsert
+from ..services import locks, upsert
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
 from ..sources.base import ReadContext
@@ -112,8 +112,9 @@ class Heartbeat(threading.Thread):
 
 
 def run_sync(run_id: str, token: str) -> str:
-    run = db.session.get(SyncRun, run_id)
+    run = locks.for_update(SyncRun, run_id)
     if run is None or run.final or run.claim_token != token:
+        db.session.rollback()
         return "skipped"
     if run.status == "cancelling":
         _finish(run, "cancelled")
@@ -139,8 +140,7 @@ def run_sync(run_id: str, token: str) -> str:
         return "superseded"
     except Exception as exc:  # any failure: record it, then retry or give up
         db.session.rollback()
-        _fail(db.session.get(SyncRun, run_id), exc)
-        return "failed"
+        return _fail(run_id, exc)
     finally:
         heartbeat.stop()
 
@@ -239,8 +239,13 @@ def _backfill_progress(collection: Collection, run: SyncRun, position: dict) -> 
 
 
 def _finish(run: SyncRun, status: str) -> None:
+    """The run's final state, decided on its row as it is now: a cancel asked for meanwhile
+    wins over completing."""
     from ..services.runs import record_outcome
 
+    run = locks.for_update(SyncRun, run.id)
+    if run.status == "cancelling":
+        status = "cancelled"
     run.status, run.finished_at = status, utcnow()
     source = run.source
     for collection in bound_collections(source):
@@ -251,9 +256,16 @@ def _finish(run: SyncRun, status: str) -> None:
     db.session.commit()
 
 
-def _fail(run: SyncRun, exc: Exception) -> None:
+def _fail(run_id: str, exc: Exception) -> str:
+    """Retry, or give up; decided on the run's row as it is now. A run being cancelled is
+    cancelled: a failure (a request that timed out while the cancel waited) never sends it
+    back to pending."""
     from ..services.runs import record_outcome
 
+    run = locks.for_update(SyncRun, run_id)
+    if run.status in ("cancelling", "cancelled"):
+        _finish(run, "cancelled")
+        return "cancelled"
     source = run.source
     message = str(exc) if isinstance(exc, SourceError) else f"Unexpected error: {type(exc).__name__}"
     message = said(type_of(source), credentials_of(source), message)
@@ -266,7 +278,7 @@ def _fail(run: SyncRun, exc: Exception) -> None:
         run.claim_token = secrets.token_hex(8)
         db.session.commit()
         enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
-        return
+        return "failed"
     run.status, run.finished_at = "failed", utcnow()
     for collection in bound_collections(source):
         collection.status = "ERROR"
@@ -274,3 +286,4 @@ def _fail(run: SyncRun, exc: Exception) -> None:
             collection.backfill_status, collection.backfill_error = "failed", message
     record_outcome(source, run)
     db.session.commit()
+    return "failed"
