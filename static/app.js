@@ -41,3 +41,11 @@ function applyShownWhen() {
 document.addEventListener("DOMContentLoaded", applyShownWhen);
 document.addEventListener("change", (e) => { if (e.target.matches("select")) applyShownWhen(); });
 document.addEventListener("htmx:afterSwap", applyShownWhen);
+
+// Progress bars take their width from data-width: the Content-Security-Policy allows no
+// inline style attributes, and setting a style from a script is not one.
+function applyWidths() {
+  document.querySelectorAll("[data-width]").forEach((bar) => { bar.style.width = `${bar.dataset.width}%`; });
+}
+document.addEventListener("DOMContentLoaded", applyWidths);
+document.addEventListener("htmx:afterSwap", applyWidths);

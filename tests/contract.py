@@ -14,8 +14,11 @@ class ContractViolation(AssertionError):
     """A response that /v1/openapi.json does not describe."""
 
 
-def _matches(template: str, path: str) -> bool:
+def _matches(template: str, path: str, slashes: bool = False) -> bool:
+    """`slashes`: the template's last parameter may hold slashes (a record key)."""
     want, got = template.strip("/").split("/"), path.strip("/").split("/")
+    if slashes and len(got) > len(want):
+        got = [*got[:len(want) - 1], "/".join(got[len(want) - 1:])]
     return len(want) == len(got) and all(
         w == g or (w.startswith("{") and w.endswith("}")) for w, g in zip(want, got, strict=False))
 
@@ -24,8 +27,10 @@ def _operation(doc: dict, method: str, path: str) -> dict | None:
     # Literal templates first, so /v1/collections/stats-like paths beat /{ident}.
     candidates = sorted(doc["paths"].items(), key=lambda item: item[0].count("{"))
     for template, item in candidates:
-        if _matches(template, path) and method.lower() in item:
-            return item[method.lower()]
+        operation = item.get(method.lower())
+        slashes = any(p.get("x-slashes") for p in (operation or {}).get("parameters", []))
+        if operation and _matches(template, path, slashes):
+            return operation
     return None
 
 

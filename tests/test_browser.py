@@ -35,6 +35,29 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(autouse=True)
+def content_security_policy_holds(request):
+    """Every page of every browser test passes the Content-Security-Policy: a violation (an
+    inline style, an injected script, htmx evaluating code) appears on the console, and fails
+    the test."""
+    if "browser" not in request.fixturenames:
+        yield
+        return
+    browser = request.getfixturevalue("browser")
+    violations, new_context = [], browser.new_context
+
+    def watched(*args, **kwargs):
+        context = new_context(*args, **kwargs)
+        context.on("console", lambda message: violations.append(message.text)
+                   if "Content Security Policy" in message.text else None)
+        return context
+
+    browser.new_context = watched
+    yield
+    browser.new_context = new_context
+    assert violations == []
+
+
 @pytest.fixture
 def live_server(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -163,3 +163,17 @@ def test_proxies_and_netrc_from_the_environment_are_not_used(ctx, http_fixture, 
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:1")
     answer = http.request("GET", f"{http_fixture.base}/echo-auth").json()
     assert answer == {"authorization": "", "x_api_key": None}
+
+
+def test_the_connect_form_says_when_private_hosts_are_refused(app, ctx, monkeypatch):
+    from tests.helpers import login
+
+    make_user("admin@example.com")
+    client = app.test_client()
+    login(client, "admin@example.com")
+    assert "private-networks" not in client.get("/sources/new/postgresql").get_data(as_text=True)
+    monkeypatch.setitem(app.config, "ALLOW_PRIVATE_NETWORKS", False)
+    for short, shown in (("postgresql", True), ("rest_api", True), ("stripe", True), ("webhook", False),
+                         ("file", False)):
+        page = client.get(f"/sources/new/{short}").get_data(as_text=True)
+        assert ('id="private-networks"' in page) is shown, short

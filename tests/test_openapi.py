@@ -18,7 +18,8 @@ def test_every_json_route_is_documented(app, client):
             continue
         path = rule.rule
         for arg in rule.arguments:
-            path = path.replace(f"<{arg}>", f"{{{arg}}}").replace(f"<string:{arg}>", f"{{{arg}}}")
+            for spelling in (f"<{arg}>", f"<string:{arg}>", f"<path:{arg}>"):
+                path = path.replace(spelling, f"{{{arg}}}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             if method.lower() not in doc["paths"].get(path, {}):
                 missing.append(f"{method} {path}")

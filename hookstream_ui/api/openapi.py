@@ -95,7 +95,9 @@ def build_openapi(app) -> dict:
             "summary": doc["summary"],
             "tags": [doc["tag"]],
             "parameters": [
-                {"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": arg, "in": "path", "required": True, "schema": {"type": "string"},
+                 **({"description": "may hold /, written %2F", "x-slashes": True}
+                    if f"<path:{arg}>" in rule.rule else {})}
                 for arg in rule.arguments
             ] + [
                 {"name": name, "in": "query", "required": False, "schema": spec}

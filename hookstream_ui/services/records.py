@@ -275,6 +275,16 @@ EXPORT_CHUNK = 200  # records in memory at once: at the record size limit, a fif
 CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at", "data")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting like a formula (=HYPERLINK(…),
+    +, -, @) is written after an apostrophe, as OWASP advises, so opening an export never
+    runs what a sender put into a key."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def iter_export(collection_id: str, fmt: str):
     """The whole collection, in key order, a chunk at a time: memory stays flat at any size."""
     import csv
@@ -302,7 +312,7 @@ def iter_export(collection_id: str, fmt: str):
             buffer = io.StringIO()
             writer = csv.writer(buffer)
             for r in rows:
-                writer.writerow([r.record_key, r.event_type or "", r.source_event_id or "",
+                writer.writerow([_cell(r.record_key), _cell(r.event_type or ""), _cell(r.source_event_id or ""),
                                  isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
                                  documents.dumps(r.data, separators=(",", ":"))])
             yield buffer.getvalue()

@@ -1,4 +1,11 @@
-"""Webhook signature schemes. Every comparison is constant-time (hmac.compare_digest)."""
+"""Webhook signature schemes. Every comparison is constant-time (hmac.compare_digest).
+
+Replay: Stripe and Standard Webhooks sign a timestamp, and a delivery more than five minutes
+old is refused, so a captured delivery cannot be sent again later. HMAC-SHA256/SHA1 and
+GitHub sign the body alone: within the dedup window a copy is a duplicate, after it a copy
+verifies. A collection with a timestamp path keeps last-write-wins by the event's own time,
+so a replayed old event changes nothing there (services/upsert).
+"""
 from __future__ import annotations
 
 import base64
@@ -17,11 +24,16 @@ def _hex_hmac(secret: str, payload: bytes, digest) -> str:
     return hmac.new(secret.encode(), payload, digest).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant-time, on bytes: compare_digest refuses str with characters beyond ASCII (a
+    header can hold any), which answered 500."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
 def _check_time(timestamp: str, now: float) -> None:
-    try:
-        ts = int(timestamp)
-    except (TypeError, ValueError):
-        raise SignatureError("signature timestamp is missing or not a number") from None
+    if not (timestamp or "").isascii() or not timestamp.strip().lstrip("-").isdigit():
+        raise SignatureError("signature timestamp is missing or not a number")
+    ts = int(timestamp)
     if abs(now - ts) > TOLERANCE_SECONDS:
         raise SignatureError("signature timestamp is outside the 5-minute tolerance")
 
@@ -33,7 +45,7 @@ def verify_hmac(secret: str, body: bytes, headers, header: str, digest, prefix: 
     given = given.strip()
     if given.lower().startswith(prefix + "="):
         given = given[len(prefix) + 1:]
-    if not hmac.compare_digest(given.lower(), _hex_hmac(secret, body, digest)):
+    if not _same(given.lower(), _hex_hmac(secret, body, digest)):
         raise SignatureError(f"{header} does not match the body")
 
 
@@ -47,7 +59,7 @@ def verify_stripe(secret: str, body: bytes, headers, now: float) -> None:
     if timestamp is None or not signatures:
         raise SignatureError("Stripe-Signature has no t= or v1= part")
     expected = _hex_hmac(secret, f"{timestamp}.".encode() + body, hashlib.sha256)
-    if not any(hmac.compare_digest(sig, expected) for sig in signatures):
+    if not any(_same(sig, expected) for sig in signatures):
         raise SignatureError("Stripe-Signature does not match the body")
     _check_time(timestamp, now)
 
@@ -66,7 +78,7 @@ def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
     expected = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{timestamp}.".encode() + body,
                                          hashlib.sha256).digest()).decode()
     candidates = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
-    if not any(hmac.compare_digest(c, expected) for c in candidates):
+    if not any(_same(c, expected) for c in candidates):
         raise SignatureError("webhook-signature does not match the body")
     _check_time(timestamp, now)
 

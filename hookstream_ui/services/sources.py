@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from flask import abort, current_app, has_request_context, request
+from flask import abort, current_app
 from sqlalchemy import delete, func, select, update
 
 from ..auth.principal import Principal
@@ -14,7 +14,7 @@ from ..sources import Connection, SourceType, TestResult, source_type
 from ..sources import fields as field_rules
 from ..sources import secrets
 from ..sources.file import FORMATS
-from . import audit, search_index
+from . import audit, links, search_index
 from .collections import get_collection_or_404
 
 NAME_MAX = 120
@@ -23,8 +23,7 @@ NAME_MAX = 120
 def ingest_url(source: SourceConnection) -> str | None:
     if source.short_name != "webhook":
         return None
-    base = current_app.config.get("PUBLIC_URL") or (request.host_url if has_request_context() else "")
-    return f"{base.rstrip('/')}/v1/ingest/{source.id}"
+    return links.public(f"/v1/ingest/{source.id}")
 
 
 def type_of(source: SourceConnection) -> SourceType:

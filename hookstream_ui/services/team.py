@@ -19,7 +19,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
-from . import accounts, api_keys, locks
+from . import accounts, api_keys, links, locks
 
 INVITATION_DAYS = 7
 
@@ -142,7 +142,7 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
     db.session.flush()
     token = _serializer().dumps({"id": invitation.id, "secret": secret})
     db.session.commit()
-    return invitation, url_for("auth.accept_invitation", token=token, _external=True)
+    return invitation, links.public(url_for("auth.accept_invitation", token=token))
 
 
 def list_invitations(principal: Principal) -> list[Invitation]:

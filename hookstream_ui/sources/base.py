@@ -80,6 +80,8 @@ class SourceType(ABC):
     pull: ClassVar[bool] = True
     # A full read yields each key once, in ascending key order (keyset pagination).
     ordered_keys: ClassVar[bool] = False
+    # It connects to a host its credentials name, through the network guard (netguard).
+    dials_out: ClassVar[bool] = False
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         """Rules across fields, after each field is valid on its own: {field: message}."""

@@ -146,6 +146,7 @@ class PostgreSQL(SourceType):
     description = "Sync a table or view: a keyset-paginated backfill, then incremental reads on a cursor column."
     name_example = "Production database"
     labels = ("database",)
+    dials_out = True
     ordered_keys = True
     auth_fields = (
         Field("host", "string", "Host", required=True, placeholder="db.example.com"),

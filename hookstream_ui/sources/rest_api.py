@@ -41,6 +41,7 @@ class RestApi(SourceType):
     name_example = "Billing API"
     auth_methods = ("none", "bearer", "header", "basic")
     labels = ("api", "http")
+    dials_out = True
     auth_fields = (
         Field("base_url", "url", "Base URL", required=True, placeholder="https://api.example.com"),
         Field("auth_type", "select", "Authentication", default="none", options=AUTH_TYPES),

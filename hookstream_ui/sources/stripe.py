@@ -41,6 +41,7 @@ class Stripe(SourceType):
     name_example = "Stripe (live)"
     auth_methods = ("api_key",)
     labels = ("payments", "api")
+    dials_out = True
     supports_continuous = True
     auth_fields = (
         Field("secret_key", "password", "Secret key", required=True, placeholder="sk_live_…",

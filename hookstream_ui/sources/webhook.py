@@ -40,7 +40,12 @@ class Webhook(SourceType):
     pull = False
     auth_fields = (
         Field("verification_type", "select", "Signature verification", default="none",
-              options=VERIFICATION_TYPES, description="How hookstream checks that an event is genuine."),
+              options=VERIFICATION_TYPES,
+              description="How hookstream checks that an event is genuine. Stripe and Standard Webhooks sign a "
+                          "timestamp and deliveries older than 5 minutes are refused, so a captured one cannot "
+                          "be sent again. HMAC and GitHub sign the body alone: after the dedup window a copy "
+                          "verifies again, so give collections a timestamp path, and an old event sent again "
+                          "changes nothing."),
         Field("signing_secret", "password", "Signing secret",
               description="Shared secret of the sender. Required unless verification is off.",
               shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none"))),
