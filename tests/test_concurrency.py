@@ -53,11 +53,11 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(app, ctx, monkey
         sessions[email] = (client, {"X-CSRFToken": login(client, email)})
     held(monkeypatch, team, "_owners", 2)
 
-    def demote(actor, target):
+    def demote(actor, target_id):  # ids read here: the test's objects belong to its own session
         client, headers = sessions[actor]
-        return lambda: client.patch(f"/v1/members/{target.id}", json={"role": "admin"}, headers=headers).status_code
+        return lambda: client.patch(f"/v1/members/{target_id}", json={"role": "admin"}, headers=headers).status_code
 
-    codes = at_once(app, [demote("first@example.com", second), demote("second@example.com", first)])
+    codes = at_once(app, [demote("first@example.com", second.id), demote("second@example.com", first.id)])
     db.session.expire_all()
     owners = db.session.scalar(select(func.count()).select_from(Membership).where(
         Membership.org_id == org.id, Membership.role == "owner"))

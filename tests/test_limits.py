@@ -18,6 +18,7 @@ from sqlalchemy import select
 from hookstream_ui.models import Event, Record, db
 from tests.fixture_servers import REST_TOKEN, free_port
 from tests.helpers import make_key, make_user, org_of, production
+from tests.test_sync_rest_and_files import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 1024 * 1024  # the default MAX_BODY_BYTES
@@ -101,16 +102,6 @@ def test_chunked_bodies_over_the_limit_are_413(client, ctx, served):
 @pytest.fixture
 def key(ctx):
     return make_key(production(org_of(make_user("owner@example.com"))))
-
-
-def connect(client, key, short, credentials=None, config=None, stream=None):
-    h = {"X-API-Key": key}
-    sid = client.post("/api/v1/source-connections", headers=h, json={
-        "sourceShortName": short, "name": f"src {short}", "credentials": credentials or {},
-        "config": config or {}}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers=h, json={"name": f"coll {short}", "source_id": sid, "stream": stream,
-                                                          "primary_key_path": "$.id"}).json["collection"]["id"]
-    return sid, cid
 
 
 SMALL = {"MAX_RECORD_BYTES": "20000", "MAX_RECORD_FIELDS": "300", "SYNC_BATCH_BYTES": "50000"}

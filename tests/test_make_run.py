@@ -75,6 +75,16 @@ class MakeRun:
                     found.append(p)
         return found
 
+    def kill_and_see_replaced(self, command: str, timeout: float = 60) -> None:
+        [old] = self.running(command)
+        old.kill()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if [p for p in self.running(command) if p.pid != old.pid]:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"{command} was not replaced:\n{self.output()}")
+
     def workers(self) -> list[psutil.Process]:
         """The runner's own `flask worker` children (RQ forks helpers with the same command line)."""
         found = []
@@ -117,15 +127,7 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
 
         # The ingest writer, killed, is replaced (meanwhile web processes write for themselves:
         # see test_writer_process_takes_over_and_expired_deliveries_are_not_stored).
-        [writer] = run.running("ingest-writer")
-        writer.kill()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            writers = [p for p in run.running("ingest-writer") if p.pid != writer.pid]
-            if writers:
-                break
-            time.sleep(0.3)
-        assert writers, run.output()
+        run.kill_and_see_replaced("ingest-writer")
 
         # A worker that dies is replaced.
         victim = run.workers()[0]
@@ -139,15 +141,7 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
         assert victim.pid not in pids and len(pids) == 2, run.output()
 
         # Redis that dies is started again (make run exited for good before).
-        [redis] = run.running("redis-server")
-        redis.kill()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            restarted = [p for p in run.running("redis-server") if p.pid != redis.pid]
-            if restarted:
-                break
-            time.sleep(0.3)
-        assert restarted, run.output()
+        run.kill_and_see_replaced("redis-server")
         assert run.wait_healthy()["redis"]["ok"]
         children = run.descendants()
     finally:
