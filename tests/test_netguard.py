@@ -78,14 +78,18 @@ def test_connection_settings_in_other_fields_are_not_expanded(client, key, pg_so
     assert t["success"] is False and "nothing is listening on 127.0.0.1:1" in t["message"], t
 
 
-def test_hookstream_s_own_database_server_is_never_a_source(app, client, key, pg_source, monkeypatch):
+def test_hookstream_s_own_database_is_never_a_source(app, client, key, pg_source, monkeypatch):
     monkeypatch.setitem(app.config, "SQLALCHEMY_DATABASE_URI",
                         f"postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_source.port}/postgres")
     for host in ("127.0.0.1", "localhost", str(pg_source.root)):
         sid = pg_create(client, key, {**pg_source.credentials(), "host": host}).json["sourceConnection"]["id"]
         t = api(client, "POST", f"/source-connections/{sid}/test", key).json
         assert t == {"success": False, "status": "failed",
-                     "message": "Refusing to connect to hookstream's own database server"}, (host, t)
+                     "message": "Refusing to connect to hookstream's own database"}, (host, t)
+    # Another database of the same server is another matter: no table is read across databases.
+    sid = pg_create(client, key, {**pg_source.credentials(), "database": "template1"}).json["sourceConnection"]["id"]
+    t = api(client, "POST", f"/source-connections/{sid}/test", key).json
+    assert "own database" not in t["message"] and "customers does not exist" in t["message"], t
 
 
 @pytest.mark.parametrize("address", [

@@ -69,13 +69,15 @@ def host_problem(host: str) -> str | None:
         return None if HOSTNAME.fullmatch(host) else "must be a host name or an IP address"
 
 
-def _own_database(address: str | None, port: int) -> bool:
-    """Whether `address` (None: a socket directory) and `port` reach the server holding
-    hookstream's own database: every tenant's data is there, so it is never a source, whatever
-    else is allowed. On this machine one port is one server, by TCP or by socket (whose file
-    is named for the port), so a local endpoint on its port is taken to be it."""
+def _own_database(address: str | None, port: int, database: str) -> bool:
+    """Whether `address` (None: a socket directory), `port` and `database` are hookstream's
+    own database: every tenant's data and secrets are there, so it is never a source, whatever
+    else is allowed (another database of the same server may be: PostgreSQL reads no table
+    across databases). On this machine one port is one server, by TCP or by socket (whose
+    file is named for the port), so a local endpoint on its port is taken to be it."""
     url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
-    if not url.drivername.startswith("postgresql") or (url.port or 5432) != port:
+    if not url.drivername.startswith("postgresql") or (url.port or 5432) != port or \
+            (url.database or url.username or "") != database:
         return False
     own = url.query.get("host") or url.host or "/tmp"
     own = own[0] if isinstance(own, tuple) else own
@@ -112,8 +114,8 @@ def connect(creds: dict) -> psycopg.Connection:
         # TLS); libpq tries them in turn, as it would the name's own answers.
         addresses = resolve(host, port)[:MAX_ADDRESSES]
         params.update(host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
-    if any(_own_database(address, port) for address in addresses):
-        raise SourceError("Refusing to connect to hookstream's own database server", retry=False)
+    if any(_own_database(address, port, str(creds["database"])) for address in addresses):
+        raise SourceError("Refusing to connect to hookstream's own database", retry=False)
     try:
         return psycopg.connect(**params, autocommit=True)
     except psycopg.Error as exc:
