@@ -216,3 +216,21 @@ def test_viewers_cannot_make_a_source_connect(app, member, capture):
     login(viewer, "viewer@example.com")
     assert viewer.get(f"/collections/_streams?source_id={sid}").status_code == 403
     assert capture.passwords == []
+
+
+def test_an_unsaved_test_borrows_only_from_a_source_of_its_own_type(member, servers):
+    client, token, key = member
+    sid = create(client, key, "postgresql", servers["pg"].credentials(), {"table": "customers"})
+    capture = servers["capture"]
+    result = client.post("/sources/test-form/rest_api", data=form(
+        token, {"base_url": capture.base, "auth_type": "basic", "username": "u", "password": MASK},
+        {"path": "/"}, source_id=sid))
+    assert "is a postgresql source, not rest_api" in result.get_data(as_text=True)
+    assert not capture.leaked(PG_PASSWORD)
+
+
+def test_the_openapi_document_says_which_endpoints_need_a_session(client):
+    doc = client.get("/v1/openapi.json").json
+    members = doc["paths"]["/v1/members"]["get"]
+    assert "API keys get 403" in members["description"] and members["security"] == [{"session": []}]
+    assert "security" not in doc["paths"]["/v1/collections"]["get"]

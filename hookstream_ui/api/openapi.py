@@ -40,7 +40,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str,
 
         setattr(view, DOC_ATTR, {
             "method": method.lower(), "summary": summary, "tag": tag, "responses": responses,
-            "body": body, "query": query or {}, "public": public, "role": role,
+            "body": body, "query": query or {}, "public": public, "role": role, "session_only": bool(session_only),
         })
         bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
         return view
@@ -107,8 +107,12 @@ def build_openapi(app) -> dict:
         }
         if doc["public"]:
             operation["security"] = []
-        elif doc["role"] != "viewer":
-            operation["description"] = f"Needs the `{doc['role']}` role or higher."
+        elif doc["role"] != "viewer" or doc["session_only"]:
+            operation["description"] = " ".join(filter(None, (
+                f"Needs the `{doc['role']}` role or higher." if doc["role"] != "viewer" else "",
+                "A signed-in session only: API keys get 403." if doc["session_only"] else "")))
+            if doc["session_only"]:
+                operation["security"] = [{"session": []}]
         if doc["body"] is not None:
             models[doc["body"]] = "validation"
             operation["requestBody"] = {

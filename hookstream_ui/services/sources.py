@@ -176,6 +176,8 @@ def test_unsaved(principal: Principal, short_name: str, credentials, config, exi
     """Test what a form holds before it is saved (the connect form's Test button). A stored
     secret it borrows goes only where it was given (field_rules.validate), and is audited."""
     kind = source_type(short_name)
+    if existing is not None and existing.short_name != short_name:  # its secrets are for another type
+        raise ValidationFailed({"source_id": f"is a {existing.short_name} source, not {short_name}"})
     stored = (credentials_of(existing), dict(existing.config or {})) if existing else None
     creds, conf = _clean(kind, credentials, config, stored)
     conn = Connection(id=existing.id if existing else "unsaved", credentials=creds, config=conf,
