@@ -3,11 +3,13 @@ binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and S
 documented list and error formats."""
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -258,7 +260,7 @@ class CaptureServer:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
-                pass
+                """Quiet: the test's output stays its own."""
 
             def _record(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -283,31 +285,28 @@ class CaptureServer:
         threading.Thread(target=self._serve_pg, daemon=True).start()
 
     def _serve_pg(self):
-        import struct
-
         while True:
             try:
                 conn, _ = self.pg.accept()
             except OSError:
                 return
-            with conn:
-                try:
-                    conn.settimeout(5)
-                    while True:  # SSLRequest / GSSENCRequest first: say no and read on
-                        length, code = struct.unpack("!ii", conn.recv(8))
-                        conn.recv(max(0, length - 8))
-                        if code in (80877103, 80877104):
-                            conn.sendall(b"N")
-                            continue
-                        break
-                    conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
-                    kind, length = conn.recv(1), struct.unpack("!i", conn.recv(4))[0]
-                    if kind == b"p":
-                        self.passwords.append(conn.recv(length - 4).rstrip(b"\0").decode())
-                    message = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
-                    conn.sendall(b"E" + struct.pack("!i", len(message) + 4) + message)
-                except (OSError, struct.error):
-                    pass
+            with conn, contextlib.suppress(OSError, struct.error):  # a client that left: the next one
+                self._ask_password(conn)
+
+    def _ask_password(self, conn) -> None:
+        conn.settimeout(5)
+        while True:  # SSLRequest / GSSENCRequest first: say no and read on
+            length, code = struct.unpack("!ii", conn.recv(8))
+            conn.recv(max(0, length - 8))
+            if code not in (80877103, 80877104):
+                break
+            conn.sendall(b"N")
+        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+        kind, length = conn.recv(1), struct.unpack("!i", conn.recv(4))[0]
+        if kind == b"p":
+            self.passwords.append(conn.recv(length - 4).rstrip(b"\0").decode())
+        message = b"SFATAL\0C28P01\0Mpassword authentication failed\0\0"
+        conn.sendall(b"E" + struct.pack("!i", len(message) + 4) + message)
 
     def leaked(self, secret: str) -> bool:
         """Whether `secret` reached this host: as sent, or inside a Basic authorization."""

@@ -131,6 +131,10 @@ def test_re_entering_the_secret_moves_it(member, servers, case):
             json={"credentials": {**move(servers["capture"]), **typed}})
     assert r.status_code == 200, r.json
     assert all(stored(sid)[k] == secret for k in typed)
+    if set(move(servers["capture"])) & {"host", "base_url", "api_base"}:  # moved to the capture host
+        api(client, "POST", f"/source-connections/{sid}/test", key)
+        # Typed for the capture host, it goes there: the capture would have seen a leak above.
+        assert servers["capture"].leaked(secret), case
 
 
 def test_a_test_that_borrows_stored_secrets_is_audited(member, servers):
