@@ -11,6 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 from htmx_flask import Htmx
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import PathConverter
 from sqlalchemy.engine import Engine
 
 from . import request_checks
@@ -24,6 +25,14 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
                            "form-action 'self'; frame-ancestors 'none'")
+
+
+class RecordKeyConverter(PathConverter):
+    """A record key in a path: any text, slashes included, a leading one too (`path` takes
+    none at the start). Double slashes are not merged away for it (url_map.merge_slashes)."""
+
+    regex = ".+"
+    part_isolating = False  # it spans path segments
 
 
 class StandardJSON(DefaultJSONProvider):
@@ -45,6 +54,8 @@ def create_app(overrides: dict | None = None) -> Flask:
         template_folder="../templates", static_folder="../static",
     )
     app.json = StandardJSON(app)
+    app.url_map.converters["record_key"] = RecordKeyConverter
+    app.url_map.merge_slashes = False
     app.config.update(load_config(instance))
     if overrides:
         app.config.update(overrides)

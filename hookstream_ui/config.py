@@ -98,9 +98,9 @@ def load_config(instance: Path) -> dict:
         # unset or 0 keeps every event.
         "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
         "SESSION_COOKIE_HTTPONLY": True,
-        # A signed-in session ends this long after sign-in, whatever its cookie says (and
-        # sooner at sign-out or a password change): decided at 7 days.
-        "SESSION_LIFETIME_HOURS": env_int("SESSION_LIFETIME_HOURS", 7 * 24, 1),
+        # A signed-in session ends this long after sign-in, on the server whatever its cookie
+        # says, and its cookie with it (sooner at sign-out or a password change): decided at
+        # 7 days (SESSION_LIFETIME_HOURS).
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=env_int("SESSION_LIFETIME_HOURS", 7 * 24, 1)),
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),

@@ -155,6 +155,17 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/slow":
             time.sleep(7)
             return self._json(200, {"data": []})
+        if url.path == "/trickle":  # a byte every 0.2 s: each read is quick, the answer is not
+            body = b'{"data": []}' + b" " * 20
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+            return None
         if url.path == "/echo-auth":  # what credentials arrived, for the redirect tests
             return self._json(200, {"authorization": auth, "x_api_key": self.headers.get("X-API-Key")})
         if url.path == "/redirect":  # to ?to=, which may be another origin

@@ -66,11 +66,14 @@ def test_invitation_links_use_public_url(app, ctx, monkeypatch):
 def test_record_keys_holding_slashes_can_be_read_and_deleted(client, key):
     sid = webhook(client, key, collection={"primary_key_path": "$.id"})
     client.post(f"/v1/ingest/{sid}", json={"id": "orders/2026/42", "total": 5})
+    client.post(f"/v1/ingest/{sid}", json={"id": "/leading/slash", "total": 6})
     h = {"X-API-Key": key}
     for path in ("orders/2026/42", "orders%2F2026%2F42"):
         got = client.get(f"/v1/collections/orders/records/{path}", headers=h)
         assert got.status_code == 200 and got.json["record"]["data"]["total"] == 5, got.json
+    assert client.get("/v1/collections/orders/records//leading/slash", headers=h).json["record"]["data"]["total"] == 6
     assert client.delete("/v1/collections/orders/records/orders%2F2026%2F42", headers=h).json["deleted"] is True
+    assert client.delete("/v1/collections/orders/records/%2Fleading%2Fslash", headers=h).json["deleted"] is True
     assert db.session.scalar(select(Record)) is None
 
 
@@ -108,3 +111,29 @@ def test_pages_carry_a_content_security_policy_and_hsts_behind_https(app, client
     assert 'style="' not in page.get_data(as_text=True)
     monkeypatch.setitem(app.config, "SESSION_COOKIE_SECURE", True)
     assert client.get("/login").headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_a_timestamp_of_thousands_of_digits_is_a_401(client, key):
+    sid = webhook(client, key, {"verification_type": "stripe", "signing_secret": SECRET})
+    body = b'{"data": {"id": "x"}}'
+    r = client.post(f"/v1/ingest/{sid}", data=body, content_type="application/json",
+                    headers=SCHEMES["stripe"](body, ts="9" * 5000))
+    assert r.status_code == 401, r.json
+
+
+def test_a_secret_stored_before_its_destination_had_a_default_is_kept(client, key, pg_source):
+    """An older source may hold no sslmode: it counts as the default, not as a change."""
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.sources import MASK, secrets
+
+    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "postgresql", "name": "db", "credentials": pg_source.credentials(sslmode="prefer")})
+    sid = r.json["sourceConnection"]["id"]
+    source = db.session.get(SourceConnection, sid)
+    stored = secrets.decrypt(source.credentials_encrypted)
+    del stored["sslmode"]
+    source.credentials_encrypted = secrets.encrypt(stored)
+    db.session.commit()
+    again = client.put(f"/api/v1/source-connections/{sid}/credentials", headers={"X-API-Key": key},
+                       json={"credentials": {**pg_source.credentials(sslmode="prefer"), "password": MASK}})
+    assert again.status_code == 200, again.json

@@ -245,8 +245,8 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     # A delivery whose sender gave up (past its deadline) is dropped, never stored.
     stale = {"row": {"id": "evt_stale"}, "apply": True, "reply": "hookstream:ingest:reply:evt_stale",
              "deadline": time.time() - 1}
-    redis.lpush(group_commit.INBOX + sid, json.dumps(stale))
-    redis.lpush(group_commit.READY, sid)
+    redis.eval(group_commit.PUSH, 3, group_commit.INBOX + sid, group_commit.READY, group_commit.LISTED,
+               json.dumps(stale), sid)
     while not redis.hget(group_commit.STATS, "expired"):
         assert time.monotonic() < deadline + 30
         time.sleep(0.05)

@@ -99,6 +99,19 @@ def test_a_writer_process_lost_with_redis_falls_back_to_the_web_process(app, cli
     assert records()["o5"]["data"]["n"] == 5
 
 
+def _message(source_id, n):
+    source = db.session.get(SourceConnection, source_id)
+    row = {"id": new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source_id,
+           "method": "POST", "headers": {}, "query": {}, "body": json.dumps({"data": {"id": f"k{n}"}}),
+           "body_encoding": "utf-8", "content_type": "application/json", "size": 20, "source_ip": None,
+           "received_at": utcnow().isoformat(), "verification": "skipped", "verification_error": None,
+           "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
+           "outcomes": {}}
+    reply = f"hookstream:ingest:reply:{row['id']}"
+    return row["id"], reply, json.dumps({"row": row, "apply": True, "version": None, "dedup": None,
+                                         "reply": reply, "deadline": time.time() + 60})
+
+
 def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers):
     """A 900 KB body with 60,000 keys cost the single writer seconds; another org's deliveries
     waited behind every one of the flood's (17 ms became 32-41 s). Each source now has its own
@@ -114,29 +127,18 @@ def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers
     redis = get_redis()
     _start_writer(workers)
 
-    def message(source_id, n):
-        source = db.session.get(SourceConnection, source_id)
-        row = {"id": new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source_id,
-               "method": "POST", "headers": {}, "query": {}, "body": json.dumps({"data": {"id": f"k{n}"}}),
-               "body_encoding": "utf-8", "content_type": "application/json", "size": 20, "source_ip": None,
-               "received_at": utcnow().isoformat(), "verification": "skipped", "verification_error": None,
-               "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
-               "outcomes": {}}
-        reply = f"hookstream:ingest:reply:{row['id']}"
-        return row["id"], reply, json.dumps({"row": row, "apply": True, "version": None, "dedup": None,
-                                             "reply": reply, "deadline": time.time() + 60})
-
     def push(source_id, raw):
-        redis.eval(group_commit.PUSH, 2, group_commit.INBOX + source_id, group_commit.READY, raw, source_id)
+        redis.eval(group_commit.PUSH, 3, group_commit.INBOX + source_id, group_commit.READY, group_commit.LISTED,
+                   raw, source_id)
 
     with _writer_held():
-        first = message(flood, 0)
+        first = _message(flood, 0)
         push(flood, first[2])
         time.sleep(0.7)  # the writer has taken it and waits for the lock
-        waiting = [message(flood, n) for n in range(1, 601)]
+        waiting = [_message(flood, n) for n in range(1, 601)]
         for _, _, raw in waiting:
             push(flood, raw)
-        victim = message(other, 0)
+        victim = _message(other, 0)
         push(other, victim[2])
     for _, reply, _ in [first, *waiting, victim]:
         assert redis.brpop([reply], timeout=60) is not None
@@ -171,12 +173,37 @@ def test_the_fallback_inbox_takes_sources_in_turn():
 
 def test_a_claim_whose_event_is_gone_is_taken_over(app, client, key):
     sid = webhook(client, key)
+    assert send(app, sid, 2, "other").status_code == 200  # a claim whose event is there
     first = send(app, sid, 1, "k")
     db.session.execute(Event.__table__.delete().where(Event.__table__.c.id == first.json["event_id"]))
     db.session.commit()
     again = send(app, sid, 1, "k")
-    assert "duplicate" not in again.json and db.session.get(DedupClaim, (sid, db.session.scalar(
-        select(DedupClaim.key_hash)))).event_id == again.json["event_id"]
+    assert "duplicate" not in again.json, again.json
+    holders = set(db.session.scalars(select(DedupClaim.event_id)))
+    assert again.json["event_id"] in holders and first.json["event_id"] not in holders
+
+
+def test_a_delivery_found_a_duplicate_by_a_failed_attempt_is_judged_again(app, client, key):
+    """A shared batch that fails is written again delivery by delivery: a copy marked a
+    duplicate of a delivery that then failed must not stay a duplicate of nothing."""
+    from hookstream_ui.services import dedup
+    from hookstream_ui.services.group_commit import Delivery
+
+    sid = webhook(client, key)
+    source = db.session.get(SourceConnection, sid)
+
+    def delivery(n):
+        row = {"id": new_id("evt"), "source_id": sid, "org_id": source.org_id, "env_id": source.env_id,
+               "status": "applied", "error": None, "duplicate": False, "duplicate_of": None, "received_at": utcnow()}
+        return Delivery(row, {"data": {"id": f"o{n}"}}, None, ("same-key-hash", 300))
+
+    original, copy = delivery(1), delivery(2)
+    dedup.claim([original, copy])
+    assert copy.row["status"] == "duplicate" and copy.document is None
+    db.session.rollback()  # the shared transaction failed
+    dedup.claim([copy])  # written alone, without the original
+    assert copy.row["status"] == "applied" and not copy.row["duplicate"] and copy.document is not None
+    db.session.rollback()
 
 
 def test_the_record_page_finds_its_events_by_key(app, client, key, monkeypatch):
@@ -228,6 +255,16 @@ def test_what_needs_redis_waits_for_it_in_the_database(app, client, key, redis_d
     assert system.status_code == 200 and "ConnectionError" in system.get_data(as_text=True)
 
     redis_down()  # Redis is back: the scheduler enqueues what waited
+    from rq.job import Job, JobStatus
+
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.sync.backfill import REPLAY_JOB
+
+    orders = db.session.scalar(select(Collection.id).where(Collection.slug == "orders"))
+    finished = Job.create("hookstream_ui.sync.backfill.replay_events", args=[orders], id=f"{REPLAY_JOB}{orders}",
+                          connection=get_redis())  # an earlier replay's job, done: it holds the id
+    finished.set_status(JobStatus.FINISHED)
+    finished.save()
     past = utcnow() - timedelta(minutes=5)
     db.session.execute(SyncRun.__table__.update().values(updated_at=past))
     db.session.execute(Collection.__table__.update().values(updated_at=past))
@@ -236,3 +273,20 @@ def test_what_needs_redis_waits_for_it_in_the_database(app, client, key, redis_d
     assert ticked["requeued"] == [started.json["syncId"]]
     assert ticked["backfills"] == [db.session.scalar(select(Collection.id).where(Collection.slug == "orders"))]
     assert sid
+
+
+def test_a_source_the_ready_list_lost_is_listed_again(app, client, key, workers, short_waits):
+    """A line with deliveries that the ready list does not name (a write Redis lost) would
+    wait for ever; the writer lists it again."""
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.services import group_commit
+
+    sid = webhook(client, key)
+    redis = get_redis()
+    _, _, raw = _message(sid, 1)
+    redis.lpush(group_commit.INBOX + sid, raw)  # pushed, but never listed
+    assert group_commit.relist(redis) == 1 and redis.lrange(group_commit.READY, 0, -1) == [sid.encode()]
+    assert group_commit.relist(redis) == 0  # listed once
+    _start_writer(workers)
+    assert redis.brpop([json.loads(raw)["reply"]], timeout=30) is not None
+    assert records()["k1"]

@@ -213,3 +213,12 @@ def test_webhook_records_over_the_field_limit_are_skipped_and_pages_stay_small(a
     assert sorted(seen) == sorted(f"big{i}" for i in range(8)) and pages >= 2
     schema = client.get("/v1/collections/orders/schema", headers=h).json
     assert all(len(str(f["example"])) <= 201 for f in schema["fields"])
+
+
+def test_an_answer_that_trickles_in_is_cut_off(ctx, http_fixture, monkeypatch):
+    from hookstream_ui.sources import http
+    from hookstream_ui.sources.base import SourceError
+
+    monkeypatch.setattr(http, "ANSWER_SECONDS", 1)
+    with pytest.raises(SourceError, match="did not answer within"):
+        http.request("GET", f"{http_fixture.base}/trickle")

@@ -181,3 +181,27 @@ def test_the_connect_form_says_when_private_hosts_are_refused(app, ctx, monkeypa
                          ("file", False)):
         page = client.get(f"/sources/new/{short}").get_data(as_text=True)
         assert ('id="private-networks"' in page) is shown, short
+
+
+def test_the_server_itself_says_whether_a_connection_reached_hookstream_s_database(app, ctx, pg_source):
+    """Names and addresses can be spelled many ways (a LAN address, 0.0.0.0, another name):
+    after connecting, the server's start time and database decide."""
+    import psycopg
+
+    from hookstream_ui.sources.postgresql import _is_own
+
+    creds = pg_source.credentials()
+    with psycopg.connect(host=creds["host"], port=creds["port"], dbname="postgres", user=PG_USER,
+                         password=PG_PASSWORD) as other:
+        assert _is_own(other) is False
+    if db.engine.dialect.name == "postgresql":
+        own_url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(own_url) as own:
+            assert _is_own(own) is True
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "::ffff:127.0.0.1", "127.0.0.2"])
+def test_every_local_spelling_is_local(address):
+    from hookstream_ui.sources.postgresql import _local
+
+    assert _local(address)

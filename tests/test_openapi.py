@@ -18,7 +18,7 @@ def test_every_json_route_is_documented(app, client):
             continue
         path = rule.rule
         for arg in rule.arguments:
-            for spelling in (f"<{arg}>", f"<string:{arg}>", f"<path:{arg}>"):
+            for spelling in (f"<{arg}>", f"<string:{arg}>", f"<record_key:{arg}>"):
                 path = path.replace(spelling, f"{{{arg}}}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             if method.lower() not in doc["paths"].get(path, {}):

@@ -102,14 +102,14 @@ def list_records(principal, ident):
     return jsonify(records=[record_json(r) for r in page.items], has_more=page.has_more, next_cursor=page.cursor)
 
 
-@endpoint(v1, "/collections/<ident>/records/<path:key>", "GET", summary="One record by key", tag="records",
+@endpoint(v1, "/collections/<ident>/records/<record_key:key>", "GET", summary="One record by key", tag="records",
           responses={200: schemas.RecordEnvelope, 404: schemas.Error})
 def get_record(principal, ident, key):
     collection = collection_svc.get_collection_or_404(principal, ident)
     return jsonify(record=record_json(record_svc.get_record_or_404(collection, key)))
 
 
-@endpoint(v1, "/collections/<ident>/records/<path:key>", "DELETE", summary="Delete one record", tag="records",
+@endpoint(v1, "/collections/<ident>/records/<record_key:key>", "DELETE", summary="Delete one record", tag="records",
           responses={200: schemas.Deleted, 404: schemas.Error})
 def delete_record(principal, ident, key):
     collection = collection_svc.get_collection_or_404(principal, ident)

@@ -97,7 +97,7 @@ def build_openapi(app) -> dict:
             "parameters": [
                 {"name": arg, "in": "path", "required": True, "schema": {"type": "string"},
                  **({"description": "may hold /, written %2F", "x-slashes": True}
-                    if f"<path:{arg}>" in rule.rule else {})}
+                    if f"<record_key:{arg}>" in rule.rule else {})}
                 for arg in rule.arguments
             ] + [
                 {"name": name, "in": "query", "required": False, "schema": spec}

@@ -57,7 +57,7 @@ def records_partial(ident):
                            columns=_columns(collection), error=error, args=args)
 
 
-@bp.get("/collections/<ident>/records/<path:key>")
+@bp.get("/collections/<ident>/records/<record_key:key>")
 def record_detail(ident, key):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     record = record_svc.get_record_or_404(collection, key)

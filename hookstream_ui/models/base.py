@@ -10,6 +10,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 
 
+def upsert_insert(table):
+    """INSERT for `table` in the dialect in use, which both give ON CONFLICT (SQLite's and
+    PostgreSQL's constructs differ only by module)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if db.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
@@ -46,7 +54,7 @@ class Timestamps:
     )
 
 
-__all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "EnvScoped", "Timestamps"]
+__all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "upsert_insert", "EnvScoped", "Timestamps"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM

@@ -71,6 +71,7 @@ class RecordEvent(db.Model):
     is gone (retention) no longer show, and the retention pass deletes them too."""
 
     __tablename__ = "record_events"
+    __table_args__ = (Index("ix_record_events_received_at", "received_at"),)  # for the retention pass
 
     collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
     record_key: Mapped[str] = mapped_column(String(500), primary_key=True)

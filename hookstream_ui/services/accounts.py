@@ -170,7 +170,7 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
 
 
 def session_lifetime() -> timedelta:
-    return timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
+    return current_app.config["PERMANENT_SESSION_LIFETIME"]
 
 
 def open_session(user: User, ip: str | None) -> UserSession:

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import exists, or_, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import exists, literal_column, or_, select, tuple_
 
 from ..models import DedupClaim, Event, db, utcnow
+from ..models.base import upsert_insert
 
 DEDUPED = ("applied", "not_json")  # what a duplicate can be; a delivery refused by its signature is not
 
 
 def claim(deliveries) -> None:
     """Claim each delivery's key for its event (group_commit.Delivery, with `dedup` set to
-    (key hash, window seconds)), or mark it a duplicate of the stored event holding it."""
+    (key hash, window seconds)), or mark it a duplicate of the stored event holding it. A
+    delivery marked by an earlier attempt at its transaction is judged afresh."""
+    for delivery in deliveries:
+        if delivery.judged is not None:
+            status, error, document = delivery.judged
+            delivery.row.update(duplicate=False, duplicate_of=None, status=status, error=error)
+            delivery.document, delivery.judged = document, None
     first, later = {}, []
     for delivery in deliveries:
         if not delivery.dedup or delivery.row["status"] not in DEDUPED:
@@ -35,7 +41,7 @@ def claim(deliveries) -> None:
     if not first:
         return
     claims = DedupClaim.__table__
-    insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(claims)
+    insert = upsert_insert(claims)
     statement = insert.values([
         {"source_id": source_id, "key_hash": key_hash, "event_id": d.row["id"],
          "expires_at": d.row["received_at"] + timedelta(seconds=d.dedup[1])}
@@ -45,8 +51,9 @@ def claim(deliveries) -> None:
         set_={"event_id": insert.excluded.event_id, "expires_at": insert.excluded.expires_at},
         # Taken over only from a claim that has lapsed or whose event is gone. (A concurrent
         # writer's claim on PostgreSQL: this waits for its transaction, then reads it.)
+        # (The conflicting row by name: SQLAlchemy would not correlate the subquery with it.)
         where=or_(claims.c.expires_at <= utcnow(),
-                  ~exists().where(Event.__table__.c.id == claims.c.event_id)),
+                  ~exists().where(Event.__table__.c.id == literal_column("dedup_claims.event_id"))),
     ).returning(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
     won = {(row.source_id, row.key_hash): row.event_id for row in db.session.execute(statement)}
     lost = [key for key, d in first.items() if won.get(key) != d.row["id"]]
@@ -62,5 +69,6 @@ def claim(deliveries) -> None:
 
 
 def _duplicate(delivery, holder: str | None) -> None:
+    delivery.judged = (delivery.row["status"], delivery.row["error"], delivery.document)
     delivery.row.update(duplicate=True, status="duplicate", duplicate_of=holder, error=None)
     delivery.document = None

@@ -36,7 +36,7 @@ from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
 from ..models import Collection, Event, SourceConnection, db, utcnow
-from . import dedup, upsert, webhook_sources
+from . import dedup, locks, upsert, webhook_sources
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
@@ -58,6 +58,7 @@ class Delivery:
     # is no longer so when the delivery is written, it is not stored but sent back.
     source_version: str | None = None
     dedup: tuple | None = None  # (key hash, window seconds), claimed when it is stored (services/dedup)
+    judged: tuple | None = None  # what a duplicate was before it was found one (retried alone: again)
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     stale: bool = False
@@ -110,35 +111,42 @@ def submit(delivery: Delivery) -> dict:
 # processes hand deliveries over through Redis; with no writer process alive they fall
 # back to a writer thread of their own, so ingest never depends on it.
 INBOX = "hookstream:ingest:inbox:"  # + source id: one line per source
-READY = "hookstream:ingest:ready"  # sources with deliveries waiting, each once, in turn
+# Sources with deliveries waiting, in turn; the set beside it keeps each listed once.
+READY, LISTED = "hookstream:ingest:ready", "hookstream:ingest:listed"
 ALIVE = "hookstream:ingest:writer"
 STATS = "hookstream:ingest:stats"
-# A source's line that was empty joins the ready list as the delivery is pushed (one command).
+SWEEP_SECONDS = 30  # how often the writer lists again any line with deliveries that is not listed
+# A delivery joins its source's line, and the source the ready list unless it is on it (one
+# command). KEYS: line, ready, listed; ARGV: message, source id.
 PUSH = """
-if redis.call('LPUSH', KEYS[1], ARGV[1]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[2]) end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+if redis.call('SADD', KEYS[3], ARGV[2]) == 1 then redis.call('LPUSH', KEYS[2], ARGV[2]) end
 """
-# A batch, taken in turns: one delivery from each source waiting (the one just popped from
-# the ready list first, up to MAX_SOURCES), round after round, until the batch is full or each
-# source has given its byte budget or all it had; a source with more left goes to the back
-# of the ready list. KEYS[1] ready; ARGV: first source, sources, budget, batch size, prefix.
+# A batch, taken in turns: one delivery from each source waiting (up to MAX_SOURCES), round
+# after round, until the batch is full or each source has given its byte budget or all it
+# had; a source with more left goes to the back of the ready list. The writer waits for the
+# ready list without taking from it (BRPOPLPUSH onto itself), so that a writer stopped
+# between the two commands loses no source. KEYS: ready, listed; ARGV: sources, budget,
+# batch size, line prefix.
 TAKE = """
-local sources, spent, open, taken = {ARGV[1]}, {}, {}, {}
-for i = 2, tonumber(ARGV[2]) do
+local sources, spent, open, taken = {}, {}, {}, {}
+for i = 1, tonumber(ARGV[1]) do
   local sid = redis.call('RPOP', KEYS[1])
   if not sid then break end
+  redis.call('SREM', KEYS[2], sid)
   sources[#sources + 1] = sid
 end
 for i = 1, #sources do spent[i], open[i] = 0, true end
 local more = true
-while more and #taken < tonumber(ARGV[4]) do
+while more and #taken < tonumber(ARGV[3]) do
   more = false
   for i, sid in ipairs(sources) do
-    if open[i] and #taken < tonumber(ARGV[4]) then
-      local message = redis.call('RPOP', ARGV[5] .. sid)
+    if open[i] and #taken < tonumber(ARGV[3]) then
+      local message = redis.call('RPOP', ARGV[4] .. sid)
       if message then
         taken[#taken + 1] = message
         spent[i] = spent[i] + string.len(message)
-        open[i] = spent[i] < tonumber(ARGV[3])
+        open[i] = spent[i] < tonumber(ARGV[2])
         more = more or open[i]
       else
         open[i] = false
@@ -147,9 +155,20 @@ while more and #taken < tonumber(ARGV[4]) do
   end
 end
 for _, sid in ipairs(sources) do
-  if redis.call('LLEN', ARGV[5] .. sid) > 0 then redis.call('LPUSH', KEYS[1], sid) end
+  if redis.call('LLEN', ARGV[4] .. sid) > 0 and redis.call('SADD', KEYS[2], sid) == 1 then
+    redis.call('LPUSH', KEYS[1], sid)
+  end
 end
 return taken
+"""
+# A line with deliveries that is not listed (Redis lost a write) is listed again.
+# KEYS: line, ready, listed; ARGV: source id.
+RELIST = """
+if redis.call('LLEN', KEYS[1]) > 0 and redis.call('SADD', KEYS[3], ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
 """
 _alive_cache: dict = {}
 # Every reply of a batch, and the writer's counters, in one command: a pipeline of two
@@ -226,7 +245,7 @@ def _hand_over(redis, message: str, reply: str, line: str, source_id: str):
         raise NotHanded(NOT_HANDED) from exc
     try:
         connection.send_packed_command(connection.pack_commands(
-            [("EVAL", PUSH, 2, line, READY, message, source_id), ("BRPOP", reply, WAIT_SECONDS)]))
+            [("EVAL", PUSH, 3, line, READY, LISTED, message, source_id), ("BRPOP", reply, WAIT_SECONDS)]))
         try:
             connection.read_response()
         except ResponseError as exc:  # Redis refused the push (out of memory…): nothing to wait for
@@ -262,15 +281,17 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     redis = get_redis()
     answer, take = redis.register_script(ANSWER), redis.register_script(TAKE)
-    beat = 0.0
+    beat, sweep = 0.0, 0.0
     while not stop.is_set():
         if time.monotonic() >= beat:  # a heartbeat, not a round trip per batch
             redis.set(ALIVE, os.getpid(), ex=5)
             beat = time.monotonic() + 1
-        ready = redis.brpop([READY], timeout=1)
-        if ready is None:
+        if time.monotonic() >= sweep:
+            relist(redis)
+            sweep = time.monotonic() + SWEEP_SECONDS
+        if redis.brpoplpush(READY, READY, timeout=1) is None:
             continue
-        messages = take(keys=[READY], args=[ready[1], MAX_SOURCES, SOURCE_BUDGET, MAX_BATCH, INBOX])
+        messages = take(keys=[READY, LISTED], args=[MAX_SOURCES, SOURCE_BUDGET, MAX_BATCH, INBOX])
         if not messages:
             continue
         batch, replies, expired = [], [], []
@@ -292,6 +313,15 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
              "duplicate_of": d.row["duplicate_of"]}) for d in batch),
             *[EXPIRED_ANSWER] * len(expired)])
     redis.delete(ALIVE)
+
+
+def relist(redis) -> int:
+    """List again every source line holding deliveries that the ready list does not name."""
+    script, listed = redis.register_script(RELIST), 0
+    for line in redis.scan_iter(match=INBOX + "*", count=1000):
+        source_id = line.decode()[len(INBOX):]
+        listed += script(keys=[line, READY, LISTED], args=[source_id])
+    return listed
 
 
 _start_lock = threading.Lock()
@@ -396,13 +426,6 @@ def _sqlite_writer_lock(app: Flask):
         fcntl.flock(lock[1], fcntl.LOCK_UN)
 
 
-def _begin() -> None:
-    # SQLite: take the write lock up front. A transaction that reads first and writes later
-    # fails at once (no retry) if another process wrote in between.
-    if db.engine.dialect.name == "sqlite":
-        db.session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _write_alone(delivery: Delivery) -> None:
     try:
         _write([delivery])
@@ -419,7 +442,7 @@ def _store_failed(delivery: Delivery) -> None:
         log.warning("applying event %s of %s failed", row["id"], row["source_id"], exc_info=True)
         row.update(status="failed", error="could not apply the event; a backfill can replay it", outcomes={})
     try:
-        _begin()
+        locks.write_lock()
         db.session.execute(Event.__table__.insert(), [row])
         db.session.commit()
     except Exception as exc:
@@ -446,7 +469,7 @@ HEARD_FROM = _SOURCES.update().where(
 
 
 def _write(batch: list[Delivery]) -> None:
-    _begin()
+    locks.write_lock()
     judged = {d.row["source_id"] for d in batch if d.source_version}
     if judged:
         versions = webhook_sources.current_versions(judged)

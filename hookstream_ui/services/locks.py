@@ -21,18 +21,20 @@ def hold(name: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
     else:
-        _write_lock(connection)
+        write_lock()
 
 
 def for_update(model, ident):
     """The row, read anew and locked until the transaction ends: a state change decided on it
     (a run's status) cannot be overwritten by one decided at the same time elsewhere."""
-    connection = db.session.connection()
-    if connection.dialect.name != "postgresql":
-        _write_lock(connection)
+    write_lock()
     return db.session.get(model, ident, with_for_update=True, populate_existing=True)
 
 
-def _write_lock(connection) -> None:
-    if not connection.connection.dbapi_connection.in_transaction:
+def write_lock() -> None:
+    """SQLite: take the database's write lock for this transaction now (BEGIN IMMEDIATE), not
+    at its first write: a transaction that read first and writes later fails at once if
+    another wrote in between. Nothing on PostgreSQL, whose rows lock as they are written."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

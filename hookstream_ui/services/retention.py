@@ -24,6 +24,7 @@ from sqlalchemy import delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db, utcnow
+from ..models.base import as_utc
 
 log = logging.getLogger(__name__)
 BATCH = 5000
@@ -43,7 +44,9 @@ def prune_events(now: datetime | None = None, limit: int = 50_000) -> int:
         return 0
     deleted = _delete_in_batches(Event, select(Event.id).where(Event.received_at < before)
                                  .order_by(Event.received_at), limit)
-    _delete_keyed(RecordEvent, RecordEvent.received_at < before)
+    # The history of the events that went (not of older ones left for the next pass).
+    oldest = db.session.scalar(select(func.min(Event.received_at)))
+    _delete_keyed(RecordEvent, RecordEvent.received_at < min(before, as_utc(oldest) or before))
     if deleted:
         log.info("deleted %d events received before %s (EVENT_RETENTION_DAYS)", deleted, before.isoformat())
     return deleted

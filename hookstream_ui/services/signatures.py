@@ -31,7 +31,7 @@ def _same(given: str, expected: str) -> bool:
 
 
 def _check_time(timestamp: str, now: float) -> None:
-    if not (timestamp or "").isascii() or not timestamp.strip().lstrip("-").isdigit():
+    if not (timestamp or "").isascii() or not timestamp.strip().lstrip("-").isdigit() or len(timestamp) > 20:
         raise SignatureError("signature timestamp is missing or not a number")
     ts = int(timestamp)
     if abs(now - ts) > TOLERANCE_SECONDS:

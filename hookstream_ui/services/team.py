@@ -13,7 +13,7 @@ from datetime import timedelta
 from flask import abort, current_app, session, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
@@ -49,7 +49,10 @@ def _lock_owners(principal: Principal, membership: Membership) -> None:
     again who is an owner (the acting user included: another change may have just demoted
     them), so that concurrent changes are judged one after another."""
     locks.hold(f"owners:{principal.org.id}")
-    db.session.refresh(membership)
+    try:
+        db.session.refresh(membership)
+    except InvalidRequestError:  # removed meanwhile
+        abort(404, description="No member with that user id in this organization")
     acting = db.session.scalar(select(Membership.role).where(Membership.org_id == principal.org.id,
                                                              Membership.user_id == principal.user_id))
     if membership.user_id != principal.user_id and acting != "owner" and membership.role == "owner":
@@ -91,7 +94,7 @@ def remove_member(principal: Principal, user_id: str) -> None:
         if not leaving and not principal.can("owner"):
             raise ValidationFailed({"user_id": "only an owner can remove an owner"}, status=403, code="forbidden")
         _lock_owners(principal, membership)
-        if _owners(principal.org.id) == 1:
+        if membership.role == "owner" and _owners(principal.org.id) == 1:
             raise ValidationFailed({"user_id": "the last owner cannot leave; make someone else owner first"},
                                    status=409, code="last_owner")
     api_keys.end_keys_of(membership.user_id, "its owner left the organization" if leaving else

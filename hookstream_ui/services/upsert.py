@@ -24,11 +24,9 @@ from datetime import time as dtime
 from flask import current_app
 from psycopg import errors as pg_errors
 from sqlalchemy import bindparam, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..models import Collection, Record, RecordEvent, db, utcnow
-from ..models.base import as_utc
+from ..models.base import as_utc, upsert_insert
 from . import documents, jsonpaths, search_index
 
 _random = random.Random()
@@ -208,8 +206,10 @@ class RecordLimits:
 
     def refusal(self, json_text: str) -> str | None:
         # Characters first: a text of at most a quarter of the limit in characters is within
-        # it in bytes, whatever they are (and needs no encoding to say so).
-        if len(json_text) * 4 > self.max_bytes and len(json_text.encode()) > self.max_bytes:
+        # it in bytes, whatever they are (and needs no encoding to say so). Measured as compact
+        # JSON: a webhook body at the body limit is stored with ", " and ": " between fields.
+        if len(json_text) * 4 > self.max_bytes and \
+                len(json_text.encode()) - json_text.count(", ") - json_text.count(": ") > self.max_bytes:
             return f"larger than the record size limit ({self.max_bytes:,} bytes)"
         if documents.fields_over(json_text, self.max_fields):
             return f"more than {self.max_fields:,} fields"
@@ -492,9 +492,7 @@ def _keyed(collection: Collection, items: list[Incoming], results: list | None, 
                 "received_at": as_utc(items[index].event_at) or received_at, "result": results[index][0]}
                for index, key in item_keys.items() if history and results[index] and items[index].source_event_id]
     if touched:
-        table = RecordEvent.__table__
-        insert = (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(table)
-        db.session.execute(insert.on_conflict_do_nothing(), touched)
+        db.session.execute(upsert_insert(RecordEvent.__table__).on_conflict_do_nothing(), touched)
 
 
 def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note,

@@ -137,7 +137,9 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
     for f in kept:
         if f.shown_when and clean.get(f.shown_when[0]) not in f.shown_when[1]:
             continue  # for another choice now: dropped, not sent anywhere
-        moved = [known[d].label for d in f.sent_to if d not in errors and clean.get(d) != existing.get(d)]
+        # (A destination stored before it had a default counts as that default.)
+        moved = [known[d].label for d in f.sent_to
+                 if d not in errors and clean.get(d) != existing.get(d, known[d].default)]
         if moved:
             errors[f.name] = (f"must be entered again: {', '.join(moved)} changed, and a stored secret "
                               "is only ever sent where it was given")

@@ -3,6 +3,7 @@ every call timed out, redirects followed only to hosts that pass the same check,
 credentials sent only to the origin they were given for."""
 from __future__ import annotations
 
+import time
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -16,6 +17,7 @@ MAX_REDIRECTS = 3
 # The most one answer may be: a page is held whole while its records are read, and a worker
 # is shared by every tenant's runs.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+ANSWER_SECONDS = 60  # the most one answer may take, however slowly its bytes come
 _UNREAD = (b"content-encoding", b"content-length", b"transfer-encoding")  # of the bytes as sent
 TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
 
@@ -92,11 +94,13 @@ def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.R
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
             return None
-        chunks, size = [], 0
+        chunks, size, deadline = [], 0, time.monotonic() + ANSWER_SECONDS
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > MAX_ANSWER_BYTES:
                 return None
+            if time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"the answer took more than {ANSWER_SECONDS} s")
             chunks.append(chunk)
         return httpx.Response(response.status_code, request=response.request, content=b"".join(chunks),
                               headers=[(k, v) for k, v in response.headers.raw if k.lower() not in _UNREAD])

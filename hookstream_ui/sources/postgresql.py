@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from sqlalchemy.engine import make_url
 
+from ..extensions import db
 from ..services.upsert import Incoming, json_safe, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
@@ -32,6 +33,7 @@ SOCKET_PATH = re.compile(r"[@/][^\s,='\\]{0,200}")
 # certificate and key settings point here, so none of the process's own is ever used.
 NO_FILE = "/dev/null/none"
 MAX_ADDRESSES = 4  # of a name's answers, tried in turn
+OWN_DATABASE = "Refusing to connect to hookstream's own database"
 
 
 def explain(exc: psycopg.Error, host: str, port: int) -> str:
@@ -92,7 +94,25 @@ def _own_database(address: str | None, port: int, database: str) -> bool:
 
 
 def _local(address: str | None) -> bool:
-    return address is None or ipaddress.ip_address(address.split("%")[0]).is_loopback
+    if address is None:
+        return True
+    ip = ipaddress.ip_address(address.split("%")[0])
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return ip.is_loopback or ip.is_unspecified  # 0.0.0.0 and :: reach this machine too
+
+
+SERVER_IDENTITY = "SELECT pg_postmaster_start_time()::text, current_database()"
+
+
+def _is_own(pg: psycopg.Connection) -> bool:
+    """Whether an open connection reached hookstream's own database, by what the server
+    says of itself (when it started, which database) rather than by how it was named: a
+    LAN address, another name or a proxy of this server are all caught."""
+    if db.engine.dialect.name != "postgresql":
+        return False
+    with db.engine.connect() as own:
+        mine = tuple(own.exec_driver_sql(SERVER_IDENTITY).one())
+    return tuple(pg.execute(SERVER_IDENTITY).fetchone()) == mine
 
 
 def connect(creds: dict) -> psycopg.Connection:
@@ -102,12 +122,13 @@ def connect(creds: dict) -> psycopg.Connection:
         raise SourceError(f"The host {problem}", retry=False)
     # Every connection setting is given, so that libpq takes none of its own from the
     # environment or files of the process (a password from ~/.pgpass or PGPASSWORD, a client
-    # certificate, a Kerberos ticket) to a server someone else named.
+    # certificate, a Kerberos ticket: no GSS encryption, no GSS or SSPI sign-in, no delegated
+    # credentials) to a server someone else named.
     params = dict(host=host, port=port, dbname=creds["database"], user=creds["username"],
                   password=creds.get("password") or "", sslmode=creds.get("sslmode") or "prefer",
                   connect_timeout=int(CONNECT_TIMEOUT), application_name="hookstream",
                   options="-c statement_timeout=5000", passfile=NO_FILE, sslcert=NO_FILE, sslkey=NO_FILE,
-                  gssencmode="disable")
+                  gssencmode="disable", require_auth="!gss,!sspi", gssdelegation=0)
     addresses = [None]
     if not host.startswith(("/", "@")):
         # Connect to the addresses we checked, not to a second DNS answer (host stays for
@@ -115,14 +136,23 @@ def connect(creds: dict) -> psycopg.Connection:
         addresses = resolve(host, port)[:MAX_ADDRESSES]
         params.update(host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
     if any(_own_database(address, port, str(creds["database"])) for address in addresses):
-        raise SourceError("Refusing to connect to hookstream's own database", retry=False)
+        raise SourceError(OWN_DATABASE, retry=False)
     try:
-        return psycopg.connect(**params, autocommit=True)
+        pg = psycopg.connect(**params, autocommit=True)
     except psycopg.Error as exc:
         lowered = str(exc).lower()
         # Wrong password, no such database: retrying cannot help until someone fixes it.
         final = "authentication failed" in lowered or "no password supplied" in lowered or "does not exist" in lowered
         raise SourceError(explain(exc, host, port), retry=not final) from None
+    try:
+        own = _is_own(pg)
+    except psycopg.Error as exc:
+        pg.close()
+        raise SourceError(explain(exc, host, port)) from None
+    if own:
+        pg.close()
+        raise SourceError(OWN_DATABASE, retry=False)
+    return pg
 
 
 def read_error(exc: psycopg.Error, relation: str) -> SourceError:

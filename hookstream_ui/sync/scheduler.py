@@ -14,7 +14,8 @@ import time
 from datetime import timedelta
 
 from redis.exceptions import RedisError
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import or_, select
 
 from ..extensions import db, get_redis
@@ -90,10 +91,19 @@ def requeue_lost_backfills(now=None) -> list[str]:
     pending = db.session.scalars(select(Collection.id).where(
         Collection.backfill_status == "pending",
         Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
-    lost = [c for c in pending if not Job.exists(f"{REPLAY_JOB}{c}", connection=get_redis())]
+    lost = [c for c in pending if not _waiting_or_running(f"{REPLAY_JOB}{c}")]
     for collection_id in lost:
         enqueue_replay(collection_id)
     return lost
+
+
+def _waiting_or_running(job_id: str) -> bool:
+    """A job that is queued, scheduled or running (a finished one keeps its id for a while)."""
+    try:
+        status = Job.fetch(job_id, connection=get_redis()).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
 def enqueue_due(now=None) -> list[str]:

@@ -42,6 +42,8 @@ def upgrade():
                             name=op.f('fk_record_events_collection_id_collections'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('collection_id', 'record_key', 'received_at', 'event_id', name=op.f('pk_record_events'))
     )
+    with op.batch_alter_table('record_events', schema=None) as batch_op:
+        batch_op.create_index('ix_record_events_received_at', ['received_at'], unique=False)
 
 
 def downgrade():
