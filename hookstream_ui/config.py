@@ -97,6 +97,8 @@ def load_config(instance: Path) -> dict:
         # Days a received event is kept (the event log, and what a backfill can replay);
         # unset or 0 keeps every event.
         "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
+        # werkzeug's scrypt (about 0.1 s a hash, on purpose); the test suite sets a cheap one.
+        "PASSWORD_HASH_METHOD": "scrypt",
         "SESSION_COOKIE_HTTPONLY": True,
         # A signed-in session ends this long after sign-in, on the server whatever its cookie
         # says, and its cookie with it (sooner at sign-out or a password change): decided at

@@ -74,7 +74,9 @@ def app(database_url, redis_url, tmp_root):
 
     from hookstream_ui import create_app
 
-    app = create_app({"TESTING": True})
+    # A cheap password hash: scrypt's tenth of a second per user and per sign-in was minutes
+    # of the suite. (What is hashed, checked and refused is the same.)
+    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
     app.test_client_class = ContractClient
     with app.app_context():
         upgrade()  # the schema comes only from migrations

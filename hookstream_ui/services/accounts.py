@@ -102,8 +102,14 @@ def sign_up(email: str, password: str) -> User:
 SIGN_IN_FAILURES = 10
 SIGN_IN_IP_FAILURES = 50
 SIGN_IN_WINDOW = 15 * 60
-# Checked against when the email has no account, so that both answers take as long.
-_NOBODY = generate_password_hash(secrets.token_urlsafe(16))
+def _nobody() -> str:
+    """A hash to check when the email has no account, so that both answers take as long
+    (made once per app, with the method the accounts' own hashes use)."""
+    found = current_app.extensions.get("hookstream_nobody")
+    if found is None:
+        found = current_app.extensions["hookstream_nobody"] = generate_password_hash(
+            secrets.token_urlsafe(16), method=current_app.config["PASSWORD_HASH_METHOD"])
+    return found
 
 
 def _throttle_keys(email: str, ip: str | None) -> list[tuple[str, int]]:
@@ -152,7 +158,7 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
                                status=429, code="too_many_attempts")
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
-        check_password_hash(_NOBODY, password or "")
+        check_password_hash(_nobody(), password or "")
     if user is None or not user.check_password(password or ""):
         _count_failure(keys)
         raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
