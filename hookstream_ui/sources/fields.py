@@ -12,11 +12,11 @@ FIELD_TYPES = ("string", "number", "password", "boolean", "select", "text", "url
 # What every page and response shows instead of a stored secret (seed 004's mask).
 MASK = "***********"
 TRUE_WORDS = {"true", "on", "1", "yes"}
+FALSE_WORDS = {"false", "off", "0", "no", ""}
 # RFC 9110's token: what a header name may hold (a space, colon or line break would break or
 # split the request).
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
 NOT_A_HEADER_NAME = "must be a header name: letters, digits and - _ . ! # $ % & ' * + ^ ` | ~"
-FALSE_WORDS = {"false", "off", "0", "no", ""}
 
 
 @dataclass(frozen=True)
