@@ -58,7 +58,10 @@ def authenticate_api_request() -> Principal:
 
 def require_role(principal: Principal, role: str) -> None:
     if not principal.can(role):
-        abort(403, description=f"This needs the {role} role or higher; you are {principal.role}")
+        who = "this API key is read only" if principal.api_key is not None and principal.role == "viewer" \
+            else f"this API key has the {principal.role} role" if principal.api_key is not None \
+            else f"you are {principal.role}"
+        abort(403, description=f"This needs the {role} role or higher; {who}")
 
 
 def require_session(principal: Principal, what: str) -> None:

@@ -62,7 +62,8 @@ def host_problem(host: str) -> str | None:
         return "must be one host (libpq would try each of a comma-separated list)"
     if host.startswith(("/", "@")):
         if not allow_private():
-            return "is a unix-socket path: " + PRIVATE_HINT
+            return ("is a unix-socket path, which reaches servers on this machine; those, and private, "
+                    "loopback and link-local addresses, are refused here (set ALLOW_PRIVATE_NETWORKS to allow them)")
         return None if SOCKET_PATH.fullmatch(host) else "is not a usable socket path"
     try:
         ipaddress.ip_address(host)
