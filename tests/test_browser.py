@@ -1,85 +1,14 @@
-"""Browser tests: Playwright driving Debian's /usr/bin/chromium against a live server.
-
-Skipped when chromium is absent, unless REQUIRE_BROWSER=1 (as in CI), where that fails.
-"""
+"""Browser tests: sign-up to teams, in Chromium against a live server."""
 from __future__ import annotations
 
-import os
 import re
-import threading
-from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+from tests.browser import *  # noqa: F403 (the fixtures)
+from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
+
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(autouse=True)
-def content_security_policy_holds(request):
-    """Every page of every browser test passes the Content-Security-Policy: a violation (an
-    inline style, an injected script, htmx evaluating code) appears on the console, and fails
-    the test."""
-    if "browser" not in request.fixturenames:
-        yield
-        return
-    browser = request.getfixturevalue("browser")
-    violations, new_context = [], browser.new_context
-
-    def watched(*args, **kwargs):
-        context = new_context(*args, **kwargs)
-        context.on("console", lambda message: violations.append(message.text)
-                   if "Content Security Policy" in message.text else None)
-        return context
-
-    browser.new_context = watched
-    yield
-    browser.new_context = new_context
-    assert violations == []
-
-
-@pytest.fixture
-def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
-
-
-def sign_in(page, live_server: str, email: str) -> None:
-    from tests.helpers import PASSWORD
-
-    page.goto(live_server + "/login")
-    page.fill("#f-email", email)
-    page.fill("#f-password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(live_server + "/")
-
-
-def no_horizontal_overflow(page) -> bool:
-    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
 def test_sign_up_create_list_delete_a_collection(browser, live_server):
