@@ -23,9 +23,21 @@ def _sources(principal):
     ).all()
 
 
-def _form_page(template: str, form: FormState, status: int = 200, **extra):
+def _form_page(template: str, form: FormState, status: int = 200, collection=None, **extra):
     principal = current_principal()
-    return render_template(template, form=form, sources=_sources(principal), **extra), status
+    # The preview is part of the page, so a page shown again keeps the slug it promised.
+    preview = svc.slug_preview(principal, form.values.get("name"), form.values.get("slug"),
+                               request.form.get("slug_suggested"), collection.id if collection else None)
+    return render_template(template, form=form, sources=_sources(principal), collection=collection,
+                           preview=preview, **extra), status
+
+
+def _submitted(form: FormState) -> dict:
+    """The form's values; a blank slug is the one the preview showed (slug_suggested)."""
+    values = dict(form.values)
+    if not (values.get("slug") or "").strip() and (values.get("name") or "").strip():
+        values["slug"] = svc.suggested_slug(values["name"], request.form.get("slug_suggested"))
+    return values
 
 
 @bp.get("/collections")
@@ -50,7 +62,7 @@ def collection_new():
                           FormState({"primary_key_path": "$.id", "source_id": request.args.get("source_id", "")}))
     form = FormState.from_request(*FIELDS)
     try:
-        collection = svc.create_collection(principal, dict(form.values))
+        collection = svc.create_collection(principal, _submitted(form))
     except ValidationFailed as exc:
         return _form_page("dashboard/collections/new.html", form.fail(exc), 400)
     flash(f"Collection “{collection.name}” created.", "success")
@@ -60,21 +72,8 @@ def collection_new():
 @bp.get("/collections/_slug-preview")
 def slug_preview():
     """htmx partial under the name/slug fields: what the slug will be, and whether it is free."""
-    principal = current_principal()
-    name = request.args.get("name", "").strip()
-    slug = request.args.get("slug", "").strip()
-    exclude = request.args.get("collection_id") or None
-    state = {"slug": slug, "generated": False, "error": None}
-    if slug:
-        try:
-            svc.CollectionUpdate.model_validate({"slug": slug})
-        except Exception:
-            state["error"] = "Use lowercase letters, digits and single hyphens."
-        else:
-            if svc.slug_taken(principal, slug, exclude_id=exclude):
-                state["error"] = "That slug is already taken in this project."
-    elif name:
-        state.update(slug=svc.generated_slug(name), generated=True)
+    state = svc.slug_preview(current_principal(), request.args.get("name", ""), request.args.get("slug", ""),
+                             request.args.get("slug_suggested"), request.args.get("collection_id") or None)
     return render_template("dashboard/collections/_slug_preview.html", **state)
 
 
@@ -99,7 +98,7 @@ def collection_edit(ident):
         return _form_page("dashboard/collections/edit.html", form, collection=collection)
     form = FormState.from_request(*FIELDS)
     try:
-        svc.update_collection(principal, collection, dict(form.values))
+        svc.update_collection(principal, collection, _submitted(form))
     except ValidationFailed as exc:
         db.session.rollback()
         return _form_page("dashboard/collections/edit.html", form.fail(exc), 400,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 
 from datetime import timedelta
 
@@ -34,8 +35,22 @@ def check_password_strength(password: str, field: str = "password") -> None:
         raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
 
 
+# Latin letters NFKD leaves whole (they are letters of their own, not a letter and a mark).
+_LETTERS = str.maketrans({"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ø": "o", "Ø": "o",
+                          "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ð": "d", "Ð": "d", "þ": "th", "Þ": "th",
+                          "ħ": "h", "Ħ": "h", "ı": "i", "ŋ": "ng", "Ŋ": "ng", "ĸ": "q", "ŀ": "l", "Ŀ": "l"})
+
+
+def transliterate(text: str) -> str:
+    """Latin letters as ASCII: "Ünïcode" reads "Unicode", "Straße" "Strasse". Accented
+    letters lose their marks (NFKD splits them); the few letters NFKD does not split come
+    from a table. Other scripts are left as they are (and a slug drops them)."""
+    decomposed = unicodedata.normalize("NFKD", (text or "").translate(_LETTERS))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def slugify(text: str, fallback: str = "org") -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:40].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", transliterate(text).lower()).strip("-")[:40].strip("-")
     return slug or fallback
 
 

@@ -122,9 +122,41 @@ class CollectionUpdate(_CollectionFields):
 
 
 
-def generated_slug(name: str) -> str:
-    suffix = "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(6))
+SUFFIX_RE = re.compile(r"-([a-z0-9]{6})$")
+
+
+def generated_slug(name: str, suffix: str | None = None) -> str:
+    """The name's slug and a random 6-character suffix; `suffix` keeps one already shown."""
+    suffix = suffix or "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(6))
     return f"{slugify(name, 'collection')[:57].strip('-')}-{suffix}"
+
+
+def suggested_slug(name: str, shown: str | None) -> str:
+    """The slug a form without one is saved with: the one its preview showed (`shown`), for
+    the name as submitted. The suffix stays the one shown, so the preview does not change
+    with every key typed, and what it promised is what is created."""
+    found = SUFFIX_RE.search(shown or "")
+    return generated_slug(name, found.group(1) if found else None)
+
+
+def slug_preview(principal: Principal, name: str, slug: str, shown: str | None = None,
+                 exclude_id: str | None = None) -> dict:
+    """What the slug will be, and whether it can be: the same rules create and update apply."""
+    name, slug = (name or "").strip(), (slug or "").strip()
+    if slug:
+        try:
+            CollectionUpdate.model_validate({"slug": slug})
+        except ValueError:
+            return {"slug": slug, "generated": False, "error": "Use lowercase letters, digits and single hyphens."}
+        if slug_taken(principal, slug, exclude_id=exclude_id):
+            return {"slug": slug, "generated": False, "error": "That slug is already taken in this project."}
+        return {"slug": slug, "generated": False, "error": None}
+    if not name:
+        return {"slug": "", "generated": False, "error": None}
+    generated = suggested_slug(name, shown)
+    while slug_taken(principal, generated, exclude_id=exclude_id):  # a suffix another collection drew
+        generated = generated_slug(name)
+    return {"slug": generated, "generated": True, "error": None}
 
 
 def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
