@@ -78,3 +78,86 @@ def test_org_and_project_slugs_transliterate_too(signed_in):
     assert r.status_code in (200, 302)
     db.session.refresh(org)
     assert "evenements" in {e.slug for e in org.environments}
+
+
+# 2. The primary key path against a real sample
+
+def _key_preview(client, **query) -> str:
+    r = client.get("/collections/_key-preview", query_string=query)
+    assert r.status_code == 200
+    return r.get_data(as_text=True)
+
+
+def _webhook_with_event(client, org, body: dict) -> str:
+    from tests.helpers import auth, make_key
+
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "webhook", "name": "Shop hook", "credentials": {"verification_type": "none"},
+        "config": {}}).json["sourceConnection"]["id"]
+    assert client.post(f"/v1/ingest/{sid}", json=body).status_code < 300
+    return sid
+
+
+def test_key_path_shows_the_key_it_extracts_from_the_latest_event(signed_in):
+    client, _, org = signed_in
+    sid = _webhook_with_event(client, org, {"type": "order.paid", "data": {"object": {"id": "ord_42"}}})
+    body = _key_preview(client, primary_key_path="data.object.id", source_id=sid)
+    assert 'data-key-state="ok"' in body and "<code data-key>ord_42</code>" in body
+    assert "latest event Shop hook received" in body
+
+
+def test_key_path_matching_nothing_warns_and_shows_paths_that_would(signed_in):
+    client, _, org = signed_in
+    sid = _webhook_with_event(client, org, {"type": "order.paid", "data": {"object": {"id": "ord_42"}}})
+    body = _key_preview(client, primary_key_path="$.id", source_id=sid)
+    assert 'data-key-state="no-match"' in body and "$.id matches nothing" in body
+    assert "<code>$.data.object.id</code>" in body and "<code>$.type</code>" in body
+    # An object is no key either, by the rule writes use.
+    assert 'data-key-state="no-match"' in _key_preview(client, primary_key_path="$.data", source_id=sid)
+
+
+def test_key_path_is_checked_against_the_collections_newest_record_on_edit(signed_in):
+    client, token, org = signed_in
+    sid = _webhook_with_event(client, org, {"id": "first"})
+    client.post("/collections/new", data=form(token, name="Orders", slug="orders", source_id=sid))
+    collection = db.session.scalar(select(Collection))
+    client.post(f"/v1/ingest/{sid}", json={"id": "cus_7", "email": "a@example.com"})
+    body = _key_preview(client, primary_key_path="$.email", collection_id=collection.id, source_id=sid)
+    assert "newest record of this collection" in body and "<code data-key>a@example.com</code>" in body
+    edit = client.get("/collections/orders/edit").get_data(as_text=True)
+    assert 'id="key-preview"' in edit and "/collections/_key-preview" in edit
+
+
+def test_key_path_is_checked_against_a_pull_sources_first_row(signed_in):
+    import io
+
+    from tests.helpers import auth, make_key
+
+    client, _, org = signed_in
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "file", "name": "People file", "credentials": {}, "config": {"format": "auto"}}
+    ).json["sourceConnection"]["id"]
+    r = client.post(f"/api/v1/source-connections/{sid}/files", headers=auth(key),
+                    data={"file": (io.BytesIO(b"person_id,name\np-1,Ada\np-2,Bo\n"), "people.csv")},
+                    content_type="multipart/form-data")
+    assert r.status_code < 300, r.json
+    assert "<code data-key>p-1</code>" in _key_preview(client, primary_key_path="person_id", source_id=sid,
+                                                       stream="uploads")
+    assert "matches nothing" in _key_preview(client, primary_key_path="$.id", source_id=sid, stream="uploads")
+
+
+def test_key_path_without_a_sample_says_so_and_bad_paths_are_named(signed_in):
+    client, _, org = signed_in
+    assert "Nothing to check the path against yet" in _key_preview(client, primary_key_path="$.id")
+    body = _key_preview(client, primary_key_path="$.[[")
+    assert "Primary key path is not a valid JSONPath" in body
+
+
+def test_key_preview_stays_in_its_project(signed_in):
+    client, _, org = signed_in
+    other = make_user("other@example.com")
+    other_source = make_source(production(org_of(other)), name="Theirs")
+    body = _key_preview(client, primary_key_path="$.id", source_id=other_source.id)
+    assert "Theirs" not in body and "Nothing to check" in body

@@ -77,6 +77,19 @@ def slug_preview():
     return render_template("dashboard/collections/_slug_preview.html", **state)
 
 
+@bp.get("/collections/_key-preview")
+def key_preview():
+    """htmx partial under the primary key path: the key it extracts from a real sample. A pull
+    source's sample is read with its stored credentials: members only, as a test is."""
+    principal = current_principal()
+    require_role(principal, "member")
+    args = request.args
+    collection = svc.get_collection_or_404(principal, args["collection_id"]) if args.get("collection_id") else None
+    state = svc.key_preview(principal, args.get("primary_key_path", ""), collection=collection,
+                            source_id=args.get("source_id") or None, stream=args.get("stream") or None)
+    return render_template("dashboard/collections/_key_preview.html", **state)
+
+
 @bp.get("/collections/<ident>")
 def collection_detail(ident):
     from ..services.runs import active_run

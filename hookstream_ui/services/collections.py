@@ -286,3 +286,97 @@ def get_collection_or_404(principal: Principal, ident: str) -> Collection:
 def delete_collection(principal: Principal, collection: Collection) -> None:
     db.session.delete(collection)
     db.session.commit()
+
+
+def _newest_event_document(source: SourceConnection):
+    """The newest stored event of `source` whose body is a JSON object, and the event."""
+    from ..models import Event
+    from . import documents
+
+    events = db.session.scalars(
+        select(Event).where(Event.source_id == source.id, Event.org_id == source.org_id,
+                            Event.env_id == source.env_id, Event.body_encoding == "utf-8")
+        .order_by(Event.received_at.desc(), Event.id.desc()).limit(20))
+    for event in events:
+        try:
+            document = documents.loads(event.body or "")
+        except ValueError:
+            continue
+        if isinstance(document, dict):
+            return document, event
+    return None, None
+
+
+def _sample(principal: Principal, collection: Collection | None, source_id: str | None, stream: str | None):
+    """A real document the paths will be applied to, and where it came from: the collection's
+    newest record, else the chosen source's newest event, else the first row a read gives."""
+    from ..models import Record
+    from ..sources import SourceError
+    from . import sources as source_svc
+
+    if collection is not None and collection.record_count:
+        record = db.session.scalar(select(Record).where(Record.collection_id == collection.id)
+                                   .order_by(Record.updated_at.desc(), Record.id.desc()).limit(1))
+        if record is not None:
+            return record.data, f"the newest record of this collection (key {record.record_key})", None
+    if not source_id:
+        return None, None, None
+    source = db.session.scalar(select(SourceConnection).where(
+        SourceConnection.id == source_id, SourceConnection.org_id == principal.org.id,
+        SourceConnection.env_id == principal.env.id))
+    if source is None:
+        return None, None, None
+    kind = source_svc.type_of(source)
+    if not kind.pull:
+        document, event = _newest_event_document(source)
+        return document, (f"the latest event {source.name} received ({event.id})" if event else None), None
+    try:
+        document = kind.sample(source_svc.connection_for(source), stream or None)
+    except SourceError as exc:
+        return None, None, source_svc.said(kind, source_svc.credentials_of(source), str(exc))
+    where = f"the first row of {stream}" if stream else f"the first record {source.name} gives"
+    return document, where if document is not None else None, None
+
+
+def _scalar_paths(document: dict, limit: int = 12) -> list[str]:
+    """Paths in `document` that hold a value a key can be made of, shallow ones first."""
+    found, level = [], [("$", document)]
+    while level and len(found) < limit:
+        deeper = []
+        for path, value in level:
+            for key, child in value.items():
+                if not SEGMENT_RE.match(str(key)):
+                    continue
+                if isinstance(child, dict):
+                    deeper.append((f"{path}.{key}", child))
+                elif child is not None and not isinstance(child, list):
+                    found.append(f"{path}.{key}")
+        level = deeper
+    return found[:limit]
+
+
+SEGMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def key_preview(principal: Principal, path: str, *, collection: Collection | None = None,
+                source_id: str | None = None, stream: str | None = None) -> dict:
+    """The primary key path applied to a real sample, by the rule writes use: the key it
+    gives, or a warning that it gives none (with the sample's paths that would)."""
+    from .upsert import key_at
+
+    state = {"path": None, "key": None, "sample_from": None, "error": None, "warning": None, "paths": [],
+             "unavailable": None}
+    try:
+        state["path"] = jsonpaths.normalise(path) if (path or "").strip() else None
+    except ValueError as exc:
+        state["error"] = f"Primary key path {exc}"
+        return state
+    document, where, problem = _sample(principal, collection, source_id, stream)
+    state["sample_from"], state["unavailable"] = where, problem
+    if document is None or state["path"] is None:
+        return state
+    state["key"] = key_at(state["path"], document)
+    if state["key"] is None:
+        state["warning"] = f"{state['path']} matches nothing usable as a key in {where}."
+        state["paths"] = _scalar_paths(document)
+    return state

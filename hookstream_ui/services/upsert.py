@@ -121,6 +121,11 @@ def _key_text(value) -> str | None:
     return text if text and len(text) <= 500 else None
 
 
+def key_at(path: str, document) -> str | None:
+    """The record key `path` gives in `document`, by the rule every write uses; None if none."""
+    return _key_text(jsonpaths.getter(path)(document)) if isinstance(document, dict) else None
+
+
 def storable(value):
     """`value` (JSON) with U+0000 and lone surrogates in its text replaced by U+FFFD.
     PostgreSQL stores neither in text or JSONB, and a lone surrogate cannot even be sent to

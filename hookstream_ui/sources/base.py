@@ -95,6 +95,24 @@ class SourceType(ABC):
         """[{name, label}] a collection can pick as its `stream`."""
         return []
 
+    def sample(self, conn: Connection, stream: str | None) -> dict | None:
+        """One record as a full read gives it (the first), for checking a collection's paths
+        against before it is saved; None when the source has none to give. A pull type's
+        `read` answers it, so no type needs its own."""
+        if not self.pull:
+            return None
+        batches = self.read(conn, stream, None, {}, True,
+                            ReadContext(batch_size=1, batch_bytes=1024 * 1024, file_id=conn.latest_file_id))
+        try:
+            for batch, _ in zip(batches, range(3)):  # a few pages: the first can be empty
+                for item in batch.items:
+                    if item.refused is None:
+                        document = item.document()
+                        return document if isinstance(document, dict) else None
+        finally:
+            batches.close()
+        return None
+
     def state_expired(self, state: dict | None) -> bool:
         """True when an incremental read from `state` would miss changes the source no
         longer keeps: the run then reads everything instead."""
