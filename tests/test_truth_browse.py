@@ -161,3 +161,132 @@ def test_key_preview_stays_in_its_project(signed_in):
     other_source = make_source(production(org_of(other)), name="Theirs")
     body = _key_preview(client, primary_key_path="$.id", source_id=other_source.id)
     assert "Theirs" not in body and "Nothing to check" in body
+
+
+# 3. The records browser
+
+def _hook_with_records(client, org, n: int, **extra) -> str:
+    from tests.helpers import auth, make_key
+
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"},
+        "config": {}}).json["sourceConnection"]["id"]
+    client.post("/v1/collections", headers=auth(key), json={"name": "Orders", "slug": "orders", "source_id": sid,
+                                                            "primary_key_path": "$.id", "event_type_field": "$.type"})
+    for i in range(n):
+        client.post(f"/v1/ingest/{sid}", json={"id": f"o{i:03d}", "type": "order.paid" if i % 3 else "order.new",
+                                               "customer": {"email": f"c{i}@example.com", "tier": i % 2},
+                                               "total": -i, **extra})
+    return sid
+
+
+def _keys(body: str) -> list[str]:
+    return re.findall(r'<tr data-key="([^"]+)"', body)
+
+
+def _hx(client, url, trigger=None):
+    headers = {"HX-Request": "true", **({"HX-Trigger": trigger} if trigger else {})}
+    return client.get(url, headers=headers)
+
+
+def test_records_pages_go_back_as_well_as_on(signed_in):
+    client, _, org = signed_in
+    _hook_with_records(client, org, 60)
+    first = _hx(client, "/collections/orders/_records").get_data(as_text=True)
+    assert "Previous page" not in first and len(_keys(first)) == 25
+    seen = [_keys(first)]
+    body = first
+    for _ in range(2):  # to the third page
+        url = re.search(r'data-page="next" hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
+        body = _hx(client, url).get_data(as_text=True)
+        seen.append(_keys(body))
+    assert "page 3" in body and len(seen[2]) == 10 and "Next page" not in body
+    assert len({k for page in seen for k in page}) == 60
+    for expected in (seen[1], seen[0]):  # and back, page by page
+        url = re.search(r'data-page="previous" hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
+        body = _hx(client, url).get_data(as_text=True)
+        assert _keys(body) == expected
+    assert "Previous page" not in body
+
+
+def test_records_say_how_many_match_and_whether_exactly(signed_in, monkeypatch):
+    from hookstream_ui.services import records as record_svc
+
+    client, _, org = signed_in
+    _hook_with_records(client, org, 30)
+    body = _hx(client, "/collections/orders/_records").get_data(as_text=True)
+    assert re.search(r'id="records-count" data-exact="true">30 records', body)
+    body = _hx(client, "/collections/orders/_records?event_type=order.new").get_data(as_text=True)
+    assert "10 matches (exact count)" in body
+    body = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=1").get_data(as_text=True)
+    assert "15 matches (exact count)" in body
+    monkeypatch.setattr(record_svc, "COUNT_CAP", 12)
+    body = _hx(client, "/collections/orders/_records?q=example").get_data(as_text=True)
+    assert 'data-exact="false"' in body and "More than 12 match" in body
+
+
+def test_records_state_is_in_the_url_and_a_reload_shows_it(signed_in):
+    client, _, org = signed_in
+    _hook_with_records(client, org, 30)
+    r = _hx(client, "/collections/orders/_records?q=&event_type=order.new&filter_path=&filter_value=&cols=customer.email")
+    pushed = r.headers["HX-Push-Url"]
+    assert pushed.startswith("/collections/orders?") and "event_type=order.new" in pushed
+    assert "cols=customer.email" in pushed and "q=" not in pushed
+    # A poll or the first load changes nothing in the address bar.
+    assert "HX-Push-Url" not in _hx(client, "/collections/orders/_records", trigger="records").headers
+    page = client.get(pushed).get_data(as_text=True)
+    assert 'name="event_type" value="order.new"' in page
+    assert re.search(r'<input type="checkbox" name="cols" value="customer.email" checked>', page)
+    assert "/collections/orders/_records?event_type=order.new&amp;cols=customer.email" in page
+
+
+def test_records_show_the_columns_a_user_picks(signed_in):
+    client, _, org = signed_in
+    _hook_with_records(client, org, 3)
+    page = client.get("/collections/orders").get_data(as_text=True)
+    offered = set(re.findall(r'name="cols" value="([^"]+)"', page))
+    assert {"customer.email", "customer.tier", "total", "type"} <= offered
+    body = _hx(client, "/collections/orders/_records?cols=customer.email&cols=total").get_data(as_text=True)
+    heads = re.findall(r'<th class="mono">([^<]+)</th>', body)
+    assert heads == ["customer.email", "total"]
+    assert "c2@example.com" in body and ">-2<" in body
+    # Paths that are not plain dot paths are not columns.
+    body = _hx(client, "/collections/orders/_records?cols=$..x&cols=total").get_data(as_text=True)
+    assert re.findall(r'<th class="mono">([^<]+)</th>', body) == ["total"]
+
+
+def test_events_state_is_in_the_url_and_pages_go_both_ways(signed_in):
+    client, _, org = signed_in
+    sid = _hook_with_records(client, org, 65)
+    r = _hx(client, f"/events/_list?source_id={sid}&status=applied")
+    assert r.headers["HX-Push-Url"] == f"/events?source_id={sid}&status=applied"
+    page = client.get(r.headers["HX-Push-Url"]).get_data(as_text=True)
+    assert '<option value="applied" selected>' in page and f'<option value="{sid}" selected>' in page
+    body = r.get_data(as_text=True)
+    older = re.search(r'data-page="next" hx-get="([^"]+)"', body).group(1).replace("&amp;", "&")
+    second = _hx(client, older)
+    assert "cursor=" in second.headers["HX-Push-Url"]
+    newer = re.search(r'data-page="previous" hx-get="([^"]+)"', second.get_data(as_text=True)).group(1)
+    back = _hx(client, newer.replace("&amp;", "&")).get_data(as_text=True)
+    assert re.findall(r'/events/(evt_[^"]+)"', back) == re.findall(r'/events/(evt_[^"]+)"', body)
+    # The few on a source's page are not the events page's state.
+    assert "HX-Push-Url" not in _hx(client, f"/events/_list?source_id={sid}&recent=1").headers
+
+
+def test_csv_export_flattens_nested_objects_into_dotted_columns(signed_in):
+    import csv
+    import io
+
+    client, _, org = signed_in
+    _hook_with_records(client, org, 3, tags=["a", "b"], note="=cmd()", empty={})
+    text = client.get("/v1/collections/orders/export?format=csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    header = next(csv.reader(io.StringIO(text)))
+    assert header[:6] == ["record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at"]
+    assert {"data.id", "data.customer.email", "data.customer.tier", "data.total", "data.tags", "data.note"} <= set(header)
+    assert "data" not in header and "data.customer" not in header
+    row = {r["record_key"]: r for r in rows}["o002"]
+    assert row["data.customer.email"] == "c2@example.com" and row["data.customer.tier"] == "0"
+    assert row["data.total"] == "-2"  # a number, not a formula
+    assert row["data.tags"] == '["a","b"]' and row["data.note"] == "'=cmd()" and row["data.empty"] == "{}"

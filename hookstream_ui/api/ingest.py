@@ -134,7 +134,11 @@ def collection_stats(principal, ident):
 
 
 @endpoint(v1, "/collections/<ident>/export", "GET", summary="All records as NDJSON or CSV (streamed)",
-          tag="records", query={"format": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"}},
+          tag="records", query={"format": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson",
+                                            "description": "ndjson: one record a line, whole. csv: record_key, "
+                                            "event_type, source_event_id, source_event_at, created_at, updated_at, "
+                                            "then a column per field of data, nested objects as dotted names "
+                                            "(data.customer.email), arrays as JSON text"}},
           responses={200: None, 404: schemas.Error})
 def export_collection(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)

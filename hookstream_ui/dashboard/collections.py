@@ -94,9 +94,16 @@ def key_preview():
 def collection_detail(ident):
     from ..services.runs import active_run
 
+    from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns
+
     collection = svc.get_collection_or_404(current_principal(), ident)
     running = active_run(collection.source) if collection.source else None
-    return render_template("dashboard/collections/detail.html", collection=collection, active_run=running)
+    # The records browser's state comes from the URL: a reload or a shared link shows it again.
+    shown = chosen_columns(request.args) or _columns(collection)
+    choices = [f["path"] for f in _column_fields(collection)[:COLUMN_CHOICES]]
+    return render_template("dashboard/collections/detail.html", collection=collection, active_run=running,
+                           args=request.args, shown_columns=shown,
+                           column_choices=choices + [c for c in shown if c not in choices])
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import secrets as pysecrets
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
@@ -17,15 +17,61 @@ from ..services.signatures import sign
 from . import bp
 
 PREVIEW_COLUMNS = 4
+MAX_COLUMNS = 12  # columns a user can pick at once
+COLUMN_CHOICES = 40  # schema fields offered as columns
 SCHEMA_ROWS = 100  # a page of fields; the API gives every one
+TRAIL_MAX = 50  # pages "previous" can walk back; further back is the first page
+RECORD_FILTERS = ("q", "event_type", "filter_path", "filter_value")
+
+
+def _column_fields(collection, sample: int = 50) -> list[dict]:
+    """Scalar fields at plain dot paths, most present first: what a column can show."""
+    fields = [f for f in record_svc.infer_schema(collection, sample)["fields"] if record_svc.filterable(f)]
+    fields.sort(key=lambda f: (-f["presence"], f["path"].count("."), f["path"]))
+    return fields
 
 
 def _columns(collection) -> list[str]:
     """A few scalar top-level-ish paths from the schema, most present first."""
-    fields = record_svc.infer_schema(collection, 50)["fields"]
-    scalar = [f for f in fields if not set(f["types"]) & {"object", "array"} and "[*]" not in f["path"]]
-    scalar.sort(key=lambda f: (-f["presence"], f["path"].count("."), f["path"]))
-    return [f["path"] for f in scalar[:PREVIEW_COLUMNS]]
+    return [f["path"] for f in _column_fields(collection)[:PREVIEW_COLUMNS]]
+
+
+def chosen_columns(args) -> list[str]:
+    """The columns picked in the browser (`cols`, repeated), as $-paths; bad ones are dropped."""
+    chosen = []
+    for raw in args.getlist("cols"):
+        path = "$." + raw.strip().removeprefix("$.")
+        if record_svc.filterable({"path": path, "types": []}) and path not in chosen:
+            chosen.append(path)
+    return chosen[:MAX_COLUMNS]
+
+
+def trail_of(args) -> list[str]:
+    """The cursors of the pages before this one (the first page's is none), oldest first."""
+    return [c for c in (args.get("trail") or "").split(",") if c][-TRAIL_MAX:]
+
+
+def pages(args, next_cursor: str | None, state: dict) -> dict:
+    """Query arguments (with the filters in `state`) for the previous and next page, and this
+    page's number: keyset cursors go one way, so the way back is carried along (`trail`)."""
+    cursor, trail = args.get("cursor") or None, trail_of(args)
+    previous = None
+    if cursor:
+        previous = {**state, "cursor": trail[-1] if trail else None, "trail": ",".join(trail[:-1]) or None}
+    following = None
+    if next_cursor:
+        following = {**state, "cursor": next_cursor, "trail": ",".join([*trail, cursor] if cursor else trail) or None}
+    return {"previous": previous, "next": following, "number": len(trail) + (2 if cursor else 1)}
+
+
+def push_url(response, endpoint: str, args, **values):
+    """Keep what the browser shows in the address bar, so that a reload or a shared link
+    shows it again. Polls and the first load change nothing, so they push nothing."""
+    if request.headers.get("HX-Request") and request.headers.get("HX-Trigger") not in ("records", "events"):
+        state = {k: v for k, v in args.items(multi=True) if v and k not in ("recent",)}
+        query = {k: args.getlist(k) if k == "cols" else args.get(k) for k in state}
+        response.headers["HX-Push-Url"] = url_for(endpoint, **values, **query)
+    return response
 
 
 @bp.get("/collections/<ident>/_schema")
@@ -44,17 +90,23 @@ def records_partial(ident):
     filters = {}
     if args.get("filter_path") and args.get("filter_value") is not None:
         filters[args["filter_path"]] = args["filter_value"]
-    error = None
+    query = {"search": args.get("q") or None, "event_type": args.get("event_type") or None, "filters": filters}
+    error, count = None, None
     try:
-        page = record_svc.list_records(collection, search=args.get("q") or None,
-                                       event_type=args.get("event_type") or None, filters=filters,
-                                       cursor=args.get("cursor") or None, limit=25)
+        page = record_svc.list_records(collection, **query, cursor=args.get("cursor") or None, limit=25)
+        count = record_svc.count_records(collection, **query)
     except ValidationFailed as exc:
         page, error = record_svc.Page([], None, False), exc.message
     # Only the unfiltered first page tails new records; a page you are reading stays still.
     live = not any(args.get(k) for k in ("q", "event_type", "filter_path", "cursor"))
-    return render_template("dashboard/records/_table.html", collection=collection, page=page, live=live,
-                           columns=_columns(collection), error=error, args=args)
+    chosen = chosen_columns(args)
+    state = {k: v for k, v in {**{k: args.get(k) for k in RECORD_FILTERS}, "cols": [c[2:] for c in chosen]}.items() if v}
+    response = make_response(render_template(
+        "dashboard/records/_table.html", collection=collection, page=page, live=live, args=args,
+        columns=chosen or _columns(collection), chosen=bool(chosen), error=error, count=count,
+        filtered=bool(query["search"] or query["event_type"] or filters), state=state,
+        pages=pages(args, page.cursor if page.has_more else None, state)))
+    return push_url(response, "dashboard.collection_detail", args, ident=collection.slug)
 
 
 @bp.get("/collections/<ident>/records/<record_key:key>")
@@ -83,8 +135,12 @@ def events_partial():
                                   status=args.get("status") or None, cursor=args.get("cursor") or None,
                                   limit=10 if args.get("recent") else 30)
     live = not args.get("cursor")
-    return render_template("dashboard/events/_table.html", page=page, live=live, args=args,
-                           names={s.id: s.name for s in source_svc.list_sources(principal)})
+    response = make_response(render_template(
+        "dashboard/events/_table.html", page=page, live=live, args=args,
+        state=(state := {k: args.get(k) for k in ("source_id", "status") if args.get(k)}),
+        pages=pages(args, page.cursor if page.has_more else None, state),
+        names={s.id: s.name for s in source_svc.list_sources(principal)}))
+    return response if args.get("recent") else push_url(response, "dashboard.events_page", args)
 
 
 @bp.get("/events/<event_id>")

@@ -90,43 +90,67 @@ def _filter_spellings(value: str) -> list[str]:
     return [value, json.dumps(value)[1:-1], *(json.dumps(typed) for typed in _filter_values(value)[1:])]
 
 
-def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
-                 cursor=None, limit=None) -> Page:
-    search = (search or "").strip()
-    segments = {path: _segments(path, f"filter[{path}]") for path in filters or {}}
+def _conditions(entity, search: str, event_type, filters: dict, segments: dict) -> list:
+    found = []
+    if search:
+        found.append(search_index.contains_words(entity, search))
+    if event_type:
+        found.append(entity.event_type == event_type)
+    for path, value in filters.items():
+        found.append(field_equals(segments[path], value, entity))
+    return found
 
-    def conditions(entity):
-        found = []
-        if search:
-            found.append(search_index.contains_words(entity, search))
-        if event_type:
-            found.append(entity.event_type == event_type)
-        for path, value in (filters or {}).items():
-            found.append(field_equals(segments[path], value, entity))
-        return found
 
-    if not conditions(Record):
-        return paginate(select(Record).where(Record.collection_id == collection.id), Record, cursor, limit,
-                        by="updated_at", weigh=_weight, budget=PAGE_BYTES)
-    if (collection.record_count or 0) > WINDOW:
-        newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
-                                              cursor, by="updated_at")
-                         .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
-        page = paginate(select(newest).where(*conditions(newest)), newest, cursor, limit, by="updated_at",
-                        weigh=_weight, budget=PAGE_BYTES)
-        if page.has_more:
-            return page
+def _matching(collection: Collection, search: str, event_type, filters: dict, segments: dict):
+    """Every record of the collection that matches, narrowed first through the word index."""
     words = [search_index.search_words(search)] if search else []
     if db.engine.dialect.name == "sqlite":  # PostgreSQL's GIN index on data already answers filters
-        words += [search_index.value_words(_filter_spellings(v)) for v in (filters or {}).values()]
+        words += [search_index.value_words(_filter_spellings(v)) for v in filters.values()]
     narrowed = search_index.candidates(words) if collection.search_index == "on" else None
     in_collection = Record.collection_id == collection.id
     if narrowed is not None and db.engine.dialect.name == "sqlite":
         # Left to itself SQLite walks the collection's newest-first index and tests every row
         # against the index's answer; hiding the column from it makes it start from that answer.
         in_collection = Record.collection_id.op("||")("") == collection.id
-    query = select(Record).where(in_collection, *conditions(Record), *([narrowed] if narrowed is not None else []))
-    return paginate(query, Record, cursor, limit, by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+    return select(Record).where(in_collection, *_conditions(Record, search, event_type, filters, segments),
+                                *([narrowed] if narrowed is not None else []))
+
+
+def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
+                 cursor=None, limit=None) -> Page:
+    search, filters = (search or "").strip(), filters or {}
+    segments = {path: _segments(path, f"filter[{path}]") for path in filters}
+
+    if not _conditions(Record, search, event_type, filters, segments):
+        return paginate(select(Record).where(Record.collection_id == collection.id), Record, cursor, limit,
+                        by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+    if (collection.record_count or 0) > WINDOW:
+        newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
+                                              cursor, by="updated_at")
+                         .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
+        page = paginate(select(newest).where(*_conditions(newest, search, event_type, filters, segments)),
+                        newest, cursor, limit, by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+        if page.has_more:
+            return page
+    return paginate(_matching(collection, search, event_type, filters, segments), Record, cursor, limit,
+                    by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+
+
+COUNT_CAP = 10_000  # a filtered count stops here: "more than 10,000" costs what a page of them does
+
+
+def count_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
+                  cap: int | None = None) -> tuple[int, bool]:
+    """How many records match, and whether that is exact. Unfiltered, the collection's own
+    count; filtered, counted up to `cap` (past it: `cap`, and not exact)."""
+    search, filters = (search or "").strip(), filters or {}
+    segments = {path: _segments(path, f"filter[{path}]") for path in filters}
+    if not _conditions(Record, search, event_type, filters, segments):
+        return collection.record_count or 0, True  # kept in the transaction of every write
+    cap = cap or COUNT_CAP
+    found = _matching(collection, search, event_type, filters, segments).with_only_columns(Record.id).limit(cap + 1)
+    n = db.session.scalar(select(func.count()).select_from(found.subquery()))
+    return (cap, False) if n > cap else (n, True)
 
 
 def _weight(record) -> int:
@@ -272,7 +296,8 @@ def collection_stats(collection: Collection) -> dict:
 
 
 EXPORT_CHUNK = 200  # records in memory at once: at the record size limit, a fifth of a gigabyte
-CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at", "data")
+CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at")
+CSV_DATA_COLUMNS = 2000  # flattened data columns at most; fields past them go into `data.other`
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -285,15 +310,36 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def iter_export(collection_id: str, fmt: str):
-    """The whole collection, in key order, a chunk at a time: memory stays flat at any size."""
-    import csv
-    import io
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
-        yield buffer.getvalue()
+def flatten(data, prefix: str = "data") -> dict:
+    """A record as one level: nested objects become dotted names (data.customer.email);
+    arrays stay one cell, as JSON text."""
+    flat = {}
+
+    def walk(value, path):
+        if isinstance(value, dict) and value:
+            for key, child in value.items():
+                walk(child, f"{path}.{key}")
+        else:
+            flat[path] = value
+
+    walk(data if isinstance(data, dict) else {"value": data}, prefix)
+    return flat
+
+
+def _flat_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return documents.dumps(value)  # a number is no formula, -5 included
+    if isinstance(value, str):
+        return _cell(value)
+    return _cell(documents.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def _chunks(collection_id: str):
+    """The collection's records in key order, a chunk at a time."""
     after = None
     while True:
         query = select(Record).where(Record.collection_id == collection_id).order_by(Record.record_key)
@@ -302,22 +348,57 @@ def iter_export(collection_id: str, fmt: str):
         rows = db.session.scalars(query.limit(EXPORT_CHUNK)).all()
         if not rows:
             return
+        yield rows
+        after = rows[-1].record_key
+        db.session.expunge_all()  # keep the identity map from growing with the export
+
+
+def _data_columns(collection_id: str) -> list[str]:
+    """Every flattened data column the records have, in the order they first appear. A
+    CSV's header comes before its rows, so this is a pass of its own, a chunk at a time."""
+    seen: dict[str, None] = {}
+    for rows in _chunks(collection_id):
+        for r in rows:
+            for name in flatten(r.data):
+                if len(seen) < CSV_DATA_COLUMNS:
+                    seen.setdefault(name, None)
+    return list(seen)
+
+
+def iter_export(collection_id: str, fmt: str):
+    """The whole collection, in key order, a chunk at a time: memory stays flat at any size.
+    CSV has a column per flattened data field (`data.customer.email`), after the record's
+    own columns; NDJSON has each record whole."""
+    import csv
+    import io
+    columns: list[str] = []
+    if fmt == "csv":
+        columns = _data_columns(collection_id)
+        known = set(columns)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([*CSV_COLUMNS, *columns, *(["data.other"] if len(columns) >= CSV_DATA_COLUMNS else [])])
+        yield buffer.getvalue()
+    for rows in _chunks(collection_id):
         if fmt == "ndjson":
             yield "".join(documents.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
                                       "source_event_id": r.source_event_id,
                                       "source_event_at": isoformat(r.source_event_at),
                                       "created_at": isoformat(r.created_at), "updated_at": isoformat(r.updated_at)},
                                      separators=(",", ":")) + "\n" for r in rows)
-        else:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            for r in rows:
-                writer.writerow([_cell(r.record_key), _cell(r.event_type or ""), _cell(r.source_event_id or ""),
-                                 isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
-                                 documents.dumps(r.data, separators=(",", ":"))])
-            yield buffer.getvalue()
-        after = rows[-1].record_key
-        db.session.expunge_all()  # keep the identity map from growing with the export
+            continue
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        for r in rows:
+            flat = flatten(r.data)
+            cells = [_flat_cell(flat.get(name)) for name in columns]
+            if len(columns) >= CSV_DATA_COLUMNS:
+                rest = {k: v for k, v in flat.items() if k not in known}
+                cells.append(_flat_cell(rest) if rest else "")
+            writer.writerow([_cell(r.record_key), _cell(r.event_type or ""), _cell(r.source_event_id or ""),
+                             isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
+                             *cells])
+        yield buffer.getvalue()
 
 
 def events_for_record(collection: Collection, record: Record, limit: int = 20) -> list[Event]:
