@@ -1,0 +1,203 @@
+"""Issue 19, browse part, in Chromium against a live server: the slug and key previews, the
+records browser's state, every control on a phone, the webhook page's commands, links across
+projects and the API reference."""
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from tests.browser import *  # noqa: F403 (the fixtures)
+from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def _owner_with_hook(app, email: str, records: int = 0, slug: str = "orders"):
+    """A signed-up owner with a webhook source (no signing), a collection bound to it keyed by
+    $.id, and `records` events sent through the real ingest path."""
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import make_user, org_of, production
+
+    with app.app_context():
+        user = make_user(email)
+        org = org_of(user)
+        principal = Principal(org=org, env=production(org), role="owner", user=user)
+        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Shop hooks",
+                                                      "credentials": {"verification_type": "none"}})
+        if slug:
+            collection_svc.create_collection(principal, {"name": "Orders", "slug": slug, "source_id": source.id,
+                                                         "primary_key_path": "$.id", "event_type_field": "$.type"})
+        return source.id
+
+
+def _send(live_server, source_id, body: dict) -> None:
+    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def _page(browser, width=1280, height=900):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return context, page
+
+
+def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    source_id = _owner_with_hook(app, "slug@example.com", slug=None)
+    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_42"}}})
+    context, page = _page(browser)
+    sign_in(page, live_server, "slug@example.com")
+    page.goto(live_server + "/collections/new")
+    page.type("#f-name", "Ünïcode orders")
+    shown = page.locator("#slug-preview [data-slug]")
+    expect(shown).to_have_text(re.compile(r"^unicode-orders-[a-z0-9]{6}$"))
+    promised = shown.text_content()
+
+    page.select_option("#f-source_id", source_id)
+    page.fill("#f-primary_key_path", "")
+    page.type("#f-primary_key_path", "$.id")
+    warning = page.locator("#key-preview [data-key-state=no-match]")
+    expect(warning).to_contain_text("$.id matches nothing usable as a key in the latest event")
+    expect(warning).to_contain_text("$.data.object.id")
+    page.fill("#f-primary_key_path", "")
+    page.type("#f-primary_key_path", "data.object.id")
+    expect(page.locator("#key-preview [data-key]")).to_have_text("ord_42")
+    page.screenshot(path=str(ARTIFACTS / "new-collection-key-check-1280.png"), full_page=True)
+    page.click("button:has-text('Create collection')")
+    expect(page.locator(".flash-success")).to_contain_text("created")
+    expect(page.locator("header .mono").first).to_have_text(promised)
+    assert page.url.endswith(f"/collections/{promised}")
+
+    # Editing checks the path against the collection's newest record.
+    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_43"}}})
+    page.click("a:has-text('Edit')")
+    expect(page.locator("#key-preview")).to_contain_text("newest record of this collection")
+    expect(page.locator("#key-preview [data-key]")).to_have_text("ord_43")
+    context.close()
+
+
+def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "rows@example.com")
+    for i in range(40):
+        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 4 == 0 else "order.paid",
+                                       "customer": {"email": f"c{i}@example.com"}, "total": i})
+    context, page = _page(browser)
+    sign_in(page, live_server, "rows@example.com")
+    page.goto(live_server + "/collections/orders")
+    expect(page.locator("#records-count")).to_have_text(re.compile(r"^40 records · page 1"))
+    first = page.locator("#records-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)")
+    page.click("[data-page=next]")
+    expect(page.locator("#records-count")).to_contain_text("page 2")
+    expect(page).to_have_url(re.compile(r"cursor="))
+    page.click("[data-page=previous]")
+    expect(page.locator("#records-count")).to_contain_text("page 1")
+    assert page.locator("#records-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)") == first
+
+    page.fill("input[name=event_type]", "order.new")
+    page.press("input[name=event_type]", "Enter")
+    expect(page.locator("#records-count")).to_have_text("10 matches (exact count)")
+    expect(page).to_have_url(re.compile(r"event_type=order\.new"))
+    page.click("#column-menu summary")
+    page.check("#column-menu input[value='customer.email']")
+    expect(page.locator("#records-table thead")).to_contain_text("customer.email")
+    expect(page).to_have_url(re.compile(r"cols=customer\.email"))
+    shared = page.url
+
+    page.reload()  # and a colleague opening the link sees the same
+    expect(page.locator("input[name=event_type]")).to_have_value("order.new")
+    expect(page.locator("#records-count")).to_have_text("10 matches (exact count)")
+    expect(page.locator("#records-table thead")).to_contain_text("customer.email")
+    expect(page.locator("#records-table tbody")).to_contain_text("c0@example.com")
+    page.go_back()
+    expect(page).not_to_have_url(shared)
+
+    page.goto(live_server + "/events")
+    page.select_option("select[name=status]", "applied")
+    expect(page).to_have_url(re.compile(r"/events\?status=applied"))
+    page.click("[data-page=next]")
+    expect(page.locator("[data-page=previous]")).to_be_visible()
+    page.reload()
+    expect(page.locator("select[name=status]")).to_have_value("applied")
+    expect(page.locator("[data-page=previous]")).to_be_visible()
+    context.close()
+
+
+def test_every_control_works_on_a_phone(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "phone@example.com")
+    for i in range(3):
+        _send(live_server, source_id, {"id": f"o{i}", "type": "order.paid", "status": "open" if i else "closed"})
+    context, page = _page(browser, 390, 844)
+    sign_in(page, live_server, "phone@example.com")
+    page.goto(live_server + "/collections/orders")
+    # A schema field fills a filter the user can see, and the filter works.
+    page.click("[data-filter-path='status']")
+    expect(page.locator("input[name=filter_path]")).to_be_visible()
+    expect(page.locator("input[name=filter_path]")).to_have_value("status")
+    expect(page.locator("input[name=filter_value]")).to_be_focused()
+    page.keyboard.type("closed")
+    page.keyboard.press("Enter")
+    expect(page.locator("#records-count")).to_have_text("1 match (exact count)")
+    expect(page.locator("input[name=event_type]")).to_be_visible()
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(ARTIFACTS / "records-filter-390.png"), full_page=True)
+
+    # Placeholders are read whole.
+    truncated = """() => { const c = document.createElement('canvas').getContext('2d');
+      return [...document.querySelectorAll('input[placeholder]')].filter(i => i.offsetParent).filter(i => {
+        const s = getComputedStyle(i); c.font = s.font;
+        return c.measureText(i.placeholder).width > i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+      }).map(i => i.placeholder); }"""
+    for path in ("/collections/orders", "/collections", "/collections/new", "/events", "/sources",
+                 "/settings/team", "/settings/api-keys"):
+        page.goto(live_server + path)
+        assert page.evaluate(truncated) == [], path
+
+    # A short page is the page, not a tall empty top bar.
+    page.goto(live_server + "/settings/account")
+    assert page.locator(".sidebar").bounding_box()["height"] < 80
+    # A skip link is the first thing a keyboard reaches, shows, and lands in the page.
+    page.keyboard.press("Tab")
+    skip = page.locator(".skip-link")
+    expect(skip).to_be_focused()
+    box = skip.bounding_box()
+    assert box["y"] >= 0 and box["height"] > 0
+    page.keyboard.press("Enter")
+    expect(page.locator("main#main")).to_be_focused()
+
+    # A row's actions are on screen, however wide the rest of its table.
+    with app.app_context():
+        from hookstream_ui.models import User, db
+        from tests.helpers import make_key, make_user, org_of, production
+
+        org = org_of(db.session.scalars(db.select(User).where(User.email == "phone@example.com")).one())
+        make_user("a-rather-long-address-for-a-member@example.com", org=org, role="member")
+        make_key(production(org), name="deploy pipeline key")
+    offscreen = """() => [...document.querySelectorAll('table .btn, table select')].filter(b => b.offsetParent)
+        .filter(b => { const r = b.getBoundingClientRect(); return r.right > window.innerWidth || r.left < 0; })
+        .map(b => b.textContent.trim() || b.name)"""
+    for path in ("/settings/team", "/settings/api-keys"):
+        page.goto(live_server + path)
+        assert page.evaluate(offscreen) == [], path
+        assert no_horizontal_overflow(page), path
+    page.screenshot(path=str(ARTIFACTS / "team-390.png"), full_page=True)
+
+    # The same pages at 1280 px still fit.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    for path in ("/collections/orders", "/settings/team"):
+        page.goto(live_server + path)
+        assert no_horizontal_overflow(page), path
+        assert page.evaluate(offscreen) == [], path
+    context.close()
