@@ -49,3 +49,29 @@ function applyWidths() {
 }
 document.addEventListener("DOMContentLoaded", applyWidths);
 document.addEventListener("htmx:afterSwap", applyWidths);
+
+// browse: every code block gets a Copy button (what it copies is the block's text, as shown).
+function addCopyButtons() {
+  document.querySelectorAll("pre.code:not([data-copyable])").forEach((pre) => {
+    pre.dataset.copyable = "";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn-sm copy-code";
+    button.textContent = "Copy";
+    button.setAttribute("aria-label", "Copy this code");
+    const frame = document.createElement("div");
+    frame.className = "code-frame";
+    pre.replaceWith(frame);
+    frame.append(pre, button);
+  });
+}
+document.addEventListener("DOMContentLoaded", addCopyButtons);
+document.addEventListener("htmx:afterSwap", addCopyButtons);
+document.addEventListener("click", (e) => {
+  const button = e.target.closest(".copy-code");
+  if (!button) return;
+  const text = button.parentElement.querySelector("pre").textContent;
+  const done = (word) => { button.textContent = word; setTimeout(() => (button.textContent = "Copy"), 1500); };
+  if (navigator.clipboard) navigator.clipboard.writeText(text).then(() => done("Copied"), () => done("Select and copy"));
+  else done("Select and copy");
+});

@@ -201,3 +201,50 @@ def test_every_control_works_on_a_phone(browser, live_server, app):
         assert no_horizontal_overflow(page), path
         assert page.evaluate(offscreen) == [], path
     context.close()
+
+
+def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, live_server, app):
+    import shutil
+    import subprocess
+
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models import Event, db
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import make_user, org_of, production
+
+    if not (shutil.which("openssl") and shutil.which("curl")):
+        pytest.skip("needs openssl and curl")
+    secret = "whsec_dGhlIHN0cmlwZSBzaWduaW5nIHNlY3JldA"
+    with app.app_context():
+        user = make_user("signed@example.com")
+        org = org_of(user)
+        principal = Principal(org=org, env=production(org), role="owner", user=user)
+        source_id = source_svc.create_source(principal, {
+            "sourceShortName": "webhook", "name": "Stripe hooks",
+            "credentials": {"verification_type": "stripe", "signing_secret": secret}}).id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
+    page = context.new_page()
+    sign_in(page, live_server, "signed@example.com")
+    page.goto(f"{live_server}/sources/{source_id}")
+    blocks = page.locator("pre.code")
+    expect(blocks.first).to_be_visible()
+    assert blocks.count() == page.locator(".code-frame .copy-code").count() >= 1
+    shown = page.locator("#curl-line").text_content()
+    assert secret not in page.content() and "Stripe-Signature: t=$TS,v1=$SIG" in shown
+    page.locator("#curl-line").locator("xpath=ancestor::div[contains(@class,'code-frame')]//button").click()
+    expect(page.locator(".copy-code").first).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == shown
+    done = subprocess.run(["bash", "-c", copied], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": secret})
+    assert done.returncode == 0 and '"event_id"' in done.stdout, (done.stdout, done.stderr)
+    with app.app_context():
+        event = db.session.scalar(db.select(Event).where(Event.source_id == source_id))
+        assert (event.verification, event.status) == ("verified", "applied")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(ARTIFACTS / "webhook-command-390.png"), full_page=True)
+    context.close()

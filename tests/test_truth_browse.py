@@ -290,3 +290,112 @@ def test_csv_export_flattens_nested_objects_into_dotted_columns(signed_in):
     assert row["data.customer.email"] == "c2@example.com" and row["data.customer.tier"] == "0"
     assert row["data.total"] == "-2"  # a number, not a formula
     assert row["data.tags"] == '["a","b"]' and row["data.note"] == "'=cmd()" and row["data.empty"] == "{}"
+
+
+# 5. The webhook source page
+
+SECRET = "whsec_" + __import__("base64").b64encode(b"a signing key of some length").decode()
+
+
+def _shown_command(client, sid: str) -> str:
+    from html import unescape
+
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    return unescape(re.search(r'<code id="curl-line">(.*?)</code>', page, re.S).group(1))
+
+
+@pytest.fixture
+def served(app, monkeypatch):
+    """A live server, and the dashboard's public URL pointing at it."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setitem(app.config, "PUBLIC_URL", url)
+    yield url
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.mark.parametrize("credentials", [
+    {"verification_type": "none"},
+    {"verification_type": "hmac_sha256", "signing_secret": "plain secret $with 'quotes'"},
+    {"verification_type": "hmac_sha1", "signing_secret": "s3cret", "signature_header": "X-Shop-Signature"},
+    {"verification_type": "github", "signing_secret": "gh-secret"},
+    {"verification_type": "stripe", "signing_secret": "whsec_stripe_like"},
+    {"verification_type": "standard_webhooks", "signing_secret": SECRET},
+    {"verification_type": "standard_webhooks", "signing_secret": "not base64 at all!"},
+], ids=lambda c: c["verification_type"] + ("-raw" if "!" in c.get("signing_secret", "") else ""))
+def test_the_shown_command_delivers_a_verified_event(signed_in, served, credentials):
+    import shutil
+    import subprocess
+
+    from hookstream_ui.models import Event
+    from tests.helpers import auth, make_key
+
+    if not (shutil.which("openssl") and shutil.which("curl")):
+        pytest.skip("needs openssl and curl")
+    client, _, org = signed_in
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "webhook", "name": "Signed hook", "credentials": credentials, "config": {}}
+    ).json["sourceConnection"]["id"]
+    command = _shown_command(client, sid)
+    assert command.count(served + f"/v1/ingest/{sid}") == 1
+    if credentials["verification_type"] != "none":
+        assert credentials["signing_secret"] not in command
+        assert re.search(r"\$\{?SIGNING_SECRET", command)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": credentials.get("signing_secret", "")})
+    assert done.returncode == 0, done.stderr
+    assert '"event_id"' in done.stdout, done.stdout
+    db.session.expire_all()
+    event = db.session.scalar(select(Event).where(Event.source_id == sid))
+    expected = "skipped" if credentials["verification_type"] == "none" else "verified"
+    assert (event.verification, event.status) == (expected, "applied"), event.verification_error
+
+
+def test_every_code_block_has_a_copy_button_and_no_inline_handler(signed_in):
+    client, _, org = signed_in
+    body = client.get("/static/app.js").get_data(as_text=True)
+    assert "pre.code:not([data-copyable])" in body and "copy-code" in body
+    sid = make_source(production(org), name="Plain").id
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "onclick" not in page
+
+
+def test_an_unsaved_webhook_test_does_not_say_none(signed_in):
+    client, token, _ = signed_in
+    r = client.post("/sources/test-form/webhook", data={"csrf_token": token, "name": "Hook",
+                                                        "credentials.verification_type": "stripe",
+                                                        "credentials.signing_secret": "whsec_x"})
+    body = r.get_data(as_text=True)
+    assert "None" not in body and "shown once the source is connected" in body
+    assert "Stripe signature" in body
+
+
+def test_send_a_test_event_says_it_writes_a_record_before_and_after(signed_in):
+    from tests.helpers import auth, make_key
+
+    client, token, org = signed_in
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "github",
+                                                                       "signing_secret": "x"}, "config": {}}
+    ).json["sourceConnection"]["id"]
+    client.post("/v1/collections", headers=auth(key), json={"name": "Orders", "slug": "orders", "source_id": sid,
+                                                            "primary_key_path": "$.data.id"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "Send a test event (writes a record)" in page
+    assert 'data-confirm="Send a test event? It is stored and applied like any delivery, so it writes a real record into Orders."' in page
+    r = client.post(f"/sources/{sid}/test-event", data={"csrf_token": token}, follow_redirects=True)
+    body = r.get_data(as_text=True)
+    found = re.search(r"Test event sent and applied\. Orders: inserted record (test_[0-9a-f]{8})\.", body)
+    assert found, body
+    from hookstream_ui.models import Record
+
+    assert db.session.scalar(select(Record.record_key)) == found.group(1)

@@ -169,8 +169,21 @@ def source_test_event(source_id):
                        "data": {"id": f"test_{pysecrets.token_hex(4)}", "message": "Hello from hookstream"}}).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "hookstream-test-event",
                **sign(source_svc.credentials_of(source), body)}
-    event = ingest_svc.receive(source, method="POST", headers=headers, query={}, body=body,
+    received = ingest_svc.receive(source, method="POST", headers=headers, query={}, body=body,
                                   content_type="application/json", source_ip=request.remote_addr)
-    flash("Test event sent and applied." if event.status == "applied" else f"Test event stored ({event.status}).",
-          "success")
+    event = record_svc.get_event_or_404(principal, received.id)
+    flash(_test_event_said(event), "success" if event.status == "applied" else "info")
     return redirect(url_for("dashboard.event_detail", event_id=event.id))
+
+
+def _test_event_said(event) -> str:
+    """What a test event did, record by record: it is a real delivery, so say what it wrote."""
+    names = {cid: c.name for cid, c in record_svc.collections_by_id(list(event.outcomes or {})).items()}
+    done = []
+    for cid, outcome in (event.outcomes or {}).items():
+        result, key = outcome.get("result"), outcome.get("key")
+        what = f"{result} record {key}" if key and result in ("inserted", "updated", "unchanged", "deleted") else result
+        done.append(f"{names.get(cid, cid)}: {what}{' (' + outcome['reason'] + ')' if outcome.get('reason') else ''}")
+    if done:
+        return f"Test event sent and {event.status.replace('_', ' ')}. " + "; ".join(done) + "."
+    return f"Test event sent and stored ({event.status.replace('_', ' ')}); no collection is bound, so no record was written."

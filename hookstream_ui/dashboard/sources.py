@@ -114,7 +114,8 @@ def source_detail(source_id):
 
     return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source), runs=runs_of(source, 20),
                            credentials=svc.masked_credentials(source), collections=svc.bound_collections(source),
-                           ingest_url=svc.ingest_url(source), file_count=svc.count_files(source))
+                           ingest_url=svc.ingest_url(source), ingest_command=svc.ingest_command(source),
+                           file_count=svc.count_files(source))
 
 
 @bp.post("/sources/<source_id>/test")

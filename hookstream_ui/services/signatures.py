@@ -64,17 +64,23 @@ def verify_stripe(secret: str, body: bytes, headers, now: float) -> None:
     _check_time(timestamp, now)
 
 
+def standard_key(secret: str) -> tuple[bytes, bool]:
+    """A Standard Webhooks key: the secret after `whsec_`, base64-decoded (characters outside
+    base64 skipped); the secret's own bytes if that does not decode. True when decoded."""
+    key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    try:
+        return base64.b64decode(key), True
+    except (ValueError, TypeError):
+        return secret.encode(), False
+
+
 def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
     """Standard Webhooks: HMAC-SHA256 of `id.timestamp.body`, base64, `v1,<sig>` (space-separated)."""
     msg_id, timestamp, header = (headers.get("webhook-id"), headers.get("webhook-timestamp"),
                                  headers.get("webhook-signature"))
     if not (msg_id and timestamp and header):
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
-    try:
-        key_bytes = base64.b64decode(key)
-    except (ValueError, TypeError):
-        key_bytes = secret.encode()
+    key_bytes, _ = standard_key(secret)
     expected = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{timestamp}.".encode() + body,
                                          hashlib.sha256).digest()).decode()
     candidates = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
@@ -118,12 +124,39 @@ def sign(credentials: dict, body: bytes, now: float | None = None) -> dict:
     if kind == "stripe":
         return {"Stripe-Signature": f"t={ts},v1=" + _hex_hmac(secret, f"{ts}.".encode() + body, hashlib.sha256)}
     if kind == "standard_webhooks":
-        key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
-        try:
-            key_bytes = base64.b64decode(key)
-        except (ValueError, TypeError):
-            key_bytes = secret.encode()
+        key_bytes, _ = standard_key(secret)
         msg_id = f"msg_test_{ts}"
         sig = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
         return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig.decode()}
     return {}
+
+
+# How a shell computes each scheme's signature of "$BODY" from "$SIGNING_SECRET", with
+# openssl, as verify() checks it: (lines that set SIG and what it needs, curl's header
+# arguments). The dashboard shows these; tests run them against a live server.
+_HEX_HMAC = "openssl dgst -{digest} -hmac \"$SIGNING_SECRET\" | sed 's/^.*= //'"
+
+
+def shell_recipe(credentials: dict) -> tuple[list[str], list[str]]:
+    kind = credentials.get("verification_type") or "none"
+    if kind in ("hmac_sha256", "hmac_sha1"):
+        digest = "sha256" if kind == "hmac_sha256" else "sha1"
+        header = credentials.get("signature_header") or "X-Signature"
+        return ([f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest=digest)})"],
+                [f'-H "{header}: {digest}=$SIG"'])
+    if kind == "github":
+        return ([f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest='sha256')})"],
+                ['-H "X-Hub-Signature-256: sha256=$SIG"'])
+    if kind == "stripe":
+        return (["TS=$(date +%s)",
+                 f"SIG=$(printf '%s.%s' \"$TS\" \"$BODY\" | {_HEX_HMAC.format(digest='sha256')})"],
+                ['-H "Stripe-Signature: t=$TS,v1=$SIG"'])
+    if kind == "standard_webhooks":
+        _, decoded = standard_key(credentials.get("signing_secret") or "")
+        key = ("KEY=$(printf '%s' \"${SIGNING_SECRET#whsec_}\" | base64 -di | od -An -v -tx1 | tr -d ' \\n')"
+               if decoded else "KEY=$(printf '%s' \"$SIGNING_SECRET\" | od -An -v -tx1 | tr -d ' \\n')")
+        return (["TS=$(date +%s)", "MSG_ID=msg_$TS", key,
+                 "SIG=$(printf '%s.%s.%s' \"$MSG_ID\" \"$TS\" \"$BODY\" | openssl dgst -sha256 -mac HMAC "
+                 "-macopt hexkey:\"$KEY\" -binary | base64)"],
+                ['-H "webhook-id: $MSG_ID"', '-H "webhook-timestamp: $TS"', '-H "webhook-signature: v1,$SIG"'])
+    return [], []

@@ -26,6 +26,26 @@ def ingest_url(source: SourceConnection) -> str | None:
     return links.public(f"/v1/ingest/{source.id}")
 
 
+EXAMPLE_EVENT = '{"id": "evt_1", "type": "customer.created", "data": {"id": "cus_1", "email": "ann@example.com"}}'
+
+
+def ingest_command(source: SourceConnection) -> str | None:
+    """A shell command that delivers an example event to a webhook source and passes its
+    signature check: the signature is computed from $SIGNING_SECRET as the source's scheme
+    requires (signatures.shell_recipe), so the secret never appears on the page."""
+    from .signatures import shell_recipe
+
+    url = ingest_url(source)
+    if url is None:
+        return None
+    setup, headers = shell_recipe(credentials_of(source))
+    lines = ["# Set SIGNING_SECRET to this source's signing secret first (it is not shown again)."] if setup else []
+    lines += [f"BODY='{EXAMPLE_EVENT}'", *setup]
+    args = ['-H "Content-Type: application/json"', *headers, '--data-binary "$BODY"']
+    lines.append(f"curl -X POST {url} \\\n  " + " \\\n  ".join(args))
+    return "\n".join(lines)
+
+
 def type_of(source: SourceConnection) -> SourceType:
     return source_type(source.short_name)
 

@@ -88,4 +88,8 @@ class Webhook(SourceType):
         return errors
 
     def test(self, conn: Connection) -> TestResult:
-        return TestResult(True, f"Ready: send events to {conn.ingest_url}")
+        scheme = dict(VERIFICATION_TYPES).get(conn.credentials.get("verification_type") or "none")
+        signed = "unsigned events are accepted" if scheme == "No verification" else f"events must carry a {scheme}"
+        if conn.ingest_url is None:  # not saved yet: its URL comes with its id
+            return TestResult(True, f"Ready: {signed}. Its ingest URL is shown once the source is connected.")
+        return TestResult(True, f"Ready: send events to {conn.ingest_url}; {signed}.")
