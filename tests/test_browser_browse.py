@@ -248,3 +248,28 @@ def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, 
     assert no_horizontal_overflow(page)
     page.screenshot(path=str(ARTIFACTS / "webhook-command-390.png"), full_page=True)
     context.close()
+
+
+def test_a_shared_link_into_another_project_switches_and_opens_it(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from tests.helpers import add_env, make_user, org_of
+
+    with app.app_context():
+        org = org_of(make_user("two@example.com"))
+        staging = add_env(org, "staging")
+        collection_svc.create_collection(Principal(org=org, env=staging, role="owner"),
+                                         {"name": "Staging orders", "slug": "staging-orders", "primary_key_path": "$.id"})
+        staging_id = staging.id
+    context, page = _page(browser)
+    sign_in(page, live_server, "two@example.com")
+    page.goto(live_server + "/collections/staging-orders?q=abc")
+    expect(page.locator("h1")).to_have_text("This collection is in another project")
+    page.click("button:has-text('Switch to staging and open it')")
+    expect(page.locator("h1")).to_contain_text("Staging orders")
+    expect(page).to_have_url(re.compile(r"/collections/staging-orders\?q=abc$"))
+    expect(page.locator("input[name=q]")).to_have_value("abc")
+    expect(page.locator("#env-select")).to_have_value(staging_id)
+    context.close()

@@ -129,6 +129,7 @@ def test_dashboard_forms_cannot_reach_another_orgs_team_or_projects(app, two_ten
                        (f"/settings/team/invitations/{ids['invitation_id']}/revoke", {}),
                        (f"/settings/projects/{ids['env_id']}/rename", {"name": "Hijacked"}),
                        ("/switch-project", {"env_id": ids["env_id"]}),
+                       ("/switch-to", {"env_id": ids["env_id"], "next": "/"}),
                        ("/switch-org", {"org_id": org_of_env(ids["env_id"])})):
         r = client.post(path, data={**data, "csrf_token": csrf_token(client)})
         assert r.status_code == 404, (path, r.status_code)

@@ -451,7 +451,7 @@ FORMS = {
     "dashboard.projects_page": "admin", "dashboard.project_rename": "admin", "dashboard.org_delete": "owner",
     # Anyone in the org: their own password, leaving, and where they are working.
     "dashboard.account_page": "viewer", "dashboard.leave_org": "viewer", "dashboard.switch_org": "viewer",
-    "dashboard.switch_project": "viewer",
+    "dashboard.switch_project": "viewer", "dashboard.switch_to": "viewer",
 }
 SELF_ONLY = {"dashboard.account_page", "dashboard.leave_org"}  # exercised by their own tests
 

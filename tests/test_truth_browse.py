@@ -399,3 +399,84 @@ def test_send_a_test_event_says_it_writes_a_record_before_and_after(signed_in):
     from hookstream_ui.models import Record
 
     assert db.session.scalar(select(Record.record_key)) == found.group(1)
+
+
+# 6. Links that carry their project
+
+def _collection_in(env, name="Staging orders", slug="staging-orders"):
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+
+    principal = Principal(org=env.org, env=env, role="owner")
+    return collection_svc.create_collection(principal, {"name": name, "slug": slug, "primary_key_path": "$.id"})
+
+
+def test_a_link_into_another_project_offers_to_switch_to_it(signed_in):
+    client, token, org = signed_in
+    staging = add_env(org, "staging")
+    collection = _collection_in(staging)
+    r = client.get("/collections/staging-orders")
+    body = r.get_data(as_text=True)
+    assert r.status_code == 404 and "This collection is in another project" in body
+    assert f'name="env_id" value="{staging.id}"' in body and 'name="next" value="/collections/staging-orders"' in body
+    r = client.post("/switch-to", data={"csrf_token": token, "env_id": staging.id, "next": "/collections/staging-orders"})
+    assert r.status_code == 302 and r.location.endswith("/collections/staging-orders")
+    assert client.get(r.location).status_code == 200
+    # By id, and the pages under it, alike; the way back offers production.
+    client.post("/switch-to", data={"csrf_token": token, "env_id": production(org).id, "next": "/"})
+    for path in (f"/collections/{collection.id}", "/collections/staging-orders/edit"):
+        assert "in another project" in client.get(path).get_data(as_text=True), path
+
+
+def test_sources_runs_and_events_of_another_project_offer_it_too(signed_in):
+    from hookstream_ui.models import Event, SyncRun
+    from hookstream_ui.models.base import utcnow
+
+    client, _, org = signed_in
+    staging = add_env(org, "staging")
+    source = make_source(staging, name="Staging hook")
+    run = SyncRun(org_id=org.id, env_id=staging.id, source_id=source.id, status="completed", trigger="manual",
+                  mode="full")
+    event = Event(org_id=org.id, env_id=staging.id, source_id=source.id, method="POST", headers={}, query={},
+                  body="{}", received_at=utcnow(), verification="skipped", status="applied")
+    db.session.add_all([run, event])
+    db.session.commit()
+    for path, label in ((f"/sources/{source.id}", "source"), (f"/runs/{run.id}", "sync run"),
+                        (f"/events/{event.id}", "event")):
+        body = client.get(path).get_data(as_text=True)
+        assert f"This {label} is in another project" in body and "staging" in body, path
+
+
+def test_another_organizations_objects_stay_not_found(signed_in):
+    client, token, org = signed_in
+    stranger = org_of(make_user("stranger@example.com"))
+    theirs = add_env(stranger, "secret-project")
+    _collection_in(theirs, slug="their-orders")
+    source = make_source(theirs, name="Their hook")
+    for path in ("/collections/their-orders", f"/sources/{source.id}"):
+        r = client.get(path)
+        body = r.get_data(as_text=True)
+        assert r.status_code == 404 and "another project" not in body and "secret-project" not in body, path
+    r = client.post("/switch-to", data={"csrf_token": token, "env_id": theirs.id, "next": "/"})
+    assert r.status_code == 404
+    assert client.get("/collections/their-orders").status_code == 404
+
+
+def test_an_org_the_user_is_in_is_offered_with_its_name_and_next_stays_on_this_site(signed_in):
+    from hookstream_ui.models import User
+
+    client, token, org = signed_in
+    other = org_of(make_user("boss@example.com"))
+    other.name = "Partner Co"
+    me = db.session.scalar(select(User).where(User.email == "owner@example.com"))
+    from hookstream_ui.models import Membership
+
+    db.session.add(Membership(org_id=other.id, user_id=me.id, role="viewer"))
+    db.session.commit()
+    _collection_in(production(other), slug="partner-orders")
+    body = client.get("/collections/partner-orders").get_data(as_text=True)
+    assert "Partner Co" in body and "Switch to production and open it" in body
+    r = client.post("/switch-to", data={"csrf_token": token, "env_id": production(other).id,
+                                        "next": "//evil.example/phish"})
+    assert r.status_code == 302 and r.location.endswith("/") and "evil" not in r.location
+    assert client.get("/collections/partner-orders").status_code == 200

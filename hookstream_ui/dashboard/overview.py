@@ -42,3 +42,35 @@ def switch_project():
     session["env_id"] = env.id
     flash(f"Switched to the {env.name} project.", "info")
     return redirect(url_for("dashboard.overview"))
+
+
+@bp.errorhandler(404)
+def _not_in_this_project(exc):
+    """A link to another project's collection, source, run or event (shared by a colleague,
+    or kept from before a switch) offers that project instead of a bare 404, when the user
+    is a member of its organization. Otherwise it is the plain 404: nothing of an
+    organization the user is not in is ever revealed, not even that it exists."""
+    from flask_login import current_user
+
+    from ..services import links
+
+    found = links.elsewhere(current_user if current_user.is_authenticated else None, current_principal(),
+                            request.endpoint, request.view_args) if request.method == "GET" else None
+    if found is None:
+        return render_template("errors/error.html", code=404, title="Not Found", message=exc.description), 404
+    label, envs = found
+    return render_template("errors/elsewhere.html", label=label, envs=envs, here=current_principal().env,
+                           next=request.full_path.rstrip("?")), 404
+
+
+@bp.post("/switch-to")
+def switch_to():
+    """Switch to a project (of any of the user's organizations) and go on to `next`."""
+    from flask_login import current_user
+
+    from ..services import links
+    from ..services.team import switch_environment
+
+    env = switch_environment(current_user, request.form.get("env_id", ""))
+    flash(f"Switched to the {env.name} project of {env.org.name}.", "info")
+    return redirect(links.local_path(request.form.get("next"), url_for("dashboard.overview")))

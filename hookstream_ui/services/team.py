@@ -242,6 +242,19 @@ def switch_org(user: User, org_id: str) -> Org:
     return org
 
 
+def switch_environment(user: User, env_id: str) -> Environment:
+    """Make `env_id` the session's project (and its org the session's org): only in an org
+    the user is a member of and that is not suspended."""
+    env = db.session.scalar(select(Environment).join(Membership, Membership.org_id == Environment.org_id)
+                            .join(Org, Org.id == Environment.org_id)
+                            .where(Environment.id == env_id, Membership.user_id == user.id,
+                                   Org.suspended_at.is_(None)))
+    if env is None:
+        abort(404, description="You are not a member of that project's organization")
+    session["org_id"], session["env_id"] = env.org_id, env.id
+    return env
+
+
 def _env_name(value) -> str:
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
         raise ValidationFailed({"name": "must be 1 to 80 characters"})
