@@ -75,3 +75,22 @@ document.addEventListener("click", (e) => {
   if (navigator.clipboard) navigator.clipboard.writeText(text).then(() => done("Copied"), () => done("Select and copy"));
   else done("Select and copy");
 });
+
+// browse: the API reference page renders /v1/openapi.json with the vendored Swagger UI.
+// "Try it out" runs with the signed-in session, so it sends the CSRF header the API
+// expects of a session; nothing is fetched from outside (no validator badge).
+document.addEventListener("DOMContentLoaded", () => {
+  const node = document.getElementById("api-reference");
+  if (!node || !window.SwaggerUIBundle) return;
+  const csrf = document.querySelector("meta[name=csrf-token]")?.content;
+  window.SwaggerUIBundle({
+    url: node.dataset.specUrl,
+    domNode: node,
+    deepLinking: true,
+    layout: "BaseLayout",
+    presets: [window.SwaggerUIBundle.presets.apis],
+    validatorUrl: null,
+    defaultModelsExpandDepth: 0,
+    requestInterceptor: (req) => { if (csrf) req.headers["X-CSRFToken"] = csrf; return req; },
+  });
+});

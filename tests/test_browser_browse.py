@@ -273,3 +273,30 @@ def test_a_shared_link_into_another_project_switches_and_opens_it(browser, live_
     expect(page.locator("input[name=q]")).to_have_value("abc")
     expect(page.locator("#env-select")).to_have_value(staging_id)
     context.close()
+
+
+def test_the_api_reference_shows_the_operations_under_the_csp(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("docs@example.com")
+    context, page = _page(browser)
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(live_server) else None)
+    sign_in(page, live_server, "docs@example.com")
+    page.click("nav >> text=API reference")
+    expect(page.locator("h1").first).to_have_text("API reference")
+    operations = page.locator("#api-reference .opblock")
+    expect(operations.first).to_be_visible()
+    assert operations.count() > 40
+    summary = page.locator("#api-reference .opblock-summary-path", has_text="/v1/collections/{ident}/records")
+    expect(summary.first).to_be_visible()
+    summary.first.click()
+    expect(page.locator("#api-reference .opblock.is-open").first).to_contain_text("Parameters")
+    page.screenshot(path=str(ARTIFACTS / "api-reference-1280.png"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page)
+    assert outside == [], outside
+    context.close()

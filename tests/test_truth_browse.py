@@ -480,3 +480,22 @@ def test_an_org_the_user_is_in_is_offered_with_its_name_and_next_stays_on_this_s
                                         "next": "//evil.example/phish"})
     assert r.status_code == 302 and r.location.endswith("/") and "evil" not in r.location
     assert client.get("/collections/partner-orders").status_code == 200
+
+
+# 7. The API reference
+
+def test_the_api_reference_is_linked_and_loads_only_vendored_files(signed_in, app):
+    client, _, _ = signed_in
+    assert 'href="/api-reference"' in client.get("/").get_data(as_text=True)
+    page = client.get("/api-reference").get_data(as_text=True)
+    assert 'data-spec-url="/v1/openapi.json"' in page
+    assets = re.findall(r'(?:src|href)="(/static/vendor/swagger-ui[^"]+)"', page)
+    assert len(assets) == 2
+    for path in assets:
+        r = client.get(path)
+        assert r.status_code == 200 and b"sourceMappingURL" not in r.data
+        r.close()
+    assert not re.search(r'(?:src|href)="https?://', page)
+    assert client.get("/static/vendor/swagger-ui-5.35.0/LICENSE").status_code == 200
+    anonymous = app.test_client()
+    assert anonymous.get("/api-reference").status_code == 302

@@ -74,3 +74,10 @@ def switch_to():
     env = switch_environment(current_user, request.form.get("env_id", ""))
     flash(f"Switched to the {env.name} project of {env.org.name}.", "info")
     return redirect(links.local_path(request.form.get("next"), url_for("dashboard.overview")))
+
+
+@bp.get("/api-reference")
+def api_reference():
+    """The API, readable: Swagger UI (vendored) rendering /v1/openapi.json, under the app's own
+    Content-Security-Policy."""
+    return render_template("dashboard/api_reference.html")
