@@ -112,6 +112,7 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
     page.check("#column-menu input[value='customer.email']")
     expect(page.locator("#records-table thead")).to_contain_text("customer.email")
     expect(page).to_have_url(re.compile(r"cols=customer\.email"))
+    page.screenshot(path=str(ARTIFACTS / "records-browser-1280.png"))
     shared = page.url
 
     page.reload()  # and a colleague opening the link sees the same
@@ -196,10 +197,15 @@ def test_every_control_works_on_a_phone(browser, live_server, app):
 
     # The same pages at 1280 px still fit.
     page.set_viewport_size({"width": 1280, "height": 800})
-    for path in ("/collections/orders", "/settings/team"):
+    for path in ("/collections/orders", "/settings/team", "/collections", "/events"):
         page.goto(live_server + path)
         assert no_horizontal_overflow(page), path
         assert page.evaluate(offscreen) == [], path
+        assert page.evaluate(truncated) == [], path
+    page.goto(live_server + "/collections/orders")
+    page.click("#column-menu summary")
+    box = page.locator("#column-menu fieldset").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 1280, "the columns menu leaves the screen"
     context.close()
 
 
