@@ -53,7 +53,8 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
 
     ARTIFACTS.mkdir(exist_ok=True)
     source_id = _owner_with_hook(app, "slug@example.com", slug=None)
-    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_42"}}})
+    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_42"}},
+                                   "created": 1714557600})
     context, page = _page(browser)
     sign_in(page, live_server, "slug@example.com")
     page.goto(live_server + "/collections/new")
@@ -71,6 +72,10 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
     page.fill("#f-primary_key_path", "")
     page.type("#f-primary_key_path", "data.object.id")
     expect(page.locator("#key-preview [data-key]")).to_have_text("ord_42")
+    page.type("#f-timestamp_path", "$.created")
+    expect(page.locator("#timestamp_path-preview [data-key]")).to_have_text("2024-05-01T10:00:00Z")
+    page.type("#f-event_type_field", "$.type")
+    expect(page.locator("#event_type_field-preview [data-key]")).to_have_text("order.paid")
     page.screenshot(path=str(ARTIFACTS / "new-collection-key-check-1280.png"), full_page=True)
     page.click("button:has-text('Create collection')")
     expect(page.locator(".flash-success")).to_contain_text("created")

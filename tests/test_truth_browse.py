@@ -499,3 +499,23 @@ def test_the_api_reference_is_linked_and_loads_only_vendored_files(signed_in, ap
     assert client.get("/static/vendor/swagger-ui-5.35.0/LICENSE").status_code == 200
     anonymous = app.test_client()
     assert anonymous.get("/api-reference").status_code == 302
+
+
+def test_timestamp_and_event_type_paths_are_checked_against_the_same_sample(signed_in):
+    client, _, org = signed_in
+    sid = _webhook_with_event(client, org, {"id": "o1", "kind": "order.deleted", "at": "2024-05-01T10:00:00Z",
+                                           "note": "soon", "n": 7})
+    body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.at", event_type_field="$.kind",
+                        source_id=sid)
+    ts = re.search(r'<div id="timestamp_path-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S).group(1)
+    assert "a time <code data-key>2024-05-01T10:00:00Z</code>" in ts
+    kind = re.search(r'<div id="event_type_field-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S).group(1)
+    assert "a deletion type: the record is removed <code data-key>order.deleted</code>" in kind
+    body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.note", event_type_field="$.n",
+                        source_id=sid)
+    assert "$.note gives &#39;soon&#39; in the latest event" in body and "which is not a time" in body
+    assert "$.n gives 7 in the latest event" in body and "which is not text" in body
+    body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.missing", source_id=sid)
+    assert "$.missing matches nothing" in body and "timed by when they arrive" in body
+    assert "Timestamp path is not a valid JSONPath" in _key_preview(client, primary_key_path="$.id",
+                                                                   timestamp_path="$.[[", source_id=sid)

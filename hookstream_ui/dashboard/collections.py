@@ -79,15 +79,17 @@ def slug_preview():
 
 @bp.get("/collections/_key-preview")
 def key_preview():
-    """htmx partial under the primary key path: the key it extracts from a real sample. A pull
-    source's sample is read with its stored credentials: members only, as a test is."""
+    """htmx partial under the primary key path: the key it extracts from a real sample, and
+    (out of band, under their fields) what the timestamp path and event type field give. A
+    pull source's sample is read once for all three, with its stored credentials: members
+    only, as a test is."""
     principal = current_principal()
     require_role(principal, "member")
     args = request.args
     collection = svc.get_collection_or_404(principal, args["collection_id"]) if args.get("collection_id") else None
-    state = svc.key_preview(principal, args.get("primary_key_path", ""), collection=collection,
-                            source_id=args.get("source_id") or None, stream=args.get("stream") or None)
-    return render_template("dashboard/collections/_key_preview.html", **state)
+    previews = svc.path_previews(principal, {f: args.get(f, "") for f in svc.PATH_LABELS}, collection=collection,
+                                 source_id=args.get("source_id") or None, stream=args.get("stream") or None)
+    return render_template("dashboard/collections/_key_preview.html", **previews)
 
 
 @bp.get("/collections/<ident>")

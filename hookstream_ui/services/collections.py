@@ -358,25 +358,62 @@ def _scalar_paths(document: dict, limit: int = 12) -> list[str]:
 SEGMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
-def key_preview(principal: Principal, path: str, *, collection: Collection | None = None,
-                source_id: str | None = None, stream: str | None = None) -> dict:
-    """The primary key path applied to a real sample, by the rule writes use: the key it
-    gives, or a warning that it gives none (with the sample's paths that would)."""
-    from .upsert import key_at
+PATH_LABELS = {"primary_key_path": "Primary key path", "timestamp_path": "Timestamp path",
+               "event_type_field": "Event type field"}
 
-    state = {"path": None, "key": None, "sample_from": None, "error": None, "warning": None, "paths": [],
-             "unavailable": None}
+
+def _path_state(field: str, path: str | None, document, where: str | None) -> dict:
+    """One path of the form applied to the sample by the rule writes use."""
+    from .upsert import is_deletion, key_at, parse_time
+
+    state = {"field": field, "label": PATH_LABELS[field], "path": None, "value": None, "note": None,
+             "sample_from": where, "error": None, "warning": None, "paths": []}
     try:
         state["path"] = jsonpaths.normalise(path) if (path or "").strip() else None
     except ValueError as exc:
-        state["error"] = f"Primary key path {exc}"
+        state["error"] = f"{PATH_LABELS[field]} {exc}"
         return state
-    document, where, problem = _sample(principal, collection, source_id, stream)
-    state["sample_from"], state["unavailable"] = where, problem
     if document is None or state["path"] is None:
         return state
-    state["key"] = key_at(state["path"], document)
-    if state["key"] is None:
-        state["warning"] = f"{state['path']} matches nothing usable as a key in {where}."
+    raw = jsonpaths.getter(state["path"])(document)
+    if field == "primary_key_path":
+        state["value"] = key_at(state["path"], document)
+        if state["value"] is None:
+            state["warning"] = f"{state['path']} matches nothing usable as a key in {where}. Records without a key are skipped."
+    elif field == "timestamp_path":
+        moment = parse_time(raw)
+        if raw is None:
+            state["warning"] = (f"{state['path']} matches nothing in {where}. Records without it are timed "
+                                "by when they arrive.")
+        elif moment is None:
+            state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not a time."
+        else:
+            state["value"], state["note"] = moment.isoformat().replace("+00:00", "Z"), "a time"
+    else:
+        if raw is None:
+            state["warning"] = (f"{state['path']} matches nothing in {where}. Records without an event type "
+                                "are never deleted by one.")
+        elif not isinstance(raw, str):
+            state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not text."
+        else:
+            state["value"] = raw
+            state["note"] = "a deletion type: the record is removed" if is_deletion(raw) else "an event type"
+    if state["warning"]:
         state["paths"] = _scalar_paths(document)
     return state
+
+
+def path_previews(principal: Principal, paths: dict, *, collection: Collection | None = None,
+                  source_id: str | None = None, stream: str | None = None) -> dict:
+    """The form's paths (primary key, timestamp, event type) applied to one real sample:
+    {field: what it gives, or why it gives nothing}, and where the sample came from."""
+    document, where, problem = _sample(principal, collection, source_id, stream)
+    found = {field: _path_state(field, paths.get(field), document, where) for field in PATH_LABELS}
+    return {"fields": found, "sample_from": where, "unavailable": problem, "sampled": document is not None}
+
+
+def key_preview(principal: Principal, path: str, *, collection: Collection | None = None,
+                source_id: str | None = None, stream: str | None = None) -> dict:
+    """The primary key path alone (path_previews)."""
+    return path_previews(principal, {"primary_key_path": path}, collection=collection, source_id=source_id,
+                         stream=stream)["fields"]["primary_key_path"]
