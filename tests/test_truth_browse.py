@@ -519,3 +519,11 @@ def test_timestamp_and_event_type_paths_are_checked_against_the_same_sample(sign
     assert "$.missing matches nothing" in body and "timed by when they arrive" in body
     assert "Timestamp path is not a valid JSONPath" in _key_preview(client, primary_key_path="$.id",
                                                                    timestamp_path="$.[[", source_id=sid)
+
+
+def test_the_collections_api_example_uses_the_public_url(signed_in, app, monkeypatch):
+    client, token, _ = signed_in
+    client.post("/collections/new", data=form(token, name="Members", slug="members"))
+    monkeypatch.setitem(app.config, "PUBLIC_URL", "https://hooks.example.com")
+    page = client.get("/collections/members").get_data(as_text=True)
+    assert "curl https://hooks.example.com/v1/collections/members" in page

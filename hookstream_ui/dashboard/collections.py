@@ -9,6 +9,7 @@ from ..errors import ValidationFailed
 from ..forms import FormState
 from ..models import SourceConnection, db
 from ..services import collections as svc
+from ..services import links
 from . import bp
 
 FIELDS = ("name", "slug", "source_id", "stream", "primary_key_path", "timestamp_path",
@@ -105,6 +106,7 @@ def collection_detail(ident):
     choices = [f["path"] for f in _column_fields(collection)[:COLUMN_CHOICES]]
     return render_template("dashboard/collections/detail.html", collection=collection, active_run=running,
                            args=request.args, shown_columns=shown,
+                           api_url=links.public(f"/v1/collections/{collection.slug}"),
                            column_choices=choices + [c for c in shown if c not in choices])
 
 
