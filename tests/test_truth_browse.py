@@ -527,3 +527,17 @@ def test_the_collections_api_example_uses_the_public_url(signed_in, app, monkeyp
     monkeypatch.setitem(app.config, "PUBLIC_URL", "https://hooks.example.com")
     page = client.get("/collections/members").get_data(as_text=True)
     assert "curl https://hooks.example.com/v1/collections/members" in page
+
+
+def test_a_source_page_shows_choices_by_their_labels(signed_in):
+    from tests.helpers import auth, make_key
+
+    client, _, org = signed_in
+    key = make_key(production(org))
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
+        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "standard_webhooks",
+                                                                       "signing_secret": "whsec_x"}, "config": {}}
+    ).json["sourceConnection"]["id"]
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "must carry a valid Standard Webhooks" in page and "<dd class=\"\">Standard Webhooks</dd>" in page
+    assert "standard_webhooks" not in page.replace(f"/sources/{sid}", "")

@@ -186,4 +186,4 @@ def _test_event_said(event) -> str:
         done.append(f"{names.get(cid, cid)}: {what}{' (' + outcome['reason'] + ')' if outcome.get('reason') else ''}")
     if done:
         return f"Test event sent and {event.status.replace('_', ' ')}. " + "; ".join(done) + "."
-    return f"Test event sent and stored ({event.status.replace('_', ' ')}); no collection is bound, so no record was written."
+    return "Test event sent and stored; no collection is bound to this source, so no record was written."

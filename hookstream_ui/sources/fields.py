@@ -49,6 +49,11 @@ class Field:
     def option_values(self) -> list[str]:
         return [o[0] if isinstance(o, tuple) else o for o in self.options]
 
+    def shown(self, value) -> str:
+        """A stored value as the form offered it: a select's option by its label."""
+        labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
+        return labels.get(value, value) if value not in (None, "") else "—"
+
     def to_json(self) -> dict:
         return {
             "name": self.name, "type": self.type, "required": self.required, "label": self.label,
