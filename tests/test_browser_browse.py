@@ -307,7 +307,18 @@ def test_the_api_reference_shows_the_operations_under_the_csp(browser, live_serv
     summary.first.click()
     expect(page.locator("#api-reference .opblock.is-open").first).to_contain_text("Parameters")
     page.screenshot(path=str(ARTIFACTS / "api-reference-1280.png"))
+    # Try it out runs as the signed-in user: a write passes the CSRF check too.
+    create = page.locator("#api-reference .opblock-post", has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")))
+    create.locator(".opblock-summary").click()
+    create.locator("button.try-out__btn").click()
+    create.locator("textarea.body-param__text").fill('{"name": "Tried it", "primary_key_path": "$.id"}')
+    create.locator("button.execute").click()
+    expect(create.locator(".live-responses-table tbody .response-col_status").first).to_have_text(re.compile(r"^201"))
     page.set_viewport_size({"width": 390, "height": 844})
     assert no_horizontal_overflow(page)
     assert outside == [], outside
+    with app.app_context():
+        from hookstream_ui.models import Collection, db
+
+        assert db.session.scalar(db.select(Collection.name)) == "Tried it"
     context.close()
