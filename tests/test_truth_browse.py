@@ -3,6 +3,7 @@ real sample, the records browser's state, the webhook page's commands, links acr
 and the API reference. Through the real routes, database and Redis."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -541,3 +542,25 @@ def test_a_source_page_shows_choices_by_their_labels(signed_in):
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert "must carry a valid Standard Webhooks" in page and "<dd class=\"\">Standard Webhooks</dd>" in page
     assert "standard_webhooks" not in page.replace(f"/sources/{sid}", "")
+
+
+def test_the_filtered_records_export_as_filtered(signed_in):
+    import csv
+    import io
+    from html import unescape
+
+    client, _, org = signed_in
+    _hook_with_records(client, org, 12)
+    body = _hx(client, "/collections/orders/_records?event_type=order.new&filter_path=customer.tier&filter_value=0"
+               ).get_data(as_text=True)
+    link = unescape(re.search(r'<a href="([^"]+)" data-export="csv">', body).group(1))
+    assert "event_type=order.new" in link and "filter%5Bcustomer.tier%5D=0" in link
+    rows = list(csv.DictReader(io.StringIO(client.get(link).get_data(as_text=True))))
+    # order.new: o000, o003, o006, o009; tier 0 (even): o000 and o006
+    assert sorted(r["record_key"] for r in rows) == ["o000", "o006"]
+    ndjson = client.get(unescape(re.search(r'<a href="([^"]+)" data-export="ndjson">', body).group(1)))
+    assert sorted(json.loads(line)["record_key"] for line in ndjson.get_data(as_text=True).splitlines()) == ["o000", "o006"]
+    searched = client.get("/v1/collections/orders/export?format=ndjson&search=c11").get_data(as_text=True)
+    assert [json.loads(line)["record_key"] for line in searched.splitlines()] == ["o011"]
+    bad = client.get("/v1/collections/orders/export?format=csv&filter[a..b]=1")
+    assert bad.status_code == 400 and "filter[a..b]" in bad.json["errors"]

@@ -138,15 +138,20 @@ def collection_stats(principal, ident):
                                             "description": "ndjson: one record a line, whole. csv: record_key, "
                                             "event_type, source_event_id, source_event_at, created_at, updated_at, "
                                             "then a column per field of data, nested objects as dotted names "
-                                            "(data.customer.email), arrays as JSON text"}},
-          responses={200: None, 404: schemas.Error})
+                                            "(data.customer.email), arrays as JSON text"},
+                                 "search": {"type": "string", "description": "only records the records list's "
+                                                                             "search finds"},
+                                 "event_type": {"type": "string"}, "filter[<path>]": {"type": "string"}},
+          responses={200: None, 400: schemas.Error, 404: schemas.Error})
 def export_collection(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
     fmt = request.args.get("format", "ndjson")
     if fmt not in ("ndjson", "csv"):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
-    body = stream_with_context(record_svc.iter_export(collection.id, fmt))
+    filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
+    body = stream_with_context(record_svc.iter_export(collection.id, fmt, search=request.args.get("search"),
+                                                      event_type=request.args.get("event_type"), filters=filters))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
 

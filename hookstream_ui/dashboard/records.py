@@ -105,6 +105,8 @@ def records_partial(ident):
         "dashboard/records/_table.html", collection=collection, page=page, live=live, args=args,
         columns=chosen or _columns(collection), chosen=bool(chosen), error=error, count=count,
         filtered=bool(query["search"] or query["event_type"] or filters), state=state,
+        export_args={"search": query["search"], "event_type": query["event_type"],
+                     **{f"filter[{path}]": value for path, value in filters.items()}},
         pages=pages(args, page.cursor if page.has_more else None, state)))
     return push_url(response, "dashboard.collection_detail", args, ident=collection.slug)
 

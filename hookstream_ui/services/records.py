@@ -338,11 +338,11 @@ def _flat_cell(value) -> str:
     return _cell(documents.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
-def _chunks(collection_id: str):
-    """The collection's records in key order, a chunk at a time."""
+def _chunks(collection_id: str, where: tuple = ()):
+    """The collection's records (those matching `where`) in key order, a chunk at a time."""
     after = None
     while True:
-        query = select(Record).where(Record.collection_id == collection_id).order_by(Record.record_key)
+        query = select(Record).where(Record.collection_id == collection_id, *where).order_by(Record.record_key)
         if after is not None:
             query = query.where(Record.record_key > after)
         rows = db.session.scalars(query.limit(EXPORT_CHUNK)).all()
@@ -353,11 +353,11 @@ def _chunks(collection_id: str):
         db.session.expunge_all()  # keep the identity map from growing with the export
 
 
-def _data_columns(collection_id: str) -> list[str]:
+def _data_columns(collection_id: str, where: tuple = ()) -> list[str]:
     """Every flattened data column the records have, in the order they first appear. A
     CSV's header comes before its rows, so this is a pass of its own, a chunk at a time."""
     seen: dict[str, None] = {}
-    for rows in _chunks(collection_id):
+    for rows in _chunks(collection_id, where):
         for r in rows:
             for name in flatten(r.data):
                 if len(seen) < CSV_DATA_COLUMNS:
@@ -365,21 +365,29 @@ def _data_columns(collection_id: str) -> list[str]:
     return list(seen)
 
 
-def iter_export(collection_id: str, fmt: str):
-    """The whole collection, in key order, a chunk at a time: memory stays flat at any size.
-    CSV has a column per flattened data field (`data.customer.email`), after the record's
-    own columns; NDJSON has each record whole."""
+def iter_export(collection_id: str, fmt: str, *, search=None, event_type=None, filters: dict | None = None):
+    """The collection's records (all, or those matching the records list's search, event
+    type and filters), in key order, a chunk at a time: memory stays flat at any size. CSV
+    has a column per flattened data field (`data.customer.email`), after the record's own
+    columns; NDJSON has each record whole. Bad filters raise here, before anything streams."""
+    search, filters = (search or "").strip(), filters or {}
+    segments = {path: _segments(path, f"filter[{path}]") for path in filters}
+    where = tuple(_conditions(Record, search, event_type, filters, segments))
+    return _export(collection_id, fmt, where)
+
+
+def _export(collection_id: str, fmt: str, where: tuple):
     import csv
     import io
     columns: list[str] = []
     if fmt == "csv":
-        columns = _data_columns(collection_id)
+        columns = _data_columns(collection_id, where)
         known = set(columns)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow([*CSV_COLUMNS, *columns, *(["data.other"] if len(columns) >= CSV_DATA_COLUMNS else [])])
         yield buffer.getvalue()
-    for rows in _chunks(collection_id):
+    for rows in _chunks(collection_id, where):
         if fmt == "ndjson":
             yield "".join(documents.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
                                       "source_event_id": r.source_event_id,
