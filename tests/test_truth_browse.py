@@ -564,3 +564,16 @@ def test_the_filtered_records_export_as_filtered(signed_in):
     assert [json.loads(line)["record_key"] for line in searched.splitlines()] == ["o011"]
     bad = client.get("/v1/collections/orders/export?format=csv&filter[a..b]=1")
     assert bad.status_code == 400 and "filter[a..b]" in bad.json["errors"]
+
+
+# 4. A skip link on every page
+
+def test_every_page_has_a_skip_link_to_its_main_content(signed_in, app):
+    client, _, _ = signed_in
+    pages = [client.get(p) for p in ("/", "/collections", "/collections/new", "/events", "/sources",
+                                      "/settings/account", "/api-reference", "/collections/nope")]
+    pages.append(app.test_client().get("/login"))
+    for r in pages:
+        body = r.get_data(as_text=True)
+        assert '<a class="skip-link" href="#main">Skip to content</a>' in body, r.request.path
+        assert 'id="main" tabindex="-1"' in body, r.request.path
