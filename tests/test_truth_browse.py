@@ -577,3 +577,14 @@ def test_every_page_has_a_skip_link_to_its_main_content(signed_in, app):
         body = r.get_data(as_text=True)
         assert '<a class="skip-link" href="#main">Skip to content</a>' in body, r.request.path
         assert 'id="main" tabindex="-1"' in body, r.request.path
+
+
+def test_an_edit_switching_source_checks_the_new_sources_sample(signed_in):
+    client, token, org = signed_in
+    sid = _webhook_with_event(client, org, {"id": "first"})
+    client.post("/collections/new", data=form(token, name="Orders", slug="orders", source_id=sid))
+    client.post(f"/v1/ingest/{sid}", json={"id": "cus_7"})
+    collection = db.session.scalar(select(Collection))
+    other = _webhook_with_event(client, org, {"order": {"id": "ord_9"}})
+    body = _key_preview(client, primary_key_path="$.order.id", collection_id=collection.id, source_id=other)
+    assert "<code data-key>ord_9</code>" in body and "latest event" in body

@@ -314,7 +314,9 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
     from ..sources import SourceError
     from . import sources as source_svc
 
-    if collection is not None and collection.record_count:
+    # The collection's records are a sample of its source; a form switching the collection
+    # to another source is checked against that one's.
+    if collection is not None and collection.record_count and (source_id or None) == collection.source_id:
         record = db.session.scalar(select(Record).where(Record.collection_id == collection.id)
                                    .order_by(Record.updated_at.desc(), Record.id.desc()).limit(1))
         if record is not None:
