@@ -588,3 +588,22 @@ def test_an_edit_switching_source_checks_the_new_sources_sample(signed_in):
     other = _webhook_with_event(client, org, {"order": {"id": "ord_9"}})
     body = _key_preview(client, primary_key_path="$.order.id", collection_id=collection.id, source_id=other)
     assert "<code data-key>ord_9</code>" in body and "latest event" in body
+
+
+def test_the_collections_list_pages_back_as_well(signed_in):
+    from html import unescape
+
+    client, token, _ = signed_in
+    for i in range(55):
+        client.post("/collections/new", data=form(token, name=f"Coll {i:03d}", slug=f"coll-{i:03d}"))
+    names = lambda body: re.findall(r"<strong>(Coll \d+)</strong>", body)
+    first = client.get("/collections").get_data(as_text=True)
+    seen, body = [names(first)], first
+    for _ in range(2):
+        body = client.get(unescape(re.search(r'data-page="next" href="([^"]+)"', body).group(1))).get_data(as_text=True)
+        seen.append(names(body))
+    assert [len(p) for p in seen] == [25, 25, 5] and len({n for p in seen for n in p}) == 55
+    for expected in (seen[1], seen[0]):
+        body = client.get(unescape(re.search(r'data-page="previous" href="([^"]+)"', body).group(1))).get_data(as_text=True)
+        assert names(body) == expected
+    assert 'data-page="previous"' not in body

@@ -50,8 +50,12 @@ def collections_list():
                                     search=request.args.get("q"), status=request.args.get("status"))
     except ValidationFailed:
         return redirect(url_for("dashboard.collections_list"))
-    return render_template("dashboard/collections/list.html", page=page,
-                           q=request.args.get("q", ""), status=request.args.get("status", ""))
+    from .records import pages
+
+    q, status = request.args.get("q", ""), request.args.get("status", "")
+    state = {k: v for k, v in (("q", q), ("status", status)) if v}
+    return render_template("dashboard/collections/list.html", page=page, q=q, status=status,
+                           pages=pages(request.args, page.cursor if page.has_more else None, state))
 
 
 @bp.route("/collections/new", methods=["GET", "POST"])
