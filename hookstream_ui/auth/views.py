@@ -1,12 +1,11 @@
 """Sign-up, sign-in and sign-out pages."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import ValidationFailed
+from .access import safe_next
 from ..forms import FormState
 from ..models import Org, User, db
 from ..services import accounts, team
@@ -16,14 +15,7 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(default: str) -> str:
-    target = request.args.get("next") or request.form.get("next") or ""
-    # Only same-site paths: an open redirect after sign-in is a phishing tool. Browsers read
-    # a backslash as a slash (/\\evil.com is //evil.com), and a line break would split the
-    # Location header.
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or \
-            any(ord(c) < 0x20 or ord(c) == 0x7f for c in target):
-        return default
-    return target if not urlsplit(target).netloc else default
+    return safe_next(request.args.get("next") or request.form.get("next")) or default
 
 
 def _start_session(user) -> None:
