@@ -72,3 +72,64 @@ def test_typing_after_the_session_ended_takes_the_page_to_sign_in(browser, live_
     page.wait_for_url(re.compile(r"/login\?next=(/|%2F)collections(/|%2F)new$"))
     expect(page.locator("#slug-preview")).to_have_count(0)
     context.close()
+
+
+def test_test_connection_highlights_the_fields_by_label(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("tester@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "tester@example.com")
+    page.goto(live_server + "/sources/new/rest_api")
+    page.fill("#f-name", "Shop API")
+    page.fill("[id='f-credentials.base_url']", "not a url")
+    page.click("#test-connection")
+    result = page.locator("#test-result .test-result")
+    expect(result).to_have_attribute("data-ok", "false")
+    expect(result).to_contain_text("Base URL")
+    expect(result).not_to_contain_text("base_url")
+    expect(page.locator("[id='f-credentials.base_url']")).to_have_attribute("aria-invalid", "true")
+    beside = page.locator("[id='e-credentials.base_url']")
+    expect(beside).to_be_visible()
+    tested = beside.text_content()
+    expect(page.locator("[id='f-credentials.base_url']")).to_have_value("not a url")
+
+    # Connect shows the same error beside the same field.
+    page.click("button:has-text('Connect source')")
+    expect(page.locator("[id='e-credentials.base_url']")).to_have_text(tested)
+
+    # A good value clears the highlight on the next test.
+    page.fill("[id='f-credentials.base_url']", "http://127.0.0.1:9")
+    page.click("#test-connection")
+    expect(page.locator("[id='e-credentials.base_url']")).to_have_count(0)
+    expect(page.locator("[id='f-credentials.base_url']")).not_to_have_attribute("aria-invalid", "true")
+    context.close()
+
+
+def test_a_bad_audit_filter_stays_on_the_page_beside_its_field(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("auditor@example.com")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "auditor@example.com")
+    page.goto(live_server + "/settings/audit-log")
+    page.fill("#f-since", "last tuesday")
+    page.click("#audit-filters button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Audit log")
+    expect(page.locator("#e-since")).to_contain_text("ISO 8601")
+    expect(page.locator("#f-since")).to_have_value("last tuesday")
+    page.fill("#f-since", "2026-01-01")
+    page.click("#audit-filters button[type=submit]")
+    expect(page.locator("#e-since")).to_have_count(0)
+    expect(page.locator("#audit-table")).to_be_visible()
+    context.close()

@@ -1,10 +1,13 @@
 """Sessions, forms, team, keys and accounts tell the truth (issue 19, the forms part)."""
 from __future__ import annotations
 
+import json
 import re
+from html import unescape as html_unescape
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from markupsafe import escape
 from sqlalchemy import select
 
 from hookstream_ui.models import Membership, User, db
@@ -115,3 +118,108 @@ def test_htmx_request_losing_its_role_reloads_the_page(app, ctx):
     login(client, "member@example.com")
     r = _htmx(client, "/settings/api-keys", "/settings/api-keys")
     assert r.status_code == 403 and _redirect_target(r) == ("/settings/api-keys", {})
+
+
+# 2. A refused value is shown beside its field, by label, as typed; nothing changes.
+
+def _error_beside(html: str, field_id: str) -> str:
+    """The error shown beside the control `field_id` (a row's input) or `f-<field_id>`,
+    which is marked invalid and points at it."""
+    match = re.search(rf'id="e-{re.escape(field_id)}">([^<]+)<', html)
+    assert match, f"no error beside {field_id}"
+    control = field_id if "-" in field_id else f"f-{field_id}"
+    assert re.search(rf'id="{re.escape(control)}"[^>]*aria-invalid="true"[^>]*aria-describedby="e-{re.escape(field_id)}"',
+                     html), control
+    return match.group(1)
+
+
+@pytest.mark.parametrize("path", ["/settings/audit-log", "/admin/audit-log"])
+def test_a_bad_audit_filter_is_shown_beside_its_field(app, ctx, path):
+    make_user("root@example.com", admin=True)
+    client = app.test_client()
+    login(client, "root@example.com")
+    r = client.get(path, query_string={"since": "yesterday-ish", "actor": "root", "until": "2026-12-01"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "Bad Request" not in html
+    assert "ISO 8601" in _error_beside(html, "since")
+    assert 'value="yesterday-ish"' in html and 'value="root"' in html and 'value="2026-12-01"' in html
+    assert "<h1>Audit log</h1>" in html  # the page, with its navigation, not an error card
+    ok = client.get(path, query_string={"since": "2026-01-01"})
+    assert ok.status_code == 200 and 'id="e-since"' not in ok.get_data(as_text=True)
+
+
+@pytest.fixture
+def root(app, ctx):
+    make_user("root@example.com", admin=True)
+    client = app.test_client()
+    return client, login(client, "root@example.com")
+
+
+def test_admin_create_org_errors_are_beside_their_fields(root):
+    client, token = root
+    from hookstream_ui.models import Org
+
+    before = db.session.scalar(select(db.func.count(Org.id)))
+    r = client.post("/admin/orgs", data={"csrf_token": token, "name": "Acme", "owner_email": "nobody@example.com"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "no user with that email" in _error_beside(html, "owner_email")
+    assert 'value="Acme"' in html and 'value="nobody@example.com"' in html
+    assert "owner_email:" not in html
+    assert db.session.scalar(select(db.func.count(Org.id))) == before
+
+
+@pytest.mark.parametrize("action,data,field", [
+    ("rename", {"name": "x" * 121}, "name"),
+    ("suspend", {"reason": "   "}, "reason"),
+    ("delete", {"confirm": "not-the-slug"}, "confirm"),
+])
+def test_admin_org_row_errors_are_beside_that_rows_field(root, action, data, field):
+    client, token = root
+    from hookstream_ui.models import Org
+
+    org = org_of(db.session.scalar(select(User).where(User.email == "root@example.com")))
+    other = org_of(make_user("other@example.com"))
+    r = client.post(f"/admin/orgs/{org.id}/{action}", data={"csrf_token": token, **data})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    message = _error_beside(html, f"{action}-{org.id}")
+    assert f"{field}:" not in html and message.split()[0] in ("Name", "Reason", "Confirmation:")
+    assert f'id="e-{action}-{other.id}"' not in html  # only the row that was sent
+    typed = list(data.values())[0]
+    assert re.search(rf'id="{action}-{org.id}"[^>]*value="{re.escape(typed)}"', html)
+    db.session.expire_all()
+    org = db.session.get(Org, org.id)
+    assert org is not None and org.suspended_at is None and len(org.name) < 121
+
+
+def test_project_rename_error_is_beside_that_rows_field(signed_in):
+    client, token, org = signed_in
+    env = org.environments[0]
+    r = client.post(f"/settings/projects/{env.id}/rename", data={"csrf_token": token, "name": ""})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and _error_beside(html, f"rename-{env.id}").startswith("Name must be")
+    assert "name:" not in html
+    db.session.expire_all()
+    assert org.environments[0].name == "production"
+
+
+def test_org_delete_confirmation_error_is_beside_the_field(signed_in):
+    client, token, org = signed_in
+    r = client.post("/settings/org/delete", data={"csrf_token": token, "confirm": "wrong"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "to confirm" in _error_beside(html, "confirm")
+    assert 'value="wrong"' in html
+    from hookstream_ui.models import Org
+
+    assert db.session.get(Org, org.id) is not None
+
+
+def test_test_connection_names_fields_by_label_and_marks_them(signed_in):
+    client, token, _ = signed_in
+    data = {"csrf_token": token, "name": "Shop", "credentials.base_url": "not a url", "config.path": "/orders"}
+    tested = client.post("/sources/test-form/rest_api", data=data, headers=HX).get_data(as_text=True)
+    connect = client.post("/sources/new/rest_api", data=data).get_data(as_text=True)
+    assert "base_url:" not in tested and "Base URL" in tested
+    errors = json.loads(html_unescape(re.search(r"data-field-errors='([^']*)'", tested).group(1)))
+    # The same fields and messages as Connect shows beside them.
+    assert errors and all(f'id="e-{name}">{escape(message)}<' in connect for name, message in errors.items())

@@ -1,11 +1,13 @@
 """Team, projects (environments), the audit log, and switching or leaving orgs."""
 from __future__ import annotations
 
+from functools import partial
+
 from flask import abort, flash, redirect, render_template, request, session, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
-from ..forms import FormState
+from ..forms import FormState, RowForms, filtered, sentence
 from ..models import ROLES
 from ..services import audit, team
 from . import bp
@@ -24,18 +26,27 @@ def team_page():
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+    return _team_page(principal, form=form, link=link), status
+
+
+def _team_page(principal, form=None, link=None, delete_form=None, rows=None):
     return render_template("dashboard/settings/team.html", members=team.list_members(principal),
-                           invitations=team.list_invitations(principal), form=form, link=link,
-                           roles=ROLES if principal.can("owner") else ROLES[1:]), status
+                           invitations=team.list_invitations(principal), form=form or FormState(), link=link,
+                           delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
+                           roles=ROLES if principal.can("owner") else ROLES[1:])
 
 
-def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False):
-    """Run a change, flash its outcome (or why it was refused) and go back. `leaving`: the
-    change took the user out of this org (left it, deleted it), so forget it."""
+def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False, refused=None):
+    """Run a change, flash its outcome and go back. Refused: `refused(exc)` renders the page
+    again with the error beside its field and what was typed; without one, the reason is
+    flashed in words. `leaving`: the change took the user out of this org (left it, deleted
+    it), so forget it."""
     try:
         result = action()
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        if refused is not None:
+            return refused(exc), exc.status
+        flash(sentence(exc), "error")
         return redirect(url_for(back))
     flash(message(result), "success")
     if leaving:
@@ -85,7 +96,8 @@ def org_delete():
     principal = current_principal()
     require_role(principal, "owner")
     return _attempt(lambda: team.delete_org(principal, request.form.get("confirm")),
-                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True)
+                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True,
+                    refused=lambda exc: _team_page(principal, delete_form=FormState.from_request("confirm").fail(exc)))
 
 
 @bp.post("/switch-org")
@@ -109,26 +121,25 @@ def projects_page():
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+    return _projects_page(principal, form), status
+
+
+def _projects_page(principal, form=None, rows=None):
     return render_template("dashboard/settings/projects.html", envs=team.list_environments(principal),
-                           form=form), status
+                           form=form or FormState(), row_forms=rows or RowForms())
 
 
 @bp.post("/settings/projects/<env_id>/rename")
 def project_rename(env_id):
     principal = _admin()
     return _attempt(lambda: team.rename_environment(principal, env_id, request.form.get("name")),
-                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page")
+                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page",
+                    refused=lambda exc: _projects_page(principal, rows=RowForms.failed("rename", env_id, exc, "name")))
 
 
 @bp.get("/settings/audit-log")
 def audit_page():
     principal = current_principal()
     require_role(principal, "admin")
-    args = request.args
-    try:
-        page = audit.list_entries(org_id=principal.org.id, actor=args.get("actor"), action=args.get("action"),
-                                  resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
-                                  cursor=args.get("cursor"), limit=50)
-    except ValidationFailed as exc:
-        abort(400, description=exc.message)
-    return render_template("dashboard/settings/audit.html", page=page, args=args)
+    page, filters, status = filtered(partial(audit.list_entries, org_id=principal.org.id, limit=50), *audit.FILTERS)
+    return render_template("dashboard/settings/audit.html", page=page, args=request.args, filters=filters), status
