@@ -223,3 +223,35 @@ def test_test_connection_names_fields_by_label_and_marks_them(signed_in):
     errors = json.loads(html_unescape(re.search(r"data-field-errors='([^']*)'", tested).group(1)))
     # The same fields and messages as Connect shows beside them.
     assert errors and all(f'id="e-{name}">{escape(message)}<' in connect for name, message in errors.items())
+
+
+# 3. Future times read as future times.
+
+def test_future_times_say_how_long_until():
+    from datetime import datetime, timedelta, timezone
+
+    from hookstream_ui.templating import ago
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    ahead = lambda **delta: ago(now + timedelta(**delta), now=now)
+    assert ahead(days=7, seconds=-0.2) == "in 7 days"  # an invitation made a moment ago
+    assert ahead(days=2) == "in 2 days"
+    assert ahead(hours=36) == "in 36 hours"
+    assert ahead(hours=5, minutes=1) == "in 5 hours"
+    assert ahead(minutes=90) == "in 90 minutes"
+    assert ahead(minutes=1) == "in 1 minute"
+    assert ahead(seconds=40) == "in under a minute"
+    assert ahead(seconds=3) == "just now"
+    assert ago(now - timedelta(seconds=3), now=now) == "just now"
+    assert ago(now - timedelta(days=3, hours=2), now=now) == "3d ago"
+    assert ago(now - timedelta(seconds=42), now=now) == "42s ago"
+
+
+def test_a_new_invitation_expires_in_7_days(signed_in):
+    client, token, _ = signed_in
+    html = client.post("/settings/team", data={"csrf_token": token, "email": "new@example.com",
+                                               "role": "member"}).get_data(as_text=True)
+    assert re.search(r"expires <time[^>]*>in 7 days</time>", html)
+    listed = client.get("/settings/team").get_data(as_text=True)
+    row = re.search(r"<tr><td>new@example.com</td>.*?</tr>", listed, re.S).group(0)
+    assert ">in 7 days</time>" in row and "just now" not in row
