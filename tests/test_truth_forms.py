@@ -255,3 +255,47 @@ def test_a_new_invitation_expires_in_7_days(signed_in):
     listed = client.get("/settings/team").get_data(as_text=True)
     row = re.search(r"<tr><td>new@example.com</td>.*?</tr>", listed, re.S).group(0)
     assert ">in 7 days</time>" in row and "just now" not in row
+
+
+# 4. A suspended org is not switched to, and says why.
+
+@pytest.fixture
+def two_orgs(app, ctx):
+    from hookstream_ui.services import accounts as accounts_svc
+
+    user = make_user("both@example.com")
+    home = org_of(user)
+    home.name = "Home Org"
+    other = accounts_svc.create_org("Frozen Org", owner=user)
+    db.session.commit()
+    client = app.test_client()
+    token = login(client, "both@example.com")
+    return client, token, home, other
+
+
+def _suspend(org, reason="unpaid invoice"):
+    from hookstream_ui.services import instance_admin
+
+    instance_admin.suspend_org(org.id, reason)
+
+
+def test_switching_to_a_suspended_org_says_why_and_stays(two_orgs):
+    client, token, home, other = two_orgs
+    _suspend(other)
+    picker = client.get("/").get_data(as_text=True)
+    assert "Frozen Org (suspended)" in picker
+    r = client.post("/switch-org", data={"csrf_token": token, "org_id": other.id}, follow_redirects=True)
+    html = r.get_data(as_text=True)
+    assert "Switched" not in html
+    assert "Frozen Org is suspended: unpaid invoice" in html
+    assert re.search(r'<option value="%s" selected>Home Org' % home.id, html)
+
+
+def test_the_org_in_use_being_suspended_is_said_on_the_next_page(two_orgs):
+    client, token, home, other = two_orgs
+    r = client.post("/switch-org", data={"csrf_token": token, "org_id": other.id}, follow_redirects=True)
+    assert "Switched to Frozen Org" in r.get_data(as_text=True)
+    _suspend(other, "security review")
+    html = client.get("/").get_data(as_text=True)
+    assert "Frozen Org is suspended: security review. You are now in Home Org." in html
+    assert "suspended: security review" not in client.get("/").get_data(as_text=True)  # said once

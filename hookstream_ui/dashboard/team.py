@@ -103,9 +103,8 @@ def org_delete():
 @bp.post("/switch-org")
 def switch_org():
     principal = current_principal()
-    org = team.switch_org(principal.user, request.form.get("org_id", ""))
-    flash(f"Switched to {org.name}.", "info")
-    return redirect(url_for("dashboard.overview"))
+    return _attempt(lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
+                    lambda org: f"Switched to {org.name}.", "dashboard.overview")
 
 
 @bp.route("/settings/projects", methods=["GET", "POST"])

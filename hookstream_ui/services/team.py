@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
-from ..auth.principal import Principal
+from ..auth.principal import Principal, suspended_message
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
@@ -238,6 +238,10 @@ def switch_org(user: User, org_id: str) -> Org:
     org = db.session.scalar(select(Org).join(Membership).where(Membership.user_id == user.id, Org.id == org_id))
     if org is None:
         abort(404, description="You are not a member of that organization")
+    if org.suspended_at is not None:
+        # Out of reach until an instance admin lifts it: say so, and stay where you are.
+        raise ValidationFailed({"org_id": suspended_message(org) + "; you stay in the organization you are in"},
+                               status=403, code="org_suspended")
     session["org_id"], session["env_id"] = org.id, None
     return org
 
