@@ -69,10 +69,8 @@ def _validation_error(exc: ValidationFailed):
     # Forms show their own errors beside their fields; this is what reaches a page
     # otherwise (a field refused before any view ran, for one).
     if not is_api_request():
-        from ..forms import sentence
-
         return render_template("errors/error.html", code=exc.status, title=HTTP_STATUS_CODES.get(exc.status, "Error"),
-                               message=sentence(exc)), exc.status
+                               message=exc.message), exc.status
     return json_error(exc.status, exc.message, exc.code, exc.errors)
 
 
