@@ -299,3 +299,57 @@ def test_the_org_in_use_being_suspended_is_said_on_the_next_page(two_orgs):
     html = client.get("/").get_data(as_text=True)
     assert "Frozen Org is suspended: security review. You are now in Home Org." in html
     assert "suspended: security review" not in client.get("/").get_data(as_text=True)  # said once
+
+
+# 5c. Names made only of invisible characters are refused everywhere, by one rule.
+
+INVISIBLE_NAMES = ["\u200b\u200b\u200b\u200b\u200b", " \u200c\u200d\ufeff ", "\u3164\u3164\u3164\u3164",
+                   "\u2060\u180e\u2800\u2800"]
+VISIBLE = "must contain a visible character, not only spaces or invisible ones"
+
+
+@pytest.mark.parametrize("name", INVISIBLE_NAMES)
+def test_invisible_names_are_refused_by_the_api(signed_in, name):
+    from hookstream_ui.models import ApiKey, Collection, Environment, SourceConnection
+
+    client, token, org = signed_in
+    h = {"X-CSRFToken": token}
+    refused = [
+        client.post("/v1/collections", json={"name": name, "primary_key_path": "$.id"}, headers=h),
+        client.post("/v1/environments", json={"name": name}, headers=h),
+        client.post("/v1/auth/api-keys", json={"name": name}, headers=h),
+        client.post("/api/v1/source-connections", json={"sourceShortName": "webhook", "name": name}, headers=h),
+    ]
+    for r in refused:
+        assert r.status_code == 400 and r.json["errors"]["name"] == VISIBLE, (r.request.path, r.json)
+    assert db.session.scalar(select(db.func.count(Collection.id))) == 0
+    assert db.session.scalar(select(db.func.count(SourceConnection.id))) == 0
+    assert db.session.scalar(select(db.func.count(ApiKey.id))) == 0
+    assert db.session.scalar(select(db.func.count(Environment.id))) == 1
+
+
+def test_invisible_names_are_refused_by_the_dashboard_beside_the_field(app, ctx):
+    make_user("root@example.com", admin=True)
+    client = app.test_client()
+    token = login(client, "root@example.com")
+    name = INVISIBLE_NAMES[1]
+    for path, data in [("/collections/new", {"name": name, "primary_key_path": "$.id"}),
+                       ("/settings/projects", {"name": name}), ("/settings/api-keys", {"name": name}),
+                       ("/sources/new/webhook", {"name": name}), ("/admin/orgs", {"name": name})]:
+        r = client.post(path, data={"csrf_token": token, **data})
+        assert r.status_code == 400, path
+        assert _error_beside(r.get_data(as_text=True), "name") == VISIBLE, path
+
+
+def test_visible_names_with_invisible_padding_are_trimmed(signed_in):
+    from hookstream_ui.models import Collection
+
+    client, token, _ = signed_in
+    r = client.post("/v1/collections", json={"name": "\u200b Orders \u200b", "slug": "orders", "primary_key_path": "$.id"},
+                    headers={"X-CSRFToken": token})
+    assert r.status_code == 201, r.json
+    assert db.session.scalar(select(Collection.name)) == "Orders"
+    r = client.post("/v1/environments", json={"name": "Caf\u0065\u0301"}, headers={"X-CSRFToken": token})
+    assert r.status_code == 201 and "Caf\u0065\u0301" in str(r.json)  # its accent stays
+    r = client.post("/v1/environments", json={"name": "tab\there"}, headers={"X-CSRFToken": token})
+    assert r.status_code == 400 and "control characters" in r.json["errors"]["name"]

@@ -21,6 +21,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
+from .names import clean_name, name_problem
 
 KEY_PREFIX = "hs_live_"
 ENDED_SHOWN = 20  # ended keys the keys page lists, newest first
@@ -36,19 +37,15 @@ def hash_key(raw: str) -> str:
 
 def create_key(env: Environment, name, created_by: User, role="member") -> tuple[ApiKey, str]:
     errors = {}
-    if name is None:
-        errors["name"] = "is required"
-    elif not isinstance(name, str):
-        errors["name"] = "must be a string"
-    elif not 1 <= len(name.strip()) <= 100:
-        errors["name"] = "must be 1 to 100 characters"
+    if problem := name_problem(name, 1, 100):
+        errors["name"] = problem
     if role not in KEY_ROLES:
         errors["role"] = "must be one of: " + ", ".join(KEY_ROLES)
     if errors:
         raise ValidationFailed(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
-        org_id=env.org_id, env_id=env.id, name=name.strip(), prefix=raw[: len(KEY_PREFIX) + 6],
+        org_id=env.org_id, env_id=env.id, name=clean_name(name), prefix=raw[: len(KEY_PREFIX) + 6],
         key_hash=hash_key(raw), created_by_id=created_by.id, role=role,
     )
     db.session.add(key)

@@ -20,6 +20,7 @@ from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
 from . import accounts, api_keys, links, locks
+from .names import clean_name
 
 INVITATION_DAYS = 7
 
@@ -247,9 +248,7 @@ def switch_org(user: User, org_id: str) -> Org:
 
 
 def _env_name(value) -> str:
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
-        raise ValidationFailed({"name": "must be 1 to 80 characters"})
-    return value.strip()
+    return clean_name(value, "name", 1, 80)
 
 
 def list_environments(principal: Principal) -> list[Environment]:
