@@ -133,3 +133,47 @@ def test_a_bad_audit_filter_stays_on_the_page_beside_its_field(browser, live_ser
     expect(page.locator("#e-since")).to_have_count(0)
     expect(page.locator("#audit-table")).to_be_visible()
     context.close()
+
+
+def test_team_roles_are_saved_on_purpose_and_reinviting_asks(browser, live_server, app):
+    from playwright.sync_api import expect
+    from sqlalchemy import select
+
+    from hookstream_ui.models import Membership, db
+    from tests.helpers import make_user, org_of
+
+    with app.app_context():
+        member_id = make_user("mate@example.com", org=org_of(make_user("lead@example.com")), role="member").id
+
+    def role():
+        with app.app_context():
+            return db.session.scalar(select(Membership.role).where(Membership.user_id == member_id))
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "lead@example.com")
+    page.goto(live_server + "/settings/team")
+    page.locator(f"#role-{member_id}").select_option("admin")
+    page.wait_for_timeout(500)
+    assert role() == "member", "changing the select saved the role"
+    page.click(f"form:has(#role-{member_id}) button:has-text('Save role')")
+    expect(page.locator(".flash-success")).to_contain_text("mate@example.com is now admin")
+
+    page.locator(f"#role-{member_id}").select_option("owner")
+    page.click(f"form:has(#role-{member_id}) button:has-text('Save role')")
+    expect(page.locator("#confirm-owner")).to_contain_text("Make mate@example.com an owner?")
+    assert role() == "admin"
+    page.click("#confirm-owner button:has-text('Make owner')")
+    expect(page.locator(".flash-success")).to_contain_text("mate@example.com is now owner")
+
+    page.fill("#f-email", "guest@example.com")
+    page.click("#invite-form button[type=submit]")
+    expect(page.locator("#invite-link")).to_contain_text("expires in 7 days")
+    page.fill("#f-email", "guest@example.com")
+    page.click("#invite-form button[type=submit]")
+    expect(page.locator("#invite-pending")).to_contain_text("A new invitation withdraws it")
+    expect(page.locator("#f-email")).to_have_value("guest@example.com")
+    page.click("#invite-form button:has-text('Withdraw it and invite again')")
+    expect(page.locator("#invite-replaced")).to_contain_text("its link no longer works")
+    context.close()

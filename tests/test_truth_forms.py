@@ -353,3 +353,77 @@ def test_visible_names_with_invisible_padding_are_trimmed(signed_in):
     assert r.status_code == 201 and "Caf\u0065\u0301" in str(r.json)  # its accent stays
     r = client.post("/v1/environments", json={"name": "tab\there"}, headers={"X-CSRFToken": token})
     assert r.status_code == 400 and "control characters" in r.json["errors"]["name"]
+
+
+# 5a/b. Re-inviting says it withdraws the earlier link; roles are saved on purpose.
+
+def test_reinviting_says_it_withdraws_the_earlier_link_first(signed_in):
+    from hookstream_ui.models import Invitation
+
+    client, token, _ = signed_in
+    invite = lambda **extra: client.post("/settings/team", data={"csrf_token": token, "email": "New@Example.com",
+                                                                 "role": "viewer", **extra})
+    first = re.search(r'id="invite-url" class="mono">([^<]+)<', invite().get_data(as_text=True)).group(1)
+    asked = invite()
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and 'id="invite-url"' not in html
+    assert re.search(r'id="invite-pending">new@example.com already has a pending invitation as viewer, which expires '
+                     r'<time[^>]*>in 7 days</time>\. A new invitation withdraws it', html)
+    assert 'value="New@Example.com"' in html  # what was typed stays
+    pending = db.session.scalars(select(Invitation).where(Invitation.revoked_at.is_(None))).all()
+    assert len(pending) == 1  # nothing withdrawn yet
+
+    replace = re.search(r'name="replace" value="([^"]+)"', html).group(1)
+    assert replace == pending[0].id
+    done = invite(replace=replace).get_data(as_text=True)
+    assert "The earlier invitation for new@example.com was withdrawn: its link no longer works." in done
+    second = re.search(r'id="invite-url" class="mono">([^<]+)<', done).group(1)
+    assert second != first
+    client.post("/logout", data={"csrf_token": token})
+    assert client.get(first.replace("http://localhost", "")).status_code == 410
+    assert client.get(second.replace("http://localhost", "")).status_code == 200
+
+
+@pytest.fixture
+def team_of_two(signed_in):
+    client, token, org = signed_in
+    member = make_user("member@example.com", org=org, role="member")
+    return client, token, org, member
+
+
+def _role_of(user):
+    db.session.expire_all()
+    return db.session.scalar(select(Membership.role).where(Membership.user_id == user.id))
+
+
+def test_role_selects_do_not_save_on_change(team_of_two):
+    client, token, _, member = team_of_two
+    html = client.get("/settings/team").get_data(as_text=True)
+    form = re.search(r'<form[^>]*/settings/team/%s/role.*?</form>' % member.id, html, re.S).group(0)
+    assert "data-autosubmit" not in form and "Save role" in form
+    r = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "admin"})
+    assert r.status_code == 302 and _role_of(member) == "admin"
+
+
+def test_making_someone_owner_asks_first(team_of_two):
+    client, token, _, member = team_of_two
+    asked = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "owner"})
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Make member@example.com an owner?" in html
+    assert _role_of(member) == "member"
+    done = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "owner",
+                                                                  "confirm": "owner"})
+    assert done.status_code == 302 and _role_of(member) == "owner"
+
+
+def test_a_refused_role_change_is_shown_beside_that_members_role(app, ctx):
+    owner = make_user("owner@example.com")
+    org = org_of(owner)
+    make_user("admin@example.com", org=org, role="admin")
+    other = make_user("other@example.com", org=org, role="member")
+    client = app.test_client()
+    token = login(client, "admin@example.com")
+    r = client.post(f"/settings/team/{other.id}/role", data={"csrf_token": token, "role": "superuser"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and re.search(rf'id="e-role-{other.id}">Role: must be one of', html)
+    assert _role_of(other) == "member"

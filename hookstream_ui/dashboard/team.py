@@ -19,9 +19,14 @@ def team_page():
     require_role(principal, "admin")
     form, link, status = FormState.from_request("email", "role"), None, 200
     if request.method == "POST":
+        pending = team.pending_invitation(principal, request.form.get("email"))
+        if pending is not None and request.form.get("replace") != pending.id:
+            # A new invitation withdraws the earlier link: asked first, not done silently.
+            return _team_page(principal, form=form, replacing=pending), 200
         try:
             invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
-            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at}
+            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at,
+                    "replaced": pending is not None}
             form = FormState()
         except ValidationFailed as exc:
             form.fail(exc)
@@ -29,10 +34,11 @@ def team_page():
     return _team_page(principal, form=form, link=link), status
 
 
-def _team_page(principal, form=None, link=None, delete_form=None, rows=None):
+def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, promoting=None):
     return render_template("dashboard/settings/team.html", members=team.list_members(principal),
                            invitations=team.list_invitations(principal), form=form or FormState(), link=link,
                            delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
+                           replacing=replacing, promoting=promoting,
                            roles=ROLES if principal.can("owner") else ROLES[1:])
 
 
@@ -65,8 +71,15 @@ def _admin():
 @bp.post("/settings/team/<user_id>/role")
 def member_role(user_id):
     principal = _admin()
-    return _attempt(lambda: team.change_role(principal, user_id, request.form.get("role")),
-                    lambda m: f"{m.user.email} is now {m.role}.")
+    role = request.form.get("role")
+    if role == "owner" and request.form.get("confirm") != "owner":
+        # Owners can delete the org and change other owners: asked once more, by name.
+        member = team.get_member_or_404(principal, user_id)
+        if member.role != "owner":
+            return _team_page(principal, promoting=member), 200
+    return _attempt(lambda: team.change_role(principal, user_id, role),
+                    lambda m: f"{m.user.email} is now {m.role}.",
+                    refused=lambda exc: _team_page(principal, rows=RowForms.failed("role", user_id, exc, "role")))
 
 
 @bp.post("/settings/team/<user_id>/remove")

@@ -149,6 +149,18 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
     return invitation, links.public(url_for("auth.accept_invitation", token=token))
 
 
+def pending_invitation(principal: Principal, email) -> Invitation | None:
+    """The invitation `email` has waiting in this org (the one a new invitation would
+    withdraw), or None."""
+    try:
+        email = accounts.normalise_email(email if isinstance(email, str) else "")
+    except ValidationFailed:
+        return None
+    return db.session.scalars(select(Invitation).where(
+        Invitation.org_id == principal.org.id, Invitation.email == email, Invitation.accepted_at.is_(None),
+        Invitation.revoked_at.is_(None), Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc())).first()
+
+
 def list_invitations(principal: Principal) -> list[Invitation]:
     return db.session.scalars(select(Invitation).where(
         Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
