@@ -177,3 +177,33 @@ def test_team_roles_are_saved_on_purpose_and_reinviting_asks(browser, live_serve
     page.click("#invite-form button:has-text('Withdraw it and invite again')")
     expect(page.locator("#invite-replaced")).to_contain_text("its link no longer works")
     context.close()
+
+
+def test_reloading_the_new_key_page_makes_no_second_key(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("keys@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "keys@example.com")
+    page.goto(live_server + "/settings/api-keys")
+    page.fill("#f-name", "Deploy")
+    page.select_option("#f-expires_in", "90")
+    page.click("button:has-text('Create key')")
+    expect(page.locator("#new-key")).to_have_text(re.compile(r"^hs_live_"))
+    secret = page.locator("#new-key").text_content()
+    page.reload()  # no "resubmit the form?": the page was reached by a redirect
+    expect(page.locator("#new-key")).to_have_count(0)
+    assert secret not in page.content()
+    rows = page.locator("#keys-table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("keys@example.com")
+    expect(rows.first).to_contain_text("in 90 days")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#keys-table button:has-text('Revoke')")
+    expect(page.locator("#ended-keys-table tr[data-status=revoked]")).to_contain_text("Deploy")
+    context.close()

@@ -427,3 +427,87 @@ def test_a_refused_role_change_is_shown_beside_that_members_role(app, ctx):
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and re.search(rf'id="e-role-{other.id}">Role: must be one of', html)
     assert _role_of(other) == "member"
+
+
+# 6. API keys: made once per click, with their owner and expiry; ended ones stay listed.
+
+def _keys():
+    from hookstream_ui.models import ApiKey
+
+    db.session.expire_all()
+    return db.session.scalars(select(ApiKey)).all()
+
+
+def test_reloading_after_creating_a_key_makes_no_second_key(signed_in):
+    client, token, _ = signed_in
+    r = client.post("/settings/api-keys", data={"csrf_token": token, "name": "Deploy", "role": "member"})
+    assert r.status_code == 302 and r.location.endswith("/settings/api-keys")
+    assert "hs_live_" not in (r.headers.get("Set-Cookie") or "")
+    page = client.get(r.location).get_data(as_text=True)
+    raw = re.search(r'id="new-key" class="mono">(hs_live_[^<]+)<', page).group(1)
+    assert "shown only once" in page
+    assert raw not in client.get("/settings/api-keys").get_data(as_text=True)  # once
+    assert len(_keys()) == 1
+    assert app_client_status(client, raw) == 200
+
+
+def app_client_status(client, raw):
+    return client.application.test_client().get("/v1/collections", headers={"X-API-Key": raw}).status_code
+
+
+def test_the_new_key_is_still_shown_once_when_redis_is_down(signed_in, redis_down):
+    client, token, _ = signed_in
+    r = client.post("/settings/api-keys", data={"csrf_token": token, "name": "Deploy", "role": "member"})
+    assert r.status_code == 200 and re.search(r'id="new-key" class="mono">hs_live_', r.get_data(as_text=True))
+    assert len(_keys()) == 1
+
+
+def test_keys_show_their_owner_and_expiry_and_expire(signed_in):
+    client, token, _ = signed_in
+    r = client.post("/settings/api-keys", data={"csrf_token": token, "name": "Month", "expires_in": "30"})
+    raw = re.search(r'id="new-key" class="mono">(hs_live_[^<]+)<', client.get(r.location).get_data(as_text=True)).group(1)
+    [key] = _keys()
+    from hookstream_ui.models.base import as_utc, utcnow
+    from datetime import timedelta
+
+    assert abs(as_utc(key.expires_at) - (utcnow() + timedelta(days=30))) < timedelta(minutes=1)
+    html = client.get("/settings/api-keys").get_data(as_text=True)
+    row = re.search(r"<tr>\s*<td>Month</td>.*?</tr>", html, re.S).group(0)
+    assert "owner@example.com" in row and ">in 30 days</time>" in row
+
+    key.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    r = client.application.test_client().get("/v1/collections", headers={"X-API-Key": raw})
+    assert r.status_code == 401 and "expired" in r.json["error"]
+    html = client.get("/settings/api-keys").get_data(as_text=True)
+    assert 'id="keys-table"' not in html
+    ended = re.search(r'<tr data-status="expired">.*?</tr>', html, re.S).group(0)
+    assert "Month" in ended and "Expired" in ended and "owner@example.com" in ended
+
+
+def test_a_bad_expiry_choice_is_shown_beside_its_field(signed_in):
+    client, token, _ = signed_in
+    r = client.post("/settings/api-keys", data={"csrf_token": token, "name": "Odd", "expires_in": "12"})
+    assert r.status_code == 400 and "must be one of" in _error_beside(r.get_data(as_text=True), "expires_in")
+    assert 'value="Odd"' in r.get_data(as_text=True) and _keys() == []
+
+
+def test_the_api_sets_and_returns_expires_at(signed_in):
+    client, token, _ = signed_in
+    h = {"X-CSRFToken": token}
+    r = client.post("/v1/auth/api-keys", json={"name": "Week", "expires_at": "2099-01-31T00:00:00Z"}, headers=h)
+    assert r.status_code == 400 and r.json["errors"] == {"expires_at": "must be within 10 years"}
+    from hookstream_ui.models.base import utcnow
+    from datetime import timedelta
+
+    when = (utcnow() + timedelta(days=7)).replace(microsecond=0)
+    r = client.post("/v1/auth/api-keys", json={"name": "Week", "expires_at": when.isoformat()}, headers=h)
+    assert r.status_code == 201 and r.json["api_key"]["expires_at"].startswith(when.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert r.json["api_key"]["status"] == "active"
+    for bad, message in [("2001-01-01T00:00:00Z", "must be in the future"), ("next week", "must be an ISO 8601"),
+                         (7, "must be an ISO 8601")]:
+        r = client.post("/v1/auth/api-keys", json={"name": "Bad", "expires_at": bad}, headers=h)
+        assert r.status_code == 400 and r.json["errors"]["expires_at"].startswith(message), bad
+    never = client.post("/v1/auth/api-keys", json={"name": "Forever"}, headers=h).json["api_key"]
+    assert never["expires_at"] is None
+    assert [k["name"] for k in client.get("/v1/auth/api-keys").json["api_keys"]] == ["Forever", "Week"]

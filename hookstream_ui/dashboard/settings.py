@@ -1,7 +1,7 @@
 """Settings: API keys and the account's password."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user
 
 from ..auth import current_principal, require_role
@@ -15,18 +15,27 @@ from . import bp
 def api_keys_page():
     principal = current_principal()
     require_role(principal, "admin")
-    form, new_key, status = FormState.from_request("name", "role"), None, 200
+    form, new_key, status = FormState.from_request("name", "role", "expires_in"), None, 200
     if request.method == "POST":
         try:
             key, raw = api_keys.create_key(principal.env, request.form.get("name"), principal.user,
-                                           request.form.get("role", "member"))
-            new_key = {"key": raw, "name": key.name}
-            form = FormState()
+                                           request.form.get("role", "member"),
+                                           api_keys.expiry_in_days(request.form.get("expires_in")))
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+        else:
+            # Post, redirect, get: reloading the page that shows the secret makes no second key.
+            handle = api_keys.hold_new_key(key, raw)
+            if handle is not None:
+                session["new_key"] = handle
+                return redirect(url_for("dashboard.api_keys_page"))
+            new_key, form = {"key": raw, "name": key.name}, FormState()  # Redis down: shown here, once
+    else:
+        new_key = api_keys.take_new_key(session.pop("new_key", None))
     return render_template("dashboard/settings/api_keys.html", keys=api_keys.list_keys(principal),
-                           ended=api_keys.ended_keys(principal), form=form, new_key=new_key), status
+                           ended=api_keys.ended_keys(principal), form=form, new_key=new_key,
+                           expiry_days=api_keys.EXPIRY_DAYS), status
 
 
 @bp.post("/settings/api-keys/<key_id>/revoke")
