@@ -451,6 +451,7 @@ FORMS = {
     "dashboard.api_keys_page": "admin", "dashboard.api_key_revoke": "admin", "dashboard.team_page": "admin",
     "dashboard.member_role": "admin", "dashboard.member_remove": "admin", "dashboard.invitation_revoke": "admin",
     "dashboard.projects_page": "admin", "dashboard.project_rename": "admin", "dashboard.org_delete": "owner",
+    "dashboard.org_rename": "owner",
     # Anyone in the org: their own password, leaving, and where they are working.
     "dashboard.account_page": "viewer", "dashboard.leave_org": "viewer", "dashboard.switch_org": "viewer",
     "dashboard.switch_project": "viewer",

@@ -511,3 +511,94 @@ def test_the_api_sets_and_returns_expires_at(signed_in):
     never = client.post("/v1/auth/api-keys", json={"name": "Forever"}, headers=h).json["api_key"]
     assert never["expires_at"] is None
     assert [k["name"] for k in client.get("/v1/auth/api-keys").json["api_keys"]] == ["Forever", "Week"]
+
+
+# 7. Account basics: reset links, the owner renames the org, the new password twice.
+
+def _reset_link(client, token, user_id):
+    r = client.post(f"/admin/users/{user_id}/reset-link", data={"csrf_token": token})
+    assert r.status_code == 302 and r.location.endswith("/admin/users")
+    page = client.get("/admin/users").get_data(as_text=True)
+    url = re.search(r'id="reset-url" class="mono">([^<]+)<', page).group(1)
+    assert url not in client.get("/admin/users").get_data(as_text=True)  # shown once
+    return url.replace("http://localhost", "")
+
+
+def test_an_instance_admin_issues_a_one_time_reset_link(root, app):
+    from hookstream_ui.models import AuditEntry, PasswordReset
+
+    client, token = root
+    user = make_user("locked@example.com")
+    elsewhere = app.test_client()
+    login(elsewhere, "locked@example.com")
+    first = _reset_link(client, token, user.id)
+    link = _reset_link(client, token, user.id)
+    stored = db.session.scalars(select(PasswordReset)).all()
+    secret = parse_qs(urlsplit(link).query)["token"][0]
+    assert len(stored) == 2 and all(secret not in r.token_hash for r in stored)  # only hashes
+
+    browser = app.test_client()
+    assert "replaced by a newer one" in browser.get(first).get_data(as_text=True)
+    page = browser.get(link)
+    assert page.status_code == 200 and "locked@example.com" in page.get_data(as_text=True)
+    form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    bad = browser.post(link, data={"csrf_token": form_token, "password": "a-new-password-1",
+                                   "password_confirm": "a-new-password-2"})
+    assert bad.status_code == 400 and "does not match" in _error_beside(bad.get_data(as_text=True), "password_confirm")
+    done = browser.post(link, data={"csrf_token": form_token, "password": "a-new-password-1",
+                                    "password_confirm": "a-new-password-1"})
+    assert done.status_code == 302
+    assert browser.get("/").status_code == 200  # signed in with the new password
+    assert elsewhere.get("/").status_code == 302  # the other session ended
+    assert app.test_client().get(link).status_code == 410  # single use
+    login(app.test_client(), "locked@example.com", "a-new-password-1")
+    actions = set(db.session.scalars(select(AuditEntry.action)))
+    assert {"user.password_reset_link", "user.password_reset"} <= actions
+
+
+def test_reset_links_expire_and_are_for_instance_admins_only(root, app):
+    from datetime import timedelta
+
+    from hookstream_ui.models import PasswordReset
+    from hookstream_ui.models.base import utcnow
+
+    client, token = root
+    user = make_user("late@example.com")
+    link = _reset_link(client, token, user.id)
+    db.session.execute(db.update(PasswordReset).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    assert "expired" in app.test_client().get(link).get_data(as_text=True)
+
+    org_owner = app.test_client()
+    owner_token = login(org_owner, "late@example.com")
+    assert org_owner.post(f"/admin/users/{user.id}/reset-link", data={"csrf_token": owner_token}).status_code == 403
+
+
+def test_the_owner_renames_the_org(team_of_two, app):
+    client, token, org, member = team_of_two
+    r = client.post("/settings/org/rename", data={"csrf_token": token, "name": "\u200b"})
+    assert r.status_code == 400 and "visible character" in _error_beside(r.get_data(as_text=True), "name")
+    r = client.post("/settings/org/rename", data={"csrf_token": token, "name": "Renamed Co"}, follow_redirects=True)
+    assert "The organization is now called Renamed Co." in r.get_data(as_text=True)
+    db.session.expire_all()
+    from hookstream_ui.models import Org
+
+    assert db.session.get(Org, org.id).name == "Renamed Co"
+    db.session.execute(db.update(Membership).where(Membership.user_id == member.id).values(role="admin"))
+    db.session.commit()
+    admin = app.test_client()
+    admin_token = login(admin, "member@example.com")
+    assert admin.post("/settings/org/rename", data={"csrf_token": admin_token, "name": "Mine"}).status_code == 403
+    assert 'id="org-rename"' not in admin.get("/settings/team").get_data(as_text=True)
+
+
+def test_changing_the_password_asks_for_it_twice(signed_in):
+    client, token, _ = signed_in
+    page = client.get("/settings/account").get_data(as_text=True)
+    assert 'id="f-new_password_confirm"' in page and 'id="f-current_password"' in page
+    assert "<title>Account · hookstream</title>" in page
+    r = client.post("/settings/account", data={"csrf_token": token, "current_password": PASSWORD,
+                                               "new_password": "brand-new-password",
+                                               "new_password_confirm": "brand-new-passwrod"})
+    assert r.status_code == 400 and "does not match" in _error_beside(r.get_data(as_text=True), "new_password_confirm")
+    login(client.application.test_client(), "owner@example.com")  # unchanged

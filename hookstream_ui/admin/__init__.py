@@ -2,15 +2,16 @@
 reach here: an org owner who is not an instance admin gets 403."""
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from ..errors import ValidationFailed
 from ..forms import FormState, RowForms, filtered, sentence
 from ..health import system_health
-from ..services import audit
+from ..services import accounts, audit, once
 from ..services import instance_admin as svc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -88,7 +89,26 @@ def org_delete(org_id):
 
 @bp.get("/users")
 def users():
-    return render_template("admin/users.html", users=svc.users())
+    link = once.take("reset-link", session.pop("reset_link", None))
+    if link:
+        link["expires_at"] = datetime.fromisoformat(link["expires_at"])
+    return render_template("admin/users.html", users=svc.users(), reset_link=link)
+
+
+@bp.post("/users/<user_id>/reset-link")
+def user_reset_link(user_id):
+    try:
+        reset, url = accounts.issue_reset(current_user, user_id)
+    except ValidationFailed as exc:
+        flash(sentence(exc), "error")
+        return redirect(url_for("admin.users"))
+    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat()}
+    # Post, redirect, get: reloading the page that shows the link makes no second one.
+    handle = once.hold("reset-link", link)
+    if handle is None:  # Redis down: shown on this answer, once
+        return render_template("admin/users.html", users=svc.users(), reset_link={**link, "expires_at": reset.expires_at})
+    session["reset_link"] = handle
+    return redirect(url_for("admin.users"))
 
 
 @bp.post("/users/<user_id>/<action>")

@@ -106,3 +106,27 @@ def accept_invitation():
         return redirect(url_for("dashboard.overview"))
     return render_template("auth/invitation.html", invitation=invitation, org=org, user=user,
                            has_account=has_account, form=form)
+
+
+@bp.route("/password-reset", methods=["GET", "POST"])
+def reset_password():
+    """Set a new password from a one-time link an instance admin made. The token rides in
+    the query string, which the access log leaves out (see runner.py)."""
+    token = request.args.get("token", "")
+    try:
+        reset = accounts.reset_for(token)
+    except accounts.InvalidReset as exc:
+        return render_template("auth/password_reset.html", problem=str(exc)), 410
+    user = db.session.get(User, reset.user_id)
+    form = FormState()
+    if request.method == "POST":
+        try:
+            user = accounts.use_reset(token, request.form.get("password", ""), request.form.get("password_confirm", ""))
+        except ValidationFailed as exc:
+            return render_template("auth/password_reset.html", user=user, form=form.fail(exc)), exc.status
+        except accounts.InvalidReset as exc:
+            return render_template("auth/password_reset.html", problem=str(exc)), 410
+        _start_session(user)
+        flash("Your password is set. Every other session of your account was signed out.", "success")
+        return redirect(url_for("dashboard.overview"))
+    return render_template("auth/password_reset.html", user=user, form=form)

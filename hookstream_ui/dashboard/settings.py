@@ -7,7 +7,7 @@ from flask_login import current_user, login_user
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import FormState
-from ..services import accounts, api_keys
+from ..services import accounts, api_keys, once
 from . import bp
 
 
@@ -26,13 +26,13 @@ def api_keys_page():
             status = exc.status
         else:
             # Post, redirect, get: reloading the page that shows the secret makes no second key.
-            handle = api_keys.hold_new_key(key, raw)
+            handle = once.hold("api-key", {"key": raw, "name": key.name})
             if handle is not None:
                 session["new_key"] = handle
                 return redirect(url_for("dashboard.api_keys_page"))
             new_key, form = {"key": raw, "name": key.name}, FormState()  # Redis down: shown here, once
     else:
-        new_key = api_keys.take_new_key(session.pop("new_key", None))
+        new_key = once.take("api-key", session.pop("new_key", None))
     return render_template("dashboard/settings/api_keys.html", keys=api_keys.list_keys(principal),
                            ended=api_keys.ended_keys(principal), form=form, new_key=new_key,
                            expiry_days=api_keys.EXPIRY_DAYS), status
@@ -53,7 +53,7 @@ def account_page():
     if request.method == "POST":
         try:
             accounts.change_password(current_user, request.form.get("current_password", ""),
-                                     request.form.get("new_password", ""))
+                                     request.form.get("new_password", ""), request.form.get("new_password_confirm", ""))
         except ValidationFailed as exc:
             return render_template("dashboard/settings/account.html", form=form.fail(exc)), 400
         # This browser stays signed in with the new session token; all others are out.

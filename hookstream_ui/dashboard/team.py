@@ -34,11 +34,13 @@ def team_page():
     return _team_page(principal, form=form, link=link), status
 
 
-def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, promoting=None):
+def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, promoting=None,
+               org_form=None):
     return render_template("dashboard/settings/team.html", members=team.list_members(principal),
                            invitations=team.list_invitations(principal), form=form or FormState(), link=link,
                            delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
                            replacing=replacing, promoting=promoting,
+                           org_form=org_form or FormState({"name": principal.org.name}),
                            roles=ROLES if principal.can("owner") else ROLES[1:])
 
 
@@ -102,6 +104,15 @@ def leave_org():
     principal = current_principal()
     return _attempt(lambda: team.remove_member(principal, principal.user_id),
                     lambda _: f"You left {principal.org.name}.", "dashboard.account_page", leaving=True)
+
+
+@bp.post("/settings/org/rename")
+def org_rename():
+    principal = current_principal()
+    require_role(principal, "owner")
+    return _attempt(lambda: team.rename_org(principal, request.form.get("name")),
+                    lambda org: f"The organization is now called {org.name}.",
+                    refused=lambda exc: _team_page(principal, org_form=FormState.from_request("name").fail(exc)))
 
 
 @bp.post("/settings/org/delete")

@@ -231,34 +231,3 @@ def fold_usage(principal: Principal) -> None:
             _add_usage(key_id, int(count), datetime.fromtimestamp(float(stamp), timezone.utc))
     db.session.commit()
 
-
-# A new key's secret between the POST that made it and the page that shows it once: the
-# page is reached by a redirect, so reloading it cannot make a second key. Held in Redis,
-# encrypted, for a few minutes, and deleted as it is read; the session holds only a handle.
-NEW_KEY_TTL = 300
-
-
-def hold_new_key(key: ApiKey, raw: str) -> str | None:
-    """A handle to the new key's secret for take_new_key, or None if Redis is down."""
-    from ..sources import secrets as sealed
-
-    handle = secrets.token_urlsafe(16)
-    try:
-        get_redis().set(f"hookstream:new-key:{handle}", sealed.encrypt({"key": raw, "name": key.name, "id": key.id}),
-                        ex=NEW_KEY_TTL)
-    except redis.RedisError:
-        return None
-    return handle
-
-
-def take_new_key(handle: str | None) -> dict | None:
-    """The held secret (and its key's name), once; None after that."""
-    from ..sources import secrets as sealed
-
-    if not handle:
-        return None
-    try:
-        held = get_redis().getdel(f"hookstream:new-key:{handle}")
-    except redis.RedisError:
-        return None
-    return sealed.decrypt(held.decode() if isinstance(held, bytes) else held) if held else None

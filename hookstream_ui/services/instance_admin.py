@@ -15,7 +15,7 @@ from ..extensions import get_redis
 from ..models import Collection, Event, Membership, Org, User, db, utcnow
 from ..sync.worker import QUEUES, queue
 from . import accounts, api_keys
-from .names import clean_name
+from .names import ORG_NAME_MAX, clean_name
 
 
 def org_rows() -> list[dict]:
@@ -42,7 +42,7 @@ def get_org_or_404(org_id: str) -> Org:
 
 
 def _org_name(value) -> str:
-    return clean_name(value, "name", 1, 120)
+    return clean_name(value, "name", 1, ORG_NAME_MAX)
 
 
 def create_org(name, owner_email) -> Org:

@@ -19,6 +19,9 @@ BLANK_LETTERS = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800", "\u180e"}
 EDGE_CATEGORIES = {"Cc", "Cf", "Zs", "Zl", "Zp"}
 
 
+ORG_NAME_MAX = 120
+
+
 def _invisible(char: str) -> bool:
     return char in BLANK_LETTERS or unicodedata.category(char) in INVISIBLE_CATEGORIES
 

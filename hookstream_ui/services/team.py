@@ -20,7 +20,7 @@ from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
 from . import accounts, api_keys, links, locks
-from .names import clean_name
+from .names import ORG_NAME_MAX, clean_name
 
 INVITATION_DAYS = 7
 
@@ -293,6 +293,16 @@ def rename_environment(principal: Principal, env_id: str, name) -> Environment:
     env.name = _env_name(name)
     db.session.commit()
     return env
+
+
+def rename_org(principal: Principal, name) -> Org:
+    """The owner's: the org's name as every member sees it (its slug, in URLs, stays)."""
+    if not principal.can("owner"):
+        raise ValidationFailed({"name": "only an owner can rename the organization"}, status=403, code="forbidden")
+    org = db.session.get(Org, principal.org.id)
+    org.name = clean_name(name, "name", 1, ORG_NAME_MAX)
+    db.session.commit()
+    return org
 
 
 def delete_org(principal: Principal, confirm) -> None:
