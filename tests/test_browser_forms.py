@@ -207,3 +207,41 @@ def test_reloading_the_new_key_page_makes_no_second_key(browser, live_server, ap
     page.click("#keys-table button:has-text('Revoke')")
     expect(page.locator("#ended-keys-table tr[data-status=revoked]")).to_contain_text("Deploy")
     context.close()
+
+
+def test_a_password_reset_link_from_admin_to_a_new_password(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_user
+
+    with app.app_context():
+        make_user("root@example.com", admin=True)
+        make_user("forgot@example.com")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "root@example.com")
+    page.goto(live_server + "/admin/users")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("tr[data-user='forgot@example.com'] button:has-text('Password-reset link')")
+    expect(page.locator("#reset-link")).to_contain_text("expires in 24 hours")
+    url = page.locator("#reset-url").text_content().strip()
+    page.reload()
+    expect(page.locator("#reset-link")).to_have_count(0)
+
+    other = browser.new_context(viewport={"width": 390, "height": 844})
+    user_page = other.new_page()
+    user_page.set_default_timeout(10_000)
+    user_page.goto(url.replace("http://localhost", live_server))
+    expect(user_page.locator("h1")).to_have_text("Set a new password")
+    user_page.fill("#f-password", "a-brand-new-password")
+    user_page.fill("#f-password_confirm", "a-different-password")
+    user_page.click("button[type=submit]")
+    expect(user_page.locator("#e-password_confirm")).to_have_text("does not match the password")
+    user_page.fill("#f-password", "a-brand-new-password")
+    user_page.fill("#f-password_confirm", "a-brand-new-password")
+    user_page.click("button[type=submit]")
+    expect(user_page.locator("h1")).to_have_text("Overview")
+    expect(user_page.locator(".flash-success")).to_contain_text("Your password is set")
+    other.close()
+    context.close()
