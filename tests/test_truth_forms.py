@@ -250,7 +250,7 @@ def test_future_times_say_how_long_until():
 def test_a_new_invitation_expires_in_7_days(signed_in):
     client, token, _ = signed_in
     html = client.post("/settings/team", data={"csrf_token": token, "email": "new@example.com",
-                                               "role": "member"}).get_data(as_text=True)
+                                               "role": "member"}, follow_redirects=True).get_data(as_text=True)
     assert re.search(r"expires <time[^>]*>in 7 days</time>", html)
     listed = client.get("/settings/team").get_data(as_text=True)
     row = re.search(r"<tr><td>new@example.com</td>.*?</tr>", listed, re.S).group(0)
@@ -362,7 +362,7 @@ def test_reinviting_says_it_withdraws_the_earlier_link_first(signed_in):
 
     client, token, _ = signed_in
     invite = lambda **extra: client.post("/settings/team", data={"csrf_token": token, "email": "New@Example.com",
-                                                                 "role": "viewer", **extra})
+                                                                 "role": "viewer", **extra}, follow_redirects=True)
     first = re.search(r'id="invite-url" class="mono">([^<]+)<', invite().get_data(as_text=True)).group(1)
     asked = invite()
     html = asked.get_data(as_text=True)
@@ -602,3 +602,15 @@ def test_changing_the_password_asks_for_it_twice(signed_in):
                                                "new_password_confirm": "brand-new-passwrod"})
     assert r.status_code == 400 and "does not match" in _error_beside(r.get_data(as_text=True), "new_password_confirm")
     login(client.application.test_client(), "owner@example.com")  # unchanged
+
+
+def test_reloading_after_inviting_invites_no_one_again(signed_in):
+    from hookstream_ui.models import Invitation
+
+    client, token, _ = signed_in
+    r = client.post("/settings/team", data={"csrf_token": token, "email": "new@example.com", "role": "member"})
+    assert r.status_code == 302 and r.location.endswith("/settings/team")
+    page = client.get(r.location).get_data(as_text=True)
+    url = re.search(r'id="invite-url" class="mono">([^<]+)<', page).group(1)
+    assert url not in client.get("/settings/team").get_data(as_text=True)  # shown once
+    assert len(db.session.scalars(select(Invitation)).all()) == 1

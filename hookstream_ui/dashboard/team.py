@@ -1,6 +1,7 @@
 """Team, projects (environments), the audit log, and switching or leaving orgs."""
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
@@ -9,7 +10,7 @@ from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import FormState, RowForms, filtered, sentence
 from ..models import ROLES
-from ..services import audit, team
+from ..services import audit, once, team
 from . import bp
 
 
@@ -25,12 +26,22 @@ def team_page():
             return _team_page(principal, form=form, replacing=pending), 200
         try:
             invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
-            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at,
-                    "replaced": pending is not None}
-            form = FormState()
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+        else:
+            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at.isoformat(),
+                    "replaced": pending is not None}
+            # Post, redirect, get: reloading the page that shows the link invites no one again.
+            handle = once.hold("invite-link", link)
+            if handle is not None:
+                session["invite_link"] = handle
+                return redirect(url_for("dashboard.team_page"))
+            form = FormState()  # Redis down: shown on this answer, once
+    else:
+        link = once.take("invite-link", session.pop("invite_link", None))
+    if link:
+        link["expires_at"] = datetime.fromisoformat(link["expires_at"])
     return _team_page(principal, form=form, link=link), status
 
 
