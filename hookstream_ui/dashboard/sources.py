@@ -205,10 +205,12 @@ def source_delete(source_id):
     source = svc.get_source_or_404(principal, source_id)
     if request.method == "GET":
         return render_template("dashboard/sources/confirm.html", source=source, action="delete",
-                               collections=svc.bound_collections(source))
+                               collections=svc.bound_collections(source), form=FormState())
     if request.form.get("confirm_name", "").strip() != source.name:
-        flash("Type the source's name to confirm.", "error")
-        return redirect(url_for("dashboard.source_delete", source_id=source.id))
+        form = FormState.from_request("confirm_name", "delete_data")
+        form.errors = {"confirm_name": f"must be the source's name, {source.name}, to confirm"}
+        return render_template("dashboard/sources/confirm.html", source=source, action="delete",
+                               collections=svc.bound_collections(source), form=form), 400
     name = source.name
     svc.delete_source(principal, source, delete_data=request.form.get("delete_data") == "true")
     flash(f"Source “{name}” deleted.", "success")
