@@ -614,3 +614,12 @@ def test_reloading_after_inviting_invites_no_one_again(signed_in):
     url = re.search(r'id="invite-url" class="mono">([^<]+)<', page).group(1)
     assert url not in client.get("/settings/team").get_data(as_text=True)  # shown once
     assert len(db.session.scalars(select(Invitation)).all()) == 1
+
+
+def test_a_wrong_collection_delete_confirmation_keeps_what_was_typed(signed_in):
+    client, token, _ = signed_in
+    _make_collection(client, token)
+    r = client.post("/collections/orders/delete", data={"csrf_token": token, "confirm_slug": "order"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "to confirm" in _error_beside(html, "confirm_slug")
+    assert re.search(r'id="f-confirm_slug"[^>]*value="order"', html)
