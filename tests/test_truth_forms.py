@@ -623,3 +623,9 @@ def test_a_wrong_collection_delete_confirmation_keeps_what_was_typed(signed_in):
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "to confirm" in _error_beside(html, "confirm_slug")
     assert re.search(r'id="f-confirm_slug"[^>]*value="order"', html)
+
+
+def test_a_history_restore_gets_the_ordinary_sign_in_redirect(app, ctx):
+    make_user("owner@example.com")
+    r = app.test_client().get("/collections", headers={**HX, "HX-History-Restore-Request": "true"})
+    assert r.status_code == 302 and "/login?next=" in r.location and "HX-Redirect" not in r.headers

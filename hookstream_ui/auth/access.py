@@ -85,7 +85,7 @@ def safe_next(target: str | None) -> str | None:
 
 def is_htmx_request() -> bool:
     # A history restore asks for a whole page, which htmx puts in place of the whole page.
-    return bool(request.headers.get("HX-Request")) and not request.headers.get("HX-History-Restore-Request")
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
 
 
 def htmx_page_url() -> str | None:
