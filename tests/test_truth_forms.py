@@ -629,3 +629,12 @@ def test_a_history_restore_gets_the_ordinary_sign_in_redirect(app, ctx):
     make_user("owner@example.com")
     r = app.test_client().get("/collections", headers={**HX, "HX-History-Restore-Request": "true"})
     assert r.status_code == 302 and "/login?next=" in r.location and "HX-Redirect" not in r.headers
+
+
+def test_being_removed_from_the_org_in_use_is_said_on_the_next_page(two_orgs):
+    client, token, home, other = two_orgs
+    client.post("/switch-org", data={"csrf_token": token, "org_id": other.id})
+    db.session.execute(db.delete(Membership).where(Membership.org_id == other.id))
+    db.session.commit()
+    html = client.get("/").get_data(as_text=True)
+    assert "You are no longer a member of Frozen Org. You are now in Home Org." in html

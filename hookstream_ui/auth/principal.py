@@ -88,13 +88,16 @@ def principal_for_session() -> Principal | None:
 
 
 def _say_why_moved(left_id: str | None, now_in: Org) -> None:
-    """The org this session was working in was suspended under it: the next page is another
-    org's, and says why rather than changing org without a word."""
+    """The org this session was working in went out of reach under it (suspended, or the
+    user was removed): the next page is another org's, and says why rather than changing
+    org without a word."""
     from flask import flash, request
 
     left = db.session.get(Org, left_id) if left_id else None
-    if left is not None and left.suspended_at is not None and not request.path.startswith(("/v1/", "/api/")):
-        flash(f"{suspended_message(left)}. You are now in {now_in.name}.", "error")
+    if left is None or request.path.startswith(("/v1/", "/api/")):
+        return
+    why = suspended_message(left) if left.suspended_at is not None else f"You are no longer a member of {left.name}"
+    flash(f"{why}. You are now in {now_in.name}.", "error")
 
 
 def current_principal() -> Principal | None:
