@@ -75,11 +75,14 @@ def test_htmx_request_after_the_session_ended_sends_the_page_to_sign_in(signed_i
 def test_htmx_sign_in_redirect_never_leaves_the_site(app, ctx):
     client = app.test_client()
     make_user("owner@example.com")
-    for current in ("http://evil.example/collections", "http://localhost//evil.example/x",
-                    "http://localhost/\\evil.example", "javascript:alert(1)"):
+    for current in ("http://localhost//evil.example/x", "http://localhost/\\evil.example", "javascript:alert(1)",
+                    "http://localhost/a\x7fb"):
         r = client.get("/collections/orders/_live", headers={**HX, "HX-Current-URL": current})
         path, query = _redirect_target(r)
         assert path == "/login" and "next" not in query, current
+    # Only the path is taken, whatever host the header names.
+    r = client.get("/collections/orders/_live", headers={**HX, "HX-Current-URL": "http://evil.example/collections"})
+    assert _redirect_target(r) == ("/login", {"next": ["/collections"]})
 
 
 def test_htmx_post_after_the_session_ended_sends_the_page_to_sign_in(signed_in):
