@@ -641,3 +641,16 @@ def test_being_removed_from_the_org_in_use_is_said_on_the_next_page(two_orgs):
     db.session.commit()
     html = client.get("/").get_data(as_text=True)
     assert "You are no longer a member of Frozen Org. You are now in Home Org." in html
+
+
+def test_sign_in_says_the_session_ended(signed_in):
+    client, token, _ = signed_in
+    user = db.session.scalar(select(User).where(User.email == "owner@example.com"))
+    accounts.change_password(user, PASSWORD, "another-long-password")
+    r = _htmx(client, "/", "/settings/account")
+    assert r.headers["HX-Redirect"].startswith("/login")
+    page = client.get(r.headers["HX-Redirect"]).get_data(as_text=True)
+    assert "Your session ended" in page
+    assert "Your session ended" not in client.get("/login").get_data(as_text=True)  # said once
+    fresh = client.application.test_client().get("/collections", follow_redirects=True)
+    assert "Your session ended" not in fresh.get_data(as_text=True)  # never signed in: nothing ended

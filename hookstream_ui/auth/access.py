@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import abort, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, session, url_for
 from htmx_flask import make_response as htmx_response
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
@@ -105,6 +105,10 @@ def htmx_whole_page(url: str, status: int):
 def _unauthorized():
     if is_api_request():
         abort(401, description="Authentication required")
+    if session.pop("_user_id", None) is not None:
+        # The cookie still names a user whose session no longer works: say why sign-in is back.
+        flash("Your session ended (signed out elsewhere, password changed, or it expired). "
+              "Sign in again to go on where you were.", "info")
     if is_htmx_request():
         # The sign-in page, coming back to the page the user is on, not to the fragment.
         return htmx_whole_page(url_for("auth.login", next=htmx_page_url()), 401)
