@@ -654,3 +654,15 @@ def test_sign_in_says_the_session_ended(signed_in):
     assert "Your session ended" not in client.get("/login").get_data(as_text=True)  # said once
     fresh = client.application.test_client().get("/collections", follow_redirects=True)
     assert "Your session ended" not in fresh.get_data(as_text=True)  # never signed in: nothing ended
+
+
+def test_the_cli_makes_keys_that_expire(app, ctx):
+    from hookstream_ui.models import ApiKey
+
+    make_user("ops@example.com")
+    runner = app.test_cli_runner()
+    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2001-01-01T00:00:00Z"])
+    assert r.exit_code != 0 and "expires_at: must be in the future" in r.output
+    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2030-01-01T00:00:00Z"])
+    assert r.exit_code == 0, r.output
+    assert db.session.scalar(select(ApiKey.expires_at).where(ApiKey.name == "temp")).year == 2030
