@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import partial
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, session, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
