@@ -666,3 +666,15 @@ def test_the_cli_makes_keys_that_expire(app, ctx):
     r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2030-01-01T00:00:00Z"])
     assert r.exit_code == 0, r.output
     assert db.session.scalar(select(ApiKey.expires_at).where(ApiKey.name == "temp")).year == 2030
+
+
+def test_a_reset_link_stops_working_when_the_account_is_disabled(root, app):
+    from hookstream_ui.services import instance_admin
+
+    client, token = root
+    user = make_user("gone@example.com")
+    link = _reset_link(client, token, user.id)
+    admin = db.session.scalar(select(User).where(User.email == "root@example.com"))
+    instance_admin.set_user_disabled(admin, user.id, True)
+    r = app.test_client().get(link)
+    assert r.status_code == 410 and "disabled" in r.get_data(as_text=True)

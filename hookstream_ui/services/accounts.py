@@ -269,6 +269,8 @@ def reset_for(token: str) -> PasswordReset:
         raise InvalidReset("This password-reset link was replaced by a newer one, which is the one that works.")
     if as_utc(reset.expires_at) <= utcnow():
         raise InvalidReset("This password-reset link has expired. Ask an instance admin for a new one.")
+    if db.session.get(User, reset.user_id).disabled_at is not None:
+        raise InvalidReset("This account is disabled, so its password-reset link does not work.")
     return reset
 
 
