@@ -47,7 +47,8 @@ def register_cli(app: Flask) -> None:
     @click.option("--name", required=True)
     @click.option("--env", "env_slug", default="production", show_default=True,
                   help="Project (environment) slug in the user's first org.")
-    def create_api_key_command(email, name, env_slug):
+    @click.option("--expires-at", default=None, help="ISO 8601 time the key stops working (default: never).")
+    def create_api_key_command(email, name, env_slug, expires_at):
         """Create an API key for EMAIL's org and print it once."""
         from .services.api_keys import create_key
 
@@ -67,7 +68,7 @@ def register_cli(app: Flask) -> None:
         if env is None:
             raise click.ClickException(f"no project {env_slug!r} in org {membership.org.slug}")
         try:
-            _, raw = create_key(env, name, user)
+            _, raw = create_key(env, name, user, expires_at=expires_at)
         except ValidationFailed as exc:
             _fail(exc)
         click.echo(raw)

@@ -23,3 +23,44 @@ class FormState:
     def fail(self, exc: ValidationFailed) -> "FormState":
         self.errors = dict(exc.errors)
         return self
+
+
+class RowForms:
+    """The small forms in a table's rows (rename this org, suspend that one): the one that
+    was sent and refused shows what was typed and its errors; every other row its stored
+    values."""
+
+    def __init__(self, action: str | None = None, row_id: str | None = None, state: FormState | None = None):
+        self.action, self.row_id, self.state = action, row_id, state or FormState()
+
+    @classmethod
+    def failed(cls, action: str, row_id: str, exc: ValidationFailed, *names: str) -> "RowForms":
+        return cls(action, row_id, FormState.from_request(*names).fail(exc))
+
+    def of(self, action: str, row_id: str) -> FormState:
+        return self.state if (action, row_id) == (self.action, self.row_id) else FormState()
+
+
+def sentence(exc: ValidationFailed, labels: dict[str, str] | None = None) -> str:
+    """The errors as a person reads them, each field by its label ("Name must be 1 to 120
+    characters."), never by its internal name. An error about something no one typed (the
+    last owner cannot leave) is said as it is."""
+    parts = []
+    for name, message in exc.errors.items():
+        label = (labels or {}).get(name)
+        if label is None and message.startswith(("must ", "is ", "does ")):
+            label = name.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+        text = f"{label} {message}" if label else message[:1].upper() + message[1:]
+        parts.append(text if text.endswith((".", "?", "!")) else text + ".")
+    return " ".join(parts) or exc.message
+
+
+def filtered(search, *names: str):
+    """A filter form (GET): `search(**values)` with the query string's values, and the form.
+    A value it refuses is shown beside its field, as typed, and nothing is listed: (None,
+    form, 400), not a bare error page."""
+    form = FormState({n: request.args.get(n, "") for n in names})
+    try:
+        return search(**{n: request.args.get(n) for n in names}), form, 200
+    except ValidationFailed as exc:
+        return None, form.fail(exc), exc.status

@@ -7,17 +7,35 @@ from .models.base import as_utc, isoformat
 from .services import documents
 
 
-def ago(value: datetime | None) -> str:
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `value` was ("3h ago"), or how long until it is ("in 7 days"): an
+    invitation that expires in a week does not expire "just now"."""
     value = as_utc(value)
     if value is None:
         return "—"
-    seconds = int((datetime.now(timezone.utc) - value).total_seconds())
+    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    if abs(seconds) < 10:
+        return "just now"  # either side: clocks of two machines differ by that much
     if seconds < 0:
-        return "just now"
+        return _ahead(-seconds)
+    seconds = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
-    return "just now" if seconds < 10 else f"{seconds}s ago"
+    return f"{seconds}s ago"
+
+
+def _ahead(seconds: float) -> str:
+    # Rounded, not truncated: a 7-day link made a moment ago has 6.99999 days left. Days
+    # from two days on, hours from two hours on (36 hours, not "2 days").
+    for unit, size in (("day", 86400), ("hour", 3600)):
+        if seconds >= 2 * size - 30:
+            count = round(seconds / size)
+            return f"in {count} {unit}s"
+    if seconds < 45:
+        return "in under a minute"
+    minutes = round(seconds / 60)
+    return f"in {minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def duration(seconds: float) -> str:

@@ -94,3 +94,34 @@ document.addEventListener("DOMContentLoaded", () => {
     requestInterceptor: (req) => { if (csrf) req.headers["X-CSRFToken"] = csrf; return req; },
   });
 });
+
+// forms (issue 19): Test connection's field errors go beside their fields, as Connect's do;
+// a new result clears what an earlier test said about the credentials and configuration.
+document.addEventListener("htmx:afterSwap", (e) => {
+  const result = e.detail.target.querySelector?.("[data-field-errors]");
+  const form = e.detail.target.closest("form");
+  if (!result || !form) return;
+  const errors = JSON.parse(result.dataset.fieldErrors);
+  form.querySelectorAll(".field").forEach((wrap) => {
+    const control = wrap.querySelector("[name]");
+    if (!control || !/^(credentials|config)\./.test(control.name)) return;
+    const message = errors[control.name];
+    let line = document.getElementById(`e-${control.name}`);
+    wrap.classList.toggle("has-error", Boolean(message));
+    if (message) {
+      control.setAttribute("aria-invalid", "true");
+      control.setAttribute("aria-describedby", `e-${control.name}`);
+      if (!line) {
+        line = document.createElement("p");
+        line.className = "field-error";
+        line.id = `e-${control.name}`;
+        control.after(line);
+      }
+      line.textContent = message;
+    } else {
+      control.removeAttribute("aria-invalid");
+      line?.remove();
+    }
+  });
+  form.querySelector("[aria-invalid=true]")?.focus();
+});

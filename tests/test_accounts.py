@@ -166,7 +166,7 @@ def test_password_change_ends_other_sessions(app, ctx):
                                                "csrf_token": token})
     assert r.status_code == 400 and "is incorrect" in r.get_data(as_text=True)
     r = laptop.post("/settings/account", data={"current_password": PASSWORD, "new_password": "brand-new-password",
-                                               "csrf_token": token})
+                                               "new_password_confirm": "brand-new-password", "csrf_token": token})
     assert r.status_code == 302
     assert laptop.get("/").status_code == 200  # the browser that changed it stays in
     assert phone.get("/").status_code == 302  # every other session is out

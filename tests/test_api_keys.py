@@ -45,7 +45,10 @@ def test_create_list_revoke_in_a_session(app, ctx):
     assert r.status_code == 200 and r.json == {"id": created["id"], "deleted": True}
     r = api.get("/v1/collections", headers={"X-API-Key": raw})
     assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by an admin"
-    assert client.get("/v1/auth/api-keys").json["api_keys"] == []
+    # Still listed, as revoked.
+    [revoked] = client.get("/v1/auth/api-keys").json["api_keys"]
+    assert revoked["id"] == created["id"] and revoked["status"] == "revoked"
+    assert revoked["revoked_reason"] == "revoked by an admin" and revoked["revoked_at"] is not None
 
 
 def test_key_name_is_validated(app, ctx):
@@ -111,8 +114,9 @@ def test_viewer_reads_but_cannot_write(app, ctx):
 def test_api_keys_page_shows_the_key_once(app, ctx):
     client, token = session_client(app)
     r = client.post("/settings/api-keys", data={"name": "Deploy", "csrf_token": token})
-    page = r.get_data(as_text=True)
-    assert r.status_code == 200 and "shown only once" in page
+    assert r.status_code == 302 and r.location.endswith("/settings/api-keys")  # reloading it makes no second key
+    page = client.get(r.location).get_data(as_text=True)
+    assert "shown only once" in page
     stored = db.session.scalar(select(ApiKey).where(ApiKey.name == "Deploy"))
     import re
     raw = re.search(r'id="new-key" class="mono">(hs_live_[^<]+)<', page).group(1)

@@ -59,7 +59,7 @@ def test_invitation_links_use_public_url(app, ctx, monkeypatch):
     made = client.post("/v1/invitations", json={"email": "new@example.com"}, headers=headers)
     assert made.json["invitation"]["url"].startswith("https://hooks.example.com/invitations/accept?token=")
     page = client.post("/settings/team", data={"email": "other@example.com", "role": "member",
-                                               "csrf_token": headers["X-CSRFToken"]})
+                                               "csrf_token": headers["X-CSRFToken"]}, follow_redirects=True)
     assert "https://hooks.example.com/invitations/accept?token=" in page.get_data(as_text=True)
 
 

@@ -79,9 +79,13 @@ def test_clear_and_delete_behind_confirmation(signed_in):
     assert "1 records" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
     assert client.post(f"/sources/{sid}/clear", data={"csrf_token": token}).status_code == 302
     assert db.session.scalar(select(Record)) is None
-    assert "Type <code>Hook</code>" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
-    r = client.post(f"/sources/{sid}/delete", data={"csrf_token": token, "confirm_name": "nope"})
-    assert r.status_code == 302 and db.session.get(SourceConnection, sid) is not None
+    assert "Type Hook to confirm" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
+    r = client.post(f"/sources/{sid}/delete", data={"csrf_token": token, "confirm_name": "nope", "delete_data": "true"})
+    html = r.get_data(as_text=True)
+    # Refused beside the field, with what was typed and chosen kept.
+    assert r.status_code == 400 and 'id="e-confirm_name">must be the source&#39;s name, Hook, to confirm<' in html
+    assert 'value="nope"' in html and re.search(r'value="true"\s+checked', html)
+    assert db.session.get(SourceConnection, sid) is not None
     r = client.post(f"/sources/{sid}/delete", data={"csrf_token": token, "confirm_name": "Hook", "delete_data": "false"})
     assert r.location.endswith("/sources")
     db.session.expire_all()

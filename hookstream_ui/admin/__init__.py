@@ -2,12 +2,16 @@
 reach here: an org owner who is not an instance admin gets 403."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from datetime import datetime
+from functools import partial
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 
 from ..errors import ValidationFailed
+from ..forms import FormState, RowForms, filtered, sentence
 from ..health import system_health
-from ..services import audit
+from ..services import accounts, audit, once
 from ..services import instance_admin as svc
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -21,38 +25,54 @@ def _instance_admin_only():
     audit.act_as(audit.actor_for_user(current_user))
 
 
-def _attempt(action, message, endpoint: str = "admin.orgs"):
-    """Run a change; flash its outcome (or the reason it was refused) and go back."""
+def _attempt(action, message, endpoint: str = "admin.orgs", refused=None):
+    """Run a change; flash its outcome and go back. Refused: `refused(exc)` renders the page
+    again with the error beside its field and what was typed; without one, the reason is
+    flashed in words."""
     try:
         result = action()
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        if refused is not None:
+            return refused(exc), exc.status
+        flash(sentence(exc), "error")
     else:
         flash(message(result), "success")
     return redirect(url_for(endpoint))
 
 
+def _orgs_page(create: FormState | None = None, rows: RowForms | None = None):
+    return render_template("admin/orgs.html", rows=svc.org_rows(), form=create or FormState(),
+                           row_forms=rows or RowForms())
+
+
 @bp.get("/")
 def orgs():
-    return render_template("admin/orgs.html", rows=svc.org_rows())
+    return _orgs_page()
 
 
 @bp.post("/orgs")
 def org_create():
     return _attempt(lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
-                    lambda org: f"Organization {org.name} created.")
+                    lambda org: f"Organization {org.name} created.",
+                    refused=lambda exc: _orgs_page(create=FormState.from_request("name", "owner_email").fail(exc)))
+
+
+def _org_row(action: str, org_id: str, *names: str):
+    return lambda exc: _orgs_page(rows=RowForms.failed(action, org_id, exc, *names))
 
 
 @bp.post("/orgs/<org_id>/rename")
 def org_rename(org_id):
-    return _attempt(lambda: svc.rename_org(org_id, request.form.get("name")), lambda org: f"Renamed to {org.name}.")
+    return _attempt(lambda: svc.rename_org(org_id, request.form.get("name")), lambda org: f"Renamed to {org.name}.",
+                    refused=_org_row("rename", org_id, "name"))
 
 
 @bp.post("/orgs/<org_id>/suspend")
 def org_suspend(org_id):
     return _attempt(lambda: svc.suspend_org(org_id, request.form.get("reason")),
                     lambda org: f"{org.name} is suspended: its members cannot sign in to it, its API keys and "
-                                f"ingest URLs answer 403. Nothing was deleted.")
+                                f"ingest URLs answer 403. Nothing was deleted.",
+                    refused=_org_row("suspend", org_id, "reason"))
 
 
 @bp.post("/orgs/<org_id>/unsuspend")
@@ -63,12 +83,32 @@ def org_unsuspend(org_id):
 @bp.post("/orgs/<org_id>/delete")
 def org_delete(org_id):
     return _attempt(lambda: svc.delete_org(org_id, request.form.get("confirm")),
-                    lambda org: f"{org.name} and everything in it were deleted.")
+                    lambda org: f"{org.name} and everything in it were deleted.",
+                    refused=_org_row("delete", org_id, "confirm"))
 
 
 @bp.get("/users")
 def users():
-    return render_template("admin/users.html", users=svc.users())
+    link = once.take("reset-link", session.pop("reset_link", None))
+    if link:
+        link["expires_at"] = datetime.fromisoformat(link["expires_at"])
+    return render_template("admin/users.html", users=svc.users(), reset_link=link)
+
+
+@bp.post("/users/<user_id>/reset-link")
+def user_reset_link(user_id):
+    try:
+        reset, url = accounts.issue_reset(current_user, user_id)
+    except ValidationFailed as exc:
+        flash(sentence(exc), "error")
+        return redirect(url_for("admin.users"))
+    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat()}
+    # Post, redirect, get: reloading the page that shows the link makes no second one.
+    handle = once.hold("reset-link", link)
+    if handle is None:  # Redis down: shown on this answer, once
+        return render_template("admin/users.html", users=svc.users(), reset_link={**link, "expires_at": reset.expires_at})
+    session["reset_link"] = handle
+    return redirect(url_for("admin.users"))
 
 
 @bp.post("/users/<user_id>/<action>")
@@ -98,11 +138,5 @@ def job_action(job_id, action):
 
 @bp.get("/audit-log")
 def audit_log():
-    args = request.args
-    try:
-        page = audit.list_entries(org_id=None, actor=args.get("actor"), action=args.get("action"),
-                                  resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
-                                  cursor=args.get("cursor"), limit=50)
-    except ValidationFailed as exc:
-        abort(400, description=exc.message)
-    return render_template("admin/audit.html", page=page, args=args)
+    page, filters, status = filtered(partial(audit.list_entries, org_id=None, limit=50), *audit.FILTERS)
+    return render_template("admin/audit.html", page=page, args=request.args, filters=filters), status

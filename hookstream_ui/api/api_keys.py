@@ -17,14 +17,15 @@ KEYS = "API keys"
           role="admin", session_only=KEYS)
 def create_api_key(principal):
     body = json_body()
-    key, raw = svc.create_key(principal.env, body.get("name"), principal.user, body.get("role", "member"))
+    key, raw = svc.create_key(principal.env, body.get("name"), principal.user, body.get("role", "member"),
+                              body.get("expires_at"))
     return jsonify(api_key=api_key_json(key, raw)), 201
 
 
-@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys", tag=TAG,
-          responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
+@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys, revoked and expired ones too",
+          tag=TAG, responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
 def list_api_keys(principal):
-    keys = svc.list_keys(principal)
+    keys = svc.all_keys(principal)
     return jsonify(api_keys=[api_key_json(k) for k in keys], cursor=None, has_more=False)
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 import logging
 
 from flask import g, jsonify, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..auth import is_api_request
+from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..errors import ValidationFailed
+from ..extensions import login_manager
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,13 @@ def _http_error(exc: HTTPException):
     if not is_api_request():
         if exc.code is None or exc.code < 400 or exc.response is not None:
             return exc
+        if is_htmx_request() and isinstance(exc, CSRFError) and not current_user.is_authenticated:
+            return login_manager.unauthorized()  # the session ended along with its CSRF token
+        if is_htmx_request() and exc.code in (401, 403, 404):
+            # Refused or gone (the collection was deleted, the role taken away): htmx would
+            # leave the fragment as it was, still polling and still showing what is no
+            # longer true. The page it is on is loaded again and tells the truth whole.
+            return htmx_whole_page(htmx_page_url() or "/", exc.code)
         message = exc.description if exc.code in (403, 404) else ""
         return render_template("errors/error.html", code=exc.code, title=exc.name,
                                message=message), exc.code

@@ -86,6 +86,10 @@ class ApiKey(Strict):
     last_used_at: str | None
     request_count: int
     created_by_email: str | None
+    expires_at: str | None = Field(description="When the key stops working; null: never")
+    status: Literal["active", "revoked", "expired"]
+    revoked_at: str | None
+    revoked_reason: str | None = Field(description="Why a revoked key stopped working")
 
 
 class NewApiKey(ApiKey):
@@ -105,6 +109,9 @@ class ApiKeyList(Strict):
 class ApiKeyCreate(BaseModel):
     name: str
     role: Literal["member", "viewer"] = Field("member", description="A viewer key only reads")
+    expires_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
+                                   description="ISO 8601 time, in the future and within 10 years, after "
+                                               "which the key answers 401; null or absent: never")
 
 
 # --- Sources API (/api/v1, seed 003) -------------------------------------------------

@@ -32,6 +32,8 @@ def api_key_json(k: ApiKey, raw: str | None = None) -> dict:
         "created_at": isoformat(k.created_at), "last_used_at": isoformat(k.last_used_at),
         "request_count": k.request_count or 0,
         "created_by_email": k.created_by.email if k.created_by else None,
+        "expires_at": isoformat(k.expires_at), "status": k.status,
+        "revoked_at": isoformat(k.revoked_at), "revoked_reason": k.revoked_reason,
     }
     if raw is not None:
         data["key"] = raw

@@ -87,7 +87,7 @@ def remove_member(principal, user_id):
     return jsonify(id=user_id, deleted=True)
 
 
-@endpoint(v1, "/invitations", "POST", summary="Invite someone by email (returns the link to send)", tag="team",
+@endpoint(v1, "/invitations", "POST", summary="Invite someone by email (returns the link to send; withdraws an earlier pending link for that email)", tag="team",
           role="admin", session_only=TEAM, body=schemas.InvitationCreate, responses={201: schemas.InvitationEnvelope, 409: schemas.Error})
 def create_invitation(principal):
     body = json_body()

@@ -4,7 +4,10 @@ API paths always answer 401/403 in JSON; dashboard paths redirect to sign-in.
 """
 from __future__ import annotations
 
-from flask import abort, g, redirect, request, url_for
+from urllib.parse import urlsplit
+
+from flask import abort, flash, g, redirect, request, session, url_for
+from htmx_flask import make_response as htmx_response
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 
@@ -69,8 +72,44 @@ def require_session(principal: Principal, what: str) -> None:
         abort(403, description=f"{what} can only be managed from a signed-in session")
 
 
+def safe_next(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None. An open redirect after sign-in is a
+    phishing tool; browsers read a backslash as a slash (/\\evil.com is //evil.com), and a
+    line break would split the Location header."""
+    target = target or ""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or \
+            any(ord(c) < 0x20 or ord(c) == 0x7f for c in target):
+        return None
+    return target if not urlsplit(target).netloc else None
+
+
+def is_htmx_request() -> bool:
+    # A history restore asks for a whole page, which htmx puts in place of the whole page.
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
+
+
+def htmx_page_url() -> str | None:
+    """The page an htmx request was made from (HX-Current-URL), as a same-site path: only its
+    path and query are taken (behind a proxy its host is not this request's)."""
+    parts = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
+def htmx_whole_page(url: str, status: int):
+    """What an htmx request gets instead of a whole page (sign-in, an error) that it would
+    otherwise put inside a fragment: an instruction to load `url` as the page."""
+    return htmx_response("", status, redirect=url)
+
+
 @login_manager.unauthorized_handler
 def _unauthorized():
     if is_api_request():
         abort(401, description="Authentication required")
+    if session.pop("_user_id", None) is not None:
+        # The cookie still names a user whose session no longer works: say why sign-in is back.
+        flash("Your session ended (signed out elsewhere, password changed, or it expired). "
+              "Sign in again to go on where you were.", "info")
+    if is_htmx_request():
+        # The sign-in page, coming back to the page the user is on, not to the fragment.
+        return htmx_whole_page(url_for("auth.login", next=htmx_page_url()), 401)
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

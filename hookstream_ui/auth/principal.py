@@ -69,7 +69,10 @@ def principal_for_session() -> Principal | None:
     ).all()
     if not memberships:
         return None
-    membership = next((m for m in memberships if m.org_id == session.get("org_id")), memberships[0])
+    membership = next((m for m in memberships if m.org_id == session.get("org_id")), None)
+    if membership is None:
+        membership = memberships[0]
+        _say_why_moved(session.get("org_id"), membership.org)
     org: Org = membership.org
     env = None
     if session.get("env_id"):
@@ -82,6 +85,19 @@ def principal_for_session() -> Principal | None:
     if (session.get("org_id"), session.get("env_id")) != (org.id, env.id):
         session["org_id"], session["env_id"] = org.id, env.id
     return Principal(org=org, env=env, role=membership.role, user=current_user._get_current_object())
+
+
+def _say_why_moved(left_id: str | None, now_in: Org) -> None:
+    """The org this session was working in went out of reach under it (suspended, or the
+    user was removed): the next page is another org's, and says why rather than changing
+    org without a word."""
+    from flask import flash, request
+
+    left = db.session.get(Org, left_id) if left_id else None
+    if left is None or request.path.startswith(("/v1/", "/api/")):
+        return
+    why = suspended_message(left) if left.suspended_at is not None else f"You are no longer a member of {left.name}"
+    flash(f"{why}. You are now in {now_in.name}.", "error")
 
 
 def current_principal() -> Principal | None:

@@ -5,6 +5,7 @@ from flask import Blueprint, g, render_template
 from flask_login import current_user, login_required
 
 from ..auth import current_principal
+from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..auth.principal import no_org_message
 from ..models import STATUSES
 from ..services import team as team_svc
@@ -17,6 +18,8 @@ bp = Blueprint("dashboard", __name__)
 def _signed_in():
     if current_principal() is None:
         # Signed in but in no org (removed from their last one, or it was suspended).
+        if is_htmx_request():
+            return htmx_whole_page(htmx_page_url() or "/", 403)
         return render_template("dashboard/no_org.html", reason=no_org_message(current_user)), 403
     return None
 

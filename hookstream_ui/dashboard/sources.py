@@ -7,7 +7,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..extensions import csrf
-from ..forms import FormState
+from ..forms import FormState, sentence
 from ..services import sources as svc
 from ..sources import MASK, REGISTRY, source_type_or_404
 from . import bp
@@ -51,6 +51,11 @@ def _field_errors(kind, exc: ValidationFailed) -> dict:
         if name not in auth | config:
             errors[name] = message
     return errors
+
+
+def _labels(kind) -> dict:
+    """Each field's label, by the name a service error gives it."""
+    return {"name": "Name", **{f.name: f.label for f in (*kind.auth_fields, *kind.config_fields)}}
 
 
 def _defaults(kind) -> FormState:
@@ -101,9 +106,11 @@ def source_test_form(short_name):
     try:
         result = svc.test_unsaved(principal, kind.short_name, credentials, config, existing)
     except ValidationFailed as exc:
-        return render_template("dashboard/sources/_test_result.html", ok=False,
-                               message="Fix the highlighted fields first: " + exc.message)
-    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message)
+        # The same errors Connect shows, by label; app.js puts each beside its field.
+        return render_template("dashboard/sources/_test_result.html", ok=False, field_errors=_field_errors(kind, exc),
+                               message="Fix the highlighted fields first: " + sentence(exc, _labels(kind)))
+    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
+                           field_errors={})
 
 
 @bp.get("/sources/<source_id>")
@@ -169,7 +176,7 @@ def source_upload(source_id):
         ensure_idle(source)
         stored = svc.store_file(principal, source, upload.filename, upload.stream)
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        flash(sentence(exc), "error")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
     flash(f"Uploaded {stored.filename} ({stored.size:,} bytes).", "success")
     if not svc.bound_collections(source):
@@ -199,10 +206,12 @@ def source_delete(source_id):
     source = svc.get_source_or_404(principal, source_id)
     if request.method == "GET":
         return render_template("dashboard/sources/confirm.html", source=source, action="delete",
-                               collections=svc.bound_collections(source))
+                               collections=svc.bound_collections(source), form=FormState())
     if request.form.get("confirm_name", "").strip() != source.name:
-        flash("Type the source's name to confirm.", "error")
-        return redirect(url_for("dashboard.source_delete", source_id=source.id))
+        form = FormState.from_request("confirm_name", "delete_data")
+        form.errors = {"confirm_name": f"must be the source's name, {source.name}, to confirm"}
+        return render_template("dashboard/sources/confirm.html", source=source, action="delete",
+                               collections=svc.bound_collections(source), form=form), 400
     name = source.name
     svc.delete_source(principal, source, delete_data=request.form.get("delete_data") == "true")
     flash(f"Source “{name}” deleted.", "success")

@@ -1,13 +1,16 @@
 """Team, projects (environments), the audit log, and switching or leaving orgs."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, session, url_for
+from datetime import datetime
+from functools import partial
+
+from flask import flash, redirect, render_template, request, session, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
-from ..forms import FormState
+from ..forms import FormState, RowForms, filtered, sentence
 from ..models import ROLES
-from ..services import audit, team
+from ..services import audit, once, team
 from . import bp
 
 
@@ -17,25 +20,52 @@ def team_page():
     require_role(principal, "admin")
     form, link, status = FormState.from_request("email", "role"), None, 200
     if request.method == "POST":
+        pending = team.pending_invitation(principal, request.form.get("email"))
+        if pending is not None and request.form.get("replace") != pending.id:
+            # A new invitation withdraws the earlier link: asked first, not done silently.
+            return _team_page(principal, form=form, replacing=pending), 200
         try:
             invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
-            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at}
-            form = FormState()
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+        else:
+            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at.isoformat(),
+                    "replaced": pending is not None}
+            # Post, redirect, get: reloading the page that shows the link invites no one again.
+            handle = once.hold("invite-link", link)
+            if handle is not None:
+                session["invite_link"] = handle
+                return redirect(url_for("dashboard.team_page"))
+            form = FormState()  # Redis down: shown on this answer, once
+    else:
+        link = once.take("invite-link", session.pop("invite_link", None))
+    if link:
+        link["expires_at"] = datetime.fromisoformat(link["expires_at"])
+    return _team_page(principal, form=form, link=link), status
+
+
+def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, promoting=None,
+               org_form=None):
     return render_template("dashboard/settings/team.html", members=team.list_members(principal),
-                           invitations=team.list_invitations(principal), form=form, link=link,
-                           roles=ROLES if principal.can("owner") else ROLES[1:]), status
+                           invitations=team.list_invitations(principal), form=form or FormState(), link=link,
+                           delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
+                           replacing=replacing, promoting=promoting,
+                           org_form=org_form or FormState({"name": principal.org.name}),
+                           roles=ROLES if principal.can("owner") else ROLES[1:])
 
 
-def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False):
-    """Run a change, flash its outcome (or why it was refused) and go back. `leaving`: the
-    change took the user out of this org (left it, deleted it), so forget it."""
+def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False, refused=None):
+    """Run a change, flash its outcome and go back. Refused: `refused(exc)` renders the page
+    again with the error beside its field and what was typed; without one, the reason is
+    flashed in words. `leaving`: the change took the user out of this org (left it, deleted
+    it), so forget it."""
     try:
         result = action()
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        if refused is not None:
+            return refused(exc), exc.status
+        flash(sentence(exc), "error")
         return redirect(url_for(back))
     flash(message(result), "success")
     if leaving:
@@ -54,8 +84,15 @@ def _admin():
 @bp.post("/settings/team/<user_id>/role")
 def member_role(user_id):
     principal = _admin()
-    return _attempt(lambda: team.change_role(principal, user_id, request.form.get("role")),
-                    lambda m: f"{m.user.email} is now {m.role}.")
+    role = request.form.get("role")
+    if role == "owner" and request.form.get("confirm") != "owner":
+        # Owners can delete the org and change other owners: asked once more, by name.
+        member = team.get_member_or_404(principal, user_id)
+        if member.role != "owner":
+            return _team_page(principal, promoting=member), 200
+    return _attempt(lambda: team.change_role(principal, user_id, role),
+                    lambda m: f"{m.user.email} is now {m.role}.",
+                    refused=lambda exc: _team_page(principal, rows=RowForms.failed("role", user_id, exc, "role")))
 
 
 @bp.post("/settings/team/<user_id>/remove")
@@ -80,20 +117,29 @@ def leave_org():
                     lambda _: f"You left {principal.org.name}.", "dashboard.account_page", leaving=True)
 
 
+@bp.post("/settings/org/rename")
+def org_rename():
+    principal = current_principal()
+    require_role(principal, "owner")
+    return _attempt(lambda: team.rename_org(principal, request.form.get("name")),
+                    lambda org: f"The organization is now called {org.name}.",
+                    refused=lambda exc: _team_page(principal, org_form=FormState.from_request("name").fail(exc)))
+
+
 @bp.post("/settings/org/delete")
 def org_delete():
     principal = current_principal()
     require_role(principal, "owner")
     return _attempt(lambda: team.delete_org(principal, request.form.get("confirm")),
-                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True)
+                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True,
+                    refused=lambda exc: _team_page(principal, delete_form=FormState.from_request("confirm").fail(exc)))
 
 
 @bp.post("/switch-org")
 def switch_org():
     principal = current_principal()
-    org = team.switch_org(principal.user, request.form.get("org_id", ""))
-    flash(f"Switched to {org.name}.", "info")
-    return redirect(url_for("dashboard.overview"))
+    return _attempt(lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
+                    lambda org: f"Switched to {org.name}.", "dashboard.overview")
 
 
 @bp.route("/settings/projects", methods=["GET", "POST"])
@@ -109,26 +155,25 @@ def projects_page():
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
+    return _projects_page(principal, form), status
+
+
+def _projects_page(principal, form=None, rows=None):
     return render_template("dashboard/settings/projects.html", envs=team.list_environments(principal),
-                           form=form), status
+                           form=form or FormState(), row_forms=rows or RowForms())
 
 
 @bp.post("/settings/projects/<env_id>/rename")
 def project_rename(env_id):
     principal = _admin()
     return _attempt(lambda: team.rename_environment(principal, env_id, request.form.get("name")),
-                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page")
+                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page",
+                    refused=lambda exc: _projects_page(principal, rows=RowForms.failed("rename", env_id, exc, "name")))
 
 
 @bp.get("/settings/audit-log")
 def audit_page():
     principal = current_principal()
     require_role(principal, "admin")
-    args = request.args
-    try:
-        page = audit.list_entries(org_id=principal.org.id, actor=args.get("actor"), action=args.get("action"),
-                                  resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
-                                  cursor=args.get("cursor"), limit=50)
-    except ValidationFailed as exc:
-        abort(400, description=exc.message)
-    return render_template("dashboard/settings/audit.html", page=page, args=args)
+    page, filters, status = filtered(partial(audit.list_entries, org_id=principal.org.id, limit=50), *audit.FILTERS)
+    return render_template("dashboard/settings/audit.html", page=page, args=request.args, filters=filters), status

@@ -4,7 +4,7 @@ from .base import db, isoformat, new_id, utcnow
 from .collection import STATUSES, Collection
 from .event import DedupClaim, Event, RecordEvent
 from .record import Record
-from .sign_in import SignInFailure, UserSession
+from .sign_in import PasswordReset, SignInFailure, UserSession
 from .source import SourceConnection
 from .sync_run import ACTIVE_STATUSES, FINAL_STATUSES, SyncRun
 from .source_file import CHUNK_SIZE, SourceFile, SourceFileChunk
@@ -14,6 +14,6 @@ from .user import User
 
 __all__ = [
     "ApiKey", "AuditEntry", "DedupClaim", "RecordEvent", "KEY_ROLES", "CHUNK_SIZE", "Invitation", "Collection", "Environment", "Event", "Membership", "Org", "Record",
-    "SignInFailure", "SourceConnection", "SourceFile", "UserSession", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
+    "PasswordReset", "SignInFailure", "SourceConnection", "SourceFile", "UserSession", "SourceFileChunk", "SyncRun", "User", "ACTIVE_STATUSES", "FINAL_STATUSES",
     "ROLES", "STATUSES", "db", "isoformat", "new_id", "role_at_least", "utcnow",
 ]

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Timestamps, as_utc, db, new_id, utcnow
 from .tenancy import Environment
 from .user import User  # noqa: F401  (relationship target)
 
@@ -31,6 +31,17 @@ class ApiKey(EnvScoped, Timestamps, db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     role: Mapped[str] = mapped_column(String(20), default="member", server_default="member")
     revoked_reason: Mapped[str | None] = mapped_column(String(200))  # why it stopped working
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # None: never
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and as_utc(self.expires_at) <= now
+
+    @property
+    def status(self) -> str:
+        """active, revoked, or expired (a revoked key stays revoked past its expiry)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expired(utcnow()) else "active"
 
     environment: Mapped[Environment] = relationship()
     created_by: Mapped["User | None"] = relationship(lazy="joined")

@@ -30,3 +30,19 @@ class SignInFailure(db.Model):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class PasswordReset(db.Model):
+    """A one-time link, made by an instance admin, to set a user's password without the old
+    one (no mail server: the admin sends it). Only a hash of its secret is stored; it
+    expires, works once, and a newer one replaces it."""
+    __tablename__ = "password_resets"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pwr"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

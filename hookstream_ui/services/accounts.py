@@ -16,7 +16,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import ValidationFailed
 from ..auth.principal import suspended_message
-from ..models import Environment, Membership, Org, SignInFailure, User, UserSession, db, utcnow
+from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db, utcnow
 from ..models.base import as_utc
 from . import audit, locks
 
@@ -221,9 +221,94 @@ def end_session(session_id: str | None) -> None:
         db.session.commit()
 
 
-def change_password(user: User, current: str, new: str) -> None:
+def change_password(user: User, current: str, new: str, confirm: str | None = None) -> None:
+    """`confirm`: the new password typed again, when a form asks for it."""
     if not user.check_password(current or ""):
         raise ValidationFailed({"current_password": "is incorrect"})
     check_password_strength(new, "new_password")
+    if confirm is not None and confirm != new:
+        raise ValidationFailed({"new_password_confirm": "does not match the new password"})
     user.set_password(new)  # rotates session_token: every other session ends
     db.session.commit()
+
+
+# --- password-reset links ---------------------------------------------------------------
+# Made by an instance admin for a user who cannot sign in, and sent by them (no mail
+# server). Instance admins only: an account spans orgs, so an org admin who could reset a
+# member's password could take over what that person holds in other orgs, or an instance
+# admin's account.
+
+RESET_HOURS = 24
+
+
+class InvalidReset(Exception):
+    """The link is unknown, used, withdrawn or expired; the message says which."""
+
+
+def _reset_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
+    """A new one-time link for `user_id`, and its URL (shown to the admin once). An earlier
+    link of the same user stops working."""
+    from flask import abort, url_for
+
+    from . import links
+
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404, description="No such user")
+    if user.disabled_at is not None:
+        raise ValidationFailed({"user_id": f"{user.email} is disabled: enable the account first"})
+    now = utcnow()
+    db.session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None),
+                                                   PasswordReset.revoked_at.is_(None)).values(revoked_at=now))
+    secret = secrets.token_urlsafe(32)
+    reset = PasswordReset(user_id=user.id, token_hash=_reset_hash(secret), created_by_id=acting.id,
+                          expires_at=now + timedelta(hours=RESET_HOURS))
+    db.session.add(reset)
+    audit.record("user.password_reset_link", "user", user.id, actor=audit.actor_for_user(acting),
+                 details={"email": user.email, "expires_in_hours": RESET_HOURS})
+    db.session.commit()
+    return reset, links.public(url_for("auth.reset_password", token=secret))
+
+
+def reset_for(token: str) -> PasswordReset:
+    reset = db.session.scalar(select(PasswordReset).where(PasswordReset.token_hash == _reset_hash(token or "")))
+    if reset is None:
+        raise InvalidReset("This password-reset link is not valid. Ask an instance admin for a new one.")
+    if reset.used_at is not None:
+        raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")
+    if reset.revoked_at is not None:
+        raise InvalidReset("This password-reset link was replaced by a newer one, which is the one that works.")
+    if as_utc(reset.expires_at) <= utcnow():
+        raise InvalidReset("This password-reset link has expired. Ask an instance admin for a new one.")
+    if db.session.get(User, reset.user_id).disabled_at is not None:
+        raise InvalidReset("This account is disabled, so its password-reset link does not work.")
+    return reset
+
+
+def use_reset(token: str, password: str, confirm: str) -> User:
+    """Set the password the link is for. The link works once, and every session of the user
+    ends (whoever might have been signed in as them)."""
+    reset = reset_for(token)
+    check_password_strength(password)
+    if confirm != password:
+        raise ValidationFailed({"password_confirm": "does not match the password"})
+    now = utcnow()
+    # Claimed by a conditional update: two browsers using one link cannot both set it.
+    claimed = db.session.execute(update(PasswordReset).where(
+        PasswordReset.id == reset.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None))
+        .values(used_at=now)).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")
+    user = db.session.get(User, reset.user_id)
+    user.set_password(password)  # rotates the session token
+    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+                       .values(ended_at=now))
+    audit.record("user.password_reset", "user", user.id, actor=audit.actor_for_user(user),
+                 details={"email": user.email})
+    db.session.commit()
+    return user

@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import redis
 from flask import abort
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
+from ..models.base import isoformat
+from .names import clean_name, name_problem
 
 KEY_PREFIX = "hs_live_"
 ENDED_SHOWN = 20  # ended keys the keys page lists, newest first
@@ -34,44 +36,88 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_key(env: Environment, name, created_by: User, role="member") -> tuple[ApiKey, str]:
+EXPIRY_DAYS = (7, 30, 90, 365)  # the dashboard's choices; the API takes any future time
+MAX_EXPIRY = timedelta(days=3660)
+
+
+def _expiry(value) -> tuple[datetime | None, str | None]:
+    """`expires_at` as given (ISO 8601, or None for never), or what is wrong with it."""
+    if value is None or value == "":
+        return None, None
+    if not isinstance(value, str):
+        return None, "must be an ISO 8601 time (e.g. 2027-01-31T00:00:00Z) or null"
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None, "must be an ISO 8601 time (e.g. 2027-01-31T00:00:00Z) or null"
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    now = utcnow()
+    if moment <= now:
+        return None, "must be in the future"
+    if moment > now + MAX_EXPIRY:
+        return None, "must be within 10 years"
+    return moment, None
+
+
+def expiry_in_days(days, field: str = "expires_in") -> str | None:
+    """The dashboard's choice of days (blank: never) as the time create_key takes."""
+    if days in (None, ""):
+        return None
+    if days not in {str(d) for d in EXPIRY_DAYS}:
+        raise ValidationFailed({field: "must be one of: never, " + ", ".join(f"{d} days" for d in EXPIRY_DAYS)})
+    return (utcnow() + timedelta(days=int(days))).isoformat()
+
+
+def create_key(env: Environment, name, created_by: User, role="member", expires_at=None) -> tuple[ApiKey, str]:
     errors = {}
-    if name is None:
-        errors["name"] = "is required"
-    elif not isinstance(name, str):
-        errors["name"] = "must be a string"
-    elif not 1 <= len(name.strip()) <= 100:
-        errors["name"] = "must be 1 to 100 characters"
+    if problem := name_problem(name, 1, 100):
+        errors["name"] = problem
     if role not in KEY_ROLES:
         errors["role"] = "must be one of: " + ", ".join(KEY_ROLES)
+    expires, problem = _expiry(expires_at)
+    if problem:
+        errors["expires_at"] = problem
     if errors:
         raise ValidationFailed(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
-        org_id=env.org_id, env_id=env.id, name=name.strip(), prefix=raw[: len(KEY_PREFIX) + 6],
-        key_hash=hash_key(raw), created_by_id=created_by.id, role=role,
+        org_id=env.org_id, env_id=env.id, name=clean_name(name), prefix=raw[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(raw), created_by_id=created_by.id, role=role, expires_at=expires,
     )
     db.session.add(key)
     db.session.commit()
     return key, raw
 
 
+def _live():
+    return and_(ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()))
+
+
 def list_keys(principal: Principal) -> list[ApiKey]:
+    """The environment's keys that work."""
     fold_usage(principal)
     return db.session.scalars(
         select(ApiKey)
-        .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
-               ApiKey.revoked_at.is_(None))
+        .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id, _live())
         .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
     ).all()
 
 
-def ended_keys(principal: Principal) -> list[ApiKey]:
-    """The environment's newest revoked keys, with whose they were and why they ended."""
+def all_keys(principal: Principal) -> list[ApiKey]:
+    """Every key of the environment, revoked and expired ones too (each says which)."""
+    fold_usage(principal)
     return db.session.scalars(
-        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
-                             ApiKey.revoked_at.is_not(None))
-        .order_by(ApiKey.revoked_at.desc(), ApiKey.id.desc()).limit(ENDED_SHOWN)).all()
+        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id)
+        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())).all()
+
+
+def ended_keys(principal: Principal) -> list[ApiKey]:
+    """The environment's newest revoked or expired keys, with whose they were and why they
+    ended."""
+    ended_at = case((ApiKey.revoked_at.is_not(None), ApiKey.revoked_at), else_=ApiKey.expires_at)
+    return db.session.scalars(
+        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id, ~_live())
+        .order_by(ended_at.desc(), ApiKey.id.desc()).limit(ENDED_SHOWN)).all()
 
 
 def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
@@ -135,6 +181,8 @@ def authenticate_key(raw: str) -> ApiKey:
             db.session.commit()
     if key.revoked_at is not None:
         raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked by an admin'}")
+    if key.expired(utcnow()):
+        raise KeyRefused(f"This API key no longer works: it expired at {isoformat(key.expires_at)}")
     record_usage(key.id)
     return key
 
@@ -182,3 +230,4 @@ def fold_usage(principal: Principal) -> None:
         if count:
             _add_usage(key_id, int(count), datetime.fromtimestamp(float(stamp), timezone.utc))
     db.session.commit()
+

@@ -159,6 +159,9 @@ def note(action: str, resource_type: str, resource_id: str | None, *, org_id: st
         record(action, resource_type, resource_id, actor=actor, org_id=org_id, env_id=env_id, details=details)
 
 
+FILTERS = ("actor", "action", "resource", "since", "until", "cursor")  # list_entries' filters
+
+
 def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, since=None, until=None,
                  cursor=None, limit=None) -> Page:
     """An org's entries (org_id None: every entry, for instance admins). `action` matches

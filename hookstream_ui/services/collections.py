@@ -15,6 +15,7 @@ from ..errors import ValidationFailed, validated
 from ..models import Collection, SourceConnection, db
 from . import jsonpaths
 from .accounts import slugify
+from .names import pydantic_name
 from .pagination import Page, paginate
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -59,9 +60,7 @@ class _CollectionFields(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        if value is not None and not 4 <= len(value) <= 64:
-            raise ValueError("must be 4 to 64 characters")
-        return value
+        return pydantic_name(value, 4, 64)
 
     @field_validator("slug")
     @classmethod

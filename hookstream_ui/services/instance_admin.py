@@ -15,6 +15,7 @@ from ..extensions import get_redis
 from ..models import Collection, Event, Membership, Org, User, db, utcnow
 from ..sync.worker import QUEUES, queue
 from . import accounts, api_keys
+from .names import ORG_NAME_MAX, clean_name
 
 
 def org_rows() -> list[dict]:
@@ -41,9 +42,7 @@ def get_org_or_404(org_id: str) -> Org:
 
 
 def _org_name(value) -> str:
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 120:
-        raise ValidationFailed({"name": "must be 1 to 120 characters"})
-    return value.strip()
+    return clean_name(value, "name", 1, ORG_NAME_MAX)
 
 
 def create_org(name, owner_email) -> Org:
@@ -69,7 +68,7 @@ def suspend_org(org_id: str, reason) -> Org:
     org = get_org_or_404(org_id)
     reason = (reason or "").strip() if isinstance(reason, str) else ""
     if not 1 <= len(reason) <= 500:
-        raise ValidationFailed({"reason": "say why, in 1 to 500 characters: members see it when they sign in"})
+        raise ValidationFailed({"reason": "must be 1 to 500 characters: members see it when they sign in"})
     org.suspended_at, org.suspended_reason = utcnow(), reason
     db.session.commit()
     return org

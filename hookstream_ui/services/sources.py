@@ -16,6 +16,7 @@ from ..sources import secrets
 from ..sources.file import FORMATS
 from . import audit, links, search_index
 from .collections import get_collection_or_404
+from .names import clean_name
 
 NAME_MAX = 120
 
@@ -94,11 +95,7 @@ def _clean(kind: SourceType, credentials, config, stored: tuple[dict, dict] | No
 
 
 def _name(value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationFailed({"name": "is required" if not value else "must be a string"})
-    if len(value.strip()) > NAME_MAX:
-        raise ValidationFailed({"name": f"must be at most {NAME_MAX} characters"})
-    return value.strip()
+    return clean_name(value, "name", 1, NAME_MAX)
 
 
 def create_source(principal: Principal, payload) -> SourceConnection:

@@ -16,6 +16,7 @@ from . import collections as collection_svc
 from . import sources as source_svc
 from .pagination import paginate
 from .runs import ensure_idle
+from .names import pydantic_name
 
 # Seed 004 names the Stripe key `secret`; our declaration calls it `secret_key`.
 PROPERTY_ALIASES = {"stripe": {"secret": "secret_key"}}
@@ -54,9 +55,7 @@ class _SyncFields(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        if value is not None and not 1 <= len(value) <= 120:
-            raise ValueError("must be 1 to 120 characters")
-        return value
+        return pydantic_name(value, 1, 120)
 
     @field_validator("sync_frequency")
     @classmethod

@@ -15,11 +15,12 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
-from ..auth.principal import Principal
+from ..auth.principal import Principal, suspended_message
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
 from . import accounts, api_keys, links, locks
+from .names import ORG_NAME_MAX, clean_name
 
 INVITATION_DAYS = 7
 
@@ -148,6 +149,18 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
     return invitation, links.public(url_for("auth.accept_invitation", token=token))
 
 
+def pending_invitation(principal: Principal, email) -> Invitation | None:
+    """The invitation `email` has waiting in this org (the one a new invitation would
+    withdraw), or None."""
+    try:
+        email = accounts.normalise_email(email if isinstance(email, str) else "")
+    except ValidationFailed:
+        return None
+    return db.session.scalars(select(Invitation).where(
+        Invitation.org_id == principal.org.id, Invitation.email == email, Invitation.accepted_at.is_(None),
+        Invitation.revoked_at.is_(None), Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc())).first()
+
+
 def list_invitations(principal: Principal) -> list[Invitation]:
     return db.session.scalars(select(Invitation).where(
         Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
@@ -238,6 +251,10 @@ def switch_org(user: User, org_id: str) -> Org:
     org = db.session.scalar(select(Org).join(Membership).where(Membership.user_id == user.id, Org.id == org_id))
     if org is None:
         abort(404, description="You are not a member of that organization")
+    if org.suspended_at is not None:
+        # Out of reach until an instance admin lifts it: say so, and stay where you are.
+        raise ValidationFailed({"org_id": suspended_message(org) + "; you stay in the organization you are in"},
+                               status=403, code="org_suspended")
     session["org_id"], session["env_id"] = org.id, None
     return org
 
@@ -256,9 +273,7 @@ def switch_environment(user: User, env_id: str) -> Environment:
 
 
 def _env_name(value) -> str:
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
-        raise ValidationFailed({"name": "must be 1 to 80 characters"})
-    return value.strip()
+    return clean_name(value, "name", 1, 80)
 
 
 def list_environments(principal: Principal) -> list[Environment]:
@@ -291,6 +306,16 @@ def rename_environment(principal: Principal, env_id: str, name) -> Environment:
     env.name = _env_name(name)
     db.session.commit()
     return env
+
+
+def rename_org(principal: Principal, name) -> Org:
+    """The owner's: the org's name as every member sees it (its slug, in URLs, stays)."""
+    if not principal.can("owner"):
+        raise ValidationFailed({"name": "only an owner can rename the organization"}, status=403, code="forbidden")
+    org = db.session.get(Org, principal.org.id)
+    org.name = clean_name(name, "name", 1, ORG_NAME_MAX)
+    db.session.commit()
+    return org
 
 
 def delete_org(principal: Principal, confirm) -> None:
