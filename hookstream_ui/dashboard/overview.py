@@ -52,8 +52,12 @@ def _not_in_this_project(exc):
     organization the user is not in is ever revealed, not even that it exists."""
     from flask_login import current_user
 
+    from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
     from ..services import links
 
+    if is_htmx_request():
+        # A fragment of something gone: the whole page reloads, and makes the offer itself.
+        return htmx_whole_page(htmx_page_url() or "/", 404)
     found = links.elsewhere(current_user if current_user.is_authenticated else None, current_principal(),
                             request.endpoint, request.view_args) if request.method == "GET" else None
     if found is None:
