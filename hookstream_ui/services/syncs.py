@@ -147,6 +147,32 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
     source.collection_refs = list(refs)
 
 
+def _credential_or_error(principal: Principal, provider: str, credential_id: str) -> SourceConnection:
+    """The connection holding credential `credential_id` (a sync's `credential_id`, or the
+    id of a connection that holds its own), checked to be one for `provider`."""
+    donor = db.session.scalar(source_svc.scoped_sources(principal).where(SourceConnection.id == credential_id))
+    if donor is None:
+        raise ValidationFailed({"credential_id": "is not a credential in this project"}, status=404,
+                               code="not_found", message="Credential not found")
+    if donor.short_name != provider:
+        raise ValidationFailed({"credential_id": f"is a {donor.short_name} credential, not {provider}"})
+    return source_svc.credential_holder(donor)
+
+
+def _use_credential(principal: Principal, source: SourceConnection, credential_id: str) -> None:
+    """Switch `source` to the shared credential `credential_id`; the one it held stays with
+    the syncs that use it."""
+    holder = _credential_or_error(principal, source.short_name, credential_id)
+    if holder.id == source_svc.credential_holder(source).id:
+        return
+    if holder.id == source.id:
+        raise ValidationFailed({"credential_id": "is this sync, which holds no credential of its own"})
+    ensure_idle(source)
+    source_svc.rehome_credential(source)
+    source.credentials_encrypted, source.credential_meta = None, None
+    source.credential_source_id, source.status = holder.id, "pending"
+
+
 def create_sync(principal: Principal, payload) -> SourceConnection:
     data: SyncCreate = validated(SyncCreate, payload)
     kind = source_type(data.provider)
@@ -156,18 +182,18 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
     if data.credential is None and not data.credential_id:
         raise ValidationFailed({"credential": "is required (or give credential_id)"})
     _check_refs(principal, data.provider, data.collection_ids)
-    meta = {}
+    if data.credential is not None and data.credential_id:
+        raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
     if data.credential_id:
-        donor = source_svc.get_source_or_404(principal, data.credential_id)
-        if donor.short_name != data.provider:
-            raise ValidationFailed({"credential_id": f"is a {donor.short_name} credential, not {data.provider}"})
-        credentials, meta = source_svc.credentials_of(donor), dict(donor.credential_meta or {})
+        holder = _credential_or_error(principal, data.provider, data.credential_id)
+        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
+                                                      "config": {}}, credential_from=holder)
     else:
         credentials, meta = _credentials_from(data.provider, data.credential)
-    source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
-                                                  "credentials": credentials, "config": {}})
+        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
+                                                      "credentials": credentials, "config": {}})
+        source.credential_meta = meta
     source.stream_id = data.stream_id
-    source.credential_meta = meta
     source.rate_limit = (data.rate_limit.model_dump() if data.rate_limit else
                          DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT))
     source.sync_frequency = data.sync_frequency or "4h"
@@ -182,10 +208,15 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
 def update_sync(principal: Principal, source: SourceConnection, payload) -> SourceConnection:
     data: SyncUpdate = validated(SyncUpdate, payload)
     given = data.model_fields_set
+    if data.credential is not None and data.credential_id:
+        raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
+    if data.credential_id:
+        _use_credential(principal, source, data.credential_id)
     if "credential" in given and data.credential is not None:
+        # Rotates the credential this sync uses, shared or not: every sync using it gets it.
         credentials, meta = _credentials_from(source.short_name, data.credential)
         source_svc.update_source(principal, source, credentials=credentials)
-        source.credential_meta = meta
+        source_svc.credential_holder(source).credential_meta = meta
     if "name" in given and data.name:
         source.name = data.name
     if "collection_ids" in given and data.collection_ids:
@@ -235,6 +266,6 @@ def credential_properties(source: SourceConnection) -> dict:
     reverse = {ours: theirs for theirs, ours in PROPERTY_ALIASES.get(source.short_name, {}).items()}
     masked = source_svc.masked_credentials(source)
     props = {reverse.get(k, k): v for k, v in masked.items()}
-    meta = source.credential_meta or {}
+    meta = source_svc.credential_holder(source).credential_meta or {}
     props.update({k: meta[k] for k in CREDENTIAL_META if k in meta})
     return props

@@ -1,0 +1,108 @@
+"""Issue 19, the API part: every answer tells the truth (seeds, SPEC §5 and the audit log)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import SourceConnection, db
+from tests.fixture_servers import STRIPE_KEY
+from tests.helpers import add_env, make_key, make_user, org_of, production
+
+MASK = "***********"
+
+
+def stripe_sync(base: str, secret: str, streams=("customer",), name="Stripe sync") -> dict:
+    return {"provider": "stripe", "stream_id": "stream-1", "name": name,
+            "collection_ids": [f"stripe:{s}" for s in streams],
+            "credential": {"properties": {"kind": "stripe_key", "secret": secret, "api_base": base,
+                                          "name": "Stripe key"}, "metadata": {"team": "billing"}}}
+
+
+@pytest.fixture
+def owner(ctx):
+    return make_user("owner@example.com")
+
+
+@pytest.fixture
+def key(owner):
+    return make_key(production(org_of(owner)), name="deploy")
+
+
+def _tested(client, key, sync_id) -> bool:
+    r = client.post(f"/api/v1/source-connections/{sync_id}/test", json={}, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.json
+    return r.json["success"]
+
+
+# --- 1. credential_id reuses the credential --------------------------------------------------
+
+def test_credential_id_shares_the_credential_and_rotation_reaches_every_sync(client, key, http_fixture):
+    h = {"X-API-Key": key}
+    first = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, "sk_test_wrongKey"), headers=h).json
+    body = {**stripe_sync(http_fixture.base, "unused", streams=("invoice",), name="Second"),
+            "credential_id": first["credential_id"]}
+    body.pop("credential")
+    r = client.post("/v1/syncs", json=body, headers=h)
+    assert r.status_code == 201, r.json
+    second = r.json
+    assert second["credential_id"] == first["credential_id"] == first["id"]
+    assert second["credential"]["id"] == first["credential_id"]
+    assert second["credential"]["properties"]["secret"] == MASK
+    assert second["credential"]["metadata"] == {"team": "billing"}
+    # One credential, stored once.
+    assert db.session.get(SourceConnection, second["id"]).credentials_encrypted is None
+    assert not _tested(client, key, first["id"]) and not _tested(client, key, second["id"])
+
+    # Rotating it on the first sync reaches the second.
+    r = client.patch(f"/v1/syncs/{first['id']}", headers=h, json={"credential": {"properties": {
+        "kind": "stripe_key", "secret": STRIPE_KEY, "api_base": http_fixture.base}}})
+    assert r.status_code == 200, r.json
+    assert _tested(client, key, second["id"])
+    # ... and rotating it through the second reaches the first.
+    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
+        "secret": "sk_test_wrongAgain", "api_base": http_fixture.base}}})
+    assert r.status_code == 200 and r.json["credential_id"] == first["id"], r.json
+    assert not _tested(client, key, first["id"])
+    assert STRIPE_KEY not in r.get_data(as_text=True)
+
+
+def test_a_shared_secret_still_goes_only_where_it_was_given(client, key, http_fixture):
+    h = {"X-API-Key": key}
+    first = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    body = {**stripe_sync(http_fixture.base, "x", streams=("invoice",)), "credential_id": first["id"]}
+    del body["credential"]
+    second = client.post("/v1/syncs", json=body, headers=h).json
+    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
+        "secret": MASK, "api_base": "https://elsewhere.example.com"}}})
+    assert r.status_code == 400 and "secret_key" in r.json["errors"], r.json
+    assert _tested(client, key, first["id"]) and _tested(client, key, second["id"])
+
+
+def test_deleting_the_sync_that_holds_a_shared_credential_keeps_it_for_the_others(client, key, http_fixture):
+    h = {"X-API-Key": key}
+    first = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    ids = []
+    for stream in ("invoice", "charge"):
+        body = {**stripe_sync(http_fixture.base, "x", streams=(stream,)), "credential_id": first["id"]}
+        del body["credential"]
+        ids.append(client.post("/v1/syncs", json=body, headers=h).json["id"])
+    assert client.delete(f"/v1/syncs/{first['id']}", headers=h).status_code == 200
+    got = [client.get(f"/v1/syncs/{i}", headers=h).json for i in ids]
+    assert got[0]["credential_id"] == got[1]["credential_id"] == ids[0]
+    assert all(_tested(client, key, i) for i in ids)
+
+
+def test_credential_id_of_another_project_or_provider_is_refused(client, owner, key, http_fixture):
+    other_env_key = make_key(add_env(org_of(owner), "staging"))
+    elsewhere = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY),
+                            headers={"X-API-Key": other_env_key}).json
+    body = {**stripe_sync(http_fixture.base, "x"), "credential_id": elsewhere["id"]}
+    del body["credential"]
+    r = client.post("/v1/syncs", json=body, headers={"X-API-Key": key})
+    assert r.status_code == 404 and "credential_id" in r.json["errors"], r.json
+    both = {**stripe_sync(http_fixture.base, STRIPE_KEY), "credential_id": elsewhere["id"]}
+    r = client.post("/v1/syncs", json=both, headers={"X-API-Key": key})
+    assert r.status_code == 400 and "credential_id" in r.json["errors"], r.json
+    assert db.session.scalars(select(SourceConnection).where(SourceConnection.env_id == production(org_of(owner)).id)).all() == []
