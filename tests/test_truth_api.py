@@ -106,3 +106,54 @@ def test_credential_id_of_another_project_or_provider_is_refused(client, owner, 
     r = client.post("/v1/syncs", json=both, headers={"X-API-Key": key})
     assert r.status_code == 400 and "credential_id" in r.json["errors"], r.json
     assert db.session.scalars(select(SourceConnection).where(SourceConnection.env_id == production(org_of(owner)).id)).all() == []
+
+
+# --- 2. every list is paginated alike ------------------------------------------------------
+
+@pytest.fixture
+def admin_session(app, owner):
+    from tests.helpers import login
+
+    client = app.test_client()
+    token = login(client, "owner@example.com")
+    return client, {"X-CSRFToken": token}
+
+
+def _all_pages(client, path, plural, headers=None):
+    seen, cursor, pages = [], None, 0
+    while True:
+        r = client.get(path, query_string={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        assert r.status_code == 200, r.json
+        assert len(r.json[plural]) <= 2 and set(r.json) == {plural, "cursor", "has_more"}
+        seen += r.json[plural]
+        pages += 1
+        if not r.json["has_more"]:
+            assert r.json["cursor"] is None
+            return seen, pages
+        cursor = r.json["cursor"]
+
+
+@pytest.mark.parametrize("path, plural, ident, count", [
+    ("/v1/environments", "environments", "id", 5),  # production and four more
+    ("/v1/members", "members", "user_id", 5),  # the owner and four more
+    ("/v1/invitations", "invitations", "id", 4),
+])
+def test_team_lists_are_paginated_like_the_others(admin_session, owner, path, plural, ident, count):
+    client, h = admin_session
+    org = org_of(owner)
+    for n in range(4):
+        add_env(org, f"env-{n}")
+        make_user(f"member{n}@example.com", org=org, role="member")
+        assert client.post("/v1/invitations", json={"email": f"new{n}@example.com"}, headers=h).status_code == 201
+    seen, pages = _all_pages(client, path, plural)
+    assert pages == (count + 1) // 2 and len(seen) == count and len({item[ident] for item in seen}) == count
+    r = client.get(path, query_string={"limit": 101})
+    assert r.status_code == 400 and "limit" in r.json["errors"]
+    r = client.get(path, query_string={"cursor": "nonsense"})
+    assert r.status_code == 400 and "cursor" in r.json["errors"]
+
+
+def test_a_key_pages_through_its_own_environment_only(client, owner, key):
+    add_env(org_of(owner), "staging")
+    seen, _ = _all_pages(client, "/v1/environments", "environments", headers={"X-API-Key": key})
+    assert [e["slug"] for e in seen] == ["production"]

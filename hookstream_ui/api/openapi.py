@@ -17,6 +17,11 @@ from ..request_checks import unstorable_field
 from ..services import documents
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Every cursor-paginated list takes these (services/pagination.py).
+PAGE_QUERY = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    "cursor": {"type": "string", "description": "the `cursor` of the previous page"},
+}
 DOC_ATTR = "_openapi"
 
 

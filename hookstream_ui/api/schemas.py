@@ -463,6 +463,8 @@ class EnvironmentEnvelope(Strict):
 
 class EnvironmentList(Strict):
     environments: list[EnvironmentOut]
+    cursor: str | None
+    has_more: bool
 
 
 class EnvironmentCreate(BaseModel):
@@ -482,6 +484,8 @@ class MemberEnvelope(Strict):
 
 class MemberList(Strict):
     members: list[Member]
+    cursor: str | None
+    has_more: bool
 
 
 class MemberUpdate(BaseModel):
@@ -503,6 +507,8 @@ class InvitationEnvelope(Strict):
 
 class InvitationList(Strict):
     invitations: list[InvitationOut]
+    cursor: str | None
+    has_more: bool
 
 
 class InvitationCreate(BaseModel):

@@ -6,7 +6,7 @@ from flask import jsonify, request
 from ..models import isoformat
 from ..services import syncs as svc
 from . import schemas, v1
-from .openapi import endpoint, json_body
+from .openapi import PAGE_QUERY, endpoint, json_body
 
 TAG = "syncs"
 
@@ -40,7 +40,7 @@ def create_sync(principal):
 
 
 @endpoint(v1, "/syncs", "GET", summary="List syncs", tag=TAG, responses={200: schemas.SyncList},
-          query={"limit": {"type": "integer"}, "cursor": {"type": "string"}, "provider": {"type": "string"},
+          query={**PAGE_QUERY, "provider": {"type": "string"},
                  "status": {"type": "string"}, "external_id": {"type": "string"}})
 def list_syncs(principal):
     a = request.args

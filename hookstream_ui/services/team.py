@@ -20,15 +20,23 @@ from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
 from . import accounts, api_keys, links, locks
+from .pagination import Page, paginate
 
 INVITATION_DAYS = 7
 
 
 # --- members -----------------------------------------------------------------------------
 
+def _members(principal: Principal):
+    return select(Membership).join(User).where(Membership.org_id == principal.org.id)
+
+
 def list_members(principal: Principal) -> list[Membership]:
-    return db.session.scalars(select(Membership).join(User).where(Membership.org_id == principal.org.id)
-                              .order_by(Membership.created_at, Membership.id)).all()
+    return db.session.scalars(_members(principal).order_by(Membership.created_at, Membership.id)).all()
+
+
+def members_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_members(principal), Membership, cursor, limit)
 
 
 def get_member_or_404(principal: Principal, user_id: str) -> Membership:
@@ -148,10 +156,19 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
     return invitation, links.public(url_for("auth.accept_invitation", token=token))
 
 
-def list_invitations(principal: Principal) -> list[Invitation]:
-    return db.session.scalars(select(Invitation).where(
+def _pending_invitations(principal: Principal):
+    return select(Invitation).where(
         Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
-        Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+        Invitation.expires_at > utcnow())
+
+
+def list_invitations(principal: Principal) -> list[Invitation]:
+    return db.session.scalars(_pending_invitations(principal)
+                              .order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+
+
+def invitations_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_pending_invitations(principal), Invitation, cursor, limit)
 
 
 def revoke_invitation(principal: Principal, invitation_id: str) -> Invitation:
@@ -248,9 +265,18 @@ def _env_name(value) -> str:
     return value.strip()
 
 
+def _environments(principal: Principal):
+    query = select(Environment).where(Environment.org_id == principal.org.id)
+    # A key works inside its own environment and sees only that one.
+    return query if principal.via_session else query.where(Environment.id == principal.env.id)
+
+
 def list_environments(principal: Principal) -> list[Environment]:
-    return db.session.scalars(select(Environment).where(Environment.org_id == principal.org.id)
-                              .order_by(Environment.created_at, Environment.id)).all()
+    return db.session.scalars(_environments(principal).order_by(Environment.created_at, Environment.id)).all()
+
+
+def environments_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_environments(principal), Environment, cursor, limit)
 
 
 def create_environment(principal: Principal, name) -> Environment:
