@@ -157,3 +157,39 @@ def test_a_key_pages_through_its_own_environment_only(client, owner, key):
     add_env(org_of(owner), "staging")
     seen, _ = _all_pages(client, "/v1/environments", "environments", headers={"X-API-Key": key})
     assert [e["slug"] for e in seen] == ["production"]
+
+
+# --- 3. a bad readable_id is reported under readable_id --------------------------------------
+
+@pytest.mark.parametrize("value, status", [("Not A Slug", 400), ("-x", 400), ("a" * 65, 400)])
+def test_a_bad_readable_id_is_reported_under_readable_id(client, key, value, status):
+    h = {"X-API-Key": key}
+    r = client.post("/v1/collections", json={"name": "Finance", "readable_id": value, "primary_key_path": "$.id"},
+                    headers=h)
+    assert r.status_code == status and set(r.json["errors"]) == {"readable_id"}, r.json
+    assert client.get("/v1/collections", headers=h).json["collections"] == []
+
+
+def test_readable_id_conflicts_and_changes_name_readable_id(client, key):
+    h = {"X-API-Key": key}
+    made = client.post("/v1/collections", json={"name": "Finance", "readable_id": "finance", "primary_key_path": "$.id"},
+                       headers=h)
+    assert made.status_code == 201 and made.json["collection"]["readable_id"] == "finance"
+    r = client.post("/v1/collections", json={"name": "Finance 2", "readable_id": "finance", "primary_key_path": "$.id"},
+                    headers=h)
+    assert r.status_code == 409 and set(r.json["errors"]) == {"readable_id"}, r.json
+    other = client.post("/v1/collections", json={"name": "Other", "slug": "other", "primary_key_path": "$.id"}, headers=h)
+    r = client.patch("/v1/collections/other", json={"readable_id": "finance"}, headers=h)
+    assert r.status_code == 409 and set(r.json["errors"]) == {"readable_id"}, r.json
+    r = client.patch("/v1/collections/other", json={"readable_id": "Bad Slug"}, headers=h)
+    assert r.status_code == 400 and set(r.json["errors"]) == {"readable_id"}, r.json
+    r = client.patch("/v1/collections/other", json={"readable_id": "renamed"}, headers=h)
+    assert r.status_code == 200 and r.json["collection"]["slug"] == "renamed", r.json
+    r = client.post("/v1/collections", json={"name": "Both", "slug": "one", "readable_id": "two",
+                                             "primary_key_path": "$.id"}, headers=h)
+    assert r.status_code == 400 and "readable_id" in r.json["errors"], r.json
+    # The slug, given as slug, is still reported as slug.
+    r = client.post("/v1/collections", json={"name": "Slugged", "slug": "Bad Slug", "primary_key_path": "$.id"},
+                    headers=h)
+    assert r.status_code == 400 and set(r.json["errors"]) == {"slug"}, r.json
+    assert other.status_code == 201

@@ -6,7 +6,7 @@ import secrets
 import string
 
 from flask import abort
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -34,6 +34,7 @@ class _CollectionFields(BaseModel):
 
     name: str | None = None
     slug: str | None = None
+    readable_id: str | None = None  # seed 002's name for the slug: its errors say readable_id
     source_id: str | None = None
     stream: str | None = Field(default=None, max_length=200)
     primary_key_path: str | None = None
@@ -43,14 +44,7 @@ class _CollectionFields(BaseModel):
     description: str | None = None
     search_index: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _aliases(cls, data):
-        if isinstance(data, dict) and "readable_id" in data and "slug" not in data:
-            data = {**data, "slug": data["readable_id"]}
-        return data
-
-    @field_validator("slug", "source_id", "stream", "timestamp_path", "event_type_field",
+    @field_validator("slug", "readable_id", "source_id", "stream", "timestamp_path", "event_type_field",
                      "description", "search_index", mode="before")
     @classmethod
     def _optional(cls, value):
@@ -63,7 +57,7 @@ class _CollectionFields(BaseModel):
             raise ValueError("must be 4 to 64 characters")
         return value
 
-    @field_validator("slug")
+    @field_validator("slug", "readable_id")
     @classmethod
     def _slug(cls, value):
         if value is not None and (len(value) > 64 or not SLUG_RE.match(value)):
@@ -148,26 +142,38 @@ def slug_taken(principal: Principal, slug: str, exclude_id: str | None = None) -
     return db.session.scalar(query) is not None
 
 
-def _slug_conflict(slug: str) -> ValidationFailed:
-    return ValidationFailed({"slug": f"{slug!r} is already taken in this project"}, status=409,
+def _slug_asked(data: _CollectionFields) -> tuple[str | None, str]:
+    """The slug asked for, and the field it was given in (slug, or seed 002's readable_id),
+    so that what is wrong with it is reported where the caller put it."""
+    given = data.model_fields_set
+    if {"slug", "readable_id"} <= given and data.slug != data.readable_id:
+        raise ValidationFailed({"readable_id": "must be the same as slug when both are given"})
+    if "slug" not in given and "readable_id" in given:
+        return data.readable_id, "readable_id"
+    return data.slug, "slug"
+
+
+def _slug_conflict(slug: str, field: str = "slug") -> ValidationFailed:
+    return ValidationFailed({field: f"{slug!r} is already taken in this project"}, status=409,
                             code="conflict")
 
 
-def _commit_or_conflict(slug: str) -> None:
+def _commit_or_conflict(slug: str, field: str = "slug") -> None:
     try:
         db.session.commit()
     except IntegrityError:
         # Two creates raced for one slug; the unique constraint decided.
         db.session.rollback()
-        raise _slug_conflict(slug) from None
+        raise _slug_conflict(slug, field) from None
 
 
 def create_collection(principal: Principal, payload) -> Collection:
     data: CollectionCreate = validated(CollectionCreate, payload)
     source = _source_in_env(principal, data.source_id) if data.source_id else None
-    slug = data.slug or generated_slug(data.name)
+    asked, slug_field = _slug_asked(data)
+    slug = asked or generated_slug(data.name)
     if slug_taken(principal, slug):
-        raise _slug_conflict(slug)
+        raise _slug_conflict(slug, slug_field)
     collection = Collection(
         org_id=principal.org.id, env_id=principal.env.id, name=data.name, slug=slug,
         source=source, stream=data.stream, primary_key_path=data.primary_key_path,
@@ -177,20 +183,23 @@ def create_collection(principal: Principal, payload) -> Collection:
         record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
     )
     db.session.add(collection)
-    _commit_or_conflict(slug)
+    _commit_or_conflict(slug, slug_field)
     return collection
 
 
 def update_collection(principal: Principal, collection: Collection, payload) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
-    if "slug" in given and data.slug is None:
-        raise ValidationFailed({"slug": "cannot be empty"})
-    if "slug" in given and slug_taken(principal, data.slug, exclude_id=collection.id):
-        raise _slug_conflict(data.slug)
+    asked, slug_field = _slug_asked(data)
+    if given & {"slug", "readable_id"}:
+        if asked is None:
+            raise ValidationFailed({slug_field: "cannot be empty"})
+        if slug_taken(principal, asked, exclude_id=collection.id):
+            raise _slug_conflict(asked, slug_field)
+        collection.slug = asked
     if "source_id" in given:
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
-    for field in ("name", "slug", "stream", "primary_key_path", "timestamp_path",
+    for field in ("name", "stream", "primary_key_path", "timestamp_path",
                   "event_type_field", "delete_event_types", "description"):
         if field in given:
             setattr(collection, field, getattr(data, field))
@@ -205,7 +214,7 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
     if "search_index" in given and data.search_index is not None:
         _switch_search_index(collection, data.search_index)
     collection.modified_by_id = principal.user_id
-    _commit_or_conflict(collection.slug)
+    _commit_or_conflict(collection.slug, slug_field)
     if collection.search_index == "building" and "search_index" in given:
         from ..sync import reindex
 

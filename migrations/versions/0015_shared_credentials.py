@@ -2,6 +2,8 @@
 
 source_connections.credential_source_id: a sync created with `credential_id` (seed 004)
 uses that credential instead of a copy of it, so rotating it reaches every sync using it.
+No foreign key: on SQLite adding one rebuilds source_connections, and dropping the old
+table under foreign_keys=ON would cascade into events and collections.
 
 Revision ID: 0015
 Revises: 0014
@@ -16,16 +18,11 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('source_connections', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('credential_source_id', sa.String(length=40), nullable=True))
-        batch_op.create_index('ix_source_connections_credential_source_id', ['credential_source_id'], unique=False)
-        batch_op.create_foreign_key(op.f('fk_source_connections_credential_source_id_source_connections'),
-                                    'source_connections', ['credential_source_id'], ['id'], ondelete='SET NULL')
+    op.add_column('source_connections', sa.Column('credential_source_id', sa.String(length=40), nullable=True))
+    op.create_index('ix_source_connections_credential_source_id', 'source_connections', ['credential_source_id'],
+                    unique=False)
 
 
 def downgrade():
-    with op.batch_alter_table('source_connections', schema=None) as batch_op:
-        batch_op.drop_constraint(op.f('fk_source_connections_credential_source_id_source_connections'),
-                                 type_='foreignkey')
-        batch_op.drop_index('ix_source_connections_credential_source_id')
-        batch_op.drop_column('credential_source_id')
+    op.drop_index('ix_source_connections_credential_source_id', table_name='source_connections')
+    op.drop_column('source_connections', 'credential_source_id')
