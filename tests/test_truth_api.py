@@ -193,3 +193,33 @@ def test_readable_id_conflicts_and_changes_name_readable_id(client, key):
                     headers=h)
     assert r.status_code == 400 and set(r.json["errors"]) == {"slug"}, r.json
     assert other.status_code == 201
+
+
+# --- 4. what a key does is by its owner --------------------------------------------------------
+
+def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, owner, admin_session):
+    from hookstream_ui.models import ApiKey
+
+    member = make_user("member@example.com", org=org_of(owner), role="member")
+    raw = make_key(production(org_of(owner)), name="ci deploy", owner=member)
+    h = {"X-API-Key": raw}
+    made = client.post("/v1/collections", json={"name": "By key", "slug": "by-key", "primary_key_path": "$.id"},
+                       headers=h)
+    assert made.status_code == 201, made.json
+    assert made.json["collection"]["created_by_email"] == "member@example.com"
+    assert made.json["collection"]["modified_by_email"] == "member@example.com"
+    session, sh = admin_session
+    changed = session.patch("/v1/collections/by-key", json={"name": "By owner"}, headers=sh).json["collection"]
+    assert changed["created_by_email"] == "member@example.com" and changed["modified_by_email"] == "owner@example.com"
+    changed = client.patch("/v1/collections/by-key", json={"name": "By key again"}, headers=h).json["collection"]
+    assert changed["modified_by_email"] == "member@example.com"
+
+    prefix = db.session.scalar(select(ApiKey.prefix).where(ApiKey.name == "ci deploy"))
+    log = session.get("/v1/audit-log", query_string={"resource": "collection"}).json["entries"]
+    by_key = [e for e in log if e["actor_id"] != owner.id]
+    assert [e["action"] for e in by_key] == ["collection.update", "collection.create"]
+    assert all(e["actor"] == f"API key ci deploy ({prefix}…) of member@example.com" for e in by_key)
+    # The owner's email finds what their keys did.
+    found = session.get("/v1/audit-log", query_string={"actor": "member@example.com"}).json["entries"]
+    assert {e["id"] for e in by_key} <= {e["id"] for e in found}
+    assert raw not in repr(log)

@@ -61,8 +61,15 @@ def _current_actor() -> Actor | None:
     if principal is None:
         return None
     if principal.api_key is not None:
-        return Actor(principal.api_key.id, f"API key {principal.api_key.name}")
+        return actor_for_key(principal.api_key)
     return Actor(principal.user.id, principal.user.email)
+
+
+def actor_for_key(key) -> Actor:
+    """A key is named with what the keys page shows of it (name, prefix) and the person it
+    acts for, so its entries are found by the owner's email too."""
+    owner = key.created_by.email if key.created_by is not None else "a former member"
+    return Actor(key.id, f"API key {key.name} ({key.prefix}…) of {owner}")
 
 
 def _ip() -> str | None:

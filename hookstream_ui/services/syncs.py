@@ -140,10 +140,12 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
             found = collection_svc.get_collection_or_404(principal, ref)
             found.source = source
             found.status = "ACTIVE" if found.status == "NEEDS_SOURCE" else found.status
+            found.modified_by_id = principal.user_id
         wanted.append(found.id)
     for collection in source_svc.bound_collections(source):
         if collection.id not in wanted:
             collection.source_id, collection.status = None, "NEEDS_SOURCE"
+            collection.modified_by_id = principal.user_id
     source.collection_refs = list(refs)
 
 
