@@ -223,3 +223,30 @@ def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, o
     found = session.get("/v1/audit-log", query_string={"actor": "member@example.com"}).json["entries"]
     assert {e["id"] for e in by_key} <= {e["id"] for e in found}
     assert raw not in repr(log)
+
+
+# --- 5. health is degraded from the first failure ----------------------------------------------
+
+def test_health_is_degraded_from_the_first_failed_attempt(client, key, http_fixture, workers):
+    from tests.fixture_servers import STRIPE
+    from tests.sync_helpers import wait_for
+
+    STRIPE.seed(2)
+    STRIPE.raw_customers = b"<html>maintenance</html>"  # retried: the next attempt may work
+    h = {"X-API-Key": key}
+    sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    assert sync["health"]["status"] == "healthy"
+    workers(1)
+    run_id = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"]
+    run = wait_for(run_id, statuses=("pending",), timeout=30, attempted=True)
+    assert run.attempt == 1
+    health = client.get(f"/v1/syncs/{sync['id']}", headers=h).json["health"]
+    assert health["status"] == "degraded", health
+    assert health["last_error"] == f"Stripe did not answer JSON for {http_fixture.base}/v1/customers"
+    listed = client.get("/v1/syncs", headers=h).json["syncs"][0]["health"]
+    assert listed == health
+    STRIPE.raw_customers = None
+    run = wait_for(run_id, timeout=30)  # the retry, 5 s later, reads it
+    assert run.status == "completed", run.error
+    health = client.get(f"/v1/syncs/{sync['id']}", headers=h).json["health"]
+    assert health["status"] == "healthy" and health["last_error"] is None and health["last_success_at"]

@@ -96,6 +96,14 @@ def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
     return rate, eta
 
 
+def record_failed_attempt(source: SourceConnection, message: str) -> None:
+    """A failed attempt that will be retried already tells on the source's health: it is
+    degraded from the first failure, not healthy until every retry has run out (minutes)."""
+    source.last_error = message
+    if source.health_status in (None, "healthy"):
+        source.health_status = "degraded"
+
+
 def record_outcome(source: SourceConnection, run: SyncRun) -> None:
     """Health follows the last runs: healthy, degraded after a failure, error after several."""
     now = utcnow()
