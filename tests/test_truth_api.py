@@ -250,3 +250,86 @@ def test_health_is_degraded_from_the_first_failed_attempt(client, key, http_fixt
     assert run.status == "completed", run.error
     health = client.get(f"/v1/syncs/{sync['id']}", headers=h).json["health"]
     assert health["status"] == "healthy" and health["last_error"] is None and health["last_success_at"]
+
+
+# --- 6. binding a source never silently unbinds another ----------------------------------------
+
+def _webhook(client, key, name="Orders hook") -> str:
+    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key},
+                    json={"sourceShortName": "webhook", "name": name, "credentials": {}, "config": {}})
+    assert r.status_code == 201, r.json
+    return r.json["sourceConnection"]["id"]
+
+
+@pytest.fixture
+def bound(client, key):
+    """A collection fed by a webhook source."""
+    sid = _webhook(client, key)
+    r = client.post("/v1/collections", headers={"X-API-Key": key},
+                    json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"})
+    assert r.status_code == 201, r.json
+    return sid, r.json["collection"]["id"]
+
+
+def _still_bound(client, key, sid, collection_id):
+    got = client.get(f"/v1/collections/{collection_id}", headers={"X-API-Key": key}).json["collection"]
+    assert got["source_id"] == sid and got["status"] == "ACTIVE"
+
+
+def test_a_sync_does_not_take_over_a_collection_fed_by_another_source(client, key, bound, http_fixture):
+    sid, cid = bound
+    h = {"X-API-Key": key}
+    body = {**stripe_sync(http_fixture.base, STRIPE_KEY), "collection_ids": ["orders"]}
+    r = client.post("/v1/syncs", json=body, headers=h)
+    assert r.status_code == 409 and set(r.json["errors"]) == {"collection_ids"}, r.json
+    assert "Orders hook" in r.json["errors"]["collection_ids"] and sid in r.json["errors"]["collection_ids"]
+    assert client.get("/v1/syncs", headers=h).json["syncs"] == []  # nothing made
+    _still_bound(client, key, sid, cid)
+    # Nor through a change of an existing sync.
+    sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    r = client.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer", cid]}, headers=h)
+    assert r.status_code == 409 and "collection_ids" in r.json["errors"], r.json
+    assert client.get(f"/v1/syncs/{sync['id']}", headers=h).json["collection_ids"] == ["stripe:customer"]
+    _still_bound(client, key, sid, cid)
+    # Unbound first, it can be fed by the sync.
+    assert client.patch(f"/v1/collections/{cid}", json={"source_id": None}, headers=h).status_code == 200
+    r = client.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer", cid]}, headers=h)
+    assert r.status_code == 200, r.json
+
+
+def test_a_new_source_connection_does_not_take_over_a_bound_collection(client, key, bound):
+    sid, cid = bound
+    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key},
+                    json={"sourceShortName": "webhook", "name": "Thief", "credentials": {}, "config": {},
+                          "collectionId": cid})
+    assert r.status_code == 409 and r.json["success"] is False and "collectionId" in r.json["errors"], r.json
+    assert [s["name"] for s in client.get("/api/v1/source-connections", headers={"X-API-Key": key})
+            .json["sourceConnections"]] == ["Orders hook"]
+    _still_bound(client, key, sid, cid)
+
+
+def test_a_collection_is_not_moved_to_another_source_silently(client, key, bound):
+    sid, cid = bound
+    other = _webhook(client, key, "Other hook")
+    h = {"X-API-Key": key}
+    r = client.patch(f"/v1/collections/{cid}", json={"source_id": other, "name": "Renamed"}, headers=h)
+    assert r.status_code == 409 and set(r.json["errors"]) == {"source_id"}, r.json
+    assert "Orders hook" in r.json["errors"]["source_id"]
+    _still_bound(client, key, sid, cid)
+    assert client.get(f"/v1/collections/{cid}", headers=h).json["collection"]["name"] == "Orders"
+    assert client.patch(f"/v1/collections/{cid}", json={"source_id": sid}, headers=h).status_code == 200  # the same
+
+
+def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, owner, key, bound):
+    from tests.helpers import login
+
+    sid, cid = bound
+    session = app.test_client()
+    token = login(session, "owner@example.com")
+    other = _webhook(app.test_client(), key, "Other hook")
+    r = session.post("/collections/orders/edit", data={"csrf_token": token, "name": "Orders", "slug": "orders",
+                                                      "source_id": other, "primary_key_path": "$.id"})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400  # as every dashboard form answers a refused change
+    assert 'id="e-source_id"' in page and "Orders hook" in page
+    _still_bound(app.test_client(), key, sid, cid)

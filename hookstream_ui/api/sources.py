@@ -54,7 +54,7 @@ def get_source_type(principal, short_name):
 
 
 @endpoint(sources_v1, "/source-connections", "POST", summary="Create a source connection", tag=TAG,
-          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E})
+          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E, 409: E})
 def create_connection(principal):
     source = svc.create_source(principal, json_body())
     return jsonify(success=True, sourceConnection=connection_json(source)), 201

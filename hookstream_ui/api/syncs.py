@@ -34,7 +34,7 @@ def sync_json(source) -> dict:
 
 
 @endpoint(v1, "/syncs", "POST", summary="Create a sync", tag=TAG, body=svc.SyncCreate,
-          responses={201: schemas.Sync, 404: schemas.Error})
+          responses={201: schemas.Sync, 404: schemas.Error, 409: schemas.Error})
 def create_sync(principal):
     return jsonify(sync_json(svc.create_sync(principal, json_body()))), 201
 

@@ -121,6 +121,19 @@ def generated_slug(name: str) -> str:
     return f"{slugify(name, 'collection')[:57].strip('-')}-{suffix}"
 
 
+def ensure_bindable(collection: Collection, field: str, to: str | None = None) -> None:
+    """Binding a source (`to`, or one not made yet) never unbinds another without a word: a
+    collection fed by one source is refused to another (409, under `field`), and is moved
+    only by unbinding it first. (Collections are about to hold several sources.)"""
+    holder = collection.source
+    if holder is None or holder.id == to:
+        return
+    raise ValidationFailed(
+        {field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
+                f"“{holder.name}” ({holder.id}); unbind it from that source first"},
+        status=409, code="conflict")
+
+
 def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
     source = db.session.scalar(
         select(SourceConnection).where(
@@ -198,6 +211,8 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
             raise _slug_conflict(asked, slug_field)
         collection.slug = asked
     if "source_id" in given:
+        if data.source_id:
+            ensure_bindable(collection, "source_id", to=data.source_id)
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
     for field in ("name", "stream", "primary_key_path", "timestamp_path",
                   "event_type_field", "delete_event_types", "description"):

@@ -15,7 +15,7 @@ from ..sources import fields as field_rules
 from ..sources import secrets
 from ..sources.file import FORMATS
 from . import audit, links, search_index
-from .collections import get_collection_or_404
+from .collections import ensure_bindable, get_collection_or_404
 
 NAME_MAX = 120
 
@@ -120,6 +120,7 @@ def create_source(principal: Principal, payload, credential_from: SourceConnecti
         if not isinstance(payload["collectionId"], str):
             raise ValidationFailed({"collectionId": "must be a string"})
         collection = get_collection_or_404(principal, payload["collectionId"])
+        ensure_bindable(collection, "collectionId")
     source = SourceConnection(
         org_id=principal.org.id, env_id=principal.env.id, short_name=kind.short_name, name=name,
         status="pending", credentials_encrypted=None if creds is None else secrets.encrypt(creds), config=conf,

@@ -104,8 +104,9 @@ def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict
     return auth, meta
 
 
-def _check_refs(principal: Principal, provider: str, refs: list[str]) -> None:
-    """Validate every ref before anything is created, so bad input changes nothing."""
+def _check_refs(principal: Principal, provider: str, refs: list[str], source_id: str | None = None) -> None:
+    """Validate every ref before anything is created, so bad input changes nothing: a
+    collection fed by another source is refused, never taken over."""
     for ref in refs:
         ref_provider, sep, stream = ref.partition(":")
         if sep:
@@ -118,12 +119,13 @@ def _check_refs(principal: Principal, provider: str, refs: list[str]) -> None:
                     raise ValidationFailed({"collection_ids": f"{stream!r} is not a Stripe stream; one of "
                                                               + ", ".join(STREAMS)})
         else:
-            collection_svc.get_collection_or_404(principal, ref)
+            collection_svc.ensure_bindable(collection_svc.get_collection_or_404(principal, ref), "collection_ids",
+                                           to=source_id)
 
 
 def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> None:
     """Each ref is `provider:stream` (created when missing, keyed by $.id) or a collection id/slug."""
-    _check_refs(principal, source.short_name, refs)
+    _check_refs(principal, source.short_name, refs, source.id)
     wanted = []
     for ref in refs:
         provider, sep, stream = ref.partition(":")
