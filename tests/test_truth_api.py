@@ -153,6 +153,14 @@ def test_team_lists_are_paginated_like_the_others(admin_session, owner, path, pl
     assert r.status_code == 400 and "cursor" in r.json["errors"]
 
 
+def test_api_keys_are_paginated_too(admin_session, owner):
+    client, h = admin_session
+    for n in range(3):
+        assert client.post("/v1/auth/api-keys", json={"name": f"key {n}"}, headers=h).status_code == 201
+    seen, pages = _all_pages(client, "/v1/auth/api-keys", "api_keys")
+    assert pages == 2 and len({k["id"] for k in seen}) == 3
+
+
 def test_a_key_pages_through_its_own_environment_only(client, owner, key):
     add_env(org_of(owner), "staging")
     seen, _ = _all_pages(client, "/v1/environments", "environments", headers={"X-API-Key": key})

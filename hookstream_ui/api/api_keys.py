@@ -1,11 +1,11 @@
 """/v1/auth/api-keys — managed only from a signed-in session (SPEC §3)."""
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from ..services import api_keys as svc
 from . import schemas, v1
-from .openapi import endpoint, json_body
+from .openapi import PAGE_QUERY, endpoint, json_body
 from .serializers import api_key_json
 
 TAG = "api-keys"
@@ -22,10 +22,10 @@ def create_api_key(principal):
 
 
 @endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys", tag=TAG,
-          responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
+          query=PAGE_QUERY, responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
 def list_api_keys(principal):
-    keys = svc.list_keys(principal)
-    return jsonify(api_keys=[api_key_json(k) for k in keys], cursor=None, has_more=False)
+    page = svc.keys_page(principal, request.args.get("cursor"), request.args.get("limit"))
+    return jsonify(api_keys=[api_key_json(k) for k in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
 @endpoint(v1, "/auth/api-keys/<key_id>", "DELETE", summary="Revoke an API key", tag=TAG,

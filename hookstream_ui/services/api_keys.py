@@ -21,6 +21,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
+from .pagination import Page, paginate
 
 KEY_PREFIX = "hs_live_"
 ENDED_SHOWN = 20  # ended keys the keys page lists, newest first
@@ -56,14 +57,19 @@ def create_key(env: Environment, name, created_by: User, role="member") -> tuple
     return key, raw
 
 
+def _live_keys(principal: Principal):
+    return select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
+                                ApiKey.revoked_at.is_(None))
+
+
 def list_keys(principal: Principal) -> list[ApiKey]:
     fold_usage(principal)
-    return db.session.scalars(
-        select(ApiKey)
-        .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id,
-               ApiKey.revoked_at.is_(None))
-        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
-    ).all()
+    return db.session.scalars(_live_keys(principal).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())).all()
+
+
+def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
+    fold_usage(principal)
+    return paginate(_live_keys(principal), ApiKey, cursor, limit)
 
 
 def ended_keys(principal: Principal) -> list[ApiKey]:
