@@ -341,3 +341,208 @@ def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, own
     assert r.status_code == 400  # as every dashboard form answers a refused change
     assert 'id="e-source_id"' in page and "Orders hook" in page
     _still_bound(app.test_client(), key, sid, cid)
+
+
+# --- 7. the OpenAPI document states the rules the server enforces ------------------------------
+
+import re  # noqa: E402
+
+from hookstream_ui.sync.schedule import parse_frequency  # noqa: E402
+
+
+def _document(client) -> dict:
+    return client.get("/v1/openapi.json").json
+
+
+def _properties(doc: dict, method: str, path: str) -> dict:
+    ref = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    out = {}
+    for name, prop in schema["properties"].items():
+        branches = [b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"]
+        out[name] = branches[0] if len(branches) == 1 else prop
+    return out
+
+
+# (method, path, a body the server accepts, whether it needs a session)
+BODIES = [
+    ("post", "/v1/collections", lambda: {"name": "Valid name", "primary_key_path": "$.id"}, False),
+    ("post", "/v1/syncs", lambda: stripe_sync("https://api.stripe.com", STRIPE_KEY), False),
+    ("post", "/api/v1/source-connections", lambda: {"sourceShortName": "webhook", "name": "Hook", "credentials": {},
+                                                   "config": {}}, False),
+    ("post", "/v1/auth/api-keys", lambda: {"name": "A key"}, True),
+    ("post", "/v1/environments", lambda: {"name": "An env"}, True),
+]
+# Values tried against every documented pattern: the document and the server must agree.
+PATTERN_TRIES = ["finance-data", "Finance Data", "-x", "x-", "a--b", "a1", "  ", " x ", "", "continuous", "30s",
+                 "29s", "5s", "00030s", "0m", "1m", "15m", "24h", "7d", "99999d", "100000s", "1h30m"]
+
+
+def _refused(r, field) -> bool:
+    """Refused for what `field` holds (a 409, taken, is about the state, not the rules)."""
+    return r.status_code == 400 and field in (r.json.get("errors") or {})
+
+
+def _call(client, session, method, path, body, needs_session, key):
+    if needs_session:
+        return session[0].open(path, method=method, json=body, headers=session[1])
+    return client.open(path, method=method, json=body, headers={"X-API-Key": key})
+
+
+@pytest.mark.parametrize("method, path, base, needs_session", BODIES, ids=[p for _, p, _, _ in BODIES])
+def test_every_documented_body_rule_is_the_servers(client, key, admin_session, method, path, base, needs_session):
+    doc = _document(client)
+    stated = 0
+    for name, prop in _properties(doc, method, path).items():
+        def attempt(value, name=name):
+            body = base()
+            body[name] = value
+            return _call(client, admin_session, method.upper(), path, body, needs_session, key)
+
+        if "maxLength" in prop:
+            stated += 1
+            limit = prop["maxLength"]
+            filler = "a" if name not in ("primary_key_path", "timestamp_path", "event_type_field") else "$." + "a"
+            assert _refused(attempt(filler.ljust(limit + 1, "a")), name), (name, limit)
+            assert not _refused(attempt(filler.ljust(limit, "a")), name), (name, limit)
+        if "minLength" in prop and prop["minLength"] > 1:
+            stated += 1
+            assert _refused(attempt("a" * (prop["minLength"] - 1)), name), name
+        if "pattern" in prop:
+            stated += 1
+            for value in PATTERN_TRIES:
+                if "maxLength" in prop and len(value) > prop["maxLength"]:
+                    continue
+                matches = re.search(prop["pattern"], value) is not None
+                if name in ("slug", "readable_id") and value.strip() == "":
+                    continue  # blank means "generate one", a documented default
+                if not matches and re.search(prop["pattern"], value.strip()):
+                    continue  # surrounding spaces are trimmed first, as the document says
+                assert _refused(attempt(value), name) != matches, (name, value, prop["pattern"])
+        if "enum" in prop:
+            stated += 1
+            assert _refused(attempt("not-one-of-them"), name), name
+            for value in prop["enum"]:
+                assert not _refused(attempt(value), name), (name, value)
+        if "maxItems" in prop:
+            stated += 1
+            assert _refused(attempt(["x"] * (prop["maxItems"] + 1)), name), name
+            assert _refused(attempt(["a" * (prop["items"]["maxLength"] + 1)]), name), name
+        if "minItems" in prop:
+            stated += 1
+            assert _refused(attempt([]), name), name
+        for bound, beyond in (("maximum", 1), ("exclusiveMinimum", 0), ("minimum", -1)):
+            if bound in prop:
+                stated += 1
+                assert _refused(attempt(prop[bound] + beyond), name), (name, bound)
+    assert stated >= 1  # every body with rules of its own states at least one of them
+
+
+def test_the_documented_sync_frequency_is_what_the_scheduler_parses(client):
+    pattern = _properties(_document(client), "post", "/v1/syncs")["sync_frequency"]["pattern"]
+    tries = ["continuous", "Continuous", "", "h", "1", "1.5h", "-1h", "1 h"] + [
+        f"{n}{unit}" for n in ("0", "1", "29", "30", "31", "00029", "00030", "000030", "99999", "100000")
+        for unit in "smhdw"]
+    for value in tries:
+        try:
+            parse_frequency(value)
+            parsed = True
+        except ValueError:
+            parsed = False
+        assert (re.search(pattern, value) is not None) == parsed, value
+
+
+def test_the_nested_rate_limit_states_its_bounds(client):
+    rate = _document(client)["components"]["schemas"]["RateLimit"]["properties"]
+    assert rate["allowed_requests"]["exclusiveMinimum"] == 0 and rate["interval"]["exclusiveMinimum"] == 0
+    assert rate["max_concurrent_requests"]["minimum"] == 0
+
+
+LISTS = ["/v1/collections", "/v1/syncs", "/v1/events", "/v1/environments", "/v1/members", "/v1/invitations",
+         "/v1/audit-log", "/v1/auth/api-keys"]
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_every_list_documents_the_limit_the_server_enforces(client, admin_session, path):
+    doc = _document(client)
+    params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"]}
+    assert {"limit", "cursor"} <= set(params)
+    limit = params["limit"]["schema"]
+    session, _ = admin_session
+    assert session.get(path, query_string={"limit": limit["maximum"]}).status_code == 200
+    over = session.get(path, query_string={"limit": limit["maximum"] + 1})
+    assert over.status_code == 400 and "limit" in over.json["errors"]
+    assert session.get(path, query_string={"limit": limit["minimum"] - 1}).status_code == 400
+
+
+def test_session_only_operations_are_marked_and_refuse_keys(client, key):
+    doc = _document(client)
+    marked = [(path, method) for path, item in doc["paths"].items() for method, op in item.items()
+              if op.get("x-session-only")]
+    assert ("/v1/members", "get") in marked and ("/v1/auth/api-keys", "post") in marked
+    for path, method in marked:
+        op = doc["paths"][path][method]
+        assert op["security"] == [{"session": []}] and "API keys get 403" in op["responses"]["403"]["description"]
+        if "{" not in path:
+            r = client.open(path, method=method.upper(), json={}, headers={"X-API-Key": key})
+            assert r.status_code == 403, (path, method, r.json)
+
+
+def test_bodies_csrf_413_exports_ingest_and_filters_are_documented(client, key, app):
+    doc = _document(client)
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in ("post", "put", "patch", "delete"):
+                assert "413" in op["responses"], (path, method)
+                if op.get("security") != []:
+                    assert any(p["name"] == "X-CSRFToken" and p["in"] == "header" for p in op["parameters"])
+    export = doc["paths"]["/v1/collections/{ident}/export"]["get"]["responses"]["200"]["content"]
+    assert set(export) == {"application/x-ndjson", "text/csv"}
+    ingest = doc["paths"]["/v1/ingest/{source_id}"]["post"]["requestBody"]
+    assert ingest["required"] is False and "application/json" in ingest["content"]
+    upload = doc["paths"]["/api/v1/source-connections/{source_id}/files"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload
+
+    # The filter parameter, used as documented, filters.
+    records = doc["paths"]["/v1/collections/{ident}/records"]["get"]["parameters"]
+    [flt] = [p for p in records if p["name"] == "filter"]
+    assert (flt["style"], flt["explode"], flt["in"]) == ("deepObject", True, "query")
+    h = {"X-API-Key": key}
+    sid = _webhook(client, key)
+    client.post("/v1/collections", headers=h, json={"name": "Orders", "slug": "orders", "source_id": sid,
+                                                    "primary_key_path": "$.id"})
+    for n, status in enumerate(("open", "closed", "open")):
+        assert client.post(f"/v1/ingest/{sid}", json={"id": f"o{n}", "status": status}).status_code == 200
+    # deepObject with explode: name[property]=value
+    query = {f"{flt['name']}[status]": "open"}
+    got = client.get("/v1/collections/orders/records", query_string=query, headers=h).json["records"]
+    assert sorted(r["record_key"] for r in got) == ["o0", "o2"]
+    assert re.search(flt["schema"]["propertyNames"]["pattern"], "data status") is None
+    bad = client.get("/v1/collections/orders/records", query_string={"filter[data status]": "x"}, headers=h)
+    assert bad.status_code == 400
+    too_big = client.post("/v1/collections", headers=h, data=b"{" + b" " * app.config["MAX_CONTENT_LENGTH"] + b"}",
+                          content_type="application/json")
+    assert too_big.status_code == 413 and too_big.json["code"] == "payload_too_large"
+
+
+def test_the_document_states_the_servers_own_limits(client):
+    from hookstream_ui.services import api_keys, collections, sources, syncs, team
+    from hookstream_ui.sources import REGISTRY
+
+    doc = _document(client)
+    coll = _properties(doc, "post", "/v1/collections")
+    assert (coll["name"]["minLength"], coll["name"]["maxLength"]) == (collections.NAME_MIN, collections.NAME_MAX)
+    assert coll["slug"]["pattern"] == coll["readable_id"]["pattern"] == collections.SLUG_RE.pattern
+    assert coll["description"]["maxLength"] == collections.DESCRIPTION_MAX
+    assert coll["primary_key_path"]["maxLength"] == collections.PATH_MAX
+    assert _properties(doc, "patch", "/v1/collections/{ident}")["status"]["enum"] == ["ACTIVE", "PAUSED"]
+    sync = _properties(doc, "post", "/v1/syncs")
+    assert sync["name"]["maxLength"] == sources.NAME_MAX and sync["stream_id"]["maxLength"] == 200
+    assert sync["provider"]["enum"] == sorted(k for k, t in REGISTRY.items() if t.pull)
+    assert sync["collection_ids"]["minItems"] == 1 and sync["collection_ids"]["items"]["maxLength"] == 200
+    assert _properties(doc, "patch", "/v1/syncs/{sync_id}")["status"]["enum"] == ["active", "disabled"]
+    assert _properties(doc, "post", "/v1/auth/api-keys")["name"]["maxLength"] == api_keys.NAME_MAX
+    assert _properties(doc, "post", "/v1/environments")["name"]["maxLength"] == team.ENV_NAME_MAX
+    conn = _properties(doc, "post", "/api/v1/source-connections")
+    assert conn["sourceShortName"]["enum"] == sorted(REGISTRY) and conn["name"]["maxLength"] == sources.NAME_MAX
+    assert _properties(doc, "post", "/v1/invitations")["email"]["format"] == "email"

@@ -9,6 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..services import api_keys, sources, team
+from ..sources import REGISTRY
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -102,8 +105,12 @@ class ApiKeyList(Strict):
     has_more: bool
 
 
+# Not blank: a name of spaces only is refused (each name is stripped, then its length checked).
+NOT_BLANK = r"\S"
+
+
 class ApiKeyCreate(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=api_keys.NAME_MAX, pattern=NOT_BLANK)
     role: Literal["member", "viewer"] = Field("member", description="A viewer key only reads")
 
 
@@ -222,9 +229,9 @@ class UploadEnvelope(Strict):
 class SourceConnectionCreate(BaseModel):
     """Validated against the source type's authFields and configFields, not this shape alone."""
 
-    sourceShortName: str
-    name: str
-    collectionId: str | None = None
+    sourceShortName: str = Field(json_schema_extra={"enum": sorted(REGISTRY)})
+    name: str = Field(min_length=1, max_length=sources.NAME_MAX, pattern=NOT_BLANK)
+    collectionId: str | None = Field(None, description="A collection no other source feeds (409 otherwise)")
     credentials: dict = {}
     config: dict = {}
 
@@ -468,7 +475,7 @@ class EnvironmentList(Strict):
 
 
 class EnvironmentCreate(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=team.ENV_NAME_MAX, pattern=NOT_BLANK)
 
 
 class Member(Strict):
@@ -512,7 +519,7 @@ class InvitationList(Strict):
 
 
 class InvitationCreate(BaseModel):
-    email: str
+    email: str = Field(json_schema_extra={"format": "email"})
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 

@@ -35,14 +35,17 @@ def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+NAME_MAX = 100
+
+
 def create_key(env: Environment, name, created_by: User, role="member") -> tuple[ApiKey, str]:
     errors = {}
     if name is None:
         errors["name"] = "is required"
     elif not isinstance(name, str):
         errors["name"] = "must be a string"
-    elif not 1 <= len(name.strip()) <= 100:
-        errors["name"] = "must be 1 to 100 characters"
+    elif not 1 <= len(name.strip()) <= NAME_MAX:
+        errors["name"] = f"must be 1 to {NAME_MAX} characters"
     if role not in KEY_ROLES:
         errors["role"] = "must be one of: " + ", ".join(KEY_ROLES)
     if errors:

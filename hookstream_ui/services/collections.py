@@ -11,13 +11,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed, validated
+from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
 from . import jsonpaths
 from .accounts import slugify
 from .pagination import Page, paginate
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+NAME_MIN, NAME_MAX, SLUG_MAX, PATH_MAX, DESCRIPTION_MAX = 4, 64, 64, 500, 2000
+EVENT_TYPES_MAX, EVENT_TYPE_MAX = 50, 200
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -32,16 +34,19 @@ class _CollectionFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    name: str | None = None
-    slug: str | None = None
-    readable_id: str | None = None  # seed 002's name for the slug: its errors say readable_id
+    name: str | None = Field(default=None, json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX))
+    slug: str | None = Field(default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
+    # seed 002's name for the slug: its errors say readable_id
+    readable_id: str | None = Field(default=None,
+                                    json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
     source_id: str | None = None
     stream: str | None = Field(default=None, max_length=200)
-    primary_key_path: str | None = None
-    timestamp_path: str | None = None
-    event_type_field: str | None = None
-    delete_event_types: list[str] | None = None
-    description: str | None = None
+    primary_key_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    timestamp_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    event_type_field: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    delete_event_types: list[str] | None = Field(default=None, json_schema_extra=documented(
+        maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}))
+    description: str | None = Field(default=None, json_schema_extra=documented(maxLength=DESCRIPTION_MAX))
     search_index: bool | None = None
 
     @field_validator("slug", "readable_id", "source_id", "stream", "timestamp_path", "event_type_field",
@@ -53,23 +58,23 @@ class _CollectionFields(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        if value is not None and not 4 <= len(value) <= 64:
-            raise ValueError("must be 4 to 64 characters")
+        if value is not None and not NAME_MIN <= len(value) <= NAME_MAX:
+            raise ValueError(f"must be {NAME_MIN} to {NAME_MAX} characters")
         return value
 
     @field_validator("slug", "readable_id")
     @classmethod
     def _slug(cls, value):
-        if value is not None and (len(value) > 64 or not SLUG_RE.match(value)):
+        if value is not None and (len(value) > SLUG_MAX or not SLUG_RE.match(value)):
             raise ValueError("must be lowercase letters, digits and single hyphens "
-                             "(e.g. finance-data), at most 64 characters")
+                             f"(e.g. finance-data), at most {SLUG_MAX} characters")
         return value
 
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
     def _path(cls, value):
-        if value is not None and len(value) > 500:
-            raise ValueError("must be at most 500 characters")
+        if value is not None and len(value) > PATH_MAX:
+            raise ValueError(f"must be at most {PATH_MAX} characters")
         return None if value is None else jsonpaths.normalise(value)
 
     @field_validator("delete_event_types", mode="before")
@@ -78,26 +83,28 @@ class _CollectionFields(BaseModel):
         if isinstance(value, str):  # a form's comma-separated text
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
-            if len(value) > 50 or any(not isinstance(v, str) or not v.strip() or len(v) > 200 for v in value):
-                raise ValueError("must be at most 50 event type names of 1 to 200 characters")
+            if len(value) > EVENT_TYPES_MAX or any(not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX
+                                                   for v in value):
+                raise ValueError(f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} "
+                                 "characters")
             return [v.strip() for v in value] or None
         return value
 
     @field_validator("description")
     @classmethod
     def _description(cls, value):
-        if value is not None and len(value) > 2000:
-            raise ValueError("must be at most 2000 characters")
+        if value is not None and len(value) > DESCRIPTION_MAX:
+            raise ValueError(f"must be at most {DESCRIPTION_MAX} characters")
         return value
 
 
 class CollectionCreate(_CollectionFields):
-    name: str
-    primary_key_path: str
+    name: str = Field(json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX))
+    primary_key_path: str = Field(json_schema_extra=documented(maxLength=PATH_MAX))
 
 
 class CollectionUpdate(_CollectionFields):
-    status: str | None = None
+    status: str | None = Field(default=None, json_schema_extra=documented(enum=["ACTIVE", "PAUSED"]))
 
     @field_validator("status")
     @classmethod

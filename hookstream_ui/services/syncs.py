@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed, validated
+from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db, utcnow
 from ..sources import REGISTRY, source_type
 from . import collections as collection_svc
@@ -22,6 +22,11 @@ PROPERTY_ALIASES = {"stripe": {"secret": "secret_key"}}
 CREDENTIAL_META = ("kind", "name", "test")
 DEFAULT_RATE_LIMITS = {"stripe": {"allowed_requests": 50, "interval": 1, "max_concurrent_requests": 0}}
 FALLBACK_RATE_LIMIT = {"allowed_requests": 10, "interval": 1, "max_concurrent_requests": 0}
+NAME_MAX = source_svc.NAME_MAX
+MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
+PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
+# What sync.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
+FREQUENCY_PATTERN = r"^(?:continuous|(?=\d{1,5}[smhd]$)0*(?:(?:[3-9]\d|[1-9]\d{2,})s|[1-9]\d*[mhd]))$"
 
 
 class RateLimit(BaseModel):
@@ -40,22 +45,25 @@ class Credential(BaseModel):
 
 class _SyncFields(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    name: str | None = None
+    name: str | None = Field(default=None, json_schema_extra=documented(minLength=1, maxLength=NAME_MAX,
+                                                                        pattern=r"\S"))
     stream_id: str | None = Field(default=None, max_length=200)
-    collection_ids: list[Annotated[str, Field(max_length=200)]] | None = None
+    collection_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, json_schema_extra=documented(minItems=1))
     rate_limit: RateLimit | None = None
     credential: Credential | None = None
-    credential_id: str | None = None
-    max_age_days: int | None = Field(default=None, gt=0)
-    sync_frequency: str | None = None
+    credential_id: str | None = Field(default=None, description="An existing credential (a sync's credential_id) "
+                                      "to use instead of `credential`: shared, not copied")
+    max_age_days: int | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
+    sync_frequency: str | None = Field(default=None, json_schema_extra=documented(pattern=FREQUENCY_PATTERN))
     metadata: dict | None = None
     external_id: str | None = Field(default=None, max_length=200)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        if value is not None and not 1 <= len(value) <= 120:
-            raise ValueError("must be 1 to 120 characters")
+        if value is not None and not 1 <= len(value) <= NAME_MAX:
+            raise ValueError(f"must be 1 to {NAME_MAX} characters")
         return value
 
     @field_validator("sync_frequency")
@@ -76,14 +84,14 @@ class _SyncFields(BaseModel):
 
 
 class SyncCreate(_SyncFields):
-    provider: str
-    name: str
-    stream_id: str
-    collection_ids: list[str]
+    provider: str = Field(json_schema_extra=documented(enum=PULL_PROVIDERS))
+    name: str = Field(json_schema_extra=documented(minLength=1, maxLength=NAME_MAX, pattern=r"\S"))
+    stream_id: str = Field(max_length=200)
+    collection_ids: list[Annotated[str, Field(max_length=200)]] = Field(json_schema_extra=documented(minItems=1))
 
 
 class SyncUpdate(_SyncFields):
-    status: str | None = None
+    status: str | None = Field(default=None, json_schema_extra=documented(enum=["active", "disabled"]))
 
     @field_validator("status")
     @classmethod

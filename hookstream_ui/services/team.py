@@ -259,9 +259,12 @@ def switch_org(user: User, org_id: str) -> Org:
     return org
 
 
+ENV_NAME_MAX = 80
+
+
 def _env_name(value) -> str:
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 80:
-        raise ValidationFailed({"name": "must be 1 to 80 characters"})
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= ENV_NAME_MAX:
+        raise ValidationFailed({"name": f"must be 1 to {ENV_NAME_MAX} characters"})
     return value.strip()
 
 
