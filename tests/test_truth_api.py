@@ -546,3 +546,93 @@ def test_the_document_states_the_servers_own_limits(client):
     conn = _properties(doc, "post", "/api/v1/source-connections")
     assert conn["sourceShortName"]["enum"] == sorted(REGISTRY) and conn["name"]["maxLength"] == sources.NAME_MAX
     assert _properties(doc, "post", "/v1/invitations")["email"]["format"] == "email"
+
+
+# --- 8. gunicorn's own errors are the API's JSON ----------------------------------------------------
+
+@pytest.fixture
+def gunicorn_port(app, database_url, redis_url, tmp_root):
+    """The app on gunicorn exactly as `make run` starts it."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from hookstream_ui.runner import gunicorn_command
+    from tests.fixture_servers import free_port
+
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_root / "instance"))
+    proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", 1, 2), cwd=Path(__file__).resolve().parent.parent,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/healthz")
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.1)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def _raw(port: int, data: bytes) -> tuple[int, dict, bytes]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def _is_api_error(doc: dict, body: bytes, status: int) -> dict:
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    data = json.loads(body)
+    schema = doc["components"]["schemas"]["Error"]
+    assert list(Draft202012Validator({**schema, "components": doc["components"]}).iter_errors(data)) == []
+    assert data["status"] == status and data["request_id"].startswith("req_")
+    return data
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /v1/collections?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /api/v1/sources?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /v1/collections HTTP/1.1 junk\r\nHost: x\r\n\r\n", 400),
+    (b"G\x01T /v1/collections HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+    # Refused before the path is known: the /v1 shape, also under /api/.
+    (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+    (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
+    (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(120)) + b"\r\n",
+     431),
+], ids=["long-url", "long-url-sources-api", "bad-request-line", "bad-method", "bad-header",
+        "bad-header-sources-api", "big-header", "many-headers"])
+def test_gunicorn_errors_answer_in_the_api_error_shape(client, gunicorn_port, request_bytes, status):
+    doc = _document(client)
+    got, headers, body = _raw(gunicorn_port, request_bytes)
+    assert got == status, body[:300]
+    assert headers["Content-Type"] == "application/json" and b"<html" not in body
+    message = _is_api_error(doc, body, status)["error"]
+    assert "xxxxx" not in message and "yyyyy" not in message  # the request is not quoted back
+
+
+def test_the_app_still_answers_through_that_worker(client, gunicorn_port):
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn_port, timeout=10)
+    conn.request("GET", "/v1/collections")
+    answer = conn.getresponse()
+    assert answer.status == 401 and json.loads(answer.read())["code"] == "unauthorized"
