@@ -636,3 +636,97 @@ def test_the_app_still_answers_through_that_worker(client, gunicorn_port):
     conn.request("GET", "/v1/collections")
     answer = conn.getresponse()
     assert answer.status == 401 and json.loads(answer.read())["code"] == "unauthorized"
+
+
+# --- 9. the audit log has what happened, and reads well -------------------------------------------
+
+def _entries(session, **query) -> list[dict]:
+    return session.get("/v1/audit-log", query_string=query).json["entries"]
+
+
+def test_joining_by_invitation_is_in_the_audit_log(app, admin_session):
+    import re as _re
+
+    from tests.helpers import PASSWORD, csrf_token
+
+    session, h = admin_session
+    inv = session.post("/v1/invitations", json={"email": "joiner@example.com", "role": "viewer"}, headers=h).json
+    path = _re.sub(r"^https?://[^/]+", "", inv["invitation"]["url"])
+    browser = app.test_client()
+    token = csrf_token(browser, path)
+    assert browser.post(path, data={"password": PASSWORD, "password_confirm": PASSWORD,
+                                    "csrf_token": token}).status_code == 302
+    [joined] = _entries(session, action="member.join")
+    assert joined["actor"] == "joiner@example.com" and joined["resource_type"] == "member"
+    assert joined["details"] == {"email": "joiner@example.com", "role": "viewer", "invitation_id":
+                                 inv["invitation"]["id"], "invited_by": "owner@example.com", "new_account": True}
+    assert token not in repr(joined) and PASSWORD not in repr(joined)
+
+
+def test_failed_sign_ins_are_in_the_audit_log(app, owner, admin_session):
+    from hookstream_ui.models import AuditEntry
+    from tests.helpers import CSRF_META
+
+    session, _ = admin_session
+    stranger = app.test_client()
+
+    def attempt(email, password):
+        page = stranger.get("/login").get_data(as_text=True)
+        token = CSRF_META.search(page).group(1)
+        return stranger.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+    assert attempt("owner@example.com", "not-the-password-1").status_code != 302
+    assert attempt("nobody@example.com", "not-the-password-2").status_code != 302
+    [failed] = _entries(session, action="user.sign_in_failed")  # the org sees its member's
+    assert failed["actor"] == "owner@example.com" and failed["resource_id"] == owner.id
+    assert failed["details"] == {"email": "owner@example.com", "reason": "wrong password"}
+    [unknown] = db.session.scalars(select(AuditEntry).where(AuditEntry.org_id.is_(None),
+                                                            AuditEntry.action == "user.sign_in_failed")).all()
+    assert unknown.details == {"email": "nobody@example.com", "reason": "no such account"}
+    every = repr([e.details for e in db.session.scalars(select(AuditEntry))])
+    assert "not-the-password" not in every
+
+
+def test_runs_exports_clearing_and_deleting_data_are_in_the_audit_log(client, key, admin_session, http_fixture):
+    from hookstream_ui.models import ApiKey
+
+    session, _ = admin_session
+    h = {"X-API-Key": key}
+    sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    run_id = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"]
+    assert client.post(f"/api/v1/source-connections/{sync['id']}/runs/{run_id}/cancel", json={},
+                       headers=h).status_code == 200
+    sid = _webhook(client, key)
+    client.post("/v1/collections", headers=h, json={"name": "Orders", "slug": "orders", "source_id": sid,
+                                                    "primary_key_path": "$.id"})
+    for n in range(3):
+        client.post(f"/v1/ingest/{sid}", json={"id": f"o{n}"})
+    assert client.get("/v1/collections/orders/export?format=csv", headers=h).status_code == 200
+    assert client.delete("/v1/collections/orders/records/o0", headers=h).status_code == 200
+    assert client.post("/v1/collections/orders/backfill", headers=h).status_code == 202
+    cleared = client.delete(f"/api/v1/source-connections/{sid}/data", headers=h)
+    assert cleared.status_code == 200 and cleared.json["recordsDeleted"] == 2
+
+    prefix = db.session.scalar(select(ApiKey.prefix))
+    by = f"API key deploy ({prefix}…) of owner@example.com"
+    got = {e["action"]: e for e in _entries(session) if e["actor"] == by}
+    assert got["run.start"]["resource_id"] == run_id and got["run.start"]["details"]["trigger"] == "manual"
+    assert got["run.cancel"]["details"]["status"] == {"from": "pending", "to": "cancelled"}
+    assert got["collection.export"]["details"] == {"name": "Orders", "format": "csv", "records": 3}
+    assert got["record.delete"]["details"] == {"name": "Orders", "record_key": "o0"}
+    assert got["collection.backfill"]["details"]["events"] == 3
+    assert got["source.clear_data"]["resource_id"] == sid
+    assert got["source.clear_data"]["details"]["records_deleted"] == 2
+
+
+def test_readable_details():
+    from hookstream_ui.services.audit import readable_details
+
+    assert readable_details({"changed": ["name", "primary_key_path", "config"],
+                             "values": {"name": {"from": "Audited", "to": "Audited 2"}}}) == [
+        ("Name", "Audited → Audited 2"), ("Changed", "primary key path, config")]
+    assert readable_details({"secrets_used": ["password"], "unsaved": False, "connected": True}) == [
+        ("Secrets used", "password"), ("Unsaved form", "no"), ("Connected", "yes")]
+    assert readable_details({"status": {"from": "pending", "to": None}, "records": 0}) == [
+        ("Status", "pending → —"), ("Records", "0")]
+    assert readable_details({}) == [] and readable_details(None) == []

@@ -179,7 +179,7 @@ def export_collection(principal, ident):
     if fmt not in ("ndjson", "csv"):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
-    body = stream_with_context(record_svc.iter_export(collection.id, fmt))
+    body = stream_with_context(record_svc.export(collection, fmt))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
 

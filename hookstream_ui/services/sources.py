@@ -266,6 +266,8 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     search_index.forget(*criteria)
     deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
     db.session.execute(update(Collection).where(Collection.id.in_(ids)).values(record_count=0))
+    audit.note("source.clear_data", "source", source.id, org_id=source.org_id, env_id=source.env_id,
+               details={"name": source.name, "records_deleted": deleted, "collection_ids": ids})
     db.session.commit()
     return deleted
 

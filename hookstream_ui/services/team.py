@@ -19,7 +19,7 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
-from . import accounts, api_keys, links, locks
+from . import accounts, api_keys, audit, links, locks
 from .pagination import Page, paginate
 
 INVITATION_DAYS = 7
@@ -240,6 +240,10 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
         raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
                                status=409, code="sign_in_required") from None
     invitation.accepted_at, invitation.accepted_by_id = now, user.id
+    inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    audit.record("member.join", "member", user.id, actor=audit.actor_for_user(user), org_id=invitation.org_id,
+                 details={"email": user.email, "role": invitation.role, "invitation_id": invitation.id,
+                          "invited_by": inviter.email if inviter else None, "new_account": existing is None})
     db.session.commit()
     return user
 
