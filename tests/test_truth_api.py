@@ -1,12 +1,13 @@
 """Issue 19, the API part: every answer tells the truth (seeds, SPEC §5 and the audit log)."""
 from __future__ import annotations
 
-import copy
+import re
 
 import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import SourceConnection, db
+from hookstream_ui.sync.schedule import parse_frequency
 from tests.fixture_servers import STRIPE_KEY
 from tests.helpers import add_env, make_key, make_user, org_of, production
 
@@ -345,11 +346,6 @@ def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, own
 
 # --- 7. the OpenAPI document states the rules the server enforces ------------------------------
 
-import re  # noqa: E402
-
-from hookstream_ui.sync.schedule import parse_frequency  # noqa: E402
-
-
 def _document(client) -> dict:
     return client.get("/v1/openapi.json").json
 
@@ -645,13 +641,11 @@ def _entries(session, **query) -> list[dict]:
 
 
 def test_joining_by_invitation_is_in_the_audit_log(app, admin_session):
-    import re as _re
-
     from tests.helpers import PASSWORD, csrf_token
 
     session, h = admin_session
     inv = session.post("/v1/invitations", json={"email": "joiner@example.com", "role": "viewer"}, headers=h).json
-    path = _re.sub(r"^https?://[^/]+", "", inv["invitation"]["url"])
+    path = re.sub(r"^https?://[^/]+", "", inv["invitation"]["url"])
     browser = app.test_client()
     token = csrf_token(browser, path)
     assert browser.post(path, data={"password": PASSWORD, "password_confirm": PASSWORD,
