@@ -724,3 +724,17 @@ def test_readable_details():
     assert readable_details({"status": {"from": "pending", "to": None}, "records": 0}) == [
         ("Status", "pending → —"), ("Records", "0")]
     assert readable_details({}) == [] and readable_details(None) == []
+
+
+def test_a_shared_credential_is_not_rotated_under_a_running_sync(client, key, http_fixture):
+    h = {"X-API-Key": key}
+    first = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
+    body = {**stripe_sync(http_fixture.base, "x", streams=("invoice",)), "credential_id": first["id"]}
+    del body["credential"]
+    second = client.post("/v1/syncs", json=body, headers=h).json
+    # No worker runs: the run stays pending, which is active.
+    assert client.post(f"/api/v1/source-connections/{first['id']}/run", json={}, headers=h).status_code == 200
+    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
+        "secret": "sk_test_other", "api_base": http_fixture.base}}})
+    assert r.status_code == 409 and r.json["code"] == "sync_in_progress", r.json
+    assert _tested(client, key, second["id"])  # still the credential it had

@@ -146,6 +146,10 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
 
     if credentials is not None or config is not None:
         ensure_idle(source)  # a run must not see its credentials or config change under it
+    if credentials is not None:
+        holder = credential_holder(source)
+        for other in {holder, *credential_users(holder)} - {source}:
+            ensure_idle(other)  # nor a run of another connection sharing them
     kind = type_of(source)
     new_name = _name(name) if name is not None else source.name
     stored = credentials_of(source)
