@@ -237,28 +237,40 @@ def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, o
 # --- 5. health is degraded from the first failure ----------------------------------------------
 
 def test_health_is_degraded_from_the_first_failed_attempt(client, key, http_fixture, workers):
-    from tests.fixture_servers import STRIPE
+    """A server having a bad minute (503) is retried with backoff; health tells at once."""
     from tests.sync_helpers import wait_for
 
-    STRIPE.seed(2)
-    STRIPE.raw_customers = b"<html>maintenance</html>"  # retried: the next attempt may work
     h = {"X-API-Key": key}
-    sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
-    assert sync["health"]["status"] == "healthy"
+    sid = client.post("/api/v1/source-connections", headers=h, json={
+        "sourceShortName": "rest_api", "name": "Flaky API", "credentials": {"base_url": http_fixture.base},
+        "config": {"path": "/unavailable", "records_path": "$.data"}}).json["sourceConnection"]["id"]
+    client.post("/v1/collections", headers=h, json={"name": "Items", "source_id": sid, "primary_key_path": "$.id"})
+    assert client.get(f"/v1/syncs/{sid}", headers=h).json["health"]["status"] == "healthy"
     workers(1)
-    run_id = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"]
+    run_id = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h).json["syncId"]
     run = wait_for(run_id, statuses=("pending",), timeout=30, attempted=True)
-    assert run.attempt == 1
-    health = client.get(f"/v1/syncs/{sync['id']}", headers=h).json["health"]
+    assert (run.status, run.attempt) == ("pending", 1)  # waiting for its retry
+    health = client.get(f"/v1/syncs/{sid}", headers=h).json["health"]
     assert health["status"] == "degraded", health
-    assert health["last_error"] == f"Stripe did not answer JSON for {http_fixture.base}/v1/customers"
-    listed = client.get("/v1/syncs", headers=h).json["syncs"][0]["health"]
-    assert listed == health
-    STRIPE.raw_customers = None
-    run = wait_for(run_id, timeout=30)  # the retry, 5 s later, reads it
-    assert run.status == "completed", run.error
-    health = client.get(f"/v1/syncs/{sync['id']}", headers=h).json["health"]
-    assert health["status"] == "healthy" and health["last_error"] is None and health["last_success_at"]
+    assert health["last_error"] == f"The API answered HTTP 503 for {http_fixture.base}/unavailable"
+    assert client.get("/v1/syncs", headers=h).json["syncs"][0]["health"] == health
+    assert db.session.get(SourceConnection, sid).consecutive_failures == 0  # runs, not attempts, count to error
+
+
+def test_a_completed_run_after_a_failed_attempt_is_healthy_again(ctx, owner):
+    """The other half, on the service that decides it: a success clears what an attempt said."""
+    from hookstream_ui.models import SyncRun
+    from hookstream_ui.services.runs import record_failed_attempt, record_outcome
+    from tests.helpers import make_source
+
+    source = make_source(production(org_of(owner)), "Pull", "rest_api")
+    record_failed_attempt(source, "The API answered HTTP 503")
+    assert (source.health_status, source.last_error) == ("degraded", "The API answered HTTP 503")
+    source.health_status = "error"
+    record_failed_attempt(source, "again")
+    assert source.health_status == "error"  # an attempt never makes it look better
+    record_outcome(source, SyncRun(status="completed", mode="incremental"))
+    assert (source.health_status, source.last_error) == ("healthy", None)
 
 
 # --- 6. binding a source never silently unbinds another ----------------------------------------
