@@ -51,7 +51,10 @@ class _SyncFields(BaseModel):
     collection_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, json_schema_extra=documented(minItems=1))
     rate_limit: RateLimit | None = None
-    credential: Credential | None = None
+    credential: Credential | None = Field(default=None, description=(
+        "Required on create unless credential_id is given (not both). properties holds the provider's "
+        "authFields (GET /api/v1/sources/{shortName}); Stripe's key is `secret`, sk_... or rk_.... On change: "
+        "rotates the credential this sync uses, for every sync sharing it"))
     credential_id: str | None = Field(default=None, description="An existing credential (a sync's credential_id) "
                                       "to use instead of `credential`: shared, not copied")
     max_age_days: int | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
