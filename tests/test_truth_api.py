@@ -750,3 +750,77 @@ def test_a_shared_credential_is_not_rotated_under_a_running_sync(client, key, ht
         "secret": "sk_test_other", "api_base": http_fixture.base}}})
     assert r.status_code == 409 and r.json["code"] == "sync_in_progress", r.json
     assert _tested(client, key, second["id"])  # still the credential it had
+
+
+# Values a source type's required fields accept (the document gives their types, not their meaning).
+SAMPLE_FIELDS = {"host": "db.example.com", "port": 5432, "database": "shop", "username": "reader",
+                 "password": "pw", "secret_key": "sk_test_1", "base_url": "https://api.example.com", "path": "/",
+                 "dedup_key": "$.id"}
+
+
+def test_every_source_types_fields_are_documented_as_the_server_checks_them(client, key):
+    doc = _document(client)
+    ref = doc["paths"]["/api/v1/source-connections"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    variants = doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["oneOf"]
+    from hookstream_ui.sources import REGISTRY
+
+    assert sorted(v["properties"]["sourceShortName"]["const"] for v in variants) == sorted(REGISTRY)
+    h = {"X-API-Key": key}
+    checked = 0
+    for variant in variants:
+        short = variant["properties"]["sourceShortName"]["const"]
+        for half in ("credentials", "config"):
+            schema = variant["properties"][half]
+            base = {name: SAMPLE_FIELDS[name] for name in schema["required"]}
+            other = "config" if half == "credentials" else "credentials"
+            other_base = {name: SAMPLE_FIELDS[name] for name in variant["properties"][other]["required"]}
+
+            def attempt(name, value, half=half, base=base, other=other, other_base=other_base, short=short,
+                        schema=schema):
+                # A field shown only for a choice is checked only with that choice made.
+                when = {k: v[0] for k, v in schema["properties"].get(name, {}).get("x-shown-when", {}).items()}
+                given = {**base, **when, name: value}
+                body = {"sourceShortName": short, "name": "Checked", half: given, other: other_base}
+                r = client.post("/api/v1/source-connections", json=body, headers=h)
+                return r.status_code == 400 and name in (r.json.get("errors") or {})
+
+            assert attempt("not_a_field", "x") is (schema["additionalProperties"] is False), (short, half)
+            for name, prop in schema["properties"].items():
+                if "enum" in prop:
+                    checked += 1
+                    assert attempt(name, "not-an-option"), (short, name)
+                    for option in prop["enum"]:
+                        assert not attempt(name, option), (short, name, option)
+                elif prop.get("format") == "uri":
+                    checked += 1
+                    assert attempt(name, "ftp://example.com"), (short, name)
+                    assert attempt(name, "https://example.com/" + "a" * prop["maxLength"]), (short, name)
+                    assert not attempt(name, "https://example.com/" + "a" * (prop["maxLength"] - 20)), (short, name)
+                elif "maxLength" in prop:
+                    checked += 1
+
+                    def filled(n, name=name):  # as long as asked, and still what the field takes
+                        if name == "host":  # labels of at most 63 characters
+                            return ".".join(["a" * 63] * 4)[:n]
+                        if name.startswith("ip_"):  # addresses, one a line
+                            return ("1.1.1.1\n" * (n // 8 + 1))[:n]
+                        return (str(SAMPLE_FIELDS.get(name, "")) + "a" * n)[:n]
+                    assert attempt(name, filled(prop["maxLength"]) + "a"), (short, name)
+                    assert not attempt(name, filled(prop["maxLength"])), (short, name)
+                elif "number" in prop["type"]:
+                    checked += 1
+                    assert attempt(name, "many"), (short, name)
+                    for bound, beyond in (("maximum", 1), ("minimum", -1)):
+                        if bound in prop:
+                            assert attempt(name, prop[bound] + beyond), (short, name, bound)
+                            assert not attempt(name, prop[bound]), (short, name, bound)
+                    if prop.get("multipleOf") == 1:
+                        assert attempt(name, prop.get("minimum", 0) + 1.5), (short, name)
+                if "pattern" in prop:
+                    checked += 1
+                    for value in ("Valid-Name_1", "two words", "a,b", "sk_live_x", "rk_x", "pk_x", "X:Y"):
+                        matches = re.search(prop["pattern"], value) is not None
+                        assert attempt(name, value) is not matches, (short, name, value)
+            for name in schema["required"]:
+                assert attempt(name, ""), (short, name)  # required: blank is refused
+    assert checked > 20

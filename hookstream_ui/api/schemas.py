@@ -226,8 +226,21 @@ class UploadEnvelope(Strict):
     file: UploadedFile
 
 
+def _per_source_type(schema: dict) -> None:
+    """credentials and config as each source type declares them (its authFields and
+    configFields): one variant per sourceShortName."""
+    from ..sources.fields import object_schema
+
+    schema["oneOf"] = [{"properties": {"sourceShortName": {"const": short},
+                                       "credentials": object_schema(kind.auth_fields),
+                                       "config": object_schema(kind.config_fields)}}
+                       for short, kind in sorted(REGISTRY.items())]
+
+
 class SourceConnectionCreate(BaseModel):
-    """Validated against the source type's authFields and configFields, not this shape alone."""
+    """Validated against the source type's authFields and configFields (one variant each)."""
+
+    model_config = ConfigDict(json_schema_extra=_per_source_type)
 
     sourceShortName: str = Field(json_schema_extra={"enum": sorted(REGISTRY)})
     name: str = Field(min_length=1, max_length=sources.NAME_MAX, pattern=NOT_BLANK)
