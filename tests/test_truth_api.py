@@ -308,9 +308,13 @@ def test_a_sync_does_not_take_over_a_collection_fed_by_another_source(client, ke
     _still_bound(client, key, sid, cid)
     # Nor through a change of an existing sync.
     sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
-    r = client.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer", cid]}, headers=h)
+    r = client.patch(f"/v1/syncs/{sync['id']}", headers=h, json={
+        "collection_ids": ["stripe:customer", cid], "name": "Renamed",
+        "credential": {"properties": {"secret": "sk_test_changed", "api_base": http_fixture.base}}})
     assert r.status_code == 409 and "collection_ids" in r.json["errors"], r.json
-    assert client.get(f"/v1/syncs/{sync['id']}", headers=h).json["collection_ids"] == ["stripe:customer"]
+    kept = client.get(f"/v1/syncs/{sync['id']}", headers=h).json
+    assert kept["collection_ids"] == ["stripe:customer"] and kept["name"] == "Stripe sync"
+    assert _tested(client, key, sync["id"])  # the credential did not change either
     _still_bound(client, key, sid, cid)
     # Unbound first, it can be fed by the sync.
     assert client.patch(f"/v1/collections/{cid}", json={"source_id": None}, headers=h).status_code == 200

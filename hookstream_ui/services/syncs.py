@@ -225,6 +225,9 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
     given = data.model_fields_set
     if data.credential is not None and data.credential_id:
         raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
+    if "collection_ids" in given and data.collection_ids:
+        # Before anything changes (a credential change commits): a refused ref changes nothing.
+        _check_refs(principal, source.short_name, data.collection_ids, source.id)
     if data.credential_id:
         _use_credential(principal, source, data.credential_id)
     if "credential" in given and data.credential is not None:
