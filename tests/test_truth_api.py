@@ -828,3 +828,14 @@ def test_every_source_types_fields_are_documented_as_the_server_checks_them(clie
             for name in schema["required"]:
                 assert attempt(name, ""), (short, name)  # required: blank is refused
     assert checked > 20
+
+
+def test_sync_list_filters_state_and_check_their_values(client, key):
+    doc = _document(client)
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/v1/syncs"]["get"]["parameters"]}
+    h = {"X-API-Key": key}
+    for name in ("provider", "status"):
+        for value in params[name]["enum"]:
+            assert client.get("/v1/syncs", query_string={name: value}, headers=h).status_code == 200
+        r = client.get("/v1/syncs", query_string={name: "nope"}, headers=h)
+        assert r.status_code == 400 and name in r.json["errors"], r.json

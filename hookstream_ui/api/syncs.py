@@ -40,8 +40,8 @@ def create_sync(principal):
 
 
 @endpoint(v1, "/syncs", "GET", summary="List syncs", tag=TAG, responses={200: schemas.SyncList},
-          query={**PAGE_QUERY, "provider": {"type": "string"},
-                 "status": {"type": "string"}, "external_id": {"type": "string"}})
+          query={**PAGE_QUERY, "provider": {"type": "string", "enum": svc.PULL_PROVIDERS},
+                 "status": {"type": "string", "enum": svc.SYNC_STATUSES}, "external_id": {"type": "string"}})
 def list_syncs(principal):
     a = request.args
     page = svc.list_syncs(principal, cursor=a.get("cursor"), limit=a.get("limit"), provider=a.get("provider"),

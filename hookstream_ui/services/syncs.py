@@ -25,6 +25,7 @@ FALLBACK_RATE_LIMIT = {"allowed_requests": 10, "interval": 1, "max_concurrent_re
 NAME_MAX = source_svc.NAME_MAX
 MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
 PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
+SYNC_STATUSES = ["active", "disabled"]
 # What sync.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
 FREQUENCY_PATTERN = r"^(?:continuous|(?=\d{1,5}[smhd]$)0*(?:(?:[3-9]\d|[1-9]\d{2,})s|[1-9]\d*[mhd]))$"
 
@@ -94,7 +95,7 @@ class SyncCreate(_SyncFields):
 
 
 class SyncUpdate(_SyncFields):
-    status: str | None = Field(default=None, json_schema_extra=documented(enum=["active", "disabled"]))
+    status: str | None = Field(default=None, json_schema_extra=documented(enum=SYNC_STATUSES))
 
     @field_validator("status")
     @classmethod
@@ -260,8 +261,12 @@ def delete_sync(principal: Principal, source: SourceConnection) -> None:
 
 
 def list_syncs(principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None):
-    pulls = [k for k, t in REGISTRY.items() if t.pull]
-    query = source_svc.scoped_sources(principal).where(SourceConnection.short_name.in_(pulls))
+    # A filter that can match nothing is a typo: say so rather than answer an empty list.
+    if provider and provider not in PULL_PROVIDERS:
+        raise ValidationFailed({"provider": "must be one of: " + ", ".join(PULL_PROVIDERS)})
+    if status and status not in SYNC_STATUSES:
+        raise ValidationFailed({"status": "must be active or disabled"})
+    query = source_svc.scoped_sources(principal).where(SourceConnection.short_name.in_(PULL_PROVIDERS))
     if provider:
         query = query.where(SourceConnection.short_name == provider)
     if status:
