@@ -56,3 +56,14 @@ def validated(model, payload):
         return model.model_validate(payload)
     except ValidationError as exc:
         raise ValidationFailed.from_pydantic(exc) from None
+
+
+def documented(**rules):
+    """A field's `json_schema_extra` stating `rules` (maxLength, pattern, enum...) that a
+    validator of its own enforces, so the OpenAPI document says what the server refuses.
+    On an optional field they go on the non-null branch."""
+    def apply(schema: dict) -> None:
+        branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+        for branch in branches:
+            branch.update(rules)
+    return apply

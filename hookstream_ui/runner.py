@@ -27,6 +27,17 @@ STOP_GRACE_SECONDS = 10
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
 
 
+def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
+    """The web server as `make run` starts it (tests start the same)."""
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+        # gthread, answering its own errors (414, malformed requests) in the API's JSON shape
+        "--worker-class", "hookstream_ui.web_worker.JsonErrorWorker",
+        "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-",
+        "--access-logformat", ACCESS_LOG_FORMAT, "app:app",
+    ]
+
+
 def child_setup() -> None:
     os.setsid()
     try:
@@ -63,13 +74,8 @@ class Runner:
         secure(self.instance)
         if not os.environ.get("REDIS_URL"):
             self.start_redis()
-        self.web = self.spawn([
-            sys.executable, "-m", "gunicorn", "--bind", f"{self.host}:{self.port}",
-            "--workers", str(self.web_workers), "--threads", str(env_int("WEB_THREADS", 16, 1)),
-            "--worker-class", "gthread",
-            "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-",
-            "--access-logformat", ACCESS_LOG_FORMAT, "app:app",
-        ])
+        self.web = self.spawn(gunicorn_command(f"{self.host}:{self.port}", self.web_workers,
+                                               env_int("WEB_THREADS", 16, 1)))
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))
         for command in ("scheduler", "ingest-writer"):

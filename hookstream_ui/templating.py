@@ -71,3 +71,6 @@ def register_filters(app) -> None:
     app.add_template_filter(duration, "duration")
     app.add_template_filter(json_path, "json_path")
     app.add_template_filter(compact_json, "compact_json")
+    from .services.audit import readable_details
+
+    app.add_template_filter(readable_details, "audit_details")

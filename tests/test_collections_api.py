@@ -42,7 +42,7 @@ def test_create_returns_every_seed_field(client, tenant):
     assert c["status"] == "NEEDS_SOURCE" and c["source_id"] is None and c["source_name"] is None
     assert c["record_count"] == 0 and c["last_sync_at"] is None and c["backfill_status"] is None
     assert c["event_type_field"] == "$.type" and c["description"] == "All users"
-    assert c["created_by_email"] is None  # created with an API key, not a person
+    assert c["created_by_email"] == tenant["user"].email  # the person the API key acts for
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", c["created_at"])
 
 

@@ -445,7 +445,7 @@ def test_events_keep_through_the_index_migration_and_go_with_their_organization(
     downgrade(revision="0008")
     try:  # an event written under the old schema (in SQL: the app expects the newest one)
         db.session.execute(Event.__table__.insert().values(
-            id="evt_old", org_id=db.session.get(Collection, db.session.scalar(select(Collection.id))).org_id,
+            id="evt_old", org_id=db.session.scalar(select(Collection.org_id)),
             env_id=db.session.scalar(select(Collection.env_id)), source_id=sid, method="POST", headers={}, query={},
             body='{"data": {"id": "o3"}}', body_encoding="utf-8", size=22, received_at=utcnow(),
             verification="skipped", duplicate=False, status="applied", outcomes={}, created_at=utcnow(),

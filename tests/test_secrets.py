@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import AuditEntry, Org, SourceConnection, db
+from hookstream_ui.models import ApiKey, AuditEntry, Org, SourceConnection, db
 from hookstream_ui.services.sources import credentials_of
 from hookstream_ui.sources import MASK
 from hookstream_ui.sources.secrets import scrub
@@ -150,7 +150,8 @@ def test_a_test_that_borrows_stored_secrets_is_audited(member, servers):
                                  .order_by(AuditEntry.at)).all()
     assert [(e.actor, e.resource_id, e.details) for e in entries] == [
         ("member@example.com", sid, {"secrets_used": ["password"], "unsaved": True, "connected": True}),
-        ("API key test key", sid, {"secrets_used": ["password"], "unsaved": False, "connected": True}),
+        (f"API key test key ({db.session.scalar(select(ApiKey.prefix))}…) of owner@example.com", sid,
+         {"secrets_used": ["password"], "unsaved": False, "connected": True}),
     ]
     assert PG_PASSWORD not in repr([e.details for e in entries])
 

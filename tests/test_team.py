@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import AuditEntry, Invitation, Membership, Org, db
+from hookstream_ui.models import ApiKey, AuditEntry, Invitation, Membership, Org, db
 from hookstream_ui.models.base import utcnow
 from tests.helpers import PASSWORD, login, make_key, make_user, org_of, production
 
@@ -278,7 +278,8 @@ def test_audit_log_records_who_what_when_and_where(app, team):
                 json={"name": "By key", "primary_key_path": "$.id"})
     log = call(team, "admin", "GET", "/v1/audit-log?resource=collection").json["entries"]
     actions = [(e["action"], e["actor"]) for e in log]
-    assert actions[:4] == [("collection.create", "API key test key"), ("collection.delete", "member@example.com"),
+    key_label = f"API key test key ({db.session.scalar(select(ApiKey.prefix))}…) of owner@example.com"
+    assert actions[:4] == [("collection.create", key_label), ("collection.delete", "member@example.com"),
                            ("collection.update", "member@example.com"), ("collection.create", "member@example.com")]
     update = log[2]
     assert update["details"]["values"]["name"] == {"from": "Audited", "to": "Audited 2"}

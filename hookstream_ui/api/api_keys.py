@@ -1,11 +1,11 @@
 """/v1/auth/api-keys — managed only from a signed-in session (SPEC §3)."""
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from ..services import api_keys as svc
 from . import schemas, v1
-from .openapi import endpoint, json_body
+from .openapi import PAGE_QUERY, endpoint, json_body
 from .serializers import api_key_json
 
 TAG = "api-keys"
@@ -22,11 +22,11 @@ def create_api_key(principal):
     return jsonify(api_key=api_key_json(key, raw)), 201
 
 
-@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys, revoked and expired ones too",
-          tag=TAG, responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
+@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys, revoked and expired ones too", tag=TAG,
+          query=PAGE_QUERY, responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
 def list_api_keys(principal):
-    keys = svc.all_keys(principal)
-    return jsonify(api_keys=[api_key_json(k) for k in keys], cursor=None, has_more=False)
+    page = svc.keys_page(principal, request.args.get("cursor"), request.args.get("limit"))
+    return jsonify(api_keys=[api_key_json(k) for k in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
 @endpoint(v1, "/auth/api-keys/<key_id>", "DELETE", summary="Revoke an API key", tag=TAG,

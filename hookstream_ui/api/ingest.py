@@ -12,9 +12,44 @@ from ..services import records as record_svc
 from ..services.group_commit import Unavailable
 from ..services.signatures import SignatureError
 from . import schemas, v1
-from .openapi import endpoint
+from .openapi import PAGE_QUERY, endpoint
 
 INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+
+
+# `filter[data.status]=open`: one query parameter per field path, as OpenAPI's deepObject.
+FILTER_PARAM = {
+    "type": "object", "additionalProperties": {"type": "string"},
+    "propertyNames": {"pattern": r"^(\$\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"},
+    "style": "deepObject", "explode": True,
+    "description": "Records whose field at each path equals the value, e.g. filter[data.status]=open "
+                   "(a dot path of field names; the value matches as text, number or boolean)",
+}
+EXPORT_BODIES = {
+    "headers": {"Content-Disposition": {"schema": {"type": "string"},
+                                        "description": "attachment; filename=\"<slug>.<format>\""}},
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "description": (
+            "One JSON object per line and per record, in key order, streamed: record_key, data, event_type, "
+            "source_event_id, source_event_at, created_at, updated_at"),
+            "x-line-schema": {"type": "object", "required": ["record_key", "data"], "properties": {
+                "record_key": {"type": "string"}, "data": {"type": "object"},
+                "event_type": {"type": ["string", "null"]}, "source_event_id": {"type": ["string", "null"]},
+                "source_event_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
+                "updated_at": {"type": "string"}}}}},
+        "text/csv": {"schema": {"type": "string", "description": (
+            "RFC 4180 CSV, streamed: a header row naming the columns, then one row per record in key order")}},
+    },
+}
+INGEST_BODY = {
+    "required": False,
+    "description": "The delivery as the sender makes it: any content type, stored as received (JSON is "
+                   "also upserted into the source's collections). At most MAX_BODY_BYTES (413 above), "
+                   "chunked or not. Signed per the source's verification settings (its signature header).",
+    "content": {"application/json": {"schema": {}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                "*/*": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 def _ingest(source_id):
@@ -42,7 +77,8 @@ for _method in INGEST_METHODS:
     request_is_payload(_view)
     endpoint(v1, "/ingest/<source_id>", _method, summary="Receive a webhook delivery (no API key)", tag="ingest",
              responses={200: schemas.IngestAccepted, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error,
-                        413: schemas.Error, 503: schemas.Error}, public=True)(_view)
+                        413: schemas.Error, 503: schemas.Error}, public=True,
+             raw_body=INGEST_BODY if _method != "GET" else None)(_view)
 
 
 def event_json(e, full: bool = False) -> dict:
@@ -60,8 +96,10 @@ def event_json(e, full: bool = False) -> dict:
 
 
 @endpoint(v1, "/events", "GET", summary="Stored webhook events", tag="events", responses={200: schemas.EventList},
-          query={k: {"type": "string"} for k in ("source_id", "status", "verification", "duplicate", "since",
-                                                  "until", "search", "cursor", "limit")})
+          query={**{k: {"type": "string"} for k in ("source_id", "status", "verification", "search")},
+                 "duplicate": {"type": "string", "enum": ["true", "false"]},
+                 "since": {"type": "string", "description": "ISO 8601 or epoch seconds"},
+                 "until": {"type": "string", "description": "ISO 8601 or epoch seconds"}, **PAGE_QUERY})
 def list_events(principal):
     a = request.args
     duplicate = a.get("duplicate")
@@ -91,8 +129,7 @@ def record_json(r) -> dict:
           responses={200: schemas.RecordList, 404: schemas.Error},
           query={"search": {"type": "string", "description": "text in the key or the data, where a word starts "
                                                              "(cus_0042, user42@, example.com); any case"},
-                 "event_type": {"type": "string"}, "cursor": {"type": "string"},
-                 "limit": {"type": "integer"}, "filter[<path>]": {"type": "string"}})
+                 "event_type": {"type": "string"}, **PAGE_QUERY, "filter": FILTER_PARAM})
 def list_records(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
     filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
@@ -142,7 +179,7 @@ def collection_stats(principal, ident):
                                  "search": {"type": "string", "description": "only records the records list's "
                                                                              "search finds"},
                                  "event_type": {"type": "string"}, "filter[<path>]": {"type": "string"}},
-          responses={200: None, 400: schemas.Error, 404: schemas.Error})
+          responses={200: EXPORT_BODIES, 400: schemas.Error, 404: schemas.Error})
 def export_collection(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
     fmt = request.args.get("format", "ndjson")
@@ -150,8 +187,8 @@ def export_collection(principal, ident):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
     filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
-    body = stream_with_context(record_svc.iter_export(collection.id, fmt, search=request.args.get("search"),
-                                                      event_type=request.args.get("event_type"), filters=filters))
+    body = stream_with_context(record_svc.export(collection, fmt, search=request.args.get("search"),
+                                                 event_type=request.args.get("event_type"), filters=filters))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
 

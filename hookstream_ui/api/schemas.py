@@ -9,6 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..services import api_keys, sources, team
+from ..sources import REGISTRY
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -106,8 +109,12 @@ class ApiKeyList(Strict):
     has_more: bool
 
 
+# Not blank: a name of spaces only is refused (each name is stripped, then its length checked).
+NOT_BLANK = r"\S"
+
+
 class ApiKeyCreate(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=api_keys.NAME_MAX, pattern=NOT_BLANK)
     role: Literal["member", "viewer"] = Field("member", description="A viewer key only reads")
     expires_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
                                    description="ISO 8601 time, in the future and within 10 years, after "
@@ -226,12 +233,25 @@ class UploadEnvelope(Strict):
     file: UploadedFile
 
 
-class SourceConnectionCreate(BaseModel):
-    """Validated against the source type's authFields and configFields, not this shape alone."""
+def _per_source_type(schema: dict) -> None:
+    """credentials and config as each source type declares them (its authFields and
+    configFields): one variant per sourceShortName."""
+    from ..sources.fields import object_schema
 
-    sourceShortName: str
-    name: str
-    collectionId: str | None = None
+    schema["oneOf"] = [{"properties": {"sourceShortName": {"const": short},
+                                       "credentials": object_schema(kind.auth_fields),
+                                       "config": object_schema(kind.config_fields)}}
+                       for short, kind in sorted(REGISTRY.items())]
+
+
+class SourceConnectionCreate(BaseModel):
+    """Validated against the source type's authFields and configFields (one variant each)."""
+
+    model_config = ConfigDict(json_schema_extra=_per_source_type)
+
+    sourceShortName: str = Field(json_schema_extra={"enum": sorted(REGISTRY)})
+    name: str = Field(min_length=1, max_length=sources.NAME_MAX, pattern=NOT_BLANK)
+    collectionId: str | None = Field(None, description="A collection no other source feeds (409 otherwise)")
     credentials: dict = {}
     config: dict = {}
 
@@ -470,10 +490,12 @@ class EnvironmentEnvelope(Strict):
 
 class EnvironmentList(Strict):
     environments: list[EnvironmentOut]
+    cursor: str | None
+    has_more: bool
 
 
 class EnvironmentCreate(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=team.ENV_NAME_MAX, pattern=NOT_BLANK)
 
 
 class Member(Strict):
@@ -489,6 +511,8 @@ class MemberEnvelope(Strict):
 
 class MemberList(Strict):
     members: list[Member]
+    cursor: str | None
+    has_more: bool
 
 
 class MemberUpdate(BaseModel):
@@ -510,10 +534,12 @@ class InvitationEnvelope(Strict):
 
 class InvitationList(Strict):
     invitations: list[InvitationOut]
+    cursor: str | None
+    has_more: bool
 
 
 class InvitationCreate(BaseModel):
-    email: str
+    email: str = Field(json_schema_extra={"format": "email"})
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 

@@ -8,8 +8,21 @@ from ..errors import ValidationFailed
 from ..services import runs as run_svc
 from ..services import sources as svc
 from ..sources import REGISTRY, source_type_or_404
+from ..sources.file import FORMATS
 from . import schemas
 from .openapi import endpoint, json_body
+
+UPLOAD_BODY = {
+    "required": True,
+    "description": "The file, as multipart/form-data (`file`, optional `format`) or as the raw body (with "
+                   "`filename` in the query). At most MAX_UPLOAD_BYTES (413 above).",
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "format": {"type": "string", "enum": [value for value, _ in FORMATS]}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
 
 sources_v1 = Blueprint("api_sources", __name__, url_prefix="/api/v1")
 TAG = "sources"
@@ -54,7 +67,7 @@ def get_source_type(principal, short_name):
 
 
 @endpoint(sources_v1, "/source-connections", "POST", summary="Create a source connection", tag=TAG,
-          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E})
+          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E, 409: E})
 def create_connection(principal):
     source = svc.create_source(principal, json_body())
     return jsonify(success=True, sourceConnection=connection_json(source)), 201
@@ -120,8 +133,9 @@ def clear_connection_data(principal, source_id):
 
 
 @endpoint(sources_v1, "/source-connections/<source_id>/files", "POST", summary="Upload a file (file sources)",
-          tag=TAG, query={"filename": {"type": "string"}, "format": {"type": "string"}},
-          responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E})
+          tag=TAG, query={"filename": {"type": "string", "description": "the file's name, for a raw body"},
+                          "format": {"type": "string", "enum": [value for value, _ in FORMATS]}},
+          responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E}, raw_body=UPLOAD_BODY)
 def upload_file(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     run_svc.ensure_idle(source)

@@ -6,24 +6,26 @@ from flask import jsonify, request
 from ..models import isoformat
 from ..services import syncs as svc
 from . import schemas, v1
-from .openapi import endpoint, json_body
+from .openapi import PAGE_QUERY, endpoint, json_body
 
 TAG = "syncs"
 
 
 def sync_json(source) -> dict:
     refs = source.collection_refs or []
+    holder = svc.source_svc.credential_holder(source)
+    meta = holder.credential_meta or {}
     return {
         "id": source.id, "provider": source.short_name, "stream_id": source.stream_id, "name": source.name,
         "status": source.sync_status or "active", "org_id": source.org_id, "env_id": source.env_id,
         "health": {"status": source.health_status or "healthy", "last_error": source.last_error,
                    "last_success_at": isoformat(source.last_success_at), "sync_id": source.id},
-        "collection_ids": list(refs), "rate_limit": source.rate_limit, "credential_id": source.id,
+        "collection_ids": list(refs), "rate_limit": source.rate_limit, "credential_id": holder.id,
         "credential": {
-            "id": source.id, "provider": source.short_name, "properties": svc.credential_properties(source),
-            "oauth_app_id": (source.credential_meta or {}).get("oauth_app_id"), "oauth_app": {"kind": "hookstream"},
-            "metadata": (source.credential_meta or {}).get("metadata"),
-            "created_at": isoformat(source.created_at), "updated_at": isoformat(source.updated_at)},
+            "id": holder.id, "provider": source.short_name, "properties": svc.credential_properties(source),
+            "oauth_app_id": meta.get("oauth_app_id"), "oauth_app": {"kind": "hookstream"},
+            "metadata": meta.get("metadata"),
+            "created_at": isoformat(holder.created_at), "updated_at": isoformat(holder.updated_at)},
         "max_age_days": source.max_age_days, "sync_frequency": source.sync_frequency,
         "initial_backfill_completed_at": isoformat(source.initial_backfill_completed_at),
         "metadata": source.sync_metadata, "external_id": source.external_id,
@@ -32,14 +34,14 @@ def sync_json(source) -> dict:
 
 
 @endpoint(v1, "/syncs", "POST", summary="Create a sync", tag=TAG, body=svc.SyncCreate,
-          responses={201: schemas.Sync, 404: schemas.Error})
+          responses={201: schemas.Sync, 404: schemas.Error, 409: schemas.Error})
 def create_sync(principal):
     return jsonify(sync_json(svc.create_sync(principal, json_body()))), 201
 
 
 @endpoint(v1, "/syncs", "GET", summary="List syncs", tag=TAG, responses={200: schemas.SyncList},
-          query={"limit": {"type": "integer"}, "cursor": {"type": "string"}, "provider": {"type": "string"},
-                 "status": {"type": "string"}, "external_id": {"type": "string"}})
+          query={**PAGE_QUERY, "provider": {"type": "string", "enum": svc.PULL_PROVIDERS},
+                 "status": {"type": "string", "enum": svc.SYNC_STATUSES}, "external_id": {"type": "string"}})
 def list_syncs(principal):
     a = request.args
     page = svc.list_syncs(principal, cursor=a.get("cursor"), limit=a.get("limit"), provider=a.get("provider"),

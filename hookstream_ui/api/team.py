@@ -12,7 +12,7 @@ from ..models import isoformat
 from ..services import audit
 from ..services import team as svc
 from . import schemas, v1
-from .openapi import endpoint, json_body
+from .openapi import PAGE_QUERY, endpoint, json_body
 
 AUDIT_QUERY = {
     "actor": {"type": "string", "description": "a user or API key id, or part of an email"},
@@ -20,7 +20,7 @@ AUDIT_QUERY = {
     "resource": {"type": "string", "description": "a resource type (collection) or a resource id"},
     "since": {"type": "string", "description": "ISO 8601 or epoch seconds"},
     "until": {"type": "string", "description": "ISO 8601 or epoch seconds"},
-    "cursor": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+    **PAGE_QUERY,
 }
 
 
@@ -48,10 +48,11 @@ def audit_json(e) -> dict:
 
 
 @endpoint(v1, "/environments", "GET", summary="List the org's environments (projects); a key sees its own",
-          tag="team", responses={200: schemas.EnvironmentList})
+          tag="team", query=PAGE_QUERY, responses={200: schemas.EnvironmentList})
 def list_environments(principal):
-    envs = svc.list_environments(principal) if principal.via_session else [principal.env]
-    return jsonify(environments=[environment_json(e, principal) for e in envs])
+    page = svc.environments_page(principal, request.args.get("cursor"), request.args.get("limit"))
+    return jsonify(environments=[environment_json(e, principal) for e in page.items], cursor=page.cursor,
+                   has_more=page.has_more)
 
 
 @endpoint(v1, "/environments", "POST", summary="Create an environment", tag="team", role="admin", session_only=TEAM,
@@ -69,9 +70,10 @@ def rename_environment(principal, env_id):
 
 
 @endpoint(v1, "/members", "GET", summary="List the org's members", tag="team", role="admin", session_only=TEAM,
-          responses={200: schemas.MemberList})
+          query=PAGE_QUERY, responses={200: schemas.MemberList})
 def list_members(principal):
-    return jsonify(members=[member_json(m) for m in svc.list_members(principal)])
+    page = svc.members_page(principal, request.args.get("cursor"), request.args.get("limit"))
+    return jsonify(members=[member_json(m) for m in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
 @endpoint(v1, "/members/<user_id>", "PATCH", summary="Change a member's role", tag="team", role="admin", session_only=TEAM,
@@ -96,9 +98,11 @@ def create_invitation(principal):
 
 
 @endpoint(v1, "/invitations", "GET", summary="List pending invitations", tag="team", role="admin", session_only=TEAM,
-          responses={200: schemas.InvitationList})
+          query=PAGE_QUERY, responses={200: schemas.InvitationList})
 def list_invitations(principal):
-    return jsonify(invitations=[invitation_json(i) for i in svc.list_invitations(principal)])
+    page = svc.invitations_page(principal, request.args.get("cursor"), request.args.get("limit"))
+    return jsonify(invitations=[invitation_json(i) for i in page.items], cursor=page.cursor,
+                   has_more=page.has_more)
 
 
 @endpoint(v1, "/invitations/<invitation_id>", "DELETE", summary="Withdraw an invitation", tag="team",

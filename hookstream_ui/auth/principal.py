@@ -26,12 +26,20 @@ class Principal:
         return self.api_key is None
 
     @property
+    def acting_user(self) -> User | None:
+        """Whom the change is by: the signed-in user, or the person a key acts for (what
+        created_by and modified_by name)."""
+        if self.user is not None:
+            return self.user
+        return self.api_key.created_by if self.api_key is not None else None
+
+    @property
     def email(self) -> str | None:
-        return self.user.email if self.user else None
+        return self.acting_user.email if self.acting_user else None
 
     @property
     def user_id(self) -> str | None:
-        return self.user.id if self.user else None
+        return self.acting_user.id if self.acting_user else None
 
     def can(self, role: str) -> bool:
         return role_at_least(self.role, role)

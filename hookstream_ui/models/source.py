@@ -39,5 +39,10 @@ class SourceConnection(EnvScoped, Timestamps, db.Model):
     stream_id: Mapped[str | None] = mapped_column(String(200))
     # Non-secret parts of a /v1/syncs credential (kind, name, test, oauth_app_id, metadata).
     credential_meta: Mapped[dict | None] = mapped_column(JSON)
+    # A /v1/syncs credential given by `credential_id` is shared, not copied: this names the
+    # connection that holds it (None: the connection holds its own), so rotating it once
+    # reaches every connection that uses it. No foreign key: adding one on SQLite rebuilds
+    # this table, and its DROP cascades into events; delete_source hands the credential on.
+    credential_source_id: Mapped[str | None] = mapped_column(String(40), index=True)
     # collection_ids as the caller wrote them (e.g. "stripe:customer"), in order.
     collection_refs: Mapped[list | None] = mapped_column(JSON)

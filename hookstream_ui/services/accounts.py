@@ -163,6 +163,19 @@ def _count_failure(keys) -> None:
     db.session.commit()
 
 
+def _audit_refused(email: str, user: User | None, reason: str) -> None:
+    """A refused sign-in, in the log of each org of the account it named (instance admins see
+    those naming no account). Only counted attempts get here: throttled ones are refused
+    before, so guessing cannot flood the log."""
+    orgs = db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all() \
+        if user is not None else []
+    actor = audit.Actor(None, email[:254] or "(no email)")
+    for org in orgs or [None]:
+        audit.record("user.sign_in_failed", "user", user.id if user else None, actor=actor,
+                     org_id=org.id if org else None, details={"email": email[:254], "reason": reason})
+    db.session.commit()
+
+
 def authenticate(email: str, password: str, ip: str | None = None) -> User:
     """The user, or a ValidationFailed that does not reveal which half was wrong."""
     email = (email or "").strip().lower()
@@ -176,9 +189,11 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
         check_password_hash(_nobody(), password or "")
     if user is None or not user.check_password(password or ""):
         _count_failure(keys)
+        _audit_refused(email, user, "no such account" if user is None else "wrong password")
         raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
                                code="unauthorized")
     if not user.is_active:
+        _audit_refused(email, user, "account disabled")
         raise ValidationFailed({"email": "This account is disabled."}, status=403, code="forbidden")
     orgs = db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all()
     if orgs and all(org.suspended_at is not None for org in orgs):

@@ -23,6 +23,7 @@ from ..extensions import get_redis
 from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
 from ..models.base import isoformat
 from .names import clean_name, name_problem
+from .pagination import Page, paginate
 
 KEY_PREFIX = "hs_live_"
 ENDED_SHOWN = 20  # ended keys the keys page lists, newest first
@@ -68,9 +69,12 @@ def expiry_in_days(days, field: str = "expires_in") -> str | None:
     return (utcnow() + timedelta(days=int(days))).isoformat()
 
 
+NAME_MAX = 100
+
+
 def create_key(env: Environment, name, created_by: User, role="member", expires_at=None) -> tuple[ApiKey, str]:
     errors = {}
-    if problem := name_problem(name, 1, 100):
+    if problem := name_problem(name, 1, NAME_MAX):
         errors["name"] = problem
     if role not in KEY_ROLES:
         errors["role"] = "must be one of: " + ", ".join(KEY_ROLES)
@@ -101,6 +105,13 @@ def list_keys(principal: Principal) -> list[ApiKey]:
         .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id, _live())
         .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
     ).all()
+
+
+def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
+    """A page of the environment's keys, revoked and expired ones too (each says which)."""
+    fold_usage(principal)
+    return paginate(select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id),
+                    ApiKey, cursor, limit)
 
 
 def all_keys(principal: Principal) -> list[ApiKey]:

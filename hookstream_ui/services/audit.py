@@ -61,8 +61,15 @@ def _current_actor() -> Actor | None:
     if principal is None:
         return None
     if principal.api_key is not None:
-        return Actor(principal.api_key.id, f"API key {principal.api_key.name}")
+        return actor_for_key(principal.api_key)
     return Actor(principal.user.id, principal.user.email)
+
+
+def actor_for_key(key) -> Actor:
+    """A key is named with what the keys page shows of it (name, prefix) and the person it
+    acts for, so its entries are found by the owner's email too."""
+    owner = key.created_by.email if key.created_by is not None else "a former member"
+    return Actor(key.id, f"API key {key.name} ({key.prefix}…) of {owner}")
 
 
 def _ip() -> str | None:
@@ -160,6 +167,47 @@ def note(action: str, resource_type: str, resource_id: str | None, *, org_id: st
 
 
 FILTERS = ("actor", "action", "resource", "since", "until", "cursor")  # list_entries' filters
+
+
+# How an entry's details read on the audit log pages, key by key (others: the key in words).
+DETAIL_LABELS = {
+    "changed": "Changed", "secrets_used": "Secrets used", "unsaved": "Unsaved form", "connected": "Connected",
+    "user_id": "User", "org_id": "Organization", "records_deleted": "Records deleted",
+    "collection_ids": "Collections", "source_id": "Source id", "invited_by": "Invited by",
+    "new_account": "New account", "invitation_id": "Invitation", "record_key": "Record key",
+    "is_instance_admin": "Instance admin", "suspended_reason": "Suspension reason",
+}
+
+
+def _words(key: str) -> str:
+    return DETAIL_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def _text(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value) or "—"
+    if isinstance(value, dict):
+        if set(value) == {"from", "to"}:
+            return f"{_text(value['from'])} → {_text(value['to'])}"
+        return "; ".join(f"{_words(k)}: {_text(v)}" for k, v in value.items())
+    return str(value)
+
+
+def readable_details(details: dict | None) -> list[tuple[str, str]]:
+    """An entry's details as (label, text) pairs people read: a change as `old → new`, the
+    fields changed in words, yes and no for flags; nothing cut short."""
+    details = dict(details or {})
+    values = details.pop("values", None) or {}
+    pairs = [(_words(field), _text(change)) for field, change in values.items()]
+    changed = [f for f in details.pop("changed", None) or [] if f not in values]
+    if changed:
+        pairs.append(("Changed", ", ".join(_words(f).lower() for f in changed)))
+    pairs += [(_words(key), _text(value)) for key, value in details.items()]
+    return pairs
 
 
 def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, since=None, until=None,

@@ -6,12 +6,12 @@ import secrets
 import string
 
 from flask import abort
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed, validated
+from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
 from . import jsonpaths
 from .accounts import slugify
@@ -19,6 +19,8 @@ from .names import pydantic_name
 from .pagination import Page, paginate
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+NAME_MIN, NAME_MAX, SLUG_MAX, PATH_MAX, DESCRIPTION_MAX = 4, 64, 64, 500, 2000
+EVENT_TYPES_MAX, EVENT_TYPE_MAX = 50, 200
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -33,25 +35,22 @@ class _CollectionFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    name: str | None = None
-    slug: str | None = None
+    name: str | None = Field(default=None, json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX))
+    slug: str | None = Field(default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
+    # seed 002's name for the slug: its errors say readable_id
+    readable_id: str | None = Field(default=None,
+                                    json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
     source_id: str | None = None
     stream: str | None = Field(default=None, max_length=200)
-    primary_key_path: str | None = None
-    timestamp_path: str | None = None
-    event_type_field: str | None = None
-    delete_event_types: list[str] | None = None
-    description: str | None = None
+    primary_key_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    timestamp_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    event_type_field: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
+    delete_event_types: list[str] | None = Field(default=None, json_schema_extra=documented(
+        maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}))
+    description: str | None = Field(default=None, json_schema_extra=documented(maxLength=DESCRIPTION_MAX))
     search_index: bool | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _aliases(cls, data):
-        if isinstance(data, dict) and "readable_id" in data and "slug" not in data:
-            data = {**data, "slug": data["readable_id"]}
-        return data
-
-    @field_validator("slug", "source_id", "stream", "timestamp_path", "event_type_field",
+    @field_validator("slug", "readable_id", "source_id", "stream", "timestamp_path", "event_type_field",
                      "description", "search_index", mode="before")
     @classmethod
     def _optional(cls, value):
@@ -60,21 +59,21 @@ class _CollectionFields(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        return pydantic_name(value, 4, 64)
+        return pydantic_name(value, NAME_MIN, NAME_MAX)
 
-    @field_validator("slug")
+    @field_validator("slug", "readable_id")
     @classmethod
     def _slug(cls, value):
-        if value is not None and (len(value) > 64 or not SLUG_RE.match(value)):
+        if value is not None and (len(value) > SLUG_MAX or not SLUG_RE.match(value)):
             raise ValueError("must be lowercase letters, digits and single hyphens "
-                             "(e.g. finance-data), at most 64 characters")
+                             f"(e.g. finance-data), at most {SLUG_MAX} characters")
         return value
 
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
     def _path(cls, value):
-        if value is not None and len(value) > 500:
-            raise ValueError("must be at most 500 characters")
+        if value is not None and len(value) > PATH_MAX:
+            raise ValueError(f"must be at most {PATH_MAX} characters")
         return None if value is None else jsonpaths.normalise(value)
 
     @field_validator("delete_event_types", mode="before")
@@ -83,26 +82,28 @@ class _CollectionFields(BaseModel):
         if isinstance(value, str):  # a form's comma-separated text
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
-            if len(value) > 50 or any(not isinstance(v, str) or not v.strip() or len(v) > 200 for v in value):
-                raise ValueError("must be at most 50 event type names of 1 to 200 characters")
+            if len(value) > EVENT_TYPES_MAX or any(not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX
+                                                   for v in value):
+                raise ValueError(f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} "
+                                 "characters")
             return [v.strip() for v in value] or None
         return value
 
     @field_validator("description")
     @classmethod
     def _description(cls, value):
-        if value is not None and len(value) > 2000:
-            raise ValueError("must be at most 2000 characters")
+        if value is not None and len(value) > DESCRIPTION_MAX:
+            raise ValueError(f"must be at most {DESCRIPTION_MAX} characters")
         return value
 
 
 class CollectionCreate(_CollectionFields):
-    name: str
-    primary_key_path: str
+    name: str = Field(json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX))
+    primary_key_path: str = Field(json_schema_extra=documented(maxLength=PATH_MAX))
 
 
 class CollectionUpdate(_CollectionFields):
-    status: str | None = None
+    status: str | None = Field(default=None, json_schema_extra=documented(enum=["ACTIVE", "PAUSED"]))
 
     @field_validator("status")
     @classmethod
@@ -158,6 +159,19 @@ def slug_preview(principal: Principal, name: str, slug: str, shown: str | None =
     return {"slug": generated, "generated": True, "error": None}
 
 
+def ensure_bindable(collection: Collection, field: str, to: str | None = None) -> None:
+    """Binding a source (`to`, or one not made yet) never unbinds another without a word: a
+    collection fed by one source is refused to another (409, under `field`), and is moved
+    only by unbinding it first. (Collections are about to hold several sources.)"""
+    holder = collection.source
+    if holder is None or holder.id == to:
+        return
+    raise ValidationFailed(
+        {field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
+                f"“{holder.name}” ({holder.id}); unbind it from that source first"},
+        status=409, code="conflict")
+
+
 def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
     source = db.session.scalar(
         select(SourceConnection).where(
@@ -179,26 +193,38 @@ def slug_taken(principal: Principal, slug: str, exclude_id: str | None = None) -
     return db.session.scalar(query) is not None
 
 
-def _slug_conflict(slug: str) -> ValidationFailed:
-    return ValidationFailed({"slug": f"{slug!r} is already taken in this project"}, status=409,
+def _slug_asked(data: _CollectionFields) -> tuple[str | None, str]:
+    """The slug asked for, and the field it was given in (slug, or seed 002's readable_id),
+    so that what is wrong with it is reported where the caller put it."""
+    given = data.model_fields_set
+    if {"slug", "readable_id"} <= given and data.slug != data.readable_id:
+        raise ValidationFailed({"readable_id": "must be the same as slug when both are given"})
+    if "slug" not in given and "readable_id" in given:
+        return data.readable_id, "readable_id"
+    return data.slug, "slug"
+
+
+def _slug_conflict(slug: str, field: str = "slug") -> ValidationFailed:
+    return ValidationFailed({field: f"{slug!r} is already taken in this project"}, status=409,
                             code="conflict")
 
 
-def _commit_or_conflict(slug: str) -> None:
+def _commit_or_conflict(slug: str, field: str = "slug") -> None:
     try:
         db.session.commit()
     except IntegrityError:
         # Two creates raced for one slug; the unique constraint decided.
         db.session.rollback()
-        raise _slug_conflict(slug) from None
+        raise _slug_conflict(slug, field) from None
 
 
 def create_collection(principal: Principal, payload) -> Collection:
     data: CollectionCreate = validated(CollectionCreate, payload)
     source = _source_in_env(principal, data.source_id) if data.source_id else None
-    slug = data.slug or generated_slug(data.name)
+    asked, slug_field = _slug_asked(data)
+    slug = asked or generated_slug(data.name)
     if slug_taken(principal, slug):
-        raise _slug_conflict(slug)
+        raise _slug_conflict(slug, slug_field)
     collection = Collection(
         org_id=principal.org.id, env_id=principal.env.id, name=data.name, slug=slug,
         source=source, stream=data.stream, primary_key_path=data.primary_key_path,
@@ -208,20 +234,25 @@ def create_collection(principal: Principal, payload) -> Collection:
         record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
     )
     db.session.add(collection)
-    _commit_or_conflict(slug)
+    _commit_or_conflict(slug, slug_field)
     return collection
 
 
 def update_collection(principal: Principal, collection: Collection, payload) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
-    if "slug" in given and data.slug is None:
-        raise ValidationFailed({"slug": "cannot be empty"})
-    if "slug" in given and slug_taken(principal, data.slug, exclude_id=collection.id):
-        raise _slug_conflict(data.slug)
+    asked, slug_field = _slug_asked(data)
+    if given & {"slug", "readable_id"}:
+        if asked is None:
+            raise ValidationFailed({slug_field: "cannot be empty"})
+        if slug_taken(principal, asked, exclude_id=collection.id):
+            raise _slug_conflict(asked, slug_field)
+        collection.slug = asked
     if "source_id" in given:
+        if data.source_id:
+            ensure_bindable(collection, "source_id", to=data.source_id)
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
-    for field in ("name", "slug", "stream", "primary_key_path", "timestamp_path",
+    for field in ("name", "stream", "primary_key_path", "timestamp_path",
                   "event_type_field", "delete_event_types", "description"):
         if field in given:
             setattr(collection, field, getattr(data, field))
@@ -236,7 +267,7 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
     if "search_index" in given and data.search_index is not None:
         _switch_search_index(collection, data.search_index)
     collection.modified_by_id = principal.user_id
-    _commit_or_conflict(collection.slug)
+    _commit_or_conflict(collection.slug, slug_field)
     if collection.search_index == "building" and "search_index" in given:
         from ..sync import reindex
 

@@ -19,10 +19,10 @@ from flask import abort
 from werkzeug.datastructures import Headers
 
 from ..models import SourceConnection, db, new_id, utcnow
+from ..sources import secrets
 from ..sources.webhook import parse_cidrs
 from . import documents, group_commit, jsonpaths, upsert, webhook_sources
 from .signatures import SignatureError, verify
-from .sources import credentials_of
 
 log = logging.getLogger(__name__)
 MASKED_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
@@ -180,7 +180,8 @@ def _credentials(source: SourceConnection) -> dict:
     if found is None:
         if len(_CREDENTIALS) > 1000:
             _CREDENTIALS.clear()
-        found = _CREDENTIALS[token] = credentials_of(source)
+        # A webhook source holds its own credential (only /v1/syncs share one).
+        found = _CREDENTIALS[token] = secrets.decrypt(token)
     return found
 
 

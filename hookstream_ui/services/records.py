@@ -15,7 +15,7 @@ from ..errors import ValidationFailed
 from datetime import timedelta
 
 from ..models import Collection, Event, Record, RecordEvent, db, isoformat, utcnow
-from . import documents, search_index
+from . import audit, documents, search_index
 from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
 
@@ -169,7 +169,20 @@ def delete_record(collection: Collection, record: Record) -> None:
     db.session.execute(delete(Record).where(Record.id == record.id))
     db.session.execute(update(Collection).where(Collection.id == collection.id)
                        .values(record_count=Collection.record_count - 1))
+    audit.note("record.delete", "collection", collection.id, org_id=collection.org_id, env_id=collection.env_id,
+               details={"name": collection.name, "record_key": record.record_key[:200]})
     db.session.commit()
+
+
+def export(collection: Collection, fmt: str, *, search=None, event_type=None, filters: dict | None = None):
+    """The export's chunks, once it is on the record who took a copy of the data."""
+    details = {"name": collection.name, "format": fmt, "records": collection.record_count}
+    if search or event_type or filters:
+        details["filtered"] = True
+    audit.note("collection.export", "collection", collection.id, org_id=collection.org_id,
+               env_id=collection.env_id, details=details)
+    db.session.commit()
+    return iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters)
 
 
 def list_events(principal: Principal, *, source_id=None, status=None, verification=None, duplicate=None,

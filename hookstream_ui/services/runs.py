@@ -45,6 +45,12 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
                   mode="full" if full else "incremental", status="pending", cursor={}, skip_reasons={},
                   file_id=file_id, claim_token=secrets.token_hex(8))
     db.session.add(run)
+    db.session.flush()
+    from . import audit
+
+    # By whoever asked (nothing when the scheduler starts it: no one acts).
+    audit.note("run.start", "run", run.id, org_id=source.org_id, env_id=source.env_id,
+               details={"source_id": source.id, "source": source.name, "trigger": trigger, "mode": run.mode})
     db.session.commit()
     enqueue_or_leave(lambda: enqueue_run(run), f"run {run.id}")  # else the scheduler's requeue_lost
     return run
@@ -76,11 +82,17 @@ def cancel_run(run: SyncRun) -> SyncRun:
     Decided on the row as it is now (its worker may be changing it at this moment)."""
     from . import locks
 
+    from . import audit
+
     run = locks.for_update(SyncRun, run.id)
+    was = run.status
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
     elif run.status == "running":
         run.status = "cancelling"
+    if run.status != was:
+        audit.note("run.cancel", "run", run.id, org_id=run.org_id, env_id=run.env_id,
+                   details={"source_id": run.source_id, "status": {"from": was, "to": run.status}})
     db.session.commit()
     return run
 
@@ -94,6 +106,14 @@ def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
     rate = run.progress / elapsed
     eta = (run.total - run.progress) / rate if run.total and run.total > run.progress and not run.final else None
     return rate, eta
+
+
+def record_failed_attempt(source: SourceConnection, message: str) -> None:
+    """A failed attempt that will be retried already tells on the source's health: it is
+    degraded from the first failure, not healthy until every retry has run out (minutes)."""
+    source.last_error = message
+    if source.health_status in (None, "healthy"):
+        source.health_status = "degraded"
 
 
 def record_outcome(source: SourceConnection, run: SyncRun) -> None:

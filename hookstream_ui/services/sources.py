@@ -15,7 +15,7 @@ from ..sources import fields as field_rules
 from ..sources import secrets
 from ..sources.file import FORMATS
 from . import audit, links, search_index
-from .collections import get_collection_or_404
+from .collections import ensure_bindable, get_collection_or_404
 from .names import clean_name
 
 NAME_MAX = 120
@@ -51,8 +51,25 @@ def type_of(source: SourceConnection) -> SourceType:
     return source_type(source.short_name)
 
 
+def credential_holder(source: SourceConnection) -> SourceConnection:
+    """The connection whose stored credential `source` uses: itself, or the one a sync named
+    by `credential_id` (always in the same environment)."""
+    if source.credential_source_id is None:
+        return source
+    holder = db.session.scalar(select(SourceConnection).where(
+        SourceConnection.id == source.credential_source_id, SourceConnection.env_id == source.env_id))
+    return holder or source
+
+
+def credential_users(holder: SourceConnection) -> list[SourceConnection]:
+    """The other connections that use `holder`'s credential."""
+    return db.session.scalars(select(SourceConnection).where(
+        SourceConnection.credential_source_id == holder.id, SourceConnection.env_id == holder.env_id)
+        .order_by(SourceConnection.created_at, SourceConnection.id)).all()
+
+
 def credentials_of(source: SourceConnection) -> dict:
-    return secrets.decrypt(source.credentials_encrypted)
+    return secrets.decrypt(credential_holder(source).credentials_encrypted)
 
 
 def connection_for(source: SourceConnection) -> Connection:
@@ -98,7 +115,7 @@ def _name(value) -> str:
     return clean_name(value, "name", 1, NAME_MAX)
 
 
-def create_source(principal: Principal, payload) -> SourceConnection:
+def create_source(principal: Principal, payload, credential_from: SourceConnection | None = None) -> SourceConnection:
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     short = payload.get("sourceShortName")
@@ -108,16 +125,24 @@ def create_source(principal: Principal, payload) -> SourceConnection:
         raise ValidationFailed({"sourceShortName": "is required" if not short else
                                 "must be one of: " + ", ".join(sorted(REGISTRY))})
     name = _name(payload.get("name"))
-    creds, conf = _clean(kind, payload.get("credentials"), payload.get("config"))
+    if credential_from is not None:
+        # The credential is used where it is held, not copied: only the config is new.
+        _, conf = _clean(kind, None, payload.get("config"), (credentials_of(credential_from), {}),
+                         partial=(True, False))
+        creds = None
+    else:
+        creds, conf = _clean(kind, payload.get("credentials"), payload.get("config"))
     collection = None
     if payload.get("collectionId"):
         if not isinstance(payload["collectionId"], str):
             raise ValidationFailed({"collectionId": "must be a string"})
         collection = get_collection_or_404(principal, payload["collectionId"])
+        ensure_bindable(collection, "collectionId")
     source = SourceConnection(
         org_id=principal.org.id, env_id=principal.env.id, short_name=kind.short_name, name=name,
-        status="pending", credentials_encrypted=secrets.encrypt(creds), config=conf,
+        status="pending", credentials_encrypted=None if creds is None else secrets.encrypt(creds), config=conf,
         created_by_id=principal.user_id,
+        credential_source_id=credential_holder(credential_from).id if credential_from is not None else None,
     )
     db.session.add(source)
     if collection is not None:
@@ -138,6 +163,10 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
 
     if credentials is not None or config is not None:
         ensure_idle(source)  # a run must not see its credentials or config change under it
+    if credentials is not None:
+        holder = credential_holder(source)
+        for other in {holder, *credential_users(holder)} - {source}:
+            ensure_idle(other)  # nor a run of another connection sharing them
     kind = type_of(source)
     new_name = _name(name) if name is not None else source.name
     stored = credentials_of(source)
@@ -145,8 +174,12 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
                          partial=(partial or credentials is None, partial or config is None))
     source.name = new_name
     if creds != stored:
-        source.credentials_encrypted = secrets.encrypt(creds)
-        source.status = "pending"  # new credentials are untested
+        # A shared credential is rotated where it is held, so every connection using it
+        # gets it; each of them is untested with it now.
+        holder = credential_holder(source)
+        holder.credentials_encrypted = secrets.encrypt(creds)
+        for user in {holder, source, *credential_users(holder)}:
+            user.status = "pending"
     source.config = conf
     db.session.commit()
     return source
@@ -254,6 +287,8 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     search_index.forget(*criteria)
     deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
     db.session.execute(update(Collection).where(Collection.id.in_(ids)).values(record_count=0))
+    audit.note("source.clear_data", "source", source.id, org_id=source.org_id, env_id=source.env_id,
+               details={"name": source.name, "records_deleted": deleted, "collection_ids": ids})
     db.session.commit()
     return deleted
 
@@ -264,12 +299,27 @@ def delete_source(principal: Principal, source: SourceConnection, delete_data: b
     ensure_idle(source)
     if delete_data:
         clear_data(principal, source)
+    rehome_credential(source)
     for collection in bound_collections(source):
         collection.source_id = None
         if collection.status != "PAUSED":
             collection.status = "NEEDS_SOURCE"
     db.session.delete(source)
     db.session.commit()
+
+
+def rehome_credential(source: SourceConnection) -> None:
+    """A deleted connection's credential stays with the others that use it: the oldest of
+    them holds it from now on."""
+    users = credential_users(source)
+    if not users:
+        return
+    heir, rest = users[0], users[1:]
+    heir.credentials_encrypted, heir.credential_meta = source.credentials_encrypted, source.credential_meta
+    heir.credential_source_id = None
+    for user in rest:
+        user.credential_source_id = heir.id
+    db.session.flush()
 
 
 def parse_bool_param(value, name: str, default: bool = False) -> bool:

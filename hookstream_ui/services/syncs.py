@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from ..auth.principal import Principal
-from ..errors import ValidationFailed, validated
+from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db, utcnow
 from ..sources import REGISTRY, source_type
 from . import collections as collection_svc
@@ -23,6 +23,12 @@ PROPERTY_ALIASES = {"stripe": {"secret": "secret_key"}}
 CREDENTIAL_META = ("kind", "name", "test")
 DEFAULT_RATE_LIMITS = {"stripe": {"allowed_requests": 50, "interval": 1, "max_concurrent_requests": 0}}
 FALLBACK_RATE_LIMIT = {"allowed_requests": 10, "interval": 1, "max_concurrent_requests": 0}
+NAME_MAX = source_svc.NAME_MAX
+MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
+PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
+SYNC_STATUSES = ["active", "disabled"]
+# What sync.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
+FREQUENCY_PATTERN = r"^(?:continuous|(?=\d{1,5}[smhd]$)0*(?:(?:[3-9]\d|[1-9]\d{2,})s|[1-9]\d*[mhd]))$"
 
 
 class RateLimit(BaseModel):
@@ -41,21 +47,27 @@ class Credential(BaseModel):
 
 class _SyncFields(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    name: str | None = None
+    name: str | None = Field(default=None, json_schema_extra=documented(minLength=1, maxLength=NAME_MAX,
+                                                                        pattern=r"\S"))
     stream_id: str | None = Field(default=None, max_length=200)
-    collection_ids: list[Annotated[str, Field(max_length=200)]] | None = None
+    collection_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, json_schema_extra=documented(minItems=1))
     rate_limit: RateLimit | None = None
-    credential: Credential | None = None
-    credential_id: str | None = None
-    max_age_days: int | None = Field(default=None, gt=0)
-    sync_frequency: str | None = None
+    credential: Credential | None = Field(default=None, description=(
+        "Required on create unless credential_id is given (not both). properties holds the provider's "
+        "authFields (GET /api/v1/sources/{shortName}); Stripe's key is `secret`, sk_... or rk_.... On change: "
+        "rotates the credential this sync uses, for every sync sharing it"))
+    credential_id: str | None = Field(default=None, description="An existing credential (a sync's credential_id) "
+                                      "to use instead of `credential`: shared, not copied")
+    max_age_days: int | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
+    sync_frequency: str | None = Field(default=None, json_schema_extra=documented(pattern=FREQUENCY_PATTERN))
     metadata: dict | None = None
     external_id: str | None = Field(default=None, max_length=200)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value):
-        return pydantic_name(value, 1, 120)
+        return pydantic_name(value, 1, NAME_MAX)
 
     @field_validator("sync_frequency")
     @classmethod
@@ -75,14 +87,14 @@ class _SyncFields(BaseModel):
 
 
 class SyncCreate(_SyncFields):
-    provider: str
-    name: str
-    stream_id: str
-    collection_ids: list[str]
+    provider: str = Field(json_schema_extra=documented(enum=PULL_PROVIDERS))
+    name: str = Field(json_schema_extra=documented(minLength=1, maxLength=NAME_MAX, pattern=r"\S"))
+    stream_id: str = Field(max_length=200)
+    collection_ids: list[Annotated[str, Field(max_length=200)]] = Field(json_schema_extra=documented(minItems=1))
 
 
 class SyncUpdate(_SyncFields):
-    status: str | None = None
+    status: str | None = Field(default=None, json_schema_extra=documented(enum=SYNC_STATUSES))
 
     @field_validator("status")
     @classmethod
@@ -103,8 +115,9 @@ def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict
     return auth, meta
 
 
-def _check_refs(principal: Principal, provider: str, refs: list[str]) -> None:
-    """Validate every ref before anything is created, so bad input changes nothing."""
+def _check_refs(principal: Principal, provider: str, refs: list[str], source_id: str | None = None) -> None:
+    """Validate every ref before anything is created, so bad input changes nothing: a
+    collection fed by another source is refused, never taken over."""
     for ref in refs:
         ref_provider, sep, stream = ref.partition(":")
         if sep:
@@ -117,12 +130,13 @@ def _check_refs(principal: Principal, provider: str, refs: list[str]) -> None:
                     raise ValidationFailed({"collection_ids": f"{stream!r} is not a Stripe stream; one of "
                                                               + ", ".join(STREAMS)})
         else:
-            collection_svc.get_collection_or_404(principal, ref)
+            collection_svc.ensure_bindable(collection_svc.get_collection_or_404(principal, ref), "collection_ids",
+                                           to=source_id)
 
 
 def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> None:
     """Each ref is `provider:stream` (created when missing, keyed by $.id) or a collection id/slug."""
-    _check_refs(principal, source.short_name, refs)
+    _check_refs(principal, source.short_name, refs, source.id)
     wanted = []
     for ref in refs:
         provider, sep, stream = ref.partition(":")
@@ -139,11 +153,39 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
             found = collection_svc.get_collection_or_404(principal, ref)
             found.source = source
             found.status = "ACTIVE" if found.status == "NEEDS_SOURCE" else found.status
+            found.modified_by_id = principal.user_id
         wanted.append(found.id)
     for collection in source_svc.bound_collections(source):
         if collection.id not in wanted:
             collection.source_id, collection.status = None, "NEEDS_SOURCE"
+            collection.modified_by_id = principal.user_id
     source.collection_refs = list(refs)
+
+
+def _credential_or_error(principal: Principal, provider: str, credential_id: str) -> SourceConnection:
+    """The connection holding credential `credential_id` (a sync's `credential_id`, or the
+    id of a connection that holds its own), checked to be one for `provider`."""
+    donor = db.session.scalar(source_svc.scoped_sources(principal).where(SourceConnection.id == credential_id))
+    if donor is None:
+        raise ValidationFailed({"credential_id": "is not a credential in this project"}, status=404,
+                               code="not_found", message="Credential not found")
+    if donor.short_name != provider:
+        raise ValidationFailed({"credential_id": f"is a {donor.short_name} credential, not {provider}"})
+    return source_svc.credential_holder(donor)
+
+
+def _use_credential(principal: Principal, source: SourceConnection, credential_id: str) -> None:
+    """Switch `source` to the shared credential `credential_id`; the one it held stays with
+    the syncs that use it."""
+    holder = _credential_or_error(principal, source.short_name, credential_id)
+    if holder.id == source_svc.credential_holder(source).id:
+        return
+    if holder.id == source.id:
+        raise ValidationFailed({"credential_id": "is this sync, which holds no credential of its own"})
+    ensure_idle(source)
+    source_svc.rehome_credential(source)
+    source.credentials_encrypted, source.credential_meta = None, None
+    source.credential_source_id, source.status = holder.id, "pending"
 
 
 def create_sync(principal: Principal, payload) -> SourceConnection:
@@ -155,18 +197,18 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
     if data.credential is None and not data.credential_id:
         raise ValidationFailed({"credential": "is required (or give credential_id)"})
     _check_refs(principal, data.provider, data.collection_ids)
-    meta = {}
+    if data.credential is not None and data.credential_id:
+        raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
     if data.credential_id:
-        donor = source_svc.get_source_or_404(principal, data.credential_id)
-        if donor.short_name != data.provider:
-            raise ValidationFailed({"credential_id": f"is a {donor.short_name} credential, not {data.provider}"})
-        credentials, meta = source_svc.credentials_of(donor), dict(donor.credential_meta or {})
+        holder = _credential_or_error(principal, data.provider, data.credential_id)
+        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
+                                                      "config": {}}, credential_from=holder)
     else:
         credentials, meta = _credentials_from(data.provider, data.credential)
-    source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
-                                                  "credentials": credentials, "config": {}})
+        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
+                                                      "credentials": credentials, "config": {}})
+        source.credential_meta = meta
     source.stream_id = data.stream_id
-    source.credential_meta = meta
     source.rate_limit = (data.rate_limit.model_dump() if data.rate_limit else
                          DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT))
     source.sync_frequency = data.sync_frequency or "4h"
@@ -181,10 +223,18 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
 def update_sync(principal: Principal, source: SourceConnection, payload) -> SourceConnection:
     data: SyncUpdate = validated(SyncUpdate, payload)
     given = data.model_fields_set
+    if data.credential is not None and data.credential_id:
+        raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
+    if "collection_ids" in given and data.collection_ids:
+        # Before anything changes (a credential change commits): a refused ref changes nothing.
+        _check_refs(principal, source.short_name, data.collection_ids, source.id)
+    if data.credential_id:
+        _use_credential(principal, source, data.credential_id)
     if "credential" in given and data.credential is not None:
+        # Rotates the credential this sync uses, shared or not: every sync using it gets it.
         credentials, meta = _credentials_from(source.short_name, data.credential)
         source_svc.update_source(principal, source, credentials=credentials)
-        source.credential_meta = meta
+        source_svc.credential_holder(source).credential_meta = meta
     if "name" in given and data.name:
         source.name = data.name
     if "collection_ids" in given and data.collection_ids:
@@ -210,8 +260,12 @@ def delete_sync(principal: Principal, source: SourceConnection) -> None:
 
 
 def list_syncs(principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None):
-    pulls = [k for k, t in REGISTRY.items() if t.pull]
-    query = source_svc.scoped_sources(principal).where(SourceConnection.short_name.in_(pulls))
+    # A filter that can match nothing is a typo: say so rather than answer an empty list.
+    if provider and provider not in PULL_PROVIDERS:
+        raise ValidationFailed({"provider": "must be one of: " + ", ".join(PULL_PROVIDERS)})
+    if status and status not in SYNC_STATUSES:
+        raise ValidationFailed({"status": "must be active or disabled"})
+    query = source_svc.scoped_sources(principal).where(SourceConnection.short_name.in_(PULL_PROVIDERS))
     if provider:
         query = query.where(SourceConnection.short_name == provider)
     if status:
@@ -234,6 +288,6 @@ def credential_properties(source: SourceConnection) -> dict:
     reverse = {ours: theirs for theirs, ours in PROPERTY_ALIASES.get(source.short_name, {}).items()}
     masked = source_svc.masked_credentials(source)
     props = {reverse.get(k, k): v for k, v in masked.items()}
-    meta = source.credential_meta or {}
+    meta = source_svc.credential_holder(source).credential_meta or {}
     props.update({k: meta[k] for k in CREDENTIAL_META if k in meta})
     return props

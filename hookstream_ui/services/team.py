@@ -19,17 +19,25 @@ from ..auth.principal import Principal, suspended_message
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
 from ..models.base import as_utc
-from . import accounts, api_keys, links, locks
+from . import accounts, api_keys, audit, links, locks
 from .names import ORG_NAME_MAX, clean_name
+from .pagination import Page, paginate
 
 INVITATION_DAYS = 7
 
 
 # --- members -----------------------------------------------------------------------------
 
+def _members(principal: Principal):
+    return select(Membership).join(User).where(Membership.org_id == principal.org.id)
+
+
 def list_members(principal: Principal) -> list[Membership]:
-    return db.session.scalars(select(Membership).join(User).where(Membership.org_id == principal.org.id)
-                              .order_by(Membership.created_at, Membership.id)).all()
+    return db.session.scalars(_members(principal).order_by(Membership.created_at, Membership.id)).all()
+
+
+def members_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_members(principal), Membership, cursor, limit)
 
 
 def get_member_or_404(principal: Principal, user_id: str) -> Membership:
@@ -156,15 +164,23 @@ def pending_invitation(principal: Principal, email) -> Invitation | None:
         email = accounts.normalise_email(email if isinstance(email, str) else "")
     except ValidationFailed:
         return None
-    return db.session.scalars(select(Invitation).where(
-        Invitation.org_id == principal.org.id, Invitation.email == email, Invitation.accepted_at.is_(None),
-        Invitation.revoked_at.is_(None), Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc())).first()
+    return db.session.scalars(_pending_invitations(principal).where(Invitation.email == email)
+                              .order_by(Invitation.created_at.desc())).first()
+
+
+def _pending_invitations(principal: Principal):
+    return select(Invitation).where(
+        Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
+        Invitation.expires_at > utcnow())
 
 
 def list_invitations(principal: Principal) -> list[Invitation]:
-    return db.session.scalars(select(Invitation).where(
-        Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
-        Invitation.expires_at > utcnow()).order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+    return db.session.scalars(_pending_invitations(principal)
+                              .order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+
+
+def invitations_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_pending_invitations(principal), Invitation, cursor, limit)
 
 
 def revoke_invitation(principal: Principal, invitation_id: str) -> Invitation:
@@ -236,6 +252,10 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
         raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
                                status=409, code="sign_in_required") from None
     invitation.accepted_at, invitation.accepted_by_id = now, user.id
+    inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    audit.record("member.join", "member", user.id, actor=audit.actor_for_user(user), org_id=invitation.org_id,
+                 details={"email": user.email, "role": invitation.role, "invitation_id": invitation.id,
+                          "invited_by": inviter.email if inviter else None, "new_account": existing is None})
     db.session.commit()
     return user
 
@@ -272,13 +292,25 @@ def switch_environment(user: User, env_id: str) -> Environment:
     return env
 
 
+ENV_NAME_MAX = 80
+
+
 def _env_name(value) -> str:
-    return clean_name(value, "name", 1, 80)
+    return clean_name(value, "name", 1, ENV_NAME_MAX)
+
+
+def _environments(principal: Principal):
+    query = select(Environment).where(Environment.org_id == principal.org.id)
+    # A key works inside its own environment and sees only that one.
+    return query if principal.via_session else query.where(Environment.id == principal.env.id)
 
 
 def list_environments(principal: Principal) -> list[Environment]:
-    return db.session.scalars(select(Environment).where(Environment.org_id == principal.org.id)
-                              .order_by(Environment.created_at, Environment.id)).all()
+    return db.session.scalars(_environments(principal).order_by(Environment.created_at, Environment.id)).all()
+
+
+def environments_page(principal: Principal, cursor=None, limit=None) -> Page:
+    return paginate(_environments(principal), Environment, cursor, limit)
 
 
 def create_environment(principal: Principal, name) -> Environment:

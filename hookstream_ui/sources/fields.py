@@ -16,6 +16,7 @@ FALSE_WORDS = {"false", "off", "0", "no", ""}
 # RFC 9110's token: what a header name may hold (a space, colon or line break would break or
 # split the request).
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
+HEADER_NAME_RULE = {"pattern": "^" + HEADER_NAME.pattern + "$", "maxLength": 100}
 NOT_A_HEADER_NAME = "must be a header name: letters, digits and - _ . ! # $ % & ' * + ^ ` | ~"
 
 
@@ -37,6 +38,9 @@ class Field:
     # auth type). A stored secret is kept (sent back as the mask, or left out of a partial
     # change) only while every one of them is as it was: it only ever goes where it was given.
     sent_to: tuple = field(default=(), compare=False)
+    # JSON Schema keywords stating what the type's check() enforces beyond the type (a range,
+    # a pattern), so the OpenAPI document says it too.
+    rules: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         assert self.type in FIELD_TYPES, self.type
@@ -54,6 +58,30 @@ class Field:
         labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
         return labels.get(value, value) if value not in (None, "") else "—"
 
+    def json_schema(self) -> dict:
+        """The rules validate() holds this field to, as JSON Schema (for the OpenAPI document)."""
+        schema: dict = {"description": self.label + (f": {self.description}" if self.description else "")}
+        if self.type == "number":
+            schema.update(type=["number", "string"], description=schema["description"] + " (a number, or text "
+                          "holding one)")
+        elif self.type == "boolean":
+            schema.update(type=["boolean", "string"], description=schema["description"] + " (true or false; "
+                          "also " + ", ".join(sorted(TRUE_WORDS | FALSE_WORDS - {""})) + ")")
+        else:
+            schema.update(type="string", maxLength=self.max_length)
+            if self.type == "select":
+                schema["enum"] = self.option_values()
+            elif self.type == "url":
+                schema.update(format="uri", pattern="^https?://")
+        schema.update(self.rules)
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.shown_when:
+            other, values = self.shown_when
+            schema["description"] += f" (only with {other} {' or '.join(values)}; dropped otherwise)"
+            schema["x-shown-when"] = {other: list(values)}
+        return schema
+
     def to_json(self) -> dict:
         return {
             "name": self.name, "type": self.type, "required": self.required, "label": self.label,
@@ -62,6 +90,15 @@ class Field:
                         for o in self.options] or None,
             "placeholder": self.placeholder or None,
         }
+
+
+def object_schema(fields: tuple[Field, ...]) -> dict:
+    """A credentials or config object of these fields: no other key, the required ones given
+    (a required field with a default may be left out; one shown only for a choice is required
+    only then, which the server reports by name)."""
+    return {"type": "object", "additionalProperties": False,
+            "properties": {f.name: f.json_schema() for f in fields},
+            "required": [f.name for f in fields if f.required and f.default is None and not f.shown_when]}
 
 
 def _blank(value) -> bool:

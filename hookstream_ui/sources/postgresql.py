@@ -29,6 +29,9 @@ COUNT_TIMEOUT_MS = 2000
 MAX_LOOKBACK = 7 * 86400
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
 SOCKET_PATH = re.compile(r"[@/][^\s,='\\]{0,200}")
+# What host_problem() lets through, for the OpenAPI document: one host name, an IP address
+# (written with hex digits, dots and colons), or a socket path where private networks are allowed.
+HOST_RULE = {"pattern": f"^(?:{HOSTNAME.pattern}|[0-9A-Fa-f:.]+|{SOCKET_PATH.pattern})$", "maxLength": 253}
 # A path that can never exist (/dev/null is no directory): libpq's password file, client
 # certificate and key settings point here, so none of the process's own is ever used.
 NO_FILE = "/dev/null/none"
@@ -182,8 +185,10 @@ class PostgreSQL(SourceType):
     dials_out = True
     ordered_keys = True
     auth_fields = (
-        Field("host", "string", "Host", required=True, placeholder="db.example.com"),
-        Field("port", "number", "Port", required=True, default=5432),
+        Field("host", "string", "Host", required=True, placeholder="db.example.com",
+              rules=HOST_RULE),
+        Field("port", "number", "Port", required=True, default=5432,
+              rules={"minimum": 1, "maximum": 65535, "multipleOf": 1}),
         Field("database", "string", "Database", required=True, placeholder="app"),
         Field("username", "string", "Username", required=True, placeholder="readonly"),
         Field("password", "password", "Password", required=True, sent_to=("host", "port", "sslmode")),
@@ -198,6 +203,7 @@ class PostgreSQL(SourceType):
         Field("cursor_column", "string", "Cursor column", placeholder="updated_at",
               description="A column that grows on every change, for incremental syncs."),
         Field("cursor_lookback", "number", "Re-read window (seconds, or values)", default=LOOKBACK,
+              rules={"minimum": 0, "maximum": MAX_LOOKBACK, "multipleOf": 1},
               description="Each incremental read starts this far before the newest cursor value it has seen "
                           "(seconds for a date-time cursor, values for a numeric one), so rows committed late "
                           "are not missed: now() is a transaction's start time, and a sequence's numbers are "

@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 
 from ..services.upsert import Incoming, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
-from .fields import HEADER_NAME, NOT_A_HEADER_NAME, Field
+from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 
 AUTH_TYPES = (("none", "None"), ("bearer", "Bearer token"), ("header", "API key header"),
               ("basic", "Basic (username and password)"))
@@ -48,7 +48,7 @@ class RestApi(SourceType):
         Field("token", "password", "Token or API key", description="For bearer or API-key-header auth.",
               shown_when=("auth_type", ("bearer", "header")), sent_to=("base_url", "auth_type", "header_name")),
         Field("header_name", "string", "API key header", placeholder="X-API-Key",
-              shown_when=("auth_type", ("header",))),
+              shown_when=("auth_type", ("header",)), rules=HEADER_NAME_RULE),
         Field("username", "string", "Username", description="For basic auth.", shown_when=("auth_type", ("basic",))),
         Field("password", "password", "Password", description="For basic auth.",
               shown_when=("auth_type", ("basic",)), sent_to=("base_url", "auth_type")),

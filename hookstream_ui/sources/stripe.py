@@ -45,7 +45,8 @@ class Stripe(SourceType):
     supports_continuous = True
     auth_fields = (
         Field("secret_key", "password", "Secret key", required=True, placeholder="sk_live_…",
-              description="A secret (sk_…) or restricted (rk_…) key with read access.", sent_to=("api_base",)),
+              description="A secret (sk_…) or restricted (rk_…) key with read access.", sent_to=("api_base",),
+              rules={"pattern": "^(sk_|rk_)"}),
         Field("api_base", "url", "API base URL", default="https://api.stripe.com",
               description="Change only for a Stripe-compatible mock or proxy."),
     )

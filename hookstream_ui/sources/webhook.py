@@ -5,7 +5,7 @@ import ipaddress
 
 from ..services import jsonpaths
 from .base import Connection, SourceType, TestResult, register
-from .fields import HEADER_NAME, NOT_A_HEADER_NAME, Field
+from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 
 VERIFICATION_TYPES = (
     ("none", "No verification"), ("hmac_sha256", "HMAC-SHA256"), ("hmac_sha1", "HMAC-SHA1"),
@@ -51,12 +51,14 @@ class Webhook(SourceType):
               shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none"))),
         Field("signature_header", "string", "Signature header", placeholder="X-Signature",
               description="For HMAC: the header carrying the signature (default X-Signature).",
-              shown_when=("verification_type", ("hmac_sha256", "hmac_sha1"))),
+              shown_when=("verification_type", ("hmac_sha256", "hmac_sha1")), rules=HEADER_NAME_RULE),
     )
     config_fields = (
         Field("dedup_key", "string", "Deduplication key", placeholder="Idempotency-Key or $.id",
-              description="A header name or a JSONPath into the body. Empty: the payload hash."),
-        Field("dedup_window_seconds", "number", "Deduplication window (seconds)", default=300),
+              description="A header name or a JSONPath into the body. Empty: the payload hash.",
+              rules={"pattern": f"^(?:\\$.*|{HEADER_NAME.pattern})$"}),
+        Field("dedup_window_seconds", "number", "Deduplication window (seconds)", default=300,
+              rules={"minimum": 0, "maximum": 7 * 86400}),
         Field("ip_allowlist", "text", "IP allowlist", placeholder="203.0.113.0/24",
               description="Only these addresses or CIDR ranges may send. One per line."),
         Field("ip_denylist", "text", "IP denylist", description="These may never send. One per line."),

@@ -17,7 +17,7 @@ from ..errors import ValidationFailed
 from ..extensions import db
 from ..models import Collection, Event, utcnow
 from ..models.base import as_utc
-from ..services import documents, upsert
+from ..services import audit, documents, upsert
 from .worker import enqueue_or_leave, queue
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ def start_backfill(collection: Collection):
     collection.backfill_status, collection.backfill_error = "pending", None
     collection.backfill_total = db.session.scalar(select(func.count()).select_from(Event).where(
         Event.source_id == collection.source_id, Event.status.in_(REPLAYABLE)))
+    audit.note("collection.backfill", "collection", collection.id, org_id=collection.org_id,
+               env_id=collection.env_id, details={"name": collection.name, "events": collection.backfill_total,
+                                                  "resumed": bool(collection.backfill_cursor)})
     db.session.commit()
     enqueue_replay(collection.id)
     return collection

@@ -260,7 +260,7 @@ def _fail(run_id: str, exc: Exception) -> str:
     """Retry, or give up; decided on the run's row as it is now. A run being cancelled is
     cancelled: a failure (a request that timed out while the cancel waited) never sends it
     back to pending."""
-    from ..services.runs import record_outcome
+    from ..services.runs import record_failed_attempt, record_outcome
 
     run = locks.for_update(SyncRun, run_id)
     if run.status in ("cancelling", "cancelled"):
@@ -276,6 +276,7 @@ def _fail(run_id: str, exc: Exception) -> str:
     if run.attempt < MAX_ATTEMPTS and not isinstance(exc, Cancelled) and getattr(exc, "retry", True):
         run.status = "pending"
         run.claim_token = secrets.token_hex(8)
+        record_failed_attempt(source, message)
         db.session.commit()
         enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
         return "failed"
