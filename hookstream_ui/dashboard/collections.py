@@ -9,6 +9,7 @@ from ..errors import ValidationFailed
 from ..forms import FormState
 from ..models import SourceConnection, db
 from ..services import collections as svc
+from ..services import live
 from . import bp
 
 FIELDS = ("name", "slug", "source_id", "stream", "primary_key_path", "timestamp_path",
@@ -37,7 +38,7 @@ def collections_list():
                                     search=request.args.get("q"), status=request.args.get("status"))
     except ValidationFailed:
         return redirect(url_for("dashboard.collections_list"))
-    return render_template("dashboard/collections/list.html", page=page,
+    return render_template("dashboard/collections/list.html", page=page, states=live.collection_states(page.items),
                            q=request.args.get("q", ""), status=request.args.get("status", ""))
 
 
@@ -80,11 +81,9 @@ def slug_preview():
 
 @bp.get("/collections/<ident>")
 def collection_detail(ident):
-    from ..services.runs import active_run
-
     collection = svc.get_collection_or_404(current_principal(), ident)
-    running = active_run(collection.source) if collection.source else None
-    return render_template("dashboard/collections/detail.html", collection=collection, active_run=running)
+    return render_template("dashboard/collections/detail.html", collection=collection,
+                           state=live.collection_state(collection))
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])

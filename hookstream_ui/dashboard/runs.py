@@ -2,11 +2,12 @@
 can still change; the final partial drops its trigger and answers 286, which stops htmx."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..services import collections as collection_svc
+from ..services import live
 from ..services import runs as svc
 from ..services import sources as source_svc
 from . import bp
@@ -24,7 +25,8 @@ def _start(source, back: str):
     except ValidationFailed as exc:
         flash(exc.message, "error")
         return redirect(back)
-    flash("Sync started.", "success")
+    # No flash: the run page says what the run is doing, live; a "started" note would stay
+    # on it after the run ended.
     return redirect(url_for("dashboard.run_detail", run_id=run.id))
 
 
@@ -57,8 +59,7 @@ def collection_backfill(ident):
     require_role(principal, "member")
     collection = collection_svc.get_collection_or_404(principal, ident)
     try:
-        start_backfill(collection)
-        flash("Backfill started: progress shows below.", "success")
+        start_backfill(collection)  # the live strip shows it, and its end (no flash that outlives it)
     except ValidationFailed as exc:
         flash(exc.message, "error")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
@@ -93,18 +94,22 @@ def run_cancel(run_id):
     principal = current_principal()
     require_role(principal, "member")
     run = svc.cancel_run(svc.scoped_run_or_404(principal, run_id))
-    flash("Cancelling: the run stops after its current batch." if run.status == "cancelling" else "Run cancelled.",
-          "info")
+    # The run's status card says cancelling, then cancelled, as it happens.
     return redirect(url_for("dashboard.run_detail", run_id=run.id))
 
 
 @bp.get("/collections/<ident>/_live")
 def collection_live_partial(ident):
+    """The live strip: polls while something can change (a run, a backfill, a webhook's
+    deliveries) and answers 286 once nothing can. When the records count or the last sync
+    moved since the page's last look, it tells the records table and the schema to reload
+    (they do not poll themselves)."""
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
-    active = svc.active_run(collection.source) if collection.source else None
-    # A webhook's collection can change at any moment: it stays live; a pull source's
-    # collection is live while a run is.
-    live = (active is not None or collection.backfill_status in ("pending", "running")
-            or (collection.source is not None and collection.source.short_name == "webhook"))
-    return _live("dashboard/collections/_live.html", not live, collection=collection, active_run=active,
-                 live=live)
+    state = live.collection_state(collection)
+    body, status = _live("dashboard/collections/_live.html", not state.live, collection=collection, state=state,
+                         oob=True)
+    response = make_response(body, status)
+    seen = request.args.get("seen")
+    if seen is not None and seen != live.change_mark(collection):
+        response.headers["HX-Trigger"] = "records-changed"
+    return response

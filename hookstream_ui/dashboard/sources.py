@@ -8,6 +8,7 @@ from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..extensions import csrf
 from ..forms import FormState
+from ..services import live
 from ..services import sources as svc
 from ..sources import MASK, REGISTRY, source_type_or_404
 from . import bp
@@ -112,8 +113,10 @@ def source_detail(source_id):
     source = svc.get_source_or_404(principal, source_id)
     from ..services.runs import runs_of
 
+    collections = svc.bound_collections(source)
     return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source), runs=runs_of(source, 20),
-                           credentials=svc.masked_credentials(source), collections=svc.bound_collections(source),
+                           credentials=svc.masked_credentials(source), collections=collections,
+                           collection_states=live.collection_states(collections), state=live.source_state(source),
                            ingest_url=svc.ingest_url(source), file_count=svc.count_files(source))
 
 

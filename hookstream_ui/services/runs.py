@@ -37,6 +37,13 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
     if not source_type(source.short_name).pull:
         raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
                                code="not_runnable")
+    from .sources import bound_collections
+
+    if not bound_collections(source):
+        # Refused here, not failed later: a run with nothing to read into could only fail.
+        raise ValidationFailed({"source": "no collection is bound to this source"}, status=409,
+                               code="needs_collection",
+                               message="No collection is bound to this source: create one from the source's page first")
     ensure_idle(source)
     if full is None:
         # The first run of a source is its backfill; later ones are incremental.
@@ -79,10 +86,32 @@ def cancel_run(run: SyncRun) -> SyncRun:
     run = locks.for_update(SyncRun, run.id)
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
+        settle_collections(run)
     elif run.status == "running":
         run.status = "cancelling"
     db.session.commit()
     return run
+
+
+def settle_collections(run: SyncRun) -> None:
+    """A run has ended (completed, failed or cancelled, wherever that was decided): each of
+    its source's collections says so, its status and the backfill a full read is. Every path
+    that ends a run comes here; one that did not left "Backfill · running" for ever."""
+    from .sources import bound_collections
+
+    now = utcnow()
+    for collection in bound_collections(run.source):
+        if collection.status in ("SYNCING", "ERROR"):
+            collection.status = "ERROR" if run.status == "failed" else "ACTIVE"
+        if run.mode != "full":
+            continue
+        if run.status == "completed":
+            collection.backfill_status, collection.backfill_completed_at = "completed", now
+            collection.backfill_error = None
+        elif run.status == "failed":
+            collection.backfill_status, collection.backfill_error = "failed", run.error
+        elif run.status == "cancelled" and collection.backfill_status in ("pending", "running"):
+            collection.backfill_status = "cancelled"
 
 
 def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:

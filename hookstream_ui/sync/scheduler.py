@@ -45,6 +45,7 @@ def resume_stale(now=None) -> list[str]:
     for run in stale:
         if run.status == "cancelling":
             run.status, run.finished_at = "cancelled", now
+            runs.settle_collections(run)
             continue
         run.status, run.claim_token, run.heartbeat_at = "pending", secrets.token_hex(8), now
         resumed.append(run)
@@ -120,6 +121,11 @@ def enqueue_due(now=None) -> list[str]:
         try:
             run = runs.start_run(source, trigger="schedule")
         except ValidationFailed:
+            # Nothing it could read into: asked again at its next time, not at every tick.
+            from .schedule import next_run_after
+
+            source.next_run_at = next_run_after(source.sync_frequency, now)
+            db.session.commit()
             continue
         # Until this run finishes and sets the real next time, do not pick it again.
         source.next_run_at = now + timedelta(days=3650)
