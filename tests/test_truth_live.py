@@ -1,0 +1,216 @@
+"""Live state in the dashboard tells the truth: one status of a collection everywhere, polls
+only while something can change, runs that say what they do (issue 19, part "live")."""
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, SyncRun, db
+from tests.conftest import BIG_ROWS
+from tests.helpers import login, make_key, make_user, org_of, production
+from tests.sync_helpers import wait_for
+
+STOP_POLLING = 286
+
+
+@pytest.fixture
+def signed_in(app, ctx):
+    user = make_user("owner@example.com")
+    client = app.test_client()
+    token = login(client, "owner@example.com")
+    return client, token, make_key(production(org_of(user)), owner=user)
+
+
+def connect(client, token, short, name="Src", **fields):
+    r = client.post(f"/sources/new/{short}", data={"csrf_token": token, "name": name, **fields})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return r.location.rsplit("/", 1)[-1]
+
+
+def new_collection(client, token, slug, source_id="", **fields):
+    r = client.post("/collections/new", data={"csrf_token": token, "name": f"Coll {slug}", "slug": slug,
+                                              "primary_key_path": "$.id", "source_id": source_id, **fields})
+    assert r.status_code == 302, r.get_data(as_text=True)
+
+
+def live(client, slug, **params):
+    return client.get(f"/collections/{slug}/_live", query_string=params, headers={"HX-Request": "true"})
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, table, workers):
+    """It said "Backfill · running 2,000 / 10,000" for ever: the cancelled run never told
+    its collections, and the title badge, strip and list each read their own column."""
+    client, token, key = signed_in
+    creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
+    sid = connect(client, token, "postgresql", name="Big", **creds, **{"config.table": table,
+                                                                       "config.cursor_column": "updated_at"})
+    new_collection(client, token, "big", sid, stream=table)
+    workers(1, SYNC_BATCH_SIZE="100")
+    r = client.post("/collections/big/backfill", data={"csrf_token": token})
+    assert r.status_code == 302
+    run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == sid))
+    while db.session.get(SyncRun, run.id).progress < 500:
+        time.sleep(0.02)
+        db.session.expire_all()
+    page = client.get("/collections/big").get_data(as_text=True)
+    assert "Backfill · running" in text_of(page) and 'id="backfill-button" disabled' in page
+    assert re.search(r'id="title-status"><span class="badge badge-syncing">Syncing', page)
+    client.post(f"/runs/{run.id}/cancel", data={"csrf_token": token})
+    assert wait_for(run.id, timeout=15).status == "cancelled"
+
+    db.session.expire_all()
+    assert db.session.scalar(select(Collection.backfill_status).where(Collection.slug == "big")) == "cancelled"
+    page = text_of(client.get("/collections/big").get_data(as_text=True))
+    assert "Backfill · cancelled" in page and "running" not in page.lower().replace("running now", "")
+    assert re.search(r"Coll big Active ", page)
+    strip = live(client, "big")
+    assert strip.status_code == STOP_POLLING and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    listed = text_of(client.get("/collections").get_data(as_text=True))
+    assert re.search(r"Coll big big Big Active", listed)
+    assert client.get("/v1/collections/big/backfill", headers={"X-API-Key": key}).json["backfill"]["status"] == "cancelled"
+    # And the buttons can act again: a new backfill starts, and resumes the polling.
+    page = client.get("/collections/big").get_data(as_text=True)
+    assert 'id="backfill-button">' in page and 'id="run-now">' in page
+    client.post("/collections/big/backfill", data={"csrf_token": token})
+    strip = live(client, "big")
+    assert strip.status_code == 200 and 'hx-trigger="every 2s"' in strip.get_data(as_text=True)
+    run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == sid, SyncRun.status != "cancelled"))
+    assert wait_for(run.id, timeout=60).status == "completed"
+    page = text_of(client.get("/collections/big").get_data(as_text=True))
+    assert f"Backfill · completed {BIG_ROWS:,} / {BIG_ROWS:,}" in page
+
+
+def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(signed_in, pg_source):
+    """Rows written before runs settled their collections (or by a worker that died between
+    the two) say running; the page says how the run ended."""
+    client, token, _ = signed_in
+    creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
+    sid = connect(client, token, "postgresql", name="Pg", **creds, **{"config.table": "customers"})
+    new_collection(client, token, "pg", sid, stream="customers")
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "pg"))
+    run = SyncRun(org_id=collection.org_id, env_id=collection.env_id, source_id=sid, trigger="backfill", mode="full",
+                  status="cancelled", cursor={}, skip_reasons={}, progress=10_000, total=50_000)
+    db.session.add(run)
+    collection.status, collection.backfill_status = "SYNCING", "running"
+    collection.backfill_progress, collection.backfill_total = 10_000, 50_000
+    db.session.commit()
+    page = text_of(client.get("/collections/pg").get_data(as_text=True))
+    assert "Backfill · cancelled 10,000 / 50,000" in page and "Syncing" not in page
+    assert live(client, "pg").status_code == STOP_POLLING
+    assert "Coll pg pg Pg Active 0" in text_of(client.get("/collections").get_data(as_text=True))
+
+
+def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
+    """A run cancelled while pending (queued, or waiting for its retry) went straight to
+    cancelled, leaving its collections SYNCING."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
+    run = SyncRun(org_id=collection.org_id, env_id=collection.env_id, source_id=sid, trigger="manual", mode="full",
+                  status="pending", attempt=1, error="Host not found: x", cursor={}, skip_reasons={})
+    db.session.add(run)
+    collection.status, collection.backfill_status = "SYNCING", "running"
+    db.session.commit()
+    page = text_of(client.get(f"/runs/{run.id}").get_data(as_text=True))
+    assert "Retrying" in page and "Attempt 1 failed; trying again in" in page and "Pending" not in page
+    client.post(f"/runs/{run.id}/cancel", data={"csrf_token": token})
+    db.session.expire_all()
+    collection = db.session.get(Collection, collection.id)
+    assert (collection.status, collection.backfill_status) == ("ACTIVE", "cancelled")
+    page = text_of(client.get(f"/runs/{run.id}").get_data(as_text=True))
+    assert "Cancelled after a failed attempt" in page and "retrying" not in page.lower()
+    assert client.get(f"/v1/collections/{collection.id}", headers={"X-API-Key": key}).json["collection"]["status"] == "ACTIVE"
+
+
+def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_in):
+    """The records table polled every 2 s for ever, and the live strip of a finished pull
+    collection too; the schema stayed "No records yet" while records arrived."""
+    client, token, key = signed_in
+    new_collection(client, token, "lonely")  # no source: nothing can change
+    assert live(client, "lonely").status_code == STOP_POLLING
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    strip = live(client, "files")
+    assert strip.status_code == STOP_POLLING and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    table = client.get("/collections/files/_records", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 2s" not in table and 'hx-trigger="records-changed from:body"' in table
+
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    new_collection(client, token, "hooked", hook)
+    page = client.get("/collections/hooked").get_data(as_text=True)
+    seen = re.search(r'hx-get="/collections/hooked/_live\?seen=([^"]+)"', page).group(1)
+    schema = client.get("/collections/hooked/_schema", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "No records yet" in schema and 'hx-trigger="records-changed from:body"' in schema
+    # A webhook's collection listens (slowly while no delivery came lately), and says
+    # nothing changed until one does.
+    strip = live(client, "hooked", seen=seen.replace("%7C", "|"))
+    assert strip.status_code == 200 and 'hx-trigger="every 10s"' in strip.get_data(as_text=True)
+    assert "HX-Trigger" not in strip.headers
+    r = client.post(f"/v1/ingest/{hook}", json={"id": "a1", "name": "Ann"})
+    assert r.status_code == 200
+    strip = live(client, "hooked", seen=seen.replace("%7C", "|"))
+    assert strip.headers.get("HX-Trigger") == "records-changed" and 'hx-trigger="every 2s"' in strip.get_data(as_text=True)
+
+
+def test_run_now_needs_a_bound_collection(signed_in):
+    """Run now was offered on a source with no collection, and the run it started failed."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert re.search(r'id="run-now" disabled aria-disabled="true" title="No collection is bound', page)
+    assert "No collection is bound to this source: create one first." in text_of(page)
+    r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
+    assert r.status_code == 302 and "/runs/" not in r.location
+    assert "No collection is bound to this source" in client.get(r.location).get_data(as_text=True)
+    r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers={"X-API-Key": key})
+    assert r.status_code == 409 and r.json["error"] == "needs_collection"
+    assert db.session.scalar(select(SyncRun.id)) is None  # nothing started, nothing to fail
+    new_collection(client, token, "files", sid)
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert 'id="run-now">' in page
+
+
+def test_a_finished_run_page_has_no_stale_flash(signed_in, workers):
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    workers(1)
+    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(b"id\n1\n2\n"), "a.csv")},
+                    content_type="multipart/form-data")
+    run_id = r.location.rsplit("/", 1)[-1]
+    wait_for(run_id, timeout=30)
+    r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
+    run = wait_for(r.location.rsplit("/", 1)[-1], timeout=30)
+    assert run.status == "completed", run.error
+    page = text_of(client.get(r.location).get_data(as_text=True))
+    assert "Sync started" not in page and "Completed" in page
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/html", "The API did not answer JSON for {base}/html"),
+    ("/latin1", "The API's answer for {base}/latin1 is not UTF-8 text, so it is not JSON"),
+])
+def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixture, workers, path, reason):
+    """Retried four times over minutes: the same endpoint answers the same way next time."""
+    client, token, key = signed_in
+    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "rest_api", "name": "api", "credentials": {"base_url": http_fixture.base, "auth_type": "none"},
+        "config": {"path": path, "records_path": "$.data"}})
+    sid = r.json["sourceConnection"]["id"]
+    new_collection(client, token, "api", sid)
+    workers(1)
+    run_id = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers={"X-API-Key": key}).json["syncId"]
+    run = wait_for(run_id, statuses=("pending", "failed"), timeout=30, attempted=True)
+    assert (run.status, run.attempt, run.error) == ("failed", 1, reason.format(base=http_fixture.base))
+    page = text_of(client.get(f"/runs/{run_id}").get_data(as_text=True))
+    assert "Failed (not retried: trying again cannot help until this is fixed)" in page
+    assert re.search(r"Coll api .{0,40} Error ", text_of(client.get("/collections").get_data(as_text=True)))
