@@ -214,3 +214,20 @@ def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixtur
     page = text_of(client.get(f"/runs/{run_id}").get_data(as_text=True))
     assert "Failed (not retried: trying again cannot help until this is fixed)" in page
     assert re.search(r"Coll api .{0,40} Error ", text_of(client.get("/collections").get_data(as_text=True)))
+
+
+def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_next_time(signed_in):
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.sync.scheduler import enqueue_due
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.next_run_at = "1h", utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert enqueue_due() == [] and db.session.scalar(select(SyncRun.id)) is None
+    db.session.expire_all()
+    assert as_utc(db.session.get(SourceConnection, sid).next_run_at) > utcnow() + timedelta(minutes=59)

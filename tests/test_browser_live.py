@@ -1,0 +1,101 @@
+"""Browser tests: a collection's live state, in Chromium (issue 19, part "live")."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import *  # noqa: F403 (the fixtures)
+from tests.browser import sign_in
+
+pytestmark = pytest.mark.browser
+
+
+def _owner(app, email):
+    from hookstream_ui.auth.principal import Principal
+    from tests.helpers import make_user, org_of, production
+
+    user = make_user(email)
+    org = org_of(user)
+    return Principal(org=org, env=production(org), role="owner", user=user)
+
+
+def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
+        browser, live_server, app, pg_source, table, workers):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+
+    with app.app_context():
+        principal = _owner(app, "live@example.com")
+        source = source_svc.create_source(principal, {
+            "sourceShortName": "postgresql", "name": "Big table", "credentials": pg_source.credentials(),
+            "config": {"table": table, "cursor_column": "updated_at"}})
+        collection_svc.create_collection(principal, {"name": "Big rows", "slug": "big-rows", "source_id": source.id,
+                                                     "stream": table, "primary_key_path": "$.id"})
+    workers(1, SYNC_BATCH_SIZE="250")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    sign_in(page, live_server, "live@example.com")
+    polls = []
+    page.on("request", lambda req: polls.append(req.url) if "/_live" in req.url or "/_records" in req.url else None)
+    page.goto(f"{live_server}/collections/big-rows")
+    expect(page.locator("#title-status")).to_have_text("Active")
+    page.wait_for_timeout(3000)
+    assert not [u for u in polls if "/_live" in u], "an idle pull collection polled"
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#backfill-button")
+    expect(page.locator("#title-status")).to_have_text("Syncing")
+    expect(page.locator("#backfill-button")).to_be_disabled()
+    assert "A run is reading its source" in page.locator("#backfill-button").get_attribute("title")
+    expect(page.locator("#action-note")).to_be_visible()
+    page.evaluate("window.__sameDocument = true")
+    expect(page.locator("#backfill-card")).to_have_attribute("data-backfill", "completed", timeout=90_000)
+    expect(page.locator("#title-status")).to_have_text("Active")
+    expect(page.locator("#backfill-button")).to_be_enabled()
+    expect(page.locator("#action-note")).to_have_count(0)
+    expect(page.locator("[data-record-count]")).to_have_text("10,000")
+    expect(page.locator("#records-table tbody tr")).to_have_count(25)  # reloaded because records changed
+    expect(page.locator("#schema-table")).to_be_visible()  # not "No records yet" any more
+    assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating in place"
+    settled = len(polls)
+    page.wait_for_timeout(4500)
+    assert len(polls) == settled, "polling went on after the backfill finished"
+    context.close()
+
+
+def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browser, live_server, app):
+    import json
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+
+    with app.app_context():
+        principal = _owner(app, "hook@example.com")
+        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Hook",
+                                                      "credentials": {"verification_type": "none"}})
+        collection_svc.create_collection(principal, {"name": "Hooked", "slug": "hooked", "source_id": source.id,
+                                                     "primary_key_path": "$.id"})
+        source_id = source.id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    sign_in(page, live_server, "hook@example.com")
+    tables = []
+    page.on("request", lambda req: tables.append(req.url) if "/_records" in req.url else None)
+    page.goto(f"{live_server}/collections/hooked")
+    expect(page.locator("#schema")).to_contain_text("No records yet")
+    page.wait_for_timeout(4000)
+    assert len(tables) == 1, "the records table polled while nothing changed"
+    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", method="POST",
+                                     data=json.dumps({"id": "ann", "plan": "pro"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    assert urllib.request.urlopen(request).status == 200
+    # The strip of a webhook that has not heard from its sender lately asks every 10 s.
+    expect(page.locator("#records-table tr[data-key=ann]")).to_be_visible(timeout=15_000)
+    expect(page.locator("#schema-table")).to_contain_text("$.plan", timeout=5_000)
+    context.close()
