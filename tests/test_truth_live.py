@@ -231,3 +231,40 @@ def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_
     assert enqueue_due() == [] and db.session.scalar(select(SyncRun.id)) is None
     db.session.expire_all()
     assert as_utc(db.session.get(SourceConnection, sid).next_run_at) > utcnow() + timedelta(minutes=59)
+
+
+def test_events_list_what_was_sent_and_what_became_of_it(signed_in):
+    """An event every collection skipped ("no usable key") was listed as applied, under
+    hookstream's own id only."""
+    client, token, key = signed_in
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    new_collection(client, token, "by-data-id", hook, primary_key_path="$.data.id")
+    skipped = client.post(f"/v1/ingest/{hook}", json={"id": "evt_9", "type": "customer.created", "data": {}}).json
+    applied = client.post(f"/v1/ingest/{hook}", json={"id": "evt_10", "type": "customer.updated",
+                                                      "data": {"id": "cus_1"}}).json
+    github = client.post(f"/v1/ingest/{hook}", json={"action": "opened", "data": {"id": "pr_1"}},
+                         headers={"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "72d3162e"}).json
+    bare = client.post(f"/v1/ingest/{hook}", json={"id": 5, "data": {"id": "r5"}}).json  # a record, not an envelope
+
+    table = client.get(f"/events/_list?source_id={hook}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    rows = {m.group(1): text_of(m.group(2)) for m in re.finditer(r'<tr data-event="([^"]+)">(.*?)</tr>', table, re.S)}
+    assert rows[skipped["event_id"]].split() [:3] == ["customer.created", "evt_9", "skipped"]
+    assert "no usable key at $.data.id" in rows[skipped["event_id"]]
+    assert rows[applied["event_id"]].split()[:3] == ["customer.updated", "evt_10", "applied"]
+    assert rows[github["event_id"]].split()[:3] == ["pull_request", "72d3162e", "applied"]
+    assert rows[bare["event_id"]].split()[0] == "POST" and "evt_" in rows[bare["event_id"]].split()[1]
+
+    page = text_of(client.get(f"/events/{skipped['event_id']}").get_data(as_text=True))
+    assert "customer.created skipped" in page and "Sender's event id evt_9" in page
+    events = {e["id"]: e for e in client.get("/v1/events", headers={"X-API-Key": key}).json["events"]}
+    assert (events[github["event_id"]]["event_type"], events[github["event_id"]]["sender_event_id"]) == \
+        ("pull_request", "72d3162e")
+    assert events[bare["event_id"]]["sender_event_id"] is None
+
+
+def test_an_event_with_no_collection_says_it_was_only_stored(signed_in):
+    client, token, _ = signed_in
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    event = client.post(f"/v1/ingest/{hook}", json={"id": "evt_1", "type": "ping"}).json
+    page = text_of(client.get(f"/events/{event['event_id']}").get_data(as_text=True))
+    assert "ping stored" in page and "no collection is bound to its source" in page
