@@ -6,6 +6,7 @@ from flask import flash, make_response, redirect, render_template, request, url_
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
+from ..models import db
 from ..services import collections as collection_svc
 from ..services import live
 from ..services import runs as svc
@@ -36,6 +37,35 @@ def source_run(source_id):
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
     return _start(source, url_for("dashboard.source_detail", source_id=source.id))
+
+
+SCHEDULE_FIELDS = ("sync_frequency", "status", "rate_limit.allowed_requests", "rate_limit.interval",
+                   "rate_limit.max_concurrent_requests")
+
+
+@bp.post("/sources/<source_id>/schedule")
+def source_schedule(source_id):
+    """The schedule and rate limit, through the same service (and checks) as PATCH /v1/syncs."""
+    from ..forms import FormState
+    from ..services import syncs as sync_svc
+    from .sources import detail_page
+
+    principal = current_principal()
+    require_role(principal, "member")
+    source = sync_svc.get_sync_or_404(principal, source_id)
+    form = FormState.from_request(*SCHEDULE_FIELDS)
+    values = {k: v.strip() for k, v in form.values.items()}
+    limit = {k: values[f"rate_limit.{k}"] for k in ("allowed_requests", "interval", "max_concurrent_requests")
+             if values[f"rate_limit.{k}"]}
+    payload = {"sync_frequency": values["sync_frequency"] or None, "status": values["status"] or None,
+               "rate_limit": limit or None}
+    try:
+        sync_svc.update_sync(principal, source, payload)
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return detail_page(source, form.fail(exc), 400)
+    flash("Schedule saved.", "success")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id) + "#schedule")
 
 
 @bp.post("/collections/<ident>/run")
