@@ -268,3 +268,80 @@ def test_an_event_with_no_collection_says_it_was_only_stored(signed_in):
     event = client.post(f"/v1/ingest/{hook}", json={"id": "evt_1", "type": "ping"}).json
     page = text_of(client.get(f"/events/{event['event_id']}").get_data(as_text=True))
     assert "ping stored" in page and "no collection is bound to its source" in page
+
+
+def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
+    """Only the API could set them; the page said nothing of when the next run is."""
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models.base import as_utc
+
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
+    assert "runs only when started" in page
+    bad = {"csrf_token": token, "sync_frequency": "5s", "status": "active", "rate_limit.allowed_requests": "many",
+           "rate_limit.interval": "1", "rate_limit.max_concurrent_requests": ""}
+    r = client.post(f"/sources/{sid}/schedule", data=bad)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and 'id="e-sync_frequency">must be at least 30s' in html
+    assert 'id="e-rate_limit.allowed_requests">must be an integer' in html
+    assert 'value="5s"' in html and 'value="many"' in html  # what was typed stays
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid).sync_frequency is None  # nothing changed
+
+    r = client.post(f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "15m",
+                                                     "rate_limit.allowed_requests": "5"})
+    assert r.status_code == 302
+    db.session.expire_all()
+    source = db.session.get(SourceConnection, sid)
+    assert source.sync_frequency == "15m" and source.rate_limit == {"allowed_requests": 5, "interval": 1.0,
+                                                                    "max_concurrent_requests": 0}
+    assert utcnow() + timedelta(minutes=14) < as_utc(source.next_run_at) <= utcnow() + timedelta(minutes=15)
+    page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
+    assert re.search(r"every 15m · next run in 1[45] min", page)
+    sync = client.get(f"/v1/syncs/{sid}", headers={"X-API-Key": key}).json
+    assert sync["sync_frequency"] == "15m" and sync["rate_limit"]["allowed_requests"] == 5  # one row, two views
+    listed = text_of(client.get("/sources").get_data(as_text=True))
+    assert re.search(r"Src File upload Pending 1 never in 1[45] min", listed)
+
+    client.post(f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "", "rate_limit.allowed_requests": "",
+                                                 "rate_limit.interval": ""})
+    db.session.expire_all()
+    source = db.session.get(SourceConnection, sid)
+    assert (source.sync_frequency, source.next_run_at, source.rate_limit) == (None, None, None)
+
+
+def test_a_new_frequency_moves_the_next_run(signed_in):
+    """24h changed to 15m through the API still waited for the old 24h."""
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models.base import as_utc
+
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.next_run_at = "24h", utcnow() + timedelta(hours=23)
+    db.session.commit()
+    r = client.patch(f"/v1/syncs/{sid}", json={"sync_frequency": "15m"}, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.json
+    db.session.expire_all()
+    assert as_utc(db.session.get(SourceConnection, sid).next_run_at) <= utcnow() + timedelta(minutes=15)
+
+
+def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    workers(1)
+    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(b"not,a\n\xff"), "a.csv")},
+                    content_type="multipart/form-data")
+    run = wait_for(r.location.rsplit("/", 1)[-1], timeout=30)
+    assert run.status == "failed"
+    listed = client.get("/sources").get_data(as_text=True)
+    row = re.search(r'<tr data-source="%s">(.*?)</tr>' % sid, listed, re.S).group(1)
+    assert f'href="/runs/{run.id}" class="badge badge-run-failed"' in row and "Failed" in text_of(row)
+    assert "not scheduled" in text_of(row)
