@@ -39,6 +39,24 @@ def source_run(source_id):
     return _start(source, url_for("dashboard.source_detail", source_id=source.id))
 
 
+@bp.get("/runs")
+def runs_page():
+    """Runs across the project's sources, by status (failures first among the filters)."""
+    from ..services import activity
+
+    principal = current_principal()
+    args = request.args
+    error = None
+    try:
+        page = activity.list_runs(principal, status=args.get("status") or None, source_id=args.get("source_id") or None,
+                                  cursor=args.get("cursor") or None)
+    except ValidationFailed as exc:
+        page, error = activity.Page([], None, False), exc.errors
+    return render_template("dashboard/runs/list.html", page=page, errors=error or {}, args=args,
+                           filters=activity.RUN_FILTERS, sources=source_svc.list_sources(principal),
+                           status=400 if error else 200), 400 if error else 200
+
+
 SCHEDULE_FIELDS = ("sync_frequency", "status", "rate_limit.allowed_requests", "rate_limit.interval",
                    "rate_limit.max_concurrent_requests")
 
