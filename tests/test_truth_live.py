@@ -345,3 +345,66 @@ def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
     row = re.search(r'<tr data-source="%s">(.*?)</tr>' % sid, listed, re.S).group(1)
     assert f'href="/runs/{run.id}" class="badge badge-run-failed"' in row and "Failed" in text_of(row)
     assert "not scheduled" in text_of(row)
+
+
+def _run(source_id, status, *, minutes_ago=0, error=None, progress=0):
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+
+    source = db.session.get(SourceConnection, source_id)
+    at = utcnow() - timedelta(minutes=minutes_ago)
+    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source_id, trigger="schedule",
+                  mode="incremental", status=status, error=error, cursor={}, skip_reasons={}, progress=progress,
+                  created_at=at, started_at=at, finished_at=at if status in ("completed", "failed", "cancelled") else None)
+    db.session.add(run)
+    db.session.commit()
+    return run.id
+
+
+def test_the_runs_page_lists_runs_across_sources_by_status(signed_in, app):
+    client, token, _ = signed_in
+    files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
+    other = connect(client, token, "file", name="Other files", **{"config.format": "auto"})
+    failed = _run(files, "failed", minutes_ago=5, error="a.csv: not UTF-8 text")
+    done = _run(other, "completed", minutes_ago=3, progress=12)
+    queued = _run(other, "pending", minutes_ago=1)
+    # Another org's runs are never listed.
+    stranger = make_user("stranger@example.com")
+    env = production(org_of(stranger))
+    from tests.helpers import make_source
+    hidden = _run(make_source(env, "Theirs", "file").id, "failed")
+
+    nav = client.get("/").get_data(as_text=True)
+    assert 'href="/runs"' in nav
+    page = client.get("/runs").get_data(as_text=True)
+    listed = re.findall(r'<tr data-run="([^"]+)">', page)
+    assert listed == [queued, done, failed] and hidden not in page
+    options = re.findall(r'<option value="(\w*)"', page.split('id="f-status"')[1].split("</select>")[0])
+    assert options == ["failed", "active", "completed", "cancelled", ""]  # failures first
+    only_failed = client.get("/runs?status=failed").get_data(as_text=True)
+    assert re.findall(r'<tr data-run="([^"]+)">', only_failed) == [failed]
+    assert "a.csv: not UTF-8 text" in only_failed
+    assert re.findall(r'<tr data-run="([^"]+)">', client.get("/runs?status=active").get_data(as_text=True)) == [queued]
+    assert re.findall(r'<tr data-run="([^"]+)">', client.get(f"/runs?source_id={files}").get_data(as_text=True)) == [failed]
+    bad = client.get("/runs?status=exploded")
+    assert bad.status_code == 400 and 'id="e-status">Status must be failed' in bad.get_data(as_text=True)
+
+
+def test_the_overview_shows_recent_runs_failures_and_the_ingest_rate(signed_in):
+    client, token, _ = signed_in
+    files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
+    _run(files, "completed", minutes_ago=30, progress=7)
+    _run(files, "failed", minutes_ago=2, error="Host not found: nowhere")
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    for n in range(12):
+        assert client.post(f"/v1/ingest/{hook}", json={"id": n}).status_code == 200
+    page = client.get("/").get_data(as_text=True)
+    text = text_of(page)
+    assert 'data-stat="events-per-minute">0.2' in page and "12 events" in text  # 12 in the last 60 minutes
+    assert re.search(r'data-stat="failed-runs">1<', page) and "failed run " in text
+    assert "Failed runs All failures → Files Host not found: nowhere" in text
+    runs = text_of(page.split('id="overview-runs"')[1])
+    assert runs.index("Files schedule · 0 read") < runs.index("Files schedule · 7 read")  # newest first
+    assert "Failed" in runs and "Completed" in runs
+    assert len(re.findall(r'class="spark" data-height="', page)) == 6
