@@ -1,6 +1,8 @@
 """Browser tests: a collection's live state, in Chromium (issue 19, part "live")."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser import *  # noqa: F403 (the fixtures)
@@ -95,7 +97,61 @@ def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browse
                                      data=json.dumps({"id": "ann", "plan": "pro"}).encode(),
                                      headers={"Content-Type": "application/json"})
     assert urllib.request.urlopen(request).status == 200
-    # The strip of a webhook that has not heard from its sender lately asks every 10 s.
+    # The strip of a webhook that has not heard from its sender lately asks every 5 s.
     expect(page.locator("#records-table tr[data-key=ann]")).to_be_visible(timeout=15_000)
     expect(page.locator("#schema-table")).to_contain_text("$.plan", timeout=5_000)
+    context.close()
+
+
+def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, app):
+    """The schedule form names a bad field and keeps it; the runs page filters failures; the
+    overview's rate and failures show, at 1280 and 390 px, under the CSP."""
+    from playwright.sync_api import expect
+
+    from hookstream_ui.models import SyncRun, db
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+    from tests.browser import no_horizontal_overflow
+
+    with app.app_context():
+        principal = _owner(app, "sched@example.com")
+        source = source_svc.create_source(principal, {"sourceShortName": "file", "name": "Uploads",
+                                                      "config": {"format": "auto"}})
+        collection_svc.create_collection(principal, {"name": "Uploaded rows", "slug": "uploaded",
+                                                     "source_id": source.id, "primary_key_path": "$.id"})
+        db.session.add(SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, trigger="upload",
+                               mode="full", status="failed", error="rows.csv: not UTF-8 text", attempt=1,
+                               cursor={}, skip_reasons={}))
+        db.session.commit()
+        source_id = source.id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "sched@example.com")
+    expect(page.locator("#failures [data-stat=failed-runs]")).to_have_text("1")
+    expect(page.locator("#overview-failures")).to_contain_text("rows.csv: not UTF-8 text")
+    expect(page.locator("#ingest-rate .spark")).to_have_count(6)
+
+    page.click("nav[aria-label=Main] >> text=Runs")
+    expect(page.locator("h1")).to_have_text("Runs")
+    page.select_option("#f-status", "completed")
+    expect(page.locator(".empty")).to_contain_text("No runs match")
+    page.select_option("#f-status", "failed")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(1)
+    expect(page.locator("#runs-table")).to_contain_text("rows.csv: not UTF-8 text")
+
+    page.goto(f"{live_server}/sources/{source_id}")
+    page.fill("#f-sync_frequency", "every day")
+    page.click("#save-schedule")
+    expect(page.locator("#e-sync_frequency")).to_contain_text("must be continuous or an interval")
+    expect(page.locator("#f-sync_frequency")).to_have_value("every day")
+    page.fill("#f-sync_frequency", "4h")
+    page.click("#save-schedule")
+    expect(page.locator("#schedule-summary")).to_contain_text(re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"))
+    page.goto(f"{live_server}/sources")
+    expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text("Failed")
+    for path in ("/", "/runs", f"/sources/{source_id}", "/sources"):
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(live_server + path)
+        assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     context.close()

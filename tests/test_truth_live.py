@@ -153,7 +153,7 @@ def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_
     # A webhook's collection listens (slowly while no delivery came lately), and says
     # nothing changed until one does.
     strip = live(client, "hooked", seen=seen.replace("%7C", "|"))
-    assert strip.status_code == 200 and 'hx-trigger="every 10s"' in strip.get_data(as_text=True)
+    assert strip.status_code == 200 and 'hx-trigger="every 5s"' in strip.get_data(as_text=True)
     assert "HX-Trigger" not in strip.headers
     r = client.post(f"/v1/ingest/{hook}", json={"id": "a1", "name": "Ann"})
     assert r.status_code == 200

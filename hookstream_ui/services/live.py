@@ -20,7 +20,7 @@ POLL_SECONDS = 2
 # A webhook's collection can change whenever a delivery arrives; while none has for a
 # while its strip asks less often (one small query), and at once again after the next.
 QUIET_WEBHOOK_AFTER = timedelta(minutes=5)
-QUIET_POLL_SECONDS = 10
+QUIET_POLL_SECONDS = 5
 # The longest a finished page waits before looking again for a scheduled run.
 MAX_RESUME_SECONDS = 6 * 3600
 
