@@ -82,9 +82,13 @@ def events_partial():
     page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
                                   status=args.get("status") or None, cursor=args.get("cursor") or None,
                                   limit=10 if args.get("recent") else 30)
-    live = not args.get("cursor")
-    return render_template("dashboard/events/_table.html", page=page, live=live, args=args,
-                           names={s.id: s.name for s in source_svc.list_sources(principal)})
+    sources = source_svc.list_sources(principal)
+    # New events come only to webhook sources: with none (of those shown) nothing can change.
+    listening = any(s.short_name == "webhook" and args.get("source_id") in (None, "", s.id) for s in sources)
+    live = not args.get("cursor") and listening
+    body = render_template("dashboard/events/_table.html", page=page, live=live, args=args,
+                           names={s.id: s.name for s in sources})
+    return body, (286 if not live and not args.get("cursor") and request.headers.get("HX-Request") else 200)
 
 
 @bp.get("/events/<event_id>")

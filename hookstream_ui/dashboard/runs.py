@@ -118,7 +118,8 @@ def source_runs_partial(source_id):
     principal = current_principal()
     source = source_svc.get_source_or_404(principal, source_id)
     runs = svc.runs_of(source, 20)
-    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source)
+    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source,
+                 state=live.source_state(source))
 
 
 @bp.get("/runs/<run_id>")

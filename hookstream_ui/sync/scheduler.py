@@ -84,13 +84,15 @@ def requeue_lost_indexing() -> list[str]:
 
 
 def requeue_lost_backfills(now=None) -> list[str]:
-    """Webhook collections whose replay is pending with no job (Redis was down when it was
-    asked for, or was flushed): the replay goes on the queue."""
+    """Webhook collections whose replay is pending or running with no job waiting or running
+    (Redis was down when it was asked for, or was flushed, or its worker died mid-replay):
+    the replay goes on the queue, and resumes from its cursor. A dead worker's replay said
+    "running" for ever."""
     from .backfill import REPLAY_JOB, enqueue_replay
 
     now = now or utcnow()
     pending = db.session.scalars(select(Collection.id).where(
-        Collection.backfill_status == "pending",
+        Collection.backfill_status.in_(("pending", "running")),
         Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
     lost = [c for c in pending if not _waiting_or_running(f"{REPLAY_JOB}{c}")]
     for collection_id in lost:
