@@ -408,3 +408,41 @@ def test_the_overview_shows_recent_runs_failures_and_the_ingest_rate(signed_in):
     assert runs.index("Files schedule · 0 read") < runs.index("Files schedule · 7 read")  # newest first
     assert "Failed" in runs and "Completed" in runs
     assert len(re.findall(r'class="spark" data-height="', page)) == 6
+
+
+def test_the_events_list_polls_only_while_a_webhook_can_send(signed_in):
+    client, token, _ = signed_in
+    connect(client, token, "file", **{"config.format": "auto"})
+    r = client.get("/events/_list", headers={"HX-Request": "true"})
+    assert r.status_code == STOP_POLLING and "every 2s" not in r.get_data(as_text=True)
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    r = client.get("/events/_list", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and 'hx-trigger="every 2s"' in r.get_data(as_text=True)
+    r = client.get(f"/events/_list?source_id={hook}&recent=1", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and 'hx-trigger="every 2s"' in r.get_data(as_text=True)
+
+
+def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
+    """A webhook replay marked running whose job is gone said "running" for ever."""
+    from datetime import timedelta
+
+    from hookstream_ui.models import utcnow
+    from hookstream_ui.sync.scheduler import requeue_lost_backfills
+
+    client, token, _ = signed_in
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    new_collection(client, token, "hooked", hook)
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "hooked"))
+    collection.backfill_status, collection.backfill_progress, collection.backfill_total = "running", 3, 9
+    db.session.commit()
+    page = text_of(client.get("/collections/hooked", headers={}).get_data(as_text=True))
+    assert "Backfill · running" in page  # it has just written: it is alive
+    from sqlalchemy import update
+    db.session.execute(update(Collection).where(Collection.id == collection.id)
+                       .values(updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    page = text_of(client.get("/collections/hooked").get_data(as_text=True))
+    assert "Backfill · interrupted: Backfill resumes it 3 / 9" in page and 'disabled' not in \
+        client.get("/collections/hooked").get_data(as_text=True).split('id="backfill-button"')[1][:30]
+    assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == [collection.id]
+    assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []  # queued now
