@@ -209,6 +209,13 @@ class SourceState:
     def reading(self) -> bool:
         return self.run is not None and self.run.status in ("running", "cancelling")
 
+    @property
+    def change(self) -> Action:
+        """Edit, upload, clear data, delete: refused while a run reads the source (ensure_idle)."""
+        if self.run is not None:
+            return Action(False, "A run is in progress: wait for it or cancel it first.")
+        return Action(True)
+
 
 def source_states(sources) -> dict[str, SourceState]:
     from sqlalchemy import func
