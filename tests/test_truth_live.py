@@ -446,3 +446,24 @@ def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
         client.get("/collections/hooked").get_data(as_text=True).split('id="backfill-button"')[1][:30]
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == [collection.id]
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []  # queued now
+
+
+def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in):
+    """While a run read it, the source's title said only "Pending" (its untested connection),
+    and Edit, Clear data and Delete led to a refusal."""
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    run_id = _run(sid, "running", progress=40)
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert f'id="source-run-badge" href="/runs/{run_id}">Running</a>' in page
+    for button in ("edit-source", "delete-source", "clear-data"):
+        assert re.search(rf'<span class="btn[^"]* is-disabled" id="{button}" role="link" aria-disabled="true" '
+                         r'title="A run is in progress: wait for it or cancel it first.">', page), button
+    assert re.search(r'id="run-now" disabled aria-disabled="true" title="A run is in progress."', page)
+    assert 'id="upload-file" disabled' in page
+    db.session.get(SyncRun, run_id).status = "failed"
+    db.session.get(SyncRun, run_id).error = "boom"
+    db.session.commit()
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert 'id="source-run-badge"' not in page and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
