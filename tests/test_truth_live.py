@@ -91,7 +91,7 @@ def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, ta
 def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(signed_in, pg_source):
     """Rows written before runs settled their collections (or by a worker that died between
     the two) say running; the page says how the run ended."""
-    client, token, _ = signed_in
+    client, token, key = signed_in
     creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
     sid = connect(client, token, "postgresql", name="Pg", **creds, **{"config.table": "customers"})
     new_collection(client, token, "pg", sid, stream="customers")
@@ -106,6 +106,9 @@ def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(sig
     assert "Backfill · cancelled 10,000 / 50,000" in page and "Syncing" not in page
     assert live(client, "pg").status_code == STOP_POLLING
     assert "Coll pg pg Pg Active 0" in text_of(client.get("/collections").get_data(as_text=True))
+    assert client.get("/v1/collections/pg", headers={"X-API-Key": key}).json["collection"]["status"] == "ACTIVE"
+    assert [c["status"] for c in client.get("/v1/collections", headers={"X-API-Key": key}).json["collections"]] == \
+        ["ACTIVE"]
 
 
 def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
