@@ -470,3 +470,25 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
     db.session.commit()
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert 'id="source-run-badge"' not in page and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
+
+
+def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_in):
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.next_run_at = "1h", utcnow() + timedelta(minutes=10)
+    db.session.commit()
+    strip = live(client, "files")
+    delay = int(re.search(r'hx-trigger="load delay:(\d+)s"', strip.get_data(as_text=True)).group(1))
+    assert strip.status_code == STOP_POLLING and 595 <= delay <= 601  # once, when the run is due
+    source.next_run_at = utcnow() - timedelta(hours=2)  # long overdue: no scheduler is running
+    db.session.commit()
+    assert 'hx-trigger="load delay:30s"' in live(client, "files").get_data(as_text=True)
+    source.sync_status = "disabled"
+    db.session.commit()
+    assert "hx-trigger" not in live(client, "files").get_data(as_text=True).split("</section>")[0]

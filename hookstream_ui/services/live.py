@@ -126,10 +126,18 @@ def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | N
     return Backfill(status, collection.backfill_progress or 0, collection.backfill_total, collection.backfill_error)
 
 
+OVERDUE_POLL_SECONDS = 30
+
+
 def _seconds_until(moment) -> int | None:
+    """How long a finished page waits before looking for the scheduled run: until it is due,
+    then briefly (the scheduler starts it within a second or so); long overdue (no scheduler
+    running?), only now and then."""
     if moment is None:
         return None
     seconds = int((as_utc(moment) - utcnow()).total_seconds()) + 1
+    if seconds < -60:
+        return OVERDUE_POLL_SECONDS
     return min(max(seconds, POLL_SECONDS), MAX_RESUME_SECONDS)
 
 
