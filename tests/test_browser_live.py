@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tests.browser import *  # noqa: F403 (the fixtures)
-from tests.browser import sign_in
+from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -50,8 +50,10 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
     page.click("#backfill-button")
     expect(page.locator("#title-status")).to_have_text("Syncing")
     expect(page.locator("#backfill-button")).to_be_disabled()
-    assert "A run is reading its source" in page.locator("#backfill-button").get_attribute("title")
-    expect(page.locator("#action-note")).to_be_visible()
+    assert "A run is in progress" in page.locator("#backfill-button").get_attribute("title")
+    expect(page.locator("#action-note")).to_have_text("A run is in progress: wait for it or cancel it first.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "live-backfill-running-1280.png"), full_page=True)
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#backfill-card")).to_have_attribute("data-backfill", "completed", timeout=90_000)
     expect(page.locator("#title-status")).to_have_text("Active")
@@ -64,6 +66,10 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
     settled = len(polls)
     page.wait_for_timeout(4500)
     assert len(polls) == settled, "polling went on after the backfill finished"
+    page.screenshot(path=str(ARTIFACTS / "live-backfill-completed-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert no_horizontal_overflow(page), "the collection page scrolls sideways at 390 px"
+    page.screenshot(path=str(ARTIFACTS / "live-backfill-completed-390.png"), full_page=True)
     context.close()
 
 
@@ -111,8 +117,6 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     from hookstream_ui.models import SyncRun, db
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
-    from tests.browser import no_horizontal_overflow
-
     with app.app_context():
         principal = _owner(app, "sched@example.com")
         source = source_svc.create_source(principal, {"sourceShortName": "file", "name": "Uploads",
@@ -150,8 +154,10 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     expect(page.locator("#schedule-summary")).to_contain_text(re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"))
     page.goto(f"{live_server}/sources")
     expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text("Failed")
-    for path in ("/", "/runs", f"/sources/{source_id}", "/sources"):
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.goto(live_server + path)
-        assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
+    for name, path in (("overview", "/"), ("runs", "/runs"), ("source", f"/sources/{source_id}"), ("sources", "/sources")):
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
+            page.goto(live_server + path)
+            assert no_horizontal_overflow(page), f"{path} scrolls sideways at {width} px"
+            page.screenshot(path=str(ARTIFACTS / f"live-{name}-{width}.png"), full_page=True)
     context.close()

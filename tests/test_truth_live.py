@@ -463,7 +463,7 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
     for button in ("edit-source", "delete-source", "clear-data"):
         assert re.search(rf'<span class="btn[^"]* is-disabled" id="{button}" role="link" aria-disabled="true" '
                          r'title="A run is in progress: wait for it or cancel it first.">', page), button
-    assert re.search(r'id="run-now" disabled aria-disabled="true" title="A run is in progress."', page)
+    assert re.search(r'id="run-now" disabled aria-disabled="true" title="A run is in progress: wait for it or cancel it first."', page)
     assert 'id="upload-file" disabled' in page
     db.session.get(SyncRun, run_id).status = "failed"
     db.session.get(SyncRun, run_id).error = "boom"

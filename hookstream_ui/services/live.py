@@ -21,6 +21,7 @@ POLL_SECONDS = 2
 # while its strip asks less often (one small query), and at once again after the next.
 QUIET_WEBHOOK_AFTER = timedelta(minutes=5)
 QUIET_POLL_SECONDS = 5
+RUN_IN_PROGRESS = "A run is in progress: wait for it or cancel it first."
 # The longest a finished page waits before looking again for a scheduled run.
 MAX_RESUME_SECONDS = 6 * 3600
 
@@ -183,7 +184,7 @@ def _state(collection: Collection, run: SyncRun | None) -> CollectionState:
     else:
         run_now = source_run_action(source, run, has_collection=True)
         if run is not None:
-            backfill_action = Action(False, "A run is reading its source; wait for it or cancel it.")
+            backfill_action = Action(False, RUN_IN_PROGRESS)
         elif backfill is not None and backfill.live:
             backfill_action = Action(False, "A backfill is running.")
         elif collection.status == "PAUSED":
@@ -201,7 +202,7 @@ def source_run_action(source: SourceConnection, run: SyncRun | None, has_collect
     if not has_collection:
         return Action(False, "No collection is bound to this source: create one first.")
     if run is not None:
-        return Action(False, "A run is in progress.")
+        return Action(False, RUN_IN_PROGRESS)
     return Action(True)
 
 
@@ -221,7 +222,7 @@ class SourceState:
     def change(self) -> Action:
         """Edit, upload, clear data, delete: refused while a run reads the source (ensure_idle)."""
         if self.run is not None:
-            return Action(False, "A run is in progress: wait for it or cancel it first.")
+            return Action(False, RUN_IN_PROGRESS)
         return Action(True)
 
 
