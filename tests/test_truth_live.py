@@ -492,3 +492,19 @@ def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_
     source.sync_status = "disabled"
     db.session.commit()
     assert "hx-trigger" not in live(client, "files").get_data(as_text=True).split("</section>")[0]
+
+
+def test_the_runs_page_updates_while_a_listed_run_can_change(signed_in):
+    client, token, _ = signed_in
+    files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
+    run_id = _run(files, "running", progress=3)
+    page = client.get("/runs").get_data(as_text=True)
+    assert 'hx-get="/runs/_list" hx-trigger="every 2s"' in page
+    part = client.get("/runs/_list", headers={"HX-Request": "true"})
+    assert part.status_code == 200 and "every 2s" in part.get_data(as_text=True)
+    db.session.get(SyncRun, run_id).status = "completed"
+    db.session.commit()
+    part = client.get("/runs/_list", headers={"HX-Request": "true"})
+    assert part.status_code == STOP_POLLING and "hx-trigger" not in part.get_data(as_text=True)
+    assert "Completed" in part.get_data(as_text=True)
+    assert client.get("/runs/_list?status=nope", headers={"HX-Request": "true"}).status_code == 400

@@ -39,22 +39,35 @@ def source_run(source_id):
     return _start(source, url_for("dashboard.source_detail", source_id=source.id))
 
 
+def _runs_listed():
+    from ..services import activity
+
+    args = request.args
+    try:
+        return activity.list_runs(current_principal(), status=args.get("status") or None,
+                                  source_id=args.get("source_id") or None, cursor=args.get("cursor") or None), {}
+    except ValidationFailed as exc:
+        return activity.Page([], None, False), exc.errors
+
+
 @bp.get("/runs")
 def runs_page():
     """Runs across the project's sources, by status (failures first among the filters)."""
     from ..services import activity
 
-    principal = current_principal()
-    args = request.args
-    error = None
-    try:
-        page = activity.list_runs(principal, status=args.get("status") or None, source_id=args.get("source_id") or None,
-                                  cursor=args.get("cursor") or None)
-    except ValidationFailed as exc:
-        page, error = activity.Page([], None, False), exc.errors
-    return render_template("dashboard/runs/list.html", page=page, errors=error or {}, args=args,
-                           filters=activity.RUN_FILTERS, sources=source_svc.list_sources(principal),
-                           status=400 if error else 200), 400 if error else 200
+    page, errors = _runs_listed()
+    return render_template("dashboard/runs/list.html", page=page, errors=errors, args=request.args,
+                           filters=activity.RUN_FILTERS,
+                           sources=source_svc.list_sources(current_principal())), 400 if errors else 200
+
+
+@bp.get("/runs/_list")
+def runs_partial():
+    page, errors = _runs_listed()
+    if errors:
+        return render_template("dashboard/runs/_table.html", page=page, errors=errors, args=request.args), 400
+    return _live("dashboard/runs/_table.html", not any(r.active for r in page.items), page=page, errors=errors,
+                 args=request.args)
 
 
 SCHEDULE_FIELDS = ("sync_frequency", "status", "rate_limit.allowed_requests", "rate_limit.interval",
