@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db, utcnow
 from ..models.base import as_utc
@@ -90,7 +90,7 @@ def active_runs(source_ids) -> dict[str, SyncRun]:
 
 
 def last_runs(source_ids) -> dict[str, SyncRun]:
-    """The newest run of each of these sources."""
+    """The newest run of each of these sources (a query each: a page lists a few dozen)."""
     found = {}
     for source_id in sorted({s for s in source_ids if s}):
         run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == source_id)
@@ -227,8 +227,6 @@ class SourceState:
 
 
 def source_states(sources) -> dict[str, SourceState]:
-    from sqlalchemy import func
-
     sources = list(sources)
     ids = [s.id for s in sources]
     running = active_runs(ids)
