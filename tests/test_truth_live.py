@@ -508,3 +508,27 @@ def test_the_runs_page_updates_while_a_listed_run_can_change(signed_in):
     assert part.status_code == STOP_POLLING and "hx-trigger" not in part.get_data(as_text=True)
     assert "Completed" in part.get_data(as_text=True)
     assert client.get("/runs/_list?status=nope", headers={"HX-Request": "true"}).status_code == 400
+
+
+def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
+    """A continuous source whose runs failed was run again every 5 s, a failed run each time."""
+    from datetime import timedelta
+
+    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.services import runs
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency = "continuous"
+    waits = []
+    for _ in range(9):
+        run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, status="failed", error="x",
+                      cursor={}, skip_reasons={}, mode="incremental")
+        runs.record_outcome(source, run)
+        waits.append((as_utc(source.next_run_at) - utcnow()).total_seconds())
+    assert 25 < waits[0] <= 30 and 55 < waits[1] <= 60 and 115 < waits[2] <= 120
+    assert 3590 < waits[-1] <= 3600  # at most hourly
+    runs.record_outcome(source, SyncRun(status="completed", mode="incremental"))
+    assert as_utc(source.next_run_at) <= utcnow() + timedelta(seconds=5)  # back to its schedule

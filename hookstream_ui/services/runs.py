@@ -14,6 +14,8 @@ from ..models.base import as_utc
 
 RUN_TIMEOUT_SECONDS = 24 * 3600
 FAILURES_FOR_ERROR = 3
+FAILURE_BACKOFF = timedelta(seconds=30)
+MAX_FAILURE_BACKOFF = timedelta(hours=1)
 
 
 def active_run(source: SourceConnection) -> SyncRun | None:
@@ -145,6 +147,11 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
         from ..sync.schedule import next_run_after
 
         source.next_run_at = next_run_after(source.sync_frequency, now)
+        if run.status == "failed" and source.consecutive_failures:
+            # A source that keeps failing is tried less and less often (a continuous one
+            # failed every 5 s, a run row each time), up to hourly, until a run succeeds.
+            wait = min(FAILURE_BACKOFF * 2 ** (source.consecutive_failures - 1), MAX_FAILURE_BACKOFF)
+            source.next_run_at = max(source.next_run_at, now + wait)
 
 
 def stale_before(now=None, seconds: int = 30):
