@@ -532,3 +532,16 @@ def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
     assert 3590 < waits[-1] <= 3600  # at most hourly
     runs.record_outcome(source, SyncRun(status="completed", mode="incremental"))
     assert as_utc(source.next_run_at) <= utcnow() + timedelta(seconds=5)  # back to its schedule
+
+
+def test_the_overview_recent_runs_update_while_one_can_change(signed_in):
+    client, token, _ = signed_in
+    files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
+    run_id = _run(files, "running", progress=3)
+    page = client.get("/").get_data(as_text=True)
+    assert 'hx-get="/_recent-runs" hx-trigger="every 2s"' in page
+    db.session.get(SyncRun, run_id).status = "completed"
+    db.session.commit()
+    part = client.get("/_recent-runs", headers={"HX-Request": "true"})
+    assert part.status_code == STOP_POLLING and "hx-trigger" not in part.get_data(as_text=True)
+    assert "Completed" in part.get_data(as_text=True)

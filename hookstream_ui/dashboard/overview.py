@@ -32,6 +32,14 @@ def overview():
                            states=live.collection_states(recent), activity=activity.overview(principal))
 
 
+@bp.get("/_recent-runs")
+def overview_runs_partial():
+    runs = activity.recent_runs(current_principal())
+    final = not any(r.active for r in runs)
+    return render_template("dashboard/_recent_runs.html", runs=runs), \
+        (286 if final and request.headers.get("HX-Request") else 200)
+
+
 @bp.post("/switch-project")
 def switch_project():
     principal = current_principal()

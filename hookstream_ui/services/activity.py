@@ -58,10 +58,15 @@ class Overview:
         return max([n for _, n in self.buckets] + [1])
 
 
+def recent_runs(principal: Principal, limit: int = 5) -> list[SyncRun]:
+    return db.session.scalars(_runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+                              .limit(limit)).all()
+
+
 def overview(principal: Principal) -> Overview:
     now = utcnow()
     since = now - FAILURE_WINDOW
-    recent = db.session.scalars(_runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(5)).all()
+    recent = recent_runs(principal)
     failed = _runs(principal).where(SyncRun.status == "failed", SyncRun.created_at >= since)
     failed_runs = db.session.scalars(failed.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(3)).all()
     failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
