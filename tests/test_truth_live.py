@@ -545,3 +545,34 @@ def test_the_overview_recent_runs_update_while_one_can_change(signed_in):
     part = client.get("/_recent-runs", headers={"HX-Request": "true"})
     assert part.status_code == STOP_POLLING and "hx-trigger" not in part.get_data(as_text=True)
     assert "Completed" in part.get_data(as_text=True)
+
+
+def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
+    from hookstream_ui.models import SourceConnection
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    run_id = _run(sid, "failed", error="secret-ish detail")
+    make_user("stranger@example.com")
+    stranger = app.test_client()
+    stoken = login(stranger, "stranger@example.com")
+    r = stranger.post(f"/sources/{sid}/schedule", data={"csrf_token": stoken, "sync_frequency": "30s", "status": "active"})
+    assert r.status_code == 404
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid).sync_frequency is None
+    for path in ("/runs", "/runs/_list", "/_recent-runs", "/"):
+        body = stranger.get(path).get_data(as_text=True)
+        assert run_id not in body and "secret-ish detail" not in body, path
+    # A viewer of the org reads the schedule but cannot change it.
+    from hookstream_ui.models import User
+
+    owner = db.session.scalar(select(User).where(User.email == "owner@example.com"))
+    make_user("viewer@example.com", org=org_of(owner), role="viewer")
+    viewer = app.test_client()
+    vtoken = login(viewer, "viewer@example.com")
+    page = viewer.get(f"/sources/{sid}").get_data(as_text=True)
+    assert 'id="schedule"' in page and 'id="save-schedule"' not in page
+    r = viewer.post(f"/sources/{sid}/schedule", data={"csrf_token": vtoken, "sync_frequency": "30s", "status": "active"})
+    assert r.status_code == 403
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid).sync_frequency is None
