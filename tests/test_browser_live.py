@@ -42,26 +42,26 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
     polls = []
     page.on("request", lambda req: polls.append(req.url) if "/_live" in req.url or "/_records" in req.url else None)
     page.goto(f"{live_server}/collections/big-rows")
-    expect(page.locator("#title-status")).to_have_text("Active")
+    expect(page.locator("#title-status")).to_have_text("Active", timeout=10_000)
     page.wait_for_timeout(3000)
     assert not [u for u in polls if "/_live" in u], "an idle pull collection polled"
 
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("#backfill-button")
-    expect(page.locator("#title-status")).to_have_text("Syncing")
-    expect(page.locator("#backfill-button")).to_be_disabled()
+    expect(page.locator("#title-status")).to_have_text("Syncing", timeout=10_000)
+    expect(page.locator("#backfill-button")).to_be_disabled(timeout=10_000)
     assert "A run is in progress" in page.locator("#backfill-button").get_attribute("title")
-    expect(page.locator("#action-note")).to_have_text("A run is in progress: wait for it or cancel it first.")
+    expect(page.locator("#action-note")).to_have_text("A run is in progress: wait for it or cancel it first.", timeout=10_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live-backfill-running-1280.png"), full_page=True)
     page.evaluate("window.__sameDocument = true")
     expect(page.locator("#backfill-card")).to_have_attribute("data-backfill", "completed", timeout=90_000)
-    expect(page.locator("#title-status")).to_have_text("Active")
-    expect(page.locator("#backfill-button")).to_be_enabled()
-    expect(page.locator("#action-note")).to_have_count(0)
-    expect(page.locator("[data-record-count]")).to_have_text("10,000")
-    expect(page.locator("#records-table tbody tr")).to_have_count(25)  # reloaded because records changed
-    expect(page.locator("#schema-table")).to_be_visible()  # not "No records yet" any more
+    expect(page.locator("#title-status")).to_have_text("Active", timeout=10_000)
+    expect(page.locator("#backfill-button")).to_be_enabled(timeout=10_000)
+    expect(page.locator("#action-note")).to_have_count(0, timeout=10_000)
+    expect(page.locator("[data-record-count]")).to_have_text("10,000", timeout=10_000)
+    expect(page.locator("#records-table tbody tr")).to_have_count(25, timeout=10_000)  # reloaded because records changed
+    expect(page.locator("#schema-table")).to_be_visible(timeout=10_000)  # not "No records yet" any more
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating in place"
     settled = len(polls)
     page.wait_for_timeout(4500)
@@ -96,7 +96,7 @@ def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browse
     tables = []
     page.on("request", lambda req: tables.append(req.url) if "/_records" in req.url else None)
     page.goto(f"{live_server}/collections/hooked")
-    expect(page.locator("#schema")).to_contain_text("No records yet")
+    expect(page.locator("#schema")).to_contain_text("No records yet", timeout=10_000)
     page.wait_for_timeout(4000)
     assert len(tables) == 1, "the records table polled while nothing changed"
     request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", method="POST",
@@ -105,7 +105,7 @@ def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browse
     assert urllib.request.urlopen(request).status == 200
     # The strip of a webhook that has not heard from its sender lately asks every 5 s.
     expect(page.locator("#records-table tr[data-key=ann]")).to_be_visible(timeout=15_000)
-    expect(page.locator("#schema-table")).to_contain_text("$.plan", timeout=5_000)
+    expect(page.locator("#schema-table")).to_contain_text("$.plan", timeout=10_000)
     context.close()
 
 
@@ -132,28 +132,28 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     page = context.new_page()
     page.set_default_timeout(10_000)
     sign_in(page, live_server, "sched@example.com")
-    expect(page.locator("#failures [data-stat=failed-runs]")).to_have_text("1")
-    expect(page.locator("#overview-failures")).to_contain_text("rows.csv: not UTF-8 text")
-    expect(page.locator("#ingest-rate .spark")).to_have_count(6)
+    expect(page.locator("#failures [data-stat=failed-runs]")).to_have_text("1", timeout=10_000)
+    expect(page.locator("#overview-failures")).to_contain_text("rows.csv: not UTF-8 text", timeout=10_000)
+    expect(page.locator("#ingest-rate .spark")).to_have_count(6, timeout=10_000)
 
     page.click("nav[aria-label=Main] >> text=Runs")
-    expect(page.locator("h1")).to_have_text("Runs")
+    expect(page.locator("h1")).to_have_text("Runs", timeout=10_000)
     page.select_option("#f-status", "completed")
-    expect(page.locator(".empty")).to_contain_text("No runs match")
+    expect(page.locator(".empty")).to_contain_text("No runs match", timeout=10_000)
     page.select_option("#f-status", "failed")
-    expect(page.locator("#runs-table tbody tr")).to_have_count(1)
-    expect(page.locator("#runs-table")).to_contain_text("rows.csv: not UTF-8 text")
+    expect(page.locator("#runs-table tbody tr")).to_have_count(1, timeout=10_000)
+    expect(page.locator("#runs-table")).to_contain_text("rows.csv: not UTF-8 text", timeout=10_000)
 
     page.goto(f"{live_server}/sources/{source_id}")
     page.fill("#f-sync_frequency", "every day")
     page.click("#save-schedule")
-    expect(page.locator("#e-sync_frequency")).to_contain_text("must be continuous or an interval")
-    expect(page.locator("#f-sync_frequency")).to_have_value("every day")
+    expect(page.locator("#e-sync_frequency")).to_contain_text("must be continuous or an interval", timeout=10_000)
+    expect(page.locator("#f-sync_frequency")).to_have_value("every day", timeout=10_000)
     page.fill("#f-sync_frequency", "4h")
     page.click("#save-schedule")
-    expect(page.locator("#schedule-summary")).to_contain_text(re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"))
+    expect(page.locator("#schedule-summary")).to_contain_text(re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"), timeout=10_000)
     page.goto(f"{live_server}/sources")
-    expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text("Failed")
+    expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text("Failed", timeout=10_000)
     for name, path in (("overview", "/"), ("runs", "/runs"), ("source", f"/sources/{source_id}"), ("sources", "/sources")):
         for width in (1280, 390):
             page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
