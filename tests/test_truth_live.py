@@ -576,3 +576,13 @@ def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
     assert r.status_code == 403
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).sync_frequency is None
+
+
+def test_a_run_that_failed_after_its_retries_says_how_many(signed_in):
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    run_id = _run(sid, "failed", error="Host not found: x")
+    db.session.get(SyncRun, run_id).attempt = 4
+    db.session.commit()
+    page = text_of(client.get(f"/runs/{run_id}").get_data(as_text=True))
+    assert "Failed after 4 attempts: Host not found: x" in page and "retrying" not in page.lower()
