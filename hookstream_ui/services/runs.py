@@ -127,16 +127,21 @@ def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
     return rate, eta
 
 
+def mark_reachable(source: SourceConnection) -> None:
+    """A run that read the source has shown it can be reached, whatever an earlier test said
+    (or none: "Pending" while a run read it was not true)."""
+    if source.status != "connected" and source.short_name != "webhook":
+        source.status, source.last_tested_at = "connected", utcnow()
+        source.last_test_message = "Read successfully by a sync run"
+
+
 def record_outcome(source: SourceConnection, run: SyncRun) -> None:
     """Health follows the last runs: healthy, degraded after a failure, error after several."""
     now = utcnow()
     if run.status == "completed":
         source.consecutive_failures = 0
         source.health_status, source.last_error, source.last_success_at = "healthy", None, now
-        if source.status != "connected" and source.short_name != "webhook":
-            # A run that read the source has shown it can be reached, whatever an earlier test said.
-            source.status, source.last_tested_at = "connected", now
-            source.last_test_message = "Read successfully by a sync run"
+        mark_reachable(source)
         if run.mode == "full" and source.initial_backfill_completed_at is None:
             source.initial_backfill_completed_at = now
     elif run.status == "failed":

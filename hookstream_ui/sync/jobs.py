@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import Collection, SyncRun, utcnow
 from ..services import locks, upsert
+from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
 from ..sources.base import ReadContext
@@ -188,6 +189,7 @@ def _execute(run: SyncRun, token: str) -> None:
                 if batch.state is not None:
                     collection.sync_state = batch.state
                 _backfill_progress(collection, run, position)
+                mark_reachable(source)  # it answered: the source is connected, not "Pending"
                 db.session.commit()  # records, counts and checkpoint: one transaction
         _guard(run.id, token)
         removed = upsert.remove_unseen(collection, run.id) if full and kind.short_name != "file" else 0
