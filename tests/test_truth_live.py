@@ -586,3 +586,25 @@ def test_a_run_that_failed_after_its_retries_says_how_many(signed_in):
     db.session.commit()
     page = text_of(client.get(f"/runs/{run_id}").get_data(as_text=True))
     assert "Failed after 4 attempts: Host not found: x" in page and "retrying" not in page.lower()
+
+
+def test_a_source_being_read_is_connected_not_pending(signed_in, pg_source, table, workers):
+    """The source said "Pending" (never tested) all the while a run read it."""
+    from hookstream_ui.models import SourceConnection
+
+    client, token, _ = signed_in
+    creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
+    sid = connect(client, token, "postgresql", name="Big", **creds, **{"config.table": table})
+    new_collection(client, token, "big", sid, stream=table)
+    assert db.session.get(SourceConnection, sid).status == "pending"
+    workers(1, SYNC_BATCH_SIZE="100")
+    r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
+    run_id = r.location.rsplit("/", 1)[-1]
+    while db.session.get(SyncRun, run_id).progress < 300:
+        time.sleep(0.02)
+        db.session.expire_all()
+    assert db.session.get(SyncRun, run_id).status == "running"
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert 'class="badge badge-src-connected">Connected</span>' in page and ">Running</a>" in page
+    client.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
+    wait_for(run_id, timeout=15)
