@@ -125,3 +125,11 @@ document.addEventListener("htmx:afterSwap", (e) => {
   });
   form.querySelector("[aria-invalid=true]")?.focus();
 });
+
+// live (issue 19): the overview's sparkline bars take their height from data-height, as
+// progress bars take their width (no inline style attributes under the CSP).
+function applyHeights() {
+  document.querySelectorAll("[data-height]").forEach((bar) => { bar.style.height = `${bar.dataset.height}%`; });
+}
+document.addEventListener("DOMContentLoaded", applyHeights);
+document.addEventListener("htmx:afterSwap", applyHeights);

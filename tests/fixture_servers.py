@@ -176,6 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if url.path == "/unavailable":  # a server having a bad minute
             return self._json(503, {"message": "try again later"})
+        if url.path == "/latin1":  # JSON-looking bytes that are not UTF-8
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            return self.wfile.write(b'{"data": [{"id": 1, "name": "Jos\xe9"}]}')
         if url.path == "/html":
             self.send_response(200)
             self.send_header("Content-Type", "text/html")

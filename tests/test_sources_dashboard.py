@@ -159,7 +159,7 @@ def test_records_browser_events_pages_and_test_event(signed_in):
     page = client.get(r.location).get_data(as_text=True)
     assert "applied" in page and "inserted" in page and "Hello from hookstream" in page and "verified" in page
     table = client.get("/collections/inbox/_records", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert 'hx-trigger="every 2s"' in table and "test.event" in table and 'data-key="test_' in table
+    assert 'hx-trigger="records-changed from:body"' in table and "test.event" in table and 'data-key="test_' in table
     key = table.split('data-key="', 1)[1].split('"', 1)[0]
     detail = client.get(f"/collections/inbox/records/{key}").get_data(as_text=True)
     assert "Hello from hookstream" in detail and "/events/evt_" in detail  # with its history

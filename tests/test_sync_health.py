@@ -7,6 +7,7 @@ import pytest
 
 from hookstream_ui.auth.principal import Principal
 from hookstream_ui.models import SyncRun, db, utcnow
+from hookstream_ui.services import collections as collection_svc
 from hookstream_ui.services import runs
 from hookstream_ui.services import sources as source_svc
 from hookstream_ui.sync.schedule import parse_frequency
@@ -18,8 +19,12 @@ def source(ctx):
     user = make_user("owner@example.com")
     org = org_of(user)
     principal = Principal(org=org, env=production(org), role="owner", user=user)
-    return source_svc.create_source(principal, {"sourceShortName": "stripe", "name": "S",
-                                                "credentials": {"secret_key": "sk_test_x"}})
+    source = source_svc.create_source(principal, {"sourceShortName": "stripe", "name": "S",
+                                                  "credentials": {"secret_key": "sk_test_x"}})
+    # A run needs a collection to read into (it is refused without one).
+    collection_svc.create_collection(principal, {"name": "Customers", "source_id": source.id, "stream": "customer",
+                                                 "primary_key_path": "$.id"})
+    return source
 
 
 def finish(source, status, error=None):

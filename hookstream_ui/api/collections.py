@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from ..services import collections as svc
+from ..services import live
 from . import schemas, v1
 from .openapi import endpoint, json_body
 from .serializers import collection_json
@@ -34,14 +35,16 @@ def list_collections(principal):
         principal, cursor=args.get("cursor"), limit=args.get("limit"),
         status=args.get("status"), source_id=args.get("source_id"), search=args.get("search"),
     )
-    return jsonify(collections=[collection_json(c) for c in page.items], cursor=page.cursor,
+    states = live.collection_states(page.items)  # the status every page shows
+    return jsonify(collections=[collection_json(c, states[c.id].status) for c in page.items], cursor=page.cursor,
                    has_more=page.has_more)
 
 
 @endpoint(v1, "/collections/<ident>", "GET", summary="Get a collection by id or slug", tag=TAG,
           responses={200: schemas.CollectionEnvelope, 404: schemas.Error})
 def get_collection(principal, ident):
-    return jsonify(collection=collection_json(svc.get_collection_or_404(principal, ident)))
+    collection = svc.get_collection_or_404(principal, ident)
+    return jsonify(collection=collection_json(collection, live.collection_state(collection).status))
 
 
 @endpoint(v1, "/collections/<ident>", "PATCH", summary="Change a collection", tag=TAG,

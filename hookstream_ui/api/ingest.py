@@ -87,7 +87,7 @@ def event_json(e, full: bool = False) -> dict:
         "verification": e.verification, "verification_error": e.verification_error, "duplicate": e.duplicate,
         "duplicate_of": e.duplicate_of, "dedup_key": e.dedup_key, "content_type": e.content_type, "size": e.size,
         "source_ip": e.source_ip, "received_at": isoformat(e.received_at), "error": e.error,
-        "outcomes": dict(e.outcomes or {}),
+        "outcomes": dict(e.outcomes or {}), "event_type": e.event_type, "sender_event_id": e.sender_event_id,
     }
     if full:
         data.update(headers=dict(e.headers or {}), query=dict(e.query or {}), body=e.body,

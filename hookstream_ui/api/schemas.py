@@ -390,6 +390,8 @@ class EventSummary(Strict):
     received_at: str
     error: str | None
     outcomes: dict
+    event_type: str | None  # the sender's name for what happened, when the delivery says
+    sender_event_id: str | None  # the sender's own id for the delivery, when it gives one
 
 
 class EventDetail(EventSummary):

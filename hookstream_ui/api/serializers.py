@@ -4,7 +4,8 @@ from __future__ import annotations
 from ..models import ApiKey, Collection, isoformat
 
 
-def collection_json(c: Collection) -> dict:
+def collection_json(c: Collection, status: str | None = None) -> dict:
+    """`status`: the collection's status as services/live.py reads it, where the caller has it."""
     return {
         "id": c.id, "org_id": c.org_id, "env_id": c.env_id, "name": c.name,
         "slug": c.slug, "readable_id": c.slug,
@@ -12,7 +13,7 @@ def collection_json(c: Collection) -> dict:
         "stream": c.stream, "primary_key_path": c.primary_key_path,
         "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
         "delete_event_types": list(c.delete_event_types or []),
-        "description": c.description, "status": c.status, "record_count": c.record_count or 0,
+        "description": c.description, "status": status or c.status, "record_count": c.record_count or 0,
         "search_index": c.search_index,
         "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,

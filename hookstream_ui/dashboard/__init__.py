@@ -8,6 +8,8 @@ from ..auth import current_principal
 from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..auth.principal import no_org_message
 from ..models import STATUSES
+from ..services import live
+from ..services import records as record_svc
 from ..services import team as team_svc
 
 bp = Blueprint("dashboard", __name__)
@@ -28,7 +30,9 @@ def _signed_in():
 def _layout_context():
     principal = g.get("principal") if current_user.is_authenticated else None
     orgs = team_svc.orgs_of(current_user) if principal is not None and principal.user is not None else []
-    return {"principal": principal, "collection_statuses": STATUSES, "user_orgs": orgs}
+    return {"principal": principal, "collection_statuses": STATUSES, "user_orgs": orgs,
+            "change_mark": live.change_mark, "run_label": live.run_label, "retry_at": live.retry_at,
+            "seconds_from_now": live.seconds_from_now, "event_outcome": record_svc.event_outcome}
 
 
 from . import collections, overview, records, runs, settings, sources, team  # noqa: E402,F401

@@ -9,7 +9,7 @@ from ..errors import ValidationFailed
 from ..forms import FormState
 from ..models import SourceConnection, db
 from ..services import collections as svc
-from ..services import links
+from ..services import links, live
 from . import bp
 
 FIELDS = ("name", "slug", "source_id", "stream", "primary_key_path", "timestamp_path",
@@ -55,6 +55,7 @@ def collections_list():
     q, status = request.args.get("q", ""), request.args.get("status", "")
     state = {k: v for k, v in (("q", q), ("status", status)) if v}
     return render_template("dashboard/collections/list.html", page=page, q=q, status=status,
+                           states=live.collection_states(page.items),
                            pages=pages(request.args, page.cursor if page.has_more else None, state))
 
 
@@ -99,17 +100,14 @@ def key_preview():
 
 @bp.get("/collections/<ident>")
 def collection_detail(ident):
-    from ..services.runs import active_run
-
     from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns
 
     collection = svc.get_collection_or_404(current_principal(), ident)
-    running = active_run(collection.source) if collection.source else None
     # The records browser's state comes from the URL: a reload or a shared link shows it again.
     shown = chosen_columns(request.args) or _columns(collection)
     choices = [f["path"] for f in _column_fields(collection)[:COLUMN_CHOICES]]
-    return render_template("dashboard/collections/detail.html", collection=collection, active_run=running,
-                           args=request.args, shown_columns=shown,
+    return render_template("dashboard/collections/detail.html", collection=collection,
+                           state=live.collection_state(collection), args=request.args, shown_columns=shown,
                            api_url=links.public(f"/v1/collections/{collection.slug}"),
                            column_choices=choices + [c for c in shown if c not in choices])
 

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from ..auth import current_principal
 from ..models import Collection, Environment, SourceConnection, db
+from ..services import activity, live
 from ..services.collections import scoped_collections
 from . import bp
 
@@ -27,7 +28,16 @@ def overview():
     recent = db.session.scalars(
         scoped_collections(principal).order_by(Collection.updated_at.desc()).limit(5)
     ).all()
-    return render_template("dashboard/overview.html", counts=counts, recent=recent)
+    return render_template("dashboard/overview.html", counts=counts, recent=recent,
+                           states=live.collection_states(recent), activity=activity.overview(principal))
+
+
+@bp.get("/_recent-runs")
+def overview_runs_partial():
+    runs = activity.recent_runs(current_principal())
+    final = not any(r.active for r in runs)
+    return render_template("dashboard/_recent_runs.html", runs=runs), \
+        (286 if final and request.headers.get("HX-Request") else 200)
 
 
 @bp.post("/switch-project")

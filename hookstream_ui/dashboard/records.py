@@ -14,6 +14,7 @@ from ..services import ingest as ingest_svc
 from ..services import records as record_svc
 from ..services import sources as source_svc
 from ..services.signatures import sign
+from ..sources.base import source_type
 from . import bp
 
 PREVIEW_COLUMNS = 4
@@ -136,12 +137,19 @@ def events_partial():
     page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
                                   status=args.get("status") or None, cursor=args.get("cursor") or None,
                                   limit=10 if args.get("recent") else 30)
-    live = not args.get("cursor")
-    response = make_response(render_template(
+    sources = source_svc.list_sources(principal)
+    # New events come only to sources that are pushed to: with none of those shown, nothing
+    # can change, and the poll stops (286).
+    listening = any(not getattr(source_type(s.short_name), "pull", True)
+                    and args.get("source_id") in (None, "", s.id) for s in sources)
+    live = not args.get("cursor") and listening
+    body = render_template(
         "dashboard/events/_table.html", page=page, live=live, args=args,
         state=(state := {k: args.get(k) for k in ("source_id", "status") if args.get(k)}),
         pages=pages(args, page.cursor if page.has_more else None, state),
-        names={s.id: s.name for s in source_svc.list_sources(principal)}))
+        names={s.id: s.name for s in sources})
+    response = make_response(body, 286 if not live and not args.get("cursor") and request.headers.get("HX-Request")
+                             else 200)
     return response if args.get("recent") else push_url(response, "dashboard.events_page", args)
 
 

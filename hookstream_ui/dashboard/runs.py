@@ -2,11 +2,13 @@
 can still change; the final partial drops its trigger and answers 286, which stops htmx."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, make_response, redirect, render_template, request, url_for
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
+from ..models import db
 from ..services import collections as collection_svc
+from ..services import live
 from ..services import runs as svc
 from ..services import sources as source_svc
 from . import bp
@@ -24,7 +26,8 @@ def _start(source, back: str):
     except ValidationFailed as exc:
         flash(exc.message, "error")
         return redirect(back)
-    flash("Sync started.", "success")
+    # No flash: the run page says what the run is doing, live; a "started" note would stay
+    # on it after the run ended.
     return redirect(url_for("dashboard.run_detail", run_id=run.id))
 
 
@@ -34,6 +37,66 @@ def source_run(source_id):
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
     return _start(source, url_for("dashboard.source_detail", source_id=source.id))
+
+
+def _runs_listed():
+    from ..services import activity
+
+    args = request.args
+    try:
+        return activity.list_runs(current_principal(), status=args.get("status") or None,
+                                  source_id=args.get("source_id") or None, cursor=args.get("cursor") or None), {}
+    except ValidationFailed as exc:
+        return activity.Page([], None, False), exc.errors
+
+
+@bp.get("/runs")
+def runs_page():
+    """Runs across the project's sources, by status (failures first among the filters)."""
+    from ..services import activity
+
+    page, errors = _runs_listed()
+    return render_template("dashboard/runs/list.html", page=page, errors=errors, args=request.args,
+                           filters=activity.RUN_FILTERS,
+                           sources=source_svc.list_sources(current_principal())), 400 if errors else 200
+
+
+@bp.get("/runs/_list")
+def runs_partial():
+    page, errors = _runs_listed()
+    if errors:
+        return render_template("dashboard/runs/_table.html", page=page, errors=errors, args=request.args), 400
+    return _live("dashboard/runs/_table.html", not any(r.active for r in page.items), page=page, errors=errors,
+                 args=request.args)
+
+
+SCHEDULE_FIELDS = ("sync_frequency", "status", "rate_limit.allowed_requests", "rate_limit.interval",
+                   "rate_limit.max_concurrent_requests")
+
+
+@bp.post("/sources/<source_id>/schedule")
+def source_schedule(source_id):
+    """The schedule and rate limit, through the same service (and checks) as PATCH /v1/syncs."""
+    from ..forms import FormState
+    from ..services import syncs as sync_svc
+    from .sources import detail_page
+
+    principal = current_principal()
+    require_role(principal, "member")
+    source = sync_svc.get_sync_or_404(principal, source_id)
+    form = FormState.from_request(*SCHEDULE_FIELDS)
+    values = {k: v.strip() for k, v in form.values.items()}
+    limit = {k: values[f"rate_limit.{k}"] for k in ("allowed_requests", "interval", "max_concurrent_requests")
+             if values[f"rate_limit.{k}"]}
+    payload = {"sync_frequency": values["sync_frequency"] or None, "status": values["status"] or None,
+               "rate_limit": limit or None}
+    try:
+        sync_svc.update_sync(principal, source, payload)
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return detail_page(source, form.fail(exc), 400)
+    flash("Schedule saved.", "success")
+    return redirect(url_for("dashboard.source_detail", source_id=source.id) + "#schedule")
 
 
 @bp.post("/collections/<ident>/run")
@@ -57,8 +120,7 @@ def collection_backfill(ident):
     require_role(principal, "member")
     collection = collection_svc.get_collection_or_404(principal, ident)
     try:
-        start_backfill(collection)
-        flash("Backfill started: progress shows below.", "success")
+        start_backfill(collection)  # the live strip shows it, and its end (no flash that outlives it)
     except ValidationFailed as exc:
         flash(exc.message, "error")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
@@ -69,7 +131,8 @@ def source_runs_partial(source_id):
     principal = current_principal()
     source = source_svc.get_source_or_404(principal, source_id)
     runs = svc.runs_of(source, 20)
-    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source)
+    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source,
+                 state=live.source_state(source))
 
 
 @bp.get("/runs/<run_id>")
@@ -93,18 +156,22 @@ def run_cancel(run_id):
     principal = current_principal()
     require_role(principal, "member")
     run = svc.cancel_run(svc.scoped_run_or_404(principal, run_id))
-    flash("Cancelling: the run stops after its current batch." if run.status == "cancelling" else "Run cancelled.",
-          "info")
+    # The run's status card says cancelling, then cancelled, as it happens.
     return redirect(url_for("dashboard.run_detail", run_id=run.id))
 
 
 @bp.get("/collections/<ident>/_live")
 def collection_live_partial(ident):
+    """The live strip: polls while something can change (a run, a backfill, a webhook's
+    deliveries) and answers 286 once nothing can. When the records count or the last sync
+    moved since the page's last look, it tells the records table and the schema to reload
+    (they do not poll themselves)."""
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
-    active = svc.active_run(collection.source) if collection.source else None
-    # A webhook's collection can change at any moment: it stays live; a pull source's
-    # collection is live while a run is.
-    live = (active is not None or collection.backfill_status in ("pending", "running")
-            or (collection.source is not None and collection.source.short_name == "webhook"))
-    return _live("dashboard/collections/_live.html", not live, collection=collection, active_run=active,
-                 live=live)
+    state = live.collection_state(collection)
+    body, status = _live("dashboard/collections/_live.html", not state.live, collection=collection, state=state,
+                         oob=True)
+    response = make_response(body, status)
+    seen = request.args.get("seen")
+    if seen is not None and seen != live.change_mark(collection):
+        response.headers["HX-Trigger"] = "records-changed"
+    return response

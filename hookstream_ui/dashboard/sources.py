@@ -8,6 +8,7 @@ from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..extensions import csrf
 from ..forms import FormState, sentence
+from ..services import live
 from ..services import sources as svc
 from ..sources import MASK, REGISTRY, source_type_or_404
 from . import bp
@@ -67,8 +68,9 @@ def _defaults(kind) -> FormState:
 @bp.get("/sources")
 def sources_list():
     principal = current_principal()
-    return render_template("dashboard/sources/list.html", sources=svc.list_sources(principal),
-                           types=REGISTRY, bound=svc.bound_collections)
+    sources = svc.list_sources(principal)
+    return render_template("dashboard/sources/list.html", sources=sources, states=live.source_states(sources),
+                           types=REGISTRY)
 
 
 @bp.get("/sources/catalog")
@@ -116,13 +118,27 @@ def source_test_form(short_name):
 @bp.get("/sources/<source_id>")
 def source_detail(source_id):
     principal = current_principal()
-    source = svc.get_source_or_404(principal, source_id)
+    return detail_page(svc.get_source_or_404(principal, source_id))
+
+
+def schedule_form(source) -> FormState:
+    limit = source.rate_limit or {}
+    return FormState({"sync_frequency": source.sync_frequency or "", "status": source.sync_status or "active",
+                      **{f"rate_limit.{k}": "" if limit.get(k) is None else str(limit[k])
+                         for k in ("allowed_requests", "interval", "max_concurrent_requests")}})
+
+
+def detail_page(source, schedule: FormState | None = None, status: int = 200):
+    """The source's page; `schedule` is the schedule form as typed when it was refused."""
     from ..services.runs import runs_of
 
+    collections = svc.bound_collections(source)
     return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source), runs=runs_of(source, 20),
-                           credentials=svc.masked_credentials(source), collections=svc.bound_collections(source),
+                           credentials=svc.masked_credentials(source), collections=collections,
+                           collection_states=live.collection_states(collections), state=live.source_state(source),
+                           schedule=schedule or schedule_form(source),
                            ingest_url=svc.ingest_url(source), ingest_command=svc.ingest_command(source),
-                           file_count=svc.count_files(source))
+                           file_count=svc.count_files(source)), status
 
 
 @bp.post("/sources/<source_id>/test")

@@ -48,6 +48,9 @@ class Event(Timestamps, db.Model):
     status: Mapped[str] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     outcomes: Mapped[dict] = mapped_column(JSON, default=dict)
+    # What the sender called it (services/ingest.sender_facts); None when it did not say.
+    event_type: Mapped[str | None] = mapped_column(String(200))
+    sender_event_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class DedupClaim(db.Model):

@@ -85,6 +85,41 @@ def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
+# Where common senders name a delivery and its kind: Standard Webhooks, GitHub, Shopify, and
+# the generic ones. A body's own `type` and `id` count only together (an event envelope,
+# as Stripe's): a bare record's `id` is the record's, not the delivery's.
+SENDER_ID_HEADERS = ("webhook-id", "X-GitHub-Delivery", "X-Shopify-Webhook-Id", "Idempotency-Key", "X-Event-Id")
+EVENT_TYPE_HEADERS = ("X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type", "webhook-event-type")
+BODY_TYPE_KEYS = ("type", "event_type", "event")
+
+
+def _short(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    text = upsert.storable(str(value)).strip()[:200]
+    return text or None
+
+
+def sender_facts(source: SourceConnection, headers, document) -> tuple[str | None, str | None]:
+    """(event type, the sender's id for this delivery), as far as the delivery says. The
+    source's own dedup key, when it names one, is the sender's id by the user's word."""
+    body = document if isinstance(document, dict) else {}
+    kind = next((_short(headers[n]) for n in EVENT_TYPE_HEADERS if headers.get(n)), None)
+    if kind is None:
+        kind = next((_short(body[k]) for k in BODY_TYPE_KEYS if _short(body.get(k))), None)
+    configured = ((source.config or {}).get("dedup_key") or "").strip()
+    sender_id = None
+    if configured.startswith("$"):
+        sender_id = _short(_body_value(configured, document))
+    elif configured:
+        sender_id = _short(headers.get(configured))
+    if sender_id is None:
+        sender_id = next((_short(headers[n]) for n in SENDER_ID_HEADERS if headers.get(n)), None)
+    if sender_id is None and kind is not None and any(_short(body.get(k)) for k in BODY_TYPE_KEYS):
+        sender_id = _short(body.get("id"))
+    return kind, sender_id
+
+
 def _stored_body(body: bytes) -> tuple[str, str]:
     # NUL is valid UTF-8, but PostgreSQL cannot store it in text.
     if b"\x00" not in body:
@@ -136,7 +171,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
            "size": len(body),
            "source_ip": source_ip, "received_at": utcnow(), "verification": None, "verification_error": None,
            "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
-           "outcomes": {}}
+           "outcomes": {}, "event_type": None, "sender_event_id": None}
     document = None
     try:
         row["verification"] = verify(_credentials(source), body, headers)
@@ -152,6 +187,7 @@ def receive(source: SourceConnection, *, method: str, headers, query: dict, body
         document, not_applied = None, f"the body {exc}, so it was stored but not applied"
     except ValueError:  # UnicodeDecodeError too
         document = None
+    row["event_type"], row["sender_event_id"] = sender_facts(source, headers, document)
     key = _dedup_key(source, headers, body, document)
     row["dedup_key"] = upsert.storable(key)[:200]
     window = int((source.config or {}).get("dedup_window_seconds") or 0)

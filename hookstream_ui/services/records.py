@@ -207,6 +207,27 @@ def list_events(principal: Principal, *, source_id=None, status=None, verificati
     return paginate(query, Event, cursor, limit, by="received_at")
 
 
+NOT_APPLIED = {"not_json": "not JSON", "duplicate": "duplicate", "rejected": "rejected", "failed": "failed"}
+
+
+def event_outcome(event: Event) -> tuple[str, str | None]:
+    """What became of an event, in a word and a reason: its status says it was received and
+    handed to its collections (`applied`), its outcomes say what each did with it. An event
+    every collection skipped ("no usable key at $.id") was listed as applied."""
+    if event.status != "applied":
+        return NOT_APPLIED.get(event.status, event.status), event.error
+    outcomes = list((event.outcomes or {}).values())
+    if not outcomes:
+        return "stored", "no collection is bound to its source"
+    skipped = [o for o in outcomes if o.get("result") == "skipped"]
+    reason = next((o.get("reason") for o in skipped if o.get("reason")), None)
+    if len(skipped) == len(outcomes):
+        return "skipped", reason
+    if skipped:
+        return "partly applied", f"{len(skipped)} of {len(outcomes)} collections skipped it: {reason}"
+    return "applied", None
+
+
 # ASCII without letters: characters every casing of a text spells alike.
 _CASELESS_RUN = re.compile(r"[\x20-\x40\x5b-\x60\x7b-\x7e]{3,}")
 

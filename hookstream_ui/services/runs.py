@@ -11,9 +11,12 @@ from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ACTIVE_STATUSES, SourceConnection, SyncRun, db, utcnow
 from ..models.base import as_utc
+from ..sources.base import source_type
 
 RUN_TIMEOUT_SECONDS = 24 * 3600
 FAILURES_FOR_ERROR = 3
+FAILURE_BACKOFF = timedelta(seconds=30)
+MAX_FAILURE_BACKOFF = timedelta(hours=1)
 
 
 def active_run(source: SourceConnection) -> SyncRun | None:
@@ -37,6 +40,13 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
     if not source_type(source.short_name).pull:
         raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
                                code="not_runnable")
+    from .sources import bound_collections
+
+    if not bound_collections(source):
+        # Refused here, not failed later: a run with nothing to read into could only fail.
+        raise ValidationFailed({"source": "no collection is bound to this source"}, status=409,
+                               code="needs_collection",
+                               message="No collection is bound to this source: create one from the source's page first")
     ensure_idle(source)
     if full is None:
         # The first run of a source is its backfill; later ones are incremental.
@@ -88,6 +98,7 @@ def cancel_run(run: SyncRun) -> SyncRun:
     was = run.status
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
+        settle_collections(run)
     elif run.status == "running":
         run.status = "cancelling"
     if run.status != was:
@@ -95,6 +106,27 @@ def cancel_run(run: SyncRun) -> SyncRun:
                    details={"source_id": run.source_id, "status": {"from": was, "to": run.status}})
     db.session.commit()
     return run
+
+
+def settle_collections(run: SyncRun) -> None:
+    """A run has ended (completed, failed or cancelled, wherever that was decided): each of
+    its source's collections says so, its status and the backfill a full read is. Every path
+    that ends a run comes here; one that did not left "Backfill · running" for ever."""
+    from .sources import bound_collections
+
+    now = utcnow()
+    for collection in bound_collections(run.source):
+        if collection.status in ("SYNCING", "ERROR"):
+            collection.status = "ERROR" if run.status == "failed" else "ACTIVE"
+        if run.mode != "full":
+            continue
+        if run.status == "completed":
+            collection.backfill_status, collection.backfill_completed_at = "completed", now
+            collection.backfill_error = None
+        elif run.status == "failed":
+            collection.backfill_status, collection.backfill_error = "failed", run.error
+        elif run.status == "cancelled" and collection.backfill_status in ("pending", "running"):
+            collection.backfill_status = "cancelled"
 
 
 def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
@@ -116,16 +148,21 @@ def record_failed_attempt(source: SourceConnection, message: str) -> None:
         source.health_status = "degraded"
 
 
+def mark_reachable(source: SourceConnection) -> None:
+    """A run that read the source has shown it can be reached, whatever an earlier test said
+    (or none: "Pending" while a run read it was not true)."""
+    if source.status != "connected" and getattr(source_type(source.short_name), "pull", False):
+        source.status, source.last_tested_at = "connected", utcnow()
+        source.last_test_message = "Read successfully by a sync run"
+
+
 def record_outcome(source: SourceConnection, run: SyncRun) -> None:
     """Health follows the last runs: healthy, degraded after a failure, error after several."""
     now = utcnow()
     if run.status == "completed":
         source.consecutive_failures = 0
         source.health_status, source.last_error, source.last_success_at = "healthy", None, now
-        if source.status != "connected" and source.short_name != "webhook":
-            # A run that read the source has shown it can be reached, whatever an earlier test said.
-            source.status, source.last_tested_at = "connected", now
-            source.last_test_message = "Read successfully by a sync run"
+        mark_reachable(source)
         if run.mode == "full" and source.initial_backfill_completed_at is None:
             source.initial_backfill_completed_at = now
     elif run.status == "failed":
@@ -136,6 +173,11 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
         from ..sync.schedule import next_run_after
 
         source.next_run_at = next_run_after(source.sync_frequency, now)
+        if run.status == "failed" and source.consecutive_failures:
+            # A source that keeps failing is tried less and less often (a continuous one
+            # failed every 5 s, a run row each time), up to hourly, until a run succeeds.
+            wait = min(FAILURE_BACKOFF * 2 ** (source.consecutive_failures - 1), MAX_FAILURE_BACKOFF)
+            source.next_run_at = max(source.next_run_at, now + wait)
 
 
 def stale_before(now=None, seconds: int = 30):

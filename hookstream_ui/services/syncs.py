@@ -221,6 +221,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
 
 
 def update_sync(principal: Principal, source: SourceConnection, payload) -> SourceConnection:
+    """PATCH /v1/syncs/<id>, and the schedule form on a source's page."""
     data: SyncUpdate = validated(SyncUpdate, payload)
     given = data.model_fields_set
     if data.credential is not None and data.credential_id:
@@ -241,6 +242,12 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
         _bind(principal, source, data.collection_ids)
     if "rate_limit" in given:
         source.rate_limit = data.rate_limit.model_dump() if data.rate_limit else None
+    if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
+        # The next run follows the new schedule (it kept the old one's time: 24h changed to
+        # 15m still waited a day), counted from now; none without a schedule.
+        from ..sync.schedule import next_run_after
+
+        source.next_run_at = next_run_after(data.sync_frequency, utcnow()) if data.sync_frequency else None
     for field in ("stream_id", "max_age_days", "sync_frequency", "external_id"):
         if field in given:
             setattr(source, field, getattr(data, field))
@@ -248,7 +255,7 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
         source.sync_metadata = data.metadata
     if "status" in given and data.status:
         source.sync_status = data.status
-        if data.status == "active" and source.next_run_at is None:
+        if data.status == "active" and source.next_run_at is None and source.sync_frequency:
             source.next_run_at = utcnow()
     db.session.commit()
     return source

@@ -76,13 +76,18 @@ def json_of(response: httpx.Response):
 
 def answer_json(response: httpx.Response, url: str, speaker: str):
     """The answer's JSON, or a SourceError saying what `speaker` ("The API", "Stripe") sent
-    instead; one nested too deep will be the same next time, so it is not retried."""
+    instead. A successful answer that is not JSON (not UTF-8, not JSON, nested too deep) is
+    what this endpoint answers, and will be the same next time: none is retried. (An error
+    status is judged before this, by may_pass.)"""
     try:
         return json_of(response)
     except documents.Refused as exc:
         raise SourceError(f"{speaker}'s answer for {shown(url)} {exc}", retry=False) from None
+    except UnicodeDecodeError:
+        raise SourceError(f"{speaker}'s answer for {shown(url)} is not UTF-8 text, so it is not JSON",
+                          retry=False) from None
     except ValueError:
-        raise SourceError(f"{speaker} did not answer JSON for {shown(url)}") from None
+        raise SourceError(f"{speaker} did not answer JSON for {shown(url)}", retry=False) from None
 
 
 def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.Response | None:

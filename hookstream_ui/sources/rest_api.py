@@ -204,7 +204,7 @@ class RestApi(SourceType):
             return []
         if not isinstance(records, list):
             raise SourceError(f"{records_path} is not a list of records in the response from "
-                              f"{http.shown(target)}")
+                              f"{http.shown(target)}", retry=False)  # the answer's shape: the records path is wrong
         return records
 
     def _get(self, url, params, creds, missing_is_end=False):

@@ -174,7 +174,7 @@ def _list_page(response, url: str) -> dict:
     """A 200 answer as the list object every endpoint read here answers with."""
     page = http.answer_json(response, url, "Stripe")
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object")
+        raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object", retry=False)
     return page
 
 

@@ -8,7 +8,6 @@ an event applied twice leaves the same record.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
@@ -18,6 +17,7 @@ from ..extensions import db
 from ..models import Collection, Event, utcnow
 from ..models.base import as_utc
 from ..services import audit, documents, upsert
+from ..services.live import replay_is_stale
 from .worker import enqueue_or_leave, queue
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,17 @@ def start_backfill(collection: Collection):
     if source_type(collection.source.short_name).pull:
         runs.start_run(collection.source, trigger="backfill", full=True)
         db.session.refresh(collection)
+        # Pending until the run's first batch says running: the card shows the read asked for,
+        # not the end of the last one.
+        collection.backfill_status, collection.backfill_error = "pending", None
+        collection.backfill_progress, collection.backfill_total = 0, None
+        collection.backfill_started_at, collection.backfill_completed_at = None, None
+        db.session.commit()
         return collection
-    stale = timedelta(seconds=current_app.config.get("BACKFILL_STALE_SECONDS", 30))
-    if collection.backfill_status in ("pending", "running") and as_utc(collection.updated_at) > utcnow() - stale:
+    if collection.backfill_status in ("pending", "running") and not replay_is_stale(collection):
         raise ValidationFailed({"backfill": "a backfill is already running"}, status=409, code="backfill_in_progress",
                                message="A backfill is already running for this collection")
-    if collection.backfill_status == "completed" or collection.backfill_status is None:
+    if collection.backfill_status in ("completed", "cancelled") or collection.backfill_status is None:
         collection.backfill_cursor, collection.backfill_progress = None, 0
         collection.backfill_started_at, collection.backfill_completed_at = None, None
     collection.backfill_status, collection.backfill_error = "pending", None

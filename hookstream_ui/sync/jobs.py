@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..models import Collection, SyncRun, utcnow
 from ..services import locks, upsert
+from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
 from ..sources.base import ReadContext
@@ -188,6 +189,7 @@ def _execute(run: SyncRun, token: str) -> None:
                 if batch.state is not None:
                     collection.sync_state = batch.state
                 _backfill_progress(collection, run, position)
+                mark_reachable(source)  # it answered: the source is connected, not "Pending"
                 db.session.commit()  # records, counts and checkpoint: one transaction
         _guard(run.id, token)
         removed = upsert.remove_unseen(collection, run.id) if full and kind.short_name != "file" else 0
@@ -241,17 +243,14 @@ def _backfill_progress(collection: Collection, run: SyncRun, position: dict) -> 
 def _finish(run: SyncRun, status: str) -> None:
     """The run's final state, decided on its row as it is now: a cancel asked for meanwhile
     wins over completing."""
-    from ..services.runs import record_outcome
+    from ..services.runs import record_outcome, settle_collections
 
     run = locks.for_update(SyncRun, run.id)
     if run.status == "cancelling":
         status = "cancelled"
     run.status, run.finished_at = status, utcnow()
     source = run.source
-    for collection in bound_collections(source):
-        collection.status = "ACTIVE" if collection.status in ("SYNCING", "ERROR") else collection.status
-        if run.mode == "full" and status == "completed":
-            collection.backfill_status, collection.backfill_completed_at = "completed", utcnow()
+    settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
 
@@ -260,7 +259,7 @@ def _fail(run_id: str, exc: Exception) -> str:
     """Retry, or give up; decided on the run's row as it is now. A run being cancelled is
     cancelled: a failure (a request that timed out while the cancel waited) never sends it
     back to pending."""
-    from ..services.runs import record_failed_attempt, record_outcome
+    from ..services.runs import record_failed_attempt, record_outcome, settle_collections
 
     run = locks.for_update(SyncRun, run_id)
     if run.status in ("cancelling", "cancelled"):
@@ -281,10 +280,7 @@ def _fail(run_id: str, exc: Exception) -> str:
         enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
         return "failed"
     run.status, run.finished_at = "failed", utcnow()
-    for collection in bound_collections(source):
-        collection.status = "ERROR"
-        if run.mode == "full":
-            collection.backfill_status, collection.backfill_error = "failed", message
+    settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
     return "failed"

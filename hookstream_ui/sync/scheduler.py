@@ -45,6 +45,7 @@ def resume_stale(now=None) -> list[str]:
     for run in stale:
         if run.status == "cancelling":
             run.status, run.finished_at = "cancelled", now
+            runs.settle_collections(run)
             continue
         run.status, run.claim_token, run.heartbeat_at = "pending", secrets.token_hex(8), now
         resumed.append(run)
@@ -83,13 +84,15 @@ def requeue_lost_indexing() -> list[str]:
 
 
 def requeue_lost_backfills(now=None) -> list[str]:
-    """Webhook collections whose replay is pending with no job (Redis was down when it was
-    asked for, or was flushed): the replay goes on the queue."""
+    """Webhook collections whose replay is pending or running with no job waiting or running
+    (Redis was down when it was asked for, or was flushed, or its worker died mid-replay):
+    the replay goes on the queue, and resumes from its cursor. A dead worker's replay said
+    "running" for ever."""
     from .backfill import REPLAY_JOB, enqueue_replay
 
     now = now or utcnow()
     pending = db.session.scalars(select(Collection.id).where(
-        Collection.backfill_status == "pending",
+        Collection.backfill_status.in_(("pending", "running")),
         Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
     lost = [c for c in pending if not _waiting_or_running(f"{REPLAY_JOB}{c}")]
     for collection_id in lost:
@@ -120,6 +123,11 @@ def enqueue_due(now=None) -> list[str]:
         try:
             run = runs.start_run(source, trigger="schedule")
         except ValidationFailed:
+            # Nothing it could read into: asked again at its next time, not at every tick.
+            from .schedule import next_run_after
+
+            source.next_run_at = next_run_after(source.sync_frequency, now)
+            db.session.commit()
             continue
         # Until this run finishes and sets the real next time, do not pick it again.
         source.next_run_at = now + timedelta(days=3650)

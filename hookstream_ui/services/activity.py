@@ -1,0 +1,83 @@
+"""What happened lately in an environment: runs across its sources (the runs page), and
+the overview's recent runs, failures and ingest rate. Every query is scoped to the
+caller's org and environment."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from ..auth.principal import Principal
+from ..errors import ValidationFailed
+from ..models import ACTIVE_STATUSES, Event, SyncRun, db, utcnow
+from .pagination import Page, paginate
+
+# The runs page's filters, failures first: they are what someone opening it looks for.
+RUN_FILTERS = (("failed", "Failed"), ("active", "Running or queued"), ("completed", "Completed"),
+               ("cancelled", "Cancelled"), ("", "All"))
+RATE_WINDOW = timedelta(hours=1)
+RATE_BUCKETS = 6  # ten minutes each
+FAILURE_WINDOW = timedelta(hours=24)
+
+
+def _runs(principal: Principal):
+    return select(SyncRun).where(SyncRun.org_id == principal.org.id, SyncRun.env_id == principal.env.id)
+
+
+def list_runs(principal: Principal, *, status: str | None = None, source_id: str | None = None,
+              cursor: str | None = None, limit=25) -> Page:
+    """Runs of every source in the environment, newest first; `status` is one of RUN_FILTERS."""
+    query = _runs(principal)
+    if status == "active":
+        query = query.where(SyncRun.status.in_(ACTIVE_STATUSES))
+    elif status:
+        if status not in {value for value, _ in RUN_FILTERS}:
+            raise ValidationFailed({"status": "must be failed, active, completed or cancelled"})
+        query = query.where(SyncRun.status == status)
+    if source_id:
+        query = query.where(SyncRun.source_id == source_id)
+    return paginate(query, SyncRun, cursor, limit)
+
+
+@dataclass(frozen=True)
+class Overview:
+    recent_runs: list
+    failed_runs: list  # the newest failures of the last 24 hours
+    failed_run_count: int
+    failed_event_count: int  # deliveries rejected or not applied, last 24 hours
+    events_last_hour: int
+    buckets: list  # [(minutes ago it starts, events)], oldest first, RATE_BUCKETS of them
+
+    @property
+    def events_per_minute(self) -> float:
+        return self.events_last_hour / (RATE_WINDOW.total_seconds() / 60)
+
+    @property
+    def busiest(self) -> int:
+        return max([n for _, n in self.buckets] + [1])
+
+
+def recent_runs(principal: Principal, limit: int = 5) -> list[SyncRun]:
+    return db.session.scalars(_runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+                              .limit(limit)).all()
+
+
+def overview(principal: Principal) -> Overview:
+    now = utcnow()
+    since = now - FAILURE_WINDOW
+    recent = recent_runs(principal)
+    failed = _runs(principal).where(SyncRun.status == "failed", SyncRun.created_at >= since)
+    failed_runs = db.session.scalars(failed.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(3)).all()
+    failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
+    events = select(func.count()).select_from(Event).where(Event.org_id == principal.org.id,
+                                                          Event.env_id == principal.env.id)
+    failed_events = db.session.scalar(events.where(Event.received_at >= since,
+                                                   Event.status.in_(("rejected", "failed"))))
+    step = RATE_WINDOW / RATE_BUCKETS
+    buckets = []
+    for index in range(RATE_BUCKETS):  # each an index range count (ix_events_env_received)
+        start = now - RATE_WINDOW + step * index
+        n = db.session.scalar(events.where(Event.received_at >= start, Event.received_at < start + step))
+        buckets.append((int((now - start).total_seconds() // 60), n))
+    return Overview(recent, failed_runs, failed_count, failed_events, sum(n for _, n in buckets), buckets)

@@ -1,0 +1,270 @@
+"""What is happening to a collection or a source now, decided in one place from the rows as
+they are: the collection's status, its backfill, the run reading into it, whether anything
+can still change (the dashboard polls only then), and what its buttons can do now and why
+not. Every page and partial that shows one of these reads it from here, so the title badge,
+the live strip, the backfill card and the lists never disagree."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db, utcnow
+from ..models.base import as_utc
+from ..sources import source_type
+
+LIVE_BACKFILL = ("pending", "running")
+POLL_SECONDS = 2
+# A webhook's collection can change whenever a delivery arrives; while none has for a
+# while its strip asks less often (one small query), and at once again after the next.
+QUIET_WEBHOOK_AFTER = timedelta(minutes=5)
+QUIET_POLL_SECONDS = 5
+RUN_IN_PROGRESS = "A run is in progress: wait for it or cancel it first."
+# The longest a finished page waits before looking again for a scheduled run.
+MAX_RESUME_SECONDS = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button: whether it can act now, and if not, why (shown next to it)."""
+
+    enabled: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Backfill:
+    status: str  # pending | running | completed | failed | cancelled | interrupted
+    progress: int
+    total: int | None
+    error: str | None
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE_BACKFILL
+
+    @property
+    def percent(self) -> float:
+        if self.total:
+            return min(self.progress / self.total * 100, 100.0)
+        return 100.0 if self.status == "completed" else 0.0
+
+    @property
+    def label(self) -> str:
+        return {"pending": "waiting to start", "interrupted": "interrupted: Backfill resumes it"}.get(
+            self.status, self.status)
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    status: str  # NEEDS_SOURCE | ACTIVE | SYNCING | PAUSED | ERROR
+    run: SyncRun | None  # the active run of its source
+    backfill: Backfill | None
+    poll_seconds: int | None  # None: nothing can change; the partial answers 286
+    resume_in: int | None  # when nothing runs: seconds until the next scheduled run
+    run_now: Action
+    backfill_action: Action
+
+    @property
+    def live(self) -> bool:
+        return self.poll_seconds is not None
+
+
+def change_mark(collection: Collection) -> str:
+    """What moves when records land or go: the live strip sends it back (`seen`) to learn
+    whether the records table and the schema should reload."""
+    stamp = as_utc(collection.last_sync_at).isoformat() if collection.last_sync_at else ""
+    return f"{collection.record_count or 0}|{stamp}"
+
+
+def active_runs(source_ids) -> dict[str, SyncRun]:
+    """The active run of each of these sources (one query for a whole list)."""
+    ids = sorted({s for s in source_ids if s})
+    if not ids:
+        return {}
+    runs = db.session.scalars(select(SyncRun).where(SyncRun.source_id.in_(ids),
+                                                    SyncRun.status.in_(ACTIVE_STATUSES))).all()
+    return {run.source_id: run for run in runs}
+
+
+def last_runs(source_ids) -> dict[str, SyncRun]:
+    """The newest run of each of these sources (a query each: a page lists a few dozen)."""
+    found = {}
+    for source_id in sorted({s for s in source_ids if s}):
+        run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == source_id)
+                                .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
+        if run is not None:
+            found[source_id] = run
+    return found
+
+
+def replay_is_stale(collection: Collection) -> bool:
+    """A webhook replay marked running whose job has not written for a while: its worker died
+    (a new Backfill resumes it from its cursor)."""
+    stale = timedelta(seconds=current_app.config.get("BACKFILL_STALE_SECONDS", 30))
+    return as_utc(collection.updated_at) <= utcnow() - stale
+
+
+def _last_full_run(source_id: str) -> SyncRun | None:
+    return db.session.scalar(select(SyncRun).where(SyncRun.source_id == source_id, SyncRun.mode == "full")
+                             .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
+
+
+def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | None:
+    status = collection.backfill_status
+    if status is None:
+        return None
+    if status in LIVE_BACKFILL:
+        if kind is not None and kind.pull and run is None:
+            # The full read ended; rows written before a run's end settled its collections
+            # still say running. The run says how it ended.
+            last = _last_full_run(collection.source_id)
+            status = last.status if last is not None and last.final else "interrupted"
+        elif kind is not None and not kind.pull and status == "running" and replay_is_stale(collection):
+            status = "interrupted"
+    return Backfill(status, collection.backfill_progress or 0, collection.backfill_total, collection.backfill_error)
+
+
+OVERDUE_POLL_SECONDS = 30
+
+
+def _seconds_until(moment) -> int | None:
+    """How long a finished page waits before looking for the scheduled run: until it is due,
+    then briefly (the scheduler starts it within a second or so); long overdue (no scheduler
+    running?), only now and then."""
+    if moment is None:
+        return None
+    seconds = int((as_utc(moment) - utcnow()).total_seconds()) + 1
+    if seconds < -60:
+        return OVERDUE_POLL_SECONDS
+    return min(max(seconds, POLL_SECONDS), MAX_RESUME_SECONDS)
+
+
+def collection_states(collections) -> dict[str, CollectionState]:
+    collections = list(collections)
+    running = active_runs(c.source_id for c in collections)
+    return {c.id: _state(c, running.get(c.source_id)) for c in collections}
+
+
+def collection_state(collection: Collection) -> CollectionState:
+    return collection_states([collection])[collection.id]
+
+
+def _state(collection: Collection, run: SyncRun | None) -> CollectionState:
+    source = collection.source
+    kind = source_type(source.short_name) if source is not None else None
+    backfill = _backfill(collection, kind, run)
+    reading = run is not None or (backfill is not None and backfill.live)
+    if collection.status == "PAUSED":
+        status = "PAUSED"
+    elif source is None:
+        status = "NEEDS_SOURCE"
+    elif reading:
+        status = "SYNCING"
+    elif collection.status == "SYNCING":
+        status = "ACTIVE"  # nothing is reading into it: a row left over from a run that ended
+    else:
+        status = collection.status
+
+    if reading:
+        poll = POLL_SECONDS
+    elif kind is not None and not kind.pull:
+        recent = collection.last_sync_at is not None and as_utc(collection.last_sync_at) > utcnow() - QUIET_WEBHOOK_AFTER
+        poll = POLL_SECONDS if recent else QUIET_POLL_SECONDS
+    else:
+        poll = None
+    resume_in = None
+    if poll is None and source is not None and source.sync_frequency and source.sync_status == "active":
+        resume_in = _seconds_until(source.next_run_at)
+
+    if source is None:
+        run_now = backfill_action = Action(False, "Connect a source to this collection first.")
+    else:
+        run_now = source_run_action(source, run, has_collection=True)
+        if run is not None:
+            backfill_action = Action(False, RUN_IN_PROGRESS)
+        elif backfill is not None and backfill.live:
+            backfill_action = Action(False, "A backfill is running.")
+        elif collection.status == "PAUSED":
+            backfill_action = Action(False, "The collection is paused.")
+        else:
+            backfill_action = Action(True)
+    return CollectionState(status, run, backfill, poll, resume_in, run_now, backfill_action)
+
+
+def source_run_action(source: SourceConnection, run: SyncRun | None, has_collection: bool) -> Action:
+    """Whether Run now can start a run of this source now."""
+    kind = source_type(source.short_name)
+    if kind is None or not kind.pull:
+        return Action(False, "Webhook sources receive events; there is nothing to run.")
+    if not has_collection:
+        return Action(False, "No collection is bound to this source: create one first.")
+    if run is not None:
+        return Action(False, RUN_IN_PROGRESS)
+    return Action(True)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    run: SyncRun | None  # its active run
+    last_run: SyncRun | None
+    collections: int
+    run_now: Action
+    next_run_at: object  # datetime or None: when the scheduler starts its next run
+
+    @property
+    def reading(self) -> bool:
+        return self.run is not None and self.run.status in ("running", "cancelling")
+
+    @property
+    def change(self) -> Action:
+        """Edit, upload, clear data, delete: refused while a run reads the source (ensure_idle)."""
+        if self.run is not None:
+            return Action(False, RUN_IN_PROGRESS)
+        return Action(True)
+
+
+def source_states(sources) -> dict[str, SourceState]:
+    sources = list(sources)
+    ids = [s.id for s in sources]
+    running = active_runs(ids)
+    latest = last_runs(ids)
+    counts = dict(db.session.execute(select(Collection.source_id, func.count()).where(
+        Collection.source_id.in_(ids)).group_by(Collection.source_id)).all()) if ids else {}
+    states = {}
+    for source in sources:
+        run = running.get(source.id)
+        scheduled = source.sync_frequency and source.sync_status == "active" and source_type(source.short_name).pull
+        states[source.id] = SourceState(run, latest.get(source.id), counts.get(source.id, 0),
+                                        source_run_action(source, run, counts.get(source.id, 0) > 0),
+                                        source.next_run_at if scheduled and run is None else None)
+    return states
+
+
+def source_state(source: SourceConnection) -> SourceState:
+    return source_states([source])[source.id]
+
+
+def run_label(run: SyncRun) -> str:
+    """A run's state in words: a pending run is queued, or waiting to retry after a failed
+    attempt (it is not "Pending" then: it has run, and will again)."""
+    if run.status == "pending":
+        return "Retrying" if run.attempt else "Queued"
+    return {"running": "Running", "cancelling": "Cancelling", "completed": "Completed", "failed": "Failed",
+            "cancelled": "Cancelled"}.get(run.status, run.status.title())
+
+
+def retry_at(run: SyncRun):
+    """When a run waiting after a failed attempt is tried again (jobs.BACKOFF_SECONDS)."""
+    from ..sync.jobs import BACKOFF_SECONDS
+
+    if run.status != "pending" or not run.attempt or run.updated_at is None:
+        return None
+    return as_utc(run.updated_at) + timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1])
+
+
+def seconds_from_now(moment) -> int:
+    """Whole seconds until `moment` (0 once it has passed)."""
+    return max(int((as_utc(moment) - utcnow()).total_seconds() + 0.999), 0) if moment else 0
