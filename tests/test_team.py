@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import ApiKey, AuditEntry, Invitation, Membership, Org, db
+from hookstream_ui.models import ApiKey, AuditEntry, Collection, Invitation, Membership, Org, db
 from hookstream_ui.models.base import utcnow
 from tests.helpers import PASSWORD, login, make_key, make_user, org_of, production
 
@@ -427,6 +427,10 @@ def test_suspended_orgs_syncs_wait_and_cli_changes_are_audited(app, ctx):
     source = SourceConnection(org_id=org.id, env_id=env.id, name="Stripe", short_name="stripe", config={},
                               sync_status="active", sync_frequency="1h")
     db.session.add(source)
+    db.session.flush()
+    # A run needs a collection to read into (the scheduler starts none without one).
+    db.session.add(Collection(org_id=org.id, env_id=env.id, name="Customers", slug="customers",
+                              source_id=source.id, stream="customer", primary_key_path="$.id"))
     org.suspended_at, org.suspended_reason = utcnow(), "testing"
     db.session.commit()
     assert enqueue_due() == []
@@ -449,7 +453,8 @@ FORMS = {
     "dashboard.collection_backfill": "member",
     "dashboard.source_new": "member", "dashboard.source_test_form": "member", "dashboard.source_edit": "member",
     "dashboard.source_test": "member", "dashboard.source_run": "member", "dashboard.source_upload": "member",
-    "dashboard.source_test_event": "member", "dashboard.source_clear": "member", "dashboard.source_delete": "member",
+    "dashboard.source_test_event": "member", "dashboard.source_clear": "member",
+    "dashboard.source_schedule": "member", "dashboard.source_delete": "member",
     "dashboard.api_keys_page": "admin", "dashboard.api_key_revoke": "admin", "dashboard.team_page": "admin",
     "dashboard.member_role": "admin", "dashboard.member_remove": "admin", "dashboard.invitation_revoke": "admin",
     "dashboard.projects_page": "admin", "dashboard.project_rename": "admin", "dashboard.org_delete": "owner",
