@@ -133,3 +133,14 @@ function applyHeights() {
 }
 document.addEventListener("DOMContentLoaded", applyHeights);
 document.addEventListener("htmx:afterSwap", applyHeights);
+
+// An error said out of band beside a toolbar field (the records filter) marks that field too,
+// and the mark goes when the error does.
+document.addEventListener("htmx:afterSettle", () => {
+  document.querySelectorAll(".toolbar-error[data-for]").forEach((line) => {
+    const control = line.closest("form")?.querySelector(`[name="${line.dataset.for}"]`);
+    if (!control) return;
+    if (line.textContent.trim()) control.setAttribute("aria-invalid", "true");
+    else control.removeAttribute("aria-invalid");
+  });
+});

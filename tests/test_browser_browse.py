@@ -326,3 +326,27 @@ def test_the_api_reference_shows_the_operations_under_the_csp(browser, live_serv
 
         assert db.session.scalar(db.select(Collection.name)) == "Tried it"
     context.close()
+
+
+def test_a_bad_records_filter_is_marked_beside_its_field(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "filter@example.com")
+    _send(live_server, source_id, {"id": "o1", "type": "order.paid", "status": "open"})
+    context, page = _page(browser, 390, 844)
+    sign_in(page, live_server, "filter@example.com")
+    page.goto(live_server + "/collections/orders")
+    page.fill("input[name=filter_path]", "a..b")
+    page.fill("input[name=filter_value]", "1")
+    page.click("#records-filter button[type=submit]")
+    error = page.locator("#e-records-filter_path")
+    expect(error).to_have_text(re.compile(r"^Filter field must be a dot path"))
+    expect(error).to_be_visible()
+    expect(page.locator("input[name=filter_path]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("input[name=filter_path]")).to_have_value("a..b")
+    page.fill("input[name=filter_path]", "status")
+    page.fill("input[name=filter_value]", "open")
+    page.click("#records-filter button[type=submit]")
+    expect(error).to_be_hidden()
+    expect(page.locator("input[name=filter_path]")).not_to_have_attribute("aria-invalid", "true")
+    context.close()

@@ -566,6 +566,28 @@ def test_the_filtered_records_export_as_filtered(signed_in):
     assert bad.status_code == 400 and "filter[a..b]" in bad.json["errors"]
 
 
+def test_a_bad_records_filter_is_said_beside_its_field_by_label(signed_in):
+    client, _, org = signed_in
+    _hook_with_records(client, org, 3)
+    page = client.get("/collections/orders?filter_path=a..b&filter_value=1").get_data(as_text=True)
+    # The field keeps what was typed, and has its error place beside it.
+    assert 'name="filter_path" value="a..b"' in page
+    assert re.search(r'name="filter_path"[^>]*>\s*<span class="field-error toolbar-error" id="e-records-filter_path"', page)
+    body = _hx(client, "/collections/orders/_records?filter_path=a..b&filter_value=1").get_data(as_text=True)
+    said = re.search(r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body)
+    assert said and said.group(1).startswith("Filter field must be a dot path") and "filter[" not in said.group(1)
+    fixed = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=0").get_data(as_text=True)
+    assert re.search(r'id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*></span>', fixed)  # the error goes
+
+
+def test_a_run_that_cannot_start_says_why_in_words(signed_in):
+    client, token, org = signed_in
+    _hook_with_records(client, org, 1)
+    r = client.post("/collections/orders/run", data={"csrf_token": token}, follow_redirects=True)
+    page = r.get_data(as_text=True)
+    assert "Webhook sources receive events; there is nothing to run." in page and "source:" not in page
+
+
 # 4. A skip link on every page
 
 def test_every_page_has_a_skip_link_to_its_main_content(signed_in, app):

@@ -8,6 +8,7 @@ from flask import flash, make_response, redirect, render_template, request, url_
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
+from ..forms import sentence
 from ..services import collections as collection_svc
 from ..services import documents
 from ..services import ingest as ingest_svc
@@ -97,7 +98,8 @@ def records_partial(ident):
         page = record_svc.list_records(collection, **query, cursor=args.get("cursor") or None, limit=25)
         count = record_svc.count_records(collection, **query)
     except ValidationFailed as exc:
-        page, error = record_svc.Page([], None, False), exc.message
+        # The only thing the toolbar can get wrong is the filter's field: said beside it.
+        page, error = record_svc.Page([], None, False), sentence(exc, {k: "Filter field" for k in exc.errors})
     # Only the unfiltered first page tails new records; a page you are reading stays still.
     live = not any(args.get(k) for k in ("q", "event_type", "filter_path", "cursor"))
     chosen = chosen_columns(args)

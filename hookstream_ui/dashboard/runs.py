@@ -6,6 +6,7 @@ from flask import flash, make_response, redirect, render_template, request, url_
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
+from ..forms import sentence
 from ..models import db
 from ..services import collections as collection_svc
 from ..services import live
@@ -24,7 +25,7 @@ def _start(source, back: str):
     try:
         run = svc.start_run(source, trigger="manual", full=True if request.form.get("full") == "true" else None)
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        flash(sentence(exc), "error")
         return redirect(back)
     # No flash: the run page says what the run is doing, live; a "started" note would stay
     # on it after the run ended.
@@ -122,7 +123,7 @@ def collection_backfill(ident):
     try:
         start_backfill(collection)  # the live strip shows it, and its end (no flash that outlives it)
     except ValidationFailed as exc:
-        flash(exc.message, "error")
+        flash(sentence(exc), "error")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 
 

@@ -247,6 +247,6 @@ def collection_streams():
         try:
             streams = svc.list_streams(principal, source)
         except ValidationFailed as exc:
-            error = exc.message
+            error = sentence(exc)
     return render_template("dashboard/collections/_streams.html", streams=streams, error=error,
                            current=request.args.get("stream", ""))
