@@ -608,3 +608,17 @@ def test_a_source_being_read_is_connected_not_pending(signed_in, pg_source, tabl
     assert 'class="badge badge-src-connected">Connected</span>' in page and ">Running</a>" in page
     client.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
     wait_for(run_id, timeout=15)
+
+
+def test_a_collection_changed_through_the_api_answers_the_status_get_shows(signed_in):
+    """GET read the live status while PATCH answered the stored one: a row left SYNCING by a
+    run that ended came back ACTIVE from one and SYNCING from the other."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
+    collection.status = "SYNCING"
+    db.session.commit()
+    got = client.get("/v1/collections/files", headers={"X-API-Key": key}).json["collection"]["status"]
+    r = client.patch("/v1/collections/files", json={"description": "orders"}, headers={"X-API-Key": key})
+    assert r.status_code == 200 and got == "ACTIVE" and r.json["collection"]["status"] == got
