@@ -575,6 +575,18 @@ def test_the_filtered_records_export_as_filtered(signed_in):
     assert bad.status_code == 400 and "filter[a..b]" in bad.json["errors"]
 
 
+def test_a_refused_export_is_not_logged_as_a_copy_taken(signed_in):
+    from hookstream_ui.models import AuditEntry
+
+    client, _, org = signed_in
+    _hook_with_records(client, org, 2)
+    bad = client.get("/v1/collections/orders/export?format=csv&filter[a..b]=1")
+    assert bad.status_code == 400
+    assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all() == []
+    assert client.get("/v1/collections/orders/export?format=csv").status_code == 200
+    assert len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all()) == 1
+
+
 # 4. A skip link on every page
 
 def test_every_page_has_a_skip_link_to_its_main_content(signed_in, app):
