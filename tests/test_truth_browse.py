@@ -483,6 +483,15 @@ def test_an_org_the_user_is_in_is_offered_with_its_name_and_next_stays_on_this_s
     assert client.get("/collections/partner-orders").status_code == 200
 
 
+@pytest.mark.parametrize("target", ["/\t/evil.example/phish", "/\n/evil.example", "/\\evil.example"])
+def test_switch_to_refuses_a_next_a_browser_reads_as_another_site(signed_in, target):
+    # A browser drops tabs and line breaks from a URL: "/<tab>/evil.example" is //evil.example.
+    client, token, org = signed_in
+    staging = add_env(org, "staging")
+    r = client.post("/switch-to", data={"csrf_token": token, "env_id": staging.id, "next": target})
+    assert r.status_code == 302 and r.location == "/" and "evil" not in r.location
+
+
 # 7. The API reference
 
 def test_the_api_reference_is_linked_and_loads_only_vendored_files(signed_in, app):
@@ -586,6 +595,16 @@ def test_a_run_that_cannot_start_says_why_in_words(signed_in):
     r = client.post("/collections/orders/run", data={"csrf_token": token}, follow_redirects=True)
     page = r.get_data(as_text=True)
     assert "Webhook sources receive events; there is nothing to run." in page and "source:" not in page
+def test_a_refused_export_is_not_logged_as_a_copy_taken(signed_in):
+    from hookstream_ui.models import AuditEntry
+
+    client, _, org = signed_in
+    _hook_with_records(client, org, 2)
+    bad = client.get("/v1/collections/orders/export?format=csv&filter[a..b]=1")
+    assert bad.status_code == 400
+    assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all() == []
+    assert client.get("/v1/collections/orders/export?format=csv").status_code == 200
+    assert len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all()) == 1
 
 
 # 4. A skip link on every page

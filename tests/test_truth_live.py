@@ -451,6 +451,31 @@ def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []  # queued now
 
 
+def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(signed_in):
+    """A pull source's backfill is a run (pending until its first batch, then running); the
+    lost-replay sweep took one queued or between slow batches for a dead webhook replay, and
+    the replay, finding no events, marked the backfill completed under the running read."""
+    from datetime import timedelta
+
+    from hookstream_ui.models import utcnow
+    from hookstream_ui.sync.backfill import replay_events
+    from hookstream_ui.sync.scheduler import requeue_lost_backfills
+
+    client, token, _ = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
+    collection.backfill_status, collection.backfill_progress = "running", 5
+    db.session.commit()
+    from sqlalchemy import update
+    db.session.execute(update(Collection).where(Collection.id == collection.id)
+                       .values(updated_at=utcnow() - timedelta(minutes=5)))
+    db.session.commit()
+    assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []
+    assert replay_events(collection.id) == "skipped"
+    assert db.session.get(Collection, collection.id).backfill_status == "running"
+
+
 def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in):
     """While a run read it, the source's title said only "Pending" (its untested connection),
     and Edit, Clear data and Delete led to a refusal."""
@@ -608,3 +633,17 @@ def test_a_source_being_read_is_connected_not_pending(signed_in, pg_source, tabl
     assert 'class="badge badge-src-connected">Connected</span>' in page and ">Running</a>" in page
     client.post(f"/runs/{run_id}/cancel", data={"csrf_token": token})
     wait_for(run_id, timeout=15)
+
+
+def test_a_collection_changed_through_the_api_answers_the_status_get_shows(signed_in):
+    """GET read the live status while PATCH answered the stored one: a row left SYNCING by a
+    run that ended came back ACTIVE from one and SYNCING from the other."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
+    collection.status = "SYNCING"
+    db.session.commit()
+    got = client.get("/v1/collections/files", headers={"X-API-Key": key}).json["collection"]["status"]
+    r = client.patch("/v1/collections/files", json={"description": "orders"}, headers={"X-API-Key": key})
+    assert r.status_code == 200 and got == "ACTIVE" and r.json["collection"]["status"] == got

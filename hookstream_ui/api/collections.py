@@ -44,7 +44,7 @@ def list_collections(principal):
           responses={200: schemas.CollectionEnvelope, 404: schemas.Error})
 def get_collection(principal, ident):
     collection = svc.get_collection_or_404(principal, ident)
-    return jsonify(collection=collection_json(collection, live.collection_state(collection).status))
+    return jsonify(collection=collection_json(collection))
 
 
 @endpoint(v1, "/collections/<ident>", "PATCH", summary="Change a collection", tag=TAG,

@@ -5,7 +5,12 @@ from ..models import ApiKey, Collection, isoformat
 
 
 def collection_json(c: Collection, status: str | None = None) -> dict:
-    """`status`: the collection's status as services/live.py reads it, where the caller has it."""
+    """`status`: the collection's status as services/live.py reads it, where the caller has it
+    (a list reads them in one go); otherwise read here, so no answer gives the stored one."""
+    if status is None:
+        from ..services import live
+
+        status = live.collection_state(c).status
     return {
         "id": c.id, "org_id": c.org_id, "env_id": c.env_id, "name": c.name,
         "slug": c.slug, "readable_id": c.slug,
@@ -13,7 +18,7 @@ def collection_json(c: Collection, status: str | None = None) -> dict:
         "stream": c.stream, "primary_key_path": c.primary_key_path,
         "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
         "delete_event_types": list(c.delete_event_types or []),
-        "description": c.description, "status": status or c.status, "record_count": c.record_count or 0,
+        "description": c.description, "status": status, "record_count": c.record_count or 0,
         "search_index": c.search_index,
         "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
         "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,

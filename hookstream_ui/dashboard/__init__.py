@@ -32,7 +32,15 @@ def _layout_context():
     orgs = team_svc.orgs_of(current_user) if principal is not None and principal.user is not None else []
     return {"principal": principal, "collection_statuses": STATUSES, "user_orgs": orgs,
             "change_mark": live.change_mark, "run_label": live.run_label, "retry_at": live.retry_at,
-            "seconds_from_now": live.seconds_from_now, "event_outcome": record_svc.event_outcome}
+            "seconds_from_now": live.seconds_from_now, "event_outcome": record_svc.event_outcome,
+            "source_kind": _source_kind}
+
+
+def _source_kind(source):
+    """A source's type, for templates to ask what it can do (`pull`), never its name."""
+    from ..sources import source_type
+
+    return source_type(source.short_name)
 
 
 from . import collections, overview, records, runs, settings, sources, team  # noqa: E402,F401

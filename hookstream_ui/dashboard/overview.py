@@ -82,12 +82,12 @@ def switch_to():
     """Switch to a project (of any of the user's organizations) and go on to `next`."""
     from flask_login import current_user
 
-    from ..services import links
+    from ..auth.access import safe_next
     from ..services.team import switch_environment
 
     env = switch_environment(current_user, request.form.get("env_id", ""))
     flash(f"Switched to the {env.name} project of {env.org.name}.", "info")
-    return redirect(links.local_path(request.form.get("next"), url_for("dashboard.overview")))
+    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.overview"))
 
 
 @bp.get("/api-reference")

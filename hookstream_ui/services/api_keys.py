@@ -114,14 +114,6 @@ def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
                     ApiKey, cursor, limit)
 
 
-def all_keys(principal: Principal) -> list[ApiKey]:
-    """Every key of the environment, revoked and expired ones too (each says which)."""
-    fold_usage(principal)
-    return db.session.scalars(
-        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id)
-        .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())).all()
-
-
 def ended_keys(principal: Principal) -> list[ApiKey]:
     """The environment's newest revoked or expired keys, with whose they were and why they
     ended."""

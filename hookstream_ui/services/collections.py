@@ -443,9 +443,3 @@ def path_previews(principal: Principal, paths: dict, *, collection: Collection |
     found = {field: _path_state(field, paths.get(field), document, where) for field in PATH_LABELS}
     return {"fields": found, "sample_from": where, "unavailable": problem, "sampled": document is not None}
 
-
-def key_preview(principal: Principal, path: str, *, collection: Collection | None = None,
-                source_id: str | None = None, stream: str | None = None) -> dict:
-    """The primary key path alone (path_previews)."""
-    return path_previews(principal, {"primary_key_path": path}, collection=collection, source_id=source_id,
-                         stream=stream)["fields"]["primary_key_path"]

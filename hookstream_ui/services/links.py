@@ -53,9 +53,3 @@ def elsewhere(user, principal, endpoint: str | None, view_args: dict | None) -> 
         .order_by(Environment.org_id, Environment.created_at).limit(10)).unique().all()
     return (label, envs) if envs else None
 
-
-def local_path(target: str | None, fallback: str = "/") -> str:
-    """`target` if it is a path on this site (not //host or a scheme), else `fallback`."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return fallback
-    return target

@@ -175,14 +175,16 @@ def delete_record(collection: Collection, record: Record) -> None:
 
 
 def export(collection: Collection, fmt: str, *, search=None, event_type=None, filters: dict | None = None):
-    """The export's chunks, once it is on the record who took a copy of the data."""
+    """The export's chunks, once it is on the record who took a copy of the data (only an
+    export that goes ahead: its filters are checked first)."""
+    chunks = iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters)
     details = {"name": collection.name, "format": fmt, "records": collection.record_count}
     if search or event_type or filters:
         details["filtered"] = True
     audit.note("collection.export", "collection", collection.id, org_id=collection.org_id,
                env_id=collection.env_id, details=details)
     db.session.commit()
-    return iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters)
+    return chunks
 
 
 def list_events(principal: Principal, *, source_id=None, status=None, verification=None, duplicate=None,

@@ -78,9 +78,13 @@ def enqueue_replay(collection_id: str) -> None:
 
 
 def replay_events(collection_id: str) -> str:
+    from ..sources import source_type
+
     collection = db.session.get(Collection, collection_id)
     if collection is None or collection.backfill_status not in ("pending", "running"):
         return "skipped"
+    if collection.source is not None and source_type(collection.source.short_name).pull:
+        return "skipped"  # a pull source's backfill is its run's, not a replay of events
     collection.backfill_status = "running"
     collection.backfill_started_at = collection.backfill_started_at or utcnow()
     db.session.commit()

@@ -88,12 +88,17 @@ def requeue_lost_backfills(now=None) -> list[str]:
     (Redis was down when it was asked for, or was flushed, or its worker died mid-replay):
     the replay goes on the queue, and resumes from its cursor. A dead worker's replay said
     "running" for ever."""
+    from ..sources import REGISTRY
     from .backfill import REPLAY_JOB, enqueue_replay
 
     now = now or utcnow()
-    pending = db.session.scalars(select(Collection.id).where(
-        Collection.backfill_status.in_(("pending", "running")),
-        Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
+    # Only replays: a pull source's backfill is a run (its own sweep resumes it), pending
+    # or running just as long, and a replay would mark it completed under the read.
+    replayed = [name for name, kind in REGISTRY.items() if not kind.pull]
+    pending = db.session.scalars(select(Collection.id).join(SourceConnection, SourceConnection.id == Collection.source_id)
+                                 .where(Collection.backfill_status.in_(("pending", "running")),
+                                        SourceConnection.short_name.in_(replayed),
+                                        Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
     lost = [c for c in pending if not _waiting_or_running(f"{REPLAY_JOB}{c}")]
     for collection_id in lost:
         enqueue_replay(collection_id)

@@ -5,7 +5,7 @@ events.event_type and events.sender_event_id: read from the delivery when it is 
 what was sent, not only hookstream's internal ids. Older events have neither.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 import sqlalchemy as sa
 from alembic import op

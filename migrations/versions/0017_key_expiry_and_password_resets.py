@@ -7,7 +7,7 @@ A password reset is a single-use, expiring link an instance admin makes and send
 (no mail server); only a hash of its secret is stored.
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0016
 """
 import sqlalchemy as sa
 from alembic import op
