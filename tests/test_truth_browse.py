@@ -429,6 +429,14 @@ def test_a_link_into_another_project_offers_to_switch_to_it(signed_in):
         assert "in another project" in client.get(path).get_data(as_text=True), path
 
 
+def test_a_missing_record_of_a_collection_here_offers_no_other_project(signed_in):
+    client, _, org = signed_in
+    _collection_in(production(org), "Orders here", "orders")
+    _collection_in(add_env(org, "staging"), "Orders there", "orders")
+    r = client.get("/collections/orders/records/nope")
+    assert r.status_code == 404 and "in another project" not in r.get_data(as_text=True)
+
+
 def test_sources_runs_and_events_of_another_project_offer_it_too(signed_in):
     from hookstream_ui.models import Event, SyncRun
     from hookstream_ui.models.base import utcnow

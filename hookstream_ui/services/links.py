@@ -44,11 +44,14 @@ def elsewhere(user, principal, endpoint: str | None, view_args: dict | None) -> 
     ident = (view_args or {}).get(arg)
     if not ident:
         return None
+    matches = or_(*[getattr(model, c) == ident for c in columns])
+    if db.session.scalar(select(model.id).where(matches, model.env_id == principal.env.id).limit(1)):
+        return None  # it is here (what was not found is inside it, as a record of a collection)
     mine = select(Membership.org_id).join(Org, Org.id == Membership.org_id).where(
         Membership.user_id == user.id, Org.suspended_at.is_(None))
     envs = db.session.scalars(
         select(Environment).join(model, model.env_id == Environment.id)
-        .where(or_(*[getattr(model, c) == ident for c in columns]), model.org_id.in_(mine),
+        .where(matches, model.org_id.in_(mine),
                Environment.org_id == model.org_id, Environment.id != principal.env.id)
         .order_by(Environment.org_id, Environment.created_at).limit(10)).unique().all()
     return (label, envs) if envs else None
