@@ -695,6 +695,10 @@ def test_failed_sign_ins_are_in_the_audit_log(app, owner, admin_session):
     assert unknown.details == {"email": "nobody@example.com", "reason": "no such account"}
     every = repr([e.details for e in db.session.scalars(select(AuditEntry))])
     assert "not-the-password" not in every
+    # A password typed into the email field (it names no account) is not kept either.
+    assert attempt("Hunter2-secret-pass", "x").status_code != 302
+    every = repr([(e.actor, e.details) for e in db.session.scalars(select(AuditEntry))])
+    assert "Hunter2" not in every and "(not an email address)" in every
 
 
 def test_runs_exports_clearing_and_deleting_data_are_in_the_audit_log(client, key, admin_session, http_fixture):

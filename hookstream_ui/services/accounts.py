@@ -169,6 +169,13 @@ def _audit_refused(email: str, user: User | None, reason: str) -> None:
     before, so guessing cannot flood the log."""
     orgs = db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all() \
         if user is not None else []
+    if user is None:
+        # What was typed naming no account is kept only if it is an email address: a password
+        # typed into the email field must not land in the log.
+        try:
+            email = normalise_email(email)
+        except ValidationFailed:
+            email = "(not an email address)"
     actor = audit.Actor(None, email[:254] or "(no email)")
     for org in orgs or [None]:
         audit.record("user.sign_in_failed", "user", user.id if user else None, actor=actor,
