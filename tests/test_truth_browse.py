@@ -147,6 +147,16 @@ def test_key_path_is_checked_against_a_pull_sources_first_row(signed_in):
     assert "<code data-key>p-1</code>" in _key_preview(client, primary_key_path="person_id", source_id=sid,
                                                        stream="uploads")
     assert "matches nothing" in _key_preview(client, primary_key_path="$.id", source_id=sid, stream="uploads")
+    # Typing asks again and again; the source is read once, and that read is in the audit log.
+    from hookstream_ui.models import AuditEntry
+
+    reads = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "source.sample")).all()
+    assert [(e.resource_id, e.actor) for e in reads] == [(sid, "owner@example.com")]
+    # A new file is a new sample.
+    client.post(f"/api/v1/source-connections/{sid}/files", headers=auth(key),
+                data={"file": (io.BytesIO(b"person_id,name\np-9,Cy\n"), "more.csv")}, content_type="multipart/form-data")
+    assert "<code data-key>p-9</code>" in _key_preview(client, primary_key_path="person_id", source_id=sid,
+                                                       stream="uploads")
 
 
 def test_key_path_without_a_sample_says_so_and_bad_paths_are_named(signed_in):

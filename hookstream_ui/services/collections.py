@@ -363,11 +363,47 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
         document, event = _newest_event_document(source)
         return document, (f"the latest event {source.name} received ({event.id})" if event else None), None
     try:
-        document = kind.sample(source_svc.connection_for(source), stream or None)
+        document = _read_sample(source, kind, stream or None)
     except SourceError as exc:
         return None, None, source_svc.said(kind, source_svc.credentials_of(source), str(exc))
     where = f"the first row of {stream}" if stream else f"the first record {source.name} gives"
     return document, where if document is not None else None, None
+
+
+SAMPLE_SECONDS = 120
+
+
+def _read_sample(source: SourceConnection, kind, stream: str | None) -> dict | None:
+    """The first record a read gives, read at most once in SAMPLE_SECONDS per source, stream
+    and version of the source: the form asks again as each path is typed, and every keystroke
+    must not be a request to the source's API. A read (it uses the stored secrets) is in the
+    audit log; without Redis every ask reads."""
+    import json
+
+    import redis
+
+    from ..extensions import get_redis
+    from . import audit
+    from . import sources as source_svc
+
+    conn = source_svc.connection_for(source)
+    version = f"{source.updated_at.timestamp() if source.updated_at else 0}:{conn.latest_file_id or ''}"
+    key = f"hookstream:sample:{source.id}:{stream or ''}:{version}"
+    try:
+        cached = get_redis().get(key)
+    except redis.RedisError:
+        cached = None
+    if cached is not None:
+        return json.loads(cached)
+    document = kind.sample(conn, stream)
+    audit.note("source.sample", "source", source.id, org_id=source.org_id, env_id=source.env_id,
+               details={"stream": stream, "secrets_used": True})
+    db.session.commit()
+    try:
+        get_redis().set(key, json.dumps(document), ex=SAMPLE_SECONDS)
+    except redis.RedisError:
+        pass
+    return document
 
 
 def _scalar_paths(document: dict, limit: int = 12) -> list[str]:
