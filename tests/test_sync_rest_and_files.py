@@ -183,3 +183,16 @@ def test_a_cancel_whose_request_then_times_out_ends_cancelled(client, key, worke
     time.sleep(1)
     db.session.expire_all()
     assert db.session.get(SyncRun, run_id).status == "cancelled"  # and stays so: no retry was enqueued
+
+
+def test_a_run_passes_a_paused_collection_by_and_keeps_it_paused(client, key, workers):
+    sid, cid = connect(client, key, "file", config={"format": "auto"})
+    r = client.patch(f"/v1/collections/{cid}", json={"status": "PAUSED"}, headers={"X-API-Key": key})
+    assert r.status_code == 200 and r.json["collection"]["status"] == "PAUSED", r.json
+    workers(1)
+    r = client.post(f"/api/v1/source-connections/{sid}/files", headers={"X-API-Key": key},
+                    data={"file": (io.BytesIO(b"id,name\n1,Ann\n"), "people.csv")}, content_type="multipart/form-data")
+    run = wait_for(r.json["syncId"])
+    assert run.status == "completed", run.error
+    assert keys_in(cid) == {}
+    assert client.get(f"/v1/collections/{cid}", headers={"X-API-Key": key}).json["collection"]["status"] == "PAUSED"

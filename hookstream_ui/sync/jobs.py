@@ -125,7 +125,8 @@ def run_sync(run_id: str, token: str) -> str:
     run.started_at = run.started_at or utcnow()
     run.error = None
     for collection in bound_collections(source):
-        collection.status = "SYNCING"
+        if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
+            collection.status = "SYNCING"
     db.session.commit()
     heartbeat = Heartbeat(current_app._get_current_object(), run.id, token)
     heartbeat.start()
@@ -158,9 +159,12 @@ def _execute(run: SyncRun, token: str) -> None:
     ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before,
                       batch_size=config["SYNC_BATCH_SIZE"], batch_bytes=config["SYNC_BATCH_BYTES"],
                       max_record_bytes=config["MAX_RECORD_BYTES"])
-    collections = sorted(bound_collections(source), key=lambda c: c.id)
-    if not collections:
+    bound = bound_collections(source)
+    if not bound:
         raise SourceError("No collection is bound to this source; create one from the source's page", retry=False)
+    # A paused collection takes nothing, as webhook deliveries skip it; its own position
+    # (sync_state) waits, so once resumed it reads on from there.
+    collections = sorted((c for c in bound if c.status != "PAUSED"), key=lambda c: c.id)
     if run.mode != "full" and any(kind.state_expired(c.sync_state) for c in collections):
         run.mode = "full"  # what changed since is gone from the source: read it all again
         db.session.commit()
