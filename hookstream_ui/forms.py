@@ -45,6 +45,8 @@ def sentence(exc: ValidationFailed, labels: dict[str, str] | None = None) -> str
     """The errors as a person reads them, each field by its label ("Name must be 1 to 120
     characters."), never by its internal name. An error about something no one typed (the
     last owner cannot leave) is said as it is."""
+    if exc.message != "; ".join(f"{field}: {msg}" for field, msg in exc.errors.items()):
+        return exc.message  # written for people already
     parts = []
     for name, message in exc.errors.items():
         label = (labels or {}).get(name)
