@@ -43,8 +43,8 @@ def test_csv_exports_write_no_formulas(client, key):
     for record_key, kind in (("=HYPERLINK(\"http://evil.example\")", "+cmd"), ("@SUM(A1)", "-x"), ("plain", "ok")):
         client.post(f"/v1/ingest/{sid}", json={"id": record_key, "type": kind})
     text = client.get("/v1/collections/orders/export?format=csv", headers={"X-API-Key": key}).get_data(as_text=True)
-    rows = {row["data.id"]: row for row in csv.DictReader(io.StringIO(text))}
-    cells = [row[c] for row in rows.values() for c in ("record_key", "event_type", "data.id", "data.type")]
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
+    cells = [row[c] for row in rows.values() for c in ("record_key", "event_type", "id", "type")]
     assert not [c for c in cells if c[:1] in "=+-@"], cells
     assert "'=HYPERLINK(\"http://evil.example\")" in cells and "plain" in cells
 

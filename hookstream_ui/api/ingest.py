@@ -38,7 +38,11 @@ EXPORT_BODIES = {
                 "source_event_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
                 "updated_at": {"type": "string"}}}}},
         "text/csv": {"schema": {"type": "string", "description": (
-            "RFC 4180 CSV, streamed: a header row naming the columns, then one row per record in key order")}},
+            "RFC 4180 CSV, streamed: a header row naming the columns, then one row per record in key order. "
+            "The record's own columns (record_key, event_type, source_event_id, source_event_at, created_at, "
+            "updated_at) come first; each data field's column is named by its path as the records page names it "
+            "(customer.email), except a field named like one of those, written as its $-path ($.created_at); "
+            "past 2000 data fields the rest go, as JSON, into other_fields")}},
     },
 }
 INGEST_BODY = {
@@ -174,8 +178,15 @@ def collection_stats(principal, ident):
           tag="records", query={"format": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson",
                                             "description": "ndjson: one record a line, whole. csv: record_key, "
                                             "event_type, source_event_id, source_event_at, created_at, updated_at, "
-                                            "then a column per field of data, nested objects as dotted names "
-                                            "(data.customer.email), arrays as JSON text"},
+                                            "then a column per field of data named by its path as the records "
+                                            "page names it (customer.email for $.customer.email; a field named "
+                                            "like one of the record's own columns as its $-path, $.created_at), "
+                                            "arrays and objects as JSON text"},
+                                 "columns": {"type": "string", "pattern": r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*"
+                                             r"(,[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*)*$",
+                                             "description": "csv only: the data columns to write, comma-separated "
+                                                            "dot paths (status,customer.email), in this order; "
+                                                            "without it, every field"},
                                  "search": {"type": "string", "description": "only records the records list's "
                                                                              "search finds"},
                                  "event_type": {"type": "string"}, "filter[<path>]": {"type": "string"}},
@@ -187,8 +198,10 @@ def export_collection(principal, ident):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
     filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
+    columns = record_svc.export_columns(request.args.get("columns"))
     body = stream_with_context(record_svc.export(collection, fmt, search=request.args.get("search"),
-                                                 event_type=request.args.get("event_type"), filters=filters))
+                                                 event_type=request.args.get("event_type"), filters=filters,
+                                                 columns=columns))
     return Response(body, mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
 

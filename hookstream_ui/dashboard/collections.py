@@ -100,7 +100,7 @@ def key_preview():
 
 @bp.get("/collections/<ident>")
 def collection_detail(ident):
-    from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns
+    from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns, export_query
 
     collection = svc.get_collection_or_404(current_principal(), ident)
     # The records browser's state comes from the URL: a reload or a shared link shows it again.
@@ -109,7 +109,8 @@ def collection_detail(ident):
     return render_template("dashboard/collections/detail.html", collection=collection,
                            state=live.collection_state(collection), args=request.args, shown_columns=shown,
                            api_url=links.public(f"/v1/collections/{collection.slug}"),
-                           column_choices=choices + [c for c in shown if c not in choices])
+                           column_choices=choices + [c for c in shown if c not in choices],
+                           export_args=export_query(request.args))
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])

@@ -48,6 +48,22 @@ def chosen_columns(args) -> list[str]:
     return chosen[:MAX_COLUMNS]
 
 
+def record_filters(args) -> dict:
+    """The toolbar's filter as the API's `filter[<path>]`: a field with a value (an empty
+    value included, which matches empty text)."""
+    if args.get("filter_path") and args.get("filter_value") is not None:
+        return {args["filter_path"]: args["filter_value"]}
+    return {}
+
+
+def export_query(args) -> dict:
+    """The export links' query for what the browser shows: its search, event type and filter,
+    and for CSV the columns picked (none picked: every field)."""
+    return {"search": args.get("q") or None, "event_type": args.get("event_type") or None,
+            **{f"filter[{path}]": value for path, value in record_filters(args).items()},
+            "columns": ",".join(c[2:] for c in chosen_columns(args)) or None}
+
+
 def trail_of(args) -> list[str]:
     """The cursors of the pages before this one (the first page's is none), oldest first."""
     return [c for c in (args.get("trail") or "").split(",") if c][-TRAIL_MAX:]
@@ -89,9 +105,7 @@ def schema_partial(ident):
 def records_partial(ident):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     args = request.args
-    filters = {}
-    if args.get("filter_path") and args.get("filter_value") is not None:
-        filters[args["filter_path"]] = args["filter_value"]
+    filters = record_filters(args)
     query = {"search": args.get("q") or None, "event_type": args.get("event_type") or None, "filters": filters}
     error, count = None, None
     try:
@@ -108,8 +122,7 @@ def records_partial(ident):
         "dashboard/records/_table.html", collection=collection, page=page, live=live, args=args,
         columns=chosen or _columns(collection), chosen=bool(chosen), error=error, count=count,
         filtered=bool(query["search"] or query["event_type"] or filters), state=state,
-        export_args={"search": query["search"], "event_type": query["event_type"],
-                     **{f"filter[{path}]": value for path, value in filters.items()}},
+        export_args=export_query(args),
         pages=pages(args, page.cursor if page.has_more else None, state)))
     return push_url(response, "dashboard.collection_detail", args, ident=collection.slug)
 

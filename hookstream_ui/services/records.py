@@ -174,13 +174,22 @@ def delete_record(collection: Collection, record: Record) -> None:
     db.session.commit()
 
 
-def export(collection: Collection, fmt: str, *, search=None, event_type=None, filters: dict | None = None):
+def export(collection: Collection, fmt: str, *, search=None, event_type=None, filters: dict | None = None,
+           columns: list[str] | None = None):
     """The export's chunks, once it is on the record who took a copy of the data (only an
     export that goes ahead: its filters are checked first)."""
-    chunks = iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters)
-    details = {"name": collection.name, "format": fmt, "records": collection.record_count}
+    chunks = iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters,
+                         columns=columns)
+    details = {"name": collection.name, "format": fmt}
     if search or event_type or filters:
-        details["filtered"] = True
+        # How many match is known only once the stream has run (after this answer is
+        # committed), so the entry says which records were taken rather than a count.
+        details.update({k: v for k, v in (("search", search), ("event_type", event_type)) if v})
+        details.update({f"filter {path}": value for path, value in (filters or {}).items()})
+    else:
+        details["records"] = collection.record_count
+    if columns is not None and fmt == "csv":
+        details["columns"] = columns
     audit.note("collection.export", "collection", collection.id, org_id=collection.org_id,
                env_id=collection.env_id, details=details)
     db.session.commit()
@@ -294,7 +303,7 @@ def infer_schema(collection: Collection, sample=None) -> dict:
                 len(value) > EXAMPLE_CHARS else value
         if isinstance(value, dict):
             for key, child in value.items():
-                walk(child, f"{path}.{key}")
+                walk(child, f"{path}.{key}" if path else key)
         elif isinstance(value, list):
             for child in value[:20]:
                 walk(child, f"{path}[*]")
@@ -333,7 +342,8 @@ def collection_stats(collection: Collection) -> dict:
 
 EXPORT_CHUNK = 200  # records in memory at once: at the record size limit, a fifth of a gigabyte
 CSV_COLUMNS = ("record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at")
-CSV_DATA_COLUMNS = 2000  # flattened data columns at most; fields past them go into `data.other`
+CSV_DATA_COLUMNS = 2000  # flattened data columns at most; fields past them go into `other_fields`
+CSV_OTHER = "other_fields"
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -346,15 +356,15 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def flatten(data, prefix: str = "data") -> dict:
-    """A record as one level: nested objects become dotted names (data.customer.email);
-    arrays stay one cell, as JSON text."""
+def flatten(data, prefix: str = "") -> dict:
+    """A record's data as one level, named as the records page names its columns (the path
+    without `$.`: customer.email); arrays stay one cell, as JSON text."""
     flat = {}
 
     def walk(value, path):
         if isinstance(value, dict) and value:
             for key, child in value.items():
-                walk(child, f"{path}.{key}")
+                walk(child, f"{path}.{key}" if path else key)
         else:
             flat[path] = value
 
@@ -389,6 +399,22 @@ def _chunks(collection_id: str, where: tuple = ()):
         db.session.expunge_all()  # keep the identity map from growing with the export
 
 
+def _at(data, path: str):
+    """The value at a dot path in a record's data (an object as it is: one JSON cell)."""
+    for part in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
+def csv_name(path: str) -> str:
+    """A data column's header: its path as the records page shows it, except where that is
+    a name of the record's own columns (a data field `created_at`): then its $-path, so
+    the two are told apart without prefixing every other field."""
+    return f"$.{path}" if path in CSV_COLUMNS or path == CSV_OTHER else path
+
+
 def _data_columns(collection_id: str, where: tuple = ()) -> list[str]:
     """Every flattened data column the records have, in the order they first appear. A
     CSV's header comes before its rows, so this is a pass of its own, a chunk at a time."""
@@ -401,27 +427,43 @@ def _data_columns(collection_id: str, where: tuple = ()) -> list[str]:
     return list(seen)
 
 
-def iter_export(collection_id: str, fmt: str, *, search=None, event_type=None, filters: dict | None = None):
+def export_columns(raw: str | None) -> list[str] | None:
+    """The data columns a CSV export is asked for (`columns=status,customer.email`), as
+    dot paths the records page shows; none asked: every field."""
+    if not raw or not raw.strip():
+        return None
+    chosen: list[str] = []
+    for part in raw.split(","):
+        path = ".".join(_segments(part, "columns"))
+        if path not in chosen:
+            chosen.append(path)
+    return chosen
+
+
+def iter_export(collection_id: str, fmt: str, *, search=None, event_type=None, filters: dict | None = None,
+                columns: list[str] | None = None):
     """The collection's records (all, or those matching the records list's search, event
     type and filters), in key order, a chunk at a time: memory stays flat at any size. CSV
-    has a column per flattened data field (`data.customer.email`), after the record's own
-    columns; NDJSON has each record whole. Bad filters raise here, before anything streams."""
+    has a column per flattened data field, named as the records page names it
+    (`customer.email`), after the record's own columns, or only the `columns` asked for;
+    NDJSON has each record whole. Bad filters raise here, before anything streams."""
     search, filters = (search or "").strip(), filters or {}
     segments = {path: _segments(path, f"filter[{path}]") for path in filters}
     where = tuple(_conditions(Record, search, event_type, filters, segments))
-    return _export(collection_id, fmt, where)
+    return _export(collection_id, fmt, where, columns)
 
 
-def _export(collection_id: str, fmt: str, where: tuple):
+def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None = None):
     import csv
     import io
     columns: list[str] = []
     if fmt == "csv":
-        columns = _data_columns(collection_id, where)
+        columns = chosen if chosen is not None else _data_columns(collection_id, where)
         known = set(columns)
+        overflow = chosen is None and len(columns) >= CSV_DATA_COLUMNS
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow([*CSV_COLUMNS, *columns, *(["data.other"] if len(columns) >= CSV_DATA_COLUMNS else [])])
+        writer.writerow([*CSV_COLUMNS, *map(csv_name, columns), *([CSV_OTHER] if overflow else [])])
         yield buffer.getvalue()
     for rows in _chunks(collection_id, where):
         if fmt == "ndjson":
@@ -434,9 +476,9 @@ def _export(collection_id: str, fmt: str, where: tuple):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         for r in rows:
-            flat = flatten(r.data)
+            flat = flatten(r.data) if chosen is None else {name: _at(r.data, name) for name in columns}
             cells = [_flat_cell(flat.get(name)) for name in columns]
-            if len(columns) >= CSV_DATA_COLUMNS:
+            if overflow:
                 rest = {k: v for k, v in flat.items() if k not in known}
                 cells.append(_flat_cell(rest) if rest else "")
             writer.writerow([_cell(r.record_key), _cell(r.event_type or ""), _cell(r.source_event_id or ""),
