@@ -98,8 +98,11 @@ document.addEventListener("DOMContentLoaded", () => {
 // forms (issue 19): Test connection's field errors go beside their fields, as Connect's do;
 // a new result clears what an earlier test said about the credentials and configuration.
 document.addEventListener("htmx:afterSwap", (e) => {
-  const result = e.detail.target.querySelector?.("[data-field-errors]");
-  const form = e.detail.target.closest("form");
+  // A history restore (Back, Forward) swaps with no target: nothing was tested then.
+  const target = e.detail?.target;
+  if (!(target instanceof Element)) return;
+  const result = target.querySelector("[data-field-errors]");
+  const form = target.closest("form");
   if (!result || !form) return;
   const errors = JSON.parse(result.dataset.fieldErrors);
   form.querySelectorAll(".field").forEach((wrap) => {
