@@ -1,0 +1,62 @@
+"""Issue 19, browse2 part, in Chromium against a live server: Back and Forward through the
+records and events browsers, and the toolbar's exports following the filters."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser import *  # noqa: F403 (the fixtures)
+from tests.browser import sign_in
+from tests.test_browser_browse import _owner_with_hook, _page, _send
+
+pytestmark = pytest.mark.browser
+
+
+def test_back_and_forward_through_record_and_event_pages_raise_no_errors(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "history@example.com")
+    for i in range(60):
+        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.paid" if i % 2 else "order.new"})
+    context, page = _page(browser)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, live_server, "history@example.com")
+    page.goto(live_server + "/collections/orders")
+    page.click("[data-page=next]")
+    expect(page.locator("#records-count")).to_contain_text("page 2")
+    page.click("[data-page=next]")
+    expect(page.locator("#records-count")).to_contain_text("page 3")
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"cursor="))
+    page.go_back()
+    page.go_forward()
+    page.wait_for_timeout(500)
+    page.goto(live_server + "/events")
+    page.click("[data-page=next]")
+    expect(page).to_have_url(re.compile(r"cursor="))
+    page.go_back()
+    page.go_forward()
+    page.wait_for_timeout(500)
+    assert errors == []
+    context.close()
+
+
+def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "toolbar@example.com")
+    for i in range(6):
+        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 3 == 0 else "order.paid"})
+    context, page = _page(browser)
+    sign_in(page, live_server, "toolbar@example.com")
+    page.goto(live_server + "/collections/orders")
+    page.fill("input[name=event_type]", "order.new")
+    page.press("input[name=event_type]", "Enter")
+    expect(page.locator("#records-count")).to_contain_text("2 matches")
+    with page.expect_download() as download:
+        page.click("[data-export-all=csv]")
+    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["o000", "o003"]
+    context.close()
