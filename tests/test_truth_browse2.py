@@ -102,3 +102,39 @@ def test_export_columns_are_checked_and_named_in_the_error(signed_in):
     bad = client.get("/v1/collections/orders/export?format=csv&columns=a..b")
     assert bad.status_code == 400 and "columns" in bad.json["errors"]
     assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all() == []
+
+
+# 3. The records browser says what went wrong, and only that
+
+def _said_beside_field(body: str) -> str:
+    return re.search(r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body).group(1)
+
+
+def test_a_filter_value_without_a_field_is_said_not_dropped(signed_in):
+    client, _, org = signed_in
+    _hook(client, org, 3)
+    body = _hx(client, "/collections/orders/_records?filter_value=open").get_data(as_text=True)
+    assert _said_beside_field(body) == "Choose a field to filter by."
+    assert "<tr data-key=" not in body and "No records" not in body and 'id="records-count"' not in body
+
+
+def test_a_bad_filter_path_shows_only_its_error(signed_in):
+    client, _, org = signed_in
+    _hook(client, org, 3)
+    body = _hx(client, "/collections/orders/_records?filter_path=a..b&filter_value=1").get_data(as_text=True)
+    assert _said_beside_field(body).startswith("Filter field must be")
+    assert "No records match" not in body and "match" not in re.sub(r"<span [^>]*e-records[^<]*</span>", "", body)
+
+
+def test_an_out_of_date_page_link_says_so_and_offers_the_first_page(signed_in):
+    client, _, org = signed_in
+    _hook(client, org, 3)
+    body = _hx(client, "/collections/orders/_records?event_type=order.paid&cursor=bogus&trail=x"
+               ).get_data(as_text=True)
+    assert "This page link is out of date" in body
+    assert "No records match" not in body and 'data-page="previous"' not in body
+    first = unescape(re.search(r'data-page="first" hx-get="([^"]+)"', body).group(1))
+    assert "cursor" not in first and "event_type=order.paid" in first
+    again = _hx(client, first).get_data(as_text=True)
+    assert sorted(re.findall(r'<tr data-key="([^"]+)"', again)) == ["o001", "o002"]
+    assert _said_beside_field(body) == ""

@@ -107,19 +107,29 @@ def records_partial(ident):
     args = request.args
     filters = record_filters(args)
     query = {"search": args.get("q") or None, "event_type": args.get("event_type") or None, "filters": filters}
-    error, count = None, None
-    try:
-        page = record_svc.list_records(collection, **query, cursor=args.get("cursor") or None, limit=25)
-        count = record_svc.count_records(collection, **query)
-    except ValidationFailed as exc:
-        # The only thing the toolbar can get wrong is the filter's field: said beside it.
-        page, error = record_svc.Page([], None, False), sentence(exc, {k: "Filter field" for k in exc.errors})
+    error, count, stale = None, None, False
+    page = record_svc.Page([], None, False)
+    if (args.get("filter_value") or "").strip() and not (args.get("filter_path") or "").strip():
+        # A value with no field would filter nothing: said beside the field, not dropped.
+        error = "Choose a field to filter by."
+    else:
+        try:
+            page = record_svc.list_records(collection, **query, cursor=args.get("cursor") or None, limit=25)
+            count = record_svc.count_records(collection, **query)
+        except ValidationFailed as exc:
+            if "cursor" in exc.errors:
+                # Only an old or edited link carries a cursor we did not give: offer page one.
+                stale = True
+            else:
+                # What else the toolbar can get wrong is the filter's field: said beside it.
+                error = sentence(exc, {k: "Filter field" for k in exc.errors})
     # Only the unfiltered first page tails new records; a page you are reading stays still.
     live = not any(args.get(k) for k in ("q", "event_type", "filter_path", "cursor"))
     chosen = chosen_columns(args)
     state = {k: v for k, v in {**{k: args.get(k) for k in RECORD_FILTERS}, "cols": [c[2:] for c in chosen]}.items() if v}
     response = make_response(render_template(
-        "dashboard/records/_table.html", collection=collection, page=page, live=live, args=args,
+        "dashboard/records/_table.html", collection=collection, page=page, live=live and not error, args=args,
+        stale=stale, first_page={k: v for k, v in state.items() if k not in ("cursor", "trail")},
         columns=chosen or _columns(collection), chosen=bool(chosen), error=error, count=count,
         filtered=bool(query["search"] or query["event_type"] or filters), state=state,
         export_args=export_query(args),
