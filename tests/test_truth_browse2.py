@@ -138,3 +138,26 @@ def test_an_out_of_date_page_link_says_so_and_offers_the_first_page(signed_in):
     again = _hx(client, first).get_data(as_text=True)
     assert sorted(re.findall(r'<tr data-key="([^"]+)"', again)) == ["o001", "o002"]
     assert _said_beside_field(body) == ""
+
+
+# 4. Changing the key path of a collection that holds records warns first
+
+def test_a_new_key_path_on_a_collection_with_records_warns_what_happens(signed_in):
+    from hookstream_ui.models import Collection
+
+    client, _, org = signed_in
+    sid = _hook(client, org, 3)
+    cid = db.session.scalar(select(Collection.id))
+    said = client.get("/collections/_key-preview", query_string={
+        "collection_id": cid, "source_id": sid, "primary_key_path": "customer.email"}).get_data(as_text=True)
+    warning = re.search(r'data-key-state="rekey"[^>]*>(.*?)</div>', said, re.S).group(1)
+    assert "3 records keyed by <code>$.id</code>" in warning and "<code>$.customer.email</code>" in warning
+    assert "second record" in warning and "backfill" in warning
+    for same in ("$.id", "id", ""):
+        body = client.get("/collections/_key-preview", query_string={
+            "collection_id": cid, "source_id": sid, "primary_key_path": same}).get_data(as_text=True)
+        assert 'data-key-state="rekey"' not in body, same
+    # A new collection has no records to strand.
+    fresh = client.get("/collections/_key-preview", query_string={"source_id": sid,
+                                                                   "primary_key_path": "customer.email"})
+    assert 'data-key-state="rekey"' not in fresh.get_data(as_text=True)

@@ -477,5 +477,20 @@ def path_previews(principal: Principal, paths: dict, *, collection: Collection |
     {field: what it gives, or why it gives nothing}, and where the sample came from."""
     document, where, problem = _sample(principal, collection, source_id, stream)
     found = {field: _path_state(field, paths.get(field), document, where) for field in PATH_LABELS}
-    return {"fields": found, "sample_from": where, "unavailable": problem, "sampled": document is not None}
+    return {"fields": found, "sample_from": where, "unavailable": problem, "sampled": document is not None,
+            "rekey": rekey_warning(collection, paths.get("primary_key_path"))}
+
+
+def rekey_warning(collection: Collection | None, path: str | None) -> dict | None:
+    """What changing a collection's primary key path does to the records it holds: they keep
+    the keys the old path gave, so an update to one of them makes a second record beside it."""
+    if collection is None or not (collection.record_count or 0) or not (path or "").strip():
+        return None
+    try:
+        new = jsonpaths.normalise(path)
+    except ValueError:
+        return None  # said under the field already
+    if new == collection.primary_key_path:
+        return None
+    return {"count": collection.record_count, "old": collection.primary_key_path, "new": new}
 
