@@ -161,3 +161,50 @@ def test_a_new_key_path_on_a_collection_with_records_warns_what_happens(signed_i
     fresh = client.get("/collections/_key-preview", query_string={"source_id": sid,
                                                                    "primary_key_path": "customer.email"})
     assert 'data-key-state="rekey"' not in fresh.get_data(as_text=True)
+
+
+# 5. Moving a collection between sources, and what an unbound collection says
+
+def _second_source(client, org) -> str:
+    return client.post("/api/v1/source-connections", headers=auth(make_key(production(org))), json={
+        "sourceShortName": "webhook", "name": "Other hook", "credentials": {"verification_type": "none"},
+        "config": {}}).json["sourceConnection"]["id"]
+
+
+def _edit(token, source_id, **more):
+    return {"csrf_token": token, "name": "Orders", "slug": "orders", "primary_key_path": "$.id",
+            "event_type_field": "$.type", "source_id": source_id, "search_index": "on", **more}
+
+
+def test_the_edit_form_moves_a_collection_once_the_move_is_confirmed(signed_in):
+    from hookstream_ui.models import Collection
+
+    client, token, org = signed_in
+    first = _hook(client, org, 2)
+    other = _second_source(client, org)
+    refused = client.post("/collections/orders/edit", data=_edit(token, other))
+    page = unescape(refused.get_data(as_text=True))
+    assert refused.status_code == 400  # as every dashboard form answers a refused change
+    assert "To move it, tick “Move this collection from Hook to Other hook”" in page
+    assert "No source yet" in page and f'name="move_from" value="{first}"' in page
+    assert db.session.scalar(select(Collection.source_id)) == first  # nothing changed
+    moved = client.post("/collections/orders/edit", data=_edit(token, other, move_from=first))
+    assert moved.status_code == 302
+    db.session.expire_all()
+    assert db.session.scalar(select(Collection.source_id)) == other
+    # The API still refuses a silent take-over, and says how to do it.
+    api = client.patch("/v1/collections/orders", headers=auth(make_key(production(org))), json={"source_id": first})
+    assert api.status_code == 409 and "set its source to none" in api.json["errors"]["source_id"]
+
+
+def test_an_unbound_collection_with_records_says_it_has_them(signed_in):
+    client, token, org = signed_in
+    sid = _hook(client, org, 3)
+    assert client.post("/collections/orders/edit", data=_edit(token, "")).status_code == 302
+    page = client.get("/collections/orders").get_data(as_text=True)
+    assert "holds 3 records, but no source feeds it now" in page and "has no source yet" not in page
+    for action in ("clear", "delete"):
+        said = client.get(f"/sources/{sid}/{action}").get_data(as_text=True)
+        assert "Records it synced" not in said and "put into" not in said
+    assert "Records in the collections it feeds now (0)" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
+    assert "collection(s) <strong>Hook</strong> feeds now" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)

@@ -159,16 +159,18 @@ def slug_preview(principal: Principal, name: str, slug: str, shown: str | None =
     return {"slug": generated, "generated": True, "error": None}
 
 
-def ensure_bindable(collection: Collection, field: str, to: str | None = None) -> None:
+def ensure_bindable(collection: Collection, field: str, to: str | None = None, moving_from: str | None = None) -> None:
     """Binding a source (`to`, or one not made yet) never unbinds another without a word: a
     collection fed by one source is refused to another (409, under `field`), and is moved
-    only by unbinding it first. (Collections are about to hold several sources.)"""
+    only by unbinding it first, or by a move confirmed for the source that feeds it now
+    (`moving_from`, the dashboard's checkbox). (Collections are about to hold several sources.)"""
     holder = collection.source
-    if holder is None or holder.id == to:
+    if holder is None or holder.id == to or (moving_from and holder.id == moving_from):
         return
     raise ValidationFailed(
         {field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
-                f"“{holder.name}” ({holder.id}); unbind it from that source first"},
+                f"“{holder.name}” ({holder.id}); unbind it from that source first (set its source to "
+                f"none, then to the new one)"},
         status=409, code="conflict")
 
 
@@ -238,7 +240,8 @@ def create_collection(principal: Principal, payload) -> Collection:
     return collection
 
 
-def update_collection(principal: Principal, collection: Collection, payload) -> Collection:
+def update_collection(principal: Principal, collection: Collection, payload,
+                      moving_from: str | None = None) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
     asked, slug_field = _slug_asked(data)
@@ -250,7 +253,7 @@ def update_collection(principal: Principal, collection: Collection, payload) -> 
         collection.slug = asked
     if "source_id" in given:
         if data.source_id:
-            ensure_bindable(collection, "source_id", to=data.source_id)
+            ensure_bindable(collection, "source_id", to=data.source_id, moving_from=moving_from)
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
     for field in ("name", "stream", "primary_key_path", "timestamp_path",
                   "event_type_field", "delete_event_types", "description"):
