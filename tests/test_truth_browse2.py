@@ -208,3 +208,31 @@ def test_an_unbound_collection_with_records_says_it_has_them(signed_in):
         assert "Records it synced" not in said and "put into" not in said
     assert "Records in the collections it feeds now (0)" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
     assert "collection(s) <strong>Hook</strong> feeds now" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
+
+
+# 6. Settings' modified time moves only when settings change
+
+def test_data_arriving_does_not_move_the_collections_modified_time(signed_in):
+    import time
+
+    from hookstream_ui.models import Collection
+    from hookstream_ui.models.base import utcnow
+
+    client, _, org = signed_in
+    key = make_key(production(org))
+    sid = _hook(client, org, 1)
+    before = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["updated_at"]
+    time.sleep(0.01)
+    client.post(f"/v1/ingest/{sid}", json={"id": "o900", "type": "order.new"})
+    client.post(f"/v1/ingest/{sid}", json={"id": "o000", "type": "order.paid", "changed": True})
+    after = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]
+    assert after["record_count"] == 2 and after["updated_at"] == before
+    # A run's own writes (status, last sync, count, checkpoint) keep it too.
+    db.session.expire_all()
+    collection = db.session.scalar(select(Collection))
+    collection.status, collection.last_sync_at, collection.sync_state = "SYNCING", utcnow(), {"at": 1}
+    db.session.commit()
+    assert client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["updated_at"] == before
+    time.sleep(0.01)
+    edited = client.patch("/v1/collections/orders", headers=auth(key), json={"description": "edited"})
+    assert edited.json["collection"]["updated_at"] > before

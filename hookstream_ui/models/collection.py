@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event, inspect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm.attributes import flag_modified
 
 from .base import EnvScoped, Timestamps, db, new_id
 from .source import SourceConnection
@@ -51,3 +52,16 @@ class Collection(EnvScoped, Timestamps, db.Model):
     source: Mapped[SourceConnection | None] = relationship(lazy="joined")
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id], lazy="joined")
     modified_by: Mapped[User | None] = relationship(foreign_keys=[modified_by_id], lazy="joined")
+
+
+# What a run or a delivery writes, not what a person set: `updated_at` is the settings'
+# modified time (the Settings card's "Modified", the API's updated_at), so these alone keep it.
+RUN_STATE = frozenset({"record_count", "last_sync_at", "status", "sync_state"})
+
+
+@event.listens_for(Collection, "before_update")
+def _keep_modified_time_for_run_state(mapper, connection, target):
+    state = inspect(target)
+    changed = {a.key for a in state.attrs if a.history.has_changes()}
+    if changed and changed <= RUN_STATE and "updated_at" in state.dict:
+        flag_modified(target, "updated_at")  # written as it was, so onupdate does not move it

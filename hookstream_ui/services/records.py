@@ -168,7 +168,7 @@ def delete_record(collection: Collection, record: Record) -> None:
     search_index.forget(Record.id == record.id)
     db.session.execute(delete(Record).where(Record.id == record.id))
     db.session.execute(update(Collection).where(Collection.id == collection.id)
-                       .values(record_count=Collection.record_count - 1))
+                       .values(record_count=Collection.record_count - 1, updated_at=Collection.updated_at))
     audit.note("record.delete", "collection", collection.id, org_id=collection.org_id, env_id=collection.env_id,
                details={"name": collection.name, "record_key": record.record_key[:200]})
     db.session.commit()

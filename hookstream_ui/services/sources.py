@@ -286,7 +286,8 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     criteria = (Record.collection_id.in_(ids), Record.env_id == source.env_id)
     search_index.forget(*criteria)
     deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
-    db.session.execute(update(Collection).where(Collection.id.in_(ids)).values(record_count=0))
+    db.session.execute(update(Collection).where(Collection.id.in_(ids))
+                       .values(record_count=0, updated_at=Collection.updated_at))  # data, not settings
     audit.note("source.clear_data", "source", source.id, org_id=source.org_id, env_id=source.env_id,
                details={"name": source.name, "records_deleted": deleted, "collection_ids": ids})
     db.session.commit()

@@ -562,7 +562,8 @@ _COLLECTIONS = Collection.__table__
 _ADJUST = _COLLECTIONS.update().where(_COLLECTIONS.c.id == bindparam("collection_id")).values(
     record_count=_COLLECTIONS.c.record_count + bindparam("delta"),
     last_sync_at=func.coalesce(bindparam("synced_at", type_=_COLLECTIONS.c.last_sync_at.type),
-                               _COLLECTIONS.c.last_sync_at))
+                               _COLLECTIONS.c.last_sync_at),
+    updated_at=_COLLECTIONS.c.updated_at)  # data arriving is no settings change (models/collection.py)
 
 
 def _adjust_count(collection: Collection, delta: int, synced_at: datetime | None = None) -> None:
