@@ -60,3 +60,30 @@ def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
     lines = open(download.value.path(), encoding="utf-8").read().splitlines()
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["o000", "o003"]
     context.close()
+
+
+def test_the_api_reference_curl_carries_the_api_key_given_to_authorize(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_key, make_user, org_of, production
+
+    with app.app_context():
+        key = make_key(production(org_of(make_user("curl@example.com"))))
+    context, page = _page(browser)
+    sign_in(page, live_server, "curl@example.com")
+    page.goto(live_server + "/api-reference")
+    expect(page.locator("#curl-needs-key")).to_contain_text('-H "X-API-Key: hs_live_…"')
+    page.locator("#api-reference button.authorize").first.click()
+    dialog = page.locator(".dialog-ux")
+    dialog.locator("input[type=text], input[type=password]").first.fill(key)
+    dialog.locator("button.authorize").first.click()
+    dialog.locator("button.btn-done, button.close-modal").first.click()
+    listing = page.locator("#api-reference .opblock-get", has=page.locator(
+        ".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")))
+    listing.locator(".opblock-summary").click()
+    listing.locator("button.try-out__btn").click()
+    listing.locator("button.execute").click()
+    expect(listing.locator(".live-responses-table tbody .response-col_status").first).to_have_text(re.compile(r"^200"))
+    curl = listing.locator(".curl-command").first.inner_text()
+    assert f"X-API-Key: {key}" in curl and "X-CSRFToken" not in curl
+    context.close()

@@ -201,7 +201,10 @@ def build_openapi(app) -> dict:
         "components": {
             "schemas": top.get("$defs", {}),
             "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "An API key (hs_live_…, made in Settings → API keys): what scripts and "
+                                          "curl send, as -H \"X-API-Key: hs_live_…\". It acts in its own "
+                                          "project, as its owner with its role; no CSRF header is needed."},
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "session",
                             "description": "The dashboard's signed-in session; unsafe requests also need "
