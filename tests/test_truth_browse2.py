@@ -236,3 +236,15 @@ def test_data_arriving_does_not_move_the_collections_modified_time(signed_in):
     time.sleep(0.01)
     edited = client.patch("/v1/collections/orders", headers=auth(key), json={"description": "edited"})
     assert edited.json["collection"]["updated_at"] > before
+
+
+def test_an_out_of_date_events_link_says_so_too(signed_in):
+    client, _, org = signed_in
+    sid = _hook(client, org, 2)
+    body = _hx(client, f"/events/_list?source_id={sid}&cursor=bogus")
+    assert body.status_code == 200
+    text = body.get_data(as_text=True)
+    assert "This page link is out of date" in text and "No events match" not in text
+    first = unescape(re.search(r'data-page="first" hx-get="([^"]+)"', text).group(1))
+    assert "cursor" not in first and f"source_id={sid}" in first
+    assert len(re.findall(r'<tr data-event=', _hx(client, first).get_data(as_text=True))) == 2

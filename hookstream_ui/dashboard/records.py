@@ -159,9 +159,16 @@ def events_partial():
     principal = current_principal()
     args = request.args
     # `recent`: the few newest of one source, on its page.
-    page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
-                                  status=args.get("status") or None, cursor=args.get("cursor") or None,
-                                  limit=10 if args.get("recent") else 30)
+    stale = False
+    try:
+        page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
+                                      status=args.get("status") or None, cursor=args.get("cursor") or None,
+                                      limit=10 if args.get("recent") else 30)
+    except ValidationFailed as exc:
+        if "cursor" not in exc.errors:
+            raise
+        # An old or edited link: say so and offer the first page, as the records browser does.
+        page, stale = record_svc.Page([], None, False), True
     sources = source_svc.list_sources(principal)
     # New events come only to sources that are pushed to: with none of those shown, nothing
     # can change, and the poll stops (286).
@@ -169,7 +176,7 @@ def events_partial():
                     and args.get("source_id") in (None, "", s.id) for s in sources)
     live = not args.get("cursor") and listening
     body = render_template(
-        "dashboard/events/_table.html", page=page, live=live, args=args,
+        "dashboard/events/_table.html", page=page, live=live, args=args, stale=stale,
         state=(state := {k: args.get(k) for k in ("source_id", "status") if args.get(k)}),
         pages=pages(args, page.cursor if page.has_more else None, state),
         names={s.id: s.name for s in sources})
