@@ -87,3 +87,27 @@ def test_the_api_reference_curl_carries_the_api_key_given_to_authorize(browser, 
     curl = listing.locator(".curl-command").first.inner_text()
     assert f"X-API-Key: {key}" in curl and "X-CSRFToken" not in curl
     context.close()
+
+
+def test_the_records_toolbar_says_what_is_wrong_and_an_old_link_offers_page_one(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    source_id = _owner_with_hook(app, "feedback@example.com")
+    for i in range(3):
+        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new"})
+    context, page = _page(browser)
+    sign_in(page, live_server, "feedback@example.com")
+    page.goto(live_server + "/collections/orders")
+    expect(page.locator("#records-table tbody tr")).to_have_count(3)
+    page.fill("input[name=filter_value]", "open")
+    page.press("input[name=filter_value]", "Enter")
+    expect(page.locator("#e-records-filter_path")).to_have_text("Choose a field to filter by.")
+    expect(page.locator("input[name=filter_path]")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#records")).not_to_contain_text("No records")
+    page.goto(live_server + "/collections/orders?cursor=gone&trail=x")
+    expect(page.locator("#records-stale")).to_contain_text("This page link is out of date")
+    expect(page.locator("[data-page=previous]")).to_have_count(0)
+    page.click("[data-page=first]")
+    expect(page.locator("#records-table tbody tr")).to_have_count(3)
+    expect(page).not_to_have_url(re.compile(r"cursor="))
+    context.close()
