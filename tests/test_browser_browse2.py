@@ -111,3 +111,37 @@ def test_the_records_toolbar_says_what_is_wrong_and_an_old_link_offers_page_one(
     expect(page.locator("#records-table tbody tr")).to_have_count(3)
     expect(page).not_to_have_url(re.compile(r"cursor="))
     context.close()
+
+
+def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models import User, db
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import org_of, production
+
+    source_id = _owner_with_hook(app, "edit@example.com")
+    for i in range(2):
+        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new", "email": f"c{i}@example.com"})
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.email == "edit@example.com"))
+        org = org_of(user)
+        other = source_svc.create_source(Principal(org=org, env=production(org), role="owner", user=user), {
+            "sourceShortName": "webhook", "name": "New hooks", "credentials": {"verification_type": "none"}}).id
+    context, page = _page(browser)
+    sign_in(page, live_server, "edit@example.com")
+    page.goto(live_server + "/collections/orders/edit")
+    page.fill("#f-primary_key_path", "$.email")
+    warning = page.locator("[data-key-state=rekey]")
+    expect(warning).to_contain_text("2 records keyed by $.id")
+    page.fill("#f-primary_key_path", "$.id")
+    expect(warning).to_have_count(0)
+    page.select_option("#f-source_id", other)
+    page.click("form.card button:has-text(\"Save\")")
+    expect(page.locator("#e-source_id")).to_contain_text("Move this collection from Shop hooks to New hooks")
+    page.check("#move-confirm input")
+    page.click("form.card button:has-text(\"Save\")")
+    expect(page.locator("h1").first).to_contain_text("Orders")
+    expect(page.locator("body")).to_contain_text("New hooks")
+    context.close()
