@@ -133,6 +133,26 @@ def collection_edit(ident):
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 
 
+@bp.post("/collections/<ident>/status")
+def collection_status(ident):
+    """Pause or resume, through the same service (and audit entry) as PATCH /v1/collections."""
+    from ..forms import sentence
+
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = svc.get_collection_or_404(principal, ident)
+    wanted = request.form.get("status", "")
+    try:
+        svc.update_collection(principal, collection, {"status": wanted})
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(sentence(exc, {"status": "Status"}), "error")
+    else:
+        flash("Collection paused: runs and deliveries skip it until it is resumed." if wanted == "PAUSED"
+              else "Collection resumed.", "success")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
+
+
 @bp.route("/collections/<ident>/delete", methods=["GET", "POST"])
 def collection_delete(ident):
     principal = current_principal()

@@ -198,6 +198,9 @@ def source_upload(source_id):
     if not svc.bound_collections(source):
         flash("Bind a collection to this source to sync the file into it.", "info")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
+    if not svc.readable_collections(source):
+        flash("Every collection of this source is paused: resume one to sync the file into it.", "info")
+        return redirect(url_for("dashboard.source_detail", source_id=source.id))
     run = start_run(source, trigger="upload", full=False, file_id=stored.id)
     return redirect(url_for("dashboard.run_detail", run_id=run.id))
 

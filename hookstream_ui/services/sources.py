@@ -275,6 +275,11 @@ def bound_collections(source: SourceConnection) -> list[Collection]:
                                                        Collection.env_id == source.env_id)).all()
 
 
+def readable_collections(source: SourceConnection) -> list[Collection]:
+    """The bound collections a run reads into: a paused one takes nothing."""
+    return [c for c in bound_collections(source) if c.status != "PAUSED"]
+
+
 def clear_data(principal: Principal, source: SourceConnection) -> int:
     """Delete every record the source put into its collections; the collections stay."""
     from .runs import ensure_idle
