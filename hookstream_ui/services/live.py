@@ -274,6 +274,18 @@ def run_label(run: SyncRun) -> str:
             "cancelled": "Cancelled"}.get(run.status, run.status.title())
 
 
+def attempt_note(run: SyncRun) -> str | None:
+    """Which attempt the run is on, or how many it made. `attempt` counts the failed ones: a
+    run that failed for good made that many; one still going (or that completed) is on the
+    next. A run of one attempt says nothing."""
+    failed = run.attempt or 0
+    if run.status == "failed":
+        return f"{failed} attempts" if failed > 1 else None
+    if run.status == "cancelled":
+        return f"after {failed} failed attempt{'s' if failed > 1 else ''}" if failed else None
+    return f"attempt {failed + 1}" if failed else None
+
+
 def retry_at(run: SyncRun):
     """When a run waiting after a failed attempt is tried again (jobs.BACKOFF_SECONDS)."""
     from ..sync.jobs import BACKOFF_SECONDS
