@@ -1,0 +1,133 @@
+"""Runs, live state and the collection page tell the truth (issue 19, part "runs2"):
+a paused collection can be paused and resumed where it is shown, nothing runs into only
+paused collections, a running run can be cancelled where the page says to, and a run's
+header counts its attempts as its error box does."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import AuditEntry, Collection, SourceConnection, SyncRun, User, db, utcnow
+from hookstream_ui.models.base import as_utc
+from tests.helpers import login, make_key, make_user, org_of, production
+from tests.test_truth_live import connect, new_collection, text_of
+
+
+@pytest.fixture
+def signed_in(app, ctx):
+    user = make_user("owner@example.com")
+    client = app.test_client()
+    token = login(client, "owner@example.com")
+    return client, token, make_key(production(org_of(user)), owner=user)
+
+
+def test_pause_and_resume_from_the_collection_page(signed_in):
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    page = client.get("/collections/files").get_data(as_text=True)
+    assert 'id="pause-collection"' in page and 'id="resume-collection"' not in page
+    r = client.post("/collections/files/status", data={"csrf_token": token, "status": "PAUSED"})
+    assert r.status_code == 302
+    assert db.session.scalar(select(Collection.status).where(Collection.slug == "files")) == "PAUSED"
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "collection.update"))
+    assert entry is not None and entry.actor == "owner@example.com"
+    page = client.get(r.location).get_data(as_text=True)
+    assert 'id="resume-collection"' in page and 'id="pause-collection"' not in page
+    # Run now cannot act (it would read nothing and say Completed): disabled, and why.
+    assert re.search(r'id="run-now" disabled aria-disabled="true" title="Every collection of this source is paused',
+                     page)
+    assert "resume one to run it" in text_of(page)
+    assert '"PAUSED"' in client.get("/v1/collections/files", headers={"X-API-Key": key}).get_data(as_text=True)
+    r = client.post("/collections/files/status", data={"csrf_token": token, "status": "ACTIVE"})
+    assert r.status_code == 302
+    page = client.get(r.location).get_data(as_text=True)
+    assert 'id="run-now">' in page and 'id="pause-collection"' in page
+
+
+def test_pausing_needs_the_csrf_token_and_a_member(signed_in, app):
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    r = client.post("/collections/files/status", data={"status": "PAUSED"})
+    assert r.status_code in (400, 403)
+    owner = db.session.scalar(select(User).where(User.email == "owner@example.com"))
+    user = make_user("viewer@example.com", org=org_of(owner), role="viewer")
+    viewer = app.test_client()
+    vtoken = login(viewer, user.email)
+    r = viewer.post("/collections/files/status", data={"csrf_token": vtoken, "status": "PAUSED"})
+    assert r.status_code == 403
+    assert db.session.scalar(select(Collection.status).where(Collection.slug == "files")) == "ACTIVE"
+
+
+def test_no_run_starts_into_only_paused_collections(signed_in):
+    """Run now started a run that skipped its paused collection and said "Completed · 0
+    records read"; the API and the scheduler started them too."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    client.post("/collections/files/status", data={"csrf_token": token, "status": "PAUSED"})
+    r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
+    assert r.status_code == 302 and "/runs/" not in r.location
+    assert "Every collection bound to this source is paused" in client.get(r.location).get_data(as_text=True)
+    r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers={"X-API-Key": key})
+    assert r.status_code == 409 and r.json["error"] == "collections_paused"
+    assert "paused" in r.json["message"]
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.sync_status, source.next_run_at = "5m", "active", utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    from hookstream_ui.sync.scheduler import enqueue_due
+
+    assert enqueue_due() == []
+    assert db.session.scalar(select(SyncRun.id)) is None
+    # Its next time is asked again later, not at every tick.
+    assert as_utc(db.session.get(SourceConnection, sid).next_run_at) > utcnow()
+
+
+def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
+    """"A run is in progress: wait for it or cancel it first." with no Cancel anywhere."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})  # no worker: it waits, pending
+    run_id = r.location.rsplit("/", 1)[-1]
+    page = client.get("/collections/files").get_data(as_text=True)
+    assert "cancel it first" in text_of(page)
+    form = re.search(r'<form method="post" action="([^"]+)"[^>]*>[^<]*<input[^>]*>\s*<button[^>]*id="cancel-run"',
+                     page)
+    assert form and form.group(1) == f"/runs/{run_id}/cancel"
+    r = client.post(form.group(1), data={"csrf_token": token})
+    assert r.status_code == 302
+    assert db.session.get(SyncRun, run_id).status in ("cancelled", "cancelling")
+    assert 'id="cancel-run"' not in client.get("/collections/files").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("status,attempt,shown,not_shown", [
+    ("failed", 1, None, "attempt 2"),
+    ("failed", 3, "3 attempts", "attempt 4"),
+    ("running", 1, "attempt 2", None),
+    ("completed", 2, "attempt 3", None),
+    ("cancelled", 1, "after 1 failed attempt", "attempt 2"),
+])
+def test_the_run_header_counts_attempts_as_the_error_box_does(signed_in, status, attempt, shown, not_shown):
+    """A bad file: "incremental · upload · attempt 2" above "Failed (not retried …)"."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    source = db.session.get(SourceConnection, sid)
+    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, trigger="upload", mode="incremental",
+                  status=status, attempt=attempt, error="The file is not UTF-8", cursor={}, skip_reasons={},
+                  started_at=utcnow(), finished_at=None if status == "running" else utcnow())
+    db.session.add(run)
+    db.session.commit()
+    page = text_of(client.get(f"/runs/{run.id}").get_data(as_text=True))
+    header = re.search(r"incremental · upload[^A-Z]*", page).group(0)
+    if shown:
+        assert shown in header
+    else:
+        assert "attempt" not in header
+    if not_shown:
+        assert not_shown not in header
