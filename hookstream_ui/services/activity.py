@@ -45,7 +45,7 @@ class Overview:
     recent_runs: list
     failed_runs: list  # the newest failures of the last 24 hours
     failed_run_count: int
-    failed_event_count: int  # deliveries rejected or not applied, last 24 hours
+    failed_event_count: int  # deliveries not applied (rejected, failed, not JSON, skipped), 24 h
     events_last_hour: int
     buckets: list  # [(minutes ago it starts, events)], oldest first, RATE_BUCKETS of them
 
@@ -72,8 +72,10 @@ def overview(principal: Principal) -> Overview:
     failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
     events = select(func.count()).select_from(Event).where(Event.org_id == principal.org.id,
                                                           Event.env_id == principal.env.id)
-    failed_events = db.session.scalar(events.where(Event.received_at >= since,
-                                                   Event.status.in_(("rejected", "failed"))))
+    from .records import outcome_clause
+
+    # What the events list shows as not applied (its "not_applied" filter, linked from here).
+    failed_events = db.session.scalar(events.where(Event.received_at >= since, outcome_clause("not_applied")))
     step = RATE_WINDOW / RATE_BUCKETS
     buckets = []
     for index in range(RATE_BUCKETS):  # each an index range count (ix_events_env_received)
