@@ -131,3 +131,59 @@ def test_the_run_header_counts_attempts_as_the_error_box_does(signed_in, status,
         assert "attempt" not in header
     if not_shown:
         assert not_shown not in header
+
+
+def _deliveries(client, token):
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    new_collection(client, token, "hooked", hook)
+    lone = connect(client, token, "webhook", name="Lone", **{"credentials.verification_type": "none"})
+    assert client.post(f"/v1/ingest/{hook}", json={"id": "a1"}).status_code == 200  # applied
+    assert client.post(f"/v1/ingest/{hook}", json={"name": "no key"}).status_code == 200  # skipped
+    for body in (b"not json", b"{oops"):
+        client.post(f"/v1/ingest/{hook}", data=body, content_type="application/json")  # not JSON
+    assert client.post(f"/v1/ingest/{lone}", json={"id": "b1"}).status_code == 200  # stored, no collection
+    return hook, lone
+
+
+def _listed(client, **params):
+    body = client.get("/events/_list", query_string=params).get_data(as_text=True)
+    return set(re.findall(r'href="/events/(evt_[^"]+)"', body))
+
+
+def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in):
+    """"1 event rejected or not applied" when one was skipped and two were not JSON."""
+    client, token, key = signed_in
+    _deliveries(client, token)
+    page = client.get("/").get_data(as_text=True)
+    link = re.search(r'<a href="([^"]+)" id="events-not-applied" data-stat="failed-events">([^<]+)</a>', page)
+    assert link and link.group(2) == "3 events not applied"
+    assert link.group(1) == "/events?status=not_applied"
+    # No failed run: the big number is not red.
+    assert re.search(r'class="stat-value " data-stat="failed-runs">0<', page)
+    listed = _listed(client, status="not_applied")
+    assert len(listed) == 3
+    page = client.get(link.group(1)).get_data(as_text=True)
+    assert re.search(r'<option value="not_applied" selected>', page)
+
+
+def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in):
+    client, token, key = signed_in
+    _deliveries(client, token)
+    page = client.get("/events").get_data(as_text=True)
+    assert '<option value="skipped">' in page and '<option value="stored">stored (no collection)' in page
+    assert len(_listed(client, status="skipped")) == 1
+    assert len(_listed(client, status="stored")) == 1
+    assert len(_listed(client, status="applied")) == 1
+    assert len(_listed(client, status="not_json")) == 2
+    assert len(_listed(client)) == 5
+
+
+@pytest.mark.parametrize("path", ["/events", "/collections"])
+def test_an_unknown_status_filter_is_said_beside_the_field(signed_in, path):
+    client, token, key = signed_in
+    r = client.get(path, query_string={"status": "bogus"})
+    assert r.status_code == 400
+    page = r.get_data(as_text=True)
+    assert re.search(r'<p class="field-error" id="e-status">Status must be one of: ', page)
+    assert 'aria-invalid="true" aria-describedby="e-status"' in page
+    assert "match" not in text_of(page)

@@ -43,18 +43,25 @@ def _submitted(form: FormState) -> dict:
 
 @bp.get("/collections")
 def collections_list():
+    from ..services.pagination import Page
+    from .records import pages
+
     principal = current_principal()
+    q, status = request.args.get("q", ""), request.args.get("status", "")
+    try:
+        svc.check_status_filter(status)
+    except ValidationFailed as exc:
+        # Said beside the field, as /runs does, not "No collections match".
+        return render_template("dashboard/collections/list.html", page=Page([], None, False), q=q, status=status,
+                               states={}, pages=None, errors=exc.errors), 400
     try:
         page = svc.list_collections(principal, cursor=request.args.get("cursor"),
                                     limit=request.args.get("limit", 25),
-                                    search=request.args.get("q"), status=request.args.get("status"))
+                                    search=request.args.get("q"), status=status or None)
     except ValidationFailed:
         return redirect(url_for("dashboard.collections_list"))
-    from .records import pages
-
-    q, status = request.args.get("q", ""), request.args.get("status", "")
     state = {k: v for k, v in (("q", q), ("status", status)) if v}
-    return render_template("dashboard/collections/list.html", page=page, q=q, status=status,
+    return render_template("dashboard/collections/list.html", page=page, q=q, status=status, errors={},
                            states=live.collection_states(page.items),
                            pages=pages(request.args, page.cursor if page.has_more else None, state))
 
