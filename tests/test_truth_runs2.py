@@ -187,3 +187,21 @@ def test_an_unknown_status_filter_is_said_beside_the_field(signed_in, path):
     assert re.search(r'<p class="field-error" id="e-status">Status must be one of: ', page)
     assert 'aria-invalid="true" aria-describedby="e-status"' in page
     assert "match" not in text_of(page)
+
+
+def test_the_test_event_button_says_whether_it_writes_a_record(signed_in):
+    """"Send a test event (writes a record)" above "no record is written"."""
+    client, token, key = signed_in
+    hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
+    button = re.compile(r'id="send-test-event">([^<]+)</button>')
+    page = client.get(f"/sources/{hook}").get_data(as_text=True)
+    assert button.search(page).group(1) == "Send a test event (stored as an event only)"
+    assert "writes a real record" not in page and "no record is written" in page
+    new_collection(client, token, "hooked", hook)
+    page = client.get(f"/sources/{hook}").get_data(as_text=True)
+    assert button.search(page).group(1) == "Send a test event (writes a record)"
+    assert "writes a real record into Coll hooked" in page
+    client.post("/collections/hooked/status", data={"csrf_token": token, "status": "PAUSED"})
+    page = client.get(f"/sources/{hook}").get_data(as_text=True)
+    assert button.search(page).group(1) == "Send a test event (stored as an event only)"
+    assert "every collection of this source is paused, so no record is written" in text_of(page)
