@@ -205,3 +205,29 @@ def test_the_test_event_button_says_whether_it_writes_a_record(signed_in):
     page = client.get(f"/sources/{hook}").get_data(as_text=True)
     assert button.search(page).group(1) == "Send a test event (stored as an event only)"
     assert "every collection of this source is paused, so no record is written" in text_of(page)
+
+
+def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in):
+    """It stopped (286) with nothing running, though a source ran every minute: new runs
+    appeared only on reload."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    hx = {"HX-Request": "true"}
+    r = client.get("/_recent-runs", headers=hx)
+    assert r.status_code == 286 and "hx-trigger" not in r.get_data(as_text=True)  # nothing scheduled
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.sync_status = "1m", "active"
+    source.next_run_at = utcnow() + timedelta(seconds=45)
+    db.session.commit()
+    page = client.get("/").get_data(as_text=True)
+    delay = re.search(r'id="overview-runs" hx-get="/_recent-runs" hx-trigger="load delay:(\d+)s"', page)
+    assert delay and 40 <= int(delay.group(1)) <= 47
+    r = client.get("/_recent-runs", headers=hx)
+    assert r.status_code == 200 and 'hx-trigger="load delay:' in r.get_data(as_text=True)
+    source.next_run_at = utcnow() + timedelta(seconds=1)  # due: looks again, but not every 2 s
+    db.session.commit()
+    assert 'hx-trigger="load delay:10s"' in client.get("/_recent-runs", headers=hx).get_data(as_text=True)
+    source.sync_status = "paused"
+    db.session.commit()
+    assert client.get("/_recent-runs", headers=hx).status_code == 286

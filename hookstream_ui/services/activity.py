@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import ACTIVE_STATUSES, Event, SyncRun, db, utcnow
+from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db, utcnow
 from .pagination import Page, paginate
 
 # The runs page's filters, failures first: they are what someone opening it looks for.
@@ -83,3 +83,28 @@ def overview(principal: Principal) -> Overview:
         n = db.session.scalar(events.where(Event.received_at >= start, Event.received_at < start + step))
         buckets.append((int((now - start).total_seconds() // 60), n))
     return Overview(recent, failed_runs, failed_count, failed_events, sum(n for _, n in buckets), buckets)
+
+
+# While no run is active, the overview's recent runs look again no more often than this,
+# and when the soonest scheduled run is due (a source every minute shows each run).
+SCHEDULED_POLL_SECONDS = 10
+
+
+def recent_runs_poll(principal: Principal, runs: list) -> tuple[str | None, bool]:
+    """How the overview's recent runs look again: (htmx trigger, or None to stop; whether
+    it is a wait for a scheduled run rather than a run already going)."""
+    if any(r.active for r in runs):
+        return "every 2s", False
+    if principal.org.suspended_at is not None:
+        return None, False  # its syncs wait until the org is unsuspended
+    from .live import _seconds_until
+
+    scheduled = select(SourceConnection.next_run_at).where(
+        SourceConnection.org_id == principal.org.id, SourceConnection.env_id == principal.env.id,
+        SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None))
+    times = db.session.scalars(scheduled).all()
+    if not times:
+        return None, False
+    soonest = utcnow() if None in times else min(times)  # no next time yet: due now
+    wait = _seconds_until(soonest)
+    return f"load delay:{max(wait or 0, SCHEDULED_POLL_SECONDS)}s", True
