@@ -231,3 +231,29 @@ def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in):
     source.sync_status = "paused"
     db.session.commit()
     assert client.get("/_recent-runs", headers=hx).status_code == 286
+
+
+def test_unchanged_rows_are_not_counted_as_skipped(signed_in):
+    """A backfill over unchanged rows said "Skipped 5,000"; the reason was folded away."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    new_collection(client, token, "files", sid)
+    source = db.session.get(SourceConnection, sid)
+    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, trigger="manual", mode="full",
+                  status="completed", attempt=0, cursor={}, progress=5003, records_skipped=5003,
+                  skip_reasons={"unchanged since it was last written": 5000, "no usable key at $.id": 2,
+                                "not a JSON object": 1},
+                  started_at=utcnow(), finished_at=utcnow())
+    db.session.add(run)
+    db.session.commit()
+    page = client.get(f"/runs/{run.id}").get_data(as_text=True)
+    assert re.search(r'data-count="unchanged"[^>]*>5,000<', page)
+    assert re.search(r'data-count="skipped">3<', page)
+    assert "Skipped mostly: no usable key at $.id" in page
+    reasons = page.split("Why records were skipped")[1]
+    assert "unchanged since" not in reasons and "no usable key" in reasons
+    run.skip_reasons, run.records_skipped = {"unchanged since it was last written": 5003}, 5003
+    db.session.commit()
+    page = client.get(f"/runs/{run.id}").get_data(as_text=True)
+    assert re.search(r'data-count="skipped">0<', page) and "Why records were skipped" not in page
+    assert 'id="skip-top-reason"' not in page

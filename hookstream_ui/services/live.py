@@ -286,6 +286,28 @@ def attempt_note(run: SyncRun) -> str | None:
     return f"attempt {failed + 1}" if failed else None
 
 
+@dataclass(frozen=True)
+class SkipCounts:
+    unchanged: int  # read again as stored: nothing to write, nothing wrong
+    skipped: int  # not written for a reason (no usable key, not an object, …)
+    reasons: dict  # those reasons, most frequent first
+
+    @property
+    def top_reason(self) -> str | None:
+        return next(iter(self.reasons), None)
+
+
+def skip_counts(run: SyncRun) -> SkipCounts:
+    """A run counts as skipped every row it did not write, unchanged ones among them (a
+    backfill over 5,000 unchanged rows said "Skipped 5,000"); its reasons tell them apart."""
+    from .upsert import UNCHANGED
+
+    reasons = dict(run.skip_reasons or {})
+    unchanged = reasons.pop(UNCHANGED, 0)
+    ordered = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return SkipCounts(unchanged, max((run.records_skipped or 0) - unchanged, 0), ordered)
+
+
 def retry_at(run: SyncRun):
     """When a run waiting after a failed attempt is tried again (jobs.BACKOFF_SECONDS)."""
     from ..sync.jobs import BACKOFF_SECONDS
