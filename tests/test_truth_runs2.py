@@ -257,3 +257,53 @@ def test_unchanged_rows_are_not_counted_as_skipped(signed_in):
     page = client.get(f"/runs/{run.id}").get_data(as_text=True)
     assert re.search(r'data-count="skipped">0<', page) and "Why records were skipped" not in page
     assert 'id="skip-top-reason"' not in page
+
+
+def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in):
+    """Uploads are not scheduled, yet the page offered a schedule and a rate limit; its
+    configuration said "First CSV row is a header: True"."""
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto", "config.has_header": "true"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert 'id="schedule"' not in page and "Requests allowed" not in page
+    assert re.search(r"<dt>First CSV row is a header</dt><dd[^>]*>Yes</dd>", page)
+    assert ">True<" not in page
+    r = client.patch(f"/v1/syncs/{sid}", json={"sync_frequency": "1h"}, headers={"X-API-Key": key})
+    assert r.status_code == 400 and "sync_frequency" in r.get_data(as_text=True)
+    assert db.session.get(SourceConnection, sid).sync_frequency is None
+    rest = connect(client, token, "rest_api", name="Rest", **{"credentials.base_url": "https://api.example.com",
+                                                              "credentials.auth_type": "none",
+                                                              "config.path": "/items"})
+    assert 'id="schedule"' in client.get(f"/sources/{rest}").get_data(as_text=True)
+    # Its two rate limits say which is which, and that both apply.
+    assert "the stricter one sets the pace" in client.get("/sources/new/rest_api").get_data(as_text=True)
+
+
+def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_in):
+    client, token, key = signed_in
+    sid = connect(client, token, "file", **{"config.format": "auto"})
+    before = db.session.get(SourceConnection, sid).status
+    body = client.post(f"/sources/{sid}/test", data={"csrf_token": token}).get_data(as_text=True)
+    assert 'class="test-result info"' in body and "ℹ No file uploaded yet" in body and "✕" not in body
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid).status == before != "error"
+    body = client.post("/sources/test-form/file", data={"csrf_token": token, "name": "F",
+                                                       "config.format": "auto"}).get_data(as_text=True)
+    assert 'class="test-result info"' in body and "✕" not in body
+
+
+def test_the_rest_rate_limit_setting_paces_requests():
+    """"Rate limit (requests per second)" was checked on save and never applied."""
+    import time
+
+    from hookstream_ui.sources.rest_api import _pacer
+
+    pace, last = _pacer(20), None
+    started = time.monotonic()
+    for _ in range(5):
+        last = pace(last)
+    assert time.monotonic() - started >= 4 / 20 - 0.01
+    pace, last, started = _pacer(None), None, time.monotonic()
+    for _ in range(5):
+        last = pace(last)
+    assert time.monotonic() - started < 0.05

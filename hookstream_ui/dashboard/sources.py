@@ -112,7 +112,7 @@ def source_test_form(short_name):
         return render_template("dashboard/sources/_test_result.html", ok=False, field_errors=_field_errors(kind, exc),
                                message="Fix the highlighted fields first: " + sentence(exc, _labels(kind)))
     return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           field_errors={})
+                           waiting=result.waiting, field_errors={})
 
 
 @bp.get("/sources/<source_id>")
@@ -149,7 +149,7 @@ def source_test(source_id):
     result = svc.test_source(principal, source)
     # The status badge in the page header is swapped out-of-band, so it agrees with the result.
     return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           status=source.status)
+                           waiting=result.waiting, status=source.status)
 
 
 @bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])

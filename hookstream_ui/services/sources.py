@@ -214,7 +214,8 @@ def test_source(principal: Principal, source: SourceConnection) -> TestResult:
     conn = connection_for(source)
     kind = type_of(source)
     result = _tested(kind, conn, f"{source.id} ({source.short_name})")
-    source.status = "connected" if result.ok else "error"
+    if not result.waiting:
+        source.status = "connected" if result.ok else "error"
     source.last_tested_at = utcnow()
     source.last_test_message = result.message
     _audit_test(source, kind, field_rules.borrowed(kind.auth_fields, {}, conn.credentials), result, unsaved=False)
