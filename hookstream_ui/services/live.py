@@ -198,7 +198,7 @@ def _state(collection: Collection, run: SyncRun | None, readable: int) -> Collec
         elif backfill is not None and backfill.live:
             backfill_action = Action(False, "A backfill is running.")
         elif collection.status == "PAUSED":
-            backfill_action = Action(False, "The collection is paused.")
+            backfill_action = Action(False, "The collection is paused: resume it to backfill.")
         else:
             backfill_action = Action(True)
     return CollectionState(status, run, backfill, poll, resume_in, run_now, backfill_action)
