@@ -126,8 +126,13 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
         db.session.add(SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, trigger="upload",
                                mode="full", status="failed", error="rows.csv: not UTF-8 text", attempt=1,
                                cursor={}, skip_reasons={}))
+        # Uploads are not scheduled (File.scheduled): the schedule form is a REST source's.
+        rest = source_svc.create_source(principal, {"sourceShortName": "rest_api", "name": "Items API",
+                                                    "credentials": {"base_url": "https://api.example.com",
+                                                                    "auth_type": "none"},
+                                                    "config": {"path": "/items"}})
         db.session.commit()
-        source_id = source.id
+        source_id, rest_id = source.id, rest.id
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(10_000)
@@ -144,7 +149,7 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     expect(page.locator("#runs-table tbody tr")).to_have_count(1, timeout=10_000)
     expect(page.locator("#runs-table")).to_contain_text("rows.csv: not UTF-8 text", timeout=10_000)
 
-    page.goto(f"{live_server}/sources/{source_id}")
+    page.goto(f"{live_server}/sources/{rest_id}")
     page.fill("#f-sync_frequency", "every day")
     page.click("#save-schedule")
     expect(page.locator("#e-sync_frequency")).to_contain_text("must be continuous or an interval", timeout=10_000)

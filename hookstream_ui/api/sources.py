@@ -146,9 +146,9 @@ def upload_file(principal, source_id):
     else:  # a raw body: curl --data-binary @orders.csv '...?filename=orders.csv'
         stored = svc.store_file(principal, source, request.args.get("filename", "upload"), request.stream,
                                 request.args.get("format"))
-    # Each upload is a sync (SPEC §4); it runs when a collection is bound to read into.
+    # Each upload is a sync (SPEC §4); it runs when a bound collection can take it (not paused).
     run = run_svc.start_run(source, trigger="upload", full=False, file_id=stored.id) \
-        if svc.bound_collections(source) else None
+        if svc.readable_collections(source) else None
     return jsonify(success=True, syncId=run.id if run else None, file={
         "id": stored.id, "filename": stored.filename, "format": stored.format, "size": stored.size,
         "sha256": stored.sha256, "createdAt": isoformat(stored.created_at)}), 201

@@ -43,18 +43,25 @@ def _submitted(form: FormState) -> dict:
 
 @bp.get("/collections")
 def collections_list():
+    from ..services.pagination import Page
+    from .records import pages
+
     principal = current_principal()
+    q, status = request.args.get("q", ""), request.args.get("status", "")
+    try:
+        svc.check_status_filter(status)
+    except ValidationFailed as exc:
+        # Said beside the field, as /runs does, not "No collections match".
+        return render_template("dashboard/collections/list.html", page=Page([], None, False), q=q, status=status,
+                               states={}, pages=None, errors=exc.errors), 400
     try:
         page = svc.list_collections(principal, cursor=request.args.get("cursor"),
                                     limit=request.args.get("limit", 25),
-                                    search=request.args.get("q"), status=request.args.get("status"))
+                                    search=request.args.get("q"), status=status or None)
     except ValidationFailed:
         return redirect(url_for("dashboard.collections_list"))
-    from .records import pages
-
-    q, status = request.args.get("q", ""), request.args.get("status", "")
     state = {k: v for k, v in (("q", q), ("status", status)) if v}
-    return render_template("dashboard/collections/list.html", page=page, q=q, status=status,
+    return render_template("dashboard/collections/list.html", page=page, q=q, status=status, errors={},
                            states=live.collection_states(page.items),
                            pages=pages(request.args, page.cursor if page.has_more else None, state))
 
@@ -141,6 +148,26 @@ def collection_edit(ident):
         return _form_page("dashboard/collections/edit.html", form.fail(exc), 400,
                           collection=collection, move=move)
     flash("Collection saved.", "success")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
+
+
+@bp.post("/collections/<ident>/status")
+def collection_status(ident):
+    """Pause or resume, through the same service (and audit entry) as PATCH /v1/collections."""
+    from ..forms import sentence
+
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = svc.get_collection_or_404(principal, ident)
+    wanted = request.form.get("status", "")
+    try:
+        svc.update_collection(principal, collection, {"status": wanted})
+    except ValidationFailed as exc:
+        db.session.rollback()
+        flash(sentence(exc, {"status": "Status"}), "error")
+    else:
+        flash("Collection paused: runs and deliveries skip it until it is resumed." if wanted == "PAUSED"
+              else "Collection resumed.", "success")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 
 

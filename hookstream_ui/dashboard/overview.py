@@ -28,16 +28,19 @@ def overview():
     recent = db.session.scalars(
         scoped_collections(principal).order_by(Collection.updated_at.desc()).limit(5)
     ).all()
+    overview = activity.overview(principal)
     return render_template("dashboard/overview.html", counts=counts, recent=recent,
-                           states=live.collection_states(recent), activity=activity.overview(principal))
+                           states=live.collection_states(recent), activity=overview,
+                           poll=activity.recent_runs_poll(principal, overview.recent_runs)[0])
 
 
 @bp.get("/_recent-runs")
 def overview_runs_partial():
-    runs = activity.recent_runs(current_principal())
-    final = not any(r.active for r in runs)
-    return render_template("dashboard/_recent_runs.html", runs=runs), \
-        (286 if final and request.headers.get("HX-Request") else 200)
+    principal = current_principal()
+    runs = activity.recent_runs(principal)
+    poll, _ = activity.recent_runs_poll(principal, runs)
+    return render_template("dashboard/_recent_runs.html", runs=runs, poll=poll), \
+        (286 if poll is None and request.headers.get("HX-Request") else 200)
 
 
 @bp.post("/switch-project")

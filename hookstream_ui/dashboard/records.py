@@ -150,19 +150,34 @@ def record_detail(ident, key):
 @bp.get("/events")
 def events_page():
     principal = current_principal()
+    errors = _outcome_errors(request.args.get("status"))
     return render_template("dashboard/events/list.html", sources=source_svc.list_sources(principal),
-                           args=request.args)
+                           args=request.args, errors=errors, outcomes=record_svc.OUTCOME_FILTERS), \
+        400 if errors else 200
+
+
+def _outcome_errors(outcome: str | None) -> dict:
+    """An unknown status is said beside the field (as /runs does), not as "No events match"."""
+    if not outcome:
+        return {}
+    try:
+        record_svc.outcome_clause(outcome)
+    except ValidationFailed as exc:
+        return exc.errors
+    return {}
 
 
 @bp.get("/events/_list")
 def events_partial():
     principal = current_principal()
     args = request.args
+    if _outcome_errors(args.get("status")):
+        return "", 400
     # `recent`: the few newest of one source, on its page.
     stale = False
     try:
         page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
-                                      status=args.get("status") or None, cursor=args.get("cursor") or None,
+                                      outcome=args.get("status") or None, cursor=args.get("cursor") or None,
                                       limit=10 if args.get("recent") else 30)
     except ValidationFailed as exc:
         if "cursor" not in exc.errors:

@@ -112,7 +112,7 @@ def source_test_form(short_name):
         return render_template("dashboard/sources/_test_result.html", ok=False, field_errors=_field_errors(kind, exc),
                                message="Fix the highlighted fields first: " + sentence(exc, _labels(kind)))
     return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           field_errors={})
+                           waiting=result.waiting, field_errors={})
 
 
 @bp.get("/sources/<source_id>")
@@ -149,7 +149,7 @@ def source_test(source_id):
     result = svc.test_source(principal, source)
     # The status badge in the page header is swapped out-of-band, so it agrees with the result.
     return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           status=source.status)
+                           waiting=result.waiting, status=source.status)
 
 
 @bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])
@@ -197,6 +197,9 @@ def source_upload(source_id):
     flash(f"Uploaded {stored.filename} ({stored.size:,} bytes).", "success")
     if not svc.bound_collections(source):
         flash("Bind a collection to this source to sync the file into it.", "info")
+        return redirect(url_for("dashboard.source_detail", source_id=source.id))
+    if not svc.readable_collections(source):
+        flash("Every collection of this source is paused: resume one to sync the file into it.", "info")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
     run = start_run(source, trigger="upload", full=False, file_id=stored.id)
     return redirect(url_for("dashboard.run_detail", run_id=run.id))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import ACTIVE_STATUSES, Event, SyncRun, db, utcnow
+from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db, utcnow
 from .pagination import Page, paginate
 
 # The runs page's filters, failures first: they are what someone opening it looks for.
@@ -45,7 +45,7 @@ class Overview:
     recent_runs: list
     failed_runs: list  # the newest failures of the last 24 hours
     failed_run_count: int
-    failed_event_count: int  # deliveries rejected or not applied, last 24 hours
+    failed_event_count: int  # deliveries not applied (rejected, failed, not JSON, skipped), 24 h
     events_last_hour: int
     buckets: list  # [(minutes ago it starts, events)], oldest first, RATE_BUCKETS of them
 
@@ -72,8 +72,10 @@ def overview(principal: Principal) -> Overview:
     failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
     events = select(func.count()).select_from(Event).where(Event.org_id == principal.org.id,
                                                           Event.env_id == principal.env.id)
-    failed_events = db.session.scalar(events.where(Event.received_at >= since,
-                                                   Event.status.in_(("rejected", "failed"))))
+    from .records import outcome_clause
+
+    # What the events list shows as not applied (its "not_applied" filter, linked from here).
+    failed_events = db.session.scalar(events.where(Event.received_at >= since, outcome_clause("not_applied")))
     step = RATE_WINDOW / RATE_BUCKETS
     buckets = []
     for index in range(RATE_BUCKETS):  # each an index range count (ix_events_env_received)
@@ -81,3 +83,28 @@ def overview(principal: Principal) -> Overview:
         n = db.session.scalar(events.where(Event.received_at >= start, Event.received_at < start + step))
         buckets.append((int((now - start).total_seconds() // 60), n))
     return Overview(recent, failed_runs, failed_count, failed_events, sum(n for _, n in buckets), buckets)
+
+
+# While no run is active, the overview's recent runs look again no more often than this,
+# and when the soonest scheduled run is due (a source every minute shows each run).
+SCHEDULED_POLL_SECONDS = 10
+
+
+def recent_runs_poll(principal: Principal, runs: list) -> tuple[str | None, bool]:
+    """How the overview's recent runs look again: (htmx trigger, or None to stop; whether
+    it is a wait for a scheduled run rather than a run already going)."""
+    if any(r.active for r in runs):
+        return "every 2s", False
+    if principal.org.suspended_at is not None:
+        return None, False  # its syncs wait until the org is unsuspended
+    from .live import _seconds_until
+
+    scheduled = select(SourceConnection.next_run_at).where(
+        SourceConnection.org_id == principal.org.id, SourceConnection.env_id == principal.env.id,
+        SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None))
+    times = db.session.scalars(scheduled).all()
+    if not times:
+        return None, False
+    soonest = utcnow() if None in times else min(times)  # no next time yet: due now
+    wait = _seconds_until(soonest)
+    return f"load delay:{max(wait or 0, SCHEDULED_POLL_SECONDS)}s", True

@@ -293,6 +293,15 @@ def scoped_collections(principal: Principal):
     )
 
 
+def check_status_filter(status: str | None) -> None:
+    """The dashboard's status filter takes a status a collection can have, or says which."""
+    from ..models import STATUSES
+
+    if status and status not in STATUSES:
+        names = ", ".join(s.replace("_", " ").title() for s in STATUSES)
+        raise ValidationFailed({"status": f"must be one of: {names}"})
+
+
 def list_collections(principal: Principal, *, cursor=None, limit=None, status=None,
                      source_id=None, search=None) -> Page:
     query = scoped_collections(principal)

@@ -142,17 +142,27 @@ def _seconds_until(moment) -> int | None:
     return min(max(seconds, POLL_SECONDS), MAX_RESUME_SECONDS)
 
 
+def _readable_counts(source_ids) -> dict[str, int]:
+    """How many collections of each source a run would read into (not paused)."""
+    ids = sorted({s for s in source_ids if s})
+    if not ids:
+        return {}
+    return dict(db.session.execute(select(Collection.source_id, func.count()).where(
+        Collection.source_id.in_(ids), Collection.status != "PAUSED").group_by(Collection.source_id)).all())
+
+
 def collection_states(collections) -> dict[str, CollectionState]:
     collections = list(collections)
     running = active_runs(c.source_id for c in collections)
-    return {c.id: _state(c, running.get(c.source_id)) for c in collections}
+    readable = _readable_counts(c.source_id for c in collections)
+    return {c.id: _state(c, running.get(c.source_id), readable.get(c.source_id, 0)) for c in collections}
 
 
 def collection_state(collection: Collection) -> CollectionState:
     return collection_states([collection])[collection.id]
 
 
-def _state(collection: Collection, run: SyncRun | None) -> CollectionState:
+def _state(collection: Collection, run: SyncRun | None, readable: int) -> CollectionState:
     source = collection.source
     kind = source_type(source.short_name) if source is not None else None
     backfill = _backfill(collection, kind, run)
@@ -182,25 +192,31 @@ def _state(collection: Collection, run: SyncRun | None) -> CollectionState:
     if source is None:
         run_now = backfill_action = Action(False, "Connect a source to this collection first.")
     else:
-        run_now = source_run_action(source, run, has_collection=True)
+        run_now = source_run_action(source, run, has_collection=True, readable=readable)
         if run is not None:
             backfill_action = Action(False, RUN_IN_PROGRESS)
         elif backfill is not None and backfill.live:
             backfill_action = Action(False, "A backfill is running.")
         elif collection.status == "PAUSED":
-            backfill_action = Action(False, "The collection is paused.")
+            backfill_action = Action(False, "The collection is paused: resume it to backfill.")
         else:
             backfill_action = Action(True)
     return CollectionState(status, run, backfill, poll, resume_in, run_now, backfill_action)
 
 
-def source_run_action(source: SourceConnection, run: SyncRun | None, has_collection: bool) -> Action:
-    """Whether Run now can start a run of this source now."""
+COLLECTIONS_PAUSED = "Every collection of this source is paused: resume one to run it."
+
+
+def source_run_action(source: SourceConnection, run: SyncRun | None, has_collection: bool,
+                      readable: int) -> Action:
+    """Whether Run now can start a run of this source now (as runs.start_run decides)."""
     kind = source_type(source.short_name)
     if kind is None or not kind.pull:
         return Action(False, "Webhook sources receive events; there is nothing to run.")
     if not has_collection:
         return Action(False, "No collection is bound to this source: create one first.")
+    if not readable:
+        return Action(False, COLLECTIONS_PAUSED)
     if run is not None:
         return Action(False, RUN_IN_PROGRESS)
     return Action(True)
@@ -233,12 +249,14 @@ def source_states(sources) -> dict[str, SourceState]:
     latest = last_runs(ids)
     counts = dict(db.session.execute(select(Collection.source_id, func.count()).where(
         Collection.source_id.in_(ids)).group_by(Collection.source_id)).all()) if ids else {}
+    readable = _readable_counts(ids)
     states = {}
     for source in sources:
         run = running.get(source.id)
         scheduled = source.sync_frequency and source.sync_status == "active" and source_type(source.short_name).pull
         states[source.id] = SourceState(run, latest.get(source.id), counts.get(source.id, 0),
-                                        source_run_action(source, run, counts.get(source.id, 0) > 0),
+                                        source_run_action(source, run, counts.get(source.id, 0) > 0,
+                                                          readable.get(source.id, 0)),
                                         source.next_run_at if scheduled and run is None else None)
     return states
 
@@ -254,6 +272,40 @@ def run_label(run: SyncRun) -> str:
         return "Retrying" if run.attempt else "Queued"
     return {"running": "Running", "cancelling": "Cancelling", "completed": "Completed", "failed": "Failed",
             "cancelled": "Cancelled"}.get(run.status, run.status.title())
+
+
+def attempt_note(run: SyncRun) -> str | None:
+    """Which attempt the run is on, or how many it made. `attempt` counts the failed ones: a
+    run that failed for good made that many; one still going (or that completed) is on the
+    next. A run of one attempt says nothing."""
+    failed = run.attempt or 0
+    if run.status == "failed":
+        return f"{failed} attempts" if failed > 1 else None
+    if run.status == "cancelled":
+        return f"after {failed} failed attempt{'s' if failed > 1 else ''}" if failed else None
+    return f"attempt {failed + 1}" if failed else None
+
+
+@dataclass(frozen=True)
+class SkipCounts:
+    unchanged: int  # read again as stored: nothing to write, nothing wrong
+    skipped: int  # not written for a reason (no usable key, not an object, …)
+    reasons: dict  # those reasons, most frequent first
+
+    @property
+    def top_reason(self) -> str | None:
+        return next(iter(self.reasons), None)
+
+
+def skip_counts(run: SyncRun) -> SkipCounts:
+    """A run counts as skipped every row it did not write, unchanged ones among them (a
+    backfill over 5,000 unchanged rows said "Skipped 5,000"); its reasons tell them apart."""
+    from .upsert import UNCHANGED
+
+    reasons = dict(run.skip_reasons or {})
+    unchanged = reasons.pop(UNCHANGED, 0)
+    ordered = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return SkipCounts(unchanged, max((run.records_skipped or 0) - unchanged, 0), ordered)
 
 
 def retry_at(run: SyncRun):

@@ -196,13 +196,53 @@ def export(collection: Collection, fmt: str, *, search=None, event_type=None, fi
     return chunks
 
 
-def list_events(principal: Principal, *, source_id=None, status=None, verification=None, duplicate=None,
-                since=None, until=None, search=None, cursor=None, limit=None) -> Page:
+def _has_result(*results):
+    """The event's outcomes name one of these results for some collection (as JSON text:
+    both backends write `"result": "…"`; the compact form is matched too)."""
+    text = cast(Event.outcomes, Text)
+    return or_(*(text.like(f'%"result":{space}"{r}"%') for r in results for space in (" ", "")))
+
+
+WRITTEN_RESULTS = ("inserted", "updated", "unchanged", "deleted")
+FAILED_STATUSES = ("not_json", "rejected", "failed")
+# The events list's outcome filter, in the words of its Outcome column (event_outcome):
+# what each value lists, as one SQL condition, so the overview counts what the list shows.
+OUTCOME_FILTERS = {
+    "not_applied": ("not applied (any reason)", None),
+    "applied": ("applied", lambda: and_(Event.status == "applied", _has_result(*WRITTEN_RESULTS))),
+    "skipped": ("skipped (no usable key, …)", lambda: and_(Event.status == "applied", _has_result("skipped"),
+                                                          ~_has_result(*WRITTEN_RESULTS))),
+    "stored": ("stored (no collection)", lambda: and_(Event.status == "applied",
+                                                       cast(Event.outcomes, Text).in_(("{}", "null")))),
+    "duplicate": ("duplicate", lambda: Event.status == "duplicate"),
+    "not_json": ("not JSON", lambda: Event.status == "not_json"),
+    "rejected": ("rejected", lambda: Event.status == "rejected"),
+    "failed": ("failed", lambda: Event.status == "failed"),
+}
+
+
+def outcome_clause(outcome: str):
+    """The condition for one of OUTCOME_FILTERS; "not_applied" is what the overview counts
+    as a failure: rejected, failed, not JSON, or skipped by every collection."""
+    if outcome == "not_applied":
+        return or_(Event.status.in_(FAILED_STATUSES), OUTCOME_FILTERS["skipped"][1]())
+    if outcome not in OUTCOME_FILTERS:
+        raise ValidationFailed({"status": "must be one of: " + ", ".join(
+            label for label, _ in OUTCOME_FILTERS.values())})
+    return OUTCOME_FILTERS[outcome][1]()
+
+
+def list_events(principal: Principal, *, source_id=None, status=None, outcome=None, verification=None,
+                duplicate=None, since=None, until=None, search=None, cursor=None, limit=None) -> Page:
+    """`status` is the stored status (the API's filter); `outcome` one of OUTCOME_FILTERS
+    (the dashboard's, which tells skipped and stored-only events from applied ones)."""
     query = select(Event).where(Event.org_id == principal.org.id, Event.env_id == principal.env.id)
     if source_id:
         query = query.where(Event.source_id == source_id)
     if status:
         query = query.where(Event.status == status)
+    if outcome:
+        query = query.where(outcome_clause(outcome))
     if verification:
         query = query.where(Event.verification == verification)
     if duplicate is not None:

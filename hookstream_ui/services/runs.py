@@ -40,13 +40,18 @@ def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool |
     if not source_type(source.short_name).pull:
         raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
                                code="not_runnable")
-    from .sources import bound_collections
+    from .sources import bound_collections, readable_collections
 
     if not bound_collections(source):
         # Refused here, not failed later: a run with nothing to read into could only fail.
         raise ValidationFailed({"source": "no collection is bound to this source"}, status=409,
                                code="needs_collection",
                                message="No collection is bound to this source: create one from the source's page first")
+    if not readable_collections(source):
+        # A run skips paused collections, so it would read nothing and report success.
+        raise ValidationFailed({"source": "every collection bound to this source is paused"}, status=409,
+                               code="collections_paused",
+                               message="Every collection bound to this source is paused: resume one to run it")
     ensure_idle(source)
     if full is None:
         # The first run of a source is its backfill; later ones are incremental.

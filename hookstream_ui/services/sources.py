@@ -214,7 +214,8 @@ def test_source(principal: Principal, source: SourceConnection) -> TestResult:
     conn = connection_for(source)
     kind = type_of(source)
     result = _tested(kind, conn, f"{source.id} ({source.short_name})")
-    source.status = "connected" if result.ok else "error"
+    if not result.waiting:
+        source.status = "connected" if result.ok else "error"
     source.last_tested_at = utcnow()
     source.last_test_message = result.message
     _audit_test(source, kind, field_rules.borrowed(kind.auth_fields, {}, conn.credentials), result, unsaved=False)
@@ -273,6 +274,11 @@ def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
 def bound_collections(source: SourceConnection) -> list[Collection]:
     return db.session.scalars(select(Collection).where(Collection.source_id == source.id,
                                                        Collection.env_id == source.env_id)).all()
+
+
+def readable_collections(source: SourceConnection) -> list[Collection]:
+    """The bound collections a run reads into: a paused one takes nothing."""
+    return [c for c in bound_collections(source) if c.status != "PAUSED"]
 
 
 def clear_data(principal: Principal, source: SourceConnection) -> int:

@@ -194,6 +194,8 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
     if kind is None or not kind.pull:
         pulls = sorted(k for k, t in REGISTRY.items() if t.pull)
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(pulls)})
+    if data.sync_frequency and not kind.scheduled:
+        raise ValidationFailed({"sync_frequency": "cannot be set: this source type runs when a file is uploaded"})
     if data.credential is None and not data.credential_id:
         raise ValidationFailed({"credential": "is required (or give credential_id)"})
     _check_refs(principal, data.provider, data.collection_ids)
@@ -211,7 +213,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
     source.stream_id = data.stream_id
     source.rate_limit = (data.rate_limit.model_dump() if data.rate_limit else
                          DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT))
-    source.sync_frequency = data.sync_frequency or "4h"
+    source.sync_frequency = (data.sync_frequency or "4h") if kind.scheduled else None
     source.max_age_days = data.max_age_days
     source.sync_metadata, source.external_id = data.metadata, data.external_id
     source.sync_status, source.next_run_at = "active", utcnow()  # the backfill starts at once
@@ -242,6 +244,8 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
         _bind(principal, source, data.collection_ids)
     if "rate_limit" in given:
         source.rate_limit = data.rate_limit.model_dump() if data.rate_limit else None
+    if data.sync_frequency and not source_type(source.short_name).scheduled:
+        raise ValidationFailed({"sync_frequency": "cannot be set: this source type runs when a file is uploaded"})
     if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
         # The next run follows the new schedule (it kept the old one's time: 24h changed to
         # 15m still waited a day), counted from now; none without a schedule.

@@ -25,6 +25,9 @@ class SourceError(Exception):
 class TestResult:
     ok: bool
     message: str
+    # Nothing to test yet, and that is normal (a file source before its first upload): said
+    # as information, not as a failure, and the source's status is left as it is.
+    waiting: bool = False
 
 
 @dataclass
@@ -82,6 +85,9 @@ class SourceType(ABC):
     ordered_keys: ClassVar[bool] = False
     # It connects to a host its credentials name, through the network guard (netguard).
     dials_out: ClassVar[bool] = False
+    # The scheduler can start its runs, and its requests can be rate limited (a file
+    # upload is read when a file comes: neither applies).
+    scheduled: ClassVar[bool] = True
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         """Rules across fields, after each field is valid on its own: {field: message}."""

@@ -55,6 +55,8 @@ class Field:
 
     def shown(self, value) -> str:
         """A stored value as the form offered it: a select's option by its label."""
+        if self.type == "boolean" and value not in (None, ""):
+            return "Yes" if value is True or str(value).lower() in ("true", "on", "1", "yes") else "No"
         labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
         return labels.get(value, value) if value not in (None, "") else "—"
 

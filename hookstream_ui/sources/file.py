@@ -206,6 +206,7 @@ class File(SourceType):
     name_example = "Monthly export"
     auth_methods = ("none",)
     labels = ("file", "csv", "json")
+    scheduled = False  # each upload is its run
     config_fields = (
         Field("format", "select", "Format", default="auto", options=FORMATS),
         Field("delimiter", "string", "CSV delimiter", default=",", max_length=1),
@@ -215,7 +216,8 @@ class File(SourceType):
 
     def test(self, conn: Connection) -> TestResult:
         if conn.latest_file_id is None:
-            return TestResult(False, "No file uploaded yet: upload one on the source page or by API")
+            return TestResult(False, "No file uploaded yet: upload one on the source page or by API, and it is "
+                                     "checked then", waiting=True)
         stored = db.session.get(SourceFile, conn.latest_file_id)
         try:
             sample = list(islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100))

@@ -1,6 +1,8 @@
 """Any paginated JSON API over HTTP."""
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from ..services import documents, jsonpaths
@@ -31,6 +33,24 @@ def auth_options(creds: dict) -> dict:
 
 def endpoint_url(creds: dict, config: dict) -> str:
     return creds["base_url"].rstrip("/") + "/" + (config.get("path") or "").lstrip("/")
+
+
+def _pacer(per_second):
+    """The configured requests per second, held within a run: each request waits until
+    1/rate s after the one before (it was validated but never applied)."""
+    try:
+        gap = 1 / float(per_second) if per_second else 0.0
+    except (TypeError, ValueError, ZeroDivisionError):
+        gap = 0.0
+
+    def pace(last: float | None) -> float:
+        if gap and last is not None:
+            wait = last + gap - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        return time.monotonic()
+
+    return pace
 
 
 @register
@@ -72,7 +92,10 @@ class RestApi(SourceType):
         Field("updated_since_param", "string", "“Updated since” parameter", placeholder="updated_since",
               description="Sent on incremental syncs with the newest timestamp seen so far."),
         Field("updated_at_path", "string", "Record updated-at JSONPath", placeholder="$.updated_at"),
-        Field("requests_per_second", "number", "Rate limit (requests per second)", default=5),
+        Field("requests_per_second", "number", "Rate limit (requests per second)", default=5,
+              description="How fast one run requests pages. The schedule's “Requests allowed / per "
+                          "interval” is a limit across all of this source's runs and tests; both apply, "
+                          "and the stricter one sets the pace."),
     )
 
     def check(self, credentials, config):
@@ -150,6 +173,7 @@ class RestApi(SourceType):
         # A numbered page shorter than the longest before it is the last. page_size alone
         # cannot tell: an API may cap it, or ignore it and use its own.
         longest, previous, first = 0, None, True
+        pace, paced = _pacer(config.get("requests_per_second")), None
         while True:
             params = {}
             if size_param:
@@ -167,6 +191,7 @@ class RestApi(SourceType):
                     raise SourceError(f"The next link leads to another host ({http.host(target)}); "
                                       f"credentials are sent only to {http.host(url)}", retry=False)
             ctx.throttle()
+            paced = pace(paced)
             # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
             body = self._get(target, params, creds, missing_is_end=numbered and not first)
             records = self._records(body, records_path, target) if body is not None else []
