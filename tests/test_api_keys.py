@@ -244,7 +244,7 @@ def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
     else:
         make_user("root@example.com", admin=True)
         login(root, "root@example.com")
-        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root)})
+        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"})
     for raw in keys:
         assert _works(app, raw) == (401, f"This API key no longer works: {reason}")
     assert _works(app, kept)[0] == 200

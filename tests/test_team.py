@@ -365,12 +365,12 @@ def test_admin_users_orgs_and_jobs(app, ctx):
     other = make_user("someone@example.com")
     root = app.test_client()
     login(root, "root@example.com")
-    root.post(f"/admin/users/{other.id}/disable", data={"csrf_token": csrf_token(root)})
+    root.post(f"/admin/users/{other.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"})
     r = app.test_client().post("/login", data={"email": "someone@example.com", "password": PASSWORD})
     assert r.status_code in (400, 403)
     assert "disabled" in root.get("/admin/users").get_data(as_text=True)
     root.post(f"/admin/users/{other.id}/enable", data={"csrf_token": csrf_token(root)})
-    root.post(f"/admin/users/{other.id}/promote", data={"csrf_token": csrf_token(root)})
+    root.post(f"/admin/users/{other.id}/promote", data={"csrf_token": csrf_token(root), "confirm": "promote"})
     db.session.expire_all()
     assert db.session.get(type(other), other.id).is_instance_admin and other.disabled_at is None
     promoted = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "user.update",
@@ -378,7 +378,7 @@ def test_admin_users_orgs_and_jobs(app, ctx):
                                  .order_by(AuditEntry.at.desc()))
     assert promoted.details["values"]["is_instance_admin"] == {"from": False, "to": True}
     assert promoted.actor == "root@example.com" and "password" not in str(promoted.details)
-    selfish = root.post(f"/admin/users/{root_user.id}/disable", data={"csrf_token": csrf_token(root)},
+    selfish = root.post(f"/admin/users/{root_user.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"},
                         follow_redirects=True)
     assert "cannot disable yourself" in selfish.get_data(as_text=True)
 

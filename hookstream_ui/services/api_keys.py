@@ -140,13 +140,19 @@ def revoke_key(principal: Principal, key_id: str) -> ApiKey:
     return key
 
 
-def end_keys_of(user_id: str, reason: str, *, org_id: str | None = None, role: str | None = None) -> int:
-    """Revoke the user's live keys (in one org, or in all) that `role` (their new role) may
-    not hold. The caller commits, with the change that ended them."""
+def keys_ended_by(user_id: str, *, org_id: str | None = None, role: str | None = None) -> list[ApiKey]:
+    """The user's live keys (in one org, or in all) that `role` (their new role) may not
+    hold: what a change would revoke, so that it can be said before it is made."""
     keys = db.session.scalars(select(ApiKey).where(
         ApiKey.created_by_id == user_id, ApiKey.revoked_at.is_(None),
         *([ApiKey.org_id == org_id] if org_id else []))).all()
-    ended = [k for k in keys if role is None or not role_at_least(role, k.role)]
+    return [k for k in keys if role is None or not role_at_least(role, k.role)]
+
+
+def end_keys_of(user_id: str, reason: str, *, org_id: str | None = None, role: str | None = None) -> int:
+    """Revoke the user's live keys (in one org, or in all) that `role` (their new role) may
+    not hold. The caller commits, with the change that ended them."""
+    ended = keys_ended_by(user_id, org_id=org_id, role=role)
     for key in ended:
         key.revoked_at, key.revoked_reason = utcnow(), reason
     return len(ended)

@@ -113,6 +113,13 @@ def set_user_disabled(acting: User, user_id: str, disabled: bool) -> User:
     return user
 
 
+def user_action_effects(acting: User, user_id: str, action: str) -> dict:
+    """What disabling or promoting the user would do, to be said before it is done."""
+    user = get_user_or_404(user_id)
+    keys = len(api_keys.keys_ended_by(user.id)) if action == "disable" else 0
+    return {"user": user, "action": action, "keys": keys, "orgs": len(user.memberships), "self": user.id == acting.id}
+
+
 def set_instance_admin(acting: User, user_id: str, admin: bool) -> User:
     user = get_user_or_404(user_id)
     if user.id == acting.id and not admin:
