@@ -67,8 +67,10 @@ def rename_org(org_id: str, name) -> Org:
 def suspend_org(org_id: str, reason) -> Org:
     org = get_org_or_404(org_id)
     reason = (reason or "").strip() if isinstance(reason, str) else ""
-    if not 1 <= len(reason) <= 500:
-        raise ValidationFailed({"reason": "must be 1 to 500 characters: members see it when they sign in"})
+    if not reason:
+        raise ValidationFailed({"reason": "is required: members see it when they sign in"})
+    if len(reason) > 500:
+        raise ValidationFailed({"reason": "must be at most 500 characters: members see it when they sign in"})
     org.suspended_at, org.suspended_reason = utcnow(), reason
     db.session.commit()
     return org
