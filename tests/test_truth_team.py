@@ -122,3 +122,79 @@ def test_enabling_and_removing_admin_rights_are_not_asked(app, root):
     assert r.status_code == 302
     db.session.expire_all()
     assert not db.session.get(User, target.id).is_instance_admin
+
+
+# 2. A form reports every error at once, not one round per submit.
+
+def _field_error(html, key):
+    import re
+    m = re.search(rf'id="e-{re.escape(key)}">([^<]*)<', html)
+    return m.group(1) if m else None
+
+
+@pytest.fixture
+def owner(app, ctx):
+    user = make_user("owner@example.com")
+    client = app.test_client()
+    return client, login(client, "owner@example.com"), org_of(user)
+
+
+def test_webhook_connect_reports_the_name_and_every_field_at_once(owner):
+    client, token, _ = owner
+    r = client.post("/sources/new/webhook", data={
+        "csrf_token": token, "name": "  ", "credentials.verification_type": "hmac_sha256",
+        "credentials.signing_secret": "", "config.dedup_window_seconds": "9999999",
+        "config.ip_allowlist": "not-an-ip"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    assert "is required" in (_field_error(html, "name") or "")
+    assert "required when signature verification is on" in (_field_error(html, "credentials.signing_secret") or "")
+    assert _field_error(html, "config.dedup_window_seconds") is not None
+    assert "not an IP address" in (_field_error(html, "config.ip_allowlist") or "")
+    assert 'id="r-credentials.signing_secret"' in html and "type it again" in html
+
+
+def test_postgres_edit_reports_the_port_beside_the_password_to_type_again(owner, pg_source):
+    import re
+
+    from hookstream_ui.sources import MASK
+    client, token, _ = owner
+    key = make_key(production(org_of(db.session.scalar(select(User).where(User.email == "owner@example.com")))))
+    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
+        "sourceShortName": "postgresql", "name": "PG", "credentials": pg_source.credentials()}
+    ).json["sourceConnection"]["id"]
+    edit = client.get(f"/sources/{sid}/edit").get_data(as_text=True)
+    fields = dict(re.findall(r'name="((?:credentials|config)\.[^"]+)"[^>]*value="([^"]*)"', edit))
+    assert fields["credentials.password"] == MASK
+    fields.update({"csrf_token": token, "name": "PG", "credentials.port": "99999"})
+    r = client.post(f"/sources/{sid}/edit", data=fields)
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    assert "must be entered again" in (_field_error(html, "credentials.password") or "")
+    assert "1 to 65535" in (_field_error(html, "credentials.port") or "")
+
+
+def test_sign_up_reports_the_email_and_the_short_password_at_once(app, ctx):
+    client = app.test_client()
+    page = client.get("/signup").get_data(as_text=True)
+    import re
+    token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    r = client.post("/signup", data={"csrf_token": token, "email": "not-an-email", "password": "short",
+                                     "password_confirm": "other"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400
+    assert _field_error(html, "email") is not None
+    assert "at least 10 characters" in (_field_error(html, "password") or "")
+    assert "does not match" in (_field_error(html, "password_confirm") or "")
+    assert db.session.scalar(select(User)) is None
+
+
+def test_password_change_reports_every_field_at_once(owner):
+    client, token, _ = owner
+    r = client.post("/settings/account", data={
+        "csrf_token": token, "current_password": "wrong", "new_password": "short",
+        "new_password_confirm": "other"})
+    html = r.get_data(as_text=True)
+    assert "is incorrect" in (_field_error(html, "current_password") or "")
+    assert "at least 10 characters" in (_field_error(html, "new_password") or "")
+    assert "does not match" in (_field_error(html, "new_password_confirm") or "")

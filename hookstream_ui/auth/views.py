@@ -53,9 +53,8 @@ def signup():
     form = FormState.from_request("email", secret=("password", "password_confirm"))
     if request.method == "POST" and open_signup:
         try:
-            if request.form.get("password") != request.form.get("password_confirm"):
-                raise ValidationFailed({"password_confirm": "does not match the password"})
-            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""))
+            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""),
+                                    request.form.get("password_confirm", ""))
         except ValidationFailed as exc:
             return render_template("auth/signup.html", form=form.fail(exc), first=first,
                                    open_signup=open_signup), exc.status

@@ -188,7 +188,11 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
         else:
             clean[f.name] = existing[f.name]
     if errors:
-        raise ValidationFailed(errors, code=code)
+        failed = ValidationFailed(errors, code=code)
+        # What did pass, so that the type's cross-field checks can still judge it: every
+        # error of a form is reported at once, not one round per submit.
+        failed.clean = _applicable(fields, clean)
+        raise failed
     return _applicable(fields, clean)
 
 
