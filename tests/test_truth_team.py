@@ -198,3 +198,39 @@ def test_password_change_reports_every_field_at_once(owner):
     assert "is incorrect" in (_field_error(html, "current_password") or "")
     assert "at least 10 characters" in (_field_error(html, "new_password") or "")
     assert "does not match" in (_field_error(html, "new_password_confirm") or "")
+
+
+# 3. The reset link says what it did and what using it will do, alike on both pages.
+
+def _issue(client, user_id):
+    import re
+    r = client.post(f"/admin/users/{user_id}/reset-link", data={"csrf_token": csrf_token(client)})
+    assert r.status_code == 302
+    page = client.get("/admin/users").get_data(as_text=True)
+    return page, re.search(r'id="reset-url" class="mono">([^<]+)<', page).group(1).replace("http://localhost", "")
+
+
+def test_a_reset_link_speaks_of_an_earlier_one_only_when_there_was_one(app, root):
+    user = make_user("locked@example.com")
+    first, _ = _issue(root, user.id)
+    assert "no longer works" not in first and 'id="reset-replaced"' not in first
+    second, link = _issue(root, user.id)
+    assert 'id="reset-replaced"' in second and "The earlier link for locked@example.com was withdrawn" in second
+    promise = "signs out every session of that account open at that moment, and signs in the browser that used it"
+    assert promise in second
+    reset_page = app.test_client().get(link).get_data(as_text=True)
+    assert "signs out every session of this account open now, and signs you in here" in reset_page
+    assert "every other session" not in reset_page
+
+
+def test_an_expired_earlier_link_is_not_said_to_be_withdrawn(app, root):
+    from datetime import timedelta
+
+    from hookstream_ui.models import PasswordReset, utcnow
+    user = make_user("locked@example.com")
+    _issue(root, user.id)
+    for reset in db.session.scalars(select(PasswordReset)):
+        reset.expires_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+    page, _ = _issue(root, user.id)
+    assert 'id="reset-replaced"' not in page and "no longer works" not in page

@@ -102,11 +102,12 @@ def _users_page(reset_link=None, confirming=None):
 @bp.post("/users/<user_id>/reset-link")
 def user_reset_link(user_id):
     try:
-        reset, url = accounts.issue_reset(current_user, user_id)
+        reset, url, replaced = accounts.issue_reset(current_user, user_id)
     except ValidationFailed as exc:
         flash(sentence(exc), "error")
         return redirect(url_for("admin.users"))
-    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat()}
+    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat(),
+            "replaced": replaced}
     # Post, redirect, get: reloading the page that shows the link makes no second one.
     handle = once.hold("reset-link", link)
     if handle is None:  # Redis down: shown on this answer, once

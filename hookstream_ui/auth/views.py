@@ -126,6 +126,6 @@ def reset_password():
         except accounts.InvalidReset as exc:
             return render_template("auth/password_reset.html", problem=str(exc)), 410
         _start_session(user)
-        flash("Your password is set. Every other session of your account was signed out.", "success")
+        flash("Your password is set and you are signed in here. Every session of your account that was open before was signed out.", "success")
         return redirect(url_for("dashboard.overview"))
     return render_template("auth/password_reset.html", user=user, form=form)

@@ -296,9 +296,9 @@ def _reset_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
-    """A new one-time link for `user_id`, and its URL (shown to the admin once). An earlier
-    link of the same user stops working."""
+def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str, bool]:
+    """A new one-time link for `user_id`, its URL (shown to the admin once), and whether an
+    earlier link of the same user, still usable, was withdrawn by it."""
     from flask import abort, url_for
 
     from . import links
@@ -309,8 +309,12 @@ def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
     if user.disabled_at is not None:
         raise ValidationFailed({"user_id": f"{user.email} is disabled: enable the account first"})
     now = utcnow()
-    db.session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None),
-                                                   PasswordReset.revoked_at.is_(None)).values(revoked_at=now))
+    # Only a link that could still be used counts as withdrawn: saying so of an expired one
+    # (or of none) would tell the admin of a link that was never out there.
+    withdrawn = db.session.execute(update(PasswordReset).where(
+        PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None))
+        .values(revoked_at=now).returning(PasswordReset.expires_at)).scalars().all()
+    replaced = any(as_utc(expires) > now for expires in withdrawn)
     secret = secrets.token_urlsafe(32)
     reset = PasswordReset(user_id=user.id, token_hash=_reset_hash(secret), created_by_id=acting.id,
                           expires_at=now + timedelta(hours=RESET_HOURS))
@@ -318,7 +322,7 @@ def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
     audit.record("user.password_reset_link", "user", user.id, actor=audit.actor_for_user(acting),
                  details={"email": user.email, "expires_in_hours": RESET_HOURS})
     db.session.commit()
-    return reset, links.public(url_for("auth.reset_password", token=secret))
+    return reset, links.public(url_for("auth.reset_password", token=secret)), replaced
 
 
 def reset_for(token: str) -> PasswordReset:
