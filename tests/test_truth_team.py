@@ -234,3 +234,32 @@ def test_an_expired_earlier_link_is_not_said_to_be_withdrawn(app, root):
     db.session.commit()
     page, _ = _issue(root, user.id)
     assert 'id="reset-replaced"' not in page and "no longer works" not in page
+
+
+# 4. Blank names are "required"; invisible ones "must contain a visible character"; the slug
+# preview promises nothing for a name that will be refused.
+
+def test_org_rename_says_a_blank_name_is_required(two_owners):
+    client, token, org, _ = two_owners
+    for typed, said in (("   ", "is required"), ("\u200b\u200b", "must contain a visible character")):
+        r = client.post("/settings/org/rename", data={"csrf_token": token, "name": typed})
+        html = r.get_data(as_text=True)
+        assert r.status_code == 400 and (_field_error(html, "name") or "").startswith(said), typed
+        assert "1 to 120 characters" not in html
+    db.session.expire_all()
+    assert org_of(db.session.scalar(select(User).where(User.email == "founder@example.com"))).name == org.name
+
+
+def test_admin_org_create_says_a_blank_name_is_required(app, root):
+    r = root.post("/admin/orgs", data={"csrf_token": csrf_token(root), "name": "   ", "owner_email": ""})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 400 and "is required" in html and "1 to 120 characters" not in html
+
+
+def test_slug_preview_shows_the_name_error_not_a_slug_for_a_refused_name(owner):
+    client, _, _ = owner
+    r = client.get("/collections/_slug-preview", query_string={"name": "\u200b\u200b\u200b\u200b"})
+    html = r.get_data(as_text=True)
+    assert "Will be created as" not in html and "must contain a visible character" in html
+    ok = client.get("/collections/_slug-preview", query_string={"name": "Ünïcode orders"}).get_data(as_text=True)
+    assert "Will be created as" in ok and "unicode-orders" in ok
