@@ -44,11 +44,11 @@ def test_create_list_revoke_in_a_session(app, ctx):
     r = client.delete(f"/v1/auth/api-keys/{created['id']}", headers={"X-CSRFToken": token})
     assert r.status_code == 200 and r.json == {"id": created["id"], "deleted": True}
     r = api.get("/v1/collections", headers={"X-API-Key": raw})
-    assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by an admin"
+    assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by its owner"
     # Still listed, as revoked.
     [revoked] = client.get("/v1/auth/api-keys").json["api_keys"]
     assert revoked["id"] == created["id"] and revoked["status"] == "revoked"
-    assert revoked["revoked_reason"] == "revoked by an admin" and revoked["revoked_at"] is not None
+    assert revoked["revoked_reason"] == "revoked by its owner" and revoked["revoked_at"] is not None
 
 
 def test_key_name_is_validated(app, ctx):

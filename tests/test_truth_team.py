@@ -263,3 +263,85 @@ def test_slug_preview_shows_the_name_error_not_a_slug_for_a_refused_name(owner):
     assert "Will be created as" not in html and "must contain a visible character" in html
     ok = client.get("/collections/_slug-preview", query_string={"name": "Ünïcode orders"}).get_data(as_text=True)
     assert "Will be created as" in ok and "unicode-orders" in ok
+
+
+# 5. Wording: what a webhook needs, what a sample gives, whose revocation, plurals.
+
+def _webhook(client, token, **fields):
+    r = client.post("/sources/new/webhook", data={"csrf_token": token, "name": "Orders hook", **fields})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return r.location.rsplit("/", 1)[-1]
+
+
+def test_a_signed_webhook_says_which_signature_and_header_it_needs(owner):
+    client, token, _ = owner
+    sid = _webhook(client, token, **{"credentials.verification_type": "hmac_sha256",
+                                     "credentials.signing_secret": "s3cret-value"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "must carry an HMAC-SHA256 signature of the body in its X-Signature header" in page
+    assert "X-Signature (default)" in page and "a valid HMAC" not in page
+    tested = client.post(f"/sources/{sid}/test", data={"csrf_token": token}).get_data(as_text=True)
+    assert "a HMAC" not in tested and "an HMAC-SHA256 signature" in tested
+
+
+def test_an_unsigned_webhook_shows_no_signature_header_in_use(owner):
+    client, token, _ = owner
+    sid = _webhook(client, token, **{"credentials.verification_type": "none"})
+    page = client.get(f"/sources/{sid}").get_data(as_text=True)
+    assert "X-Signature (default)" not in page and "must carry" not in page
+
+
+def test_a_revoked_key_says_who_revoked_it_by_role(app, ctx):
+    founder = make_user("founder@example.com")
+    org = org_of(founder)
+    make_user("admin@example.com", org=org, role="admin")
+    make_key(production(org), "founder's", owner=founder)
+    client = app.test_client()
+    token = login(client, "admin@example.com")
+    key = db.session.scalar(select(ApiKey))
+    client.post(f"/settings/api-keys/{key.id}/revoke", data={"csrf_token": token})
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).revoked_reason == "revoked by an admin"
+    own = make_key(production(org), "mine", owner=db.session.scalar(select(User).where(User.email == "admin@example.com")))
+    mine = db.session.scalar(select(ApiKey).where(ApiKey.name == "mine"))
+    client.post(f"/settings/api-keys/{mine.id}/revoke", data={"csrf_token": token})
+    db.session.expire_all()
+    assert db.session.get(ApiKey, mine.id).revoked_reason == "revoked by its owner" and own
+
+
+def test_the_key_preview_reads_as_a_sentence(owner):
+    import re
+    client, token, org = owner
+    sid = _webhook(client, token, **{"credentials.verification_type": "none"})
+    from hookstream_ui.models import SourceConnection
+    source = db.session.get(SourceConnection, sid)
+    app_client = client
+    assert app_client.post(f"/v1/ingest/{sid}", json={"id": 1, "name": "x"}).status_code == 200
+    r = client.get("/collections/_key-preview", query_string={"primary_key_path": "$.id", "source_id": sid})
+    html = r.get_data(as_text=True)
+    said = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip()
+    assert f"In the latest event {source.name} received" in said and ", this gives the key 1" in said
+
+
+def test_delete_confirmation_counts_collections_in_words(owner):
+    client, token, _ = owner
+    sid = _webhook(client, token, **{"credentials.verification_type": "none"})
+    page = client.get(f"/sources/{sid}/delete").get_data(as_text=True)
+    assert "(s)" not in page and "It feeds no collection." in page
+
+
+def test_a_link_into_another_project_says_another_project(owner):
+    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.templating import counted, with_article
+    from tests.helpers import add_env
+
+    client, _, org = owner
+    staging = add_env(org, "staging")
+    collection_svc.create_collection(Principal(org=staging.org, env=staging, role="owner"),
+                                     {"name": "Staging orders", "slug": "staging-orders", "primary_key_path": "$.id"})
+    body = client.get("/collections/staging-orders").get_data(as_text=True)
+    assert "The link leads to a collection of another project" in body and "of this project" not in body
+    assert (with_article("event"), with_article("collection")) == ("an event", "a collection")
+    assert (counted(0, "collection"), counted(1, "collection"), counted(2, "API key")) == \
+        ("0 collections", "1 collection", "2 API keys")

@@ -135,7 +135,11 @@ def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
 
 def revoke_key(principal: Principal, key_id: str) -> ApiKey:
     key = get_key_or_404(principal, key_id)
-    key.revoked_at, key.revoked_reason = utcnow(), "revoked by an admin"  # who: the audit log
+    # Who, by role: the reason reaches whoever still holds the key (its 401), so no email;
+    # the audit log names the person.
+    by = "its owner" if principal.user_id == key.created_by_id else f"an {principal.role}" \
+        if principal.role[:1] in "aeiou" else f"a {principal.role}"
+    key.revoked_at, key.revoked_reason = utcnow(), f"revoked by {by}"
     db.session.commit()
     return key
 
@@ -189,7 +193,7 @@ def authenticate_key(raw: str) -> ApiKey:
             key.revoked_at, key.revoked_reason = utcnow(), problem
             db.session.commit()
     if key.revoked_at is not None:
-        raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked by an admin'}")
+        raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked'}")
     if key.expired(utcnow()):
         raise KeyRefused(f"This API key no longer works: it expired at {isoformat(key.expires_at)}")
     record_usage(key.id)

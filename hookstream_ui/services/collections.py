@@ -369,7 +369,7 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
         document = _read_sample(source, kind, stream or None)
     except SourceError as exc:
         return None, None, source_svc.said(kind, source_svc.credentials_of(source), str(exc))
-    where = f"the first row of {stream}" if stream else f"the first record {source.name} gives"
+    where = f"the first row of {stream}" if stream else f"the first record from {source.name}"
     return document, where if document is not None else None, None
 
 

@@ -41,6 +41,8 @@ class Field:
     # JSON Schema keywords stating what the type's check() enforces beyond the type (a range,
     # a pattern), so the OpenAPI document says it too.
     rules: dict = field(default_factory=dict, compare=False)
+    # What the source uses while the field is empty (not stored): shown as the value in use.
+    fallback: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         assert self.type in FIELD_TYPES, self.type
@@ -53,10 +55,14 @@ class Field:
     def option_values(self) -> list[str]:
         return [o[0] if isinstance(o, tuple) else o for o in self.options]
 
-    def shown(self, value) -> str:
-        """A stored value as the form offered it: a select's option by its label."""
+    def shown(self, value, values: dict | None = None) -> str:
+        """A stored value as the form offered it: a select's option by its label; an empty one
+        as the value in use (its fallback), unless the field does not apply to `values`."""
         labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
-        return labels.get(value, value) if value not in (None, "") else "—"
+        if value not in (None, ""):
+            return labels.get(value, value)
+        applies = not self.shown_when or values is None or values.get(self.shown_when[0]) in self.shown_when[1]
+        return f"{self.fallback} (default)" if self.fallback and applies else "—"
 
     def json_schema(self) -> dict:
         """The rules validate() holds this field to, as JSON Schema (for the OpenAPI document)."""
