@@ -345,3 +345,31 @@ def test_a_link_into_another_project_says_another_project(owner):
     assert (with_article("event"), with_article("collection")) == ("an event", "a collection")
     assert (counted(0, "collection"), counted(1, "collection"), counted(2, "API key")) == \
         ("0 collections", "1 collection", "2 API keys")
+
+
+# 6. Every admin error is the app's page, in the app's words, with the way back to /admin.
+
+def test_the_admin_create_address_opened_goes_to_the_list(app, root):
+    r = root.get("/admin/orgs")
+    assert r.status_code == 302 and r.location.endswith("/admin/")
+
+
+@pytest.mark.parametrize("path, code, said", [
+    ("/admin/audit", 404, "There is no page at /admin/audit."),
+    ("/admin/users/someone/promote", 405, "/admin/users/someone/promote is where a form&#39;s button sends"),
+    ("/admin/jobs/j1/requeue", 405, "is not a page to open"),
+])
+def test_admin_errors_are_the_apps_page_in_its_words(app, root, path, code, said):
+    r = root.get(path)
+    html = r.get_data(as_text=True)
+    assert r.status_code == code and said in html
+    assert "The requested URL" not in html and "The method is not allowed" not in html
+    assert 'href="/admin/">Back to instance admin' in html and 'name="csrf-token"' in html
+
+
+def test_a_dashboard_address_that_is_nothing_says_so_in_our_words(owner):
+    client, _, _ = owner
+    r = client.get("/settings/nothing-here")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 404 and "There is no page at /settings/nothing-here." in html
+    assert "The requested URL" not in html and 'href="/">Back to the dashboard' in html

@@ -50,6 +50,12 @@ def orgs():
     return _orgs_page()
 
 
+@bp.get("/orgs")
+def orgs_address():
+    # The create form posts here; an address typed or reloaded finds the list it belongs to.
+    return redirect(url_for("admin.orgs"))
+
+
 @bp.post("/orgs")
 def org_create():
     return _attempt(lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
