@@ -89,3 +89,33 @@ def test_team_and_admin_tables_are_readable_at_390_px(browser, live_server, app)
     page.goto(live_server + "/settings/team")
     assert page.locator("#members-table thead").is_visible()
     context.close()
+
+
+def test_demoting_an_owner_asks_first_in_the_browser(browser, live_server, app):
+    from playwright.sync_api import expect
+
+    from tests.helpers import make_key, make_user, org_of, production
+
+    with app.app_context():
+        founder = make_user("founder@example.com", admin=True)
+        org = org_of(founder)
+        make_user("other-owner@example.com", org=org, role="owner")
+        make_key(production(org), "deploys", owner=founder, role="member")
+        founder_id = founder.id
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    sign_in(page, live_server, "other-owner@example.com")
+    page.goto(live_server + "/settings/team")
+    page.select_option(f"#role-{founder_id}", "viewer")
+    page.click(f"#role-{founder_id} ~ button:has-text('Save role')")
+    question = page.locator("#confirm-role")
+    expect(question).to_contain_text("Make founder@example.com a viewer?")
+    expect(question).to_contain_text("Their 1 API key above the viewer role will be revoked for good")
+    page.click("#confirm-role a:has-text('Cancel')")
+    expect(page.locator(f"#role-{founder_id}")).to_have_value("owner")  # nothing changed
+    page.select_option(f"#role-{founder_id}", "viewer")
+    page.click(f"#role-{founder_id} ~ button:has-text('Save role')")
+    page.click("#confirm-role button:has-text('Make viewer')")
+    expect(page.locator(".flash, [role=status], .alert").first).to_contain_text("founder@example.com is now viewer")
+    context.close()
