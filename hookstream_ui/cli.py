@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from .errors import ValidationFailed
 from .models import Environment, Membership, User, db
+from .templating import counted
 
 
 def _fail(exc: ValidationFailed):
@@ -87,7 +88,7 @@ def register_cli(app: Flask) -> None:
             except RuntimeError as exc:
                 raise click.ClickException(str(exc)) from None
         count = rotate_all()
-        click.echo(f"re-encrypted {count} source connection(s) with the newest key")
+        click.echo(f"re-encrypted {counted(count, 'source connection')} with the newest key")
 
     @app.cli.command("rebuild-search-index")
     def rebuild_search_index_command():
@@ -97,7 +98,7 @@ def register_cli(app: Flask) -> None:
 
         with db.engine.begin() as connection:
             count = rebuild(connection)
-        click.echo(f"indexed {count} record(s)")
+        click.echo(f"indexed {counted(count, 'record')}")
 
     @app.cli.command("scheduler")
     @click.option("--interval", default=1.0, show_default=True, help="Seconds between ticks.")

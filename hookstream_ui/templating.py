@@ -65,7 +65,21 @@ def json_path(document, path: str):
     return value if isinstance(value, (str, int, float)) else compact_json(value)
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 collection", "3 collections": a count with its noun in the right number, never
+    "collection(s)"."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def with_article(noun: str) -> str:
+    """"an event", "a collection": the article English gives the noun's first sound (by its
+    first letter, which is right for the nouns this product names)."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def register_filters(app) -> None:
+    app.add_template_filter(counted, "counted")
+    app.add_template_filter(with_article, "with_article")
     app.add_template_filter(isoformat, "iso")
     app.add_template_filter(ago, "ago")
     app.add_template_filter(duration, "duration")

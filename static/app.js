@@ -153,3 +153,18 @@ document.addEventListener("htmx:afterSettle", () => {
     else control.removeAttribute("aria-invalid");
   });
 });
+
+// team (issue 19): a stacked table's cells carry their column's name, shown above each
+// value on phones where the header row is hidden (static/css/app.css, .table-stack).
+function labelStackedCells(root) {
+  (root || document).querySelectorAll("table.table-stack").forEach((table) => {
+    const heads = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    table.querySelectorAll("tbody tr").forEach((row) => {
+      [...row.children].forEach((cell, i) => {
+        if (!cell.hasAttribute("data-label")) cell.setAttribute("data-label", heads[i] || "");
+      });
+    });
+  });
+}
+document.addEventListener("DOMContentLoaded", () => labelStackedCells(document));
+document.addEventListener("htmx:afterSwap", () => labelStackedCells(document));

@@ -44,16 +44,16 @@ def test_create_list_revoke_in_a_session(app, ctx):
     r = client.delete(f"/v1/auth/api-keys/{created['id']}", headers={"X-CSRFToken": token})
     assert r.status_code == 200 and r.json == {"id": created["id"], "deleted": True}
     r = api.get("/v1/collections", headers={"X-API-Key": raw})
-    assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by an admin"
+    assert r.status_code == 401 and r.json["error"] == "This API key no longer works: revoked by its owner"
     # Still listed, as revoked.
     [revoked] = client.get("/v1/auth/api-keys").json["api_keys"]
     assert revoked["id"] == created["id"] and revoked["status"] == "revoked"
-    assert revoked["revoked_reason"] == "revoked by an admin" and revoked["revoked_at"] is not None
+    assert revoked["revoked_reason"] == "revoked by its owner" and revoked["revoked_at"] is not None
 
 
 def test_key_name_is_validated(app, ctx):
     client, token = session_client(app)
-    for body, msg in [({}, "is required"), ({"name": ""}, "must be 1 to 100 characters"),
+    for body, msg in [({}, "is required"), ({"name": ""}, "is required"), ({"name": "   "}, "is required"),
                       ({"name": 7}, "must be a string"), ({"name": "x" * 101}, "must be 1 to 100 characters")]:
         r = client.post("/v1/auth/api-keys", json=body, headers={"X-CSRFToken": token})
         assert r.status_code == 400 and r.json["errors"] == {"name": msg}
@@ -244,7 +244,7 @@ def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
     else:
         make_user("root@example.com", admin=True)
         login(root, "root@example.com")
-        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root)})
+        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"})
     for raw in keys:
         assert _works(app, raw) == (401, f"This API key no longer works: {reason}")
     assert _works(app, kept)[0] == 200

@@ -568,7 +568,7 @@ def test_a_source_page_shows_choices_by_their_labels(signed_in):
                                                                        "signing_secret": "whsec_x"}, "config": {}}
     ).json["sourceConnection"]["id"]
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
-    assert "must carry a valid Standard Webhooks" in page and "<dd class=\"\">Standard Webhooks</dd>" in page
+    assert "must carry a Standard Webhooks signature (webhook-signature header)" in page and "<dd class=\"\">Standard Webhooks</dd>" in page
     assert "standard_webhooks" not in page.replace(f"/sources/{sid}", "")
 
 

@@ -200,7 +200,7 @@ def test_project_rename_error_is_beside_that_rows_field(signed_in):
     env = org.environments[0]
     r = client.post(f"/settings/projects/{env.id}/rename", data={"csrf_token": token, "name": ""})
     html = r.get_data(as_text=True)
-    assert r.status_code == 400 and _error_beside(html, f"rename-{env.id}").startswith("Name must be")
+    assert r.status_code == 400 and _error_beside(html, f"rename-{env.id}")== "Name is required"
     assert "name:" not in html
     db.session.expire_all()
     assert org.environments[0].name == "production"

@@ -50,6 +50,12 @@ def orgs():
     return _orgs_page()
 
 
+@bp.get("/orgs")
+def orgs_address():
+    # The create form posts here; an address typed or reloaded finds the list it belongs to.
+    return redirect(url_for("admin.orgs"))
+
+
 @bp.post("/orgs")
 def org_create():
     return _attempt(lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
@@ -92,21 +98,26 @@ def users():
     link = once.take("reset-link", session.pop("reset_link", None))
     if link:
         link["expires_at"] = datetime.fromisoformat(link["expires_at"])
-    return render_template("admin/users.html", users=svc.users(), reset_link=link)
+    return _users_page(reset_link=link)
+
+
+def _users_page(reset_link=None, confirming=None):
+    return render_template("admin/users.html", users=svc.users(), reset_link=reset_link, confirming=confirming)
 
 
 @bp.post("/users/<user_id>/reset-link")
 def user_reset_link(user_id):
     try:
-        reset, url = accounts.issue_reset(current_user, user_id)
+        reset, url, replaced = accounts.issue_reset(current_user, user_id)
     except ValidationFailed as exc:
         flash(sentence(exc), "error")
         return redirect(url_for("admin.users"))
-    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat()}
+    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat(),
+            "replaced": replaced}
     # Post, redirect, get: reloading the page that shows the link makes no second one.
     handle = once.hold("reset-link", link)
     if handle is None:  # Redis down: shown on this answer, once
-        return render_template("admin/users.html", users=svc.users(), reset_link={**link, "expires_at": reset.expires_at})
+        return _users_page(reset_link={**link, "expires_at": reset.expires_at})
     session["reset_link"] = handle
     return redirect(url_for("admin.users"))
 
@@ -118,6 +129,10 @@ def user_action(user_id, action):
     if action not in changes:
         abort(404)
     change, value = changes[action]
+    if action in ("disable", "promote") and request.form.get("confirm") != action:
+        # Disabling ends sessions and revokes keys for good; an instance admin reaches every
+        # org: asked once more, saying what happens. Only that question sends `confirm`.
+        return _users_page(confirming=svc.user_action_effects(current_user, user_id, action)), 200
     return _attempt(lambda: change(current_user, user_id, value), lambda user: f"{user.email}: {action}d.",
                     "admin.users")
 

@@ -40,6 +40,29 @@ def json_error(status: int, message: str, code: str | None = None, errors: dict 
     return jsonify(body), status
 
 
+def page_message(exc: HTTPException) -> str:
+    """What an error page says: the app's own reason when one was given; for a refusal with
+    only Werkzeug's stock text (no such route, a GET to a form's target), a sentence of
+    ours naming the address."""
+    if exc.description and exc.description != type(exc).description:
+        return exc.description
+    if exc.code == 404:
+        return f"There is no page at {request.path}. Check the address, or go back and follow a link."
+    if exc.code == 405:
+        return (f"{request.path} is where a form's button sends its change; it is not a page to open. "
+                "Go back and use the button.")
+    return ""
+
+
+def error_page(exc: HTTPException, message: str | None = None):
+    """The app's error page for `exc`, with a way back to where the address belongs."""
+    admin = request.path.startswith("/admin")
+    return render_template("errors/error.html", code=exc.code, title=exc.name,
+                           message=page_message(exc) if message is None else message,
+                           back=("/admin/", "Back to instance admin") if admin else ("/", "Back to the dashboard")
+                           ), exc.code
+
+
 def _http_error(exc: HTTPException):
     if not is_api_request():
         if exc.code is None or exc.code < 400 or exc.response is not None:
@@ -51,9 +74,7 @@ def _http_error(exc: HTTPException):
             # leave the fragment as it was, still polling and still showing what is no
             # longer true. The page it is on is loaded again and tells the truth whole.
             return htmx_whole_page(htmx_page_url() or "/", exc.code)
-        message = exc.description if exc.code in (403, 404) else ""
-        return render_template("errors/error.html", code=exc.code, title=exc.name,
-                               message=message), exc.code
+        return error_page(exc, None if exc.code in (403, 404, 405) else "")
     message = exc.description if exc.description and exc.code != 405 else exc.name
     if exc.code == 404 and message.startswith("The requested URL"):
         message = "No such endpoint"

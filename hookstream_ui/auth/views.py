@@ -53,9 +53,8 @@ def signup():
     form = FormState.from_request("email", secret=("password", "password_confirm"))
     if request.method == "POST" and open_signup:
         try:
-            if request.form.get("password") != request.form.get("password_confirm"):
-                raise ValidationFailed({"password_confirm": "does not match the password"})
-            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""))
+            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""),
+                                    request.form.get("password_confirm", ""))
         except ValidationFailed as exc:
             return render_template("auth/signup.html", form=form.fail(exc), first=first,
                                    open_signup=open_signup), exc.status
@@ -127,6 +126,6 @@ def reset_password():
         except accounts.InvalidReset as exc:
             return render_template("auth/password_reset.html", problem=str(exc)), 410
         _start_session(user)
-        flash("Your password is set. Every other session of your account was signed out.", "success")
+        flash("Your password is set and you are signed in here. Every session of your account that was open before was signed out.", "success")
         return redirect(url_for("dashboard.overview"))
     return render_template("auth/password_reset.html", user=user, form=form)

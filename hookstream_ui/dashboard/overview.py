@@ -74,7 +74,9 @@ def _not_in_this_project(exc):
     found = links.elsewhere(current_user if current_user.is_authenticated else None, current_principal(),
                             request.endpoint, request.view_args) if request.method == "GET" else None
     if found is None:
-        return render_template("errors/error.html", code=404, title="Not Found", message=exc.description), 404
+        from ..api.errors import error_page
+
+        return error_page(exc)
     label, envs = found
     return render_template("errors/elsewhere.html", label=label, envs=envs, here=current_principal().env,
                            next=request.full_path.rstrip("?")), 404

@@ -18,12 +18,15 @@ from . import bp
 def team_page():
     principal = current_principal()
     require_role(principal, "admin")
-    form, link, status = FormState.from_request("email", "role"), None, 200
+    form, link, status = FormState.from_request("email", "role", "confirm"), None, 200
     if request.method == "POST":
         pending = team.pending_invitation(principal, request.form.get("email"))
-        if pending is not None and request.form.get("replace") != pending.id:
-            # A new invitation withdraws the earlier link: asked first, not done silently.
-            return _team_page(principal, form=form, replacing=pending), 200
+        owner_unconfirmed = (principal.can("owner") and request.form.get("role") == "owner"
+                             and request.form.get("confirm") != "owner")
+        if (pending is not None and request.form.get("replace") != pending.id) or owner_unconfirmed:
+            # A new invitation withdraws the earlier link, and an owner can delete the org:
+            # each asked first, not done silently.
+            return _team_page(principal, form=form, owner_invite=owner_unconfirmed, replacing=pending), 200
         try:
             invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
         except ValidationFailed as exc:
@@ -45,12 +48,12 @@ def team_page():
     return _team_page(principal, form=form, link=link), status
 
 
-def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, promoting=None,
-               org_form=None):
+def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, confirming=None,
+               org_form=None, owner_invite=False):
     return render_template("dashboard/settings/team.html", members=team.list_members(principal),
                            invitations=team.list_invitations(principal), form=form or FormState(), link=link,
                            delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
-                           replacing=replacing, promoting=promoting,
+                           replacing=replacing, confirming=confirming, owner_invite=owner_invite,
                            org_form=org_form or FormState({"name": principal.org.name}),
                            roles=ROLES if principal.can("owner") else ROLES[1:])
 
@@ -85,11 +88,11 @@ def _admin():
 def member_role(user_id):
     principal = _admin()
     role = request.form.get("role")
-    if role == "owner" and request.form.get("confirm") != "owner":
-        # Owners can delete the org and change other owners: asked once more, by name.
-        member = team.get_member_or_404(principal, user_id)
-        if member.role != "owner":
-            return _team_page(principal, promoting=member), 200
+    # Making an owner, or lowering a role (keys revoked for good): asked once more, saying
+    # what will happen; the dashboard sends `confirm` (the role) only from that question.
+    effects = team.role_change_effects(principal, team.get_member_or_404(principal, user_id), role)
+    if effects is not None and request.form.get("confirm") != role:
+        return _team_page(principal, confirming=effects), 200
     return _attempt(lambda: team.change_role(principal, user_id, role),
                     lambda m: f"{m.user.email} is now {m.role}.",
                     refused=lambda exc: _team_page(principal, rows=RowForms.failed("role", user_id, exc, "role")))

@@ -30,6 +30,33 @@ def normalise_email(email: str) -> str:
         raise ValidationFailed({"email": str(exc)}) from None
 
 
+def at_once(*checks):
+    """Each check's result; every field's error at once when any is refused, not one field
+    per submit."""
+    errors, results = {}, []
+    for check in checks:
+        try:
+            results.append(check())
+        except ValidationFailed as exc:
+            if exc.status != 400:
+                raise
+            errors.update({k: v for k, v in exc.errors.items() if k not in errors})
+            results.append(None)
+    if errors:
+        raise ValidationFailed(errors)
+    return results
+
+
+def _refuse(field: str, message: str):
+    raise ValidationFailed({field: message})
+
+
+def _matches(confirm, value, field: str, what: str) -> None:
+    """`confirm` (None: the form does not ask) typed the same as `value`."""
+    if confirm is not None and confirm != value:
+        raise ValidationFailed({field: f"does not match {what}"})
+
+
 def check_password_strength(password: str, field: str = "password") -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
@@ -72,10 +99,10 @@ def is_empty_instance() -> bool:
 
 
 def create_user(email: str, password: str, *, admin: bool = False, org_slug: str | None = None,
-                role: str = "member") -> User:
+                role: str = "member", confirm: str | None = None) -> User:
     """A user joins `org_slug` with `role`, or else gets an org of their own as owner."""
-    email = normalise_email(email)
-    check_password_strength(password)
+    email, _, _ = at_once(lambda: normalise_email(email), lambda: check_password_strength(password),
+                          lambda: _matches(confirm, password, "password_confirm", "the password"))
     if db.session.scalar(select(User.id).where(User.email == email)):
         raise ValidationFailed({"email": "is already registered"}, status=409, code="conflict")
     org = None
@@ -94,7 +121,7 @@ def create_user(email: str, password: str, *, admin: bool = False, org_slug: str
     return user
 
 
-def sign_up(email: str, password: str) -> User:
+def sign_up(email: str, password: str, confirm: str | None = None) -> User:
     """The first person on an empty instance becomes its admin; after that, only if allowed.
     Counted under a lock: concurrent first sign-ups made several instance admins."""
     locks.hold("first-user")
@@ -104,7 +131,7 @@ def sign_up(email: str, password: str) -> User:
             {"email": "Sign-up is closed on this instance; ask an admin for an invitation."},
             status=403, code="signup_closed",
         )
-    user = create_user(email, password, admin=first)
+    user = create_user(email, password, admin=first, confirm=confirm)
     org = user.memberships[0].org
     audit.record("org.create", "org", org.id, actor=audit.actor_for_user(user), org_id=org.id,
                  details={"name": org.name, "via": "sign-up"})
@@ -245,11 +272,9 @@ def end_session(session_id: str | None) -> None:
 
 def change_password(user: User, current: str, new: str, confirm: str | None = None) -> None:
     """`confirm`: the new password typed again, when a form asks for it."""
-    if not user.check_password(current or ""):
-        raise ValidationFailed({"current_password": "is incorrect"})
-    check_password_strength(new, "new_password")
-    if confirm is not None and confirm != new:
-        raise ValidationFailed({"new_password_confirm": "does not match the new password"})
+    at_once(lambda: user.check_password(current or "") or _refuse("current_password", "is incorrect"),
+            lambda: check_password_strength(new, "new_password"),
+            lambda: _matches(confirm, new, "new_password_confirm", "the new password"))
     user.set_password(new)  # rotates session_token: every other session ends
     db.session.commit()
 
@@ -271,9 +296,9 @@ def _reset_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
-    """A new one-time link for `user_id`, and its URL (shown to the admin once). An earlier
-    link of the same user stops working."""
+def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str, bool]:
+    """A new one-time link for `user_id`, its URL (shown to the admin once), and whether an
+    earlier link of the same user, still usable, was withdrawn by it."""
     from flask import abort, url_for
 
     from . import links
@@ -284,8 +309,12 @@ def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
     if user.disabled_at is not None:
         raise ValidationFailed({"user_id": f"{user.email} is disabled: enable the account first"})
     now = utcnow()
-    db.session.execute(update(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None),
-                                                   PasswordReset.revoked_at.is_(None)).values(revoked_at=now))
+    # Only a link that could still be used counts as withdrawn: saying so of an expired one
+    # (or of none) would tell the admin of a link that was never out there.
+    withdrawn = db.session.execute(update(PasswordReset).where(
+        PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None))
+        .values(revoked_at=now).returning(PasswordReset.expires_at)).scalars().all()
+    replaced = any(as_utc(expires) > now for expires in withdrawn)
     secret = secrets.token_urlsafe(32)
     reset = PasswordReset(user_id=user.id, token_hash=_reset_hash(secret), created_by_id=acting.id,
                           expires_at=now + timedelta(hours=RESET_HOURS))
@@ -293,7 +322,7 @@ def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str]:
     audit.record("user.password_reset_link", "user", user.id, actor=audit.actor_for_user(acting),
                  details={"email": user.email, "expires_in_hours": RESET_HOURS})
     db.session.commit()
-    return reset, links.public(url_for("auth.reset_password", token=secret))
+    return reset, links.public(url_for("auth.reset_password", token=secret)), replaced
 
 
 def reset_for(token: str) -> PasswordReset:
@@ -315,9 +344,8 @@ def use_reset(token: str, password: str, confirm: str) -> User:
     """Set the password the link is for. The link works once, and every session of the user
     ends (whoever might have been signed in as them)."""
     reset = reset_for(token)
-    check_password_strength(password)
-    if confirm != password:
-        raise ValidationFailed({"password_confirm": "does not match the password"})
+    at_once(lambda: check_password_strength(password),
+            lambda: _matches(confirm, password, "password_confirm", "the password"))
     now = utcnow()
     # Claimed by a conditional update: two browsers using one link cannot both set it.
     claimed = db.session.execute(update(PasswordReset).where(

@@ -135,18 +135,28 @@ def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
 
 def revoke_key(principal: Principal, key_id: str) -> ApiKey:
     key = get_key_or_404(principal, key_id)
-    key.revoked_at, key.revoked_reason = utcnow(), "revoked by an admin"  # who: the audit log
+    # Who, by role: the reason reaches whoever still holds the key (its 401), so no email;
+    # the audit log names the person.
+    by = "its owner" if principal.user_id == key.created_by_id else f"an {principal.role}" \
+        if principal.role[:1] in "aeiou" else f"a {principal.role}"
+    key.revoked_at, key.revoked_reason = utcnow(), f"revoked by {by}"
     db.session.commit()
     return key
+
+
+def keys_ended_by(user_id: str, *, org_id: str | None = None, role: str | None = None) -> list[ApiKey]:
+    """The user's live keys (in one org, or in all) that `role` (their new role) may not
+    hold: what a change would revoke, so that it can be said before it is made."""
+    keys = db.session.scalars(select(ApiKey).where(
+        ApiKey.created_by_id == user_id, ApiKey.revoked_at.is_(None),
+        *([ApiKey.org_id == org_id] if org_id else []))).all()
+    return [k for k in keys if role is None or not role_at_least(role, k.role)]
 
 
 def end_keys_of(user_id: str, reason: str, *, org_id: str | None = None, role: str | None = None) -> int:
     """Revoke the user's live keys (in one org, or in all) that `role` (their new role) may
     not hold. The caller commits, with the change that ended them."""
-    keys = db.session.scalars(select(ApiKey).where(
-        ApiKey.created_by_id == user_id, ApiKey.revoked_at.is_(None),
-        *([ApiKey.org_id == org_id] if org_id else []))).all()
-    ended = [k for k in keys if role is None or not role_at_least(role, k.role)]
+    ended = keys_ended_by(user_id, org_id=org_id, role=role)
     for key in ended:
         key.revoked_at, key.revoked_reason = utcnow(), reason
     return len(ended)
@@ -183,7 +193,7 @@ def authenticate_key(raw: str) -> ApiKey:
             key.revoked_at, key.revoked_reason = utcnow(), problem
             db.session.commit()
     if key.revoked_at is not None:
-        raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked by an admin'}")
+        raise KeyRefused(f"This API key no longer works: {key.revoked_reason or 'revoked'}")
     if key.expired(utcnow()):
         raise KeyRefused(f"This API key no longer works: it expired at {isoformat(key.expires_at)}")
     record_usage(key.id)

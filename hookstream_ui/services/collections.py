@@ -15,7 +15,7 @@ from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
 from . import jsonpaths
 from .accounts import slugify
-from .names import pydantic_name
+from .names import name_problem, pydantic_name
 from .pagination import Page, paginate
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -142,7 +142,7 @@ def suggested_slug(name: str, shown: str | None) -> str:
 def slug_preview(principal: Principal, name: str, slug: str, shown: str | None = None,
                  exclude_id: str | None = None) -> dict:
     """What the slug will be, and whether it can be: the same rules create and update apply."""
-    name, slug = (name or "").strip(), (slug or "").strip()
+    typed, name, slug = name, (name or "").strip(), (slug or "").strip()
     if slug:
         try:
             CollectionUpdate.model_validate({"slug": slug})
@@ -153,6 +153,9 @@ def slug_preview(principal: Principal, name: str, slug: str, shown: str | None =
         return {"slug": slug, "generated": False, "error": None}
     if not name:
         return {"slug": "", "generated": False, "error": None}
+    if problem := name_problem(typed, NAME_MIN, NAME_MAX):
+        # No slug is promised for a name that will be refused: its own error instead.
+        return {"slug": "", "generated": False, "error": f"Name {problem}."}
     generated = suggested_slug(name, shown)
     while slug_taken(principal, generated, exclude_id=exclude_id):  # a suffix another collection drew
         generated = generated_slug(name)
@@ -378,7 +381,7 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
         document = _read_sample(source, kind, stream or None)
     except SourceError as exc:
         return None, None, source_svc.said(kind, source_svc.credentials_of(source), str(exc))
-    where = f"the first row of {stream}" if stream else f"the first record {source.name} gives"
+    where = f"the first row of {stream}" if stream else f"the first record from {source.name}"
     return document, where if document is not None else None, None
 
 

@@ -67,8 +67,10 @@ def rename_org(org_id: str, name) -> Org:
 def suspend_org(org_id: str, reason) -> Org:
     org = get_org_or_404(org_id)
     reason = (reason or "").strip() if isinstance(reason, str) else ""
-    if not 1 <= len(reason) <= 500:
-        raise ValidationFailed({"reason": "must be 1 to 500 characters: members see it when they sign in"})
+    if not reason:
+        raise ValidationFailed({"reason": "is required: members see it when they sign in"})
+    if len(reason) > 500:
+        raise ValidationFailed({"reason": "must be at most 500 characters: members see it when they sign in"})
     org.suspended_at, org.suspended_reason = utcnow(), reason
     db.session.commit()
     return org
@@ -111,6 +113,13 @@ def set_user_disabled(acting: User, user_id: str, disabled: bool) -> User:
         api_keys.end_keys_of(user.id, "its owner's account was disabled")
     db.session.commit()
     return user
+
+
+def user_action_effects(acting: User, user_id: str, action: str) -> dict:
+    """What disabling or promoting the user would do, to be said before it is done."""
+    user = get_user_or_404(user_id)
+    keys = len(api_keys.keys_ended_by(user.id)) if action == "disable" else 0
+    return {"user": user, "action": action, "keys": keys, "orgs": len(user.memberships), "self": user.id == acting.id}
 
 
 def set_instance_admin(acting: User, user_id: str, admin: bool) -> User:

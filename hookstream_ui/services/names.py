@@ -37,6 +37,8 @@ def name_problem(value, low: int = 1, high: int = 100) -> str | None:
         return "is required"
     if not isinstance(value, str):
         return "must be a string"
+    if low >= 1 and not value.strip():
+        return "is required"  # spaces alone are nothing typed, whichever form it is
     if any(unicodedata.category(c) == "Cc" for c in value.strip()):
         return "must not contain control characters (line breaks, tabs)"
     trimmed = _trim(value)

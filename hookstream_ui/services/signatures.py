@@ -15,6 +15,9 @@ import time
 
 TOLERANCE_SECONDS = 300
 
+# The header an HMAC signature rides in when the source names none.
+DEFAULT_HMAC_HEADER = "X-Signature"
+
 
 class SignatureError(Exception):
     """Why a delivery's signature does not verify; safe to show (it never quotes the secret)."""
@@ -97,9 +100,9 @@ def verify(credentials: dict, body: bytes, headers, now: float | None = None) ->
     if kind == "none":
         return "skipped"
     if kind == "hmac_sha256":
-        verify_hmac(secret, body, headers, credentials.get("signature_header") or "X-Signature", hashlib.sha256, "sha256")
+        verify_hmac(secret, body, headers, credentials.get("signature_header") or DEFAULT_HMAC_HEADER, hashlib.sha256, "sha256")
     elif kind == "hmac_sha1":
-        verify_hmac(secret, body, headers, credentials.get("signature_header") or "X-Signature", hashlib.sha1, "sha1")
+        verify_hmac(secret, body, headers, credentials.get("signature_header") or DEFAULT_HMAC_HEADER, hashlib.sha1, "sha1")
     elif kind == "github":
         verify_hmac(secret, body, headers, "X-Hub-Signature-256", hashlib.sha256, "sha256")
     elif kind == "stripe":
@@ -118,7 +121,7 @@ def sign(credentials: dict, body: bytes, now: float | None = None) -> dict:
     ts = int(time.time() if now is None else now)
     if kind in ("hmac_sha256", "hmac_sha1"):
         digest = hashlib.sha256 if kind == "hmac_sha256" else hashlib.sha1
-        return {credentials.get("signature_header") or "X-Signature": _hex_hmac(secret, body, digest)}
+        return {credentials.get("signature_header") or DEFAULT_HMAC_HEADER: _hex_hmac(secret, body, digest)}
     if kind == "github":
         return {"X-Hub-Signature-256": "sha256=" + _hex_hmac(secret, body, hashlib.sha256)}
     if kind == "stripe":
@@ -141,7 +144,7 @@ def shell_recipe(credentials: dict) -> tuple[list[str], list[str]]:
     kind = credentials.get("verification_type") or "none"
     if kind in ("hmac_sha256", "hmac_sha1"):
         digest = "sha256" if kind == "hmac_sha256" else "sha1"
-        header = credentials.get("signature_header") or "X-Signature"
+        header = credentials.get("signature_header") or DEFAULT_HMAC_HEADER
         return ([f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest=digest)})"],
                 [f'-H "{header}: {digest}=$SIG"'])
     if kind == "github":

@@ -95,16 +95,20 @@ def _clean(kind: SourceType, credentials, config, stored: tuple[dict, dict] | No
                                      stored_creds, code="invalid_credentials", partial=partial[0])
     except ValidationFailed as exc:
         errors.update({("credentials" if k == "body" else k): v for k, v in exc.errors.items()})
+        creds = dict(getattr(exc, "clean", {}))
     cred_failed = bool(errors)
     try:
         conf = field_rules.validate(kind.config_fields, config if config is not None else {}, stored_conf,
                                     partial=partial[1])
     except ValidationFailed as exc:
         errors.update({("config" if k == "body" else k): v for k, v in exc.errors.items()})
-    if not errors:
-        cross = kind.check(creds, conf)
+        conf = dict(getattr(exc, "clean", {}))
+    if "credentials" not in errors and "config" not in errors:
+        # Judged on what passed even when some field did not: all errors at once. A field
+        # already refused keeps its own error (a cross check may only see it missing).
+        cross = {k: v for k, v in kind.check(creds, conf).items() if k not in errors}
         auth_names = {f.name for f in kind.auth_fields}
-        cred_failed = any(name in auth_names for name in cross)
+        cred_failed = cred_failed or any(name in auth_names for name in cross)
         errors.update(cross)
     if errors:
         raise ValidationFailed(errors, code="invalid_credentials" if cred_failed else "validation_error")
@@ -113,6 +117,22 @@ def _clean(kind: SourceType, credentials, config, stored: tuple[dict, dict] | No
 
 def _name(value) -> str:
     return clean_name(value, "name", 1, NAME_MAX)
+
+
+def _named(value, clean, kept: str | None = None):
+    """The cleaned name (`kept` when none is given) and `clean()`'s result; a bad name is
+    reported with the other fields' errors, not alone on a first round."""
+    try:
+        name, name_errors = (kept if value is None and kept is not None else _name(value)), {}
+    except ValidationFailed as exc:
+        name, name_errors = None, exc.errors
+    try:
+        result = clean()
+    except ValidationFailed as exc:
+        raise ValidationFailed({**name_errors, **exc.errors}, status=exc.status, code=exc.code) from None
+    if name_errors:
+        raise ValidationFailed(name_errors)
+    return name, result
 
 
 def create_source(principal: Principal, payload, credential_from: SourceConnection | None = None) -> SourceConnection:
@@ -124,14 +144,14 @@ def create_source(principal: Principal, payload, credential_from: SourceConnecti
         from ..sources import REGISTRY
         raise ValidationFailed({"sourceShortName": "is required" if not short else
                                 "must be one of: " + ", ".join(sorted(REGISTRY))})
-    name = _name(payload.get("name"))
     if credential_from is not None:
         # The credential is used where it is held, not copied: only the config is new.
-        _, conf = _clean(kind, None, payload.get("config"), (credentials_of(credential_from), {}),
-                         partial=(True, False))
+        name, (_, conf) = _named(payload.get("name"), lambda: _clean(
+            kind, None, payload.get("config"), (credentials_of(credential_from), {}), partial=(True, False)))
         creds = None
     else:
-        creds, conf = _clean(kind, payload.get("credentials"), payload.get("config"))
+        name, (creds, conf) = _named(payload.get("name"),
+                                     lambda: _clean(kind, payload.get("credentials"), payload.get("config")))
     collection = None
     if payload.get("collectionId"):
         if not isinstance(payload["collectionId"], str):
@@ -168,10 +188,10 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
         for other in {holder, *credential_users(holder)} - {source}:
             ensure_idle(other)  # nor a run of another connection sharing them
     kind = type_of(source)
-    new_name = _name(name) if name is not None else source.name
     stored = credentials_of(source)
-    creds, conf = _clean(kind, credentials or {}, config or {}, (stored, dict(source.config or {})),
-                         partial=(partial or credentials is None, partial or config is None))
+    new_name, (creds, conf) = _named(name, lambda: _clean(
+        kind, credentials or {}, config or {}, (stored, dict(source.config or {})),
+        partial=(partial or credentials is None, partial or config is None)), kept=source.name)
     source.name = new_name
     if creds != stored:
         # A shared credential is rotated where it is held, so every connection using it

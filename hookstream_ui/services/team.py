@@ -92,6 +92,20 @@ def change_role(principal: Principal, user_id: str, role) -> Membership:
     return membership
 
 
+def role_change_effects(principal: Principal, membership: Membership, role) -> dict | None:
+    """What changing `membership` to `role` would do that cannot simply be undone, to be
+    asked about first: making an owner (only an owner can undo it) or lowering a role
+    (their keys above the new role are revoked for good). None when nothing needs asking,
+    or the role is not one (the change itself then refuses it, by field)."""
+    if role not in ROLES or role == membership.role:
+        return None
+    promoting = role == "owner"
+    if not promoting and ROLES.index(role) < ROLES.index(membership.role):
+        return None  # a promotion below owner revokes nothing and is undone by the same select
+    keys = [] if promoting else api_keys.keys_ended_by(membership.user_id, org_id=principal.org.id, role=role)
+    return {"member": membership, "role": role, "promoting": promoting, "keys": len(keys)}
+
+
 def remove_member(principal: Principal, user_id: str) -> None:
     """Admins remove others; anyone may leave. Owners are removed only by owners, and the
     last owner can neither leave nor be removed."""

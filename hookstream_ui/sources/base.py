@@ -93,6 +93,12 @@ class SourceType(ABC):
         """Rules across fields, after each field is valid on its own: {field: message}."""
         return {}
 
+    def delivery_requirement(self, credentials: dict) -> str | None:
+        """For a push source: what each delivery must carry to be accepted, as words that
+        follow "must carry" ("an HMAC-SHA256 signature in its X-Signature header"); None
+        when any delivery is accepted."""
+        return None
+
     @abstractmethod
     def test(self, conn: Connection) -> TestResult:
         """Really reach the source with these credentials; say why not in the user's terms."""

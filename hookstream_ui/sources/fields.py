@@ -41,6 +41,8 @@ class Field:
     # JSON Schema keywords stating what the type's check() enforces beyond the type (a range,
     # a pattern), so the OpenAPI document says it too.
     rules: dict = field(default_factory=dict, compare=False)
+    # What the source uses while the field is empty (not stored): shown as the value in use.
+    fallback: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         assert self.type in FIELD_TYPES, self.type
@@ -53,12 +55,16 @@ class Field:
     def option_values(self) -> list[str]:
         return [o[0] if isinstance(o, tuple) else o for o in self.options]
 
-    def shown(self, value) -> str:
-        """A stored value as the form offered it: a select's option by its label."""
+    def shown(self, value, values: dict | None = None) -> str:
+        """A stored value as the form offered it: a select's option by its label; an empty one
+        as the value in use (its fallback), unless the field does not apply to `values`."""
         if self.type == "boolean" and value not in (None, ""):
-            return "Yes" if value is True or str(value).lower() in ("true", "on", "1", "yes") else "No"
+            return "Yes" if value is True or str(value).strip().lower() in TRUE_WORDS else "No"
         labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
-        return labels.get(value, value) if value not in (None, "") else "—"
+        if value not in (None, ""):
+            return labels.get(value, value)
+        applies = not self.shown_when or values is None or values.get(self.shown_when[0]) in self.shown_when[1]
+        return f"{self.fallback} (default)" if self.fallback and applies else "—"
 
     def json_schema(self) -> dict:
         """The rules validate() holds this field to, as JSON Schema (for the OpenAPI document)."""
@@ -190,7 +196,11 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
         else:
             clean[f.name] = existing[f.name]
     if errors:
-        raise ValidationFailed(errors, code=code)
+        failed = ValidationFailed(errors, code=code)
+        # What did pass, so that the type's cross-field checks can still judge it: every
+        # error of a form is reported at once, not one round per submit.
+        failed.clean = _applicable(fields, clean)
+        raise failed
     return _applicable(fields, clean)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 
 from ..services import jsonpaths
+from ..services.signatures import DEFAULT_HMAC_HEADER
 from .base import Connection, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 
@@ -12,6 +13,11 @@ VERIFICATION_TYPES = (
     ("stripe", "Stripe signature"), ("github", "GitHub (X-Hub-Signature-256)"),
     ("standard_webhooks", "Standard Webhooks"),
 )
+
+# What a delivery carries for each scheme, as words that follow "must carry".
+SIGNED_WITH = {"stripe": "a Stripe signature (Stripe-Signature header)",
+               "github": "a GitHub signature (X-Hub-Signature-256 header)",
+               "standard_webhooks": "a Standard Webhooks signature (webhook-signature header)"}
 
 
 def parse_cidrs(text: str | None) -> list:
@@ -49,8 +55,9 @@ class Webhook(SourceType):
         Field("signing_secret", "password", "Signing secret",
               description="Shared secret of the sender. Required unless verification is off.",
               shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none"))),
-        Field("signature_header", "string", "Signature header", placeholder="X-Signature",
-              description="For HMAC: the header carrying the signature (default X-Signature).",
+        Field("signature_header", "string", "Signature header", placeholder=DEFAULT_HMAC_HEADER,
+              description=f"For HMAC: the header carrying the signature (default {DEFAULT_HMAC_HEADER}).",
+              fallback=DEFAULT_HMAC_HEADER,
               shown_when=("verification_type", ("hmac_sha256", "hmac_sha1")), rules=HEADER_NAME_RULE),
     )
     config_fields = (
@@ -89,9 +96,16 @@ class Webhook(SourceType):
                 errors[name] = str(exc)
         return errors
 
+    def delivery_requirement(self, credentials):
+        kind = credentials.get("verification_type") or "none"
+        if kind in ("hmac_sha256", "hmac_sha1"):
+            header = credentials.get("signature_header") or DEFAULT_HMAC_HEADER
+            return f"an {dict(VERIFICATION_TYPES)[kind]} signature of the body in its {header} header"
+        return SIGNED_WITH.get(kind)
+
     def test(self, conn: Connection) -> TestResult:
-        scheme = dict(VERIFICATION_TYPES).get(conn.credentials.get("verification_type") or "none")
-        signed = "unsigned events are accepted" if scheme == "No verification" else f"events must carry a {scheme}"
+        needs = self.delivery_requirement(conn.credentials)
+        signed = f"events must carry {needs}" if needs else "unsigned events are accepted"
         if conn.ingest_url is None:  # not saved yet: its URL comes with its id
             return TestResult(True, f"Ready: {signed}. Its ingest URL is shown once the source is connected.")
         return TestResult(True, f"Ready: send events to {conn.ingest_url}; {signed}.")

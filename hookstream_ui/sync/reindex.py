@@ -48,4 +48,6 @@ def reindex_collection(collection_id: str) -> str:
     db.session.execute(update(Collection).where(Collection.id == collection_id, Collection.search_index == "building")
                        .values(search_index="on"))
     db.session.commit()
-    return f"indexed {count} record(s)"
+    from ..templating import counted
+
+    return f"indexed {counted(count, 'record')}"
