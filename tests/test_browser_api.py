@@ -69,7 +69,7 @@ def test_moving_a_collection_to_another_source_says_which_source_feeds_it(browse
     page.fill("#f-name", "Orders renamed")
     page.select_option("#f-source_id", ids[1])
     page.click("button:has-text('Save')")
-    expect(page.locator("#e-source_id")).to_contain_text("already fed by source “Orders hook”")
+    expect(page.locator("#e-source_id")).to_contain_text("This collection is fed by “Orders hook” now")
     expect(page.locator("#f-name")).to_have_value("Orders renamed")  # what was typed stays
     expect(page.locator("#f-source_id")).to_have_value(ids[1])
     context.close()

@@ -500,12 +500,12 @@ def test_schema_stats_and_export_round_trip(client, key):
         csv_response = client.get("/v1/collections/orders/export?format=csv", headers=h)
         rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True))))
         # One column per flattened field, nested objects as dotted names; arrays as JSON.
-        assert {r["record_key"]: r["data.data.total"] for r in rows} == {k: json.dumps(v["data"]["total"])
+        assert {r["record_key"]: r["data.total"] for r in rows} == {k: json.dumps(v["data"]["total"])
                                                                          for k, v in original.items()}
-        assert {r["data.data.tags"] for r in rows} == {'["a","b"]'} and rows[0]["data.data.paid"] == "true"
-        assert {r["record_key"]: r["data.data.note"] for r in rows} == {
+        assert {r["data.tags"] for r in rows} == {'["a","b"]'} and rows[0]["data.paid"] == "true"
+        assert {r["record_key"]: r["data.note"] for r in rows} == {
             k: v["data"]["note"] or "" for k, v in original.items()}
-        assert {r["record_key"]: r["data.data.coupon"] for r in rows} == {
+        assert {r["record_key"]: r["data.coupon"] for r in rows} == {
             k: v["data"].get("coupon", "") for k, v in original.items()}
     finally:
         record_svc.EXPORT_CHUNK = 1000
