@@ -21,11 +21,14 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.run-installed
 	exec $(PY) -m hookstream_ui.runner
 
+# One pytest process per core (pytest-xdist): each has its own database, Redis and browser.
+PYTEST_WORKERS ?= auto
+
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-postgres: $(VENV)/.dev-installed
-	TEST_DATABASE=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE=postgres $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

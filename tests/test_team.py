@@ -454,7 +454,7 @@ FORMS = {
     "dashboard.source_new": "member", "dashboard.source_test_form": "member", "dashboard.source_edit": "member",
     "dashboard.source_test": "member", "dashboard.source_run": "member", "dashboard.source_upload": "member",
     "dashboard.source_test_event": "member", "dashboard.source_clear": "member",
-    "dashboard.source_schedule": "member", "dashboard.source_delete": "member",
+    "dashboard.source_schedule": "member", "dashboard.collection_status": "member", "dashboard.source_delete": "member",
     "dashboard.api_keys_page": "admin", "dashboard.api_key_revoke": "admin", "dashboard.team_page": "admin",
     "dashboard.member_role": "admin", "dashboard.member_remove": "admin", "dashboard.invitation_revoke": "admin",
     "dashboard.projects_page": "admin", "dashboard.project_rename": "admin", "dashboard.org_delete": "owner",

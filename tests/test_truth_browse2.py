@@ -207,7 +207,7 @@ def test_an_unbound_collection_with_records_says_it_has_them(signed_in):
         said = client.get(f"/sources/{sid}/{action}").get_data(as_text=True)
         assert "Records it synced" not in said and "put into" not in said
     assert "Records in the collections it feeds now (0)" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
-    assert "collection(s) <strong>Hook</strong> feeds now" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
+    assert "in the 0 collections <strong>Hook</strong> feeds now" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
 
 
 # 6. Settings' modified time moves only when settings change

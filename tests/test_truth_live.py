@@ -25,6 +25,11 @@ def signed_in(app, ctx):
     return client, token, make_key(production(org_of(user)), owner=user)
 
 
+# A source that can be scheduled (uploads run when a file comes, so files have no schedule).
+REST_FIELDS = {"credentials.base_url": "https://api.example.com", "credentials.auth_type": "none",
+               "config.path": "/items"}
+
+
 def connect(client, token, short, name="Src", **fields):
     r = client.post(f"/sources/new/{short}", data={"csrf_token": token, "name": name, **fields})
     assert r.status_code == 302, r.get_data(as_text=True)
@@ -281,7 +286,7 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     from hookstream_ui.models.base import as_utc
 
     client, token, key = signed_in
-    sid = connect(client, token, "file", **{"config.format": "auto"})
+    sid = connect(client, token, "rest_api", **REST_FIELDS)
     new_collection(client, token, "files", sid)
     page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
     assert "runs only when started" in page
@@ -308,7 +313,7 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     sync = client.get(f"/v1/syncs/{sid}", headers={"X-API-Key": key}).json
     assert sync["sync_frequency"] == "15m" and sync["rate_limit"]["allowed_requests"] == 5  # one row, two views
     listed = text_of(client.get("/sources").get_data(as_text=True))
-    assert re.search(r"Src File upload Pending 1 never in 1[45] min", listed)
+    assert re.search(r"Src REST API Pending 1 never in 1[45] min", listed)
 
     client.post(f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "", "rate_limit.allowed_requests": "",
                                                  "rate_limit.interval": ""})
@@ -325,7 +330,7 @@ def test_a_new_frequency_moves_the_next_run(signed_in):
     from hookstream_ui.models.base import as_utc
 
     client, token, key = signed_in
-    sid = connect(client, token, "file", **{"config.format": "auto"})
+    sid = connect(client, token, "rest_api", **REST_FIELDS)
     source = db.session.get(SourceConnection, sid)
     source.sync_frequency, source.next_run_at = "24h", utcnow() + timedelta(hours=23)
     db.session.commit()
@@ -576,7 +581,7 @@ def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
     from hookstream_ui.models import SourceConnection
 
     client, token, _ = signed_in
-    sid = connect(client, token, "file", **{"config.format": "auto"})
+    sid = connect(client, token, "rest_api", **REST_FIELDS)
     run_id = _run(sid, "failed", error="secret-ish detail")
     make_user("stranger@example.com")
     stranger = app.test_client()
