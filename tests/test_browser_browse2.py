@@ -52,6 +52,7 @@ def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
     context, page = _page(browser)
     sign_in(page, live_server, "toolbar@example.com")
     page.goto(live_server + "/collections/orders")
+    expect(page.locator("#records-count")).to_contain_text("6 records")
     page.fill("input[name=event_type]", "order.new")
     page.press("input[name=event_type]", "Enter")
     expect(page.locator("#records-count")).to_contain_text("2 matches")
