@@ -67,6 +67,8 @@ def test_typing_after_the_session_ended_takes_the_page_to_sign_in(browser, live_
     page.set_default_timeout(10_000)
     sign_in(page, live_server, "typist@example.com")
     page.goto(live_server + "/collections/new")
+    # The form's own first requests (the key-path preview loads at once) finish signed in.
+    page.wait_for_load_state("networkidle")
     _end_sessions(app, "typist@example.com")
     page.type("#f-name", "Shop customers")  # the slug preview asks the server
     page.wait_for_url(re.compile(r"/login\?next=(/|%2F)collections(/|%2F)new$"))
