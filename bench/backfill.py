@@ -9,6 +9,7 @@ In the same run it measures the ceiling: the same rows read with the same driver
 bulk-upserted into the same records table by a bare script. Prints rows/s, the ratio to
 the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>[-no-search-index].json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine, save  # noqa: E402
+from datetime import UTC
+
+from bench.common import ROOT, machine, save
 
 BATCH = 5000
 
@@ -34,12 +37,14 @@ def make_source(tmp: Path, rows: int):
     import pgserver
 
     server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
-    server.psql("DROP TABLE IF EXISTS bench_rows; CREATE TABLE bench_rows (id bigint PRIMARY KEY, name text, "
-                "email text, amount numeric(12,2), status text, note text, updated_at timestamptz NOT NULL);"
-                f"INSERT INTO bench_rows SELECT g, 'Customer ' || g, 'customer' || g || '@example.com', "
-                "(g % 100000) / 100.0, (ARRAY['active','trialing','past_due'])[1 + g % 3], "
-                "repeat(md5(g::text), 2), now() - (g || ' seconds')::interval "
-                f"FROM generate_series(1, {rows}) g; ANALYZE bench_rows;")
+    server.psql(
+        "DROP TABLE IF EXISTS bench_rows; CREATE TABLE bench_rows (id bigint PRIMARY KEY, name text, "
+        "email text, amount numeric(12,2), status text, note text, updated_at timestamptz NOT NULL);"
+        f"INSERT INTO bench_rows SELECT g, 'Customer ' || g, 'customer' || g || '@example.com', "
+        "(g % 100000) / 100.0, (ARRAY['active','trialing','past_due'])[1 + g % 3], "
+        "repeat(md5(g::text), 2), now() - (g || ' seconds')::interval "
+        f"FROM generate_series(1, {rows}) g; ANALYZE bench_rows;"
+    )
     return server
 
 
@@ -60,12 +65,34 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
     from hookstream_ui import embedded_redis
 
     redis_proc, redis_url = embedded_redis.start(tmp / "redis")
-    env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url, REDIS_URL=redis_url,
-               ALLOW_PRIVATE_NETWORKS="1", FLASK_APP="app", SYNC_BATCH_SIZE=str(BATCH))
-    os.environ.update({k: env[k] for k in ("INSTANCE_PATH", "DATABASE_URL", "REDIS_URL", "ALLOW_PRIVATE_NETWORKS",
-                                           "SYNC_BATCH_SIZE")})
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    env = dict(
+        os.environ,
+        INSTANCE_PATH=str(tmp / "instance"),
+        DATABASE_URL=db_url,
+        REDIS_URL=redis_url,
+        ALLOW_PRIVATE_NETWORKS="1",
+        FLASK_APP="app",
+        SYNC_BATCH_SIZE=str(BATCH),
+    )
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "INSTANCE_PATH",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "ALLOW_PRIVATE_NETWORKS",
+                "SYNC_BATCH_SIZE",
+            )
+        }
+    )
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     from hookstream_ui import create_app
     from hookstream_ui.auth.principal import Principal
     from hookstream_ui.models import Collection, SyncRun, db
@@ -82,14 +109,32 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
             user = accounts.create_user("bench@example.com", "bench-password-1")
             org = user.memberships[0].org
             principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
-            source = source_svc.create_source(principal, {
-                "sourceShortName": "postgresql", "name": "bench", "credentials": source_dsn,
-                "config": {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"}})
-            collection = collection_svc.create_collection(principal, {
-                "name": "Bench rows", "source_id": source.id, "stream": "bench_rows", "primary_key_path": "$.id",
-                "search_index": search_index})
-            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            source = source_svc.create_source(
+                principal,
+                {
+                    "sourceShortName": "postgresql",
+                    "name": "bench",
+                    "credentials": source_dsn,
+                    "config": {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"},
+                },
+            )
+            collection = collection_svc.create_collection(
+                principal,
+                {
+                    "name": "Bench rows",
+                    "source_id": source.id,
+                    "stream": "bench_rows",
+                    "primary_key_path": "$.id",
+                    "search_index": search_index,
+                },
+            )
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             pids = [worker.pid]
             sampler = threading.Thread(target=rss_sampler, args=(pids, peak, stop), daemon=True)
             sampler.start()
@@ -112,15 +157,19 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
             worker.wait(20)
         redis_proc.terminate()
         redis_proc.wait(20)
-    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "exact": exact,
-            "worker_peak_rss_mb": round(max(peak) / 2**20, 1)}
+    return {
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "exact": exact,
+        "worker_peak_rss_mb": round(max(peak) / 2**20, 1),
+    }
 
 
 def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True) -> dict:
     """Same driver, same rows, the same statement into the same table with its word index
     (SQLite: its FTS5 table; PostgreSQL: the words column), no framework: the same work the
     app does for each row (all its columns), and nothing else."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import psycopg
     from psycopg.rows import dict_row
@@ -129,8 +178,14 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
     from hookstream_ui.services.upsert import UPSERT_SQL, new_record_id, pg_bulk_upsert
 
     started = time.perf_counter()
-    src = psycopg.connect(host=source_dsn["host"], port=source_dsn["port"], dbname=source_dsn["database"],
-                          user=source_dsn["username"], password=source_dsn["password"], row_factory=dict_row)
+    src = psycopg.connect(
+        host=source_dsn["host"],
+        port=source_dsn["port"],
+        dbname=source_dsn["database"],
+        user=source_dsn["username"],
+        password=source_dsn["password"],
+        row_factory=dict_row,
+    )
     sqlite = db_url.startswith("sqlite")
     if sqlite:
         target = sqlite3.connect(db_url.split("sqlite:///", 1)[1])
@@ -143,23 +198,59 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
     sql = UPSERT_SQL["sqlite" if sqlite else "postgresql"]
     after, done = 0, 0
     while True:
-        batch = src.execute("SELECT t.id, t.updated_at AS c, row_to_json(t)::text AS j FROM bench_rows t "
-                            "WHERE t.id > %s ORDER BY t.id LIMIT %s", [after, BATCH]).fetchall()
+        batch = src.execute(
+            "SELECT t.id, t.updated_at AS c, row_to_json(t)::text AS j FROM bench_rows t "
+            "WHERE t.id > %s ORDER BY t.id LIMIT %s",
+            [after, BATCH],
+        ).fetchall()
         if not batch:
             break
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if sqlite:
             stamp = now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-            params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
-                       r["c"].astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
-                       stamp, stamp, None) for r in batch]
+            params = [
+                (
+                    new_record_id(),
+                    "o",
+                    "e",
+                    "ceiling",
+                    str(r["id"]),
+                    r["j"],
+                    None,
+                    None,
+                    r["c"]
+                    .astimezone(UTC)
+                    .replace(tzinfo=None)
+                    .isoformat(sep=" ", timespec="microseconds"),
+                    stamp,
+                    stamp,
+                    None,
+                )
+                for r in batch
+            ]
             before = target.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
             target.executemany(sql, params)
             if search_index:  # its word index, as the app keeps it
                 target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))
         else:
-            params = [(new_record_id(), "o", "e", "ceiling", str(r["id"]), r["j"], None, None,
-                       r["c"], now, now, None, pg_document(str(r["id"]), r["j"]) if search_index else None) for r in batch]
+            params = [
+                (
+                    new_record_id(),
+                    "o",
+                    "e",
+                    "ceiling",
+                    str(r["id"]),
+                    r["j"],
+                    None,
+                    None,
+                    r["c"],
+                    now,
+                    now,
+                    None,
+                    pg_document(str(r["id"]), r["j"]) if search_index else None,
+                )
+                for r in batch
+            ]
             with target.cursor() as cur:
                 pg_bulk_upsert(cur, params, keys_are_new=True)  # the app's own best statement shape
         target.commit()
@@ -173,8 +264,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--no-search-index", action="store_true",
-                        help="create the collection with its word index off (and leave it out of the ceiling)")
+    parser.add_argument(
+        "--no-search-index",
+        action="store_true",
+        help="create the collection with its word index off (and leave it out of the ceiling)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -183,8 +277,14 @@ def main() -> int:
         from sqlalchemy.engine import make_url
 
         url = make_url(uri)
-        dsn = {"host": url.query["host"], "port": url.port or 5432, "database": "postgres",
-               "username": url.username or "postgres", "password": "unused-by-trust-auth", "sslmode": "disable"}
+        dsn = {
+            "host": url.query["host"],
+            "port": url.port or 5432,
+            "database": "postgres",
+            "username": url.username or "postgres",
+            "password": "unused-by-trust-auth",
+            "sslmode": "disable",
+        }
         if args.db == "sqlite":
             db_url = f"sqlite:///{tmp / 'app.db'}"
         else:
@@ -193,13 +293,23 @@ def main() -> int:
         result = app_run(tmp, db_url, dsn, args.rows, not args.no_search_index)
         roof = ceiling(dsn, db_url, args.rows, not args.no_search_index)
     ratio = result["rows_per_s"] / roof["rows_per_s"]
-    out = {"benchmark": "backfill", "database": args.db, "rows": args.rows, "batch": BATCH, "machine": machine(),
-           "search_index": not args.no_search_index,
-           "app": result, "ceiling": roof, "ratio_to_ceiling": round(ratio, 3)}
+    out = {
+        "benchmark": "backfill",
+        "database": args.db,
+        "rows": args.rows,
+        "batch": BATCH,
+        "machine": machine(),
+        "search_index": not args.no_search_index,
+        "app": result,
+        "ceiling": roof,
+        "ratio_to_ceiling": round(ratio, 3),
+    }
     path = save(f"backfill-{args.db}" + ("-no-search-index" if args.no_search_index else ""), out)
     print(f"Backfill of {args.rows:,} rows into {args.db} ({out['machine']['cores']} cores):")
-    print(f"  hookstream  {result['rows_per_s']:>9,} rows/s  ({result['seconds']} s, exact: {result['exact']}, "
-          f"worker peak RSS {result['worker_peak_rss_mb']} MB)")
+    print(
+        f"  hookstream  {result['rows_per_s']:>9,} rows/s  ({result['seconds']} s, exact: {result['exact']}, "
+        f"worker peak RSS {result['worker_peak_rss_mb']} MB)"
+    )
     print(f"  ceiling     {roof['rows_per_s']:>9,} rows/s  ({roof['seconds']} s)")
     print(f"  ratio       {ratio:.2f}\n  saved {path}")
     return 0 if result["exact"] else 1

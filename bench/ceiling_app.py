@@ -1,5 +1,6 @@
 """The ingest ceiling: a bare Flask app on the same server stack that only inserts the raw
 body into the same database. Run by bench/ingest.py; not part of hookstream."""
+
 import contextlib
 import os
 
@@ -17,16 +18,23 @@ if engine.dialect.name == "sqlite":
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
 
+
 # Both gunicorn workers import this at once, and PostgreSQL's IF NOT EXISTS can still
 # collide on the catalog: then the other worker has created the table.
 with contextlib.suppress(exc.IntegrityError), engine.begin() as conn:
-    conn.execute(text("CREATE TABLE IF NOT EXISTS ceiling_events (id INTEGER PRIMARY KEY, body TEXT)"
-                      if engine.dialect.name == "sqlite" else
-                      "CREATE TABLE IF NOT EXISTS ceiling_events (id bigserial PRIMARY KEY, body text)"))
+    conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS ceiling_events (id INTEGER PRIMARY KEY, body TEXT)"
+            if engine.dialect.name == "sqlite"
+            else "CREATE TABLE IF NOT EXISTS ceiling_events (id bigserial PRIMARY KEY, body text)"
+        )
+    )
 
 
 @app.post("/ingest")
 def ingest():
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO ceiling_events (body) VALUES (:b)"), {"b": request.get_data(as_text=True)})
+        conn.execute(
+            text("INSERT INTO ceiling_events (body) VALUES (:b)"), {"b": request.get_data(as_text=True)}
+        )
     return {"ok": True}

@@ -1,4 +1,5 @@
 """Shared bench plumbing: a temporary instance served by gunicorn, as in production."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +22,19 @@ RESULTS = ROOT / "bench" / "results"
 def machine() -> dict:
     cpu = "unknown"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
-            "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def free_port() -> int:
@@ -62,20 +70,48 @@ class Instance:
 
         self.tmp = tmp
         self.redis, redis_url = embedded_redis.start(tmp / "redis")
-        self.env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url,
-                        REDIS_URL=redis_url, FLASK_APP="app")
-        self.flask([ "db", "upgrade"])
+        self.env = dict(
+            os.environ,
+            INSTANCE_PATH=str(tmp / "instance"),
+            DATABASE_URL=db_url,
+            REDIS_URL=redis_url,
+            FLASK_APP="app",
+        )
+        self.flask(["db", "upgrade"])
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}", "-w", str(web_workers),
-             "-k", os.environ.get("WEB_WORKER_CLASS", "gthread"), "--threads", os.environ.get("WEB_THREADS", "16"),
-             "--no-control-socket", "app:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=open(tmp / "web.log", "ab"))
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(web_workers),
+                "-k",
+                os.environ.get("WEB_WORKER_CLASS", "gthread"),
+                "--threads",
+                os.environ.get("WEB_THREADS", "16"),
+                "--no-control-socket",
+                "app:app",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "web.log", "ab"),
+        )
         # The ingest writer, as `make run` starts it.
-        self.writers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "ingest-writer"], cwd=ROOT,
-                                         env=self.env, stdout=subprocess.DEVNULL, stderr=open(tmp / "writer.log", "ab"))
-                        for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))]
+        self.writers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "app", "ingest-writer"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp / "writer.log", "ab"),
+            )
+            for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))
+        ]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -93,12 +129,21 @@ class Instance:
 
     def cpu_seconds(self) -> dict:
         """CPU used so far by each part of the server (to see where a run's time went)."""
-        return {"web": process_cpu(self.web.pid), "writer": sum(process_cpu(w.pid) for w in self.writers),
-                "redis": process_cpu(self.redis.pid)}
+        return {
+            "web": process_cpu(self.web.pid),
+            "writer": sum(process_cpu(w.pid) for w in self.writers),
+            "redis": process_cpu(self.redis.pid),
+        }
 
     def flask(self, args: list[str]) -> str:
-        return subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=ROOT, env=self.env,
-                              check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     def api_key(self) -> str:
         """A new user's API key, made with the CLI as an operator would."""
@@ -107,9 +152,13 @@ class Instance:
 
     def problems(self) -> list[str]:
         """The warnings and errors the web and writer processes logged."""
-        return [line for name in ("web.log", "writer.log") if (self.tmp / name).exists()
-                for line in (self.tmp / name).read_text(errors="replace").splitlines()
-                if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        return [
+            line
+            for name in ("web.log", "writer.log")
+            if (self.tmp / name).exists()
+            for line in (self.tmp / name).read_text(errors="replace").splitlines()
+            if " WARNING " in line or " ERROR " in line or "Traceback" in line
+        ]
 
     def stop(self) -> None:
         for proc in (self.web, *self.writers):

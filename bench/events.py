@@ -8,6 +8,7 @@ newest page (what the events page polls), the next page by cursor, one source's 
 the failed ones, and search for a term in one event and in every event. Prints p50/p95 per
 kind and saves bench/results/events-<db>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,14 @@ import os
 import secrets
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Instance, machine, percentile, running, save  # noqa: E402
-from bench.ingest import api  # noqa: E402
-from bench.records import get, settle, timed  # noqa: E402
+from bench.common import Instance, machine, percentile, running, save
+from bench.ingest import api
+from bench.records import get, settle, timed
 
 
 def load(instance: Instance, sources: list[str], events: int) -> None:
@@ -36,21 +37,44 @@ def load(instance: Instance, sources: list[str], events: int) -> None:
     app = create_app()
     with app.app_context():
         scope = db.session.get(SourceConnection, sources[0])
-        start = datetime.now(timezone.utc) - timedelta(seconds=events)
+        start = datetime.now(UTC) - timedelta(seconds=events)
         for first in range(0, events, 5000):
             rows = []
             for i in range(first, min(events, first + 5000)):
-                body = json.dumps({"type": "order.updated", "data": {"id": f"o{i}", "email": f"user{i}@example.com",
-                                                                     "pad": "x" * 850}})
+                body = json.dumps(
+                    {
+                        "type": "order.updated",
+                        "data": {"id": f"o{i}", "email": f"user{i}@example.com", "pad": "x" * 850},
+                    }
+                )
                 at = start + timedelta(seconds=i)
-                rows.append({"id": "evt_" + secrets.token_hex(12), "org_id": scope.org_id, "env_id": scope.env_id,
-                             "source_id": sources[i % 2], "method": "POST", "headers": {}, "query": {},
-                             "body": body, "body_encoding": "utf-8", "content_type": "application/json",
-                             "size": len(body), "source_ip": "127.0.0.1", "received_at": at,
-                             "verification": "verified", "verification_error": None, "dedup_key": None,
-                             "duplicate": False, "duplicate_of": None,
-                             "status": "failed" if i % 100 == 0 else "applied", "error": None, "outcomes": {},
-                             "created_at": at, "updated_at": at})
+                rows.append(
+                    {
+                        "id": "evt_" + secrets.token_hex(12),
+                        "org_id": scope.org_id,
+                        "env_id": scope.env_id,
+                        "source_id": sources[i % 2],
+                        "method": "POST",
+                        "headers": {},
+                        "query": {},
+                        "body": body,
+                        "body_encoding": "utf-8",
+                        "content_type": "application/json",
+                        "size": len(body),
+                        "source_ip": "127.0.0.1",
+                        "received_at": at,
+                        "verification": "verified",
+                        "verification_error": None,
+                        "dedup_key": None,
+                        "duplicate": False,
+                        "duplicate_of": None,
+                        "status": "failed" if i % 100 == 0 else "applied",
+                        "error": None,
+                        "outcomes": {},
+                        "created_at": at,
+                        "updated_at": at,
+                    }
+                )
             db.session.execute(Event.__table__.insert(), rows)
             db.session.commit()
         db.session.remove()
@@ -63,9 +87,20 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=300_000)
     args = parser.parse_args()
     with running(args.db) as (instance, key):
-        sources = [api(instance.port, key, "POST", "/api/v1/source-connections", {
-            "sourceShortName": "webhook", "name": f"bench {n}",
-            "credentials": {"verification_type": "none"}})[1]["sourceConnection"]["id"] for n in range(2)]
+        sources = [
+            api(
+                instance.port,
+                key,
+                "POST",
+                "/api/v1/source-connections",
+                {
+                    "sourceShortName": "webhook",
+                    "name": f"bench {n}",
+                    "credentials": {"verification_type": "none"},
+                },
+            )[1]["sourceConnection"]["id"]
+            for n in range(2)
+        ]
         started = time.perf_counter()
         load(instance, sources, args.events)
         load_seconds = time.perf_counter() - started
@@ -85,11 +120,21 @@ def main() -> int:
         # Every query answers what it should before it is timed.
         assert len(get(conn, queries["search, 1 match"], key)["events"]) == 1
         assert all(e["status"] == "failed" for e in get(conn, queries["failed"], key)["events"])
-        results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
-                          "p95_ms": round(percentile(lat, 95) * 1000, 1)}
-                   for name, lat in timed(instance.port, key, queries).items()}
-    out = {"benchmark": "events", "database": args.db, "events": args.events, "machine": machine(),
-           "load_events_per_s": round(args.events / load_seconds), "queries": results}
+        results = {
+            name: {
+                "p50_ms": round(percentile(lat, 50) * 1000, 1),
+                "p95_ms": round(percentile(lat, 95) * 1000, 1),
+            }
+            for name, lat in timed(instance.port, key, queries).items()
+        }
+    out = {
+        "benchmark": "events",
+        "database": args.db,
+        "events": args.events,
+        "machine": machine(),
+        "load_events_per_s": round(args.events / load_seconds),
+        "queries": results,
+    }
     path = save(f"events-{args.db}", out)
     print(f"{args.events:,} events in {args.db}:")
     for name, r in results.items():

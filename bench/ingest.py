@@ -14,6 +14,7 @@ fifth of the events each. The load generator shares the two cores with the serve
 Both servers run gunicorn as `make run` does (2 gthread workers × 16 threads); WEB_CONCURRENCY,
 WEB_THREADS and WEB_WORKER_CLASS (e.g. gevent, after `pip install gevent==26.9.0`) change both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,28 +34,43 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (ROOT, Instance, cpu_used, database_url, free_port, machine, percentile,  # noqa: E402
-                          process_cpu, redis_client, save)
+from bench.common import (
+    ROOT,
+    Instance,
+    cpu_used,
+    database_url,
+    free_port,
+    machine,
+    percentile,
+    process_cpu,
+    redis_client,
+    save,
+)
 
 SECRET = "bench-signing-secret"
 CONNECTIONS = 64
 PROCESSES = 2  # asyncio load processes, 32 connections each
 ROUNDS = 5  # hookstream and the ceiling take turns, a fifth of the events each time
-SERVER = {"workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
-          "worker_class": os.environ.get("WEB_WORKER_CLASS", "gthread"),
-          "threads": int(os.environ.get("WEB_THREADS", "16"))}
+SERVER = {
+    "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
+    "worker_class": os.environ.get("WEB_WORKER_CLASS", "gthread"),
+    "threads": int(os.environ.get("WEB_THREADS", "16")),
+}
 
 
 def body_for(i: int, keys: int) -> bytes:
     key = i if i < keys else (i * 7919) % keys  # later events update earlier keys
-    return json.dumps({"type": "order.updated", "seq": i, "data": {"id": f"o{key}", "seq": i,
-                      "pad": "x" * 900}}).encode()
+    return json.dumps(
+        {"type": "order.updated", "seq": i, "data": {"id": f"o{key}", "seq": i, "pad": "x" * 900}}
+    ).encode()
 
 
 def request_bytes(path: str, i: int, keys: int, signed: bool) -> bytes:
     body = body_for(i, keys)
-    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" \
-           f"Content-Length: {len(body)}\r\n"
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    )
     if signed:
         head += "X-Signature: sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest() + "\r\n"
     return (head + "\r\n").encode() + body
@@ -92,8 +108,10 @@ def load(port: int, requests: list[bytes], connections: int, out) -> None:
     queue = list(range(len(requests)))[::-1]  # pop() from the end sends them in order
 
     async def run():
-        await asyncio.gather(*(_connection(port, queue, requests, latencies, failures)
-                               for _ in range(connections)))
+        await asyncio.gather(
+            *(_connection(port, queue, requests, latencies, failures) for _ in range(connections))
+        )
+
     asyncio.run(run())
     if failures:
         print("failed:", sorted(set(failures))[:5], file=sys.stderr)
@@ -105,8 +123,10 @@ def blast(port: int, path: str, first: int, end: int, keys: int, signed: bool, s
     """Events first..end-1 from CONNECTIONS concurrent keep-alive connections in PROCESSES
     asyncio processes. Requests (bodies and signatures) are built before the clock starts,
     so the generator spends its time sending."""
-    slices = [[request_bytes(path, i, keys, signed) for i in range(first + p, end, PROCESSES)]
-              for p in range(PROCESSES)]
+    slices = [
+        [request_bytes(path, i, keys, signed) for i in range(first + p, end, PROCESSES)]
+        for p in range(PROCESSES)
+    ]
     out = mp.Queue()
     procs = [mp.Process(target=load, args=(port, s, CONNECTIONS // PROCESSES, out)) for s in slices]
     cpu_before = server_cpu()
@@ -116,20 +136,30 @@ def blast(port: int, path: str, first: int, end: int, keys: int, signed: bool, s
     results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    return {"events": end - first, "seconds": time.perf_counter() - started,
-            "cpu": {**cpu_used(cpu_before, server_cpu()), "load": sum(r[2] for r in results)},
-            "latencies": [x for r in results for x in r[0]], "failures": sum(r[1] for r in results)}
+    return {
+        "events": end - first,
+        "seconds": time.perf_counter() - started,
+        "cpu": {**cpu_used(cpu_before, server_cpu()), "load": sum(r[2] for r in results)},
+        "latencies": [x for r in results for x in r[0]],
+        "failures": sum(r[1] for r in results),
+    }
 
 
 def summary(parts: list[dict]) -> dict:
     events, seconds = sum(p["events"] for p in parts), sum(p["seconds"] for p in parts)
     latencies = sorted(x for p in parts for x in p["latencies"])
-    return {"events": events, "failures": sum(p["failures"] for p in parts), "seconds": round(seconds, 2),
-            "events_per_s": round(events / seconds), "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-            "p95_ms": round(percentile(latencies, 95) * 1000, 2), "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-            # CPU seconds each part used (two cores give 2 × seconds in all; a PostgreSQL
-            # server's own processes are not counted)
-            "cpu_seconds": {k: round(sum(p["cpu"][k] for p in parts), 1) for k in parts[0]["cpu"]}}
+    return {
+        "events": events,
+        "failures": sum(p["failures"] for p in parts),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds),
+        "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "p95_ms": round(percentile(latencies, 95) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        # CPU seconds each part used (two cores give 2 × seconds in all; a PostgreSQL
+        # server's own processes are not counted)
+        "cpu_seconds": {k: round(sum(p["cpu"][k] for p in parts), 1) for k in parts[0]["cpu"]},
+    }
 
 
 def start_ceiling(tmp: Path, db_url: str):
@@ -137,10 +167,27 @@ def start_ceiling(tmp: Path, db_url: str):
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(SERVER["workers"]),
-         "-k", SERVER["worker_class"], "--threads", str(SERVER["threads"]),
-         "--no-control-socket", "--chdir", str(ROOT / "bench"), "ceiling_app:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ceiling.log", "wb"))
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(SERVER["workers"]),
+            "-k",
+            SERVER["worker_class"],
+            "--threads",
+            str(SERVER["threads"]),
+            "--no-control-socket",
+            "--chdir",
+            str(ROOT / "bench"),
+            "ceiling_app:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "ceiling.log", "wb"),
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -153,8 +200,12 @@ def start_ceiling(tmp: Path, db_url: str):
 
 def api(port, key, method, path, body=None):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                 headers={"X-API-Key": key, "Content-Type": "application/json"})
+    conn.request(
+        method,
+        path,
+        body=json.dumps(body) if body is not None else None,
+        headers={"X-API-Key": key, "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     return response.status, json.loads(response.read() or b"null")
 
@@ -171,15 +222,33 @@ def main() -> int:
         instance = Instance(tmp, db_url, web_workers=SERVER["workers"])
         try:
             key = instance.api_key()
-            _, made = api(instance.port, key, "POST", "/api/v1/source-connections", {
-                "sourceShortName": "webhook", "name": "bench",
-                "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},
-                "config": {"dedup_window_seconds": 0}})
+            _, made = api(
+                instance.port,
+                key,
+                "POST",
+                "/api/v1/source-connections",
+                {
+                    "sourceShortName": "webhook",
+                    "name": "bench",
+                    "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},
+                    "config": {"dedup_window_seconds": 0},
+                },
+            )
             sid = made["sourceConnection"]["id"]
             for slug in ("orders-a", "orders-b"):
-                api(instance.port, key, "POST", "/v1/collections", {"name": f"Bench {slug}", "slug": slug,
-                                                                    "source_id": sid, "primary_key_path": "$.data.id",
-                                                                    "timestamp_path": "$.seq"})
+                api(
+                    instance.port,
+                    key,
+                    "POST",
+                    "/v1/collections",
+                    {
+                        "name": f"Bench {slug}",
+                        "slug": slug,
+                        "source_id": sid,
+                        "primary_key_path": "$.data.id",
+                        "timestamp_path": "$.seq",
+                    },
+                )
             ceiling_server, ceiling_port = start_ceiling(tmp, db_url)
             ours, bare = [], []
             try:
@@ -187,10 +256,22 @@ def main() -> int:
                 # both, not on whichever ran during it.
                 bounds = [args.events * r // ROUNDS for r in range(ROUNDS + 1)]
                 for first, end in zip(bounds, bounds[1:]):
-                    ours.append(blast(instance.port, f"/v1/ingest/{sid}", first, end, keys, True,
-                                      instance.cpu_seconds))
-                    bare.append(blast(ceiling_port, "/ingest", first, end, keys, False,
-                                      lambda: {"web": process_cpu(ceiling_server.pid)}))
+                    ours.append(
+                        blast(
+                            instance.port, f"/v1/ingest/{sid}", first, end, keys, True, instance.cpu_seconds
+                        )
+                    )
+                    bare.append(
+                        blast(
+                            ceiling_port,
+                            "/ingest",
+                            first,
+                            end,
+                            keys,
+                            False,
+                            lambda: {"web": process_cpu(ceiling_server.pid)},
+                        )
+                    )
             finally:
                 ceiling_server.terminate()
                 ceiling_server.wait(20)
@@ -199,15 +280,21 @@ def main() -> int:
                 print("\n".join(["logged:", *instance.problems()[-20:]]), file=sys.stderr)
             if ceiling["failures"]:
                 log = (tmp / "ceiling.log").read_text()[-2000:]
-                raise SystemExit(f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}")
+                raise SystemExit(
+                    f"the ceiling app failed {ceiling['failures']} requests: no fair comparison\n{log}"
+                )
             # Visibility: a fresh event's record is readable the moment its answer arrives.
             lags = []
             for i in range(200):
                 body = json.dumps({"type": "probe", "seq": 10**9 + i, "data": {"id": f"probe{i}"}}).encode()
                 sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 conn = http.client.HTTPConnection("127.0.0.1", instance.port)
-                conn.request("POST", f"/v1/ingest/{sid}", body=body, headers={"X-Signature": sig,
-                                                                              "Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    f"/v1/ingest/{sid}",
+                    body=body,
+                    headers={"X-Signature": sig, "Content-Type": "application/json"},
+                )
                 conn.getresponse().read()
                 answered = time.perf_counter()
                 while api(instance.port, key, "GET", f"/v1/collections/orders-a/records/probe{i}")[0] != 200:
@@ -224,32 +311,54 @@ def main() -> int:
                 conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
                 conn.request("GET", f"/v1/collections/{slug}/export", headers={"X-API-Key": key})
                 rows = [json.loads(line) for line in conn.getresponse().read().decode().splitlines()]
-                got = {r["record_key"]: r["data"]["seq"] for r in rows if not r["record_key"].startswith("probe")}
+                got = {
+                    r["record_key"]: r["data"]["seq"] for r in rows if not r["record_key"].startswith("probe")
+                }
                 exact = exact and got == expected
-            stats = {k.decode(): int(v) for k, v in
-                     redis_client(instance.env["REDIS_URL"]).hgetall("hookstream:ingest:stats").items()}
+            stats = {
+                k.decode(): int(v)
+                for k, v in redis_client(instance.env["REDIS_URL"]).hgetall("hookstream:ingest:stats").items()
+            }
         finally:
             instance.stop()
 
-    out = {"benchmark": "ingest", "database": args.db, "events": args.events, "connections": CONNECTIONS,
-           "rounds": ROUNDS, "server": SERVER,
-           "machine": machine(), "hookstream": result, "ceiling": ceiling,
-           "ratio_to_ceiling": round(result["events_per_s"] / ceiling["events_per_s"], 3),
-           "visibility_lag_ms": {"p50": round(percentile(lags, 50) * 1000, 2),
-                                 "p99": round(percentile(lags, 99) * 1000, 2)},
-           "exact": exact and result["failures"] == 0,
-           "writer": {**stats, "mean_batch": round(stats.get("events", 0) / max(1, stats.get("batches", 0)), 1)}}
+    out = {
+        "benchmark": "ingest",
+        "database": args.db,
+        "events": args.events,
+        "connections": CONNECTIONS,
+        "rounds": ROUNDS,
+        "server": SERVER,
+        "machine": machine(),
+        "hookstream": result,
+        "ceiling": ceiling,
+        "ratio_to_ceiling": round(result["events_per_s"] / ceiling["events_per_s"], 3),
+        "visibility_lag_ms": {
+            "p50": round(percentile(lags, 50) * 1000, 2),
+            "p99": round(percentile(lags, 99) * 1000, 2),
+        },
+        "exact": exact and result["failures"] == 0,
+        "writer": {**stats, "mean_batch": round(stats.get("events", 0) / max(1, stats.get("batches", 0)), 1)},
+    }
     # Another server than production's is saved beside, not over, the quoted results.
     default = SERVER == {"workers": 2, "worker_class": "gthread", "threads": 16}
-    path = save(f"ingest-{args.db}" + ("" if default else "-{workers}x{threads}-{worker_class}".format(**SERVER)), out)
-    print(f"Ingest of {args.events:,} signed events into {args.db}, {CONNECTIONS} connections "
-          f"({out['machine']['cores']} cores):")
-    print(f"  hookstream {result['events_per_s']:>7,} events/s  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
-          f"p99 {result['p99_ms']} ms  failures {result['failures']}")
+    path = save(
+        f"ingest-{args.db}" + ("" if default else "-{workers}x{threads}-{worker_class}".format(**SERVER)), out
+    )
+    print(
+        f"Ingest of {args.events:,} signed events into {args.db}, {CONNECTIONS} connections "
+        f"({out['machine']['cores']} cores):"
+    )
+    print(
+        f"  hookstream {result['events_per_s']:>7,} events/s  p50 {result['p50_ms']} ms  p95 {result['p95_ms']} ms  "
+        f"p99 {result['p99_ms']} ms  failures {result['failures']}"
+    )
     print(f"  ceiling    {ceiling['events_per_s']:>7,} events/s  p99 {ceiling['p99_ms']} ms")
     print(f"  CPU seconds: hookstream {result['cpu_seconds']}, ceiling {ceiling['cpu_seconds']}")
-    print(f"  ratio {out['ratio_to_ceiling']}, visibility lag p99 {out['visibility_lag_ms']['p99']} ms, "
-          f"exact: {out['exact']}\n  writer: {out['writer']}\n  saved {path}")
+    print(
+        f"  ratio {out['ratio_to_ceiling']}, visibility lag p99 {out['visibility_lag_ms']['p99']} ms, "
+        f"exact: {out['exact']}\n  writer: {out['writer']}\n  saved {path}"
+    )
     return 0 if out["exact"] else 1
 
 

@@ -10,6 +10,7 @@ but PostgreSQL cost nothing. Cases: every index (as hookstream runs), without th
 index, and an unindexed copy of the table loaded first with the same indexes built after.
 Saves bench/results/pg-floor.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.backfill import make_source  # noqa: E402
-from bench.common import ROOT, machine, save  # noqa: E402
+from bench.backfill import make_source
+from bench.common import ROOT, machine, save
 
-COLUMNS = ("id, org_id, env_id, collection_id, record_key, data, event_type, source_event_id, source_event_at, "
-           "created_at, updated_at, seen_run_id, search_words")
+COLUMNS = (
+    "id, org_id, env_id, collection_id, record_key, data, event_type, source_event_id, source_event_at, "
+    "created_at, updated_at, seen_run_id, search_words"
+)
 
 
 def make_collection(env: dict) -> tuple[str, str, str]:
@@ -41,7 +44,9 @@ def make_collection(env: dict) -> tuple[str, str, str]:
         user = accounts.create_user("floor@example.com", "floor-password-1")
         org = user.memberships[0].org
         principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
-        collection = collection_svc.create_collection(principal, {"name": "Floor", "primary_key_path": "$.id"})
+        collection = collection_svc.create_collection(
+            principal, {"name": "Floor", "primary_key_path": "$.id"}
+        )
         return collection.org_id, collection.env_id, collection.id
 
 
@@ -57,8 +62,9 @@ def stage(conn, reader, owner: tuple[str, str, str]) -> None:
         source.execute("SELECT id::text, row_to_json(b)::text, updated_at FROM bench_rows b ORDER BY id")
         with target.copy(f"COPY floor_rows ({COLUMNS}) FROM STDIN") as copy:
             for key, data, at in source:
-                copy.write_row((new_record_id(), *owner, key, data, None, None, at, at, at, None,
-                                pg_document(key, data)))
+                copy.write_row(
+                    (new_record_id(), *owner, key, data, None, None, at, at, at, None, pg_document(key, data))
+                )
     conn.execute("ANALYZE floor_rows")
     conn.commit()
 
@@ -71,8 +77,9 @@ def timed_insert(conn, table: str) -> float:
 
 
 def record_indexes(conn) -> list[tuple[str, str]]:
-    return conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' "
-                        "ORDER BY indexname").fetchall()
+    return conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' ORDER BY indexname"
+    ).fetchall()
 
 
 def rate(rows: int, seconds: float) -> dict:
@@ -92,8 +99,13 @@ def main() -> int:
         url = make_url(server.get_uri())
         db_url = url.set(drivername="postgresql+psycopg").render_as_string(False)
         env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url, FLASK_APP="app")
-        subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         conn = psycopg.connect(url.set(drivername="postgresql").render_as_string(False))
         with psycopg.connect(conn.info.dsn) as reader:
             stage(conn, reader, make_collection(env))
@@ -114,15 +126,24 @@ def main() -> int:
         builds = {}
         for name, definition in indexes:
             started = time.perf_counter()
-            conn.execute(definition.replace(f"INDEX {name} ON public.records ", f"INDEX {name}_bulk ON public.records_bulk "))
+            conn.execute(
+                definition.replace(
+                    f"INDEX {name} ON public.records ", f"INDEX {name}_bulk ON public.records_bulk "
+                )
+            )
             conn.commit()
             builds[name] = round(time.perf_counter() - started, 2)
-        result["load_then_build_indexes"] = {**rate(args.rows, load + sum(builds.values())),
-                                             "load_seconds": round(load, 2), "index_build_seconds": builds}
+        result["load_then_build_indexes"] = {
+            **rate(args.rows, load + sum(builds.values())),
+            "load_seconds": round(load, 2),
+            "index_build_seconds": builds,
+        }
         conn.close()
     out = {"benchmark": "pg-floor", "rows": args.rows, "machine": machine(), **result}
     path = save("pg-floor", out)
-    print(f"PostgreSQL alone, {args.rows:,} staged rows into the records table ({out['machine']['cores']} cores):")
+    print(
+        f"PostgreSQL alone, {args.rows:,} staged rows into the records table ({out['machine']['cores']} cores):"
+    )
     for case, numbers in result.items():
         print(f"  {case:<26} {numbers['rows_per_s']:>9,} rows/s  ({numbers['seconds']} s)")
     print(f"  index builds after the load: {builds}\n  saved {path}")

@@ -9,6 +9,7 @@ records, a filter matching one record, two filters together, search for a term i
 record and search for a common term. Prints p50/p95 per kind (goal: p95 under 100 ms) and saves
 bench/results/records-<db>.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Instance, machine, percentile, running, save  # noqa: E402
+from bench.common import Instance, machine, percentile, running, save
 
 STATUSES = ("active", "trialing", "past_due", "canceled", "paused")
 COUNTRIES = ("NZ", "DE", "US", "BR", "JP", "FR", "IN", "ZA", "CA", "GB")
@@ -31,9 +32,16 @@ CONNECTIONS = 4
 
 
 def record(i: int) -> dict:
-    return {"id": f"cus_{i:08d}", "email": f"user{i}@example.com", "name": f"Customer {i}",
-            "status": STATUSES[i % 5], "country": COUNTRIES[i % 10], "plan": ("free", "pro", "team")[i % 3],
-            "amount": i % 1000, "created": 1_700_000_000 + i}
+    return {
+        "id": f"cus_{i:08d}",
+        "email": f"user{i}@example.com",
+        "name": f"Customer {i}",
+        "status": STATUSES[i % 5],
+        "country": COUNTRIES[i % 10],
+        "plan": ("free", "pro", "team")[i % 3],
+        "amount": i % 1000,
+        "created": 1_700_000_000 + i,
+    }
 
 
 def load(instance: Instance, records: int) -> None:
@@ -105,9 +113,12 @@ def main() -> int:
     args = parser.parse_args()
     with running(args.db) as (instance, key):
         conn = http.client.HTTPConnection("127.0.0.1", instance.port, timeout=120)
-        conn.request("POST", "/v1/collections", body=json.dumps({
-            "name": "Customers", "slug": "customers", "primary_key_path": "$.id"}),
-            headers={"X-API-Key": key, "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/v1/collections",
+            body=json.dumps({"name": "Customers", "slug": "customers", "primary_key_path": "$.id"}),
+            headers={"X-API-Key": key, "Content-Type": "application/json"},
+        )
         made = conn.getresponse()
         assert made.status == 201, made.read()
         made.read()
@@ -133,12 +144,22 @@ def main() -> int:
         matched = get(conn, queries["filter, 20% match"], key)["records"]
         assert matched and all(r["data"]["status"] == "past_due" for r in matched)
         settle(instance)
-        results = {name: {"p50_ms": round(percentile(lat, 50) * 1000, 1),
-                          "p95_ms": round(percentile(lat, 95) * 1000, 1)}
-                   for name, lat in timed(instance.port, key, queries).items()}
-    out = {"benchmark": "records", "database": args.db, "records": args.records, "machine": machine(),
-           "load_rows_per_s": round(args.records / load_seconds), "queries": results,
-           "all_p95_under_100ms": all(r["p95_ms"] < 100 for r in results.values())}
+        results = {
+            name: {
+                "p50_ms": round(percentile(lat, 50) * 1000, 1),
+                "p95_ms": round(percentile(lat, 95) * 1000, 1),
+            }
+            for name, lat in timed(instance.port, key, queries).items()
+        }
+    out = {
+        "benchmark": "records",
+        "database": args.db,
+        "records": args.records,
+        "machine": machine(),
+        "load_rows_per_s": round(args.records / load_seconds),
+        "queries": results,
+        "all_p95_under_100ms": all(r["p95_ms"] < 100 for r in results.values()),
+    }
     path = save(f"records-{args.db}", out)
     print(f"{args.records:,} records in {args.db} (loaded at {out['load_rows_per_s']:,} rows/s):")
     for name, r in results.items():

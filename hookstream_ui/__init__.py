@@ -1,4 +1,5 @@
 """hookstream: a self-hosted data-sync hub. `create_app()` builds the Flask app."""
+
 from __future__ import annotations
 
 import logging
@@ -10,9 +11,9 @@ from flask import Flask, g, request
 from flask.json.provider import DefaultJSONProvider
 from htmx_flask import Htmx
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import PathConverter
-from sqlalchemy.engine import Engine
 
 from . import request_checks
 from .config import instance_path, load_config
@@ -22,9 +23,11 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Scripts, styles and everything else from this origin only: no inline script or style, no
 # eval (htmx is told so in base.html), no framing, forms posting only here. An injected
 # <script> or on* attribute does not run.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-                           "form-action 'self'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 
 
 class RecordKeyConverter(PathConverter):
@@ -50,8 +53,10 @@ class StandardJSON(DefaultJSONProvider):
 def create_app(overrides: dict | None = None) -> Flask:
     instance = instance_path()
     app = Flask(
-        __name__, instance_path=str(instance),
-        template_folder="../templates", static_folder="../static",
+        __name__,
+        instance_path=str(instance),
+        template_folder="../templates",
+        static_folder="../static",
     )
     app.json = StandardJSON(app)
     app.url_map.converters["record_key"] = RecordKeyConverter
@@ -71,22 +76,24 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     app.session_interface = CookieSessionInterface()
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
+    )
     login_manager.init_app(app)
     csrf.init_app(app)
     Htmx(app)
 
     from . import auth  # noqa: F401  (user loader and unauthorized handler)
-    from .api import v1
-    from .api.sources import sources_v1
-    from .api.errors import register_error_handlers
     from .admin import bp as admin_bp
+    from .api import v1
+    from .api.errors import register_error_handlers
+    from .api.sources import sources_v1
     from .auth.views import bp as auth_bp
     from .cli import register_cli
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
-    from .templating import register_filters
     from .services import audit  # noqa: F401  (registers the audit log's flush hook)
+    from .templating import register_filters
 
     for api in (v1, sources_v1):
         csrf.exempt(api)  # the API checks CSRF itself, only for session-cookie calls

@@ -1,4 +1,5 @@
 """Headless set-up and process commands: `flask create-user`, `create-api-key`, `worker`."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,12 @@ def register_cli(app: Flask) -> None:
     @click.option("--password", required=True, help="At least 10 characters.")
     @click.option("--admin", is_flag=True, help="Make the user an instance admin.")
     @click.option("--org", "org_slug", help="Join this org (as member) instead of getting a new one.")
-    @click.option("--role", default="member", type=click.Choice(["owner", "admin", "member", "viewer"]),
-                  help="Role in --org.")
+    @click.option(
+        "--role",
+        default="member",
+        type=click.Choice(["owner", "admin", "member", "viewer"]),
+        help="Role in --org.",
+    )
     def create_user_command(email, password, admin, org_slug, role):
         """Create a user; without --org they own a new org with a `production` project."""
         from .services.accounts import create_user
@@ -46,8 +51,13 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("create-api-key")
     @click.argument("email")
     @click.option("--name", required=True)
-    @click.option("--env", "env_slug", default="production", show_default=True,
-                  help="Project (environment) slug in the user's first org.")
+    @click.option(
+        "--env",
+        "env_slug",
+        default="production",
+        show_default=True,
+        help="Project (environment) slug in the user's first org.",
+    )
     @click.option("--expires-at", default=None, help="ISO 8601 time the key stops working (default: never).")
     def create_api_key_command(email, name, env_slug, expires_at):
         """Create an API key for EMAIL's org and print it once."""
@@ -63,8 +73,7 @@ def register_cli(app: Flask) -> None:
         if membership is None:
             raise click.ClickException(f"{email} belongs to no org")
         env = db.session.scalar(
-            select(Environment).where(Environment.org_id == membership.org_id,
-                                      Environment.slug == env_slug)
+            select(Environment).where(Environment.org_id == membership.org_id, Environment.slug == env_slug)
         )
         if env is None:
             raise click.ClickException(f"no project {env_slug!r} in org {membership.org.slug}")
@@ -75,9 +84,12 @@ def register_cli(app: Flask) -> None:
         click.echo(raw)
 
     @app.cli.command("rotate-credentials-key")
-    @click.option("--generate", is_flag=True,
-                  help="Make a new key first (instance-file keys only; with CREDENTIALS_KEYS, "
-                       "put the new key first in the variable yourself).")
+    @click.option(
+        "--generate",
+        is_flag=True,
+        help="Make a new key first (instance-file keys only; with CREDENTIALS_KEYS, "
+        "put the new key first in the variable yourself).",
+    )
     def rotate_credentials_key_command(generate):
         """Re-encrypt every stored credential with the newest key."""
         from .services.credential_keys import generate_instance_key, rotate_all

@@ -4,6 +4,7 @@ Everything a deployment sets is an environment variable; the embedded default ne
 none of them. Secrets that are not given are generated once and kept under the
 instance folder with mode 0600, so a restart keeps sessions and encrypted credentials.
 """
+
 from __future__ import annotations
 
 import os
@@ -68,9 +69,9 @@ def load_config(instance: Path) -> dict:
     )
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'hookstream.db'}"
     if database_url.startswith("postgres://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
     elif database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
     return {
         "SECRET_KEY": secret_key,
         "CREDENTIALS_KEYS": [k.strip() for k in encryption_keys.split(",") if k.strip()],
@@ -78,8 +79,11 @@ def load_config(instance: Path) -> dict:
         # A SQLite file cannot drop a connection; pinging it only costs a query per checkout.
         # A connection per request thread stays open: connections made and dropped under
         # load (above the default pool of 5) cost more than the requests they served.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": max(5, env_int("WEB_THREADS", 16, 1)), "max_overflow": 4,
-                                      **({} if database_url.startswith("sqlite") else {"pool_pre_ping": True})},
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_size": max(5, env_int("WEB_THREADS", 16, 1)),
+            "max_overflow": 4,
+            **({} if database_url.startswith("sqlite") else {"pool_pre_ping": True}),
+        },
         # Unset means the embedded server `make run` starts on a socket in the instance folder.
         "REDIS_URL": os.environ.get("REDIS_URL") or f"unix://{instance / 'redis.sock'}",
         "REDIS_SOCKET_TIMEOUT": 5,  # seconds; a Redis that answers no sooner is treated as down

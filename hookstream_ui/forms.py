@@ -1,4 +1,5 @@
 """Form helpers for views: run a service call and turn its ValidationFailed into field errors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,11 +17,11 @@ class FormState:
     errors: dict = field(default_factory=dict)
 
     @classmethod
-    def from_request(cls, *names: str, secret: tuple[str, ...] = ()) -> "FormState":
+    def from_request(cls, *names: str, secret: tuple[str, ...] = ()) -> FormState:
         # Secrets are never echoed back into a page, even the one that was just typed.
         return cls({n: request.form.get(n, "") for n in names if n not in secret})
 
-    def fail(self, exc: ValidationFailed) -> "FormState":
+    def fail(self, exc: ValidationFailed) -> FormState:
         self.errors = dict(exc.errors)
         return self
 
@@ -34,7 +35,7 @@ class RowForms:
         self.action, self.row_id, self.state = action, row_id, state or FormState()
 
     @classmethod
-    def failed(cls, action: str, row_id: str, exc: ValidationFailed, *names: str) -> "RowForms":
+    def failed(cls, action: str, row_id: str, exc: ValidationFailed, *names: str) -> RowForms:
         return cls(action, row_id, FormState.from_request(*names).fail(exc))
 
     def of(self, action: str, row_id: str) -> FormState:

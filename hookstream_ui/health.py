@@ -1,4 +1,5 @@
 """GET /healthz: database, Redis and live RQ workers; 503 when any is down."""
+
 from __future__ import annotations
 
 from flask import Blueprint, jsonify

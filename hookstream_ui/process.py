@@ -1,5 +1,6 @@
 """Settings for hookstream's long-running processes (web workers, RQ work horses, the
 ingest writer)."""
+
 from __future__ import annotations
 
 import gc

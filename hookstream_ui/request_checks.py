@@ -9,6 +9,7 @@ A body over its limit is a 413 however it is framed: with no Content-Length (chu
 werkzeug stops reading at the limit and hands on what it read as if it were the whole body;
 CappedInput reads one byte past the limit to tell.
 """
+
 from __future__ import annotations
 
 import io
@@ -92,7 +93,7 @@ class CappedInput(io.RawIOBase):
         limit = self._limit()
         if limit is not None and self._read >= limit and (self._read > limit or self._stream.read(1)):
             raise RequestEntityTooLarge()
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
 

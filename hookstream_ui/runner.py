@@ -8,6 +8,7 @@ folder is its user's alone (folder 0700, files 0600). Children get their own ses
 a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
 they die with the runner even if it is SIGKILLed.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -30,11 +31,26 @@ ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(
 def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
     """The web server as `make run` starts it (tests start the same)."""
     return [
-        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers), "--threads", str(threads),
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
         # gthread, answering its own errors (414, malformed requests) in the API's JSON shape
-        "--worker-class", "hookstream_ui.web_worker.JsonErrorWorker",
-        "--graceful-timeout", "5", "--no-control-socket", "--access-logfile", "-",
-        "--access-logformat", ACCESS_LOG_FORMAT, "app:app",
+        "--worker-class",
+        "hookstream_ui.web_worker.JsonErrorWorker",
+        "--graceful-timeout",
+        "5",
+        "--no-control-socket",
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        ACCESS_LOG_FORMAT,
+        "app:app",
     ]
 
 
@@ -74,20 +90,26 @@ class Runner:
         secure(self.instance)
         if not os.environ.get("REDIS_URL"):
             self.start_redis()
-        self.web = self.spawn(gunicorn_command(f"{self.host}:{self.port}", self.web_workers,
-                                               env_int("WEB_THREADS", 16, 1)))
+        self.web = self.spawn(
+            gunicorn_command(f"{self.host}:{self.port}", self.web_workers, env_int("WEB_THREADS", 16, 1))
+        )
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))
         for command in ("scheduler", "ingest-writer"):
             self.singletons[command] = self.spawn(self.flask(command))
         self.wait_until_serving()
-        print(f"\n  hookstream is running at http://{self.host}:{self.port}\n"
-              f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n", flush=True)
+        print(
+            f"\n  hookstream is running at http://{self.host}:{self.port}\n"
+            f"  instance folder: {self.instance}\n  Ctrl-C stops it.\n",
+            flush=True,
+        )
 
     def start_redis(self) -> None:
         from . import embedded_redis
 
-        self.redis, url = embedded_redis.start(self.instance / "redis", {"preexec_fn": child_setup, "env": self.env})
+        self.redis, url = embedded_redis.start(
+            self.instance / "redis", {"preexec_fn": child_setup, "env": self.env}
+        )
         self.env["REDIS_URL"] = url  # the same socket every time: children reconnect to it
 
     def wait_until_serving(self) -> None:
@@ -135,8 +157,11 @@ class Runner:
     def stop(self) -> None:
         self.stopping = True
         # The ingest writer stops after the web server, which may still be waiting on it.
-        tiers = [[self.web, self.singletons.get("scheduler"), *self.workers.values()],
-                 [self.singletons.get("ingest-writer")], [self.redis]]
+        tiers = [
+            [self.web, self.singletons.get("scheduler"), *self.workers.values()],
+            [self.singletons.get("ingest-writer")],
+            [self.redis],
+        ]
         for tier in tiers:
             procs = [p for p in tier if p is not None and p.poll() is None]
             for proc in procs:

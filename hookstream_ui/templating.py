@@ -1,7 +1,8 @@
 """Jinja filters for timestamps, durations and record cells."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .models.base import as_utc, isoformat
 from .services import documents
@@ -13,7 +14,7 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     value = as_utc(value)
     if value is None:
         return "—"
-    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    seconds = ((now or datetime.now(UTC)) - value).total_seconds()
     if abs(seconds) < 10:
         return "just now"  # either side: clocks of two machines differ by that much
     if seconds < 0:
@@ -66,13 +67,13 @@ def json_path(document, path: str):
 
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:
-    """"1 collection", "3 collections": a count with its noun in the right number, never
+    """ "1 collection", "3 collections": a count with its noun in the right number, never
     "collection(s)"."""
     return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
 def with_article(noun: str) -> str:
-    """"an event", "a collection": the article English gives the noun's first sound (by its
+    """ "an event", "a collection": the article English gives the noun's first sound (by its
     first letter, which is right for the nouns this product names)."""
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 

@@ -3,6 +3,7 @@ long, a malformed request line or header, headers too large) are the API's JSON 
 shape instead of gunicorn's HTML page. Those requests never reach the app, so its error
 handlers cannot answer them.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,27 @@ import secrets
 import threading
 
 from gunicorn import util
-from gunicorn.http.errors import (InvalidHeader, InvalidHeaderName, InvalidHTTPVersion, InvalidRequestLine,
-                                  InvalidRequestMethod, LimitRequestHeaders, LimitRequestLine)
+from gunicorn.http.errors import (
+    InvalidHeader,
+    InvalidHeaderName,
+    InvalidHTTPVersion,
+    InvalidRequestLine,
+    InvalidRequestMethod,
+    LimitRequestHeaders,
+    LimitRequestLine,
+)
 from gunicorn.workers.gthread import ThreadWorker
 
 # The same codes as api/errors.py, for the statuses only gunicorn answers.
-CODES = {400: "bad_request", 403: "forbidden", 414: "uri_too_long", 417: "expectation_failed",
-         431: "header_fields_too_large", 500: "internal_error", 501: "not_implemented"}
+CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
 _current = threading.local()
 
 
@@ -25,8 +40,10 @@ def _message(exc, cfg) -> str | None:
     if isinstance(exc, LimitRequestLine):
         return f"The URL is too long: the request line may be at most {cfg.limit_request_line} bytes"
     if isinstance(exc, LimitRequestHeaders):
-        return (f"The request headers are too large: at most {cfg.limit_request_fields} headers of at most "
-                f"{cfg.limit_request_field_size} bytes each")
+        return (
+            f"The request headers are too large: at most {cfg.limit_request_fields} headers of at most "
+            f"{cfg.limit_request_field_size} bytes each"
+        )
     if isinstance(exc, (InvalidHeader, InvalidHeaderName)):
         return "A request header is not valid HTTP"
     if isinstance(exc, (InvalidRequestLine, InvalidRequestMethod, InvalidHTTPVersion)):
@@ -38,11 +55,17 @@ def write_json_error(sock, status_int, reason, mesg) -> None:
     """gunicorn's util.write_error, answering the /v1 error shape. (Not the Sources API's for
     /api/ paths: these requests fail before their path, or even their request line, is read.)"""
     message = getattr(_current, "message", None) or reason
-    body = {"error": message, "code": CODES.get(status_int, "error"), "status": status_int,
-            "request_id": f"req_{secrets.token_hex(8)}"}
+    body = {
+        "error": message,
+        "code": CODES.get(status_int, "error"),
+        "status": status_int,
+        "request_id": f"req_{secrets.token_hex(8)}",
+    }
     data = json.dumps(body).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode("latin-1")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode("latin-1")
     util.write_nonblock(sock, head + data)
 
 

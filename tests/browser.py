@@ -5,10 +5,10 @@ A module takes them with `from tests.browser import *` and sets
 `pytestmark = pytest.mark.browser`. Skipped when chromium is absent, unless
 REQUIRE_BROWSER=1 (as in CI), where that fails.
 """
+
 from __future__ import annotations
 
 import os
-import re
 import threading
 from pathlib import Path
 
@@ -17,8 +17,14 @@ from werkzeug.serving import make_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-__all__ = ["ARTIFACTS", "browser", "content_security_policy_holds", "live_server", "sign_in",
-           "no_horizontal_overflow"]
+__all__ = [
+    "ARTIFACTS",
+    "browser",
+    "content_security_policy_holds",
+    "live_server",
+    "no_horizontal_overflow",
+    "sign_in",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +38,15 @@ def browser():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -52,8 +65,12 @@ def content_security_policy_holds(request):
 
     def watched(*args, **kwargs):
         context = new_context(*args, **kwargs)
-        context.on("console", lambda message: violations.append(message.text)
-                   if "Content Security Policy" in message.text else None)
+        context.on(
+            "console",
+            lambda message: (
+                violations.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         return context
 
     browser.new_context = watched
@@ -84,5 +101,3 @@ def sign_in(page, live_server: str, email: str) -> None:
 
 def no_horizontal_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-
-

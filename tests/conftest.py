@@ -3,6 +3,7 @@ pgserver when TEST_DATABASE=postgres), the app migrated once per session, and cl
 tables for every test. Every JSON response a test client gets is checked against
 /v1/openapi.json (see contract.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.contract import ContractClient
-
-
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +65,9 @@ def database_url(tmp_root):
 @pytest.fixture(scope="session")
 def app(database_url, redis_url, tmp_root):
     os.environ.update(
-        INSTANCE_PATH=str(tmp_root / "instance"), DATABASE_URL=database_url, REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_root / "instance"),
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
         ALLOW_PRIVATE_NETWORKS="1",
     )
     os.environ.pop("ALLOW_SIGNUP", None)
@@ -148,16 +149,28 @@ def workers(app, database_url, redis_url, tmp_root):
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url,
-               INSTANCE_PATH=str(tmp_root / "instance"), ALLOW_PRIVATE_NETWORKS="1")
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_root / "instance"),
+        ALLOW_PRIVATE_NETWORKS="1",
+    )
     procs = []
 
     def start(n: int = 1, command: str = "worker", **extra_env):
         for _ in range(n):
             # Own session: a test can SIGKILL a worker together with its work horse.
-            procs.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", command], cwd=root,
-                                          env={**env, **extra_env}, stdout=subprocess.DEVNULL,
-                                          stderr=open(tmp_root / "worker.log", "ab"), start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "app", command],
+                    cwd=root,
+                    env={**env, **extra_env},
+                    stdout=subprocess.DEVNULL,
+                    stderr=open(tmp_root / "worker.log", "ab"),
+                    start_new_session=True,
+                )
+            )
         return procs[-n:]
 
     yield start
@@ -177,11 +190,13 @@ BIG_ROWS = 10_000
 @pytest.fixture
 def table(pg_source):
     """A 10,000-row source table `big` in the fixture PostgreSQL."""
-    pg_source.sql("DROP TABLE IF EXISTS big; CREATE TABLE big (id integer PRIMARY KEY, name text, "
-                  "amount numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now());"
-                  # one row a second, as a table written over time
-                  "INSERT INTO big (id, name, amount, updated_at) SELECT g, 'name ' || g, g / 100.0, "
-                  f"now() - ({BIG_ROWS} - g) * interval '1 second' FROM generate_series(1, {BIG_ROWS}) g;")
+    pg_source.sql(
+        "DROP TABLE IF EXISTS big; CREATE TABLE big (id integer PRIMARY KEY, name text, "
+        "amount numeric(10,2), updated_at timestamptz NOT NULL DEFAULT now());"
+        # one row a second, as a table written over time
+        "INSERT INTO big (id, name, amount, updated_at) SELECT g, 'name ' || g, g / 100.0, "
+        f"now() - ({BIG_ROWS} - g) * interval '1 second' FROM generate_series(1, {BIG_ROWS}) g;"
+    )
     yield "big"
     pg_source.sql("DROP TABLE IF EXISTS big")
 

@@ -1,5 +1,6 @@
 """Contract checking: every API response a test sees must be documented in
 /v1/openapi.json under its path, method and status, and match that schema."""
+
 from __future__ import annotations
 
 import contextvars
@@ -18,9 +19,10 @@ def _matches(template: str, path: str, slashes: bool = False) -> bool:
     """`slashes`: the template's last parameter may hold slashes (a record key)."""
     want, got = template.strip("/").split("/"), path.strip("/").split("/")
     if slashes and len(got) > len(want):
-        got = [*got[:len(want) - 1], "/".join(got[len(want) - 1:])]
+        got = [*got[: len(want) - 1], "/".join(got[len(want) - 1 :])]
     return len(want) == len(got) and all(
-        w == g or (w.startswith("{") and w.endswith("}")) for w, g in zip(want, got, strict=False))
+        w == g or (w.startswith("{") and w.endswith("}")) for w, g in zip(want, got, strict=False)
+    )
 
 
 def _operation(doc: dict, method: str, path: str) -> dict | None:

@@ -1,6 +1,7 @@
 """Real servers for source tests: a password-protected PostgreSQL on TCP (pgserver's own
 binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and Stripe's
 documented list and error formats."""
+
 from __future__ import annotations
 
 import contextlib
@@ -48,30 +49,81 @@ class PostgresSource:
         (root / "pw").write_text(PG_PASSWORD)
         if self.user:
             shutil.chown(root / "pw", "pgserver")
-        self.run("initdb", "-D", str(root / "db"), "-U", PG_USER, "--auth-host=scram-sha-256",
-                 "--auth-local=trust", f"--pwfile={root / 'pw'}", "-E", "UTF8")
+        self.run(
+            "initdb",
+            "-D",
+            str(root / "db"),
+            "-U",
+            PG_USER,
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            f"--pwfile={root / 'pw'}",
+            "-E",
+            "UTF8",
+        )
         self.port = free_port()
-        self.run("pg_ctl", "-D", str(root / "db"), "-l", str(root / "log"), "-w", "-o",
-                 f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1", "start")
-        self.sql("CREATE TABLE customers (id integer PRIMARY KEY, email text, updated_at timestamptz DEFAULT now());"
-                 "INSERT INTO customers (id, email) VALUES (1, 'a@example.com'), (2, 'b@example.com');"
-                 "CREATE SCHEMA sales; CREATE TABLE sales.orders (id integer PRIMARY KEY);")
+        self.run(
+            "pg_ctl",
+            "-D",
+            str(root / "db"),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+        self.sql(
+            "CREATE TABLE customers (id integer PRIMARY KEY, email text, updated_at timestamptz DEFAULT now());"
+            "INSERT INTO customers (id, email) VALUES (1, 'a@example.com'), (2, 'b@example.com');"
+            "CREATE SCHEMA sales; CREATE TABLE sales.orders (id integer PRIMARY KEY);"
+        )
 
     def run(self, tool: str, *args: str) -> str:
-        return subprocess.run([str(self.bin / tool), *args], check=True, capture_output=True, text=True,
-                              user=self.user, cwd=self.root).stdout
+        return subprocess.run(
+            [str(self.bin / tool), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            user=self.user,
+            cwd=self.root,
+        ).stdout
 
     def sql(self, statement: str) -> str:
-        return self.run("psql", "-h", str(self.root), "-p", str(self.port), "-U", PG_USER, "-d", "postgres",
-                        "-v", "ON_ERROR_STOP=1", "-c", statement)
+        return self.run(
+            "psql",
+            "-h",
+            str(self.root),
+            "-p",
+            str(self.port),
+            "-U",
+            PG_USER,
+            "-d",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            statement,
+        )
 
     def credentials(self, **changes) -> dict:
-        return {"host": "127.0.0.1", "port": self.port, "database": "postgres", "username": PG_USER,
-                "password": PG_PASSWORD, "sslmode": "disable", **changes}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "database": "postgres",
+            "username": PG_USER,
+            "password": PG_PASSWORD,
+            "sslmode": "disable",
+            **changes,
+        }
 
     def stop(self) -> None:
-        subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-m", "immediate", "stop"],
-                       capture_output=True, user=self.user, cwd=self.root)
+        subprocess.run(
+            [str(self.bin / "pg_ctl"), "-D", str(self.root / "db"), "-m", "immediate", "stop"],
+            capture_output=True,
+            user=self.user,
+            cwd=self.root,
+        )
 
 
 class StripeState:
@@ -86,13 +138,28 @@ class StripeState:
 
     def seed(self, n: int):
         now = int(time.time())
-        self.customers = [{"id": f"cus_{i:05d}", "object": "customer", "created": now - n + i,
-                           "email": f"c{i}@example.com", "livemode": False} for i in range(n)]
+        self.customers = [
+            {
+                "id": f"cus_{i:05d}",
+                "object": "customer",
+                "created": now - n + i,
+                "email": f"c{i}@example.com",
+                "livemode": False,
+            }
+            for i in range(n)
+        ]
         self.events, self.request_times, self.paths, self.raw_customers = [], [], [], None
 
     def event(self, kind: str, obj: dict, created: int | None = None):
-        self.events.append({"id": f"evt_{len(self.events):05d}", "object": "event", "type": kind,
-                            "created": created or int(time.time()) + 1, "data": {"object": obj}})
+        self.events.append(
+            {
+                "id": f"evt_{len(self.events):05d}",
+                "object": "event",
+                "type": kind,
+                "created": created or int(time.time()) + 1,
+                "data": {"object": obj},
+            }
+        )
 
 
 STRIPE = StripeState()
@@ -104,7 +171,7 @@ def stripe_list(items: list[dict], query: dict) -> dict:
     after = query.get("starting_after", [None])[0]
     if after:
         ids = [o["id"] for o in ordered]
-        ordered = ordered[ids.index(after) + 1:] if after in ids else []
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
     limit = min(int(query.get("limit", ["10"])[0]), 100)
     return {"object": "list", "has_more": len(ordered) > limit, "data": ordered[:limit]}
 
@@ -123,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         auth = self.headers.get("Authorization", "")
@@ -131,16 +198,29 @@ class _Handler(BaseHTTPRequestHandler):
             if auth != f"Bearer {STRIPE_KEY}":
                 given = auth.removeprefix("Bearer ")
                 # Stripe quotes the key it got (masked); this one quotes it whole, to prove we scrub.
-                return self._json(401, {"error": {"type": "invalid_request_error",
-                                                  "message": f"Invalid API Key provided: {given}"}})
+                return self._json(
+                    401,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": f"Invalid API Key provided: {given}",
+                        }
+                    },
+                )
             STRIPE.request_times.append(time.time())
             STRIPE.paths.append(url.path)
             if url.path == "/v1/customers":
                 if STRIPE.raw_customers is not None:
                     return self._raw(STRIPE.raw_customers)
                 if not STRIPE.customers:  # test-connection calls before any data was seeded
-                    return self._json(200, {"object": "list", "has_more": False,
-                                            "data": [{"id": "cus_0", "object": "customer", "livemode": False}]})
+                    return self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "has_more": False,
+                            "data": [{"id": "cus_0", "object": "customer", "livemode": False}],
+                        },
+                    )
                 return self._json(200, {**stripe_list(STRIPE.customers, query), "url": url.path})
             if url.path == "/v1/events":
                 after = int(query.get("created[gt]", ["-1"])[0])
@@ -148,8 +228,12 @@ class _Handler(BaseHTTPRequestHandler):
                 # As Stripe documents: `type` is a name or a group with a * wildcard; `types[]`
                 # holds exact names only.
                 kind, names = query.get("type", ["*"])[0], query.get("types[]")
-                chosen = [e for e in STRIPE.events if e["created"] >= since and (
-                    e["type"] in names if names else fnmatch.fnmatchcase(e["type"], kind))]
+                chosen = [
+                    e
+                    for e in STRIPE.events
+                    if e["created"] >= since
+                    and (e["type"] in names if names else fnmatch.fnmatchcase(e["type"], kind))
+                ]
                 return self._json(200, {**stripe_list(chosen, query), "url": url.path})
             return self._json(200, {"object": "list", "has_more": False, "data": [], "url": url.path})
         if url.path == "/slow":
@@ -193,13 +277,15 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/nothing":  # how some APIs say "no records"
             return self._json(200, {"data": None, "next": None})
         if url.path == "/deep":  # records nested past any sane depth (and Python's recursion limit)
-            return self._raw(b'{"data": [{"id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b'}]}')
+            return self._raw(b'{"data": [{"id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}")
         if url.path == "/orders":
             return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
         return self._json(404, {"message": "no such path"})
 
 
-REST_ITEMS = [{"id": i, "name": f"item {i}", "updated_at": f"2026-01-01T00:00:{i:02d}Z"} for i in range(1, 24)]
+REST_ITEMS = [
+    {"id": i, "name": f"item {i}", "updated_at": f"2026-01-01T00:00:{i:02d}Z"} for i in range(1, 24)
+]
 
 
 def _rest_items(self, style: str, query: dict):
@@ -216,32 +302,46 @@ def _rest_items(self, style: str, query: dict):
         page, limit = int(query.get("page", ["1"])[0]), min(limit, 3)
         if page > 1 and (page - 1) * limit >= len(items):
             return self._json(404, {"detail": "Invalid page."})
-        return self._json(200, {"data": items[(page - 1) * limit: page * limit]})
+        return self._json(200, {"data": items[(page - 1) * limit : page * limit]})
     if style == "page-clamped":
         last = max(1, -(-len(items) // 4))
         page = min(int(query.get("page", ["1"])[0]), last)
-        return self._json(200, {"data": items[(page - 1) * 4: page * 4]})
+        return self._json(200, {"data": items[(page - 1) * 4 : page * 4]})
     if style == "cursor-stuck":
         start = int(query.get("cursor", ["0"])[0])
         more = start + limit < len(items)
-        return self._json(200, {"data": items[start: start + limit], "next_cursor": str(start + limit if more else start)})
+        return self._json(
+            200, {"data": items[start : start + limit], "next_cursor": str(start + limit if more else start)}
+        )
     if style == "page":
         page = int(query.get("page", ["1"])[0])
-        return self._json(200, {"data": items[(page - 1) * limit: page * limit]})
+        return self._json(200, {"data": items[(page - 1) * limit : page * limit]})
     if style == "offset":
         offset = int(query.get("offset", ["0"])[0])
-        return self._json(200, {"results": {"items": items[offset: offset + limit]}})
+        return self._json(200, {"results": {"items": items[offset : offset + limit]}})
     start = int(query.get("cursor", query.get("after", ["0"]))[0])
-    chunk = items[start: start + limit]
+    chunk = items[start : start + limit]
     more = start + limit < len(items)
     if style == "cursor":
         return self._json(200, {"data": chunk, "next_cursor": str(start + limit) if more else None})
     if style == "link-away":  # its next link leads to another origin (the same server, named otherwise)
-        return self._json(200, {"data": chunk, "links": {
-            "next": f"http://someone:pa55word@localhost:{self.server.server_port}/items/link?after={start + limit}"
-                    f"&limit={limit}"}})
-    return self._json(200, {"data": chunk, "links": {"next": f"/items/link?after={start + limit}&limit={limit}"
-                                                     if more else None}})
+        return self._json(
+            200,
+            {
+                "data": chunk,
+                "links": {
+                    "next": f"http://someone:pa55word@localhost:{self.server.server_port}/items/link?after={start + limit}"
+                    f"&limit={limit}"
+                },
+            },
+        )
+    return self._json(
+        200,
+        {
+            "data": chunk,
+            "links": {"next": f"/items/link?after={start + limit}&limit={limit}" if more else None},
+        },
+    )
 
 
 _Handler._items = _rest_items
@@ -280,8 +380,14 @@ class CaptureServer:
 
             def _record(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                capture.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                         "body": self.rfile.read(length) if length else b""})
+                capture.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": self.rfile.read(length) if length else b"",
+                    }
+                )
                 data = b'{"object": "list", "data": [], "has_more": false}'
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -289,7 +395,7 @@ class CaptureServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = _record  # noqa: N815
+            do_GET = do_POST = do_PUT = _record
 
         self.http = _QuietServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.http.server_port}"

@@ -1,4 +1,5 @@
 """Test helpers that go through the real service functions and real HTTP routes."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,7 @@ CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 def make_user(email: str, *, org: Org | None = None, role: str = "owner", admin: bool = False) -> User:
     """A user who owns a new org, or joins `org` with `role`."""
-    user = accounts.create_user(email, PASSWORD, admin=admin, org_slug=org.slug if org else None,
-                                role=role)
+    user = accounts.create_user(email, PASSWORD, admin=admin, org_slug=org.slug if org else None, role=role)
     return user
 
 
@@ -32,18 +32,25 @@ def add_env(org: Org, slug: str) -> Environment:
     return env
 
 
-def make_key(env: Environment, name: str = "test key", owner: User | None = None, role: str = "member") -> str:
+def make_key(
+    env: Environment, name: str = "test key", owner: User | None = None, role: str = "member"
+) -> str:
     """A key of `env`, made by `owner` (the org's first owner when not given): a key acts for
     the person who made it."""
     if owner is None:
-        owner = db.session.scalars(db.select(User).join(Membership).where(
-            Membership.org_id == env.org_id, Membership.role == "owner").order_by(Membership.created_at)).first()
+        owner = db.session.scalars(
+            db.select(User)
+            .join(Membership)
+            .where(Membership.org_id == env.org_id, Membership.role == "owner")
+            .order_by(Membership.created_at)
+        ).first()
     return api_keys.create_key(env, name, owner, role)[1]
 
 
-def make_source(env: Environment, name: str = "Orders webhook", short_name: str = "webhook") -> SourceConnection:
-    source = SourceConnection(org_id=env.org_id, env_id=env.id, name=name, short_name=short_name,
-                              config={})
+def make_source(
+    env: Environment, name: str = "Orders webhook", short_name: str = "webhook"
+) -> SourceConnection:
+    source = SourceConnection(org_id=env.org_id, env_id=env.id, name=name, short_name=short_name, config={})
     db.session.add(source)
     db.session.commit()
     return source

@@ -1,4 +1,5 @@
 """Helpers for sync tests: start runs through the API and wait on the run row."""
+
 from __future__ import annotations
 
 import time

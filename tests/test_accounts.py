@@ -1,4 +1,5 @@
 """Sign-up, sign-in, sign-out, password changes and the CLI."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -10,8 +11,15 @@ from tests.helpers import CSRF_META, PASSWORD, login, make_user, org_of
 
 def signup(client, email, password=PASSWORD, confirm=None):
     token = CSRF_META.search(client.get("/signup").get_data(as_text=True)).group(1)
-    return client.post("/signup", data={"email": email, "password": password,
-                                        "password_confirm": confirm or password, "csrf_token": token})
+    return client.post(
+        "/signup",
+        data={
+            "email": email,
+            "password": password,
+            "password_confirm": confirm or password,
+            "csrf_token": token,
+        },
+    )
 
 
 def test_empty_instance_sends_login_to_signup(client):
@@ -44,7 +52,10 @@ def test_later_signups_refused_unless_allowed(client, app, ctx, monkeypatch):
     assert signup(client, "second@example.com").status_code == 302
     second = db.session.scalar(select(User).where(User.email == "second@example.com"))
     assert not second.is_instance_admin
-    assert org_of(second).id != org_of(db.session.scalar(select(User).where(User.email == "first@example.com"))).id
+    assert (
+        org_of(second).id
+        != org_of(db.session.scalar(select(User).where(User.email == "first@example.com"))).id
+    )
 
 
 def test_signup_errors_are_shown_beside_fields_and_keep_the_email(client, ctx):
@@ -62,7 +73,9 @@ def test_signup_errors_are_shown_beside_fields_and_keep_the_email(client, ctx):
 def test_sign_in_wrong_password_and_sign_out(client, ctx):
     make_user("ann@example.com")
     token = CSRF_META.search(client.get("/login").get_data(as_text=True)).group(1)
-    r = client.post("/login", data={"email": "ann@example.com", "password": "wrong-password", "csrf_token": token})
+    r = client.post(
+        "/login", data={"email": "ann@example.com", "password": "wrong-password", "csrf_token": token}
+    )
     assert r.status_code == 401 and "Email or password is incorrect" in r.get_data(as_text=True)
     assert client.get("/").status_code == 302
     token = login(client, "ann@example.com")
@@ -105,8 +118,9 @@ def test_a_session_ends_after_its_lifetime(app, client, ctx):
     make_user("ann@example.com")
     login(client, "ann@example.com")
     signed = db.session.scalar(select(UserSession))
-    assert abs(signed.expires_at.replace(tzinfo=None) - (utcnow() + timedelta(hours=7 * 24)).replace(tzinfo=None)) \
-        < timedelta(minutes=1)
+    assert abs(
+        signed.expires_at.replace(tzinfo=None) - (utcnow() + timedelta(hours=7 * 24)).replace(tzinfo=None)
+    ) < timedelta(minutes=1)
     assert client.get_cookie("session").expires is not None  # the cookie expires with it
     db.session.execute(UserSession.__table__.update().values(expires_at=utcnow() - timedelta(seconds=1)))
     db.session.commit()
@@ -122,20 +136,29 @@ def test_sign_in_checks_a_password_whether_or_not_the_email_exists(client, ctx, 
     real = accounts.check_password_hash
     monkeypatch.setattr(accounts, "check_password_hash", lambda *a: checked.append(1) or real(*a))
     token = CSRF_META.search(client.get("/login").get_data(as_text=True)).group(1)
-    r = client.post("/login", data={"email": "nobody@example.com", "password": "whatever-it-is", "csrf_token": token})
+    r = client.post(
+        "/login", data={"email": "nobody@example.com", "password": "whatever-it-is", "csrf_token": token}
+    )
     assert r.status_code == 401 and checked == [1]
 
 
 def test_login_redirects_only_to_local_paths(client, ctx):
     make_user("ann@example.com")
-    for target, expected in [("/collections", "/collections"), ("https://evil.example/", "/"),
-                             ("//evil.example/x", "/"), ("/\\evil.example/x", "/"),
-                             ("/x%0d%0aSet-Cookie:%20a=b", "/"), ("/x%0aLocation:%20//evil", "/"),
-                             ("/collections?q=%E2%9C%93", "/collections?q=%E2%9C%93")]:
+    for target, expected in [
+        ("/collections", "/collections"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example/x", "/"),
+        ("/x%0d%0aSet-Cookie:%20a=b", "/"),
+        ("/x%0aLocation:%20//evil", "/"),
+        ("/collections?q=%E2%9C%93", "/collections?q=%E2%9C%93"),
+    ]:
         c = client.application.test_client()
         token = CSRF_META.search(c.get("/login").get_data(as_text=True)).group(1)
-        r = c.post(f"/login?next={target}", data={"email": "ann@example.com", "password": PASSWORD,
-                                                 "csrf_token": token})
+        r = c.post(
+            f"/login?next={target}",
+            data={"email": "ann@example.com", "password": PASSWORD, "csrf_token": token},
+        )
         assert r.location == expected
 
 
@@ -148,6 +171,7 @@ def test_dashboard_requires_sign_in_but_api_answers_json_401(client):
 
 def test_disabled_user_cannot_sign_in(client, ctx):
     from hookstream_ui.models import utcnow
+
     user = make_user("ann@example.com")
     user.disabled_at = utcnow()
     db.session.commit()
@@ -162,11 +186,24 @@ def test_password_change_ends_other_sessions(app, ctx):
     token = login(laptop, "ann@example.com")
     login(phone, "ann@example.com")
     assert phone.get("/v1/collections").status_code == 200
-    r = laptop.post("/settings/account", data={"current_password": "nope-nope-nope", "new_password": "brand-new-password",
-                                               "csrf_token": token})
+    r = laptop.post(
+        "/settings/account",
+        data={
+            "current_password": "nope-nope-nope",
+            "new_password": "brand-new-password",
+            "csrf_token": token,
+        },
+    )
     assert r.status_code == 400 and "is incorrect" in r.get_data(as_text=True)
-    r = laptop.post("/settings/account", data={"current_password": PASSWORD, "new_password": "brand-new-password",
-                                               "new_password_confirm": "brand-new-password", "csrf_token": token})
+    r = laptop.post(
+        "/settings/account",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "brand-new-password",
+            "new_password_confirm": "brand-new-password",
+            "csrf_token": token,
+        },
+    )
     assert r.status_code == 302
     assert laptop.get("/").status_code == 200  # the browser that changed it stays in
     assert phone.get("/").status_code == 302  # every other session is out
@@ -183,8 +220,9 @@ def test_cli_create_user_and_api_key(app, client, ctx):
     org = org_of(ops)
     assert [e.slug for e in org.environments] == ["production"]
 
-    r = runner.invoke(args=["create-user", "dev@example.com", "--password", "long-enough-pw",
-                            "--org", org.slug])
+    r = runner.invoke(
+        args=["create-user", "dev@example.com", "--password", "long-enough-pw", "--org", org.slug]
+    )
     assert r.exit_code == 0, r.output
     dev = db.session.scalar(select(User).where(User.email == "dev@example.com"))
     assert org_of(dev).id == org.id and not dev.is_instance_admin
@@ -215,8 +253,14 @@ def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
     client = app.test_client()
 
     def attempt(password):
-        return client.post("/login", data={"email": "target@example.com", "password": password,
-                                           "csrf_token": csrf_token(client, "/login")})
+        return client.post(
+            "/login",
+            data={
+                "email": "target@example.com",
+                "password": password,
+                "csrf_token": csrf_token(client, "/login"),
+            },
+        )
 
     for _ in range(accounts.SIGN_IN_FAILURES):
         assert attempt("wrong-password-1").status_code == 401
@@ -224,14 +268,26 @@ def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
     assert locked.status_code == 429 and "Too many failed sign-ins" in locked.get_data(as_text=True)
     other = app.test_client()  # another account from the same address is not locked out yet
     make_user("bystander@example.com")
-    assert other.post("/login", data={"email": "bystander@example.com", "password": PASSWORD,
-                                      "csrf_token": csrf_token(other, "/login")}).status_code == 302
+    assert (
+        other.post(
+            "/login",
+            data={
+                "email": "bystander@example.com",
+                "password": PASSWORD,
+                "csrf_token": csrf_token(other, "/login"),
+            },
+        ).status_code
+        == 302
+    )
     from datetime import timedelta
 
     from hookstream_ui.models import SignInFailure, db, utcnow
 
-    db.session.execute(SignInFailure.__table__.update().values(  # the window has passed
-        last_failure_at=utcnow() - timedelta(seconds=accounts.SIGN_IN_WINDOW + 1)))
+    db.session.execute(
+        SignInFailure.__table__.update().values(  # the window has passed
+            last_failure_at=utcnow() - timedelta(seconds=accounts.SIGN_IN_WINDOW + 1)
+        )
+    )
     db.session.commit()
     assert attempt(PASSWORD).status_code == 302
 
@@ -248,10 +304,16 @@ def test_throttling_holds_without_redis(app, ctx, monkeypatch, tmp_path):
     app.extensions.pop("hookstream_redis", None)
     try:
         for _ in range(accounts.SIGN_IN_FAILURES):
-            assert client.post("/login", data={"email": "target@example.com", "password": "wrong-password-1",
-                                               "csrf_token": token}).status_code == 401
-        locked = client.post("/login", data={"email": "target@example.com", "password": PASSWORD,
-                                             "csrf_token": token})
+            assert (
+                client.post(
+                    "/login",
+                    data={"email": "target@example.com", "password": "wrong-password-1", "csrf_token": token},
+                ).status_code
+                == 401
+            )
+        locked = client.post(
+            "/login", data={"email": "target@example.com", "password": PASSWORD, "csrf_token": token}
+        )
         assert locked.status_code == 429
     finally:
         app.extensions.pop("hookstream_redis", None)

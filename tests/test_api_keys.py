@@ -1,4 +1,5 @@
 """API keys: created in a session, shown once, hashed, counted, revocable; API auth and CSRF."""
+
 from __future__ import annotations
 
 import pytest
@@ -53,8 +54,13 @@ def test_create_list_revoke_in_a_session(app, ctx):
 
 def test_key_name_is_validated(app, ctx):
     client, token = session_client(app)
-    for body, msg in [({}, "is required"), ({"name": ""}, "is required"), ({"name": "   "}, "is required"),
-                      ({"name": 7}, "must be a string"), ({"name": "x" * 101}, "must be 1 to 100 characters")]:
+    for body, msg in [
+        ({}, "is required"),
+        ({"name": ""}, "is required"),
+        ({"name": "   "}, "is required"),
+        ({"name": 7}, "must be a string"),
+        ({"name": "x" * 101}, "must be 1 to 100 characters"),
+    ]:
         r = client.post("/v1/auth/api-keys", json=body, headers={"X-CSRFToken": token})
         assert r.status_code == 400 and r.json["errors"] == {"name": msg}
     assert db.session.scalar(select(ApiKey)) is None
@@ -62,8 +68,11 @@ def test_key_name_is_validated(app, ctx):
 
 def test_keys_cannot_manage_keys(app, client, ctx):
     raw = make_key(production(org_of(make_user("owner@example.com"))))
-    for method, path in [("get", "/v1/auth/api-keys"), ("post", "/v1/auth/api-keys"),
-                         ("delete", "/v1/auth/api-keys/key_x")]:
+    for method, path in [
+        ("get", "/v1/auth/api-keys"),
+        ("post", "/v1/auth/api-keys"),
+        ("delete", "/v1/auth/api-keys/key_x"),
+    ]:
         r = getattr(client, method)(path, json={"name": "x"}, headers={"X-API-Key": raw})
         assert r.status_code == 403 and "signed-in session" in r.json["error"]
 
@@ -80,8 +89,13 @@ def test_session_calls_need_the_csrf_header_for_unsafe_methods(app, ctx):
 
 
 def test_missing_unknown_and_malformed_keys_are_json_401(client, ctx):
-    for headers in ({}, {"X-API-Key": "hs_live_nope"}, {"X-API-Key": "something-else"},
-                    {"Authorization": "Bearer hs_live_nope"}, {"Authorization": "Basic abc"}):
+    for headers in (
+        {},
+        {"X-API-Key": "hs_live_nope"},
+        {"X-API-Key": "something-else"},
+        {"Authorization": "Bearer hs_live_nope"},
+        {"Authorization": "Basic abc"},
+    ):
         r = client.get("/v1/collections", headers=headers)
         assert r.status_code == 401 and r.is_json and r.json["code"] == "unauthorized", headers
         assert "Location" not in r.headers
@@ -104,8 +118,9 @@ def test_only_admins_manage_keys(app, ctx):
 def test_viewer_reads_but_cannot_write(app, ctx):
     viewer, token = session_client(app, "viewer@example.com", role="viewer")
     assert viewer.get("/v1/collections").status_code == 200
-    r = viewer.post("/v1/collections", json={"name": "Users", "primary_key_path": "$.id"},
-                    headers={"X-CSRFToken": token})
+    r = viewer.post(
+        "/v1/collections", json={"name": "Users", "primary_key_path": "$.id"}, headers={"X-CSRFToken": token}
+    )
     assert r.status_code == 403 and r.json["code"] == "forbidden"
     assert viewer.get("/collections/new").status_code == 403
     assert "New collection" not in viewer.get("/collections").get_data(as_text=True)
@@ -114,11 +129,14 @@ def test_viewer_reads_but_cannot_write(app, ctx):
 def test_api_keys_page_shows_the_key_once(app, ctx):
     client, token = session_client(app)
     r = client.post("/settings/api-keys", data={"name": "Deploy", "csrf_token": token})
-    assert r.status_code == 302 and r.location.endswith("/settings/api-keys")  # reloading it makes no second key
+    assert r.status_code == 302 and r.location.endswith(
+        "/settings/api-keys"
+    )  # reloading it makes no second key
     page = client.get(r.location).get_data(as_text=True)
     assert "shown only once" in page
     stored = db.session.scalar(select(ApiKey).where(ApiKey.name == "Deploy"))
     import re
+
     raw = re.search(r'id="new-key" class="mono">(hs_live_[^<]+)<', page).group(1)
     assert stored.prefix in raw
     again = client.get("/settings/api-keys").get_data(as_text=True)
@@ -153,14 +171,19 @@ def test_usage_counts_from_concurrent_requests_are_exact(app, ctx):
     owner_env = production(org_of(db.session.scalar(select(User).where(User.email == "owner@example.com"))))
     raw = make_key(owner_env, "busy")
     with ThreadPoolExecutor(8) as pool:
-        codes = list(pool.map(lambda _: app.test_client().get("/v1/collections", headers={"X-API-Key": raw}).status_code,
-                              range(80)))
+        codes = list(
+            pool.map(
+                lambda _: app.test_client().get("/v1/collections", headers={"X-API-Key": raw}).status_code,
+                range(80),
+            )
+        )
     assert codes == [200] * 80
     busy = next(k for k in client.get("/v1/auth/api-keys").json["api_keys"] if k["name"] == "busy")
     assert busy["request_count"] == 80
 
 
 # --- a key acts inside its environment, for its owner ------------------------------------
+
 
 def _org_with_admin(app):
     """An owner's org with an admin who is signed in; a staging project beside production."""
@@ -184,12 +207,15 @@ def test_a_key_cannot_reach_across_its_org(app, ctx):
     h = {"X-API-Key": raw}
     member_id = owner.id
     refused = [
-        api.get("/v1/members", headers=h), api.patch(f"/v1/members/{member_id}", json={"role": "viewer"}, headers=h),
-        api.delete(f"/v1/members/{member_id}", headers=h), api.get("/v1/invitations", headers=h),
+        api.get("/v1/members", headers=h),
+        api.patch(f"/v1/members/{member_id}", json={"role": "viewer"}, headers=h),
+        api.delete(f"/v1/members/{member_id}", headers=h),
+        api.get("/v1/invitations", headers=h),
         api.post("/v1/invitations", json={"email": "attacker@example.com", "role": "admin"}, headers=h),
         api.post("/v1/environments", json={"name": "Mine"}, headers=h),
         api.patch(f"/v1/environments/{production(org).id}", json={"name": "Renamed"}, headers=h),
-        api.get("/v1/audit-log", headers=h), api.get("/v1/auth/api-keys", headers=h),
+        api.get("/v1/audit-log", headers=h),
+        api.get("/v1/auth/api-keys", headers=h),
     ]
     for answer in refused:
         assert answer.status_code == 403 and "signed-in session" in answer.json["error"], answer.json
@@ -207,8 +233,9 @@ def test_a_viewer_key_only_reads(app, ctx):
     api = app.test_client()
     assert api.get("/v1/collections", headers=h).status_code == 200
     made = api.post("/v1/collections", json={"name": "Nope", "primary_key_path": "$.id"}, headers=h)
-    assert made.status_code == 403 and made.json["error"] == ("This needs the member role or higher; "
-                                                             "this API key is read only")
+    assert made.status_code == 403 and made.json["error"] == (
+        "This needs the member role or higher; this API key is read only"
+    )
     bad = client.post("/v1/auth/api-keys", json={"name": "x", "role": "admin"}, headers=session)
     assert bad.status_code == 400 and set(bad.json["errors"]) == {"role"}
 
@@ -218,12 +245,15 @@ def _works(app, raw) -> tuple[int, str]:
     return answer.status_code, answer.json.get("error", "")
 
 
-@pytest.mark.parametrize("change, reason", [
-    ("remove", "its owner was removed from the organization"),
-    ("leave", "its owner left the organization"),
-    ("demote to viewer", "its owner was made a viewer"),
-    ("disable", "its owner's account was disabled"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ("remove", "its owner was removed from the organization"),
+        ("leave", "its owner left the organization"),
+        ("demote to viewer", "its owner was made a viewer"),
+        ("disable", "its owner's account was disabled"),
+    ],
+)
 def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
     from tests.helpers import csrf_token
 
@@ -244,12 +274,14 @@ def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
     else:
         make_user("root@example.com", admin=True)
         login(root, "root@example.com")
-        root.post(f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"})
+        root.post(
+            f"/admin/users/{admin.id}/disable", data={"csrf_token": csrf_token(root), "confirm": "disable"}
+        )
     for raw in keys:
         assert _works(app, raw) == (401, f"This API key no longer works: {reason}")
     assert _works(app, kept)[0] == 200
     page = owner_session.get("/settings/api-keys").get_data(as_text=True)
-    ended = page[page.index("Keys that no longer work"):]
+    ended = page[page.index("Keys that no longer work") :]
     assert "prod ci" in ended and "admin@example.com" in ended and reason.replace("'", "&#39;") in ended
 
 
@@ -260,8 +292,9 @@ def test_a_demotion_the_key_s_role_allows_keeps_it(app, ctx):
     member_key = make_key(production(org), "member key", owner=admin)
     owner_session = app.test_client()
     login(owner_session, "owner@example.com")
-    r = owner_session.patch(f"/v1/members/{admin.id}", json={"role": "member"},
-                            headers={"X-CSRFToken": csrf_token(owner_session)})
+    r = owner_session.patch(
+        f"/v1/members/{admin.id}", json={"role": "member"}, headers={"X-CSRFToken": csrf_token(owner_session)}
+    )
     assert r.status_code == 200 and _works(app, member_key)[0] == 200
 
 
@@ -272,7 +305,9 @@ def test_an_owner_changed_around_the_services_ends_the_key_at_its_next_use(app, 
     raw = make_key(production(org), "ci", owner=admin)
     db.session.execute(Membership.__table__.delete().where(Membership.__table__.c.user_id == admin.id))
     db.session.commit()
-    assert _works(app, raw) == (401, "This API key no longer works: its owner is no longer a member of the "
-                                     "organization")
+    assert _works(app, raw) == (
+        401,
+        "This API key no longer works: its owner is no longer a member of the organization",
+    )
     db.session.expire_all()
     assert db.session.scalar(select(ApiKey.revoked_at).where(ApiKey.name == "ci")) is not None

@@ -5,13 +5,13 @@ The routes come from the app itself, so a new one is swept the day it is added. 
 both databases: SQLite stores what PostgreSQL refuses, so only the PostgreSQL run catches
 a length or a NUL that no check stopped.
 """
+
 from __future__ import annotations
 
 import io
 from collections import Counter
 
 import pytest
-
 from sqlalchemy import func, select
 
 from hookstream_ui.api.openapi import DOC_ATTR
@@ -20,13 +20,41 @@ from tests.helpers import login
 from tests.test_isolation import fill, two_tenants  # noqa: F401 (fixture)
 from tests.test_sources_dashboard import connect
 
-FIELDS = ["name", "slug", "source_id", "primary_key_path", "event_type_field", "description", "stream",
-          "timestamp_path", "search_index", "sourceShortName", "credentials", "config", "collectionId",
-          "collection_ids", "credential", "credential_id", "sync_frequency", "rate_limit", "max_age_days", "status",
-          "metadata", "external_id", "stream_id", "role", "email", "delete_event_types", "provider", "full"]
+FIELDS = [
+    "name",
+    "slug",
+    "source_id",
+    "primary_key_path",
+    "event_type_field",
+    "description",
+    "stream",
+    "timestamp_path",
+    "search_index",
+    "sourceShortName",
+    "credentials",
+    "config",
+    "collectionId",
+    "collection_ids",
+    "credential",
+    "credential_id",
+    "sync_frequency",
+    "rate_limit",
+    "max_age_days",
+    "status",
+    "metadata",
+    "external_id",
+    "stream_id",
+    "role",
+    "email",
+    "delete_event_types",
+    "provider",
+    "full",
+]
 JUNK = [[], {"a": [1, None]}, -1, None, "x" * 5000, "nul\x00here", ["y" * 5000], 1e308]
-QUERY = ("?limit=abc&cursor=%25zz&format=xml&sample=-7&deleteData=maybe&filter[$..x]=1&filter[]=2&since=notadate"
-         "&until=1e99&status=bogus&search=a%00b&source_id=[]&collectionId=x&event_type=%00&filename=a%00b")
+QUERY = (
+    "?limit=abc&cursor=%25zz&format=xml&sample=-7&deleteData=maybe&filter[$..x]=1&filter[]=2&since=notadate"
+    "&until=1e99&status=bogus&search=a%00b&source_id=[]&collectionId=x&event_type=%00&filename=a%00b"
+)
 BAD_BODIES = [None, "[]", '"x"', "{bad json", "\xff\xfe"]
 
 
@@ -36,7 +64,9 @@ ENDINGS = ("delete", "remove", "revoke", "leave", "logout", "clear")
 def _sweep(routes, send) -> Counter:
     statuses = Counter()
     # Deletions (and signing out) last, so that every other route meets what they remove.
-    for rule, method, path in sorted(routes, key=lambda r: r[1] == "DELETE" or any(w in r[2] for w in ENDINGS)):
+    for rule, method, path in sorted(
+        routes, key=lambda r: r[1] == "DELETE" or any(w in r[2] for w in ENDINGS)
+    ):
         for answer in send(rule, method, path):
             assert answer.status_code < 500, (method, path, answer.status_code, answer.get_data()[:300])
             statuses[answer.status_code] += 1
@@ -47,13 +77,18 @@ def test_no_api_route_answers_5xx_to_bad_input(app, two_tenants):
     api = app.test_client()
     key = {"X-API-Key": two_tenants["a_raw"]}
     ids = dict(two_tenants["a_ids"], short_name="postgresql")
-    routes = [(rule, getattr(app.view_functions[rule.endpoint], DOC_ATTR)["method"].upper(), fill(rule, ids))
-              for rule in app.url_map.iter_rules() if getattr(app.view_functions[rule.endpoint], DOC_ATTR, None)]
+    routes = [
+        (rule, getattr(app.view_functions[rule.endpoint], DOC_ATTR)["method"].upper(), fill(rule, ids))
+        for rule in app.url_map.iter_rules()
+        if getattr(app.view_functions[rule.endpoint], DOC_ATTR, None)
+    ]
     assert len(routes) > 40
 
     def send(rule, method, path):
         for body in BAD_BODIES:
-            yield api.open(path + QUERY, method=method, data=body, content_type="application/json", headers=key)
+            yield api.open(
+                path + QUERY, method=method, data=body, content_type="application/json", headers=key
+            )
         if method in ("POST", "PATCH", "PUT"):
             for field in FIELDS:
                 for junk in JUNK:
@@ -79,9 +114,13 @@ def test_no_dashboard_route_answers_5xx_to_bad_input(app, two_tenants):
 
     def send(rule, method, path):
         for junk in ("", "x" * 5000, "nul\x00here", "-1", "[]", "$..["):
-            form = {name: junk for name in FIELDS + ["env_id", "password", "q", "cursor", "limit", "format"]}
-            yield client.open(path, method=method, data={**form, "csrf_token": token},
-                              headers={"X-CSRFToken": token, "HX-Request": "true"})
+            form = dict.fromkeys(FIELDS + ["env_id", "password", "q", "cursor", "limit", "format"], junk)
+            yield client.open(
+                path,
+                method=method,
+                data={**form, "csrf_token": token},
+                headers={"X-CSRFToken": token, "HX-Request": "true"},
+            )
 
     statuses = _sweep(routes, send)
     assert statuses[400] > 20 and statuses[200] > 20, statuses
@@ -91,14 +130,27 @@ def test_nul_characters_are_refused_by_field_and_change_nothing(client, two_tena
     key = {"X-API-Key": two_tenants["a_raw"]}
     r = client.patch("/v1/collections/alice-users", json={"description": "a\x00b"}, headers=key)
     assert r.status_code == 400 and r.json["errors"] == {"description": "must not contain NUL characters"}
-    r = client.post("/v1/syncs", json={"provider": "stripe", "name": "S", "stream_id": "s", "collection_ids": ["x"],
-                                       "metadata": {"tags": ["ok", "b\x00d"]}}, headers=key)
-    assert r.status_code == 400 and r.json["errors"] == {"metadata.tags[1]": "must not contain NUL characters"}
+    r = client.post(
+        "/v1/syncs",
+        json={
+            "provider": "stripe",
+            "name": "S",
+            "stream_id": "s",
+            "collection_ids": ["x"],
+            "metadata": {"tags": ["ok", "b\x00d"]},
+        },
+        headers=key,
+    )
+    assert r.status_code == 400 and r.json["errors"] == {
+        "metadata.tags[1]": "must not contain NUL characters"
+    }
     r = client.get("/v1/collections/alice-users/records?search=a%00", headers=key)
     assert r.status_code == 400 and r.json["errors"] == {"search": "must not contain NUL characters"}
     assert client.get("/v1/collections/alice%00users", headers=key).status_code == 404
     assert db.session.scalar(select(Collection.description)) is None
-    assert db.session.scalar(select(func.count(SourceConnection.id))) == 2  # the webhook and the Stripe source
+    assert (
+        db.session.scalar(select(func.count(SourceConnection.id))) == 2
+    )  # the webhook and the Stripe source
     # A page says it in the dashboard's own error page, naming the field.
     login(client, "alice@example.com")
     r = client.get("/collections/alice-users?q=a%00")
@@ -126,22 +178,34 @@ def test_unpaired_surrogates_in_json_bodies_are_refused_by_field_and_change_noth
     r = client.patch("/v1/collections/alice-users", data=b'{"metadata": {"x\\udc00": 1}}', headers=key)
     assert r.status_code == 400 and list(r.json["errors"]) == ["metadata.x\ufffd"]
     r = client.patch("/v1/collections/alice-users", data=b'{"description": "ok \\ud83d\\ude00"}', headers=key)
-    assert r.status_code == 200 and r.json["collection"]["description"] == "ok \U0001F600"  # a whole pair is one character
+    assert (
+        r.status_code == 200 and r.json["collection"]["description"] == "ok \U0001f600"
+    )  # a whole pair is one character
 
 
 def test_webhook_deliveries_with_nul_are_stored_and_applied_alike_on_both_databases(client, two_tenants):
     source = two_tenants["a_ids"]["source_id"]
-    answers = [client.post(f"/v1/ingest/{source}?q=%00", data=body, content_type="application/json")
-               for body in (b'{"id": "k\\u0000", "note": "a\\u0000b", "x\\u0000": 1}', b'{"id": "raw\x00nul"}')]
+    answers = [
+        client.post(f"/v1/ingest/{source}?q=%00", data=body, content_type="application/json")
+        for body in (b'{"id": "k\\u0000", "note": "a\\u0000b", "x\\u0000": 1}', b'{"id": "raw\x00nul"}')
+    ]
     assert [a.status_code for a in answers] == [200, 200]
     record = db.session.scalar(select(Record).where(Record.record_key == "k\ufffd"))
     assert record.data == {"id": "k\ufffd", "note": "a\ufffdb", "x\ufffd": 1}
     event = db.session.get(Event, answers[0].json["event_id"])
-    assert event.status == "applied" and event.body.startswith('{"id": "k\\u0000"') and event.query == {"q": "\x00"}
-    raw = db.session.get(Event, answers[1].json["event_id"])  # a raw NUL is no JSON: stored as sent, in base64
+    assert (
+        event.status == "applied"
+        and event.body.startswith('{"id": "k\\u0000"')
+        and event.query == {"q": "\x00"}
+    )
+    raw = db.session.get(
+        Event, answers[1].json["event_id"]
+    )  # a raw NUL is no JSON: stored as sent, in base64
     assert raw.status == "not_json" and raw.body_encoding == "base64"
     # Headers longer than their columns are cut, not a reason to lose the event
-    long = client.post(f"/v1/ingest/{source}", data=b'{"id": "long"}', content_type="application/json; x=" + "y" * 400)
+    long = client.post(
+        f"/v1/ingest/{source}", data=b'{"id": "long"}', content_type="application/json; x=" + "y" * 400
+    )
     assert long.status_code == 200 and len(db.session.get(Event, long.json["event_id"]).content_type) == 200
 
 
@@ -158,7 +222,7 @@ def test_webhook_deliveries_with_lone_surrogates_are_applied_alike_on_both_datab
     event = db.session.get(Event, answer.json["event_id"])
     assert event.status == "applied" and event.dedup_key == "body:s\ufffd"
     record = db.session.scalar(select(Record).where(Record.record_key == "s\ufffd"))
-    assert record.data == {"id": "s\ufffd", "note": "x\ufffdy \U0001F600", "k\ufffd": 2}
+    assert record.data == {"id": "s\ufffd", "note": "x\ufffdy \U0001f600", "k\ufffd": 2}
     again = client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
     assert again.status_code == 200 and db.session.get(Event, again.json["event_id"]).status == "duplicate"
 
@@ -167,13 +231,17 @@ def nested(levels: int) -> bytes:
     return b'{"id": "deep", "x": ' * (levels - 1) + b'{"id": "deep"}' + b"}" * (levels - 1)
 
 
-def test_json_nested_past_a_hundred_levels_is_stored_but_not_applied_and_refused_by_the_api(client, two_tenants):
+def test_json_nested_past_a_hundred_levels_is_stored_but_not_applied_and_refused_by_the_api(
+    client, two_tenants
+):
     """Past Python's recursion limit json.loads raises RecursionError, which no `except
     ValueError` caught: a webhook, the API and the event page answered 500."""
     source = two_tenants["a_ids"]["source_id"]
     bomb = b"[" * 100_000 + b"]" * 100_000
-    answers = [client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
-               for body in (bomb, nested(101), nested(100))]
+    answers = [
+        client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
+        for body in (bomb, nested(101), nested(100))
+    ]
     assert [a.status_code for a in answers] == [200, 200, 200]
     events = [db.session.get(Event, a.json["event_id"]) for a in answers]
     assert [e.status for e in events] == ["not_json", "not_json", "applied"]
@@ -197,20 +265,31 @@ def test_dashboard_upload_takes_files_beyond_the_request_limit_and_checks_csrf(a
     sid = connect(client, token, "file", **{"config.format": "auto", "config.has_header": "true"})
     body = b"id,note\n" + b"".join(b"%d,%s\n" % (i, b"x" * 100) for i in range(20000))
     assert len(body) > app.config["MAX_CONTENT_LENGTH"]
-    refused = client.post(f"/sources/{sid}/upload", data={"file": (io.BytesIO(body), "big.csv")},
-                          content_type="multipart/form-data")
+    refused = client.post(
+        f"/sources/{sid}/upload",
+        data={"file": (io.BytesIO(body), "big.csv")},
+        content_type="multipart/form-data",
+    )
     assert refused.status_code == 400 and db.session.scalar(select(func.count(SourceFile.id))) == 0
-    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(body), "big.csv")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        f"/sources/{sid}/upload",
+        data={"csrf_token": token, "file": (io.BytesIO(body), "big.csv")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 302, r.get_data(as_text=True)[:300]
     assert db.session.scalar(select(SourceFile.size)) == len(body)
 
 
 def test_api_upload_names_an_unknown_format(client, two_tenants):
     key = {"X-API-Key": two_tenants["a_raw"]}
-    sid = client.post("/api/v1/source-connections", headers=key, json={
-        "sourceShortName": "file", "name": "Files", "config": {"format": "auto"}}).json["sourceConnection"]["id"]
-    r = client.post(f"/api/v1/source-connections/{sid}/files?filename=a.xml&format=xml", data=b"<a/>", headers=key)
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=key,
+        json={"sourceShortName": "file", "name": "Files", "config": {"format": "auto"}},
+    ).json["sourceConnection"]["id"]
+    r = client.post(
+        f"/api/v1/source-connections/{sid}/files?filename=a.xml&format=xml", data=b"<a/>", headers=key
+    )
     assert r.status_code == 400 and r.json["errors"] == {"format": "must be one of auto, csv, ndjson, json"}
     assert db.session.scalar(select(func.count(SourceFile.id))) == 0
 
@@ -234,10 +313,18 @@ def test_nan_and_infinity_in_api_bodies_are_refused_by_field(client, two_tenants
     sync = two_tenants["a_ids"]["sync_id"]
     cases = [
         ("PATCH", f"/v1/syncs/{sync}", '{"metadata": {"plan": {"price": %s}}}', "metadata.plan.price"),
-        ("PATCH", f"/v1/syncs/{sync}", '{"rate_limit": {"allowed_requests": 5, "interval": %s}}',
-         "rate_limit.interval"),
-        ("PATCH", f"/v1/syncs/{sync}", '{"credential": {"properties": {"secret": "sk_test_x"}, "metadata": {"n": %s}}}',
-         "credential.metadata.n"),
+        (
+            "PATCH",
+            f"/v1/syncs/{sync}",
+            '{"rate_limit": {"allowed_requests": 5, "interval": %s}}',
+            "rate_limit.interval",
+        ),
+        (
+            "PATCH",
+            f"/v1/syncs/{sync}",
+            '{"credential": {"properties": {"secret": "sk_test_x"}, "metadata": {"n": %s}}}',
+            "credential.metadata.n",
+        ),
         ("PATCH", "/v1/collections/alice-users", '{"description": "x", "extra": [1, %s]}', "extra[1]"),
         ("PUT", f"/api/v1/source-connections/{sync}/config", '{"config": {"x": %s}}', "config.x"),
     ]
@@ -266,15 +353,19 @@ def test_nan_in_a_webhook_is_stored_as_received_but_not_applied(client, two_tena
 
 @pytest.mark.parametrize("value", ["1e999", "NaN", "-Infinity", "1e308"])
 def test_filters_on_numbers_no_float_holds_are_text(client, two_tenants, value):
-    r = client.get(f"/v1/collections/alice-users/records?filter[data.price]={value}",
-                   headers={"X-API-Key": two_tenants["a_raw"]})
+    r = client.get(
+        f"/v1/collections/alice-users/records?filter[data.price]={value}",
+        headers={"X-API-Key": two_tenants["a_raw"]},
+    )
     assert r.status_code == 200 and r.json["records"] == [], r.json
 
 
 def test_every_json_answer_is_standard_json(app):
     with app.app_context():
-        assert strict_json(app.json.dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None,
-                                                                                            "b": [None, 1.5]}
+        assert strict_json(app.json.dumps({"a": float("nan"), "b": [float("inf"), 1.5]})) == {
+            "a": None,
+            "b": [None, 1.5],
+        }
 
 
 @pytest.mark.parametrize("typed", ["nan", "inf", "-Infinity", "1e999"])

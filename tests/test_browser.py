@@ -1,4 +1,5 @@
 """Browser tests: sign-up to teams, in Chromium against a live server."""
+
 from __future__ import annotations
 
 import re
@@ -37,7 +38,9 @@ def test_sign_up_create_list_delete_a_collection(browser, live_server):
 
     page.fill("#f-name", "")
     page.type("#f-name", "Shop customers")
-    expect(page.locator("#slug-preview [data-slug]")).to_have_text(re.compile(r"^shop-customers-[a-z0-9]{6}$"))
+    expect(page.locator("#slug-preview [data-slug]")).to_have_text(
+        re.compile(r"^shop-customers-[a-z0-9]{6}$")
+    )
     page.fill("#f-slug", "shop-customers")
     expect(page.locator("#slug-preview")).to_contain_text("is available")
     page.fill("#f-primary_key_path", "data.id")
@@ -85,10 +88,26 @@ def test_pages_fit_a_phone(browser, live_server, app):
     page.fill("#f-email", "phone@example.com")
     page.fill("#f-password", PASSWORD)
     page.click("button[type=submit]")
-    for path in ("/", "/collections", "/collections/new", "/settings/api-keys", "/settings/account", "/sources",
-                 "/sources/catalog", "/sources/new/postgresql", "/sources/new/rest_api", "/sources/new/webhook",
-                 "/events", "/settings/team", "/settings/projects", "/settings/audit-log", "/admin/",
-                 "/admin/users", "/admin/system", "/admin/audit-log"):
+    for path in (
+        "/",
+        "/collections",
+        "/collections/new",
+        "/settings/api-keys",
+        "/settings/account",
+        "/sources",
+        "/sources/catalog",
+        "/sources/new/postgresql",
+        "/sources/new/rest_api",
+        "/sources/new/webhook",
+        "/events",
+        "/settings/team",
+        "/settings/projects",
+        "/settings/audit-log",
+        "/admin/",
+        "/admin/users",
+        "/admin/system",
+        "/admin/audit-log",
+    ):
         page.goto(live_server + path)
         assert no_horizontal_overflow(page), f"{path} scrolls sideways at 390 px"
     page.screenshot(path=str(ARTIFACTS / "new-collection-390.png"), full_page=True)
@@ -96,7 +115,9 @@ def test_pages_fit_a_phone(browser, live_server, app):
     page.set_viewport_size({"width": 1280, "height": 800})
     for path in ("/admin/", "/admin/users", "/settings/audit-log", "/settings/projects", "/settings/team"):
         page.goto(live_server + path)
-        wider = page.evaluate("[...document.querySelectorAll('.table-wrap')].some(w => w.scrollWidth > w.clientWidth)")
+        wider = page.evaluate(
+            "[...document.querySelectorAll('.table-wrap')].some(w => w.scrollWidth > w.clientWidth)"
+        )
         assert not wider, f"a table on {path} scrolls sideways at 1280 px"
     context.close()
 
@@ -166,18 +187,34 @@ def test_source_forms_show_the_fields_the_chosen_options_need(browser, live_serv
     sign_in(page, live_server, "forms@example.com")
     # (page, then per step: the select and its value, fields now shown, fields now hidden)
     steps = {
-        "rest_api": [(None, {}, {"credentials.token", "credentials.header_name", "credentials.username",
-                                  "config.next_path"}),
-                     (("credentials.auth_type", "basic"), {"credentials.username", "credentials.password"},
-                      {"credentials.token"}),
-                     (("credentials.auth_type", "header"), {"credentials.token", "credentials.header_name"},
-                      {"credentials.username"}),
-                     (("config.pagination", "cursor"), {"config.next_path", "config.page_param"}, set()),
-                     (("config.pagination", "next_link"), set(), {"config.page_param"})],
-        "webhook": [(None, set(), {"credentials.signing_secret"}),
-                    (("credentials.verification_type", "stripe"), {"credentials.signing_secret"},
-                     {"credentials.signature_header"}),
-                    (("credentials.verification_type", "hmac_sha1"), {"credentials.signature_header"}, set())],
+        "rest_api": [
+            (
+                None,
+                {},
+                {"credentials.token", "credentials.header_name", "credentials.username", "config.next_path"},
+            ),
+            (
+                ("credentials.auth_type", "basic"),
+                {"credentials.username", "credentials.password"},
+                {"credentials.token"},
+            ),
+            (
+                ("credentials.auth_type", "header"),
+                {"credentials.token", "credentials.header_name"},
+                {"credentials.username"},
+            ),
+            (("config.pagination", "cursor"), {"config.next_path", "config.page_param"}, set()),
+            (("config.pagination", "next_link"), set(), {"config.page_param"}),
+        ],
+        "webhook": [
+            (None, set(), {"credentials.signing_secret"}),
+            (
+                ("credentials.verification_type", "stripe"),
+                {"credentials.signing_secret"},
+                {"credentials.signature_header"},
+            ),
+            (("credentials.verification_type", "hmac_sha1"), {"credentials.signature_header"}, set()),
+        ],
     }
     for short, script in steps.items():
         page.goto(f"{live_server}/sources/new/{short}")
@@ -203,11 +240,25 @@ def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, 
         user = make_user("runner@example.com")
         org = org_of(user)
         principal = Principal(org=org, env=production(org), role="owner", user=user)
-        source = source_svc.create_source(principal, {
-            "sourceShortName": "postgresql", "name": "Big table", "credentials": pg_source.credentials(),
-            "config": {"table": table, "cursor_column": "updated_at"}})
-        collection_svc.create_collection(principal, {"name": "Big rows", "slug": "big-rows", "source_id": source.id,
-                                                     "stream": table, "primary_key_path": "$.id"})
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "postgresql",
+                "name": "Big table",
+                "credentials": pg_source.credentials(),
+                "config": {"table": table, "cursor_column": "updated_at"},
+            },
+        )
+        collection_svc.create_collection(
+            principal,
+            {
+                "name": "Big rows",
+                "slug": "big-rows",
+                "source_id": source.id,
+                "stream": table,
+                "primary_key_path": "$.id",
+            },
+        )
         source_id = source.id
     workers(1, SYNC_BATCH_SIZE="250")
 
@@ -259,10 +310,23 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
         user = make_user("hooks@example.com")
         org = org_of(user)
         principal = Principal(org=org, env=production(org), role="owner", user=user)
-        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Shop hooks",
-                                                      "credentials": {"verification_type": "none"}})
-        collection_svc.create_collection(principal, {"name": "Shop orders", "slug": "shop-orders",
-                                                     "source_id": source.id, "primary_key_path": "$.order.id"})
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "webhook",
+                "name": "Shop hooks",
+                "credentials": {"verification_type": "none"},
+            },
+        )
+        collection_svc.create_collection(
+            principal,
+            {
+                "name": "Shop orders",
+                "slug": "shop-orders",
+                "source_id": source.id,
+                "primary_key_path": "$.order.id",
+            },
+        )
         source_id = source.id
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -273,8 +337,12 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     page.evaluate("window.__sameDocument = true")
 
     body = jsonlib.dumps({"type": "order.paid", "order": {"id": "ord_42", "total": 99}}).encode()
-    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200 and jsonlib.load(response)["event_id"].startswith("evt_")
 
@@ -285,8 +353,12 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     # The schema panel (read when the page loaded, before any record) refreshes on demand, and
     # a field of it fills the records filter.
     body = jsonlib.dumps({"type": "order.paid", "order": {"id": "ord_43", "total": 5}}).encode()
-    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     urllib.request.urlopen(request, timeout=10).close()
     expect(page.locator("#records-table tr[data-key=ord_43]")).to_be_visible(timeout=10_000)
     page.click("#schema >> xpath=ancestor::section//button[normalize-space()='Refresh']")
@@ -308,9 +380,15 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
     page.goto(f"{live_server}/sources/{source_id}")
     expect(page.locator("#events-table tbody tr")).to_have_count(2)
     page.evaluate("window.__sameDocument = true")
-    urllib.request.urlopen(urllib.request.Request(
-        f"{live_server}/v1/ingest/{source_id}", data=b'{"order": {"id": "ord_44"}}', method="POST",
-        headers={"Content-Type": "application/json"}), timeout=10).close()
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{live_server}/v1/ingest/{source_id}",
+            data=b'{"order": {"id": "ord_44"}}',
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        ),
+        timeout=10,
+    ).close()
     expect(page.locator("#events-table tbody tr")).to_have_count(3, timeout=10_000)
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
     page.set_viewport_size({"width": 390, "height": 844})
@@ -328,9 +406,10 @@ def test_owner_invites_a_member_who_joins_in_another_browser(browser, live_serve
     with app.app_context():
         owner = make_user("boss@example.com")
         org = org_of(owner)
-        collection_svc.create_collection(Principal(org=org, env=production(org), role="owner", user=owner),
-                                         {"name": "Team customers", "slug": "team-customers",
-                                          "primary_key_path": "$.id"})
+        collection_svc.create_collection(
+            Principal(org=org, env=production(org), role="owner", user=owner),
+            {"name": "Team customers", "slug": "team-customers", "primary_key_path": "$.id"},
+        )
     owner_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = owner_ctx.new_page()
     page.set_default_timeout(15_000)
@@ -343,7 +422,9 @@ def test_owner_invites_a_member_who_joins_in_another_browser(browser, live_serve
     assert link.startswith(live_server + "/invitations/accept?token=")
     page.screenshot(path=str(ARTIFACTS / "team-invite-1280.png"), full_page=True)
 
-    member_ctx = browser.new_context(viewport={"width": 1280, "height": 900})  # a second browser: no shared cookies
+    member_ctx = browser.new_context(
+        viewport={"width": 1280, "height": 900}
+    )  # a second browser: no shared cookies
     other = member_ctx.new_page()
     other.set_default_timeout(15_000)
     other.goto(link)

@@ -1,4 +1,5 @@
 """Browser tests of the API part of issue 19: what the audit log pages show."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,10 +20,20 @@ def test_audit_log_details_read_as_words_not_raw_json(browser, live_server, app)
     api = app.test_client()
     h = {"X-API-Key": raw}
     long_name = "A collection whose name is long enough"
-    assert api.post("/v1/collections", headers=h, json={"name": "Audited", "slug": "audited",
-                                                        "primary_key_path": "$.id"}).status_code == 201
-    assert api.patch("/v1/collections/audited", headers=h, json={"name": long_name,
-                                                                 "description": "now described"}).status_code == 200
+    assert (
+        api.post(
+            "/v1/collections",
+            headers=h,
+            json={"name": "Audited", "slug": "audited", "primary_key_path": "$.id"},
+        ).status_code
+        == 201
+    )
+    assert (
+        api.patch(
+            "/v1/collections/audited", headers=h, json={"name": long_name, "description": "now described"}
+        ).status_code
+        == 200
+    )
 
     for path in ("/settings/audit-log", "/admin/audit-log"):
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -55,11 +66,22 @@ def test_moving_a_collection_to_another_source_says_which_source_feeds_it(browse
         raw = make_key(production(org_of(owner)))
     api = app.test_client()
     h = {"X-API-Key": raw}
-    ids = [api.post("/api/v1/source-connections", headers=h, json={
-        "sourceShortName": "webhook", "name": name, "credentials": {}, "config": {}}).json["sourceConnection"]["id"]
-        for name in ("Orders hook", "Other hook")]
-    assert api.post("/v1/collections", headers=h, json={"name": "Orders", "slug": "orders", "source_id": ids[0],
-                                                        "primary_key_path": "$.id"}).status_code == 201
+    ids = [
+        api.post(
+            "/api/v1/source-connections",
+            headers=h,
+            json={"sourceShortName": "webhook", "name": name, "credentials": {}, "config": {}},
+        ).json["sourceConnection"]["id"]
+        for name in ("Orders hook", "Other hook")
+    ]
+    assert (
+        api.post(
+            "/v1/collections",
+            headers=h,
+            json={"name": "Orders", "slug": "orders", "source_id": ids[0], "primary_key_path": "$.id"},
+        ).status_code
+        == 201
+    )
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()

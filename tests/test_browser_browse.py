@@ -1,6 +1,7 @@
 """Issue 19, browse part, in Chromium against a live server: the slug and key previews, the
 records browser's state, every control on a phone, the webhook page's commands, links across
 projects and the API reference."""
+
 from __future__ import annotations
 
 import json
@@ -27,17 +28,35 @@ def _owner_with_hook(app, email: str, records: int = 0, slug: str = "orders"):
         user = make_user(email)
         org = org_of(user)
         principal = Principal(org=org, env=production(org), role="owner", user=user)
-        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Shop hooks",
-                                                      "credentials": {"verification_type": "none"}})
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "webhook",
+                "name": "Shop hooks",
+                "credentials": {"verification_type": "none"},
+            },
+        )
         if slug:
-            collection_svc.create_collection(principal, {"name": "Orders", "slug": slug, "source_id": source.id,
-                                                         "primary_key_path": "$.id", "event_type_field": "$.type"})
+            collection_svc.create_collection(
+                principal,
+                {
+                    "name": "Orders",
+                    "slug": slug,
+                    "source_id": source.id,
+                    "primary_key_path": "$.id",
+                    "event_type_field": "$.type",
+                },
+            )
         return source.id
 
 
 def _send(live_server, source_id, body: dict) -> None:
-    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     urllib.request.urlopen(request, timeout=10).close()
 
 
@@ -53,8 +72,11 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
 
     ARTIFACTS.mkdir(exist_ok=True)
     source_id = _owner_with_hook(app, "slug@example.com", slug=None)
-    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_42"}},
-                                   "created": 1714557600})
+    _send(
+        live_server,
+        source_id,
+        {"type": "order.paid", "data": {"object": {"id": "ord_42"}}, "created": 1714557600},
+    )
     context, page = _page(browser)
     sign_in(page, live_server, "slug@example.com")
     page.goto(live_server + "/collections/new")
@@ -95,8 +117,16 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
 
     source_id = _owner_with_hook(app, "rows@example.com")
     for i in range(40):
-        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 4 == 0 else "order.paid",
-                                       "customer": {"email": f"c{i}@example.com"}, "total": i})
+        _send(
+            live_server,
+            source_id,
+            {
+                "id": f"o{i:03d}",
+                "type": "order.new" if i % 4 == 0 else "order.paid",
+                "customer": {"email": f"c{i}@example.com"},
+                "total": i,
+            },
+        )
     context, page = _page(browser)
     sign_in(page, live_server, "rows@example.com")
     page.goto(live_server + "/collections/orders")
@@ -107,7 +137,9 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
     expect(page).to_have_url(re.compile(r"cursor="))
     page.click("[data-page=previous]")
     expect(page.locator("#records-count")).to_contain_text("page 1")
-    assert page.locator("#records-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)") == first
+    assert (
+        page.locator("#records-table tbody tr").evaluate_all("rows => rows.map(r => r.dataset.key)") == first
+    )
 
     page.fill("input[name=event_type]", "order.new")
     page.press("input[name=event_type]", "Enter")
@@ -150,7 +182,9 @@ def test_every_control_works_on_a_phone(browser, live_server, app):
 
     source_id = _owner_with_hook(app, "phone@example.com")
     for i in range(3):
-        _send(live_server, source_id, {"id": f"o{i}", "type": "order.paid", "status": "open" if i else "closed"})
+        _send(
+            live_server, source_id, {"id": f"o{i}", "type": "order.paid", "status": "open" if i else "closed"}
+        )
     context, page = _page(browser, 390, 844)
     sign_in(page, live_server, "phone@example.com")
     page.goto(live_server + "/collections/orders")
@@ -172,8 +206,15 @@ def test_every_control_works_on_a_phone(browser, live_server, app):
         const s = getComputedStyle(i); c.font = s.font;
         return c.measureText(i.placeholder).width > i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
       }).map(i => i.placeholder); }"""
-    for path in ("/collections/orders", "/collections", "/collections/new", "/events", "/sources",
-                 "/settings/team", "/settings/api-keys"):
+    for path in (
+        "/collections/orders",
+        "/collections",
+        "/collections/new",
+        "/events",
+        "/sources",
+        "/settings/team",
+        "/settings/api-keys",
+    ):
         page.goto(live_server + path)
         assert page.evaluate(truncated) == [], path
 
@@ -238,9 +279,14 @@ def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, 
         user = make_user("signed@example.com")
         org = org_of(user)
         principal = Principal(org=org, env=production(org), role="owner", user=user)
-        source_id = source_svc.create_source(principal, {
-            "sourceShortName": "webhook", "name": "Stripe hooks",
-            "credentials": {"verification_type": "stripe", "signing_secret": secret}}).id
+        source_id = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "webhook",
+                "name": "Stripe hooks",
+                "credentials": {"verification_type": "stripe", "signing_secret": secret},
+            },
+        ).id
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server)
     page = context.new_page()
@@ -255,8 +301,13 @@ def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, 
     expect(page.locator(".copy-code").first).to_have_text("Copied")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == shown
-    done = subprocess.run(["bash", "-c", copied], capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": secret})
+    done = subprocess.run(
+        ["bash", "-c", copied],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": secret},
+    )
     assert done.returncode == 0 and '"event_id"' in done.stdout, (done.stdout, done.stderr)
     with app.app_context():
         event = db.session.scalar(db.select(Event).where(Event.source_id == source_id))
@@ -277,8 +328,10 @@ def test_a_shared_link_into_another_project_switches_and_opens_it(browser, live_
     with app.app_context():
         org = org_of(make_user("two@example.com"))
         staging = add_env(org, "staging")
-        collection_svc.create_collection(Principal(org=org, env=staging, role="owner"),
-                                         {"name": "Staging orders", "slug": "staging-orders", "primary_key_path": "$.id"})
+        collection_svc.create_collection(
+            Principal(org=org, env=staging, role="owner"),
+            {"name": "Staging orders", "slug": "staging-orders", "primary_key_path": "$.id"},
+        )
         staging_id = staging.id
     context, page = _page(browser)
     sign_in(page, live_server, "two@example.com")
@@ -314,12 +367,17 @@ def test_the_api_reference_shows_the_operations_under_the_csp(browser, live_serv
     expect(page.locator("#api-reference .opblock.is-open").first).to_contain_text("Parameters")
     page.screenshot(path=str(ARTIFACTS / "api-reference-1280.png"))
     # Try it out runs as the signed-in user: a write passes the CSRF check too.
-    create = page.locator("#api-reference .opblock-post", has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")))
+    create = page.locator(
+        "#api-reference .opblock-post",
+        has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")),
+    )
     create.locator(".opblock-summary").click()
     create.locator("button.try-out__btn").click()
     create.locator("textarea.body-param__text").fill('{"name": "Tried it", "primary_key_path": "$.id"}')
     create.locator("button.execute").click()
-    expect(create.locator(".live-responses-table tbody .response-col_status").first).to_have_text(re.compile(r"^201"))
+    expect(create.locator(".live-responses-table tbody .response-col_status").first).to_have_text(
+        re.compile(r"^201")
+    )
     page.set_viewport_size({"width": 390, "height": 844})
     assert no_horizontal_overflow(page)
     assert outside == [], outside

@@ -1,5 +1,6 @@
 """Issue 19, browse2 part, in Chromium against a live server: Back and Forward through the
 records and events browsers, and the toolbar's exports following the filters."""
+
 from __future__ import annotations
 
 import re
@@ -48,7 +49,9 @@ def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
 
     source_id = _owner_with_hook(app, "toolbar@example.com")
     for i in range(6):
-        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 3 == 0 else "order.paid"})
+        _send(
+            live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 3 == 0 else "order.paid"}
+        )
     context, page = _page(browser)
     sign_in(page, live_server, "toolbar@example.com")
     page.goto(live_server + "/collections/orders")
@@ -79,12 +82,16 @@ def test_the_api_reference_curl_carries_the_api_key_given_to_authorize(browser, 
     dialog.locator("input[type=text], input[type=password]").first.fill(key)
     dialog.locator("button.authorize").first.click()
     dialog.locator("button.btn-done, button.close-modal").first.click()
-    listing = page.locator("#api-reference .opblock-get", has=page.locator(
-        ".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")))
+    listing = page.locator(
+        "#api-reference .opblock-get",
+        has=page.locator(".opblock-summary-path", has_text=re.compile(r"^/v1/collections$")),
+    )
     listing.locator(".opblock-summary").click()
     listing.locator("button.try-out__btn").click()
     listing.locator("button.execute").click()
-    expect(listing.locator(".live-responses-table tbody .response-col_status").first).to_have_text(re.compile(r"^200"))
+    expect(listing.locator(".live-responses-table tbody .response-col_status").first).to_have_text(
+        re.compile(r"^200")
+    )
     curl = listing.locator(".curl-command").first.inner_text()
     assert f"X-API-Key: {key}" in curl and "X-CSRFToken" not in curl
     context.close()
@@ -128,8 +135,10 @@ def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(
     with app.app_context():
         user = db.session.scalar(db.select(User).where(User.email == "edit@example.com"))
         org = org_of(user)
-        other = source_svc.create_source(Principal(org=org, env=production(org), role="owner", user=user), {
-            "sourceShortName": "webhook", "name": "New hooks", "credentials": {"verification_type": "none"}}).id
+        other = source_svc.create_source(
+            Principal(org=org, env=production(org), role="owner", user=user),
+            {"sourceShortName": "webhook", "name": "New hooks", "credentials": {"verification_type": "none"}},
+        ).id
     context, page = _page(browser)
     sign_in(page, live_server, "edit@example.com")
     page.goto(live_server + "/collections/orders/edit")
@@ -139,10 +148,10 @@ def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(
     page.fill("#f-primary_key_path", "$.id")
     expect(warning).to_have_count(0)
     page.select_option("#f-source_id", other)
-    page.click("form.card button:has-text(\"Save\")")
+    page.click('form.card button:has-text("Save")')
     expect(page.locator("#e-source_id")).to_contain_text("Move this collection from Shop hooks to New hooks")
     page.check("#move-confirm input")
-    page.click("form.card button:has-text(\"Save\")")
+    page.click('form.card button:has-text("Save")')
     expect(page.locator("h1").first).to_contain_text("Orders")
     expect(page.locator("body")).to_contain_text("New hooks")
     context.close()

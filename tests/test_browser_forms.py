@@ -1,4 +1,5 @@
 """Browser tests for sessions, forms, team, keys and accounts (issue 19, the forms part)."""
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,14 @@ def test_a_poll_after_sign_out_elsewhere_takes_the_page_to_sign_in(browser, live
     with app.app_context():
         env = production(org_of(make_user("poll@example.com")))
         source = make_source(env, "Shop API", "rest_api")
-        run = SyncRun(org_id=env.org_id, env_id=env.id, source_id=source.id, status="running", cursor={},
-                      skip_reasons={})
+        run = SyncRun(
+            org_id=env.org_id,
+            env_id=env.id,
+            source_id=source.id,
+            status="running",
+            cursor={},
+            skip_reasons={},
+        )
         db.session.add(run)
         db.session.commit()
         run_id = run.id

@@ -1,4 +1,5 @@
 """Browser tests: a collection's live state, in Chromium (issue 19, part "live")."""
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,8 @@ def _owner(app, email):
 
 
 def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
-        browser, live_server, app, pg_source, table, workers):
+    browser, live_server, app, pg_source, table, workers
+):
     from playwright.sync_api import expect
 
     from hookstream_ui.services import collections as collection_svc
@@ -29,18 +31,35 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
 
     with app.app_context():
         principal = _owner(app, "live@example.com")
-        source = source_svc.create_source(principal, {
-            "sourceShortName": "postgresql", "name": "Big table", "credentials": pg_source.credentials(),
-            "config": {"table": table, "cursor_column": "updated_at"}})
-        collection_svc.create_collection(principal, {"name": "Big rows", "slug": "big-rows", "source_id": source.id,
-                                                     "stream": table, "primary_key_path": "$.id"})
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "postgresql",
+                "name": "Big table",
+                "credentials": pg_source.credentials(),
+                "config": {"table": table, "cursor_column": "updated_at"},
+            },
+        )
+        collection_svc.create_collection(
+            principal,
+            {
+                "name": "Big rows",
+                "slug": "big-rows",
+                "source_id": source.id,
+                "stream": table,
+                "primary_key_path": "$.id",
+            },
+        )
     workers(1, SYNC_BATCH_SIZE="250")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
     sign_in(page, live_server, "live@example.com")
     polls = []
-    page.on("request", lambda req: polls.append(req.url) if "/_live" in req.url or "/_records" in req.url else None)
+    page.on(
+        "request",
+        lambda req: polls.append(req.url) if "/_live" in req.url or "/_records" in req.url else None,
+    )
     page.goto(f"{live_server}/collections/big-rows")
     expect(page.locator("#title-status")).to_have_text("Active", timeout=10_000)
     page.wait_for_timeout(3000)
@@ -51,7 +70,9 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
     expect(page.locator("#title-status")).to_have_text("Syncing", timeout=10_000)
     expect(page.locator("#backfill-button")).to_be_disabled(timeout=10_000)
     assert "A run is in progress" in page.locator("#backfill-button").get_attribute("title")
-    expect(page.locator("#action-note")).to_have_text("A run is in progress: wait for it or cancel it first.", timeout=10_000)
+    expect(page.locator("#action-note")).to_have_text(
+        "A run is in progress: wait for it or cancel it first.", timeout=10_000
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live-backfill-running-1280.png"), full_page=True)
     page.evaluate("window.__sameDocument = true")
@@ -60,7 +81,9 @@ def test_a_backfill_updates_badge_strip_and_buttons_in_place_then_stops_polling(
     expect(page.locator("#backfill-button")).to_be_enabled(timeout=10_000)
     expect(page.locator("#action-note")).to_have_count(0, timeout=10_000)
     expect(page.locator("[data-record-count]")).to_have_text("10,000", timeout=10_000)
-    expect(page.locator("#records-table tbody tr")).to_have_count(25, timeout=10_000)  # reloaded because records changed
+    expect(page.locator("#records-table tbody tr")).to_have_count(
+        25, timeout=10_000
+    )  # reloaded because records changed
     expect(page.locator("#schema-table")).to_be_visible(timeout=10_000)  # not "No records yet" any more
     assert page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating in place"
     settled = len(polls)
@@ -84,10 +107,14 @@ def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browse
 
     with app.app_context():
         principal = _owner(app, "hook@example.com")
-        source = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Hook",
-                                                      "credentials": {"verification_type": "none"}})
-        collection_svc.create_collection(principal, {"name": "Hooked", "slug": "hooked", "source_id": source.id,
-                                                     "primary_key_path": "$.id"})
+        source = source_svc.create_source(
+            principal,
+            {"sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"}},
+        )
+        collection_svc.create_collection(
+            principal,
+            {"name": "Hooked", "slug": "hooked", "source_id": source.id, "primary_key_path": "$.id"},
+        )
         source_id = source.id
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -99,9 +126,12 @@ def test_a_webhook_record_and_its_schema_appear_without_the_table_polling(browse
     expect(page.locator("#schema")).to_contain_text("No records yet", timeout=10_000)
     page.wait_for_timeout(4000)
     assert len(tables) == 1, "the records table polled while nothing changed"
-    request = urllib.request.Request(f"{live_server}/v1/ingest/{source_id}", method="POST",
-                                     data=json.dumps({"id": "ann", "plan": "pro"}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}",
+        method="POST",
+        data=json.dumps({"id": "ann", "plan": "pro"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert urllib.request.urlopen(request).status == 200
     # The strip of a webhook that has not heard from its sender lately asks every 5 s.
     expect(page.locator("#records-table tr[data-key=ann]")).to_be_visible(timeout=15_000)
@@ -117,20 +147,40 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     from hookstream_ui.models import SyncRun, db
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
+
     with app.app_context():
         principal = _owner(app, "sched@example.com")
-        source = source_svc.create_source(principal, {"sourceShortName": "file", "name": "Uploads",
-                                                      "config": {"format": "auto"}})
-        collection_svc.create_collection(principal, {"name": "Uploaded rows", "slug": "uploaded",
-                                                     "source_id": source.id, "primary_key_path": "$.id"})
-        db.session.add(SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, trigger="upload",
-                               mode="full", status="failed", error="rows.csv: not UTF-8 text", attempt=1,
-                               cursor={}, skip_reasons={}))
+        source = source_svc.create_source(
+            principal, {"sourceShortName": "file", "name": "Uploads", "config": {"format": "auto"}}
+        )
+        collection_svc.create_collection(
+            principal,
+            {"name": "Uploaded rows", "slug": "uploaded", "source_id": source.id, "primary_key_path": "$.id"},
+        )
+        db.session.add(
+            SyncRun(
+                org_id=source.org_id,
+                env_id=source.env_id,
+                source_id=source.id,
+                trigger="upload",
+                mode="full",
+                status="failed",
+                error="rows.csv: not UTF-8 text",
+                attempt=1,
+                cursor={},
+                skip_reasons={},
+            )
+        )
         # Uploads are not scheduled (File.scheduled): the schedule form is a REST source's.
-        rest = source_svc.create_source(principal, {"sourceShortName": "rest_api", "name": "Items API",
-                                                    "credentials": {"base_url": "https://api.example.com",
-                                                                    "auth_type": "none"},
-                                                    "config": {"path": "/items"}})
+        rest = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "rest_api",
+                "name": "Items API",
+                "credentials": {"base_url": "https://api.example.com", "auth_type": "none"},
+                "config": {"path": "/items"},
+            },
+        )
         db.session.commit()
         source_id, rest_id = source.id, rest.id
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -152,14 +202,25 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
     page.goto(f"{live_server}/sources/{rest_id}")
     page.fill("#f-sync_frequency", "every day")
     page.click("#save-schedule")
-    expect(page.locator("#e-sync_frequency")).to_contain_text("must be continuous or an interval", timeout=10_000)
+    expect(page.locator("#e-sync_frequency")).to_contain_text(
+        "must be continuous or an interval", timeout=10_000
+    )
     expect(page.locator("#f-sync_frequency")).to_have_value("every day", timeout=10_000)
     page.fill("#f-sync_frequency", "4h")
     page.click("#save-schedule")
-    expect(page.locator("#schedule-summary")).to_contain_text(re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"), timeout=10_000)
+    expect(page.locator("#schedule-summary")).to_contain_text(
+        re.compile(r"every 4h · next run in (3 h 59|4 h 0) min"), timeout=10_000
+    )
     page.goto(f"{live_server}/sources")
-    expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text("Failed", timeout=10_000)
-    for name, path in (("overview", "/"), ("runs", "/runs"), ("source", f"/sources/{source_id}"), ("sources", "/sources")):
+    expect(page.locator(f"tr[data-source='{source_id}'] [data-last-run]")).to_contain_text(
+        "Failed", timeout=10_000
+    )
+    for name, path in (
+        ("overview", "/"),
+        ("runs", "/runs"),
+        ("source", f"/sources/{source_id}"),
+        ("sources", "/sources"),
+    ):
         for width in (1280, 390):
             page.set_viewport_size({"width": width, "height": 900 if width > 400 else 844})
             page.goto(live_server + path)

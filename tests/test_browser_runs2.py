@@ -1,4 +1,5 @@
 """Browser tests: runs, live state and sources tell the truth (issue 19, part "runs2")."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,10 +27,13 @@ def test_pause_and_resume_a_collection_in_the_browser(browser, live_server, app)
 
     with app.app_context():
         principal = _owner(app, "pause@example.com")
-        source = source_svc.create_source(principal, {"sourceShortName": "file", "name": "Uploads",
-                                                      "config": {"format": "auto", "has_header": True}})
-        collection_svc.create_collection(principal, {"name": "Rows", "slug": "rows", "source_id": source.id,
-                                                     "primary_key_path": "$.id"})
+        source = source_svc.create_source(
+            principal,
+            {"sourceShortName": "file", "name": "Uploads", "config": {"format": "auto", "has_header": True}},
+        )
+        collection_svc.create_collection(
+            principal, {"name": "Rows", "slug": "rows", "source_id": source.id, "primary_key_path": "$.id"}
+        )
         source_id = source.id
     for width in (1280, 390):
         context = browser.new_context(viewport={"width": width, "height": 900 if width > 400 else 844})
@@ -66,14 +70,21 @@ def test_the_events_filter_lists_skipped_events_in_the_browser(browser, live_ser
 
     with app.app_context():
         principal = _owner(app, "events@example.com")
-        hook = source_svc.create_source(principal, {"sourceShortName": "webhook", "name": "Hook",
-                                                    "credentials": {"verification_type": "none"}})
-        collection_svc.create_collection(principal, {"name": "Hooked", "slug": "hooked", "source_id": hook.id,
-                                                     "primary_key_path": "$.id"})
+        hook = source_svc.create_source(
+            principal,
+            {"sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"}},
+        )
+        collection_svc.create_collection(
+            principal, {"name": "Hooked", "slug": "hooked", "source_id": hook.id, "primary_key_path": "$.id"}
+        )
         hook_id = hook.id
     for body in ({"id": "a1"}, {"name": "no key"}):
-        request = urllib.request.Request(f"{live_server}/v1/ingest/{hook_id}", method="POST",
-                                         data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{live_server}/v1/ingest/{hook_id}",
+            method="POST",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         assert urllib.request.urlopen(request).status == 200
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()

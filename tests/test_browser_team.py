@@ -1,4 +1,5 @@
 """Browser tests of the team part of issue 19: team and admin tables read on a phone."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,12 @@ def _uncovered(page, selector):
     locator.scroll_into_view_if_needed()
     ok = locator.evaluate(UNCOVERED)
     if not ok:  # say what is in the way
-        print(selector, locator.evaluate("""(el) => { const r = el.getBoundingClientRect();
+        print(
+            selector,
+            locator.evaluate("""(el) => { const r = el.getBoundingClientRect();
           const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-          return [r.left, r.right, r.top, r.bottom, window.innerWidth, hit && hit.outerHTML.slice(0, 120)]; }"""))
+          return [r.left, r.right, r.top, r.bottom, window.innerWidth, hit && hit.outerHTML.slice(0, 120)]; }"""),
+        )
     return ok
 
 
@@ -49,14 +53,21 @@ def test_team_and_admin_tables_are_readable_at_390_px(browser, live_server, app)
     page.click("#invite-form button[type=submit]")
     page.goto(live_server + "/settings/team")
     assert no_horizontal_overflow(page)
-    for selector in (f"#role-{mate_id}", f"#role-{mate_id} ~ button:has-text('Save role')",
-                     "#members-table button:has-text('Remove')", "#invitations-table button:has-text('Withdraw')"):
+    for selector in (
+        f"#role-{mate_id}",
+        f"#role-{mate_id} ~ button:has-text('Save role')",
+        "#members-table button:has-text('Remove')",
+        "#invitations-table button:has-text('Withdraw')",
+    ):
         assert _uncovered(page, selector), f"{selector} is cut or covered at 390 px"
     select_box = page.locator(f"#role-{mate_id}").bounding_box()
     save_box = page.locator(f"#role-{mate_id} ~ button").bounding_box()
-    overlap = not (select_box["x"] + select_box["width"] <= save_box["x"] or save_box["x"] + save_box["width"]
-                   <= select_box["x"] or select_box["y"] + select_box["height"] <= save_box["y"]
-                   or save_box["y"] + save_box["height"] <= select_box["y"])
+    overlap = not (
+        select_box["x"] + select_box["width"] <= save_box["x"]
+        or save_box["x"] + save_box["width"] <= select_box["x"]
+        or select_box["y"] + select_box["height"] <= save_box["y"]
+        or save_box["y"] + save_box["height"] <= select_box["y"]
+    )
     assert not overlap and select_box["width"] >= 80, (select_box, save_box)
     role_cell = page.locator("#invitations-table tbody td", has_text="member").first
     assert role_cell.evaluate(UNCOVERED) and role_cell.inner_text().strip().endswith("member")
@@ -64,10 +75,12 @@ def test_team_and_admin_tables_are_readable_at_390_px(browser, live_server, app)
 
     page.goto(live_server + "/admin/users")
     assert no_horizontal_overflow(page)
-    for selector in ("tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(1)",
-                     "tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(2)",
-                     "tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(4)",
-                     "tr[data-user='a-teammate-with-a-long-address@example.com'] button:has-text('Disable')"):
+    for selector in (
+        "tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(1)",
+        "tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(2)",
+        "tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(4)",
+        "tr[data-user='a-teammate-with-a-long-address@example.com'] button:has-text('Disable')",
+    ):
         assert _uncovered(page, selector), f"{selector} is cut or covered at 390 px"
     email_cell = page.locator("tr[data-user='a-teammate-with-a-long-address@example.com'] td:nth-child(1)")
     assert email_cell.evaluate("(el) => el.scrollWidth <= el.clientWidth + 1")
@@ -117,5 +130,7 @@ def test_demoting_an_owner_asks_first_in_the_browser(browser, live_server, app):
     page.select_option(f"#role-{founder_id}", "viewer")
     page.click(f"#role-{founder_id} ~ button:has-text('Save role')")
     page.click("#confirm-role button:has-text('Make viewer')")
-    expect(page.locator(".flash, [role=status], .alert").first).to_contain_text("founder@example.com is now viewer")
+    expect(page.locator(".flash, [role=status], .alert").first).to_contain_text(
+        "founder@example.com is now viewer"
+    )
     context.close()

@@ -2,6 +2,7 @@
 once: the last owner, a single-use invitation, the first sign-up. Each test holds the
 requests at the point between counting and writing (a barrier, released after a timeout
 when only one can get there), which is where the races were."""
+
 from __future__ import annotations
 
 import contextlib
@@ -54,12 +55,17 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner(app, ctx, monkey
 
     def demote(actor, target_id):  # ids read here: the test's objects belong to its own session
         client, headers = sessions[actor]
-        return lambda: client.patch(f"/v1/members/{target_id}", json={"role": "admin"}, headers=headers).status_code
+        return lambda: (
+            client.patch(f"/v1/members/{target_id}", json={"role": "admin"}, headers=headers).status_code
+        )
 
     codes = at_once(app, [demote("first@example.com", second.id), demote("second@example.com", first.id)])
     db.session.expire_all()
-    owners = db.session.scalar(select(func.count()).select_from(Membership).where(
-        Membership.org_id == org.id, Membership.role == "owner"))
+    owners = db.session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org.id, Membership.role == "owner")
+    )
     assert owners == 1 and sorted(codes) in ([200, 403], [200, 409]), codes
 
 
@@ -67,22 +73,32 @@ def test_an_invitation_accepted_four_times_at_once_is_used_once(app, ctx, monkey
     owner = make_user("owner@example.com")
     admin = app.test_client()
     headers = {"X-CSRFToken": login(admin, "owner@example.com")}
-    url = admin.post("/v1/invitations", json={"email": "new@example.com", "role": "member"},
-                     headers=headers).json["invitation"]["url"]
-    path = url[url.index("/invitations"):]
+    url = admin.post(
+        "/v1/invitations", json={"email": "new@example.com", "role": "member"}, headers=headers
+    ).json["invitation"]["url"]
+    path = url[url.index("/invitations") :]
     browsers = [app.test_client() for _ in range(4)]
     tokens = [csrf_token(b, path) for b in browsers]
     held(monkeypatch, accounts, "check_password_strength", 4)
 
     def accept(browser, token):
-        return lambda: browser.post(path, data={"password": PASSWORD, "password_confirm": PASSWORD,
-                                                "csrf_token": token}).status_code
+        return lambda: (
+            browser.post(
+                path, data={"password": PASSWORD, "password_confirm": PASSWORD, "csrf_token": token}
+            ).status_code
+        )
 
     codes = at_once(app, [accept(b, t) for b, t in zip(browsers, tokens)])
     assert sorted(codes) == [302, 410, 410, 410], codes
-    assert db.session.scalar(select(func.count()).select_from(User).where(User.email == "new@example.com")) == 1
-    assert db.session.scalar(select(func.count()).select_from(Membership).where(
-        Membership.org_id == org_of(owner).id)) == 2
+    assert (
+        db.session.scalar(select(func.count()).select_from(User).where(User.email == "new@example.com")) == 1
+    )
+    assert (
+        db.session.scalar(
+            select(func.count()).select_from(Membership).where(Membership.org_id == org_of(owner).id)
+        )
+        == 2
+    )
 
 
 def test_concurrent_first_sign_ups_make_one_instance_admin(app, ctx, monkeypatch):
@@ -91,8 +107,17 @@ def test_concurrent_first_sign_ups_make_one_instance_admin(app, ctx, monkeypatch
     held(monkeypatch, accounts, "create_user", 4)
 
     def sign_up(browser, token, n):
-        return lambda: browser.post("/signup", data={"email": f"first{n}@example.com", "password": PASSWORD,
-                                                     "password_confirm": PASSWORD, "csrf_token": token}).status_code
+        return lambda: (
+            browser.post(
+                "/signup",
+                data={
+                    "email": f"first{n}@example.com",
+                    "password": PASSWORD,
+                    "password_confirm": PASSWORD,
+                    "csrf_token": token,
+                },
+            ).status_code
+        )
 
     codes = at_once(app, [sign_up(b, t, n) for n, (b, t) in enumerate(zip(browsers, tokens))])
     db.session.expire_all()

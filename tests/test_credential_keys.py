@@ -1,4 +1,5 @@
 """Credentials are encrypted at rest and survive key rotation."""
+
 from __future__ import annotations
 
 from cryptography.fernet import Fernet
@@ -11,9 +12,15 @@ from tests.helpers import make_key, make_user, org_of, production
 
 def test_rotation_reencrypts_with_the_new_key_and_keeps_values(app, client, ctx, monkeypatch):
     key = make_key(production(org_of(make_user("owner@example.com"))))
-    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "webhook", "name": "Hook",
-        "credentials": {"verification_type": "hmac_sha256", "signing_secret": "whsec_rotate_me"}})
+    r = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "hmac_sha256", "signing_secret": "whsec_rotate_me"},
+        },
+    )
     sid = r.json["sourceConnection"]["id"]
     old_keys = list(app.config["CREDENTIALS_KEYS"])
     before = db.session.get(SourceConnection, sid).credentials_encrypted

@@ -1,4 +1,5 @@
 """Dashboard pages through the real routes: forms, errors beside fields, htmx partials."""
+
 from __future__ import annotations
 
 import re
@@ -35,16 +36,20 @@ def test_pages_render_with_layout(signed_in):
 
 def test_create_collection_form_error_keeps_values_then_succeeds(signed_in):
     client, token, _ = signed_in
-    r = client.post("/collections/new", data=form(token, name="abc", slug="", description="typed text",
-                                                   primary_key_path="data.id"))
+    r = client.post(
+        "/collections/new",
+        data=form(token, name="abc", slug="", description="typed text", primary_key_path="data.id"),
+    )
     body = r.get_data(as_text=True)
     assert r.status_code == 400
     assert re.search(r'id="e-name">must be 4 to 64 characters<', body)
     assert 'value="abc"' in body and "typed text" in body and 'value="data.id"' in body
     assert db.session.scalar(select(Collection)) is None
 
-    r = client.post("/collections/new", data=form(token, name="Stripe customers", slug="customers",
-                                                   primary_key_path="data.id"))
+    r = client.post(
+        "/collections/new",
+        data=form(token, name="Stripe customers", slug="customers", primary_key_path="data.id"),
+    )
     assert r.status_code == 302 and r.location.endswith("/collections/customers")
     page = client.get("/collections/customers").get_data(as_text=True)
     assert "Stripe customers" in page and "$.data.id" in page and "Needs Source" in page
@@ -69,8 +74,9 @@ def test_slug_taken_shows_beside_slug(signed_in):
 def test_slug_preview_partial(signed_in):
     client, token, _ = signed_in
     client.post("/collections/new", data=form(token, name="Users", slug="users"))
-    preview = lambda **q: client.get("/collections/_slug-preview", query_string=q,
-                                     headers={"HX-Request": "true"}).get_data(as_text=True)
+    preview = lambda **q: client.get(
+        "/collections/_slug-preview", query_string=q, headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert re.search(r"<code data-slug>finance-data-[a-z0-9]{6}</code>", preview(name="Finance Data"))
     assert "is available" in preview(name="x", slug="fresh-slug")
     assert "already taken" in preview(slug="users")
@@ -86,14 +92,17 @@ def test_edit_and_delete_with_confirmation(signed_in):
     assert 'value="Users"' in edit and "Shop webhook" in edit
     r = client.post("/collections/users/edit", data=form(token, name="ab", slug="users"))
     assert r.status_code == 400 and 'value="ab"' in r.get_data(as_text=True)
-    r = client.post("/collections/users/edit", data=form(token, name="Members", slug="members",
-                                                          source_id=source.id))
+    r = client.post(
+        "/collections/users/edit", data=form(token, name="Members", slug="members", source_id=source.id)
+    )
     assert r.status_code == 302
     detail = client.get("/collections/members").get_data(as_text=True)
     assert "Members" in detail and "Shop webhook" in detail and "Active" in detail
     assert db.session.scalar(select(Collection)).search_index == "on"  # a form without the field keeps it
-    r = client.post("/collections/members/edit", data=form(token, name="Members", slug="members",
-                                                            source_id=source.id, search_index="off"))
+    r = client.post(
+        "/collections/members/edit",
+        data=form(token, name="Members", slug="members", source_id=source.id, search_index="off"),
+    )
     assert r.status_code == 302
     db.session.expire_all()
     assert db.session.scalar(select(Collection)).search_index == "off"
@@ -112,8 +121,12 @@ def test_list_shows_columns_and_paginates(signed_in):
     client, token, org = signed_in
     source = make_source(production(org), "Orders hook")
     for i in range(30):
-        client.post("/collections/new", data=form(token, name=f"Collection {i:02d}", slug=f"c{i:02d}",
-                                                   source_id=source.id if i == 29 else ""))
+        client.post(
+            "/collections/new",
+            data=form(
+                token, name=f"Collection {i:02d}", slug=f"c{i:02d}", source_id=source.id if i == 29 else ""
+            ),
+        )
     page = client.get("/collections").get_data(as_text=True)
     assert page.count("<tr>") == 26  # header + 25 rows
     assert "Orders hook" in page and "Active" in page and "Needs Source" in page

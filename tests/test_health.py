@@ -1,4 +1,5 @@
 """/healthz reports the database, Redis and live RQ workers."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,13 @@ def test_no_workers_is_503_with_the_reason(client):
 
 def test_live_worker_makes_it_healthy(client, redis_url, database_url):
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
-    worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -49,6 +55,8 @@ def test_redis_down_is_503(app, monkeypatch, tmp_path):
 def test_database_down_is_503(tmp_path, redis_url):
     from hookstream_ui import create_app
 
-    broken = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/missing-dir/x.db", "REDIS_URL": redis_url})
+    broken = create_app(
+        {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path}/missing-dir/x.db", "REDIS_URL": redis_url}
+    )
     r = broken.test_client().get("/healthz")
     assert r.status_code == 503 and r.json["database"]["ok"] is False

@@ -1,4 +1,5 @@
 """ANY /v1/ingest/<source_id>: verification, dedup, IP rules, limits, and instant apply."""
+
 from __future__ import annotations
 
 import base64
@@ -27,11 +28,24 @@ def key(ctx):
 
 def webhook(client, key, credentials=None, config=None, collection=None):
     h = {"X-API-Key": key}
-    sid = client.post("/api/v1/source-connections", headers=h, json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": credentials or {"verification_type": "none"},
-        "config": config or {}}).json["sourceConnection"]["id"]
-    body = {"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.data.id",
-            "event_type_field": "$.type", **(collection or {})}
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=h,
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": credentials or {"verification_type": "none"},
+            "config": config or {},
+        },
+    ).json["sourceConnection"]["id"]
+    body = {
+        "name": "Orders",
+        "slug": "orders",
+        "source_id": sid,
+        "primary_key_path": "$.data.id",
+        "event_type_field": "$.type",
+        **(collection or {}),
+    }
     client.post("/v1/collections", headers=h, json=body)
     return sid
 
@@ -80,9 +94,13 @@ def test_each_verification_scheme(client, key, scheme):
 
     tampered = client.post(url, data=TAMPERED, headers=SCHEMES[scheme](BODY), content_type="application/json")
     assert tampered.status_code == 401 and tampered.json["code"] == "invalid_signature"
-    wrong_secret = {"stripe": lambda: SCHEMES["stripe"](BODY, secret="whsec_d3Jvbmc="),
-                    "standard_webhooks": lambda: SCHEMES["standard_webhooks"](BODY, secret="whsec_d3Jvbmc=")}
-    headers = wrong_secret.get(scheme, lambda: {k: v[:-4] + "beef" for k, v in SCHEMES[scheme](BODY).items()})()
+    wrong_secret = {
+        "stripe": lambda: SCHEMES["stripe"](BODY, secret="whsec_d3Jvbmc="),
+        "standard_webhooks": lambda: SCHEMES["standard_webhooks"](BODY, secret="whsec_d3Jvbmc="),
+    }
+    headers = wrong_secret.get(
+        scheme, lambda: {k: v[:-4] + "beef" for k, v in SCHEMES[scheme](BODY).items()}
+    )()
     assert client.post(url, data=BODY, headers=headers, content_type="application/json").status_code == 401
     assert client.post(url, data=BODY, content_type="application/json").status_code == 401  # unsigned
     if scheme in ("stripe", "standard_webhooks"):
@@ -98,31 +116,55 @@ def test_each_verification_scheme(client, key, scheme):
 def test_a_webhook_source_is_connected_once_a_delivery_it_signed_arrives(client, key):
     sid = webhook(client, key, {"verification_type": "hmac_sha256", "signing_secret": SECRET})
     url, h = f"/v1/ingest/{sid}", {"X-API-Key": key}
-    assert client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"] == "pending"
-    assert client.post(url, data=BODY, headers={"X-Signature": "0" * 64}, content_type="application/json"
-                       ).status_code == 401
-    assert client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"] == "pending"
-    assert client.post(url, data=BODY, headers=SCHEMES["hmac_sha256"](BODY), content_type="application/json"
-                       ).status_code == 200
+    assert (
+        client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"]
+        == "pending"
+    )
+    assert (
+        client.post(
+            url, data=BODY, headers={"X-Signature": "0" * 64}, content_type="application/json"
+        ).status_code
+        == 401
+    )
+    assert (
+        client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]["status"]
+        == "pending"
+    )
+    assert (
+        client.post(
+            url, data=BODY, headers=SCHEMES["hmac_sha256"](BODY), content_type="application/json"
+        ).status_code
+        == 200
+    )
     source = client.get(f"/api/v1/source-connections/{sid}", headers=h).json["sourceConnection"]
     assert source["status"] == "connected"
 
 
-@pytest.mark.parametrize("config, headers_for", [
-    ({"dedup_key": "Idempotency-Key"}, lambda i: {"Idempotency-Key": "same"}),
-    ({}, lambda i: {"webhook-id": "msg_same"}),
-    ({"dedup_key": "$.data.id"}, lambda i: {}),
-    ({}, lambda i: {}),  # payload hash
-])
+@pytest.mark.parametrize(
+    "config, headers_for",
+    [
+        ({"dedup_key": "Idempotency-Key"}, lambda i: {"Idempotency-Key": "same"}),
+        ({}, lambda i: {"webhook-id": "msg_same"}),
+        ({"dedup_key": "$.data.id"}, lambda i: {}),
+        ({}, lambda i: {}),  # payload hash
+    ],
+)
 def test_dedup_by_each_key_kind(client, key, config, headers_for):
     sid = webhook(client, key, config={"dedup_window_seconds": 300, **config})
-    first = client.post(f"/v1/ingest/{sid}", data=BODY, headers=headers_for(0), content_type="application/json")
-    second = client.post(f"/v1/ingest/{sid}", data=BODY, headers=headers_for(1), content_type="application/json")
+    first = client.post(
+        f"/v1/ingest/{sid}", data=BODY, headers=headers_for(0), content_type="application/json"
+    )
+    second = client.post(
+        f"/v1/ingest/{sid}", data=BODY, headers=headers_for(1), content_type="application/json"
+    )
     assert first.status_code == second.status_code == 200
     assert second.json["duplicate"] is True and second.json["original_event_id"] == first.json["event_id"]
     assert "duplicate" not in first.json
     events = {e.id: e for e in db.session.scalars(select(Event))}
-    assert events[second.json["event_id"]].status == "duplicate" and events[first.json["event_id"]].status == "applied"
+    assert (
+        events[second.json["event_id"]].status == "duplicate"
+        and events[first.json["event_id"]].status == "applied"
+    )
     assert db.session.get(Collection, db.session.scalar(select(Collection.id))).record_count == 1
 
 
@@ -181,15 +223,24 @@ def test_forwarded_address_is_trusted_only_behind_configured_proxies(client, key
     # No trusted proxy (the default): the header is the client's word, and it is ignored.
     assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": 1}}, headers=spoofed).status_code == 403
     behind_proxy = create_app({"TESTING": True, "TRUSTED_PROXIES": 1}).test_client()
-    assert behind_proxy.post(f"/v1/ingest/{sid}", json={"data": {"id": 1}}, headers=spoofed).status_code == 200
-    assert behind_proxy.post(f"/v1/ingest/{sid}", json={"data": {"id": 2}},
-                             headers={"X-Forwarded-For": "192.0.2.9"}).status_code == 403
+    assert (
+        behind_proxy.post(f"/v1/ingest/{sid}", json={"data": {"id": 1}}, headers=spoofed).status_code == 200
+    )
+    assert (
+        behind_proxy.post(
+            f"/v1/ingest/{sid}", json={"data": {"id": 2}}, headers={"X-Forwarded-For": "192.0.2.9"}
+        ).status_code
+        == 403
+    )
 
 
 def test_unknown_or_non_webhook_source_is_404(client, key):
     assert client.post("/v1/ingest/sc_nope", json={}).status_code == 404
-    stripe = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}}).json
+    stripe = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={"sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}},
+    ).json
     assert client.post(f"/v1/ingest/{stripe['sourceConnection']['id']}", json={}).status_code == 404
 
 
@@ -230,8 +281,10 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     deadline = time.monotonic() + 30
 
     def send(i):
-        return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "at": i,
-                                                                  "data": {"id": f"o{i % 5}", "n": i}})
+        return app.test_client().post(
+            f"/v1/ingest/{sid}", json={"type": "order.updated", "at": i, "data": {"id": f"o{i % 5}", "n": i}}
+        )
+
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(send, range(40)))
     assert {a.status_code for a in answers} == {200}
@@ -243,10 +296,21 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
     assert len(statuses) == 40 and all(o for o in statuses.values())
 
     # A delivery whose sender gave up (past its deadline) is dropped, never stored.
-    stale = {"row": {"id": "evt_stale"}, "apply": True, "reply": "hookstream:ingest:reply:evt_stale",
-             "deadline": time.time() - 1}
-    redis.eval(group_commit.PUSH, 3, group_commit.INBOX + sid, group_commit.READY, group_commit.LISTED,
-               json.dumps(stale), sid)
+    stale = {
+        "row": {"id": "evt_stale"},
+        "apply": True,
+        "reply": "hookstream:ingest:reply:evt_stale",
+        "deadline": time.time() - 1,
+    }
+    redis.eval(
+        group_commit.PUSH,
+        3,
+        group_commit.INBOX + sid,
+        group_commit.READY,
+        group_commit.LISTED,
+        json.dumps(stale),
+        sid,
+    )
     while not redis.hget(group_commit.STATS, "expired"):
         assert time.monotonic() < deadline + 30
         time.sleep(0.05)
@@ -263,7 +327,9 @@ def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, cl
 
 
 def _send_order(app, sid, n):
-    return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{n}", "n": n}})
+    return app.test_client().post(
+        f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{n}", "n": n}}
+    )
 
 
 @contextmanager
@@ -280,8 +346,9 @@ def _writer_held():
 
 
 @pytest.mark.parametrize("mishap", ["writer slower than the socket timeout", "connections dropped"])
-def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, key, workers, mishap,
-                                                                   monkeypatch):
+def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(
+    app, client, key, workers, mishap, monkeypatch
+):
     """A delivery is handed to the writer once: never pushed again by a retry. If the hand-off
     breaks, a delivery the writer has is answered with its outcome, one still waiting is taken
     back and answered 503, and nothing else is stored."""
@@ -325,7 +392,8 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(app, client, 
 
 @pytest.mark.parametrize("writer", ["writer process", "writer thread"])
 def test_a_delivery_the_writer_took_is_answered_with_its_outcome_however_long_it_takes(
-        app, client, key, workers, writer, monkeypatch):
+    app, client, key, workers, writer, monkeypatch
+):
     """A request whose delivery the writer has taken waits for its outcome beyond the usual
     wait, so a 503 never hides a stored event; one not taken by then is withdrawn: 503, and
     it is never stored."""
@@ -359,9 +427,17 @@ def test_events_and_records_api(client, key):
     sid = webhook(client, key)
     h = {"X-API-Key": key}
     for i in range(30):
-        client.post(f"/v1/ingest/{sid}", json={"type": "order.created" if i % 2 else "order.paid",
-                                               "data": {"id": f"o{i:02d}", "status": "open" if i < 10 else "done",
-                                                        "email": f"user{i}@example.com"}})
+        client.post(
+            f"/v1/ingest/{sid}",
+            json={
+                "type": "order.created" if i % 2 else "order.paid",
+                "data": {
+                    "id": f"o{i:02d}",
+                    "status": "open" if i < 10 else "done",
+                    "email": f"user{i}@example.com",
+                },
+            },
+        )
     events = client.get("/v1/events?limit=10", headers=h).json
     assert len(events["events"]) == 10 and events["has_more"] is True
     detail = client.get(f"/v1/events/{events['events'][0]['id']}", headers=h).json["event"]
@@ -372,17 +448,24 @@ def test_events_and_records_api(client, key):
 
     seen, cursor = [], None
     while True:
-        page = client.get("/v1/collections/orders/records", query_string={"limit": 7, **({"cursor": cursor} if cursor else {})},
-                          headers=h).json
+        page = client.get(
+            "/v1/collections/orders/records",
+            query_string={"limit": 7, **({"cursor": cursor} if cursor else {})},
+            headers=h,
+        ).json
         seen += [r["record_key"] for r in page["records"]]
         if not page["has_more"]:
             break
         cursor = page["next_cursor"]
     assert sorted(seen) == [f"o{i:02d}" for i in range(30)] and len(seen) == 30
-    by = lambda **q: sorted(r["record_key"] for r in client.get("/v1/collections/orders/records", query_string=q,
-                                                                  headers=h).json["records"])
+    by = lambda **q: sorted(
+        r["record_key"]
+        for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
+    )
     assert by(**{"filter[data.status]": "open"}) == [f"o{i:02d}" for i in range(10)]
-    assert by(event_type="order.paid", **{"filter[data.status]": "open"}) == [f"o{i:02d}" for i in range(0, 10, 2)]
+    assert by(event_type="order.paid", **{"filter[data.status]": "open"}) == [
+        f"o{i:02d}" for i in range(0, 10, 2)
+    ]
     assert by(search="user17@") == ["o17"]
     r = client.get("/v1/collections/orders/records", query_string={"filter[bad path!]": "x"}, headers=h)
     assert r.status_code == 400 and "filter[bad path!]" in r.json["errors"]
@@ -393,8 +476,10 @@ def test_events_and_records_api(client, key):
     assert client.get("/v1/collections/orders", headers=h).json["collection"]["record_count"] == 29
 
 
-@pytest.mark.parametrize("query", ["", "source_id={sid}", "status=failed", "status=applied&source_id={sid}",
-                                   "search=user1", "cursor"])
+@pytest.mark.parametrize(
+    "query",
+    ["", "source_id={sid}", "status=failed", "status=applied&source_id={sid}", "search=user1", "cursor"],
+)
 def test_every_events_page_is_read_in_list_order_from_an_index(client, key, query):
     """A page of events never sorts the environment's events: the newest page of a large
     log would otherwise cost as much as reading it all."""
@@ -411,6 +496,7 @@ def test_every_events_page_is_read_in_list_order_from_an_index(client, key, quer
     def capture(_conn, _cursor, statement, parameters, _context, _many):
         if "FROM events" in statement and "ORDER BY" in statement:
             statements.append((statement, parameters))
+
     sa_event.listen(db.engine, "before_cursor_execute", capture)
     try:
         assert client.get(f"/v1/events?{query.format(sid=sid)}", headers=h).status_code == 200
@@ -419,12 +505,15 @@ def test_every_events_page_is_read_in_list_order_from_an_index(client, key, quer
     ((statement, parameters),) = statements
     with db.engine.connect() as connection:
         if connection.dialect.name == "sqlite":
-            plan = " | ".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
-                                                                            parameters))
+            plan = " | ".join(
+                row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
             assert "USING INDEX ix_events_" in plan and "TEMP B-TREE" not in plan, plan
         else:
             connection.exec_driver_sql("SET enable_sort = off")  # only an index can then give the order
-            plan = " | ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+            plan = " | ".join(
+                row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+            )
             assert "ix_events_" in plan and "Sort" not in plan, plan
 
 
@@ -444,12 +533,27 @@ def test_events_keep_through_the_index_migration_and_go_with_their_organization(
 
     downgrade(revision="0008")
     try:  # an event written under the old schema (in SQL: the app expects the newest one)
-        db.session.execute(Event.__table__.insert().values(
-            id="evt_old", org_id=db.session.scalar(select(Collection.org_id)),
-            env_id=db.session.scalar(select(Collection.env_id)), source_id=sid, method="POST", headers={}, query={},
-            body='{"data": {"id": "o3"}}', body_encoding="utf-8", size=22, received_at=utcnow(),
-            verification="skipped", duplicate=False, status="applied", outcomes={}, created_at=utcnow(),
-            updated_at=utcnow()))
+        db.session.execute(
+            Event.__table__.insert().values(
+                id="evt_old",
+                org_id=db.session.scalar(select(Collection.org_id)),
+                env_id=db.session.scalar(select(Collection.env_id)),
+                source_id=sid,
+                method="POST",
+                headers={},
+                query={},
+                body='{"data": {"id": "o3"}}',
+                body_encoding="utf-8",
+                size=22,
+                received_at=utcnow(),
+                verification="skipped",
+                duplicate=False,
+                status="applied",
+                outcomes={},
+                created_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
         db.session.commit()
     finally:
         upgrade()
@@ -468,12 +572,21 @@ def test_schema_stats_and_export_round_trip(client, key):
     import io
 
     from hookstream_ui.services import records as record_svc
+
     sid = webhook(client, key)
     h = {"X-API-Key": key}
     original = {}
     for i in range(25):
-        body = {"type": "order.created", "data": {"id": f"o{i:03d}", "total": i * 1.5, "paid": i % 2 == 0,
-                                                  "tags": ["a", "b"], "note": None if i % 5 else "x,\"quoted\"\nline"}}
+        body = {
+            "type": "order.created",
+            "data": {
+                "id": f"o{i:03d}",
+                "total": i * 1.5,
+                "paid": i % 2 == 0,
+                "tags": ["a", "b"],
+                "note": None if i % 5 else 'x,"quoted"\nline',
+            },
+        }
         if i % 4 == 0:
             body["data"]["coupon"] = "SAVE"
         client.post(f"/v1/ingest/{sid}", json=body)
@@ -495,18 +608,24 @@ def test_schema_stats_and_export_round_trip(client, key):
     try:
         nd = client.get("/v1/collections/orders/export?format=ndjson", headers=h)
         assert nd.status_code == 200 and nd.mimetype == "application/x-ndjson"
-        back = {json.loads(line)["record_key"]: json.loads(line)["data"] for line in nd.get_data(as_text=True).splitlines()}
+        back = {
+            json.loads(line)["record_key"]: json.loads(line)["data"]
+            for line in nd.get_data(as_text=True).splitlines()
+        }
         assert back == original
         csv_response = client.get("/v1/collections/orders/export?format=csv", headers=h)
         rows = list(csv.DictReader(io.StringIO(csv_response.get_data(as_text=True))))
         # One column per flattened field, nested objects as dotted names; arrays as JSON.
-        assert {r["record_key"]: r["data.total"] for r in rows} == {k: json.dumps(v["data"]["total"])
-                                                                         for k, v in original.items()}
+        assert {r["record_key"]: r["data.total"] for r in rows} == {
+            k: json.dumps(v["data"]["total"]) for k, v in original.items()
+        }
         assert {r["data.tags"] for r in rows} == {'["a","b"]'} and rows[0]["data.paid"] == "true"
         assert {r["record_key"]: r["data.note"] for r in rows} == {
-            k: v["data"]["note"] or "" for k, v in original.items()}
+            k: v["data"]["note"] or "" for k, v in original.items()
+        }
         assert {r["record_key"]: r["data.coupon"] for r in rows} == {
-            k: v["data"].get("coupon", "") for k, v in original.items()}
+            k: v["data"].get("coupon", "") for k, v in original.items()
+        }
     finally:
         record_svc.EXPORT_CHUNK = 1000
     assert client.get("/v1/collections/orders/export?format=xml", headers=h).status_code == 400
@@ -518,14 +637,23 @@ def test_backfill_replays_stored_events_and_resumes(app, client, key, workers, m
     sid = webhook(client, key)
     h = {"X-API-Key": key}
     for i in range(1200):
-        client.post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{i % 1000:04d}", "n": i}})
+        client.post(
+            f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{i % 1000:04d}", "n": i}}
+        )
     # A second collection on the same source, created after the events arrived, starts empty.
-    client.post("/v1/collections", headers=h, json={"name": "Late orders", "slug": "late", "source_id": sid,
-                                                    "primary_key_path": "$.data.id"})
+    client.post(
+        "/v1/collections",
+        headers=h,
+        json={"name": "Late orders", "slug": "late", "source_id": sid, "primary_key_path": "$.data.id"},
+    )
     assert client.get("/v1/collections/late", headers=h).json["collection"]["record_count"] == 0
     [worker] = workers(1, SYNC_BATCH_SIZE="20")
     r = client.post("/v1/collections/late/backfill", headers=h)
-    assert r.status_code == 202 and r.json["backfill"]["status"] == "pending" and r.json["backfill"]["total"] == 1200
+    assert (
+        r.status_code == 202
+        and r.json["backfill"]["status"] == "pending"
+        and r.json["backfill"]["total"] == 1200
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         state = client.get("/v1/collections/late/backfill", headers=h).json["backfill"]
@@ -563,10 +691,14 @@ def test_field_filters_match_strings_and_numbers(client, key):
     sid = webhook(client, key)
     h = {"X-API-Key": key}
     for i, (status, qty, flag) in enumerate([("open", 1, True), ("open", 2, False), ("done", 1, True)]):
-        client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"k{i}", "status": status, "qty": qty, "flag": flag,
-                                                        "code": "007"}})
-    keys = lambda **q: sorted(r["record_key"] for r in client.get("/v1/collections/orders/records", query_string=q,
-                                                                  headers=h).json["records"])
+        client.post(
+            f"/v1/ingest/{sid}",
+            json={"data": {"id": f"k{i}", "status": status, "qty": qty, "flag": flag, "code": "007"}},
+        )
+    keys = lambda **q: sorted(
+        r["record_key"]
+        for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
+    )
     assert keys(**{"filter[data.status]": "open"}) == ["k0", "k1"]
     assert keys(**{"filter[data.qty]": "1"}) == ["k0", "k2"]
     assert keys(**{"filter[data.flag]": "true"}) == ["k0", "k2"]
@@ -575,8 +707,15 @@ def test_field_filters_match_strings_and_numbers(client, key):
     assert keys(**{"filter[data.missing]": "x"}) == []
 
 
-@pytest.mark.parametrize("query", ["filter[data.status]=open", "filter[data.status]=rare", "search=user1",
-                                   "event_type=order.paid&filter[data.n]=3"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "filter[data.status]=open",
+        "filter[data.status]=rare",
+        "search=user1",
+        "event_type=order.paid&filter[data.n]=3",
+    ],
+)
 def test_newest_window_gives_the_same_pages_as_a_full_search(client, key, monkeypatch, query):
     """Filtered listing first walks the newest records only; whether it answers from there or
     falls back to the whole collection, every page must be exactly the full search's."""
@@ -586,9 +725,13 @@ def test_newest_window_gives_the_same_pages_as_a_full_search(client, key, monkey
     h = {"X-API-Key": key}
     for i in range(40):
         status = "rare" if i in (2, 35) else ("open" if i % 2 else "done")
-        client.post(f"/v1/ingest/{sid}", json={"type": "order.paid" if i % 3 else "order.created",
-                                               "data": {"id": f"o{i:02d}", "n": i % 5, "status": status,
-                                                        "email": f"user{i}@example.com"}})
+        client.post(
+            f"/v1/ingest/{sid}",
+            json={
+                "type": "order.paid" if i % 3 else "order.created",
+                "data": {"id": f"o{i:02d}", "n": i % 5, "status": status, "email": f"user{i}@example.com"},
+            },
+        )
 
     def all_pages():
         keys, cursor = [], None
@@ -604,7 +747,9 @@ def test_newest_window_gives_the_same_pages_as_a_full_search(client, key, monkey
     indexed = all_pages()
     monkeypatch.setattr(record_svc, "WINDOW", 6)
     assert all_pages() == indexed and indexed
-    monkeypatch.setattr(record_svc.search_index, "candidates", lambda words: None)  # no word index: a full scan
+    monkeypatch.setattr(
+        record_svc.search_index, "candidates", lambda words: None
+    )  # no word index: a full scan
     assert all_pages() == indexed
 
 
@@ -623,27 +768,38 @@ def test_backfill_button_starts_a_backfill_shown_live(app, client, key):
     db.session.refresh(collection)
     assert collection.backfill_status in ("pending", "running") and collection.backfill_total == 1
     live = browser.get("/collections/orders/_live", headers={"HX-Request": "true"})
-    assert live.status_code == 200 and "Backfill · " in live.get_data(as_text=True) and "every 2s" in live.get_data(as_text=True)
-    again = browser.post("/collections/orders/backfill", data={"csrf_token": csrf_token(browser)},
-                         follow_redirects=True)
+    assert (
+        live.status_code == 200
+        and "Backfill · " in live.get_data(as_text=True)
+        and "every 2s" in live.get_data(as_text=True)
+    )
+    again = browser.post(
+        "/collections/orders/backfill", data={"csrf_token": csrf_token(browser)}, follow_redirects=True
+    )
     assert "already" in again.get_data(as_text=True) or "running" in again.get_data(as_text=True)
 
 
 # --- remembered sources: a change made by any process is seen by the next delivery ---------
 
+
 def _change_source(sid, **columns):
     """Change a source behind this process's back, as another web process or an admin would."""
     from hookstream_ui.models import SourceConnection
 
-    db.session.execute(SourceConnection.__table__.update().where(SourceConnection.__table__.c.id == sid)
-                       .values(**columns))
+    db.session.execute(
+        SourceConnection.__table__.update().where(SourceConnection.__table__.c.id == sid).values(**columns)
+    )
     db.session.commit()
 
 
 def _send_signed(client, sid, body, secret=SECRET, headers=None):
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return client.post(f"/v1/ingest/{sid}", data=body, content_type="application/json",
-                       headers={"X-Signature": sig, **(headers or {})})
+    return client.post(
+        f"/v1/ingest/{sid}",
+        data=body,
+        content_type="application/json",
+        headers={"X-Signature": sig, **(headers or {})},
+    )
 
 
 @pytest.fixture(params=["thread", "writer process"])
@@ -663,8 +819,12 @@ def test_a_new_secret_is_used_by_the_next_delivery(client, key, writer_kind):
 
     sid = webhook(client, key, {"verification_type": "hmac_sha256", "signing_secret": SECRET})
     assert _send_signed(client, sid, BODY).status_code == 200  # the source is now remembered
-    _change_source(sid, credentials_encrypted=secrets.encrypt(
-        {"verification_type": "hmac_sha256", "signing_secret": "whsec_the-new-one"}))
+    _change_source(
+        sid,
+        credentials_encrypted=secrets.encrypt(
+            {"verification_type": "hmac_sha256", "signing_secret": "whsec_the-new-one"}
+        ),
+    )
     second = json.dumps({"type": "order.created", "data": {"id": "o2"}}).encode()
     answer = _send_signed(client, sid, second, secret="whsec_the-new-one")
     assert answer.status_code == 200, answer.json
@@ -681,8 +841,11 @@ def test_a_deleted_source_or_suspended_org_refuses_the_next_delivery(client, key
     sid = webhook(client, key)
     assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": "a"}}).status_code == 200
     org_id = db.session.get(SourceConnection, sid).org_id
-    db.session.execute(Org.__table__.update().where(Org.__table__.c.id == org_id)
-                       .values(suspended_at=db.func.now(), suspended_reason="unpaid"))
+    db.session.execute(
+        Org.__table__.update()
+        .where(Org.__table__.c.id == org_id)
+        .values(suspended_at=db.func.now(), suspended_reason="unpaid")
+    )
     db.session.commit()
     refused = client.post(f"/v1/ingest/{sid}", json={"data": {"id": "b"}})
     assert refused.status_code == 403 and "unpaid" in str(refused.json), refused.json
@@ -720,8 +883,9 @@ def test_a_delivery_sent_back_is_not_its_own_duplicate(client, key, writer_kind)
 def test_a_dedup_key_is_checked_when_set_and_a_bad_stored_one_breaks_nothing(client, key, writer_kind):
     sid = webhook(client, key, config={"dedup_window_seconds": 60})
     for bad in ("$[", "$.a[?(", "Not A Header"):
-        r = client.put(f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key},
-                       json={"dedup_key": bad})
+        r = client.put(
+            f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key}, json={"dedup_key": bad}
+        )
         assert r.status_code == 400 and set(r.json["errors"]) == {"dedup_key"}, r.json
     assert client.post(f"/v1/ingest/{sid}", json={"id": "e1", "data": {"id": "a"}}).status_code == 200
     # Stored before it was checked (or written around the check): deliveries still work.
@@ -729,8 +893,9 @@ def test_a_dedup_key_is_checked_when_set_and_a_bad_stored_one_breaks_nothing(cli
     answer = client.post(f"/v1/ingest/{sid}", json={"id": "e1", "data": {"id": "b"}})
     assert answer.status_code == 200 and "duplicate" not in answer.json, answer.json
     # Fixed through the API: this process's remembered copy is replaced before the next delivery.
-    fixed = client.put(f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key},
-                       json={"dedup_key": "$.id"})
+    fixed = client.put(
+        f"/api/v1/source-connections/{sid}/config", headers={"X-API-Key": key}, json={"dedup_key": "$.id"}
+    )
     assert fixed.status_code == 200, fixed.json
     first = client.post(f"/v1/ingest/{sid}", json={"id": "e2", "data": {"id": "c"}})
     again = client.post(f"/v1/ingest/{sid}", json={"id": "e2", "data": {"id": "d"}})
@@ -747,8 +912,10 @@ def test_text_searches_take_percent_and_underscore_literally(client, key):
 
     def events(term):
         found = client.get("/v1/events", query_string={"search": term}, headers=h).json["events"]
-        return sorted(json.loads(client.get(f"/v1/events/{e['id']}", headers=h).json["event"]["body"])["data"]["id"]
-                      for e in found)
+        return sorted(
+            json.loads(client.get(f"/v1/events/{e['id']}", headers=h).json["event"]["body"])["data"]["id"]
+            for e in found
+        )
 
     assert events("cus_1") == ["a"]
     assert events("50%") == ["c"]
@@ -764,7 +931,15 @@ def test_text_searches_take_percent_and_underscore_literally(client, key):
 
     assert records("_1") == ["a"] and records("cus_1") == ["a"]  # not "cusx1"
     assert records("50%") == ["c"]
-    client.post("/v1/collections", headers=h, json={"name": "Plain", "slug": "plain", "primary_key_path": "$.id"})
-    names = lambda term: [c["slug"] for c in client.get("/v1/collections", query_string={"search": term},  # noqa: E731
-                                                        headers=h).json["collections"]]
+    client.post(
+        "/v1/collections", headers=h, json={"name": "Plain", "slug": "plain", "primary_key_path": "$.id"}
+    )
+    names = lambda term: [
+        c["slug"]
+        for c in client.get(
+            "/v1/collections",
+            query_string={"search": term},
+            headers=h,
+        ).json["collections"]
+    ]
     assert names("_") == [] and names("orders") == ["orders"]

@@ -1,5 +1,6 @@
 """Ingest when things go wrong: answers that failed, a writer killed, Redis gone, one source
 flooding the writer, records with a history."""
+
 from __future__ import annotations
 
 import json
@@ -35,12 +36,15 @@ def short_waits(monkeypatch):
 
 def send(app, sid, n, idempotency=None):
     headers = {"Idempotency-Key": idempotency} if idempotency else {}
-    return app.test_client().post(f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{n}", "n": n}},
-                                  headers=headers)
+    return app.test_client().post(
+        f"/v1/ingest/{sid}", json={"type": "order.updated", "data": {"id": f"o{n}", "n": n}}, headers=headers
+    )
 
 
 @pytest.mark.parametrize("writer", ["writer process", "writer thread"])
-def test_a_retry_after_a_503_is_applied_not_called_a_duplicate(app, client, key, workers, writer, short_waits):
+def test_a_retry_after_a_503_is_applied_not_called_a_duplicate(
+    app, client, key, workers, writer, short_waits
+):
     """The dedup claim was taken before the event was stored and never released: the sender's
     retry was answered `duplicate` of an event that did not exist, and never applied."""
     sid = webhook(client, key)
@@ -64,12 +68,11 @@ def test_a_retry_after_a_503_is_applied_not_called_a_duplicate(app, client, key,
 def test_a_retry_after_the_writer_was_killed_is_applied(app, client, key, workers, short_waits):
     sid = webhook(client, key)
     writer = _start_writer(workers)
-    with ThreadPoolExecutor(1) as pool:
-        with _writer_held():
-            lost = pool.submit(send, app, sid, 1, "delivery-1")
-            time.sleep(0.7)  # taken by the writer, which now waits for the lock
-            os.killpg(writer.pid, signal.SIGKILL)
-            assert lost.result(timeout=30).status_code == 503
+    with ThreadPoolExecutor(1) as pool, _writer_held():
+        lost = pool.submit(send, app, sid, 1, "delivery-1")
+        time.sleep(0.7)  # taken by the writer, which now waits for the lock
+        os.killpg(writer.pid, signal.SIGKILL)
+        assert lost.result(timeout=30).status_code == 503
     writer.wait(10)
     retry = send(app, sid, 1, "delivery-1")  # no writer now: this web process writes for itself
     assert retry.status_code == 200 and "duplicate" not in retry.json, retry.json
@@ -86,8 +89,9 @@ def test_ingest_needs_no_redis(app, client, key, short_waits, redis_down):
     assert records()["o1"]["data"]["n"] == 1
 
 
-def test_a_writer_process_lost_with_redis_falls_back_to_the_web_process(app, client, key, workers, short_waits,
-                                                                         request):
+def test_a_writer_process_lost_with_redis_falls_back_to_the_web_process(
+    app, client, key, workers, short_waits, request
+):
     from hookstream_ui.services import group_commit
 
     sid = webhook(client, key)
@@ -101,15 +105,44 @@ def test_a_writer_process_lost_with_redis_falls_back_to_the_web_process(app, cli
 
 def _message(source_id, n):
     source = db.session.get(SourceConnection, source_id)
-    row = {"id": new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source_id,
-           "method": "POST", "headers": {}, "query": {}, "body": json.dumps({"data": {"id": f"k{n}"}}),
-           "body_encoding": "utf-8", "content_type": "application/json", "size": 20, "source_ip": None,
-           "received_at": utcnow().isoformat(), "verification": "skipped", "verification_error": None,
-           "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
-           "outcomes": {}}
+    row = {
+        "id": new_id("evt"),
+        "org_id": source.org_id,
+        "env_id": source.env_id,
+        "source_id": source_id,
+        "method": "POST",
+        "headers": {},
+        "query": {},
+        "body": json.dumps({"data": {"id": f"k{n}"}}),
+        "body_encoding": "utf-8",
+        "content_type": "application/json",
+        "size": 20,
+        "source_ip": None,
+        "received_at": utcnow().isoformat(),
+        "verification": "skipped",
+        "verification_error": None,
+        "dedup_key": None,
+        "duplicate": False,
+        "duplicate_of": None,
+        "status": "applied",
+        "error": None,
+        "outcomes": {},
+    }
     reply = f"hookstream:ingest:reply:{row['id']}"
-    return row["id"], reply, json.dumps({"row": row, "apply": True, "version": None, "dedup": None,
-                                         "reply": reply, "deadline": time.time() + 60})
+    return (
+        row["id"],
+        reply,
+        json.dumps(
+            {
+                "row": row,
+                "apply": True,
+                "version": None,
+                "dedup": None,
+                "reply": reply,
+                "deadline": time.time() + 60,
+            }
+        ),
+    )
 
 
 def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers):
@@ -121,15 +154,24 @@ def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers
 
     flood = webhook(client, key)
     other_key = make_key(production(org_of(make_user("other@example.com"))))
-    other = client.post("/api/v1/source-connections", headers={"X-API-Key": other_key}, json={
-        "sourceShortName": "webhook", "name": "Victim", "credentials": {"verification_type": "none"}}).json[
-        "sourceConnection"]["id"]
+    other = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": other_key},
+        json={"sourceShortName": "webhook", "name": "Victim", "credentials": {"verification_type": "none"}},
+    ).json["sourceConnection"]["id"]
     redis = get_redis()
     _start_writer(workers)
 
     def push(source_id, raw):
-        redis.eval(group_commit.PUSH, 3, group_commit.INBOX + source_id, group_commit.READY, group_commit.LISTED,
-                   raw, source_id)
+        redis.eval(
+            group_commit.PUSH,
+            3,
+            group_commit.INBOX + source_id,
+            group_commit.READY,
+            group_commit.LISTED,
+            raw,
+            source_id,
+        )
 
     with _writer_held():
         first = _message(flood, 0)
@@ -193,8 +235,17 @@ def test_a_delivery_found_a_duplicate_by_a_failed_attempt_is_judged_again(app, c
     source = db.session.get(SourceConnection, sid)
 
     def delivery(n):
-        row = {"id": new_id("evt"), "source_id": sid, "org_id": source.org_id, "env_id": source.env_id,
-               "status": "applied", "error": None, "duplicate": False, "duplicate_of": None, "received_at": utcnow()}
+        row = {
+            "id": new_id("evt"),
+            "source_id": sid,
+            "org_id": source.org_id,
+            "env_id": source.env_id,
+            "status": "applied",
+            "error": None,
+            "duplicate": False,
+            "duplicate_of": None,
+            "received_at": utcnow(),
+        }
         return Delivery(row, {"data": {"id": f"o{n}"}}, None, ("same-key-hash", 300))
 
     original, copy = delivery(1), delivery(2)
@@ -220,8 +271,11 @@ def test_the_record_page_finds_its_events_by_key(app, client, key, monkeypatch):
     monkeypatch.setattr(documents, "loads", lambda text: parsed.append(1) or real(text))
     page = client.get("/collections/orders/records/o0").get_data(as_text=True)
     assert parsed == []  # no event body was read to find them
-    mine = [e.id for e in db.session.scalars(select(Event).order_by(Event.received_at.desc()))
-            if '"o0"' in (e.body or "")]
+    mine = [
+        e.id
+        for e in db.session.scalars(select(Event).order_by(Event.received_at.desc()))
+        if '"o0"' in (e.body or "")
+    ]
     assert len(mine) == 3 and all(event_id in page for event_id in mine)
     assert all(e not in page for e in db.session.scalars(select(Event.id)) if e not in mine)
     assert db.session.scalar(select(Record).where(Record.record_key == "o0")) is not None
@@ -239,11 +293,16 @@ def test_what_needs_redis_waits_for_it_in_the_database(app, client, key, redis_d
 
     sid = webhook(client, key)
     h = {"X-API-Key": key}
-    pull_source = client.post("/api/v1/source-connections", headers=h, json={
-        "sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}}).json[
-        "sourceConnection"]["id"]
-    client.post("/v1/collections", headers=h, json={"name": "Stripe c", "source_id": pull_source,
-                                                    "primary_key_path": "$.id"})
+    pull_source = client.post(
+        "/api/v1/source-connections",
+        headers=h,
+        json={"sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}},
+    ).json["sourceConnection"]["id"]
+    client.post(
+        "/v1/collections",
+        headers=h,
+        json={"name": "Stripe c", "source_id": pull_source, "primary_key_path": "$.id"},
+    )
     started = client.post(f"/api/v1/source-connections/{pull_source}/run", headers=h, json={})
     assert started.status_code == 200, started.json
     backfill = client.post("/v1/collections/orders/backfill", headers=h)
@@ -261,8 +320,12 @@ def test_what_needs_redis_waits_for_it_in_the_database(app, client, key, redis_d
     from hookstream_ui.sync.backfill import REPLAY_JOB
 
     orders = db.session.scalar(select(Collection.id).where(Collection.slug == "orders"))
-    finished = Job.create("hookstream_ui.sync.backfill.replay_events", args=[orders], id=f"{REPLAY_JOB}{orders}",
-                          connection=get_redis())  # an earlier replay's job, done: it holds the id
+    finished = Job.create(
+        "hookstream_ui.sync.backfill.replay_events",
+        args=[orders],
+        id=f"{REPLAY_JOB}{orders}",
+        connection=get_redis(),
+    )  # an earlier replay's job, done: it holds the id
     finished.set_status(JobStatus.FINISHED)
     finished.save()
     past = utcnow() - timedelta(minutes=5)
@@ -271,7 +334,9 @@ def test_what_needs_redis_waits_for_it_in_the_database(app, client, key, redis_d
     db.session.commit()
     ticked = scheduler.tick()
     assert ticked["requeued"] == [started.json["syncId"]]
-    assert ticked["backfills"] == [db.session.scalar(select(Collection.id).where(Collection.slug == "orders"))]
+    assert ticked["backfills"] == [
+        db.session.scalar(select(Collection.id).where(Collection.slug == "orders"))
+    ]
     assert sid
 
 

@@ -3,6 +3,7 @@
 The route list comes from the app itself, so a new endpoint with an id in its path is
 covered the day it is added (and fails here until its parameter is mapped below).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -19,31 +20,62 @@ def two_tenants(app, ctx):
     a_source = make_source(a_env)
     a_key, a_raw = api_keys.create_key(a_env, "alice key", alice)
     client = app.test_client()
-    client.post("/v1/collections", json={"name": "Alice users", "slug": "alice-users", "source_id": a_source.id,
-                                         "primary_key_path": "$.id"}, headers={"X-API-Key": a_raw})
+    client.post(
+        "/v1/collections",
+        json={
+            "name": "Alice users",
+            "slug": "alice-users",
+            "source_id": a_source.id,
+            "primary_key_path": "$.id",
+        },
+        headers={"X-API-Key": a_raw},
+    )
     from hookstream_ui.models import SyncRun, db
+
     delivered = client.post(f"/v1/ingest/{a_source.id}", json={"id": "alice-1", "name": "Alice"})
     assert delivered.status_code == 200, delivered.json
-    a_pull = client.post("/api/v1/source-connections", headers={"X-API-Key": a_raw}, json={
-        "sourceShortName": "stripe", "name": "Alice Stripe", "credentials": {"secret_key": "sk_test_alice"}}
+    a_pull = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": a_raw},
+        json={
+            "sourceShortName": "stripe",
+            "name": "Alice Stripe",
+            "credentials": {"secret_key": "sk_test_alice"},
+        },
     ).json["sourceConnection"]["id"]
-    a_run = SyncRun(org_id=a_env.org_id, env_id=a_env.id, source_id=a_source.id, status="completed", cursor={},
-                    skip_reasons={})
+    a_run = SyncRun(
+        org_id=a_env.org_id,
+        env_id=a_env.id,
+        source_id=a_source.id,
+        status="completed",
+        cursor={},
+        skip_reasons={},
+    )
     db.session.add(a_run)
     db.session.commit()
     from hookstream_ui.models import Invitation
     from hookstream_ui.models.base import utcnow
 
-    invitation = Invitation(org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64,
-                            expires_at=utcnow())
+    invitation = Invitation(
+        org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64, expires_at=utcnow()
+    )
     db.session.add(invitation)
     db.session.commit()
     bob = make_user("bob@example.com")
     b_env = production(org_of(bob))
     return {
-        "a_ids": {"ident": "alice-users", "key_id": a_key.id, "source_id": a_source.id, "run_id": a_run.id,
-                  "sync_id": a_pull, "event_id": delivered.json["event_id"], "key": "alice-1",
-                  "env_id": a_env.id, "user_id": alice.id, "invitation_id": invitation.id},
+        "a_ids": {
+            "ident": "alice-users",
+            "key_id": a_key.id,
+            "source_id": a_source.id,
+            "run_id": a_run.id,
+            "sync_id": a_pull,
+            "event_id": delivered.json["event_id"],
+            "key": "alice-1",
+            "env_id": a_env.id,
+            "user_id": alice.id,
+            "invitation_id": invitation.id,
+        },
         "a_raw": a_raw,
         "b_raw": make_key(b_env),
         "a_staging_raw": make_key(add_env(org_of(alice), "staging")),
@@ -84,7 +116,9 @@ def test_every_scoped_route_hides_other_tenants(app, two_tenants, other):
         if other == "a_staging_raw" and rule.arguments & ORG_LEVEL_PARAMS:
             continue
         path = fill(rule, two_tenants["a_ids"])
-        r = api.open(path, method=method, json={"name": "Hijacked"}, headers={"X-API-Key": two_tenants[other]})
+        r = api.open(
+            path, method=method, json={"name": "Hijacked"}, headers={"X-API-Key": two_tenants[other]}
+        )
         if r.status_code == 403 and "signed-in session" in r.json["error"]:
             r = session.open(path, method=method, json={"name": "Hijacked"}, headers={"X-CSRFToken": token})
         assert r.status_code == 404, (method, path, r.status_code, r.json)
@@ -97,13 +131,17 @@ def test_lists_only_show_the_callers_environment(app, two_tenants):
     api = app.test_client()
     for raw in (two_tenants["b_raw"], two_tenants["a_staging_raw"]):
         assert api.get("/v1/collections", headers={"X-API-Key": raw}).json["collections"] == []
-    assert len(api.get("/v1/collections", headers={"X-API-Key": two_tenants["a_raw"]}).json["collections"]) == 1
+    assert (
+        len(api.get("/v1/collections", headers={"X-API-Key": two_tenants["a_raw"]}).json["collections"]) == 1
+    )
 
 
 def test_cannot_bind_another_tenants_source(app, two_tenants):
-    r = app.test_client().post("/v1/collections", json={"name": "Sneaky", "source_id": two_tenants["a_ids"]["source_id"],
-                                                        "primary_key_path": "$.id"},
-                               headers={"X-API-Key": two_tenants["b_raw"]})
+    r = app.test_client().post(
+        "/v1/collections",
+        json={"name": "Sneaky", "source_id": two_tenants["a_ids"]["source_id"], "primary_key_path": "$.id"},
+        headers={"X-API-Key": two_tenants["b_raw"]},
+    )
     assert r.status_code == 404 and r.json["error"] == "Source not found"
 
 
@@ -111,8 +149,13 @@ def test_dashboard_hides_other_tenants(app, two_tenants):
     make_user("carol@example.com")
     client = app.test_client()
     login(client, "carol@example.com")
-    for path in ("/collections/alice-users", "/collections/alice-users/edit", "/collections/alice-users/delete",
-                 "/collections/alice-users/_records", "/collections/alice-users/_schema"):
+    for path in (
+        "/collections/alice-users",
+        "/collections/alice-users/edit",
+        "/collections/alice-users/delete",
+        "/collections/alice-users/_records",
+        "/collections/alice-users/_schema",
+    ):
         assert client.get(path).status_code == 404, path
     assert "Alice users" not in client.get("/collections").get_data(as_text=True)
 
@@ -124,13 +167,15 @@ def test_dashboard_forms_cannot_reach_another_orgs_team_or_projects(app, two_ten
     client = app.test_client()
     login(client, "dave@example.com")
     ids = two_tenants["a_ids"]
-    for path, data in ((f"/settings/team/{ids['user_id']}/remove", {}),
-                       (f"/settings/team/{ids['user_id']}/role", {"role": "viewer"}),
-                       (f"/settings/team/invitations/{ids['invitation_id']}/revoke", {}),
-                       (f"/settings/projects/{ids['env_id']}/rename", {"name": "Hijacked"}),
-                       ("/switch-project", {"env_id": ids["env_id"]}),
-                       ("/switch-to", {"env_id": ids["env_id"], "next": "/"}),
-                       ("/switch-org", {"org_id": org_of_env(ids["env_id"])})):
+    for path, data in (
+        (f"/settings/team/{ids['user_id']}/remove", {}),
+        (f"/settings/team/{ids['user_id']}/role", {"role": "viewer"}),
+        (f"/settings/team/invitations/{ids['invitation_id']}/revoke", {}),
+        (f"/settings/projects/{ids['env_id']}/rename", {"name": "Hijacked"}),
+        ("/switch-project", {"env_id": ids["env_id"]}),
+        ("/switch-to", {"env_id": ids["env_id"], "next": "/"}),
+        ("/switch-org", {"org_id": org_of_env(ids["env_id"])}),
+    ):
         r = client.post(path, data={**data, "csrf_token": csrf_token(client)})
         assert r.status_code == 404, (path, r.status_code)
 

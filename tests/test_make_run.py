@@ -1,4 +1,5 @@
 """`make run` smoke test: start it for real, see a live worker, stop it, leave nothing behind."""
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,14 @@ class MakeRun:
         self.log_path = log
         self.log = open(log, "ab")
         # Its own session, like a terminal's foreground job: Ctrl-C goes to the whole group.
-        self.proc = subprocess.Popen(["make", "-s", "run", f"VENV={sys.prefix}"], cwd=ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["make", "-s", "run", f"VENV={sys.prefix}"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -91,8 +98,12 @@ class MakeRun:
         for p in self.descendants():
             with contextlib.suppress(psutil.NoSuchProcess):  # gone meanwhile
                 parent = p.parent()
-                if ("worker" in p.cmdline() and "flask" in " ".join(p.cmdline()) and parent is not None
-                        and "hookstream_ui.runner" in " ".join(parent.cmdline())):
+                if (
+                    "worker" in p.cmdline()
+                    and "flask" in " ".join(p.cmdline())
+                    and parent is not None
+                    and "hookstream_ui.runner" in " ".join(parent.cmdline())
+                ):
                     found.append(p)
         return found
 
@@ -159,10 +170,21 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["INSTANCE_PATH"] = str(instance)
     flask = [sys.executable, "-m", "flask", "--app", "app"]
-    subprocess.run(flask + ["create-user", "ops@example.com", "--password", "long-enough-pw"], cwd=ROOT,
-                   env=env, check=True, capture_output=True)
-    key = subprocess.run(flask + ["create-api-key", "ops@example.com", "--name", "smoke"], cwd=ROOT, env=env,
-                         check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        flask + ["create-user", "ops@example.com", "--password", "long-enough-pw"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    key = subprocess.run(
+        flask + ["create-api-key", "ops@example.com", "--name", "smoke"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
     again = MakeRun(instance, tmp_path / "run2.log")
     try:

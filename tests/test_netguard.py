@@ -1,5 +1,6 @@
 """The network guard on the address actually dialled: PostgreSQL hosts libpq would expand,
 DNS rebinding of HTTP sources, and IPv6 spellings of private addresses."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,14 +30,30 @@ def api(client, method, path, key, **kw):
 
 
 def pg_create(client, key, creds):
-    return api(client, "POST", "/source-connections", key, json={
-        "sourceShortName": "postgresql", "name": "db", "credentials": creds, "config": {"table": "customers"}})
+    return api(
+        client,
+        "POST",
+        "/source-connections",
+        key,
+        json={
+            "sourceShortName": "postgresql",
+            "name": "db",
+            "credentials": creds,
+            "config": {"table": "customers"},
+        },
+    )
 
 
 def socket_creds(pg_source, host):
     # The fixture server trusts every local (socket) connection: no password is needed there.
-    return {"host": host, "port": pg_source.port, "database": "postgres", "username": PG_USER,
-            "password": "anything", "sslmode": "disable"}
+    return {
+        "host": host,
+        "port": pg_source.port,
+        "database": "postgres",
+        "username": PG_USER,
+        "password": "anything",
+        "sslmode": "disable",
+    }
 
 
 @pytest.mark.parametrize("host", ["socket", "socket,127.0.0.1", "/nonexistent,127.0.0.1"])
@@ -51,9 +68,13 @@ def test_postgresql_hosts_libpq_would_expand_are_refused(client, key, pg_source,
 def test_a_stored_socket_host_is_refused_when_connecting(client, key, pg_source, private_off, host):
     """A host stored before the check (or written around it) is refused by connect() itself."""
     host = host.replace("socket", str(pg_source.root))
-    sid = api(client, "POST", "/source-connections", key, json={
-        "sourceShortName": "webhook", "name": "placeholder", "credentials": {}, "config": {}}).json[
-        "sourceConnection"]["id"]
+    sid = api(
+        client,
+        "POST",
+        "/source-connections",
+        key,
+        json={"sourceShortName": "webhook", "name": "placeholder", "credentials": {}, "config": {}},
+    ).json["sourceConnection"]["id"]
     source = db.session.get(SourceConnection, sid)
     source.short_name = "postgresql"
     source.credentials_encrypted = secrets.encrypt(socket_creds(pg_source, host))
@@ -79,31 +100,56 @@ def test_connection_settings_in_other_fields_are_not_expanded(client, key, pg_so
 
 
 def test_hookstream_s_own_database_is_never_a_source(app, client, key, pg_source, monkeypatch):
-    monkeypatch.setitem(app.config, "SQLALCHEMY_DATABASE_URI",
-                        f"postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_source.port}/postgres")
+    monkeypatch.setitem(
+        app.config,
+        "SQLALCHEMY_DATABASE_URI",
+        f"postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{pg_source.port}/postgres",
+    )
     for host in ("127.0.0.1", "localhost", str(pg_source.root)):
         sid = pg_create(client, key, {**pg_source.credentials(), "host": host}).json["sourceConnection"]["id"]
         t = api(client, "POST", f"/source-connections/{sid}/test", key).json
-        assert t == {"success": False, "status": "failed",
-                     "message": "Refusing to connect to hookstream's own database"}, (host, t)
+        assert t == {
+            "success": False,
+            "status": "failed",
+            "message": "Refusing to connect to hookstream's own database",
+        }, (host, t)
     # Another database of the same server is another matter: no table is read across databases.
-    sid = pg_create(client, key, {**pg_source.credentials(), "database": "template1"}).json["sourceConnection"]["id"]
+    sid = pg_create(client, key, {**pg_source.credentials(), "database": "template1"}).json[
+        "sourceConnection"
+    ]["id"]
     t = api(client, "POST", f"/source-connections/{sid}/test", key).json
     assert "own database" not in t["message"] and "customers does not exist" in t["message"], t
 
 
-@pytest.mark.parametrize("address", [
-    "::ffff:127.0.0.1", "::127.0.0.1", "::ffff:0:127.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a00:1",
-    "64:ff9b:1::a9fe:a9fe", "2002:7f00:1::", "2002:a9fe:a9fe::", "2001:0:4136:e378:8000:63bf:80ff:fffe",
-    "127.0.0.1", "10.0.0.1", "169.254.169.254", "::1", "fe80::1", "fc00::1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "::ffff:0:127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a00:1",
+        "64:ff9b:1::a9fe:a9fe",
+        "2002:7f00:1::",
+        "2002:a9fe:a9fe::",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+    ],
+)
 def test_every_spelling_of_a_private_address_is_blocked(address):
     from hookstream_ui.sources.netguard import blocked
 
     assert blocked(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::808:808", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", ["93.184.216.34", "2606:4700::1111", "64:ff9b::808:808", "::ffff:8.8.8.8"]
+)
 def test_public_addresses_pass(address):
     from hookstream_ui.sources.netguard import blocked
 
@@ -151,9 +197,18 @@ def test_every_redirect_hop_is_checked_where_it_is_dialled(ctx, http_fixture, mo
 def test_rest_source_reads_through_the_guarded_connection(client, key, http_fixture, monkeypatch):
     Rebinding(monkeypatch, first="127.0.0.1", then="127.0.0.2")
     base = f"http://rebind.test:{http_fixture.server.server_port}"
-    sid = api(client, "POST", "/source-connections", key, json={
-        "sourceShortName": "rest_api", "name": "api", "config": {"path": "/orders", "records_path": "$.data"},
-        "credentials": {"base_url": base, "auth_type": "bearer", "token": REST_TOKEN}}).json["sourceConnection"]["id"]
+    sid = api(
+        client,
+        "POST",
+        "/source-connections",
+        key,
+        json={
+            "sourceShortName": "rest_api",
+            "name": "api",
+            "config": {"path": "/orders", "records_path": "$.data"},
+            "credentials": {"base_url": base, "auth_type": "bearer", "token": REST_TOKEN},
+        },
+    ).json["sourceConnection"]["id"]
     t = api(client, "POST", f"/source-connections/{sid}/test", key).json
     assert t["success"] is True, t  # dialled the checked 127.0.0.1 (and TLS/Host kept the name)
 
@@ -177,8 +232,13 @@ def test_the_connect_form_says_when_private_hosts_are_refused(app, ctx, monkeypa
     login(client, "admin@example.com")
     assert "private-networks" not in client.get("/sources/new/postgresql").get_data(as_text=True)
     monkeypatch.setitem(app.config, "ALLOW_PRIVATE_NETWORKS", False)
-    for short, shown in (("postgresql", True), ("rest_api", True), ("stripe", True), ("webhook", False),
-                         ("file", False)):
+    for short, shown in (
+        ("postgresql", True),
+        ("rest_api", True),
+        ("stripe", True),
+        ("webhook", False),
+        ("file", False),
+    ):
         page = client.get(f"/sources/new/{short}").get_data(as_text=True)
         assert ('id="private-networks"' in page) is shown, short
 
@@ -191,8 +251,9 @@ def test_the_server_itself_says_whether_a_connection_reached_hookstream_s_databa
     from hookstream_ui.sources.postgresql import _is_own
 
     creds = pg_source.credentials()
-    with psycopg.connect(host=creds["host"], port=creds["port"], dbname="postgres", user=PG_USER,
-                         password=PG_PASSWORD) as other:
+    with psycopg.connect(
+        host=creds["host"], port=creds["port"], dbname="postgres", user=PG_USER, password=PG_PASSWORD
+    ) as other:
         assert _is_own(other) is False
     if db.engine.dialect.name == "postgresql":
         own_url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

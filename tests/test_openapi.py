@@ -1,4 +1,5 @@
 """The OpenAPI document covers every JSON route, and is itself valid."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,4 +55,5 @@ def test_the_contract_check_catches_drift(client):
 def test_collection_schema_lists_every_seed_field_as_required(client):
     schema = client.get("/v1/openapi.json").json["components"]["schemas"]["Collection"]
     from tests.test_collections_api import EXTRA_FIELDS, SEED_FIELDS
+
     assert set(schema["required"]) == SEED_FIELDS | EXTRA_FIELDS

@@ -1,4 +1,5 @@
 """EVENT_RETENTION_DAYS: events past it are deleted by the scheduler; records stay."""
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,21 @@ def retention_days(app, monkeypatch):
 
 
 def _hook(client, key) -> str:
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"},
-        "config": {}}).json["sourceConnection"]["id"]
-    client.post("/v1/collections", headers=auth(key), json={
-        "name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"})
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    ).json["sourceConnection"]["id"]
+    client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"},
+    )
     return sid
 
 
@@ -32,12 +43,16 @@ def _deliveries(client, sid, ages_in_days: list[float]) -> list[str]:
     """One delivery per age, then dated back by that age; returns their event ids."""
     ids = []
     for i, age in enumerate(ages_in_days):
-        answer = client.post(f"/v1/ingest/{sid}", data=json.dumps({"id": f"o{sid[-4:]}{i}", "age": age}),
-                             content_type="application/json")
+        answer = client.post(
+            f"/v1/ingest/{sid}",
+            data=json.dumps({"id": f"o{sid[-4:]}{i}", "age": age}),
+            content_type="application/json",
+        )
         assert answer.status_code == 200, answer.get_data(as_text=True)
         event_id = answer.json["event_id"]
-        db.session.execute(update(Event).where(Event.id == event_id)
-                           .values(received_at=utcnow() - timedelta(days=age)))
+        db.session.execute(
+            update(Event).where(Event.id == event_id).values(received_at=utcnow() - timedelta(days=age))
+        )
         db.session.commit()  # SQLite: the next delivery's writer needs the write lock
         ids.append(event_id)
     return ids
@@ -48,14 +63,17 @@ def _stored_ids() -> set[str]:
     return set(db.session.scalars(select(Event.id)))
 
 
-def test_events_past_retention_go_oldest_first_in_every_org_and_records_stay(client, ctx, retention_days,
-                                                                             monkeypatch):
+def test_events_past_retention_go_oldest_first_in_every_org_and_records_stay(
+    client, ctx, retention_days, monkeypatch
+):
     monkeypatch.setattr(retention, "BATCH", 2)  # several batches, and a limit inside one
     org = org_of(make_user("owner@example.com"))
     key, other_key = make_key(production(org)), make_key(production(org_of(make_user("other@example.com"))))
     staging_key = make_key(add_env(org, "staging"))
-    ages = {k: _deliveries(client, _hook(client, k), a) for k, a in
-            [(key, [30, 9, 8, 6.9, 0]), (other_key, [20, 7.01]), (staging_key, [1])]}
+    ages = {
+        k: _deliveries(client, _hook(client, k), a)
+        for k, a in [(key, [30, 9, 8, 6.9, 0]), (other_key, [20, 7.01]), (staging_key, [1])]
+    }
     old = {ages[key][0], ages[key][1], ages[key][2], *ages[other_key]}
 
     assert retention.prune_events(limit=3) == 3  # the three oldest, whatever their org
@@ -80,8 +98,9 @@ def test_without_retention_every_event_is_kept(client, ctx, app):
     assert _stored_ids() == set(ids)
 
 
-def test_the_scheduler_prunes_every_ten_minutes_and_goes_on_while_some_remain(client, ctx, retention_days,
-                                                                              monkeypatch):
+def test_the_scheduler_prunes_every_ten_minutes_and_goes_on_while_some_remain(
+    client, ctx, retention_days, monkeypatch
+):
     monkeypatch.setattr(scheduler, "_next_prune", [0.0])
     monkeypatch.setattr(scheduler, "PRUNE_LIMIT", 2)
     key = make_key(production(org_of(make_user("owner@example.com"))))
@@ -109,7 +128,9 @@ def test_retention_is_shown_to_users_and_admins(client, ctx, retention_days):
 @pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
 def test_a_bad_number_in_the_environment_names_the_variable(tmp_path, monkeypatch, value):
     monkeypatch.setenv("EVENT_RETENTION_DAYS", value)
-    with pytest.raises(SystemExit, match=f"EVENT_RETENTION_DAYS must be a whole number of at least 0 .*{value}"):
+    with pytest.raises(
+        SystemExit, match=f"EVENT_RETENTION_DAYS must be a whole number of at least 0 .*{value}"
+    ):
         load_config(tmp_path)
     monkeypatch.setenv("EVENT_RETENTION_DAYS", "30")
     assert load_config(tmp_path)["EVENT_RETENTION_DAYS"] == 30
@@ -123,20 +144,36 @@ def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_n
     def source(email):
         user = make_user(email)
         org = org_of(user)
-        return source_svc.create_source(Principal(org=org, env=production(org), role="owner", user=user), {
-            "sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}})
+        return source_svc.create_source(
+            Principal(org=org, env=production(org), role="owner", user=user),
+            {"sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}},
+        )
 
     now = utcnow()
     runs = {}
 
     def run(name, src, minutes_ago, trigger="schedule", status="completed", **counts):
         at = now - timedelta(minutes=minutes_ago)
-        runs[name] = SyncRun(org_id=src.org_id, env_id=src.env_id, source_id=src.id, trigger=trigger,
-                             status=status, created_at=at, started_at=at, finished_at=at, cursor={},
-                             skip_reasons={}, **counts)
+        runs[name] = SyncRun(
+            org_id=src.org_id,
+            env_id=src.env_id,
+            source_id=src.id,
+            trigger=trigger,
+            status=status,
+            created_at=at,
+            started_at=at,
+            finished_at=at,
+            cursor={},
+            skip_reasons={},
+            **counts,
+        )
         db.session.add(runs[name])
 
-    busy, quiet, theirs = source("owner@example.com"), source("quiet@example.com"), source("other@example.com")
+    busy, quiet, theirs = (
+        source("owner@example.com"),
+        source("quiet@example.com"),
+        source("other@example.com"),
+    )
     run("idle", busy, 200)
     run("idle, counts unset", busy, 190, records_skipped=None)
     run("changed something", busy, 180, records_inserted=3)
@@ -153,7 +190,11 @@ def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_n
     assert retention.prune_idle_runs() == 3
     db.session.expire_all()
     kept = set(db.session.scalars(select(SyncRun.id)))
-    assert {name for name, i in ids.items() if i not in kept} == {"idle", "idle, counts unset", "theirs, idle"}
+    assert {name for name, i in ids.items() if i not in kept} == {
+        "idle",
+        "idle, counts unset",
+        "theirs, idle",
+    }
     assert retention.prune_idle_runs() == 0
 
 
@@ -165,13 +206,17 @@ def test_ended_sessions_and_old_sign_in_failures_are_pruned(app, ctx):
 
     user = make_user("owner@example.com")
     now = utcnow()
-    db.session.add_all([
-        UserSession(user_id=user.id, expires_at=now - timedelta(days=2)),
-        UserSession(user_id=user.id, expires_at=now + timedelta(days=1), ended_at=now - timedelta(days=2)),
-        UserSession(id="ses_live", user_id=user.id, expires_at=now + timedelta(days=1)),
-        SignInFailure(key="email:old", failures=3, last_failure_at=now - timedelta(hours=1)),
-        SignInFailure(key="email:new", failures=3, last_failure_at=now),
-    ])
+    db.session.add_all(
+        [
+            UserSession(user_id=user.id, expires_at=now - timedelta(days=2)),
+            UserSession(
+                user_id=user.id, expires_at=now + timedelta(days=1), ended_at=now - timedelta(days=2)
+            ),
+            UserSession(id="ses_live", user_id=user.id, expires_at=now + timedelta(days=1)),
+            SignInFailure(key="email:old", failures=3, last_failure_at=now - timedelta(hours=1)),
+            SignInFailure(key="email:new", failures=3, last_failure_at=now),
+        ]
+    )
     db.session.commit()
     assert prune_sign_in_state() == 3
     assert [s.id for s in db.session.scalars(select(UserSession))] == ["ses_live"]

@@ -1,6 +1,7 @@
 """Record search and filters through the word index: where a word starts, on the key or the
 JSON text; the index, the newest-records window and a plain scan always agree; the index
 follows writes and deletions."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,27 @@ from tests.test_ingest import key, webhook  # noqa: F401 (a fixture)
 
 PEOPLE = [
     ("cus_00420001", {"email": "user42@example.com", "name": "Customer 42", "city": "Zürich", "n": 4.5}),
-    ("cus_00420002", {"email": "user420@example.org", "name": "Customer 420", "city": "Auckland", "n": 7,
-                      "team": "ÉQUIPE Ost"}),
-    ("cus_00990003", {"email": "other@sample.net", "name": "Second customer", "city": "Köln", "n": 4.5,
-                      "note": 'says "hi" \\ bye', "visits": "Москва, Łódź"}),
+    (
+        "cus_00420002",
+        {
+            "email": "user420@example.org",
+            "name": "Customer 420",
+            "city": "Auckland",
+            "n": 7,
+            "team": "ÉQUIPE Ost",
+        },
+    ),
+    (
+        "cus_00990003",
+        {
+            "email": "other@sample.net",
+            "name": "Second customer",
+            "city": "Köln",
+            "n": 4.5,
+            "note": 'says "hi" \\ bye',
+            "visits": "Москва, Łódź",
+        },
+    ),
 ]
 
 
@@ -25,13 +43,16 @@ PEOPLE = [
 def people(client, key):
     sid = webhook(client, key)
     for record_key, fields in PEOPLE:
-        assert client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}}).status_code == 200
+        assert (
+            client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}}).status_code == 200
+        )
     return sid
 
 
 def keys(client, key, **query):
-    response = client.get("/v1/collections/orders/records", query_string={"limit": 100, **query},
-                          headers={"X-API-Key": key})
+    response = client.get(
+        "/v1/collections/orders/records", query_string={"limit": 100, **query}, headers={"X-API-Key": key}
+    )
     assert response.status_code == 200, response.json
     return sorted(r["record_key"] for r in response.json["records"])
 
@@ -49,41 +70,47 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.parametrize("term, expected", [
-    ("cus_0042", ["cus_00420001", "cus_00420002"]),   # a key, by its start
-    ("00990003", ["cus_00990003"]),                    # a word inside the key
-    ("user42@", ["cus_00420001"]),
-    ("USER42", ["cus_00420001", "cus_00420002"]),       # any case
-    ("example.com", ["cus_00420001"]),                 # a word in the middle of a value
-    ("@example.com", ["cus_00420001"]),                # starts with a separator: anywhere
-    ("customer 42", ["cus_00420001", "cus_00420002"]),
-    ("ustomer", []),                                   # not where a word starts
-    ("zürich", ["cus_00420001"]),                      # beyond ASCII
-    ("Köln", ["cus_00990003"]),
-    ("ZÜRICH", ["cus_00420001"]),                      # any case beyond ASCII too
-    ("équipe", ["cus_00420002"]),
-    ("москва", ["cus_00990003"]),                      # a capital and small letters beyond ASCII
-    ("МОСКВА", ["cus_00990003"]),
-    ("łódź", ["cus_00990003"]),
-    ("осква", []),
-    ('"hi"', ["cus_00990003"]),                        # quotes and backslashes as written
-    ("hi\" \\ bye", ["cus_00990003"]),
-    ("4.5", ["cus_00420001", "cus_00990003"]),
-    ("nothing-like-this", []),
-])
+@pytest.mark.parametrize(
+    "term, expected",
+    [
+        ("cus_0042", ["cus_00420001", "cus_00420002"]),  # a key, by its start
+        ("00990003", ["cus_00990003"]),  # a word inside the key
+        ("user42@", ["cus_00420001"]),
+        ("USER42", ["cus_00420001", "cus_00420002"]),  # any case
+        ("example.com", ["cus_00420001"]),  # a word in the middle of a value
+        ("@example.com", ["cus_00420001"]),  # starts with a separator: anywhere
+        ("customer 42", ["cus_00420001", "cus_00420002"]),
+        ("ustomer", []),  # not where a word starts
+        ("zürich", ["cus_00420001"]),  # beyond ASCII
+        ("Köln", ["cus_00990003"]),
+        ("ZÜRICH", ["cus_00420001"]),  # any case beyond ASCII too
+        ("équipe", ["cus_00420002"]),
+        ("москва", ["cus_00990003"]),  # a capital and small letters beyond ASCII
+        ("МОСКВА", ["cus_00990003"]),
+        ("łódź", ["cus_00990003"]),
+        ("осква", []),
+        ('"hi"', ["cus_00990003"]),  # quotes and backslashes as written
+        ('hi" \\ bye', ["cus_00990003"]),
+        ("4.5", ["cus_00420001", "cus_00990003"]),
+        ("nothing-like-this", []),
+    ],
+)
 def test_search_matches_where_a_word_starts(client, key, people, path, term, expected):
     assert keys(client, key, search=term) == expected
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("data.email", "user42@example.com", ["cus_00420001"]),
-    ("data.city", "Zürich", ["cus_00420001"]),
-    ("data.n", "4.5", ["cus_00420001", "cus_00990003"]),
-    ("data.n", "4.50", ["cus_00420001", "cus_00990003"]),
-    ("data.n", "7", ["cus_00420002"]),
-    ("data.note", 'says "hi" \\ bye', ["cus_00990003"]),
-    ("data.name", "Customer", []),                     # a filter is the whole value
-])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("data.email", "user42@example.com", ["cus_00420001"]),
+        ("data.city", "Zürich", ["cus_00420001"]),
+        ("data.n", "4.5", ["cus_00420001", "cus_00990003"]),
+        ("data.n", "4.50", ["cus_00420001", "cus_00990003"]),
+        ("data.n", "7", ["cus_00420002"]),
+        ("data.note", 'says "hi" \\ bye', ["cus_00990003"]),
+        ("data.name", "Customer", []),  # a filter is the whole value
+    ],
+)
 def test_filters_through_the_index(client, key, people, path, field, value, expected):
     assert keys(client, key, **{f"filter[{field}]": value}) == expected
 
@@ -106,7 +133,8 @@ def test_the_index_follows_updates_and_deletions(client, key, people, monkeypatc
         assert keys(client, key, search="user420") == []
         record_svc.search_index.refresh(
             db.session.execute(text("SELECT collection_id FROM records LIMIT 1")).scalar(),
-            ["cus_00420002", "cus_00990003"])
+            ["cus_00420002", "cus_00990003"],
+        )
         db.session.commit()
         assert keys(client, key, search="user420") == ["cus_00420002"]
         assert client.delete("/v1/collections/orders", headers=h).status_code in (200, 204)
@@ -114,7 +142,10 @@ def test_the_index_follows_updates_and_deletions(client, key, people, monkeypatc
 
 
 def test_search_and_filters_narrow_together(client, key, people, path):
-    assert keys(client, key, search="customer", **{"filter[data.n]": "4.5"}) == ["cus_00420001", "cus_00990003"]
+    assert keys(client, key, search="customer", **{"filter[data.n]": "4.5"}) == [
+        "cus_00420001",
+        "cus_00990003",
+    ]
     assert keys(client, key, search="second", **{"filter[data.n]": "4.5"}) == ["cus_00990003"]
     assert keys(client, key, search="second", **{"filter[data.n]": "7"}) == []
 
@@ -131,8 +162,10 @@ def test_bulk_writes_of_new_keys_are_indexed(client, key, people, monkeypatch):
     assert upsert.apply(collection, fresh, keys_are_new=True).inserted == 50
     db.session.commit()
     assert keys(client, key, search="alpha7") == ["bulk_007"]
-    mixed = [upsert.Incoming({"data": {"id": "bulk_007", "word": "omega"}}),
-             upsert.Incoming({"data": {"id": "bulk_999", "word": "omega"}})]
+    mixed = [
+        upsert.Incoming({"data": {"id": "bulk_007", "word": "omega"}}),
+        upsert.Incoming({"data": {"id": "bulk_999", "word": "omega"}}),
+    ]
     upsert.apply(collection, mixed, keys_are_new=True)
     db.session.commit()
     assert keys(client, key, search="omega") == ["bulk_007", "bulk_999"]
@@ -145,10 +178,14 @@ def test_the_migration_indexes_records_already_stored(app, client, key, people, 
     monkeypatch.setattr(record_svc, "WINDOW", 10**9)
     downgrade(revision="0006")
     try:
-        db.session.execute(text(
-            "INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
-            "SELECT 'rec_old', org_id, env_id, collection_id, 'old_1', :data, created_at, updated_at "
-            "FROM records WHERE record_key = 'cus_00420001'"), {"data": '{"data": {"id": "old_1", "word": "Zebra"}}'})
+        db.session.execute(
+            text(
+                "INSERT INTO records (id, org_id, env_id, collection_id, record_key, data, created_at, updated_at) "
+                "SELECT 'rec_old', org_id, env_id, collection_id, 'old_1', :data, created_at, updated_at "
+                "FROM records WHERE record_key = 'cus_00420001'"
+            ),
+            {"data": '{"data": {"id": "old_1", "word": "Zebra"}}'},
+        )
         db.session.commit()
     finally:
         upgrade()
@@ -167,13 +204,23 @@ def test_records_stored_with_escapes_are_rewritten_as_written(app, client, key, 
     downgrade(revision="0010")
     try:
         escaped = json.dumps({"id": "cus_00990003", "visits": "Москва, Łódź", "bell": "\x07"})
-        db.session.execute(text("UPDATE records SET data = :d WHERE record_key = 'cus_00990003'"), {"d": escaped})
-        db.session.execute(text("INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
-                                "FROM records WHERE record_key = 'cus_00990003'"))
+        db.session.execute(
+            text("UPDATE records SET data = :d WHERE record_key = 'cus_00990003'"), {"d": escaped}
+        )
+        db.session.execute(
+            text(
+                "INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
+                "FROM records WHERE record_key = 'cus_00990003'"
+            )
+        )
         db.session.commit()
         # (Read through SQL: the app's own queries expect the newest schema.)
-        assert db.session.execute(text("SELECT count(*) FROM records_fts WHERE records_fts MATCH '\"москва\"'")
-                                  ).scalar() == 0
+        assert (
+            db.session.execute(
+                text("SELECT count(*) FROM records_fts WHERE records_fts MATCH '\"москва\"'")
+            ).scalar()
+            == 0
+        )
     finally:
         upgrade()
     stored = db.session.execute(text("SELECT data FROM records WHERE record_key = 'cus_00990003'")).scalar()
@@ -190,13 +237,19 @@ def test_the_lean_index_migration_keeps_search_right(app, client, key, people, m
     monkeypatch.setattr(record_svc, "WINDOW", 10**9)
     downgrade(revision="0007")
     try:
-        first = db.session.execute(text("SELECT record_key FROM records ORDER BY rowid LIMIT 1")
-                                   if db.engine.dialect.name == "sqlite" else
-                                   text("SELECT record_key FROM records ORDER BY id LIMIT 1")).scalar()
+        first = db.session.execute(
+            text("SELECT record_key FROM records ORDER BY rowid LIMIT 1")
+            if db.engine.dialect.name == "sqlite"
+            else text("SELECT record_key FROM records ORDER BY id LIMIT 1")
+        ).scalar()
         # Deleted as the app did then (its words first), in SQL: the app expects the newest schema.
         if db.engine.dialect.name == "sqlite":
-            db.session.execute(text("DELETE FROM records_fts WHERE rowid IN "
-                                    "(SELECT rowid FROM records WHERE record_key = :k)"), {"k": first})
+            db.session.execute(
+                text(
+                    "DELETE FROM records_fts WHERE rowid IN (SELECT rowid FROM records WHERE record_key = :k)"
+                ),
+                {"k": first},
+            )
         db.session.execute(text("DELETE FROM records WHERE record_key = :k"), {"k": first})
         db.session.commit()
     finally:
@@ -206,7 +259,12 @@ def test_the_lean_index_migration_keeps_search_right(app, client, key, people, m
         assert keys(client, key, search=record_key) == [record_key]
     assert keys(client, key, search=first) == []
     indexes = {ix["name"] for ix in db.inspect(db.engine).get_indexes("records")}
-    assert not indexes & {"ix_records_org_id", "ix_records_env_id", "ix_records_created_at", "ix_records_collection_id"}
+    assert not indexes & {
+        "ix_records_org_id",
+        "ix_records_env_id",
+        "ix_records_created_at",
+        "ix_records_collection_id",
+    }
 
 
 def test_records_and_their_words_go_with_their_organization(app, client, key, people):
@@ -223,7 +281,11 @@ def test_records_and_their_words_go_with_their_organization(app, client, key, pe
 
 def test_rebuild_command_restores_a_lost_index(app, client, key, people, monkeypatch):
     monkeypatch.setattr(record_svc, "WINDOW", 10**9)
-    lose = "DELETE FROM records_fts" if db.engine.dialect.name == "sqlite" else "UPDATE records SET search_words = NULL"
+    lose = (
+        "DELETE FROM records_fts"
+        if db.engine.dialect.name == "sqlite"
+        else "UPDATE records SET search_words = NULL"
+    )
     db.session.execute(text(lose))
     db.session.commit()
     assert keys(client, key, search="user42@") == []
@@ -250,7 +312,9 @@ def test_search_index_can_be_off_and_turned_on_later(app, client, key, workers, 
     def indexed() -> int:
         if db.engine.dialect.name == "sqlite":
             return db.session.execute(text("SELECT count(*) FROM records_fts")).scalar()
-        return db.session.execute(text("SELECT count(*) FROM records WHERE search_words IS NOT NULL")).scalar()
+        return db.session.execute(
+            text("SELECT count(*) FROM records WHERE search_words IS NOT NULL")
+        ).scalar()
 
     assert indexed() == 0
     assert keys(client, key, search="user42@") == ["cus_00420001"]  # a scan
@@ -290,8 +354,12 @@ def test_a_lost_index_job_is_enqueued_again_by_the_scheduler(app, client, key, w
     sid = webhook(client, key, collection={"search_index": False})
     for record_key, fields in PEOPLE:
         client.post(f"/v1/ingest/{sid}", json={"data": {"id": record_key, **fields}})
-    assert client.patch("/v1/collections/orders", headers=h,
-                        json={"search_index": True}).json["collection"]["search_index"] == "building"
+    assert (
+        client.patch("/v1/collections/orders", headers=h, json={"search_index": True}).json["collection"][
+            "search_index"
+        ]
+        == "building"
+    )
     collection_id = client.get("/v1/collections/orders", headers=h).json["collection"]["id"]
     assert scheduler.requeue_lost_indexing() == []  # its pass is waiting
     queue("default").empty()  # lost
@@ -312,7 +380,9 @@ def test_the_sqlite_word_index_merges_sixteen_segments_at_a_time(app):
     with app.app_context():
         if db.engine.dialect.name != "sqlite":
             pytest.skip("PostgreSQL keeps its words in a GIN index")
-        automerge = lambda: db.session.execute(text("SELECT v FROM records_fts_config WHERE k = 'automerge'")).scalar()
+        automerge = lambda: db.session.execute(
+            text("SELECT v FROM records_fts_config WHERE k = 'automerge'")
+        ).scalar()
         assert automerge() == 16
         downgrade(revision="0009")
         try:

@@ -1,5 +1,6 @@
 """A stored secret only ever goes to where it was given; bodies that are not what an endpoint
 takes change nothing; what sources say is shown without secrets."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,18 @@ def api(client, method, path, key, **kw):
 
 
 def create(client, key, short, credentials, config=None):
-    r = api(client, "POST", "/source-connections", key, json={
-        "sourceShortName": short, "name": f"My {short}", "credentials": credentials, "config": config or {}})
+    r = api(
+        client,
+        "POST",
+        "/source-connections",
+        key,
+        json={
+            "sourceShortName": short,
+            "name": f"My {short}",
+            "credentials": credentials,
+            "config": config or {},
+        },
+    )
     assert r.status_code == 201, r.json
     return r.json["sourceConnection"]["id"]
 
@@ -49,24 +60,70 @@ def form(token, credentials, config=None, **extra):
 
 # (type, credentials as given, the secret, how a member points it at the capture host, config)
 CASES = {
-    "postgresql password": ("postgresql", lambda f: f["pg"].credentials(), PG_PASSWORD,
-                            lambda c: {"host": "127.0.0.1", "port": c.pg_port}, {"table": "customers"}),
-    "postgresql sslmode": ("postgresql", lambda f: f["pg"].credentials(sslmode="require"), PG_PASSWORD,
-                           lambda c: {"sslmode": "disable"}, {"table": "customers"}),
-    "rest bearer token": ("rest_api", lambda f: {"base_url": f["http"].base, "auth_type": "bearer",
-                                                 "token": REST_TOKEN}, REST_TOKEN,
-                          lambda c: {"base_url": c.base}, {"path": "/orders", "records_path": "$.data"}),
-    "rest header name": ("rest_api", lambda f: {"base_url": f["http"].base, "auth_type": "header",
-                                                "header_name": "X-API-Key", "token": REST_TOKEN}, REST_TOKEN,
-                         lambda c: {"header_name": "X-Forwarded-Token"}, {"path": "/orders"}),
-    "rest auth type": ("rest_api", lambda f: {"base_url": f["http"].base, "auth_type": "header",
-                                              "header_name": "X-API-Key", "token": REST_TOKEN}, REST_TOKEN,
-                       lambda c: {"auth_type": "bearer"}, {"path": "/orders"}),
-    "rest basic password": ("rest_api", lambda f: {"base_url": f["http"].base, "auth_type": "basic",
-                                                   "username": "ann", "password": "basic-canary-Pw-42"},
-                            "basic-canary-Pw-42", lambda c: {"base_url": c.base}, {"path": "/orders"}),
-    "stripe key": ("stripe", lambda f: {"secret_key": STRIPE_KEY, "api_base": f["http"].base}, STRIPE_KEY,
-                   lambda c: {"api_base": c.base}, {}),
+    "postgresql password": (
+        "postgresql",
+        lambda f: f["pg"].credentials(),
+        PG_PASSWORD,
+        lambda c: {"host": "127.0.0.1", "port": c.pg_port},
+        {"table": "customers"},
+    ),
+    "postgresql sslmode": (
+        "postgresql",
+        lambda f: f["pg"].credentials(sslmode="require"),
+        PG_PASSWORD,
+        lambda c: {"sslmode": "disable"},
+        {"table": "customers"},
+    ),
+    "rest bearer token": (
+        "rest_api",
+        lambda f: {"base_url": f["http"].base, "auth_type": "bearer", "token": REST_TOKEN},
+        REST_TOKEN,
+        lambda c: {"base_url": c.base},
+        {"path": "/orders", "records_path": "$.data"},
+    ),
+    "rest header name": (
+        "rest_api",
+        lambda f: {
+            "base_url": f["http"].base,
+            "auth_type": "header",
+            "header_name": "X-API-Key",
+            "token": REST_TOKEN,
+        },
+        REST_TOKEN,
+        lambda c: {"header_name": "X-Forwarded-Token"},
+        {"path": "/orders"},
+    ),
+    "rest auth type": (
+        "rest_api",
+        lambda f: {
+            "base_url": f["http"].base,
+            "auth_type": "header",
+            "header_name": "X-API-Key",
+            "token": REST_TOKEN,
+        },
+        REST_TOKEN,
+        lambda c: {"auth_type": "bearer"},
+        {"path": "/orders"},
+    ),
+    "rest basic password": (
+        "rest_api",
+        lambda f: {
+            "base_url": f["http"].base,
+            "auth_type": "basic",
+            "username": "ann",
+            "password": "basic-canary-Pw-42",
+        },
+        "basic-canary-Pw-42",
+        lambda c: {"base_url": c.base},
+        {"path": "/orders"},
+    ),
+    "stripe key": (
+        "stripe",
+        lambda f: {"secret_key": STRIPE_KEY, "api_base": f["http"].base},
+        STRIPE_KEY,
+        lambda c: {"api_base": c.base},
+        {},
+    ),
 }
 
 
@@ -110,12 +167,23 @@ def test_a_stored_secret_never_follows_a_changed_destination(member, servers, ca
 def test_the_syncs_api_cannot_redirect_a_stored_key_either(member, servers):
     client, _, key = member
     capture = servers["capture"]
-    created = client.post("/v1/syncs", headers={"X-API-Key": key}, json={
-        "provider": "stripe", "name": "Stripe", "stream_id": "customer", "collection_ids": ["stripe:customer"],
-        "credential": {"properties": {"secret": STRIPE_KEY, "api_base": servers["http"].base}}})
+    created = client.post(
+        "/v1/syncs",
+        headers={"X-API-Key": key},
+        json={
+            "provider": "stripe",
+            "name": "Stripe",
+            "stream_id": "customer",
+            "collection_ids": ["stripe:customer"],
+            "credential": {"properties": {"secret": STRIPE_KEY, "api_base": servers["http"].base}},
+        },
+    )
     assert created.status_code == 201, created.json
-    r = client.patch(f"/v1/syncs/{created.json['id']}", headers={"X-API-Key": key}, json={
-        "credential": {"properties": {"secret": MASK, "api_base": capture.base}}})
+    r = client.patch(
+        f"/v1/syncs/{created.json['id']}",
+        headers={"X-API-Key": key},
+        json={"credential": {"properties": {"secret": MASK, "api_base": capture.base}}},
+    )
     assert r.status_code == 400 and "secret_key" in r.json["errors"], r.json
     assert not capture.leaked(STRIPE_KEY)
 
@@ -126,9 +194,14 @@ def test_re_entering_the_secret_moves_it(member, servers, case):
     short, given_of, secret, move, config = CASES[case]
     given = given_of(servers)
     sid = create(client, key, short, given, config)
-    typed = {k: secret for k in _secret_fields(short, given)}
-    r = api(client, "PUT", f"/source-connections/{sid}/credentials", key,
-            json={"credentials": {**move(servers["capture"]), **typed}})
+    typed = dict.fromkeys(_secret_fields(short, given), secret)
+    r = api(
+        client,
+        "PUT",
+        f"/source-connections/{sid}/credentials",
+        key,
+        json={"credentials": {**move(servers["capture"]), **typed}},
+    )
     assert r.status_code == 200, r.json
     assert all(stored(sid)[k] == secret for k in typed)
     if set(move(servers["capture"])) & {"host", "base_url", "api_base"}:  # moved to the capture host
@@ -142,35 +215,53 @@ def test_a_test_that_borrows_stored_secrets_is_audited(member, servers):
     given = servers["pg"].credentials()
     sid = create(client, key, "postgresql", given, {"table": "customers"})
     shown = {**given, "password": MASK}
-    result = client.post("/sources/test-form/postgresql", data=form(token, shown, {"table": "customers"},
-                                                                      source_id=sid))
+    result = client.post(
+        "/sources/test-form/postgresql", data=form(token, shown, {"table": "customers"}, source_id=sid)
+    )
     assert "is readable" in result.get_data(as_text=True)
     assert api(client, "POST", f"/source-connections/{sid}/test", key).json["success"] is True
-    entries = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "source.test")
-                                 .order_by(AuditEntry.at)).all()
+    entries = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "source.test").order_by(AuditEntry.at)
+    ).all()
     assert [(e.actor, e.resource_id, e.details) for e in entries] == [
         ("member@example.com", sid, {"secrets_used": ["password"], "unsaved": True, "connected": True}),
-        (f"API key test key ({db.session.scalar(select(ApiKey.prefix))}…) of owner@example.com", sid,
-         {"secrets_used": ["password"], "unsaved": False, "connected": True}),
+        (
+            f"API key test key ({db.session.scalar(select(ApiKey.prefix))}…) of owner@example.com",
+            sid,
+            {"secrets_used": ["password"], "unsaved": False, "connected": True},
+        ),
     ]
     assert PG_PASSWORD not in repr([e.details for e in entries])
 
 
 # --- bodies that are not what an endpoint takes ------------------------------------------
 
-SIGNED = {"verification_type": "hmac_sha256", "signing_secret": "whsec-canary-42", "signature_header": "X-Sig"}
+SIGNED = {
+    "verification_type": "hmac_sha256",
+    "signing_secret": "whsec-canary-42",
+    "signature_header": "X-Sig",
+}
 RULES = {"ip_allowlist": "203.0.113.0/24", "dedup_key": "$.id", "dedup_window_seconds": 600}
 
 
-@pytest.mark.parametrize("path, body", [
-    ("credentials", {"credentials": "oops"}), ("credentials", {"credentials": None}),
-    ("credentials", {"credentials": [1]}), ("credentials", {}),
-    ("credentials", {"credentials": {}}), ("credentials", {"credentials": {"verification_type": "none"}, "x": 1}),
-    ("credentials", {"verificaton_type": "none"}),
-    ("config", {"config": "oops"}), ("config", {}), ("config", {"config": {"dedup_key": "$["}}),
-    ("config", {"ip_alowlist": ""}), ("config", {"dedup_key": "X Bad Header"}),
-    ("config", {"dedup_window_seconds": "soon"}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("credentials", {"credentials": "oops"}),
+        ("credentials", {"credentials": None}),
+        ("credentials", {"credentials": [1]}),
+        ("credentials", {}),
+        ("credentials", {"credentials": {}}),
+        ("credentials", {"credentials": {"verification_type": "none"}, "x": 1}),
+        ("credentials", {"verificaton_type": "none"}),
+        ("config", {"config": "oops"}),
+        ("config", {}),
+        ("config", {"config": {"dedup_key": "$["}}),
+        ("config", {"ip_alowlist": ""}),
+        ("config", {"dedup_key": "X Bad Header"}),
+        ("config", {"dedup_window_seconds": "soon"}),
+    ],
+)
 def test_a_malformed_put_is_a_400_naming_the_field_and_changes_nothing(member, path, body):
     client, _, key = member
     sid = create(client, key, "webhook", SIGNED, RULES)
@@ -185,17 +276,29 @@ def test_a_put_changes_only_the_fields_it_names(member):
     client, _, key = member
     sid = create(client, key, "webhook", SIGNED, RULES)
     r = api(client, "PUT", f"/source-connections/{sid}/config", key, json={"dedup_window_seconds": 60})
-    assert r.status_code == 200 and r.json["sourceConnection"]["config"] == {**RULES, "dedup_window_seconds": 60}
-    r = api(client, "PUT", f"/source-connections/{sid}/credentials", key, json={"credentials": {"signature_header": "X-S"}})
+    assert r.status_code == 200 and r.json["sourceConnection"]["config"] == {
+        **RULES,
+        "dedup_window_seconds": 60,
+    }
+    r = api(
+        client,
+        "PUT",
+        f"/source-connections/{sid}/credentials",
+        key,
+        json={"credentials": {"signature_header": "X-S"}},
+    )
     assert r.status_code == 200 and stored(sid) == {**SIGNED, "signature_header": "X-S"}
 
 
 # --- what sources say ---------------------------------------------------------------------
 
+
 def test_scrub_catches_case_spacing_and_encodings():
     secret = "Canary secret/42+x"
-    said = (f"a {secret.upper()} b {secret.replace(' ', '')} c {secret.replace(' ', '  ')} "
-            "d Canary%20secret%2F42%2Bx e Canary+secret%2F42%2Bx f Q2FuYXJ5IHNlY3JldC80Mit4")
+    said = (
+        f"a {secret.upper()} b {secret.replace(' ', '')} c {secret.replace(' ', '  ')} "
+        "d Canary%20secret%2F42%2Bx e Canary+secret%2F42%2Bx f Q2FuYXJ5IHNlY3JldC80Mit4"
+    )
     assert scrub(said, [secret]) == "a ••• b ••• c ••• d ••• e ••• f •••"
 
 
@@ -213,8 +316,18 @@ def test_stream_listing_errors_are_scrubbed(member, pg_source):
 
 def test_viewers_cannot_make_a_source_connect(app, member, capture):
     client, _, key = member
-    sid = create(client, key, "postgresql", {"host": "127.0.0.1", "port": capture.pg_port, "database": "d",
-                                             "username": PG_USER, "password": "viewer-canary-42"})
+    sid = create(
+        client,
+        key,
+        "postgresql",
+        {
+            "host": "127.0.0.1",
+            "port": capture.pg_port,
+            "database": "d",
+            "username": PG_USER,
+            "password": "viewer-canary-42",
+        },
+    )
     org = db.session.get(SourceConnection, sid).org_id
     make_user("viewer@example.com", org=db.session.get(Org, org), role="viewer")
     viewer = app.test_client()
@@ -227,9 +340,15 @@ def test_an_unsaved_test_borrows_only_from_a_source_of_its_own_type(member, serv
     client, token, key = member
     sid = create(client, key, "postgresql", servers["pg"].credentials(), {"table": "customers"})
     capture = servers["capture"]
-    result = client.post("/sources/test-form/rest_api", data=form(
-        token, {"base_url": capture.base, "auth_type": "basic", "username": "u", "password": MASK},
-        {"path": "/"}, source_id=sid))
+    result = client.post(
+        "/sources/test-form/rest_api",
+        data=form(
+            token,
+            {"base_url": capture.base, "auth_type": "basic", "username": "u", "password": MASK},
+            {"path": "/"},
+            source_id=sid,
+        ),
+    )
     assert "is a postgresql source, not rest_api" in result.get_data(as_text=True)
     assert not capture.leaked(PG_PASSWORD)
 

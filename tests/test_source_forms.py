@@ -1,5 +1,6 @@
 """Field declarations drive validation and the generated forms; the API and the dashboard
 reject the same input with the same messages; secrets never leave the server."""
+
 from __future__ import annotations
 
 import logging
@@ -35,18 +36,24 @@ FIELDS = (
 )
 
 
-@pytest.mark.parametrize("given, errors", [
-    ({}, {"host": "is required", "secret": "is required"}),
-    ({"host": "  ", "secret": ""}, {"host": "is required", "secret": "is required"}),
-    ({"host": 5, "secret": "s"}, {"host": "must be a string"}),
-    ({"host": "h", "secret": "s", "port": "abc"}, {"port": "must be a number"}),
-    ({"host": "h", "secret": "s", "port": True}, {"port": "must be a number"}),
-    ({"host": "h", "secret": "s", "enabled": "maybe"}, {"enabled": "must be true or false"}),
-    ({"host": "h", "secret": "s", "mode": "c"}, {"mode": "must be one of: a, b"}),
-    ({"host": "h", "secret": "s", "notes": "x" * 11}, {"notes": "must be at most 10 characters"}),
-    ({"host": "h", "secret": "s", "url": "example.com"}, {"url": "must be an http:// or https:// URL"}),
-    ({"host": "h", "secret": "s", "url": "javascript:alert(1)"}, {"url": "must be an http:// or https:// URL"}),
-])
+@pytest.mark.parametrize(
+    "given, errors",
+    [
+        ({}, {"host": "is required", "secret": "is required"}),
+        ({"host": "  ", "secret": ""}, {"host": "is required", "secret": "is required"}),
+        ({"host": 5, "secret": "s"}, {"host": "must be a string"}),
+        ({"host": "h", "secret": "s", "port": "abc"}, {"port": "must be a number"}),
+        ({"host": "h", "secret": "s", "port": True}, {"port": "must be a number"}),
+        ({"host": "h", "secret": "s", "enabled": "maybe"}, {"enabled": "must be true or false"}),
+        ({"host": "h", "secret": "s", "mode": "c"}, {"mode": "must be one of: a, b"}),
+        ({"host": "h", "secret": "s", "notes": "x" * 11}, {"notes": "must be at most 10 characters"}),
+        ({"host": "h", "secret": "s", "url": "example.com"}, {"url": "must be an http:// or https:// URL"}),
+        (
+            {"host": "h", "secret": "s", "url": "javascript:alert(1)"},
+            {"url": "must be an http:// or https:// URL"},
+        ),
+    ],
+)
 def test_validation_rules(given, errors):
     with pytest.raises(ValidationFailed) as caught:
         validate(FIELDS, given)
@@ -54,10 +61,18 @@ def test_validation_rules(given, errors):
 
 
 def test_validation_cleans_defaults_and_coerces():
-    clean = validate(FIELDS, {"host": " db ", "secret": "s", "port": "6543", "enabled": "off",
-                              "url": "https://x.example/path"})
-    assert clean == {"host": "db", "port": 6543, "secret": "s", "enabled": False, "mode": "a",
-                     "url": "https://x.example/path"}
+    clean = validate(
+        FIELDS,
+        {"host": " db ", "secret": "s", "port": "6543", "enabled": "off", "url": "https://x.example/path"},
+    )
+    assert clean == {
+        "host": "db",
+        "port": 6543,
+        "secret": "s",
+        "enabled": False,
+        "mode": "a",
+        "url": "https://x.example/path",
+    }
     assert validate(FIELDS, {"host": "h", "secret": "s"})["enabled"] is True
 
 
@@ -109,9 +124,15 @@ def test_connect_form_renders_every_declared_field(owner, short):
             if f.placeholder:
                 assert f'placeholder="{escape(f.placeholder)}"' in page
             control = re.search(rf'<(input|select|textarea)[^>]*id="f-{re.escape(key)}"[^>]*>', page).group(0)
-            expected = {"password": 'type="password"', "select": "<select", "text": "<textarea",
-                        "boolean": 'type="checkbox"', "url": 'type="url"', "number": 'inputmode="decimal"',
-                        "string": 'type="text"'}[f.type]
+            expected = {
+                "password": 'type="password"',
+                "select": "<select",
+                "text": "<textarea",
+                "boolean": 'type="checkbox"',
+                "url": 'type="url"',
+                "number": 'inputmode="decimal"',
+                "string": 'type="text"',
+            }[f.type]
             assert expected in control, (key, control)
             if f.required and f.type != "boolean":
                 label = re.search(rf'<label for="f-{re.escape(key)}">.*?</label>', page, re.S).group(0)
@@ -125,16 +146,26 @@ def _form_data(token, credentials, config, name="Shared"):
     return data
 
 
-@pytest.mark.parametrize("short, credentials, config", [
-    ("postgresql", {"host": "", "port": "eighty", "sslmode": "bogus"}, {}),
-    ("rest_api", {"base_url": "not a url", "auth_type": "basic"}, {"pagination": "cursor", "page_size": "0"}),
-    ("webhook", {"verification_type": "github"}, {"ip_denylist": "300.1.1.1"}),
-    ("stripe", {"secret_key": "pk_test_123"}, {}),
-])
+@pytest.mark.parametrize(
+    "short, credentials, config",
+    [
+        ("postgresql", {"host": "", "port": "eighty", "sslmode": "bogus"}, {}),
+        (
+            "rest_api",
+            {"base_url": "not a url", "auth_type": "basic"},
+            {"pagination": "cursor", "page_size": "0"},
+        ),
+        ("webhook", {"verification_type": "github"}, {"ip_denylist": "300.1.1.1"}),
+        ("stripe", {"secret_key": "pk_test_123"}, {}),
+    ],
+)
 def test_api_and_form_reject_alike(owner, short, credentials, config):
     client, token, key = owner
-    api = client.post("/api/v1/source-connections", headers={"X-API-Key": key},
-                      json={"sourceShortName": short, "name": "Shared", "credentials": credentials, "config": config})
+    api = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={"sourceShortName": short, "name": "Shared", "credentials": credentials, "config": config},
+    )
     assert api.status_code == 400
     page = client.post(f"/sources/new/{short}", data=_form_data(token, credentials, config))
     assert page.status_code == 400
@@ -146,8 +177,14 @@ def test_api_and_form_reject_alike(owner, short, credentials, config):
 
 def test_form_keeps_typed_values_but_never_secrets(owner):
     client, token, _ = owner
-    r = client.post("/sources/new/postgresql", data=_form_data(
-        token, {"host": "db.internal", "port": "x", "database": "app", "username": "ro", "password": CANARY}, {}))
+    r = client.post(
+        "/sources/new/postgresql",
+        data=_form_data(
+            token,
+            {"host": "db.internal", "port": "x", "database": "app", "username": "ro", "password": CANARY},
+            {},
+        ),
+    )
     html = r.get_data(as_text=True)
     assert 'value="db.internal"' in html and 'value="x"' in html and 'value="ro"' in html
     assert CANARY not in html
@@ -155,8 +192,11 @@ def test_form_keeps_typed_values_but_never_secrets(owner):
 
 def test_edit_keeps_the_secret_and_shows_only_the_mask(owner, pg_source):
     client, token, key = owner
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": "PG", "credentials": pg_source.credentials()}).json["sourceConnection"]["id"]
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={"sourceShortName": "postgresql", "name": "PG", "credentials": pg_source.credentials()},
+    ).json["sourceConnection"]["id"]
     edit = client.get(f"/sources/{sid}/edit").get_data(as_text=True)
     assert f'value="{MASK}"' in edit and pg_source.credentials()["password"] not in edit
     fields = dict(re.findall(r'name="((?:credentials|config)\.[^"]+)"[^>]*value="([^"]*)"', edit))
@@ -169,11 +209,17 @@ def test_edit_keeps_the_secret_and_shows_only_the_mask(owner, pg_source):
 def test_inline_test_button_partial(owner, pg_source):
     client, token, _ = owner
     creds = {k: str(v) for k, v in pg_source.credentials().items()}
-    r = client.post("/sources/test-form/postgresql", data=_form_data(token, creds, {}), headers={"HX-Request": "true"})
+    r = client.post(
+        "/sources/test-form/postgresql", data=_form_data(token, creds, {}), headers={"HX-Request": "true"}
+    )
     body = r.get_data(as_text=True)
     assert r.status_code == 200 and 'data-ok="true"' in body and "<html" not in body
-    r = client.post("/sources/test-form/postgresql", data=_form_data(token, {**creds, "password": "nope"}, {}))
-    assert 'data-ok="false"' in r.get_data(as_text=True) and "Authentication failed" in r.get_data(as_text=True)
+    r = client.post(
+        "/sources/test-form/postgresql", data=_form_data(token, {**creds, "password": "nope"}, {})
+    )
+    assert 'data-ok="false"' in r.get_data(as_text=True) and "Authentication failed" in r.get_data(
+        as_text=True
+    )
     assert db.session.scalar(select(SourceConnection)) is None  # testing saves nothing
 
 
@@ -189,10 +235,21 @@ def test_canary_secret_never_leaves(owner, pg_source, http_fixture, caplog):
         return response
 
     payloads = {
-        "postgresql": {"host": "127.0.0.1", "port": pg_source.port, "database": "postgres", "username": "hookstream",
-                       "password": CANARY, "sslmode": "disable"},
-        "rest_api": {"base_url": http_fixture.base, "auth_type": "bearer", "token": CANARY, "password": CANARY,
-                     "username": "u"},
+        "postgresql": {
+            "host": "127.0.0.1",
+            "port": pg_source.port,
+            "database": "postgres",
+            "username": "hookstream",
+            "password": CANARY,
+            "sslmode": "disable",
+        },
+        "rest_api": {
+            "base_url": http_fixture.base,
+            "auth_type": "bearer",
+            "token": CANARY,
+            "password": CANARY,
+            "username": "u",
+        },
         "stripe": {"secret_key": f"sk_test_{CANARY}", "api_base": http_fixture.base},
         "webhook": {"verification_type": "hmac_sha256", "signing_secret": CANARY},
         "file": {},
@@ -200,23 +257,40 @@ def test_canary_secret_never_leaves(owner, pg_source, http_fixture, caplog):
     assert set(payloads) == set(REGISTRY)
     h = {"X-API-Key": key}
     for short, credentials in payloads.items():
-        r = keep(client.post("/api/v1/source-connections", headers=h,
-                             json={"sourceShortName": short, "name": f"Canary {short}", "credentials": credentials}))
+        r = keep(
+            client.post(
+                "/api/v1/source-connections",
+                headers=h,
+                json={"sourceShortName": short, "name": f"Canary {short}", "credentials": credentials},
+            )
+        )
         assert r.status_code == 201, r.json
         sid = r.json["sourceConnection"]["id"]
-        for method, path in [("GET", f"/source-connections/{sid}"), ("GET", "/source-connections"),
-                             ("POST", f"/source-connections/{sid}/test"), ("GET", f"/source-connections/{sid}/streams")]:
+        for method, path in [
+            ("GET", f"/source-connections/{sid}"),
+            ("GET", "/source-connections"),
+            ("POST", f"/source-connections/{sid}/test"),
+            ("GET", f"/source-connections/{sid}/streams"),
+        ]:
             keep(client.open(f"/api/v1{path}", method=method, headers=h))
         masked = r.json["sourceConnection"]["credentials"]
-        keep(client.put(f"/api/v1/source-connections/{sid}/credentials", headers=h, json={"credentials": masked}))
+        keep(
+            client.put(
+                f"/api/v1/source-connections/{sid}/credentials", headers=h, json={"credentials": masked}
+            )
+        )
         keep(client.put(f"/api/v1/source-connections/{sid}/config", headers=h, json={"config": {}}))
         bad = {**masked, "nonsense": CANARY}
         keep(client.put(f"/api/v1/source-connections/{sid}/credentials", headers=h, json=bad))
         for path in (f"/sources/{sid}", f"/sources/{sid}/edit", "/sources", f"/sources/{sid}/delete"):
             keep(client.get(path))
         keep(client.post(f"/sources/{sid}/test", data={"csrf_token": token}))
-        keep(client.post("/sources/test-form/" + short, data=_form_data(token, {k: str(v) for k, v in masked.items()},
-                                                                       {}) | {"source_id": sid}))
+        keep(
+            client.post(
+                "/sources/test-form/" + short,
+                data=_form_data(token, {k: str(v) for k, v in masked.items()}, {}) | {"source_id": sid},
+            )
+        )
     for body in bodies:
         assert CANARY not in body
     assert CANARY not in caplog.text

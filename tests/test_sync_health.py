@@ -1,4 +1,5 @@
 """Health follows the last runs; the schedule parser; stale and lost runs are picked up."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -19,17 +20,28 @@ def source(ctx):
     user = make_user("owner@example.com")
     org = org_of(user)
     principal = Principal(org=org, env=production(org), role="owner", user=user)
-    source = source_svc.create_source(principal, {"sourceShortName": "stripe", "name": "S",
-                                                  "credentials": {"secret_key": "sk_test_x"}})
+    source = source_svc.create_source(
+        principal, {"sourceShortName": "stripe", "name": "S", "credentials": {"secret_key": "sk_test_x"}}
+    )
     # A run needs a collection to read into (it is refused without one).
-    collection_svc.create_collection(principal, {"name": "Customers", "source_id": source.id, "stream": "customer",
-                                                 "primary_key_path": "$.id"})
+    collection_svc.create_collection(
+        principal,
+        {"name": "Customers", "source_id": source.id, "stream": "customer", "primary_key_path": "$.id"},
+    )
     return source
 
 
 def finish(source, status, error=None):
-    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, status=status, error=error,
-                  cursor={}, skip_reasons={}, mode="full")
+    run = SyncRun(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=source.id,
+        status=status,
+        error=error,
+        cursor={},
+        skip_reasons={},
+        mode="full",
+    )
     db.session.add(run)
     runs.record_outcome(source, run)
     db.session.commit()
@@ -50,8 +62,10 @@ def test_health_follows_the_last_runs(source):
     assert source.status == "connected" and source.last_test_message == "Read successfully by a sync run"
 
 
-@pytest.mark.parametrize("value, seconds", [("continuous", 5), ("15m", 900), ("4h", 14400), ("24h", 86400),
-                                            ("30s", 30), ("7d", 604800)])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("continuous", 5), ("15m", 900), ("4h", 14400), ("24h", 86400), ("30s", 30), ("7d", 604800)],
+)
 def test_frequencies(value, seconds):
     assert parse_frequency(value) == timedelta(seconds=seconds)
 

@@ -1,41 +1,68 @@
 """End to end: a real worker and Redis sync a real PostgreSQL table."""
+
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
 
 from hookstream_ui.models import Collection, Record, db
+from tests.conftest import BIG_ROWS as ROWS
 from tests.helpers import make_key, make_user, org_of, production
 from tests.sync_helpers import start, wait_for
-
-from tests.conftest import BIG_ROWS as ROWS
 
 
 @pytest.fixture
 def synced(client, ctx, pg_source, table):
     key = make_key(production(org_of(make_user("owner@example.com"))))
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": "Big table", "credentials": pg_source.credentials(),
-        "config": {"table": table, "primary_key": "id", "cursor_column": "updated_at"}}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
-        "name": "Big table", "slug": "big", "source_id": sid, "stream": table,
-        "primary_key_path": "$.id"}).json["collection"]["id"]
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "postgresql",
+            "name": "Big table",
+            "credentials": pg_source.credentials(),
+            "config": {"table": table, "primary_key": "id", "cursor_column": "updated_at"},
+        },
+    ).json["sourceConnection"]["id"]
+    cid = client.post(
+        "/v1/collections",
+        headers={"X-API-Key": key},
+        json={
+            "name": "Big table",
+            "slug": "big",
+            "source_id": sid,
+            "stream": table,
+            "primary_key_path": "$.id",
+        },
+    ).json["collection"]["id"]
     return key, sid, cid
 
 
 def records(cid) -> dict:
     db.session.expire_all()
-    return {r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))}
+    return {
+        r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
+    }
 
 
 def connect(client, pg_source, name: str, config: dict, key_path: str = "$.id"):
     """A new owner's API key, a PostgreSQL source with `config`, and a collection of it."""
     key = make_key(production(org_of(make_user("owner@example.com"))))
-    sid = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "postgresql", "name": name, "credentials": pg_source.credentials(),
-        "config": config}).json["sourceConnection"]["id"]
-    cid = client.post("/v1/collections", headers={"X-API-Key": key}, json={
-        "name": name, "source_id": sid, "primary_key_path": key_path}).json["collection"]["id"]
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "postgresql",
+            "name": name,
+            "credentials": pg_source.credentials(),
+            "config": config,
+        },
+    ).json["sourceConnection"]["id"]
+    cid = client.post(
+        "/v1/collections",
+        headers={"X-API-Key": key},
+        json={"name": name, "source_id": sid, "primary_key_path": key_path},
+    ).json["collection"]["id"]
     return key, sid, cid
 
 
@@ -44,8 +71,13 @@ def session_of(pg_source):
     import psycopg
 
     creds = pg_source.credentials()
-    return psycopg.connect(host=creds["host"], port=creds["port"], dbname=creds["database"], user=creds["username"],
-                           password=creds["password"])
+    return psycopg.connect(
+        host=creds["host"],
+        port=creds["port"],
+        dbname=creds["database"],
+        user=creds["username"],
+        password=creds["password"],
+    )
 
 
 def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
@@ -61,9 +93,11 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
     assert coll.record_count == ROWS and coll.status == "ACTIVE" and coll.backfill_status == "completed"
     assert coll.last_sync_at is not None
 
-    pg_source.sql("UPDATE big SET name = 'changed', updated_at = now() + interval '1 second' WHERE id <= 10;"
-                  f"INSERT INTO big (id, name, amount, updated_at) SELECT g, 'new', 1, now() + interval '1 second' "
-                  f"FROM generate_series({ROWS + 1}, {ROWS + 5}) g;")
+    pg_source.sql(
+        "UPDATE big SET name = 'changed', updated_at = now() + interval '1 second' WHERE id <= 10;"
+        f"INSERT INTO big (id, name, amount, updated_at) SELECT g, 'new', 1, now() + interval '1 second' "
+        f"FROM generate_series({ROWS + 1}, {ROWS + 5}) g;"
+    )
     run = wait_for(start(client, key, sid))
     assert run.status == "completed", run.error
     assert run.mode == "incremental" and run.records_inserted == 5 and run.records_updated >= 10
@@ -82,11 +116,11 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
 
 
 def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_source):
-    from tests.sync_helpers import kill_tree
     import time
 
     from hookstream_ui.models import SyncRun, utcnow
     from hookstream_ui.sync.scheduler import resume_stale
+    from tests.sync_helpers import kill_tree
 
     key, sid, cid = synced
     [worker] = workers(1, SYNC_BATCH_SIZE="200")
@@ -106,6 +140,7 @@ def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_sourc
 
     # The scheduler notices the silent heartbeat (30 s; here we ask as if a minute passed).
     from datetime import timedelta
+
     assert resume_stale(utcnow() + timedelta(seconds=60)) == [run_id]
     workers(1, SYNC_BATCH_SIZE="200")
     run = wait_for(run_id)
@@ -128,9 +163,15 @@ def test_cancel_and_409_while_running(client, synced, workers):
     h = {"X-API-Key": key}
     r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h)
     assert r.status_code == 409 and r.json["error"] == "sync_in_progress"
-    for method, path, body in [("put", "/config", {"config": {"table": "big"}}), ("put", "/credentials", {"credentials": {"port": 5432}}),
-                               ("delete", "/data", None), ("delete", "", None)]:
-        r = client.open(f"/api/v1/source-connections/{sid}{path}", method=method.upper(), json=body, headers=h)
+    for method, path, body in [
+        ("put", "/config", {"config": {"table": "big"}}),
+        ("put", "/credentials", {"credentials": {"port": 5432}}),
+        ("delete", "/data", None),
+        ("delete", "", None),
+    ]:
+        r = client.open(
+            f"/api/v1/source-connections/{sid}{path}", method=method.upper(), json=body, headers=h
+        )
         assert r.status_code == 409 and r.json["error"] == "sync_in_progress", (method, path, r.json)
     while db.session.get(SyncRun, run_id).progress < 500:
         time.sleep(0.02)
@@ -154,8 +195,10 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     key, sid, cid = synced
     workers(1)
     assert wait_for(start(client, key, sid)).status == "completed"
-    updated_at = {r.record_key: r.updated_at for r in
-                  db.session.scalars(select(Record).where(Record.collection_id == cid))}
+    updated_at = {
+        r.record_key: r.updated_at
+        for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
+    }
 
     late = session_of(pg_source)
     try:
@@ -169,7 +212,9 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     finally:
         late.close()
     # The value the last run ended on, given to a row whose key sorts before the row that had it.
-    pg_source.sql("UPDATE big SET name = 'tie', updated_at = (SELECT updated_at FROM big WHERE id = 5) WHERE id = 3")
+    pg_source.sql(
+        "UPDATE big SET name = 'tie', updated_at = (SELECT updated_at FROM big WHERE id = 5) WHERE id = 3"
+    )
     run = wait_for(start(client, key, sid))
     assert run.status == "completed" and run.mode == "incremental", run.error
     data = records(cid)
@@ -179,7 +224,10 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     assert run.records_skipped == run.progress - 2 > 50
     assert run.skip_reasons == {"unchanged since it was last written": run.records_skipped}
     db.session.expire_all()
-    after = {r.record_key: r.updated_at for r in db.session.scalars(select(Record).where(Record.collection_id == cid))}
+    after = {
+        r.record_key: r.updated_at
+        for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
+    }
     assert after[str(ROWS)] == updated_at[str(ROWS)] and after["3"] > updated_at["3"]
 
 
@@ -187,11 +235,17 @@ def test_re_read_window_is_a_checked_setting(client, synced):
     key, sid, _ = synced
     h = {"X-API-Key": key}
     for bad in (-1, "soon", 1.5, 10**9):
-        r = client.put(f"/api/v1/source-connections/{sid}/config", headers=h,
-                       json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": bad}})
+        r = client.put(
+            f"/api/v1/source-connections/{sid}/config",
+            headers=h,
+            json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": bad}},
+        )
         assert r.status_code == 400 and "cursor_lookback" in r.json["errors"], (bad, r.json)
-    r = client.put(f"/api/v1/source-connections/{sid}/config", headers=h,
-                   json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": 0}})
+    r = client.put(
+        f"/api/v1/source-connections/{sid}/config",
+        headers=h,
+        json={"config": {"table": "big", "cursor_column": "updated_at", "cursor_lookback": 0}},
+    )
     assert r.status_code == 200, r.json
 
 
@@ -211,7 +265,9 @@ def test_a_table_that_is_not_there_fails_the_run_at_once_saying_so(client, synce
 def test_a_view_too_slow_to_count_is_still_read(client, ctx, workers, pg_source, table):
     """Counting (for progress) gives up after a moment instead of failing the run; reads
     are not held to a connection test's few seconds."""
-    pg_source.sql("CREATE OR REPLACE VIEW slow_big AS SELECT id, name FROM big WHERE id <= 6 AND pg_sleep(1) IS NOT NULL")
+    pg_source.sql(
+        "CREATE OR REPLACE VIEW slow_big AS SELECT id, name FROM big WHERE id <= 6 AND pg_sleep(1) IS NOT NULL"
+    )
     key, sid, cid = connect(client, pg_source, "Slow view", {"table": "slow_big", "primary_key": "id"})
     workers(1)
     try:
@@ -225,22 +281,35 @@ def test_a_view_too_slow_to_count_is_still_read(client, ctx, workers, pg_source,
 def test_odd_names_text_keys_and_a_date_cursor(client, ctx, workers, pg_source):
     """A schema other than public, names needing quotes, a text key and a date cursor (a
     coarse one: a row changed later the same day has the value the last read ended on)."""
-    pg_source.sql('CREATE SCHEMA IF NOT EXISTS "Sales Dept"; DROP TABLE IF EXISTS "Sales Dept"."Open Orders";'
-                  'CREATE TABLE "Sales Dept"."Open Orders" ("Order Key" text PRIMARY KEY, "Changed On" date NOT NULL, '
-                  'payload jsonb, tags text[]);'
-                  'INSERT INTO "Sales Dept"."Open Orders" SELECT \'ord-\' || g, current_date - (3 - g % 3), '
-                  '\'{"n": 1}\', ARRAY[\'a\'] FROM generate_series(1, 30) g')
-    key, sid, cid = connect(client, pg_source, "Orders", {
-        "schema": "Sales Dept", "table": "Open Orders", "primary_key": "Order Key", "cursor_column": "Changed On"},
-        key_path="$['Order Key']")
+    pg_source.sql(
+        'CREATE SCHEMA IF NOT EXISTS "Sales Dept"; DROP TABLE IF EXISTS "Sales Dept"."Open Orders";'
+        'CREATE TABLE "Sales Dept"."Open Orders" ("Order Key" text PRIMARY KEY, "Changed On" date NOT NULL, '
+        "payload jsonb, tags text[]);"
+        'INSERT INTO "Sales Dept"."Open Orders" SELECT \'ord-\' || g, current_date - (3 - g % 3), '
+        "'{\"n\": 1}', ARRAY['a'] FROM generate_series(1, 30) g"
+    )
+    key, sid, cid = connect(
+        client,
+        pg_source,
+        "Orders",
+        {
+            "schema": "Sales Dept",
+            "table": "Open Orders",
+            "primary_key": "Order Key",
+            "cursor_column": "Changed On",
+        },
+        key_path="$['Order Key']",
+    )
     workers(1)
     try:
         run = wait_for(start(client, key, sid))
         assert run.status == "completed" and run.records_inserted == 30, run.error
         data = records(cid)
         assert data["ord-7"]["payload"] == {"n": 1} and data["ord-7"]["tags"] == ["a"]
-        pg_source.sql('UPDATE "Sales Dept"."Open Orders" SET payload = \'{"n": 2}\', "Changed On" = current_date '
-                      'WHERE "Order Key" = \'ord-1\'')  # sorts before every key already read today
+        pg_source.sql(
+            'UPDATE "Sales Dept"."Open Orders" SET payload = \'{"n": 2}\', "Changed On" = current_date '
+            "WHERE \"Order Key\" = 'ord-1'"
+        )  # sorts before every key already read today
         run = wait_for(start(client, key, sid))
         assert run.status == "completed" and run.mode == "incremental", run.error
         assert run.records_updated == 1 and records(cid)["ord-1"]["payload"] == {"n": 2}
@@ -265,10 +334,14 @@ def test_rows_changed_while_the_backfill_runs_are_read_next(client, synced, work
         if db.session.get(SyncRun, run_id).progress >= 1000:
             break
         time.sleep(0.01)
-    pg_source.sql("UPDATE big SET name = 'passed', updated_at = now() + interval '1 hour' WHERE id = 5;"
-                  f"UPDATE big SET name = 'ahead', updated_at = now() + interval '2 hours' WHERE id = {ROWS - 10}")
+    pg_source.sql(
+        "UPDATE big SET name = 'passed', updated_at = now() + interval '1 hour' WHERE id = 5;"
+        f"UPDATE big SET name = 'ahead', updated_at = now() + interval '2 hours' WHERE id = {ROWS - 10}"
+    )
     db.session.expire_all()
-    assert db.session.get(SyncRun, run_id).progress < ROWS - 10, "the backfill ended before the changes (too fast)"
+    assert db.session.get(SyncRun, run_id).progress < ROWS - 10, (
+        "the backfill ended before the changes (too fast)"
+    )
     run = wait_for(run_id)
     assert run.status == "completed" and records(cid)[str(ROWS - 10)]["name"] == "ahead", run.error
     run = wait_for(start(client, key, sid))
@@ -279,18 +352,28 @@ def test_rows_changed_while_the_backfill_runs_are_read_next(client, synced, work
 def test_a_numeric_cursor_reads_numbers_committed_late(client, ctx, workers, pg_source):
     """A sequence hands out numbers before their rows commit: a row given 21 can commit after
     the row given 22 was read. The re-read window (in values for a number) finds it."""
-    pg_source.sql("DROP TABLE IF EXISTS versioned; DROP SEQUENCE IF EXISTS versioned_v; CREATE SEQUENCE versioned_v;"
-                  "CREATE TABLE versioned (id int PRIMARY KEY, name text, "
-                  "version bigint NOT NULL DEFAULT nextval('versioned_v'));"
-                  "INSERT INTO versioned (id, name) SELECT g, 'name ' || g FROM generate_series(1, 20) g")
-    key, sid, cid = connect(client, pg_source, "Versioned", {
-        "table": "versioned", "primary_key": "id", "cursor_column": "version", "cursor_lookback": 5})
+    pg_source.sql(
+        "DROP TABLE IF EXISTS versioned; DROP SEQUENCE IF EXISTS versioned_v; CREATE SEQUENCE versioned_v;"
+        "CREATE TABLE versioned (id int PRIMARY KEY, name text, "
+        "version bigint NOT NULL DEFAULT nextval('versioned_v'));"
+        "INSERT INTO versioned (id, name) SELECT g, 'name ' || g FROM generate_series(1, 20) g"
+    )
+    key, sid, cid = connect(
+        client,
+        pg_source,
+        "Versioned",
+        {"table": "versioned", "primary_key": "id", "cursor_column": "version", "cursor_lookback": 5},
+    )
     workers(1)
     late = session_of(pg_source)
     try:
         assert wait_for(start(client, key, sid)).status == "completed"
-        late.execute("UPDATE versioned SET name = 'late', version = nextval('versioned_v') WHERE id = 1")  # 21
-        pg_source.sql("UPDATE versioned SET name = 'early', version = nextval('versioned_v') WHERE id = 2")  # 22
+        late.execute(
+            "UPDATE versioned SET name = 'late', version = nextval('versioned_v') WHERE id = 1"
+        )  # 21
+        pg_source.sql(
+            "UPDATE versioned SET name = 'early', version = nextval('versioned_v') WHERE id = 2"
+        )  # 22
         run = wait_for(start(client, key, sid))
         assert run.status == "completed" and run.mode == "incremental", run.error
         assert run.records_updated == 1 and records(cid)["2"]["name"] == "early"
@@ -309,9 +392,11 @@ def test_a_row_nested_too_deep_is_skipped_saying_why_and_the_rest_applied(client
     """PostgreSQL keeps JSON thousands of levels deep; stored, such a record answered 500 to
     every read of its collection's records (RecursionError), and froze the records page."""
     depth = 5000
-    pg_source.sql("DROP TABLE IF EXISTS nested; CREATE TABLE nested (id int PRIMARY KEY, doc jsonb);"
-                  "INSERT INTO nested SELECT g, '{\"n\": 1}' FROM generate_series(1, 3) g;"
-                  f"UPDATE nested SET doc = (repeat('[', {depth}) || repeat(']', {depth}))::jsonb WHERE id = 2")
+    pg_source.sql(
+        "DROP TABLE IF EXISTS nested; CREATE TABLE nested (id int PRIMARY KEY, doc jsonb);"
+        "INSERT INTO nested SELECT g, '{\"n\": 1}' FROM generate_series(1, 3) g;"
+        f"UPDATE nested SET doc = (repeat('[', {depth}) || repeat(']', {depth}))::jsonb WHERE id = 2"
+    )
     key, sid, cid = connect(client, pg_source, "Nested", {"table": "nested", "primary_key": "id"})
     workers(1)
     try:

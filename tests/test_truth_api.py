@@ -1,4 +1,5 @@
 """Issue 19, the API part: every answer tells the truth (seeds, SPEC §5 and the audit log)."""
+
 from __future__ import annotations
 
 import re
@@ -15,10 +16,16 @@ MASK = "***********"
 
 
 def stripe_sync(base: str, secret: str, streams=("customer",), name="Stripe sync") -> dict:
-    return {"provider": "stripe", "stream_id": "stream-1", "name": name,
-            "collection_ids": [f"stripe:{s}" for s in streams],
-            "credential": {"properties": {"kind": "stripe_key", "secret": secret, "api_base": base,
-                                          "name": "Stripe key"}, "metadata": {"team": "billing"}}}
+    return {
+        "provider": "stripe",
+        "stream_id": "stream-1",
+        "name": name,
+        "collection_ids": [f"stripe:{s}" for s in streams],
+        "credential": {
+            "properties": {"kind": "stripe_key", "secret": secret, "api_base": base, "name": "Stripe key"},
+            "metadata": {"team": "billing"},
+        },
+    }
 
 
 @pytest.fixture
@@ -39,11 +46,14 @@ def _tested(client, key, sync_id) -> bool:
 
 # --- 1. credential_id reuses the credential --------------------------------------------------
 
+
 def test_credential_id_shares_the_credential_and_rotation_reaches_every_sync(client, key, http_fixture):
     h = {"X-API-Key": key}
     first = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, "sk_test_wrongKey"), headers=h).json
-    body = {**stripe_sync(http_fixture.base, "unused", streams=("invoice",), name="Second"),
-            "credential_id": first["credential_id"]}
+    body = {
+        **stripe_sync(http_fixture.base, "unused", streams=("invoice",), name="Second"),
+        "credential_id": first["credential_id"],
+    }
     body.pop("credential")
     r = client.post("/v1/syncs", json=body, headers=h)
     assert r.status_code == 201, r.json
@@ -57,13 +67,23 @@ def test_credential_id_shares_the_credential_and_rotation_reaches_every_sync(cli
     assert not _tested(client, key, first["id"]) and not _tested(client, key, second["id"])
 
     # Rotating it on the first sync reaches the second.
-    r = client.patch(f"/v1/syncs/{first['id']}", headers=h, json={"credential": {"properties": {
-        "kind": "stripe_key", "secret": STRIPE_KEY, "api_base": http_fixture.base}}})
+    r = client.patch(
+        f"/v1/syncs/{first['id']}",
+        headers=h,
+        json={
+            "credential": {
+                "properties": {"kind": "stripe_key", "secret": STRIPE_KEY, "api_base": http_fixture.base}
+            }
+        },
+    )
     assert r.status_code == 200, r.json
     assert _tested(client, key, second["id"])
     # ... and rotating it through the second reaches the first.
-    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
-        "secret": "sk_test_wrongAgain", "api_base": http_fixture.base}}})
+    r = client.patch(
+        f"/v1/syncs/{second['id']}",
+        headers=h,
+        json={"credential": {"properties": {"secret": "sk_test_wrongAgain", "api_base": http_fixture.base}}},
+    )
     assert r.status_code == 200 and r.json["credential_id"] == first["id"], r.json
     assert not _tested(client, key, first["id"])
     assert STRIPE_KEY not in r.get_data(as_text=True)
@@ -75,8 +95,11 @@ def test_a_shared_secret_still_goes_only_where_it_was_given(client, key, http_fi
     body = {**stripe_sync(http_fixture.base, "x", streams=("invoice",)), "credential_id": first["id"]}
     del body["credential"]
     second = client.post("/v1/syncs", json=body, headers=h).json
-    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
-        "secret": MASK, "api_base": "https://elsewhere.example.com"}}})
+    r = client.patch(
+        f"/v1/syncs/{second['id']}",
+        headers=h,
+        json={"credential": {"properties": {"secret": MASK, "api_base": "https://elsewhere.example.com"}}},
+    )
     assert r.status_code == 400 and "secret_key" in r.json["errors"], r.json
     assert _tested(client, key, first["id"]) and _tested(client, key, second["id"])
 
@@ -97,8 +120,9 @@ def test_deleting_the_sync_that_holds_a_shared_credential_keeps_it_for_the_other
 
 def test_credential_id_of_another_project_or_provider_is_refused(client, owner, key, http_fixture):
     other_env_key = make_key(add_env(org_of(owner), "staging"))
-    elsewhere = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY),
-                            headers={"X-API-Key": other_env_key}).json
+    elsewhere = client.post(
+        "/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers={"X-API-Key": other_env_key}
+    ).json
     body = {**stripe_sync(http_fixture.base, "x"), "credential_id": elsewhere["id"]}
     del body["credential"]
     r = client.post("/v1/syncs", json=body, headers={"X-API-Key": key})
@@ -106,10 +130,16 @@ def test_credential_id_of_another_project_or_provider_is_refused(client, owner, 
     both = {**stripe_sync(http_fixture.base, STRIPE_KEY), "credential_id": elsewhere["id"]}
     r = client.post("/v1/syncs", json=both, headers={"X-API-Key": key})
     assert r.status_code == 400 and "credential_id" in r.json["errors"], r.json
-    assert db.session.scalars(select(SourceConnection).where(SourceConnection.env_id == production(org_of(owner)).id)).all() == []
+    assert (
+        db.session.scalars(
+            select(SourceConnection).where(SourceConnection.env_id == production(org_of(owner)).id)
+        ).all()
+        == []
+    )
 
 
 # --- 2. every list is paginated alike ------------------------------------------------------
+
 
 @pytest.fixture
 def admin_session(app, owner):
@@ -123,7 +153,9 @@ def admin_session(app, owner):
 def _all_pages(client, path, plural, headers=None):
     seen, cursor, pages = [], None, 0
     while True:
-        r = client.get(path, query_string={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=headers)
+        r = client.get(
+            path, query_string={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
         assert r.status_code == 200, r.json
         assert len(r.json[plural]) <= 2 and set(r.json) == {plural, "cursor", "has_more"}
         seen += r.json[plural]
@@ -134,18 +166,24 @@ def _all_pages(client, path, plural, headers=None):
         cursor = r.json["cursor"]
 
 
-@pytest.mark.parametrize("path, plural, ident, count", [
-    ("/v1/environments", "environments", "id", 5),  # production and four more
-    ("/v1/members", "members", "user_id", 5),  # the owner and four more
-    ("/v1/invitations", "invitations", "id", 4),
-])
+@pytest.mark.parametrize(
+    "path, plural, ident, count",
+    [
+        ("/v1/environments", "environments", "id", 5),  # production and four more
+        ("/v1/members", "members", "user_id", 5),  # the owner and four more
+        ("/v1/invitations", "invitations", "id", 4),
+    ],
+)
 def test_team_lists_are_paginated_like_the_others(admin_session, owner, path, plural, ident, count):
     client, h = admin_session
     org = org_of(owner)
     for n in range(4):
         add_env(org, f"env-{n}")
         make_user(f"member{n}@example.com", org=org, role="member")
-        assert client.post("/v1/invitations", json={"email": f"new{n}@example.com"}, headers=h).status_code == 201
+        assert (
+            client.post("/v1/invitations", json={"email": f"new{n}@example.com"}, headers=h).status_code
+            == 201
+        )
     seen, pages = _all_pages(client, path, plural)
     assert pages == (count + 1) // 2 and len(seen) == count and len({item[ident] for item in seen}) == count
     r = client.get(path, query_string={"limit": 101})
@@ -170,41 +208,58 @@ def test_a_key_pages_through_its_own_environment_only(client, owner, key):
 
 # --- 3. a bad readable_id is reported under readable_id --------------------------------------
 
+
 @pytest.mark.parametrize("value, status", [("Not A Slug", 400), ("-x", 400), ("a" * 65, 400)])
 def test_a_bad_readable_id_is_reported_under_readable_id(client, key, value, status):
     h = {"X-API-Key": key}
-    r = client.post("/v1/collections", json={"name": "Finance", "readable_id": value, "primary_key_path": "$.id"},
-                    headers=h)
+    r = client.post(
+        "/v1/collections",
+        json={"name": "Finance", "readable_id": value, "primary_key_path": "$.id"},
+        headers=h,
+    )
     assert r.status_code == status and set(r.json["errors"]) == {"readable_id"}, r.json
     assert client.get("/v1/collections", headers=h).json["collections"] == []
 
 
 def test_readable_id_conflicts_and_changes_name_readable_id(client, key):
     h = {"X-API-Key": key}
-    made = client.post("/v1/collections", json={"name": "Finance", "readable_id": "finance", "primary_key_path": "$.id"},
-                       headers=h)
+    made = client.post(
+        "/v1/collections",
+        json={"name": "Finance", "readable_id": "finance", "primary_key_path": "$.id"},
+        headers=h,
+    )
     assert made.status_code == 201 and made.json["collection"]["readable_id"] == "finance"
-    r = client.post("/v1/collections", json={"name": "Finance 2", "readable_id": "finance", "primary_key_path": "$.id"},
-                    headers=h)
+    r = client.post(
+        "/v1/collections",
+        json={"name": "Finance 2", "readable_id": "finance", "primary_key_path": "$.id"},
+        headers=h,
+    )
     assert r.status_code == 409 and set(r.json["errors"]) == {"readable_id"}, r.json
-    other = client.post("/v1/collections", json={"name": "Other", "slug": "other", "primary_key_path": "$.id"}, headers=h)
+    other = client.post(
+        "/v1/collections", json={"name": "Other", "slug": "other", "primary_key_path": "$.id"}, headers=h
+    )
     r = client.patch("/v1/collections/other", json={"readable_id": "finance"}, headers=h)
     assert r.status_code == 409 and set(r.json["errors"]) == {"readable_id"}, r.json
     r = client.patch("/v1/collections/other", json={"readable_id": "Bad Slug"}, headers=h)
     assert r.status_code == 400 and set(r.json["errors"]) == {"readable_id"}, r.json
     r = client.patch("/v1/collections/other", json={"readable_id": "renamed"}, headers=h)
     assert r.status_code == 200 and r.json["collection"]["slug"] == "renamed", r.json
-    r = client.post("/v1/collections", json={"name": "Both", "slug": "one", "readable_id": "two",
-                                             "primary_key_path": "$.id"}, headers=h)
+    r = client.post(
+        "/v1/collections",
+        json={"name": "Both", "slug": "one", "readable_id": "two", "primary_key_path": "$.id"},
+        headers=h,
+    )
     assert r.status_code == 400 and "readable_id" in r.json["errors"], r.json
     # The slug, given as slug, is still reported as slug.
-    r = client.post("/v1/collections", json={"name": "Slugged", "slug": "Bad Slug", "primary_key_path": "$.id"},
-                    headers=h)
+    r = client.post(
+        "/v1/collections", json={"name": "Slugged", "slug": "Bad Slug", "primary_key_path": "$.id"}, headers=h
+    )
     assert r.status_code == 400 and set(r.json["errors"]) == {"slug"}, r.json
     assert other.status_code == 201
 
 
 # --- 4. what a key does is by its owner --------------------------------------------------------
+
 
 def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, owner, admin_session):
     from hookstream_ui.models import ApiKey
@@ -212,15 +267,23 @@ def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, o
     member = make_user("member@example.com", org=org_of(owner), role="member")
     raw = make_key(production(org_of(owner)), name="ci deploy", owner=member)
     h = {"X-API-Key": raw}
-    made = client.post("/v1/collections", json={"name": "By key", "slug": "by-key", "primary_key_path": "$.id"},
-                       headers=h)
+    made = client.post(
+        "/v1/collections", json={"name": "By key", "slug": "by-key", "primary_key_path": "$.id"}, headers=h
+    )
     assert made.status_code == 201, made.json
     assert made.json["collection"]["created_by_email"] == "member@example.com"
     assert made.json["collection"]["modified_by_email"] == "member@example.com"
     session, sh = admin_session
-    changed = session.patch("/v1/collections/by-key", json={"name": "By owner"}, headers=sh).json["collection"]
-    assert changed["created_by_email"] == "member@example.com" and changed["modified_by_email"] == "owner@example.com"
-    changed = client.patch("/v1/collections/by-key", json={"name": "By key again"}, headers=h).json["collection"]
+    changed = session.patch("/v1/collections/by-key", json={"name": "By owner"}, headers=sh).json[
+        "collection"
+    ]
+    assert (
+        changed["created_by_email"] == "member@example.com"
+        and changed["modified_by_email"] == "owner@example.com"
+    )
+    changed = client.patch("/v1/collections/by-key", json={"name": "By key again"}, headers=h).json[
+        "collection"
+    ]
     assert changed["modified_by_email"] == "member@example.com"
 
     prefix = db.session.scalar(select(ApiKey.prefix).where(ApiKey.name == "ci deploy"))
@@ -236,15 +299,25 @@ def test_a_key_acts_for_its_owner_in_created_by_and_the_audit_log(app, client, o
 
 # --- 5. health is degraded from the first failure ----------------------------------------------
 
+
 def test_health_is_degraded_from_the_first_failed_attempt(client, key, http_fixture, workers):
     """A server having a bad minute (503) is retried with backoff; health tells at once."""
     from tests.sync_helpers import wait_for
 
     h = {"X-API-Key": key}
-    sid = client.post("/api/v1/source-connections", headers=h, json={
-        "sourceShortName": "rest_api", "name": "Flaky API", "credentials": {"base_url": http_fixture.base},
-        "config": {"path": "/unavailable", "records_path": "$.data"}}).json["sourceConnection"]["id"]
-    client.post("/v1/collections", headers=h, json={"name": "Items", "source_id": sid, "primary_key_path": "$.id"})
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=h,
+        json={
+            "sourceShortName": "rest_api",
+            "name": "Flaky API",
+            "credentials": {"base_url": http_fixture.base},
+            "config": {"path": "/unavailable", "records_path": "$.data"},
+        },
+    ).json["sourceConnection"]["id"]
+    client.post(
+        "/v1/collections", headers=h, json={"name": "Items", "source_id": sid, "primary_key_path": "$.id"}
+    )
     assert client.get(f"/v1/syncs/{sid}", headers=h).json["health"]["status"] == "healthy"
     workers(1)
     run_id = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h).json["syncId"]
@@ -254,7 +327,9 @@ def test_health_is_degraded_from_the_first_failed_attempt(client, key, http_fixt
     assert health["status"] == "degraded", health
     assert health["last_error"] == f"The API answered HTTP 503 for {http_fixture.base}/unavailable"
     assert client.get("/v1/syncs", headers=h).json["syncs"][0]["health"] == health
-    assert db.session.get(SourceConnection, sid).consecutive_failures == 0  # runs, not attempts, count to error
+    assert (
+        db.session.get(SourceConnection, sid).consecutive_failures == 0
+    )  # runs, not attempts, count to error
 
 
 def test_a_completed_run_after_a_failed_attempt_is_healthy_again(ctx, owner):
@@ -275,9 +350,13 @@ def test_a_completed_run_after_a_failed_attempt_is_healthy_again(ctx, owner):
 
 # --- 6. binding a source never silently unbinds another ----------------------------------------
 
+
 def _webhook(client, key, name="Orders hook") -> str:
-    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key},
-                    json={"sourceShortName": "webhook", "name": name, "credentials": {}, "config": {}})
+    r = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={"sourceShortName": "webhook", "name": name, "credentials": {}, "config": {}},
+    )
     assert r.status_code == 201, r.json
     return r.json["sourceConnection"]["id"]
 
@@ -286,8 +365,11 @@ def _webhook(client, key, name="Orders hook") -> str:
 def bound(client, key):
     """A collection fed by a webhook source."""
     sid = _webhook(client, key)
-    r = client.post("/v1/collections", headers={"X-API-Key": key},
-                    json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"})
+    r = client.post(
+        "/v1/collections",
+        headers={"X-API-Key": key},
+        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"},
+    )
     assert r.status_code == 201, r.json
     return sid, r.json["collection"]["id"]
 
@@ -308,9 +390,15 @@ def test_a_sync_does_not_take_over_a_collection_fed_by_another_source(client, ke
     _still_bound(client, key, sid, cid)
     # Nor through a change of an existing sync.
     sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
-    r = client.patch(f"/v1/syncs/{sync['id']}", headers=h, json={
-        "collection_ids": ["stripe:customer", cid], "name": "Renamed",
-        "credential": {"properties": {"secret": "sk_test_changed", "api_base": http_fixture.base}}})
+    r = client.patch(
+        f"/v1/syncs/{sync['id']}",
+        headers=h,
+        json={
+            "collection_ids": ["stripe:customer", cid],
+            "name": "Renamed",
+            "credential": {"properties": {"secret": "sk_test_changed", "api_base": http_fixture.base}},
+        },
+    )
     assert r.status_code == 409 and "collection_ids" in r.json["errors"], r.json
     kept = client.get(f"/v1/syncs/{sync['id']}", headers=h).json
     assert kept["collection_ids"] == ["stripe:customer"] and kept["name"] == "Stripe sync"
@@ -324,12 +412,24 @@ def test_a_sync_does_not_take_over_a_collection_fed_by_another_source(client, ke
 
 def test_a_new_source_connection_does_not_take_over_a_bound_collection(client, key, bound):
     sid, cid = bound
-    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key},
-                    json={"sourceShortName": "webhook", "name": "Thief", "credentials": {}, "config": {},
-                          "collectionId": cid})
+    r = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "webhook",
+            "name": "Thief",
+            "credentials": {},
+            "config": {},
+            "collectionId": cid,
+        },
+    )
     assert r.status_code == 409 and r.json["success"] is False and "collectionId" in r.json["errors"], r.json
-    assert [s["name"] for s in client.get("/api/v1/source-connections", headers={"X-API-Key": key})
-            .json["sourceConnections"]] == ["Orders hook"]
+    assert [
+        s["name"]
+        for s in client.get("/api/v1/source-connections", headers={"X-API-Key": key}).json[
+            "sourceConnections"
+        ]
+    ] == ["Orders hook"]
     _still_bound(client, key, sid, cid)
 
 
@@ -342,7 +442,9 @@ def test_a_collection_is_not_moved_to_another_source_silently(client, key, bound
     assert "Orders hook" in r.json["errors"]["source_id"]
     _still_bound(client, key, sid, cid)
     assert client.get(f"/v1/collections/{cid}", headers=h).json["collection"]["name"] == "Orders"
-    assert client.patch(f"/v1/collections/{cid}", json={"source_id": sid}, headers=h).status_code == 200  # the same
+    assert (
+        client.patch(f"/v1/collections/{cid}", json={"source_id": sid}, headers=h).status_code == 200
+    )  # the same
 
 
 def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, owner, key, bound):
@@ -352,8 +454,16 @@ def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, own
     session = app.test_client()
     token = login(session, "owner@example.com")
     other = _webhook(app.test_client(), key, "Other hook")
-    r = session.post("/collections/orders/edit", data={"csrf_token": token, "name": "Orders", "slug": "orders",
-                                                      "source_id": other, "primary_key_path": "$.id"})
+    r = session.post(
+        "/collections/orders/edit",
+        data={
+            "csrf_token": token,
+            "name": "Orders",
+            "slug": "orders",
+            "source_id": other,
+            "primary_key_path": "$.id",
+        },
+    )
     page = r.get_data(as_text=True)
     assert r.status_code == 400  # as every dashboard form answers a refused change
     assert 'id="e-source_id"' in page and "Orders hook" in page
@@ -361,6 +471,7 @@ def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, own
 
 
 # --- 7. the OpenAPI document states the rules the server enforces ------------------------------
+
 
 def _document(client) -> dict:
     return client.get("/v1/openapi.json").json
@@ -380,14 +491,40 @@ def _properties(doc: dict, method: str, path: str) -> dict:
 BODIES = [
     ("post", "/v1/collections", lambda: {"name": "Valid name", "primary_key_path": "$.id"}, False),
     ("post", "/v1/syncs", lambda: stripe_sync("https://api.stripe.com", STRIPE_KEY), False),
-    ("post", "/api/v1/source-connections", lambda: {"sourceShortName": "webhook", "name": "Hook", "credentials": {},
-                                                   "config": {}}, False),
+    (
+        "post",
+        "/api/v1/source-connections",
+        lambda: {"sourceShortName": "webhook", "name": "Hook", "credentials": {}, "config": {}},
+        False,
+    ),
     ("post", "/v1/auth/api-keys", lambda: {"name": "A key"}, True),
     ("post", "/v1/environments", lambda: {"name": "An env"}, True),
 ]
 # Values tried against every documented pattern: the document and the server must agree.
-PATTERN_TRIES = ["finance-data", "Finance Data", "-x", "x-", "a--b", "a1", "  ", " x ", "", "continuous", "30s",
-                 "29s", "5s", "00030s", "0m", "1m", "15m", "24h", "7d", "99999d", "100000s", "1h30m"]
+PATTERN_TRIES = [
+    "finance-data",
+    "Finance Data",
+    "-x",
+    "x-",
+    "a--b",
+    "a1",
+    "  ",
+    " x ",
+    "",
+    "continuous",
+    "30s",
+    "29s",
+    "5s",
+    "00030s",
+    "0m",
+    "1m",
+    "15m",
+    "24h",
+    "7d",
+    "99999d",
+    "100000s",
+    "1h30m",
+]
 
 
 def _refused(r, field) -> bool:
@@ -402,10 +539,13 @@ def _call(client, session, method, path, body, needs_session, key):
 
 
 @pytest.mark.parametrize("method, path, base, needs_session", BODIES, ids=[p for _, p, _, _ in BODIES])
-def test_every_documented_body_rule_is_the_servers(client, key, admin_session, method, path, base, needs_session):
+def test_every_documented_body_rule_is_the_servers(
+    client, key, admin_session, method, path, base, needs_session
+):
     doc = _document(client)
     stated = 0
     for name, prop in _properties(doc, method, path).items():
+
         def attempt(value, name=name):
             body = base()
             body[name] = value
@@ -414,7 +554,9 @@ def test_every_documented_body_rule_is_the_servers(client, key, admin_session, m
         if "maxLength" in prop:
             stated += 1
             limit = prop["maxLength"]
-            filler = "a" if name not in ("primary_key_path", "timestamp_path", "event_type_field") else "$." + "a"
+            filler = (
+                "a" if name not in ("primary_key_path", "timestamp_path", "event_type_field") else "$." + "a"
+            )
             assert _refused(attempt(filler.ljust(limit + 1, "a")), name), (name, limit)
             assert not _refused(attempt(filler.ljust(limit, "a")), name), (name, limit)
         if "minLength" in prop and prop["minLength"] > 1:
@@ -453,8 +595,10 @@ def test_every_documented_body_rule_is_the_servers(client, key, admin_session, m
 def test_the_documented_sync_frequency_is_what_the_scheduler_parses(client):
     pattern = _properties(_document(client), "post", "/v1/syncs")["sync_frequency"]["pattern"]
     tries = ["continuous", "Continuous", "", "h", "1", "1.5h", "-1h", "1 h"] + [
-        f"{n}{unit}" for n in ("0", "1", "29", "30", "31", "00029", "00030", "000030", "99999", "100000")
-        for unit in "smhdw"]
+        f"{n}{unit}"
+        for n in ("0", "1", "29", "30", "31", "00029", "00030", "000030", "99999", "100000")
+        for unit in "smhdw"
+    ]
     for value in tries:
         try:
             parse_frequency(value)
@@ -470,8 +614,16 @@ def test_the_nested_rate_limit_states_its_bounds(client):
     assert rate["max_concurrent_requests"]["minimum"] == 0
 
 
-LISTS = ["/v1/collections", "/v1/syncs", "/v1/events", "/v1/environments", "/v1/members", "/v1/invitations",
-         "/v1/audit-log", "/v1/auth/api-keys"]
+LISTS = [
+    "/v1/collections",
+    "/v1/syncs",
+    "/v1/events",
+    "/v1/environments",
+    "/v1/members",
+    "/v1/invitations",
+    "/v1/audit-log",
+    "/v1/auth/api-keys",
+]
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -489,12 +641,19 @@ def test_every_list_documents_the_limit_the_server_enforces(client, admin_sessio
 
 def test_session_only_operations_are_marked_and_refuse_keys(client, key):
     doc = _document(client)
-    marked = [(path, method) for path, item in doc["paths"].items() for method, op in item.items()
-              if op.get("x-session-only")]
+    marked = [
+        (path, method)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if op.get("x-session-only")
+    ]
     assert ("/v1/members", "get") in marked and ("/v1/auth/api-keys", "post") in marked
     for path, method in marked:
         op = doc["paths"][path][method]
-        assert op["security"] == [{"session": []}] and "API keys get 403" in op["responses"]["403"]["description"]
+        assert (
+            op["security"] == [{"session": []}]
+            and "API keys get 403" in op["responses"]["403"]["description"]
+        )
         if "{" not in path:
             r = client.open(path, method=method.upper(), json={}, headers={"X-API-Key": key})
             assert r.status_code == 403, (path, method, r.json)
@@ -521,8 +680,11 @@ def test_bodies_csrf_413_exports_ingest_and_filters_are_documented(client, key, 
     assert (flt["style"], flt["explode"], flt["in"]) == ("deepObject", True, "query")
     h = {"X-API-Key": key}
     sid = _webhook(client, key)
-    client.post("/v1/collections", headers=h, json={"name": "Orders", "slug": "orders", "source_id": sid,
-                                                    "primary_key_path": "$.id"})
+    client.post(
+        "/v1/collections",
+        headers=h,
+        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"},
+    )
     for n, status in enumerate(("open", "closed", "open")):
         assert client.post(f"/v1/ingest/{sid}", json={"id": f"o{n}", "status": status}).status_code == 200
     # deepObject with explode: name[property]=value
@@ -532,18 +694,25 @@ def test_bodies_csrf_413_exports_ingest_and_filters_are_documented(client, key, 
     assert re.search(flt["schema"]["propertyNames"]["pattern"], "data status") is None
     bad = client.get("/v1/collections/orders/records", query_string={"filter[data status]": "x"}, headers=h)
     assert bad.status_code == 400
-    too_big = client.post("/v1/collections", headers=h, data=b"{" + b" " * app.config["MAX_CONTENT_LENGTH"] + b"}",
-                          content_type="application/json")
+    too_big = client.post(
+        "/v1/collections",
+        headers=h,
+        data=b"{" + b" " * app.config["MAX_CONTENT_LENGTH"] + b"}",
+        content_type="application/json",
+    )
     assert too_big.status_code == 413 and too_big.json["code"] == "payload_too_large"
 
 
 def test_the_document_states_the_servers_own_limits(client):
-    from hookstream_ui.services import api_keys, collections, sources, syncs, team
+    from hookstream_ui.services import api_keys, collections, sources, team
     from hookstream_ui.sources import REGISTRY
 
     doc = _document(client)
     coll = _properties(doc, "post", "/v1/collections")
-    assert (coll["name"]["minLength"], coll["name"]["maxLength"]) == (collections.NAME_MIN, collections.NAME_MAX)
+    assert (coll["name"]["minLength"], coll["name"]["maxLength"]) == (
+        collections.NAME_MIN,
+        collections.NAME_MAX,
+    )
     assert coll["slug"]["pattern"] == coll["readable_id"]["pattern"] == collections.SLUG_RE.pattern
     assert coll["description"]["maxLength"] == collections.DESCRIPTION_MAX
     assert coll["primary_key_path"]["maxLength"] == collections.PATH_MAX
@@ -556,11 +725,14 @@ def test_the_document_states_the_servers_own_limits(client):
     assert _properties(doc, "post", "/v1/auth/api-keys")["name"]["maxLength"] == api_keys.NAME_MAX
     assert _properties(doc, "post", "/v1/environments")["name"]["maxLength"] == team.ENV_NAME_MAX
     conn = _properties(doc, "post", "/api/v1/source-connections")
-    assert conn["sourceShortName"]["enum"] == sorted(REGISTRY) and conn["name"]["maxLength"] == sources.NAME_MAX
+    assert (
+        conn["sourceShortName"]["enum"] == sorted(REGISTRY) and conn["name"]["maxLength"] == sources.NAME_MAX
+    )
     assert _properties(doc, "post", "/v1/invitations")["email"]["format"] == "email"
 
 
 # --- 8. gunicorn's own errors are the API's JSON ----------------------------------------------------
+
 
 @pytest.fixture
 def gunicorn_port(app, database_url, redis_url, tmp_root):
@@ -568,7 +740,6 @@ def gunicorn_port(app, database_url, redis_url, tmp_root):
     import http.client
     import os
     import subprocess
-    import sys
     import time
     from pathlib import Path
 
@@ -576,9 +747,16 @@ def gunicorn_port(app, database_url, redis_url, tmp_root):
     from tests.fixture_servers import free_port
 
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_root / "instance"))
-    proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", 1, 2), cwd=Path(__file__).resolve().parent.parent,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(
+        os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_root / "instance")
+    )
+    proc = subprocess.Popen(
+        gunicorn_command(f"127.0.0.1:{port}", 1, 2),
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -618,19 +796,35 @@ def _is_api_error(doc: dict, body: bytes, status: int) -> dict:
     return data
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    (b"GET /v1/collections?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"GET /api/v1/sources?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    (b"GET /v1/collections HTTP/1.1 junk\r\nHost: x\r\n\r\n", 400),
-    (b"G\x01T /v1/collections HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-    (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
-    # Refused before the path is known: the /v1 shape, also under /api/.
-    (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
-    (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
-    (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(120)) + b"\r\n",
-     431),
-], ids=["long-url", "long-url-sources-api", "bad-request-line", "bad-method", "bad-header",
-        "bad-header-sources-api", "big-header", "many-headers"])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /v1/collections?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /api/v1/sources?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /v1/collections HTTP/1.1 junk\r\nHost: x\r\n\r\n", 400),
+        (b"G\x01T /v1/collections HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+        # Refused before the path is known: the /v1 shape, also under /api/.
+        (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
+        (b"GET /api/v1/sources HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
+        (
+            b"GET /v1/collections HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: y\r\n" % n for n in range(120))
+            + b"\r\n",
+            431,
+        ),
+    ],
+    ids=[
+        "long-url",
+        "long-url-sources-api",
+        "bad-request-line",
+        "bad-method",
+        "bad-header",
+        "bad-header-sources-api",
+        "big-header",
+        "many-headers",
+    ],
+)
 def test_gunicorn_errors_answer_in_the_api_error_shape(client, gunicorn_port, request_bytes, status):
     doc = _document(client)
     got, headers, body = _raw(gunicorn_port, request_bytes)
@@ -652,6 +846,7 @@ def test_the_app_still_answers_through_that_worker(client, gunicorn_port):
 
 # --- 9. the audit log has what happened, and reads well -------------------------------------------
 
+
 def _entries(session, **query) -> list[dict]:
     return session.get("/v1/audit-log", query_string=query).json["entries"]
 
@@ -660,16 +855,27 @@ def test_joining_by_invitation_is_in_the_audit_log(app, admin_session):
     from tests.helpers import PASSWORD, csrf_token
 
     session, h = admin_session
-    inv = session.post("/v1/invitations", json={"email": "joiner@example.com", "role": "viewer"}, headers=h).json
+    inv = session.post(
+        "/v1/invitations", json={"email": "joiner@example.com", "role": "viewer"}, headers=h
+    ).json
     path = re.sub(r"^https?://[^/]+", "", inv["invitation"]["url"])
     browser = app.test_client()
     token = csrf_token(browser, path)
-    assert browser.post(path, data={"password": PASSWORD, "password_confirm": PASSWORD,
-                                    "csrf_token": token}).status_code == 302
+    assert (
+        browser.post(
+            path, data={"password": PASSWORD, "password_confirm": PASSWORD, "csrf_token": token}
+        ).status_code
+        == 302
+    )
     [joined] = _entries(session, action="member.join")
     assert joined["actor"] == "joiner@example.com" and joined["resource_type"] == "member"
-    assert joined["details"] == {"email": "joiner@example.com", "role": "viewer", "invitation_id":
-                                 inv["invitation"]["id"], "invited_by": "owner@example.com", "new_account": True}
+    assert joined["details"] == {
+        "email": "joiner@example.com",
+        "role": "viewer",
+        "invitation_id": inv["invitation"]["id"],
+        "invited_by": "owner@example.com",
+        "new_account": True,
+    }
     assert token not in repr(joined) and PASSWORD not in repr(joined)
 
 
@@ -690,8 +896,9 @@ def test_failed_sign_ins_are_in_the_audit_log(app, owner, admin_session):
     [failed] = _entries(session, action="user.sign_in_failed")  # the org sees its member's
     assert failed["actor"] == "owner@example.com" and failed["resource_id"] == owner.id
     assert failed["details"] == {"email": "owner@example.com", "reason": "wrong password"}
-    [unknown] = db.session.scalars(select(AuditEntry).where(AuditEntry.org_id.is_(None),
-                                                            AuditEntry.action == "user.sign_in_failed")).all()
+    [unknown] = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.org_id.is_(None), AuditEntry.action == "user.sign_in_failed")
+    ).all()
     assert unknown.details == {"email": "nobody@example.com", "reason": "no such account"}
     every = repr([e.details for e in db.session.scalars(select(AuditEntry))])
     assert "not-the-password" not in every
@@ -701,18 +908,27 @@ def test_failed_sign_ins_are_in_the_audit_log(app, owner, admin_session):
     assert "Hunter2" not in every and "(not an email address)" in every
 
 
-def test_runs_exports_clearing_and_deleting_data_are_in_the_audit_log(client, key, admin_session, http_fixture):
+def test_runs_exports_clearing_and_deleting_data_are_in_the_audit_log(
+    client, key, admin_session, http_fixture
+):
     from hookstream_ui.models import ApiKey
 
     session, _ = admin_session
     h = {"X-API-Key": key}
     sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
     run_id = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers=h).json["syncId"]
-    assert client.post(f"/api/v1/source-connections/{sync['id']}/runs/{run_id}/cancel", json={},
-                       headers=h).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/source-connections/{sync['id']}/runs/{run_id}/cancel", json={}, headers=h
+        ).status_code
+        == 200
+    )
     sid = _webhook(client, key)
-    client.post("/v1/collections", headers=h, json={"name": "Orders", "slug": "orders", "source_id": sid,
-                                                    "primary_key_path": "$.id"})
+    client.post(
+        "/v1/collections",
+        headers=h,
+        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"},
+    )
     for n in range(3):
         client.post(f"/v1/ingest/{sid}", json={"id": f"o{n}"})
     assert client.get("/v1/collections/orders/export?format=csv", headers=h).status_code == 200
@@ -736,13 +952,21 @@ def test_runs_exports_clearing_and_deleting_data_are_in_the_audit_log(client, ke
 def test_readable_details():
     from hookstream_ui.services.audit import readable_details
 
-    assert readable_details({"changed": ["name", "primary_key_path", "config"],
-                             "values": {"name": {"from": "Audited", "to": "Audited 2"}}}) == [
-        ("Name", "Audited → Audited 2"), ("Changed", "primary key path, config")]
+    assert readable_details(
+        {
+            "changed": ["name", "primary_key_path", "config"],
+            "values": {"name": {"from": "Audited", "to": "Audited 2"}},
+        }
+    ) == [("Name", "Audited → Audited 2"), ("Changed", "primary key path, config")]
     assert readable_details({"secrets_used": ["password"], "unsaved": False, "connected": True}) == [
-        ("Secrets used", "password"), ("Unsaved form", "no"), ("Connected", "yes")]
+        ("Secrets used", "password"),
+        ("Unsaved form", "no"),
+        ("Connected", "yes"),
+    ]
     assert readable_details({"status": {"from": "pending", "to": None}, "records": 0}) == [
-        ("Status", "pending → —"), ("Records", "0")]
+        ("Status", "pending → —"),
+        ("Records", "0"),
+    ]
     assert readable_details({}) == [] and readable_details(None) == []
 
 
@@ -754,21 +978,34 @@ def test_a_shared_credential_is_not_rotated_under_a_running_sync(client, key, ht
     second = client.post("/v1/syncs", json=body, headers=h).json
     # No worker runs: the run stays pending, which is active.
     assert client.post(f"/api/v1/source-connections/{first['id']}/run", json={}, headers=h).status_code == 200
-    r = client.patch(f"/v1/syncs/{second['id']}", headers=h, json={"credential": {"properties": {
-        "secret": "sk_test_other", "api_base": http_fixture.base}}})
+    r = client.patch(
+        f"/v1/syncs/{second['id']}",
+        headers=h,
+        json={"credential": {"properties": {"secret": "sk_test_other", "api_base": http_fixture.base}}},
+    )
     assert r.status_code == 409 and r.json["code"] == "sync_in_progress", r.json
     assert _tested(client, key, second["id"])  # still the credential it had
 
 
 # Values a source type's required fields accept (the document gives their types, not their meaning).
-SAMPLE_FIELDS = {"host": "db.example.com", "port": 5432, "database": "shop", "username": "reader",
-                 "password": "pw", "secret_key": "sk_test_1", "base_url": "https://api.example.com", "path": "/",
-                 "dedup_key": "$.id"}
+SAMPLE_FIELDS = {
+    "host": "db.example.com",
+    "port": 5432,
+    "database": "shop",
+    "username": "reader",
+    "password": "pw",
+    "secret_key": "sk_test_1",
+    "base_url": "https://api.example.com",
+    "path": "/",
+    "dedup_key": "$.id",
+}
 
 
 def test_every_source_types_fields_are_documented_as_the_server_checks_them(client, key):
     doc = _document(client)
-    ref = doc["paths"]["/api/v1/source-connections"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    ref = doc["paths"]["/api/v1/source-connections"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     variants = doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["oneOf"]
     from hookstream_ui.sources import REGISTRY
 
@@ -783,10 +1020,20 @@ def test_every_source_types_fields_are_documented_as_the_server_checks_them(clie
             other = "config" if half == "credentials" else "credentials"
             other_base = {name: SAMPLE_FIELDS[name] for name in variant["properties"][other]["required"]}
 
-            def attempt(name, value, half=half, base=base, other=other, other_base=other_base, short=short,
-                        schema=schema):
+            def attempt(
+                name,
+                value,
+                half=half,
+                base=base,
+                other=other,
+                other_base=other_base,
+                short=short,
+                schema=schema,
+            ):
                 # A field shown only for a choice is checked only with that choice made.
-                when = {k: v[0] for k, v in schema["properties"].get(name, {}).get("x-shown-when", {}).items()}
+                when = {
+                    k: v[0] for k, v in schema["properties"].get(name, {}).get("x-shown-when", {}).items()
+                }
                 given = {**base, **when, name: value}
                 body = {"sourceShortName": short, "name": "Checked", half: given, other: other_base}
                 r = client.post("/api/v1/source-connections", json=body, headers=h)
@@ -803,7 +1050,10 @@ def test_every_source_types_fields_are_documented_as_the_server_checks_them(clie
                     checked += 1
                     assert attempt(name, "ftp://example.com"), (short, name)
                     assert attempt(name, "https://example.com/" + "a" * prop["maxLength"]), (short, name)
-                    assert not attempt(name, "https://example.com/" + "a" * (prop["maxLength"] - 20)), (short, name)
+                    assert not attempt(name, "https://example.com/" + "a" * (prop["maxLength"] - 20)), (
+                        short,
+                        name,
+                    )
                 elif "maxLength" in prop:
                     checked += 1
 
@@ -813,6 +1063,7 @@ def test_every_source_types_fields_are_documented_as_the_server_checks_them(clie
                         if name.startswith("ip_"):  # addresses, one a line
                             return ("1.1.1.1\n" * (n // 8 + 1))[:n]
                         return (str(SAMPLE_FIELDS.get(name, "")) + "a" * n)[:n]
+
                     assert attempt(name, filled(prop["maxLength"]) + "a"), (short, name)
                     assert not attempt(name, filled(prop["maxLength"])), (short, name)
                 elif "number" in prop["type"]:

@@ -1,6 +1,7 @@
 """Issue 19, browse part: previews that promise what is saved, the key path checked against a
 real sample, the records browser's state, the webhook page's commands, links across projects
 and the API reference. Through the real routes, database and Redis."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ def previewed(client, **query) -> str:
 
 # 1. The slug preview
 
-@pytest.mark.parametrize("name, slug", [("Ünïcode", "unicode"), ("Straße Øl Łódź", "strasse-ol-lodz"),
-                                         ("Þór æon đak", "thor-aeon-dak"), ("Ｆｕｌｌ width", "full-width")])
+
+@pytest.mark.parametrize(
+    "name, slug",
+    [
+        ("Ünïcode", "unicode"),
+        ("Straße Øl Łódź", "strasse-ol-lodz"),
+        ("Þór æon đak", "thor-aeon-dak"),
+        ("Ｆｕｌｌ width", "full-width"),
+    ],
+)
 def test_letters_are_transliterated_not_dropped(signed_in, name, slug):
     client, _, _ = signed_in
     assert re.fullmatch(rf"{slug}-[a-z0-9]{{6}}", previewed(client, name=name))
@@ -45,7 +54,9 @@ def test_the_previewed_slug_is_the_one_created(signed_in):
     # Typing on keeps the suffix already shown, with the new name.
     again = previewed(client, name="Ünïcode orders 2", slug_suggested=shown)
     assert again == shown.replace("unicode-orders-", "unicode-orders-2-")
-    r = client.post("/collections/new", data=form(token, name="Ünïcode orders 2", slug="", slug_suggested=again))
+    r = client.post(
+        "/collections/new", data=form(token, name="Ünïcode orders 2", slug="", slug_suggested=again)
+    )
     assert r.status_code == 302
     assert db.session.scalar(select(Collection.slug)) == again
 
@@ -53,8 +64,10 @@ def test_the_previewed_slug_is_the_one_created(signed_in):
 def test_a_failed_form_keeps_the_slug_it_promised(signed_in):
     client, token, _ = signed_in
     shown = previewed(client, name="Customers")
-    r = client.post("/collections/new", data=form(token, name="Customers", slug="", slug_suggested=shown,
-                                                   primary_key_path="$.[["))
+    r = client.post(
+        "/collections/new",
+        data=form(token, name="Customers", slug="", slug_suggested=shown, primary_key_path="$.[["),
+    )
     assert r.status_code == 400
     assert f"<code data-slug>{shown}</code>" in r.get_data(as_text=True)
 
@@ -64,7 +77,9 @@ def test_editing_with_a_blank_slug_saves_the_previewed_one(signed_in):
     client.post("/collections/new", data=form(token, name="Members", slug="members"))
     collection = db.session.scalar(select(Collection))
     shown = previewed(client, name="Members", collection_id=collection.id)
-    r = client.post("/collections/members/edit", data=form(token, name="Members", slug="", slug_suggested=shown))
+    r = client.post(
+        "/collections/members/edit", data=form(token, name="Members", slug="", slug_suggested=shown)
+    )
     assert r.status_code == 302
     db.session.refresh(collection)
     assert collection.slug == shown
@@ -83,6 +98,7 @@ def test_org_and_project_slugs_transliterate_too(signed_in):
 
 # 2. The primary key path against a real sample
 
+
 def _key_preview(client, **query) -> str:
     r = client.get("/collections/_key-preview", query_string=query)
     assert r.status_code == 200
@@ -93,9 +109,16 @@ def _webhook_with_event(client, org, body: dict) -> str:
     from tests.helpers import auth, make_key
 
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Shop hook", "credentials": {"verification_type": "none"},
-        "config": {}}).json["sourceConnection"]["id"]
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Shop hook",
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    ).json["sourceConnection"]["id"]
     assert client.post(f"/v1/ingest/{sid}", json=body).status_code < 300
     return sid
 
@@ -137,15 +160,26 @@ def test_key_path_is_checked_against_a_pull_sources_first_row(signed_in):
 
     client, _, org = signed_in
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "file", "name": "People file", "credentials": {}, "config": {"format": "auto"}}
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "file",
+            "name": "People file",
+            "credentials": {},
+            "config": {"format": "auto"},
+        },
     ).json["sourceConnection"]["id"]
-    r = client.post(f"/api/v1/source-connections/{sid}/files", headers=auth(key),
-                    data={"file": (io.BytesIO(b"person_id,name\np-1,Ada\np-2,Bo\n"), "people.csv")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        f"/api/v1/source-connections/{sid}/files",
+        headers=auth(key),
+        data={"file": (io.BytesIO(b"person_id,name\np-1,Ada\np-2,Bo\n"), "people.csv")},
+        content_type="multipart/form-data",
+    )
     assert r.status_code < 300, r.json
-    assert "<code data-key>p-1</code>" in _key_preview(client, primary_key_path="person_id", source_id=sid,
-                                                       stream="uploads")
+    assert "<code data-key>p-1</code>" in _key_preview(
+        client, primary_key_path="person_id", source_id=sid, stream="uploads"
+    )
     assert "matches nothing" in _key_preview(client, primary_key_path="$.id", source_id=sid, stream="uploads")
     # Typing asks again and again; the source is read once, and that read is in the audit log.
     from hookstream_ui.models import AuditEntry
@@ -153,10 +187,15 @@ def test_key_path_is_checked_against_a_pull_sources_first_row(signed_in):
     reads = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "source.sample")).all()
     assert [(e.resource_id, e.actor) for e in reads] == [(sid, "owner@example.com")]
     # A new file is a new sample.
-    client.post(f"/api/v1/source-connections/{sid}/files", headers=auth(key),
-                data={"file": (io.BytesIO(b"person_id,name\np-9,Cy\n"), "more.csv")}, content_type="multipart/form-data")
-    assert "<code data-key>p-9</code>" in _key_preview(client, primary_key_path="person_id", source_id=sid,
-                                                       stream="uploads")
+    client.post(
+        f"/api/v1/source-connections/{sid}/files",
+        headers=auth(key),
+        data={"file": (io.BytesIO(b"person_id,name\np-9,Cy\n"), "more.csv")},
+        content_type="multipart/form-data",
+    )
+    assert "<code data-key>p-9</code>" in _key_preview(
+        client, primary_key_path="person_id", source_id=sid, stream="uploads"
+    )
 
 
 def test_key_path_without_a_sample_says_so_and_bad_paths_are_named(signed_in):
@@ -176,19 +215,43 @@ def test_key_preview_stays_in_its_project(signed_in):
 
 # 3. The records browser
 
+
 def _hook_with_records(client, org, n: int, **extra) -> str:
     from tests.helpers import auth, make_key
 
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"},
-        "config": {}}).json["sourceConnection"]["id"]
-    client.post("/v1/collections", headers=auth(key), json={"name": "Orders", "slug": "orders", "source_id": sid,
-                                                            "primary_key_path": "$.id", "event_type_field": "$.type"})
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    ).json["sourceConnection"]["id"]
+    client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={
+            "name": "Orders",
+            "slug": "orders",
+            "source_id": sid,
+            "primary_key_path": "$.id",
+            "event_type_field": "$.type",
+        },
+    )
     for i in range(n):
-        client.post(f"/v1/ingest/{sid}", json={"id": f"o{i:03d}", "type": "order.paid" if i % 3 else "order.new",
-                                               "customer": {"email": f"c{i}@example.com", "tier": i % 2},
-                                               "total": -i, **extra})
+        client.post(
+            f"/v1/ingest/{sid}",
+            json={
+                "id": f"o{i:03d}",
+                "type": "order.paid" if i % 3 else "order.new",
+                "customer": {"email": f"c{i}@example.com", "tier": i % 2},
+                "total": -i,
+                **extra,
+            },
+        )
     return sid
 
 
@@ -230,7 +293,9 @@ def test_records_say_how_many_match_and_whether_exactly(signed_in, monkeypatch):
     assert re.search(r'id="records-count" data-exact="true">30 records', body)
     body = _hx(client, "/collections/orders/_records?event_type=order.new").get_data(as_text=True)
     assert "10 matches (exact count)" in body
-    body = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=1").get_data(as_text=True)
+    body = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=1").get_data(
+        as_text=True
+    )
     assert "15 matches (exact count)" in body
     monkeypatch.setattr(record_svc, "COUNT_CAP", 12)
     body = _hx(client, "/collections/orders/_records?q=example").get_data(as_text=True)
@@ -240,7 +305,10 @@ def test_records_say_how_many_match_and_whether_exactly(signed_in, monkeypatch):
 def test_records_state_is_in_the_url_and_a_reload_shows_it(signed_in):
     client, _, org = signed_in
     _hook_with_records(client, org, 30)
-    r = _hx(client, "/collections/orders/_records?q=&event_type=order.new&filter_path=&filter_value=&cols=customer.email")
+    r = _hx(
+        client,
+        "/collections/orders/_records?q=&event_type=order.new&filter_path=&filter_value=&cols=customer.email",
+    )
     pushed = r.headers["HX-Push-Url"]
     assert pushed.startswith("/collections/orders?") and "event_type=order.new" in pushed
     assert "cols=customer.email" in pushed and "q=" not in pushed
@@ -294,7 +362,14 @@ def test_csv_export_flattens_nested_objects_into_dotted_columns(signed_in):
     text = client.get("/v1/collections/orders/export?format=csv").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     header = next(csv.reader(io.StringIO(text)))
-    assert header[:6] == ["record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at"]
+    assert header[:6] == [
+        "record_key",
+        "event_type",
+        "source_event_id",
+        "source_event_at",
+        "created_at",
+        "updated_at",
+    ]
     # Data columns are named as the records page names them (browse2).
     assert {"id", "customer.email", "customer.tier", "total", "tags", "note"} <= set(header)
     assert "data" not in header and "customer" not in header
@@ -333,15 +408,23 @@ def served(app, monkeypatch):
     thread.join(5)
 
 
-@pytest.mark.parametrize("credentials", [
-    {"verification_type": "none"},
-    {"verification_type": "hmac_sha256", "signing_secret": "plain secret $with 'quotes'"},
-    {"verification_type": "hmac_sha1", "signing_secret": "s3cret", "signature_header": "X-Shop-Signature"},
-    {"verification_type": "github", "signing_secret": "gh-secret"},
-    {"verification_type": "stripe", "signing_secret": "whsec_stripe_like"},
-    {"verification_type": "standard_webhooks", "signing_secret": SECRET},
-    {"verification_type": "standard_webhooks", "signing_secret": "not base64 at all!"},
-], ids=lambda c: c["verification_type"] + ("-raw" if "!" in c.get("signing_secret", "") else ""))
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"verification_type": "none"},
+        {"verification_type": "hmac_sha256", "signing_secret": "plain secret $with 'quotes'"},
+        {
+            "verification_type": "hmac_sha1",
+            "signing_secret": "s3cret",
+            "signature_header": "X-Shop-Signature",
+        },
+        {"verification_type": "github", "signing_secret": "gh-secret"},
+        {"verification_type": "stripe", "signing_secret": "whsec_stripe_like"},
+        {"verification_type": "standard_webhooks", "signing_secret": SECRET},
+        {"verification_type": "standard_webhooks", "signing_secret": "not base64 at all!"},
+    ],
+    ids=lambda c: c["verification_type"] + ("-raw" if "!" in c.get("signing_secret", "") else ""),
+)
 def test_the_shown_command_delivers_a_verified_event(signed_in, served, credentials):
     import shutil
     import subprocess
@@ -353,16 +436,23 @@ def test_the_shown_command_delivers_a_verified_event(signed_in, served, credenti
         pytest.skip("needs openssl and curl")
     client, _, org = signed_in
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Signed hook", "credentials": credentials, "config": {}}
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={"sourceShortName": "webhook", "name": "Signed hook", "credentials": credentials, "config": {}},
     ).json["sourceConnection"]["id"]
     command = _shown_command(client, sid)
     assert command.count(served + f"/v1/ingest/{sid}") == 1
     if credentials["verification_type"] != "none":
         assert credentials["signing_secret"] not in command
         assert re.search(r"\$\{?SIGNING_SECRET", command)
-    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": credentials.get("signing_secret", "")})
+    done = subprocess.run(
+        ["bash", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "SIGNING_SECRET": credentials.get("signing_secret", "")},
+    )
     assert done.returncode == 0, done.stderr
     assert '"event_id"' in done.stdout, done.stdout
     db.session.expire_all()
@@ -382,9 +472,15 @@ def test_every_code_block_has_a_copy_button_and_no_inline_handler(signed_in):
 
 def test_an_unsaved_webhook_test_does_not_say_none(signed_in):
     client, token, _ = signed_in
-    r = client.post("/sources/test-form/webhook", data={"csrf_token": token, "name": "Hook",
-                                                        "credentials.verification_type": "stripe",
-                                                        "credentials.signing_secret": "whsec_x"})
+    r = client.post(
+        "/sources/test-form/webhook",
+        data={
+            "csrf_token": token,
+            "name": "Hook",
+            "credentials.verification_type": "stripe",
+            "credentials.signing_secret": "whsec_x",
+        },
+    )
     body = r.get_data(as_text=True)
     assert "None" not in body and "shown once the source is connected" in body
     assert "Stripe signature" in body
@@ -395,15 +491,27 @@ def test_send_a_test_event_says_it_writes_a_record_before_and_after(signed_in):
 
     client, token, org = signed_in
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "github",
-                                                                       "signing_secret": "x"}, "config": {}}
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "github", "signing_secret": "x"},
+            "config": {},
+        },
     ).json["sourceConnection"]["id"]
-    client.post("/v1/collections", headers=auth(key), json={"name": "Orders", "slug": "orders", "source_id": sid,
-                                                            "primary_key_path": "$.data.id"})
+    client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.data.id"},
+    )
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert "Send a test event (writes a record)" in page
-    assert 'data-confirm="Send a test event? It is stored and applied like any delivery, so it writes a real record into Orders."' in page
+    assert (
+        'data-confirm="Send a test event? It is stored and applied like any delivery, so it writes a real record into Orders."'
+        in page
+    )
     r = client.post(f"/sources/{sid}/test-event", data={"csrf_token": token}, follow_redirects=True)
     body = r.get_data(as_text=True)
     found = re.search(r"Test event sent and applied\. Orders: inserted record (test_[0-9a-f]{8})\.", body)
@@ -415,12 +523,15 @@ def test_send_a_test_event_says_it_writes_a_record_before_and_after(signed_in):
 
 # 6. Links that carry their project
 
+
 def _collection_in(env, name="Staging orders", slug="staging-orders"):
     from hookstream_ui.auth.principal import Principal
     from hookstream_ui.services import collections as collection_svc
 
     principal = Principal(org=env.org, env=env, role="owner")
-    return collection_svc.create_collection(principal, {"name": name, "slug": slug, "primary_key_path": "$.id"})
+    return collection_svc.create_collection(
+        principal, {"name": name, "slug": slug, "primary_key_path": "$.id"}
+    )
 
 
 def test_a_link_into_another_project_offers_to_switch_to_it(signed_in):
@@ -430,8 +541,13 @@ def test_a_link_into_another_project_offers_to_switch_to_it(signed_in):
     r = client.get("/collections/staging-orders")
     body = r.get_data(as_text=True)
     assert r.status_code == 404 and "This collection is in another project" in body
-    assert f'name="env_id" value="{staging.id}"' in body and 'name="next" value="/collections/staging-orders"' in body
-    r = client.post("/switch-to", data={"csrf_token": token, "env_id": staging.id, "next": "/collections/staging-orders"})
+    assert (
+        f'name="env_id" value="{staging.id}"' in body
+        and 'name="next" value="/collections/staging-orders"' in body
+    )
+    r = client.post(
+        "/switch-to", data={"csrf_token": token, "env_id": staging.id, "next": "/collections/staging-orders"}
+    )
     assert r.status_code == 302 and r.location.endswith("/collections/staging-orders")
     assert client.get(r.location).status_code == 200
     # By id, and the pages under it, alike; the way back offers production.
@@ -455,14 +571,33 @@ def test_sources_runs_and_events_of_another_project_offer_it_too(signed_in):
     client, _, org = signed_in
     staging = add_env(org, "staging")
     source = make_source(staging, name="Staging hook")
-    run = SyncRun(org_id=org.id, env_id=staging.id, source_id=source.id, status="completed", trigger="manual",
-                  mode="full")
-    event = Event(org_id=org.id, env_id=staging.id, source_id=source.id, method="POST", headers={}, query={},
-                  body="{}", received_at=utcnow(), verification="skipped", status="applied")
+    run = SyncRun(
+        org_id=org.id,
+        env_id=staging.id,
+        source_id=source.id,
+        status="completed",
+        trigger="manual",
+        mode="full",
+    )
+    event = Event(
+        org_id=org.id,
+        env_id=staging.id,
+        source_id=source.id,
+        method="POST",
+        headers={},
+        query={},
+        body="{}",
+        received_at=utcnow(),
+        verification="skipped",
+        status="applied",
+    )
     db.session.add_all([run, event])
     db.session.commit()
-    for path, label in ((f"/sources/{source.id}", "source"), (f"/runs/{run.id}", "sync run"),
-                        (f"/events/{event.id}", "event")):
+    for path, label in (
+        (f"/sources/{source.id}", "source"),
+        (f"/runs/{run.id}", "sync run"),
+        (f"/events/{event.id}", "event"),
+    ):
         body = client.get(path).get_data(as_text=True)
         assert f"This {label} is in another project" in body and "staging" in body, path
 
@@ -496,8 +631,10 @@ def test_an_org_the_user_is_in_is_offered_with_its_name_and_next_stays_on_this_s
     _collection_in(production(other), slug="partner-orders")
     body = client.get("/collections/partner-orders").get_data(as_text=True)
     assert "Partner Co" in body and "Switch to production and open it" in body
-    r = client.post("/switch-to", data={"csrf_token": token, "env_id": production(other).id,
-                                        "next": "//evil.example/phish"})
+    r = client.post(
+        "/switch-to",
+        data={"csrf_token": token, "env_id": production(other).id, "next": "//evil.example/phish"},
+    )
     assert r.status_code == 302 and r.location.endswith("/") and "evil" not in r.location
     assert client.get("/collections/partner-orders").status_code == 200
 
@@ -512,6 +649,7 @@ def test_switch_to_refuses_a_next_a_browser_reads_as_another_site(signed_in, tar
 
 
 # 7. The API reference
+
 
 def test_the_api_reference_is_linked_and_loads_only_vendored_files(signed_in, app):
     client, _, _ = signed_in
@@ -532,22 +670,32 @@ def test_the_api_reference_is_linked_and_loads_only_vendored_files(signed_in, ap
 
 def test_timestamp_and_event_type_paths_are_checked_against_the_same_sample(signed_in):
     client, _, org = signed_in
-    sid = _webhook_with_event(client, org, {"id": "o1", "kind": "order.deleted", "at": "2024-05-01T10:00:00Z",
-                                           "note": "soon", "n": 7})
-    body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.at", event_type_field="$.kind",
-                        source_id=sid)
-    ts = re.search(r'<div id="timestamp_path-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S).group(1)
+    sid = _webhook_with_event(
+        client,
+        org,
+        {"id": "o1", "kind": "order.deleted", "at": "2024-05-01T10:00:00Z", "note": "soon", "n": 7},
+    )
+    body = _key_preview(
+        client, primary_key_path="$.id", timestamp_path="$.at", event_type_field="$.kind", source_id=sid
+    )
+    ts = re.search(r'<div id="timestamp_path-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S).group(
+        1
+    )
     assert "a time <code data-key>2024-05-01T10:00:00Z</code>" in ts
-    kind = re.search(r'<div id="event_type_field-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S).group(1)
+    kind = re.search(
+        r'<div id="event_type_field-preview"[^>]*hx-swap-oob="true">(.*?)</div>', body, re.S
+    ).group(1)
     assert "a deletion type: the record is removed <code data-key>order.deleted</code>" in kind
-    body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.note", event_type_field="$.n",
-                        source_id=sid)
+    body = _key_preview(
+        client, primary_key_path="$.id", timestamp_path="$.note", event_type_field="$.n", source_id=sid
+    )
     assert "$.note gives &#39;soon&#39; in the latest event" in body and "which is not a time" in body
     assert "$.n gives 7 in the latest event" in body and "which is not text" in body
     body = _key_preview(client, primary_key_path="$.id", timestamp_path="$.missing", source_id=sid)
     assert "$.missing matches nothing" in body and "timed by when they arrive" in body
-    assert "Timestamp path is not a valid JSONPath" in _key_preview(client, primary_key_path="$.id",
-                                                                   timestamp_path="$.[[", source_id=sid)
+    assert "Timestamp path is not a valid JSONPath" in _key_preview(
+        client, primary_key_path="$.id", timestamp_path="$.[[", source_id=sid
+    )
 
 
 def test_the_collections_api_example_uses_the_public_url(signed_in, app, monkeypatch):
@@ -563,12 +711,21 @@ def test_a_source_page_shows_choices_by_their_labels(signed_in):
 
     client, _, org = signed_in
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "standard_webhooks",
-                                                                       "signing_secret": "whsec_x"}, "config": {}}
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "standard_webhooks", "signing_secret": "whsec_x"},
+            "config": {},
+        },
     ).json["sourceConnection"]["id"]
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
-    assert "must carry a Standard Webhooks signature (webhook-signature header)" in page and "<dd class=\"\">Standard Webhooks</dd>" in page
+    assert (
+        "must carry a Standard Webhooks signature (webhook-signature header)" in page
+        and '<dd class="">Standard Webhooks</dd>' in page
+    )
     assert "standard_webhooks" not in page.replace(f"/sources/{sid}", "")
 
 
@@ -579,15 +736,19 @@ def test_the_filtered_records_export_as_filtered(signed_in):
 
     client, _, org = signed_in
     _hook_with_records(client, org, 12)
-    body = _hx(client, "/collections/orders/_records?event_type=order.new&filter_path=customer.tier&filter_value=0"
-               ).get_data(as_text=True)
+    body = _hx(
+        client, "/collections/orders/_records?event_type=order.new&filter_path=customer.tier&filter_value=0"
+    ).get_data(as_text=True)
     link = unescape(re.search(r'<a href="([^"]+)" data-export="csv">', body).group(1))
     assert "event_type=order.new" in link and "filter%5Bcustomer.tier%5D=0" in link
     rows = list(csv.DictReader(io.StringIO(client.get(link).get_data(as_text=True))))
     # order.new: o000, o003, o006, o009; tier 0 (even): o000 and o006
     assert sorted(r["record_key"] for r in rows) == ["o000", "o006"]
     ndjson = client.get(unescape(re.search(r'<a href="([^"]+)" data-export="ndjson">', body).group(1)))
-    assert sorted(json.loads(line)["record_key"] for line in ndjson.get_data(as_text=True).splitlines()) == ["o000", "o006"]
+    assert sorted(json.loads(line)["record_key"] for line in ndjson.get_data(as_text=True).splitlines()) == [
+        "o000",
+        "o006",
+    ]
     searched = client.get("/v1/collections/orders/export?format=ndjson&search=c11").get_data(as_text=True)
     assert [json.loads(line)["record_key"] for line in searched.splitlines()] == ["o011"]
     bad = client.get("/v1/collections/orders/export?format=csv&filter[a..b]=1")
@@ -600,12 +761,24 @@ def test_a_bad_records_filter_is_said_beside_its_field_by_label(signed_in):
     page = client.get("/collections/orders?filter_path=a..b&filter_value=1").get_data(as_text=True)
     # The field keeps what was typed, and has its error place beside it.
     assert 'name="filter_path" value="a..b"' in page
-    assert re.search(r'name="filter_path"[^>]*>\s*<span class="field-error toolbar-error" id="e-records-filter_path"', page)
+    assert re.search(
+        r'name="filter_path"[^>]*>\s*<span class="field-error toolbar-error" id="e-records-filter_path"', page
+    )
     body = _hx(client, "/collections/orders/_records?filter_path=a..b&filter_value=1").get_data(as_text=True)
-    said = re.search(r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body)
-    assert said and said.group(1).startswith("Filter field must be a dot path") and "filter[" not in said.group(1)
-    fixed = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=0").get_data(as_text=True)
-    assert re.search(r'id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*></span>', fixed)  # the error goes
+    said = re.search(
+        r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body
+    )
+    assert (
+        said
+        and said.group(1).startswith("Filter field must be a dot path")
+        and "filter[" not in said.group(1)
+    )
+    fixed = _hx(client, "/collections/orders/_records?filter_path=customer.tier&filter_value=0").get_data(
+        as_text=True
+    )
+    assert re.search(
+        r'id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*></span>', fixed
+    )  # the error goes
 
 
 def test_a_run_that_cannot_start_says_why_in_words(signed_in):
@@ -614,6 +787,8 @@ def test_a_run_that_cannot_start_says_why_in_words(signed_in):
     r = client.post("/collections/orders/run", data={"csrf_token": token}, follow_redirects=True)
     page = r.get_data(as_text=True)
     assert "Webhook sources receive events; there is nothing to run." in page and "source:" not in page
+
+
 def test_a_refused_export_is_not_logged_as_a_copy_taken(signed_in):
     from hookstream_ui.models import AuditEntry
 
@@ -623,15 +798,29 @@ def test_a_refused_export_is_not_logged_as_a_copy_taken(signed_in):
     assert bad.status_code == 400
     assert db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all() == []
     assert client.get("/v1/collections/orders/export?format=csv").status_code == 200
-    assert len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all()) == 1
+    assert (
+        len(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")).all()) == 1
+    )
 
 
 # 4. A skip link on every page
 
+
 def test_every_page_has_a_skip_link_to_its_main_content(signed_in, app):
     client, _, _ = signed_in
-    pages = [client.get(p) for p in ("/", "/collections", "/collections/new", "/events", "/sources",
-                                      "/settings/account", "/api-reference", "/collections/nope")]
+    pages = [
+        client.get(p)
+        for p in (
+            "/",
+            "/collections",
+            "/collections/new",
+            "/events",
+            "/sources",
+            "/settings/account",
+            "/api-reference",
+            "/collections/nope",
+        )
+    ]
     pages.append(app.test_client().get("/login"))
     for r in pages:
         body = r.get_data(as_text=True)
@@ -660,10 +849,14 @@ def test_the_collections_list_pages_back_as_well(signed_in):
     first = client.get("/collections").get_data(as_text=True)
     seen, body = [names(first)], first
     for _ in range(2):
-        body = client.get(unescape(re.search(r'data-page="next" href="([^"]+)"', body).group(1))).get_data(as_text=True)
+        body = client.get(unescape(re.search(r'data-page="next" href="([^"]+)"', body).group(1))).get_data(
+            as_text=True
+        )
         seen.append(names(body))
     assert [len(p) for p in seen] == [25, 25, 5] and len({n for p in seen for n in p}) == 55
     for expected in (seen[1], seen[0]):
-        body = client.get(unescape(re.search(r'data-page="previous" href="([^"]+)"', body).group(1))).get_data(as_text=True)
+        body = client.get(
+            unescape(re.search(r'data-page="previous" href="([^"]+)"', body).group(1))
+        ).get_data(as_text=True)
         assert names(body) == expected
     assert 'data-page="previous"' not in body

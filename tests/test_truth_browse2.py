@@ -1,6 +1,7 @@
 """Issue 19, browse2 part: exports name and scope what the records page shows, the records
 browser says what went wrong, collection edits warn and explain, settings' modified time and
 the API reference's commands tell the truth. Through the real routes, database and Redis."""
+
 from __future__ import annotations
 
 import csv
@@ -25,15 +26,38 @@ def signed_in(app, ctx):
 
 def _hook(client, org, n: int, **extra) -> str:
     key = make_key(production(org))
-    sid = client.post("/api/v1/source-connections", headers=auth(key), json={
-        "sourceShortName": "webhook", "name": "Hook", "credentials": {"verification_type": "none"},
-        "config": {}}).json["sourceConnection"]["id"]
-    client.post("/v1/collections", headers=auth(key), json={"name": "Orders", "slug": "orders", "source_id": sid,
-                                                            "primary_key_path": "$.id", "event_type_field": "$.type"})
+    sid = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Hook",
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    ).json["sourceConnection"]["id"]
+    client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={
+            "name": "Orders",
+            "slug": "orders",
+            "source_id": sid,
+            "primary_key_path": "$.id",
+            "event_type_field": "$.type",
+        },
+    )
     for i in range(n):
-        client.post(f"/v1/ingest/{sid}", json={"id": f"o{i:03d}", "type": "order.paid" if i % 3 else "order.new",
-                                               "customer": {"email": f"c{i}@example.com", "tier": i % 2},
-                                               "data": {"id": f"inner{i}"}, **extra})
+        client.post(
+            f"/v1/ingest/{sid}",
+            json={
+                "id": f"o{i:03d}",
+                "type": "order.paid" if i % 3 else "order.new",
+                "customer": {"email": f"c{i}@example.com", "tier": i % 2},
+                "data": {"id": f"inner{i}"},
+                **extra,
+            },
+        )
     return sid
 
 
@@ -47,6 +71,7 @@ def _csv(text: str):
 
 # 1. Exports name and scope what the page shows
 
+
 def test_csv_data_columns_are_named_as_the_records_page_names_them(signed_in):
     client, _, org = signed_in
     _hook(client, org, 2, created_at="sender's own time")
@@ -54,7 +79,14 @@ def test_csv_data_columns_are_named_as_the_records_page_names_them(signed_in):
     shown = re.findall(r'<th class="mono">([^<]+)</th>', page)
     assert shown == ["data.id", "customer.email"]
     header, rows = _csv(client.get("/v1/collections/orders/export?format=csv").get_data(as_text=True))
-    assert header[:6] == ["record_key", "event_type", "source_event_id", "source_event_at", "created_at", "updated_at"]
+    assert header[:6] == [
+        "record_key",
+        "event_type",
+        "source_event_id",
+        "source_event_at",
+        "created_at",
+        "updated_at",
+    ]
     assert set(shown) <= set(header) and "data.data.id" not in header
     row = {r["record_key"]: r for r in rows}["o001"]
     assert row["data.id"] == "inner1" and row["id"] == "o001"  # data.id is $.data.id, as on the page
@@ -66,9 +98,14 @@ def test_csv_data_columns_are_named_as_the_records_page_names_them(signed_in):
 def test_the_toolbar_exports_what_the_browser_shows(signed_in):
     client, _, org = signed_in
     _hook(client, org, 12)
-    body = _hx(client, "/collections/orders/_records?event_type=order.new&filter_path=customer.tier"
-                       "&filter_value=0&cols=customer.email").get_data(as_text=True)
-    toolbar = re.search(r'<span class="actions" id="records-exports" hx-swap-oob="true">(.*?)</span>', body, re.S)
+    body = _hx(
+        client,
+        "/collections/orders/_records?event_type=order.new&filter_path=customer.tier"
+        "&filter_value=0&cols=customer.email",
+    ).get_data(as_text=True)
+    toolbar = re.search(
+        r'<span class="actions" id="records-exports" hx-swap-oob="true">(.*?)</span>', body, re.S
+    )
     assert toolbar, "the records partial sends the toolbar's exports again"
     csv_link = unescape(re.search(r'data-export-all="csv" href="([^"]+)"', toolbar.group(1)).group(1))
     header, rows = _csv(client.get(csv_link).get_data(as_text=True))
@@ -91,8 +128,9 @@ def test_a_filtered_export_is_audited_by_its_filters_not_the_collection_count(si
     assert entry.details.get("event_type") == "order.new" and "records" not in entry.details
     assert "filtered" not in entry.details
     client.get("/v1/collections/orders/export?format=ndjson")
-    whole = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "collection.export")
-                               .order_by(AuditEntry.at.desc())).first()
+    whole = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "collection.export").order_by(AuditEntry.at.desc())
+    ).first()
     assert whole.details["records"] == 6
 
 
@@ -106,8 +144,11 @@ def test_export_columns_are_checked_and_named_in_the_error(signed_in):
 
 # 3. The records browser says what went wrong, and only that
 
+
 def _said_beside_field(body: str) -> str:
-    return re.search(r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body).group(1)
+    return re.search(
+        r'<span [^>]*id="e-records-filter_path"[^>]*hx-swap-oob="true"[^>]*>([^<]*)</span>', body
+    ).group(1)
 
 
 def test_a_filter_value_without_a_field_is_said_not_dropped(signed_in):
@@ -123,14 +164,17 @@ def test_a_bad_filter_path_shows_only_its_error(signed_in):
     _hook(client, org, 3)
     body = _hx(client, "/collections/orders/_records?filter_path=a..b&filter_value=1").get_data(as_text=True)
     assert _said_beside_field(body).startswith("Filter field must be")
-    assert "No records match" not in body and "match" not in re.sub(r"<span [^>]*e-records[^<]*</span>", "", body)
+    assert "No records match" not in body and "match" not in re.sub(
+        r"<span [^>]*e-records[^<]*</span>", "", body
+    )
 
 
 def test_an_out_of_date_page_link_says_so_and_offers_the_first_page(signed_in):
     client, _, org = signed_in
     _hook(client, org, 3)
-    body = _hx(client, "/collections/orders/_records?event_type=order.paid&cursor=bogus&trail=x"
-               ).get_data(as_text=True)
+    body = _hx(client, "/collections/orders/_records?event_type=order.paid&cursor=bogus&trail=x").get_data(
+        as_text=True
+    )
     assert "This page link is out of date" in body
     assert "No records match" not in body and 'data-page="previous"' not in body
     first = unescape(re.search(r'data-page="first" hx-get="([^"]+)"', body).group(1))
@@ -142,38 +186,60 @@ def test_an_out_of_date_page_link_says_so_and_offers_the_first_page(signed_in):
 
 # 4. Changing the key path of a collection that holds records warns first
 
+
 def test_a_new_key_path_on_a_collection_with_records_warns_what_happens(signed_in):
     from hookstream_ui.models import Collection
 
     client, _, org = signed_in
     sid = _hook(client, org, 3)
     cid = db.session.scalar(select(Collection.id))
-    said = client.get("/collections/_key-preview", query_string={
-        "collection_id": cid, "source_id": sid, "primary_key_path": "customer.email"}).get_data(as_text=True)
+    said = client.get(
+        "/collections/_key-preview",
+        query_string={"collection_id": cid, "source_id": sid, "primary_key_path": "customer.email"},
+    ).get_data(as_text=True)
     warning = re.search(r'data-key-state="rekey"[^>]*>(.*?)</div>', said, re.S).group(1)
     assert "3 records keyed by <code>$.id</code>" in warning and "<code>$.customer.email</code>" in warning
     assert "second record" in warning and "backfill" in warning
     for same in ("$.id", "id", ""):
-        body = client.get("/collections/_key-preview", query_string={
-            "collection_id": cid, "source_id": sid, "primary_key_path": same}).get_data(as_text=True)
+        body = client.get(
+            "/collections/_key-preview",
+            query_string={"collection_id": cid, "source_id": sid, "primary_key_path": same},
+        ).get_data(as_text=True)
         assert 'data-key-state="rekey"' not in body, same
     # A new collection has no records to strand.
-    fresh = client.get("/collections/_key-preview", query_string={"source_id": sid,
-                                                                   "primary_key_path": "customer.email"})
+    fresh = client.get(
+        "/collections/_key-preview", query_string={"source_id": sid, "primary_key_path": "customer.email"}
+    )
     assert 'data-key-state="rekey"' not in fresh.get_data(as_text=True)
 
 
 # 5. Moving a collection between sources, and what an unbound collection says
 
+
 def _second_source(client, org) -> str:
-    return client.post("/api/v1/source-connections", headers=auth(make_key(production(org))), json={
-        "sourceShortName": "webhook", "name": "Other hook", "credentials": {"verification_type": "none"},
-        "config": {}}).json["sourceConnection"]["id"]
+    return client.post(
+        "/api/v1/source-connections",
+        headers=auth(make_key(production(org))),
+        json={
+            "sourceShortName": "webhook",
+            "name": "Other hook",
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    ).json["sourceConnection"]["id"]
 
 
 def _edit(token, source_id, **more):
-    return {"csrf_token": token, "name": "Orders", "slug": "orders", "primary_key_path": "$.id",
-            "event_type_field": "$.type", "source_id": source_id, "search_index": "on", **more}
+    return {
+        "csrf_token": token,
+        "name": "Orders",
+        "slug": "orders",
+        "primary_key_path": "$.id",
+        "event_type_field": "$.type",
+        "source_id": source_id,
+        "search_index": "on",
+        **more,
+    }
 
 
 def test_the_edit_form_moves_a_collection_once_the_move_is_confirmed(signed_in):
@@ -193,7 +259,9 @@ def test_the_edit_form_moves_a_collection_once_the_move_is_confirmed(signed_in):
     db.session.expire_all()
     assert db.session.scalar(select(Collection.source_id)) == other
     # The API still refuses a silent take-over, and says how to do it.
-    api = client.patch("/v1/collections/orders", headers=auth(make_key(production(org))), json={"source_id": first})
+    api = client.patch(
+        "/v1/collections/orders", headers=auth(make_key(production(org))), json={"source_id": first}
+    )
     assert api.status_code == 409 and "set its source to none" in api.json["errors"]["source_id"]
 
 
@@ -206,11 +274,16 @@ def test_an_unbound_collection_with_records_says_it_has_them(signed_in):
     for action in ("clear", "delete"):
         said = client.get(f"/sources/{sid}/{action}").get_data(as_text=True)
         assert "Records it synced" not in said and "put into" not in said
-    assert "Records in the collections it feeds now (0)" in client.get(f"/sources/{sid}/delete").get_data(as_text=True)
-    assert "in the 0 collections <strong>Hook</strong> feeds now" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)
+    assert "Records in the collections it feeds now (0)" in client.get(f"/sources/{sid}/delete").get_data(
+        as_text=True
+    )
+    assert "in the 0 collections <strong>Hook</strong> feeds now" in client.get(
+        f"/sources/{sid}/clear"
+    ).get_data(as_text=True)
 
 
 # 6. Settings' modified time moves only when settings change
+
 
 def test_data_arriving_does_not_move_the_collections_modified_time(signed_in):
     import time
@@ -247,4 +320,4 @@ def test_an_out_of_date_events_link_says_so_too(signed_in):
     assert "This page link is out of date" in text and "No events match" not in text
     first = unescape(re.search(r'data-page="first" hx-get="([^"]+)"', text).group(1))
     assert "cursor" not in first and f"source_id={sid}" in first
-    assert len(re.findall(r'<tr data-event=', _hx(client, first).get_data(as_text=True))) == 2
+    assert len(re.findall(r"<tr data-event=", _hx(client, first).get_data(as_text=True))) == 2

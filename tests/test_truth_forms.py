@@ -1,8 +1,10 @@
 """Sessions, forms, team, keys and accounts tell the truth (issue 19, the forms part)."""
+
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from html import unescape as html_unescape
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,7 +14,7 @@ from sqlalchemy import select
 
 from hookstream_ui.models import Membership, User, db
 from hookstream_ui.services import accounts
-from tests.helpers import PASSWORD, csrf_token, login, make_user, org_of
+from tests.helpers import PASSWORD, login, make_user, org_of
 
 HX = {"HX-Request": "true"}
 
@@ -26,13 +28,17 @@ def signed_in(app, ctx):
 
 
 def _make_collection(client, token, slug="orders"):
-    r = client.post("/collections/new", data={"csrf_token": token, "name": "Orders", "slug": slug,
-                                              "primary_key_path": "$.id"})
+    r = client.post(
+        "/collections/new",
+        data={"csrf_token": token, "name": "Orders", "slug": slug, "primary_key_path": "$.id"},
+    )
     assert r.status_code == 302, r.get_data(as_text=True)
 
 
 def _htmx(client, path, page, method="get", **kwargs):
-    return getattr(client, method)(path, headers={**HX, "HX-Current-URL": f"http://localhost{page}"}, **kwargs)
+    return getattr(client, method)(
+        path, headers={**HX, "HX-Current-URL": f"http://localhost{page}"}, **kwargs
+    )
 
 
 def _redirect_target(response):
@@ -43,6 +49,7 @@ def _redirect_target(response):
 
 
 # 1. An htmx request whose session ended sends the whole page to sign-in.
+
 
 @pytest.mark.parametrize("how", ["signed out elsewhere", "password changed", "user disabled"])
 def test_htmx_request_after_the_session_ended_sends_the_page_to_sign_in(signed_in, how):
@@ -75,13 +82,19 @@ def test_htmx_request_after_the_session_ended_sends_the_page_to_sign_in(signed_i
 def test_htmx_sign_in_redirect_never_leaves_the_site(app, ctx):
     client = app.test_client()
     make_user("owner@example.com")
-    for current in ("http://localhost//evil.example/x", "http://localhost/\\evil.example", "javascript:alert(1)",
-                    "http://localhost/a\x7fb"):
+    for current in (
+        "http://localhost//evil.example/x",
+        "http://localhost/\\evil.example",
+        "javascript:alert(1)",
+        "http://localhost/a\x7fb",
+    ):
         r = client.get("/collections/orders/_live", headers={**HX, "HX-Current-URL": current})
         path, query = _redirect_target(r)
         assert path == "/login" and "next" not in query, current
     # Only the path is taken, whatever host the header names.
-    r = client.get("/collections/orders/_live", headers={**HX, "HX-Current-URL": "http://evil.example/collections"})
+    r = client.get(
+        "/collections/orders/_live", headers={**HX, "HX-Current-URL": "http://evil.example/collections"}
+    )
     assert _redirect_target(r) == ("/login", {"next": ["/collections"]})
 
 
@@ -89,8 +102,13 @@ def test_htmx_post_after_the_session_ended_sends_the_page_to_sign_in(signed_in):
     client, token, _ = signed_in
     client.post("/logout", data={"csrf_token": token})
     # The session cookie went with sign-out, and its CSRF token with it.
-    r = _htmx(client, "/sources/test-form/webhook", "/sources/new/webhook", method="post",
-              data={"name": "x"}, )
+    r = _htmx(
+        client,
+        "/sources/test-form/webhook",
+        "/sources/new/webhook",
+        method="post",
+        data={"name": "x"},
+    )
     path, query = _redirect_target(r)
     assert path == "/login" and query["next"] == ["/sources/new/webhook"]
 
@@ -125,14 +143,17 @@ def test_htmx_request_losing_its_role_reloads_the_page(app, ctx):
 
 # 2. A refused value is shown beside its field, by label, as typed; nothing changes.
 
+
 def _error_beside(html: str, field_id: str) -> str:
     """The error shown beside the control `field_id` (a row's input) or `f-<field_id>`,
     which is marked invalid and points at it."""
     match = re.search(rf'id="e-{re.escape(field_id)}">([^<]+)<', html)
     assert match, f"no error beside {field_id}"
     control = field_id if "-" in field_id else f"f-{field_id}"
-    assert re.search(rf'id="{re.escape(control)}"[^>]*aria-invalid="true"[^>]*aria-describedby="e-{re.escape(field_id)}"',
-                     html), control
+    assert re.search(
+        rf'id="{re.escape(control)}"[^>]*aria-invalid="true"[^>]*aria-describedby="e-{re.escape(field_id)}"',
+        html,
+    ), control
     return match.group(1)
 
 
@@ -163,7 +184,9 @@ def test_admin_create_org_errors_are_beside_their_fields(root):
     from hookstream_ui.models import Org
 
     before = db.session.scalar(select(db.func.count(Org.id)))
-    r = client.post("/admin/orgs", data={"csrf_token": token, "name": "Acme", "owner_email": "nobody@example.com"})
+    r = client.post(
+        "/admin/orgs", data={"csrf_token": token, "name": "Acme", "owner_email": "nobody@example.com"}
+    )
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and "no user with that email" in _error_beside(html, "owner_email")
     assert 'value="Acme"' in html and 'value="nobody@example.com"' in html
@@ -171,11 +194,14 @@ def test_admin_create_org_errors_are_beside_their_fields(root):
     assert db.session.scalar(select(db.func.count(Org.id))) == before
 
 
-@pytest.mark.parametrize("action,data,field", [
-    ("rename", {"name": "x" * 121}, "name"),
-    ("suspend", {"reason": "   "}, "reason"),
-    ("delete", {"confirm": "not-the-slug"}, "confirm"),
-])
+@pytest.mark.parametrize(
+    "action,data,field",
+    [
+        ("rename", {"name": "x" * 121}, "name"),
+        ("suspend", {"reason": "   "}, "reason"),
+        ("delete", {"confirm": "not-the-slug"}, "confirm"),
+    ],
+)
 def test_admin_org_row_errors_are_beside_that_rows_field(root, action, data, field):
     client, token = root
     from hookstream_ui.models import Org
@@ -200,7 +226,7 @@ def test_project_rename_error_is_beside_that_rows_field(signed_in):
     env = org.environments[0]
     r = client.post(f"/settings/projects/{env.id}/rename", data={"csrf_token": token, "name": ""})
     html = r.get_data(as_text=True)
-    assert r.status_code == 400 and _error_beside(html, f"rename-{env.id}")== "Name is required"
+    assert r.status_code == 400 and _error_beside(html, f"rename-{env.id}") == "Name is required"
     assert "name:" not in html
     db.session.expire_all()
     assert org.environments[0].name == "production"
@@ -219,7 +245,12 @@ def test_org_delete_confirmation_error_is_beside_the_field(signed_in):
 
 def test_test_connection_names_fields_by_label_and_marks_them(signed_in):
     client, token, _ = signed_in
-    data = {"csrf_token": token, "name": "Shop", "credentials.base_url": "not a url", "config.path": "/orders"}
+    data = {
+        "csrf_token": token,
+        "name": "Shop",
+        "credentials.base_url": "not a url",
+        "config.path": "/orders",
+    }
     tested = client.post("/sources/test-form/rest_api", data=data, headers=HX).get_data(as_text=True)
     connect = client.post("/sources/new/rest_api", data=data).get_data(as_text=True)
     assert "base_url:" not in tested and "Base URL" in tested
@@ -230,12 +261,13 @@ def test_test_connection_names_fields_by_label_and_marks_them(signed_in):
 
 # 3. Future times read as future times.
 
+
 def test_future_times_say_how_long_until():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from hookstream_ui.templating import ago
 
-    now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     ahead = lambda **delta: ago(now + timedelta(**delta), now=now)
     assert ahead(days=7, seconds=-0.2) == "in 7 days"  # an invitation made a moment ago
     assert ahead(days=2) == "in 2 days"
@@ -252,8 +284,11 @@ def test_future_times_say_how_long_until():
 
 def test_a_new_invitation_expires_in_7_days(signed_in):
     client, token, _ = signed_in
-    html = client.post("/settings/team", data={"csrf_token": token, "email": "new@example.com",
-                                               "role": "member"}, follow_redirects=True).get_data(as_text=True)
+    html = client.post(
+        "/settings/team",
+        data={"csrf_token": token, "email": "new@example.com", "role": "member"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
     assert re.search(r"expires <time[^>]*>in 7 days</time>", html)
     listed = client.get("/settings/team").get_data(as_text=True)
     row = re.search(r"<tr><td>new@example.com</td>.*?</tr>", listed, re.S).group(0)
@@ -261,6 +296,7 @@ def test_a_new_invitation_expires_in_7_days(signed_in):
 
 
 # 4. A suspended org is not switched to, and says why.
+
 
 @pytest.fixture
 def two_orgs(app, ctx):
@@ -306,8 +342,12 @@ def test_the_org_in_use_being_suspended_is_said_on_the_next_page(two_orgs):
 
 # 5c. Names made only of invisible characters are refused everywhere, by one rule.
 
-INVISIBLE_NAMES = ["\u200b\u200b\u200b\u200b\u200b", " \u200c\u200d\ufeff ", "\u3164\u3164\u3164\u3164",
-                   "\u2060\u180e\u2800\u2800"]
+INVISIBLE_NAMES = [
+    "\u200b\u200b\u200b\u200b\u200b",
+    " \u200c\u200d\ufeff ",
+    "\u3164\u3164\u3164\u3164",
+    "\u2060\u180e\u2800\u2800",
+]
 VISIBLE = "must contain a visible character, not only spaces or invisible ones"
 
 
@@ -321,7 +361,9 @@ def test_invisible_names_are_refused_by_the_api(signed_in, name):
         client.post("/v1/collections", json={"name": name, "primary_key_path": "$.id"}, headers=h),
         client.post("/v1/environments", json={"name": name}, headers=h),
         client.post("/v1/auth/api-keys", json={"name": name}, headers=h),
-        client.post("/api/v1/source-connections", json={"sourceShortName": "webhook", "name": name}, headers=h),
+        client.post(
+            "/api/v1/source-connections", json={"sourceShortName": "webhook", "name": name}, headers=h
+        ),
     ]
     for r in refused:
         assert r.status_code == 400 and r.json["errors"]["name"] == VISIBLE, (r.request.path, r.json)
@@ -336,9 +378,13 @@ def test_invisible_names_are_refused_by_the_dashboard_beside_the_field(app, ctx)
     client = app.test_client()
     token = login(client, "root@example.com")
     name = INVISIBLE_NAMES[1]
-    for path, data in [("/collections/new", {"name": name, "primary_key_path": "$.id"}),
-                       ("/settings/projects", {"name": name}), ("/settings/api-keys", {"name": name}),
-                       ("/sources/new/webhook", {"name": name}), ("/admin/orgs", {"name": name})]:
+    for path, data in [
+        ("/collections/new", {"name": name, "primary_key_path": "$.id"}),
+        ("/settings/projects", {"name": name}),
+        ("/settings/api-keys", {"name": name}),
+        ("/sources/new/webhook", {"name": name}),
+        ("/admin/orgs", {"name": name}),
+    ]:
         r = client.post(path, data={"csrf_token": token, **data})
         assert r.status_code == 400, path
         assert _error_beside(r.get_data(as_text=True), "name") == VISIBLE, path
@@ -348,8 +394,11 @@ def test_visible_names_with_invisible_padding_are_trimmed(signed_in):
     from hookstream_ui.models import Collection
 
     client, token, _ = signed_in
-    r = client.post("/v1/collections", json={"name": "\u200b Orders \u200b", "slug": "orders", "primary_key_path": "$.id"},
-                    headers={"X-CSRFToken": token})
+    r = client.post(
+        "/v1/collections",
+        json={"name": "\u200b Orders \u200b", "slug": "orders", "primary_key_path": "$.id"},
+        headers={"X-CSRFToken": token},
+    )
     assert r.status_code == 201, r.json
     assert db.session.scalar(select(Collection.name)) == "Orders"
     r = client.post("/v1/environments", json={"name": "Caf\u0065\u0301"}, headers={"X-CSRFToken": token})
@@ -360,18 +409,25 @@ def test_visible_names_with_invisible_padding_are_trimmed(signed_in):
 
 # 5a/b. Re-inviting says it withdraws the earlier link; roles are saved on purpose.
 
+
 def test_reinviting_says_it_withdraws_the_earlier_link_first(signed_in):
     from hookstream_ui.models import Invitation
 
     client, token, _ = signed_in
-    invite = lambda **extra: client.post("/settings/team", data={"csrf_token": token, "email": "New@Example.com",
-                                                                 "role": "viewer", **extra}, follow_redirects=True)
+    invite = lambda **extra: client.post(
+        "/settings/team",
+        data={"csrf_token": token, "email": "New@Example.com", "role": "viewer", **extra},
+        follow_redirects=True,
+    )
     first = re.search(r'id="invite-url" class="mono">([^<]+)<', invite().get_data(as_text=True)).group(1)
     asked = invite()
     html = asked.get_data(as_text=True)
     assert asked.status_code == 200 and 'id="invite-url"' not in html
-    assert re.search(r'id="invite-pending">new@example.com already has a pending invitation as viewer, which expires '
-                     r'<time[^>]*>in 7 days</time>\. A new invitation withdraws it', html)
+    assert re.search(
+        r'id="invite-pending">new@example.com already has a pending invitation as viewer, which expires '
+        r"<time[^>]*>in 7 days</time>\. A new invitation withdraws it",
+        html,
+    )
     assert 'value="New@Example.com"' in html  # what was typed stays
     pending = db.session.scalars(select(Invitation).where(Invitation.revoked_at.is_(None))).all()
     assert len(pending) == 1  # nothing withdrawn yet
@@ -402,7 +458,7 @@ def _role_of(user):
 def test_role_selects_do_not_save_on_change(team_of_two):
     client, token, _, member = team_of_two
     html = client.get("/settings/team").get_data(as_text=True)
-    form = re.search(r'<form[^>]*/settings/team/%s/role.*?</form>' % member.id, html, re.S).group(0)
+    form = re.search(r"<form[^>]*/settings/team/%s/role.*?</form>" % member.id, html, re.S).group(0)
     assert "data-autosubmit" not in form and "Save role" in form
     r = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "admin"})
     assert r.status_code == 302 and _role_of(member) == "admin"
@@ -414,8 +470,9 @@ def test_making_someone_owner_asks_first(team_of_two):
     html = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Make member@example.com an owner?" in html
     assert _role_of(member) == "member"
-    done = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "owner",
-                                                                  "confirm": "owner"})
+    done = client.post(
+        f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "owner", "confirm": "owner"}
+    )
     assert done.status_code == 302 and _role_of(member) == "owner"
 
 
@@ -433,6 +490,7 @@ def test_a_refused_role_change_is_shown_beside_that_members_role(app, ctx):
 
 
 # 6. API keys: made once per click, with their owner and expiry; ended ones stay listed.
+
 
 def _keys():
     from hookstream_ui.models import ApiKey
@@ -468,10 +526,13 @@ def test_the_new_key_is_still_shown_once_when_redis_is_down(signed_in, redis_dow
 def test_keys_show_their_owner_and_expiry_and_expire(signed_in):
     client, token, _ = signed_in
     r = client.post("/settings/api-keys", data={"csrf_token": token, "name": "Month", "expires_in": "30"})
-    raw = re.search(r'id="new-key" class="mono">(hs_live_[^<]+)<', client.get(r.location).get_data(as_text=True)).group(1)
+    raw = re.search(
+        r'id="new-key" class="mono">(hs_live_[^<]+)<', client.get(r.location).get_data(as_text=True)
+    ).group(1)
     [key] = _keys()
-    from hookstream_ui.models.base import as_utc, utcnow
     from datetime import timedelta
+
+    from hookstream_ui.models.base import as_utc, utcnow
 
     assert abs(as_utc(key.expires_at) - (utcnow() + timedelta(days=30))) < timedelta(minutes=1)
     html = client.get("/settings/api-keys").get_data(as_text=True)
@@ -498,17 +559,25 @@ def test_a_bad_expiry_choice_is_shown_beside_its_field(signed_in):
 def test_the_api_sets_and_returns_expires_at(signed_in):
     client, token, _ = signed_in
     h = {"X-CSRFToken": token}
-    r = client.post("/v1/auth/api-keys", json={"name": "Week", "expires_at": "2099-01-31T00:00:00Z"}, headers=h)
+    r = client.post(
+        "/v1/auth/api-keys", json={"name": "Week", "expires_at": "2099-01-31T00:00:00Z"}, headers=h
+    )
     assert r.status_code == 400 and r.json["errors"] == {"expires_at": "must be within 10 years"}
-    from hookstream_ui.models.base import utcnow
     from datetime import timedelta
+
+    from hookstream_ui.models.base import utcnow
 
     when = (utcnow() + timedelta(days=7)).replace(microsecond=0)
     r = client.post("/v1/auth/api-keys", json={"name": "Week", "expires_at": when.isoformat()}, headers=h)
-    assert r.status_code == 201 and r.json["api_key"]["expires_at"].startswith(when.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert r.status_code == 201 and r.json["api_key"]["expires_at"].startswith(
+        when.strftime("%Y-%m-%dT%H:%M:%S")
+    )
     assert r.json["api_key"]["status"] == "active"
-    for bad, message in [("2001-01-01T00:00:00Z", "must be in the future"), ("next week", "must be an ISO 8601"),
-                         (7, "must be an ISO 8601")]:
+    for bad, message in [
+        ("2001-01-01T00:00:00Z", "must be in the future"),
+        ("next week", "must be an ISO 8601"),
+        (7, "must be an ISO 8601"),
+    ]:
         r = client.post("/v1/auth/api-keys", json={"name": "Bad", "expires_at": bad}, headers=h)
         assert r.status_code == 400 and r.json["errors"]["expires_at"].startswith(message), bad
     never = client.post("/v1/auth/api-keys", json={"name": "Forever"}, headers=h).json["api_key"]
@@ -517,6 +586,7 @@ def test_the_api_sets_and_returns_expires_at(signed_in):
 
 
 # 7. Account basics: reset links, the owner renames the org, the new password twice.
+
 
 def _reset_link(client, token, user_id):
     r = client.post(f"/admin/users/{user_id}/reset-link", data={"csrf_token": token})
@@ -545,11 +615,25 @@ def test_an_instance_admin_issues_a_one_time_reset_link(root, app):
     page = browser.get(link)
     assert page.status_code == 200 and "locked@example.com" in page.get_data(as_text=True)
     form_token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
-    bad = browser.post(link, data={"csrf_token": form_token, "password": "a-new-password-1",
-                                   "password_confirm": "a-new-password-2"})
-    assert bad.status_code == 400 and "does not match" in _error_beside(bad.get_data(as_text=True), "password_confirm")
-    done = browser.post(link, data={"csrf_token": form_token, "password": "a-new-password-1",
-                                    "password_confirm": "a-new-password-1"})
+    bad = browser.post(
+        link,
+        data={
+            "csrf_token": form_token,
+            "password": "a-new-password-1",
+            "password_confirm": "a-new-password-2",
+        },
+    )
+    assert bad.status_code == 400 and "does not match" in _error_beside(
+        bad.get_data(as_text=True), "password_confirm"
+    )
+    done = browser.post(
+        link,
+        data={
+            "csrf_token": form_token,
+            "password": "a-new-password-1",
+            "password_confirm": "a-new-password-1",
+        },
+    )
     assert done.status_code == 302
     assert browser.get("/").status_code == 200  # signed in with the new password
     assert elsewhere.get("/").status_code == 302  # the other session ended
@@ -574,14 +658,19 @@ def test_reset_links_expire_and_are_for_instance_admins_only(root, app):
 
     org_owner = app.test_client()
     owner_token = login(org_owner, "late@example.com")
-    assert org_owner.post(f"/admin/users/{user.id}/reset-link", data={"csrf_token": owner_token}).status_code == 403
+    assert (
+        org_owner.post(f"/admin/users/{user.id}/reset-link", data={"csrf_token": owner_token}).status_code
+        == 403
+    )
 
 
 def test_the_owner_renames_the_org(team_of_two, app):
     client, token, org, member = team_of_two
     r = client.post("/settings/org/rename", data={"csrf_token": token, "name": "\u200b"})
     assert r.status_code == 400 and "visible character" in _error_beside(r.get_data(as_text=True), "name")
-    r = client.post("/settings/org/rename", data={"csrf_token": token, "name": "Renamed Co"}, follow_redirects=True)
+    r = client.post(
+        "/settings/org/rename", data={"csrf_token": token, "name": "Renamed Co"}, follow_redirects=True
+    )
     assert "The organization is now called Renamed Co." in r.get_data(as_text=True)
     db.session.expire_all()
     from hookstream_ui.models import Org
@@ -591,7 +680,10 @@ def test_the_owner_renames_the_org(team_of_two, app):
     db.session.commit()
     admin = app.test_client()
     admin_token = login(admin, "member@example.com")
-    assert admin.post("/settings/org/rename", data={"csrf_token": admin_token, "name": "Mine"}).status_code == 403
+    assert (
+        admin.post("/settings/org/rename", data={"csrf_token": admin_token, "name": "Mine"}).status_code
+        == 403
+    )
     assert 'id="org-rename"' not in admin.get("/settings/team").get_data(as_text=True)
 
 
@@ -600,10 +692,18 @@ def test_changing_the_password_asks_for_it_twice(signed_in):
     page = client.get("/settings/account").get_data(as_text=True)
     assert 'id="f-new_password_confirm"' in page and 'id="f-current_password"' in page
     assert "<title>Account · hookstream</title>" in page
-    r = client.post("/settings/account", data={"csrf_token": token, "current_password": PASSWORD,
-                                               "new_password": "brand-new-password",
-                                               "new_password_confirm": "brand-new-passwrod"})
-    assert r.status_code == 400 and "does not match" in _error_beside(r.get_data(as_text=True), "new_password_confirm")
+    r = client.post(
+        "/settings/account",
+        data={
+            "csrf_token": token,
+            "current_password": PASSWORD,
+            "new_password": "brand-new-password",
+            "new_password_confirm": "brand-new-passwrod",
+        },
+    )
+    assert r.status_code == 400 and "does not match" in _error_beside(
+        r.get_data(as_text=True), "new_password_confirm"
+    )
     login(client.application.test_client(), "owner@example.com")  # unchanged
 
 
@@ -611,7 +711,9 @@ def test_reloading_after_inviting_invites_no_one_again(signed_in):
     from hookstream_ui.models import Invitation
 
     client, token, _ = signed_in
-    r = client.post("/settings/team", data={"csrf_token": token, "email": "new@example.com", "role": "member"})
+    r = client.post(
+        "/settings/team", data={"csrf_token": token, "email": "new@example.com", "role": "member"}
+    )
     assert r.status_code == 302 and r.location.endswith("/settings/team")
     page = client.get(r.location).get_data(as_text=True)
     url = re.search(r'id="invite-url" class="mono">([^<]+)<', page).group(1)
@@ -661,9 +763,13 @@ def test_the_cli_makes_keys_that_expire(app, ctx):
 
     make_user("ops@example.com")
     runner = app.test_cli_runner()
-    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2001-01-01T00:00:00Z"])
+    r = runner.invoke(
+        args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2001-01-01T00:00:00Z"]
+    )
     assert r.exit_code != 0 and "expires_at: must be in the future" in r.output
-    r = runner.invoke(args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2030-01-01T00:00:00Z"])
+    r = runner.invoke(
+        args=["create-api-key", "ops@example.com", "--name", "temp", "--expires-at", "2030-01-01T00:00:00Z"]
+    )
     assert r.exit_code == 0, r.output
     assert db.session.scalar(select(ApiKey.expires_at).where(ApiKey.name == "temp")).year == 2030
 

@@ -1,5 +1,6 @@
 """Live state in the dashboard tells the truth: one status of a collection everywhere, polls
 only while something can change, runs that say what they do (issue 19, part "live")."""
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,11 @@ def signed_in(app, ctx):
 
 
 # A source that can be scheduled (uploads run when a file comes, so files have no schedule).
-REST_FIELDS = {"credentials.base_url": "https://api.example.com", "credentials.auth_type": "none",
-               "config.path": "/items"}
+REST_FIELDS = {
+    "credentials.base_url": "https://api.example.com",
+    "credentials.auth_type": "none",
+    "config.path": "/items",
+}
 
 
 def connect(client, token, short, name="Src", **fields):
@@ -37,8 +41,17 @@ def connect(client, token, short, name="Src", **fields):
 
 
 def new_collection(client, token, slug, source_id="", **fields):
-    r = client.post("/collections/new", data={"csrf_token": token, "name": f"Coll {slug}", "slug": slug,
-                                              "primary_key_path": "$.id", "source_id": source_id, **fields})
+    r = client.post(
+        "/collections/new",
+        data={
+            "csrf_token": token,
+            "name": f"Coll {slug}",
+            "slug": slug,
+            "primary_key_path": "$.id",
+            "source_id": source_id,
+            **fields,
+        },
+    )
     assert r.status_code == 302, r.get_data(as_text=True)
 
 
@@ -55,8 +68,14 @@ def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, ta
     its collections, and the title badge, strip and list each read their own column."""
     client, token, key = signed_in
     creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
-    sid = connect(client, token, "postgresql", name="Big", **creds, **{"config.table": table,
-                                                                       "config.cursor_column": "updated_at"})
+    sid = connect(
+        client,
+        token,
+        "postgresql",
+        name="Big",
+        **creds,
+        **{"config.table": table, "config.cursor_column": "updated_at"},
+    )
     new_collection(client, token, "big", sid, stream=table)
     workers(1, SYNC_BATCH_SIZE="100")
     r = client.post("/collections/big/backfill", data={"csrf_token": token})
@@ -72,15 +91,23 @@ def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, ta
     assert wait_for(run.id, timeout=15).status == "cancelled"
 
     db.session.expire_all()
-    assert db.session.scalar(select(Collection.backfill_status).where(Collection.slug == "big")) == "cancelled"
+    assert (
+        db.session.scalar(select(Collection.backfill_status).where(Collection.slug == "big")) == "cancelled"
+    )
     page = text_of(client.get("/collections/big").get_data(as_text=True))
     assert "Backfill · cancelled" in page and "running" not in page.lower().replace("running now", "")
     assert re.search(r"Coll big Active ", page)
     strip = live(client, "big")
-    assert strip.status_code == STOP_POLLING and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    assert (
+        strip.status_code == STOP_POLLING
+        and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    )
     listed = text_of(client.get("/collections").get_data(as_text=True))
     assert re.search(r"Coll big big Big Active", listed)
-    assert client.get("/v1/collections/big/backfill", headers={"X-API-Key": key}).json["backfill"]["status"] == "cancelled"
+    assert (
+        client.get("/v1/collections/big/backfill", headers={"X-API-Key": key}).json["backfill"]["status"]
+        == "cancelled"
+    )
     # And the buttons can act again: a new backfill starts, and resumes the polling.
     page = client.get("/collections/big").get_data(as_text=True)
     assert 'id="backfill-button">' in page and 'id="run-now">' in page
@@ -101,8 +128,18 @@ def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(sig
     sid = connect(client, token, "postgresql", name="Pg", **creds, **{"config.table": "customers"})
     new_collection(client, token, "pg", sid, stream="customers")
     collection = db.session.scalar(select(Collection).where(Collection.slug == "pg"))
-    run = SyncRun(org_id=collection.org_id, env_id=collection.env_id, source_id=sid, trigger="backfill", mode="full",
-                  status="cancelled", cursor={}, skip_reasons={}, progress=10_000, total=50_000)
+    run = SyncRun(
+        org_id=collection.org_id,
+        env_id=collection.env_id,
+        source_id=sid,
+        trigger="backfill",
+        mode="full",
+        status="cancelled",
+        cursor={},
+        skip_reasons={},
+        progress=10_000,
+        total=50_000,
+    )
     db.session.add(run)
     collection.status, collection.backfill_status = "SYNCING", "running"
     collection.backfill_progress, collection.backfill_total = 10_000, 50_000
@@ -111,9 +148,12 @@ def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(sig
     assert "Backfill · cancelled 10,000 / 50,000" in page and "Syncing" not in page
     assert live(client, "pg").status_code == STOP_POLLING
     assert "Coll pg pg Pg Active 0" in text_of(client.get("/collections").get_data(as_text=True))
-    assert client.get("/v1/collections/pg", headers={"X-API-Key": key}).json["collection"]["status"] == "ACTIVE"
-    assert [c["status"] for c in client.get("/v1/collections", headers={"X-API-Key": key}).json["collections"]] == \
-        ["ACTIVE"]
+    assert (
+        client.get("/v1/collections/pg", headers={"X-API-Key": key}).json["collection"]["status"] == "ACTIVE"
+    )
+    assert [
+        c["status"] for c in client.get("/v1/collections", headers={"X-API-Key": key}).json["collections"]
+    ] == ["ACTIVE"]
 
 
 def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
@@ -123,8 +163,18 @@ def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
-    run = SyncRun(org_id=collection.org_id, env_id=collection.env_id, source_id=sid, trigger="manual", mode="full",
-                  status="pending", attempt=1, error="Host not found: x", cursor={}, skip_reasons={})
+    run = SyncRun(
+        org_id=collection.org_id,
+        env_id=collection.env_id,
+        source_id=sid,
+        trigger="manual",
+        mode="full",
+        status="pending",
+        attempt=1,
+        error="Host not found: x",
+        cursor={},
+        skip_reasons={},
+    )
     db.session.add(run)
     collection.status, collection.backfill_status = "SYNCING", "running"
     db.session.commit()
@@ -136,7 +186,12 @@ def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
     assert (collection.status, collection.backfill_status) == ("ACTIVE", "cancelled")
     page = text_of(client.get(f"/runs/{run.id}").get_data(as_text=True))
     assert "Cancelled after a failed attempt" in page and "retrying" not in page.lower()
-    assert client.get(f"/v1/collections/{collection.id}", headers={"X-API-Key": key}).json["collection"]["status"] == "ACTIVE"
+    assert (
+        client.get(f"/v1/collections/{collection.id}", headers={"X-API-Key": key}).json["collection"][
+            "status"
+        ]
+        == "ACTIVE"
+    )
 
 
 def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_in):
@@ -148,7 +203,10 @@ def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     strip = live(client, "files")
-    assert strip.status_code == STOP_POLLING and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    assert (
+        strip.status_code == STOP_POLLING
+        and "hx-trigger" not in strip.get_data(as_text=True).split("</section>")[0]
+    )
     table = client.get("/collections/files/_records", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "every 2s" not in table and 'hx-trigger="records-changed from:body"' in table
 
@@ -166,7 +224,9 @@ def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_
     r = client.post(f"/v1/ingest/{hook}", json={"id": "a1", "name": "Ann"})
     assert r.status_code == 200
     strip = live(client, "hooked", seen=seen.replace("%7C", "|"))
-    assert strip.headers.get("HX-Trigger") == "records-changed" and 'hx-trigger="every 2s"' in strip.get_data(as_text=True)
+    assert strip.headers.get("HX-Trigger") == "records-changed" and 'hx-trigger="every 2s"' in strip.get_data(
+        as_text=True
+    )
 
 
 def test_run_now_needs_a_bound_collection(signed_in):
@@ -192,8 +252,11 @@ def test_a_finished_run_page_has_no_stale_flash(signed_in, workers):
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     workers(1)
-    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(b"id\n1\n2\n"), "a.csv")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        f"/sources/{sid}/upload",
+        data={"csrf_token": token, "file": (io.BytesIO(b"id\n1\n2\n"), "a.csv")},
+        content_type="multipart/form-data",
+    )
     run_id = r.location.rsplit("/", 1)[-1]
     wait_for(run_id, timeout=30)
     r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
@@ -203,20 +266,32 @@ def test_a_finished_run_page_has_no_stale_flash(signed_in, workers):
     assert "Sync started" not in page and "Completed" in page
 
 
-@pytest.mark.parametrize("path, reason", [
-    ("/html", "The API did not answer JSON for {base}/html"),
-    ("/latin1", "The API's answer for {base}/latin1 is not UTF-8 text, so it is not JSON"),
-])
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/html", "The API did not answer JSON for {base}/html"),
+        ("/latin1", "The API's answer for {base}/latin1 is not UTF-8 text, so it is not JSON"),
+    ],
+)
 def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixture, workers, path, reason):
     """Retried four times over minutes: the same endpoint answers the same way next time."""
     client, token, key = signed_in
-    r = client.post("/api/v1/source-connections", headers={"X-API-Key": key}, json={
-        "sourceShortName": "rest_api", "name": "api", "credentials": {"base_url": http_fixture.base, "auth_type": "none"},
-        "config": {"path": path, "records_path": "$.data"}})
+    r = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "rest_api",
+            "name": "api",
+            "credentials": {"base_url": http_fixture.base, "auth_type": "none"},
+            "config": {"path": path, "records_path": "$.data"},
+        },
+    )
     sid = r.json["sourceConnection"]["id"]
     new_collection(client, token, "api", sid)
     workers(1)
-    run_id = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers={"X-API-Key": key}).json["syncId"]
+    run_id = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers={"X-API-Key": key}).json[
+        "syncId"
+    ]
     run = wait_for(run_id, statuses=("pending", "failed"), timeout=30, attempted=True)
     assert (run.status, run.attempt, run.error) == ("failed", 1, reason.format(base=http_fixture.base))
     page = text_of(client.get(f"/runs/{run_id}").get_data(as_text=True))
@@ -247,16 +322,29 @@ def test_events_list_what_was_sent_and_what_became_of_it(signed_in):
     client, token, key = signed_in
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     new_collection(client, token, "by-data-id", hook, primary_key_path="$.data.id")
-    skipped = client.post(f"/v1/ingest/{hook}", json={"id": "evt_9", "type": "customer.created", "data": {}}).json
-    applied = client.post(f"/v1/ingest/{hook}", json={"id": "evt_10", "type": "customer.updated",
-                                                      "data": {"id": "cus_1"}}).json
-    github = client.post(f"/v1/ingest/{hook}", json={"action": "opened", "data": {"id": "pr_1"}},
-                         headers={"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "72d3162e"}).json
-    bare = client.post(f"/v1/ingest/{hook}", json={"id": 5, "data": {"id": "r5"}}).json  # a record, not an envelope
+    skipped = client.post(
+        f"/v1/ingest/{hook}", json={"id": "evt_9", "type": "customer.created", "data": {}}
+    ).json
+    applied = client.post(
+        f"/v1/ingest/{hook}", json={"id": "evt_10", "type": "customer.updated", "data": {"id": "cus_1"}}
+    ).json
+    github = client.post(
+        f"/v1/ingest/{hook}",
+        json={"action": "opened", "data": {"id": "pr_1"}},
+        headers={"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "72d3162e"},
+    ).json
+    bare = client.post(
+        f"/v1/ingest/{hook}", json={"id": 5, "data": {"id": "r5"}}
+    ).json  # a record, not an envelope
 
-    table = client.get(f"/events/_list?source_id={hook}", headers={"HX-Request": "true"}).get_data(as_text=True)
-    rows = {m.group(1): text_of(m.group(2)) for m in re.finditer(r'<tr data-event="([^"]+)">(.*?)</tr>', table, re.S)}
-    assert rows[skipped["event_id"]].split() [:3] == ["customer.created", "evt_9", "skipped"]
+    table = client.get(f"/events/_list?source_id={hook}", headers={"HX-Request": "true"}).get_data(
+        as_text=True
+    )
+    rows = {
+        m.group(1): text_of(m.group(2))
+        for m in re.finditer(r'<tr data-event="([^"]+)">(.*?)</tr>', table, re.S)
+    }
+    assert rows[skipped["event_id"]].split()[:3] == ["customer.created", "evt_9", "skipped"]
     assert "no usable key at $.data.id" in rows[skipped["event_id"]]
     assert rows[applied["event_id"]].split()[:3] == ["customer.updated", "evt_10", "applied"]
     assert rows[github["event_id"]].split()[:3] == ["pull_request", "72d3162e", "applied"]
@@ -265,8 +353,10 @@ def test_events_list_what_was_sent_and_what_became_of_it(signed_in):
     page = text_of(client.get(f"/events/{skipped['event_id']}").get_data(as_text=True))
     assert "customer.created skipped" in page and "Sender's event id evt_9" in page
     events = {e["id"]: e for e in client.get("/v1/events", headers={"X-API-Key": key}).json["events"]}
-    assert (events[github["event_id"]]["event_type"], events[github["event_id"]]["sender_event_id"]) == \
-        ("pull_request", "72d3162e")
+    assert (events[github["event_id"]]["event_type"], events[github["event_id"]]["sender_event_id"]) == (
+        "pull_request",
+        "72d3162e",
+    )
     assert events[bare["event_id"]]["sender_event_id"] is None
 
 
@@ -290,8 +380,14 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     new_collection(client, token, "files", sid)
     page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
     assert "runs only when started" in page
-    bad = {"csrf_token": token, "sync_frequency": "5s", "status": "active", "rate_limit.allowed_requests": "many",
-           "rate_limit.interval": "1", "rate_limit.max_concurrent_requests": ""}
+    bad = {
+        "csrf_token": token,
+        "sync_frequency": "5s",
+        "status": "active",
+        "rate_limit.allowed_requests": "many",
+        "rate_limit.interval": "1",
+        "rate_limit.max_concurrent_requests": "",
+    }
     r = client.post(f"/sources/{sid}/schedule", data=bad)
     html = r.get_data(as_text=True)
     assert r.status_code == 400 and 'id="e-sync_frequency">must be at least 30s' in html
@@ -300,23 +396,31 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).sync_frequency is None  # nothing changed
 
-    r = client.post(f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "15m",
-                                                     "rate_limit.allowed_requests": "5"})
+    r = client.post(
+        f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "15m", "rate_limit.allowed_requests": "5"}
+    )
     assert r.status_code == 302
     db.session.expire_all()
     source = db.session.get(SourceConnection, sid)
-    assert source.sync_frequency == "15m" and source.rate_limit == {"allowed_requests": 5, "interval": 1.0,
-                                                                    "max_concurrent_requests": 0}
+    assert source.sync_frequency == "15m" and source.rate_limit == {
+        "allowed_requests": 5,
+        "interval": 1.0,
+        "max_concurrent_requests": 0,
+    }
     assert utcnow() + timedelta(minutes=14) < as_utc(source.next_run_at) <= utcnow() + timedelta(minutes=15)
     page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
     assert re.search(r"every 15m · next run in 1[45] min", page)
     sync = client.get(f"/v1/syncs/{sid}", headers={"X-API-Key": key}).json
-    assert sync["sync_frequency"] == "15m" and sync["rate_limit"]["allowed_requests"] == 5  # one row, two views
+    assert (
+        sync["sync_frequency"] == "15m" and sync["rate_limit"]["allowed_requests"] == 5
+    )  # one row, two views
     listed = text_of(client.get("/sources").get_data(as_text=True))
     assert re.search(r"Src REST API Pending 1 never in 1[45] min", listed)
 
-    client.post(f"/sources/{sid}/schedule", data={**bad, "sync_frequency": "", "rate_limit.allowed_requests": "",
-                                                 "rate_limit.interval": ""})
+    client.post(
+        f"/sources/{sid}/schedule",
+        data={**bad, "sync_frequency": "", "rate_limit.allowed_requests": "", "rate_limit.interval": ""},
+    )
     db.session.expire_all()
     source = db.session.get(SourceConnection, sid)
     assert (source.sync_frequency, source.next_run_at, source.rate_limit) == (None, None, None)
@@ -345,8 +449,11 @@ def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     workers(1)
-    r = client.post(f"/sources/{sid}/upload", data={"csrf_token": token, "file": (io.BytesIO(b"not,a\n\xff"), "a.csv")},
-                    content_type="multipart/form-data")
+    r = client.post(
+        f"/sources/{sid}/upload",
+        data={"csrf_token": token, "file": (io.BytesIO(b"not,a\n\xff"), "a.csv")},
+        content_type="multipart/form-data",
+    )
     run = wait_for(r.location.rsplit("/", 1)[-1], timeout=30)
     assert run.status == "failed"
     listed = client.get("/sources").get_data(as_text=True)
@@ -362,9 +469,21 @@ def _run(source_id, status, *, minutes_ago=0, error=None, progress=0):
 
     source = db.session.get(SourceConnection, source_id)
     at = utcnow() - timedelta(minutes=minutes_ago)
-    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source_id, trigger="schedule",
-                  mode="incremental", status=status, error=error, cursor={}, skip_reasons={}, progress=progress,
-                  created_at=at, started_at=at, finished_at=at if status in ("completed", "failed", "cancelled") else None)
+    run = SyncRun(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=source_id,
+        trigger="schedule",
+        mode="incremental",
+        status=status,
+        error=error,
+        cursor={},
+        skip_reasons={},
+        progress=progress,
+        created_at=at,
+        started_at=at,
+        finished_at=at if status in ("completed", "failed", "cancelled") else None,
+    )
     db.session.add(run)
     db.session.commit()
     return run.id
@@ -381,6 +500,7 @@ def test_the_runs_page_lists_runs_across_sources_by_status(signed_in, app):
     stranger = make_user("stranger@example.com")
     env = production(org_of(stranger))
     from tests.helpers import make_source
+
     hidden = _run(make_source(env, "Theirs", "file").id, "failed")
 
     nav = client.get("/").get_data(as_text=True)
@@ -393,8 +513,12 @@ def test_the_runs_page_lists_runs_across_sources_by_status(signed_in, app):
     only_failed = client.get("/runs?status=failed").get_data(as_text=True)
     assert re.findall(r'<tr data-run="([^"]+)">', only_failed) == [failed]
     assert "a.csv: not UTF-8 text" in only_failed
-    assert re.findall(r'<tr data-run="([^"]+)">', client.get("/runs?status=active").get_data(as_text=True)) == [queued]
-    assert re.findall(r'<tr data-run="([^"]+)">', client.get(f"/runs?source_id={files}").get_data(as_text=True)) == [failed]
+    assert re.findall(
+        r'<tr data-run="([^"]+)">', client.get("/runs?status=active").get_data(as_text=True)
+    ) == [queued]
+    assert re.findall(
+        r'<tr data-run="([^"]+)">', client.get(f"/runs?source_id={files}").get_data(as_text=True)
+    ) == [failed]
     bad = client.get("/runs?status=exploded")
     assert bad.status_code == 400 and 'id="e-status">Status must be failed' in bad.get_data(as_text=True)
 
@@ -446,12 +570,19 @@ def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
     page = text_of(client.get("/collections/hooked", headers={}).get_data(as_text=True))
     assert "Backfill · running" in page  # it has just written: it is alive
     from sqlalchemy import update
-    db.session.execute(update(Collection).where(Collection.id == collection.id)
-                       .values(updated_at=utcnow() - timedelta(minutes=5)))
+
+    db.session.execute(
+        update(Collection)
+        .where(Collection.id == collection.id)
+        .values(updated_at=utcnow() - timedelta(minutes=5))
+    )
     db.session.commit()
     page = text_of(client.get("/collections/hooked").get_data(as_text=True))
-    assert "Backfill · interrupted: Backfill resumes it 3 / 9" in page and 'disabled' not in \
-        client.get("/collections/hooked").get_data(as_text=True).split('id="backfill-button"')[1][:30]
+    assert (
+        "Backfill · interrupted: Backfill resumes it 3 / 9" in page
+        and "disabled"
+        not in client.get("/collections/hooked").get_data(as_text=True).split('id="backfill-button"')[1][:30]
+    )
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == [collection.id]
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []  # queued now
 
@@ -473,8 +604,12 @@ def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(si
     collection.backfill_status, collection.backfill_progress = "running", 5
     db.session.commit()
     from sqlalchemy import update
-    db.session.execute(update(Collection).where(Collection.id == collection.id)
-                       .values(updated_at=utcnow() - timedelta(minutes=5)))
+
+    db.session.execute(
+        update(Collection)
+        .where(Collection.id == collection.id)
+        .values(updated_at=utcnow() - timedelta(minutes=5))
+    )
     db.session.commit()
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []
     assert replay_events(collection.id) == "skipped"
@@ -491,15 +626,24 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert f'id="source-run-badge" href="/runs/{run_id}">Running</a>' in page
     for button in ("edit-source", "delete-source", "clear-data"):
-        assert re.search(rf'<span class="btn[^"]* is-disabled" id="{button}" role="link" aria-disabled="true" '
-                         r'title="A run is in progress: wait for it or cancel it first.">', page), button
-    assert re.search(r'id="run-now" disabled aria-disabled="true" title="A run is in progress: wait for it or cancel it first."', page)
+        assert re.search(
+            rf'<span class="btn[^"]* is-disabled" id="{button}" role="link" aria-disabled="true" '
+            r'title="A run is in progress: wait for it or cancel it first.">',
+            page,
+        ), button
+    assert re.search(
+        r'id="run-now" disabled aria-disabled="true" title="A run is in progress: wait for it or cancel it first."',
+        page,
+    )
     assert 'id="upload-file" disabled' in page
     db.session.get(SyncRun, run_id).status = "failed"
     db.session.get(SyncRun, run_id).error = "boom"
     db.session.commit()
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
-    assert 'id="source-run-badge"' not in page and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
+    assert (
+        'id="source-run-badge"' not in page
+        and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
+    )
 
 
 def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_in):
@@ -554,8 +698,16 @@ def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
     source.sync_frequency = "continuous"
     waits = []
     for _ in range(9):
-        run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, status="failed", error="x",
-                      cursor={}, skip_reasons={}, mode="incremental")
+        run = SyncRun(
+            org_id=source.org_id,
+            env_id=source.env_id,
+            source_id=sid,
+            status="failed",
+            error="x",
+            cursor={},
+            skip_reasons={},
+            mode="incremental",
+        )
         runs.record_outcome(source, run)
         waits.append((as_utc(source.next_run_at) - utcnow()).total_seconds())
     assert 25 < waits[0] <= 30 and 55 < waits[1] <= 60 and 115 < waits[2] <= 120
@@ -586,7 +738,9 @@ def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
     make_user("stranger@example.com")
     stranger = app.test_client()
     stoken = login(stranger, "stranger@example.com")
-    r = stranger.post(f"/sources/{sid}/schedule", data={"csrf_token": stoken, "sync_frequency": "30s", "status": "active"})
+    r = stranger.post(
+        f"/sources/{sid}/schedule", data={"csrf_token": stoken, "sync_frequency": "30s", "status": "active"}
+    )
     assert r.status_code == 404
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).sync_frequency is None
@@ -602,7 +756,9 @@ def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
     vtoken = login(viewer, "viewer@example.com")
     page = viewer.get(f"/sources/{sid}").get_data(as_text=True)
     assert 'id="schedule"' in page and 'id="save-schedule"' not in page
-    r = viewer.post(f"/sources/{sid}/schedule", data={"csrf_token": vtoken, "sync_frequency": "30s", "status": "active"})
+    r = viewer.post(
+        f"/sources/{sid}/schedule", data={"csrf_token": vtoken, "sync_frequency": "30s", "status": "active"}
+    )
     assert r.status_code == 403
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).sync_frequency is None

@@ -2,6 +2,7 @@
 a paused collection can be paused and resumed where it is shown, nothing runs into only
 paused collections, a running run can be cancelled where the page says to, and a run's
 header counts its attempts as its error box does."""
+
 from __future__ import annotations
 
 import re
@@ -38,10 +39,13 @@ def test_pause_and_resume_from_the_collection_page(signed_in):
     page = client.get(r.location).get_data(as_text=True)
     assert 'id="resume-collection"' in page and 'id="pause-collection"' not in page
     # Run now cannot act (it would read nothing and say Completed): disabled, and why.
-    assert re.search(r'id="run-now" disabled aria-disabled="true" title="Every collection of this source is paused',
-                     page)
+    assert re.search(
+        r'id="run-now" disabled aria-disabled="true" title="Every collection of this source is paused', page
+    )
     assert "resume one to run it" in text_of(page)
-    assert '"PAUSED"' in client.get("/v1/collections/files", headers={"X-API-Key": key}).get_data(as_text=True)
+    assert '"PAUSED"' in client.get("/v1/collections/files", headers={"X-API-Key": key}).get_data(
+        as_text=True
+    )
     r = client.post("/collections/files/status", data={"csrf_token": token, "status": "ACTIVE"})
     assert r.status_code == 302
     page = client.get(r.location).get_data(as_text=True)
@@ -77,7 +81,11 @@ def test_no_run_starts_into_only_paused_collections(signed_in):
     assert r.status_code == 409 and r.json["error"] == "collections_paused"
     assert "paused" in r.json["message"]
     source = db.session.get(SourceConnection, sid)
-    source.sync_frequency, source.sync_status, source.next_run_at = "5m", "active", utcnow() - timedelta(seconds=1)
+    source.sync_frequency, source.sync_status, source.next_run_at = (
+        "5m",
+        "active",
+        utcnow() - timedelta(seconds=1),
+    )
     db.session.commit()
     from hookstream_ui.sync.scheduler import enqueue_due
 
@@ -88,7 +96,7 @@ def test_no_run_starts_into_only_paused_collections(signed_in):
 
 
 def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
-    """"A run is in progress: wait for it or cancel it first." with no Cancel anywhere."""
+    """ "A run is in progress: wait for it or cancel it first." with no Cancel anywhere."""
     client, token, key = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
@@ -96,8 +104,9 @@ def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
     run_id = r.location.rsplit("/", 1)[-1]
     page = client.get("/collections/files").get_data(as_text=True)
     assert "cancel it first" in text_of(page)
-    form = re.search(r'<form method="post" action="([^"]+)"[^>]*>[^<]*<input[^>]*>\s*<button[^>]*id="cancel-run"',
-                     page)
+    form = re.search(
+        r'<form method="post" action="([^"]+)"[^>]*>[^<]*<input[^>]*>\s*<button[^>]*id="cancel-run"', page
+    )
     assert form and form.group(1) == f"/runs/{run_id}/cancel"
     r = client.post(form.group(1), data={"csrf_token": token})
     assert r.status_code == 302
@@ -105,22 +114,36 @@ def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
     assert 'id="cancel-run"' not in client.get("/collections/files").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("status,attempt,shown,not_shown", [
-    ("failed", 1, None, "attempt 2"),
-    ("failed", 3, "3 attempts", "attempt 4"),
-    ("running", 1, "attempt 2", None),
-    ("completed", 2, "attempt 3", None),
-    ("cancelled", 1, "after 1 failed attempt", "attempt 2"),
-])
+@pytest.mark.parametrize(
+    "status,attempt,shown,not_shown",
+    [
+        ("failed", 1, None, "attempt 2"),
+        ("failed", 3, "3 attempts", "attempt 4"),
+        ("running", 1, "attempt 2", None),
+        ("completed", 2, "attempt 3", None),
+        ("cancelled", 1, "after 1 failed attempt", "attempt 2"),
+    ],
+)
 def test_the_run_header_counts_attempts_as_the_error_box_does(signed_in, status, attempt, shown, not_shown):
     """A bad file: "incremental · upload · attempt 2" above "Failed (not retried …)"."""
     client, token, key = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
-    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, trigger="upload", mode="incremental",
-                  status=status, attempt=attempt, error="The file is not UTF-8", cursor={}, skip_reasons={},
-                  started_at=utcnow(), finished_at=None if status == "running" else utcnow())
+    run = SyncRun(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=sid,
+        trigger="upload",
+        mode="incremental",
+        status=status,
+        attempt=attempt,
+        error="The file is not UTF-8",
+        cursor={},
+        skip_reasons={},
+        started_at=utcnow(),
+        finished_at=None if status == "running" else utcnow(),
+    )
     db.session.add(run)
     db.session.commit()
     page = text_of(client.get(f"/runs/{run.id}").get_data(as_text=True))
@@ -151,7 +174,7 @@ def _listed(client, **params):
 
 
 def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in):
-    """"1 event rejected or not applied" when one was skipped and two were not JSON."""
+    """ "1 event rejected or not applied" when one was skipped and two were not JSON."""
     client, token, key = signed_in
     _deliveries(client, token)
     page = client.get("/").get_data(as_text=True)
@@ -190,7 +213,7 @@ def test_an_unknown_status_filter_is_said_beside_the_field(signed_in, path):
 
 
 def test_the_test_event_button_says_whether_it_writes_a_record(signed_in):
-    """"Send a test event (writes a record)" above "no record is written"."""
+    """ "Send a test event (writes a record)" above "no record is written"."""
     client, token, key = signed_in
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     button = re.compile(r'id="send-test-event">([^<]+)</button>')
@@ -239,11 +262,25 @@ def test_unchanged_rows_are_not_counted_as_skipped(signed_in):
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
-    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=sid, trigger="manual", mode="full",
-                  status="completed", attempt=0, cursor={}, progress=5003, records_skipped=5003,
-                  skip_reasons={"unchanged since it was last written": 5000, "no usable key at $.id": 2,
-                                "not a JSON object": 1},
-                  started_at=utcnow(), finished_at=utcnow())
+    run = SyncRun(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=sid,
+        trigger="manual",
+        mode="full",
+        status="completed",
+        attempt=0,
+        cursor={},
+        progress=5003,
+        records_skipped=5003,
+        skip_reasons={
+            "unchanged since it was last written": 5000,
+            "no usable key at $.id": 2,
+            "not a JSON object": 1,
+        },
+        started_at=utcnow(),
+        finished_at=utcnow(),
+    )
     db.session.add(run)
     db.session.commit()
     page = client.get(f"/runs/{run.id}").get_data(as_text=True)
@@ -271,9 +308,17 @@ def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in):
     r = client.patch(f"/v1/syncs/{sid}", json={"sync_frequency": "1h"}, headers={"X-API-Key": key})
     assert r.status_code == 400 and "sync_frequency" in r.get_data(as_text=True)
     assert db.session.get(SourceConnection, sid).sync_frequency is None
-    rest = connect(client, token, "rest_api", name="Rest", **{"credentials.base_url": "https://api.example.com",
-                                                              "credentials.auth_type": "none",
-                                                              "config.path": "/items"})
+    rest = connect(
+        client,
+        token,
+        "rest_api",
+        name="Rest",
+        **{
+            "credentials.base_url": "https://api.example.com",
+            "credentials.auth_type": "none",
+            "config.path": "/items",
+        },
+    )
     assert 'id="schedule"' in client.get(f"/sources/{rest}").get_data(as_text=True)
     # Its two rate limits say which is which, and that both apply.
     assert "the stricter one sets the pace" in client.get("/sources/new/rest_api").get_data(as_text=True)
@@ -287,13 +332,14 @@ def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_i
     assert 'class="test-result info"' in body and "ℹ No file uploaded yet" in body and "✕" not in body
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).status == before != "error"
-    body = client.post("/sources/test-form/file", data={"csrf_token": token, "name": "F",
-                                                       "config.format": "auto"}).get_data(as_text=True)
+    body = client.post(
+        "/sources/test-form/file", data={"csrf_token": token, "name": "F", "config.format": "auto"}
+    ).get_data(as_text=True)
     assert 'class="test-result info"' in body and "✕" not in body
 
 
 def test_the_rest_rate_limit_setting_paces_requests():
-    """"Rate limit (requests per second)" was checked on save and never applied."""
+    """ "Rate limit (requests per second)" was checked on save and never applied."""
     import time
 
     from hookstream_ui.sources.rest_api import _pacer

@@ -1,7 +1,8 @@
 """The upsert engine's rules, on the real database (SQLite or PostgreSQL)."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from hookstream_ui.services import collections as collection_svc
 from hookstream_ui.services.upsert import Incoming, apply, parse_time
 from tests.helpers import make_user, org_of, production
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -20,17 +21,24 @@ def collection(ctx):
     user = make_user("owner@example.com")
     org = org_of(user)
     principal = Principal(org=org, env=production(org), role="owner", user=user)
-    return collection_svc.create_collection(principal, {"name": "Orders", "primary_key_path": "data.id",
-                                                        "event_type_field": "type", "timestamp_path": "at"})
+    return collection_svc.create_collection(
+        principal,
+        {"name": "Orders", "primary_key_path": "data.id", "event_type_field": "type", "timestamp_path": "at"},
+    )
 
 
 def stored(collection) -> dict:
     db.session.expire_all()
-    return {r.record_key: r for r in db.session.scalars(select(Record).where(Record.collection_id == collection.id))}
+    return {
+        r.record_key: r
+        for r in db.session.scalars(select(Record).where(Record.collection_id == collection.id))
+    }
 
 
 def ev(key, at, **extra):
-    return Incoming({"data": {"id": key, **extra.pop("data", {})}, "at": at.isoformat() if at else None, **extra})
+    return Incoming(
+        {"data": {"id": key, **extra.pop("data", {})}, "at": at.isoformat() if at else None, **extra}
+    )
 
 
 def test_insert_update_and_last_write_wins(collection):
@@ -44,25 +52,40 @@ def test_insert_update_and_last_write_wins(collection):
     db.session.commit()
     assert out.skipped == 1 and out.reasons == {"older than the stored version": 1}
     rows = stored(collection)
-    assert rows["1"].data["data"]["v"] == "b" and rows["1"].source_event_at.replace(tzinfo=timezone.utc) == T0 + timedelta(seconds=5)
+    assert rows["1"].data["data"]["v"] == "b" and rows["1"].source_event_at.replace(
+        tzinfo=UTC
+    ) == T0 + timedelta(seconds=5)
     assert db.session.get(Collection, collection.id).record_count == 2
 
 
 def test_deletion_by_event_type(collection):
     apply(collection, [ev(1, T0), ev(2, T0)])
     db.session.commit()
-    out = apply(collection, [ev(1, T0 + timedelta(seconds=1), type="order.deleted"),
-                             ev(2, T0 - timedelta(seconds=1), type="deleted"),  # older than stored: ignored
-                             ev(3, T0, type="delete")])  # never stored
+    out = apply(
+        collection,
+        [
+            ev(1, T0 + timedelta(seconds=1), type="order.deleted"),
+            ev(2, T0 - timedelta(seconds=1), type="deleted"),  # older than stored: ignored
+            ev(3, T0, type="delete"),
+        ],
+    )  # never stored
     db.session.commit()
     assert out.deleted == 1 and out.skipped == 2
     assert set(stored(collection)) == {"2"} and db.session.get(Collection, collection.id).record_count == 1
 
 
 def test_keyless_records_and_duplicates_in_one_batch(collection):
-    out = apply(collection, [Incoming({"nokey": 1}), Incoming({"data": {"id": None}}), Incoming({"data": {"id": {"x": 1}}}),
-                             ev(5, T0, data={"v": 1}), ev(5, T0 + timedelta(seconds=2), data={"v": 3}),
-                             ev(5, T0 + timedelta(seconds=1), data={"v": 2})])
+    out = apply(
+        collection,
+        [
+            Incoming({"nokey": 1}),
+            Incoming({"data": {"id": None}}),
+            Incoming({"data": {"id": {"x": 1}}}),
+            ev(5, T0, data={"v": 1}),
+            ev(5, T0 + timedelta(seconds=2), data={"v": 3}),
+            ev(5, T0 + timedelta(seconds=1), data={"v": 2}),
+        ],
+    )
     db.session.commit()
     assert out.inserted == 1 and out.skipped == 5
     assert out.reasons["no usable key at $.data.id"] == 3
@@ -73,12 +96,23 @@ def test_receipt_time_when_no_timestamp(collection):
     collection.timestamp_path = None
     out = apply(collection, [Incoming({"data": {"id": "k"}})], received_at=T0)
     db.session.commit()
-    assert out.inserted == 1 and stored(collection)["k"].source_event_at.replace(tzinfo=timezone.utc) == T0
+    assert out.inserted == 1 and stored(collection)["k"].source_event_at.replace(tzinfo=UTC) == T0
 
 
-@pytest.mark.parametrize("value, expected", [
-    (1767225600, T0), (1767225600000, T0), ("1767225600", T0), ("2026-01-01T00:00:00Z", T0),
-    ("2026-01-01T01:00:00+01:00", T0), (date(2026, 1, 1), T0), ("garbage", None), (None, None), (True, None)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1767225600, T0),
+        (1767225600000, T0),
+        ("1767225600", T0),
+        ("2026-01-01T00:00:00Z", T0),
+        ("2026-01-01T01:00:00+01:00", T0),
+        (date(2026, 1, 1), T0),
+        ("garbage", None),
+        (None, None),
+        (True, None),
+    ],
+)
 def test_parse_time(value, expected):
     assert parse_time(value) == expected
 
@@ -114,8 +148,13 @@ def test_a_bulk_batch_of_new_keys_still_lands_when_one_key_is_there_after_all(co
     the batch nor keep its newer version from the last-write-wins rule."""
     from hookstream_ui.services import upsert
 
-    apply(collection, [ev("k0100", T0 + timedelta(days=1), data={"v": "newer, kept"}),
-                       ev("k0101", T0 - timedelta(days=1), data={"v": "older, replaced"})])
+    apply(
+        collection,
+        [
+            ev("k0100", T0 + timedelta(days=1), data={"v": "newer, kept"}),
+            ev("k0101", T0 - timedelta(days=1), data={"v": "older, replaced"}),
+        ],
+    )
     db.session.commit()
     batch = [ev(f"k{i:04d}", T0, data={"v": f"fresh {i}"}) for i in range(upsert.RETURNING_UNDER + 50)]
     apply(collection, batch, keys_are_new=True)

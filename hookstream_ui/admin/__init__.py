@@ -1,5 +1,6 @@
 """/admin: the instance admin's pages (orgs, users, system health). Org roles do not
 reach here: an org owner who is not an instance admin gets 403."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -41,8 +42,9 @@ def _attempt(action, message, endpoint: str = "admin.orgs", refused=None):
 
 
 def _orgs_page(create: FormState | None = None, rows: RowForms | None = None):
-    return render_template("admin/orgs.html", rows=svc.org_rows(), form=create or FormState(),
-                           row_forms=rows or RowForms())
+    return render_template(
+        "admin/orgs.html", rows=svc.org_rows(), form=create or FormState(), row_forms=rows or RowForms()
+    )
 
 
 @bp.get("/")
@@ -58,9 +60,11 @@ def orgs_address():
 
 @bp.post("/orgs")
 def org_create():
-    return _attempt(lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
-                    lambda org: f"Organization {org.name} created.",
-                    refused=lambda exc: _orgs_page(create=FormState.from_request("name", "owner_email").fail(exc)))
+    return _attempt(
+        lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
+        lambda org: f"Organization {org.name} created.",
+        refused=lambda exc: _orgs_page(create=FormState.from_request("name", "owner_email").fail(exc)),
+    )
 
 
 def _org_row(action: str, org_id: str, *names: str):
@@ -69,16 +73,23 @@ def _org_row(action: str, org_id: str, *names: str):
 
 @bp.post("/orgs/<org_id>/rename")
 def org_rename(org_id):
-    return _attempt(lambda: svc.rename_org(org_id, request.form.get("name")), lambda org: f"Renamed to {org.name}.",
-                    refused=_org_row("rename", org_id, "name"))
+    return _attempt(
+        lambda: svc.rename_org(org_id, request.form.get("name")),
+        lambda org: f"Renamed to {org.name}.",
+        refused=_org_row("rename", org_id, "name"),
+    )
 
 
 @bp.post("/orgs/<org_id>/suspend")
 def org_suspend(org_id):
-    return _attempt(lambda: svc.suspend_org(org_id, request.form.get("reason")),
-                    lambda org: f"{org.name} is suspended: its members cannot sign in to it, its API keys and "
-                                f"ingest URLs answer 403. Nothing was deleted.",
-                    refused=_org_row("suspend", org_id, "reason"))
+    return _attempt(
+        lambda: svc.suspend_org(org_id, request.form.get("reason")),
+        lambda org: (
+            f"{org.name} is suspended: its members cannot sign in to it, its API keys and "
+            f"ingest URLs answer 403. Nothing was deleted."
+        ),
+        refused=_org_row("suspend", org_id, "reason"),
+    )
 
 
 @bp.post("/orgs/<org_id>/unsuspend")
@@ -88,9 +99,11 @@ def org_unsuspend(org_id):
 
 @bp.post("/orgs/<org_id>/delete")
 def org_delete(org_id):
-    return _attempt(lambda: svc.delete_org(org_id, request.form.get("confirm")),
-                    lambda org: f"{org.name} and everything in it were deleted.",
-                    refused=_org_row("delete", org_id, "confirm"))
+    return _attempt(
+        lambda: svc.delete_org(org_id, request.form.get("confirm")),
+        lambda org: f"{org.name} and everything in it were deleted.",
+        refused=_org_row("delete", org_id, "confirm"),
+    )
 
 
 @bp.get("/users")
@@ -102,7 +115,9 @@ def users():
 
 
 def _users_page(reset_link=None, confirming=None):
-    return render_template("admin/users.html", users=svc.users(), reset_link=reset_link, confirming=confirming)
+    return render_template(
+        "admin/users.html", users=svc.users(), reset_link=reset_link, confirming=confirming
+    )
 
 
 @bp.post("/users/<user_id>/reset-link")
@@ -112,8 +127,12 @@ def user_reset_link(user_id):
     except ValidationFailed as exc:
         flash(sentence(exc), "error")
         return redirect(url_for("admin.users"))
-    link = {"email": svc.get_user_or_404(user_id).email, "url": url, "expires_at": reset.expires_at.isoformat(),
-            "replaced": replaced}
+    link = {
+        "email": svc.get_user_or_404(user_id).email,
+        "url": url,
+        "expires_at": reset.expires_at.isoformat(),
+        "replaced": replaced,
+    }
     # Post, redirect, get: reloading the page that shows the link makes no second one.
     handle = once.hold("reset-link", link)
     if handle is None:  # Redis down: shown on this answer, once
@@ -124,8 +143,12 @@ def user_reset_link(user_id):
 
 @bp.post("/users/<user_id>/<action>")
 def user_action(user_id, action):
-    changes = {"disable": (svc.set_user_disabled, True), "enable": (svc.set_user_disabled, False),
-               "promote": (svc.set_instance_admin, True), "demote": (svc.set_instance_admin, False)}
+    changes = {
+        "disable": (svc.set_user_disabled, True),
+        "enable": (svc.set_user_disabled, False),
+        "promote": (svc.set_instance_admin, True),
+        "demote": (svc.set_instance_admin, False),
+    }
     if action not in changes:
         abort(404)
     change, value = changes[action]
@@ -133,14 +156,16 @@ def user_action(user_id, action):
         # Disabling ends sessions and revokes keys for good; an instance admin reaches every
         # org: asked once more, saying what happens. Only that question sends `confirm`.
         return _users_page(confirming=svc.user_action_effects(current_user, user_id, action)), 200
-    return _attempt(lambda: change(current_user, user_id, value), lambda user: f"{user.email}: {action}d.",
-                    "admin.users")
+    return _attempt(
+        lambda: change(current_user, user_id, value), lambda user: f"{user.email}: {action}d.", "admin.users"
+    )
 
 
 @bp.get("/system")
 def system():
-    return render_template("admin/system.html", health=system_health(), queues=svc.queues(),
-                           failed=svc.failed_jobs())
+    return render_template(
+        "admin/system.html", health=system_health(), queues=svc.queues(), failed=svc.failed_jobs()
+    )
 
 
 @bp.post("/jobs/<job_id>/<action>")

@@ -1,4 +1,5 @@
 """JSON API blueprints. CSRF is checked by the auth layer only for session calls."""
+
 from flask import Blueprint
 
 v1 = Blueprint("api_v1", __name__, url_prefix="/v1")

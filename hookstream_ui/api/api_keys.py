@@ -1,4 +1,5 @@
 """/v1/auth/api-keys — managed only from a signed-in session (SPEC §3)."""
+
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -12,25 +13,51 @@ TAG = "api-keys"
 KEYS = "API keys"
 
 
-@endpoint(v1, "/auth/api-keys", "POST", summary="Create an API key (shown once)", tag=TAG,
-          body=schemas.ApiKeyCreate, responses={201: schemas.ApiKeyEnvelope},
-          role="admin", session_only=KEYS)
+@endpoint(
+    v1,
+    "/auth/api-keys",
+    "POST",
+    summary="Create an API key (shown once)",
+    tag=TAG,
+    body=schemas.ApiKeyCreate,
+    responses={201: schemas.ApiKeyEnvelope},
+    role="admin",
+    session_only=KEYS,
+)
 def create_api_key(principal):
     body = json_body()
-    key, raw = svc.create_key(principal.env, body.get("name"), principal.user, body.get("role", "member"),
-                              body.get("expires_at"))
+    key, raw = svc.create_key(
+        principal.env, body.get("name"), principal.user, body.get("role", "member"), body.get("expires_at")
+    )
     return jsonify(api_key=api_key_json(key, raw)), 201
 
 
-@endpoint(v1, "/auth/api-keys", "GET", summary="List this project's API keys, revoked and expired ones too", tag=TAG,
-          query=PAGE_QUERY, responses={200: schemas.ApiKeyList}, role="admin", session_only=KEYS)
+@endpoint(
+    v1,
+    "/auth/api-keys",
+    "GET",
+    summary="List this project's API keys, revoked and expired ones too",
+    tag=TAG,
+    query=PAGE_QUERY,
+    responses={200: schemas.ApiKeyList},
+    role="admin",
+    session_only=KEYS,
+)
 def list_api_keys(principal):
     page = svc.keys_page(principal, request.args.get("cursor"), request.args.get("limit"))
     return jsonify(api_keys=[api_key_json(k) for k in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
-@endpoint(v1, "/auth/api-keys/<key_id>", "DELETE", summary="Revoke an API key", tag=TAG,
-          responses={200: schemas.Deleted, 404: schemas.Error}, role="admin", session_only=KEYS)
+@endpoint(
+    v1,
+    "/auth/api-keys/<key_id>",
+    "DELETE",
+    summary="Revoke an API key",
+    tag=TAG,
+    responses={200: schemas.Deleted, 404: schemas.Error},
+    role="admin",
+    session_only=KEYS,
+)
 def revoke_api_key(principal, key_id):
     key = svc.revoke_key(principal, key_id)
     return jsonify(id=key.id, deleted=True)

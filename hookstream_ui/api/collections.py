@@ -1,4 +1,5 @@
 """/v1/collections — seeds 000, 001, 002."""
+
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -19,45 +20,83 @@ LIST_QUERY = {
 }
 
 
-@endpoint(v1, "/collections", "POST", summary="Create a collection", tag=TAG,
-          body=svc.CollectionCreate, responses={201: schemas.CollectionEnvelope,
-                                                404: schemas.Error, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/collections",
+    "POST",
+    summary="Create a collection",
+    tag=TAG,
+    body=svc.CollectionCreate,
+    responses={201: schemas.CollectionEnvelope, 404: schemas.Error, 409: schemas.Error},
+)
 def create_collection(principal):
     collection = svc.create_collection(principal, json_body())
     return jsonify(collection=collection_json(collection)), 201
 
 
-@endpoint(v1, "/collections", "GET", summary="List collections", tag=TAG, query=LIST_QUERY,
-          responses={200: schemas.CollectionList})
+@endpoint(
+    v1,
+    "/collections",
+    "GET",
+    summary="List collections",
+    tag=TAG,
+    query=LIST_QUERY,
+    responses={200: schemas.CollectionList},
+)
 def list_collections(principal):
     args = request.args
     page = svc.list_collections(
-        principal, cursor=args.get("cursor"), limit=args.get("limit"),
-        status=args.get("status"), source_id=args.get("source_id"), search=args.get("search"),
+        principal,
+        cursor=args.get("cursor"),
+        limit=args.get("limit"),
+        status=args.get("status"),
+        source_id=args.get("source_id"),
+        search=args.get("search"),
     )
     states = live.collection_states(page.items)  # the status every page shows
-    return jsonify(collections=[collection_json(c, states[c.id].status) for c in page.items], cursor=page.cursor,
-                   has_more=page.has_more)
+    return jsonify(
+        collections=[collection_json(c, states[c.id].status) for c in page.items],
+        cursor=page.cursor,
+        has_more=page.has_more,
+    )
 
 
-@endpoint(v1, "/collections/<ident>", "GET", summary="Get a collection by id or slug", tag=TAG,
-          responses={200: schemas.CollectionEnvelope, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>",
+    "GET",
+    summary="Get a collection by id or slug",
+    tag=TAG,
+    responses={200: schemas.CollectionEnvelope, 404: schemas.Error},
+)
 def get_collection(principal, ident):
     collection = svc.get_collection_or_404(principal, ident)
     return jsonify(collection=collection_json(collection))
 
 
-@endpoint(v1, "/collections/<ident>", "PATCH", summary="Change a collection", tag=TAG,
-          body=svc.CollectionUpdate, responses={200: schemas.CollectionEnvelope,
-                                                404: schemas.Error, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>",
+    "PATCH",
+    summary="Change a collection",
+    tag=TAG,
+    body=svc.CollectionUpdate,
+    responses={200: schemas.CollectionEnvelope, 404: schemas.Error, 409: schemas.Error},
+)
 def update_collection(principal, ident):
     collection = svc.get_collection_or_404(principal, ident)
     collection = svc.update_collection(principal, collection, json_body())
     return jsonify(collection=collection_json(collection))
 
 
-@endpoint(v1, "/collections/<ident>", "DELETE", summary="Delete a collection and its records",
-          tag=TAG, responses={200: schemas.Deleted, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>",
+    "DELETE",
+    summary="Delete a collection and its records",
+    tag=TAG,
+    responses={200: schemas.Deleted, 404: schemas.Error},
+)
 def delete_collection(principal, ident):
     collection = svc.get_collection_or_404(principal, ident)
     collection_id = collection.id

@@ -3,6 +3,7 @@
 `/v1`: {"error", "code", "status", "request_id"} (SPEC §5.1).
 `/api/v1`: {"success": false, "error": <code>, "message"} (seed 003).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,9 +22,16 @@ from ..extensions import login_manager
 log = logging.getLogger(__name__)
 
 CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 429: "rate_limited", 500: "internal_error",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -33,8 +41,7 @@ def json_error(status: int, message: str, code: str | None = None, errors: dict 
     if request.path.startswith("/api/"):
         body = {"success": False, "error": code, "message": message}
     else:
-        body = {"error": message, "code": code, "status": status,
-                "request_id": g.get("request_id")}
+        body = {"error": message, "code": code, "status": status, "request_id": g.get("request_id")}
     if errors:
         body["errors"] = errors
     return jsonify(body), status
@@ -49,18 +56,23 @@ def page_message(exc: HTTPException) -> str:
     if exc.code == 404:
         return f"There is no page at {request.path}. Check the address, or go back and follow a link."
     if exc.code == 405:
-        return (f"{request.path} is where a form's button sends its change; it is not a page to open. "
-                "Go back and use the button.")
+        return (
+            f"{request.path} is where a form's button sends its change; it is not a page to open. "
+            "Go back and use the button."
+        )
     return ""
 
 
 def error_page(exc: HTTPException, message: str | None = None):
     """The app's error page for `exc`, with a way back to where the address belongs."""
     admin = request.path.startswith("/admin")
-    return render_template("errors/error.html", code=exc.code, title=exc.name,
-                           message=page_message(exc) if message is None else message,
-                           back=("/admin/", "Back to instance admin") if admin else ("/", "Back to the dashboard")
-                           ), exc.code
+    return render_template(
+        "errors/error.html",
+        code=exc.code,
+        title=exc.name,
+        message=page_message(exc) if message is None else message,
+        back=("/admin/", "Back to instance admin") if admin else ("/", "Back to the dashboard"),
+    ), exc.code
 
 
 def _http_error(exc: HTTPException):
@@ -90,8 +102,12 @@ def _validation_error(exc: ValidationFailed):
     # Forms show their own errors beside their fields; this is what reaches a page
     # otherwise (a field refused before any view ran, for one).
     if not is_api_request():
-        return render_template("errors/error.html", code=exc.status, title=HTTP_STATUS_CODES.get(exc.status, "Error"),
-                               message=exc.message), exc.status
+        return render_template(
+            "errors/error.html",
+            code=exc.status,
+            title=HTTP_STATUS_CODES.get(exc.status, "Error"),
+            message=exc.message,
+        ), exc.status
     return json_error(exc.status, exc.message, exc.code, exc.errors)
 
 
@@ -99,8 +115,14 @@ def _unexpected(exc: Exception):
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     # Log the type and request id only: exception text may quote secrets or payloads.
-    log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, request.method,
-              request.path, g.get("request_id"), exc_info=not is_api_request())
+    log.error(
+        "unhandled %s on %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.path,
+        g.get("request_id"),
+        exc_info=not is_api_request(),
+    )
     if not is_api_request():
         raise exc
     return json_error(500, "Internal error; quote the request_id when reporting it")

@@ -1,4 +1,5 @@
 """ANY /v1/ingest/<source_id> (no API key), /v1/events, and a collection's records."""
+
 from __future__ import annotations
 
 from flask import Response, abort, jsonify, request, stream_with_context
@@ -19,52 +20,89 @@ INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 
 # `filter[data.status]=open`: one query parameter per field path, as OpenAPI's deepObject.
 FILTER_PARAM = {
-    "type": "object", "additionalProperties": {"type": "string"},
+    "type": "object",
+    "additionalProperties": {"type": "string"},
     "propertyNames": {"pattern": r"^(\$\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"},
-    "style": "deepObject", "explode": True,
+    "style": "deepObject",
+    "explode": True,
     "description": "Records whose field at each path equals the value, e.g. filter[data.status]=open "
-                   "(a dot path of field names; the value matches as text, number or boolean)",
+    "(a dot path of field names; the value matches as text, number or boolean)",
 }
 EXPORT_BODIES = {
-    "headers": {"Content-Disposition": {"schema": {"type": "string"},
-                                        "description": "attachment; filename=\"<slug>.<format>\""}},
+    "headers": {
+        "Content-Disposition": {
+            "schema": {"type": "string"},
+            "description": 'attachment; filename="<slug>.<format>"',
+        }
+    },
     "content": {
-        "application/x-ndjson": {"schema": {"type": "string", "description": (
-            "One JSON object per line and per record, in key order, streamed: record_key, data, event_type, "
-            "source_event_id, source_event_at, created_at, updated_at"),
-            "x-line-schema": {"type": "object", "required": ["record_key", "data"], "properties": {
-                "record_key": {"type": "string"}, "data": {"type": "object"},
-                "event_type": {"type": ["string", "null"]}, "source_event_id": {"type": ["string", "null"]},
-                "source_event_at": {"type": ["string", "null"]}, "created_at": {"type": "string"},
-                "updated_at": {"type": "string"}}}}},
-        "text/csv": {"schema": {"type": "string", "description": (
-            "RFC 4180 CSV, streamed: a header row naming the columns, then one row per record in key order. "
-            "The record's own columns (record_key, event_type, source_event_id, source_event_at, created_at, "
-            "updated_at) come first; each data field's column is named by its path as the records page names it "
-            "(customer.email), except a field named like one of those, written as its $-path ($.created_at); "
-            "past 2000 data fields the rest go, as JSON, into other_fields")}},
+        "application/x-ndjson": {
+            "schema": {
+                "type": "string",
+                "description": (
+                    "One JSON object per line and per record, in key order, streamed: record_key, data, event_type, "
+                    "source_event_id, source_event_at, created_at, updated_at"
+                ),
+                "x-line-schema": {
+                    "type": "object",
+                    "required": ["record_key", "data"],
+                    "properties": {
+                        "record_key": {"type": "string"},
+                        "data": {"type": "object"},
+                        "event_type": {"type": ["string", "null"]},
+                        "source_event_id": {"type": ["string", "null"]},
+                        "source_event_at": {"type": ["string", "null"]},
+                        "created_at": {"type": "string"},
+                        "updated_at": {"type": "string"},
+                    },
+                },
+            }
+        },
+        "text/csv": {
+            "schema": {
+                "type": "string",
+                "description": (
+                    "RFC 4180 CSV, streamed: a header row naming the columns, then one row per record in key order. "
+                    "The record's own columns (record_key, event_type, source_event_id, source_event_at, created_at, "
+                    "updated_at) come first; each data field's column is named by its path as the records page names it "
+                    "(customer.email), except a field named like one of those, written as its $-path ($.created_at); "
+                    "past 2000 data fields the rest go, as JSON, into other_fields"
+                ),
+            }
+        },
     },
 }
 INGEST_BODY = {
     "required": False,
     "description": "The delivery as the sender makes it: any content type, stored as received (JSON is "
-                   "also upserted into the source's collections). At most MAX_BODY_BYTES (413 above), "
-                   "chunked or not. Signed per the source's verification settings (its signature header).",
-    "content": {"application/json": {"schema": {}},
-                "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                "*/*": {"schema": {"type": "string", "format": "binary"}}},
+    "also upserted into the source's collections). At most MAX_BODY_BYTES (413 above), "
+    "chunked or not. Signed per the source's verification settings (its signature header).",
+    "content": {
+        "application/json": {"schema": {}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        "*/*": {"schema": {"type": "string", "format": "binary"}},
+    },
 }
 
 
 def _ingest(source_id):
     try:
         event = svc.ingest(
-            source_id, address=request.remote_addr, method=request.method, headers=dict(request.headers),
-            query=request.args.to_dict(flat=True), read_body=lambda: request.get_data(cache=False),
-            content_type=request.content_type)
+            source_id,
+            address=request.remote_addr,
+            method=request.method,
+            headers=dict(request.headers),
+            query=request.args.to_dict(flat=True),
+            read_body=lambda: request.get_data(cache=False),
+            content_type=request.content_type,
+        )
     except SignatureError as exc:
-        raise ValidationFailed({"signature": str(exc)}, status=401, code="invalid_signature",
-                               message=f"Signature verification failed: {exc}") from None
+        raise ValidationFailed(
+            {"signature": str(exc)},
+            status=401,
+            code="invalid_signature",
+            message=f"Signature verification failed: {exc}",
+        ) from None
     except Unavailable as exc:
         abort(503, description=f"{exc}; try again")
     answer = {"event_id": event.id, "source_id": source_id}
@@ -74,84 +112,181 @@ def _ingest(source_id):
 
 
 for _method in INGEST_METHODS:
-    def _view(principal=None, source_id=None):  # noqa: ARG001 (public: no principal)
+
+    def _view(principal=None, source_id=None):
         return _ingest(source_id)
 
     _view.__name__ = f"ingest_{_method.lower()}"
     request_is_payload(_view)
-    endpoint(v1, "/ingest/<source_id>", _method, summary="Receive a webhook delivery (no API key)", tag="ingest",
-             responses={200: schemas.IngestAccepted, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error,
-                        413: schemas.Error, 503: schemas.Error}, public=True,
-             raw_body=INGEST_BODY if _method != "GET" else None)(_view)
+    endpoint(
+        v1,
+        "/ingest/<source_id>",
+        _method,
+        summary="Receive a webhook delivery (no API key)",
+        tag="ingest",
+        responses={
+            200: schemas.IngestAccepted,
+            401: schemas.Error,
+            403: schemas.Error,
+            404: schemas.Error,
+            413: schemas.Error,
+            503: schemas.Error,
+        },
+        public=True,
+        raw_body=INGEST_BODY if _method != "GET" else None,
+    )(_view)
 
 
 def event_json(e, full: bool = False) -> dict:
     data = {
-        "id": e.id, "source_id": e.source_id, "method": e.method, "status": e.status,
-        "verification": e.verification, "verification_error": e.verification_error, "duplicate": e.duplicate,
-        "duplicate_of": e.duplicate_of, "dedup_key": e.dedup_key, "content_type": e.content_type, "size": e.size,
-        "source_ip": e.source_ip, "received_at": isoformat(e.received_at), "error": e.error,
-        "outcomes": dict(e.outcomes or {}), "event_type": e.event_type, "sender_event_id": e.sender_event_id,
+        "id": e.id,
+        "source_id": e.source_id,
+        "method": e.method,
+        "status": e.status,
+        "verification": e.verification,
+        "verification_error": e.verification_error,
+        "duplicate": e.duplicate,
+        "duplicate_of": e.duplicate_of,
+        "dedup_key": e.dedup_key,
+        "content_type": e.content_type,
+        "size": e.size,
+        "source_ip": e.source_ip,
+        "received_at": isoformat(e.received_at),
+        "error": e.error,
+        "outcomes": dict(e.outcomes or {}),
+        "event_type": e.event_type,
+        "sender_event_id": e.sender_event_id,
     }
     if full:
-        data.update(headers=dict(e.headers or {}), query=dict(e.query or {}), body=e.body,
-                    body_encoding=e.body_encoding)
+        data.update(
+            headers=dict(e.headers or {}),
+            query=dict(e.query or {}),
+            body=e.body,
+            body_encoding=e.body_encoding,
+        )
     return data
 
 
-@endpoint(v1, "/events", "GET", summary="Stored webhook events", tag="events", responses={200: schemas.EventList},
-          query={**{k: {"type": "string"} for k in ("source_id", "status", "verification", "search")},
-                 "duplicate": {"type": "string", "enum": ["true", "false"]},
-                 "since": {"type": "string", "description": "ISO 8601 or epoch seconds"},
-                 "until": {"type": "string", "description": "ISO 8601 or epoch seconds"}, **PAGE_QUERY})
+@endpoint(
+    v1,
+    "/events",
+    "GET",
+    summary="Stored webhook events",
+    tag="events",
+    responses={200: schemas.EventList},
+    query={
+        **{k: {"type": "string"} for k in ("source_id", "status", "verification", "search")},
+        "duplicate": {"type": "string", "enum": ["true", "false"]},
+        "since": {"type": "string", "description": "ISO 8601 or epoch seconds"},
+        "until": {"type": "string", "description": "ISO 8601 or epoch seconds"},
+        **PAGE_QUERY,
+    },
+)
 def list_events(principal):
     a = request.args
     duplicate = a.get("duplicate")
     if duplicate not in (None, "true", "false"):
         raise ValidationFailed({"duplicate": "must be true or false"})
     page = record_svc.list_events(
-        principal, source_id=a.get("source_id"), status=a.get("status"), verification=a.get("verification"),
-        duplicate=None if duplicate is None else duplicate == "true", since=a.get("since"), until=a.get("until"),
-        search=a.get("search"), cursor=a.get("cursor"), limit=a.get("limit"))
+        principal,
+        source_id=a.get("source_id"),
+        status=a.get("status"),
+        verification=a.get("verification"),
+        duplicate=None if duplicate is None else duplicate == "true",
+        since=a.get("since"),
+        until=a.get("until"),
+        search=a.get("search"),
+        cursor=a.get("cursor"),
+        limit=a.get("limit"),
+    )
     return jsonify(events=[event_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
-@endpoint(v1, "/events/<event_id>", "GET", summary="One event as received, with its outcomes", tag="events",
-          responses={200: schemas.EventEnvelope, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/events/<event_id>",
+    "GET",
+    summary="One event as received, with its outcomes",
+    tag="events",
+    responses={200: schemas.EventEnvelope, 404: schemas.Error},
+)
 def get_event(principal, event_id):
     return jsonify(event=event_json(record_svc.get_event_or_404(principal, event_id), full=True))
 
 
 def record_json(r) -> dict:
-    return {"id": r.id, "collection_id": r.collection_id, "record_key": r.record_key, "data": r.data,
-            "event_type": r.event_type, "source_event_id": r.source_event_id,
-            "source_event_at": isoformat(r.source_event_at), "created_at": isoformat(r.created_at),
-            "updated_at": isoformat(r.updated_at)}
+    return {
+        "id": r.id,
+        "collection_id": r.collection_id,
+        "record_key": r.record_key,
+        "data": r.data,
+        "event_type": r.event_type,
+        "source_event_id": r.source_event_id,
+        "source_event_at": isoformat(r.source_event_at),
+        "created_at": isoformat(r.created_at),
+        "updated_at": isoformat(r.updated_at),
+    }
 
 
-@endpoint(v1, "/collections/<ident>/records", "GET", summary="Records of a collection", tag="records",
-          responses={200: schemas.RecordList, 404: schemas.Error},
-          query={"search": {"type": "string", "description": "text in the key or the data, where a word starts "
-                                                             "(cus_0042, user42@, example.com); any case"},
-                 "event_type": {"type": "string"}, **PAGE_QUERY, "filter": FILTER_PARAM})
+@endpoint(
+    v1,
+    "/collections/<ident>/records",
+    "GET",
+    summary="Records of a collection",
+    tag="records",
+    responses={200: schemas.RecordList, 404: schemas.Error},
+    query={
+        "search": {
+            "type": "string",
+            "description": "text in the key or the data, where a word starts "
+            "(cus_0042, user42@, example.com); any case",
+        },
+        "event_type": {"type": "string"},
+        **PAGE_QUERY,
+        "filter": FILTER_PARAM,
+    },
+)
 def list_records(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
-    filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
-    page = record_svc.list_records(collection, search=request.args.get("search"),
-                                   event_type=request.args.get("event_type"), filters=filters,
-                                   cursor=request.args.get("cursor"), limit=request.args.get("limit"))
-    return jsonify(records=[record_json(r) for r in page.items], has_more=page.has_more, next_cursor=page.cursor)
+    filters = {
+        k[len("filter[") : -1]: v
+        for k, v in request.args.items()
+        if k.startswith("filter[") and k.endswith("]")
+    }
+    page = record_svc.list_records(
+        collection,
+        search=request.args.get("search"),
+        event_type=request.args.get("event_type"),
+        filters=filters,
+        cursor=request.args.get("cursor"),
+        limit=request.args.get("limit"),
+    )
+    return jsonify(
+        records=[record_json(r) for r in page.items], has_more=page.has_more, next_cursor=page.cursor
+    )
 
 
-@endpoint(v1, "/collections/<ident>/records/<record_key:key>", "GET", summary="One record by key", tag="records",
-          responses={200: schemas.RecordEnvelope, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/records/<record_key:key>",
+    "GET",
+    summary="One record by key",
+    tag="records",
+    responses={200: schemas.RecordEnvelope, 404: schemas.Error},
+)
 def get_record(principal, ident, key):
     collection = collection_svc.get_collection_or_404(principal, ident)
     return jsonify(record=record_json(record_svc.get_record_or_404(collection, key)))
 
 
-@endpoint(v1, "/collections/<ident>/records/<record_key:key>", "DELETE", summary="Delete one record", tag="records",
-          responses={200: schemas.Deleted, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/records/<record_key:key>",
+    "DELETE",
+    summary="Delete one record",
+    tag="records",
+    responses={200: schemas.Deleted, 404: schemas.Error},
+)
 def delete_record(principal, ident, key):
     collection = collection_svc.get_collection_or_404(principal, ident)
     record = record_svc.get_record_or_404(collection, key)
@@ -160,60 +295,114 @@ def delete_record(principal, ident, key):
     return jsonify(id=record_id, deleted=True)
 
 
-@endpoint(v1, "/collections/<ident>/schema", "GET", summary="Fields inferred from sampled records", tag="records",
-          query={"sample": {"type": "integer", "minimum": 1, "maximum": 500, "default": 200}},
-          responses={200: schemas.CollectionSchema, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/schema",
+    "GET",
+    summary="Fields inferred from sampled records",
+    tag="records",
+    query={"sample": {"type": "integer", "minimum": 1, "maximum": 500, "default": 200}},
+    responses={200: schemas.CollectionSchema, 404: schemas.Error},
+)
 def collection_schema(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
     return jsonify(record_svc.infer_schema(collection, request.args.get("sample")))
 
 
-@endpoint(v1, "/collections/<ident>/stats", "GET", summary="Counts and activity of a collection", tag="records",
-          responses={200: schemas.CollectionStats, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/stats",
+    "GET",
+    summary="Counts and activity of a collection",
+    tag="records",
+    responses={200: schemas.CollectionStats, 404: schemas.Error},
+)
 def collection_stats(principal, ident):
     return jsonify(record_svc.collection_stats(collection_svc.get_collection_or_404(principal, ident)))
 
 
-@endpoint(v1, "/collections/<ident>/export", "GET", summary="All records as NDJSON or CSV (streamed)",
-          tag="records", query={"format": {"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson",
-                                            "description": "ndjson: one record a line, whole. csv: record_key, "
-                                            "event_type, source_event_id, source_event_at, created_at, updated_at, "
-                                            "then a column per field of data named by its path as the records "
-                                            "page names it (customer.email for $.customer.email; a field named "
-                                            "like one of the record's own columns as its $-path, $.created_at), "
-                                            "arrays and objects as JSON text"},
-                                 "columns": {"type": "string", "pattern": r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*"
-                                             r"(,[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*)*$",
-                                             "description": "csv only: the data columns to write, comma-separated "
-                                                            "dot paths (status,customer.email), in this order; "
-                                                            "without it, every field"},
-                                 "search": {"type": "string", "description": "only records the records list's "
-                                                                             "search finds"},
-                                 "event_type": {"type": "string"}, "filter[<path>]": {"type": "string"}},
-          responses={200: EXPORT_BODIES, 400: schemas.Error, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/export",
+    "GET",
+    summary="All records as NDJSON or CSV (streamed)",
+    tag="records",
+    query={
+        "format": {
+            "type": "string",
+            "enum": ["ndjson", "csv"],
+            "default": "ndjson",
+            "description": "ndjson: one record a line, whole. csv: record_key, "
+            "event_type, source_event_id, source_event_at, created_at, updated_at, "
+            "then a column per field of data named by its path as the records "
+            "page names it (customer.email for $.customer.email; a field named "
+            "like one of the record's own columns as its $-path, $.created_at), "
+            "arrays and objects as JSON text",
+        },
+        "columns": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*"
+            r"(,[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*)*$",
+            "description": "csv only: the data columns to write, comma-separated "
+            "dot paths (status,customer.email), in this order; "
+            "without it, every field",
+        },
+        "search": {"type": "string", "description": "only records the records list's search finds"},
+        "event_type": {"type": "string"},
+        "filter[<path>]": {"type": "string"},
+    },
+    responses={200: EXPORT_BODIES, 400: schemas.Error, 404: schemas.Error},
+)
 def export_collection(principal, ident):
     collection = collection_svc.get_collection_or_404(principal, ident)
     fmt = request.args.get("format", "ndjson")
     if fmt not in ("ndjson", "csv"):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
-    filters = {k[len("filter["):-1]: v for k, v in request.args.items() if k.startswith("filter[") and k.endswith("]")}
+    filters = {
+        k[len("filter[") : -1]: v
+        for k, v in request.args.items()
+        if k.startswith("filter[") and k.endswith("]")
+    }
     columns = record_svc.export_columns(request.args.get("columns"))
-    body = stream_with_context(record_svc.export(collection, fmt, search=request.args.get("search"),
-                                                 event_type=request.args.get("event_type"), filters=filters,
-                                                 columns=columns))
-    return Response(body, mimetype=mimetype, headers={
-        "Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'})
+    body = stream_with_context(
+        record_svc.export(
+            collection,
+            fmt,
+            search=request.args.get("search"),
+            event_type=request.args.get("event_type"),
+            filters=filters,
+            columns=columns,
+        )
+    )
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{collection.slug}.{fmt}"'},
+    )
 
 
 def backfill_json(c) -> dict:
-    return {"collection_id": c.id, "status": c.backfill_status, "progress": c.backfill_progress,
-            "total": c.backfill_total, "cursor": c.backfill_cursor, "started_at": isoformat(c.backfill_started_at),
-            "completed_at": isoformat(c.backfill_completed_at), "error": c.backfill_error}
+    return {
+        "collection_id": c.id,
+        "status": c.backfill_status,
+        "progress": c.backfill_progress,
+        "total": c.backfill_total,
+        "cursor": c.backfill_cursor,
+        "started_at": isoformat(c.backfill_started_at),
+        "completed_at": isoformat(c.backfill_completed_at),
+        "error": c.backfill_error,
+    }
 
 
-@endpoint(v1, "/collections/<ident>/backfill", "POST", summary="Start or resume a backfill", tag="records",
-          responses={202: schemas.BackfillEnvelope, 404: schemas.Error, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/backfill",
+    "POST",
+    summary="Start or resume a backfill",
+    tag="records",
+    responses={202: schemas.BackfillEnvelope, 404: schemas.Error, 409: schemas.Error},
+)
 def start_backfill(principal, ident):
     from ..sync.backfill import start_backfill as start
 
@@ -221,7 +410,13 @@ def start_backfill(principal, ident):
     return jsonify(backfill=backfill_json(collection)), 202
 
 
-@endpoint(v1, "/collections/<ident>/backfill", "GET", summary="Backfill progress", tag="records",
-          responses={200: schemas.BackfillEnvelope, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/collections/<ident>/backfill",
+    "GET",
+    summary="Backfill progress",
+    tag="records",
+    responses={200: schemas.BackfillEnvelope, 404: schemas.Error},
+)
 def get_backfill(principal, ident):
     return jsonify(backfill=backfill_json(collection_svc.get_collection_or_404(principal, ident)))

@@ -2,6 +2,7 @@
 session-only) and documents it; /v1/openapi.json is built from those declarations, so a
 route cannot exist undocumented without the OpenAPI test noticing.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,10 +26,21 @@ PAGE_QUERY = {
 DOC_ATTR = "_openapi"
 
 
-def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str,
-             responses: dict[int, type[BaseModel] | dict | None], body: type[BaseModel] | None = None,
-             query: dict[str, dict] | None = None, role: str | None = None,
-             public: bool = False, session_only: str | None = None, raw_body: dict | None = None):
+def endpoint(
+    bp: Blueprint,
+    rule: str,
+    method: str,
+    *,
+    summary: str,
+    tag: str,
+    responses: dict[int, type[BaseModel] | dict | None],
+    body: type[BaseModel] | None = None,
+    query: dict[str, dict] | None = None,
+    role: str | None = None,
+    public: bool = False,
+    session_only: str | None = None,
+    raw_body: dict | None = None,
+):
     """Register a JSON endpoint on `bp`; the wrapped function gets the Principal first.
     `query` maps each parameter to its schema (`style`, `explode` and `description` in it
     go on the parameter); a response may be a ready OpenAPI response object (a body that
@@ -46,11 +58,22 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, tag: str,
             require_role(principal, role)
             return fn(principal, **kwargs)
 
-        setattr(view, DOC_ATTR, {
-            "method": method.lower(), "summary": summary, "tag": tag, "responses": responses,
-            "body": body, "query": query or {}, "public": public, "role": role, "session_only": bool(session_only),
-            "raw_body": raw_body,
-        })
+        setattr(
+            view,
+            DOC_ATTR,
+            {
+                "method": method.lower(),
+                "summary": summary,
+                "tag": tag,
+                "responses": responses,
+                "body": body,
+                "query": query or {},
+                "public": public,
+                "role": role,
+                "session_only": bool(session_only),
+                "raw_body": raw_body,
+            },
+        )
         bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
         return view
 
@@ -66,12 +89,15 @@ def json_body() -> dict:
     except documents.TooDeep as exc:
         raise ValidationFailed({"body": str(exc)}) from None
     except documents.NotFinite as exc:
-        raise ValidationFailed({exc.path or "body": "must be a finite number (NaN and Infinity are not JSON)"}) from None
+        raise ValidationFailed(
+            {exc.path or "body": "must be a finite number (NaN and Infinity are not JSON)"}
+        ) from None
     except ValueError:
         data = None
     if data is None:
-        raise ValidationFailed({"body": "is not valid JSON"}, code="invalid_json",
-                               message="Request body is not valid JSON")
+        raise ValidationFailed(
+            {"body": "is not valid JSON"}, code="invalid_json", message="Request body is not valid JSON"
+        )
     if not isinstance(data, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     found = unstorable_field(data)
@@ -90,19 +116,25 @@ def _schema_ref(model) -> dict:
 
 PARAMETER_KEYS = ("style", "explode", "description")
 STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
     400: "Bad input: `errors` names each offending field and what is wrong with it; nothing changed",
     401: "No valid API key or session (the message says why, e.g. a revoked key)",
     403: "The role is too low, the organization is suspended, or the CSRF token is missing (sessions)",
     404: "Not found (another organization's or project's resource is not found either)",
     409: "Conflict with the current state (the message says with what); nothing changed",
     413: "The request body is larger than the instance's limit (MAX_BODY_BYTES, default 1 MiB)",
-    414: "The URL is too long", 503: "A dependency is unavailable; try again",
+    414: "The URL is too long",
+    503: "A dependency is unavailable; try again",
 }
 CSRF_HEADER = {
-    "name": "X-CSRFToken", "in": "header", "required": False, "schema": {"type": "string"},
-    "description": "Signed-in sessions only (the cookie): the page's <meta name=\"csrf-token\"> value, "
-                   "required on every unsafe request (403 without it). API keys need none.",
+    "name": "X-CSRFToken",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": 'Signed-in sessions only (the cookie): the page\'s <meta name="csrf-token"> value, '
+    "required on every unsafe request (403 without it). API keys need none.",
 }
 
 
@@ -145,11 +177,20 @@ def build_openapi(app) -> dict:
             "summary": doc["summary"],
             "tags": [doc["tag"]],
             "parameters": [
-                {"name": arg, "in": "path", "required": True, "schema": {"type": "string"},
-                 **({"description": "may hold /, written %2F", "x-slashes": True}
-                    if f"<record_key:{arg}>" in rule.rule else {})}
+                {
+                    "name": arg,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    **(
+                        {"description": "may hold /, written %2F", "x-slashes": True}
+                        if f"<record_key:{arg}>" in rule.rule
+                        else {}
+                    ),
+                }
                 for arg in rule.arguments
-            ] + [_parameter(name, spec) for name, spec in doc["query"].items()],
+            ]
+            + [_parameter(name, spec) for name, spec in doc["query"].items()],
             "responses": {},
         }
         unsafe = doc["method"].upper() not in SAFE_METHODS
@@ -158,9 +199,15 @@ def build_openapi(app) -> dict:
         if doc["public"]:
             operation["security"] = []
         elif doc["role"] != "viewer" or doc["session_only"]:
-            operation["description"] = " ".join(filter(None, (
-                f"Needs the `{doc['role']}` role or higher." if doc["role"] != "viewer" else "",
-                "A signed-in session only: API keys get 403." if doc["session_only"] else "")))
+            operation["description"] = " ".join(
+                filter(
+                    None,
+                    (
+                        f"Needs the `{doc['role']}` role or higher." if doc["role"] != "viewer" else "",
+                        "A signed-in session only: API keys get 403." if doc["session_only"] else "",
+                    ),
+                )
+            )
             if doc["session_only"]:
                 operation["security"] = [{"session": []}]
                 operation["x-session-only"] = True
@@ -188,27 +235,38 @@ def build_openapi(app) -> dict:
     )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "hookstream API", "version": "1.0.0",
-                 "description": "Collections, sources, syncs and ingest of a hookstream instance. On every "
-                                "route: a string holding a NUL character, a half surrogate pair, NaN or "
-                                "Infinity, or JSON nested past 100 levels is refused (400, naming the "
-                                "field); a request body over MAX_BODY_BYTES (default 1 MiB) is a 413, "
-                                "and a URL or header line too long for the server a 414 or 400, all "
-                                "with the JSON error shape. Names, slugs, paths and ids in bodies are "
-                                "trimmed of surrounding spaces before their rules apply."},
+        "info": {
+            "title": "hookstream API",
+            "version": "1.0.0",
+            "description": "Collections, sources, syncs and ingest of a hookstream instance. On every "
+            "route: a string holding a NUL character, a half surrogate pair, NaN or "
+            "Infinity, or JSON nested past 100 levels is refused (400, naming the "
+            "field); a request body over MAX_BODY_BYTES (default 1 MiB) is a 413, "
+            "and a URL or header line too long for the server a 414 or 400, all "
+            "with the JSON error shape. Names, slugs, paths and ids in bodies are "
+            "trimmed of surrounding spaces before their rules apply.",
+        },
         "servers": [{"url": "/"}],
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": top.get("$defs", {}),
             "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                           "description": "An API key (hs_live_…, made in Settings → API keys): what scripts and "
-                                          "curl send, as -H \"X-API-Key: hs_live_…\". It acts in its own "
-                                          "project, as its owner with its role; no CSRF header is needed."},
+                "apiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "An API key (hs_live_…, made in Settings → API keys): what scripts and "
+                    'curl send, as -H "X-API-Key: hs_live_…". It acts in its own '
+                    "project, as its owner with its role; no CSRF header is needed.",
+                },
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "session": {"type": "apiKey", "in": "cookie", "name": "session",
-                            "description": "The dashboard's signed-in session; unsafe requests also need "
-                                           "the X-CSRFToken header"},
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "session",
+                    "description": "The dashboard's signed-in session; unsafe requests also need "
+                    "the X-CSRFToken header",
+                },
             },
         },
         "security": [{"apiKey": []}, {"bearer": []}, {"session": []}],
@@ -224,7 +282,14 @@ def openapi_document():
 
 
 def register_openapi_route(bp: Blueprint) -> None:
-    @endpoint(bp, "/openapi.json", "GET", summary="This OpenAPI 3.1 document", tag="meta",
-              responses={200: None}, public=True)
+    @endpoint(
+        bp,
+        "/openapi.json",
+        "GET",
+        summary="This OpenAPI 3.1 document",
+        tag="meta",
+        responses={200: None},
+        public=True,
+    )
     def openapi_json():
         return jsonify(openapi_document())

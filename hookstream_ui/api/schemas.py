@@ -3,6 +3,7 @@
 Responses are built by the serializers; these models only describe them, and forbid
 extra properties so that an undocumented field fails the contract test.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -116,12 +117,16 @@ NOT_BLANK = r"\S"
 class ApiKeyCreate(BaseModel):
     name: str = Field(min_length=1, max_length=api_keys.NAME_MAX, pattern=NOT_BLANK)
     role: Literal["member", "viewer"] = Field("member", description="A viewer key only reads")
-    expires_at: str | None = Field(None, json_schema_extra={"format": "date-time"},
-                                   description="ISO 8601 time, in the future and within 10 years, after "
-                                               "which the key answers 401; null or absent: never")
+    expires_at: str | None = Field(
+        None,
+        json_schema_extra={"format": "date-time"},
+        description="ISO 8601 time, in the future and within 10 years, after "
+        "which the key answers 401; null or absent: never",
+    )
 
 
 # --- Sources API (/api/v1, seed 003) -------------------------------------------------
+
 
 class FieldOption(Strict):
     value: str
@@ -238,10 +243,16 @@ def _per_source_type(schema: dict) -> None:
     configFields): one variant per sourceShortName."""
     from ..sources.fields import object_schema
 
-    schema["oneOf"] = [{"properties": {"sourceShortName": {"const": short},
-                                       "credentials": object_schema(kind.auth_fields),
-                                       "config": object_schema(kind.config_fields)}}
-                       for short, kind in sorted(REGISTRY.items())]
+    schema["oneOf"] = [
+        {
+            "properties": {
+                "sourceShortName": {"const": short},
+                "credentials": object_schema(kind.auth_fields),
+                "config": object_schema(kind.config_fields),
+            }
+        }
+        for short, kind in sorted(REGISTRY.items())
+    ]
 
 
 class SourceConnectionCreate(BaseModel):
@@ -309,6 +320,7 @@ class RunRequest(BaseModel):
 
 # --- /v1/syncs (seed 004) --------------------------------------------------------------
 
+
 class SyncHealth(Strict):
     status: Literal["healthy", "degraded", "error"]
     last_error: str | None
@@ -366,6 +378,7 @@ class SyncList(Strict):
 
 
 # --- Ingest, events, records (issue 5) ---------------------------------------------------
+
 
 class IngestAccepted(Strict):
     event_id: str
@@ -477,6 +490,7 @@ class BackfillEnvelope(Strict):
 
 
 # --- Team: environments, members, invitations, audit log ----------------------------
+
 
 class EnvironmentOut(Strict):
     id: str

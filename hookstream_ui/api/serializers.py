@@ -1,4 +1,5 @@
 """Model → JSON dicts. The only place response fields are named."""
+
 from __future__ import annotations
 
 from ..models import ApiKey, Collection, isoformat
@@ -12,17 +13,29 @@ def collection_json(c: Collection, status: str | None = None) -> dict:
 
         status = live.collection_state(c).status
     return {
-        "id": c.id, "org_id": c.org_id, "env_id": c.env_id, "name": c.name,
-        "slug": c.slug, "readable_id": c.slug,
-        "source_id": c.source_id, "source_name": c.source.name if c.source else None,
-        "stream": c.stream, "primary_key_path": c.primary_key_path,
-        "timestamp_path": c.timestamp_path, "event_type_field": c.event_type_field,
+        "id": c.id,
+        "org_id": c.org_id,
+        "env_id": c.env_id,
+        "name": c.name,
+        "slug": c.slug,
+        "readable_id": c.slug,
+        "source_id": c.source_id,
+        "source_name": c.source.name if c.source else None,
+        "stream": c.stream,
+        "primary_key_path": c.primary_key_path,
+        "timestamp_path": c.timestamp_path,
+        "event_type_field": c.event_type_field,
         "delete_event_types": list(c.delete_event_types or []),
-        "description": c.description, "status": status, "record_count": c.record_count or 0,
+        "description": c.description,
+        "status": status,
+        "record_count": c.record_count or 0,
         "search_index": c.search_index,
-        "last_sync_at": isoformat(c.last_sync_at), "created_at": isoformat(c.created_at),
-        "updated_at": isoformat(c.updated_at), "backfill_status": c.backfill_status,
-        "backfill_progress": c.backfill_progress, "backfill_total": c.backfill_total,
+        "last_sync_at": isoformat(c.last_sync_at),
+        "created_at": isoformat(c.created_at),
+        "updated_at": isoformat(c.updated_at),
+        "backfill_status": c.backfill_status,
+        "backfill_progress": c.backfill_progress,
+        "backfill_total": c.backfill_total,
         "backfill_cursor": c.backfill_cursor,
         "backfill_started_at": isoformat(c.backfill_started_at),
         "backfill_completed_at": isoformat(c.backfill_completed_at),
@@ -34,12 +47,19 @@ def collection_json(c: Collection, status: str | None = None) -> dict:
 
 def api_key_json(k: ApiKey, raw: str | None = None) -> dict:
     data = {
-        "id": k.id, "name": k.name, "prefix": k.prefix, "env_id": k.env_id, "role": k.role,
-        "created_at": isoformat(k.created_at), "last_used_at": isoformat(k.last_used_at),
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "env_id": k.env_id,
+        "role": k.role,
+        "created_at": isoformat(k.created_at),
+        "last_used_at": isoformat(k.last_used_at),
         "request_count": k.request_count or 0,
         "created_by_email": k.created_by.email if k.created_by else None,
-        "expires_at": isoformat(k.expires_at), "status": k.status,
-        "revoked_at": isoformat(k.revoked_at), "revoked_reason": k.revoked_reason,
+        "expires_at": isoformat(k.expires_at),
+        "status": k.status,
+        "revoked_at": isoformat(k.revoked_at),
+        "revoked_reason": k.revoked_reason,
     }
     if raw is not None:
         data["key"] = raw

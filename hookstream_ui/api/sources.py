@@ -1,10 +1,11 @@
 """/api/v1 — the Sources API of seed 003: catalog and source connections."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..models import isoformat
 from ..errors import ValidationFailed
+from ..models import isoformat
 from ..services import runs as run_svc
 from ..services import sources as svc
 from ..sources import REGISTRY, source_type_or_404
@@ -15,11 +16,18 @@ from .openapi import endpoint, json_body
 UPLOAD_BODY = {
     "required": True,
     "description": "The file, as multipart/form-data (`file`, optional `format`) or as the raw body (with "
-                   "`filename` in the query). At most MAX_UPLOAD_BYTES (413 above).",
+    "`filename` in the query). At most MAX_UPLOAD_BYTES (413 above).",
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary"},
-            "format": {"type": "string", "enum": [value for value, _ in FORMATS]}}}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "format": {"type": "string", "enum": [value for value, _ in FORMATS]},
+                },
+            }
+        },
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
@@ -31,12 +39,18 @@ E = schemas.SourcesError
 
 def connection_json(source) -> dict:
     return {
-        "id": source.id, "name": source.name, "shortName": source.short_name, "status": source.status,
+        "id": source.id,
+        "name": source.name,
+        "shortName": source.short_name,
+        "status": source.status,
         "collectionIds": [c.id for c in svc.bound_collections(source)],
-        "credentials": svc.masked_credentials(source), "config": dict(source.config or {}),
-        "ingestUrl": svc.ingest_url(source), "lastTestedAt": isoformat(source.last_tested_at),
+        "credentials": svc.masked_credentials(source),
+        "config": dict(source.config or {}),
+        "ingestUrl": svc.ingest_url(source),
+        "lastTestedAt": isoformat(source.last_tested_at),
         "lastTestMessage": source.last_test_message,
-        "createdAt": isoformat(source.created_at), "updatedAt": isoformat(source.updated_at),
+        "createdAt": isoformat(source.created_at),
+        "updatedAt": isoformat(source.updated_at),
     }
 
 
@@ -48,76 +62,141 @@ def _section(body: dict, key: str) -> dict:
             raise ValidationFailed({key: "must be an object of fields"})
         extra = sorted(set(body) - {key})
         if extra:
-            raise ValidationFailed({name: f"is not taken here (send {key} alone)" for name in extra})
+            raise ValidationFailed(dict.fromkeys(extra, f"is not taken here (send {key} alone)"))
         body = body[key]
     if not body:
         raise ValidationFailed({key: "is required: send the fields to change"})
     return body
 
 
-@endpoint(sources_v1, "/sources", "GET", summary="List source types", tag=TAG, responses={200: schemas.SourceList})
+@endpoint(
+    sources_v1, "/sources", "GET", summary="List source types", tag=TAG, responses={200: schemas.SourceList}
+)
 def list_source_types(principal):
     return jsonify(success=True, sources=[t.summary() for t in REGISTRY.values()])
 
 
-@endpoint(sources_v1, "/sources/<short_name>", "GET", summary="A source type with its fields", tag=TAG,
-          responses={200: schemas.SourceDetailEnvelope, 404: E})
+@endpoint(
+    sources_v1,
+    "/sources/<short_name>",
+    "GET",
+    summary="A source type with its fields",
+    tag=TAG,
+    responses={200: schemas.SourceDetailEnvelope, 404: E},
+)
 def get_source_type(principal, short_name):
     return jsonify(success=True, source=source_type_or_404(short_name).detail())
 
 
-@endpoint(sources_v1, "/source-connections", "POST", summary="Create a source connection", tag=TAG,
-          body=schemas.SourceConnectionCreate, responses={201: schemas.SourceConnectionEnvelope, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections",
+    "POST",
+    summary="Create a source connection",
+    tag=TAG,
+    body=schemas.SourceConnectionCreate,
+    responses={201: schemas.SourceConnectionEnvelope, 404: E, 409: E},
+)
 def create_connection(principal):
     source = svc.create_source(principal, json_body())
     return jsonify(success=True, sourceConnection=connection_json(source)), 201
 
 
-@endpoint(sources_v1, "/source-connections", "GET", summary="List source connections", tag=TAG,
-          query={"collectionId": {"type": "string"}}, responses={200: schemas.SourceConnectionList, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections",
+    "GET",
+    summary="List source connections",
+    tag=TAG,
+    query={"collectionId": {"type": "string"}},
+    responses={200: schemas.SourceConnectionList, 404: E},
+)
 def list_connections(principal):
     sources = svc.list_sources(principal, request.args.get("collectionId"))
     return jsonify(success=True, sourceConnections=[connection_json(s) for s in sources])
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>", "GET", summary="Get a source connection", tag=TAG,
-          responses={200: schemas.SourceConnectionEnvelope, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>",
+    "GET",
+    summary="Get a source connection",
+    tag=TAG,
+    responses={200: schemas.SourceConnectionEnvelope, 404: E},
+)
 def get_connection(principal, source_id):
-    return jsonify(success=True, sourceConnection=connection_json(svc.get_source_or_404(principal, source_id)))
+    return jsonify(
+        success=True, sourceConnection=connection_json(svc.get_source_or_404(principal, source_id))
+    )
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/test", "POST", summary="Test a source connection",
-          tag=TAG, responses={200: schemas.TestOutcome, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/test",
+    "POST",
+    summary="Test a source connection",
+    tag=TAG,
+    responses={200: schemas.TestOutcome, 404: E},
+)
 def test_connection(principal, source_id):
     result = svc.test_source(principal, svc.get_source_or_404(principal, source_id))
     return jsonify(success=result.ok, status="connected" if result.ok else "failed", message=result.message)
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/streams", "GET", summary="Streams a collection can pick",
-          tag=TAG, role="member", responses={200: schemas.StreamList, 404: E, 502: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/streams",
+    "GET",
+    summary="Streams a collection can pick",
+    tag=TAG,
+    role="member",
+    responses={200: schemas.StreamList, 404: E, 502: E},
+)
 def list_connection_streams(principal, source_id):
-    return jsonify(success=True, streams=svc.list_streams(principal, svc.get_source_or_404(principal, source_id)))
+    return jsonify(
+        success=True, streams=svc.list_streams(principal, svc.get_source_or_404(principal, source_id))
+    )
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/credentials", "PUT", summary="Change credentials (the fields given)",
-          tag=TAG, body=schemas.CredentialsUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/credentials",
+    "PUT",
+    summary="Change credentials (the fields given)",
+    tag=TAG,
+    body=schemas.CredentialsUpdate,
+    responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E},
+)
 def put_credentials(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     svc.update_source(principal, source, credentials=_section(json_body(), "credentials"), partial=True)
     return jsonify(success=True, sourceConnection=connection_json(source))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/config", "PUT", summary="Change configuration (the fields given)",
-          tag=TAG, body=schemas.ConfigUpdate, responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/config",
+    "PUT",
+    summary="Change configuration (the fields given)",
+    tag=TAG,
+    body=schemas.ConfigUpdate,
+    responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E},
+)
 def put_config(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     svc.update_source(principal, source, config=_section(json_body(), "config"), partial=True)
     return jsonify(success=True, sourceConnection=connection_json(source))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>", "DELETE", summary="Delete a source connection",
-          tag=TAG, query={"deleteData": {"type": "boolean", "default": False}},
-          responses={200: schemas.SourceDeleted, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>",
+    "DELETE",
+    summary="Delete a source connection",
+    tag=TAG,
+    query={"deleteData": {"type": "boolean", "default": False}},
+    responses={200: schemas.SourceDeleted, 404: E, 409: E},
+)
 def delete_connection(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     delete_data = svc.parse_bool_param(request.args.get("deleteData"), "deleteData")
@@ -125,17 +204,32 @@ def delete_connection(principal, source_id):
     return jsonify(success=True, id=source_id, deleted=True, dataDeleted=delete_data)
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/data", "DELETE", summary="Clear a source's records",
-          tag=TAG, responses={200: schemas.DataCleared, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/data",
+    "DELETE",
+    summary="Clear a source's records",
+    tag=TAG,
+    responses={200: schemas.DataCleared, 404: E, 409: E},
+)
 def clear_connection_data(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     return jsonify(success=True, id=source.id, recordsDeleted=svc.clear_data(principal, source))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/files", "POST", summary="Upload a file (file sources)",
-          tag=TAG, query={"filename": {"type": "string", "description": "the file's name, for a raw body"},
-                          "format": {"type": "string", "enum": [value for value, _ in FORMATS]}},
-          responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E}, raw_body=UPLOAD_BODY)
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/files",
+    "POST",
+    summary="Upload a file (file sources)",
+    tag=TAG,
+    query={
+        "filename": {"type": "string", "description": "the file's name, for a raw body"},
+        "format": {"type": "string", "enum": [value for value, _ in FORMATS]},
+    },
+    responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E},
+    raw_body=UPLOAD_BODY,
+)
 def upload_file(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     run_svc.ensure_idle(source)
@@ -144,32 +238,68 @@ def upload_file(principal, source_id):
     if upload is not None:
         stored = svc.store_file(principal, source, upload.filename, upload.stream, request.form.get("format"))
     else:  # a raw body: curl --data-binary @orders.csv '...?filename=orders.csv'
-        stored = svc.store_file(principal, source, request.args.get("filename", "upload"), request.stream,
-                                request.args.get("format"))
+        stored = svc.store_file(
+            principal,
+            source,
+            request.args.get("filename", "upload"),
+            request.stream,
+            request.args.get("format"),
+        )
     # Each upload is a sync (SPEC §4); it runs when a bound collection can take it (not paused).
-    run = run_svc.start_run(source, trigger="upload", full=False, file_id=stored.id) \
-        if svc.readable_collections(source) else None
-    return jsonify(success=True, syncId=run.id if run else None, file={
-        "id": stored.id, "filename": stored.filename, "format": stored.format, "size": stored.size,
-        "sha256": stored.sha256, "createdAt": isoformat(stored.created_at)}), 201
+    run = (
+        run_svc.start_run(source, trigger="upload", full=False, file_id=stored.id)
+        if svc.readable_collections(source)
+        else None
+    )
+    return jsonify(
+        success=True,
+        syncId=run.id if run else None,
+        file={
+            "id": stored.id,
+            "filename": stored.filename,
+            "format": stored.format,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "createdAt": isoformat(stored.created_at),
+        },
+    ), 201
 
 
 def run_json(run) -> dict:
     rate, eta = run_svc.rate_and_eta(run)
     return {
-        "id": run.id, "sourceConnectionId": run.source_id, "status": run.status, "trigger": run.trigger,
-        "mode": run.mode, "recordsInserted": run.records_inserted or 0, "recordsUpdated": run.records_updated or 0,
-        "recordsDeleted": run.records_deleted or 0, "recordsSkipped": run.records_skipped or 0,
-        "skipReasons": dict(run.skip_reasons or {}), "progress": run.progress or 0, "total": run.total,
-        "rate": round(rate, 1) if rate else None, "etaSeconds": round(eta, 1) if eta else None,
-        "cursor": dict(run.cursor or {}), "error": run.error, "attempt": run.attempt or 0,
-        "createdAt": isoformat(run.created_at), "startedAt": isoformat(run.started_at),
+        "id": run.id,
+        "sourceConnectionId": run.source_id,
+        "status": run.status,
+        "trigger": run.trigger,
+        "mode": run.mode,
+        "recordsInserted": run.records_inserted or 0,
+        "recordsUpdated": run.records_updated or 0,
+        "recordsDeleted": run.records_deleted or 0,
+        "recordsSkipped": run.records_skipped or 0,
+        "skipReasons": dict(run.skip_reasons or {}),
+        "progress": run.progress or 0,
+        "total": run.total,
+        "rate": round(rate, 1) if rate else None,
+        "etaSeconds": round(eta, 1) if eta else None,
+        "cursor": dict(run.cursor or {}),
+        "error": run.error,
+        "attempt": run.attempt or 0,
+        "createdAt": isoformat(run.created_at),
+        "startedAt": isoformat(run.started_at),
         "finishedAt": isoformat(run.finished_at),
     }
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/run", "POST", summary="Start a sync run", tag=TAG,
-          body=schemas.RunRequest, responses={200: schemas.RunStarted, 404: E, 409: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/run",
+    "POST",
+    summary="Start a sync run",
+    tag=TAG,
+    body=schemas.RunRequest,
+    responses={200: schemas.RunStarted, 404: E, 409: E},
+)
 def run_connection(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     full = json_body().get("full", False)
@@ -179,22 +309,40 @@ def run_connection(principal, source_id):
     return jsonify(success=True, syncId=run.id, status="started")
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/runs", "GET", summary="Runs of a source connection",
-          tag=TAG, responses={200: schemas.RunList, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/runs",
+    "GET",
+    summary="Runs of a source connection",
+    tag=TAG,
+    responses={200: schemas.RunList, 404: E},
+)
 def list_runs(principal, source_id):
     source = svc.get_source_or_404(principal, source_id)
     return jsonify(success=True, runs=[run_json(r) for r in run_svc.runs_of(source)])
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/runs/<run_id>", "GET", summary="One sync run",
-          tag=TAG, responses={200: schemas.RunEnvelope, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/runs/<run_id>",
+    "GET",
+    summary="One sync run",
+    tag=TAG,
+    responses={200: schemas.RunEnvelope, 404: E},
+)
 def get_run(principal, source_id, run_id):
     source = svc.get_source_or_404(principal, source_id)
     return jsonify(success=True, run=run_json(run_svc.get_run_or_404(principal, source, run_id)))
 
 
-@endpoint(sources_v1, "/source-connections/<source_id>/runs/<run_id>/cancel", "POST", summary="Cancel a run",
-          tag=TAG, responses={200: schemas.RunEnvelope, 404: E})
+@endpoint(
+    sources_v1,
+    "/source-connections/<source_id>/runs/<run_id>/cancel",
+    "POST",
+    summary="Cancel a run",
+    tag=TAG,
+    responses={200: schemas.RunEnvelope, 404: E},
+)
 def cancel_run(principal, source_id, run_id):
     source = svc.get_source_or_404(principal, source_id)
     run = run_svc.cancel_run(run_svc.get_run_or_404(principal, source, run_id))

@@ -4,6 +4,7 @@ An API key acts inside its own environment: it sees that environment, and nothin
 that reaches across the org (team, invitations, other projects, the org's audit log),
 which needs a signed-in admin.
 """
+
 from __future__ import annotations
 
 from flask import jsonify, request
@@ -16,7 +17,10 @@ from .openapi import PAGE_QUERY, endpoint, json_body
 
 AUDIT_QUERY = {
     "actor": {"type": "string", "description": "a user or API key id, or part of an email"},
-    "action": {"type": "string", "description": "e.g. collection.delete, or collection for all of its actions"},
+    "action": {
+        "type": "string",
+        "description": "e.g. collection.delete, or collection for all of its actions",
+    },
     "resource": {"type": "string", "description": "a resource type (collection) or a resource id"},
     "since": {"type": "string", "description": "ISO 8601 or epoch seconds"},
     "until": {"type": "string", "description": "ISO 8601 or epoch seconds"},
@@ -25,8 +29,13 @@ AUDIT_QUERY = {
 
 
 def environment_json(env, principal) -> dict:
-    return {"id": env.id, "name": env.name, "slug": env.slug, "current": env.id == principal.env.id,
-            "created_at": isoformat(env.created_at)}
+    return {
+        "id": env.id,
+        "name": env.name,
+        "slug": env.slug,
+        "current": env.id == principal.env.id,
+        "created_at": isoformat(env.created_at),
+    }
 
 
 def member_json(m) -> dict:
@@ -34,89 +43,201 @@ def member_json(m) -> dict:
 
 
 def invitation_json(inv, url: str | None = None) -> dict:
-    return {"id": inv.id, "email": inv.email, "role": inv.role, "expires_at": isoformat(inv.expires_at),
-            "created_at": isoformat(inv.created_at), "url": url}
+    return {
+        "id": inv.id,
+        "email": inv.email,
+        "role": inv.role,
+        "expires_at": isoformat(inv.expires_at),
+        "created_at": isoformat(inv.created_at),
+        "url": url,
+    }
 
 
 TEAM = "The team, invitations, projects and the audit log"
 
 
 def audit_json(e) -> dict:
-    return {"id": e.id, "at": isoformat(e.at), "actor": e.actor, "actor_id": e.actor_id, "action": e.action,
-            "resource_type": e.resource_type, "resource_id": e.resource_id, "env_id": e.env_id,
-            "details": dict(e.details or {}), "ip": e.ip}
+    return {
+        "id": e.id,
+        "at": isoformat(e.at),
+        "actor": e.actor,
+        "actor_id": e.actor_id,
+        "action": e.action,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "env_id": e.env_id,
+        "details": dict(e.details or {}),
+        "ip": e.ip,
+    }
 
 
-@endpoint(v1, "/environments", "GET", summary="List the org's environments (projects); a key sees its own",
-          tag="team", query=PAGE_QUERY, responses={200: schemas.EnvironmentList})
+@endpoint(
+    v1,
+    "/environments",
+    "GET",
+    summary="List the org's environments (projects); a key sees its own",
+    tag="team",
+    query=PAGE_QUERY,
+    responses={200: schemas.EnvironmentList},
+)
 def list_environments(principal):
     page = svc.environments_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(environments=[environment_json(e, principal) for e in page.items], cursor=page.cursor,
-                   has_more=page.has_more)
+    return jsonify(
+        environments=[environment_json(e, principal) for e in page.items],
+        cursor=page.cursor,
+        has_more=page.has_more,
+    )
 
 
-@endpoint(v1, "/environments", "POST", summary="Create an environment", tag="team", role="admin", session_only=TEAM,
-          body=schemas.EnvironmentCreate, responses={201: schemas.EnvironmentEnvelope, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/environments",
+    "POST",
+    summary="Create an environment",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    body=schemas.EnvironmentCreate,
+    responses={201: schemas.EnvironmentEnvelope, 409: schemas.Error},
+)
 def create_environment(principal):
     env = svc.create_environment(principal, json_body().get("name"))
     return jsonify(environment=environment_json(env, principal)), 201
 
 
-@endpoint(v1, "/environments/<env_id>", "PATCH", summary="Rename an environment", tag="team", role="admin", session_only=TEAM,
-          body=schemas.EnvironmentCreate, responses={200: schemas.EnvironmentEnvelope, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/environments/<env_id>",
+    "PATCH",
+    summary="Rename an environment",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    body=schemas.EnvironmentCreate,
+    responses={200: schemas.EnvironmentEnvelope, 404: schemas.Error},
+)
 def rename_environment(principal, env_id):
     env = svc.rename_environment(principal, env_id, json_body().get("name"))
     return jsonify(environment=environment_json(env, principal))
 
 
-@endpoint(v1, "/members", "GET", summary="List the org's members", tag="team", role="admin", session_only=TEAM,
-          query=PAGE_QUERY, responses={200: schemas.MemberList})
+@endpoint(
+    v1,
+    "/members",
+    "GET",
+    summary="List the org's members",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    query=PAGE_QUERY,
+    responses={200: schemas.MemberList},
+)
 def list_members(principal):
     page = svc.members_page(principal, request.args.get("cursor"), request.args.get("limit"))
     return jsonify(members=[member_json(m) for m in page.items], cursor=page.cursor, has_more=page.has_more)
 
 
-@endpoint(v1, "/members/<user_id>", "PATCH", summary="Change a member's role", tag="team", role="admin", session_only=TEAM,
-          body=schemas.MemberUpdate, responses={200: schemas.MemberEnvelope, 404: schemas.Error, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/members/<user_id>",
+    "PATCH",
+    summary="Change a member's role",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    body=schemas.MemberUpdate,
+    responses={200: schemas.MemberEnvelope, 404: schemas.Error, 409: schemas.Error},
+)
 def update_member(principal, user_id):
     return jsonify(member=member_json(svc.change_role(principal, user_id, json_body().get("role"))))
 
 
-@endpoint(v1, "/members/<user_id>", "DELETE", summary="Remove a member", tag="team", role="admin", session_only=TEAM,
-          responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/members/<user_id>",
+    "DELETE",
+    summary="Remove a member",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error},
+)
 def remove_member(principal, user_id):
     svc.remove_member(principal, user_id)
     return jsonify(id=user_id, deleted=True)
 
 
-@endpoint(v1, "/invitations", "POST", summary="Invite someone by email (returns the link to send; withdraws an earlier pending link for that email)", tag="team",
-          role="admin", session_only=TEAM, body=schemas.InvitationCreate, responses={201: schemas.InvitationEnvelope, 409: schemas.Error})
+@endpoint(
+    v1,
+    "/invitations",
+    "POST",
+    summary="Invite someone by email (returns the link to send; withdraws an earlier pending link for that email)",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    body=schemas.InvitationCreate,
+    responses={201: schemas.InvitationEnvelope, 409: schemas.Error},
+)
 def create_invitation(principal):
     body = json_body()
     invitation, url = svc.invite(principal, body.get("email"), body.get("role", "member"))
     return jsonify(invitation=invitation_json(invitation, url)), 201
 
 
-@endpoint(v1, "/invitations", "GET", summary="List pending invitations", tag="team", role="admin", session_only=TEAM,
-          query=PAGE_QUERY, responses={200: schemas.InvitationList})
+@endpoint(
+    v1,
+    "/invitations",
+    "GET",
+    summary="List pending invitations",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    query=PAGE_QUERY,
+    responses={200: schemas.InvitationList},
+)
 def list_invitations(principal):
     page = svc.invitations_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(invitations=[invitation_json(i) for i in page.items], cursor=page.cursor,
-                   has_more=page.has_more)
+    return jsonify(
+        invitations=[invitation_json(i) for i in page.items], cursor=page.cursor, has_more=page.has_more
+    )
 
 
-@endpoint(v1, "/invitations/<invitation_id>", "DELETE", summary="Withdraw an invitation", tag="team",
-          role="admin", session_only=TEAM, responses={200: schemas.Deleted, 404: schemas.Error})
+@endpoint(
+    v1,
+    "/invitations/<invitation_id>",
+    "DELETE",
+    summary="Withdraw an invitation",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    responses={200: schemas.Deleted, 404: schemas.Error},
+)
 def revoke_invitation(principal, invitation_id):
     svc.revoke_invitation(principal, invitation_id)
     return jsonify(id=invitation_id, deleted=True)
 
 
-@endpoint(v1, "/audit-log", "GET", summary="The org's audit log, newest first", tag="team", role="admin", session_only=TEAM,
-          query=AUDIT_QUERY, responses={200: schemas.AuditLog})
+@endpoint(
+    v1,
+    "/audit-log",
+    "GET",
+    summary="The org's audit log, newest first",
+    tag="team",
+    role="admin",
+    session_only=TEAM,
+    query=AUDIT_QUERY,
+    responses={200: schemas.AuditLog},
+)
 def audit_log(principal):
     args = request.args
-    page = audit.list_entries(org_id=principal.org.id, actor=args.get("actor"), action=args.get("action"),
-                              resource=args.get("resource"), since=args.get("since"), until=args.get("until"),
-                              cursor=args.get("cursor"), limit=args.get("limit"))
+    page = audit.list_entries(
+        org_id=principal.org.id,
+        actor=args.get("actor"),
+        action=args.get("action"),
+        resource=args.get("resource"),
+        since=args.get("since"),
+        until=args.get("until"),
+        cursor=args.get("cursor"),
+        limit=args.get("limit"),
+    )
     return jsonify(entries=[audit_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more)

@@ -1,4 +1,5 @@
 """Sign-in, sessions, API keys and roles."""
+
 from flask import session
 from flask_login import current_user
 
@@ -21,6 +22,11 @@ def _load_user(login_id: str):
 
 
 __all__ = [
-    "Principal", "authenticate_api_request", "current_principal", "current_user",
-    "is_api_request", "require_role", "require_session",
+    "Principal",
+    "authenticate_api_request",
+    "current_principal",
+    "current_user",
+    "is_api_request",
+    "require_role",
+    "require_session",
 ]

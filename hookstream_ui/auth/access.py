@@ -2,14 +2,15 @@
 
 API paths always answer 401/403 in JSON; dashboard paths redirect to sign-in.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import abort, flash, g, redirect, request, session, url_for
-from htmx_flask import make_response as htmx_response
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from htmx_flask import make_response as htmx_response
 
 from ..extensions import csrf, login_manager
 from .principal import Principal, no_org_message, principal_for_key, principal_for_session
@@ -47,23 +48,33 @@ def authenticate_api_request() -> Principal:
         if principal is None and current_user.is_authenticated:
             abort(403, description=no_org_message(current_user))
         if principal is None:
-            abort(401, description="Authentication required: send X-API-Key or "
-                                   "Authorization: Bearer <key>, or sign in")
+            abort(
+                401,
+                description="Authentication required: send X-API-Key or "
+                "Authorization: Bearer <key>, or sign in",
+            )
         if request.method not in SAFE_METHODS:
             try:
                 csrf.protect()
             except CSRFError:
-                abort(403, description="CSRF token missing or invalid: send the page's "
-                                       "csrf-token in the X-CSRFToken header")
+                abort(
+                    403,
+                    description="CSRF token missing or invalid: send the page's "
+                    "csrf-token in the X-CSRFToken header",
+                )
     g.principal = principal
     return principal
 
 
 def require_role(principal: Principal, role: str) -> None:
     if not principal.can(role):
-        who = "this API key is read only" if principal.api_key is not None and principal.role == "viewer" \
-            else f"this API key has the {principal.role} role" if principal.api_key is not None \
+        who = (
+            "this API key is read only"
+            if principal.api_key is not None and principal.role == "viewer"
+            else f"this API key has the {principal.role} role"
+            if principal.api_key is not None
             else f"you are {principal.role}"
+        )
         abort(403, description=f"This needs the {role} role or higher; {who}")
 
 
@@ -77,15 +88,22 @@ def safe_next(target: str | None) -> str | None:
     phishing tool; browsers read a backslash as a slash (/\\evil.com is //evil.com), and a
     line break would split the Location header."""
     target = target or ""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or \
-            any(ord(c) < 0x20 or ord(c) == 0x7f for c in target):
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return None
     return target if not urlsplit(target).netloc else None
 
 
 def is_htmx_request() -> bool:
     # A history restore asks for a whole page, which htmx puts in place of the whole page.
-    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
 
 
 def htmx_page_url() -> str | None:
@@ -107,8 +125,11 @@ def _unauthorized():
         abort(401, description="Authentication required")
     if session.pop("_user_id", None) is not None:
         # The cookie still names a user whose session no longer works: say why sign-in is back.
-        flash("Your session ended (signed out elsewhere, password changed, or it expired). "
-              "Sign in again to go on where you were.", "info")
+        flash(
+            "Your session ended (signed out elsewhere, password changed, or it expired). "
+            "Sign in again to go on where you were.",
+            "info",
+        )
     if is_htmx_request():
         # The sign-in page, coming back to the page the user is on, not to the fragment.
         return htmx_whole_page(url_for("auth.login", next=htmx_page_url()), 401)

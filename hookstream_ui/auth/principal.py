@@ -3,6 +3,7 @@
 Every scoped query reads `g.principal`; it is built once per request from either an
 API key or the signed-in session, so the two paths cannot scope differently.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from ..models import ApiKey, Environment, Membership, Org, User, db, role_at_least
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -52,8 +54,9 @@ def suspended_message(org: Org) -> str:
 
 def no_org_message(user: User) -> str:
     """Why a signed-in user has no org to work in."""
-    suspended = db.session.scalars(select(Org).join(Membership).where(
-        Membership.user_id == user.id, Org.suspended_at.is_not(None))).first()
+    suspended = db.session.scalars(
+        select(Org).join(Membership).where(Membership.user_id == user.id, Org.suspended_at.is_not(None))
+    ).first()
     if suspended is not None:
         return suspended_message(suspended)
     return "You are not a member of any organization; ask an admin for an invitation"
@@ -72,7 +75,9 @@ def principal_for_session() -> Principal | None:
         return None
     # A suspended org is out of reach; its members keep their other orgs.
     memberships = db.session.scalars(
-        select(Membership).join(Org).where(Membership.user_id == current_user.id, Org.suspended_at.is_(None))
+        select(Membership)
+        .join(Org)
+        .where(Membership.user_id == current_user.id, Org.suspended_at.is_(None))
         .order_by(Membership.created_at)
     ).all()
     if not memberships:
@@ -104,7 +109,11 @@ def _say_why_moved(left_id: str | None, now_in: Org) -> None:
     left = db.session.get(Org, left_id) if left_id else None
     if left is None or request.path.startswith(("/v1/", "/api/")):
         return
-    why = suspended_message(left) if left.suspended_at is not None else f"You are no longer a member of {left.name}"
+    why = (
+        suspended_message(left)
+        if left.suspended_at is not None
+        else f"You are no longer a member of {left.name}"
+    )
     flash(f"{why}. You are now in {now_in.name}.", "error")
 
 

@@ -1,4 +1,5 @@
 """Flask's signed-cookie session, opened only when the request carries one."""
+
 from __future__ import annotations
 
 from flask.sessions import SecureCookieSessionInterface

@@ -1,15 +1,16 @@
 """Sign-up, sign-in and sign-out pages."""
+
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy import select
 
 from ..errors import ValidationFailed
-from .access import safe_next
 from ..forms import FormState
 from ..models import Org, User, db
 from ..services import accounts, team
-from sqlalchemy import select
+from .access import safe_next
 
 bp = Blueprint("auth", __name__)
 
@@ -35,8 +36,9 @@ def login():
     form = FormState.from_request("email", secret=("password",))
     if request.method == "POST":
         try:
-            user = accounts.authenticate(request.form.get("email", ""), request.form.get("password", ""),
-                                         request.remote_addr)
+            user = accounts.authenticate(
+                request.form.get("email", ""), request.form.get("password", ""), request.remote_addr
+            )
         except ValidationFailed as exc:
             return render_template("auth/login.html", form=form.fail(exc)), exc.status
         _start_session(user)
@@ -53,11 +55,15 @@ def signup():
     form = FormState.from_request("email", secret=("password", "password_confirm"))
     if request.method == "POST" and open_signup:
         try:
-            user = accounts.sign_up(request.form.get("email", ""), request.form.get("password", ""),
-                                    request.form.get("password_confirm", ""))
+            user = accounts.sign_up(
+                request.form.get("email", ""),
+                request.form.get("password", ""),
+                request.form.get("password_confirm", ""),
+            )
         except ValidationFailed as exc:
-            return render_template("auth/signup.html", form=form.fail(exc), first=first,
-                                   open_signup=open_signup), exc.status
+            return render_template(
+                "auth/signup.html", form=form.fail(exc), first=first, open_signup=open_signup
+            ), exc.status
         _start_session(user)
         flash("Welcome to hookstream. Create your first collection to get started.", "success")
         return redirect(url_for("dashboard.overview"))
@@ -94,8 +100,14 @@ def accept_invitation():
                 raise ValidationFailed({"password_confirm": "does not match the password"})
             joined = team.accept(token, user, request.form.get("password"))
         except ValidationFailed as exc:
-            return render_template("auth/invitation.html", invitation=invitation, org=org, user=user,
-                                   has_account=has_account, form=form.fail(exc)), exc.status
+            return render_template(
+                "auth/invitation.html",
+                invitation=invitation,
+                org=org,
+                user=user,
+                has_account=has_account,
+                form=form.fail(exc),
+            ), exc.status
         except team.InvalidInvitation as exc:
             return render_template("auth/invitation.html", problem=str(exc)), 410
         if user is None:
@@ -103,8 +115,9 @@ def accept_invitation():
         session["org_id"], session["env_id"] = org.id, None
         flash(f"You joined {org.name} as {invitation.role}.", "success")
         return redirect(url_for("dashboard.overview"))
-    return render_template("auth/invitation.html", invitation=invitation, org=org, user=user,
-                           has_account=has_account, form=form)
+    return render_template(
+        "auth/invitation.html", invitation=invitation, org=org, user=user, has_account=has_account, form=form
+    )
 
 
 @bp.route("/password-reset", methods=["GET", "POST"])
@@ -120,12 +133,17 @@ def reset_password():
     form = FormState()
     if request.method == "POST":
         try:
-            user = accounts.use_reset(token, request.form.get("password", ""), request.form.get("password_confirm", ""))
+            user = accounts.use_reset(
+                token, request.form.get("password", ""), request.form.get("password_confirm", "")
+            )
         except ValidationFailed as exc:
             return render_template("auth/password_reset.html", user=user, form=form.fail(exc)), exc.status
         except accounts.InvalidReset as exc:
             return render_template("auth/password_reset.html", problem=str(exc)), 410
         _start_session(user)
-        flash("Your password is set and you are signed in here. Every session of your account that was open before was signed out.", "success")
+        flash(
+            "Your password is set and you are signed in here. Every session of your account that was open before was signed out.",
+            "success",
+        )
         return redirect(url_for("dashboard.overview"))
     return render_template("auth/password_reset.html", user=user, form=form)

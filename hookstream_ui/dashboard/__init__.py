@@ -1,4 +1,5 @@
 """Server-rendered dashboard pages (htmx for the parts that change in place)."""
+
 from __future__ import annotations
 
 from flask import Blueprint, g, render_template
@@ -30,10 +31,19 @@ def _signed_in():
 def _layout_context():
     principal = g.get("principal") if current_user.is_authenticated else None
     orgs = team_svc.orgs_of(current_user) if principal is not None and principal.user is not None else []
-    return {"principal": principal, "collection_statuses": STATUSES, "user_orgs": orgs,
-            "change_mark": live.change_mark, "run_label": live.run_label, "attempt_note": live.attempt_note, "skip_counts": live.skip_counts, "retry_at": live.retry_at,
-            "seconds_from_now": live.seconds_from_now, "event_outcome": record_svc.event_outcome,
-            "source_kind": _source_kind}
+    return {
+        "principal": principal,
+        "collection_statuses": STATUSES,
+        "user_orgs": orgs,
+        "change_mark": live.change_mark,
+        "run_label": live.run_label,
+        "attempt_note": live.attempt_note,
+        "skip_counts": live.skip_counts,
+        "retry_at": live.retry_at,
+        "seconds_from_now": live.seconds_from_now,
+        "event_outcome": record_svc.event_outcome,
+        "source_kind": _source_kind,
+    }
 
 
 def _source_kind(source):

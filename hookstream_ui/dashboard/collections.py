@@ -1,4 +1,5 @@
 """Collection pages: list, new (with live slug preview), detail, edit, delete."""
+
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
@@ -12,8 +13,18 @@ from ..services import collections as svc
 from ..services import links, live
 from . import bp
 
-FIELDS = ("name", "slug", "source_id", "stream", "primary_key_path", "timestamp_path",
-          "event_type_field", "delete_event_types", "description", "search_index")
+FIELDS = (
+    "name",
+    "slug",
+    "source_id",
+    "stream",
+    "primary_key_path",
+    "timestamp_path",
+    "event_type_field",
+    "delete_event_types",
+    "description",
+    "search_index",
+)
 
 
 def _sources(principal):
@@ -27,10 +38,16 @@ def _sources(principal):
 def _form_page(template: str, form: FormState, status: int = 200, collection=None, **extra):
     principal = current_principal()
     # The preview is part of the page, so a page shown again keeps the slug it promised.
-    preview = svc.slug_preview(principal, form.values.get("name"), form.values.get("slug"),
-                               request.form.get("slug_suggested"), collection.id if collection else None)
-    return render_template(template, form=form, sources=_sources(principal), collection=collection,
-                           preview=preview, **extra), status
+    preview = svc.slug_preview(
+        principal,
+        form.values.get("name"),
+        form.values.get("slug"),
+        request.form.get("slug_suggested"),
+        collection.id if collection else None,
+    )
+    return render_template(
+        template, form=form, sources=_sources(principal), collection=collection, preview=preview, **extra
+    ), status
 
 
 def _submitted(form: FormState) -> dict:
@@ -52,18 +69,35 @@ def collections_list():
         svc.check_status_filter(status)
     except ValidationFailed as exc:
         # Said beside the field, as /runs does, not "No collections match".
-        return render_template("dashboard/collections/list.html", page=Page([], None, False), q=q, status=status,
-                               states={}, pages=None, errors=exc.errors), 400
+        return render_template(
+            "dashboard/collections/list.html",
+            page=Page([], None, False),
+            q=q,
+            status=status,
+            states={},
+            pages=None,
+            errors=exc.errors,
+        ), 400
     try:
-        page = svc.list_collections(principal, cursor=request.args.get("cursor"),
-                                    limit=request.args.get("limit", 25),
-                                    search=request.args.get("q"), status=status or None)
+        page = svc.list_collections(
+            principal,
+            cursor=request.args.get("cursor"),
+            limit=request.args.get("limit", 25),
+            search=request.args.get("q"),
+            status=status or None,
+        )
     except ValidationFailed:
         return redirect(url_for("dashboard.collections_list"))
     state = {k: v for k, v in (("q", q), ("status", status)) if v}
-    return render_template("dashboard/collections/list.html", page=page, q=q, status=status, errors={},
-                           states=live.collection_states(page.items),
-                           pages=pages(request.args, page.cursor if page.has_more else None, state))
+    return render_template(
+        "dashboard/collections/list.html",
+        page=page,
+        q=q,
+        status=status,
+        errors={},
+        states=live.collection_states(page.items),
+        pages=pages(request.args, page.cursor if page.has_more else None, state),
+    )
 
 
 @bp.route("/collections/new", methods=["GET", "POST"])
@@ -71,8 +105,10 @@ def collection_new():
     principal = current_principal()
     require_role(principal, "member")
     if request.method == "GET":
-        return _form_page("dashboard/collections/new.html",
-                          FormState({"primary_key_path": "$.id", "source_id": request.args.get("source_id", "")}))
+        return _form_page(
+            "dashboard/collections/new.html",
+            FormState({"primary_key_path": "$.id", "source_id": request.args.get("source_id", "")}),
+        )
     form = FormState.from_request(*FIELDS)
     try:
         collection = svc.create_collection(principal, _submitted(form))
@@ -85,8 +121,13 @@ def collection_new():
 @bp.get("/collections/_slug-preview")
 def slug_preview():
     """htmx partial under the name/slug fields: what the slug will be, and whether it is free."""
-    state = svc.slug_preview(current_principal(), request.args.get("name", ""), request.args.get("slug", ""),
-                             request.args.get("slug_suggested"), request.args.get("collection_id") or None)
+    state = svc.slug_preview(
+        current_principal(),
+        request.args.get("name", ""),
+        request.args.get("slug", ""),
+        request.args.get("slug_suggested"),
+        request.args.get("collection_id") or None,
+    )
     return render_template("dashboard/collections/_slug_preview.html", **state)
 
 
@@ -99,9 +140,16 @@ def key_preview():
     principal = current_principal()
     require_role(principal, "member")
     args = request.args
-    collection = svc.get_collection_or_404(principal, args["collection_id"]) if args.get("collection_id") else None
-    previews = svc.path_previews(principal, {f: args.get(f, "") for f in svc.PATH_LABELS}, collection=collection,
-                                 source_id=args.get("source_id") or None, stream=args.get("stream") or None)
+    collection = (
+        svc.get_collection_or_404(principal, args["collection_id"]) if args.get("collection_id") else None
+    )
+    previews = svc.path_previews(
+        principal,
+        {f: args.get(f, "") for f in svc.PATH_LABELS},
+        collection=collection,
+        source_id=args.get("source_id") or None,
+        stream=args.get("stream") or None,
+    )
     return render_template("dashboard/collections/_key_preview.html", **previews)
 
 
@@ -113,11 +161,16 @@ def collection_detail(ident):
     # The records browser's state comes from the URL: a reload or a shared link shows it again.
     shown = chosen_columns(request.args) or _columns(collection)
     choices = [f["path"] for f in _column_fields(collection)[:COLUMN_CHOICES]]
-    return render_template("dashboard/collections/detail.html", collection=collection,
-                           state=live.collection_state(collection), args=request.args, shown_columns=shown,
-                           api_url=links.public(f"/v1/collections/{collection.slug}"),
-                           column_choices=choices + [c for c in shown if c not in choices],
-                           export_args=export_query(request.args))
+    return render_template(
+        "dashboard/collections/detail.html",
+        collection=collection,
+        state=live.collection_state(collection),
+        args=request.args,
+        shown_columns=shown,
+        api_url=links.public(f"/v1/collections/{collection.slug}"),
+        column_choices=choices + [c for c in shown if c not in choices],
+        export_args=export_query(request.args),
+    )
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])
@@ -133,7 +186,9 @@ def collection_edit(ident):
     form = FormState.from_request(*FIELDS)
     holder = collection.source
     try:
-        svc.update_collection(principal, collection, _submitted(form), moving_from=request.form.get("move_from"))
+        svc.update_collection(
+            principal, collection, _submitted(form), moving_from=request.form.get("move_from")
+        )
     except ValidationFailed as exc:
         db.session.rollback()
         move = None
@@ -141,12 +196,15 @@ def collection_edit(ident):
             # Moving is one step here, once confirmed; the API keeps its 409 (unbind first).
             target = next((s for s in _sources(principal) if s.id == form.values.get("source_id")), None)
             move = {"from": holder, "to": target}
-            exc.errors["source_id"] = (f"This collection is fed by “{holder.name}” now. To move it, tick “Move this "
-                                       f"collection from {holder.name} to {target.name if target else 'the new source'}"
-                                       f"” below and save (or choose “No source yet”, save, then choose the new "
-                                       f"source).")
-        return _form_page("dashboard/collections/edit.html", form.fail(exc), 400,
-                          collection=collection, move=move)
+            exc.errors["source_id"] = (
+                f"This collection is fed by “{holder.name}” now. To move it, tick “Move this "
+                f"collection from {holder.name} to {target.name if target else 'the new source'}"
+                f"” below and save (or choose “No source yet”, save, then choose the new "
+                f"source)."
+            )
+        return _form_page(
+            "dashboard/collections/edit.html", form.fail(exc), 400, collection=collection, move=move
+        )
     flash("Collection saved.", "success")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 
@@ -166,8 +224,12 @@ def collection_status(ident):
         db.session.rollback()
         flash(sentence(exc, {"status": "Status"}), "error")
     else:
-        flash("Collection paused: runs and deliveries skip it until it is resumed." if wanted == "PAUSED"
-              else "Collection resumed.", "success")
+        flash(
+            "Collection paused: runs and deliveries skip it until it is resumed."
+            if wanted == "PAUSED"
+            else "Collection resumed.",
+            "success",
+        )
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 
 
@@ -179,8 +241,11 @@ def collection_delete(ident):
     if request.method == "GET":
         return render_template("dashboard/collections/delete.html", collection=collection, error=None)
     if request.form.get("confirm_slug", "").strip() != collection.slug:
-        return render_template("dashboard/collections/delete.html", collection=collection,
-                               error="Type the collection's slug to confirm."), 400
+        return render_template(
+            "dashboard/collections/delete.html",
+            collection=collection,
+            error="Type the collection's slug to confirm.",
+        ), 400
     name = collection.name
     svc.delete_collection(principal, collection)
     flash(f"Collection “{name}” deleted.", "success")

@@ -1,4 +1,5 @@
 """Overview and the project switcher."""
+
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
@@ -16,22 +17,31 @@ def overview():
     principal = current_principal()
     counts = {
         "collections": db.session.scalar(
-            select(func.count()).select_from(scoped_collections(principal).subquery())),
+            select(func.count()).select_from(scoped_collections(principal).subquery())
+        ),
         "records": db.session.scalar(
-            select(func.coalesce(func.sum(Collection.record_count), 0))
-            .where(Collection.env_id == principal.env.id, Collection.org_id == principal.org.id)),
+            select(func.coalesce(func.sum(Collection.record_count), 0)).where(
+                Collection.env_id == principal.env.id, Collection.org_id == principal.org.id
+            )
+        ),
         "sources": db.session.scalar(
-            select(func.count(SourceConnection.id))
-            .where(SourceConnection.env_id == principal.env.id,
-                   SourceConnection.org_id == principal.org.id)),
+            select(func.count(SourceConnection.id)).where(
+                SourceConnection.env_id == principal.env.id, SourceConnection.org_id == principal.org.id
+            )
+        ),
     }
     recent = db.session.scalars(
         scoped_collections(principal).order_by(Collection.updated_at.desc()).limit(5)
     ).all()
     overview = activity.overview(principal)
-    return render_template("dashboard/overview.html", counts=counts, recent=recent,
-                           states=live.collection_states(recent), activity=overview,
-                           poll=activity.recent_runs_poll(principal, overview.recent_runs)[0])
+    return render_template(
+        "dashboard/overview.html",
+        counts=counts,
+        recent=recent,
+        states=live.collection_states(recent),
+        activity=overview,
+        poll=activity.recent_runs_poll(principal, overview.recent_runs)[0],
+    )
 
 
 @bp.get("/_recent-runs")
@@ -39,16 +49,18 @@ def overview_runs_partial():
     principal = current_principal()
     runs = activity.recent_runs(principal)
     poll, _ = activity.recent_runs_poll(principal, runs)
-    return render_template("dashboard/_recent_runs.html", runs=runs, poll=poll), \
-        (286 if poll is None and request.headers.get("HX-Request") else 200)
+    return render_template("dashboard/_recent_runs.html", runs=runs, poll=poll), (
+        286 if poll is None and request.headers.get("HX-Request") else 200
+    )
 
 
 @bp.post("/switch-project")
 def switch_project():
     principal = current_principal()
     env = db.session.scalar(
-        select(Environment).where(Environment.id == request.form.get("env_id", ""),
-                                  Environment.org_id == principal.org.id)
+        select(Environment).where(
+            Environment.id == request.form.get("env_id", ""), Environment.org_id == principal.org.id
+        )
     )
     if env is None:
         abort(404)
@@ -71,15 +83,28 @@ def _not_in_this_project(exc):
     if is_htmx_request():
         # A fragment of something gone: the whole page reloads, and makes the offer itself.
         return htmx_whole_page(htmx_page_url() or "/", 404)
-    found = links.elsewhere(current_user if current_user.is_authenticated else None, current_principal(),
-                            request.endpoint, request.view_args) if request.method == "GET" else None
+    found = (
+        links.elsewhere(
+            current_user if current_user.is_authenticated else None,
+            current_principal(),
+            request.endpoint,
+            request.view_args,
+        )
+        if request.method == "GET"
+        else None
+    )
     if found is None:
         from ..api.errors import error_page
 
         return error_page(exc)
     label, envs = found
-    return render_template("errors/elsewhere.html", label=label, envs=envs, here=current_principal().env,
-                           next=request.full_path.rstrip("?")), 404
+    return render_template(
+        "errors/elsewhere.html",
+        label=label,
+        envs=envs,
+        here=current_principal().env,
+        next=request.full_path.rstrip("?"),
+    ), 404
 
 
 @bp.post("/switch-to")

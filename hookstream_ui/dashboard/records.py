@@ -1,4 +1,5 @@
 """Records browser, record detail, events (live tail) and a webhook's test event."""
+
 from __future__ import annotations
 
 import json
@@ -59,9 +60,12 @@ def record_filters(args) -> dict:
 def export_query(args) -> dict:
     """The export links' query for what the browser shows: its search, event type and filter,
     and for CSV the columns picked (none picked: every field)."""
-    return {"search": args.get("q") or None, "event_type": args.get("event_type") or None,
-            **{f"filter[{path}]": value for path, value in record_filters(args).items()},
-            "columns": ",".join(c[2:] for c in chosen_columns(args)) or None}
+    return {
+        "search": args.get("q") or None,
+        "event_type": args.get("event_type") or None,
+        **{f"filter[{path}]": value for path, value in record_filters(args).items()},
+        "columns": ",".join(c[2:] for c in chosen_columns(args)) or None,
+    }
 
 
 def trail_of(args) -> list[str]:
@@ -78,7 +82,11 @@ def pages(args, next_cursor: str | None, state: dict) -> dict:
         previous = {**state, "cursor": trail[-1] if trail else None, "trail": ",".join(trail[:-1]) or None}
     following = None
     if next_cursor:
-        following = {**state, "cursor": next_cursor, "trail": ",".join([*trail, cursor] if cursor else trail) or None}
+        following = {
+            **state,
+            "cursor": next_cursor,
+            "trail": ",".join([*trail, cursor] if cursor else trail) or None,
+        }
     return {"previous": previous, "next": following, "number": len(trail) + (2 if cursor else 1)}
 
 
@@ -97,8 +105,13 @@ def schema_partial(ident):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     schema = record_svc.infer_schema(collection)
     fields = [{**f, "filterable": record_svc.filterable(f)} for f in schema["fields"]]
-    return render_template("dashboard/records/_schema.html", collection=collection, sampled=schema["sampled"],
-                           fields=fields[:SCHEMA_ROWS], more=max(0, len(fields) - SCHEMA_ROWS))
+    return render_template(
+        "dashboard/records/_schema.html",
+        collection=collection,
+        sampled=schema["sampled"],
+        fields=fields[:SCHEMA_ROWS],
+        more=max(0, len(fields) - SCHEMA_ROWS),
+    )
 
 
 @bp.get("/collections/<ident>/_records")
@@ -106,7 +119,11 @@ def records_partial(ident):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     args = request.args
     filters = record_filters(args)
-    query = {"search": args.get("q") or None, "event_type": args.get("event_type") or None, "filters": filters}
+    query = {
+        "search": args.get("q") or None,
+        "event_type": args.get("event_type") or None,
+        "filters": filters,
+    }
     error, count, stale = None, None, False
     page = record_svc.Page([], None, False)
     if (args.get("filter_value") or "").strip() and not (args.get("filter_path") or "").strip():
@@ -122,18 +139,34 @@ def records_partial(ident):
                 stale = True
             else:
                 # What else the toolbar can get wrong is the filter's field: said beside it.
-                error = sentence(exc, {k: "Filter field" for k in exc.errors})
+                error = sentence(exc, dict.fromkeys(exc.errors, "Filter field"))
     # Only the unfiltered first page tails new records; a page you are reading stays still.
     live = not any(args.get(k) for k in ("q", "event_type", "filter_path", "cursor"))
     chosen = chosen_columns(args)
-    state = {k: v for k, v in {**{k: args.get(k) for k in RECORD_FILTERS}, "cols": [c[2:] for c in chosen]}.items() if v}
-    response = make_response(render_template(
-        "dashboard/records/_table.html", collection=collection, page=page, live=live and not error, args=args,
-        stale=stale, first_page={k: v for k, v in state.items() if k not in ("cursor", "trail")},
-        columns=chosen or _columns(collection), chosen=bool(chosen), error=error, count=count,
-        filtered=bool(query["search"] or query["event_type"] or filters), state=state,
-        export_args=export_query(args),
-        pages=pages(args, page.cursor if page.has_more else None, state)))
+    state = {
+        k: v
+        for k, v in {**{k: args.get(k) for k in RECORD_FILTERS}, "cols": [c[2:] for c in chosen]}.items()
+        if v
+    }
+    response = make_response(
+        render_template(
+            "dashboard/records/_table.html",
+            collection=collection,
+            page=page,
+            live=live and not error,
+            args=args,
+            stale=stale,
+            first_page={k: v for k, v in state.items() if k not in ("cursor", "trail")},
+            columns=chosen or _columns(collection),
+            chosen=bool(chosen),
+            error=error,
+            count=count,
+            filtered=bool(query["search"] or query["event_type"] or filters),
+            state=state,
+            export_args=export_query(args),
+            pages=pages(args, page.cursor if page.has_more else None, state),
+        )
+    )
     return push_url(response, "dashboard.collection_detail", args, ident=collection.slug)
 
 
@@ -142,18 +175,26 @@ def record_detail(ident, key):
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     record = record_svc.get_record_or_404(collection, key)
     history = record_svc.events_for_record(collection, record)
-    return render_template("dashboard/records/detail.html", collection=collection, record=record,
-                           pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False),
-                           history=history)
+    return render_template(
+        "dashboard/records/detail.html",
+        collection=collection,
+        record=record,
+        pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False),
+        history=history,
+    )
 
 
 @bp.get("/events")
 def events_page():
     principal = current_principal()
     errors = _outcome_errors(request.args.get("status"))
-    return render_template("dashboard/events/list.html", sources=source_svc.list_sources(principal),
-                           args=request.args, errors=errors, outcomes=record_svc.OUTCOME_FILTERS), \
-        400 if errors else 200
+    return render_template(
+        "dashboard/events/list.html",
+        sources=source_svc.list_sources(principal),
+        args=request.args,
+        errors=errors,
+        outcomes=record_svc.OUTCOME_FILTERS,
+    ), 400 if errors else 200
 
 
 def _outcome_errors(outcome: str | None) -> dict:
@@ -176,9 +217,13 @@ def events_partial():
     # `recent`: the few newest of one source, on its page.
     stale = False
     try:
-        page = record_svc.list_events(principal, source_id=args.get("source_id") or None,
-                                      outcome=args.get("status") or None, cursor=args.get("cursor") or None,
-                                      limit=10 if args.get("recent") else 30)
+        page = record_svc.list_events(
+            principal,
+            source_id=args.get("source_id") or None,
+            outcome=args.get("status") or None,
+            cursor=args.get("cursor") or None,
+            limit=10 if args.get("recent") else 30,
+        )
     except ValidationFailed as exc:
         if "cursor" not in exc.errors:
             raise
@@ -187,16 +232,24 @@ def events_partial():
     sources = source_svc.list_sources(principal)
     # New events come only to sources that are pushed to: with none of those shown, nothing
     # can change, and the poll stops (286).
-    listening = any(not getattr(source_type(s.short_name), "pull", True)
-                    and args.get("source_id") in (None, "", s.id) for s in sources)
+    listening = any(
+        not getattr(source_type(s.short_name), "pull", True) and args.get("source_id") in (None, "", s.id)
+        for s in sources
+    )
     live = not args.get("cursor") and listening
     body = render_template(
-        "dashboard/events/_table.html", page=page, live=live, args=args, stale=stale,
+        "dashboard/events/_table.html",
+        page=page,
+        live=live,
+        args=args,
+        stale=stale,
         state=(state := {k: args.get(k) for k in ("source_id", "status") if args.get(k)}),
         pages=pages(args, page.cursor if page.has_more else None, state),
-        names={s.id: s.name for s in sources})
-    response = make_response(body, 286 if not live and not args.get("cursor") and request.headers.get("HX-Request")
-                             else 200)
+        names={s.id: s.name for s in sources},
+    )
+    response = make_response(
+        body, 286 if not live and not args.get("cursor") and request.headers.get("HX-Request") else 200
+    )
     return response if args.get("recent") else push_url(response, "dashboard.events_page", args)
 
 
@@ -209,8 +262,12 @@ def event_detail(event_id):
             body = json.dumps(documents.loads(event.body), indent=2, sort_keys=True, ensure_ascii=False)
         except (ValueError, TypeError):
             pass
-    return render_template("dashboard/events/detail.html", event=event, body=body,
-                           collections=record_svc.collections_by_id(list(event.outcomes or {})))
+    return render_template(
+        "dashboard/events/detail.html",
+        event=event,
+        body=body,
+        collections=record_svc.collections_by_id(list(event.outcomes or {})),
+    )
 
 
 @bp.post("/sources/<source_id>/test-event")
@@ -222,12 +279,27 @@ def source_test_event(source_id):
     if source.short_name != "webhook":
         flash("Only webhook sources take test events.", "error")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
-    body = json.dumps({"id": f"test_{pysecrets.token_hex(4)}", "type": "test.event",
-                       "data": {"id": f"test_{pysecrets.token_hex(4)}", "message": "Hello from hookstream"}}).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "hookstream-test-event",
-               **sign(source_svc.credentials_of(source), body)}
-    received = ingest_svc.receive(source, method="POST", headers=headers, query={}, body=body,
-                                  content_type="application/json", source_ip=request.remote_addr)
+    body = json.dumps(
+        {
+            "id": f"test_{pysecrets.token_hex(4)}",
+            "type": "test.event",
+            "data": {"id": f"test_{pysecrets.token_hex(4)}", "message": "Hello from hookstream"},
+        }
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "hookstream-test-event",
+        **sign(source_svc.credentials_of(source), body),
+    }
+    received = ingest_svc.receive(
+        source,
+        method="POST",
+        headers=headers,
+        query={},
+        body=body,
+        content_type="application/json",
+        source_ip=request.remote_addr,
+    )
     event = record_svc.get_event_or_404(principal, received.id)
     flash(_test_event_said(event), "success" if event.status == "applied" else "info")
     return redirect(url_for("dashboard.event_detail", event_id=event.id))
@@ -239,8 +311,14 @@ def _test_event_said(event) -> str:
     done = []
     for cid, outcome in (event.outcomes or {}).items():
         result, key = outcome.get("result"), outcome.get("key")
-        what = f"{result} record {key}" if key and result in ("inserted", "updated", "unchanged", "deleted") else result
-        done.append(f"{names.get(cid, cid)}: {what}{' (' + outcome['reason'] + ')' if outcome.get('reason') else ''}")
+        what = (
+            f"{result} record {key}"
+            if key and result in ("inserted", "updated", "unchanged", "deleted")
+            else result
+        )
+        done.append(
+            f"{names.get(cid, cid)}: {what}{' (' + outcome['reason'] + ')' if outcome.get('reason') else ''}"
+        )
     if done:
         return f"Test event sent and {event.status.replace('_', ' ')}. " + "; ".join(done) + "."
     return "Test event sent and stored; no collection is bound to this source, so no record was written."

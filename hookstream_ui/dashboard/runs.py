@@ -1,5 +1,6 @@
 """Run now, run history and the live run page. Partials poll every 2 s while something
 can still change; the final partial drops its trigger and answers 286, which stops htmx."""
+
 from __future__ import annotations
 
 from flask import flash, make_response, redirect, render_template, request, url_for
@@ -18,12 +19,16 @@ STOP_POLLING = 286
 
 
 def _live(template: str, final: bool, **context):
-    return render_template(template, **context), (STOP_POLLING if final and request.headers.get("HX-Request") else 200)
+    return render_template(template, **context), (
+        STOP_POLLING if final and request.headers.get("HX-Request") else 200
+    )
 
 
 def _start(source, back: str):
     try:
-        run = svc.start_run(source, trigger="manual", full=True if request.form.get("full") == "true" else None)
+        run = svc.start_run(
+            source, trigger="manual", full=True if request.form.get("full") == "true" else None
+        )
     except ValidationFailed as exc:
         flash(sentence(exc), "error")
         return redirect(back)
@@ -45,8 +50,12 @@ def _runs_listed():
 
     args = request.args
     try:
-        return activity.list_runs(current_principal(), status=args.get("status") or None,
-                                  source_id=args.get("source_id") or None, cursor=args.get("cursor") or None), {}
+        return activity.list_runs(
+            current_principal(),
+            status=args.get("status") or None,
+            source_id=args.get("source_id") or None,
+            cursor=args.get("cursor") or None,
+        ), {}
     except ValidationFailed as exc:
         return activity.Page([], None, False), exc.errors
 
@@ -57,9 +66,14 @@ def runs_page():
     from ..services import activity
 
     page, errors = _runs_listed()
-    return render_template("dashboard/runs/list.html", page=page, errors=errors, args=request.args,
-                           filters=activity.RUN_FILTERS,
-                           sources=source_svc.list_sources(current_principal())), 400 if errors else 200
+    return render_template(
+        "dashboard/runs/list.html",
+        page=page,
+        errors=errors,
+        args=request.args,
+        filters=activity.RUN_FILTERS,
+        sources=source_svc.list_sources(current_principal()),
+    ), 400 if errors else 200
 
 
 @bp.get("/runs/_list")
@@ -67,12 +81,22 @@ def runs_partial():
     page, errors = _runs_listed()
     if errors:
         return render_template("dashboard/runs/_table.html", page=page, errors=errors, args=request.args), 400
-    return _live("dashboard/runs/_table.html", not any(r.active for r in page.items), page=page, errors=errors,
-                 args=request.args)
+    return _live(
+        "dashboard/runs/_table.html",
+        not any(r.active for r in page.items),
+        page=page,
+        errors=errors,
+        args=request.args,
+    )
 
 
-SCHEDULE_FIELDS = ("sync_frequency", "status", "rate_limit.allowed_requests", "rate_limit.interval",
-                   "rate_limit.max_concurrent_requests")
+SCHEDULE_FIELDS = (
+    "sync_frequency",
+    "status",
+    "rate_limit.allowed_requests",
+    "rate_limit.interval",
+    "rate_limit.max_concurrent_requests",
+)
 
 
 @bp.post("/sources/<source_id>/schedule")
@@ -87,10 +111,16 @@ def source_schedule(source_id):
     source = sync_svc.get_sync_or_404(principal, source_id)
     form = FormState.from_request(*SCHEDULE_FIELDS)
     values = {k: v.strip() for k, v in form.values.items()}
-    limit = {k: values[f"rate_limit.{k}"] for k in ("allowed_requests", "interval", "max_concurrent_requests")
-             if values[f"rate_limit.{k}"]}
-    payload = {"sync_frequency": values["sync_frequency"] or None, "status": values["status"] or None,
-               "rate_limit": limit or None}
+    limit = {
+        k: values[f"rate_limit.{k}"]
+        for k in ("allowed_requests", "interval", "max_concurrent_requests")
+        if values[f"rate_limit.{k}"]
+    }
+    payload = {
+        "sync_frequency": values["sync_frequency"] or None,
+        "status": values["status"] or None,
+        "rate_limit": limit or None,
+    }
     try:
         sync_svc.update_sync(principal, source, payload)
     except ValidationFailed as exc:
@@ -132,8 +162,13 @@ def source_runs_partial(source_id):
     principal = current_principal()
     source = source_svc.get_source_or_404(principal, source_id)
     runs = svc.runs_of(source, 20)
-    return _live("dashboard/runs/_history.html", not any(r.active for r in runs), runs=runs, source=source,
-                 state=live.source_state(source))
+    return _live(
+        "dashboard/runs/_history.html",
+        not any(r.active for r in runs),
+        runs=runs,
+        source=source,
+        state=live.source_state(source),
+    )
 
 
 @bp.get("/runs/<run_id>")
@@ -141,8 +176,13 @@ def run_detail(run_id):
     run = svc.scoped_run_or_404(current_principal(), run_id)
     rate, eta = svc.rate_and_eta(run)
     # Every run reads into all of its source's collections.
-    return render_template("dashboard/runs/detail.html", run=run, rate=rate, eta=eta,
-                           collections=sorted(source_svc.bound_collections(run.source), key=lambda c: c.name))
+    return render_template(
+        "dashboard/runs/detail.html",
+        run=run,
+        rate=rate,
+        eta=eta,
+        collections=sorted(source_svc.bound_collections(run.source), key=lambda c: c.name),
+    )
 
 
 @bp.get("/runs/<run_id>/_status")
@@ -169,8 +209,9 @@ def collection_live_partial(ident):
     (they do not poll themselves)."""
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     state = live.collection_state(collection)
-    body, status = _live("dashboard/collections/_live.html", not state.live, collection=collection, state=state,
-                         oob=True)
+    body, status = _live(
+        "dashboard/collections/_live.html", not state.live, collection=collection, state=state, oob=True
+    )
     response = make_response(body, status)
     seen = request.args.get("seen")
     if seen is not None and seen != live.change_mark(collection):

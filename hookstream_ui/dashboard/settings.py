@@ -1,4 +1,5 @@
 """Settings: API keys and the account's password."""
+
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
@@ -18,9 +19,13 @@ def api_keys_page():
     form, new_key, status = FormState.from_request("name", "role", "expires_in"), None, 200
     if request.method == "POST":
         try:
-            key, raw = api_keys.create_key(principal.env, request.form.get("name"), principal.user,
-                                           request.form.get("role", "member"),
-                                           api_keys.expiry_in_days(request.form.get("expires_in")))
+            key, raw = api_keys.create_key(
+                principal.env,
+                request.form.get("name"),
+                principal.user,
+                request.form.get("role", "member"),
+                api_keys.expiry_in_days(request.form.get("expires_in")),
+            )
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
@@ -33,9 +38,14 @@ def api_keys_page():
             new_key, form = {"key": raw, "name": key.name}, FormState()  # Redis down: shown here, once
     else:
         new_key = once.take("api-key", session.pop("new_key", None))
-    return render_template("dashboard/settings/api_keys.html", keys=api_keys.list_keys(principal),
-                           ended=api_keys.ended_keys(principal), form=form, new_key=new_key,
-                           expiry_days=api_keys.EXPIRY_DAYS), status
+    return render_template(
+        "dashboard/settings/api_keys.html",
+        keys=api_keys.list_keys(principal),
+        ended=api_keys.ended_keys(principal),
+        form=form,
+        new_key=new_key,
+        expiry_days=api_keys.EXPIRY_DAYS,
+    ), status
 
 
 @bp.post("/settings/api-keys/<key_id>/revoke")
@@ -52,8 +62,12 @@ def account_page():
     form = FormState()
     if request.method == "POST":
         try:
-            accounts.change_password(current_user, request.form.get("current_password", ""),
-                                     request.form.get("new_password", ""), request.form.get("new_password_confirm", ""))
+            accounts.change_password(
+                current_user,
+                request.form.get("current_password", ""),
+                request.form.get("new_password", ""),
+                request.form.get("new_password_confirm", ""),
+            )
         except ValidationFailed as exc:
             return render_template("dashboard/settings/account.html", form=form.fail(exc)), 400
         # This browser stays signed in with the new session token; all others are out.

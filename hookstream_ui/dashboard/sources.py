@@ -1,5 +1,6 @@
 """Source pages: list, catalog, the connect form generated from each type's fields,
 inline Test connection, detail, edit, upload, clear data and delete."""
+
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
@@ -16,6 +17,7 @@ from . import bp
 
 def _submitted(kind) -> tuple[str, dict, dict]:
     """Name, credentials and config as typed; an unchecked checkbox is false."""
+
     def section(prefix, fields):
         values = {}
         for f in fields:
@@ -23,8 +25,11 @@ def _submitted(kind) -> tuple[str, dict, dict]:
             values[f.name] = ("false" if raw is None else raw) if f.type == "boolean" else raw
         return values
 
-    return (request.form.get("name", ""), section("credentials", kind.auth_fields),
-            section("config", kind.config_fields))
+    return (
+        request.form.get("name", ""),
+        section("credentials", kind.auth_fields),
+        section("config", kind.config_fields),
+    )
 
 
 def _form_state(kind, name, credentials, config, keep_secrets: bool) -> FormState:
@@ -69,8 +74,9 @@ def _defaults(kind) -> FormState:
 def sources_list():
     principal = current_principal()
     sources = svc.list_sources(principal)
-    return render_template("dashboard/sources/list.html", sources=sources, states=live.source_states(sources),
-                           types=REGISTRY)
+    return render_template(
+        "dashboard/sources/list.html", sources=sources, states=live.source_states(sources), types=REGISTRY
+    )
 
 
 @bp.get("/sources/catalog")
@@ -87,12 +93,16 @@ def source_new(short_name):
         return render_template("dashboard/sources/connect.html", kind=kind, form=_defaults(kind), source=None)
     name, credentials, config = _submitted(kind)
     try:
-        source = svc.create_source(principal, {"sourceShortName": kind.short_name, "name": name,
-                                               "credentials": credentials, "config": config})
+        source = svc.create_source(
+            principal,
+            {"sourceShortName": kind.short_name, "name": name, "credentials": credentials, "config": config},
+        )
     except ValidationFailed as exc:
         form = _form_state(kind, name, credentials, config, keep_secrets=False)
         form.errors = _field_errors(kind, exc)
-        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=None), exc.status
+        return render_template(
+            "dashboard/sources/connect.html", kind=kind, form=form, source=None
+        ), exc.status
     flash(f"Source “{source.name}” connected.", "success")
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
 
@@ -103,16 +113,27 @@ def source_test_form(short_name):
     principal = current_principal()
     require_role(principal, "member")
     kind = source_type_or_404(short_name)
-    existing = svc.get_source_or_404(principal, request.form["source_id"]) if request.form.get("source_id") else None
+    existing = (
+        svc.get_source_or_404(principal, request.form["source_id"]) if request.form.get("source_id") else None
+    )
     _, credentials, config = _submitted(kind)
     try:
         result = svc.test_unsaved(principal, kind.short_name, credentials, config, existing)
     except ValidationFailed as exc:
         # The same errors Connect shows, by label; app.js puts each beside its field.
-        return render_template("dashboard/sources/_test_result.html", ok=False, field_errors=_field_errors(kind, exc),
-                               message="Fix the highlighted fields first: " + sentence(exc, _labels(kind)))
-    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           waiting=result.waiting, field_errors={})
+        return render_template(
+            "dashboard/sources/_test_result.html",
+            ok=False,
+            field_errors=_field_errors(kind, exc),
+            message="Fix the highlighted fields first: " + sentence(exc, _labels(kind)),
+        )
+    return render_template(
+        "dashboard/sources/_test_result.html",
+        ok=result.ok,
+        message=result.message,
+        waiting=result.waiting,
+        field_errors={},
+    )
 
 
 @bp.get("/sources/<source_id>")
@@ -123,9 +144,16 @@ def source_detail(source_id):
 
 def schedule_form(source) -> FormState:
     limit = source.rate_limit or {}
-    return FormState({"sync_frequency": source.sync_frequency or "", "status": source.sync_status or "active",
-                      **{f"rate_limit.{k}": "" if limit.get(k) is None else str(limit[k])
-                         for k in ("allowed_requests", "interval", "max_concurrent_requests")}})
+    return FormState(
+        {
+            "sync_frequency": source.sync_frequency or "",
+            "status": source.sync_status or "active",
+            **{
+                f"rate_limit.{k}": "" if limit.get(k) is None else str(limit[k])
+                for k in ("allowed_requests", "interval", "max_concurrent_requests")
+            },
+        }
+    )
 
 
 def detail_page(source, schedule: FormState | None = None, status: int = 200):
@@ -133,12 +161,20 @@ def detail_page(source, schedule: FormState | None = None, status: int = 200):
     from ..services.runs import runs_of
 
     collections = svc.bound_collections(source)
-    return render_template("dashboard/sources/detail.html", source=source, kind=svc.type_of(source), runs=runs_of(source, 20),
-                           credentials=svc.masked_credentials(source), collections=collections,
-                           collection_states=live.collection_states(collections), state=live.source_state(source),
-                           schedule=schedule or schedule_form(source),
-                           ingest_url=svc.ingest_url(source), ingest_command=svc.ingest_command(source),
-                           file_count=svc.count_files(source)), status
+    return render_template(
+        "dashboard/sources/detail.html",
+        source=source,
+        kind=svc.type_of(source),
+        runs=runs_of(source, 20),
+        credentials=svc.masked_credentials(source),
+        collections=collections,
+        collection_states=live.collection_states(collections),
+        state=live.source_state(source),
+        schedule=schedule or schedule_form(source),
+        ingest_url=svc.ingest_url(source),
+        ingest_command=svc.ingest_command(source),
+        file_count=svc.count_files(source),
+    ), status
 
 
 @bp.post("/sources/<source_id>/test")
@@ -148,8 +184,13 @@ def source_test(source_id):
     source = svc.get_source_or_404(principal, source_id)
     result = svc.test_source(principal, source)
     # The status badge in the page header is swapped out-of-band, so it agrees with the result.
-    return render_template("dashboard/sources/_test_result.html", ok=result.ok, message=result.message,
-                           waiting=result.waiting, status=source.status)
+    return render_template(
+        "dashboard/sources/_test_result.html",
+        ok=result.ok,
+        message=result.message,
+        waiting=result.waiting,
+        status=source.status,
+    )
 
 
 @bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])
@@ -159,7 +200,9 @@ def source_edit(source_id):
     source = svc.get_source_or_404(principal, source_id)
     kind = svc.type_of(source)
     if request.method == "GET":
-        form = _form_state(kind, source.name, svc.masked_credentials(source), source.config or {}, keep_secrets=True)
+        form = _form_state(
+            kind, source.name, svc.masked_credentials(source), source.config or {}, keep_secrets=True
+        )
         return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=source)
     name, credentials, config = _submitted(kind)
     try:
@@ -167,7 +210,9 @@ def source_edit(source_id):
     except ValidationFailed as exc:
         form = _form_state(kind, name, credentials, config, keep_secrets=True)
         form.errors = _field_errors(kind, exc)
-        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=source), exc.status
+        return render_template(
+            "dashboard/sources/connect.html", kind=kind, form=form, source=source
+        ), exc.status
     flash("Source saved.", "success")
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
 
@@ -211,8 +256,12 @@ def source_clear(source_id):
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
     if request.method == "GET":
-        return render_template("dashboard/sources/confirm.html", source=source, action="clear",
-                               collections=svc.bound_collections(source))
+        return render_template(
+            "dashboard/sources/confirm.html",
+            source=source,
+            action="clear",
+            collections=svc.bound_collections(source),
+        )
     count = svc.clear_data(principal, source)
     flash(f"Deleted {count:,} records from {source.name}'s collections.", "success")
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
@@ -224,13 +273,23 @@ def source_delete(source_id):
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
     if request.method == "GET":
-        return render_template("dashboard/sources/confirm.html", source=source, action="delete",
-                               collections=svc.bound_collections(source), form=FormState())
+        return render_template(
+            "dashboard/sources/confirm.html",
+            source=source,
+            action="delete",
+            collections=svc.bound_collections(source),
+            form=FormState(),
+        )
     if request.form.get("confirm_name", "").strip() != source.name:
         form = FormState.from_request("confirm_name", "delete_data")
         form.errors = {"confirm_name": f"must be the source's name, {source.name}, to confirm"}
-        return render_template("dashboard/sources/confirm.html", source=source, action="delete",
-                               collections=svc.bound_collections(source), form=form), 400
+        return render_template(
+            "dashboard/sources/confirm.html",
+            source=source,
+            action="delete",
+            collections=svc.bound_collections(source),
+            form=form,
+        ), 400
     name = source.name
     svc.delete_source(principal, source, delete_data=request.form.get("delete_data") == "true")
     flash(f"Source “{name}” deleted.", "success")
@@ -251,5 +310,9 @@ def collection_streams():
             streams = svc.list_streams(principal, source)
         except ValidationFailed as exc:
             error = sentence(exc)
-    return render_template("dashboard/collections/_streams.html", streams=streams, error=error,
-                           current=request.args.get("stream", ""))
+    return render_template(
+        "dashboard/collections/_streams.html",
+        streams=streams,
+        error=error,
+        current=request.args.get("stream", ""),
+    )

@@ -1,4 +1,5 @@
 """Team, projects (environments), the audit log, and switching or leaving orgs."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -21,20 +22,29 @@ def team_page():
     form, link, status = FormState.from_request("email", "role", "confirm"), None, 200
     if request.method == "POST":
         pending = team.pending_invitation(principal, request.form.get("email"))
-        owner_unconfirmed = (principal.can("owner") and request.form.get("role") == "owner"
-                             and request.form.get("confirm") != "owner")
+        owner_unconfirmed = (
+            principal.can("owner")
+            and request.form.get("role") == "owner"
+            and request.form.get("confirm") != "owner"
+        )
         if (pending is not None and request.form.get("replace") != pending.id) or owner_unconfirmed:
             # A new invitation withdraws the earlier link, and an owner can delete the org:
             # each asked first, not done silently.
             return _team_page(principal, form=form, owner_invite=owner_unconfirmed, replacing=pending), 200
         try:
-            invitation, url = team.invite(principal, request.form.get("email"), request.form.get("role", "member"))
+            invitation, url = team.invite(
+                principal, request.form.get("email"), request.form.get("role", "member")
+            )
         except ValidationFailed as exc:
             form.fail(exc)
             status = exc.status
         else:
-            link = {"email": invitation.email, "url": url, "expires_at": invitation.expires_at.isoformat(),
-                    "replaced": pending is not None}
+            link = {
+                "email": invitation.email,
+                "url": url,
+                "expires_at": invitation.expires_at.isoformat(),
+                "replaced": pending is not None,
+            }
             # Post, redirect, get: reloading the page that shows the link invites no one again.
             handle = once.hold("invite-link", link)
             if handle is not None:
@@ -48,14 +58,31 @@ def team_page():
     return _team_page(principal, form=form, link=link), status
 
 
-def _team_page(principal, form=None, link=None, delete_form=None, rows=None, replacing=None, confirming=None,
-               org_form=None, owner_invite=False):
-    return render_template("dashboard/settings/team.html", members=team.list_members(principal),
-                           invitations=team.list_invitations(principal), form=form or FormState(), link=link,
-                           delete_form=delete_form or FormState(), row_forms=rows or RowForms(),
-                           replacing=replacing, confirming=confirming, owner_invite=owner_invite,
-                           org_form=org_form or FormState({"name": principal.org.name}),
-                           roles=ROLES if principal.can("owner") else ROLES[1:])
+def _team_page(
+    principal,
+    form=None,
+    link=None,
+    delete_form=None,
+    rows=None,
+    replacing=None,
+    confirming=None,
+    org_form=None,
+    owner_invite=False,
+):
+    return render_template(
+        "dashboard/settings/team.html",
+        members=team.list_members(principal),
+        invitations=team.list_invitations(principal),
+        form=form or FormState(),
+        link=link,
+        delete_form=delete_form or FormState(),
+        row_forms=rows or RowForms(),
+        replacing=replacing,
+        confirming=confirming,
+        owner_invite=owner_invite,
+        org_form=org_form or FormState({"name": principal.org.name}),
+        roles=ROLES if principal.can("owner") else ROLES[1:],
+    )
 
 
 def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False, refused=None):
@@ -93,56 +120,70 @@ def member_role(user_id):
     effects = team.role_change_effects(principal, team.get_member_or_404(principal, user_id), role)
     if effects is not None and request.form.get("confirm") != role:
         return _team_page(principal, confirming=effects), 200
-    return _attempt(lambda: team.change_role(principal, user_id, role),
-                    lambda m: f"{m.user.email} is now {m.role}.",
-                    refused=lambda exc: _team_page(principal, rows=RowForms.failed("role", user_id, exc, "role")))
+    return _attempt(
+        lambda: team.change_role(principal, user_id, role),
+        lambda m: f"{m.user.email} is now {m.role}.",
+        refused=lambda exc: _team_page(principal, rows=RowForms.failed("role", user_id, exc, "role")),
+    )
 
 
 @bp.post("/settings/team/<user_id>/remove")
 def member_remove(user_id):
     principal = _admin()
-    return _attempt(lambda: team.remove_member(principal, user_id),
-                    lambda _: "Member removed.")
+    return _attempt(lambda: team.remove_member(principal, user_id), lambda _: "Member removed.")
 
 
 @bp.post("/settings/team/invitations/<invitation_id>/revoke")
 def invitation_revoke(invitation_id):
     principal = _admin()
-    return _attempt(lambda: team.revoke_invitation(principal, invitation_id),
-                    lambda i: f"Invitation for {i.email} withdrawn; its link no longer works.") \
-       
+    return _attempt(
+        lambda: team.revoke_invitation(principal, invitation_id),
+        lambda i: f"Invitation for {i.email} withdrawn; its link no longer works.",
+    )
 
 
 @bp.post("/settings/leave")
 def leave_org():
     principal = current_principal()
-    return _attempt(lambda: team.remove_member(principal, principal.user_id),
-                    lambda _: f"You left {principal.org.name}.", "dashboard.account_page", leaving=True)
+    return _attempt(
+        lambda: team.remove_member(principal, principal.user_id),
+        lambda _: f"You left {principal.org.name}.",
+        "dashboard.account_page",
+        leaving=True,
+    )
 
 
 @bp.post("/settings/org/rename")
 def org_rename():
     principal = current_principal()
     require_role(principal, "owner")
-    return _attempt(lambda: team.rename_org(principal, request.form.get("name")),
-                    lambda org: f"The organization is now called {org.name}.",
-                    refused=lambda exc: _team_page(principal, org_form=FormState.from_request("name").fail(exc)))
+    return _attempt(
+        lambda: team.rename_org(principal, request.form.get("name")),
+        lambda org: f"The organization is now called {org.name}.",
+        refused=lambda exc: _team_page(principal, org_form=FormState.from_request("name").fail(exc)),
+    )
 
 
 @bp.post("/settings/org/delete")
 def org_delete():
     principal = current_principal()
     require_role(principal, "owner")
-    return _attempt(lambda: team.delete_org(principal, request.form.get("confirm")),
-                    lambda _: f"{principal.org.name} and everything in it were deleted.", leaving=True,
-                    refused=lambda exc: _team_page(principal, delete_form=FormState.from_request("confirm").fail(exc)))
+    return _attempt(
+        lambda: team.delete_org(principal, request.form.get("confirm")),
+        lambda _: f"{principal.org.name} and everything in it were deleted.",
+        leaving=True,
+        refused=lambda exc: _team_page(principal, delete_form=FormState.from_request("confirm").fail(exc)),
+    )
 
 
 @bp.post("/switch-org")
 def switch_org():
     principal = current_principal()
-    return _attempt(lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
-                    lambda org: f"Switched to {org.name}.", "dashboard.overview")
+    return _attempt(
+        lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
+        lambda org: f"Switched to {org.name}.",
+        "dashboard.overview",
+    )
 
 
 @bp.route("/settings/projects", methods=["GET", "POST"])
@@ -162,21 +203,32 @@ def projects_page():
 
 
 def _projects_page(principal, form=None, rows=None):
-    return render_template("dashboard/settings/projects.html", envs=team.list_environments(principal),
-                           form=form or FormState(), row_forms=rows or RowForms())
+    return render_template(
+        "dashboard/settings/projects.html",
+        envs=team.list_environments(principal),
+        form=form or FormState(),
+        row_forms=rows or RowForms(),
+    )
 
 
 @bp.post("/settings/projects/<env_id>/rename")
 def project_rename(env_id):
     principal = _admin()
-    return _attempt(lambda: team.rename_environment(principal, env_id, request.form.get("name")),
-                    lambda env: f"Renamed to {env.name}.", "dashboard.projects_page",
-                    refused=lambda exc: _projects_page(principal, rows=RowForms.failed("rename", env_id, exc, "name")))
+    return _attempt(
+        lambda: team.rename_environment(principal, env_id, request.form.get("name")),
+        lambda env: f"Renamed to {env.name}.",
+        "dashboard.projects_page",
+        refused=lambda exc: _projects_page(principal, rows=RowForms.failed("rename", env_id, exc, "name")),
+    )
 
 
 @bp.get("/settings/audit-log")
 def audit_page():
     principal = current_principal()
     require_role(principal, "admin")
-    page, filters, status = filtered(partial(audit.list_entries, org_id=principal.org.id, limit=50), *audit.FILTERS)
-    return render_template("dashboard/settings/audit.html", page=page, args=request.args, filters=filters), status
+    page, filters, status = filtered(
+        partial(audit.list_entries, org_id=principal.org.id, limit=50), *audit.FILTERS
+    )
+    return render_template(
+        "dashboard/settings/audit.html", page=page, args=request.args, filters=filters
+    ), status

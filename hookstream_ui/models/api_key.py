@@ -1,4 +1,5 @@
 """Environment-scoped API keys; only the SHA-256 of the key is stored."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -8,8 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import EnvScoped, Timestamps, as_utc, db, new_id, utcnow
 from .tenancy import Environment
-from .user import User  # noqa: F401  (relationship target)
-
+from .user import User
 
 # What a key may do inside its environment: a member's powers, or a viewer's (read only).
 # Team and org administration needs a signed-in admin, never a key.
@@ -19,6 +19,7 @@ KEY_ROLES = ("member", "viewer")
 class ApiKey(EnvScoped, Timestamps, db.Model):
     """A key acts for its owner (created_by), at most with its own role, and only while the
     owner is an active member of the key's org with at least that role."""
+
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
@@ -44,4 +45,4 @@ class ApiKey(EnvScoped, Timestamps, db.Model):
         return "expired" if self.expired(utcnow()) else "active"
 
     environment: Mapped[Environment] = relationship()
-    created_by: Mapped["User | None"] = relationship(lazy="joined")
+    created_by: Mapped[User | None] = relationship(lazy="joined")

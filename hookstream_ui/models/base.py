@@ -1,8 +1,9 @@
 """Shared column helpers: prefixed ids and UTC timestamps."""
+
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,21 +24,21 @@ def new_id(prefix: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime | None) -> datetime | None:
     # SQLite hands timestamps back naive; they were written as UTC.
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def isoformat(value: datetime | None) -> str | None:
     value = as_utc(value)
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class EnvScoped:
@@ -49,12 +50,10 @@ class EnvScoped:
 
 class Timestamps:
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["db", "new_id", "utcnow", "as_utc", "isoformat", "upsert_insert", "EnvScoped", "Timestamps"]
+__all__ = ["EnvScoped", "Timestamps", "as_utc", "db", "isoformat", "new_id", "upsert_insert", "utcnow"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM

@@ -1,4 +1,5 @@
 """A queryable table of records keyed by a JSONPath primary key."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """A webhook delivery as received, with its verification, dedup and per-collection outcome."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -61,8 +62,9 @@ class DedupClaim(db.Model):
     __tablename__ = "dedup_claims"
     __table_args__ = (Index("ix_dedup_claims_expires_at", "expires_at"),)
 
-    source_id: Mapped[str] = mapped_column(ForeignKey("source_connections.id", ondelete="CASCADE"),
-                                           primary_key=True)
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("source_connections.id", ondelete="CASCADE"), primary_key=True
+    )
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(40))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -76,7 +78,9 @@ class RecordEvent(db.Model):
     __tablename__ = "record_events"
     __table_args__ = (Index("ix_record_events_received_at", "received_at"),)  # for the retention pass
 
-    collection_id: Mapped[str] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
     record_key: Mapped[str] = mapped_column(String(500), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(40), primary_key=True)

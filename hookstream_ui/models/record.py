@@ -1,4 +1,5 @@
 """A record in a collection: one row per (collection, key)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -21,12 +22,17 @@ class Record(Timestamps, db.Model):
         Index("ix_records_collection_updated", "collection_id", "updated_at", "id"),
         Index("ix_records_collection_event_type", "collection_id", "event_type"),
         # PostgreSQL: field filters are JSONB containment, which this index answers.
-        Index("ix_records_data_gin", "data", postgresql_using="gin",
-              postgresql_ops={"data": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_records_data_gin", "data", postgresql_using="gin", postgresql_ops={"data": "jsonb_path_ops"}
+        ).ddl_if(dialect="postgresql"),
         # PostgreSQL: search (services/search_index.py). SQLite keeps its words in records_fts.
         # Partial: records of collections with the index off (NULL words) cost it nothing.
-        Index("ix_records_search", "search_words", postgresql_using="gin",
-              postgresql_where=text("search_words IS NOT NULL")).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_records_search",
+            "search_words",
+            postgresql_using="gin",
+            postgresql_where=text("search_words IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("rec"))
@@ -46,4 +52,6 @@ class Record(Timestamps, db.Model):
     # The run that last saw this key on a full read; rows a full read did not see are gone.
     seen_run_id: Mapped[str | None] = mapped_column(String(40))
     # PostgreSQL: the record's words, written by the upsert engine, never read back.
-    search_words: Mapped[str | None] = mapped_column(Text().with_variant(TSVECTOR(), "postgresql"), deferred=True)
+    search_words: Mapped[str | None] = mapped_column(
+        Text().with_variant(TSVECTOR(), "postgresql"), deferred=True
+    )

@@ -1,4 +1,5 @@
 """What sign-in keeps on the server: each signed-in session, and recent failed sign-ins."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,6 +13,7 @@ from .base import db, new_id, utcnow
 class UserSession(db.Model):
     """One browser's sign-in. The cookie names it (signed); it works until it is ended
     (sign-out, password change) or expires, whatever the cookie says."""
+
     __tablename__ = "user_sessions"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ses"))
@@ -25,6 +27,7 @@ class UserSession(db.Model):
 class SignInFailure(db.Model):
     """Failed sign-ins of one email (hashed) or one client address, in the current window.
     In the database, not Redis: throttling must hold when Redis does not."""
+
     __tablename__ = "sign_in_failures"
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -36,6 +39,7 @@ class PasswordReset(db.Model):
     """A one-time link, made by an instance admin, to set a user's password without the old
     one (no mail server: the admin sends it). Only a hash of its secret is stored; it
     expires, works once, and a newer one replaces it."""
+
     __tablename__ = "password_resets"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("pwr"))

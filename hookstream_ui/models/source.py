@@ -1,4 +1,5 @@
 """A configured connection to one source type (webhook, postgresql, ...)."""
+
 from __future__ import annotations
 
 from datetime import datetime

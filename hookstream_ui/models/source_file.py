@@ -1,5 +1,6 @@
 """Uploaded files, stored in the database in chunks: web and workers share no filesystem,
 and a chunked file is written and read as a stream, never whole in memory."""
+
 from __future__ import annotations
 
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String
@@ -14,7 +15,9 @@ class SourceFile(EnvScoped, Timestamps, db.Model):
     __tablename__ = "source_files"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("file"))
-    source_id: Mapped[str] = mapped_column(ForeignKey("source_connections.id", ondelete="CASCADE"), index=True)
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("source_connections.id", ondelete="CASCADE"), index=True
+    )
     filename: Mapped[str] = mapped_column(String(255))
     format: Mapped[str] = mapped_column(String(10))
     size: Mapped[int] = mapped_column(Integer, default=0)

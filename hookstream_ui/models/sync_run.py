@@ -1,4 +1,5 @@
 """One run of a source connection's sync: the row, not RQ's job, is the truth."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,7 +19,9 @@ class SyncRun(EnvScoped, Timestamps, db.Model):
     __tablename__ = "sync_runs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sync"))
-    source_id: Mapped[str] = mapped_column(ForeignKey("source_connections.id", ondelete="CASCADE"), index=True)
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("source_connections.id", ondelete="CASCADE"), index=True
+    )
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     trigger: Mapped[str] = mapped_column(String(20), default="manual")
     # full: read everything (and remove what is gone); incremental: only what changed.

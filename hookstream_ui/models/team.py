@@ -1,4 +1,5 @@
 """Invitations into an org, and the audit log of who changed what."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -12,6 +13,7 @@ from .base import Timestamps, db, new_id, utcnow
 class Invitation(Timestamps, db.Model):
     """A single-use, expiring link. Only a hash of its secret is stored, so the table
     alone cannot be turned into working links."""
+
     __tablename__ = "invitations"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("inv"))
@@ -29,6 +31,7 @@ class Invitation(Timestamps, db.Model):
 class AuditEntry(db.Model):
     """Who did what, when, to which resource, and from where. Kept when the org's
     resources go (no foreign keys to them); deleted only with the org."""
+
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_org_at", "org_id", "at", "id"),)
 

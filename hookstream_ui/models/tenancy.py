@@ -1,4 +1,5 @@
 """Organizations, their environments ("projects" in the UI) and memberships."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -31,12 +32,10 @@ class Org(Timestamps, db.Model):
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspended_reason: Mapped[str | None] = mapped_column(String(500))
 
-    environments: Mapped[list["Environment"]] = relationship(
+    environments: Mapped[list[Environment]] = relationship(
         back_populates="org", cascade="all, delete-orphan", order_by="Environment.created_at"
     )
-    memberships: Mapped[list["Membership"]] = relationship(
-        back_populates="org", cascade="all, delete-orphan"
-    )
+    memberships: Mapped[list[Membership]] = relationship(back_populates="org", cascade="all, delete-orphan")
 
 
 class Environment(Timestamps, db.Model):
@@ -61,4 +60,4 @@ class Membership(Timestamps, db.Model):
     role: Mapped[str] = mapped_column(String(20), default="member")
 
     org: Mapped[Org] = relationship(back_populates="memberships")
-    user: Mapped["User"] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")

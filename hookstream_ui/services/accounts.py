@@ -1,11 +1,11 @@
 """Users, their orgs and sign-in."""
+
 from __future__ import annotations
 
 import hashlib
 import re
 import secrets
 import unicodedata
-
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
@@ -14,8 +14,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..errors import ValidationFailed
 from ..auth.principal import suspended_message
+from ..errors import ValidationFailed
 from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db, utcnow
 from ..models.base import as_utc
 from . import audit, locks
@@ -63,9 +63,34 @@ def check_password_strength(password: str, field: str = "password") -> None:
 
 
 # Latin letters NFKD leaves whole (they are letters of their own, not a letter and a mark).
-_LETTERS = str.maketrans({"ß": "ss", "ẞ": "ss", "æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ø": "o", "Ø": "o",
-                          "ł": "l", "Ł": "l", "đ": "d", "Đ": "d", "ð": "d", "Ð": "d", "þ": "th", "Þ": "th",
-                          "ħ": "h", "Ħ": "h", "ı": "i", "ŋ": "ng", "Ŋ": "ng", "ĸ": "q", "ŀ": "l", "Ŀ": "l"})
+_LETTERS = str.maketrans(
+    {
+        "ß": "ss",
+        "ẞ": "ss",
+        "æ": "ae",
+        "Æ": "ae",
+        "œ": "oe",
+        "Œ": "oe",
+        "ø": "o",
+        "Ø": "o",
+        "ł": "l",
+        "Ł": "l",
+        "đ": "d",
+        "Đ": "d",
+        "ð": "d",
+        "Ð": "d",
+        "þ": "th",
+        "Þ": "th",
+        "ħ": "h",
+        "Ħ": "h",
+        "ı": "i",
+        "ŋ": "ng",
+        "Ŋ": "ng",
+        "ĸ": "q",
+        "ŀ": "l",
+        "Ŀ": "l",
+    }
+)
 
 
 def transliterate(text: str) -> str:
@@ -98,11 +123,21 @@ def is_empty_instance() -> bool:
     return db.session.scalar(select(func.count(User.id))) == 0
 
 
-def create_user(email: str, password: str, *, admin: bool = False, org_slug: str | None = None,
-                role: str = "member", confirm: str | None = None) -> User:
+def create_user(
+    email: str,
+    password: str,
+    *,
+    admin: bool = False,
+    org_slug: str | None = None,
+    role: str = "member",
+    confirm: str | None = None,
+) -> User:
     """A user joins `org_slug` with `role`, or else gets an org of their own as owner."""
-    email, _, _ = at_once(lambda: normalise_email(email), lambda: check_password_strength(password),
-                          lambda: _matches(confirm, password, "password_confirm", "the password"))
+    email, _, _ = at_once(
+        lambda: normalise_email(email),
+        lambda: check_password_strength(password),
+        lambda: _matches(confirm, password, "password_confirm", "the password"),
+    )
     if db.session.scalar(select(User.id).where(User.email == email)):
         raise ValidationFailed({"email": "is already registered"}, status=409, code="conflict")
     org = None
@@ -129,12 +164,19 @@ def sign_up(email: str, password: str, confirm: str | None = None) -> User:
     if not first and not current_app.config["ALLOW_SIGNUP"]:
         raise ValidationFailed(
             {"email": "Sign-up is closed on this instance; ask an admin for an invitation."},
-            status=403, code="signup_closed",
+            status=403,
+            code="signup_closed",
         )
     user = create_user(email, password, admin=first, confirm=confirm)
     org = user.memberships[0].org
-    audit.record("org.create", "org", org.id, actor=audit.actor_for_user(user), org_id=org.id,
-                 details={"name": org.name, "via": "sign-up"})
+    audit.record(
+        "org.create",
+        "org",
+        org.id,
+        actor=audit.actor_for_user(user),
+        org_id=org.id,
+        details={"name": org.name, "via": "sign-up"},
+    )
     db.session.commit()
     return user
 
@@ -144,13 +186,16 @@ def sign_up(email: str, password: str, confirm: str | None = None) -> User:
 SIGN_IN_FAILURES = 10
 SIGN_IN_IP_FAILURES = 50
 SIGN_IN_WINDOW = 15 * 60
+
+
 def _nobody() -> str:
     """A hash to check when the email has no account, so that both answers take as long
     (made once per app, with the method the accounts' own hashes use)."""
     found = current_app.extensions.get("hookstream_nobody")
     if found is None:
         found = current_app.extensions["hookstream_nobody"] = generate_password_hash(
-            secrets.token_urlsafe(16), method=current_app.config["PASSWORD_HASH_METHOD"])
+            secrets.token_urlsafe(16), method=current_app.config["PASSWORD_HASH_METHOD"]
+        )
     return found
 
 
@@ -165,9 +210,11 @@ def _throttled(keys) -> int | None:
     """Seconds until sign-in is allowed again, if it is refused now."""
     limits = dict(keys)
     now = utcnow()
-    waits = [SIGN_IN_WINDOW - (now - as_utc(row.last_failure_at)).total_seconds()
-             for row in db.session.scalars(select(SignInFailure).where(SignInFailure.key.in_(limits)))
-             if row.failures >= limits[row.key]]
+    waits = [
+        SIGN_IN_WINDOW - (now - as_utc(row.last_failure_at)).total_seconds()
+        for row in db.session.scalars(select(SignInFailure).where(SignInFailure.key.in_(limits)))
+        if row.failures >= limits[row.key]
+    ]
     waits = [w for w in waits if w > 0]
     return max(1, int(max(waits))) if waits else None
 
@@ -179,8 +226,14 @@ def _count_failure(keys) -> None:
     stale = now - timedelta(seconds=SIGN_IN_WINDOW)
     db.session.rollback()
     for key, _ in keys:
-        bump = failures.update().where(failures.c.key == key).values(
-            failures=case((failures.c.last_failure_at < stale, 1), else_=failures.c.failures + 1), last_failure_at=now)
+        bump = (
+            failures.update()
+            .where(failures.c.key == key)
+            .values(
+                failures=case((failures.c.last_failure_at < stale, 1), else_=failures.c.failures + 1),
+                last_failure_at=now,
+            )
+        )
         if db.session.execute(bump).rowcount == 0:
             try:
                 with db.session.begin_nested():
@@ -194,8 +247,11 @@ def _audit_refused(email: str, user: User | None, reason: str) -> None:
     """A refused sign-in, in the log of each org of the account it named (instance admins see
     those naming no account). Only counted attempts get here: throttled ones are refused
     before, so guessing cannot flood the log."""
-    orgs = db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all() \
-        if user is not None else []
+    orgs = (
+        db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)).all()
+        if user is not None
+        else []
+    )
     if user is None:
         # What was typed naming no account is kept only if it is an email address: a password
         # typed into the email field must not land in the log.
@@ -205,8 +261,14 @@ def _audit_refused(email: str, user: User | None, reason: str) -> None:
             email = "(not an email address)"
     actor = audit.Actor(None, email[:254] or "(no email)")
     for org in orgs or [None]:
-        audit.record("user.sign_in_failed", "user", user.id if user else None, actor=actor,
-                     org_id=org.id if org else None, details={"email": email[:254], "reason": reason})
+        audit.record(
+            "user.sign_in_failed",
+            "user",
+            user.id if user else None,
+            actor=actor,
+            org_id=org.id if org else None,
+            details={"email": email[:254], "reason": reason},
+        )
     db.session.commit()
 
 
@@ -216,16 +278,20 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
     keys = _throttle_keys(email, ip)
     wait = _throttled(keys)
     if wait is not None:
-        raise ValidationFailed({"password": f"Too many failed sign-ins. Try again in {wait // 60 + 1} minutes."},
-                               status=429, code="too_many_attempts")
+        raise ValidationFailed(
+            {"password": f"Too many failed sign-ins. Try again in {wait // 60 + 1} minutes."},
+            status=429,
+            code="too_many_attempts",
+        )
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         check_password_hash(_nobody(), password or "")
     if user is None or not user.check_password(password or ""):
         _count_failure(keys)
         _audit_refused(email, user, "no such account" if user is None else "wrong password")
-        raise ValidationFailed({"password": "Email or password is incorrect."}, status=401,
-                               code="unauthorized")
+        raise ValidationFailed(
+            {"password": "Email or password is incorrect."}, status=401, code="unauthorized"
+        )
     if not user.is_active:
         _audit_refused(email, user, "account disabled")
         raise ValidationFailed({"email": "This account is disabled."}, status=403, code="forbidden")
@@ -234,7 +300,9 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
         raise ValidationFailed({"email": suspended_message(orgs[0]) + "."}, status=403, code="org_suspended")
     user.last_sign_in_at = utcnow()
     for org in orgs or [None]:  # each org's log shows its members' sign-ins
-        audit.record("user.sign_in", "user", user.id, actor=audit.actor_for_user(user), org_id=org.id if org else None)
+        audit.record(
+            "user.sign_in", "user", user.id, actor=audit.actor_for_user(user), org_id=org.id if org else None
+        )
     db.session.commit()
     return user
 
@@ -245,7 +313,9 @@ def session_lifetime() -> timedelta:
 
 def open_session(user: User, ip: str | None) -> UserSession:
     """A signed-in session of `user`, for the cookie to name. The caller commits."""
-    opened = UserSession(user_id=user.id, expires_at=utcnow() + session_lifetime(), ip=(ip or "")[:64] or None)
+    opened = UserSession(
+        user_id=user.id, expires_at=utcnow() + session_lifetime(), ip=(ip or "")[:64] or None
+    )
     db.session.add(opened)
     db.session.flush()
     return opened
@@ -256,25 +326,37 @@ def signed_in_user(user_id: str, token: str, session_id: str | None) -> User | N
     token (rotated by a password change or disabling) is the one it was signed in with."""
     if not session_id:
         return None
-    user = db.session.scalar(select(User).join(UserSession, UserSession.user_id == User.id).where(
-        User.id == user_id, UserSession.id == session_id, UserSession.ended_at.is_(None),
-        UserSession.expires_at > utcnow()))
+    user = db.session.scalar(
+        select(User)
+        .join(UserSession, UserSession.user_id == User.id)
+        .where(
+            User.id == user_id,
+            UserSession.id == session_id,
+            UserSession.ended_at.is_(None),
+            UserSession.expires_at > utcnow(),
+        )
+    )
     return user if user is not None and secrets.compare_digest(user.session_token, token) else None
 
 
 def end_session(session_id: str | None) -> None:
     """Sign-out: the session stops working on the server, whoever holds its cookie."""
     if session_id:
-        db.session.execute(update(UserSession).where(UserSession.id == session_id, UserSession.ended_at.is_(None))
-                           .values(ended_at=utcnow()))
+        db.session.execute(
+            update(UserSession)
+            .where(UserSession.id == session_id, UserSession.ended_at.is_(None))
+            .values(ended_at=utcnow())
+        )
         db.session.commit()
 
 
 def change_password(user: User, current: str, new: str, confirm: str | None = None) -> None:
     """`confirm`: the new password typed again, when a form asks for it."""
-    at_once(lambda: user.check_password(current or "") or _refuse("current_password", "is incorrect"),
-            lambda: check_password_strength(new, "new_password"),
-            lambda: _matches(confirm, new, "new_password_confirm", "the new password"))
+    at_once(
+        lambda: user.check_password(current or "") or _refuse("current_password", "is incorrect"),
+        lambda: check_password_strength(new, "new_password"),
+        lambda: _matches(confirm, new, "new_password_confirm", "the new password"),
+    )
     user.set_password(new)  # rotates session_token: every other session ends
     db.session.commit()
 
@@ -311,28 +393,52 @@ def issue_reset(acting: User, user_id: str) -> tuple[PasswordReset, str, bool]:
     now = utcnow()
     # Only a link that could still be used counts as withdrawn: saying so of an expired one
     # (or of none) would tell the admin of a link that was never out there.
-    withdrawn = db.session.execute(update(PasswordReset).where(
-        PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None))
-        .values(revoked_at=now).returning(PasswordReset.expires_at)).scalars().all()
+    withdrawn = (
+        db.session.execute(
+            update(PasswordReset)
+            .where(
+                PasswordReset.user_id == user.id,
+                PasswordReset.used_at.is_(None),
+                PasswordReset.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+            .returning(PasswordReset.expires_at)
+        )
+        .scalars()
+        .all()
+    )
     replaced = any(as_utc(expires) > now for expires in withdrawn)
     secret = secrets.token_urlsafe(32)
-    reset = PasswordReset(user_id=user.id, token_hash=_reset_hash(secret), created_by_id=acting.id,
-                          expires_at=now + timedelta(hours=RESET_HOURS))
+    reset = PasswordReset(
+        user_id=user.id,
+        token_hash=_reset_hash(secret),
+        created_by_id=acting.id,
+        expires_at=now + timedelta(hours=RESET_HOURS),
+    )
     db.session.add(reset)
-    audit.record("user.password_reset_link", "user", user.id, actor=audit.actor_for_user(acting),
-                 details={"email": user.email, "expires_in_hours": RESET_HOURS})
+    audit.record(
+        "user.password_reset_link",
+        "user",
+        user.id,
+        actor=audit.actor_for_user(acting),
+        details={"email": user.email, "expires_in_hours": RESET_HOURS},
+    )
     db.session.commit()
     return reset, links.public(url_for("auth.reset_password", token=secret)), replaced
 
 
 def reset_for(token: str) -> PasswordReset:
-    reset = db.session.scalar(select(PasswordReset).where(PasswordReset.token_hash == _reset_hash(token or "")))
+    reset = db.session.scalar(
+        select(PasswordReset).where(PasswordReset.token_hash == _reset_hash(token or ""))
+    )
     if reset is None:
         raise InvalidReset("This password-reset link is not valid. Ask an instance admin for a new one.")
     if reset.used_at is not None:
         raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")
     if reset.revoked_at is not None:
-        raise InvalidReset("This password-reset link was replaced by a newer one, which is the one that works.")
+        raise InvalidReset(
+            "This password-reset link was replaced by a newer one, which is the one that works."
+        )
     if as_utc(reset.expires_at) <= utcnow():
         raise InvalidReset("This password-reset link has expired. Ask an instance admin for a new one.")
     if db.session.get(User, reset.user_id).disabled_at is not None:
@@ -344,21 +450,35 @@ def use_reset(token: str, password: str, confirm: str) -> User:
     """Set the password the link is for. The link works once, and every session of the user
     ends (whoever might have been signed in as them)."""
     reset = reset_for(token)
-    at_once(lambda: check_password_strength(password),
-            lambda: _matches(confirm, password, "password_confirm", "the password"))
+    at_once(
+        lambda: check_password_strength(password),
+        lambda: _matches(confirm, password, "password_confirm", "the password"),
+    )
     now = utcnow()
     # Claimed by a conditional update: two browsers using one link cannot both set it.
-    claimed = db.session.execute(update(PasswordReset).where(
-        PasswordReset.id == reset.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None))
-        .values(used_at=now)).rowcount
+    claimed = db.session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.id == reset.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None)
+        )
+        .values(used_at=now)
+    ).rowcount
     if claimed != 1:
         db.session.rollback()
         raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")
     user = db.session.get(User, reset.user_id)
     user.set_password(password)  # rotates the session token
-    db.session.execute(update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
-                       .values(ended_at=now))
-    audit.record("user.password_reset", "user", user.id, actor=audit.actor_for_user(user),
-                 details={"email": user.email})
+    db.session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    audit.record(
+        "user.password_reset",
+        "user",
+        user.id,
+        actor=audit.actor_for_user(user),
+        details={"email": user.email},
+    )
     db.session.commit()
     return user

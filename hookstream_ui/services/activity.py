@@ -1,6 +1,7 @@
 """What happened lately in an environment: runs across its sources (the runs page), and
 the overview's recent runs, failures and ingest rate. Every query is scoped to the
 caller's org and environment."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,8 +15,13 @@ from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db, utcn
 from .pagination import Page, paginate
 
 # The runs page's filters, failures first: they are what someone opening it looks for.
-RUN_FILTERS = (("failed", "Failed"), ("active", "Running or queued"), ("completed", "Completed"),
-               ("cancelled", "Cancelled"), ("", "All"))
+RUN_FILTERS = (
+    ("failed", "Failed"),
+    ("active", "Running or queued"),
+    ("completed", "Completed"),
+    ("cancelled", "Cancelled"),
+    ("", "All"),
+)
 RATE_WINDOW = timedelta(hours=1)
 RATE_BUCKETS = 6  # ten minutes each
 FAILURE_WINDOW = timedelta(hours=24)
@@ -25,8 +31,14 @@ def _runs(principal: Principal):
     return select(SyncRun).where(SyncRun.org_id == principal.org.id, SyncRun.env_id == principal.env.id)
 
 
-def list_runs(principal: Principal, *, status: str | None = None, source_id: str | None = None,
-              cursor: str | None = None, limit=25) -> Page:
+def list_runs(
+    principal: Principal,
+    *,
+    status: str | None = None,
+    source_id: str | None = None,
+    cursor: str | None = None,
+    limit=25,
+) -> Page:
     """Runs of every source in the environment, newest first; `status` is one of RUN_FILTERS."""
     query = _runs(principal)
     if status == "active":
@@ -59,8 +71,9 @@ class Overview:
 
 
 def recent_runs(principal: Principal, limit: int = 5) -> list[SyncRun]:
-    return db.session.scalars(_runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-                              .limit(limit)).all()
+    return db.session.scalars(
+        _runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)
+    ).all()
 
 
 def overview(principal: Principal) -> Overview:
@@ -68,10 +81,15 @@ def overview(principal: Principal) -> Overview:
     since = now - FAILURE_WINDOW
     recent = recent_runs(principal)
     failed = _runs(principal).where(SyncRun.status == "failed", SyncRun.created_at >= since)
-    failed_runs = db.session.scalars(failed.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(3)).all()
+    failed_runs = db.session.scalars(
+        failed.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(3)
+    ).all()
     failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
-    events = select(func.count()).select_from(Event).where(Event.org_id == principal.org.id,
-                                                          Event.env_id == principal.env.id)
+    events = (
+        select(func.count())
+        .select_from(Event)
+        .where(Event.org_id == principal.org.id, Event.env_id == principal.env.id)
+    )
     from .records import outcome_clause
 
     # What the events list shows as not applied (its "not_applied" filter, linked from here).
@@ -100,8 +118,11 @@ def recent_runs_poll(principal: Principal, runs: list) -> tuple[str | None, bool
     from .live import _seconds_until
 
     scheduled = select(SourceConnection.next_run_at).where(
-        SourceConnection.org_id == principal.org.id, SourceConnection.env_id == principal.env.id,
-        SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None))
+        SourceConnection.org_id == principal.org.id,
+        SourceConnection.env_id == principal.env.id,
+        SourceConnection.sync_status == "active",
+        SourceConnection.sync_frequency.is_not(None),
+    )
     times = db.session.scalars(scheduled).all()
     if not times:
         return None, False

@@ -5,12 +5,13 @@ working when the owner is removed from the org, demoted below the key's role, di
 deleted. The team services end such keys when that happens (revoked, with the reason), and
 every request checks the owner again, so a change made any other way ends them too.
 """
+
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import abort
@@ -51,7 +52,7 @@ def _expiry(value) -> tuple[datetime | None, str | None]:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None, "must be an ISO 8601 time (e.g. 2027-01-31T00:00:00Z) or null"
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     now = utcnow()
     if moment <= now:
         return None, "must be in the future"
@@ -65,14 +66,18 @@ def expiry_in_days(days, field: str = "expires_in") -> str | None:
     if days in (None, ""):
         return None
     if days not in {str(d) for d in EXPIRY_DAYS}:
-        raise ValidationFailed({field: "must be one of: never, " + ", ".join(f"{d} days" for d in EXPIRY_DAYS)})
+        raise ValidationFailed(
+            {field: "must be one of: never, " + ", ".join(f"{d} days" for d in EXPIRY_DAYS)}
+        )
     return (utcnow() + timedelta(days=int(days))).isoformat()
 
 
 NAME_MAX = 100
 
 
-def create_key(env: Environment, name, created_by: User, role="member", expires_at=None) -> tuple[ApiKey, str]:
+def create_key(
+    env: Environment, name, created_by: User, role="member", expires_at=None
+) -> tuple[ApiKey, str]:
     errors = {}
     if problem := name_problem(name, 1, NAME_MAX):
         errors["name"] = problem
@@ -85,8 +90,14 @@ def create_key(env: Environment, name, created_by: User, role="member", expires_
         raise ValidationFailed(errors)
     raw = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
-        org_id=env.org_id, env_id=env.id, name=clean_name(name), prefix=raw[: len(KEY_PREFIX) + 6],
-        key_hash=hash_key(raw), created_by_id=created_by.id, role=role, expires_at=expires,
+        org_id=env.org_id,
+        env_id=env.id,
+        name=clean_name(name),
+        prefix=raw[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(raw),
+        created_by_id=created_by.id,
+        role=role,
+        expires_at=expires,
     )
     db.session.add(key)
     db.session.commit()
@@ -110,8 +121,12 @@ def list_keys(principal: Principal) -> list[ApiKey]:
 def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
     """A page of the environment's keys, revoked and expired ones too (each says which)."""
     fold_usage(principal)
-    return paginate(select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id),
-                    ApiKey, cursor, limit)
+    return paginate(
+        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id),
+        ApiKey,
+        cursor,
+        limit,
+    )
 
 
 def ended_keys(principal: Principal) -> list[ApiKey]:
@@ -119,14 +134,21 @@ def ended_keys(principal: Principal) -> list[ApiKey]:
     ended."""
     ended_at = case((ApiKey.revoked_at.is_not(None), ApiKey.revoked_at), else_=ApiKey.expires_at)
     return db.session.scalars(
-        select(ApiKey).where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id, ~_live())
-        .order_by(ended_at.desc(), ApiKey.id.desc()).limit(ENDED_SHOWN)).all()
+        select(ApiKey)
+        .where(ApiKey.org_id == principal.org.id, ApiKey.env_id == principal.env.id, ~_live())
+        .order_by(ended_at.desc(), ApiKey.id.desc())
+        .limit(ENDED_SHOWN)
+    ).all()
 
 
 def get_key_or_404(principal: Principal, key_id: str) -> ApiKey:
     key = db.session.scalar(
-        select(ApiKey).where(ApiKey.id == key_id, ApiKey.org_id == principal.org.id,
-                             ApiKey.env_id == principal.env.id, ApiKey.revoked_at.is_(None))
+        select(ApiKey).where(
+            ApiKey.id == key_id,
+            ApiKey.org_id == principal.org.id,
+            ApiKey.env_id == principal.env.id,
+            ApiKey.revoked_at.is_(None),
+        )
     )
     if key is None:
         abort(404, description="API key not found")
@@ -137,8 +159,13 @@ def revoke_key(principal: Principal, key_id: str) -> ApiKey:
     key = get_key_or_404(principal, key_id)
     # Who, by role: the reason reaches whoever still holds the key (its 401), so no email;
     # the audit log names the person.
-    by = "its owner" if principal.user_id == key.created_by_id else f"an {principal.role}" \
-        if principal.role[:1] in "aeiou" else f"a {principal.role}"
+    by = (
+        "its owner"
+        if principal.user_id == key.created_by_id
+        else f"an {principal.role}"
+        if principal.role[:1] in "aeiou"
+        else f"a {principal.role}"
+    )
     key.revoked_at, key.revoked_reason = utcnow(), f"revoked by {by}"
     db.session.commit()
     return key
@@ -147,9 +174,13 @@ def revoke_key(principal: Principal, key_id: str) -> ApiKey:
 def keys_ended_by(user_id: str, *, org_id: str | None = None, role: str | None = None) -> list[ApiKey]:
     """The user's live keys (in one org, or in all) that `role` (their new role) may not
     hold: what a change would revoke, so that it can be said before it is made."""
-    keys = db.session.scalars(select(ApiKey).where(
-        ApiKey.created_by_id == user_id, ApiKey.revoked_at.is_(None),
-        *([ApiKey.org_id == org_id] if org_id else []))).all()
+    keys = db.session.scalars(
+        select(ApiKey).where(
+            ApiKey.created_by_id == user_id,
+            ApiKey.revoked_at.is_(None),
+            *([ApiKey.org_id == org_id] if org_id else []),
+        )
+    ).all()
     return [k for k in keys if role is None or not role_at_least(role, k.role)]
 
 
@@ -178,12 +209,19 @@ def _owner_problem(key: ApiKey, owner_role: str | None) -> str | None:
 
 def authenticate_key(raw: str) -> ApiKey:
     """The live key for `raw`, with its usage counted; else KeyRefused saying why."""
-    found = db.session.execute(
-        select(ApiKey, Membership.role)
-        .options(joinedload(ApiKey.environment).joinedload(Environment.org))
-        .outerjoin(Membership, and_(Membership.org_id == ApiKey.org_id, Membership.user_id == ApiKey.created_by_id))
-        .where(ApiKey.key_hash == hash_key(raw or ""))
-    ).first() if (raw or "").startswith(KEY_PREFIX) else None
+    found = (
+        db.session.execute(
+            select(ApiKey, Membership.role)
+            .options(joinedload(ApiKey.environment).joinedload(Environment.org))
+            .outerjoin(
+                Membership,
+                and_(Membership.org_id == ApiKey.org_id, Membership.user_id == ApiKey.created_by_id),
+            )
+            .where(ApiKey.key_hash == hash_key(raw or ""))
+        ).first()
+        if (raw or "").startswith(KEY_PREFIX)
+        else None
+    )
     if found is None:
         raise KeyRefused("Invalid API key")
     key, owner_role = found
@@ -219,9 +257,12 @@ def record_usage(key_id: str) -> None:
 
 def _add_usage(key_id: str, count: int, last_used: datetime) -> None:
     db.session.execute(
-        update(ApiKey).where(ApiKey.id == key_id)
-        .values(request_count=ApiKey.request_count + count,
-                last_used_at=case((ApiKey.last_used_at > last_used, ApiKey.last_used_at), else_=last_used))
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .values(
+            request_count=ApiKey.request_count + count,
+            last_used_at=case((ApiKey.last_used_at > last_used, ApiKey.last_used_at), else_=last_used),
+        )
     )
 
 
@@ -241,6 +282,5 @@ def fold_usage(principal: Principal) -> None:
     for index, key_id in enumerate(ids):
         count, stamp = replies[3 * index], replies[3 * index + 1]
         if count:
-            _add_usage(key_id, int(count), datetime.fromtimestamp(float(stamp), timezone.utc))
+            _add_usage(key_id, int(count), datetime.fromtimestamp(float(stamp), UTC))
     db.session.commit()
-

@@ -7,6 +7,7 @@ command (sign-in, sign-up, accepting an invitation, /admin, the CLI). A worker u
 source's health is not an audit event. Values are recorded only for the few fields that
 are never secret (names, roles, statuses); for the rest, just which fields changed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,24 +18,75 @@ from sqlalchemy import event, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import ValidationFailed
-from ..models import (ApiKey, AuditEntry, Collection, Environment, Invitation, Membership, Org, SourceConnection,
-                      User, db)
+from ..models import (
+    ApiKey,
+    AuditEntry,
+    Collection,
+    Environment,
+    Invitation,
+    Membership,
+    Org,
+    SourceConnection,
+    User,
+    db,
+)
 from ..models.base import isoformat, utcnow
 from .pagination import Page, paginate
 from .upsert import parse_time
 
-AUDITED = {Collection: "collection", SourceConnection: "source", ApiKey: "api_key", Membership: "member",
-           Environment: "environment", Org: "org", Invitation: "invitation", User: "user"}
+AUDITED = {
+    Collection: "collection",
+    SourceConnection: "source",
+    ApiKey: "api_key",
+    Membership: "member",
+    Environment: "environment",
+    Org: "org",
+    Invitation: "invitation",
+    User: "user",
+}
 # Bookkeeping that changes on its own (counters, health, sync progress): not a change by anyone.
 UNAUDITED_FIELDS = {
-    "updated_at", "last_used_at", "request_count", "record_count", "last_sync_at", "sync_state", "sync_status",
-    "next_run_at", "health_status", "last_error", "last_success_at", "consecutive_failures",
-    "initial_backfill_completed_at", "last_tested_at", "last_test_message", "backfill_status", "backfill_progress",
-    "backfill_total", "backfill_cursor", "backfill_started_at", "backfill_completed_at", "backfill_error",
-    "modified_by_id", "credential_meta", "last_sign_in_at", "session_token",
+    "updated_at",
+    "last_used_at",
+    "request_count",
+    "record_count",
+    "last_sync_at",
+    "sync_state",
+    "sync_status",
+    "next_run_at",
+    "health_status",
+    "last_error",
+    "last_success_at",
+    "consecutive_failures",
+    "initial_backfill_completed_at",
+    "last_tested_at",
+    "last_test_message",
+    "backfill_status",
+    "backfill_progress",
+    "backfill_total",
+    "backfill_cursor",
+    "backfill_started_at",
+    "backfill_completed_at",
+    "backfill_error",
+    "modified_by_id",
+    "credential_meta",
+    "last_sign_in_at",
+    "session_token",
 }
-SHOWN_VALUES = {"name", "slug", "role", "status", "email", "suspended_reason", "primary_key_path", "sync_frequency",
-                "revoked_at", "suspended_at", "disabled_at", "is_instance_admin"}
+SHOWN_VALUES = {
+    "name",
+    "slug",
+    "role",
+    "status",
+    "email",
+    "suspended_reason",
+    "primary_key_path",
+    "sync_frequency",
+    "revoked_at",
+    "suspended_at",
+    "disabled_at",
+    "is_instance_admin",
+}
 
 
 @dataclass(frozen=True)
@@ -102,8 +154,10 @@ def _changes(obj) -> dict:
             continue
         changed.append(attr.key)
         if attr.key in SHOWN_VALUES:
-            values[attr.key] = {"from": _plain(history.deleted[0] if history.deleted else None),
-                                "to": _plain(history.added[0] if history.added else None)}
+            values[attr.key] = {
+                "from": _plain(history.deleted[0] if history.deleted else None),
+                "to": _plain(history.added[0] if history.added else None),
+            }
     return {"changed": changed, **({"values": values} if values else {})}
 
 
@@ -112,7 +166,9 @@ def _plain(value):
 
 
 def _label(obj) -> dict:
-    return {k: getattr(obj, k) for k in ("name", "slug", "email", "role") if getattr(obj, k, None) is not None}
+    return {
+        k: getattr(obj, k) for k in ("name", "slug", "email", "role") if getattr(obj, k, None) is not None
+    }
 
 
 @event.listens_for(Session, "before_flush")
@@ -140,8 +196,17 @@ def _record(session, _context, _instances) -> None:
                 details["org_id"] = obj.id
             if isinstance(obj, Membership):
                 details["user_id"] = obj.user_id or (_ensure_id(obj.user) if obj.user else None)
-            entry = AuditEntry(env_id=env_id, actor_id=actor.id, actor=actor.label[:254], action=f"{kind}.{verb}",
-                               resource_type=kind, resource_id=_ensure_id(obj), details=details, ip=_ip(), at=utcnow())
+            entry = AuditEntry(
+                env_id=env_id,
+                actor_id=actor.id,
+                actor=actor.label[:254],
+                action=f"{kind}.{verb}",
+                resource_type=kind,
+                resource_id=_ensure_id(obj),
+                details=details,
+                ip=_ip(),
+                at=utcnow(),
+            )
             if isinstance(org, Org):
                 entry.org = org
             else:
@@ -150,16 +215,42 @@ def _record(session, _context, _instances) -> None:
     session.add_all(entries)
 
 
-def record(action: str, resource_type: str, resource_id: str | None, *, actor: Actor, org_id: str | None = None,
-           env_id: str | None = None, details: dict | None = None) -> None:
+def record(
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    *,
+    actor: Actor,
+    org_id: str | None = None,
+    env_id: str | None = None,
+    details: dict | None = None,
+) -> None:
     """An entry for something that is not a row change (a sign-in). The caller commits."""
-    db.session.add(AuditEntry(org_id=org_id, env_id=env_id, actor_id=actor.id, actor=actor.label[:254],
-                              action=action, resource_type=resource_type, resource_id=resource_id,
-                              details=details or {}, ip=_ip(), at=utcnow()))
+    db.session.add(
+        AuditEntry(
+            org_id=org_id,
+            env_id=env_id,
+            actor_id=actor.id,
+            actor=actor.label[:254],
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            details=details or {},
+            ip=_ip(),
+            at=utcnow(),
+        )
+    )
 
 
-def note(action: str, resource_type: str, resource_id: str | None, *, org_id: str | None,
-         env_id: str | None = None, details: dict | None = None) -> None:
+def note(
+    action: str,
+    resource_type: str,
+    resource_id: str | None,
+    *,
+    org_id: str | None,
+    env_id: str | None = None,
+    details: dict | None = None,
+) -> None:
     """record(), by whoever acts now (nothing when nobody does: a worker). The caller commits."""
     actor = _current_actor()
     if actor is not None:
@@ -171,11 +262,21 @@ FILTERS = ("actor", "action", "resource", "since", "until", "cursor")  # list_en
 
 # How an entry's details read on the audit log pages, key by key (others: the key in words).
 DETAIL_LABELS = {
-    "changed": "Changed", "secrets_used": "Secrets used", "unsaved": "Unsaved form", "connected": "Connected",
-    "user_id": "User", "org_id": "Organization", "records_deleted": "Records deleted",
-    "collection_ids": "Collections", "source_id": "Source id", "invited_by": "Invited by",
-    "new_account": "New account", "invitation_id": "Invitation", "record_key": "Record key",
-    "is_instance_admin": "Instance admin", "suspended_reason": "Suspension reason",
+    "changed": "Changed",
+    "secrets_used": "Secrets used",
+    "unsaved": "Unsaved form",
+    "connected": "Connected",
+    "user_id": "User",
+    "org_id": "Organization",
+    "records_deleted": "Records deleted",
+    "collection_ids": "Collections",
+    "source_id": "Source id",
+    "invited_by": "Invited by",
+    "new_account": "New account",
+    "invitation_id": "Invitation",
+    "record_key": "Record key",
+    "is_instance_admin": "Instance admin",
+    "suspended_reason": "Suspension reason",
 }
 
 
@@ -210,20 +311,33 @@ def readable_details(details: dict | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def list_entries(*, org_id: str | None, actor=None, action=None, resource=None, since=None, until=None,
-                 cursor=None, limit=None) -> Page:
+def list_entries(
+    *,
+    org_id: str | None,
+    actor=None,
+    action=None,
+    resource=None,
+    since=None,
+    until=None,
+    cursor=None,
+    limit=None,
+) -> Page:
     """An org's entries (org_id None: every entry, for instance admins). `action` matches
     exactly or by prefix ("collection." or "collection"); `resource` is a type or an id."""
     query = select(AuditEntry)
     if org_id is not None:
         query = query.where(AuditEntry.org_id == org_id)
     if actor:
-        query = query.where(or_(AuditEntry.actor_id == actor,
-                                AuditEntry.actor.icontains(actor.strip(), autoescape=True)))
+        query = query.where(
+            or_(AuditEntry.actor_id == actor, AuditEntry.actor.icontains(actor.strip(), autoescape=True))
+        )
     if action:
         action = action.strip()
-        query = query.where(AuditEntry.action == action if "." in action.rstrip(".")
-                            else AuditEntry.action.startswith(action.rstrip(".") + "."))
+        query = query.where(
+            AuditEntry.action == action
+            if "." in action.rstrip(".")
+            else AuditEntry.action.startswith(action.rstrip(".") + ".")
+        )
     if resource:
         query = query.where(or_(AuditEntry.resource_type == resource, AuditEntry.resource_id == resource))
     for name, value in (("since", since), ("until", until)):

@@ -1,4 +1,5 @@
 """Collections: create, list, read, change and delete, scoped to the caller's environment."""
+
 from __future__ import annotations
 
 import re
@@ -35,23 +36,41 @@ class _CollectionFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    name: str | None = Field(default=None, json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX))
-    slug: str | None = Field(default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
+    name: str | None = Field(
+        default=None, json_schema_extra=documented(minLength=NAME_MIN, maxLength=NAME_MAX)
+    )
+    slug: str | None = Field(
+        default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern)
+    )
     # seed 002's name for the slug: its errors say readable_id
-    readable_id: str | None = Field(default=None,
-                                    json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern))
+    readable_id: str | None = Field(
+        default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern)
+    )
     source_id: str | None = None
     stream: str | None = Field(default=None, max_length=200)
     primary_key_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
     timestamp_path: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
     event_type_field: str | None = Field(default=None, json_schema_extra=documented(maxLength=PATH_MAX))
-    delete_event_types: list[str] | None = Field(default=None, json_schema_extra=documented(
-        maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}))
+    delete_event_types: list[str] | None = Field(
+        default=None,
+        json_schema_extra=documented(
+            maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}
+        ),
+    )
     description: str | None = Field(default=None, json_schema_extra=documented(maxLength=DESCRIPTION_MAX))
     search_index: bool | None = None
 
-    @field_validator("slug", "readable_id", "source_id", "stream", "timestamp_path", "event_type_field",
-                     "description", "search_index", mode="before")
+    @field_validator(
+        "slug",
+        "readable_id",
+        "source_id",
+        "stream",
+        "timestamp_path",
+        "event_type_field",
+        "description",
+        "search_index",
+        mode="before",
+    )
     @classmethod
     def _optional(cls, value):
         return _blank_to_none(value)
@@ -65,8 +84,10 @@ class _CollectionFields(BaseModel):
     @classmethod
     def _slug(cls, value):
         if value is not None and (len(value) > SLUG_MAX or not SLUG_RE.match(value)):
-            raise ValueError("must be lowercase letters, digits and single hyphens "
-                             f"(e.g. finance-data), at most {SLUG_MAX} characters")
+            raise ValueError(
+                "must be lowercase letters, digits and single hyphens "
+                f"(e.g. finance-data), at most {SLUG_MAX} characters"
+            )
         return value
 
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
@@ -82,10 +103,12 @@ class _CollectionFields(BaseModel):
         if isinstance(value, str):  # a form's comma-separated text
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
-            if len(value) > EVENT_TYPES_MAX or any(not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX
-                                                   for v in value):
-                raise ValueError(f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} "
-                                 "characters")
+            if len(value) > EVENT_TYPES_MAX or any(
+                not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX for v in value
+            ):
+                raise ValueError(
+                    f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} characters"
+                )
             return [v.strip() for v in value] or None
         return value
 
@@ -120,8 +143,6 @@ class CollectionUpdate(_CollectionFields):
         return value
 
 
-
-
 SUFFIX_RE = re.compile(r"-([a-z0-9]{6})$")
 
 
@@ -139,15 +160,20 @@ def suggested_slug(name: str, shown: str | None) -> str:
     return generated_slug(name, found.group(1) if found else None)
 
 
-def slug_preview(principal: Principal, name: str, slug: str, shown: str | None = None,
-                 exclude_id: str | None = None) -> dict:
+def slug_preview(
+    principal: Principal, name: str, slug: str, shown: str | None = None, exclude_id: str | None = None
+) -> dict:
     """What the slug will be, and whether it can be: the same rules create and update apply."""
     typed, name, slug = name, (name or "").strip(), (slug or "").strip()
     if slug:
         try:
             CollectionUpdate.model_validate({"slug": slug})
         except ValueError:
-            return {"slug": slug, "generated": False, "error": "Use lowercase letters, digits and single hyphens."}
+            return {
+                "slug": slug,
+                "generated": False,
+                "error": "Use lowercase letters, digits and single hyphens.",
+            }
         if slug_taken(principal, slug, exclude_id=exclude_id):
             return {"slug": slug, "generated": False, "error": "That slug is already taken in this project."}
         return {"slug": slug, "generated": False, "error": None}
@@ -162,7 +188,9 @@ def slug_preview(principal: Principal, name: str, slug: str, shown: str | None =
     return {"slug": generated, "generated": True, "error": None}
 
 
-def ensure_bindable(collection: Collection, field: str, to: str | None = None, moving_from: str | None = None) -> None:
+def ensure_bindable(
+    collection: Collection, field: str, to: str | None = None, moving_from: str | None = None
+) -> None:
     """Binding a source (`to`, or one not made yet) never unbinds another without a word: a
     collection fed by one source is refused to another (409, under `field`), and is moved
     only by unbinding it first, or by a move confirmed for the source that feeds it now
@@ -171,10 +199,14 @@ def ensure_bindable(collection: Collection, field: str, to: str | None = None, m
     if holder is None or holder.id == to or (moving_from and holder.id == moving_from):
         return
     raise ValidationFailed(
-        {field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
-                f"“{holder.name}” ({holder.id}); unbind it from that source first (set its source to "
-                f"none, then to the new one)"},
-        status=409, code="conflict")
+        {
+            field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
+            f"“{holder.name}” ({holder.id}); unbind it from that source first (set its source to "
+            f"none, then to the new one)"
+        },
+        status=409,
+        code="conflict",
+    )
 
 
 def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
@@ -186,8 +218,9 @@ def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
         )
     )
     if source is None:
-        raise ValidationFailed({"source_id": "Source not found"}, status=404, code="not_found",
-                               message="Source not found")
+        raise ValidationFailed(
+            {"source_id": "Source not found"}, status=404, code="not_found", message="Source not found"
+        )
     return source
 
 
@@ -210,8 +243,9 @@ def _slug_asked(data: _CollectionFields) -> tuple[str | None, str]:
 
 
 def _slug_conflict(slug: str, field: str = "slug") -> ValidationFailed:
-    return ValidationFailed({field: f"{slug!r} is already taken in this project"}, status=409,
-                            code="conflict")
+    return ValidationFailed(
+        {field: f"{slug!r} is already taken in this project"}, status=409, code="conflict"
+    )
 
 
 def _commit_or_conflict(slug: str, field: str = "slug") -> None:
@@ -231,20 +265,31 @@ def create_collection(principal: Principal, payload) -> Collection:
     if slug_taken(principal, slug):
         raise _slug_conflict(slug, slug_field)
     collection = Collection(
-        org_id=principal.org.id, env_id=principal.env.id, name=data.name, slug=slug,
-        source=source, stream=data.stream, primary_key_path=data.primary_key_path,
-        timestamp_path=data.timestamp_path, event_type_field=data.event_type_field,
-        delete_event_types=data.delete_event_types, description=data.description, status="ACTIVE" if source else "NEEDS_SOURCE",
+        org_id=principal.org.id,
+        env_id=principal.env.id,
+        name=data.name,
+        slug=slug,
+        source=source,
+        stream=data.stream,
+        primary_key_path=data.primary_key_path,
+        timestamp_path=data.timestamp_path,
+        event_type_field=data.event_type_field,
+        delete_event_types=data.delete_event_types,
+        description=data.description,
+        status="ACTIVE" if source else "NEEDS_SOURCE",
         search_index="off" if data.search_index is False else "on",
-        record_count=0, created_by_id=principal.user_id, modified_by_id=principal.user_id,
+        record_count=0,
+        created_by_id=principal.user_id,
+        modified_by_id=principal.user_id,
     )
     db.session.add(collection)
     _commit_or_conflict(slug, slug_field)
     return collection
 
 
-def update_collection(principal: Principal, collection: Collection, payload,
-                      moving_from: str | None = None) -> Collection:
+def update_collection(
+    principal: Principal, collection: Collection, payload, moving_from: str | None = None
+) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
     asked, slug_field = _slug_asked(data)
@@ -258,8 +303,15 @@ def update_collection(principal: Principal, collection: Collection, payload,
         if data.source_id:
             ensure_bindable(collection, "source_id", to=data.source_id, moving_from=moving_from)
         collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
-    for field in ("name", "stream", "primary_key_path", "timestamp_path",
-                  "event_type_field", "delete_event_types", "description"):
+    for field in (
+        "name",
+        "stream",
+        "primary_key_path",
+        "timestamp_path",
+        "event_type_field",
+        "delete_event_types",
+        "description",
+    ):
         if field in given:
             setattr(collection, field, getattr(data, field))
     if collection.source is None:
@@ -305,8 +357,9 @@ def check_status_filter(status: str | None) -> None:
         raise ValidationFailed({"status": f"must be one of: {names}"})
 
 
-def list_collections(principal: Principal, *, cursor=None, limit=None, status=None,
-                     source_id=None, search=None) -> Page:
+def list_collections(
+    principal: Principal, *, cursor=None, limit=None, status=None, source_id=None, search=None
+) -> Page:
     query = scoped_collections(principal)
     if status:
         query = query.where(Collection.status == status)
@@ -314,8 +367,12 @@ def list_collections(principal: Principal, *, cursor=None, limit=None, status=No
         query = query.where(Collection.source_id == source_id)
     if search:
         term = search.strip()
-        query = query.where(or_(Collection.name.icontains(term, autoescape=True),
-                                Collection.slug.icontains(term, autoescape=True)))
+        query = query.where(
+            or_(
+                Collection.name.icontains(term, autoescape=True),
+                Collection.slug.icontains(term, autoescape=True),
+            )
+        )
     return paginate(query, Collection, cursor, limit)
 
 
@@ -339,9 +396,16 @@ def _newest_event_document(source: SourceConnection):
     from . import documents
 
     events = db.session.scalars(
-        select(Event).where(Event.source_id == source.id, Event.org_id == source.org_id,
-                            Event.env_id == source.env_id, Event.body_encoding == "utf-8")
-        .order_by(Event.received_at.desc(), Event.id.desc()).limit(20))
+        select(Event)
+        .where(
+            Event.source_id == source.id,
+            Event.org_id == source.org_id,
+            Event.env_id == source.env_id,
+            Event.body_encoding == "utf-8",
+        )
+        .order_by(Event.received_at.desc(), Event.id.desc())
+        .limit(20)
+    )
     for event in events:
         try:
             document = documents.loads(event.body or "")
@@ -362,15 +426,23 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
     # The collection's records are a sample of its source; a form switching the collection
     # to another source is checked against that one's.
     if collection is not None and collection.record_count and (source_id or None) == collection.source_id:
-        record = db.session.scalar(select(Record).where(Record.collection_id == collection.id)
-                                   .order_by(Record.updated_at.desc(), Record.id.desc()).limit(1))
+        record = db.session.scalar(
+            select(Record)
+            .where(Record.collection_id == collection.id)
+            .order_by(Record.updated_at.desc(), Record.id.desc())
+            .limit(1)
+        )
         if record is not None:
             return record.data, f"the newest record of this collection (key {record.record_key})", None
     if not source_id:
         return None, None, None
-    source = db.session.scalar(select(SourceConnection).where(
-        SourceConnection.id == source_id, SourceConnection.org_id == principal.org.id,
-        SourceConnection.env_id == principal.env.id))
+    source = db.session.scalar(
+        select(SourceConnection).where(
+            SourceConnection.id == source_id,
+            SourceConnection.org_id == principal.org.id,
+            SourceConnection.env_id == principal.env.id,
+        )
+    )
     if source is None:
         return None, None, None
     kind = source_svc.type_of(source)
@@ -411,8 +483,14 @@ def _read_sample(source: SourceConnection, kind, stream: str | None) -> dict | N
     if cached is not None:
         return json.loads(cached)
     document = kind.sample(conn, stream)
-    audit.note("source.sample", "source", source.id, org_id=source.org_id, env_id=source.env_id,
-               details={"stream": stream, "secrets_used": True})
+    audit.note(
+        "source.sample",
+        "source",
+        source.id,
+        org_id=source.org_id,
+        env_id=source.env_id,
+        details={"stream": stream, "secrets_used": True},
+    )
     db.session.commit()
     try:
         get_redis().set(key, json.dumps(document), ex=SAMPLE_SECONDS)
@@ -441,16 +519,28 @@ def _scalar_paths(document: dict, limit: int = 12) -> list[str]:
 SEGMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
-PATH_LABELS = {"primary_key_path": "Primary key path", "timestamp_path": "Timestamp path",
-               "event_type_field": "Event type field"}
+PATH_LABELS = {
+    "primary_key_path": "Primary key path",
+    "timestamp_path": "Timestamp path",
+    "event_type_field": "Event type field",
+}
 
 
 def _path_state(field: str, path: str | None, document, where: str | None) -> dict:
     """One path of the form applied to the sample by the rule writes use."""
     from .upsert import is_deletion, key_at, parse_time
 
-    state = {"field": field, "label": PATH_LABELS[field], "path": None, "value": None, "note": None,
-             "sample_from": where, "error": None, "warning": None, "paths": []}
+    state = {
+        "field": field,
+        "label": PATH_LABELS[field],
+        "path": None,
+        "value": None,
+        "note": None,
+        "sample_from": where,
+        "error": None,
+        "warning": None,
+        "paths": [],
+    }
     try:
         state["path"] = jsonpaths.normalise(path) if (path or "").strip() else None
     except ValueError as exc:
@@ -462,20 +552,26 @@ def _path_state(field: str, path: str | None, document, where: str | None) -> di
     if field == "primary_key_path":
         state["value"] = key_at(state["path"], document)
         if state["value"] is None:
-            state["warning"] = f"{state['path']} matches nothing usable as a key in {where}. Records without a key are skipped."
+            state["warning"] = (
+                f"{state['path']} matches nothing usable as a key in {where}. Records without a key are skipped."
+            )
     elif field == "timestamp_path":
         moment = parse_time(raw)
         if raw is None:
-            state["warning"] = (f"{state['path']} matches nothing in {where}. Records without it are timed "
-                                "by when they arrive.")
+            state["warning"] = (
+                f"{state['path']} matches nothing in {where}. Records without it are timed "
+                "by when they arrive."
+            )
         elif moment is None:
             state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not a time."
         else:
             state["value"], state["note"] = moment.isoformat().replace("+00:00", "Z"), "a time"
     else:
         if raw is None:
-            state["warning"] = (f"{state['path']} matches nothing in {where}. Records without an event type "
-                                "are never deleted by one.")
+            state["warning"] = (
+                f"{state['path']} matches nothing in {where}. Records without an event type "
+                "are never deleted by one."
+            )
         elif not isinstance(raw, str):
             state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not text."
         else:
@@ -486,14 +582,25 @@ def _path_state(field: str, path: str | None, document, where: str | None) -> di
     return state
 
 
-def path_previews(principal: Principal, paths: dict, *, collection: Collection | None = None,
-                  source_id: str | None = None, stream: str | None = None) -> dict:
+def path_previews(
+    principal: Principal,
+    paths: dict,
+    *,
+    collection: Collection | None = None,
+    source_id: str | None = None,
+    stream: str | None = None,
+) -> dict:
     """The form's paths (primary key, timestamp, event type) applied to one real sample:
     {field: what it gives, or why it gives nothing}, and where the sample came from."""
     document, where, problem = _sample(principal, collection, source_id, stream)
     found = {field: _path_state(field, paths.get(field), document, where) for field in PATH_LABELS}
-    return {"fields": found, "sample_from": where, "unavailable": problem, "sampled": document is not None,
-            "rekey": rekey_warning(collection, paths.get("primary_key_path"))}
+    return {
+        "fields": found,
+        "sample_from": where,
+        "unavailable": problem,
+        "sampled": document is not None,
+        "rekey": rekey_warning(collection, paths.get("primary_key_path")),
+    }
 
 
 def rekey_warning(collection: Collection | None, path: str | None) -> dict | None:
@@ -508,4 +615,3 @@ def rekey_warning(collection: Collection | None, path: str | None) -> dict | Non
     if new == collection.primary_key_path:
         return None
     return {"count": collection.record_count, "old": collection.primary_key_path, "new": new}
-

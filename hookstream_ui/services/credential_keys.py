@@ -1,4 +1,5 @@
 """Rotation of the credential encryption keys (MultiFernet: newest key first)."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,10 @@ from ..sources import secrets
 def generate_instance_key(app: Flask) -> None:
     """Put a new key in front of the instance-file keys; the old ones stay for decrypting."""
     if os.environ.get("CREDENTIALS_KEYS"):
-        raise RuntimeError("keys come from CREDENTIALS_KEYS: add a new key at its front, restart, then "
-                           "run rotate-credentials-key without --generate")
+        raise RuntimeError(
+            "keys come from CREDENTIALS_KEYS: add a new key at its front, restart, then "
+            "run rotate-credentials-key without --generate"
+        )
     path = Path(app.instance_path) / "credentials.key"
     keys = [Fernet.generate_key().decode(), *app.config["CREDENTIALS_KEYS"]]
     tmp = path.with_suffix(".new")
@@ -29,7 +32,9 @@ def generate_instance_key(app: Flask) -> None:
 
 def rotate_all() -> int:
     count = 0
-    for source in db.session.scalars(select(SourceConnection).where(SourceConnection.credentials_encrypted.is_not(None))):
+    for source in db.session.scalars(
+        select(SourceConnection).where(SourceConnection.credentials_encrypted.is_not(None))
+    ):
         source.credentials_encrypted = secrets.rotate(source.credentials_encrypted)
         count += 1
     db.session.commit()

@@ -8,6 +8,7 @@ event: a delivery that was not stored (a 503, a writer or web process that died)
 nothing, and the sender's retry is applied. A claim whose window has passed, or whose event
 is gone, is taken over by the next delivery of its key.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -42,26 +43,45 @@ def claim(deliveries) -> None:
         return
     claims = DedupClaim.__table__
     insert = upsert_insert(claims)
-    statement = insert.values([
-        {"source_id": source_id, "key_hash": key_hash, "event_id": d.row["id"],
-         "expires_at": d.row["received_at"] + timedelta(seconds=d.dedup[1])}
-        for (source_id, key_hash), d in first.items()
-    ]).on_conflict_do_update(
-        index_elements=[claims.c.source_id, claims.c.key_hash],
-        set_={"event_id": insert.excluded.event_id, "expires_at": insert.excluded.expires_at},
-        # Taken over only from a claim that has lapsed or whose event is gone. (A concurrent
-        # writer's claim on PostgreSQL: this waits for its transaction, then reads it.)
-        # (The conflicting row by name: SQLAlchemy would not correlate the subquery with it.)
-        where=or_(claims.c.expires_at <= utcnow(),
-                  ~exists().where(Event.__table__.c.id == literal_column("dedup_claims.event_id"))),
-    ).returning(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
+    statement = (
+        insert.values(
+            [
+                {
+                    "source_id": source_id,
+                    "key_hash": key_hash,
+                    "event_id": d.row["id"],
+                    "expires_at": d.row["received_at"] + timedelta(seconds=d.dedup[1]),
+                }
+                for (source_id, key_hash), d in first.items()
+            ]
+        )
+        .on_conflict_do_update(
+            index_elements=[claims.c.source_id, claims.c.key_hash],
+            set_={"event_id": insert.excluded.event_id, "expires_at": insert.excluded.expires_at},
+            # Taken over only from a claim that has lapsed or whose event is gone. (A concurrent
+            # writer's claim on PostgreSQL: this waits for its transaction, then reads it.)
+            # (The conflicting row by name: SQLAlchemy would not correlate the subquery with it.)
+            where=or_(
+                claims.c.expires_at <= utcnow(),
+                ~exists().where(Event.__table__.c.id == literal_column("dedup_claims.event_id")),
+            ),
+        )
+        .returning(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
+    )
     won = {(row.source_id, row.key_hash): row.event_id for row in db.session.execute(statement)}
     lost = [key for key, d in first.items() if won.get(key) != d.row["id"]]
     holders = dict(won)
     if lost:
-        holders.update({(row.source_id, row.key_hash): row.event_id for row in db.session.execute(
-            select(claims.c.source_id, claims.c.key_hash, claims.c.event_id)
-            .where(tuple_(claims.c.source_id, claims.c.key_hash).in_(lost)))})
+        holders.update(
+            {
+                (row.source_id, row.key_hash): row.event_id
+                for row in db.session.execute(
+                    select(claims.c.source_id, claims.c.key_hash, claims.c.event_id).where(
+                        tuple_(claims.c.source_id, claims.c.key_hash).in_(lost)
+                    )
+                )
+            }
+        )
     for key in lost:
         _duplicate(first[key], holders.get(key))
     for key, delivery in later:

@@ -13,6 +13,7 @@ document comes in: an API body by field (400), a webhook is stored as received b
 applied, an uploaded line is a malformed row, a source's answer fails its run. And every
 answer is written as standard JSON (dumps), whatever is stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,11 +59,12 @@ class _Refused(float):
 def loads(text: str | bytes):
     """json.loads, raising ValueError: TooDeep for a document nested deeper than MAX_DEPTH,
     NotFinite (with the path) for NaN, Infinity or a number past a float's range."""
-    opens = text.count("[") + text.count("{") if isinstance(text, str) else text.count(b"[") + text.count(b"{")
+    opens = (
+        text.count("[") + text.count("{") if isinstance(text, str) else text.count(b"[") + text.count(b"{")
+    )
     huge = (_HUGE if isinstance(text, str) else _HUGE_BYTES).search(text) is not None
     try:
-        value = json.loads(text, parse_constant=_refuse,
-                           **({"parse_float": _finite_float} if huge else {}))
+        value = json.loads(text, parse_constant=_refuse, **({"parse_float": _finite_float} if huge else {}))
     except RecursionError:
         raise TooDeep() from None
     except NotFinite:
@@ -87,8 +89,11 @@ def _finite_float(literal: str) -> float:
 def _refused_path(text) -> str | None:
     """Where the first non-finite number is, as a field path (data.items[2].price)."""
     try:
-        value = json.loads(text, parse_constant=_Refused, parse_float=lambda s: _Refused(s)
-                           if not math.isfinite(float(s)) else float(s))
+        value = json.loads(
+            text,
+            parse_constant=_Refused,
+            parse_float=lambda s: _Refused(s) if not math.isfinite(float(s)) else float(s),
+        )
     except (ValueError, RecursionError):
         return None
     stack = [(value, "")]
@@ -97,8 +102,10 @@ def _refused_path(text) -> str | None:
         if isinstance(node, _Refused):
             return path or "body"
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        stack.extend((child, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
-                     for key, child in items)
+        stack.extend(
+            (child, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key)
+            for key, child in items
+        )
     return None
 
 

@@ -16,6 +16,7 @@ their own, and a batch takes from every source that has some waiting, in turns, 
 SOURCE_BUDGET bytes each (at least one delivery). A flood from one source fills only its
 own line, and another source's delivery is written in the next batch at the latest.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -204,10 +205,16 @@ def _submit_remote(delivery: Delivery) -> dict:
     reply = f"hookstream:ingest:reply:{row['id']}"
     line = INBOX + row["source_id"]
     started = time.time()
-    message = json.dumps({"row": {**row, "received_at": row["received_at"].isoformat()},
-                          "apply": delivery.document is not None, "version": delivery.source_version,
-                          "dedup": delivery.dedup, "reply": reply,
-                          "deadline": started + WAIT_SECONDS - DEADLINE_MARGIN})
+    message = json.dumps(
+        {
+            "row": {**row, "received_at": row["received_at"].isoformat()},
+            "apply": delivery.document is not None,
+            "version": delivery.source_version,
+            "dedup": delivery.dedup,
+            "reply": reply,
+            "deadline": started + WAIT_SECONDS - DEADLINE_MARGIN,
+        }
+    )
     redis = get_redis(wait=WAIT_SECONDS + TAKEN_WAIT)
     try:
         answer = _hand_over(redis, message, reply, line, row["source_id"])
@@ -217,7 +224,9 @@ def _submit_remote(delivery: Delivery) -> dict:
         raise
     except RedisError as exc:
         log.warning("handing event %s to the writer failed: %s", row["id"], type(exc).__name__)
-        answer = _withdraw_or_wait(redis, message, reply, line, started + WAIT_SECONDS + TAKEN_WAIT - time.time())
+        answer = _withdraw_or_wait(
+            redis, message, reply, line, started + WAIT_SECONDS + TAKEN_WAIT - time.time()
+        )
     if answer is None:
         log.warning("the writer took event %s but did not answer in time; its outcome is unknown", row["id"])
         raise Unavailable("the event could not be stored in time")
@@ -244,8 +253,11 @@ def _hand_over(redis, message: str, reply: str, line: str, source_id: str):
     except RedisError as exc:
         raise NotHanded(NOT_HANDED) from exc
     try:
-        connection.send_packed_command(connection.pack_commands(
-            [("EVAL", PUSH, 3, line, READY, LISTED, message, source_id), ("BRPOP", reply, WAIT_SECONDS)]))
+        connection.send_packed_command(
+            connection.pack_commands(
+                [("EVAL", PUSH, 3, line, READY, LISTED, message, source_id), ("BRPOP", reply, WAIT_SECONDS)]
+            )
+        )
         try:
             connection.read_response()
         except ResponseError as exc:  # Redis refused the push (out of memory…): nothing to wait for
@@ -302,16 +314,39 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
                 continue
             row = message["row"]
             row["received_at"] = datetime.fromisoformat(row["received_at"])
-            batch.append(Delivery(row, json.loads(row["body"]) if message["apply"] else None,
-                                  message.get("version"), tuple(message["dedup"]) if message.get("dedup") else None))
+            batch.append(
+                Delivery(
+                    row,
+                    json.loads(row["body"]) if message["apply"] else None,
+                    message.get("version"),
+                    tuple(message["dedup"]) if message.get("dedup") else None,
+                )
+            )
             replies.append(message["reply"])
         if batch:
             _process(app, batch)
-        answer(keys=[STATS, *replies, *expired], args=[len(batch), len(expired), *(json.dumps(
-            {"stored": d.error is None and not d.stale, "stale": d.stale, "status": d.row["status"],
-             "error": d.row["error"], "outcomes": d.row["outcomes"], "duplicate": d.row["duplicate"],
-             "duplicate_of": d.row["duplicate_of"]}) for d in batch),
-            *[EXPIRED_ANSWER] * len(expired)])
+        answer(
+            keys=[STATS, *replies, *expired],
+            args=[
+                len(batch),
+                len(expired),
+                *(
+                    json.dumps(
+                        {
+                            "stored": d.error is None and not d.stale,
+                            "stale": d.stale,
+                            "status": d.row["status"],
+                            "error": d.row["error"],
+                            "outcomes": d.row["outcomes"],
+                            "duplicate": d.row["duplicate"],
+                            "duplicate_of": d.row["duplicate_of"],
+                        }
+                    )
+                    for d in batch
+                ),
+                *[EXPIRED_ANSWER] * len(expired),
+            ],
+        )
     redis.delete(ALIVE)
 
 
@@ -319,7 +354,7 @@ def relist(redis) -> int:
     """List again every source line holding deliveries that the ready list does not name."""
     script, listed = redis.register_script(RELIST), 0
     for line in redis.scan_iter(match=INBOX + "*", count=1000):
-        source_id = line.decode()[len(INBOX):]
+        source_id = line.decode()[len(INBOX) :]
         listed += script(keys=[line, READY, LISTED], args=[source_id])
     return listed
 
@@ -373,7 +408,9 @@ def _local_inbox(app: Flask) -> FairInbox:
             state = app.extensions.get("group_commit")
             if state is None or state[0] != os.getpid():
                 inbox = FairInbox()
-                threading.Thread(target=_run_thread, args=(app, inbox), daemon=True, name="ingest-writer").start()
+                threading.Thread(
+                    target=_run_thread, args=(app, inbox), daemon=True, name="ingest-writer"
+                ).start()
                 state = app.extensions["group_commit"] = (os.getpid(), inbox)
     return state[1]
 
@@ -454,18 +491,29 @@ def _store_failed(delivery: Delivery) -> None:
 # In id order: concurrent writers then lock the collections' rows in one order. Only the
 # collections' own columns: nothing else is needed, and nothing is changed through the ORM
 # (upsert.apply updates count and last_sync_at in one statement).
-BOUND_COLLECTIONS = select(Collection).options(lazyload("*")).where(
-    Collection.source_id.in_(bindparam("source_ids", expanding=True)), Collection.status != "PAUSED",
-).order_by(Collection.id)
+BOUND_COLLECTIONS = (
+    select(Collection)
+    .options(lazyload("*"))
+    .where(
+        Collection.source_id.in_(bindparam("source_ids", expanding=True)),
+        Collection.status != "PAUSED",
+    )
+    .order_by(Collection.id)
+)
 
 
 _SOURCES = SourceConnection.__table__
 # A webhook source is "connected" once a delivery it signed (or one it need not sign) has
 # arrived; until then it is "pending", as a pull source is until a test or a run reads it.
 # Matches no row once it is connected, so it costs a lookup per batch.
-HEARD_FROM = _SOURCES.update().where(
-    _SOURCES.c.id.in_(bindparam("source_ids", expanding=True)), _SOURCES.c.status != "connected",
-).values(status="connected", last_tested_at=bindparam("now"), last_test_message="Received a delivery")
+HEARD_FROM = (
+    _SOURCES.update()
+    .where(
+        _SOURCES.c.id.in_(bindparam("source_ids", expanding=True)),
+        _SOURCES.c.status != "connected",
+    )
+    .values(status="connected", last_tested_at=bindparam("now"), last_test_message="Received a delivery")
+)
 
 
 def _write(batch: list[Delivery]) -> None:
@@ -474,8 +522,10 @@ def _write(batch: list[Delivery]) -> None:
     if judged:
         versions = webhook_sources.current_versions(judged)
         for delivery in batch:
-            delivery.stale = bool(delivery.source_version) and \
-                versions.get(delivery.row["source_id"]) != delivery.source_version
+            delivery.stale = (
+                bool(delivery.source_version)
+                and versions.get(delivery.row["source_id"]) != delivery.source_version
+            )
         batch = [d for d in batch if not d.stale]
     dedup.claim(batch)
     applying = [d for d in batch if d.document is not None]
@@ -485,18 +535,28 @@ def _write(batch: list[Delivery]) -> None:
         envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
         collections = db.session.scalars(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).all()
         # A delivery's own time orders it when the collection has no timestamp path.
-        items = {id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
-                 for d in applying}
+        items = {
+            id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
+            for d in applying
+        }
         for collection in collections:
             if envs[collection.source_id] != collection.env_id:
                 continue
             mine = [d for d in applying if d.row["source_id"] == collection.source_id]
             results = [("skipped", None)] * len(mine)
-            upsert.apply(collection, [items[id(d)] for d in mine], results=results,
-                         synced_at=max(d.row["received_at"] for d in mine), history=True)
+            upsert.apply(
+                collection,
+                [items[id(d)] for d in mine],
+                results=results,
+                synced_at=max(d.row["received_at"] for d in mine),
+                history=True,
+            )
             for delivery, (result, reason, *key) in zip(mine, results):
-                delivery.row["outcomes"][collection.id] = {"result": result, "reason": reason,
-                                                           **({"key": key[0]} if key else {})}
+                delivery.row["outcomes"][collection.id] = {
+                    "result": result,
+                    "reason": reason,
+                    **({"key": key[0]} if key else {}),
+                }
     # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
     # per-row bookkeeping these plain rows do not need.
     if batch:

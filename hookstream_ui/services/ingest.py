@@ -6,6 +6,7 @@ it: see group_commit), so an accepted event is both stored and visible. If apply
 the event is still stored (status `failed`) and can be replayed by a backfill. Nothing on
 this path needs Redis: without it, the web process writes for itself.
 """
+
 from __future__ import annotations
 
 import base64
@@ -88,7 +89,13 @@ def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
 # Where common senders name a delivery and its kind: Standard Webhooks, GitHub, Shopify, and
 # the generic ones. A body's own `type` and `id` count only together (an event envelope,
 # as Stripe's): a bare record's `id` is the record's, not the delivery's.
-SENDER_ID_HEADERS = ("webhook-id", "X-GitHub-Delivery", "X-Shopify-Webhook-Id", "Idempotency-Key", "X-Event-Id")
+SENDER_ID_HEADERS = (
+    "webhook-id",
+    "X-GitHub-Delivery",
+    "X-Shopify-Webhook-Id",
+    "Idempotency-Key",
+    "X-Event-Id",
+)
 EVENT_TYPE_HEADERS = ("X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type", "webhook-event-type")
 BODY_TYPE_KEYS = ("type", "event_type", "event")
 
@@ -139,8 +146,16 @@ class Received:
 ATTEMPTS = 3  # receptions of one delivery whose source changed while it was received
 
 
-def ingest(source_id: str, *, address: str | None, method: str, headers, query: dict, read_body,
-           content_type: str | None) -> Received:
+def ingest(
+    source_id: str,
+    *,
+    address: str | None,
+    method: str,
+    headers,
+    query: dict,
+    read_body,
+    content_type: str | None,
+) -> Received:
     """ANY /v1/ingest/<source_id>: accept, store and apply one delivery. `read_body` is
     called once the source accepts the sender (above MAX_BODY_BYTES it answers 413, before
     anything is stored). Raises SignatureError (after storing the delivery as rejected)."""
@@ -150,28 +165,64 @@ def ingest(source_id: str, *, address: str | None, method: str, headers, query: 
         if body is None:
             body = read_body()
         try:
-            return receive(source, method=method, headers=headers, query=query, body=body,
-                           content_type=content_type, source_ip=address, version=version, event_id=event_id)
+            return receive(
+                source,
+                method=method,
+                headers=headers,
+                query=query,
+                body=body,
+                content_type=content_type,
+                source_ip=address,
+                version=version,
+                event_id=event_id,
+            )
         except group_commit.SourceChanged as changed:
             webhook_sources.forget(source_id)
             event_id = changed.event_id  # the same delivery, received again, keeps its id
     raise group_commit.Unavailable("the source kept changing while the event was received")
 
 
-def receive(source: SourceConnection, *, method: str, headers, query: dict, body: bytes,
-            content_type: str | None, source_ip: str | None, version: str | None = None,
-            event_id: str | None = None) -> Received:
+def receive(
+    source: SourceConnection,
+    *,
+    method: str,
+    headers,
+    query: dict,
+    body: bytes,
+    content_type: str | None,
+    source_ip: str | None,
+    version: str | None = None,
+    event_id: str | None = None,
+) -> Received:
     """Store and apply one delivery. Raises SignatureError (after storing it as rejected),
     and SourceChanged (nothing stored) if `version` is no longer the source's."""
     headers = Headers(headers)  # HTTP header names are case-insensitive
     text, encoding = _stored_body(body)
-    row = {"id": event_id or new_id("evt"), "org_id": source.org_id, "env_id": source.env_id, "source_id": source.id,
-           "method": method, "headers": {k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
-           "query": query, "body": text, "body_encoding": encoding, "content_type": (content_type or "")[:200] or None,
-           "size": len(body),
-           "source_ip": source_ip, "received_at": utcnow(), "verification": None, "verification_error": None,
-           "dedup_key": None, "duplicate": False, "duplicate_of": None, "status": "applied", "error": None,
-           "outcomes": {}, "event_type": None, "sender_event_id": None}
+    row = {
+        "id": event_id or new_id("evt"),
+        "org_id": source.org_id,
+        "env_id": source.env_id,
+        "source_id": source.id,
+        "method": method,
+        "headers": {k: ("***" if k.lower() in MASKED_HEADERS else v) for k, v in headers.items()},
+        "query": query,
+        "body": text,
+        "body_encoding": encoding,
+        "content_type": (content_type or "")[:200] or None,
+        "size": len(body),
+        "source_ip": source_ip,
+        "received_at": utcnow(),
+        "verification": None,
+        "verification_error": None,
+        "dedup_key": None,
+        "duplicate": False,
+        "duplicate_of": None,
+        "status": "applied",
+        "error": None,
+        "outcomes": {},
+        "event_type": None,
+        "sender_event_id": None,
+    }
     document = None
     try:
         row["verification"] = verify(_credentials(source), body, headers)

@@ -1,4 +1,5 @@
 """What /admin does: every org and user of the instance, suspension, and the job system."""
+
 from __future__ import annotations
 
 import secrets
@@ -20,18 +21,32 @@ from .names import ORG_NAME_MAX, clean_name
 
 def org_rows() -> list[dict]:
     """Each org with its members, collections, records and events of the last 24 h."""
+
     def counts(stmt):
         return dict(db.session.execute(stmt).all())
 
     members = counts(select(Membership.org_id, func.count()).group_by(Membership.org_id))
     collections = counts(select(Collection.org_id, func.count()).group_by(Collection.org_id))
-    records = counts(select(Collection.org_id, func.coalesce(func.sum(Collection.record_count), 0))
-                     .group_by(Collection.org_id))
-    events = counts(select(Event.org_id, func.count()).where(Event.received_at >= utcnow() - timedelta(hours=24))
-                    .group_by(Event.org_id))
-    return [{"org": org, "members": members.get(org.id, 0), "collections": collections.get(org.id, 0),
-             "records": int(records.get(org.id, 0)), "events_24h": events.get(org.id, 0)}
-            for org in db.session.scalars(select(Org).order_by(Org.created_at, Org.id))]
+    records = counts(
+        select(Collection.org_id, func.coalesce(func.sum(Collection.record_count), 0)).group_by(
+            Collection.org_id
+        )
+    )
+    events = counts(
+        select(Event.org_id, func.count())
+        .where(Event.received_at >= utcnow() - timedelta(hours=24))
+        .group_by(Event.org_id)
+    )
+    return [
+        {
+            "org": org,
+            "members": members.get(org.id, 0),
+            "collections": collections.get(org.id, 0),
+            "records": int(records.get(org.id, 0)),
+            "events_24h": events.get(org.id, 0),
+        }
+        for org in db.session.scalars(select(Org).order_by(Org.created_at, Org.id))
+    ]
 
 
 def get_org_or_404(org_id: str) -> Org:
@@ -51,7 +66,9 @@ def create_org(name, owner_email) -> Org:
     if owner_email:
         owner = db.session.scalar(select(User).where(User.email == accounts.normalise_email(owner_email)))
         if owner is None:
-            raise ValidationFailed({"owner_email": "no user with that email; invite them from the org instead"})
+            raise ValidationFailed(
+                {"owner_email": "no user with that email; invite them from the org instead"}
+            )
     org = accounts.create_org(name, owner=owner)
     db.session.commit()
     return org
@@ -119,7 +136,13 @@ def user_action_effects(acting: User, user_id: str, action: str) -> dict:
     """What disabling or promoting the user would do, to be said before it is done."""
     user = get_user_or_404(user_id)
     keys = len(api_keys.keys_ended_by(user.id)) if action == "disable" else 0
-    return {"user": user, "action": action, "keys": keys, "orgs": len(user.memberships), "self": user.id == acting.id}
+    return {
+        "user": user,
+        "action": action,
+        "keys": keys,
+        "orgs": len(user.memberships),
+        "self": user.id == acting.id,
+    }
 
 
 def set_instance_admin(acting: User, user_id: str, admin: bool) -> User:
@@ -159,8 +182,16 @@ def _failed_jobs(limit: int) -> list[dict]:
                 result = job.latest_result()
                 lines = (result.exc_string or "").strip().splitlines() if result is not None else []
                 # The exception's own line only: a traceback is for logs, not for a page.
-                jobs.append({"id": job.id, "queue": name, "func": job.func_name, "args": job.args,
-                             "ended_at": job.ended_at, "error": lines[-1][:300] if lines else ""})
+                jobs.append(
+                    {
+                        "id": job.id,
+                        "queue": name,
+                        "func": job.func_name,
+                        "args": job.args,
+                        "ended_at": job.ended_at,
+                        "error": lines[-1][:300] if lines else "",
+                    }
+                )
     return jobs
 
 
@@ -171,8 +202,9 @@ def _failed_job_or_404(job_id: str) -> tuple[FailedJobRegistry, str]:
             if job_id in registry.get_job_ids():
                 return registry, job_id
     except RedisError:
-        raise ValidationFailed({"job": "Redis is unreachable; try again once it is back"}, status=503,
-                               code="unavailable") from None
+        raise ValidationFailed(
+            {"job": "Redis is unreachable; try again once it is back"}, status=503, code="unavailable"
+        ) from None
     abort(404, description="No failed job with that id")
 
 

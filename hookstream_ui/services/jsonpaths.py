@@ -1,4 +1,5 @@
 """JSONPath parsing shared by collections, the upsert engine and forms (jsonpath-ng)."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -22,7 +23,11 @@ def normalise(path: str) -> str:
 def compile_path(path: str):
     try:
         return _parse(path)
-    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # jsonpath-ng raises bare Exception too
+    except (
+        JsonPathLexerError,
+        JsonPathParserError,
+        Exception,
+    ) as exc:  # jsonpath-ng raises bare Exception too
         raise ValueError(f"is not a valid JSONPath ({path!r})") from exc
 
 

@@ -1,6 +1,7 @@
 """Absolute links that leave the instance: ingest URLs given to senders, invitation links
 sent to people. They are built on PUBLIC_URL when it is set: the request's Host header is
 whatever the client sent, and a link built on it can lead anywhere."""
+
 from __future__ import annotations
 
 from flask import current_app, has_request_context, request
@@ -47,12 +48,25 @@ def elsewhere(user, principal, endpoint: str | None, view_args: dict | None) -> 
     matches = or_(*[getattr(model, c) == ident for c in columns])
     if db.session.scalar(select(model.id).where(matches, model.env_id == principal.env.id).limit(1)):
         return None  # it is here (what was not found is inside it, as a record of a collection)
-    mine = select(Membership.org_id).join(Org, Org.id == Membership.org_id).where(
-        Membership.user_id == user.id, Org.suspended_at.is_(None))
-    envs = db.session.scalars(
-        select(Environment).join(model, model.env_id == Environment.id)
-        .where(matches, model.org_id.in_(mine),
-               Environment.org_id == model.org_id, Environment.id != principal.env.id)
-        .order_by(Environment.org_id, Environment.created_at).limit(10)).unique().all()
+    mine = (
+        select(Membership.org_id)
+        .join(Org, Org.id == Membership.org_id)
+        .where(Membership.user_id == user.id, Org.suspended_at.is_(None))
+    )
+    envs = (
+        db.session.scalars(
+            select(Environment)
+            .join(model, model.env_id == Environment.id)
+            .where(
+                matches,
+                model.org_id.in_(mine),
+                Environment.org_id == model.org_id,
+                Environment.id != principal.env.id,
+            )
+            .order_by(Environment.org_id, Environment.created_at)
+            .limit(10)
+        )
+        .unique()
+        .all()
+    )
     return (label, envs) if envs else None
-

@@ -3,6 +3,7 @@ they are: the collection's status, its backfill, the run reading into it, whethe
 can still change (the dashboard polls only then), and what its buttons can do now and why
 not. Every page and partial that shows one of these reads it from here, so the title badge,
 the live strip, the backfill card and the lists never disagree."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ class Backfill:
     @property
     def label(self) -> str:
         return {"pending": "waiting to start", "interrupted": "interrupted: Backfill resumes it"}.get(
-            self.status, self.status)
+            self.status, self.status
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ def active_runs(source_ids) -> dict[str, SyncRun]:
     ids = sorted({s for s in source_ids if s})
     if not ids:
         return {}
-    runs = db.session.scalars(select(SyncRun).where(SyncRun.source_id.in_(ids),
-                                                    SyncRun.status.in_(ACTIVE_STATUSES))).all()
+    runs = db.session.scalars(
+        select(SyncRun).where(SyncRun.source_id.in_(ids), SyncRun.status.in_(ACTIVE_STATUSES))
+    ).all()
     return {run.source_id: run for run in runs}
 
 
@@ -93,8 +96,12 @@ def last_runs(source_ids) -> dict[str, SyncRun]:
     """The newest run of each of these sources (a query each: a page lists a few dozen)."""
     found = {}
     for source_id in sorted({s for s in source_ids if s}):
-        run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == source_id)
-                                .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
+        run = db.session.scalar(
+            select(SyncRun)
+            .where(SyncRun.source_id == source_id)
+            .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+            .limit(1)
+        )
         if run is not None:
             found[source_id] = run
     return found
@@ -108,8 +115,12 @@ def replay_is_stale(collection: Collection) -> bool:
 
 
 def _last_full_run(source_id: str) -> SyncRun | None:
-    return db.session.scalar(select(SyncRun).where(SyncRun.source_id == source_id, SyncRun.mode == "full")
-                             .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
+    return db.session.scalar(
+        select(SyncRun)
+        .where(SyncRun.source_id == source_id, SyncRun.mode == "full")
+        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
 
 
 def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | None:
@@ -124,7 +135,9 @@ def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | N
             status = last.status if last is not None and last.final else "interrupted"
         elif kind is not None and not kind.pull and status == "running" and replay_is_stale(collection):
             status = "interrupted"
-    return Backfill(status, collection.backfill_progress or 0, collection.backfill_total, collection.backfill_error)
+    return Backfill(
+        status, collection.backfill_progress or 0, collection.backfill_total, collection.backfill_error
+    )
 
 
 OVERDUE_POLL_SECONDS = 30
@@ -147,8 +160,13 @@ def _readable_counts(source_ids) -> dict[str, int]:
     ids = sorted({s for s in source_ids if s})
     if not ids:
         return {}
-    return dict(db.session.execute(select(Collection.source_id, func.count()).where(
-        Collection.source_id.in_(ids), Collection.status != "PAUSED").group_by(Collection.source_id)).all())
+    return dict(
+        db.session.execute(
+            select(Collection.source_id, func.count())
+            .where(Collection.source_id.in_(ids), Collection.status != "PAUSED")
+            .group_by(Collection.source_id)
+        ).all()
+    )
 
 
 def collection_states(collections) -> dict[str, CollectionState]:
@@ -181,7 +199,10 @@ def _state(collection: Collection, run: SyncRun | None, readable: int) -> Collec
     if reading:
         poll = POLL_SECONDS
     elif kind is not None and not kind.pull:
-        recent = collection.last_sync_at is not None and as_utc(collection.last_sync_at) > utcnow() - QUIET_WEBHOOK_AFTER
+        recent = (
+            collection.last_sync_at is not None
+            and as_utc(collection.last_sync_at) > utcnow() - QUIET_WEBHOOK_AFTER
+        )
         poll = POLL_SECONDS if recent else QUIET_POLL_SECONDS
     else:
         poll = None
@@ -207,8 +228,9 @@ def _state(collection: Collection, run: SyncRun | None, readable: int) -> Collec
 COLLECTIONS_PAUSED = "Every collection of this source is paused: resume one to run it."
 
 
-def source_run_action(source: SourceConnection, run: SyncRun | None, has_collection: bool,
-                      readable: int) -> Action:
+def source_run_action(
+    source: SourceConnection, run: SyncRun | None, has_collection: bool, readable: int
+) -> Action:
     """Whether Run now can start a run of this source now (as runs.start_run decides)."""
     kind = source_type(source.short_name)
     if kind is None or not kind.pull:
@@ -247,17 +269,31 @@ def source_states(sources) -> dict[str, SourceState]:
     ids = [s.id for s in sources]
     running = active_runs(ids)
     latest = last_runs(ids)
-    counts = dict(db.session.execute(select(Collection.source_id, func.count()).where(
-        Collection.source_id.in_(ids)).group_by(Collection.source_id)).all()) if ids else {}
+    counts = (
+        dict(
+            db.session.execute(
+                select(Collection.source_id, func.count())
+                .where(Collection.source_id.in_(ids))
+                .group_by(Collection.source_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
     readable = _readable_counts(ids)
     states = {}
     for source in sources:
         run = running.get(source.id)
-        scheduled = source.sync_frequency and source.sync_status == "active" and source_type(source.short_name).pull
-        states[source.id] = SourceState(run, latest.get(source.id), counts.get(source.id, 0),
-                                        source_run_action(source, run, counts.get(source.id, 0) > 0,
-                                                          readable.get(source.id, 0)),
-                                        source.next_run_at if scheduled and run is None else None)
+        scheduled = (
+            source.sync_frequency and source.sync_status == "active" and source_type(source.short_name).pull
+        )
+        states[source.id] = SourceState(
+            run,
+            latest.get(source.id),
+            counts.get(source.id, 0),
+            source_run_action(source, run, counts.get(source.id, 0) > 0, readable.get(source.id, 0)),
+            source.next_run_at if scheduled and run is None else None,
+        )
     return states
 
 
@@ -270,8 +306,13 @@ def run_label(run: SyncRun) -> str:
     attempt (it is not "Pending" then: it has run, and will again)."""
     if run.status == "pending":
         return "Retrying" if run.attempt else "Queued"
-    return {"running": "Running", "cancelling": "Cancelling", "completed": "Completed", "failed": "Failed",
-            "cancelled": "Cancelled"}.get(run.status, run.status.title())
+    return {
+        "running": "Running",
+        "cancelling": "Cancelling",
+        "completed": "Completed",
+        "failed": "Failed",
+        "cancelled": "Cancelled",
+    }.get(run.status, run.status.title())
 
 
 def attempt_note(run: SyncRun) -> str | None:
@@ -314,7 +355,9 @@ def retry_at(run: SyncRun):
 
     if run.status != "pending" or not run.attempt or run.updated_at is None:
         return None
-    return as_utc(run.updated_at) + timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1])
+    return as_utc(run.updated_at) + timedelta(
+        seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]
+    )
 
 
 def seconds_from_now(moment) -> int:

@@ -4,6 +4,7 @@ Two owners demoting each other at once each counted two owners before either wro
 left none; two first sign-ups each found the instance empty. Such a check holds a lock
 first, and counts inside it.
 """
+
 from __future__ import annotations
 
 from sqlalchemy import text

@@ -1,6 +1,7 @@
 """Names people read (orgs, projects, collections, sources, syncs, API keys): one rule for
 the API and the dashboard. A name made only of spaces, zero-width or other invisible
 characters shows as a blank in every list and cannot be told apart or typed back."""
+
 from __future__ import annotations
 
 import unicodedata

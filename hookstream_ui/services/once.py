@@ -2,6 +2,7 @@
 link): the POST that made it redirects, so reloading the page cannot make another. The
 secret waits in Redis, encrypted with the credentials key, for a few minutes, and is
 deleted as it is read; the session holds only a random handle."""
+
 from __future__ import annotations
 
 import secrets

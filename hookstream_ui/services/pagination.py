@@ -1,4 +1,5 @@
 """Keyset (cursor) pagination, newest first, on (created_at, id)."""
+
 from __future__ import annotations
 
 import base64
@@ -48,8 +49,9 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         raise ValidationFailed({"cursor": "is not a cursor this API returned"}) from None
 
 
-def paginate(query: Select, model, cursor: str | None, limit, by: str = "created_at", weigh=None,
-             budget: int = 0) -> Page:
+def paginate(
+    query: Select, model, cursor: str | None, limit, by: str = "created_at", weigh=None, budget: int = 0
+) -> Page:
     """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair.
     With `weigh` (row -> bytes), a page ends early once its rows pass `budget` bytes (the
     first row always comes): a page of large rows stays small, and the cursor goes on."""

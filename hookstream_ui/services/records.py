@@ -1,9 +1,11 @@
 """Reading and deleting a collection's records, and stored events; all scoped by collection
 or environment, which the caller resolved through the principal."""
+
 from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 from flask import abort
 from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, update
@@ -12,8 +14,6 @@ from sqlalchemy.orm import aliased
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from datetime import timedelta
-
 from ..models import Collection, Event, Record, RecordEvent, db, isoformat, utcnow
 from . import audit, documents, search_index
 from .pagination import Page, after_cursor, paginate
@@ -62,7 +62,9 @@ def field_equals(segments: list[str], value: str, entity=Record):
         if len(candidates) > 1:
             typed = candidates[1]
             # SQLite's json_extract gives true/false as 1/0, and numbers in their own spelling.
-            spellings |= {"1" if typed else "0"} if isinstance(typed, bool) else {json.dumps(typed), str(typed)}
+            spellings |= (
+                {"1" if typed else "0"} if isinstance(typed, bool) else {json.dumps(typed), str(typed)}
+            )
         return or_(*[text == spelling for spelling in sorted(spellings)])
     from sqlalchemy.dialects.postgresql import JSONB
 
@@ -112,35 +114,78 @@ def _matching(collection: Collection, search: str, event_type, filters: dict, se
         # Left to itself SQLite walks the collection's newest-first index and tests every row
         # against the index's answer; hiding the column from it makes it start from that answer.
         in_collection = Record.collection_id.op("||")("") == collection.id
-    return select(Record).where(in_collection, *_conditions(Record, search, event_type, filters, segments),
-                                *([narrowed] if narrowed is not None else []))
+    return select(Record).where(
+        in_collection,
+        *_conditions(Record, search, event_type, filters, segments),
+        *([narrowed] if narrowed is not None else []),
+    )
 
 
-def list_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
-                 cursor=None, limit=None) -> Page:
+def list_records(
+    collection: Collection,
+    *,
+    search=None,
+    event_type=None,
+    filters: dict | None = None,
+    cursor=None,
+    limit=None,
+) -> Page:
     search, filters = (search or "").strip(), filters or {}
     segments = {path: _segments(path, f"filter[{path}]") for path in filters}
 
     if not _conditions(Record, search, event_type, filters, segments):
-        return paginate(select(Record).where(Record.collection_id == collection.id), Record, cursor, limit,
-                        by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+        return paginate(
+            select(Record).where(Record.collection_id == collection.id),
+            Record,
+            cursor,
+            limit,
+            by="updated_at",
+            weigh=_weight,
+            budget=PAGE_BYTES,
+        )
     if (collection.record_count or 0) > WINDOW:
-        newest = aliased(Record, after_cursor(select(Record).where(Record.collection_id == collection.id), Record,
-                                              cursor, by="updated_at")
-                         .order_by(Record.updated_at.desc(), Record.id.desc()).limit(WINDOW).subquery())
-        page = paginate(select(newest).where(*_conditions(newest, search, event_type, filters, segments)),
-                        newest, cursor, limit, by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+        newest = aliased(
+            Record,
+            after_cursor(
+                select(Record).where(Record.collection_id == collection.id), Record, cursor, by="updated_at"
+            )
+            .order_by(Record.updated_at.desc(), Record.id.desc())
+            .limit(WINDOW)
+            .subquery(),
+        )
+        page = paginate(
+            select(newest).where(*_conditions(newest, search, event_type, filters, segments)),
+            newest,
+            cursor,
+            limit,
+            by="updated_at",
+            weigh=_weight,
+            budget=PAGE_BYTES,
+        )
         if page.has_more:
             return page
-    return paginate(_matching(collection, search, event_type, filters, segments), Record, cursor, limit,
-                    by="updated_at", weigh=_weight, budget=PAGE_BYTES)
+    return paginate(
+        _matching(collection, search, event_type, filters, segments),
+        Record,
+        cursor,
+        limit,
+        by="updated_at",
+        weigh=_weight,
+        budget=PAGE_BYTES,
+    )
 
 
 COUNT_CAP = 10_000  # a filtered count stops here: "more than 10,000" costs what a page of them does
 
 
-def count_records(collection: Collection, *, search=None, event_type=None, filters: dict | None = None,
-                  cap: int | None = None) -> tuple[int, bool]:
+def count_records(
+    collection: Collection,
+    *,
+    search=None,
+    event_type=None,
+    filters: dict | None = None,
+    cap: int | None = None,
+) -> tuple[int, bool]:
     """How many records match, and whether that is exact. Unfiltered, the collection's own
     count; filtered, counted up to `cap` (past it: `cap`, and not exact)."""
     search, filters = (search or "").strip(), filters or {}
@@ -148,7 +193,11 @@ def count_records(collection: Collection, *, search=None, event_type=None, filte
     if not _conditions(Record, search, event_type, filters, segments):
         return collection.record_count or 0, True  # kept in the transaction of every write
     cap = cap or COUNT_CAP
-    found = _matching(collection, search, event_type, filters, segments).with_only_columns(Record.id).limit(cap + 1)
+    found = (
+        _matching(collection, search, event_type, filters, segments)
+        .with_only_columns(Record.id)
+        .limit(cap + 1)
+    )
     n = db.session.scalar(select(func.count()).select_from(found.subquery()))
     return (cap, False) if n > cap else (n, True)
 
@@ -158,7 +207,9 @@ def _weight(record) -> int:
 
 
 def get_record_or_404(collection: Collection, key: str) -> Record:
-    record = db.session.scalar(select(Record).where(Record.collection_id == collection.id, Record.record_key == key))
+    record = db.session.scalar(
+        select(Record).where(Record.collection_id == collection.id, Record.record_key == key)
+    )
     if record is None:
         abort(404, description="Record not found")
     return record
@@ -167,19 +218,36 @@ def get_record_or_404(collection: Collection, key: str) -> Record:
 def delete_record(collection: Collection, record: Record) -> None:
     search_index.forget(Record.id == record.id)
     db.session.execute(delete(Record).where(Record.id == record.id))
-    db.session.execute(update(Collection).where(Collection.id == collection.id)
-                       .values(record_count=Collection.record_count - 1, updated_at=Collection.updated_at))
-    audit.note("record.delete", "collection", collection.id, org_id=collection.org_id, env_id=collection.env_id,
-               details={"name": collection.name, "record_key": record.record_key[:200]})
+    db.session.execute(
+        update(Collection)
+        .where(Collection.id == collection.id)
+        .values(record_count=Collection.record_count - 1, updated_at=Collection.updated_at)
+    )
+    audit.note(
+        "record.delete",
+        "collection",
+        collection.id,
+        org_id=collection.org_id,
+        env_id=collection.env_id,
+        details={"name": collection.name, "record_key": record.record_key[:200]},
+    )
     db.session.commit()
 
 
-def export(collection: Collection, fmt: str, *, search=None, event_type=None, filters: dict | None = None,
-           columns: list[str] | None = None):
+def export(
+    collection: Collection,
+    fmt: str,
+    *,
+    search=None,
+    event_type=None,
+    filters: dict | None = None,
+    columns: list[str] | None = None,
+):
     """The export's chunks, once it is on the record who took a copy of the data (only an
     export that goes ahead: its filters are checked first)."""
-    chunks = iter_export(collection.id, fmt, search=search, event_type=event_type, filters=filters,
-                         columns=columns)
+    chunks = iter_export(
+        collection.id, fmt, search=search, event_type=event_type, filters=filters, columns=columns
+    )
     details = {"name": collection.name, "format": fmt}
     if search or event_type or filters:
         # How many match is known only once the stream has run (after this answer is
@@ -190,8 +258,14 @@ def export(collection: Collection, fmt: str, *, search=None, event_type=None, fi
         details["records"] = collection.record_count
     if columns is not None and fmt == "csv":
         details["columns"] = columns
-    audit.note("collection.export", "collection", collection.id, org_id=collection.org_id,
-               env_id=collection.env_id, details=details)
+    audit.note(
+        "collection.export",
+        "collection",
+        collection.id,
+        org_id=collection.org_id,
+        env_id=collection.env_id,
+        details=details,
+    )
     db.session.commit()
     return chunks
 
@@ -210,10 +284,14 @@ FAILED_STATUSES = ("not_json", "rejected", "failed")
 OUTCOME_FILTERS = {
     "not_applied": ("not applied (any reason)", None),
     "applied": ("applied", lambda: and_(Event.status == "applied", _has_result(*WRITTEN_RESULTS))),
-    "skipped": ("skipped (no usable key, …)", lambda: and_(Event.status == "applied", _has_result("skipped"),
-                                                          ~_has_result(*WRITTEN_RESULTS))),
-    "stored": ("stored (no collection)", lambda: and_(Event.status == "applied",
-                                                       cast(Event.outcomes, Text).in_(("{}", "null")))),
+    "skipped": (
+        "skipped (no usable key, …)",
+        lambda: and_(Event.status == "applied", _has_result("skipped"), ~_has_result(*WRITTEN_RESULTS)),
+    ),
+    "stored": (
+        "stored (no collection)",
+        lambda: and_(Event.status == "applied", cast(Event.outcomes, Text).in_(("{}", "null"))),
+    ),
     "duplicate": ("duplicate", lambda: Event.status == "duplicate"),
     "not_json": ("not JSON", lambda: Event.status == "not_json"),
     "rejected": ("rejected", lambda: Event.status == "rejected"),
@@ -227,13 +305,26 @@ def outcome_clause(outcome: str):
     if outcome == "not_applied":
         return or_(Event.status.in_(FAILED_STATUSES), OUTCOME_FILTERS["skipped"][1]())
     if outcome not in OUTCOME_FILTERS:
-        raise ValidationFailed({"status": "must be one of: " + ", ".join(
-            label for label, _ in OUTCOME_FILTERS.values())})
+        raise ValidationFailed(
+            {"status": "must be one of: " + ", ".join(label for label, _ in OUTCOME_FILTERS.values())}
+        )
     return OUTCOME_FILTERS[outcome][1]()
 
 
-def list_events(principal: Principal, *, source_id=None, status=None, outcome=None, verification=None,
-                duplicate=None, since=None, until=None, search=None, cursor=None, limit=None) -> Page:
+def list_events(
+    principal: Principal,
+    *,
+    source_id=None,
+    status=None,
+    outcome=None,
+    verification=None,
+    duplicate=None,
+    since=None,
+    until=None,
+    search=None,
+    cursor=None,
+    limit=None,
+) -> Page:
     """`status` is the stored status (the API's filter); `outcome` one of OUTCOME_FILTERS
     (the dashboard's, which tells skipped and stored-only events from applied ones)."""
     query = select(Event).where(Event.org_id == principal.org.id, Event.env_id == principal.env.id)
@@ -295,8 +386,11 @@ def _contains_text(column, term: str):
 
 
 def get_event_or_404(principal: Principal, event_id: str) -> Event:
-    event = db.session.scalar(select(Event).where(Event.id == event_id, Event.org_id == principal.org.id,
-                                                  Event.env_id == principal.env.id))
+    event = db.session.scalar(
+        select(Event).where(
+            Event.id == event_id, Event.org_id == principal.org.id, Event.env_id == principal.env.id
+        )
+    )
     if event is None:
         abort(404, description="Event not found")
     return event
@@ -326,8 +420,12 @@ def infer_schema(collection: Collection, sample=None) -> dict:
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"}) from None
     if not 1 <= sample <= 500:
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"})
-    rows = db.session.scalars(select(Record.data).where(Record.collection_id == collection.id)
-                              .order_by(Record.updated_at.desc()).limit(sample)).all()
+    rows = db.session.scalars(
+        select(Record.data)
+        .where(Record.collection_id == collection.id)
+        .order_by(Record.updated_at.desc())
+        .limit(sample)
+    ).all()
     fields: dict[str, dict] = {}
     seen: set[str] = set()  # paths met in the current record: presence counts records, not items
 
@@ -339,8 +437,11 @@ def infer_schema(collection: Collection, sample=None) -> dict:
             entry["count"] += 1
         if entry["example"] in (None, "") and value is not None and not isinstance(value, (dict, list)):
             # An empty string only until a value says more; a long one as its beginning.
-            entry["example"] = value[:EXAMPLE_CHARS] + "…" if isinstance(value, str) and \
-                len(value) > EXAMPLE_CHARS else value
+            entry["example"] = (
+                value[:EXAMPLE_CHARS] + "…"
+                if isinstance(value, str) and len(value) > EXAMPLE_CHARS
+                else value
+            )
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(child, f"{path}.{key}" if path else key)
@@ -353,8 +454,15 @@ def infer_schema(collection: Collection, sample=None) -> dict:
         for key, value in (data or {}).items():
             walk(value, f"$.{key}")
     n = len(rows)
-    out = [{"path": f["path"], "types": sorted(f["types"]), "presence": round(f["count"] / n, 4) if n else 0,
-            "example": f["example"]} for f in fields.values()]
+    out = [
+        {
+            "path": f["path"],
+            "types": sorted(f["types"]),
+            "presence": round(f["count"] / n, 4) if n else 0,
+            "example": f["example"],
+        }
+        for f in fields.values()
+    ]
     return {"sampled": n, "fields": sorted(out, key=lambda f: f["path"])}
 
 
@@ -362,20 +470,32 @@ def collection_stats(collection: Collection) -> dict:
     since = utcnow() - timedelta(hours=24)
     base = select(func.count()).select_from(Record).where(Record.collection_id == collection.id)
     by_type = db.session.execute(
-        select(Record.event_type, func.count()).where(Record.collection_id == collection.id)
-        .group_by(Record.event_type).order_by(func.count().desc()).limit(10)).all()
-    newest, oldest = db.session.execute(select(func.max(Record.updated_at), func.min(Record.updated_at))
-                                        .where(Record.collection_id == collection.id)).one()
+        select(Record.event_type, func.count())
+        .where(Record.collection_id == collection.id)
+        .group_by(Record.event_type)
+        .order_by(func.count().desc())
+        .limit(10)
+    ).all()
+    newest, oldest = db.session.execute(
+        select(func.max(Record.updated_at), func.min(Record.updated_at)).where(
+            Record.collection_id == collection.id
+        )
+    ).one()
     events_24h = 0
     if collection.source_id:
-        events_24h = db.session.scalar(select(func.count()).select_from(Event).where(
-            Event.source_id == collection.source_id, Event.received_at >= since))
+        events_24h = db.session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.source_id == collection.source_id, Event.received_at >= since)
+        )
     return {
-        "collection_id": collection.id, "record_count": db.session.scalar(base),
+        "collection_id": collection.id,
+        "record_count": db.session.scalar(base),
         "records_updated_24h": db.session.scalar(base.where(Record.updated_at >= since)),
         "events_received_24h": events_24h,
         "by_event_type": [{"event_type": t, "count": n} for t, n in by_type],
-        "newest_update_at": isoformat(newest), "oldest_update_at": isoformat(oldest),
+        "newest_update_at": isoformat(newest),
+        "oldest_update_at": isoformat(oldest),
         "last_sync_at": isoformat(collection.last_sync_at),
     }
 
@@ -428,7 +548,9 @@ def _chunks(collection_id: str, where: tuple = ()):
     """The collection's records (those matching `where`) in key order, a chunk at a time."""
     after = None
     while True:
-        query = select(Record).where(Record.collection_id == collection_id, *where).order_by(Record.record_key)
+        query = (
+            select(Record).where(Record.collection_id == collection_id, *where).order_by(Record.record_key)
+        )
         if after is not None:
             query = query.where(Record.record_key > after)
         rows = db.session.scalars(query.limit(EXPORT_CHUNK)).all()
@@ -480,8 +602,15 @@ def export_columns(raw: str | None) -> list[str] | None:
     return chosen
 
 
-def iter_export(collection_id: str, fmt: str, *, search=None, event_type=None, filters: dict | None = None,
-                columns: list[str] | None = None):
+def iter_export(
+    collection_id: str,
+    fmt: str,
+    *,
+    search=None,
+    event_type=None,
+    filters: dict | None = None,
+    columns: list[str] | None = None,
+):
     """The collection's records (all, or those matching the records list's search, event
     type and filters), in key order, a chunk at a time: memory stays flat at any size. CSV
     has a column per flattened data field, named as the records page names it
@@ -496,6 +625,7 @@ def iter_export(collection_id: str, fmt: str, *, search=None, event_type=None, f
 def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None = None):
     import csv
     import io
+
     columns: list[str] = []
     if fmt == "csv":
         columns = chosen if chosen is not None else _data_columns(collection_id, where)
@@ -507,11 +637,22 @@ def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None
         yield buffer.getvalue()
     for rows in _chunks(collection_id, where):
         if fmt == "ndjson":
-            yield "".join(documents.dumps({"record_key": r.record_key, "data": r.data, "event_type": r.event_type,
-                                      "source_event_id": r.source_event_id,
-                                      "source_event_at": isoformat(r.source_event_at),
-                                      "created_at": isoformat(r.created_at), "updated_at": isoformat(r.updated_at)},
-                                     separators=(",", ":")) + "\n" for r in rows)
+            yield "".join(
+                documents.dumps(
+                    {
+                        "record_key": r.record_key,
+                        "data": r.data,
+                        "event_type": r.event_type,
+                        "source_event_id": r.source_event_id,
+                        "source_event_at": isoformat(r.source_event_at),
+                        "created_at": isoformat(r.created_at),
+                        "updated_at": isoformat(r.updated_at),
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+                for r in rows
+            )
             continue
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -521,9 +662,17 @@ def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None
             if overflow:
                 rest = {k: v for k, v in flat.items() if k not in known}
                 cells.append(_flat_cell(rest) if rest else "")
-            writer.writerow([_cell(r.record_key), _cell(r.event_type or ""), _cell(r.source_event_id or ""),
-                             isoformat(r.source_event_at) or "", isoformat(r.created_at), isoformat(r.updated_at),
-                             *cells])
+            writer.writerow(
+                [
+                    _cell(r.record_key),
+                    _cell(r.event_type or ""),
+                    _cell(r.source_event_id or ""),
+                    isoformat(r.source_event_at) or "",
+                    isoformat(r.created_at),
+                    isoformat(r.updated_at),
+                    *cells,
+                ]
+            )
         yield buffer.getvalue()
 
 
@@ -531,10 +680,16 @@ def events_for_record(collection: Collection, record: Record, limit: int = 20) -
     """The stored events that touched this record's key in this collection, newest first:
     looked up by the key (record_events), never by reading event bodies."""
     return db.session.scalars(
-        select(Event).join(RecordEvent, RecordEvent.event_id == Event.id)
-        .where(RecordEvent.collection_id == collection.id, RecordEvent.record_key == record.record_key,
-               Event.env_id == collection.env_id)
-        .order_by(RecordEvent.received_at.desc()).limit(limit)).all()
+        select(Event)
+        .join(RecordEvent, RecordEvent.event_id == Event.id)
+        .where(
+            RecordEvent.collection_id == collection.id,
+            RecordEvent.record_key == record.record_key,
+            Event.env_id == collection.env_id,
+        )
+        .order_by(RecordEvent.received_at.desc())
+        .limit(limit)
+    ).all()
 
 
 def collections_by_id(ids: list[str]) -> dict:

@@ -14,6 +14,7 @@
 Deleted a batch per transaction, oldest first, so ingest (SQLite's one writer above all)
 never waits long.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ def prune_events(now: datetime | None = None, limit: int = 50_000) -> int:
     before = cutoff(now)
     if before is None:
         return 0
-    deleted = _delete_in_batches(Event, select(Event.id).where(Event.received_at < before)
-                                 .order_by(Event.received_at), limit)
+    deleted = _delete_in_batches(
+        Event, select(Event.id).where(Event.received_at < before).order_by(Event.received_at), limit
+    )
     # The history of the events that went (not of older ones left for the next pass).
     oldest = db.session.scalar(select(func.min(Event.received_at)))
     _delete_keyed(RecordEvent, RecordEvent.received_at < min(before, as_utc(oldest) or before))
@@ -56,13 +58,25 @@ def prune_idle_runs(now: datetime | None = None, limit: int = 50_000) -> int:
     """Delete up to `limit` scheduled runs that inserted, updated, deleted and skipped
     nothing, finished over an hour ago, each with a newer run of its source."""
     newer = aliased(SyncRun)
-    idle = select(SyncRun.id).where(
-        SyncRun.trigger == "schedule", SyncRun.status == "completed",
-        SyncRun.finished_at < (now or utcnow()) - IDLE_RUNS_KEPT,
-        *(func.coalesce(count, 0) == 0 for count in (SyncRun.records_inserted, SyncRun.records_updated,
-                                                      SyncRun.records_deleted, SyncRun.records_skipped)),
-        exists().where(newer.source_id == SyncRun.source_id, newer.created_at > SyncRun.created_at),
-    ).order_by(SyncRun.created_at)
+    idle = (
+        select(SyncRun.id)
+        .where(
+            SyncRun.trigger == "schedule",
+            SyncRun.status == "completed",
+            SyncRun.finished_at < (now or utcnow()) - IDLE_RUNS_KEPT,
+            *(
+                func.coalesce(count, 0) == 0
+                for count in (
+                    SyncRun.records_inserted,
+                    SyncRun.records_updated,
+                    SyncRun.records_deleted,
+                    SyncRun.records_skipped,
+                )
+            ),
+            exists().where(newer.source_id == SyncRun.source_id, newer.created_at > SyncRun.created_at),
+        )
+        .order_by(SyncRun.created_at)
+    )
     return _delete_in_batches(SyncRun, idle, limit)
 
 
@@ -77,8 +91,9 @@ def _delete_keyed(model, condition) -> int:
     deleted = 0
     while True:
         batch = select(*model.__table__.primary_key.columns).where(condition).limit(BATCH)
-        gone = db.session.execute(delete(model).where(key.in_(batch))
-                                  .execution_options(synchronize_session=False)).rowcount
+        gone = db.session.execute(
+            delete(model).where(key.in_(batch)).execution_options(synchronize_session=False)
+        ).rowcount
         db.session.commit()
         deleted += gone
         if gone < BATCH:
@@ -89,10 +104,17 @@ def prune_sign_in_state(now: datetime | None = None) -> int:
     from .accounts import SIGN_IN_WINDOW
 
     now = now or utcnow()
-    gone = db.session.execute(delete(UserSession).where(
-        or_(UserSession.expires_at < now - timedelta(days=1), UserSession.ended_at < now - timedelta(days=1)))).rowcount
-    gone += db.session.execute(delete(SignInFailure).where(
-        SignInFailure.last_failure_at < now - timedelta(seconds=SIGN_IN_WINDOW))).rowcount
+    gone = db.session.execute(
+        delete(UserSession).where(
+            or_(
+                UserSession.expires_at < now - timedelta(days=1),
+                UserSession.ended_at < now - timedelta(days=1),
+            )
+        )
+    ).rowcount
+    gone += db.session.execute(
+        delete(SignInFailure).where(SignInFailure.last_failure_at < now - timedelta(seconds=SIGN_IN_WINDOW))
+    ).rowcount
     db.session.commit()
     return gone
 
@@ -101,8 +123,9 @@ def _delete_in_batches(model, oldest_first, limit: int) -> int:
     deleted = 0
     while deleted < limit:
         ids = oldest_first.limit(min(BATCH, limit - deleted)).scalar_subquery()
-        gone = db.session.execute(delete(model).where(model.id.in_(ids))
-                                  .execution_options(synchronize_session=False)).rowcount
+        gone = db.session.execute(
+            delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False)
+        ).rowcount
         db.session.commit()
         deleted += gone
         if gone < BATCH:

@@ -1,4 +1,5 @@
 """Sync runs: start (one active per connection), list, read, cancel; and health."""
+
 from __future__ import annotations
 
 import secrets
@@ -20,73 +21,111 @@ MAX_FAILURE_BACKOFF = timedelta(hours=1)
 
 
 def active_run(source: SourceConnection) -> SyncRun | None:
-    return db.session.scalar(select(SyncRun).where(SyncRun.source_id == source.id,
-                                                   SyncRun.status.in_(ACTIVE_STATUSES)).limit(1))
+    return db.session.scalar(
+        select(SyncRun).where(SyncRun.source_id == source.id, SyncRun.status.in_(ACTIVE_STATUSES)).limit(1)
+    )
 
 
 def ensure_idle(source: SourceConnection) -> None:
     if active_run(source) is not None:
-        raise ValidationFailed({"source": "a sync run is in progress"}, status=409, code="sync_in_progress",
-                               message="A sync is running for this source; wait for it or cancel it first")
+        raise ValidationFailed(
+            {"source": "a sync run is in progress"},
+            status=409,
+            code="sync_in_progress",
+            message="A sync is running for this source; wait for it or cancel it first",
+        )
 
 
-def start_run(source: SourceConnection, *, trigger: str = "manual", full: bool | None = None,
-              file_id: str | None = None) -> SyncRun:
+def start_run(
+    source: SourceConnection, *, trigger: str = "manual", full: bool | None = None, file_id: str | None = None
+) -> SyncRun:
     """Create the run row and enqueue its job (ids only). 409 while another run is active."""
     from ..sources import source_type
     from ..sync.jobs import enqueue_run
     from ..sync.worker import enqueue_or_leave
 
     if not source_type(source.short_name).pull:
-        raise ValidationFailed({"source": "webhook sources receive events; there is nothing to run"},
-                               code="not_runnable")
+        raise ValidationFailed(
+            {"source": "webhook sources receive events; there is nothing to run"}, code="not_runnable"
+        )
     from .sources import bound_collections, readable_collections
 
     if not bound_collections(source):
         # Refused here, not failed later: a run with nothing to read into could only fail.
-        raise ValidationFailed({"source": "no collection is bound to this source"}, status=409,
-                               code="needs_collection",
-                               message="No collection is bound to this source: create one from the source's page first")
+        raise ValidationFailed(
+            {"source": "no collection is bound to this source"},
+            status=409,
+            code="needs_collection",
+            message="No collection is bound to this source: create one from the source's page first",
+        )
     if not readable_collections(source):
         # A run skips paused collections, so it would read nothing and report success.
-        raise ValidationFailed({"source": "every collection bound to this source is paused"}, status=409,
-                               code="collections_paused",
-                               message="Every collection bound to this source is paused: resume one to run it")
+        raise ValidationFailed(
+            {"source": "every collection bound to this source is paused"},
+            status=409,
+            code="collections_paused",
+            message="Every collection bound to this source is paused: resume one to run it",
+        )
     ensure_idle(source)
     if full is None:
         # The first run of a source is its backfill; later ones are incremental.
         full = source.initial_backfill_completed_at is None
-    run = SyncRun(org_id=source.org_id, env_id=source.env_id, source_id=source.id, trigger=trigger,
-                  mode="full" if full else "incremental", status="pending", cursor={}, skip_reasons={},
-                  file_id=file_id, claim_token=secrets.token_hex(8))
+    run = SyncRun(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=source.id,
+        trigger=trigger,
+        mode="full" if full else "incremental",
+        status="pending",
+        cursor={},
+        skip_reasons={},
+        file_id=file_id,
+        claim_token=secrets.token_hex(8),
+    )
     db.session.add(run)
     db.session.flush()
     from . import audit
 
     # By whoever asked (nothing when the scheduler starts it: no one acts).
-    audit.note("run.start", "run", run.id, org_id=source.org_id, env_id=source.env_id,
-               details={"source_id": source.id, "source": source.name, "trigger": trigger, "mode": run.mode})
+    audit.note(
+        "run.start",
+        "run",
+        run.id,
+        org_id=source.org_id,
+        env_id=source.env_id,
+        details={"source_id": source.id, "source": source.name, "trigger": trigger, "mode": run.mode},
+    )
     db.session.commit()
     enqueue_or_leave(lambda: enqueue_run(run), f"run {run.id}")  # else the scheduler's requeue_lost
     return run
 
 
 def runs_of(source: SourceConnection, limit: int = 50) -> list[SyncRun]:
-    return db.session.scalars(select(SyncRun).where(SyncRun.source_id == source.id)
-                              .order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)).all()
+    return db.session.scalars(
+        select(SyncRun)
+        .where(SyncRun.source_id == source.id)
+        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+        .limit(limit)
+    ).all()
 
 
 def get_run_or_404(principal: Principal, source: SourceConnection, run_id: str) -> SyncRun:
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.source_id == source.id,
-                                                  SyncRun.env_id == principal.env.id))
+    run = db.session.scalar(
+        select(SyncRun).where(
+            SyncRun.id == run_id, SyncRun.source_id == source.id, SyncRun.env_id == principal.env.id
+        )
+    )
     if run is None:
         abort(404, description="Sync run not found")
     return run
 
 
 def scoped_run_or_404(principal: Principal, run_id: str) -> SyncRun:
-    run = db.session.scalar(select(SyncRun).where(SyncRun.id == run_id, SyncRun.org_id == principal.org.id,
-                                                  SyncRun.env_id == principal.env.id))
+    run = db.session.scalar(
+        select(SyncRun).where(
+            SyncRun.id == run_id, SyncRun.org_id == principal.org.id, SyncRun.env_id == principal.env.id
+        )
+    )
     if run is None:
         abort(404, description="Sync run not found")
     return run
@@ -95,9 +134,7 @@ def scoped_run_or_404(principal: Principal, run_id: str) -> SyncRun:
 def cancel_run(run: SyncRun) -> SyncRun:
     """Cooperative: a pending run stops at once, a running one after its current batch.
     Decided on the row as it is now (its worker may be changing it at this moment)."""
-    from . import locks
-
-    from . import audit
+    from . import audit, locks
 
     run = locks.for_update(SyncRun, run.id)
     was = run.status
@@ -107,8 +144,14 @@ def cancel_run(run: SyncRun) -> SyncRun:
     elif run.status == "running":
         run.status = "cancelling"
     if run.status != was:
-        audit.note("run.cancel", "run", run.id, org_id=run.org_id, env_id=run.env_id,
-                   details={"source_id": run.source_id, "status": {"from": was, "to": run.status}})
+        audit.note(
+            "run.cancel",
+            "run",
+            run.id,
+            org_id=run.org_id,
+            env_id=run.env_id,
+            details={"source_id": run.source_id, "status": {"from": was, "to": run.status}},
+        )
     db.session.commit()
     return run
 
@@ -141,7 +184,11 @@ def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
     end = as_utc(run.finished_at) or utcnow()
     elapsed = max((end - as_utc(run.started_at)).total_seconds(), 0.001)
     rate = run.progress / elapsed
-    eta = (run.total - run.progress) / rate if run.total and run.total > run.progress and not run.final else None
+    eta = (
+        (run.total - run.progress) / rate
+        if run.total and run.total > run.progress and not run.final
+        else None
+    )
     return rate, eta
 
 

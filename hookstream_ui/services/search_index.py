@@ -13,13 +13,13 @@ add a candidate, which the exact check drops; bulk deletions still remove their 
 PostgreSQL: a GIN index on records.search_words, the same words, which the upsert engine
 writes with every record.
 """
+
 from __future__ import annotations
 
 import json
 import re
 
 from sqlalchemy import Text, cast, column, delete, event, func, literal_column, or_, select, table, text
-
 from sqlalchemy.dialects.postgresql import TSQUERY
 
 from ..models import Collection, Record, db
@@ -32,9 +32,11 @@ SQLITE_TABLE = "records_fts"
 # check then decides: a word past the bound is still found, only more slowly.
 SQLITE_INDEXED = 65536
 SQLITE_OVERFLOW = "zzhsoverflowzz"
-SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
-               f"SELECT rowid, record_key || ' ' || CASE WHEN length(data) > {SQLITE_INDEXED} "
-               f"THEN substr(data, 1, {SQLITE_INDEXED}) || ' {SQLITE_OVERFLOW}' ELSE data END FROM records")
+SQLITE_FILL = (
+    f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
+    f"SELECT rowid, record_key || ' ' || CASE WHEN length(data) > {SQLITE_INDEXED} "
+    f"THEN substr(data, 1, {SQLITE_INDEXED}) || ' {SQLITE_OVERFLOW}' ELSE data END FROM records"
+)
 # PostgreSQL: the upsert engine stores each record's words (pg_document) in
 # records.search_words, which a GIN index answers. Split in Python, a write cost about half
 # of what PostgreSQL's regexp_replace + to_tsvector in an index expression added (measured
@@ -42,10 +44,10 @@ SQLITE_FILL = (f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
 # Words are split at ASCII punctuation and at whitespace; every other character is part of
 # a word. The exact check's regex (the same on any server locale) counts only ASCII
 # characters as word boundaries, which can make it stricter than the index, never looser.
-MAX_WORD = 200        # longer words are kept (and asked for) as their first 200 characters
+MAX_WORD = 200  # longer words are kept (and asked for) as their first 200 characters
 WORD_BUDGET = 400_000  # bytes of words per record; a tsvector must stay under 1 MB
-MAX_WORDS = 4000      # distinct words per record: each is an entry of the GIN index
-OVERFLOW = "~all"     # marks a record with more words than that: always a candidate
+MAX_WORDS = 4000  # distinct words per record: each is an entry of the GIN index
+OVERFLOW = "~all"  # marks a record with more words than that: always a candidate
 _SQLITE_WORD = re.compile(r"[^\W_]+")  # FTS5's unicode61: letters and digits
 _PG_WORD = re.compile(r"[^\s\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f]+")
 _PG_WORD_START = r"(^|[^a-zA-Z0-9\u0080-\U0010FFFF])"
@@ -60,6 +62,7 @@ def _dialect() -> str:
 
 # --- keeping the SQLite index -------------------------------------------------------------
 
+
 def last_rowid() -> int | None:
     """SQLite: the newest record's rowid, taken before a write of new keys (see refresh)."""
     if _dialect() != "sqlite":
@@ -70,8 +73,10 @@ def last_rowid() -> int | None:
 def index_rows(cursor, rows: list[tuple[int, str, str]]) -> None:
     """SQLite: index records just written, as (rowid, key, JSON text) from the values in
     hand; the same text SQLITE_FILL reads from the stored rows."""
-    cursor.executemany(f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",
-                       [(rowid, f"{key} {_indexed(data)}") for rowid, key, data in rows])
+    cursor.executemany(
+        f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",
+        [(rowid, f"{key} {_indexed(data)}") for rowid, key, data in rows],
+    )
 
 
 def _indexed(data: str) -> str:
@@ -88,13 +93,16 @@ def refresh(collection_id: str, keys: list[str], inserted_after: int | None = No
     cursor = db.session.connection().connection.cursor()
     try:
         if inserted_after is not None and cursor.execute(
-                "SELECT count(*) FROM records WHERE rowid > ?", (inserted_after,)).fetchone()[0] == len(keys):
+            "SELECT count(*) FROM records WHERE rowid > ?", (inserted_after,)
+        ).fetchone()[0] == len(keys):
             cursor.execute(f"{SQLITE_FILL} WHERE rowid > ?", (inserted_after,))
             return
         for start in range(0, len(keys), KEY_CHUNK):
-            chunk = keys[start:start + KEY_CHUNK]
-            cursor.execute(f"{SQLITE_FILL} WHERE collection_id = ? AND record_key IN ({','.join('?' * len(chunk))})",
-                           [collection_id, *chunk])
+            chunk = keys[start : start + KEY_CHUNK]
+            cursor.execute(
+                f"{SQLITE_FILL} WHERE collection_id = ? AND record_key IN ({','.join('?' * len(chunk))})",
+                [collection_id, *chunk],
+            )
     finally:
         cursor.close()
 
@@ -104,8 +112,11 @@ def forget(*criteria, connection=None, params=None) -> None:
     (`params`: a list of parameter sets, as for an executemany DELETE)."""
     if (connection.dialect if connection is not None else db.engine.dialect).name != "sqlite":
         return
-    statement = delete(_FTS).where(_FTS.c.rowid.in_(
-        select(literal_column("records.rowid")).select_from(Record.__table__).where(*criteria)))
+    statement = delete(_FTS).where(
+        _FTS.c.rowid.in_(
+            select(literal_column("records.rowid")).select_from(Record.__table__).where(*criteria)
+        )
+    )
     (connection if connection is not None else db.session).execute(statement, params)
 
 
@@ -127,13 +138,23 @@ def index_collection(collection_id: str, batch: int = 5000) -> int:
     forget(Record.collection_id == collection_id)
     db.session.commit()
     while True:
-        ids = db.session.execute(text("SELECT rowid FROM records WHERE collection_id = :c AND rowid > :after "
-                                      "ORDER BY rowid LIMIT :n"),
-                                 {"c": collection_id, "after": after, "n": batch}).scalars().all()
+        ids = (
+            db.session.execute(
+                text(
+                    "SELECT rowid FROM records WHERE collection_id = :c AND rowid > :after "
+                    "ORDER BY rowid LIMIT :n"
+                ),
+                {"c": collection_id, "after": after, "n": batch},
+            )
+            .scalars()
+            .all()
+        )
         if not ids:
             return done
-        db.session.execute(text(f"{SQLITE_FILL} WHERE collection_id = :c AND rowid BETWEEN :a AND :b"),
-                           {"c": collection_id, "a": ids[0], "b": ids[-1]})
+        db.session.execute(
+            text(f"{SQLITE_FILL} WHERE collection_id = :c AND rowid BETWEEN :a AND :b"),
+            {"c": collection_id, "a": ids[0], "b": ids[-1]},
+        )
         db.session.commit()
         done, after = done + len(ids), ids[-1]
 
@@ -144,12 +165,21 @@ def _pg_write_words(execute, collection_id: str | None = None, batch: int = 5000
     scope = "AND collection_id = :c " if collection_id else ""
     done, after = 0, ""
     while True:
-        rows = execute(text(f"SELECT id, record_key, data::text, updated_at FROM records WHERE id > :after {scope}"
-                            "ORDER BY id LIMIT :n"), {"after": after, "c": collection_id, "n": batch}).all()
+        rows = execute(
+            text(
+                f"SELECT id, record_key, data::text, updated_at FROM records WHERE id > :after {scope}"
+                "ORDER BY id LIMIT :n"
+            ),
+            {"after": after, "c": collection_id, "n": batch},
+        ).all()
         if not rows:
             return done
-        execute(text("UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id AND updated_at = :seen"),
-                [{"id": i, "words": pg_document(k, d), "seen": u} for i, k, d, u in rows])
+        execute(
+            text(
+                "UPDATE records SET search_words = CAST(:words AS tsvector) WHERE id = :id AND updated_at = :seen"
+            ),
+            [{"id": i, "words": pg_document(k, d), "seen": u} for i, k, d, u in rows],
+        )
         if after_batch:
             after_batch()
         done, after = done + len(rows), rows[-1][0]
@@ -166,8 +196,10 @@ def _collection_deleted(_mapper, connection, collection):
 @event.listens_for(Org, "before_delete")
 def _scope_deleted(_mapper, connection, scope):
     owner = Collection.env_id if isinstance(scope, Environment) else Collection.org_id
-    forget(Record.__table__.c.collection_id.in_(select(Collection.id).where(owner == scope.id)),
-           connection=connection)
+    forget(
+        Record.__table__.c.collection_id.in_(select(Collection.id).where(owner == scope.id)),
+        connection=connection,
+    )
 
 
 def pg_document(key: str, json_text: str) -> str:
@@ -188,6 +220,7 @@ def pg_document(key: str, json_text: str) -> str:
 
 
 # --- asking ---------------------------------------------------------------------------------
+
 
 def _spellings(term: str) -> set[str]:
     """`term` as it can appear in the indexed text, in lower case: as typed (keys, and text
@@ -239,7 +272,8 @@ def candidates(parts: list[str | None]):
     if _dialect() == "sqlite":
         query = "(" + " AND ".join(f"({p})" for p in parts) + f") OR {SQLITE_OVERFLOW}"
         return literal_column("records.rowid").in_(
-            select(_FTS.c.rowid).where(literal_column(SQLITE_TABLE).op("MATCH")(query)))
+            select(_FTS.c.rowid).where(literal_column(SQLITE_TABLE).op("MATCH")(query))
+        )
     query = " & ".join(f"({p})" for p in parts)
     return Record.search_words.op("@@")(cast(f"({query}) | '{OVERFLOW}'", TSQUERY))
 

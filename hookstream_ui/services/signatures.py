@@ -6,6 +6,7 @@ GitHub sign the body alone: within the dedup window a copy is a duplicate, after
 verifies. A collection with a timestamp path keeps last-write-wins by the event's own time,
 so a replayed old event changes nothing there (services/upsert).
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,7 +48,7 @@ def verify_hmac(secret: str, body: bytes, headers, header: str, digest, prefix: 
         raise SignatureError(f"missing {header} header")
     given = given.strip()
     if given.lower().startswith(prefix + "="):
-        given = given[len(prefix) + 1:]
+        given = given[len(prefix) + 1 :]
     if not _same(given.lower(), _hex_hmac(secret, body, digest)):
         raise SignatureError(f"{header} does not match the body")
 
@@ -70,7 +71,7 @@ def verify_stripe(secret: str, body: bytes, headers, now: float) -> None:
 def standard_key(secret: str) -> tuple[bytes, bool]:
     """A Standard Webhooks key: the secret after `whsec_`, base64-decoded (characters outside
     base64 skipped); the secret's own bytes if that does not decode. True when decoded."""
-    key = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    key = secret[len("whsec_") :] if secret.startswith("whsec_") else secret
     try:
         return base64.b64decode(key), True
     except (ValueError, TypeError):
@@ -79,13 +80,17 @@ def standard_key(secret: str) -> tuple[bytes, bool]:
 
 def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
     """Standard Webhooks: HMAC-SHA256 of `id.timestamp.body`, base64, `v1,<sig>` (space-separated)."""
-    msg_id, timestamp, header = (headers.get("webhook-id"), headers.get("webhook-timestamp"),
-                                 headers.get("webhook-signature"))
+    msg_id, timestamp, header = (
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+    )
     if not (msg_id and timestamp and header):
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
     key_bytes, _ = standard_key(secret)
-    expected = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{timestamp}.".encode() + body,
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(key_bytes, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    ).decode()
     candidates = [part.split(",", 1)[1] for part in header.split() if part.startswith("v1,")]
     if not any(_same(c, expected) for c in candidates):
         raise SignatureError("webhook-signature does not match the body")
@@ -100,9 +105,23 @@ def verify(credentials: dict, body: bytes, headers, now: float | None = None) ->
     if kind == "none":
         return "skipped"
     if kind == "hmac_sha256":
-        verify_hmac(secret, body, headers, credentials.get("signature_header") or DEFAULT_HMAC_HEADER, hashlib.sha256, "sha256")
+        verify_hmac(
+            secret,
+            body,
+            headers,
+            credentials.get("signature_header") or DEFAULT_HMAC_HEADER,
+            hashlib.sha256,
+            "sha256",
+        )
     elif kind == "hmac_sha1":
-        verify_hmac(secret, body, headers, credentials.get("signature_header") or DEFAULT_HMAC_HEADER, hashlib.sha1, "sha1")
+        verify_hmac(
+            secret,
+            body,
+            headers,
+            credentials.get("signature_header") or DEFAULT_HMAC_HEADER,
+            hashlib.sha1,
+            "sha1",
+        )
     elif kind == "github":
         verify_hmac(secret, body, headers, "X-Hub-Signature-256", hashlib.sha256, "sha256")
     elif kind == "stripe":
@@ -125,11 +144,15 @@ def sign(credentials: dict, body: bytes, now: float | None = None) -> dict:
     if kind == "github":
         return {"X-Hub-Signature-256": "sha256=" + _hex_hmac(secret, body, hashlib.sha256)}
     if kind == "stripe":
-        return {"Stripe-Signature": f"t={ts},v1=" + _hex_hmac(secret, f"{ts}.".encode() + body, hashlib.sha256)}
+        return {
+            "Stripe-Signature": f"t={ts},v1=" + _hex_hmac(secret, f"{ts}.".encode() + body, hashlib.sha256)
+        }
     if kind == "standard_webhooks":
         key_bytes, _ = standard_key(secret)
         msg_id = f"msg_test_{ts}"
-        sig = base64.b64encode(hmac.new(key_bytes, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest())
+        sig = base64.b64encode(
+            hmac.new(key_bytes, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+        )
         return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": "v1," + sig.decode()}
     return {}
 
@@ -145,21 +168,38 @@ def shell_recipe(credentials: dict) -> tuple[list[str], list[str]]:
     if kind in ("hmac_sha256", "hmac_sha1"):
         digest = "sha256" if kind == "hmac_sha256" else "sha1"
         header = credentials.get("signature_header") or DEFAULT_HMAC_HEADER
-        return ([f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest=digest)})"],
-                [f'-H "{header}: {digest}=$SIG"'])
+        return (
+            [f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest=digest)})"],
+            [f'-H "{header}: {digest}=$SIG"'],
+        )
     if kind == "github":
-        return ([f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest='sha256')})"],
-                ['-H "X-Hub-Signature-256: sha256=$SIG"'])
+        return (
+            [f"SIG=$(printf '%s' \"$BODY\" | {_HEX_HMAC.format(digest='sha256')})"],
+            ['-H "X-Hub-Signature-256: sha256=$SIG"'],
+        )
     if kind == "stripe":
-        return (["TS=$(date +%s)",
-                 f"SIG=$(printf '%s.%s' \"$TS\" \"$BODY\" | {_HEX_HMAC.format(digest='sha256')})"],
-                ['-H "Stripe-Signature: t=$TS,v1=$SIG"'])
+        return (
+            [
+                "TS=$(date +%s)",
+                f'SIG=$(printf \'%s.%s\' "$TS" "$BODY" | {_HEX_HMAC.format(digest="sha256")})',
+            ],
+            ['-H "Stripe-Signature: t=$TS,v1=$SIG"'],
+        )
     if kind == "standard_webhooks":
         _, decoded = standard_key(credentials.get("signing_secret") or "")
-        key = ("KEY=$(printf '%s' \"${SIGNING_SECRET#whsec_}\" | base64 -di | od -An -v -tx1 | tr -d ' \\n')"
-               if decoded else "KEY=$(printf '%s' \"$SIGNING_SECRET\" | od -An -v -tx1 | tr -d ' \\n')")
-        return (["TS=$(date +%s)", "MSG_ID=msg_$TS", key,
-                 "SIG=$(printf '%s.%s.%s' \"$MSG_ID\" \"$TS\" \"$BODY\" | openssl dgst -sha256 -mac HMAC "
-                 "-macopt hexkey:\"$KEY\" -binary | base64)"],
-                ['-H "webhook-id: $MSG_ID"', '-H "webhook-timestamp: $TS"', '-H "webhook-signature: v1,$SIG"'])
+        key = (
+            "KEY=$(printf '%s' \"${SIGNING_SECRET#whsec_}\" | base64 -di | od -An -v -tx1 | tr -d ' \\n')"
+            if decoded
+            else "KEY=$(printf '%s' \"$SIGNING_SECRET\" | od -An -v -tx1 | tr -d ' \\n')"
+        )
+        return (
+            [
+                "TS=$(date +%s)",
+                "MSG_ID=msg_$TS",
+                key,
+                'SIG=$(printf \'%s.%s.%s\' "$MSG_ID" "$TS" "$BODY" | openssl dgst -sha256 -mac HMAC '
+                '-macopt hexkey:"$KEY" -binary | base64)',
+            ],
+            ['-H "webhook-id: $MSG_ID"', '-H "webhook-timestamp: $TS"', '-H "webhook-signature: v1,$SIG"'],
+        )
     return [], []

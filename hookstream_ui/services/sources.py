@@ -1,4 +1,5 @@
 """Source connections: create, test, edit, delete — validated against each type's declaration."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +9,9 @@ from sqlalchemy import delete, func, select, update
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import (CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db,
-                      utcnow)
-from ..sources import Connection, SourceType, TestResult, source_type
+from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db, utcnow
+from ..sources import Connection, SourceType, TestResult, secrets, source_type
 from ..sources import fields as field_rules
-from ..sources import secrets
 from ..sources.file import FORMATS
 from . import audit, links, search_index
 from .collections import ensure_bindable, get_collection_or_404
@@ -27,7 +26,9 @@ def ingest_url(source: SourceConnection) -> str | None:
     return links.public(f"/v1/ingest/{source.id}")
 
 
-EXAMPLE_EVENT = '{"id": "evt_1", "type": "customer.created", "data": {"id": "cus_1", "email": "ann@example.com"}}'
+EXAMPLE_EVENT = (
+    '{"id": "evt_1", "type": "customer.created", "data": {"id": "cus_1", "email": "ann@example.com"}}'
+)
 
 
 def ingest_command(source: SourceConnection) -> str | None:
@@ -40,7 +41,11 @@ def ingest_command(source: SourceConnection) -> str | None:
     if url is None:
         return None
     setup, headers = shell_recipe(credentials_of(source))
-    lines = ["# Set SIGNING_SECRET to this source's signing secret first (it is not shown again)."] if setup else []
+    lines = (
+        ["# Set SIGNING_SECRET to this source's signing secret first (it is not shown again)."]
+        if setup
+        else []
+    )
     lines += [f"BODY='{EXAMPLE_EVENT}'", *setup]
     args = ['-H "Content-Type: application/json"', *headers, '--data-binary "$BODY"']
     lines.append(f"curl -X POST {url} \\\n  " + " \\\n  ".join(args))
@@ -56,16 +61,21 @@ def credential_holder(source: SourceConnection) -> SourceConnection:
     by `credential_id` (always in the same environment)."""
     if source.credential_source_id is None:
         return source
-    holder = db.session.scalar(select(SourceConnection).where(
-        SourceConnection.id == source.credential_source_id, SourceConnection.env_id == source.env_id))
+    holder = db.session.scalar(
+        select(SourceConnection).where(
+            SourceConnection.id == source.credential_source_id, SourceConnection.env_id == source.env_id
+        )
+    )
     return holder or source
 
 
 def credential_users(holder: SourceConnection) -> list[SourceConnection]:
     """The other connections that use `holder`'s credential."""
-    return db.session.scalars(select(SourceConnection).where(
-        SourceConnection.credential_source_id == holder.id, SourceConnection.env_id == holder.env_id)
-        .order_by(SourceConnection.created_at, SourceConnection.id)).all()
+    return db.session.scalars(
+        select(SourceConnection)
+        .where(SourceConnection.credential_source_id == holder.id, SourceConnection.env_id == holder.env_id)
+        .order_by(SourceConnection.created_at, SourceConnection.id)
+    ).all()
 
 
 def credentials_of(source: SourceConnection) -> dict:
@@ -73,33 +83,53 @@ def credentials_of(source: SourceConnection) -> dict:
 
 
 def connection_for(source: SourceConnection) -> Connection:
-    latest = db.session.scalar(select(SourceFile.id).where(SourceFile.source_id == source.id)
-                               .order_by(SourceFile.created_at.desc(), SourceFile.id.desc()).limit(1))
-    return Connection(id=source.id, credentials=credentials_of(source), config=dict(source.config or {}),
-                      ingest_url=ingest_url(source), latest_file_id=latest)
+    latest = db.session.scalar(
+        select(SourceFile.id)
+        .where(SourceFile.source_id == source.id)
+        .order_by(SourceFile.created_at.desc(), SourceFile.id.desc())
+        .limit(1)
+    )
+    return Connection(
+        id=source.id,
+        credentials=credentials_of(source),
+        config=dict(source.config or {}),
+        ingest_url=ingest_url(source),
+        latest_file_id=latest,
+    )
 
 
 def masked_credentials(source: SourceConnection) -> dict:
     return field_rules.masked(type_of(source).auth_fields, credentials_of(source))
 
 
-def _clean(kind: SourceType, credentials, config, stored: tuple[dict, dict] | None = None,
-           partial: tuple[bool, bool] = (False, False)) -> tuple[dict, dict]:
+def _clean(
+    kind: SourceType,
+    credentials,
+    config,
+    stored: tuple[dict, dict] | None = None,
+    partial: tuple[bool, bool] = (False, False),
+) -> tuple[dict, dict]:
     """Both halves validated against what is `stored` (credentials, config); `partial`, for
     each half, keeps what it leaves out. Credential errors are `invalid_credentials`, the
     rest `validation_error`."""
     errors, creds, conf = {}, {}, {}
     stored_creds, stored_conf = stored or ({}, {})
     try:
-        creds = field_rules.validate(kind.auth_fields, credentials if credentials is not None else {},
-                                     stored_creds, code="invalid_credentials", partial=partial[0])
+        creds = field_rules.validate(
+            kind.auth_fields,
+            credentials if credentials is not None else {},
+            stored_creds,
+            code="invalid_credentials",
+            partial=partial[0],
+        )
     except ValidationFailed as exc:
         errors.update({("credentials" if k == "body" else k): v for k, v in exc.errors.items()})
         creds = dict(getattr(exc, "clean", {}))
     cred_failed = bool(errors)
     try:
-        conf = field_rules.validate(kind.config_fields, config if config is not None else {}, stored_conf,
-                                    partial=partial[1])
+        conf = field_rules.validate(
+            kind.config_fields, config if config is not None else {}, stored_conf, partial=partial[1]
+        )
     except ValidationFailed as exc:
         errors.update({("config" if k == "body" else k): v for k, v in exc.errors.items()})
         conf = dict(getattr(exc, "clean", {}))
@@ -135,23 +165,40 @@ def _named(value, clean, kept: str | None = None):
     return name, result
 
 
-def create_source(principal: Principal, payload, credential_from: SourceConnection | None = None) -> SourceConnection:
+def create_source(
+    principal: Principal, payload, credential_from: SourceConnection | None = None
+) -> SourceConnection:
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     short = payload.get("sourceShortName")
     kind = source_type(short) if isinstance(short, str) else None
     if kind is None:
         from ..sources import REGISTRY
-        raise ValidationFailed({"sourceShortName": "is required" if not short else
-                                "must be one of: " + ", ".join(sorted(REGISTRY))})
+
+        raise ValidationFailed(
+            {
+                "sourceShortName": "is required"
+                if not short
+                else "must be one of: " + ", ".join(sorted(REGISTRY))
+            }
+        )
     if credential_from is not None:
         # The credential is used where it is held, not copied: only the config is new.
-        name, (_, conf) = _named(payload.get("name"), lambda: _clean(
-            kind, None, payload.get("config"), (credentials_of(credential_from), {}), partial=(True, False)))
+        name, (_, conf) = _named(
+            payload.get("name"),
+            lambda: _clean(
+                kind,
+                None,
+                payload.get("config"),
+                (credentials_of(credential_from), {}),
+                partial=(True, False),
+            ),
+        )
         creds = None
     else:
-        name, (creds, conf) = _named(payload.get("name"),
-                                     lambda: _clean(kind, payload.get("credentials"), payload.get("config")))
+        name, (creds, conf) = _named(
+            payload.get("name"), lambda: _clean(kind, payload.get("credentials"), payload.get("config"))
+        )
     collection = None
     if payload.get("collectionId"):
         if not isinstance(payload["collectionId"], str):
@@ -159,8 +206,13 @@ def create_source(principal: Principal, payload, credential_from: SourceConnecti
         collection = get_collection_or_404(principal, payload["collectionId"])
         ensure_bindable(collection, "collectionId")
     source = SourceConnection(
-        org_id=principal.org.id, env_id=principal.env.id, short_name=kind.short_name, name=name,
-        status="pending", credentials_encrypted=None if creds is None else secrets.encrypt(creds), config=conf,
+        org_id=principal.org.id,
+        env_id=principal.env.id,
+        short_name=kind.short_name,
+        name=name,
+        status="pending",
+        credentials_encrypted=None if creds is None else secrets.encrypt(creds),
+        config=conf,
         created_by_id=principal.user_id,
         credential_source_id=credential_holder(credential_from).id if credential_from is not None else None,
     )
@@ -174,8 +226,15 @@ def create_source(principal: Principal, payload, credential_from: SourceConnecti
     return source
 
 
-def update_source(principal: Principal, source: SourceConnection, *, name=None, credentials=None,
-                  config=None, partial: bool = False) -> SourceConnection:
+def update_source(
+    principal: Principal,
+    source: SourceConnection,
+    *,
+    name=None,
+    credentials=None,
+    config=None,
+    partial: bool = False,
+) -> SourceConnection:
     """Change what is given: a half left out (None) stays as it is, and with `partial` so do
     the fields a half leaves out. Secrets sent back as the mask keep their stored value while
     their destination is unchanged."""
@@ -189,9 +248,17 @@ def update_source(principal: Principal, source: SourceConnection, *, name=None, 
             ensure_idle(other)  # nor a run of another connection sharing them
     kind = type_of(source)
     stored = credentials_of(source)
-    new_name, (creds, conf) = _named(name, lambda: _clean(
-        kind, credentials or {}, config or {}, (stored, dict(source.config or {})),
-        partial=(partial or credentials is None, partial or config is None)), kept=source.name)
+    new_name, (creds, conf) = _named(
+        name,
+        lambda: _clean(
+            kind,
+            credentials or {},
+            config or {},
+            (stored, dict(source.config or {})),
+            partial=(partial or credentials is None, partial or config is None),
+        ),
+        kept=source.name,
+    )
     source.name = new_name
     if creds != stored:
         # A shared credential is rotated where it is held, so every connection using it
@@ -221,13 +288,20 @@ def _tested(kind: SourceType, conn: Connection, what: str) -> TestResult:
     return result
 
 
-def _audit_test(source: SourceConnection | None, kind: SourceType, used: list[str], result: TestResult,
-                unsaved: bool) -> None:
+def _audit_test(
+    source: SourceConnection | None, kind: SourceType, used: list[str], result: TestResult, unsaved: bool
+) -> None:
     """A test that sends stored secrets somewhere is on the record: who, which, where."""
     if source is None or not used:
         return
-    audit.note("source.test", "source", source.id, org_id=source.org_id, env_id=source.env_id,
-               details={"secrets_used": used, "unsaved": unsaved, "connected": result.ok})
+    audit.note(
+        "source.test",
+        "source",
+        source.id,
+        org_id=source.org_id,
+        env_id=source.env_id,
+        details={"secrets_used": used, "unsaved": unsaved, "connected": result.ok},
+    )
 
 
 def test_source(principal: Principal, source: SourceConnection) -> TestResult:
@@ -238,12 +312,16 @@ def test_source(principal: Principal, source: SourceConnection) -> TestResult:
         source.status = "connected" if result.ok else "error"
     source.last_tested_at = utcnow()
     source.last_test_message = result.message
-    _audit_test(source, kind, field_rules.borrowed(kind.auth_fields, {}, conn.credentials), result, unsaved=False)
+    _audit_test(
+        source, kind, field_rules.borrowed(kind.auth_fields, {}, conn.credentials), result, unsaved=False
+    )
     db.session.commit()
     return result
 
 
-def test_unsaved(principal: Principal, short_name: str, credentials, config, existing: SourceConnection | None = None):
+def test_unsaved(
+    principal: Principal, short_name: str, credentials, config, existing: SourceConnection | None = None
+):
     """Test what a form holds before it is saved (the connect form's Test button). A stored
     secret it borrows goes only where it was given (field_rules.validate), and is audited."""
     kind = source_type(short_name)
@@ -251,11 +329,17 @@ def test_unsaved(principal: Principal, short_name: str, credentials, config, exi
         raise ValidationFailed({"source_id": f"is a {existing.short_name} source, not {short_name}"})
     stored = (credentials_of(existing), dict(existing.config or {})) if existing else None
     creds, conf = _clean(kind, credentials, config, stored)
-    conn = Connection(id=existing.id if existing else "unsaved", credentials=creds, config=conf,
-                      ingest_url=ingest_url(existing) if existing else None,
-                      latest_file_id=connection_for(existing).latest_file_id if existing else None)
+    conn = Connection(
+        id=existing.id if existing else "unsaved",
+        credentials=creds,
+        config=conf,
+        ingest_url=ingest_url(existing) if existing else None,
+        latest_file_id=connection_for(existing).latest_file_id if existing else None,
+    )
     result = _tested(kind, conn, f"unsaved {short_name}")
-    _audit_test(existing, kind, field_rules.borrowed(kind.auth_fields, credentials or {}, creds), result, unsaved=True)
+    _audit_test(
+        existing, kind, field_rules.borrowed(kind.auth_fields, credentials or {}, creds), result, unsaved=True
+    )
     db.session.commit()
     return result
 
@@ -268,12 +352,15 @@ def list_streams(principal: Principal, source: SourceConnection) -> list[dict]:
         return kind.list_streams(connection_for(source))
     except SourceError as exc:
         message = said(kind, credentials_of(source), str(exc))
-        raise ValidationFailed({"source": message}, status=502, code="source_unreachable", message=message) from None
+        raise ValidationFailed(
+            {"source": message}, status=502, code="source_unreachable", message=message
+        ) from None
 
 
 def scoped_sources(principal: Principal):
-    return select(SourceConnection).where(SourceConnection.org_id == principal.org.id,
-                                          SourceConnection.env_id == principal.env.id)
+    return select(SourceConnection).where(
+        SourceConnection.org_id == principal.org.id, SourceConnection.env_id == principal.env.id
+    )
 
 
 def list_sources(principal: Principal, collection_id: str | None = None) -> list[SourceConnection]:
@@ -281,7 +368,9 @@ def list_sources(principal: Principal, collection_id: str | None = None) -> list
     if collection_id:
         collection = get_collection_or_404(principal, collection_id)
         query = query.where(SourceConnection.id == collection.source_id)
-    return db.session.scalars(query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())).all()
+    return db.session.scalars(
+        query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())
+    ).all()
 
 
 def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
@@ -292,8 +381,9 @@ def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
 
 
 def bound_collections(source: SourceConnection) -> list[Collection]:
-    return db.session.scalars(select(Collection).where(Collection.source_id == source.id,
-                                                       Collection.env_id == source.env_id)).all()
+    return db.session.scalars(
+        select(Collection).where(Collection.source_id == source.id, Collection.env_id == source.env_id)
+    ).all()
 
 
 def readable_collections(source: SourceConnection) -> list[Collection]:
@@ -312,10 +402,19 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     criteria = (Record.collection_id.in_(ids), Record.env_id == source.env_id)
     search_index.forget(*criteria)
     deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
-    db.session.execute(update(Collection).where(Collection.id.in_(ids))
-                       .values(record_count=0, updated_at=Collection.updated_at))  # data, not settings
-    audit.note("source.clear_data", "source", source.id, org_id=source.org_id, env_id=source.env_id,
-               details={"name": source.name, "records_deleted": deleted, "collection_ids": ids})
+    db.session.execute(
+        update(Collection)
+        .where(Collection.id.in_(ids))
+        .values(record_count=0, updated_at=Collection.updated_at)
+    )  # data, not settings
+    audit.note(
+        "source.clear_data",
+        "source",
+        source.id,
+        org_id=source.org_id,
+        env_id=source.env_id,
+        details={"name": source.name, "records_deleted": deleted, "collection_ids": ids},
+    )
     db.session.commit()
     return deleted
 
@@ -359,15 +458,23 @@ def parse_bool_param(value, name: str, default: bool = False) -> bool:
     raise ValidationFailed({name: "must be true or false"})
 
 
-def store_file(principal: Principal, source: SourceConnection, filename: str, stream, fmt: str | None = None) -> SourceFile:
+def store_file(
+    principal: Principal, source: SourceConnection, filename: str, stream, fmt: str | None = None
+) -> SourceFile:
     """Save an upload chunk by chunk, hashing as it goes; never the whole file in memory."""
     if source.short_name != "file":
         raise ValidationFailed({"file": "only file sources take uploads"})
     if fmt and fmt not in dict(FORMATS):
         raise ValidationFailed({"format": f"must be one of {', '.join(dict(FORMATS))}"})
     filename = (filename or "upload").rsplit("/", 1)[-1].replace("\x00", "")[:255] or "upload"
-    stored = SourceFile(org_id=source.org_id, env_id=source.env_id, source_id=source.id, filename=filename,
-                        format=fmt or (source.config or {}).get("format") or "auto", size=0)
+    stored = SourceFile(
+        org_id=source.org_id,
+        env_id=source.env_id,
+        source_id=source.id,
+        filename=filename,
+        format=fmt or (source.config or {}).get("format") or "auto",
+        size=0,
+    )
     db.session.add(stored)
     db.session.flush()
     digest, size, seq = hashlib.sha256(), 0, 0

@@ -1,6 +1,7 @@
 """/v1/syncs (seed 004): a pull source connection seen as a sync — its credential, the
 collections it feeds, its schedule, rate limit and health. One row, two views, so the
 Sources API and the Syncs API cannot disagree."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -14,9 +15,9 @@ from ..models import Collection, SourceConnection, db, utcnow
 from ..sources import REGISTRY, source_type
 from . import collections as collection_svc
 from . import sources as source_svc
+from .names import pydantic_name
 from .pagination import paginate
 from .runs import ensure_idle
-from .names import pydantic_name
 
 # Seed 004 names the Stripe key `secret`; our declaration calls it `secret_key`.
 PROPERTY_ALIASES = {"stripe": {"secret": "secret_key"}}
@@ -47,18 +48,27 @@ class Credential(BaseModel):
 
 class _SyncFields(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    name: str | None = Field(default=None, json_schema_extra=documented(minLength=1, maxLength=NAME_MAX,
-                                                                        pattern=r"\S"))
+    name: str | None = Field(
+        default=None, json_schema_extra=documented(minLength=1, maxLength=NAME_MAX, pattern=r"\S")
+    )
     stream_id: str | None = Field(default=None, max_length=200)
     collection_ids: list[Annotated[str, Field(max_length=200)]] | None = Field(
-        default=None, json_schema_extra=documented(minItems=1))
+        default=None, json_schema_extra=documented(minItems=1)
+    )
     rate_limit: RateLimit | None = None
-    credential: Credential | None = Field(default=None, description=(
-        "Required on create unless credential_id is given (not both). properties holds the provider's "
-        "authFields (GET /api/v1/sources/{shortName}); Stripe's key is `secret`, sk_... or rk_.... On change: "
-        "rotates the credential this sync uses, for every sync sharing it"))
-    credential_id: str | None = Field(default=None, description="An existing credential (a sync's credential_id) "
-                                      "to use instead of `credential`: shared, not copied")
+    credential: Credential | None = Field(
+        default=None,
+        description=(
+            "Required on create unless credential_id is given (not both). properties holds the provider's "
+            "authFields (GET /api/v1/sources/{shortName}); Stripe's key is `secret`, sk_... or rk_.... On change: "
+            "rotates the credential this sync uses, for every sync sharing it"
+        ),
+    )
+    credential_id: str | None = Field(
+        default=None,
+        description="An existing credential (a sync's credential_id) "
+        "to use instead of `credential`: shared, not copied",
+    )
     max_age_days: int | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
     sync_frequency: str | None = Field(default=None, json_schema_extra=documented(pattern=FREQUENCY_PATTERN))
     metadata: dict | None = None
@@ -90,7 +100,9 @@ class SyncCreate(_SyncFields):
     provider: str = Field(json_schema_extra=documented(enum=PULL_PROVIDERS))
     name: str = Field(json_schema_extra=documented(minLength=1, maxLength=NAME_MAX, pattern=r"\S"))
     stream_id: str = Field(max_length=200)
-    collection_ids: list[Annotated[str, Field(max_length=200)]] = Field(json_schema_extra=documented(minItems=1))
+    collection_ids: list[Annotated[str, Field(max_length=200)]] = Field(
+        json_schema_extra=documented(minItems=1)
+    )
 
 
 class SyncUpdate(_SyncFields):
@@ -102,8 +114,6 @@ class SyncUpdate(_SyncFields):
         if value is not None and value not in ("active", "disabled"):
             raise ValueError("must be active or disabled")
         return value
-
-
 
 
 def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict]:
@@ -122,16 +132,20 @@ def _check_refs(principal: Principal, provider: str, refs: list[str], source_id:
         ref_provider, sep, stream = ref.partition(":")
         if sep:
             if ref_provider != provider or not stream:
-                raise ValidationFailed({"collection_ids": f"{ref!r} is not a {provider} stream "
-                                                          f"(write {provider}:<stream>)"})
+                raise ValidationFailed(
+                    {"collection_ids": f"{ref!r} is not a {provider} stream (write {provider}:<stream>)"}
+                )
             if provider == "stripe":
                 from ..sources.stripe import STREAMS
+
                 if stream not in STREAMS:
-                    raise ValidationFailed({"collection_ids": f"{stream!r} is not a Stripe stream; one of "
-                                                              + ", ".join(STREAMS)})
+                    raise ValidationFailed(
+                        {"collection_ids": f"{stream!r} is not a Stripe stream; one of " + ", ".join(STREAMS)}
+                    )
         else:
-            collection_svc.ensure_bindable(collection_svc.get_collection_or_404(principal, ref), "collection_ids",
-                                           to=source_id)
+            collection_svc.ensure_bindable(
+                collection_svc.get_collection_or_404(principal, ref), "collection_ids", to=source_id
+            )
 
 
 def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> None:
@@ -141,14 +155,25 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
     for ref in refs:
         provider, sep, stream = ref.partition(":")
         if sep:
-            found = db.session.scalar(select(Collection).where(
-                Collection.env_id == principal.env.id, Collection.source_id == source.id, Collection.stream == stream))
+            found = db.session.scalar(
+                select(Collection).where(
+                    Collection.env_id == principal.env.id,
+                    Collection.source_id == source.id,
+                    Collection.stream == stream,
+                )
+            )
             if found is None:
                 slug = f"{provider}-{stream}".replace("_", "-")
-                found = collection_svc.create_collection(principal, {
-                    "name": f"{REGISTRY[provider].name} {stream.replace('_', ' ')}"[:64],
-                    "slug": None if collection_svc.slug_taken(principal, slug) else slug,
-                    "source_id": source.id, "stream": stream, "primary_key_path": "$.id"})
+                found = collection_svc.create_collection(
+                    principal,
+                    {
+                        "name": f"{REGISTRY[provider].name} {stream.replace('_', ' ')}"[:64],
+                        "slug": None if collection_svc.slug_taken(principal, slug) else slug,
+                        "source_id": source.id,
+                        "stream": stream,
+                        "primary_key_path": "$.id",
+                    },
+                )
         else:
             found = collection_svc.get_collection_or_404(principal, ref)
             found.source = source
@@ -165,10 +190,16 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
 def _credential_or_error(principal: Principal, provider: str, credential_id: str) -> SourceConnection:
     """The connection holding credential `credential_id` (a sync's `credential_id`, or the
     id of a connection that holds its own), checked to be one for `provider`."""
-    donor = db.session.scalar(source_svc.scoped_sources(principal).where(SourceConnection.id == credential_id))
+    donor = db.session.scalar(
+        source_svc.scoped_sources(principal).where(SourceConnection.id == credential_id)
+    )
     if donor is None:
-        raise ValidationFailed({"credential_id": "is not a credential in this project"}, status=404,
-                               code="not_found", message="Credential not found")
+        raise ValidationFailed(
+            {"credential_id": "is not a credential in this project"},
+            status=404,
+            code="not_found",
+            message="Credential not found",
+        )
     if donor.short_name != provider:
         raise ValidationFailed({"credential_id": f"is a {donor.short_name} credential, not {provider}"})
     return source_svc.credential_holder(donor)
@@ -195,7 +226,9 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
         pulls = sorted(k for k, t in REGISTRY.items() if t.pull)
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(pulls)})
     if data.sync_frequency and not kind.scheduled:
-        raise ValidationFailed({"sync_frequency": "cannot be set: this source type runs when a file is uploaded"})
+        raise ValidationFailed(
+            {"sync_frequency": "cannot be set: this source type runs when a file is uploaded"}
+        )
     if data.credential is None and not data.credential_id:
         raise ValidationFailed({"credential": "is required (or give credential_id)"})
     _check_refs(principal, data.provider, data.collection_ids)
@@ -203,16 +236,24 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
         raise ValidationFailed({"credential_id": "give either credential or credential_id, not both"})
     if data.credential_id:
         holder = _credential_or_error(principal, data.provider, data.credential_id)
-        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
-                                                      "config": {}}, credential_from=holder)
+        source = source_svc.create_source(
+            principal,
+            {"sourceShortName": data.provider, "name": data.name, "config": {}},
+            credential_from=holder,
+        )
     else:
         credentials, meta = _credentials_from(data.provider, data.credential)
-        source = source_svc.create_source(principal, {"sourceShortName": data.provider, "name": data.name,
-                                                      "credentials": credentials, "config": {}})
+        source = source_svc.create_source(
+            principal,
+            {"sourceShortName": data.provider, "name": data.name, "credentials": credentials, "config": {}},
+        )
         source.credential_meta = meta
     source.stream_id = data.stream_id
-    source.rate_limit = (data.rate_limit.model_dump() if data.rate_limit else
-                         DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT))
+    source.rate_limit = (
+        data.rate_limit.model_dump()
+        if data.rate_limit
+        else DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT)
+    )
     source.sync_frequency = (data.sync_frequency or "4h") if kind.scheduled else None
     source.max_age_days = data.max_age_days
     source.sync_metadata, source.external_id = data.metadata, data.external_id
@@ -245,7 +286,9 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
     if "rate_limit" in given:
         source.rate_limit = data.rate_limit.model_dump() if data.rate_limit else None
     if data.sync_frequency and not source_type(source.short_name).scheduled:
-        raise ValidationFailed({"sync_frequency": "cannot be set: this source type runs when a file is uploaded"})
+        raise ValidationFailed(
+            {"sync_frequency": "cannot be set: this source type runs when a file is uploaded"}
+        )
     if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
         # The next run follows the new schedule (it kept the old one's time: 24h changed to
         # 15m still waited a day), counted from now; none without a schedule.
@@ -270,7 +313,9 @@ def delete_sync(principal: Principal, source: SourceConnection) -> None:
     source_svc.delete_source(principal, source, delete_data=False)
 
 
-def list_syncs(principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None):
+def list_syncs(
+    principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None
+):
     # A filter that can match nothing is a typo: say so rather than answer an empty list.
     if provider and provider not in PULL_PROVIDERS:
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(PULL_PROVIDERS)})
@@ -290,6 +335,7 @@ def get_sync_or_404(principal: Principal, sync_id: str) -> SourceConnection:
     source = source_svc.get_source_or_404(principal, sync_id)
     if not source_svc.type_of(source).pull:
         from flask import abort
+
         abort(404, description="Sync not found")
     return source
 

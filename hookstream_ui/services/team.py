@@ -4,6 +4,7 @@ Invitation links are signed (itsdangerous, with the app's SECRET_KEY), expire, a
 once: the link carries the invitation id and a random secret whose SHA-256 is stored, so
 a tampered link fails the signature, and the table alone cannot mint a working one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +29,7 @@ INVITATION_DAYS = 7
 
 # --- members -----------------------------------------------------------------------------
 
+
 def _members(principal: Principal):
     return select(Membership).join(User).where(Membership.org_id == principal.org.id)
 
@@ -41,16 +43,20 @@ def members_page(principal: Principal, cursor=None, limit=None) -> Page:
 
 
 def get_member_or_404(principal: Principal, user_id: str) -> Membership:
-    membership = db.session.scalar(select(Membership).where(Membership.org_id == principal.org.id,
-                                                            Membership.user_id == user_id))
+    membership = db.session.scalar(
+        select(Membership).where(Membership.org_id == principal.org.id, Membership.user_id == user_id)
+    )
     if membership is None:
         abort(404, description="No member with that user id in this organization")
     return membership
 
 
 def _owners(org_id: str) -> int:
-    return db.session.scalar(select(func.count()).select_from(Membership)
-                             .where(Membership.org_id == org_id, Membership.role == "owner"))
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Membership)
+        .where(Membership.org_id == org_id, Membership.role == "owner")
+    )
 
 
 def _lock_owners(principal: Principal, membership: Membership) -> None:
@@ -62,8 +68,11 @@ def _lock_owners(principal: Principal, membership: Membership) -> None:
         db.session.refresh(membership)
     except InvalidRequestError:  # removed meanwhile
         abort(404, description="No member with that user id in this organization")
-    acting = db.session.scalar(select(Membership.role).where(Membership.org_id == principal.org.id,
-                                                             Membership.user_id == principal.user_id))
+    acting = db.session.scalar(
+        select(Membership.role).where(
+            Membership.org_id == principal.org.id, Membership.user_id == principal.user_id
+        )
+    )
     if membership.user_id != principal.user_id and acting != "owner" and membership.role == "owner":
         raise ValidationFailed({"user_id": "only an owner can change an owner"}, status=403, code="forbidden")
 
@@ -72,7 +81,9 @@ def _check_role(value, principal: Principal, field: str = "role") -> str:
     if value not in ROLES:
         raise ValidationFailed({field: f"must be one of {', '.join(ROLES)}"})
     if value == "owner" and not principal.can("owner"):
-        raise ValidationFailed({field: "only an owner can make someone an owner"}, status=403, code="forbidden")
+        raise ValidationFailed(
+            {field: "only an owner can make someone an owner"}, status=403, code="forbidden"
+        )
     return value
 
 
@@ -81,13 +92,20 @@ def change_role(principal: Principal, user_id: str, role) -> Membership:
     role = _check_role(role, principal)
     if membership.role == "owner" and role != "owner":
         if not principal.can("owner"):
-            raise ValidationFailed({"role": "only an owner can change an owner's role"}, status=403, code="forbidden")
+            raise ValidationFailed(
+                {"role": "only an owner can change an owner's role"}, status=403, code="forbidden"
+            )
         _lock_owners(principal, membership)
         if membership.role == "owner" and _owners(principal.org.id) == 1:
-            raise ValidationFailed({"role": "the last owner cannot be demoted; make someone else owner first"},
-                                   status=409, code="last_owner")
+            raise ValidationFailed(
+                {"role": "the last owner cannot be demoted; make someone else owner first"},
+                status=409,
+                code="last_owner",
+            )
     membership.role = role
-    api_keys.end_keys_of(membership.user_id, f"its owner was made a {role}", org_id=principal.org.id, role=role)
+    api_keys.end_keys_of(
+        membership.user_id, f"its owner was made a {role}", org_id=principal.org.id, role=role
+    )
     db.session.commit()
     return membership
 
@@ -115,18 +133,27 @@ def remove_member(principal: Principal, user_id: str) -> None:
         abort(403, description="This needs the admin role or higher")
     if membership.role == "owner":
         if not leaving and not principal.can("owner"):
-            raise ValidationFailed({"user_id": "only an owner can remove an owner"}, status=403, code="forbidden")
+            raise ValidationFailed(
+                {"user_id": "only an owner can remove an owner"}, status=403, code="forbidden"
+            )
         _lock_owners(principal, membership)
         if membership.role == "owner" and _owners(principal.org.id) == 1:
-            raise ValidationFailed({"user_id": "the last owner cannot leave; make someone else owner first"},
-                                   status=409, code="last_owner")
-    api_keys.end_keys_of(membership.user_id, "its owner left the organization" if leaving else
-                         "its owner was removed from the organization", org_id=principal.org.id)
+            raise ValidationFailed(
+                {"user_id": "the last owner cannot leave; make someone else owner first"},
+                status=409,
+                code="last_owner",
+            )
+    api_keys.end_keys_of(
+        membership.user_id,
+        "its owner left the organization" if leaving else "its owner was removed from the organization",
+        org_id=principal.org.id,
+    )
     db.session.delete(membership)
     db.session.commit()
 
 
 # --- invitations -------------------------------------------------------------------------
+
 
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="hookstream-invitation")
@@ -152,18 +179,32 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
         errors.update(exc.errors)
     if errors:
         raise ValidationFailed(errors)
-    member = db.session.scalar(select(Membership.id).join(User).where(Membership.org_id == principal.org.id,
-                                                                       User.email == email))
+    member = db.session.scalar(
+        select(Membership.id).join(User).where(Membership.org_id == principal.org.id, User.email == email)
+    )
     if member:
-        raise ValidationFailed({"email": "is already a member of this organization"}, status=409, code="conflict")
+        raise ValidationFailed(
+            {"email": "is already a member of this organization"}, status=409, code="conflict"
+        )
     now = utcnow()
-    for pending in db.session.scalars(select(Invitation).where(
-            Invitation.org_id == principal.org.id, Invitation.email == email,
-            Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))):
+    for pending in db.session.scalars(
+        select(Invitation).where(
+            Invitation.org_id == principal.org.id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+    ):
         pending.revoked_at = now
     secret = secrets.token_urlsafe(24)
-    invitation = Invitation(org_id=principal.org.id, email=email, role=role, token_hash=_hash(secret),
-                            invited_by_id=principal.user_id, expires_at=now + timedelta(days=INVITATION_DAYS))
+    invitation = Invitation(
+        org_id=principal.org.id,
+        email=email,
+        role=role,
+        token_hash=_hash(secret),
+        invited_by_id=principal.user_id,
+        expires_at=now + timedelta(days=INVITATION_DAYS),
+    )
     db.session.add(invitation)
     db.session.flush()
     token = _serializer().dumps({"id": invitation.id, "secret": secret})
@@ -178,19 +219,26 @@ def pending_invitation(principal: Principal, email) -> Invitation | None:
         email = accounts.normalise_email(email if isinstance(email, str) else "")
     except ValidationFailed:
         return None
-    return db.session.scalars(_pending_invitations(principal).where(Invitation.email == email)
-                              .order_by(Invitation.created_at.desc())).first()
+    return db.session.scalars(
+        _pending_invitations(principal)
+        .where(Invitation.email == email)
+        .order_by(Invitation.created_at.desc())
+    ).first()
 
 
 def _pending_invitations(principal: Principal):
     return select(Invitation).where(
-        Invitation.org_id == principal.org.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
-        Invitation.expires_at > utcnow())
+        Invitation.org_id == principal.org.id,
+        Invitation.accepted_at.is_(None),
+        Invitation.revoked_at.is_(None),
+        Invitation.expires_at > utcnow(),
+    )
 
 
 def list_invitations(principal: Principal) -> list[Invitation]:
-    return db.session.scalars(_pending_invitations(principal)
-                              .order_by(Invitation.created_at.desc(), Invitation.id.desc())).all()
+    return db.session.scalars(
+        _pending_invitations(principal).order_by(Invitation.created_at.desc(), Invitation.id.desc())
+    ).all()
 
 
 def invitations_page(principal: Principal, cursor=None, limit=None) -> Page:
@@ -198,8 +246,9 @@ def invitations_page(principal: Principal, cursor=None, limit=None) -> Page:
 
 
 def revoke_invitation(principal: Principal, invitation_id: str) -> Invitation:
-    invitation = db.session.scalar(select(Invitation).where(Invitation.id == invitation_id,
-                                                            Invitation.org_id == principal.org.id))
+    invitation = db.session.scalar(
+        select(Invitation).where(Invitation.id == invitation_id, Invitation.org_id == principal.org.id)
+    )
     if invitation is None or invitation.accepted_at or invitation.revoked_at:
         abort(404, description="No pending invitation with that id")
     invitation.revoked_at = utcnow()
@@ -219,7 +268,9 @@ def invitation_for(token: str) -> Invitation:
     except BadSignature:
         raise InvalidInvitation("This invitation link is not valid.") from None
     invitation = db.session.get(Invitation, str(data.get("id", ""))) if isinstance(data, dict) else None
-    if invitation is None or not secrets.compare_digest(invitation.token_hash, _hash(str(data.get("secret", "")))):
+    if invitation is None or not secrets.compare_digest(
+        invitation.token_hash, _hash(str(data.get("secret", "")))
+    ):
         raise InvalidInvitation("This invitation link is not valid.")
     if invitation.accepted_at is not None:
         raise InvalidInvitation("This invitation has already been used.")
@@ -237,18 +288,29 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
     existing = db.session.scalar(select(User).where(User.email == invitation.email))
     if user is None:
         if existing is not None:
-            raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
-                                   status=409, code="sign_in_required")
+            raise ValidationFailed(
+                {"email": "An account with this email exists: sign in to accept."},
+                status=409,
+                code="sign_in_required",
+            )
         accounts.check_password_strength(password)
     elif user.email != invitation.email:
-        raise ValidationFailed({"email": f"This invitation is for {invitation.email}; you are signed in as "
-                                         f"{user.email}."}, status=403, code="forbidden")
+        raise ValidationFailed(
+            {"email": f"This invitation is for {invitation.email}; you are signed in as {user.email}."},
+            status=403,
+            code="forbidden",
+        )
     # Claimed in one statement: of the same link accepted several times at once, exactly one
     # goes on; the others find it used.
     now = utcnow()
-    claimed = db.session.execute(update(Invitation).where(
-        Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
-        .values(accepted_at=now).execution_options(synchronize_session=False)).rowcount
+    claimed = db.session.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)
+        )
+        .values(accepted_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     if not claimed:
         db.session.rollback()
         raise InvalidInvitation("This invitation has already been used.")
@@ -256,39 +318,61 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
         user = User(email=invitation.email)
         user.set_password(password)
         db.session.add(user)
-    if not db.session.scalar(select(Membership.id).where(Membership.org_id == invitation.org_id,
-                                                         Membership.user_id == user.id)):
+    if not db.session.scalar(
+        select(Membership.id).where(Membership.org_id == invitation.org_id, Membership.user_id == user.id)
+    ):
         db.session.add(Membership(org_id=invitation.org_id, user=user, role=invitation.role))
     try:
         db.session.flush()  # a new user gets their id
     except IntegrityError:  # the same email signed up another way in the meantime
         db.session.rollback()
-        raise ValidationFailed({"email": "An account with this email exists: sign in to accept."},
-                               status=409, code="sign_in_required") from None
+        raise ValidationFailed(
+            {"email": "An account with this email exists: sign in to accept."},
+            status=409,
+            code="sign_in_required",
+        ) from None
     invitation.accepted_at, invitation.accepted_by_id = now, user.id
     inviter = db.session.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
-    audit.record("member.join", "member", user.id, actor=audit.actor_for_user(user), org_id=invitation.org_id,
-                 details={"email": user.email, "role": invitation.role, "invitation_id": invitation.id,
-                          "invited_by": inviter.email if inviter else None, "new_account": existing is None})
+    audit.record(
+        "member.join",
+        "member",
+        user.id,
+        actor=audit.actor_for_user(user),
+        org_id=invitation.org_id,
+        details={
+            "email": user.email,
+            "role": invitation.role,
+            "invitation_id": invitation.id,
+            "invited_by": inviter.email if inviter else None,
+            "new_account": existing is None,
+        },
+    )
     db.session.commit()
     return user
 
 
 # --- orgs and environments ---------------------------------------------------------------
 
+
 def orgs_of(user: User) -> list[Org]:
-    return db.session.scalars(select(Org).join(Membership).where(Membership.user_id == user.id)
-                              .order_by(Membership.created_at)).all()
+    return db.session.scalars(
+        select(Org).join(Membership).where(Membership.user_id == user.id).order_by(Membership.created_at)
+    ).all()
 
 
 def switch_org(user: User, org_id: str) -> Org:
-    org = db.session.scalar(select(Org).join(Membership).where(Membership.user_id == user.id, Org.id == org_id))
+    org = db.session.scalar(
+        select(Org).join(Membership).where(Membership.user_id == user.id, Org.id == org_id)
+    )
     if org is None:
         abort(404, description="You are not a member of that organization")
     if org.suspended_at is not None:
         # Out of reach until an instance admin lifts it: say so, and stay where you are.
-        raise ValidationFailed({"org_id": suspended_message(org) + "; you stay in the organization you are in"},
-                               status=403, code="org_suspended")
+        raise ValidationFailed(
+            {"org_id": suspended_message(org) + "; you stay in the organization you are in"},
+            status=403,
+            code="org_suspended",
+        )
     session["org_id"], session["env_id"] = org.id, None
     return org
 
@@ -296,10 +380,12 @@ def switch_org(user: User, org_id: str) -> Org:
 def switch_environment(user: User, env_id: str) -> Environment:
     """Make `env_id` the session's project (and its org the session's org): only in an org
     the user is a member of and that is not suspended."""
-    env = db.session.scalar(select(Environment).join(Membership, Membership.org_id == Environment.org_id)
-                            .join(Org, Org.id == Environment.org_id)
-                            .where(Environment.id == env_id, Membership.user_id == user.id,
-                                   Org.suspended_at.is_(None)))
+    env = db.session.scalar(
+        select(Environment)
+        .join(Membership, Membership.org_id == Environment.org_id)
+        .join(Org, Org.id == Environment.org_id)
+        .where(Environment.id == env_id, Membership.user_id == user.id, Org.suspended_at.is_(None))
+    )
     if env is None:
         abort(404, description="You are not a member of that project's organization")
     session["org_id"], session["env_id"] = env.org_id, env.id
@@ -330,9 +416,12 @@ def environments_page(principal: Principal, cursor=None, limit=None) -> Page:
 def create_environment(principal: Principal, name) -> Environment:
     name = _env_name(name)
     slug = accounts.slugify(name, "project")
-    if db.session.scalar(select(Environment.id).where(Environment.org_id == principal.org.id,
-                                                      Environment.slug == slug)):
-        raise ValidationFailed({"name": f"a project with the slug {slug!r} exists"}, status=409, code="conflict")
+    if db.session.scalar(
+        select(Environment.id).where(Environment.org_id == principal.org.id, Environment.slug == slug)
+    ):
+        raise ValidationFailed(
+            {"name": f"a project with the slug {slug!r} exists"}, status=409, code="conflict"
+        )
     env = Environment(org_id=principal.org.id, name=name, slug=slug)
     db.session.add(env)
     db.session.commit()
@@ -340,8 +429,9 @@ def create_environment(principal: Principal, name) -> Environment:
 
 
 def get_environment_or_404(principal: Principal, env_id: str) -> Environment:
-    env = db.session.scalar(select(Environment).where(Environment.org_id == principal.org.id,
-                                                      Environment.id == env_id))
+    env = db.session.scalar(
+        select(Environment).where(Environment.org_id == principal.org.id, Environment.id == env_id)
+    )
     if env is None:
         abort(404, description="No project with that id in this organization")
     return env
@@ -357,7 +447,9 @@ def rename_environment(principal: Principal, env_id: str, name) -> Environment:
 def rename_org(principal: Principal, name) -> Org:
     """The owner's: the org's name as every member sees it (its slug, in URLs, stays)."""
     if not principal.can("owner"):
-        raise ValidationFailed({"name": "only an owner can rename the organization"}, status=403, code="forbidden")
+        raise ValidationFailed(
+            {"name": "only an owner can rename the organization"}, status=403, code="forbidden"
+        )
     org = db.session.get(Org, principal.org.id)
     org.name = clean_name(name, "name", 1, ORG_NAME_MAX)
     db.session.commit()

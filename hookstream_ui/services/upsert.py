@@ -6,6 +6,7 @@ deletion is removed; a record without a key is skipped and the reason counted. W
 bulk statements, and the last-write-wins check is in the SQL itself, so concurrent writers
 for one key still end in the newest state. The caller commits (with its checkpoint).
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,11 +16,11 @@ import random
 import re
 import time
 import uuid
-from json import dumps, loads
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from json import dumps, loads
 
 from flask import current_app
 from psycopg import errors as pg_errors
@@ -66,7 +67,7 @@ class Outcome:
     skipped: int = 0
     reasons: Counter = field(default_factory=Counter)
 
-    def add(self, other: "Outcome") -> None:
+    def add(self, other: Outcome) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.deleted += other.deleted
@@ -85,13 +86,13 @@ def parse_time(value) -> datetime | None:
     if isinstance(value, datetime):
         return as_utc(value)
     if isinstance(value, date):  # a date cursor: its midnight, so a version read again is the same version
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
         value = float(value)
     if isinstance(value, (int, float)):
         seconds = value / 1000 if abs(value) > 1e11 else value
         try:
-            return datetime.fromtimestamp(seconds, timezone.utc)
+            return datetime.fromtimestamp(seconds, UTC)
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):
@@ -157,42 +158,66 @@ def record_json(value) -> str:
 def storable_json(text: str) -> str:
     """JSON text as storable() would write it (parsed again only when it has an escape,
     or characters that may be half a surrogate pair)."""
-    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or \
-            (not text.isascii() and documents.UNSTORABLE.search(text)):
+    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or (
+        not text.isascii() and documents.UNSTORABLE.search(text)
+    ):
         return dumps(storable(loads(text)), ensure_ascii=False)
     return text
 
 
-COLUMNS = ("id", "org_id", "env_id", "collection_id", "record_key", "data", "event_type", "source_event_id",
-           "source_event_at", "created_at", "updated_at", "seen_run_id")
+COLUMNS = (
+    "id",
+    "org_id",
+    "env_id",
+    "collection_id",
+    "record_key",
+    "data",
+    "event_type",
+    "source_event_id",
+    "source_event_at",
+    "created_at",
+    "updated_at",
+    "seen_run_id",
+)
 # PostgreSQL also stores each record's words (search_index.pg_document) for its word index.
 PG_COLUMNS = (*COLUMNS, "search_words")
 # A version read again unchanged (re-read windows, full re-reads, a payload sent twice)
 # keeps its updated_at: the records list sorts by it, and the run reports it "unchanged".
-_CHANGED = ("records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type "
-            "OR records.source_event_at IS DISTINCT FROM excluded.source_event_at")
-_UPSERT = ("INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
-           "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
-           "source_event_at = excluded.source_event_at, "
-           f"updated_at = CASE WHEN {_CHANGED} THEN excluded.updated_at ELSE records.updated_at END, "
-           "seen_run_id = excluded.seen_run_id{more} "
-           "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at")
+_CHANGED = (
+    "records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type "
+    "OR records.source_event_at IS DISTINCT FROM excluded.source_event_at"
+)
+_UPSERT = (
+    "INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
+    "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
+    "source_event_at = excluded.source_event_at, "
+    f"updated_at = CASE WHEN {_CHANGED} THEN excluded.updated_at ELSE records.updated_at END, "
+    "seen_run_id = excluded.seen_run_id{more} "
+    "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at"
+)
 _CASTS = {"data": "%s::jsonb", "search_words": "%s::tsvector"}
 _PG_UPSERT = _UPSERT.replace("{more}", ", search_words = excluded.search_words")
 UPSERT_SQL = {
     # SQLite spells IS DISTINCT FROM "IS NOT" (the other spelling needs SQLite 3.39).
-    "sqlite": _UPSERT.replace("{more}", "").replace("IS DISTINCT FROM", "IS NOT").format(
-        cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
-    "postgresql": _PG_UPSERT.format(cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)),
+    "sqlite": _UPSERT.replace("{more}", "")
+    .replace("IS DISTINCT FROM", "IS NOT")
+    .format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
+    "postgresql": _PG_UPSERT.format(
+        cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)
+    ),
 }
 # PostgreSQL: COPY a batch into a session-local staging table, then one INSERT ... SELECT.
 # One statement per batch instead of one per row; keys are unique within a batch (apply()
 # keeps the newest version of each), as ON CONFLICT DO UPDATE requires.
-PG_STAGE_SQL = ("CREATE TEMP TABLE IF NOT EXISTS records_stage AS SELECT {cols} FROM records WITH NO DATA"
-                .format(cols=", ".join(PG_COLUMNS)))
+PG_STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS records_stage AS SELECT {cols} FROM records WITH NO DATA".format(
+        cols=", ".join(PG_COLUMNS)
+    )
+)
 PG_COPY_SQL = "COPY records_stage ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
 PG_MERGE_SQL = _PG_UPSERT.replace("VALUES ({marks})", "SELECT {cols} FROM records_stage").format(
-    cols=", ".join(PG_COLUMNS))
+    cols=", ".join(PG_COLUMNS)
+)
 
 
 @dataclass(frozen=True)
@@ -205,7 +230,7 @@ class RecordLimits:
     max_fields: int
 
     @classmethod
-    def current(cls) -> "RecordLimits":
+    def current(cls) -> RecordLimits:
         config = current_app.config
         return cls(config["MAX_RECORD_BYTES"], config["MAX_RECORD_FIELDS"])
 
@@ -213,8 +238,10 @@ class RecordLimits:
         # Characters first: a text of at most a quarter of the limit in characters is within
         # it in bytes, whatever they are (and needs no encoding to say so). Measured as compact
         # JSON: a webhook body at the body limit is stored with ", " and ": " between fields.
-        if len(json_text) * 4 > self.max_bytes and \
-                len(json_text.encode()) - json_text.count(", ") - json_text.count(": ") > self.max_bytes:
+        if (
+            len(json_text) * 4 > self.max_bytes
+            and len(json_text.encode()) - json_text.count(", ") - json_text.count(": ") > self.max_bytes
+        ):
             return f"larger than the record size limit ({self.max_bytes:,} bytes)"
         if documents.fields_over(json_text, self.max_fields):
             return f"more than {self.max_fields:,} fields"
@@ -267,7 +294,7 @@ def _sqlite_time(value: datetime) -> str:
     # so its reads and string comparisons still work. One isoformat call, its UTC offset cut
     # off, is a third of what replace() and isoformat's keywords cost (per row written).
     if value.utcoffset():
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:26]
 
 
@@ -295,8 +322,13 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
             for row in rows:
                 written = cursor.execute(SQLITE_RETURNING, row).fetchone()
                 if written is not None:
-                    done[row[4]] = "inserted" if written[1] == row[0] else \
-                        "updated" if written[2] == now else "unchanged"
+                    done[row[4]] = (
+                        "inserted"
+                        if written[1] == row[0]
+                        else "updated"
+                        if written[2] == now
+                        else "unchanged"
+                    )
                     words.append((written[0], row[4], row[5]))
             if index_words:
                 search_index.index_rows(cursor, words)
@@ -304,12 +336,15 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
         if len(rows) < RETURNING_UNDER:
             # psycopg pipelines it: one round trip, which also answers what each row did
             # (xmax = 0 only on a row this statement inserted), so no read-back is needed.
-            cursor.executemany(UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0, updated_at", rows,
-                               returning=True)
+            cursor.executemany(
+                UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0, updated_at", rows, returning=True
+            )
             done, now = {}, rows[0][10]
             while True:
-                done.update((key, "inserted" if inserted else "updated" if as_utc(updated) == now else "unchanged")
-                            for key, inserted, updated in cursor.fetchall())
+                done.update(
+                    (key, "inserted" if inserted else "updated" if as_utc(updated) == now else "unchanged")
+                    for key, inserted, updated in cursor.fetchall()
+                )
                 if not cursor.nextset():
                     return done
         pg_bulk_upsert(cursor, rows, keys_are_new)
@@ -318,10 +353,18 @@ def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = Fa
     return None
 
 
-def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | None = None,
-          received_at: datetime | None = None, not_before: datetime | None = None,
-          keys_are_new: bool = False, results: list | None = None, synced_at: datetime | None = None,
-          history: bool = False) -> Outcome:
+def apply(
+    collection: Collection,
+    items: list[Incoming],
+    *,
+    seen_run_id: str | None = None,
+    received_at: datetime | None = None,
+    not_before: datetime | None = None,
+    keys_are_new: bool = False,
+    results: list | None = None,
+    synced_at: datetime | None = None,
+    history: bool = False,
+) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
     backfill reading keys in ascending order into a collection that started empty) skips
@@ -396,10 +439,14 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
     else:
         keys = [k for k, (_, _, event_type, _) in latest.items() if is_deletion(event_type, own_deletes)]
     for start in range(0, len(keys), KEY_CHUNK):
-        chunk = keys[start:start + KEY_CHUNK]
-        existing.update(db.session.execute(
-            select(Record.record_key, Record.source_event_at)
-            .where(Record.collection_id == collection.id, Record.record_key.in_(chunk))).all())
+        chunk = keys[start : start + KEY_CHUNK]
+        existing.update(
+            db.session.execute(
+                select(Record.record_key, Record.source_event_at).where(
+                    Record.collection_id == collection.id, Record.record_key.in_(chunk)
+                )
+            ).all()
+        )
 
     writes, deletes, seen_only = [], [], []
     indexed = collection.search_index != "off"
@@ -447,12 +494,23 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
             if seen_run_id:
                 seen_only.append(key)  # still in the source: an older stored version is not deleted
             continue
-        writes.append((
-            new_record_id(), collection.org_id, collection.env_id, collection.id, key, json_text,
-            storable(str(event_type))[:200] if event_type is not None else None,
-            item.source_event_id, at, now, now, seen_run_id,
-            document(key, json_text) if document else None,
-        ))
+        writes.append(
+            (
+                new_record_id(),
+                collection.org_id,
+                collection.env_id,
+                collection.id,
+                key,
+                json_text,
+                storable(str(event_type))[:200] if event_type is not None else None,
+                item.source_event_id,
+                at,
+                now,
+                now,
+                seen_run_id,
+                document(key, json_text) if document else None,
+            )
+        )
 
     if writes:
         writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
@@ -467,41 +525,72 @@ def apply(collection: Collection, items: list[Incoming], *, seen_run_id: str | N
                     note(latest[w[4]][3], ("inserted", None))
         else:
             indexes = {key: latest[key][3] for key in (w[4] for w in writes)}
-            _count_writes(collection, writes, now, outcome, lambda key, value: note(indexes[key], value), done)
+            _count_writes(
+                collection, writes, now, outcome, lambda key, value: note(indexes[key], value), done
+            )
     if deletes:
         records = Record.__table__  # Core: an executemany DELETE with per-row criteria
-        criteria = (records.c.collection_id == collection.id, records.c.record_key == bindparam("k"),
-                    or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at")))
+        criteria = (
+            records.c.collection_id == collection.id,
+            records.c.record_key == bindparam("k"),
+            or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at")),
+        )
         search_index.forget(*criteria, params=deletes)
         db.session.execute(records.delete().where(*criteria), deletes)
         outcome.deleted += len(deletes)
     if seen_only:
         for start in range(0, len(seen_only), KEY_CHUNK):
-            db.session.execute(update(Record).where(
-                Record.collection_id == collection.id, Record.record_key.in_(seen_only[start:start + KEY_CHUNK]))
-                .values(seen_run_id=seen_run_id).execution_options(synchronize_session=False))
+            db.session.execute(
+                update(Record)
+                .where(
+                    Record.collection_id == collection.id,
+                    Record.record_key.in_(seen_only[start : start + KEY_CHUNK]),
+                )
+                .values(seen_run_id=seen_run_id)
+                .execution_options(synchronize_session=False)
+            )
     _adjust_count(collection, outcome.inserted - outcome.deleted, synced_at)
     _keyed(collection, items, results, item_keys, received_at, history)
     return outcome
 
 
-def _keyed(collection: Collection, items: list[Incoming], results: list | None, item_keys: dict,
-           received_at: datetime, history: bool) -> None:
+def _keyed(
+    collection: Collection,
+    items: list[Incoming],
+    results: list | None,
+    item_keys: dict,
+    received_at: datetime,
+    history: bool,
+) -> None:
     """Each result with its key; and, for stored events, which event touched which key."""
     if results is None:
         return
     for index, key in item_keys.items():
         if results[index] is not None:
             results[index] = (*results[index][:2], key)
-    touched = [{"collection_id": collection.id, "record_key": key, "event_id": items[index].source_event_id,
-                "received_at": as_utc(items[index].event_at) or received_at, "result": results[index][0]}
-               for index, key in item_keys.items() if history and results[index] and items[index].source_event_id]
+    touched = [
+        {
+            "collection_id": collection.id,
+            "record_key": key,
+            "event_id": items[index].source_event_id,
+            "received_at": as_utc(items[index].event_at) or received_at,
+            "result": results[index][0],
+        }
+        for index, key in item_keys.items()
+        if history and results[index] and items[index].source_event_id
+    ]
     if touched:
         db.session.execute(upsert_insert(RecordEvent.__table__).on_conflict_do_nothing(), touched)
 
 
-def _count_writes(collection: Collection, writes: list[tuple], now: datetime, outcome: Outcome, note,
-                  done: dict[str, str] | None = None) -> None:
+def _count_writes(
+    collection: Collection,
+    writes: list[tuple],
+    now: datetime,
+    outcome: Outcome,
+    note,
+    done: dict[str, str] | None = None,
+) -> None:
     """What the upsert really did: as the statement reported it (`done`), or read back in the
     same transaction. Rows it inserted carry this batch's created_at, rows it changed its
     updated_at; a row it wrote unchanged keeps its old updated_at but holds our version's
@@ -513,9 +602,11 @@ def _count_writes(collection: Collection, writes: list[tuple], now: datetime, ou
         done, ours = {}, {w[4]: w[8] for w in writes}
         for start in range(0, len(keys), KEY_CHUNK):
             for key, created, updated, at in db.session.execute(
-                    select(Record.record_key, Record.created_at, Record.updated_at, Record.source_event_at)
-                    .where(Record.collection_id == collection.id,
-                           Record.record_key.in_(keys[start:start + KEY_CHUNK]))):
+                select(Record.record_key, Record.created_at, Record.updated_at, Record.source_event_at).where(
+                    Record.collection_id == collection.id,
+                    Record.record_key.in_(keys[start : start + KEY_CHUNK]),
+                )
+            ):
                 if as_utc(created) == now:
                     done[key] = "inserted"
                 elif as_utc(updated) == now:
@@ -540,9 +631,14 @@ def _count_writes(collection: Collection, writes: list[tuple], now: datetime, ou
 
 def remove_unseen(collection: Collection, run_id: str) -> int:
     """After a full read: every record that read did not see is gone from the source."""
-    criteria = (Record.collection_id == collection.id, or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id))
+    criteria = (
+        Record.collection_id == collection.id,
+        or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id),
+    )
     search_index.forget(*criteria)
-    deleted = db.session.execute(delete(Record).where(*criteria).execution_options(synchronize_session=False)).rowcount
+    deleted = db.session.execute(
+        delete(Record).where(*criteria).execution_options(synchronize_session=False)
+    ).rowcount
     _adjust_count(collection, -deleted)
     return deleted
 
@@ -550,7 +646,9 @@ def remove_unseen(collection: Collection, run_id: str) -> int:
 def remove_older_than(collection: Collection, cutoff: datetime) -> int:
     criteria = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
     search_index.forget(*criteria)
-    deleted = db.session.execute(delete(Record).where(*criteria).execution_options(synchronize_session=False)).rowcount
+    deleted = db.session.execute(
+        delete(Record).where(*criteria).execution_options(synchronize_session=False)
+    ).rowcount
     _adjust_count(collection, -deleted)
     return deleted
 
@@ -559,17 +657,24 @@ _COLLECTIONS = Collection.__table__
 # Built once (its cache key is memoized on the object): this runs for every batch of every
 # delivery. The count is an expression, not a read-modify-write: concurrent batches cannot
 # lose counts.
-_ADJUST = _COLLECTIONS.update().where(_COLLECTIONS.c.id == bindparam("collection_id")).values(
-    record_count=_COLLECTIONS.c.record_count + bindparam("delta"),
-    last_sync_at=func.coalesce(bindparam("synced_at", type_=_COLLECTIONS.c.last_sync_at.type),
-                               _COLLECTIONS.c.last_sync_at),
-    updated_at=_COLLECTIONS.c.updated_at)  # data arriving is no settings change (models/collection.py)
+_ADJUST = (
+    _COLLECTIONS.update()
+    .where(_COLLECTIONS.c.id == bindparam("collection_id"))
+    .values(
+        record_count=_COLLECTIONS.c.record_count + bindparam("delta"),
+        last_sync_at=func.coalesce(
+            bindparam("synced_at", type_=_COLLECTIONS.c.last_sync_at.type), _COLLECTIONS.c.last_sync_at
+        ),
+        updated_at=_COLLECTIONS.c.updated_at,
+    )
+)  # data arriving is no settings change (models/collection.py)
 
 
 def _adjust_count(collection: Collection, delta: int, synced_at: datetime | None = None) -> None:
     if delta or synced_at is not None:
-        db.session.connection().execute(_ADJUST, {"collection_id": collection.id, "delta": delta,
-                                                  "synced_at": synced_at})
+        db.session.connection().execute(
+            _ADJUST, {"collection_id": collection.id, "delta": delta, "synced_at": synced_at}
+        )
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -593,9 +698,14 @@ def _decimal(value: decimal.Decimal):
 
 
 _CONVERTERS = {
-    datetime: datetime.isoformat, date: date.isoformat, dtime: dtime.isoformat, decimal.Decimal: _decimal,
-    uuid.UUID: str, timedelta: timedelta.total_seconds,
-    bytes: lambda v: base64.b64encode(v).decode(), memoryview: lambda v: base64.b64encode(bytes(v)).decode(),
+    datetime: datetime.isoformat,
+    date: date.isoformat,
+    dtime: dtime.isoformat,
+    decimal.Decimal: _decimal,
+    uuid.UUID: str,
+    timedelta: timedelta.total_seconds,
+    bytes: lambda v: base64.b64encode(v).decode(),
+    memoryview: lambda v: base64.b64encode(bytes(v)).decode(),
 }
 
 

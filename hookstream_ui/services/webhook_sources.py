@@ -8,6 +8,7 @@ stored and is received again with the source read afresh. Refusals (unknown sour
 suspended organization, address not allowed) are decided on a fresh read only. So every
 delivery is judged by the source as it is when the delivery is stored, in every process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,11 +18,20 @@ from sqlalchemy import bindparam, select
 from ..models import Org, SourceConnection, db
 
 _SOURCES, _ORGS = SourceConnection.__table__, Org.__table__
-COLUMNS = (_SOURCES.c.id, _SOURCES.c.org_id, _SOURCES.c.env_id, _SOURCES.c.config,
-           _SOURCES.c.credentials_encrypted, _ORGS.c.suspended_at, _ORGS.c.suspended_reason)
+COLUMNS = (
+    _SOURCES.c.id,
+    _SOURCES.c.org_id,
+    _SOURCES.c.env_id,
+    _SOURCES.c.config,
+    _SOURCES.c.credentials_encrypted,
+    _ORGS.c.suspended_at,
+    _ORGS.c.suspended_reason,
+)
 # Built once, from tables rather than entities: building and keying the query per delivery,
 # and an ORM session around it, were a fifth of the web processes' time.
-_QUERY = select(*COLUMNS).join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id).where(_SOURCES.c.short_name == "webhook")
+_QUERY = (
+    select(*COLUMNS).join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id).where(_SOURCES.c.short_name == "webhook")
+)
 ONE = _QUERY.where(_SOURCES.c.id == bindparam("source_id"))
 MANY = _QUERY.where(_SOURCES.c.id.in_(bindparam("ids", expanding=True)))
 LIMIT = 1000  # sources remembered per process; past it, all are forgotten and read again

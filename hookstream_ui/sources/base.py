@@ -1,4 +1,5 @@
 """What a source type declares, and the registry that holds one instance of each."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -113,8 +114,14 @@ class SourceType(ABC):
         `read` answers it, so no type needs its own."""
         if not self.pull:
             return None
-        batches = self.read(conn, stream, None, {}, True,
-                            ReadContext(batch_size=1, batch_bytes=1024 * 1024, file_id=conn.latest_file_id))
+        batches = self.read(
+            conn,
+            stream,
+            None,
+            {},
+            True,
+            ReadContext(batch_size=1, batch_bytes=1024 * 1024, file_id=conn.latest_file_id),
+        )
         try:
             for batch, _ in zip(batches, range(3)):  # a few pages: the first can be empty
                 for item in batch.items:
@@ -130,22 +137,36 @@ class SourceType(ABC):
         longer keeps: the run then reads everything instead."""
         return False
 
-    def read(self, conn: Connection, stream: str | None, state: dict | None, checkpoint: dict,
-             full: bool, ctx: ReadContext):
+    def read(
+        self,
+        conn: Connection,
+        stream: str | None,
+        state: dict | None,
+        checkpoint: dict,
+        full: bool,
+        ctx: ReadContext,
+    ):
         """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads
         everything; otherwise only what changed since `state`. Push types never read."""
         raise SourceError(f"{self.name} sources receive events; they have nothing to read", retry=False)
 
     def summary(self) -> dict:
         return {
-            "id": f"src_{self.short_name}", "name": self.name, "shortName": self.short_name,
-            "description": self.description, "authMethods": list(self.auth_methods),
-            "labels": list(self.labels), "supportsContinuous": self.supports_continuous,
+            "id": f"src_{self.short_name}",
+            "name": self.name,
+            "shortName": self.short_name,
+            "description": self.description,
+            "authMethods": list(self.auth_methods),
+            "labels": list(self.labels),
+            "supportsContinuous": self.supports_continuous,
         }
 
     def detail(self) -> dict:
-        return {**self.summary(), "authFields": [f.to_json() for f in self.auth_fields],
-                "configFields": [f.to_json() for f in self.config_fields]}
+        return {
+            **self.summary(),
+            "authFields": [f.to_json() for f in self.auth_fields],
+            "configFields": [f.to_json() for f in self.config_fields],
+        }
 
 
 REGISTRY: dict[str, SourceType] = {}

@@ -1,4 +1,5 @@
 """Field declarations of source types, and the one validator the API and the forms share."""
+
 from __future__ import annotations
 
 import math
@@ -63,18 +64,25 @@ class Field:
         labels = {o[0]: o[1] for o in self.options if isinstance(o, tuple)}
         if value not in (None, ""):
             return labels.get(value, value)
-        applies = not self.shown_when or values is None or values.get(self.shown_when[0]) in self.shown_when[1]
+        applies = (
+            not self.shown_when or values is None or values.get(self.shown_when[0]) in self.shown_when[1]
+        )
         return f"{self.fallback} (default)" if self.fallback and applies else "—"
 
     def json_schema(self) -> dict:
         """The rules validate() holds this field to, as JSON Schema (for the OpenAPI document)."""
         schema: dict = {"description": self.label + (f": {self.description}" if self.description else "")}
         if self.type == "number":
-            schema.update(type=["number", "string"], description=schema["description"] + " (a number, or text "
-                          "holding one)")
+            schema.update(
+                type=["number", "string"],
+                description=schema["description"] + " (a number, or text holding one)",
+            )
         elif self.type == "boolean":
-            schema.update(type=["boolean", "string"], description=schema["description"] + " (true or false; "
-                          "also " + ", ".join(sorted(TRUE_WORDS | FALSE_WORDS - {""})) + ")")
+            schema.update(
+                type=["boolean", "string"],
+                description=schema["description"] + " (true or false; "
+                "also " + ", ".join(sorted(TRUE_WORDS | FALSE_WORDS - {""})) + ")",
+            )
         else:
             schema.update(type="string", maxLength=self.max_length)
             if self.type == "select":
@@ -92,10 +100,17 @@ class Field:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "type": self.type, "required": self.required, "label": self.label,
-            "description": self.description or None, "default": self.default,
-            "options": [{"value": o[0], "label": o[1]} if isinstance(o, tuple) else {"value": o, "label": o}
-                        for o in self.options] or None,
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "label": self.label,
+            "description": self.description or None,
+            "default": self.default,
+            "options": [
+                {"value": o[0], "label": o[1]} if isinstance(o, tuple) else {"value": o, "label": o}
+                for o in self.options
+            ]
+            or None,
             "placeholder": self.placeholder or None,
         }
 
@@ -104,9 +119,12 @@ def object_schema(fields: tuple[Field, ...]) -> dict:
     """A credentials or config object of these fields: no other key, the required ones given
     (a required field with a default may be left out; one shown only for a choice is required
     only then, which the server reports by name)."""
-    return {"type": "object", "additionalProperties": False,
-            "properties": {f.name: f.json_schema() for f in fields},
-            "required": [f.name for f in fields if f.required and f.default is None and not f.shown_when]}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {f.name: f.json_schema() for f in fields},
+        "required": [f.name for f in fields if f.required and f.default is None and not f.shown_when],
+    }
 
 
 def _blank(value) -> bool:
@@ -151,8 +169,14 @@ def _coerce(f: Field, value):
     return value
 
 
-def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
-             code: str = "validation_error", partial: bool = False) -> dict:
+def validate(
+    fields: tuple[Field, ...],
+    given,
+    existing: dict | None = None,
+    *,
+    code: str = "validation_error",
+    partial: bool = False,
+) -> dict:
     """Clean `given` against `fields`. A key that is no field is an error. A secret sent back
     as the mask (or, with `partial`, left out) keeps its stored value while its destination
     is unchanged; with `partial`, other absent fields keep `existing` too."""
@@ -188,11 +212,16 @@ def validate(fields: tuple[Field, ...], given, existing: dict | None = None, *,
         if f.shown_when and clean.get(f.shown_when[0]) not in f.shown_when[1]:
             continue  # for another choice now: dropped, not sent anywhere
         # (A destination stored before it had a default counts as that default.)
-        moved = [known[d].label for d in f.sent_to
-                 if d not in errors and clean.get(d) != existing.get(d, known[d].default)]
+        moved = [
+            known[d].label
+            for d in f.sent_to
+            if d not in errors and clean.get(d) != existing.get(d, known[d].default)
+        ]
         if moved:
-            errors[f.name] = (f"must be entered again: {', '.join(moved)} changed, and a stored secret "
-                              "is only ever sent where it was given")
+            errors[f.name] = (
+                f"must be entered again: {', '.join(moved)} changed, and a stored secret "
+                "is only ever sent where it was given"
+            )
         else:
             clean[f.name] = existing[f.name]
     if errors:
@@ -209,8 +238,11 @@ def _applicable(fields: tuple[Field, ...], values: dict) -> dict:
     or a secret left behind when verification is turned off): nothing is stored that does not
     apply, above all no secret the user believes abandoned."""
     when = {f.name: f.shown_when for f in fields}
-    return {name: value for name, value in values.items()
-            if not when[name] or values.get(when[name][0]) in when[name][1]}
+    return {
+        name: value
+        for name, value in values.items()
+        if not when[name] or values.get(when[name][0]) in when[name][1]
+    }
 
 
 def borrowed(fields: tuple[Field, ...], given: dict, clean: dict) -> list[str]:
@@ -220,8 +252,11 @@ def borrowed(fields: tuple[Field, ...], given: dict, clean: dict) -> list[str]:
 
 def masked(fields: tuple[Field, ...], values: dict) -> dict:
     """`values` as a page or response may show them: every secret replaced by the mask."""
-    return {f.name: (MASK if f.secret and values.get(f.name) else values.get(f.name))
-            for f in fields if f.name in values}
+    return {
+        f.name: (MASK if f.secret and values.get(f.name) else values.get(f.name))
+        for f in fields
+        if f.name in values
+    }
 
 
 def secrets_of(fields: tuple[Field, ...], values: dict) -> list[str]:

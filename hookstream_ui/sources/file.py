@@ -1,4 +1,5 @@
 """Uploaded CSV, NDJSON or JSON-array files; each upload is one sync."""
+
 from __future__ import annotations
 
 import csv
@@ -18,8 +19,12 @@ from ..services.upsert import Incoming
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
-FORMATS = (("auto", "Detect from the file name"), ("csv", "CSV"), ("ndjson", "NDJSON (one JSON object per line)"),
-           ("json", "JSON array"))
+FORMATS = (
+    ("auto", "Detect from the file name"),
+    ("csv", "CSV"),
+    ("ndjson", "NDJSON (one JSON object per line)"),
+    ("json", "JSON array"),
+)
 
 
 # csv's default 128 KiB per field refused whole files for one long text (an HTML body, a
@@ -50,8 +55,11 @@ class ChunkReader(io.RawIOBase):
 
     def readinto(self, target) -> int:
         while not self.buffer:
-            chunk = db.session.scalar(select(SourceFileChunk.data).where(
-                SourceFileChunk.file_id == self.file_id, SourceFileChunk.seq == self.seq))
+            chunk = db.session.scalar(
+                select(SourceFileChunk.data).where(
+                    SourceFileChunk.file_id == self.file_id, SourceFileChunk.seq == self.seq
+                )
+            )
             if chunk is None:
                 return 0
             self.seq += 1
@@ -102,7 +110,11 @@ def _array_items(raw, max_bytes: int) -> Iterator[dict | Malformed]:
         if builder is None:
             yield Malformed(f"item {number} {problem}")
         else:
-            yield builder.value if isinstance(builder.value, dict) else Malformed(f"item {number} is not a JSON object")
+            yield (
+                builder.value
+                if isinstance(builder.value, dict)
+                else Malformed(f"item {number} is not a JSON object")
+            )
 
 
 def _lines(text, max_bytes: int) -> Iterator[tuple[int, str | None]]:
@@ -122,7 +134,9 @@ def _lines(text, max_bytes: int) -> Iterator[tuple[int, str | None]]:
             yield number, line
 
 
-def iter_records(stored: SourceFile, config: dict, max_bytes: int = 1024 * 1024) -> Iterator[dict | Malformed]:
+def iter_records(
+    stored: SourceFile, config: dict, max_bytes: int = 1024 * 1024
+) -> Iterator[dict | Malformed]:
     """Records of an uploaded file, streamed. A bad row (or one larger than `max_bytes`) is
     yielded as Malformed and reading goes on; a file that cannot be read at all raises
     ValueError."""
@@ -131,7 +145,9 @@ def iter_records(stored: SourceFile, config: dict, max_bytes: int = 1024 * 1024)
     if fmt == "json":
         # An object at the top ({"data": [...]}, a common API dump) would read as no records.
         if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
-            raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
+            raise ValueError(
+                "the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON"
+            )
         try:
             yield from _array_items(raw, max_bytes)
         except ijson.JSONError as exc:
@@ -142,7 +158,9 @@ def iter_records(stored: SourceFile, config: dict, max_bytes: int = 1024 * 1024)
         if fmt == "ndjson":
             for number, line in _lines(text, max_bytes):
                 if line is None:
-                    yield Malformed(f"line {number} is larger than the record size limit ({max_bytes:,} bytes)")
+                    yield Malformed(
+                        f"line {number} is larger than the record size limit ({max_bytes:,} bytes)"
+                    )
                     continue
                 if not line.strip():
                     continue
@@ -179,8 +197,10 @@ def _csv_rows(text, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
             if "field larger than field limit" not in str(exc):
                 raise
             # The reader stops inside the row and goes on with the line after it.
-            yield Malformed(f"line {reader.line_num + 1} holds a field larger than the record size limit "
-                            f"({max_bytes:,} bytes)")
+            yield Malformed(
+                f"line {reader.line_num + 1} holds a field larger than the record size limit "
+                f"({max_bytes:,} bytes)"
+            )
             continue
         if not header:
             yield {f"column_{i}": value for i, value in enumerate(row, start=1)}
@@ -194,8 +214,12 @@ def _csv_rows(text, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
 
 def _size(row: dict) -> int:
     """About what a row takes as JSON, for cutting batches by bytes (a walk only when nested)."""
-    return sum(len(v) + len(k) + 6 if isinstance(v, str) and isinstance(k, str) else
-               len(documents.dumps(v)) + len(str(k)) + 4 for k, v in row.items())
+    return sum(
+        len(v) + len(k) + 6
+        if isinstance(v, str) and isinstance(k, str)
+        else len(documents.dumps(v)) + len(str(k)) + 4
+        for k, v in row.items()
+    )
 
 
 @register
@@ -210,17 +234,27 @@ class File(SourceType):
     config_fields = (
         Field("format", "select", "Format", default="auto", options=FORMATS),
         Field("delimiter", "string", "CSV delimiter", default=",", max_length=1),
-        Field("has_header", "boolean", "First CSV row is a header", default=True,
-              description="Off: columns are named column_1, column_2, …"),
+        Field(
+            "has_header",
+            "boolean",
+            "First CSV row is a header",
+            default=True,
+            description="Off: columns are named column_1, column_2, …",
+        ),
     )
 
     def test(self, conn: Connection) -> TestResult:
         if conn.latest_file_id is None:
-            return TestResult(False, "No file uploaded yet: upload one on the source page or by API, and it is "
-                                     "checked then", waiting=True)
+            return TestResult(
+                False,
+                "No file uploaded yet: upload one on the source page or by API, and it is checked then",
+                waiting=True,
+            )
         stored = db.session.get(SourceFile, conn.latest_file_id)
         try:
-            sample = list(islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100))
+            sample = list(
+                islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100)
+            )
         except ValueError as exc:
             return TestResult(False, f"{stored.filename}: {exc}")
         bad = next((row for row in sample if isinstance(row, Malformed)), None)
@@ -230,8 +264,11 @@ class File(SourceType):
             return TestResult(False, f"{stored.filename} holds no records")
         columns = sorted({key for row in sample for key in row})
         shown = ", ".join(columns[:8]) + ("…" if len(columns) > 8 else "")
-        return TestResult(True, f"{stored.filename} parses as {detect_format(stored.filename, stored.format).upper()}: "
-                                f"fields {shown}")
+        return TestResult(
+            True,
+            f"{stored.filename} parses as {detect_format(stored.filename, stored.format).upper()}: "
+            f"fields {shown}",
+        )
 
     def list_streams(self, conn: Connection) -> list[dict]:
         return [{"name": "uploads", "label": "Uploaded files"}]

@@ -1,6 +1,7 @@
 """Outbound HTTP for API sources: every connection dialled to an address netguard checked,
 every call timed out, redirects followed only to hosts that pass the same check, and
 credentials sent only to the origin they were given for."""
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def __init__(self) -> None:
         super().__init__(trust_env=False)
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             network_backend=GuardedBackend())
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=GuardedBackend()
+        )
 
 
 def host(url: str) -> str:
@@ -57,7 +59,11 @@ def shown(url: str) -> str:
 
 def origin(url: str) -> tuple:
     parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+    return (
+        parts.scheme,
+        (parts.hostname or "").lower(),
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
 
 
 def may_pass(status: int) -> bool:
@@ -84,8 +90,9 @@ def answer_json(response: httpx.Response, url: str, speaker: str):
     except documents.Refused as exc:
         raise SourceError(f"{speaker}'s answer for {shown(url)} {exc}", retry=False) from None
     except UnicodeDecodeError:
-        raise SourceError(f"{speaker}'s answer for {shown(url)} is not UTF-8 text, so it is not JSON",
-                          retry=False) from None
+        raise SourceError(
+            f"{speaker}'s answer for {shown(url)} is not UTF-8 text, so it is not JSON", retry=False
+        ) from None
     except ValueError:
         raise SourceError(f"{speaker} did not answer JSON for {shown(url)}", retry=False) from None
 
@@ -107,21 +114,28 @@ def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.R
             if time.monotonic() > deadline:
                 raise httpx.ReadTimeout(f"the answer took more than {ANSWER_SECONDS} s")
             chunks.append(chunk)
-        return httpx.Response(response.status_code, request=response.request, content=b"".join(chunks),
-                              headers=[(k, v) for k, v in response.headers.raw if k.lower() not in _UNREAD])
+        return httpx.Response(
+            response.status_code,
+            request=response.request,
+            content=b"".join(chunks),
+            headers=[(k, v) for k, v in response.headers.raw if k.lower() not in _UNREAD],
+        )
     finally:
         response.close()
 
 
 def request(method: str, url: str, **kwargs) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(),
-                      trust_env=False) as client:
+    with httpx.Client(
+        timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(), trust_env=False
+    ) as client:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 response = _fetch(client, method, url, kwargs)
             except httpx.ConnectTimeout:
-                raise SourceError(f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s") from None
+                raise SourceError(
+                    f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s"
+                ) from None
             except httpx.TimeoutException:
                 raise SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s") from None
             except httpx.ConnectError as exc:
@@ -136,8 +150,11 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
             except httpx.HTTPError as exc:
                 raise SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}") from None
             if response is None:
-                raise SourceError(f"{host(url)} answered more than {MAX_ANSWER_BYTES:,} bytes for {shown(url)}; "
-                                  "ask for smaller pages", retry=False)
+                raise SourceError(
+                    f"{host(url)} answered more than {MAX_ANSWER_BYTES:,} bytes for {shown(url)}; "
+                    "ask for smaller pages",
+                    retry=False,
+                )
             if response.is_redirect and "location" in response.headers:
                 target = urljoin(url, response.headers["location"])
                 if origin(target) != origin(url):

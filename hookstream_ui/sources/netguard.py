@@ -7,6 +7,7 @@ callers connect to an address that passed it (never to a second DNS answer). An 
 address that carries an IPv4 one (mapped, compatible, translated, NAT64, 6to4, Teredo)
 is judged by that IPv4 address too: each form reaches it.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -21,8 +22,10 @@ READ_TIMEOUT = 5.0
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _COMPATIBLE = ipaddress.ip_network("::/96")
-PRIVATE_HINT = ("private, loopback and link-local addresses are blocked on this instance "
-                "(set ALLOW_PRIVATE_NETWORKS to allow them)")
+PRIVATE_HINT = (
+    "private, loopback and link-local addresses are blocked on this instance "
+    "(set ALLOW_PRIVATE_NETWORKS to allow them)"
+)
 
 
 def allow_private() -> bool:

@@ -1,8 +1,8 @@
 """PostgreSQL tables and views, read with psycopg 3."""
+
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from datetime import datetime, timedelta
@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 import psycopg
 from flask import current_app
 from psycopg import sql
-
 from psycopg.rows import dict_row
 from sqlalchemy.engine import make_url
 
@@ -18,7 +17,7 @@ from ..extensions import db
 from ..services.upsert import Incoming, json_safe, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
-from .netguard import CONNECT_TIMEOUT, PRIVATE_HINT, allow_private, resolve
+from .netguard import CONNECT_TIMEOUT, allow_private, resolve
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LOOKBACK = 60
@@ -27,7 +26,9 @@ LOOKBACK = 60
 READ_STATEMENT_TIMEOUT = "15min"
 COUNT_TIMEOUT_MS = 2000
 MAX_LOOKBACK = 7 * 86400
-HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?")
+HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?"
+)
 SOCKET_PATH = re.compile(r"[@/][^\s,='\\]{0,200}")
 # What host_problem() lets through, for the OpenAPI document: one host name, an IP address
 # (written with hex digits, dots and colons), or a socket path where private networks are allowed.
@@ -65,8 +66,10 @@ def host_problem(host: str) -> str | None:
         return "must be one host (libpq would try each of a comma-separated list)"
     if host.startswith(("/", "@")):
         if not allow_private():
-            return ("is a unix-socket path, which reaches servers on this machine; those, and private, "
-                    "loopback and link-local addresses, are refused here (set ALLOW_PRIVATE_NETWORKS to allow them)")
+            return (
+                "is a unix-socket path, which reaches servers on this machine; those, and private, "
+                "loopback and link-local addresses, are refused here (set ALLOW_PRIVATE_NETWORKS to allow them)"
+            )
         return None if SOCKET_PATH.fullmatch(host) else "is not a usable socket path"
     try:
         ipaddress.ip_address(host)
@@ -82,14 +85,20 @@ def _own_database(address: str | None, port: int, database: str) -> bool:
     across databases). On this machine one port is one server, by TCP or by socket (whose
     file is named for the port), so a local endpoint on its port is taken to be it."""
     url = make_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
-    if not url.drivername.startswith("postgresql") or (url.port or 5432) != port or \
-            (url.database or url.username or "") != database:
+    if (
+        not url.drivername.startswith("postgresql")
+        or (url.port or 5432) != port
+        or (url.database or url.username or "") != database
+    ):
         return False
     own = url.query.get("host") or url.host or "/tmp"
     own = own[0] if isinstance(own, tuple) else own
     try:
-        own_addresses = set() if own.startswith("/") else \
-            {info[4][0] for info in socket.getaddrinfo(own, port, type=socket.SOCK_STREAM)}
+        own_addresses = (
+            set()
+            if own.startswith("/")
+            else {info[4][0] for info in socket.getaddrinfo(own, port, type=socket.SOCK_STREAM)}
+        )
     except OSError:
         own_addresses = set()
     if address in own_addresses:
@@ -128,11 +137,23 @@ def connect(creds: dict) -> psycopg.Connection:
     # environment or files of the process (a password from ~/.pgpass or PGPASSWORD, a client
     # certificate, a Kerberos ticket: no GSS encryption, no GSS or SSPI sign-in, no delegated
     # credentials) to a server someone else named.
-    params = dict(host=host, port=port, dbname=creds["database"], user=creds["username"],
-                  password=creds.get("password") or "", sslmode=creds.get("sslmode") or "prefer",
-                  connect_timeout=int(CONNECT_TIMEOUT), application_name="hookstream",
-                  options="-c statement_timeout=5000", passfile=NO_FILE, sslcert=NO_FILE, sslkey=NO_FILE,
-                  gssencmode="disable", require_auth="!gss,!sspi", gssdelegation=0)
+    params = dict(
+        host=host,
+        port=port,
+        dbname=creds["database"],
+        user=creds["username"],
+        password=creds.get("password") or "",
+        sslmode=creds.get("sslmode") or "prefer",
+        connect_timeout=int(CONNECT_TIMEOUT),
+        application_name="hookstream",
+        options="-c statement_timeout=5000",
+        passfile=NO_FILE,
+        sslcert=NO_FILE,
+        sslkey=NO_FILE,
+        gssencmode="disable",
+        require_auth="!gss,!sspi",
+        gssdelegation=0,
+    )
     addresses = [None]
     if not host.startswith(("/", "@")):
         # Connect to the addresses we checked, not to a second DNS answer (host stays for
@@ -146,7 +167,11 @@ def connect(creds: dict) -> psycopg.Connection:
     except psycopg.Error as exc:
         lowered = str(exc).lower()
         # Wrong password, no such database: retrying cannot help until someone fixes it.
-        final = "authentication failed" in lowered or "no password supplied" in lowered or "does not exist" in lowered
+        final = (
+            "authentication failed" in lowered
+            or "no password supplied" in lowered
+            or "does not exist" in lowered
+        )
         raise SourceError(explain(exc, host, port), retry=not final) from None
     try:
         own = _is_own(pg)
@@ -163,8 +188,10 @@ def read_error(exc: psycopg.Error, relation: str) -> SourceError:
     """A failure mid-read, in PostgreSQL's own words. A lost connection or a timeout may
     pass; a missing table or column, or a missing permission, stays until someone acts."""
     text = (exc.diag.message_primary or "").strip() or type(exc).__name__
-    return SourceError(f"PostgreSQL could not read {relation}: {text}",
-                       retry=isinstance(exc, (psycopg.OperationalError, psycopg.InternalError)))
+    return SourceError(
+        f"PostgreSQL could not read {relation}: {text}",
+        retry=isinstance(exc, (psycopg.OperationalError, psycopg.InternalError)),
+    )
 
 
 # A table whose key column has no primary key or unique index of its own (views cannot say).
@@ -179,35 +206,63 @@ FROM pg_class c WHERE c.oid = %s::regclass"""
 class PostgreSQL(SourceType):
     short_name = "postgresql"
     name = "PostgreSQL"
-    description = "Sync a table or view: a keyset-paginated backfill, then incremental reads on a cursor column."
+    description = (
+        "Sync a table or view: a keyset-paginated backfill, then incremental reads on a cursor column."
+    )
     name_example = "Production database"
     labels = ("database",)
     dials_out = True
     ordered_keys = True
     auth_fields = (
-        Field("host", "string", "Host", required=True, placeholder="db.example.com",
-              rules=HOST_RULE),
-        Field("port", "number", "Port", required=True, default=5432,
-              rules={"minimum": 1, "maximum": 65535, "multipleOf": 1}),
+        Field("host", "string", "Host", required=True, placeholder="db.example.com", rules=HOST_RULE),
+        Field(
+            "port",
+            "number",
+            "Port",
+            required=True,
+            default=5432,
+            rules={"minimum": 1, "maximum": 65535, "multipleOf": 1},
+        ),
         Field("database", "string", "Database", required=True, placeholder="app"),
         Field("username", "string", "Username", required=True, placeholder="readonly"),
         Field("password", "password", "Password", required=True, sent_to=("host", "port", "sslmode")),
-        Field("sslmode", "select", "SSL mode", default="prefer", options=SSL_MODES,
-              description="verify-full checks the server's certificate and name."),
+        Field(
+            "sslmode",
+            "select",
+            "SSL mode",
+            default="prefer",
+            options=SSL_MODES,
+            description="verify-full checks the server's certificate and name.",
+        ),
     )
     config_fields = (
         Field("schema", "string", "Schema", default="public"),
-        Field("table", "string", "Table or view", placeholder="customers",
-              description="Collections bound to this source may also pick their own table."),
+        Field(
+            "table",
+            "string",
+            "Table or view",
+            placeholder="customers",
+            description="Collections bound to this source may also pick their own table.",
+        ),
         Field("primary_key", "string", "Primary key column", default="id"),
-        Field("cursor_column", "string", "Cursor column", placeholder="updated_at",
-              description="A column that grows on every change, for incremental syncs."),
-        Field("cursor_lookback", "number", "Re-read window (seconds, or values)", default=LOOKBACK,
-              rules={"minimum": 0, "maximum": MAX_LOOKBACK, "multipleOf": 1},
-              description="Each incremental read starts this far before the newest cursor value it has seen "
-                          "(seconds for a date-time cursor, values for a numeric one), so rows committed late "
-                          "are not missed: now() is a transaction's start time, and a sequence's numbers are "
-                          "taken before their rows commit. Rows read again unchanged are not rewritten."),
+        Field(
+            "cursor_column",
+            "string",
+            "Cursor column",
+            placeholder="updated_at",
+            description="A column that grows on every change, for incremental syncs.",
+        ),
+        Field(
+            "cursor_lookback",
+            "number",
+            "Re-read window (seconds, or values)",
+            default=LOOKBACK,
+            rules={"minimum": 0, "maximum": MAX_LOOKBACK, "multipleOf": 1},
+            description="Each incremental read starts this far before the newest cursor value it has seen "
+            "(seconds for a date-time cursor, values for a numeric one), so rows committed late "
+            "are not missed: now() is a transaction's start time, and a sequence's numbers are "
+            "taken before their rows commit. Rows read again unchanged are not rewritten.",
+        ),
     )
 
     def check(self, credentials, config):
@@ -232,21 +287,35 @@ class PostgreSQL(SourceType):
                     schema = conn.config.get("schema") or "public"
                     found = pg.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"']).fetchone()[0]
                     if found is None:
-                        return TestResult(False, f"Connected, but table {schema}.{table} does not exist "
-                                                 "or this user cannot see it")
-                    pg.execute(sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(
-                        sql.Identifier(schema), sql.Identifier(table)))
-                    for column in filter(None, (conn.config.get("primary_key"), conn.config.get("cursor_column"))):
+                        return TestResult(
+                            False,
+                            f"Connected, but table {schema}.{table} does not exist "
+                            "or this user cannot see it",
+                        )
+                    pg.execute(
+                        sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(
+                            sql.Identifier(schema), sql.Identifier(table)
+                        )
+                    )
+                    for column in filter(
+                        None, (conn.config.get("primary_key"), conn.config.get("cursor_column"))
+                    ):
                         has = pg.execute(
                             "SELECT 1 FROM information_schema.columns WHERE table_schema=%s "
-                            "AND table_name=%s AND column_name=%s", [schema, table, column]).fetchone()
+                            "AND table_name=%s AND column_name=%s",
+                            [schema, table, column],
+                        ).fetchone()
                         if not has:
-                            return TestResult(False, f"Connected, but {schema}.{table} has no column {column!r}")
+                            return TestResult(
+                                False, f"Connected, but {schema}.{table} has no column {column!r}"
+                            )
                     message = f"Connected to PostgreSQL {version}; {schema}.{table} is readable"
                     key = conn.config.get("primary_key") or "id"
                     if pg.execute(KEY_NOT_UNIQUE, [key, f'"{schema}"."{table}"']).fetchone()[0]:
-                        message += (f". Note: column {key!r} has no primary key or unique index of its own, "
-                                    "so rows sharing a value become one record")
+                        message += (
+                            f". Note: column {key!r} has no primary key or unique index of its own, "
+                            "so rows sharing a value become one record"
+                        )
                     return TestResult(True, message)
                 return TestResult(True, f"Connected to PostgreSQL {version}")
         except psycopg.errors.InsufficientPrivilege:
@@ -261,14 +330,21 @@ class PostgreSQL(SourceType):
             rows = pg.execute(
                 "SELECT table_schema, table_name FROM information_schema.tables "
                 "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
-                "ORDER BY table_schema, table_name LIMIT 1000").fetchall()
-        return [{"name": name if schema == "public" else f"{schema}.{name}", "label": f"{schema}.{name}"}
-                for schema, name in rows]
+                "ORDER BY table_schema, table_name LIMIT 1000"
+            ).fetchall()
+        return [
+            {"name": name if schema == "public" else f"{schema}.{name}", "label": f"{schema}.{name}"}
+            for schema, name in rows
+        ]
 
     def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
-        schema, table = split_stream(stream or conn.config.get("table") or "", conn.config.get("schema") or "public")
+        schema, table = split_stream(
+            stream or conn.config.get("table") or "", conn.config.get("schema") or "public"
+        )
         if not table:
-            raise SourceError("No table to read: set the collection's stream or the source's table", retry=False)
+            raise SourceError(
+                "No table to read: set the collection's stream or the source's table", retry=False
+            )
         pk = conn.config.get("primary_key") or "id"
         cursor_col = conn.config.get("cursor_column") or None
         relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
@@ -280,8 +356,16 @@ class PostgreSQL(SourceType):
                     yield from self._backfill(pg, relation, pk, cursor_col, checkpoint, ctx)
                 else:
                     lookback = conn.config.get("cursor_lookback")
-                    yield from self._incremental(pg, relation, pk, cursor_col, state, checkpoint, ctx,
-                                                 LOOKBACK if lookback is None else lookback)
+                    yield from self._incremental(
+                        pg,
+                        relation,
+                        pk,
+                        cursor_col,
+                        state,
+                        checkpoint,
+                        ctx,
+                        LOOKBACK if lookback is None else lookback,
+                    )
             except psycopg.Error as exc:
                 raise read_error(exc, f"{schema}.{table}") from None
 
@@ -289,7 +373,8 @@ class PostgreSQL(SourceType):
         """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
         cursor = self._cursor(cursor_col) if cursor_col else sql.SQL("NULL")
         return sql.SQL("SELECT t.{pk} AS k, {c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
-            pk=sql.Identifier(pk), c=cursor, rel=relation)
+            pk=sql.Identifier(pk), c=cursor, rel=relation
+        )
 
     @staticmethod
     def _cursor(cursor_col):
@@ -306,15 +391,25 @@ class PostgreSQL(SourceType):
             "SELECT k, c, j, n, count(*) OVER () AS fetched, "
             "sum(n) OVER (ORDER BY {order} ROWS UNBOUNDED PRECEDING) - n AS before FROM ("
             "SELECT k, c, j, octet_length(j) AS n FROM ({query}) AS q) AS s) AS w "
-            "WHERE before < %s ORDER BY {order}").format(query=query, order=order)
+            "WHERE before < %s ORDER BY {order}"
+        ).format(query=query, order=order)
         rows = pg.execute(page, [ctx.max_record_bytes, *params, ctx.batch_size, ctx.batch_bytes]).fetchall()
         return rows, bool(rows) and (len(rows) < rows[0]["fetched"] or rows[0]["fetched"] >= ctx.batch_size)
 
     @staticmethod
     def _items(rows, key_path: str, ctx: ReadContext) -> list:
         too_big = f"larger than the record size limit ({ctx.max_record_bytes:,} bytes)"
-        return [Incoming(None, parse_time(row["c"]), raw=row["j"], key=row["k"], key_path=key_path,
-                         refused=None if row["j"] is not None else too_big) for row in rows]
+        return [
+            Incoming(
+                None,
+                parse_time(row["c"]),
+                raw=row["j"],
+                key=row["k"],
+                key_path=key_path,
+                refused=None if row["j"] is not None else too_big,
+            )
+            for row in rows
+        ]
 
     @staticmethod
     def _total(pg, relation) -> int | None:
@@ -325,8 +420,11 @@ class PostgreSQL(SourceType):
                 pg.execute(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
                 return pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
         except psycopg.errors.QueryCanceled:
-            estimate = pg.execute(sql.SQL("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {}::regclass")
-                                  .format(sql.Literal(relation.as_string(pg)))).fetchone()["n"]
+            estimate = pg.execute(
+                sql.SQL("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {}::regclass").format(
+                    sql.Literal(relation.as_string(pg))
+                )
+            ).fetchone()["n"]
             return estimate if estimate > 0 else None
 
     def _backfill(self, pg, relation, pk, cursor_col, checkpoint, ctx: ReadContext):
@@ -339,8 +437,11 @@ class PostgreSQL(SourceType):
         if "max_cursor" in checkpoint or not cursor_col:
             high = checkpoint.get("max_cursor")
         else:
-            high = json_safe(pg.execute(sql.SQL("SELECT max({}) AS c FROM {} AS t").format(
-                self._cursor(cursor_col), relation)).fetchone()["c"])
+            high = json_safe(
+                pg.execute(
+                    sql.SQL("SELECT max({}) AS c FROM {} AS t").format(self._cursor(cursor_col), relation)
+                ).fetchone()["c"]
+            )
         select = self._select(relation, pk, cursor_col)
         key_path = f"$.{pk}"
         order = sql.SQL(" ORDER BY t.{} LIMIT %s").format(sql.Identifier(pk))
@@ -368,7 +469,9 @@ class PostgreSQL(SourceType):
         high = checkpoint.get("high", state["cursor"])
         position = checkpoint.get("position") or [rewind(state["cursor"], lookback), None]
         select = self._select(relation, pk, cursor_col)
-        order = sql.SQL(" ORDER BY t.{}, t.{} LIMIT %s").format(sql.Identifier(cursor_col), sql.Identifier(pk))
+        order = sql.SQL(" ORDER BY t.{}, t.{} LIMIT %s").format(
+            sql.Identifier(cursor_col), sql.Identifier(pk)
+        )
         while True:
             cursor_value, last_pk = position
             if last_pk is None:
@@ -376,7 +479,8 @@ class PostgreSQL(SourceType):
                 params = [cursor_value]
             else:
                 where = sql.SQL(" WHERE (t.{c} > %s OR (t.{c} = %s AND t.{k} > %s))").format(
-                    c=sql.Identifier(cursor_col), k=sql.Identifier(pk))
+                    c=sql.Identifier(cursor_col), k=sql.Identifier(pk)
+                )
                 params = [cursor_value, cursor_value, last_pk]
             rows, more = self._page(pg, select + where + order, params, sql.SQL("c, k"), ctx)
             if not rows:
@@ -384,8 +488,11 @@ class PostgreSQL(SourceType):
             if _after(rows[-1]["c"], high):
                 high = json_safe(rows[-1]["c"])
             position = [json_safe(rows[-1]["c"]), json_safe(rows[-1]["k"])]
-            yield Batch(self._items(rows, f"$.{pk}", ctx), {"position": position, "high": high},
-                        state={"cursor": high})
+            yield Batch(
+                self._items(rows, f"$.{pk}", ctx),
+                {"position": position, "high": high},
+                state={"cursor": high},
+            )
             if not more:
                 break
         yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})

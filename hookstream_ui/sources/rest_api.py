@@ -1,23 +1,31 @@
 """Any paginated JSON API over HTTP."""
+
 from __future__ import annotations
 
 import time
+from urllib.parse import urljoin
 
 import httpx
 
 from ..services import documents, jsonpaths
-from . import http
-from urllib.parse import urljoin
-
 from ..services.upsert import Incoming, parse_time
+from . import http
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 
-AUTH_TYPES = (("none", "None"), ("bearer", "Bearer token"), ("header", "API key header"),
-              ("basic", "Basic (username and password)"))
-PAGINATION = (("none", "None (one page)"), ("page", "Page number"), ("offset", "Offset"),
-              ("cursor", "Cursor from the response"), ("next_link", "Next-page link in the response"))
-
+AUTH_TYPES = (
+    ("none", "None"),
+    ("bearer", "Bearer token"),
+    ("header", "API key header"),
+    ("basic", "Basic (username and password)"),
+)
+PAGINATION = (
+    ("none", "None (one page)"),
+    ("page", "Page number"),
+    ("offset", "Offset"),
+    ("cursor", "Cursor from the response"),
+    ("next_link", "Next-page link in the response"),
+)
 
 
 def auth_options(creds: dict) -> dict:
@@ -65,37 +73,96 @@ class RestApi(SourceType):
     auth_fields = (
         Field("base_url", "url", "Base URL", required=True, placeholder="https://api.example.com"),
         Field("auth_type", "select", "Authentication", default="none", options=AUTH_TYPES),
-        Field("token", "password", "Token or API key", description="For bearer or API-key-header auth.",
-              shown_when=("auth_type", ("bearer", "header")), sent_to=("base_url", "auth_type", "header_name")),
-        Field("header_name", "string", "API key header", placeholder="X-API-Key",
-              shown_when=("auth_type", ("header",)), rules=HEADER_NAME_RULE),
-        Field("username", "string", "Username", description="For basic auth.", shown_when=("auth_type", ("basic",))),
-        Field("password", "password", "Password", description="For basic auth.",
-              shown_when=("auth_type", ("basic",)), sent_to=("base_url", "auth_type")),
+        Field(
+            "token",
+            "password",
+            "Token or API key",
+            description="For bearer or API-key-header auth.",
+            shown_when=("auth_type", ("bearer", "header")),
+            sent_to=("base_url", "auth_type", "header_name"),
+        ),
+        Field(
+            "header_name",
+            "string",
+            "API key header",
+            placeholder="X-API-Key",
+            shown_when=("auth_type", ("header",)),
+            rules=HEADER_NAME_RULE,
+        ),
+        Field(
+            "username",
+            "string",
+            "Username",
+            description="For basic auth.",
+            shown_when=("auth_type", ("basic",)),
+        ),
+        Field(
+            "password",
+            "password",
+            "Password",
+            description="For basic auth.",
+            shown_when=("auth_type", ("basic",)),
+            sent_to=("base_url", "auth_type"),
+        ),
     )
     config_fields = (
         Field("path", "string", "Path", required=True, default="/", placeholder="/v1/orders"),
-        Field("records_path", "string", "Records JSONPath", default="$",
-              description="Where the list of records is in each response, e.g. $.data."),
+        Field(
+            "records_path",
+            "string",
+            "Records JSONPath",
+            default="$",
+            description="Where the list of records is in each response, e.g. $.data.",
+        ),
         Field("pagination", "select", "Pagination", default="none", options=PAGINATION),
-        Field("page_param", "string", "Page / offset / cursor parameter", placeholder="page",
-              shown_when=("pagination", ("page", "offset", "cursor"))),
-        Field("page_size_param", "string", "Page size parameter", placeholder="limit",
-              shown_when=("pagination", ("page", "offset", "cursor", "next_link"))),
-        Field("page_size", "number", "Page size", default=100,
-              description="Sent as the page size parameter. Reading ends at an empty page or one shorter "
-                          "than those before it, so an API that caps or ignores it is still read whole.",
-              shown_when=("pagination", ("page", "offset", "cursor", "next_link"))),
-        Field("next_path", "string", "Next cursor or link JSONPath", placeholder="$.next",
-              description="For cursor and next-link pagination.",
-              shown_when=("pagination", ("cursor", "next_link"))),
-        Field("updated_since_param", "string", "“Updated since” parameter", placeholder="updated_since",
-              description="Sent on incremental syncs with the newest timestamp seen so far."),
+        Field(
+            "page_param",
+            "string",
+            "Page / offset / cursor parameter",
+            placeholder="page",
+            shown_when=("pagination", ("page", "offset", "cursor")),
+        ),
+        Field(
+            "page_size_param",
+            "string",
+            "Page size parameter",
+            placeholder="limit",
+            shown_when=("pagination", ("page", "offset", "cursor", "next_link")),
+        ),
+        Field(
+            "page_size",
+            "number",
+            "Page size",
+            default=100,
+            description="Sent as the page size parameter. Reading ends at an empty page or one shorter "
+            "than those before it, so an API that caps or ignores it is still read whole.",
+            shown_when=("pagination", ("page", "offset", "cursor", "next_link")),
+        ),
+        Field(
+            "next_path",
+            "string",
+            "Next cursor or link JSONPath",
+            placeholder="$.next",
+            description="For cursor and next-link pagination.",
+            shown_when=("pagination", ("cursor", "next_link")),
+        ),
+        Field(
+            "updated_since_param",
+            "string",
+            "“Updated since” parameter",
+            placeholder="updated_since",
+            description="Sent on incremental syncs with the newest timestamp seen so far.",
+        ),
         Field("updated_at_path", "string", "Record updated-at JSONPath", placeholder="$.updated_at"),
-        Field("requests_per_second", "number", "Rate limit (requests per second)", default=5,
-              description="How fast one run requests pages. The schedule's “Requests allowed / per "
-                          "interval” is a limit across all of this source's runs and tests; both apply, "
-                          "and the stricter one sets the pace."),
+        Field(
+            "requests_per_second",
+            "number",
+            "Rate limit (requests per second)",
+            default=5,
+            description="How fast one run requests pages. The schedule's “Requests allowed / per "
+            "interval” is a limit across all of this source's runs and tests; both apply, "
+            "and the stricter one sets the pace.",
+        ),
     )
 
     def check(self, credentials, config):
@@ -105,7 +172,11 @@ class RestApi(SourceType):
             errors["token"] = f"is required for {kind} authentication"
         if kind == "basic" and not credentials.get("username"):
             errors["username"] = "is required for basic authentication"
-        if kind == "header" and credentials.get("header_name") and not HEADER_NAME.fullmatch(credentials["header_name"]):
+        if (
+            kind == "header"
+            and credentials.get("header_name")
+            and not HEADER_NAME.fullmatch(credentials["header_name"])
+        ):
             errors["header_name"] = NOT_A_HEADER_NAME
         for name in ("records_path", "next_path", "updated_at_path"):
             if config.get(name):
@@ -140,12 +211,16 @@ class RestApi(SourceType):
         except documents.Refused as exc:
             return TestResult(False, f"The API's answer {exc}")
         except ValueError:
-            return TestResult(False, f"The API did not answer JSON (Content-Type: "
-                                     f"{response.headers.get('content-type', 'none')})")
+            return TestResult(
+                False,
+                f"The API did not answer JSON (Content-Type: {response.headers.get('content-type', 'none')})",
+            )
         path = conn.config.get("records_path") or "$"
         records = jsonpaths.compile_path(path).find(body)
         if not records:
-            return TestResult(False, f"Connected, but the records path {path} matched nothing in the response")
+            return TestResult(
+                False, f"Connected, but the records path {path} matched nothing in the response"
+            )
         value = records[0].value if len(records) == 1 else [m.value for m in records]
         if not isinstance(value, list) and value is not None:
             return TestResult(False, f"Connected, but {path} is not a list of records")
@@ -188,8 +263,11 @@ class RestApi(SourceType):
                 params = {}
                 if http.origin(target) != http.origin(url):
                     # Host and port only: a URL's user-info part can hold a password.
-                    raise SourceError(f"The next link leads to another host ({http.host(target)}); "
-                                      f"credentials are sent only to {http.host(url)}", retry=False)
+                    raise SourceError(
+                        f"The next link leads to another host ({http.host(target)}); "
+                        f"credentials are sent only to {http.host(url)}",
+                        retry=False,
+                    )
             ctx.throttle()
             paced = pace(paced)
             # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
@@ -213,11 +291,18 @@ class RestApi(SourceType):
             elif style in ("cursor", "next_link"):
                 following = next_of(body) if next_of else None
                 position = None if following == position else following  # the same page again: the end
-            finished = (style == "none" or not records or (numbered and len(records) < longest)
-                        or (style in ("cursor", "next_link") and not position))
+            finished = (
+                style == "none"
+                or not records
+                or (numbered and len(records) < longest)
+                or (style in ("cursor", "next_link") and not position)
+            )
             longest = max(longest, len(records))
-            yield Batch(items, {"position": position, "since_high": high, "done": finished or None},
-                        state={"since": high} if finished and high else None)
+            yield Batch(
+                items,
+                {"position": position, "since_high": high, "done": finished or None},
+                state={"since": high} if finished and high else None,
+            )
             if finished:
                 return
 
@@ -228,8 +313,10 @@ class RestApi(SourceType):
         if records is None:  # `"data": null`, as some APIs say "no records"
             return []
         if not isinstance(records, list):
-            raise SourceError(f"{records_path} is not a list of records in the response from "
-                              f"{http.shown(target)}", retry=False)  # the answer's shape: the records path is wrong
+            raise SourceError(
+                f"{records_path} is not a list of records in the response from {http.shown(target)}",
+                retry=False,
+            )  # the answer's shape: the records path is wrong
         return records
 
     def _get(self, url, params, creds, missing_is_end=False):
@@ -243,6 +330,8 @@ class RestApi(SourceType):
         if response.status_code == 429:
             raise SourceError("The API is rate limiting us (HTTP 429); the run will retry")
         if response.status_code >= 400:
-            raise SourceError(f"The API answered HTTP {response.status_code} for {http.shown(url)}",
-                              retry=http.may_pass(response.status_code))
+            raise SourceError(
+                f"The API answered HTTP {response.status_code} for {http.shown(url)}",
+                retry=http.may_pass(response.status_code),
+            )
         return http.answer_json(response, url, "The API")

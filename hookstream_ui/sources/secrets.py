@@ -3,6 +3,7 @@
 MultiFernet decrypts with any configured key and encrypts with the first, so keys can be
 rotated (`flask rotate-credentials-key`) without downtime.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,8 +53,13 @@ def scrub(message: str, secrets: list[str]) -> str:
 
 
 def _spellings(secret: str) -> set[str]:
-    return {secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1],
-            base64.b64encode(secret.encode()).decode().rstrip("=")}
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        base64.b64encode(secret.encode()).decode().rstrip("="),
+    }
 
 
 def _loose(spelling: str) -> re.Pattern:

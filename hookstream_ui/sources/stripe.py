@@ -1,21 +1,38 @@
 """Stripe objects through Stripe's list API (`starting_after` pagination)."""
+
 from __future__ import annotations
 
-from . import http
 import time
 
 from ..services.upsert import Incoming, parse_time
+from . import http
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
-STREAMS = ("customer", "invoice", "charge", "subscription", "product", "price", "payment_intent",
-           "refund", "dispute", "payout", "balance_transaction", "coupon", "checkout_session")
+STREAMS = (
+    "customer",
+    "invoice",
+    "charge",
+    "subscription",
+    "product",
+    "price",
+    "payment_intent",
+    "refund",
+    "dispute",
+    "payout",
+    "balance_transaction",
+    "coupon",
+    "checkout_session",
+)
 LIST_PATHS = {"checkout_session": "checkout/sessions"}
 # The events that carry each stream's objects: Stripe names some after a parent object
 # (a subscription's are customer.subscription.*). `type` takes one wildcard; `types[]`
 # only exact names.
-EVENT_TYPES = {"subscription": "customer.subscription.*", "dispute": "charge.dispute.*",
-               "checkout_session": "checkout.session.*"}
+EVENT_TYPES = {
+    "subscription": "customer.subscription.*",
+    "dispute": "charge.dispute.*",
+    "checkout_session": "checkout.session.*",
+}
 # An object's own `object` name. A parent's events also carry other objects
 # (customer.* has customer.subscription.*, customer.discount.*; charge.* has
 # charge.dispute.*): only the stream's own are applied.
@@ -44,11 +61,23 @@ class Stripe(SourceType):
     dials_out = True
     supports_continuous = True
     auth_fields = (
-        Field("secret_key", "password", "Secret key", required=True, placeholder="sk_live_…",
-              description="A secret (sk_…) or restricted (rk_…) key with read access.", sent_to=("api_base",),
-              rules={"pattern": "^(sk_|rk_)"}),
-        Field("api_base", "url", "API base URL", default="https://api.stripe.com",
-              description="Change only for a Stripe-compatible mock or proxy."),
+        Field(
+            "secret_key",
+            "password",
+            "Secret key",
+            required=True,
+            placeholder="sk_live_…",
+            description="A secret (sk_…) or restricted (rk_…) key with read access.",
+            sent_to=("api_base",),
+            rules={"pattern": "^(sk_|rk_)"},
+        ),
+        Field(
+            "api_base",
+            "url",
+            "API base URL",
+            default="https://api.stripe.com",
+            description="Change only for a Stripe-compatible mock or proxy.",
+        ),
     )
 
     def check(self, credentials, config):
@@ -61,8 +90,12 @@ class Stripe(SourceType):
         base = conn.credentials.get("api_base", "https://api.stripe.com").rstrip("/")
         url = f"{base}/v1/customers"
         try:
-            response = http.request("GET", url, params={"limit": 1},
-                                    headers={"Authorization": f"Bearer {conn.credentials.get('secret_key', '')}"})
+            response = http.request(
+                "GET",
+                url,
+                params={"limit": 1},
+                headers={"Authorization": f"Bearer {conn.credentials.get('secret_key', '')}"},
+            )
         except SourceError as exc:
             return TestResult(False, str(exc))
         if response.status_code == 200:
@@ -103,8 +136,10 @@ class Stripe(SourceType):
         ctx.throttle()
         response = http.request("GET", url, params=params, headers=headers)
         if response.status_code != 200:
-            raise SourceError(f"Stripe answered HTTP {response.status_code}: {_reason(response)}",
-                              retry=http.may_pass(response.status_code))
+            raise SourceError(
+                f"Stripe answered HTTP {response.status_code}: {_reason(response)}",
+                retry=http.may_pass(response.status_code),
+            )
         return _list_page(response, url)
 
     def _list(self, base, headers, stream, checkpoint, ctx):
@@ -124,8 +159,11 @@ class Stripe(SourceType):
             if data:
                 after = data[-1]["id"]
             done = not page.get("has_more") or not data
-            yield Batch(items, {"starting_after": after, "events_since": events_since, "done": done or None},
-                        state={"events_since": events_since} if done else None)
+            yield Batch(
+                items,
+                {"starting_after": after, "events_since": events_since, "done": done or None},
+                state={"events_since": events_since} if done else None,
+            )
             if done:
                 return
 
@@ -148,8 +186,7 @@ class Stripe(SourceType):
             data = page.get("data") or []
             for event in data:
                 obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
-                if event.get("id") in seen or not isinstance(obj, dict) or \
-                        obj.get("object", kind) != kind:
+                if event.get("id") in seen or not isinstance(obj, dict) or obj.get("object", kind) != kind:
                     continue
                 created = event.get("created", since)
                 if created > newest:
@@ -163,8 +200,15 @@ class Stripe(SourceType):
                 break
             after = data[-1]["id"]
         events = [event for _, event in sorted(newest_of.values(), key=lambda pair: pair[0])]
-        items = [Incoming(e["data"]["object"], parse_time(e.get("created")), source_event_id=e.get("id"),
-                          event_type=e.get("type")) for e in events]
+        items = [
+            Incoming(
+                e["data"]["object"],
+                parse_time(e.get("created")),
+                source_event_id=e.get("id"),
+                event_type=e.get("type"),
+            )
+            for e in events
+        ]
         if newest == since:
             last_second |= seen
         yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})
@@ -174,7 +218,9 @@ def _list_page(response, url: str) -> dict:
     """A 200 answer as the list object every endpoint read here answers with."""
     page = http.answer_json(response, url, "Stripe")
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise SourceError(f"Stripe answered {http.shown(url)} with JSON that is not a list object", retry=False)
+        raise SourceError(
+            f"Stripe answered {http.shown(url)} with JSON that is not a list object", retry=False
+        )
     return page
 
 

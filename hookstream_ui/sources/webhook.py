@@ -1,4 +1,5 @@
 """Inbound webhooks: events pushed to /v1/ingest/<source_id>."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -9,15 +10,20 @@ from .base import Connection, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 
 VERIFICATION_TYPES = (
-    ("none", "No verification"), ("hmac_sha256", "HMAC-SHA256"), ("hmac_sha1", "HMAC-SHA1"),
-    ("stripe", "Stripe signature"), ("github", "GitHub (X-Hub-Signature-256)"),
+    ("none", "No verification"),
+    ("hmac_sha256", "HMAC-SHA256"),
+    ("hmac_sha1", "HMAC-SHA1"),
+    ("stripe", "Stripe signature"),
+    ("github", "GitHub (X-Hub-Signature-256)"),
     ("standard_webhooks", "Standard Webhooks"),
 )
 
 # What a delivery carries for each scheme, as words that follow "must carry".
-SIGNED_WITH = {"stripe": "a Stripe signature (Stripe-Signature header)",
-               "github": "a GitHub signature (X-Hub-Signature-256 header)",
-               "standard_webhooks": "a Standard Webhooks signature (webhook-signature header)"}
+SIGNED_WITH = {
+    "stripe": "a Stripe signature (Stripe-Signature header)",
+    "github": "a GitHub signature (X-Hub-Signature-256 header)",
+    "standard_webhooks": "a Standard Webhooks signature (webhook-signature header)",
+}
 
 
 def parse_cidrs(text: str | None) -> list:
@@ -45,29 +51,59 @@ class Webhook(SourceType):
     supports_continuous = True
     pull = False
     auth_fields = (
-        Field("verification_type", "select", "Signature verification", default="none",
-              options=VERIFICATION_TYPES,
-              description="How hookstream checks that an event is genuine. Stripe and Standard Webhooks sign a "
-                          "timestamp and deliveries older than 5 minutes are refused, so a captured one cannot "
-                          "be sent again. HMAC and GitHub sign the body alone: after the dedup window a copy "
-                          "verifies again, so give collections a timestamp path, and an old event sent again "
-                          "changes nothing."),
-        Field("signing_secret", "password", "Signing secret",
-              description="Shared secret of the sender. Required unless verification is off.",
-              shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none"))),
-        Field("signature_header", "string", "Signature header", placeholder=DEFAULT_HMAC_HEADER,
-              description=f"For HMAC: the header carrying the signature (default {DEFAULT_HMAC_HEADER}).",
-              fallback=DEFAULT_HMAC_HEADER,
-              shown_when=("verification_type", ("hmac_sha256", "hmac_sha1")), rules=HEADER_NAME_RULE),
+        Field(
+            "verification_type",
+            "select",
+            "Signature verification",
+            default="none",
+            options=VERIFICATION_TYPES,
+            description="How hookstream checks that an event is genuine. Stripe and Standard Webhooks sign a "
+            "timestamp and deliveries older than 5 minutes are refused, so a captured one cannot "
+            "be sent again. HMAC and GitHub sign the body alone: after the dedup window a copy "
+            "verifies again, so give collections a timestamp path, and an old event sent again "
+            "changes nothing.",
+        ),
+        Field(
+            "signing_secret",
+            "password",
+            "Signing secret",
+            description="Shared secret of the sender. Required unless verification is off.",
+            shown_when=("verification_type", tuple(v for v, _ in VERIFICATION_TYPES if v != "none")),
+        ),
+        Field(
+            "signature_header",
+            "string",
+            "Signature header",
+            placeholder=DEFAULT_HMAC_HEADER,
+            description=f"For HMAC: the header carrying the signature (default {DEFAULT_HMAC_HEADER}).",
+            fallback=DEFAULT_HMAC_HEADER,
+            shown_when=("verification_type", ("hmac_sha256", "hmac_sha1")),
+            rules=HEADER_NAME_RULE,
+        ),
     )
     config_fields = (
-        Field("dedup_key", "string", "Deduplication key", placeholder="Idempotency-Key or $.id",
-              description="A header name or a JSONPath into the body. Empty: the payload hash.",
-              rules={"pattern": f"^(?:\\$.*|{HEADER_NAME.pattern})$"}),
-        Field("dedup_window_seconds", "number", "Deduplication window (seconds)", default=300,
-              rules={"minimum": 0, "maximum": 7 * 86400}),
-        Field("ip_allowlist", "text", "IP allowlist", placeholder="203.0.113.0/24",
-              description="Only these addresses or CIDR ranges may send. One per line."),
+        Field(
+            "dedup_key",
+            "string",
+            "Deduplication key",
+            placeholder="Idempotency-Key or $.id",
+            description="A header name or a JSONPath into the body. Empty: the payload hash.",
+            rules={"pattern": f"^(?:\\$.*|{HEADER_NAME.pattern})$"},
+        ),
+        Field(
+            "dedup_window_seconds",
+            "number",
+            "Deduplication window (seconds)",
+            default=300,
+            rules={"minimum": 0, "maximum": 7 * 86400},
+        ),
+        Field(
+            "ip_allowlist",
+            "text",
+            "IP allowlist",
+            placeholder="203.0.113.0/24",
+            description="Only these addresses or CIDR ranges may send. One per line.",
+        ),
         Field("ip_denylist", "text", "IP denylist", description="These may never send. One per line."),
     )
 

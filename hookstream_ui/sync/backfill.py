@@ -5,6 +5,7 @@ A replay commits each batch together with its cursor (received_at|event_id), so 
 POST after a crash resumes where the last committed batch ended. Replaying is idempotent:
 an event applied twice leaves the same record.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ def start_backfill(collection: Collection):
     from ..sources import source_type
 
     if collection.source is None:
-        raise ValidationFailed({"source_id": "the collection has no source to backfill from"}, status=409,
-                               code="needs_source")
+        raise ValidationFailed(
+            {"source_id": "the collection has no source to backfill from"}, status=409, code="needs_source"
+        )
     if source_type(collection.source.short_name).pull:
         runs.start_run(collection.source, trigger="backfill", full=True)
         db.session.refresh(collection)
@@ -55,26 +57,49 @@ def start_backfill(collection: Collection):
         db.session.commit()
         return collection
     if collection.backfill_status in ("pending", "running") and not replay_is_stale(collection):
-        raise ValidationFailed({"backfill": "a backfill is already running"}, status=409, code="backfill_in_progress",
-                               message="A backfill is already running for this collection")
+        raise ValidationFailed(
+            {"backfill": "a backfill is already running"},
+            status=409,
+            code="backfill_in_progress",
+            message="A backfill is already running for this collection",
+        )
     if collection.backfill_status in ("completed", "cancelled") or collection.backfill_status is None:
         collection.backfill_cursor, collection.backfill_progress = None, 0
         collection.backfill_started_at, collection.backfill_completed_at = None, None
     collection.backfill_status, collection.backfill_error = "pending", None
-    collection.backfill_total = db.session.scalar(select(func.count()).select_from(Event).where(
-        Event.source_id == collection.source_id, Event.status.in_(REPLAYABLE)))
-    audit.note("collection.backfill", "collection", collection.id, org_id=collection.org_id,
-               env_id=collection.env_id, details={"name": collection.name, "events": collection.backfill_total,
-                                                  "resumed": bool(collection.backfill_cursor)})
+    collection.backfill_total = db.session.scalar(
+        select(func.count())
+        .select_from(Event)
+        .where(Event.source_id == collection.source_id, Event.status.in_(REPLAYABLE))
+    )
+    audit.note(
+        "collection.backfill",
+        "collection",
+        collection.id,
+        org_id=collection.org_id,
+        env_id=collection.env_id,
+        details={
+            "name": collection.name,
+            "events": collection.backfill_total,
+            "resumed": bool(collection.backfill_cursor),
+        },
+    )
     db.session.commit()
     enqueue_replay(collection.id)
     return collection
 
 
 def enqueue_replay(collection_id: str) -> None:
-    enqueue_or_leave(lambda: queue("default").enqueue(
-        replay_events, collection_id, job_id=f"{REPLAY_JOB}{collection_id}", job_timeout=24 * 3600,
-        description=f"backfill {collection_id}"), f"backfill of {collection_id}")
+    enqueue_or_leave(
+        lambda: queue("default").enqueue(
+            replay_events,
+            collection_id,
+            job_id=f"{REPLAY_JOB}{collection_id}",
+            job_timeout=24 * 3600,
+            description=f"backfill {collection_id}",
+        ),
+        f"backfill of {collection_id}",
+    )
 
 
 def replay_events(collection_id: str) -> str:
@@ -93,8 +118,11 @@ def replay_events(collection_id: str) -> str:
             query = select(Event).where(Event.source_id == collection.source_id, Event.status.in_(REPLAYABLE))
             after = _parse_cursor(collection.backfill_cursor)
             if after:
-                query = query.where(or_(Event.received_at > after[0],
-                                        and_(Event.received_at == after[0], Event.id > after[1])))
+                query = query.where(
+                    or_(
+                        Event.received_at > after[0], and_(Event.received_at == after[0], Event.id > after[1])
+                    )
+                )
             size = current_app.config["SYNC_BATCH_SIZE"]
             events = db.session.scalars(query.order_by(Event.received_at, Event.id).limit(size)).all()
             if not events:

@@ -6,6 +6,7 @@ twice. A heartbeat thread proves the run is alive; the scheduler resumes runs wh
 heartbeat stopped. A resumed run gets a new claim token, so an old executor that wakes up
 stops before writing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -85,8 +86,13 @@ class Cancelled(Exception):
 
 def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
     q = queue("default")
-    kwargs = dict(job_id=f"run-{run.id}-{run.claim_token}", job_timeout=24 * 3600, result_ttl=3600,
-                  failure_ttl=7 * 86400, description=f"sync run {run.id}")
+    kwargs = dict(
+        job_id=f"run-{run.id}-{run.claim_token}",
+        job_timeout=24 * 3600,
+        result_ttl=3600,
+        failure_ttl=7 * 86400,
+        description=f"sync run {run.id}",
+    )
     if delay:
         q.enqueue_in(delay, run_sync, run.id, run.claim_token, **kwargs)
     else:
@@ -105,8 +111,11 @@ class Heartbeat(threading.Thread):
         with self.app.app_context():
             while not self.stopped.wait(HEARTBEAT_SECONDS):
                 with db.engine.begin() as conn:
-                    conn.execute(update(SyncRun).where(SyncRun.id == self.run_id, SyncRun.claim_token == self.token)
-                                 .values(heartbeat_at=utcnow()))
+                    conn.execute(
+                        update(SyncRun)
+                        .where(SyncRun.id == self.run_id, SyncRun.claim_token == self.token)
+                        .values(heartbeat_at=utcnow())
+                    )
 
     def stop(self):
         self.stopped.set()
@@ -152,16 +161,27 @@ def _execute(run: SyncRun, token: str) -> None:
     kind = type_of(source)
     conn = connection_for(source)
     limits = source.rate_limit or {}
-    limiter = RateLimiter(source.id, limits.get("allowed_requests"), limits.get("interval"),
-                          limits.get("max_concurrent_requests") or 0)
+    limiter = RateLimiter(
+        source.id,
+        limits.get("allowed_requests"),
+        limits.get("interval"),
+        limits.get("max_concurrent_requests") or 0,
+    )
     not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
     config = current_app.config
-    ctx = ReadContext(throttle=limiter, file_id=run.file_id, not_before=not_before,
-                      batch_size=config["SYNC_BATCH_SIZE"], batch_bytes=config["SYNC_BATCH_BYTES"],
-                      max_record_bytes=config["MAX_RECORD_BYTES"])
+    ctx = ReadContext(
+        throttle=limiter,
+        file_id=run.file_id,
+        not_before=not_before,
+        batch_size=config["SYNC_BATCH_SIZE"],
+        batch_bytes=config["SYNC_BATCH_BYTES"],
+        max_record_bytes=config["MAX_RECORD_BYTES"],
+    )
     bound = bound_collections(source)
     if not bound:
-        raise SourceError("No collection is bound to this source; create one from the source's page", retry=False)
+        raise SourceError(
+            "No collection is bound to this source; create one from the source's page", retry=False
+        )
     # A paused collection takes nothing, as webhook deliveries skip it; its own position
     # (sync_state) waits, so once resumed it reads on from there.
     collections = sorted((c for c in bound if c.status != "PAUSED"), key=lambda c: c.id)
@@ -176,18 +196,33 @@ def _execute(run: SyncRun, token: str) -> None:
         if not checkpoint:
             # A backfill into an empty collection reads every key once, in ascending order.
             key_column = f"$.{conn.config.get('primary_key') or 'id'}"
-            checkpoint = {"started_empty": bool(full and kind.ordered_keys and not collection.record_count
-                                                and collection.primary_key_path == key_column)}
+            checkpoint = {
+                "started_empty": bool(
+                    full
+                    and kind.ordered_keys
+                    and not collection.record_count
+                    and collection.primary_key_path == key_column
+                )
+            }
         if not checkpoint.get("done"):
             batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
             for batch in read_ahead(current_app._get_current_object(), batches):
                 _guard(run.id, token)
-                outcome = upsert.apply(collection, batch.items, seen_run_id=run.id if full else None,
-                                       not_before=not_before, keys_are_new=checkpoint.get("started_empty", False))
+                outcome = upsert.apply(
+                    collection,
+                    batch.items,
+                    seen_run_id=run.id if full else None,
+                    not_before=not_before,
+                    keys_are_new=checkpoint.get("started_empty", False),
+                )
                 for reason in batch.rejected:
                     outcome.skip(f"malformed row: {reason}")
-                position = {**batch.checkpoint, "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
-                            "total": batch.total, "started_empty": checkpoint.get("started_empty", False)}
+                position = {
+                    **batch.checkpoint,
+                    "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
+                    "total": batch.total,
+                    "started_empty": checkpoint.get("started_empty", False),
+                }
                 checkpoint = position
                 _count(run, outcome, collection.id, position)
                 if batch.state is not None:
@@ -208,7 +243,8 @@ def _execute(run: SyncRun, token: str) -> None:
 def _guard(run_id: str, token: str) -> None:
     """Between batches: stop if the run was cancelled or taken over."""
     status, current = db.session.execute(
-        select(SyncRun.status, SyncRun.claim_token).where(SyncRun.id == run_id)).one()
+        select(SyncRun.status, SyncRun.claim_token).where(SyncRun.id == run_id)
+    ).one()
     if current != token:
         raise Superseded()
     if status == "cancelling":

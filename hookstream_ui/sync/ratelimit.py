@@ -4,6 +4,7 @@
 limit sleeps until the next window. `max_concurrent_requests` (0 = unlimited) is a
 counting semaphore with a TTL, so a killed worker cannot hold a slot forever.
 """
+
 from __future__ import annotations
 
 import time

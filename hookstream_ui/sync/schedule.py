@@ -1,4 +1,5 @@
 """sync_frequency: `continuous`, or an interval such as `15m`, `4h`, `24h`, `30s`, `7d`."""
+
 from __future__ import annotations
 
 import re

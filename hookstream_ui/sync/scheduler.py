@@ -4,6 +4,7 @@
 Exactly one is active at a time (a Redis lease), so it is safe to start one per machine;
 `make run` starts one and production runs `flask scheduler`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,10 +19,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy import or_, select
 
+from ..errors import ValidationFailed
 from ..extensions import db, get_redis
 from ..models import Collection, Org, SourceConnection, SyncRun, utcnow
 from ..services import retention, runs
-from ..errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "hookstream:scheduler:leader"
@@ -38,9 +39,14 @@ def resume_stale(now=None) -> list[str]:
     from .jobs import enqueue_run
 
     now = now or utcnow()
-    stale = db.session.scalars(select(SyncRun).where(
-        SyncRun.status.in_(("running", "cancelling")),
-        or_(SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < now - timedelta(seconds=STALE_SECONDS)))).all()
+    stale = db.session.scalars(
+        select(SyncRun).where(
+            SyncRun.status.in_(("running", "cancelling")),
+            or_(
+                SyncRun.heartbeat_at.is_(None), SyncRun.heartbeat_at < now - timedelta(seconds=STALE_SECONDS)
+            ),
+        )
+    ).all()
     resumed = []
     for run in stale:
         if run.status == "cancelling":
@@ -61,10 +67,14 @@ def requeue_lost(now=None) -> list[str]:
     from .jobs import enqueue_run
 
     now = now or utcnow()
-    pending = db.session.scalars(select(SyncRun).where(
-        SyncRun.status == "pending", SyncRun.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
-    lost = [run for run in pending
-            if not Job.exists(f"run-{run.id}-{run.claim_token}", connection=get_redis())]
+    pending = db.session.scalars(
+        select(SyncRun).where(
+            SyncRun.status == "pending", SyncRun.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS)
+        )
+    ).all()
+    lost = [
+        run for run in pending if not Job.exists(f"run-{run.id}-{run.claim_token}", connection=get_redis())
+    ]
     for run in lost:
         enqueue_run(run)
     return [r.id for r in lost]
@@ -95,10 +105,15 @@ def requeue_lost_backfills(now=None) -> list[str]:
     # Only replays: a pull source's backfill is a run (its own sweep resumes it), pending
     # or running just as long, and a replay would mark it completed under the read.
     replayed = [name for name, kind in REGISTRY.items() if not kind.pull]
-    pending = db.session.scalars(select(Collection.id).join(SourceConnection, SourceConnection.id == Collection.source_id)
-                                 .where(Collection.backfill_status.in_(("pending", "running")),
-                                        SourceConnection.short_name.in_(replayed),
-                                        Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS))).all()
+    pending = db.session.scalars(
+        select(Collection.id)
+        .join(SourceConnection, SourceConnection.id == Collection.source_id)
+        .where(
+            Collection.backfill_status.in_(("pending", "running")),
+            SourceConnection.short_name.in_(replayed),
+            Collection.updated_at < now - timedelta(seconds=LOST_JOB_SECONDS),
+        )
+    ).all()
     lost = [c for c in pending if not _waiting_or_running(f"{REPLAY_JOB}{c}")]
     for collection_id in lost:
         enqueue_replay(collection_id)
@@ -117,10 +132,16 @@ def _waiting_or_running(job_id: str) -> bool:
 def enqueue_due(now=None) -> list[str]:
     now = now or utcnow()
     # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
-    due = db.session.scalars(select(SourceConnection).join(Org, Org.id == SourceConnection.org_id).where(
-        SourceConnection.sync_status == "active", SourceConnection.sync_frequency.is_not(None),
-        Org.suspended_at.is_(None),
-        or_(SourceConnection.next_run_at.is_(None), SourceConnection.next_run_at <= now))).all()
+    due = db.session.scalars(
+        select(SourceConnection)
+        .join(Org, Org.id == SourceConnection.org_id)
+        .where(
+            SourceConnection.sync_status == "active",
+            SourceConnection.sync_frequency.is_not(None),
+            Org.suspended_at.is_(None),
+            or_(SourceConnection.next_run_at.is_(None), SourceConnection.next_run_at <= now),
+        )
+    ).all()
     started = []
     for source in due:
         if runs.active_run(source) is not None:
@@ -147,7 +168,10 @@ def prune_when_due() -> dict:
     remain, the next tick goes on."""
     if time.monotonic() < _next_prune[0]:
         return {"events": 0, "runs": 0}
-    pruned = {"events": retention.prune_events(limit=PRUNE_LIMIT), "runs": retention.prune_idle_runs(limit=PRUNE_LIMIT)}
+    pruned = {
+        "events": retention.prune_events(limit=PRUNE_LIMIT),
+        "runs": retention.prune_idle_runs(limit=PRUNE_LIMIT),
+    }
     _next_prune[0] = time.monotonic() + (0 if max(pruned.values()) >= PRUNE_LIMIT else PRUNE_SECONDS)
     retention.prune_sign_in_state()
     retention.prune_dedup_claims()
@@ -155,8 +179,14 @@ def prune_when_due() -> dict:
 
 
 def tick() -> dict:
-    return {"resumed": resume_stale(), "requeued": requeue_lost(), "started": enqueue_due(),
-            "reindexing": requeue_lost_indexing(), "backfills": requeue_lost_backfills(), "pruned": prune_when_due()}
+    return {
+        "resumed": resume_stale(),
+        "requeued": requeue_lost(),
+        "started": enqueue_due(),
+        "reindexing": requeue_lost_indexing(),
+        "backfills": requeue_lost_backfills(),
+        "pruned": prune_when_due(),
+    }
 
 
 def run_forever(app, interval: float = 1.0) -> None:
@@ -169,7 +199,9 @@ def run_forever(app, interval: float = 1.0) -> None:
         log.info("scheduler %s started", me)
         while not stopping:
             try:
-                leader = redis.set(LEASE_KEY, me, nx=True, ex=LEASE_SECONDS) or redis.get(LEASE_KEY) == me.encode()
+                leader = (
+                    redis.set(LEASE_KEY, me, nx=True, ex=LEASE_SECONDS) or redis.get(LEASE_KEY) == me.encode()
+                )
             except RedisError:  # waits for Redis (runs, backfills and index passes wait in their rows)
                 log.warning("scheduler: Redis is unreachable; waiting for it")
                 time.sleep(max(interval, 1.0))

@@ -1,4 +1,5 @@
 """The RQ worker process. Jobs take ids only and run inside an app context."""
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,9 @@ def enqueue_or_leave(enqueue, what: str) -> bool:
         enqueue()
         return True
     except RedisError as exc:
-        log.warning("%s: the job queue is unreachable (%s); it is enqueued when it is back", what,
-                    type(exc).__name__)
+        log.warning(
+            "%s: the job queue is unreachable (%s); it is enqueued when it is back", what, type(exc).__name__
+        )
         return False
 
 

@@ -7,10 +7,11 @@ read a few more segments: search p95 stays far under its 100 ms goal (bench/reco
 Revision ID: 0010
 Revises: 0009
 """
+
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -18,7 +19,7 @@ SQLITE_TABLE = "records_fts"
 
 
 def _automerge(segments: int) -> None:
-    if op.get_bind().dialect.name == 'sqlite':
+    if op.get_bind().dialect.name == "sqlite":
         op.execute(f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}, rank) VALUES ('automerge', {segments})")
 
 

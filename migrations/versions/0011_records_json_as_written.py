@@ -8,13 +8,14 @@ and the words of those records. PostgreSQL's JSONB keeps no escapes: nothing to 
 Revision ID: 0011
 Revises: 0010
 """
+
 import json
 
 from alembic import op
 from sqlalchemy import text
 
-revision = '0011'
-down_revision = '0010'
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -23,26 +24,37 @@ BATCH = 5000
 
 def upgrade():
     bind = op.get_bind()
-    if bind.dialect.name != 'sqlite':
+    if bind.dialect.name != "sqlite":
         return
     from hookstream_ui.services.upsert import record_json
 
     after = 0
     while True:
-        rows = bind.execute(text("SELECT rowid, data FROM records WHERE rowid > :after AND instr(data, '\\u') > 0 "
-                                 "ORDER BY rowid LIMIT :n"), {"after": after, "n": BATCH}).all()
+        rows = bind.execute(
+            text(
+                "SELECT rowid, data FROM records WHERE rowid > :after AND instr(data, '\\u') > 0 "
+                "ORDER BY rowid LIMIT :n"
+            ),
+            {"after": after, "n": BATCH},
+        ).all()
         if not rows:
             return
         after = rows[-1][0]
-        changed = [{"r": rowid, "d": new} for rowid, data in rows if (new := record_json(json.loads(data))) != data]
+        changed = [
+            {"r": rowid, "d": new} for rowid, data in rows if (new := record_json(json.loads(data))) != data
+        ]
         if not changed:
             continue
         bind.execute(text("UPDATE records SET data = :d WHERE rowid = :r"), changed)
         # Only records that have words (their collection's index is on) get them again.
         rowids = ",".join(str(c["r"]) for c in changed)
-        bind.execute(text(f"INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
-                          f"FROM records WHERE rowid IN ({rowids}) "
-                          f"AND rowid IN (SELECT rowid FROM records_fts WHERE rowid IN ({rowids}))"))
+        bind.execute(
+            text(
+                f"INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
+                f"FROM records WHERE rowid IN ({rowids}) "
+                f"AND rowid IN (SELECT rowid FROM records_fts WHERE rowid IN ({rowids}))"
+            )
+        )
 
 
 def downgrade():

@@ -8,22 +8,23 @@ admin, so a key's admin role had nothing left that a member cannot do.
 Revision ID: 0012
 Revises: 0011
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012'
-down_revision = '0011'
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('role', sa.String(length=20), server_default='member', nullable=False))
-        batch_op.add_column(sa.Column('revoked_reason', sa.String(length=200), nullable=True))
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("role", sa.String(length=20), server_default="member", nullable=False))
+        batch_op.add_column(sa.Column("revoked_reason", sa.String(length=200), nullable=True))
 
 
 def downgrade():
-    with op.batch_alter_table('api_keys', schema=None) as batch_op:
-        batch_op.drop_column('revoked_reason')
-        batch_op.drop_column('role')
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_column("revoked_reason")
+        batch_op.drop_column("role")
