@@ -1,11 +1,11 @@
-# Two commands: `make run` and `make test`. Each builds .venv from the pinned
+# Two commands: `make run` and `make test` (and `make lint`, which CI runs first). Each builds .venv from the pinned
 # requirements the first time (and again when a requirements file changes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLASK_APP := app
 
-.PHONY: run test test-postgres test-browser bench clean
+.PHONY: run test test-postgres test-browser lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(VENV)/.dev-installed
 
 test-postgres: $(VENV)/.dev-installed
 	TEST_DATABASE=postgres $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# Style, format, types and the import layers; the same checks pre-commit runs.
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache
