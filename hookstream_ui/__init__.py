@@ -39,10 +39,10 @@ class RecordKeyConverter(PathConverter):
 
 
 class StandardJSON(DefaultJSONProvider):
-    """Every JSON answer is standard JSON: never NaN or Infinity (services/documents.py)."""
+    """Every JSON answer is standard JSON: never NaN or Infinity (values/documents.py)."""
 
     def dumps(self, obj, **kwargs) -> str:
-        from .services import documents
+        from .values import documents
 
         kwargs.setdefault("default", self.default)
         kwargs.setdefault("ensure_ascii", self.ensure_ascii)

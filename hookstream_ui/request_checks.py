@@ -18,7 +18,7 @@ from flask import abort, current_app, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ValidationFailed
-from .services.documents import UNSTORABLE
+from .values.documents import UNSTORABLE
 
 NUL = "\x00"
 PAYLOAD_ATTR = "request_is_payload"

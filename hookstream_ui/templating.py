@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from .models.base import as_utc, isoformat
-from .services import documents
+from .values import documents
+from .values.times import as_utc, isoformat
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -58,7 +58,7 @@ def compact_json(value) -> str:
 
 def json_path(document, path: str):
     """The value at `path` in a record, shown compactly in a table cell."""
-    from .services.jsonpaths import getter
+    from .values.jsonpaths import getter
 
     value = getter(path)(document)
     if value is None:

@@ -113,7 +113,8 @@ def test_sign_out_ends_the_session_on_the_server(app, client, ctx):
 def test_a_session_ends_after_its_lifetime(app, client, ctx):
     from datetime import timedelta
 
-    from hookstream_ui.models import UserSession, utcnow
+    from hookstream_ui.models import UserSession
+    from hookstream_ui.values.times import utcnow
 
     make_user("ann@example.com")
     login(client, "ann@example.com")
@@ -170,7 +171,7 @@ def test_dashboard_requires_sign_in_but_api_answers_json_401(client):
 
 
 def test_disabled_user_cannot_sign_in(client, ctx):
-    from hookstream_ui.models import utcnow
+    from hookstream_ui.values.times import utcnow
 
     user = make_user("ann@example.com")
     user.disabled_at = utcnow()
@@ -281,7 +282,8 @@ def test_repeated_failed_sign_ins_are_refused_for_a_while(app, ctx):
     )
     from datetime import timedelta
 
-    from hookstream_ui.models import SignInFailure, db, utcnow
+    from hookstream_ui.models import SignInFailure, db
+    from hookstream_ui.values.times import utcnow
 
     db.session.execute(
         SignInFailure.__table__.update().values(  # the window has passed

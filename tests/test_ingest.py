@@ -529,7 +529,7 @@ def test_events_keep_through_the_index_migration_and_go_with_their_organization(
     for i in range(3):
         client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"o{i}"}})
     before = [e["id"] for e in client.get("/v1/events", headers=h).json["events"]]
-    from hookstream_ui.models import utcnow
+    from hookstream_ui.values.times import utcnow
 
     downgrade(revision="0008")
     try:  # an event written under the old schema (in SQL: the app expects the newest one)

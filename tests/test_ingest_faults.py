@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select, text
 
-from hookstream_ui.models import DedupClaim, Event, Record, SourceConnection, db, new_id, utcnow
+from hookstream_ui.models import DedupClaim, Event, Record, SourceConnection, db, new_id
+from hookstream_ui.values.times import utcnow
 from tests.helpers import make_key, make_user, org_of, production
 from tests.test_ingest import _start_writer, _writer_held, records, webhook
 
@@ -259,7 +260,7 @@ def test_a_delivery_found_a_duplicate_by_a_failed_attempt_is_judged_again(app, c
 
 def test_the_record_page_finds_its_events_by_key(app, client, key, monkeypatch):
     """The record page parsed the bodies of the source's 500 newest events for every view."""
-    from hookstream_ui.services import documents
+    from hookstream_ui.values import documents
     from tests.helpers import login
 
     sid = webhook(client, key)

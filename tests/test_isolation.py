@@ -54,7 +54,7 @@ def two_tenants(app, ctx):
     db.session.add(a_run)
     db.session.commit()
     from hookstream_ui.models import Invitation
-    from hookstream_ui.models.base import utcnow
+    from hookstream_ui.values.times import utcnow
 
     invitation = Invitation(
         org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64, expires_at=utcnow()

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import select, update
 
 from hookstream_ui.config import load_config
-from hookstream_ui.models import Event, Record, db, utcnow
+from hookstream_ui.models import Event, Record, db
 from hookstream_ui.services import retention
 from hookstream_ui.sync import scheduler
+from hookstream_ui.values.times import utcnow
 from tests.helpers import add_env, auth, login, make_key, make_user, org_of, production
 
 
@@ -201,8 +202,9 @@ def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_n
 def test_ended_sessions_and_old_sign_in_failures_are_pruned(app, ctx):
     from datetime import timedelta
 
-    from hookstream_ui.models import SignInFailure, UserSession, utcnow
+    from hookstream_ui.models import SignInFailure, UserSession
     from hookstream_ui.services.retention import prune_sign_in_state
+    from hookstream_ui.values.times import utcnow
 
     user = make_user("owner@example.com")
     now = utcnow()

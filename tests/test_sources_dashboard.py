@@ -339,8 +339,9 @@ def test_record_and_event_pages_show_text_as_written(signed_in):
 def test_run_page_names_its_collections_and_how_long_it_took(signed_in):
     from datetime import timedelta
 
-    from hookstream_ui.models import SyncRun, utcnow
+    from hookstream_ui.models import SyncRun
     from hookstream_ui.templating import duration
+    from hookstream_ui.values.times import utcnow
 
     client, token, _ = signed_in
     sid = connect(

@@ -118,8 +118,9 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
 def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_source):
     import time
 
-    from hookstream_ui.models import SyncRun, utcnow
+    from hookstream_ui.models import SyncRun
     from hookstream_ui.sync.scheduler import resume_stale
+    from hookstream_ui.values.times import utcnow
     from tests.sync_helpers import kill_tree
 
     key, sid, cid = synced

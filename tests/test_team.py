@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import ApiKey, AuditEntry, Collection, Invitation, Membership, Org, db
-from hookstream_ui.models.base import utcnow
+from hookstream_ui.values.times import utcnow
 from tests.helpers import PASSWORD, login, make_key, make_user, org_of, production
 
 ROLES = ("viewer", "member", "admin", "owner")

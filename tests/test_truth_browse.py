@@ -566,7 +566,7 @@ def test_a_missing_record_of_a_collection_here_offers_no_other_project(signed_in
 
 def test_sources_runs_and_events_of_another_project_offer_it_too(signed_in):
     from hookstream_ui.models import Event, SyncRun
-    from hookstream_ui.models.base import utcnow
+    from hookstream_ui.values.times import utcnow
 
     client, _, org = signed_in
     staging = add_env(org, "staging")

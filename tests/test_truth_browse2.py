@@ -289,7 +289,7 @@ def test_data_arriving_does_not_move_the_collections_modified_time(signed_in):
     import time
 
     from hookstream_ui.models import Collection
-    from hookstream_ui.models.base import utcnow
+    from hookstream_ui.values.times import utcnow
 
     client, _, org = signed_in
     key = make_key(production(org))

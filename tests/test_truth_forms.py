@@ -532,7 +532,7 @@ def test_keys_show_their_owner_and_expiry_and_expire(signed_in):
     [key] = _keys()
     from datetime import timedelta
 
-    from hookstream_ui.models.base import as_utc, utcnow
+    from hookstream_ui.values.times import as_utc, utcnow
 
     assert abs(as_utc(key.expires_at) - (utcnow() + timedelta(days=30))) < timedelta(minutes=1)
     html = client.get("/settings/api-keys").get_data(as_text=True)
@@ -565,7 +565,7 @@ def test_the_api_sets_and_returns_expires_at(signed_in):
     assert r.status_code == 400 and r.json["errors"] == {"expires_at": "must be within 10 years"}
     from datetime import timedelta
 
-    from hookstream_ui.models.base import utcnow
+    from hookstream_ui.values.times import utcnow
 
     when = (utcnow() + timedelta(days=7)).replace(microsecond=0)
     r = client.post("/v1/auth/api-keys", json={"name": "Week", "expires_at": when.isoformat()}, headers=h)
@@ -647,7 +647,7 @@ def test_reset_links_expire_and_are_for_instance_admins_only(root, app):
     from datetime import timedelta
 
     from hookstream_ui.models import PasswordReset
-    from hookstream_ui.models.base import utcnow
+    from hookstream_ui.values.times import utcnow
 
     client, token = root
     user = make_user("late@example.com")

@@ -302,9 +302,9 @@ def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixtur
 def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_next_time(signed_in):
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
-    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.models import SourceConnection
     from hookstream_ui.sync.scheduler import enqueue_due
+    from hookstream_ui.values.times import as_utc, utcnow
 
     client, token, _ = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})
@@ -372,8 +372,8 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     """Only the API could set them; the page said nothing of when the next run is."""
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
-    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.values.times import as_utc, utcnow
 
     client, token, key = signed_in
     sid = connect(client, token, "rest_api", **REST_FIELDS)
@@ -430,8 +430,8 @@ def test_a_new_frequency_moves_the_next_run(signed_in):
     """24h changed to 15m through the API still waited for the old 24h."""
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
-    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.values.times import as_utc, utcnow
 
     client, token, key = signed_in
     sid = connect(client, token, "rest_api", **REST_FIELDS)
@@ -465,7 +465,8 @@ def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
 def _run(source_id, status, *, minutes_ago=0, error=None, progress=0):
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.values.times import utcnow
 
     source = db.session.get(SourceConnection, source_id)
     at = utcnow() - timedelta(minutes=minutes_ago)
@@ -558,8 +559,8 @@ def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
     """A webhook replay marked running whose job is gone said "running" for ever."""
     from datetime import timedelta
 
-    from hookstream_ui.models import utcnow
     from hookstream_ui.sync.scheduler import requeue_lost_backfills
+    from hookstream_ui.values.times import utcnow
 
     client, token, _ = signed_in
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
@@ -593,9 +594,9 @@ def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(si
     the replay, finding no events, marked the backfill completed under the running read."""
     from datetime import timedelta
 
-    from hookstream_ui.models import utcnow
     from hookstream_ui.sync.backfill import replay_events
     from hookstream_ui.sync.scheduler import requeue_lost_backfills
+    from hookstream_ui.values.times import utcnow
 
     client, token, _ = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})
@@ -649,7 +650,8 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
 def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_in):
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
+    from hookstream_ui.models import SourceConnection
+    from hookstream_ui.values.times import utcnow
 
     client, token, _ = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})
@@ -688,9 +690,9 @@ def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
     """A continuous source whose runs failed was run again every 5 s, a failed run each time."""
     from datetime import timedelta
 
-    from hookstream_ui.models import SourceConnection, utcnow
-    from hookstream_ui.models.base import as_utc
+    from hookstream_ui.models import SourceConnection
     from hookstream_ui.services import runs
+    from hookstream_ui.values.times import as_utc, utcnow
 
     client, token, _ = signed_in
     sid = connect(client, token, "file", **{"config.format": "auto"})

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import AuditEntry, Collection, SourceConnection, SyncRun, User, db, utcnow
-from hookstream_ui.models.base import as_utc
+from hookstream_ui.models import AuditEntry, Collection, SourceConnection, SyncRun, User, db
+from hookstream_ui.values.times import as_utc, utcnow
 from tests.helpers import login, make_key, make_user, org_of, production
 from tests.test_truth_live import connect, new_collection, text_of
 

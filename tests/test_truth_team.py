@@ -274,7 +274,8 @@ def test_a_reset_link_speaks_of_an_earlier_one_only_when_there_was_one(app, root
 def test_an_expired_earlier_link_is_not_said_to_be_withdrawn(app, root):
     from datetime import timedelta
 
-    from hookstream_ui.models import PasswordReset, utcnow
+    from hookstream_ui.models import PasswordReset
+    from hookstream_ui.values.times import utcnow
 
     user = make_user("locked@example.com")
     _issue(root, user.id)

@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 from ..auth import authenticate_api_request, require_role, require_session
 from ..errors import ValidationFailed
 from ..request_checks import unstorable_field
-from ..services import documents
+from ..values import documents
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Every cursor-paginated list takes these (services/pagination.py).

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..models import ApiKey, Collection, isoformat
+from ..models import ApiKey, Collection
+from ..values.times import isoformat
 
 
 def collection_json(c: Collection, status: str | None = None) -> dict:

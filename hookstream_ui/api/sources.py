@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import ValidationFailed
-from ..models import isoformat
 from ..services import runs as run_svc
 from ..services import sources as svc
 from ..sources import REGISTRY, source_type_or_404
 from ..sources.file import FORMATS
+from ..values.times import isoformat
 from . import schemas
 from .openapi import endpoint, json_body
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from ..models import isoformat
 from ..services import syncs as svc
+from ..values.times import isoformat
 from . import schemas, v1
 from .openapi import PAGE_QUERY, endpoint, json_body
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from ..models import isoformat
 from ..services import audit
 from ..services import team as svc
+from ..values.times import isoformat
 from . import schemas, v1
 from .openapi import PAGE_QUERY, endpoint, json_body
 

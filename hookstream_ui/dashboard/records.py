@@ -11,12 +11,12 @@ from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import sentence
 from ..services import collections as collection_svc
-from ..services import documents
 from ..services import ingest as ingest_svc
 from ..services import records as record_svc
 from ..services import sources as source_svc
 from ..services.signatures import sign
 from ..sources.base import source_type
+from ..values import documents
 from . import bp
 
 PREVIEW_COLUMNS = 4

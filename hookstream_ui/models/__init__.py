@@ -1,7 +1,7 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
 from .api_key import KEY_ROLES, ApiKey
-from .base import db, isoformat, new_id, utcnow
+from .base import db, new_id
 from .collection import STATUSES, Collection
 from .event import DedupClaim, Event, RecordEvent
 from .record import Record
@@ -40,8 +40,6 @@ __all__ = [
     "User",
     "UserSession",
     "db",
-    "isoformat",
     "new_id",
     "role_at_least",
-    "utcnow",
 ]

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import EnvScoped, Timestamps, as_utc, db, new_id, utcnow
+from ..values.times import as_utc, utcnow
+from .base import EnvScoped, Timestamps, db, new_id
 from .tenancy import Environment
 from .user import User
 

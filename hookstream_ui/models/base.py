@@ -1,14 +1,15 @@
-"""Shared column helpers: prefixed ids and UTC timestamps."""
+"""Shared column helpers: prefixed ids, UTC timestamps, dialect-aware inserts."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from ..values.times import utcnow
 
 
 def upsert_insert(table):
@@ -23,24 +24,6 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back naive; they were written as UTC.
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def isoformat(value: datetime | None) -> str | None:
-    value = as_utc(value)
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class EnvScoped:
     """Belongs to exactly one org and environment; every query filters on both."""
 
@@ -53,7 +36,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["EnvScoped", "Timestamps", "as_utc", "db", "isoformat", "new_id", "upsert_insert", "utcnow"]
+__all__ = ["EnvScoped", "Timestamps", "db", "new_id", "upsert_insert"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Timestamps, db, new_id, utcnow
+from ..values.times import utcnow
+from .base import Timestamps, db, new_id
 
 
 class Event(Timestamps, db.Model):

@@ -8,7 +8,8 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueCo
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Timestamps, db, new_id, utcnow
+from ..values.times import utcnow
+from .base import Timestamps, db, new_id
 
 
 class Record(Timestamps, db.Model):

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import db, new_id, utcnow
+from ..values.times import utcnow
+from .base import db, new_id
 
 
 class UserSession(db.Model):

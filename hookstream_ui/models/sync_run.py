@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import EnvScoped, Timestamps, as_utc, db, new_id
+from ..values.times import as_utc
+from .base import EnvScoped, Timestamps, db, new_id
 from .source import SourceConnection
 
 ACTIVE_STATUSES = ("pending", "running", "cancelling")

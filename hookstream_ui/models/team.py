@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Timestamps, db, new_id, utcnow
+from ..values.times import utcnow
+from .base import Timestamps, db, new_id
 
 
 class Invitation(Timestamps, db.Model):

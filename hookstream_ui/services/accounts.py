@@ -16,8 +16,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..auth.principal import suspended_message
 from ..errors import ValidationFailed
-from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db, utcnow
-from ..models.base import as_utc
+from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db
+from ..values.times import as_utc, utcnow
 from . import audit, locks
 
 MIN_PASSWORD = 10

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db, utcnow
+from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db
+from ..values.times import utcnow
 from .pagination import Page, paginate
 
 # The runs page's filters, failures first: they are what someone opening it looks for.

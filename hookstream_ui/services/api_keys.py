@@ -21,8 +21,8 @@ from sqlalchemy.orm import joinedload
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
-from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least, utcnow
-from ..models.base import isoformat
+from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least
+from ..values.times import isoformat, utcnow
 from .names import clean_name, name_problem
 from .pagination import Page, paginate
 

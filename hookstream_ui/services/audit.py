@@ -30,7 +30,7 @@ from ..models import (
     User,
     db,
 )
-from ..models.base import isoformat, utcnow
+from ..values.times import isoformat, utcnow
 from .pagination import Page, paginate
 from .upsert import parse_time
 

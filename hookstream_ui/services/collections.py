@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from ..auth.principal import Principal
 from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
-from . import jsonpaths
+from ..values import jsonpaths
 from .accounts import slugify
 from .names import name_problem, pydantic_name
 from .pagination import Page, paginate
@@ -393,7 +393,7 @@ def delete_collection(principal: Principal, collection: Collection) -> None:
 def _newest_event_document(source: SourceConnection):
     """The newest stored event of `source` whose body is a JSON object, and the event."""
     from ..models import Event
-    from . import documents
+    from ..values import documents
 
     events = db.session.scalars(
         select(Event)

@@ -15,8 +15,9 @@ from datetime import timedelta
 
 from sqlalchemy import exists, literal_column, or_, select, tuple_
 
-from ..models import DedupClaim, Event, db, utcnow
+from ..models import DedupClaim, Event, db
 from ..models.base import upsert_insert
+from ..values.times import utcnow
 
 DEDUPED = ("applied", "not_json")  # what a duplicate can be; a delivery refused by its signature is not
 

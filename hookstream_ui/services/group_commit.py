@@ -36,7 +36,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
-from ..models import Collection, Event, SourceConnection, db, utcnow
+from ..models import Collection, Event, SourceConnection, db
+from ..values.times import utcnow
 from . import dedup, locks, upsert, webhook_sources
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from flask import abort
 from werkzeug.datastructures import Headers
 
-from ..models import SourceConnection, db, new_id, utcnow
+from ..models import SourceConnection, db, new_id
 from ..sources import secrets
 from ..sources.webhook import parse_cidrs
-from . import documents, group_commit, jsonpaths, upsert, webhook_sources
+from ..values import documents, jsonpaths
+from ..values.times import utcnow
+from . import group_commit, upsert, webhook_sources
 from .signatures import SignatureError, verify
 
 log = logging.getLogger(__name__)

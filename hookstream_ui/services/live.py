@@ -12,9 +12,9 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
-from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db, utcnow
-from ..models.base import as_utc
+from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db
 from ..sources import source_type
+from ..values.times import as_utc, utcnow
 
 LIVE_BACKFILL = ("pending", "running")
 POLL_SECONDS = 2

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Select, and_, or_
 
 from ..errors import ValidationFailed
-from ..models.base import as_utc, db
+from ..models.base import db
+from ..values.times import as_utc
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -14,8 +14,10 @@ from sqlalchemy.orm import aliased
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import Collection, Event, Record, RecordEvent, db, isoformat, utcnow
-from . import audit, documents, search_index
+from ..models import Collection, Event, Record, RecordEvent, db
+from ..values import documents
+from ..values.times import isoformat, utcnow
+from . import audit, search_index
 from .pagination import Page, after_cursor, paginate
 from .upsert import parse_time
 

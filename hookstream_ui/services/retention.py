@@ -24,8 +24,8 @@ from flask import current_app
 from sqlalchemy import delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
-from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db, utcnow
-from ..models.base import as_utc
+from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db
+from ..values.times import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 5000

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import ACTIVE_STATUSES, SourceConnection, SyncRun, db, utcnow
-from ..models.base import as_utc
+from ..models import ACTIVE_STATUSES, SourceConnection, SyncRun, db
 from ..sources.base import source_type
+from ..values.times import as_utc, utcnow
 
 RUN_TIMEOUT_SECONDS = 24 * 3600
 FAILURES_FOR_ERROR = 3

@@ -9,10 +9,11 @@ from sqlalchemy import delete, func, select, update
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
-from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db, utcnow
+from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db
 from ..sources import Connection, SourceType, TestResult, secrets, source_type
 from ..sources import fields as field_rules
 from ..sources.file import FORMATS
+from ..values.times import utcnow
 from . import audit, links, search_index
 from .collections import ensure_bindable, get_collection_or_404
 from .names import clean_name

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed, documented, validated
-from ..models import Collection, SourceConnection, db, utcnow
+from ..models import Collection, SourceConnection, db
 from ..sources import REGISTRY, source_type
+from ..values.times import utcnow
 from . import collections as collection_svc
 from . import sources as source_svc
 from .names import pydantic_name

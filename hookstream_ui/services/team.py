@@ -18,8 +18,8 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from ..auth.principal import Principal, suspended_message
 from ..errors import ValidationFailed
-from ..models import ROLES, Environment, Invitation, Membership, Org, User, db, utcnow
-from ..models.base import as_utc
+from ..models import ROLES, Environment, Invitation, Membership, Org, User, db
+from ..values.times import as_utc, utcnow
 from . import accounts, api_keys, audit, links, locks
 from .names import ORG_NAME_MAX, clean_name
 from .pagination import Page, paginate

@@ -26,9 +26,11 @@ from flask import current_app
 from psycopg import errors as pg_errors
 from sqlalchemy import bindparam, delete, func, or_, select, update
 
-from ..models import Collection, Record, RecordEvent, db, utcnow
-from ..models.base import as_utc, upsert_insert
-from . import documents, jsonpaths, search_index
+from ..models import Collection, Record, RecordEvent, db
+from ..models.base import upsert_insert
+from ..values import documents, jsonpaths
+from ..values.times import as_utc, utcnow
+from . import search_index
 
 _random = random.Random()
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.

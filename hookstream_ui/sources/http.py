@@ -10,7 +10,7 @@ from urllib.parse import urljoin, urlsplit
 import httpcore
 import httpx
 
-from ..services import documents
+from ..values import documents
 from .base import SourceError
 from .netguard import CONNECT_TIMEOUT, READ_TIMEOUT, resolve
 

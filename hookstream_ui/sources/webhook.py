@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..services import jsonpaths
 from ..services.signatures import DEFAULT_HMAC_HEADER
+from ..values import jsonpaths
 from .base import Connection, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
 

@@ -15,10 +15,11 @@ from sqlalchemy import and_, func, or_, select
 
 from ..errors import ValidationFailed
 from ..extensions import db
-from ..models import Collection, Event, utcnow
-from ..models.base import as_utc
-from ..services import audit, documents, upsert
+from ..models import Collection, Event
+from ..services import audit, upsert
 from ..services.live import replay_is_stale
+from ..values import documents
+from ..values.times import as_utc, utcnow
 from .worker import enqueue_or_leave, queue
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,13 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..models import Collection, SyncRun, utcnow
+from ..models import Collection, SyncRun
 from ..services import locks, upsert
 from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
 from ..sources.base import ReadContext
+from ..values.times import utcnow
 from .ratelimit import RateLimiter
 from .worker import queue
 

@@ -21,8 +21,9 @@ from sqlalchemy import or_, select
 
 from ..errors import ValidationFailed
 from ..extensions import db, get_redis
-from ..models import Collection, Org, SourceConnection, SyncRun, utcnow
+from ..models import Collection, Org, SourceConnection, SyncRun
 from ..services import retention, runs
+from ..values.times import utcnow
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "hookstream:scheduler:leader"
