@@ -94,8 +94,8 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
         capture_output=True,
     )
     from hookstream_ui import create_app
-    from hookstream_ui.auth.principal import Principal
     from hookstream_ui.models import Collection, SyncRun, db
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import accounts, runs
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc

@@ -36,7 +36,7 @@ def make_collection(env: dict) -> tuple[str, str, str]:
     """A collection for the rows (records reference one), made as the app makes it."""
     os.environ.update({k: env[k] for k in ("INSTANCE_PATH", "DATABASE_URL")})
     from hookstream_ui import create_app
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import accounts
     from hookstream_ui.services import collections as collection_svc
 

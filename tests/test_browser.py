@@ -231,7 +231,7 @@ def test_source_forms_show_the_fields_the_chosen_options_need(browser, live_serv
 def test_run_a_sync_and_watch_it_complete(browser, live_server, app, pg_source, table, workers):
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import make_user, org_of, production
@@ -301,7 +301,7 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
 
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import make_user, org_of, production
@@ -399,7 +399,7 @@ def test_webhook_record_appears_without_reload(browser, live_server, app):
 def test_owner_invites_a_member_who_joins_in_another_browser(browser, live_server, app):
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from tests.helpers import PASSWORD, make_user, org_of, production
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 def _owner_with_hook(app, email: str, records: int = 0, slug: str = "orders"):
     """A signed-up owner with a webhook source (no signing), a collection bound to it keyed by
     $.id, and `records` events sent through the real ingest path."""
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import make_user, org_of, production
@@ -267,8 +267,8 @@ def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, 
 
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
     from hookstream_ui.models import Event, db
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import make_user, org_of, production
 
@@ -321,7 +321,7 @@ def test_the_webhook_page_shows_a_signed_command_that_works_and_copies(browser, 
 def test_a_shared_link_into_another_project_switches_and_opens_it(browser, live_server, app):
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from tests.helpers import add_env, make_user, org_of
 

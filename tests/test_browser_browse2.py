@@ -124,8 +124,8 @@ def test_the_records_toolbar_says_what_is_wrong_and_an_old_link_offers_page_one(
 def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(browser, live_server, app):
     from playwright.sync_api import expect
 
-    from hookstream_ui.auth.principal import Principal
     from hookstream_ui.models import User, db
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import org_of, production
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 
 
 def _owner(app, email):
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from tests.helpers import make_user, org_of, production
 
     user = make_user(email)

@@ -138,8 +138,8 @@ def test_a_bad_number_in_the_environment_names_the_variable(tmp_path, monkeypatc
 
 
 def test_scheduled_runs_that_changed_nothing_go_after_an_hour_but_each_sources_newest_stays(ctx):
-    from hookstream_ui.auth.principal import Principal
     from hookstream_ui.models import SyncRun
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import sources as source_svc
 
     def source(email):

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from hookstream_ui.auth.principal import Principal
 from hookstream_ui.models import SyncRun, db
+from hookstream_ui.models.principal import Principal
 from hookstream_ui.services import collections as collection_svc
 from hookstream_ui.services import runs
 from hookstream_ui.services import sources as source_svc

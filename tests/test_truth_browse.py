@@ -525,7 +525,7 @@ def test_send_a_test_event_says_it_writes_a_record_before_and_after(signed_in):
 
 
 def _collection_in(env, name="Staging orders", slug="staging-orders"):
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
 
     principal = Principal(org=env.org, env=env, role="owner")

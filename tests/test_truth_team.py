@@ -394,7 +394,7 @@ def test_delete_confirmation_counts_collections_in_words(owner):
 
 
 def test_a_link_into_another_project_says_another_project(owner):
-    from hookstream_ui.auth.principal import Principal
+    from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.templating import counted, with_article
     from tests.helpers import add_env

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.auth.principal import Principal
 from hookstream_ui.models import Collection, Record, db
+from hookstream_ui.models.principal import Principal
 from hookstream_ui.services import collections as collection_svc
 from hookstream_ui.services.upsert import Incoming, apply, parse_time
 from tests.helpers import make_user, org_of, production

@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from ..extensions import login_manager
 from .access import authenticate_api_request, is_api_request, require_role, require_session
-from .principal import Principal, current_principal
+from .principal import current_principal, maybe_principal
 
 login_manager.login_view = "auth.login"
 login_manager.login_message_category = "info"
@@ -22,11 +22,11 @@ def _load_user(login_id: str):
 
 
 __all__ = [
-    "Principal",
     "authenticate_api_request",
     "current_principal",
     "current_user",
     "is_api_request",
+    "maybe_principal",
     "require_role",
     "require_session",
 ]

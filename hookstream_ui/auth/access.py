@@ -13,7 +13,8 @@ from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
 
 from ..extensions import csrf, login_manager
-from .principal import Principal, no_org_message, principal_for_key, principal_for_session
+from ..models.principal import Principal
+from .principal import no_org_message, principal_for_key, principal_for_session
 
 API_PREFIXES = ("/v1/", "/api/")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

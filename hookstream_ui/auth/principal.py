@@ -1,55 +1,17 @@
-"""Who is calling, in which org and environment, with which role.
+"""Finding the Principal of a request: from an API key, or from the signed-in session.
 
-Every scoped query reads `g.principal`; it is built once per request from either an
-API key or the signed-in session, so the two paths cannot scope differently.
+It is built once per request and kept in `g.principal`, so the two paths cannot scope
+differently.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from flask import abort, g, session
 from flask_login import current_user
 from sqlalchemy import select
 
-from ..models import ApiKey, Environment, Membership, Org, User, db, role_at_least
-
-
-@dataclass(frozen=True)
-class Principal:
-    org: Org
-    env: Environment
-    role: str
-    user: User | None = None
-    api_key: ApiKey | None = None
-
-    @property
-    def via_session(self) -> bool:
-        return self.api_key is None
-
-    @property
-    def acting_user(self) -> User | None:
-        """Whom the change is by: the signed-in user, or the person a key acts for (what
-        created_by and modified_by name)."""
-        if self.user is not None:
-            return self.user
-        return self.api_key.created_by if self.api_key is not None else None
-
-    @property
-    def email(self) -> str | None:
-        return self.acting_user.email if self.acting_user else None
-
-    @property
-    def user_id(self) -> str | None:
-        return self.acting_user.id if self.acting_user else None
-
-    def can(self, role: str) -> bool:
-        return role_at_least(self.role, role)
-
-
-def suspended_message(org: Org) -> str:
-    reason = f": {org.suspended_reason}" if org.suspended_reason else ""
-    return f"The organization {org.name} is suspended{reason}"
+from ..models import ApiKey, Environment, Membership, Org, User, db
+from ..models.principal import Principal, suspended_message
 
 
 def no_org_message(user: User) -> str:
@@ -117,7 +79,18 @@ def _say_why_moved(left_id: str | None, now_in: Org) -> None:
     flash(f"{why}. You are now in {now_in.name}.", "error")
 
 
-def current_principal() -> Principal | None:
+def maybe_principal() -> Principal | None:
+    """The caller's Principal, or None when the request has none (not signed in, or in no
+    org): for the few places that run before or without the sign-in guard."""
     if "principal" not in g:
         g.principal = principal_for_session()
     return g.principal
+
+
+def current_principal() -> Principal:
+    """The caller's Principal, in a view behind the sign-in guard (the dashboard's
+    before_request and `authenticate_api_request` set one up or answer first)."""
+    principal = maybe_principal()
+    if principal is None:
+        abort(401, description="Authentication required")
+    return principal

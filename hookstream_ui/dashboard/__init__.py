@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, render_template
 from flask_login import current_user, login_required
 
-from ..auth import current_principal
+from ..auth import maybe_principal
 from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..auth.principal import no_org_message
 from ..models import STATUSES
@@ -19,7 +19,7 @@ bp = Blueprint("dashboard", __name__)
 @bp.before_request
 @login_required
 def _signed_in():
-    if current_principal() is None:
+    if maybe_principal() is None:
         # Signed in but in no org (removed from their last one, or it was suspended).
         if is_htmx_request():
             return htmx_whole_page(htmx_page_url() or "/", 403)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
-from ..auth import current_principal
+from ..auth import current_principal, maybe_principal
 from ..models import Collection, Environment, SourceConnection, db
 from ..services import activity, live
 from ..services.collections import scoped_collections
@@ -86,7 +86,7 @@ def _not_in_this_project(exc):
     found = (
         links.elsewhere(
             current_user if current_user.is_authenticated else None,
-            current_principal(),
+            maybe_principal(),
             request.endpoint,
             request.view_args,
         )

@@ -14,9 +14,9 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..auth.principal import suspended_message
 from ..errors import ValidationFailed
 from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db
+from ..models.principal import suspended_message
 from ..values.times import as_utc, utcnow
 from . import audit, locks
 

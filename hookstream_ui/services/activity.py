@@ -9,9 +9,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db
+from ..models.principal import Principal
 from ..values.times import utcnow
 from .pagination import Page, paginate
 

@@ -18,10 +18,10 @@ from flask import abort
 from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import joinedload
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..extensions import get_redis
 from ..models import KEY_ROLES, ApiKey, Environment, Membership, User, db, role_at_least
+from ..models.principal import Principal
 from ..values.times import isoformat, utcnow
 from .names import clean_name, name_problem
 from .pagination import Page, paginate

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
+from ..models.principal import Principal
 from ..values import jsonpaths
 from .accounts import slugify
 from .names import name_problem, pydantic_name

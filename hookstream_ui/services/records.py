@@ -12,9 +12,9 @@ from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, upda
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import Collection, Event, Record, RecordEvent, db
+from ..models.principal import Principal
 from ..values import documents
 from ..values.times import isoformat, utcnow
 from . import audit, search_index

@@ -8,9 +8,9 @@ from datetime import timedelta
 from flask import abort
 from sqlalchemy import select
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import ACTIVE_STATUSES, SourceConnection, SyncRun, db
+from ..models.principal import Principal
 from ..sources.base import source_type
 from ..values.times import as_utc, utcnow
 

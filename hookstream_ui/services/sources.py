@@ -7,9 +7,9 @@ import hashlib
 from flask import abort, current_app
 from sqlalchemy import delete, func, select, update
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db
+from ..models.principal import Principal
 from ..sources import Connection, SourceType, TestResult, secrets, source_type
 from ..sources import fields as field_rules
 from ..sources.file import FORMATS

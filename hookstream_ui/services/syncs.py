@@ -9,9 +9,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
-from ..auth.principal import Principal
 from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
+from ..models.principal import Principal
 from ..sources import REGISTRY, source_type
 from ..values.times import utcnow
 from . import collections as collection_svc

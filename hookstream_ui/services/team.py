@@ -16,9 +16,9 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
-from ..auth.principal import Principal, suspended_message
 from ..errors import ValidationFailed
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db
+from ..models.principal import Principal, suspended_message
 from ..values.times import as_utc, utcnow
 from . import accounts, api_keys, audit, links, locks
 from .names import ORG_NAME_MAX, clean_name
