@@ -126,7 +126,7 @@ def register_cli(app: Flask) -> None:
         import signal
         import threading
 
-        from .services.group_commit import run_writer_process
+        from .services.ingest_writer import run_writer_process
 
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -260,7 +260,7 @@ def test_concurrent_deliveries_for_one_key_end_newest(app, client, key):
 def _start_writer(workers):
     """A `flask ingest-writer` process, once it is taking deliveries."""
     from hookstream_ui.extensions import get_redis
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     (writer,) = workers(1, command="ingest-writer")
     deadline = time.monotonic() + 30
@@ -273,7 +273,7 @@ def _start_writer(workers):
 
 def test_writer_process_takes_over_and_expired_deliveries_are_not_stored(app, client, key, workers):
     from hookstream_ui.extensions import get_redis
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     sid = webhook(client, key, collection={"timestamp_path": "$.at"})
     redis = get_redis()
@@ -353,7 +353,7 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(
     breaks, a delivery the writer has is answered with its outcome, one still waiting is taken
     back and answered 503, and nothing else is stored."""
     from hookstream_ui.extensions import get_redis
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     sid = webhook(client, key)
     _start_writer(workers)
@@ -397,7 +397,7 @@ def test_a_delivery_the_writer_took_is_answered_with_its_outcome_however_long_it
     """A request whose delivery the writer has taken waits for its outcome beyond the usual
     wait, so a 503 never hides a stored event; one not taken by then is withdrawn: 503, and
     it is never stored."""
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     sid = webhook(client, key)
     group_commit._alive_cache.clear()
@@ -805,7 +805,7 @@ def _send_signed(client, sid, body, secret=SECRET, headers=None):
 @pytest.fixture(params=["thread", "writer process"])
 def writer_kind(request, app):
     """Deliveries written by the web process's own writer thread, or handed to `flask ingest-writer`."""
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     if request.param == "writer process":
         _start_writer(request.getfixturevalue("workers"))

@@ -25,7 +25,7 @@ def key(ctx):
 
 @pytest.fixture
 def short_waits(monkeypatch):
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     monkeypatch.setattr(group_commit, "WAIT_SECONDS", 2)
     monkeypatch.setattr(group_commit, "DEADLINE_MARGIN", 0.5)
@@ -93,7 +93,7 @@ def test_ingest_needs_no_redis(app, client, key, short_waits, redis_down):
 def test_a_writer_process_lost_with_redis_falls_back_to_the_web_process(
     app, client, key, workers, short_waits, request
 ):
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     sid = webhook(client, key)
     _start_writer(workers)
@@ -151,7 +151,7 @@ def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers
     waited behind every one of the flood's (17 ms became 32-41 s). Each source now has its own
     line, and a batch takes from each in turn."""
     from hookstream_ui.extensions import get_redis
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     flood = webhook(client, key)
     other_key = make_key(production(org_of(make_user("other@example.com"))))
@@ -198,7 +198,7 @@ def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers
 
 
 def test_the_fallback_inbox_takes_sources_in_turn():
-    from hookstream_ui.services.group_commit import MAX_BATCH, Delivery, FairInbox
+    from hookstream_ui.infra.group_commit import MAX_BATCH, Delivery, FairInbox
 
     inbox = FairInbox()
     for n in range(600):
@@ -229,8 +229,8 @@ def test_a_claim_whose_event_is_gone_is_taken_over(app, client, key):
 def test_a_delivery_found_a_duplicate_by_a_failed_attempt_is_judged_again(app, client, key):
     """A shared batch that fails is written again delivery by delivery: a copy marked a
     duplicate of a delivery that then failed must not stay a duplicate of nothing."""
+    from hookstream_ui.infra.group_commit import Delivery
     from hookstream_ui.services import dedup
-    from hookstream_ui.services.group_commit import Delivery
 
     sid = webhook(client, key)
     source = db.session.get(SourceConnection, sid)
@@ -345,7 +345,7 @@ def test_a_source_the_ready_list_lost_is_listed_again(app, client, key, workers,
     """A line with deliveries that the ready list does not name (a write Redis lost) would
     wait for ever; the writer lists it again."""
     from hookstream_ui.extensions import get_redis
-    from hookstream_ui.services import group_commit
+    from hookstream_ui.infra import group_commit
 
     sid = webhook(client, key)
     redis = get_redis()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Response, abort, jsonify, request, stream_with_context
 
 from ..errors import ValidationFailed
+from ..infra.group_commit import Unavailable
 from ..request_checks import request_is_payload
 from ..services import collections as collection_svc
 from ..services import ingest as svc
 from ..services import records as record_svc
-from ..services.group_commit import Unavailable
 from ..services.signatures import SignatureError
 from ..values.times import isoformat
 from . import schemas, v1

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..errors import ValidationFailed
+from ..infra import locks
 from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db
 from ..models.principal import suspended_message
 from ..values.times import as_utc, utcnow
-from . import audit, locks
+from . import audit
 
 MIN_PASSWORD = 10
 

@@ -2,7 +2,7 @@
 
 The event row, its dedup claim (services/dedup) and its upserts into the bound collections
 commit in one transaction before the answer (shared with the deliveries that arrived with
-it: see group_commit), so an accepted event is both stored and visible. If applying fails,
+it: see infra/group_commit), so an accepted event is both stored and visible. If applying fails,
 the event is still stored (status `failed`) and can be replayed by a backfill. Nothing on
 this path needs Redis: without it, the web process writes for itself.
 """
@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from flask import abort
 from werkzeug.datastructures import Headers
 
+from ..infra import group_commit
 from ..models import SourceConnection, db, new_id
 from ..sources import secrets
 from ..sources.webhook import parse_cidrs
 from ..values import documents, jsonpaths
 from ..values.times import utcnow
-from . import group_commit, upsert, webhook_sources
+from . import ingest_writer, upsert, webhook_sources
 from .signatures import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def receive(
     except SignatureError as exc:
         row.update(verification="failed", verification_error=str(exc)[:300], status="rejected")
         _release_connection()
-        group_commit.submit(group_commit.Delivery(row, None, version))
+        ingest_writer.submit(group_commit.Delivery(row, None, version))
         raise
     not_applied = "the body is not a JSON object, so it was stored but not applied"
     try:
@@ -249,7 +250,7 @@ def receive(
         row.update(status="not_json", error=not_applied)
         document = None
     _release_connection()
-    row = group_commit.submit(group_commit.Delivery(row, document, version, claim))
+    row = ingest_writer.submit(group_commit.Delivery(row, document, version, claim))
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
 
 

@@ -134,7 +134,8 @@ def scoped_run_or_404(principal: Principal, run_id: str) -> SyncRun:
 def cancel_run(run: SyncRun) -> SyncRun:
     """Cooperative: a pending run stops at once, a running one after its current batch.
     Decided on the row as it is now (its worker may be changing it at this moment)."""
-    from . import audit, locks
+    from ..infra import locks
+    from . import audit
 
     run = locks.for_update(SyncRun, run.id)
     was = run.status

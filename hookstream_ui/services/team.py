@@ -17,10 +17,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from ..errors import ValidationFailed
+from ..infra import locks
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db
 from ..models.principal import Principal, suspended_message
 from ..values.times import as_utc, utcnow
-from . import accounts, api_keys, audit, links, locks
+from . import accounts, api_keys, audit, links
 from .names import ORG_NAME_MAX, clean_name
 from .pagination import Page, paginate
 

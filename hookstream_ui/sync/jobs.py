@@ -18,8 +18,9 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
+from ..infra import locks
 from ..models import Collection, SyncRun
-from ..services import locks, upsert
+from ..services import upsert
 from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError

@@ -15,6 +15,9 @@ The writer is shared fairly between sources: each source's deliveries wait in a 
 their own, and a batch takes from every source that has some waiting, in turns, up to
 SOURCE_BUDGET bytes each (at least one delivery). A flood from one source fills only its
 own line, and another source's delivery is written in the next batch at the latest.
+
+What a batch is written as belongs to the caller (services/ingest_writer.py), given as a
+Writer: this module hands deliveries over, batches them, and retries them alone.
 """
 
 from __future__ import annotations
@@ -26,19 +29,15 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Flask, current_app
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import lazyload
 
-from ..extensions import get_redis
-from ..models import Collection, Event, SourceConnection, db
-from ..values.times import utcnow
-from . import dedup, locks, upsert, webhook_sources
+from ..extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
@@ -69,6 +68,16 @@ class Delivery:
     state: str = "waiting"
 
 
+@dataclass(frozen=True)
+class Writer:
+    """What a batch is written as: `write` stores and applies a batch in one transaction (and
+    commits); `store_failed` stores one delivery that could not be applied, alone, setting
+    its `error` if even that fails."""
+
+    write: Callable[[list[Delivery]], None]
+    store_failed: Callable[[Delivery], None]
+
+
 class Unavailable(Exception):
     """The event could not be stored in time; the sender should retry."""
 
@@ -85,15 +94,15 @@ class SourceChanged(Exception):
         self.event_id = event_id
 
 
-def submit(delivery: Delivery) -> dict:
-    """Store (and apply) one delivery; returns its event row once committed."""
+def submit(delivery: Delivery, writer: Writer) -> dict:
+    """Store (and apply) one delivery with `writer`; returns its event row once committed."""
     app = current_app._get_current_object()
     if writer_process_alive(app):
         try:
             return _submit_remote(delivery)
         except NotHanded:  # Redis went away: this process writes for itself, as without a writer
             _alive_cache[id(app)] = (time.monotonic() + 1.0, False)
-    _local_inbox(app).put(delivery)
+    _local_inbox(app, writer).put(delivery)
     if not delivery.done.wait(WAIT_SECONDS):
         with _hand_off_lock:
             taken = delivery.state == "taken"
@@ -287,7 +296,7 @@ def _withdraw_or_wait(redis, message: str, reply: str, line: str, wait: float):
         raise Unavailable(NOT_HANDED) from exc
 
 
-def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
+def run_writer_process(app: Flask, writer: Writer, stop: threading.Event | None = None) -> None:
     """The loop of `flask ingest-writer`: take every waiting delivery, write them in one
     transaction, answer each. Deliveries taken past their deadline are refused unwritten
     (their senders are about to give up)."""
@@ -325,7 +334,7 @@ def run_writer_process(app: Flask, stop: threading.Event | None = None) -> None:
             )
             replies.append(message["reply"])
         if batch:
-            _process(app, batch)
+            _process(app, batch, writer)
         answer(
             keys=[STATS, *replies, *expired],
             args=[
@@ -400,7 +409,7 @@ class FairInbox:
             return batch
 
 
-def _local_inbox(app: Flask) -> FairInbox:
+def _local_inbox(app: Flask, writer: Writer) -> FairInbox:
     # One writer thread per app and process: gunicorn forks its workers, and a thread does
     # not survive a fork, so a new process starts its own.
     state = app.extensions.get("group_commit")
@@ -410,13 +419,13 @@ def _local_inbox(app: Flask) -> FairInbox:
             if state is None or state[0] != os.getpid():
                 inbox = FairInbox()
                 threading.Thread(
-                    target=_run_thread, args=(app, inbox), daemon=True, name="ingest-writer"
+                    target=_run_thread, args=(app, inbox, writer), daemon=True, name="ingest-writer"
                 ).start()
                 state = app.extensions["group_commit"] = (os.getpid(), inbox)
     return state[1]
 
 
-def _run_thread(app: Flask, inbox: FairInbox) -> None:
+def _run_thread(app: Flask, inbox: FairInbox, writer: Writer) -> None:
     while True:
         waiting = inbox.take()
         with _hand_off_lock:  # what its request has withdrawn is not written
@@ -424,22 +433,22 @@ def _run_thread(app: Flask, inbox: FairInbox) -> None:
             for delivery in batch:
                 delivery.state = "taken"
         if batch:
-            _process(app, batch)
+            _process(app, batch, writer)
         for delivery in batch:
             delivery.done.set()
 
 
-def _process(app: Flask, batch: list[Delivery]) -> None:
+def _process(app: Flask, batch: list[Delivery], writer: Writer) -> None:
     with app.app_context(), _sqlite_writer_lock(app):
         try:
-            _write(batch)
+            writer.write(batch)
         except Exception:
             db.session.rollback()
             if len(batch) == 1:
-                _store_failed(batch[0])
+                writer.store_failed(batch[0])
             else:
                 for delivery in batch:
-                    _write_alone(delivery)
+                    _write_alone(delivery, writer)
         finally:
             db.session.remove()
 
@@ -464,105 +473,9 @@ def _sqlite_writer_lock(app: Flask):
         fcntl.flock(lock[1], fcntl.LOCK_UN)
 
 
-def _write_alone(delivery: Delivery) -> None:
+def _write_alone(delivery: Delivery, writer: Writer) -> None:
     try:
-        _write([delivery])
+        writer.write([delivery])
     except Exception:
         db.session.rollback()
-        _store_failed(delivery)
-
-
-def _store_failed(delivery: Delivery) -> None:
-    if delivery.stale:  # sent back to be received again, not failed
-        return
-    row = delivery.row
-    if row["status"] == "applied":
-        log.warning("applying event %s of %s failed", row["id"], row["source_id"], exc_info=True)
-        row.update(status="failed", error="could not apply the event; a backfill can replay it", outcomes={})
-    try:
-        locks.write_lock()
-        db.session.execute(Event.__table__.insert(), [row])
-        db.session.commit()
-    except Exception as exc:
-        db.session.rollback()
-        log.error("storing event %s failed: %s", row["id"], type(exc).__name__)
-        delivery.error = exc
-
-
-# In id order: concurrent writers then lock the collections' rows in one order. Only the
-# collections' own columns: nothing else is needed, and nothing is changed through the ORM
-# (upsert.apply updates count and last_sync_at in one statement).
-BOUND_COLLECTIONS = (
-    select(Collection)
-    .options(lazyload("*"))
-    .where(
-        Collection.source_id.in_(bindparam("source_ids", expanding=True)),
-        Collection.status != "PAUSED",
-    )
-    .order_by(Collection.id)
-)
-
-
-_SOURCES = SourceConnection.__table__
-# A webhook source is "connected" once a delivery it signed (or one it need not sign) has
-# arrived; until then it is "pending", as a pull source is until a test or a run reads it.
-# Matches no row once it is connected, so it costs a lookup per batch.
-HEARD_FROM = (
-    _SOURCES.update()
-    .where(
-        _SOURCES.c.id.in_(bindparam("source_ids", expanding=True)),
-        _SOURCES.c.status != "connected",
-    )
-    .values(status="connected", last_tested_at=bindparam("now"), last_test_message="Received a delivery")
-)
-
-
-def _write(batch: list[Delivery]) -> None:
-    locks.write_lock()
-    judged = {d.row["source_id"] for d in batch if d.source_version}
-    if judged:
-        versions = webhook_sources.current_versions(judged)
-        for delivery in batch:
-            delivery.stale = (
-                bool(delivery.source_version)
-                and versions.get(delivery.row["source_id"]) != delivery.source_version
-            )
-        batch = [d for d in batch if not d.stale]
-    dedup.claim(batch)
-    applying = [d for d in batch if d.document is not None]
-    for delivery in applying:
-        delivery.row["outcomes"] = {}  # a retry alone starts over
-    if applying:
-        envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
-        collections = db.session.scalars(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).all()
-        # A delivery's own time orders it when the collection has no timestamp path.
-        items = {
-            id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
-            for d in applying
-        }
-        for collection in collections:
-            if envs[collection.source_id] != collection.env_id:
-                continue
-            mine = [d for d in applying if d.row["source_id"] == collection.source_id]
-            results = [("skipped", None)] * len(mine)
-            upsert.apply(
-                collection,
-                [items[id(d)] for d in mine],
-                results=results,
-                synced_at=max(d.row["received_at"] for d in mine),
-                history=True,
-            )
-            for delivery, (result, reason, *key) in zip(mine, results):
-                delivery.row["outcomes"][collection.id] = {
-                    "result": result,
-                    "reason": reason,
-                    **({"key": key[0]} if key else {}),
-                }
-    # A Core executemany: the ORM's bulk insert spent a third of the writer's time on
-    # per-row bookkeeping these plain rows do not need.
-    if batch:
-        db.session.connection().execute(Event.__table__.insert(), [d.row for d in batch])
-        heard = sorted({d.row["source_id"] for d in batch if d.row["verification"] != "failed"})
-        if heard:
-            db.session.connection().execute(HEARD_FROM, {"source_ids": heard, "now": utcnow()})
-    db.session.commit()
+        writer.store_failed(delivery)
