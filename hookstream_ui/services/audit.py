@@ -31,8 +31,8 @@ from ..models import (
     db,
 )
 from ..models.base import isoformat, utcnow
+from ..values.records import parse_time
 from .pagination import Page, paginate
-from .upsert import parse_time
 
 AUDITED = {
     Collection: "collection",

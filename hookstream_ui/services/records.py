@@ -15,9 +15,9 @@ from sqlalchemy.orm import aliased
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import Collection, Event, Record, RecordEvent, db, isoformat, utcnow
+from ..values.records import parse_time
 from . import audit, documents, search_index
 from .pagination import Page, after_cursor, paginate
-from .upsert import parse_time
 
 SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from ..models import SourceFile, SourceFileChunk, db
 from ..services import documents
-from ..services.upsert import Incoming
+from ..values.records import Incoming
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
