@@ -30,9 +30,9 @@ from ..models import (
     User,
     db,
 )
+from ..values.records import parse_time
 from ..values.times import isoformat, utcnow
 from .pagination import Page, paginate
-from .upsert import parse_time
 
 AUDITED = {
     Collection: "collection",

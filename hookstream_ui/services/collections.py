@@ -528,7 +528,7 @@ PATH_LABELS = {
 
 def _path_state(field: str, path: str | None, document, where: str | None) -> dict:
     """One path of the form applied to the sample by the rule writes use."""
-    from .upsert import is_deletion, key_at, parse_time
+    from ..values.records import is_deletion, key_at, parse_time
 
     state = {
         "field": field,

@@ -16,10 +16,10 @@ from ..errors import ValidationFailed
 from ..models import Collection, Event, Record, RecordEvent, db
 from ..models.principal import Principal
 from ..values import documents
+from ..values.records import parse_time
 from ..values.times import isoformat, utcnow
 from . import audit, search_index
 from .pagination import Page, after_cursor, paginate
-from .upsert import parse_time
 
 SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
 

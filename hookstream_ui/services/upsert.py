@@ -9,18 +9,12 @@ for one key still end in the newest state. The caller commits (with its checkpoi
 
 from __future__ import annotations
 
-import base64
-import decimal
 import os
 import random
-import re
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
-from json import dumps, loads
+from datetime import UTC, datetime
 
 from flask import current_app
 from psycopg import errors as pg_errors
@@ -29,6 +23,7 @@ from sqlalchemy import bindparam, delete, func, or_, select, update
 from ..models import Collection, Record, RecordEvent, db
 from ..models.base import upsert_insert
 from ..values import documents, jsonpaths
+from ..values.records import Incoming, is_deletion, key_text, parse_time, record_json, storable, storable_json
 from ..values.times import as_utc, utcnow
 from . import search_index
 
@@ -36,29 +31,9 @@ _random = random.Random()
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.
 os.register_at_fork(after_in_child=_random.seed)
 
-DELETION_TYPES = {"deleted", "delete", "removed", "remove"}
 KEY_CHUNK = 500  # keys per IN (...) lookup; well under SQLite's parameter limit
 TOO_DEEP = str(documents.TooDeep()).removeprefix("is ")
 UNCHANGED = "unchanged since it was last written"  # the skip reason of a version written again as it was
-
-
-@dataclass
-class Incoming:
-    data: dict | None
-    event_at: datetime | None = None  # the source's own time for this version, if it has one
-    source_event_id: str | None = None
-    event_type: str | None = None  # when the source says it (Stripe events), not the record
-    # Fast path: the record as JSON text and its key, when the source already has both
-    # (PostgreSQL's row_to_json); the text is parsed only if a path needs the document.
-    raw: str | None = None
-    key: str | None = None
-    key_path: str | None = None  # the path `key` was taken from; used only if the collection's matches
-    refused: str | None = None  # why the source did not send it whole (too large): skipped, but seen
-
-    def document(self) -> dict:
-        if self.data is None:
-            self.data = loads(self.raw)
-        return self.data
 
 
 @dataclass
@@ -79,92 +54,6 @@ class Outcome:
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped += n
         self.reasons[reason] += n
-
-
-def parse_time(value) -> datetime | None:
-    """Epoch seconds (or milliseconds), ISO 8601 or a date, as an aware UTC datetime; else None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, datetime):
-        return as_utc(value)
-    if isinstance(value, date):  # a date cursor: its midnight, so a version read again is the same version
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
-        value = float(value)
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if abs(value) > 1e11 else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
-        try:
-            return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-        except ValueError:
-            return None
-    return None
-
-
-def is_deletion(event_type, own: frozenset = frozenset()) -> bool:
-    """Built-in deletion types, plus the collection's own list (exact names)."""
-    if not isinstance(event_type, str):
-        return False
-    lowered = event_type.lower()
-    return lowered in DELETION_TYPES or lowered.endswith((".deleted", ".removed")) or event_type in own
-
-
-def _key_text(value) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = storable(str(value))
-    return text if text and len(text) <= 500 else None
-
-
-def key_at(path: str, document) -> str | None:
-    """The record key `path` gives in `document`, by the rule every write uses; None if none."""
-    return _key_text(jsonpaths.getter(path)(document)) if isinstance(document, dict) else None
-
-
-def storable(value):
-    """`value` (JSON) with U+0000 and lone surrogates in its text replaced by U+FFFD.
-    PostgreSQL stores neither in text or JSONB, and a lone surrogate cannot even be sent to
-    SQLite as text; JSON can carry both (as \\u escapes), so both databases keep records
-    alike this way."""
-    if isinstance(value, str):
-        if value.isascii():  # O(1): most text, and no surrogate is ASCII
-            return value.replace("\x00", "\ufffd") if "\x00" in value else value
-        return documents.UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    return value
-
-
-# In JSON text: an escaped NUL, or an escaped surrogate (a valid pair is fine, but is told
-# apart only by parsing; paired surrogates become one character when parsed).
-_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-
-
-def record_json(value) -> str:
-    """A record's JSON text as stored: characters as written, not \\u escapes, so that
-    SQLite's word index and its LIKE see the letters themselves (PostgreSQL's JSONB keeps no
-    escapes either); U+0000 and lone surrogates as storable() leaves them."""
-    return storable_json(dumps(value, ensure_ascii=False))
-
-
-def storable_json(text: str) -> str:
-    """JSON text as storable() would write it (parsed again only when it has an escape,
-    or characters that may be half a surrogate pair)."""
-    if ("\\u" in text and _UNSTORABLE_ESCAPE.search(text)) or (
-        not text.isascii() and documents.UNSTORABLE.search(text)
-    ):
-        return dumps(storable(loads(text)), ensure_ascii=False)
-    return text
 
 
 COLUMNS = (
@@ -395,14 +284,14 @@ def apply(
             note(index, ("skipped", item.refused))
             continue
         if known_key and (not needs_document or item.refused is not None):
-            key, doc = _key_text(item.key), None
+            key, doc = key_text(item.key), None
         else:
             doc = item.document()
             if not isinstance(doc, dict):
                 outcome.skip("not a JSON object")
                 note(index, ("skipped", "not a JSON object"))
                 continue
-            key = _key_text(item.key) if known_key else _key_text(key_of(doc))
+            key = key_text(item.key) if known_key else key_text(key_of(doc))
         if key is None:
             outcome.skip(f"no usable key at {collection.primary_key_path}")
             note(index, ("skipped", f"no usable key at {collection.primary_key_path}"))
@@ -677,46 +566,3 @@ def _adjust_count(collection: Collection, delta: int, synced_at: datetime | None
         db.session.connection().execute(
             _ADJUST, {"collection_id": collection.id, "delta": delta, "synced_at": synced_at}
         )
-
-
-_PLAIN = (str, int, float, bool, type(None))
-
-
-def json_safe(value):
-    """Database and API values (datetimes, decimals, UUIDs, bytes) as JSON-able values,
-    converted in one pass (this runs once per synced value)."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    if kind is dict:
-        return {str(k): (v if type(v) in _PLAIN else json_safe(v)) for k, v in value.items()}
-    if kind in (list, tuple):
-        return [v if type(v) in _PLAIN else json_safe(v) for v in value]
-    return _convert(value)
-
-
-def _decimal(value: decimal.Decimal):
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-_CONVERTERS = {
-    datetime: datetime.isoformat,
-    date: date.isoformat,
-    dtime: dtime.isoformat,
-    decimal.Decimal: _decimal,
-    uuid.UUID: str,
-    timedelta: timedelta.total_seconds,
-    bytes: lambda v: base64.b64encode(v).decode(),
-    memoryview: lambda v: base64.b64encode(bytes(v)).decode(),
-}
-
-
-def _convert(value):
-    converter = _CONVERTERS.get(type(value))
-    if converter is not None:
-        return converter(value)
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [json_safe(v) for v in value]
-    return str(value)

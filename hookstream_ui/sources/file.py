@@ -14,8 +14,8 @@ from ijson.common import ObjectBuilder
 from sqlalchemy import select
 
 from ..models import SourceFile, SourceFileChunk, db
-from ..services.upsert import Incoming
 from ..values import documents
+from ..values.records import Incoming
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 

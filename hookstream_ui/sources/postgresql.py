@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from sqlalchemy.engine import make_url
 
 from ..extensions import db
-from ..services.upsert import Incoming, json_safe, parse_time
+from ..values.records import Incoming, json_safe, parse_time
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 from .netguard import CONNECT_TIMEOUT, allow_private, resolve

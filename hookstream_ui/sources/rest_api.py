@@ -7,8 +7,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ..services.upsert import Incoming, parse_time
 from ..values import documents, jsonpaths
+from ..values.records import Incoming, parse_time
 from . import http
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ..services.upsert import Incoming, parse_time
+from ..values.records import Incoming, parse_time
 from . import http
 from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field

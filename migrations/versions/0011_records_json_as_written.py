@@ -26,7 +26,7 @@ def upgrade():
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
-    from hookstream_ui.services.upsert import record_json
+    from hookstream_ui.values.records import record_json
 
     after = 0
     while True:
