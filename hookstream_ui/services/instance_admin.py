@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from ..errors import ValidationFailed
 from ..extensions import get_redis
+from ..infra.queues import QUEUES, queue
 from ..models import Collection, Event, Membership, Org, User, db
-from ..sync.worker import QUEUES, queue
 from ..values.times import utcnow
 from . import accounts, api_keys
 from .names import ORG_NAME_MAX, clean_name

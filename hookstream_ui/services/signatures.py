@@ -14,10 +14,9 @@ import hashlib
 import hmac
 import time
 
-TOLERANCE_SECONDS = 300
+from ..sources.webhook import DEFAULT_HMAC_HEADER
 
-# The header an HMAC signature rides in when the source names none.
-DEFAULT_HMAC_HEADER = "X-Signature"
+TOLERANCE_SECONDS = 300
 
 
 class SignatureError(Exception):
