@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import DateTime, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Base, db
 from ..values.times import utcnow
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def upsert_insert(table):
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.sql.expression import TableClause
+
+    # mypy cannot take an attribute (db.Model) as a base class. db.Model is this Base with
+    # Flask-SQLAlchemy's table-name and bind mixins and its `query` property, which nothing
+    # here uses (Event has a column named query), so Base is how mypy sees it.
+    Model = Base
+else:
+    Model = db.Model
+
+
+def upsert_insert(table: TableClause) -> postgresql.Insert | sqlite.Insert:
     """INSERT for `table` in the dialect in use, which both give ON CONFLICT (SQLite's and
     PostgreSQL's constructs differ only by module)."""
     from sqlalchemy.dialects import postgresql, sqlite
@@ -36,7 +50,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["EnvScoped", "Timestamps", "db", "new_id", "upsert_insert"]
+__all__ = ["EnvScoped", "Model", "Timestamps", "db", "new_id", "upsert_insert"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM
@@ -44,11 +58,11 @@ __all__ = ["EnvScoped", "Timestamps", "db", "new_id", "upsert_insert"]
 UNMODELLED = ("records_fts",)
 
 
-def include_object_for(dialect_name: str):
+def include_object_for(dialect_name: str) -> Callable[..., bool]:
     """Alembic `include_object`: skip schema objects declared for another database only
     (e.g. the PostgreSQL GIN index), so autogenerate and the drift test agree on both."""
 
-    def include(obj, name, type_, reflected, compare_to):
+    def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
         if reflected and compare_to is None and name and name.startswith(UNMODELLED):
             return False
         condition = getattr(obj, "_ddl_if", None)
