@@ -14,14 +14,19 @@ from ..values.times import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import ClassVar
 
+    from sqlalchemy import Table
     from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.sql.expression import TableClause
 
-    # mypy cannot take an attribute (db.Model) as a base class. db.Model is this Base with
-    # Flask-SQLAlchemy's table-name and bind mixins and its `query` property, which nothing
-    # here uses (Event has a column named query), so Base is how mypy sees it.
-    Model = Base
+    class Model(Base):
+        """db.Model as mypy sees it. mypy cannot take an attribute (db.Model) as a base
+        class; db.Model is this Base with Flask-SQLAlchemy's table-name and bind mixins and
+        its `query` property, which nothing here uses (Event has a column named query)."""
+
+        __abstract__ = True
+        __table__: ClassVar[Table]  # each model maps one Table (Base says FromClause)
 else:
     Model = db.Model
 
