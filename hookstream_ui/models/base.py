@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import DateTime, ForeignKey
+from sqlalchemy import CursorResult, DateTime, Executable, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import Base, db
@@ -39,6 +39,12 @@ def upsert_insert(table: TableClause) -> postgresql.Insert | sqlite.Insert:
     return (postgresql if db.engine.dialect.name == "postgresql" else sqlite).insert(table)
 
 
+def rows_changed(statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE in the session; how many rows it changed. Executing
+    DML gives a CursorResult, which Session.execute types as a plain Result."""
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
@@ -55,7 +61,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["EnvScoped", "Model", "Timestamps", "db", "new_id", "upsert_insert"]
+__all__ = ["EnvScoped", "Model", "Timestamps", "db", "new_id", "rows_changed", "upsert_insert"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from flask import abort
 from sqlalchemy import select
@@ -30,13 +31,13 @@ def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
     from ..infra.queues import queue
 
     q = queue("default")
-    kwargs = dict(
-        job_id=f"run-{run.id}-{run.claim_token}",
-        job_timeout=24 * 3600,
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-        description=f"sync run {run.id}",
-    )
+    kwargs = {
+        "job_id": f"run-{run.id}-{run.claim_token}",
+        "job_timeout": 24 * 3600,
+        "result_ttl": 3600,
+        "failure_ttl": 7 * 86400,
+        "description": f"sync run {run.id}",
+    }
     if delay:
         q.enqueue_in(delay, RUN_JOB, run.id, run.claim_token, **kwargs)
     else:
@@ -64,9 +65,9 @@ def start_run(
 ) -> SyncRun:
     """Create the run row and enqueue its job (ids only). 409 while another run is active."""
     from ..infra.queues import enqueue_or_leave
-    from ..sources import source_type
+    from ..sources.base import source_type_or_404
 
-    if not source_type(source.short_name).pull:
+    if not source_type_or_404(source.short_name).pull:
         raise ValidationFailed(
             {"source": "webhook sources receive events; there is nothing to run"}, code="not_runnable"
         )
@@ -122,7 +123,7 @@ def start_run(
     return run
 
 
-def runs_of(source: SourceConnection, limit: int = 50) -> list[SyncRun]:
+def runs_of(source: SourceConnection, limit: int = 50) -> Sequence[SyncRun]:
     return db.session.scalars(
         select(SyncRun)
         .where(SyncRun.source_id == source.id)
@@ -159,7 +160,10 @@ def cancel_run(run: SyncRun) -> SyncRun:
     from ..infra import locks
     from . import audit
 
-    run = locks.for_update(SyncRun, run.id)
+    locked = locks.for_update(SyncRun, run.id)
+    if locked is None:  # deleted with its source meanwhile
+        abort(404)
+    run = locked
     was = run.status
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
@@ -255,5 +259,5 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
             source.next_run_at = max(source.next_run_at, now + wait)
 
 
-def stale_before(now=None, seconds: int = 30):
+def stale_before(now: datetime | None = None, seconds: int = 30) -> datetime:
     return (now or utcnow()) - timedelta(seconds=seconds)
