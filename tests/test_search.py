@@ -347,8 +347,8 @@ def test_a_lost_index_job_is_enqueued_again_by_the_scheduler(app, client, key, w
     failed, its worker died) gets a new pass from the scheduler, and the index is finished."""
     import time
 
+    from hookstream_ui.infra.queues import queue
     from hookstream_ui.sync import scheduler
-    from hookstream_ui.sync.worker import queue
 
     h = {"X-API-Key": key}
     sid = webhook(client, key, collection={"search_index": False})

@@ -11,7 +11,7 @@ from hookstream_ui.models.principal import Principal
 from hookstream_ui.services import collections as collection_svc
 from hookstream_ui.services import runs
 from hookstream_ui.services import sources as source_svc
-from hookstream_ui.sync.schedule import parse_frequency
+from hookstream_ui.values.schedule import parse_frequency
 from hookstream_ui.values.times import utcnow
 from tests.helpers import make_user, org_of, production
 

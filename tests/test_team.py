@@ -513,7 +513,7 @@ def test_admin_users_orgs_and_jobs(app, ctx):
     # A failed job is listed, requeued, and deleted.
     from rq.registry import FailedJobRegistry
 
-    from hookstream_ui.sync.worker import queue
+    from hookstream_ui.infra.queues import queue
 
     q = queue("default")
     job = q.enqueue("os.getcwd")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import SourceConnection, db
-from hookstream_ui.sync.schedule import parse_frequency
+from hookstream_ui.values.schedule import parse_frequency
 from tests.fixture_servers import STRIPE_KEY
 from tests.helpers import add_env, make_key, make_user, org_of, production
 

@@ -4,6 +4,7 @@ from flask import session
 from flask_login import current_user
 
 from ..extensions import login_manager
+from ..models import User
 from .access import authenticate_api_request, is_api_request, require_role, require_session
 from .principal import current_principal, maybe_principal
 
@@ -12,7 +13,7 @@ login_manager.login_message_category = "info"
 
 
 @login_manager.user_loader
-def _load_user(login_id: str):
+def _load_user(login_id: str) -> User | None:
     # The id carries the user's session token, so a password change ends old sessions; the
     # cookie also names its server-side session, which sign-out ends.
     from ..services.accounts import signed_in_user

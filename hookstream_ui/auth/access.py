@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import abort, flash, g, redirect, request, session, url_for
+from flask import Response, abort, flash, g, redirect, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from htmx_flask import make_response as htmx_response
@@ -45,15 +46,16 @@ def authenticate_api_request() -> Principal:
             abort(401, description=str(exc))
         principal = principal_for_key(key)
     else:
-        principal = principal_for_session()
-        if principal is None and current_user.is_authenticated:
+        signed_in = principal_for_session()
+        if signed_in is None and current_user.is_authenticated:
             abort(403, description=no_org_message(current_user))
-        if principal is None:
+        if signed_in is None:
             abort(
                 401,
                 description="Authentication required: send X-API-Key or "
                 "Authorization: Bearer <key>, or sign in",
             )
+        principal = signed_in
         if request.method not in SAFE_METHODS:
             try:
                 csrf.protect()
@@ -114,14 +116,14 @@ def htmx_page_url() -> str | None:
     return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
-def htmx_whole_page(url: str, status: int):
+def htmx_whole_page(url: str, status: int) -> Response:
     """What an htmx request gets instead of a whole page (sign-in, an error) that it would
     otherwise put inside a fragment: an instruction to load `url` as the page."""
     return htmx_response("", status, redirect=url)
 
 
 @login_manager.unauthorized_handler
-def _unauthorized():
+def _unauthorized() -> ResponseReturnValue:
     if is_api_request():
         abort(401, description="Authentication required")
     if session.pop("_user_id", None) is not None:

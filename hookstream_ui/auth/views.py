@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
@@ -19,7 +20,7 @@ def _safe_next(default: str) -> str:
     return safe_next(request.args.get("next") or request.form.get("next")) or default
 
 
-def _start_session(user) -> None:
+def _start_session(user: User) -> None:
     session.clear()
     session["sid"] = accounts.open_session(user, request.remote_addr).id
     db.session.commit()
@@ -28,7 +29,7 @@ def _start_session(user) -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.overview"))
     if accounts.is_empty_instance():
@@ -47,7 +48,7 @@ def login():
 
 
 @bp.route("/signup", methods=["GET", "POST"])
-def signup():
+def signup() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("dashboard.overview"))
     first = accounts.is_empty_instance()
@@ -73,7 +74,7 @@ def signup():
 
 @bp.post("/logout")
 @login_required
-def logout():
+def logout() -> ResponseReturnValue:
     accounts.end_session(session.get("sid"))
     logout_user()
     session.clear()
@@ -82,7 +83,7 @@ def logout():
 
 
 @bp.route("/invitations/accept", methods=["GET", "POST"])
-def accept_invitation():
+def accept_invitation() -> ResponseReturnValue:
     """Join an org from an invitation link: as the signed-in invitee, or as a new account.
     The token rides in the query string, which the access log leaves out (see runner.py)."""
     token = request.args.get("token", "")
@@ -90,7 +91,7 @@ def accept_invitation():
         invitation = team.invitation_for(token)
     except team.InvalidInvitation as exc:
         return render_template("auth/invitation.html", problem=str(exc)), 410
-    org = db.session.get(Org, invitation.org_id)
+    org = db.session.get_one(Org, invitation.org_id)  # the invitation goes with its org
     user = current_user._get_current_object() if current_user.is_authenticated else None
     has_account = db.session.scalar(select(User.id).where(User.email == invitation.email)) is not None
     form = FormState()
@@ -121,7 +122,7 @@ def accept_invitation():
 
 
 @bp.route("/password-reset", methods=["GET", "POST"])
-def reset_password():
+def reset_password() -> ResponseReturnValue:
     """Set a new password from a one-time link an instance admin made. The token rides in
     the query string, which the access log leaves out (see runner.py)."""
     token = request.args.get("token", "")

@@ -29,12 +29,14 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
+from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ..extensions import db, get_redis
@@ -96,7 +98,7 @@ class SourceChanged(Exception):
 
 def submit(delivery: Delivery, writer: Writer) -> dict:
     """Store (and apply) one delivery with `writer`; returns its event row once committed."""
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy's, not in Flask's stubs
     if writer_process_alive(app):
         try:
             return _submit_remote(delivery)
@@ -252,7 +254,7 @@ def _submit_remote(delivery: Delivery) -> dict:
 NOT_HANDED = "the event could not be handed to the writer"
 
 
-def _hand_over(redis, message: str, reply: str, line: str, source_id: str):
+def _hand_over(redis: Redis, message: str, reply: str, line: str, source_id: str) -> Any:
     """Push the delivery and wait for its answer: both commands in one round trip, on a
     connection of our own rather than through a pipeline, which redis-py would send again
     after a broken connection, pushing the delivery twice. A connection that cannot be had
@@ -280,7 +282,7 @@ def _hand_over(redis, message: str, reply: str, line: str, source_id: str):
         pool.release(connection)
 
 
-def _withdraw_or_wait(redis, message: str, reply: str, line: str, wait: float):
+def _withdraw_or_wait(redis: Redis, message: str, reply: str, line: str, wait: float) -> Any:
     """The writer has not answered (in time, or over a hand-off that broke after sending).
     Still in the inbox (or never pushed): withdraw it, and it is not stored; the writer's RPOP
     and this LREM are atomic, so it cannot be taken as well. Gone: the writer took it, and
@@ -360,7 +362,7 @@ def run_writer_process(app: Flask, writer: Writer, stop: threading.Event | None 
     redis.delete(ALIVE)
 
 
-def relist(redis) -> int:
+def relist(redis: Redis) -> int:
     """List again every source line holding deliveries that the ready list does not name."""
     script, listed = redis.register_script(RELIST), 0
     for line in redis.scan_iter(match=INBOX + "*", count=1000):
@@ -394,7 +396,7 @@ class FairInbox:
                 self._ready.wait()
             sources = list(self._lines)[:MAX_SOURCES]
             lines = [self._lines.pop(source_id) for source_id in sources]
-            spent, batch, more = [0] * len(lines), [], True
+            spent, batch, more = [0] * len(lines), list[Delivery](), True
             while more and len(batch) < MAX_BATCH:
                 more = False
                 for i, line in enumerate(lines):
@@ -403,7 +405,7 @@ class FairInbox:
                         batch.append(delivery)
                         spent[i] += len(delivery.row.get("body") or "")
                         more = more or (bool(line) and spent[i] < SOURCE_BUDGET)
-            for source_id, line in zip(sources, lines):
+            for source_id, line in zip(sources, lines, strict=True):
                 if line:
                     self._lines[source_id] = line
             return batch
@@ -454,7 +456,7 @@ def _process(app: Flask, batch: list[Delivery], writer: Writer) -> None:
 
 
 @contextmanager
-def _sqlite_writer_lock(app: Flask):
+def _sqlite_writer_lock(app: Flask) -> Iterator[None]:
     """On SQLite, the writers of every web process queue on one file lock. Without it they
     collide on the database's write lock, and SQLite's busy handler then sleeps in steps of
     milliseconds: that, not the writing, set the latency. An flock wakes the next writer
@@ -465,7 +467,9 @@ def _sqlite_writer_lock(app: Flask):
         return
     lock = app.extensions.get("group_commit_lock")
     if lock is None or lock[0] != os.getpid():
-        lock = app.extensions["group_commit_lock"] = (os.getpid(), open(path + ".write-lock", "a"))
+        # Held open for the life of the process: every batch locks it.
+        handle = open(path + ".write-lock", "a")  # noqa: SIM115 (kept open, not closed after a block)
+        lock = app.extensions["group_commit_lock"] = (os.getpid(), handle)
     fcntl.flock(lock[1], fcntl.LOCK_EX)
     try:
         yield

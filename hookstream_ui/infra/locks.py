@@ -7,6 +7,8 @@ first, and counts inside it.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy import text
 
 from ..extensions import db
@@ -25,7 +27,10 @@ def hold(name: str) -> None:
         write_lock()
 
 
-def for_update(model, ident):
+T = TypeVar("T")
+
+
+def for_update(model: type[T], ident: str) -> T | None:
     """The row, read anew and locked until the transaction ends: a state change decided on it
     (a run's status) cannot be overwritten by one decided at the same time elsewhere."""
     write_lock()
@@ -37,5 +42,8 @@ def write_lock() -> None:
     at its first write: a transaction that read first and writes later fails at once if
     another wrote in between. Nothing on PostgreSQL, whose rows lock as they are written."""
     connection = db.session.connection()
-    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi = connection.connection.dbapi_connection
+    if dbapi is not None and not dbapi.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

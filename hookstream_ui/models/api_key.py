@@ -8,7 +8,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..values.times import as_utc, utcnow
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Model, Timestamps, new_id
 from .tenancy import Environment
 from .user import User
 
@@ -17,7 +17,7 @@ from .user import User
 KEY_ROLES = ("member", "viewer")
 
 
-class ApiKey(EnvScoped, Timestamps, db.Model):
+class ApiKey(EnvScoped, Timestamps, Model):
     """A key acts for its owner (created_by), at most with its own role, and only while the
     owner is an active member of the key's org with at least that role."""
 

@@ -4,20 +4,45 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import DateTime, ForeignKey
+from sqlalchemy import CursorResult, DateTime, Executable, ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
+from ..extensions import Base, db
 from ..values.times import utcnow
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import ClassVar
 
-def upsert_insert(table):
+    from sqlalchemy import Table
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.sql.expression import TableClause
+
+    class Model(Base):
+        """db.Model as mypy sees it. mypy cannot take an attribute (db.Model) as a base
+        class; db.Model is this Base with Flask-SQLAlchemy's table-name and bind mixins and
+        its `query` property, which nothing here uses (Event has a column named query)."""
+
+        __abstract__ = True
+        __table__: ClassVar[Table]  # each model maps one Table (Base says FromClause)
+else:
+    Model = db.Model
+
+
+def upsert_insert(table: TableClause) -> postgresql.Insert | sqlite.Insert:
     """INSERT for `table` in the dialect in use, which both give ON CONFLICT (SQLite's and
     PostgreSQL's constructs differ only by module)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     return (postgresql if db.engine.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def rows_changed(statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE in the session; how many rows it changed. Executing
+    DML gives a CursorResult, which Session.execute types as a plain Result."""
+    return cast(CursorResult[Any], db.session.execute(statement)).rowcount
 
 
 def new_id(prefix: str) -> str:
@@ -36,7 +61,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-__all__ = ["EnvScoped", "Timestamps", "db", "new_id", "upsert_insert"]
+__all__ = ["EnvScoped", "Model", "Timestamps", "db", "new_id", "rows_changed", "upsert_insert"]
 
 
 # SQLite's record word index (migration 0007, services/search_index.py) is SQL the ORM
@@ -44,11 +69,11 @@ __all__ = ["EnvScoped", "Timestamps", "db", "new_id", "upsert_insert"]
 UNMODELLED = ("records_fts",)
 
 
-def include_object_for(dialect_name: str):
+def include_object_for(dialect_name: str) -> Callable[..., bool]:
     """Alembic `include_object`: skip schema objects declared for another database only
     (e.g. the PostgreSQL GIN index), so autogenerate and the drift test agree on both."""
 
-    def include(obj, name, type_, reflected, compare_to):
+    def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
         if reflected and compare_to is None and name and name.startswith(UNMODELLED):
             return False
         condition = getattr(obj, "_ddl_if", None)

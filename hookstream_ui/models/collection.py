@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, event, inspect
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    inspect,
+)
+from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 from sqlalchemy.orm.attributes import flag_modified
 
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Model, Timestamps, new_id
 from .source import SourceConnection
 from .user import User
 
 STATUSES = ("NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR")
 
 
-class Collection(EnvScoped, Timestamps, db.Model):
+class Collection(EnvScoped, Timestamps, Model):
     __tablename__ = "collections"
     __table_args__ = (UniqueConstraint("env_id", "slug"),)
 
@@ -61,7 +72,9 @@ RUN_STATE = frozenset({"record_count", "last_sync_at", "status", "sync_state"})
 
 
 @event.listens_for(Collection, "before_update")
-def _keep_modified_time_for_run_state(mapper, connection, target):
+def _keep_modified_time_for_run_state(
+    mapper: Mapper[Collection], connection: Connection, target: Collection
+) -> None:
     state = inspect(target)
     changed = {a.key for a in state.attrs if a.history.has_changes()}
     if changed and changed <= RUN_STATE and "updated_at" in state.dict:

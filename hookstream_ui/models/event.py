@@ -8,10 +8,10 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..values.times import utcnow
-from .base import Timestamps, db, new_id
+from .base import Model, Timestamps, new_id
 
 
-class Event(Timestamps, db.Model):
+class Event(Timestamps, Model):
     """Lists of events are newest first, a page at a time, in an environment or for a source
     (and by status): each has an index in that order, so a page never sorts the table. Every
     index is paid on every delivery, so there are no others but the time one the admin's
@@ -55,7 +55,7 @@ class Event(Timestamps, db.Model):
     sender_event_id: Mapped[str | None] = mapped_column(String(200))
 
 
-class DedupClaim(db.Model):
+class DedupClaim(Model):
     """A delivery's dedup key, held by the stored event that carried it until the window ends.
     Written in the transaction that stores that event, so a later delivery can only ever be a
     duplicate of an event that is stored."""
@@ -71,7 +71,7 @@ class DedupClaim(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class RecordEvent(db.Model):
+class RecordEvent(Model):
     """Which stored event touched which record key of a collection, and when: the record page
     looks a record's history up by its key instead of reading event bodies. Rows whose event
     is gone (retention) no longer show, and the retention pass deletes them too."""

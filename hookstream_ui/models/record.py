@@ -9,10 +9,10 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..values.times import utcnow
-from .base import Timestamps, db, new_id
+from .base import Model, Timestamps, new_id
 
 
-class Record(Timestamps, db.Model):
+class Record(Timestamps, Model):
     """Every index here is paid on every write of every record, so there are only the ones
     a query needs (measured: the backfill and ingest benchmarks)."""
 

@@ -8,10 +8,10 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..values.times import utcnow
-from .base import db, new_id
+from .base import Model, new_id
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """One browser's sign-in. The cookie names it (signed); it works until it is ended
     (sign-out, password change) or expires, whatever the cookie says."""
 
@@ -25,7 +25,7 @@ class UserSession(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64))
 
 
-class SignInFailure(db.Model):
+class SignInFailure(Model):
     """Failed sign-ins of one email (hashed) or one client address, in the current window.
     In the database, not Redis: throttling must hold when Redis does not."""
 
@@ -36,7 +36,7 @@ class SignInFailure(db.Model):
     last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-class PasswordReset(db.Model):
+class PasswordReset(Model):
     """A one-time link, made by an instance admin, to set a user's password without the old
     one (no mail server: the admin sends it). Only a hash of its secret is stored; it
     expires, works once, and a newer one replaces it."""

@@ -7,10 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Model, Timestamps, new_id
 
 
-class SourceConnection(EnvScoped, Timestamps, db.Model):
+class SourceConnection(EnvScoped, Timestamps, Model):
     __tablename__ = "source_connections"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sc"))

@@ -6,12 +6,12 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Model, Timestamps, new_id
 
 CHUNK_SIZE = 1024 * 1024
 
 
-class SourceFile(EnvScoped, Timestamps, db.Model):
+class SourceFile(EnvScoped, Timestamps, Model):
     __tablename__ = "source_files"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("file"))
@@ -24,7 +24,7 @@ class SourceFile(EnvScoped, Timestamps, db.Model):
     sha256: Mapped[str | None] = mapped_column(String(64))
 
 
-class SourceFileChunk(db.Model):
+class SourceFileChunk(Model):
     __tablename__ = "source_file_chunks"
 
     file_id: Mapped[str] = mapped_column(ForeignKey("source_files.id", ondelete="CASCADE"), primary_key=True)

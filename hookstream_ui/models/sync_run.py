@@ -8,7 +8,7 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..values.times import as_utc
-from .base import EnvScoped, Timestamps, db, new_id
+from .base import EnvScoped, Model, Timestamps, new_id
 from .source import SourceConnection
 
 ACTIVE_STATUSES = ("pending", "running", "cancelling")
@@ -16,7 +16,7 @@ FINAL_STATUSES = ("completed", "failed", "cancelled")
 TRIGGERS = ("manual", "schedule", "backfill", "upload")
 
 
-class SyncRun(EnvScoped, Timestamps, db.Model):
+class SyncRun(EnvScoped, Timestamps, Model):
     __tablename__ = "sync_runs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sync"))

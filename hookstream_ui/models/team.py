@@ -8,10 +8,10 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..values.times import utcnow
-from .base import Timestamps, db, new_id
+from .base import Model, Timestamps, new_id
 
 
-class Invitation(Timestamps, db.Model):
+class Invitation(Timestamps, Model):
     """A single-use, expiring link. Only a hash of its secret is stored, so the table
     alone cannot be turned into working links."""
 
@@ -29,7 +29,7 @@ class Invitation(Timestamps, db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """Who did what, when, to which resource, and from where. Kept when the org's
     resources go (no foreign keys to them); deleted only with the org."""
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .base import Timestamps, db, new_id
+from .base import Model, Timestamps, new_id
 
 if TYPE_CHECKING:
     from .user import User
@@ -23,7 +23,7 @@ def role_at_least(role: str | None, needed: str) -> bool:
     return ROLES.index(role) <= ROLES.index(needed)
 
 
-class Org(Timestamps, db.Model):
+class Org(Timestamps, Model):
     __tablename__ = "orgs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("org"))
@@ -38,7 +38,7 @@ class Org(Timestamps, db.Model):
     memberships: Mapped[list[Membership]] = relationship(back_populates="org", cascade="all, delete-orphan")
 
 
-class Environment(Timestamps, db.Model):
+class Environment(Timestamps, Model):
     __tablename__ = "environments"
     __table_args__ = (UniqueConstraint("org_id", "slug"),)
 
@@ -50,7 +50,7 @@ class Environment(Timestamps, db.Model):
     org: Mapped[Org] = relationship(back_populates="environments")
 
 
-class Membership(Timestamps, db.Model):
+class Membership(Timestamps, Model):
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("org_id", "user_id"),)
 

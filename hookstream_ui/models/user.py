@@ -11,11 +11,11 @@ from sqlalchemy import Boolean, DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .base import Timestamps, db, new_id
+from .base import Model, Timestamps, new_id
 from .tenancy import Membership
 
 
-class User(UserMixin, Timestamps, db.Model):
+class User(UserMixin, Timestamps, Model):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("usr"))

@@ -17,6 +17,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..errors import ValidationFailed
 from ..infra import locks
 from ..models import Environment, Membership, Org, PasswordReset, SignInFailure, User, UserSession, db
+from ..models.base import rows_changed
 from ..models.principal import suspended_message
 from ..values.times import as_utc, utcnow
 from . import audit
@@ -235,7 +236,7 @@ def _count_failure(keys) -> None:
                 last_failure_at=now,
             )
         )
-        if db.session.execute(bump).rowcount == 0:
+        if rows_changed(bump) == 0:
             try:
                 with db.session.begin_nested():
                     db.session.execute(failures.insert().values(key=key, failures=1, last_failure_at=now))
@@ -457,13 +458,13 @@ def use_reset(token: str, password: str, confirm: str) -> User:
     )
     now = utcnow()
     # Claimed by a conditional update: two browsers using one link cannot both set it.
-    claimed = db.session.execute(
+    claimed = rows_changed(
         update(PasswordReset)
         .where(
             PasswordReset.id == reset.id, PasswordReset.used_at.is_(None), PasswordReset.revoked_at.is_(None)
         )
         .values(used_at=now)
-    ).rowcount
+    )
     if claimed != 1:
         db.session.rollback()
         raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")

@@ -4,10 +4,11 @@ caller's org and environment."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from ..errors import ValidationFailed
 from ..models import ACTIVE_STATUSES, Event, SourceConnection, SyncRun, db
@@ -28,7 +29,7 @@ RATE_BUCKETS = 6  # ten minutes each
 FAILURE_WINDOW = timedelta(hours=24)
 
 
-def _runs(principal: Principal):
+def _runs(principal: Principal) -> Select[tuple[SyncRun]]:
     return select(SyncRun).where(SyncRun.org_id == principal.org.id, SyncRun.env_id == principal.env.id)
 
 
@@ -38,7 +39,7 @@ def list_runs(
     status: str | None = None,
     source_id: str | None = None,
     cursor: str | None = None,
-    limit=25,
+    limit: str | int | None = 25,
 ) -> Page:
     """Runs of every source in the environment, newest first; `status` is one of RUN_FILTERS."""
     query = _runs(principal)
@@ -55,12 +56,12 @@ def list_runs(
 
 @dataclass(frozen=True)
 class Overview:
-    recent_runs: list
-    failed_runs: list  # the newest failures of the last 24 hours
+    recent_runs: Sequence[SyncRun]
+    failed_runs: Sequence[SyncRun]  # the newest failures of the last 24 hours
     failed_run_count: int
     failed_event_count: int  # deliveries not applied (rejected, failed, not JSON, skipped), 24 h
     events_last_hour: int
-    buckets: list  # [(minutes ago it starts, events)], oldest first, RATE_BUCKETS of them
+    buckets: list[tuple[int, int]]  # [(minutes ago it starts, events)], oldest first, RATE_BUCKETS of them
 
     @property
     def events_per_minute(self) -> float:
@@ -71,7 +72,7 @@ class Overview:
         return max([n for _, n in self.buckets] + [1])
 
 
-def recent_runs(principal: Principal, limit: int = 5) -> list[SyncRun]:
+def recent_runs(principal: Principal, limit: int = 5) -> Sequence[SyncRun]:
     return db.session.scalars(
         _runs(principal).order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit)
     ).all()
@@ -85,7 +86,7 @@ def overview(principal: Principal) -> Overview:
     failed_runs = db.session.scalars(
         failed.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(3)
     ).all()
-    failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery()))
+    failed_count = db.session.scalar(select(func.count()).select_from(failed.subquery())) or 0
     events = (
         select(func.count())
         .select_from(Event)
@@ -94,12 +95,14 @@ def overview(principal: Principal) -> Overview:
     from .records import outcome_clause
 
     # What the events list shows as not applied (its "not_applied" filter, linked from here).
-    failed_events = db.session.scalar(events.where(Event.received_at >= since, outcome_clause("not_applied")))
+    failed_events = (
+        db.session.scalar(events.where(Event.received_at >= since, outcome_clause("not_applied"))) or 0
+    )
     step = RATE_WINDOW / RATE_BUCKETS
-    buckets = []
+    buckets: list[tuple[int, int]] = []
     for index in range(RATE_BUCKETS):  # each an index range count (ix_events_env_received)
         start = now - RATE_WINDOW + step * index
-        n = db.session.scalar(events.where(Event.received_at >= start, Event.received_at < start + step))
+        n = db.session.scalar(events.where(Event.received_at >= start, Event.received_at < start + step)) or 0
         buckets.append((int((now - start).total_seconds() // 60), n))
     return Overview(recent, failed_runs, failed_count, failed_events, sum(n for _, n in buckets), buckets)
 
@@ -109,7 +112,7 @@ def overview(principal: Principal) -> Overview:
 SCHEDULED_POLL_SECONDS = 10
 
 
-def recent_runs_poll(principal: Principal, runs: list) -> tuple[str | None, bool]:
+def recent_runs_poll(principal: Principal, runs: Sequence[SyncRun]) -> tuple[str | None, bool]:
     """How the overview's recent runs look again: (htmx trigger, or None to stop; whether
     it is a wait for a scheduled run rather than a run already going)."""
     if any(r.active for r in runs):
@@ -127,6 +130,7 @@ def recent_runs_poll(principal: Principal, runs: list) -> tuple[str | None, bool
     times = db.session.scalars(scheduled).all()
     if not times:
         return None, False
-    soonest = utcnow() if None in times else min(times)  # no next time yet: due now
+    known = [t for t in times if t is not None]
+    soonest = utcnow() if len(known) < len(times) else min(known)  # no next time yet: due now
     wait = _seconds_until(soonest)
     return f"load delay:{max(wait or 0, SCHEDULED_POLL_SECONDS)}s", True

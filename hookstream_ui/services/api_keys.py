@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import abort
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from ..errors import ValidationFailed
@@ -42,7 +43,7 @@ EXPIRY_DAYS = (7, 30, 90, 365)  # the dashboard's choices; the API takes any fut
 MAX_EXPIRY = timedelta(days=3660)
 
 
-def _expiry(value) -> tuple[datetime | None, str | None]:
+def _expiry(value: object) -> tuple[datetime | None, str | None]:
     """`expires_at` as given (ISO 8601, or None for never), or what is wrong with it."""
     if value is None or value == "":
         return None, None
@@ -61,7 +62,7 @@ def _expiry(value) -> tuple[datetime | None, str | None]:
     return moment, None
 
 
-def expiry_in_days(days, field: str = "expires_in") -> str | None:
+def expiry_in_days(days: str | None, field: str = "expires_in") -> str | None:
     """The dashboard's choice of days (blank: never) as the time create_key takes."""
     if days in (None, ""):
         return None
@@ -76,7 +77,7 @@ NAME_MAX = 100
 
 
 def create_key(
-    env: Environment, name, created_by: User, role="member", expires_at=None
+    env: Environment, name: object, created_by: User, role: str = "member", expires_at: object = None
 ) -> tuple[ApiKey, str]:
     errors = {}
     if problem := name_problem(name, 1, NAME_MAX):
@@ -104,11 +105,11 @@ def create_key(
     return key, raw
 
 
-def _live():
+def _live() -> ColumnElement[bool]:
     return and_(ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()))
 
 
-def list_keys(principal: Principal) -> list[ApiKey]:
+def list_keys(principal: Principal) -> Sequence[ApiKey]:
     """The environment's keys that work."""
     fold_usage(principal)
     return db.session.scalars(
@@ -118,7 +119,7 @@ def list_keys(principal: Principal) -> list[ApiKey]:
     ).all()
 
 
-def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
+def keys_page(principal: Principal, cursor: str | None = None, limit: str | int | None = None) -> Page:
     """A page of the environment's keys, revoked and expired ones too (each says which)."""
     fold_usage(principal)
     return paginate(
@@ -129,7 +130,7 @@ def keys_page(principal: Principal, cursor=None, limit=None) -> Page:
     )
 
 
-def ended_keys(principal: Principal) -> list[ApiKey]:
+def ended_keys(principal: Principal) -> Sequence[ApiKey]:
     """The environment's newest revoked or expired keys, with whose they were and why they
     ended."""
     ended_at = case((ApiKey.revoked_at.is_not(None), ApiKey.revoked_at), else_=ApiKey.expires_at)
@@ -274,7 +275,8 @@ def fold_usage(principal: Principal) -> None:
     try:
         pipe = get_redis().pipeline(transaction=True)  # read-and-clear atomically
         for key_id in ids:
-            pipe.hget(USAGE_HASH, f"{key_id}:n").hget(USAGE_HASH, f"{key_id}:t")
+            pipe.hget(USAGE_HASH, f"{key_id}:n")
+            pipe.hget(USAGE_HASH, f"{key_id}:t")
             pipe.hdel(USAGE_HASH, f"{key_id}:n", f"{key_id}:t")
         replies = pipe.execute()
     except redis.RedisError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import g, has_app_context, has_request_context, request
 from sqlalchemy import event, inspect, or_, select
@@ -30,6 +31,7 @@ from ..models import (
     User,
     db,
 )
+from ..models.base import Model
 from ..values.records import parse_time
 from ..values.times import isoformat, utcnow
 from .pagination import Page, paginate
@@ -100,7 +102,7 @@ def act_as(actor: Actor) -> None:
     g.audit_actor = actor
 
 
-def actor_for_user(user) -> Actor:
+def actor_for_user(user: User) -> Actor:
     return Actor(user.id, user.email)
 
 
@@ -117,7 +119,7 @@ def _current_actor() -> Actor | None:
     return Actor(principal.user.id, principal.user.email)
 
 
-def actor_for_key(key) -> Actor:
+def actor_for_key(key: ApiKey) -> Actor:
     """A key is named with what the keys page shows of it (name, prefix) and the person it
     acts for, so its entries are found by the owner's email too."""
     owner = key.created_by.email if key.created_by is not None else "a former member"
@@ -128,14 +130,14 @@ def _ip() -> str | None:
     return request.remote_addr if has_request_context() else None
 
 
-def _ensure_id(obj) -> str:
+def _ensure_id(obj: Any) -> str:  # a model row with a generated id
     # New rows get their id at INSERT; the entry needs it now.
     if obj.id is None:
         obj.id = type(obj).__table__.c.id.default.arg(None)
     return obj.id
 
 
-def _scope(obj) -> tuple[Org | str | None, str | None]:
+def _scope(obj: object) -> tuple[Org | str | None, str | None]:
     """The entry's org (the object itself when there is one, so that a new org is inserted
     before its entries) and environment."""
     if isinstance(obj, Org):
@@ -145,9 +147,10 @@ def _scope(obj) -> tuple[Org | str | None, str | None]:
     return getattr(obj, "org", None) or getattr(obj, "org_id", None), getattr(obj, "env_id", None)
 
 
-def _changes(obj) -> dict:
+def _changes(obj: Model) -> dict[str, Any]:
     state = inspect(obj)
-    changed, values = [], {}
+    changed: list[str] = []
+    values: dict[str, dict[str, Any]] = {}
     for attr in state.mapper.column_attrs:
         history = state.attrs[attr.key].history
         if not history.has_changes() or attr.key in UNAUDITED_FIELDS:
@@ -161,58 +164,66 @@ def _changes(obj) -> dict:
     return {"changed": changed, **({"values": values} if values else {})}
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     return isoformat(value) if isinstance(value, datetime) else value
 
 
-def _label(obj) -> dict:
+def _label(obj: object) -> dict[str, Any]:
     return {
         k: getattr(obj, k) for k in ("name", "slug", "email", "role") if getattr(obj, k, None) is not None
     }
 
 
 @event.listens_for(Session, "before_flush")
-def _record(session, _context, _instances) -> None:
+def _record(session: Session, _context: object, _instances: object) -> None:
     actor = _current_actor()
     if actor is None:
         return
     entries = []
     for verb, objects in (("create", session.new), ("update", session.dirty), ("delete", session.deleted)):
         for obj in list(objects):
-            kind = AUDITED.get(type(obj))
-            if kind is None:
-                continue
-            if verb == "update":
-                if not session.is_modified(obj, include_collections=False):
-                    continue
-                details = _changes(obj)
-                if not details["changed"]:
-                    continue
-            else:
-                details = _label(obj)
-            org, env_id = _scope(obj)
-            if isinstance(obj, Org) and verb == "delete":
-                org = None  # the entry outlives the org (its own entries go with it)
-                details["org_id"] = obj.id
-            if isinstance(obj, Membership):
-                details["user_id"] = obj.user_id or (_ensure_id(obj.user) if obj.user else None)
-            entry = AuditEntry(
-                env_id=env_id,
-                actor_id=actor.id,
-                actor=actor.label[:254],
-                action=f"{kind}.{verb}",
-                resource_type=kind,
-                resource_id=_ensure_id(obj),
-                details=details,
-                ip=_ip(),
-                at=utcnow(),
-            )
-            if isinstance(org, Org):
-                entry.org = org
-            else:
-                entry.org_id = org
-            entries.append(entry)
+            entry = _entry(session, actor, verb, obj)
+            if entry is not None:
+                entries.append(entry)
     session.add_all(entries)
+
+
+def _entry(session: Session, actor: Actor, verb: str, obj: Model) -> AuditEntry | None:
+    """The entry for one row created, changed or deleted in this flush; None when the row
+    is not audited or nothing audited about it changed."""
+    kind = AUDITED.get(type(obj))
+    if kind is None:
+        return None
+    if verb == "update":
+        if not session.is_modified(obj, include_collections=False):
+            return None
+        details = _changes(obj)
+        if not details["changed"]:
+            return None
+    else:
+        details = _label(obj)
+    org, env_id = _scope(obj)
+    if isinstance(obj, Org) and verb == "delete":
+        org = None  # the entry outlives the org (its own entries go with it)
+        details["org_id"] = obj.id
+    if isinstance(obj, Membership):
+        details["user_id"] = obj.user_id or (_ensure_id(obj.user) if obj.user else None)
+    entry = AuditEntry(
+        env_id=env_id,
+        actor_id=actor.id,
+        actor=actor.label[:254],
+        action=f"{kind}.{verb}",
+        resource_type=kind,
+        resource_id=_ensure_id(obj),
+        details=details,
+        ip=_ip(),
+        at=utcnow(),
+    )
+    if isinstance(org, Org):
+        entry.org = org
+    else:
+        entry.org_id = org
+    return entry
 
 
 def record(
@@ -223,7 +234,7 @@ def record(
     actor: Actor,
     org_id: str | None = None,
     env_id: str | None = None,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """An entry for something that is not a row change (a sign-in). The caller commits."""
     db.session.add(
@@ -249,7 +260,7 @@ def note(
     *,
     org_id: str | None,
     env_id: str | None = None,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     """record(), by whoever acts now (nothing when nobody does: a worker). The caller commits."""
     actor = _current_actor()
@@ -284,7 +295,7 @@ def _words(key: str) -> str:
     return DETAIL_LABELS.get(key) or key.replace("_", " ").capitalize()
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -298,7 +309,7 @@ def _text(value) -> str:
     return str(value)
 
 
-def readable_details(details: dict | None) -> list[tuple[str, str]]:
+def readable_details(details: dict[str, Any] | None) -> list[tuple[str, str]]:
     """An entry's details as (label, text) pairs people read: a change as `old → new`, the
     fields changed in words, yes and no for flags; nothing cut short."""
     details = dict(details or {})
@@ -314,13 +325,13 @@ def readable_details(details: dict | None) -> list[tuple[str, str]]:
 def list_entries(
     *,
     org_id: str | None,
-    actor=None,
-    action=None,
-    resource=None,
-    since=None,
-    until=None,
-    cursor=None,
-    limit=None,
+    actor: str | None = None,
+    action: str | None = None,
+    resource: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+    limit: str | int | None = None,
 ) -> Page:
     """An org's entries (org_id None: every entry, for instance admins). `action` matches
     exactly or by prefix ("collection." or "collection"); `resource` is a type or an id."""

@@ -327,9 +327,9 @@ def update_collection(
     collection.modified_by_id = principal.user_id
     _commit_or_conflict(collection.slug, slug_field)
     if collection.search_index == "building" and "search_index" in given:
-        from ..sync import reindex
+        from . import index_jobs
 
-        reindex.enqueue(collection.id)
+        index_jobs.enqueue(collection.id)
     return collection
 
 

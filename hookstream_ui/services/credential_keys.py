@@ -35,7 +35,8 @@ def rotate_all() -> int:
     for source in db.session.scalars(
         select(SourceConnection).where(SourceConnection.credentials_encrypted.is_not(None))
     ):
-        source.credentials_encrypted = secrets.rotate(source.credentials_encrypted)
-        count += 1
+        if source.credentials_encrypted is not None:  # the query asked for these only
+            source.credentials_encrypted = secrets.rotate(source.credentials_encrypted)
+            count += 1
     db.session.commit()
     return count

@@ -12,6 +12,7 @@ is gone, is taken over by the next delivery of its key.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, literal_column, or_, select, tuple_
 
@@ -19,10 +20,13 @@ from ..models import DedupClaim, Event, db
 from ..models.base import upsert_insert
 from ..values.times import utcnow
 
+if TYPE_CHECKING:
+    from ..infra.group_commit import Delivery
+
 DEDUPED = ("applied", "not_json")  # what a duplicate can be; a delivery refused by its signature is not
 
 
-def claim(deliveries) -> None:
+def claim(deliveries: list[Delivery]) -> None:
     """Claim each delivery's key for its event (group_commit.Delivery, with `dedup` set to
     (key hash, window seconds)), or mark it a duplicate of the stored event holding it. A
     delivery marked by an earlier attempt at its transaction is judged afresh."""
@@ -31,7 +35,9 @@ def claim(deliveries) -> None:
             status, error, document = delivery.judged
             delivery.row.update(duplicate=False, duplicate_of=None, status=status, error=error)
             delivery.document, delivery.judged = document, None
-    first, later = {}, []
+    first: dict[tuple[str, str], Delivery] = {}
+    later: list[tuple[tuple[str, str], Delivery]] = []
+    windows: dict[tuple[str, str], int] = {}  # seconds, by key
     for delivery in deliveries:
         if not delivery.dedup or delivery.row["status"] not in DEDUPED:
             continue
@@ -39,7 +45,7 @@ def claim(deliveries) -> None:
         if key in first:
             later.append((key, delivery))
         else:
-            first[key] = delivery
+            first[key], windows[key] = delivery, delivery.dedup[1]
     if not first:
         return
     claims = DedupClaim.__table__
@@ -51,7 +57,7 @@ def claim(deliveries) -> None:
                     "source_id": source_id,
                     "key_hash": key_hash,
                     "event_id": d.row["id"],
-                    "expires_at": d.row["received_at"] + timedelta(seconds=d.dedup[1]),
+                    "expires_at": d.row["received_at"] + timedelta(seconds=windows[(source_id, key_hash)]),
                 }
                 for (source_id, key_hash), d in first.items()
             ]
@@ -89,7 +95,7 @@ def claim(deliveries) -> None:
         _duplicate(delivery, holders.get(key))
 
 
-def _duplicate(delivery, holder: str | None) -> None:
+def _duplicate(delivery: Delivery, holder: str | None) -> None:
     delivery.judged = (delivery.row["status"], delivery.row["error"], delivery.document)
     delivery.row.update(duplicate=True, status="duplicate", duplicate_of=holder, error=None)
     delivery.document = None

@@ -14,10 +14,12 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from flask import abort
 from werkzeug.datastructures import Headers
+from werkzeug.exceptions import Forbidden, NotFound
 
 from ..infra import group_commit
 from ..models import SourceConnection, db, new_id
@@ -26,14 +28,14 @@ from ..sources.webhook import parse_cidrs
 from ..values import documents, jsonpaths
 from ..values.times import utcnow
 from . import ingest_writer, upsert, webhook_sources
-from .signatures import SignatureError, verify
+from .signatures import HeaderMap, SignatureError, verify
 
 log = logging.getLogger(__name__)
 MASKED_HEADERS = {"authorization", "cookie", "x-api-key", "proxy-authorization"}
 DEDUP_HEADERS = ("Idempotency-Key", "webhook-id")
 
 
-def accepting_source(source_id: str, address: str | None) -> tuple:
+def accepting_source(source_id: str, address: str | None) -> tuple[SourceConnection, str | None]:
     """(row, version) of the webhook source, if it takes deliveries from `address`; aborts
     with 404 or 403 otherwise, decided on a fresh read (see webhook_sources)."""
     for fresh in (False, True):
@@ -46,7 +48,8 @@ def accepting_source(source_id: str, address: str | None) -> tuple:
             refusal = (403, "This address may not send to this source")
         else:
             return source, version
-    abort(refusal[0], description=refusal[1])
+    status, description = refusal
+    raise (NotFound if status == 404 else Forbidden)(description=description)
 
 
 def ip_allowed(source: SourceConnection, address: str | None) -> bool:
@@ -65,7 +68,7 @@ def ip_allowed(source: SourceConnection, address: str | None) -> bool:
     return not allow or any(ip in net for net in allow)
 
 
-def _body_value(path: str, document):
+def _body_value(path: str, document: Any) -> Any:
     try:
         return jsonpaths.getter(path)(document) if isinstance(document, dict) else None
     except Exception:  # a path stored before paths were checked; the payload hash stands in
@@ -73,7 +76,7 @@ def _body_value(path: str, document):
         return None
 
 
-def _dedup_key(source: SourceConnection, headers, body: bytes, document) -> str:
+def _dedup_key(source: SourceConnection, headers: HeaderMap, body: bytes, document: Any) -> str:
     configured = ((source.config or {}).get("dedup_key") or "").strip()
     if configured.startswith("$"):
         value = _body_value(configured, document)
@@ -103,14 +106,16 @@ EVENT_TYPE_HEADERS = ("X-GitHub-Event", "X-Shopify-Topic", "X-Event-Type", "webh
 BODY_TYPE_KEYS = ("type", "event_type", "event")
 
 
-def _short(value) -> str | None:
+def _short(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = upsert.storable(str(value)).strip()[:200]
     return text or None
 
 
-def sender_facts(source: SourceConnection, headers, document) -> tuple[str | None, str | None]:
+def sender_facts(
+    source: SourceConnection, headers: HeaderMap, document: Any
+) -> tuple[str | None, str | None]:
     """(event type, the sender's id for this delivery), as far as the delivery says. The
     source's own dedup key, when it names one, is the sender's id by the user's word."""
     body = document if isinstance(document, dict) else {}
@@ -154,9 +159,9 @@ def ingest(
     *,
     address: str | None,
     method: str,
-    headers,
-    query: dict,
-    read_body,
+    headers: HeaderMap,
+    query: dict[str, Any],
+    read_body: Callable[[], bytes],
     content_type: str | None,
 ) -> Received:
     """ANY /v1/ingest/<source_id>: accept, store and apply one delivery. `read_body` is
@@ -189,8 +194,8 @@ def receive(
     source: SourceConnection,
     *,
     method: str,
-    headers,
-    query: dict,
+    headers: HeaderMap,
+    query: dict[str, Any],
     body: bytes,
     content_type: str | None,
     source_ip: str | None,
@@ -201,7 +206,7 @@ def receive(
     and SourceChanged (nothing stored) if `version` is no longer the source's."""
     headers = Headers(headers)  # HTTP header names are case-insensitive
     text, encoding = _stored_body(body)
-    row = {
+    row: dict[str, Any] = {
         "id": event_id or new_id("evt"),
         "org_id": source.org_id,
         "env_id": source.env_id,

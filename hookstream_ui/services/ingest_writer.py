@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import bindparam, select
@@ -97,7 +98,8 @@ def write(batch: list[Delivery]) -> None:
             if envs[collection.source_id] != collection.env_id:
                 continue
             mine = [d for d in applying if d.row["source_id"] == collection.source_id]
-            results = [("skipped", None)] * len(mine)
+            # (result, reason) or (result, reason, key), one per delivery, filled in by apply
+            results: list[tuple[Any, ...]] = [("skipped", None)] * len(mine)
             upsert.apply(
                 collection,
                 [items[id(d)] for d in mine],
@@ -105,7 +107,7 @@ def write(batch: list[Delivery]) -> None:
                 synced_at=max(d.row["received_at"] for d in mine),
                 history=True,
             )
-            for delivery, (result, reason, *key) in zip(mine, results):
+            for delivery, (result, reason, *key) in zip(mine, results, strict=True):
                 delivery.row["outcomes"][collection.id] = {
                     "result": result,
                     "reason": reason,

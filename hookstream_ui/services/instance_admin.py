@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 
 from flask import abort
 from redis.exceptions import RedisError
 from rq.job import Job
 from rq.registry import FailedJobRegistry
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from werkzeug.exceptions import NotFound
 
 from ..errors import ValidationFailed
 from ..extensions import get_redis
+from ..infra.queues import QUEUES, queue
 from ..models import Collection, Event, Membership, Org, User, db
-from ..sync.worker import QUEUES, queue
 from ..values.times import utcnow
 from . import accounts, api_keys
 from .names import ORG_NAME_MAX, clean_name
@@ -23,8 +25,8 @@ from .names import ORG_NAME_MAX, clean_name
 def org_rows() -> list[dict]:
     """Each org with its members, collections, records and events of the last 24 h."""
 
-    def counts(stmt):
-        return dict(db.session.execute(stmt).all())
+    def counts(stmt: Select[tuple[str, int]]) -> dict[str, int]:
+        return dict(db.session.execute(stmt).tuples().all())
 
     members = counts(select(Membership.org_id, func.count()).group_by(Membership.org_id))
     collections = counts(select(Collection.org_id, func.count()).group_by(Collection.org_id))
@@ -57,11 +59,11 @@ def get_org_or_404(org_id: str) -> Org:
     return org
 
 
-def _org_name(value) -> str:
+def _org_name(value: object) -> str:
     return clean_name(value, "name", 1, ORG_NAME_MAX)
 
 
-def create_org(name, owner_email) -> Org:
+def create_org(name: object, owner_email: str) -> Org:
     name = _org_name(name)
     owner = None
     if owner_email:
@@ -75,14 +77,14 @@ def create_org(name, owner_email) -> Org:
     return org
 
 
-def rename_org(org_id: str, name) -> Org:
+def rename_org(org_id: str, name: object) -> Org:
     org = get_org_or_404(org_id)
     org.name = _org_name(name)
     db.session.commit()
     return org
 
 
-def suspend_org(org_id: str, reason) -> Org:
+def suspend_org(org_id: str, reason: str | None) -> Org:
     org = get_org_or_404(org_id)
     reason = (reason or "").strip() if isinstance(reason, str) else ""
     if not reason:
@@ -101,7 +103,7 @@ def unsuspend_org(org_id: str) -> Org:
     return org
 
 
-def delete_org(org_id: str, confirm) -> Org:
+def delete_org(org_id: str, confirm: str | None) -> Org:
     org = get_org_or_404(org_id)
     if confirm != org.slug:
         raise ValidationFailed({"confirm": f"type the organization's slug ({org.slug}) to confirm"})
@@ -110,7 +112,7 @@ def delete_org(org_id: str, confirm) -> Org:
     return org
 
 
-def users() -> list[User]:
+def users() -> Sequence[User]:
     return db.session.scalars(select(User).order_by(User.created_at, User.id)).all()
 
 
@@ -206,7 +208,7 @@ def _failed_job_or_404(job_id: str) -> tuple[FailedJobRegistry, str]:
         raise ValidationFailed(
             {"job": "Redis is unreachable; try again once it is back"}, status=503, code="unavailable"
         ) from None
-    abort(404, description="No failed job with that id")
+    raise NotFound(description="No failed job with that id")
 
 
 def requeue_job(job_id: str) -> None:

@@ -4,7 +4,14 @@ whatever the client sent, and a link built on it can lead anywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 from flask import current_app, has_request_context, request
+
+if TYPE_CHECKING:
+    from ..models import Environment, User
+    from ..models.principal import Principal
 
 
 def public(path: str) -> str:
@@ -14,7 +21,7 @@ def public(path: str) -> str:
 
 # Dashboard pages whose object lives in one project: the endpoint, the URL argument naming
 # the object, and the model and columns that argument can match.
-def _kinds():
+def _kinds() -> dict[str, tuple[str, tuple[type[Any], tuple[str, ...], str]]]:
     from ..models import Collection, Event, SourceConnection, SyncRun
 
     collection = (Collection, ("id", "slug"), "collection")
@@ -30,7 +37,9 @@ def _kinds():
     }
 
 
-def elsewhere(user, principal, endpoint: str | None, view_args: dict | None) -> tuple[str, list] | None:
+def elsewhere(
+    user: User | None, principal: Principal | None, endpoint: str | None, view_args: dict[str, Any] | None
+) -> tuple[str, Sequence[Environment]] | None:
     """For a page not found in the caller's project: (what it is, [Environment, …]) of the
     other projects holding it, among the organizations the user is a member of (and not
     suspended). Anything of another organization stays not found: it is never revealed."""

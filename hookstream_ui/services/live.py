@@ -350,8 +350,8 @@ def skip_counts(run: SyncRun) -> SkipCounts:
 
 
 def retry_at(run: SyncRun):
-    """When a run waiting after a failed attempt is tried again (jobs.BACKOFF_SECONDS)."""
-    from ..sync.jobs import BACKOFF_SECONDS
+    """When a run waiting after a failed attempt is tried again (runs.BACKOFF_SECONDS)."""
+    from .runs import BACKOFF_SECONDS
 
     if run.status != "pending" or not run.attempt or run.updated_at is None:
         return None

@@ -31,7 +31,7 @@ def _padding(char: str) -> bool:
     return char in BLANK_LETTERS or unicodedata.category(char) in EDGE_CATEGORIES
 
 
-def name_problem(value, low: int = 1, high: int = 100) -> str | None:
+def name_problem(value: object, low: int = 1, high: int = 100) -> str | None:
     """What is wrong with `value` as a name (trimmed at both ends, invisible characters
     included), or None."""
     if value is None:
@@ -59,19 +59,19 @@ def _trim(value: str) -> str:
     return value[start:end]
 
 
-def clean_name(value, field: str = "name", low: int = 1, high: int = 100) -> str:
+def clean_name(value: object, field: str = "name", low: int = 1, high: int = 100) -> str:
     """`value` trimmed, or ValidationFailed naming `field`."""
     problem = name_problem(value, low, high)
-    if problem:
-        raise ValidationFailed({field: problem})
+    if problem or not isinstance(value, str):
+        raise ValidationFailed({field: problem or "must be a string"})
     return _trim(value)
 
 
-def pydantic_name(value, low: int = 1, high: int = 100):
+def pydantic_name(value: object, low: int = 1, high: int = 100) -> str | None:
     """For a pydantic field validator: the trimmed name (None passes), or ValueError."""
     if value is None:
         return None
     problem = name_problem(value, low, high)
-    if problem:
-        raise ValueError(problem)
+    if problem or not isinstance(value, str):
+        raise ValueError(problem or "must be a string")
     return _trim(value)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, and_, or_
 
@@ -19,12 +21,12 @@ MAX_LIMIT = 100
 
 @dataclass
 class Page:
-    items: list
+    items: Sequence[Any]
     cursor: str | None
     has_more: bool
 
 
-def parse_limit(value, default: int = DEFAULT_LIMIT) -> int:
+def parse_limit(value: str | int | None, default: int = DEFAULT_LIMIT) -> int:
     if value in (None, ""):
         return default
     try:
@@ -51,7 +53,13 @@ def _decode(cursor: str) -> tuple[datetime, str]:
 
 
 def paginate(
-    query: Select, model, cursor: str | None, limit, by: str = "created_at", weigh=None, budget: int = 0
+    query: Select[Any],
+    model: Any,  # a model class with an id and a `by` column
+    cursor: str | None,
+    limit: str | int | None,
+    by: str = "created_at",
+    weigh: Callable[[Any], int] | None = None,
+    budget: int = 0,
 ) -> Page:
     """Newest first by `by` (a timestamp column), ties broken by id; the cursor is the last row's pair.
     With `weigh` (row -> bytes), a page ends early once its rows pass `budget` bytes (the
@@ -73,7 +81,7 @@ def paginate(
     return Page(rows, next_cursor, has_more)
 
 
-def after_cursor(query: Select, model, cursor: str | None, by: str = "created_at") -> Select:
+def after_cursor(query: Select[Any], model: Any, cursor: str | None, by: str = "created_at") -> Select[Any]:
     """`query` narrowed to the rows after `cursor` in newest-first order."""
     if not cursor:
         return query

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db
+from ..models.base import Model, rows_changed
 from ..values.times import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -84,16 +86,14 @@ def prune_dedup_claims(now: datetime | None = None) -> int:
     return _delete_keyed(DedupClaim, DedupClaim.expires_at < (now or utcnow()))
 
 
-def _delete_keyed(model, condition) -> int:
+def _delete_keyed(model: type[Model], condition: ColumnElement[bool]) -> int:
     """Delete the rows `condition` selects, a batch per transaction (tables keyed by several
     columns: the batch is chosen by key)."""
     key = tuple_(*model.__table__.primary_key.columns)
     deleted = 0
     while True:
         batch = select(*model.__table__.primary_key.columns).where(condition).limit(BATCH)
-        gone = db.session.execute(
-            delete(model).where(key.in_(batch)).execution_options(synchronize_session=False)
-        ).rowcount
+        gone = rows_changed(delete(model).where(key.in_(batch)).execution_options(synchronize_session=False))
         db.session.commit()
         deleted += gone
         if gone < BATCH:
@@ -104,28 +104,28 @@ def prune_sign_in_state(now: datetime | None = None) -> int:
     from .accounts import SIGN_IN_WINDOW
 
     now = now or utcnow()
-    gone = db.session.execute(
+    gone = rows_changed(
         delete(UserSession).where(
             or_(
                 UserSession.expires_at < now - timedelta(days=1),
                 UserSession.ended_at < now - timedelta(days=1),
             )
         )
-    ).rowcount
-    gone += db.session.execute(
+    )
+    gone += rows_changed(
         delete(SignInFailure).where(SignInFailure.last_failure_at < now - timedelta(seconds=SIGN_IN_WINDOW))
-    ).rowcount
+    )
     db.session.commit()
     return gone
 
 
-def _delete_in_batches(model, oldest_first, limit: int) -> int:
+def _delete_in_batches(model: Any, oldest_first: Select[Any], limit: int) -> int:  # model: with an id
     deleted = 0
     while deleted < limit:
         ids = oldest_first.limit(min(BATCH, limit - deleted)).scalar_subquery()
-        gone = db.session.execute(
+        gone = rows_changed(
             delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False)
-        ).rowcount
+        )
         db.session.commit()
         deleted += gone
         if gone < BATCH:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from flask import abort
 from sqlalchemy import select
@@ -18,6 +19,29 @@ RUN_TIMEOUT_SECONDS = 24 * 3600
 FAILURES_FOR_ERROR = 3
 FAILURE_BACKOFF = timedelta(seconds=30)
 MAX_FAILURE_BACKOFF = timedelta(hours=1)
+# A failed attempt of a run is tried again after these many seconds (first, second, third).
+BACKOFF_SECONDS = (5, 30, 120)
+# The sync job (sync/jobs.py), enqueued by name: RQ imports it in the worker.
+RUN_JOB = "hookstream_ui.sync.jobs.run_sync"
+
+
+def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
+    """Put the run's job on the queue (now, or after `delay`); it takes the run's id and
+    claim token only."""
+    from ..infra.queues import queue
+
+    q = queue("default")
+    kwargs = {
+        "job_id": f"run-{run.id}-{run.claim_token}",
+        "job_timeout": 24 * 3600,
+        "result_ttl": 3600,
+        "failure_ttl": 7 * 86400,
+        "description": f"sync run {run.id}",
+    }
+    if delay:
+        q.enqueue_in(delay, RUN_JOB, run.id, run.claim_token, **kwargs)
+    else:
+        q.enqueue(RUN_JOB, run.id, run.claim_token, **kwargs)
 
 
 def active_run(source: SourceConnection) -> SyncRun | None:
@@ -40,11 +64,10 @@ def start_run(
     source: SourceConnection, *, trigger: str = "manual", full: bool | None = None, file_id: str | None = None
 ) -> SyncRun:
     """Create the run row and enqueue its job (ids only). 409 while another run is active."""
-    from ..sources import source_type
-    from ..sync.jobs import enqueue_run
-    from ..sync.worker import enqueue_or_leave
+    from ..infra.queues import enqueue_or_leave
+    from ..sources.base import source_type_or_404
 
-    if not source_type(source.short_name).pull:
+    if not source_type_or_404(source.short_name).pull:
         raise ValidationFailed(
             {"source": "webhook sources receive events; there is nothing to run"}, code="not_runnable"
         )
@@ -100,7 +123,7 @@ def start_run(
     return run
 
 
-def runs_of(source: SourceConnection, limit: int = 50) -> list[SyncRun]:
+def runs_of(source: SourceConnection, limit: int = 50) -> Sequence[SyncRun]:
     return db.session.scalars(
         select(SyncRun)
         .where(SyncRun.source_id == source.id)
@@ -137,7 +160,10 @@ def cancel_run(run: SyncRun) -> SyncRun:
     from ..infra import locks
     from . import audit
 
-    run = locks.for_update(SyncRun, run.id)
+    locked = locks.for_update(SyncRun, run.id)
+    if locked is None:  # deleted with its source meanwhile
+        abort(404)
+    run = locked
     was = run.status
     if run.status == "pending":
         run.status, run.finished_at = "cancelled", utcnow()
@@ -223,7 +249,7 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
         source.last_error = run.error
         source.health_status = "error" if source.consecutive_failures >= FAILURES_FOR_ERROR else "degraded"
     if source.sync_frequency and source.sync_status == "active":
-        from ..sync.schedule import next_run_after
+        from ..values.schedule import next_run_after
 
         source.next_run_at = next_run_after(source.sync_frequency, now)
         if run.status == "failed" and source.consecutive_failures:
@@ -233,5 +259,5 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
             source.next_run_at = max(source.next_run_at, now + wait)
 
 
-def stale_before(now=None, seconds: int = 30):
+def stale_before(now: datetime | None = None, seconds: int = 30) -> datetime:
     return (now or utcnow()) - timedelta(seconds=seconds)

@@ -13,18 +13,24 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from werkzeug.datastructures import Headers
+
+from ..sources.webhook import DEFAULT_HMAC_HEADER
 
 TOLERANCE_SECONDS = 300
-
-# The header an HMAC signature rides in when the source names none.
-DEFAULT_HMAC_HEADER = "X-Signature"
+# What a delivery's headers come as: werkzeug's Headers from a request, or a plain dict.
+HeaderMap = Headers | Mapping[str, str]
+Digest = Callable[[], Any]  # a hashlib constructor
 
 
 class SignatureError(Exception):
     """Why a delivery's signature does not verify; safe to show (it never quotes the secret)."""
 
 
-def _hex_hmac(secret: str, payload: bytes, digest) -> str:
+def _hex_hmac(secret: str, payload: bytes, digest: Digest) -> str:
     return hmac.new(secret.encode(), payload, digest).hexdigest()
 
 
@@ -42,7 +48,9 @@ def _check_time(timestamp: str, now: float) -> None:
         raise SignatureError("signature timestamp is outside the 5-minute tolerance")
 
 
-def verify_hmac(secret: str, body: bytes, headers, header: str, digest, prefix: str) -> None:
+def verify_hmac(
+    secret: str, body: bytes, headers: HeaderMap, header: str, digest: Digest, prefix: str
+) -> None:
     given = headers.get(header)
     if not given:
         raise SignatureError(f"missing {header} header")
@@ -53,7 +61,7 @@ def verify_hmac(secret: str, body: bytes, headers, header: str, digest, prefix: 
         raise SignatureError(f"{header} does not match the body")
 
 
-def verify_stripe(secret: str, body: bytes, headers, now: float) -> None:
+def verify_stripe(secret: str, body: bytes, headers: HeaderMap, now: float) -> None:
     header = headers.get("Stripe-Signature")
     if not header:
         raise SignatureError("missing Stripe-Signature header")
@@ -78,7 +86,7 @@ def standard_key(secret: str) -> tuple[bytes, bool]:
         return secret.encode(), False
 
 
-def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
+def verify_standard(secret: str, body: bytes, headers: HeaderMap, now: float) -> None:
     """Standard Webhooks: HMAC-SHA256 of `id.timestamp.body`, base64, `v1,<sig>` (space-separated)."""
     msg_id, timestamp, header = (
         headers.get("webhook-id"),
@@ -97,7 +105,7 @@ def verify_standard(secret: str, body: bytes, headers, now: float) -> None:
     _check_time(timestamp, now)
 
 
-def verify(credentials: dict, body: bytes, headers, now: float | None = None) -> str:
+def verify(credentials: dict[str, Any], body: bytes, headers: HeaderMap, now: float | None = None) -> str:
     """'skipped' when verification is off, 'verified' when it passes; else SignatureError."""
     kind = credentials.get("verification_type") or "none"
     now = time.time() if now is None else now

@@ -29,7 +29,7 @@ NAME_MAX = source_svc.NAME_MAX
 MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
 PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
 SYNC_STATUSES = ["active", "disabled"]
-# What sync.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
+# What values.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
 FREQUENCY_PATTERN = r"^(?:continuous|(?=\d{1,5}[smhd]$)0*(?:(?:[3-9]\d|[1-9]\d{2,})s|[1-9]\d*[mhd]))$"
 
 
@@ -83,7 +83,7 @@ class _SyncFields(BaseModel):
     @field_validator("sync_frequency")
     @classmethod
     def _frequency(cls, value):
-        from ..sync.schedule import parse_frequency
+        from ..values.schedule import parse_frequency
 
         if value is not None:
             parse_frequency(value)
@@ -293,7 +293,7 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
     if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
         # The next run follows the new schedule (it kept the old one's time: 24h changed to
         # 15m still waited a day), counted from now; none without a schedule.
-        from ..sync.schedule import next_run_after
+        from ..values.schedule import next_run_after
 
         source.next_run_at = next_run_after(data.sync_frequency, utcnow()) if data.sync_frequency else None
     for field in ("stream_id", "max_age_days", "sync_frequency", "external_id"):

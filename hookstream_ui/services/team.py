@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from ..errors import ValidationFailed
 from ..infra import locks
 from ..models import ROLES, Environment, Invitation, Membership, Org, User, db
+from ..models.base import rows_changed
 from ..models.principal import Principal, suspended_message
 from ..values.times import as_utc, utcnow
 from . import accounts, api_keys, audit, links
@@ -304,14 +305,14 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
     # Claimed in one statement: of the same link accepted several times at once, exactly one
     # goes on; the others find it used.
     now = utcnow()
-    claimed = db.session.execute(
+    claimed = rows_changed(
         update(Invitation)
         .where(
             Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)
         )
         .values(accepted_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     if not claimed:
         db.session.rollback()
         raise InvalidInvitation("This invitation has already been used.")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..services.signatures import DEFAULT_HMAC_HEADER
 from ..values import jsonpaths
 from .base import Connection, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
+
+# The header an HMAC signature rides in when the source names none.
+DEFAULT_HMAC_HEADER = "X-Signature"
 
 VERIFICATION_TYPES = (
     ("none", "No verification"),

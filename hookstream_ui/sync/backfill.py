@@ -15,12 +15,12 @@ from sqlalchemy import and_, func, or_, select
 
 from ..errors import ValidationFailed
 from ..extensions import db
+from ..infra.queues import enqueue_or_leave, queue
 from ..models import Collection, Event
 from ..services import audit, upsert
 from ..services.live import replay_is_stale
 from ..values import documents
 from ..values.times import as_utc, utcnow
-from .worker import enqueue_or_leave, queue
 
 log = logging.getLogger(__name__)
 REPLAYABLE = ("applied", "failed")

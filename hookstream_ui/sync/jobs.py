@@ -21,18 +21,16 @@ from ..extensions import db
 from ..infra import locks
 from ..models import Collection, SyncRun
 from ..services import upsert
-from ..services.runs import mark_reachable
+from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import SourceError
 from ..sources.base import ReadContext
 from ..values.times import utcnow
 from .ratelimit import RateLimiter
-from .worker import queue
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 MAX_ATTEMPTS = 4
-BACKOFF_SECONDS = (5, 30, 120)
 
 
 _END = object()
@@ -84,21 +82,6 @@ class Superseded(Exception):
 
 class Cancelled(Exception):
     """The run was asked to stop; raised between batches, after the last commit."""
-
-
-def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
-    q = queue("default")
-    kwargs = dict(
-        job_id=f"run-{run.id}-{run.claim_token}",
-        job_timeout=24 * 3600,
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-        description=f"sync run {run.id}",
-    )
-    if delay:
-        q.enqueue_in(delay, run_sync, run.id, run.claim_token, **kwargs)
-    else:
-        q.enqueue(run_sync, run.id, run.claim_token, **kwargs)
 
 
 class Heartbeat(threading.Thread):

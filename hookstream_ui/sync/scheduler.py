@@ -37,7 +37,7 @@ _next_prune = [0.0]
 
 def resume_stale(now=None) -> list[str]:
     """Running runs whose heartbeat stopped (worker killed): resume from their checkpoint."""
-    from .jobs import enqueue_run
+    from ..services.runs import enqueue_run
 
     now = now or utcnow()
     stale = db.session.scalars(
@@ -65,7 +65,7 @@ def resume_stale(now=None) -> list[str]:
 
 def requeue_lost(now=None) -> list[str]:
     """Pending runs whose job is gone from Redis (e.g. Redis was flushed) go back on the queue."""
-    from .jobs import enqueue_run
+    from ..services.runs import enqueue_run
 
     now = now or utcnow()
     pending = db.session.scalars(
@@ -84,13 +84,13 @@ def requeue_lost(now=None) -> list[str]:
 def requeue_lost_indexing() -> list[str]:
     """Collections whose word index is still `building` with no pass waiting or running (Redis
     was flushed, the pass failed, or its worker died): a pass goes back on the queue."""
-    from . import reindex
+    from ..services import index_jobs
 
     building = db.session.scalars(select(Collection.id).where(Collection.search_index == "building")).all()
-    lost = [collection_id for collection_id in building if not reindex.has_live_job(collection_id)]
+    lost = [collection_id for collection_id in building if not index_jobs.has_live_job(collection_id)]
     for collection_id in lost:
         log.warning("the search index of %s has no job building it; enqueuing one", collection_id)
-        reindex.enqueue(collection_id)
+        index_jobs.enqueue(collection_id)
     return lost
 
 
@@ -151,7 +151,7 @@ def enqueue_due(now=None) -> list[str]:
             run = runs.start_run(source, trigger="schedule")
         except ValidationFailed:
             # Nothing it could read into: asked again at its next time, not at every tick.
-            from .schedule import next_run_after
+            from ..values.schedule import next_run_after
 
             source.next_run_at = next_run_after(source.sync_frequency, now)
             db.session.commit()

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+from typing import Any, NoReturn
 
 log = logging.getLogger(__name__)
 MAX_DEPTH = 100
@@ -56,15 +57,15 @@ class _Refused(float):
     """Stands where a non-finite number was, so that its path can be named."""
 
 
-def loads(text: str | bytes):
+def loads(text: str | bytes) -> Any:
     """json.loads, raising ValueError: TooDeep for a document nested deeper than MAX_DEPTH,
     NotFinite (with the path) for NaN, Infinity or a number past a float's range."""
     opens = (
         text.count("[") + text.count("{") if isinstance(text, str) else text.count(b"[") + text.count(b"{")
     )
-    huge = (_HUGE if isinstance(text, str) else _HUGE_BYTES).search(text) is not None
+    huge = (_HUGE.search(text) if isinstance(text, str) else _HUGE_BYTES.search(text)) is not None
     try:
-        value = json.loads(text, parse_constant=_refuse, **({"parse_float": _finite_float} if huge else {}))
+        value = json.loads(text, parse_constant=_refuse, parse_float=_finite_float if huge else None)
     except RecursionError:
         raise TooDeep() from None
     except NotFinite:
@@ -75,7 +76,7 @@ def loads(text: str | bytes):
     return value
 
 
-def _refuse(constant: str):
+def _refuse(constant: str) -> NoReturn:
     raise NotFinite()
 
 
@@ -86,7 +87,7 @@ def _finite_float(literal: str) -> float:
     return number
 
 
-def _refused_path(text) -> str | None:
+def _refused_path(text: str | bytes) -> str | None:
     """Where the first non-finite number is, as a field path (data.items[2].price)."""
     try:
         value = json.loads(
@@ -96,7 +97,7 @@ def _refused_path(text) -> str | None:
         )
     except (ValueError, RecursionError):
         return None
-    stack = [(value, "")]
+    stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         node, path = stack.pop(0)
         if isinstance(node, _Refused):
@@ -109,7 +110,7 @@ def _refused_path(text) -> str | None:
     return None
 
 
-def dumps(value, **kwargs) -> str:
+def dumps(value: Any, **kwargs: Any) -> str:
     """json.dumps that writes standard JSON only: a non-finite float stored before it was
     refused (or computed) is written as null, never as NaN or Infinity."""
     try:
@@ -119,7 +120,7 @@ def dumps(value, **kwargs) -> str:
         return json.dumps(_finite(value), allow_nan=False, **kwargs)
 
 
-def _finite(value):
+def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -162,7 +163,7 @@ def too_deep(text: str) -> bool:
     return False
 
 
-def _deeper_than(value, limit: int) -> bool:
+def _deeper_than(value: Any, limit: int) -> bool:
     stack = [(value, 1)]  # iterative: the point is not to recurse
     while stack:
         node, depth = stack.pop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from jsonpath_ng import parse as _parse
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
@@ -20,7 +22,7 @@ def normalise(path: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def compile_path(path: str):
+def compile_path(path: str) -> Any:  # a jsonpath-ng expression (the library ships no types)
     try:
         return _parse(path)
     except (
@@ -31,7 +33,7 @@ def compile_path(path: str):
         raise ValueError(f"is not a valid JSONPath ({path!r})") from exc
 
 
-def first_value(path: str, document):
+def first_value(path: str, document: Any) -> Any:
     """The first match of `path` in `document`, or None."""
     matches = compile_path(path).find(document)
     return matches[0].value if matches else None
@@ -41,7 +43,7 @@ _MISSING = object()
 
 
 @lru_cache(maxsize=1024)
-def getter(path: str):
+def getter(path: str) -> Callable[[Any], Any]:
     """A function document -> first value at `path` (None when absent).
 
     Plain chains like `$.data.object.id` become dict lookups, which is what every hot path
@@ -49,14 +51,14 @@ def getter(path: str):
     """
     from jsonpath_ng.jsonpath import Child, Fields, Root
 
-    node, keys = compile_path(path), []
+    node, keys = compile_path(path), list[str]()
     while isinstance(node, Child) and isinstance(node.right, Fields) and len(node.right.fields) == 1:
         keys.append(node.right.fields[0])
         node = node.left
     if isinstance(node, Root):
         keys.reverse()
 
-        def lookup(document):
+        def lookup(document: Any) -> Any:
             value = document
             for key in keys:
                 if not isinstance(value, dict):
