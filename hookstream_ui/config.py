@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 from cryptography.fernet import Fernet
 
@@ -24,6 +26,10 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in TRUTHY
 
 
+@overload
+def env_int(name: str, default: int, minimum: int = 0) -> int: ...
+@overload
+def env_int(name: str, default: None, minimum: int = 0) -> int | None: ...
 def env_int(name: str, default: int | None, minimum: int = 0) -> int | None:
     """An integer setting; a bad value stops the start with a message naming it."""
     value = os.environ.get(name, "").strip()
@@ -44,7 +50,7 @@ def instance_path() -> Path:
     return path
 
 
-def _kept_secret(path: Path, make) -> str:
+def _kept_secret(path: Path, make: Callable[[], str]) -> str:
     """Read a generated secret, creating it atomically with 0600 the first time."""
     if path.exists():
         return path.read_text().strip()
@@ -59,7 +65,7 @@ def _kept_secret(path: Path, make) -> str:
     return value
 
 
-def load_config(instance: Path) -> dict:
+def load_config(instance: Path) -> dict[str, Any]:
     secret_key = os.environ.get("SECRET_KEY") or _kept_secret(
         instance / "secret_key", lambda: secrets.token_urlsafe(48)
     )
@@ -105,8 +111,8 @@ def load_config(instance: Path) -> dict:
         "PASSWORD_HASH_METHOD": "scrypt",
         "SESSION_COOKIE_HTTPONLY": True,
         # A signed-in session ends this long after sign-in, on the server whatever its cookie
-        # says, and its cookie with it (sooner at sign-out or a password change): decided at
-        # 7 days (SESSION_LIFETIME_HOURS).
+        # says, and its cookie with it (sooner at sign-out or a password change): 7 days
+        # unless SESSION_LIFETIME_HOURS says otherwise.
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=env_int("SESSION_LIFETIME_HOURS", 7 * 24, 1)),
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env_flag("SESSION_COOKIE_SECURE"),

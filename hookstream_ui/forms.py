@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flask import request
 
 from .errors import ValidationFailed
+
+T = TypeVar("T")
 
 
 @dataclass
 class FormState:
     """What a form template needs: the values typed and an error per field."""
 
-    values: dict = field(default_factory=dict)
-    errors: dict = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_request(cls, *names: str, secret: tuple[str, ...] = ()) -> FormState:
@@ -58,7 +62,7 @@ def sentence(exc: ValidationFailed, labels: dict[str, str] | None = None) -> str
     return " ".join(parts) or exc.message
 
 
-def filtered(search, *names: str):
+def filtered(search: Callable[..., T], *names: str) -> tuple[T | None, FormState, int]:
     """A filter form (GET): `search(**values)` with the query string's values, and the form.
     A value it refuses is shown beside its field, as typed, and nothing is listed: (None,
     form, 400), not a bare error page."""

@@ -13,24 +13,32 @@ CappedInput reads one byte past the limit to tell.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from flask import abort, current_app, has_request_context, request
+from flask import Flask, abort, current_app, has_request_context, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .errors import ValidationFailed
 from .values.documents import UNSTORABLE
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+View = TypeVar("View", bound=Callable[..., Any])
+
 NUL = "\x00"
 PAYLOAD_ATTR = "request_is_payload"
 
 
-def request_is_payload(view):
+def request_is_payload(view: View) -> View:
     """Mark a view whose request is the payload (a webhook delivery): stored as received."""
     setattr(view, PAYLOAD_ATTR, True)
     return view
 
 
-def unstorable_field(value, path: str = "") -> tuple[str, str] | None:
+def unstorable_field(value: Any, path: str = "") -> tuple[str, str] | None:
     """The first field of `value` (a JSON document) holding U+0000 or half a surrogate pair
     (JSON can escape one; no database stores it), as (name, what is wrong); else None."""
     if isinstance(value, str):
@@ -58,10 +66,10 @@ def _printable(name: str) -> str:
     return UNSTORABLE.sub("\ufffd", name.replace(NUL, "\\0"))
 
 
-def _refuse_nul():
+def _refuse_nul() -> None:
     if any(NUL in str(v) for v in (request.view_args or {}).values()):
         abort(404, description="Not found: no id or name holds a NUL character")
-    view = current_app.view_functions.get(request.endpoint)
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     if getattr(view, PAYLOAD_ATTR, False):
         return
     # Multipart bodies are uploads, read by their view once it has raised the body limit.
@@ -78,7 +86,7 @@ class CappedInput(io.RawIOBase):
     """A request body of unknown length (chunked): reading it past the request's limit, or
     up to the limit with more behind it, raises RequestEntityTooLarge (413)."""
 
-    def __init__(self, stream, default_limit: int | None):
+    def __init__(self, stream: IO[bytes], default_limit: int | None) -> None:
         self._stream, self._default, self._read = stream, default_limit, 0
 
     def readable(self) -> bool:
@@ -87,22 +95,23 @@ class CappedInput(io.RawIOBase):
     def _limit(self) -> int | None:
         return request.max_content_length if has_request_context() else self._default
 
-    def readinto(self, buffer) -> int:
-        data = self._stream.read(len(buffer))
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._stream.read(len(view))
         self._read += len(data)
         limit = self._limit()
         if limit is not None and self._read >= limit and (self._read > limit or self._stream.read(1)):
             raise RequestEntityTooLarge()
-        buffer[: len(data)] = data
+        view[: len(data)] = data
         return len(data)
 
 
-def capped(app):
+def capped(app: Flask) -> WSGIApplication:
     """WSGI middleware: chunked bodies read through CappedInput, from the first reader on
     (CSRF's form parsing runs before any view)."""
     inner = app.wsgi_app
 
-    def wsgi(environ, start_response):
+    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if "wsgi.input_terminated" in environ and not environ.get("CONTENT_LENGTH"):
             environ["wsgi.input"] = CappedInput(environ["wsgi.input"], app.config.get("MAX_CONTENT_LENGTH"))
         return inner(environ, start_response)
@@ -110,6 +119,7 @@ def capped(app):
     return wsgi
 
 
-def register(app) -> None:
+def register(app: Flask) -> None:
     app.before_request(_refuse_nul)
-    app.wsgi_app = capped(app)
+    # Flask's documented way to wrap its WSGI app; mypy sees a method replaced.
+    app.wsgi_app = capped(app)  # type: ignore[method-assign,assignment]

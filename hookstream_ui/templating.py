@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask
 
 from .values import documents
 from .values.times import as_utc, isoformat
@@ -51,12 +54,12 @@ def duration(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
-def compact_json(value) -> str:
+def compact_json(value: Any) -> str:
     """JSON as people read it: text as written, not escaped to ASCII (the page escapes HTML)."""
     return documents.dumps(value, ensure_ascii=False)
 
 
-def json_path(document, path: str):
+def json_path(document: Any, path: str) -> str | int | float:
     """The value at `path` in a record, shown compactly in a table cell."""
     from .values.jsonpaths import getter
 
@@ -78,7 +81,7 @@ def with_article(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
-def register_filters(app) -> None:
+def register_filters(app: Flask) -> None:
     app.add_template_filter(counted, "counted")
     app.add_template_filter(with_article, "with_article")
     app.add_template_filter(isoformat, "iso")

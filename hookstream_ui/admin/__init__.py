@@ -3,10 +3,13 @@ reach here: an org owner who is not an instance admin gets 403."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from typing import Any, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from ..errors import ValidationFailed
@@ -15,18 +18,25 @@ from ..health import system_health
 from ..services import accounts, audit, once
 from ..services import instance_admin as svc
 
+T = TypeVar("T")
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.before_request
 @login_required
-def _instance_admin_only():
+def _instance_admin_only() -> None:
     if not current_user.is_instance_admin:
         abort(403, description="Only instance admins can open /admin")
     audit.act_as(audit.actor_for_user(current_user))
 
 
-def _attempt(action, message, endpoint: str = "admin.orgs", refused=None):
+def _attempt(
+    action: Callable[[], T],
+    message: Callable[[T], str],
+    endpoint: str = "admin.orgs",
+    refused: Callable[[ValidationFailed], str] | None = None,
+) -> ResponseReturnValue:
     """Run a change; flash its outcome and go back. Refused: `refused(exc)` renders the page
     again with the error beside its field and what was typed; without one, the reason is
     flashed in words."""
@@ -41,25 +51,25 @@ def _attempt(action, message, endpoint: str = "admin.orgs", refused=None):
     return redirect(url_for(endpoint))
 
 
-def _orgs_page(create: FormState | None = None, rows: RowForms | None = None):
+def _orgs_page(create: FormState | None = None, rows: RowForms | None = None) -> str:
     return render_template(
         "admin/orgs.html", rows=svc.org_rows(), form=create or FormState(), row_forms=rows or RowForms()
     )
 
 
 @bp.get("/")
-def orgs():
+def orgs() -> str:
     return _orgs_page()
 
 
 @bp.get("/orgs")
-def orgs_address():
+def orgs_address() -> ResponseReturnValue:
     # The create form posts here; an address typed or reloaded finds the list it belongs to.
     return redirect(url_for("admin.orgs"))
 
 
 @bp.post("/orgs")
-def org_create():
+def org_create() -> ResponseReturnValue:
     return _attempt(
         lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
         lambda org: f"Organization {org.name} created.",
@@ -67,12 +77,12 @@ def org_create():
     )
 
 
-def _org_row(action: str, org_id: str, *names: str):
+def _org_row(action: str, org_id: str, *names: str) -> Callable[[ValidationFailed], str]:
     return lambda exc: _orgs_page(rows=RowForms.failed(action, org_id, exc, *names))
 
 
 @bp.post("/orgs/<org_id>/rename")
-def org_rename(org_id):
+def org_rename(org_id: str) -> ResponseReturnValue:
     return _attempt(
         lambda: svc.rename_org(org_id, request.form.get("name")),
         lambda org: f"Renamed to {org.name}.",
@@ -81,7 +91,7 @@ def org_rename(org_id):
 
 
 @bp.post("/orgs/<org_id>/suspend")
-def org_suspend(org_id):
+def org_suspend(org_id: str) -> ResponseReturnValue:
     return _attempt(
         lambda: svc.suspend_org(org_id, request.form.get("reason")),
         lambda org: (
@@ -93,12 +103,12 @@ def org_suspend(org_id):
 
 
 @bp.post("/orgs/<org_id>/unsuspend")
-def org_unsuspend(org_id):
+def org_unsuspend(org_id: str) -> ResponseReturnValue:
     return _attempt(lambda: svc.unsuspend_org(org_id), lambda org: f"{org.name} is active again.")
 
 
 @bp.post("/orgs/<org_id>/delete")
-def org_delete(org_id):
+def org_delete(org_id: str) -> ResponseReturnValue:
     return _attempt(
         lambda: svc.delete_org(org_id, request.form.get("confirm")),
         lambda org: f"{org.name} and everything in it were deleted.",
@@ -107,21 +117,21 @@ def org_delete(org_id):
 
 
 @bp.get("/users")
-def users():
+def users() -> str:
     link = once.take("reset-link", session.pop("reset_link", None))
     if link:
         link["expires_at"] = datetime.fromisoformat(link["expires_at"])
     return _users_page(reset_link=link)
 
 
-def _users_page(reset_link=None, confirming=None):
+def _users_page(reset_link: dict[str, Any] | None = None, confirming: dict[str, Any] | None = None) -> str:
     return render_template(
         "admin/users.html", users=svc.users(), reset_link=reset_link, confirming=confirming
     )
 
 
 @bp.post("/users/<user_id>/reset-link")
-def user_reset_link(user_id):
+def user_reset_link(user_id: str) -> ResponseReturnValue:
     try:
         reset, url, replaced = accounts.issue_reset(current_user, user_id)
     except ValidationFailed as exc:
@@ -142,7 +152,7 @@ def user_reset_link(user_id):
 
 
 @bp.post("/users/<user_id>/<action>")
-def user_action(user_id, action):
+def user_action(user_id: str, action: str) -> ResponseReturnValue:
     changes = {
         "disable": (svc.set_user_disabled, True),
         "enable": (svc.set_user_disabled, False),
@@ -162,14 +172,14 @@ def user_action(user_id, action):
 
 
 @bp.get("/system")
-def system():
+def system() -> str:
     return render_template(
         "admin/system.html", health=system_health(), queues=svc.queues(), failed=svc.failed_jobs()
     )
 
 
 @bp.post("/jobs/<job_id>/<action>")
-def job_action(job_id, action):
+def job_action(job_id: str, action: str) -> ResponseReturnValue:
     actions = {"requeue": svc.requeue_job, "delete": svc.delete_job}
     if action not in actions:
         abort(404)
@@ -177,6 +187,6 @@ def job_action(job_id, action):
 
 
 @bp.get("/audit-log")
-def audit_log():
+def audit_log() -> ResponseReturnValue:
     page, filters, status = filtered(partial(audit.list_entries, org_id=None, limit=50), *audit.FILTERS)
     return render_template("admin/audit.html", page=page, args=request.args, filters=filters), status

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flask import Blueprint, g, render_template
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from ..auth import maybe_principal
 from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..auth.principal import no_org_message
-from ..models import STATUSES
+from ..models import STATUSES, SourceConnection
 from ..services import live
 from ..services import records as record_svc
 from ..services import team as team_svc
+
+if TYPE_CHECKING:
+    from ..sources import SourceType
 
 bp = Blueprint("dashboard", __name__)
 
 
 @bp.before_request
 @login_required
-def _signed_in():
+def _signed_in() -> ResponseReturnValue | None:
     if maybe_principal() is None:
         # Signed in but in no org (removed from their last one, or it was suspended).
         if is_htmx_request():
@@ -28,7 +34,7 @@ def _signed_in():
 
 
 @bp.app_context_processor
-def _layout_context():
+def _layout_context() -> dict[str, Any]:
     principal = g.get("principal") if current_user.is_authenticated else None
     orgs = team_svc.orgs_of(current_user) if principal is not None and principal.user is not None else []
     return {
@@ -46,7 +52,7 @@ def _layout_context():
     }
 
 
-def _source_kind(source):
+def _source_kind(source: SourceConnection) -> SourceType | None:
     """A source's type, for templates to ask what it can do (`pull`), never its name."""
     from ..sources import source_type
 

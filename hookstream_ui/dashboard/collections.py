@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from flask import flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import FormState
-from ..models import SourceConnection, db
+from ..models import Collection, SourceConnection, db
+from ..models.principal import Principal
 from ..services import collections as svc
 from ..services import links, live
 from . import bp
@@ -27,7 +32,7 @@ FIELDS = (
 )
 
 
-def _sources(principal):
+def _sources(principal: Principal) -> Sequence[SourceConnection]:
     return db.session.scalars(
         select(SourceConnection)
         .where(SourceConnection.env_id == principal.env.id, SourceConnection.org_id == principal.org.id)
@@ -35,13 +40,15 @@ def _sources(principal):
     ).all()
 
 
-def _form_page(template: str, form: FormState, status: int = 200, collection=None, **extra):
+def _form_page(
+    template: str, form: FormState, status: int = 200, collection: Collection | None = None, **extra: Any
+) -> ResponseReturnValue:
     principal = current_principal()
     # The preview is part of the page, so a page shown again keeps the slug it promised.
     preview = svc.slug_preview(
         principal,
-        form.values.get("name"),
-        form.values.get("slug"),
+        form.values.get("name", ""),
+        form.values.get("slug", ""),
         request.form.get("slug_suggested"),
         collection.id if collection else None,
     )
@@ -50,7 +57,7 @@ def _form_page(template: str, form: FormState, status: int = 200, collection=Non
     ), status
 
 
-def _submitted(form: FormState) -> dict:
+def _submitted(form: FormState) -> dict[str, Any]:
     """The form's values; a blank slug is the one the preview showed (slug_suggested)."""
     values = dict(form.values)
     if not (values.get("slug") or "").strip() and (values.get("name") or "").strip():
@@ -59,7 +66,7 @@ def _submitted(form: FormState) -> dict:
 
 
 @bp.get("/collections")
-def collections_list():
+def collections_list() -> ResponseReturnValue:
     from ..services.pagination import Page
     from .records import pages
 
@@ -101,7 +108,7 @@ def collections_list():
 
 
 @bp.route("/collections/new", methods=["GET", "POST"])
-def collection_new():
+def collection_new() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     if request.method == "GET":
@@ -119,7 +126,7 @@ def collection_new():
 
 
 @bp.get("/collections/_slug-preview")
-def slug_preview():
+def slug_preview() -> str:
     """htmx partial under the name/slug fields: what the slug will be, and whether it is free."""
     state = svc.slug_preview(
         current_principal(),
@@ -132,7 +139,7 @@ def slug_preview():
 
 
 @bp.get("/collections/_key-preview")
-def key_preview():
+def key_preview() -> str:
     """htmx partial under the primary key path: the key it extracts from a real sample, and
     (out of band, under their fields) what the timestamp path and event type field give. A
     pull source's sample is read once for all three, with its stored credentials: members
@@ -154,7 +161,7 @@ def key_preview():
 
 
 @bp.get("/collections/<ident>")
-def collection_detail(ident):
+def collection_detail(ident: str) -> str:
     from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns, export_query
 
     collection = svc.get_collection_or_404(current_principal(), ident)
@@ -174,7 +181,7 @@ def collection_detail(ident):
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])
-def collection_edit(ident):
+def collection_edit(ident: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     collection = svc.get_collection_or_404(principal, ident)
@@ -210,7 +217,7 @@ def collection_edit(ident):
 
 
 @bp.post("/collections/<ident>/status")
-def collection_status(ident):
+def collection_status(ident: str) -> ResponseReturnValue:
     """Pause or resume, through the same service (and audit entry) as PATCH /v1/collections."""
     from ..forms import sentence
 
@@ -234,7 +241,7 @@ def collection_status(ident):
 
 
 @bp.route("/collections/<ident>/delete", methods=["GET", "POST"])
-def collection_delete(ident):
+def collection_delete(ident: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     collection = svc.get_collection_or_404(principal, ident)

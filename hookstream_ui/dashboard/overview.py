@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from ..auth import current_principal, maybe_principal
 from ..models import Collection, Environment, SourceConnection, db
@@ -13,7 +16,7 @@ from . import bp
 
 
 @bp.get("/")
-def overview():
+def overview() -> str:
     principal = current_principal()
     counts = {
         "collections": db.session.scalar(
@@ -45,7 +48,7 @@ def overview():
 
 
 @bp.get("/_recent-runs")
-def overview_runs_partial():
+def overview_runs_partial() -> ResponseReturnValue:
     principal = current_principal()
     runs = activity.recent_runs(principal)
     poll, _ = activity.recent_runs_poll(principal, runs)
@@ -55,7 +58,7 @@ def overview_runs_partial():
 
 
 @bp.post("/switch-project")
-def switch_project():
+def switch_project() -> Response:
     principal = current_principal()
     env = db.session.scalar(
         select(Environment).where(
@@ -70,7 +73,7 @@ def switch_project():
 
 
 @bp.errorhandler(404)
-def _not_in_this_project(exc):
+def _not_in_this_project(exc: HTTPException) -> ResponseReturnValue:
     """A link to another project's collection, source, run or event (shared by a colleague,
     or kept from before a switch) offers that project instead of a bare 404, when the user
     is a member of its organization. Otherwise it is the plain 404: nothing of an
@@ -108,7 +111,7 @@ def _not_in_this_project(exc):
 
 
 @bp.post("/switch-to")
-def switch_to():
+def switch_to() -> Response:
     """Switch to a project (of any of the user's organizations) and go on to `next`."""
     from flask_login import current_user
 
@@ -121,7 +124,7 @@ def switch_to():
 
 
 @bp.get("/api-reference")
-def api_reference():
+def api_reference() -> str:
     """The API, readable: Swagger UI (vendored) rendering /v1/openapi.json, under the app's own
     Content-Security-Policy."""
     return render_template("dashboard/api_reference.html")

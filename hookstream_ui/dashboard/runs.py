@@ -3,28 +3,33 @@ can still change; the final partial drops its trigger and answers 286, which sto
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import flash, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import sentence
-from ..models import db
+from ..models import SourceConnection, db
 from ..services import collections as collection_svc
 from ..services import live
 from ..services import runs as svc
 from ..services import sources as source_svc
+from ..services.pagination import Page
 from . import bp
 
 STOP_POLLING = 286
 
 
-def _live(template: str, final: bool, **context):
+def _live(template: str, final: bool, **context: Any) -> tuple[str, int]:
     return render_template(template, **context), (
         STOP_POLLING if final and request.headers.get("HX-Request") else 200
     )
 
 
-def _start(source, back: str):
+def _start(source: SourceConnection, back: str) -> Response:
     try:
         run = svc.start_run(
             source, trigger="manual", full=True if request.form.get("full") == "true" else None
@@ -38,14 +43,14 @@ def _start(source, back: str):
 
 
 @bp.post("/sources/<source_id>/run")
-def source_run(source_id):
+def source_run(source_id: str) -> Response:
     principal = current_principal()
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
     return _start(source, url_for("dashboard.source_detail", source_id=source.id))
 
 
-def _runs_listed():
+def _runs_listed() -> tuple[Page, dict[str, str]]:
     from ..services import activity
 
     args = request.args
@@ -57,11 +62,11 @@ def _runs_listed():
             cursor=args.get("cursor") or None,
         ), {}
     except ValidationFailed as exc:
-        return activity.Page([], None, False), exc.errors
+        return Page([], None, False), exc.errors
 
 
 @bp.get("/runs")
-def runs_page():
+def runs_page() -> ResponseReturnValue:
     """Runs across the project's sources, by status (failures first among the filters)."""
     from ..services import activity
 
@@ -77,7 +82,7 @@ def runs_page():
 
 
 @bp.get("/runs/_list")
-def runs_partial():
+def runs_partial() -> ResponseReturnValue:
     page, errors = _runs_listed()
     if errors:
         return render_template("dashboard/runs/_table.html", page=page, errors=errors, args=request.args), 400
@@ -100,7 +105,7 @@ SCHEDULE_FIELDS = (
 
 
 @bp.post("/sources/<source_id>/schedule")
-def source_schedule(source_id):
+def source_schedule(source_id: str) -> ResponseReturnValue:
     """The schedule and rate limit, through the same service (and checks) as PATCH /v1/syncs."""
     from ..forms import FormState
     from ..services import syncs as sync_svc
@@ -131,7 +136,7 @@ def source_schedule(source_id):
 
 
 @bp.post("/collections/<ident>/run")
-def collection_run(ident):
+def collection_run(ident: str) -> Response:
     principal = current_principal()
     require_role(principal, "member")
     collection = collection_svc.get_collection_or_404(principal, ident)
@@ -143,7 +148,7 @@ def collection_run(ident):
 
 
 @bp.post("/collections/<ident>/backfill")
-def collection_backfill(ident):
+def collection_backfill(ident: str) -> Response:
     """Replay the source's stored events (or re-read a pull source); progress shows live."""
     from ..sync.backfill import start_backfill
 
@@ -158,7 +163,7 @@ def collection_backfill(ident):
 
 
 @bp.get("/sources/<source_id>/_runs")
-def source_runs_partial(source_id):
+def source_runs_partial(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     source = source_svc.get_source_or_404(principal, source_id)
     runs = svc.runs_of(source, 20)
@@ -172,7 +177,7 @@ def source_runs_partial(source_id):
 
 
 @bp.get("/runs/<run_id>")
-def run_detail(run_id):
+def run_detail(run_id: str) -> str:
     run = svc.scoped_run_or_404(current_principal(), run_id)
     rate, eta = svc.rate_and_eta(run)
     # Every run reads into all of its source's collections.
@@ -186,14 +191,14 @@ def run_detail(run_id):
 
 
 @bp.get("/runs/<run_id>/_status")
-def run_status_partial(run_id):
+def run_status_partial(run_id: str) -> ResponseReturnValue:
     run = svc.scoped_run_or_404(current_principal(), run_id)
     rate, eta = svc.rate_and_eta(run)
     return _live("dashboard/runs/_status.html", run.final, run=run, rate=rate, eta=eta)
 
 
 @bp.post("/runs/<run_id>/cancel")
-def run_cancel(run_id):
+def run_cancel(run_id: str) -> Response:
     principal = current_principal()
     require_role(principal, "member")
     run = svc.cancel_run(svc.scoped_run_or_404(principal, run_id))
@@ -202,7 +207,7 @@ def run_cancel(run_id):
 
 
 @bp.get("/collections/<ident>/_live")
-def collection_live_partial(ident):
+def collection_live_partial(ident: str) -> Response:
     """The live strip: polls while something can change (a run, a backfill, a webhook's
     deliveries) and answers 286 once nothing can. When the records count or the last sync
     moved since the page's last look, it tells the records table and the schema to reload

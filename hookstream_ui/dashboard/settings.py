@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user
+from werkzeug.wrappers import Response
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
@@ -13,7 +15,7 @@ from . import bp
 
 
 @bp.route("/settings/api-keys", methods=["GET", "POST"])
-def api_keys_page():
+def api_keys_page() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "admin")
     form, new_key, status = FormState.from_request("name", "role", "expires_in"), None, 200
@@ -49,7 +51,7 @@ def api_keys_page():
 
 
 @bp.post("/settings/api-keys/<key_id>/revoke")
-def api_key_revoke(key_id):
+def api_key_revoke(key_id: str) -> Response:
     principal = current_principal()
     require_role(principal, "admin")
     key = api_keys.revoke_key(principal, key_id)
@@ -58,7 +60,7 @@ def api_key_revoke(key_id):
 
 
 @bp.route("/settings/account", methods=["GET", "POST"])
-def account_page():
+def account_page() -> ResponseReturnValue:
     form = FormState()
     if request.method == "POST":
         try:

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from typing import Any, TypeVar
 
 from flask import flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import FormState, RowForms, filtered, sentence
-from ..models import ROLES
+from ..models import ROLES, Invitation
+from ..models.principal import Principal
 from ..services import audit, once, team
 from . import bp
 
+T = TypeVar("T")
+
 
 @bp.route("/settings/team", methods=["GET", "POST"])
-def team_page():
+def team_page() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "admin")
-    form, link, status = FormState.from_request("email", "role", "confirm"), None, 200
+    form, status = FormState.from_request("email", "role", "confirm"), 200
+    link: dict[str, Any] | None = None
     if request.method == "POST":
         pending = team.pending_invitation(principal, request.form.get("email"))
         owner_unconfirmed = (
@@ -59,16 +66,16 @@ def team_page():
 
 
 def _team_page(
-    principal,
-    form=None,
-    link=None,
-    delete_form=None,
-    rows=None,
-    replacing=None,
-    confirming=None,
-    org_form=None,
-    owner_invite=False,
-):
+    principal: Principal,
+    form: FormState | None = None,
+    link: dict[str, Any] | None = None,
+    delete_form: FormState | None = None,
+    rows: RowForms | None = None,
+    replacing: Invitation | None = None,
+    confirming: dict[str, Any] | None = None,
+    org_form: FormState | None = None,
+    owner_invite: bool = False,
+) -> str:
     return render_template(
         "dashboard/settings/team.html",
         members=team.list_members(principal),
@@ -85,7 +92,13 @@ def _team_page(
     )
 
 
-def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool = False, refused=None):
+def _attempt(
+    action: Callable[[], T],
+    message: Callable[[T], str],
+    back: str = "dashboard.team_page",
+    leaving: bool = False,
+    refused: Callable[[ValidationFailed], str] | None = None,
+) -> ResponseReturnValue:
     """Run a change, flash its outcome and go back. Refused: `refused(exc)` renders the page
     again with the error beside its field and what was typed; without one, the reason is
     flashed in words. `leaving`: the change took the user out of this org (left it, deleted
@@ -105,14 +118,14 @@ def _attempt(action, message, back: str = "dashboard.team_page", leaving: bool =
     return redirect(url_for(back))
 
 
-def _admin():
+def _admin() -> Principal:
     principal = current_principal()
     require_role(principal, "admin")
     return principal
 
 
 @bp.post("/settings/team/<user_id>/role")
-def member_role(user_id):
+def member_role(user_id: str) -> ResponseReturnValue:
     principal = _admin()
     role = request.form.get("role")
     # Making an owner, or lowering a role (keys revoked for good): asked once more, saying
@@ -128,13 +141,13 @@ def member_role(user_id):
 
 
 @bp.post("/settings/team/<user_id>/remove")
-def member_remove(user_id):
+def member_remove(user_id: str) -> ResponseReturnValue:
     principal = _admin()
     return _attempt(lambda: team.remove_member(principal, user_id), lambda _: "Member removed.")
 
 
 @bp.post("/settings/team/invitations/<invitation_id>/revoke")
-def invitation_revoke(invitation_id):
+def invitation_revoke(invitation_id: str) -> ResponseReturnValue:
     principal = _admin()
     return _attempt(
         lambda: team.revoke_invitation(principal, invitation_id),
@@ -143,7 +156,7 @@ def invitation_revoke(invitation_id):
 
 
 @bp.post("/settings/leave")
-def leave_org():
+def leave_org() -> ResponseReturnValue:
     principal = current_principal()
     return _attempt(
         lambda: team.remove_member(principal, principal.user_id),
@@ -154,7 +167,7 @@ def leave_org():
 
 
 @bp.post("/settings/org/rename")
-def org_rename():
+def org_rename() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "owner")
     return _attempt(
@@ -165,7 +178,7 @@ def org_rename():
 
 
 @bp.post("/settings/org/delete")
-def org_delete():
+def org_delete() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "owner")
     return _attempt(
@@ -177,7 +190,7 @@ def org_delete():
 
 
 @bp.post("/switch-org")
-def switch_org():
+def switch_org() -> ResponseReturnValue:
     principal = current_principal()
     return _attempt(
         lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
@@ -187,7 +200,7 @@ def switch_org():
 
 
 @bp.route("/settings/projects", methods=["GET", "POST"])
-def projects_page():
+def projects_page() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "admin")
     form, status = FormState.from_request("name"), 200
@@ -202,7 +215,7 @@ def projects_page():
     return _projects_page(principal, form), status
 
 
-def _projects_page(principal, form=None, rows=None):
+def _projects_page(principal: Principal, form: FormState | None = None, rows: RowForms | None = None) -> str:
     return render_template(
         "dashboard/settings/projects.html",
         envs=team.list_environments(principal),
@@ -212,7 +225,7 @@ def _projects_page(principal, form=None, rows=None):
 
 
 @bp.post("/settings/projects/<env_id>/rename")
-def project_rename(env_id):
+def project_rename(env_id: str) -> ResponseReturnValue:
     principal = _admin()
     return _attempt(
         lambda: team.rename_environment(principal, env_id, request.form.get("name")),
@@ -223,7 +236,7 @@ def project_rename(env_id):
 
 
 @bp.get("/settings/audit-log")
-def audit_page():
+def audit_page() -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "admin")
     page, filters, status = filtered(

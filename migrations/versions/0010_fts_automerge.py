@@ -9,18 +9,21 @@ Revises: 0009
 """
 
 from alembic import op
+from sqlalchemy import text
 
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-SQLITE_TABLE = "records_fts"
-
 
 def _automerge(segments: int) -> None:
     if op.get_bind().dialect.name == "sqlite":
-        op.execute(f"INSERT INTO {SQLITE_TABLE}({SQLITE_TABLE}, rank) VALUES ('automerge', {segments})")
+        op.execute(
+            text("INSERT INTO records_fts(records_fts, rank) VALUES ('automerge', :segments)").bindparams(
+                segments=segments
+            )
+        )
 
 
 def upgrade():

@@ -12,7 +12,7 @@ Revises: 0010
 import json
 
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 revision = "0011"
 down_revision = "0010"
@@ -47,13 +47,13 @@ def upgrade():
             continue
         bind.execute(text("UPDATE records SET data = :d WHERE rowid = :r"), changed)
         # Only records that have words (their collection's index is on) get them again.
-        rowids = ",".join(str(c["r"]) for c in changed)
         bind.execute(
             text(
-                f"INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
-                f"FROM records WHERE rowid IN ({rowids}) "
-                f"AND rowid IN (SELECT rowid FROM records_fts WHERE rowid IN ({rowids}))"
-            )
+                "INSERT OR REPLACE INTO records_fts(rowid, body) SELECT rowid, record_key || ' ' || data "
+                "FROM records WHERE rowid IN :rowids "
+                "AND rowid IN (SELECT rowid FROM records_fts WHERE rowid IN :rowids)"
+            ).bindparams(bindparam("rowids", expanding=True)),
+            {"rowids": [c["r"] for c in changed]},
         )
 
 

@@ -1,7 +1,8 @@
 """Shared sync credentials
 
-source_connections.credential_source_id: a sync created with `credential_id` (seed 004)
-uses that credential instead of a copy of it, so rotating it reaches every sync using it.
+source_connections.credential_source_id: a sync created with `credential_id` (an existing
+sync's credential, in the same project) uses that credential instead of a copy of it, so
+rotating it reaches every sync using it.
 No foreign key: on SQLite adding one rebuilds source_connections, and dropping the old
 table under foreign_keys=ON would cascade into events and collections.
 
