@@ -233,7 +233,7 @@ def events_partial():
     # New events come only to sources that are pushed to: with none of those shown, nothing
     # can change, and the poll stops (286).
     listening = any(
-        not getattr(source_type(s.short_name), "pull", True) and args.get("source_id") in (None, "", s.id)
+        getattr(source_type(s.short_name), "push", False) and args.get("source_id") in (None, "", s.id)
         for s in sources
     )
     live = not args.get("cursor") and listening
@@ -276,7 +276,7 @@ def source_test_event(source_id):
     principal = current_principal()
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
-    if source.short_name != "webhook":
+    if not source_svc.type_of(source).push:
         flash("Only webhook sources take test events.", "error")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
     body = json.dumps(

@@ -10,9 +10,8 @@ from sqlalchemy import delete, func, select, update
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
 from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db, utcnow
-from ..sources import Connection, SourceType, TestResult, secrets, source_type
+from ..sources import REGISTRY, Connection, SourceType, TestResult, secrets, source_type
 from ..sources import fields as field_rules
-from ..sources.file import FORMATS
 from . import audit, links, search_index
 from .collections import ensure_bindable, get_collection_or_404
 from .names import clean_name
@@ -21,7 +20,7 @@ NAME_MAX = 120
 
 
 def ingest_url(source: SourceConnection) -> str | None:
-    if source.short_name != "webhook":
+    if not type_of(source).push:
         return None
     return links.public(f"/v1/ingest/{source.id}")
 
@@ -53,7 +52,8 @@ def ingest_command(source: SourceConnection) -> str | None:
 
 
 def type_of(source: SourceConnection) -> SourceType:
-    return source_type(source.short_name)
+    """A stored connection's type: always a registered one (create_source checks)."""
+    return REGISTRY[source.short_name]
 
 
 def credential_holder(source: SourceConnection) -> SourceConnection:
@@ -173,8 +173,6 @@ def create_source(
     short = payload.get("sourceShortName")
     kind = source_type(short) if isinstance(short, str) else None
     if kind is None:
-        from ..sources import REGISTRY
-
         raise ValidationFailed(
             {
                 "sourceShortName": "is required"
@@ -462,10 +460,12 @@ def store_file(
     principal: Principal, source: SourceConnection, filename: str, stream, fmt: str | None = None
 ) -> SourceFile:
     """Save an upload chunk by chunk, hashing as it goes; never the whole file in memory."""
-    if source.short_name != "file":
+    kind = type_of(source)
+    if not kind.uploads:
         raise ValidationFailed({"file": "only file sources take uploads"})
-    if fmt and fmt not in dict(FORMATS):
-        raise ValidationFailed({"format": f"must be one of {', '.join(dict(FORMATS))}"})
+    formats = dict(kind.upload_formats)
+    if fmt and fmt not in formats:
+        raise ValidationFailed({"format": f"must be one of {', '.join(formats)}"})
     filename = (filename or "upload").rsplit("/", 1)[-1].replace("\x00", "")[:255] or "upload"
     stored = SourceFile(
         org_id=source.org_id,

@@ -1,4 +1,4 @@
-"""The webhook sources ingest reads, remembered by each web process.
+"""The push sources (webhooks) ingest reads, remembered by each web process.
 
 Reading the source cost a query for every delivery (three round trips on PostgreSQL, with
 the pool's ping and the rollback). A remembered source is only ever used on the way to the
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
 from ..models import Org, SourceConnection, db
+from ..sources import REGISTRY
 
 _SOURCES, _ORGS = SourceConnection.__table__, Org.__table__
+PUSH_TYPES = sorted(name for name, kind in REGISTRY.items() if kind.push)
 COLUMNS = (
     _SOURCES.c.id,
     _SOURCES.c.org_id,
@@ -30,7 +32,9 @@ COLUMNS = (
 # Built once, from tables rather than entities: building and keying the query per delivery,
 # and an ORM session around it, were a fifth of the web processes' time.
 _QUERY = (
-    select(*COLUMNS).join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id).where(_SOURCES.c.short_name == "webhook")
+    select(*COLUMNS)
+    .join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id)
+    .where(or_(*(_SOURCES.c.short_name == name for name in PUSH_TYPES)))
 )
 ONE = _QUERY.where(_SOURCES.c.id == bindparam("source_id"))
 MANY = _QUERY.where(_SOURCES.c.id.in_(bindparam("ids", expanding=True)))
@@ -45,7 +49,7 @@ def version(row) -> str:
 
 
 def read(source_id: str, fresh: bool = False) -> tuple:
-    """(row, version) of a webhook source, or (None, None) if there is no such source."""
+    """(row, version) of a push source, or (None, None) if there is no such source."""
     if not fresh:
         found = _remembered.get(source_id)
         if found is not None:

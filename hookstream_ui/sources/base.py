@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from flask import abort
 
@@ -80,8 +82,27 @@ class SourceType(ABC):
     auth_fields: ClassVar[tuple[Field, ...]] = ()
     config_fields: ClassVar[tuple[Field, ...]] = ()
     name_example: ClassVar[str] = ""  # the connect form's placeholder for the connection's name
-    # Pull types are read by the sync engine; push types (webhooks) receive events.
+    # Pull types are read by the sync engine; push types receive deliveries at their ingest
+    # URL (/v1/ingest/<id>), and take test events there. A type is one or the other.
     pull: ClassVar[bool] = True
+    push: ClassVar[bool] = False
+    # Files can be uploaded to it (as `upload_formats`); each upload is read by a run.
+    uploads: ClassVar[bool] = False
+    upload_formats: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # A full read yields everything the source holds, so what it did not yield is gone from
+    # the source and its record is removed. An upload holds only what it holds: a full read
+    # of one leaves the records of earlier uploads alone.
+    full_read_complete: ClassVar[bool] = True
+    # The streams it always has, known without asking the source (a collection's `stream`
+    # must be one); empty when only the source can say (list_streams asks it).
+    fixed_streams: ClassVar[tuple[str, ...]] = ()
+    # The Syncs API's names for credential fields that the declaration names otherwise
+    # ({theirs: ours}): what other sync services call them, accepted and shown back.
+    credential_aliases: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # The rate limit a new sync gets when it asks for none: requests per interval (seconds).
+    default_rate_limit: ClassVar[Mapping[str, float]] = MappingProxyType(
+        {"allowed_requests": 10, "interval": 1, "max_concurrent_requests": 0}
+    )
     # A full read yields each key once, in ascending key order (keyset pagination).
     ordered_keys: ClassVar[bool] = False
     # It connects to a host its credentials name, through the network guard (netguard).
@@ -89,6 +110,11 @@ class SourceType(ABC):
     # The scheduler can start its runs, and its requests can be rate limited (a file
     # upload is read when a file comes: neither applies).
     scheduled: ClassVar[bool] = True
+
+    def key_column(self, config: Mapping[str, Any]) -> str:
+        """The field of each record a full read yields that holds its key, in the order of
+        `ordered_keys`."""
+        return "id"
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         """Rules across fields, after each field is valid on its own: {field: message}."""
@@ -106,7 +132,7 @@ class SourceType(ABC):
 
     def list_streams(self, conn: Connection) -> list[dict]:
         """[{name, label}] a collection can pick as its `stream`."""
-        return []
+        return [{"name": s, "label": s.replace("_", " ").title()} for s in self.fixed_streams]
 
     def sample(self, conn: Connection, stream: str | None) -> dict | None:
         """One record as a full read gives it (the first), for checking a collection's paths
@@ -173,6 +199,10 @@ REGISTRY: dict[str, SourceType] = {}
 
 
 def register(cls: type[SourceType]) -> type[SourceType]:
+    if cls.pull == cls.push:
+        raise TypeError(
+            f"{cls.__name__} must be read (pull) or receive deliveries (push), not both or neither"
+        )
     REGISTRY[cls.short_name] = cls()
     return cls
 

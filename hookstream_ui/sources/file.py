@@ -231,6 +231,8 @@ class File(SourceType):
     auth_methods = ("none",)
     labels = ("file", "csv", "json")
     scheduled = False  # each upload is its run
+    uploads, upload_formats = True, FORMATS
+    full_read_complete = False
     config_fields = (
         Field("format", "select", "Format", default="auto", options=FORMATS),
         Field("delimiter", "string", "CSV delimiter", default=",", max_length=1),

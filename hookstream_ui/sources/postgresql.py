@@ -265,6 +265,9 @@ class PostgreSQL(SourceType):
         ),
     )
 
+    def key_column(self, config):
+        return config.get("primary_key") or "id"
+
     def check(self, credentials, config):
         errors = {}
         problem = host_problem(credentials.get("host") or "")

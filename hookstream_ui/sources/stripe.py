@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 
 from ..services.upsert import Incoming, parse_time
 from . import http
@@ -60,6 +61,12 @@ class Stripe(SourceType):
     labels = ("payments", "api")
     dials_out = True
     supports_continuous = True
+    fixed_streams = STREAMS
+    # Other sync services call the key `secret`.
+    credential_aliases = MappingProxyType({"secret": "secret_key"})
+    default_rate_limit = MappingProxyType(
+        {"allowed_requests": 50, "interval": 1, "max_concurrent_requests": 0}
+    )
     auth_fields = (
         Field(
             "secret_key",
@@ -113,9 +120,6 @@ class Stripe(SourceType):
         if response.status_code == 403:
             return TestResult(False, f"The key may not list customers: {reason}")
         return TestResult(False, f"Stripe answered HTTP {response.status_code}: {reason}")
-
-    def list_streams(self, conn: Connection) -> list[dict]:
-        return [{"name": s, "label": s.replace("_", " ").title()} for s in STREAMS]
 
     def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
         stream = stream or "customer"

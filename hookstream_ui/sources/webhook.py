@@ -49,7 +49,7 @@ class Webhook(SourceType):
     auth_methods = ("signature", "none")
     labels = ("push", "realtime")
     supports_continuous = True
-    pull = False
+    pull, push = False, True
     auth_fields = (
         Field(
             "verification_type",

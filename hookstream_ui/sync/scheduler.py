@@ -104,7 +104,7 @@ def requeue_lost_backfills(now=None) -> list[str]:
     now = now or utcnow()
     # Only replays: a pull source's backfill is a run (its own sweep resumes it), pending
     # or running just as long, and a replay would mark it completed under the read.
-    replayed = [name for name, kind in REGISTRY.items() if not kind.pull]
+    replayed = [name for name, kind in REGISTRY.items() if kind.push]
     pending = db.session.scalars(
         select(Collection.id)
         .join(SourceConnection, SourceConnection.id == Collection.source_id)
