@@ -149,7 +149,7 @@ class SourceType(ABC):
             ReadContext(batch_size=1, batch_bytes=1024 * 1024, file_id=conn.latest_file_id),
         )
         try:
-            for batch, _ in zip(batches, range(3)):  # a few pages: the first can be empty
+            for batch, _ in zip(batches, range(3), strict=False):  # a few pages: the first can be empty
                 for item in batch.items:
                     if item.refused is None:
                         document = item.document()

@@ -5,6 +5,7 @@ credentials sent only to the origin they were given for."""
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -124,7 +125,25 @@ def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.R
         response.close()
 
 
-def request(method: str, url: str, **kwargs) -> httpx.Response:
+def _failure(exc: httpx.HTTPError, url: str) -> SourceError:
+    """A failed call, in the terms of what the user can fix."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return SourceError(f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s")
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return SourceError(f"TLS error talking to {host(url)}: {exc}")
+        if "refused" in text:
+            return SourceError(f"Connection refused by {host(url)}")
+        if "name or service" in text or "nodename" in text or "resolve" in text:
+            return SourceError(f"Host not found: {urlsplit(url).hostname}")
+        return SourceError(f"Could not connect to {host(url)}: {exc}")
+    return SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}")
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
     with httpx.Client(
         timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(), trust_env=False
@@ -132,23 +151,8 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 response = _fetch(client, method, url, kwargs)
-            except httpx.ConnectTimeout:
-                raise SourceError(
-                    f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s"
-                ) from None
-            except httpx.TimeoutException:
-                raise SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s") from None
-            except httpx.ConnectError as exc:
-                text = str(exc).lower()
-                if "certificate" in text or "ssl" in text or "tls" in text:
-                    raise SourceError(f"TLS error talking to {host(url)}: {exc}") from None
-                if "refused" in text:
-                    raise SourceError(f"Connection refused by {host(url)}") from None
-                if "name or service" in text or "nodename" in text or "resolve" in text:
-                    raise SourceError(f"Host not found: {urlsplit(url).hostname}") from None
-                raise SourceError(f"Could not connect to {host(url)}: {exc}") from None
             except httpx.HTTPError as exc:
-                raise SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}") from None
+                raise _failure(exc, url) from None
             if response is None:
                 raise SourceError(
                     f"{host(url)} answered more than {MAX_ANSWER_BYTES:,} bytes for {shown(url)}; "

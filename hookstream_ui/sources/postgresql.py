@@ -91,7 +91,7 @@ def _own_database(address: str | None, port: int, database: str) -> bool:
         or (url.database or url.username or "") != database
     ):
         return False
-    own = url.query.get("host") or url.host or "/tmp"
+    own = url.query.get("host") or url.host or "/tmp"  # noqa: S108 -- libpq's default socket directory, compared only
     own = own[0] if isinstance(own, tuple) else own
     try:
         own_addresses = (
@@ -137,23 +137,23 @@ def connect(creds: dict) -> psycopg.Connection:
     # environment or files of the process (a password from ~/.pgpass or PGPASSWORD, a client
     # certificate, a Kerberos ticket: no GSS encryption, no GSS or SSPI sign-in, no delegated
     # credentials) to a server someone else named.
-    params = dict(
-        host=host,
-        port=port,
-        dbname=creds["database"],
-        user=creds["username"],
-        password=creds.get("password") or "",
-        sslmode=creds.get("sslmode") or "prefer",
-        connect_timeout=int(CONNECT_TIMEOUT),
-        application_name="hookstream",
-        options="-c statement_timeout=5000",
-        passfile=NO_FILE,
-        sslcert=NO_FILE,
-        sslkey=NO_FILE,
-        gssencmode="disable",
-        require_auth="!gss,!sspi",
-        gssdelegation=0,
-    )
+    params: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "dbname": creds["database"],
+        "user": creds["username"],
+        "password": creds.get("password") or "",
+        "sslmode": creds.get("sslmode") or "prefer",
+        "connect_timeout": int(CONNECT_TIMEOUT),
+        "application_name": "hookstream",
+        "options": "-c statement_timeout=5000",
+        "passfile": NO_FILE,
+        "sslcert": NO_FILE,
+        "sslkey": NO_FILE,
+        "gssencmode": "disable",
+        "require_auth": "!gss,!sspi",
+        "gssdelegation": 0,
+    }
     addresses = [None]
     if not host.startswith(("/", "@")):
         # Connect to the addresses we checked, not to a second DNS answer (host stays for

@@ -165,36 +165,8 @@ class RestApi(SourceType):
         ),
     )
 
-    def check(self, credentials, config):
-        errors = {}
-        kind = credentials.get("auth_type", "none")
-        if kind in ("bearer", "header") and not credentials.get("token"):
-            errors["token"] = f"is required for {kind} authentication"
-        if kind == "basic" and not credentials.get("username"):
-            errors["username"] = "is required for basic authentication"
-        if (
-            kind == "header"
-            and credentials.get("header_name")
-            and not HEADER_NAME.fullmatch(credentials["header_name"])
-        ):
-            errors["header_name"] = NOT_A_HEADER_NAME
-        for name in ("records_path", "next_path", "updated_at_path"):
-            if config.get(name):
-                try:
-                    config[name] = jsonpaths.normalise(config[name])
-                except ValueError as exc:
-                    errors[name] = str(exc)
-        if config.get("pagination") in ("cursor", "next_link") and not config.get("next_path"):
-            errors["next_path"] = "is required for cursor and next-link pagination"
-        if config.get("pagination") in ("page", "offset", "cursor") and not config.get("page_param"):
-            errors["page_param"] = "is required for this pagination"
-        size = config.get("page_size")
-        if size is not None and not 1 <= size <= 10000:
-            errors["page_size"] = "must be from 1 to 10000"
-        rate = config.get("requests_per_second")
-        if rate is not None and not 0 < rate <= 1000:
-            errors["requests_per_second"] = "must be more than 0 and at most 1000"
-        return errors
+    def check(self, credentials: dict, config: dict) -> dict[str, str]:
+        return {**_auth_errors(credentials), **_config_errors(config)}
 
     def test(self, conn: Connection) -> TestResult:
         url = endpoint_url(conn.credentials, conn.config)
@@ -230,7 +202,7 @@ class RestApi(SourceType):
         path = conn.config.get("path") or "/"
         return [{"name": path, "label": f"GET {path}"}]
 
-    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):  # noqa: C901 -- replaced whole by the connectors work; not split for now
         creds, config = conn.credentials, conn.config
         url = endpoint_url(creds, {**config, "path": stream or config.get("path")})
         style = config.get("pagination") or "none"
@@ -335,3 +307,42 @@ class RestApi(SourceType):
                 retry=http.may_pass(response.status_code),
             )
         return http.answer_json(response, url, "The API")
+
+
+def _auth_errors(credentials: dict) -> dict[str, str]:
+    """What the chosen authentication needs of the other credential fields."""
+    errors = {}
+    kind = credentials.get("auth_type", "none")
+    if kind in ("bearer", "header") and not credentials.get("token"):
+        errors["token"] = f"is required for {kind} authentication"
+    if kind == "basic" and not credentials.get("username"):
+        errors["username"] = "is required for basic authentication"
+    if (
+        kind == "header"
+        and credentials.get("header_name")
+        and not HEADER_NAME.fullmatch(credentials["header_name"])
+    ):
+        errors["header_name"] = NOT_A_HEADER_NAME
+    return errors
+
+
+def _config_errors(config: dict) -> dict[str, str]:
+    """Paths normalised (in `config`), and what the chosen pagination needs."""
+    errors = {}
+    for name in ("records_path", "next_path", "updated_at_path"):
+        if config.get(name):
+            try:
+                config[name] = jsonpaths.normalise(config[name])
+            except ValueError as exc:
+                errors[name] = str(exc)
+    if config.get("pagination") in ("cursor", "next_link") and not config.get("next_path"):
+        errors["next_path"] = "is required for cursor and next-link pagination"
+    if config.get("pagination") in ("page", "offset", "cursor") and not config.get("page_param"):
+        errors["page_param"] = "is required for this pagination"
+    size = config.get("page_size")
+    if size is not None and not 1 <= size <= 10000:
+        errors["page_size"] = "must be from 1 to 10000"
+    rate = config.get("requests_per_second")
+    if rate is not None and not 0 < rate <= 1000:
+        errors["requests_per_second"] = "must be more than 0 and at most 1000"
+    return errors
