@@ -16,7 +16,7 @@ from ..sources import REGISTRY, SourceType, source_type
 from . import collections as collection_svc
 from . import sources as source_svc
 from .names import pydantic_name
-from .pagination import paginate
+from .pagination import Page, paginate
 from .runs import ensure_idle
 
 # Properties of a credential that describe it rather than authenticate: kept beside it, in
@@ -74,12 +74,12 @@ class _SyncFields(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value):
+    def _name(cls, value: str | None) -> str | None:
         return pydantic_name(value, 1, NAME_MAX)
 
     @field_validator("sync_frequency")
     @classmethod
-    def _frequency(cls, value):
+    def _frequency(cls, value: str | None) -> str | None:
         from ..sync.schedule import parse_frequency
 
         if value is not None:
@@ -88,7 +88,7 @@ class _SyncFields(BaseModel):
 
     @field_validator("collection_ids")
     @classmethod
-    def _collections(cls, value):
+    def _collections(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("must name at least one collection")
         return value
@@ -108,7 +108,7 @@ class SyncUpdate(_SyncFields):
 
     @field_validator("status")
     @classmethod
-    def _status(cls, value):
+    def _status(cls, value: str | None) -> str | None:
         if value is not None and value not in ("active", "disabled"):
             raise ValueError("must be active or disabled")
         return value
@@ -220,7 +220,7 @@ def _use_credential(principal: Principal, source: SourceConnection, credential_i
     source.credential_source_id, source.status = holder.id, "pending"
 
 
-def create_sync(principal: Principal, payload) -> SourceConnection:
+def create_sync(principal: Principal, payload: object) -> SourceConnection:
     data: SyncCreate = validated(SyncCreate, payload)
     kind = source_type(data.provider)
     if kind is None or not kind.pull:
@@ -239,7 +239,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
             {"sourceShortName": data.provider, "name": data.name, "config": {}},
             credential_from=holder,
         )
-    else:
+    elif data.credential is not None:
         credentials, meta = _credentials_from(data.provider, data.credential)
         source = source_svc.create_source(
             principal,
@@ -328,8 +328,14 @@ def delete_sync(principal: Principal, source: SourceConnection) -> None:
 
 
 def list_syncs(
-    principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None
-):
+    principal: Principal,
+    *,
+    cursor: str | None = None,
+    limit: object = None,
+    provider: str | None = None,
+    status: str | None = None,
+    external_id: str | None = None,
+) -> Page:
     # A filter that can match nothing is a typo: say so rather than answer an empty list.
     if provider and provider not in PULL_PROVIDERS:
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(PULL_PROVIDERS)})

@@ -12,8 +12,10 @@ delivery is judged by the source as it is when the delivery is stored, in every 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import Row, bindparam, or_, select
 
 from ..models import Org, SourceConnection, db
 from ..sources import REGISTRY
@@ -40,10 +42,10 @@ ONE = _QUERY.where(_SOURCES.c.id == bindparam("source_id"))
 MANY = _QUERY.where(_SOURCES.c.id.in_(bindparam("ids", expanding=True)))
 LIMIT = 1000  # sources remembered per process; past it, all are forgotten and read again
 
-_remembered: dict[str, tuple] = {}
+_remembered: dict[str, tuple[Row[Any], str]] = {}
 
 
-def version(row) -> str:
+def version(row: Row[Any]) -> str:
     """A digest of everything ingest reads of a source (its secrets only as ciphertext)."""
     return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=12).hexdigest()
 
@@ -69,6 +71,6 @@ def forget(source_id: str) -> None:
     _remembered.pop(source_id, None)
 
 
-def current_versions(source_ids) -> dict[str, str]:
+def current_versions(source_ids: Iterable[str]) -> dict[str, str]:
     """The sources' versions as stored now, read in the caller's transaction."""
     return {row.id: version(row) for row in db.session.execute(MANY, {"ids": sorted(source_ids)})}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -55,13 +56,16 @@ class Batch:
     rejected: list = field(default_factory=list)  # reasons for rows that could not be read
 
 
+Batches = Generator[Batch, None, None]
+
+
 @dataclass
 class ReadContext:
     """What the engine lends a reader: throttling, the run's file, the age cutoff."""
 
-    throttle: object = lambda: None
+    throttle: Callable[[], object] = lambda: None
     file_id: str | None = None
-    not_before: object = None  # datetime or None (max_age_days)
+    not_before: datetime | None = None  # max_age_days before the run
     batch_size: int = 1000
     # A batch is cut at batch_size rows or at about this many bytes of them, whichever comes
     # first, so that memory follows the batch, not the widest rows.
@@ -171,7 +175,7 @@ class SourceType(ABC):
         checkpoint: dict,
         full: bool,
         ctx: ReadContext,
-    ):
+    ) -> Batches:
         """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads
         everything; otherwise only what changed since `state`. Push types never read."""
         raise SourceError(f"{self.name} sources receive events; they have nothing to read", retry=False)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from ..models import SourceFile, SourceFileChunk, db
 from ..services import documents
 from ..services.upsert import Incoming
-from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
+from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
 FORMATS = (
@@ -54,7 +54,7 @@ class ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target) -> int:
+    def readinto(self, target: Any) -> int:  # a writable buffer (memoryview, bytearray)
         while not self.buffer:
             chunk = db.session.scalar(
                 select(SourceFileChunk.data).where(
@@ -77,7 +77,7 @@ class Malformed(str):
 _OPENS, _CLOSES = {"start_map", "start_array"}, {"end_map", "end_array"}
 
 
-def _array_items(raw: io.BufferedReader, max_bytes: int) -> Iterator[dict | Malformed]:
+def _array_items(raw: io.BufferedReader[Any], max_bytes: int) -> Iterator[dict | Malformed]:
     """The items of a top-level JSON array, one at a time, from ijson's plain events.
     (ijson.items keeps a path for every level it is inside, which a file of 100,000 `[`
     turned into gigabytes; an item nested past documents.MAX_DEPTH, or larger than
@@ -104,9 +104,10 @@ def _array_items(raw: io.BufferedReader, max_bytes: int) -> Iterator[dict | Malf
 
 def _array_item(event: str, value: object, events: Iterator[tuple[str, Any]], max_bytes: int) -> object:
     """The item that `event` opens, read to its end: a dict, or what is wrong with it."""
-    builder: ObjectBuilder | None = ObjectBuilder()
+    first = ObjectBuilder()
+    first.event(event, value)
+    builder: ObjectBuilder | None = first
     depth, size, problem = 1, 1, "is not a JSON object"
-    builder.event(event, value)
     for event, value in events:
         depth += (event in _OPENS) - (event in _CLOSES)
         size += len(value) + 4 if isinstance(value, str) else 8  # about what it takes as JSON
@@ -121,7 +122,7 @@ def _array_item(event: str, value: object, events: Iterator[tuple[str, Any]], ma
     return builder.value if builder is not None and isinstance(builder.value, dict) else problem
 
 
-def _lines(text, max_bytes: int) -> Iterator[tuple[int, str | None]]:
+def _lines(text: io.TextIOWrapper, max_bytes: int) -> Iterator[tuple[int, str | None]]:
     """(number, line) of a text file, a line longer than `max_bytes` as None: read past in
     pieces, never held whole."""
     number = 0
@@ -161,7 +162,7 @@ def iter_records(
         raise ValueError(f"CSV error: {exc}") from None
 
 
-def _json_records(raw: io.BufferedReader, max_bytes: int) -> Iterator[dict | Malformed]:
+def _json_records(raw: io.BufferedReader[Any], max_bytes: int) -> Iterator[dict | Malformed]:
     # An object at the top ({"data": [...]}, a common API dump) would read as no records.
     if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
         raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
@@ -189,11 +190,14 @@ def _ndjson_records(text: io.TextIOWrapper, max_bytes: int) -> Iterator[dict | M
         yield item if isinstance(item, dict) else Malformed(f"line {number} is not a JSON object")
 
 
-def _csv_rows(text, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
+def _csv_rows(text: io.TextIOWrapper, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
     csv.field_size_limit(max_bytes)
     delimiter = (config.get("delimiter") or ",")[:1]
     header = config.get("has_header") is not False
-    reader = csv.DictReader(text, delimiter=delimiter) if header else csv.reader(text, delimiter=delimiter)
+    # Rows are dicts with a header, lists without.
+    reader: Any = (
+        csv.DictReader(text, delimiter=delimiter) if header else csv.reader(text, delimiter=delimiter)
+    )
     if header and not reader.fieldnames:
         raise ValueError("the CSV file has no header row")
     while True:
@@ -260,7 +264,7 @@ class File(SourceType):
                 "No file uploaded yet: upload one on the source page or by API, and it is checked then",
                 waiting=True,
             )
-        stored = db.session.get(SourceFile, conn.latest_file_id)
+        stored = db.session.get_one(SourceFile, conn.latest_file_id)
         try:
             sample = list(
                 islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100)
@@ -283,7 +287,15 @@ class File(SourceType):
     def list_streams(self, conn: Connection) -> list[dict]:
         return [{"name": "uploads", "label": "Uploaded files"}]
 
-    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+    def read(
+        self,
+        conn: Connection,
+        stream: str | None,
+        state: dict | None,
+        checkpoint: dict,
+        full: bool,
+        ctx: ReadContext,
+    ) -> Batches:
         """The run's file, streamed in batches; resuming skips the rows already applied."""
         file_id = ctx.file_id or conn.latest_file_id
         stored = db.session.get(SourceFile, file_id) if file_id else None

@@ -5,6 +5,7 @@ credentials sent only to the origin they were given for."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -30,7 +31,14 @@ class GuardedBackend(httpcore.SyncBackend):
     connect (DNS rebinding) reaches only the address that was checked. TLS and the Host
     header keep the name."""
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         return super().connect_tcp(resolve(host, port)[0], port, timeout, local_address, socket_options)
 
 
@@ -74,14 +82,14 @@ def may_pass(status: int) -> bool:
     return status >= 500 or status in (408, 409, 429)
 
 
-def json_of(response: httpx.Response):
+def json_of(response: httpx.Response) -> Any:
     """The answer's JSON. Raises ValueError, also for JSON nested past documents.MAX_DEPTH
     (documents.TooDeep), where httpx's own json() let a RecursionError through, which failed
     the run as an unexpected error and retried it with backoff."""
     return documents.loads(response.content)
 
 
-def answer_json(response: httpx.Response, url: str, speaker: str):
+def answer_json(response: httpx.Response, url: str, speaker: str) -> Any:
     """The answer's JSON, or a SourceError saying what `speaker` ("The API", "Stripe") sent
     instead. A successful answer that is not JSON (not UTF-8, not JSON, nested too deep) is
     what this endpoint answers, and will be the same next time: none is retried. (An error

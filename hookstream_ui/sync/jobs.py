@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -23,7 +24,7 @@ from ..services import locks, upsert
 from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
 from ..sources import Connection, SourceError, SourceType
-from ..sources.base import ReadContext
+from ..sources.base import Batch, ReadContext
 from .ratelimit import RateLimiter
 from .worker import queue
 
@@ -36,7 +37,7 @@ BACKOFF_SECONDS = (5, 30, 120)
 _END = object()
 
 
-def read_ahead(app, batches, depth: int = 2):
+def read_ahead(app: Flask, batches: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
     """Iterate `batches` with the next one read in a thread while this one is written.
     Errors in the reader surface in the caller, in order."""
     import queue as queue_mod
@@ -44,7 +45,7 @@ def read_ahead(app, batches, depth: int = 2):
     pipe: queue_mod.Queue = queue_mod.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def produce():
+    def produce() -> None:
         with app.app_context():
             try:
                 for batch in batches:
@@ -76,6 +77,11 @@ def read_ahead(app, batches, depth: int = 2):
         stop.set()
 
 
+def _this_app() -> Flask:
+    """The app itself, for a thread that outlives the context its proxy stands for."""
+    return current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy method; flask types current_app as the app
+
+
 class Superseded(Exception):
     """Another executor owns this run now (it was resumed elsewhere)."""
 
@@ -86,13 +92,13 @@ class Cancelled(Exception):
 
 def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
     q = queue("default")
-    kwargs = dict(
-        job_id=f"run-{run.id}-{run.claim_token}",
-        job_timeout=24 * 3600,
-        result_ttl=3600,
-        failure_ttl=7 * 86400,
-        description=f"sync run {run.id}",
-    )
+    kwargs = {
+        "job_id": f"run-{run.id}-{run.claim_token}",
+        "job_timeout": 24 * 3600,
+        "result_ttl": 3600,
+        "failure_ttl": 7 * 86400,
+        "description": f"sync run {run.id}",
+    }
     if delay:
         q.enqueue_in(delay, run_sync, run.id, run.claim_token, **kwargs)
     else:
@@ -102,12 +108,12 @@ def enqueue_run(run: SyncRun, delay: timedelta | None = None) -> None:
 class Heartbeat(threading.Thread):
     """Touches heartbeat_at every few seconds from its own connection while the run works."""
 
-    def __init__(self, app, run_id: str, token: str):
+    def __init__(self, app: Flask, run_id: str, token: str) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.app, self.run_id, self.token = app, run_id, token
         self.stopped = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         with self.app.app_context():
             while not self.stopped.wait(HEARTBEAT_SECONDS):
                 with db.engine.begin() as conn:
@@ -117,7 +123,7 @@ class Heartbeat(threading.Thread):
                         .values(heartbeat_at=utcnow())
                     )
 
-    def stop(self):
+    def stop(self) -> None:
         self.stopped.set()
 
 
@@ -137,7 +143,7 @@ def run_sync(run_id: str, token: str) -> str:
         if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
             collection.status = "SYNCING"
     db.session.commit()
-    heartbeat = Heartbeat(current_app._get_current_object(), run.id, token)
+    heartbeat = Heartbeat(_this_app(), run.id, token)
     heartbeat.start()
     try:
         _execute(run, token)
@@ -232,7 +238,7 @@ def _read_into(
     counts and checkpoint together; the last checkpoint."""
     full = run.mode == "full"
     batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
-    for batch in read_ahead(current_app._get_current_object(), batches):
+    for batch in read_ahead(_this_app(), batches):
         _guard(run.id, token)
         outcome = upsert.apply(
             collection,

@@ -12,8 +12,9 @@ import os
 import secrets
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from flask import Flask
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -34,7 +35,7 @@ PRUNE_LIMIT = 50_000
 _next_prune = [0.0]
 
 
-def resume_stale(now=None) -> list[str]:
+def resume_stale(now: datetime | None = None) -> list[str]:
     """Running runs whose heartbeat stopped (worker killed): resume from their checkpoint."""
     from .jobs import enqueue_run
 
@@ -62,7 +63,7 @@ def resume_stale(now=None) -> list[str]:
     return [r.id for r in resumed]
 
 
-def requeue_lost(now=None) -> list[str]:
+def requeue_lost(now: datetime | None = None) -> list[str]:
     """Pending runs whose job is gone from Redis (e.g. Redis was flushed) go back on the queue."""
     from .jobs import enqueue_run
 
@@ -93,7 +94,7 @@ def requeue_lost_indexing() -> list[str]:
     return lost
 
 
-def requeue_lost_backfills(now=None) -> list[str]:
+def requeue_lost_backfills(now: datetime | None = None) -> list[str]:
     """Webhook collections whose replay is pending or running with no job waiting or running
     (Redis was down when it was asked for, or was flushed, or its worker died mid-replay):
     the replay goes on the queue, and resumes from its cursor. A dead worker's replay said
@@ -129,7 +130,7 @@ def _waiting_or_running(job_id: str) -> bool:
     return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
-def enqueue_due(now=None) -> list[str]:
+def enqueue_due(now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
     due = db.session.scalars(
@@ -152,7 +153,7 @@ def enqueue_due(now=None) -> list[str]:
             # Nothing it could read into: asked again at its next time, not at every tick.
             from .schedule import next_run_after
 
-            source.next_run_at = next_run_after(source.sync_frequency, now)
+            source.next_run_at = next_run_after(source.sync_frequency, now) if source.sync_frequency else None
             db.session.commit()
             continue
         # Until this run finishes and sets the real next time, do not pick it again.
@@ -189,7 +190,7 @@ def tick() -> dict:
     }
 
 
-def run_forever(app, interval: float = 1.0) -> None:
+def run_forever(app: Flask, interval: float = 1.0) -> None:
     me = f"{os.uname().nodename}:{os.getpid()}"
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

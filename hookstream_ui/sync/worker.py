@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import Flask
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.job import Job
 
 from ..extensions import db, get_redis
 from ..process import settle_garbage_collector
@@ -19,7 +21,7 @@ def queue(name: str = "default") -> Queue:
     return Queue(name, connection=get_redis())
 
 
-def enqueue_or_leave(enqueue, what: str) -> bool:
+def enqueue_or_leave(enqueue: Callable[[], object], what: str) -> bool:
     """Enqueue a job whose state is a database row (a pending run, a backfill or an index
     pass waiting): with Redis unreachable the request still succeeds, the row stays waiting,
     and the scheduler enqueues it once Redis is back. False when it was left."""
@@ -38,7 +40,9 @@ class AppWorker(Worker):
 
     flask_app: Flask | None = None
 
-    def perform_job(self, job, queue):
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        if self.flask_app is None:
+            raise RuntimeError("run_worker sets the app before any job")
         with self.flask_app.app_context():
             # RQ runs each job in a forked work horse: never share the parent's sockets.
             db.engine.dispose(close=False)
