@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets as pysecrets
+from typing import Any
 
-from flask import flash, make_response, redirect, render_template, request, url_for
+from flask import Response, flash, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import sentence
+from ..models import Collection, Event
 from ..services import collections as collection_svc
 from ..services import ingest as ingest_svc
 from ..services import records as record_svc
@@ -27,19 +32,19 @@ TRAIL_MAX = 50  # pages "previous" can walk back; further back is the first page
 RECORD_FILTERS = ("q", "event_type", "filter_path", "filter_value")
 
 
-def _column_fields(collection, sample: int = 50) -> list[dict]:
+def _column_fields(collection: Collection, sample: int = 50) -> list[dict]:
     """Scalar fields at plain dot paths, most present first: what a column can show."""
     fields = [f for f in record_svc.infer_schema(collection, sample)["fields"] if record_svc.filterable(f)]
     fields.sort(key=lambda f: (-f["presence"], f["path"].count("."), f["path"]))
     return fields
 
 
-def _columns(collection) -> list[str]:
+def _columns(collection: Collection) -> list[str]:
     """A few scalar top-level-ish paths from the schema, most present first."""
     return [f["path"] for f in _column_fields(collection)[:PREVIEW_COLUMNS]]
 
 
-def chosen_columns(args) -> list[str]:
+def chosen_columns(args: MultiDict[str, str]) -> list[str]:
     """The columns picked in the browser (`cols`, repeated), as $-paths; bad ones are dropped."""
     chosen = []
     for raw in args.getlist("cols"):
@@ -49,7 +54,7 @@ def chosen_columns(args) -> list[str]:
     return chosen[:MAX_COLUMNS]
 
 
-def record_filters(args) -> dict:
+def record_filters(args: MultiDict[str, str]) -> dict:
     """The toolbar's filter as the API's `filter[<path>]`: a field with a value (an empty
     value included, which matches empty text)."""
     if args.get("filter_path") and args.get("filter_value") is not None:
@@ -57,7 +62,7 @@ def record_filters(args) -> dict:
     return {}
 
 
-def export_query(args) -> dict:
+def export_query(args: MultiDict[str, str]) -> dict[str, Any]:
     """The export links' query for what the browser shows: its search, event type and filter,
     and for CSV the columns picked (none picked: every field)."""
     return {
@@ -68,12 +73,12 @@ def export_query(args) -> dict:
     }
 
 
-def trail_of(args) -> list[str]:
+def trail_of(args: MultiDict[str, str]) -> list[str]:
     """The cursors of the pages before this one (the first page's is none), oldest first."""
     return [c for c in (args.get("trail") or "").split(",") if c][-TRAIL_MAX:]
 
 
-def pages(args, next_cursor: str | None, state: dict) -> dict:
+def pages(args: MultiDict[str, str], next_cursor: str | None, state: dict) -> dict:
     """Query arguments (with the filters in `state`) for the previous and next page, and this
     page's number: keyset cursors go one way, so the way back is carried along (`trail`)."""
     cursor, trail = args.get("cursor") or None, trail_of(args)
@@ -90,18 +95,18 @@ def pages(args, next_cursor: str | None, state: dict) -> dict:
     return {"previous": previous, "next": following, "number": len(trail) + (2 if cursor else 1)}
 
 
-def push_url(response, endpoint: str, args, **values):
+def push_url(response: Response, endpoint: str, args: MultiDict[str, str], **values: Any) -> Response:
     """Keep what the browser shows in the address bar, so that a reload or a shared link
     shows it again. Polls and the first load change nothing, so they push nothing."""
     if request.headers.get("HX-Request") and request.headers.get("HX-Trigger") not in ("records", "events"):
         state = {k: v for k, v in args.items(multi=True) if v and k not in ("recent",)}
-        query = {k: args.getlist(k) if k == "cols" else args.get(k) for k in state}
+        query: dict[str, Any] = {k: args.getlist(k) if k == "cols" else args.get(k) for k in state}
         response.headers["HX-Push-Url"] = url_for(endpoint, **values, **query)
     return response
 
 
 @bp.get("/collections/<ident>/_schema")
-def schema_partial(ident):
+def schema_partial(ident: str) -> ResponseReturnValue:
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     schema = record_svc.infer_schema(collection)
     fields = [{**f, "filterable": record_svc.filterable(f)} for f in schema["fields"]]
@@ -115,11 +120,11 @@ def schema_partial(ident):
 
 
 @bp.get("/collections/<ident>/_records")
-def records_partial(ident):
+def records_partial(ident: str) -> ResponseReturnValue:
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     args = request.args
     filters = record_filters(args)
-    query = {
+    query: dict[str, Any] = {
         "search": args.get("q") or None,
         "event_type": args.get("event_type") or None,
         "filters": filters,
@@ -171,7 +176,7 @@ def records_partial(ident):
 
 
 @bp.get("/collections/<ident>/records/<record_key:key>")
-def record_detail(ident, key):
+def record_detail(ident: str, key: str) -> ResponseReturnValue:
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     record = record_svc.get_record_or_404(collection, key)
     history = record_svc.events_for_record(collection, record)
@@ -185,7 +190,7 @@ def record_detail(ident, key):
 
 
 @bp.get("/events")
-def events_page():
+def events_page() -> ResponseReturnValue:
     principal = current_principal()
     errors = _outcome_errors(request.args.get("status"))
     return render_template(
@@ -209,7 +214,7 @@ def _outcome_errors(outcome: str | None) -> dict:
 
 
 @bp.get("/events/_list")
-def events_partial():
+def events_partial() -> ResponseReturnValue:
     principal = current_principal()
     args = request.args
     if _outcome_errors(args.get("status")):
@@ -233,7 +238,7 @@ def events_partial():
     # New events come only to sources that are pushed to: with none of those shown, nothing
     # can change, and the poll stops (286).
     listening = any(
-        not getattr(source_type(s.short_name), "pull", True) and args.get("source_id") in (None, "", s.id)
+        getattr(source_type(s.short_name), "push", False) and args.get("source_id") in (None, "", s.id)
         for s in sources
     )
     live = not args.get("cursor") and listening
@@ -254,14 +259,12 @@ def events_partial():
 
 
 @bp.get("/events/<event_id>")
-def event_detail(event_id):
+def event_detail(event_id: str) -> ResponseReturnValue:
     event = record_svc.get_event_or_404(current_principal(), event_id)
     body = event.body
-    if event.body_encoding == "utf-8":
-        try:
+    if event.body_encoding == "utf-8" and event.body is not None:
+        with contextlib.suppress(ValueError, TypeError):  # not JSON after all: shown as received
             body = json.dumps(documents.loads(event.body), indent=2, sort_keys=True, ensure_ascii=False)
-        except (ValueError, TypeError):
-            pass
     return render_template(
         "dashboard/events/detail.html",
         event=event,
@@ -271,12 +274,12 @@ def event_detail(event_id):
 
 
 @bp.post("/sources/<source_id>/test-event")
-def source_test_event(source_id):
+def source_test_event(source_id: str) -> ResponseReturnValue:
     """Send a sample event through the real ingest path, signed with the source's own scheme."""
     principal = current_principal()
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
-    if source.short_name != "webhook":
+    if not source_svc.type_of(source).push:
         flash("Only webhook sources take test events.", "error")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
     body = json.dumps(
@@ -305,7 +308,7 @@ def source_test_event(source_id):
     return redirect(url_for("dashboard.event_detail", event_id=event.id))
 
 
-def _test_event_said(event) -> str:
+def _test_event_said(event: Event) -> str:
     """What a test event did, record by record: it is a real delivery, so say what it wrote."""
     names = {cid: c.name for cid, c in record_svc.collections_by_id(list(event.outcomes or {})).items()}
     done = []

@@ -4,21 +4,23 @@ inline Test connection, detail, edit, upload, clear data and delete."""
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..extensions import csrf
 from ..forms import FormState, sentence
+from ..models import SourceConnection
 from ..services import live
 from ..services import sources as svc
-from ..sources import MASK, REGISTRY, source_type_or_404
+from ..sources import MASK, REGISTRY, Field, SourceType, source_type_or_404
 from . import bp
 
 
-def _submitted(kind) -> tuple[str, dict, dict]:
+def _submitted(kind: SourceType) -> tuple[str, dict, dict]:
     """Name, credentials and config as typed; an unchecked checkbox is false."""
 
-    def section(prefix, fields):
+    def section(prefix: str, fields: tuple[Field, ...]) -> dict:
         values = {}
         for f in fields:
             raw = request.form.get(f"{prefix}.{f.name}")
@@ -32,9 +34,11 @@ def _submitted(kind) -> tuple[str, dict, dict]:
     )
 
 
-def _form_state(kind, name, credentials, config, keep_secrets: bool) -> FormState:
+def _form_state(
+    kind: SourceType, name: str, credentials: dict, config: dict, keep_secrets: bool
+) -> FormState:
     """What the form shows again: typed values, and secrets only as the mask of a stored one."""
-    values = {"name": name}
+    values: dict[str, object] = {"name": name}
     for f in kind.auth_fields:
         value = credentials.get(f.name)
         if f.secret:
@@ -44,7 +48,7 @@ def _form_state(kind, name, credentials, config, keep_secrets: bool) -> FormStat
     return FormState(values)
 
 
-def _field_errors(kind, exc: ValidationFailed) -> dict:
+def _field_errors(kind: SourceType, exc: ValidationFailed) -> dict:
     """Service errors name plain fields; the form's inputs are prefixed by section."""
     auth = {f.name for f in kind.auth_fields}
     config = {f.name for f in kind.config_fields}
@@ -59,19 +63,19 @@ def _field_errors(kind, exc: ValidationFailed) -> dict:
     return errors
 
 
-def _labels(kind) -> dict:
+def _labels(kind: SourceType) -> dict:
     """Each field's label, by the name a service error gives it."""
     return {"name": "Name", **{f.name: f.label for f in (*kind.auth_fields, *kind.config_fields)}}
 
 
-def _defaults(kind) -> FormState:
+def _defaults(kind: SourceType) -> FormState:
     values = {f"credentials.{f.name}": f.default for f in kind.auth_fields}
     values.update({f"config.{f.name}": f.default for f in kind.config_fields})
     return FormState(values)
 
 
 @bp.get("/sources")
-def sources_list():
+def sources_list() -> ResponseReturnValue:
     principal = current_principal()
     sources = svc.list_sources(principal)
     return render_template(
@@ -80,12 +84,12 @@ def sources_list():
 
 
 @bp.get("/sources/catalog")
-def source_catalog():
+def source_catalog() -> ResponseReturnValue:
     return render_template("dashboard/sources/catalog.html", types=list(REGISTRY.values()))
 
 
 @bp.route("/sources/new/<short_name>", methods=["GET", "POST"])
-def source_new(short_name):
+def source_new(short_name: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     kind = source_type_or_404(short_name)
@@ -108,7 +112,7 @@ def source_new(short_name):
 
 
 @bp.post("/sources/test-form/<short_name>")
-def source_test_form(short_name):
+def source_test_form(short_name: str) -> ResponseReturnValue:
     """htmx: test what the connect or edit form holds, without saving it."""
     principal = current_principal()
     require_role(principal, "member")
@@ -137,12 +141,12 @@ def source_test_form(short_name):
 
 
 @bp.get("/sources/<source_id>")
-def source_detail(source_id):
+def source_detail(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     return detail_page(svc.get_source_or_404(principal, source_id))
 
 
-def schedule_form(source) -> FormState:
+def schedule_form(source: SourceConnection) -> FormState:
     limit = source.rate_limit or {}
     return FormState(
         {
@@ -156,7 +160,9 @@ def schedule_form(source) -> FormState:
     )
 
 
-def detail_page(source, schedule: FormState | None = None, status: int = 200):
+def detail_page(
+    source: SourceConnection, schedule: FormState | None = None, status: int = 200
+) -> ResponseReturnValue:
     """The source's page; `schedule` is the schedule form as typed when it was refused."""
     from ..services.runs import runs_of
 
@@ -178,7 +184,7 @@ def detail_page(source, schedule: FormState | None = None, status: int = 200):
 
 
 @bp.post("/sources/<source_id>/test")
-def source_test(source_id):
+def source_test(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
@@ -194,7 +200,7 @@ def source_test(source_id):
 
 
 @bp.route("/sources/<source_id>/edit", methods=["GET", "POST"])
-def source_edit(source_id):
+def source_edit(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
@@ -221,7 +227,7 @@ def source_edit(source_id):
 # as large as an upload only once the sender is known to be a member.
 @csrf.exempt
 @bp.post("/sources/<source_id>/upload")
-def source_upload(source_id):
+def source_upload(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
@@ -251,7 +257,7 @@ def source_upload(source_id):
 
 
 @bp.route("/sources/<source_id>/clear", methods=["GET", "POST"])
-def source_clear(source_id):
+def source_clear(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
@@ -268,7 +274,7 @@ def source_clear(source_id):
 
 
 @bp.route("/sources/<source_id>/delete", methods=["GET", "POST"])
-def source_delete(source_id):
+def source_delete(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = svc.get_source_or_404(principal, source_id)
@@ -297,7 +303,7 @@ def source_delete(source_id):
 
 
 @bp.get("/collections/_streams")
-def collection_streams():
+def collection_streams() -> ResponseReturnValue:
     """htmx partial for the collection form: the streams of the chosen source. Listing them
     connects to the source with its stored credentials: members only, as a test is."""
     principal = current_principal()

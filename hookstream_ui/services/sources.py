@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import IO, TypeVar
 
 from flask import abort, current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 
 from ..errors import ValidationFailed
 from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db
 from ..models.principal import Principal
-from ..sources import Connection, SourceType, TestResult, secrets, source_type
+from ..sources import REGISTRY, Connection, SourceType, TestResult, secrets, source_type, source_type_or_404
 from ..sources import fields as field_rules
-from ..sources.file import FORMATS
 from ..values.times import utcnow
 from . import audit, links, search_index
 from .collections import ensure_bindable, get_collection_or_404
 from .names import clean_name
 
 NAME_MAX = 120
+T = TypeVar("T")
 
 
 def ingest_url(source: SourceConnection) -> str | None:
-    if source.short_name != "webhook":
+    if not type_of(source).push:
         return None
     return links.public(f"/v1/ingest/{source.id}")
 
@@ -54,7 +56,8 @@ def ingest_command(source: SourceConnection) -> str | None:
 
 
 def type_of(source: SourceConnection) -> SourceType:
-    return source_type(source.short_name)
+    """A stored connection's type: always a registered one (create_source checks)."""
+    return REGISTRY[source.short_name]
 
 
 def credential_holder(source: SourceConnection) -> SourceConnection:
@@ -72,11 +75,15 @@ def credential_holder(source: SourceConnection) -> SourceConnection:
 
 def credential_users(holder: SourceConnection) -> list[SourceConnection]:
     """The other connections that use `holder`'s credential."""
-    return db.session.scalars(
-        select(SourceConnection)
-        .where(SourceConnection.credential_source_id == holder.id, SourceConnection.env_id == holder.env_id)
-        .order_by(SourceConnection.created_at, SourceConnection.id)
-    ).all()
+    return list(
+        db.session.scalars(
+            select(SourceConnection)
+            .where(
+                SourceConnection.credential_source_id == holder.id, SourceConnection.env_id == holder.env_id
+            )
+            .order_by(SourceConnection.created_at, SourceConnection.id)
+        ).all()
+    )
 
 
 def credentials_of(source: SourceConnection) -> dict:
@@ -105,8 +112,8 @@ def masked_credentials(source: SourceConnection) -> dict:
 
 def _clean(
     kind: SourceType,
-    credentials,
-    config,
+    credentials: object,
+    config: object,
     stored: tuple[dict, dict] | None = None,
     partial: tuple[bool, bool] = (False, False),
 ) -> tuple[dict, dict]:
@@ -146,17 +153,18 @@ def _clean(
     return creds, conf
 
 
-def _name(value) -> str:
+def _name(value: object) -> str:
     return clean_name(value, "name", 1, NAME_MAX)
 
 
-def _named(value, clean, kept: str | None = None):
+def _named(value: object, clean: Callable[[], T], kept: str | None = None) -> tuple[str, T]:
     """The cleaned name (`kept` when none is given) and `clean()`'s result; a bad name is
     reported with the other fields' errors, not alone on a first round."""
+    name, name_errors = "", {}
     try:
-        name, name_errors = (kept if value is None and kept is not None else _name(value)), {}
+        name = kept if value is None and kept is not None else _name(value)
     except ValidationFailed as exc:
-        name, name_errors = None, exc.errors
+        name_errors = exc.errors
     try:
         result = clean()
     except ValidationFailed as exc:
@@ -167,15 +175,13 @@ def _named(value, clean, kept: str | None = None):
 
 
 def create_source(
-    principal: Principal, payload, credential_from: SourceConnection | None = None
+    principal: Principal, payload: object, credential_from: SourceConnection | None = None
 ) -> SourceConnection:
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
     short = payload.get("sourceShortName")
     kind = source_type(short) if isinstance(short, str) else None
     if kind is None:
-        from ..sources import REGISTRY
-
         raise ValidationFailed(
             {
                 "sourceShortName": "is required"
@@ -183,6 +189,7 @@ def create_source(
                 else "must be one of: " + ", ".join(sorted(REGISTRY))
             }
         )
+    creds: dict | None
     if credential_from is not None:
         # The credential is used where it is held, not copied: only the config is new.
         name, (_, conf) = _named(
@@ -231,9 +238,9 @@ def update_source(
     principal: Principal,
     source: SourceConnection,
     *,
-    name=None,
-    credentials=None,
-    config=None,
+    name: object = None,
+    credentials: dict | None = None,
+    config: dict | None = None,
     partial: bool = False,
 ) -> SourceConnection:
     """Change what is given: a half left out (None) stays as it is, and with `partial` so do
@@ -321,11 +328,15 @@ def test_source(principal: Principal, source: SourceConnection) -> TestResult:
 
 
 def test_unsaved(
-    principal: Principal, short_name: str, credentials, config, existing: SourceConnection | None = None
-):
+    principal: Principal,
+    short_name: str,
+    credentials: dict | None,
+    config: dict | None,
+    existing: SourceConnection | None = None,
+) -> TestResult:
     """Test what a form holds before it is saved (the connect form's Test button). A stored
     secret it borrows goes only where it was given (field_rules.validate), and is audited."""
-    kind = source_type(short_name)
+    kind = source_type_or_404(short_name)
     if existing is not None and existing.short_name != short_name:  # its secrets are for another type
         raise ValidationFailed({"source_id": f"is a {existing.short_name} source, not {short_name}"})
     stored = (credentials_of(existing), dict(existing.config or {})) if existing else None
@@ -358,7 +369,7 @@ def list_streams(principal: Principal, source: SourceConnection) -> list[dict]:
         ) from None
 
 
-def scoped_sources(principal: Principal):
+def scoped_sources(principal: Principal) -> Select[tuple[SourceConnection]]:
     return select(SourceConnection).where(
         SourceConnection.org_id == principal.org.id, SourceConnection.env_id == principal.env.id
     )
@@ -369,9 +380,11 @@ def list_sources(principal: Principal, collection_id: str | None = None) -> list
     if collection_id:
         collection = get_collection_or_404(principal, collection_id)
         query = query.where(SourceConnection.id == collection.source_id)
-    return db.session.scalars(
-        query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())
-    ).all()
+    return list(
+        db.session.scalars(
+            query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())
+        ).all()
+    )
 
 
 def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
@@ -382,9 +395,11 @@ def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
 
 
 def bound_collections(source: SourceConnection) -> list[Collection]:
-    return db.session.scalars(
-        select(Collection).where(Collection.source_id == source.id, Collection.env_id == source.env_id)
-    ).all()
+    return list(
+        db.session.scalars(
+            select(Collection).where(Collection.source_id == source.id, Collection.env_id == source.env_id)
+        ).all()
+    )
 
 
 def readable_collections(source: SourceConnection) -> list[Collection]:
@@ -402,7 +417,7 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
         return 0
     criteria = (Record.collection_id.in_(ids), Record.env_id == source.env_id)
     search_index.forget(*criteria)
-    deleted = db.session.execute(delete(Record).where(*criteria)).rowcount
+    deleted: int = db.session.execute(delete(Record).where(*criteria)).rowcount  # type: ignore[attr-defined]  # a DML result has one; Result's type does not say
     db.session.execute(
         update(Collection)
         .where(Collection.id.in_(ids))
@@ -449,7 +464,7 @@ def rehome_credential(source: SourceConnection) -> None:
     db.session.flush()
 
 
-def parse_bool_param(value, name: str, default: bool = False) -> bool:
+def parse_bool_param(value: str | None, name: str, default: bool = False) -> bool:
     if value is None:
         return default
     if value.lower() in ("true", "1"):
@@ -460,13 +475,15 @@ def parse_bool_param(value, name: str, default: bool = False) -> bool:
 
 
 def store_file(
-    principal: Principal, source: SourceConnection, filename: str, stream, fmt: str | None = None
+    principal: Principal, source: SourceConnection, filename: str, stream: IO[bytes], fmt: str | None = None
 ) -> SourceFile:
     """Save an upload chunk by chunk, hashing as it goes; never the whole file in memory."""
-    if source.short_name != "file":
+    kind = type_of(source)
+    if not kind.uploads:
         raise ValidationFailed({"file": "only file sources take uploads"})
-    if fmt and fmt not in dict(FORMATS):
-        raise ValidationFailed({"format": f"must be one of {', '.join(dict(FORMATS))}"})
+    formats = dict(kind.upload_formats)
+    if fmt and fmt not in formats:
+        raise ValidationFailed({"format": f"must be one of {', '.join(formats)}"})
     filename = (filename or "upload").rsplit("/", 1)[-1].replace("\x00", "")[:255] or "upload"
     stored = SourceFile(
         org_id=source.org_id,
@@ -497,4 +514,4 @@ def store_file(
 
 
 def count_files(source: SourceConnection) -> int:
-    return db.session.scalar(select(func.count(SourceFile.id)).where(SourceFile.source_id == source.id))
+    return db.session.scalar(select(func.count(SourceFile.id)).where(SourceFile.source_id == source.id)) or 0

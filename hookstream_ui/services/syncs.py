@@ -1,6 +1,6 @@
-"""/v1/syncs (seed 004): a pull source connection seen as a sync — its credential, the
-collections it feeds, its schedule, rate limit and health. One row, two views, so the
-Sources API and the Syncs API cannot disagree."""
+"""/v1/syncs: a pull source connection seen as a sync — its credential, the collections it
+feeds, its schedule, rate limit and health. One row, two views, so the Sources API and the
+Syncs API cannot disagree."""
 
 from __future__ import annotations
 
@@ -12,19 +12,17 @@ from sqlalchemy import select
 from ..errors import ValidationFailed, documented, validated
 from ..models import Collection, SourceConnection, db
 from ..models.principal import Principal
-from ..sources import REGISTRY, source_type
+from ..sources import REGISTRY, SourceType, source_type
 from ..values.times import utcnow
 from . import collections as collection_svc
 from . import sources as source_svc
 from .names import pydantic_name
-from .pagination import paginate
+from .pagination import Page, paginate
 from .runs import ensure_idle
 
-# Seed 004 names the Stripe key `secret`; our declaration calls it `secret_key`.
-PROPERTY_ALIASES = {"stripe": {"secret": "secret_key"}}
+# Properties of a credential that describe it rather than authenticate: kept beside it, in
+# the clear, and never passed to the source type.
 CREDENTIAL_META = ("kind", "name", "test")
-DEFAULT_RATE_LIMITS = {"stripe": {"allowed_requests": 50, "interval": 1, "max_concurrent_requests": 0}}
-FALLBACK_RATE_LIMIT = {"allowed_requests": 10, "interval": 1, "max_concurrent_requests": 0}
 NAME_MAX = source_svc.NAME_MAX
 MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
 PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
@@ -77,12 +75,12 @@ class _SyncFields(BaseModel):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value):
+    def _name(cls, value: str | None) -> str | None:
         return pydantic_name(value, 1, NAME_MAX)
 
     @field_validator("sync_frequency")
     @classmethod
-    def _frequency(cls, value):
+    def _frequency(cls, value: str | None) -> str | None:
         from ..values.schedule import parse_frequency
 
         if value is not None:
@@ -91,7 +89,7 @@ class _SyncFields(BaseModel):
 
     @field_validator("collection_ids")
     @classmethod
-    def _collections(cls, value):
+    def _collections(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             raise ValueError("must name at least one collection")
         return value
@@ -111,15 +109,16 @@ class SyncUpdate(_SyncFields):
 
     @field_validator("status")
     @classmethod
-    def _status(cls, value):
+    def _status(cls, value: str | None) -> str | None:
         if value is not None and value not in ("active", "disabled"):
             raise ValueError("must be active or disabled")
         return value
 
 
 def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict]:
-    """Seed-style properties → the provider's authFields, and the non-secret metadata."""
-    aliases = PROPERTY_ALIASES.get(provider, {})
+    """The credential's properties as the provider's authFields (under the names the type
+    accepts for them), and the non-secret metadata."""
+    aliases = REGISTRY[provider].credential_aliases
     auth = {aliases.get(k, k): v for k, v in credential.properties.items() if k not in CREDENTIAL_META}
     meta = {k: credential.properties[k] for k in CREDENTIAL_META if k in credential.properties}
     meta.update(oauth_app_id=credential.oauth_app_id, metadata=credential.metadata)
@@ -136,13 +135,14 @@ def _check_refs(principal: Principal, provider: str, refs: list[str], source_id:
                 raise ValidationFailed(
                     {"collection_ids": f"{ref!r} is not a {provider} stream (write {provider}:<stream>)"}
                 )
-            if provider == "stripe":
-                from ..sources.stripe import STREAMS
-
-                if stream not in STREAMS:
-                    raise ValidationFailed(
-                        {"collection_ids": f"{stream!r} is not a Stripe stream; one of " + ", ".join(STREAMS)}
-                    )
+            streams = REGISTRY[provider].fixed_streams
+            if streams and stream not in streams:
+                raise ValidationFailed(
+                    {
+                        "collection_ids": f"{stream!r} is not a {REGISTRY[provider].name} stream; one of "
+                        + ", ".join(streams)
+                    }
+                )
         else:
             collection_svc.ensure_bindable(
                 collection_svc.get_collection_or_404(principal, ref), "collection_ids", to=source_id
@@ -150,7 +150,8 @@ def _check_refs(principal: Principal, provider: str, refs: list[str], source_id:
 
 
 def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> None:
-    """Each ref is `provider:stream` (created when missing, keyed by $.id) or a collection id/slug."""
+    """Each ref is `provider:stream` (created when missing, keyed by the type's key column)
+    or a collection id/slug."""
     _check_refs(principal, source.short_name, refs, source.id)
     wanted = []
     for ref in refs:
@@ -172,7 +173,7 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
                         "slug": None if collection_svc.slug_taken(principal, slug) else slug,
                         "source_id": source.id,
                         "stream": stream,
-                        "primary_key_path": "$.id",
+                        "primary_key_path": f"$.{REGISTRY[provider].key_column(source.config or {})}",
                     },
                 )
         else:
@@ -220,16 +221,13 @@ def _use_credential(principal: Principal, source: SourceConnection, credential_i
     source.credential_source_id, source.status = holder.id, "pending"
 
 
-def create_sync(principal: Principal, payload) -> SourceConnection:
+def create_sync(principal: Principal, payload: object) -> SourceConnection:
     data: SyncCreate = validated(SyncCreate, payload)
     kind = source_type(data.provider)
     if kind is None or not kind.pull:
         pulls = sorted(k for k, t in REGISTRY.items() if t.pull)
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(pulls)})
-    if data.sync_frequency and not kind.scheduled:
-        raise ValidationFailed(
-            {"sync_frequency": "cannot be set: this source type runs when a file is uploaded"}
-        )
+    _refuse_schedule(kind, data.sync_frequency)
     if data.credential is None and not data.credential_id:
         raise ValidationFailed({"credential": "is required (or give credential_id)"})
     _check_refs(principal, data.provider, data.collection_ids)
@@ -242,7 +240,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
             {"sourceShortName": data.provider, "name": data.name, "config": {}},
             credential_from=holder,
         )
-    else:
+    elif data.credential is not None:
         credentials, meta = _credentials_from(data.provider, data.credential)
         source = source_svc.create_source(
             principal,
@@ -250,11 +248,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
         )
         source.credential_meta = meta
     source.stream_id = data.stream_id
-    source.rate_limit = (
-        data.rate_limit.model_dump()
-        if data.rate_limit
-        else DEFAULT_RATE_LIMITS.get(data.provider, FALLBACK_RATE_LIMIT)
-    )
+    source.rate_limit = data.rate_limit.model_dump() if data.rate_limit else dict(kind.default_rate_limit)
     source.sync_frequency = (data.sync_frequency or "4h") if kind.scheduled else None
     source.max_age_days = data.max_age_days
     source.sync_metadata, source.external_id = data.metadata, data.external_id
@@ -264,7 +258,7 @@ def create_sync(principal: Principal, payload) -> SourceConnection:
     return source
 
 
-def update_sync(principal: Principal, source: SourceConnection, payload) -> SourceConnection:
+def update_sync(principal: Principal, source: SourceConnection, payload: object) -> SourceConnection:
     """PATCH /v1/syncs/<id>, and the schedule form on a source's page."""
     data: SyncUpdate = validated(SyncUpdate, payload)
     given = data.model_fields_set
@@ -273,29 +267,51 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
     if "collection_ids" in given and data.collection_ids:
         # Before anything changes (a credential change commits): a refused ref changes nothing.
         _check_refs(principal, source.short_name, data.collection_ids, source.id)
-    if data.credential_id:
-        _use_credential(principal, source, data.credential_id)
-    if "credential" in given and data.credential is not None:
-        # Rotates the credential this sync uses, shared or not: every sync using it gets it.
-        credentials, meta = _credentials_from(source.short_name, data.credential)
-        source_svc.update_source(principal, source, credentials=credentials)
-        source_svc.credential_holder(source).credential_meta = meta
+    _change_credential(principal, source, data)
     if "name" in given and data.name:
         source.name = data.name
     if "collection_ids" in given and data.collection_ids:
         _bind(principal, source, data.collection_ids)
     if "rate_limit" in given:
         source.rate_limit = data.rate_limit.model_dump() if data.rate_limit else None
-    if data.sync_frequency and not source_type(source.short_name).scheduled:
+    _refuse_schedule(source_svc.type_of(source), data.sync_frequency)
+    if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
+        _reschedule(source, data.sync_frequency)
+    _change_settings(source, data)
+    db.session.commit()
+    return source
+
+
+def _change_credential(principal: Principal, source: SourceConnection, data: SyncUpdate) -> None:
+    """Switch to a shared credential (`credential_id`), or rotate the one this sync uses
+    (`credential`), shared or not: every sync using it gets it. Either commits."""
+    if data.credential_id:
+        _use_credential(principal, source, data.credential_id)
+    if "credential" in data.model_fields_set and data.credential is not None:
+        credentials, meta = _credentials_from(source.short_name, data.credential)
+        source_svc.update_source(principal, source, credentials=credentials)
+        source_svc.credential_holder(source).credential_meta = meta
+
+
+def _refuse_schedule(kind: SourceType, frequency: str | None) -> None:
+    if frequency and not kind.scheduled:
         raise ValidationFailed(
             {"sync_frequency": "cannot be set: this source type runs when a file is uploaded"}
         )
-    if "sync_frequency" in given and data.sync_frequency != source.sync_frequency:
-        # The next run follows the new schedule (it kept the old one's time: 24h changed to
-        # 15m still waited a day), counted from now; none without a schedule.
-        from ..values.schedule import next_run_after
 
-        source.next_run_at = next_run_after(data.sync_frequency, utcnow()) if data.sync_frequency else None
+
+def _reschedule(source: SourceConnection, frequency: str | None) -> None:
+    """The next run follows the new schedule (it kept the old one's time: 24h changed to 15m
+    still waited a day), counted from now; none without a schedule."""
+    from ..values.schedule import next_run_after
+
+    source.next_run_at = next_run_after(frequency, utcnow()) if frequency else None
+
+
+def _change_settings(source: SourceConnection, data: SyncUpdate) -> None:
+    """The fields stored as they are given, and the status (resuming a scheduled sync makes
+    its next run due now if none was set)."""
+    given = data.model_fields_set
     for field in ("stream_id", "max_age_days", "sync_frequency", "external_id"):
         if field in given:
             setattr(source, field, getattr(data, field))
@@ -305,8 +321,6 @@ def update_sync(principal: Principal, source: SourceConnection, payload) -> Sour
         source.sync_status = data.status
         if data.status == "active" and source.next_run_at is None and source.sync_frequency:
             source.next_run_at = utcnow()
-    db.session.commit()
-    return source
 
 
 def delete_sync(principal: Principal, source: SourceConnection) -> None:
@@ -315,8 +329,14 @@ def delete_sync(principal: Principal, source: SourceConnection) -> None:
 
 
 def list_syncs(
-    principal: Principal, *, cursor=None, limit=None, provider=None, status=None, external_id=None
-):
+    principal: Principal,
+    *,
+    cursor: str | None = None,
+    limit: object = None,
+    provider: str | None = None,
+    status: str | None = None,
+    external_id: str | None = None,
+) -> Page:
     # A filter that can match nothing is a typo: say so rather than answer an empty list.
     if provider and provider not in PULL_PROVIDERS:
         raise ValidationFailed({"provider": "must be one of: " + ", ".join(PULL_PROVIDERS)})
@@ -342,8 +362,9 @@ def get_sync_or_404(principal: Principal, sync_id: str) -> SourceConnection:
 
 
 def credential_properties(source: SourceConnection) -> dict:
-    """The credential as seed 004 shows it: every secret reads `***********`."""
-    reverse = {ours: theirs for theirs, ours in PROPERTY_ALIASES.get(source.short_name, {}).items()}
+    """The credential as the Syncs API shows it, under the names it was given by: every
+    secret reads `***********`."""
+    reverse = {ours: theirs for theirs, ours in source_svc.type_of(source).credential_aliases.items()}
     masked = source_svc.masked_credentials(source)
     props = {reverse.get(k, k): v for k, v in masked.items()}
     meta = source_svc.credential_holder(source).credential_meta or {}

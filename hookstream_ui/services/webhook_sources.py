@@ -1,4 +1,4 @@
-"""The webhook sources ingest reads, remembered by each web process.
+"""The push sources (webhooks) ingest reads, remembered by each web process.
 
 Reading the source cost a query for every delivery (three round trips on PostgreSQL, with
 the pool's ping and the rollback). A remembered source is only ever used on the way to the
@@ -12,12 +12,16 @@ delivery is judged by the source as it is when the delivery is stored, in every 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, or_, select
 
 from ..models import Org, SourceConnection, db
+from ..sources import REGISTRY
 
 _SOURCES, _ORGS = SourceConnection.__table__, Org.__table__
+PUSH_TYPES = sorted(name for name, kind in REGISTRY.items() if kind.push)
 COLUMNS = (
     _SOURCES.c.id,
     _SOURCES.c.org_id,
@@ -30,22 +34,24 @@ COLUMNS = (
 # Built once, from tables rather than entities: building and keying the query per delivery,
 # and an ORM session around it, were a fifth of the web processes' time.
 _QUERY = (
-    select(*COLUMNS).join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id).where(_SOURCES.c.short_name == "webhook")
+    select(*COLUMNS)
+    .join(_ORGS, _ORGS.c.id == _SOURCES.c.org_id)
+    .where(or_(*(_SOURCES.c.short_name == name for name in PUSH_TYPES)))
 )
 ONE = _QUERY.where(_SOURCES.c.id == bindparam("source_id"))
 MANY = _QUERY.where(_SOURCES.c.id.in_(bindparam("ids", expanding=True)))
 LIMIT = 1000  # sources remembered per process; past it, all are forgotten and read again
 
-_remembered: dict[str, tuple] = {}
+_remembered: dict[str, tuple[Row[Any], str]] = {}
 
 
-def version(row) -> str:
+def version(row: Row[Any]) -> str:
     """A digest of everything ingest reads of a source (its secrets only as ciphertext)."""
     return hashlib.blake2b(repr(tuple(row)).encode(), digest_size=12).hexdigest()
 
 
 def read(source_id: str, fresh: bool = False) -> tuple:
-    """(row, version) of a webhook source, or (None, None) if there is no such source."""
+    """(row, version) of a push source, or (None, None) if there is no such source."""
     if not fresh:
         found = _remembered.get(source_id)
         if found is not None:
@@ -65,6 +71,6 @@ def forget(source_id: str) -> None:
     _remembered.pop(source_id, None)
 
 
-def current_versions(source_ids) -> dict[str, str]:
+def current_versions(source_ids: Iterable[str]) -> dict[str, str]:
     """The sources' versions as stored now, read in the caller's transaction."""
     return {row.id: version(row) for row in db.session.execute(MANY, {"ids": sorted(source_ids)})}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from flask import abort
 
@@ -53,13 +56,16 @@ class Batch:
     rejected: list = field(default_factory=list)  # reasons for rows that could not be read
 
 
+Batches = Generator[Batch, None, None]
+
+
 @dataclass
 class ReadContext:
     """What the engine lends a reader: throttling, the run's file, the age cutoff."""
 
-    throttle: object = lambda: None
+    throttle: Callable[[], object] = lambda: None
     file_id: str | None = None
-    not_before: object = None  # datetime or None (max_age_days)
+    not_before: datetime | None = None  # max_age_days before the run
     batch_size: int = 1000
     # A batch is cut at batch_size rows or at about this many bytes of them, whichever comes
     # first, so that memory follows the batch, not the widest rows.
@@ -80,8 +86,27 @@ class SourceType(ABC):
     auth_fields: ClassVar[tuple[Field, ...]] = ()
     config_fields: ClassVar[tuple[Field, ...]] = ()
     name_example: ClassVar[str] = ""  # the connect form's placeholder for the connection's name
-    # Pull types are read by the sync engine; push types (webhooks) receive events.
+    # Pull types are read by the sync engine; push types receive deliveries at their ingest
+    # URL (/v1/ingest/<id>), and take test events there. A type is one or the other.
     pull: ClassVar[bool] = True
+    push: ClassVar[bool] = False
+    # Files can be uploaded to it (as `upload_formats`); each upload is read by a run.
+    uploads: ClassVar[bool] = False
+    upload_formats: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # A full read yields everything the source holds, so what it did not yield is gone from
+    # the source and its record is removed. An upload holds only what it holds: a full read
+    # of one leaves the records of earlier uploads alone.
+    full_read_complete: ClassVar[bool] = True
+    # The streams it always has, known without asking the source (a collection's `stream`
+    # must be one); empty when only the source can say (list_streams asks it).
+    fixed_streams: ClassVar[tuple[str, ...]] = ()
+    # The Syncs API's names for credential fields that the declaration names otherwise
+    # ({theirs: ours}): what other sync services call them, accepted and shown back.
+    credential_aliases: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # The rate limit a new sync gets when it asks for none: requests per interval (seconds).
+    default_rate_limit: ClassVar[Mapping[str, float]] = MappingProxyType(
+        {"allowed_requests": 10, "interval": 1, "max_concurrent_requests": 0}
+    )
     # A full read yields each key once, in ascending key order (keyset pagination).
     ordered_keys: ClassVar[bool] = False
     # It connects to a host its credentials name, through the network guard (netguard).
@@ -89,6 +114,11 @@ class SourceType(ABC):
     # The scheduler can start its runs, and its requests can be rate limited (a file
     # upload is read when a file comes: neither applies).
     scheduled: ClassVar[bool] = True
+
+    def key_column(self, config: Mapping[str, Any]) -> str:
+        """The field of each record a full read yields that holds its key, in the order of
+        `ordered_keys`."""
+        return "id"
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         """Rules across fields, after each field is valid on its own: {field: message}."""
@@ -106,7 +136,7 @@ class SourceType(ABC):
 
     def list_streams(self, conn: Connection) -> list[dict]:
         """[{name, label}] a collection can pick as its `stream`."""
-        return []
+        return [{"name": s, "label": s.replace("_", " ").title()} for s in self.fixed_streams]
 
     def sample(self, conn: Connection, stream: str | None) -> dict | None:
         """One record as a full read gives it (the first), for checking a collection's paths
@@ -123,7 +153,7 @@ class SourceType(ABC):
             ReadContext(batch_size=1, batch_bytes=1024 * 1024, file_id=conn.latest_file_id),
         )
         try:
-            for batch, _ in zip(batches, range(3)):  # a few pages: the first can be empty
+            for batch, _ in zip(batches, range(3), strict=False):  # a few pages: the first can be empty
                 for item in batch.items:
                     if item.refused is None:
                         document = item.document()
@@ -145,7 +175,7 @@ class SourceType(ABC):
         checkpoint: dict,
         full: bool,
         ctx: ReadContext,
-    ):
+    ) -> Batches:
         """Yield Batch objects for one stream, resuming after `checkpoint`. `full` reads
         everything; otherwise only what changed since `state`. Push types never read."""
         raise SourceError(f"{self.name} sources receive events; they have nothing to read", retry=False)
@@ -173,6 +203,10 @@ REGISTRY: dict[str, SourceType] = {}
 
 
 def register(cls: type[SourceType]) -> type[SourceType]:
+    if cls.pull == cls.push:
+        raise TypeError(
+            f"{cls.__name__} must be read (pull) or receive deliveries (push), not both or neither"
+        )
     REGISTRY[cls.short_name] = cls()
     return cls
 

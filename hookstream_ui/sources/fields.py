@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from ..errors import ValidationFailed
 
 FIELD_TYPES = ("string", "number", "password", "boolean", "select", "text", "url")
-# What every page and response shows instead of a stored secret (seed 004's mask).
+# What every page and response shows instead of a stored secret (the Syncs API's mask).
 MASK = "***********"
 TRUE_WORDS = {"true", "on", "1", "yes"}
 FALSE_WORDS = {"false", "off", "0", "no", ""}
@@ -45,9 +45,12 @@ class Field:
     # What the source uses while the field is empty (not stored): shown as the value in use.
     fallback: str | None = field(default=None, compare=False)
 
-    def __post_init__(self):
-        assert self.type in FIELD_TYPES, self.type
-        assert self.type != "select" or self.options, f"{self.name}: a select needs options"
+    def __post_init__(self) -> None:
+        # A declaration's mistake, found when its module is imported.
+        if self.type not in FIELD_TYPES:
+            raise TypeError(f"{self.name}: no field type {self.type!r}")
+        if self.type == "select" and not self.options:
+            raise TypeError(f"{self.name}: a select needs options")
 
     @property
     def secret(self) -> bool:
@@ -56,7 +59,7 @@ class Field:
     def option_values(self) -> list[str]:
         return [o[0] if isinstance(o, tuple) else o for o in self.options]
 
-    def shown(self, value, values: dict | None = None) -> str:
+    def shown(self, value: object, values: dict | None = None) -> str:
         """A stored value as the form offered it: a select's option by its label; an empty one
         as the value in use (its fallback), unless the field does not apply to `values`."""
         if self.type == "boolean" and value not in (None, ""):
@@ -127,34 +130,37 @@ def object_schema(fields: tuple[Field, ...]) -> dict:
     }
 
 
-def _blank(value) -> bool:
+def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
-def _coerce(f: Field, value):
-    """The clean value, or raise ValueError with the message shown beside the field."""
-    if f.type == "number":
-        if isinstance(value, bool):
-            raise ValueError("must be a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        if isinstance(value, (int, float)):
-            return value
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise ValueError("must be a number") from None
-            if not math.isfinite(number):
-                raise ValueError("must be a finite number")
-            return int(number) if number.is_integer() else number
+def _number(value: object) -> int | float:
+    if isinstance(value, bool):
         raise ValueError("must be a number")
-    if f.type == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
-            return value.strip().lower() in TRUE_WORDS
-        raise ValueError("must be true or false")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if isinstance(value, int | float):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a number")
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return int(number) if number.is_integer() else number
+
+
+def _boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise ValueError("must be true or false")
+
+
+def _text(f: Field, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
     value = value if f.type in ("password", "text") else value.strip()
@@ -169,9 +175,39 @@ def _coerce(f: Field, value):
     return value
 
 
+def _coerce(f: Field, value: object) -> object:
+    """The clean value, or raise ValueError with the message shown beside the field."""
+    if f.type == "number":
+        return _number(value)
+    if f.type == "boolean":
+        return _boolean(value)
+    return _text(f, value)
+
+
+class FieldsFailed(ValidationFailed):
+    """Some fields were refused; `clean` holds what did pass, so that the type's cross-field
+    checks can still judge it: every error of a form is reported at once, not one round per
+    submit."""
+
+    def __init__(self, errors: dict[str, str], clean: dict, code: str):
+        super().__init__(errors, code=code)
+        self.clean = clean
+
+
+@dataclass
+class _Cleaning:
+    """What validate() has decided so far."""
+
+    clean: dict = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    # Stored secrets sent back as the mask (or left out of a partial change): kept or not
+    # once their destination's new values are known.
+    kept: list[Field] = field(default_factory=list)
+
+
 def validate(
     fields: tuple[Field, ...],
-    given,
+    given: object,
     existing: dict | None = None,
     *,
     code: str = "validation_error",
@@ -184,53 +220,59 @@ def validate(
         raise ValidationFailed({"body": "must be a JSON object"}, code=code)
     existing = existing or {}
     known = {f.name: f for f in fields}
-    errors = {name: "is not a field of this source type" for name in given if name not in known}
-    clean, kept = {}, []
+    state = _Cleaning(
+        errors={name: "is not a field of this source type" for name in given if name not in known}
+    )
     for f in fields:
-        present = f.name in given
-        value = given.get(f.name)
-        if f.secret and (value == MASK or (partial and not present)):
-            if existing.get(f.name):
-                kept.append(f)  # decided below, once its destination's new values are known
-                continue
-            present, value = False, None
-        if not present and partial and f.name in existing:
-            clean[f.name] = existing[f.name]
-            continue
-        if _blank(value) and not (f.type == "boolean" and present and value == ""):
-            if f.default is not None:
-                clean[f.name] = f.default
-            elif f.required:
-                errors[f.name] = "is required"
-            continue
-        try:
-            clean[f.name] = _coerce(f, value)
-        except ValueError as exc:
-            errors[f.name] = str(exc)
-    clean = _applicable(fields, clean)
-    for f in kept:
-        if f.shown_when and clean.get(f.shown_when[0]) not in f.shown_when[1]:
+        _clean_field(f, given, existing, partial, state)
+    state.clean = _applicable(fields, state.clean)
+    _keep_secrets(known, existing, state)
+    if state.errors:
+        raise FieldsFailed(state.errors, _applicable(fields, state.clean), code)
+    return _applicable(fields, state.clean)
+
+
+def _clean_field(f: Field, given: dict, existing: dict, partial: bool, state: _Cleaning) -> None:
+    present = f.name in given
+    value = given.get(f.name)
+    if f.secret and (value == MASK or (partial and not present)):
+        if existing.get(f.name):
+            state.kept.append(f)
+            return
+        present, value = False, None
+    if not present and partial and f.name in existing:
+        state.clean[f.name] = existing[f.name]
+        return
+    if _blank(value) and not (f.type == "boolean" and present and value == ""):
+        if f.default is not None:
+            state.clean[f.name] = f.default
+        elif f.required:
+            state.errors[f.name] = "is required"
+        return
+    try:
+        state.clean[f.name] = _coerce(f, value)
+    except ValueError as exc:
+        state.errors[f.name] = str(exc)
+
+
+def _keep_secrets(known: dict[str, Field], existing: dict, state: _Cleaning) -> None:
+    """A stored secret is kept only while every field saying where it is sent is unchanged."""
+    for f in state.kept:
+        if f.shown_when and state.clean.get(f.shown_when[0]) not in f.shown_when[1]:
             continue  # for another choice now: dropped, not sent anywhere
         # (A destination stored before it had a default counts as that default.)
         moved = [
             known[d].label
             for d in f.sent_to
-            if d not in errors and clean.get(d) != existing.get(d, known[d].default)
+            if d not in state.errors and state.clean.get(d) != existing.get(d, known[d].default)
         ]
         if moved:
-            errors[f.name] = (
+            state.errors[f.name] = (
                 f"must be entered again: {', '.join(moved)} changed, and a stored secret "
                 "is only ever sent where it was given"
             )
         else:
-            clean[f.name] = existing[f.name]
-    if errors:
-        failed = ValidationFailed(errors, code=code)
-        # What did pass, so that the type's cross-field checks can still judge it: every
-        # error of a form is reported at once, not one round per submit.
-        failed.clean = _applicable(fields, clean)
-        raise failed
-    return _applicable(fields, clean)
+            state.clean[f.name] = existing[f.name]
 
 
 def _applicable(fields: tuple[Field, ...], values: dict) -> dict:

@@ -7,6 +7,7 @@ import io
 from collections import deque
 from collections.abc import Iterator
 from itertools import islice
+from typing import Any
 
 import ijson
 from flask import current_app
@@ -16,7 +17,7 @@ from sqlalchemy import select
 from ..models import SourceFile, SourceFileChunk, db
 from ..values import documents
 from ..values.records import Incoming
-from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
+from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
 FORMATS = (
@@ -53,7 +54,7 @@ class ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target) -> int:
+    def readinto(self, target: Any) -> int:  # a writable buffer (memoryview, bytearray)
         while not self.buffer:
             chunk = db.session.scalar(
                 select(SourceFileChunk.data).where(
@@ -76,7 +77,7 @@ class Malformed(str):
 _OPENS, _CLOSES = {"start_map", "start_array"}, {"end_map", "end_array"}
 
 
-def _array_items(raw, max_bytes: int) -> Iterator[dict | Malformed]:
+def _array_items(raw: io.BufferedReader[Any], max_bytes: int) -> Iterator[dict | Malformed]:
     """The items of a top-level JSON array, one at a time, from ijson's plain events.
     (ijson.items keeps a path for every level it is inside, which a file of 100,000 `[`
     turned into gigabytes; an item nested past documents.MAX_DEPTH, or larger than
@@ -94,30 +95,34 @@ def _array_items(raw, max_bytes: int) -> Iterator[dict | Malformed]:
         if event not in _OPENS:
             yield Malformed(f"item {number} is not a JSON object")
             continue
-        builder, depth, size, problem = ObjectBuilder(), 1, 1, None
-        builder.event(event, value)
-        for event, value in events:
-            depth += (event in _OPENS) - (event in _CLOSES)
-            size += len(value) + 4 if isinstance(value, str) else 8  # about what it takes as JSON
-            if depth > documents.MAX_DEPTH:
-                builder, problem = None, documents.TooDeep()
-            elif size > max_bytes and builder is not None:
-                builder, problem = None, f"is larger than the record size limit ({max_bytes:,} bytes)"
-            if builder is not None:
-                builder.event(event, value)
-            if depth == 0:
-                break
-        if builder is None:
-            yield Malformed(f"item {number} {problem}")
+        item = _array_item(event, value, events, max_bytes)
+        if isinstance(item, dict):
+            yield item
         else:
-            yield (
-                builder.value
-                if isinstance(builder.value, dict)
-                else Malformed(f"item {number} is not a JSON object")
-            )
+            yield Malformed(f"item {number} {item}")
 
 
-def _lines(text, max_bytes: int) -> Iterator[tuple[int, str | None]]:
+def _array_item(event: str, value: object, events: Iterator[tuple[str, Any]], max_bytes: int) -> object:
+    """The item that `event` opens, read to its end: a dict, or what is wrong with it."""
+    first = ObjectBuilder()
+    first.event(event, value)
+    builder: ObjectBuilder | None = first
+    depth, size, problem = 1, 1, "is not a JSON object"
+    for event, value in events:
+        depth += (event in _OPENS) - (event in _CLOSES)
+        size += len(value) + 4 if isinstance(value, str) else 8  # about what it takes as JSON
+        if depth > documents.MAX_DEPTH:
+            builder, problem = None, str(documents.TooDeep())
+        elif size > max_bytes and builder is not None:
+            builder, problem = None, f"is larger than the record size limit ({max_bytes:,} bytes)"
+        if builder is not None:
+            builder.event(event, value)
+        if depth == 0:
+            break
+    return builder.value if builder is not None and isinstance(builder.value, dict) else problem
+
+
+def _lines(text: io.TextIOWrapper, max_bytes: int) -> Iterator[tuple[int, str | None]]:
     """(number, line) of a text file, a line longer than `max_bytes` as None: read past in
     pieces, never held whole."""
     number = 0
@@ -143,36 +148,12 @@ def iter_records(
     raw = io.BufferedReader(ChunkReader(stored.id), buffer_size=64 * 1024)
     fmt = detect_format(stored.filename, stored.format)
     if fmt == "json":
-        # An object at the top ({"data": [...]}, a common API dump) would read as no records.
-        if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
-            raise ValueError(
-                "the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON"
-            )
-        try:
-            yield from _array_items(raw, max_bytes)
-        except ijson.JSONError as exc:
-            raise ValueError(f"not a valid JSON array: {exc}") from None
+        yield from _json_records(raw, max_bytes)
         return
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
     try:
         if fmt == "ndjson":
-            for number, line in _lines(text, max_bytes):
-                if line is None:
-                    yield Malformed(
-                        f"line {number} is larger than the record size limit ({max_bytes:,} bytes)"
-                    )
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    item = documents.loads(line)
-                except documents.Refused as exc:
-                    yield Malformed(f"line {number} {exc}")
-                    continue
-                except ValueError:
-                    yield Malformed(f"line {number} is not valid JSON")
-                    continue
-                yield item if isinstance(item, dict) else Malformed(f"line {number} is not a JSON object")
+            yield from _ndjson_records(text, max_bytes)
         else:
             yield from _csv_rows(text, config, max_bytes)
     except UnicodeDecodeError:
@@ -181,11 +162,42 @@ def iter_records(
         raise ValueError(f"CSV error: {exc}") from None
 
 
-def _csv_rows(text, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
+def _json_records(raw: io.BufferedReader[Any], max_bytes: int) -> Iterator[dict | Malformed]:
+    # An object at the top ({"data": [...]}, a common API dump) would read as no records.
+    if raw.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+        raise ValueError("the file holds a JSON object, not an array of records: upload [{…}, …] or NDJSON")
+    try:
+        yield from _array_items(raw, max_bytes)
+    except ijson.JSONError as exc:
+        raise ValueError(f"not a valid JSON array: {exc}") from None
+
+
+def _ndjson_records(text: io.TextIOWrapper, max_bytes: int) -> Iterator[dict | Malformed]:
+    for number, line in _lines(text, max_bytes):
+        if line is None:
+            yield Malformed(f"line {number} is larger than the record size limit ({max_bytes:,} bytes)")
+            continue
+        if not line.strip():
+            continue
+        try:
+            item = documents.loads(line)
+        except documents.Refused as exc:
+            yield Malformed(f"line {number} {exc}")
+            continue
+        except ValueError:
+            yield Malformed(f"line {number} is not valid JSON")
+            continue
+        yield item if isinstance(item, dict) else Malformed(f"line {number} is not a JSON object")
+
+
+def _csv_rows(text: io.TextIOWrapper, config: dict, max_bytes: int) -> Iterator[dict | Malformed]:
     csv.field_size_limit(max_bytes)
     delimiter = (config.get("delimiter") or ",")[:1]
     header = config.get("has_header") is not False
-    reader = csv.DictReader(text, delimiter=delimiter) if header else csv.reader(text, delimiter=delimiter)
+    # Rows are dicts with a header, lists without.
+    reader: Any = (
+        csv.DictReader(text, delimiter=delimiter) if header else csv.reader(text, delimiter=delimiter)
+    )
     if header and not reader.fieldnames:
         raise ValueError("the CSV file has no header row")
     while True:
@@ -231,6 +243,8 @@ class File(SourceType):
     auth_methods = ("none",)
     labels = ("file", "csv", "json")
     scheduled = False  # each upload is its run
+    uploads, upload_formats = True, FORMATS
+    full_read_complete = False
     config_fields = (
         Field("format", "select", "Format", default="auto", options=FORMATS),
         Field("delimiter", "string", "CSV delimiter", default=",", max_length=1),
@@ -250,7 +264,7 @@ class File(SourceType):
                 "No file uploaded yet: upload one on the source page or by API, and it is checked then",
                 waiting=True,
             )
-        stored = db.session.get(SourceFile, conn.latest_file_id)
+        stored = db.session.get_one(SourceFile, conn.latest_file_id)
         try:
             sample = list(
                 islice(iter_records(stored, conn.config, current_app.config["MAX_RECORD_BYTES"]), 100)
@@ -273,7 +287,15 @@ class File(SourceType):
     def list_streams(self, conn: Connection) -> list[dict]:
         return [{"name": "uploads", "label": "Uploaded files"}]
 
-    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+    def read(
+        self,
+        conn: Connection,
+        stream: str | None,
+        state: dict | None,
+        checkpoint: dict,
+        full: bool,
+        ctx: ReadContext,
+    ) -> Batches:
         """The run's file, streamed in batches; resuming skips the rows already applied."""
         file_id = ctx.file_id or conn.latest_file_id
         stored = db.session.get(SourceFile, file_id) if file_id else None

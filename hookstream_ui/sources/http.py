@@ -5,6 +5,8 @@ credentials sent only to the origin they were given for."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpcore
@@ -29,7 +31,14 @@ class GuardedBackend(httpcore.SyncBackend):
     connect (DNS rebinding) reaches only the address that was checked. TLS and the Host
     header keep the name."""
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
         return super().connect_tcp(resolve(host, port)[0], port, timeout, local_address, socket_options)
 
 
@@ -73,14 +82,14 @@ def may_pass(status: int) -> bool:
     return status >= 500 or status in (408, 409, 429)
 
 
-def json_of(response: httpx.Response):
+def json_of(response: httpx.Response) -> Any:
     """The answer's JSON. Raises ValueError, also for JSON nested past documents.MAX_DEPTH
     (documents.TooDeep), where httpx's own json() let a RecursionError through, which failed
     the run as an unexpected error and retried it with backoff."""
     return documents.loads(response.content)
 
 
-def answer_json(response: httpx.Response, url: str, speaker: str):
+def answer_json(response: httpx.Response, url: str, speaker: str) -> Any:
     """The answer's JSON, or a SourceError saying what `speaker` ("The API", "Stripe") sent
     instead. A successful answer that is not JSON (not UTF-8, not JSON, nested too deep) is
     what this endpoint answers, and will be the same next time: none is retried. (An error
@@ -124,7 +133,25 @@ def _fetch(client: httpx.Client, method: str, url: str, kwargs: dict) -> httpx.R
         response.close()
 
 
-def request(method: str, url: str, **kwargs) -> httpx.Response:
+def _failure(exc: httpx.HTTPError, url: str) -> SourceError:
+    """A failed call, in the terms of what the user can fix."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return SourceError(f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s")
+    if isinstance(exc, httpx.TimeoutException):
+        return SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s")
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return SourceError(f"TLS error talking to {host(url)}: {exc}")
+        if "refused" in text:
+            return SourceError(f"Connection refused by {host(url)}")
+        if "name or service" in text or "nodename" in text or "resolve" in text:
+            return SourceError(f"Host not found: {urlsplit(url).hostname}")
+        return SourceError(f"Could not connect to {host(url)}: {exc}")
+    return SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}")
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One HTTP call, with human errors for the failures a user can fix."""
     with httpx.Client(
         timeout=TIMEOUT, follow_redirects=False, transport=GuardedTransport(), trust_env=False
@@ -132,23 +159,8 @@ def request(method: str, url: str, **kwargs) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 response = _fetch(client, method, url, kwargs)
-            except httpx.ConnectTimeout:
-                raise SourceError(
-                    f"Timed out connecting to {host(url)} after {CONNECT_TIMEOUT:.0f} s"
-                ) from None
-            except httpx.TimeoutException:
-                raise SourceError(f"{host(url)} did not answer within {READ_TIMEOUT:.0f} s") from None
-            except httpx.ConnectError as exc:
-                text = str(exc).lower()
-                if "certificate" in text or "ssl" in text or "tls" in text:
-                    raise SourceError(f"TLS error talking to {host(url)}: {exc}") from None
-                if "refused" in text:
-                    raise SourceError(f"Connection refused by {host(url)}") from None
-                if "name or service" in text or "nodename" in text or "resolve" in text:
-                    raise SourceError(f"Host not found: {urlsplit(url).hostname}") from None
-                raise SourceError(f"Could not connect to {host(url)}: {exc}") from None
             except httpx.HTTPError as exc:
-                raise SourceError(f"HTTP error talking to {host(url)}: {type(exc).__name__}") from None
+                raise _failure(exc, url) from None
             if response is None:
                 raise SourceError(
                     f"{host(url)} answered more than {MAX_ANSWER_BYTES:,} bytes for {shown(url)}; "

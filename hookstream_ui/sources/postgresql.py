@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from flask import current_app
@@ -15,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from ..extensions import db
 from ..values.records import Incoming, json_safe, parse_time
-from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
+from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 from .netguard import CONNECT_TIMEOUT, allow_private, resolve
 
@@ -40,7 +42,7 @@ MAX_ADDRESSES = 4  # of a name's answers, tried in turn
 OWN_DATABASE = "Refusing to connect to hookstream's own database"
 
 
-def explain(exc: psycopg.Error, host: str, port: int) -> str:
+def explain(exc: psycopg.Error, host: str | None, port: int | None) -> str:
     """One human sentence per failure kind; libpq's own text is kept as the detail."""
     text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     lowered = str(exc).lower()
@@ -91,13 +93,13 @@ def _own_database(address: str | None, port: int, database: str) -> bool:
         or (url.database or url.username or "") != database
     ):
         return False
-    own = url.query.get("host") or url.host or "/tmp"
+    own = url.query.get("host") or url.host or "/tmp"  # noqa: S108 -- libpq's default socket directory, compared only
     own = own[0] if isinstance(own, tuple) else own
     try:
         own_addresses = (
             set()
             if own.startswith("/")
-            else {info[4][0] for info in socket.getaddrinfo(own, port, type=socket.SOCK_STREAM)}
+            else {str(info[4][0]) for info in socket.getaddrinfo(own, port, type=socket.SOCK_STREAM)}
         )
     except OSError:
         own_addresses = set()
@@ -117,7 +119,7 @@ def _local(address: str | None) -> bool:
 SERVER_IDENTITY = "SELECT pg_postmaster_start_time()::text, current_database()"
 
 
-def _is_own(pg: psycopg.Connection) -> bool:
+def _is_own(pg: psycopg.Connection[Any]) -> bool:
     """Whether an open connection reached hookstream's own database, by what the server
     says of itself (when it started, which database) rather than by how it was named: a
     LAN address, another name or a proxy of this server are all caught."""
@@ -125,10 +127,18 @@ def _is_own(pg: psycopg.Connection) -> bool:
         return False
     with db.engine.connect() as own:
         mine = tuple(own.exec_driver_sql(SERVER_IDENTITY).one())
-    return tuple(pg.execute(SERVER_IDENTITY).fetchone()) == mine
+    return tuple(_row(pg.execute(SERVER_IDENTITY))) == mine
 
 
-def connect(creds: dict) -> psycopg.Connection:
+def _row(cursor: psycopg.Cursor[Any]) -> Any:
+    """The row of a query that always answers one (SHOW, count(*), a function's value)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise SourceError("PostgreSQL answered no row where one is always expected")
+    return row
+
+
+def connect(creds: dict) -> psycopg.Connection[Any]:
     host, port = str(creds["host"]), int(creds.get("port") or 5432)
     problem = host_problem(host)
     if problem:
@@ -137,29 +147,30 @@ def connect(creds: dict) -> psycopg.Connection:
     # environment or files of the process (a password from ~/.pgpass or PGPASSWORD, a client
     # certificate, a Kerberos ticket: no GSS encryption, no GSS or SSPI sign-in, no delegated
     # credentials) to a server someone else named.
-    params = dict(
-        host=host,
-        port=port,
-        dbname=creds["database"],
-        user=creds["username"],
-        password=creds.get("password") or "",
-        sslmode=creds.get("sslmode") or "prefer",
-        connect_timeout=int(CONNECT_TIMEOUT),
-        application_name="hookstream",
-        options="-c statement_timeout=5000",
-        passfile=NO_FILE,
-        sslcert=NO_FILE,
-        sslkey=NO_FILE,
-        gssencmode="disable",
-        require_auth="!gss,!sspi",
-        gssdelegation=0,
-    )
-    addresses = [None]
+    params: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "dbname": creds["database"],
+        "user": creds["username"],
+        "password": creds.get("password") or "",
+        "sslmode": creds.get("sslmode") or "prefer",
+        "connect_timeout": int(CONNECT_TIMEOUT),
+        "application_name": "hookstream",
+        "options": "-c statement_timeout=5000",
+        "passfile": NO_FILE,
+        "sslcert": NO_FILE,
+        "sslkey": NO_FILE,
+        "gssencmode": "disable",
+        "require_auth": "!gss,!sspi",
+        "gssdelegation": 0,
+    }
+    addresses: Sequence[str | None] = (None,)
     if not host.startswith(("/", "@")):
         # Connect to the addresses we checked, not to a second DNS answer (host stays for
         # TLS); libpq tries them in turn, as it would the name's own answers.
-        addresses = resolve(host, port)[:MAX_ADDRESSES]
-        params.update(host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
+        resolved = resolve(host, port)[:MAX_ADDRESSES]
+        params.update(host=",".join([host] * len(resolved)), hostaddr=",".join(resolved))
+        addresses = resolved
     if any(_own_database(address, port, str(creds["database"])) for address in addresses):
         raise SourceError(OWN_DATABASE, retry=False)
     try:
@@ -265,7 +276,10 @@ class PostgreSQL(SourceType):
         ),
     )
 
-    def check(self, credentials, config):
+    def key_column(self, config: Mapping[str, Any]) -> str:
+        return config.get("primary_key") or "id"
+
+    def check(self, credentials: dict, config: dict) -> dict[str, str]:
         errors = {}
         problem = host_problem(credentials.get("host") or "")
         if problem and credentials.get("host"):
@@ -281,11 +295,11 @@ class PostgreSQL(SourceType):
     def test(self, conn: Connection) -> TestResult:
         try:
             with connect(conn.credentials) as pg:
-                version = pg.execute("SHOW server_version").fetchone()[0]
+                version = _row(pg.execute("SHOW server_version"))[0]
                 table = conn.config.get("table")
                 if table:
                     schema = conn.config.get("schema") or "public"
-                    found = pg.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"']).fetchone()[0]
+                    found = _row(pg.execute("SELECT to_regclass(%s)", [f'"{schema}"."{table}"']))[0]
                     if found is None:
                         return TestResult(
                             False,
@@ -310,8 +324,8 @@ class PostgreSQL(SourceType):
                                 False, f"Connected, but {schema}.{table} has no column {column!r}"
                             )
                     message = f"Connected to PostgreSQL {version}; {schema}.{table} is readable"
-                    key = conn.config.get("primary_key") or "id"
-                    if pg.execute(KEY_NOT_UNIQUE, [key, f'"{schema}"."{table}"']).fetchone()[0]:
+                    key = self.key_column(conn.config)
+                    if _row(pg.execute(KEY_NOT_UNIQUE, [key, f'"{schema}"."{table}"']))[0]:
                         message += (
                             f". Note: column {key!r} has no primary key or unique index of its own, "
                             "so rows sharing a value become one record"
@@ -337,7 +351,15 @@ class PostgreSQL(SourceType):
             for schema, name in rows
         ]
 
-    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+    def read(
+        self,
+        conn: Connection,
+        stream: str | None,
+        state: dict | None,
+        checkpoint: dict,
+        full: bool,
+        ctx: ReadContext,
+    ) -> Batches:
         schema, table = split_stream(
             stream or conn.config.get("table") or "", conn.config.get("schema") or "public"
         )
@@ -345,7 +367,7 @@ class PostgreSQL(SourceType):
             raise SourceError(
                 "No table to read: set the collection's stream or the source's table", retry=False
             )
-        pk = conn.config.get("primary_key") or "id"
+        pk = self.key_column(conn.config)
         cursor_col = conn.config.get("cursor_column") or None
         relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         with connect(conn.credentials) as pg:
@@ -369,7 +391,7 @@ class PostgreSQL(SourceType):
             except psycopg.Error as exc:
                 raise read_error(exc, f"{schema}.{table}") from None
 
-    def _select(self, relation, pk, cursor_col):
+    def _select(self, relation: sql.Composable, pk: str, cursor_col: str | None) -> sql.Composed:
         """Each row as JSON text made by PostgreSQL (in C), with its key and cursor beside it."""
         cursor = self._cursor(cursor_col) if cursor_col else sql.SQL("NULL")
         return sql.SQL("SELECT t.{pk} AS k, {c} AS c, row_to_json(t)::text AS j FROM {rel} AS t").format(
@@ -377,11 +399,17 @@ class PostgreSQL(SourceType):
         )
 
     @staticmethod
-    def _cursor(cursor_col):
+    def _cursor(cursor_col: str) -> sql.Composed:
         return sql.SQL("t.{}").format(sql.Identifier(cursor_col))
 
     @staticmethod
-    def _page(pg, query, params, order, ctx: ReadContext) -> tuple[list, bool]:
+    def _page(
+        pg: psycopg.Connection[Any],
+        query: sql.Composable,
+        params: list,
+        order: sql.Composable,
+        ctx: ReadContext,
+    ) -> tuple[list, bool]:
         """Up to `ctx.batch_size` rows of `query` (ordered by `order`, limited), cut once they
         pass `ctx.batch_bytes` (the first row always comes), with a row larger than the record
         size limit sent without its JSON (j NULL): memory follows the batch, not the widest
@@ -397,7 +425,7 @@ class PostgreSQL(SourceType):
         return rows, bool(rows) and (len(rows) < rows[0]["fetched"] or rows[0]["fetched"] >= ctx.batch_size)
 
     @staticmethod
-    def _items(rows, key_path: str, ctx: ReadContext) -> list:
+    def _items(rows: list[dict], key_path: str, ctx: ReadContext) -> list[Incoming]:
         too_big = f"larger than the record size limit ({ctx.max_record_bytes:,} bytes)"
         return [
             Incoming(
@@ -412,22 +440,32 @@ class PostgreSQL(SourceType):
         ]
 
     @staticmethod
-    def _total(pg, relation) -> int | None:
+    def _total(pg: psycopg.Connection[Any], relation: sql.Composed) -> int | None:
         """Rows to read, for progress and ETA. Counting a table of many millions takes
         minutes; past two seconds PostgreSQL's own estimate will do (a view has none)."""
         try:
             with pg.transaction():
                 pg.execute(f"SET LOCAL statement_timeout = {COUNT_TIMEOUT_MS}")
-                return pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)).fetchone()["n"]
+                return _row(pg.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(relation)))["n"]
         except psycopg.errors.QueryCanceled:
-            estimate = pg.execute(
-                sql.SQL("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {}::regclass").format(
-                    sql.Literal(relation.as_string(pg))
+            estimate = _row(
+                pg.execute(
+                    sql.SQL("SELECT reltuples::bigint AS n FROM pg_class WHERE oid = {}::regclass").format(
+                        sql.Literal(relation.as_string(pg))
+                    )
                 )
-            ).fetchone()["n"]
+            )["n"]
             return estimate if estimate > 0 else None
 
-    def _backfill(self, pg, relation, pk, cursor_col, checkpoint, ctx: ReadContext):
+    def _backfill(
+        self,
+        pg: psycopg.Connection[Any],
+        relation: sql.Composed,
+        pk: str,
+        cursor_col: str | None,
+        checkpoint: dict,
+        ctx: ReadContext,
+    ) -> Batches:
         """Keyset pagination on the primary key: each batch resumes after the last key.
         The incremental reads that follow begin at the newest cursor value as the backfill
         began: a row changed while it ran has a later one, even when its key had already
@@ -438,9 +476,11 @@ class PostgreSQL(SourceType):
             high = checkpoint.get("max_cursor")
         else:
             high = json_safe(
-                pg.execute(
-                    sql.SQL("SELECT max({}) AS c FROM {} AS t").format(self._cursor(cursor_col), relation)
-                ).fetchone()["c"]
+                _row(
+                    pg.execute(
+                        sql.SQL("SELECT max({}) AS c FROM {} AS t").format(self._cursor(cursor_col), relation)
+                    )
+                )["c"]
             )
         select = self._select(relation, pk, cursor_col)
         key_path = f"$.{pk}"
@@ -460,7 +500,17 @@ class PostgreSQL(SourceType):
         state = {"cursor": high} if cursor_col else None
         yield Batch([], {"after": after, "max_cursor": high, "done": True}, total=total, state=state)
 
-    def _incremental(self, pg, relation, pk, cursor_col, state, checkpoint, ctx: ReadContext, lookback):
+    def _incremental(
+        self,
+        pg: psycopg.Connection[Any],
+        relation: sql.Composed,
+        pk: str,
+        cursor_col: str,
+        state: dict,
+        checkpoint: dict,
+        ctx: ReadContext,
+        lookback: int,
+    ) -> Batches:
         """Rows whose cursor is at or past the newest value read so far, less the re-read
         window, in (cursor, key) order. At, not past: a coarse cursor (a date, whole
         seconds) gives rows changed later the value the last read ended on. Less the
@@ -498,7 +548,7 @@ class PostgreSQL(SourceType):
         yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})
 
 
-def rewind(cursor, window: int):
+def rewind(cursor: object, window: int) -> object:
     """The cursor `window` earlier: seconds for a date-time (as JSON text), values for a
     number (a sequence hands out numbers before their rows commit, so a lower one can commit
     after a higher one was read). A date is re-read whole already."""
@@ -515,7 +565,7 @@ def rewind(cursor, window: int):
     return (at - timedelta(seconds=window)).isoformat()
 
 
-def _after(value, high) -> bool:
+def _after(value: Any, high: Any) -> bool:
     """value is past high, where high may be the JSON form kept in a checkpoint (ISO text)."""
     if isinstance(high, str) and not isinstance(value, str):
         value = json_safe(value)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
+
+import httpx
 
 from ..values.records import Incoming, parse_time
 from . import http
-from .base import Batch, Connection, ReadContext, SourceError, SourceType, TestResult, register
+from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 
 STREAMS = (
@@ -60,6 +63,12 @@ class Stripe(SourceType):
     labels = ("payments", "api")
     dials_out = True
     supports_continuous = True
+    fixed_streams = STREAMS
+    # Other sync services call the key `secret`.
+    credential_aliases = MappingProxyType({"secret": "secret_key"})
+    default_rate_limit = MappingProxyType(
+        {"allowed_requests": 50, "interval": 1, "max_concurrent_requests": 0}
+    )
     auth_fields = (
         Field(
             "secret_key",
@@ -80,7 +89,7 @@ class Stripe(SourceType):
         ),
     )
 
-    def check(self, credentials, config):
+    def check(self, credentials: dict, config: dict) -> dict[str, str]:
         key = credentials.get("secret_key", "")
         if key and not key.startswith(("sk_", "rk_")):
             return {"secret_key": "must be a Stripe secret (sk_…) or restricted (rk_…) key"}
@@ -105,7 +114,11 @@ class Stripe(SourceType):
                 return TestResult(False, str(exc))
             first = data[0] if data else None
             livemode = first.get("livemode") if isinstance(first, dict) else None
-            mode = {True: " (live mode)", False: " (test mode)"}.get(livemode, "")
+            mode = (
+                {True: " (live mode)", False: " (test mode)"}.get(livemode, "")
+                if isinstance(livemode, bool)
+                else ""
+            )
             return TestResult(True, f"Connected to Stripe{mode}")
         reason = _reason(response)
         if response.status_code == 401:
@@ -114,10 +127,15 @@ class Stripe(SourceType):
             return TestResult(False, f"The key may not list customers: {reason}")
         return TestResult(False, f"Stripe answered HTTP {response.status_code}: {reason}")
 
-    def list_streams(self, conn: Connection) -> list[dict]:
-        return [{"name": s, "label": s.replace("_", " ").title()} for s in STREAMS]
-
-    def read(self, conn: Connection, stream, state, checkpoint, full, ctx: ReadContext):
+    def read(
+        self,
+        conn: Connection,
+        stream: str | None,
+        state: dict | None,
+        checkpoint: dict,
+        full: bool,
+        ctx: ReadContext,
+    ) -> Batches:
         stream = stream or "customer"
         if stream not in STREAMS:
             raise SourceError(f"Unknown Stripe stream {stream!r}; one of {', '.join(STREAMS)}", retry=False)
@@ -128,11 +146,11 @@ class Stripe(SourceType):
         else:
             yield from self._events(base, headers, stream, state, checkpoint, ctx)
 
-    def state_expired(self, state):
+    def state_expired(self, state: dict | None) -> bool:
         since = (state or {}).get("events_since")
         return since is not None and time.time() - since > EVENTS_KEPT_SECONDS
 
-    def _get(self, url, headers, params, ctx):
+    def _get(self, url: str, headers: dict, params: dict, ctx: ReadContext) -> dict:
         ctx.throttle()
         response = http.request("GET", url, params=params, headers=headers)
         if response.status_code != 200:
@@ -142,7 +160,7 @@ class Stripe(SourceType):
             )
         return _list_page(response, url)
 
-    def _list(self, base, headers, stream, checkpoint, ctx):
+    def _list(self, base: str, headers: dict, stream: str, checkpoint: dict, ctx: ReadContext) -> Batches:
         """Every object, newest first, `starting_after` the last id of the previous page."""
         # Changes made while the backfill runs are caught by the events read that follows.
         events_since = checkpoint.get("events_since") or int(time.time()) - 5
@@ -167,7 +185,9 @@ class Stripe(SourceType):
             if done:
                 return
 
-    def _events(self, base, headers, stream, state, checkpoint, ctx):
+    def _events(
+        self, base: str, headers: dict, stream: str, state: dict, checkpoint: dict, ctx: ReadContext
+    ) -> Batches:
         """Events since the last position, applied oldest first; `*.deleted` removes.
         `created` has whole seconds: events of the last second read are asked for again
         (more may have come in that second) and the ones already applied are left out."""
@@ -177,7 +197,8 @@ class Stripe(SourceType):
         # deletion), and memory grows with the objects changed, not with their events.
         newest_of: dict = {}
         kind = OBJECT_NAMES.get(stream, stream)
-        last_second, newest, after = set(), since, None
+        last_second: set[str] = set()
+        newest, after = since, None
         while True:
             params = {"limit": 100, "created[gte]": since, "type": EVENT_TYPES.get(stream, f"{stream}.*")}
             if after:
@@ -214,7 +235,7 @@ class Stripe(SourceType):
         yield Batch(items, {"done": True}, state={"events_since": newest, "events_seen": sorted(last_second)})
 
 
-def _list_page(response, url: str) -> dict:
+def _list_page(response: httpx.Response, url: str) -> dict:
     """A 200 answer as the list object every endpoint read here answers with."""
     page = http.answer_json(response, url, "Stripe")
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
@@ -224,7 +245,7 @@ def _list_page(response, url: str) -> dict:
     return page
 
 
-def _reason(response) -> str:
+def _reason(response: httpx.Response) -> str:
     """Stripe's own message for an error answer, else its status."""
     try:
         return http.json_of(response)["error"]["message"]

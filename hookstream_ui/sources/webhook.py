@@ -28,7 +28,7 @@ SIGNED_WITH = {
 }
 
 
-def parse_cidrs(text: str | None) -> list:
+def parse_cidrs(text: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """CIDRs or addresses, one per line or comma-separated; ValueError names the bad one."""
     networks = []
     for item in (text or "").replace(",", "\n").splitlines():
@@ -51,7 +51,7 @@ class Webhook(SourceType):
     auth_methods = ("signature", "none")
     labels = ("push", "realtime")
     supports_continuous = True
-    pull = False
+    pull, push = False, True
     auth_fields = (
         Field(
             "verification_type",
@@ -109,10 +109,10 @@ class Webhook(SourceType):
         Field("ip_denylist", "text", "IP denylist", description="These may never send. One per line."),
     )
 
-    def check(self, credentials, config):
+    def check(self, credentials: dict, config: dict) -> dict[str, str]:
         errors = {}
         if credentials.get("verification_type", "none") != "none" and not credentials.get("signing_secret"):
-            errors["signing_secret"] = "is required when signature verification is on"
+            errors["signing_secret"] = "is required when signature verification is on"  # noqa: S105 -- a message
         header = credentials.get("signature_header")
         if header and not HEADER_NAME.fullmatch(header):
             errors["signature_header"] = NOT_A_HEADER_NAME
@@ -134,7 +134,7 @@ class Webhook(SourceType):
                 errors[name] = str(exc)
         return errors
 
-    def delivery_requirement(self, credentials):
+    def delivery_requirement(self, credentials: dict) -> str | None:
         kind = credentials.get("verification_type") or "none"
         if kind in ("hmac_sha256", "hmac_sha1"):
             header = credentials.get("signature_header") or DEFAULT_HMAC_HEADER

@@ -9,6 +9,7 @@ an event applied twice leaves the same record.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
@@ -28,26 +29,29 @@ REPLAY_JOB = "backfill-"  # + collection id: the scheduler finds a pending repla
 
 
 def _cursor(event: Event) -> str:
-    return f"{as_utc(event.received_at).isoformat()}|{event.id}"
+    received = as_utc(event.received_at)
+    if received is None:  # the column is NOT NULL
+        raise ValueError(f"event {event.id} has no received_at")
+    return f"{received.isoformat()}|{event.id}"
 
 
-def _parse_cursor(cursor: str | None):
+def _parse_cursor(cursor: str | None) -> tuple[datetime | None, str] | None:
     if not cursor:
         return None
     stamp, _, event_id = cursor.partition("|")
     return upsert.parse_time(stamp), event_id
 
 
-def start_backfill(collection: Collection):
+def start_backfill(collection: Collection) -> Collection:
     """202 semantics: start, or resume from the cursor; 409 while a live one runs."""
     from ..services import runs
-    from ..sources import source_type
+    from ..sources import REGISTRY
 
     if collection.source is None:
         raise ValidationFailed(
             {"source_id": "the collection has no source to backfill from"}, status=409, code="needs_source"
         )
-    if source_type(collection.source.short_name).pull:
+    if REGISTRY[collection.source.short_name].pull:
         runs.start_run(collection.source, trigger="backfill", full=True)
         db.session.refresh(collection)
         # Pending until the run's first batch says running: the card shows the read asked for,
@@ -104,12 +108,12 @@ def enqueue_replay(collection_id: str) -> None:
 
 
 def replay_events(collection_id: str) -> str:
-    from ..sources import source_type
+    from ..sources import REGISTRY
 
     collection = db.session.get(Collection, collection_id)
     if collection is None or collection.backfill_status not in ("pending", "running"):
         return "skipped"
-    if collection.source is not None and source_type(collection.source.short_name).pull:
+    if collection.source is not None and REGISTRY[collection.source.short_name].pull:
         return "skipped"  # a pull source's backfill is its run's, not a replay of events
     collection.backfill_status = "running"
     collection.backfill_started_at = collection.backfill_started_at or utcnow()
@@ -147,6 +151,7 @@ def replay_events(collection_id: str) -> str:
         db.session.rollback()
         log.warning("backfill of %s failed with %s", collection_id, type(exc).__name__)
         collection = db.session.get(Collection, collection_id)
-        collection.backfill_status, collection.backfill_error = "failed", f"{type(exc).__name__}"
-        db.session.commit()
+        if collection is not None:  # deleted meanwhile: nothing to mark
+            collection.backfill_status, collection.backfill_error = "failed", f"{type(exc).__name__}"
+            db.session.commit()
         return "failed"

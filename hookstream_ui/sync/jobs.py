@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -23,8 +24,8 @@ from ..models import Collection, SyncRun
 from ..services import upsert
 from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
-from ..sources import SourceError
-from ..sources.base import ReadContext
+from ..sources import Connection, SourceError, SourceType
+from ..sources.base import Batch, ReadContext
 from ..values.times import utcnow
 from .ratelimit import RateLimiter
 
@@ -36,7 +37,7 @@ MAX_ATTEMPTS = 4
 _END = object()
 
 
-def read_ahead(app, batches, depth: int = 2):
+def read_ahead(app: Flask, batches: Iterable[Batch], depth: int = 2) -> Iterator[Batch]:
     """Iterate `batches` with the next one read in a thread while this one is written.
     Errors in the reader surface in the caller, in order."""
     import queue as queue_mod
@@ -44,7 +45,7 @@ def read_ahead(app, batches, depth: int = 2):
     pipe: queue_mod.Queue = queue_mod.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def produce():
+    def produce() -> None:
         with app.app_context():
             try:
                 for batch in batches:
@@ -76,6 +77,11 @@ def read_ahead(app, batches, depth: int = 2):
         stop.set()
 
 
+def _this_app() -> Flask:
+    """The app itself, for a thread that outlives the context its proxy stands for."""
+    return current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy method; flask types current_app as the app
+
+
 class Superseded(Exception):
     """Another executor owns this run now (it was resumed elsewhere)."""
 
@@ -87,12 +93,12 @@ class Cancelled(Exception):
 class Heartbeat(threading.Thread):
     """Touches heartbeat_at every few seconds from its own connection while the run works."""
 
-    def __init__(self, app, run_id: str, token: str):
+    def __init__(self, app: Flask, run_id: str, token: str) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.app, self.run_id, self.token = app, run_id, token
         self.stopped = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         with self.app.app_context():
             while not self.stopped.wait(HEARTBEAT_SECONDS):
                 with db.engine.begin() as conn:
@@ -102,7 +108,7 @@ class Heartbeat(threading.Thread):
                         .values(heartbeat_at=utcnow())
                     )
 
-    def stop(self):
+    def stop(self) -> None:
         self.stopped.set()
 
 
@@ -122,7 +128,7 @@ def run_sync(run_id: str, token: str) -> str:
         if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
             collection.status = "SYNCING"
     db.session.commit()
-    heartbeat = Heartbeat(current_app._get_current_object(), run.id, token)
+    heartbeat = Heartbeat(_this_app(), run.id, token)
     heartbeat.start()
     try:
         _execute(run, token)
@@ -145,23 +151,7 @@ def _execute(run: SyncRun, token: str) -> None:
     source = run.source
     kind = type_of(source)
     conn = connection_for(source)
-    limits = source.rate_limit or {}
-    limiter = RateLimiter(
-        source.id,
-        limits.get("allowed_requests"),
-        limits.get("interval"),
-        limits.get("max_concurrent_requests") or 0,
-    )
-    not_before = utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None
-    config = current_app.config
-    ctx = ReadContext(
-        throttle=limiter,
-        file_id=run.file_id,
-        not_before=not_before,
-        batch_size=config["SYNC_BATCH_SIZE"],
-        batch_bytes=config["SYNC_BATCH_BYTES"],
-        max_record_bytes=config["MAX_RECORD_BYTES"],
-    )
+    ctx = _read_context(run)
     bound = bound_collections(source)
     if not bound:
         raise SourceError(
@@ -173,56 +163,105 @@ def _execute(run: SyncRun, token: str) -> None:
     if run.mode != "full" and any(kind.state_expired(c.sync_state) for c in collections):
         run.mode = "full"  # what changed since is gone from the source: read it all again
         db.session.commit()
-    full = run.mode == "full"
     for collection in collections:
         checkpoint = dict((run.cursor or {}).get(collection.id) or {})
         if checkpoint.get("done") and checkpoint.get("finalised"):
             continue
         if not checkpoint:
-            # A backfill into an empty collection reads every key once, in ascending order.
-            key_column = f"$.{conn.config.get('primary_key') or 'id'}"
-            checkpoint = {
-                "started_empty": bool(
-                    full
-                    and kind.ordered_keys
-                    and not collection.record_count
-                    and collection.primary_key_path == key_column
-                )
-            }
+            checkpoint = _first_checkpoint(run, kind, conn, collection)
         if not checkpoint.get("done"):
-            batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
-            for batch in read_ahead(current_app._get_current_object(), batches):
-                _guard(run.id, token)
-                outcome = upsert.apply(
-                    collection,
-                    batch.items,
-                    seen_run_id=run.id if full else None,
-                    not_before=not_before,
-                    keys_are_new=checkpoint.get("started_empty", False),
-                )
-                for reason in batch.rejected:
-                    outcome.skip(f"malformed row: {reason}")
-                position = {
-                    **batch.checkpoint,
-                    "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
-                    "total": batch.total,
-                    "started_empty": checkpoint.get("started_empty", False),
-                }
-                checkpoint = position
-                _count(run, outcome, collection.id, position)
-                if batch.state is not None:
-                    collection.sync_state = batch.state
-                _backfill_progress(collection, run, position)
-                mark_reachable(source)  # it answered: the source is connected, not "Pending"
-                db.session.commit()  # records, counts and checkpoint: one transaction
+            checkpoint = _read_into(run, token, kind, conn, ctx, collection, checkpoint)
         _guard(run.id, token)
-        removed = upsert.remove_unseen(collection, run.id) if full and kind.short_name != "file" else 0
-        if not_before is not None:
-            removed += upsert.remove_older_than(collection, not_before)
-        run.records_deleted = (run.records_deleted or 0) + removed
-        collection.last_sync_at = utcnow()
-        run.cursor = {**(run.cursor or {}), collection.id: {**checkpoint, "done": True, "finalised": True}}
-        db.session.commit()
+        _finalise(run, kind, collection, checkpoint, ctx.not_before)
+
+
+def _read_context(run: SyncRun) -> ReadContext:
+    """The source's rate limit and age cutoff, the run's file, and the configured sizes."""
+    source = run.source
+    limits = source.rate_limit or {}
+    limiter = RateLimiter(
+        source.id,
+        limits.get("allowed_requests"),
+        limits.get("interval"),
+        limits.get("max_concurrent_requests") or 0,
+    )
+    config = current_app.config
+    return ReadContext(
+        throttle=limiter,
+        file_id=run.file_id,
+        not_before=utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None,
+        batch_size=config["SYNC_BATCH_SIZE"],
+        batch_bytes=config["SYNC_BATCH_BYTES"],
+        max_record_bytes=config["MAX_RECORD_BYTES"],
+    )
+
+
+def _first_checkpoint(run: SyncRun, kind: SourceType, conn: Connection, collection: Collection) -> dict:
+    """A backfill into an empty collection keyed by the type's key column reads every key
+    once, in ascending order, when the type says so (`ordered_keys`): no key is looked up."""
+    key_column = f"$.{kind.key_column(conn.config)}"
+    return {
+        "started_empty": bool(
+            run.mode == "full"
+            and kind.ordered_keys
+            and not collection.record_count
+            and collection.primary_key_path == key_column
+        )
+    }
+
+
+def _read_into(
+    run: SyncRun,
+    token: str,
+    kind: SourceType,
+    conn: Connection,
+    ctx: ReadContext,
+    collection: Collection,
+    checkpoint: dict,
+) -> dict:
+    """Read the collection's stream from `checkpoint`, committing each batch's records,
+    counts and checkpoint together; the last checkpoint."""
+    full = run.mode == "full"
+    batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
+    for batch in read_ahead(_this_app(), batches):
+        _guard(run.id, token)
+        outcome = upsert.apply(
+            collection,
+            batch.items,
+            seen_run_id=run.id if full else None,
+            not_before=ctx.not_before,
+            keys_are_new=checkpoint.get("started_empty", False),
+        )
+        for reason in batch.rejected:
+            outcome.skip(f"malformed row: {reason}")
+        checkpoint = {
+            **batch.checkpoint,
+            "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
+            "total": batch.total,
+            "started_empty": checkpoint.get("started_empty", False),
+        }
+        _count(run, outcome, collection.id, checkpoint)
+        if batch.state is not None:
+            collection.sync_state = batch.state
+        _backfill_progress(collection, run, checkpoint)
+        mark_reachable(run.source)  # it answered: the source is connected, not "Pending"
+        db.session.commit()  # records, counts and checkpoint: one transaction
+    return checkpoint
+
+
+def _finalise(
+    run: SyncRun, kind: SourceType, collection: Collection, checkpoint: dict, not_before: datetime | None
+) -> None:
+    """The collection is read: a full read of everything the source holds removes the
+    records it did not see, and the age cutoff removes those older than it."""
+    full = run.mode == "full"
+    removed = upsert.remove_unseen(collection, run.id) if full and kind.full_read_complete else 0
+    if not_before is not None:
+        removed += upsert.remove_older_than(collection, not_before)
+    run.records_deleted = (run.records_deleted or 0) + removed
+    collection.last_sync_at = utcnow()
+    run.cursor = {**(run.cursor or {}), collection.id: {**checkpoint, "done": True, "finalised": True}}
+    db.session.commit()
 
 
 def _guard(run_id: str, token: str) -> None:

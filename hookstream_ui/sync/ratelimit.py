@@ -1,4 +1,4 @@
-"""Rate limits shared by every worker through Redis (`rate_limit` of SPEC §5.1).
+"""Rate limits shared by every worker through Redis: a sync's `rate_limit`, for all its runs and tests.
 
 `allowed_requests` per `interval` seconds is a fixed window counter; a caller over the
 limit sleeps until the next window. `max_concurrent_requests` (0 = unlimited) is a
@@ -8,6 +8,7 @@ counting semaphore with a TTL, so a killed worker cannot hold a slot forever.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..extensions import get_redis
@@ -37,7 +38,7 @@ class RateLimiter:
             time.sleep(max(0.01, (window + 1) * self.interval - time.time()))
 
     @contextmanager
-    def slot(self):
+    def slot(self) -> Iterator[None]:
         if not self.max_concurrent:
             yield
             return
@@ -54,5 +55,5 @@ class RateLimiter:
         finally:
             self.redis.decr(key)
 
-    def __call__(self):
+    def __call__(self) -> None:
         self.wait()

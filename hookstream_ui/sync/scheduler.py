@@ -12,8 +12,9 @@ import os
 import secrets
 import signal
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from flask import Flask
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -35,7 +36,7 @@ PRUNE_LIMIT = 50_000
 _next_prune = [0.0]
 
 
-def resume_stale(now=None) -> list[str]:
+def resume_stale(now: datetime | None = None) -> list[str]:
     """Running runs whose heartbeat stopped (worker killed): resume from their checkpoint."""
     from ..services.runs import enqueue_run
 
@@ -63,7 +64,7 @@ def resume_stale(now=None) -> list[str]:
     return [r.id for r in resumed]
 
 
-def requeue_lost(now=None) -> list[str]:
+def requeue_lost(now: datetime | None = None) -> list[str]:
     """Pending runs whose job is gone from Redis (e.g. Redis was flushed) go back on the queue."""
     from ..services.runs import enqueue_run
 
@@ -94,7 +95,7 @@ def requeue_lost_indexing() -> list[str]:
     return lost
 
 
-def requeue_lost_backfills(now=None) -> list[str]:
+def requeue_lost_backfills(now: datetime | None = None) -> list[str]:
     """Webhook collections whose replay is pending or running with no job waiting or running
     (Redis was down when it was asked for, or was flushed, or its worker died mid-replay):
     the replay goes on the queue, and resumes from its cursor. A dead worker's replay said
@@ -105,7 +106,7 @@ def requeue_lost_backfills(now=None) -> list[str]:
     now = now or utcnow()
     # Only replays: a pull source's backfill is a run (its own sweep resumes it), pending
     # or running just as long, and a replay would mark it completed under the read.
-    replayed = [name for name, kind in REGISTRY.items() if not kind.pull]
+    replayed = [name for name, kind in REGISTRY.items() if kind.push]
     pending = db.session.scalars(
         select(Collection.id)
         .join(SourceConnection, SourceConnection.id == Collection.source_id)
@@ -130,7 +131,7 @@ def _waiting_or_running(job_id: str) -> bool:
     return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
 
 
-def enqueue_due(now=None) -> list[str]:
+def enqueue_due(now: datetime | None = None) -> list[str]:
     now = now or utcnow()
     # A suspended org's syncs wait (nothing is deleted; they resume when it is unsuspended).
     due = db.session.scalars(
@@ -153,7 +154,7 @@ def enqueue_due(now=None) -> list[str]:
             # Nothing it could read into: asked again at its next time, not at every tick.
             from ..values.schedule import next_run_after
 
-            source.next_run_at = next_run_after(source.sync_frequency, now)
+            source.next_run_at = next_run_after(source.sync_frequency, now) if source.sync_frequency else None
             db.session.commit()
             continue
         # Until this run finishes and sets the real next time, do not pick it again.
@@ -190,7 +191,7 @@ def tick() -> dict:
     }
 
 
-def run_forever(app, interval: float = 1.0) -> None:
+def run_forever(app: Flask, interval: float = 1.0) -> None:
     me = f"{os.uname().nodename}:{os.getpid()}"
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from rq import Queue, Worker
+from rq.job import Job
 
 from ..extensions import db, get_redis
 from ..infra.queues import QUEUES
@@ -19,7 +20,9 @@ class AppWorker(Worker):
 
     flask_app: Flask | None = None
 
-    def perform_job(self, job, queue):
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        if self.flask_app is None:
+            raise RuntimeError("run_worker sets the app before any job")
         with self.flask_app.app_context():
             # RQ runs each job in a forked work horse: never share the parent's sockets.
             db.engine.dispose(close=False)
