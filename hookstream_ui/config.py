@@ -7,10 +7,13 @@ instance folder with mode 0600, so a restart keeps sessions and encrypted creden
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 from cryptography.fernet import Fernet
 
@@ -24,6 +27,10 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in TRUTHY
 
 
+@overload
+def env_int(name: str, default: int, minimum: int = 0) -> int: ...
+@overload
+def env_int(name: str, default: None, minimum: int = 0) -> int | None: ...
 def env_int(name: str, default: int | None, minimum: int = 0) -> int | None:
     """An integer setting; a bad value stops the start with a message naming it."""
     value = os.environ.get(name, "").strip()
@@ -44,7 +51,16 @@ def instance_path() -> Path:
     return path
 
 
-def _kept_secret(path: Path, make) -> str:
+def env_networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR ranges; a bad one stops the start naming it."""
+    value = os.environ.get(name, default)
+    try:
+        return [ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be comma-separated addresses or CIDR ranges ({exc})") from None
+
+
+def _kept_secret(path: Path, make: Callable[[], str]) -> str:
     """Read a generated secret, creating it atomically with 0600 the first time."""
     if path.exists():
         return path.read_text().strip()
@@ -59,7 +75,7 @@ def _kept_secret(path: Path, make) -> str:
     return value
 
 
-def load_config(instance: Path) -> dict:
+def load_config(instance: Path) -> dict[str, Any]:
     secret_key = os.environ.get("SECRET_KEY") or _kept_secret(
         instance / "secret_key", lambda: secrets.token_urlsafe(48)
     )
@@ -115,4 +131,8 @@ def load_config(instance: Path) -> dict:
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
+        # GET /metrics: with a token, only for `Authorization: Bearer <token>`; without
+        # one, only from these networks (this machine by default).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip() or None,
+        "METRICS_NETWORKS": env_networks("METRICS_NETWORKS", "127.0.0.0/8,::1"),
     }

@@ -37,6 +37,7 @@ from sqlalchemy.orm import lazyload
 
 from ..extensions import get_redis
 from ..models import Collection, Event, SourceConnection, db, utcnow
+from ..observability import metrics
 from . import dedup, locks, upsert, webhook_sources
 
 log = logging.getLogger(__name__)
@@ -429,6 +430,7 @@ def _run_thread(app: Flask, inbox: FairInbox) -> None:
 
 
 def _process(app: Flask, batch: list[Delivery]) -> None:
+    metrics.writer_batch(len(batch))
     with app.app_context(), _sqlite_writer_lock(app):
         try:
             _write(batch)

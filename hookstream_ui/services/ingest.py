@@ -20,6 +20,7 @@ from flask import abort
 from werkzeug.datastructures import Headers
 
 from ..models import SourceConnection, db, new_id, utcnow
+from ..observability import metrics
 from ..sources import secrets
 from ..sources.webhook import parse_cidrs
 from . import documents, group_commit, jsonpaths, upsert, webhook_sources
@@ -248,6 +249,7 @@ def receive(
         document = None
     _release_connection()
     row = group_commit.submit(group_commit.Delivery(row, document, version, claim))
+    metrics.webhook_records(row["outcomes"])
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
 
 

@@ -9,6 +9,7 @@ stops before writing.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -19,6 +20,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..models import Collection, SyncRun, utcnow
+from ..observability import metrics, runs
 from ..services import locks, upsert
 from ..services.runs import mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
@@ -62,7 +64,10 @@ def read_ahead(app, batches, depth: int = 2):
             finally:
                 db.session.remove()
 
-    thread = threading.Thread(target=produce, daemon=True, name="read-ahead")
+    # In the run's context: what the reader logs names the run too.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(produce,), daemon=True, name="read-ahead"
+    )
     thread.start()
     try:
         while True:
@@ -121,6 +126,7 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
+@runs.bound_to_run
 def run_sync(run_id: str, token: str) -> str:
     run = locks.for_update(SyncRun, run_id)
     if run is None or run.final or run.claim_token != token:
@@ -137,6 +143,7 @@ def run_sync(run_id: str, token: str) -> str:
         if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
             collection.status = "SYNCING"
     db.session.commit()
+    runs.started(run)
     heartbeat = Heartbeat(current_app._get_current_object(), run.id, token)
     heartbeat.start()
     try:
@@ -230,6 +237,7 @@ def _execute(run: SyncRun, token: str) -> None:
                 _backfill_progress(collection, run, position)
                 mark_reachable(source)  # it answered: the source is connected, not "Pending"
                 db.session.commit()  # records, counts and checkpoint: one transaction
+                metrics.records_written("sync", outcome)
         _guard(run.id, token)
         removed = upsert.remove_unseen(collection, run.id) if full and kind.short_name != "file" else 0
         if not_before is not None:
@@ -293,6 +301,7 @@ def _finish(run: SyncRun, status: str) -> None:
     settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
+    runs.finished(run)
 
 
 def _fail(run_id: str, exc: Exception) -> str:
@@ -317,10 +326,13 @@ def _fail(run_id: str, exc: Exception) -> str:
         run.claim_token = secrets.token_hex(8)
         record_failed_attempt(source, message)
         db.session.commit()
-        enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
+        delay = BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]
+        enqueue_run(run, timedelta(seconds=delay))
+        runs.retrying(run, exc, delay)
         return "failed"
     run.status, run.finished_at = "failed", utcnow()
     settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
+    runs.finished(run)
     return "failed"

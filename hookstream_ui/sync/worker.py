@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 
 from ..extensions import db, get_redis
+from ..observability import metrics
 from ..process import settle_garbage_collector
 
 QUEUES = ("high", "default", "low")
@@ -43,6 +44,7 @@ class AppWorker(Worker):
             # RQ runs each job in a forked work horse: never share the parent's sockets.
             db.engine.dispose(close=False)
             settle_garbage_collector()  # again: what the worker built after startup is the horse's too
+            metrics.in_work_horse()
             return super().perform_job(job, queue)
 
 
