@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -173,7 +172,9 @@ def test_gunicorn_logs_json_with_request_ids_and_no_secret(app, database_url, re
                 headers={"Authorization": f"Bearer {SECRET}", "X-Webhook-Secret": SECRET},
             ),
             urllib.request.Request(f"{base}/v1/collections", headers={"X-API-Key": SECRET}),
-            urllib.request.Request(f"{base}/dashboard?invite={SECRET}", headers={"Cookie": f"session={SECRET}"}),
+            urllib.request.Request(
+                f"{base}/dashboard?invite={SECRET}", headers={"Cookie": f"session={SECRET}"}
+            ),
         ]
         ids = []
         for request in sent:

@@ -125,11 +125,21 @@ class Changes(Protocol):
     def skipped(self) -> int: ...
 
 
+_record_children: dict[tuple[str, str], Counter] = {}
+
+
+def _records(via: str, change: str) -> Counter:
+    child = _record_children.get((via, change))
+    if child is None:
+        child = _record_children[via, change] = RECORDS.labels(via, change)
+    return child
+
+
 def records_written(via: str, changes: Changes) -> None:
     for change in CHANGES:
         count = getattr(changes, change)
         if count:
-            RECORDS.labels(via, change).inc(count)
+            _records(via, change).inc(count)
 
 
 def webhook_records(outcomes: object) -> None:
@@ -139,8 +149,8 @@ def webhook_records(outcomes: object) -> None:
         return
     for outcome in outcomes.values():
         result = outcome.get("result") if isinstance(outcome, Mapping) else None
-        if result in CHANGES:
-            RECORDS.labels("webhook", result).inc()
+        if isinstance(result, str) and result in CHANGES:
+            _records("webhook", result).inc()
 
 
 def run_ended(outcome: str) -> None:
