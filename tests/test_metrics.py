@@ -204,3 +204,58 @@ def test_work_horses_of_one_worker_share_its_files(tmp_path):
     assert value(text, "hookstream_runs_total", outcome="completed") == 3
     horses = [p.name for p in folder.iterdir() if "horse" in p.name]
     assert horses and len({name.split("_", 1)[1] for name in horses}) == 1, horses  # one set for 3 jobs
+
+
+@pytest.mark.slow
+def test_a_real_worker_counts_its_jobs_from_its_work_horse(ctx, workers, tmp_path):
+    from hookstream_ui.models import Collection, SyncRun, db
+    from hookstream_ui.services.runs import start_run
+    from tests.helpers import make_source
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    [worker] = workers(1, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    env = production(org_of(make_user("w@example.com")))
+    source = make_source(env, "Broken API", "rest_api")  # no base URL: the attempt fails
+    db.session.add(
+        Collection(
+            org_id=env.org_id, env_id=env.id, source_id=source.id, name="C", slug="c", primary_key_path="$.id"
+        )
+    )
+    db.session.commit()
+    run_id = start_run(source).id
+    deadline = time.monotonic() + 60
+    while not (db.session.get(SyncRun, run_id).attempt or 0):
+        assert time.monotonic() < deadline and worker.poll() is None, "the job did not run"
+        time.sleep(0.2)
+        db.session.expire_all()
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    assert value(generate_latest(registry).decode(), "hookstream_runs_total", outcome="retried") == 1
+    assert (folder / f"counter_horse{worker.pid}.db").exists()
+
+
+@pytest.mark.slow
+def test_make_run_serves_every_process_metrics(tmp_path):
+    from tests.test_make_run import MakeRun
+
+    run = MakeRun(tmp_path / "instance", tmp_path / "run.log")
+    try:
+        run.wait_healthy()
+        deadline = time.monotonic() + 30
+        while True:  # both RQ workers registered
+            text = scrape(run.base)
+            if value(text, "hookstream_workers") == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert value(text, "hookstream_workers") == 2 and value(text, "hookstream_redis_up") == 1
+        assert value(text, "hookstream_queue_jobs", queue="default") == 0
+        # Every child counts into the instance's folder: the web worker, the RQ workers, the
+        # scheduler and the ingest writer each have their files there.
+        pids = {p.stem.split("_", 1)[1] for p in (tmp_path / "instance" / "metrics").glob("*.db")}
+        assert len(pids) >= 5, pids
+    finally:
+        run.stop(signal.SIGINT)
