@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -191,3 +192,25 @@ def test_gunicorn_logs_json_with_request_ids_and_no_secret(app, database_url, re
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
     access = [line["message"] for line in lines if line["logger"] == "gunicorn.access"]
     assert all(any(line.endswith(" " + request_id) for line in access) for request_id in ids), access
+
+
+def test_an_rq_worker_logs_json_through_the_one_handler(app, database_url, redis_url, tmp_root):
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_root / "instance"),
+        LOG_FORMAT="json",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [json.loads(line) for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    # RQ adds handlers of its own only to a process without one: its lines are ours.
+    assert any(line["logger"].startswith("rq.") for line in lines), lines
