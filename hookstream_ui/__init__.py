@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import re
-import secrets
+from typing import Any
 
-from flask import Flask, g, request
+from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
 from htmx_flask import Htmx
 from sqlalchemy import event
@@ -19,7 +17,6 @@ from . import request_checks
 from .config import instance_path, load_config
 from .extensions import csrf, db, login_manager, migrate
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Scripts, styles and everything else from this origin only: no inline script or style, no
 # eval (htmx is told so in base.html), no framing, forms posting only here. An injected
 # <script> or on* attribute does not run.
@@ -41,7 +38,7 @@ class RecordKeyConverter(PathConverter):
 class StandardJSON(DefaultJSONProvider):
     """Every JSON answer is standard JSON: never NaN or Infinity (values/documents.py)."""
 
-    def dumps(self, obj, **kwargs) -> str:
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
         from .values import documents
 
         kwargs.setdefault("default", self.default)
@@ -64,13 +61,14 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_config(instance))
     if overrides:
         app.config.update(overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every URL at INFO; a user's URL may carry a token in its query string.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Logging is the process's, configured by its entry point (observability/logs.py).
 
     if app.config["TRUSTED_PROXIES"] > 0:
         hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        # Flask's documented way to wrap its WSGI app; mypy sees a method replaced.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     from .auth.sessions import CookieSessionInterface
 
@@ -92,6 +90,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     from .cli import register_cli
     from .dashboard import bp as dashboard_bp
     from .health import bp as health_bp
+    from .observability import requests as request_ids
     from .services import audit  # noqa: F401  (registers the audit log's flush hook)
     from .templating import register_filters
 
@@ -106,16 +105,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_cli(app)
     register_filters(app)
 
-    @app.before_request
-    def _request_id():
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID_RE.match(given) else f"req_{secrets.token_hex(8)}"
-
+    request_ids.register(app)
     request_checks.register(app)
 
     @app.after_request
-    def _headers(response):
-        response.headers["X-Request-ID"] = g.get("request_id", "")
+    def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
@@ -129,7 +123,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, _record):
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the web server and workers read while one writes; FKs make cascades real.
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()

@@ -7,6 +7,7 @@ instance folder with mode 0600, so a restart keeps sessions and encrypted creden
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable
@@ -48,6 +49,15 @@ def instance_path() -> Path:
     path = Path(os.environ.get("INSTANCE_PATH") or Path.cwd() / "instance").resolve()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
+
+
+def env_networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR ranges; a bad one stops the start naming it."""
+    value = os.environ.get(name, default)
+    try:
+        return [ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be comma-separated addresses or CIDR ranges ({exc})") from None
 
 
 def _kept_secret(path: Path, make: Callable[[], str]) -> str:
@@ -121,4 +131,8 @@ def load_config(instance: Path) -> dict[str, Any]:
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
+        # GET /metrics: with a token, only for `Authorization: Bearer <token>`; without
+        # one, only from these networks (this machine by default).
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN", "").strip() or None,
+        "METRICS_NETWORKS": env_networks("METRICS_NETWORKS", "127.0.0.0/8,::1"),
     }

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 FIELD_MESSAGES = {
     "missing": "is required",
@@ -27,7 +32,7 @@ class ValidationFailed(Exception):
         status: int = 400,
         code: str = "validation_error",
         message: str | None = None,
-    ):
+    ) -> None:
         self.errors = errors
         self.status = status
         self.code = code
@@ -54,7 +59,7 @@ class ValidationFailed(Exception):
         return cls(errors)
 
 
-def validated(model, payload):
+def validated(model: type[M], payload: object) -> M:
     """`payload` checked against the pydantic `model`, or ValidationFailed naming each field."""
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": "must be a JSON object"})
@@ -64,12 +69,12 @@ def validated(model, payload):
         raise ValidationFailed.from_pydantic(exc) from None
 
 
-def documented(**rules):
+def documented(**rules: Any) -> Callable[[dict[str, Any]], None]:
     """A field's `json_schema_extra` stating `rules` (maxLength, pattern, enum...) that a
     validator of its own enforces, so the OpenAPI document says what the server refuses.
     On an optional field they go on the non-null branch."""
 
-    def apply(schema: dict) -> None:
+    def apply(schema: dict[str, Any]) -> None:
         branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
         for branch in branches:
             branch.update(rules)

@@ -11,21 +11,32 @@ they die with the runner even if it is SIGKILLed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
+from types import FrameType
 
 from .config import env_int, instance_path
+from .observability.logs import configure_logging
+
+log = logging.getLogger("hookstream_ui.runner")
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 10
 # gunicorn's default line without the query string (%(U)s is the path alone) and without the
 # referrer: both can carry a secret (an invitation token, a token a webhook sender put in its URL).
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms'
+# Last, the request id the app answered with, which its own lines for the request carry.
+ACCESS_LOG_FORMAT = (
+    '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms %({x-request-id}o)s'
+)
 
 
 def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
@@ -34,6 +45,8 @@ def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:hookstream_ui.gunicorn_config",
         "--bind",
         bind,
         "--workers",
@@ -56,10 +69,8 @@ def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
 
 def child_setup() -> None:
     os.setsid()
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the orderly shutdown still stops the children
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the orderly shutdown below still stops the children
 
 
 class Runner:
@@ -70,8 +81,10 @@ class Runner:
         self.worker_count = env_int("WORKERS", 2, 1)
         self.web_workers = env_int("WEB_CONCURRENCY", 2, 1)
         self.env = dict(os.environ, INSTANCE_PATH=str(self.instance), FLASK_APP="app")
-        # The embedded default talks to sources on this machine (SPEC §4).
+        # The embedded default is one machine's: sources on it (a local database) are its own.
         self.env.setdefault("ALLOW_PRIVATE_NETWORKS", "1")
+        # Every process counts its metrics here, and /metrics adds them up (gunicorn_config).
+        self.metrics = Path(self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.instance / "metrics")))
         self.redis: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
         self.workers: dict[int, subprocess.Popen] = {}
@@ -80,14 +93,31 @@ class Runner:
         self.stopping = False
 
     def spawn(self, args: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(args, env=self.env, preexec_fn=child_setup)
+        return subprocess.Popen(args, env=self.env, preexec_fn=child_setup)  # noqa: S603  (our own command lines)
+
+    def reset_metrics(self) -> None:
+        """Counts start at zero with each start: a previous run's files would add to them.
+        (Only prometheus_client's files go: the folder may be one the operator named.)"""
+        self.metrics.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in self.metrics.glob("*.db"):
+            stale.unlink()
+
+    def replaced(self, proc: subprocess.Popen, what: str) -> None:
+        """`proc` died: its live gauges leave /metrics (its counts stay in the totals)."""
+        from prometheus_client import multiprocess
+
+        log.warning("%s %d exited (%s); restarting", what, proc.pid, proc.returncode)
+        multiprocess.mark_process_dead(proc.pid, str(self.metrics))
 
     def flask(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "flask", "--app", "app", *args]
 
     def start(self) -> None:
-        subprocess.run(self.flask("db", "upgrade"), env=self.env, check=True)
+        # Migrating counts nothing worth keeping: it gets no metrics folder.
+        migrating = {k: v for k, v in self.env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        subprocess.run(self.flask("db", "upgrade"), env=migrating, check=True)  # noqa: S603  (as above)
         secure(self.instance)
+        self.reset_metrics()
         if not os.environ.get("REDIS_URL"):
             self.start_redis()
         self.web = self.spawn(
@@ -116,7 +146,7 @@ class Runner:
         url = f"http://{self.host}:{self.port}/healthz"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not self.stopping:
-            if self.web.poll() is not None:
+            if self.web is None or self.web.poll() is not None:
                 raise RuntimeError("the web server exited while starting")
             try:
                 urllib.request.urlopen(url, timeout=2)
@@ -134,23 +164,23 @@ class Runner:
             time.sleep(0.5)
             if self.stopping:
                 break
-            if self.web.poll() is not None:
-                print(f"web server exited ({self.web.returncode}); stopping", file=sys.stderr)
+            if self.web is None or self.web.poll() is not None:
+                log.error("web server exited (%s); stopping", self.web and self.web.returncode)
                 return 1
             if self.redis is not None and self.redis.poll() is not None and not self.stopping:
                 # Meanwhile ingest writes without it, and the rest waits for it (SECURITY.md).
-                print(f"redis exited ({self.redis.returncode}); restarting", file=sys.stderr)
+                log.warning("redis exited (%s); restarting", self.redis.returncode)
                 try:
                     self.start_redis()
                 except RuntimeError as exc:
-                    print(f"redis did not start again ({exc}); trying again", file=sys.stderr)
+                    log.warning("redis did not start again (%s); trying again", exc)
             for slot, proc in list(self.workers.items()):
                 if proc.poll() is not None and not self.stopping:
-                    print(f"worker {proc.pid} exited ({proc.returncode}); restarting", file=sys.stderr)
+                    self.replaced(proc, "worker")
                     self.workers[slot] = self.spawn(self.flask("worker"))
             for command, proc in list(self.singletons.items()):
                 if proc.poll() is not None and not self.stopping:
-                    print(f"{command} exited ({proc.returncode}); restarting", file=sys.stderr)
+                    self.replaced(proc, command)
                     self.singletons[command] = self.spawn(self.flask(command))
         return 0
 
@@ -165,10 +195,8 @@ class Runner:
         for tier in tiers:
             procs = [p for p in tier if p is not None and p.poll() is None]
             for proc in procs:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             for proc in procs:
                 try:
@@ -178,7 +206,7 @@ class Runner:
                     proc.wait()
 
 
-def secure(instance) -> None:
+def secure(instance: Path) -> None:
     """The instance folder and the files in it (the database, its WAL, generated keys, Redis's
     append-only file) are readable by their owner only."""
     os.chmod(instance, 0o700)
@@ -190,9 +218,10 @@ def secure(instance) -> None:
 
 def main() -> int:
     os.umask(0o077)  # for everything this and its children create
+    configure_logging()
     runner = Runner()
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         runner.stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
@@ -202,7 +231,7 @@ def main() -> int:
         runner.start()
         code = runner.supervise()
     except (RuntimeError, subprocess.CalledProcessError) as exc:
-        print(f"hookstream could not start: {exc}", file=sys.stderr)
+        log.error("hookstream could not start: %s", exc)
     finally:
         runner.stop()
     print("hookstream stopped.", flush=True)

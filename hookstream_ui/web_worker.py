@@ -7,8 +7,9 @@ handlers cannot answer them.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
+from socket import socket
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http.errors import (
@@ -21,6 +22,10 @@ from gunicorn.http.errors import (
     LimitRequestLine,
 )
 from gunicorn.workers.gthread import ThreadWorker
+
+# (logs, not requests: this is imported by gunicorn's master, which must not load the metrics)
+from .observability.logs import REQUEST_ID_HEADER as HEADER
+from .observability.logs import new_request_id
 
 # The same codes as api/errors.py, for the statuses only gunicorn answers.
 CODES = {
@@ -35,7 +40,7 @@ CODES = {
 _current = threading.local()
 
 
-def _message(exc, cfg) -> str | None:
+def _message(exc: BaseException, cfg: Any) -> str | None:
     """What went wrong, without quoting the request (its URL or a header may hold a secret)."""
     if isinstance(exc, LimitRequestLine):
         return f"The URL is too long: the request line may be at most {cfg.limit_request_line} bytes"
@@ -51,26 +56,27 @@ def _message(exc, cfg) -> str | None:
     return None
 
 
-def write_json_error(sock, status_int, reason, mesg) -> None:
+def write_json_error(sock: socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's util.write_error, answering the /v1 error shape. (Not the Sources API's for
     /api/ paths: these requests fail before their path, or even their request line, is read.)"""
     message = getattr(_current, "message", None) or reason
+    request_id = new_request_id()
     body = {
         "error": message,
         "code": CODES.get(status_int, "error"),
         "status": status_int,
-        "request_id": f"req_{secrets.token_hex(8)}",
+        "request_id": request_id,
     }
     data = json.dumps(body).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
+        f"{HEADER}: {request_id}\r\nContent-Length: {len(data)}\r\n\r\n"
     ).encode("latin-1")
     util.write_nonblock(sock, head + data)
 
 
 class JsonErrorWorker(ThreadWorker):
-    def handle_error(self, req, client, addr, exc):
+    def handle_error(self, req: Any, client: socket, addr: Any, exc: BaseException) -> None:
         _current.message = _message(exc, self.cfg)
         try:
             super().handle_error(req, client, addr, exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, jsonify, request, stream_with_context
+from flask import Response, abort, g, jsonify, request, stream_with_context
 
 from ..errors import ValidationFailed
 from ..infra.group_commit import Unavailable
@@ -105,6 +105,7 @@ def _ingest(source_id):
         ) from None
     except Unavailable as exc:
         abort(503, description=f"{exc}; try again")
+    g.ingest_outcome = "duplicate" if event.duplicate else event.status  # for the ingest metrics
     answer = {"event_id": event.id, "source_id": source_id}
     if event.duplicate:
         answer.update(duplicate=True, original_event_id=event.duplicate_of)

@@ -40,6 +40,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from ..extensions import db, get_redis
+from ..observability import metrics
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 256
@@ -441,6 +442,7 @@ def _run_thread(app: Flask, inbox: FairInbox, writer: Writer) -> None:
 
 
 def _process(app: Flask, batch: list[Delivery], writer: Writer) -> None:
+    metrics.writer_batch(len(batch))
     with app.app_context(), _sqlite_writer_lock(app):
         try:
             writer.write(batch)

@@ -23,6 +23,7 @@ from werkzeug.exceptions import Forbidden, NotFound
 
 from ..infra import group_commit
 from ..models import SourceConnection, db, new_id
+from ..observability import metrics
 from ..sources import secrets
 from ..sources.webhook import parse_cidrs
 from ..values import documents, jsonpaths
@@ -256,6 +257,7 @@ def receive(
         document = None
     _release_connection()
     row = ingest_writer.submit(group_commit.Delivery(row, document, version, claim))
+    metrics.webhook_records(row["outcomes"])
     return Received(row["id"], row["status"], row["duplicate"], row["duplicate_of"])
 
 

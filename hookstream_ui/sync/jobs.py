@@ -9,6 +9,7 @@ stops before writing.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import secrets
 import threading
@@ -21,6 +22,7 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..infra import locks
 from ..models import Collection, SyncRun
+from ..observability import metrics, runs
 from ..services import upsert
 from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
 from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
@@ -63,7 +65,10 @@ def read_ahead(app: Flask, batches: Iterable[Batch], depth: int = 2) -> Iterator
             finally:
                 db.session.remove()
 
-    thread = threading.Thread(target=produce, daemon=True, name="read-ahead")
+    # In the run's context: what the reader logs names the run too.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(produce,), daemon=True, name="read-ahead"
+    )
     thread.start()
     try:
         while True:
@@ -112,6 +117,7 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
+@runs.bound_to_run
 def run_sync(run_id: str, token: str) -> str:
     run = locks.for_update(SyncRun, run_id)
     if run is None or run.final or run.claim_token != token:
@@ -128,6 +134,7 @@ def run_sync(run_id: str, token: str) -> str:
         if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
             collection.status = "SYNCING"
     db.session.commit()
+    runs.started(run)
     heartbeat = Heartbeat(_this_app(), run.id, token)
     heartbeat.start()
     try:
@@ -246,6 +253,7 @@ def _read_into(
         _backfill_progress(collection, run, checkpoint)
         mark_reachable(run.source)  # it answered: the source is connected, not "Pending"
         db.session.commit()  # records, counts and checkpoint: one transaction
+        metrics.records_written("sync", outcome)
     return checkpoint
 
 
@@ -317,6 +325,7 @@ def _finish(run: SyncRun, status: str) -> None:
     settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
+    runs.finished(run)
 
 
 def _fail(run_id: str, exc: Exception) -> str:
@@ -341,10 +350,13 @@ def _fail(run_id: str, exc: Exception) -> str:
         run.claim_token = secrets.token_hex(8)
         record_failed_attempt(source, message)
         db.session.commit()
-        enqueue_run(run, timedelta(seconds=BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]))
+        delay = BACKOFF_SECONDS[min(run.attempt, len(BACKOFF_SECONDS)) - 1]
+        enqueue_run(run, timedelta(seconds=delay))
+        runs.retrying(run, exc, delay)
         return "failed"
     run.status, run.finished_at = "failed", utcnow()
     settle_collections(run)
     record_outcome(source, run)
     db.session.commit()
+    runs.finished(run)
     return "failed"

@@ -10,6 +10,7 @@ from rq.job import Job
 
 from ..extensions import db, get_redis
 from ..infra.queues import QUEUES
+from ..observability import metrics
 from ..process import settle_garbage_collector
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class AppWorker(Worker):
             # RQ runs each job in a forked work horse: never share the parent's sockets.
             db.engine.dispose(close=False)
             settle_garbage_collector()  # again: what the worker built after startup is the horse's too
+            metrics.in_work_horse()
             return super().perform_job(job, queue)
 
 
