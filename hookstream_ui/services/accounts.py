@@ -62,7 +62,7 @@ def _matches(confirm: object, value: object, field: str, what: str) -> None:
         raise ValidationFailed({field: f"does not match {what}"})
 
 
-def check_password_strength(password: str, field: str = "password") -> None:
+def check_password_strength(password: object, field: str = "password") -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
 
