@@ -24,7 +24,7 @@ class SourceConnection(EnvScoped, Timestamps, Model):
     last_test_message: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
-    # Schedule and health (the /v1/syncs view of a connection, seed 004).
+    # Schedule and health: what /v1/syncs shows and sets of a connection.
     sync_status: Mapped[str] = mapped_column(String(20), default="active")
     sync_frequency: Mapped[str | None] = mapped_column(String(20))
     rate_limit: Mapped[dict | None] = mapped_column(JSON)

@@ -6,7 +6,9 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any, NoReturn
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -32,10 +34,11 @@ def normalise_email(email: str) -> str:
         raise ValidationFailed({"email": str(exc)}) from None
 
 
-def at_once(*checks):
+def at_once(*checks: Callable[[], Any]) -> list[Any]:
     """Each check's result; every field's error at once when any is refused, not one field
     per submit."""
-    errors, results = {}, []
+    errors: dict[str, str] = {}
+    results: list[Any] = []
     for check in checks:
         try:
             results.append(check())
@@ -49,17 +52,17 @@ def at_once(*checks):
     return results
 
 
-def _refuse(field: str, message: str):
+def _refuse(field: str, message: str) -> NoReturn:
     raise ValidationFailed({field: message})
 
 
-def _matches(confirm, value, field: str, what: str) -> None:
+def _matches(confirm: object, value: object, field: str, what: str) -> None:
     """`confirm` (None: the form does not ask) typed the same as `value`."""
     if confirm is not None and confirm != value:
         raise ValidationFailed({field: f"does not match {what}"})
 
 
-def check_password_strength(password: str, field: str = "password") -> None:
+def check_password_strength(password: object, field: str = "password") -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise ValidationFailed({field: f"must be at least {MIN_PASSWORD} characters"})
 
@@ -208,7 +211,7 @@ def _throttle_keys(email: str, ip: str | None) -> list[tuple[str, int]]:
     return keys
 
 
-def _throttled(keys) -> int | None:
+def _throttled(keys: list[tuple[str, int]]) -> int | None:
     """Seconds until sign-in is allowed again, if it is refused now."""
     limits = dict(keys)
     now = utcnow()
@@ -221,7 +224,7 @@ def _throttled(keys) -> int | None:
     return max(1, int(max(waits))) if waits else None
 
 
-def _count_failure(keys) -> None:
+def _count_failure(keys: list[tuple[str, int]]) -> None:
     """One more failure for each key, in its own transaction; the count starts again once a
     window has passed without one (as an expiring counter would)."""
     now, failures = utcnow(), SignInFailure.__table__
@@ -245,6 +248,11 @@ def _count_failure(keys) -> None:
     db.session.commit()
 
 
+def _orgs_or_instance(orgs: Sequence[Org]) -> list[Org | None]:
+    """Where a sign-in entry goes: each of the user's orgs, or the instance (None) if none."""
+    return [*orgs] if orgs else [None]
+
+
 def _audit_refused(email: str, user: User | None, reason: str) -> None:
     """A refused sign-in, in the log of each org of the account it named (instance admins see
     those naming no account). Only counted attempts get here: throttled ones are refused
@@ -262,7 +270,7 @@ def _audit_refused(email: str, user: User | None, reason: str) -> None:
         except ValidationFailed:
             email = "(not an email address)"
     actor = audit.Actor(None, email[:254] or "(no email)")
-    for org in orgs or [None]:
+    for org in _orgs_or_instance(orgs):
         audit.record(
             "user.sign_in_failed",
             "user",
@@ -301,7 +309,7 @@ def authenticate(email: str, password: str, ip: str | None = None) -> User:
     if orgs and all(org.suspended_at is not None for org in orgs):
         raise ValidationFailed({"email": suspended_message(orgs[0]) + "."}, status=403, code="org_suspended")
     user.last_sign_in_at = utcnow()
-    for org in orgs or [None]:  # each org's log shows its members' sign-ins
+    for org in _orgs_or_instance(orgs):  # each org's log shows its members' sign-ins
         audit.record(
             "user.sign_in", "user", user.id, actor=audit.actor_for_user(user), org_id=org.id if org else None
         )
@@ -443,7 +451,7 @@ def reset_for(token: str) -> PasswordReset:
         )
     if as_utc(reset.expires_at) <= utcnow():
         raise InvalidReset("This password-reset link has expired. Ask an instance admin for a new one.")
-    if db.session.get(User, reset.user_id).disabled_at is not None:
+    if db.session.get_one(User, reset.user_id).disabled_at is not None:
         raise InvalidReset("This account is disabled, so its password-reset link does not work.")
     return reset
 
@@ -468,7 +476,7 @@ def use_reset(token: str, password: str, confirm: str) -> User:
     if claimed != 1:
         db.session.rollback()
         raise InvalidReset("This password-reset link was already used. Ask an instance admin for a new one.")
-    user = db.session.get(User, reset.user_id)
+    user = db.session.get_one(User, reset.user_id)
     user.set_password(password)  # rotates the session token
     db.session.execute(
         update(UserSession)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any, cast
 
 from flask import abort, current_app, session, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from ..errors import ValidationFailed
@@ -32,15 +34,15 @@ INVITATION_DAYS = 7
 # --- members -----------------------------------------------------------------------------
 
 
-def _members(principal: Principal):
+def _members(principal: Principal) -> Select[tuple[Membership]]:
     return select(Membership).join(User).where(Membership.org_id == principal.org.id)
 
 
-def list_members(principal: Principal) -> list[Membership]:
+def list_members(principal: Principal) -> Sequence[Membership]:
     return db.session.scalars(_members(principal).order_by(Membership.created_at, Membership.id)).all()
 
 
-def members_page(principal: Principal, cursor=None, limit=None) -> Page:
+def members_page(principal: Principal, cursor: str | None = None, limit: str | int | None = None) -> Page:
     return paginate(_members(principal), Membership, cursor, limit)
 
 
@@ -54,10 +56,13 @@ def get_member_or_404(principal: Principal, user_id: str) -> Membership:
 
 
 def _owners(org_id: str) -> int:
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Membership)
-        .where(Membership.org_id == org_id, Membership.role == "owner")
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.org_id == org_id, Membership.role == "owner")
+        )
+        or 0
     )
 
 
@@ -79,17 +84,17 @@ def _lock_owners(principal: Principal, membership: Membership) -> None:
         raise ValidationFailed({"user_id": "only an owner can change an owner"}, status=403, code="forbidden")
 
 
-def _check_role(value, principal: Principal, field: str = "role") -> str:
+def _check_role(value: object, principal: Principal, field: str = "role") -> str:
     if value not in ROLES:
         raise ValidationFailed({field: f"must be one of {', '.join(ROLES)}"})
     if value == "owner" and not principal.can("owner"):
         raise ValidationFailed(
             {field: "only an owner can make someone an owner"}, status=403, code="forbidden"
         )
-    return value
+    return str(value)  # one of ROLES
 
 
-def change_role(principal: Principal, user_id: str, role) -> Membership:
+def change_role(principal: Principal, user_id: str, role: object) -> Membership:
     membership = get_member_or_404(principal, user_id)
     role = _check_role(role, principal)
     if membership.role == "owner" and role != "owner":
@@ -112,7 +117,7 @@ def change_role(principal: Principal, user_id: str, role) -> Membership:
     return membership
 
 
-def role_change_effects(principal: Principal, membership: Membership, role) -> dict | None:
+def role_change_effects(principal: Principal, membership: Membership, role: object) -> dict[str, Any] | None:
     """What changing `membership` to `role` would do that cannot simply be undone, to be
     asked about first: making an owner (only an owner can undo it) or lowering a role
     (their keys above the new role are revoked for good). None when nothing needs asking,
@@ -165,7 +170,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
+def invite(principal: Principal, email: object, role: object) -> tuple[Invitation, str]:
     """A pending invitation and its link (shown to the inviter, once). Inviting the same
     address again replaces the earlier link."""
     errors = {}
@@ -214,7 +219,7 @@ def invite(principal: Principal, email, role) -> tuple[Invitation, str]:
     return invitation, links.public(url_for("auth.accept_invitation", token=token))
 
 
-def pending_invitation(principal: Principal, email) -> Invitation | None:
+def pending_invitation(principal: Principal, email: object) -> Invitation | None:
     """The invitation `email` has waiting in this org (the one a new invitation would
     withdraw), or None."""
     try:
@@ -228,7 +233,7 @@ def pending_invitation(principal: Principal, email) -> Invitation | None:
     ).first()
 
 
-def _pending_invitations(principal: Principal):
+def _pending_invitations(principal: Principal) -> Select[tuple[Invitation]]:
     return select(Invitation).where(
         Invitation.org_id == principal.org.id,
         Invitation.accepted_at.is_(None),
@@ -237,13 +242,13 @@ def _pending_invitations(principal: Principal):
     )
 
 
-def list_invitations(principal: Principal) -> list[Invitation]:
+def list_invitations(principal: Principal) -> Sequence[Invitation]:
     return db.session.scalars(
         _pending_invitations(principal).order_by(Invitation.created_at.desc(), Invitation.id.desc())
     ).all()
 
 
-def invitations_page(principal: Principal, cursor=None, limit=None) -> Page:
+def invitations_page(principal: Principal, cursor: str | None = None, limit: str | int | None = None) -> Page:
     return paginate(_pending_invitations(principal), Invitation, cursor, limit)
 
 
@@ -318,7 +323,7 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
         raise InvalidInvitation("This invitation has already been used.")
     if user is None:
         user = User(email=invitation.email)
-        user.set_password(password)
+        user.set_password(cast(str, password))  # its strength was checked above
         db.session.add(user)
     if not db.session.scalar(
         select(Membership.id).where(Membership.org_id == invitation.org_id, Membership.user_id == user.id)
@@ -356,7 +361,7 @@ def accept(token: str, user: User | None, password: str | None = None) -> User:
 # --- orgs and environments ---------------------------------------------------------------
 
 
-def orgs_of(user: User) -> list[Org]:
+def orgs_of(user: User) -> Sequence[Org]:
     return db.session.scalars(
         select(Org).join(Membership).where(Membership.user_id == user.id).order_by(Membership.created_at)
     ).all()
@@ -397,25 +402,27 @@ def switch_environment(user: User, env_id: str) -> Environment:
 ENV_NAME_MAX = 80
 
 
-def _env_name(value) -> str:
+def _env_name(value: object) -> str:
     return clean_name(value, "name", 1, ENV_NAME_MAX)
 
 
-def _environments(principal: Principal):
+def _environments(principal: Principal) -> Select[tuple[Environment]]:
     query = select(Environment).where(Environment.org_id == principal.org.id)
     # A key works inside its own environment and sees only that one.
     return query if principal.via_session else query.where(Environment.id == principal.env.id)
 
 
-def list_environments(principal: Principal) -> list[Environment]:
+def list_environments(principal: Principal) -> Sequence[Environment]:
     return db.session.scalars(_environments(principal).order_by(Environment.created_at, Environment.id)).all()
 
 
-def environments_page(principal: Principal, cursor=None, limit=None) -> Page:
+def environments_page(
+    principal: Principal, cursor: str | None = None, limit: str | int | None = None
+) -> Page:
     return paginate(_environments(principal), Environment, cursor, limit)
 
 
-def create_environment(principal: Principal, name) -> Environment:
+def create_environment(principal: Principal, name: object) -> Environment:
     name = _env_name(name)
     slug = accounts.slugify(name, "project")
     if db.session.scalar(
@@ -439,26 +446,26 @@ def get_environment_or_404(principal: Principal, env_id: str) -> Environment:
     return env
 
 
-def rename_environment(principal: Principal, env_id: str, name) -> Environment:
+def rename_environment(principal: Principal, env_id: str, name: object) -> Environment:
     env = get_environment_or_404(principal, env_id)
     env.name = _env_name(name)
     db.session.commit()
     return env
 
 
-def rename_org(principal: Principal, name) -> Org:
+def rename_org(principal: Principal, name: object) -> Org:
     """The owner's: the org's name as every member sees it (its slug, in URLs, stays)."""
     if not principal.can("owner"):
         raise ValidationFailed(
             {"name": "only an owner can rename the organization"}, status=403, code="forbidden"
         )
-    org = db.session.get(Org, principal.org.id)
+    org = db.session.get_one(Org, principal.org.id)
     org.name = clean_name(name, "name", 1, ORG_NAME_MAX)
     db.session.commit()
     return org
 
 
-def delete_org(principal: Principal, confirm) -> None:
+def delete_org(principal: Principal, confirm: str | None) -> None:
     if confirm != principal.org.slug:
         raise ValidationFailed({"confirm": f"type the organization's slug ({principal.org.slug}) to confirm"})
     db.session.delete(principal.org)
