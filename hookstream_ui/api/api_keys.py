@@ -1,13 +1,14 @@
-"""/v1/auth/api-keys — managed only from a signed-in session (SPEC §3)."""
+"""/v1/auth/api-keys: managed only from a signed-in session, never with a key."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import request
 
+from ..models.principal import Principal
 from ..services import api_keys as svc
 from . import schemas, v1
 from .openapi import PAGE_QUERY, endpoint, json_body
-from .serializers import api_key_json
+from .serializers import api_key_json, new_api_key_json
 
 TAG = "api-keys"
 KEYS = "API keys"
@@ -24,12 +25,14 @@ KEYS = "API keys"
     role="admin",
     session_only=KEYS,
 )
-def create_api_key(principal):
+def create_api_key(principal: Principal) -> schemas.ApiKeyEnvelope:
     body = json_body()
+    if principal.user is None:  # cannot happen: session_only lets signed-in users in only
+        raise RuntimeError("an API key is made by a signed-in user")
     key, raw = svc.create_key(
         principal.env, body.get("name"), principal.user, body.get("role", "member"), body.get("expires_at")
     )
-    return jsonify(api_key=api_key_json(key, raw)), 201
+    return schemas.ApiKeyEnvelope(api_key=new_api_key_json(key, raw))
 
 
 @endpoint(
@@ -43,9 +46,11 @@ def create_api_key(principal):
     role="admin",
     session_only=KEYS,
 )
-def list_api_keys(principal):
+def list_api_keys(principal: Principal) -> schemas.ApiKeyList:
     page = svc.keys_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(api_keys=[api_key_json(k) for k in page.items], cursor=page.cursor, has_more=page.has_more)
+    return schemas.ApiKeyList(
+        api_keys=[api_key_json(k) for k in page.items], cursor=page.cursor, has_more=page.has_more
+    )
 
 
 @endpoint(
@@ -58,6 +63,6 @@ def list_api_keys(principal):
     role="admin",
     session_only=KEYS,
 )
-def revoke_api_key(principal, key_id):
+def revoke_api_key(principal: Principal, key_id: str) -> schemas.Deleted:
     key = svc.revoke_key(principal, key_id)
-    return jsonify(id=key.id, deleted=True)
+    return schemas.Deleted(id=key.id, deleted=True)

@@ -1,9 +1,12 @@
-"""/v1/collections — seeds 000, 001, 002."""
+"""/v1/collections: a project's collections, each answered under `collection`."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from typing import Any
 
+from flask import request
+
+from ..models.principal import Principal
 from ..services import collections as svc
 from ..services import live
 from . import schemas, v1
@@ -11,7 +14,7 @@ from .openapi import endpoint, json_body
 from .serializers import collection_json
 
 TAG = "collections"
-LIST_QUERY = {
+LIST_QUERY: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     "cursor": {"type": "string"},
     "status": {"type": "string"},
@@ -29,9 +32,9 @@ LIST_QUERY = {
     body=svc.CollectionCreate,
     responses={201: schemas.CollectionEnvelope, 404: schemas.Error, 409: schemas.Error},
 )
-def create_collection(principal):
+def create_collection(principal: Principal) -> schemas.CollectionEnvelope:
     collection = svc.create_collection(principal, json_body())
-    return jsonify(collection=collection_json(collection)), 201
+    return schemas.CollectionEnvelope(collection=collection_json(collection))
 
 
 @endpoint(
@@ -43,7 +46,7 @@ def create_collection(principal):
     query=LIST_QUERY,
     responses={200: schemas.CollectionList},
 )
-def list_collections(principal):
+def list_collections(principal: Principal) -> schemas.CollectionList:
     args = request.args
     page = svc.list_collections(
         principal,
@@ -54,7 +57,7 @@ def list_collections(principal):
         search=args.get("search"),
     )
     states = live.collection_states(page.items)  # the status every page shows
-    return jsonify(
+    return schemas.CollectionList(
         collections=[collection_json(c, states[c.id].status) for c in page.items],
         cursor=page.cursor,
         has_more=page.has_more,
@@ -69,9 +72,9 @@ def list_collections(principal):
     tag=TAG,
     responses={200: schemas.CollectionEnvelope, 404: schemas.Error},
 )
-def get_collection(principal, ident):
+def get_collection(principal: Principal, ident: str) -> schemas.CollectionEnvelope:
     collection = svc.get_collection_or_404(principal, ident)
-    return jsonify(collection=collection_json(collection))
+    return schemas.CollectionEnvelope(collection=collection_json(collection))
 
 
 @endpoint(
@@ -83,10 +86,10 @@ def get_collection(principal, ident):
     body=svc.CollectionUpdate,
     responses={200: schemas.CollectionEnvelope, 404: schemas.Error, 409: schemas.Error},
 )
-def update_collection(principal, ident):
+def update_collection(principal: Principal, ident: str) -> schemas.CollectionEnvelope:
     collection = svc.get_collection_or_404(principal, ident)
     collection = svc.update_collection(principal, collection, json_body())
-    return jsonify(collection=collection_json(collection))
+    return schemas.CollectionEnvelope(collection=collection_json(collection))
 
 
 @endpoint(
@@ -97,8 +100,8 @@ def update_collection(principal, ident):
     tag=TAG,
     responses={200: schemas.Deleted, 404: schemas.Error},
 )
-def delete_collection(principal, ident):
+def delete_collection(principal: Principal, ident: str) -> schemas.Deleted:
     collection = svc.get_collection_or_404(principal, ident)
     collection_id = collection.id
     svc.delete_collection(principal, collection)
-    return jsonify(id=collection_id, deleted=True)
+    return schemas.Deleted(id=collection_id, deleted=True)

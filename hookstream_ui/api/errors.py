@@ -1,23 +1,28 @@
 """JSON errors for both API families, decided by path in one place.
 
-`/v1`: {"error", "code", "status", "request_id"} (SPEC §5.1).
-`/api/v1`: {"success": false, "error": <code>, "message"} (seed 003).
+`/v1`: {"error": <message>, "code", "status", "request_id"} (schemas.Error).
+`/api/v1`: {"success": false, "error": <code>, "message"} (schemas.SourcesError).
+Either adds `errors`, each offending field with what is wrong with it, for bad input.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import g, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from pydantic import BaseModel
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
 
 from ..auth import is_api_request
 from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..errors import ValidationFailed
 from ..extensions import login_manager
+from . import schemas
+from .openapi import answer_json
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +41,17 @@ CODES = {
 }
 
 
-def json_error(status: int, message: str, code: str | None = None, errors: dict | None = None):
+def json_error(
+    status: int, message: str, code: str | None = None, errors: dict[str, str] | None = None
+) -> tuple[Response, int]:
     code = code or CODES.get(status, "error")
+    given = {"errors": errors} if errors else {}  # named only when there are some
+    body: BaseModel
     if request.path.startswith("/api/"):
-        body = {"success": False, "error": code, "message": message}
+        body = schemas.SourcesError(success=False, error=code, message=message, **given)
     else:
-        body = {"error": message, "code": code, "status": status, "request_id": g.get("request_id")}
-    if errors:
-        body["errors"] = errors
-    return jsonify(body), status
+        body = schemas.Error(error=message, code=code, status=status, request_id=g.get("request_id"), **given)
+    return jsonify(answer_json(body)), status
 
 
 def page_message(exc: HTTPException) -> str:
@@ -63,7 +70,7 @@ def page_message(exc: HTTPException) -> str:
     return ""
 
 
-def error_page(exc: HTTPException, message: str | None = None):
+def error_page(exc: HTTPException, message: str | None = None) -> tuple[str, int]:
     """The app's error page for `exc`, with a way back to where the address belongs."""
     admin = request.path.startswith("/admin")
     return render_template(
@@ -72,10 +79,10 @@ def error_page(exc: HTTPException, message: str | None = None):
         title=exc.name,
         message=page_message(exc) if message is None else message,
         back=("/admin/", "Back to instance admin") if admin else ("/", "Back to the dashboard"),
-    ), exc.code
+    ), exc.code or 500
 
 
-def _http_error(exc: HTTPException):
+def _http_error(exc: HTTPException) -> ResponseReturnValue | HTTPException:
     if not is_api_request():
         if exc.code is None or exc.code < 400 or exc.response is not None:
             return exc
@@ -93,12 +100,12 @@ def _http_error(exc: HTTPException):
     if exc.code == 413:
         message = f"Request body is larger than the limit of {request.max_content_length} bytes"
     response, status = json_error(exc.code or 500, message)
-    if exc.code == 405 and exc.valid_methods:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response, status
 
 
-def _validation_error(exc: ValidationFailed):
+def _validation_error(exc: ValidationFailed) -> ResponseReturnValue:
     # Forms show their own errors beside their fields; this is what reaches a page
     # otherwise (a field refused before any view ran, for one).
     if not is_api_request():
@@ -111,7 +118,7 @@ def _validation_error(exc: ValidationFailed):
     return json_error(exc.status, exc.message, exc.code, exc.errors)
 
 
-def _unexpected(exc: Exception):
+def _unexpected(exc: Exception) -> ResponseReturnValue | HTTPException:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     # Log the type and request id only: exception text may quote secrets or payloads.
@@ -128,7 +135,7 @@ def _unexpected(exc: Exception):
     return json_error(500, "Internal error; quote the request_id when reporting it")
 
 
-def register_error_handlers(app) -> None:
+def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ValidationFailed, _validation_error)
     app.register_error_handler(Exception, _unexpected)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, g, jsonify, request, stream_with_context
+from typing import Any
+
+from flask import Response, abort, g, request, stream_with_context
 
 from ..errors import ValidationFailed
 from ..infra.group_commit import Unavailable
+from ..models import Collection, Event, Record
+from ..models.principal import Principal
 from ..request_checks import request_is_payload
 from ..services import collections as collection_svc
 from ..services import ingest as svc
@@ -19,7 +23,7 @@ INGEST_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 
 
 # `filter[data.status]=open`: one query parameter per field path, as OpenAPI's deepObject.
-FILTER_PARAM = {
+FILTER_PARAM: dict[str, Any] = {
     "type": "object",
     "additionalProperties": {"type": "string"},
     "propertyNames": {"pattern": r"^(\$\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"},
@@ -28,7 +32,7 @@ FILTER_PARAM = {
     "description": "Records whose field at each path equals the value, e.g. filter[data.status]=open "
     "(a dot path of field names; the value matches as text, number or boolean)",
 }
-EXPORT_BODIES = {
+EXPORT_BODIES: dict[str, Any] = {
     "headers": {
         "Content-Disposition": {
             "schema": {"type": "string"},
@@ -72,7 +76,7 @@ EXPORT_BODIES = {
         },
     },
 }
-INGEST_BODY = {
+INGEST_BODY: dict[str, Any] = {
     "required": False,
     "description": "The delivery as the sender makes it: any content type, stored as received (JSON is "
     "also upserted into the source's collections). At most MAX_BODY_BYTES (413 above), "
@@ -85,7 +89,7 @@ INGEST_BODY = {
 }
 
 
-def _ingest(source_id):
+def _ingest(source_id: str) -> schemas.IngestAccepted:
     try:
         event = svc.ingest(
             source_id,
@@ -106,15 +110,16 @@ def _ingest(source_id):
     except Unavailable as exc:
         abort(503, description=f"{exc}; try again")
     g.ingest_outcome = "duplicate" if event.duplicate else event.status  # for the ingest metrics
-    answer = {"event_id": event.id, "source_id": source_id}
     if event.duplicate:
-        answer.update(duplicate=True, original_event_id=event.duplicate_of)
-    return jsonify(answer), 200
+        return schemas.IngestAccepted(
+            event_id=event.id, source_id=source_id, duplicate=True, original_event_id=event.duplicate_of
+        )
+    return schemas.IngestAccepted(event_id=event.id, source_id=source_id)
 
 
 for _method in INGEST_METHODS:
 
-    def _view(principal=None, source_id=None):
+    def _view(source_id: str) -> schemas.IngestAccepted:
         return _ingest(source_id)
 
     _view.__name__ = f"ingest_{_method.lower()}"
@@ -138,34 +143,37 @@ for _method in INGEST_METHODS:
     )(_view)
 
 
-def event_json(e, full: bool = False) -> dict:
-    data = {
-        "id": e.id,
-        "source_id": e.source_id,
-        "method": e.method,
-        "status": e.status,
-        "verification": e.verification,
-        "verification_error": e.verification_error,
-        "duplicate": e.duplicate,
-        "duplicate_of": e.duplicate_of,
-        "dedup_key": e.dedup_key,
-        "content_type": e.content_type,
-        "size": e.size,
-        "source_ip": e.source_ip,
-        "received_at": isoformat(e.received_at),
-        "error": e.error,
-        "outcomes": dict(e.outcomes or {}),
-        "event_type": e.event_type,
-        "sender_event_id": e.sender_event_id,
-    }
-    if full:
-        data.update(
-            headers=dict(e.headers or {}),
-            query=dict(e.query or {}),
-            body=e.body,
-            body_encoding=e.body_encoding,
-        )
-    return data
+def event_json(e: Event) -> schemas.EventSummary:
+    return schemas.EventSummary(
+        id=e.id,
+        source_id=e.source_id,
+        method=e.method,
+        status=e.status,
+        verification=e.verification,
+        verification_error=e.verification_error,
+        duplicate=e.duplicate,
+        duplicate_of=e.duplicate_of,
+        dedup_key=e.dedup_key,
+        content_type=e.content_type,
+        size=e.size,
+        source_ip=e.source_ip,
+        received_at=isoformat(e.received_at),
+        error=e.error,
+        outcomes=dict(e.outcomes or {}),
+        event_type=e.event_type,
+        sender_event_id=e.sender_event_id,
+    )
+
+
+def event_detail_json(e: Event) -> schemas.EventDetail:
+    """An event with what was received: its headers, query and body."""
+    return schemas.EventDetail(
+        **event_json(e).model_dump(),
+        headers=dict(e.headers or {}),
+        query=dict(e.query or {}),
+        body=e.body,
+        body_encoding=e.body_encoding,
+    )
 
 
 @endpoint(
@@ -183,7 +191,7 @@ def event_json(e, full: bool = False) -> dict:
         **PAGE_QUERY,
     },
 )
-def list_events(principal):
+def list_events(principal: Principal) -> schemas.EventList:
     a = request.args
     duplicate = a.get("duplicate")
     if duplicate not in (None, "true", "false"):
@@ -200,7 +208,9 @@ def list_events(principal):
         cursor=a.get("cursor"),
         limit=a.get("limit"),
     )
-    return jsonify(events=[event_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more)
+    return schemas.EventList(
+        events=[event_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more
+    )
 
 
 @endpoint(
@@ -211,22 +221,31 @@ def list_events(principal):
     tag="events",
     responses={200: schemas.EventEnvelope, 404: schemas.Error},
 )
-def get_event(principal, event_id):
-    return jsonify(event=event_json(record_svc.get_event_or_404(principal, event_id), full=True))
+def get_event(principal: Principal, event_id: str) -> schemas.EventEnvelope:
+    return schemas.EventEnvelope(event=event_detail_json(record_svc.get_event_or_404(principal, event_id)))
 
 
-def record_json(r) -> dict:
+def _filters() -> dict[str, str]:
+    """The `filter[<path>]=<value>` parameters, by path."""
     return {
-        "id": r.id,
-        "collection_id": r.collection_id,
-        "record_key": r.record_key,
-        "data": r.data,
-        "event_type": r.event_type,
-        "source_event_id": r.source_event_id,
-        "source_event_at": isoformat(r.source_event_at),
-        "created_at": isoformat(r.created_at),
-        "updated_at": isoformat(r.updated_at),
+        k[len("filter[") : -1]: v
+        for k, v in request.args.items()
+        if k.startswith("filter[") and k.endswith("]")
     }
+
+
+def record_json(r: Record) -> schemas.RecordOut:
+    return schemas.RecordOut(
+        id=r.id,
+        collection_id=r.collection_id,
+        record_key=r.record_key,
+        data=r.data,
+        event_type=r.event_type,
+        source_event_id=r.source_event_id,
+        source_event_at=isoformat(r.source_event_at),
+        created_at=isoformat(r.created_at),
+        updated_at=isoformat(r.updated_at),
+    )
 
 
 @endpoint(
@@ -247,13 +266,9 @@ def record_json(r) -> dict:
         "filter": FILTER_PARAM,
     },
 )
-def list_records(principal, ident):
+def list_records(principal: Principal, ident: str) -> schemas.RecordList:
     collection = collection_svc.get_collection_or_404(principal, ident)
-    filters = {
-        k[len("filter[") : -1]: v
-        for k, v in request.args.items()
-        if k.startswith("filter[") and k.endswith("]")
-    }
+    filters = _filters()
     page = record_svc.list_records(
         collection,
         search=request.args.get("search"),
@@ -262,7 +277,7 @@ def list_records(principal, ident):
         cursor=request.args.get("cursor"),
         limit=request.args.get("limit"),
     )
-    return jsonify(
+    return schemas.RecordList(
         records=[record_json(r) for r in page.items], has_more=page.has_more, next_cursor=page.cursor
     )
 
@@ -275,9 +290,9 @@ def list_records(principal, ident):
     tag="records",
     responses={200: schemas.RecordEnvelope, 404: schemas.Error},
 )
-def get_record(principal, ident, key):
+def get_record(principal: Principal, ident: str, key: str) -> schemas.RecordEnvelope:
     collection = collection_svc.get_collection_or_404(principal, ident)
-    return jsonify(record=record_json(record_svc.get_record_or_404(collection, key)))
+    return schemas.RecordEnvelope(record=record_json(record_svc.get_record_or_404(collection, key)))
 
 
 @endpoint(
@@ -288,12 +303,12 @@ def get_record(principal, ident, key):
     tag="records",
     responses={200: schemas.Deleted, 404: schemas.Error},
 )
-def delete_record(principal, ident, key):
+def delete_record(principal: Principal, ident: str, key: str) -> schemas.Deleted:
     collection = collection_svc.get_collection_or_404(principal, ident)
     record = record_svc.get_record_or_404(collection, key)
     record_id = record.id
     record_svc.delete_record(collection, record)
-    return jsonify(id=record_id, deleted=True)
+    return schemas.Deleted(id=record_id, deleted=True)
 
 
 @endpoint(
@@ -305,9 +320,11 @@ def delete_record(principal, ident, key):
     query={"sample": {"type": "integer", "minimum": 1, "maximum": 500, "default": 200}},
     responses={200: schemas.CollectionSchema, 404: schemas.Error},
 )
-def collection_schema(principal, ident):
+def collection_schema(principal: Principal, ident: str) -> schemas.CollectionSchema:
     collection = collection_svc.get_collection_or_404(principal, ident)
-    return jsonify(record_svc.infer_schema(collection, request.args.get("sample")))
+    return schemas.CollectionSchema.model_validate(
+        record_svc.infer_schema(collection, request.args.get("sample"))
+    )
 
 
 @endpoint(
@@ -318,8 +335,9 @@ def collection_schema(principal, ident):
     tag="records",
     responses={200: schemas.CollectionStats, 404: schemas.Error},
 )
-def collection_stats(principal, ident):
-    return jsonify(record_svc.collection_stats(collection_svc.get_collection_or_404(principal, ident)))
+def collection_stats(principal: Principal, ident: str) -> schemas.CollectionStats:
+    collection = collection_svc.get_collection_or_404(principal, ident)
+    return schemas.CollectionStats.model_validate(record_svc.collection_stats(collection))
 
 
 @endpoint(
@@ -354,17 +372,13 @@ def collection_stats(principal, ident):
     },
     responses={200: EXPORT_BODIES, 400: schemas.Error, 404: schemas.Error},
 )
-def export_collection(principal, ident):
+def export_collection(principal: Principal, ident: str) -> Response:
     collection = collection_svc.get_collection_or_404(principal, ident)
     fmt = request.args.get("format", "ndjson")
     if fmt not in ("ndjson", "csv"):
         raise ValidationFailed({"format": "must be ndjson or csv"})
     mimetype = "application/x-ndjson" if fmt == "ndjson" else "text/csv"
-    filters = {
-        k[len("filter[") : -1]: v
-        for k, v in request.args.items()
-        if k.startswith("filter[") and k.endswith("]")
-    }
+    filters = _filters()
     columns = record_svc.export_columns(request.args.get("columns"))
     body = stream_with_context(
         record_svc.export(
@@ -383,17 +397,17 @@ def export_collection(principal, ident):
     )
 
 
-def backfill_json(c) -> dict:
-    return {
-        "collection_id": c.id,
-        "status": c.backfill_status,
-        "progress": c.backfill_progress,
-        "total": c.backfill_total,
-        "cursor": c.backfill_cursor,
-        "started_at": isoformat(c.backfill_started_at),
-        "completed_at": isoformat(c.backfill_completed_at),
-        "error": c.backfill_error,
-    }
+def backfill_json(c: Collection) -> schemas.Backfill:
+    return schemas.Backfill(
+        collection_id=c.id,
+        status=c.backfill_status,
+        progress=c.backfill_progress,
+        total=c.backfill_total,
+        cursor=c.backfill_cursor,
+        started_at=isoformat(c.backfill_started_at),
+        completed_at=isoformat(c.backfill_completed_at),
+        error=c.backfill_error,
+    )
 
 
 @endpoint(
@@ -404,11 +418,11 @@ def backfill_json(c) -> dict:
     tag="records",
     responses={202: schemas.BackfillEnvelope, 404: schemas.Error, 409: schemas.Error},
 )
-def start_backfill(principal, ident):
+def start_backfill(principal: Principal, ident: str) -> schemas.BackfillEnvelope:
     from ..sync.backfill import start_backfill as start
 
     collection = start(collection_svc.get_collection_or_404(principal, ident))
-    return jsonify(backfill=backfill_json(collection)), 202
+    return schemas.BackfillEnvelope(backfill=backfill_json(collection))
 
 
 @endpoint(
@@ -419,5 +433,7 @@ def start_backfill(principal, ident):
     tag="records",
     responses={200: schemas.BackfillEnvelope, 404: schemas.Error},
 )
-def get_backfill(principal, ident):
-    return jsonify(backfill=backfill_json(collection_svc.get_collection_or_404(principal, ident)))
+def get_backfill(principal: Principal, ident: str) -> schemas.BackfillEnvelope:
+    return schemas.BackfillEnvelope(
+        backfill=backfill_json(collection_svc.get_collection_or_404(principal, ident))
+    )

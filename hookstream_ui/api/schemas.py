@@ -1,14 +1,16 @@
-"""Response shapes of the JSON API, for the OpenAPI document and its contract tests.
-
-Responses are built by the serializers; these models only describe them, and forbid
-extra properties so that an undocumented field fails the contract test.
+"""The shapes of the JSON API, each declared once: a handler builds its answer as one of
+these models (checked by pydantic as it is made, and by mypy's pydantic plugin for the
+field names), `openapi.endpoint()` turns it into the JSON answer, and /v1/openapi.json
+documents the same model. Response models forbid extra properties, so a field the
+schema does not declare cannot be sent; the request bodies below document what the
+services validate.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidatorFunctionWrapHandler, WrapValidator
 
 from ..services import api_keys, sources, team
 from ..sources import REGISTRY
@@ -16,6 +18,15 @@ from ..sources import REGISTRY
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _int_as_is(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    return value if isinstance(value, int) and not isinstance(value, bool) else handler(value)
+
+
+# A JSON number as the answer gives it: a whole number stays one (a plain float field would
+# write 2 as 2.0), documented as a number.
+Number = Annotated[float, WrapValidator(_int_as_is)]
 
 
 class Error(Strict):
@@ -125,7 +136,7 @@ class ApiKeyCreate(BaseModel):
     )
 
 
-# --- Sources API (/api/v1, seed 003) -------------------------------------------------
+# --- Sources API (/api/v1): every answer says `success`, fields in camelCase -------------
 
 
 class FieldOption(Strict):
@@ -238,7 +249,7 @@ class UploadEnvelope(Strict):
     file: UploadedFile
 
 
-def _per_source_type(schema: dict) -> None:
+def _per_source_type(schema: dict[str, JsonValue]) -> None:
     """credentials and config as each source type declares them (its authFields and
     configFields): one variant per sourceShortName."""
     from ..sources.fields import object_schema
@@ -255,12 +266,15 @@ def _per_source_type(schema: dict) -> None:
     ]
 
 
+SOURCE_TYPES: list[JsonValue] = [*sorted(REGISTRY)]
+
+
 class SourceConnectionCreate(BaseModel):
     """Validated against the source type's authFields and configFields (one variant each)."""
 
     model_config = ConfigDict(json_schema_extra=_per_source_type)
 
-    sourceShortName: str = Field(json_schema_extra={"enum": sorted(REGISTRY)})
+    sourceShortName: str = Field(json_schema_extra={"enum": SOURCE_TYPES})
     name: str = Field(min_length=1, max_length=sources.NAME_MAX, pattern=NOT_BLANK)
     collectionId: str | None = Field(None, description="A collection no other source feeds (409 otherwise)")
     credentials: dict = {}
@@ -288,8 +302,8 @@ class SyncRun(Strict):
     skipReasons: dict[str, int]
     progress: int
     total: int | None
-    rate: float | None
-    etaSeconds: float | None
+    rate: Number | None
+    etaSeconds: Number | None
     cursor: dict
     error: str | None
     attempt: int
@@ -318,7 +332,7 @@ class RunRequest(BaseModel):
     full: bool = False
 
 
-# --- /v1/syncs (seed 004) --------------------------------------------------------------
+# --- /v1/syncs: a sync is answered as itself, with no envelope ----------------------------
 
 
 class SyncHealth(Strict):
@@ -330,7 +344,7 @@ class SyncHealth(Strict):
 
 class SyncRateLimit(Strict):
     allowed_requests: int
-    interval: float
+    interval: Number
     max_concurrent_requests: int
 
 
@@ -377,7 +391,7 @@ class SyncList(Strict):
     has_more: bool
 
 
-# --- Ingest, events, records (issue 5) ---------------------------------------------------
+# --- Ingest, events, records -------------------------------------------------------------
 
 
 class IngestAccepted(Strict):
@@ -449,7 +463,7 @@ class RecordEnvelope(Strict):
 class SchemaField(Strict):
     path: str
     types: list[str]
-    presence: float = Field(description="Share of the sampled records that hold the path (0 to 1)")
+    presence: Number = Field(description="Share of the sampled records that hold the path (0 to 1)")
     example: str | int | float | bool | None
 
 

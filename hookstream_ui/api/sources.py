@@ -1,10 +1,15 @@
-"""/api/v1 — the Sources API of seed 003: catalog and source connections."""
+"""/api/v1, the Sources API: the catalog of source types, source connections and their runs.
+Every answer says `success`; its fields are in camelCase."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from typing import Any
+
+from flask import Blueprint, current_app, request
 
 from ..errors import ValidationFailed
+from ..models import SourceConnection, SyncRun
+from ..models.principal import Principal
 from ..services import runs as run_svc
 from ..services import sources as svc
 from ..sources import REGISTRY, source_type_or_404
@@ -13,7 +18,7 @@ from ..values.times import isoformat
 from . import schemas
 from .openapi import endpoint, json_body
 
-UPLOAD_BODY = {
+UPLOAD_BODY: dict[str, Any] = {
     "required": True,
     "description": "The file, as multipart/form-data (`file`, optional `format`) or as the raw body (with "
     "`filename` in the query). At most MAX_UPLOAD_BYTES (413 above).",
@@ -37,24 +42,24 @@ TAG = "sources"
 E = schemas.SourcesError
 
 
-def connection_json(source) -> dict:
-    return {
-        "id": source.id,
-        "name": source.name,
-        "shortName": source.short_name,
-        "status": source.status,
-        "collectionIds": [c.id for c in svc.bound_collections(source)],
-        "credentials": svc.masked_credentials(source),
-        "config": dict(source.config or {}),
-        "ingestUrl": svc.ingest_url(source),
-        "lastTestedAt": isoformat(source.last_tested_at),
-        "lastTestMessage": source.last_test_message,
-        "createdAt": isoformat(source.created_at),
-        "updatedAt": isoformat(source.updated_at),
-    }
+def connection_json(source: SourceConnection) -> schemas.SourceConnection:
+    return schemas.SourceConnection(
+        id=source.id,
+        name=source.name,
+        shortName=source.short_name,
+        status=source.status,
+        collectionIds=[c.id for c in svc.bound_collections(source)],
+        credentials=svc.masked_credentials(source),
+        config=dict(source.config or {}),
+        ingestUrl=svc.ingest_url(source),
+        lastTestedAt=isoformat(source.last_tested_at),
+        lastTestMessage=source.last_test_message,
+        createdAt=isoformat(source.created_at),
+        updatedAt=isoformat(source.updated_at),
+    )
 
 
-def _section(body: dict, key: str) -> dict:
+def _section(body: dict[str, Any], key: str) -> dict[str, Any]:
     """A PUT body wraps the fields to change (`{"credentials": {...}}`) or is those fields
     itself. Anything else is refused by name: a body misread as "no fields" would reset them."""
     if key in body:
@@ -72,8 +77,10 @@ def _section(body: dict, key: str) -> dict:
 @endpoint(
     sources_v1, "/sources", "GET", summary="List source types", tag=TAG, responses={200: schemas.SourceList}
 )
-def list_source_types(principal):
-    return jsonify(success=True, sources=[t.summary() for t in REGISTRY.values()])
+def list_source_types(principal: Principal) -> schemas.SourceList:
+    return schemas.SourceList.model_validate(
+        {"success": True, "sources": [t.summary() for t in REGISTRY.values()]}
+    )
 
 
 @endpoint(
@@ -84,8 +91,10 @@ def list_source_types(principal):
     tag=TAG,
     responses={200: schemas.SourceDetailEnvelope, 404: E},
 )
-def get_source_type(principal, short_name):
-    return jsonify(success=True, source=source_type_or_404(short_name).detail())
+def get_source_type(principal: Principal, short_name: str) -> schemas.SourceDetailEnvelope:
+    return schemas.SourceDetailEnvelope.model_validate(
+        {"success": True, "source": source_type_or_404(short_name).detail()}
+    )
 
 
 @endpoint(
@@ -97,9 +106,9 @@ def get_source_type(principal, short_name):
     body=schemas.SourceConnectionCreate,
     responses={201: schemas.SourceConnectionEnvelope, 404: E, 409: E},
 )
-def create_connection(principal):
+def create_connection(principal: Principal) -> schemas.SourceConnectionEnvelope:
     source = svc.create_source(principal, json_body())
-    return jsonify(success=True, sourceConnection=connection_json(source)), 201
+    return schemas.SourceConnectionEnvelope(success=True, sourceConnection=connection_json(source))
 
 
 @endpoint(
@@ -111,9 +120,9 @@ def create_connection(principal):
     query={"collectionId": {"type": "string"}},
     responses={200: schemas.SourceConnectionList, 404: E},
 )
-def list_connections(principal):
+def list_connections(principal: Principal) -> schemas.SourceConnectionList:
     sources = svc.list_sources(principal, request.args.get("collectionId"))
-    return jsonify(success=True, sourceConnections=[connection_json(s) for s in sources])
+    return schemas.SourceConnectionList(success=True, sourceConnections=[connection_json(s) for s in sources])
 
 
 @endpoint(
@@ -124,10 +133,9 @@ def list_connections(principal):
     tag=TAG,
     responses={200: schemas.SourceConnectionEnvelope, 404: E},
 )
-def get_connection(principal, source_id):
-    return jsonify(
-        success=True, sourceConnection=connection_json(svc.get_source_or_404(principal, source_id))
-    )
+def get_connection(principal: Principal, source_id: str) -> schemas.SourceConnectionEnvelope:
+    source = svc.get_source_or_404(principal, source_id)
+    return schemas.SourceConnectionEnvelope(success=True, sourceConnection=connection_json(source))
 
 
 @endpoint(
@@ -138,9 +146,11 @@ def get_connection(principal, source_id):
     tag=TAG,
     responses={200: schemas.TestOutcome, 404: E},
 )
-def test_connection(principal, source_id):
+def test_connection(principal: Principal, source_id: str) -> schemas.TestOutcome:
     result = svc.test_source(principal, svc.get_source_or_404(principal, source_id))
-    return jsonify(success=result.ok, status="connected" if result.ok else "failed", message=result.message)
+    return schemas.TestOutcome(
+        success=result.ok, status="connected" if result.ok else "failed", message=result.message
+    )
 
 
 @endpoint(
@@ -152,10 +162,9 @@ def test_connection(principal, source_id):
     role="member",
     responses={200: schemas.StreamList, 404: E, 502: E},
 )
-def list_connection_streams(principal, source_id):
-    return jsonify(
-        success=True, streams=svc.list_streams(principal, svc.get_source_or_404(principal, source_id))
-    )
+def list_connection_streams(principal: Principal, source_id: str) -> schemas.StreamList:
+    streams = svc.list_streams(principal, svc.get_source_or_404(principal, source_id))
+    return schemas.StreamList.model_validate({"success": True, "streams": streams})
 
 
 @endpoint(
@@ -167,10 +176,10 @@ def list_connection_streams(principal, source_id):
     body=schemas.CredentialsUpdate,
     responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E},
 )
-def put_credentials(principal, source_id):
+def put_credentials(principal: Principal, source_id: str) -> schemas.SourceConnectionEnvelope:
     source = svc.get_source_or_404(principal, source_id)
     svc.update_source(principal, source, credentials=_section(json_body(), "credentials"), partial=True)
-    return jsonify(success=True, sourceConnection=connection_json(source))
+    return schemas.SourceConnectionEnvelope(success=True, sourceConnection=connection_json(source))
 
 
 @endpoint(
@@ -182,10 +191,10 @@ def put_credentials(principal, source_id):
     body=schemas.ConfigUpdate,
     responses={200: schemas.SourceConnectionEnvelope, 404: E, 409: E},
 )
-def put_config(principal, source_id):
+def put_config(principal: Principal, source_id: str) -> schemas.SourceConnectionEnvelope:
     source = svc.get_source_or_404(principal, source_id)
     svc.update_source(principal, source, config=_section(json_body(), "config"), partial=True)
-    return jsonify(success=True, sourceConnection=connection_json(source))
+    return schemas.SourceConnectionEnvelope(success=True, sourceConnection=connection_json(source))
 
 
 @endpoint(
@@ -197,11 +206,11 @@ def put_config(principal, source_id):
     query={"deleteData": {"type": "boolean", "default": False}},
     responses={200: schemas.SourceDeleted, 404: E, 409: E},
 )
-def delete_connection(principal, source_id):
+def delete_connection(principal: Principal, source_id: str) -> schemas.SourceDeleted:
     source = svc.get_source_or_404(principal, source_id)
     delete_data = svc.parse_bool_param(request.args.get("deleteData"), "deleteData")
     svc.delete_source(principal, source, delete_data)
-    return jsonify(success=True, id=source_id, deleted=True, dataDeleted=delete_data)
+    return schemas.SourceDeleted(success=True, id=source_id, deleted=True, dataDeleted=delete_data)
 
 
 @endpoint(
@@ -212,9 +221,9 @@ def delete_connection(principal, source_id):
     tag=TAG,
     responses={200: schemas.DataCleared, 404: E, 409: E},
 )
-def clear_connection_data(principal, source_id):
+def clear_connection_data(principal: Principal, source_id: str) -> schemas.DataCleared:
     source = svc.get_source_or_404(principal, source_id)
-    return jsonify(success=True, id=source.id, recordsDeleted=svc.clear_data(principal, source))
+    return schemas.DataCleared(success=True, id=source.id, recordsDeleted=svc.clear_data(principal, source))
 
 
 @endpoint(
@@ -230,13 +239,14 @@ def clear_connection_data(principal, source_id):
     responses={201: schemas.UploadEnvelope, 400: E, 404: E, 409: E, 413: E},
     raw_body=UPLOAD_BODY,
 )
-def upload_file(principal, source_id):
+def upload_file(principal: Principal, source_id: str) -> schemas.UploadEnvelope:
     source = svc.get_source_or_404(principal, source_id)
     run_svc.ensure_idle(source)
     request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"]
     upload = request.files.get("file")
     if upload is not None:
-        stored = svc.store_file(principal, source, upload.filename, upload.stream, request.form.get("format"))
+        name = upload.filename or "upload"
+        stored = svc.store_file(principal, source, name, upload.stream, request.form.get("format"))
     else:  # a raw body: curl --data-binary @orders.csv '...?filename=orders.csv'
         stored = svc.store_file(
             principal,
@@ -245,50 +255,50 @@ def upload_file(principal, source_id):
             request.stream,
             request.args.get("format"),
         )
-    # Each upload is a sync (SPEC §4); it runs when a bound collection can take it (not paused).
+    # Each upload is a sync of its own; it runs when a bound collection can take it (not paused).
     run = (
         run_svc.start_run(source, trigger="upload", full=False, file_id=stored.id)
         if svc.readable_collections(source)
         else None
     )
-    return jsonify(
+    return schemas.UploadEnvelope(
         success=True,
         syncId=run.id if run else None,
-        file={
-            "id": stored.id,
-            "filename": stored.filename,
-            "format": stored.format,
-            "size": stored.size,
-            "sha256": stored.sha256,
-            "createdAt": isoformat(stored.created_at),
-        },
-    ), 201
+        file=schemas.UploadedFile(
+            id=stored.id,
+            filename=stored.filename,
+            format=stored.format,
+            size=stored.size,
+            sha256=stored.sha256,
+            createdAt=isoformat(stored.created_at),
+        ),
+    )
 
 
-def run_json(run) -> dict:
+def run_json(run: SyncRun) -> schemas.SyncRun:
     rate, eta = run_svc.rate_and_eta(run)
-    return {
-        "id": run.id,
-        "sourceConnectionId": run.source_id,
-        "status": run.status,
-        "trigger": run.trigger,
-        "mode": run.mode,
-        "recordsInserted": run.records_inserted or 0,
-        "recordsUpdated": run.records_updated or 0,
-        "recordsDeleted": run.records_deleted or 0,
-        "recordsSkipped": run.records_skipped or 0,
-        "skipReasons": dict(run.skip_reasons or {}),
-        "progress": run.progress or 0,
-        "total": run.total,
-        "rate": round(rate, 1) if rate else None,
-        "etaSeconds": round(eta, 1) if eta else None,
-        "cursor": dict(run.cursor or {}),
-        "error": run.error,
-        "attempt": run.attempt or 0,
-        "createdAt": isoformat(run.created_at),
-        "startedAt": isoformat(run.started_at),
-        "finishedAt": isoformat(run.finished_at),
-    }
+    return schemas.SyncRun(
+        id=run.id,
+        sourceConnectionId=run.source_id,
+        status=run.status,
+        trigger=run.trigger,
+        mode=run.mode,
+        recordsInserted=run.records_inserted or 0,
+        recordsUpdated=run.records_updated or 0,
+        recordsDeleted=run.records_deleted or 0,
+        recordsSkipped=run.records_skipped or 0,
+        skipReasons=dict(run.skip_reasons or {}),
+        progress=run.progress or 0,
+        total=run.total,
+        rate=round(rate, 1) if rate else None,
+        etaSeconds=round(eta, 1) if eta else None,
+        cursor=dict(run.cursor or {}),
+        error=run.error,
+        attempt=run.attempt or 0,
+        createdAt=isoformat(run.created_at),
+        startedAt=isoformat(run.started_at),
+        finishedAt=isoformat(run.finished_at),
+    )
 
 
 @endpoint(
@@ -300,13 +310,13 @@ def run_json(run) -> dict:
     body=schemas.RunRequest,
     responses={200: schemas.RunStarted, 404: E, 409: E},
 )
-def run_connection(principal, source_id):
+def run_connection(principal: Principal, source_id: str) -> schemas.RunStarted:
     source = svc.get_source_or_404(principal, source_id)
     full = json_body().get("full", False)
     if not isinstance(full, bool):
         raise ValidationFailed({"full": "must be true or false"})
     run = run_svc.start_run(source, trigger="manual", full=True if full else None)
-    return jsonify(success=True, syncId=run.id, status="started")
+    return schemas.RunStarted(success=True, syncId=run.id, status="started")
 
 
 @endpoint(
@@ -317,9 +327,9 @@ def run_connection(principal, source_id):
     tag=TAG,
     responses={200: schemas.RunList, 404: E},
 )
-def list_runs(principal, source_id):
+def list_runs(principal: Principal, source_id: str) -> schemas.RunList:
     source = svc.get_source_or_404(principal, source_id)
-    return jsonify(success=True, runs=[run_json(r) for r in run_svc.runs_of(source)])
+    return schemas.RunList(success=True, runs=[run_json(r) for r in run_svc.runs_of(source)])
 
 
 @endpoint(
@@ -330,9 +340,9 @@ def list_runs(principal, source_id):
     tag=TAG,
     responses={200: schemas.RunEnvelope, 404: E},
 )
-def get_run(principal, source_id, run_id):
+def get_run(principal: Principal, source_id: str, run_id: str) -> schemas.RunEnvelope:
     source = svc.get_source_or_404(principal, source_id)
-    return jsonify(success=True, run=run_json(run_svc.get_run_or_404(principal, source, run_id)))
+    return schemas.RunEnvelope(success=True, run=run_json(run_svc.get_run_or_404(principal, source, run_id)))
 
 
 @endpoint(
@@ -343,7 +353,7 @@ def get_run(principal, source_id, run_id):
     tag=TAG,
     responses={200: schemas.RunEnvelope, 404: E},
 )
-def cancel_run(principal, source_id, run_id):
+def cancel_run(principal: Principal, source_id: str, run_id: str) -> schemas.RunEnvelope:
     source = svc.get_source_or_404(principal, source_id)
     run = run_svc.cancel_run(run_svc.get_run_or_404(principal, source, run_id))
-    return jsonify(success=True, run=run_json(run))
+    return schemas.RunEnvelope(success=True, run=run_json(run))

@@ -1,9 +1,12 @@
-"""/v1/syncs — seed 004. The response is the seed's object itself (no envelope)."""
+"""/v1/syncs: a sync is a source connection seen as a scheduled pull, answered as itself
+(no envelope)."""
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import request
 
+from ..models import SourceConnection
+from ..models.principal import Principal
 from ..services import syncs as svc
 from ..values.times import isoformat
 from . import schemas, v1
@@ -12,45 +15,45 @@ from .openapi import PAGE_QUERY, endpoint, json_body
 TAG = "syncs"
 
 
-def sync_json(source) -> dict:
+def sync_json(source: SourceConnection) -> schemas.Sync:
     refs = source.collection_refs or []
     holder = svc.source_svc.credential_holder(source)
     meta = holder.credential_meta or {}
-    return {
-        "id": source.id,
-        "provider": source.short_name,
-        "stream_id": source.stream_id,
-        "name": source.name,
-        "status": source.sync_status or "active",
-        "org_id": source.org_id,
-        "env_id": source.env_id,
-        "health": {
-            "status": source.health_status or "healthy",
-            "last_error": source.last_error,
-            "last_success_at": isoformat(source.last_success_at),
-            "sync_id": source.id,
-        },
-        "collection_ids": list(refs),
-        "rate_limit": source.rate_limit,
-        "credential_id": holder.id,
-        "credential": {
-            "id": holder.id,
-            "provider": source.short_name,
-            "properties": svc.credential_properties(source),
-            "oauth_app_id": meta.get("oauth_app_id"),
-            "oauth_app": {"kind": "hookstream"},
-            "metadata": meta.get("metadata"),
-            "created_at": isoformat(holder.created_at),
-            "updated_at": isoformat(holder.updated_at),
-        },
-        "max_age_days": source.max_age_days,
-        "sync_frequency": source.sync_frequency,
-        "initial_backfill_completed_at": isoformat(source.initial_backfill_completed_at),
-        "metadata": source.sync_metadata,
-        "external_id": source.external_id,
-        "created_at": isoformat(source.created_at),
-        "updated_at": isoformat(source.updated_at),
-    }
+    return schemas.Sync(
+        id=source.id,
+        provider=source.short_name,
+        stream_id=source.stream_id,
+        name=source.name,
+        status=source.sync_status or "active",
+        org_id=source.org_id,
+        env_id=source.env_id,
+        health=schemas.SyncHealth(
+            status=source.health_status or "healthy",
+            last_error=source.last_error,
+            last_success_at=isoformat(source.last_success_at),
+            sync_id=source.id,
+        ),
+        collection_ids=list(refs),
+        rate_limit=source.rate_limit,
+        credential_id=holder.id,
+        credential=schemas.SyncCredential(
+            id=holder.id,
+            provider=source.short_name,
+            properties=svc.credential_properties(source),
+            oauth_app_id=meta.get("oauth_app_id"),
+            oauth_app=schemas.OAuthApp(kind="hookstream"),
+            metadata=meta.get("metadata"),
+            created_at=isoformat(holder.created_at),
+            updated_at=isoformat(holder.updated_at),
+        ),
+        max_age_days=source.max_age_days,
+        sync_frequency=source.sync_frequency,
+        initial_backfill_completed_at=isoformat(source.initial_backfill_completed_at),
+        metadata=source.sync_metadata,
+        external_id=source.external_id,
+        created_at=isoformat(source.created_at),
+        updated_at=isoformat(source.updated_at),
+    )
 
 
 @endpoint(
@@ -62,8 +65,8 @@ def sync_json(source) -> dict:
     body=svc.SyncCreate,
     responses={201: schemas.Sync, 404: schemas.Error, 409: schemas.Error},
 )
-def create_sync(principal):
-    return jsonify(sync_json(svc.create_sync(principal, json_body()))), 201
+def create_sync(principal: Principal) -> schemas.Sync:
+    return sync_json(svc.create_sync(principal, json_body()))
 
 
 @endpoint(
@@ -80,7 +83,7 @@ def create_sync(principal):
         "external_id": {"type": "string"},
     },
 )
-def list_syncs(principal):
+def list_syncs(principal: Principal) -> schemas.SyncList:
     a = request.args
     page = svc.list_syncs(
         principal,
@@ -90,7 +93,9 @@ def list_syncs(principal):
         status=a.get("status"),
         external_id=a.get("external_id"),
     )
-    return jsonify(syncs=[sync_json(s) for s in page.items], cursor=page.cursor, has_more=page.has_more)
+    return schemas.SyncList(
+        syncs=[sync_json(s) for s in page.items], cursor=page.cursor, has_more=page.has_more
+    )
 
 
 @endpoint(
@@ -101,8 +106,8 @@ def list_syncs(principal):
     tag=TAG,
     responses={200: schemas.Sync, 404: schemas.Error},
 )
-def get_sync(principal, sync_id):
-    return jsonify(sync_json(svc.get_sync_or_404(principal, sync_id)))
+def get_sync(principal: Principal, sync_id: str) -> schemas.Sync:
+    return sync_json(svc.get_sync_or_404(principal, sync_id))
 
 
 @endpoint(
@@ -114,9 +119,9 @@ def get_sync(principal, sync_id):
     body=svc.SyncUpdate,
     responses={200: schemas.Sync, 404: schemas.Error, 409: schemas.Error},
 )
-def update_sync(principal, sync_id):
+def update_sync(principal: Principal, sync_id: str) -> schemas.Sync:
     source = svc.get_sync_or_404(principal, sync_id)
-    return jsonify(sync_json(svc.update_sync(principal, source, json_body())))
+    return sync_json(svc.update_sync(principal, source, json_body()))
 
 
 @endpoint(
@@ -127,7 +132,7 @@ def update_sync(principal, sync_id):
     tag=TAG,
     responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error},
 )
-def delete_sync(principal, sync_id):
+def delete_sync(principal: Principal, sync_id: str) -> schemas.Deleted:
     source = svc.get_sync_or_404(principal, sync_id)
     svc.delete_sync(principal, source)
-    return jsonify(id=sync_id, deleted=True)
+    return schemas.Deleted(id=sync_id, deleted=True)

@@ -1,4 +1,4 @@
-"""/v1/environments, /v1/members, /v1/invitations and /v1/audit-log (SPEC §3).
+"""/v1/environments, /v1/members, /v1/invitations and /v1/audit-log.
 
 An API key acts inside its own environment: it sees that environment, and nothing here
 that reaches across the org (team, invitations, other projects, the org's audit log),
@@ -7,15 +7,19 @@ which needs a signed-in admin.
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from typing import Any
 
+from flask import request
+
+from ..models import AuditEntry, Environment, Invitation, Membership
+from ..models.principal import Principal
 from ..services import audit
 from ..services import team as svc
 from ..values.times import isoformat
 from . import schemas, v1
 from .openapi import PAGE_QUERY, endpoint, json_body
 
-AUDIT_QUERY = {
+AUDIT_QUERY: dict[str, dict[str, Any]] = {
     "actor": {"type": "string", "description": "a user or API key id, or part of an email"},
     "action": {
         "type": "string",
@@ -28,47 +32,49 @@ AUDIT_QUERY = {
 }
 
 
-def environment_json(env, principal) -> dict:
-    return {
-        "id": env.id,
-        "name": env.name,
-        "slug": env.slug,
-        "current": env.id == principal.env.id,
-        "created_at": isoformat(env.created_at),
-    }
+def environment_json(env: Environment, principal: Principal) -> schemas.EnvironmentOut:
+    return schemas.EnvironmentOut(
+        id=env.id,
+        name=env.name,
+        slug=env.slug,
+        current=env.id == principal.env.id,
+        created_at=isoformat(env.created_at),
+    )
 
 
-def member_json(m) -> dict:
-    return {"user_id": m.user_id, "email": m.user.email, "role": m.role, "joined_at": isoformat(m.created_at)}
+def member_json(m: Membership) -> schemas.Member:
+    return schemas.Member(
+        user_id=m.user_id, email=m.user.email, role=m.role, joined_at=isoformat(m.created_at)
+    )
 
 
-def invitation_json(inv, url: str | None = None) -> dict:
-    return {
-        "id": inv.id,
-        "email": inv.email,
-        "role": inv.role,
-        "expires_at": isoformat(inv.expires_at),
-        "created_at": isoformat(inv.created_at),
-        "url": url,
-    }
+def invitation_json(inv: Invitation, url: str | None = None) -> schemas.InvitationOut:
+    return schemas.InvitationOut(
+        id=inv.id,
+        email=inv.email,
+        role=inv.role,
+        expires_at=isoformat(inv.expires_at),
+        created_at=isoformat(inv.created_at),
+        url=url,
+    )
 
 
 TEAM = "The team, invitations, projects and the audit log"
 
 
-def audit_json(e) -> dict:
-    return {
-        "id": e.id,
-        "at": isoformat(e.at),
-        "actor": e.actor,
-        "actor_id": e.actor_id,
-        "action": e.action,
-        "resource_type": e.resource_type,
-        "resource_id": e.resource_id,
-        "env_id": e.env_id,
-        "details": dict(e.details or {}),
-        "ip": e.ip,
-    }
+def audit_json(e: AuditEntry) -> schemas.AuditEntryOut:
+    return schemas.AuditEntryOut(
+        id=e.id,
+        at=isoformat(e.at),
+        actor=e.actor,
+        actor_id=e.actor_id,
+        action=e.action,
+        resource_type=e.resource_type,
+        resource_id=e.resource_id,
+        env_id=e.env_id,
+        details=dict(e.details or {}),
+        ip=e.ip,
+    )
 
 
 @endpoint(
@@ -80,9 +86,9 @@ def audit_json(e) -> dict:
     query=PAGE_QUERY,
     responses={200: schemas.EnvironmentList},
 )
-def list_environments(principal):
+def list_environments(principal: Principal) -> schemas.EnvironmentList:
     page = svc.environments_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(
+    return schemas.EnvironmentList(
         environments=[environment_json(e, principal) for e in page.items],
         cursor=page.cursor,
         has_more=page.has_more,
@@ -100,9 +106,9 @@ def list_environments(principal):
     body=schemas.EnvironmentCreate,
     responses={201: schemas.EnvironmentEnvelope, 409: schemas.Error},
 )
-def create_environment(principal):
+def create_environment(principal: Principal) -> schemas.EnvironmentEnvelope:
     env = svc.create_environment(principal, json_body().get("name"))
-    return jsonify(environment=environment_json(env, principal)), 201
+    return schemas.EnvironmentEnvelope(environment=environment_json(env, principal))
 
 
 @endpoint(
@@ -116,9 +122,9 @@ def create_environment(principal):
     body=schemas.EnvironmentCreate,
     responses={200: schemas.EnvironmentEnvelope, 404: schemas.Error},
 )
-def rename_environment(principal, env_id):
+def rename_environment(principal: Principal, env_id: str) -> schemas.EnvironmentEnvelope:
     env = svc.rename_environment(principal, env_id, json_body().get("name"))
-    return jsonify(environment=environment_json(env, principal))
+    return schemas.EnvironmentEnvelope(environment=environment_json(env, principal))
 
 
 @endpoint(
@@ -132,9 +138,11 @@ def rename_environment(principal, env_id):
     query=PAGE_QUERY,
     responses={200: schemas.MemberList},
 )
-def list_members(principal):
+def list_members(principal: Principal) -> schemas.MemberList:
     page = svc.members_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(members=[member_json(m) for m in page.items], cursor=page.cursor, has_more=page.has_more)
+    return schemas.MemberList(
+        members=[member_json(m) for m in page.items], cursor=page.cursor, has_more=page.has_more
+    )
 
 
 @endpoint(
@@ -148,8 +156,10 @@ def list_members(principal):
     body=schemas.MemberUpdate,
     responses={200: schemas.MemberEnvelope, 404: schemas.Error, 409: schemas.Error},
 )
-def update_member(principal, user_id):
-    return jsonify(member=member_json(svc.change_role(principal, user_id, json_body().get("role"))))
+def update_member(principal: Principal, user_id: str) -> schemas.MemberEnvelope:
+    return schemas.MemberEnvelope(
+        member=member_json(svc.change_role(principal, user_id, json_body().get("role")))
+    )
 
 
 @endpoint(
@@ -162,9 +172,9 @@ def update_member(principal, user_id):
     session_only=TEAM,
     responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error},
 )
-def remove_member(principal, user_id):
+def remove_member(principal: Principal, user_id: str) -> schemas.Deleted:
     svc.remove_member(principal, user_id)
-    return jsonify(id=user_id, deleted=True)
+    return schemas.Deleted(id=user_id, deleted=True)
 
 
 @endpoint(
@@ -178,10 +188,10 @@ def remove_member(principal, user_id):
     body=schemas.InvitationCreate,
     responses={201: schemas.InvitationEnvelope, 409: schemas.Error},
 )
-def create_invitation(principal):
+def create_invitation(principal: Principal) -> schemas.InvitationEnvelope:
     body = json_body()
     invitation, url = svc.invite(principal, body.get("email"), body.get("role", "member"))
-    return jsonify(invitation=invitation_json(invitation, url)), 201
+    return schemas.InvitationEnvelope(invitation=invitation_json(invitation, url))
 
 
 @endpoint(
@@ -195,9 +205,9 @@ def create_invitation(principal):
     query=PAGE_QUERY,
     responses={200: schemas.InvitationList},
 )
-def list_invitations(principal):
+def list_invitations(principal: Principal) -> schemas.InvitationList:
     page = svc.invitations_page(principal, request.args.get("cursor"), request.args.get("limit"))
-    return jsonify(
+    return schemas.InvitationList(
         invitations=[invitation_json(i) for i in page.items], cursor=page.cursor, has_more=page.has_more
     )
 
@@ -212,9 +222,9 @@ def list_invitations(principal):
     session_only=TEAM,
     responses={200: schemas.Deleted, 404: schemas.Error},
 )
-def revoke_invitation(principal, invitation_id):
+def revoke_invitation(principal: Principal, invitation_id: str) -> schemas.Deleted:
     svc.revoke_invitation(principal, invitation_id)
-    return jsonify(id=invitation_id, deleted=True)
+    return schemas.Deleted(id=invitation_id, deleted=True)
 
 
 @endpoint(
@@ -228,7 +238,7 @@ def revoke_invitation(principal, invitation_id):
     query=AUDIT_QUERY,
     responses={200: schemas.AuditLog},
 )
-def audit_log(principal):
+def audit_log(principal: Principal) -> schemas.AuditLog:
     args = request.args
     page = audit.list_entries(
         org_id=principal.org.id,
@@ -240,4 +250,6 @@ def audit_log(principal):
         cursor=args.get("cursor"),
         limit=args.get("limit"),
     )
-    return jsonify(entries=[audit_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more)
+    return schemas.AuditLog(
+        entries=[audit_json(e) for e in page.items], cursor=page.cursor, has_more=page.has_more
+    )
