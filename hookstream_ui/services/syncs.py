@@ -332,7 +332,7 @@ def list_syncs(
     principal: Principal,
     *,
     cursor: str | None = None,
-    limit: object = None,
+    limit: str | int | None = None,
     provider: str | None = None,
     status: str | None = None,
     external_id: str | None = None,

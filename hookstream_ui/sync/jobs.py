@@ -312,12 +312,21 @@ def _backfill_progress(collection: Collection, run: SyncRun, position: dict) -> 
     collection.backfill_error = None
 
 
+def _locked(run_id: str) -> SyncRun:
+    """The run's row, locked. Deleted meanwhile only with its source, mid-run: then there is
+    nothing left to settle, and the job fails saying so."""
+    run = locks.for_update(SyncRun, run_id)
+    if run is None:
+        raise LookupError(f"sync run {run_id} was deleted while it ran")
+    return run
+
+
 def _finish(run: SyncRun, status: str) -> None:
     """The run's final state, decided on its row as it is now: a cancel asked for meanwhile
     wins over completing."""
     from ..services.runs import record_outcome, settle_collections
 
-    run = locks.for_update(SyncRun, run.id)
+    run = _locked(run.id)
     if run.status == "cancelling":
         status = "cancelled"
     run.status, run.finished_at = status, utcnow()
@@ -334,7 +343,7 @@ def _fail(run_id: str, exc: Exception) -> str:
     back to pending."""
     from ..services.runs import record_failed_attempt, record_outcome, settle_collections
 
-    run = locks.for_update(SyncRun, run_id)
+    run = _locked(run_id)
     if run.status in ("cancelling", "cancelled"):
         _finish(run, "cancelled")
         return "cancelled"
