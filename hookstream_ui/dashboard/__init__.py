@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, g, render_template
+from flask import Blueprint, abort, g, render_template
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from ..auth import maybe_principal
 from ..auth.access import htmx_page_url, htmx_whole_page, is_htmx_request
 from ..auth.principal import no_org_message
-from ..models import STATUSES, SourceConnection
+from ..models import STATUSES, SourceConnection, User
+from ..models.principal import Principal
 from ..services import live
 from ..services import records as record_svc
 from ..services import team as team_svc
@@ -50,6 +51,14 @@ def _layout_context() -> dict[str, Any]:
         "event_outcome": record_svc.event_outcome,
         "source_kind": _source_kind,
     }
+
+
+def signed_in_user(principal: Principal) -> User:
+    """The person a dashboard page acts for. Its principal always comes from a session (the
+    pages sign in first and take no API key), so it always has a user."""
+    if principal.user is None:
+        abort(403)
+    return principal.user
 
 
 def _source_kind(source: SourceConnection) -> SourceType | None:

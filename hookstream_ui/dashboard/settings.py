@@ -11,7 +11,7 @@ from ..auth import current_principal, require_role
 from ..errors import ValidationFailed
 from ..forms import FormState
 from ..services import accounts, api_keys, once
-from . import bp
+from . import bp, signed_in_user
 
 
 @bp.route("/settings/api-keys", methods=["GET", "POST"])
@@ -24,7 +24,7 @@ def api_keys_page() -> ResponseReturnValue:
             key, raw = api_keys.create_key(
                 principal.env,
                 request.form.get("name"),
-                principal.user,
+                signed_in_user(principal),
                 request.form.get("role", "member"),
                 api_keys.expiry_in_days(request.form.get("expires_in")),
             )

@@ -16,7 +16,7 @@ from ..forms import FormState, RowForms, filtered, sentence
 from ..models import ROLES, Invitation
 from ..models.principal import Principal
 from ..services import audit, once, team
-from . import bp
+from . import bp, signed_in_user
 
 T = TypeVar("T")
 
@@ -159,7 +159,7 @@ def invitation_revoke(invitation_id: str) -> ResponseReturnValue:
 def leave_org() -> ResponseReturnValue:
     principal = current_principal()
     return _attempt(
-        lambda: team.remove_member(principal, principal.user_id),
+        lambda: team.remove_member(principal, signed_in_user(principal).id),
         lambda _: f"You left {principal.org.name}.",
         "dashboard.account_page",
         leaving=True,
@@ -193,7 +193,7 @@ def org_delete() -> ResponseReturnValue:
 def switch_org() -> ResponseReturnValue:
     principal = current_principal()
     return _attempt(
-        lambda: team.switch_org(principal.user, request.form.get("org_id", "")),
+        lambda: team.switch_org(signed_in_user(principal), request.form.get("org_id", "")),
         lambda org: f"Switched to {org.name}.",
         "dashboard.overview",
     )
