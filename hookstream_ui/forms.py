@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import request
 
@@ -15,9 +15,10 @@ T = TypeVar("T")
 
 @dataclass
 class FormState:
-    """What a form template needs: the values typed and an error per field."""
+    """What a form template needs: the values typed and an error per field. Values are text
+    as typed, or a source field's stored value or default (a number, a boolean) as declared."""
 
-    values: dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod

@@ -71,7 +71,7 @@ def orgs_address() -> ResponseReturnValue:
 @bp.post("/orgs")
 def org_create() -> ResponseReturnValue:
     return _attempt(
-        lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email")),
+        lambda: svc.create_org(request.form.get("name"), request.form.get("owner_email", "")),
         lambda org: f"Organization {org.name} created.",
         refused=lambda exc: _orgs_page(create=FormState.from_request("name", "owner_email").fail(exc)),
     )
