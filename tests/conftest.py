@@ -74,10 +74,9 @@ def app(database_url, redis_url, tmp_root):
     from flask_migrate import upgrade
 
     from hookstream_ui import create_app
+    from hookstream_ui.config import TEST_CONFIG
 
-    # A cheap password hash: scrypt's tenth of a second per user and per sign-in was minutes
-    # of the suite. (What is hashed, checked and refused is the same.)
-    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+    app = create_app(TEST_CONFIG)
     app.test_client_class = ContractClient
     with app.app_context():
         upgrade()  # the schema comes only from migrations
