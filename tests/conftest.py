@@ -9,12 +9,22 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from hookstream_ui.models import Invitation, Org, SyncRun, User, db
+from hookstream_ui.models.base import utcnow
+from hookstream_ui.services import api_keys
 from tests.contract import ContractClient
+from tests.helpers import add_env, login, make_key, make_source, make_user, org_of, production
+
+# The browser tests' fixtures (chromium, a live server, the Content-Security-Policy watch).
+pytest_plugins = ["tests.browser"]
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +91,6 @@ def app(database_url, redis_url, tmp_root):
     with app.app_context():
         upgrade()  # the schema comes only from migrations
     yield app
-    from hookstream_ui.extensions import db
-
     with app.app_context():
         db.engine.dispose()
 
@@ -90,7 +98,7 @@ def app(database_url, redis_url, tmp_root):
 @pytest.fixture(autouse=True)
 def _clean(request, app, redis_url):
     yield
-    from hookstream_ui.extensions import db, get_redis
+    from hookstream_ui.extensions import get_redis
 
     with app.app_context():
         db.session.remove()
@@ -112,6 +120,98 @@ def client(app):
 def ctx(app):
     with app.app_context():
         yield
+
+
+@pytest.fixture
+def owner(ctx: None) -> User:
+    """owner@example.com, who owns an org of their own."""
+    return make_user("owner@example.com")
+
+
+@pytest.fixture
+def key(owner: User) -> str:
+    """An API key of the owner's production environment."""
+    return make_key(production(org_of(owner)))
+
+
+@pytest.fixture
+def signed_in(app: Flask, owner: User) -> tuple[FlaskClient, str, Org]:
+    """A client signed in as the owner: the client, its CSRF token and the owner's org."""
+    client = app.test_client()
+    return client, login(client, owner.email), org_of(owner)
+
+
+@pytest.fixture
+def signed_in_with_key(signed_in: tuple[FlaskClient, str, Org], key: str) -> tuple[FlaskClient, str, str]:
+    """Signed in as the owner, with an API key of the owner's instead of the org."""
+    client, token, _ = signed_in
+    return client, token, key
+
+
+@pytest.fixture
+def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
+    """Two orgs: alice's holds one of everything a route can name (its ids in `a_ids`, its
+    key `a_raw`, a staging key `a_staging_raw`), bob's only a key (`b_raw`)."""
+    alice = make_user("alice@example.com")
+    a_env = production(org_of(alice))
+    a_source = make_source(a_env)
+    a_key, a_raw = api_keys.create_key(a_env, "alice key", alice)
+    client = app.test_client()
+    client.post(
+        "/v1/collections",
+        json={
+            "name": "Alice users",
+            "slug": "alice-users",
+            "source_id": a_source.id,
+            "primary_key_path": "$.id",
+        },
+        headers={"X-API-Key": a_raw},
+    )
+    delivered = client.post(f"/v1/ingest/{a_source.id}", json={"id": "alice-1", "name": "Alice"})
+    assert delivered.status_code == 200, delivered.json
+    a_pull = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": a_raw},
+        json={
+            "sourceShortName": "stripe",
+            "name": "Alice Stripe",
+            "credentials": {"secret_key": "sk_test_alice"},
+        },
+    ).json["sourceConnection"]["id"]
+    a_run = SyncRun(
+        org_id=a_env.org_id,
+        env_id=a_env.id,
+        source_id=a_source.id,
+        status="completed",
+        cursor={},
+        skip_reasons={},
+    )
+    db.session.add(a_run)
+    db.session.commit()
+    invitation = Invitation(
+        org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64, expires_at=utcnow()
+    )
+    db.session.add(invitation)
+    db.session.commit()
+    bob = make_user("bob@example.com")
+    b_env = production(org_of(bob))
+    return {
+        "a_ids": {
+            "ident": "alice-users",
+            "key_id": a_key.id,
+            "source_id": a_source.id,
+            "run_id": a_run.id,
+            "sync_id": a_pull,
+            "event_id": delivered.json["event_id"],
+            "key": "alice-1",
+            "env_id": a_env.id,
+            "user_id": alice.id,
+            "invitation_id": invitation.id,
+        },
+        "a_raw": a_raw,
+        "b_raw": make_key(b_env),
+        "a_staging_raw": make_key(add_env(org_of(alice), "staging")),
+    }
 
 
 @pytest.fixture(scope="session")

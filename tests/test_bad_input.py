@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from hookstream_ui.api.openapi import DOC_ATTR
 from hookstream_ui.models import Collection, Event, Record, SourceConnection, SourceFile, db
 from tests.helpers import login
-from tests.test_isolation import fill, two_tenants  # noqa: F401 (fixture)
+from tests.test_isolation import fill
 from tests.test_sources_dashboard import connect
 
 FIELDS = [

@@ -10,7 +10,6 @@ import urllib.request
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import sign_in
 from tests.test_browser_browse import _owner_with_hook, _page, _send
 

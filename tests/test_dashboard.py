@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from markupsafe import escape
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, db
-from tests.helpers import add_env, login, make_source, make_user, org_of, production
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
+from tests.helpers import add_env, make_source, make_user, org_of, production
 
 
 def form(token, **values):

@@ -16,14 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, Event, Record, db
-from tests.helpers import make_key, make_user, org_of, production
 
 SECRET = "whsec_" + base64.b64encode(b"super-secret-signing-key").decode()
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
 
 
 def webhook(client, key, credentials=None, config=None, collection=None):

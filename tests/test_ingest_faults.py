@@ -18,11 +18,6 @@ from tests.test_ingest import _start_writer, _writer_held, records, webhook
 
 
 @pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
-
-
-@pytest.fixture
 def short_waits(monkeypatch):
     from hookstream_ui.services import group_commit
 

@@ -135,11 +135,6 @@ def test_chunked_bodies_over_the_limit_are_413(client, ctx, served):
 # --- one record size limit for every source ------------------------------------------------
 
 
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
-
-
 SMALL = {"MAX_RECORD_BYTES": "20000", "MAX_RECORD_FIELDS": "300", "SYNC_BATCH_BYTES": "50000"}
 
 

@@ -12,12 +12,7 @@ from hookstream_ui.models import SourceConnection, db
 from hookstream_ui.sources import REGISTRY, secrets
 from hookstream_ui.sources.base import Connection, ReadContext, SourceError
 from tests.fixture_servers import PG_PASSWORD, PG_USER, REST_TOKEN
-from tests.helpers import make_key, make_user, org_of, production
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
+from tests.helpers import make_user
 
 
 @pytest.fixture

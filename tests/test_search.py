@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from hookstream_ui.extensions import db
 from hookstream_ui.services import records as record_svc
-from tests.test_ingest import key, webhook  # noqa: F401 (a fixture)
+from tests.test_ingest import webhook
 
 PEOPLE = [
     ("cus_00420001", {"email": "user42@example.com", "name": "Customer 42", "city": "Zürich", "n": 4.5}),

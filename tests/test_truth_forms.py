@@ -19,14 +19,6 @@ from tests.helpers import PASSWORD, login, make_user, org_of
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
-
-
 def _make_collection(client, token, slug="orders"):
     r = client.post(
         "/collections/new",
