@@ -26,6 +26,21 @@ from tests.helpers import add_env, login, make_key, make_source, make_user, org_
 # The browser tests' fixtures (chromium, a live server, the Content-Security-Policy watch).
 pytest_plugins = ["tests.browser"]
 
+# What makes a test slow: it starts whole processes (these fixtures, these parameters).
+SLOW_FIXTURES = {"workers", "gunicorn_port"}
+SLOW_PARAMS = {"writer process", "gunicorn"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts whole processes, so that `make test` (the fast
+    tier) leaves it to `make test-slow` without each module having to say so."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec else ()
+        uses = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & uses or any(isinstance(p, str) and p in SLOW_PARAMS for p in params):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def tmp_root(tmp_path_factory) -> Path:
