@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def _clean(request, app, redis_url):
 
     with app.app_context():
         db.session.remove()
-        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        tables = list(reversed(db.metadata.sorted_tables))
         with db.engine.begin() as conn:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table.name}"'))
@@ -257,7 +258,9 @@ def http_fixture(_http_server):
 
 
 @pytest.fixture
-def workers(app, database_url, redis_url, tmp_root):
+def workers(
+    app: Flask, database_url: str, redis_url: str, tmp_root: Path
+) -> Iterator[Callable[..., list[subprocess.Popen]]]:
     """Start real `flask worker` (or another command's) processes on the test database and
     Redis; stop them after."""
     import sys
@@ -270,24 +273,25 @@ def workers(app, database_url, redis_url, tmp_root):
         INSTANCE_PATH=str(tmp_root / "instance"),
         ALLOW_PRIVATE_NETWORKS="1",
     )
-    procs = []
+    procs: list[subprocess.Popen] = []
+    with open(tmp_root / "worker.log", "ab") as log:  # each child holds its own copy
 
-    def start(n: int = 1, command: str = "worker", **extra_env):
-        for _ in range(n):
-            # Own session: a test can SIGKILL a worker together with its work horse.
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "flask", "--app", "app", command],
-                    cwd=root,
-                    env={**env, **extra_env},
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(tmp_root / "worker.log", "ab"),
-                    start_new_session=True,
+        def start(n: int = 1, command: str = "worker", **extra_env: str) -> list[subprocess.Popen]:
+            for _ in range(n):
+                # Own session: a test can SIGKILL a worker together with its work horse.
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "flask", "--app", "app", command],
+                        cwd=root,
+                        env={**env, **extra_env},
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                        start_new_session=True,
+                    )
                 )
-            )
-        return procs[-n:]
+            return procs[-n:]
 
-    yield start
+        yield start
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()

@@ -46,7 +46,7 @@ class MakeRun:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FLASK_APP")}
         env.update(PORT=str(self.port), INSTANCE_PATH=str(instance), WORKERS="2", WEB_CONCURRENCY="1")
         self.log_path = log
-        self.log = open(log, "ab")
+        self.log = open(log, "ab")  # noqa: SIM115 (held while make run lives; stop() closes it)
         # Its own session, like a terminal's foreground job: Ctrl-C goes to the whole group.
         self.proc = subprocess.Popen(
             ["make", "-s", "run", f"VENV={sys.prefix}"],
@@ -189,14 +189,14 @@ def test_make_run_starts_supervises_and_stops_cleanly(short_tmp):
     env["INSTANCE_PATH"] = str(instance)
     flask = [sys.executable, "-m", "flask", "--app", "app"]
     subprocess.run(
-        flask + ["create-user", "ops@example.com", "--password", "long-enough-pw"],
+        [*flask, "create-user", "ops@example.com", "--password", "long-enough-pw"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
     )
     key = subprocess.run(
-        flask + ["create-api-key", "ops@example.com", "--name", "smoke"],
+        [*flask, "create-api-key", "ops@example.com", "--name", "smoke"],
         cwd=ROOT,
         env=env,
         check=True,

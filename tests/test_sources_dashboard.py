@@ -75,7 +75,7 @@ def test_streams_partial_for_the_collection_form(signed_in, pg_source):
 
 
 def test_clear_and_delete_behind_confirmation(signed_in):
-    client, token, org = signed_in
+    client, token, _org = signed_in
     sid = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     client.post(
         "/collections/new",

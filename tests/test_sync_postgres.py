@@ -160,7 +160,7 @@ def test_cancel_and_409_while_running(client, synced, workers):
 
     from hookstream_ui.models import SyncRun
 
-    key, sid, cid = synced
+    key, sid, _cid = synced
     workers(1, SYNC_BATCH_SIZE=str(BATCH))
     run_id = start(client, key, sid)
     h = {"X-API-Key": key}

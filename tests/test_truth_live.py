@@ -189,7 +189,7 @@ def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in_w
 def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_in_with_key):
     """The records table polled every 2 s for ever, and the live strip of a finished pull
     collection too; the schema stayed "No records yet" while records arrived."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     new_collection(client, token, "lonely")  # no source: nothing can change
     assert live(client, "lonely").status_code == STOP_POLLING
     sid = connect(client, token, "file", **{"config.format": "auto"})
@@ -451,7 +451,7 @@ def test_sources_list_shows_the_last_run_and_its_status(signed_in_with_key, work
     run = wait_for(r.location.rsplit("/", 1)[-1], timeout=30)
     assert run.status == "failed"
     listed = client.get("/sources").get_data(as_text=True)
-    row = re.search(r'<tr data-source="%s">(.*?)</tr>' % sid, listed, re.S).group(1)
+    row = re.search(rf'<tr data-source="{sid}">(.*?)</tr>', listed, re.S).group(1)
     assert f'href="/runs/{run.id}" class="badge badge-run-failed"' in row and "Failed" in text_of(row)
     assert "not scheduled" in text_of(row)
 
@@ -636,7 +636,7 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert (
         'id="source-run-badge"' not in page
-        and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
+        and f'<a class="btn" href="/sources/{sid}/edit" id="edit-source">' in page
     )
 
 

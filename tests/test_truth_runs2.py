@@ -45,7 +45,7 @@ def test_pause_and_resume_from_the_collection_page(signed_in_with_key):
 
 
 def test_pausing_needs_the_csrf_token_and_a_member(signed_in_with_key, app):
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     r = client.post("/collections/files/status", data={"status": "PAUSED"})
@@ -89,7 +89,7 @@ def test_no_run_starts_into_only_paused_collections(signed_in_with_key):
 
 def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in_with_key):
     """ "A run is in progress: wait for it or cancel it first." with no Cancel anywhere."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})  # no worker: it waits, pending
@@ -120,7 +120,7 @@ def test_the_run_header_counts_attempts_as_the_error_box_does(
     signed_in_with_key, status, attempt, shown, not_shown
 ):
     """A bad file: "incremental · upload · attempt 2" above "Failed (not retried …)"."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
@@ -169,7 +169,7 @@ def _listed(client, **params):
 
 def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in_with_key):
     """ "1 event rejected or not applied" when one was skipped and two were not JSON."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     _deliveries(client, token)
     page = client.get("/").get_data(as_text=True)
     link = re.search(r'<a href="([^"]+)" id="events-not-applied" data-stat="failed-events">([^<]+)</a>', page)
@@ -184,7 +184,7 @@ def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in
 
 
 def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in_with_key):
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     _deliveries(client, token)
     page = client.get("/events").get_data(as_text=True)
     assert '<option value="skipped">' in page and '<option value="stored">stored (no collection)' in page
@@ -197,7 +197,7 @@ def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in_with_
 
 @pytest.mark.parametrize("path", ["/events", "/collections"])
 def test_an_unknown_status_filter_is_said_beside_the_field(signed_in_with_key, path):
-    client, token, key = signed_in_with_key
+    client, _token, _key = signed_in_with_key
     r = client.get(path, query_string={"status": "bogus"})
     assert r.status_code == 400
     page = r.get_data(as_text=True)
@@ -208,7 +208,7 @@ def test_an_unknown_status_filter_is_said_beside_the_field(signed_in_with_key, p
 
 def test_the_test_event_button_says_whether_it_writes_a_record(signed_in_with_key):
     """ "Send a test event (writes a record)" above "no record is written"."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     button = re.compile(r'id="send-test-event">([^<]+)</button>')
     page = client.get(f"/sources/{hook}").get_data(as_text=True)
@@ -227,7 +227,7 @@ def test_the_test_event_button_says_whether_it_writes_a_record(signed_in_with_ke
 def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in_with_key):
     """It stopped (286) with nothing running, though a source ran every minute: new runs
     appeared only on reload."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     hx = {"HX-Request": "true"}
@@ -252,7 +252,7 @@ def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in_with_key
 
 def test_unchanged_rows_are_not_counted_as_skipped(signed_in_with_key):
     """A backfill over unchanged rows said "Skipped 5,000"; the reason was folded away."""
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
@@ -319,7 +319,7 @@ def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in_with_key):
 
 
 def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_in_with_key):
-    client, token, key = signed_in_with_key
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     before = db.session.get(SourceConnection, sid).status
     body = client.post(f"/sources/{sid}/test", data={"csrf_token": token}).get_data(as_text=True)

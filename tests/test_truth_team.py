@@ -25,7 +25,7 @@ def _live_keys(user):
 def two_owners(app, ctx):
     founder = make_user("founder@example.com", admin=True)
     org = org_of(founder)
-    other = make_user("other@example.com", org=org, role="owner")
+    make_user("other@example.com", org=org, role="owner")
     client = app.test_client()
     token = login(client, "other@example.com")
     return client, token, org, founder
@@ -69,7 +69,7 @@ def test_promoting_below_owner_is_not_asked(two_owners):
 
 
 def test_inviting_an_owner_asks_first(two_owners):
-    client, token, org, _ = two_owners
+    client, token, _org, _ = two_owners
     asked = client.post(
         "/settings/team", data={"csrf_token": token, "email": "new@example.com", "role": "owner"}
     )
@@ -365,7 +365,7 @@ def test_a_revoked_key_says_who_revoked_it_by_role(app, ctx):
 def test_the_key_preview_reads_as_a_sentence(signed_in):
     import re
 
-    client, token, org = signed_in
+    client, token, _org = signed_in
     sid = _webhook(client, token, **{"credentials.verification_type": "none"})
     from hookstream_ui.models import SourceConnection
 
