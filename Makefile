@@ -1,11 +1,12 @@
-# Two commands: `make run` and `make test` (and `make lint`, which CI runs first). Each builds .venv from the pinned
+# Two commands: `make run` and `make test` (the fast tests; `make test-slow` runs the rest,
+# `make test-all` both; and `make lint`, which CI runs first). Each builds .venv from the pinned
 # requirements the first time (and again when a requirements file changes).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLASK_APP := app
 
-.PHONY: run test test-postgres test-browser lint bench clean
+.PHONY: run test test-slow test-all test-postgres lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +22,31 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.run-installed
 	exec $(PY) -m hookstream_ui.runner
 
-# One pytest process per core (pytest-xdist): each has its own database, Redis and browser.
+# One pytest process per core (pytest-xdist): each has its own database, Redis, fixture
+# servers and browser (session fixtures, tmp paths and database names are per worker).
+# worksteal: a few tests take most of a minute; idle workers take over queued ones.
 PYTEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal
+# Coverage of hookstream_ui, combined over the workers; the report lists only files with
+# lines not run, then the total.
+COVERAGE := --cov --cov-report=term:skip-covered
+FAST := -m "not slow and not browser"
 
+# The fast tier: everything but the tests that start whole processes or drive chromium.
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(PYTEST) $(FAST) $(COVERAGE) $(PYTEST_ARGS)
 
+# The rest: end-to-end tests with real workers, ingest writer, gunicorn, `make run`, chromium.
+test-slow: $(VENV)/.dev-installed
+	$(PYTEST) -m "slow or browser" $(PYTEST_ARGS)
+
+test-all: $(VENV)/.dev-installed
+	$(PYTEST) $(COVERAGE) $(PYTEST_ARGS)
+
+# The suite on an embedded PostgreSQL, browser tests aside (the pages do not depend on the
+# database; what does is covered by the API and end-to-end tests).
 test-postgres: $(VENV)/.dev-installed
-	TEST_DATABASE=postgres $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	TEST_DATABASE=postgres $(PYTEST) -m "$(or $(PG_MARKS),not browser)" $(PYTEST_ARGS)
 
 # Style, format, types and the import layers; the same checks pre-commit runs.
 lint: $(VENV)/.dev-installed

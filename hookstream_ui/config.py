@@ -19,6 +19,12 @@ from cryptography.fernet import Fernet
 
 TRUTHY = {"1", "true", "yes", "on"}
 
+# What the test suite's app changes (tests/conftest.py), and nothing else: one round of
+# PBKDF2 instead of scrypt, whose tenth of a second per hash (each user made, each sign-in,
+# each unknown email) was minutes of the suite. What is hashed, checked and refused is the
+# same; tests/test_accounts.py checks that production keeps scrypt.
+TEST_CONFIG = {"TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1"}
+
 
 def env_flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
@@ -117,7 +123,7 @@ def load_config(instance: Path) -> dict[str, Any]:
         # Days a received event is kept (the event log, and what a backfill can replay);
         # unset or 0 keeps every event.
         "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
-        # werkzeug's scrypt (about 0.1 s a hash, on purpose); the test suite sets a cheap one.
+        # werkzeug's scrypt (about 0.1 s a hash, on purpose); TEST_CONFIG sets a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",
         "SESSION_COOKIE_HTTPONLY": True,
         # A signed-in session ends this long after sign-in, on the server whatever its cookie

@@ -1,8 +1,8 @@
 """What every browser test module shares: Playwright driving Debian's /usr/bin/chromium
 against a live server, and a Content-Security-Policy watch on every page.
 
-A module takes them with `from tests.browser import *` and sets
-`pytestmark = pytest.mark.browser`. Skipped when chromium is absent, unless
+conftest.py registers this module as a plugin, so its fixtures are everywhere; a browser test
+module imports the helpers it calls and sets `pytestmark = pytest.mark.browser`. Skipped when chromium is absent, unless
 REQUIRE_BROWSER=1 (as in CI), where that fails.
 """
 
@@ -17,14 +17,6 @@ from werkzeug.serving import make_server
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-__all__ = [
-    "ARTIFACTS",
-    "browser",
-    "content_security_policy_holds",
-    "live_server",
-    "no_horizontal_overflow",
-    "sign_in",
-]
 
 
 @pytest.fixture(scope="module")

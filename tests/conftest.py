@@ -8,13 +8,39 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from hookstream_ui.models import Invitation, Org, SyncRun, User, db
+from hookstream_ui.values.times import utcnow
+from hookstream_ui.services import api_keys
 from tests.contract import ContractClient
+from tests.helpers import add_env, login, make_key, make_source, make_user, org_of, production
+
+# The browser tests' fixtures (chromium, a live server, the Content-Security-Policy watch).
+pytest_plugins = ["tests.browser"]
+
+# What makes a test slow: it starts whole processes (these fixtures, these parameters).
+SLOW_FIXTURES = {"workers", "gunicorn_port"}
+SLOW_PARAMS = {"writer process", "gunicorn"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that starts whole processes, so that `make test` (the fast
+    tier) leaves it to `make test-slow` without each module having to say so."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.values() if callspec else ()
+        uses = set(getattr(item, "fixturenames", ()))
+        if SLOW_FIXTURES & uses or any(isinstance(p, str) and p in SLOW_PARAMS for p in params):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -74,16 +100,13 @@ def app(database_url, redis_url, tmp_root):
     from flask_migrate import upgrade
 
     from hookstream_ui import create_app
+    from hookstream_ui.config import TEST_CONFIG
 
-    # A cheap password hash: scrypt's tenth of a second per user and per sign-in was minutes
-    # of the suite. (What is hashed, checked and refused is the same.)
-    app = create_app({"TESTING": True, "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000"})
+    app = create_app(TEST_CONFIG)
     app.test_client_class = ContractClient
     with app.app_context():
         upgrade()  # the schema comes only from migrations
     yield app
-    from hookstream_ui.extensions import db
-
     with app.app_context():
         db.engine.dispose()
 
@@ -91,11 +114,11 @@ def app(database_url, redis_url, tmp_root):
 @pytest.fixture(autouse=True)
 def _clean(request, app, redis_url):
     yield
-    from hookstream_ui.extensions import db, get_redis
+    from hookstream_ui.extensions import get_redis
 
     with app.app_context():
         db.session.remove()
-        tables = [t for t in reversed(db.metadata.sorted_tables)]
+        tables = list(reversed(db.metadata.sorted_tables))
         with db.engine.begin() as conn:
             for table in tables:
                 conn.execute(text(f'DELETE FROM "{table.name}"'))
@@ -113,6 +136,98 @@ def client(app):
 def ctx(app):
     with app.app_context():
         yield
+
+
+@pytest.fixture
+def owner(ctx: None) -> User:
+    """owner@example.com, who owns an org of their own."""
+    return make_user("owner@example.com")
+
+
+@pytest.fixture
+def key(owner: User) -> str:
+    """An API key of the owner's production environment."""
+    return make_key(production(org_of(owner)))
+
+
+@pytest.fixture
+def signed_in(app: Flask, owner: User) -> tuple[FlaskClient, str, Org]:
+    """A client signed in as the owner: the client, its CSRF token and the owner's org."""
+    client = app.test_client()
+    return client, login(client, owner.email), org_of(owner)
+
+
+@pytest.fixture
+def signed_in_with_key(signed_in: tuple[FlaskClient, str, Org], key: str) -> tuple[FlaskClient, str, str]:
+    """Signed in as the owner, with an API key of the owner's instead of the org."""
+    client, token, _ = signed_in
+    return client, token, key
+
+
+@pytest.fixture
+def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
+    """Two orgs: alice's holds one of everything a route can name (its ids in `a_ids`, its
+    key `a_raw`, a staging key `a_staging_raw`), bob's only a key (`b_raw`)."""
+    alice = make_user("alice@example.com")
+    a_env = production(org_of(alice))
+    a_source = make_source(a_env)
+    a_key, a_raw = api_keys.create_key(a_env, "alice key", alice)
+    client = app.test_client()
+    client.post(
+        "/v1/collections",
+        json={
+            "name": "Alice users",
+            "slug": "alice-users",
+            "source_id": a_source.id,
+            "primary_key_path": "$.id",
+        },
+        headers={"X-API-Key": a_raw},
+    )
+    delivered = client.post(f"/v1/ingest/{a_source.id}", json={"id": "alice-1", "name": "Alice"})
+    assert delivered.status_code == 200, delivered.json
+    a_pull = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": a_raw},
+        json={
+            "sourceShortName": "stripe",
+            "name": "Alice Stripe",
+            "credentials": {"secret_key": "sk_test_alice"},
+        },
+    ).json["sourceConnection"]["id"]
+    a_run = SyncRun(
+        org_id=a_env.org_id,
+        env_id=a_env.id,
+        source_id=a_source.id,
+        status="completed",
+        cursor={},
+        skip_reasons={},
+    )
+    db.session.add(a_run)
+    db.session.commit()
+    invitation = Invitation(
+        org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64, expires_at=utcnow()
+    )
+    db.session.add(invitation)
+    db.session.commit()
+    bob = make_user("bob@example.com")
+    b_env = production(org_of(bob))
+    return {
+        "a_ids": {
+            "ident": "alice-users",
+            "key_id": a_key.id,
+            "source_id": a_source.id,
+            "run_id": a_run.id,
+            "sync_id": a_pull,
+            "event_id": delivered.json["event_id"],
+            "key": "alice-1",
+            "env_id": a_env.id,
+            "user_id": alice.id,
+            "invitation_id": invitation.id,
+        },
+        "a_raw": a_raw,
+        "b_raw": make_key(b_env),
+        "a_staging_raw": make_key(add_env(org_of(alice), "staging")),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +258,9 @@ def http_fixture(_http_server):
 
 
 @pytest.fixture
-def workers(app, database_url, redis_url, tmp_root):
+def workers(
+    app: Flask, database_url: str, redis_url: str, tmp_root: Path
+) -> Iterator[Callable[..., list[subprocess.Popen]]]:
     """Start real `flask worker` (or another command's) processes on the test database and
     Redis; stop them after."""
     import sys
@@ -156,24 +273,25 @@ def workers(app, database_url, redis_url, tmp_root):
         INSTANCE_PATH=str(tmp_root / "instance"),
         ALLOW_PRIVATE_NETWORKS="1",
     )
-    procs = []
+    procs: list[subprocess.Popen] = []
+    with open(tmp_root / "worker.log", "ab") as log:  # each child holds its own copy
 
-    def start(n: int = 1, command: str = "worker", **extra_env):
-        for _ in range(n):
-            # Own session: a test can SIGKILL a worker together with its work horse.
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "flask", "--app", "app", command],
-                    cwd=root,
-                    env={**env, **extra_env},
-                    stdout=subprocess.DEVNULL,
-                    stderr=open(tmp_root / "worker.log", "ab"),
-                    start_new_session=True,
+        def start(n: int = 1, command: str = "worker", **extra_env: str) -> list[subprocess.Popen]:
+            for _ in range(n):
+                # Own session: a test can SIGKILL a worker together with its work horse.
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "flask", "--app", "app", command],
+                        cwd=root,
+                        env={**env, **extra_env},
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                        start_new_session=True,
+                    )
                 )
-            )
-        return procs[-n:]
+            return procs[-n:]
 
-    yield start
+        yield start
     for proc in procs:
         if proc.poll() is None:
             proc.terminate()

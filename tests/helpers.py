@@ -13,8 +13,7 @@ CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 def make_user(email: str, *, org: Org | None = None, role: str = "owner", admin: bool = False) -> User:
     """A user who owns a new org, or joins `org` with `role`."""
-    user = accounts.create_user(email, PASSWORD, admin=admin, org_slug=org.slug if org else None, role=role)
-    return user
+    return accounts.create_user(email, PASSWORD, admin=admin, org_slug=org.slug if org else None, role=role)
 
 
 def org_of(user: User) -> Org:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from hookstream_ui.models import SyncRun, db
@@ -33,11 +34,9 @@ def kill_tree(proc) -> None:
     import psutil
 
     parent = psutil.Process(proc.pid)
-    victims = parent.children(recursive=True) + [parent]
+    victims = [*parent.children(recursive=True), parent]
     for victim in victims:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             victim.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(victims, timeout=10)
     proc.wait(10)

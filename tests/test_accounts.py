@@ -143,6 +143,25 @@ def test_sign_in_checks_a_password_whether_or_not_the_email_exists(client, ctx, 
     assert r.status_code == 401 and checked == [1]
 
 
+def test_production_hashes_with_scrypt_and_every_hash_follows_the_setting(app, ctx, monkeypatch, tmp_path):
+    """Only the test suite's app hashes cheaply: production's setting is scrypt, and each
+    place that makes a hash (a user's password, the stand-in checked for unknown emails)
+    uses the setting, whichever it is."""
+    from hookstream_ui.config import TEST_CONFIG, load_config
+    from hookstream_ui.services import accounts
+
+    assert load_config(tmp_path)["PASSWORD_HASH_METHOD"] == "scrypt"
+    assert app.config["PASSWORD_HASH_METHOD"] == TEST_CONFIG["PASSWORD_HASH_METHOD"] == "pbkdf2:sha256:1"
+    assert make_user("cheap@example.com").password_hash.startswith("pbkdf2:sha256:1$")
+    monkeypatch.setitem(app.config, "PASSWORD_HASH_METHOD", "scrypt")
+    monkeypatch.delitem(app.extensions, "hookstream_nobody", raising=False)
+    user = make_user("ann@example.com")
+    assert user.password_hash.startswith("scrypt:") and user.check_password(PASSWORD)
+    assert accounts._nobody().startswith("scrypt:")
+    monkeypatch.undo()
+    app.extensions.pop("hookstream_nobody", None)  # the next test's stand-in is cheap again
+
+
 def test_login_redirects_only_to_local_paths(client, ctx):
     make_user("ann@example.com")
     for target, expected in [

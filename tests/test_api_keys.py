@@ -226,7 +226,7 @@ def test_a_key_cannot_reach_across_its_org(app, ctx):
 
 
 def test_a_viewer_key_only_reads(app, ctx):
-    owner, admin, org, _, client, session = _org_with_admin(app)
+    _owner, _admin, _org, _, client, session = _org_with_admin(app)
     r = client.post("/v1/auth/api-keys", json={"name": "dashboards", "role": "viewer"}, headers=session)
     assert r.status_code == 201 and r.json["api_key"]["role"] == "viewer"
     h = {"X-API-Key": r.json["api_key"]["key"]}
@@ -288,7 +288,7 @@ def test_keys_end_with_their_owner_s_membership(app, ctx, change, reason):
 def test_a_demotion_the_key_s_role_allows_keeps_it(app, ctx):
     from tests.helpers import csrf_token
 
-    owner, admin, org, _, _, _ = _org_with_admin(app)
+    _owner, admin, org, _, _, _ = _org_with_admin(app)
     member_key = make_key(production(org), "member key", owner=admin)
     owner_session = app.test_client()
     login(owner_session, "owner@example.com")
@@ -301,7 +301,7 @@ def test_a_demotion_the_key_s_role_allows_keeps_it(app, ctx):
 def test_an_owner_changed_around_the_services_ends_the_key_at_its_next_use(app, ctx):
     from hookstream_ui.models import Membership
 
-    owner, admin, org, _, _, _ = _org_with_admin(app)
+    _owner, admin, org, _, _, _ = _org_with_admin(app)
     raw = make_key(production(org), "ci", owner=admin)
     db.session.execute(Membership.__table__.delete().where(Membership.__table__.c.user_id == admin.id))
     db.session.commit()

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from hookstream_ui.api.openapi import DOC_ATTR
 from hookstream_ui.models import Collection, Event, Record, SourceConnection, SourceFile, db
 from tests.helpers import login
-from tests.test_isolation import fill, two_tenants  # noqa: F401 (fixture)
+from tests.test_isolation import fill
 from tests.test_sources_dashboard import connect
 
 FIELDS = [
@@ -114,7 +114,7 @@ def test_no_dashboard_route_answers_5xx_to_bad_input(app, two_tenants):
 
     def send(rule, method, path):
         for junk in ("", "x" * 5000, "nul\x00here", "-1", "[]", "$..["):
-            form = dict.fromkeys(FIELDS + ["env_id", "password", "q", "cursor", "limit", "format"], junk)
+            form = dict.fromkeys([*FIELDS, "env_id", "password", "q", "cursor", "limit", "format"], junk)
             yield client.open(
                 path,
                 method=method,
@@ -340,7 +340,7 @@ def test_nan_and_infinity_in_api_bodies_are_refused_by_field(client, two_tenants
 @pytest.mark.parametrize("number", NON_FINITE)
 def test_nan_in_a_webhook_is_stored_as_received_but_not_applied(client, two_tenants, number):
     source = two_tenants["a_ids"]["source_id"]
-    body = '{"id": "nan-1", "price": %s}' % number
+    body = f'{{"id": "nan-1", "price": {number}}}'
     answer = client.post(f"/v1/ingest/{source}", data=body, content_type="application/json")
     assert answer.status_code == 200, answer.json
     event = db.session.get(Event, answer.json["event_id"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import sign_in
 from tests.helpers import make_key, make_user, org_of, production
 

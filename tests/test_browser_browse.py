@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
 
 pytestmark = pytest.mark.browser
@@ -154,7 +154,7 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
 
     with page.expect_download() as download:
         page.click("[data-export=csv]")
-    exported = open(download.value.path(), encoding="utf-8").read().splitlines()
+    exported = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     # The columns shown are the export's columns, named as the page names them (browse2).
     shown = page.locator("#records-table thead th.mono").all_text_contents()
     assert len(exported) == 11 and exported[0].split(",")[6:] == shown and "customer.email" in shown

@@ -4,10 +4,10 @@ records and events browsers, and the toolbar's exports following the filters."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import sign_in
 from tests.test_browser_browse import _owner_with_hook, _page, _send
 
@@ -61,7 +61,7 @@ def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
     expect(page.locator("#records-count")).to_contain_text("2 matches")
     with page.expect_download() as download:
         page.click("[data-export-all=csv]")
-    lines = open(download.value.path(), encoding="utf-8").read().splitlines()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["o000", "o003"]
     context.close()
 

@@ -6,7 +6,6 @@ import re
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import sign_in
 
 pytestmark = pytest.mark.browser

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import *  # noqa: F403 (the fixtures)
 from tests.browser import no_horizontal_overflow, sign_in
 
 pytestmark = pytest.mark.browser

@@ -376,9 +376,12 @@ def test_list_filters(client, tenant):
     post(client, tenant["key"], {"name": "Bound one", "source_id": source.id, "primary_key_path": "$.id"})
     post(client, tenant["key"], {"name": "Lonely one", "primary_key_path": "$.id"})
     h = auth(tenant["key"])
-    names = lambda **q: [
-        c["name"] for c in client.get("/v1/collections", query_string=q, headers=h).json["collections"]
-    ]
+
+    def names(**q):
+        return [
+            c["name"] for c in client.get("/v1/collections", query_string=q, headers=h).json["collections"]
+        ]
+
     assert names(status="NEEDS_SOURCE") == ["Lonely one"]
     assert names(source_id=source.id) == ["Bound one"]
     assert names(search="lone") == ["Lonely one"]

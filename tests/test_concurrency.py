@@ -88,7 +88,7 @@ def test_an_invitation_accepted_four_times_at_once_is_used_once(app, ctx, monkey
             ).status_code
         )
 
-    codes = at_once(app, [accept(b, t) for b, t in zip(browsers, tokens)])
+    codes = at_once(app, [accept(b, t) for b, t in zip(browsers, tokens, strict=True)])
     assert sorted(codes) == [302, 410, 410, 410], codes
     assert (
         db.session.scalar(select(func.count()).select_from(User).where(User.email == "new@example.com")) == 1
@@ -119,7 +119,7 @@ def test_concurrent_first_sign_ups_make_one_instance_admin(app, ctx, monkeypatch
             ).status_code
         )
 
-    codes = at_once(app, [sign_up(b, t, n) for n, (b, t) in enumerate(zip(browsers, tokens))])
+    codes = at_once(app, [sign_up(b, t, n) for n, (b, t) in enumerate(zip(browsers, tokens, strict=True))])
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
     assert db.session.scalar(select(func.count()).select_from(User).where(User.is_instance_admin)) == 1

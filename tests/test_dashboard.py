@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from markupsafe import escape
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, db
-from tests.helpers import add_env, login, make_source, make_user, org_of, production
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
+from tests.helpers import add_env, make_source, make_user, org_of, production
 
 
 def form(token, **values):
@@ -74,9 +65,12 @@ def test_slug_taken_shows_beside_slug(signed_in):
 def test_slug_preview_partial(signed_in):
     client, token, _ = signed_in
     client.post("/collections/new", data=form(token, name="Users", slug="users"))
-    preview = lambda **q: client.get(
-        "/collections/_slug-preview", query_string=q, headers={"HX-Request": "true"}
-    ).get_data(as_text=True)
+
+    def preview(**q):
+        return client.get(
+            "/collections/_slug-preview", query_string=q, headers={"HX-Request": "true"}
+        ).get_data(as_text=True)
+
     assert re.search(r"<code data-slug>finance-data-[a-z0-9]{6}</code>", preview(name="Finance Data"))
     assert "is available" in preview(name="x", slug="fresh-slug")
     assert "already taken" in preview(slug="users")

@@ -12,14 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import DedupClaim, Event, Record, db
-from tests.helpers import login, make_key, make_user, org_of, production
+from tests.helpers import login, make_user
 from tests.test_ingest import SCHEMES, SECRET, webhook
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
-
 
 SIGNATURE_HEADERS = {
     "hmac_sha256": "X-Signature",

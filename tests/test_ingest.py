@@ -16,14 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, Event, Record, db
-from tests.helpers import make_key, make_user, org_of, production
 
 SECRET = "whsec_" + base64.b64encode(b"super-secret-signing-key").decode()
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
 
 
 def webhook(client, key, credentials=None, config=None, collection=None):
@@ -170,7 +164,10 @@ def test_dedup_by_each_key_kind(client, key, config, headers_for):
 
 def test_out_of_order_deletion_and_keyless(client, key):
     sid = webhook(client, key, collection={"timestamp_path": "$.at"})
-    post = lambda body: client.post(f"/v1/ingest/{sid}", json=body)
+
+    def post(body):
+        return client.post(f"/v1/ingest/{sid}", json=body)
+
     post({"type": "order.updated", "at": 200, "data": {"id": "o1", "v": "new"}})
     post({"type": "order.updated", "at": 100, "data": {"id": "o1", "v": "old"}})  # late and older
     assert records()["o1"]["data"]["v"] == "new"
@@ -442,7 +439,7 @@ def test_events_and_records_api(client, key):
     assert len(events["events"]) == 10 and events["has_more"] is True
     detail = client.get(f"/v1/events/{events['events'][0]['id']}", headers=h).json["event"]
     assert detail["method"] == "POST" and json.loads(detail["body"])["data"]["id"] == "o29"
-    assert list(detail["outcomes"].values())[0]["result"] == "inserted"
+    assert next(iter(detail["outcomes"].values()))["result"] == "inserted"
     assert client.get("/v1/events?verification=skipped&status=applied", headers=h).json["events"]
     assert client.get("/v1/events?since=garbage", headers=h).status_code == 400
 
@@ -458,10 +455,13 @@ def test_events_and_records_api(client, key):
             break
         cursor = page["next_cursor"]
     assert sorted(seen) == [f"o{i:02d}" for i in range(30)] and len(seen) == 30
-    by = lambda **q: sorted(
-        r["record_key"]
-        for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
-    )
+
+    def by(**q):
+        return sorted(
+            r["record_key"]
+            for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
+        )
+
     assert by(**{"filter[data.status]": "open"}) == [f"o{i:02d}" for i in range(10)]
     assert by(event_type="order.paid", **{"filter[data.status]": "open"}) == [
         f"o{i:02d}" for i in range(0, 10, 2)
@@ -695,10 +695,13 @@ def test_field_filters_match_strings_and_numbers(client, key):
             f"/v1/ingest/{sid}",
             json={"data": {"id": f"k{i}", "status": status, "qty": qty, "flag": flag, "code": "007"}},
         )
-    keys = lambda **q: sorted(
-        r["record_key"]
-        for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
-    )
+
+    def keys(**q):
+        return sorted(
+            r["record_key"]
+            for r in client.get("/v1/collections/orders/records", query_string=q, headers=h).json["records"]
+        )
+
     assert keys(**{"filter[data.status]": "open"}) == ["k0", "k1"]
     assert keys(**{"filter[data.qty]": "1"}) == ["k0", "k2"]
     assert keys(**{"filter[data.flag]": "true"}) == ["k0", "k2"]
@@ -934,12 +937,15 @@ def test_text_searches_take_percent_and_underscore_literally(client, key):
     client.post(
         "/v1/collections", headers=h, json={"name": "Plain", "slug": "plain", "primary_key_path": "$.id"}
     )
-    names = lambda term: [
-        c["slug"]
-        for c in client.get(
-            "/v1/collections",
-            query_string={"search": term},
-            headers=h,
-        ).json["collections"]
-    ]
+
+    def names(term):
+        return [
+            c["slug"]
+            for c in client.get(
+                "/v1/collections",
+                query_string={"search": term},
+                headers=h,
+            ).json["collections"]
+        ]
+
     assert names("_") == [] and names("orders") == ["orders"]

@@ -19,11 +19,6 @@ from tests.test_ingest import _start_writer, _writer_held, records, webhook
 
 
 @pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
-
-
-@pytest.fixture
 def short_waits(monkeypatch):
     from hookstream_ui.infra import group_commit
 

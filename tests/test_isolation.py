@@ -9,78 +9,7 @@ from __future__ import annotations
 import pytest
 
 from hookstream_ui.api.openapi import DOC_ATTR
-from hookstream_ui.services import api_keys
-from tests.helpers import add_env, login, make_key, make_source, make_user, org_of, production
-
-
-@pytest.fixture
-def two_tenants(app, ctx):
-    alice = make_user("alice@example.com")
-    a_env = production(org_of(alice))
-    a_source = make_source(a_env)
-    a_key, a_raw = api_keys.create_key(a_env, "alice key", alice)
-    client = app.test_client()
-    client.post(
-        "/v1/collections",
-        json={
-            "name": "Alice users",
-            "slug": "alice-users",
-            "source_id": a_source.id,
-            "primary_key_path": "$.id",
-        },
-        headers={"X-API-Key": a_raw},
-    )
-    from hookstream_ui.models import SyncRun, db
-
-    delivered = client.post(f"/v1/ingest/{a_source.id}", json={"id": "alice-1", "name": "Alice"})
-    assert delivered.status_code == 200, delivered.json
-    a_pull = client.post(
-        "/api/v1/source-connections",
-        headers={"X-API-Key": a_raw},
-        json={
-            "sourceShortName": "stripe",
-            "name": "Alice Stripe",
-            "credentials": {"secret_key": "sk_test_alice"},
-        },
-    ).json["sourceConnection"]["id"]
-    a_run = SyncRun(
-        org_id=a_env.org_id,
-        env_id=a_env.id,
-        source_id=a_source.id,
-        status="completed",
-        cursor={},
-        skip_reasons={},
-    )
-    db.session.add(a_run)
-    db.session.commit()
-    from hookstream_ui.models import Invitation
-    from hookstream_ui.values.times import utcnow
-
-    invitation = Invitation(
-        org_id=a_env.org_id, email="new@example.com", role="member", token_hash="x" * 64, expires_at=utcnow()
-    )
-    db.session.add(invitation)
-    db.session.commit()
-    bob = make_user("bob@example.com")
-    b_env = production(org_of(bob))
-    return {
-        "a_ids": {
-            "ident": "alice-users",
-            "key_id": a_key.id,
-            "source_id": a_source.id,
-            "run_id": a_run.id,
-            "sync_id": a_pull,
-            "event_id": delivered.json["event_id"],
-            "key": "alice-1",
-            "env_id": a_env.id,
-            "user_id": alice.id,
-            "invitation_id": invitation.id,
-        },
-        "a_raw": a_raw,
-        "b_raw": make_key(b_env),
-        "a_staging_raw": make_key(add_env(org_of(alice), "staging")),
-    }
-
+from tests.helpers import login, make_user
 
 # Path parameters that name shared catalog entries, not tenant data.
 GLOBAL_PARAMS = {"short_name"}

@@ -135,11 +135,6 @@ def test_chunked_bodies_over_the_limit_are_413(client, ctx, served):
 # --- one record size limit for every source ------------------------------------------------
 
 
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
-
-
 SMALL = {"MAX_RECORD_BYTES": "20000", "MAX_RECORD_FIELDS": "300", "SYNC_BATCH_BYTES": "50000"}
 
 
@@ -175,7 +170,7 @@ def test_uploaded_rows_over_the_record_limit_are_skipped_saying_why(
 ):
     from tests.sync_helpers import wait_for
 
-    sid, cid = connect(client, key, "file", config={"format": "auto"})
+    sid, _cid = connect(client, key, "file", config={"format": "auto"})
     workers(1, **SMALL)
     r = client.post(
         f"/api/v1/source-connections/{sid}/files",
@@ -229,7 +224,7 @@ def test_postgresql_rows_over_the_limit_are_skipped_and_batches_cut_by_bytes(cli
         "FROM generate_series(1, 60) g;"
     )
     try:
-        sid, cid = connect(client, key, "postgresql", pg_source.credentials(), {"table": "wide"})
+        sid, _cid = connect(client, key, "postgresql", pg_source.credentials(), {"table": "wide"})
         workers(1, **SMALL)
         run = wait_for(start(client, key, sid, full=True))
         assert run.status == "completed" and run.records_inserted == 59, run.error

@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -43,7 +46,7 @@ class MakeRun:
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FLASK_APP")}
         env.update(PORT=str(self.port), INSTANCE_PATH=str(instance), WORKERS="2", WEB_CONCURRENCY="1")
         self.log_path = log
-        self.log = open(log, "ab")
+        self.log = open(log, "ab")  # noqa: SIM115 (held while make run lives; stop() closes it)
         # Its own session, like a terminal's foreground job: Ctrl-C goes to the whole group.
         self.proc = subprocess.Popen(
             ["make", "-s", "run", f"VENV={sys.prefix}"],
@@ -108,6 +111,9 @@ class MakeRun:
         return found
 
     def stop(self, sig=signal.SIGINT, timeout: float = 40) -> None:
+        if self.proc.poll() is not None:
+            self.log.close()
+            return  # already gone: the test's own failure says why
         os.killpg(self.proc.pid, sig)
         try:
             self.proc.wait(timeout)
@@ -124,9 +130,21 @@ def assert_all_gone(processes: list[psutil.Process]) -> None:
     assert not alive, f"processes survived the stop: {[(p.pid, p.cmdline()) for p in alive]}"
 
 
-def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
-    instance = tmp_path / "instance"
-    run = MakeRun(instance, tmp_path / "run1.log")
+@pytest.fixture
+def short_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A folder whose Redis socket path fits a unix socket's 107 bytes: a long TMPDIR pushed
+    instance/redis/redis.sock past it, and redis-server then never answered."""
+    if len(str(tmp_path / "instance" / "redis" / "redis.sock")) <= 100:
+        yield tmp_path
+        return
+    short = Path(tempfile.mkdtemp(prefix="hs-", dir="/tmp"))
+    yield short
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def test_make_run_starts_supervises_and_stops_cleanly(short_tmp):
+    instance = short_tmp / "instance"
+    run = MakeRun(instance, short_tmp / "run1.log")
     try:
         health = run.wait_healthy()
         assert health["database"]["backend"] == "sqlite" and health["redis"]["ok"]
@@ -171,14 +189,14 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
     env["INSTANCE_PATH"] = str(instance)
     flask = [sys.executable, "-m", "flask", "--app", "app"]
     subprocess.run(
-        flask + ["create-user", "ops@example.com", "--password", "long-enough-pw"],
+        [*flask, "create-user", "ops@example.com", "--password", "long-enough-pw"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
     )
     key = subprocess.run(
-        flask + ["create-api-key", "ops@example.com", "--name", "smoke"],
+        [*flask, "create-api-key", "ops@example.com", "--name", "smoke"],
         cwd=ROOT,
         env=env,
         check=True,
@@ -186,7 +204,7 @@ def test_make_run_starts_supervises_and_stops_cleanly(tmp_path):
         text=True,
     ).stdout.strip()
 
-    again = MakeRun(instance, tmp_path / "run2.log")
+    again = MakeRun(instance, short_tmp / "run2.log")
     try:
         again.wait_healthy()
         status, body = get(f"{again.base}/v1/collections", {"X-API-Key": key})

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from hookstream_ui.extensions import db
 from hookstream_ui.services import records as record_svc
-from tests.test_ingest import key, webhook  # noqa: F401 (a fixture)
+from tests.test_ingest import webhook
 
 PEOPLE = [
     ("cus_00420001", {"email": "user42@example.com", "name": "Customer 42", "city": "Zürich", "n": 4.5}),
@@ -126,7 +126,9 @@ def test_the_index_follows_updates_and_deletions(client, key, people, monkeypatc
     assert keys(client, key, search="renamed") == []
     if db.engine.dialect.name == "sqlite":
         # The entries go with their records, and the index is really what answers.
-        count = lambda: db.session.execute(text("SELECT count(*) FROM records_fts")).scalar()
+        def count():
+            return db.session.execute(text("SELECT count(*) FROM records_fts")).scalar()
+
         assert count() == 2
         db.session.execute(text("DELETE FROM records_fts"))
         db.session.commit()
@@ -380,9 +382,10 @@ def test_the_sqlite_word_index_merges_sixteen_segments_at_a_time(app):
     with app.app_context():
         if db.engine.dialect.name != "sqlite":
             pytest.skip("PostgreSQL keeps its words in a GIN index")
-        automerge = lambda: db.session.execute(
-            text("SELECT v FROM records_fts_config WHERE k = 'automerge'")
-        ).scalar()
+
+        def automerge():
+            return db.session.execute(text("SELECT v FROM records_fts_config WHERE k = 'automerge'")).scalar()
+
         assert automerge() == 16
         downgrade(revision="0009")
         try:

@@ -304,7 +304,7 @@ def test_scrub_catches_case_spacing_and_encodings():
 
 def test_stream_listing_errors_are_scrubbed(member, pg_source):
     """PostgreSQL quotes the database name it does not have; here that is the password too."""
-    client, token, key = member
+    client, _token, key = member
     secret = PG_PASSWORD
     sid = create(client, key, "postgresql", pg_source.credentials(database=secret))
     r = api(client, "GET", f"/source-connections/{sid}/streams", key)

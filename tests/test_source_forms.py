@@ -15,7 +15,6 @@ from hookstream_ui.models import SourceConnection, db
 from hookstream_ui.sources import MASK, REGISTRY
 from hookstream_ui.sources.fields import FIELD_TYPES, Field, validate
 from tests.fixture_servers import STRIPE_KEY
-from tests.helpers import login, make_key, make_user, org_of, production
 
 CANARY = "canary-Secret-7f3a9c"
 
@@ -89,14 +88,6 @@ def test_mask_keeps_the_stored_secret_and_is_not_a_value():
     assert caught.value.errors == {"secret": "is required"}
 
 
-@pytest.fixture
-def owner(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, make_key(production(org_of(user)))
-
-
 @pytest.mark.parametrize("short", sorted(REGISTRY))
 def test_fields_shown_only_for_some_values_name_a_select_of_their_section_and_its_values(short):
     kind = REGISTRY[short]
@@ -109,8 +100,8 @@ def test_fields_shown_only_for_some_values_name_a_select_of_their_section_and_it
 
 
 @pytest.mark.parametrize("short", sorted(REGISTRY))
-def test_connect_form_renders_every_declared_field(owner, short):
-    client, _, _ = owner
+def test_connect_form_renders_every_declared_field(signed_in_with_key, short):
+    client, _, _ = signed_in_with_key
     page = client.get(f"/sources/new/{short}").get_data(as_text=True)
     kind = REGISTRY[short]
     assert kind.name_example and f'placeholder="{escape(kind.name_example)}"' in page  # a name of its kind
@@ -159,8 +150,8 @@ def _form_data(token, credentials, config, name="Shared"):
         ("stripe", {"secret_key": "pk_test_123"}, {}),
     ],
 )
-def test_api_and_form_reject_alike(owner, short, credentials, config):
-    client, token, key = owner
+def test_api_and_form_reject_alike(signed_in_with_key, short, credentials, config):
+    client, token, key = signed_in_with_key
     api = client.post(
         "/api/v1/source-connections",
         headers={"X-API-Key": key},
@@ -175,8 +166,8 @@ def test_api_and_form_reject_alike(owner, short, credentials, config):
     assert db.session.scalar(select(SourceConnection)) is None
 
 
-def test_form_keeps_typed_values_but_never_secrets(owner):
-    client, token, _ = owner
+def test_form_keeps_typed_values_but_never_secrets(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     r = client.post(
         "/sources/new/postgresql",
         data=_form_data(
@@ -190,8 +181,8 @@ def test_form_keeps_typed_values_but_never_secrets(owner):
     assert CANARY not in html
 
 
-def test_edit_keeps_the_secret_and_shows_only_the_mask(owner, pg_source):
-    client, token, key = owner
+def test_edit_keeps_the_secret_and_shows_only_the_mask(signed_in_with_key, pg_source):
+    client, token, key = signed_in_with_key
     sid = client.post(
         "/api/v1/source-connections",
         headers={"X-API-Key": key},
@@ -206,8 +197,8 @@ def test_edit_keeps_the_secret_and_shows_only_the_mask(owner, pg_source):
     assert r.json["success"] is True, r.json
 
 
-def test_inline_test_button_partial(owner, pg_source):
-    client, token, _ = owner
+def test_inline_test_button_partial(signed_in_with_key, pg_source):
+    client, token, _ = signed_in_with_key
     creds = {k: str(v) for k, v in pg_source.credentials().items()}
     r = client.post(
         "/sources/test-form/postgresql", data=_form_data(token, creds, {}), headers={"HX-Request": "true"}
@@ -223,11 +214,11 @@ def test_inline_test_button_partial(owner, pg_source):
     assert db.session.scalar(select(SourceConnection)) is None  # testing saves nothing
 
 
-def test_canary_secret_never_leaves(owner, pg_source, http_fixture, caplog):
+def test_canary_secret_never_leaves(signed_in_with_key, pg_source, http_fixture, caplog):
     """One canary in every password field of every type; it must appear in no response,
     no page, no log line, and not in plaintext in the database."""
     caplog.set_level(logging.DEBUG)
-    client, token, key = owner
+    client, token, key = signed_in_with_key
     bodies = []
 
     def keep(response):

@@ -8,12 +8,7 @@ from sqlalchemy import select
 from hookstream_ui.models import Collection, Record, SourceConnection, db
 from hookstream_ui.sources import MASK, REGISTRY
 from tests.fixture_servers import PG_PASSWORD, REST_TOKEN, STRIPE_KEY, free_port
-from tests.helpers import add_env, make_key, make_user, org_of, production
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
+from tests.helpers import add_env, make_key, make_user, org_of
 
 
 def api(client, method, path, key, **kw):

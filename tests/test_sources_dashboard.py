@@ -5,18 +5,10 @@ from __future__ import annotations
 import io
 import re
 
-import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, Record, SourceConnection, SourceFile, db
-from tests.helpers import login, make_user, org_of
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    return client, login(client, "owner@example.com"), org_of(user)
+from tests.helpers import login, make_user
 
 
 def connect(client, token, short, name="Src", **fields):
@@ -83,7 +75,7 @@ def test_streams_partial_for_the_collection_form(signed_in, pg_source):
 
 
 def test_clear_and_delete_behind_confirmation(signed_in):
-    client, token, org = signed_in
+    client, token, _org = signed_in
     sid = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     client.post(
         "/collections/new",

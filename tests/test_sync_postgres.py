@@ -153,13 +153,16 @@ def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_sourc
     assert db.session.get(Collection, cid).record_count == ROWS
 
 
+BATCH = 100
+
+
 def test_cancel_and_409_while_running(client, synced, workers):
     import time
 
     from hookstream_ui.models import SyncRun
 
-    key, sid, cid = synced
-    workers(1, SYNC_BATCH_SIZE="100")
+    key, sid, _cid = synced
+    workers(1, SYNC_BATCH_SIZE=str(BATCH))
     run_id = start(client, key, sid)
     h = {"X-API-Key": key}
     r = client.post(f"/api/v1/source-connections/{sid}/run", json={}, headers=h)
@@ -177,12 +180,14 @@ def test_cancel_and_409_while_running(client, synced, workers):
     while db.session.get(SyncRun, run_id).progress < 500:
         time.sleep(0.02)
         db.session.expire_all()
-    cancel_at = time.monotonic()
     r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", headers=h)
     assert r.status_code == 200 and r.json["run"]["status"] in ("cancelling", "cancelled")
-    run = wait_for(run_id, timeout=10)
-    assert run.status == "cancelled" and time.monotonic() - cancel_at < 5
-    assert run.progress < ROWS
+    db.session.expire_all()
+    read_when_cancelled = db.session.get(SyncRun, run_id).progress
+    # Prompt in work, not in seconds (a busy machine is slow, not wrong): the worker checks
+    # between batches, so it writes at most the batch it was writing when the cancel came.
+    run = wait_for(run_id)
+    assert run.status == "cancelled" and run.progress <= read_when_cancelled + BATCH < ROWS
     r = client.get(f"/api/v1/source-connections/{sid}/runs/{run_id}", headers=h)
     assert r.json["run"]["status"] == "cancelled" and r.json["run"]["finishedAt"]
     runs = client.get(f"/api/v1/source-connections/{sid}/runs", headers=h).json["runs"]
@@ -204,8 +209,16 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     late = session_of(pg_source)
     try:
         # Begins first (its now() is earliest), commits after the next run has read past it.
-        late.execute("UPDATE big SET name = 'late', updated_at = now() + interval '5 seconds' WHERE id = 1")
-        pg_source.sql("UPDATE big SET name = 'early', updated_at = now() + interval '6 seconds' WHERE id = 5")
+        # Times counted from the table's newest row, not from now(): the re-read window then
+        # holds the same rows however long the runs before took.
+        late.execute(
+            "UPDATE big SET name = 'late', updated_at = "
+            "(SELECT max(updated_at) FROM big) + interval '5 seconds' WHERE id = 1"
+        )
+        pg_source.sql(
+            "UPDATE big SET name = 'early', updated_at = "
+            "(SELECT max(updated_at) FROM big) + interval '6 seconds' WHERE id = 5"
+        )
         run = wait_for(start(client, key, sid))
         assert run.status == "completed" and run.mode == "incremental", run.error
         assert run.records_updated == 1 and records(cid)["1"]["name"] == "name 1"
@@ -221,8 +234,9 @@ def test_incremental_reads_late_commits_and_ties_once(client, synced, workers, p
     data = records(cid)
     assert (data["1"]["name"], data["5"]["name"], data["3"]["name"]) == ("late", "early", "tie")
     assert run.records_updated == 2 and run.records_inserted == 0
-    # The re-read window (60 s) read the newest rows again: unchanged, so not rewritten.
-    assert run.records_skipped == run.progress - 2 > 50
+    # The re-read window (60 s back from the cursor, the newest row's time + 6 s) read the 55
+    # newest rows of the table and row 5 again: unchanged, so not rewritten.
+    assert run.records_skipped == run.progress - 2 == 56
     assert run.skip_reasons == {"unchanged since it was last written": run.records_skipped}
     db.session.expire_all()
     after = {

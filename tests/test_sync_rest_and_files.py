@@ -9,13 +9,7 @@ from sqlalchemy import select
 
 from hookstream_ui.models import Record, db
 from tests.fixture_servers import REST_TOKEN
-from tests.helpers import make_key, make_user, org_of, production
 from tests.sync_helpers import start, wait_for
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
 
 
 def connect(client, key, short, credentials=None, config=None, stream=None):

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from hookstream_ui.models import Collection, Record, SourceConnection, db
 from tests.fixture_servers import STRIPE, STRIPE_KEY
-from tests.helpers import make_key, make_user, org_of, production
 from tests.sync_helpers import wait_for
 
 # Seed 004's example request, verbatim.
@@ -33,11 +32,6 @@ SEED_REQUEST = {
     "metadata": {"custom_property": 42},
     "external_id": "{YOUR_EXTERNAL_ID}",
 }
-
-
-@pytest.fixture
-def key(ctx):
-    return make_key(production(org_of(make_user("owner@example.com"))))
 
 
 def test_seed_example_verbatim(client, key):

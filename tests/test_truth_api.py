@@ -29,11 +29,6 @@ def stripe_sync(base: str, secret: str, streams=("customer",), name="Stripe sync
 
 
 @pytest.fixture
-def owner(ctx):
-    return make_user("owner@example.com")
-
-
-@pytest.fixture
 def key(owner):
     return make_key(production(org_of(owner)), name="deploy")
 

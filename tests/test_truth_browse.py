@@ -11,15 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, db
-from tests.helpers import add_env, login, make_source, make_user, org_of, production
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
+from tests.helpers import add_env, make_source, make_user, org_of, production
 
 
 def form(token, **values):
@@ -199,14 +191,14 @@ def test_key_path_is_checked_against_a_pull_sources_first_row(signed_in):
 
 
 def test_key_path_without_a_sample_says_so_and_bad_paths_are_named(signed_in):
-    client, _, org = signed_in
+    client, _, _org = signed_in
     assert "Nothing to check the path against yet" in _key_preview(client, primary_key_path="$.id")
     body = _key_preview(client, primary_key_path="$.[[")
     assert "Primary key path is not a valid JSONPath" in body
 
 
 def test_key_preview_stays_in_its_project(signed_in):
-    client, _, org = signed_in
+    client, _, _org = signed_in
     other = make_user("other@example.com")
     other_source = make_source(production(org_of(other)), name="Theirs")
     body = _key_preview(client, primary_key_path="$.id", source_id=other_source.id)
@@ -603,7 +595,7 @@ def test_sources_runs_and_events_of_another_project_offer_it_too(signed_in):
 
 
 def test_another_organizations_objects_stay_not_found(signed_in):
-    client, token, org = signed_in
+    client, token, _org = signed_in
     stranger = org_of(make_user("stranger@example.com"))
     theirs = add_env(stranger, "secret-project")
     _collection_in(theirs, slug="their-orders")
@@ -620,7 +612,7 @@ def test_another_organizations_objects_stay_not_found(signed_in):
 def test_an_org_the_user_is_in_is_offered_with_its_name_and_next_stays_on_this_site(signed_in):
     from hookstream_ui.models import User
 
-    client, token, org = signed_in
+    client, token, _org = signed_in
     other = org_of(make_user("boss@example.com"))
     other.name = "Partner Co"
     me = db.session.scalar(select(User).where(User.email == "owner@example.com"))
@@ -845,7 +837,10 @@ def test_the_collections_list_pages_back_as_well(signed_in):
     client, token, _ = signed_in
     for i in range(55):
         client.post("/collections/new", data=form(token, name=f"Coll {i:03d}", slug=f"coll-{i:03d}"))
-    names = lambda body: re.findall(r"<strong>(Coll \d+)</strong>", body)
+
+    def names(body):
+        return re.findall(r"<strong>(Coll \d+)</strong>", body)
+
     first = client.get("/collections").get_data(as_text=True)
     seen, body = [names(first)], first
     for _ in range(2):

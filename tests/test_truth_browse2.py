@@ -9,19 +9,10 @@ import io
 import re
 from html import unescape
 
-import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import AuditEntry, db
-from tests.helpers import auth, login, make_key, make_user, org_of, production
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
+from tests.helpers import auth, make_key, production
 
 
 def _hook(client, org, n: int, **extra) -> str:

@@ -19,14 +19,6 @@ from tests.helpers import PASSWORD, login, make_user, org_of
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, org_of(user)
-
-
 def _make_collection(client, token, slug="orders"):
     r = client.post(
         "/collections/new",
@@ -214,7 +206,7 @@ def test_admin_org_row_errors_are_beside_that_rows_field(root, action, data, fie
     message = _error_beside(html, f"{action}-{org.id}")
     assert f"{field}:" not in html and message.split()[0] in ("Name", "Reason", "Confirmation:")
     assert f'id="e-{action}-{other.id}"' not in html  # only the row that was sent
-    typed = list(data.values())[0]
+    typed = next(iter(data.values()))
     assert re.search(rf'id="{action}-{org.id}"[^>]*value="{re.escape(typed)}"', html)
     db.session.expire_all()
     org = db.session.get(Org, org.id)
@@ -268,7 +260,10 @@ def test_future_times_say_how_long_until():
     from hookstream_ui.templating import ago
 
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    ahead = lambda **delta: ago(now + timedelta(**delta), now=now)
+
+    def ahead(**delta):
+        return ago(now + timedelta(**delta), now=now)
+
     assert ahead(days=7, seconds=-0.2) == "in 7 days"  # an invitation made a moment ago
     assert ahead(days=2) == "in 2 days"
     assert ahead(hours=36) == "in 36 hours"
@@ -327,11 +322,11 @@ def test_switching_to_a_suspended_org_says_why_and_stays(two_orgs):
     html = r.get_data(as_text=True)
     assert "Switched" not in html
     assert "Frozen Org is suspended: unpaid invoice" in html
-    assert re.search(r'<option value="%s" selected>Home Org' % home.id, html)
+    assert re.search(rf'<option value="{home.id}" selected>Home Org', html)
 
 
 def test_the_org_in_use_being_suspended_is_said_on_the_next_page(two_orgs):
-    client, token, home, other = two_orgs
+    client, token, _home, other = two_orgs
     r = client.post("/switch-org", data={"csrf_token": token, "org_id": other.id}, follow_redirects=True)
     assert "Switched to Frozen Org" in r.get_data(as_text=True)
     _suspend(other, "security review")
@@ -355,7 +350,7 @@ VISIBLE = "must contain a visible character, not only spaces or invisible ones"
 def test_invisible_names_are_refused_by_the_api(signed_in, name):
     from hookstream_ui.models import ApiKey, Collection, Environment, SourceConnection
 
-    client, token, org = signed_in
+    client, token, _org = signed_in
     h = {"X-CSRFToken": token}
     refused = [
         client.post("/v1/collections", json={"name": name, "primary_key_path": "$.id"}, headers=h),
@@ -414,11 +409,14 @@ def test_reinviting_says_it_withdraws_the_earlier_link_first(signed_in):
     from hookstream_ui.models import Invitation
 
     client, token, _ = signed_in
-    invite = lambda **extra: client.post(
-        "/settings/team",
-        data={"csrf_token": token, "email": "New@Example.com", "role": "viewer", **extra},
-        follow_redirects=True,
-    )
+
+    def invite(**extra):
+        return client.post(
+            "/settings/team",
+            data={"csrf_token": token, "email": "New@Example.com", "role": "viewer", **extra},
+            follow_redirects=True,
+        )
+
     first = re.search(r'id="invite-url" class="mono">([^<]+)<', invite().get_data(as_text=True)).group(1)
     asked = invite()
     html = asked.get_data(as_text=True)
@@ -458,7 +456,7 @@ def _role_of(user):
 def test_role_selects_do_not_save_on_change(team_of_two):
     client, token, _, member = team_of_two
     html = client.get("/settings/team").get_data(as_text=True)
-    form = re.search(r"<form[^>]*/settings/team/%s/role.*?</form>" % member.id, html, re.S).group(0)
+    form = re.search(rf"<form[^>]*/settings/team/{member.id}/role.*?</form>", html, re.S).group(0)
     assert "data-autosubmit" not in form and "Save role" in form
     r = client.post(f"/settings/team/{member.id}/role", data={"csrf_token": token, "role": "admin"})
     assert r.status_code == 302 and _role_of(member) == "admin"
@@ -737,7 +735,7 @@ def test_a_history_restore_gets_the_ordinary_sign_in_redirect(app, ctx):
 
 
 def test_being_removed_from_the_org_in_use_is_said_on_the_next_page(two_orgs):
-    client, token, home, other = two_orgs
+    client, token, _home, other = two_orgs
     client.post("/switch-org", data={"csrf_token": token, "org_id": other.id})
     db.session.execute(db.delete(Membership).where(Membership.org_id == other.id))
     db.session.commit()
@@ -746,7 +744,7 @@ def test_being_removed_from_the_org_in_use_is_said_on_the_next_page(two_orgs):
 
 
 def test_sign_in_says_the_session_ended(signed_in):
-    client, token, _ = signed_in
+    client, _token, _ = signed_in
     user = db.session.scalar(select(User).where(User.email == "owner@example.com"))
     accounts.change_password(user, PASSWORD, "another-long-password")
     r = _htmx(client, "/", "/settings/account")

@@ -12,18 +12,10 @@ from sqlalchemy import select
 
 from hookstream_ui.models import Collection, SyncRun, db
 from tests.conftest import BIG_ROWS
-from tests.helpers import login, make_key, make_user, org_of, production
+from tests.helpers import login, make_user, org_of, production
 from tests.sync_helpers import wait_for
 
 STOP_POLLING = 286
-
-
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, make_key(production(org_of(user)), owner=user)
 
 
 # A source that can be scheduled (uploads run when a file comes, so files have no schedule).
@@ -63,10 +55,10 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, table, workers):
+def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in_with_key, pg_source, table, workers):
     """It said "Backfill · running 2,000 / 10,000" for ever: the cancelled run never told
     its collections, and the title badge, strip and list each read their own column."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
     sid = connect(
         client,
@@ -120,10 +112,10 @@ def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in, pg_source, ta
     assert f"Backfill · completed {BIG_ROWS:,} / {BIG_ROWS:,}" in page
 
 
-def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(signed_in, pg_source):
+def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(signed_in_with_key, pg_source):
     """Rows written before runs settled their collections (or by a worker that died between
     the two) say running; the page says how the run ended."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
     sid = connect(client, token, "postgresql", name="Pg", **creds, **{"config.table": "customers"})
     new_collection(client, token, "pg", sid, stream="customers")
@@ -156,10 +148,10 @@ def test_a_run_ended_without_its_collections_being_told_is_not_shown_running(sig
     ] == ["ACTIVE"]
 
 
-def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
+def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in_with_key):
     """A run cancelled while pending (queued, or waiting for its retry) went straight to
     cancelled, leaving its collections SYNCING."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
@@ -194,10 +186,10 @@ def test_cancelling_a_queued_or_retrying_run_settles_its_collections(signed_in):
     )
 
 
-def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_in):
+def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_in_with_key):
     """The records table polled every 2 s for ever, and the live strip of a finished pull
     collection too; the schema stayed "No records yet" while records arrived."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     new_collection(client, token, "lonely")  # no source: nothing can change
     assert live(client, "lonely").status_code == STOP_POLLING
     sid = connect(client, token, "file", **{"config.format": "auto"})
@@ -229,9 +221,9 @@ def test_idle_collections_stop_polling_and_records_reload_only_on_change(signed_
     )
 
 
-def test_run_now_needs_a_bound_collection(signed_in):
+def test_run_now_needs_a_bound_collection(signed_in_with_key):
     """Run now was offered on a source with no collection, and the run it started failed."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert re.search(r'id="run-now" disabled aria-disabled="true" title="No collection is bound', page)
@@ -247,8 +239,8 @@ def test_run_now_needs_a_bound_collection(signed_in):
     assert 'id="run-now">' in page
 
 
-def test_a_finished_run_page_has_no_stale_flash(signed_in, workers):
-    client, token, _ = signed_in
+def test_a_finished_run_page_has_no_stale_flash(signed_in_with_key, workers):
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     workers(1)
@@ -273,9 +265,11 @@ def test_a_finished_run_page_has_no_stale_flash(signed_in, workers):
         ("/latin1", "The API's answer for {base}/latin1 is not UTF-8 text, so it is not JSON"),
     ],
 )
-def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixture, workers, path, reason):
+def test_an_answer_that_is_not_json_fails_the_run_at_once(
+    signed_in_with_key, http_fixture, workers, path, reason
+):
     """Retried four times over minutes: the same endpoint answers the same way next time."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     r = client.post(
         "/api/v1/source-connections",
         headers={"X-API-Key": key},
@@ -299,14 +293,14 @@ def test_an_answer_that_is_not_json_fails_the_run_at_once(signed_in, http_fixtur
     assert re.search(r"Coll api .{0,40} Error ", text_of(client.get("/collections").get_data(as_text=True)))
 
 
-def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_next_time(signed_in):
+def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_next_time(signed_in_with_key):
     from datetime import timedelta
 
     from hookstream_ui.models import SourceConnection
     from hookstream_ui.sync.scheduler import enqueue_due
     from hookstream_ui.values.times import as_utc, utcnow
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     source = db.session.get(SourceConnection, sid)
     source.sync_frequency, source.next_run_at = "1h", utcnow() - timedelta(seconds=1)
@@ -316,10 +310,10 @@ def test_the_scheduler_starts_no_run_without_a_collection_and_asks_again_at_its_
     assert as_utc(db.session.get(SourceConnection, sid).next_run_at) > utcnow() + timedelta(minutes=59)
 
 
-def test_events_list_what_was_sent_and_what_became_of_it(signed_in):
+def test_events_list_what_was_sent_and_what_became_of_it(signed_in_with_key):
     """An event every collection skipped ("no usable key") was listed as applied, under
     hookstream's own id only."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     new_collection(client, token, "by-data-id", hook, primary_key_path="$.data.id")
     skipped = client.post(
@@ -360,22 +354,22 @@ def test_events_list_what_was_sent_and_what_became_of_it(signed_in):
     assert events[bare["event_id"]]["sender_event_id"] is None
 
 
-def test_an_event_with_no_collection_says_it_was_only_stored(signed_in):
-    client, token, _ = signed_in
+def test_an_event_with_no_collection_says_it_was_only_stored(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     event = client.post(f"/v1/ingest/{hook}", json={"id": "evt_1", "type": "ping"}).json
     page = text_of(client.get(f"/events/{event['event_id']}").get_data(as_text=True))
     assert "ping stored" in page and "no collection is bound to its source" in page
 
 
-def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
+def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in_with_key):
     """Only the API could set them; the page said nothing of when the next run is."""
     from datetime import timedelta
 
     from hookstream_ui.models import SourceConnection
     from hookstream_ui.values.times import as_utc, utcnow
 
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "rest_api", **REST_FIELDS)
     new_collection(client, token, "files", sid)
     page = text_of(client.get(f"/sources/{sid}").get_data(as_text=True))
@@ -426,14 +420,14 @@ def test_schedule_and_rate_limit_are_set_on_the_source_page(signed_in):
     assert (source.sync_frequency, source.next_run_at, source.rate_limit) == (None, None, None)
 
 
-def test_a_new_frequency_moves_the_next_run(signed_in):
+def test_a_new_frequency_moves_the_next_run(signed_in_with_key):
     """24h changed to 15m through the API still waited for the old 24h."""
     from datetime import timedelta
 
     from hookstream_ui.models import SourceConnection
     from hookstream_ui.values.times import as_utc, utcnow
 
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "rest_api", **REST_FIELDS)
     source = db.session.get(SourceConnection, sid)
     source.sync_frequency, source.next_run_at = "24h", utcnow() + timedelta(hours=23)
@@ -444,8 +438,8 @@ def test_a_new_frequency_moves_the_next_run(signed_in):
     assert as_utc(db.session.get(SourceConnection, sid).next_run_at) <= utcnow() + timedelta(minutes=15)
 
 
-def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
-    client, token, _ = signed_in
+def test_sources_list_shows_the_last_run_and_its_status(signed_in_with_key, workers):
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     workers(1)
@@ -457,7 +451,7 @@ def test_sources_list_shows_the_last_run_and_its_status(signed_in, workers):
     run = wait_for(r.location.rsplit("/", 1)[-1], timeout=30)
     assert run.status == "failed"
     listed = client.get("/sources").get_data(as_text=True)
-    row = re.search(r'<tr data-source="%s">(.*?)</tr>' % sid, listed, re.S).group(1)
+    row = re.search(rf'<tr data-source="{sid}">(.*?)</tr>', listed, re.S).group(1)
     assert f'href="/runs/{run.id}" class="badge badge-run-failed"' in row and "Failed" in text_of(row)
     assert "not scheduled" in text_of(row)
 
@@ -490,8 +484,8 @@ def _run(source_id, status, *, minutes_ago=0, error=None, progress=0):
     return run.id
 
 
-def test_the_runs_page_lists_runs_across_sources_by_status(signed_in, app):
-    client, token, _ = signed_in
+def test_the_runs_page_lists_runs_across_sources_by_status(signed_in_with_key, app):
+    client, token, _ = signed_in_with_key
     files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
     other = connect(client, token, "file", name="Other files", **{"config.format": "auto"})
     failed = _run(files, "failed", minutes_ago=5, error="a.csv: not UTF-8 text")
@@ -524,8 +518,8 @@ def test_the_runs_page_lists_runs_across_sources_by_status(signed_in, app):
     assert bad.status_code == 400 and 'id="e-status">Status must be failed' in bad.get_data(as_text=True)
 
 
-def test_the_overview_shows_recent_runs_failures_and_the_ingest_rate(signed_in):
-    client, token, _ = signed_in
+def test_the_overview_shows_recent_runs_failures_and_the_ingest_rate(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
     _run(files, "completed", minutes_ago=30, progress=7)
     _run(files, "failed", minutes_ago=2, error="Host not found: nowhere")
@@ -543,8 +537,8 @@ def test_the_overview_shows_recent_runs_failures_and_the_ingest_rate(signed_in):
     assert len(re.findall(r'class="spark" data-height="', page)) == 6
 
 
-def test_the_events_list_polls_only_while_a_webhook_can_send(signed_in):
-    client, token, _ = signed_in
+def test_the_events_list_polls_only_while_a_webhook_can_send(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     connect(client, token, "file", **{"config.format": "auto"})
     r = client.get("/events/_list", headers={"HX-Request": "true"})
     assert r.status_code == STOP_POLLING and "every 2s" not in r.get_data(as_text=True)
@@ -555,14 +549,14 @@ def test_the_events_list_polls_only_while_a_webhook_can_send(signed_in):
     assert r.status_code == 200 and 'hx-trigger="every 2s"' in r.get_data(as_text=True)
 
 
-def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
+def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in_with_key):
     """A webhook replay marked running whose job is gone said "running" for ever."""
     from datetime import timedelta
 
     from hookstream_ui.sync.scheduler import requeue_lost_backfills
     from hookstream_ui.values.times import utcnow
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     new_collection(client, token, "hooked", hook)
     collection = db.session.scalar(select(Collection).where(Collection.slug == "hooked"))
@@ -588,7 +582,7 @@ def test_a_replay_whose_worker_died_is_resumed_not_left_running(signed_in):
     assert requeue_lost_backfills(utcnow() + timedelta(minutes=2)) == []  # queued now
 
 
-def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(signed_in):
+def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(signed_in_with_key):
     """A pull source's backfill is a run (pending until its first batch, then running); the
     lost-replay sweep took one queued or between slow batches for a dead webhook replay, and
     the replay, finding no events, marked the backfill completed under the running read."""
@@ -598,7 +592,7 @@ def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(si
     from hookstream_ui.sync.scheduler import requeue_lost_backfills
     from hookstream_ui.values.times import utcnow
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))
@@ -617,10 +611,10 @@ def test_a_pull_collections_backfill_is_never_taken_for_a_lost_webhook_replay(si
     assert db.session.get(Collection, collection.id).backfill_status == "running"
 
 
-def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in):
+def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in_with_key):
     """While a run read it, the source's title said only "Pending" (its untested connection),
     and Edit, Clear data and Delete led to a refusal."""
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     run_id = _run(sid, "running", progress=40)
@@ -643,17 +637,17 @@ def test_a_source_being_read_says_so_and_its_buttons_say_why_they_wait(signed_in
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert (
         'id="source-run-badge"' not in page
-        and '<a class="btn" href="/sources/%s/edit" id="edit-source">' % sid in page
+        and f'<a class="btn" href="/sources/{sid}/edit" id="edit-source">' in page
     )
 
 
-def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_in):
+def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_in_with_key):
     from datetime import timedelta
 
     from hookstream_ui.models import SourceConnection
     from hookstream_ui.values.times import utcnow
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
@@ -670,8 +664,8 @@ def test_a_finished_strip_looks_again_when_the_next_scheduled_run_is_due(signed_
     assert "hx-trigger" not in live(client, "files").get_data(as_text=True).split("</section>")[0]
 
 
-def test_the_runs_page_updates_while_a_listed_run_can_change(signed_in):
-    client, token, _ = signed_in
+def test_the_runs_page_updates_while_a_listed_run_can_change(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
     run_id = _run(files, "running", progress=3)
     page = client.get("/runs").get_data(as_text=True)
@@ -686,7 +680,7 @@ def test_the_runs_page_updates_while_a_listed_run_can_change(signed_in):
     assert client.get("/runs/_list?status=nope", headers={"HX-Request": "true"}).status_code == 400
 
 
-def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
+def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in_with_key):
     """A continuous source whose runs failed was run again every 5 s, a failed run each time."""
     from datetime import timedelta
 
@@ -694,7 +688,7 @@ def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
     from hookstream_ui.services import runs
     from hookstream_ui.values.times import as_utc, utcnow
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     source = db.session.get(SourceConnection, sid)
     source.sync_frequency = "continuous"
@@ -718,8 +712,8 @@ def test_a_scheduled_source_that_keeps_failing_is_tried_less_often(signed_in):
     assert as_utc(source.next_run_at) <= utcnow() + timedelta(seconds=5)  # back to its schedule
 
 
-def test_the_overview_recent_runs_update_while_one_can_change(signed_in):
-    client, token, _ = signed_in
+def test_the_overview_recent_runs_update_while_one_can_change(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     files = connect(client, token, "file", name="Files", **{"config.format": "auto"})
     run_id = _run(files, "running", progress=3)
     page = client.get("/").get_data(as_text=True)
@@ -731,10 +725,10 @@ def test_the_overview_recent_runs_update_while_one_can_change(signed_in):
     assert "Completed" in part.get_data(as_text=True)
 
 
-def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
+def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in_with_key, app):
     from hookstream_ui.models import SourceConnection
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "rest_api", **REST_FIELDS)
     run_id = _run(sid, "failed", error="secret-ish detail")
     make_user("stranger@example.com")
@@ -766,8 +760,8 @@ def test_schedules_and_runs_of_another_org_are_out_of_reach(signed_in, app):
     assert db.session.get(SourceConnection, sid).sync_frequency is None
 
 
-def test_a_run_that_failed_after_its_retries_says_how_many(signed_in):
-    client, token, _ = signed_in
+def test_a_run_that_failed_after_its_retries_says_how_many(signed_in_with_key):
+    client, token, _ = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     run_id = _run(sid, "failed", error="Host not found: x")
     db.session.get(SyncRun, run_id).attempt = 4
@@ -776,11 +770,11 @@ def test_a_run_that_failed_after_its_retries_says_how_many(signed_in):
     assert "Failed after 4 attempts: Host not found: x" in page and "retrying" not in page.lower()
 
 
-def test_a_source_being_read_is_connected_not_pending(signed_in, pg_source, table, workers):
+def test_a_source_being_read_is_connected_not_pending(signed_in_with_key, pg_source, table, workers):
     """The source said "Pending" (never tested) all the while a run read it."""
     from hookstream_ui.models import SourceConnection
 
-    client, token, _ = signed_in
+    client, token, _ = signed_in_with_key
     creds = {f"credentials.{k}": str(v) for k, v in pg_source.credentials().items()}
     sid = connect(client, token, "postgresql", name="Big", **creds, **{"config.table": table})
     new_collection(client, token, "big", sid, stream=table)
@@ -798,10 +792,10 @@ def test_a_source_being_read_is_connected_not_pending(signed_in, pg_source, tabl
     wait_for(run_id, timeout=15)
 
 
-def test_a_collection_changed_through_the_api_answers_the_status_get_shows(signed_in):
+def test_a_collection_changed_through_the_api_answers_the_status_get_shows(signed_in_with_key):
     """GET read the live status while PATCH answered the stored one: a row left SYNCING by a
     run that ended came back ACTIVE from one and SYNCING from the other."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     collection = db.session.scalar(select(Collection).where(Collection.slug == "files"))

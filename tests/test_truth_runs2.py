@@ -13,20 +13,12 @@ from sqlalchemy import select
 
 from hookstream_ui.models import AuditEntry, Collection, SourceConnection, SyncRun, User, db
 from hookstream_ui.values.times import as_utc, utcnow
-from tests.helpers import login, make_key, make_user, org_of, production
+from tests.helpers import login, make_user, org_of
 from tests.test_truth_live import connect, new_collection, text_of
 
 
-@pytest.fixture
-def signed_in(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    token = login(client, "owner@example.com")
-    return client, token, make_key(production(org_of(user)), owner=user)
-
-
-def test_pause_and_resume_from_the_collection_page(signed_in):
-    client, token, key = signed_in
+def test_pause_and_resume_from_the_collection_page(signed_in_with_key):
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     page = client.get("/collections/files").get_data(as_text=True)
@@ -52,8 +44,8 @@ def test_pause_and_resume_from_the_collection_page(signed_in):
     assert 'id="run-now">' in page and 'id="pause-collection"' in page
 
 
-def test_pausing_needs_the_csrf_token_and_a_member(signed_in, app):
-    client, token, key = signed_in
+def test_pausing_needs_the_csrf_token_and_a_member(signed_in_with_key, app):
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     r = client.post("/collections/files/status", data={"status": "PAUSED"})
@@ -67,10 +59,10 @@ def test_pausing_needs_the_csrf_token_and_a_member(signed_in, app):
     assert db.session.scalar(select(Collection.status).where(Collection.slug == "files")) == "ACTIVE"
 
 
-def test_no_run_starts_into_only_paused_collections(signed_in):
+def test_no_run_starts_into_only_paused_collections(signed_in_with_key):
     """Run now started a run that skipped its paused collection and said "Completed · 0
     records read"; the API and the scheduler started them too."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     client.post("/collections/files/status", data={"csrf_token": token, "status": "PAUSED"})
@@ -95,9 +87,9 @@ def test_no_run_starts_into_only_paused_collections(signed_in):
     assert as_utc(db.session.get(SourceConnection, sid).next_run_at) > utcnow()
 
 
-def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
+def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in_with_key):
     """ "A run is in progress: wait for it or cancel it first." with no Cancel anywhere."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})  # no worker: it waits, pending
@@ -124,9 +116,11 @@ def test_the_collection_page_cancels_the_run_it_says_to_cancel(signed_in):
         ("cancelled", 1, "after 1 failed attempt", "attempt 2"),
     ],
 )
-def test_the_run_header_counts_attempts_as_the_error_box_does(signed_in, status, attempt, shown, not_shown):
+def test_the_run_header_counts_attempts_as_the_error_box_does(
+    signed_in_with_key, status, attempt, shown, not_shown
+):
     """A bad file: "incremental · upload · attempt 2" above "Failed (not retried …)"."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
@@ -173,9 +167,9 @@ def _listed(client, **params):
     return set(re.findall(r'href="/events/(evt_[^"]+)"', body))
 
 
-def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in):
+def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in_with_key):
     """ "1 event rejected or not applied" when one was skipped and two were not JSON."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     _deliveries(client, token)
     page = client.get("/").get_data(as_text=True)
     link = re.search(r'<a href="([^"]+)" id="events-not-applied" data-stat="failed-events">([^<]+)</a>', page)
@@ -189,8 +183,8 @@ def test_the_overview_counts_every_event_not_applied_and_links_to_them(signed_in
     assert re.search(r'<option value="not_applied" selected>', page)
 
 
-def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in):
-    client, token, key = signed_in
+def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in_with_key):
+    client, token, _key = signed_in_with_key
     _deliveries(client, token)
     page = client.get("/events").get_data(as_text=True)
     assert '<option value="skipped">' in page and '<option value="stored">stored (no collection)' in page
@@ -202,8 +196,8 @@ def test_the_events_filter_tells_skipped_and_stored_from_applied(signed_in):
 
 
 @pytest.mark.parametrize("path", ["/events", "/collections"])
-def test_an_unknown_status_filter_is_said_beside_the_field(signed_in, path):
-    client, token, key = signed_in
+def test_an_unknown_status_filter_is_said_beside_the_field(signed_in_with_key, path):
+    client, _token, _key = signed_in_with_key
     r = client.get(path, query_string={"status": "bogus"})
     assert r.status_code == 400
     page = r.get_data(as_text=True)
@@ -212,9 +206,9 @@ def test_an_unknown_status_filter_is_said_beside_the_field(signed_in, path):
     assert "match" not in text_of(page)
 
 
-def test_the_test_event_button_says_whether_it_writes_a_record(signed_in):
+def test_the_test_event_button_says_whether_it_writes_a_record(signed_in_with_key):
     """ "Send a test event (writes a record)" above "no record is written"."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     hook = connect(client, token, "webhook", name="Hook", **{"credentials.verification_type": "none"})
     button = re.compile(r'id="send-test-event">([^<]+)</button>')
     page = client.get(f"/sources/{hook}").get_data(as_text=True)
@@ -230,10 +224,10 @@ def test_the_test_event_button_says_whether_it_writes_a_record(signed_in):
     assert "every collection of this source is paused, so no record is written" in text_of(page)
 
 
-def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in):
+def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in_with_key):
     """It stopped (286) with nothing running, though a source ran every minute: new runs
     appeared only on reload."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     hx = {"HX-Request": "true"}
@@ -256,9 +250,9 @@ def test_the_overview_looks_again_when_a_scheduled_run_is_due(signed_in):
     assert client.get("/_recent-runs", headers=hx).status_code == 286
 
 
-def test_unchanged_rows_are_not_counted_as_skipped(signed_in):
+def test_unchanged_rows_are_not_counted_as_skipped(signed_in_with_key):
     """A backfill over unchanged rows said "Skipped 5,000"; the reason was folded away."""
-    client, token, key = signed_in
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     new_collection(client, token, "files", sid)
     source = db.session.get(SourceConnection, sid)
@@ -296,10 +290,10 @@ def test_unchanged_rows_are_not_counted_as_skipped(signed_in):
     assert 'id="skip-top-reason"' not in page
 
 
-def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in):
+def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in_with_key):
     """Uploads are not scheduled, yet the page offered a schedule and a rate limit; its
     configuration said "First CSV row is a header: True"."""
-    client, token, key = signed_in
+    client, token, key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto", "config.has_header": "true"})
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert 'id="schedule"' not in page and "Requests allowed" not in page
@@ -324,8 +318,8 @@ def test_a_file_source_shows_no_schedule_and_says_yes_or_no(signed_in):
     assert "the stricter one sets the pace" in client.get("/sources/new/rest_api").get_data(as_text=True)
 
 
-def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_in):
-    client, token, key = signed_in
+def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_in_with_key):
+    client, token, _key = signed_in_with_key
     sid = connect(client, token, "file", **{"config.format": "auto"})
     before = db.session.get(SourceConnection, sid).status
     body = client.post(f"/sources/{sid}/test", data={"csrf_token": token}).get_data(as_text=True)

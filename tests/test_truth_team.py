@@ -25,7 +25,7 @@ def _live_keys(user):
 def two_owners(app, ctx):
     founder = make_user("founder@example.com", admin=True)
     org = org_of(founder)
-    other = make_user("other@example.com", org=org, role="owner")
+    make_user("other@example.com", org=org, role="owner")
     client = app.test_client()
     token = login(client, "other@example.com")
     return client, token, org, founder
@@ -69,7 +69,7 @@ def test_promoting_below_owner_is_not_asked(two_owners):
 
 
 def test_inviting_an_owner_asks_first(two_owners):
-    client, token, org, _ = two_owners
+    client, token, _org, _ = two_owners
     asked = client.post(
         "/settings/team", data={"csrf_token": token, "email": "new@example.com", "role": "owner"}
     )
@@ -149,15 +149,8 @@ def _field_error(html, key):
     return m.group(1) if m else None
 
 
-@pytest.fixture
-def owner(app, ctx):
-    user = make_user("owner@example.com")
-    client = app.test_client()
-    return client, login(client, "owner@example.com"), org_of(user)
-
-
-def test_webhook_connect_reports_the_name_and_every_field_at_once(owner):
-    client, token, _ = owner
+def test_webhook_connect_reports_the_name_and_every_field_at_once(signed_in):
+    client, token, _ = signed_in
     r = client.post(
         "/sources/new/webhook",
         data={
@@ -180,12 +173,12 @@ def test_webhook_connect_reports_the_name_and_every_field_at_once(owner):
     assert 'id="r-credentials.signing_secret"' in html and "type it again" in html
 
 
-def test_postgres_edit_reports_the_port_beside_the_password_to_type_again(owner, pg_source):
+def test_postgres_edit_reports_the_port_beside_the_password_to_type_again(signed_in, pg_source):
     import re
 
     from hookstream_ui.sources import MASK
 
-    client, token, _ = owner
+    client, token, _ = signed_in
     key = make_key(
         production(org_of(db.session.scalar(select(User).where(User.email == "owner@example.com"))))
     )
@@ -223,8 +216,8 @@ def test_sign_up_reports_the_email_and_the_short_password_at_once(app, ctx):
     assert db.session.scalar(select(User)) is None
 
 
-def test_password_change_reports_every_field_at_once(owner):
-    client, token, _ = owner
+def test_password_change_reports_every_field_at_once(signed_in):
+    client, token, _ = signed_in
     r = client.post(
         "/settings/account",
         data={
@@ -307,8 +300,8 @@ def test_admin_org_create_says_a_blank_name_is_required(app, root):
     assert r.status_code == 400 and "is required" in html and "1 to 120 characters" not in html
 
 
-def test_slug_preview_shows_the_name_error_not_a_slug_for_a_refused_name(owner):
-    client, _, _ = owner
+def test_slug_preview_shows_the_name_error_not_a_slug_for_a_refused_name(signed_in):
+    client, _, _ = signed_in
     r = client.get("/collections/_slug-preview", query_string={"name": "\u200b\u200b\u200b\u200b"})
     html = r.get_data(as_text=True)
     assert "Will be created as" not in html and "must contain a visible character" in html
@@ -327,8 +320,8 @@ def _webhook(client, token, **fields):
     return r.location.rsplit("/", 1)[-1]
 
 
-def test_a_signed_webhook_says_which_signature_and_header_it_needs(owner):
-    client, token, _ = owner
+def test_a_signed_webhook_says_which_signature_and_header_it_needs(signed_in):
+    client, token, _ = signed_in
     sid = _webhook(
         client,
         token,
@@ -341,8 +334,8 @@ def test_a_signed_webhook_says_which_signature_and_header_it_needs(owner):
     assert "a HMAC" not in tested and "an HMAC-SHA256 signature" in tested
 
 
-def test_an_unsigned_webhook_shows_no_signature_header_in_use(owner):
-    client, token, _ = owner
+def test_an_unsigned_webhook_shows_no_signature_header_in_use(signed_in):
+    client, token, _ = signed_in
     sid = _webhook(client, token, **{"credentials.verification_type": "none"})
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert "X-Signature (default)" not in page and "must carry" not in page
@@ -370,10 +363,10 @@ def test_a_revoked_key_says_who_revoked_it_by_role(app, ctx):
     assert db.session.get(ApiKey, mine.id).revoked_reason == "revoked by its owner" and own
 
 
-def test_the_key_preview_reads_as_a_sentence(owner):
+def test_the_key_preview_reads_as_a_sentence(signed_in):
     import re
 
-    client, token, org = owner
+    client, token, _org = signed_in
     sid = _webhook(client, token, **{"credentials.verification_type": "none"})
     from hookstream_ui.models import SourceConnection
 
@@ -386,20 +379,20 @@ def test_the_key_preview_reads_as_a_sentence(owner):
     assert f"In the latest event {source.name} received" in said and ", this gives the key 1" in said
 
 
-def test_delete_confirmation_counts_collections_in_words(owner):
-    client, token, _ = owner
+def test_delete_confirmation_counts_collections_in_words(signed_in):
+    client, token, _ = signed_in
     sid = _webhook(client, token, **{"credentials.verification_type": "none"})
     page = client.get(f"/sources/{sid}/delete").get_data(as_text=True)
     assert "(s)" not in page and "It feeds no collection." in page
 
 
-def test_a_link_into_another_project_says_another_project(owner):
+def test_a_link_into_another_project_says_another_project(signed_in):
     from hookstream_ui.models.principal import Principal
     from hookstream_ui.services import collections as collection_svc
     from hookstream_ui.templating import counted, with_article
     from tests.helpers import add_env
 
-    client, _, org = owner
+    client, _, org = signed_in
     staging = add_env(org, "staging")
     collection_svc.create_collection(
         Principal(org=staging.org, env=staging, role="owner"),
@@ -443,8 +436,8 @@ def test_admin_errors_are_the_apps_page_in_its_words(app, root, path, code, said
     assert 'href="/admin/">Back to instance admin' in html and 'name="csrf-token"' in html
 
 
-def test_a_dashboard_address_that_is_nothing_says_so_in_our_words(owner):
-    client, _, _ = owner
+def test_a_dashboard_address_that_is_nothing_says_so_in_our_words(signed_in):
+    client, _, _ = signed_in
     r = client.get("/settings/nothing-here")
     html = r.get_data(as_text=True)
     assert r.status_code == 404 and "There is no page at /settings/nothing-here." in html
