@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from hookstream_ui.models import Invitation, Org, SyncRun, User, db
-from hookstream_ui.values.times import utcnow
 from hookstream_ui.services import api_keys
+from hookstream_ui.values.times import utcnow
 from tests.contract import ContractClient
 from tests.helpers import add_env, login, make_key, make_source, make_user, org_of, production
 

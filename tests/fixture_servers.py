@@ -16,6 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
@@ -194,82 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         auth = self.headers.get("Authorization", "")
-        if url.path.startswith("/v1/"):  # Stripe
-            if auth != f"Bearer {STRIPE_KEY}":
-                given = auth.removeprefix("Bearer ")
-                # Stripe quotes the key it got (masked); this one quotes it whole, to prove we scrub.
-                return self._json(
-                    401,
-                    {
-                        "error": {
-                            "type": "invalid_request_error",
-                            "message": f"Invalid API Key provided: {given}",
-                        }
-                    },
-                )
-            STRIPE.request_times.append(time.time())
-            STRIPE.paths.append(url.path)
-            if url.path == "/v1/customers":
-                if STRIPE.raw_customers is not None:
-                    return self._raw(STRIPE.raw_customers)
-                if not STRIPE.customers:  # test-connection calls before any data was seeded
-                    return self._json(
-                        200,
-                        {
-                            "object": "list",
-                            "has_more": False,
-                            "data": [{"id": "cus_0", "object": "customer", "livemode": False}],
-                        },
-                    )
-                return self._json(200, {**stripe_list(STRIPE.customers, query), "url": url.path})
-            if url.path == "/v1/events":
-                after = int(query.get("created[gt]", ["-1"])[0])
-                since = int(query.get("created[gte]", [after + 1])[0])
-                # As Stripe documents: `type` is a name or a group with a * wildcard; `types[]`
-                # holds exact names only.
-                kind, names = query.get("type", ["*"])[0], query.get("types[]")
-                chosen = [
-                    e
-                    for e in STRIPE.events
-                    if e["created"] >= since
-                    and (e["type"] in names if names else fnmatch.fnmatchcase(e["type"], kind))
-                ]
-                return self._json(200, {**stripe_list(chosen, query), "url": url.path})
-            return self._json(200, {"object": "list", "has_more": False, "data": [], "url": url.path})
-        if url.path == "/slow":
-            time.sleep(7)
-            return self._json(200, {"data": []})
-        if url.path == "/trickle":  # a byte every 0.2 s: each read is quick, the answer is not
-            body = b'{"data": []}' + b" " * 20
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for byte in body:
-                self.wfile.write(bytes([byte]))
-                self.wfile.flush()
-                time.sleep(0.2)
-            return None
-        if url.path == "/echo-auth":  # what credentials arrived, for the redirect tests
-            return self._json(200, {"authorization": auth, "x_api_key": self.headers.get("X-API-Key")})
-        if url.path == "/redirect":  # to ?to=, which may be another origin
-            self.send_response(302)
-            self.send_header("Location", query["to"][0])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return None
-        if url.path == "/unavailable":  # a server having a bad minute
-            return self._json(503, {"message": "try again later"})
-        if url.path == "/latin1":  # JSON-looking bytes that are not UTF-8
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            return self.wfile.write(b'{"data": [{"id": 1, "name": "Jos\xe9"}]}')
-        if url.path == "/html":
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.end_headers()
-            return self.wfile.write(b"<html>hello</html>")
+        if url.path.startswith("/v1/"):
+            return self._stripe_get(url.path, query, auth)
+        if url.path in self.OPEN_PATHS:
+            return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":
             return self._json(401, {"message": "bad token"})
         if url.path.startswith("/items/"):
@@ -281,6 +210,105 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/orders":
             return self._json(200, {"data": [{"id": 1}, {"id": 2}], "next": None})
         return self._json(404, {"message": "no such path"})
+
+    def _stripe_get(self, path, query, auth):
+        if auth != f"Bearer {STRIPE_KEY}":
+            given = auth.removeprefix("Bearer ")
+            # Stripe quotes the key it got (masked); this one quotes it whole, to prove we scrub.
+            return self._json(
+                401,
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"Invalid API Key provided: {given}",
+                    }
+                },
+            )
+        STRIPE.request_times.append(time.time())
+        STRIPE.paths.append(path)
+        if path == "/v1/customers":
+            return self._stripe_customers(query)
+        if path == "/v1/events":
+            return self._stripe_events(query)
+        return self._json(200, {"object": "list", "has_more": False, "data": [], "url": path})
+
+    def _stripe_customers(self, query):
+        if STRIPE.raw_customers is not None:
+            return self._raw(STRIPE.raw_customers)
+        if not STRIPE.customers:  # test-connection calls before any data was seeded
+            return self._json(
+                200,
+                {
+                    "object": "list",
+                    "has_more": False,
+                    "data": [{"id": "cus_0", "object": "customer", "livemode": False}],
+                },
+            )
+        return self._json(200, {**stripe_list(STRIPE.customers, query), "url": "/v1/customers"})
+
+    def _stripe_events(self, query):
+        after = int(query.get("created[gt]", ["-1"])[0])
+        since = int(query.get("created[gte]", [after + 1])[0])
+        # As Stripe documents: `type` is a name or a group with a * wildcard; `types[]`
+        # holds exact names only.
+        kind, names = query.get("type", ["*"])[0], query.get("types[]")
+        chosen = [
+            e
+            for e in STRIPE.events
+            if e["created"] >= since
+            and (e["type"] in names if names else fnmatch.fnmatchcase(e["type"], kind))
+        ]
+        return self._json(200, {**stripe_list(chosen, query), "url": "/v1/events"})
+
+    # Paths any caller may read, each a way a server misbehaves or a probe of what was sent.
+    OPEN_PATHS: ClassVar[dict[str, str]] = {
+        "/slow": "_slow",
+        "/trickle": "_trickle",
+        "/echo-auth": "_echo_auth",
+        "/redirect": "_redirect",
+        "/unavailable": "_unavailable",
+        "/latin1": "_latin1",
+        "/html": "_html",
+    }
+
+    def _slow(self, query, auth):
+        time.sleep(7)
+        return self._json(200, {"data": []})
+
+    def _trickle(self, query, auth):  # a byte every 0.2 s: each read is quick, the answer is not
+        body = b'{"data": []}' + b" " * 20
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(0.2)
+
+    def _echo_auth(self, query, auth):  # what credentials arrived, for the redirect tests
+        return self._json(200, {"authorization": auth, "x_api_key": self.headers.get("X-API-Key")})
+
+    def _redirect(self, query, auth):  # to ?to=, which may be another origin
+        self.send_response(302)
+        self.send_header("Location", query["to"][0])
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _unavailable(self, query, auth):  # a server having a bad minute
+        return self._json(503, {"message": "try again later"})
+
+    def _latin1(self, query, auth):  # JSON-looking bytes that are not UTF-8
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"data": [{"id": 1, "name": "Jos\xe9"}]}')
+
+    def _html(self, query, auth):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>hello</html>")
 
 
 REST_ITEMS = [
