@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 from flask import abort
 from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, update
@@ -410,38 +411,43 @@ def _kind(value) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def infer_schema(collection: Collection, sample=None) -> dict:
-    """Paths, types, how often present and an example, from up to 500 recent records."""
+def _sample_size(sample: str | float | None) -> int:
+    """How many records a schema is inferred from: 200 unless asked, at most 500."""
     if sample in (None, ""):
-        sample = 200
+        return 200
     try:
-        sample = int(sample)
+        size = int(sample)
     except (TypeError, ValueError):
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"}) from None
-    if not 1 <= sample <= 500:
+    if not 1 <= size <= 500:
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"})
+    return size
+
+
+def _example(value: Any) -> Any:
+    """A field's example as shown: a long string as its beginning."""
+    return value[:EXAMPLE_CHARS] + "…" if isinstance(value, str) and len(value) > EXAMPLE_CHARS else value
+
+
+def infer_schema(collection: Collection, sample: str | float | None = None) -> dict[str, Any]:
+    """Paths, types, how often present and an example, from up to 500 recent records."""
     rows = db.session.scalars(
         select(Record.data)
         .where(Record.collection_id == collection.id)
         .order_by(Record.updated_at.desc())
-        .limit(sample)
+        .limit(_sample_size(sample))
     ).all()
-    fields: dict[str, dict] = {}
+    fields: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()  # paths met in the current record: presence counts records, not items
 
-    def walk(value, path):
+    def walk(value: Any, path: str) -> None:
         entry = fields.setdefault(path, {"path": path, "types": set(), "count": 0, "example": None})
         entry["types"].add(_kind(value))
         if path not in seen:
             seen.add(path)
             entry["count"] += 1
         if entry["example"] in (None, "") and value is not None and not isinstance(value, (dict, list)):
-            # An empty string only until a value says more; a long one as its beginning.
-            entry["example"] = (
-                value[:EXAMPLE_CHARS] + "…"
-                if isinstance(value, str) and len(value) > EXAMPLE_CHARS
-                else value
-            )
+            entry["example"] = _example(value)  # an empty string only until a value says more
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(child, f"{path}.{key}" if path else key)
