@@ -218,10 +218,7 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
                     r["j"],
                     None,
                     None,
-                    r["c"]
-                    .astimezone(UTC)
-                    .replace(tzinfo=None)
-                    .isoformat(sep=" ", timespec="microseconds"),
+                    r["c"].astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
                     stamp,
                     stamp,
                     None,

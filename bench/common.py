@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,12 +22,8 @@ RESULTS = ROOT / "bench" / "results"
 
 def machine() -> dict:
     cpu = "unknown"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "cpu": cpu,
@@ -46,7 +43,7 @@ def free_port() -> int:
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))]
+    return sorted_values[min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))]
 
 
 _SERVERS: list = []
@@ -80,38 +77,41 @@ class Instance:
         self.flask(["db", "upgrade"])
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                str(web_workers),
-                "-k",
-                os.environ.get("WEB_WORKER_CLASS", "gthread"),
-                "--threads",
-                os.environ.get("WEB_THREADS", "16"),
-                "--no-control-socket",
-                "app:app",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "web.log", "ab"),
-        )
-        # The ingest writer, as `make run` starts it.
-        self.writers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "app", "ingest-writer"],
+        # Each child keeps its own copy of its log's descriptor.
+        with open(tmp / "web.log", "ab") as web_log:
+            self.web = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "-w",
+                    str(web_workers),
+                    "-k",
+                    os.environ.get("WEB_WORKER_CLASS", "gthread"),
+                    "--threads",
+                    os.environ.get("WEB_THREADS", "16"),
+                    "--no-control-socket",
+                    "app:app",
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=subprocess.DEVNULL,
-                stderr=open(tmp / "writer.log", "ab"),
+                stderr=web_log,
             )
-            for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))
-        ]
+        # The ingest writer, as `make run` starts it.
+        with open(tmp / "writer.log", "ab") as writer_log:
+            self.writers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "app", "ingest-writer"],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=writer_log,
+                )
+                for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))
+            ]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -80,7 +81,7 @@ async def _connection(port: int, queue: list, requests: list[bytes], latencies: 
     reader = writer = None
     while queue:
         n = queue.pop()
-        for attempt in range(3):
+        for _attempt in range(3):
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -166,28 +167,29 @@ def start_ceiling(tmp: Path, db_url: str):
     """The bare app on the same gunicorn, writing into the same database (psycopg 3 too)."""
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(SERVER["workers"]),
-            "-k",
-            SERVER["worker_class"],
-            "--threads",
-            str(SERVER["threads"]),
-            "--no-control-socket",
-            "--chdir",
-            str(ROOT / "bench"),
-            "ceiling_app:app",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "ceiling.log", "wb"),
-    )
+    with open(tmp / "ceiling.log", "wb") as log:  # the server keeps its own descriptor
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(SERVER["workers"]),
+                "-k",
+                SERVER["worker_class"],
+                "--threads",
+                str(SERVER["threads"]),
+                "--no-control-socket",
+                "--chdir",
+                str(ROOT / "bench"),
+                "ceiling_app:app",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -255,7 +257,7 @@ def main() -> int:
                 # In turns, a slice each: a slow spell of this shared machine then falls on
                 # both, not on whichever ran during it.
                 bounds = [args.events * r // ROUNDS for r in range(ROUNDS + 1)]
-                for first, end in zip(bounds, bounds[1:]):
+                for first, end in itertools.pairwise(bounds):
                     ours.append(
                         blast(
                             instance.port, f"/v1/ingest/{sid}", first, end, keys, True, instance.cpu_seconds
