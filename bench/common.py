@@ -12,9 +12,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -62,7 +64,7 @@ def database_url(kind: str, tmp: Path) -> str:
 class Instance:
     """Migrated database, embedded Redis and gunicorn on a free port."""
 
-    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2):
+    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2) -> None:
         from hookstream_ui import embedded_redis
 
         self.tmp = tmp
@@ -169,7 +171,7 @@ class Instance:
 
 
 @contextmanager
-def running(db: str, web_workers: int = 2):
+def running(db: str, web_workers: int = 2) -> Iterator[tuple[Instance, str]]:
     """A temporary instance on `db` ("sqlite" or "postgres") and an API key for it; stopped
     and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
@@ -200,7 +202,7 @@ def cpu_used(before: dict, after: dict) -> dict:
     return {k: round(after[k] - before[k], 1) for k in after}
 
 
-def redis_client(url: str):
+def redis_client(url: str) -> Any:  # a redis.Redis
     import redis
 
     return redis.Redis.from_url(url)

@@ -31,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,7 +79,9 @@ def request_bytes(path: str, i: int, keys: int, signed: bool) -> bytes:
     return (head + "\r\n").encode() + body
 
 
-async def _connection(port: int, queue: list, requests: list[bytes], latencies: list, failures: list):
+async def _connection(
+    port: int, queue: list[int], requests: list[bytes], latencies: list[float], failures: list[int]
+) -> None:
     reader = writer = None
     while queue:
         n = queue.pop()
@@ -104,11 +108,13 @@ async def _connection(port: int, queue: list, requests: list[bytes], latencies: 
             failures.append(b"connection failed")
 
 
-def load(port: int, requests: list[bytes], connections: int, out) -> None:
+def load(
+    port: int, requests: list[bytes], connections: int, out: Any
+) -> None:  # out: a multiprocessing queue
     latencies, failures = [], []
     queue = list(range(len(requests)))[::-1]  # pop() from the end sends them in order
 
-    async def run():
+    async def run() -> None:
         await asyncio.gather(
             *(_connection(port, queue, requests, latencies, failures) for _ in range(connections))
         )
@@ -120,7 +126,9 @@ def load(port: int, requests: list[bytes], connections: int, out) -> None:
     out.put((latencies, len(failures), spent.user + spent.system))
 
 
-def blast(port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu) -> dict:
+def blast(
+    port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu: Callable[[], dict]
+) -> dict:
     """Events first..end-1 from CONNECTIONS concurrent keep-alive connections in PROCESSES
     asyncio processes. Requests (bodies and signatures) are built before the clock starts,
     so the generator spends its time sending."""
@@ -163,7 +171,7 @@ def summary(parts: list[dict]) -> dict:
     }
 
 
-def start_ceiling(tmp: Path, db_url: str):
+def start_ceiling(tmp: Path, db_url: str) -> tuple[subprocess.Popen[bytes], int]:
     """The bare app on the same gunicorn, writing into the same database (psycopg 3 too)."""
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
@@ -200,7 +208,7 @@ def start_ceiling(tmp: Path, db_url: str):
     return server, port
 
 
-def api(port, key, method, path, body=None):
+def api(port: int, key: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request(
         method,
