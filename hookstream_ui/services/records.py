@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 from flask import abort
-from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    String,
+    Text,
+    and_,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth.principal import Principal
 from ..errors import ValidationFailed
@@ -36,14 +51,16 @@ def filterable(field: dict) -> bool:
     return not set(field["types"]) & {"object", "array"} and all(SEGMENT.match(p) for p in parts)
 
 
-def json_text(segments: list[str], entity=Record):
+def json_text(
+    segments: list[str], entity: type[Record] | AliasedClass[Record] = Record
+) -> ColumnElement[Any]:
     """The value at a path inside records.data, as text, on either database."""
     if db.engine.dialect.name == "postgresql":
         return entity.data.op("#>>")(cast(segments, ARRAY(Text)))
     return cast(func.json_extract(entity.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 
-def _filter_values(value: str) -> list:
+def _filter_values(value: str) -> list[Any]:
     """What a filter value matches: the text itself and, when it reads as a JSON scalar
     (42, 4.5, true, null), that value too."""
     try:
@@ -53,7 +70,9 @@ def _filter_values(value: str) -> list:
     return [value] if isinstance(parsed, (dict, list, str)) else [value, parsed]
 
 
-def field_equals(segments: list[str], value: str, entity=Record):
+def field_equals(
+    segments: list[str], value: str, entity: type[Record] | AliasedClass[Record] = Record
+) -> ColumnElement[bool]:
     """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
     On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
     candidates = _filter_values(value)
@@ -69,7 +88,7 @@ def field_equals(segments: list[str], value: str, entity=Record):
         return or_(*[text == spelling for spelling in sorted(spellings)])
     from sqlalchemy.dialects.postgresql import JSONB
 
-    def nest(leaf):
+    def nest(leaf: Any) -> Any:
         for segment in reversed(segments):
             leaf = {segment: leaf}
         return leaf
@@ -93,7 +112,13 @@ def _filter_spellings(value: str) -> list[str]:
     return [value, json.dumps(value)[1:-1], *(json.dumps(typed) for typed in _filter_values(value)[1:])]
 
 
-def _conditions(entity, search: str, event_type, filters: dict, segments: dict) -> list:
+def _conditions(
+    entity: type[Record] | AliasedClass[Record],
+    search: str,
+    event_type: str | None,
+    filters: dict[str, str],
+    segments: dict[str, list[str]],
+) -> list[ColumnElement[bool]]:
     found = []
     if search:
         found.append(search_index.contains_words(entity, search))
@@ -104,7 +129,13 @@ def _conditions(entity, search: str, event_type, filters: dict, segments: dict) 
     return found
 
 
-def _matching(collection: Collection, search: str, event_type, filters: dict, segments: dict):
+def _matching(
+    collection: Collection,
+    search: str,
+    event_type: str | None,
+    filters: dict[str, str],
+    segments: dict[str, list[str]],
+) -> Select[tuple[Record]]:
     """Every record of the collection that matches, narrowed first through the word index."""
     words = [search_index.search_words(search)] if search else []
     if db.engine.dialect.name == "sqlite":  # PostgreSQL's GIN index on data already answers filters
@@ -203,7 +234,7 @@ def count_records(
     return (cap, False) if n > cap else (n, True)
 
 
-def _weight(record) -> int:
+def _weight(record: Record) -> int:
     return len(documents.dumps(record.data)) + 300
 
 
@@ -271,7 +302,7 @@ def export(
     return chunks
 
 
-def _has_result(*results):
+def _has_result(*results: str) -> ColumnElement[bool]:
     """The event's outcomes name one of these results for some collection (as JSON text:
     both backends write `"result": "…"`; the compact form is matched too)."""
     text = cast(Event.outcomes, Text)
@@ -300,7 +331,7 @@ OUTCOME_FILTERS = {
 }
 
 
-def outcome_clause(outcome: str):
+def outcome_clause(outcome: str) -> ColumnElement[bool]:
     """The condition for one of OUTCOME_FILTERS; "not_applied" is what the overview counts
     as a failure: rejected, failed, not JSON, or skipped by every collection."""
     if outcome == "not_applied":
@@ -375,7 +406,7 @@ def event_outcome(event: Event) -> tuple[str, str | None]:
 _CASELESS_RUN = re.compile(r"[\x20-\x40\x5b-\x60\x7b-\x7e]{3,}")
 
 
-def _contains_text(column, term: str):
+def _contains_text(column: SQLColumnExpression[Any], term: str) -> ColumnElement[bool]:
     """`term` anywhere in `column`, in any case; % and _ are text. Case-insensitive matching
     reads every row several times slower than a plain LIKE (five times on PostgreSQL), so the
     longest run of the term's caseless characters (the digits of an id, an @, a date) is
@@ -397,7 +428,7 @@ def get_event_or_404(principal: Principal, event_id: str) -> Event:
     return event
 
 
-def _kind(value) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -522,12 +553,12 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def flatten(data, prefix: str = "") -> dict:
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """A record's data as one level, named as the records page names its columns (the path
     without `$.`: customer.email); arrays stay one cell, as JSON text."""
-    flat = {}
+    flat: dict[str, Any] = {}
 
-    def walk(value, path):
+    def walk(value: Any, path: str) -> None:
         if isinstance(value, dict) and value:
             for key, child in value.items():
                 walk(child, f"{path}.{key}" if path else key)
@@ -538,7 +569,7 @@ def flatten(data, prefix: str = "") -> dict:
     return flat
 
 
-def _flat_cell(value) -> str:
+def _flat_cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -550,7 +581,7 @@ def _flat_cell(value) -> str:
     return _cell(documents.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
-def _chunks(collection_id: str, where: tuple = ()):
+def _chunks(collection_id: str, where: tuple[ColumnElement[bool], ...] = ()) -> Iterator[Sequence[Record]]:
     """The collection's records (those matching `where`) in key order, a chunk at a time."""
     after = None
     while True:
@@ -567,7 +598,7 @@ def _chunks(collection_id: str, where: tuple = ()):
         db.session.expunge_all()  # keep the identity map from growing with the export
 
 
-def _at(data, path: str):
+def _at(data: Any, path: str) -> Any:
     """The value at a dot path in a record's data (an object as it is: one JSON cell)."""
     for part in path.split("."):
         if not isinstance(data, dict):
