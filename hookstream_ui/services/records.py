@@ -156,11 +156,11 @@ def _matching(
 def list_records(
     collection: Collection,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
-    cursor=None,
-    limit=None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
+    cursor: str | None = None,
+    limit: object = None,
 ) -> Page:
     search, filters = (search or "").strip(), filters or {}
     segments = {path: _segments(path, f"filter[{path}]") for path in filters}
@@ -213,9 +213,9 @@ COUNT_CAP = 10_000  # a filtered count stops here: "more than 10,000" costs what
 def count_records(
     collection: Collection,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     cap: int | None = None,
 ) -> tuple[int, bool]:
     """How many records match, and whether that is exact. Unfiltered, the collection's own
@@ -270,11 +270,11 @@ def export(
     collection: Collection,
     fmt: str,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     columns: list[str] | None = None,
-):
+) -> Iterator[str]:
     """The export's chunks, once it is on the record who took a copy of the data (only an
     export that goes ahead: its filters are checked first)."""
     chunks = iter_export(
@@ -346,16 +346,16 @@ def outcome_clause(outcome: str) -> ColumnElement[bool]:
 def list_events(
     principal: Principal,
     *,
-    source_id=None,
-    status=None,
-    outcome=None,
-    verification=None,
-    duplicate=None,
-    since=None,
-    until=None,
-    search=None,
-    cursor=None,
-    limit=None,
+    source_id: str | None = None,
+    status: str | None = None,
+    outcome: str | None = None,
+    verification: str | None = None,
+    duplicate: bool | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: object = None,
 ) -> Page:
     """`status` is the stored status (the API's filter); `outcome` one of OUTCOME_FILTERS
     (the dashboard's, which tells skipped and stored-only events from applied ones)."""
@@ -643,11 +643,11 @@ def iter_export(
     collection_id: str,
     fmt: str,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     columns: list[str] | None = None,
-):
+) -> Iterator[str]:
     """The collection's records (all, or those matching the records list's search, event
     type and filters), in key order, a chunk at a time: memory stays flat at any size. CSV
     has a column per flattened data field, named as the records page names it
@@ -659,7 +659,9 @@ def iter_export(
     return _export(collection_id, fmt, where, columns)
 
 
-def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None = None):
+def _export(
+    collection_id: str, fmt: str, where: tuple[ColumnElement[bool], ...], chosen: list[str] | None = None
+) -> Iterator[str]:
     import csv
     import io
 
