@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,7 +30,7 @@ def run_phase(port: int, key: str, requests: list[tuple[str, str, dict | None]],
     lock = threading.Lock()
     chunks = [requests[i::concurrency] for i in range(concurrency)]
 
-    def worker(chunk):
+    def worker(chunk: list[tuple[str, str, Any]]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         mine, bad = [], []
         for method, path, body in chunk:

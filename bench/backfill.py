@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -33,7 +34,7 @@ from bench.common import ROOT, machine, save
 BATCH = 5000
 
 
-def make_source(tmp: Path, rows: int):
+def make_source(tmp: Path, rows: int) -> Any:  # a pgserver server
     import pgserver
 
     server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
@@ -48,7 +49,7 @@ def make_source(tmp: Path, rows: int):
     return server
 
 
-def rss_sampler(pid_holder: list, peak: list, stop: threading.Event):
+def rss_sampler(pid_holder: list[int], peak: list[int], stop: threading.Event) -> None:
     while not stop.wait(0.05):
         for pid in list(pid_holder):
             try:
@@ -218,10 +219,7 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
                     r["j"],
                     None,
                     None,
-                    r["c"]
-                    .astimezone(UTC)
-                    .replace(tzinfo=None)
-                    .isoformat(sep=" ", timespec="microseconds"),
+                    r["c"].astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds"),
                     stamp,
                     stamp,
                     None,

@@ -1,8 +1,11 @@
 """The ingest ceiling: a bare Flask app on the same server stack that only inserts the raw
 body into the same database. Run by bench/ingest.py; not part of hookstream."""
 
+from __future__ import annotations
+
 import contextlib
 import os
+from typing import Any
 
 from flask import Flask, request
 from sqlalchemy import create_engine, exc, text
@@ -13,7 +16,7 @@ if engine.dialect.name == "sqlite":
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
-    def _pragmas(conn, _):
+    def _pragmas(conn: Any, _: object) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
@@ -32,7 +35,7 @@ with contextlib.suppress(exc.IntegrityError), engine.begin() as conn:
 
 
 @app.post("/ingest")
-def ingest():
+def ingest() -> dict[str, bool]:
     with engine.begin() as conn:
         conn.execute(
             text("INSERT INTO ceiling_events (body) VALUES (:b)"), {"b": request.get_data(as_text=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -11,9 +12,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -21,12 +24,8 @@ RESULTS = ROOT / "bench" / "results"
 
 def machine() -> dict:
     cpu = "unknown"
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
         "cpu": cpu,
@@ -46,7 +45,7 @@ def free_port() -> int:
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(round(p / 100 * (len(sorted_values) - 1))))]
+    return sorted_values[min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))]
 
 
 _SERVERS: list = []
@@ -65,7 +64,7 @@ def database_url(kind: str, tmp: Path) -> str:
 class Instance:
     """Migrated database, embedded Redis and gunicorn on a free port."""
 
-    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2):
+    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2) -> None:
         from hookstream_ui import embedded_redis
 
         self.tmp = tmp
@@ -80,38 +79,41 @@ class Instance:
         self.flask(["db", "upgrade"])
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "-w",
-                str(web_workers),
-                "-k",
-                os.environ.get("WEB_WORKER_CLASS", "gthread"),
-                "--threads",
-                os.environ.get("WEB_THREADS", "16"),
-                "--no-control-socket",
-                "app:app",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "web.log", "ab"),
-        )
-        # The ingest writer, as `make run` starts it.
-        self.writers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "app", "ingest-writer"],
+        # Each child keeps its own copy of its log's descriptor.
+        with open(tmp / "web.log", "ab") as web_log:
+            self.web = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "-w",
+                    str(web_workers),
+                    "-k",
+                    os.environ.get("WEB_WORKER_CLASS", "gthread"),
+                    "--threads",
+                    os.environ.get("WEB_THREADS", "16"),
+                    "--no-control-socket",
+                    "app:app",
+                ],
                 cwd=ROOT,
                 env=self.env,
                 stdout=subprocess.DEVNULL,
-                stderr=open(tmp / "writer.log", "ab"),
+                stderr=web_log,
             )
-            for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))
-        ]
+        # The ingest writer, as `make run` starts it.
+        with open(tmp / "writer.log", "ab") as writer_log:
+            self.writers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "app", "ingest-writer"],
+                    cwd=ROOT,
+                    env=self.env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=writer_log,
+                )
+                for _ in range(int(os.environ.get("INGEST_WRITERS", "1")))
+            ]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -169,7 +171,7 @@ class Instance:
 
 
 @contextmanager
-def running(db: str, web_workers: int = 2):
+def running(db: str, web_workers: int = 2) -> Iterator[tuple[Instance, str]]:
     """A temporary instance on `db` ("sqlite" or "postgres") and an API key for it; stopped
     and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
@@ -200,7 +202,7 @@ def cpu_used(before: dict, after: dict) -> dict:
     return {k: round(after[k] - before[k], 1) for k in after}
 
 
-def redis_client(url: str):
+def redis_client(url: str) -> Any:  # a redis.Redis
     import redis
 
     return redis.Redis.from_url(url)

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import http.client
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -30,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -76,11 +79,13 @@ def request_bytes(path: str, i: int, keys: int, signed: bool) -> bytes:
     return (head + "\r\n").encode() + body
 
 
-async def _connection(port: int, queue: list, requests: list[bytes], latencies: list, failures: list):
+async def _connection(
+    port: int, queue: list[int], requests: list[bytes], latencies: list[float], failures: list[int]
+) -> None:
     reader = writer = None
     while queue:
         n = queue.pop()
-        for attempt in range(3):
+        for _attempt in range(3):
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -103,11 +108,13 @@ async def _connection(port: int, queue: list, requests: list[bytes], latencies: 
             failures.append(b"connection failed")
 
 
-def load(port: int, requests: list[bytes], connections: int, out) -> None:
+def load(
+    port: int, requests: list[bytes], connections: int, out: Any
+) -> None:  # out: a multiprocessing queue
     latencies, failures = [], []
     queue = list(range(len(requests)))[::-1]  # pop() from the end sends them in order
 
-    async def run():
+    async def run() -> None:
         await asyncio.gather(
             *(_connection(port, queue, requests, latencies, failures) for _ in range(connections))
         )
@@ -119,7 +126,9 @@ def load(port: int, requests: list[bytes], connections: int, out) -> None:
     out.put((latencies, len(failures), spent.user + spent.system))
 
 
-def blast(port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu) -> dict:
+def blast(
+    port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu: Callable[[], dict]
+) -> dict:
     """Events first..end-1 from CONNECTIONS concurrent keep-alive connections in PROCESSES
     asyncio processes. Requests (bodies and signatures) are built before the clock starts,
     so the generator spends its time sending."""
@@ -162,32 +171,33 @@ def summary(parts: list[dict]) -> dict:
     }
 
 
-def start_ceiling(tmp: Path, db_url: str):
+def start_ceiling(tmp: Path, db_url: str) -> tuple[subprocess.Popen[bytes], int]:
     """The bare app on the same gunicorn, writing into the same database (psycopg 3 too)."""
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(SERVER["workers"]),
-            "-k",
-            SERVER["worker_class"],
-            "--threads",
-            str(SERVER["threads"]),
-            "--no-control-socket",
-            "--chdir",
-            str(ROOT / "bench"),
-            "ceiling_app:app",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "ceiling.log", "wb"),
-    )
+    with open(tmp / "ceiling.log", "wb") as log:  # the server keeps its own descriptor
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                str(SERVER["workers"]),
+                "-k",
+                SERVER["worker_class"],
+                "--threads",
+                str(SERVER["threads"]),
+                "--no-control-socket",
+                "--chdir",
+                str(ROOT / "bench"),
+                "ceiling_app:app",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -198,7 +208,7 @@ def start_ceiling(tmp: Path, db_url: str):
     return server, port
 
 
-def api(port, key, method, path, body=None):
+def api(port: int, key: str, method: str, path: str, body: object = None) -> tuple[int, Any]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request(
         method,
@@ -255,7 +265,7 @@ def main() -> int:
                 # In turns, a slice each: a slow spell of this shared machine then falls on
                 # both, not on whichever ran during it.
                 bounds = [args.events * r // ROUNDS for r in range(ROUNDS + 1)]
-                for first, end in zip(bounds, bounds[1:]):
+                for first, end in itertools.pairwise(bounds):
                     ours.append(
                         blast(
                             instance.port, f"/v1/ingest/{sid}", first, end, keys, True, instance.cpu_seconds

@@ -13,6 +13,11 @@ Saves bench/results/pg-floor.json.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+
 import argparse
 import os
 import subprocess
@@ -50,7 +55,7 @@ def make_collection(env: dict) -> tuple[str, str, str]:
         return collection.org_id, collection.env_id, collection.id
 
 
-def stage(conn, reader, owner: tuple[str, str, str]) -> None:
+def stage(conn: psycopg.Connection, reader: psycopg.Connection, owner: tuple[str, str, str]) -> None:
     """The rows as the app writes them, into floor_rows (not timed); `reader`: a second
     connection, as one cannot fetch while it copies."""
     from hookstream_ui.services.search_index import pg_document
@@ -69,14 +74,14 @@ def stage(conn, reader, owner: tuple[str, str, str]) -> None:
     conn.commit()
 
 
-def timed_insert(conn, table: str) -> float:
+def timed_insert(conn: psycopg.Connection, table: str) -> float:
     started = time.perf_counter()
     conn.execute(f"INSERT INTO {table} ({COLUMNS}) SELECT {COLUMNS} FROM floor_rows")
     conn.commit()
     return time.perf_counter() - started
 
 
-def record_indexes(conn) -> list[tuple[str, str]]:
+def record_indexes(conn: psycopg.Connection) -> list[tuple[str, str]]:
     return conn.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' ORDER BY indexname"
     ).fetchall()

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -62,7 +63,7 @@ def load(instance: Instance, records: int) -> None:
         db.engine.dispose()
 
 
-def get(conn, path, key):
+def get(conn: http.client.HTTPConnection, path: str, key: str) -> Any:
     conn.request("GET", path, headers={"X-API-Key": key})
     response = conn.getresponse()
     body = response.read()
@@ -77,7 +78,7 @@ def timed(port: int, key: str, queries: dict[str, str]) -> dict[str, list[float]
     latencies: dict[str, list[float]] = {name: [] for name in queries}
     names = list(queries)
 
-    def worker(offset: int):
+    def worker(offset: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         for _ in range(ROUNDS // CONNECTIONS):
             for i in range(len(names)):

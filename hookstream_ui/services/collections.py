@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import string
+from typing import TYPE_CHECKING, Any
 
 from flask import abort
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ValidationFailed, documented, validated
-from ..models import Collection, SourceConnection, db
+from ..models import Collection, Event, SourceConnection, db
 from ..models.principal import Principal
 from ..values import jsonpaths
 from .accounts import slugify
 from .names import name_problem, pydantic_name
 from .pagination import Page, paginate
+
+if TYPE_CHECKING:  # sources import services: only the type is needed here
+    from ..sources.base import SourceType
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 NAME_MIN, NAME_MAX, SLUG_MAX, PATH_MAX, DESCRIPTION_MAX = 4, 64, 64, 500, 2000
@@ -25,7 +30,7 @@ EVENT_TYPES_MAX, EVENT_TYPE_MAX = 50, 200
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
-def _blank_to_none(value):
+def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return None
     return value
@@ -42,7 +47,7 @@ class _CollectionFields(BaseModel):
     slug: str | None = Field(
         default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern)
     )
-    # seed 002's name for the slug: its errors say readable_id
+    # The slug's older name, still accepted: what is wrong with it is reported as readable_id.
     readable_id: str | None = Field(
         default=None, json_schema_extra=documented(maxLength=SLUG_MAX, pattern=SLUG_RE.pattern)
     )
@@ -72,17 +77,17 @@ class _CollectionFields(BaseModel):
         mode="before",
     )
     @classmethod
-    def _optional(cls, value):
+    def _optional(cls, value: Any) -> Any:
         return _blank_to_none(value)
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value):
+    def _name(cls, value: Any) -> str | None:
         return pydantic_name(value, NAME_MIN, NAME_MAX)
 
     @field_validator("slug", "readable_id")
     @classmethod
-    def _slug(cls, value):
+    def _slug(cls, value: str | None) -> str | None:
         if value is not None and (len(value) > SLUG_MAX or not SLUG_RE.match(value)):
             raise ValueError(
                 "must be lowercase letters, digits and single hyphens "
@@ -92,14 +97,14 @@ class _CollectionFields(BaseModel):
 
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
-    def _path(cls, value):
+    def _path(cls, value: str | None) -> str | None:
         if value is not None and len(value) > PATH_MAX:
             raise ValueError(f"must be at most {PATH_MAX} characters")
         return None if value is None else jsonpaths.normalise(value)
 
     @field_validator("delete_event_types", mode="before")
     @classmethod
-    def _delete_types(cls, value):
+    def _delete_types(cls, value: Any) -> Any:
         if isinstance(value, str):  # a form's comma-separated text
             value = [part.strip() for part in value.split(",") if part.strip()]
         if isinstance(value, list):
@@ -114,7 +119,7 @@ class _CollectionFields(BaseModel):
 
     @field_validator("description")
     @classmethod
-    def _description(cls, value):
+    def _description(cls, value: str | None) -> str | None:
         if value is not None and len(value) > DESCRIPTION_MAX:
             raise ValueError(f"must be at most {DESCRIPTION_MAX} characters")
         return value
@@ -130,14 +135,14 @@ class CollectionUpdate(_CollectionFields):
 
     @field_validator("status")
     @classmethod
-    def _status(cls, value):
+    def _status(cls, value: str | None) -> str | None:
         if value is not None and value not in ("ACTIVE", "PAUSED"):
             raise ValueError("can be set to ACTIVE or PAUSED")
         return value
 
     @field_validator("name", "primary_key_path", mode="before")
     @classmethod
-    def _not_null(cls, value):
+    def _not_null(cls, value: Any) -> Any:
         if value is None:
             raise ValueError("cannot be null")
         return value
@@ -232,7 +237,7 @@ def slug_taken(principal: Principal, slug: str, exclude_id: str | None = None) -
 
 
 def _slug_asked(data: _CollectionFields) -> tuple[str | None, str]:
-    """The slug asked for, and the field it was given in (slug, or seed 002's readable_id),
+    """The slug asked for, and the field it was given in (slug, or its older name readable_id),
     so that what is wrong with it is reported where the caller put it."""
     given = data.model_fields_set
     if {"slug", "readable_id"} <= given and data.slug != data.readable_id:
@@ -257,7 +262,7 @@ def _commit_or_conflict(slug: str, field: str = "slug") -> None:
         raise _slug_conflict(slug, field) from None
 
 
-def create_collection(principal: Principal, payload) -> Collection:
+def create_collection(principal: Principal, payload: object) -> Collection:
     data: CollectionCreate = validated(CollectionCreate, payload)
     source = _source_in_env(principal, data.source_id) if data.source_id else None
     asked, slug_field = _slug_asked(data)
@@ -288,17 +293,13 @@ def create_collection(principal: Principal, payload) -> Collection:
 
 
 def update_collection(
-    principal: Principal, collection: Collection, payload, moving_from: str | None = None
+    principal: Principal, collection: Collection, payload: object, moving_from: str | None = None
 ) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
     asked, slug_field = _slug_asked(data)
     if given & {"slug", "readable_id"}:
-        if asked is None:
-            raise ValidationFailed({slug_field: "cannot be empty"})
-        if slug_taken(principal, asked, exclude_id=collection.id):
-            raise _slug_conflict(asked, slug_field)
-        collection.slug = asked
+        _rename(principal, collection, asked, slug_field)
     if "source_id" in given:
         if data.source_id:
             ensure_bindable(collection, "source_id", to=data.source_id, moving_from=moving_from)
@@ -314,14 +315,7 @@ def update_collection(
     ):
         if field in given:
             setattr(collection, field, getattr(data, field))
-    if collection.source is None:
-        if data.status == "ACTIVE":
-            raise ValidationFailed({"status": "cannot be ACTIVE without a source"})
-        collection.status = "PAUSED" if data.status == "PAUSED" else "NEEDS_SOURCE"
-    elif data.status:
-        collection.status = data.status
-    elif collection.status == "NEEDS_SOURCE":
-        collection.status = "ACTIVE"
+    _set_status(collection, data.status)
     if "search_index" in given and data.search_index is not None:
         _switch_search_index(collection, data.search_index)
     collection.modified_by_id = principal.user_id
@@ -333,6 +327,27 @@ def update_collection(
     return collection
 
 
+def _rename(principal: Principal, collection: Collection, asked: str | None, slug_field: str) -> None:
+    if asked is None:
+        raise ValidationFailed({slug_field: "cannot be empty"})
+    if slug_taken(principal, asked, exclude_id=collection.id):
+        raise _slug_conflict(asked, slug_field)
+    collection.slug = asked
+
+
+def _set_status(collection: Collection, asked: str | None) -> None:
+    """The status asked for, if the collection can have it: without a source it is paused
+    or waits for one; given a source, a collection that waited for one becomes active."""
+    if collection.source is None:
+        if asked == "ACTIVE":
+            raise ValidationFailed({"status": "cannot be ACTIVE without a source"})
+        collection.status = "PAUSED" if asked == "PAUSED" else "NEEDS_SOURCE"
+    elif asked:
+        collection.status = asked
+    elif collection.status == "NEEDS_SOURCE":
+        collection.status = "ACTIVE"
+
+
 def _switch_search_index(collection: Collection, on: bool) -> None:
     """Off: records are no longer indexed and searches scan. On: records written from now
     are indexed, and a job indexes the ones already stored before searches use the index."""
@@ -342,7 +357,7 @@ def _switch_search_index(collection: Collection, on: bool) -> None:
         collection.search_index = "building" if collection.record_count else "on"
 
 
-def scoped_collections(principal: Principal):
+def scoped_collections(principal: Principal) -> Select[tuple[Collection]]:
     return select(Collection).where(
         Collection.org_id == principal.org.id, Collection.env_id == principal.env.id
     )
@@ -358,7 +373,13 @@ def check_status_filter(status: str | None) -> None:
 
 
 def list_collections(
-    principal: Principal, *, cursor=None, limit=None, status=None, source_id=None, search=None
+    principal: Principal,
+    *,
+    cursor: str | None = None,
+    limit: object = None,
+    status: str | None = None,
+    source_id: str | None = None,
+    search: str | None = None,
 ) -> Page:
     query = scoped_collections(principal)
     if status:
@@ -390,9 +411,8 @@ def delete_collection(principal: Principal, collection: Collection) -> None:
     db.session.commit()
 
 
-def _newest_event_document(source: SourceConnection):
+def _newest_event_document(source: SourceConnection) -> tuple[dict[str, Any] | None, Event | None]:
     """The newest stored event of `source` whose body is a JSON object, and the event."""
-    from ..models import Event
     from ..values import documents
 
     events = db.session.scalars(
@@ -416,7 +436,9 @@ def _newest_event_document(source: SourceConnection):
     return None, None
 
 
-def _sample(principal: Principal, collection: Collection | None, source_id: str | None, stream: str | None):
+def _sample(
+    principal: Principal, collection: Collection | None, source_id: str | None, stream: str | None
+) -> tuple[Any, str | None, str | None]:
     """A real document the paths will be applied to, and where it came from: the collection's
     newest record, else the chosen source's newest event, else the first row a read gives."""
     from ..models import Record
@@ -460,7 +482,7 @@ def _sample(principal: Principal, collection: Collection | None, source_id: str 
 SAMPLE_SECONDS = 120
 
 
-def _read_sample(source: SourceConnection, kind, stream: str | None) -> dict | None:
+def _read_sample(source: SourceConnection, kind: SourceType, stream: str | None) -> dict[str, Any] | None:
     """The first record a read gives, read at most once in SAMPLE_SECONDS per source, stream
     and version of the source: the form asks again as each path is typed, and every keystroke
     must not be a request to the source's API. A read (it uses the stored secrets) is in the
@@ -492,16 +514,15 @@ def _read_sample(source: SourceConnection, kind, stream: str | None) -> dict | N
         details={"stream": stream, "secrets_used": True},
     )
     db.session.commit()
-    try:
+    with contextlib.suppress(redis.RedisError):
         get_redis().set(key, json.dumps(document), ex=SAMPLE_SECONDS)
-    except redis.RedisError:
-        pass
     return document
 
 
 def _scalar_paths(document: dict, limit: int = 12) -> list[str]:
     """Paths in `document` that hold a value a key can be made of, shallow ones first."""
-    found, level = [], [("$", document)]
+    found: list[str] = []
+    level = [("$", document)]
     while level and len(found) < limit:
         deeper = []
         for path, value in level:
@@ -526,11 +547,58 @@ PATH_LABELS = {
 }
 
 
-def _path_state(field: str, path: str | None, document, where: str | None) -> dict:
-    """One path of the form applied to the sample by the rule writes use."""
-    from ..values.records import is_deletion, key_at, parse_time
+def _key_state(state: dict[str, Any], path: str, document: dict[str, Any], where: str | None) -> None:
+    from ..values.records import key_at
 
-    state = {
+    state["value"] = key_at(path, document)
+    if state["value"] is None:
+        state["warning"] = (
+            f"{path} matches nothing usable as a key in {where}. Records without a key are skipped."
+        )
+
+
+def _time_state(state: dict[str, Any], path: str, document: dict[str, Any], where: str | None) -> None:
+    from ..values.records import parse_time
+
+    raw = jsonpaths.getter(path)(document)
+    moment = parse_time(raw)
+    if raw is None:
+        state["warning"] = (
+            f"{path} matches nothing in {where}. Records without it are timed by when they arrive."
+        )
+    elif moment is None:
+        state["warning"] = f"{path} gives {raw!r} in {where}, which is not a time."
+    else:
+        state["value"], state["note"] = moment.isoformat().replace("+00:00", "Z"), "a time"
+
+
+def _type_state(state: dict[str, Any], path: str, document: dict[str, Any], where: str | None) -> None:
+    from ..values.records import is_deletion
+
+    raw = jsonpaths.getter(path)(document)
+    if raw is None:
+        state["warning"] = (
+            f"{path} matches nothing in {where}. Records without an event type are never deleted by one."
+        )
+    elif not isinstance(raw, str):
+        state["warning"] = f"{path} gives {raw!r} in {where}, which is not text."
+    else:
+        state["value"] = raw
+        state["note"] = "a deletion type: the record is removed" if is_deletion(raw) else "an event type"
+
+
+_PATH_CHECKS = {
+    "primary_key_path": _key_state,
+    "timestamp_path": _time_state,
+    "event_type_field": _type_state,
+}
+
+
+def _path_state(
+    field: str, path: str | None, document: dict[str, Any] | None, where: str | None
+) -> dict[str, Any]:
+    """One path of the form applied to the sample by the rule writes use."""
+    state: dict[str, Any] = {
         "field": field,
         "label": PATH_LABELS[field],
         "path": None,
@@ -542,41 +610,13 @@ def _path_state(field: str, path: str | None, document, where: str | None) -> di
         "paths": [],
     }
     try:
-        state["path"] = jsonpaths.normalise(path) if (path or "").strip() else None
+        state["path"] = jsonpaths.normalise(path) if path and path.strip() else None
     except ValueError as exc:
         state["error"] = f"{PATH_LABELS[field]} {exc}"
         return state
     if document is None or state["path"] is None:
         return state
-    raw = jsonpaths.getter(state["path"])(document)
-    if field == "primary_key_path":
-        state["value"] = key_at(state["path"], document)
-        if state["value"] is None:
-            state["warning"] = (
-                f"{state['path']} matches nothing usable as a key in {where}. Records without a key are skipped."
-            )
-    elif field == "timestamp_path":
-        moment = parse_time(raw)
-        if raw is None:
-            state["warning"] = (
-                f"{state['path']} matches nothing in {where}. Records without it are timed "
-                "by when they arrive."
-            )
-        elif moment is None:
-            state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not a time."
-        else:
-            state["value"], state["note"] = moment.isoformat().replace("+00:00", "Z"), "a time"
-    else:
-        if raw is None:
-            state["warning"] = (
-                f"{state['path']} matches nothing in {where}. Records without an event type "
-                "are never deleted by one."
-            )
-        elif not isinstance(raw, str):
-            state["warning"] = f"{state['path']} gives {raw!r} in {where}, which is not text."
-        else:
-            state["value"] = raw
-            state["note"] = "a deletion type: the record is removed" if is_deletion(raw) else "an event type"
+    _PATH_CHECKS[field](state, state["path"], document, where)
     if state["warning"]:
         state["paths"] = _scalar_paths(document)
     return state
@@ -606,7 +646,7 @@ def path_previews(
 def rekey_warning(collection: Collection | None, path: str | None) -> dict | None:
     """What changing a collection's primary key path does to the records it holds: they keep
     the keys the old path gave, so an update to one of them makes a second record beside it."""
-    if collection is None or not (collection.record_count or 0) or not (path or "").strip():
+    if collection is None or not (collection.record_count or 0) or not path or not path.strip():
         return None
     try:
         new = jsonpaths.normalise(path)

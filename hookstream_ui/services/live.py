@@ -6,14 +6,16 @@ the live strip, the backfill card and the lists never disagree."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db
 from ..sources import source_type
+from ..sources.base import SourceType
 from ..values.times import as_utc, utcnow
 
 LIVE_BACKFILL = ("pending", "running")
@@ -81,7 +83,7 @@ def change_mark(collection: Collection) -> str:
     return f"{collection.record_count or 0}|{stamp}"
 
 
-def active_runs(source_ids) -> dict[str, SyncRun]:
+def active_runs(source_ids: Iterable[str | None]) -> dict[str, SyncRun]:
     """The active run of each of these sources (one query for a whole list)."""
     ids = sorted({s for s in source_ids if s})
     if not ids:
@@ -92,9 +94,9 @@ def active_runs(source_ids) -> dict[str, SyncRun]:
     return {run.source_id: run for run in runs}
 
 
-def last_runs(source_ids) -> dict[str, SyncRun]:
+def last_runs(source_ids: Iterable[str | None]) -> dict[str, SyncRun]:
     """The newest run of each of these sources (a query each: a page lists a few dozen)."""
-    found = {}
+    found: dict[str, SyncRun] = {}
     for source_id in sorted({s for s in source_ids if s}):
         run = db.session.scalar(
             select(SyncRun)
@@ -114,7 +116,7 @@ def replay_is_stale(collection: Collection) -> bool:
     return as_utc(collection.updated_at) <= utcnow() - stale
 
 
-def _last_full_run(source_id: str) -> SyncRun | None:
+def _last_full_run(source_id: str | None) -> SyncRun | None:
     return db.session.scalar(
         select(SyncRun)
         .where(SyncRun.source_id == source_id, SyncRun.mode == "full")
@@ -123,7 +125,7 @@ def _last_full_run(source_id: str) -> SyncRun | None:
     )
 
 
-def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | None:
+def _backfill(collection: Collection, kind: SourceType | None, run: SyncRun | None) -> Backfill | None:
     status = collection.backfill_status
     if status is None:
         return None
@@ -143,7 +145,7 @@ def _backfill(collection: Collection, kind, run: SyncRun | None) -> Backfill | N
 OVERDUE_POLL_SECONDS = 30
 
 
-def _seconds_until(moment) -> int | None:
+def _seconds_until(moment: datetime | None) -> int | None:
     """How long a finished page waits before looking for the scheduled run: until it is due,
     then briefly (the scheduler starts it within a second or so); long overdue (no scheduler
     running?), only now and then."""
@@ -155,21 +157,23 @@ def _seconds_until(moment) -> int | None:
     return min(max(seconds, POLL_SECONDS), MAX_RESUME_SECONDS)
 
 
-def _readable_counts(source_ids) -> dict[str, int]:
+def _readable_counts(source_ids: Iterable[str | None]) -> dict[str, int]:
     """How many collections of each source a run would read into (not paused)."""
     ids = sorted({s for s in source_ids if s})
     if not ids:
         return {}
-    return dict(
-        db.session.execute(
-            select(Collection.source_id, func.count())
-            .where(Collection.source_id.in_(ids), Collection.status != "PAUSED")
-            .group_by(Collection.source_id)
-        ).all()
+    return _counts_by_source(
+        select(Collection.source_id, func.count())
+        .where(Collection.source_id.in_(ids), Collection.status != "PAUSED")
+        .group_by(Collection.source_id)
     )
 
 
-def collection_states(collections) -> dict[str, CollectionState]:
+def _counts_by_source(query: Select[tuple[str | None, int]]) -> dict[str, int]:
+    return {source_id: n for source_id, n in db.session.execute(query).tuples() if source_id is not None}
+
+
+def collection_states(collections: Iterable[Collection]) -> dict[str, CollectionState]:
     collections = list(collections)
     running = active_runs(c.source_id for c in collections)
     readable = _readable_counts(c.source_id for c in collections)
@@ -264,24 +268,22 @@ class SourceState:
         return Action(True)
 
 
-def source_states(sources) -> dict[str, SourceState]:
+def source_states(sources: Iterable[SourceConnection]) -> dict[str, SourceState]:
     sources = list(sources)
     ids = [s.id for s in sources]
     running = active_runs(ids)
     latest = last_runs(ids)
     counts = (
-        dict(
-            db.session.execute(
-                select(Collection.source_id, func.count())
-                .where(Collection.source_id.in_(ids))
-                .group_by(Collection.source_id)
-            ).all()
+        _counts_by_source(
+            select(Collection.source_id, func.count())
+            .where(Collection.source_id.in_(ids))
+            .group_by(Collection.source_id)
         )
         if ids
         else {}
     )
     readable = _readable_counts(ids)
-    states = {}
+    states: dict[str, SourceState] = {}
     for source in sources:
         run = running.get(source.id)
         scheduled = (
@@ -349,7 +351,7 @@ def skip_counts(run: SyncRun) -> SkipCounts:
     return SkipCounts(unchanged, max((run.records_skipped or 0) - unchanged, 0), ordered)
 
 
-def retry_at(run: SyncRun):
+def retry_at(run: SyncRun) -> datetime | None:
     """When a run waiting after a failed attempt is tried again (runs.BACKOFF_SECONDS)."""
     from .runs import BACKOFF_SECONDS
 
@@ -360,6 +362,6 @@ def retry_at(run: SyncRun):
     )
 
 
-def seconds_from_now(moment) -> int:
+def seconds_from_now(moment: datetime | None) -> int:
     """Whole seconds until `moment` (0 once it has passed)."""
     return max(int((as_utc(moment) - utcnow()).total_seconds() + 0.999), 0) if moment else 0

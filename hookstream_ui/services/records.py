@@ -5,12 +5,28 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
+from typing import Any
 
 from flask import abort
-from sqlalchemy import String, Text, and_, cast, delete, func, or_, select, update
+from sqlalchemy import (
+    Select,
+    SQLColumnExpression,
+    String,
+    Text,
+    and_,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import AliasedClass
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..errors import ValidationFailed
 from ..models import Collection, Event, Record, RecordEvent, db
@@ -37,14 +53,16 @@ def filterable(field: dict) -> bool:
     return not set(field["types"]) & {"object", "array"} and all(SEGMENT.match(p) for p in parts)
 
 
-def json_text(segments: list[str], entity=Record):
+def json_text(
+    segments: list[str], entity: type[Record] | AliasedClass[Record] = Record
+) -> ColumnElement[Any]:
     """The value at a path inside records.data, as text, on either database."""
     if db.engine.dialect.name == "postgresql":
         return entity.data.op("#>>")(cast(segments, ARRAY(Text)))
     return cast(func.json_extract(entity.data, "$." + ".".join(f'"{s}"' for s in segments)), String)
 
 
-def _filter_values(value: str) -> list:
+def _filter_values(value: str) -> list[Any]:
     """What a filter value matches: the text itself and, when it reads as a JSON scalar
     (42, 4.5, true, null), that value too."""
     try:
@@ -54,7 +72,9 @@ def _filter_values(value: str) -> list:
     return [value] if isinstance(parsed, (dict, list, str)) else [value, parsed]
 
 
-def field_equals(segments: list[str], value: str, entity=Record):
+def field_equals(
+    segments: list[str], value: str, entity: type[Record] | AliasedClass[Record] = Record
+) -> ColumnElement[bool]:
     """data.<path> equals `value`, matched as text and, when it reads as JSON, as that value.
     On PostgreSQL this is JSONB containment, which the GIN index on records.data answers."""
     candidates = _filter_values(value)
@@ -70,7 +90,7 @@ def field_equals(segments: list[str], value: str, entity=Record):
         return or_(*[text == spelling for spelling in sorted(spellings)])
     from sqlalchemy.dialects.postgresql import JSONB
 
-    def nest(leaf):
+    def nest(leaf: Any) -> Any:
         for segment in reversed(segments):
             leaf = {segment: leaf}
         return leaf
@@ -94,7 +114,13 @@ def _filter_spellings(value: str) -> list[str]:
     return [value, json.dumps(value)[1:-1], *(json.dumps(typed) for typed in _filter_values(value)[1:])]
 
 
-def _conditions(entity, search: str, event_type, filters: dict, segments: dict) -> list:
+def _conditions(
+    entity: type[Record] | AliasedClass[Record],
+    search: str,
+    event_type: str | None,
+    filters: dict[str, str],
+    segments: dict[str, list[str]],
+) -> list[ColumnElement[bool]]:
     found = []
     if search:
         found.append(search_index.contains_words(entity, search))
@@ -105,7 +131,13 @@ def _conditions(entity, search: str, event_type, filters: dict, segments: dict) 
     return found
 
 
-def _matching(collection: Collection, search: str, event_type, filters: dict, segments: dict):
+def _matching(
+    collection: Collection,
+    search: str,
+    event_type: str | None,
+    filters: dict[str, str],
+    segments: dict[str, list[str]],
+) -> Select[tuple[Record]]:
     """Every record of the collection that matches, narrowed first through the word index."""
     words = [search_index.search_words(search)] if search else []
     if db.engine.dialect.name == "sqlite":  # PostgreSQL's GIN index on data already answers filters
@@ -126,11 +158,11 @@ def _matching(collection: Collection, search: str, event_type, filters: dict, se
 def list_records(
     collection: Collection,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
-    cursor=None,
-    limit=None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
+    cursor: str | None = None,
+    limit: object = None,
 ) -> Page:
     search, filters = (search or "").strip(), filters or {}
     segments = {path: _segments(path, f"filter[{path}]") for path in filters}
@@ -183,9 +215,9 @@ COUNT_CAP = 10_000  # a filtered count stops here: "more than 10,000" costs what
 def count_records(
     collection: Collection,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     cap: int | None = None,
 ) -> tuple[int, bool]:
     """How many records match, and whether that is exact. Unfiltered, the collection's own
@@ -204,7 +236,7 @@ def count_records(
     return (cap, False) if n > cap else (n, True)
 
 
-def _weight(record) -> int:
+def _weight(record: Record) -> int:
     return len(documents.dumps(record.data)) + 300
 
 
@@ -240,11 +272,11 @@ def export(
     collection: Collection,
     fmt: str,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     columns: list[str] | None = None,
-):
+) -> Iterator[str]:
     """The export's chunks, once it is on the record who took a copy of the data (only an
     export that goes ahead: its filters are checked first)."""
     chunks = iter_export(
@@ -272,7 +304,7 @@ def export(
     return chunks
 
 
-def _has_result(*results):
+def _has_result(*results: str) -> ColumnElement[bool]:
     """The event's outcomes name one of these results for some collection (as JSON text:
     both backends write `"result": "…"`; the compact form is matched too)."""
     text = cast(Event.outcomes, Text)
@@ -301,7 +333,7 @@ OUTCOME_FILTERS = {
 }
 
 
-def outcome_clause(outcome: str):
+def outcome_clause(outcome: str) -> ColumnElement[bool]:
     """The condition for one of OUTCOME_FILTERS; "not_applied" is what the overview counts
     as a failure: rejected, failed, not JSON, or skipped by every collection."""
     if outcome == "not_applied":
@@ -316,16 +348,16 @@ def outcome_clause(outcome: str):
 def list_events(
     principal: Principal,
     *,
-    source_id=None,
-    status=None,
-    outcome=None,
-    verification=None,
-    duplicate=None,
-    since=None,
-    until=None,
-    search=None,
-    cursor=None,
-    limit=None,
+    source_id: str | None = None,
+    status: str | None = None,
+    outcome: str | None = None,
+    verification: str | None = None,
+    duplicate: bool | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    search: str | None = None,
+    cursor: str | None = None,
+    limit: object = None,
 ) -> Page:
     """`status` is the stored status (the API's filter); `outcome` one of OUTCOME_FILTERS
     (the dashboard's, which tells skipped and stored-only events from applied ones)."""
@@ -376,7 +408,7 @@ def event_outcome(event: Event) -> tuple[str, str | None]:
 _CASELESS_RUN = re.compile(r"[\x20-\x40\x5b-\x60\x7b-\x7e]{3,}")
 
 
-def _contains_text(column, term: str):
+def _contains_text(column: SQLColumnExpression[Any], term: str) -> ColumnElement[bool]:
     """`term` anywhere in `column`, in any case; % and _ are text. Case-insensitive matching
     reads every row several times slower than a plain LIKE (five times on PostgreSQL), so the
     longest run of the term's caseless characters (the digits of an id, an @, a date) is
@@ -398,7 +430,7 @@ def get_event_or_404(principal: Principal, event_id: str) -> Event:
     return event
 
 
-def _kind(value) -> str:
+def _kind(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -412,38 +444,43 @@ def _kind(value) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def infer_schema(collection: Collection, sample=None) -> dict:
-    """Paths, types, how often present and an example, from up to 500 recent records."""
+def _sample_size(sample: str | float | None) -> int:
+    """How many records a schema is inferred from: 200 unless asked, at most 500."""
     if sample in (None, ""):
-        sample = 200
+        return 200
     try:
-        sample = int(sample)
+        size = int(sample)
     except (TypeError, ValueError):
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"}) from None
-    if not 1 <= sample <= 500:
+    if not 1 <= size <= 500:
         raise ValidationFailed({"sample": "must be an integer from 1 to 500"})
+    return size
+
+
+def _example(value: Any) -> Any:
+    """A field's example as shown: a long string as its beginning."""
+    return value[:EXAMPLE_CHARS] + "…" if isinstance(value, str) and len(value) > EXAMPLE_CHARS else value
+
+
+def infer_schema(collection: Collection, sample: str | float | None = None) -> dict[str, Any]:
+    """Paths, types, how often present and an example, from up to 500 recent records."""
     rows = db.session.scalars(
         select(Record.data)
         .where(Record.collection_id == collection.id)
         .order_by(Record.updated_at.desc())
-        .limit(sample)
+        .limit(_sample_size(sample))
     ).all()
-    fields: dict[str, dict] = {}
+    fields: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()  # paths met in the current record: presence counts records, not items
 
-    def walk(value, path):
+    def walk(value: Any, path: str) -> None:
         entry = fields.setdefault(path, {"path": path, "types": set(), "count": 0, "example": None})
         entry["types"].add(_kind(value))
         if path not in seen:
             seen.add(path)
             entry["count"] += 1
         if entry["example"] in (None, "") and value is not None and not isinstance(value, (dict, list)):
-            # An empty string only until a value says more; a long one as its beginning.
-            entry["example"] = (
-                value[:EXAMPLE_CHARS] + "…"
-                if isinstance(value, str) and len(value) > EXAMPLE_CHARS
-                else value
-            )
+            entry["example"] = _example(value)  # an empty string only until a value says more
         if isinstance(value, dict):
             for key, child in value.items():
                 walk(child, f"{path}.{key}" if path else key)
@@ -518,12 +555,12 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def flatten(data, prefix: str = "") -> dict:
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     """A record's data as one level, named as the records page names its columns (the path
     without `$.`: customer.email); arrays stay one cell, as JSON text."""
-    flat = {}
+    flat: dict[str, Any] = {}
 
-    def walk(value, path):
+    def walk(value: Any, path: str) -> None:
         if isinstance(value, dict) and value:
             for key, child in value.items():
                 walk(child, f"{path}.{key}" if path else key)
@@ -534,7 +571,7 @@ def flatten(data, prefix: str = "") -> dict:
     return flat
 
 
-def _flat_cell(value) -> str:
+def _flat_cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -546,7 +583,7 @@ def _flat_cell(value) -> str:
     return _cell(documents.dumps(value, separators=(",", ":"), ensure_ascii=False))
 
 
-def _chunks(collection_id: str, where: tuple = ()):
+def _chunks(collection_id: str, where: tuple[ColumnElement[bool], ...] = ()) -> Iterator[Sequence[Record]]:
     """The collection's records (those matching `where`) in key order, a chunk at a time."""
     after = None
     while True:
@@ -563,7 +600,7 @@ def _chunks(collection_id: str, where: tuple = ()):
         db.session.expunge_all()  # keep the identity map from growing with the export
 
 
-def _at(data, path: str):
+def _at(data: Any, path: str) -> Any:
     """The value at a dot path in a record's data (an object as it is: one JSON cell)."""
     for part in path.split("."):
         if not isinstance(data, dict):
@@ -608,11 +645,11 @@ def iter_export(
     collection_id: str,
     fmt: str,
     *,
-    search=None,
-    event_type=None,
-    filters: dict | None = None,
+    search: str | None = None,
+    event_type: str | None = None,
+    filters: dict[str, str] | None = None,
     columns: list[str] | None = None,
-):
+) -> Iterator[str]:
     """The collection's records (all, or those matching the records list's search, event
     type and filters), in key order, a chunk at a time: memory stays flat at any size. CSV
     has a column per flattened data field, named as the records page names it
@@ -624,7 +661,9 @@ def iter_export(
     return _export(collection_id, fmt, where, columns)
 
 
-def _export(collection_id: str, fmt: str, where: tuple, chosen: list[str] | None = None):
+def _export(
+    collection_id: str, fmt: str, where: tuple[ColumnElement[bool], ...], chosen: list[str] | None = None
+) -> Iterator[str]:
     import csv
     import io
 

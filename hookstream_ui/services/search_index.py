@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Text, cast, column, delete, event, func, literal_column, or_, select, table, text
 from sqlalchemy.dialects.postgresql import TSQUERY
+from sqlalchemy.engine import Connection, Result
+from sqlalchemy.orm import Mapper
+from sqlalchemy.orm.util import AliasedClass
+from sqlalchemy.sql.elements import ColumnElement
 
 from ..models import Collection, Record, db
 from ..models.tenancy import Environment, Org
@@ -33,7 +39,7 @@ SQLITE_TABLE = "records_fts"
 SQLITE_INDEXED = 65536
 SQLITE_OVERFLOW = "zzhsoverflowzz"
 SQLITE_FILL = (
-    f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "
+    f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) "  # noqa: S608 - constants only, values are bound
     f"SELECT rowid, record_key || ' ' || CASE WHEN length(data) > {SQLITE_INDEXED} "
     f"THEN substr(data, 1, {SQLITE_INDEXED}) || ' {SQLITE_OVERFLOW}' ELSE data END FROM records"
 )
@@ -70,11 +76,11 @@ def last_rowid() -> int | None:
     return db.session.execute(text("SELECT coalesce(max(rowid), 0) FROM records")).scalar()
 
 
-def index_rows(cursor, rows: list[tuple[int, str, str]]) -> None:
+def index_rows(cursor: Any, rows: list[tuple[int, str, str]]) -> None:
     """SQLite: index records just written, as (rowid, key, JSON text) from the values in
     hand; the same text SQLITE_FILL reads from the stored rows."""
     cursor.executemany(
-        f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",
+        f"INSERT OR REPLACE INTO {SQLITE_TABLE}(rowid, body) VALUES (?, ?)",  # noqa: S608 - constants only, values are bound
         [(rowid, f"{key} {_indexed(data)}") for rowid, key, data in rows],
     )
 
@@ -107,7 +113,11 @@ def refresh(collection_id: str, keys: list[str], inserted_after: int | None = No
         cursor.close()
 
 
-def forget(*criteria, connection=None, params=None) -> None:
+def forget(
+    *criteria: ColumnElement[bool],
+    connection: Connection | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> None:
     """Drop the entries of the records `criteria` select; call just before deleting them
     (`params`: a list of parameter sets, as for an executemany DELETE)."""
     if (connection.dialect if connection is not None else db.engine.dialect).name != "sqlite":
@@ -120,11 +130,11 @@ def forget(*criteria, connection=None, params=None) -> None:
     (connection if connection is not None else db.session).execute(statement, params)
 
 
-def rebuild(connection) -> int:
+def rebuild(connection: Connection) -> int:
     """Index every record again from what is stored (migration 0007, and `flask
     rebuild-search-index` after records were changed by anything but hookstream)."""
     if connection.dialect.name == "sqlite":
-        connection.execute(text(f"DELETE FROM {SQLITE_TABLE}"))
+        connection.execute(text(f"DELETE FROM {SQLITE_TABLE}"))  # noqa: S608 - constants only, values are bound
         return connection.execute(text(SQLITE_FILL)).rowcount
     return _pg_write_words(connection.execute)
 
@@ -159,7 +169,12 @@ def index_collection(collection_id: str, batch: int = 5000) -> int:
         done, after = done + len(ids), ids[-1]
 
 
-def _pg_write_words(execute, collection_id: str | None = None, batch: int = 5000, after_batch=None) -> int:
+def _pg_write_words(
+    execute: Callable[..., Result[Any]],
+    collection_id: str | None = None,
+    batch: int = 5000,
+    after_batch: Callable[[], None] | None = None,
+) -> int:
     """PostgreSQL: store the words of stored records (of one collection, or all), in id order.
     A record changed between this reading and writing it keeps the words its own write gave."""
     scope = "AND collection_id = :c " if collection_id else ""
@@ -167,7 +182,7 @@ def _pg_write_words(execute, collection_id: str | None = None, batch: int = 5000
     while True:
         rows = execute(
             text(
-                f"SELECT id, record_key, data::text, updated_at FROM records WHERE id > :after {scope}"
+                f"SELECT id, record_key, data::text, updated_at FROM records WHERE id > :after {scope}"  # noqa: S608 - constants only, values are bound
                 "ORDER BY id LIMIT :n"
             ),
             {"after": after, "c": collection_id, "n": batch},
@@ -186,7 +201,7 @@ def _pg_write_words(execute, collection_id: str | None = None, batch: int = 5000
 
 
 @event.listens_for(Collection, "before_delete")
-def _collection_deleted(_mapper, connection, collection):
+def _collection_deleted(_mapper: Mapper[Collection], connection: Connection, collection: Collection) -> None:
     forget(Record.__table__.c.collection_id == collection.id, connection=connection)
 
 
@@ -194,7 +209,7 @@ def _collection_deleted(_mapper, connection, collection):
 # their collections (and records) with them: each level forgets its records first.
 @event.listens_for(Environment, "before_delete")
 @event.listens_for(Org, "before_delete")
-def _scope_deleted(_mapper, connection, scope):
+def _scope_deleted(_mapper: Mapper[Any], connection: Connection, scope: Environment | Org) -> None:
     owner = Collection.env_id if isinstance(scope, Environment) else Collection.org_id
     forget(
         Record.__table__.c.collection_id.in_(select(Collection.id).where(owner == scope.id)),
@@ -207,7 +222,8 @@ def pg_document(key: str, json_text: str) -> str:
     (PostgreSQL prints jsonb with \\u escapes decoded, so those are decoded here too)."""
     if "\\u" in json_text or "\\/" in json_text:
         json_text = json.dumps(json.loads(json_text), ensure_ascii=False)
-    words, size = set(), 0
+    words: set[str] = set()
+    size = 0
     for word in _PG_WORD.findall(f"{key} {json_text}".lower()):
         word = word[:MAX_WORD]
         if word not in words:
@@ -225,7 +241,7 @@ def pg_document(key: str, json_text: str) -> str:
 def _spellings(term: str) -> set[str]:
     """`term` as it can appear in the indexed text, in lower case: as typed (keys, and text
     without quotes or backslashes) and as JSON writes it inside a string. Records hold their
-    characters as written, not \\u escapes, on both databases (upsert.record_json)."""
+    characters as written, not \\u escapes, on both databases (values.records.record_json)."""
     return {spelling.lower() for spelling in (term, json.dumps(term, ensure_ascii=False)[1:-1])}
 
 
@@ -263,22 +279,22 @@ def value_words(spellings: list[str]) -> str | None:
     return _any_of([_words(s, prefix_last=False) for s in spellings])
 
 
-def candidates(parts: list[str | None]):
+def candidates(parts: list[str | None]) -> ColumnElement[bool] | None:
     """A condition on Record narrowing to rows holding the words of every part (each from
     search_words / value_words); None when no part can narrow."""
-    parts = [p for p in parts if p]
-    if not parts:
+    words = [p for p in parts if p]
+    if not words:
         return None
     if _dialect() == "sqlite":
-        query = "(" + " AND ".join(f"({p})" for p in parts) + f") OR {SQLITE_OVERFLOW}"
+        query = "(" + " AND ".join(f"({p})" for p in words) + f") OR {SQLITE_OVERFLOW}"
         return literal_column("records.rowid").in_(
             select(_FTS.c.rowid).where(literal_column(SQLITE_TABLE).op("MATCH")(query))
         )
-    query = " & ".join(f"({p})" for p in parts)
+    query = " & ".join(f"({p})" for p in words)
     return Record.search_words.op("@@")(cast(f"({query}) | '{OVERFLOW}'", TSQUERY))
 
 
-def word_start(text_value, needle) -> int:
+def word_start(text_value: object, needle: str) -> int:
     """SQLite function hs_word_start: `needle` (lower case) occurs in `text_value` where a
     word starts, or anywhere when the needle itself starts with a non-word character."""
     if text_value is None:
@@ -293,7 +309,7 @@ def word_start(text_value, needle) -> int:
     return 0
 
 
-def contains_words(entity, term: str):
+def contains_words(entity: type[Record] | AliasedClass[Record], term: str) -> ColumnElement[bool]:
     """The exact rule: `term` occurs in the key or the JSON text where a word starts."""
     data = cast(entity.data, Text)
     checks = []

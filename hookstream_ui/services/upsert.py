@@ -1,6 +1,6 @@
 """The upsert engine: every path into a collection (sync runs, ingest, backfill) goes here.
 
-Rules (SPEC §6): the key is `primary_key_path` applied to the record; the newest
+Rules: the key is `primary_key_path` applied to the record; the newest
 `source_event_at` wins and older writes are skipped; a record whose event type means
 deletion is removed; a record without a key is skipped and the reason counted. Writes are
 bulk statements, and the last-write-wins check is in the SQL itself, so concurrent writers
@@ -13,12 +13,15 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any, NamedTuple, cast
 
 from flask import current_app
 from psycopg import errors as pg_errors
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Delete, bindparam, delete, func, or_, select, update
 
 from ..models import Collection, Record, RecordEvent, db
 from ..models.base import upsert_insert
@@ -27,13 +30,30 @@ from ..values.records import Incoming, is_deletion, key_text, parse_time, record
 from ..values.times import as_utc, utcnow
 from . import search_index
 
-_random = random.Random()
+_random = random.Random()  # noqa: S311 - record ids are not secrets (see new_record_id)
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.
 os.register_at_fork(after_in_child=_random.seed)
 
 KEY_CHUNK = 500  # keys per IN (...) lookup; well under SQLite's parameter limit
+
+# What apply() reports for each item, as (result, reason, key).
+INSERTED, UPDATED, DELETED, SKIPPED = "inserted", "updated", "deleted", "skipped"
+SAME = "unchanged"  # what a write did to a row it wrote as it was stored
+ItemResult = tuple[str, str | None] | tuple[str, str | None, str]
+
+# Why a version was skipped, counted by reason in Outcome.reasons.
+NOT_AN_OBJECT = "not a JSON object"
+TOO_OLD = "older than max_age_days"
+OLDER_IN_BATCH = "older than a newer version in the same batch"
+SUPERSEDED = "superseded in the same batch"
+DELETE_OF_MISSING = "delete of a key that is not stored"
+OLDER_THAN_STORED = "older than the stored version"
+UNCHANGED = "unchanged since it was last written"  # a version written again as it was
 TOO_DEEP = str(documents.TooDeep()).removeprefix("is ")
-UNCHANGED = "unchanged since it was last written"  # the skip reason of a version written again as it was
+
+
+def no_usable_key(path: str) -> str:
+    return f"no usable key at {path}"
 
 
 @dataclass
@@ -56,30 +76,37 @@ class Outcome:
         self.reasons[reason] += n
 
 
-COLUMNS = (
-    "id",
-    "org_id",
-    "env_id",
-    "collection_id",
-    "record_key",
-    "data",
-    "event_type",
-    "source_event_id",
-    "source_event_at",
-    "created_at",
-    "updated_at",
-    "seen_run_id",
-)
+class RecordRow(NamedTuple):
+    """A row of the records table as the write step sends it to the driver, in column order."""
+
+    id: str
+    org_id: str
+    env_id: str
+    collection_id: str
+    record_key: str
+    data: str  # JSON text
+    event_type: str | None
+    source_event_id: str | None
+    source_event_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    seen_run_id: str | None
+    search_words: str | None  # PostgreSQL only: the record's words for its word index
+
+
+_BY_KEY = attrgetter("record_key")
 # PostgreSQL also stores each record's words (search_index.pg_document) for its word index.
-PG_COLUMNS = (*COLUMNS, "search_words")
+PG_COLUMNS = RecordRow._fields
+COLUMNS = PG_COLUMNS[:-1]
 # A version read again unchanged (re-read windows, full re-reads, a payload sent twice)
 # keeps its updated_at: the records list sorts by it, and the run reports it "unchanged".
 _CHANGED = (
     "records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type "
     "OR records.source_event_at IS DISTINCT FROM excluded.source_event_at"
 )
+# Built from constant column names only, never from input.
 _UPSERT = (
-    "INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "
+    "INSERT INTO records ({cols}) VALUES ({marks}) ON CONFLICT (collection_id, record_key) DO UPDATE SET "  # noqa: S608 - constants only
     "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
     "source_event_at = excluded.source_event_at, "
     f"updated_at = CASE WHEN {_CHANGED} THEN excluded.updated_at ELSE records.updated_at END, "
@@ -101,7 +128,7 @@ UPSERT_SQL = {
 # One statement per batch instead of one per row; keys are unique within a batch (apply()
 # keeps the newest version of each), as ON CONFLICT DO UPDATE requires.
 PG_STAGE_SQL = (
-    "CREATE TEMP TABLE IF NOT EXISTS records_stage AS SELECT {cols} FROM records WITH NO DATA".format(
+    "CREATE TEMP TABLE IF NOT EXISTS records_stage AS SELECT {cols} FROM records WITH NO DATA".format(  # noqa: S608 - constants only
         cols=", ".join(PG_COLUMNS)
     )
 )
@@ -156,7 +183,12 @@ SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id, updated_at"
 PG_COPY_NEW_SQL = "COPY records ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
 
 
-def pg_bulk_upsert(cursor, rows: list[tuple], keys_are_new: bool = False) -> None:
+# The drivers' own cursors (sqlite3's or psycopg's), reached through SQLAlchemy's DB-API
+# wrapper, whose type says nothing of either.
+DriverCursor = Any
+
+
+def pg_bulk_upsert(cursor: DriverCursor, rows: Sequence[tuple[Any, ...]], keys_are_new: bool = False) -> None:
     """`keys_are_new` (a backfill into a collection that started empty): the rows are
     copied straight into records, a fifth cheaper than staging and merging them; if a key
     is there after all (written meanwhile by another path), that copy is undone and the
@@ -189,59 +221,110 @@ def _sqlite_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def _write(rows: list[tuple], index_words: bool = False, keys_are_new: bool = False) -> dict[str, str] | None:
+def _write(
+    rows: list[RecordRow], index_words: bool = False, keys_are_new: bool = False
+) -> dict[str, str] | None:
     """One executemany with the driver, inside the session's transaction. SQLAlchemy's
     per-row parameter processing cost more than the insert itself on large batches.
     Where the statement can say what it did (small batches), returns each written key's
-    result (inserted, updated or unchanged); keys the last-write-wins guard kept are
-    absent. SQLite then also indexes the written rows' words (`index_words`) from the
-    values in hand."""
+    result (INSERTED, UPDATED or SAME); keys the last-write-wins guard kept are absent.
+    SQLite then also indexes the written rows' words (`index_words`) from the values in
+    hand."""
     dialect = db.engine.dialect.name
     if dialect not in UPSERT_SQL:
         raise RuntimeError(f"no bulk upsert for {dialect}")
     cursor = db.session.connection().connection.cursor()
     try:
         if dialect == "sqlite":
-            now = _sqlite_time(rows[0][9])  # created_at = updated_at = one `now` per batch
-            rows = [(*r[:8], _sqlite_time(r[8]), now, now, r[11]) for r in rows]
-            if len(rows) >= RETURNING_UNDER:
-                cursor.executemany(UPSERT_SQL[dialect], rows)
-                return None
-            # sqlite3's executemany cannot return rows; a row at a time it can, and saves
-            # reading them back: an updated row keeps its old id, an inserted one has ours.
-            done, words = {}, []
-            for row in rows:
-                written = cursor.execute(SQLITE_RETURNING, row).fetchone()
-                if written is not None:
-                    done[row[4]] = (
-                        "inserted"
-                        if written[1] == row[0]
-                        else "updated"
-                        if written[2] == now
-                        else "unchanged"
-                    )
-                    words.append((written[0], row[4], row[5]))
-            if index_words:
-                search_index.index_rows(cursor, words)
-            return done
+            return _sqlite_write(cursor, rows, index_words)
         if len(rows) < RETURNING_UNDER:
-            # psycopg pipelines it: one round trip, which also answers what each row did
-            # (xmax = 0 only on a row this statement inserted), so no read-back is needed.
-            cursor.executemany(
-                UPSERT_SQL[dialect] + " RETURNING record_key, xmax = 0, updated_at", rows, returning=True
-            )
-            done, now = {}, rows[0][10]
-            while True:
-                done.update(
-                    (key, "inserted" if inserted else "updated" if as_utc(updated) == now else "unchanged")
-                    for key, inserted, updated in cursor.fetchall()
-                )
-                if not cursor.nextset():
-                    return done
+            return _pg_write_returning(cursor, rows)
         pg_bulk_upsert(cursor, rows, keys_are_new)
     finally:
         cursor.close()
     return None
+
+
+def _sqlite_write(cursor: DriverCursor, rows: list[RecordRow], index_words: bool) -> dict[str, str] | None:
+    now = _sqlite_time(rows[0].updated_at)  # created_at = updated_at = one `now` per batch
+    params = [(*r[:8], _sqlite_time(r.source_event_at), now, now, r.seen_run_id) for r in rows]
+    if len(params) >= RETURNING_UNDER:
+        cursor.executemany(UPSERT_SQL["sqlite"], params)
+        return None
+    # sqlite3's executemany cannot return rows; a row at a time it can, and saves reading
+    # them back: an updated row keeps its old id, an inserted one has ours.
+    done: dict[str, str] = {}
+    words: list[tuple[int, str, str]] = []
+    for row, param in zip(rows, params, strict=True):
+        written = cursor.execute(SQLITE_RETURNING, param).fetchone()
+        if written is not None:
+            rowid, record_id, updated_at = written
+            done[row.record_key] = INSERTED if record_id == row.id else UPDATED if updated_at == now else SAME
+            words.append((rowid, row.record_key, row.data))
+    if index_words:
+        search_index.index_rows(cursor, words)
+    return done
+
+
+def _pg_write_returning(cursor: DriverCursor, rows: list[RecordRow]) -> dict[str, str]:
+    # psycopg pipelines it: one round trip, which also answers what each row did (xmax = 0
+    # only on a row this statement inserted), so no read-back is needed.
+    cursor.executemany(
+        UPSERT_SQL["postgresql"] + " RETURNING record_key, xmax = 0, updated_at", rows, returning=True
+    )
+    done: dict[str, str] = {}
+    now = rows[0].updated_at
+    while True:
+        done.update(
+            (key, INSERTED if inserted else UPDATED if as_utc(updated) == now else SAME)
+            for key, inserted, updated in cursor.fetchall()
+        )
+        if not cursor.nextset():
+            return done
+
+
+@dataclass(slots=True)
+class Version:
+    """One item of a batch as the engine sees it: its key (key step), its time and event
+    type (time step). After the dedupe step only the newest version of each key is left."""
+
+    index: int  # the item's place in the batch, for its result
+    item: Incoming
+    key: str
+    document: dict[str, Any] | None  # None when the source gave the key and nothing needs the record
+    at: datetime = datetime.min
+    event_type: Any = None
+
+
+@dataclass
+class Plan:
+    """What the decide step leaves for the write step."""
+
+    writes: list[RecordRow] = field(default_factory=list)
+    deletes: list[dict[str, Any]] = field(default_factory=list)  # {"k": key, "at": its time}
+    seen_only: list[str] = field(default_factory=list)  # keys a full read saw but does not write
+
+
+@dataclass
+class _Batch:
+    """One call of apply(): its collection, its clock, and where each item's result goes."""
+
+    collection: Collection
+    items: list[Incoming]
+    results: list[Any] | None  # of ItemResult, or None before an item has one
+    now: datetime
+    received_at: datetime
+    outcome: Outcome = field(default_factory=lambda: Outcome())
+    item_keys: dict[int, str] = field(default_factory=dict)
+
+    def note(self, index: int, result: str, reason: str | None = None) -> None:
+        if self.results is not None:
+            self.results[index] = (result, reason)
+
+    def skip(self, index: int, reason: str) -> None:
+        self.outcome.skip(reason)
+        if self.results is not None:
+            self.results[index] = (SKIPPED, reason)
 
 
 def apply(
@@ -252,7 +335,7 @@ def apply(
     received_at: datetime | None = None,
     not_before: datetime | None = None,
     keys_are_new: bool = False,
-    results: list | None = None,
+    results: list[Any] | None = None,  # the caller's list: each item's ItemResult is put in it
     synced_at: datetime | None = None,
     history: bool = False,
 ) -> Outcome:
@@ -263,72 +346,110 @@ def apply(
     `results`, a list as long as `items`, receives each item's own (result, reason, key),
     for callers that report per delivery (ingest); `synced_at` becomes the collection's
     last_sync_at, in the statement that adjusts its count. `history` (items that are stored
-    events: webhooks) notes which event touched which key, for the record page."""
-    outcome = Outcome()
+    events: webhooks) notes which event touched which key, for the record page.
+
+    In steps, each over the whole batch: key, time, dedupe (the newest version of each
+    key), decide (write, delete, or skip with a reason), write, index."""
     if results is None and history:
         results = [None] * len(items)
-    note = results.__setitem__ if results is not None else (lambda i, value: None)
-    item_keys: dict[int, str] = {}
     now = utcnow()
-    received_at = received_at or now
-    key_of = jsonpaths.getter(collection.primary_key_path)
-    type_of = jsonpaths.getter(collection.event_type_field) if collection.event_type_field else None
-    time_of = jsonpaths.getter(collection.timestamp_path) if collection.timestamp_path else None
+    batch = _Batch(collection, items, results, now, received_at or now)
+    latest = _dedupe(batch, _time_step(batch, _key_step(batch), not_before))
+    if latest:
+        stored = _stored(collection, latest, seen_run_id, keys_are_new)
+        plan = _decide(batch, latest, stored, seen_run_id)
+        if plan.writes:
+            _write_step(batch, latest, plan.writes, keys_are_new)
+        if plan.deletes:
+            _delete(batch, plan.deletes)
+        if plan.seen_only:
+            _mark_seen(collection, plan.seen_only, seen_run_id)
+    _adjust_count(collection, batch.outcome.inserted - batch.outcome.deleted, synced_at)
+    _finish_results(batch, history)
+    return batch.outcome
 
-    latest: dict[str, tuple] = {}
-    needs_document = bool(type_of or time_of)
-    for index, item in enumerate(items):
-        known_key = item.key is not None and item.key_path == collection.primary_key_path
+
+def _key_step(batch: _Batch) -> list[Version]:
+    """Each item's key: the source's own when it was taken from this collection's key path,
+    else the path applied to the record. Items without one are skipped."""
+    path = batch.collection.primary_key_path
+    key_of = jsonpaths.getter(path)
+    needs_document = bool(batch.collection.event_type_field or batch.collection.timestamp_path)
+    keyed = []
+    for index, item in enumerate(batch.items):
+        known_key = item.key is not None and item.key_path == path
         if item.refused is not None and not known_key:  # no document to find its key in
-            outcome.skip(item.refused)
-            note(index, ("skipped", item.refused))
+            batch.skip(index, item.refused)
             continue
         if known_key and (not needs_document or item.refused is not None):
             key, doc = key_text(item.key), None
         else:
             doc = item.document()
             if not isinstance(doc, dict):
-                outcome.skip("not a JSON object")
-                note(index, ("skipped", "not a JSON object"))
+                batch.skip(index, NOT_AN_OBJECT)
                 continue
             key = key_text(item.key) if known_key else key_text(key_of(doc))
         if key is None:
-            outcome.skip(f"no usable key at {collection.primary_key_path}")
-            note(index, ("skipped", f"no usable key at {collection.primary_key_path}"))
+            batch.skip(index, no_usable_key(path))
             continue
-        item_keys[index] = key
-        at = (parse_time(time_of(doc)) if time_of else None) or as_utc(item.event_at) or received_at
-        if not_before is not None and at < not_before:
-            outcome.skip("older than max_age_days")
-            note(index, ("skipped", "older than max_age_days"))
-            continue
-        event_type = item.event_type or (type_of(doc) if type_of else None)
-        previous = latest.get(key)
-        if previous is not None:
-            if at < previous[0]:
-                outcome.skip("older than a newer version in the same batch")
-                note(index, ("skipped", "older than a newer version in the same batch"))
-                continue
-            outcome.skip("superseded in the same batch")
-            note(previous[3], ("skipped", "superseded in the same batch"))
-        latest[key] = (at, item, event_type, index)
-    if not latest:
-        _adjust_count(collection, 0, synced_at)
-        _keyed(collection, items, results, item_keys, received_at, history)
-        return outcome
+        batch.item_keys[index] = key
+        keyed.append(Version(index, item, key, doc))
+    return keyed
 
-    own_deletes = frozenset(collection.delete_event_types or ())
-    limits = RecordLimits.current()
-    # What is stored matters only to deletions (delete only what exists, and not a newer
-    # version) and to a full read's seen-marks; writes are guarded by the SQL itself, and
-    # what they did is read back afterwards.
-    existing: dict[str, datetime | None] = {}
+
+def _time_step(batch: _Batch, versions: list[Version], not_before: datetime | None) -> list[Version]:
+    """Each version's time (the record's timestamp path, else the source's event time,
+    else when it was received) and event type; versions older than `not_before` are
+    skipped."""
+    collection = batch.collection
+    type_of = jsonpaths.getter(collection.event_type_field) if collection.event_type_field else None
+    time_of = jsonpaths.getter(collection.timestamp_path) if collection.timestamp_path else None
+    received_at = batch.received_at
+    timed = []
+    for version in versions:
+        item = version.item
+        at = (
+            (parse_time(time_of(version.document)) if time_of else None)
+            or as_utc(item.event_at)
+            or received_at
+        )
+        if not_before is not None and at < not_before:
+            batch.skip(version.index, TOO_OLD)
+            continue
+        version.at = at
+        version.event_type = item.event_type or (type_of(version.document) if type_of else None)
+        timed.append(version)
+    return timed
+
+
+def _dedupe(batch: _Batch, versions: list[Version]) -> dict[str, Version]:
+    """The newest version of each key (the later one of equal times); the rest are skipped."""
+    latest: dict[str, Version] = {}
+    for version in versions:
+        previous = latest.get(version.key)
+        if previous is not None:
+            if version.at < previous.at:
+                batch.skip(version.index, OLDER_IN_BATCH)
+                continue
+            batch.skip(previous.index, SUPERSEDED)
+        latest[version.key] = version
+    return latest
+
+
+def _stored(
+    collection: Collection, latest: dict[str, Version], seen_run_id: str | None, keys_are_new: bool
+) -> dict[str, datetime | None]:
+    """The stored time of the keys whose stored version matters: deletions (delete only
+    what exists, and not a newer version) and, on a full read, every key (for its seen
+    mark). Writes are guarded by the SQL itself, and what they did is read back after."""
     if keys_are_new:
-        keys = []
-    elif seen_run_id:
+        return {}
+    own_deletes = frozenset(collection.delete_event_types or ())
+    if seen_run_id:
         keys = list(latest)
     else:
-        keys = [k for k, (_, _, event_type, _) in latest.items() if is_deletion(event_type, own_deletes)]
+        keys = [k for k, v in latest.items() if is_deletion(v.event_type, own_deletes)]
+    existing: dict[str, datetime | None] = {}
     for start in range(0, len(keys), KEY_CHUNK):
         chunk = keys[start : start + KEY_CHUNK]
         existing.update(
@@ -336,57 +457,53 @@ def apply(
                 select(Record.record_key, Record.source_event_at).where(
                     Record.collection_id == collection.id, Record.record_key.in_(chunk)
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
+    return existing
 
-    writes, deletes, seen_only = [], [], []
-    indexed = collection.search_index != "off"
-    document = search_index.pg_document if indexed and db.engine.dialect.name == "postgresql" else None
-    for key, (at, item, event_type, index) in latest.items():
-        stored = existing.get(key, False)
-        stored_at = as_utc(stored) if stored not in (False, None) else None
+
+def _decide(
+    batch: _Batch, latest: dict[str, Version], stored: dict[str, datetime | None], seen_run_id: str | None
+) -> Plan:
+    """Each newest version: a delete, a row to write, or a skip with its reason. A version
+    a full read saw but does not write is still in the source: it is marked seen, so that
+    an older stored version is not deleted as gone."""
+    collection = batch.collection
+    own_deletes = frozenset(collection.delete_event_types or ())
+    limits = RecordLimits.current()
+    pg_words = (
+        search_index.pg_document
+        if collection.search_index != "off" and db.engine.dialect.name == "postgresql"
+        else None
+    )
+    now, plan = batch.now, Plan()
+    for key, version in latest.items():
+        at = version.at
+        stored_at = as_utc(stored[key]) if key in stored else None
         newer_stored = stored_at is not None and at < stored_at
-        if is_deletion(event_type, own_deletes):
-            if stored is False:
-                outcome.skip("delete of a key that is not stored")
-                note(index, ("skipped", "delete of a key that is not stored"))
+        if is_deletion(version.event_type, own_deletes):
+            if key not in stored:
+                batch.skip(version.index, DELETE_OF_MISSING)
             elif newer_stored:
-                outcome.skip("older than the stored version")
-                note(index, ("skipped", "older than the stored version"))
+                batch.skip(version.index, OLDER_THAN_STORED)
             else:
-                deletes.append({"k": key, "at": at})
-                note(index, ("deleted", None))
+                plan.deletes.append({"k": key, "at": at})
+                batch.note(version.index, DELETED)
             continue
-        if newer_stored:
-            outcome.skip("older than the stored version")
-            note(index, ("skipped", "older than the stored version"))
+        reason = OLDER_THAN_STORED if newer_stored else _refusal(version.item)
+        if reason is None:
+            json_text = _json_text(version.item)
+            reason = limits.refusal(json_text)
+        if reason is not None:
+            batch.skip(version.index, reason)
             if seen_run_id:
-                seen_only.append(key)
+                plan.seen_only.append(key)
             continue
-        if item.refused is not None:
-            outcome.skip(item.refused)
-            note(index, ("skipped", item.refused))
-            if seen_run_id:
-                seen_only.append(key)
-            continue
-        if item.raw is not None and documents.too_deep(item.raw):
-            # Stored, it would answer every read of the collection with a RecursionError.
-            outcome.skip(TOO_DEEP)
-            note(index, ("skipped", TOO_DEEP))
-            if seen_run_id:
-                seen_only.append(key)
-            continue
-        # Kept: an item applied to several collections is serialised once.
-        json_text = item.raw = record_json(item.data) if item.raw is None else storable_json(item.raw)
-        too_big = limits.refusal(json_text)
-        if too_big:
-            outcome.skip(too_big)
-            note(index, ("skipped", too_big))
-            if seen_run_id:
-                seen_only.append(key)  # still in the source: an older stored version is not deleted
-            continue
-        writes.append(
-            (
+        event_type = version.event_type
+        plan.writes.append(
+            RecordRow(
                 new_record_id(),
                 collection.org_id,
                 collection.env_id,
@@ -394,130 +511,151 @@ def apply(
                 key,
                 json_text,
                 storable(str(event_type))[:200] if event_type is not None else None,
-                item.source_event_id,
+                version.item.source_event_id,
                 at,
                 now,
                 now,
                 seen_run_id,
-                document(key, json_text) if document else None,
+                pg_words(key, json_text) if pg_words else None,
             )
         )
-
-    if writes:
-        writes.sort(key=lambda w: w[4])  # by key: concurrent writers lock rows in one order, never a cycle
-        fresh_after = search_index.last_rowid() if keys_are_new and indexed else None
-        done = _write(writes, index_words=indexed, keys_are_new=keys_are_new)
-        if indexed and done is None:
-            search_index.refresh(collection.id, [w[4] for w in writes], inserted_after=fresh_after)
-        if keys_are_new:
-            outcome.inserted += len(writes)
-            if results is not None:
-                for w in writes:
-                    note(latest[w[4]][3], ("inserted", None))
-        else:
-            indexes = {key: latest[key][3] for key in (w[4] for w in writes)}
-            _count_writes(
-                collection, writes, now, outcome, lambda key, value: note(indexes[key], value), done
-            )
-    if deletes:
-        records = Record.__table__  # Core: an executemany DELETE with per-row criteria
-        criteria = (
-            records.c.collection_id == collection.id,
-            records.c.record_key == bindparam("k"),
-            or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at")),
-        )
-        search_index.forget(*criteria, params=deletes)
-        db.session.execute(records.delete().where(*criteria), deletes)
-        outcome.deleted += len(deletes)
-    if seen_only:
-        for start in range(0, len(seen_only), KEY_CHUNK):
-            db.session.execute(
-                update(Record)
-                .where(
-                    Record.collection_id == collection.id,
-                    Record.record_key.in_(seen_only[start : start + KEY_CHUNK]),
-                )
-                .values(seen_run_id=seen_run_id)
-                .execution_options(synchronize_session=False)
-            )
-    _adjust_count(collection, outcome.inserted - outcome.deleted, synced_at)
-    _keyed(collection, items, results, item_keys, received_at, history)
-    return outcome
+    return plan
 
 
-def _keyed(
-    collection: Collection,
-    items: list[Incoming],
-    results: list | None,
-    item_keys: dict,
-    received_at: datetime,
-    history: bool,
+def _refusal(item: Incoming) -> str | None:
+    """Why `item` cannot be stored whatever its size, or None."""
+    if item.refused is not None:
+        return item.refused
+    if item.raw is not None and documents.too_deep(item.raw):
+        # Stored, it would answer every read of the collection with a RecursionError.
+        return TOO_DEEP
+    return None
+
+
+def _json_text(item: Incoming) -> str:
+    """The item's JSON text as stored; kept on the item, which may be applied to several
+    collections, so that it is serialised once."""
+    item.raw = record_json(item.data) if item.raw is None else storable_json(item.raw)
+    return item.raw
+
+
+def _write_step(
+    batch: _Batch, latest: dict[str, Version], writes: list[RecordRow], keys_are_new: bool
 ) -> None:
+    """Write the rows in one statement (or one COPY), index them, and count what each did."""
+    collection, outcome = batch.collection, batch.outcome
+    writes.sort(key=_BY_KEY)  # concurrent writers lock rows in one order, never a cycle
+    indexed = collection.search_index != "off"
+    fresh_after = search_index.last_rowid() if keys_are_new and indexed else None
+    done = _write(writes, index_words=indexed, keys_are_new=keys_are_new)
+    if indexed and done is None:
+        _index_step(collection, writes, fresh_after)
+    if keys_are_new:
+        outcome.inserted += len(writes)
+        if batch.results is not None:
+            for row in writes:
+                batch.note(latest[row.record_key].index, INSERTED)
+        return
+    if done is None:
+        done = _read_back(collection, writes, batch.now)
+    for row in writes:
+        index = latest[row.record_key].index
+        result = done.get(row.record_key)
+        if result == INSERTED:
+            outcome.inserted += 1
+            batch.note(index, INSERTED)
+        elif result == UPDATED:
+            outcome.updated += 1
+            batch.note(index, UPDATED)
+        else:
+            batch.skip(index, UNCHANGED if result == SAME else OLDER_THAN_STORED)
+
+
+def _index_step(collection: Collection, writes: list[RecordRow], fresh_after: int | None) -> None:
+    """SQLite's word index, for rows written in bulk (PostgreSQL's words are in each row,
+    and SQLite's small batches are indexed as they are written)."""
+    search_index.refresh(collection.id, [row.record_key for row in writes], inserted_after=fresh_after)
+
+
+def _read_back(collection: Collection, writes: list[RecordRow], now: datetime) -> dict[str, str]:
+    """What a bulk upsert did, read back in the same transaction. Rows it inserted carry this
+    batch's created_at, rows it changed its updated_at; a row it wrote unchanged keeps its
+    old updated_at but holds our version's time; a row the last-write-wins guard kept (a
+    concurrent writer stored something newer first) holds a later one and is absent here.
+    Exact even when concurrent deliveries race for one key, which a lookup before the write
+    is not."""
+    keys = [row.record_key for row in writes]
+    ours = {row.record_key: row.source_event_at for row in writes}
+    done: dict[str, str] = {}
+    for start in range(0, len(keys), KEY_CHUNK):
+        for key, created, updated, at in db.session.execute(
+            select(Record.record_key, Record.created_at, Record.updated_at, Record.source_event_at).where(
+                Record.collection_id == collection.id,
+                Record.record_key.in_(keys[start : start + KEY_CHUNK]),
+            )
+        ):
+            if as_utc(created) == now:
+                done[key] = INSERTED
+            elif as_utc(updated) == now:
+                done[key] = UPDATED
+            elif at is not None and as_utc(at) == as_utc(ours[key]):
+                done[key] = SAME
+    return done
+
+
+def _delete(batch: _Batch, deletes: list[dict[str, Any]]) -> None:
+    """Delete the keys, each only if what is stored is not newer than the deletion."""
+    records = Record.__table__  # Core: an executemany DELETE with per-row criteria
+    criteria = (
+        records.c.collection_id == batch.collection.id,
+        records.c.record_key == bindparam("k"),
+        or_(records.c.source_event_at.is_(None), records.c.source_event_at <= bindparam("at")),
+    )
+    search_index.forget(*criteria, params=deletes)
+    db.session.execute(records.delete().where(*criteria), deletes)
+    batch.outcome.deleted += len(deletes)
+
+
+def _mark_seen(collection: Collection, keys: list[str], seen_run_id: str | None) -> None:
+    for start in range(0, len(keys), KEY_CHUNK):
+        db.session.execute(
+            update(Record)
+            .where(
+                Record.collection_id == collection.id, Record.record_key.in_(keys[start : start + KEY_CHUNK])
+            )
+            .values(seen_run_id=seen_run_id)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def _finish_results(batch: _Batch, history: bool) -> None:
     """Each result with its key; and, for stored events, which event touched which key."""
+    results = batch.results
     if results is None:
         return
-    for index, key in item_keys.items():
-        if results[index] is not None:
-            results[index] = (*results[index][:2], key)
+    for index, key in batch.item_keys.items():
+        result = results[index]
+        if result is not None:
+            results[index] = (result[0], result[1], key)
     touched = [
         {
-            "collection_id": collection.id,
+            "collection_id": batch.collection.id,
             "record_key": key,
-            "event_id": items[index].source_event_id,
-            "received_at": as_utc(items[index].event_at) or received_at,
-            "result": results[index][0],
+            "event_id": batch.items[index].source_event_id,
+            "received_at": as_utc(batch.items[index].event_at) or batch.received_at,
+            "result": result[0],
         }
-        for index, key in item_keys.items()
-        if history and results[index] and items[index].source_event_id
+        for index, key in batch.item_keys.items()
+        if history and (result := results[index]) and batch.items[index].source_event_id
     ]
     if touched:
         db.session.execute(upsert_insert(RecordEvent.__table__).on_conflict_do_nothing(), touched)
 
 
-def _count_writes(
-    collection: Collection,
-    writes: list[tuple],
-    now: datetime,
-    outcome: Outcome,
-    note,
-    done: dict[str, str] | None = None,
-) -> None:
-    """What the upsert really did: as the statement reported it (`done`), or read back in the
-    same transaction. Rows it inserted carry this batch's created_at, rows it changed its
-    updated_at; a row it wrote unchanged keeps its old updated_at but holds our version's
-    time; a row the last-write-wins guard kept (a concurrent writer stored something newer
-    first) holds a later one. Exact even when concurrent deliveries race for one key, which
-    a lookup before the write is not."""
-    keys = [w[4] for w in writes]
-    if done is None:
-        done, ours = {}, {w[4]: w[8] for w in writes}
-        for start in range(0, len(keys), KEY_CHUNK):
-            for key, created, updated, at in db.session.execute(
-                select(Record.record_key, Record.created_at, Record.updated_at, Record.source_event_at).where(
-                    Record.collection_id == collection.id,
-                    Record.record_key.in_(keys[start : start + KEY_CHUNK]),
-                )
-            ):
-                if as_utc(created) == now:
-                    done[key] = "inserted"
-                elif as_utc(updated) == now:
-                    done[key] = "updated"
-                elif at is not None and as_utc(at) == as_utc(ours[key]):
-                    done[key] = "unchanged"
-    for key in keys:
-        result = done.get(key)
-        if result == "inserted":
-            outcome.inserted += 1
-            note(key, ("inserted", None))
-        elif result == "updated":
-            outcome.updated += 1
-            note(key, ("updated", None))
-        elif result == "unchanged":
-            outcome.skip(UNCHANGED)
-            note(key, ("skipped", UNCHANGED))
-        else:
-            outcome.skip("older than the stored version")
-            note(key, ("skipped", "older than the stored version"))
+def _deleted(statement: Delete) -> int:
+    """Run a bulk DELETE (its rows' word-index entries already forgotten); how many it removed."""
+    result = db.session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a cursor's
 
 
 def remove_unseen(collection: Collection, run_id: str) -> int:
@@ -527,9 +665,7 @@ def remove_unseen(collection: Collection, run_id: str) -> int:
         or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id),
     )
     search_index.forget(*criteria)
-    deleted = db.session.execute(
-        delete(Record).where(*criteria).execution_options(synchronize_session=False)
-    ).rowcount
+    deleted = _deleted(delete(Record).where(*criteria))
     _adjust_count(collection, -deleted)
     return deleted
 
@@ -537,9 +673,7 @@ def remove_unseen(collection: Collection, run_id: str) -> int:
 def remove_older_than(collection: Collection, cutoff: datetime) -> int:
     criteria = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
     search_index.forget(*criteria)
-    deleted = db.session.execute(
-        delete(Record).where(*criteria).execution_options(synchronize_session=False)
-    ).rowcount
+    deleted = _deleted(delete(Record).where(*criteria))
     _adjust_count(collection, -deleted)
     return deleted
 
