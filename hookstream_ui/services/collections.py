@@ -376,7 +376,7 @@ def list_collections(
     principal: Principal,
     *,
     cursor: str | None = None,
-    limit: object = None,
+    limit: str | int | None = None,
     status: str | None = None,
     source_id: str | None = None,
     search: str | None = None,

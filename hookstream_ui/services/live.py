@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import Select, func, select
 
 from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db
-from ..sources import source_type
+from ..sources import REGISTRY, source_type
 from ..sources.base import SourceType
 from ..values.times import as_utc, utcnow
 
@@ -177,7 +177,10 @@ def collection_states(collections: Iterable[Collection]) -> dict[str, Collection
     collections = list(collections)
     running = active_runs(c.source_id for c in collections)
     readable = _readable_counts(c.source_id for c in collections)
-    return {c.id: _state(c, running.get(c.source_id), readable.get(c.source_id, 0)) for c in collections}
+    return {
+        c.id: _state(c, running.get(c.source_id or ""), readable.get(c.source_id or "", 0))
+        for c in collections
+    }
 
 
 def collection_state(collection: Collection) -> CollectionState:
@@ -287,7 +290,7 @@ def source_states(sources: Iterable[SourceConnection]) -> dict[str, SourceState]
     for source in sources:
         run = running.get(source.id)
         scheduled = (
-            source.sync_frequency and source.sync_status == "active" and source_type(source.short_name).pull
+            source.sync_frequency and source.sync_status == "active" and REGISTRY[source.short_name].pull
         )
         states[source.id] = SourceState(
             run,

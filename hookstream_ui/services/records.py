@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -162,7 +162,7 @@ def list_records(
     event_type: str | None = None,
     filters: dict[str, str] | None = None,
     cursor: str | None = None,
-    limit: object = None,
+    limit: str | int | None = None,
 ) -> Page:
     search, filters = (search or "").strip(), filters or {}
     segments = {path: _segments(path, f"filter[{path}]") for path in filters}
@@ -232,7 +232,7 @@ def count_records(
         .with_only_columns(Record.id)
         .limit(cap + 1)
     )
-    n = db.session.scalar(select(func.count()).select_from(found.subquery()))
+    n = db.session.scalar(select(func.count()).select_from(found.subquery())) or 0
     return (cap, False) if n > cap else (n, True)
 
 
@@ -282,7 +282,7 @@ def export(
     chunks = iter_export(
         collection.id, fmt, search=search, event_type=event_type, filters=filters, columns=columns
     )
-    details = {"name": collection.name, "format": fmt}
+    details: dict[str, object] = {"name": collection.name, "format": fmt}
     if search or event_type or filters:
         # How many match is known only once the stream has run (after this answer is
         # committed), so the entry says which records were taken rather than a count.
@@ -315,7 +315,9 @@ WRITTEN_RESULTS = ("inserted", "updated", "unchanged", "deleted")
 FAILED_STATUSES = ("not_json", "rejected", "failed")
 # The events list's outcome filter, in the words of its Outcome column (event_outcome):
 # what each value lists, as one SQL condition, so the overview counts what the list shows.
-OUTCOME_FILTERS = {
+# Each filter: its label, and its condition (none for "not_applied", which outcome_clause
+# builds from the others).
+OUTCOME_FILTERS: dict[str, tuple[str, Callable[[], ColumnElement[bool]] | None]] = {
     "not_applied": ("not applied (any reason)", None),
     "applied": ("applied", lambda: and_(Event.status == "applied", _has_result(*WRITTEN_RESULTS))),
     "skipped": (
@@ -337,12 +339,19 @@ def outcome_clause(outcome: str) -> ColumnElement[bool]:
     """The condition for one of OUTCOME_FILTERS; "not_applied" is what the overview counts
     as a failure: rejected, failed, not JSON, or skipped by every collection."""
     if outcome == "not_applied":
-        return or_(Event.status.in_(FAILED_STATUSES), OUTCOME_FILTERS["skipped"][1]())
+        return or_(Event.status.in_(FAILED_STATUSES), _outcome_condition("skipped"))
     if outcome not in OUTCOME_FILTERS:
         raise ValidationFailed(
             {"status": "must be one of: " + ", ".join(label for label, _ in OUTCOME_FILTERS.values())}
         )
-    return OUTCOME_FILTERS[outcome][1]()
+    return _outcome_condition(outcome)
+
+
+def _outcome_condition(outcome: str) -> ColumnElement[bool]:
+    condition = OUTCOME_FILTERS[outcome][1]
+    if condition is None:
+        raise ValueError(f"{outcome} has no condition of its own")
+    return condition()
 
 
 def list_events(
@@ -357,7 +366,7 @@ def list_events(
     until: str | None = None,
     search: str | None = None,
     cursor: str | None = None,
-    limit: object = None,
+    limit: str | int | None = None,
 ) -> Page:
     """`status` is the stored status (the API's filter); `outcome` one of OUTCOME_FILTERS
     (the dashboard's, which tells skipped and stored-only events from applied ones)."""
@@ -522,10 +531,13 @@ def collection_stats(collection: Collection) -> dict:
     ).one()
     events_24h = 0
     if collection.source_id:
-        events_24h = db.session.scalar(
-            select(func.count())
-            .select_from(Event)
-            .where(Event.source_id == collection.source_id, Event.received_at >= since)
+        events_24h = (
+            db.session.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.source_id == collection.source_id, Event.received_at >= since)
+            )
+            or 0
         )
     return {
         "collection_id": collection.id,
@@ -720,17 +732,19 @@ def _export(
 def events_for_record(collection: Collection, record: Record, limit: int = 20) -> list[Event]:
     """The stored events that touched this record's key in this collection, newest first:
     looked up by the key (record_events), never by reading event bodies."""
-    return db.session.scalars(
-        select(Event)
-        .join(RecordEvent, RecordEvent.event_id == Event.id)
-        .where(
-            RecordEvent.collection_id == collection.id,
-            RecordEvent.record_key == record.record_key,
-            Event.env_id == collection.env_id,
+    return list(
+        db.session.scalars(
+            select(Event)
+            .join(RecordEvent, RecordEvent.event_id == Event.id)
+            .where(
+                RecordEvent.collection_id == collection.id,
+                RecordEvent.record_key == record.record_key,
+                Event.env_id == collection.env_id,
+            )
+            .order_by(RecordEvent.received_at.desc())
+            .limit(limit)
         )
-        .order_by(RecordEvent.received_at.desc())
-        .limit(limit)
-    ).all()
+    )
 
 
 def collections_by_id(ids: list[str]) -> dict:
