@@ -533,6 +533,68 @@ def _call(client, session, method, path, body, needs_session, key):
     return client.open(path, method=method, json=body, headers={"X-API-Key": key})
 
 
+def _check_lengths(attempt, name, prop):
+    stated = 0
+    if "maxLength" in prop:
+        stated += 1
+        limit = prop["maxLength"]
+        filler = "a" if name not in ("primary_key_path", "timestamp_path", "event_type_field") else "$." + "a"
+        assert _refused(attempt(filler.ljust(limit + 1, "a")), name), (name, limit)
+        assert not _refused(attempt(filler.ljust(limit, "a")), name), (name, limit)
+    if "minLength" in prop and prop["minLength"] > 1:
+        stated += 1
+        assert _refused(attempt("a" * (prop["minLength"] - 1)), name), name
+    return stated
+
+
+def _check_pattern(attempt, name, prop):
+    if "pattern" not in prop:
+        return 0
+    for value in PATTERN_TRIES:
+        if "maxLength" in prop and len(value) > prop["maxLength"]:
+            continue
+        matches = re.search(prop["pattern"], value) is not None
+        if name in ("slug", "readable_id") and value.strip() == "":
+            continue  # blank means "generate one", a documented default
+        if not matches and re.search(prop["pattern"], value.strip()):
+            continue  # surrounding spaces are trimmed first, as the document says
+        assert _refused(attempt(value), name) != matches, (name, value, prop["pattern"])
+    return 1
+
+
+def _check_enum(attempt, name, prop):
+    if "enum" not in prop:
+        return 0
+    assert _refused(attempt("not-one-of-them"), name), name
+    for value in prop["enum"]:
+        assert not _refused(attempt(value), name), (name, value)
+    return 1
+
+
+def _check_items(attempt, name, prop):
+    stated = 0
+    if "maxItems" in prop:
+        stated += 1
+        assert _refused(attempt(["x"] * (prop["maxItems"] + 1)), name), name
+        assert _refused(attempt(["a" * (prop["items"]["maxLength"] + 1)]), name), name
+    if "minItems" in prop:
+        stated += 1
+        assert _refused(attempt([]), name), name
+    return stated
+
+
+def _check_bounds(attempt, name, prop):
+    stated = 0
+    for bound, beyond in (("maximum", 1), ("exclusiveMinimum", 0), ("minimum", -1)):
+        if bound in prop:
+            stated += 1
+            assert _refused(attempt(prop[bound] + beyond), name), (name, bound)
+    return stated
+
+
+BODY_RULE_CHECKS = (_check_lengths, _check_pattern, _check_enum, _check_items, _check_bounds)
+
+
 @pytest.mark.parametrize("method, path, base, needs_session", BODIES, ids=[p for _, p, _, _ in BODIES])
 def test_every_documented_body_rule_is_the_servers(
     client, key, admin_session, method, path, base, needs_session
@@ -546,44 +608,8 @@ def test_every_documented_body_rule_is_the_servers(
             body[name] = value
             return _call(client, admin_session, method.upper(), path, body, needs_session, key)
 
-        if "maxLength" in prop:
-            stated += 1
-            limit = prop["maxLength"]
-            filler = (
-                "a" if name not in ("primary_key_path", "timestamp_path", "event_type_field") else "$." + "a"
-            )
-            assert _refused(attempt(filler.ljust(limit + 1, "a")), name), (name, limit)
-            assert not _refused(attempt(filler.ljust(limit, "a")), name), (name, limit)
-        if "minLength" in prop and prop["minLength"] > 1:
-            stated += 1
-            assert _refused(attempt("a" * (prop["minLength"] - 1)), name), name
-        if "pattern" in prop:
-            stated += 1
-            for value in PATTERN_TRIES:
-                if "maxLength" in prop and len(value) > prop["maxLength"]:
-                    continue
-                matches = re.search(prop["pattern"], value) is not None
-                if name in ("slug", "readable_id") and value.strip() == "":
-                    continue  # blank means "generate one", a documented default
-                if not matches and re.search(prop["pattern"], value.strip()):
-                    continue  # surrounding spaces are trimmed first, as the document says
-                assert _refused(attempt(value), name) != matches, (name, value, prop["pattern"])
-        if "enum" in prop:
-            stated += 1
-            assert _refused(attempt("not-one-of-them"), name), name
-            for value in prop["enum"]:
-                assert not _refused(attempt(value), name), (name, value)
-        if "maxItems" in prop:
-            stated += 1
-            assert _refused(attempt(["x"] * (prop["maxItems"] + 1)), name), name
-            assert _refused(attempt(["a" * (prop["items"]["maxLength"] + 1)]), name), name
-        if "minItems" in prop:
-            stated += 1
-            assert _refused(attempt([]), name), name
-        for bound, beyond in (("maximum", 1), ("exclusiveMinimum", 0), ("minimum", -1)):
-            if bound in prop:
-                stated += 1
-                assert _refused(attempt(prop[bound] + beyond), name), (name, bound)
+        # Each check asserts what the document states of the field and counts the rules it saw.
+        stated += sum(check(attempt, name, prop) for check in BODY_RULE_CHECKS)
     assert stated >= 1  # every body with rules of its own states at least one of them
 
 
@@ -996,6 +1022,66 @@ SAMPLE_FIELDS = {
 }
 
 
+def _filled(name, n):
+    """As long as asked, and still what the field takes."""
+    if name == "host":  # labels of at most 63 characters
+        return ".".join(["a" * 63] * 4)[:n]
+    if name.startswith("ip_"):  # addresses, one a line
+        return ("1.1.1.1\n" * (n // 8 + 1))[:n]
+    return (str(SAMPLE_FIELDS.get(name, "")) + "a" * n)[:n]
+
+
+def _check_choice(attempt, short, name, prop):
+    assert attempt(name, "not-an-option"), (short, name)
+    for option in prop["enum"]:
+        assert not attempt(name, option), (short, name, option)
+
+
+def _check_uri(attempt, short, name, prop):
+    assert attempt(name, "ftp://example.com"), (short, name)
+    assert attempt(name, "https://example.com/" + "a" * prop["maxLength"]), (short, name)
+    assert not attempt(name, "https://example.com/" + "a" * (prop["maxLength"] - 20)), (short, name)
+
+
+def _check_length(attempt, short, name, prop):
+    assert attempt(name, _filled(name, prop["maxLength"]) + "a"), (short, name)
+    assert not attempt(name, _filled(name, prop["maxLength"])), (short, name)
+
+
+def _check_number(attempt, short, name, prop):
+    assert attempt(name, "many"), (short, name)
+    for bound, beyond in (("maximum", 1), ("minimum", -1)):
+        if bound in prop:
+            assert attempt(name, prop[bound] + beyond), (short, name, bound)
+            assert not attempt(name, prop[bound]), (short, name, bound)
+    if prop.get("multipleOf") == 1:
+        assert attempt(name, prop.get("minimum", 0) + 1.5), (short, name)
+
+
+# The first kind of rule a field's document states, and the check of it.
+FIELD_CHECKS = (
+    (lambda prop: "enum" in prop, _check_choice),
+    (lambda prop: prop.get("format") == "uri", _check_uri),
+    (lambda prop: "maxLength" in prop, _check_length),
+    (lambda prop: "number" in prop["type"], _check_number),
+)
+
+
+def _check_source_field(attempt, short, name, prop):
+    """Asserts the server checks what the document states of one field; how many rules it saw."""
+    checked = 0
+    check = next((check for applies, check in FIELD_CHECKS if applies(prop)), None)
+    if check is not None:
+        check(attempt, short, name, prop)
+        checked += 1
+    if "pattern" in prop:
+        checked += 1
+        for value in ("Valid-Name_1", "two words", "a,b", "sk_live_x", "rk_x", "pk_x", "X:Y"):
+            matches = re.search(prop["pattern"], value) is not None
+            assert attempt(name, value) is not matches, (short, name, value)
+    return checked
+
+
 def test_every_source_types_fields_are_documented_as_the_server_checks_them(client, key):
     doc = _document(client)
     ref = doc["paths"]["/api/v1/source-connections"]["post"]["requestBody"]["content"]["application/json"][
@@ -1036,45 +1122,7 @@ def test_every_source_types_fields_are_documented_as_the_server_checks_them(clie
 
             assert attempt("not_a_field", "x") is (schema["additionalProperties"] is False), (short, half)
             for name, prop in schema["properties"].items():
-                if "enum" in prop:
-                    checked += 1
-                    assert attempt(name, "not-an-option"), (short, name)
-                    for option in prop["enum"]:
-                        assert not attempt(name, option), (short, name, option)
-                elif prop.get("format") == "uri":
-                    checked += 1
-                    assert attempt(name, "ftp://example.com"), (short, name)
-                    assert attempt(name, "https://example.com/" + "a" * prop["maxLength"]), (short, name)
-                    assert not attempt(name, "https://example.com/" + "a" * (prop["maxLength"] - 20)), (
-                        short,
-                        name,
-                    )
-                elif "maxLength" in prop:
-                    checked += 1
-
-                    def filled(n, name=name):  # as long as asked, and still what the field takes
-                        if name == "host":  # labels of at most 63 characters
-                            return ".".join(["a" * 63] * 4)[:n]
-                        if name.startswith("ip_"):  # addresses, one a line
-                            return ("1.1.1.1\n" * (n // 8 + 1))[:n]
-                        return (str(SAMPLE_FIELDS.get(name, "")) + "a" * n)[:n]
-
-                    assert attempt(name, filled(prop["maxLength"]) + "a"), (short, name)
-                    assert not attempt(name, filled(prop["maxLength"])), (short, name)
-                elif "number" in prop["type"]:
-                    checked += 1
-                    assert attempt(name, "many"), (short, name)
-                    for bound, beyond in (("maximum", 1), ("minimum", -1)):
-                        if bound in prop:
-                            assert attempt(name, prop[bound] + beyond), (short, name, bound)
-                            assert not attempt(name, prop[bound]), (short, name, bound)
-                    if prop.get("multipleOf") == 1:
-                        assert attempt(name, prop.get("minimum", 0) + 1.5), (short, name)
-                if "pattern" in prop:
-                    checked += 1
-                    for value in ("Valid-Name_1", "two words", "a,b", "sk_live_x", "rk_x", "pk_x", "X:Y"):
-                        matches = re.search(prop["pattern"], value) is not None
-                        assert attempt(name, value) is not matches, (short, name, value)
+                checked += _check_source_field(attempt, short, name, prop)
             for name in schema["required"]:
                 assert attempt(name, ""), (short, name)  # required: blank is refused
     assert checked > 20
