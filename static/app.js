@@ -101,7 +101,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 });
 
-// forms (issue 19): Test connection's field errors go beside their fields, as Connect's do;
+// Test connection's field errors go beside their fields, as Connect's do;
 // a new result clears what an earlier test said about the credentials and configuration.
 document.addEventListener("htmx:afterSwap", (e) => {
   // A history restore (Back, Forward) swaps with no target: nothing was tested then.
@@ -135,7 +135,7 @@ document.addEventListener("htmx:afterSwap", (e) => {
   form.querySelector("[aria-invalid=true]")?.focus();
 });
 
-// live (issue 19): the overview's sparkline bars take their height from data-height, as
+// The overview's sparkline bars take their height from data-height, as
 // progress bars take their width (no inline style attributes under the CSP).
 function applyHeights() {
   document.querySelectorAll("[data-height]").forEach((bar) => { bar.style.height = `${bar.dataset.height}%`; });
@@ -154,7 +154,7 @@ document.addEventListener("htmx:afterSettle", () => {
   });
 });
 
-// team (issue 19): a stacked table's cells carry their column's name, shown above each
+// A stacked table's cells carry their column's name, shown above each
 // value on phones where the header row is hidden (static/css/app.css, .table-stack).
 function labelStackedCells(root) {
   (root || document).querySelectorAll("table.table-stack").forEach((table) => {

@@ -1,4 +1,4 @@
-"""Browser tests of the API part of issue 19: what the audit log pages show."""
+"""Browser tests: what the audit log pages show."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 19, browse part, in Chromium against a live server: the slug and key previews, the
+"""In Chromium against a live server: the slug and key previews, the
 records browser's state, every control on a phone, the webhook page's commands, links across
 projects and the API reference."""
 

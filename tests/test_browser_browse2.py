@@ -1,4 +1,4 @@
-"""Issue 19, browse2 part, in Chromium against a live server: Back and Forward through the
+"""In Chromium against a live server: Back and Forward through the
 records and events browsers, and the toolbar's exports following the filters."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Browser tests for sessions, forms, team, keys and accounts (issue 19, the forms part)."""
+"""Browser tests for sessions, forms, team, keys and accounts."""
 
 from __future__ import annotations
 

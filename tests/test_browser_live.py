@@ -1,4 +1,4 @@
-"""Browser tests: a collection's live state, in Chromium (issue 19, part "live")."""
+"""Browser tests: a collection's live state, in Chromium."""
 
 from __future__ import annotations
 

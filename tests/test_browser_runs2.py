@@ -1,4 +1,4 @@
-"""Browser tests: runs, live state and sources tell the truth (issue 19, part "runs2")."""
+"""Browser tests: runs, live state and sources tell the truth."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Browser tests of the team part of issue 19: team and admin tables read on a phone."""
+"""Browser tests: team and admin tables read on a phone."""
 
 from __future__ import annotations
 

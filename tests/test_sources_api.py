@@ -1,4 +1,4 @@
-"""/api/v1 sources and source connections (seed 003) against real servers."""
+"""/api/v1 sources and source connections against real servers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/v1/syncs against seed 004, and Stripe syncs end to end against the fixture server."""
+"""/v1/syncs as its contract states it, and Stripe syncs end to end against the fixture server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hookstream_ui.models import Collection, Record, SourceConnection, db
 from tests.fixture_servers import STRIPE, STRIPE_KEY
 from tests.sync_helpers import wait_for
 
-# Seed 004's example request, verbatim.
+# The contract's example request for creating a Stripe sync, verbatim.
 SEED_REQUEST = {
     "provider": "stripe",
     "stream_id": "f0f70b52-5243-489c-879b-a1ae3f02abfd",

@@ -1,4 +1,5 @@
-"""Issue 19, the API part: every answer tells the truth (seeds, SPEC §5 and the audit log)."""
+"""Every API answer tells the truth: what the API contract and its document state, and
+what the audit log records."""
 
 from __future__ import annotations
 

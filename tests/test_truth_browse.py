@@ -1,4 +1,4 @@
-"""Issue 19, browse part: previews that promise what is saved, the key path checked against a
+"""Previews that promise what is saved, the key path checked against a
 real sample, the records browser's state, the webhook page's commands, links across projects
 and the API reference. Through the real routes, database and Redis."""
 

@@ -1,4 +1,4 @@
-"""Issue 19, browse2 part: exports name and scope what the records page shows, the records
+"""Exports name and scope what the records page shows, the records
 browser says what went wrong, collection edits warn and explain, settings' modified time and
 the API reference's commands tell the truth. Through the real routes, database and Redis."""
 

@@ -1,4 +1,4 @@
-"""Sessions, forms, team, keys and accounts tell the truth (issue 19, the forms part)."""
+"""Sessions, forms, team, keys and accounts tell the truth."""
 
 from __future__ import annotations
 

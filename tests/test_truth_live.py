@@ -1,5 +1,5 @@
 """Live state in the dashboard tells the truth: one status of a collection everywhere, polls
-only while something can change, runs that say what they do (issue 19, part "live")."""
+only while something can change, runs that say what they do."""
 
 from __future__ import annotations
 

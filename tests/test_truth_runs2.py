@@ -1,4 +1,4 @@
-"""Runs, live state and the collection page tell the truth (issue 19, part "runs2"):
+"""Runs, live state and the collection page tell the truth:
 a paused collection can be paused and resumed where it is shown, nothing runs into only
 paused collections, a running run can be cancelled where the page says to, and a run's
 header counts its attempts as its error box does."""

@@ -1,4 +1,4 @@
-"""Team, admin, forms and wording tell the truth (issue 19, the team part)."""
+"""Team, admin, forms and wording tell the truth."""
 
 from __future__ import annotations
 
