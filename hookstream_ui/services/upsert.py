@@ -115,15 +115,16 @@ _UPSERT = (
 )
 _CASTS = {"data": "%s::jsonb", "search_words": "%s::tsvector"}
 _PG_UPSERT = _UPSERT.replace("{more}", ", search_words = excluded.search_words")
-UPSERT_SQL = {
-    # SQLite spells IS DISTINCT FROM "IS NOT" (the other spelling needs SQLite 3.39).
-    "sqlite": _UPSERT.replace("{more}", "")
+# SQLite spells IS DISTINCT FROM "IS NOT" (the other spelling needs SQLite 3.39).
+SQLITE_UPSERT_SQL = (
+    _UPSERT.replace("{more}", "")
     .replace("IS DISTINCT FROM", "IS NOT")
-    .format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS))),
-    "postgresql": _PG_UPSERT.format(
-        cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)
-    ),
-}
+    .format(cols=", ".join(COLUMNS), marks=", ".join("?" * len(COLUMNS)))
+)
+PG_UPSERT_SQL = _PG_UPSERT.format(
+    cols=", ".join(PG_COLUMNS), marks=", ".join(_CASTS.get(c, "%s") for c in PG_COLUMNS)
+)
+UPSERT_SQL = {"sqlite": SQLITE_UPSERT_SQL, "postgresql": PG_UPSERT_SQL}  # by dialect
 # PostgreSQL: COPY a batch into a session-local staging table, then one INSERT ... SELECT.
 # One statement per batch instead of one per row; keys are unique within a batch (apply()
 # keeps the newest version of each), as ON CONFLICT DO UPDATE requires.
@@ -177,7 +178,8 @@ def new_record_id() -> str:
 # it did beats a bulk statement and a read-back (PostgreSQL: the staging table's four
 # statements cost more than one pipelined INSERT per row).
 RETURNING_UNDER = 200
-SQLITE_RETURNING = UPSERT_SQL["sqlite"] + " RETURNING rowid, id, updated_at"
+SQLITE_RETURNING = SQLITE_UPSERT_SQL + " RETURNING rowid, id, updated_at"
+PG_RETURNING = PG_UPSERT_SQL + " RETURNING record_key, xmax = 0, updated_at"
 
 
 PG_COPY_NEW_SQL = "COPY records ({cols}) FROM STDIN".format(cols=", ".join(PG_COLUMNS))
@@ -249,7 +251,7 @@ def _sqlite_write(cursor: DriverCursor, rows: list[RecordRow], index_words: bool
     now = _sqlite_time(rows[0].updated_at)  # created_at = updated_at = one `now` per batch
     params = [(*r[:8], _sqlite_time(r.source_event_at), now, now, r.seen_run_id) for r in rows]
     if len(params) >= RETURNING_UNDER:
-        cursor.executemany(UPSERT_SQL["sqlite"], params)
+        cursor.executemany(SQLITE_UPSERT_SQL, params)
         return None
     # sqlite3's executemany cannot return rows; a row at a time it can, and saves reading
     # them back: an updated row keeps its old id, an inserted one has ours.
@@ -269,9 +271,7 @@ def _sqlite_write(cursor: DriverCursor, rows: list[RecordRow], index_words: bool
 def _pg_write_returning(cursor: DriverCursor, rows: list[RecordRow]) -> dict[str, str]:
     # psycopg pipelines it: one round trip, which also answers what each row did (xmax = 0
     # only on a row this statement inserted), so no read-back is needed.
-    cursor.executemany(
-        UPSERT_SQL["postgresql"] + " RETURNING record_key, xmax = 0, updated_at", rows, returning=True
-    )
+    cursor.executemany(PG_RETURNING, rows, returning=True)
     done: dict[str, str] = {}
     now = rows[0].updated_at
     while True:
