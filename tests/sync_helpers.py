@@ -28,6 +28,21 @@ def wait_for(run_id, statuses=("completed", "failed", "cancelled"), timeout=90, 
     raise AssertionError(f"run {run_id} is {run.status} after {timeout}s (error: {run.error})")
 
 
+def wait_for_progress(run_id, at_least, timeout=60) -> SyncRun:
+    """The run once it has read `at_least` records, for a test that acts mid-run (cancels it,
+    kills its worker); it fails at once when the run ends short of that, rather than waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        db.session.expire_all()
+        run = db.session.get(SyncRun, run_id)
+        if (run.progress or 0) >= at_least:
+            return run
+        assert not run.final and time.monotonic() < deadline, (
+            f"run {run_id} is {run.status} at {run.progress} of {at_least} records (error: {run.error})"
+        )
+        time.sleep(0.02)
+
+
 def kill_tree(proc) -> None:
     """SIGKILL a worker and everything it started. RQ puts its work horse in a process group
     of its own, so killing the worker's group alone would leave the job running."""

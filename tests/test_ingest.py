@@ -7,7 +7,9 @@ import fcntl
 import hashlib
 import hmac
 import json
+import os
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -329,17 +331,40 @@ def _send_order(app, sid, n):
     )
 
 
+def _until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    """Return once `condition()` is true; fail, saying `what` did not happen, after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.02)
+
+
+def _flock_waiters(path: str) -> int:
+    """Processes and threads blocked on an flock of the file at `path`: /proc/locks lists each
+    waiter as "->" before the lock it waits for, named by device and inode."""
+    stat = os.stat(path)
+    file = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    with open("/proc/locks") as locks:
+        return sum(1 for fields in map(str.split, locks) if fields[1] == "->" and file in fields)
+
+
 @contextmanager
-def _writer_held():
-    """Keep the ingest writer from finishing its batch, as a slow disk or a long lock would."""
+def _writer_held() -> Iterator[Callable[[], None]]:
+    """Keep the ingest writer from finishing its batch, as a slow disk or a long lock would.
+    Yields `writer_waiting`, which returns once the writer waits for the lock, so has taken
+    its batch: a test cannot tell that by time, as a busy machine may not have got there yet."""
     if db.engine.dialect.name == "sqlite":
-        with open(db.engine.url.database + ".write-lock", "a") as lock:
+        path = db.engine.url.database + ".write-lock"
+        with open(path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+            yield partial(_until, lambda: _flock_waiters(path), "the writer took no batch")
     else:
         with db.engine.begin() as connection:
             connection.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-            yield
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'events'::regclass"
+            yield partial(
+                _until, lambda: connection.exec_driver_sql(waiting).scalar(), "the writer took no batch"
+            )
 
 
 @pytest.mark.parametrize("mishap", ["writer slower than the socket timeout", "connections dropped"])
@@ -366,18 +391,24 @@ def test_a_hand_off_that_breaks_midway_answers_what_the_writer_did(
 
     send = partial(_send_order, app, sid)
     with ThreadPoolExecutor(2) as pool:
-        with _writer_held():
-            taken = pool.submit(send, 1)  # the writer takes it, then waits for the lock
-            time.sleep(1)
+        with _writer_held() as writer_waiting:
+            taken = pool.submit(send, 1)
+            writer_waiting()  # the writer has taken it and waits for the lock
             if mishap == "connections dropped":
                 waiting = pool.submit(send, 2)  # stays in the inbox behind the held batch
                 while not redis.llen(group_commit.INBOX + sid):
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
                 redis.client_kill_filter(_type="normal", skipme=True)
-                time.sleep(0.5)
+                # Taken back by its request: with the writer held, nothing else empties the inbox.
+                _until(
+                    lambda: not redis.llen(group_commit.INBOX + sid),
+                    "the waiting delivery was not taken back",
+                )
             else:
-                time.sleep(1)  # two socket timeouts
+                # The time this case is about: the writer holds the delivery past two socket
+                # timeouts (0.5 s each) of a request that sent it before it was taken.
+                time.sleep(1)
         assert taken.result().status_code == 200
         if mishap == "connections dropped":
             refused = waiting.result()
@@ -406,18 +437,25 @@ def test_a_delivery_the_writer_took_is_answered_with_its_outcome_however_long_it
 
     send = partial(_send_order, app, sid)
     with ThreadPoolExecutor(2) as pool:
-        with _writer_held():
-            taken = pool.submit(send, 1)  # the writer takes it, then waits for the lock
-            time.sleep(0.7)
+        with _writer_held() as writer_waiting:
+            taken = pool.submit(send, 1)
+            writer_waiting()  # the writer has taken it and waits for the lock
+            sent = time.monotonic()
             withdrawn = pool.submit(send, 2)  # waits behind it, untaken
-            time.sleep(3.5)  # both requests' usual wait is over
+            # Refused once its usual wait is over, long before a taken delivery's would end...
+            assert withdrawn.result(timeout=group_commit.TAKEN_WAIT / 2).status_code == 503
+            # ...and not before: so the usual wait of the delivery sent before it is over too.
+            assert time.monotonic() - sent >= group_commit.WAIT_SECONDS
             assert not taken.done()  # still waiting for the outcome of what the writer took
-            assert withdrawn.done() and withdrawn.result().status_code == 503
-        assert taken.result().status_code == 200
-    time.sleep(0.5)  # the writer is free again: it must not write what was withdrawn
+        assert taken.result(timeout=30).status_code == 200
+    # The writer is free again. What was withdrawn waits before this in line (the writer
+    # thread's) or is gone (the process's): once this is written, it was not.
+    later = send(3)
+    assert later.status_code == 200
     db.session.expire_all()
-    assert [e.id for e in db.session.scalars(select(Event))] == [taken.result().get_json()["event_id"]]
-    assert list(records()) == ["o1"]
+    stored = {taken.result().get_json()["event_id"], later.get_json()["event_id"]}
+    assert sorted(e.id for e in db.session.scalars(select(Event))) == sorted(stored)
+    assert sorted(records()) == ["o1", "o3"]
 
 
 def test_events_and_records_api(client, key):

@@ -47,9 +47,9 @@ def test_a_retry_after_a_503_is_applied_not_called_a_duplicate(
     if writer == "writer process":
         _start_writer(workers)
     with ThreadPoolExecutor(2) as pool:
-        with _writer_held():
-            held = pool.submit(send, app, sid, 1)  # the writer takes it, then waits for the lock
-            time.sleep(0.7)
+        with _writer_held() as writer_waiting:
+            held = pool.submit(send, app, sid, 1)
+            writer_waiting()  # the writer has taken it and waits for the lock
             refused = pool.submit(send, app, sid, 2, "delivery-2")  # waits behind it, never taken
             assert refused.result(timeout=30).status_code == 503
         assert held.result(timeout=30).status_code == 200
@@ -64,9 +64,9 @@ def test_a_retry_after_a_503_is_applied_not_called_a_duplicate(
 def test_a_retry_after_the_writer_was_killed_is_applied(app, client, key, workers, short_waits):
     sid = webhook(client, key)
     writer = _start_writer(workers)
-    with ThreadPoolExecutor(1) as pool, _writer_held():
+    with ThreadPoolExecutor(1) as pool, _writer_held() as writer_waiting:
         lost = pool.submit(send, app, sid, 1, "delivery-1")
-        time.sleep(0.7)  # taken by the writer, which now waits for the lock
+        writer_waiting()  # taken by the writer, which now waits for the lock
         os.killpg(writer.pid, signal.SIGKILL)
         assert lost.result(timeout=30).status_code == 503
     writer.wait(10)
@@ -169,10 +169,10 @@ def test_a_flood_from_one_source_waits_in_its_own_line(app, client, key, workers
             source_id,
         )
 
-    with _writer_held():
+    with _writer_held() as writer_waiting:
         first = _message(flood, 0)
         push(flood, first[2])
-        time.sleep(0.7)  # the writer has taken it and waits for the lock
+        writer_waiting()  # the writer has taken it and waits for the lock
         waiting = [_message(flood, n) for n in range(1, 601)]
         for _, _, raw in waiting:
             push(flood, raw)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from hookstream_ui.models import Collection, Record, db
 from tests.conftest import BIG_ROWS as ROWS
 from tests.helpers import make_key, make_user, org_of, production
-from tests.sync_helpers import start, wait_for
+from tests.sync_helpers import start, wait_for, wait_for_progress
 
 
 @pytest.fixture
@@ -116,8 +116,6 @@ def test_backfill_incremental_and_deletes(client, synced, workers, pg_source):
 
 
 def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_source):
-    import time
-
     from hookstream_ui.models import SyncRun
     from hookstream_ui.sync.scheduler import resume_stale
     from hookstream_ui.values.times import utcnow
@@ -126,13 +124,7 @@ def test_worker_killed_mid_run_resumes_exactly(client, synced, workers, pg_sourc
     key, sid, cid = synced
     [worker] = workers(1, SYNC_BATCH_SIZE="200")
     run_id = start(client, key, sid)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        run = db.session.get(SyncRun, run_id)
-        if run.progress >= 2000:
-            break
-        time.sleep(0.02)
+    wait_for_progress(run_id, 2000)
     kill_tree(worker)  # SIGKILL the worker and its work horse, mid-run
     db.session.expire_all()
     run = db.session.get(SyncRun, run_id)
@@ -157,8 +149,6 @@ BATCH = 100
 
 
 def test_cancel_and_409_while_running(client, synced, workers):
-    import time
-
     from hookstream_ui.models import SyncRun
 
     key, sid, _cid = synced
@@ -177,9 +167,7 @@ def test_cancel_and_409_while_running(client, synced, workers):
             f"/api/v1/source-connections/{sid}{path}", method=method.upper(), json=body, headers=h
         )
         assert r.status_code == 409 and r.json["error"] == "sync_in_progress", (method, path, r.json)
-    while db.session.get(SyncRun, run_id).progress < 500:
-        time.sleep(0.02)
-        db.session.expire_all()
+    wait_for_progress(run_id, 500)
     r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", headers=h)
     assert r.status_code == 200 and r.json["run"]["status"] in ("cancelling", "cancelled")
     db.session.expire_all()
@@ -336,19 +324,12 @@ def test_odd_names_text_keys_and_a_date_cursor(client, ctx, workers, pg_source):
 def test_rows_changed_while_the_backfill_runs_are_read_next(client, synced, workers, pg_source):
     """A row whose key the backfill had passed, changed while it ran, is read by the next
     run, even when rows read after it carry later cursor values still."""
-    import time
-
     from hookstream_ui.models import SyncRun
 
     key, sid, cid = synced
     workers(1, SYNC_BATCH_SIZE="100")
     run_id = start(client, key, sid)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        if db.session.get(SyncRun, run_id).progress >= 1000:
-            break
-        time.sleep(0.01)
+    wait_for_progress(run_id, 1000)
     pg_source.sql(
         "UPDATE big SET name = 'passed', updated_at = now() + interval '1 hour' WHERE id = 5;"
         f"UPDATE big SET name = 'ahead', updated_at = now() + interval '2 hours' WHERE id = {ROWS - 10}"

@@ -331,6 +331,11 @@ def test_a_cancel_whose_request_then_times_out_ends_cancelled(client, key, worke
     pending and it was retried (cancelling, pending, running)."""
     import time
 
+    from rq.job import Job, JobStatus
+    from rq.registry import ScheduledJobRegistry
+
+    from hookstream_ui.extensions import get_redis
+    from hookstream_ui.infra.queues import queue
     from hookstream_ui.models import SyncRun
 
     sid, _ = connect(
@@ -347,9 +352,17 @@ def test_a_cancel_whose_request_then_times_out_ends_cancelled(client, key, worke
     assert r.json["run"]["status"] == "cancelling"
     run = wait_for(run_id, timeout=30)
     assert run.status == "cancelled" and run.attempt == 0, (run.status, run.attempt, run.error)
-    time.sleep(1)
+    # Once its job has returned, no job waits to run it again (a retry waits out its backoff
+    # in the scheduled registry), and it stays cancelled.
+    job = Job.fetch(f"run-{run_id}-{run.claim_token}", connection=get_redis())
+    deadline = time.monotonic() + 30
+    while job.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
+        assert time.monotonic() < deadline, f"the run's job is still {job.get_status()}"
+        time.sleep(0.05)
+    default = queue("default")
+    assert (default.count, ScheduledJobRegistry(queue=default).count) == (0, 0), "a retry was enqueued"
     db.session.expire_all()
-    assert db.session.get(SyncRun, run_id).status == "cancelled"  # and stays so: no retry was enqueued
+    assert db.session.get(SyncRun, run_id).status == "cancelled"
 
 
 def test_a_run_passes_a_paused_collection_by_and_keeps_it_paused(client, key, workers):

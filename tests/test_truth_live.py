@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 
 import pytest
 from sqlalchemy import select
@@ -13,7 +12,7 @@ from sqlalchemy import select
 from hookstream_ui.models import Collection, SyncRun, db
 from tests.conftest import BIG_ROWS
 from tests.helpers import login, make_user, org_of, production
-from tests.sync_helpers import wait_for
+from tests.sync_helpers import wait_for, wait_for_progress
 
 STOP_POLLING = 286
 
@@ -73,9 +72,7 @@ def test_a_cancelled_backfill_says_cancelled_everywhere(signed_in_with_key, pg_s
     r = client.post("/collections/big/backfill", data={"csrf_token": token})
     assert r.status_code == 302
     run = db.session.scalar(select(SyncRun).where(SyncRun.source_id == sid))
-    while db.session.get(SyncRun, run.id).progress < 500:
-        time.sleep(0.02)
-        db.session.expire_all()
+    wait_for_progress(run.id, 500)
     page = client.get("/collections/big").get_data(as_text=True)
     assert "Backfill · running" in text_of(page) and 'id="backfill-button" disabled' in page
     assert re.search(r'id="title-status"><span class="badge badge-syncing">Syncing', page)
@@ -782,9 +779,7 @@ def test_a_source_being_read_is_connected_not_pending(signed_in_with_key, pg_sou
     workers(1, SYNC_BATCH_SIZE="100")
     r = client.post(f"/sources/{sid}/run", data={"csrf_token": token})
     run_id = r.location.rsplit("/", 1)[-1]
-    while db.session.get(SyncRun, run_id).progress < 300:
-        time.sleep(0.02)
-        db.session.expire_all()
+    wait_for_progress(run_id, 300)
     assert db.session.get(SyncRun, run_id).status == "running"
     page = client.get(f"/sources/{sid}").get_data(as_text=True)
     assert 'class="badge badge-src-connected">Connected</span>' in page and ">Running</a>" in page

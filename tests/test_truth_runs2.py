@@ -332,18 +332,34 @@ def test_testing_a_file_source_before_its_first_upload_is_not_a_failure(signed_i
     assert 'class="test-result info"' in body and "✕" not in body
 
 
-def test_the_rest_rate_limit_setting_paces_requests():
+def test_the_rest_rate_limit_setting_paces_requests(monkeypatch):
     """ "Rate limit (requests per second)" was checked on save and never applied."""
-    import time
+    from itertools import pairwise
+    from types import SimpleNamespace
 
-    from hookstream_ui.sources.rest_api import _pacer
+    from hookstream_ui.sources import rest_api
 
-    pace, last = _pacer(20), None
-    started = time.monotonic()
-    for _ in range(5):
-        last = pace(last)
-    assert time.monotonic() - started >= 4 / 20 - 0.01
-    pace, last, started = _pacer(None), None, time.monotonic()
-    for _ in range(5):
-        last = pace(last)
-    assert time.monotonic() - started < 0.05
+    # The pacer reads a clock of the test's own, and its sleeps advance it instead of the
+    # machine's: timed for real, "did not wait" was "took under 50 ms", false on a busy machine.
+    clock = SimpleNamespace(now=100.0, slept=[])
+
+    def sleep(seconds: float) -> None:
+        clock.slept.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(rest_api, "time", SimpleNamespace(monotonic=lambda: clock.now, sleep=sleep))
+
+    def starts(pace, took: float) -> list[float]:
+        """When each of five requests starts, each taking `took` s."""
+        started, last = [], None
+        for _ in range(5):
+            last = pace(last)
+            started.append(last)
+            clock.now += took
+        return started
+
+    paced = starts(rest_api._pacer(20), took=0.01)
+    assert [round(b - a, 9) for a, b in pairwise(paced)] == [1 / 20] * 4  # start to start
+    clock.slept.clear()
+    starts(rest_api._pacer(None), took=0)
+    assert clock.slept == []  # no rate limit: no waiting, even between instant requests
