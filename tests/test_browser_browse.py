@@ -169,6 +169,8 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
     page.goto(live_server + "/events")
     page.select_option("select[name=status]", "applied")
     expect(page).to_have_url(re.compile(r"/events\?status=applied"))
+    # The URL moves at once; the filtered list (whose pager carries the filter) lands after.
+    expect(page.locator("[data-page=next]")).to_have_attribute("hx-get", re.compile(r"status=applied"))
     page.click("[data-page=next]")
     expect(page.locator("[data-page=previous]")).to_be_visible()
     page.reload()
