@@ -70,3 +70,24 @@ def csrf_token(client, path: str = "/") -> str:
 
 def auth(key: str) -> dict:
     return {"X-API-Key": key}
+
+
+def connect_webhook(client, key: str, name: str = "Hook") -> str:
+    """An unsigned webhook source, connected through the API; its id."""
+    answer = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "webhook",
+            "name": name,
+            "credentials": {"verification_type": "none"},
+            "config": {},
+        },
+    )
+    return answer.json["sourceConnection"]["id"]
+
+
+def add_orders(client, key: str, source_id: str, **fields: str) -> None:
+    """The `orders` collection of `source_id`, keyed by `$.id` (plus any other fields)."""
+    body = {"name": "Orders", "slug": "orders", "source_id": source_id, "primary_key_path": "$.id", **fields}
+    assert client.post("/v1/collections", headers=auth(key), json=body).status_code == 201

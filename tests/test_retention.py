@@ -13,7 +13,17 @@ from hookstream_ui.models import Event, Record, db
 from hookstream_ui.services import retention
 from hookstream_ui.sync import scheduler
 from hookstream_ui.values.times import utcnow
-from tests.helpers import add_env, auth, login, make_key, make_user, org_of, production
+from tests.helpers import (
+    add_env,
+    add_orders,
+    auth,
+    connect_webhook,
+    login,
+    make_key,
+    make_user,
+    org_of,
+    production,
+)
 
 
 @pytest.fixture
@@ -22,21 +32,8 @@ def retention_days(app, monkeypatch):
 
 
 def _hook(client, key) -> str:
-    sid = client.post(
-        "/api/v1/source-connections",
-        headers=auth(key),
-        json={
-            "sourceShortName": "webhook",
-            "name": "Hook",
-            "credentials": {"verification_type": "none"},
-            "config": {},
-        },
-    ).json["sourceConnection"]["id"]
-    client.post(
-        "/v1/collections",
-        headers=auth(key),
-        json={"name": "Orders", "slug": "orders", "source_id": sid, "primary_key_path": "$.id"},
-    )
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
     return sid
 
 

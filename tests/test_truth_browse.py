@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, db
-from tests.helpers import add_env, make_source, make_user, org_of, production
+from tests.helpers import add_env, add_orders, connect_webhook, make_source, make_user, org_of, production
 
 
 def form(token, **values):
@@ -98,19 +98,10 @@ def _key_preview(client, **query) -> str:
 
 
 def _webhook_with_event(client, org, body: dict) -> str:
-    from tests.helpers import auth, make_key
+    from tests.helpers import make_key
 
     key = make_key(production(org))
-    sid = client.post(
-        "/api/v1/source-connections",
-        headers=auth(key),
-        json={
-            "sourceShortName": "webhook",
-            "name": "Shop hook",
-            "credentials": {"verification_type": "none"},
-            "config": {},
-        },
-    ).json["sourceConnection"]["id"]
+    sid = connect_webhook(client, key, "Shop hook")
     assert client.post(f"/v1/ingest/{sid}", json=body).status_code < 300
     return sid
 
@@ -209,30 +200,11 @@ def test_key_preview_stays_in_its_project(signed_in):
 
 
 def _hook_with_records(client, org, n: int, **extra) -> str:
-    from tests.helpers import auth, make_key
+    from tests.helpers import make_key
 
     key = make_key(production(org))
-    sid = client.post(
-        "/api/v1/source-connections",
-        headers=auth(key),
-        json={
-            "sourceShortName": "webhook",
-            "name": "Hook",
-            "credentials": {"verification_type": "none"},
-            "config": {},
-        },
-    ).json["sourceConnection"]["id"]
-    client.post(
-        "/v1/collections",
-        headers=auth(key),
-        json={
-            "name": "Orders",
-            "slug": "orders",
-            "source_id": sid,
-            "primary_key_path": "$.id",
-            "event_type_field": "$.type",
-        },
-    )
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid, event_type_field="$.type")
     for i in range(n):
         client.post(
             f"/v1/ingest/{sid}",

@@ -12,32 +12,13 @@ from html import unescape
 from sqlalchemy import select
 
 from hookstream_ui.models import AuditEntry, db
-from tests.helpers import auth, make_key, production
+from tests.helpers import add_orders, auth, connect_webhook, make_key, production
 
 
 def _hook(client, org, n: int, **extra) -> str:
     key = make_key(production(org))
-    sid = client.post(
-        "/api/v1/source-connections",
-        headers=auth(key),
-        json={
-            "sourceShortName": "webhook",
-            "name": "Hook",
-            "credentials": {"verification_type": "none"},
-            "config": {},
-        },
-    ).json["sourceConnection"]["id"]
-    client.post(
-        "/v1/collections",
-        headers=auth(key),
-        json={
-            "name": "Orders",
-            "slug": "orders",
-            "source_id": sid,
-            "primary_key_path": "$.id",
-            "event_type_field": "$.type",
-        },
-    )
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid, event_type_field="$.type")
     for i in range(n):
         client.post(
             f"/v1/ingest/{sid}",
