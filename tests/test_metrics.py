@@ -232,9 +232,15 @@ def test_a_real_worker_counts_its_jobs_from_its_work_horse(ctx, workers, tmp_pat
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(folder))
-    assert value(generate_latest(registry).decode(), "hookstream_runs_total", outcome="retried") == 1
+    # The work horse counts the retry just after it commits the attempt: wait for the count.
+    while True:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(folder))
+        retried = value(generate_latest(registry).decode(), "hookstream_runs_total", outcome="retried")
+        if retried or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert retried == 1
     assert (folder / f"counter_horse{worker.pid}.db").exists()
 
 
