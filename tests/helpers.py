@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hookstream_ui.models import Environment, Membership, Org, SourceConnection, User, db
+from hookstream_ui.models import Collection, Environment, Membership, Org, SourceConnection, User, db
 from hookstream_ui.services import accounts, api_keys
 
 PASSWORD = "correct-horse-battery"
@@ -53,6 +53,21 @@ def make_source(
     db.session.add(source)
     db.session.commit()
     return source
+
+
+def bound_collection(
+    env: Environment, source: SourceConnection, name: str, *, stream: str | None = None, **fields: str
+) -> Collection:
+    """A collection fed by `source` (its one binding), added to the session; the caller commits."""
+    from hookstream_ui.services import bindings
+
+    fields.setdefault("primary_key_path", "$.id")
+    collection = Collection(
+        org_id=env.org_id, env_id=env.id, name=name, slug=fields.pop("slug", name.lower()), **fields
+    )
+    db.session.add(collection)
+    bindings.bind(collection, source, stream=stream)
+    return collection
 
 
 def login(client, email: str, password: str = PASSWORD) -> str:

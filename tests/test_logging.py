@@ -104,18 +104,14 @@ def test_every_line_of_a_request_and_its_error_answers_carry_its_id(app, capture
 
 
 def test_a_run_logs_start_retry_and_end_with_its_id(ctx, captured):
-    from hookstream_ui.models import Collection, db
+    from hookstream_ui.models import db
     from hookstream_ui.services.runs import start_run
     from hookstream_ui.sync import jobs
-    from tests.helpers import make_source, make_user, org_of, production
+    from tests.helpers import bound_collection, make_source, make_user, org_of, production
 
     env = production(org_of(make_user("runs@example.com")))
     source = make_source(env, "Broken API", "rest_api")  # no base URL: every attempt fails
-    db.session.add(
-        Collection(
-            org_id=env.org_id, env_id=env.id, source_id=source.id, name="C", slug="c", primary_key_path="$.id"
-        )
-    )
+    bound_collection(env, source, "C")
     db.session.commit()
     run = start_run(source)
     run_id = run.id

@@ -208,20 +208,16 @@ def test_work_horses_of_one_worker_share_its_files(tmp_path):
 
 @pytest.mark.slow
 def test_a_real_worker_counts_its_jobs_from_its_work_horse(ctx, workers, tmp_path):
-    from hookstream_ui.models import Collection, SyncRun, db
+    from hookstream_ui.models import SyncRun, db
     from hookstream_ui.services.runs import start_run
-    from tests.helpers import make_source
+    from tests.helpers import bound_collection, make_source
 
     folder = tmp_path / "metrics"
     folder.mkdir()
     [worker] = workers(1, PROMETHEUS_MULTIPROC_DIR=str(folder))
     env = production(org_of(make_user("w@example.com")))
     source = make_source(env, "Broken API", "rest_api")  # no base URL: the attempt fails
-    db.session.add(
-        Collection(
-            org_id=env.org_id, env_id=env.id, source_id=source.id, name="C", slug="c", primary_key_path="$.id"
-        )
-    )
+    bound_collection(env, source, "C")
     db.session.commit()
     run_id = start_run(source).id
     deadline = time.monotonic() + 60

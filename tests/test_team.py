@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import ApiKey, AuditEntry, Collection, Invitation, Membership, Org, db
+from hookstream_ui.models import ApiKey, AuditEntry, Invitation, Membership, Org, db
 from hookstream_ui.values.times import utcnow
-from tests.helpers import PASSWORD, login, make_key, make_user, org_of, production
+from tests.helpers import PASSWORD, bound_collection, login, make_key, make_user, org_of, production
 
 ROLES = ("viewer", "member", "admin", "owner")
 
@@ -555,17 +555,7 @@ def test_suspended_orgs_syncs_wait_and_cli_changes_are_audited(app, ctx):
     db.session.add(source)
     db.session.flush()
     # A run needs a collection to read into (the scheduler starts none without one).
-    db.session.add(
-        Collection(
-            org_id=org.id,
-            env_id=env.id,
-            name="Customers",
-            slug="customers",
-            source_id=source.id,
-            stream="customer",
-            primary_key_path="$.id",
-        )
-    )
+    bound_collection(env, source, "Customers", stream="customer")
     org.suspended_at, org.suspended_reason = utcnow(), "testing"
     db.session.commit()
     assert enqueue_due() == []

@@ -191,27 +191,11 @@ def collection_edit(ident: str) -> ResponseReturnValue:
         form.values["delete_event_types"] = ", ".join(collection.delete_event_types or [])
         return _form_page("dashboard/collections/edit.html", form, collection=collection)
     form = FormState.from_request(*FIELDS)
-    holder = collection.source
     try:
-        svc.update_collection(
-            principal, collection, _submitted(form), moving_from=request.form.get("move_from")
-        )
+        svc.update_collection(principal, collection, _submitted(form))
     except ValidationFailed as exc:
         db.session.rollback()
-        move = None
-        if exc.status == 409 and "source_id" in exc.errors and holder is not None:
-            # Moving is one step here, once confirmed; the API keeps its 409 (unbind first).
-            target = next((s for s in _sources(principal) if s.id == form.values.get("source_id")), None)
-            move = {"from": holder, "to": target}
-            exc.errors["source_id"] = (
-                f"This collection is fed by “{holder.name}” now. To move it, tick “Move this "
-                f"collection from {holder.name} to {target.name if target else 'the new source'}"
-                f"” below and save (or choose “No source yet”, save, then choose the new "
-                f"source)."
-            )
-        return _form_page(
-            "dashboard/collections/edit.html", form.fail(exc), 400, collection=collection, move=move
-        )
+        return _form_page("dashboard/collections/edit.html", form.fail(exc), 400, collection=collection)
     flash("Collection saved.", "success")
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug))
 

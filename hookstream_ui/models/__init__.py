@@ -2,6 +2,7 @@
 
 from .api_key import KEY_ROLES, ApiKey
 from .base import db, new_id
+from .binding import Binding
 from .collection import STATUSES, Collection
 from .event import DedupClaim, Event, RecordEvent
 from .record import Record
@@ -22,6 +23,7 @@ __all__ = [
     "STATUSES",
     "ApiKey",
     "AuditEntry",
+    "Binding",
     "Collection",
     "DedupClaim",
     "Environment",

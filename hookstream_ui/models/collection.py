@@ -20,10 +20,11 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column, relationship
 from sqlalchemy.orm.attributes import flag_modified
 
 from .base import EnvScoped, Model, Timestamps, new_id
+from .binding import Binding
 from .source import SourceConnection
 from .user import User
 
-STATUSES = ("NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR")
+STATUSES = ("NEEDS_SOURCE", "ACTIVE", "PARTIAL_ERROR", "SYNCING", "PAUSED", "ERROR")
 
 
 class Collection(EnvScoped, Timestamps, Model):
@@ -33,10 +34,11 @@ class Collection(EnvScoped, Timestamps, Model):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("col"))
     name: Mapped[str] = mapped_column(String(64))
     slug: Mapped[str] = mapped_column(String(80))
+    # The first source bound (the seeds' one source), kept by services/bindings.py; every
+    # source bound, with how its records map in, is in `bindings`.
     source_id: Mapped[str | None] = mapped_column(
         ForeignKey("source_connections.id", ondelete="SET NULL"), index=True
     )
-    stream: Mapped[str | None] = mapped_column(String(200))
     primary_key_path: Mapped[str] = mapped_column(String(500))
     timestamp_path: Mapped[str | None] = mapped_column(String(500))
     event_type_field: Mapped[str | None] = mapped_column(String(500))
@@ -56,19 +58,31 @@ class Collection(EnvScoped, Timestamps, Model):
     backfill_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     backfill_error: Mapped[str | None] = mapped_column(Text)
-    # Incremental position of the stream read into this collection (e.g. max updated_at).
-    sync_state: Mapped[dict | None] = mapped_column(JSON)
+    # Each source's part of the backfill (services/backfills.py): {source id: part}.
+    backfill_sources: Mapped[dict | None] = mapped_column(JSON)
     created_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     modified_by_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
     source: Mapped[SourceConnection | None] = relationship(lazy="joined")
     created_by: Mapped[User | None] = relationship(foreign_keys=[created_by_id], lazy="joined")
     modified_by: Mapped[User | None] = relationship(foreign_keys=[modified_by_id], lazy="joined")
+    bindings: Mapped[list[Binding]] = relationship(
+        back_populates="collection",
+        order_by=Binding.position,
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="selectin",
+    )
+
+    @property
+    def stream(self) -> str | None:
+        """The first source's stream (the seeds' `stream`)."""
+        return self.bindings[0].stream if self.bindings else None
 
 
 # What a run or a delivery writes, not what a person set: `updated_at` is the settings'
 # modified time (the Settings card's "Modified", the API's updated_at), so these alone keep it.
-RUN_STATE = frozenset({"record_count", "last_sync_at", "status", "sync_state"})
+RUN_STATE = frozenset({"record_count", "last_sync_at", "status"})
 
 
 @event.listens_for(Collection, "before_update")

@@ -50,6 +50,10 @@ class Record(Timestamps, Model):
     event_type: Mapped[str | None] = mapped_column(String(200))
     source_event_id: Mapped[str | None] = mapped_column(String(200))
     source_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Who wrote the current version: the source, and its run (a pull) or source_event_id
+    # (an event). A source's full read removes only what that source wrote.
+    source_id: Mapped[str | None] = mapped_column(String(40))
+    sync_run_id: Mapped[str | None] = mapped_column(String(40))
     # The run that last saw this key on a full read; rows a full read did not see are gone.
     seen_run_id: Mapped[str | None] = mapped_column(String(40))
     # PostgreSQL: the record's words, written by the upsert engine, never read back.

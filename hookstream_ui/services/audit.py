@@ -54,6 +54,7 @@ UNAUDITED_FIELDS = {
     "record_count",
     "last_sync_at",
     "sync_state",
+    "backfill_sources",
     "sync_status",
     "next_run_at",
     "health_status",

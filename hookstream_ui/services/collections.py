@@ -14,9 +14,10 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ValidationFailed, documented, validated
-from ..models import Collection, Event, SourceConnection, db
+from ..models import Binding, Collection, Event, SourceConnection, db
 from ..models.principal import Principal
 from ..values import jsonpaths
+from . import bindings
 from .accounts import slugify
 from .names import name_problem, pydantic_name
 from .pagination import Page, paginate
@@ -193,42 +194,6 @@ def slug_preview(
     return {"slug": generated, "generated": True, "error": None}
 
 
-def ensure_bindable(
-    collection: Collection, field: str, to: str | None = None, moving_from: str | None = None
-) -> None:
-    """Binding a source (`to`, or one not made yet) never unbinds another without a word: a
-    collection fed by one source is refused to another (409, under `field`), and is moved
-    only by unbinding it first, or by a move confirmed for the source that feeds it now
-    (`moving_from`, the dashboard's checkbox). (Collections are about to hold several sources.)"""
-    holder = collection.source
-    if holder is None or holder.id == to or (moving_from and holder.id == moving_from):
-        return
-    raise ValidationFailed(
-        {
-            field: f"collection “{collection.name}” ({collection.slug}) is already fed by source "
-            f"“{holder.name}” ({holder.id}); unbind it from that source first (set its source to "
-            f"none, then to the new one)"
-        },
-        status=409,
-        code="conflict",
-    )
-
-
-def _source_in_env(principal: Principal, source_id: str) -> SourceConnection:
-    source = db.session.scalar(
-        select(SourceConnection).where(
-            SourceConnection.id == source_id,
-            SourceConnection.org_id == principal.org.id,
-            SourceConnection.env_id == principal.env.id,
-        )
-    )
-    if source is None:
-        raise ValidationFailed(
-            {"source_id": "Source not found"}, status=404, code="not_found", message="Source not found"
-        )
-    return source
-
-
 def slug_taken(principal: Principal, slug: str, exclude_id: str | None = None) -> bool:
     query = select(Collection.id).where(Collection.env_id == principal.env.id, Collection.slug == slug)
     if exclude_id:
@@ -264,7 +229,7 @@ def _commit_or_conflict(slug: str, field: str = "slug") -> None:
 
 def create_collection(principal: Principal, payload: object) -> Collection:
     data: CollectionCreate = validated(CollectionCreate, payload)
-    source = _source_in_env(principal, data.source_id) if data.source_id else None
+    source = bindings.source_in_env(principal, data.source_id) if data.source_id else None
     asked, slug_field = _slug_asked(data)
     slug = asked or generated_slug(data.name)
     if slug_taken(principal, slug):
@@ -274,39 +239,40 @@ def create_collection(principal: Principal, payload: object) -> Collection:
         env_id=principal.env.id,
         name=data.name,
         slug=slug,
-        source=source,
-        stream=data.stream,
         primary_key_path=data.primary_key_path,
         timestamp_path=data.timestamp_path,
         event_type_field=data.event_type_field,
         delete_event_types=data.delete_event_types,
         description=data.description,
-        status="ACTIVE" if source else "NEEDS_SOURCE",
+        status="NEEDS_SOURCE",
         search_index="off" if data.search_index is False else "on",
         record_count=0,
         created_by_id=principal.user_id,
         modified_by_id=principal.user_id,
     )
     db.session.add(collection)
+    if source is not None:
+        bindings.bind(collection, source, stream=data.stream)
     _commit_or_conflict(slug, slug_field)
     return collection
 
 
-def update_collection(
-    principal: Principal, collection: Collection, payload: object, moving_from: str | None = None
-) -> Collection:
+def update_collection(principal: Principal, collection: Collection, payload: object) -> Collection:
     data: CollectionUpdate = validated(CollectionUpdate, payload)
     given = data.model_fields_set
     asked, slug_field = _slug_asked(data)
     if given & {"slug", "readable_id"}:
         _rename(principal, collection, asked, slug_field)
     if "source_id" in given:
-        if data.source_id:
-            ensure_bindable(collection, "source_id", to=data.source_id, moving_from=moving_from)
-        collection.source = _source_in_env(principal, data.source_id) if data.source_id else None
+        _set_first_source(principal, collection, data.source_id)
+    if "stream" in given:
+        if not collection.bindings:
+            raise ValidationFailed({"stream": "is a source's stream; the collection has no source yet"})
+        first = collection.bindings[0]
+        if first.stream != data.stream:
+            first.stream, first.sync_state = data.stream, None
     for field in (
         "name",
-        "stream",
         "primary_key_path",
         "timestamp_path",
         "event_type_field",
@@ -335,17 +301,29 @@ def _rename(principal: Principal, collection: Collection, asked: str | None, slu
     collection.slug = asked
 
 
+def _set_first_source(principal: Principal, collection: Collection, source_id: str | None) -> None:
+    """`source_id` (the seeds' one source) adds that source beside the ones the collection
+    has, never in place of them (a source is removed by its own request, or here by null,
+    which removes every one)."""
+    if source_id:
+        bindings.bind(collection, bindings.source_in_env(principal, source_id))
+        return
+    for binding in list(collection.bindings):
+        bindings.unbind(collection, binding)
+
+
 def _set_status(collection: Collection, asked: str | None) -> None:
-    """The status asked for, if the collection can have it: without a source it is paused
-    or waits for one; given a source, a collection that waited for one becomes active."""
-    if collection.source is None:
-        if asked == "ACTIVE":
-            raise ValidationFailed({"status": "cannot be ACTIVE without a source"})
-        collection.status = "PAUSED" if asked == "PAUSED" else "NEEDS_SOURCE"
-    elif asked:
-        collection.status = asked
-    elif collection.status == "NEEDS_SOURCE":
+    """The status asked for, if the collection can have it: PAUSED, or (ACTIVE, or nothing
+    asked) what its sources give it (bindings.settle_status); without a source it cannot be
+    ACTIVE."""
+    if asked == "ACTIVE" and not collection.bindings:
+        raise ValidationFailed({"status": "cannot be ACTIVE without a source"})
+    if asked == "PAUSED":
+        collection.status = "PAUSED"
+        return
+    if asked == "ACTIVE" or collection.status != "PAUSED":
         collection.status = "ACTIVE"
+        bindings.settle_status(collection)
 
 
 def _switch_search_index(collection: Collection, on: bool) -> None:
@@ -385,7 +363,9 @@ def list_collections(
     if status:
         query = query.where(Collection.status == status)
     if source_id:
-        query = query.where(Collection.source_id == source_id)
+        query = query.where(
+            Collection.id.in_(select(Binding.collection_id).where(Binding.source_id == source_id))
+        )
     if search:
         term = search.strip()
         query = query.where(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import lazyload
 
 from ..infra import group_commit, locks
 from ..infra.group_commit import Delivery
-from ..models import Collection, Event, SourceConnection, db
+from ..models import Binding, Collection, Event, SourceConnection, db
 from ..values.times import utcnow
 from . import dedup, upsert, webhook_sources
 
@@ -44,16 +44,17 @@ def store_failed(delivery: Delivery) -> None:
 
 
 # In id order: concurrent writers then lock the collections' rows in one order. Only the
-# collections' own columns: nothing else is needed, and nothing is changed through the ORM
-# (upsert.apply updates count and last_sync_at in one statement).
+# collections' and bindings' own columns: nothing else is needed, and nothing is changed
+# through the ORM (upsert.apply updates count and last_sync_at in one statement).
 BOUND_COLLECTIONS = (
-    select(Collection)
+    select(Binding, Collection)
+    .join(Collection, Collection.id == Binding.collection_id)
     .options(lazyload("*"))
     .where(
-        Collection.source_id.in_(bindparam("source_ids", expanding=True)),
+        Binding.source_id.in_(bindparam("source_ids", expanding=True)),
         Collection.status != "PAUSED",
     )
-    .order_by(Collection.id)
+    .order_by(Collection.id, Binding.source_id)
 )
 
 
@@ -88,16 +89,16 @@ def write(batch: list[Delivery]) -> None:
         delivery.row["outcomes"] = {}  # a retry alone starts over
     if applying:
         envs = {d.row["source_id"]: d.row["env_id"] for d in applying}
-        collections = db.session.scalars(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).all()
+        bound = db.session.execute(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).tuples().all()
         # A delivery's own time orders it when the collection has no timestamp path.
         items = {
             id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
             for d in applying
         }
-        for collection in collections:
-            if envs[collection.source_id] != collection.env_id:
+        for binding, collection in bound:
+            if envs[binding.source_id] != collection.env_id:
                 continue
-            mine = [d for d in applying if d.row["source_id"] == collection.source_id]
+            mine = [d for d in applying if d.row["source_id"] == binding.source_id]
             # (result, reason) or (result, reason, key), one per delivery, filled in by apply
             results: list[tuple[Any, ...]] = [("skipped", None)] * len(mine)
             upsert.apply(
@@ -106,6 +107,7 @@ def write(batch: list[Delivery]) -> None:
                 results=results,
                 synced_at=max(d.row["received_at"] for d in mine),
                 history=True,
+                mapping=upsert.Mapping.of(collection, binding),
             )
             for delivery, (result, reason, *key) in zip(mine, results, strict=True):
                 delivery.row["outcomes"][collection.id] = {

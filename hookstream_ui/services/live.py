@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import Select, func, select
 
-from ..models import ACTIVE_STATUSES, Collection, SourceConnection, SyncRun, db
+from ..models import ACTIVE_STATUSES, Binding, Collection, SourceConnection, SyncRun, db
 from ..sources import REGISTRY, source_type
-from ..sources.base import SourceType
 from ..values.times import as_utc, utcnow
 
 LIVE_BACKFILL = ("pending", "running")
+FAILING = ("degraded", "error")  # a source's health while its last runs fail
 POLL_SECONDS = 2
 # A webhook's collection can change whenever a delivery arrives; while none has for a
 # while its strip asks less often (one small query), and at once again after the next.
@@ -63,8 +63,8 @@ class Backfill:
 
 @dataclass(frozen=True)
 class CollectionState:
-    status: str  # NEEDS_SOURCE | ACTIVE | SYNCING | PAUSED | ERROR
-    run: SyncRun | None  # the active run of its source
+    status: str  # NEEDS_SOURCE | ACTIVE | PARTIAL_ERROR | SYNCING | PAUSED | ERROR
+    run: SyncRun | None  # the active run of one of its sources
     backfill: Backfill | None
     poll_seconds: int | None  # None: nothing can change; the partial answers 286
     resume_in: int | None  # when nothing runs: seconds until the next scheduled run
@@ -125,17 +125,23 @@ def _last_full_run(source_id: str | None) -> SyncRun | None:
     )
 
 
-def _backfill(collection: Collection, kind: SourceType | None, run: SyncRun | None) -> Backfill | None:
+def _pulls(collection: Collection) -> list[SourceConnection]:
+    return [b.source for b in collection.bindings if REGISTRY[b.source.short_name].pull]
+
+
+def _backfill(collection: Collection, run: SyncRun | None) -> Backfill | None:
     status = collection.backfill_status
     if status is None:
         return None
+    pulls = _pulls(collection)
+    replays = len(pulls) < len(collection.bindings)
     if status in LIVE_BACKFILL:
-        if kind is not None and kind.pull and run is None:
-            # The full read ended; rows written before a run's end settled its collections
-            # still say running. The run says how it ended.
-            last = _last_full_run(collection.source_id)
+        if pulls and not replays and run is None:
+            # The full reads ended; rows written before a run's end settled its collections
+            # still say running. The last run says how it ended.
+            last = _last_full_run(pulls[-1].id)
             status = last.status if last is not None and last.final else "interrupted"
-        elif kind is not None and not kind.pull and status == "running" and replay_is_stale(collection):
+        elif replays and status == "running" and replay_is_stale(collection):
             status = "interrupted"
     return Backfill(
         status, collection.backfill_progress or 0, collection.backfill_total, collection.backfill_error
@@ -163,34 +169,48 @@ def _readable_counts(source_ids: Iterable[str | None]) -> dict[str, int]:
     if not ids:
         return {}
     return _counts_by_source(
-        select(Collection.source_id, func.count())
-        .where(Collection.source_id.in_(ids), Collection.status != "PAUSED")
-        .group_by(Collection.source_id)
+        select(Binding.source_id, func.count())
+        .join(Collection, Collection.id == Binding.collection_id)
+        .where(Binding.source_id.in_(ids), Collection.status != "PAUSED")
+        .group_by(Binding.source_id)
     )
 
 
-def _counts_by_source(query: Select[tuple[str | None, int]]) -> dict[str, int]:
+def _counts_by_source(query: Select[tuple[str, int]]) -> dict[str, int]:
     return {source_id: n for source_id, n in db.session.execute(query).tuples() if source_id is not None}
 
 
 def collection_states(collections: Iterable[Collection]) -> dict[str, CollectionState]:
     collections = list(collections)
-    running = active_runs(c.source_id for c in collections)
-    readable = _readable_counts(c.source_id for c in collections)
-    return {
-        c.id: _state(c, running.get(c.source_id or ""), readable.get(c.source_id or "", 0))
-        for c in collections
-    }
+    ids = [b.source_id for c in collections for b in c.bindings]
+    running, readable = active_runs(ids), _readable_counts(ids)
+    states = {}
+    for c in collections:
+        # The source its Run now runs: the first pull source (the first source, if none pulls).
+        pulls = _pulls(c)
+        first = pulls[0] if pulls else c.bindings[0].source if c.bindings else None
+        run = next((running[b.source_id] for b in c.bindings if b.source_id in running), None)
+        states[c.id] = _state(c, first, run, readable.get(first.id, 0) if first else 0)
+    return states
 
 
 def collection_state(collection: Collection) -> CollectionState:
     return collection_states([collection])[collection.id]
 
 
-def _state(collection: Collection, run: SyncRun | None, readable: int) -> CollectionState:
-    source = collection.source
-    kind = source_type(source.short_name) if source is not None else None
-    backfill = _backfill(collection, kind, run)
+def health_status(sources: list[SourceConnection]) -> str:
+    """What its sources' health makes a collection: ERROR when every one is failing,
+    PARTIAL_ERROR when some are, else ACTIVE."""
+    failing = sum(s.health_status in FAILING for s in sources)
+    if failing and failing == len(sources):
+        return "ERROR"
+    return "PARTIAL_ERROR" if failing else "ACTIVE"
+
+
+def _state(
+    collection: Collection, source: SourceConnection | None, run: SyncRun | None, readable: int
+) -> CollectionState:
+    backfill = _backfill(collection, run)
     reading = run is not None or (backfill is not None and backfill.live)
     if collection.status == "PAUSED":
         status = "PAUSED"
@@ -198,14 +218,12 @@ def _state(collection: Collection, run: SyncRun | None, readable: int) -> Collec
         status = "NEEDS_SOURCE"
     elif reading:
         status = "SYNCING"
-    elif collection.status == "SYNCING":
-        status = "ACTIVE"  # nothing is reading into it: a row left over from a run that ended
-    else:
-        status = collection.status
+    else:  # as its sources are now (a stored SYNCING is left over from a run that ended)
+        status = health_status([b.source for b in collection.bindings])
 
     if reading:
         poll = POLL_SECONDS
-    elif kind is not None and not kind.pull:
+    elif len(_pulls(collection)) < len(collection.bindings):  # a push source: deliveries any time
         recent = (
             collection.last_sync_at is not None
             and as_utc(collection.last_sync_at) > utcnow() - QUIET_WEBHOOK_AFTER
@@ -278,9 +296,9 @@ def source_states(sources: Iterable[SourceConnection]) -> dict[str, SourceState]
     latest = last_runs(ids)
     counts = (
         _counts_by_source(
-            select(Collection.source_id, func.count())
-            .where(Collection.source_id.in_(ids))
-            .group_by(Collection.source_id)
+            select(Binding.source_id, func.count())
+            .where(Binding.source_id.in_(ids))
+            .group_by(Binding.source_id)
         )
         if ids
         else {}

@@ -184,24 +184,20 @@ def cancel_run(run: SyncRun) -> SyncRun:
 
 
 def settle_collections(run: SyncRun) -> None:
-    """A run has ended (completed, failed or cancelled, wherever that was decided): each of
-    its source's collections says so, its status and the backfill a full read is. Every path
-    that ends a run comes here; one that did not left "Backfill · running" for ever."""
-    from .sources import bound_collections
+    """A run has ended (completed, failed or cancelled, wherever that was decided), and its
+    source's health says how: each of its source's collections says so, its status (from
+    all its sources) and the backfill a full read is. Every path that ends a run comes here;
+    one that did not left "Backfill · running" for ever."""
+    from ..infra import locks
+    from ..models import Collection
+    from . import backfills, bindings
 
-    now = utcnow()
-    for collection in bound_collections(run.source):
-        if collection.status in ("SYNCING", "ERROR"):
-            collection.status = "ERROR" if run.status == "failed" else "ACTIVE"
-        if run.mode != "full":
-            continue
-        if run.status == "completed":
-            collection.backfill_status, collection.backfill_completed_at = "completed", now
-            collection.backfill_error = None
-        elif run.status == "failed":
-            collection.backfill_status, collection.backfill_error = "failed", run.error
-        elif run.status == "cancelled" and collection.backfill_status in ("pending", "running"):
-            collection.backfill_status = "cancelled"
+    for binding in bindings.bindings_of(run.source):
+        collection = locks.for_update(Collection, binding.collection_id) or binding.collection
+        if collection.status != "PAUSED":
+            bindings.settle_status(collection)
+        if run.mode == "full":
+            backfills.settle(collection, run)
 
 
 def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:

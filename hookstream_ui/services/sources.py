@@ -11,12 +11,13 @@ from sqlalchemy import Select, delete, func, select, update
 
 from ..errors import ValidationFailed
 from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db
+from ..models.base import rows_changed
 from ..models.principal import Principal
 from ..sources import REGISTRY, Connection, SourceType, TestResult, secrets, source_type, source_type_or_404
 from ..sources import fields as field_rules
 from ..values.times import utcnow
-from . import audit, links, search_index
-from .collections import ensure_bindable, get_collection_or_404
+from . import audit, bindings, links, search_index
+from .collections import get_collection_or_404
 from .names import clean_name
 
 NAME_MAX = 120
@@ -212,7 +213,6 @@ def create_source(
         if not isinstance(payload["collectionId"], str):
             raise ValidationFailed({"collectionId": "must be a string"})
         collection = get_collection_or_404(principal, payload["collectionId"])
-        ensure_bindable(collection, "collectionId")
     source = SourceConnection(
         org_id=principal.org.id,
         env_id=principal.env.id,
@@ -225,10 +225,8 @@ def create_source(
         credential_source_id=credential_holder(credential_from).id if credential_from is not None else None,
     )
     db.session.add(source)
-    if collection is not None:
-        collection.source = source
-        if collection.status == "NEEDS_SOURCE":
-            collection.status = "ACTIVE"
+    if collection is not None:  # added to the collection's sources, beside any it has
+        bindings.bind(collection, source)
         collection.modified_by_id = principal.user_id
     db.session.commit()
     return source
@@ -379,7 +377,7 @@ def list_sources(principal: Principal, collection_id: str | None = None) -> list
     query = scoped_sources(principal)
     if collection_id:
         collection = get_collection_or_404(principal, collection_id)
-        query = query.where(SourceConnection.id == collection.source_id)
+        query = query.where(SourceConnection.id.in_([b.source_id for b in collection.bindings]))
     return list(
         db.session.scalars(
             query.order_by(SourceConnection.created_at.desc(), SourceConnection.id.desc())
@@ -395,11 +393,7 @@ def get_source_or_404(principal: Principal, source_id: str) -> SourceConnection:
 
 
 def bound_collections(source: SourceConnection) -> list[Collection]:
-    return list(
-        db.session.scalars(
-            select(Collection).where(Collection.source_id == source.id, Collection.env_id == source.env_id)
-        ).all()
-    )
+    return [binding.collection for binding in bindings.bindings_of(source)]
 
 
 def readable_collections(source: SourceConnection) -> list[Collection]:
@@ -408,21 +402,30 @@ def readable_collections(source: SourceConnection) -> list[Collection]:
 
 
 def clear_data(principal: Principal, source: SourceConnection) -> int:
-    """Delete every record the source put into its collections; the collections stay."""
+    """Delete every record whose current version the source wrote, in each of its collections;
+    the collections, and what other sources wrote into them, stay."""
     from .runs import ensure_idle
 
     ensure_idle(source)
     ids = [c.id for c in bound_collections(source)]
     if not ids:
         return 0
-    criteria = (Record.collection_id.in_(ids), Record.env_id == source.env_id)
-    search_index.forget(*criteria)
-    deleted: int = db.session.execute(delete(Record).where(*criteria)).rowcount  # type: ignore[attr-defined]  # a DML result has one; Result's type does not say
-    db.session.execute(
-        update(Collection)
-        .where(Collection.id.in_(ids))
-        .values(record_count=0, updated_at=Collection.updated_at)
-    )  # data, not settings
+    deleted = 0
+    for collection_id in ids:
+        criteria = (
+            Record.collection_id == collection_id,
+            Record.env_id == source.env_id,
+            Record.source_id == source.id,
+        )
+        search_index.forget(*criteria)
+        removed = rows_changed(delete(Record).where(*criteria))
+        deleted += removed
+        if removed:
+            db.session.execute(
+                update(Collection)
+                .where(Collection.id == collection_id)
+                .values(record_count=Collection.record_count - removed, updated_at=Collection.updated_at)
+            )  # data, not settings
     audit.note(
         "source.clear_data",
         "source",
@@ -442,10 +445,8 @@ def delete_source(principal: Principal, source: SourceConnection, delete_data: b
     if delete_data:
         clear_data(principal, source)
     rehome_credential(source)
-    for collection in bound_collections(source):
-        collection.source_id = None
-        if collection.status != "PAUSED":
-            collection.status = "NEEDS_SOURCE"
+    for binding in bindings.bindings_of(source):
+        bindings.unbind(binding.collection, binding)
     db.session.delete(source)
     db.session.commit()
 

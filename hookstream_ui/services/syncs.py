@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from ..errors import ValidationFailed, documented, validated
-from ..models import Collection, SourceConnection, db
+from ..models import Binding, Collection, SourceConnection, db
 from ..models.principal import Principal
 from ..sources import REGISTRY, SourceType, source_type
 from ..values.times import utcnow
+from . import bindings
 from . import collections as collection_svc
 from . import sources as source_svc
 from .names import pydantic_name
@@ -126,8 +127,8 @@ def _credentials_from(provider: str, credential: Credential) -> tuple[dict, dict
 
 
 def _check_refs(principal: Principal, provider: str, refs: list[str], source_id: str | None = None) -> None:
-    """Validate every ref before anything is created, so bad input changes nothing: a
-    collection fed by another source is refused, never taken over."""
+    """Validate every ref before anything is created, so bad input changes nothing. A
+    collection other sources feed is added to, never taken from them."""
     for ref in refs:
         ref_provider, sep, stream = ref.partition(":")
         if sep:
@@ -144,9 +145,7 @@ def _check_refs(principal: Principal, provider: str, refs: list[str], source_id:
                     }
                 )
         else:
-            collection_svc.ensure_bindable(
-                collection_svc.get_collection_or_404(principal, ref), "collection_ids", to=source_id
-            )
+            collection_svc.get_collection_or_404(principal, ref)
 
 
 def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> None:
@@ -158,10 +157,12 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
         provider, sep, stream = ref.partition(":")
         if sep:
             found = db.session.scalar(
-                select(Collection).where(
+                select(Collection)
+                .join(Binding, Binding.collection_id == Collection.id)
+                .where(
                     Collection.env_id == principal.env.id,
-                    Collection.source_id == source.id,
-                    Collection.stream == stream,
+                    Binding.source_id == source.id,
+                    Binding.stream == stream,
                 )
             )
             if found is None:
@@ -178,14 +179,14 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
                 )
         else:
             found = collection_svc.get_collection_or_404(principal, ref)
-            found.source = source
-            found.status = "ACTIVE" if found.status == "NEEDS_SOURCE" else found.status
-            found.modified_by_id = principal.user_id
+            if bindings.binding_of(found, source.id) is None:
+                bindings.bind(found, source)
+                found.modified_by_id = principal.user_id
         wanted.append(found.id)
-    for collection in source_svc.bound_collections(source):
-        if collection.id not in wanted:
-            collection.source_id, collection.status = None, "NEEDS_SOURCE"
-            collection.modified_by_id = principal.user_id
+    for binding in bindings.bindings_of(source):  # this sync's own, no longer asked for
+        if binding.collection_id not in wanted:
+            bindings.unbind(binding.collection, binding)
+            binding.collection.modified_by_id = principal.user_id
     source.collection_refs = list(refs)
 
 

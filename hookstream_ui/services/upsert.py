@@ -1,8 +1,10 @@
 """The upsert engine: every path into a collection (sync runs, ingest, backfill) goes here.
 
-Rules: the key is `primary_key_path` applied to the record; the newest
-`source_event_at` wins and older writes are skipped; a record whose event type means
-deletion is removed; a record without a key is skipped and the reason counted. Writes are
+Rules: each source's items map in by its binding (models/binding.py): the record is at its
+record path, the key is its key path applied to the record; the newest `source_event_at`
+wins whichever source wrote it, and older writes are skipped; a record whose event type
+means deletion is removed; a record without a key is skipped and the reason counted. Each
+row says which source (and run) wrote its current version. Writes are
 bulk statements, and the last-write-wins check is in the SQL itself, so concurrent writers
 for one key still end in the newest state. The caller commits (with its checkpoint).
 """
@@ -23,7 +25,7 @@ from flask import current_app
 from psycopg import errors as pg_errors
 from sqlalchemy import CursorResult, Delete, bindparam, delete, func, or_, select, update
 
-from ..models import Collection, Record, RecordEvent, db
+from ..models import Binding, Collection, Record, RecordEvent, db
 from ..models.base import upsert_insert
 from ..values import documents, jsonpaths
 from ..values.records import Incoming, is_deletion, key_text, parse_time, record_json, storable, storable_json
@@ -91,6 +93,8 @@ class RecordRow(NamedTuple):
     created_at: datetime
     updated_at: datetime
     seen_run_id: str | None
+    source_id: str | None
+    sync_run_id: str | None
     search_words: str | None  # PostgreSQL only: the record's words for its word index
 
 
@@ -100,9 +104,9 @@ PG_COLUMNS = RecordRow._fields
 COLUMNS = PG_COLUMNS[:-1]
 # A version read again unchanged (re-read windows, full re-reads, a payload sent twice)
 # keeps its updated_at: the records list sorts by it, and the run reports it "unchanged".
+# Its time alone is no change: a pull is timed by when it read, so every re-read is newer.
 _CHANGED = (
-    "records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type "
-    "OR records.source_event_at IS DISTINCT FROM excluded.source_event_at"
+    "records.data IS DISTINCT FROM excluded.data OR records.event_type IS DISTINCT FROM excluded.event_type"
 )
 # Built from constant column names only, never from input.
 _UPSERT = (
@@ -110,7 +114,8 @@ _UPSERT = (
     "data = excluded.data, event_type = excluded.event_type, source_event_id = excluded.source_event_id, "
     "source_event_at = excluded.source_event_at, "
     f"updated_at = CASE WHEN {_CHANGED} THEN excluded.updated_at ELSE records.updated_at END, "
-    "seen_run_id = excluded.seen_run_id{more} "
+    "seen_run_id = excluded.seen_run_id, source_id = excluded.source_id, "
+    "sync_run_id = excluded.sync_run_id{more} "
     "WHERE records.source_event_at IS NULL OR records.source_event_at <= excluded.source_event_at"
 )
 _CASTS = {"data": "%s::jsonb", "search_words": "%s::tsvector"}
@@ -249,7 +254,7 @@ def _write(
 
 def _sqlite_write(cursor: DriverCursor, rows: list[RecordRow], index_words: bool) -> dict[str, str] | None:
     now = _sqlite_time(rows[0].updated_at)  # created_at = updated_at = one `now` per batch
-    params = [(*r[:8], _sqlite_time(r.source_event_at), now, now, r.seen_run_id) for r in rows]
+    params = [(*r[:8], _sqlite_time(r.source_event_at), now, now, *r[11:14]) for r in rows]
     if len(params) >= RETURNING_UNDER:
         cursor.executemany(SQLITE_UPSERT_SQL, params)
         return None
@@ -283,6 +288,40 @@ def _pg_write_returning(cursor: DriverCursor, rows: list[RecordRow]) -> dict[str
             return done
 
 
+@dataclass(frozen=True)
+class Mapping:
+    """How one source's items land in a collection: its binding's paths, each falling back to
+    the collection's own, and who writes (the source, and its run)."""
+
+    key_path: str
+    record_path: str | None = None
+    timestamp_path: str | None = None
+    event_type_field: str | None = None
+    delete_event_types: frozenset[str] = frozenset()
+    source_id: str | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, collection: Collection, binding: Binding | None = None, run_id: str | None = None) -> Mapping:
+        def pick(name: str) -> Any:
+            own = getattr(binding, name) if binding is not None else None
+            return own if own is not None else getattr(collection, name)
+
+        return cls(
+            key_path=pick("primary_key_path"),
+            record_path=binding.record_path if binding is not None else None,
+            timestamp_path=pick("timestamp_path"),
+            event_type_field=pick("event_type_field"),
+            delete_event_types=frozenset(pick("delete_event_types") or ()),
+            source_id=binding.source_id if binding is not None else None,
+            run_id=run_id,
+        )
+
+
+def no_record_at(path: str) -> str:
+    return f"no JSON object at the record path {path}"
+
+
 @dataclass(slots=True)
 class Version:
     """One item of a batch as the engine sees it: its key (key step), its time and event
@@ -292,6 +331,8 @@ class Version:
     item: Incoming
     key: str
     document: dict[str, Any] | None  # None when the source gave the key and nothing needs the record
+    envelope: Any = None  # the item as the source gave it, where its time and type are read
+    json: str | None = None  # the record's JSON text, when it is a part of the item (record path)
     at: datetime = datetime.min
     event_type: Any = None
 
@@ -310,6 +351,7 @@ class _Batch:
     """One call of apply(): its collection, its clock, and where each item's result goes."""
 
     collection: Collection
+    mapping: Mapping
     items: list[Incoming]
     results: list[Any] | None  # of ItemResult, or None before an item has one
     now: datetime
@@ -338,6 +380,7 @@ def apply(
     results: list[Any] | None = None,  # the caller's list: each item's ItemResult is put in it
     synced_at: datetime | None = None,
     history: bool = False,
+    mapping: Mapping | None = None,
 ) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
@@ -353,10 +396,10 @@ def apply(
     if results is None and history:
         results = [None] * len(items)
     now = utcnow()
-    batch = _Batch(collection, items, results, now, received_at or now)
+    batch = _Batch(collection, mapping or Mapping.of(collection), items, results, now, received_at or now)
     latest = _dedupe(batch, _time_step(batch, _key_step(batch), not_before))
     if latest:
-        stored = _stored(collection, latest, seen_run_id, keys_are_new)
+        stored = _stored(batch, latest, seen_run_id, keys_are_new)
         plan = _decide(batch, latest, stored, seen_run_id)
         if plan.writes:
             _write_step(batch, latest, plan.writes, keys_are_new)
@@ -370,21 +413,30 @@ def apply(
 
 
 def _key_step(batch: _Batch) -> list[Version]:
-    """Each item's key: the source's own when it was taken from this collection's key path,
-    else the path applied to the record. Items without one are skipped."""
-    path = batch.collection.primary_key_path
+    """Each item's record (at the record path) and key: the source's own when it was taken
+    from this key path, else the path applied to the record. Items without one are skipped."""
+    mapping = batch.mapping
+    path, record_path = mapping.key_path, mapping.record_path
     key_of = jsonpaths.getter(path)
-    needs_document = bool(batch.collection.event_type_field or batch.collection.timestamp_path)
+    record_of = jsonpaths.getter(record_path) if record_path else None
+    needs_document = bool(mapping.event_type_field or mapping.timestamp_path)
     keyed = []
     for index, item in enumerate(batch.items):
-        known_key = item.key is not None and item.key_path == path
+        known_key = item.key is not None and item.key_path == path and record_of is None
         if item.refused is not None and not known_key:  # no document to find its key in
             batch.skip(index, item.refused)
             continue
+        envelope = json = None
         if known_key and (not needs_document or item.refused is not None):
             key, doc = key_text(item.key), None
         else:
-            doc = item.document()
+            doc = envelope = item.document()
+            if record_of is not None and isinstance(envelope, dict):
+                doc = record_of(envelope)
+                if not isinstance(doc, dict):
+                    batch.skip(index, no_record_at(record_path or ""))
+                    continue
+                json = record_json(doc)
             if not isinstance(doc, dict):
                 batch.skip(index, NOT_AN_OBJECT)
                 continue
@@ -393,7 +445,7 @@ def _key_step(batch: _Batch) -> list[Version]:
             batch.skip(index, no_usable_key(path))
             continue
         batch.item_keys[index] = key
-        keyed.append(Version(index, item, key, doc))
+        keyed.append(Version(index, item, key, doc, envelope, json))
     return keyed
 
 
@@ -401,15 +453,15 @@ def _time_step(batch: _Batch, versions: list[Version], not_before: datetime | No
     """Each version's time (the record's timestamp path, else the source's event time,
     else when it was received) and event type; versions older than `not_before` are
     skipped."""
-    collection = batch.collection
-    type_of = jsonpaths.getter(collection.event_type_field) if collection.event_type_field else None
-    time_of = jsonpaths.getter(collection.timestamp_path) if collection.timestamp_path else None
+    mapping = batch.mapping
+    type_of = jsonpaths.getter(mapping.event_type_field) if mapping.event_type_field else None
+    time_of = jsonpaths.getter(mapping.timestamp_path) if mapping.timestamp_path else None
     received_at = batch.received_at
     timed = []
     for version in versions:
         item = version.item
         at = (
-            (parse_time(time_of(version.document)) if time_of else None)
+            (parse_time(time_of(version.envelope)) if time_of else None)
             or as_utc(item.event_at)
             or received_at
         )
@@ -417,7 +469,7 @@ def _time_step(batch: _Batch, versions: list[Version], not_before: datetime | No
             batch.skip(version.index, TOO_OLD)
             continue
         version.at = at
-        version.event_type = item.event_type or (type_of(version.document) if type_of else None)
+        version.event_type = item.event_type or (type_of(version.envelope) if type_of else None)
         timed.append(version)
     return timed
 
@@ -437,14 +489,14 @@ def _dedupe(batch: _Batch, versions: list[Version]) -> dict[str, Version]:
 
 
 def _stored(
-    collection: Collection, latest: dict[str, Version], seen_run_id: str | None, keys_are_new: bool
+    batch: _Batch, latest: dict[str, Version], seen_run_id: str | None, keys_are_new: bool
 ) -> dict[str, datetime | None]:
     """The stored time of the keys whose stored version matters: deletions (delete only
     what exists, and not a newer version) and, on a full read, every key (for its seen
     mark). Writes are guarded by the SQL itself, and what they did is read back after."""
     if keys_are_new:
         return {}
-    own_deletes = frozenset(collection.delete_event_types or ())
+    collection, own_deletes = batch.collection, batch.mapping.delete_event_types
     if seen_run_id:
         keys = list(latest)
     else:
@@ -470,8 +522,8 @@ def _decide(
     """Each newest version: a delete, a row to write, or a skip with its reason. A version
     a full read saw but does not write is still in the source: it is marked seen, so that
     an older stored version is not deleted as gone."""
-    collection = batch.collection
-    own_deletes = frozenset(collection.delete_event_types or ())
+    collection, mapping = batch.collection, batch.mapping
+    own_deletes = mapping.delete_event_types
     limits = RecordLimits.current()
     pg_words = (
         search_index.pg_document
@@ -494,7 +546,7 @@ def _decide(
             continue
         reason = OLDER_THAN_STORED if newer_stored else _refusal(version.item)
         if reason is None:
-            json_text = _json_text(version.item)
+            json_text = version.json if version.json is not None else _json_text(version.item)
             reason = limits.refusal(json_text)
         if reason is not None:
             batch.skip(version.index, reason)
@@ -516,6 +568,8 @@ def _decide(
                 now,
                 now,
                 seen_run_id,
+                mapping.source_id,
+                mapping.run_id,
                 pg_words(key, json_text) if pg_words else None,
             )
         )
@@ -658,10 +712,13 @@ def _deleted(statement: Delete) -> int:
     return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a cursor's
 
 
-def remove_unseen(collection: Collection, run_id: str) -> int:
-    """After a full read: every record that read did not see is gone from the source."""
+def remove_unseen(collection: Collection, run_id: str, source_id: str) -> int:
+    """After a full read of a source: every record whose current version that source wrote,
+    and that the read did not see, is gone from it. Records another source wrote last stay,
+    seen or not: only that source can say they are gone."""
     criteria = (
         Record.collection_id == collection.id,
+        Record.source_id == source_id,
         or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id),
     )
     search_index.forget(*criteria)
@@ -670,8 +727,11 @@ def remove_unseen(collection: Collection, run_id: str) -> int:
     return deleted
 
 
-def remove_older_than(collection: Collection, cutoff: datetime) -> int:
-    criteria = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
+def remove_older_than(collection: Collection, cutoff: datetime, source_id: str | None = None) -> int:
+    """A source's age cutoff (max_age_days) removes what that source wrote, not other sources'."""
+    criteria: tuple[Any, ...] = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
+    if source_id is not None:
+        criteria = (*criteria, Record.source_id == source_id)
     search_index.forget(*criteria)
     deleted = _deleted(delete(Record).where(*criteria))
     _adjust_count(collection, -deleted)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from flask import abort
 
+from ..values.times import utcnow
 from .fields import Field
 
 
@@ -54,6 +55,9 @@ class Batch:
     total: int | None = None  # records in the whole read, when the source can say
     state: dict | None = None  # the collection's new incremental position, when it moves
     rejected: list = field(default_factory=list)  # reasons for rows that could not be read
+    # When the source gave this state: a version without its own time is as new as its read
+    # (across sources, last write wins by it). By default, when the batch was made.
+    read_at: datetime = field(default_factory=utcnow)
 
 
 Batches = Generator[Batch, None, None]

@@ -8,6 +8,7 @@ from types import MappingProxyType
 import httpx
 
 from ..values.records import Incoming, parse_time
+from ..values.times import utcnow
 from . import http
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
@@ -171,9 +172,12 @@ class Stripe(SourceType):
                 params["starting_after"] = after
             if ctx.not_before is not None:
                 params["created[gte]"] = int(ctx.not_before.timestamp())
+            # A listed object is its state when it was read: as new as the request (`created`
+            # is when the object was made, older than any change a webhook reports).
+            read_at = utcnow()
             page = self._get(base + list_path(stream), headers, params, ctx)
             data = page.get("data") or []
-            items = [Incoming(obj, parse_time(obj.get("updated") or obj.get("created"))) for obj in data]
+            items = [Incoming(obj) for obj in data]
             if data:
                 after = data[-1]["id"]
             done = not page.get("has_more") or not data
@@ -181,6 +185,7 @@ class Stripe(SourceType):
                 items,
                 {"starting_after": after, "events_since": events_since, "done": done or None},
                 state={"events_since": events_since} if done else None,
+                read_at=read_at,
             )
             if done:
                 return

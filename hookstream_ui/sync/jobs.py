@@ -21,11 +21,12 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..infra import locks
-from ..models import Collection, SyncRun
+from ..models import Binding, Collection, SyncRun
 from ..observability import metrics, runs
 from ..services import upsert
+from ..services.bindings import bindings_of
 from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
-from ..services.sources import bound_collections, connection_for, credentials_of, said, type_of
+from ..services.sources import connection_for, credentials_of, said, type_of
 from ..sources import Connection, SourceError, SourceType
 from ..sources.base import Batch, ReadContext
 from ..values.times import utcnow
@@ -33,6 +34,7 @@ from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
+COUNTED = ("inserted", "updated", "deleted", "skipped")  # upsert.Outcome's counts
 MAX_ATTEMPTS = 4
 
 
@@ -130,9 +132,9 @@ def run_sync(run_id: str, token: str) -> str:
     run.status, run.heartbeat_at = "running", utcnow()
     run.started_at = run.started_at or utcnow()
     run.error = None
-    for collection in bound_collections(source):
-        if collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
-            collection.status = "SYNCING"
+    for binding in bindings_of(source):
+        if binding.collection.status != "PAUSED":  # a pause outlasts the runs that pass it by
+            binding.collection.status = "SYNCING"
     db.session.commit()
     runs.started(run)
     heartbeat = Heartbeat(_this_app(), run.id, token)
@@ -159,27 +161,28 @@ def _execute(run: SyncRun, token: str) -> None:
     kind = type_of(source)
     conn = connection_for(source)
     ctx = _read_context(run)
-    bound = bound_collections(source)
+    bound = bindings_of(source)
     if not bound:
         raise SourceError(
             "No collection is bound to this source; create one from the source's page", retry=False
         )
     # A paused collection takes nothing, as webhook deliveries skip it; its own position
     # (sync_state) waits, so once resumed it reads on from there.
-    collections = sorted((c for c in bound if c.status != "PAUSED"), key=lambda c: c.id)
-    if run.mode != "full" and any(kind.state_expired(c.sync_state) for c in collections):
+    readable = [b for b in bound if b.collection.status != "PAUSED"]
+    if run.mode != "full" and any(kind.state_expired(b.sync_state) for b in readable):
         run.mode = "full"  # what changed since is gone from the source: read it all again
         db.session.commit()
-    for collection in collections:
-        checkpoint = dict((run.cursor or {}).get(collection.id) or {})
+    for binding in readable:
+        checkpoint = dict((run.cursor or {}).get(binding.collection_id) or {})
         if checkpoint.get("done") and checkpoint.get("finalised"):
             continue
+        mapping = upsert.Mapping.of(binding.collection, binding, run.id)
         if not checkpoint:
-            checkpoint = _first_checkpoint(run, kind, conn, collection)
+            checkpoint = _first_checkpoint(run, kind, conn, binding.collection, mapping)
         if not checkpoint.get("done"):
-            checkpoint = _read_into(run, token, kind, conn, ctx, collection, checkpoint)
+            checkpoint = _read_into(run, token, kind, conn, ctx, binding, checkpoint)
         _guard(run.id, token)
-        _finalise(run, kind, collection, checkpoint, ctx.not_before)
+        _finalise(run, kind, binding.collection, checkpoint, ctx.not_before)
 
 
 def _read_context(run: SyncRun) -> ReadContext:
@@ -203,7 +206,9 @@ def _read_context(run: SyncRun) -> ReadContext:
     )
 
 
-def _first_checkpoint(run: SyncRun, kind: SourceType, conn: Connection, collection: Collection) -> dict:
+def _first_checkpoint(
+    run: SyncRun, kind: SourceType, conn: Connection, collection: Collection, mapping: upsert.Mapping
+) -> dict:
     """A backfill into an empty collection keyed by the type's key column reads every key
     once, in ascending order, when the type says so (`ordered_keys`): no key is looked up."""
     key_column = f"$.{kind.key_column(conn.config)}"
@@ -212,7 +217,8 @@ def _first_checkpoint(run: SyncRun, kind: SourceType, conn: Connection, collecti
             run.mode == "full"
             and kind.ordered_keys
             and not collection.record_count
-            and collection.primary_key_path == key_column
+            and mapping.key_path == key_column
+            and mapping.record_path is None
         )
     }
 
@@ -223,13 +229,14 @@ def _read_into(
     kind: SourceType,
     conn: Connection,
     ctx: ReadContext,
-    collection: Collection,
+    binding: Binding,
     checkpoint: dict,
 ) -> dict:
-    """Read the collection's stream from `checkpoint`, committing each batch's records,
-    counts and checkpoint together; the last checkpoint."""
-    full = run.mode == "full"
-    batches = kind.read(conn, collection.stream, collection.sync_state, checkpoint, full, ctx)
+    """Read the binding's stream from `checkpoint` into its collection, committing each
+    batch's records, counts and checkpoint together; the last checkpoint."""
+    full, collection = run.mode == "full", binding.collection
+    mapping = upsert.Mapping.of(collection, binding, run.id)
+    batches = kind.read(conn, binding.stream, binding.sync_state, checkpoint, full, ctx)
     for batch in read_ahead(_this_app(), batches):
         _guard(run.id, token)
         outcome = upsert.apply(
@@ -238,6 +245,8 @@ def _read_into(
             seen_run_id=run.id if full else None,
             not_before=ctx.not_before,
             keys_are_new=checkpoint.get("started_empty", False),
+            received_at=batch.read_at,  # pulled state is as new as its read
+            mapping=mapping,
         )
         for reason in batch.rejected:
             outcome.skip(f"malformed row: {reason}")
@@ -246,10 +255,12 @@ def _read_into(
             "read": checkpoint.get("read", 0) + len(batch.items) + len(batch.rejected),
             "total": batch.total,
             "started_empty": checkpoint.get("started_empty", False),
+            # What this run changed in this collection (the run's own counts are of all).
+            **{name: checkpoint.get(name, 0) + getattr(outcome, name) for name in COUNTED},
         }
         _count(run, outcome, collection.id, checkpoint)
         if batch.state is not None:
-            collection.sync_state = batch.state
+            binding.sync_state = batch.state
         _backfill_progress(collection, run, checkpoint)
         mark_reachable(run.source)  # it answered: the source is connected, not "Pending"
         db.session.commit()  # records, counts and checkpoint: one transaction
@@ -263,10 +274,13 @@ def _finalise(
     """The collection is read: a full read of everything the source holds removes the
     records it did not see, and the age cutoff removes those older than it."""
     full = run.mode == "full"
-    removed = upsert.remove_unseen(collection, run.id) if full and kind.full_read_complete else 0
+    removed = (
+        upsert.remove_unseen(collection, run.id, run.source_id) if full and kind.full_read_complete else 0
+    )
     if not_before is not None:
-        removed += upsert.remove_older_than(collection, not_before)
+        removed += upsert.remove_older_than(collection, not_before, run.source_id)
     run.records_deleted = (run.records_deleted or 0) + removed
+    checkpoint = {**checkpoint, "deleted": checkpoint.get("deleted", 0) + removed}
     collection.last_sync_at = utcnow()
     run.cursor = {**(run.cursor or {}), collection.id: {**checkpoint, "done": True, "finalised": True}}
     db.session.commit()
@@ -331,8 +345,8 @@ def _finish(run: SyncRun, status: str) -> None:
         status = "cancelled"
     run.status, run.finished_at = status, utcnow()
     source = run.source
+    record_outcome(source, run)  # first: the collections' status follows their sources' health
     settle_collections(run)
-    record_outcome(source, run)
     db.session.commit()
     runs.finished(run)
 
@@ -364,8 +378,8 @@ def _fail(run_id: str, exc: Exception) -> str:
         runs.retrying(run, exc, delay)
         return "failed"
     run.status, run.finished_at = "failed", utcnow()
+    record_outcome(source, run)  # first: the collections' status follows their sources' health
     settle_collections(run)
-    record_outcome(source, run)
     db.session.commit()
     runs.finished(run)
     return "failed"
