@@ -41,6 +41,7 @@ EXTRA_FIELDS = {
     "modified_by_email",
     "delete_event_types",
     "search_index",
+    "sources",
 }
 
 

@@ -365,6 +365,7 @@ def _with_records(client, key, sid, n=3):
                 collection_id=coll.id,
                 record_key=str(i),
                 data={"id": i},
+                source_id=sid,
             )
         )
     coll.record_count = n

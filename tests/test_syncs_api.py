@@ -84,7 +84,7 @@ def test_seed_example_verbatim(client, key):
     assert r.status_code == 200 and r.json["status"] == "disabled" and r.json["sync_frequency"] == "15m"
     assert r.json["collection_ids"] == ["stripe:customer"]
     db.session.expire_all()
-    assert db.session.scalar(select(Collection).where(Collection.stream == "invoice")).source_id is None
+    assert db.session.scalar(select(Collection).where(Collection.slug == "stripe-invoice")).source_id is None
 
     r = client.delete(f"/v1/syncs/{sync['id']}", headers=h)
     assert r.json == {"id": sync["id"], "deleted": True}
@@ -137,7 +137,7 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
     run = wait_for(run_id)
     assert run.status == "completed", run.error
     assert run.records_inserted == 950 and run.trigger == "schedule" and run.mode == "full"
-    coll = db.session.scalar(select(Collection).where(Collection.stream == "customer"))
+    coll = db.session.scalar(select(Collection).where(Collection.slug == "stripe-customer"))
     assert coll.record_count == 950
     # 10 requests at 3 per 1-second window (counted in Redis, shared by all workers) need at
     # least 4 windows: more than 2 s from first to last; unthrottled they take milliseconds.
@@ -204,7 +204,10 @@ def test_stripe_sync_backfill_events_and_rate_limit(client, key, http_fixture, w
         {"id": "cus_new", "object": "customer", "created": int(time.time()), "email": "new@example.com"}
     )
     coll = db.session.get(Collection, coll.id)
-    coll.sync_state = {**coll.sync_state, "events_since": int(time.time()) - 31 * 24 * 3600}
+    coll.bindings[0].sync_state = {
+        **coll.bindings[0].sync_state,
+        "events_since": int(time.time()) - 31 * 24 * 3600,
+    }
     db.session.commit()
     run = wait_for(
         client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers={"X-API-Key": key}).json[

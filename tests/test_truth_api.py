@@ -375,72 +375,98 @@ def _still_bound(client, key, sid, collection_id):
     assert got["source_id"] == sid and got["status"] == "ACTIVE"
 
 
-def test_a_sync_does_not_take_over_a_collection_fed_by_another_source(client, key, bound, http_fixture):
+def _sources_of(client, key, collection_id) -> list[str]:
+    got = client.get(f"/v1/collections/{collection_id}", headers={"X-API-Key": key}).json["collection"]
+    return [s["source_id"] for s in got["sources"]]
+
+
+def test_a_sync_adds_to_a_collection_fed_by_another_source(client, key, bound, http_fixture):
+    """collection_ids add the sync to a collection other sources feed, never take it from them."""
     sid, cid = bound
     h = {"X-API-Key": key}
     body = {**stripe_sync(http_fixture.base, STRIPE_KEY), "collection_ids": ["orders"]}
     r = client.post("/v1/syncs", json=body, headers=h)
-    assert r.status_code == 409 and set(r.json["errors"]) == {"collection_ids"}, r.json
-    assert "Orders hook" in r.json["errors"]["collection_ids"] and sid in r.json["errors"]["collection_ids"]
-    assert client.get("/v1/syncs", headers=h).json["syncs"] == []  # nothing made
-    _still_bound(client, key, sid, cid)
-    # Nor through a change of an existing sync.
+    assert r.status_code == 201, r.json
+    _still_bound(client, key, sid, cid)  # the first source is still the first
+    assert _sources_of(client, key, cid) == [sid, r.json["id"]]
+    # Nor does a change of an existing sync take it; leaving it out unbinds the sync alone.
     sync = client.post("/v1/syncs", json=stripe_sync(http_fixture.base, STRIPE_KEY), headers=h).json
-    r = client.patch(
-        f"/v1/syncs/{sync['id']}",
-        headers=h,
-        json={
-            "collection_ids": ["stripe:customer", cid],
-            "name": "Renamed",
-            "credential": {"properties": {"secret": "sk_test_changed", "api_base": http_fixture.base}},
-        },
-    )
-    assert r.status_code == 409 and "collection_ids" in r.json["errors"], r.json
-    kept = client.get(f"/v1/syncs/{sync['id']}", headers=h).json
-    assert kept["collection_ids"] == ["stripe:customer"] and kept["name"] == "Stripe sync"
-    assert _tested(client, key, sync["id"])  # the credential did not change either
-    _still_bound(client, key, sid, cid)
-    # Unbound first, it can be fed by the sync.
-    assert client.patch(f"/v1/collections/{cid}", json={"source_id": None}, headers=h).status_code == 200
     r = client.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer", cid]}, headers=h)
     assert r.status_code == 200, r.json
+    assert _sources_of(client, key, cid)[0] == sid and sync["id"] in _sources_of(client, key, cid)
+    r = client.patch(f"/v1/syncs/{sync['id']}", json={"collection_ids": ["stripe:customer"]}, headers=h)
+    assert r.status_code == 200 and sync["id"] not in _sources_of(client, key, cid)
+    _still_bound(client, key, sid, cid)
 
 
-def test_a_new_source_connection_does_not_take_over_a_bound_collection(client, key, bound):
+def test_a_new_source_connection_is_added_beside_the_bound_one(client, key, bound):
     sid, cid = bound
     r = client.post(
         "/api/v1/source-connections",
         headers={"X-API-Key": key},
         json={
             "sourceShortName": "webhook",
-            "name": "Thief",
+            "name": "Second",
             "credentials": {},
             "config": {},
             "collectionId": cid,
         },
     )
-    assert r.status_code == 409 and r.json["success"] is False and "collectionId" in r.json["errors"], r.json
-    assert [
-        s["name"]
-        for s in client.get("/api/v1/source-connections", headers={"X-API-Key": key}).json[
-            "sourceConnections"
-        ]
-    ] == ["Orders hook"]
+    assert r.status_code == 201 and r.json["success"] is True, r.json
+    assert _sources_of(client, key, cid) == [sid, r.json["sourceConnection"]["id"]]
     _still_bound(client, key, sid, cid)
+    listed = client.get(f"/api/v1/source-connections?collectionId={cid}", headers={"X-API-Key": key}).json
+    assert {s["name"] for s in listed["sourceConnections"]} == {"Orders hook", "Second"}
 
 
-def test_a_collection_is_not_moved_to_another_source_silently(client, key, bound):
+def test_a_collection_gains_a_source_and_loses_only_the_one_removed(client, key, bound):
     sid, cid = bound
     other = _webhook(client, key, "Other hook")
     h = {"X-API-Key": key}
     r = client.patch(f"/v1/collections/{cid}", json={"source_id": other, "name": "Renamed"}, headers=h)
+    assert r.status_code == 200, r.json
+    assert r.json["collection"]["source_id"] == sid and _sources_of(client, key, cid) == [sid, other]
+    # Bound again: nothing changes; a second add says it is there already.
+    assert client.patch(f"/v1/collections/{cid}", json={"source_id": sid}, headers=h).status_code == 200
+    r = client.post(f"/v1/collections/{cid}/sources", json={"source_id": other}, headers=h)
     assert r.status_code == 409 and set(r.json["errors"]) == {"source_id"}, r.json
-    assert "Orders hook" in r.json["errors"]["source_id"]
-    _still_bound(client, key, sid, cid)
-    assert client.get(f"/v1/collections/{cid}", headers=h).json["collection"]["name"] == "Orders"
-    assert (
-        client.patch(f"/v1/collections/{cid}", json={"source_id": sid}, headers=h).status_code == 200
-    )  # the same
+    # Removing the first makes the other the first.
+    assert client.delete(f"/v1/collections/{cid}/sources/{sid}", headers=h).status_code == 200
+    got = client.get(f"/v1/collections/{cid}", headers=h).json["collection"]
+    assert got["source_id"] == other and [s["source_id"] for s in got["sources"]] == [other]
+    assert client.delete(f"/v1/collections/{cid}/sources/{sid}", headers=h).status_code == 404
+    assert client.delete(f"/v1/collections/{cid}/sources/{other}", headers=h).status_code == 200
+    got = client.get(f"/v1/collections/{cid}", headers=h).json["collection"]
+    assert got["source_id"] is None and got["sources"] == [] and got["status"] == "NEEDS_SOURCE"
+
+
+def test_a_binding_maps_its_records_and_refuses_bad_paths(client, key, bound):
+    sid, cid = bound
+    other = _webhook(client, key, "Stripe events")
+    h = {"X-API-Key": key}
+    bad = client.post(
+        f"/v1/collections/{cid}/sources", json={"source_id": other, "record_path": "$..["}, headers=h
+    )
+    assert bad.status_code == 400 and set(bad.json["errors"]) == {"record_path"}, bad.json
+    assert _sources_of(client, key, cid) == [sid]  # nothing changed
+    r = client.post(
+        f"/v1/collections/{cid}/sources",
+        json={"source_id": other, "record_path": "data.object", "timestamp_path": "$.created"},
+        headers=h,
+    )
+    assert r.status_code == 201 and r.json["source"]["record_path"] == "$.data.object", r.json
+    event = {
+        "id": "evt_1",
+        "type": "order.updated",
+        "created": 1700000000,
+        "data": {"object": {"id": "o1", "n": 2}},
+    }
+    assert client.post(f"/v1/ingest/{other}", json=event).status_code == 200
+    record = client.get(f"/v1/collections/{cid}/records/o1", headers=h).json["record"]
+    assert record["data"] == {"id": "o1", "n": 2} and record["source_id"] == other
+    assert record["source_event_at"].startswith("2023-11-14T22:13:20")
+    r = client.patch(f"/v1/collections/{cid}/sources/{other}", json={"record_path": None}, headers=h)
+    assert r.status_code == 200 and r.json["source"]["record_path"] is None
 
 
 def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, owner, key, bound):

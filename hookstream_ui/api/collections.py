@@ -7,11 +7,11 @@ from typing import Any
 from flask import request
 
 from ..models.principal import Principal
+from ..services import bindings, live
 from ..services import collections as svc
-from ..services import live
 from . import schemas, v1
 from .openapi import endpoint, json_body
-from .serializers import collection_json
+from .serializers import binding_json, collection_json
 
 TAG = "collections"
 LIST_QUERY: dict[str, dict[str, Any]] = {
@@ -105,3 +105,64 @@ def delete_collection(principal: Principal, ident: str) -> schemas.Deleted:
     collection_id = collection.id
     svc.delete_collection(principal, collection)
     return schemas.Deleted(id=collection_id, deleted=True)
+
+
+@endpoint(
+    v1,
+    "/collections/<ident>/sources",
+    "GET",
+    summary="List the sources bound to a collection",
+    tag=TAG,
+    responses={200: schemas.CollectionSourceList, 404: schemas.Error},
+)
+def list_collection_sources(principal: Principal, ident: str) -> schemas.CollectionSourceList:
+    collection = svc.get_collection_or_404(principal, ident)
+    return schemas.CollectionSourceList(sources=[binding_json(b) for b in collection.bindings])
+
+
+@endpoint(
+    v1,
+    "/collections/<ident>/sources",
+    "POST",
+    summary="Add a source to a collection, with how its records map in",
+    tag=TAG,
+    body=bindings.BindingFields,
+    responses={201: schemas.CollectionSourceEnvelope, 404: schemas.Error, 409: schemas.Error},
+)
+def add_collection_source(principal: Principal, ident: str) -> schemas.CollectionSourceEnvelope:
+    collection = svc.get_collection_or_404(principal, ident)
+    binding = bindings.add_source(principal, collection, json_body())
+    return schemas.CollectionSourceEnvelope(source=binding_json(binding))
+
+
+@endpoint(
+    v1,
+    "/collections/<ident>/sources/<source_id>",
+    "PATCH",
+    summary="Change how a bound source's records map into a collection",
+    tag=TAG,
+    body=bindings.BindingFields,
+    responses={200: schemas.CollectionSourceEnvelope, 404: schemas.Error},
+)
+def update_collection_source(
+    principal: Principal, ident: str, source_id: str
+) -> schemas.CollectionSourceEnvelope:
+    collection = svc.get_collection_or_404(principal, ident)
+    binding = bindings.update_source(
+        principal, collection, bindings.binding_or_404(collection, source_id), json_body()
+    )
+    return schemas.CollectionSourceEnvelope(source=binding_json(binding))
+
+
+@endpoint(
+    v1,
+    "/collections/<ident>/sources/<source_id>",
+    "DELETE",
+    summary="Remove a source from a collection (its records stay)",
+    tag=TAG,
+    responses={200: schemas.Deleted, 404: schemas.Error, 409: schemas.Error},
+)
+def remove_collection_source(principal: Principal, ident: str, source_id: str) -> schemas.Deleted:
+    collection = svc.get_collection_or_404(principal, ident)
+    bindings.remove_source(principal, collection, bindings.binding_or_404(collection, source_id))
+    return schemas.Deleted(id=source_id, deleted=True)

@@ -11,6 +11,7 @@ from ..infra.group_commit import Unavailable
 from ..models import Collection, Event, Record
 from ..models.principal import Principal
 from ..request_checks import request_is_payload
+from ..services import backfills
 from ..services import collections as collection_svc
 from ..services import ingest as svc
 from ..services import records as record_svc
@@ -245,6 +246,8 @@ def record_json(r: Record) -> schemas.RecordOut:
         source_event_at=isoformat(r.source_event_at),
         created_at=isoformat(r.created_at),
         updated_at=isoformat(r.updated_at),
+        source_id=r.source_id,
+        sync_run_id=r.sync_run_id,
     )
 
 
@@ -407,6 +410,7 @@ def backfill_json(c: Collection) -> schemas.Backfill:
         started_at=isoformat(c.backfill_started_at),
         completed_at=isoformat(c.backfill_completed_at),
         error=c.backfill_error,
+        sources=[schemas.BackfillPart(**part) for part in backfills.report(c)],
     )
 
 

@@ -44,6 +44,32 @@ class SourcesError(Strict):
     errors: dict[str, str] | None = None
 
 
+class CollectionSource(Strict):
+    """One source bound to a collection, and how its records map in (None: the collection's own)."""
+
+    source_id: str
+    source_name: str
+    short_name: str
+    position: int
+    stream: str | None
+    record_path: str | None
+    primary_key_path: str | None
+    timestamp_path: str | None
+    event_type_field: str | None
+    delete_event_types: list[str]
+    health_status: str
+    last_error: str | None
+    created_at: str
+
+
+class CollectionSourceEnvelope(Strict):
+    source: CollectionSource
+
+
+class CollectionSourceList(Strict):
+    sources: list[CollectionSource]
+
+
 class Collection(Strict):
     id: str
     org_id: str
@@ -59,7 +85,7 @@ class Collection(Strict):
     event_type_field: str | None
     delete_event_types: list[str]
     description: str | None
-    status: Literal["NEEDS_SOURCE", "ACTIVE", "SYNCING", "PAUSED", "ERROR"]
+    status: Literal["NEEDS_SOURCE", "ACTIVE", "PARTIAL_ERROR", "SYNCING", "PAUSED", "ERROR"]
     record_count: int
     search_index: Literal["on", "off", "building"]
     last_sync_at: str | None
@@ -74,6 +100,8 @@ class Collection(Strict):
     backfill_error: str | None
     created_by_email: str | None
     modified_by_email: str | None
+    # Every source bound, in the order bound (`source_id` and `source_name` are the first's).
+    sources: list[CollectionSource]
 
 
 class CollectionEnvelope(Strict):
@@ -448,6 +476,9 @@ class RecordOut(Strict):
     source_event_at: str | None
     created_at: str
     updated_at: str
+    # Who wrote the current version: the source, and its run (a pull; None for an event).
+    source_id: str | None
+    sync_run_id: str | None
 
 
 class RecordList(Strict):
@@ -488,6 +519,21 @@ class CollectionStats(Strict):
     last_sync_at: str | None
 
 
+class BackfillPart(Strict):
+    """One source's part of a backfill: a pull source's full read (its run) or a push
+    source's replay of its stored events, and what it changed in the collection."""
+
+    source_id: str
+    source_name: str | None
+    mode: Literal["read", "replay"] | None
+    run_id: str | None
+    status: str | None
+    inserted: int
+    updated: int
+    deleted: int
+    skipped: int
+
+
 class Backfill(Strict):
     collection_id: str
     status: str | None
@@ -497,6 +543,7 @@ class Backfill(Strict):
     started_at: str | None
     completed_at: str | None
     error: str | None
+    sources: list[BackfillPart]
 
 
 class BackfillEnvelope(Strict):

@@ -4,7 +4,7 @@ and only filled where an answer is built."""
 
 from __future__ import annotations
 
-from ..models import ApiKey, Collection
+from ..models import ApiKey, Binding, Collection
 from ..values.times import isoformat
 from . import schemas
 
@@ -46,6 +46,25 @@ def collection_json(c: Collection, status: str | None = None) -> schemas.Collect
         backfill_error=c.backfill_error,
         created_by_email=c.created_by.email if c.created_by else None,
         modified_by_email=c.modified_by.email if c.modified_by else None,
+        sources=[binding_json(b) for b in c.bindings],
+    )
+
+
+def binding_json(b: Binding) -> schemas.CollectionSource:
+    return schemas.CollectionSource(
+        source_id=b.source_id,
+        source_name=b.source.name,
+        short_name=b.source.short_name,
+        position=b.position,
+        stream=b.stream,
+        record_path=b.record_path,
+        primary_key_path=b.primary_key_path,
+        timestamp_path=b.timestamp_path,
+        event_type_field=b.event_type_field,
+        delete_event_types=list(b.delete_event_types or []),
+        health_status=b.source.health_status,
+        last_error=b.source.last_error,
+        created_at=isoformat(b.created_at),
     )
 
 

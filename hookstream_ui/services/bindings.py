@@ -28,7 +28,10 @@ MAPPING_FIELDS = (
 
 
 class BindingFields(BaseModel):
-    """How one source's records map into a collection; every message names its field."""
+    """How one source's records map into a collection, beside its other sources' (last write
+    wins by each record's own time). A path left out takes the collection's own; the key
+    path is read in the record (at `record_path`), the timestamp path and event type field in
+    the item as the source gave it. Every message names its field."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 

@@ -185,8 +185,9 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
         wanted.append(found.id)
     for binding in bindings.bindings_of(source):  # this sync's own, no longer asked for
         if binding.collection_id not in wanted:
-            bindings.unbind(binding.collection, binding)
-            binding.collection.modified_by_id = principal.user_id
+            collection = binding.collection
+            bindings.unbind(collection, binding)
+            collection.modified_by_id = principal.user_id
     source.collection_refs = list(refs)
 
 
