@@ -16,7 +16,7 @@ READ, REPLAY = "read", "replay"
 
 
 def part(source_id: str, mode: str, **more: Any) -> dict[str, Any]:
-    return {"mode": mode, "status": "pending", **dict.fromkeys(COUNTS, 0), **more} | {"source_id": source_id}
+    return {"source_id": source_id, "mode": mode, "status": "pending", **dict.fromkeys(COUNTS, 0), **more}
 
 
 def set_part(collection: Collection, source_id: str, **changes: Any) -> None:

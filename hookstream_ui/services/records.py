@@ -530,12 +530,15 @@ def collection_stats(collection: Collection) -> dict:
         )
     ).one()
     events_24h = 0
-    if collection.source_id:
+    if collection.bindings:
         events_24h = (
             db.session.scalar(
                 select(func.count())
                 .select_from(Event)
-                .where(Event.source_id == collection.source_id, Event.received_at >= since)
+                .where(
+                    Event.source_id.in_([b.source_id for b in collection.bindings]),
+                    Event.received_at >= since,
+                )
             )
             or 0
         )

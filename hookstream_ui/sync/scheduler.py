@@ -22,7 +22,7 @@ from sqlalchemy import or_, select
 
 from ..errors import ValidationFailed
 from ..extensions import db, get_redis
-from ..models import Collection, Org, SourceConnection, SyncRun
+from ..models import Binding, Collection, Org, SourceConnection, SyncRun
 from ..services import retention, runs
 from ..values.times import utcnow
 
@@ -109,7 +109,9 @@ def requeue_lost_backfills(now: datetime | None = None) -> list[str]:
     replayed = [name for name, kind in REGISTRY.items() if kind.push]
     pending = db.session.scalars(
         select(Collection.id)
-        .join(SourceConnection, SourceConnection.id == Collection.source_id)
+        .distinct()
+        .join(Binding, Binding.collection_id == Collection.id)
+        .join(SourceConnection, SourceConnection.id == Binding.source_id)
         .where(
             Collection.backfill_status.in_(("pending", "running")),
             SourceConnection.short_name.in_(replayed),
