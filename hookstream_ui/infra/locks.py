@@ -34,7 +34,9 @@ def for_update(model: type[T], ident: str) -> T | None:
     """The row, read anew and locked until the transaction ends: a state change decided on it
     (a run's status) cannot be overwritten by one decided at the same time elsewhere."""
     write_lock()
-    return db.session.get(model, ident, with_for_update=True, populate_existing=True)
+    # OF its own table: PostgreSQL locks no row across the outer joins of eager-loaded
+    # relations (a collection's source and authors), and refuses FOR UPDATE over them.
+    return db.session.get(model, ident, with_for_update={"of": model}, populate_existing=True)
 
 
 def write_lock() -> None:
