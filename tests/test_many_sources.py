@@ -178,7 +178,6 @@ def test_events_out_of_order_keep_the_newer_state(setup):
     setup.send("customer.updated", customer("cus_A", "older@example.com"), created=now - 200)
     record = setup.record("cus_A")
     assert record is not None and record.data["email"] == "newer@example.com"
-    assert record.data == customer("cus_A", "newer@example.com") | {"created": record.data["created"]}
     assert record.source_id == setup.webhook_id
 
 
@@ -215,7 +214,6 @@ def test_a_full_re_read_keeps_records_only_the_webhook_wrote(setup):
     assert db.session.get(Collection, setup.collection_id).record_count == 2
 
     # What the pull wrote and then stopped listing is gone on its next full read.
-    STRIPE.customers = []
     STRIPE.customers = [customer("cus_Z", "other@example.com")]
     run = setup.pull(full=True)
     assert run.status == "completed", run.error
@@ -282,7 +280,11 @@ def test_a_failing_pull_beside_a_working_webhook_is_a_partial_error(make_setup, 
     webhook = db.session.get(SourceConnection, setup.webhook_id)
     assert pull.health_status in ("degraded", "error")
     assert webhook.health_status not in ("degraded", "error")
-    assert setup.status() == "PARTIAL_ERROR"  # not ERROR: the webhook source still works
+    from hookstream_ui.services import live
+
+    # Not ERROR: the webhook source still works. The service says so; the API must too.
+    assert live.collection_state(db.session.get(Collection, setup.collection_id)).status == "PARTIAL_ERROR"
+    assert setup.status() == "PARTIAL_ERROR"
     # The webhook still writes into the collection meanwhile.
     setup.send("customer.updated", customer("cus_H", "still@example.com"), created=int(time.time()))
     assert setup.record("cus_H").data["email"] == "still@example.com"
