@@ -136,6 +136,7 @@ class StripeState:
         self.request_times: list[float] = []
         self.paths: list[str] = []
         self.raw_customers: bytes | None = None  # served as the customers list instead, when set
+        self.fail_status: int | None = None  # every authorised request answers this, when set
 
     def seed(self, n: int):
         now = int(time.time())
@@ -150,6 +151,7 @@ class StripeState:
             for i in range(n)
         ]
         self.events, self.request_times, self.paths, self.raw_customers = [], [], [], None
+        self.fail_status = None
 
     def event(self, kind: str, obj: dict, created: int | None = None):
         self.events.append(
@@ -226,6 +228,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         STRIPE.request_times.append(time.time())
         STRIPE.paths.append(path)
+        if STRIPE.fail_status is not None:  # Stripe having a bad minute, in its error format
+            return self._json(
+                STRIPE.fail_status, {"error": {"type": "api_error", "message": "Something went wrong"}}
+            )
         if path == "/v1/customers":
             return self._stripe_customers(query)
         if path == "/v1/events":

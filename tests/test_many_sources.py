@@ -1,0 +1,292 @@
+"""One `customers` collection fed by two sources: Stripe webhooks (signed as Stripe signs
+them, each customer at $.data.object, timed by the event's `created`) and a Stripe pull
+source (the list API of the fixture server). Which version of a customer wins, what a full
+re-read may remove, who wrote each record, and the status the two sources' health gives."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from tests.fixture_servers import STRIPE, STRIPE_KEY
+from tests.helpers import auth
+
+SIGNING_SECRET = "whsec_" + base64.b64encode(b"many-sources-signing-key").decode()
+
+
+def stripe_signature(body: bytes, secret: str = SIGNING_SECRET, ts: int | None = None) -> str:
+    """Stripe's scheme: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the secret>."""
+    ts = ts or int(time.time())
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def customer(cid: str, email: str, created: int | None = None) -> dict:
+    return {
+        "id": cid,
+        "object": "customer",
+        "created": created or int(time.time()) - 86_400,
+        "email": email,
+        "livemode": False,
+    }
+
+
+@dataclass
+class Setup:
+    client: object
+    key: str
+    webhook_id: str
+    pull_id: str
+    collection_id: str
+    event_n: int = 0
+
+    def send(self, kind: str, obj: dict, created: int) -> dict:
+        """Deliver a signed Stripe event to the webhook source, as Stripe would."""
+        self.event_n += 1
+        event = {
+            "id": f"evt_hook_{self.event_n:04d}",
+            "object": "event",
+            "type": kind,
+            "created": created,
+            "data": {"object": obj},
+        }
+        body = json.dumps(event).encode()
+        answer = self.client.post(
+            f"/v1/ingest/{self.webhook_id}",
+            data=body,
+            headers={"Stripe-Signature": stripe_signature(body)},
+            content_type="application/json",
+        )
+        assert answer.status_code == 200, answer.json
+        return event
+
+    def pull(self, full: bool = True, attempts: int = 1) -> SyncRun:
+        """Run the pull source's sync inline (each attempt as a worker would run it)."""
+        from hookstream_ui.services.runs import start_run
+        from hookstream_ui.sync import jobs
+
+        run = start_run(db.session.get(SourceConnection, self.pull_id), full=full)
+        run_id = run.id
+        for _ in range(attempts):
+            db.session.refresh(run)
+            if run.final:
+                break
+            jobs.run_sync(run_id, run.claim_token)
+        db.session.expire_all()
+        return db.session.get(SyncRun, run_id)
+
+    def record(self, key: str) -> Record | None:
+        db.session.expire_all()
+        return db.session.scalar(
+            select(Record).where(Record.collection_id == self.collection_id, Record.record_key == key)
+        )
+
+    def status(self) -> str:
+        answer = self.client.get(f"/v1/collections/{self.collection_id}", headers=auth(self.key))
+        assert answer.status_code == 200, answer.json
+        return answer.json["collection"]["status"]
+
+
+def _has_sources_endpoint(app) -> bool:
+    return any(rule.rule.endswith("/collections/<ident>/sources") for rule in app.url_map.iter_rules())
+
+
+def _bind(app, client, key, collection_id: str, source_id: str, **mapping) -> None:
+    """Through POST /v1/collections/<id>/sources where it exists, else the service."""
+    body = {"source_id": source_id, **mapping}
+    if _has_sources_endpoint(app):
+        answer = client.post(f"/v1/collections/{collection_id}/sources", headers=auth(key), json=body)
+        if answer.status_code != 404:
+            assert answer.status_code in (200, 201), answer.json
+            return
+    from hookstream_ui.services import bindings
+
+    collection = db.session.get(Collection, collection_id)
+    bindings.bind(collection, db.session.get(SourceConnection, source_id), **mapping)
+    db.session.commit()
+
+
+@pytest.fixture
+def make_setup(app, client, key, http_fixture):
+    def make(secret_key: str = STRIPE_KEY) -> Setup:
+        webhook_id = client.post(
+            "/api/v1/source-connections",
+            headers=auth(key),
+            json={
+                "sourceShortName": "webhook",
+                "name": "Stripe webhooks",
+                "credentials": {"verification_type": "stripe", "signing_secret": SIGNING_SECRET},
+                "config": {},
+            },
+        ).json["sourceConnection"]["id"]
+        pulled = client.post(
+            "/api/v1/source-connections",
+            headers=auth(key),
+            json={
+                "sourceShortName": "stripe",
+                "name": "Stripe API",
+                "credentials": {"secret_key": secret_key, "api_base": http_fixture.base},
+            },
+        )
+        assert pulled.status_code in (200, 201), pulled.json
+        pull_id = pulled.json["sourceConnection"]["id"]
+        made = client.post(
+            "/v1/collections",
+            headers=auth(key),
+            json={"name": "Customers", "slug": "customers", "primary_key_path": "$.id"},
+        )
+        assert made.status_code == 201, made.json
+        collection_id = made.json["collection"]["id"]
+        _bind(
+            app,
+            client,
+            key,
+            collection_id,
+            webhook_id,
+            record_path="$.data.object",
+            primary_key_path="$.id",
+            timestamp_path="$.created",
+            event_type_field="$.type",
+        )
+        _bind(app, client, key, collection_id, pull_id, stream="customer", primary_key_path="$.id")
+        db.session.expire_all()
+        assert [b.source_id for b in db.session.get(Collection, collection_id).bindings] == [
+            webhook_id,
+            pull_id,
+        ]
+        return Setup(client, key, webhook_id, pull_id, collection_id)
+
+    return make
+
+
+@pytest.fixture
+def setup(make_setup) -> Setup:
+    return make_setup()
+
+
+def test_events_out_of_order_keep_the_newer_state(setup):
+    now = int(time.time())
+    setup.send("customer.updated", customer("cus_A", "newer@example.com"), created=now - 100)
+    setup.send("customer.updated", customer("cus_A", "older@example.com"), created=now - 200)
+    record = setup.record("cus_A")
+    assert record is not None and record.data["email"] == "newer@example.com"
+    assert record.source_id == setup.webhook_id
+
+
+def test_a_webhook_lost_while_down_is_filled_by_the_pull(setup):
+    now = int(time.time())
+    setup.send("customer.created", customer("cus_seen", "seen@example.com"), created=now - 500)
+    # cus_lost was created while the receiver was down: Stripe has it, no webhook came.
+    STRIPE.customers = [customer("cus_seen", "seen@example.com"), customer("cus_lost", "lost@example.com")]
+    run = setup.pull()
+    assert run.status == "completed", run.error
+    lost = setup.record("cus_lost")
+    assert lost is not None and lost.data["email"] == "lost@example.com"
+    assert (lost.source_id, lost.sync_run_id) == (setup.pull_id, run.id)
+
+
+def test_a_customer_deleted_event_removes_the_record(setup):
+    now = int(time.time())
+    setup.send("customer.created", customer("cus_D", "doomed@example.com"), created=now - 100)
+    assert setup.record("cus_D") is not None
+    setup.send("customer.deleted", {"id": "cus_D", "object": "customer", "deleted": True}, created=now - 50)
+    assert setup.record("cus_D") is None
+    assert db.session.get(Collection, setup.collection_id).record_count == 0
+
+
+def test_a_full_re_read_keeps_records_only_the_webhook_wrote(setup):
+    now = int(time.time())
+    setup.send("customer.created", customer("cus_X", "hook-only@example.com"), created=now - 100)
+    STRIPE.customers = [customer("cus_Y", "listed@example.com")]  # the list does not have cus_X
+    run = setup.pull(full=True)
+    assert run.status == "completed" and run.mode == "full", run.error
+    assert run.records_deleted == 0
+    assert setup.record("cus_X") is not None and setup.record("cus_X").source_id == setup.webhook_id
+    assert setup.record("cus_Y") is not None
+    assert db.session.get(Collection, setup.collection_id).record_count == 2
+
+    # What the pull wrote and then stopped listing is gone on its next full read.
+    STRIPE.customers = [customer("cus_Z", "other@example.com")]
+    run = setup.pull(full=True)
+    assert run.status == "completed", run.error
+    assert setup.record("cus_Y") is None and setup.record("cus_X") is not None
+    assert run.records_deleted == 1
+
+
+def test_a_pull_older_than_a_webhook_does_not_overwrite_it(setup):
+    future = int(time.time()) + 3600  # the event is newer than any read made now
+    setup.send("customer.updated", customer("cus_W", "from-webhook@example.com"), created=future)
+    STRIPE.customers = [customer("cus_W", "from-pull@example.com")]
+    run = setup.pull()
+    assert run.status == "completed", run.error
+    record = setup.record("cus_W")
+    assert record.data["email"] == "from-webhook@example.com"
+    assert (record.source_id, record.sync_run_id) == (setup.webhook_id, None)
+
+
+def test_a_pull_newer_than_a_webhook_overwrites_it(setup):
+    long_ago = int(time.time()) - 7 * 86_400
+    setup.send("customer.updated", customer("cus_P", "from-webhook@example.com"), created=long_ago)
+    STRIPE.customers = [customer("cus_P", "from-pull@example.com")]
+    run = setup.pull()
+    assert run.status == "completed", run.error
+    record = setup.record("cus_P")
+    assert record.data["email"] == "from-pull@example.com"
+    assert (record.source_id, record.sync_run_id) == (setup.pull_id, run.id)
+    assert db.session.get(Collection, setup.collection_id).record_count == 1
+
+
+def test_each_record_says_which_source_wrote_it(setup):
+    setup.send("customer.created", customer("cus_H", "hook@example.com"), created=int(time.time()) - 60)
+    STRIPE.customers = [customer("cus_L", "list@example.com")]
+    run = setup.pull()
+    assert run.status == "completed", run.error
+    wrote = {"cus_H": (setup.webhook_id, None), "cus_L": (setup.pull_id, run.id)}
+    for key, (source_id, run_id) in wrote.items():
+        answer = setup.client.get(
+            f"/v1/collections/{setup.collection_id}/records/{key}", headers=auth(setup.key)
+        )
+        assert answer.status_code == 200, answer.json
+        shown = answer.json["record"]
+        if "source_id" in shown:
+            assert shown["source_id"] == source_id
+        if "sync_run_id" in shown:
+            assert shown["sync_run_id"] == run_id
+        record = setup.record(key)
+        assert (record.source_id, record.sync_run_id) == (source_id, run_id)
+
+
+@pytest.mark.parametrize("failure", ["stripe answers 500", "bad key"])
+def test_a_failing_pull_beside_a_working_webhook_is_a_partial_error(make_setup, failure):
+    from hookstream_ui.sync import jobs
+
+    setup = make_setup("sk_test_notTheRightKey42" if failure == "bad key" else STRIPE_KEY)
+    if failure == "stripe answers 500":
+        STRIPE.fail_status = 500
+    STRIPE.customers = [customer("cus_F", "f@example.com")]
+    setup.send("customer.created", customer("cus_H", "hook@example.com"), created=int(time.time()) - 60)
+    run = setup.pull(attempts=jobs.MAX_ATTEMPTS)
+    assert run.status == "failed"
+    db.session.expire_all()
+    pull = db.session.get(SourceConnection, setup.pull_id)
+    webhook = db.session.get(SourceConnection, setup.webhook_id)
+    assert pull.health_status in ("degraded", "error")
+    assert webhook.health_status not in ("degraded", "error")
+    from hookstream_ui.services import live
+
+    # Not ERROR: the webhook source still works. The service says so; the API must too.
+    assert live.collection_state(db.session.get(Collection, setup.collection_id)).status == "PARTIAL_ERROR"
+    assert setup.status() == "PARTIAL_ERROR"
+    # The webhook still writes into the collection meanwhile.
+    setup.send("customer.updated", customer("cus_H", "still@example.com"), created=int(time.time()))
+    assert setup.record("cus_H").data["email"] == "still@example.com"
+    assert setup.record("cus_F") is None
+    assert setup.status() == "PARTIAL_ERROR"
