@@ -83,12 +83,13 @@ def test_edit_and_delete_with_confirmation(signed_in):
     source = make_source(production(org), "Shop webhook")
     client.post("/collections/new", data=form(token, name="Users", slug="users"))
     edit = client.get("/collections/users/edit").get_data(as_text=True)
-    assert 'value="Users"' in edit and "Shop webhook" in edit
+    # Sources are added on the collection's page, not in the edit form.
+    assert 'value="Users"' in edit and 'name="source_id"' not in edit
     r = client.post("/collections/users/edit", data=form(token, name="ab", slug="users"))
     assert r.status_code == 400 and 'value="ab"' in r.get_data(as_text=True)
-    r = client.post(
-        "/collections/users/edit", data=form(token, name="Members", slug="members", source_id=source.id)
-    )
+    r = client.post("/collections/users/edit", data=form(token, name="Members", slug="members"))
+    assert r.status_code == 302
+    r = client.post("/collections/members/sources", data={"csrf_token": token, "source_id": source.id})
     assert r.status_code == 302
     detail = client.get("/collections/members").get_data(as_text=True)
     assert "Members" in detail and "Shop webhook" in detail and "Active" in detail

@@ -88,7 +88,10 @@ def test_clear_and_delete_behind_confirmation(signed_in):
         },
     )
     c = db.session.scalar(select(Collection))
-    db.session.add(Record(org_id=c.org_id, env_id=c.env_id, collection_id=c.id, record_key="1", data={}))
+    # Clearing a source deletes the records whose current version it wrote.
+    db.session.add(
+        Record(org_id=c.org_id, env_id=c.env_id, collection_id=c.id, record_key="1", data={}, source_id=sid)
+    )
     c.record_count = 1
     db.session.commit()
     assert "1 records" in client.get(f"/sources/{sid}/clear").get_data(as_text=True)

@@ -589,6 +589,8 @@ FORMS = {
     "dashboard.source_clear": "member",
     "dashboard.source_schedule": "member",
     "dashboard.collection_status": "member",
+    "dashboard.collection_source_add": "member",
+    "dashboard.collection_source_remove": "member",
     "dashboard.source_delete": "member",
     "dashboard.api_keys_page": "admin",
     "dashboard.api_key_revoke": "admin",

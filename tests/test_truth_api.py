@@ -469,13 +469,14 @@ def test_a_binding_maps_its_records_and_refuses_bad_paths(client, key, bound):
     assert r.status_code == 200 and r.json["source"]["record_path"] is None
 
 
-def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, owner, key, bound):
+def test_the_dashboard_collection_page_says_which_sources_feed_it(app, owner, key, bound):
     from tests.helpers import login
 
     sid, cid = bound
     session = app.test_client()
     token = login(session, "owner@example.com")
     other = _webhook(app.test_client(), key, "Other hook")
+    # The edit form carries no source: a source sent with it changes nothing.
     r = session.post(
         "/collections/orders/edit",
         data={
@@ -486,10 +487,15 @@ def test_the_dashboard_edit_form_says_which_source_holds_the_collection(app, own
             "primary_key_path": "$.id",
         },
     )
-    page = r.get_data(as_text=True)
-    assert r.status_code == 400  # as every dashboard form answers a refused change
-    assert 'id="e-source_id"' in page and "Orders hook" in page
+    assert r.status_code == 302
     _still_bound(app.test_client(), key, sid, cid)
+    page = session.get("/collections/orders").get_data(as_text=True)
+    assert f'id="binding-{sid}"' in page and "Orders hook" in page and f'id="binding-{other}"' not in page
+    # Added on the collection's page, it feeds the collection beside the first.
+    r = session.post("/collections/orders/sources", data={"csrf_token": token, "source_id": other})
+    assert r.status_code == 302
+    page = session.get("/collections/orders").get_data(as_text=True)
+    assert f'id="binding-{sid}"' in page and f'id="binding-{other}"' in page
 
 
 # --- 7. the OpenAPI document states the rules the server enforces ------------------------------

@@ -214,33 +214,35 @@ def _edit(token, source_id, **more):
     }
 
 
-def test_the_edit_form_moves_a_collection_once_the_move_is_confirmed(signed_in):
-    from hookstream_ui.models import Collection
+def test_the_collection_page_adds_a_second_source_and_removes_the_first(signed_in):
+    from hookstream_ui.models import Binding, Collection
 
     client, token, org = signed_in
     first = _hook(client, org, 2)
     other = _second_source(client, org)
-    refused = client.post("/collections/orders/edit", data=_edit(token, other))
-    page = unescape(refused.get_data(as_text=True))
-    assert refused.status_code == 400  # as every dashboard form answers a refused change
-    assert "To move it, tick “Move this collection from Hook to Other hook”" in page
-    assert "No source yet" in page and f'name="move_from" value="{first}"' in page
-    assert db.session.scalar(select(Collection.source_id)) == first  # nothing changed
-    moved = client.post("/collections/orders/edit", data=_edit(token, other, move_from=first))
-    assert moved.status_code == 302
-    db.session.expire_all()
-    assert db.session.scalar(select(Collection.source_id)) == other
-    # The API still refuses a silent take-over, and says how to do it.
-    api = client.patch(
-        "/v1/collections/orders", headers=auth(make_key(production(org))), json={"source_id": first}
+    # The edit form no longer moves a collection: sources are added on its page.
+    assert 'name="source_id"' not in client.get("/collections/orders/edit").get_data(as_text=True)
+    added = client.post("/collections/orders/sources", data={"csrf_token": token, "source_id": other})
+    assert added.status_code == 302
+    page = client.get("/collections/orders").get_data(as_text=True)
+    assert f'id="binding-{first}"' in page and f'id="binding-{other}"' in page
+    assert db.session.scalar(select(Collection.source_id)) == first  # the first bound stays first
+    again = client.post("/collections/orders/sources", data={"csrf_token": token, "source_id": other})
+    assert again.status_code == 400 and "already feeds this collection" in unescape(
+        again.get_data(as_text=True)
     )
-    assert api.status_code == 409 and "set its source to none" in api.json["errors"]["source_id"]
+    removed = client.post(f"/collections/orders/sources/{first}/remove", data={"csrf_token": token})
+    assert removed.status_code == 302
+    db.session.expire_all()
+    assert db.session.scalars(select(Binding.source_id)).all() == [other]
+    assert db.session.scalar(select(Collection.source_id)) == other
 
 
 def test_an_unbound_collection_with_records_says_it_has_them(signed_in):
     client, token, org = signed_in
     sid = _hook(client, org, 3)
-    assert client.post("/collections/orders/edit", data=_edit(token, "")).status_code == 302
+    removed = client.post(f"/collections/orders/sources/{sid}/remove", data={"csrf_token": token})
+    assert removed.status_code == 302
     page = client.get("/collections/orders").get_data(as_text=True)
     assert "holds 3 records, but no source feeds it now" in page and "has no source yet" not in page
     for action in ("clear", "delete"):

@@ -14,8 +14,8 @@ from ..errors import ValidationFailed
 from ..forms import FormState
 from ..models import Collection, SourceConnection, db
 from ..models.principal import Principal
+from ..services import bindings, links, live
 from ..services import collections as svc
-from ..services import links, live
 from . import bp
 
 FIELDS = (
@@ -29,6 +29,17 @@ FIELDS = (
     "delete_event_types",
     "description",
     "search_index",
+)
+# The edit form: sources are added and removed on the collection's page.
+EDIT_FIELDS = tuple(f for f in FIELDS if f not in ("source_id", "stream"))
+BINDING_FIELDS = (
+    "source_id",
+    "stream",
+    "record_path",
+    "primary_key_path",
+    "timestamp_path",
+    "event_type_field",
+    "delete_event_types",
 )
 
 
@@ -160,11 +171,31 @@ def key_preview() -> str:
     return render_template("dashboard/collections/_key_preview.html", **previews)
 
 
+def _sources_card(
+    principal: Principal, collection: Collection, form: FormState | None = None
+) -> dict[str, Any]:
+    """What the Sources card shows: each binding with its source's health, last run and how
+    many records it wrote here, and the add form with the sources not bound yet."""
+    bound = {b.source_id for b in collection.bindings}
+    return {
+        "bindings": list(collection.bindings),
+        "last_runs": live.last_runs(bound),
+        "written": bindings.written_by_source(collection),
+        "unbound_sources": [s for s in _sources(principal) if s.id not in bound],
+        "add_form": form or FormState({}),
+    }
+
+
 @bp.get("/collections/<ident>")
 def collection_detail(ident: str) -> str:
+    return _detail_page(ident)
+
+
+def _detail_page(ident: str, add_form: FormState | None = None) -> str:
     from .records import COLUMN_CHOICES, _column_fields, _columns, chosen_columns, export_query
 
-    collection = svc.get_collection_or_404(current_principal(), ident)
+    principal = current_principal()
+    collection = svc.get_collection_or_404(principal, ident)
     # The records browser's state comes from the URL: a reload or a shared link shows it again.
     shown = chosen_columns(request.args) or _columns(collection)
     choices = [f["path"] for f in _column_fields(collection)[:COLUMN_CHOICES]]
@@ -177,7 +208,42 @@ def collection_detail(ident: str) -> str:
         api_url=links.public(f"/v1/collections/{collection.slug}"),
         column_choices=choices + [c for c in shown if c not in choices],
         export_args=export_query(request.args),
+        **_sources_card(principal, collection, add_form),
     )
+
+
+@bp.post("/collections/<ident>/sources")
+def collection_source_add(ident: str) -> ResponseReturnValue:
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = svc.get_collection_or_404(principal, ident)
+    form = FormState.from_request(*BINDING_FIELDS)
+    try:
+        binding = bindings.add_source(principal, collection, dict(form.values))
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return _detail_page(ident, form.fail(exc)), 400
+    flash(f"Source “{binding.source.name}” now feeds this collection.", "success")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug) + "#sources")
+
+
+@bp.post("/collections/<ident>/sources/<source_id>/remove")
+def collection_source_remove(ident: str, source_id: str) -> ResponseReturnValue:
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = svc.get_collection_or_404(principal, ident)
+    binding = bindings.binding_or_404(collection, source_id)
+    name = binding.source.name
+    try:
+        bindings.remove_source(principal, collection, binding)
+    except ValidationFailed as exc:
+        from ..forms import sentence
+
+        db.session.rollback()
+        flash(sentence(exc, {"source_id": "Source"}), "error")
+    else:
+        flash(f"Source “{name}” no longer feeds this collection; the records it wrote stay.", "success")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug) + "#sources")
 
 
 @bp.route("/collections/<ident>/edit", methods=["GET", "POST"])
@@ -186,11 +252,11 @@ def collection_edit(ident: str) -> ResponseReturnValue:
     require_role(principal, "member")
     collection = svc.get_collection_or_404(principal, ident)
     if request.method == "GET":
-        form = FormState({f: getattr(collection, f) or "" for f in FIELDS})
+        form = FormState({f: getattr(collection, f) or "" for f in EDIT_FIELDS})
         form.values["search_index"] = "off" if collection.search_index == "off" else "on"
         form.values["delete_event_types"] = ", ".join(collection.delete_event_types or [])
         return _form_page("dashboard/collections/edit.html", form, collection=collection)
-    form = FormState.from_request(*FIELDS)
+    form = FormState.from_request(*EDIT_FIELDS)
     try:
         svc.update_collection(principal, collection, _submitted(form))
     except ValidationFailed as exc:

@@ -180,10 +180,19 @@ def record_detail(ident: str, key: str) -> ResponseReturnValue:
     collection = collection_svc.get_collection_or_404(current_principal(), ident)
     record = record_svc.get_record_or_404(collection, key)
     history = record_svc.events_for_record(collection, record)
+    from ..services.bindings import source_in_env
+
+    writer = None
+    if record.source_id:
+        try:
+            writer = source_in_env(current_principal(), record.source_id)
+        except ValidationFailed:
+            writer = None  # deleted since, or not this environment's
     return render_template(
         "dashboard/records/detail.html",
         collection=collection,
         record=record,
+        writer=writer,
         pretty=json.dumps(record.data, indent=2, sort_keys=True, ensure_ascii=False),
         history=history,
     )

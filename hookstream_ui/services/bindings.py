@@ -217,3 +217,17 @@ def settle_status(collection: Collection) -> None:
         .limit(1)
     )
     collection.status = "SYNCING" if running is not None else live.health_status(sources)
+
+
+def written_by_source(collection: Collection) -> dict[str, int]:
+    """How many of the collection's records each source wrote the current version of."""
+    from sqlalchemy import func
+
+    from ..models import Record
+
+    rows = db.session.execute(
+        select(Record.source_id, func.count())
+        .where(Record.collection_id == collection.id, Record.source_id.is_not(None))
+        .group_by(Record.source_id)
+    ).all()
+    return {str(source_id): int(count) for source_id, count in rows}
