@@ -121,7 +121,7 @@ def test_the_records_toolbar_says_what_is_wrong_and_an_old_link_offers_page_one(
     context.close()
 
 
-def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(browser, live_server, app):
+def test_the_edit_form_warns_of_a_new_key_path_and_a_second_source_writes_beside(browser, live_server, app):
     from playwright.sync_api import expect
 
     from hookstream_ui.models import User, db
@@ -147,11 +147,19 @@ def test_the_edit_form_warns_of_a_new_key_path_and_moves_sources_once_confirmed(
     expect(warning).to_contain_text("2 records keyed by $.id")
     page.fill("#f-primary_key_path", "$.id")
     expect(warning).to_have_count(0)
-    page.select_option("#f-source_id", other)
-    page.click('form.card button:has-text("Save")')
-    expect(page.locator("#e-source_id")).to_contain_text("Move this collection from Shop hooks to New hooks")
-    page.check("#move-confirm input")
+    expect(page.locator("#f-source_id")).to_have_count(0)  # sources are added on the collection's page
     page.click('form.card button:has-text("Save")')
     expect(page.locator("h1").first).to_contain_text("Orders")
-    expect(page.locator("body")).to_contain_text("New hooks")
+    # A second source, added from the page, writes beside the first; both show as writers.
+    page.click("summary:has-text('Add a source')")
+    page.select_option("#add-source #f-source_id", other)
+    page.click("#add-source button:has-text('Add source')")
+    expect(page.locator("#source-list")).to_contain_text("New hooks")
+    expect(page.locator("#source-list")).to_contain_text("Shop hooks")
+    _send(live_server, other, {"id": "o900", "type": "order.new", "email": "new@example.com"})
+    _send(live_server, source_id, {"id": "o901", "type": "order.new", "email": "old@example.com"})
+    expect(page.locator("body")).to_contain_text("o900")  # the live records table, no reload
+    expect(page.locator("body")).to_contain_text("o901")
+    page.reload()
+    expect(page.locator(f"#binding-{other}")).to_contain_text("1")  # records it wrote
     context.close()
