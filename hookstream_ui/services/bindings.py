@@ -27,6 +27,28 @@ MAPPING_FIELDS = (
 )
 
 
+def checked_path(value: str | None) -> str | None:
+    """A JSONPath as stored (dot paths normalised), for a collection's paths and a binding's."""
+    if value is not None and len(value) > PATH_MAX:
+        raise ValueError(f"must be at most {PATH_MAX} characters")
+    return None if value is None else jsonpaths.normalise(value)
+
+
+def delete_types(value: Any) -> Any:
+    """Event type names that delete, from a list or a form's comma-separated text."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        if len(value) > EVENT_TYPES_MAX or any(
+            not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX for v in value
+        ):
+            raise ValueError(
+                f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} characters"
+            )
+        return [v.strip() for v in value] or None
+    return value
+
+
 class BindingFields(BaseModel):
     """How one source's records map into a collection, beside its other sources' (last write
     wins by each record's own time). A path left out takes the collection's own; the key
@@ -56,24 +78,12 @@ class BindingFields(BaseModel):
     @field_validator("record_path", "primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > PATH_MAX:
-            raise ValueError(f"must be at most {PATH_MAX} characters")
-        return None if value is None else jsonpaths.normalise(value)
+        return checked_path(value)
 
     @field_validator("delete_event_types", mode="before")
     @classmethod
     def _delete_types(cls, value: Any) -> Any:
-        if isinstance(value, str):  # a form's comma-separated text
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list):
-            if len(value) > EVENT_TYPES_MAX or any(
-                not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX for v in value
-            ):
-                raise ValueError(
-                    f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} characters"
-                )
-            return [v.strip() for v in value] or None
-        return value
+        return delete_types(value)
 
 
 def bindings_of(source: SourceConnection) -> list[Binding]:

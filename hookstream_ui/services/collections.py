@@ -19,6 +19,7 @@ from ..models.principal import Principal
 from ..values import jsonpaths
 from . import bindings
 from .accounts import slugify
+from .bindings import EVENT_TYPE_MAX, EVENT_TYPES_MAX, PATH_MAX
 from .names import name_problem, pydantic_name
 from .pagination import Page, paginate
 
@@ -26,8 +27,7 @@ if TYPE_CHECKING:  # sources import services: only the type is needed here
     from ..sources.base import SourceType
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-NAME_MIN, NAME_MAX, SLUG_MAX, PATH_MAX, DESCRIPTION_MAX = 4, 64, 64, 500, 2000
-EVENT_TYPES_MAX, EVENT_TYPE_MAX = 50, 200
+NAME_MIN, NAME_MAX, SLUG_MAX, DESCRIPTION_MAX = 4, 64, 64, 2000
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -99,24 +99,12 @@ class _CollectionFields(BaseModel):
     @field_validator("primary_key_path", "timestamp_path", "event_type_field")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > PATH_MAX:
-            raise ValueError(f"must be at most {PATH_MAX} characters")
-        return None if value is None else jsonpaths.normalise(value)
+        return bindings.checked_path(value)
 
     @field_validator("delete_event_types", mode="before")
     @classmethod
     def _delete_types(cls, value: Any) -> Any:
-        if isinstance(value, str):  # a form's comma-separated text
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, list):
-            if len(value) > EVENT_TYPES_MAX or any(
-                not isinstance(v, str) or not v.strip() or len(v) > EVENT_TYPE_MAX for v in value
-            ):
-                raise ValueError(
-                    f"must be at most {EVENT_TYPES_MAX} event type names of 1 to {EVENT_TYPE_MAX} characters"
-                )
-            return [v.strip() for v in value] or None
-        return value
+        return bindings.delete_types(value)
 
     @field_validator("description")
     @classmethod

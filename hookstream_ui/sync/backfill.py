@@ -141,8 +141,9 @@ def replay_events(collection_id: str) -> str:
         backfills.set_part(collection, source_id, status="running")
     db.session.commit()
     try:
-        while _replay_batch(collection, push):
-            pass
+        more = True
+        while more:
+            more = _replay_batch(collection, push)
         collection = locks.for_update(Collection, collection_id) or collection
         for source_id in push:
             backfills.set_part(collection, source_id, status="completed")
