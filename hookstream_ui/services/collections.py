@@ -413,9 +413,9 @@ def _sample(
     from ..sources import SourceError
     from . import sources as source_svc
 
-    # The collection's records are a sample of its source; a form switching the collection
-    # to another source is checked against that one's.
-    if collection is not None and collection.record_count and (source_id or None) == collection.source_id:
+    # The collection's records are a sample of its sources (the edit form names none); a
+    # form naming another source is checked against that one's.
+    if collection is not None and collection.record_count and source_id in (None, "", collection.source_id):
         record = db.session.scalar(
             select(Record)
             .where(Record.collection_id == collection.id)
