@@ -32,15 +32,7 @@ FIELDS = (
 )
 # The edit form: sources are added and removed on the collection's page.
 EDIT_FIELDS = tuple(f for f in FIELDS if f not in ("source_id", "stream"))
-BINDING_FIELDS = (
-    "source_id",
-    "stream",
-    "record_path",
-    "primary_key_path",
-    "timestamp_path",
-    "event_type_field",
-    "delete_event_types",
-)
+BINDING_FIELDS = ("source_id", *bindings.MAPPING_FIELDS)
 
 
 def _sources(principal: Principal) -> Sequence[SourceConnection]:
