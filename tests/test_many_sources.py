@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from hookstream_ui.models import Binding, Collection, Record, SourceConnection, SyncRun, db
 from tests.fixture_servers import STRIPE, STRIPE_KEY
 from tests.helpers import auth
 
@@ -290,3 +290,72 @@ def test_a_failing_pull_beside_a_working_webhook_is_a_partial_error(make_setup, 
     assert setup.record("cus_H").data["email"] == "still@example.com"
     assert setup.record("cus_F") is None
     assert setup.status() == "PARTIAL_ERROR"
+
+
+def _webhook(client, key, verification: str) -> str:
+    credentials = {"verification_type": verification}
+    if verification != "none":
+        credentials["signing_secret"] = SIGNING_SECRET
+    made = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={"sourceShortName": "webhook", "name": f"{verification} hooks", "credentials": credentials},
+    )
+    assert made.status_code in (200, 201), made.json
+    return made.json["sourceConnection"]["id"]
+
+
+@pytest.mark.parametrize(
+    ("verification", "key_path", "given", "expected"),
+    [
+        # A Stripe event keeps its object at data.object, its time in created, its type in type.
+        ("stripe", "$.id", {}, ("$.data.object", "$.created", "$.type")),
+        # A Standard Webhooks payload: data, timestamp, type.
+        ("standard_webhooks", "$.id", {}, ("$.data", "$.timestamp", "$.type")),
+        # A key path written for the whole event keeps the event as the record.
+        ("stripe", "$.data.object.id", {}, (None, "$.created", "$.type")),
+        # What the caller names wins.
+        ("stripe", "$.id", {"record_path": "$.data", "timestamp_path": "$.at"}, ("$.data", "$.at", "$.type")),
+        # Nothing is known of an unsigned webhook's shape.
+        ("none", "$.id", {}, (None, None, None)),
+    ],
+)
+def test_a_webhook_binds_with_its_signing_schemes_event_shape(
+    client, key, verification, key_path, given, expected
+):
+    source_id = _webhook(client, key, verification)
+    made = client.post(
+        "/v1/collections", headers=auth(key), json={"name": "Shaped", "primary_key_path": key_path}
+    )
+    assert made.status_code == 201, made.json
+    collection_id = made.json["collection"]["id"]
+    answer = client.post(
+        f"/v1/collections/{collection_id}/sources", headers=auth(key), json={"source_id": source_id, **given}
+    )
+    assert answer.status_code == 201, answer.json
+    binding = db.session.scalar(
+        select(Binding).where(Binding.collection_id == collection_id, Binding.source_id == source_id)
+    )
+    assert (binding.record_path, binding.timestamp_path, binding.event_type_field) == expected
+
+
+def test_a_stripe_event_lands_under_its_objects_key_with_no_mapping_given(app, client, key):
+    """Bound with nothing but its id (as the collection form binds it), a Stripe-signed
+    webhook's customer.updated lands as the customer, and customer.deleted removes it."""
+    source_id = _webhook(client, key, "stripe")
+    made = client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={"name": "Customers", "primary_key_path": "$.id", "source_id": source_id},
+    )
+    assert made.status_code == 201, made.json
+    setup = Setup(client, key, source_id, "", made.json["collection"]["id"])
+    now = int(time.time())
+    setup.send("customer.updated", customer("cus_S", "shaped@example.com"), created=now - 10)
+    setup.send("customer.updated", customer("cus_S", "stale@example.com"), created=now - 20)
+    record = setup.record("cus_S")
+    assert record is not None and record.data == customer(
+        "cus_S", "shaped@example.com", record.data["created"]
+    )
+    setup.send("customer.deleted", {"id": "cus_S", "object": "customer", "deleted": True}, created=now)
+    assert setup.record("cus_S") is None

@@ -211,7 +211,7 @@ def test_records_browser_events_pages_and_test_event(signed_in):
             "csrf_token": token,
             "name": "Inbox",
             "slug": "inbox",
-            "primary_key_path": "data.id",
+            "primary_key_path": "id",  # the record is the Stripe event's data.object
             "source_id": sid,
             "event_type_field": "type",
         },

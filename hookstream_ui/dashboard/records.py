@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets as pysecrets
 from typing import Any
 
 from flask import Response, flash, make_response, redirect, render_template, request, url_for
@@ -288,20 +287,16 @@ def source_test_event(source_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     source = source_svc.get_source_or_404(principal, source_id)
-    if not source_svc.type_of(source).push:
-        flash("Only webhook sources take test events.", "error")
+    kind, credentials = source_svc.type_of(source), source_svc.credentials_of(source)
+    sample = kind.test_event(credentials) if kind.push else None
+    if sample is None:
+        flash("This source does not take test events: it reads, nothing is sent to it.", "error")
         return redirect(url_for("dashboard.source_detail", source_id=source.id))
-    body = json.dumps(
-        {
-            "id": f"test_{pysecrets.token_hex(4)}",
-            "type": "test.event",
-            "data": {"id": f"test_{pysecrets.token_hex(4)}", "message": "Hello from hookstream"},
-        }
-    ).encode()
+    body = json.dumps(sample).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "hookstream-test-event",
-        **sign(source_svc.credentials_of(source), body),
+        **sign(credentials, body),
     }
     received = ingest_svc.receive(
         source,

@@ -51,9 +51,11 @@ def delete_types(value: Any) -> Any:
 
 class BindingFields(BaseModel):
     """How one source's records map into a collection, beside its other sources' (last write
-    wins by each record's own time). A path left out takes the collection's own; the key
-    path is read in the record (at `record_path`), the timestamp path and event type field in
-    the item as the source gave it. Every message names its field."""
+    wins by each record's own time). A path left out takes the collection's own, or, when
+    bound, the source's own event shape where its type knows one (a Stripe-signed webhook:
+    `$.data.object`, `$.created`, `$.type`); null on a change clears it (the record path: the
+    item itself). The key path is read in the record (at `record_path`), the timestamp path
+    and event type field in the item as the source gave it. Every message names its field."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -137,11 +139,29 @@ def bind(collection: Collection, source: SourceConnection, **mapping: Any) -> Bi
         position=max((b.position for b in collection.bindings), default=-1) + 1,
         **{name: mapping.get(name) for name in MAPPING_FIELDS},
     )
+    _fill_defaults(binding, collection, source)
     binding.source = source
     collection.bindings.append(binding)
     _first_source(collection)
     settle_status(collection)
     return binding
+
+
+def _fill_defaults(binding: Binding, collection: Collection, source: SourceConnection) -> None:
+    """The source type's own shape of its items (a Stripe event's object, time and type) for
+    each path that neither the binding nor the collection names. A key path that already
+    reaches into the default record path (`$.data.object.id`) was written for the whole
+    item, so the item stays the record."""
+    from .sources import credentials_of, type_of
+
+    key_path = binding.primary_key_path or collection.primary_key_path or ""
+    defaults = type_of(source).binding_defaults(credentials_of(source), dict(source.config or {}))
+    for name, value in defaults.items():
+        if getattr(binding, name) is not None or getattr(collection, name, None) is not None:
+            continue
+        if name == "record_path" and (key_path == value or key_path.startswith((value + ".", value + "["))):
+            continue
+        setattr(binding, name, value)
 
 
 def unbind(collection: Collection, binding: Binding) -> None:
@@ -175,10 +195,11 @@ def add_source(principal: Principal, collection: Collection, payload: object) ->
 
 def update_source(principal: Principal, collection: Collection, binding: Binding, payload: object) -> Binding:
     data: BindingFields = validated(BindingFields, payload)
+    stream = binding.stream
     for name in MAPPING_FIELDS:
         if name in data.model_fields_set:
             setattr(binding, name, getattr(data, name))
-    if "stream" in data.model_fields_set:
+    if binding.stream != stream:
         binding.sync_state = None  # a position in another stream means nothing in this one
     _audit(
         "collection.source_update", collection, binding.source, data.model_dump(include=data.model_fields_set)

@@ -134,6 +134,17 @@ class SourceType(ABC):
         when any delivery is accepted."""
         return None
 
+    def binding_defaults(self, credentials: dict, config: dict) -> dict[str, Any]:
+        """For a source whose items have a known shape (a Stripe event): how they map into a
+        collection where whoever binds it, and the collection, name nothing ({field: value}
+        of record_path, timestamp_path, event_type_field)."""
+        return {}
+
+    def test_event(self, credentials: dict) -> dict | None:
+        """For a push source: a sample event shaped as its sender shapes them, which the
+        dashboard sends through the real ingest path; None when it takes no test events."""
+        return None
+
     @abstractmethod
     def test(self, conn: Connection) -> TestResult:
         """Really reach the source with these credentials; say why not in the user's terms."""

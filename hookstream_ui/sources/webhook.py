@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 
 from ..values import jsonpaths
+from ..values.times import utcnow
 from .base import Connection, SourceType, TestResult, register
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
+
+# Where a signing scheme's events keep their object, their time and their type: Stripe's
+# event (data.object, created, type) and Standard Webhooks' payload (data, timestamp, type).
+EVENT_SHAPES = {
+    "stripe": {"record_path": "$.data.object", "timestamp_path": "$.created", "event_type_field": "$.type"},
+    "standard_webhooks": {
+        "record_path": "$.data",
+        "timestamp_path": "$.timestamp",
+        "event_type_field": "$.type",
+    },
+}
 
 # The header an HMAC signature rides in when the source names none.
 DEFAULT_HMAC_HEADER = "X-Signature"
@@ -140,6 +153,24 @@ class Webhook(SourceType):
             header = credentials.get("signature_header") or DEFAULT_HMAC_HEADER
             return f"an {dict(VERIFICATION_TYPES)[kind]} signature of the body in its {header} header"
         return SIGNED_WITH.get(kind)
+
+    def binding_defaults(self, credentials: dict, config: dict) -> dict[str, str]:
+        return dict(EVENT_SHAPES.get(credentials.get("verification_type") or "none", {}))
+
+    def test_event(self, credentials: dict) -> dict:
+        record = {"id": f"test_{secrets.token_hex(4)}", "message": "Hello from hookstream"}
+        kind = credentials.get("verification_type") or "none"
+        if kind == "stripe":
+            return {
+                "id": f"evt_test_{secrets.token_hex(4)}",
+                "object": "event",
+                "type": "test.event",
+                "created": int(utcnow().timestamp()),
+                "data": {"object": record},
+            }
+        if kind == "standard_webhooks":
+            return {"type": "test.event", "timestamp": utcnow().isoformat(), "data": record}
+        return {"id": f"test_{secrets.token_hex(4)}", "type": "test.event", "data": record}
 
     def test(self, conn: Connection) -> TestResult:
         needs = self.delivery_requirement(conn.credentials)
