@@ -65,3 +65,49 @@ def test_add_a_second_source_see_both_and_remove_one(signed_in):
         client.post(f"/collections/orders/sources/{first}/remove", data={"csrf_token": token}).status_code
         == 404
     )
+
+
+def test_edit_how_a_source_feeds_the_collection(signed_in):
+    client, token, org = signed_in
+    key = make_key(production(org))
+    first = connect_webhook(client, key)
+    add_orders(client, key, first)
+    page = client.get("/collections/orders").get_data(as_text=True)
+    edit_url = f"/collections/orders/sources/{first}/edit"
+    assert f'id="edit-{first}" href="{edit_url}"' in page
+
+    form = client.get(edit_url).get_data(as_text=True)
+    assert 'id="edit-binding"' in form and 'name="record_path"' in form
+
+    # A bad path is refused beside its field, and nothing changes.
+    refused = client.post(edit_url, data={"csrf_token": token, "record_path": "not a path!"})
+    assert refused.status_code == 400 and 'id="e-record_path"' in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.scalar(select(Binding.record_path)) is None
+
+    saved = client.post(
+        edit_url,
+        data={
+            "csrf_token": token,
+            "record_path": "order",
+            "primary_key_path": "ref",
+            "delete_event_types": "order.voided, order.purged",
+        },
+    )
+    assert saved.status_code == 302 and saved.location.endswith("/collections/orders#sources")
+    db.session.expire_all()
+    binding = db.session.scalar(select(Binding))
+    assert (binding.record_path, binding.primary_key_path) == ("$.order", "$.ref")
+    assert binding.delete_event_types == ["order.voided", "order.purged"]
+    page = unescape(client.get("/collections/orders").get_data(as_text=True))
+    assert "record path: $.order" in page and "deletes on: order.voided, order.purged" in page
+    # The source's next delivery lands as the new mapping says.
+    assert client.post(f"/v1/ingest/{first}", json={"order": {"ref": "r9", "total": 3}}).status_code in (
+        200,
+        202,
+    )
+    assert db.session.scalar(select(Record.record_key)) == "r9"
+    # Shown again, the form holds what was saved.
+    form = unescape(client.get(edit_url).get_data(as_text=True))
+    assert 'value="$.order"' in form and 'value="order.voided, order.purged"' in form
+    assert client.get("/collections/orders/sources/src_nope/edit").status_code == 404

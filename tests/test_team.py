@@ -591,6 +591,7 @@ FORMS = {
     "dashboard.collection_status": "member",
     "dashboard.collection_source_add": "member",
     "dashboard.collection_source_remove": "member",
+    "dashboard.collection_source_edit": "member",
     "dashboard.source_delete": "member",
     "dashboard.api_keys_page": "admin",
     "dashboard.api_key_revoke": "admin",

@@ -219,6 +219,27 @@ def collection_source_add(ident: str) -> ResponseReturnValue:
     return redirect(url_for("dashboard.collection_detail", ident=collection.slug) + "#sources")
 
 
+@bp.route("/collections/<ident>/sources/<source_id>/edit", methods=["GET", "POST"])
+def collection_source_edit(ident: str, source_id: str) -> ResponseReturnValue:
+    principal = current_principal()
+    require_role(principal, "member")
+    collection = svc.get_collection_or_404(principal, ident)
+    binding = bindings.binding_or_404(collection, source_id)
+    page = "dashboard/collections/source_edit.html"
+    if request.method == "GET":
+        form = FormState({f: getattr(binding, f) or "" for f in bindings.MAPPING_FIELDS})
+        form.values["delete_event_types"] = ", ".join(binding.delete_event_types or [])
+        return render_template(page, form=form, collection=collection, binding=binding)
+    form = FormState.from_request(*bindings.MAPPING_FIELDS)
+    try:
+        bindings.update_source(principal, collection, binding, dict(form.values))
+    except ValidationFailed as exc:
+        db.session.rollback()
+        return render_template(page, form=form.fail(exc), collection=collection, binding=binding), 400
+    flash(f"Saved how “{binding.source.name}” feeds this collection.", "success")
+    return redirect(url_for("dashboard.collection_detail", ident=collection.slug) + "#sources")
+
+
 @bp.post("/collections/<ident>/sources/<source_id>/remove")
 def collection_source_remove(ident: str, source_id: str) -> ResponseReturnValue:
     principal = current_principal()
