@@ -359,3 +359,67 @@ def test_a_stripe_event_lands_under_its_objects_key_with_no_mapping_given(app, c
     )
     setup.send("customer.deleted", {"id": "cus_S", "object": "customer", "deleted": True}, created=now)
     assert setup.record("cus_S") is None
+
+
+def test_a_pull_that_read_before_a_delete_does_not_bring_the_record_back(setup):
+    now = int(time.time())
+    setup.send("customer.created", customer("cus_G", "gone@example.com"), created=now - 100)
+    # Deleted after the list is read (its event is newer than the read time of any pull now).
+    setup.send("customer.deleted", {"id": "cus_G", "object": "customer", "deleted": True}, created=now + 3600)
+    assert setup.record("cus_G") is None
+    STRIPE.customers = [customer("cus_G", "gone@example.com"), customer("cus_K", "kept@example.com")]
+    run = setup.pull()
+    assert run.status == "completed", run.error
+    assert setup.record("cus_G") is None and setup.record("cus_K") is not None
+    assert run.records_inserted == 1
+    assert db.session.get(Collection, setup.collection_id).record_count == 1
+
+
+def test_a_pull_newer_than_a_delete_writes_the_record_again(setup):
+    long_ago = int(time.time()) - 7 * 86_400
+    setup.send("customer.deleted", {"id": "cus_N", "object": "customer", "deleted": True}, created=long_ago)
+    STRIPE.customers = [customer("cus_N", "back@example.com")]
+    assert setup.pull().status == "completed"
+    assert setup.record("cus_N").data["email"] == "back@example.com"
+
+
+def test_a_delete_that_comes_before_the_create_wins(setup):
+    now = int(time.time())
+    # Out of order: the deletion is delivered first, of a key not stored yet.
+    setup.send("customer.deleted", {"id": "cus_O", "object": "customer", "deleted": True}, created=now - 50)
+    setup.send("customer.created", customer("cus_O", "late@example.com"), created=now - 100)
+    setup.send("customer.updated", customer("cus_O", "same-second@example.com"), created=now - 50)
+    assert setup.record("cus_O") is None
+    assert db.session.get(Collection, setup.collection_id).record_count == 0
+    # A version newer than the deletion is a new state of the key, and lands.
+    setup.send("customer.updated", customer("cus_O", "newer@example.com"), created=now)
+    assert setup.record("cus_O").data["email"] == "newer@example.com"
+
+
+def test_what_a_full_re_read_removed_stays_removed(setup):
+    STRIPE.customers = [customer("cus_R", "read@example.com")]
+    assert setup.pull().status == "completed"
+    STRIPE.customers = []
+    second = setup.pull()
+    assert second.status == "completed" and second.records_deleted == 1
+    started = int(second.started_at.timestamp())
+    # A webhook from before that read began, delivered late, is older than the removal.
+    setup.send("customer.updated", customer("cus_R", "stale@example.com"), created=started - 60)
+    assert setup.record("cus_R") is None
+    setup.send("customer.updated", customer("cus_R", "fresh@example.com"), created=started + 60)
+    assert setup.record("cus_R").data["email"] == "fresh@example.com"
+
+
+def test_deletions_are_forgotten_after_thirty_days(setup):
+    from datetime import timedelta
+
+    from hookstream_ui.models import RecordDeletion
+    from hookstream_ui.services import retention
+    from hookstream_ui.values.times import utcnow
+
+    now = int(time.time())
+    for n, created in enumerate((now - 31 * 86_400, now - 29 * 86_400)):
+        setup.send("customer.deleted", {"id": f"cus_{n}", "object": "customer"}, created=created)
+    assert retention.prune_deletions(utcnow()) == 1
+    assert db.session.scalars(select(RecordDeletion.record_key)).all() == ["cus_1"]
+    assert retention.prune_deletions(utcnow() + timedelta(days=2)) == 1

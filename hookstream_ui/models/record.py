@@ -60,3 +60,18 @@ class Record(Timestamps, Model):
     search_words: Mapped[str | None] = mapped_column(
         Text().with_variant(TSVECTOR(), "postgresql"), deferred=True
     )
+
+
+class RecordDeletion(Model):
+    """A key some source deleted, and the time of its deletion: a version older than that,
+    arriving later (an event retried, a pull that read before the delete), would otherwise
+    bring the record back, as though it had never been deleted. Kept 30 days (services/retention.py)."""
+
+    __tablename__ = "record_deletions"
+    __table_args__ = (Index("ix_record_deletions_deleted_at", "deleted_at"),)  # for the retention pass
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    record_key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

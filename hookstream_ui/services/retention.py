@@ -8,6 +8,8 @@
   stays, whatever it did.
 - With the events, the record history that names them (record_events).
 - Dedup claims whose window has passed: the next delivery of their key takes them over.
+- Deleted keys' deletion times after DELETIONS_KEPT (30 days): longer than a sender retries
+  an event (Stripe: 3 days) or a pull runs, so no older version is still on its way.
 - Signed-in sessions a day after they ended or expired, and failed sign-ins whose window
   has passed: they no longer let anyone in or keep anyone out.
 
@@ -25,13 +27,14 @@ from flask import current_app
 from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
-from ..models import DedupClaim, Event, RecordEvent, SignInFailure, SyncRun, UserSession, db
+from ..models import DedupClaim, Event, RecordDeletion, RecordEvent, SignInFailure, SyncRun, UserSession, db
 from ..models.base import Model, rows_changed
 from ..values.times import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 BATCH = 5000
 IDLE_RUNS_KEPT = timedelta(hours=1)
+DELETIONS_KEPT = timedelta(days=30)
 
 
 def cutoff(now: datetime | None = None) -> datetime | None:
@@ -84,6 +87,10 @@ def prune_idle_runs(now: datetime | None = None, limit: int = 50_000) -> int:
 
 def prune_dedup_claims(now: datetime | None = None) -> int:
     return _delete_keyed(DedupClaim, DedupClaim.expires_at < (now or utcnow()))
+
+
+def prune_deletions(now: datetime | None = None) -> int:
+    return _delete_keyed(RecordDeletion, RecordDeletion.deleted_at < (now or utcnow()) - DELETIONS_KEPT)
 
 
 def _delete_keyed(model: type[Model], condition: ColumnElement[bool]) -> int:

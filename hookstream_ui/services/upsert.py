@@ -3,7 +3,9 @@
 Rules: each source's items map in by its binding (models/binding.py): the record is at its
 record path, the key is its key path applied to the record; the newest `source_event_at`
 wins whichever source wrote it, and older writes are skipped; a record whose event type
-means deletion is removed; a record without a key is skipped and the reason counted. Each
+means deletion is removed, and its key remembers when (record_deletions), so that an older
+version arriving later stays deleted; a record without a key is skipped and the reason
+counted. Each
 row says which source (and run) wrote its current version. Writes are
 bulk statements, and the last-write-wins check is in the SQL itself, so concurrent writers
 for one key still end in the newest state. The caller commits (with its checkpoint).
@@ -23,9 +25,9 @@ from typing import Any, NamedTuple, cast
 
 from flask import current_app
 from psycopg import errors as pg_errors
-from sqlalchemy import CursorResult, Delete, bindparam, delete, func, or_, select, update
+from sqlalchemy import CursorResult, DateTime, Delete, bindparam, delete, func, literal, or_, select, update
 
-from ..models import Binding, Collection, Record, RecordEvent, db
+from ..models import Binding, Collection, Record, RecordDeletion, RecordEvent, db
 from ..models.base import upsert_insert
 from ..values import documents, jsonpaths
 from ..values.records import Incoming, is_deletion, key_text, parse_time, record_json, storable, storable_json
@@ -50,6 +52,7 @@ OLDER_IN_BATCH = "older than a newer version in the same batch"
 SUPERSEDED = "superseded in the same batch"
 DELETE_OF_MISSING = "delete of a key that is not stored"
 OLDER_THAN_STORED = "older than the stored version"
+OLDER_THAN_DELETION = "older than the deletion of its key"
 UNCHANGED = "unchanged since it was last written"  # a version written again as it was
 TOO_DEEP = str(documents.TooDeep()).removeprefix("is ")
 
@@ -344,6 +347,7 @@ class Plan:
     writes: list[RecordRow] = field(default_factory=list)
     deletes: list[dict[str, Any]] = field(default_factory=list)  # {"k": key, "at": its time}
     seen_only: list[str] = field(default_factory=list)  # keys a full read saw but does not write
+    deletions: list[dict[str, Any]] = field(default_factory=list)  # to remember: {"k": key, "at": its time}
 
 
 @dataclass
@@ -400,11 +404,14 @@ def apply(
     latest = _dedupe(batch, _time_step(batch, _key_step(batch), not_before))
     if latest:
         stored = _stored(batch, latest, seen_run_id, keys_are_new)
-        plan = _decide(batch, latest, stored, seen_run_id)
+        deleted = {} if keys_are_new else _deleted_at(collection, latest)
+        plan = _decide(batch, latest, stored, deleted, seen_run_id)
         if plan.writes:
             _write_step(batch, latest, plan.writes, keys_are_new)
         if plan.deletes:
             _delete(batch, plan.deletes)
+        if plan.deletions:
+            _remember(collection.id, plan.deletions)
         if plan.seen_only:
             _mark_seen(collection, plan.seen_only, seen_run_id)
     _adjust_count(collection, batch.outcome.inserted - batch.outcome.deleted, synced_at)
@@ -516,12 +523,35 @@ def _stored(
     return existing
 
 
+def _deleted_at(collection: Collection, latest: dict[str, Version]) -> dict[str, datetime]:
+    """When each of these keys was last deleted, for the keys that were."""
+    keys = list(latest)
+    found: dict[str, datetime] = {}
+    for start in range(0, len(keys), KEY_CHUNK):
+        found.update(
+            (key, as_utc(at))
+            for key, at in db.session.execute(
+                select(RecordDeletion.record_key, RecordDeletion.deleted_at).where(
+                    RecordDeletion.collection_id == collection.id,
+                    RecordDeletion.record_key.in_(keys[start : start + KEY_CHUNK]),
+                )
+            ).tuples()
+        )
+    return found
+
+
 def _decide(
-    batch: _Batch, latest: dict[str, Version], stored: dict[str, datetime | None], seen_run_id: str | None
+    batch: _Batch,
+    latest: dict[str, Version],
+    stored: dict[str, datetime | None],
+    deleted: dict[str, datetime],
+    seen_run_id: str | None,
 ) -> Plan:
     """Each newest version: a delete, a row to write, or a skip with its reason. A version
     a full read saw but does not write is still in the source: it is marked seen, so that
-    an older stored version is not deleted as gone."""
+    an older stored version is not deleted as gone. A deletion is remembered even of a key
+    not stored (it came before the record's creation, out of order); a version no newer
+    than its key's deletion is skipped."""
     collection, mapping = batch.collection, batch.mapping
     own_deletes = mapping.delete_event_types
     limits = RecordLimits.current()
@@ -536,13 +566,20 @@ def _decide(
         stored_at = as_utc(stored[key]) if key in stored else None
         newer_stored = stored_at is not None and at < stored_at
         if is_deletion(version.event_type, own_deletes):
+            if newer_stored:
+                batch.skip(version.index, OLDER_THAN_STORED)
+                continue
+            plan.deletions.append({"k": key, "at": at})
             if key not in stored:
                 batch.skip(version.index, DELETE_OF_MISSING)
-            elif newer_stored:
-                batch.skip(version.index, OLDER_THAN_STORED)
             else:
                 plan.deletes.append({"k": key, "at": at})
                 batch.note(version.index, DELETED)
+            continue
+        if key in deleted and at <= deleted[key]:
+            batch.skip(version.index, OLDER_THAN_DELETION)
+            if seen_run_id:
+                plan.seen_only.append(key)
             continue
         reason = OLDER_THAN_STORED if newer_stored else _refusal(version.item)
         if reason is None:
@@ -670,6 +707,24 @@ def _delete(batch: _Batch, deletes: list[dict[str, Any]]) -> None:
     batch.outcome.deleted += len(deletes)
 
 
+def _remember_statement() -> Any:
+    """Upsert a key's deletion time, keeping the later of two."""
+    table = RecordDeletion.__table__
+    insert = upsert_insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.collection_id, table.c.record_key],
+        set_={"deleted_at": insert.excluded.deleted_at},
+        where=insert.excluded.deleted_at > table.c.deleted_at,
+    )
+
+
+def _remember(collection_id: str, deletions: list[dict[str, Any]]) -> None:
+    db.session.execute(
+        _remember_statement(),
+        [{"collection_id": collection_id, "record_key": d["k"], "deleted_at": d["at"]} for d in deletions],
+    )
+
+
 def _mark_seen(collection: Collection, keys: list[str], seen_run_id: str | None) -> None:
     for start in range(0, len(keys), KEY_CHUNK):
         db.session.execute(
@@ -712,14 +767,23 @@ def _deleted(statement: Delete) -> int:
     return cast(CursorResult[Any], result).rowcount  # a DELETE's result is a cursor's
 
 
-def remove_unseen(collection: Collection, run_id: str, source_id: str) -> int:
+def remove_unseen(collection: Collection, run_id: str, source_id: str, read_from: datetime) -> int:
     """After a full read of a source: every record whose current version that source wrote,
     and that the read did not see, is gone from it. Records another source wrote last stay,
-    seen or not: only that source can say they are gone."""
+    seen or not: only that source can say they are gone. Each is remembered as deleted when
+    the read began (`read_from`): a version older than that cannot bring it back."""
     criteria = (
         Record.collection_id == collection.id,
         Record.source_id == source_id,
         or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id),
+    )
+    db.session.execute(
+        _remember_statement().from_select(
+            ["collection_id", "record_key", "deleted_at"],
+            select(
+                Record.collection_id, Record.record_key, literal(read_from, DateTime(timezone=True))
+            ).where(*criteria),
+        )
     )
     search_index.forget(*criteria)
     deleted = _deleted(delete(Record).where(*criteria))

@@ -275,7 +275,9 @@ def _finalise(
     records it did not see, and the age cutoff removes those older than it."""
     full = run.mode == "full"
     removed = (
-        upsert.remove_unseen(collection, run.id, run.source_id) if full and kind.full_read_complete else 0
+        upsert.remove_unseen(collection, run.id, run.source_id, run.started_at or utcnow())
+        if full and kind.full_read_complete
+        else 0
     )
     if not_before is not None:
         removed += upsert.remove_older_than(collection, not_before, run.source_id)

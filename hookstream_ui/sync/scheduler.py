@@ -179,6 +179,7 @@ def prune_when_due() -> dict:
     _next_prune[0] = time.monotonic() + (0 if max(pruned.values()) >= PRUNE_LIMIT else PRUNE_SECONDS)
     retention.prune_sign_in_state()
     retention.prune_dedup_claims()
+    retention.prune_deletions()
     return pruned
 
 
