@@ -223,6 +223,8 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
                     stamp,
                     stamp,
                     None,
+                    "src_ceiling",
+                    "run_ceiling",
                 )
                 for r in batch
             ]
@@ -245,6 +247,8 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
                     now,
                     now,
                     None,
+                    "src_ceiling",
+                    "run_ceiling",
                     pg_document(str(r["id"]), r["j"]) if search_index else None,
                 )
                 for r in batch
