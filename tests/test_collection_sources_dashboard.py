@@ -111,3 +111,19 @@ def test_edit_how_a_source_feeds_the_collection(signed_in):
     form = unescape(client.get(edit_url).get_data(as_text=True))
     assert 'value="$.order"' in form and 'value="order.voided, order.purged"' in form
     assert client.get("/collections/orders/sources/src_nope/edit").status_code == 404
+
+
+def test_the_edit_page_sets_the_event_types_a_source_feeds(signed_in):
+    client, token, org = signed_in
+    key = make_key(production(org))
+    first = connect_webhook(client, key)
+    add_orders(client, key, first)
+    edit_url = f"/collections/orders/sources/{first}/edit"
+    saved = client.post(edit_url, data={"csrf_token": token, "event_types": "order.*, refund.created"})
+    assert saved.status_code == 302
+    page = unescape(client.get("/collections/orders").get_data(as_text=True))
+    assert "takes: order.*, refund.created" in page
+    assert 'value="order.*, refund.created"' in unescape(client.get(edit_url).get_data(as_text=True))
+    for body in ({"id": "a1", "type": "order.paid"}, {"id": "a2", "type": "user.created"}):
+        assert client.post(f"/v1/ingest/{first}", json=body).status_code in (200, 202)
+    assert db.session.scalars(select(Record.record_key)).all() == ["a1"]

@@ -423,3 +423,64 @@ def test_deletions_are_forgotten_after_thirty_days(setup):
     assert retention.prune_deletions(utcnow()) == 1
     assert db.session.scalars(select(RecordDeletion.record_key)).all() == ["cus_1"]
     assert retention.prune_deletions(utcnow() + timedelta(days=2)) == 1
+
+
+def test_a_binding_takes_only_the_event_types_it_names(client, key):
+    """One Stripe endpoint carries invoices and subscriptions too; `customers` takes the
+    customer events, deletions included, by name or under a prefix."""
+    source_id = _webhook(client, key, "stripe")
+    made = client.post(
+        "/v1/collections", headers=auth(key), json={"name": "Customers", "primary_key_path": "$.id"}
+    )
+    collection_id = made.json["collection"]["id"]
+    taken = ["customer.created", "customer.updated", "customer.deleted"]
+    bound = client.post(
+        f"/v1/collections/{collection_id}/sources",
+        headers=auth(key),
+        json={"source_id": source_id, "event_types": taken},
+    )
+    assert bound.status_code == 201 and bound.json["source"]["event_types"] == taken, bound.json
+    setup = Setup(client, key, source_id, "", collection_id)
+    now = int(time.time())
+    setup.send("customer.created", customer("cus_T", "taken@example.com"), created=now - 30)
+    setup.send("invoice.paid", {"id": "in_1", "object": "invoice", "customer": "cus_T"}, created=now - 20)
+    setup.send("customer.subscription.created", {"id": "sub_1", "object": "subscription"}, created=now - 10)
+    db.session.expire_all()
+    assert db.session.scalars(select(Record.record_key)).all() == ["cus_T"]
+    setup.send("customer.deleted", {"id": "cus_T", "object": "customer", "deleted": True}, created=now)
+    assert setup.record("cus_T") is None
+
+    # Under a prefix: every type that starts with it.
+    changed = client.patch(
+        f"/v1/collections/{collection_id}/sources/{source_id}",
+        headers=auth(key),
+        json={"event_types": ["invoice.*"]},
+    )
+    assert changed.status_code == 200 and changed.json["source"]["event_types"] == ["invoice.*"]
+    setup.send("invoice.paid", {"id": "in_2", "object": "invoice"}, created=now + 1)
+    setup.send("customer.updated", customer("cus_U", "not-now@example.com"), created=now + 2)
+    assert setup.record("in_2") is not None and setup.record("cus_U") is None
+
+
+def test_a_pull_source_has_no_event_types_to_take(client, key, http_fixture):
+    pulled = client.post(
+        "/api/v1/source-connections",
+        headers=auth(key),
+        json={
+            "sourceShortName": "stripe",
+            "name": "Stripe API",
+            "credentials": {"secret_key": STRIPE_KEY, "api_base": http_fixture.base},
+        },
+    ).json["sourceConnection"]["id"]
+    made = client.post(
+        "/v1/collections", headers=auth(key), json={"name": "Customers", "primary_key_path": "$.id"}
+    )
+    collection_id = made.json["collection"]["id"]
+    refused = client.post(
+        f"/v1/collections/{collection_id}/sources",
+        headers=auth(key),
+        json={"source_id": pulled, "stream": "customer", "event_types": ["customer.created"]},
+    )
+    assert refused.status_code == 400 and "event_types" in refused.json["errors"], refused.json
+    db.session.expire_all()
+    assert db.session.get(Collection, collection_id).bindings == []

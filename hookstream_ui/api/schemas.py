@@ -57,6 +57,7 @@ class CollectionSource(Strict):
     timestamp_path: str | None
     event_type_field: str | None
     delete_event_types: list[str]
+    event_types: list[str]
     health_status: str
     last_error: str | None
     created_at: str

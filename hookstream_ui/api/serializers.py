@@ -62,6 +62,7 @@ def binding_json(b: Binding) -> schemas.CollectionSource:
         timestamp_path=b.timestamp_path,
         event_type_field=b.event_type_field,
         delete_event_types=list(b.delete_event_types or []),
+        event_types=list(b.event_types or []),
         health_status=b.source.health_status,
         last_error=b.source.last_error,
         created_at=isoformat(b.created_at),

@@ -228,7 +228,8 @@ def collection_source_edit(ident: str, source_id: str) -> ResponseReturnValue:
     page = "dashboard/collections/source_edit.html"
     if request.method == "GET":
         form = FormState({f: getattr(binding, f) or "" for f in bindings.MAPPING_FIELDS})
-        form.values["delete_event_types"] = ", ".join(binding.delete_event_types or [])
+        for name in ("delete_event_types", "event_types"):
+            form.values[name] = ", ".join(getattr(binding, name) or [])
         return render_template(page, form=form, collection=collection, binding=binding)
     form = FormState.from_request(*bindings.MAPPING_FIELDS)
     try:

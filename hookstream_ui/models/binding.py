@@ -41,6 +41,9 @@ class Binding(Model):
     timestamp_path: Mapped[str | None] = mapped_column(String(500))
     event_type_field: Mapped[str | None] = mapped_column(String(500))
     delete_event_types: Mapped[list | None] = mapped_column(JSON)
+    # A push source's events this binding takes, by type ("customer.*": each type under it);
+    # None takes every one. One webhook endpoint often carries many kinds of object.
+    event_types: Mapped[list | None] = mapped_column(JSON)
     # Incremental position of this source's read into the collection (e.g. max updated_at).
     sync_state: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -24,6 +24,7 @@ MAPPING_FIELDS = (
     "timestamp_path",
     "event_type_field",
     "delete_event_types",
+    "event_types",
 )
 
 
@@ -71,8 +72,15 @@ class BindingFields(BaseModel):
             maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}
         ),
     )
+    # For a push source: the event types it takes ("customer.*" takes each under customer.).
+    event_types: list[str] | None = Field(
+        default=None,
+        json_schema_extra=documented(
+            maxItems=EVENT_TYPES_MAX, items={"type": "string", "minLength": 1, "maxLength": EVENT_TYPE_MAX}
+        ),
+    )
 
-    @field_validator(*("source_id", *MAPPING_FIELDS[:-1]), mode="before")
+    @field_validator("source_id", *MAPPING_FIELDS[:-2], mode="before")
     @classmethod
     def _optional(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -82,7 +90,7 @@ class BindingFields(BaseModel):
     def _path(cls, value: str | None) -> str | None:
         return checked_path(value)
 
-    @field_validator("delete_event_types", mode="before")
+    @field_validator("delete_event_types", "event_types", mode="before")
     @classmethod
     def _delete_types(cls, value: Any) -> Any:
         return delete_types(value)
@@ -187,6 +195,7 @@ def add_source(principal: Principal, collection: Collection, payload: object) ->
             status=409,
             code="conflict",
         )
+    _check_takes(source, data.event_types)
     binding = bind(collection, source, **data.model_dump(include=set(MAPPING_FIELDS)))
     _audit("collection.source_add", collection, source)
     db.session.commit()
@@ -195,6 +204,7 @@ def add_source(principal: Principal, collection: Collection, payload: object) ->
 
 def update_source(principal: Principal, collection: Collection, binding: Binding, payload: object) -> Binding:
     data: BindingFields = validated(BindingFields, payload)
+    _check_takes(binding.source, data.event_types)
     stream = binding.stream
     for name in MAPPING_FIELDS:
         if name in data.model_fields_set:
@@ -206,6 +216,17 @@ def update_source(principal: Principal, collection: Collection, binding: Binding
     )
     db.session.commit()
     return binding
+
+
+def _check_takes(source: SourceConnection, event_types: list[str] | None) -> None:
+    from .sources import type_of
+
+    if event_types and not type_of(source).push:
+        raise ValidationFailed(
+            {
+                "event_types": f"“{source.name}” reads its records: only a push source's events have types to take"
+            }
+        )
 
 
 def remove_source(principal: Principal, collection: Collection, binding: Binding) -> None:

@@ -92,7 +92,12 @@ def write(batch: list[Delivery]) -> None:
         bound = db.session.execute(BOUND_COLLECTIONS, {"source_ids": sorted(envs)}).tuples().all()
         # A delivery's own time orders it when the collection has no timestamp path.
         items = {
-            id(d): upsert.Incoming(d.document, event_at=d.row["received_at"], source_event_id=d.row["id"])
+            id(d): upsert.Incoming(
+                d.document,
+                event_at=d.row["received_at"],
+                source_event_id=d.row["id"],
+                sent_type=d.row["event_type"],
+            )
             for d in applying
         }
         for binding, collection in bound:

@@ -30,7 +30,16 @@ from sqlalchemy import CursorResult, DateTime, Delete, bindparam, delete, func, 
 from ..models import Binding, Collection, Record, RecordDeletion, RecordEvent, db
 from ..models.base import upsert_insert
 from ..values import documents, jsonpaths
-from ..values.records import Incoming, is_deletion, key_text, parse_time, record_json, storable, storable_json
+from ..values.records import (
+    Incoming,
+    is_deletion,
+    key_text,
+    parse_time,
+    record_json,
+    storable,
+    storable_json,
+    takes,
+)
 from ..values.times import as_utc, utcnow
 from . import search_index
 
@@ -53,6 +62,7 @@ SUPERSEDED = "superseded in the same batch"
 DELETE_OF_MISSING = "delete of a key that is not stored"
 OLDER_THAN_STORED = "older than the stored version"
 OLDER_THAN_DELETION = "older than the deletion of its key"
+NOT_TAKEN = "an event type this source's binding does not take"
 UNCHANGED = "unchanged since it was last written"  # a version written again as it was
 TOO_DEEP = str(documents.TooDeep()).removeprefix("is ")
 
@@ -301,6 +311,7 @@ class Mapping:
     timestamp_path: str | None = None
     event_type_field: str | None = None
     delete_event_types: frozenset[str] = frozenset()
+    event_types: frozenset[str] = frozenset()  # the binding takes only these (empty: all)
     source_id: str | None = None
     run_id: str | None = None
 
@@ -316,6 +327,7 @@ class Mapping:
             timestamp_path=pick("timestamp_path"),
             event_type_field=pick("event_type_field"),
             delete_event_types=frozenset(pick("delete_event_types") or ()),
+            event_types=frozenset((binding.event_types if binding is not None else None) or ()),
             source_id=binding.source_id if binding is not None else None,
             run_id=run_id,
         )
@@ -458,8 +470,8 @@ def _key_step(batch: _Batch) -> list[Version]:
 
 def _time_step(batch: _Batch, versions: list[Version], not_before: datetime | None) -> list[Version]:
     """Each version's time (the record's timestamp path, else the source's event time,
-    else when it was received) and event type; versions older than `not_before` are
-    skipped."""
+    else when it was received) and event type; versions older than `not_before`, and of
+    event types the binding does not take, are skipped."""
     mapping = batch.mapping
     type_of = jsonpaths.getter(mapping.event_type_field) if mapping.event_type_field else None
     time_of = jsonpaths.getter(mapping.timestamp_path) if mapping.timestamp_path else None
@@ -477,6 +489,9 @@ def _time_step(batch: _Batch, versions: list[Version], not_before: datetime | No
             continue
         version.at = at
         version.event_type = item.event_type or (type_of(version.envelope) if type_of else None)
+        if mapping.event_types and not takes(mapping.event_types, version.event_type or item.sent_type):
+            batch.skip(version.index, NOT_TAKEN)
+            continue
         timed.append(version)
     return timed
 

@@ -181,7 +181,9 @@ def _replay_batch(collection: Collection, push: dict[str, Binding]) -> bool:
         except ValueError:
             continue
         items[event.source_id].append(
-            upsert.Incoming(document, event_at=event.received_at, source_event_id=event.id)
+            upsert.Incoming(
+                document, event_at=event.received_at, source_event_id=event.id, sent_type=event.event_type
+            )
         )
     outcomes = {
         source_id: upsert.apply(

@@ -31,6 +31,9 @@ class Incoming:
     event_at: datetime | None = None  # the source's own time for this version, if it has one
     source_event_id: str | None = None
     event_type: str | None = None  # when the source says it (Stripe events), not the record
+    # A delivery's type as its sender named it (a header, a body's "type"): what a binding's
+    # event types are matched against when no event type field says otherwise.
+    sent_type: str | None = None
     # Fast path: the record as JSON text and its key, when the source already has both
     # (PostgreSQL's row_to_json); the text is parsed only if a path needs the document.
     raw: str | None = None
@@ -77,6 +80,15 @@ def is_deletion(event_type: object, own: frozenset[str] = frozenset()) -> bool:
         return False
     lowered = event_type.lower()
     return lowered in DELETION_TYPES or lowered.endswith((".deleted", ".removed")) or event_type in own
+
+
+def takes(event_types: frozenset[str], event_type: object) -> bool:
+    """Whether a binding's event types take this one: by name, or under a "prefix.*"."""
+    if not isinstance(event_type, str):
+        return False
+    return event_type in event_types or any(
+        t.endswith(".*") and event_type.startswith(t[:-1]) for t in event_types
+    )
 
 
 def key_text(value: object) -> str | None:
