@@ -272,7 +272,7 @@ def main() -> int:
         help="create the collection with its word index off (and leave it out of the ceiling)",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         server = make_source(tmp, args.rows)
         uri = server.get_uri()

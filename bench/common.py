@@ -174,7 +174,7 @@ class Instance:
 def running(db: str, web_workers: int = 2) -> Iterator[tuple[Instance, str]]:
     """A temporary instance on `db` ("sqlite" or "postgres") and an API key for it; stopped
     and removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         instance = Instance(tmp, database_url(db, tmp), web_workers=web_workers)
         try:

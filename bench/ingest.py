@@ -226,7 +226,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=50_000)
     args = parser.parse_args()
     keys = int(args.events * 0.8)
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         db_url = database_url(args.db, tmp)
         instance = Instance(tmp, db_url, web_workers=SERVER["workers"])

@@ -98,7 +98,7 @@ def main() -> int:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    with tempfile.TemporaryDirectory(prefix="hookstream-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         server = make_source(tmp, args.rows)
         url = make_url(server.get_uri())
