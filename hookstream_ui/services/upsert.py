@@ -13,6 +13,7 @@ for one key still end in the newest state. The caller commits (with its checkpoi
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -538,20 +539,23 @@ def _stored(
     return existing
 
 
+# Built once, run through the connection: this runs for every batch of every delivery, and
+# building the statement and going through the ORM cost more than the indexed lookup.
+_DELETED_AT = select(RecordDeletion.record_key, RecordDeletion.deleted_at).where(
+    RecordDeletion.collection_id == bindparam("collection_id"),
+    RecordDeletion.record_key.in_(bindparam("keys", expanding=True)),
+)
+
+
 def _deleted_at(collection: Collection, latest: dict[str, Version]) -> dict[str, datetime]:
     """When each of these keys was last deleted, for the keys that were."""
-    keys = list(latest)
+    keys, connection = list(latest), db.session.connection()
     found: dict[str, datetime] = {}
     for start in range(0, len(keys), KEY_CHUNK):
-        found.update(
-            (key, as_utc(at))
-            for key, at in db.session.execute(
-                select(RecordDeletion.record_key, RecordDeletion.deleted_at).where(
-                    RecordDeletion.collection_id == collection.id,
-                    RecordDeletion.record_key.in_(keys[start : start + KEY_CHUNK]),
-                )
-            ).tuples()
+        rows = connection.execute(
+            _DELETED_AT, {"collection_id": collection.id, "keys": keys[start : start + KEY_CHUNK]}
         )
+        found.update((key, as_utc(at)) for key, at in rows)
     return found
 
 
@@ -773,7 +777,13 @@ def _finish_results(batch: _Batch, history: bool) -> None:
         if history and (result := results[index]) and batch.items[index].source_event_id
     ]
     if touched:
-        db.session.execute(upsert_insert(RecordEvent.__table__).on_conflict_do_nothing(), touched)
+        db.session.connection().execute(_history_insert(db.engine.dialect.name), touched)
+
+
+@functools.cache
+def _history_insert(dialect: str) -> Any:
+    """Built once per dialect: stored events write history on every batch."""
+    return upsert_insert(RecordEvent.__table__).on_conflict_do_nothing()
 
 
 def _deleted(statement: Delete) -> int:
