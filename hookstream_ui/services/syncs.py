@@ -174,7 +174,7 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
                         "slug": None if collection_svc.slug_taken(principal, slug) else slug,
                         "source_id": source.id,
                         "stream": stream,
-                        "primary_key_path": f"$.{REGISTRY[provider].key_column(source.config or {})}",
+                        "primary_key_path": f"$.{REGISTRY[provider].key_column(source.config or {}, stream)}",
                     },
                 )
         else:

@@ -119,9 +119,9 @@ class SourceType(ABC):
     # upload is read when a file comes: neither applies).
     scheduled: ClassVar[bool] = True
 
-    def key_column(self, config: Mapping[str, Any]) -> str:
-        """The field of each record a full read yields that holds its key, in the order of
-        `ordered_keys`."""
+    def key_column(self, config: Mapping[str, Any], stream: str | None = None) -> str:
+        """The field of each record a full read of `stream` yields that holds its key, in the
+        order of `ordered_keys`."""
         return "id"
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:

@@ -178,7 +178,7 @@ def _execute(run: SyncRun, token: str) -> None:
             continue
         mapping = upsert.Mapping.of(binding.collection, binding, run.id)
         if not checkpoint:
-            checkpoint = _first_checkpoint(run, kind, conn, binding.collection, mapping)
+            checkpoint = _first_checkpoint(run, kind, conn, binding, mapping)
         if not checkpoint.get("done"):
             checkpoint = _read_into(run, token, kind, conn, ctx, binding, checkpoint)
         _guard(run.id, token)
@@ -207,11 +207,12 @@ def _read_context(run: SyncRun) -> ReadContext:
 
 
 def _first_checkpoint(
-    run: SyncRun, kind: SourceType, conn: Connection, collection: Collection, mapping: upsert.Mapping
+    run: SyncRun, kind: SourceType, conn: Connection, binding: Binding, mapping: upsert.Mapping
 ) -> dict:
     """A backfill into an empty collection keyed by the type's key column reads every key
     once, in ascending order, when the type says so (`ordered_keys`): no key is looked up."""
-    key_column = f"$.{kind.key_column(conn.config)}"
+    collection = binding.collection
+    key_column = f"$.{kind.key_column(conn.config, binding.stream)}"
     return {
         "started_empty": bool(
             run.mode == "full"
