@@ -1,6 +1,6 @@
 """Real servers for source tests: a password-protected PostgreSQL on TCP (pgserver's own
 binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and Stripe's
-documented list and error formats."""
+documented list and error formats, and GitHub's REST API (tests/github_fixture.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from tests.github_fixture import PREFIX as GITHUB_PREFIX
+from tests.github_fixture import github_get, github_json
 
 PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
 REST_TOKEN = "rest-canary-Token-42"
@@ -199,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         if url.path.startswith("/v1/"):
             return self._stripe_get(url.path, query, auth)
+        if url.path.startswith(GITHUB_PREFIX):
+            return github_get(self, url.path, query)
         if url.path in self.OPEN_PATHS:
             return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":
@@ -379,6 +384,7 @@ def _rest_items(self, style: str, query: dict):
 
 
 _Handler._items = _rest_items
+_Handler._github_json = github_json
 
 
 class _QuietServer(ThreadingHTTPServer):

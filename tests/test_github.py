@@ -1,0 +1,216 @@
+"""The GitHub source, end to end through real sync runs against the fixture GitHub: the
+Syncs API's request, Link-header pages, `since`, rate limits and refusals."""
+
+from __future__ import annotations
+
+import copy
+
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from hookstream_ui.sources import MASK
+from tests.github_fixture import GITHUB, GITHUB_TOKEN, PREFIX, stamp
+
+# The contract's example request for creating a sync, for GitHub: only the provider, its
+# streams and the credential differ.
+SEED_REQUEST = {
+    "provider": "github",
+    "stream_id": "f0f70b52-5243-489c-879b-a1ae3f02abfd",
+    "name": "Choam Corp - GitHub Production",
+    "collection_ids": ["github:repositories", "github:issues", "github:commits"],
+    "rate_limit": {"allowed_requests": 100, "interval": 60, "max_concurrent_requests": 0},
+    "credential": {
+        "properties": {
+            "kind": "github_token",
+            "secret": GITHUB_TOKEN,
+            "test": True,
+            "name": "Choam Corp - GitHub [Test]",
+        },
+        "oauth_app_id": "8ff58ef0-d376-4ae8-b2e2-9f0206aa65b8",
+        "metadata": {"custom_credential_property": 42},
+    },
+    "metadata": {"custom_property": 42},
+    "external_id": "{YOUR_EXTERNAL_ID}",
+}
+
+
+def run(sid: str, full: bool | None = None) -> SyncRun:
+    """One run of the source, executed here as a worker would execute it."""
+    from hookstream_ui.services.runs import start_run
+    from hookstream_ui.sync import jobs
+
+    started = start_run(db.session.get(SourceConnection, sid), full=full)
+    run_id, token = started.id, started.claim_token
+    jobs.run_sync(run_id, token)
+    db.session.expire_all()
+    return db.session.get(SyncRun, run_id)
+
+
+def connect(client, key, base: str, stream: str, token: str = GITHUB_TOKEN, **config) -> tuple[str, str]:
+    h = {"X-API-Key": key}
+    answer = client.post(
+        "/api/v1/source-connections",
+        headers=h,
+        json={
+            "sourceShortName": "github",
+            "name": "GitHub",
+            "credentials": {"token": token, "base_url": base + PREFIX},
+            "config": config,
+        },
+    )
+    assert answer.status_code in (200, 201), answer.json
+    sid = answer.json["sourceConnection"]["id"]
+    key_path = "$.sha" if stream == "commits" else "$.id"
+    cid = client.post(
+        "/v1/collections",
+        headers=h,
+        json={"name": f"GitHub {stream}", "source_id": sid, "stream": stream, "primary_key_path": key_path},
+    ).json["collection"]["id"]
+    return sid, cid
+
+
+def records(cid: str) -> dict:
+    db.session.expire_all()
+    return {
+        r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
+    }
+
+
+def asked(path_end: str) -> list[dict]:
+    return [r for r in GITHUB.requests if r["path"].endswith(path_end)]
+
+
+def test_the_seed_request_for_github_syncs_every_repository(client, key, http_fixture):
+    GITHUB.repo("widgets", issues=12, commits=5)
+    GITHUB.repo("gadgets", issues=3, commits=2)
+    body = copy.deepcopy(SEED_REQUEST)
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    answer = client.post("/v1/syncs", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 201, answer.json
+    sync = answer.json
+    assert sync["provider"] == "github" and sync["collection_ids"] == SEED_REQUEST["collection_ids"]
+    assert sync["rate_limit"] == SEED_REQUEST["rate_limit"] and sync["external_id"] == "{YOUR_EXTERNAL_ID}"
+    assert sync["credential"]["properties"] == {
+        "kind": "github_token",
+        "secret": MASK,
+        "test": True,
+        "name": "Choam Corp - GitHub [Test]",
+        "base_url": http_fixture.base + PREFIX,
+    }
+    assert GITHUB_TOKEN not in answer.get_data(as_text=True)
+    made = {c.stream: c for c in db.session.scalars(select(Collection))}
+    assert {s: c.primary_key_path for s, c in made.items()} == {
+        "repositories": "$.id",
+        "issues": "$.id",
+        "commits": "$.sha",
+    }
+    assert made["issues"].slug == "github-issues"
+
+    done = run(sync["id"])
+    assert done.status == "completed", done.error
+    assert len(records(made["repositories"].id)) == 2
+    issues = records(made["issues"].id)
+    assert len(issues) == 15  # of both repositories: the token's own, listed first
+    flagged = [i for i in issues.values() if i["is_pull_request"]]
+    assert len(flagged) == 2 and all("pull_request" in i for i in flagged)
+    assert not any(i["is_pull_request"] for i in issues.values() if "pull_request" not in i)
+    assert len(records(made["commits"].id)) == 7
+    assert asked("/user/repos") and asked("/repos/acme/gadgets/issues")
+    assert {(r["auth"], r["accept"], r["version"]) for r in GITHUB.requests} == {
+        (f"Bearer {GITHUB_TOKEN}", "application/vnd.github+json", "2022-11-28")
+    }
+    tested = client.post(f"/api/v1/source-connections/{sync['id']}/test", json={}, headers={"X-API-Key": key})
+    assert tested.json["message"] == "Connected to GitHub as octocat", tested.json
+
+
+def test_a_backfill_follows_link_pages_and_then_reads_changes_since(client, key, http_fixture):
+    full = GITHUB.repo("widgets", issues=250)
+    sid, cid = connect(client, key, http_fixture.base, "issues", owner="acme", repository="widgets")
+    done = run(sid)
+    assert done.status == "completed" and done.records_inserted == 250, done.error
+    pages = asked("/repos/acme/widgets/issues")
+    assert [p["query"].get("page") for p in pages] == [None, "2", "3"]  # each the previous page's Link
+    assert {p["query"]["per_page"] for p in pages} == {"100"} and "since" not in pages[0]["query"]
+    assert sum(1 for i in records(cid).values() if i["is_pull_request"]) == 50
+
+    GITHUB.requests.clear()
+    GITHUB.issues[full][9] = {**GITHUB.issues[full][9], "title": "Renamed", "updated_at": stamp(1000)}
+    GITHUB.issues[full].append(GITHUB.issue(full, 251, second=1001))
+    done = run(sid)
+    assert done.status == "completed" and done.mode == "incremental", done.error
+    [page] = asked("/repos/acme/widgets/issues")
+    assert page["query"]["since"] == stamp(250)  # the newest updated_at the backfill saw
+    assert done.records_inserted == 1 and done.records_updated == 1
+    data = records(cid)
+    assert len(data) == 251 and any(i["title"] == "Renamed" for i in data.values())
+
+    GITHUB.requests.clear()
+    done = run(sid)
+    assert done.status == "completed" and done.records_inserted == done.records_updated == 0, done.error
+    assert asked("/repos/acme/widgets/issues")[0]["query"]["since"] == stamp(1001)
+
+
+def test_commits_of_a_branch_since_the_newest_read(client, key, http_fixture):
+    full = GITHUB.repo("widgets", commits=3)
+    sid, cid = connect(
+        client, key, http_fixture.base, "commits", owner="acme", repository="widgets", branch="dev"
+    )
+    done = run(sid)
+    assert done.status == "completed" and done.records_inserted == 3, done.error
+    assert set(records(cid)) == {c["sha"] for c in GITHUB.commits[full]["dev"]}
+    assert asked("/commits")[0]["query"]["sha"] == "dev"
+    done = run(sid)
+    assert asked("/commits")[-1]["query"]["since"] == stamp(3), done.error
+
+
+def test_rate_limits_are_waited_out_not_run_into(client, key, http_fixture):
+    """A spent budget (X-RateLimit-Remaining: 0) waits until X-RateLimit-Reset before the
+    next request; a secondary limit's 429 is sent again after its Retry-After."""
+    GITHUB.repo("widgets", issues=350)  # 4 pages
+    GITHUB.budget, GITHUB.window_seconds = 2, 1.0
+    GITHUB.too_fast = [1]
+    sid, cid = connect(client, key, http_fixture.base, "issues", owner="acme", repository="widgets")
+    done = run(sid)
+    assert done.status == "completed" and len(records(cid)) == 350, done.error
+    assert GITHUB.refused == 0  # never sent while the budget was spent
+    pages = asked("/repos/acme/widgets/issues")
+    assert len(pages) == 5  # the first page twice: once refused with 429, once after its wait
+    assert pages[1]["at"] - pages[0]["at"] >= 1.0
+    assert pages[1]["query"] == pages[0]["query"]
+    assert pages[-1]["at"] - pages[1]["at"] >= 1.0  # four pages at two a second span windows
+
+
+def test_a_rejected_token_fails_the_run_at_once(client, key, http_fixture):
+    GITHUB.repo("widgets", issues=3)
+    sid, _ = connect(
+        client, key, http_fixture.base, "issues", token="ghp_wrong", owner="acme", repository="widgets"
+    )
+    done = run(sid)
+    assert (done.status, done.attempt) == ("failed", 1)
+    assert done.error == "GitHub rejected the credentials (HTTP 401): Bad credentials"
+    assert len(GITHUB.requests) == 1  # not retried: the same token cannot pass next time
+
+
+def test_a_missing_repository_says_which_stream(client, key, http_fixture):
+    GITHUB.repo("widgets")
+    sid, _ = connect(client, key, http_fixture.base, "releases", owner="acme", repository="gone")
+    done = run(sid)
+    assert done.status == "failed" and done.attempt == 1
+    assert done.error == (
+        f"GitHub answered HTTP 404 (not found) for the releases stream at "
+        f"{http_fixture.base}{PREFIX}/repos/acme/gone/releases: Not Found"
+    )
+
+
+def test_a_repository_needs_its_owner(client, key, http_fixture):
+    answer = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "github",
+            "name": "GitHub",
+            "credentials": {"token": GITHUB_TOKEN},
+            "config": {"repository": "widgets"},
+        },
+    )
+    assert answer.status_code == 400 and "owner" in answer.json["errors"], answer.json
