@@ -40,6 +40,8 @@ class GitHubState:
         self.left = 0
         self.refused = 0  # requests answered 403 for a spent budget
         self.too_fast: list[float] = []  # Retry-After of the next requests' 429s, one each
+        self.fail_next: list[int] = []  # statuses of the next answers, one each (GitHub having a bad minute)
+        self.broken: set[str] = set()  # paths that answer 502 while listed
 
     def repo(self, name: str, issues: int = 0, pulls: int = 0, releases: int = 0, commits: int = 0):
         full = f"{self.owner}/{name}"
@@ -120,9 +122,12 @@ def _changed(items: list, query: dict, at) -> list:
 
 
 def _limited(handler) -> bool:
-    """The secondary limit (429 with Retry-After), and the primary one: a spent budget
-    answers 403 until its window ends."""
+    """Answers the test asked for; the secondary limit (429 with Retry-After), and the
+    primary one: a spent budget answers 403 until its window ends."""
     state = GITHUB
+    if state.fail_next:
+        handler._github_json(state.fail_next.pop(0), {"message": "Server Error"})
+        return True
     if state.too_fast:
         handler._github_json(429, {"message": "You have exceeded a secondary rate limit.", "documentation_url": DOCS},
                              extra={"Retry-After": str(state.too_fast.pop(0))})  # fmt: skip
@@ -155,6 +160,8 @@ def github_get(handler, path: str, query: dict) -> None:
     )
     if auth != f"Bearer {GITHUB_TOKEN}":
         return handler._github_json(401, {"message": "Bad credentials", "documentation_url": DOCS})
+    if path in state.broken:
+        return handler._github_json(502, {"message": "Server Error"})
     if _limited(handler):
         return None
     rest = path.removeprefix(PREFIX)

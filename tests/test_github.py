@@ -214,3 +214,64 @@ def test_a_repository_needs_its_owner(client, key, http_fixture):
         },
     )
     assert answer.status_code == 400 and "owner" in answer.json["errors"], answer.json
+
+
+def test_a_server_error_is_sent_again_after_a_pause(client, key, http_fixture):
+    GITHUB.repo("widgets", releases=2)
+    GITHUB.fail_next = [502]
+    sid, cid = connect(client, key, http_fixture.base, "releases", owner="acme", repository="widgets")
+    done = run(sid)
+    assert done.status == "completed" and done.attempt in (0, None) and len(records(cid)) == 2, done.error
+    first, again = asked("/releases")
+    assert again["at"] - first["at"] >= 0.4 and again["query"] == first["query"]
+
+
+def test_a_read_of_every_repository_resumes_at_the_repository_it_stopped_in(client, key, http_fixture):
+    from hookstream_ui.sync import jobs
+
+    GITHUB.repo("widgets", issues=3)
+    GITHUB.repo("gadgets", issues=2)
+    GITHUB.broken = {PREFIX + "/repos/acme/gadgets/issues"}
+    sid, cid = connect(client, key, http_fixture.base, "issues", owner="acme")
+    failed = run(sid)
+    assert (failed.status, failed.attempt) == ("pending", 1)  # retried later: a 5xx may pass
+    assert failed.error.startswith("GitHub answered HTTP 502 for ") and len(records(cid)) == 3
+
+    GITHUB.broken, GITHUB.requests = set(), []
+    jobs.run_sync(failed.id, failed.claim_token)
+    db.session.expire_all()
+    done = db.session.get(SyncRun, failed.id)
+    assert done.status == "completed", done.error
+    assert len(records(cid)) == 5
+    assert [r["path"].removeprefix(PREFIX) for r in GITHUB.requests] == ["/repos/acme/gadgets/issues"]
+    positions = db.session.scalar(select(Collection).where(Collection.id == cid)).bindings[0].sync_state
+    assert positions == {"of": {"acme/widgets": {"since": stamp(3)}, "acme/gadgets": {"since": stamp(2)}}}
+
+
+def test_a_github_sync_runs_on_a_real_worker_under_its_rate_limit(client, key, http_fixture, workers):
+    from hookstream_ui.sync.scheduler import enqueue_due
+    from tests.sync_helpers import wait_for
+
+    full = GITHUB.repo("widgets", issues=450)  # 5 pages
+    body = copy.deepcopy(SEED_REQUEST)
+    body.update(collection_ids=["github:issues"], rate_limit={"allowed_requests": 2, "interval": 1})
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    [run_id] = enqueue_due()  # a new sync's backfill is due at once
+    workers(1)
+    done = wait_for(run_id)
+    assert done.status == "completed" and done.records_inserted == 450, done.error
+    times = [r["at"] for r in GITHUB.requests]
+    # The repositories and 5 pages at 2 per 1-second window need 3 windows: more than 1 s from
+    # first to last, and never more than 2 x 2 in any second (a burst across a boundary).
+    assert len(times) == 6 and times[-1] - times[0] > 1.0
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 4
+
+    GITHUB.issues[full].append(GITHUB.issue(full, 451, second=2000))
+    GITHUB.requests.clear()
+    answer = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers={"X-API-Key": key})
+    done = wait_for(answer.json["syncId"])
+    assert done.status == "completed" and done.mode == "incremental" and done.records_inserted == 1, (
+        done.error
+    )
+    assert asked("/repos/acme/widgets/issues")[0]["query"]["since"] == stamp(450)
