@@ -133,3 +133,31 @@ def test_a_spent_budget_waits_until_it_resets_and_retries_end():
     spent = answer(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
     assert 19 <= wait_asked(spent, 0) <= 21
     assert wait_asked(answer(503), len(BACKOFF)) is None  # the attempt fails, and the run retries
+
+
+def test_retry_after_as_a_date_and_resets_in_other_units():
+    from email.utils import formatdate
+
+    dated = answer(429, {"Retry-After": formatdate(time.time() + 30, usegmt=True)})
+    assert 28 <= wait_asked(dated, 0) <= 31
+    millis = answer(
+        429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time() + 40) * 1000)}
+    )
+    assert 38 <= wait_asked(millis, 0) <= 41
+    relative = answer(429, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "15"})
+    assert 14 <= wait_asked(relative, 0) <= 16
+
+
+def test_githubs_bare_secondary_limit_is_waited_out_and_other_refusals_are_not():
+    from hookstream_ui.sources import REGISTRY
+    from hookstream_ui.sources.calls import LIMIT_PAUSE
+
+    github = REGISTRY["github"]
+    secondary = httpx.Response(
+        403, json={"message": "You have exceeded a secondary rate limit."}, request=answer().request
+    )
+    refused = httpx.Response(
+        403, json={"message": "Resource not accessible by personal access token"}, request=answer().request
+    )
+    assert wait_asked(secondary, 0, github.limit_said) == LIMIT_PAUSE
+    assert wait_asked(refused, 0, github.limit_said) is None

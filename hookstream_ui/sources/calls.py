@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -20,6 +21,10 @@ BACKOFF = (0.5, 1.0, 2.0)
 # The longest a read waits for a rate limit to lift, holding its worker; a longer wait fails
 # the attempt (retried later) instead.
 MAX_WAIT = 300.0
+# A reset is waited out a little past its second: the API's clock and ours differ.
+RESET_MARGIN = 0.5
+# How long a rate limit said without a time is waited out (GitHub: "at least one minute").
+LIMIT_PAUSE = 60.0
 
 
 def _number(value: str | None) -> float | None:
@@ -29,37 +34,69 @@ def _number(value: str | None) -> float | None:
         return None
 
 
+def _never(response: httpx.Response) -> bool:
+    return False
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds: it may be a number of seconds or an HTTP date."""
+    value = response.headers.get("retry-after")
+    seconds = _number(value)
+    if seconds is not None or not value:
+        return seconds
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
 def spent_until(response: httpx.Response) -> float | None:
     """When the API's announced budget comes back (epoch seconds), if this answer spent it:
-    X-RateLimit-Remaining 0 with X-RateLimit-Reset, as GitHub and many others send."""
+    X-RateLimit-Remaining 0 with X-RateLimit-Reset, as GitHub and many others send. A reset
+    is epoch seconds, epoch milliseconds, or (small) seconds from now, as APIs differ."""
     if response.headers.get("x-ratelimit-remaining", "").strip() != "0":
         return None
-    return _number(response.headers.get("x-ratelimit-reset"))
+    reset = _number(response.headers.get("x-ratelimit-reset"))
+    if reset is None:
+        return None
+    if reset > 1e11:
+        reset /= 1000
+    elif reset < 1e9:
+        reset += time.time()
+    return reset + RESET_MARGIN
 
 
-def limited(response: httpx.Response) -> bool:
-    """A 429, or a 403 that carries Retry-After or a spent budget: how GitHub says its
-    secondary and primary limits (a 403 without either is a refusal)."""
+def limited(response: httpx.Response, said: Callable[[httpx.Response], bool] = _never) -> bool:
+    """A 429, a 403 that carries Retry-After or a spent budget (how GitHub says its
+    secondary and primary limits: a 403 without either is a refusal), or an answer the
+    provider's declaration recognises as its own way of saying so (`said`)."""
     status = response.status_code
-    return status == 429 or (
-        status == 403 and ("retry-after" in response.headers or spent_until(response) is not None)
+    return (
+        status == 429
+        or (status == 403 and ("retry-after" in response.headers or spent_until(response) is not None))
+        or said(response)
     )
 
 
-def wait_asked(response: httpx.Response, attempt: int) -> float | None:
+def wait_asked(
+    response: httpx.Response, attempt: int, said: Callable[[httpx.Response], bool] = _never
+) -> float | None:
     """How long to wait before sending the same request again; None when it must not be.
-    A rate limit waits as told; a 5xx waits by BACKOFF."""
-    is_limit = limited(response)
+    A rate limit waits as told (LIMIT_PAUSE when the provider said so without a time); a
+    5xx, or a 429 that names no time, waits by BACKOFF."""
+    is_limit = limited(response, said)
     if not is_limit and response.status_code < 500:
         return None
     if attempt >= len(BACKOFF):
         return None
-    after = _number(response.headers.get("retry-after"))
+    after = retry_after(response)
     if is_limit and after is not None:
         return max(after, 0.0)
     reset = spent_until(response)
     if is_limit and reset is not None:
-        return max(reset - time.time(), 0.0) + 0.5
+        return max(reset - time.time(), 0.0)
+    if is_limit and said(response):
+        return LIMIT_PAUSE
     return BACKOFF[attempt]
 
 
@@ -72,6 +109,7 @@ class Api:
     throttle: Callable[[], object] = lambda: None  # the sync's rate limit
     pace: Callable[[float | None], float] | None = None  # the source's own requests per second
     reason: Callable[[httpx.Response], str | None] = lambda response: None  # its error message
+    limit_said: Callable[[httpx.Response], bool] = _never  # its own way of saying "rate limited"
     retries: bool = True
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
@@ -81,7 +119,7 @@ class Api:
         attempt = 0
         while True:
             response = self._send(url, params)
-            delay = wait_asked(response, attempt) if self.retries else None
+            delay = wait_asked(response, attempt, self.limit_said) if self.retries else None
             if delay is None:
                 break
             self._sleep(delay)
@@ -118,7 +156,7 @@ class Api:
         """An error answer as a SourceError, retried only when trying again can help."""
         status, reason = response.status_code, self.reason(response)
         said = f": {reason}" if reason else ""
-        if limited(response):
+        if limited(response, self.limit_said):
             return SourceError(f"{self.speaker} is rate limiting us (HTTP {status}); the run will retry")
         if status in (401, 403):
             return SourceError(f"{self.speaker} rejected the credentials (HTTP {status}){said}", retry=False)

@@ -213,6 +213,11 @@ class Declared(SourceType):
         """The API's own message in an error answer."""
         return None
 
+    def limit_said(self, response: httpx.Response) -> bool:
+        """Whether an answer is the API's own way of saying "rate limited" (beyond 429 and
+        the Retry-After and X-RateLimit-* headers, which every declaration gets)."""
+        return False
+
     def pace(self, config: dict) -> Callable[[float | None], float] | None:
         return None
 
@@ -242,6 +247,7 @@ class Declared(SourceType):
             throttle=ctx.throttle if ctx else (lambda: None),
             pace=self.pace(conn.config),
             reason=self.reason,
+            limit_said=self.limit_said,
             retries=retries,
         )
 

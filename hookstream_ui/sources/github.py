@@ -158,6 +158,10 @@ class GitHub(Declared):
             found["repo"] = f"{quote(owner, safe='')}/{quote(repository, safe='')}"
         return found
 
+    def limit_said(self, response: httpx.Response) -> bool:
+        # A secondary limit may come as a bare 403 whose message says so, to be waited out.
+        return response.status_code == 403 and "rate limit" in (self.reason(response) or "").lower()
+
     def reason(self, response: httpx.Response) -> str | None:
         try:
             message = http.json_of(response).get("message")
