@@ -275,3 +275,20 @@ def test_a_github_sync_runs_on_a_real_worker_under_its_rate_limit(client, key, h
         done.error
     )
     assert asked("/repos/acme/widgets/issues")[0]["query"]["since"] == stamp(450)
+
+
+def test_a_sync_with_max_age_days_asks_only_for_what_it_keeps(client, key, http_fixture):
+    import calendar
+    import time
+
+    full = GITHUB.repo("widgets", issues=3)  # from January 2026
+    GITHUB.issues[full].append(GITHUB.issue(full, 4, second=int(time.time()) - 1_767_225_600 - 60))
+    body = copy.deepcopy(SEED_REQUEST)
+    body.update(collection_ids=["github:issues"], max_age_days=2)
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    done = run(sync["id"])
+    assert done.status == "completed" and done.records_inserted == 1, done.error
+    since = asked("/repos/acme/widgets/issues")[0]["query"]["since"]
+    sent = calendar.timegm(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ"))
+    assert abs(sent - (time.time() - 2 * 86400)) < 60  # the age cutoff, as GitHub's since

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -73,6 +74,11 @@ class Stream:
             gone = bool(self.deleted and isinstance(record, dict) and self.deleted(record))
             items.append(Incoming(shaped, at, event_type="deleted" if gone else None))
         return items, high
+
+
+def since_text(moment: datetime | None) -> str | None:
+    """A time as a "changed since" parameter: ISO 8601 in UTC, as APIs take it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
 
 
 def fill(path: str, values: Mapping[str, Any]) -> str:
@@ -147,6 +153,7 @@ def read_children(
     state: dict | None,
     checkpoint: dict,
     full: bool,
+    floor: str | None = None,
 ) -> Batches:
     """The stream once per parent record. The parents are listed once per read and kept in
     the checkpoint, so a resumed read goes on where it was; each parent's own incremental
@@ -162,7 +169,7 @@ def read_children(
         return
     for index in range(at, len(parents)):
         value = parents[index]
-        since = None if full else (positions.get(value) or {}).get("since")
+        since = (None if full else (positions.get(value) or {}).get("since")) or floor
         url = base + fill(stream.path, {**variables, into: quote(value, safe="/")})
         for batch in read_pages(api, url, stream, since, inner, config):
             over = bool(batch.checkpoint.get("done"))
@@ -270,12 +277,14 @@ class Declared(SourceType):
         api, base = self.api(conn, ctx), self.base_url(conn.credentials)
         values = self.path_values(conn.config)
         parent = declared.parent
+        # Records older than the sync's max_age_days are not kept: not asked for either.
+        floor = since_text(ctx.not_before) if declared.since_param else None
         if parent is not None and not values.get(parent.into):
             yield from read_children(
-                api, base, declared, parent, conn.config, values, state, checkpoint, full
+                api, base, declared, parent, conn.config, values, state, checkpoint, full, floor
             )
             return
-        since = None if full else (state or {}).get("since")
+        since = (None if full else (state or {}).get("since")) or floor
         yield from read_pages(
             api, base + fill(declared.path, values), declared, since, checkpoint, conn.config
         )
