@@ -42,6 +42,7 @@ class GitHubState:
         self.too_fast: list[float] = []  # Retry-After of the next requests' 429s, one each
         self.fail_next: list[int] = []  # statuses of the next answers, one each (GitHub having a bad minute)
         self.broken: set[str] = set()  # paths that answer 502 while listed
+        self.issues_off: set[str] = set()  # repositories with issues turned off
 
     def repo(self, name: str, issues: int = 0, pulls: int = 0, releases: int = 0, commits: int = 0):
         full = f"{self.owner}/{name}"
@@ -177,6 +178,10 @@ def github_get(handler, path: str, query: dict) -> None:
 
 def _repo_list(handler, full: str, what: str, query: dict, path: str) -> None:
     state = GITHUB
+    if what == "issues" and full in state.issues_off:
+        return handler._github_json(
+            410, {"message": "Issues are disabled for this repo", "documentation_url": DOCS}
+        )
     if what == "issues":
         return _page(handler, _changed(state.issues[full], query, lambda i: i["updated_at"]), query, path)
     if what == "pulls":

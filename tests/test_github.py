@@ -292,3 +292,14 @@ def test_a_sync_with_max_age_days_asks_only_for_what_it_keeps(client, key, http_
     since = asked("/repos/acme/widgets/issues")[0]["query"]["since"]
     sent = calendar.timegm(time.strptime(since, "%Y-%m-%dT%H:%M:%SZ"))
     assert abs(sent - (time.time() - 2 * 86400)) < 60  # the age cutoff, as GitHub's since
+
+
+def test_a_repository_without_issues_is_passed_by(client, key, http_fixture):
+    GITHUB.repo("widgets", issues=2)
+    off = GITHUB.repo("archive", issues=0)
+    GITHUB.repo("gadgets", issues=3)
+    GITHUB.issues_off = {off}
+    sid, cid = connect(client, key, http_fixture.base, "issues", owner="acme")
+    done = run(sid)
+    assert done.status == "completed" and len(records(cid)) == 5, done.error
+    assert asked("/repos/acme/archive/issues") and asked("/repos/acme/gadgets/issues")

@@ -115,7 +115,7 @@ class Api:
     _resume_at: float = field(default=0.0, repr=False)
 
     def get(self, url: str, params: dict, stream: str, missing_is_end: bool = False) -> httpx.Response | None:
-        """A successful answer; None for a 404 when `missing_is_end`; else a SourceError."""
+        """A successful answer; None for a 404 or 410 when `missing_is_end`; else a SourceError."""
         attempt = 0
         while True:
             response = self._send(url, params)
@@ -126,7 +126,7 @@ class Api:
             attempt += 1
         if response.status_code < 400:
             return response
-        if missing_is_end and response.status_code == 404:
+        if missing_is_end and response.status_code in (404, 410):
             return None
         raise self.failure(response, url, stream)
 

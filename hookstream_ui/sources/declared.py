@@ -103,10 +103,17 @@ def records_of(body: object, records_path: str, url: str) -> list:
 
 
 def read_pages(
-    api: Api, url: str, stream: Stream, since: str | None, checkpoint: dict, config: Mapping[str, Any]
+    api: Api,
+    url: str,
+    stream: Stream,
+    since: str | None,
+    checkpoint: dict,
+    config: Mapping[str, Any],
+    missing_ok: bool = False,
 ) -> Batches:
     """One stream at one URL, a batch per page, resuming at the checkpoint's position. The
-    stream's new position (`{"since": newest}`) comes with its last batch."""
+    stream's new position (`{"since": newest}`) comes with its last batch. `missing_ok`: a
+    URL that is not there (404, 410) has no records."""
     paging = stream.paging
     position = checkpoint.get("position")
     if position is None:
@@ -117,7 +124,10 @@ def read_pages(
         target, params = paging.request(url, stream.query(since, config), position)
         # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
         response = api.get(
-            target, params, stream.label or stream.name, missing_is_end=paging.numbered and not first
+            target,
+            params,
+            stream.label or stream.name,
+            missing_is_end=missing_ok or (paging.numbered and not first),
         )
         body = api.json(response, target) if response is not None else None
         records = ending.fresh(records_of(body, stream.records_path, target) if response is not None else [])
@@ -171,7 +181,9 @@ def read_children(
         value = parents[index]
         since = (None if full else (positions.get(value) or {}).get("since")) or floor
         url = base + fill(stream.path, {**variables, into: quote(value, safe="/")})
-        for batch in read_pages(api, url, stream, since, inner, config):
+        # A parent listed a moment ago may be gone, or have this stream turned off (GitHub
+        # answers 410 for a repository's issues then): it has none, the others are read.
+        for batch in read_pages(api, url, stream, since, inner, config, missing_ok=True):
             over = bool(batch.checkpoint.get("done"))
             if batch.state is not None:
                 positions[value] = batch.state
