@@ -303,3 +303,27 @@ def test_a_repository_without_issues_is_passed_by(client, key, http_fixture):
     done = run(sid)
     assert done.status == "completed" and len(records(cid)) == 5, done.error
     assert asked("/repos/acme/archive/issues") and asked("/repos/acme/gadgets/issues")
+
+
+def test_a_run_waiting_out_a_rate_limit_is_cancelled_within_seconds(client, key, http_fixture, workers):
+    import time
+
+    from tests.sync_helpers import start, wait_for
+
+    GITHUB.repo("widgets", issues=3)
+    GITHUB.too_fast = [120]  # GitHub asks for two minutes' pause
+    sid, _ = connect(client, key, http_fixture.base, "issues", owner="acme", repository="widgets")
+    workers(1)
+    run_id = start(client, key, sid)
+    deadline = time.monotonic() + 30
+    while not asked("/repos/acme/widgets/issues"):
+        assert time.monotonic() < deadline, "the run never asked for its issues"
+        time.sleep(0.05)
+    time.sleep(0.5)  # and now waits
+    r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", headers={"X-API-Key": key})
+    assert r.json["run"]["status"] == "cancelling"
+    cancelled_at = time.monotonic()
+    run = wait_for(run_id, timeout=30)
+    assert run.status == "cancelled", (run.status, run.error)
+    assert time.monotonic() - cancelled_at < 10  # not the two minutes asked for
+    assert len(asked("/repos/acme/widgets/issues")) == 1

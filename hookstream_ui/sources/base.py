@@ -75,6 +75,9 @@ class ReadContext:
     # first, so that memory follows the batch, not the widest rows.
     batch_bytes: int = 16 * 1024 * 1024
     max_record_bytes: int = 1024 * 1024  # a row larger than this is skipped, never held whole
+    # Whether the run was asked to stop: a reader that waits long (for a rate limit to
+    # lift) asks now and then, since cancelling is otherwise seen only between batches.
+    stopping: Callable[[], bool] = lambda: False
 
 
 class SourceType(ABC):

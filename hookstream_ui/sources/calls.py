@@ -111,6 +111,7 @@ class Api:
     reason: Callable[[httpx.Response], str | None] = lambda response: None  # its error message
     limit_said: Callable[[httpx.Response], bool] = _never  # its own way of saying "rate limited"
     retries: bool = True
+    stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
 
@@ -150,7 +151,12 @@ class Api:
             raise SourceError(
                 f"{self.speaker}'s rate limit asks us to wait {seconds:.0f} s; the run will retry",
             )
-        time.sleep(seconds)
+        # In slices: a run cancelled while it waits stops within a second or so.
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self.stopping():
+                raise SourceError(f"Stopped while waiting for {self.speaker}'s rate limit")
+            time.sleep(min(left, 1.0))
 
     def failure(self, response: httpx.Response, url: str, stream: str) -> SourceError:
         """An error answer as a SourceError, retried only when trying again can help."""

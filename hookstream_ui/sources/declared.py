@@ -268,6 +268,7 @@ class Declared(SourceType):
             reason=self.reason,
             limit_said=self.limit_said,
             retries=retries,
+            stopping=ctx.stopping if ctx else (lambda: False),
         )
 
     def path_values(self, config: dict) -> dict:

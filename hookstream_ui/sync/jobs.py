@@ -13,7 +13,7 @@ import contextvars
 import logging
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
@@ -203,7 +203,20 @@ def _read_context(run: SyncRun) -> ReadContext:
         batch_size=config["SYNC_BATCH_SIZE"],
         batch_bytes=config["SYNC_BATCH_BYTES"],
         max_record_bytes=config["MAX_RECORD_BYTES"],
+        stopping=_stopping(run.id),
     )
+
+
+def _stopping(run_id: str) -> Callable[[], bool]:
+    """Whether the run is being cancelled, read on a connection of its own (the reader runs
+    in a thread beside the writer's session)."""
+
+    def stopping() -> bool:
+        with db.engine.connect() as conn:
+            status = conn.execute(select(SyncRun.status).where(SyncRun.id == run_id)).scalar()
+        return status == "cancelling"
+
+    return stopping
 
 
 def _first_checkpoint(
