@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from tests.github_fixture import GRAPHQL as GITHUB_GRAPHQL
 from tests.github_fixture import PREFIX as GITHUB_PREFIX
-from tests.github_fixture import github_get, github_json
+from tests.github_fixture import github_get, github_graphql, github_json
 
 PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
 REST_TOKEN = "rest-canary-Token-42"
@@ -195,6 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_POST(self):
+        url = urlsplit(self.path)
+        if url.path.startswith(GITHUB_GRAPHQL):
+            return github_graphql(self, url.path)
+        return self._json(405, {"message": "GET only"})
 
     def do_GET(self):
         url = urlsplit(self.path)

@@ -1,7 +1,7 @@
 """GitHub's REST API as documented, served by the fixture HTTP server under /gh/api/v3 (the
 path a GitHub Enterprise Server gives it): bearer tokens, `per_page`/`page` with a Link
 header, `since`, X-RateLimit-* headers, secondary limits (429 with Retry-After) and
-GitHub's error bodies."""
+GitHub's error bodies; and a repository's issues through its GraphQL API."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 GITHUB_TOKEN = "github_pat_canaryGitHubToken42"
 PREFIX = "/gh/api/v3"
+GRAPHQL = "/gh/api/graphql"
 DOCS = "https://docs.github.com/rest"
 
 
@@ -217,3 +218,35 @@ def github_json(
         handler.send_header(name, value)
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def github_graphql(handler, path: str) -> None:
+    """POST /api/graphql (where GitHub Enterprise Server serves it): a repository's issues as a
+    connection, `first` at most 100 after the `after` cursor, or GraphQL's errors with 200."""
+    state = GITHUB
+    size = int(handler.headers.get("Content-Length") or 0)
+    request = json.loads(handler.rfile.read(size) or b"{}")
+    state.requests.append({"at": time.time(), "path": path, "query": request.get("variables") or {}})
+    if handler.headers.get("Authorization", "") != f"Bearer {GITHUB_TOKEN}":
+        return handler._github_json(401, {"message": "Bad credentials", "documentation_url": DOCS})
+    variables = request.get("variables") or {}
+    full = f"{variables.get('owner')}/{variables.get('name')}"
+    if "issues(" not in request.get("query", "") or full not in state.repos:
+        return handler._github_json(
+            200,
+            {
+                "data": {"repository": None},
+                "errors": [
+                    {
+                        "type": "NOT_FOUND",
+                        "message": f"Could not resolve to a Repository with the name '{full}'.",
+                    }
+                ],
+            },
+        )
+    start = int(variables["after"].removeprefix("cursor:")) if variables.get("after") else 0
+    first = min(int(variables.get("first") or 100), 100)
+    nodes = state.issues[full][start : start + first]
+    more = start + first < len(state.issues[full])
+    info = {"hasNextPage": more, "endCursor": f"cursor:{start + len(nodes)}" if nodes else None}
+    return handler._github_json(200, {"data": {"repository": {"issues": {"nodes": nodes, "pageInfo": info}}}})

@@ -161,3 +161,20 @@ def test_githubs_bare_secondary_limit_is_waited_out_and_other_refusals_are_not()
     )
     assert wait_asked(secondary, 0, github.limit_said) == LIMIT_PAUSE
     assert wait_asked(refused, 0, github.limit_said) is None
+
+
+def test_a_graphql_connection_posts_its_cursor_until_it_has_no_next_page():
+    from hookstream_ui.sources.paging import GraphQLCursor
+
+    style = GraphQLCursor(
+        "query($after: String) { things(after: $after) { nodes { id } } }", "$.data.things.pageInfo"
+    )
+    assert style.body(None) == {"query": style.query, "variables": {"after": None}}
+    more = {"data": {"things": {"pageInfo": {"hasNextPage": True, "endCursor": "Y3Vy"}}}}
+    assert style.following(None, Page(answer(), more, [1])) == "Y3Vy"
+    assert style.body("Y3Vy")["variables"] == {"after": "Y3Vy"}
+    done = {"data": {"things": {"pageInfo": {"hasNextPage": False, "endCursor": "Zm9v"}}}}
+    assert style.following("Y3Vy", Page(answer(), done, [1])) is None
+    with pytest.raises(SourceError, match="refused the query: Field 'x' doesn't exist") as refused:
+        style.following(None, Page(answer(), {"errors": [{"message": "Field 'x' doesn't exist"}]}, []))
+    assert refused.value.retry is False

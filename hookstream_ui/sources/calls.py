@@ -115,11 +115,19 @@ class Api:
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
 
-    def get(self, url: str, params: dict, stream: str, missing_is_end: bool = False) -> httpx.Response | None:
-        """A successful answer; None for a 404 or 410 when `missing_is_end`; else a SourceError."""
+    def get(
+        self,
+        url: str,
+        params: dict,
+        stream: str,
+        missing_is_end: bool = False,
+        body: dict | None = None,
+    ) -> httpx.Response | None:
+        """A successful answer; None for a 404 or 410 when `missing_is_end`; else a SourceError.
+        With `body`, a POST of it as JSON (a read all the same: GraphQL's)."""
         attempt = 0
         while True:
-            response = self._send(url, params)
+            response = self._send(url, params, body)
             delay = wait_asked(response, attempt, self.limit_said) if self.retries else None
             if delay is None:
                 break
@@ -134,15 +142,17 @@ class Api:
     def json(self, response: httpx.Response, url: str) -> Any:
         return http.answer_json(response, url, self.speaker)
 
-    def _send(self, url: str, params: dict) -> httpx.Response:
+    def _send(self, url: str, params: dict, body: dict | None) -> httpx.Response:
         if self._resume_at > time.time():
             self._sleep(self._resume_at - time.time())
         self.throttle()
         if self.pace is not None:
             self._paced = self.pace(self._paced)
         # No `params` at all for a next link: httpx would replace the link's own query string.
-        extra = {"params": params} if params else {}
-        response = http.request("GET", url, **extra, **self.options)
+        extra: dict[str, Any] = {"params": params} if params else {}
+        if body is not None:
+            extra["json"] = body
+        response = http.request("GET" if body is None else "POST", url, **extra, **self.options)
         self._resume_at = spent_until(response) or 0.0
         return response
 

@@ -128,6 +128,7 @@ def read_pages(
             params,
             stream.label or stream.name,
             missing_is_end=missing_ok or (paging.numbered and not first),
+            body=paging.body(position),
         )
         body = api.json(response, target) if response is not None else None
         records = ending.fresh(records_of(body, stream.records_path, target) if response is not None else [])

@@ -1,8 +1,8 @@
 """How the pages of one stream follow each other: each style of pagination, once.
 
 A style says where the first page is (`first`), how a page's request is made from its
-position (`request`) and where the next page is once a page is read (`following`, None at
-the end). Numbered styles (page number, offset) cannot be told their last page by the API:
+position (`request`, and `body` for a POST such as GraphQL's) and where the next page is
+once a page is read (`following`, None at the end). Numbered styles (page number, offset) cannot be told their last page by the API:
 `Ending` decides it the same way for both."""
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class Paging:
 
     def request(self, url: str, params: dict, position: Any) -> tuple[str, dict]:
         return url, params
+
+    def body(self, position: Any) -> dict | None:
+        """The JSON a page's request sends (it is then a POST); None for a GET."""
+        return None
 
     def following(self, position: Any, page: Page) -> Any:
         return None
@@ -156,3 +160,29 @@ class Ending:
         short = self.numbered and len(records) < self.longest
         self.longest = max(self.longest, len(records))
         return not records or following is None or short
+
+
+@dataclass(frozen=True)
+class GraphQLCursor(Paging):
+    """A GraphQL connection (the Relay convention): each page POSTs `query` with the last
+    page's `endCursor` as the `$after` variable while `hasNextPage` says there is more.
+    `page_info` is the JSONPath of the connection's pageInfo in the answer."""
+
+    query: str
+    page_info: str
+    variables: tuple[tuple[str, Any], ...] = ()
+
+    def body(self, position: Any) -> dict | None:
+        return {"query": self.query, "variables": {**dict(self.variables), "after": position}}
+
+    def following(self, position: Any, page: Page) -> Any:
+        errors = page.body.get("errors") if isinstance(page.body, dict) else None
+        if errors:
+            # A GraphQL error comes with HTTP 200: the query or its variables are wrong, and
+            # asking again gets the same answer.
+            first = errors[0].get("message") if isinstance(errors[0], dict) else errors[0]
+            raise SourceError(f"The GraphQL API refused the query: {first}", retry=False)
+        info = jsonpaths.getter(self.page_info)(page.body)
+        if not isinstance(info, dict) or not info.get("hasNextPage"):
+            return None
+        return _unless_same(position, info.get("endCursor"))
