@@ -250,10 +250,13 @@ def _http_server():
 
 @pytest.fixture
 def http_fixture(_http_server):
-    """The fixture servers, with Stripe holding nothing (what a test seeds stays its own)."""
+    """The fixture servers, with Stripe and GitHub holding nothing (what a test seeds stays
+    its own)."""
     from tests.fixture_servers import STRIPE
+    from tests.github_fixture import GITHUB
 
     STRIPE.seed(0)
+    GITHUB.reset()
     return _http_server
 
 

@@ -1,6 +1,6 @@
 """Real servers for source tests: a password-protected PostgreSQL on TCP (pgserver's own
 binaries) and an HTTP server on 127.0.0.1 that speaks a paginated REST API and Stripe's
-documented list and error formats."""
+documented list and error formats, and GitHub's REST API (tests/github_fixture.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
+
+from tests.github_fixture import GRAPHQL as GITHUB_GRAPHQL
+from tests.github_fixture import PREFIX as GITHUB_PREFIX
+from tests.github_fixture import github_get, github_graphql, github_json
 
 PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
 REST_TOKEN = "rest-canary-Token-42"
@@ -193,12 +197,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self):
+        url = urlsplit(self.path)
+        if url.path.startswith(GITHUB_GRAPHQL):
+            return github_graphql(self, url.path)
+        return self._json(405, {"message": "GET only"})
+
     def do_GET(self):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         auth = self.headers.get("Authorization", "")
         if url.path.startswith("/v1/"):
             return self._stripe_get(url.path, query, auth)
+        if url.path.startswith(GITHUB_PREFIX):
+            return github_get(self, url.path, query)
         if url.path in self.OPEN_PATHS:
             return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":
@@ -379,6 +391,7 @@ def _rest_items(self, style: str, query: dict):
 
 
 _Handler._items = _rest_items
+_Handler._github_json = github_json
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -41,6 +41,7 @@ def test_catalog_lists_every_type_in_the_seed_shape(client, key):
         "rest_api",
         "stripe",
         "file",
+        "github",
     }
     pg = next(s for s in r.json["sources"] if s["shortName"] == "postgresql")
     assert (

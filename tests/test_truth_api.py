@@ -1049,6 +1049,7 @@ SAMPLE_FIELDS = {
     "username": "reader",
     "password": "pw",
     "secret_key": "sk_test_1",
+    "token": "github_pat_1",
     "base_url": "https://api.example.com",
     "path": "/",
     "dedup_key": "$.id",

@@ -28,6 +28,21 @@ NAME_MAX = source_svc.NAME_MAX
 MAX_AGE_DAYS = 36500  # a hundred years; more overflows the database's integer
 PULL_PROVIDERS = sorted(k for k, t in REGISTRY.items() if t.pull)
 SYNC_STATUSES = ["active", "disabled"]
+
+
+def _aliases_said() -> str:
+    """Each provider's other names for its credential fields, as the documentation says them."""
+    said = [
+        f"{kind.name}'s {field.label.lower()} may be given as `{theirs}`"
+        for kind in REGISTRY.values()
+        for theirs, ours in kind.credential_aliases.items()
+        for field in kind.auth_fields
+        if field.name == ours
+    ]
+    return "; " + "; ".join(said) if said else ""
+
+
+ALIASES_SAID = _aliases_said()
 # What values.schedule.parse_frequency accepts: continuous, or 1 to 5 digits and a unit, at least 30s.
 FREQUENCY_PATTERN = r"^(?:continuous|(?=\d{1,5}[smhd]$)0*(?:(?:[3-9]\d|[1-9]\d{2,})s|[1-9]\d*[mhd]))$"
 
@@ -60,7 +75,7 @@ class _SyncFields(BaseModel):
         default=None,
         description=(
             "Required on create unless credential_id is given (not both). properties holds the provider's "
-            "authFields (GET /api/v1/sources/{shortName}); Stripe's key is `secret`, sk_... or rk_.... On change: "
+            f"authFields (GET /api/v1/sources/{{shortName}}){ALIASES_SAID}. On change: "
             "rotates the credential this sync uses, for every sync sharing it"
         ),
     )
@@ -174,7 +189,7 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
                         "slug": None if collection_svc.slug_taken(principal, slug) else slug,
                         "source_id": source.id,
                         "stream": stream,
-                        "primary_key_path": f"$.{REGISTRY[provider].key_column(source.config or {})}",
+                        "primary_key_path": f"$.{REGISTRY[provider].key_column(source.config or {}, stream)}",
                     },
                 )
         else:

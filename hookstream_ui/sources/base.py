@@ -75,6 +75,9 @@ class ReadContext:
     # first, so that memory follows the batch, not the widest rows.
     batch_bytes: int = 16 * 1024 * 1024
     max_record_bytes: int = 1024 * 1024  # a row larger than this is skipped, never held whole
+    # Whether the run was asked to stop: a reader that waits long (for a rate limit to
+    # lift) asks now and then, since cancelling is otherwise seen only between batches.
+    stopping: Callable[[], bool] = lambda: False
 
 
 class SourceType(ABC):
@@ -119,9 +122,9 @@ class SourceType(ABC):
     # upload is read when a file comes: neither applies).
     scheduled: ClassVar[bool] = True
 
-    def key_column(self, config: Mapping[str, Any]) -> str:
-        """The field of each record a full read yields that holds its key, in the order of
-        `ordered_keys`."""
+    def key_column(self, config: Mapping[str, Any], stream: str | None = None) -> str:
+        """The field of each record a full read of `stream` yields that holds its key, in the
+        order of `ordered_keys`."""
         return "id"
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:

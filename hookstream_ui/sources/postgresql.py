@@ -276,7 +276,7 @@ class PostgreSQL(SourceType):
         ),
     )
 
-    def key_column(self, config: Mapping[str, Any]) -> str:
+    def key_column(self, config: Mapping[str, Any], stream: str | None = None) -> str:
         return config.get("primary_key") or "id"
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urljoin
 
 import httpx
 
 from ..values import documents, jsonpaths
-from ..values.records import Incoming, parse_time
 from . import http
-from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
+from .base import Batches, Connection, ReadContext, SourceError, TestResult, register
+from .declared import Declared, Stream, read_pages
 from .fields import HEADER_NAME, HEADER_NAME_RULE, NOT_A_HEADER_NAME, Field
+from .paging import BodyCursor, BodyNextUrl, Offset, PageNumber, Paging
 
 AUTH_TYPES = (
     ("none", "None"),
@@ -64,7 +64,7 @@ def _pacer(per_second: Any) -> Callable[[float | None], float]:
 
 
 @register
-class RestApi(SourceType):
+class RestApi(Declared):
     short_name = "rest_api"
     name = "REST API"
     description = "Pull records from any paginated JSON API, incrementally when it can filter by update time."
@@ -204,7 +204,30 @@ class RestApi(SourceType):
         path = conn.config.get("path") or "/"
         return [{"name": path, "label": f"GET {path}"}]
 
-    def read(  # noqa: C901 -- replaced whole by the connectors work; not split for now
+    def options(self, credentials: dict) -> dict:
+        return auth_options(credentials)
+
+    def pace(self, config: dict) -> Callable[[float | None], float]:
+        return _pacer(config.get("requests_per_second"))
+
+    def stream(self, name: str | None, config: dict) -> Stream:
+        """The one stream the form describes (its name is its path)."""
+        path = name or config.get("path") or "/"
+        params = {}
+        if config.get("page_size_param"):
+            params[config["page_size_param"]] = int(config.get("page_size") or 100)
+        return Stream(
+            name=path,
+            path="/" + path.lstrip("/"),
+            label=path,
+            records_path=config.get("records_path") or "$",
+            paging=_paging(config),
+            params=params,
+            since_param=config.get("updated_since_param") or None,
+            cursor_path=config.get("updated_at_path") or None,
+        )
+
+    def read(
         self,
         conn: Connection,
         stream: str | None,
@@ -213,112 +236,26 @@ class RestApi(SourceType):
         full: bool,
         ctx: ReadContext,
     ) -> Batches:
-        creds, config = conn.credentials, conn.config
-        url = endpoint_url(creds, {**config, "path": stream or config.get("path")})
-        style = config.get("pagination") or "none"
-        page_param, size_param = config.get("page_param"), config.get("page_size_param")
-        size = int(config.get("page_size") or 100)
-        records_path = config.get("records_path") or "$"
-        next_of = jsonpaths.getter(config["next_path"]) if config.get("next_path") else None
-        updated_of = jsonpaths.getter(config["updated_at_path"]) if config.get("updated_at_path") else None
+        # The path is the user's, not a template: it is sent as written.
+        declared = self.stream(stream, conn.config)
+        url = endpoint_url(conn.credentials, {"path": declared.path})
         since = None if full else (state or {}).get("since")
-        high = checkpoint.get("since_high", since)
-        position: Any = checkpoint.get("position")  # page number, offset, cursor or next URL
-        if position is None:
-            position = {"page": 1, "offset": 0}.get(style)
-        numbered = style in ("page", "offset")
-        # A numbered page shorter than the longest before it is the last. page_size alone
-        # cannot tell: an API may cap it, or ignore it and use its own.
-        longest, previous, first = 0, None, True
-        pace, paced = _pacer(config.get("requests_per_second")), None
-        while True:
-            params: dict[Any, Any] = {}  # names from the config
-            if size_param:
-                params[size_param] = size
-            if since and config.get("updated_since_param"):
-                params[config["updated_since_param"]] = since
-            target = url
-            if style in ("page", "offset") or (style == "cursor" and position is not None):
-                params[page_param] = position
-            if style == "next_link" and position is not None:
-                target = urljoin(url, position)
-                params = {}
-                if http.origin(target) != http.origin(url):
-                    # Host and port only: a URL's user-info part can hold a password.
-                    raise SourceError(
-                        f"The next link leads to another host ({http.host(target)}); "
-                        f"credentials are sent only to {http.host(url)}",
-                        retry=False,
-                    )
-            ctx.throttle()
-            paced = pace(paced)
-            # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
-            body = self._get(target, params, creds, missing_is_end=numbered and not first)
-            records = self._records(body, records_path, target) if body is not None else []
-            if numbered and records and records == previous:
-                records = []  # the last page again, as some APIs answer for any page past it
-            first, previous = False, records
-            items = []
-            for record in records:
-                raw = updated_of(record) if updated_of and isinstance(record, dict) else None
-                at = parse_time(raw)
-                # Keep the API's own spelling of the newest time: it is sent back as `since`.
-                if at is not None and (high is None or at > (parse_time(high) or at)):
-                    high = raw
-                items.append(Incoming(record, at))
-            if style in ("page",):
-                position = position + 1
-            elif style == "offset":
-                position = position + len(records)
-            elif style in ("cursor", "next_link"):
-                following = next_of(body) if next_of else None
-                position = None if following == position else following  # the same page again: the end
-            finished = (
-                style == "none"
-                or not records
-                or (numbered and len(records) < longest)
-                or (style in ("cursor", "next_link") and not position)
-            )
-            longest = max(longest, len(records))
-            yield Batch(
-                items,
-                {"position": position, "since_high": high, "done": finished or None},
-                state={"since": high} if finished and high else None,
-            )
-            if finished:
-                return
+        yield from read_pages(self.api(conn, ctx), url, declared, since, checkpoint, conn.config)
 
-    @staticmethod
-    def _records(body: object, records_path: str, target: str) -> list:
-        matches = jsonpaths.compile_path(records_path).find(body)
-        records = matches[0].value if len(matches) == 1 else [m.value for m in matches]
-        if records is None:  # `"data": null`, as some APIs say "no records"
-            return []
-        if not isinstance(records, list):
-            raise SourceError(
-                f"{records_path} is not a list of records in the response from {http.shown(target)}",
-                retry=False,
-            )  # the answer's shape: the records path is wrong
-        return records
 
-    def _get(
-        self, url: str, params: dict, creds: dict, missing_is_end: bool = False
-    ) -> httpx.Response | None:
-        # No `params` at all for a next-link: httpx would replace the link's own query string.
-        extra = {"params": params} if params else {}
-        response = http.request("GET", url, **extra, **auth_options(creds))
-        if missing_is_end and response.status_code == 404:
-            return None
-        if response.status_code in (401, 403):
-            raise SourceError(f"The API rejected the credentials (HTTP {response.status_code})", retry=False)
-        if response.status_code == 429:
-            raise SourceError("The API is rate limiting us (HTTP 429); the run will retry")
-        if response.status_code >= 400:
-            raise SourceError(
-                f"The API answered HTTP {response.status_code} for {http.shown(url)}",
-                retry=http.may_pass(response.status_code),
-            )
-        return http.answer_json(response, url, "The API")
+def _paging(config: dict) -> Paging:
+    # check() has made sure the chosen style's fields are given.
+    style = config.get("pagination") or "none"
+    param, next_path = str(config.get("page_param") or ""), str(config.get("next_path") or "$.next")
+    if style == "page":
+        return PageNumber(param)
+    if style == "offset":
+        return Offset(param)
+    if style == "cursor":
+        return BodyCursor(param, next_path)
+    if style == "next_link":
+        return BodyNextUrl(next_path)
+    return Paging()
 
 
 def _auth_errors(credentials: dict) -> dict[str, str]:

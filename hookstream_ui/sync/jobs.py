@@ -13,7 +13,7 @@ import contextvars
 import logging
 import secrets
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
@@ -178,7 +178,7 @@ def _execute(run: SyncRun, token: str) -> None:
             continue
         mapping = upsert.Mapping.of(binding.collection, binding, run.id)
         if not checkpoint:
-            checkpoint = _first_checkpoint(run, kind, conn, binding.collection, mapping)
+            checkpoint = _first_checkpoint(run, kind, conn, binding, mapping)
         if not checkpoint.get("done"):
             checkpoint = _read_into(run, token, kind, conn, ctx, binding, checkpoint)
         _guard(run.id, token)
@@ -203,15 +203,29 @@ def _read_context(run: SyncRun) -> ReadContext:
         batch_size=config["SYNC_BATCH_SIZE"],
         batch_bytes=config["SYNC_BATCH_BYTES"],
         max_record_bytes=config["MAX_RECORD_BYTES"],
+        stopping=_stopping(run.id),
     )
 
 
+def _stopping(run_id: str) -> Callable[[], bool]:
+    """Whether the run is being cancelled, read on a connection of its own (the reader runs
+    in a thread beside the writer's session)."""
+
+    def stopping() -> bool:
+        with db.engine.connect() as conn:
+            status = conn.execute(select(SyncRun.status).where(SyncRun.id == run_id)).scalar()
+        return status == "cancelling"
+
+    return stopping
+
+
 def _first_checkpoint(
-    run: SyncRun, kind: SourceType, conn: Connection, collection: Collection, mapping: upsert.Mapping
+    run: SyncRun, kind: SourceType, conn: Connection, binding: Binding, mapping: upsert.Mapping
 ) -> dict:
     """A backfill into an empty collection keyed by the type's key column reads every key
     once, in ascending order, when the type says so (`ordered_keys`): no key is looked up."""
-    key_column = f"$.{kind.key_column(conn.config)}"
+    collection = binding.collection
+    key_column = f"$.{kind.key_column(conn.config, binding.stream)}"
     return {
         "started_empty": bool(
             run.mode == "full"
