@@ -96,7 +96,7 @@ def write(batch: list[Delivery]) -> None:
                 d.document,
                 event_at=d.row["received_at"],
                 source_event_id=d.row["id"],
-                sent_type=d.row["event_type"],
+                sent_type=d.row.get("event_type"),  # a message queued by an older web process has none
             )
             for d in applying
         }
