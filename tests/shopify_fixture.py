@@ -41,6 +41,9 @@ class ShopifyState:
         self.leaked_at = time.time()
         self.too_many = 0  # 429s served for a full bucket
         self.too_fast: list[str] = []  # Retry-After of the next answers' 429s, one each
+        # How full other clients have made the bucket when our first call comes (however long
+        # a worker took to start, and so to let it leak).
+        self.full_at_first_call: int | None = None
 
     def add(self, what: str, count: int, first_second: int = 0) -> list[dict]:
         start = len(self.lists[what]) + 1
@@ -59,12 +62,11 @@ class ShopifyState:
             record.update(title=f"Product {n}", status="active")
         return record
 
-    def fill_bucket(self, used: int) -> None:
-        self.used, self.leaked_at = float(used), time.time()
-
     def take_from_bucket(self) -> bool:
         """One call into the shop's bucket; False when it is full (the call is refused)."""
         now = time.time()
+        if self.full_at_first_call is not None:
+            self.used, self.leaked_at, self.full_at_first_call = float(self.full_at_first_call), now, None
         self.used = max(0.0, self.used - (now - self.leaked_at) * self.leak_per_second)
         self.leaked_at = now
         if self.used + 1 > self.bucket_size:
