@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from tests import shopify_fixture
 from tests.github_fixture import GRAPHQL as GITHUB_GRAPHQL
 from tests.github_fixture import PREFIX as GITHUB_PREFIX
 from tests.github_fixture import github_get, github_graphql, github_json
@@ -211,6 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._stripe_get(url.path, query, auth)
         if url.path.startswith(GITHUB_PREFIX):
             return github_get(self, url.path, query)
+        if url.path.startswith(shopify_fixture.PREFIX + "/"):
+            return shopify_fixture.shopify_get(self, url.path, query)
         if url.path in self.OPEN_PATHS:
             return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":

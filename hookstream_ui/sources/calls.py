@@ -38,6 +38,21 @@ def _never(response: httpx.Response) -> bool:
     return False
 
 
+def _no_pause(response: httpx.Response) -> float | None:
+    return None
+
+
+def bucket_pause(used: float, size: float, leak_per_second: float, full_enough: float = 0.8) -> float | None:
+    """How long to let a leaky bucket drain before the next call, given what an answer said
+    of it: nothing while it is below `full_enough` of its size, then until it is back there,
+    so that a read settles at the leak rate instead of running into the bucket's 429s (and
+    other clients sharing the bucket keep some room)."""
+    if size <= 0 or leak_per_second <= 0:
+        return None
+    over = used + 1 - full_enough * size
+    return over / leak_per_second if over > 0 else None
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """Retry-After in seconds: it may be a number of seconds or an HTTP date."""
     value = response.headers.get("retry-after")
@@ -110,6 +125,8 @@ class Api:
     pace: Callable[[float | None], float] | None = None  # the source's own requests per second
     reason: Callable[[httpx.Response], str | None] = lambda response: None  # its error message
     limit_said: Callable[[httpx.Response], bool] = _never  # its own way of saying "rate limited"
+    # The pause its own headers ask for before the next call (a leaky bucket filling up).
+    pause_after: Callable[[httpx.Response], float | None] = _no_pause
     retries: bool = True
     stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
     _paced: float | None = field(default=None, repr=False)
@@ -153,8 +170,15 @@ class Api:
         if body is not None:
             extra["json"] = body
         response = http.request("GET" if body is None else "POST", url, **extra, **self.options)
-        self._resume_at = spent_until(response) or 0.0
+        self._resume_at = self._next_call_at(response)
         return response
+
+    def _next_call_at(self, response: httpx.Response) -> float:
+        """When the next call may go: once a spent budget is back, and after the pause the
+        provider's headers ask for, whichever is later."""
+        spent = spent_until(response) or 0.0
+        pause = self.pause_after(response)
+        return max(spent, time.time() + pause) if pause else spent
 
     def _sleep(self, seconds: float) -> None:
         if seconds > MAX_WAIT:

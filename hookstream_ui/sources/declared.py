@@ -241,6 +241,11 @@ class Declared(SourceType):
     def pace(self, config: dict) -> Callable[[float | None], float] | None:
         return None
 
+    def pause_after(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next call, as the API's own rate-limit headers ask
+        beyond X-RateLimit-* (a leaky bucket's fill level, say); None: no wait."""
+        return None
+
     def stream(self, name: str | None, config: dict) -> Stream:
         for stream in self.streams:
             if stream.name == (name or self.streams[0].name):
@@ -268,6 +273,7 @@ class Declared(SourceType):
             pace=self.pace(conn.config),
             reason=self.reason,
             limit_said=self.limit_said,
+            pause_after=self.pause_after,
             retries=retries,
             stopping=ctx.stopping if ctx else (lambda: False),
         )
