@@ -79,11 +79,15 @@ def limited(response: httpx.Response, said: Callable[[httpx.Response], bool] = _
 
 
 def wait_asked(
-    response: httpx.Response, attempt: int, said: Callable[[httpx.Response], bool] = _never
+    response: httpx.Response,
+    attempt: int,
+    said: Callable[[httpx.Response], bool] = _never,
+    spent: Callable[[httpx.Response], float | None] = spent_until,
 ) -> float | None:
     """How long to wait before sending the same request again; None when it must not be.
     A rate limit waits as told (LIMIT_PAUSE when the provider said so without a time); a
-    5xx, or a 429 that names no time, waits by BACKOFF."""
+    5xx, or a 429 that names no time, waits by BACKOFF. `spent` reads when a spent budget
+    comes back, in the provider's own headers if it has them."""
     is_limit = limited(response, said)
     if not is_limit and response.status_code < 500:
         return None
@@ -92,7 +96,7 @@ def wait_asked(
     after = retry_after(response)
     if is_limit and after is not None:
         return max(after, 0.0)
-    reset = spent_until(response)
+    reset = spent(response)
     if is_limit and reset is not None:
         return max(reset - time.time(), 0.0)
     if is_limit and said(response):
@@ -112,6 +116,7 @@ class Api:
     limit_said: Callable[[httpx.Response], bool] = _never  # its own way of saying "rate limited"
     retries: bool = True
     stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
+    spent: Callable[[httpx.Response], float | None] = spent_until  # when its spent budget is back
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
 
@@ -128,7 +133,7 @@ class Api:
         attempt = 0
         while True:
             response = self._send(url, params, body)
-            delay = wait_asked(response, attempt, self.limit_said) if self.retries else None
+            delay = wait_asked(response, attempt, self.limit_said, self.spent) if self.retries else None
             if delay is None:
                 break
             self._sleep(delay)
@@ -153,7 +158,7 @@ class Api:
         if body is not None:
             extra["json"] = body
         response = http.request("GET" if body is None else "POST", url, **extra, **self.options)
-        self._resume_at = spent_until(response) or 0.0
+        self._resume_at = self.spent(response) or 0.0
         return response
 
     def _sleep(self, seconds: float) -> None:
