@@ -43,6 +43,7 @@ class HubSpotState:
         self.refused = 0  # requests answered 429 for a spent window
         self.too_fast: list[int] = []  # Retry-After of the next answers' 429s, one each
         self.search_cap = 10_000
+        self.archived_broken = False  # the archived lists answer 502 (HubSpot having a bad minute)
         self.next_id = 100
 
     def add(self, plural: str, count: int, second: float = 0) -> list[dict]:
@@ -168,7 +169,10 @@ def _project(record: dict, properties: list[str]) -> dict:
 
 def _list(handler, plural: str, query: dict) -> None:
     """The object list: ordered by id, `limit` at most 100, `after` the id to start at."""
-    held = HUBSPOT.archived if query.get("archived", ["false"])[0] == "true" else HUBSPOT.live
+    archived = query.get("archived", ["false"])[0] == "true"
+    if archived and HUBSPOT.archived_broken:
+        return _error(handler, 502, "INTERNAL_ERROR", "internal error")
+    held = HUBSPOT.archived if archived else HUBSPOT.live
     records = sorted(held[plural].values(), key=lambda r: int(r["id"]))
     limit = min(int(query.get("limit", ["10"])[0]), 100)
     after = int(query.get("after", ["0"])[0])

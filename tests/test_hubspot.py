@@ -239,3 +239,54 @@ def test_search_past_its_result_limit_asks_again_from_the_newest_seen(client, ke
     assert abs(int(floor) / 1000 - (time.time() - 2 * 86400)) < 60  # the age cutoff
     assert again == ms(now - 60)  # the newest the capped query read: its last page held the new ones
     assert first[0]["id"] in records(db.session.scalar(select(Collection)).id)
+
+
+def test_a_read_that_stopped_in_the_archived_list_resumes_there(client, key, http_fixture):
+    from hookstream_ui.sync import jobs
+
+    made = HUBSPOT.add("tickets", 3, second=10)
+    HUBSPOT.archive("tickets", made[0]["id"], second=20)
+    HUBSPOT.archived_broken = True
+    sid, cid = connect(client, key, http_fixture.base, "ticket")
+    failed = run(sid)
+    assert (failed.status, failed.attempt) == ("pending", 1)  # retried later: a 5xx may pass
+    assert failed.error.startswith("HubSpot answered HTTP 502 for "), failed.error
+    assert len(records(cid)) == 2  # the live list, kept
+
+    HUBSPOT.archived_broken, HUBSPOT.requests = False, []
+    jobs.run_sync(failed.id, failed.claim_token)
+    db.session.expire_all()
+    done = db.session.get(SyncRun, failed.id)
+    assert done.status == "completed", done.error
+    assert [(r["method"], r["query"]["archived"]) for r in HUBSPOT.requests] == [("GET", "true")]
+    binding = db.session.scalar(select(Collection).where(Collection.id == cid)).bindings[0]
+    assert binding.sync_state == {"since": stamp(10), "removed_since": stamp(20)}
+
+
+def test_a_hubspot_sync_runs_on_a_real_worker_under_its_rate_limit(client, key, http_fixture, workers):
+    from hookstream_ui.sync.scheduler import enqueue_due
+    from tests.sync_helpers import wait_for
+
+    made = [c for i in range(450) for c in HUBSPOT.add("contacts", 1, second=i)]  # 5 pages, then archived
+    body = copy.deepcopy(SEED_REQUEST)
+    body.update(collection_ids=["hubspot:contact"], rate_limit={"allowed_requests": 2, "interval": 1})
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    [run_id] = enqueue_due()  # a new sync's backfill is due at once
+    workers(1)
+    done = wait_for(run_id)
+    assert done.status == "completed" and done.records_inserted == 450, done.error
+    times = [r["at"] for r in HUBSPOT.requests]
+    # 6 requests at 2 per 1-second window need 3 windows: more than 1 s from first to last,
+    # and never more than 2 x 2 in any second (a burst across a boundary).
+    assert len(times) == 6 and times[-1] - times[0] > 1.0
+    assert max(sum(1 for t in times if start <= t < start + 1) for start in times) <= 4
+
+    HUBSPOT.change("contacts", made[7]["id"], second=500, lastname="Changed")
+    HUBSPOT.archive("contacts", made[8]["id"], second=501)
+    HUBSPOT.requests.clear()
+    answer = client.post(f"/api/v1/source-connections/{sync['id']}/run", json={}, headers={"X-API-Key": key})
+    done = wait_for(answer.json["syncId"])
+    assert done.status == "completed" and done.mode == "incremental", done.error
+    assert (done.records_updated, done.records_deleted) == (1, 1)
+    assert [r["method"] for r in HUBSPOT.requests] == ["POST", "GET"]  # the search, the archived list
