@@ -254,11 +254,13 @@ def http_fixture(_http_server):
     its own)."""
     from tests.fixture_servers import STRIPE
     from tests.github_fixture import GITHUB
+    from tests.hubspot_fixture import HUBSPOT
     from tests.shopify_fixture import SHOPIFY
 
     STRIPE.seed(0)
     GITHUB.reset()
     SHOPIFY.reset()
+    HUBSPOT.reset()
     return _http_server
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from tests import shopify_fixture
+from tests import hubspot_fixture, shopify_fixture
 from tests.github_fixture import GRAPHQL as GITHUB_GRAPHQL
 from tests.github_fixture import PREFIX as GITHUB_PREFIX
 from tests.github_fixture import github_get, github_graphql, github_json
@@ -202,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path.startswith(GITHUB_GRAPHQL):
             return github_graphql(self, url.path)
+        if url.path.startswith(hubspot_fixture.PREFIX + "/"):
+            return hubspot_fixture.hubspot(self, "POST", url.path, parse_qs(url.query))
         return self._json(405, {"message": "GET only"})
 
     def do_GET(self):
@@ -214,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
             return github_get(self, url.path, query)
         if url.path.startswith(shopify_fixture.PREFIX + "/"):
             return shopify_fixture.shopify_get(self, url.path, query)
+        if url.path.startswith(hubspot_fixture.PREFIX + "/"):
+            return hubspot_fixture.hubspot(self, "GET", url.path, query)
         if url.path in self.OPEN_PATHS:
             return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":

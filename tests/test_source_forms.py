@@ -244,6 +244,7 @@ def test_canary_secret_never_leaves(signed_in_with_key, pg_source, http_fixture,
         "stripe": {"secret_key": f"sk_test_{CANARY}", "api_base": http_fixture.base},
         "github": {"token": CANARY, "base_url": http_fixture.base + "/gh/api/v3"},
         "shopify": {"shop": "acme", "access_token": CANARY, "base_url": http_fixture.base + "/shopify"},
+        "hubspot": {"token": CANARY, "base_url": http_fixture.base + "/hs"},
         "webhook": {"verification_type": "hmac_sha256", "signing_secret": CANARY},
         "file": {},
     }

@@ -43,6 +43,7 @@ def test_catalog_lists_every_type_in_the_seed_shape(client, key):
         "file",
         "github",
         "shopify",
+        "hubspot",
     }
     pg = next(s for s in r.json["sources"] if s["shortName"] == "postgresql")
     assert (

@@ -94,11 +94,15 @@ def limited(response: httpx.Response, said: Callable[[httpx.Response], bool] = _
 
 
 def wait_asked(
-    response: httpx.Response, attempt: int, said: Callable[[httpx.Response], bool] = _never
+    response: httpx.Response,
+    attempt: int,
+    said: Callable[[httpx.Response], bool] = _never,
+    spent: Callable[[httpx.Response], float | None] = spent_until,
 ) -> float | None:
     """How long to wait before sending the same request again; None when it must not be.
     A rate limit waits as told (LIMIT_PAUSE when the provider said so without a time); a
-    5xx, or a 429 that names no time, waits by BACKOFF."""
+    5xx, or a 429 that names no time, waits by BACKOFF. `spent` reads when a spent budget
+    comes back, in the provider's own headers if it has them."""
     is_limit = limited(response, said)
     if not is_limit and response.status_code < 500:
         return None
@@ -107,7 +111,7 @@ def wait_asked(
     after = retry_after(response)
     if is_limit and after is not None:
         return max(after, 0.0)
-    reset = spent_until(response)
+    reset = spent(response)
     if is_limit and reset is not None:
         return max(reset - time.time(), 0.0)
     if is_limit and said(response):
@@ -129,6 +133,7 @@ class Api:
     pause_after: Callable[[httpx.Response], float | None] = _no_pause
     retries: bool = True
     stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
+    spent: Callable[[httpx.Response], float | None] = spent_until  # when its spent budget is back
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
 
@@ -145,7 +150,7 @@ class Api:
         attempt = 0
         while True:
             response = self._send(url, params, body)
-            delay = wait_asked(response, attempt, self.limit_said) if self.retries else None
+            delay = wait_asked(response, attempt, self.limit_said, self.spent) if self.retries else None
             if delay is None:
                 break
             self._sleep(delay)
@@ -176,7 +181,7 @@ class Api:
     def _next_call_at(self, response: httpx.Response) -> float:
         """When the next call may go: once a spent budget is back, and after the pause the
         provider's headers ask for, whichever is later."""
-        spent = spent_until(response) or 0.0
+        spent = self.spent(response) or 0.0
         pause = self.pause_after(response)
         return max(spent, time.time() + pause) if pause else spent
 

@@ -4,7 +4,7 @@ authenticates; this engine reads any of them the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -15,7 +15,7 @@ import httpx
 
 from ..values import jsonpaths
 from ..values.records import Incoming, parse_time
-from . import http
+from . import calls, http
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult
 from .calls import Api
 from .paging import Ending, Page, Paging
@@ -51,6 +51,20 @@ class Stream:
     parent: Parent | None = None
     shape: Callable[[Any], Any] | None = None  # what the record gains as it is read
     deleted: Callable[[Any], bool] | None = None  # the API reports this record deleted
+    # The JSON a read POSTs, made from the "changed since" (a search API's filter); the
+    # paging style's own keys (its cursor) are added to it.
+    payload: Callable[[str | None], dict] | None = None
+    # Read instead of this one on an incremental read (a search API that filters on the
+    # last-modified time where the list cannot).
+    changes: Stream | None = None
+    # Read after this one on every read: what it lists is gone (an archived list), each a
+    # deletion at its time at `cursor_path`.
+    removed: Stream | None = None
+
+    def body(self, since: str | None, paged: dict | None) -> dict | None:
+        if self.payload is None:
+            return paged
+        return {**self.payload(since), **(paged or {})}
 
     def query(self, since: str | None, config: Mapping[str, Any]) -> dict:
         params = dict(self.params)
@@ -118,6 +132,8 @@ def read_pages(
     position = checkpoint.get("position")
     if position is None:
         position = paging.first()
+    asked = since
+    since = checkpoint.get("since_from", since)
     high = checkpoint.get("since_high", since)
     ending, first = Ending(paging.numbered), True
     while True:
@@ -128,7 +144,7 @@ def read_pages(
             params,
             stream.label or stream.name,
             missing_is_end=missing_ok or (paging.numbered and not first),
-            body=paging.body(position),
+            body=stream.body(since, paging.body(position)),
         )
         body = api.json(response, target) if response is not None else None
         records = ending.fresh(records_of(body, stream.records_path, target) if response is not None else [])
@@ -136,13 +152,67 @@ def read_pages(
         items, high = stream.items(records, high)
         position = paging.following(position, Page(response, body, records))
         finished = ending.finished(records, position)
+        if not finished and paging.capped(position):
+            since, position = asked_again(api, stream, since, high), paging.first()
+        mark = {"position": position, "since_high": high, "done": finished or None}
         yield Batch(
             items,
-            {"position": position, "since_high": high, "done": finished or None},
+            mark if since == asked else {**mark, "since_from": since},
             state={"since": high} if finished and high else None,
         )
         if finished:
             return
+
+
+def asked_again(api: Api, stream: Stream, since: str | None, high: str | None) -> str:
+    """Where a query that can page no further starts again: at the newest cursor it read,
+    since it reads in that order. Records changed at that very moment are read again."""
+    newest, before = parse_time(high), parse_time(since)
+    if high is None or newest is None or (before is not None and newest <= before):
+        raise SourceError(
+            f"More {stream.label or stream.name} changed at {since} than one query to "
+            f"{api.speaker} can page through; a full read reads them all",
+            retry=False,
+        )
+    return high
+
+
+def read_then_removed(
+    main: Iterable[Batch],
+    removed: Callable[[dict], Batches],
+    state: dict | None,
+    checkpoint: dict,
+    full: bool,
+) -> Batches:
+    """A stream's records, then what its `removed` list says is gone, as deletions. That
+    list has no "changed since": what an earlier read found gone already is passed over by
+    its time. Both positions are kept in the one state."""
+    current = dict(state or {})
+    if "removed" not in checkpoint:
+        for batch in main:
+            if batch.state is not None:
+                current.update(batch.state)
+            mark = {**batch.checkpoint, "done": None}
+            if batch.checkpoint.get("done"):
+                mark = {"removed": {}}
+            yield Batch(
+                batch.items,
+                mark,
+                state=dict(current) if batch.state is not None else None,
+                read_at=batch.read_at,
+            )
+        checkpoint = {"removed": {}}
+    seen = None if full else parse_time(current.get("removed_since"))
+    for batch in removed(checkpoint["removed"]):
+        items = [i for i in batch.items if seen is None or i.event_at is None or i.event_at >= seen]
+        if batch.state is not None:
+            current["removed_since"] = batch.state["since"]
+        yield Batch(
+            items,
+            {"removed": batch.checkpoint, "done": batch.checkpoint.get("done")},
+            state=dict(current) if batch.state is not None else None,
+            read_at=batch.read_at,
+        )
 
 
 def parent_values(api: Api, base: str, parent: Parent, variables: dict) -> list[str]:
@@ -246,6 +316,11 @@ class Declared(SourceType):
         beyond X-RateLimit-* (a leaky bucket's fill level, say); None: no wait."""
         return None
 
+    def spent_until(self, response: httpx.Response) -> float | None:
+        """When the API's spent budget comes back (epoch seconds), if this answer spent it;
+        X-RateLimit-Remaining and -Reset unless the API says it in headers of its own."""
+        return calls.spent_until(response)
+
     def stream(self, name: str | None, config: dict) -> Stream:
         for stream in self.streams:
             if stream.name == (name or self.streams[0].name):
@@ -276,6 +351,7 @@ class Declared(SourceType):
             pause_after=self.pause_after,
             retries=retries,
             stopping=ctx.stopping if ctx else (lambda: False),
+            spent=self.spent_until,
         )
 
     def path_values(self, config: dict) -> dict:
@@ -298,15 +374,28 @@ class Declared(SourceType):
         values = self.path_values(conn.config)
         parent = declared.parent
         # Records older than the sync's max_age_days are not kept: not asked for either.
-        floor = since_text(ctx.not_before) if declared.since_param else None
+        floor = since_text(ctx.not_before) if declared.since_param or declared.changes else None
         if parent is not None and not values.get(parent.into):
             yield from read_children(
                 api, base, declared, parent, conn.config, values, state, checkpoint, full, floor
             )
             return
         since = (None if full else (state or {}).get("since")) or floor
-        yield from read_pages(
-            api, base + fill(declared.path, values), declared, since, checkpoint, conn.config
+        chosen = declared.changes if since and declared.changes else declared
+        gone = declared.removed
+        if gone is None:
+            yield from read_pages(
+                api, base + fill(chosen.path, values), chosen, since, checkpoint, conn.config
+            )
+            return
+        # Lazy: a read resumed among the removed never asks for the stream's own pages.
+        main = read_pages(api, base + fill(chosen.path, values), chosen, since, checkpoint, conn.config)
+        yield from read_then_removed(
+            main,
+            lambda mark: read_pages(api, base + fill(gone.path, values), gone, None, mark, conn.config),
+            state,
+            checkpoint,
+            full,
         )
 
     def test(self, conn: Connection) -> TestResult:

@@ -45,6 +45,11 @@ class Paging:
     def following(self, position: Any, page: Page) -> Any:
         return None
 
+    def capped(self, position: Any) -> bool:
+        """Whether the query can page no further to `position` though the API has more: the
+        read then asks again from the newest cursor it has seen."""
+        return False
+
 
 @dataclass(frozen=True)
 class PageNumber(Paging):
@@ -95,6 +100,29 @@ class BodyCursor(Paging):
 
     def following(self, position: Any, page: Page) -> Any:
         return _unless_same(position, jsonpaths.getter(self.path)(page.body))
+
+
+@dataclass(frozen=True)
+class PostedCursor(Paging):
+    """The next page's cursor is in the body and goes back in the next request's JSON body,
+    as a search API read by POST takes it. `cap`: how far one query can page, when the
+    cursor counts the results before it (a search API's result limit)."""
+
+    param: str
+    path: str
+    cap: int | None = None
+
+    def body(self, position: Any) -> dict | None:
+        return {} if position is None else {self.param: position}
+
+    def following(self, position: Any, page: Page) -> Any:
+        return _unless_same(position, jsonpaths.getter(self.path)(page.body))
+
+    def capped(self, position: Any) -> bool:
+        try:
+            return self.cap is not None and position is not None and int(position) >= self.cap
+        except (TypeError, ValueError):  # a cursor that is not a count cannot reach the cap
+            return False
 
 
 def _link(url: str, params: dict, position: Any) -> tuple[str, dict]:

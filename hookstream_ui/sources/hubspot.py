@@ -1,0 +1,155 @@
+"""HubSpot's CRM API (v3), declared: contacts, companies, deals and tickets with their
+properties. A backfill pages each object's list; an incremental read asks the search API for
+what changed since the newest modification seen; the archived list says what was removed.
+
+Authentication is a bearer token: a private app's access token today. An OAuth access token
+goes in the same header, so OAuth adds a way to obtain and refresh it, not another read."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from types import MappingProxyType
+
+import httpx
+
+from ..values.records import parse_time
+from . import http
+from .base import register
+from .declared import Declared, Stream
+from .fields import Field
+from .paging import BodyCursor, PostedCursor
+
+LIST_PAGE = 100  # the most the object lists give per page
+SEARCH_PAGE = 200  # the most the search API gives per page
+# The search API pages through at most 10,000 results of one query (past it: HTTP 400).
+SEARCH_RESULTS = 10_000
+NEXT = "$.paging.next.after"
+
+# Each object: its stream, its name in the API's paths, the property holding when it last
+# changed (contacts have their own), and the properties read: the ones most syncs want. A
+# record always carries its id, createdAt, updatedAt and archived besides.
+OBJECTS = (
+    ("contact", "contacts", "lastmodifieddate",
+     ("email", "firstname", "lastname", "phone", "company", "jobtitle", "lifecyclestage",
+      "hs_lead_status", "createdate", "lastmodifieddate")),
+    ("company", "companies", "hs_lastmodifieddate",
+     ("name", "domain", "industry", "phone", "city", "state", "country", "numberofemployees",
+      "annualrevenue", "lifecyclestage", "createdate", "hs_lastmodifieddate")),
+    ("deal", "deals", "hs_lastmodifieddate",
+     ("dealname", "amount", "dealstage", "pipeline", "closedate", "hubspot_owner_id", "createdate",
+      "hs_lastmodifieddate")),
+    ("ticket", "tickets", "hs_lastmodifieddate",
+     ("subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_priority",
+      "hubspot_owner_id", "createdate", "hs_lastmodifieddate")),
+)  # fmt: skip
+
+
+def _changed_since(modified: str, properties: tuple[str, ...], since: str | None) -> dict:
+    """A search for what changed at or after `since`, oldest change first, so that where the
+    read stops is where the next one starts. Changed at the very moment counts: a record
+    read twice is the same version, one missed is lost."""
+    moment = parse_time(since)
+    filters = []
+    if moment is not None:  # the API's own unit for times: epoch milliseconds
+        filters.append(
+            {"propertyName": modified, "operator": "GTE", "value": str(int(moment.timestamp() * 1000))}
+        )
+    return {
+        "filterGroups": [{"filters": filters}] if filters else [],
+        "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+        "properties": list(properties),
+        "limit": SEARCH_PAGE,
+    }
+
+
+def _archived(record: dict) -> bool:
+    return True  # the archived list holds nothing else
+
+
+def _crm_object(name: str, plural: str, modified: str, properties: tuple[str, ...]) -> Stream:
+    path = f"/crm/v3/objects/{plural}"
+    listed = {"limit": LIST_PAGE, "properties": ",".join(properties), "archived": "false"}
+    return Stream(
+        name, path, label=plural, records_path="$.results", paging=BodyCursor("after", NEXT),
+        params=MappingProxyType(listed), cursor_path="$.updatedAt",
+        changes=Stream(
+            name, path + "/search", label=plural, records_path="$.results",
+            paging=PostedCursor("after", NEXT, cap=SEARCH_RESULTS), cursor_path="$.updatedAt",
+            payload=partial(_changed_since, modified, properties),
+        ),
+        removed=Stream(
+            name, path, label=f"archived {plural}", records_path="$.results", paging=BodyCursor("after", NEXT),
+            params=MappingProxyType({**listed, "archived": "true"}), cursor_path="$.archivedAt", deleted=_archived,
+        ),
+    )  # fmt: skip
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@register
+class HubSpot(Declared):
+    short_name = "hubspot"
+    name = "HubSpot"
+    description = "Contacts, companies, deals and tickets from HubSpot's CRM, with their properties."
+    name_example = "HubSpot (acme)"
+    auth_methods = ("token",)
+    labels = ("crm", "api")
+    speaker = "HubSpot"
+    default_base_url = "https://api.hubapi.com"
+    check_path = "/crm/v3/objects/contacts?limit=1&archived=false"
+    # Other sync services call the token `secret`.
+    credential_aliases = MappingProxyType({"secret": "token"})
+    # A private app may make 100 requests per 10 seconds, and the search API takes only 5 a
+    # second: 4 a second stays under both.
+    default_rate_limit = MappingProxyType(
+        {"allowed_requests": 4, "interval": 1, "max_concurrent_requests": 0}
+    )
+    auth_fields = (
+        Field(
+            "token",
+            "password",
+            "Access token",
+            required=True,
+            placeholder="pat-na1-…",
+            description="A private app's access token with read scopes for the CRM objects synced "
+            "(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read, tickets).",
+            sent_to=("base_url",),
+        ),
+        Field(
+            "base_url",
+            "url",
+            "API base URL",
+            default="https://api.hubapi.com",
+            description="Where HubSpot's API answers; change it only for a proxy in front of it.",
+        ),
+    )
+    streams = tuple(_crm_object(*declared) for declared in OBJECTS)
+
+    def options(self, credentials: dict) -> dict:
+        return {"headers": {"Authorization": f"Bearer {credentials.get('token', '')}"}}
+
+    def spent_until(self, response: httpx.Response) -> float | None:
+        """HubSpot says its budget in headers of its own: what is left of the window and how
+        long the window is, not when it ends; a spent window is waited out whole. The per
+        second budget (its -Secondly headers) comes back within a second."""
+        headers, windows = response.headers, []
+        if headers.get("x-hubspot-ratelimit-remaining", "").strip() == "0":
+            interval = _number(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
+            windows.append((interval or 10_000) / 1000)
+        if headers.get("x-hubspot-ratelimit-secondly-remaining", "").strip() == "0":
+            windows.append(1.0)
+        own = time.time() + max(windows) if windows else None
+        return max((t for t in (super().spent_until(response), own) if t is not None), default=None)
+
+    def reason(self, response: httpx.Response) -> str | None:
+        try:
+            message = http.json_of(response).get("message")
+        except (ValueError, AttributeError):
+            return None
+        return message if isinstance(message, str) else None
