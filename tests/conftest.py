@@ -254,9 +254,11 @@ def http_fixture(_http_server):
     its own)."""
     from tests.fixture_servers import STRIPE
     from tests.github_fixture import GITHUB
+    from tests.salesforce_fixture import SALESFORCE
 
     STRIPE.seed(0)
     GITHUB.reset()
+    SALESFORCE.reset()
     return _http_server
 
 

@@ -42,6 +42,7 @@ def test_catalog_lists_every_type_in_the_seed_shape(client, key):
         "stripe",
         "file",
         "github",
+        "salesforce",
     }
     pg = next(s for s in r.json["sources"] if s["shortName"] == "postgresql")
     assert (
