@@ -311,3 +311,21 @@ def test_objects_must_be_api_names(client, key, http_fixture):
         },
     )
     assert answer.status_code == 400 and "objects" in answer.json["errors"], answer.json
+
+
+def test_the_source_type_scrubs_what_the_token_endpoint_quotes(app, http_fixture):
+    """Before any service scrubs it: a source type's own message never carries a secret."""
+    from hookstream_ui.sources import REGISTRY, Connection
+
+    SALESFORCE.refresh_tokens, SALESFORCE.quote_token = set(), True
+    credentials = {
+        "instance_url": http_fixture.base,
+        "token_url": http_fixture.base + TOKEN_PATH,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": REFRESH_TOKEN,
+    }
+    with app.app_context():  # the network guard reads the app's settings
+        result = REGISTRY["salesforce"].test(Connection("src_x", credentials, {}))
+    assert not result.ok and REFRESH_TOKEN not in result.message
+    assert result.message.endswith("reconnect Salesforce"), result.message
