@@ -329,3 +329,20 @@ def test_the_source_type_scrubs_what_the_token_endpoint_quotes(app, http_fixture
         result = REGISTRY["salesforce"].test(Connection("src_x", credentials, {}))
     assert not result.ok and REFRESH_TOKEN not in result.message
     assert result.message.endswith("reconnect Salesforce"), result.message
+
+
+def test_a_salesforce_sync_on_a_real_worker_renews_and_stores_its_token(client, key, http_fixture, workers):
+    from hookstream_ui.sync.scheduler import enqueue_due
+    from tests.sync_helpers import wait_for
+
+    SALESFORCE.add("Account", 300)
+    SALESFORCE.batch_size, SALESFORCE.calls_per_session = 100, 2
+    body = sync_request(http_fixture.base, collection_ids=["salesforce:Account"])
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    [run_id] = enqueue_due()  # a new sync's backfill is due at once
+    workers(1)
+    done = wait_for(run_id)
+    assert done.status == "completed" and done.records_inserted == 300, done.error
+    assert len(SALESFORCE.issued) == 2
+    encrypted, credentials = stored(sync["id"])
+    assert credentials["access_token"] == SALESFORCE.issued[-1] and SALESFORCE.issued[-1] not in encrypted
