@@ -255,12 +255,14 @@ def http_fixture(_http_server):
     from tests.fixture_servers import STRIPE
     from tests.github_fixture import GITHUB
     from tests.hubspot_fixture import HUBSPOT
+    from tests.salesforce_fixture import SALESFORCE
     from tests.shopify_fixture import SHOPIFY
 
     STRIPE.seed(0)
     GITHUB.reset()
     SHOPIFY.reset()
     HUBSPOT.reset()
+    SALESFORCE.reset()
     return _http_server
 
 

@@ -23,6 +23,8 @@ from tests import hubspot_fixture, shopify_fixture
 from tests.github_fixture import GRAPHQL as GITHUB_GRAPHQL
 from tests.github_fixture import PREFIX as GITHUB_PREFIX
 from tests.github_fixture import github_get, github_graphql, github_json
+from tests.salesforce_fixture import TOKEN_PATH as SALESFORCE_TOKEN
+from tests.salesforce_fixture import salesforce_get, salesforce_token
 
 PG_USER, PG_PASSWORD = "hookstream", "pg-canary-Secret-42"
 REST_TOKEN = "rest-canary-Token-42"
@@ -204,6 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
             return github_graphql(self, url.path)
         if url.path.startswith(hubspot_fixture.PREFIX + "/"):
             return hubspot_fixture.hubspot(self, "POST", url.path, parse_qs(url.query))
+        if url.path == SALESFORCE_TOKEN:
+            return salesforce_token(self)
         return self._json(405, {"message": "GET only"})
 
     def do_GET(self):
@@ -218,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
             return shopify_fixture.shopify_get(self, url.path, query)
         if url.path.startswith(hubspot_fixture.PREFIX + "/"):
             return hubspot_fixture.hubspot(self, "GET", url.path, query)
+        if url.path.startswith("/services/"):
+            return salesforce_get(self, url.path, query)
         if url.path in self.OPEN_PATHS:
             return getattr(self, self.OPEN_PATHS[url.path])(query, auth)
         if auth != f"Bearer {REST_TOKEN}":

@@ -245,6 +245,13 @@ def test_canary_secret_never_leaves(signed_in_with_key, pg_source, http_fixture,
         "github": {"token": CANARY, "base_url": http_fixture.base + "/gh/api/v3"},
         "shopify": {"shop": "acme", "access_token": CANARY, "base_url": http_fixture.base + "/shopify"},
         "hubspot": {"token": CANARY, "base_url": http_fixture.base + "/hs"},
+        "salesforce": {
+            "instance_url": http_fixture.base,
+            "token_url": http_fixture.base + "/services/oauth2/token",
+            "client_id": "3MVG9canary",
+            "client_secret": CANARY,
+            "refresh_token": CANARY,
+        },
         "webhook": {"verification_type": "hmac_sha256", "signing_secret": CANARY},
         "file": {},
     }

@@ -44,6 +44,7 @@ def test_catalog_lists_every_type_in_the_seed_shape(client, key):
         "github",
         "shopify",
         "hubspot",
+        "salesforce",
     }
     pg = next(s for s in r.json["sources"] if s["shortName"] == "postgresql")
     assert (

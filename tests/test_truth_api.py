@@ -1056,6 +1056,10 @@ SAMPLE_FIELDS = {
     "base_url": "https://api.example.com",
     "path": "/",
     "dedup_key": "$.id",
+    "instance_url": "https://acme.my.salesforce.com",
+    "client_id": "3MVG9consumerKey",
+    "client_secret": "consumer-secret",
+    "refresh_token": "5Aep861refresh",
 }
 
 

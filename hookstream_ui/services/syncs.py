@@ -17,6 +17,7 @@ from ..values.times import utcnow
 from . import bindings
 from . import collections as collection_svc
 from . import sources as source_svc
+from .accounts import slugify
 from .names import pydantic_name
 from .pagination import Page, paginate
 from .runs import ensure_idle
@@ -181,7 +182,8 @@ def _bind(principal: Principal, source: SourceConnection, refs: list[str]) -> No
                 )
             )
             if found is None:
-                slug = f"{provider}-{stream}".replace("_", "-")
+                # Lowercase, single hyphens: a stream may be named `Invoice__c`.
+                slug = slugify(f"{provider}-{stream}", "collection")
                 found = collection_svc.create_collection(
                     principal,
                     {

@@ -21,9 +21,12 @@ class SourceError(Exception):
     that cannot be read, credentials the source rejects, a table that is not there): the
     run fails at once, saying so, instead of after minutes of retries."""
 
-    def __init__(self, message: str, retry: bool = True):
+    def __init__(self, message: str, retry: bool = True, reconnect: bool = False):
         super().__init__(message)
         self.retry = retry
+        # The credential itself is gone (a revoked refresh token): only connecting the source
+        # again helps, so its health is error at once rather than after several failures.
+        self.reconnect = reconnect
 
 
 @dataclass
@@ -44,6 +47,10 @@ class Connection:
     config: dict
     ingest_url: str | None = None
     latest_file_id: str | None = None
+    # Stores credentials the source renewed while reading (a refreshed OAuth access token,
+    # a rotated refresh token), merged into the stored ones and encrypted. Callable from
+    # the reader's own thread; the default (an unsaved connection being tested) keeps nothing.
+    save_credentials: Callable[[dict], None] = lambda changes: None
 
 
 @dataclass

@@ -98,9 +98,10 @@ def wait_asked(
     attempt: int,
     said: Callable[[httpx.Response], bool] = _never,
     spent: Callable[[httpx.Response], float | None] = spent_until,
+    pause: float = LIMIT_PAUSE,
 ) -> float | None:
     """How long to wait before sending the same request again; None when it must not be.
-    A rate limit waits as told (LIMIT_PAUSE when the provider said so without a time); a
+    A rate limit waits as told (`pause` when the provider said so without a time); a
     5xx, or a 429 that names no time, waits by BACKOFF. `spent` reads when a spent budget
     comes back, in the provider's own headers if it has them."""
     is_limit = limited(response, said)
@@ -115,7 +116,7 @@ def wait_asked(
     if is_limit and reset is not None:
         return max(reset - time.time(), 0.0)
     if is_limit and said(response):
-        return LIMIT_PAUSE
+        return pause
     return BACKOFF[attempt]
 
 
@@ -134,6 +135,13 @@ class Api:
     retries: bool = True
     stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
     spent: Callable[[httpx.Response], float | None] = spent_until  # when its spent budget is back
+    # How long a limit the provider says without a time is waited out: one longer than
+    # MAX_WAIT fails the attempt at once, to be retried later, instead of holding a worker.
+    limit_pause: float = LIMIT_PAUSE
+    # For an OAuth access token (sources/oauth.py): the options to send with, asked before
+    # each call (False: renewed only when about to expire) and once more after a 401 (True:
+    # renewed whatever its expiry says, as the API may end a session early).
+    authorize: Callable[[bool], dict] | None = None
     _paced: float | None = field(default=None, repr=False)
     _resume_at: float = field(default=0.0, repr=False)
 
@@ -147,10 +155,18 @@ class Api:
     ) -> httpx.Response | None:
         """A successful answer; None for a 404 or 410 when `missing_is_end`; else a SourceError.
         With `body`, a POST of it as JSON (a read all the same: GraphQL's)."""
-        attempt = 0
+        attempt, renewed = 0, False
         while True:
             response = self._send(url, params, body)
-            delay = wait_asked(response, attempt, self.limit_said, self.spent) if self.retries else None
+            if response.status_code == 401 and self.authorize is not None and not renewed:
+                self.authorize(True)
+                renewed = True
+                continue
+            delay = (
+                wait_asked(response, attempt, self.limit_said, self.spent, self.limit_pause)
+                if self.retries
+                else None
+            )
             if delay is None:
                 break
             self._sleep(delay)
@@ -174,7 +190,8 @@ class Api:
         extra: dict[str, Any] = {"params": params} if params else {}
         if body is not None:
             extra["json"] = body
-        response = http.request("GET" if body is None else "POST", url, **extra, **self.options)
+        options = self.authorize(False) if self.authorize is not None else self.options
+        response = http.request("GET" if body is None else "POST", url, **extra, **options)
         self._resume_at = self._next_call_at(response)
         return response
 

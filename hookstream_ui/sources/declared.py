@@ -17,7 +17,8 @@ from ..values import jsonpaths
 from ..values.records import Incoming, parse_time
 from . import calls, http
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult
-from .calls import Api
+from .calls import LIMIT_PAUSE, Api
+from .oauth import RefreshGrant, Tokens
 from .paging import Ending, Page, Paging
 
 
@@ -282,6 +283,11 @@ class Declared(SourceType):
     # What the connection test reads, and where its answer names who is connected.
     check_path: ClassVar[str] = "/"
     check_name_path: ClassVar[str | None] = None
+    # Set when the API takes OAuth access tokens renewed with a refresh token; `options`
+    # then reads the current access token from the credentials it is given.
+    oauth: ClassVar[RefreshGrant | None] = None
+    # How long a rate limit the API says without a time (`limit_said`) is waited out.
+    limit_pause: ClassVar[float] = LIMIT_PAUSE
     dials_out = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -341,6 +347,7 @@ class Declared(SourceType):
         return str(credentials.get(self.base_url_field) or self.default_base_url).rstrip("/")
 
     def api(self, conn: Connection, ctx: ReadContext | None, retries: bool = True) -> Api:
+        tokens = Tokens(self.oauth, conn, self.speaker, self.name, self.options) if self.oauth else None
         return Api(
             self.speaker,
             self.options(conn.credentials),
@@ -352,6 +359,8 @@ class Declared(SourceType):
             retries=retries,
             stopping=ctx.stopping if ctx else (lambda: False),
             spent=self.spent_until,
+            limit_pause=self.limit_pause,
+            authorize=tokens.authorize if tokens is not None else None,
         )
 
     def path_values(self, config: dict) -> dict:

@@ -395,6 +395,8 @@ def _fail(run_id: str, exc: Exception) -> str:
         return "failed"
     run.status, run.finished_at = "failed", utcnow()
     record_outcome(source, run)  # first: the collections' status follows their sources' health
+    if getattr(exc, "reconnect", False):
+        source.health_status = "error"
     settle_collections(run)
     db.session.commit()
     runs.finished(run)
