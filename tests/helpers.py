@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import re
 
-from hookstream_ui.models import Collection, Environment, Membership, Org, SourceConnection, User, db
+from sqlalchemy import select
+
+from hookstream_ui.models import (
+    Collection,
+    Environment,
+    Membership,
+    Org,
+    Record,
+    SourceConnection,
+    SyncRun,
+    User,
+    db,
+)
 from hookstream_ui.services import accounts, api_keys
 
 PASSWORD = "correct-horse-battery"
@@ -106,3 +118,45 @@ def add_orders(client, key: str, source_id: str, **fields: str) -> None:
     """The `orders` collection of `source_id`, keyed by `$.id` (plus any other fields)."""
     body = {"name": "Orders", "slug": "orders", "source_id": source_id, "primary_key_path": "$.id", **fields}
     assert client.post("/v1/collections", headers=auth(key), json=body).status_code == 201
+
+
+def connect_pull(
+    client, key: str, name: str, credentials: dict, stream: str, key_path: str = "$.id", **config: str
+) -> tuple[str, str]:
+    """A pull source of the type `name` spells (GitHub: github) connected through the API,
+    and a collection it feeds from `stream`: (source id, collection id)."""
+    body = {"sourceShortName": name.lower(), "name": name, "credentials": credentials, "config": config}
+    answer = client.post("/api/v1/source-connections", headers=auth(key), json=body)
+    assert answer.status_code in (200, 201), answer.json
+    source_id = answer.json["sourceConnection"]["id"]
+    made = client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={
+            "name": f"{name} {stream}",
+            "source_id": source_id,
+            "stream": stream,
+            "primary_key_path": key_path,
+        },
+    )
+    assert made.status_code == 201, made.json
+    return source_id, made.json["collection"]["id"]
+
+
+def run_inline(source_id: str, full: bool | None = None) -> SyncRun:
+    """One run of the source, executed here as a worker would execute it."""
+    from hookstream_ui.services.runs import start_run
+    from hookstream_ui.sync import jobs
+
+    started = start_run(db.session.get(SourceConnection, source_id), full=full)
+    run_id, token = started.id, started.claim_token
+    jobs.run_sync(run_id, token)
+    db.session.expire_all()
+    return db.session.get(SyncRun, run_id)
+
+
+def records_of(collection_id: str) -> dict:
+    """The collection's records, {key: data}, as stored now."""
+    db.session.expire_all()
+    rows = db.session.scalars(select(Record).where(Record.collection_id == collection_id))
+    return {r.record_key: r.data for r in rows}

@@ -7,9 +7,12 @@ import copy
 
 from sqlalchemy import select
 
-from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from hookstream_ui.models import Collection, SyncRun, db
 from hookstream_ui.sources import MASK
 from tests.github_fixture import GITHUB, GITHUB_TOKEN, PREFIX, stamp
+from tests.helpers import connect_pull
+from tests.helpers import records_of as records
+from tests.helpers import run_inline as run
 
 # The contract's example request for creating a sync, for GitHub: only the provider, its
 # streams and the credential differ.
@@ -34,46 +37,11 @@ SEED_REQUEST = {
 }
 
 
-def run(sid: str, full: bool | None = None) -> SyncRun:
-    """One run of the source, executed here as a worker would execute it."""
-    from hookstream_ui.services.runs import start_run
-    from hookstream_ui.sync import jobs
-
-    started = start_run(db.session.get(SourceConnection, sid), full=full)
-    run_id, token = started.id, started.claim_token
-    jobs.run_sync(run_id, token)
-    db.session.expire_all()
-    return db.session.get(SyncRun, run_id)
-
-
 def connect(client, key, base: str, stream: str, token: str = GITHUB_TOKEN, **config) -> tuple[str, str]:
-    h = {"X-API-Key": key}
-    answer = client.post(
-        "/api/v1/source-connections",
-        headers=h,
-        json={
-            "sourceShortName": "github",
-            "name": "GitHub",
-            "credentials": {"token": token, "base_url": base + PREFIX},
-            "config": config,
-        },
-    )
-    assert answer.status_code in (200, 201), answer.json
-    sid = answer.json["sourceConnection"]["id"]
     key_path = "$.sha" if stream == "commits" else "$.id"
-    cid = client.post(
-        "/v1/collections",
-        headers=h,
-        json={"name": f"GitHub {stream}", "source_id": sid, "stream": stream, "primary_key_path": key_path},
-    ).json["collection"]["id"]
-    return sid, cid
-
-
-def records(cid: str) -> dict:
-    db.session.expire_all()
-    return {
-        r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
-    }
+    return connect_pull(
+        client, key, "GitHub", {"token": token, "base_url": base + PREFIX}, stream, key_path, **config
+    )
 
 
 def asked(path_end: str) -> list[dict]:

@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from hookstream_ui.models import Collection, SourceConnection, SyncRun, db
 from hookstream_ui.sources import MASK, secrets
+from tests.helpers import connect_pull
+from tests.helpers import records_of as records
+from tests.helpers import run_inline as run
 from tests.salesforce_fixture import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -46,20 +49,7 @@ def sync_request(base: str, **changes) -> dict:
     return body
 
 
-def run(sid: str, full: bool | None = None) -> SyncRun:
-    """One run of the source, executed here as a worker would execute it."""
-    from hookstream_ui.services.runs import start_run
-    from hookstream_ui.sync import jobs
-
-    started = start_run(db.session.get(SourceConnection, sid), full=full)
-    run_id, token = started.id, started.claim_token
-    jobs.run_sync(run_id, token)
-    db.session.expire_all()
-    return db.session.get(SyncRun, run_id)
-
-
 def connect(client, key, base: str, stream: str = "Account", **credentials) -> tuple[str, str]:
-    h = {"X-API-Key": key}
     given = {
         "instance_url": base,
         "token_url": base + TOKEN_PATH,
@@ -68,26 +58,7 @@ def connect(client, key, base: str, stream: str = "Account", **credentials) -> t
         "refresh_token": REFRESH_TOKEN,
         **credentials,
     }
-    answer = client.post(
-        "/api/v1/source-connections",
-        headers=h,
-        json={"sourceShortName": "salesforce", "name": "Salesforce", "credentials": given},
-    )
-    assert answer.status_code in (200, 201), answer.json
-    sid = answer.json["sourceConnection"]["id"]
-    cid = client.post(
-        "/v1/collections",
-        headers=h,
-        json={"name": f"Salesforce {stream}", "source_id": sid, "stream": stream, "primary_key_path": "$.Id"},
-    ).json["collection"]["id"]
-    return sid, cid
-
-
-def records(cid: str) -> dict:
-    db.session.expire_all()
-    return {
-        r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
-    }
+    return connect_pull(client, key, "Salesforce", given, stream, "$.Id")
 
 
 def stored(sid: str) -> tuple[str, dict]:

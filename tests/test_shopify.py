@@ -8,8 +8,11 @@ import copy
 
 from sqlalchemy import select
 
-from hookstream_ui.models import Collection, Record, SourceConnection, SyncRun, db
+from hookstream_ui.models import Collection, db
 from hookstream_ui.sources import MASK, source_type
+from tests.helpers import connect_pull
+from tests.helpers import records_of as records
+from tests.helpers import run_inline as run
 from tests.shopify_fixture import API, BAD_TOKEN, PREFIX, SHOPIFY, SHOPIFY_TOKEN, stamp
 
 SEED_REQUEST = {
@@ -32,44 +35,9 @@ SEED_REQUEST = {
 }
 
 
-def run(sid: str, full: bool | None = None) -> SyncRun:
-    """One run of the source, executed here as a worker would execute it."""
-    from hookstream_ui.services.runs import start_run
-    from hookstream_ui.sync import jobs
-
-    started = start_run(db.session.get(SourceConnection, sid), full=full)
-    run_id, token = started.id, started.claim_token
-    jobs.run_sync(run_id, token)
-    db.session.expire_all()
-    return db.session.get(SyncRun, run_id)
-
-
 def connect(client, key, base: str, stream: str, token: str = SHOPIFY_TOKEN) -> tuple[str, str]:
-    h = {"X-API-Key": key}
-    answer = client.post(
-        "/api/v1/source-connections",
-        headers=h,
-        json={
-            "sourceShortName": "shopify",
-            "name": "Shopify",
-            "credentials": {"shop": "acme", "access_token": token, "base_url": base + PREFIX},
-        },
-    )
-    assert answer.status_code in (200, 201), answer.json
-    sid = answer.json["sourceConnection"]["id"]
-    cid = client.post(
-        "/v1/collections",
-        headers=h,
-        json={"name": f"Shopify {stream}", "source_id": sid, "stream": stream, "primary_key_path": "$.id"},
-    ).json["collection"]["id"]
-    return sid, cid
-
-
-def records(cid: str) -> dict:
-    db.session.expire_all()
-    return {
-        r.record_key: r.data for r in db.session.scalars(select(Record).where(Record.collection_id == cid))
-    }
+    credentials = {"shop": "acme", "access_token": token, "base_url": base + PREFIX}
+    return connect_pull(client, key, "Shopify", credentials, stream)
 
 
 def asked(what: str) -> list[dict]:
