@@ -219,6 +219,10 @@ def test_every_control_works_on_a_phone(browser, live_server, app):
     ):
         page.goto(live_server + path)
         assert page.evaluate(truncated) == [], path
+    # How a source feeds the collection, edited on its own page: whole, and no wider than the phone.
+    page.goto(live_server + f"/collections/orders/sources/{source_id}/edit")
+    expect(page.locator("#edit-binding input[name=record_path]")).to_be_visible()
+    assert page.evaluate(truncated) == [] and no_horizontal_overflow(page)
 
     # A short page is the page, not a tall empty top bar.
     page.goto(live_server + "/settings/account")
