@@ -45,6 +45,13 @@ class HubSpotState:
         self.search_cap = 10_000
         self.archived_broken = False  # the archived lists answer 502 (HubSpot having a bad minute)
         self.next_id = 100
+        # The authorization server (HubSpot's OAuth 2.0, with PKCE): issued codes, refresh
+        # tokens and access tokens (token -> epoch it expires), and the forms posted.
+        self.codes: dict[str, dict] = {}
+        self.refresh_tokens: set[str] = set()
+        self.access_tokens: dict[str, float] = {}
+        self.token_lifetime = 1800
+        self.token_requests: list[dict] = []
 
     def add(self, plural: str, count: int, second: float = 0) -> list[dict]:
         made = []
@@ -95,6 +102,75 @@ class HubSpotState:
 HUBSPOT = HubSpotState()
 
 
+CLIENT_ID = "hs-client-canary-id"
+CLIENT_SECRET = "hs-client-canary-secret-Zq81"
+
+
+def _oauth(handler, method: str, path: str, query: dict) -> None:
+    """/oauth/authorize (the consent page, and its Allow), /oauth/v1/token (both grants)."""
+    import base64
+    import hashlib
+    import secrets
+    from urllib.parse import parse_qs, urlencode
+
+    state, one = HUBSPOT, {k: v[0] for k, v in query.items()}
+    if method == "GET" and path == "/oauth/authorize":
+        allow = "/hs/oauth/authorize/allow?" + urlencode(one)
+        page = f'<html><body><h1>Allow hookstream?</h1><a id="allow" href="{allow}">Allow</a></body></html>'
+        data = page.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/html")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        return None
+    if method == "GET" and path == "/oauth/authorize/allow":
+        code = "code-" + secrets.token_urlsafe(12)
+        state.codes[code] = one
+        handler.send_response(302)
+        handler.send_header(
+            "Location", one["redirect_uri"] + "?" + urlencode({"code": code, "state": one["state"]})
+        )
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return None
+    size = int(handler.headers.get("Content-Length") or 0)
+    form = {k: v[0] for k, v in parse_qs(handler.rfile.read(size).decode()).items()}
+    state.token_requests.append(form)
+    if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
+        return _answer(handler, 400, {"status": "BAD_CLIENT_ID", "message": "missing or unknown client id",
+                                      "error": "invalid_client"})  # fmt: skip
+    if form.get("grant_type") == "authorization_code":
+        asked = state.codes.pop(form.get("code", ""), None)
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if (
+            asked is None
+            or asked.get("redirect_uri") != form.get("redirect_uri")
+            or (asked.get("code_challenge") != digest or asked.get("code_challenge_method") != "S256")
+        ):
+            return _answer(handler, 400, {"status": "BAD_AUTH_CODE", "message": "code or verifier is wrong",
+                                          "error": "invalid_grant"})  # fmt: skip
+        refresh = "hs-refresh-" + secrets.token_urlsafe(12)
+        state.refresh_tokens.add(refresh)
+    elif form.get("grant_type") == "refresh_token":
+        refresh = form.get("refresh_token", "")
+        if refresh not in state.refresh_tokens:
+            return _answer(handler, 400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token",
+                                          "error": "invalid_grant"})  # fmt: skip
+    else:
+        return _answer(handler, 400, {"status": "BAD_GRANT_TYPE", "error": "unsupported_grant_type"})
+    access = "hs-access-" + secrets.token_urlsafe(16)
+    state.access_tokens[access] = time.time() + state.token_lifetime
+    return _answer(handler, 200, {"token_type": "bearer", "access_token": access, "refresh_token": refresh,
+                                  "expires_in": state.token_lifetime})  # fmt: skip
+
+
+def _authorized(auth: str) -> bool:
+    token = auth.removeprefix("Bearer ")
+    return auth == f"Bearer {HUBSPOT_TOKEN}" or HUBSPOT.access_tokens.get(token, 0) > time.time()
+
+
 def _answer(handler, status: int, body, extra: dict | None = None) -> None:
     """An answer with HubSpot's headers: the window's budget, what is left, and its length."""
     data = json.dumps(body).encode()
@@ -137,12 +213,14 @@ def _limited(handler) -> bool:
 def hubspot(handler, method: str, path: str, query: dict) -> None:
     """GET /crm/v3/objects/{object} and POST /crm/v3/objects/{object}/search."""
     state = HUBSPOT
+    if path.removeprefix(PREFIX).startswith("/oauth/"):
+        return _oauth(handler, method, path.removeprefix(PREFIX), query)
     size = int(handler.headers.get("Content-Length") or 0)
     body = json.loads(handler.rfile.read(size) or b"{}") if method == "POST" else None
     auth = handler.headers.get("Authorization", "")
     state.requests.append({"at": time.time(), "method": method, "path": path.removeprefix(PREFIX),
                            "query": {k: v[0] for k, v in query.items()}, "body": body, "auth": auth})  # fmt: skip
-    if auth != f"Bearer {HUBSPOT_TOKEN}":
+    if not _authorized(auth):
         return _error(handler, 401, "INVALID_AUTHENTICATION",
                       "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
                       "can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview")  # fmt: skip

@@ -62,6 +62,7 @@ def test_the_seed_request_for_hubspot_syncs_contacts_and_companies(client, key, 
     assert sync["provider"] == "hubspot" and sync["collection_ids"] == SEED_REQUEST["collection_ids"]
     assert sync["rate_limit"] == SEED_REQUEST["rate_limit"] and sync["external_id"] == "{YOUR_EXTERNAL_ID}"
     assert sync["credential"]["properties"] == {
+        "auth_method": "token",  # the default, said back: a private app's token, not OAuth
         "kind": "hubspot_token",
         "secret": MASK,
         "test": True,

@@ -582,6 +582,8 @@ FORMS = {
     "dashboard.source_new": "member",
     "dashboard.source_test_form": "member",
     "dashboard.source_edit": "member",
+    "dashboard.source_authorize": "member",
+    "dashboard.source_reauthorize": "member",
     "dashboard.source_test": "member",
     "dashboard.source_run": "member",
     "dashboard.source_upload": "member",

@@ -3,7 +3,7 @@ inline Test connection, detail, edit, upload, clear data and delete."""
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..auth import current_principal, require_role
@@ -11,7 +11,7 @@ from ..errors import ValidationFailed
 from ..extensions import csrf
 from ..forms import FormState, sentence
 from ..models import SourceConnection
-from ..services import live
+from ..services import live, oauth_connect
 from ..services import sources as svc
 from ..sources import MASK, REGISTRY, Field, SourceType, source_type_or_404
 from . import bp
@@ -74,6 +74,28 @@ def _defaults(kind: SourceType) -> FormState:
     return FormState(values)
 
 
+def _connect_page(kind: SourceType, form: FormState, source: SourceConnection | None) -> Response:
+    page = make_response(
+        render_template(
+            "dashboard/sources/connect.html",
+            kind=kind,
+            form=form,
+            source=source,
+            oauth=oauth_connect.offered(kind),
+        )
+    )
+    provider = oauth_connect.authorize_origin(kind)
+    if provider:
+        # The Connect with button's POST is answered by a redirect to the provider's consent
+        # page, which a browser checks against this page's form-action too.
+        from .. import CONTENT_SECURITY_POLICY
+
+        page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' {provider}"
+        )
+    return page
+
+
 @bp.get("/sources")
 def sources_list() -> ResponseReturnValue:
     principal = current_principal()
@@ -94,7 +116,7 @@ def source_new(short_name: str) -> ResponseReturnValue:
     require_role(principal, "member")
     kind = source_type_or_404(short_name)
     if request.method == "GET":
-        return render_template("dashboard/sources/connect.html", kind=kind, form=_defaults(kind), source=None)
+        return _connect_page(kind, _defaults(kind), None)
     name, credentials, config = _submitted(kind)
     try:
         source = svc.create_source(
@@ -104,9 +126,7 @@ def source_new(short_name: str) -> ResponseReturnValue:
     except ValidationFailed as exc:
         form = _form_state(kind, name, credentials, config, keep_secrets=False)
         form.errors = _field_errors(kind, exc)
-        return render_template(
-            "dashboard/sources/connect.html", kind=kind, form=form, source=None
-        ), exc.status
+        return _connect_page(kind, form, None), exc.status
     flash(f"Source “{source.name}” connected.", "success")
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
 
@@ -209,16 +229,14 @@ def source_edit(source_id: str) -> ResponseReturnValue:
         form = _form_state(
             kind, source.name, svc.masked_credentials(source), source.config or {}, keep_secrets=True
         )
-        return render_template("dashboard/sources/connect.html", kind=kind, form=form, source=source)
+        return _connect_page(kind, form, source)
     name, credentials, config = _submitted(kind)
     try:
         svc.update_source(principal, source, name=name, credentials=credentials, config=config)
     except ValidationFailed as exc:
         form = _form_state(kind, name, credentials, config, keep_secrets=True)
         form.errors = _field_errors(kind, exc)
-        return render_template(
-            "dashboard/sources/connect.html", kind=kind, form=form, source=source
-        ), exc.status
+        return _connect_page(kind, form, source), exc.status
     flash("Source saved.", "success")
     return redirect(url_for("dashboard.source_detail", source_id=source.id))
 

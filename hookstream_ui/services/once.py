@@ -14,13 +14,13 @@ from ..extensions import get_redis
 TTL_SECONDS = 300
 
 
-def hold(kind: str, data: dict) -> str | None:
+def hold(kind: str, data: dict, ttl: int = TTL_SECONDS) -> str | None:
     """A handle for take(), or None when Redis is down (the caller shows it at once)."""
     from ..sources import secrets as sealed
 
     handle = secrets.token_urlsafe(16)
     try:
-        get_redis().set(f"hookstream:once:{kind}:{handle}", sealed.encrypt(data), ex=TTL_SECONDS)
+        get_redis().set(f"hookstream:once:{kind}:{handle}", sealed.encrypt(data), ex=ttl)
     except redis.RedisError:
         return None
     return handle

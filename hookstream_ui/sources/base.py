@@ -7,12 +7,15 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flask import abort
 
 from ..values.times import utcnow
 from .fields import Field
+
+if TYPE_CHECKING:
+    from .oauth_app import AuthorizationCode, Client
 
 
 class SourceError(Exception):
@@ -128,6 +131,15 @@ class SourceType(ABC):
     # The scheduler can start its runs, and its requests can be rate limited (a file
     # upload is read when a file comes: neither applies).
     scheduled: ClassVar[bool] = True
+
+    # The authorization code grant by which a person connects it from the dashboard with
+    # the instance's OAuth app (sources/oauth_app.py); offered only once that app is set.
+    authorization: ClassVar[AuthorizationCode | None] = None
+
+    def authorized(self, answer: dict, client: Client) -> dict:
+        """The credentials of a connection made through `authorization`, from the token
+        endpoint's answer: what `auth_fields` validates, with no client secret."""
+        raise SourceError(f"{self.name} is not connected through OAuth", retry=False)
 
     def key_column(self, config: Mapping[str, Any], stream: str | None = None) -> str:
         """The field of each record a full read of `stream` yields that holds its key, in the

@@ -4,6 +4,7 @@ authenticates; this engine reads any of them the same way."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,10 +16,10 @@ import httpx
 
 from ..values import jsonpaths
 from ..values.records import Incoming, parse_time
-from . import calls, http
+from . import calls, http, oauth_app
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult
 from .calls import LIMIT_PAUSE, Api
-from .oauth import RefreshGrant, Tokens
+from .oauth import RefreshGrant, Tokens, expires_in, expiry_text
 from .paging import Ending, Page, Paging
 
 
@@ -347,7 +348,13 @@ class Declared(SourceType):
         return str(credentials.get(self.base_url_field) or self.default_base_url).rstrip("/")
 
     def api(self, conn: Connection, ctx: ReadContext | None, retries: bool = True) -> Api:
-        tokens = Tokens(self.oauth, conn, self.speaker, self.name, self.options) if self.oauth else None
+        tokens = None
+        # A connection may hold a plain token instead (HubSpot's private app): nothing to renew.
+        if self.oauth is not None and conn.credentials.get(self.oauth.refresh_token_field):
+            borrowed = None
+            if not conn.credentials.get(self.oauth.client_secret_field):
+                borrowed = oauth_app.instance_secret(self.short_name, self.authorization, conn.credentials)
+            tokens = Tokens(self.oauth, conn, self.speaker, self.name, self.options, borrowed)
         return Api(
             self.speaker,
             self.options(conn.credentials),
@@ -362,6 +369,22 @@ class Declared(SourceType):
             limit_pause=self.limit_pause,
             authorize=tokens.authorize if tokens is not None else None,
         )
+
+    def authorized(self, answer: dict, client: oauth_app.Client) -> dict:
+        """Credentials for `oauth`'s fields from an authorization code's tokens: renewed at
+        the app's token endpoint, with the app's client id (its secret stays the instance's)."""
+        grant = self.oauth
+        if grant is None:
+            return super().authorized(answer, client)
+        lifetime = expires_in(answer.get("expires_in")) or grant.lifetime
+        return {
+            **({self.base_url_field: client.api_url} if client.api_url else {}),
+            grant.client_id_field: client.client_id,
+            grant.token_url_field: client.token_url,
+            grant.refresh_token_field: answer["refresh_token"],
+            grant.access_token_field: answer["access_token"],
+            grant.expires_field: expiry_text(time.time() + lifetime),
+        }
 
     def path_values(self, config: dict) -> dict:
         quoted = {

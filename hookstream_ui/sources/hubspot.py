@@ -14,10 +14,12 @@ from types import MappingProxyType
 import httpx
 
 from ..values.records import parse_time
-from . import http
+from . import http, oauth_app
 from .base import register
 from .declared import Declared, Stream
 from .fields import Field
+from .oauth import RefreshGrant
+from .oauth_app import AuthorizationCode
 from .paging import BodyCursor, PostedCursor
 
 LIST_PAGE = 100  # the most the object lists give per page
@@ -25,6 +27,7 @@ SEARCH_PAGE = 200  # the most the search API gives per page
 # The search API pages through at most 10,000 results of one query (past it: HTTP 400).
 SEARCH_RESULTS = 10_000
 NEXT = "$.paging.next.after"
+TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"  # noqa: S105
 
 # Each object: its stream, its name in the API's paths, the property holding when it last
 # changed (contacts have their own), and the properties read: the ones most syncs want. A
@@ -98,7 +101,7 @@ class HubSpot(Declared):
     name = "HubSpot"
     description = "Contacts, companies, deals and tickets from HubSpot's CRM, with their properties."
     name_example = "HubSpot (acme)"
-    auth_methods = ("token",)
+    auth_methods = ("token", "oauth")
     labels = ("crm", "api")
     speaker = "HubSpot"
     default_base_url = "https://api.hubapi.com"
@@ -112,13 +115,25 @@ class HubSpot(Declared):
     )
     auth_fields = (
         Field(
+            "auth_method",
+            "select",
+            "Authentication",
+            default="token",
+            options=(
+                ("token", "Private app access token"),
+                ("oauth", "OAuth (a public app's refresh token)"),
+            ),
+            description="Connect with HubSpot (above, when this instance has a HubSpot "
+            "app) fills in the OAuth fields itself.",
+        ),
+        Field(
             "token",
             "password",
             "Access token",
-            required=True,
             placeholder="pat-na1-…",
             description="A private app's access token with read scopes for the CRM objects synced "
             "(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read, tickets).",
+            shown_when=("auth_method", ("token",)),
             sent_to=("base_url",),
         ),
         Field(
@@ -128,11 +143,80 @@ class HubSpot(Declared):
             default="https://api.hubapi.com",
             description="Where HubSpot's API answers; change it only for a proxy in front of it.",
         ),
+        Field(
+            "client_id",
+            "string",
+            "Client ID",
+            description="The app's client ID, from its Auth settings.",
+            shown_when=("auth_method", ("oauth",)),
+        ),
+        Field(
+            "client_secret",
+            "password",
+            "Client secret",
+            description="The app's client secret; not needed for a connection made with Connect with "
+            "HubSpot, which uses the instance's app.",
+            shown_when=("auth_method", ("oauth",)),
+            sent_to=("token_url",),
+        ),
+        Field(
+            "refresh_token",
+            "password",
+            "Refresh token",
+            description="Issued to the app by HubSpot's OAuth flow; hookstream obtains access tokens with it.",
+            shown_when=("auth_method", ("oauth",)),
+            sent_to=("token_url",),
+        ),
+        Field(
+            "token_url",
+            "url",
+            "Token endpoint",
+            default=TOKEN_URL,
+            shown_when=("auth_method", ("oauth",)),
+        ),
+        Field(
+            "access_token",
+            "password",
+            "OAuth access token",
+            description="Obtained with the refresh token and renewed before it expires: leave it empty.",
+            shown_when=("auth_method", ("oauth",)),
+            sent_to=("base_url",),
+        ),
+        Field(
+            "access_token_expires",
+            "string",
+            "Access token expires",
+            description="When the OAuth access token expires (UTC), set as it is renewed.",
+            shown_when=("auth_method", ("oauth",)),
+            max_length=40,
+        ),
     )
+    # HubSpot's OAuth access tokens live 30 minutes; its answers say so (expires_in).
+    oauth = RefreshGrant(default_token_url=TOKEN_URL, lifetime=1800.0)
+    authorization = AuthorizationCode(
+        authorize_url="https://app.hubspot.com/oauth/authorize",
+        token_url=TOKEN_URL,
+        scopes=("oauth", "crm.objects.contacts.read", "crm.objects.companies.read",
+                "crm.objects.deals.read", "tickets"),
+    )  # fmt: skip
     streams = tuple(_crm_object(*declared) for declared in OBJECTS)
 
     def options(self, credentials: dict) -> dict:
-        return {"headers": {"Authorization": f"Bearer {credentials.get('token', '')}"}}
+        # The same header for both: an OAuth access token, or a private app's token.
+        token = credentials.get("access_token") or credentials.get("token") or ""
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+
+    def check(self, credentials: dict, config: dict) -> dict[str, str]:
+        if credentials.get("auth_method", "token") == "token":
+            return {} if credentials.get("token") else {"token": "is required"}
+        errors = {name: "is required" for name in ("client_id", "refresh_token") if not credentials.get(name)}
+        borrowed = oauth_app.instance_secret(self.short_name, self.authorization, credentials)
+        if not credentials.get("client_secret") and borrowed is None:
+            errors["client_secret"] = "is required (or connect with HubSpot, which uses this instance's app)"  # noqa: S105 (a message, not a secret)
+        return errors
+
+    def authorized(self, answer: dict, client: oauth_app.Client) -> dict:
+        return {"auth_method": "oauth", **super().authorized(answer, client)}
 
     def spent_until(self, response: httpx.Response) -> float | None:
         """HubSpot says its budget in headers of its own: what is left of the window and how

@@ -45,7 +45,7 @@ def expiry_text(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _seconds(value: object) -> float | None:
+def expires_in(value: object) -> float | None:
     """expires_in: a number of seconds, which some servers send as text."""
     try:
         seconds = (
@@ -79,6 +79,9 @@ class Tokens:
     speaker: str  # who answers, in messages: "Salesforce"
     provider: str  # what to reconnect, in messages
     options: Callable[[dict], dict]  # the declaration's headers, from the credentials
+    # For a connection made with the instance's OAuth app (oauth_app): its client secret,
+    # which the connection does not store.
+    instance_secret: str | None = None
 
     def authorize(self, renew: bool) -> dict:
         if renew or not self.fresh():
@@ -98,7 +101,7 @@ class Tokens:
         form = {
             "grant_type": "refresh_token",
             "client_id": str(credentials.get(grant.client_id_field) or ""),
-            "client_secret": str(credentials.get(grant.client_secret_field) or ""),
+            "client_secret": str(credentials.get(grant.client_secret_field) or self.instance_secret or ""),
             "refresh_token": str(credentials.get(grant.refresh_token_field) or ""),
         }
         asked = time.time()
@@ -109,7 +112,7 @@ class Tokens:
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise SourceError(f"{self.speaker}'s token endpoint answered no access token", retry=False)
-        lifetime = _seconds(body.get("expires_in")) or grant.lifetime
+        lifetime = expires_in(body.get("expires_in")) or grant.lifetime
         changes = {grant.access_token_field: token, grant.expires_field: expiry_text(asked + lifetime)}
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != form["refresh_token"]:
@@ -123,12 +126,18 @@ class Tokens:
         grant = self.grant
         return (grant.client_secret_field, grant.refresh_token_field, grant.access_token_field)
 
+    def secrets(self) -> list[str]:
+        credentials = self.conn.credentials
+        return [str(credentials.get(name) or "") for name in self.secret_fields()] + [
+            self.instance_secret or ""
+        ]
+
     def refused(self, response: httpx.Response, url: str) -> SourceError:
         status = response.status_code
         error, description = _error_of(response)
         said = secrets.scrub(
             f"{error}: {description}" if description else error or f"HTTP {status}",
-            [str(self.conn.credentials.get(name) or "") for name in self.secret_fields()],
+            self.secrets(),
         )
         if error in ("invalid_grant", "invalid_client", "unauthorized_client"):
             # The refresh token was revoked or expired, or the client was: only a person

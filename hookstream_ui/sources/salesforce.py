@@ -10,12 +10,13 @@ from types import MappingProxyType
 import httpx
 
 from ..values.records import parse_time
-from . import http
+from . import http, oauth_app
 from .base import Batches, Connection, ReadContext, SourceError, register
 from .calls import Api
 from .declared import Declared, Stream, read_pages, since_text
 from .fields import Field
 from .oauth import RefreshGrant
+from .oauth_app import AuthorizationCode
 from .paging import BodyNextUrl
 
 VERSION = "v59.0"
@@ -92,8 +93,8 @@ class Salesforce(Declared):
             "client_secret",
             "password",
             "Client secret",
-            required=True,
-            description="The consumer secret of that connected app.",
+            description="The consumer secret of that connected app; not needed for a connection made "
+            "with Connect with Salesforce, which uses the instance's app.",
             sent_to=("token_url",),
         ),
         Field(
@@ -141,10 +142,29 @@ class Salesforce(Declared):
         ),
     )
 
+    authorization = AuthorizationCode(
+        authorize_url="https://login.salesforce.com/services/oauth2/authorize",
+        token_url=LOGIN,
+        scopes=("api", "refresh_token"),
+    )
+
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
+        errors = {}
         if config.get("objects") and not OBJECTS.match(config["objects"]):
-            return {"objects": "must be object API names separated by commas (Account, Invoice__c)"}
-        return {}
+            errors["objects"] = "must be object API names separated by commas (Account, Invoice__c)"
+        borrowed = oauth_app.instance_secret(self.short_name, self.authorization, credentials)
+        if not credentials.get("client_secret") and borrowed is None:
+            errors["client_secret"] = (
+                "is required (or connect with Salesforce, which uses this instance's app)"  # noqa: S105 (a message, not a secret)
+            )
+        return errors
+
+    def authorized(self, answer: dict, client: oauth_app.Client) -> dict:
+        """Salesforce's answer names the org's instance, where its API is called."""
+        instance = answer.get("instance_url")
+        if not isinstance(instance, str) or not instance.startswith(("https://", "http://")):
+            raise SourceError("Salesforce's token endpoint named no instance URL", retry=False)
+        return {"instance_url": instance, **super().authorized(answer, client)}
 
     def options(self, credentials: dict) -> dict:
         return {
