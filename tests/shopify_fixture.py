@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 SHOPIFY_TOKEN = "shpat_canaryShopifyToken42"
 PREFIX = "/shopify"
-VERSION = "2024-10"
+VERSION = "2025-07"
 API = f"{PREFIX}/admin/api/{VERSION}"
 BAD_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 TOO_FAST = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."

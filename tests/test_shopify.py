@@ -60,7 +60,7 @@ def test_the_seed_request_for_shopify_syncs_each_stream(client, key, http_fixtur
         "shop": "acme",
         "test": True,
         "name": "Choam Corp - Shopify [Test]",
-        "api_version": "2024-10",
+        "api_version": "2025-07",
         "base_url": http_fixture.base + PREFIX,
     }
     assert SHOPIFY_TOKEN not in answer.get_data(as_text=True)
@@ -162,7 +162,7 @@ def test_a_rejected_token_fails_the_run_at_once(client, key, http_fixture):
 
 def test_the_shop_can_name_only_a_myshopify_host(client, key):
     kind = source_type("shopify")
-    assert kind.base_url({"shop": "Acme-2"}) == "https://acme-2.myshopify.com/admin/api/2024-10"
+    assert kind.base_url({"shop": "Acme-2"}) == "https://acme-2.myshopify.com/admin/api/2025-07"
     assert (
         kind.base_url({"shop": "acme.myshopify.com", "api_version": "2025-01"})
         == "https://acme.myshopify.com/admin/api/2025-01"
@@ -189,6 +189,16 @@ def test_the_shop_can_name_only_a_myshopify_host(client, key):
         },
     )
     assert answer.status_code == 400 and "api_version" in answer.json["errors"], answer.json
+    unstable = client.post(
+        "/api/v1/source-connections",
+        headers=h,
+        json={
+            "sourceShortName": "shopify",
+            "name": "S",
+            "credentials": {"shop": "acme", "access_token": "t", "api_version": "unstable"},
+        },
+    )
+    assert unstable.status_code == 201, unstable.json  # Shopify's preview of the next version
 
 
 def test_the_token_is_kept_only_while_its_shop_is(client, key, http_fixture):

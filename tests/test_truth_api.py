@@ -1052,7 +1052,7 @@ SAMPLE_FIELDS = {
     "token": "github_pat_1",
     "shop": "acme",
     "access_token": "shpat_1",
-    "api_version": "2024-10",
+    "api_version": "unstable",  # the longest version Shopify takes
     "base_url": "https://api.example.com",
     "path": "/",
     "dedup_key": "$.id",

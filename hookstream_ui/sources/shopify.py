@@ -19,13 +19,13 @@ from .declared import Declared, Stream
 from .fields import Field
 from .paging import LinkHeader
 
-DEFAULT_VERSION = "2024-10"
+DEFAULT_VERSION = "2025-07"
 # A shop's name, or its whole myshopify.com host: nothing else may reach the URL (a dot, a
 # slash, an @ or a port would send the token elsewhere). One DNS label at most.
 SHOP = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:\.myshopify\.com)?")
 SHOP_SUFFIX = ".myshopify.com"
 # Shopify releases a stable version each quarter, named after its month.
-VERSION = re.compile(r"20[0-9]{2}-(?:01|04|07|10)")
+VERSION = re.compile(r"(?:20[0-9]{2}-(?:01|04|07|10)|unstable)")
 # `limit` is Shopify's page size, at most 250; the next page's link carries it on, with
 # every filter: Shopify refuses other parameters beside its page_info.
 PAGE = MappingProxyType({"limit": 250})
@@ -94,8 +94,8 @@ class Shopify(Declared):
             "API version",
             default=DEFAULT_VERSION,
             placeholder=DEFAULT_VERSION,
-            description="The Admin API version, YYYY-MM (a quarter's first month).",
-            max_length=7,
+            description="The Admin API version, YYYY-MM (a quarter's first month), or unstable.",
+            max_length=8,
             rules={"pattern": "^" + VERSION.pattern + "$"},
         ),
         Field(
@@ -120,7 +120,7 @@ class Shopify(Declared):
             errors["shop"] = "must be the shop's name (letters, digits and -) or its myshopify.com host"
         version = credentials.get("api_version")
         if isinstance(version, str) and version and not VERSION.fullmatch(version):
-            errors["api_version"] = "must be a Shopify API version: YYYY-01, -04, -07 or -10"
+            errors["api_version"] = "must be a Shopify API version: YYYY-01, -04, -07 or -10, or unstable"
         return errors
 
     def base_url(self, credentials: dict) -> str:
