@@ -7,6 +7,7 @@ from flask import Response, current_app, flash, make_response, redirect, render_
 from flask.typing import ResponseReturnValue
 
 from ..auth import current_principal, require_role
+from ..content_policy import CONTENT_SECURITY_POLICY
 from ..errors import ValidationFailed
 from ..extensions import csrf
 from ..forms import FormState, sentence
@@ -88,8 +89,6 @@ def _connect_page(kind: SourceType, form: FormState, source: SourceConnection | 
     if provider:
         # The Connect with button's POST is answered by a redirect to the provider's consent
         # page, which a browser checks against this page's form-action too.
-        from .. import CONTENT_SECURITY_POLICY
-
         page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
             "form-action 'self'", f"form-action 'self' {provider}"
         )
