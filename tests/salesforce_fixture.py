@@ -63,6 +63,9 @@ class SalesforceState:
         self.reject_sessions = False  # every session is refused (the user lost API access)
         self.batch_size = 2000
         self.limit_exceeded = 0  # the next calls answer 403 REQUEST_LIMIT_EXCEEDED, one each
+        self.limit_after: int | None = None  # calls answered before one REQUEST_LIMIT_EXCEEDED
+        self.api_used = 0  # the org's calls today before these (Sforce-Limit-Info)
+        self.api_allowed = 15000
         self.too_fast: list[float] = []  # Retry-After of the next calls' 429s, one each
         self.requests: list[dict] = []  # {at, path, query, auth}
         self.token_requests: list[dict] = []  # the forms posted
@@ -91,6 +94,10 @@ class SalesforceState:
             if record["Id"] == record_id:
                 record.update(values, SystemModstamp=stamp(second))
 
+    def expire_locators(self) -> None:
+        """Every nextRecordsUrl given so far stops working, as after 15 minutes."""
+        self.locators.clear()
+
     def asked(self, part: str) -> list[dict]:
         return [r for r in self.requests if part in r["path"]]
 
@@ -103,7 +110,10 @@ def _json(handler, status: int, body, extra: dict | None = None) -> None:
     handler.send_response(status)
     handler.send_header("Content-Type", "application/json;charset=UTF-8")
     handler.send_header("Content-Length", str(len(data)))
-    handler.send_header("Sforce-Limit-Info", f"api-usage={len(SALESFORCE.requests)}/15000")
+    handler.send_header(
+        "Sforce-Limit-Info",
+        f"api-usage={SALESFORCE.api_used + len(SALESFORCE.requests)}/{SALESFORCE.api_allowed}",
+    )
     for name, value in (extra or {}).items():
         handler.send_header(name, value)
     handler.end_headers()
@@ -166,6 +176,10 @@ def _session_ok(auth: str) -> bool:
 
 def _limited(handler) -> bool:
     state = SALESFORCE
+    if state.limit_after is not None:
+        state.limit_after -= 1
+        state.limit_exceeded += state.limit_after < 0
+        state.limit_after = None if state.limit_after < 0 else state.limit_after
     if state.limit_exceeded:
         state.limit_exceeded -= 1
         _json(
@@ -223,9 +237,9 @@ def salesforce_get(handler, path: str, query: dict) -> None:
 
 def _matches(record: dict, where: str | None) -> bool:
     for condition in where.split(" AND ") if where else ():
-        after = re.fullmatch(r"SystemModstamp > (\S+)", condition)
+        after = re.fullmatch(r"SystemModstamp >= (\S+)", condition)
         deleted = re.fullmatch(r"IsDeleted = (true|false)", condition)
-        if after and not _parse(record["SystemModstamp"]) > _parse(after.group(1)):
+        if after and not _parse(record["SystemModstamp"]) >= _parse(after.group(1)):
             return False
         if deleted and record["IsDeleted"] != (deleted.group(1) == "true"):
             return False
@@ -251,7 +265,7 @@ def _query(handler, q: str, everything: bool) -> None:
         )
     where = parsed.group("where")
     if where and not all(
-        re.fullmatch(r"SystemModstamp > \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|IsDeleted = (true|false)", c)
+        re.fullmatch(r"SystemModstamp >= \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ|IsDeleted = (true|false)", c)
         for c in where.split(" AND ")
     ):
         return _json(handler, 400, [{"errorCode": "MALFORMED_QUERY", "message": f"bad condition: {where}"}])

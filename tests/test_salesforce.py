@@ -126,7 +126,7 @@ def test_changes_and_deletions_are_read_since_the_newest_system_modstamp(client,
     assert (done.records_inserted, done.records_updated, done.records_deleted) == (1, 1, 1)
     [asked] = SALESFORCE.asked(DATA + "/queryAll")
     assert asked["query"]["q"].endswith(
-        "FROM Account WHERE SystemModstamp > 2026-01-01T00:00:05Z ORDER BY SystemModstamp ASC"
+        "FROM Account WHERE SystemModstamp >= 2026-01-01T00:00:05Z ORDER BY SystemModstamp ASC"
     )
     data = records(cid)
     assert accounts[3]["Id"] not in data and len(data) == 5 and data[accounts[1]["Id"]]["Name"] == "Renamed"
@@ -135,7 +135,7 @@ def test_changes_and_deletions_are_read_since_the_newest_system_modstamp(client,
     done = run(sid)
     assert done.status == "completed" and done.records_inserted == done.records_updated == 0, done.error
     assert done.records_deleted == 0
-    assert "SystemModstamp > 2026-01-01T00:01:42Z" in SALESFORCE.asked(DATA + "/queryAll")[0]["query"]["q"]
+    assert "SystemModstamp >= 2026-01-01T00:01:42Z" in SALESFORCE.asked(DATA + "/queryAll")[0]["query"]["q"]
 
 
 def test_an_access_token_ending_mid_read_is_renewed_stored_and_the_call_sent_again(client, key, http_fixture):
@@ -232,6 +232,51 @@ def test_the_request_limit_fails_the_attempt_to_be_retried_later(client, key, ht
     jobs.run_sync(failed.id, failed.claim_token)
     db.session.expire_all()
     assert db.session.get(SyncRun, failed.id).status == "completed" and len(records(cid)) == 3
+
+
+def test_a_read_resumed_past_its_query_locator_asks_again_from_the_newest_stamp(client, key, http_fixture):
+    from hookstream_ui.sync import jobs
+
+    SALESFORCE.add("Account", 500)
+    SALESFORCE.batch_size = 100
+    SALESFORCE.limit_after = 3  # a describe and two pages, then the limit
+    sid, cid = connect(client, key, http_fixture.base)
+    stopped = run(sid)
+    assert (stopped.status, stopped.attempt) == ("pending", 1), stopped.error
+    assert len(records(cid)) == 200
+
+    SALESFORCE.expire_locators()  # the next page's URL kept in the checkpoint is no more
+    SALESFORCE.requests.clear()
+    jobs.run_sync(stopped.id, stopped.claim_token)
+    db.session.expire_all()
+    done = db.session.get(SyncRun, stopped.id)
+    assert done.status == "completed", done.error
+    data = records(cid)
+    assert len(data) == 500 and data["ACC000000000000500"]["Name"] == "Account 500"
+    expired, *_ = [r for r in SALESFORCE.requests if "/describe" not in r["path"]]
+    assert expired["path"].startswith(f"{DATA}/query/01g") and expired["path"].endswith("-200")
+    [again] = [r["query"]["q"] for r in SALESFORCE.requests if "q" in r["query"]]
+    assert again.endswith(
+        "FROM Account WHERE SystemModstamp >= 2026-01-01T00:03:20Z ORDER BY SystemModstamp ASC"
+    )
+    assert done.records_inserted == 500 and done.records_updated == 0  # record 200 read twice, unchanged
+
+
+def test_a_read_stops_once_the_org_has_used_most_of_its_daily_requests(client, key, http_fixture):
+    from hookstream_ui.sync import jobs
+
+    SALESFORCE.add("Account", 3)
+    SALESFORCE.api_used = 13_499  # the first answer says 13,500 of 15,000: 90%
+    sid, cid = connect(client, key, http_fixture.base)
+    stopped = run(sid)
+    assert (stopped.status, stopped.attempt) == ("pending", 1), stopped.error
+    assert stopped.error == "Salesforce's rate limit asks us to wait 3600 s; the run will retry"
+    assert len(SALESFORCE.requests) == 1  # the rest is left to the org's other users
+
+    SALESFORCE.api_used = 0  # a day later
+    jobs.run_sync(stopped.id, stopped.claim_token)
+    db.session.expire_all()
+    assert db.session.get(SyncRun, stopped.id).status == "completed" and len(records(cid)) == 3
 
 
 def test_a_429_is_sent_again_after_its_retry_after(client, key, http_fixture):

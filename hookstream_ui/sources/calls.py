@@ -34,6 +34,10 @@ def _number(value: str | None) -> float | None:
         return None
 
 
+class PositionExpired(SourceError):
+    """The API no longer knows the page position asked for (a cursor kept past its life)."""
+
+
 def _never(response: httpx.Response) -> bool:
     return False
 
@@ -135,6 +139,7 @@ class Api:
     retries: bool = True
     stopping: Callable[[], bool] = lambda: False  # the run was asked to stop
     spent: Callable[[httpx.Response], float | None] = spent_until  # when its spent budget is back
+    expired: Callable[[httpx.Response], bool] = _never  # its way of saying a page position expired
     # How long a limit the provider says without a time is waited out: one longer than
     # MAX_WAIT fails the attempt at once, to be retried later, instead of holding a worker.
     limit_pause: float = LIMIT_PAUSE
@@ -218,6 +223,8 @@ class Api:
         """An error answer as a SourceError, retried only when trying again can help."""
         status, reason = response.status_code, self.reason(response)
         said = f": {reason}" if reason else ""
+        if self.expired(response):
+            return PositionExpired(f"{self.speaker} no longer has the page asked for{said}")
         if limited(response, self.limit_said):
             return SourceError(f"{self.speaker} is rate limiting us (HTTP {status}); the run will retry")
         if status in (401, 403):

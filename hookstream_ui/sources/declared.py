@@ -18,7 +18,7 @@ from ..values import jsonpaths
 from ..values.records import Incoming, parse_time
 from . import calls, http, oauth_app
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult
-from .calls import LIMIT_PAUSE, Api
+from .calls import LIMIT_PAUSE, Api, PositionExpired
 from .oauth import RefreshGrant, Tokens, expires_in, expiry_text
 from .paging import Ending, Page, Paging
 
@@ -56,6 +56,9 @@ class Stream:
     # The JSON a read POSTs, made from the "changed since" (a search API's filter); the
     # paging style's own keys (its cursor) are added to it.
     payload: Callable[[str | None], dict] | None = None
+    # The query parameters made from the "changed since" (a query language's filter, such
+    # as SOQL's), for an API that takes its filter inside a parameter of its own.
+    since_query: Callable[[str | None], dict] | None = None
     # Read instead of this one on an incremental read (a search API that filters on the
     # last-modified time where the list cannot).
     changes: Stream | None = None
@@ -75,6 +78,8 @@ class Stream:
         )
         if since and self.since_param:
             params[self.since_param] = since
+        if self.since_query is not None:
+            params.update(self.since_query(since))
         return params
 
     def items(self, records: list, high: str | None) -> tuple[list, str | None]:
@@ -140,14 +145,22 @@ def read_pages(
     ending, first = Ending(paging.numbered), True
     while True:
         target, params = paging.request(url, stream.query(since, config), position)
-        # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
-        response = api.get(
-            target,
-            params,
-            stream.label or stream.name,
-            missing_is_end=missing_ok or (paging.numbered and not first),
-            body=stream.body(since, paging.body(position)),
-        )
+        try:
+            # Past the first page, 404 is how many APIs say "no such page" (Django REST framework).
+            response = api.get(
+                target,
+                params,
+                stream.label or stream.name,
+                missing_is_end=missing_ok or (paging.numbered and not first),
+                body=stream.body(since, paging.body(position)),
+            )
+        except PositionExpired:
+            if position == paging.first():
+                raise
+            # A position kept too long (a read resumed after a while): the query is asked
+            # again from the newest cursor read, in the order it reads.
+            since, position = high or since, paging.first()
+            continue
         body = api.json(response, target) if response is not None else None
         records = ending.fresh(records_of(body, stream.records_path, target) if response is not None else [])
         first = False
@@ -323,6 +336,11 @@ class Declared(SourceType):
         beyond X-RateLimit-* (a leaky bucket's fill level, say); None: no wait."""
         return None
 
+    def expired(self, response: httpx.Response) -> bool:
+        """Whether an error answer says the page position sent has expired (a query locator
+        past its lifetime), so that asking the query again is what helps."""
+        return False
+
     def spent_until(self, response: httpx.Response) -> float | None:
         """When the API's spent budget comes back (epoch seconds), if this answer spent it;
         X-RateLimit-Remaining and -Reset unless the API says it in headers of its own."""
@@ -366,6 +384,7 @@ class Declared(SourceType):
             retries=retries,
             stopping=ctx.stopping if ctx else (lambda: False),
             spent=self.spent_until,
+            expired=self.expired,
             limit_pause=self.limit_pause,
             authorize=tokens.authorize if tokens is not None else None,
         )

@@ -30,6 +30,10 @@ OBJECTS = re.compile(r"^\s*[A-Za-z][A-Za-z0-9_]*(\s*,\s*[A-Za-z][A-Za-z0-9_]*)*\
 # and a compound field (an address, a location) repeats the fields it is made of.
 UNREAD_TYPES = frozenset({"base64", "address", "location"})
 NEXT_RECORDS = BodyNextUrl("$.nextRecordsUrl")
+# The share of the org's daily API requests past which a read stops, to go on after the
+# rolling 24 hours give some back: the rest is left to the org's other integrations and people.
+USAGE_CEILING = 0.9
+USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 def objects_of(config: dict) -> list[str]:
@@ -41,7 +45,9 @@ def _deleted(record: dict) -> bool:
 
 
 def soql(name: str, fields: list[str], after: datetime | None) -> str:
-    where = f" WHERE SystemModstamp > {since_text(after)}" if after is not None else ""
+    # From the newest time read, that time included: a query asked again where an expired
+    # locator left off reads the records of that very moment it had not reached yet.
+    where = f" WHERE SystemModstamp >= {since_text(after)}" if after is not None else ""
     # Names matched by OBJECT and a time formatted here: nothing of anyone's text.
     return f"SELECT {', '.join(fields)} FROM {name}{where} ORDER BY SystemModstamp ASC"  # noqa: S608
 
@@ -220,20 +226,35 @@ class Salesforce(Declared):
         name = self.stream(stream, conn.config).name
         api, base = self.api(conn, ctx), self.base_url(conn.credentials)
         since = None if full else (state or {}).get("since")
-        params: dict[str, str] = {}
-        if checkpoint.get("position") is None:  # else the next page's URL holds the query
-            params["q"] = soql(name, self.fields_of(api, base, name), _later(since, ctx.not_before))
+        fields: list[str] = []
+
+        def query(after: str | None) -> dict:
+            # Described once per read (a next page's URL holds its query, but a read resumed
+            # there may have to ask it again).
+            fields[:] = fields or self.fields_of(api, base, name)
+            return {"q": soql(name, fields, _later(after, ctx.not_before))}
+
         declared = Stream(
             name,
             DATA + ("/queryAll" if since else "/query"),
             records_path="$.records",
             primary_key="Id",
             paging=NEXT_RECORDS,
-            params=MappingProxyType(params),
+            since_query=query,
             cursor_path="$.SystemModstamp",
             deleted=_deleted,
         )
         yield from read_pages(api, base + declared.path, declared, since, checkpoint, conn.config)
+
+    def pause_after(self, response: httpx.Response) -> float | None:
+        """Every answer says how much of the org's daily allocation is used (Sforce-Limit-Info)."""
+        usage = USAGE.search(response.headers.get("sforce-limit-info", ""))
+        used, allowed = (int(usage[1]), int(usage[2])) if usage else (0, 0)
+        return self.limit_pause if allowed and used >= USAGE_CEILING * allowed else None
+
+    def expired(self, response: httpx.Response) -> bool:
+        """A nextRecordsUrl lives about 15 minutes: a read resumed later asks its query again."""
+        return response.status_code == 400 and "INVALID_QUERY_LOCATOR" in (self.reason(response) or "")
 
     def limit_said(self, response: httpx.Response) -> bool:
         return response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in (self.reason(response) or "")
