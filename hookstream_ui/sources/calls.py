@@ -196,16 +196,18 @@ class Api:
         if body is not None:
             extra["json"] = body
         options = self.authorize(False) if self.authorize is not None else self.options
+        sent_at = time.time()
         response = http.request("GET" if body is None else "POST", url, **extra, **options)
-        self._resume_at = self._next_call_at(response)
+        self._resume_at = self._next_call_at(response, sent_at)
         return response
 
-    def _next_call_at(self, response: httpx.Response) -> float:
+    def _next_call_at(self, response: httpx.Response, sent_at: float) -> float:
         """When the next call may go: once a spent budget is back, and after the pause the
-        provider's headers ask for, whichever is later."""
+        provider's headers ask for, whichever is later. A pause counts from when this call
+        went: the time its answer took, and the page's writing, are part of it."""
         spent = self.spent(response) or 0.0
         pause = self.pause_after(response)
-        return max(spent, time.time() + pause) if pause else spent
+        return max(spent, sent_at + pause) if pause else spent
 
     def _sleep(self, seconds: float) -> None:
         if seconds > MAX_WAIT:
