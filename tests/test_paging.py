@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from hookstream_ui.sources import SourceError
-from hookstream_ui.sources.calls import BACKOFF, wait_asked
+from hookstream_ui.sources.calls import BACKOFF, Api, wait_asked
 from hookstream_ui.sources.declared import Stream
 from hookstream_ui.sources.paging import (
     BodyCursor,
@@ -178,3 +178,13 @@ def test_a_graphql_connection_posts_its_cursor_until_it_has_no_next_page():
     with pytest.raises(SourceError, match="refused the query: Field 'x' doesn't exist") as refused:
         style.following(None, Page(answer(), {"errors": [{"message": "Field 'x' doesn't exist"}]}, []))
     assert refused.value.retry is False
+
+
+def test_paced_calls_keep_their_spacing_however_late_each_goes():
+    """A paced call due at t goes a few ms late (a thread's wake-up): the next is due a pause
+    after t, so lateness does not add up; a call much later than that is no credit."""
+    api = Api("The API", {}, pause_after=lambda response: 0.1)
+    answer = httpx.Response(200)
+    due = [api._next_call_at(answer, sent) for sent in (100.0, 100.104, 100.207, 100.6)]
+    assert due == pytest.approx([100.1, 100.2, 100.3, 100.69])  # the last: 10 ms made up, not 300
+    assert Api("The API", {})._next_call_at(answer, 100.0) == 0.0  # nothing asked: no wait
