@@ -91,6 +91,37 @@ def test_the_seed_request_for_github_syncs_every_repository(client, key, http_fi
     assert tested.json["message"] == "Connected to GitHub as octocat", tested.json
 
 
+def test_a_sync_says_which_repository_it_reads_in_its_config(client, key, http_fixture):
+    GITHUB.repo("widgets", issues=4)
+    GITHUB.repo("gadgets", issues=3)
+    body = copy.deepcopy(SEED_REQUEST)
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    body.update(collection_ids=["github:issues"], config={"owner": "acme", "repository": "gadgets"})
+    headers = {"Authorization": f"Bearer {key}"}
+    answer = client.post("/v1/syncs", json=body, headers=headers)
+    assert answer.status_code == 201, answer.json
+    sync = answer.json
+    assert sync["config"]["owner"] == "acme" and sync["config"]["repository"] == "gadgets"
+    [made] = db.session.scalars(select(Collection))
+    done = run(sync["id"])
+    assert done.status == "completed" and len(records(made.id)) == 3, done.error
+    assert not asked("/user/repos") and not asked("/repos/acme/widgets/issues")
+
+    refused = client.patch(
+        f"/v1/syncs/{sync['id']}",
+        json={"name": "Renamed", "config": {"repository": "not a/repo name"}},
+        headers=headers,
+    )
+    assert refused.status_code == 400 and "repository" in refused.json["errors"], refused.json
+    kept = client.get(f"/v1/syncs/{sync['id']}", headers=headers).json
+    assert kept["name"] == sync["name"] and kept["config"]["repository"] == "gadgets"
+    changed = client.patch(
+        f"/v1/syncs/{sync['id']}", json={"config": {"repository": "widgets"}}, headers=headers
+    )
+    assert changed.status_code == 200 and changed.json["config"]["owner"] == "acme", changed.json
+    assert changed.json["config"]["repository"] == "widgets"
+
+
 def test_a_backfill_follows_link_pages_and_then_reads_changes_since(client, key, http_fixture):
     full = GITHUB.repo("widgets", issues=250)
     sid, cid = connect(client, key, http_fixture.base, "issues", owner="acme", repository="widgets")

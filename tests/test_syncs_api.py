@@ -105,6 +105,7 @@ def test_seed_example_verbatim(client, key):
         (lambda b: b.update(sync_frequency="5s"), "sync_frequency"),
         (lambda b: b["rate_limit"].update(allowed_requests=0), "rate_limit.allowed_requests"),
         (lambda b: b.update(max_age_days=-1), "max_age_days"),
+        (lambda b: b.update(config="acme/widgets"), "config"),
         (lambda b: b.pop("credential"), "credential"),
         (lambda b: b["credential"]["properties"].update(secret="pk_live_nope"), "secret_key"),
     ],

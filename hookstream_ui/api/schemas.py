@@ -405,6 +405,7 @@ class Sync(Strict):
     rate_limit: SyncRateLimit | None
     credential_id: str
     credential: SyncCredential
+    config: dict
     max_age_days: int | None
     sync_frequency: str | None
     initial_backfill_completed_at: str | None

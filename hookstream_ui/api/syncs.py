@@ -46,6 +46,7 @@ def sync_json(source: SourceConnection) -> schemas.Sync:
             created_at=isoformat(holder.created_at),
             updated_at=isoformat(holder.updated_at),
         ),
+        config=dict(source.config or {}),
         max_age_days=source.max_age_days,
         sync_frequency=source.sync_frequency,
         initial_backfill_completed_at=isoformat(source.initial_backfill_completed_at),

@@ -298,6 +298,11 @@ def update_source(
     return source
 
 
+def check_config(source: SourceConnection, config: dict) -> None:
+    """Refuse a config change before anything else of a request changes (ValidationFailed)."""
+    _clean(type_of(source), {}, config, (credentials_of(source), dict(source.config or {})), (True, True))
+
+
 def said(kind: SourceType, credentials: dict, text: str) -> str:
     """What a source said (a test result, an error), as it may be shown or stored: it may
     quote what was sent, so no secret of these credentials is left in it."""

@@ -85,6 +85,13 @@ class _SyncFields(BaseModel):
         description="An existing credential (a sync's credential_id) "
         "to use instead of `credential`: shared, not copied",
     )
+    # Not in the seed's request: what to read (a GitHub owner and repository, Salesforce's
+    # objects), which a sync otherwise could not say without the source API.
+    config: dict | None = Field(
+        default=None,
+        description="The provider's configFields (GET /api/v1/sources/{shortName}); on change, the "
+        "fields given replace theirs and the rest stay",
+    )
     max_age_days: int | None = Field(default=None, gt=0, le=MAX_AGE_DAYS)
     sync_frequency: str | None = Field(default=None, json_schema_extra=documented(pattern=FREQUENCY_PATTERN))
     metadata: dict | None = None
@@ -256,14 +263,19 @@ def create_sync(principal: Principal, payload: object) -> SourceConnection:
         holder = _credential_or_error(principal, data.provider, data.credential_id)
         source = source_svc.create_source(
             principal,
-            {"sourceShortName": data.provider, "name": data.name, "config": {}},
+            {"sourceShortName": data.provider, "name": data.name, "config": data.config or {}},
             credential_from=holder,
         )
     elif data.credential is not None:
         credentials, meta = _credentials_from(data.provider, data.credential)
         source = source_svc.create_source(
             principal,
-            {"sourceShortName": data.provider, "name": data.name, "credentials": credentials, "config": {}},
+            {
+                "sourceShortName": data.provider,
+                "name": data.name,
+                "credentials": credentials,
+                "config": data.config or {},
+            },
         )
         source.credential_meta = meta
     source.stream_id = data.stream_id
@@ -286,7 +298,11 @@ def update_sync(principal: Principal, source: SourceConnection, payload: object)
     if "collection_ids" in given and data.collection_ids:
         # Before anything changes (a credential change commits): a refused ref changes nothing.
         _check_refs(principal, source.short_name, data.collection_ids, source.id)
+    if "config" in given and data.config is not None:
+        source_svc.check_config(source, data.config)
     _change_credential(principal, source, data)
+    if "config" in given and data.config is not None:
+        source_svc.update_source(principal, source, config=data.config, partial=True)
     if "name" in given and data.name:
         source.name = data.name
     if "collection_ids" in given and data.collection_ids:
