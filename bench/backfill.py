@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datetime import UTC
 
-from bench.common import ROOT, machine, save
+from bench.common import ROOT, machine, migrate, save
 
 BATCH = 5000
 
@@ -87,13 +87,7 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
             )
         }
     )
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    migrate(env)
     from hookstream_ui import create_app
     from hookstream_ui.models import Collection, SyncRun, db
     from hookstream_ui.models.principal import Principal

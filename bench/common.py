@@ -183,6 +183,17 @@ def running(db: str, web_workers: int = 2) -> Iterator[tuple[Instance, str]]:
             instance.stop()
 
 
+def migrate(env: dict) -> None:
+    """The app's tables in the database `env` names, as `flask db upgrade` makes them."""
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a process and its live children."""
     import psutil

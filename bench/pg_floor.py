@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.backfill import make_source
-from bench.common import ROOT, machine, save
+from bench.common import machine, migrate, save
 
 COLUMNS = (
     "id, org_id, env_id, collection_id, record_key, data, event_type, source_event_id, source_event_at, "
@@ -104,13 +103,7 @@ def main() -> int:
         url = make_url(server.get_uri())
         db_url = url.set(drivername="postgresql+psycopg").render_as_string(False)
         env = dict(os.environ, INSTANCE_PATH=str(tmp / "instance"), DATABASE_URL=db_url, FLASK_APP="app")
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        migrate(env)
         conn = psycopg.connect(url.set(drivername="postgresql").render_as_string(False))
         with psycopg.connect(conn.info.dsn) as reader:
             stage(conn, reader, make_collection(env))
