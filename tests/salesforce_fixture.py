@@ -59,6 +59,7 @@ class SalesforceState:
         self.calls_per_session: int | None = None  # a session ends after this many calls
         self.expires_in: int | None = None  # said in the token answer, when set (Salesforce does not)
         self.rotate = False  # each refresh issues a new refresh token, and the old one stops
+        self.token_seconds = 0.0  # how long the token endpoint takes to answer
         self.quote_token = False  # invalid_grant quotes the refresh token it got
         self.reject_sessions = False  # every session is refused (the user lost API access)
         self.batch_size = 2000
@@ -135,6 +136,7 @@ def salesforce_token(handler) -> None:
             handler, 400, {"error": "invalid_client", "error_description": "invalid client credentials"}
         )
     given = form.get("refresh_token", "")
+    time.sleep(state.token_seconds)
     if given not in state.refresh_tokens:
         said = (
             f"expired access/refresh token {given}" if state.quote_token else "expired access/refresh token"

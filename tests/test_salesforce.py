@@ -329,6 +329,71 @@ def test_objects_must_be_api_names(client, key, http_fixture):
     assert answer.status_code == 400 and "objects" in answer.json["errors"], answer.json
 
 
+def test_two_syncs_sharing_a_rotating_refresh_token_do_not_both_renew_it(client, key, http_fixture):
+    """Two runs of syncs given one credential find its access token expired at once: the one
+    that renews second takes the token the first stored instead of sending the refresh token
+    the first's renewal has just made stale (which Salesforce refuses: "reconnect")."""
+    from hookstream_ui.services.sources import connection_for
+    from hookstream_ui.sources import REGISTRY
+
+    SALESFORCE.add("Account", 3)
+    SALESFORCE.rotate = True
+    headers = {"X-API-Key": key}
+    first = client.post(
+        "/v1/syncs",
+        json=sync_request(http_fixture.base, collection_ids=["salesforce:Account"]),
+        headers=headers,
+    ).json
+    body = sync_request(
+        http_fixture.base, name="Choam Corp - Salesforce Sandbox", credential_id=first["credential_id"]
+    )
+    body.pop("credential")
+    body["collection_ids"] = ["salesforce:Contact"]
+    second = client.post("/v1/syncs", json=body, headers=headers)
+    assert second.status_code == 201 and second.json["credential_id"] == first["credential_id"], second.json
+    # The second run read the credential before the first renewed it.
+    seen_before = connection_for(db.session.get(SourceConnection, second.json["id"]))
+    done = run(first["id"])
+    assert done.status == "completed" and len(SALESFORCE.token_requests) == 1, done.error
+
+    api = REGISTRY["salesforce"].api(seen_before, None)
+    answer = api.get(http_fixture.base + DATA + "/sobjects", {}, "objects")
+    assert answer.status_code == 200
+    assert len(SALESFORCE.token_requests) == 1  # not renewed again with the stale refresh token
+    assert SALESFORCE.requests[-1]["auth"] == f"Bearer {SALESFORCE.issued[0]}"
+    [rotated] = SALESFORCE.refresh_tokens
+    assert seen_before.credentials["refresh_token"] == rotated == stored(first["id"])[1]["refresh_token"]
+
+
+def test_renewals_of_one_credential_wait_for_each_other_across_threads(app, client, key, http_fixture):
+    """Two runs' readers renew the same credential at the same moment: one asks, the other
+    waits for it and takes its token."""
+    import threading
+
+    from hookstream_ui.services.sources import connection_for
+    from hookstream_ui.sources import REGISTRY
+
+    SALESFORCE.add("Account", 1)
+    SALESFORCE.rotate, SALESFORCE.token_seconds = True, 0.5
+    sid, _ = connect(client, key, http_fixture.base)
+    seen = [connection_for(db.session.get(SourceConnection, sid)) for _ in range(2)]
+    answers, start = [], threading.Barrier(2)
+
+    def read(conn) -> None:
+        with app.app_context():
+            api = REGISTRY["salesforce"].api(conn, None)
+            start.wait()
+            answers.append(api.get(http_fixture.base + DATA + "/sobjects", {}, "objects").status_code)
+
+    threads = [threading.Thread(target=read, args=(conn,)) for conn in seen]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [200, 200] and len(SALESFORCE.token_requests) == 1
+    assert {r["auth"] for r in SALESFORCE.requests} == {f"Bearer {SALESFORCE.issued[0]}"}
+
+
 def test_the_source_type_scrubs_what_the_token_endpoint_quotes(app, http_fixture):
     """Before any service scrubs it: a source type's own message never carries a secret."""
     from hookstream_ui.sources import REGISTRY, Connection

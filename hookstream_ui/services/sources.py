@@ -16,7 +16,7 @@ from ..models.principal import Principal
 from ..sources import REGISTRY, Connection, SourceType, TestResult, secrets, source_type, source_type_or_404
 from ..sources import fields as field_rules
 from ..values.times import utcnow
-from . import audit, bindings, links, search_index
+from . import audit, bindings, links, renewals, search_index
 from .collections import get_collection_or_404
 from .names import clean_name
 
@@ -98,33 +98,17 @@ def connection_for(source: SourceConnection) -> Connection:
         .order_by(SourceFile.created_at.desc(), SourceFile.id.desc())
         .limit(1)
     )
+    holder = credential_holder(source)
     return Connection(
         id=source.id,
-        credentials=credentials_of(source),
+        credentials=secrets.decrypt(holder.credentials_encrypted),
         config=dict(source.config or {}),
         ingest_url=ingest_url(source),
         latest_file_id=latest,
-        save_credentials=credential_saver(credential_holder(source).id),
+        save_credentials=renewals.saver(holder.id),
+        stored_credentials=renewals.reader(holder.id),
+        renewal_lock=renewals.lock(holder.id),
     )
-
-
-def credential_saver(holder_id: str) -> Callable[[dict], None]:
-    """Stores what a source renewed in the credential held by `holder_id`, on a connection
-    of its own: it is called from a run's reader thread, beside the writer's session. Not
-    an edit by anyone, so nothing turns pending and no run has to be idle."""
-    row = SourceConnection.id == holder_id
-
-    def save(changes: dict) -> None:
-        with db.engine.begin() as conn:
-            stored = conn.execute(
-                select(SourceConnection.credentials_encrypted).where(row).with_for_update()
-            ).scalar()
-            merged = {**secrets.decrypt(stored), **changes}
-            conn.execute(
-                update(SourceConnection).where(row).values(credentials_encrypted=secrets.encrypt(merged))
-            )
-
-    return save
 
 
 def masked_credentials(source: SourceConnection) -> dict:

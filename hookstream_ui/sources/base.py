@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -54,6 +55,10 @@ class Connection:
     # a rotated refresh token), merged into the stored ones and encrypted. Callable from
     # the reader's own thread; the default (an unsaved connection being tested) keeps nothing.
     save_credentials: Callable[[dict], None] = lambda changes: None
+    # The credentials as stored now (another run sharing them may have renewed them since
+    # these were read), and the lock that makes one renewal of them at a time.
+    stored_credentials: Callable[[], dict | None] = lambda: None
+    renewal_lock: Callable[[], AbstractContextManager] = nullcontext
 
 
 @dataclass

@@ -96,6 +96,22 @@ class Tokens:
         )
 
     def renew(self) -> None:
+        with self.conn.renewal_lock():
+            if not self.renewed_elsewhere():
+                self.ask()
+
+    def renewed_elsewhere(self) -> bool:
+        """Whether another run sharing the credential renewed it since it was read: its
+        tokens are taken (a rotated refresh token too), and a fresh access token is used
+        instead of asking again."""
+        grant, credentials = self.grant, self.conn.credentials
+        stored = self.conn.stored_credentials() or {}
+        fields = (grant.refresh_token_field, grant.access_token_field, grant.expires_field)
+        newer = {f: stored[f] for f in fields if stored.get(f) and stored.get(f) != credentials.get(f)}
+        credentials.update(newer)
+        return grant.access_token_field in newer and self.fresh()
+
+    def ask(self) -> None:
         grant, credentials = self.grant, self.conn.credentials
         url = str(credentials.get(grant.token_url_field) or grant.default_token_url)
         form = {
