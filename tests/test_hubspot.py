@@ -121,6 +121,45 @@ def test_changes_are_read_through_the_search_api_from_the_newest_seen(client, ke
     assert search["body"]["filterGroups"][0]["filters"][0]["value"] == ms(101)
 
 
+def test_more_properties_are_read_when_the_config_names_them(client, key, http_fixture):
+    [contact] = HUBSPOT.add("contacts", 1, second=10)
+    contact["properties"].update(
+        favourite_colour="teal", hs_analytics_source="ORGANIC_SEARCH", secret_note="x"
+    )
+    r = client.post(
+        "/api/v1/source-connections",
+        headers={"X-API-Key": key},
+        json={
+            "sourceShortName": "hubspot",
+            "name": "HubSpot",
+            "credentials": {"token": HUBSPOT_TOKEN, "base_url": http_fixture.base + PREFIX},
+            "config": {"properties": "email; DROP"},
+        },
+    )
+    assert r.status_code == 400 and "properties" in r.json["errors"], r.json
+    sid, cid = connect(client, key, http_fixture.base, "contact")
+    r = client.put(
+        f"/api/v1/source-connections/{sid}/config",
+        headers={"X-API-Key": key},
+        json={"config": {"properties": "favourite_colour, hs_analytics_source, email"}},
+    )
+    assert r.status_code == 200, r.json
+    done = run(sid)
+    assert done.status == "completed", done.error
+    read = records(cid)[contact["id"]]["properties"]
+    assert read["favourite_colour"] == "teal" and read["hs_analytics_source"] == "ORGANIC_SEARCH"
+    assert read["email"] == contact["properties"]["email"] and "secret_note" not in read  # only those named
+    [listed] = [r for r in asked("GET", "/crm/v3/objects/contacts") if r["query"]["archived"] == "false"]
+    assert listed["query"]["properties"].count("email") == 1  # named twice, asked once
+
+    HUBSPOT.change("contacts", contact["id"], second=20, favourite_colour="plum")
+    done = run(sid)
+    assert done.status == "completed" and done.mode == "incremental", done.error
+    [search] = asked("POST", "/crm/v3/objects/contacts/search")
+    assert "favourite_colour" in search["body"]["properties"]
+    assert records(cid)[contact["id"]]["properties"]["favourite_colour"] == "plum"
+
+
 def test_search_pages_by_after_in_the_body(client, key, http_fixture):
     HUBSPOT.add("deals", 2, second=5)
     sid, cid = connect(client, key, http_fixture.base, "deal")

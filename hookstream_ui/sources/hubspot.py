@@ -7,6 +7,7 @@ goes in the same header, so OAuth adds a way to obtain and refresh it, not anoth
 
 from __future__ import annotations
 
+import re
 import time
 from functools import partial
 from types import MappingProxyType
@@ -31,6 +32,8 @@ TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"  # noqa: S105
 # The share of an announced budget a read paces itself to: the rest absorbs the clocks'
 # drift between HubSpot's window and our spacing.
 PACED_SHARE = 0.98
+# Property names as HubSpot makes them (lowercase letters, digits, underscores), listed.
+PROPERTIES = re.compile(r"^\s*[A-Za-z0-9_]+(\s*,\s*[A-Za-z0-9_]+)*\s*$")
 
 # Each object: its stream, its name in the API's paths, the property holding when it last
 # changed (contacts have their own), and the properties read: the ones most syncs want. A
@@ -194,6 +197,18 @@ class HubSpot(Declared):
             max_length=40,
         ),
     )
+    config_fields = (
+        Field(
+            "properties",
+            "string",
+            "More properties",
+            placeholder="hs_analytics_source, my_custom_field",
+            description="Internal names of properties to read besides the usual ones, custom "
+            "properties too, comma-separated; each object reads those it has.",
+            max_length=4000,
+            rules={"pattern": PROPERTIES.pattern},
+        ),
+    )
     # HubSpot's OAuth access tokens live 30 minutes; its answers say so (expires_in).
     oauth = RefreshGrant(default_token_url=TOKEN_URL, lifetime=1800.0)
     authorization = AuthorizationCode(
@@ -204,15 +219,31 @@ class HubSpot(Declared):
     )  # fmt: skip
     streams = tuple(_crm_object(*declared) for declared in OBJECTS)
 
+    def stream(self, name: str | None, config: dict) -> Stream:
+        """The object's stream, reading the config's properties too."""
+        declared = super().stream(name, config)
+        extra = tuple(p.strip() for p in str(config.get("properties") or "").split(",") if p.strip())
+        if not extra:
+            return declared
+        [(_, plural, modified, usual)] = [o for o in OBJECTS if o[0] == declared.name]
+        return _crm_object(declared.name, plural, modified, tuple(dict.fromkeys(usual + extra)))
+
     def options(self, credentials: dict) -> dict:
         # The same header for both: an OAuth access token, or a private app's token.
         token = credentials.get("access_token") or credentials.get("token") or ""
         return {"headers": {"Authorization": f"Bearer {token}"}}
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
+        errors = {}
+        if config.get("properties") and not PROPERTIES.match(str(config["properties"])):
+            errors["properties"] = (
+                "must be property names separated by commas (hs_analytics_source, my_field)"
+            )
         if credentials.get("auth_method", "token") == "token":
-            return {} if credentials.get("token") else {"token": "is required"}
-        errors = {name: "is required" for name in ("client_id", "refresh_token") if not credentials.get(name)}
+            return errors if credentials.get("token") else {**errors, "token": "is required"}
+        errors.update(
+            {name: "is required" for name in ("client_id", "refresh_token") if not credentials.get(name)}
+        )
         borrowed = oauth_app.instance_secret(self.short_name, self.authorization, credentials)
         if not credentials.get("client_secret") and borrowed is None:
             errors["client_secret"] = "is required (or connect with HubSpot, which uses this instance's app)"  # noqa: S105 (a message, not a secret)
