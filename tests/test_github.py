@@ -179,6 +179,23 @@ def test_rate_limits_are_waited_out_not_run_into(client, key, http_fixture):
     assert pages[-1]["at"] - pages[1]["at"] >= 1.0  # four pages at two a second span windows
 
 
+def test_a_spent_budget_is_waited_for_by_the_next_stream_too(client, key, http_fixture):
+    """The budget is the token's: the stream after the one that spent it waits for its reset
+    as well, instead of being refused once to find out."""
+    GITHUB.repo("widgets", issues=150, commits=5)  # two pages of issues, one of commits
+    GITHUB.budget, GITHUB.window_seconds = 2, 1.0
+    body = copy.deepcopy(SEED_REQUEST)
+    body["credential"]["properties"]["base_url"] = http_fixture.base + PREFIX
+    body.update(
+        collection_ids=["github:issues", "github:commits"], config={"owner": "acme", "repository": "widgets"}
+    )
+    sync = client.post("/v1/syncs", json=body, headers={"X-API-Key": key}).json
+    done = run(sync["id"])
+    assert done.status == "completed", done.error
+    assert len(asked("/repos/acme/widgets/issues")) == 2 and len(asked("/repos/acme/widgets/commits")) == 1
+    assert GITHUB.refused == 0
+
+
 def test_a_rejected_token_fails_the_run_at_once(client, key, http_fixture):
     GITHUB.repo("widgets", issues=3)
     sid, _ = connect(

@@ -83,6 +83,11 @@ class ReadContext:
     """What the engine lends a reader: throttling, the run's file, the age cutoff."""
 
     throttle: Callable[[], object] = lambda: None
+    # The provider's budget for these credentials, as reads found it: told when an answer
+    # says it is spent until a time, and asked before each call, so that the next stream of
+    # the run (or another run with the same credentials) waits for it instead of being refused.
+    spent_until: Callable[[float], None] = lambda epoch: None
+    budget_back_at: Callable[[], float] = lambda: 0.0
     file_id: str | None = None
     not_before: datetime | None = None  # max_age_days before the run
     batch_size: int = 1000

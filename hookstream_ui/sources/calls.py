@@ -136,6 +136,9 @@ class Api:
     speaker: str  # who answered, in messages: "The API", "GitHub"
     options: dict  # headers and auth for every call (httpx keyword arguments)
     throttle: Callable[[], object] = lambda: None  # the sync's rate limit
+    # The provider's spent budget as every read with these credentials found it (ReadContext).
+    tell_spent: Callable[[float], None] = lambda epoch: None
+    budget_back_at: Callable[[], float] = lambda: 0.0
     pace: Callable[[float | None], float] | None = None  # the source's own requests per second
     reason: Callable[[httpx.Response], str | None] = lambda response: None  # its error message
     limit_said: Callable[[httpx.Response], bool] = _never  # its own way of saying "rate limited"
@@ -192,8 +195,9 @@ class Api:
         return http.answer_json(response, url, self.speaker)
 
     def _send(self, url: str, params: dict, body: dict | None) -> httpx.Response:
-        if self._resume_at > time.time():
-            self._sleep(self._resume_at - time.time())
+        resume_at = max(self._resume_at, self.budget_back_at())
+        if resume_at > time.time():
+            self._sleep(resume_at - time.time())
         self.throttle()
         if self.pace is not None:
             self._paced = self.pace(self._paced)
@@ -215,6 +219,8 @@ class Api:
         reached 94%. No more than PACE_SLACK of lateness is made up, so however late calls
         go, no span of them is shorter than their pauses less that."""
         spent = self.spent(response) or 0.0
+        if spent:
+            self.tell_spent(spent)
         pause = self.pause_after(response)
         if not pause:
             self._due = 0.0

@@ -377,6 +377,8 @@ class Declared(SourceType):
             self.speaker,
             self.options(conn.credentials),
             throttle=ctx.throttle if ctx else (lambda: None),
+            tell_spent=ctx.spent_until if ctx else (lambda epoch: None),
+            budget_back_at=ctx.budget_back_at if ctx else (lambda: 0.0),
             pace=self.pace(conn.config),
             reason=self.reason,
             limit_said=self.limit_said,

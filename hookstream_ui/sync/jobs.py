@@ -194,10 +194,13 @@ def _read_context(run: SyncRun) -> ReadContext:
         limits.get("allowed_requests"),
         limits.get("interval"),
         limits.get("max_concurrent_requests") or 0,
+        budget=source.credential_source_id or source.id,
     )
     config = current_app.config
     return ReadContext(
         throttle=limiter,
+        spent_until=limiter.spent_until,
+        budget_back_at=limiter.budget_back_at,
         file_id=run.file_id,
         not_before=utcnow() - timedelta(days=source.max_age_days) if source.max_age_days else None,
         batch_size=config["SYNC_BATCH_SIZE"],

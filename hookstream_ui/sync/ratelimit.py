@@ -15,8 +15,18 @@ from ..extensions import get_redis
 
 
 class RateLimiter:
-    def __init__(self, name: str, allowed: int | None, interval: float | None, max_concurrent: int = 0):
+    def __init__(
+        self,
+        name: str,
+        allowed: int | None,
+        interval: float | None,
+        max_concurrent: int = 0,
+        budget: str | None = None,
+    ):
         self.name = name
+        # Whose budget at the provider this is (a credential: GitHub's is per token), so that
+        # when it is spent every read using it waits for it, not only the one that spent it.
+        self.budget_key = f"hookstream:rl:spent:{budget or name}"
         self.allowed = allowed if allowed and allowed > 0 else None
         self.interval = interval if interval and interval > 0 else 1.0
         self.max_concurrent = max_concurrent or 0
@@ -36,6 +46,20 @@ class RateLimiter:
             if count <= self.allowed:
                 return
             time.sleep(max(0.01, (window + 1) * self.interval - time.time()))
+
+    def spent_until(self, epoch: float) -> None:
+        """The provider said its budget is spent until `epoch` (seconds)."""
+        left = epoch - time.time()
+        if left > 0:
+            self.redis.set(self.budget_key, repr(epoch), px=int(left * 1000) + 1)
+
+    def budget_back_at(self) -> float:
+        """When a budget some read found spent comes back; 0 when none is."""
+        value = self.redis.get(self.budget_key)
+        try:
+            return float(value) if value else 0.0
+        except ValueError:
+            return 0.0
 
     @contextmanager
     def slot(self) -> Iterator[None]:
