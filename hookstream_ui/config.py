@@ -114,6 +114,9 @@ def load_config(instance: Path) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_BODY_BYTES", 1024 * 1024, 1),
         "SYNC_BATCH_SIZE": env_int("SYNC_BATCH_SIZE", 5000, 1),
         "SYNC_BATCH_BYTES": env_int("SYNC_BATCH_BYTES", 16 * 1024 * 1024, 1),
+        # How long a streaming run (logical replication) goes on once caught up; the next run
+        # starts at once, so this bounds a run's length, not how soon changes arrive.
+        "SYNC_STREAM_SECONDS": env_int("SYNC_STREAM_SECONDS", 300),
         "MAX_UPLOAD_BYTES": env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
         # One record, from any source: its JSON size and its fields (services/upsert.RecordLimits).
         "MAX_RECORD_BYTES": env_int("MAX_RECORD_BYTES", env_int("MAX_BODY_BYTES", 1024 * 1024, 1), 1),

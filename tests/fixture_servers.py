@@ -37,8 +37,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Logical replication, for the change feed's tests (pgoutput is built in).
+LOGICAL = "-c wal_level=logical -c max_replication_slots=40 -c max_wal_senders=10"
+
+
 class PostgresSource:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, settings: str = LOGICAL):
         from pgserver._commands import POSTGRES_BIN_PATH
         from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
@@ -78,7 +82,7 @@ class PostgresSource:
             str(root / "log"),
             "-w",
             "-o",
-            f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1",
+            f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 {settings}",
             "start",
         )
         self.sql(
@@ -124,6 +128,11 @@ class PostgresSource:
             "sslmode": "disable",
             **changes,
         }
+
+    def restart(self) -> None:
+        """As after a crash: stopped at once, started again with the same settings."""
+        db, log = str(self.root / "db"), str(self.root / "log")
+        self.run("pg_ctl", "-D", db, "-l", log, "-m", "immediate", "-w", "restart")
 
     def stop(self) -> None:
         subprocess.run(

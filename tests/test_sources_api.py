@@ -50,7 +50,7 @@ def test_catalog_lists_every_type_in_the_seed_shape(client, key):
     assert (
         pg["labels"] == ["database"]
         and pg["authMethods"] == ["credentials"]
-        and pg["supportsContinuous"] is False
+        and pg["supportsContinuous"] is True  # with logical replication
     )
 
 

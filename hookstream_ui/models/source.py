@@ -45,5 +45,8 @@ class SourceConnection(EnvScoped, Timestamps, Model):
     # reaches every connection that uses it. No foreign key: adding one on SQLite rebuilds
     # this table, and its DROP cascades into events; delete_source hands the credential on.
     credential_source_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # Where the source's change feed is (a replication slot's LSN), committed with the
+    # records applied from it; None without a feed.
+    feed_position: Mapped[dict | None] = mapped_column(JSON)
     # collection_ids as the caller wrote them (e.g. "stripe:customer"), in order.
     collection_refs: Mapped[list | None] = mapped_column(JSON)

@@ -248,6 +248,12 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
         from ..values.schedule import next_run_after
 
         source.next_run_at = next_run_after(source.sync_frequency, now)
+        if (
+            run.status == "completed"
+            and source.feed_position is not None
+            and source.sync_frequency == "continuous"
+        ):
+            source.next_run_at = now  # a streaming run ended only to bound its length: go on
         if run.status == "failed" and source.consecutive_failures:
             # A source that keeps failing is tried less and less often (a continuous one
             # failed every 5 s, a run row each time), up to hourly, until a run succeeds.

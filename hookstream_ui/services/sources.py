@@ -277,6 +277,12 @@ def update_source(
         holder.credentials_encrypted = secrets.encrypt(creds)
         for user in {holder, source, *credential_users(holder)}:
             user.status = "pending"
+    was = dict(source.config or {})
+    if was.get("replication") != conf.get("replication") or was.get("schema") != conf.get("schema"):
+        # The feed as it was (its slot, its tables) is not the feed the new config reads.
+        forget_feed(source, was)
+        for binding in bindings.bindings_of(source):
+            binding.sync_state = None
     source.config = conf
     db.session.commit()
     return source
@@ -451,6 +457,7 @@ def delete_source(principal: Principal, source: SourceConnection, delete_data: b
     from .runs import ensure_idle
 
     ensure_idle(source)
+    forget_feed(source)
     if delete_data:
         clear_data(principal, source)
     rehome_credential(source)
@@ -458,6 +465,26 @@ def delete_source(principal: Principal, source: SourceConnection, delete_data: b
         bindings.unbind(binding.collection, binding)
     db.session.delete(source)
     db.session.commit()
+
+
+def forget_feed(source: SourceConnection, config: dict | None = None) -> None:
+    """Drop what the source's change feed holds at the source (a replication slot keeps the
+    server's WAL until it is read or dropped), as the source is deleted or its feed turned
+    off (`config`: the config it had). A source that cannot be reached is logged, with the
+    slot left to drop by hand: deleting it is not held up."""
+    conn = connection_for(source)
+    if config is not None:
+        conn.config = config
+    feed = type_of(source).change_feed(conn)
+    if feed is None:
+        return
+    try:
+        feed.forget()
+    except Exception as exc:  # the source's own failure, whatever it is
+        current_app.logger.warning(
+            "could not drop source %s's change feed: %s", source.id, type(exc).__name__
+        )
+    source.feed_position = None
 
 
 def rehome_credential(source: SourceConnection) -> None:

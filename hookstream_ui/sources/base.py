@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,9 +95,49 @@ class ReadContext:
     # first, so that memory follows the batch, not the widest rows.
     batch_bytes: int = 16 * 1024 * 1024
     max_record_bytes: int = 1024 * 1024  # a row larger than this is skipped, never held whole
+    # How long a change feed's read goes on once caught up before the run ends (the next
+    # one starts at once): runs stay bounded, and their counts stay readable.
+    stream_seconds: float = 300.0
     # Whether the run was asked to stop: a reader that waits long (for a rate limit to
     # lift) asks now and then, since cancelling is otherwise seen only between batches.
     stopping: Callable[[], bool] = lambda: False
+
+
+@dataclass
+class ChangeBatch:
+    """Changes of a change feed, applied in one transaction with `position`: the records of
+    each stream in order (deletions as `deleted` events), after emptying the `truncated`."""
+
+    changes: dict[str, list]  # stream -> Incoming
+    position: dict
+    truncated: list[str] = field(default_factory=list)
+    read_at: datetime = field(default_factory=utcnow)
+    committed_at: datetime | None = None  # of the newest transaction in it, at the source
+
+
+class ChangeFeed(ABC):
+    """A source's changes across its streams, read from one position (a replication slot's)."""
+
+    @abstractmethod
+    def prepare(self, streams: list[str]) -> dict:
+        """Make the feed cover `streams` (and only them); the position it starts from for a
+        stream backfilled from now on."""
+
+    @abstractmethod
+    def read(
+        self, streams: list[str], position: dict, ctx: ReadContext, committed: Callable[[], dict | None]
+    ) -> Iterator[ChangeBatch]:
+        """The changes past `position`, until the run's time is up and none are waiting.
+        `committed` says the newest position the engine has committed: the source may
+        forget what is before it."""
+
+    @abstractmethod
+    def acknowledge(self, position: dict) -> None:
+        """What is before `position` is committed here: the source may forget it."""
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Remove what the feed holds at the source (a slot that keeps WAL)."""
 
 
 class SourceType(ABC):
@@ -207,6 +247,12 @@ class SourceType(ABC):
                         return document if isinstance(document, dict) else None
         finally:
             batches.close()
+        return None
+
+    def change_feed(self, conn: Connection) -> ChangeFeed | None:
+        """The connection's stream of changes, when it reads one (PostgreSQL's logical
+        replication): each bound stream is backfilled once, and the run then applies the
+        changes of all of them, in commit order, from one position."""
         return None
 
     def state_expired(self, state: dict | None) -> bool:

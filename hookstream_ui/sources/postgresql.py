@@ -17,9 +17,11 @@ from sqlalchemy.engine import make_url
 
 from ..extensions import db
 from ..values.records import Incoming, json_safe, parse_time
+from . import pg_replication
 from .base import Batch, Batches, Connection, ReadContext, SourceError, SourceType, TestResult, register
 from .fields import Field
 from .netguard import CONNECT_TIMEOUT, allow_private, resolve
+from .pg_feed import PgChangeFeed
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 LOOKBACK = 60
@@ -223,6 +225,7 @@ class PostgreSQL(SourceType):
     name_example = "Production database"
     labels = ("database",)
     dials_out = True
+    supports_continuous = True  # with logical replication: changes stream as they commit
     ordered_keys = True
     auth_fields = (
         Field("host", "string", "Host", required=True, placeholder="db.example.com", rules=HOST_RULE),
@@ -247,6 +250,19 @@ class PostgreSQL(SourceType):
         ),
     )
     config_fields = (
+        Field(
+            "replication",
+            "select",
+            "Change capture",
+            default="cursor",
+            options=(
+                ("cursor", "Cursor column: re-read rows whose cursor moved"),
+                ("logical", "Logical replication: stream every change, deletes included"),
+            ),
+            description="Logical replication reads changes from a replication slot within a second, "
+            "deletes and truncates included; the server needs wal_level = logical and a user with "
+            "REPLICATION (the connection test says what is missing).",
+        ),
         Field("schema", "string", "Schema", default="public"),
         Field(
             "table",
@@ -278,6 +294,18 @@ class PostgreSQL(SourceType):
 
     def key_column(self, config: Mapping[str, Any], stream: str | None = None) -> str:
         return config.get("primary_key") or "id"
+
+    def change_feed(self, conn: Connection) -> PgChangeFeed | None:
+        if conn.config.get("replication") != "logical":
+            return None
+        schema = conn.config.get("schema") or "public"
+
+        def tables_of(streams: list[str]) -> dict[tuple[str, str], str]:
+            return {split_stream(s or conn.config.get("table") or "", schema): s for s in streams}
+
+        return PgChangeFeed(
+            conn.id, conn.credentials, conn.config, connect, tables_of, self.key_column(conn.config)
+        )
 
     def check(self, credentials: dict, config: dict) -> dict[str, str]:
         errors = {}
@@ -324,6 +352,12 @@ class PostgreSQL(SourceType):
                                 False, f"Connected, but {schema}.{table} has no column {column!r}"
                             )
                     message = f"Connected to PostgreSQL {version}; {schema}.{table} is readable"
+                    refused = _replication_refused(pg, conn, [(schema, table)])
+                    if refused is not None:
+                        return refused
+                    if conn.config.get("replication") == "logical":
+                        slot, _ = pg_replication.names(conn.id)
+                        message += f"; logical replication is ready (slot and publication {slot})"
                     key = self.key_column(conn.config)
                     if _row(pg.execute(KEY_NOT_UNIQUE, [key, f'"{schema}"."{table}"']))[0]:
                         message += (
@@ -331,7 +365,9 @@ class PostgreSQL(SourceType):
                             "so rows sharing a value become one record"
                         )
                     return TestResult(True, message)
-                return TestResult(True, f"Connected to PostgreSQL {version}")
+                return _replication_refused(pg, conn, []) or TestResult(
+                    True, f"Connected to PostgreSQL {version}"
+                )
         except psycopg.errors.InsufficientPrivilege:
             return TestResult(False, "Connected, but this user may not read that table")
         except SourceError as exc:
@@ -546,6 +582,19 @@ class PostgreSQL(SourceType):
             if not more:
                 break
         yield Batch([], {"position": position, "high": high, "done": True}, state={"cursor": high})
+
+
+def _replication_refused(
+    pg: psycopg.Connection[Any], conn: Connection, tables: list[tuple[str, str]]
+) -> TestResult | None:
+    """With logical replication: a failed test naming every prerequisite the server lacks."""
+    if conn.config.get("replication") != "logical":
+        return None
+    slot, publication = pg_replication.names(conn.id)
+    missing = pg_replication.prerequisites(pg, slot, publication, tables)
+    if not missing:
+        return None
+    return TestResult(False, "Connected, but logical replication cannot start: " + "; ".join(missing))
 
 
 def rewind(cursor: object, window: int) -> object:

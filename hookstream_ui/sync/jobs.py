@@ -28,8 +28,9 @@ from ..services.bindings import bindings_of
 from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
 from ..services.sources import connection_for, credentials_of, said, type_of
 from ..sources import Connection, SourceError, SourceType
-from ..sources.base import Batch, ReadContext
+from ..sources.base import Batch, ChangeFeed, ReadContext
 from ..values.times import utcnow
+from . import stream
 from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -172,17 +173,42 @@ def _execute(run: SyncRun, token: str) -> None:
     if run.mode != "full" and any(kind.state_expired(b.sync_state) for b in readable):
         run.mode = "full"  # what changed since is gone from the source: read it all again
         db.session.commit()
+    feed = kind.change_feed(conn)
+    if feed is not None:
+        start = feed.prepare([b.stream or "" for b in readable])
+        if source.feed_position is None:
+            source.feed_position = start  # a snapshot taken from now on misses nothing after it
+            db.session.commit()
     for binding in readable:
+        # With a feed, each stream is read whole once (a snapshot), then only streamed.
+        fed = feed is not None and bool((binding.sync_state or {}).get("fed"))
+        full = run.mode == "full" or (feed is not None and not fed)
         checkpoint = dict((run.cursor or {}).get(binding.collection_id) or {})
-        if checkpoint.get("done") and checkpoint.get("finalised"):
+        if (checkpoint.get("done") and checkpoint.get("finalised")) or (fed and run.mode != "full"):
             continue
         mapping = upsert.Mapping.of(binding.collection, binding, run.id)
         if not checkpoint:
-            checkpoint = _first_checkpoint(run, kind, conn, binding, mapping)
+            checkpoint = _first_checkpoint(run, kind, conn, binding, mapping, full)
         if not checkpoint.get("done"):
-            checkpoint = _read_into(run, token, kind, conn, ctx, binding, checkpoint)
+            checkpoint = _read_into(run, token, kind, conn, ctx, binding, checkpoint, full)
         _guard(run.id, token)
-        _finalise(run, kind, binding.collection, checkpoint, ctx.not_before)
+        if feed is not None:
+            binding.sync_state = {"fed": True}
+        _finalise(run, kind, binding.collection, checkpoint, ctx.not_before, full)
+    if feed is not None:
+        _stream(run, token, feed, ctx, readable)
+
+
+def _stream(run: SyncRun, token: str, feed: ChangeFeed, ctx: ReadContext, bound: list[Binding]) -> None:
+    def counted(outcome: upsert.Outcome, read: int) -> None:
+        position = dict((run.cursor or {}).get(stream.FEED) or {})
+        position["read"] = position.get("read", 0) + read
+        for name in COUNTED:
+            position[name] = position.get(name, 0) + getattr(outcome, name)
+        _count(run, outcome, stream.FEED, position)
+        metrics.records_written("sync", outcome)
+
+    stream.stream_into(_this_app(), run, feed, ctx, bound, lambda: _guard(run.id, token), counted, read_ahead)
 
 
 def _read_context(run: SyncRun) -> ReadContext:
@@ -206,6 +232,7 @@ def _read_context(run: SyncRun) -> ReadContext:
         batch_size=config["SYNC_BATCH_SIZE"],
         batch_bytes=config["SYNC_BATCH_BYTES"],
         max_record_bytes=config["MAX_RECORD_BYTES"],
+        stream_seconds=config["SYNC_STREAM_SECONDS"],
         stopping=_stopping(run.id),
     )
 
@@ -223,7 +250,7 @@ def _stopping(run_id: str) -> Callable[[], bool]:
 
 
 def _first_checkpoint(
-    run: SyncRun, kind: SourceType, conn: Connection, binding: Binding, mapping: upsert.Mapping
+    run: SyncRun, kind: SourceType, conn: Connection, binding: Binding, mapping: upsert.Mapping, full: bool
 ) -> dict:
     """A backfill into an empty collection keyed by the type's key column reads every key
     once, in ascending order, when the type says so (`ordered_keys`): no key is looked up."""
@@ -231,7 +258,7 @@ def _first_checkpoint(
     key_column = f"$.{kind.key_column(conn.config, binding.stream)}"
     return {
         "started_empty": bool(
-            run.mode == "full"
+            full
             and kind.ordered_keys
             and not collection.record_count
             and mapping.key_path == key_column
@@ -248,10 +275,11 @@ def _read_into(
     ctx: ReadContext,
     binding: Binding,
     checkpoint: dict,
+    full: bool,
 ) -> dict:
     """Read the binding's stream from `checkpoint` into its collection, committing each
     batch's records, counts and checkpoint together; the last checkpoint."""
-    full, collection = run.mode == "full", binding.collection
+    collection = binding.collection
     mapping = upsert.Mapping.of(collection, binding, run.id)
     batches = kind.read(conn, binding.stream, binding.sync_state, checkpoint, full, ctx)
     for batch in read_ahead(_this_app(), batches):
@@ -286,11 +314,15 @@ def _read_into(
 
 
 def _finalise(
-    run: SyncRun, kind: SourceType, collection: Collection, checkpoint: dict, not_before: datetime | None
+    run: SyncRun,
+    kind: SourceType,
+    collection: Collection,
+    checkpoint: dict,
+    not_before: datetime | None,
+    full: bool,
 ) -> None:
     """The collection is read: a full read of everything the source holds removes the
     records it did not see, and the age cutoff removes those older than it."""
-    full = run.mode == "full"
     removed = (
         upsert.remove_unseen(collection, run.id, run.source_id, run.started_at or utcnow())
         if full and kind.full_read_complete

@@ -1,0 +1,329 @@
+"""PostgreSQL's logical replication as a source's change feed, against the embedded
+PostgreSQL with wal_level=logical: a snapshot, then every insert, update, delete and
+truncate streamed from the source's own slot (pgoutput), committed here with its position;
+the slot advanced only past that, and dropped with the source."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from hookstream_ui.models import Collection, SourceConnection, SyncRun, db
+from hookstream_ui.sources import pg_replication
+from tests.helpers import auth, connect_pull
+from tests.helpers import records_of as records
+from tests.helpers import run_inline as run
+
+
+@pytest.fixture(autouse=True)
+def _streams_end_once_caught_up(app):
+    app.config["SYNC_STREAM_SECONDS"] = 0
+    yield
+    app.config["SYNC_STREAM_SECONDS"] = 300
+
+
+@pytest.fixture
+def tables(pg_source):
+    pg_source.sql(
+        "DROP TABLE IF EXISTS people, orders, nokey CASCADE;"
+        "CREATE TABLE people (id integer PRIMARY KEY, name text, amount numeric(10,2), tags text[], "
+        "doc jsonb, seen timestamptz, note text);"
+        "INSERT INTO people (id, name, amount) SELECT g, 'person ' || g, g / 4.0 FROM generate_series(1, 5) g;"
+        "CREATE TABLE orders (id integer PRIMARY KEY, person integer, total numeric);"
+        "CREATE TABLE nokey (code text, label text);"
+    )
+    yield
+    pg_source.sql(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        "WHERE slot_name LIKE 'hookstream_%' AND NOT active;"
+        "DO $$ DECLARE p text; BEGIN FOR p IN SELECT pubname FROM pg_publication LOOP "
+        "EXECUTE format('DROP PUBLICATION %I', p); END LOOP; END $$;"
+        "DROP TABLE IF EXISTS people, orders, nokey CASCADE;"
+    )
+
+
+def connect(client, key, pg_source, table: str = "people", key_column: str = "id") -> tuple[str, str]:
+    return connect_pull(
+        client, key, "PostgreSQL", pg_source.credentials(), table, f"$.{key_column}",
+        replication="logical", table=table, primary_key=key_column,
+    )  # fmt: skip
+
+
+def connection_test(client, key, credentials: dict, table: str) -> str:
+    """What the connection test of a new logical-replication source says."""
+    body = {
+        "sourceShortName": "postgresql",
+        "name": "Not ready",
+        "credentials": credentials,
+        "config": {"replication": "logical", "table": table},
+    }
+    sid = client.post("/api/v1/source-connections", headers=auth(key), json=body).json["sourceConnection"][
+        "id"
+    ]
+    return client.post(f"/api/v1/source-connections/{sid}/test", json={}, headers=auth(key)).json["message"]
+
+
+def bind(client, key, sid: str, table: str, key_column: str = "id") -> str:
+    made = client.post(
+        "/v1/collections",
+        headers=auth(key),
+        json={
+            "name": f"Rows of {table}",
+            "source_id": sid,
+            "stream": table,
+            "primary_key_path": f"$.{key_column}",
+        },
+    )
+    assert made.status_code == 201, made.json
+    return made.json["collection"]["id"]
+
+
+def slot_of(pg_source, sid: str) -> str:
+    slot, _ = pg_replication.names(sid)
+    return pg_source.sql(
+        f"SELECT slot_name || ':' || confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    )
+
+
+def test_a_snapshot_then_every_change_streams_in_deletes_included(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert sorted(records(cid)) == ["1", "2", "3", "4", "5"]
+    slot, _ = pg_replication.names(sid)
+    assert slot in slot_of(pg_source, sid)
+
+    pg_source.sql(
+        "INSERT INTO people (id, name, amount, tags, doc, seen) VALUES "
+        "(6, 'six', 1.50, '{a,b}', '{\"deep\": {\"n\": 1}}', '2026-01-02 03:04:05+00');"
+        "UPDATE people SET name = 'renamed' WHERE id = 2;"
+        "DELETE FROM people WHERE id = 3;"
+    )
+    done = run(sid)
+    assert done.status == "completed" and done.mode == "incremental", done.error
+    assert (done.records_inserted, done.records_updated, done.records_deleted) == (1, 1, 1)
+    data = records(cid)
+    assert sorted(data) == ["1", "2", "4", "5", "6"] and data["2"]["name"] == "renamed"
+    # As the cursor reader gives it: PostgreSQL's own row_to_json of the row.
+    expected = (
+        pg_source.sql("SELECT row_to_json(t) FROM people t WHERE id = 6").strip().splitlines()[2].strip()
+    )
+    import json
+
+    assert data["6"] == json.loads(expected)
+    assert (
+        data["6"]["amount"] == 1.50
+        and data["6"]["tags"] == ["a", "b"]
+        and data["6"]["doc"] == {"deep": {"n": 1}}
+    )
+
+    done = run(sid)  # nothing new: nothing applied twice
+    assert done.status == "completed" and done.records_inserted == done.records_updated == 0, done.error
+
+
+def test_a_truncate_empties_the_collection_and_later_rows_arrive(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    pg_source.sql("TRUNCATE people; INSERT INTO people (id, name) VALUES (10, 'after');")
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert sorted(records(cid)) == ["10"]
+
+
+def test_a_transaction_over_two_tables_reaches_both_collections(client, key, pg_source, tables):
+    sid, people = connect(client, key, pg_source)
+    orders = bind(client, key, sid, "orders")
+    assert run(sid).status == "completed"
+    pg_source.sql(
+        "BEGIN; INSERT INTO orders VALUES (1, 1, 9.99), (2, 4, 5); UPDATE people SET note = 'ordered' "
+        "WHERE id IN (1, 4); COMMIT;"
+    )
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert sorted(records(orders)) == ["1", "2"] and records(orders)["1"]["total"] == 9.99
+    assert records(people)["4"]["note"] == "ordered"
+
+
+def test_a_long_transaction_is_applied_in_parts_and_whole(app, client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    app.config["SYNC_BATCH_SIZE"] = 400
+    try:
+        pg_source.sql(
+            "INSERT INTO people (id, name) SELECT g, 'bulk ' || g FROM generate_series(100, 2599) g"
+        )
+        done = run(sid)
+    finally:
+        app.config["SYNC_BATCH_SIZE"] = 5000
+    assert done.status == "completed" and done.records_inserted == 2500, done.error
+    assert len(records(cid)) == 2505
+    db.session.expire_all()
+    position = db.session.get(SourceConnection, sid).feed_position
+    assert set(position) == {"lsn"}  # the whole transaction is in
+
+
+def test_changes_committed_here_are_not_applied_again_when_the_slot_was_not_advanced(
+    client, key, pg_source, tables
+):
+    """A worker killed after its commit and before the slot moved: the next run reads the
+    same transactions from the slot and skips them by the committed position."""
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    before = slot_of(pg_source, sid)
+    pg_source.sql(
+        "INSERT INTO people (id, name) VALUES (7, 'seven'); UPDATE people SET name = 'again' WHERE id = 1"
+    )
+    from hookstream_ui.sources import pg_replication as replication
+
+    advance, replication.advance = replication.advance, lambda *args: None  # as if killed before it
+    try:
+        done = run(sid)
+    finally:
+        replication.advance = advance
+    assert done.status == "completed" and done.records_inserted == 1, done.error
+    assert slot_of(pg_source, sid) == before  # the slot still holds them
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert done.records_inserted == done.records_updated == 0
+    assert slot_of(pg_source, sid) != before  # now past them
+    assert records(cid)["1"]["name"] == "again"
+
+
+def test_the_stream_goes_on_after_the_source_restarts(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    pg_source.sql("INSERT INTO people (id, name) VALUES (20, 'before the crash')")
+    pg_source.restart()  # the slot, and what it holds, survive it
+    pg_source.sql("INSERT INTO people (id, name) VALUES (21, 'after it')")
+    done = run(sid)
+    assert done.status == "completed" and done.records_inserted == 2, done.error
+    assert {"20", "21"} <= set(records(cid))
+
+
+def test_a_table_without_a_key_is_refused_until_its_replica_identity_is_full(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source, table="nokey", key_column="code")
+    tested = client.post(f"/api/v1/source-connections/{sid}/test", json={}, headers=auth(key)).json
+    assert "public.nokey has no primary key" in tested["message"], tested
+    assert "REPLICA IDENTITY FULL" in tested["message"]
+    done = run(sid)
+    assert done.status == "failed" and "public.nokey has no primary key" in done.error, done.error
+
+    pg_source.sql(
+        "ALTER TABLE nokey REPLICA IDENTITY FULL; INSERT INTO nokey VALUES ('a', 'one'), ('b', 'two')"
+    )
+    done = run(sid)
+    assert done.status == "completed", done.error
+    pg_source.sql("DELETE FROM nokey WHERE code = 'a'; UPDATE nokey SET label = 'deux' WHERE code = 'b'")
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert records(cid) == {"b": {"code": "b", "label": "deux"}}
+
+
+def test_a_user_without_replication_is_told_what_to_grant(client, key, pg_source, tables):
+    pg_source.sql(
+        "DROP ROLE IF EXISTS reader; CREATE ROLE reader LOGIN PASSWORD 'reader-pw-42'; GRANT SELECT ON people TO reader;"
+    )
+    try:
+        message = connection_test(
+            client, key, pg_source.credentials(username="reader", password="reader-pw-42"), "people"
+        )
+        assert "the user reader lacks the REPLICATION attribute: ALTER ROLE reader REPLICATION" in message
+        assert "there is no publication" in message and "CREATE PUBLICATION" in message
+    finally:
+        pg_source.sql("DROP OWNED BY reader; DROP ROLE reader")
+
+
+def test_deleting_the_source_drops_its_slot_and_publication(client, key, pg_source, tables):
+    sid, _ = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    slot, publication = pg_replication.names(sid)
+    assert slot in slot_of(pg_source, sid)
+    r = client.delete(f"/api/v1/source-connections/{sid}", headers=auth(key))
+    assert r.status_code in (200, 204), r.get_data(as_text=True)
+    assert slot not in slot_of(pg_source, sid)
+    assert publication not in pg_source.sql("SELECT pubname FROM pg_publication")
+
+
+def test_turning_replication_off_drops_the_slot(client, key, pg_source, tables):
+    sid, _ = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    slot, _ = pg_replication.names(sid)
+    r = client.put(
+        f"/api/v1/source-connections/{sid}/config",
+        headers=auth(key),
+        json={"config": {"replication": "cursor"}},
+    )
+    assert r.status_code == 200, r.json
+    assert slot not in slot_of(pg_source, sid)
+    db.session.expire_all()
+    assert db.session.get(SourceConnection, sid).feed_position is None
+
+
+def test_the_run_records_the_feed_position_with_the_records(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    pg_source.sql("INSERT INTO people (id, name) VALUES (8, 'eight')")
+    done = run(sid)
+    db.session.expire_all()
+    source = db.session.get(SourceConnection, sid)
+    flushed = slot_of(pg_source, sid).strip().splitlines()[2].split(":")[1].strip()
+    assert source.feed_position["lsn"] == flushed
+    assert done.cursor["changes"]["inserted"] == 1
+    assert db.session.scalar(select(SyncRun).where(SyncRun.id == done.id)).status == "completed"
+    assert db.session.get(Collection, cid).record_count == 6
+
+
+def test_a_server_not_set_up_for_it_is_told_each_thing_to_change(client, key, tmp_root, tables):
+    from tests.fixture_servers import PostgresSource
+
+    plain = PostgresSource(tmp_root / "pg-plain", settings="-c wal_level=replica -c max_replication_slots=0")
+    try:
+        message = connection_test(client, key, plain.credentials(), "customers")
+        assert message.startswith(
+            "Connected, but logical replication cannot start: wal_level is replica, not logical"
+        )
+        assert "rds.logical_replication = 1" in message and "restart PostgreSQL" in message
+        assert "every replication slot is in use: raise max_replication_slots" in message
+        assert "REPLICATION attribute" not in message  # this user is a superuser
+    finally:
+        plain.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_stream_twice_loses_and_doubles_nothing(client, key, pg_source, tables, workers):
+    """Rows committed in small transactions while the stream runs; its worker is SIGKILLed
+    twice mid-stream and the run resumed each time: every row arrives once, counted once."""
+    import threading
+    from datetime import timedelta
+
+    from hookstream_ui.sync.scheduler import resume_stale
+    from hookstream_ui.values.times import utcnow
+    from tests.sync_helpers import kill_tree, start, wait_for, wait_for_progress
+
+    sid, cid = connect(client, key, pg_source)
+    settings = {"SYNC_BATCH_SIZE": "20", "SYNC_STREAM_SECONDS": "3"}
+    [worker] = workers(1, **settings)
+    run_id = start(client, key, sid)
+    wait_for_progress(run_id, 5)  # the snapshot is in
+
+    def load() -> None:
+        for first in range(100, 1600, 25):
+            pg_source.sql(
+                f"INSERT INTO people (id, name) SELECT g, 'n' || g FROM generate_series({first}, {first + 24}) g;"
+                f"UPDATE people SET amount = {first} WHERE id = {first};"
+            )
+
+    writer = threading.Thread(target=load)
+    writer.start()
+    for at_least in (200, 700):
+        wait_for_progress(run_id, at_least)
+        kill_tree(worker)
+        assert resume_stale(utcnow() + timedelta(seconds=60)) == [run_id]
+        [worker] = workers(1, **settings)
+    writer.join(60)
+    done = wait_for(run_id, timeout=120)
+    assert done.status == "completed", done.error
+    data = records(cid)
+    assert len(data) == 5 + 1500 and data["1575"]["amount"] == 1575
+    assert done.records_inserted == 5 + 1500, "a change was counted twice, or lost"
+    assert done.records_updated == 60
