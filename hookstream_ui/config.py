@@ -117,6 +117,12 @@ def load_config(instance: Path) -> dict[str, Any]:
         # How long a streaming run (logical replication) goes on once caught up; the next run
         # starts at once, so this bounds a run's length, not how soon changes arrive.
         "SYNC_STREAM_SECONDS": env_int("SYNC_STREAM_SECONDS", 300),
+        # A change feed's slot (sync/feeds.py): the WAL it keeps, or how long since its reader
+        # moved, past which its source's health is degraded, then error.
+        "FEED_DEGRADED_BYTES": env_int("FEED_DEGRADED_BYTES", 1024**3),
+        "FEED_ERROR_BYTES": env_int("FEED_ERROR_BYTES", 16 * 1024**3),
+        "FEED_DEGRADED_SECONDS": env_int("FEED_DEGRADED_SECONDS", 600),
+        "FEED_ERROR_SECONDS": env_int("FEED_ERROR_SECONDS", 3600),
         "MAX_UPLOAD_BYTES": env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1),
         # One record, from any source: its JSON size and its fields (services/upsert.RecordLimits).
         "MAX_RECORD_BYTES": env_int("MAX_RECORD_BYTES", env_int("MAX_BODY_BYTES", 1024 * 1024, 1), 1),

@@ -327,3 +327,37 @@ def test_a_worker_killed_mid_stream_twice_loses_and_doubles_nothing(client, key,
     assert len(data) == 5 + 1500 and data["1575"]["amount"] == 1575
     assert done.records_inserted == 5 + 1500, "a change was counted twice, or lost"
     assert done.records_updated == 60
+
+
+def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in_with_key, pg_source, tables):
+    from hookstream_ui.sync import feeds
+
+    client, _, key = signed_in_with_key
+    sid, _ = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    pg_source.sql(
+        "INSERT INTO people (id, name) SELECT g, repeat('x', 500) FROM generate_series(100, 2000) g"
+    )
+    source = db.session.get(SourceConnection, sid)
+    slot, _ = pg_replication.names(sid)
+    app.config.update(FEED_DEGRADED_BYTES=100_000)
+    try:
+        lag = feeds.check(source)
+        assert lag["slot"] == slot and lag["retained_bytes"] >= 100_000 and lag["behind_bytes"] > 0, lag
+        assert source.health_status == "degraded"
+        assert source.last_error.startswith(f"The replication slot {slot} keeps ")
+        assert "turn logical replication off or delete the source" in source.last_error
+        app.config.update(FEED_ERROR_BYTES=100_000)
+        feeds.check(source)
+        assert source.health_status == "error"
+        shown = client.get(f"/v1/syncs/{sid}", headers=auth(key)).json["health"]
+        assert shown["status"] == "error" and slot in shown["last_error"]
+        page = client.get(f"/sources/{sid}").get_data(as_text=True)
+        assert "Replication slot" in page and slot in page and "WAL kept for it" in page
+    finally:
+        app.config.update(FEED_DEGRADED_BYTES=1024**3, FEED_ERROR_BYTES=16 * 1024**3)
+    assert run(sid).status == "completed"  # read: the slot moves on
+    db.session.expire_all()
+    source = db.session.get(SourceConnection, sid)
+    feeds.check(source)
+    assert source.health_status == "healthy" and source.feed_lag["behind_seconds"] == 0, source.feed_lag

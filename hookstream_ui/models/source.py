@@ -48,5 +48,7 @@ class SourceConnection(EnvScoped, Timestamps, Model):
     # Where the source's change feed is (a replication slot's LSN), committed with the
     # records applied from it; None without a feed.
     feed_position: Mapped[dict | None] = mapped_column(JSON)
+    # What the feed's slot last said of itself (services/feeds.py), apart from any run.
+    feed_lag: Mapped[dict | None] = mapped_column(JSON)
     # collection_ids as the caller wrote them (e.g. "stripe:customer"), in order.
     collection_refs: Mapped[list | None] = mapped_column(JSON)

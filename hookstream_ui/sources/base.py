@@ -136,6 +136,11 @@ class ChangeFeed(ABC):
         """What is before `position` is committed here: the source may forget it."""
 
     @abstractmethod
+    def lag(self) -> dict | None:
+        """What the feed keeps at the source and how far behind its reader is (bytes), and
+        what holds it (a slot's name); None when there is nothing there."""
+
+    @abstractmethod
     def forget(self) -> None:
         """Remove what the feed holds at the source (a slot that keeps WAL)."""
 

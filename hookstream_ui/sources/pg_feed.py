@@ -12,9 +12,12 @@ import psycopg
 from ..values.records import Incoming
 from . import pg_replication as replication
 from .base import ChangeBatch, ChangeFeed, ReadContext, SourceError
-from .pgoutput import Change, Relation, Truncate, lsn_text
+from .pgoutput import Change, Relation, Truncate, lsn_of, lsn_text
 
 POLL_SECONDS = 0.1  # between looks at a slot that had nothing: changes arrive within this
+# How often a slot with nothing for its tables is moved along the server's WAL anyway.
+IDLE_BYTES = 16 * 1024 * 1024
+IDLE_SECONDS = 10.0
 
 
 class PgChangeFeed(ChangeFeed):
@@ -48,6 +51,11 @@ class PgChangeFeed(ChangeFeed):
             with self.connect(self.credentials) as pg:
                 replication.advance(pg, self.slot, position["lsn"])
 
+    def lag(self) -> dict | None:
+        with self.connect(self.credentials) as pg:
+            said = replication.lag(pg, self.slot)
+        return None if said is None else {**said, "slot": self.slot, "publication": self.publication}
+
     def forget(self) -> None:
         with self.connect(self.credentials) as pg:
             replication.drop(pg, self.slot, self.publication)
@@ -58,6 +66,7 @@ class PgChangeFeed(ChangeFeed):
         tables = self.tables_of(streams)
         caught_up_since: float | None = None
         acknowledged: str | None = None
+        moved_at = time.monotonic()
         with self.connect(self.credentials) as pg:
             pg.execute("SET statement_timeout = '15min'")
             while not ctx.stopping():
@@ -67,6 +76,8 @@ class PgChangeFeed(ChangeFeed):
                     acknowledged = done["lsn"]
                 sent = False
                 try:
+                    # Before the look: every transaction committed before it is in the look.
+                    floor = str(_one(pg, "SELECT pg_current_wal_lsn()::text"))
                     for batch in self._batches(pg, tables, position, ctx):
                         position, sent = batch.position, True
                         yield batch
@@ -77,6 +88,12 @@ class PgChangeFeed(ChangeFeed):
                 if sent:
                     caught_up_since = None
                     continue
+                if _idle_move(position, floor, moved_at):
+                    # Nothing for these tables, but the server's WAL goes on (other tables, other
+                    # databases): the slot is moved to where the look began, or it would keep
+                    # all of it until one of these tables changes.
+                    position, moved_at = {"lsn": floor}, time.monotonic()
+                    yield ChangeBatch({}, position)
                 caught_up_since = caught_up_since or time.monotonic()
                 if time.monotonic() - caught_up_since >= ctx.stream_seconds:
                     return
@@ -175,3 +192,20 @@ def _within(position: dict, final_lsn: int, applied: int) -> dict:
 
 def _said(exc: psycopg.Error) -> str:
     return (exc.diag.message_primary or "").strip() or type(exc).__name__
+
+
+def _one(pg: psycopg.Connection[Any], query: str) -> Any:
+    row = pg.execute(query).fetchone()
+    if row is None:
+        raise SourceError("PostgreSQL answered no row where one is always expected")
+    return row[0]
+
+
+def _idle_move(position: dict, floor: str, moved_at: float) -> bool:
+    """Whether an idle slot should be moved to `floor`: not in the middle of a transaction,
+    and far enough on (IDLE_BYTES) or long enough since (IDLE_SECONDS) that the commit is
+    worth it."""
+    if position.get("txn"):
+        return False
+    ahead = lsn_of(floor) - lsn_of(position.get("lsn") or "0/0")
+    return ahead > 0 and (ahead >= IDLE_BYTES or time.monotonic() - moved_at >= IDLE_SECONDS)

@@ -25,6 +25,7 @@ from ..extensions import db, get_redis
 from ..models import Binding, Collection, Org, SourceConnection, SyncRun
 from ..services import retention, runs
 from ..values.times import utcnow
+from . import feeds
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "hookstream:scheduler:leader"
@@ -183,8 +184,23 @@ def prune_when_due() -> dict:
     return pruned
 
 
+FEED_CHECK_SECONDS = 60
+_next_feed_check = [0.0]
+
+
+def feeds_when_due() -> bool:
+    """Every minute, the change feeds' slots are checked (sync/feeds.py), in a job: a source
+    that does not answer must not hold up scheduling."""
+    if time.monotonic() < _next_feed_check[0]:
+        return False
+    _next_feed_check[0] = time.monotonic() + FEED_CHECK_SECONDS
+    feeds.enqueue()
+    return True
+
+
 def tick() -> dict:
     return {
+        "feeds": feeds_when_due(),
         "resumed": resume_stale(),
         "requeued": requeue_lost(),
         "started": enqueue_due(),

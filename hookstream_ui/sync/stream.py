@@ -38,7 +38,9 @@ def apply_batch(run: SyncRun, batch: ChangeBatch, bindings: list[Binding], count
             )
             counted(outcome, len(items))
             collection.last_sync_at = utcnow()
-    run.source.feed_position = batch.position
+    # When the feed last moved: a slot whose position stands still while WAL grows is
+    # read by nobody (services/feeds.py).
+    run.source.feed_position = {**batch.position, "at": utcnow().isoformat()}
 
 
 def stream_into(
