@@ -271,6 +271,7 @@ def test_the_run_records_the_feed_position_with_the_records(client, key, pg_sour
     assert done.cursor["changes"]["inserted"] == 1
     assert db.session.scalar(select(SyncRun).where(SyncRun.id == done.id)).status == "completed"
     assert db.session.get(Collection, cid).record_count == 6
+    assert done.cursor["changes"]["lag_ms"] >= 0 and done.cursor["changes"]["last_change_at"]
 
 
 def test_a_server_not_set_up_for_it_is_told_each_thing_to_change(client, key, tmp_root, tables):
@@ -356,7 +357,10 @@ def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in
         assert "Replication slot" in page and slot in page and "WAL kept for it" in page
     finally:
         app.config.update(FEED_DEGRADED_BYTES=1024**3, FEED_ERROR_BYTES=16 * 1024**3)
-    assert run(sid).status == "completed"  # read: the slot moves on
+    streamed = run(sid)  # read: the slot moves on
+    assert streamed.status == "completed" and streamed.records_inserted == 1901, streamed.error
+    page = client.get(f"/runs/{streamed.id}").get_data(as_text=True)
+    assert "Streaming changes: the newest applied was committed at" in page
     db.session.expire_all()
     source = db.session.get(SourceConnection, sid)
     feeds.check(source)

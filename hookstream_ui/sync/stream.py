@@ -38,6 +38,12 @@ def apply_batch(run: SyncRun, batch: ChangeBatch, bindings: list[Binding], count
             )
             counted(outcome, len(items))
             collection.last_sync_at = utcnow()
+    if batch.committed_at is not None:
+        # For the run page: the newest change applied, and how long after its commit.
+        feed = dict((run.cursor or {}).get(FEED) or {})
+        feed["last_change_at"] = batch.committed_at.isoformat()
+        feed["lag_ms"] = max(round((utcnow() - batch.committed_at).total_seconds() * 1000), 0)
+        run.cursor = {**(run.cursor or {}), FEED: feed}
     # When the feed last moved: a slot whose position stands still while WAL grows is
     # read by nobody (services/feeds.py).
     run.source.feed_position = {**batch.position, "at": utcnow().isoformat()}
