@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datetime import UTC
 
-from bench.common import ROOT, machine, migrate, save
+from bench.common import ROOT, machine, migrate, save, source_and_collection
 
 BATCH = 5000
 
@@ -90,10 +90,7 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
     migrate(env)
     from hookstream_ui import create_app
     from hookstream_ui.models import Collection, SyncRun, db
-    from hookstream_ui.models.principal import Principal
-    from hookstream_ui.services import accounts, runs
-    from hookstream_ui.services import collections as collection_svc
-    from hookstream_ui.services import sources as source_svc
+    from hookstream_ui.services import runs
 
     app = create_app()
     worker = None
@@ -101,27 +98,15 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
     stop = threading.Event()
     try:
         with app.app_context():
-            user = accounts.create_user("bench@example.com", "bench-password-1")
-            org = user.memberships[0].org
-            principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
-            source = source_svc.create_source(
-                principal,
-                {
-                    "sourceShortName": "postgresql",
-                    "name": "bench",
-                    "credentials": source_dsn,
-                    "config": {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"},
-                },
-            )
-            collection = collection_svc.create_collection(
-                principal,
-                {
-                    "name": "Bench rows",
-                    "source_id": source.id,
-                    "stream": "bench_rows",
-                    "primary_key_path": "$.id",
-                    "search_index": search_index,
-                },
+            config = {"table": "bench_rows", "primary_key": "id", "cursor_column": "updated_at"}
+            source, collection = source_and_collection(
+                "bench@example.com",
+                "postgresql",
+                source_dsn,
+                config,
+                "bench_rows",
+                "$.id",
+                search_index=search_index,
             )
             worker = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", "app", "worker"],

@@ -183,6 +183,36 @@ def running(db: str, web_workers: int = 2) -> Iterator[tuple[Instance, str]]:
             instance.stop()
 
 
+def source_and_collection(
+    email: str, short_name: str, credentials: dict, config: dict, stream: str, key_path: str, **more: Any
+) -> tuple[Any, Any]:
+    """A new owner's source and a collection it feeds, made as the API makes them (inside an
+    app context): (source, collection)."""
+    from hookstream_ui.models.principal import Principal
+    from hookstream_ui.services import accounts
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+
+    user = accounts.create_user(email, "bench-password-1")
+    org = user.memberships[0].org
+    principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
+    source = source_svc.create_source(
+        principal,
+        {"sourceShortName": short_name, "name": short_name, "credentials": credentials, "config": config},
+    )
+    collection = collection_svc.create_collection(
+        principal,
+        {
+            "name": f"{short_name} {stream}"[:64],
+            "source_id": source.id,
+            "stream": stream,
+            "primary_key_path": key_path,
+            **more,
+        },
+    )
+    return source, collection
+
+
 def migrate(env: dict) -> None:
     """The app's tables in the database `env` names, as `flask db upgrade` makes them."""
     subprocess.run(

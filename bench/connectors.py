@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, database_url, machine, migrate, save
+from bench.common import ROOT, database_url, machine, migrate, save, source_and_collection
 
 
 @dataclass
@@ -224,37 +224,21 @@ def main() -> int:
 def measure(provider: Provider, seconds: float, env: dict, idle: float) -> dict:
     from hookstream_ui import create_app
     from hookstream_ui.models import Collection, SyncRun, db
-    from hookstream_ui.models.principal import Principal
-    from hookstream_ui.services import accounts, runs
-    from hookstream_ui.services import collections as collection_svc
-    from hookstream_ui.services import sources as source_svc
+    from hookstream_ui.services import runs
 
     n, credentials, config = announce(provider.name, seconds)
     app = create_app()
     with app.app_context():
-        user = accounts.create_user(f"{provider.name}@example.com", "bench-password-1")
-        org = user.memberships[0].org
-        principal = Principal(org=org, env=org.environments[0], role="owner", user=user)
-        source = source_svc.create_source(
-            principal,
-            {
-                "sourceShortName": provider.name,
-                "name": provider.name,
-                "credentials": credentials,
-                "config": config,
-            },
+        source, collection = source_and_collection(
+            f"{provider.name}@example.com",
+            provider.name,
+            credentials,
+            config,
+            provider.stream,
+            provider.key_path,
         )
         source.rate_limit = None  # no limit of the sync's own: the provider's announcement paces it
         db.session.commit()
-        collection = collection_svc.create_collection(
-            principal,
-            {
-                "name": f"{provider.name} {provider.stream}",
-                "source_id": source.id,
-                "stream": provider.stream,
-                "primary_key_path": provider.key_path,
-            },
-        )
         run = runs.start_run(source, full=True)
         cpu = burst_worker(env) - idle
         db.session.expire_all()
