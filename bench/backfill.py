@@ -13,7 +13,6 @@ the ceiling and the worker's peak RSS; saves bench/results/backfill-<db>[-no-sea
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datetime import UTC
 
-from bench.common import ROOT, machine, migrate, save, source_and_collection
+from bench.common import ROOT, app_env, machine, migrate, save, source_and_collection
 
 BATCH = 5000
 
@@ -66,27 +65,7 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
     from hookstream_ui import embedded_redis
 
     redis_proc, redis_url = embedded_redis.start(tmp / "redis")
-    env = dict(
-        os.environ,
-        INSTANCE_PATH=str(tmp / "instance"),
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        ALLOW_PRIVATE_NETWORKS="1",
-        FLASK_APP="app",
-        SYNC_BATCH_SIZE=str(BATCH),
-    )
-    os.environ.update(
-        {
-            k: env[k]
-            for k in (
-                "INSTANCE_PATH",
-                "DATABASE_URL",
-                "REDIS_URL",
-                "ALLOW_PRIVATE_NETWORKS",
-                "SYNC_BATCH_SIZE",
-            )
-        }
-    )
+    env = app_env(tmp, db_url, redis_url, SYNC_BATCH_SIZE=str(BATCH))
     migrate(env)
     from hookstream_ui import create_app
     from hookstream_ui.models import Collection, SyncRun, db

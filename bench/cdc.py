@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     ROOT,
+    app_env,
     database_url,
     machine,
     migrate,
@@ -224,18 +225,7 @@ def run_bench(args: argparse.Namespace, tmp: Path, source: Any) -> dict:
     dsn = f"host=127.0.0.1 port={creds['port']} dbname=postgres user={creds['username']} password={creds['password']}"
     redis_proc, redis_url = embedded_redis.start(tmp / "redis", {"stdout": subprocess.DEVNULL})
     db_url = database_url(args.db, tmp)
-    env = dict(
-        os.environ,
-        INSTANCE_PATH=str(tmp / "instance"),
-        DATABASE_URL=db_url,
-        REDIS_URL=redis_url,
-        ALLOW_PRIVATE_NETWORKS="1",
-        FLASK_APP="app",
-        SYNC_STREAM_SECONDS="3600",
-    )
-    os.environ.update(
-        {k: env[k] for k in ("INSTANCE_PATH", "DATABASE_URL", "REDIS_URL", "ALLOW_PRIVATE_NETWORKS")}
-    )
+    env = app_env(tmp, db_url, redis_url, SYNC_STREAM_SECONDS="3600")
     worker = None
     try:
         migrate(env)

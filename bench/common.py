@@ -213,6 +213,20 @@ def source_and_collection(
     return source, collection
 
 
+def app_env(tmp: Path, db_url: str, redis_url: str, **settings: str) -> dict:
+    """The environment of the app's processes (workers, the CLI) on this bench's database
+    and Redis, sources on 127.0.0.1 allowed; this process takes it too, for create_app()."""
+    own = {
+        "INSTANCE_PATH": str(tmp / "instance"),
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "ALLOW_PRIVATE_NETWORKS": "1",
+        **settings,
+    }
+    os.environ.update(own)
+    return dict(os.environ, FLASK_APP="app", **own)
+
+
 def migrate(env: dict) -> None:
     """The app's tables in the database `env` names, as `flask db upgrade` makes them."""
     subprocess.run(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import resource
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, database_url, machine, migrate, save, source_and_collection
+from bench.common import ROOT, app_env, database_url, machine, migrate, save, source_and_collection
 
 
 @dataclass
@@ -185,17 +184,7 @@ def main() -> int:
         from hookstream_ui import embedded_redis
 
         redis_proc, redis_url = embedded_redis.start(tmp / "redis")
-        env = dict(
-            os.environ,
-            INSTANCE_PATH=str(tmp / "instance"),
-            DATABASE_URL=database_url(args.db, tmp),
-            REDIS_URL=redis_url,
-            ALLOW_PRIVATE_NETWORKS="1",
-            FLASK_APP="app",
-        )
-        os.environ.update(
-            {k: env[k] for k in ("INSTANCE_PATH", "DATABASE_URL", "REDIS_URL", "ALLOW_PRIVATE_NETWORKS")}
-        )
+        env = app_env(tmp, database_url(args.db, tmp), redis_url)
         try:
             migrate(env)
             idle = min(burst_worker(env) for _ in range(2))
