@@ -144,6 +144,22 @@ def test_a_transaction_over_two_tables_reaches_both_collections(client, key, pg_
     assert records(people)["4"]["note"] == "ordered"
 
 
+def test_a_collection_paused_meanwhile_is_read_whole_again_when_resumed(client, key, pg_source, tables):
+    sid, people = connect(client, key, pg_source)
+    orders = bind(client, key, sid, "orders")
+    assert run(sid).status == "completed"
+    r = client.patch(f"/v1/collections/{orders}", json={"status": "PAUSED"}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    pg_source.sql("INSERT INTO orders VALUES (5, 1, 3); INSERT INTO people (id, name) VALUES (30, 'thirty')")
+    assert run(sid).status == "completed"
+    assert "30" in records(people) and not records(orders)  # paused: takes nothing
+    r = client.patch(f"/v1/collections/{orders}", json={"status": "ACTIVE"}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert sorted(records(orders)) == ["5"]  # what changed while it was paused is not lost
+
+
 def test_a_long_transaction_is_applied_in_parts_and_whole(app, client, key, pg_source, tables):
     sid, cid = connect(client, key, pg_source)
     assert run(sid).status == "completed"

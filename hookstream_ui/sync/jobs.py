@@ -175,6 +175,10 @@ def _execute(run: SyncRun, token: str) -> None:
         db.session.commit()
     feed = kind.change_feed(conn)
     if feed is not None:
+        for binding in bound:
+            if binding not in readable:
+                # Its changes are passed by while it is paused: read whole again once resumed.
+                binding.sync_state = None
         start = feed.prepare([b.stream or "" for b in readable])
         if source.feed_position is None:
             source.feed_position = start  # a snapshot taken from now on misses nothing after it
