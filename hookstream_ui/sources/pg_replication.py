@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .pgoutput import UNCHANGED, Begin, Change, Commit, Decoder, Relation, Truncate, lsn_of, lsn_text
+from .pgoutput import UNCHANGED, Begin, Change, Commit, Decoder, Relation, Truncate, lsn_of
 
 PEEK = (
     "SELECT data FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, "
@@ -233,6 +233,3 @@ def rows_json(
         )
         result = [(k, now.get(str(k), j)) if i in unsent else (k, j) for i, (k, j) in enumerate(result)]
     return result
-
-
-__all__ = ["lsn_of", "lsn_text"]

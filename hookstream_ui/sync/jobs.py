@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..infra import locks
-from ..models import Binding, Collection, SyncRun
+from ..models import Binding, Collection, SourceConnection, SyncRun
 from ..observability import metrics, runs
 from ..services import upsert
 from ..services.bindings import bindings_of
@@ -175,14 +175,7 @@ def _execute(run: SyncRun, token: str) -> None:
         db.session.commit()
     feed = kind.change_feed(conn)
     if feed is not None:
-        for binding in bound:
-            if binding not in readable:
-                # Its changes are passed by while it is paused: read whole again once resumed.
-                binding.sync_state = None
-        start = feed.prepare([b.stream or "" for b in readable])
-        if source.feed_position is None:
-            source.feed_position = start  # a snapshot taken from now on misses nothing after it
-            db.session.commit()
+        _prepare_feed(source, feed, bound, readable)
     for binding in readable:
         # With a feed, each stream is read whole once (a snapshot), then only streamed.
         fed = feed is not None and bool((binding.sync_state or {}).get("fed"))
@@ -201,6 +194,20 @@ def _execute(run: SyncRun, token: str) -> None:
         _finalise(run, kind, binding.collection, checkpoint, ctx.not_before, full)
     if feed is not None:
         _stream(run, token, feed, ctx, readable)
+
+
+def _prepare_feed(
+    source: SourceConnection, feed: ChangeFeed, bound: list[Binding], readable: list[Binding]
+) -> None:
+    """The feed covering the readable streams, and where it starts for a new source."""
+    for binding in bound:
+        if binding not in readable:
+            # Its changes are passed by while it is paused: read whole again once resumed.
+            binding.sync_state = None
+    start = feed.prepare([b.stream or "" for b in readable])
+    if source.feed_position is None:
+        source.feed_position = start  # a snapshot taken from now on misses nothing after it
+    db.session.commit()
 
 
 def _stream(run: SyncRun, token: str, feed: ChangeFeed, ctx: ReadContext, bound: list[Binding]) -> None:
