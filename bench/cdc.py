@@ -99,7 +99,7 @@ def watch(db_url: str, collection_id: str, stop: threading.Event, seen: dict[int
     """Every 20 ms, the newest seq in the collection's records, with when it was first seen."""
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(db_url)
+    engine = create_engine(_driver(db_url))
     path = "json_extract(data, '$.seq')" if db_url.startswith("sqlite") else "(data->>'seq')::bigint"
     query = text(f"SELECT max({path}) FROM records WHERE collection_id = :c")
     with engine.connect() as conn:
@@ -342,6 +342,11 @@ def run_bench(args: argparse.Namespace, tmp: Path, source: Any) -> dict:
     }
 
 
+def _driver(db_url: str) -> str:
+    """The app's database URL with psycopg 3 named, as the app uses it (not psycopg2)."""
+    return db_url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 def start_worker(env: dict, tmp: Path) -> subprocess.Popen:
     with open(tmp / "worker.log", "ab") as log:
         return subprocess.Popen(
@@ -355,10 +360,10 @@ def compare(source: Any, db_url: str, collection_id: str) -> bool:
 
     rows = source.sql("SELECT json_object_agg(id, row_to_json(t)) FROM cdc_rows t").strip().splitlines()[2]
     want = json.loads(rows)
-    engine = create_engine(db_url)
+    engine = create_engine(_driver(db_url))
     with engine.connect() as conn:
         have = {
-            k: json.loads(d)
+            k: d if isinstance(d, dict) else json.loads(d)
             for k, d in conn.execute(
                 text("SELECT record_key, data FROM records WHERE collection_id = :c"), {"c": collection_id}
             )
