@@ -381,3 +381,15 @@ def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in
     source = db.session.get(SourceConnection, sid)
     feeds.check(source)
     assert source.health_status == "healthy" and source.feed_lag["behind_seconds"] == 0, source.feed_lag
+
+
+def test_an_unknown_change_capture_mode_is_refused_by_name(client, key, pg_source):
+    body = {
+        "sourceShortName": "postgresql",
+        "name": "Bad mode",
+        "credentials": pg_source.credentials(),
+        "config": {"replication": "bogus", "table": "customers"},
+    }
+    r = client.post("/api/v1/source-connections", headers=auth(key), json=body)
+    assert r.status_code == 400 and r.json["errors"] == {"replication": "must be one of: cursor, logical"}
+    assert db.session.scalar(select(SourceConnection)) is None
