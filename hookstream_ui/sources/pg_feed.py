@@ -3,8 +3,10 @@ bound table, each batch ending at a position the engine commits with it."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -18,6 +20,21 @@ POLL_SECONDS = 0.1  # between looks at a slot that had nothing: changes arrive w
 # How often a slot with nothing for its tables is moved along the server's WAL anyway.
 IDLE_BYTES = 16 * 1024 * 1024
 IDLE_SECONDS = 10.0
+
+
+# A dropped connection is made again for this long before the run fails its attempt.
+RECONNECT_SECONDS = 60.0
+RECONNECT_PAUSE = 0.5
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Progress:
+    """Where a read stands, kept across the connections it makes."""
+
+    position: dict
+    caught_up_since: float | None = None
+    moved_at: float = field(default_factory=time.monotonic)
 
 
 class PgChangeFeed(ChangeFeed):
@@ -63,41 +80,68 @@ class PgChangeFeed(ChangeFeed):
     def read(
         self, streams: list[str], position: dict, ctx: ReadContext, committed: Callable[[], dict | None]
     ) -> Iterator[ChangeBatch]:
+        """Batches until caught up for `ctx.stream_seconds`. A dropped connection (the server
+        restarting, the network) is made again from the last batch handed on, for up to
+        RECONNECT_SECONDS, before the run's own retries take over."""
         tables = self.tables_of(streams)
-        caught_up_since: float | None = None
-        acknowledged: str | None = None
-        moved_at = time.monotonic()
-        with self.connect(self.credentials) as pg:
-            pg.execute("SET statement_timeout = '15min'")
-            while not ctx.stopping():
-                done = committed()
-                if done and done.get("lsn") and done["lsn"] != acknowledged:
-                    replication.advance(pg, self.slot, done["lsn"])
-                    acknowledged = done["lsn"]
-                sent = False
-                try:
-                    # Before the look: every transaction committed before it is in the look.
-                    floor = str(_one(pg, "SELECT pg_current_wal_lsn()::text"))
-                    for batch in self._batches(pg, tables, position, ctx):
-                        position, sent = batch.position, True
-                        yield batch
-                except psycopg.Error as exc:
-                    raise SourceError(
-                        f"PostgreSQL could not read the replication slot: {_said(exc)}"
-                    ) from None
-                if sent:
-                    caught_up_since = None
-                    continue
-                if _idle_move(position, floor, moved_at):
-                    # Nothing for these tables, but the server's WAL goes on (other tables, other
-                    # databases): the slot is moved to where the look began, or it would keep
-                    # all of it until one of these tables changes.
-                    position, moved_at = {"lsn": floor}, time.monotonic()
-                    yield ChangeBatch({}, position)
-                caught_up_since = caught_up_since or time.monotonic()
-                if time.monotonic() - caught_up_since >= ctx.stream_seconds:
+        state = _Progress(position)
+        lost_since: float | None = None
+        while True:
+            try:
+                with self.connect(self.credentials) as pg:
+                    lost_since = None
+                    yield from self._look(pg, tables, state, ctx, committed)
                     return
-                time.sleep(POLL_SECONDS)
+            except (psycopg.OperationalError, SourceError) as exc:
+                if isinstance(exc, SourceError) and not exc.retry:
+                    raise
+                lost_since = lost_since or time.monotonic()
+                if time.monotonic() - lost_since >= RECONNECT_SECONDS or ctx.stopping():
+                    raise _lost(exc) from None
+                log.warning("replication connection lost, connecting again: %s", _said_any(exc))
+                time.sleep(RECONNECT_PAUSE)
+
+    def _look(
+        self,
+        pg: psycopg.Connection[Any],
+        tables: dict[tuple[str, str], str],
+        state: _Progress,
+        ctx: ReadContext,
+        committed: Callable[[], dict | None],
+    ) -> Iterator[ChangeBatch]:
+        """On one connection: look at the slot until caught up long enough, advancing it as
+        the engine commits."""
+        pg.execute("SET statement_timeout = '15min'")
+        acknowledged: str | None = None
+        while not ctx.stopping():
+            done = committed()
+            if done and done.get("lsn") and done["lsn"] != acknowledged:
+                replication.advance(pg, self.slot, done["lsn"])
+                acknowledged = done["lsn"]
+            sent = False
+            try:
+                # Before the look: every transaction committed before it is in the look.
+                floor = str(_one(pg, "SELECT pg_current_wal_lsn()::text"))
+                for batch in self._batches(pg, tables, state.position, ctx):
+                    state.position, sent = batch.position, True
+                    yield batch
+            except psycopg.OperationalError:
+                raise  # the connection: made again by read()
+            except psycopg.Error as exc:
+                raise SourceError(f"PostgreSQL could not read the replication slot: {_said(exc)}") from None
+            if sent:
+                state.caught_up_since = None
+                continue
+            if _idle_move(state.position, floor, state.moved_at):
+                # Nothing for these tables, but the server's WAL goes on (other tables, other
+                # databases): the slot is moved to where the look began, or it would keep
+                # all of it until one of these tables changes.
+                state.position, state.moved_at = {"lsn": floor}, time.monotonic()
+                yield ChangeBatch({}, state.position)
+            state.caught_up_since = state.caught_up_since or time.monotonic()
+            if time.monotonic() - state.caught_up_since >= ctx.stream_seconds:
+                return
+            time.sleep(POLL_SECONDS)
 
     def _batches(
         self,
@@ -192,6 +236,16 @@ def _within(position: dict, final_lsn: int, applied: int) -> dict:
 
 def _said(exc: psycopg.Error) -> str:
     return (exc.diag.message_primary or "").strip() or type(exc).__name__
+
+
+def _said_any(exc: Exception) -> str:
+    return _said(exc) if isinstance(exc, psycopg.Error) else str(exc)
+
+
+def _lost(exc: Exception) -> SourceError:
+    return SourceError(
+        f"The replication connection to PostgreSQL was lost for {RECONNECT_SECONDS:.0f} s: {_said_any(exc)}"
+    )
 
 
 def _one(pg: psycopg.Connection[Any], query: str) -> Any:

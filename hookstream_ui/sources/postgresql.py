@@ -165,6 +165,12 @@ def connect(creds: dict) -> psycopg.Connection[Any]:
         "gssencmode": "disable",
         "require_auth": "!gss,!sspi",
         "gssdelegation": 0,
+        # A peer gone silent (a network that drops, not closes) is noticed in about a minute,
+        # not when the kernel gives up: a streaming read waits on it for good otherwise.
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
     }
     addresses: Sequence[str | None] = (None,)
     if not host.startswith(("/", "@")):
