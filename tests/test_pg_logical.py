@@ -5,11 +5,15 @@ the slot advanced only past that, and dropped with the source."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Collection, SourceConnection, SyncRun, db
 from hookstream_ui.sources import pg_replication
+from hookstream_ui.values.times import as_utc, utcnow
 from tests.helpers import auth, connect_pull
 from tests.helpers import records_of as records
 from tests.helpers import run_inline as run
@@ -264,6 +268,7 @@ def test_turning_replication_off_drops_the_slot(client, key, pg_source, tables):
     sid, _ = connect(client, key, pg_source)
     assert run(sid).status == "completed"
     slot, _ = pg_replication.names(sid)
+    assert client.get(f"/v1/syncs/{sid}", headers=auth(key)).json["health"]["replication"]["position"]
     r = client.put(
         f"/api/v1/source-connections/{sid}/config",
         headers=auth(key),
@@ -273,6 +278,7 @@ def test_turning_replication_off_drops_the_slot(client, key, pg_source, tables):
     assert slot not in slot_of(pg_source, sid)
     db.session.expire_all()
     assert db.session.get(SourceConnection, sid).feed_position is None
+    assert client.get(f"/v1/syncs/{sid}", headers=auth(key)).json["health"]["replication"] is None
 
 
 def test_the_run_records_the_feed_position_with_the_records(client, key, pg_source, tables):
@@ -369,6 +375,13 @@ def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in
         assert source.health_status == "error"
         shown = client.get(f"/v1/syncs/{sid}", headers=auth(key)).json["health"]
         assert shown["status"] == "error" and slot in shown["last_error"]
+        slot_said = shown["replication"]
+        assert slot_said["slot"] == slot and slot_said["retained_bytes"] >= 100_000, slot_said
+        assert (
+            slot_said["behind_bytes"] > 0
+            and slot_said["behind_seconds"] is not None
+            and slot_said["checked_at"]
+        )
         page = client.get(f"/sources/{sid}").get_data(as_text=True)
         assert "Replication slot" in page and slot in page and "WAL kept for it" in page
     finally:
@@ -376,7 +389,7 @@ def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in
     streamed = run(sid)  # read: the slot moves on
     assert streamed.status == "completed" and streamed.records_inserted == 1901, streamed.error
     page = client.get(f"/runs/{streamed.id}").get_data(as_text=True)
-    assert "Streaming changes: the newest applied was committed at" in page
+    assert "Streamed changes. The newest applied was committed at" in " ".join(page.split())
     db.session.expire_all()
     source = db.session.get(SourceConnection, sid)
     feeds.check(source)
@@ -393,3 +406,129 @@ def test_an_unknown_change_capture_mode_is_refused_by_name(client, key, pg_sourc
     r = client.post("/api/v1/source-connections", headers=auth(key), json=body)
     assert r.status_code == 400 and r.json["errors"] == {"replication": "must be one of: cursor, logical"}
     assert db.session.scalar(select(SourceConnection)) is None
+
+
+def stream_in_thread(app, sid: str) -> tuple[str, threading.Thread]:
+    """A run of the source executed in a thread as a worker would, once it streams."""
+    from hookstream_ui.services.runs import start_run
+    from hookstream_ui.sync import jobs
+
+    started = start_run(db.session.get(SourceConnection, sid))
+    run_id, token = started.id, started.claim_token
+
+    def work() -> None:
+        with app.app_context():
+            jobs.run_sync(run_id, token)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    wait_until(lambda: db.session.get(SyncRun, run_id).streaming, "the run never began to stream")
+    return run_id, thread
+
+
+def wait_until(check, failure: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(failure)
+
+
+def ended(run_id: str, thread: threading.Thread) -> SyncRun:
+    thread.join(15)
+    assert not thread.is_alive(), "the stream went on"
+    db.session.expire_all()
+    return db.session.get(SyncRun, run_id)
+
+
+def test_tables_are_added_to_and_removed_from_a_streaming_source(app, client, key, pg_source, tables):
+    sid, people = connect(client, key, pg_source)
+    source = db.session.get(SourceConnection, sid)
+    source.sync_frequency, source.sync_status = "24h", "active"  # scheduled, but not soon
+    db.session.commit()
+    app.config["SYNC_STREAM_SECONDS"] = 60
+    run_id, thread = stream_in_thread(app, sid)
+    pg_source.sql("INSERT INTO people (id, name) VALUES (40, 'forty'); INSERT INTO orders VALUES (1, 40, 9)")
+    wait_until(lambda: "40" in records(people), "a change did not stream in")
+
+    orders = bind(client, key, sid, "orders")  # while it streams
+    done = ended(run_id, thread)
+    assert done.status == "completed" and done.rebound, done.error
+    source = db.session.get(SourceConnection, sid)
+    assert source.next_run_at is not None and as_utc(source.next_run_at) <= utcnow()  # on at once
+
+    run_id, thread = stream_in_thread(app, sid)  # the new table's snapshot, then both stream
+    assert sorted(records(orders)) == ["1"]
+    pg_source.sql("INSERT INTO orders VALUES (2, 40, 1)")
+    wait_until(lambda: "2" in records(orders), "the added table's changes did not stream in")
+
+    r = client.delete(f"/v1/collections/{orders}/sources/{sid}", headers=auth(key))
+    assert r.status_code == 200, r.json  # not refused as "a sync is running"
+    done = ended(run_id, thread)
+    assert done.status == "completed" and done.rebound, done.error
+
+    app.config["SYNC_STREAM_SECONDS"] = 0
+    pg_source.sql("INSERT INTO orders VALUES (3, 40, 1); INSERT INTO people (id, name) VALUES (41, 'on')")
+    done = run(sid)
+    assert done.status == "completed", done.error
+    assert "41" in records(people) and sorted(records(orders)) == ["1", "2"]
+    published = pg_source.sql(
+        f"SELECT string_agg(tablename, ',') FROM pg_publication_tables WHERE pubname = '{slot_of_name(sid)}'"
+    )
+    assert "people" in published and "orders" not in published
+
+
+def slot_of_name(sid: str) -> str:
+    return pg_replication.names(sid)[1]
+
+
+def test_a_running_stream_outlasts_a_dropped_connection_and_a_source_restart(
+    app, client, key, pg_source, tables
+):
+    sid, cid = connect(client, key, pg_source)
+    app.config["SYNC_STREAM_SECONDS"] = 60
+    run_id, thread = stream_in_thread(app, sid)
+    pg_source.sql(
+        "INSERT INTO people (id, name) VALUES (40, 'before');"
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'hookstream' AND pid <> pg_backend_pid();"
+        "INSERT INTO people (id, name) VALUES (41, 'dropped');"
+    )
+    wait_until(lambda: "41" in records(cid), "the stream did not come back after its connection dropped")
+    pg_source.restart()
+    pg_source.sql("INSERT INTO people (id, name) VALUES (42, 'restarted')")
+    wait_until(lambda: "42" in records(cid), "the stream did not come back after the source restarted")
+    r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", json={}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    done = ended(run_id, thread)
+    assert done.status == "cancelled" and done.attempt == 0, done.error  # no attempt failed
+    assert done.records_inserted == 5 + 3, "a change was lost or applied twice"
+
+
+def test_a_streaming_run_shows_its_changes_per_second_live(
+    app, signed_in_with_key, pg_source, tables, monkeypatch
+):
+    monkeypatch.setattr(SyncRun, "RATE_WINDOW_SECONDS", 0.3)
+    client, _, key = signed_in_with_key
+    sid, cid = connect(client, key, pg_source)
+    app.config["SYNC_STREAM_SECONDS"] = 60
+    run_id, thread = stream_in_thread(app, sid)
+    page = client.get(f"/runs/{run_id}/_status").get_data(as_text=True)
+    assert "No change yet" in page and 'data-rate="changes">0<' in page
+    for first in range(100, 400, 50):
+        pg_source.sql(
+            f"INSERT INTO people (id, name) SELECT g, 'n' FROM generate_series({first}, {first + 49}) g"
+        )
+        time.sleep(0.1)
+    wait_until(lambda: "399" in records(cid), "the changes did not stream in")
+    figures = db.session.get(SyncRun, run_id).cursor[SyncRun.FEED]
+    assert figures["per_second"] > 0
+    page = client.get(f"/runs/{run_id}/_status").get_data(as_text=True)
+    shown = page.split('data-rate="changes">')[1].split("<")[0]
+    assert int(shown.replace(",", "")) == round(figures["per_second"]), page
+    assert "The newest applied was committed at" in page
+    r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", json={}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    assert ended(run_id, thread).status == "cancelled"

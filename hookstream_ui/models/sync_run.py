@@ -18,6 +18,10 @@ TRIGGERS = ("manual", "schedule", "backfill", "upload")
 
 class SyncRun(EnvScoped, Timestamps, Model):
     __tablename__ = "sync_runs"
+    # The cursor's entry for a change feed's stream, beside each collection's checkpoint.
+    FEED = "changes"
+    # A streaming run's changes per second are counted over windows of about this long.
+    RATE_WINDOW_SECONDS = 5.0
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("sync"))
     source_id: Mapped[str] = mapped_column(
@@ -55,6 +59,16 @@ class SyncRun(EnvScoped, Timestamps, Model):
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def streaming(self) -> bool:
+        """In its last step, streaming a change feed: every snapshot is in."""
+        return bool(((self.cursor or {}).get(self.FEED) or {}).get("streaming_since"))
+
+    @property
+    def rebound(self) -> bool:
+        """Its stream ended because the source's bindings changed."""
+        return bool(((self.cursor or {}).get(self.FEED) or {}).get("rebound"))
 
     @property
     def seconds(self) -> float | None:

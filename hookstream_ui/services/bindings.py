@@ -26,6 +26,8 @@ MAPPING_FIELDS = (
     "delete_event_types",
     "event_types",
 )
+# A collection's own paths, which a binding's None stands for.
+COLLECTION_PATHS = ("primary_key_path", "timestamp_path", "event_type_field", "delete_event_types")
 
 
 def checked_path(value: str | None) -> str | None:
@@ -106,6 +108,22 @@ def bindings_of(source: SourceConnection) -> list[Binding]:
             .order_by(Collection.id)
         ).all()
     )
+
+
+def mapping_state(source_id: str) -> frozenset[str]:
+    """How the source's records map into its collections: each binding's mapping, its
+    collection's own paths, and whether that collection is paused. A running stream ends
+    when this changes. Read on a connection of its own: the feed's reader asks from its
+    thread."""
+    columns = [getattr(Binding, name) for name in MAPPING_FIELDS]
+    own = [getattr(Collection, name) for name in COLLECTION_PATHS]
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(Binding.id, *columns, *own, Collection.status == "PAUSED")
+            .join(Collection, Collection.id == Binding.collection_id)
+            .where(Binding.source_id == source_id)
+        ).all()
+    return frozenset(repr(tuple(row)) for row in rows)
 
 
 def binding_of(collection: Collection, source_id: str) -> Binding | None:
@@ -232,7 +250,8 @@ def _check_takes(source: SourceConnection, event_types: list[str] | None) -> Non
 def remove_source(principal: Principal, collection: Collection, binding: Binding) -> None:
     from .runs import ensure_idle
 
-    ensure_idle(binding.source)
+    # A streaming run takes it: it ends once its bindings change, all it applied committed.
+    ensure_idle(binding.source, streaming_ok=True)
     source = binding.source
     unbind(collection, binding)
     _audit("collection.source_remove", collection, source)

@@ -50,8 +50,11 @@ def active_run(source: SourceConnection) -> SyncRun | None:
     )
 
 
-def ensure_idle(source: SourceConnection) -> None:
-    if active_run(source) is not None:
+def ensure_idle(source: SourceConnection, *, streaming_ok: bool = False) -> None:
+    """409 while a run reads the source; `streaming_ok`, not while it only streams changes
+    (a change it can take: it then ends, and the next run starts from what changed)."""
+    run = active_run(source)
+    if run is not None and not (streaming_ok and run.streaming):
         raise ValidationFailed(
             {"source": "a sync run is in progress"},
             status=409,
@@ -201,7 +204,10 @@ def settle_collections(run: SyncRun) -> None:
 
 
 def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
-    """Records per second so far, and seconds left when the total is known."""
+    """Records per second so far, and seconds left when the total is known. A streaming run's
+    rate is its changes per second of late (sync/stream.py), not since it began."""
+    if run.streaming and not run.final:
+        return _recent_rate(run), None
     if not run.started_at or not run.progress:
         return None, None
     end = as_utc(run.finished_at) or utcnow()
@@ -213,6 +219,16 @@ def rate_and_eta(run: SyncRun) -> tuple[float | None, float | None]:
         else None
     )
     return rate, eta
+
+
+def _recent_rate(run: SyncRun) -> float:
+    feed = (run.cursor or {}).get(SyncRun.FEED) or {}
+    measured = feed.get("rate_at")
+    # Figures are written with batches: none for twice the window means none came.
+    age = (utcnow() - datetime.fromisoformat(measured)).total_seconds() if measured else None
+    if age is None or age > 2 * SyncRun.RATE_WINDOW_SECONDS:
+        return 0.0
+    return float(feed.get("per_second") or 0)
 
 
 def record_failed_attempt(source: SourceConnection, message: str) -> None:
@@ -251,9 +267,10 @@ def record_outcome(source: SourceConnection, run: SyncRun) -> None:
         if (
             run.status == "completed"
             and source.feed_position is not None
-            and source.sync_frequency == "continuous"
+            and (source.sync_frequency == "continuous" or run.rebound)
         ):
-            source.next_run_at = now  # a streaming run ended only to bound its length: go on
+            # A streaming run ended only to bound its length, or to take a changed binding: go on.
+            source.next_run_at = now
         if run.status == "failed" and source.consecutive_failures:
             # A source that keeps failing is tried less and less often (a continuous one
             # failed every 5 s, a run row each time), up to hourly, until a run succeeds.

@@ -797,17 +797,24 @@ def remove_unseen(collection: Collection, run_id: str, source_id: str, read_from
     and that the read did not see, is gone from it. Records another source wrote last stay,
     seen or not: only that source can say they are gone. Each is remembered as deleted when
     the read began (`read_from`): a version older than that cannot bring it back."""
-    criteria = (
-        Record.collection_id == collection.id,
-        Record.source_id == source_id,
-        or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id),
-    )
+    unseen = or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id)
+    return _remove_remembered(collection, read_from, Record.source_id == source_id, unseen)
+
+
+def remove_all_of(collection: Collection, source_id: str, at: datetime) -> int:
+    """A source emptied its table (a truncate): every record it wrote last is gone, remembered
+    as deleted `at` the truncate's commit, so a change from before it cannot bring one back."""
+    return _remove_remembered(collection, at, Record.source_id == source_id)
+
+
+def _remove_remembered(collection: Collection, at: datetime, *where: Any) -> int:
+    criteria = (Record.collection_id == collection.id, *where)
     db.session.execute(
         _remember_statement().from_select(
             ["collection_id", "record_key", "deleted_at"],
-            select(
-                Record.collection_id, Record.record_key, literal(read_from, DateTime(timezone=True))
-            ).where(*criteria),
+            select(Record.collection_id, Record.record_key, literal(at, DateTime(timezone=True))).where(
+                *criteria
+            ),
         )
     )
     search_index.forget(*criteria)

@@ -24,7 +24,7 @@ from ..infra import locks
 from ..models import Binding, Collection, SourceConnection, SyncRun
 from ..observability import metrics, runs
 from ..services import upsert
-from ..services.bindings import bindings_of
+from ..services.bindings import bindings_of, mapping_state
 from ..services.runs import BACKOFF_SECONDS, enqueue_run, mark_reachable
 from ..services.sources import connection_for, credentials_of, said, type_of
 from ..sources import Connection, SourceError, SourceType
@@ -162,6 +162,7 @@ def _execute(run: SyncRun, token: str) -> None:
     kind = type_of(source)
     conn = connection_for(source)
     ctx = _read_context(run)
+    began = mapping_state(source.id)  # first: a binding changed after it ends the stream
     bound = bindings_of(source)
     if not bound:
         raise SourceError(
@@ -193,7 +194,7 @@ def _execute(run: SyncRun, token: str) -> None:
             binding.sync_state = {"fed": True}
         _finalise(run, kind, binding.collection, checkpoint, ctx.not_before, full)
     if feed is not None:
-        _stream(run, token, feed, ctx, readable)
+        _stream(run, token, feed, ctx, readable, began)
 
 
 def _prepare_feed(
@@ -210,7 +211,9 @@ def _prepare_feed(
     db.session.commit()
 
 
-def _stream(run: SyncRun, token: str, feed: ChangeFeed, ctx: ReadContext, bound: list[Binding]) -> None:
+def _stream(
+    run: SyncRun, token: str, feed: ChangeFeed, ctx: ReadContext, bound: list[Binding], began: frozenset
+) -> None:
     def counted(outcome: upsert.Outcome, read: int) -> None:
         position = dict((run.cursor or {}).get(stream.FEED) or {})
         position["read"] = position.get("read", 0) + read
@@ -219,7 +222,22 @@ def _stream(run: SyncRun, token: str, feed: ChangeFeed, ctx: ReadContext, bound:
         _count(run, outcome, stream.FEED, position)
         metrics.records_written("sync", outcome)
 
-    stream.stream_into(_this_app(), run, feed, ctx, bound, lambda: _guard(run.id, token), counted, read_ahead)
+    # From here on the run only streams: a binding may change under it (it then ends).
+    fed = dict((run.cursor or {}).get(stream.FEED) or {})
+    fed.setdefault("streaming_since", utcnow().isoformat())
+    run.cursor = {**(run.cursor or {}), stream.FEED: fed}
+    db.session.commit()
+    stream.stream_into(
+        _this_app(),
+        run,
+        feed,
+        ctx,
+        bound,
+        lambda: _guard(run.id, token),
+        counted,
+        read_ahead,
+        rebound=lambda: mapping_state(run.source_id) != began,
+    )
 
 
 def _read_context(run: SyncRun) -> ReadContext:
