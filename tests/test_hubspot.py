@@ -214,9 +214,11 @@ def test_rate_limits_are_waited_out_not_run_into(client, key, http_fixture):
     assert len(pages) == 6  # the first page twice: once refused with 429, once after its wait
     assert pages[1]["at"] - pages[0]["at"] >= 1.0 and pages[1]["query"] == pages[0]["query"]
     assert pages[-1]["at"] - pages[1]["at"] >= 2.0  # five answered pages at two a window
-    # Spaced evenly within the announced budget, not sent in a burst that spends the window.
+    # Spaced evenly within the announced budget (0.51 s apart at 98% of it), not sent in a
+    # burst that spends the window. Times are taken as calls arrive, so one that arrived late
+    # brings the next nearer: the refusals above are the exact check, this the shape.
     answered = [r["at"] for r in HUBSPOT.requests][2:]
-    assert min(b - a for a, b in itertools.pairwise(answered)) >= 0.5
+    assert min(b - a for a, b in itertools.pairwise(answered)) >= 0.4
 
 
 def test_a_rejected_token_fails_the_run_at_once(client, key, http_fixture):

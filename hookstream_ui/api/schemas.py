@@ -364,11 +364,27 @@ class RunRequest(BaseModel):
 # --- /v1/syncs: a sync is answered as itself, with no envelope ----------------------------
 
 
+class SyncReplication(Strict):
+    """A change feed's replication slot at the source, as last checked (every minute)."""
+
+    slot: str | None
+    publication: str | None
+    position: str | None = Field(description="The LSN committed here with the records")
+    position_at: str | None
+    retained_bytes: int | None = Field(description="WAL the slot keeps the server from removing")
+    behind_bytes: int | None
+    behind_seconds: int | None = Field(description="How long the slot has stood still with WAL to read")
+    reading: bool | None = Field(description="Whether a run holds the slot open now")
+    checked_at: str | None
+    check_error: str | None
+
+
 class SyncHealth(Strict):
     status: Literal["healthy", "degraded", "error"]
     last_error: str | None
     last_success_at: str | None
     sync_id: str
+    replication: SyncReplication | None = None  # a hookstream extension: logical replication only
 
 
 class SyncRateLimit(Strict):

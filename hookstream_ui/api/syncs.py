@@ -32,6 +32,7 @@ def sync_json(source: SourceConnection) -> schemas.Sync:
             last_error=source.last_error,
             last_success_at=isoformat(source.last_success_at),
             sync_id=source.id,
+            replication=svc.source_svc.feed_health(source),
         ),
         collection_ids=list(refs),
         rate_limit=source.rate_limit,

@@ -485,6 +485,27 @@ def forget_feed(source: SourceConnection, config: dict | None = None) -> None:
             "could not drop source %s's change feed: %s", source.id, type(exc).__name__
         )
     source.feed_position = None
+    source.feed_lag = None
+
+
+def feed_health(source: SourceConnection) -> dict | None:
+    """What the source's change feed holds at the source, as last checked (sync/feeds.py):
+    its slot and publication, the WAL it keeps, how far behind it is; None without a feed."""
+    if source.feed_position is None and source.feed_lag is None:
+        return None
+    lag, position = source.feed_lag or {}, source.feed_position or {}
+    return {
+        "slot": lag.get("slot"),
+        "publication": lag.get("publication"),
+        "position": position.get("lsn"),
+        "position_at": position.get("at"),
+        "retained_bytes": lag.get("retained_bytes"),
+        "behind_bytes": lag.get("behind_bytes"),
+        "behind_seconds": lag.get("behind_seconds"),
+        "reading": lag.get("active"),
+        "checked_at": lag.get("checked_at"),
+        "check_error": lag.get("error"),
+    }
 
 
 def rehome_credential(source: SourceConnection) -> None:
