@@ -15,6 +15,19 @@ from .openapi import PAGE_QUERY, endpoint, json_body
 TAG = "syncs"
 
 
+def _health(source: SourceConnection) -> schemas.SyncHealth:
+    health = schemas.SyncHealth(
+        status=source.health_status or "healthy",
+        last_error=source.last_error,
+        last_success_at=isoformat(source.last_success_at),
+        sync_id=source.id,
+    )
+    replication = svc.source_svc.feed_health(source)
+    if replication is not None:  # set only then: the seed's health has four fields
+        health.replication = schemas.SyncReplication(**replication)
+    return health
+
+
 def sync_json(source: SourceConnection) -> schemas.Sync:
     refs = source.collection_refs or []
     holder = svc.source_svc.credential_holder(source)
@@ -27,13 +40,7 @@ def sync_json(source: SourceConnection) -> schemas.Sync:
         status=source.sync_status or "active",
         org_id=source.org_id,
         env_id=source.env_id,
-        health=schemas.SyncHealth(
-            status=source.health_status or "healthy",
-            last_error=source.last_error,
-            last_success_at=isoformat(source.last_success_at),
-            sync_id=source.id,
-            replication=svc.source_svc.feed_health(source),
-        ),
+        health=_health(source),
         collection_ids=list(refs),
         rate_limit=source.rate_limit,
         credential_id=holder.id,
