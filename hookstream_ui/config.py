@@ -132,6 +132,9 @@ def load_config(instance: Path) -> dict[str, Any]:
         # Days a received event is kept (the event log, and what a backfill can replay);
         # unset or 0 keeps every event.
         "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
+        # Hours a collection's change feed keeps each change (services/changes.py): a reader
+        # or destination further behind reads the records again.
+        "CHANGES_RETENTION_HOURS": env_int("CHANGES_RETENTION_HOURS", 7 * 24, 1),
         # werkzeug's scrypt (about 0.1 s a hash, on purpose); TEST_CONFIG sets a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",
         "SESSION_COOKIE_HTTPONLY": True,

@@ -509,6 +509,24 @@ class RecordEnvelope(Strict):
     record: RecordOut
 
 
+class ChangeOut(Strict):
+    seq: int = Field(description="The change's number in its collection's feed")
+    op: Literal["insert", "update", "delete"]
+    key: str
+    record: dict | None = Field(description="The record as this change wrote it; null for a delete")
+    event_id: str | None = Field(description="The received event that caused it, if one did")
+    run_id: str | None = Field(description="The sync run that caused it, if one did")
+    source_id: str | None
+    changed_at: str
+
+
+class ChangeList(Strict):
+    changes: list[ChangeOut]
+    next_after: int = Field(description="Pass as `after` to read on")
+    last_seq: int = Field(description="The collection's newest change now")
+    has_more: bool
+
+
 class SchemaField(Strict):
     path: str
     types: list[str]

@@ -5,7 +5,7 @@ from .base import db, new_id
 from .binding import Binding
 from .collection import STATUSES, Collection
 from .event import DedupClaim, Event, RecordEvent
-from .record import Record, RecordDeletion
+from .record import Record, RecordChange, RecordDeletion
 from .sign_in import PasswordReset, SignInFailure, UserSession
 from .source import SourceConnection
 from .source_file import CHUNK_SIZE, SourceFile, SourceFileChunk
@@ -33,6 +33,7 @@ __all__ = [
     "Org",
     "PasswordReset",
     "Record",
+    "RecordChange",
     "RecordDeletion",
     "RecordEvent",
     "SignInFailure",

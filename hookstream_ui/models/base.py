@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, DateTime, Executable, ForeignKey
@@ -80,3 +80,12 @@ def include_object_for(dialect_name: str) -> Callable[..., bool]:
         return not (condition is not None and condition.dialect and condition.dialect != dialect_name)
 
     return include
+
+
+def sqlite_time(value: datetime) -> str:
+    # SQLAlchemy's own SQLite DATETIME storage format (naive UTC, always with microseconds),
+    # so its reads and string comparisons still work. One isoformat call, its UTC offset cut
+    # off, is a third of what replace() and isoformat's keywords cost (per row written).
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Connection,
     DateTime,
     ForeignKey,
@@ -47,6 +48,10 @@ class Collection(EnvScoped, Timestamps, Model):
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="NEEDS_SOURCE")
     record_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The change feed (models/record.py RecordChange): the last number given, and the last
+    # one pruned (every change up to it is gone).
+    change_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    changes_pruned_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The word index (services/search_index.py): "on", "off", or "building" (records are
     # written to it, but searches scan until the job that indexes the older ones is done).
     search_index: Mapped[str] = mapped_column(String(10), default="on", server_default="on")
@@ -82,7 +87,7 @@ class Collection(EnvScoped, Timestamps, Model):
 
 # What a run or a delivery writes, not what a person set: `updated_at` is the settings'
 # modified time (the Settings card's "Modified", the API's updated_at), so these alone keep it.
-RUN_STATE = frozenset({"record_count", "last_sync_at", "status"})
+RUN_STATE = frozenset({"record_count", "last_sync_at", "status", "change_seq", "changes_pruned_seq"})
 
 
 @event.listens_for(Collection, "before_update")

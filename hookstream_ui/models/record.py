@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -75,3 +75,26 @@ class RecordDeletion(Model):
     )
     record_key: Mapped[str] = mapped_column(String(500), primary_key=True)
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RecordChange(Model):
+    """One change a collection's records went through (an insert, an update, a delete),
+    numbered per collection in the transaction that made it (services/changes.py): the
+    collection's change feed, which destinations and `/changes` readers follow. Kept for
+    CHANGES_RETENTION_HOURS."""
+
+    __tablename__ = "record_changes"
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    org_id: Mapped[str] = mapped_column(String(40))
+    env_id: Mapped[str] = mapped_column(String(40))
+    op: Mapped[str] = mapped_column(String(10))  # insert | update | delete
+    record_key: Mapped[str] = mapped_column(String(500))
+    data: Mapped[str | None] = mapped_column(Text)  # the record's JSON as written; None: a delete
+    event_id: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    source_id: Mapped[str | None] = mapped_column(String(40))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -17,11 +17,9 @@ from sqlalchemy import (
     Text,
     and_,
     cast,
-    delete,
     func,
     or_,
     select,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
@@ -250,13 +248,9 @@ def get_record_or_404(collection: Collection, key: str) -> Record:
 
 
 def delete_record(collection: Collection, record: Record) -> None:
-    search_index.forget(Record.id == record.id)
-    db.session.execute(delete(Record).where(Record.id == record.id))
-    db.session.execute(
-        update(Collection)
-        .where(Collection.id == collection.id)
-        .values(record_count=Collection.record_count - 1, updated_at=Collection.updated_at)
-    )
+    from .upsert import remove_where
+
+    remove_where(collection, Record.id == record.id)
     audit.note(
         "record.delete",
         "collection",

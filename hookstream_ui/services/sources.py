@@ -7,16 +7,15 @@ from collections.abc import Callable
 from typing import IO, TypeVar
 
 from flask import abort, current_app
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, func, select
 
 from ..errors import ValidationFailed
 from ..models import CHUNK_SIZE, Collection, Record, SourceConnection, SourceFile, SourceFileChunk, db
-from ..models.base import rows_changed
 from ..models.principal import Principal
 from ..sources import REGISTRY, Connection, SourceType, TestResult, secrets, source_type, source_type_or_404
 from ..sources import fields as field_rules
 from ..values.times import utcnow
-from . import audit, bindings, links, renewals, search_index
+from . import audit, bindings, links, renewals, upsert
 from .collections import get_collection_or_404
 from .names import clean_name
 
@@ -422,25 +421,14 @@ def clear_data(principal: Principal, source: SourceConnection) -> int:
     from .runs import ensure_idle
 
     ensure_idle(source)
-    ids = [c.id for c in bound_collections(source)]
+    collections = bound_collections(source)
+    ids = [c.id for c in collections]
     if not ids:
         return 0
-    deleted = 0
-    for collection_id in ids:
-        criteria = (
-            Record.collection_id == collection_id,
-            Record.env_id == source.env_id,
-            Record.source_id == source.id,
-        )
-        search_index.forget(*criteria)
-        removed = rows_changed(delete(Record).where(*criteria))
-        deleted += removed
-        if removed:
-            db.session.execute(
-                update(Collection)
-                .where(Collection.id == collection_id)
-                .values(record_count=Collection.record_count - removed, updated_at=Collection.updated_at)
-            )  # data, not settings
+    deleted = sum(
+        upsert.remove_where(collection, Record.env_id == source.env_id, Record.source_id == source.id)
+        for collection in collections
+    )
     audit.note(
         "source.clear_data",
         "source",

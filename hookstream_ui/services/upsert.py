@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
@@ -29,7 +29,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import CursorResult, DateTime, Delete, bindparam, delete, func, literal, or_, select, update
 
 from ..models import Binding, Collection, Record, RecordDeletion, RecordEvent, db
-from ..models.base import upsert_insert
+from ..models.base import sqlite_time, upsert_insert
 from ..values import documents, jsonpaths
 from ..values.records import (
     Incoming,
@@ -42,7 +42,7 @@ from ..values.records import (
     takes,
 )
 from ..values.times import as_utc, utcnow
-from . import search_index
+from . import changes, search_index
 
 _random = random.Random()  # noqa: S311 - record ids are not secrets (see new_record_id)
 # RQ forks a work horse per job: each child must not replay its parent's random sequence.
@@ -233,15 +233,6 @@ def pg_bulk_upsert(cursor: DriverCursor, rows: Sequence[tuple[Any, ...]], keys_a
     cursor.execute("TRUNCATE records_stage")
 
 
-def _sqlite_time(value: datetime) -> str:
-    # SQLAlchemy's own SQLite DATETIME storage format (naive UTC, always with microseconds),
-    # so its reads and string comparisons still work. One isoformat call, its UTC offset cut
-    # off, is a third of what replace() and isoformat's keywords cost (per row written).
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
-
-
 def _write(
     rows: list[RecordRow], index_words: bool = False, keys_are_new: bool = False
 ) -> dict[str, str] | None:
@@ -267,8 +258,8 @@ def _write(
 
 
 def _sqlite_write(cursor: DriverCursor, rows: list[RecordRow], index_words: bool) -> dict[str, str] | None:
-    now = _sqlite_time(rows[0].updated_at)  # created_at = updated_at = one `now` per batch
-    params = [(*r[:8], _sqlite_time(r.source_event_at), now, now, *r[11:14]) for r in rows]
+    now = sqlite_time(rows[0].updated_at)  # created_at = updated_at = one `now` per batch
+    params = [(*r[:8], sqlite_time(r.source_event_at), now, now, *r[11:14]) for r in rows]
     if len(params) >= RETURNING_UNDER:
         cursor.executemany(SQLITE_UPSERT_SQL, params)
         return None
@@ -375,6 +366,7 @@ class _Batch:
     received_at: datetime
     outcome: Outcome = field(default_factory=lambda: Outcome())
     item_keys: dict[int, str] = field(default_factory=dict)
+    noted: list[changes.Noted] = field(default_factory=list)  # for the change feed, in order
 
     def note(self, index: int, result: str, reason: str | None = None) -> None:
         if self.results is not None:
@@ -427,6 +419,7 @@ def apply(
             _remember(collection.id, plan.deletions)
         if plan.seen_only:
             _mark_seen(collection, plan.seen_only, seen_run_id)
+        changes.note(collection, batch.noted, now)
     _adjust_count(collection, batch.outcome.inserted - batch.outcome.deleted, synced_at)
     _finish_results(batch, history)
     return batch.outcome
@@ -594,6 +587,16 @@ def _decide(
             else:
                 plan.deletes.append({"k": key, "at": at})
                 batch.note(version.index, DELETED)
+                batch.noted.append(
+                    changes.Noted(
+                        changes.DELETE,
+                        key,
+                        None,
+                        version.item.source_event_id,
+                        mapping.run_id,
+                        mapping.source_id,
+                    )
+                )
             continue
         if key in deleted and at <= deleted[key]:
             batch.skip(version.index, OLDER_THAN_DELETION)
@@ -662,6 +665,7 @@ def _write_step(
         _index_step(collection, writes, fresh_after)
     if keys_are_new:
         outcome.inserted += len(writes)
+        batch.noted.extend(_noted(changes.INSERT, row) for row in writes)
         if batch.results is not None:
             for row in writes:
                 batch.note(latest[row.record_key].index, INSERTED)
@@ -674,11 +678,17 @@ def _write_step(
         if result == INSERTED:
             outcome.inserted += 1
             batch.note(index, INSERTED)
+            batch.noted.append(_noted(changes.INSERT, row))
         elif result == UPDATED:
             outcome.updated += 1
             batch.note(index, UPDATED)
+            batch.noted.append(_noted(changes.UPDATE, row))
         else:
             batch.skip(index, UNCHANGED if result == SAME else OLDER_THAN_STORED)
+
+
+def _noted(op: str, row: RecordRow) -> changes.Noted:
+    return changes.Noted(op, row.record_key, row.data, row.source_event_id, row.sync_run_id, row.source_id)
 
 
 def _index_step(collection: Collection, writes: list[RecordRow], fresh_after: int | None) -> None:
@@ -798,36 +808,44 @@ def remove_unseen(collection: Collection, run_id: str, source_id: str, read_from
     seen or not: only that source can say they are gone. Each is remembered as deleted when
     the read began (`read_from`): a version older than that cannot bring it back."""
     unseen = or_(Record.seen_run_id.is_(None), Record.seen_run_id != run_id)
-    return _remove_remembered(collection, read_from, Record.source_id == source_id, unseen)
+    return remove_where(
+        collection, Record.source_id == source_id, unseen, remembered_at=read_from, run_id=run_id
+    )
 
 
-def remove_all_of(collection: Collection, source_id: str, at: datetime) -> int:
+def remove_all_of(collection: Collection, source_id: str, at: datetime, run_id: str | None = None) -> int:
     """A source emptied its table (a truncate): every record it wrote last is gone, remembered
     as deleted `at` the truncate's commit, so a change from before it cannot bring one back."""
-    return _remove_remembered(collection, at, Record.source_id == source_id)
+    return remove_where(collection, Record.source_id == source_id, remembered_at=at, run_id=run_id)
 
 
-def _remove_remembered(collection: Collection, at: datetime, *where: Any) -> int:
-    criteria = (Record.collection_id == collection.id, *where)
-    db.session.execute(
-        _remember_statement().from_select(
-            ["collection_id", "record_key", "deleted_at"],
-            select(Record.collection_id, Record.record_key, literal(at, DateTime(timezone=True))).where(
-                *criteria
-            ),
-        )
-    )
-    search_index.forget(*criteria)
-    deleted = _deleted(delete(Record).where(*criteria))
-    _adjust_count(collection, -deleted)
-    return deleted
-
-
-def remove_older_than(collection: Collection, cutoff: datetime, source_id: str | None = None) -> int:
+def remove_older_than(
+    collection: Collection, cutoff: datetime, source_id: str | None = None, run_id: str | None = None
+) -> int:
     """A source's age cutoff (max_age_days) removes what that source wrote, not other sources'."""
-    criteria: tuple[Any, ...] = (Record.collection_id == collection.id, Record.source_event_at < cutoff)
+    criteria: tuple[Any, ...] = (Record.source_event_at < cutoff,)
     if source_id is not None:
         criteria = (*criteria, Record.source_id == source_id)
+    return remove_where(collection, *criteria, run_id=run_id)
+
+
+def remove_where(
+    collection: Collection, *where: Any, remembered_at: datetime | None = None, run_id: str | None = None
+) -> int:
+    """Every bulk delete of records: those of the collection that `where` selects, each noted
+    in its change feed and, `remembered_at`, remembered as deleted then (an older version
+    arriving later cannot bring it back); how many went."""
+    criteria = (Record.collection_id == collection.id, *where)
+    if remembered_at is not None:
+        db.session.execute(
+            _remember_statement().from_select(
+                ["collection_id", "record_key", "deleted_at"],
+                select(
+                    Record.collection_id, Record.record_key, literal(remembered_at, DateTime(timezone=True))
+                ).where(*criteria),
+            )
+        )
+    changes.note_deletes(collection, criteria, run_id)
     search_index.forget(*criteria)
     deleted = _deleted(delete(Record).where(*criteria))
     _adjust_count(collection, -deleted)

@@ -358,7 +358,7 @@ def _finalise(
         else 0
     )
     if not_before is not None:
-        removed += upsert.remove_older_than(collection, not_before, run.source_id)
+        removed += upsert.remove_older_than(collection, not_before, run.source_id, run.id)
     run.records_deleted = (run.records_deleted or 0) + removed
     checkpoint = {**checkpoint, "deleted": checkpoint.get("deleted", 0) + removed}
     collection.last_sync_at = utcnow()

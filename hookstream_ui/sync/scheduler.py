@@ -23,7 +23,7 @@ from sqlalchemy import or_, select
 from ..errors import ValidationFailed
 from ..extensions import db, get_redis
 from ..models import Binding, Collection, Org, SourceConnection, SyncRun
-from ..services import retention, runs
+from ..services import changes, retention, runs
 from ..values.times import utcnow
 from . import feeds
 
@@ -181,6 +181,7 @@ def prune_when_due() -> dict:
     retention.prune_sign_in_state()
     retention.prune_dedup_claims()
     retention.prune_deletions()
+    changes.prune()
     return pruned
 
 

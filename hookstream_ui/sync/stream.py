@@ -44,7 +44,7 @@ def apply_batch(run: SyncRun, batch: ChangeBatch, targets: list[Target], counted
     for target in targets:
         collection = target.collection
         if target.stream in batch.truncated:
-            removed = upsert.remove_all_of(collection, run.source_id, batch.committed_at or utcnow())
+            removed = upsert.remove_all_of(collection, run.source_id, batch.committed_at or utcnow(), run.id)
             run.records_deleted = (run.records_deleted or 0) + removed
             applied += removed
         items = batch.changes.get(target.stream)
