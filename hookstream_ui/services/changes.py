@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import ColumnElement, bindparam, delete, func, insert, literal, null, select
@@ -44,16 +44,36 @@ _TAKE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Noted:
-    """One change as the engine hands it over."""
+class Noted(NamedTuple):
+    """One change as the engine hands it over (a tuple: made for every row written)."""
 
     op: str
     key: str
     data: str | None  # the record's JSON text; None for a delete
+    event_type: str | None
     event_id: str | None
     run_id: str | None
     source_id: str | None
+
+
+# The numbers and the record count in one statement: a batch's one write to its collection
+# row, as before the feed.
+_TAKE_COUNTED = (
+    _COLLECTIONS.update()
+    .where(_COLLECTIONS.c.id == bindparam("collection_id"))
+    .values(
+        change_seq=_COLLECTIONS.c.change_seq + bindparam("n"),
+        record_count=_COLLECTIONS.c.record_count + bindparam("delta"),
+        last_sync_at=func.coalesce(
+            bindparam("synced_at", type_=_COLLECTIONS.c.last_sync_at.type), _COLLECTIONS.c.last_sync_at
+        ),
+        updated_at=_COLLECTIONS.c.updated_at,
+    )
+    .returning(_COLLECTIONS.c.change_seq)
+)
+_SQLITE_INSERT = f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants only
+_PG_INSERT = f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"  # noqa: S608 - constants only
+_PG_COPY = f"COPY record_changes ({', '.join(COLUMNS)}) FROM STDIN"
 
 
 def take(collection_id: str, n: int) -> int:
@@ -61,40 +81,34 @@ def take(collection_id: str, n: int) -> int:
     return int(db.session.connection().execute(_TAKE, {"collection_id": collection_id, "n": n}).scalar_one())
 
 
-def note(collection: Collection, noted: Sequence[Noted], at: datetime) -> None:
-    """The changes, numbered in the order given, in the caller's transaction."""
+def note(
+    collection: Collection,
+    noted: Sequence[Noted],
+    at: datetime,
+    delta: int = 0,
+    synced_at: datetime | None = None,
+) -> None:
+    """The changes, numbered in the order given, in the caller's transaction; with the
+    collection's count moved by `delta` (and its last sync time set) in the same statement."""
+    params = {"collection_id": collection.id, "n": len(noted), "delta": delta, "synced_at": synced_at}
+    last = int(db.session.connection().execute(_TAKE_COUNTED, params).scalar_one())
     if not noted:
         return
-    last = take(collection.id, len(noted))
     first = last - len(noted) + 1
-    rows = [
-        (collection.id, first + i, collection.org_id, collection.env_id, c.op, c.key, c.data,
-         c.event_id, c.run_id, c.source_id, at)
-        for i, c in enumerate(noted)
-    ]  # fmt: skip
-    _insert(rows)
-
-
-def _insert(rows: list[tuple[Any, ...]]) -> None:
-    """With the driver, as the records are written (SQLAlchemy's per-row processing costs
-    more than the insert); PostgreSQL copies a large batch."""
+    sqlite = db.engine.dialect.name == "sqlite"
+    head = (collection.id, collection.org_id, collection.env_id)
+    stamp = sqlite_time(at) if sqlite else at
+    rows = [(head[0], first + i, head[1], head[2], *c, stamp) for i, c in enumerate(noted)]
     cursor = db.session.connection().connection.cursor()
-    try:
-        if db.engine.dialect.name == "postgresql":
-            if len(rows) >= 200:
-                with cursor.copy(f"COPY record_changes ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                cursor.executemany(
-                    f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})",  # noqa: S608 - constants only
-                    rows,
-                )
-            return
-        cursor.executemany(
-            f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",  # noqa: S608 - constants only
-            [(*row[:-1], sqlite_time(row[-1])) for row in rows],
-        )
+    try:  # with the driver, as the records are: SQLAlchemy's per-row work costs more
+        if sqlite:
+            cursor.executemany(_SQLITE_INSERT, rows)
+        elif len(rows) >= 200:
+            with cursor.copy(_PG_COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(_PG_INSERT, rows)
     finally:
         cursor.close()
 
@@ -110,6 +124,7 @@ def note_deletes(collection: Collection, criteria: Sequence[ColumnElement[bool]]
         Record.env_id,
         literal(DELETE),
         Record.record_key,
+        null(),
         null(),
         null(),
         literal(run_id),
@@ -165,6 +180,18 @@ def read(collection: Collection, after: int | None, limit: int, wait: float) -> 
     return Page(changes, changes[-1].seq if changes else start, newest)
 
 
+def newest(collection: Collection, limit: int = 20) -> list[RecordChange]:
+    """The collection's newest changes, newest first (the dashboard's tail)."""
+    return list(
+        db.session.scalars(
+            select(RecordChange)
+            .where(RecordChange.collection_id == collection.id)
+            .order_by(RecordChange.seq.desc())
+            .limit(limit)
+        )
+    )
+
+
 def _bounds(collection_id: str) -> tuple[int, int]:
     row = db.session.execute(
         select(Collection.changes_pruned_seq, Collection.change_seq).where(Collection.id == collection_id)
@@ -178,6 +205,7 @@ def as_json(change: RecordChange) -> dict[str, Any]:
         "op": change.op,
         "key": change.record_key,
         "record": documents.loads(change.data) if change.data is not None else None,
+        "event_type": change.event_type,
         "event_id": change.event_id,
         "run_id": change.run_id,
         "source_id": change.source_id,

@@ -419,8 +419,11 @@ def apply(
             _remember(collection.id, plan.deletions)
         if plan.seen_only:
             _mark_seen(collection, plan.seen_only, seen_run_id)
-        changes.note(collection, batch.noted, now)
-    _adjust_count(collection, batch.outcome.inserted - batch.outcome.deleted, synced_at)
+    delta = batch.outcome.inserted - batch.outcome.deleted
+    if batch.noted:
+        changes.note(collection, batch.noted, now, delta, synced_at)
+    else:
+        _adjust_count(collection, delta, synced_at)
     _finish_results(batch, history)
     return batch.outcome
 
@@ -592,6 +595,7 @@ def _decide(
                         changes.DELETE,
                         key,
                         None,
+                        storable(str(version.event_type))[:200] if version.event_type is not None else None,
                         version.item.source_event_id,
                         mapping.run_id,
                         mapping.source_id,
@@ -688,7 +692,9 @@ def _write_step(
 
 
 def _noted(op: str, row: RecordRow) -> changes.Noted:
-    return changes.Noted(op, row.record_key, row.data, row.source_event_id, row.sync_run_id, row.source_id)
+    return changes.Noted(
+        op, row.record_key, row.data, row.event_type, row.source_event_id, row.sync_run_id, row.source_id
+    )
 
 
 def _index_step(collection: Collection, writes: list[RecordRow], fresh_after: int | None) -> None:

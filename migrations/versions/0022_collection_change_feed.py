@@ -29,12 +29,14 @@ def upgrade():
         sa.Column("op", sa.String(length=10), nullable=False),
         sa.Column("record_key", sa.String(length=500), nullable=False),
         sa.Column("data", sa.Text(), nullable=True),
+        sa.Column("event_type", sa.String(length=200), nullable=True),
         sa.Column("event_id", sa.String(length=200), nullable=True),
         sa.Column("run_id", sa.String(length=40), nullable=True),
         sa.Column("source_id", sa.String(length=40), nullable=True),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["collection_id"], ["collections.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("collection_id", "seq"),
+        sqlite_with_rowid=False,  # one b-tree, the key's: a row per change written
     )
     with op.batch_alter_table("collections", schema=None) as batch_op:
         batch_op.add_column(sa.Column("change_seq", sa.BigInteger(), server_default="0", nullable=False))
