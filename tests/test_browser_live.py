@@ -226,3 +226,54 @@ def test_schedule_runs_page_and_overview_in_the_browser(browser, live_server, ap
             assert no_horizontal_overflow(page), f"{path} scrolls sideways at {width} px"
             page.screenshot(path=str(ARTIFACTS / f"live-{name}-{width}.png"), full_page=True)
     context.close()
+
+
+def test_a_collection_page_tails_its_changes_as_they_commit(browser, live_server, app):
+    import json
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+
+    with app.app_context():
+        principal = _owner(app, "tail@example.com")
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "webhook",
+                "name": "Hook",
+                "credentials": {"verification_type": "none"},
+                "config": {},
+            },
+        )
+        collection_svc.create_collection(
+            principal, {"name": "Tail", "slug": "tail", "source_id": source.id, "primary_key_path": "$.id"}
+        )
+        sid = source.id
+
+    def deliver(body: dict) -> None:
+        request = urllib.request.Request(
+            f"{live_server}/v1/ingest/{sid}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    sign_in(page, live_server, "tail@example.com")
+    page.goto(f"{live_server}/collections/tail")
+    changes = page.locator("#collection-changes")
+    expect(changes).to_contain_text("No change yet")
+    deliver({"id": "t1", "n": 1})
+    expect(changes.locator("tr[data-seq='1']")).to_contain_text("insert")  # no reload
+    deliver({"id": "t1", "n": 2})
+    expect(changes.locator("tr[data-seq='2']")).to_contain_text("update")
+    assert changes.locator("tbody tr").first.get_attribute("data-seq") == "2"  # newest first
+    assert no_horizontal_overflow(page)
+    page.screenshot(path=str(ARTIFACTS / "collection-changes-390.png"), full_page=True)
+    context.close()

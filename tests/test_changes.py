@@ -160,3 +160,16 @@ def test_large_batches_are_noted_whole(client, key, pg_source):
     assert sorted(int(c["key"]) for c in updated) == list(range(1, 451))
     assert all(c["record"]["email"].startswith("x") for c in updated)
     pg_source.sql("DROP TABLE many")
+
+
+def test_the_collection_page_shows_the_newest_changes_and_polls_for_more(signed_in_with_key):
+    client, _, key = signed_in_with_key
+    sid, _ = orders(client, key)
+    deliver(client, sid, {"id": "o1"})
+    page = client.get("/collections/orders").get_data(as_text=True)
+    assert 'id="collection-changes"' in page and 'data-seq="1"' in page
+    hx = {"HX-Request": "true"}
+    assert client.get("/collections/orders/_changes?seen=1", headers=hx).status_code == 204  # nothing new
+    deliver(client, sid, {"id": "o2"})
+    newer = client.get("/collections/orders/_changes?seen=1", headers=hx)
+    assert newer.status_code == 200 and 'data-seq="2"' in newer.get_data(as_text=True)

@@ -14,7 +14,7 @@ from ..errors import ValidationFailed
 from ..forms import FormState
 from ..models import Collection, SourceConnection, db
 from ..models.principal import Principal
-from ..services import bindings, links, live
+from ..services import bindings, changes, links, live
 from ..services import collections as svc
 from . import bp
 
@@ -200,7 +200,22 @@ def _detail_page(ident: str, add_form: FormState | None = None) -> str:
         api_url=links.public(f"/v1/collections/{collection.slug}"),
         column_choices=choices + [c for c in shown if c not in choices],
         export_args=export_query(request.args),
+        changes=changes.newest(collection),
         **_sources_card(principal, collection, add_form),
+    )
+
+
+@bp.get("/collections/<ident>/_changes")
+def collection_changes_partial(ident: str) -> ResponseReturnValue:
+    collection = svc.get_collection_or_404(current_principal(), ident)
+    if request.args.get("seen", type=int) == collection.change_seq and request.headers.get("HX-Request"):
+        return "", 204  # nothing newer than the page shows: htmx swaps nothing
+    return _changes_card(collection)
+
+
+def _changes_card(collection: Collection) -> str:
+    return render_template(
+        "dashboard/collections/_changes.html", collection=collection, changes=changes.newest(collection)
     )
 
 
