@@ -383,13 +383,13 @@ def test_a_slot_nobody_reads_turns_the_source_degraded_then_error(app, signed_in
             and slot_said["checked_at"]
         )
         page = client.get(f"/sources/{sid}").get_data(as_text=True)
-        assert "Replication slot" in page and slot in page and "WAL kept for it" in page
+        assert "Replication slot" in page and slot in page and "of WAL that PostgreSQL cannot remove" in page
     finally:
         app.config.update(FEED_DEGRADED_BYTES=1024**3, FEED_ERROR_BYTES=16 * 1024**3)
     streamed = run(sid)  # read: the slot moves on
     assert streamed.status == "completed" and streamed.records_inserted == 1901, streamed.error
     page = client.get(f"/runs/{streamed.id}").get_data(as_text=True)
-    assert "Streamed changes. The newest applied was committed at" in " ".join(page.split())
+    assert "Streamed changes. The newest change was committed at" in " ".join(page.split())
     db.session.expire_all()
     source = db.session.get(SourceConnection, sid)
     feeds.check(source)
@@ -528,7 +528,7 @@ def test_a_streaming_run_shows_its_changes_per_second_live(
     page = client.get(f"/runs/{run_id}/_status").get_data(as_text=True)
     shown = page.split('data-rate="changes">')[1].split("<")[0]
     assert int(shown.replace(",", "")) == round(figures["per_second"]), page
-    assert "The newest applied was committed at" in page
+    assert "The newest change was committed at" in page
     r = client.post(f"/api/v1/source-connections/{sid}/runs/{run_id}/cancel", json={}, headers=auth(key))
     assert r.status_code == 200, r.json
     assert ended(run_id, thread).status == "cancelled"

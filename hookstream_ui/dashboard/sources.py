@@ -199,6 +199,7 @@ def detail_page(
         ingest_url=svc.ingest_url(source),
         ingest_command=svc.ingest_command(source),
         file_count=svc.count_files(source),
+        streams_changes=svc.streams_changes(source),
     ), status
 
 

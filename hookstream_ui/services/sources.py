@@ -476,6 +476,11 @@ def forget_feed(source: SourceConnection, config: dict | None = None) -> None:
     source.feed_lag = None
 
 
+def streams_changes(source: SourceConnection) -> bool:
+    """Whether the source, as configured, reads a change feed (a replication slot)."""
+    return type_of(source).change_feed(connection_for(source)) is not None
+
+
 def feed_health(source: SourceConnection) -> dict | None:
     """What the source's change feed holds at the source, as last checked (sync/feeds.py):
     its slot and publication, the WAL it keeps, how far behind it is; None without a feed."""
