@@ -108,7 +108,9 @@ def _rotate_credentials_key(app: Flask) -> None:
             except RuntimeError as exc:
                 raise click.ClickException(str(exc)) from None
         count = rotate_all()
-        click.echo(f"re-encrypted {counted(count, 'source connection')} with the newest key")
+        click.echo(
+            f"re-encrypted {counted(count, 'stored secret')} (sources and destinations) with the newest key"
+        )
 
 
 def _rebuild_search_index(app: Flask) -> None:
@@ -147,6 +149,25 @@ def _ingest_writer(app: Flask) -> None:
         run_writer_process(app, stop)
 
 
+def _deliverer(app: Flask) -> None:
+    @app.cli.command("deliverer")
+    def deliverer_command() -> None:
+        """Send every destination its collections' changes (sync/deliver.py)."""
+        import signal
+        import threading
+
+        from .sync.deliver import Deliverer
+
+        deliverer = Deliverer(app)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: deliverer.stopped.set())
+        thread = threading.Thread(target=deliverer.run, name="deliverer")
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)
+        deliverer.stop()
+
+
 def _worker(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
@@ -164,6 +185,7 @@ COMMANDS: tuple[Callable[[Flask], None], ...] = (
     _rebuild_search_index,
     _scheduler,
     _ingest_writer,
+    _deliverer,
     _worker,
 )
 

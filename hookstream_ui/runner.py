@@ -1,8 +1,8 @@
 """`make run`: one command that starts everything on one machine.
 
 Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
-(gunicorn), RQ worker processes, the scheduler and the ingest writer, restarting any of them
-that dies, Redis included (on the same socket, from its append-only file). SIGINT or SIGTERM
+(gunicorn), RQ worker processes, the scheduler, the ingest writer and the deliverer,
+restarting any of them that dies, Redis included (on the same socket, from its append-only file). SIGINT or SIGTERM
 stops every child, workers and web first, Redis last. Everything it writes in the instance
 folder is its user's alone (folder 0700, files 0600). Children get their own session, so
 a Ctrl-C reaches them only through this orderly shutdown, and PR_SET_PDEATHSIG so that
@@ -125,7 +125,7 @@ class Runner:
         )
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))
-        for command in ("scheduler", "ingest-writer"):
+        for command in ("scheduler", "ingest-writer", "deliverer"):
             self.singletons[command] = self.spawn(self.flask(command))
         self.wait_until_serving()
         print(
@@ -188,7 +188,12 @@ class Runner:
         self.stopping = True
         # The ingest writer stops after the web server, which may still be waiting on it.
         tiers = [
-            [self.web, self.singletons.get("scheduler"), *self.workers.values()],
+            [
+                self.web,
+                self.singletons.get("scheduler"),
+                self.singletons.get("deliverer"),
+                *self.workers.values(),
+            ],
             [self.singletons.get("ingest-writer")],
             [self.redis],
         ]

@@ -209,6 +209,11 @@ def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
     )
     db.session.add(invitation)
     db.session.commit()
+    a_destination = client.post(
+        "/v1/destinations",
+        headers={"X-API-Key": a_raw},
+        json={"name": "Alice hook", "kind": "webhook", "config": {"url": "https://example.com/hook"}},
+    ).json["destination"]["id"]
     bob = make_user("bob@example.com")
     b_env = production(org_of(bob))
     return {
@@ -223,6 +228,7 @@ def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
             "env_id": a_env.id,
             "user_id": alice.id,
             "invitation_id": invitation.id,
+            "destination_id": a_destination,
         },
         "a_raw": a_raw,
         "b_raw": make_key(b_env),

@@ -29,7 +29,7 @@ def test_rotation_reencrypts_with_the_new_key_and_keeps_values(app, client, ctx,
     new_key = Fernet.generate_key().decode()
     monkeypatch.setitem(app.config, "CREDENTIALS_KEYS", [new_key, *old_keys])
     result = app.test_cli_runner().invoke(args=["rotate-credentials-key"])
-    assert result.exit_code == 0 and "re-encrypted 1 source connection" in result.output
+    assert result.exit_code == 0 and "re-encrypted 1 stored secret" in result.output
     db.session.expire_all()
     after = db.session.get(SourceConnection, sid).credentials_encrypted
     assert after != before

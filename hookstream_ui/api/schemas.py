@@ -514,6 +514,7 @@ class ChangeOut(Strict):
     op: Literal["insert", "update", "delete"]
     key: str
     record: dict | None = Field(description="The record as this change wrote it; null for a delete")
+    event_type: str | None
     event_id: str | None = Field(description="The received event that caused it, if one did")
     run_id: str | None = Field(description="The sync run that caused it, if one did")
     source_id: str | None
@@ -673,3 +674,90 @@ class AuditLog(Strict):
     entries: list[AuditEntryOut]
     cursor: str | None
     has_more: bool
+
+
+# --- /v1/destinations ---------------------------------------------------------------------
+
+
+class DestinationHealth(Strict):
+    state: Literal["healthy", "failing", "open", "paused"] = Field(
+        description="open: the circuit breaker holds sends until its probe; failing: recent attempts failed"
+    )
+    consecutive_failures: int
+    open_until: str | None
+    last_error: str | None
+    last_delivered_at: str | None
+    backlog: int = Field(description="Changes of its collections it has not reached yet")
+    retrying: int
+    waiting: int = Field(description="Changes held behind an undelivered earlier change of their key")
+    dead: int
+
+
+class DestinationOut(Strict):
+    id: str
+    name: str
+    kind: str
+    status: Literal["active", "paused"]
+    config: dict
+    secrets: dict = Field(description="Secret values are shown only when made (create, rotate-secret)")
+    filters: dict | None
+    collection_ids: list[str]
+    health: DestinationHealth
+    created_at: str
+    updated_at: str
+
+
+class DestinationEnvelope(Strict):
+    destination: DestinationOut
+
+
+class DestinationList(Strict):
+    destinations: list[DestinationOut]
+
+
+class SecretMade(Strict):
+    signing_secret: str
+    previous_secret_until: str | None
+
+
+class DeliveryOut(Strict):
+    id: str
+    collection_id: str
+    seq: int
+    key: str
+    status: Literal["retrying", "waiting", "dead", "delivered"]
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    created_at: str
+
+
+class DeliveryList(Strict):
+    deliveries: list[DeliveryOut]
+
+
+class AttemptOut(Strict):
+    id: int
+    collection_id: str
+    seq: int
+    key: str
+    attempt: int
+    ok: bool
+    status_code: int | None
+    error: str | None
+    request: dict
+    response: dict | None
+    duration_ms: int
+    at: str
+
+
+class AttemptList(Strict):
+    attempts: list[AttemptOut]
+
+
+class Retried(Strict):
+    retried: int
+
+
+class Replayed(Strict):
+    places: dict[str, int] = Field(description="Each collection's change number sending starts after")

@@ -4,6 +4,7 @@ from .api_key import KEY_ROLES, ApiKey
 from .base import db, new_id
 from .binding import Binding
 from .collection import STATUSES, Collection
+from .destination import Delivery, DeliveryAttempt, Destination, Subscription
 from .event import DedupClaim, Event, RecordEvent
 from .record import Record, RecordChange, RecordDeletion
 from .sign_in import PasswordReset, SignInFailure, UserSession
@@ -26,6 +27,9 @@ __all__ = [
     "Binding",
     "Collection",
     "DedupClaim",
+    "Delivery",
+    "DeliveryAttempt",
+    "Destination",
     "Environment",
     "Event",
     "Invitation",
@@ -40,6 +44,7 @@ __all__ = [
     "SourceConnection",
     "SourceFile",
     "SourceFileChunk",
+    "Subscription",
     "SyncRun",
     "User",
     "UserSession",

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from sqlalchemy import select
 
-from ..models import SourceConnection, db
+from ..models import Destination, SourceConnection, db
 from ..sources import secrets
 
 
@@ -37,6 +37,13 @@ def rotate_all() -> int:
     ):
         if source.credentials_encrypted is not None:  # the query asked for these only
             source.credentials_encrypted = secrets.rotate(source.credentials_encrypted)
+            count += 1
+    # Destinations' secrets too: a key retired after this must leave nothing it alone opens.
+    for destination in db.session.scalars(
+        select(Destination).where(Destination.secrets_encrypted.is_not(None))
+    ):
+        if destination.secrets_encrypted is not None:
+            destination.secrets_encrypted = secrets.rotate(destination.secrets_encrypted)
             count += 1
     db.session.commit()
     return count

@@ -10,6 +10,8 @@
 - Dedup claims whose window has passed: the next delivery of their key takes them over.
 - Deleted keys' deletion times after DELETIONS_KEPT (30 days): longer than a sender retries
   an event (Stripe: 3 days) or a pull runs, so no older version is still on its way.
+- Delivery attempts, and deliveries delivered in the end, after CHANGES_RETENTION_HOURS,
+  as the change feed they came from.
 - Signed-in sessions a day after they ended or expired, and failed sign-ins whose window
   has passed: they no longer let anyone in or keep anyone out.
 
@@ -27,7 +29,18 @@ from flask import current_app
 from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
-from ..models import DedupClaim, Event, RecordDeletion, RecordEvent, SignInFailure, SyncRun, UserSession, db
+from ..models import (
+    DedupClaim,
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    RecordDeletion,
+    RecordEvent,
+    SignInFailure,
+    SyncRun,
+    UserSession,
+    db,
+)
 from ..models.base import Model, rows_changed
 from ..values.times import as_utc, utcnow
 
@@ -91,6 +104,15 @@ def prune_dedup_claims(now: datetime | None = None) -> int:
 
 def prune_deletions(now: datetime | None = None) -> int:
     return _delete_keyed(RecordDeletion, RecordDeletion.deleted_at < (now or utcnow()) - DELETIONS_KEPT)
+
+
+def prune_delivery_log(now: datetime | None = None) -> int:
+    """Delivery attempts, and deliveries that were delivered in the end, as old as the
+    change feed keeps: the log of what a destination was sent is kept as long as what could
+    be sent again."""
+    before = (now or utcnow()) - timedelta(hours=current_app.config["CHANGES_RETENTION_HOURS"])
+    gone = _delete_keyed(DeliveryAttempt, DeliveryAttempt.at < before)
+    return gone + _delete_keyed(Delivery, (Delivery.status == "delivered") & (Delivery.updated_at < before))
 
 
 def _delete_keyed(model: type[Model], condition: ColumnElement[bool]) -> int:

@@ -182,6 +182,7 @@ def prune_when_due() -> dict:
     retention.prune_dedup_claims()
     retention.prune_deletions()
     changes.prune()
+    retention.prune_delivery_log()
     return pruned
 
 

@@ -1,0 +1,393 @@
+"""Delivery: each destination's followed collections' changes, sent in order per key, at
+least once, with the change's id as the idempotency key.
+
+One round of a destination:
+1. Retries that are due: the earliest undelivered change of each key, one per key.
+2. New changes after each subscription's place, filtered. A change whose key has one
+   undelivered waits behind it (a `waiting` Delivery); a key seen twice in the round is sent
+   in a later wave of the same round, after its first change was answered.
+3. Each wave is sent concurrently, then every answer is written in one transaction with the
+   subscriptions' new places: a failure becomes a Delivery retrying on the schedule (dead
+   after the last attempt), a success that was a retry lets the next waiting change of its
+   key go.
+
+A process killed before that transaction commits sends the round's changes again (within the
+attempt they were in), never skips one. A destination failing BREAKER_FAILURES times in a row
+opens its circuit: nothing is sent until a probe (one change) after a pause that doubles each
+time, up to PROBE_MAX_SECONDS; a probe answered closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import Flask
+from sqlalchemy import select
+
+from ..destinations import DestinationType, Outcome
+from ..extensions import db
+from ..models import Delivery, DeliveryAttempt, Destination, RecordChange
+from ..services import changes as feed
+from ..services import destinations as svc
+from ..values import jsonpaths
+from ..values.times import as_utc, utcnow
+
+log = logging.getLogger(__name__)
+
+# The retry schedule: attempt n (n >= 1 failed) waits BACKOFF_FIRST * 2**(n-1) seconds, at
+# most BACKOFF_MAX, each spread by +-20% (jitter, so a recovering receiver is not hit by
+# every retry at once). MAX_ATTEMPTS in all: about 27 hours from the first.
+BACKOFF_FIRST, BACKOFF_MAX, MAX_ATTEMPTS, JITTER = 0.1, 3600.0, 40, 0.2
+BREAKER_FAILURES = 10  # in a row: a receiver failing one request in five never trips it
+PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS = 1.0, 60.0
+WINDOW = 1000  # new changes looked at per subscription and round
+SENDERS = 32  # requests in flight per process
+IDLE_SECONDS = 0.05  # between rounds with nothing to send
+
+
+def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
+    base = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+    return base * (1 - JITTER + 2 * JITTER * rng())
+
+
+@dataclass
+class _Item:
+    change: RecordChange
+    delivery: Delivery | None = None  # a retry: its row
+
+
+@dataclass
+class _Round:
+    destination: Destination
+    now: datetime
+    waves: list[list[_Item]] = field(default_factory=list)
+    places: dict[str, int] = field(default_factory=dict)  # collection -> its subscription's new place
+    waiting: list[RecordChange] = field(default_factory=list)
+    probe: bool = False
+
+
+class Deliverer:
+    """Every active destination's rounds, in one process (`flask deliverer`)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.senders: dict[str, tuple[str, DestinationType]] = {}  # id -> (version, sender)
+        self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="deliver")
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with self.app.app_context():
+            while not self.stopped.is_set():
+                sent = self.tick()
+                db.session.remove()
+                if not sent:
+                    self.stopped.wait(IDLE_SECONDS)
+
+    def tick(self) -> int:
+        ids = db.session.scalars(select(Destination.id).where(Destination.status == "active")).all()
+        sent = 0
+        for destination_id in ids:
+            try:
+                sent += self.round(destination_id)
+            except Exception:  # one destination's failure must not stop the others
+                db.session.rollback()
+                log.exception("delivery round of %s failed", destination_id)
+        return sent
+
+    def round(self, destination_id: str) -> int:
+        destination = db.session.get(Destination, destination_id)
+        if destination is None:
+            return 0
+        now = utcnow()
+        if destination.open_until is not None and as_utc(destination.open_until) > now:
+            db.session.rollback()
+            return 0
+        plan = _plan(destination, now)
+        sender = self._sender(destination)
+        sent = 0
+        failed_keys: set[tuple[str, str]] = set()
+        outcomes: list[tuple[_Item, Outcome]] = []
+        in_a_row = destination.consecutive_failures or 0
+        # A probe is one change; the rest stays unsent, hence unsettled (_settle).
+        for chunk in _chunks(plan.waves)[:1] if plan.probe else _chunks(plan.waves):
+            if plan.probe:
+                chunk = chunk[:1]
+            chunk = [i for i in chunk if (i.change.collection_id, i.change.record_key) not in failed_keys]
+            answers = list(self.pool.map(lambda item: self._send(sender, item), chunk))
+            for item, outcome in zip(chunk, answers, strict=True):
+                outcomes.append((item, outcome))
+                in_a_row = 0 if outcome.ok else in_a_row + 1
+                if not outcome.ok:
+                    failed_keys.add((item.change.collection_id, item.change.record_key))
+            sent += len(chunk)
+            if in_a_row >= BREAKER_FAILURES:
+                break  # the rest of the round is left for after the circuit's pause
+        _settle(plan, outcomes, failed_keys)
+        db.session.commit()
+        return sent
+
+    def _send(self, sender: DestinationType, item: _Item) -> Outcome:
+        with self.app.app_context():
+            return sender.send({"id": change_id(item.change), **feed.as_json(item.change)})
+
+    def _sender(self, destination: Destination) -> DestinationType:
+        """One per destination, kept for its connections; made again once it changes."""
+        version = as_utc(destination.updated_at).isoformat() if destination.updated_at else ""
+        held = self.senders.get(destination.id)
+        if held is not None and held[0] == version:
+            return held[1]
+        if held is not None:
+            held[1].close()
+        sender = svc.kind_of(destination)(destination.id, destination.config, svc.secrets_of(destination))
+        self.senders[destination.id] = (version, sender)
+        return sender
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.pool.shutdown(wait=True)
+        for _, sender in self.senders.values():
+            sender.close()
+
+
+def _chunks(waves: list[list[_Item]]) -> list[list[_Item]]:
+    """Each wave in runs of SENDERS, sent together: a failing receiver is found out after
+    one run, not a whole round."""
+    return [wave[i : i + SENDERS] for wave in waves for i in range(0, len(wave), SENDERS)]
+
+
+def change_id(change: RecordChange) -> str:
+    """The change's id: the same on every attempt, for the receiver to drop repeats by."""
+    return f"chg_{change.collection_id.removeprefix('col_')}_{change.seq}"
+
+
+def _plan(destination: Destination, now: datetime) -> _Round:
+    plan = _Round(destination, now, probe=destination.open_until is not None)
+    waves_of: dict[tuple[str, str], int] = {}  # key -> the wave its last change goes in
+
+    def place(item: _Item) -> None:
+        key = (item.change.collection_id, item.change.record_key)
+        wave = waves_of.get(key, -1) + 1
+        waves_of[key] = wave
+        while len(plan.waves) <= wave:
+            plan.waves.append([])
+        plan.waves[wave].append(item)
+
+    for delivery, change in _due_retries(destination, now):
+        place(_Item(change, delivery))
+    held = _held_keys(destination)
+    for sub in destination.subscriptions:
+        window = _window(destination, sub.collection_id, sub.after)
+        for change in window:
+            if not _takes(destination.filters or {}, change):
+                continue
+            if (change.collection_id, change.record_key) in held:
+                plan.waiting.append(change)
+            else:
+                place(_Item(change))
+        if window:
+            plan.places[sub.collection_id] = window[-1].seq
+    return plan
+
+
+def _window(destination: Destination, collection_id: str, after: int) -> list[RecordChange]:
+    """The next new changes of the collection, without those already held as a Delivery (a
+    round that stopped short of them settles them again)."""
+    window = list(
+        db.session.scalars(
+            select(RecordChange)
+            .where(RecordChange.collection_id == collection_id, RecordChange.seq > after)
+            .order_by(RecordChange.seq)
+            .limit(WINDOW)
+        )
+    )
+    if not window:
+        return window
+    have = set(
+        db.session.scalars(
+            select(Delivery.seq).where(
+                Delivery.destination_id == destination.id,
+                Delivery.collection_id == collection_id,
+                Delivery.seq > after,
+                Delivery.seq <= window[-1].seq,
+            )
+        )
+    )
+    return [c for c in window if c.seq not in have] if have else window
+
+
+def _due_retries(destination: Destination, now: datetime) -> list[tuple[Delivery, RecordChange]]:
+    rows = db.session.execute(
+        select(Delivery, RecordChange)
+        .join(
+            RecordChange,
+            (RecordChange.collection_id == Delivery.collection_id) & (RecordChange.seq == Delivery.seq),
+        )
+        .where(
+            Delivery.destination_id == destination.id,
+            Delivery.status == "retrying",
+            Delivery.next_attempt_at <= now,
+        )
+        .order_by(Delivery.seq)
+        .limit(WINDOW)
+    ).all()
+    return [(d, c) for d, c in rows]
+
+
+def _held_keys(destination: Destination) -> set[tuple[str, str]]:
+    """Keys with a change not yet delivered: their later changes wait behind it."""
+    rows = db.session.execute(
+        select(Delivery.collection_id, Delivery.record_key).where(
+            Delivery.destination_id == destination.id, Delivery.status.in_(("retrying", "waiting"))
+        )
+    ).all()
+    return {(c, k) for c, k in rows}
+
+
+def _takes(filters: dict, change: RecordChange) -> bool:
+    if filters.get("ops") and change.op not in filters["ops"]:
+        return False
+    if filters.get("event_types") and change.event_type not in filters["event_types"]:
+        return False
+    where = filters.get("where") or []
+    if not where:
+        return True
+    record = feed.as_json(change)["record"] or {}
+    for condition in where:
+        value = jsonpaths.first_value(condition["path"], record)
+        op = condition.get("op", "eq")
+        if (op == "exists" and value is None) or (op == "missing" and value is not None):
+            return False
+        if (op == "eq" and value != condition.get("value")) or (
+            op == "ne" and value == condition.get("value")
+        ):
+            return False
+    return True
+
+
+def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: set[tuple[str, str]]) -> None:
+    """Every answer, and each subscription's new place: up to the first new change left
+    unsent for no reason of its key (a probe, a round cut short), which the next round takes."""
+    destination, now = plan.destination, plan.now
+    answered = {(item.change.collection_id, item.change.seq) for item, _ in outcomes}
+    for wave in plan.waves:
+        for item in wave:
+            change = item.change
+            if item.delivery is not None or (change.collection_id, change.seq) in answered:
+                continue
+            if (change.collection_id, change.record_key) in failed_keys:
+                plan.waiting.append(change)  # behind its key's failure of this round
+            elif change.collection_id in plan.places:
+                plan.places[change.collection_id] = min(plan.places[change.collection_id], change.seq - 1)
+    for change in plan.waiting:
+        if change.seq <= plan.places.get(change.collection_id, change.seq - 1):
+            db.session.add(_row(destination, change, "waiting", 0, None, None, now))
+    db.session.flush()  # first: a retry answered below lets a change waiting on it go
+    for item, outcome in outcomes:
+        attempt = (item.delivery.attempts if item.delivery else 0) + 1
+        db.session.add(_attempt(destination, item.change, attempt, outcome, now))
+        _after_answer(destination, item, outcome, attempt, now)
+        _breaker(destination, outcome, now)
+    for sub in destination.subscriptions:
+        if sub.collection_id in plan.places:
+            sub.after = max(sub.after, plan.places[sub.collection_id])
+
+
+def _after_answer(
+    destination: Destination, item: _Item, outcome: Outcome, attempt: int, now: datetime
+) -> None:
+    change, row = item.change, item.delivery
+    if outcome.ok:
+        destination.last_delivered_at = now
+        if row is not None:
+            row.status, row.attempts, row.updated_at, row.last_error = "delivered", attempt, now, None
+            _release_next(destination, change, now)
+        return
+    dead = attempt >= MAX_ATTEMPTS
+    status = "dead" if dead else "retrying"
+    when = None if dead else now + timedelta(seconds=backoff(attempt))
+    if row is None:
+        db.session.add(_row(destination, change, status, attempt, when, outcome.error, now))
+    else:
+        row.status, row.attempts, row.next_attempt_at = status, attempt, when
+        row.last_error, row.updated_at = outcome.error, now
+    if dead:
+        _release_next(destination, change, now)  # its key goes on without it (replay sends it)
+
+
+def _release_next(destination: Destination, change: RecordChange, now: datetime) -> None:
+    """The next waiting change of the key, if any, goes now."""
+    db.session.flush()
+    nxt = db.session.scalar(
+        select(Delivery)
+        .where(
+            Delivery.destination_id == destination.id,
+            Delivery.collection_id == change.collection_id,
+            Delivery.record_key == change.record_key,
+            Delivery.status == "waiting",
+        )
+        .order_by(Delivery.seq)
+        .limit(1)
+    )
+    if nxt is not None:
+        nxt.status, nxt.next_attempt_at, nxt.updated_at = "retrying", now, now
+
+
+def _breaker(destination: Destination, outcome: Outcome, now: datetime) -> None:
+    if outcome.ok:
+        destination.consecutive_failures, destination.open_until, destination.opened_count = 0, None, 0
+        destination.last_error = None
+        return
+    destination.consecutive_failures = (destination.consecutive_failures or 0) + 1
+    destination.last_error = outcome.error
+    if destination.consecutive_failures >= BREAKER_FAILURES or destination.open_until is not None:
+        pause = min(PROBE_FIRST_SECONDS * 2 ** (destination.opened_count or 0), PROBE_MAX_SECONDS)
+        destination.open_until = now + timedelta(seconds=pause)
+        destination.opened_count = (destination.opened_count or 0) + 1
+
+
+def _row(
+    destination: Destination,
+    change: RecordChange,
+    status: str,
+    attempts: int,
+    when: datetime | None,
+    error: str | None,
+    now: datetime,
+) -> Delivery:
+    return Delivery(
+        destination_id=destination.id,
+        collection_id=change.collection_id,
+        seq=change.seq,
+        record_key=change.record_key,
+        status=status,
+        attempts=attempts,
+        next_attempt_at=when,
+        last_error=error,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _attempt(
+    destination: Destination, change: RecordChange, attempt: int, outcome: Outcome, now: datetime
+) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        destination_id=destination.id,
+        collection_id=change.collection_id,
+        seq=change.seq,
+        record_key=change.record_key,
+        attempt=attempt,
+        ok=outcome.ok,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        request=outcome.request,
+        response=outcome.response,
+        duration_ms=outcome.duration_ms,
+        at=now,
+    )

