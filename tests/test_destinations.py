@@ -193,7 +193,8 @@ def test_a_receiver_that_is_down_opens_the_circuit_and_a_probe_closes_it(app, cl
     for n in range(100):
         deliver_event(client, setup["sid"], {"id": f"k{n}"})
     sent = rounds(app)
-    assert sent == deliver.SENDERS  # stopped at the breaker after one run, not all 100
+    # Stopped at the breaker: what was in flight when it tripped was sent, nothing after.
+    assert deliver.BREAKER_FAILURES <= sent <= deliver.BREAKER_FAILURES + deliver.SENDERS
     destination = db.session.get(Destination, setup["destination"]["id"])
     assert destination.open_until is not None
     assert rounds(app) == 0  # open: nothing is sent

@@ -34,6 +34,9 @@ class DestinationType(ABC):
     title: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
     secret_names: ClassVar[tuple[str, ...]] = ()  # given by the user in `secrets`, kept encrypted
+    # True: `send` gets the record as its stored JSON text (`record_json`), to send on as it
+    # is, instead of parsed (`record`).
+    takes_raw_record: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -50,13 +50,13 @@ class GuardedTransport(httpx.HTTPTransport):
     other than the default."""
 
     def __init__(self) -> None:
-        context = _ssl_context()
+        context = tls_context()
         super().__init__(verify=context, trust_env=False)
         self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=GuardedBackend())
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """One per process: loading the certificate bundle took most of a call's CPU (some 30 ms
     a page), and a context, once made, is safe to share between threads."""
     return httpx.create_ssl_context(trust_env=False)

@@ -26,16 +26,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..destinations import DestinationType, Outcome
 from ..extensions import db
 from ..models import Delivery, DeliveryAttempt, Destination, RecordChange
-from ..services import changes as feed
 from ..services import destinations as svc
-from ..values import jsonpaths
+from ..values import documents, jsonpaths
 from ..values.times import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,12 @@ log = logging.getLogger(__name__)
 # every retry at once). MAX_ATTEMPTS in all: about 27 hours from the first.
 BACKOFF_FIRST, BACKOFF_MAX, MAX_ATTEMPTS, JITTER = 0.1, 3600.0, 40, 0.2
 BREAKER_FAILURES = 10  # in a row: a receiver failing one request in five never trips it
-PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS = 1.0, 60.0
-WINDOW = 1000  # new changes looked at per subscription and round
+# A probe is one request: cheap enough to send every few seconds to a receiver that is away,
+# so one that is back is found within PROBE_MAX_SECONDS.
+PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS = 0.5, 5.0
+# New changes looked at per subscription and round: a round's answers commit together, so
+# this bounds how long a delivered change waits for its round (and what a kill sends again).
+WINDOW = 250
 SENDERS = 32  # requests in flight per process
 IDLE_SECONDS = 0.05  # between rounds with nothing to send
 
@@ -58,7 +62,7 @@ def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
 
 @dataclass
 class _Item:
-    change: RecordChange
+    change: Any  # a record_changes row (or a RecordChange, for a retry)
     delivery: Delivery | None = None  # a retry: its row
 
 
@@ -68,7 +72,7 @@ class _Round:
     now: datetime
     waves: list[list[_Item]] = field(default_factory=list)
     places: dict[str, int] = field(default_factory=dict)  # collection -> its subscription's new place
-    waiting: list[RecordChange] = field(default_factory=list)
+    waiting: list[Any] = field(default_factory=list)
     probe: bool = False
 
 
@@ -78,7 +82,8 @@ class Deliverer:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self.senders: dict[str, tuple[str, DestinationType]] = {}  # id -> (version, sender)
-        self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="deliver")
+        # Each sending thread in the app's context for good: the network guard reads its config.
+        self.pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="deliver", initializer=self._in_app)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -110,31 +115,50 @@ class Deliverer:
             return 0
         plan = _plan(destination, now)
         sender = self._sender(destination)
-        sent = 0
         failed_keys: set[tuple[str, str]] = set()
         outcomes: list[tuple[_Item, Outcome]] = []
-        in_a_row = destination.consecutive_failures or 0
+        in_a_row = [destination.consecutive_failures or 0]
         # A probe is one change; the rest stays unsent, hence unsettled (_settle).
-        for chunk in _chunks(plan.waves)[:1] if plan.probe else _chunks(plan.waves):
-            if plan.probe:
-                chunk = chunk[:1]
-            chunk = [i for i in chunk if (i.change.collection_id, i.change.record_key) not in failed_keys]
-            answers = list(self.pool.map(lambda item: self._send(sender, item), chunk))
-            for item, outcome in zip(chunk, answers, strict=True):
-                outcomes.append((item, outcome))
-                in_a_row = 0 if outcome.ok else in_a_row + 1
-                if not outcome.ok:
-                    failed_keys.add((item.change.collection_id, item.change.record_key))
-            sent += len(chunk)
-            if in_a_row >= BREAKER_FAILURES:
+        waves = [plan.waves[0][:1]] if plan.probe and plan.waves else plan.waves
+        for wave in waves:
+            items = [i for i in wave if (i.change.collection_id, i.change.record_key) not in failed_keys]
+            if not self._send_wave(sender, items, outcomes, failed_keys, in_a_row):
                 break  # the rest of the round is left for after the circuit's pause
         _settle(plan, outcomes, failed_keys)
         db.session.commit()
-        return sent
+        return len(outcomes)
+
+    def _send_wave(
+        self,
+        sender: DestinationType,
+        items: list[_Item],
+        outcomes: list[tuple[_Item, Outcome]],
+        failed_keys: set[tuple[str, str]],
+        in_a_row: list[int],
+    ) -> bool:
+        """The wave's changes, SENDERS in flight at a time (no change waits for another's
+        answer but its key's earlier one, in an earlier wave); False once BREAKER_FAILURES
+        failed in a row, the changes not yet started then left unsent."""
+        futures = [self.pool.submit(self._send, sender, item) for item in items[:SENDERS]]
+        tripped = False
+        for index, item in enumerate(items):
+            if tripped and index >= len(futures):
+                break  # not started: left unsent
+            outcome = futures[index].result()
+            if not tripped and len(futures) < len(items):  # a sliding window of SENDERS
+                futures.append(self.pool.submit(self._send, sender, items[len(futures)]))
+            outcomes.append((item, outcome))
+            in_a_row[0] = 0 if outcome.ok else in_a_row[0] + 1
+            if not outcome.ok:
+                failed_keys.add((item.change.collection_id, item.change.record_key))
+            tripped = tripped or in_a_row[0] >= BREAKER_FAILURES
+        return not tripped
+
+    def _in_app(self) -> None:
+        self.app.app_context().push()
 
     def _send(self, sender: DestinationType, item: _Item) -> Outcome:
-        with self.app.app_context():
-            return sender.send({"id": change_id(item.change), **feed.as_json(item.change)})
+        return sender.send(_document(item.change, raw=sender.takes_raw_record))
 
     def _sender(self, destination: Destination) -> DestinationType:
         """One per destination, kept for its connections; made again once it changes."""
@@ -155,13 +179,29 @@ class Deliverer:
             sender.close()
 
 
-def _chunks(waves: list[list[_Item]]) -> list[list[_Item]]:
-    """Each wave in runs of SENDERS, sent together: a failing receiver is found out after
-    one run, not a whole round."""
-    return [wave[i : i + SENDERS] for wave in waves for i in range(0, len(wave), SENDERS)]
+def _document(change: Any, raw: bool) -> dict[str, Any]:
+    """The change as destinations take it; the record as its JSON text (`record_json`) for
+    one that sends it on as it is, parsed (`record`) for the others."""
+    doc = {
+        "id": change_id(change),
+        "seq": change.seq,
+        "op": change.op,
+        "key": change.record_key,
+        "collection_id": change.collection_id,
+        "event_type": change.event_type,
+        "event_id": change.event_id,
+        "run_id": change.run_id,
+        "source_id": change.source_id,
+        "changed_at": as_utc(change.changed_at).isoformat(),
+    }
+    if raw:
+        doc["record_json"] = change.data
+    else:
+        doc["record"] = documents.loads(change.data) if change.data is not None else None
+    return doc
 
 
-def change_id(change: RecordChange) -> str:
+def change_id(change: Any) -> str:
     """The change's id: the same on every attempt, for the receiver to drop repeats by."""
     return f"chg_{change.collection_id.removeprefix('col_')}_{change.seq}"
 
@@ -195,16 +235,17 @@ def _plan(destination: Destination, now: datetime) -> _Round:
     return plan
 
 
-def _window(destination: Destination, collection_id: str, after: int) -> list[RecordChange]:
+def _window(destination: Destination, collection_id: str, after: int) -> list[Any]:
     """The next new changes of the collection, without those already held as a Delivery (a
     round that stopped short of them settles them again)."""
+    # Rows, not ORM objects: a round reads up to a thousand, and only reads them.
     window = list(
-        db.session.scalars(
-            select(RecordChange)
+        db.session.execute(
+            select(RecordChange.__table__)
             .where(RecordChange.collection_id == collection_id, RecordChange.seq > after)
             .order_by(RecordChange.seq)
             .limit(WINDOW)
-        )
+        ).all()
     )
     if not window:
         return window
@@ -257,7 +298,7 @@ def _takes(filters: dict, change: RecordChange) -> bool:
     where = filters.get("where") or []
     if not where:
         return True
-    record = feed.as_json(change)["record"] or {}
+    record = documents.loads(change.data) if change.data else {}
     for condition in where:
         value = jsonpaths.first_value(condition["path"], record)
         op = condition.get("op", "eq")
@@ -288,25 +329,32 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
         if change.seq <= plan.places.get(change.collection_id, change.seq - 1):
             db.session.add(_row(destination, change, "waiting", 0, None, None, now))
     db.session.flush()  # first: a retry answered below lets a change waiting on it go
+    logged = []
+    released: set[tuple[str, str]] = set()
     for item, outcome in outcomes:
         attempt = (item.delivery.attempts if item.delivery else 0) + 1
-        db.session.add(_attempt(destination, item.change, attempt, outcome, now))
-        _after_answer(destination, item, outcome, attempt, now)
+        logged.append(_attempt(destination, item.change, attempt, outcome, now))
+        _after_answer(destination, item, outcome, attempt, now, released)
         _breaker(destination, outcome, now)
+    _release(destination, released, now)
+    if logged:  # Core, in one statement: a round logs hundreds
+        db.session.connection().execute(insert(DeliveryAttempt.__table__), logged)
     for sub in destination.subscriptions:
         if sub.collection_id in plan.places:
             sub.after = max(sub.after, plan.places[sub.collection_id])
 
 
 def _after_answer(
-    destination: Destination, item: _Item, outcome: Outcome, attempt: int, now: datetime
+    destination: Destination, item: _Item, outcome: Outcome, attempt: int, now: datetime, released: set
 ) -> None:
+    """The change's Delivery as the answer leaves it; `released` gets the key when the key's
+    next waiting change may go."""
     change, row = item.change, item.delivery
     if outcome.ok:
         destination.last_delivered_at = now
         if row is not None:
             row.status, row.attempts, row.updated_at, row.last_error = "delivered", attempt, now, None
-            _release_next(destination, change, now)
+            released.add((change.collection_id, change.record_key))
         return
     dead = attempt >= MAX_ATTEMPTS
     status = "dead" if dead else "retrying"
@@ -317,25 +365,29 @@ def _after_answer(
         row.status, row.attempts, row.next_attempt_at = status, attempt, when
         row.last_error, row.updated_at = outcome.error, now
     if dead:
-        _release_next(destination, change, now)  # its key goes on without it (replay sends it)
+        released.add((change.collection_id, change.record_key))  # it goes on without it
 
 
-def _release_next(destination: Destination, change: RecordChange, now: datetime) -> None:
-    """The next waiting change of the key, if any, goes now."""
+def _release(destination: Destination, released: set[tuple[str, str]], now: datetime) -> None:
+    """For each key, its next waiting change goes now: one query for the round's keys."""
+    if not released:
+        return
     db.session.flush()
-    nxt = db.session.scalar(
+    keys = sorted({k for _, k in released})
+    waiting = db.session.scalars(
         select(Delivery)
         .where(
             Delivery.destination_id == destination.id,
-            Delivery.collection_id == change.collection_id,
-            Delivery.record_key == change.record_key,
             Delivery.status == "waiting",
+            Delivery.record_key.in_(keys),
         )
         .order_by(Delivery.seq)
-        .limit(1)
     )
-    if nxt is not None:
-        nxt.status, nxt.next_attempt_at, nxt.updated_at = "retrying", now, now
+    for row in waiting:
+        key = (row.collection_id, row.record_key)
+        if key in released:
+            row.status, row.next_attempt_at, row.updated_at = "retrying", now, now
+            released.discard(key)
 
 
 def _breaker(destination: Destination, outcome: Outcome, now: datetime) -> None:
@@ -374,20 +426,18 @@ def _row(
     )
 
 
-def _attempt(
-    destination: Destination, change: RecordChange, attempt: int, outcome: Outcome, now: datetime
-) -> DeliveryAttempt:
-    return DeliveryAttempt(
-        destination_id=destination.id,
-        collection_id=change.collection_id,
-        seq=change.seq,
-        record_key=change.record_key,
-        attempt=attempt,
-        ok=outcome.ok,
-        status_code=outcome.status_code,
-        error=outcome.error,
-        request=outcome.request,
-        response=outcome.response,
-        duration_ms=outcome.duration_ms,
-        at=now,
-    )
+def _attempt(destination: Destination, change: Any, attempt: int, outcome: Outcome, now: datetime) -> dict:
+    return {
+        "destination_id": destination.id,
+        "collection_id": change.collection_id,
+        "seq": change.seq,
+        "record_key": change.record_key,
+        "attempt": attempt,
+        "ok": outcome.ok,
+        "status_code": outcome.status_code,
+        "error": outcome.error,
+        "request": outcome.request,
+        "response": outcome.response,
+        "duration_ms": outcome.duration_ms,
+        "at": now,
+    }
