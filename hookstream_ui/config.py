@@ -134,6 +134,15 @@ def load_config(instance: Path) -> dict[str, Any]:
         "EVENT_RETENTION_DAYS": env_int("EVENT_RETENTION_DAYS", 0) or None,
         # Hours a collection's change feed keeps each change (services/changes.py): a reader
         # or destination further behind reads the records again.
+        # Alerts: how often rules are evaluated, and the instance's mail server for e-mail
+        # channels (unset: e-mail channels are refused, webhooks still work).
+        "ALERT_SECONDS": env_int("ALERT_SECONDS", 30, 5),
+        "SMTP_HOST": os.environ.get("SMTP_HOST", ""),
+        "SMTP_PORT": env_int("SMTP_PORT", 25, 1),
+        "SMTP_FROM": os.environ.get("SMTP_FROM", "hookstream@localhost"),
+        "SMTP_STARTTLS": env_flag("SMTP_STARTTLS"),
+        "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
         "CHANGES_RETENTION_HOURS": env_int("CHANGES_RETENTION_HOURS", 7 * 24, 1),
         # werkzeug's scrypt (about 0.1 s a hash, on purpose); TEST_CONFIG sets a cheap one.
         "PASSWORD_HASH_METHOD": "scrypt",

@@ -214,6 +214,16 @@ def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
         headers={"X-API-Key": a_raw},
         json={"name": "Alice hook", "kind": "webhook", "config": {"url": "https://example.com/hook"}},
     ).json["destination"]["id"]
+    a_rule = client.post(
+        "/v1/alert-rules",
+        headers={"X-API-Key": a_raw},
+        json={
+            "name": "Alice alerts",
+            "kind": "run_failed",
+            "channel": "http",
+            "target": "https://example.com/a",
+        },
+    ).json["rule"]["id"]
     bob = make_user("bob@example.com")
     b_env = production(org_of(bob))
     return {
@@ -229,6 +239,7 @@ def two_tenants(app: Flask, ctx: None) -> dict[str, Any]:
             "user_id": alice.id,
             "invitation_id": invitation.id,
             "destination_id": a_destination,
+            "rule_id": a_rule,
         },
         "a_raw": a_raw,
         "b_raw": make_key(b_env),

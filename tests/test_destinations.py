@@ -5,10 +5,8 @@ retried and replayed by hand; the circuit breaker; every attempt logged, secrets
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import update
@@ -18,49 +16,7 @@ from hookstream_ui.services.signatures import verify_standard
 from hookstream_ui.sync import deliver
 from hookstream_ui.values.times import utcnow
 from tests.helpers import add_orders, auth, connect_webhook
-
-
-class Receiver:
-    """An HTTP server that records what it is sent and answers as told: `fail` the next n
-    requests with 500, or `down` to refuse every one."""
-
-    def __init__(self) -> None:
-        self.got: list[dict] = []
-        self.fail = 0
-        self.fail_keys: set[str] = set()
-        self.delay = 0.0
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                if outer.delay:
-                    time.sleep(outer.delay)
-                with outer.lock:
-                    message = json.loads(body)
-                    failing = outer.fail > 0 or message["data"]["key"] in outer.fail_keys
-                    if outer.fail > 0:
-                        outer.fail -= 1
-                    if not failing:
-                        outer.got.append({"headers": dict(self.headers), "body": body, "message": message})
-                self.send_response(500 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def keys(self) -> list[str]:
-        return [g["message"]["data"]["key"] for g in self.got]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.receivers import Receiver
 
 
 @pytest.fixture
@@ -468,3 +424,26 @@ def test_a_redis_stream_gets_each_change(app, client, key, tcp_redis):
     assert [e[1][b"op"] for e in entries] == [b"insert", b"update"]
     assert json.loads(entries[1][1][b"record"]) == {"id": "x1", "v": 2}
     assert entries[0][1][b"id"].startswith(b"chg_")
+
+
+def test_replay_from_a_time_and_an_event_type_filter(app, client, key, setup, receiver):
+    did = setup["destination"]["id"]
+    r = client.patch(
+        f"/v1/destinations/{did}", json={"filters": {"event_types": ["order.paid"]}}, headers=auth(key)
+    )
+    assert r.status_code == 200, r.json
+    coll = client.patch(
+        f"/v1/collections/{setup['cid']}", json={"event_type_field": "$.type"}, headers=auth(key)
+    )
+    assert coll.status_code == 200, coll.json
+    deliver_event(client, setup["sid"], {"id": "t1", "type": "order.paid"})
+    deliver_event(client, setup["sid"], {"id": "t2", "type": "order.created"})
+    rounds(app)
+    assert receiver.keys() == ["t1"]  # the other event type is not taken
+    since = (utcnow() - timedelta(minutes=1)).isoformat()
+    r = client.post(f"/v1/destinations/{did}/replay", json={"since": since}, headers=auth(key))
+    assert r.status_code == 200 and r.json["places"] == {setup["cid"]: 0}, r.json
+    rounds(app)
+    assert receiver.keys() == ["t1", "t1"]
+    both = client.post(f"/v1/destinations/{did}/replay", json={"after": 1, "since": since}, headers=auth(key))
+    assert both.status_code == 400 and "after" in both.json["errors"]

@@ -4,7 +4,7 @@ from flask import Blueprint
 
 v1 = Blueprint("api_v1", __name__, url_prefix="/v1")
 
-from . import api_keys, changes, collections, destinations, ingest, syncs, team  # noqa: E402,F401  (routes register on import)
+from . import alerts, api_keys, changes, collections, destinations, ingest, syncs, team  # noqa: E402,F401  (routes register on import)
 from .openapi import register_openapi_route  # noqa: E402
 
 register_openapi_route(v1)

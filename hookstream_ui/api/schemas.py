@@ -761,3 +761,46 @@ class Retried(Strict):
 
 class Replayed(Strict):
     places: dict[str, int] = Field(description="Each collection's change number sending starts after")
+
+
+# --- /v1/alert-rules, /v1/incidents -------------------------------------------------------
+
+
+class AlertRuleOut(Strict):
+    id: str
+    name: str
+    kind: str
+    params: dict
+    channel: Literal["http", "email"]
+    target: str
+    enabled: bool
+    signing_secret: str | None = Field(
+        None, description="The webhook channel's secret: in the create answer only, never again"
+    )
+    created_at: str
+    updated_at: str
+
+
+class AlertRuleEnvelope(Strict):
+    rule: AlertRuleOut
+
+
+class AlertRuleList(Strict):
+    rules: list[AlertRuleOut]
+
+
+class IncidentOut(Strict):
+    id: str
+    rule_id: str
+    subject_id: str
+    subject: str
+    message: str
+    opened_at: str
+    resolved_at: str | None
+    notified_at: str | None
+    resolved_notified_at: str | None
+    notify_error: str | None
+
+
+class IncidentList(Strict):
+    incidents: list[IncidentOut]

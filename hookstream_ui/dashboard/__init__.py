@@ -68,4 +68,4 @@ def _source_kind(source: SourceConnection) -> SourceType | None:
     return source_type(source.short_name)
 
 
-from . import collections, destinations, oauth, overview, records, runs, settings, sources, team  # noqa: E402,F401
+from . import alerts, collections, destinations, oauth, overview, records, runs, settings, sources, team  # noqa: E402,F401

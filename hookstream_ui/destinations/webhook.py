@@ -152,16 +152,19 @@ class Webhook(DestinationType):
         return conn
 
     def send(self, change: dict) -> Outcome:
-        body = payload(change)
+        return self.post_signed(change["id"], payload(change))
+
+    def post_signed(self, message_id: str, body: bytes) -> Outcome:
+        """POST `body` signed as message `message_id` (a change; an alert)."""
         now = time.time()
         stamp = str(int(now))
         signature = " ".join(
-            "v1," + standard_signature(s, change["id"], stamp, body) for s in self.signing_secrets(now)
+            "v1," + standard_signature(s, message_id, stamp, body) for s in self.signing_secrets(now)
         )
         headers = {
             **self.config.get("headers", {}),
             "content-type": "application/json",
-            "webhook-id": change["id"],
+            "webhook-id": message_id,
             "webhook-timestamp": stamp,
             "webhook-signature": signature,
         }

@@ -1,5 +1,6 @@
 """All models, importable from one place (and seen by Alembic autogenerate)."""
 
+from .alert import AlertIncident, AlertRule
 from .api_key import KEY_ROLES, ApiKey
 from .base import db, new_id
 from .binding import Binding
@@ -22,6 +23,8 @@ __all__ = [
     "KEY_ROLES",
     "ROLES",
     "STATUSES",
+    "AlertIncident",
+    "AlertRule",
     "ApiKey",
     "AuditEntry",
     "Binding",

@@ -25,7 +25,7 @@ from ..extensions import db, get_redis
 from ..models import Binding, Collection, Org, SourceConnection, SyncRun
 from ..services import changes, retention, runs
 from ..values.times import utcnow
-from . import feeds
+from . import alerts, feeds
 
 log = logging.getLogger(__name__)
 LEASE_KEY = "hookstream:scheduler:leader"
@@ -203,6 +203,7 @@ def feeds_when_due() -> bool:
 def tick() -> dict:
     return {
         "feeds": feeds_when_due(),
+        "alerts": alerts.when_due(),
         "resumed": resume_stale(),
         "requeued": requeue_lost(),
         "started": enqueue_due(),
