@@ -182,6 +182,27 @@ def test_a_long_transaction_is_applied_in_parts_and_whole(app, client, key, pg_s
     assert "txn" not in position and position["lsn"]  # the whole transaction is in
 
 
+def test_a_row_deleted_and_inserted_again_in_one_long_transaction_is_there(
+    app, client, key, pg_source, tables
+):
+    """The delete and the insert share the transaction's commit time and fall in different
+    parts of it: the feed's order, not the time, says the insert came last."""
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    app.config["SYNC_BATCH_SIZE"] = 100
+    try:
+        pg_source.sql(
+            "BEGIN; DELETE FROM people WHERE id = 1;"
+            "INSERT INTO people (id, name) SELECT g, 'filler ' || g FROM generate_series(100, 599) g;"
+            "INSERT INTO people (id, name) VALUES (1, 'back again'); COMMIT;"
+        )
+        done = run(sid)
+    finally:
+        app.config["SYNC_BATCH_SIZE"] = 5000
+    assert done.status == "completed", done.error
+    assert records(cid)["1"]["name"] == "back again"
+
+
 def test_changes_committed_here_are_not_applied_again_when_the_slot_was_not_advanced(
     client, key, pg_source, tables
 ):

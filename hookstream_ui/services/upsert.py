@@ -367,6 +367,9 @@ class _Batch:
     outcome: Outcome = field(default_factory=lambda: Outcome())
     item_keys: dict[int, str] = field(default_factory=dict)
     noted: list[changes.Noted] = field(default_factory=list)  # for the change feed, in order
+    # The items come in the order they happened (a change feed): a version as old as its key's
+    # deletion came after it, as an insert after a delete in one transaction does.
+    in_order: bool = False
 
     def note(self, index: int, result: str, reason: str | None = None) -> None:
         if self.results is not None:
@@ -390,6 +393,7 @@ def apply(
     synced_at: datetime | None = None,
     history: bool = False,
     mapping: Mapping | None = None,
+    in_order: bool = False,
 ) -> Outcome:
     """Upsert `items` into `collection`. `not_before` drops versions older than a cutoff
     (max_age_days); `seen_run_id` marks every key a full read saw. `keys_are_new` (a
@@ -399,13 +403,23 @@ def apply(
     for callers that report per delivery (ingest); `synced_at` becomes the collection's
     last_sync_at, in the statement that adjusts its count. `history` (items that are stored
     events: webhooks) notes which event touched which key, for the record page.
+    `in_order` (a change feed's items, in commit order): a version exactly as old as its
+    key's deletion came after it and is applied.
 
     In steps, each over the whole batch: key, time, dedupe (the newest version of each
     key), decide (write, delete, or skip with a reason), write, index."""
     if results is None and history:
         results = [None] * len(items)
     now = utcnow()
-    batch = _Batch(collection, mapping or Mapping.of(collection), items, results, now, received_at or now)
+    batch = _Batch(
+        collection,
+        mapping or Mapping.of(collection),
+        items,
+        results,
+        now,
+        received_at or now,
+        in_order=in_order,
+    )
     latest = _dedupe(batch, _time_step(batch, _key_step(batch), not_before))
     if latest:
         stored = _stored(batch, latest, seen_run_id, keys_are_new)
@@ -602,7 +616,7 @@ def _decide(
                     )
                 )
             continue
-        if key in deleted and at <= deleted[key]:
+        if key in deleted and _outdated(batch, at, deleted[key]):
             batch.skip(version.index, OLDER_THAN_DELETION)
             if seen_run_id:
                 plan.seen_only.append(key)
@@ -637,6 +651,11 @@ def _decide(
             )
         )
     return plan
+
+
+def _outdated(batch: _Batch, at: datetime, deleted_at: datetime) -> bool:
+    """Whether a version is no newer than its key's deletion, so from before it."""
+    return at < deleted_at if batch.in_order else at <= deleted_at
 
 
 def _refusal(item: Incoming) -> str | None:

@@ -49,7 +49,9 @@ def apply_batch(run: SyncRun, batch: ChangeBatch, targets: list[Target], counted
             applied += removed
         items = batch.changes.get(target.stream)
         if items:
-            outcome = upsert.apply(collection, items, received_at=batch.read_at, mapping=target.mapping)
+            outcome = upsert.apply(
+                collection, items, received_at=batch.read_at, mapping=target.mapping, in_order=True
+            )
             counted(outcome, len(items))
             applied += len(items)
             collection.last_sync_at = utcnow()
