@@ -203,6 +203,22 @@ def test_a_row_deleted_and_inserted_again_in_one_long_transaction_is_there(
     assert records(cid)["1"]["name"] == "back again"
 
 
+def test_a_column_added_meanwhile_simply_appears(client, key, pg_source, tables):
+    sid, cid = connect(client, key, pg_source)
+    assert run(sid).status == "completed"
+    pg_source.sql(
+        "INSERT INTO people (id, name) VALUES (50, 'before');"
+        "ALTER TABLE people ADD COLUMN city text;"
+        "INSERT INTO people (id, name, city) VALUES (51, 'after', 'Oslo');"
+        "UPDATE people SET city = 'Lima' WHERE id = 50;"
+    )
+    done = run(sid)
+    assert done.status == "completed", done.error
+    data = records(cid)
+    assert data["51"]["city"] == "Oslo" and data["50"]["city"] == "Lima"
+    pg_source.sql("ALTER TABLE people DROP COLUMN city")
+
+
 def test_changes_committed_here_are_not_applied_again_when_the_slot_was_not_advanced(
     client, key, pg_source, tables
 ):

@@ -193,11 +193,13 @@ class PgChangeFeed(ChangeFeed):
         committed_at: Any,
     ) -> ChangeBatch:
         """The changes as records: PostgreSQL makes each row's JSON (rows_json), in runs of
-        one relation at a time, order kept."""
+        one relation (as last described) at a time, order kept."""
         changes: dict[str, list] = {}
         run: list[tuple[Relation, Change, Any]] = []
         for entry in [*pending, None]:
-            if run and (entry is None or entry[0].oid != run[0][0].oid):
+            # A new Relation message (a column added or dropped) starts a run of its own: the
+            # values are zipped with the columns of the relation they were sent with.
+            if run and (entry is None or entry[0] is not run[0][0]):
                 self._records(pg, tables, run, changes)
                 run = []
             if entry is not None:
