@@ -38,7 +38,7 @@ def setup(app, client, key, receiver):
         json={
             "name": "Receiver",
             "kind": "webhook",
-            "config": {"url": receiver.url, "headers": {"X-Team": "orders"}},
+            "config": {"url": receiver.url, "headers": {"Authorization": "Bearer tok-canary-42"}},
             "collection_ids": [cid],
         },
     )
@@ -89,7 +89,7 @@ def test_changes_arrive_signed_with_their_id_in_order(app, client, key, setup, r
     assert [m["data"]["record"]["total"] for m in of_o1] == [1, 2]  # a key's changes in order
     assert [m["type"] for m in of_o1] == ["record.inserted", "record.updated"]
     first = receiver.got[0]
-    assert first["headers"]["X-Team"] == "orders"
+    assert first["headers"]["Authorization"] == "Bearer tok-canary-42"  # sent where it was given
     assert first["headers"]["webhook-id"].startswith("chg_")
     verify_standard(
         secret, first["body"], {k.lower(): v for k, v in first["headers"].items()}, now=utcnow().timestamp()
@@ -101,6 +101,17 @@ def test_changes_arrive_signed_with_their_id_in_order(app, client, key, setup, r
     assert len(logged) == 3 and all(a["ok"] for a in logged)
     assert logged[0]["request"]["headers"]["webhook-signature"] == "••••••"
     assert secret not in json.dumps(logged)
+    # A custom header's value is a secret: never answered, never logged.
+    assert again["config"]["headers"] == {"Authorization": "••••••"}
+    assert "tok-canary-42" not in json.dumps(logged) and "tok-canary-42" not in json.dumps(again)
+    # Changing the URL keeps the header's value.
+    r = client.patch(
+        f"/v1/destinations/{destination['id']}", json={"config": {"timeout_seconds": 5}}, headers=auth(key)
+    )
+    assert r.status_code == 200 and "tok-canary-42" not in json.dumps(r.json), r.json
+    deliver_event(client, setup["sid"], {"id": "o3"})
+    rounds(app)
+    assert receiver.got[-1]["headers"]["Authorization"] == "Bearer tok-canary-42"
 
 
 def test_a_failed_change_is_retried_and_its_key_waits_behind_it(app, client, key, setup, receiver):

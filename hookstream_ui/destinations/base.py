@@ -52,6 +52,17 @@ class DestinationType(ABC):
         return {}
 
     @classmethod
+    def hide(cls, config: dict) -> tuple[dict, dict]:
+        """The config as stored and answered, and the secret values it held (a header that
+        carries a token): those go with the encrypted secrets."""
+        return config, {}
+
+    @classmethod
+    def reveal(cls, config: dict, secrets: dict) -> dict:
+        """The config with its secret values back in (to change it, or to send with)."""
+        return config
+
+    @classmethod
     def given_secrets(cls, given: dict | None) -> dict:
         """The secrets a user gave (a password), each a string of at most 1,000 characters;
         anything else is refused by name."""

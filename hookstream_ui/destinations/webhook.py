@@ -127,6 +127,16 @@ class Webhook(DestinationType):
         return {"signing_secret": new_signing_secret()}
 
     @classmethod
+    def hide(cls, config: dict) -> tuple[dict, dict]:
+        # A custom header is how receivers take a token (Authorization): its value is a secret.
+        headers = dict(config.get("headers") or {})
+        return {**config, "headers": dict.fromkeys(headers, MASK)}, {"headers": headers}
+
+    @classmethod
+    def reveal(cls, config: dict, secrets: dict) -> dict:
+        return {**config, "headers": dict(secrets.get("headers") or {})}
+
+    @classmethod
     def shown_secrets(cls, secrets: dict) -> dict:
         return {
             "signing_secret": MASK if secrets.get("signing_secret") else None,
@@ -161,8 +171,9 @@ class Webhook(DestinationType):
         signature = " ".join(
             "v1," + standard_signature(s, message_id, stamp, body) for s in self.signing_secrets(now)
         )
+        custom = self.secrets.get("headers") or {}
         headers = {
-            **self.config.get("headers", {}),
+            **custom,
             "content-type": "application/json",
             "webhook-id": message_id,
             "webhook-timestamp": stamp,
@@ -171,7 +182,9 @@ class Webhook(DestinationType):
         logged = {
             "method": "POST",
             "url": shown(self.config["url"]),
-            "headers": {k: (MASK if k == "webhook-signature" else v) for k, v in headers.items()},
+            "headers": {
+                k: (MASK if k == "webhook-signature" or k in custom else v) for k, v in headers.items()
+            },
             "body": bounded(body.decode()),
         }
         started = time.monotonic()

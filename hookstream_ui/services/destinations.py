@@ -142,7 +142,7 @@ def create(principal: Principal, payload: object) -> tuple[Destination, dict]:
     if problems:
         raise ValidationFailed(problems)
     kind = destination_type_or_400(data.kind)
-    config = _config(kind, data.config)
+    config, hidden = kind.hide(_config(kind, data.config))
     collections = _collections(principal, data.collection_ids or [])
     given = kind.given_secrets(data.secrets)
     made = kind.new_secrets()
@@ -153,7 +153,7 @@ def create(principal: Principal, payload: object) -> tuple[Destination, dict]:
         kind=kind.short_name,
         status=data.status or "active",
         config=config,
-        secrets_encrypted=vault.encrypt({**given, **made}),
+        secrets_encrypted=vault.encrypt({**given, **hidden, **made}),
         filters=data.filters.model_dump() if data.filters else None,
         created_by_id=principal.user_id,
     )
@@ -169,12 +169,15 @@ def update(principal: Principal, destination: Destination, payload: object) -> D
     if data.kind is not None and data.kind != destination.kind:
         raise ValidationFailed({"kind": "cannot be changed: make a new destination"})
     kind = kind_of(destination)
+    held = secrets_of(destination)
     if data.config is not None:
-        destination.config = _config(kind, {**destination.config, **data.config})
+        # What is not given keeps its value, secret ones included (the stored config masks them).
+        config, hidden = kind.hide(_config(kind, {**kind.reveal(destination.config, held), **data.config}))
+        destination.config, held = config, {**held, **hidden}
     if data.secrets:
-        destination.secrets_encrypted = vault.encrypt(
-            {**secrets_of(destination), **kind.given_secrets(data.secrets)}
-        )
+        held = {**held, **kind.given_secrets(data.secrets)}
+    if data.config is not None or data.secrets:
+        destination.secrets_encrypted = vault.encrypt(held)
     if data.collection_ids is not None:
         _subscribe(destination, _collections(principal, data.collection_ids), from_now=True)
     if "filters" in data.model_fields_set:
