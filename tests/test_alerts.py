@@ -177,8 +177,10 @@ def test_the_alerts_page_lists_open_incidents_and_adds_a_rule(app, signed_in_wit
             "target": receiver.url,
         },
     )
-    page = added.get_data(as_text=True)
-    assert added.status_code == 200 and 'id="secret-once"' in page and "whsec_" in page
+    assert added.status_code == 302
+    page = client.get(added.headers["Location"]).get_data(as_text=True)
+    assert 'id="secret-once"' in page and "whsec_" in page
+    assert "whsec_" not in client.get(added.headers["Location"]).get_data(as_text=True)  # once
     refused = client.post(
         "/alerts",
         data={"csrf_token": token, "name": "x", "kind": "run_failed", "channel": "http", "target": "nope"},

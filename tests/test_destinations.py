@@ -265,7 +265,13 @@ def test_the_dashboard_adds_one_shows_its_secret_once_and_what_it_owes(app, sign
     assert "Add a destination" in client.get("/destinations").get_data(as_text=True)
     refused = client.post(
         "/destinations/new",
-        data={"csrf_token": token, "name": "Hook", "url": "ftp://nope", "collection_ids": cid},
+        data={
+            "csrf_token": token,
+            "name": "Hook",
+            "url": "ftp://nope",
+            "collection_ids": cid,
+            "ops": "insert",
+        },
     )
     assert refused.status_code == 400 and "must be an http:// or https:// URL" in refused.get_data(
         as_text=True
@@ -281,8 +287,11 @@ def test_the_dashboard_adds_one_shows_its_secret_once_and_what_it_owes(app, sign
             "ops": ["insert", "update", "delete"],
         },
     )
-    page = made.get_data(as_text=True)
-    assert made.status_code == 200 and 'id="secret-once"' in page
+    assert made.status_code == 302  # a reload of the page it lands on makes nothing
+    landed = made.headers["Location"]
+    page = client.get(landed).get_data(as_text=True)
+    assert 'id="secret-once"' in page
+    assert 'id="secret-once"' not in client.get(landed).get_data(as_text=True)  # once
     [destination] = client.get("/v1/destinations", headers=auth(key)).json["destinations"]
     secret = page.split('<code class="mono">')[1].split("<")[0]
     assert secret.startswith("whsec_")
@@ -458,3 +467,15 @@ def test_replay_from_a_time_and_an_event_type_filter(app, client, key, setup, re
     assert receiver.keys() == ["t1", "t1"]
     both = client.post(f"/v1/destinations/{did}/replay", json={"after": 1, "since": since}, headers=auth(key))
     assert both.status_code == 400 and "after" in both.json["errors"]
+
+
+def test_the_form_refuses_its_own_mistakes_by_name(app, signed_in_with_key, receiver):
+    client, token, key = signed_in_with_key
+    base = {"csrf_token": token, "name": "Hook", "url": receiver.url}
+    bad_header = client.post("/destinations/new", data={**base, "headers": "just text", "ops": "insert"})
+    page = bad_header.get_data(as_text=True)
+    assert bad_header.status_code == 400 and "each line must be Name: value" in page
+    assert "just text" not in page  # a header may hold a token: never echoed back
+    no_ops = client.post("/destinations/new", data=base)
+    assert no_ops.status_code == 400 and "tick at least one kind of change" in no_ops.get_data(as_text=True)
+    assert client.get("/v1/destinations", headers=auth(key)).json["destinations"] == []

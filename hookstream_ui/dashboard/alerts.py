@@ -13,6 +13,7 @@ from ..errors import ValidationFailed
 from ..forms import FormState, sentence
 from ..models import db
 from ..services import alerts as svc
+from ..services import reveal
 from . import bp
 
 FIELDS = ("name", "kind", "channel", "target", "seconds", "minutes")
@@ -35,7 +36,7 @@ def _page(form: FormState | None = None, made: dict | None = None, status: int =
 
 @bp.get("/alerts")
 def alerts_page() -> ResponseReturnValue:
-    return _page()
+    return _page(made=reveal.take(current_principal().user_id, request.args.get("revealed")))
 
 
 def _payload(form: FormState) -> dict[str, Any]:
@@ -61,7 +62,11 @@ def alert_rule_new() -> ResponseReturnValue:
         errors = {name.removeprefix("params."): text for name, text in exc.errors.items()}
         return _page(form.fail(ValidationFailed(errors)), status=400)
     flash(f"Alert rule “{rule.name}” added.", "success")
-    return _page(made=made | {"rule": rule.name} if made else None)
+    # Redirected, so a reload adds nothing; the page shows the new secret once.
+    token = reveal.keep(principal.user_id, made | {"rule": rule.name}) if made else None
+    return redirect(
+        url_for("dashboard.alerts_page", revealed=token) if token else url_for("dashboard.alerts_page")
+    )
 
 
 @bp.post("/alerts/<rule_id>/enabled")

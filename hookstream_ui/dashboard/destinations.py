@@ -15,6 +15,8 @@ from ..forms import FormState, sentence
 from ..models import Destination, db
 from ..services import collections as collection_svc
 from ..services import destinations as svc
+from ..services import reveal
+from ..sync.deliver import MAX_ATTEMPTS
 from . import bp
 
 FIELDS = ("name", "url", "headers", "timeout_seconds")
@@ -44,8 +46,17 @@ def _headers(text: str) -> dict[str, str] | str:
 
 
 def _payload(form: FormState) -> dict[str, Any]:
+    """What the service takes; the form's own mistakes (a header line, no change ticked)
+    refused by name first."""
     config: dict[str, Any] = {"url": form.values.get("url", "").strip()}
-    headers = _headers(form.values.get("headers", ""))
+    headers = _headers(request.form.get("headers", ""))  # not kept in the form: a secret
+    problems = {}
+    if isinstance(headers, str):
+        problems["headers"] = "each line must be Name: value"
+    if not request.form.getlist("ops"):
+        problems["ops"] = "tick at least one kind of change"
+    if problems:
+        raise ValidationFailed(problems)
     config["headers"] = headers
     if form.values.get("timeout_seconds", "").strip():
         config["timeout_seconds"] = form.values["timeout_seconds"].strip()
@@ -86,7 +97,7 @@ def destination_new() -> ResponseReturnValue:
         return render_template(
             "dashboard/destinations/new.html", form=FormState(), collections=collections, chosen=chosen
         )
-    form = FormState.from_request(*FIELDS)
+    form = FormState.from_request(*FIELDS, secret=("headers",))
     try:
         destination, made = svc.create(principal, _payload(form))
     except ValidationFailed as exc:
@@ -97,12 +108,20 @@ def destination_new() -> ResponseReturnValue:
             collections=collections,
             chosen=request.form.getlist("collection_ids"),
         ), 400
-    return _detail(destination, made=made)
+    return _revealing(destination, made)
+
+
+def _revealing(destination: Destination, made: dict) -> ResponseReturnValue:
+    """To the destination's page, which shows its new secret once (a reload makes nothing)."""
+    token = reveal.keep(current_principal().user_id, made)
+    return redirect(url_for("dashboard.destination_detail", destination_id=destination.id, revealed=token))
 
 
 @bp.get("/destinations/<destination_id>")
 def destination_detail(destination_id: str) -> str:
-    return _detail(svc.get_destination_or_404(current_principal(), destination_id))
+    principal = current_principal()
+    destination = svc.get_destination_or_404(principal, destination_id)
+    return _detail(destination, made=reveal.take(principal.user_id, request.args.get("revealed")))
 
 
 def _detail(destination: Destination, made: dict | None = None) -> str:
@@ -116,6 +135,7 @@ def _detail(destination: Destination, made: dict | None = None) -> str:
         attempts=svc.attempts(destination, 50, only_failed),
         only_failed=only_failed,
         shown=svc.kind_of(destination).shown_secrets(svc.secrets_of(destination)),
+        max_attempts=MAX_ATTEMPTS,
     )
 
 
@@ -162,8 +182,7 @@ def destination_rotate(destination_id: str) -> ResponseReturnValue:
     principal = current_principal()
     require_role(principal, "member")
     destination = svc.get_destination_or_404(principal, destination_id)
-    made = svc.rotate_secret(principal, destination)
-    return _detail(destination, made=made)
+    return _revealing(destination, svc.rotate_secret(principal, destination))
 
 
 @bp.post("/destinations/<destination_id>/delete")
