@@ -39,7 +39,7 @@ class _Guarded:
 
 
 class GuardedConnection(_Guarded, redis.connection.Connection):
-    pass
+    """redis-py's plain TCP connection, dialling only checked addresses."""
 
 
 class GuardedSSLConnection(redis.connection.SSLConnection):
