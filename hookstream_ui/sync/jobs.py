@@ -222,6 +222,8 @@ def _stream(
         _count(run, outcome, stream.FEED, position)
         metrics.records_written("sync", outcome)
 
+    # A plain id: the reader thread asks too, and must not touch the writer's ORM objects.
+    source_id = run.source_id
     # From here on the run only streams: a binding may change under it (it then ends).
     fed = dict((run.cursor or {}).get(stream.FEED) or {})
     fed.setdefault("streaming_since", utcnow().isoformat())
@@ -236,7 +238,7 @@ def _stream(
         lambda: _guard(run.id, token),
         counted,
         read_ahead,
-        rebound=lambda: mapping_state(run.source_id) != began,
+        rebound=lambda: mapping_state(source_id) != began,
     )
 
 
