@@ -139,14 +139,20 @@ class Deliverer:
         """The wave's changes, SENDERS in flight at a time (no change waits for another's
         answer but its key's earlier one, in an earlier wave); False once BREAKER_FAILURES
         failed in a row, the changes not yet started then left unsent."""
-        futures = [self.pool.submit(self._send, sender, item) for item in items[:SENDERS]]
+        # Each change's document is made here, not in the sending thread: a retry's change is an
+        # ORM object of this thread's session.
+        futures = [
+            self.pool.submit(sender.send, _document(i.change, sender.takes_raw_record))
+            for i in items[:SENDERS]
+        ]
         tripped = False
         for index, item in enumerate(items):
             if tripped and index >= len(futures):
                 break  # not started: left unsent
             outcome = futures[index].result()
             if not tripped and len(futures) < len(items):  # a sliding window of SENDERS
-                futures.append(self.pool.submit(self._send, sender, items[len(futures)]))
+                nxt = items[len(futures)].change
+                futures.append(self.pool.submit(sender.send, _document(nxt, sender.takes_raw_record)))
             outcomes.append((item, outcome))
             in_a_row[0] = 0 if outcome.ok else in_a_row[0] + 1
             if not outcome.ok:
@@ -156,9 +162,6 @@ class Deliverer:
 
     def _in_app(self) -> None:
         self.app.app_context().push()
-
-    def _send(self, sender: DestinationType, item: _Item) -> Outcome:
-        return sender.send(_document(item.change, raw=sender.takes_raw_record))
 
     def _sender(self, destination: Destination) -> DestinationType:
         """One per destination, kept for its connections; made again once it changes."""
