@@ -120,6 +120,13 @@ def add_orders(client, key: str, source_id: str, **fields: str) -> None:
     assert client.post("/v1/collections", headers=auth(key), json=body).status_code == 201
 
 
+def webhook_orders(client, key: str) -> tuple[str, str]:
+    """An unsigned webhook source feeding the `orders` collection: (source id, collection id)."""
+    sid = connect_webhook(client, key)
+    add_orders(client, key, sid)
+    return sid, client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+
+
 def connect_pull(
     client, key: str, name: str, credentials: dict, stream: str, key_path: str = "$.id", **config: str
 ) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from hookstream_ui.models import Collection, db
 from hookstream_ui.services import changes
 from hookstream_ui.values.times import utcnow
-from tests.helpers import add_orders, auth, connect_pull, connect_webhook
+from tests.helpers import auth, connect_pull, webhook_orders
 from tests.helpers import run_inline as run
 
 
@@ -21,20 +21,13 @@ def feed(client, key, cid: str, **query) -> dict:
     return answer.json
 
 
-def orders(client, key) -> tuple[str, str]:
-    sid = connect_webhook(client, key)
-    add_orders(client, key, sid)
-    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
-    return sid, cid
-
-
 def deliver(client, sid: str, body: dict) -> None:
     answer = client.post(f"/v1/ingest/{sid}", json=body)
     assert answer.status_code == 200, answer.json
 
 
 def test_every_change_is_numbered_in_order_and_an_unchanged_one_is_not(client, key):
-    sid, cid = orders(client, key)
+    sid, cid = webhook_orders(client, key)
     deliver(client, sid, {"id": "o1", "total": 5})
     deliver(client, sid, {"id": "o2", "total": 7})
     deliver(client, sid, {"id": "o1", "total": 5})  # the same again: no change
@@ -55,7 +48,7 @@ def test_every_change_is_numbered_in_order_and_an_unchanged_one_is_not(client, k
 
 
 def test_a_reader_reads_on_from_where_it_stopped(client, key):
-    sid, cid = orders(client, key)
+    sid, cid = webhook_orders(client, key)
     for n in range(5):
         deliver(client, sid, {"id": f"o{n}"})
     page = feed(client, key, cid, limit=2)
@@ -69,7 +62,7 @@ def test_a_reader_reads_on_from_where_it_stopped(client, key):
 
 
 def test_a_waiting_reader_gets_the_next_change_when_it_commits(app, client, key):
-    sid, cid = orders(client, key)
+    sid, cid = webhook_orders(client, key)
     answers: list = []
 
     def wait() -> None:
@@ -89,7 +82,7 @@ def test_a_waiting_reader_gets_the_next_change_when_it_commits(app, client, key)
 
 
 def test_changes_past_their_retention_are_gone_and_the_reader_is_told(app, client, key):
-    sid, cid = orders(client, key)
+    sid, cid = webhook_orders(client, key)
     deliver(client, sid, {"id": "old"})
     hours = app.config["CHANGES_RETENTION_HOURS"]
     assert changes.prune(utcnow() + timedelta(hours=hours - 1)) == 0  # not old enough yet
@@ -104,7 +97,7 @@ def test_changes_past_their_retention_are_gone_and_the_reader_is_told(app, clien
 
 
 def test_bad_parameters_are_refused_by_name(client, key):
-    _, cid = orders(client, key)
+    _, cid = webhook_orders(client, key)
     for query, field in (
         ("after=-1", "after"),
         ("after=x", "after"),
@@ -164,7 +157,7 @@ def test_large_batches_are_noted_whole(client, key, pg_source):
 
 def test_the_collection_page_shows_the_newest_changes_and_polls_for_more(signed_in_with_key):
     client, _, key = signed_in_with_key
-    sid, _ = orders(client, key)
+    sid, _ = webhook_orders(client, key)
     deliver(client, sid, {"id": "o1"})
     page = client.get("/collections/orders").get_data(as_text=True)
     assert 'id="collection-changes"' in page and 'data-seq="1"' in page

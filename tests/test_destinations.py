@@ -15,7 +15,7 @@ from hookstream_ui.models import Delivery, Destination, db
 from hookstream_ui.services.signatures import verify_standard
 from hookstream_ui.sync import deliver
 from hookstream_ui.values.times import utcnow
-from tests.helpers import add_orders, auth, connect_webhook
+from tests.helpers import auth, webhook_orders
 from tests.receivers import Receiver
 
 
@@ -29,9 +29,7 @@ def receiver():
 @pytest.fixture
 def setup(app, client, key, receiver):
     app.config["ALLOW_PRIVATE_NETWORKS"] = True
-    sid = connect_webhook(client, key)
-    add_orders(client, key, sid)
-    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    sid, cid = webhook_orders(client, key)
     made = client.post(
         "/v1/destinations",
         headers=auth(key),
@@ -259,9 +257,7 @@ def test_another_tenant_cannot_see_or_follow(client, key, setup, two_tenants):
 def test_the_dashboard_adds_one_shows_its_secret_once_and_what_it_owes(app, signed_in_with_key, receiver):
     client, token, key = signed_in_with_key
     app.config["ALLOW_PRIVATE_NETWORKS"] = True
-    sid = connect_webhook(client, key)
-    add_orders(client, key, sid)
-    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    sid, cid = webhook_orders(client, key)
     assert "Add a destination" in client.get("/destinations").get_data(as_text=True)
     refused = client.post(
         "/destinations/new",
@@ -347,9 +343,7 @@ def test_a_postgres_table_is_kept_equal_to_the_collection(app, client, key, pg_s
     from tests.fixture_servers import PG_PASSWORD
 
     app.config["ALLOW_PRIVATE_NETWORKS"] = True
-    sid = connect_webhook(client, key)
-    add_orders(client, key, sid)
-    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    sid, cid = webhook_orders(client, key)
     creds = pg_source.credentials()
     pg_source.sql("DROP TABLE IF EXISTS public.orders_copy")
     made = client.post(
@@ -423,9 +417,7 @@ def tcp_redis(tmp_path):
 def test_a_redis_stream_gets_each_change(app, client, key, tcp_redis):
     reader, port = tcp_redis
     app.config["ALLOW_PRIVATE_NETWORKS"] = True
-    sid = connect_webhook(client, key)
-    add_orders(client, key, sid)
-    cid = client.get("/v1/collections/orders", headers=auth(key)).json["collection"]["id"]
+    sid, cid = webhook_orders(client, key)
     made = client.post(
         "/v1/destinations",
         headers=auth(key),
