@@ -315,6 +315,25 @@ def test_the_attempt_log_is_pruned_with_the_feed(app, client, key, setup, receiv
     assert db.session.query(DeliveryAttempt).count() == 0
 
 
+def test_a_retry_whose_change_was_pruned_is_dead_and_its_key_goes_on(app, client, key, setup, receiver):
+    """The feed's retention pruned a change still owed: it can never be sent, so it is dead
+    (saying why), and the changes of its key that waited behind it go."""
+    from hookstream_ui.services import changes
+
+    receiver.fail_keys = {"o1"}
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 1})
+    rounds(app)
+    receiver.fail_keys = set()
+    hours = app.config["CHANGES_RETENTION_HOURS"]
+    assert changes.prune(utcnow() + timedelta(hours=hours + 1)) == 1
+    deliver_event(client, setup["sid"], {"id": "o1", "total": 2})
+    rounds(app, 3, later=True)
+    assert [g["message"]["data"]["record"]["total"] for g in receiver.got] == [2]
+    did = setup["destination"]["id"]
+    [dead] = client.get(f"/v1/destinations/{did}/deliveries", headers=auth(key)).json["deliveries"]
+    assert dead["status"] == "dead" and "pruned" in dead["last_error"]
+
+
 def test_a_deliverer_killed_mid_round_loses_nothing(app, client, key, setup, receiver, workers):
     """The real `flask deliverer` process, SIGKILLed while changes are being sent, and
     started again: every change arrives; one sent again is at most one of the round it was

@@ -73,6 +73,7 @@ class _Round:
     waves: list[list[_Item]] = field(default_factory=list)
     places: dict[str, int] = field(default_factory=dict)  # collection -> its subscription's new place
     waiting: list[Any] = field(default_factory=list)
+    expired: list[Delivery] = field(default_factory=list)  # owed, their change pruned
     probe: bool = False
 
 
@@ -222,7 +223,10 @@ def _plan(destination: Destination, now: datetime) -> _Round:
         plan.waves[wave].append(item)
 
     for delivery, change in _due_retries(destination, now):
-        place(_Item(change, delivery))
+        if change is None:
+            plan.expired.append(delivery)
+        else:
+            place(_Item(change, delivery))
     held = _held_keys(destination)
     for sub in destination.subscriptions:
         window = _window(destination, sub.collection_id, sub.after)
@@ -265,10 +269,12 @@ def _window(destination: Destination, collection_id: str, after: int) -> list[An
     return [c for c in window if c.seq not in have] if have else window
 
 
-def _due_retries(destination: Destination, now: datetime) -> list[tuple[Delivery, RecordChange]]:
+def _due_retries(destination: Destination, now: datetime) -> list[tuple[Delivery, RecordChange | None]]:
+    """Deliveries due again, with their changes; None for one the feed's retention pruned
+    before it was delivered (it can never be sent: it is dead, and its key goes on)."""
     rows = db.session.execute(
         select(Delivery, RecordChange)
-        .join(
+        .outerjoin(
             RecordChange,
             (RecordChange.collection_id == Delivery.collection_id) & (RecordChange.seq == Delivery.seq),
         )
@@ -334,6 +340,10 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
     db.session.flush()  # first: a retry answered below lets a change waiting on it go
     logged = []
     released: set[tuple[str, str]] = set()
+    for row in plan.expired:
+        row.status, row.next_attempt_at, row.updated_at = "dead", None, now
+        row.last_error = "its change was pruned from the feed before it could be delivered"
+        released.add((row.collection_id, row.record_key))
     for item, outcome in outcomes:
         attempt = (item.delivery.attempts if item.delivery else 0) + 1
         logged.append(_attempt(destination, item.change, attempt, outcome, now))
