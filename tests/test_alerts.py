@@ -100,6 +100,12 @@ def test_a_failed_run_is_sent_once_when_it_opens_and_once_when_resolved(app, cli
     assert [g["message"]["type"] for g in receiver.got] == ["alert.opened", "alert.resolved"]
     assert client.get("/v1/incidents", headers=auth(key)).json["incidents"] == []
     assert len(client.get("/v1/incidents?all=true", headers=auth(key)).json["incidents"]) == 1
+    # A resolved incident is kept a month, then pruned.
+    from hookstream_ui.services import retention
+
+    assert retention.prune_incidents(utcnow() + timedelta(days=29)) == 0
+    assert retention.prune_incidents(utcnow() + timedelta(days=31)) == 1
+    assert client.get("/v1/incidents?all=true", headers=auth(key)).json["incidents"] == []
 
 
 def test_a_source_going_unhealthy_is_mailed_over_smtp(app, client, key, smtp, env):

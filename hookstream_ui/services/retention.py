@@ -12,6 +12,8 @@
   an event (Stripe: 3 days) or a pull runs, so no older version is still on its way.
 - Delivery attempts, and deliveries delivered in the end, after CHANGES_RETENTION_HOURS,
   as the change feed they came from.
+- Alert incidents DELETIONS_KEPT (30 days) after they were resolved: the Alerts page lists
+  the open ones and the latest resolved; a month answers "did this happen before?".
 - Signed-in sessions a day after they ended or expired, and failed sign-ins whose window
   has passed: they no longer let anyone in or keep anyone out.
 
@@ -30,6 +32,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select,
 from sqlalchemy.orm import aliased
 
 from ..models import (
+    AlertIncident,
     DedupClaim,
     Delivery,
     DeliveryAttempt,
@@ -113,6 +116,10 @@ def prune_delivery_log(now: datetime | None = None) -> int:
     before = (now or utcnow()) - timedelta(hours=current_app.config["CHANGES_RETENTION_HOURS"])
     gone = _delete_keyed(DeliveryAttempt, DeliveryAttempt.at < before)
     return gone + _delete_keyed(Delivery, (Delivery.status == "delivered") & (Delivery.updated_at < before))
+
+
+def prune_incidents(now: datetime | None = None) -> int:
+    return _delete_keyed(AlertIncident, AlertIncident.resolved_at < (now or utcnow()) - DELETIONS_KEPT)
 
 
 def _delete_keyed(model: type[Model], condition: ColumnElement[bool]) -> int:

@@ -183,6 +183,7 @@ def prune_when_due() -> dict:
     retention.prune_deletions()
     changes.prune()
     retention.prune_delivery_log()
+    retention.prune_incidents()
     return pruned
 
 
