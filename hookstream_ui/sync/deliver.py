@@ -339,11 +339,7 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
             db.session.add(_row(destination, change, "waiting", 0, None, None, now))
     db.session.flush()  # first: a retry answered below lets a change waiting on it go
     logged = []
-    released: set[tuple[str, str]] = set()
-    for row in plan.expired:
-        row.status, row.next_attempt_at, row.updated_at = "dead", None, now
-        row.last_error = "its change was pruned from the feed before it could be delivered"
-        released.add((row.collection_id, row.record_key))
+    released = _expire(plan.expired, now)
     for item, outcome in outcomes:
         attempt = (item.delivery.attempts if item.delivery else 0) + 1
         logged.append(_attempt(destination, item.change, attempt, outcome, now))
@@ -355,6 +351,14 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
     for sub in destination.subscriptions:
         if sub.collection_id in plan.places:
             sub.after = max(sub.after, plan.places[sub.collection_id])
+
+
+def _expire(rows: list[Delivery], now: datetime) -> set[tuple[str, str]]:
+    """Owed deliveries whose change is gone: dead, and their keys free to go on."""
+    for row in rows:
+        row.status, row.next_attempt_at, row.updated_at = "dead", None, now
+        row.last_error = "its change was pruned from the feed before it could be delivered"
+    return {(row.collection_id, row.record_key) for row in rows}
 
 
 def _after_answer(
