@@ -32,7 +32,14 @@ class Receiver:
                     if outer.fail > 0:
                         outer.fail -= 1
                     if not failing:
-                        outer.got.append({"headers": dict(self.headers), "body": body, "message": message})
+                        outer.got.append(
+                            {
+                                "headers": dict(self.headers),
+                                "body": body,
+                                "message": message,
+                                "path": self.path,
+                            }
+                        )
                 self.send_response(500 if failing else 204)
                 self.end_headers()
 

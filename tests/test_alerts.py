@@ -12,6 +12,7 @@ import pytest
 from hookstream_ui.models import AlertIncident, SourceConnection, SyncRun, db
 from hookstream_ui.services import alerts
 from hookstream_ui.services.signatures import verify_standard
+from hookstream_ui.sources import MASK
 from hookstream_ui.values.times import utcnow
 from tests.helpers import auth, connect_webhook, make_source, org_of, production
 from tests.receivers import Receiver
@@ -106,6 +107,21 @@ def test_a_failed_run_is_sent_once_when_it_opens_and_once_when_resolved(app, cli
     assert retention.prune_incidents(utcnow() + timedelta(days=29)) == 0
     assert retention.prune_incidents(utcnow() + timedelta(days=31)) == 1
     assert client.get("/v1/incidents?all=true", headers=auth(key)).json["incidents"] == []
+
+
+def test_a_token_in_an_alert_url_is_never_shown(app, client, key, receiver, env, signed_in):
+    made = rule(client, key, kind="run_failed", channel="http", target=f"{receiver.url}?key=alert-canary-9")
+    shown = client.get(f"/v1/alert-rules/{made['id']}", headers=auth(key)).json["rule"]
+    assert shown["target"] == f"{receiver.url}?key={MASK}"
+    # Sent back as read, the target keeps its token.
+    r = client.patch(f"/v1/alert-rules/{made['id']}", json={"target": shown["target"]}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    failed_run(make_source(env, short_name="stripe"))
+    assert alerts.evaluate()["opened"] == 1
+    assert receiver.got[0]["path"] == "/hook?key=alert-canary-9"
+    page = signed_in[0].get("/alerts")
+    assert page.status_code == 200 and "alert-canary-9" not in page.get_data(as_text=True)
+    assert "alert-canary-9" not in json.dumps(client.get("/v1/alert-rules", headers=auth(key)).json)
 
 
 def test_a_source_going_unhealthy_is_mailed_over_smtp(app, client, key, smtp, env):

@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from hookstream_ui.models import Delivery, Destination, db
 from hookstream_ui.services.signatures import verify_standard
+from hookstream_ui.sources import MASK
 from hookstream_ui.sync import deliver
 from hookstream_ui.values.times import utcnow
 from tests.helpers import auth, webhook_orders
@@ -93,14 +94,14 @@ def test_changes_arrive_signed_with_their_id_in_order(app, client, key, setup, r
         secret, first["body"], {k.lower(): v for k, v in first["headers"].items()}, now=utcnow().timestamp()
     )
     again = client.get(f"/v1/destinations/{destination['id']}", headers=auth(key)).json["destination"]
-    assert again["secrets"]["signing_secret"] == "••••••"  # never again in full
+    assert again["secrets"]["signing_secret"] == MASK  # never again in full
     assert again["health"]["state"] == "healthy" and again["health"]["backlog"] == 0
     logged = client.get(f"/v1/destinations/{destination['id']}/attempts", headers=auth(key)).json["attempts"]
     assert len(logged) == 3 and all(a["ok"] for a in logged)
-    assert logged[0]["request"]["headers"]["webhook-signature"] == "••••••"
+    assert logged[0]["request"]["headers"]["webhook-signature"] == MASK
     assert secret not in json.dumps(logged)
     # A custom header's value is a secret: never answered, never logged.
-    assert again["config"]["headers"] == {"Authorization": "••••••"}
+    assert again["config"]["headers"] == {"Authorization": MASK}
     assert "tok-canary-42" not in json.dumps(logged) and "tok-canary-42" not in json.dumps(again)
     # Changing the URL keeps the header's value.
     r = client.patch(
@@ -110,6 +111,37 @@ def test_changes_arrive_signed_with_their_id_in_order(app, client, key, setup, r
     deliver_event(client, setup["sid"], {"id": "o3"})
     rounds(app)
     assert receiver.got[-1]["headers"]["Authorization"] == "Bearer tok-canary-42"
+
+
+def test_a_token_in_the_url_is_a_secret_sent_only_where_it_was_given(
+    app, client, key, setup, receiver, signed_in
+):
+    did = setup["destination"]["id"]
+    given = f"{receiver.url}?token=url-canary-77&v=2"
+    r = client.patch(f"/v1/destinations/{did}", json={"config": {"url": given}}, headers=auth(key))
+    assert r.status_code == 200, r.json
+    shown = r.json["destination"]["config"]
+    assert shown["url"] == f"{receiver.url}?token={MASK}&v={MASK}"
+    # What a client read and sends back unchanged keeps what it could not see.
+    assert (
+        client.patch(f"/v1/destinations/{did}", json={"config": shown}, headers=auth(key)).status_code == 200
+    )
+    deliver_event(client, setup["sid"], {"id": "u1"})
+    rounds(app)
+    [got] = receiver.got
+    assert (
+        got["path"] == "/hook?token=url-canary-77&v=2"
+        and got["headers"]["Authorization"] == "Bearer tok-canary-42"
+    )
+    browser = signed_in[0]
+    seen = [
+        client.get("/v1/destinations", headers=auth(key)),
+        client.get(f"/v1/destinations/{did}/attempts", headers=auth(key)),
+        browser.get("/destinations"),
+        browser.get(f"/destinations/{did}"),
+    ]
+    assert all(page.status_code == 200 for page in seen)
+    assert all("url-canary-77" not in page.get_data(as_text=True) for page in seen)
 
 
 def test_a_failed_change_is_retried_and_its_key_waits_behind_it(app, client, key, setup, receiver):
@@ -289,7 +321,7 @@ def test_the_dashboard_adds_one_shows_its_secret_once_and_what_it_owes(app, sign
     assert 'id="secret-once"' in page
     assert 'id="secret-once"' not in client.get(landed).get_data(as_text=True)  # once
     [destination] = client.get("/v1/destinations", headers=auth(key)).json["destinations"]
-    secret = page.split('<code class="mono">')[1].split("<")[0]
+    secret = page.split('<code id="signing-secret" class="mono">')[1].split("<")[0]
     assert secret.startswith("whsec_")
     receiver.fail_keys = {"o1"}
     deliver_event(client, sid, {"id": "o1"})
@@ -380,7 +412,7 @@ def test_a_postgres_table_is_kept_equal_to_the_collection(app, client, key, pg_s
     assert made.status_code == 201, made.json
     assert made.json["destination"]["secrets"] == {}  # nothing made; the password is never answered
     shown = client.get(f"/v1/destinations/{made.json['destination']['id']}", headers=auth(key)).json
-    assert shown["destination"]["secrets"] == {"password": "••••••"} and PG_PASSWORD not in str(shown)
+    assert shown["destination"]["secrets"] == {"password": MASK} and PG_PASSWORD not in str(shown)
     deliver_event(client, sid, {"id": "a", "total": 1})
     deliver_event(client, sid, {"id": "b", "total": 2})
     deliver_event(client, sid, {"id": "a", "total": 3})

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from ..sources.fields import MASK as MASK  # one mask for every secret shown, the sources' own
+
 REGISTRY: dict[str, type[DestinationType]] = {}
 BODY_LOGGED = 2048  # the most of a request or response body an attempt's log keeps
 

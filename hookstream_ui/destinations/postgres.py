@@ -17,10 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..sources.base import SourceError
 from ..sources.postgresql import HOSTNAME, SSL_MODES, connect, explain
-from .base import DestinationType, Outcome, bounded
+from .base import MASK, DestinationType, Outcome, bounded
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-MASK = "••••••"
 
 
 class PostgresConfig(BaseModel):

@@ -16,9 +16,7 @@ from ..sources.base import SourceError
 from ..sources.netguard import CONNECT_TIMEOUT, READ_TIMEOUT, resolve
 from ..sources.postgresql import HOSTNAME
 from ..sources.secrets import scrub
-from .base import DestinationType, Outcome, bounded
-
-MASK = "••••••"
+from .base import MASK, DestinationType, Outcome, bounded
 
 
 class _Guarded:

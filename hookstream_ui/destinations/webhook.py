@@ -22,15 +22,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..sources.base import SourceError
-from ..sources.http import shown, tls_context
+from ..sources.http import masked_url, shown, tls_context
 from ..sources.netguard import CONNECT_TIMEOUT, resolve
-from .base import DestinationType, Outcome, bounded
+from .base import MASK, DestinationType, Outcome, bounded
 
 ANSWER_BYTES = 64 * 1024  # of a receiver's answer read; the log keeps 2 KB of it
 
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 RESERVED = {*SIGNED_HEADERS, "content-type", "content-length", "host", "transfer-encoding", "connection"}
-MASK = "••••••"
 EVENT_TYPES = {"insert": "record.inserted", "update": "record.updated", "delete": "record.deleted"}
 
 
@@ -112,7 +111,7 @@ class Webhook(DestinationType):
 
     def __init__(self, destination_id: str, config: dict, secrets: dict) -> None:
         super().__init__(destination_id, config, secrets)
-        url = urlsplit(config["url"])
+        url = urlsplit(secrets.get("url") or config["url"])
         self.https = url.scheme == "https"
         self.host = url.hostname or ""
         self.port = url.port or (443 if self.https else 80)
@@ -128,13 +127,21 @@ class Webhook(DestinationType):
 
     @classmethod
     def hide(cls, config: dict) -> tuple[dict, dict]:
-        # A custom header is how receivers take a token (Authorization): its value is a secret.
+        # A custom header is how receivers take a token (Authorization), and a URL's query or
+        # password another (?token=): their values are secrets.
         headers = dict(config.get("headers") or {})
-        return {**config, "headers": dict.fromkeys(headers, MASK)}, {"headers": headers}
+        url = config.get("url") or ""
+        shown_url = masked_url(url)
+        hidden = {"headers": headers, "url": url if shown_url != url else None}
+        return {**config, "url": shown_url, "headers": dict.fromkeys(headers, MASK)}, hidden
 
     @classmethod
     def reveal(cls, config: dict, secrets: dict) -> dict:
-        return {**config, "headers": dict(secrets.get("headers") or {})}
+        return {
+            **config,
+            "url": secrets.get("url") or config.get("url"),
+            "headers": dict(secrets.get("headers") or {}),
+        }
 
     @classmethod
     def shown_secrets(cls, secrets: dict) -> dict:

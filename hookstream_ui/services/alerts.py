@@ -211,6 +211,15 @@ def _target(channel: str, target: str | None) -> str:
     return target
 
 
+def _hidden_target(channel: str, target: str) -> tuple[str, dict]:
+    """The target as stored and shown, and the secret it held: a webhook URL's token is kept
+    with the signing secret, as a destination's is."""
+    if channel != "http":
+        return target, {}
+    config, hidden = Webhook.hide({"url": target, "headers": {}})
+    return config["url"], {"url": hidden["url"]}
+
+
 # --- rules ---------------------------------------------------------------------------------
 
 
@@ -239,6 +248,7 @@ def create_rule(principal: Principal, payload: object) -> tuple[AlertRule, dict]
         raise ValidationFailed(problems)
     kind, channel = str(data.kind), str(data.channel)  # both checked just above
     made = {"signing_secret": new_signing_secret()} if channel == "http" else {}
+    target, hidden = _hidden_target(channel, _target(channel, data.target))
     rule = AlertRule(
         org_id=principal.org.id,
         env_id=principal.env.id,
@@ -246,8 +256,8 @@ def create_rule(principal: Principal, payload: object) -> tuple[AlertRule, dict]
         kind=kind,
         params=_params(kind, data.params),
         channel=channel,
-        target=_target(channel, data.target),
-        secrets_encrypted=vault.encrypt(made) if made else None,
+        target=target,
+        secrets_encrypted=vault.encrypt({**made, **hidden}) if made else None,
         enabled=True if data.enabled is None else data.enabled,
         created_by_id=principal.user_id,
     )
@@ -265,8 +275,10 @@ def update_rule(principal: Principal, rule: AlertRule, payload: object) -> Alert
         raise ValidationFailed({"kind": "kind and channel cannot be changed: make a new rule"})
     if data.params is not None:
         rule.params = _params(rule.kind, data.params)
-    if data.target is not None:
-        rule.target = _target(rule.channel, data.target)
+    if data.target is not None and data.target != rule.target:  # as shown: kept as held
+        rule.target, hidden = _hidden_target(rule.channel, _target(rule.channel, data.target))
+        if rule.channel == "http":
+            rule.secrets_encrypted = vault.encrypt({**vault.decrypt(rule.secrets_encrypted), **hidden})
     if data.name is not None:
         rule.name = clean_name(data.name)
     if data.enabled is not None:

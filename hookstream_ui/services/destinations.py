@@ -172,7 +172,8 @@ def update(principal: Principal, destination: Destination, payload: object) -> D
     held = secrets_of(destination)
     if data.config is not None:
         # What is not given keeps its value, secret ones included (the stored config masks them).
-        config, hidden = kind.hide(_config(kind, {**kind.reveal(destination.config, held), **data.config}))
+        given = kept(destination.config, kind.reveal(destination.config, held), data.config)
+        config, hidden = kind.hide(_config(kind, given))
         destination.config, held = config, {**held, **hidden}
     if data.secrets:
         held = {**held, **kind.given_secrets(data.secrets)}
@@ -189,6 +190,21 @@ def update(principal: Principal, destination: Destination, payload: object) -> D
     _audit("destination.update", destination, {"fields": sorted(data.model_fields_set)})
     db.session.commit()
     return destination
+
+
+def kept(shown: dict, held: dict, given: dict) -> dict:
+    """The config `given` over the one held, where a value given as it is shown (masked: a
+    header's value, a URL with its token) keeps the value held: a client that sends back
+    what it read changes nothing it could not see. A dict given (headers) replaces the one
+    held, but for its masked values."""
+    out = dict(held)
+    for name, value in given.items():
+        was, had = shown.get(name), held.get(name)
+        if isinstance(value, dict) and isinstance(was, dict) and isinstance(had, dict):
+            out[name] = {k: had[k] if k in had and v == was.get(k) else v for k, v in value.items()}
+        else:
+            out[name] = had if value == was and name in held else value
+    return out
 
 
 def _subscribe(destination: Destination, collections: list[Collection], from_now: bool) -> None:

@@ -9,13 +9,14 @@ import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import httpcore
 import httpx
 
 from ..values import documents
 from .base import SourceError
+from .fields import MASK
 from .netguard import CONNECT_TIMEOUT, READ_TIMEOUT, resolve
 
 MAX_REDIRECTS = 3
@@ -72,6 +73,22 @@ def shown(url: str) -> str:
     """`url` for messages: no user-info, no query string (either can hold a key)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{host(url)}{parts.path}"
+
+
+def masked_url(url: str) -> str:
+    """`url` to show whole but for what can hold a key: its password and every query value
+    masked (`https://u:***@host/hook?token=***`). The path is shown: it is what tells one
+    endpoint from another."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:{MASK}@{netloc.rpartition('@')[2]}"
+    query = parts.query
+    if query:
+        query = urlencode(
+            [(k, MASK if v else v) for k, v in parse_qsl(query, keep_blank_values=True)], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def origin(url: str) -> tuple:
