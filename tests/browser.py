@@ -8,8 +8,10 @@ REQUIRE_BROWSER=1 (as in CI), where that fails.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,47 @@ def sign_in(page, live_server: str, email: str) -> None:
 
 def no_horizontal_overflow(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def owner_with_hook(app, email: str, records: int = 0, slug: str = "orders"):
+    """A signed-up owner with a webhook source (no signing), a collection bound to it keyed by
+    $.id, and `records` events sent through the real ingest path."""
+    from hookstream_ui.models.principal import Principal
+    from hookstream_ui.services import collections as collection_svc
+    from hookstream_ui.services import sources as source_svc
+    from tests.helpers import make_user, org_of, production
+
+    with app.app_context():
+        user = make_user(email)
+        org = org_of(user)
+        principal = Principal(org=org, env=production(org), role="owner", user=user)
+        source = source_svc.create_source(
+            principal,
+            {
+                "sourceShortName": "webhook",
+                "name": "Shop hooks",
+                "credentials": {"verification_type": "none"},
+            },
+        )
+        if slug:
+            collection_svc.create_collection(
+                principal,
+                {
+                    "name": "Orders",
+                    "slug": slug,
+                    "source_id": source.id,
+                    "primary_key_path": "$.id",
+                    "event_type_field": "$.type",
+                },
+            )
+        return source.id
+
+
+def send_event(live_server, source_id, body: dict) -> None:
+    request = urllib.request.Request(
+        f"{live_server}/v1/ingest/{source_id}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()

@@ -4,60 +4,14 @@ projects and the API reference."""
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.browser import ARTIFACTS, no_horizontal_overflow, sign_in
+from tests.browser import ARTIFACTS, no_horizontal_overflow, owner_with_hook, send_event, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def _owner_with_hook(app, email: str, records: int = 0, slug: str = "orders"):
-    """A signed-up owner with a webhook source (no signing), a collection bound to it keyed by
-    $.id, and `records` events sent through the real ingest path."""
-    from hookstream_ui.models.principal import Principal
-    from hookstream_ui.services import collections as collection_svc
-    from hookstream_ui.services import sources as source_svc
-    from tests.helpers import make_user, org_of, production
-
-    with app.app_context():
-        user = make_user(email)
-        org = org_of(user)
-        principal = Principal(org=org, env=production(org), role="owner", user=user)
-        source = source_svc.create_source(
-            principal,
-            {
-                "sourceShortName": "webhook",
-                "name": "Shop hooks",
-                "credentials": {"verification_type": "none"},
-            },
-        )
-        if slug:
-            collection_svc.create_collection(
-                principal,
-                {
-                    "name": "Orders",
-                    "slug": slug,
-                    "source_id": source.id,
-                    "primary_key_path": "$.id",
-                    "event_type_field": "$.type",
-                },
-            )
-        return source.id
-
-
-def _send(live_server, source_id, body: dict) -> None:
-    request = urllib.request.Request(
-        f"{live_server}/v1/ingest/{source_id}",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def _page(browser, width=1280, height=900):
@@ -71,8 +25,8 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    source_id = _owner_with_hook(app, "slug@example.com", slug=None)
-    _send(
+    source_id = owner_with_hook(app, "slug@example.com", slug=None)
+    send_event(
         live_server,
         source_id,
         {"type": "order.paid", "data": {"object": {"id": "ord_42"}}, "created": 1714557600},
@@ -105,7 +59,7 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
     assert page.url.endswith(f"/collections/{promised}")
 
     # Editing checks the path against the collection's newest record.
-    _send(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_43"}}})
+    send_event(live_server, source_id, {"type": "order.paid", "data": {"object": {"id": "ord_43"}}})
     page.click("a:has-text('Edit')")
     expect(page.locator("#key-preview")).to_contain_text("newest record of this collection")
     expect(page.locator("#key-preview [data-key]")).to_have_text("ord_43")
@@ -115,9 +69,9 @@ def test_the_slug_shown_is_the_one_created_and_the_key_path_is_checked(browser, 
 def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "rows@example.com")
+    source_id = owner_with_hook(app, "rows@example.com")
     for i in range(40):
-        _send(
+        send_event(
             live_server,
             source_id,
             {
@@ -182,9 +136,9 @@ def test_the_records_browser_keeps_its_state_in_the_url(browser, live_server, ap
 def test_every_control_works_on_a_phone(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "phone@example.com")
+    source_id = owner_with_hook(app, "phone@example.com")
     for i in range(3):
-        _send(
+        send_event(
             live_server, source_id, {"id": f"o{i}", "type": "order.paid", "status": "open" if i else "closed"}
         )
     context, page = _page(browser, 390, 844)
@@ -397,8 +351,8 @@ def test_the_api_reference_shows_the_operations_under_the_csp(browser, live_serv
 def test_a_bad_records_filter_is_marked_beside_its_field(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "filter@example.com")
-    _send(live_server, source_id, {"id": "o1", "type": "order.paid", "status": "open"})
+    source_id = owner_with_hook(app, "filter@example.com")
+    send_event(live_server, source_id, {"id": "o1", "type": "order.paid", "status": "open"})
     context, page = _page(browser, 390, 844)
     sign_in(page, live_server, "filter@example.com")
     page.goto(live_server + "/collections/orders")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import sign_in
-from tests.test_browser_browse import _owner_with_hook, _page, _send
+from tests.browser import owner_with_hook, send_event, sign_in
+from tests.test_browser_browse import _page
 
 pytestmark = pytest.mark.browser
 
@@ -17,9 +17,11 @@ pytestmark = pytest.mark.browser
 def test_back_and_forward_through_record_and_event_pages_raise_no_errors(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "history@example.com")
+    source_id = owner_with_hook(app, "history@example.com")
     for i in range(60):
-        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.paid" if i % 2 else "order.new"})
+        send_event(
+            live_server, source_id, {"id": f"o{i:03d}", "type": "order.paid" if i % 2 else "order.new"}
+        )
     context, page = _page(browser)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -47,9 +49,9 @@ def test_back_and_forward_through_record_and_event_pages_raise_no_errors(browser
 def test_the_toolbar_export_follows_the_filter(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "toolbar@example.com")
+    source_id = owner_with_hook(app, "toolbar@example.com")
     for i in range(6):
-        _send(
+        send_event(
             live_server, source_id, {"id": f"o{i:03d}", "type": "order.new" if i % 3 == 0 else "order.paid"}
         )
     context, page = _page(browser)
@@ -100,9 +102,9 @@ def test_the_api_reference_curl_carries_the_api_key_given_to_authorize(browser, 
 def test_the_records_toolbar_says_what_is_wrong_and_an_old_link_offers_page_one(browser, live_server, app):
     from playwright.sync_api import expect
 
-    source_id = _owner_with_hook(app, "feedback@example.com")
+    source_id = owner_with_hook(app, "feedback@example.com")
     for i in range(3):
-        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new"})
+        send_event(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new"})
     context, page = _page(browser)
     sign_in(page, live_server, "feedback@example.com")
     page.goto(live_server + "/collections/orders")
@@ -129,9 +131,11 @@ def test_the_edit_form_warns_of_a_new_key_path_and_a_second_source_writes_beside
     from hookstream_ui.services import sources as source_svc
     from tests.helpers import org_of, production
 
-    source_id = _owner_with_hook(app, "edit@example.com")
+    source_id = owner_with_hook(app, "edit@example.com")
     for i in range(2):
-        _send(live_server, source_id, {"id": f"o{i:03d}", "type": "order.new", "email": f"c{i}@example.com"})
+        send_event(
+            live_server, source_id, {"id": f"o{i:03d}", "type": "order.new", "email": f"c{i}@example.com"}
+        )
     with app.app_context():
         user = db.session.scalar(db.select(User).where(User.email == "edit@example.com"))
         org = org_of(user)
@@ -156,8 +160,8 @@ def test_the_edit_form_warns_of_a_new_key_path_and_a_second_source_writes_beside
     page.click("#add-source button:has-text('Add source')")
     expect(page.locator("#source-list")).to_contain_text("New hooks")
     expect(page.locator("#source-list")).to_contain_text("Shop hooks")
-    _send(live_server, other, {"id": "o900", "type": "order.new", "email": "new@example.com"})
-    _send(live_server, source_id, {"id": "o901", "type": "order.new", "email": "old@example.com"})
+    send_event(live_server, other, {"id": "o900", "type": "order.new", "email": "new@example.com"})
+    send_event(live_server, source_id, {"id": "o901", "type": "order.new", "email": "old@example.com"})
     expect(page.locator("body")).to_contain_text("o900")  # the live records table, no reload
     expect(page.locator("body")).to_contain_text("o901")
     page.reload()
