@@ -144,6 +144,30 @@ def test_a_token_in_the_url_is_a_secret_sent_only_where_it_was_given(
     assert all("url-canary-77" not in page.get_data(as_text=True) for page in seen)
 
 
+def test_rounds_keep_their_connections_until_the_config_changes(app, client, key, setup, receiver):
+    """Every round's answers change the destination's row (its last delivery, its failures):
+    the sender, and its kept-alive connections, stay until what it sends with changes."""
+    did = setup["destination"]["id"]
+    worker = deliver.Deliverer(app)
+    try:
+        deliver_event(client, setup["sid"], {"id": "c1"})
+        worker.tick()
+        first = worker.senders[did][1]
+        deliver_event(client, setup["sid"], {"id": "c2"})
+        worker.tick()
+        assert worker.senders[did][1] is first and len(receiver.got) == 2
+        r = client.patch(
+            f"/v1/destinations/{did}", json={"config": {"timeout_seconds": 5}}, headers=auth(key)
+        )
+        assert r.status_code == 200
+        db.session.expire_all()
+        deliver_event(client, setup["sid"], {"id": "c3"})
+        worker.tick()
+        assert worker.senders[did][1] is not first and len(receiver.got) == 3
+    finally:
+        worker.stop()
+
+
 def test_a_failed_change_is_retried_and_its_key_waits_behind_it(app, client, key, setup, receiver):
     receiver.fail_keys = {"o1"}
     deliver_event(client, setup["sid"], {"id": "o1", "total": 1})

@@ -165,8 +165,9 @@ class Deliverer:
         self.app.app_context().push()
 
     def _sender(self, destination: Destination) -> DestinationType:
-        """One per destination, kept for its connections; made again once it changes."""
-        version = as_utc(destination.updated_at).isoformat() if destination.updated_at else ""
+        """One per destination, kept for its connections; made again once what it sends with
+        changes (not its `updated_at`: every round's answers change that)."""
+        version = documents.dumps([destination.config, destination.secrets_encrypted])
         held = self.senders.get(destination.id)
         if held is not None and held[0] == version:
             return held[1]
