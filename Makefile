@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export FLASK_APP := app
 
-.PHONY: run test test-slow test-all test-postgres lint bench clean
+.PHONY: run test test-slow test-all test-postgres lint bench bench-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ $(VENV)/.run-installed: requirements.txt | $(PY)
 $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
+
+# What bench/peers.py needs besides: dlt and its stores (requirements-bench.txt).
+$(VENV)/.bench-installed: requirements.txt requirements-dev.txt requirements-bench.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed
+
+bench-deps: $(VENV)/.bench-installed
 
 run: $(VENV)/.run-installed
 	exec $(PY) -m hookstream_ui.runner
