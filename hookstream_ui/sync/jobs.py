@@ -354,9 +354,12 @@ def _finalise(
 ) -> None:
     """The collection is read: a full read of everything the source holds removes the
     records it did not see, and the age cutoff removes those older than it."""
+    # A backfill that started into an empty collection wrote every record its source has
+    # there (one run of a source at a time): none can be unseen, and the scan for them read
+    # every record again (5% of a million-row backfill).
     removed = (
         upsert.remove_unseen(collection, run.id, run.source_id, run.started_at or utcnow())
-        if full and kind.full_read_complete
+        if full and kind.full_read_complete and not checkpoint.get("started_empty")
         else 0
     )
     if not_before is not None:
