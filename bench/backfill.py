@@ -126,15 +126,38 @@ def app_run(tmp: Path, db_url: str, source_dsn: dict, rows: int, search_index: b
 
 def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True) -> dict:
     """Same driver, same rows, the same statement into the same table with its word index
-    (SQLite: its FTS5 table; PostgreSQL: the words column), no framework: the same work the
-    app does for each row (all its columns), and nothing else."""
+    (SQLite: its FTS5 table; PostgreSQL: the words column), and each row's change in the
+    change feed, no framework: the same work the app does for each row (all its columns),
+    and nothing else."""
     from datetime import datetime
 
     import psycopg
     from psycopg.rows import dict_row
 
+    from hookstream_ui.services.changes import PG_COPY as FEED_COPY
+    from hookstream_ui.services.changes import SQLITE_INSERT as FEED_INSERT
     from hookstream_ui.services.search_index import SQLITE_FILL, pg_document
     from hookstream_ui.services.upsert import UPSERT_SQL, new_record_id, pg_bulk_upsert
+
+    def feed(batch: list, done: int, at: Any) -> list[tuple]:
+        """The change feed's rows of a batch, as the app writes one per record it inserts."""
+        return [
+            (
+                "ceiling",
+                done + i + 1,
+                "o",
+                "e",
+                "insert",
+                str(r["id"]),
+                r["j"],
+                None,
+                None,
+                "run_ceiling",
+                "src_ceiling",
+                at,
+            )
+            for i, r in enumerate(batch)
+        ]
 
     started = time.perf_counter()
     src = psycopg.connect(
@@ -190,6 +213,7 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
             target.executemany(sql, params)
             if search_index:  # its word index, as the app keeps it
                 target.execute(f"{SQLITE_FILL} WHERE rowid > ?", (before,))
+            target.executemany(FEED_INSERT, feed(batch, done, stamp))
         else:
             params = [
                 (
@@ -213,6 +237,9 @@ def ceiling(source_dsn: dict, db_url: str, rows: int, search_index: bool = True)
             ]
             with target.cursor() as cur:
                 pg_bulk_upsert(cur, params, keys_are_new=True)  # the app's own best statement shape
+                with cur.copy(FEED_COPY) as copy:
+                    for row in feed(batch, done, now):
+                        copy.write_row(row)
         target.commit()
         after = batch[-1]["id"]
         done += len(batch)

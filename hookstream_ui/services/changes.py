@@ -71,9 +71,9 @@ _TAKE_COUNTED = (
     )
     .returning(_COLLECTIONS.c.change_seq)
 )
-_SQLITE_INSERT = f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants only
+SQLITE_INSERT = f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - constants only
 _PG_INSERT = f"INSERT INTO record_changes ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"  # noqa: S608 - constants only
-_PG_COPY = f"COPY record_changes ({', '.join(COLUMNS)}) FROM STDIN"
+PG_COPY = f"COPY record_changes ({', '.join(COLUMNS)}) FROM STDIN"
 
 
 def take(collection_id: str, n: int) -> int:
@@ -102,9 +102,9 @@ def note(
     cursor = db.session.connection().connection.cursor()
     try:  # with the driver, as the records are: SQLAlchemy's per-row work costs more
         if sqlite:
-            cursor.executemany(_SQLITE_INSERT, rows)
+            cursor.executemany(SQLITE_INSERT, rows)
         elif len(rows) >= 200:
-            with cursor.copy(_PG_COPY) as copy:
+            with cursor.copy(PG_COPY) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
