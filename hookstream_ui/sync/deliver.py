@@ -26,14 +26,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import Flask
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from ..destinations import DestinationType, Outcome
 from ..extensions import db
 from ..models import Delivery, DeliveryAttempt, Destination, RecordChange
+from ..models.base import new_id
 from ..services import destinations as svc
 from ..values import documents, jsonpaths
 from ..values.times import as_utc, utcnow
@@ -62,8 +63,8 @@ def backoff(attempts: int, rng: Callable[[], float] = random.random) -> float:
 
 @dataclass
 class _Item:
-    change: Any  # a record_changes row (or a RecordChange, for a retry)
-    delivery: Delivery | None = None  # a retry: its row
+    change: Any  # a record_changes row
+    delivery: Any = None  # a retry: its deliveries row (id, attempts)
 
 
 @dataclass
@@ -73,8 +74,11 @@ class _Round:
     waves: list[list[_Item]] = field(default_factory=list)
     places: dict[str, int] = field(default_factory=dict)  # collection -> its subscription's new place
     waiting: list[Any] = field(default_factory=list)
-    expired: list[Delivery] = field(default_factory=list)  # owed, their change pruned
+    expired: list[Any] = field(default_factory=list)  # owed deliveries rows, their change pruned
     probe: bool = False
+    # What the answers do to the deliveries table, written by _settle in a statement each.
+    new_rows: list[dict] = field(default_factory=list)
+    updates: list[dict] = field(default_factory=list)
 
 
 class Deliverer:
@@ -270,24 +274,47 @@ def _window(destination: Destination, collection_id: str, after: int) -> list[An
     return [c for c in window if c.seq not in have] if have else window
 
 
-def _due_retries(destination: Destination, now: datetime) -> list[tuple[Delivery, RecordChange | None]]:
-    """Deliveries due again, with their changes; None for one the feed's retention pruned
-    before it was delivered (it can never be sent: it is dead, and its key goes on)."""
+class _Owed(NamedTuple):
+    """A deliveries row a round acts on: no ORM object, as a round may hold hundreds."""
+
+    id: str
+    attempts: int
+    collection_id: str
+    record_key: str
+
+
+def _due_retries(destination: Destination, now: datetime) -> list[tuple[_Owed, Any]]:
+    """Deliveries due again, with their changes' rows; None for one the feed's retention
+    pruned before it was delivered (it can never be sent: it is dead, and its key goes on)."""
+    deliveries, changes = Delivery.__table__, RecordChange.__table__
     rows = db.session.execute(
-        select(Delivery, RecordChange)
+        select(
+            deliveries.c.id.label("owed_id"),
+            deliveries.c.attempts.label("owed_attempts"),
+            deliveries.c.collection_id.label("owed_collection_id"),
+            deliveries.c.record_key.label("owed_key"),
+            *changes.c,
+        )
+        .select_from(deliveries)
         .outerjoin(
-            RecordChange,
-            (RecordChange.collection_id == Delivery.collection_id) & (RecordChange.seq == Delivery.seq),
+            changes,
+            (changes.c.collection_id == deliveries.c.collection_id) & (changes.c.seq == deliveries.c.seq),
         )
         .where(
-            Delivery.destination_id == destination.id,
-            Delivery.status == "retrying",
-            Delivery.next_attempt_at <= now,
+            deliveries.c.destination_id == destination.id,
+            deliveries.c.status == "retrying",
+            deliveries.c.next_attempt_at <= now,
         )
-        .order_by(Delivery.seq)
+        .order_by(deliveries.c.seq)
         .limit(WINDOW)
     ).all()
-    return [(d, c) for d, c in rows]
+    return [
+        (
+            _Owed(r.owed_id, r.owed_attempts or 0, r.owed_collection_id, r.owed_key),
+            r if r.seq is not None else None,
+        )
+        for r in rows
+    ]
 
 
 def _held_keys(destination: Destination) -> set[tuple[str, str]]:
@@ -323,9 +350,37 @@ def _takes(filters: dict, change: RecordChange) -> bool:
 
 def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: set[tuple[str, str]]) -> None:
     """Every answer, and each subscription's new place: up to the first new change left
-    unsent for no reason of its key (a probe, a round cut short), which the next round takes."""
+    unsent for no reason of its key (a probe, a round cut short), which the next round takes.
+    The deliveries table is written with Core statements, one of each kind a round: the ORM's
+    flush of hundreds of rows was most of a busy round's CPU."""
     destination, now = plan.destination, plan.now
-    answered = {(item.change.collection_id, item.change.seq) for item, _ in outcomes}
+    _unsent(plan, {(item.change.collection_id, item.change.seq) for item, _ in outcomes}, failed_keys)
+    for change in plan.waiting:
+        if change.seq <= plan.places.get(change.collection_id, change.seq - 1):
+            plan.new_rows.append(_row(destination, change, "waiting", 0, None, None, now))
+    logged = []
+    released = _expire(plan)
+    for item, outcome in outcomes:
+        attempt = (item.delivery.attempts if item.delivery else 0) + 1
+        logged.append(_attempt(destination, item.change, attempt, outcome, now))
+        _after_answer(plan, item, outcome, attempt, released)
+        _breaker(destination, outcome, now)
+    connection = db.session.connection()
+    if plan.new_rows:  # first: a retry answered this round lets a change waiting on it go
+        connection.execute(insert(_DELIVERIES), plan.new_rows)
+    if plan.updates:
+        connection.execute(_UPDATE, plan.updates)
+    _release(destination, released, now)
+    if logged:
+        connection.execute(insert(DeliveryAttempt.__table__), logged)
+    for sub in destination.subscriptions:
+        if sub.collection_id in plan.places:
+            sub.after = max(sub.after, plan.places[sub.collection_id])
+
+
+def _unsent(plan: _Round, answered: set[tuple[str, int]], failed_keys: set[tuple[str, str]]) -> None:
+    """The round's new changes left unsent: behind their key's failure (waiting), or for the
+    next round (their subscription's place stays before them)."""
     for wave in plan.waves:
         for item in wave:
             change = item.change
@@ -335,53 +390,59 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
                 plan.waiting.append(change)  # behind its key's failure of this round
             elif change.collection_id in plan.places:
                 plan.places[change.collection_id] = min(plan.places[change.collection_id], change.seq - 1)
-    for change in plan.waiting:
-        if change.seq <= plan.places.get(change.collection_id, change.seq - 1):
-            db.session.add(_row(destination, change, "waiting", 0, None, None, now))
-    db.session.flush()  # first: a retry answered below lets a change waiting on it go
-    logged = []
-    released = _expire(plan.expired, now)
-    for item, outcome in outcomes:
-        attempt = (item.delivery.attempts if item.delivery else 0) + 1
-        logged.append(_attempt(destination, item.change, attempt, outcome, now))
-        _after_answer(destination, item, outcome, attempt, now, released)
-        _breaker(destination, outcome, now)
-    _release(destination, released, now)
-    if logged:  # Core, in one statement: a round logs hundreds
-        db.session.connection().execute(insert(DeliveryAttempt.__table__), logged)
-    for sub in destination.subscriptions:
-        if sub.collection_id in plan.places:
-            sub.after = max(sub.after, plan.places[sub.collection_id])
 
 
-def _expire(rows: list[Delivery], now: datetime) -> set[tuple[str, str]]:
+_DELIVERIES = Delivery.__table__
+_UPDATE = (
+    update(_DELIVERIES)
+    .where(_DELIVERIES.c.id == bindparam("owed"))
+    .values(
+        status=bindparam("to_status"),
+        attempts=bindparam("to_attempts"),
+        next_attempt_at=bindparam("to_when"),
+        last_error=bindparam("to_error"),
+        updated_at=bindparam("to_at"),
+    )
+)
+
+
+def _changed(
+    row: _Owed, status: str, attempts: int, when: datetime | None, error: str | None, now: datetime
+) -> dict:
+    return {
+        "owed": row.id,
+        "to_status": status,
+        "to_attempts": attempts,
+        "to_when": when,
+        "to_error": error,
+        "to_at": now,
+    }
+
+
+def _expire(plan: _Round) -> set[tuple[str, str]]:
     """Owed deliveries whose change is gone: dead, and their keys free to go on."""
-    for row in rows:
-        row.status, row.next_attempt_at, row.updated_at = "dead", None, now
-        row.last_error = "its change was pruned from the feed before it could be delivered"
-    return {(row.collection_id, row.record_key) for row in rows}
+    error = "its change was pruned from the feed before it could be delivered"
+    plan.updates.extend(_changed(row, "dead", row.attempts, None, error, plan.now) for row in plan.expired)
+    return {(row.collection_id, row.record_key) for row in plan.expired}
 
 
-def _after_answer(
-    destination: Destination, item: _Item, outcome: Outcome, attempt: int, now: datetime, released: set
-) -> None:
-    """The change's Delivery as the answer leaves it; `released` gets the key when the key's
+def _after_answer(plan: _Round, item: _Item, outcome: Outcome, attempt: int, released: set) -> None:
+    """The change's delivery as the answer leaves it; `released` gets the key when the key's
     next waiting change may go."""
-    change, row = item.change, item.delivery
+    change, row, now = item.change, item.delivery, plan.now
     if outcome.ok:
-        destination.last_delivered_at = now
+        plan.destination.last_delivered_at = now
         if row is not None:
-            row.status, row.attempts, row.updated_at, row.last_error = "delivered", attempt, now, None
+            plan.updates.append(_changed(row, "delivered", attempt, None, None, now))
             released.add((change.collection_id, change.record_key))
         return
     dead = attempt >= MAX_ATTEMPTS
     status = "dead" if dead else "retrying"
     when = None if dead else now + timedelta(seconds=backoff(attempt))
     if row is None:
-        db.session.add(_row(destination, change, status, attempt, when, outcome.error, now))
+        plan.new_rows.append(_row(plan.destination, change, status, attempt, when, outcome.error, now))
     else:
-        row.status, row.attempts, row.next_attempt_at = status, attempt, when
-        row.last_error, row.updated_at = outcome.error, now
+        plan.updates.append(_changed(row, status, attempt, when, outcome.error, now))
     if dead:
         released.add((change.collection_id, change.record_key))  # it goes on without it
 
@@ -390,22 +451,28 @@ def _release(destination: Destination, released: set[tuple[str, str]], now: date
     """For each key, its next waiting change goes now: one query for the round's keys."""
     if not released:
         return
-    db.session.flush()
     keys = sorted({k for _, k in released})
-    waiting = db.session.scalars(
-        select(Delivery)
+    waiting = db.session.execute(
+        select(_DELIVERIES.c.id, _DELIVERIES.c.collection_id, _DELIVERIES.c.record_key)
         .where(
-            Delivery.destination_id == destination.id,
-            Delivery.status == "waiting",
-            Delivery.record_key.in_(keys),
+            _DELIVERIES.c.destination_id == destination.id,
+            _DELIVERIES.c.status == "waiting",
+            _DELIVERIES.c.record_key.in_(keys),
         )
-        .order_by(Delivery.seq)
+        .order_by(_DELIVERIES.c.seq)
     )
+    go = []
     for row in waiting:
         key = (row.collection_id, row.record_key)
         if key in released:
-            row.status, row.next_attempt_at, row.updated_at = "retrying", now, now
+            go.append(row.id)
             released.discard(key)
+    if go:
+        db.session.execute(
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.id.in_(go))
+            .values(status="retrying", next_attempt_at=now, updated_at=now)
+        )
 
 
 def _breaker(destination: Destination, outcome: Outcome, now: datetime) -> None:
@@ -423,25 +490,26 @@ def _breaker(destination: Destination, outcome: Outcome, now: datetime) -> None:
 
 def _row(
     destination: Destination,
-    change: RecordChange,
+    change: Any,
     status: str,
     attempts: int,
     when: datetime | None,
     error: str | None,
     now: datetime,
-) -> Delivery:
-    return Delivery(
-        destination_id=destination.id,
-        collection_id=change.collection_id,
-        seq=change.seq,
-        record_key=change.record_key,
-        status=status,
-        attempts=attempts,
-        next_attempt_at=when,
-        last_error=error,
-        created_at=now,
-        updated_at=now,
-    )
+) -> dict:
+    return {
+        "id": new_id("dlv"),
+        "destination_id": destination.id,
+        "collection_id": change.collection_id,
+        "seq": change.seq,
+        "record_key": change.record_key,
+        "status": status,
+        "attempts": attempts,
+        "next_attempt_at": when,
+        "last_error": error,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _attempt(destination: Destination, change: Any, attempt: int, outcome: Outcome, now: datetime) -> dict:
