@@ -15,7 +15,7 @@ from hookstream_ui.models import Delivery, Destination, db
 from hookstream_ui.services.signatures import verify_standard
 from hookstream_ui.sources import MASK
 from hookstream_ui.sync import deliver
-from hookstream_ui.values.times import utcnow
+from hookstream_ui.values.times import as_utc, utcnow
 from tests.helpers import auth, webhook_orders
 from tests.receivers import Receiver
 
@@ -217,7 +217,10 @@ def test_a_receiver_that_is_down_opens_the_circuit_and_a_probe_closes_it(app, cl
     # Stopped at the breaker: what was in flight when it tripped was sent, nothing after.
     assert deliver.BREAKER_FAILURES <= sent <= deliver.BREAKER_FAILURES + deliver.SENDERS
     destination = db.session.get(Destination, setup["destination"]["id"])
-    assert destination.open_until is not None
+    # The pause starts when the round's failures are known, not when the round began.
+    assert destination.open_until is not None and as_utc(destination.open_until) > utcnow()
+    destination.open_until = utcnow() + timedelta(minutes=1)  # however slow this machine is
+    db.session.commit()
     assert rounds(app) == 0  # open: nothing is sent
     receiver.fail = 0
     rounds(app, 1, later=True)  # the probe

@@ -14,7 +14,8 @@ One round of a destination:
 A process killed before that transaction commits sends the round's changes again (within the
 attempt they were in), never skips one. A destination failing BREAKER_FAILURES times in a row
 opens its circuit: nothing is sent until a probe (one change) after a pause that doubles each
-time, up to PROBE_MAX_SECONDS; a probe answered closes it.
+time, up to PROBE_MAX_SECONDS (PROBE_SLOW_SECONDS once it has been away long); a probe
+answered closes it.
 """
 
 from __future__ import annotations
@@ -46,9 +47,12 @@ log = logging.getLogger(__name__)
 # every retry at once). MAX_ATTEMPTS in all: about 27 hours from the first.
 BACKOFF_FIRST, BACKOFF_MAX, MAX_ATTEMPTS, JITTER = 0.1, 3600.0, 40, 0.2
 BREAKER_FAILURES = 10  # in a row: a receiver failing one request in five never trips it
-# A probe is one request: cheap enough to send every few seconds to a receiver that is away,
-# so one that is back is found within PROBE_MAX_SECONDS.
-PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS = 0.5, 5.0
+# A probe is one request: cheap enough to send every second to a receiver that is away, so
+# one that is back is found within PROBE_MAX_SECONDS (at 5 s, the bench's catch-up after a
+# 10 s outage began up to 5 s late). After PROBES_QUICK probes (about ten minutes away), one
+# each PROBE_SLOW_SECONDS: a receiver away for days is not probed, and logged, 86,400 times a day.
+PROBE_FIRST_SECONDS, PROBE_MAX_SECONDS = 0.5, 1.0
+PROBES_QUICK, PROBE_SLOW_SECONDS = 600, 30.0
 # New changes looked at per subscription and round: a round's answers commit together, so
 # this bounds how long a delivered change waits for its round (and what a kill sends again).
 WINDOW = 250
@@ -360,11 +364,12 @@ def _settle(plan: _Round, outcomes: list[tuple[_Item, Outcome]], failed_keys: se
             plan.new_rows.append(_row(destination, change, "waiting", 0, None, None, now))
     logged = []
     released = _expire(plan)
+    answered_at = utcnow()  # a circuit's pause starts when its failures are known, not at the round's start
     for item, outcome in outcomes:
         attempt = (item.delivery.attempts if item.delivery else 0) + 1
         logged.append(_attempt(destination, item.change, attempt, outcome, now))
         _after_answer(plan, item, outcome, attempt, released)
-        _breaker(destination, outcome, now)
+        _breaker(destination, outcome, answered_at)
     connection = db.session.connection()
     if plan.new_rows:  # first: a retry answered this round lets a change waiting on it go
         connection.execute(insert(_DELIVERIES), plan.new_rows)
@@ -483,7 +488,12 @@ def _breaker(destination: Destination, outcome: Outcome, now: datetime) -> None:
     destination.consecutive_failures = (destination.consecutive_failures or 0) + 1
     destination.last_error = outcome.error
     if destination.consecutive_failures >= BREAKER_FAILURES or destination.open_until is not None:
-        pause = min(PROBE_FIRST_SECONDS * 2 ** (destination.opened_count or 0), PROBE_MAX_SECONDS)
+        opened = destination.opened_count or 0
+        pause = (
+            PROBE_SLOW_SECONDS
+            if opened >= PROBES_QUICK
+            else min(PROBE_FIRST_SECONDS * 2 ** min(opened, 8), PROBE_MAX_SECONDS)
+        )
         destination.open_until = now + timedelta(seconds=pause)
         destination.opened_count = (destination.opened_count or 0) + 1
 
