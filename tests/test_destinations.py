@@ -231,6 +231,32 @@ def test_a_receiver_that_is_down_opens_the_circuit_and_a_probe_closes_it(app, cl
     assert len(receiver.keys()) == 100  # none twice
 
 
+def test_failed_probes_are_not_attempts_of_their_change(app, client, key, setup, receiver, monkeypatch):
+    """A receiver away for longer than a change's attempts last: the probes that find it
+    still away are the circuit's, so no change dies of them, and none waits out a backoff
+    they made once the receiver is back."""
+    monkeypatch.setattr(deliver, "MAX_ATTEMPTS", 3)
+    receiver.fail = 1000
+    for n in range(20):
+        deliver_event(client, setup["sid"], {"id": f"k{n}"})
+    rounds(app)  # the circuit opens
+    rounds(app, 8, later=True)  # eight probes, all failing
+    did = setup["destination"]["id"]
+    owed = client.get(f"/v1/destinations/{did}/deliveries", headers=auth(key)).json["deliveries"]
+    assert owed and all(d["status"] in ("retrying", "waiting") for d in owed), owed
+    assert max(d["attempts"] for d in owed) <= 1
+    receiver.fail = 0
+    db.session.execute(update(Destination).values(open_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    # Back: every change arrives within the trip's own short backoffs (0.1 s, doubling),
+    # none after one the probes made (eight counted would be 12.8 s).
+    deadline = time.monotonic() + 5
+    while len(receiver.keys()) < 20 and time.monotonic() < deadline:
+        rounds(app)
+        time.sleep(0.1)
+    assert sorted(receiver.keys()) == sorted(f"k{n}" for n in range(20))
+
+
 def test_replay_sends_again_from_a_number(app, client, key, setup, receiver):
     for n in range(3):
         deliver_event(client, setup["sid"], {"id": f"r{n}"})

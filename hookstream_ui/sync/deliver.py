@@ -15,7 +15,7 @@ A process killed before that transaction commits sends the round's changes again
 attempt they were in), never skips one. A destination failing BREAKER_FAILURES times in a row
 opens its circuit: nothing is sent until a probe (one change) after a pause that doubles each
 time, up to PROBE_MAX_SECONDS (PROBE_SLOW_SECONDS once it has been away long); a probe
-answered closes it.
+answered closes it. A probe that fails is not an attempt of its change.
 """
 
 from __future__ import annotations
@@ -441,9 +441,17 @@ def _after_answer(plan: _Round, item: _Item, outcome: Outcome, attempt: int, rel
             plan.updates.append(_changed(row, "delivered", attempt, None, None, now))
             released.add((change.collection_id, change.record_key))
         return
-    dead = attempt >= MAX_ATTEMPTS
+    when: datetime | None
+    if plan.probe:
+        # A probe tests the destination, not the change: its failure is the circuit's (whose
+        # pause grows), so the change keeps its attempts and is the next probe. Counted, a
+        # receiver away for minutes made its probe change dead, and its backoff (the same row
+        # probed again and again) held its key back long after the receiver returned.
+        attempt, dead, when = attempt - 1, False, now
+    else:
+        dead = attempt >= MAX_ATTEMPTS
+        when = None if dead else now + timedelta(seconds=backoff(attempt))
     status = "dead" if dead else "retrying"
-    when = None if dead else now + timedelta(seconds=backoff(attempt))
     if row is None:
         plan.new_rows.append(_row(plan.destination, change, status, attempt, when, outcome.error, now))
     else:
