@@ -48,6 +48,22 @@ def make_source(tmp: Path, rows: int) -> Any:  # a pgserver server
     return server
 
 
+def source_dsn(server: Any) -> tuple[str, dict]:
+    """The source server's URI, and the credentials a PostgreSQL source takes for it."""
+    from sqlalchemy.engine import make_url
+
+    uri = server.get_uri()
+    url = make_url(uri)
+    return uri, {
+        "host": url.query["host"],
+        "port": url.port or 5432,
+        "database": "postgres",
+        "username": url.username or "postgres",
+        "password": "unused-by-trust-auth",
+        "sslmode": "disable",
+    }
+
+
 def rss_sampler(pid_holder: list[int], peak: list[int], stop: threading.Event) -> None:
     while not stop.wait(0.05):
         for pid in list(pid_holder):
@@ -260,18 +276,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         server = make_source(tmp, args.rows)
-        uri = server.get_uri()
+        uri, dsn = source_dsn(server)
         from sqlalchemy.engine import make_url
 
         url = make_url(uri)
-        dsn = {
-            "host": url.query["host"],
-            "port": url.port or 5432,
-            "database": "postgres",
-            "username": url.username or "postgres",
-            "password": "unused-by-trust-auth",
-            "sslmode": "disable",
-        }
         if args.db == "sqlite":
             db_url = f"sqlite:///{tmp / 'app.db'}"
         else:

@@ -217,21 +217,10 @@ def main() -> int:
     configs = [dict(c, rows=args.rows) for c in configs if args.only in name_of(c)]
     runs: dict[str, list[dict]] = {name_of(c): [] for c in configs}
     with tempfile.TemporaryDirectory(prefix="hookstream-peers-", ignore_cleanup_errors=True) as tmp_name:
-        from sqlalchemy.engine import make_url
+        from bench.backfill import make_source, source_dsn
 
-        from bench.backfill import make_source
-
-        server = make_source(Path(tmp_name), args.rows)
-        uri = server.get_uri()
-        url = make_url(uri)
-        dsn = {
-            "host": url.query["host"],
-            "port": url.port or 5432,
-            "database": "postgres",
-            "username": url.username or "postgres",
-            "password": "unused-by-trust-auth",
-            "sslmode": "disable",
-        }
+        server = make_source(Path(tmp_name), args.rows)  # held: it stops when collected
+        uri, dsn = source_dsn(server)
         for round_no in range(args.rounds):
             turned = configs[round_no % len(configs) :] + configs[: round_no % len(configs)]
             for config in turned:
