@@ -19,7 +19,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
 
-# What bench/peers.py needs besides: dlt and its stores (requirements-bench.txt).
+# What the benches need besides: dlt, its stores, other web servers (requirements-bench.txt).
 $(VENV)/.bench-installed: requirements.txt requirements-dev.txt requirements-bench.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@ $(VENV)/.dev-installed $(VENV)/.run-installed

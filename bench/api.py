@@ -1,4 +1,4 @@
-"""API latency and throughput of the collections endpoints under gunicorn.
+"""API latency and throughput of the collections endpoints on its web server.
 
     .venv/bin/python bench/api.py --db sqlite      # or --db postgres (embedded pgserver)
 
@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, percentile, running, save
+from bench.common import PRODUCTION_SERVER, machine, percentile, running, save
 
 
 def run_phase(port: int, key: str, requests: list[tuple[str, str, dict | None]], concurrency: int) -> dict:
@@ -110,7 +110,7 @@ def main() -> int:
         "benchmark": "api",
         "database": args.db,
         "concurrency": args.concurrency,
-        "server": "gunicorn -w 2 -k gthread --threads 8",
+        "server": PRODUCTION_SERVER,
         "machine": machine(),
         "phases": phases,
         "all_collections_listed_exactly_once": exact,

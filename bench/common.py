@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,64 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))]
 
 
-_SERVERS: list = []
+WORKERS = 2
+PRODUCTION_SERVER = "granian wsgi 2x16"
+
+
+def _gunicorn(worker_class: str, threads: int = 1, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(WORKERS),
+        "-k",
+        worker_class,
+        "--threads",
+        str(threads),
+        "--no-control-socket",
+        *extra,
+    ]
+
+
+def _granian(*extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--workers",
+        str(WORKERS),
+        "--log-level",
+        "warning",
+        *extra,
+    ]
+
+
+# The web servers bench/servers.py compares, two processes each as `make run` runs:
+# name -> (command without bind and app, how it is told where to listen). Production's,
+# hookstream_ui/web_server.py, is granian's with 16 threads a process.
+SERVERS: dict[str, tuple[list[str], str]] = {
+    "gunicorn gthread 2x16": (_gunicorn("gthread", 16), "gunicorn"),
+    "gunicorn gthread 2x4": (_gunicorn("gthread", 4), "gunicorn"),
+    "gunicorn gevent 2x1000": (_gunicorn("gevent", 1, "--worker-connections", "1000"), "gunicorn"),
+    "gunicorn sync 2": (_gunicorn("sync"), "gunicorn"),
+    "granian wsgi 2x32": (_granian("--blocking-threads", "32"), "granian"),
+    "granian wsgi 2x16": (_granian("--blocking-threads", "16"), "granian"),
+    "granian wsgi 2x4": (_granian("--blocking-threads", "4"), "granian"),
+}
+
+
+def server_command(server: str, port: int, target: str) -> list[str]:
+    base, kind = SERVERS[server]
+    where = (
+        ["-b", f"127.0.0.1:{port}"] if kind == "gunicorn" else ["--host", "127.0.0.1", "--port", str(port)]
+    )
+    return [*base, *where, target]
+
+
+_PG_SERVERS: list = []
 
 
 def database_url(kind: str, tmp: Path) -> str:
@@ -57,15 +114,22 @@ def database_url(kind: str, tmp: Path) -> str:
     import pgserver
 
     server = pgserver.get_server(str(tmp / "pg"), cleanup_mode="stop")
-    _SERVERS.append(server)  # it stops when collected: keep it for the whole run (the ceiling too)
+    _PG_SERVERS.append(server)  # it stops when collected: keep it for the whole run (the ceiling too)
     return server.get_uri()
 
 
 class Instance:
-    """Migrated database, embedded Redis and gunicorn on a free port."""
+    """Migrated database, embedded Redis, the ingest writer and the web server on a free port."""
 
-    def __init__(self, tmp: Path, db_url: str, web_workers: int = 2) -> None:
-        from hookstream_ui import embedded_redis
+    def __init__(
+        self,
+        tmp: Path,
+        db_url: str,
+        web_workers: int = 2,
+        web_command: Callable[[int], list[str]] | None = None,
+    ) -> None:
+        """Served as `make run` serves, unless `web_command(port)` says otherwise."""
+        from hookstream_ui import embedded_redis, web_server
 
         self.tmp = tmp
         self.redis, redis_url = embedded_redis.start(tmp / "redis")
@@ -82,21 +146,11 @@ class Instance:
         # Each child keeps its own copy of its log's descriptor.
         with open(tmp / "web.log", "ab") as web_log:
             self.web = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-b",
-                    f"127.0.0.1:{self.port}",
-                    "-w",
-                    str(web_workers),
-                    "-k",
-                    os.environ.get("WEB_WORKER_CLASS", "gthread"),
-                    "--threads",
-                    os.environ.get("WEB_THREADS", "16"),
-                    "--no-control-socket",
-                    "app:app",
-                ],
+                web_command(self.port)
+                if web_command
+                else web_server.command(
+                    "127.0.0.1", self.port, web_workers, int(os.environ.get("WEB_THREADS", "16"))
+                ),
                 cwd=ROOT,
                 env=self.env,
                 stdout=subprocess.DEVNULL,

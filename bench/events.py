@@ -1,4 +1,4 @@
-"""Event log queries on a large log, through the API under gunicorn.
+"""Event log queries on a large log, through the API on its web server.
 
     .venv/bin/python bench/events.py --db sqlite --events 300000
 

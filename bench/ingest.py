@@ -1,4 +1,4 @@
-"""Webhook ingest throughput and latency under gunicorn, and the bare-Flask ceiling.
+"""Webhook ingest throughput and latency on its web server, and the bare-Flask ceiling.
 
     .venv/bin/python bench/ingest.py --db sqlite --events 50000
 
@@ -7,12 +7,12 @@ earlier keys, from 64 keep-alive connections to a webhook source bound to two co
 Prints accepted events/s, latency p50/p95/p99 and the visibility lag (how long after its
 answer an event's record is readable: applied before the answer, so it is measured, not
 assumed), checks every event and every key's final state, and saves
-bench/results/ingest-<db>.json. The ceiling (a bare Flask app on the same gunicorn that only
+bench/results/ingest-<db>.json. The ceiling (a bare Flask app on the same server that only
 inserts the body into the same database) runs in the same run, in turns with hookstream, a
 fifth of the events each. The load generator shares the two cores with the server.
 
-Both servers run gunicorn as `make run` does (2 gthread workers × 16 threads); WEB_CONCURRENCY,
-WEB_THREADS and WEB_WORKER_CLASS (e.g. gevent, after `pip install gevent==26.9.0`) change both.
+Both are served as `make run` serves (granian, 2 processes × 16 threads; bench/servers.py
+compares other servers).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
+    PRODUCTION_SERVER,
     ROOT,
     Instance,
     cpu_used,
@@ -48,17 +49,13 @@ from bench.common import (
     process_cpu,
     redis_client,
     save,
+    server_command,
 )
 
 SECRET = "bench-signing-secret"
 CONNECTIONS = 64
 PROCESSES = 2  # asyncio load processes, 32 connections each
 ROUNDS = 5  # hookstream and the ceiling take turns, a fifth of the events each time
-SERVER = {
-    "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
-    "worker_class": os.environ.get("WEB_WORKER_CLASS", "gthread"),
-    "threads": int(os.environ.get("WEB_THREADS", "16")),
-}
 
 
 def body_for(i: int, keys: int) -> bytes:
@@ -127,9 +124,16 @@ def load(
 
 
 def blast(
-    port: int, path: str, first: int, end: int, keys: int, signed: bool, server_cpu: Callable[[], dict]
+    port: int,
+    path: str,
+    first: int,
+    end: int,
+    keys: int,
+    signed: bool,
+    server_cpu: Callable[[], dict],
+    connections: int = CONNECTIONS,
 ) -> dict:
-    """Events first..end-1 from CONNECTIONS concurrent keep-alive connections in PROCESSES
+    """Events first..end-1 from `connections` concurrent keep-alive connections in PROCESSES
     asyncio processes. Requests (bodies and signatures) are built before the clock starts,
     so the generator spends its time sending."""
     slices = [
@@ -137,7 +141,7 @@ def blast(
         for p in range(PROCESSES)
     ]
     out = mp.Queue()
-    procs = [mp.Process(target=load, args=(port, s, CONNECTIONS // PROCESSES, out)) for s in slices]
+    procs = [mp.Process(target=load, args=(port, s, connections // PROCESSES, out)) for s in slices]
     cpu_before = server_cpu()
     started = time.perf_counter()
     for p in procs:
@@ -172,28 +176,13 @@ def summary(parts: list[dict]) -> dict:
 
 
 def start_ceiling(tmp: Path, db_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The bare app on the same gunicorn, writing into the same database (psycopg 3 too)."""
+    """The bare app on the same server, writing into the same database (psycopg 3 too)."""
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
     port = free_port()
     with open(tmp / "ceiling.log", "wb") as log:  # the server keeps its own descriptor
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                str(SERVER["workers"]),
-                "-k",
-                SERVER["worker_class"],
-                "--threads",
-                str(SERVER["threads"]),
-                "--no-control-socket",
-                "--chdir",
-                str(ROOT / "bench"),
-                "ceiling_app:app",
-            ],
+            server_command(PRODUCTION_SERVER, port, "ceiling_app:app"),
+            cwd=ROOT / "bench",
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -220,6 +209,40 @@ def api(port: int, key: str, method: str, path: str, body: object = None) -> tup
     return response.status, json.loads(response.read() or b"null")
 
 
+def signed_source(instance: Instance) -> tuple[str, str]:
+    """(API key, source id) of a new user's HMAC-signed webhook source, bound to two
+    collections (orders-a, orders-b) keyed by $.data.id, newest by $.seq."""
+    key = instance.api_key()
+    _, made = api(
+        instance.port,
+        key,
+        "POST",
+        "/api/v1/source-connections",
+        {
+            "sourceShortName": "webhook",
+            "name": "bench",
+            "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},
+            "config": {"dedup_window_seconds": 0},
+        },
+    )
+    sid = made["sourceConnection"]["id"]
+    for slug in ("orders-a", "orders-b"):
+        api(
+            instance.port,
+            key,
+            "POST",
+            "/v1/collections",
+            {
+                "name": f"Bench {slug}",
+                "slug": slug,
+                "source_id": sid,
+                "primary_key_path": "$.data.id",
+                "timestamp_path": "$.seq",
+            },
+        )
+    return key, sid
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -229,36 +252,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as tmp_name:
         tmp = Path(tmp_name)
         db_url = database_url(args.db, tmp)
-        instance = Instance(tmp, db_url, web_workers=SERVER["workers"])
+        instance = Instance(tmp, db_url)
         try:
-            key = instance.api_key()
-            _, made = api(
-                instance.port,
-                key,
-                "POST",
-                "/api/v1/source-connections",
-                {
-                    "sourceShortName": "webhook",
-                    "name": "bench",
-                    "credentials": {"verification_type": "hmac_sha256", "signing_secret": SECRET},
-                    "config": {"dedup_window_seconds": 0},
-                },
-            )
-            sid = made["sourceConnection"]["id"]
-            for slug in ("orders-a", "orders-b"):
-                api(
-                    instance.port,
-                    key,
-                    "POST",
-                    "/v1/collections",
-                    {
-                        "name": f"Bench {slug}",
-                        "slug": slug,
-                        "source_id": sid,
-                        "primary_key_path": "$.data.id",
-                        "timestamp_path": "$.seq",
-                    },
-                )
+            key, sid = signed_source(instance)
             ceiling_server, ceiling_port = start_ceiling(tmp, db_url)
             ours, bare = [], []
             try:
@@ -278,7 +274,7 @@ def main() -> int:
                             first,
                             end,
                             keys,
-                            False,
+                            True,
                             lambda: {"web": process_cpu(ceiling_server.pid)},
                         )
                     )
@@ -338,7 +334,7 @@ def main() -> int:
         "events": args.events,
         "connections": CONNECTIONS,
         "rounds": ROUNDS,
-        "server": SERVER,
+        "server": PRODUCTION_SERVER,
         "machine": machine(),
         "hookstream": result,
         "ceiling": ceiling,
@@ -350,11 +346,7 @@ def main() -> int:
         "exact": exact and result["failures"] == 0,
         "writer": {**stats, "mean_batch": round(stats.get("events", 0) / max(1, stats.get("batches", 0)), 1)},
     }
-    # Another server than production's is saved beside, not over, the quoted results.
-    default = SERVER == {"workers": 2, "worker_class": "gthread", "threads": 16}
-    path = save(
-        f"ingest-{args.db}" + ("" if default else "-{workers}x{threads}-{worker_class}".format(**SERVER)), out
-    )
+    path = save(f"ingest-{args.db}", out)
     print(
         f"Ingest of {args.events:,} signed events into {args.db}, {CONNECTIONS} connections "
         f"({out['machine']['cores']} cores):"

@@ -1,5 +1,5 @@
-"""What the metrics cost one webhook delivery on the web tier, as gunicorn counts them
-(multiprocess files) and as a single process does (in memory).
+"""What the metrics cost one webhook delivery on the web tier, as the web server's processes
+count them (multiprocess files) and as a single process does (in memory).
 
     .venv/bin/python bench/metrics_cost.py
 

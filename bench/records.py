@@ -1,4 +1,4 @@
-"""Record queries on a large collection, through the API under gunicorn.
+"""Record queries on a large collection, through the API on its web server.
 
     .venv/bin/python bench/records.py --db sqlite --records 1000000
 

@@ -8,6 +8,9 @@ A webhook delivery is exempt: it is stored as received.
 A body over its limit is a 413 however it is framed: with no Content-Length (chunked),
 werkzeug stops reading at the limit and hands on what it read as if it were the whole body;
 CappedInput reads one byte past the limit to tell.
+
+A URL or header over the limits of HTTP servers' usual defaults is refused here, in the API's JSON
+shape (the web server parses up to its buffer, and refuses past that with an empty answer).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, abort, current_app, has_request_context, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, RequestHeaderFieldsTooLarge, RequestURITooLarge
 
 from .errors import ValidationFailed
 from .values.documents import UNSTORABLE
@@ -64,6 +67,22 @@ def _unstorable(text: str) -> str | None:
 
 def _printable(name: str) -> str:
     return UNSTORABLE.sub("\ufffd", name.replace(NUL, "\\0"))
+
+
+MAX_URL_BYTES = 4094
+MAX_HEADER_BYTES = 8190
+
+
+def _refuse_oversized() -> None:
+    """What is refused is described, never quoted: a URL or header may hold a secret."""
+    environ = request.environ
+    if len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) + 1 > MAX_URL_BYTES:
+        raise RequestURITooLarge(f"The URL is too long: at most {MAX_URL_BYTES} bytes")
+    # (More than 100 headers the server refuses itself.)
+    if any(len(str(v)) > MAX_HEADER_BYTES for k, v in environ.items() if k.startswith("HTTP_")):
+        raise RequestHeaderFieldsTooLarge(
+            f"A request header is too large: at most {MAX_HEADER_BYTES} bytes each"
+        )
 
 
 def _refuse_nul() -> None:
@@ -120,6 +139,7 @@ def capped(app: Flask) -> WSGIApplication:
 
 
 def register(app: Flask) -> None:
+    app.before_request(_refuse_oversized)
     app.before_request(_refuse_nul)
     # Flask's documented way to wrap its WSGI app; mypy sees a method replaced.
     app.wsgi_app = capped(app)  # type: ignore[method-assign,assignment]

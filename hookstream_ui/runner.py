@@ -1,7 +1,7 @@
 """`make run`: one command that starts everything on one machine.
 
 Migrates, then supervises an embedded Redis (when REDIS_URL is unset), the web server
-(gunicorn), RQ worker processes, the scheduler, the ingest writer and the deliverer,
+(granian: web_server.py), RQ worker processes, the scheduler, the ingest writer and the deliverer,
 restarting any of them that dies, Redis included (on the same socket, from its append-only file). SIGINT or SIGTERM
 stops every child, workers and web first, Redis last. Everything it writes in the instance
 folder is its user's alone (folder 0700, files 0600). Children get their own session, so
@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from . import web_server
 from .config import env_int, instance_path
 from .observability.logs import configure_logging
 
@@ -31,40 +32,6 @@ log = logging.getLogger("hookstream_ui.runner")
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 10
-# gunicorn's default line without the query string (%(U)s is the path alone) and without the
-# referrer: both can carry a secret (an invitation token, a token a webhook sender put in its URL).
-# Last, the request id the app answered with, which its own lines for the request carry.
-ACCESS_LOG_FORMAT = (
-    '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(M)sms %({x-request-id}o)s'
-)
-
-
-def gunicorn_command(bind: str, workers: int, threads: int) -> list[str]:
-    """The web server as `make run` starts it (tests start the same)."""
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:hookstream_ui.gunicorn_config",
-        "--bind",
-        bind,
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        # gthread, answering its own errors (414, malformed requests) in the API's JSON shape
-        "--worker-class",
-        "hookstream_ui.web_worker.JsonErrorWorker",
-        "--graceful-timeout",
-        "5",
-        "--no-control-socket",
-        "--access-logfile",
-        "-",
-        "--access-logformat",
-        ACCESS_LOG_FORMAT,
-        "app:app",
-    ]
 
 
 def child_setup() -> None:
@@ -83,7 +50,7 @@ class Runner:
         self.env = dict(os.environ, INSTANCE_PATH=str(self.instance), FLASK_APP="app")
         # The embedded default is one machine's: sources on it (a local database) are its own.
         self.env.setdefault("ALLOW_PRIVATE_NETWORKS", "1")
-        # Every process counts its metrics here, and /metrics adds them up (gunicorn_config).
+        # Every process counts its metrics here, and /metrics adds them up (observability/metrics).
         self.metrics = Path(self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.instance / "metrics")))
         self.redis: subprocess.Popen | None = None
         self.web: subprocess.Popen | None = None
@@ -121,7 +88,7 @@ class Runner:
         if not os.environ.get("REDIS_URL"):
             self.start_redis()
         self.web = self.spawn(
-            gunicorn_command(f"{self.host}:{self.port}", self.web_workers, env_int("WEB_THREADS", 16, 1))
+            web_server.command(self.host, self.port, self.web_workers, env_int("WEB_THREADS", 16, 1))
         )
         for slot in range(self.worker_count):
             self.workers[slot] = self.spawn(self.flask("worker"))

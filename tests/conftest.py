@@ -28,8 +28,8 @@ from tests.helpers import add_env, login, make_key, make_source, make_user, org_
 pytest_plugins = ["tests.browser"]
 
 # What makes a test slow: it starts whole processes (these fixtures, these parameters).
-SLOW_FIXTURES = {"workers", "gunicorn_port"}
-SLOW_PARAMS = {"writer process", "gunicorn"}
+SLOW_FIXTURES = {"workers", "served_port"}
+SLOW_PARAMS = {"writer process", "web server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -513,3 +513,41 @@ class CaptureServer:
     def stop(self) -> None:
         self.http.shutdown()
         self.pg.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def web_server(env: dict, workers: int = 1, threads: int = 2, log: Path | None = None):
+    """The app on its production web server (web_server.command), as `make run` starts it;
+    yields (process, port) once /healthz answers, and stops it afterwards."""
+    import urllib.error
+    import urllib.request
+
+    from hookstream_ui.web_server import command
+
+    port = free_port()
+    with open(log or os.devnull, "ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            command("127.0.0.1", port, workers, threads),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the web server did not start"
+                time.sleep(0.1)
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(15)

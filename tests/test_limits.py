@@ -7,17 +7,14 @@ import http.client
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from hookstream_ui.models import Event, Record, db
-from tests.fixture_servers import REST_TOKEN, free_port
+from tests.fixture_servers import REST_TOKEN, free_port, web_server
 from tests.helpers import make_key, make_user, org_of, production
 from tests.test_sync_rest_and_files import connect
 
@@ -25,14 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 1024 * 1024  # the default MAX_BODY_BYTES
 
 
-@pytest.fixture(params=["gunicorn", "werkzeug"])
+@pytest.fixture(params=["web server", "werkzeug"])
 def served(request, app, database_url, redis_url, tmp_root):
-    """The app on a real HTTP server on 127.0.0.1: gunicorn (as production runs it) or
-    werkzeug's server in this process. Both decode chunked bodies themselves."""
-    port = free_port()
+    """The app on a real HTTP server on 127.0.0.1: its production web server (granian, as
+    `make run` starts it) or werkzeug's server in this process. Both decode chunked bodies
+    themselves."""
     if request.param == "werkzeug":
         from werkzeug.serving import make_server
 
+        port = free_port()
         server = make_server("127.0.0.1", port, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         yield port
@@ -41,38 +39,8 @@ def served(request, app, database_url, redis_url, tmp_root):
     env = dict(
         os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_root / "instance")
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "--no-control-socket",
-            "app:app",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/healthz")
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.1)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+    with web_server(env, threads=4) as (_proc, port):
+        yield port
 
 
 def send_chunked(port, path, body: bytes, headers=None) -> tuple[int, dict | None]:

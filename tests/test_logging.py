@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -103,6 +102,17 @@ def test_every_line_of_a_request_and_its_error_answers_carry_its_id(app, capture
     assert given in r.get_data(as_text=True)  # the HTML error page quotes it
 
 
+def test_every_answer_has_one_access_line_without_its_query_string(client, captured):
+    client.get(f"/v1/collections?token={SECRET}", headers={"X-Request-ID": "trace-7", "User-Agent": 'a"b'})
+    client.get(f"/healthz?invite={SECRET}")
+    lines = [line for line in captured.getvalue().splitlines() if " hookstream_ui.access" in line]
+    assert len(lines) == 2, captured.getvalue()
+    assert '[request_id=trace-7]: 127.0.0.1 "GET /v1/collections HTTP/1.1" 401 ' in lines[0]
+    assert '"a\'b"' in lines[0]  # a quote in the user agent cannot end its field early
+    assert '"GET /healthz HTTP/1.1" 200' in lines[1] or '"GET /healthz HTTP/1.1" 503' in lines[1]
+    assert SECRET not in captured.getvalue()
+
+
 def test_a_run_logs_start_retry_and_end_with_its_id(ctx, captured):
     from hookstream_ui.models import db
     from hookstream_ui.services.runs import start_run
@@ -129,38 +139,20 @@ def test_a_run_logs_start_retry_and_end_with_its_id(ctx, captured):
     assert logs.RUN_ID.get() is None  # not left behind for whatever the process does next
 
 
-def _serve_json_logs(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, int, Path]:
-    from hookstream_ui.runner import gunicorn_command
-    from tests.fixture_servers import free_port
+def test_the_web_server_logs_json_with_request_ids_and_no_secret(
+    app, database_url, redis_url, tmp_root, tmp_path
+):
+    from tests.fixture_servers import web_server
 
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
-    proc = subprocess.Popen(
-        gunicorn_command(f"127.0.0.1:{port}", 1, 2),
-        cwd=ROOT,
-        env={**env, "LOG_FORMAT": "json"},
-        stdout=open(log_path, "ab"),  # noqa: SIM115  (the child keeps it)
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            break
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-    return proc, port, log_path
-
-
-def test_gunicorn_logs_json_with_request_ids_and_no_secret(app, database_url, redis_url, tmp_root, tmp_path):
     env = dict(
-        os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url, INSTANCE_PATH=str(tmp_root / "instance")
+        os.environ,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        INSTANCE_PATH=str(tmp_root / "instance"),
+        LOG_FORMAT="json",
     )
-    proc, port, log_path = _serve_json_logs(tmp_path, env)
-    try:
+    log_path = tmp_path / "web.log"
+    with web_server(env, log=log_path) as (_proc, port):
         base = f"http://127.0.0.1:{port}"
         sent = [
             urllib.request.Request(
@@ -180,14 +172,13 @@ def test_gunicorn_logs_json_with_request_ids_and_no_secret(app, database_url, re
             except urllib.error.HTTPError as answer:
                 ids.append(answer.headers["X-Request-ID"])
         assert len(ids) == 3  # each refused: no such source, a bad key, no such page
-    finally:
-        proc.terminate()
-        proc.wait(15)
     text = log_path.read_text()
     assert SECRET not in text
     lines = [json.loads(line) for line in text.splitlines() if line.strip()]  # every line is JSON
-    access = [line["message"] for line in lines if line["logger"] == "gunicorn.access"]
-    assert all(any(line.endswith(" " + request_id) for line in access) for request_id in ids), access
+    access = [line for line in lines if line["logger"] == "hookstream_ui.access"]
+    logged = [line for line in access if "/healthz" not in line["message"]]
+    assert sorted(line["request_id"] for line in logged) == sorted(ids), access
+    assert any(line["message"].startswith('127.0.0.1 "GET /dashboard HTTP/1.1" ') for line in logged), access
 
 
 def test_an_rq_worker_logs_json_through_the_one_handler(app, database_url, redis_url, tmp_root):

@@ -148,10 +148,13 @@ def test_make_run_starts_supervises_and_stops_cleanly(short_tmp):
     try:
         health = run.wait_healthy()
         assert health["database"]["backend"] == "sqlite" and health["redis"]["ok"]
-        assert f"http://127.0.0.1:{run.port}" in run.output()
+        deadline = time.monotonic() + 10  # the runner prints once it has seen the server answer too
+        while f"http://127.0.0.1:{run.port}" not in run.output():
+            assert time.monotonic() < deadline, run.output()
+            time.sleep(0.1)
         children = run.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in children)
-        assert "redis-server" in names and "gunicorn" in names and " scheduler" in names
+        assert "redis-server" in names and "hookstream_ui.web_server" in names and " scheduler" in names
         assert " ingest-writer" in names
 
         # The ingest writer, killed, is replaced (meanwhile web processes write for themselves:

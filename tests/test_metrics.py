@@ -117,15 +117,12 @@ def deliveries_by_process(folder: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_two_gunicorn_workers_are_counted_together(client, ctx, database_url, redis_url, tmp_root, tmp_path):
-    from hookstream_ui.runner import gunicorn_command
-    from tests.fixture_servers import free_port
+def test_two_web_workers_are_counted_together(client, ctx, database_url, redis_url, tmp_root, tmp_path):
+    from tests.fixture_servers import web_server
 
     sid = webhook_source(client, make_key(production(org_of(make_user("g@example.com")))))
     folder = tmp_path / "metrics"
     folder.mkdir()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
         DATABASE_URL=database_url,
@@ -133,22 +130,8 @@ def test_two_gunicorn_workers_are_counted_together(client, ctx, database_url, re
         INSTANCE_PATH=str(tmp_root / "instance"),
         PROMETHEUS_MULTIPROC_DIR=str(folder),
     )
-    proc = subprocess.Popen(
-        gunicorn_command(f"127.0.0.1:{port}", 2, 4),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "gunicorn.log", "ab"),  # noqa: SIM115  (the child keeps it)
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                scrape(base)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+    with web_server(env, workers=2, threads=4, log=tmp_path / "web.log") as (proc, port):
+        base = f"http://127.0.0.1:{port}"
         sent = 0
         deadline = time.monotonic() + 60
         # Each delivery on a connection of its own, until both workers have answered some.
@@ -170,10 +153,14 @@ def test_two_gunicorn_workers_are_counted_together(client, ctx, database_url, re
         while len([p for p in psutil.Process(proc.pid).children() if p.pid != workers[0].pid]) < 2:
             assert time.monotonic() < deadline, "the worker was not replaced"
             time.sleep(0.2)
-        assert value(scrape(base), "hookstream_ingest_deliveries_total", outcome="applied") == sent
-    finally:
-        proc.terminate()
-        proc.wait(15)
+        deadline = time.monotonic() + 30
+        while True:  # the new worker answers once it has loaded the app
+            try:
+                assert value(scrape(base), "hookstream_ingest_deliveries_total", outcome="applied") == sent
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
 
 
 def test_work_horses_of_one_worker_share_its_files(tmp_path):

@@ -182,7 +182,8 @@ STATUS_TEXT = {
     404: "Not found (another organization's or project's resource is not found either)",
     409: "Conflict with the current state (the message says with what); nothing changed",
     413: "The request body is larger than the instance's limit (MAX_BODY_BYTES, default 1 MiB)",
-    414: "The URL is too long",
+    414: "The URL is longer than 4,094 bytes",
+    431: "A request header is longer than 8,190 bytes, or there are more than 100",
     503: "A dependency is unavailable; try again",
 }
 CSRF_HEADER = {
@@ -266,13 +267,15 @@ def _operation(rule: Rule, doc: EndpointDoc, models: Models) -> dict[str, Any]:
     parameters += [_parameter(name, spec) for name, spec in doc["query"].items()]
     if unsafe and not doc["public"]:
         parameters.append(CSRF_HEADER)
-    # Every route can refuse its input; a route behind a key its caller; and every request
-    # body is capped, however it is sent.
+    # Every route can refuse its input, and a URL or header over the limits; a route behind
+    # a key its caller; and every request body is capped, however it is sent.
     statuses = dict(doc["responses"])
     if not doc["public"]:
         statuses.setdefault(401, error_model)
         statuses.setdefault(403, error_model)
     statuses.setdefault(400, error_model)
+    statuses.setdefault(414, error_model)
+    statuses.setdefault(431, error_model)
     if unsafe:
         statuses.setdefault(413, error_model)
     return {

@@ -413,7 +413,7 @@ class FairInbox:
 
 
 def _local_inbox(app: Flask, writer: Writer) -> FairInbox:
-    # One writer thread per app and process: gunicorn forks its workers, and a thread does
+    # One writer thread per app and process: the web server forks its workers, and a thread does
     # not survive a fork, so a new process starts its own.
     state = app.extensions.get("group_commit")
     if state is None or state[0] != os.getpid():

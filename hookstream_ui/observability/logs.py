@@ -1,5 +1,5 @@
 """Logging for every hookstream process, configured once by its entry point (`app.py` for
-gunicorn's workers and every `flask` command, `runner.py`, gunicorn's logger class), never
+the web server's workers and every `flask` command, `runner.py`, `web_server.py`), never
 by the app factory: an app built in a test or a script logs wherever its host says.
 
 Every line says which request (`request_id`) or which sync run (`run_id`) it was logged

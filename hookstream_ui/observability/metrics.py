@@ -1,7 +1,7 @@
 """Prometheus metrics, served at /metrics (health.py).
 
 Every process of an instance counts into files under PROMETHEUS_MULTIPROC_DIR when it is
-set (`make run` sets it for all its children; gunicorn's config makes one for a gunicorn
+set (`make run` sets it for all its children; web_server.py makes one for a web server
 started alone), and /metrics adds up every process's files: the web worker that answers a
 scrape reports the other workers', the RQ workers' and the ingest writer's counts too.
 Without it (tests, a single process) the counts are this process's own.
