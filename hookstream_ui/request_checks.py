@@ -9,13 +9,19 @@ A body over its limit is a 413 however it is framed: with no Content-Length (chu
 werkzeug stops reading at the limit and hands on what it read as if it were the whole body;
 CappedInput reads one byte past the limit to tell.
 
-A URL or header over the limits of HTTP servers' usual defaults is refused here, in the API's JSON
-shape (the web server parses up to its buffer, and refuses past that with an empty answer).
+A URL or header over the limits of HTTP servers' usual defaults is refused here, in the
+API's JSON shape (the web server parses up to its buffer, and refuses past that with an
+empty answer).
+
+A request's environ holds the request alone. granian, as CGI did, copies the process's
+environment into every one, and that holds the secret key and the database's password:
+they are taken out before anything can read, log or show them.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +75,27 @@ def _printable(name: str) -> str:
     return UNSTORABLE.sub("\ufffd", name.replace(NUL, "\\0"))
 
 
+CGI_KEYS = frozenset(
+    [
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
+        "REMOTE_HOST",
+        "REMOTE_PORT",
+        "GATEWAY_INTERFACE",
+        "SERVER_SOFTWARE",
+        "REQUEST_URI",
+        "RAW_URI",
+        "HTTPS",
+    ]
+)
 MAX_URL_BYTES = 4094
 MAX_HEADER_BYTES = 8190
 
@@ -126,11 +153,16 @@ class CappedInput(io.RawIOBase):
 
 
 def capped(app: Flask) -> WSGIApplication:
-    """WSGI middleware: chunked bodies read through CappedInput, from the first reader on
-    (CSRF's form parsing runs before any view)."""
+    """WSGI middleware: the process's environment out of the request's, and chunked bodies
+    read through CappedInput, from the first reader on (CSRF's form parsing runs before any
+    view)."""
     inner = app.wsgi_app
+    # What the process was started with; what a request carries is CGI's and HTTP_*.
+    process_env = [k for k in os.environ if not k.startswith("HTTP_") and k not in CGI_KEYS]
 
     def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        for name in process_env:
+            environ.pop(name, None)
         if "wsgi.input_terminated" in environ and not environ.get("CONTENT_LENGTH"):
             environ["wsgi.input"] = CappedInput(environ["wsgi.input"], app.config.get("MAX_CONTENT_LENGTH"))
         return inner(environ, start_response)
