@@ -26,6 +26,15 @@ $(VENV)/.bench-installed: requirements.txt requirements-dev.txt requirements-ben
 
 bench-deps: $(VENV)/.bench-installed
 
+# Every bench the README quotes, one after another (each saves bench/results/<name>.json):
+# about two and a half hours on two cores. Run nothing else meanwhile: they measure the machine.
+BENCHES := servers.py "ingest.py --db sqlite --events 20000" "ingest.py --db postgres --events 20000" \
+	"api.py --db sqlite" "api.py --db postgres" "records.py --db sqlite" "records.py --db postgres" \
+	"events.py --db sqlite" "events.py --db postgres" "deliver.py" "connectors.py" \
+	"cdc.py --db sqlite" "cdc.py --db postgres" sqlite_floor.py pg_floor.py peers.py
+bench: $(VENV)/.bench-installed
+	for b in $(BENCHES); do $(PY) bench/$$b || exit 1; done
+
 run: $(VENV)/.run-installed
 	exec $(PY) -m hookstream_ui.runner
 

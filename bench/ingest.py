@@ -175,26 +175,32 @@ def summary(parts: list[dict]) -> dict:
     }
 
 
-def start_ceiling(tmp: Path, db_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The bare app on the same server, writing into the same database (psycopg 3 too)."""
+def start_ceiling(
+    tmp: Path, db_url: str, server: str = PRODUCTION_SERVER
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare app on `server`, writing into the same database (psycopg 3 too)."""
     env = dict(os.environ, DATABASE_URL=db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    # Its table (and SQLite's WAL mode) made first: two server processes switching a new
+    # database to WAL at once can find it locked.
+    subprocess.run([sys.executable, "-c", "import ceiling_app"], cwd=ROOT / "bench", env=env, check=True)
     port = free_port()
-    with open(tmp / "ceiling.log", "wb") as log:  # the server keeps its own descriptor
-        server = subprocess.Popen(
-            server_command(PRODUCTION_SERVER, port, "ceiling_app:app"),
+    with open(tmp / "ceiling.log", "ab") as log:  # the server keeps its own descriptor
+        proc = subprocess.Popen(
+            server_command(server, port, "ceiling_app:app"),
             cwd=ROOT / "bench",
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the bare app did not start:\n{(tmp / 'ceiling.log').read_text()[-2000:]}")
         try:
             http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/")
-            break
+            return proc, port
         except OSError:
             time.sleep(0.2)
-    return server, port
 
 
 def api(port: int, key: str, method: str, path: str, body: object = None) -> tuple[int, Any]:

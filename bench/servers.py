@@ -15,61 +15,26 @@ production serves from one.
 from __future__ import annotations
 
 import argparse
-import http.client
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    ROOT,
     SERVERS,
     Instance,
     database_url,
-    free_port,
     machine,
     process_cpu,
     save,
     server_command,
 )
-from bench.ingest import blast, signed_source, summary
+from bench.ingest import blast, signed_source, start_ceiling, summary
 
 LOADS = (16, 32, 64)  # concurrent keep-alive connections
 P99_LIMIT_MS = 100
-
-
-def wait_for(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("the server did not start")
-
-
-def bare(server: str, tmp: Path, db_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with open(tmp / "bare.log", "ab") as log:
-        proc = subprocess.Popen(
-            server_command(server, port, "ceiling_app:app"),
-            cwd=ROOT / "bench",
-            env=dict(os.environ, DATABASE_URL=db_url),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    wait_for(port, proc, tmp / "bare.log")
-    return proc, port
 
 
 def hookstream(server: str, tmp: Path) -> tuple[Instance, str]:
@@ -87,8 +52,17 @@ def measure(port: int, path: str, events: int, first: int, cpu: object) -> dict:
         parts[connections] = summary(
             [blast(port, path, start, start + events, events, True, cpu, connections)]
         )
-        parts[connections].pop("cpu_seconds")
     return parts
+
+
+def cpu_ms(runs: list[dict]) -> dict:
+    """CPU milliseconds per delivery of each part of the server, over every load and round."""
+    events = sum(p["events"] for run in runs for p in run.values())
+    parts = {k for run in runs for p in run.values() for k in p["cpu_seconds"] if k != "load"}
+    return {
+        k: round(1000 * sum(p["cpu_seconds"].get(k, 0) for run in runs for p in run.values()) / events, 3)
+        for k in sorted(parts)
+    }
 
 
 def score(parts: dict) -> int:
@@ -109,7 +83,7 @@ def main() -> int:
         for server in order:
             with tempfile.TemporaryDirectory(prefix="hookstream-bench-", ignore_cleanup_errors=True) as name:
                 tmp = Path(name)
-                proc, port = bare(server, tmp, f"sqlite:///{tmp / 'bare.db'}")
+                proc, port = start_ceiling(tmp, f"sqlite:///{tmp / 'bare.db'}", server)
                 try:
                     runs[server]["bare"].append(
                         measure(
@@ -144,6 +118,7 @@ def main() -> int:
             kind: {
                 "score_median": statistics.median(score(p) for p in parts),
                 "scores": [score(p) for p in parts],
+                "cpu_ms_per_delivery": cpu_ms(parts),
                 "runs": parts,
             }
             for kind, parts in kinds.items()
@@ -167,7 +142,8 @@ def main() -> int:
     for server, r in results.items():
         print(
             f"  {server:24} bare {r['bare']['score_median']:>6,}/s  hookstream {r['hookstream']['score_median']:>6,}/s"
-            f"  ratio {r['ratio']}"
+            f"  ratio {r['ratio']}  CPU ms a delivery: bare {r['bare']['cpu_ms_per_delivery']}, "
+            f"hookstream {r['hookstream']['cpu_ms_per_delivery']}"
         )
     print(f"  fastest for the bare app: {best}\n  saved {path}")
     return 0

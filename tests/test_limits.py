@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 1024 * 1024  # the default MAX_BODY_BYTES
 
 
-@pytest.fixture(params=["web server", "werkzeug"])
+@pytest.fixture(scope="module", params=["web server", "werkzeug"])
 def served(request, app, database_url, redis_url, tmp_root):
     """The app on a real HTTP server on 127.0.0.1: its production web server (granian, as
     `make run` starts it) or werkzeug's server in this process. Both decode chunked bodies

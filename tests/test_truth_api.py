@@ -789,9 +789,10 @@ def test_the_document_states_the_servers_own_limits(client):
 # --- 8. the web server's own refusals quote nothing back; the app's are the API's JSON ------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def served_port(app, database_url, redis_url, tmp_root):
-    """The app on its web server exactly as `make run` starts it."""
+    """The app on its web server exactly as `make run` starts it (one for the module: it
+    holds nothing of its own between requests)."""
     import os
 
     from tests.fixture_servers import web_server
