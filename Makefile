@@ -52,7 +52,7 @@ FAST := -m "not slow and not browser"
 test: $(VENV)/.dev-installed
 	$(PYTEST) $(FAST) $(COVERAGE) $(PYTEST_ARGS)
 
-# The rest: end-to-end tests with real workers, ingest writer, gunicorn, `make run`, chromium.
+# The rest: end-to-end tests with real workers, ingest writer, web server, `make run`, chromium.
 test-slow: $(VENV)/.dev-installed
 	$(PYTEST) -m "slow or browser" $(PYTEST_ARGS)
 

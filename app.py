@@ -1,4 +1,4 @@
-"""WSGI entry point: `gunicorn app:app`, `flask --app app ...`."""
+"""WSGI entry point: `granian --interface wsgi app:app`, `flask --app app ...`."""
 
 from hookstream_ui.observability.logs import configure_logging
 

@@ -1,5 +1,5 @@
 """/metrics: what it counts, who may read it, and that it adds up every process's counts
-(two gunicorn workers, RQ work horses forked per job)."""
+(two web server workers, RQ work horses forked per job)."""
 
 from __future__ import annotations
 
