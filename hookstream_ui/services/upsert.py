@@ -13,7 +13,6 @@ for one key still end in the newest state. The caller commits (with its checkpoi
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import time
@@ -28,7 +27,7 @@ from flask import current_app
 from psycopg import errors as pg_errors
 from sqlalchemy import CursorResult, DateTime, Delete, bindparam, delete, func, literal, or_, select, update
 
-from ..models import Binding, Collection, Record, RecordDeletion, RecordEvent, db
+from ..models import Binding, Collection, Record, RecordDeletion, db
 from ..models.base import sqlite_time, upsert_insert
 from ..values import documents, jsonpaths
 from ..values.records import (
@@ -800,25 +799,36 @@ def _finish_results(batch: _Batch, history: bool) -> None:
         result = results[index]
         if result is not None:
             results[index] = (result[0], result[1], key)
+    sqlite = db.engine.dialect.name == "sqlite"
     touched = [
-        {
-            "collection_id": batch.collection.id,
-            "record_key": key,
-            "event_id": batch.items[index].source_event_id,
-            "received_at": as_utc(batch.items[index].event_at) or batch.received_at,
-            "result": result[0],
-        }
+        (
+            batch.collection.id,
+            key,
+            batch.items[index].source_event_id,
+            _driver_time(as_utc(batch.items[index].event_at) or batch.received_at, sqlite),
+            result[0],
+        )
         for index, key in batch.item_keys.items()
         if history and (result := results[index]) and batch.items[index].source_event_id
     ]
     if touched:
-        db.session.connection().execute(_history_insert(db.engine.dialect.name), touched)
+        cursor = db.session.connection().connection.cursor()
+        try:  # the driver's: SQLAlchemy compiles an ON CONFLICT insert anew on every run
+            cursor.executemany(HISTORY_SQL["sqlite" if sqlite else "postgresql"], touched)
+        finally:
+            cursor.close()
 
 
-@functools.cache
-def _history_insert(dialect: str) -> Any:
-    """Built once per dialect: stored events write history on every batch."""
-    return upsert_insert(RecordEvent.__table__).on_conflict_do_nothing()
+HISTORY_COLUMNS = ("collection_id", "record_key", "event_id", "received_at", "result")
+HISTORY_SQL = {
+    dialect: f"INSERT INTO record_events ({', '.join(HISTORY_COLUMNS)}) "  # noqa: S608 - constants only
+    f"VALUES ({', '.join([mark] * len(HISTORY_COLUMNS))}) ON CONFLICT DO NOTHING"
+    for dialect, mark in (("sqlite", "?"), ("postgresql", "%s"))
+}
+
+
+def _driver_time(value: datetime, sqlite: bool) -> datetime | str:
+    return sqlite_time(value) if sqlite else value
 
 
 def _deleted(statement: Delete) -> int:
