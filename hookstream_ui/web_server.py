@@ -8,8 +8,9 @@ idle keep-alive connection holds no Python thread; the app runs in each worker's
 threads, which wait on the ingest writer's answers, hence many of them.
 
 What gunicorn's worker and config did, and where it is now:
-- Requests granian cannot parse (a bad request line or header, more than 100 headers) it
-  refuses itself, with an empty 400 or 431 that quotes nothing back. A URL or header that
+- Requests granian cannot parse (a bad request line or header, more than 100 headers, a
+  head past its 400 KiB buffer) it refuses itself, with an empty 400, 414 or 431 that quotes
+  nothing back. A URL or header that
   parses but is over our limit reaches the app, which answers 414 or 431 in the API's JSON
   shape (request_checks).
 - The access log is the app's (observability/requests): one line per answer, with the

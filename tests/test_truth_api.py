@@ -876,7 +876,6 @@ def _is_code(status: int) -> str:
         (b"GET /v1/collections HTTP/1.1 junk\r\nHost: x\r\n\r\n", 400),
         (b"G\x01T /v1/collections HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /v1/collections HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", 400),
-        (b"GET /v1/collections?q=" + b"x" * 500_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),
         (
             b"GET /v1/collections HTTP/1.1\r\nHost: x\r\n"
             + b"".join(b"X-%d: y\r\n" % n for n in range(120))
@@ -884,11 +883,20 @@ def _is_code(status: int) -> str:
             431,
         ),
     ],
-    ids=["bad-request-line", "bad-method", "bad-header", "past-the-buffer", "past-100-headers"],
+    ids=["bad-request-line", "bad-method", "bad-header", "past-100-headers"],
 )
 def test_requests_the_server_cannot_parse_are_refused_quoting_nothing(served_port, request_bytes, status):
     got, headers, body = _raw(served_port, request_bytes)
     assert got == status and body == b"" and headers["connection"] == "close"
+
+
+def test_a_request_line_past_the_servers_buffer_is_refused_quoting_nothing(served_port):
+    # granian answers 431 when its buffer fills before the line has ended, and 414 (a URI over
+    # 64 KiB) when the rest arrived in the read that filled it: which, depends on how the
+    # bytes arrive. Either way it never reaches the app, and nothing is quoted back.
+    line = b"GET /v1/collections?q=" + b"x" * 500_000 + b" HTTP/1.1\r\n"
+    got, headers, body = _raw(served_port, line + b"Host: x\r\n\r\n")
+    assert got in (414, 431) and body == b"" and headers["connection"] == "close"
 
 
 def test_the_app_still_answers_through_that_server(client, served_port):
