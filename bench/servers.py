@@ -1,6 +1,6 @@
 """Which WSGI server carries the most signed webhook deliveries at p99 under 100 ms.
 
-    .venv/bin/python bench/servers.py [--events 6000] [--rounds 2] [--only NAME ...]
+    .venv/bin/python bench/servers.py [--events 4000] [--rounds 3] [--only NAME ...]
 
 Serves the bare Flask app (bench/ceiling_app.py: checks the HMAC signature, inserts the
 body into SQLite) and then hookstream (with its ingest writer) from each server below, two
@@ -8,8 +8,8 @@ processes each as `make run` runs, and sends the same signed ~1 KB events as
 bench/ingest.py from 16, 32 and 64 keep-alive connections. A server's score is its best
 rate among the loads it answered with p99 under 100 ms. The servers take turns, round by
 round, so a slow spell of this shared machine falls on all. Saves
-bench/results/servers.json. gevent and granian are bench-only (`make bench-deps`) unless
-production serves from one.
+bench/results/servers.json. gunicorn and gevent are bench-only (`make bench-deps`);
+production serves from granian, the fastest here.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def score(parts: dict) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=6000, help="events at each load")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--events", type=int, default=4000, help="events at each load")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=list(SERVERS), choices=list(SERVERS))
     args = parser.parse_args()
     runs: dict[str, dict[str, list[dict]]] = {s: {"bare": [], "hookstream": []} for s in args.only}
