@@ -167,3 +167,37 @@ def records_of(collection_id: str) -> dict:
     db.session.expire_all()
     rows = db.session.scalars(select(Record).where(Record.collection_id == collection_id))
     return {r.record_key: r.data for r in rows}
+
+
+def assert_read_in_index_order(client, path: str, headers: dict, table: str, index: str) -> None:
+    """GET `path` runs one ordered query on `table`, and it reads `index` in list order: no
+    sort of the environment's rows (SQLite's temp b-tree; on PostgreSQL, with sorting off,
+    only an index can give the order)."""
+    from sqlalchemy import event as sa_event
+
+    from hookstream_ui.models import db
+
+    statements = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        if f"FROM {table}" in statement and "ORDER BY" in statement:
+            statements.append((statement, parameters))
+
+    sa_event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        assert client.get(path, headers=headers).status_code == 200
+    finally:
+        sa_event.remove(db.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = statements
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            plan = " | ".join(
+                row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert index in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            connection.exec_driver_sql("SET enable_sort = off")
+            plan = " | ".join(
+                row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
+            )
+            assert index in plan and "Sort" not in plan, plan

@@ -425,7 +425,7 @@ def test_delete_event_types(client, tenant):
 def test_a_collections_page_is_read_in_list_order_from_an_index(client, key, page):
     """A page of collections never sorts the environment's collections: at 3,000 that sort
     was most of a list's time."""
-    from sqlalchemy import event as sa_event
+    from tests.helpers import assert_read_in_index_order
 
     h = {"X-API-Key": key}
     for i in range(3):
@@ -434,27 +434,6 @@ def test_a_collections_page_is_read_in_list_order_from_an_index(client, key, pag
     query = "limit=1"
     if page == "cursor":
         query += "&cursor=" + client.get("/v1/collections?limit=1", headers=h).json["cursor"]
-    statements = []
-
-    def capture(_conn, _cursor, statement, parameters, _context, _many):
-        if "FROM collections" in statement and "ORDER BY" in statement:
-            statements.append((statement, parameters))
-
-    sa_event.listen(db.engine, "before_cursor_execute", capture)
-    try:
-        assert client.get(f"/v1/collections?{query}", headers=h).status_code == 200
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", capture)
-    ((statement, parameters),) = statements
-    with db.engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            plan = " | ".join(
-                row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            )
-            assert "ix_collections_env_created" in plan and "TEMP B-TREE" not in plan, plan
-        else:
-            connection.exec_driver_sql("SET enable_sort = off")  # only an index can then give the order
-            plan = " | ".join(
-                row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-            )
-            assert "ix_collections_env_created" in plan and "Sort" not in plan, plan
+    assert_read_in_index_order(
+        client, f"/v1/collections?{query}", h, "collections", "ix_collections_env_created"
+    )

@@ -526,7 +526,7 @@ def test_events_and_records_api(client, key):
 def test_every_events_page_is_read_in_list_order_from_an_index(client, key, query):
     """A page of events never sorts the environment's events: the newest page of a large
     log would otherwise cost as much as reading it all."""
-    from sqlalchemy import event as sa_event
+    from tests.helpers import assert_read_in_index_order
 
     sid = webhook(client, key)
     h = {"X-API-Key": key}
@@ -534,30 +534,7 @@ def test_every_events_page_is_read_in_list_order_from_an_index(client, key, quer
         client.post(f"/v1/ingest/{sid}", json={"data": {"id": f"o{i}", "email": f"user{i}@example.com"}})
     if query == "cursor":
         query = "limit=1&cursor=" + client.get("/v1/events?limit=1", headers=h).json["cursor"]
-    statements = []
-
-    def capture(_conn, _cursor, statement, parameters, _context, _many):
-        if "FROM events" in statement and "ORDER BY" in statement:
-            statements.append((statement, parameters))
-
-    sa_event.listen(db.engine, "before_cursor_execute", capture)
-    try:
-        assert client.get(f"/v1/events?{query.format(sid=sid)}", headers=h).status_code == 200
-    finally:
-        sa_event.remove(db.engine, "before_cursor_execute", capture)
-    ((statement, parameters),) = statements
-    with db.engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
-            plan = " | ".join(
-                row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            )
-            assert "USING INDEX ix_events_" in plan and "TEMP B-TREE" not in plan, plan
-        else:
-            connection.exec_driver_sql("SET enable_sort = off")  # only an index can then give the order
-            plan = " | ".join(
-                row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters)
-            )
-            assert "ix_events_" in plan and "Sort" not in plan, plan
+    assert_read_in_index_order(client, f"/v1/events?{query.format(sid=sid)}", h, "events", "ix_events_")
 
 
 def test_events_keep_through_the_index_migration_and_go_with_their_organization(app, client, key):
