@@ -10,9 +10,8 @@ threads, which wait on the ingest writer's answers, hence many of them.
 What gunicorn's worker and config did, and where it is now:
 - Requests granian cannot parse (a bad request line or header, more than 100 headers, a
   head past its 400 KiB buffer) it refuses itself, with an empty 400, 414 or 431 that quotes
-  nothing back. A URL or header that
-  parses but is over our limit reaches the app, which answers 414 or 431 in the API's JSON
-  shape (request_checks).
+  nothing back. A URL or header that parses but is over our limit reaches the app, which
+  answers 414 or 431 in the API's JSON shape (request_checks).
 - The access log is the app's (observability/requests): one line per answer, with the
   request id and without the query string, in LOG_FORMAT like every other line.
 - Metrics: `make run` names the folder every process counts into; a server started alone
